@@ -1,0 +1,1 @@
+"""Plexica plugin SDK."""

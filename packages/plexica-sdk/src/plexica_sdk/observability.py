@@ -1,0 +1,212 @@
+"""JSON logs with request context, Prometheus RED metrics and the request middleware.
+
+Shared by the platform's services and by every plugin so that all of them log and measure alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.registry import REGISTRY, Collector
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID_HEADER = "x-request-id"
+TRACE_ID_HEADER = "x-trace-id"
+_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+_SECRET_KEYS = frozenset(
+    {
+        "password",
+        "token",
+        "access_token",
+        "refresh_token",
+        "authorization",
+        "secret",
+        "client_secret",
+    }
+)
+
+HTTP_REQUESTS = Counter(
+    "plexica_http_requests_total",
+    "HTTP requests by service, method, route template and status.",
+    ["service", "method", "route", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "plexica_http_request_duration_seconds",
+    "HTTP request latency by service, method and route template.",
+    ["service", "method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0),
+)
+HTTP_IN_FLIGHT = Gauge(
+    "plexica_http_requests_in_flight", "HTTP requests being served.", ["service"]
+)
+
+
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in list(event):
+        if key.lower() in _SECRET_KEYS:
+            event[key] = "[redacted]"
+    return event
+
+
+def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> None:
+    """Route structlog and stdlib logging to one stream: JSON lines, or console on a terminal."""
+    as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        lambda _l, _m, e: {**e, "service": e.get("service", service)},
+        _redact,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "alembic"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # Our middleware writes one access line per request with context; uvicorn's would be a second.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def valid_id(value: str | None) -> str | None:
+    return value if value is not None and _ID_RE.match(value) else None
+
+
+class RequestContextMiddleware:
+    """Binds request and trace ids to the log context, times the request and counts it."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+        self.log = structlog.get_logger("plexica.access")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        if "trace_id" in state:
+            # Mounted behind another service of this process (the embedded gateway), which
+            # already assigned ids, logs the request and adds headers: only measure here.
+            await self._measure(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = valid_id(headers.get(REQUEST_ID_HEADER)) or new_id()
+        trace_id = valid_id(headers.get(TRACE_ID_HEADER)) or new_id()
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
+        state["trace_id"] = trace_id
+        state["request_id"] = request_id
+        extra = [(b"x-request-id", request_id.encode()), (b"x-trace-id", trace_id.encode())]
+
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        try:
+            status, elapsed = await self._measure(scope, receive, send_wrapper)
+        except Exception:
+            # Logged here with the request's context; the client gets the error shape, never
+            # a stack trace, and the server does not log the same failure a second time.
+            self.log.exception("unhandled_error", path=scope["path"])
+            if not started:
+                await JSONResponse(
+                    {
+                        "error": {
+                            "code": "internal_error",
+                            "message": "internal server error",
+                            "details": None,
+                        }
+                    },
+                    status_code=500,
+                )(scope, receive, send_wrapper)
+            return
+        route = _route_template(scope)
+        if route not in ("/health", "/metrics"):
+            self.log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
+
+    async def _measure(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, float]:
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        gauge = HTTP_IN_FLIGHT.labels(self.service)
+        gauge.inc()
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            gauge.dec()
+            elapsed = time.perf_counter() - start
+            route = _route_template(scope)
+            HTTP_REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
+            HTTP_LATENCY.labels(self.service, scope["method"], route).observe(elapsed)
+        return status, elapsed
+
+
+def _route_template(scope: Scope) -> str:
+    path = getattr(scope.get("route"), "path", None)
+    return str(path) if path else "unmatched"
+
+
+def register_collector(collector: Collector) -> None:
+    """Register a scrape-time collector once per process (apps may be created more than once)."""
+    with contextlib.suppress(ValueError):
+        REGISTRY.register(collector)
+
+
+async def metrics_endpoint(_: Request) -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

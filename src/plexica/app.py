@@ -1,0 +1,61 @@
+"""The core API service: ``create_app()`` is its composition root."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from plexica import __version__
+from plexica.kit.db import Database
+from plexica.kit.probes import add_dependency_checks
+from plexica.settings import Settings
+from plexica_sdk.service import create_service_app
+
+API_PREFIX = "/v1"
+
+
+def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
+    """The core API. ``db`` is passed in when the caller owns the engine (tests, embedded)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = db is None
+        database = db or Database(
+            settings.sqlalchemy_url,
+            pool_size=settings.database_pool_size,
+            statement_timeout_ms=settings.database_statement_timeout_ms,
+        )
+        app.state.db = database
+        add_dependency_checks(app.state.readiness, settings, database)
+        try:
+            yield
+        finally:
+            if own:
+                await database.dispose()
+
+    app = create_service_app(
+        "core",
+        title="Plexica core API",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    # Routers carry their full prefix (APIRouter(prefix=...)): include_router(prefix=...) would
+    # leave the un-prefixed template in the scope, and metrics label routes by template.
+    app.include_router(_info_router())
+    return app
+
+
+def _info_router() -> APIRouter:
+    router = APIRouter(prefix=API_PREFIX, tags=["platform"])
+
+    @router.get("/info", summary="Version and mode of this deployment")
+    async def info() -> dict[str, str]:
+        return {"name": "plexica", "version": __version__}
+
+    return router

@@ -1,0 +1,3 @@
+from plexica.cli.main import app
+
+app(prog_name="plexica")

@@ -1,0 +1,87 @@
+"""``plexica up``: the whole platform on one port, with an embedded PostgreSQL by default."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import structlog
+import typer
+
+from plexica import __version__
+from plexica.app import create_app
+from plexica.cli.common import fail, settings_or_exit
+from plexica.gateway.embedded import create_edge_app
+from plexica.kit.datadir import DataDir, DataDirBusyError
+from plexica.kit.db import Database
+from plexica.kit.migrate import upgrade_platform
+from plexica.kit.pgserver import EmbeddedPostgres, EmbeddedPostgresError
+from plexica.kit.server import PortInUseError, ensure_port_free, serve
+from plexica.settings import Settings
+from plexica.web.app import create_web_app
+from plexica_sdk.observability import configure_logging
+
+log = structlog.get_logger("plexica.up")
+
+
+def run_up(*, port: int, data_dir: Path | None, reset: bool, host: str) -> None:
+    overrides: dict[str, object] = {"port": port, "host": host}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    settings = settings_or_exit("plexica", **overrides)
+    configure_logging("plexica", settings.log_level, settings.log_format)
+    try:
+        ensure_port_free(host, port)
+    except PortInUseError as exc:
+        raise fail(f"{exc}; pass --port to use another") from None
+    try:
+        with DataDir(settings.data_dir) as held:
+            if reset:
+                held.reset()
+                typer.echo(f"reset: removed all data in {held.path}")
+            _run(settings, held.path)
+    except DataDirBusyError as exc:
+        raise fail(str(exc)) from None
+
+
+def _run(settings: Settings, data_dir: Path) -> None:
+    pg: EmbeddedPostgres | None = None
+    if settings.database_url is None:
+        pg = EmbeddedPostgres(data_dir)
+        try:
+            pg.start()
+        except EmbeddedPostgresError as exc:
+            raise fail(f"embedded PostgreSQL did not start: {exc}") from None
+        settings = settings.model_copy(update={"database_url": pg.url})
+        settings.__dict__.pop("sqlalchemy_url", None)
+    try:
+        asyncio.run(_migrate(settings))
+        core = create_app(settings)
+        edge = create_edge_app(core, create_web_app(settings), plugins={})
+        url = f"http://{settings.host}:{settings.port}"
+
+        def banner() -> None:
+            database = f"embedded PostgreSQL on 127.0.0.1:{pg.port}" if pg else "external"
+            typer.echo(
+                f"\nPlexica {__version__} is running\n"
+                f"  URL:       {url}/\n"
+                f"  API docs:  {url}/api/core/docs\n"
+                f"  Health:    {url}/health  {url}/ready  {url}/metrics\n"
+                f"  Data dir:  {data_dir}\n"
+                f"  Database:  {database}\n"
+                "Press Ctrl-C to stop.\n"
+            )
+
+        serve(edge, settings.host, settings.port, settings.shutdown_grace_seconds, banner)
+    finally:
+        if pg is not None:
+            pg.stop()
+            log.info("embedded_postgres_stopped")
+
+
+async def _migrate(settings: Settings) -> None:
+    db = Database(settings.sqlalchemy_url, pool_size=2)
+    try:
+        await upgrade_platform(db)
+    finally:
+        await db.dispose()

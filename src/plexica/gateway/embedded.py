@@ -1,0 +1,60 @@
+"""The in-process gateway of ``plexica up``: one port, routes to the core, plugins and web."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+from starlette._utils import get_route_path
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from plexica import __version__
+from plexica_sdk.errors import error_response
+from plexica_sdk.service import create_service_app
+
+CORE_PREFIX = "/api/core"
+PLUGINS_PREFIX = "/api/plugins/"
+
+
+class _PluginDispatch:
+    """Routes ``/api/plugins/<slug>/...`` to the plugin mounted under that slug."""
+
+    def __init__(self, plugins: Mapping[str, ASGIApp]) -> None:
+        self.plugins = plugins
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Starlette keeps the full path in a mounted scope and the mount point in root_path.
+        slug = get_route_path(scope).lstrip("/").partition("/")[0]
+        app = self.plugins.get(slug)
+        if app is None:
+            response = error_response(404, "not_found", "no such route")
+            await response(scope, receive, send)
+            return
+        await app(dict(scope, root_path=scope["root_path"] + "/" + slug), receive, send)
+
+
+def create_edge_app(core: FastAPI, web: FastAPI, plugins: Mapping[str, FastAPI]) -> FastAPI:
+    """Health, readiness and metrics of the edge are those of the core it fronts."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for app in (core, web, *plugins.values()):
+                await stack.enter_async_context(app.router.lifespan_context(app))
+            yield
+
+    edge = create_service_app(
+        "gateway",
+        title="Plexica",
+        version=__version__,
+        readiness=core.state.readiness,
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    edge.mount(CORE_PREFIX, core)
+    edge.mount(PLUGINS_PREFIX.rstrip("/"), _PluginDispatch(plugins))
+    edge.mount("/", web)
+    return edge

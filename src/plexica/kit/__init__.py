@@ -1,0 +1,1 @@
+"""Shared plumbing: database, errors, logging, metrics, health, embedded PostgreSQL."""

@@ -1,0 +1,89 @@
+"""The async engine, sessions bound to one schema per transaction, and pool metrics."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from plexica_sdk.observability import register_collector
+
+PLATFORM_SCHEMA = "platform"
+_SCHEMA_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def quote_ident(name: str) -> str:
+    """Quote a PostgreSQL identifier after checking it is one of ours."""
+    if not _SCHEMA_RE.match(name):
+        raise ValueError(f"not a valid schema identifier: {name!r}")
+    return '"' + name + '"'
+
+
+class Database:
+    """One engine per process. Sessions never leave tenant state on a pooled connection:
+    the search path is set with ``SET LOCAL`` and so ends with the transaction."""
+
+    def __init__(
+        self, url: str, *, pool_size: int = 10, statement_timeout_ms: int = 15_000
+    ) -> None:
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            connect_args={
+                "server_settings": {
+                    "application_name": "plexica",
+                    "statement_timeout": str(statement_timeout_ms),
+                },
+                # Prepared statements are cached per connection; a statement prepared under one
+                # tenant's search path must never be reused under another's.
+                "statement_cache_size": 0,
+            },
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        _DB_POOLS.append(self)
+
+    @asynccontextmanager
+    async def session(self, schema: str = PLATFORM_SCHEMA) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction, committed on success and rolled back on error."""
+        async with self.sessions() as session, session.begin():
+            await session.execute(text(f"SET LOCAL search_path TO {quote_ident(schema)}, public"))
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self in _DB_POOLS:
+            _DB_POOLS.remove(self)
+
+
+_DB_POOLS: list[Database] = []
+
+
+class _PoolCollector(Collector):
+    def collect(self) -> Iterable[Metric]:
+        size = GaugeMetricFamily("plexica_db_pool_size", "Connections the pool keeps open.")
+        used = GaugeMetricFamily("plexica_db_pool_checked_out", "Connections in use.")
+        for db in _DB_POOLS:
+            pool = db.engine.pool
+            size.add_metric([], float(getattr(pool, "size", lambda: 0)()))
+            used.add_metric([], float(getattr(pool, "checkedout", lambda: 0)()))
+        yield size
+        yield used
+
+
+register_collector(_PoolCollector())

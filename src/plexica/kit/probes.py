@@ -1,0 +1,40 @@
+"""Readiness checks for the servers a process depends on."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from plexica.kit.db import Database
+from plexica.settings import Settings
+from plexica_sdk.health import Readiness
+
+
+def tcp_check(host: str, port: int) -> Callable[[], Awaitable[None]]:
+    async def check() -> None:
+        _, writer = await asyncio.open_connection(host, port)
+        writer.close()
+        await writer.wait_closed()
+
+    return check
+
+
+def redis_check(url: str) -> Callable[[], Awaitable[object]]:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+
+    async def check() -> object:
+        return await client.ping()
+
+    return check
+
+
+def add_dependency_checks(readiness: Readiness, settings: Settings, db: Database | None) -> None:
+    if db is not None:
+        readiness.add("database", db.ping)
+    if settings.redis_url is not None:
+        readiness.add("redis", redis_check(str(settings.redis_url)))
+    if settings.kafka_brokers:
+        host, _, port = settings.kafka_brokers.split(",")[0].strip().rpartition(":")
+        readiness.add("kafka", tcp_check(host, int(port)))

@@ -1,0 +1,1 @@
+"""Two Alembic trees: ``platform`` (the platform schema) and ``tenant`` (each tenant schema)."""

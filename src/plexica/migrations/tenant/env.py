@@ -1,0 +1,13 @@
+"""Alembic environment for one tenant schema (``-x schema=tenant_<slug>`` via attributes)."""
+
+from alembic import context
+from sqlalchemy import text
+
+from plexica.kit.db import quote_ident
+
+connection = context.config.attributes["connection"]
+schema = context.config.attributes["schema"]
+connection.execute(text(f"SET search_path TO {quote_ident(schema)}, public"))
+context.configure(connection=connection, version_table_schema=schema)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,27 @@
+"""Find installed plugin distributions through the ``plexica.plugins`` entry-point group.
+
+Each entry point names a zero-argument factory that returns the plugin's ASGI (FastAPI) app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import cast
+
+from fastapi import FastAPI
+
+GROUP = "plexica.plugins"
+
+
+class PluginNotFoundError(LookupError):
+    pass
+
+
+def load_plugin_app(slug: str) -> FastAPI:
+    for ep in entry_points(group=GROUP):
+        if ep.name == slug:
+            factory = cast(Callable[[], FastAPI], ep.load())
+            return factory()
+    known = ", ".join(sorted(ep.name for ep in entry_points(group=GROUP))) or "none installed"
+    raise PluginNotFoundError(f"no plugin named {slug!r} (available: {known})")

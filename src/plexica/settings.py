@@ -1,0 +1,94 @@
+"""Typed settings for every Plexica process, read from ``PLEXICA_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+import platformdirs
+from pydantic import AnyHttpUrl, BeforeValidator, Field, PostgresDsn, RedisDsn, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "PLEXICA_"
+
+
+class SettingsError(Exception):
+    """A setting is unknown or malformed; the message is one line naming the variable."""
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+def _empty_to_none(value: object) -> object:
+    return None if value == "" else value
+
+
+def _asyncpg_url(url: str) -> str:
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+Optional = Annotated[str | None, BeforeValidator(_empty_to_none)]
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("plexica", appauthor=False))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    service: str = "core"
+    environment: str = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=1, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    log_format: LogFormat = LogFormat.AUTO
+
+    database_url: Annotated[PostgresDsn | None, BeforeValidator(_empty_to_none)] = None
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    redis_url: Annotated[RedisDsn | None, BeforeValidator(_empty_to_none)] = None
+    kafka_brokers: Optional = None
+    keycloak_url: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
+    storage_endpoint: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
+    storage_access_key: Optional = None
+    storage_secret_key: Optional = None
+
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        assert self.database_url is not None
+        return _asyncpg_url(str(self.database_url))
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise SettingsError with one readable line."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
+    # Variables that tools and tests set for themselves are not settings of a service.
+    unknown = [
+        k for k in unknown if not k.startswith((ENV_PREFIX + "TEST_", ENV_PREFIX + "PASSWORD"))
+    ]
+    if unknown:
+        raise SettingsError(f"unknown setting {unknown[0]} (known: {', '.join(sorted(known))})")
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        raise SettingsError(f"invalid setting {ENV_PREFIX}{field.upper()}: {err['msg']}") from None

@@ -1,0 +1,62 @@
+"""The worker process: background jobs beside a small health/ready/metrics server.
+
+Jobs (outbox relay, event delivery, fleet migrations, provisioning) register themselves in
+``create_worker_app``; each runs as a supervised task that is restarted after a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+
+from plexica import __version__
+from plexica.kit.db import Database
+from plexica.kit.probes import add_dependency_checks
+from plexica.settings import Settings
+from plexica_sdk.service import create_service_app
+
+Job = Callable[[Database, Settings], Awaitable[None]]
+log = structlog.get_logger("plexica.worker")
+
+JOBS: dict[str, Job] = {}
+
+
+async def _supervise(name: str, job: Job, db: Database, settings: Settings) -> None:
+    backoff = 1.0
+    while True:
+        try:
+            await job(db, settings)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job_failed", job=name, retry_in_s=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+
+def create_worker_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.sqlalchemy_url, pool_size=settings.database_pool_size)
+        add_dependency_checks(app.state.readiness, settings, db)
+        tasks = [
+            asyncio.create_task(_supervise(name, job, db, settings), name=name)
+            for name, job in JOBS.items()
+        ]
+        log.info("worker_started", jobs=sorted(JOBS))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await db.dispose()
+
+    return create_service_app(
+        "worker", title="Plexica worker", version=__version__, lifespan=lifespan, openapi_url=None
+    )

