@@ -10,14 +10,17 @@ from fastapi import APIRouter, FastAPI
 from plexica import __version__
 from plexica.kit.db import Database
 from plexica.kit.probes import add_dependency_checks
+from plexica.kit.security import TokenVerifier
 from plexica.settings import Settings
 from plexica_sdk.service import create_service_app
 
 API_PREFIX = "/v1"
 
 
-def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
-    """The core API. ``db`` is passed in when the caller owns the engine (tests, embedded)."""
+def create_app(
+    settings: Settings, db: Database | None = None, verifier: TokenVerifier | None = None
+) -> FastAPI:
+    """The core API. ``db`` and ``verifier`` are passed in when the caller owns them (tests)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,6 +48,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.verifier = verifier
     # Routers carry their full prefix (APIRouter(prefix=...)): include_router(prefix=...) would
     # leave the un-prefixed template in the scope, and metrics label routes by template.
     app.include_router(_info_router())

@@ -21,8 +21,8 @@ def alembic_config(tree: str) -> Config:
     return cfg
 
 
-def head(tree: str) -> str | None:
-    return ScriptDirectory.from_config(alembic_config(tree)).get_current_head()
+def heads(tree: str) -> tuple[str, ...]:
+    return tuple(ScriptDirectory.from_config(alembic_config(tree)).get_heads())
 
 
 def _upgrade(conn: Connection, tree: str, schema: str, target: str) -> None:
@@ -37,7 +37,7 @@ def _current(conn: Connection, schema: str) -> str | None:
     return ctx.get_current_revision()
 
 
-async def upgrade_platform(db: Database, target: str = "head") -> None:
+async def upgrade_platform(db: Database, target: str = "heads") -> None:
     async with db.engine.begin() as conn:
         # One migrator at a time across replicas: the others wait, then find nothing to do.
         await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('plexica.migrate'))")

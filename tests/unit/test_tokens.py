@@ -1,0 +1,78 @@
+"""JwtVerifier against real RS256 tokens: the attacks of the identity issue."""
+
+import base64
+import json
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from plexica_sdk.errors import UnauthenticatedError
+from tests.support.tokens import AUDIENCE, BASE, OPERATOR_REALM, StaticIssuers
+
+issuers = StaticIssuers()
+verifier = issuers.verifier()
+
+
+async def test_valid_operator_token() -> None:
+    p = await verifier.verify(issuers.token(roles=["super_admin"], email="op@example.com"))
+    assert p.is_operator
+    assert p.email == "op@example.com"
+    assert p.tenant_id is None
+
+
+def _b64(obj: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+def _claims() -> dict[str, object]:
+    now = int(time.time())
+    return {
+        "iss": f"{BASE}/{OPERATOR_REALM}",
+        "sub": "x",
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + 60,
+    }
+
+
+def _forged_tokens() -> dict[str, str]:
+    good = issuers.token()
+    head, _, sig = good.split(".")
+    public_pem = issuers.signing_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    import hashlib
+    import hmac
+
+    hs_head = _b64({"alg": "HS256", "kid": issuers.kid, "typ": "JWT"})
+    hs_body = _b64(_claims())
+    hs_sig = (
+        base64.urlsafe_b64encode(
+            hmac.new(public_pem, f"{hs_head}.{hs_body}".encode(), hashlib.sha256).digest()
+        )
+        .rstrip(b"=")
+        .decode()
+    )
+    return {
+        "expired": issuers.token(ttl=-3600),
+        "tampered": f"{head}.{_b64({**_claims(), 'sub': 'someone-else'})}.{sig}",
+        "wrong_audience": issuers.token(aud="another-api"),
+        "alg_none": f"{_b64({'alg': 'none', 'kid': issuers.kid})}.{_b64(_claims())}.",
+        "hs256_with_public_key": f"{hs_head}.{hs_body}.{hs_sig}",
+        "unknown_issuer": issuers.token(realm="plexica-nobody"),
+        "unknown_kid": jwt.encode(_claims(), issuers.signing_key, "RS256", headers={"kid": "nope"}),
+        "oversized": issuers.token(padding="x" * 10_000),
+        "garbage": "not.a.token",
+        "operator_with_tenant_claim": issuers.token(
+            tenant_id="00000000-0000-0000-0000-000000000001"
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(_forged_tokens()))
+async def test_bad_tokens_are_refused_alike(name: str) -> None:
+    with pytest.raises(UnauthenticatedError) as exc:
+        await verifier.verify(_forged_tokens()[name])
+    assert exc.value.message == "invalid token"
