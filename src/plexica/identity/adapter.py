@@ -1,0 +1,57 @@
+"""What provisioning and user management need from an identity provider.
+
+Two implementations: the built-in OIDC provider (embedded mode) and Keycloak (Admin REST API).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class RealmUser:
+    id: str
+    email: str
+    enabled: bool
+    roles: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class RealmClient:
+    client_id: str
+    public: bool
+    redirect_uris: tuple[str, ...] = ()
+    secret: str | None = None
+
+
+class IdentityAdapter(Protocol):
+    async def create_realm(self, realm: str, tenant_id: UUID | None) -> None:
+        """Create the realm with roles ``tenant_admin`` and ``member``, the public web client
+        (PKCE) and an audience + ``tenant_id`` claim in access tokens. Idempotent."""
+        ...
+
+    async def delete_realm(self, realm: str) -> None:
+        """Idempotent: deleting a missing realm succeeds."""
+        ...
+
+    async def set_realm_enabled(self, realm: str, enabled: bool) -> None: ...
+
+    async def create_user(
+        self, realm: str, email: str, password: str | None, roles: frozenset[str]
+    ) -> RealmUser: ...
+
+    async def list_users(self, realm: str) -> list[RealmUser]: ...
+
+    async def set_user_enabled(self, realm: str, user_id: str, enabled: bool) -> None: ...
+
+    async def set_user_roles(self, realm: str, user_id: str, roles: frozenset[str]) -> None: ...
+
+    async def create_client(
+        self, realm: str, client_id: str, *, public: bool, redirect_uris: tuple[str, ...] = ()
+    ) -> RealmClient: ...
+
+    async def rotate_keys(self, realm: str) -> None: ...
+
+    def issuer_url(self, realm: str) -> str: ...
