@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     environment: str = "development"
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
     data_dir: Path = Field(default_factory=default_data_dir)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     log_format: LogFormat = LogFormat.AUTO

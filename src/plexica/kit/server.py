@@ -1,4 +1,4 @@
-"""Run an ASGI app with uvicorn: draining on SIGINT/SIGTERM, our logging, clear port errors."""
+"""Run ASGI apps: granian worker processes for services, uvicorn in-process for ``plexica up``."""
 
 from __future__ import annotations
 
@@ -46,6 +46,34 @@ class _DrainingServer(uvicorn.Server):
         # uvicorn re-raises the signal after shutdown, which would kill us before our own
         # clean-up (stopping the embedded database) runs; a graceful stop is a success.
         self._captured_signals.clear()
+
+
+def serve_workers(
+    target: str, host: str, port: int, *, workers: int = 1, grace_seconds: float = 10.0
+) -> None:
+    """Serve the app factory ``target`` with granian (see ADR 0002) in worker processes."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    ensure_port_free(host, port)
+    Granian(
+        target,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        factory=True,
+        workers=workers,
+        websockets=False,
+        workers_kill_timeout=max(1, int(grace_seconds)),
+        respawn_failed_workers=True,
+        # Granian's own loggers go to the root handler that configure_logging installed.
+        log_dictconfig={
+            "loggers": {
+                "_granian": {"handlers": [], "propagate": True},
+                "granian.access": {"handlers": [], "propagate": True},
+            }
+        },
+    ).serve()
 
 
 def serve(

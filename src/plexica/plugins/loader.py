@@ -6,7 +6,7 @@ Each entry point names a zero-argument factory that returns the plugin's ASGI (F
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import cast
 
 from fastapi import FastAPI
@@ -18,10 +18,14 @@ class PluginNotFoundError(LookupError):
     pass
 
 
-def load_plugin_app(slug: str) -> FastAPI:
+def find_plugin(slug: str) -> EntryPoint:
     for ep in entry_points(group=GROUP):
         if ep.name == slug:
-            factory = cast(Callable[[], FastAPI], ep.load())
-            return factory()
+            return ep
     known = ", ".join(sorted(ep.name for ep in entry_points(group=GROUP))) or "none installed"
     raise PluginNotFoundError(f"no plugin named {slug!r} (available: {known})")
+
+
+def load_plugin_app(slug: str) -> FastAPI:
+    factory = cast(Callable[[], FastAPI], find_plugin(slug).load())
+    return factory()

@@ -1,0 +1,37 @@
+"""App factories that ``plexica serve`` hands to the ASGI server's worker processes.
+
+Each worker process builds its app from the environment (the parent has already validated it),
+so nothing but ``PLEXICA_*`` variables crosses the process boundary.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from plexica.settings import load_settings
+from plexica_sdk.observability import configure_logging
+
+PLUGIN_PREFIX = "plugin-"
+
+
+def create() -> FastAPI:
+    settings = load_settings()
+    configure_logging(settings.service, settings.log_level, settings.log_format)
+    service = settings.service
+    if service == "core":
+        from plexica.app import create_app
+
+        return create_app(settings)
+    if service == "worker":
+        from plexica.worker import create_worker_app
+
+        return create_worker_app(settings)
+    if service == "web":
+        from plexica.web.app import create_web_app
+
+        return create_web_app(settings)
+    if service.startswith(PLUGIN_PREFIX):
+        from plexica.plugins.loader import load_plugin_app
+
+        return load_plugin_app(service.removeprefix(PLUGIN_PREFIX))
+    raise ValueError(f"unknown service {service!r}")
