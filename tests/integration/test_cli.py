@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from plexica.kit.pgserver import free_port
+from tests.harness import servers
 
 PLEXICA = [sys.executable, "-m", "plexica.cli"]
 
@@ -58,8 +60,9 @@ def stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> str:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
-    d = tmp_path / "data"
+def data_dir() -> Iterator[Path]:
+    # Under the harness's session directory, which the server's user can always traverse.
+    d = servers.session_dir() / f"up-{uuid.uuid4().hex[:8]}"
     yield d
     # A failed test must not leave a server behind.
     pid_file = d / "pg" / "postmaster.pid"

@@ -6,13 +6,16 @@ run as root, so when we are root the server runs as an unprivileged system user.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import stat
 import subprocess
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,17 +150,21 @@ class EmbeddedPostgres:
         finally:
             pwfile.unlink(missing_ok=True)
 
+    def postmaster_pid(self) -> int | None:
+        """The PID of a live server for this data directory, read from ``postmaster.pid``.
+
+        Read directly (not through ``pg_ctl status`` as the server's user) so that a directory
+        the server's user can no longer reach still reports, and stops, its server.
+        """
+        try:
+            pid = int((self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+            os.kill(pid, 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+            return None
+        return pid
+
     def running(self) -> bool:
-        result = subprocess.run(
-            [str(self.bin / "pg_ctl"), "status", "-D", str(self.pgdata)],
-            capture_output=True,
-            check=False,
-            cwd=self.pgdata.parent,
-            user=self._as.uid,
-            group=self._as.gid,
-            extra_groups=None if self._as.uid is None else [],
-        )
-        return result.returncode == 0
+        return self.postmaster_pid() is not None
 
     def start(self) -> None:
         self.init()
@@ -186,6 +193,16 @@ class EmbeddedPostgres:
                 self.database,
             )  # fmt: skip
 
-    def stop(self) -> None:
-        if self.pgdata.exists() and self.running():
+    def stop(self, timeout: float = 30.0) -> None:
+        pid = self.postmaster_pid()
+        if pid is None:
+            return
+        try:
             self._cmd("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.pgdata))
+        except (EmbeddedPostgresError, subprocess.TimeoutExpired):
+            # SIGINT is PostgreSQL's own "fast shutdown"; the PID came from its pid file.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+            deadline = time.monotonic() + timeout
+            while self.postmaster_pid() is not None and time.monotonic() < deadline:
+                time.sleep(0.05)
