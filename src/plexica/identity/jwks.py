@@ -2,14 +2,16 @@
 
 Keys come from each issuer's JWKS endpoint (``<issuer>/protocol/openid-connect/certs``), the same
 for the built-in provider and Keycloak. Both caches are bounded in time: a token with an unknown
-``kid`` triggers at most one JWKS fetch per issuer per ``refetch_interval``, and an unknown issuer
-string at most one registry read per ``refetch_interval``, so forged tokens cannot make the
-verifier hammer the database or the provider.
+``kid`` triggers at most one JWKS fetch per issuer per ``refetch_interval``; an unknown issuer
+is looked up by primary key (so a tenant created a moment ago is accepted at once), remembered as
+unknown for ``refetch_interval``, and such look-ups are capped per second, so forged tokens cannot
+make the verifier hammer the database or the provider.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +27,7 @@ from plexica.kit.db import Database
 
 log = structlog.get_logger("plexica.identity.jwks")
 TENANT_REALM_PREFIX = "plexica-"
+_REALM_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
 
 
 @dataclass
@@ -43,6 +46,7 @@ class RealmIssuers:
         realms_ttl: float = 30.0,
         keys_ttl: float = 3600.0,
         refetch_interval: float = 5.0,
+        misses_per_second: int = 50,
     ) -> None:
         self.db = db
         self.prefix = base_url.rstrip("/") + "/realms/"
@@ -54,14 +58,43 @@ class RealmIssuers:
         self._realms_at = float("-inf")
         self._keys: dict[str, _Keys] = {}
         self._lock = asyncio.Lock()
+        self._unknown: dict[str, float] = {}
+        self.misses_per_second = misses_per_second
+        self._budget = misses_per_second
+        self._budget_at = float("-inf")
 
     async def issuer(self, url: str) -> Issuer | None:
         if not url.startswith(self.prefix):
             return None
         age = time.monotonic() - self._realms_at
-        if age > self.realms_ttl or (url not in self._issuers and age > self.refetch_interval):
+        if age > self.realms_ttl:
             await self._load_realms()
-        return self._issuers.get(url)
+        found = self._issuers.get(url)
+        if found is None:
+            found = await self._lookup(url)
+        return found
+
+    async def _lookup(self, url: str) -> Issuer | None:
+        now = time.monotonic()
+        if not _REALM_NAME.fullmatch(url.removeprefix(self.prefix)):
+            return None
+        if self._unknown.get(url, float("-inf")) > now - self.refetch_interval:
+            return None
+        if now - self._budget_at >= 1.0:
+            self._budget_at, self._budget = now, self.misses_per_second
+        if self._budget <= 0:
+            return None
+        self._budget -= 1
+        async with self.db.session() as session:
+            row = await repository.get_realm(session, url.removeprefix(self.prefix))
+        if row is None or not row["enabled"]:
+            if len(self._unknown) > 10_000:
+                self._unknown.clear()
+            self._unknown[url] = now
+            return None
+        issuer = _issuer(url, row["name"], row["tenant_id"])
+        self._issuers[url] = issuer
+        return issuer
 
     async def _load_realms(self) -> None:
         async with self._lock:
@@ -75,6 +108,7 @@ class RealmIssuers:
                 if r["enabled"]
             }
             self._realms_at = time.monotonic()
+            self._unknown.clear()
 
     async def key(self, issuer: Issuer, kid: str) -> Any | None:
         entry = self._keys.setdefault(issuer.url, _Keys())
@@ -133,7 +167,7 @@ class CachedPermissions:
 
 
 def build_verifier(
-    db: Database, base_url: str, http: httpx.AsyncClient, **resolver_options: float
+    db: Database, base_url: str, http: httpx.AsyncClient, *, refetch_interval: float = 5.0
 ) -> JwtVerifier:
-    resolver = RealmIssuers(db, base_url, http, **resolver_options)
+    resolver = RealmIssuers(db, base_url, http, refetch_interval=refetch_interval)
     return JwtVerifier(resolver, service.AUDIENCE, permissions=CachedPermissions(db))

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
 from plexica.identity import repository, service
+from plexica.identity.schemas import TokenResponse
 from plexica.identity.service import OAuthError
 from plexica.identity.throttle import LoginThrottle
 from plexica.kit.db import Database
@@ -313,29 +314,47 @@ async def token(realm: RealmName, request: Request) -> Response:
     base = _base(request)
     try:
         client_id, secret = _client_credentials(request, form)
-        async with _db(request).session() as session:
-            found = await _realm(session, realm)
-            if found is None:
-                raise OAuthError("invalid_request", "no such realm", 404)  # noqa: TRY301
-            client = await service.authenticate_client(session, realm, client_id, secret)
-            if grant_type == "authorization_code":
-                result = await service.exchange_code(
-                    session, found, client, code=str(form.get("code", "")),
-                    redirect_uri=_opt(form.get("redirect_uri")),
-                    verifier=_opt(form.get("code_verifier")), base_url=base,
-                )  # fmt: skip
-            elif grant_type == "refresh_token":
-                result = await service.refresh(
-                    session, found, client, str(form.get("refresh_token", "")), base
-                )
-            elif grant_type == "client_credentials":
-                scope = str(form.get("scope", "")).strip()
-                result = await service.client_credentials(session, found, client, scope, base)
-            else:
-                raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r}")  # noqa: TRY301
     except OAuthError as exc:
         return _oauth_error(exc)
+    # A refused grant still commits: the code stays spent and a replayed refresh token's chain
+    # stays revoked.
+    async with _db(request).session() as session:
+        try:
+            result = await _grant(
+                session, realm, grant_type, form, client_id=client_id, secret=secret, base=base
+            )
+        except OAuthError as exc:
+            return _oauth_error(exc)
     return JSONResponse(result.model_dump(exclude_none=True), headers=_NO_STORE)
+
+
+async def _grant(
+    session: AsyncSession,
+    realm: str,
+    grant_type: str,
+    form: Any,
+    *,
+    client_id: str | None,
+    secret: str | None,
+    base: str,
+) -> TokenResponse:
+    found = await _realm(session, realm)
+    if found is None:
+        raise OAuthError("invalid_request", "no such realm", 404)
+    client = await service.authenticate_client(session, realm, client_id, secret)
+    if grant_type == "authorization_code":
+        return await service.exchange_code(
+            session, found, client, code=str(form.get("code", "")),
+            redirect_uri=_opt(form.get("redirect_uri")),
+            verifier=_opt(form.get("code_verifier")), base_url=base,
+        )  # fmt: skip
+    if grant_type == "refresh_token":
+        token = str(form.get("refresh_token", ""))
+        return await service.refresh(session, found, client, token, base)
+    if grant_type == "client_credentials":
+        scope = str(form.get("scope", "")).strip()
+        return await service.client_credentials(session, found, client, scope, base)
+    raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
 
 
 def _opt(value: Any) -> str | None:

@@ -23,6 +23,7 @@ from uuid import UUID
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.identity import repository
@@ -162,10 +163,23 @@ async def jwks(session: AsyncSession, realm: str) -> dict[str, Any]:
     return {"keys": [k["public_jwk"] for k in await repository.keys(session, realm)]}
 
 
-async def _signer(session: AsyncSession, realm: str) -> tuple[str, str]:
+_PRIVATE_KEYS: dict[str, Any] = {}
+
+
+def _private_key(kid: str, pem: str) -> Any:
+    # Loading a PEM validates the RSA key, which costs tens of milliseconds: do it once per kid.
+    key = _PRIVATE_KEYS.get(kid)
+    if key is None:
+        if len(_PRIVATE_KEYS) > 1000:
+            _PRIVATE_KEYS.clear()
+        key = _PRIVATE_KEYS[kid] = serialization.load_pem_private_key(pem.encode(), None)
+    return key
+
+
+async def _signer(session: AsyncSession, realm: str) -> tuple[str, Any]:
     for key in await repository.keys(session, realm):
         if key["status"] == "active":
-            return str(key["kid"]), str(key["private_pem"])
+            return str(key["kid"]), _private_key(str(key["kid"]), str(key["private_pem"]))
     raise OAuthError("server_error", "the realm has no signing key", status=500)
 
 
