@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from argon2 import PasswordHasher
 
 from plexica.app import create_app
 from plexica.identity import service
@@ -25,6 +26,12 @@ from plexica.kit.db import Database
 from plexica.kit.pgserver import free_port
 from plexica.kit.provisioning import TenantRef
 from plexica.settings import Settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_argon2() -> None:
+    # Still argon2id, with parameters that cost milliseconds instead of a second on a busy CI box.
+    service.use_password_hasher(PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,9 @@ def bearer(token: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-async def operator(db: Database, live: Live, tmp_path_factory: pytest.TempPathFactory) -> OperatorCredentials:
+async def operator(
+    db: Database, live: Live, tmp_path_factory: pytest.TempPathFactory
+) -> OperatorCredentials:
     data_dir: Path = tmp_path_factory.mktemp("data")
     made = await bootstrap(db, live.url, live.settings.operator_email, data_dir)
     if made is None:  # an earlier session created the operator: give it a known password

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jwt
 import pytest
-from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.integrations.httpx_client import AsyncOAuth2Client  # type: ignore[import-untyped]
 
 from plexica.identity.builtin import BuiltinIdentity
 from plexica.kit.db import Database
@@ -17,7 +17,9 @@ from tests.identity.conftest import Live, bearer, form_fields, provision, set_pa
 REDIRECT = "http://app.example/callback"
 
 
-async def test_discovery_is_keycloak_shaped(live: Live, db: Database, http: httpx.AsyncClient) -> None:
+async def test_discovery_is_keycloak_shaped(
+    live: Live, db: Database, http: httpx.AsyncClient
+) -> None:
     tenant = await provision(db, live)
     iss = live.issuer(tenant.realm)
     disc = (await http.get(iss + "/.well-known/openid-configuration")).json()
@@ -37,12 +39,15 @@ async def _browser_login(
 ) -> httpx.Response:
     page = await http.get(authorize_url)
     assert page.status_code == 200, page.text
-    assert 'autocomplete="current-password"' in page.text and "<label" in page.text
+    assert 'autocomplete="current-password"' in page.text
+    assert "<label" in page.text
     fields = {**form_fields(page.text), "username": email, "password": password}
-    return await http.post(authorize_url.split("?")[0], data=fields)
+    return await http.post(authorize_url.split("?", maxsplit=1)[0], data=fields)
 
 
-async def test_authlib_code_flow_refresh_userinfo(live: Live, db: Database, http: httpx.AsyncClient) -> None:
+async def test_authlib_code_flow_refresh_userinfo(
+    live: Live, db: Database, http: httpx.AsyncClient
+) -> None:
     tenant = await provision(db, live)
     adapter = BuiltinIdentity(db, live.url)
     await adapter.create_client(tenant.realm, "test-web", public=True, redirect_uris=(REDIRECT,))
@@ -63,14 +68,17 @@ async def test_authlib_code_flow_refresh_userinfo(live: Live, db: Database, http
         assert answer.status_code == 303, answer.text
         location = answer.headers["location"]
         back = parse_qs(urlsplit(location).query)
-        assert back["state"] == [state] and back["iss"] == [iss]
+        assert back["state"] == [state]
+        assert back["iss"] == [iss]
 
         token = await oauth.fetch_token(
             disc["token_endpoint"], authorization_response=location, code_verifier=verifier
         )
         claims = jwt.decode(token["access_token"], options={"verify_signature": False})
-        assert claims["iss"] == iss and claims["aud"] == "plexica-api"
-        assert claims["azp"] == "test-web" and claims["email"] == tenant.admin_email
+        assert claims["iss"] == iss
+        assert claims["aud"] == "plexica-api"
+        assert claims["azp"] == "test-web"
+        assert claims["email"] == tenant.admin_email
         assert claims["tenant_id"] == str(tenant.id)
         assert claims["realm_access"]["roles"] == ["tenant_admin"]
 
@@ -102,7 +110,8 @@ async def test_authlib_code_flow_refresh_userinfo(live: Live, db: Database, http
         disc["token_endpoint"],
         data={"grant_type": "refresh_token", "refresh_token": old_refresh, "client_id": "test-web"},
     )
-    assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"
+    assert reuse.status_code == 400
+    assert reuse.json()["error"] == "invalid_grant"
     chain = await http.post(
         disc["token_endpoint"],
         data={"grant_type": "refresh_token", "refresh_token": renewed["refresh_token"],
@@ -125,12 +134,17 @@ async def test_client_credentials(live: Live, db: Database, http: httpx.AsyncCli
     assert made.secret
     iss = live.issuer(tenant.realm)
     async with AsyncOAuth2Client(
-        client_id="svc-crm", client_secret=made.secret, token_endpoint_auth_method="client_secret_basic"
+        client_id="svc-crm",
+        client_secret=made.secret,
+        token_endpoint_auth_method="client_secret_basic",
     ) as oauth:
-        token = await oauth.fetch_token(iss + "/protocol/openid-connect/token", grant_type="client_credentials")
+        token = await oauth.fetch_token(
+            iss + "/protocol/openid-connect/token", grant_type="client_credentials"
+        )
     assert "refresh_token" not in token
     me = (await http.get(live.url + "/v1/me", headers=bearer(token["access_token"]))).json()
-    assert me["is_service"] is True and me["client_id"] == "svc-crm"
+    assert me["is_service"] is True
+    assert me["client_id"] == "svc-crm"
     assert me["tenant_id"] == str(tenant.id)
     # Service tokens cannot manage users.
     users = await http.get(live.url + "/v1/users", headers=bearer(token["access_token"]))
@@ -140,7 +154,8 @@ async def test_client_credentials(live: Live, db: Database, http: httpx.AsyncCli
         iss + "/protocol/openid-connect/token",
         data={"grant_type": "client_credentials", "client_id": "svc-crm", "client_secret": "nope"},
     )
-    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "invalid_client"
     public = await http.post(
         iss + "/protocol/openid-connect/token",
         data={"grant_type": "client_credentials", "client_id": "plexica-cli"},
@@ -148,7 +163,9 @@ async def test_client_credentials(live: Live, db: Database, http: httpx.AsyncCli
     assert public.json()["error"] == "unauthorized_client"
 
 
-async def test_pkce_is_required_and_checked(live: Live, db: Database, http: httpx.AsyncClient) -> None:
+async def test_pkce_is_required_and_checked(
+    live: Live, db: Database, http: httpx.AsyncClient
+) -> None:
     tenant = await provision(db, live)
     await BuiltinIdentity(db, live.url).create_client(
         tenant.realm, "test-web", public=True, redirect_uris=(REDIRECT,)
@@ -156,7 +173,13 @@ async def test_pkce_is_required_and_checked(live: Live, db: Database, http: http
     password = await set_password(db, tenant.realm, tenant.admin_email)
     auth = live.issuer(tenant.realm) + "/protocol/openid-connect/auth"
     no_pkce = await http.get(
-        auth, params={"response_type": "code", "client_id": "test-web", "redirect_uri": REDIRECT, "state": "s"}
+        auth,
+        params={
+            "response_type": "code",
+            "client_id": "test-web",
+            "redirect_uri": REDIRECT,
+            "state": "s",
+        },
     )
     assert no_pkce.status_code == 302
     assert parse_qs(urlsplit(no_pkce.headers["location"]).query)["error"] == ["invalid_request"]
@@ -173,7 +196,8 @@ async def test_pkce_is_required_and_checked(live: Live, db: Database, http: http
                       "redirect_uri": "http://evil.example/cb", "code_challenge": "x" * 43,
                       "code_challenge_method": "S256"},
     )  # fmt: skip
-    assert evil.status_code == 400 and "location" not in evil.headers
+    assert evil.status_code == 400
+    assert "location" not in evil.headers
 
     async with AsyncOAuth2Client(
         client_id="test-web", redirect_uri=REDIRECT, code_challenge_method="S256",
@@ -188,10 +212,13 @@ async def test_pkce_is_required_and_checked(live: Live, db: Database, http: http
         data={"grant_type": "authorization_code", "code": code, "client_id": "test-web",
               "redirect_uri": REDIRECT, "code_verifier": secrets.token_urlsafe(48)},
     )  # fmt: skip
-    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+    assert wrong.status_code == 400
+    assert wrong.json()["error"] == "invalid_grant"
 
 
-async def test_login_form_needs_csrf_token(live: Live, db: Database, http: httpx.AsyncClient) -> None:
+async def test_login_form_needs_csrf_token(
+    live: Live, db: Database, http: httpx.AsyncClient
+) -> None:
     tenant = await provision(db, live)
     password = await set_password(db, tenant.realm, tenant.admin_email)
     params = {"response_type": "code", "client_id": "plexica-cli",
@@ -205,11 +232,14 @@ async def test_login_form_needs_csrf_token(live: Live, db: Database, http: httpx
         forged = await other.post(
             auth, data={**fields, "username": tenant.admin_email, "password": password}
         )
-    assert forged.status_code == 400 and "location" not in forged.headers
+    assert forged.status_code == 400
+    assert "location" not in forged.headers
     assert page.headers["x-frame-options"] == "DENY"
 
 
-async def test_logout_revokes_refresh_token(live: Live, db: Database, http: httpx.AsyncClient) -> None:
+async def test_logout_revokes_refresh_token(
+    live: Live, db: Database, http: httpx.AsyncClient
+) -> None:
     from plexica.identity.client import password_login
 
     tenant = await provision(db, live)
@@ -223,16 +253,28 @@ async def test_logout_revokes_refresh_token(live: Live, db: Database, http: http
     assert out.status_code == 204
     refused = await http.post(
         iss + "/protocol/openid-connect/token",
-        data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"], "client_id": "plexica-cli"},
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": body["refresh_token"],
+            "client_id": "plexica-cli",
+        },
     )
     assert refused.json()["error"] == "invalid_grant"
 
 
 @pytest.mark.parametrize("grant", ["password", "implicit", ""])
-async def test_unsupported_grants(live: Live, db: Database, http: httpx.AsyncClient, grant: str) -> None:
+async def test_unsupported_grants(
+    live: Live, db: Database, http: httpx.AsyncClient, grant: str
+) -> None:
     tenant = await provision(db, live)
     answer = await http.post(
         live.issuer(tenant.realm) + "/protocol/openid-connect/token",
-        data={"grant_type": grant, "client_id": "plexica-cli", "username": tenant.admin_email, "password": "x"},
+        data={
+            "grant_type": grant,
+            "client_id": "plexica-cli",
+            "username": tenant.admin_email,
+            "password": "x",
+        },
     )
-    assert answer.status_code == 400 and answer.json()["error"] == "unsupported_grant_type"
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "unsupported_grant_type"

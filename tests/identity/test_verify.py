@@ -40,7 +40,9 @@ def _hs256(claims: dict[str, Any], kid: str, secret: bytes) -> str:
     return signing_input + "." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
-async def test_attacks_are_refused_with_one_body(live: Live, db: Database, http: httpx.AsyncClient) -> None:
+async def test_attacks_are_refused_with_one_body(
+    live: Live, db: Database, http: httpx.AsyncClient
+) -> None:
     a = await provision(db, live)
     b = await provision(db, live)
     password = await set_password(db, a.realm, a.admin_email)
@@ -54,7 +56,7 @@ async def test_attacks_are_refused_with_one_body(live: Live, db: Database, http:
     def sign(**changes: Any) -> str:
         return jwt.encode({**claims, **changes}, pem, algorithm="RS256", headers={"kid": kid})
 
-    header, payload, signature = good.split(".")
+    header, _payload, signature = good.split(".")
     forged_payload = _b64({**claims, "realm_access": {"roles": ["super_admin"]}})
     public_jwk = (await http.get(live.issuer(a.realm) + "/protocol/openid-connect/certs")).json()
     attacks = {
@@ -80,10 +82,14 @@ async def test_attacks_are_refused_with_one_body(live: Live, db: Database, http:
     assert len(bodies) == 1, bodies
 
 
-async def test_tenant_a_cannot_see_tenant_b(live: Live, db: Database, http: httpx.AsyncClient) -> None:
+async def test_tenant_a_cannot_see_tenant_b(
+    live: Live, db: Database, http: httpx.AsyncClient
+) -> None:
     a = await provision(db, live)
     b = await provision(db, live)
-    token_a = await login(http, live, a.realm, a.admin_email, await set_password(db, a.realm, a.admin_email))
+    token_a = await login(
+        http, live, a.realm, a.admin_email, await set_password(db, a.realm, a.admin_email)
+    )
     users = (await http.get(live.url + "/v1/users", headers=bearer(token_a))).json()
     assert [u["email"] for u in users] == [a.admin_email]
     b_users = await BuiltinIdentity(db, live.url).list_users(b.realm)
@@ -130,13 +136,16 @@ async def test_unknown_kid_refetch_is_rate_bounded(live: Live, db: Database) -> 
     async with httpx.AsyncClient(event_hooks={"request": [count]}) as http:
         resolver = RealmIssuers(db, live.url, http, refetch_interval=60)
         issuer = await resolver.issuer(live.issuer(tenant.realm))
-        assert issuer is not None and issuer.tenant_slug == tenant.slug
+        assert issuer is not None
+        assert issuer.tenant_slug == tenant.slug
         for i in range(20):
             assert await resolver.key(issuer, f"forged-{i}") is None
     assert fetches == 1
 
 
-async def test_disabled_realm_is_not_an_issuer(live: Live, db: Database, http: httpx.AsyncClient) -> None:
+async def test_disabled_realm_is_not_an_issuer(
+    live: Live, db: Database, http: httpx.AsyncClient
+) -> None:
     tenant = await provision(db, live)
     password = await set_password(db, tenant.realm, tenant.admin_email)
     token = await login(http, live, tenant.realm, tenant.admin_email, password)

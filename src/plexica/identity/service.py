@@ -52,9 +52,16 @@ DEFAULT_PERMISSIONS: dict[str, frozenset[str]] = {
     MEMBER: frozenset(),
 }
 
-_hasher = PasswordHasher()
+_hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
 # Verified against when the account does not exist, so that both paths take as long.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def use_password_hasher(hasher: PasswordHasher) -> None:
+    """Replace the argon2 parameters (tests use cheaper ones; existing hashes still verify)."""
+    global _hasher, _DUMMY_HASH  # noqa: PLW0603 - one process-wide policy
+    _hasher = hasher
+    _DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
 
 
 class OAuthError(PlexicaError):
