@@ -110,9 +110,10 @@ async def operator(
 ) -> OperatorCredentials:
     data_dir: Path = tmp_path_factory.mktemp("data")
     made = await bootstrap(db, live.url, live.settings.operator_email, data_dir)
-    if made is None:  # an earlier session created the operator: give it a known password
-        password = await set_password(db, service.OPERATOR_REALM, live.settings.operator_email)
-        made = OperatorCredentials(live.settings.operator_email, password)
+    if made is None:  # another test bootstrapped the realm first: add an operator of our own
+        email = f"ops-{uuid.uuid4().hex[:8]}@example.com"
+        password = await add_user(db, live, service.OPERATOR_REALM, email, {"super_admin"})
+        made = OperatorCredentials(email, password)
     return made
 
 

@@ -53,15 +53,16 @@ DEFAULT_PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
-# Verified against when the account does not exist, so that both paths take as long.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+# Verified against when the account does not exist, so that both paths take as long. Made on
+# first use: hashing costs about a second on a busy machine, too much for every CLI start.
+_dummy_hash: str | None = None
 
 
 def use_password_hasher(hasher: PasswordHasher) -> None:
     """Replace the argon2 parameters (tests use cheaper ones; existing hashes still verify)."""
-    global _hasher, _DUMMY_HASH  # noqa: PLW0603 - one process-wide policy
+    global _hasher, _dummy_hash  # noqa: PLW0603 - one process-wide policy
     _hasher = hasher
-    _DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
+    _dummy_hash = None
 
 
 class OAuthError(PlexicaError):
@@ -108,10 +109,12 @@ async def hash_password(password: str) -> str:
 
 
 async def _verify_password(stored: str | None, password: str) -> bool:
+    global _dummy_hash  # noqa: PLW0603 - computed once per process
+    if stored is None and _dummy_hash is None:
+        _dummy_hash = await hash_password(secrets.token_urlsafe(16))
     try:
-        return await asyncio.to_thread(_hasher.verify, stored or _DUMMY_HASH, password) and bool(
-            stored
-        )
+        ok = await asyncio.to_thread(_hasher.verify, stored or _dummy_hash or "", password)
+        return ok and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import structlog
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from sqlalchemy.exc import SQLAlchemyError
 
 from plexica.identity.bootstrap import bootstrap
 from plexica.identity.builtin import BuiltinIdentity
@@ -15,6 +19,22 @@ from plexica.identity.jwks import build_verifier
 from plexica.identity.throttle import MemoryThrottle, RedisThrottle
 from plexica.kit.db import Database
 from plexica.settings import Settings
+
+log = structlog.get_logger("plexica.identity")
+
+
+async def _bootstrap_when_db_is_up(db: Database, settings: Settings) -> None:
+    """The operator realm, retried: a core whose database is down still starts (and is unready)."""
+    delay = 0.5
+    while True:
+        try:
+            await bootstrap(db, settings.public_base_url, settings.operator_email, None)
+        except (OSError, SQLAlchemyError) as exc:
+            log.warning("identity_bootstrap_retry", error=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+        else:
+            return
 
 
 @asynccontextmanager
@@ -26,8 +46,9 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
         app.state.login_throttle = RedisThrottle(redis)
     else:
         app.state.login_throttle = MemoryThrottle()
+    ensure_realm: asyncio.Task[None] | None = None
     if settings.keycloak_url is None:
-        await bootstrap(db, settings.public_base_url, settings.operator_email, None)
+        ensure_realm = asyncio.create_task(_bootstrap_when_db_is_up(db, settings))
         if getattr(app.state, "identity", None) is None:
             app.state.identity = BuiltinIdentity(db, settings.public_base_url)
     transport = getattr(app.state, "jwks_transport", None)
@@ -40,5 +61,9 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
         finally:
             if own_verifier:
                 app.state.verifier = None
+            if ensure_realm is not None:
+                ensure_realm.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ensure_realm
             if redis is not None:
                 await redis.aclose()
