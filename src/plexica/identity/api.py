@@ -22,7 +22,7 @@ from plexica.identity.schemas import (
 from plexica.kit.db import Database
 from plexica.kit.security import PrincipalDep, require_permission
 from plexica_sdk.context import Principal
-from plexica_sdk.errors import ForbiddenError, NotFoundError
+from plexica_sdk.errors import ForbiddenError, NotFoundError, UnavailableError
 
 me_router = APIRouter(prefix="/v1/me", tags=["identity"])
 users_router = APIRouter(prefix="/v1/users", tags=["identity"])
@@ -59,7 +59,9 @@ def _realm_of(principal: Principal) -> str:
 
 
 def _adapter(request: Request) -> IdentityAdapter:
-    adapter: IdentityAdapter = request.app.state.identity
+    adapter: IdentityAdapter | None = getattr(request.app.state, "identity", None)
+    if adapter is None:
+        raise UnavailableError("no identity provider is configured on this service")
     return adapter
 
 

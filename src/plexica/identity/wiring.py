@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy.exc import SQLAlchemyError
 
+from plexica.identity import repository, service
 from plexica.identity.bootstrap import bootstrap
 from plexica.identity.builtin import BuiltinIdentity
 from plexica.identity.jwks import build_verifier
@@ -21,10 +22,12 @@ from plexica.kit.db import Database
 from plexica.settings import Settings
 
 log = structlog.get_logger("plexica.identity")
+SWEEP_SECONDS = 600.0
 
 
-async def _bootstrap_when_db_is_up(db: Database, settings: Settings) -> None:
-    """The operator realm, retried: a core whose database is down still starts (and is unready)."""
+async def _maintain(db: Database, settings: Settings) -> None:
+    """The operator realm, retried (a core whose database is down still starts, unready), then a
+    periodic sweep of expired grants."""
     delay = 0.5
     while True:
         try:
@@ -34,7 +37,15 @@ async def _bootstrap_when_db_is_up(db: Database, settings: Settings) -> None:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
         else:
-            return
+            break
+    while True:
+        # Spent codes are deleted on use; expired codes and refresh tokens are swept here.
+        await asyncio.sleep(SWEEP_SECONDS)
+        try:
+            async with db.session() as session:
+                await repository.purge_expired(session, service.now_utc())
+        except (OSError, SQLAlchemyError) as exc:
+            log.warning("identity_sweep_failed", error=str(exc))
 
 
 @asynccontextmanager
@@ -48,7 +59,7 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
         app.state.login_throttle = MemoryThrottle()
     ensure_realm: asyncio.Task[None] | None = None
     if settings.keycloak_url is None:
-        ensure_realm = asyncio.create_task(_bootstrap_when_db_is_up(db, settings))
+        ensure_realm = asyncio.create_task(_maintain(db, settings))
         if getattr(app.state, "identity", None) is None:
             app.state.identity = BuiltinIdentity(db, settings.public_base_url)
     transport = getattr(app.state, "jwks_transport", None)
