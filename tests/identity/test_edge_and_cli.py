@@ -136,3 +136,13 @@ def test_cli_reset_password_and_token(live: Live, database_url: str) -> None:
     assert refused.exit_code == 1
     assert "Invalid email or password" in refused.output
     assert os.environ.get("PLEXICA_PASSWORD") is None
+
+
+async def test_builtin_provider_is_off_when_keycloak_is_the_provider(
+    database_url: str, db: Database
+) -> None:
+    settings = Settings(database_url=database_url, keycloak_url="http://127.0.0.1:1")
+    async for client in running(create_app(settings, db=db)):
+        answer = await client.get(f"/realms/{OPERATOR_REALM}/.well-known/openid-configuration")
+        assert answer.status_code == 404
+        assert answer.json()["error"]["code"] == "not_found"

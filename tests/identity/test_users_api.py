@@ -137,6 +137,21 @@ async def test_plugin_permissions_granted_per_tenant(
     other = (await http.get(live.url + "/v1/roles/member/permissions", headers=admin_b)).json()
     assert other["permissions"] == []
 
+    revoked = await http.delete(
+        live.url + "/v1/roles/member/permissions/crm:deal:write", headers=admin_a
+    )
+    assert revoked.json()["permissions"] == []
+    me = (await http.get(live.url + "/v1/me", headers=bearer(member))).json()
+    assert me["permissions"] == []
+
+    admin_me = (await http.get(live.url + "/v1/me", headers=admin_a)).json()
+    demote = await http.put(
+        live.url + f"/v1/users/{admin_me['subject']}/roles",
+        headers=admin_a,
+        json={"roles": ["member"]},
+    )
+    assert demote.status_code == 403
+
 
 async def test_audit_scopes_and_login_failures(
     live: Live, db: Database, http: httpx.AsyncClient, operator: OperatorCredentials

@@ -21,13 +21,14 @@ from plexica.identity.schemas import (
 )
 from plexica.kit.db import Database
 from plexica.kit.security import PrincipalDep, require_permission
-from plexica_sdk.context import Principal
+from plexica_sdk.context import SUPER_ADMIN, TENANT_ADMIN, Principal
 from plexica_sdk.errors import ForbiddenError, NotFoundError, UnavailableError
 
 me_router = APIRouter(prefix="/v1/me", tags=["identity"])
 users_router = APIRouter(prefix="/v1/users", tags=["identity"])
 roles_router = APIRouter(prefix="/v1/roles", tags=["identity"])
 
+ADMIN_ROLES = frozenset({TENANT_ADMIN, SUPER_ADMIN})
 ReadUsers = Annotated[Principal, Depends(require_permission("identity:users:read"))]
 WriteUsers = Annotated[Principal, Depends(require_permission("identity:users:write"))]
 WriteRoles = Annotated[Principal, Depends(require_permission("identity:roles:write"))]
@@ -134,6 +135,8 @@ async def set_roles(
 ) -> User:
     realm = _realm_of(principal)
     roles = service.check_roles(realm, body.roles)
+    if str(user_id) == principal.subject and not roles & principal.roles & ADMIN_ROLES:
+        raise ForbiddenError("you cannot remove your own administrator role")
     adapter = _adapter(request)
     before = await _find(adapter, realm, user_id)
     await adapter.set_user_roles(realm, str(user_id), roles)
@@ -178,8 +181,33 @@ async def grant_role_permissions(
             session, audit.actor_of(principal), "identity.role.permissions_granted", tenant_id,
             f"role:{role}", before, after,
         )  # fmt: skip
+    _invalidate_permissions(request)
+    return RolePermissions(role=role, permissions=after)
+
+
+@roles_router.delete(
+    "/{role}/permissions/{permission}", summary="Take a permission from a role in this tenant"
+)
+async def revoke_role_permission(
+    request: Request, principal: WriteRoles, role: str, permission: str
+) -> RolePermissions:
+    tenant_id = _tenant_of(principal)
+    service.check_roles("plexica-" + (principal.tenant_slug or ""), [role])
+    async with _db(request).session() as session:
+        before = await service.role_permissions(session, tenant_id, role)
+        await service.revoke_permissions(session, tenant_id, role, [permission])
+        after = await service.role_permissions(session, tenant_id, role)
+        if before != after:
+            await audit.record(
+                session, audit.actor_of(principal), "identity.role.permissions_revoked",
+                tenant_id, f"role:{role}", before, after,
+            )  # fmt: skip
+    _invalidate_permissions(request)
+    return RolePermissions(role=role, permissions=after)
+
+
+def _invalidate_permissions(request: Request) -> None:
     verifier = request.app.state.verifier
     invalidate = getattr(getattr(verifier, "permissions", None), "invalidate", None)
     if callable(invalidate):
         invalidate()
-    return RolePermissions(role=role, permissions=after)

@@ -13,7 +13,7 @@ from html import escape
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,8 +24,19 @@ from plexica.identity.service import OAuthError
 from plexica.identity.throttle import LoginThrottle
 from plexica.kit.db import Database
 from plexica.settings import Settings
+from plexica_sdk.errors import NotFoundError
 
-router = APIRouter(prefix="/realms", tags=["oidc"], include_in_schema=False)
+
+def _builtin_only(request: Request) -> None:
+    settings: Settings = request.app.state.settings
+    if settings.keycloak_url is not None:
+        # Keycloak is the provider: the registry's realms are not served from here.
+        raise NotFoundError("no such route")
+
+
+router = APIRouter(
+    prefix="/realms", tags=["oidc"], include_in_schema=False, dependencies=[Depends(_builtin_only)]
+)
 
 RealmName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
 CSRF_COOKIE = "plexica_csrf"

@@ -204,6 +204,7 @@ async def create_user(
     session: AsyncSession, realm: str, email: str, password: str | None, roles: Iterable[str]
 ) -> User:
     wanted = check_roles(realm, roles)
+    email = email.strip().lower()
     user_id = uuid.uuid4()
     hashed = await hash_password(password) if password else None
     inserted = await repository.insert_user(
@@ -239,7 +240,7 @@ async def set_user_roles(
 
 
 async def set_password(session: AsyncSession, realm: str, email: str, password: str) -> User:
-    row = await repository.user_by_email(session, realm, email)
+    row = await repository.user_by_email(session, realm, email.strip().lower())
     if row is None:
         raise NotFoundError("no such user")
     await repository.update_user(session, row["id"], password_hash=await hash_password(password))
