@@ -15,6 +15,7 @@ from plexica.settings import Settings
 
 user_app = typer.Typer(no_args_is_help=True, help="Manage users of the built-in provider.")
 DATABASE_URL_FILE = "database.url"
+UP_DEFAULT_URL = "http://127.0.0.1:8000"  # where `plexica up` listens unless told otherwise
 
 TenantOption = Annotated[
     str | None, typer.Option(help="Tenant slug (default: the operator realm).")
@@ -50,7 +51,8 @@ def token(
     user: Annotated[str, typer.Option(help="The user's email.")],
     tenant: TenantOption = None,
     url: Annotated[
-        str | None, typer.Option(help="Public URL of the platform (default PLEXICA_PUBLIC_URL).")
+        str | None,
+        typer.Option(help="Platform URL (default: PLEXICA_PUBLIC_URL, else plexica up's)."),
     ] = None,
 ) -> None:
     """Print an access token (password from PLEXICA_PASSWORD or a prompt)."""
@@ -59,7 +61,10 @@ def token(
 
     settings = settings_or_exit("cli")
     password = os.environ.get("PLEXICA_PASSWORD") or typer.prompt("Password", hide_input=True)
-    issuer = issuer_url(url or settings.issuer_base_url, realm_of(tenant))
+    if url is None:
+        explicit = settings.keycloak_url or settings.public_url
+        url = str(explicit).rstrip("/") if explicit else UP_DEFAULT_URL
+    issuer = issuer_url(url, realm_of(tenant))
 
     async def run() -> str:
         async with httpx.AsyncClient(timeout=15.0) as http:
