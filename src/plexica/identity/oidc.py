@@ -165,6 +165,7 @@ def _login_form(
     email: str = "",
     error: str | None = None,
     status: int = 200,
+    secure: bool = False,
 ) -> HTMLResponse:
     hidden = "".join(
         f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">' for k, v in params.items()
@@ -187,7 +188,7 @@ def _login_form(
     response = _page("Sign in", body, status)
     response.set_cookie(
         CSRF_COOKIE, csrf, httponly=True, samesite="lax", path="/realms/" + realm,
-        secure=False, max_age=1800,
+        secure=secure, max_age=1800,
     )  # fmt: skip
     return response
 
@@ -235,7 +236,11 @@ async def authorize(realm: RealmName, request: Request) -> Response:
         _, stop = await _check_authorize(session, realm, params)
     if stop is not None:
         return stop
-    return _login_form(realm, params, secrets.token_urlsafe(24))
+    return _login_form(realm, params, secrets.token_urlsafe(24), secure=_https(request))
+
+
+def _https(request: Request) -> bool:
+    return _base(request).startswith("https://")
 
 
 def _address(request: Request) -> str:
@@ -260,13 +265,14 @@ async def login(realm: RealmName, request: Request) -> Response:
             return _login_form(
                 realm, params, secrets.token_urlsafe(24), email=email,
                 error="Your sign-in form expired. Please try again.", status=400,
+                secure=_https(request),
             )  # fmt: skip
         wait = await throttle.blocked(realm, email, _address(request))
         if wait > 0:
             response = _login_form(
                 realm, params, csrf_cookie, email=email,
                 error=f"Too many failed attempts. Try again in {int(wait) + 1} seconds.",
-                status=429,
+                status=429, secure=_https(request),
             )  # fmt: skip
             response.headers["Retry-After"] = str(int(wait) + 1)
             return response
@@ -280,7 +286,7 @@ async def login(realm: RealmName, request: Request) -> Response:
             )  # fmt: skip
             return _login_form(
                 realm, params, csrf_cookie, email=email, error="Invalid email or password.",
-                status=401,
+                status=401, secure=_https(request),
             )  # fmt: skip
         await throttle.succeeded(realm, email)
         code = await service.create_code(
