@@ -8,6 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from plexica import __version__
+from plexica.audit.api import router as audit_router
+from plexica.identity.api import me_router, roles_router, users_router
+from plexica.identity.oidc import router as oidc_router
+from plexica.identity.wiring import identity_lifespan
 from plexica.kit.db import Database
 from plexica.kit.probes import add_dependency_checks
 from plexica.kit.security import TokenVerifier
@@ -33,7 +37,8 @@ def create_app(
         app.state.db = database
         add_dependency_checks(app.state.readiness, settings, database)
         try:
-            yield
+            async with identity_lifespan(app, settings, database):
+                yield
         finally:
             if own:
                 await database.dispose()
@@ -52,6 +57,11 @@ def create_app(
     # Routers carry their full prefix (APIRouter(prefix=...)): include_router(prefix=...) would
     # leave the un-prefixed template in the scope, and metrics label routes by template.
     app.include_router(_info_router())
+    app.include_router(oidc_router)
+    app.include_router(me_router)
+    app.include_router(users_router)
+    app.include_router(roles_router)
+    app.include_router(audit_router)
     return app
 
 

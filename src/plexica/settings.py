@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     redis_url: Annotated[RedisDsn | None, BeforeValidator(_empty_to_none)] = None
     kafka_brokers: Optional = None
     keycloak_url: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
+    # The URL users reach the platform at: the built-in provider's issuers live under it.
+    public_url: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
+    operator_email: str = Field(default="admin@plexica.local", pattern=r"^[^@\s]+@[^@\s]+$")
     storage_endpoint: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
     storage_access_key: Optional = None
     storage_secret_key: Optional = None
@@ -71,6 +74,19 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         assert self.database_url is not None
         return _asyncpg_url(str(self.database_url))
+
+    @property
+    def public_base_url(self) -> str:
+        if self.public_url is not None:
+            return str(self.public_url).rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def issuer_base_url(self) -> str:
+        """Where the realms' issuers live: Keycloak when configured, else the built-in provider."""
+        if self.keycloak_url is not None:
+            return str(self.keycloak_url).rstrip("/")
+        return self.public_base_url
 
     @property
     def embedded_database(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import structlog
@@ -11,7 +12,10 @@ import typer
 from plexica import __version__
 from plexica.app import create_app
 from plexica.cli.common import fail, settings_or_exit
+from plexica.cli.identity import write_database_url
 from plexica.gateway.embedded import create_edge_app
+from plexica.identity.bootstrap import CREDENTIALS_FILE, OperatorCredentials, bootstrap
+from plexica.identity.service import OPERATOR_REALM
 from plexica.kit.datadir import DataDir, DataDirBusyError
 from plexica.kit.db import Database
 from plexica.kit.migrate import upgrade_platform
@@ -26,6 +30,9 @@ log = structlog.get_logger("plexica.up")
 
 def run_up(*, port: int, data_dir: Path | None, reset: bool, host: str) -> None:
     overrides: dict[str, object] = {"port": port, "host": host}
+    if not os.environ.get("PLEXICA_PUBLIC_URL"):
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - compared only
+        overrides["public_url"] = f"http://{shown}:{port}"
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     settings = settings_or_exit("plexica", **overrides)
@@ -54,8 +61,9 @@ def _run(settings: Settings, data_dir: Path) -> None:
             raise fail(f"embedded PostgreSQL did not start: {exc}") from None
         settings = settings.model_copy(update={"database_url": pg.url})
         settings.__dict__.pop("sqlalchemy_url", None)
+        write_database_url(data_dir, pg.url)
     try:
-        asyncio.run(_migrate(settings))
+        operator = asyncio.run(_migrate(settings, data_dir))
         core = create_app(settings)
         edge = create_edge_app(core, create_web_app(settings), plugins={})
         url = f"http://{settings.host}:{settings.port}"
@@ -69,8 +77,17 @@ def _run(settings: Settings, data_dir: Path) -> None:
                 f"  Health:    {url}/health  {url}/ready  {url}/metrics\n"
                 f"  Data dir:  {data_dir}\n"
                 f"  Database:  {database}\n"
-                "Press Ctrl-C to stop.\n"
+                f"  OIDC:      {settings.public_base_url}/realms/{OPERATOR_REALM}\n"
             )
+            if operator is not None:
+                # Shown once, on the start that created the operator; also kept (0600) in
+                # the data dir. Printed to the terminal only, never to the logs.
+                typer.echo(
+                    f"  First operator: {operator.email}\n"
+                    f"  Password:       {operator.password}\n"
+                    f"  (also in {data_dir / CREDENTIALS_FILE})"
+                )
+            typer.echo("Press Ctrl-C to stop.\n")
 
         serve(edge, settings.host, settings.port, settings.shutdown_grace_seconds, banner)
     finally:
@@ -79,9 +96,12 @@ def _run(settings: Settings, data_dir: Path) -> None:
             log.info("embedded_postgres_stopped")
 
 
-async def _migrate(settings: Settings) -> None:
+async def _migrate(settings: Settings, data_dir: Path) -> OperatorCredentials | None:
     db = Database(settings.sqlalchemy_url, pool_size=2)
     try:
         await upgrade_platform(db)
+        if settings.keycloak_url is not None:
+            return None
+        return await bootstrap(db, settings.public_base_url, settings.operator_email, data_dir)
     finally:
         await db.dispose()

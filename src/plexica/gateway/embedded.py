@@ -15,6 +15,21 @@ from plexica_sdk.service import create_service_app
 
 CORE_PREFIX = "/api/core"
 PLUGINS_PREFIX = "/api/plugins/"
+REALMS_PREFIX = "/realms"
+
+
+class _AtRoot:
+    """Gives the core ``/realms/...`` at its own root: OIDC issuers live at ``<public>/realms``."""
+
+    def __init__(self, app: ASGIApp, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        root = scope.get("root_path", "")
+        if root.endswith(self.prefix):
+            scope = dict(scope, root_path=root[: -len(self.prefix)])
+        await self.app(scope, receive, send)
 
 
 class _PluginDispatch:
@@ -55,6 +70,7 @@ def create_edge_app(core: FastAPI, web: FastAPI, plugins: Mapping[str, FastAPI])
         redoc_url=None,
     )
     edge.mount(CORE_PREFIX, core)
+    edge.mount(REALMS_PREFIX, _AtRoot(core, REALMS_PREFIX))
     edge.mount(PLUGINS_PREFIX.rstrip("/"), _PluginDispatch(plugins))
     edge.mount("/", web)
     return edge

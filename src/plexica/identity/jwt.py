@@ -68,10 +68,10 @@ class JwtVerifier:
         if len(token) > MAX_TOKEN_BYTES:
             raise UnauthenticatedError(INVALID)
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            parsed = jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise UnauthenticatedError(INVALID) from None
+        header, unverified = parsed["header"], parsed["payload"]
         if header.get("alg") not in ALGORITHMS or not isinstance(header.get("kid"), str):
             raise UnauthenticatedError(INVALID)
         iss = unverified.get("iss")

@@ -1,0 +1,1 @@
+"""Audit log of privileged actions: written in the caller's transaction, queryable by scope."""

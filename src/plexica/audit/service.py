@@ -1,0 +1,64 @@
+"""Recording and reading the audit log.
+
+``record`` writes in the caller's transaction, so an entry commits or rolls back with the change
+it describes; an insert that fails raises and fails the action rather than being dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from plexica.audit import repository
+from plexica.audit.schemas import AuditEntry, AuditPage
+from plexica_sdk.context import Principal
+
+
+def actor_of(principal: Principal) -> str:
+    return principal.email or principal.subject
+
+
+async def record(  # noqa: PLR0917 - the audit contract other domains call
+    session: AsyncSession,
+    actor: str,
+    action: str,
+    tenant_id: UUID | None,
+    target: str | None,
+    before: Any = None,
+    after: Any = None,
+) -> UUID:
+    trace_id = structlog.contextvars.get_contextvars().get("trace_id")
+    return await repository.insert(
+        session,
+        actor=actor,
+        action=action,
+        tenant_id=tenant_id,
+        target=target,
+        before=before,
+        after=after,
+        trace_id=trace_id if isinstance(trace_id, str) else None,
+    )
+
+
+async def query(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    action: str | None = None,
+    before: int | None = None,
+    limit: int = 100,
+) -> AuditPage:
+    """Operators see every entry; anyone else only the entries of their own tenant."""
+    rows = await repository.query(
+        session,
+        tenant_id=principal.tenant_id,
+        all_tenants=principal.is_operator,
+        action=action,
+        before_seq=before,
+        limit=limit,
+    )
+    items = [AuditEntry.model_validate(r) for r in rows]
+    return AuditPage(items=items, next_before=items[-1].seq if len(items) == limit else None)

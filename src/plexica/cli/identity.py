@@ -1,0 +1,117 @@
+"""``plexica token`` and ``plexica user ...``: identity from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from plexica.cli.common import fail, settings_or_exit
+from plexica.settings import Settings
+
+user_app = typer.Typer(no_args_is_help=True, help="Manage users of the built-in provider.")
+DATABASE_URL_FILE = "database.url"
+UP_DEFAULT_URL = "http://127.0.0.1:8000"  # where `plexica up` listens unless told otherwise
+
+TenantOption = Annotated[
+    str | None, typer.Option(help="Tenant slug (default: the operator realm).")
+]
+
+
+def realm_of(tenant: str | None) -> str:
+    from plexica.identity.service import OPERATOR_REALM
+
+    return OPERATOR_REALM if tenant is None else "plexica-" + tenant
+
+
+def write_database_url(data_dir: Path, url: str) -> None:
+    """``plexica up`` leaves its database's address for the CLI (owner-only)."""
+    path = data_dir / DATABASE_URL_FILE
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(url)
+
+
+def _database_settings(command: str) -> Settings:
+    settings = settings_or_exit(command)
+    if settings.database_url is None:
+        path = settings.data_dir / DATABASE_URL_FILE
+        if not path.exists():
+            raise fail("PLEXICA_DATABASE_URL is not set and no `plexica up` is running here")
+        settings = settings_or_exit(command, database_url=path.read_text().strip())
+    return settings
+
+
+def token(
+    user: Annotated[str, typer.Option(help="The user's email.")],
+    tenant: TenantOption = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Platform URL (default: PLEXICA_PUBLIC_URL, else plexica up's)."),
+    ] = None,
+) -> None:
+    """Print an access token (password from PLEXICA_PASSWORD or a prompt)."""
+    from plexica.identity.client import LoginError, password_login
+    from plexica.identity.service import issuer_url
+
+    settings = settings_or_exit("cli")
+    password = os.environ.get("PLEXICA_PASSWORD") or typer.prompt("Password", hide_input=True)
+    if url is None:
+        explicit = settings.keycloak_url or settings.public_url
+        url = str(explicit).rstrip("/") if explicit else UP_DEFAULT_URL
+    issuer = issuer_url(url, realm_of(tenant))
+
+    async def run() -> str:
+        async with httpx.AsyncClient(timeout=15.0) as http:
+            body = await password_login(http, issuer, user, password)
+        return str(body["access_token"])
+
+    try:
+        typer.echo(asyncio.run(run()))
+    except LoginError as exc:
+        raise fail(f"sign-in refused: {exc}", code=1) from None
+    except httpx.HTTPError as exc:
+        raise fail(f"cannot reach {issuer}: {exc}", code=1) from None
+
+
+@user_app.command("reset-password")
+def reset_password(
+    email: Annotated[str, typer.Argument(help="The user's email.")],
+    tenant: TenantOption = None,
+) -> None:
+    """Give the user a new generated password and print it (built-in provider only)."""
+    from plexica.audit import service as audit
+    from plexica.identity import repository, service
+    from plexica.kit.db import Database
+    from plexica_sdk.errors import PlexicaError
+
+    settings = _database_settings("cli")
+    if settings.keycloak_url is not None:
+        raise fail("users live in Keycloak here: reset the password there")
+    realm = realm_of(tenant)
+    password = service.generate_password()
+
+    async def run() -> None:
+        db = Database(settings.sqlalchemy_url, pool_size=1)
+        try:
+            async with db.session() as session:
+                found = await service.realm_or_404(session, realm)
+                user = await service.set_password(session, realm, email.strip().lower(), password)
+                await audit.record(
+                    session, "cli", "identity.user.password_reset", found["tenant_id"],
+                    f"user:{user.id}",
+                )  # fmt: skip
+                await repository.purge_expired(session, service.now_utc())
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(run())
+    except PlexicaError as exc:
+        raise fail(exc.message, code=1) from None
+    typer.echo(password)

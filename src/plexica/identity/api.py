@@ -1,0 +1,213 @@
+"""``/v1/me``, ``/v1/users`` (tenant admins manage their realm's users) and ``/v1/roles``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request
+
+from plexica.audit import service as audit
+from plexica.identity import service
+from plexica.identity.adapter import IdentityAdapter, RealmUser
+from plexica.identity.schemas import (
+    Me,
+    PermissionsGrant,
+    RolePermissions,
+    RolesUpdate,
+    User,
+    UserCreate,
+    UserCreated,
+)
+from plexica.kit.db import Database
+from plexica.kit.security import PrincipalDep, require_permission
+from plexica_sdk.context import SUPER_ADMIN, TENANT_ADMIN, Principal
+from plexica_sdk.errors import ForbiddenError, NotFoundError, UnavailableError
+
+me_router = APIRouter(prefix="/v1/me", tags=["identity"])
+users_router = APIRouter(prefix="/v1/users", tags=["identity"])
+roles_router = APIRouter(prefix="/v1/roles", tags=["identity"])
+
+ADMIN_ROLES = frozenset({TENANT_ADMIN, SUPER_ADMIN})
+ReadUsers = Annotated[Principal, Depends(require_permission("identity:users:read"))]
+WriteUsers = Annotated[Principal, Depends(require_permission("identity:users:write"))]
+WriteRoles = Annotated[Principal, Depends(require_permission("identity:roles:write"))]
+
+
+@me_router.get("", summary="The authenticated caller")
+async def me(principal: PrincipalDep) -> Me:
+    return Me(
+        subject=principal.subject,
+        issuer=principal.issuer,
+        email=principal.email,
+        tenant_id=principal.tenant_id,
+        tenant_slug=principal.tenant_slug,
+        roles=sorted(principal.roles),
+        permissions=sorted(principal.permissions),
+        is_operator=principal.is_operator,
+        is_service=principal.is_service,
+        client_id=principal.client_id,
+    )
+
+
+def _realm_of(principal: Principal) -> str:
+    """The caller's own realm: a tenant admin manages only their tenant's users."""
+    if principal.is_service:
+        raise ForbiddenError("service tokens cannot manage users")
+    if principal.tenant_slug is not None:
+        return "plexica-" + principal.tenant_slug
+    return service.OPERATOR_REALM
+
+
+def _adapter(request: Request) -> IdentityAdapter:
+    adapter: IdentityAdapter | None = getattr(request.app.state, "identity", None)
+    if adapter is None:
+        raise UnavailableError("no identity provider is configured on this service")
+    return adapter
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def _user(user: RealmUser) -> User:
+    return User(id=UUID(user.id), email=user.email, enabled=user.enabled, roles=sorted(user.roles))
+
+
+async def _find(adapter: IdentityAdapter, realm: str, user_id: UUID) -> User:
+    for user in await adapter.list_users(realm):
+        if user.id == str(user_id):
+            return _user(user)
+    raise NotFoundError("no such user")
+
+
+@users_router.get("", summary="Users of the caller's tenant")
+async def list_users(request: Request, principal: ReadUsers) -> list[User]:
+    return [_user(u) for u in await _adapter(request).list_users(_realm_of(principal))]
+
+
+@users_router.post("", status_code=201, summary="Create (invite) a user")
+async def create_user(request: Request, principal: WriteUsers, body: UserCreate) -> UserCreated:
+    realm = _realm_of(principal)
+    roles = service.check_roles(realm, body.roles)
+    initial = None if body.password else service.generate_password()
+    made = await _adapter(request).create_user(realm, body.email, body.password or initial, roles)
+    user = _user(made)
+    async with _db(request).session() as session:
+        await audit.record(
+            session, audit.actor_of(principal), "identity.user.created", principal.tenant_id,
+            f"user:{user.id}", after=user.model_dump(mode="json"),
+        )  # fmt: skip
+    return UserCreated(user=user, initial_password=initial)
+
+
+async def _set_enabled(request: Request, principal: Principal, user_id: UUID, on: bool) -> User:
+    realm = _realm_of(principal)
+    adapter = _adapter(request)
+    before = await _find(adapter, realm, user_id)
+    if not on and str(user_id) == principal.subject:
+        raise ForbiddenError("you cannot disable yourself")
+    await adapter.set_user_enabled(realm, str(user_id), on)
+    after = before.model_copy(update={"enabled": on})
+    async with _db(request).session() as session:
+        await audit.record(
+            session, audit.actor_of(principal),
+            "identity.user.enabled" if on else "identity.user.disabled", principal.tenant_id,
+            f"user:{user_id}", before.model_dump(mode="json"), after.model_dump(mode="json"),
+        )  # fmt: skip
+    return after
+
+
+@users_router.post("/{user_id}/disable", summary="Disable a user (their sessions end)")
+async def disable_user(request: Request, principal: WriteUsers, user_id: UUID) -> User:
+    return await _set_enabled(request, principal, user_id, False)
+
+
+@users_router.post("/{user_id}/enable", summary="Enable a user")
+async def enable_user(request: Request, principal: WriteUsers, user_id: UUID) -> User:
+    return await _set_enabled(request, principal, user_id, True)
+
+
+@users_router.put("/{user_id}/roles", summary="Replace a user's roles")
+async def set_roles(
+    request: Request, principal: WriteUsers, user_id: UUID, body: RolesUpdate
+) -> User:
+    realm = _realm_of(principal)
+    roles = service.check_roles(realm, body.roles)
+    if str(user_id) == principal.subject and not roles & principal.roles & ADMIN_ROLES:
+        raise ForbiddenError("you cannot remove your own administrator role")
+    adapter = _adapter(request)
+    before = await _find(adapter, realm, user_id)
+    await adapter.set_user_roles(realm, str(user_id), roles)
+    after = before.model_copy(update={"roles": sorted(roles)})
+    async with _db(request).session() as session:
+        await audit.record(
+            session, audit.actor_of(principal), "identity.user.roles_changed",
+            principal.tenant_id, f"user:{user_id}",
+            before.model_dump(mode="json"), after.model_dump(mode="json"),
+        )  # fmt: skip
+    return after
+
+
+def _tenant_of(principal: Principal) -> UUID:
+    if principal.tenant_id is None:
+        raise ForbiddenError("role permissions are set per tenant")
+    return principal.tenant_id
+
+
+@roles_router.get("/{role}/permissions", summary="Permissions a role has in this tenant")
+async def get_role_permissions(
+    request: Request, principal: ReadUsers, role: str
+) -> RolePermissions:
+    tenant_id = _tenant_of(principal)
+    service.check_roles("plexica-" + (principal.tenant_slug or ""), [role])
+    async with _db(request).session() as session:
+        permissions = await service.role_permissions(session, tenant_id, role)
+    return RolePermissions(role=role, permissions=permissions)
+
+
+@roles_router.post("/{role}/permissions", summary="Grant permissions to a role in this tenant")
+async def grant_role_permissions(
+    request: Request, principal: WriteRoles, role: str, body: PermissionsGrant
+) -> RolePermissions:
+    tenant_id = _tenant_of(principal)
+    service.check_roles("plexica-" + (principal.tenant_slug or ""), [role])
+    async with _db(request).session() as session:
+        before = await service.role_permissions(session, tenant_id, role)
+        await service.grant_permissions(session, tenant_id, role, body.permissions)
+        after = await service.role_permissions(session, tenant_id, role)
+        await audit.record(
+            session, audit.actor_of(principal), "identity.role.permissions_granted", tenant_id,
+            f"role:{role}", before, after,
+        )  # fmt: skip
+    _invalidate_permissions(request)
+    return RolePermissions(role=role, permissions=after)
+
+
+@roles_router.delete(
+    "/{role}/permissions/{permission}", summary="Take a permission from a role in this tenant"
+)
+async def revoke_role_permission(
+    request: Request, principal: WriteRoles, role: str, permission: str
+) -> RolePermissions:
+    tenant_id = _tenant_of(principal)
+    service.check_roles("plexica-" + (principal.tenant_slug or ""), [role])
+    async with _db(request).session() as session:
+        before = await service.role_permissions(session, tenant_id, role)
+        await service.revoke_permissions(session, tenant_id, role, [permission])
+        after = await service.role_permissions(session, tenant_id, role)
+        if before != after:
+            await audit.record(
+                session, audit.actor_of(principal), "identity.role.permissions_revoked",
+                tenant_id, f"role:{role}", before, after,
+            )  # fmt: skip
+    _invalidate_permissions(request)
+    return RolePermissions(role=role, permissions=after)
+
+
+def _invalidate_permissions(request: Request) -> None:
+    verifier = request.app.state.verifier
+    invalidate = getattr(getattr(verifier, "permissions", None), "invalidate", None)
+    if callable(invalidate):
+        invalidate()

@@ -1,0 +1,119 @@
+"""``IdentityAdapter`` for the built-in provider, and the realm step of tenant provisioning."""
+
+from __future__ import annotations
+
+import contextlib
+from uuid import UUID
+
+from plexica.identity import repository, service
+from plexica.identity.adapter import IdentityAdapter, RealmClient, RealmUser
+from plexica.identity.schemas import User
+from plexica.kit.db import Database
+from plexica.kit.provisioning import TenantRef
+from plexica_sdk.context import TENANT_ADMIN
+from plexica_sdk.errors import ConflictError, NotFoundError
+
+
+def _realm_user(user: User) -> RealmUser:
+    return RealmUser(str(user.id), user.email, user.enabled, frozenset(user.roles))
+
+
+def _user_id(user_id: str) -> UUID:
+    try:
+        return UUID(user_id)
+    except ValueError:
+        raise NotFoundError("no such user") from None
+
+
+class BuiltinIdentity:
+    """Each method is its own transaction: the adapter is the boundary, like a remote provider."""
+
+    def __init__(self, db: Database, base_url: str) -> None:
+        self.db = db
+        self.base_url = base_url.rstrip("/")
+
+    def issuer_url(self, realm: str) -> str:
+        return service.issuer_url(self.base_url, realm)
+
+    async def create_realm(self, realm: str, tenant_id: UUID | None) -> None:
+        async with self.db.session() as session:
+            await service.ensure_realm(session, realm, tenant_id, self.base_url)
+
+    async def delete_realm(self, realm: str) -> None:
+        async with self.db.session() as session:
+            await repository.delete_realm(session, realm)
+
+    async def set_realm_enabled(self, realm: str, enabled: bool) -> None:
+        async with self.db.session() as session:
+            if await repository.get_realm(session, realm) is None:
+                raise NotFoundError("no such realm")
+            await repository.set_realm_enabled(session, realm, enabled)
+
+    async def create_user(
+        self, realm: str, email: str, password: str | None, roles: frozenset[str]
+    ) -> RealmUser:
+        async with self.db.session() as session:
+            await service.realm_or_404(session, realm)
+            user = await service.create_user(session, realm, email, password, roles)
+        return _realm_user(user)
+
+    async def list_users(self, realm: str) -> list[RealmUser]:
+        async with self.db.session() as session:
+            rows = await repository.list_users(session, realm)
+        return [_realm_user(service.to_user(r)) for r in rows]
+
+    async def set_user_enabled(self, realm: str, user_id: str, enabled: bool) -> None:
+        async with self.db.session() as session:
+            await service.set_user_enabled(session, realm, _user_id(user_id), enabled)
+
+    async def set_user_roles(self, realm: str, user_id: str, roles: frozenset[str]) -> None:
+        async with self.db.session() as session:
+            await service.set_user_roles(session, realm, _user_id(user_id), roles)
+
+    async def create_client(
+        self, realm: str, client_id: str, *, public: bool, redirect_uris: tuple[str, ...] = ()
+    ) -> RealmClient:
+        async with self.db.session() as session:
+            await service.realm_or_404(session, realm)
+            made = await service.create_client(
+                session, realm, client_id, public=public, redirect_uris=redirect_uris
+            )
+        return RealmClient(made.client_id, made.public, made.redirect_uris, made.secret)
+
+    async def rotate_keys(self, realm: str) -> None:
+        async with self.db.session() as session:
+            await service.realm_or_404(session, realm)
+            await service.rotate_keys(session, realm)
+
+
+class RealmStep:
+    """Provisioning: the tenant's realm ``plexica-<slug>`` and its first ``tenant_admin``.
+
+    The admin has no password yet: ``plexica user reset-password`` (or the provider's own
+    recovery flow with Keycloak) gives one. The realm is also written to the realm registry,
+    which is what token verification accepts as issuers.
+    """
+
+    name = "identity_realm"
+
+    def __init__(self, adapter: IdentityAdapter, db: Database) -> None:
+        self.adapter = adapter
+        self.db = db
+
+    async def apply(self, tenant: TenantRef) -> None:
+        await self.adapter.create_realm(tenant.realm, tenant.id)
+        async with self.db.session() as session:
+            await repository.upsert_realm(session, tenant.realm, tenant.id)
+        with contextlib.suppress(ConflictError):
+            await self.adapter.create_user(
+                tenant.realm, tenant.admin_email.strip().lower(), None, frozenset({TENANT_ADMIN})
+            )
+
+    async def undo(self, tenant: TenantRef) -> None:
+        await self.purge(tenant)
+
+    async def purge(self, tenant: TenantRef) -> None:
+        await self.adapter.delete_realm(tenant.realm)
+        async with self.db.session() as session:
+            await repository.delete_realm(session, tenant.realm)
+            await repository.delete_tenant_permissions(session, tenant.id)

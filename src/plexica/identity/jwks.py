@@ -1,0 +1,173 @@
+"""The production ``IssuerResolver``: accepted issuers from the realm registry, keys over HTTP.
+
+Keys come from each issuer's JWKS endpoint (``<issuer>/protocol/openid-connect/certs``), the same
+for the built-in provider and Keycloak. Both caches are bounded in time: a token with an unknown
+``kid`` triggers at most one JWKS fetch per issuer per ``refetch_interval``; an unknown issuer
+is looked up by primary key (so a tenant created a moment ago is accepted at once), remembered as
+unknown for ``refetch_interval``, and such look-ups are capped per second, so forged tokens cannot
+make the verifier hammer the database or the provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import httpx
+import structlog
+
+from plexica.identity import repository, service
+from plexica.identity.jwt import Issuer, JwtVerifier
+from plexica.identity.keys import public_key_from_jwk
+from plexica.kit.db import Database
+
+log = structlog.get_logger("plexica.identity.jwks")
+TENANT_REALM_PREFIX = "plexica-"
+_REALM_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+
+
+@dataclass
+class _Keys:
+    keys: dict[str, Any] = field(default_factory=dict)
+    fetched_at: float = float("-inf")
+
+
+class RealmIssuers:
+    def __init__(
+        self,
+        db: Database,
+        base_url: str,
+        http: httpx.AsyncClient,
+        *,
+        realms_ttl: float = 30.0,
+        keys_ttl: float = 3600.0,
+        refetch_interval: float = 5.0,
+        misses_per_second: int = 50,
+    ) -> None:
+        self.db = db
+        self.prefix = base_url.rstrip("/") + "/realms/"
+        self.http = http
+        self.realms_ttl = realms_ttl
+        self.keys_ttl = keys_ttl
+        self.refetch_interval = refetch_interval
+        self._issuers: dict[str, Issuer] = {}
+        self._realms_at = float("-inf")
+        self._keys: dict[str, _Keys] = {}
+        self._lock = asyncio.Lock()
+        self._unknown: dict[str, float] = {}
+        self.misses_per_second = misses_per_second
+        self._budget = misses_per_second
+        self._budget_at = float("-inf")
+
+    async def issuer(self, url: str) -> Issuer | None:
+        if not url.startswith(self.prefix):
+            return None
+        age = time.monotonic() - self._realms_at
+        if age > self.realms_ttl:
+            await self._load_realms()
+        found = self._issuers.get(url)
+        if found is None:
+            found = await self._lookup(url)
+        return found
+
+    async def _lookup(self, url: str) -> Issuer | None:
+        now = time.monotonic()
+        if not _REALM_NAME.fullmatch(url.removeprefix(self.prefix)):
+            return None
+        if self._unknown.get(url, float("-inf")) > now - self.refetch_interval:
+            return None
+        if now - self._budget_at >= 1.0:
+            self._budget_at, self._budget = now, self.misses_per_second
+        if self._budget <= 0:
+            return None
+        self._budget -= 1
+        async with self.db.session() as session:
+            row = await repository.get_realm(session, url.removeprefix(self.prefix))
+        if row is None or not row["enabled"]:
+            if len(self._unknown) > 10_000:
+                self._unknown.clear()
+            self._unknown[url] = now
+            return None
+        issuer = _issuer(url, row["name"], row["tenant_id"])
+        self._issuers[url] = issuer
+        return issuer
+
+    async def _load_realms(self) -> None:
+        async with self._lock:
+            if time.monotonic() - self._realms_at < 0.05:
+                return  # another task just loaded them
+            async with self.db.session() as session:
+                rows = await repository.list_realms(session)
+            self._issuers = {
+                self.prefix + r["name"]: _issuer(self.prefix + r["name"], r["name"], r["tenant_id"])
+                for r in rows
+                if r["enabled"]
+            }
+            self._realms_at = time.monotonic()
+            self._unknown.clear()
+
+    async def key(self, issuer: Issuer, kid: str) -> Any | None:
+        entry = self._keys.setdefault(issuer.url, _Keys())
+        age = time.monotonic() - entry.fetched_at
+        if age > self.keys_ttl or (kid not in entry.keys and age > self.refetch_interval):
+            await self._fetch(issuer.url, entry)
+        return entry.keys.get(kid)
+
+    async def _fetch(self, url: str, entry: _Keys) -> None:
+        entry.fetched_at = time.monotonic()
+        try:
+            response = await self.http.get(url + "/protocol/openid-connect/certs", timeout=5.0)
+            response.raise_for_status()
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            # Keep the keys we have: a provider blip must not log every user out.
+            log.warning("jwks_fetch_failed", issuer=url, error=str(exc))
+            return
+        keys: dict[str, Any] = {}
+        for jwk in body.get("keys", []) if isinstance(body, dict) else []:
+            if isinstance(jwk, dict) and isinstance(jwk.get("kid"), str):
+                public = public_key_from_jwk(jwk)
+                if public is not None:
+                    keys[jwk["kid"]] = public
+        entry.keys = keys
+
+
+def _issuer(url: str, realm: str, tenant_id: UUID | None) -> Issuer:
+    slug = realm.removeprefix(TENANT_REALM_PREFIX) if tenant_id is not None else None
+    return Issuer(url, tenant_id, slug)
+
+
+class CachedPermissions:
+    """``PermissionResolver`` over the role_permissions table, cached per (tenant, roles)."""
+
+    def __init__(self, db: Database, ttl: float = 10.0) -> None:
+        self.db = db
+        self.ttl = ttl
+        self._cache: dict[tuple[UUID | None, frozenset[str]], tuple[float, frozenset[str]]] = {}
+
+    async def __call__(self, tenant_id: UUID | None, roles: frozenset[str]) -> frozenset[str]:
+        key = (tenant_id, roles)
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        async with self.db.session() as session:
+            permissions = await service.resolve_permissions(session, tenant_id, roles)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (now, permissions)
+        return permissions
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+
+def build_verifier(
+    db: Database, base_url: str, http: httpx.AsyncClient, *, refetch_interval: float = 5.0
+) -> JwtVerifier:
+    resolver = RealmIssuers(db, base_url, http, refetch_interval=refetch_interval)
+    return JwtVerifier(resolver, service.AUDIENCE, permissions=CachedPermissions(db))

@@ -1,0 +1,350 @@
+"""SQL of the built-in identity provider and the realm registry (platform schema)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from plexica.identity.keys import SigningKey
+
+# --- realms ---------------------------------------------------------------------------------
+
+
+async def upsert_realm(session: AsyncSession, name: str, tenant_id: UUID | None) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO platform.realms (name, tenant_id) VALUES (:name, :tenant_id)"
+            " ON CONFLICT (name) DO NOTHING"
+        ),
+        {"name": name, "tenant_id": tenant_id},
+    )
+
+
+async def get_realm(session: AsyncSession, name: str) -> dict[str, Any] | None:
+    row = await session.execute(
+        text("SELECT name, tenant_id, enabled FROM platform.realms WHERE name = :name"),
+        {"name": name},
+    )
+    found = row.mappings().first()
+    return dict(found) if found else None
+
+
+async def list_realms(session: AsyncSession) -> list[dict[str, Any]]:
+    rows = await session.execute(text("SELECT name, tenant_id, enabled FROM platform.realms"))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def delete_realm(session: AsyncSession, name: str) -> None:
+    await session.execute(text("DELETE FROM platform.realms WHERE name = :name"), {"name": name})
+
+
+async def set_realm_enabled(session: AsyncSession, name: str, enabled: bool) -> None:
+    await session.execute(
+        text("UPDATE platform.realms SET enabled = :enabled WHERE name = :name"),
+        {"name": name, "enabled": enabled},
+    )
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+async def keys(session: AsyncSession, realm: str) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        text(
+            "SELECT kid, status, private_pem, public_jwk FROM platform.realm_keys"
+            " WHERE realm = :realm ORDER BY created_at DESC"
+        ),
+        {"realm": realm},
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def rotate_keys(session: AsyncSession, realm: str, new: SigningKey) -> None:
+    """Drop the previous key, demote the active one, insert ``new`` as active."""
+    await session.execute(
+        text("DELETE FROM platform.realm_keys WHERE realm = :realm AND status = 'previous'"),
+        {"realm": realm},
+    )
+    await session.execute(
+        text("UPDATE platform.realm_keys SET status = 'previous' WHERE realm = :realm"),
+        {"realm": realm},
+    )
+    await session.execute(
+        text(
+            "INSERT INTO platform.realm_keys (kid, realm, status, private_pem, public_jwk)"
+            " VALUES (:kid, :realm, 'active', :pem, CAST(:jwk AS jsonb))"
+        ),
+        {"kid": new.kid, "realm": realm, "pem": new.private_pem, "jwk": json.dumps(new.public_jwk)},
+    )
+
+
+async def lock_realm(session: AsyncSession, realm: str) -> None:
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext('plexica.realm:' || :realm))"),
+        {"realm": realm},
+    )
+
+
+# --- users ----------------------------------------------------------------------------------
+
+_USER_COLUMNS = "id, realm, email, password_hash, enabled, roles"
+
+
+async def insert_user(
+    session: AsyncSession,
+    user_id: UUID,
+    *,
+    realm: str,
+    email: str,
+    password_hash: str | None,
+    roles: Iterable[str],
+) -> bool:
+    result = await session.execute(
+        text(
+            "INSERT INTO platform.users (id, realm, email, password_hash, roles)"
+            " VALUES (:id, :realm, :email, :hash, :roles) ON CONFLICT (realm, email) DO NOTHING"
+            " RETURNING id"
+        ),
+        {
+            "id": user_id,
+            "realm": realm,
+            "email": email,
+            "hash": password_hash,
+            "roles": list(roles),
+        },
+    )
+    return result.first() is not None
+
+
+async def user_by_email(session: AsyncSession, realm: str, email: str) -> dict[str, Any] | None:
+    row = await session.execute(
+        text(
+            f"SELECT {_USER_COLUMNS} FROM platform.users"  # noqa: S608 - constant column list
+            " WHERE realm = :realm AND email = :email"
+        ),
+        {"realm": realm, "email": email},
+    )
+    found = row.mappings().first()
+    return dict(found) if found else None
+
+
+async def user_by_id(session: AsyncSession, realm: str, user_id: UUID) -> dict[str, Any] | None:
+    row = await session.execute(
+        text(
+            f"SELECT {_USER_COLUMNS} FROM platform.users"  # noqa: S608 - constant column list
+            " WHERE realm = :realm AND id = :id"
+        ),
+        {"realm": realm, "id": user_id},
+    )
+    found = row.mappings().first()
+    return dict(found) if found else None
+
+
+async def list_users(session: AsyncSession, realm: str) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        text(
+            f"SELECT {_USER_COLUMNS} FROM platform.users"  # noqa: S608 - constant column list
+            " WHERE realm = :realm ORDER BY email"
+        ),
+        {"realm": realm},
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def count_users(session: AsyncSession, realm: str) -> int:
+    row = await session.execute(
+        text("SELECT count(*) FROM platform.users WHERE realm = :realm"), {"realm": realm}
+    )
+    return int(row.scalar_one())
+
+
+async def update_user(session: AsyncSession, user_id: UUID, **values: Any) -> None:
+    allowed = {"enabled", "roles", "password_hash"}
+    assert set(values) <= allowed
+    assignments = ", ".join(f"{k} = :{k}" for k in values)
+    await session.execute(
+        text(f"UPDATE platform.users SET {assignments} WHERE id = :id"),  # noqa: S608 - allowed keys
+        {"id": user_id, **values},
+    )
+
+
+# --- clients --------------------------------------------------------------------------------
+
+
+async def upsert_client(
+    session: AsyncSession,
+    realm: str,
+    client_id: str,
+    *,
+    public: bool,
+    secret_hash: str | None,
+    redirect_uris: Iterable[str],
+    roles: Iterable[str],
+) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO platform.clients (realm, client_id, public, secret_hash, redirect_uris,"
+            " roles) VALUES (:realm, :client_id, :public, :secret_hash, :redirect_uris, :roles)"
+            " ON CONFLICT (realm, client_id) DO UPDATE SET public = EXCLUDED.public,"
+            " secret_hash = EXCLUDED.secret_hash, redirect_uris = EXCLUDED.redirect_uris,"
+            " roles = EXCLUDED.roles"
+        ),
+        {
+            "realm": realm,
+            "client_id": client_id,
+            "public": public,
+            "secret_hash": secret_hash,
+            "redirect_uris": list(redirect_uris),
+            "roles": list(roles),
+        },
+    )
+
+
+async def get_client(session: AsyncSession, realm: str, client_id: str) -> dict[str, Any] | None:
+    row = await session.execute(
+        text(
+            "SELECT realm, client_id, public, secret_hash, redirect_uris, roles, enabled"
+            " FROM platform.clients WHERE realm = :realm AND client_id = :client_id"
+        ),
+        {"realm": realm, "client_id": client_id},
+    )
+    found = row.mappings().first()
+    return dict(found) if found else None
+
+
+async def client_exists(session: AsyncSession, realm: str, client_id: str) -> bool:
+    return await get_client(session, realm, client_id) is not None
+
+
+# --- authorization codes and refresh tokens -------------------------------------------------
+
+
+async def insert_code(session: AsyncSession, **values: Any) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO platform.auth_codes (code_hash, realm, client_id, user_id, redirect_uri,"
+            " code_challenge, scope, nonce, expires_at) VALUES (:code_hash, :realm, :client_id,"
+            " :user_id, :redirect_uri, :code_challenge, :scope, :nonce, :expires_at)"
+        ),
+        values,
+    )
+
+
+async def take_code(session: AsyncSession, realm: str, code_hash: str) -> dict[str, Any] | None:
+    """Delete and return the code: a code is good for one exchange, even a failed one."""
+    row = await session.execute(
+        text(
+            "DELETE FROM platform.auth_codes WHERE code_hash = :code_hash AND realm = :realm"
+            " RETURNING client_id, user_id, redirect_uri, code_challenge, scope, nonce, expires_at"
+        ),
+        {"code_hash": code_hash, "realm": realm},
+    )
+    found = row.mappings().first()
+    return dict(found) if found else None
+
+
+async def insert_refresh(session: AsyncSession, **values: Any) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO platform.refresh_tokens (token_hash, realm, client_id, user_id, family,"
+            " scope, expires_at) VALUES (:token_hash, :realm, :client_id, :user_id, :family,"
+            " :scope, :expires_at)"
+        ),
+        values,
+    )
+
+
+async def use_refresh(
+    session: AsyncSession, realm: str, token_hash: str, now: datetime
+) -> tuple[dict[str, Any] | None, bool]:
+    """Mark the token used; return it and whether it was unused before (False means reuse)."""
+    row = await session.execute(
+        text(
+            "SELECT client_id, user_id, family, scope, expires_at, used_at"
+            " FROM platform.refresh_tokens WHERE token_hash = :h AND realm = :realm FOR UPDATE"
+        ),
+        {"h": token_hash, "realm": realm},
+    )
+    found = row.mappings().first()
+    if found is None:
+        return None, False
+    if found["used_at"] is not None:
+        return dict(found), False
+    await session.execute(
+        text("UPDATE platform.refresh_tokens SET used_at = :now WHERE token_hash = :h"),
+        {"h": token_hash, "now": now},
+    )
+    return dict(found), True
+
+
+async def revoke_family(session: AsyncSession, family: UUID) -> None:
+    await session.execute(
+        text("DELETE FROM platform.refresh_tokens WHERE family = :family"), {"family": family}
+    )
+
+
+async def revoke_user_refresh(session: AsyncSession, user_id: UUID) -> None:
+    await session.execute(
+        text("DELETE FROM platform.refresh_tokens WHERE user_id = :user_id"), {"user_id": user_id}
+    )
+
+
+async def purge_expired(session: AsyncSession, now: datetime) -> None:
+    await session.execute(
+        text("DELETE FROM platform.auth_codes WHERE expires_at < :now"), {"now": now}
+    )
+    await session.execute(
+        text("DELETE FROM platform.refresh_tokens WHERE expires_at < :now"), {"now": now}
+    )
+
+
+# --- role permissions -----------------------------------------------------------------------
+
+
+async def permissions_of(session: AsyncSession, tenant_id: UUID, roles: Iterable[str]) -> list[str]:
+    rows = await session.execute(
+        text(
+            "SELECT DISTINCT permission FROM platform.role_permissions"
+            " WHERE tenant_id = :tenant_id AND role = ANY(:roles)"
+        ),
+        {"tenant_id": tenant_id, "roles": list(roles)},
+    )
+    return [str(r[0]) for r in rows]
+
+
+async def grant(
+    session: AsyncSession, tenant_id: UUID, role: str, permissions: Iterable[str]
+) -> None:
+    for permission in permissions:
+        await session.execute(
+            text(
+                "INSERT INTO platform.role_permissions (tenant_id, role, permission)"
+                " VALUES (:tenant_id, :role, :permission) ON CONFLICT DO NOTHING"
+            ),
+            {"tenant_id": tenant_id, "role": role, "permission": permission},
+        )
+
+
+async def revoke(
+    session: AsyncSession, tenant_id: UUID, role: str, permissions: Iterable[str]
+) -> None:
+    await session.execute(
+        text(
+            "DELETE FROM platform.role_permissions WHERE tenant_id = :tenant_id AND role = :role"
+            " AND permission = ANY(:permissions)"
+        ),
+        {"tenant_id": tenant_id, "role": role, "permissions": list(permissions)},
+    )
+
+
+async def delete_tenant_permissions(session: AsyncSession, tenant_id: UUID) -> None:
+    await session.execute(
+        text("DELETE FROM platform.role_permissions WHERE tenant_id = :tenant_id"),
+        {"tenant_id": tenant_id},
+    )

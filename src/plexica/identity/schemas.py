@@ -1,0 +1,80 @@
+"""Request and response models of the identity domain."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, Field
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+
+
+def _email(value: str) -> str:
+    value = value.strip().lower()
+    if not _EMAIL.match(value):
+        raise ValueError("not an email address")
+    return value
+
+
+Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
+
+
+class User(BaseModel):
+    id: UUID
+    email: str
+    enabled: bool
+    roles: list[str]
+
+
+class UserCreate(BaseModel):
+    email: Email
+    roles: list[str] = Field(default_factory=lambda: ["member"], max_length=10)
+    password: Annotated[str | None, Field(min_length=12, max_length=256)] = None
+
+
+class UserCreated(BaseModel):
+    user: User
+    initial_password: str | None = Field(
+        default=None, description="Set when no password was given: hand it to the user once."
+    )
+
+
+class RolesUpdate(BaseModel):
+    roles: list[str] = Field(max_length=10)
+
+
+class Me(BaseModel):
+    subject: str
+    issuer: str
+    email: str | None
+    tenant_id: UUID | None
+    tenant_slug: str | None
+    roles: list[str]
+    permissions: list[str]
+    is_operator: bool
+    is_service: bool
+    client_id: str | None
+
+
+Permission = Annotated[str, Field(pattern=r"^[a-z0-9*][a-z0-9_:*.-]{0,199}$")]
+
+
+class RolePermissions(BaseModel):
+    role: str
+    permissions: list[str]
+
+
+class PermissionsGrant(BaseModel):
+    permissions: list[Permission] = Field(min_length=1, max_length=100)
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
+    expires_in: int
+    refresh_token: str | None = None
+    refresh_expires_in: int | None = None
+    id_token: str | None = None
+    scope: str

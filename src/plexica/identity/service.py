@@ -1,0 +1,576 @@
+"""The built-in OIDC provider: realms, keys, users, clients and the token grants.
+
+Services take the caller's session and never commit. Secrets are stored only as hashes:
+passwords with argon2id, client secrets, codes and refresh tokens (random, high-entropy) with
+SHA-256.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from plexica.identity import repository
+from plexica.identity.keys import SigningKey, generate, public_key_from_jwk
+from plexica.identity.schemas import TokenResponse, User
+from plexica_sdk.context import MEMBER, SUPER_ADMIN, TENANT_ADMIN
+from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
+
+OPERATOR_REALM = "plexica-platform"
+AUDIENCE = "plexica-api"
+WEB_CLIENT = "plexica-web"
+CLI_CLIENT = "plexica-cli"
+CLI_REDIRECT = "http://127.0.0.1/plexica-cli/callback"
+ACCESS_TTL = 300
+REFRESH_TTL = 8 * 3600
+CODE_TTL = 60
+TENANT_ROLES = frozenset({TENANT_ADMIN, MEMBER})
+OPERATOR_ROLES = frozenset({SUPER_ADMIN})
+
+# Granted to every tenant's roles whatever the role_permissions table says; plugins add more.
+DEFAULT_PERMISSIONS: dict[str, frozenset[str]] = {
+    SUPER_ADMIN: frozenset({"*"}),
+    TENANT_ADMIN: frozenset(
+        {"identity:users:read", "identity:users:write", "identity:roles:write", "audit:read"}
+    ),
+    MEMBER: frozenset(),
+}
+
+_hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
+# Verified against when the account does not exist, so that both paths take as long. Made on
+# first use: hashing costs about a second on a busy machine, too much for every CLI start.
+_dummy_hash: str | None = None
+
+
+def use_password_hasher(hasher: PasswordHasher) -> None:
+    """Replace the argon2 parameters (tests use cheaper ones; existing hashes still verify)."""
+    global _hasher, _dummy_hash  # noqa: PLW0603 - one process-wide policy
+    _hasher = hasher
+    _dummy_hash = None
+
+
+class OAuthError(PlexicaError):
+    """An OAuth 2.0 error: the token endpoint answers it in RFC 6749 §5.2 form."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description, code=error, status=status)
+        self.error = error
+
+
+class InvalidInputError(PlexicaError):
+    status, code = 422, "invalid_input"
+
+
+def sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def issuer_url(base_url: str, realm: str) -> str:
+    return f"{base_url.rstrip('/')}/realms/{realm}"
+
+
+def realm_roles(realm: str) -> frozenset[str]:
+    return OPERATOR_ROLES if realm == OPERATOR_REALM else TENANT_ROLES
+
+
+def check_roles(realm: str, roles: Iterable[str]) -> frozenset[str]:
+    wanted = frozenset(roles)
+    unknown = wanted - realm_roles(realm)
+    if unknown:
+        raise InvalidInputError(
+            f"unknown role {sorted(unknown)[0]}",
+            details={"allowed": sorted(realm_roles(realm))},
+        )
+    return wanted
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def _verify_password(stored: str | None, password: str) -> bool:
+    global _dummy_hash  # noqa: PLW0603 - computed once per process
+    if stored is None and _dummy_hash is None:
+        _dummy_hash = await hash_password(secrets.token_urlsafe(16))
+    try:
+        ok = await asyncio.to_thread(_hasher.verify, stored or _dummy_hash or "", password)
+        return ok and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(18)
+
+
+# --- realms ---------------------------------------------------------------------------------
+
+
+async def ensure_realm(
+    session: AsyncSession, realm: str, tenant_id: UUID | None, base_url: str
+) -> None:
+    """Create the realm with a signing key and the web and CLI clients. Idempotent."""
+    await repository.lock_realm(session, realm)
+    existing = await repository.get_realm(session, realm)
+    if existing is not None and existing["tenant_id"] != tenant_id:
+        raise ConflictError(f"realm {realm} belongs to another tenant")
+    await repository.upsert_realm(session, realm, tenant_id)
+    if not await repository.keys(session, realm):
+        await repository.rotate_keys(session, realm, await asyncio.to_thread(generate))
+    if not await repository.client_exists(session, realm, WEB_CLIENT):
+        await repository.upsert_client(
+            session,
+            realm,
+            WEB_CLIENT,
+            public=True,
+            secret_hash=None,
+            redirect_uris=[f"{base_url.rstrip('/')}/auth/callback"],
+            roles=[],
+        )
+    if not await repository.client_exists(session, realm, CLI_CLIENT):
+        await repository.upsert_client(
+            session, realm, CLI_CLIENT, public=True, secret_hash=None,
+            redirect_uris=[CLI_REDIRECT], roles=[],
+        )  # fmt: skip
+
+
+async def realm_or_404(session: AsyncSession, realm: str) -> dict[str, Any]:
+    found = await repository.get_realm(session, realm)
+    if found is None or not found["enabled"]:
+        raise NotFoundError("no such realm")
+    return found
+
+
+async def rotate_keys(session: AsyncSession, realm: str) -> str:
+    """A new active key; the previous one stays published until the next rotation."""
+    await repository.lock_realm(session, realm)
+    key: SigningKey = await asyncio.to_thread(generate)
+    await repository.rotate_keys(session, realm, key)
+    return key.kid
+
+
+async def jwks(session: AsyncSession, realm: str) -> dict[str, Any]:
+    return {"keys": [k["public_jwk"] for k in await repository.keys(session, realm)]}
+
+
+_PRIVATE_KEYS: dict[str, Any] = {}
+
+
+def _private_key(kid: str, pem: str) -> Any:
+    # Loading a PEM validates the RSA key, which costs tens of milliseconds: do it once per kid.
+    key = _PRIVATE_KEYS.get(kid)
+    if key is None:
+        if len(_PRIVATE_KEYS) > 1000:
+            _PRIVATE_KEYS.clear()
+        key = _PRIVATE_KEYS[kid] = serialization.load_pem_private_key(pem.encode(), None)
+    return key
+
+
+async def _signer(session: AsyncSession, realm: str) -> tuple[str, Any]:
+    for key in await repository.keys(session, realm):
+        if key["status"] == "active":
+            return str(key["kid"]), _private_key(str(key["kid"]), str(key["private_pem"]))
+    raise OAuthError("server_error", "the realm has no signing key", status=500)
+
+
+# --- users ----------------------------------------------------------------------------------
+
+
+def to_user(row: dict[str, Any]) -> User:
+    return User(id=row["id"], email=row["email"], enabled=row["enabled"], roles=list(row["roles"]))
+
+
+async def create_user(
+    session: AsyncSession, realm: str, email: str, password: str | None, roles: Iterable[str]
+) -> User:
+    wanted = check_roles(realm, roles)
+    email = email.strip().lower()
+    user_id = uuid.uuid4()
+    hashed = await hash_password(password) if password else None
+    inserted = await repository.insert_user(
+        session, user_id, realm=realm, email=email, password_hash=hashed, roles=sorted(wanted)
+    )
+    if not inserted:
+        raise ConflictError("a user with this email exists")
+    return User(id=user_id, email=email, enabled=True, roles=sorted(wanted))
+
+
+async def user_or_404(session: AsyncSession, realm: str, user_id: UUID) -> User:
+    row = await repository.user_by_id(session, realm, user_id)
+    if row is None:
+        raise NotFoundError("no such user")
+    return to_user(row)
+
+
+async def set_user_enabled(session: AsyncSession, realm: str, user_id: UUID, enabled: bool) -> User:
+    user = await user_or_404(session, realm, user_id)
+    await repository.update_user(session, user_id, enabled=enabled)
+    if not enabled:
+        await repository.revoke_user_refresh(session, user_id)
+    return user.model_copy(update={"enabled": enabled})
+
+
+async def set_user_roles(
+    session: AsyncSession, realm: str, user_id: UUID, roles: Iterable[str]
+) -> User:
+    wanted = sorted(check_roles(realm, roles))
+    user = await user_or_404(session, realm, user_id)
+    await repository.update_user(session, user_id, roles=wanted)
+    return user.model_copy(update={"roles": wanted})
+
+
+async def set_password(session: AsyncSession, realm: str, email: str, password: str) -> User:
+    row = await repository.user_by_email(session, realm, email.strip().lower())
+    if row is None:
+        raise NotFoundError("no such user")
+    await repository.update_user(session, row["id"], password_hash=await hash_password(password))
+    await repository.revoke_user_refresh(session, row["id"])
+    return to_user(row)
+
+
+async def authenticate(
+    session: AsyncSession, realm: str, email: str, password: str
+) -> dict[str, Any] | None:
+    row = await repository.user_by_email(session, realm, email.strip().lower())
+    ok = await _verify_password(row["password_hash"] if row else None, password)
+    if row is None or not ok or not row["enabled"]:
+        return None
+    return row
+
+
+# --- clients --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedClient:
+    client_id: str
+    public: bool
+    redirect_uris: tuple[str, ...]
+    secret: str | None
+
+
+async def create_client(
+    session: AsyncSession,
+    realm: str,
+    client_id: str,
+    *,
+    public: bool,
+    redirect_uris: Iterable[str] = (),
+    roles: Iterable[str] = (),
+) -> CreatedClient:
+    """A confidential client gets a new secret, shown once; only its hash is stored."""
+    secret = None if public else secrets.token_urlsafe(32)
+    uris = tuple(redirect_uris)
+    await repository.upsert_client(
+        session,
+        realm,
+        client_id,
+        public=public,
+        secret_hash=sha256(secret) if secret else None,
+        redirect_uris=uris,
+        roles=check_roles(realm, roles),
+    )
+    return CreatedClient(client_id, public, uris, secret)
+
+
+async def authenticate_client(
+    session: AsyncSession, realm: str, client_id: str | None, secret: str | None
+) -> dict[str, Any]:
+    client = await repository.get_client(session, realm, client_id) if client_id else None
+    if client is None or not client["enabled"]:
+        raise OAuthError("invalid_client", "client authentication failed", status=401)
+    if not client["public"]:
+        expected = client["secret_hash"] or ""
+        if secret is None or not hmac.compare_digest(sha256(secret), expected):
+            raise OAuthError("invalid_client", "client authentication failed", status=401)
+    elif secret is not None:
+        raise OAuthError("invalid_client", "client authentication failed", status=401)
+    return client
+
+
+def redirect_allowed(client: dict[str, Any], redirect_uri: str) -> bool:
+    return redirect_uri in client["redirect_uris"]
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+def _pkce_ok(verifier: str, challenge: str) -> bool:
+    if not 43 <= len(verifier) <= 128:
+        return False
+    digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
+    computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return hmac.compare_digest(computed, challenge)
+
+
+async def create_code(
+    session: AsyncSession,
+    realm: str,
+    *,
+    client_id: str,
+    user_id: UUID,
+    redirect_uri: str,
+    code_challenge: str,
+    scope: str,
+    nonce: str | None,
+) -> str:
+    code = secrets.token_urlsafe(32)
+    await repository.insert_code(
+        session,
+        code_hash=sha256(code),
+        realm=realm,
+        client_id=client_id,
+        user_id=user_id,
+        redirect_uri=redirect_uri,
+        code_challenge=code_challenge,
+        scope=scope,
+        nonce=nonce,
+        expires_at=now_utc() + timedelta(seconds=CODE_TTL),
+    )
+    return code
+
+
+async def exchange_code(
+    session: AsyncSession,
+    realm: dict[str, Any],
+    client: dict[str, Any],
+    *,
+    code: str,
+    redirect_uri: str | None,
+    verifier: str | None,
+    base_url: str,
+) -> TokenResponse:
+    grant = await repository.take_code(session, realm["name"], sha256(code))
+    if (
+        grant is None
+        or grant["expires_at"] < now_utc()
+        or grant["client_id"] != client["client_id"]
+        or grant["redirect_uri"] != redirect_uri
+        or verifier is None
+        or not _pkce_ok(verifier, grant["code_challenge"])
+    ):
+        raise OAuthError("invalid_grant", "the authorization code is invalid or expired")
+    user = await repository.user_by_id(session, realm["name"], grant["user_id"])
+    if user is None or not user["enabled"]:
+        raise OAuthError("invalid_grant", "the authorization code is invalid or expired")
+    return await _user_tokens(
+        session, realm, client, user, scope=grant["scope"], nonce=grant["nonce"],
+        family=uuid.uuid4(), base_url=base_url,
+    )  # fmt: skip
+
+
+async def refresh(
+    session: AsyncSession,
+    realm: dict[str, Any],
+    client: dict[str, Any],
+    token: str,
+    base_url: str,
+) -> TokenResponse:
+    grant, fresh = await repository.use_refresh(session, realm["name"], sha256(token), now_utc())
+    if grant is not None and not fresh:
+        # A rotated token presented again: someone holds a copy, so end the whole chain.
+        await repository.revoke_family(session, grant["family"])
+    if (
+        grant is None
+        or not fresh
+        or grant["expires_at"] < now_utc()
+        or grant["client_id"] != client["client_id"]
+    ):
+        raise OAuthError("invalid_grant", "the refresh token is invalid or expired")
+    user = await repository.user_by_id(session, realm["name"], grant["user_id"])
+    if user is None or not user["enabled"]:
+        raise OAuthError("invalid_grant", "the refresh token is invalid or expired")
+    return await _user_tokens(
+        session, realm, client, user, scope=grant["scope"], nonce=None,
+        family=grant["family"], base_url=base_url,
+    )  # fmt: skip
+
+
+async def _user_tokens(
+    session: AsyncSession,
+    realm: dict[str, Any],
+    client: dict[str, Any],
+    user: dict[str, Any],
+    *,
+    scope: str,
+    nonce: str | None,
+    family: UUID,
+    base_url: str,
+) -> TokenResponse:
+    kid, pem = await _signer(session, realm["name"])
+    iss = issuer_url(base_url, realm["name"])
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": iss,
+        "sub": str(user["id"]),
+        "aud": AUDIENCE,
+        "azp": client["client_id"],
+        "iat": now,
+        "exp": now + ACCESS_TTL,
+        "jti": str(uuid.uuid4()),
+        "typ": "Bearer",
+        "scope": scope,
+        "email": user["email"],
+        "preferred_username": user["email"],
+        "realm_access": {"roles": list(user["roles"])},
+    }
+    if realm["tenant_id"] is not None:
+        claims["tenant_id"] = str(realm["tenant_id"])
+    access = jwt.encode(claims, pem, algorithm="RS256", headers={"kid": kid})
+    refresh_token = secrets.token_urlsafe(32)
+    await repository.insert_refresh(
+        session,
+        token_hash=sha256(refresh_token),
+        realm=realm["name"],
+        client_id=client["client_id"],
+        user_id=user["id"],
+        family=family,
+        scope=scope,
+        expires_at=now_utc() + timedelta(seconds=REFRESH_TTL),
+    )
+    id_token = None
+    if "openid" in scope.split():
+        id_claims: dict[str, Any] = {
+            "iss": iss,
+            "sub": str(user["id"]),
+            "aud": client["client_id"],
+            "azp": client["client_id"],
+            "iat": now,
+            "exp": now + ACCESS_TTL,
+            "auth_time": now,
+            "email": user["email"],
+            "email_verified": True,
+        }
+        if nonce:
+            id_claims["nonce"] = nonce
+        id_token = jwt.encode(id_claims, pem, algorithm="RS256", headers={"kid": kid})
+    return TokenResponse(
+        access_token=access,
+        expires_in=ACCESS_TTL,
+        refresh_token=refresh_token,
+        refresh_expires_in=REFRESH_TTL,
+        id_token=id_token,
+        scope=scope,
+    )
+
+
+def service_subject(realm: str, client_id: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"plexica:{realm}:service:{client_id}"))
+
+
+async def client_credentials(
+    session: AsyncSession, realm: dict[str, Any], client: dict[str, Any], scope: str, base_url: str
+) -> TokenResponse:
+    if client["public"]:
+        raise OAuthError("unauthorized_client", "a public client cannot use client_credentials")
+    kid, pem = await _signer(session, realm["name"])
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": issuer_url(base_url, realm["name"]),
+        "sub": service_subject(realm["name"], client["client_id"]),
+        "aud": AUDIENCE,
+        "azp": client["client_id"],
+        "iat": now,
+        "exp": now + ACCESS_TTL,
+        "jti": str(uuid.uuid4()),
+        "typ": "Bearer",
+        "scope": scope,
+        "service": True,
+        "realm_access": {"roles": list(client["roles"])},
+    }
+    if realm["tenant_id"] is not None:
+        claims["tenant_id"] = str(realm["tenant_id"])
+    access = jwt.encode(claims, pem, algorithm="RS256", headers={"kid": kid})
+    return TokenResponse(access_token=access, expires_in=ACCESS_TTL, scope=scope)
+
+
+async def local_claims(
+    session: AsyncSession, realm: str, token: str, base_url: str
+) -> dict[str, Any]:
+    """Verify an access token of this realm against its own keys (userinfo, logout hints)."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        kid = None
+    for key in await repository.keys(session, realm):
+        if key["kid"] == kid:
+            public = public_key_from_jwk(key["public_jwk"])
+            if public is None:
+                break
+            try:
+                return dict(
+                    jwt.decode(
+                        token,
+                        public,
+                        algorithms=["RS256"],
+                        audience=AUDIENCE,
+                        issuer=issuer_url(base_url, realm),
+                        leeway=30,
+                    )
+                )
+            except jwt.PyJWTError:
+                break
+    raise OAuthError("invalid_token", "the access token is invalid", status=401)
+
+
+async def logout(session: AsyncSession, realm: str, refresh_token: str) -> None:
+    grant, _ = await repository.use_refresh(session, realm, sha256(refresh_token), now_utc())
+    if grant is not None:
+        await repository.revoke_family(session, grant["family"])
+
+
+# --- permissions ----------------------------------------------------------------------------
+
+
+async def resolve_permissions(
+    session: AsyncSession, tenant_id: UUID | None, roles: frozenset[str]
+) -> frozenset[str]:
+    """Defaults of the roles plus the tenant's grants; nothing for unknown roles."""
+    granted: set[str] = set()
+    for role in roles:
+        if role == SUPER_ADMIN and tenant_id is not None:
+            continue  # a tenant realm cannot mint an operator
+        granted |= DEFAULT_PERMISSIONS.get(role, frozenset())
+    if tenant_id is not None and roles:
+        granted |= set(await repository.permissions_of(session, tenant_id, roles))
+    return frozenset(granted)
+
+
+async def grant_permissions(
+    session: AsyncSession, tenant_id: UUID, role: str, permissions: Iterable[str]
+) -> None:
+    """Called by plugin installation (and the roles API) to give a role new permissions."""
+    await repository.grant(session, tenant_id, role, permissions)
+
+
+async def revoke_permissions(
+    session: AsyncSession, tenant_id: UUID, role: str, permissions: Iterable[str]
+) -> None:
+    await repository.revoke(session, tenant_id, role, permissions)
+
+
+async def role_permissions(session: AsyncSession, tenant_id: UUID, role: str) -> list[str]:
+    return sorted(
+        DEFAULT_PERMISSIONS.get(role, frozenset())
+        | set(await repository.permissions_of(session, tenant_id, [role]))
+    )

@@ -1,0 +1,111 @@
+"""Login throttling: failures counted per realm+email and per client address.
+
+In-process sliding windows by default; with Redis (``PLEXICA_REDIS_URL``) the counters are shared
+by every replica. Only failures count, and a success clears the account's counter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+
+@dataclass(frozen=True)
+class Limits:
+    per_account: int = 5
+    per_address: int = 30
+    window_seconds: float = 300.0
+
+
+class LoginThrottle(Protocol):
+    async def blocked(self, realm: str, email: str, address: str) -> float:
+        """Seconds until another attempt is allowed (0 when allowed now)."""
+        ...
+
+    async def failed(self, realm: str, email: str, address: str) -> None: ...
+
+    async def succeeded(self, realm: str, email: str) -> None: ...
+
+
+def _account(realm: str, email: str) -> str:
+    return f"acct:{realm}:{email.lower()}"
+
+
+def _address(address: str) -> str:
+    return f"addr:{address}"
+
+
+@dataclass
+class MemoryThrottle:
+    limits: Limits = field(default_factory=Limits)
+    _failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    def _window(self, key: str, now: float) -> deque[float]:
+        window = self._failures.setdefault(key, deque())
+        while window and window[0] <= now - self.limits.window_seconds:
+            window.popleft()
+        if not window:
+            del self._failures[key]
+            return deque()
+        return window
+
+    def _wait(self, key: str, limit: int, now: float) -> float:
+        window = self._window(key, now)
+        if len(window) < limit:
+            return 0.0
+        return window[-limit] + self.limits.window_seconds - now
+
+    async def blocked(self, realm: str, email: str, address: str) -> float:
+        now = time.monotonic()
+        return max(
+            self._wait(_account(realm, email), self.limits.per_account, now),
+            self._wait(_address(address), self.limits.per_address, now),
+        )
+
+    async def failed(self, realm: str, email: str, address: str) -> None:
+        now = time.monotonic()
+        for key in (_account(realm, email), _address(address)):
+            self._failures.setdefault(key, deque()).append(now)
+            if len(self._failures) > 100_000:
+                # Bounded memory under a spray of addresses: forget the oldest windows.
+                for stale in list(self._failures)[:10_000]:
+                    del self._failures[stale]
+
+    async def succeeded(self, realm: str, email: str) -> None:
+        self._failures.pop(_account(realm, email), None)
+
+
+@dataclass
+class RedisThrottle:
+    """Fixed windows in Redis: INCR with an expiry set on the first failure."""
+
+    redis: Redis
+    limits: Limits = field(default_factory=Limits)
+    prefix: str = "plexica:login:"
+
+    async def blocked(self, realm: str, email: str, address: str) -> float:
+        wait = 0.0
+        for key, limit in (
+            (_account(realm, email), self.limits.per_account),
+            (_address(address), self.limits.per_address),
+        ):
+            count = await self.redis.get(self.prefix + key)
+            if count is not None and int(count) >= limit:
+                ttl = await self.redis.pttl(self.prefix + key)
+                wait = max(wait, max(ttl, 1) / 1000)
+        return wait
+
+    async def failed(self, realm: str, email: str, address: str) -> None:
+        window_ms = int(self.limits.window_seconds * 1000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in (_account(realm, email), _address(address)):
+                pipe.incr(self.prefix + key)
+                pipe.pexpire(self.prefix + key, window_ms, nx=True)
+            await pipe.execute()
+
+    async def succeeded(self, realm: str, email: str) -> None:
+        await self.redis.delete(self.prefix + _account(realm, email))

@@ -1,0 +1,80 @@
+"""What the core's composition root sets up for identity: throttle, verifier, adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import structlog
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from sqlalchemy.exc import SQLAlchemyError
+
+from plexica.identity import repository, service
+from plexica.identity.bootstrap import bootstrap
+from plexica.identity.builtin import BuiltinIdentity
+from plexica.identity.jwks import build_verifier
+from plexica.identity.throttle import MemoryThrottle, RedisThrottle
+from plexica.kit.db import Database
+from plexica.settings import Settings
+
+log = structlog.get_logger("plexica.identity")
+SWEEP_SECONDS = 600.0
+
+
+async def _maintain(db: Database, settings: Settings) -> None:
+    """The operator realm, retried (a core whose database is down still starts, unready), then a
+    periodic sweep of expired grants."""
+    delay = 0.5
+    while True:
+        try:
+            await bootstrap(db, settings.public_base_url, settings.operator_email, None)
+        except (OSError, SQLAlchemyError) as exc:
+            log.warning("identity_bootstrap_retry", error=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+        else:
+            break
+    while True:
+        # Spent codes are deleted on use; expired codes and refresh tokens are swept here.
+        await asyncio.sleep(SWEEP_SECONDS)
+        try:
+            async with db.session() as session:
+                await repository.purge_expired(session, service.now_utc())
+        except (OSError, SQLAlchemyError) as exc:
+            log.warning("identity_sweep_failed", error=str(exc))
+
+
+@asynccontextmanager
+async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> AsyncIterator[None]:
+    """``app.state.jwks_transport`` (tests) lets the resolver reach JWKS without a socket."""
+    redis: Redis | None = None
+    if settings.redis_url is not None:
+        redis = Redis.from_url(str(settings.redis_url))
+        app.state.login_throttle = RedisThrottle(redis)
+    else:
+        app.state.login_throttle = MemoryThrottle()
+    ensure_realm: asyncio.Task[None] | None = None
+    if settings.keycloak_url is None:
+        ensure_realm = asyncio.create_task(_maintain(db, settings))
+        if getattr(app.state, "identity", None) is None:
+            app.state.identity = BuiltinIdentity(db, settings.public_base_url)
+    transport = getattr(app.state, "jwks_transport", None)
+    async with httpx.AsyncClient(transport=transport) as http:
+        own_verifier = app.state.verifier is None
+        if own_verifier:
+            app.state.verifier = build_verifier(db, settings.issuer_base_url, http)
+        try:
+            yield
+        finally:
+            if own_verifier:
+                app.state.verifier = None
+            if ensure_realm is not None:
+                ensure_realm.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ensure_realm
+            if redis is not None:
+                await redis.aclose()
