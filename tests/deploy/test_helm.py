@@ -48,6 +48,10 @@ def pod_specs(docs: list[Doc]) -> dict[str, Doc]:
         f"{d['kind']}/{d['metadata']['name']}": d["spec"]["template"]["spec"]
         for d in docs
         if d["kind"] in ("Deployment", "StatefulSet", "Job")
+    } | {
+        f"CronJob/{d['metadata']['name']}": d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        for d in docs
+        if d["kind"] == "CronJob"
     }
 
 
@@ -226,3 +230,11 @@ def test_plain_manifests_are_up_to_date() -> None:
         str(p.relative_to(DEPLOY / "k8s")): p.read_text() for p in (DEPLOY / "k8s").rglob("*.yaml")
     }
     assert have == want, "deploy/k8s/ is stale: run scripts/render-k8s"
+
+
+def test_nightly_backup_unless_the_database_is_managed() -> None:
+    cron = by_kind(docs_for("values-prod.yaml"), "CronJob")["plexica-backup"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    claim = by_kind(docs_for("values-prod.yaml"), "PersistentVolumeClaim")["plexica-backup"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert not by_kind(docs_for("values-external-services.yaml"), "CronJob")
