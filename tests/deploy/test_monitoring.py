@@ -65,7 +65,7 @@ def rules() -> list[dict[str, Any]]:
 
 
 def dashboard_exprs() -> list[tuple[str, str]]:
-    out = []
+    out: list[tuple[str, str]] = []
     for path in DASHBOARDS:
         dash = json.loads(path.read_text())
         for panel in dash["panels"]:
