@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+
 from deploy.local.topology import LocalTopology, main
 
 pytestmark = pytest.mark.slow
