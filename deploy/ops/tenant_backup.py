@@ -56,7 +56,9 @@ def _run(*args: str) -> str:
 async def _schema_exists(url: str, schema: str) -> bool:
     conn = await asyncpg.connect(url)
     try:
-        found = await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema)
+        found: int | None = await conn.fetchval(
+            "SELECT 1 FROM pg_namespace WHERE nspname = $1", schema
+        )
         return found == 1
     finally:
         await conn.close()
