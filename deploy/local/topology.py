@@ -184,6 +184,21 @@ class LocalTopology:
         static["providers"]["file"] = {"directory": str(self.workdir / "traefik"), "watch": True}
         static["accessLog"]["filePath"] = str(self.workdir / "traefik-access.log")
         http = yaml.safe_load((TRAEFIK_DIR / "dynamic" / "plexica.yml").read_text())["http"]
+        for slug in self.installed_plugins():
+            # Plugins beyond the example's crm and billing get the same route shape.
+            name, prefix = f"plugin-{slug}", f"/api/plugins/{slug}"
+            http["routers"].setdefault(
+                name,
+                {
+                    "rule": f"PathPrefix(`{prefix}`)",
+                    "service": name,
+                    "middlewares": ["auth", "rate-limit", f"strip-{name}"],
+                },
+            )
+            http["middlewares"].setdefault(f"strip-{name}", {"stripPrefix": {"prefixes": [prefix]}})
+            http["services"].setdefault(
+                name, {"loadBalancer": {"healthCheck": {"path": "/ready"}, "servers": []}}
+            )
         upstream = {"core-api": "core", "web": "web"} | {
             f"plugin-{s}": f"plugin-{s}" for s in self.installed_plugins()
         }

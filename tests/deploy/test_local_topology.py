@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
-from deploy.local.topology import LocalTopology, main
+from deploy.local.topology import LocalTopology, Process, main
 
 pytestmark = pytest.mark.slow
 
@@ -80,3 +80,18 @@ def test_up_refuses_unknown_arguments(capsys: pytest.CaptureFixture[str], tmp_pa
     with pytest.raises(SystemExit):
         main(["--bogus", str(tmp_path)])
     assert "--data-dir" in capsys.readouterr().err
+
+
+def test_gateway_config_routes_every_installed_plugin(tmp_path: Path) -> None:
+    topology = LocalTopology(tmp_path, plugins=["crm", "inventory"])
+    for name in ("core", "web", "redis", "plugin-crm", "plugin-inventory"):
+        topology.processes[name] = Process(name, 1234, None, tmp_path / "x.log")  # type: ignore[arg-type]
+    _, dynamic = topology.traefik_config(8000, 8082)
+    routers = dynamic["http"]["routers"]
+    assert routers["plugin-inventory"]["rule"] == "PathPrefix(`/api/plugins/inventory`)"
+    assert routers["plugin-inventory"]["middlewares"][:2] == ["auth", "rate-limit"]
+    assert "plugin-billing" not in routers
+    servers = dynamic["http"]["services"]["plugin-inventory"]["loadBalancer"]["servers"]
+    assert servers == [{"url": "http://127.0.0.1:1234"}]
+    auth = dynamic["http"]["middlewares"]["auth"]["forwardAuth"]["address"]
+    assert auth == "http://127.0.0.1:1234/v1/gateway/authorize"
