@@ -92,7 +92,7 @@ securityContext:
 
 {{- define "plexica.keycloakUrl" -}}
 {{- if .Values.keycloak.enabled -}}
-{{- printf "http://%s:8080" (include "plexica.name" (dict "root" . "component" "keycloak")) -}}
+{{- printf "http://%s:8080/auth" (include "plexica.name" (dict "root" . "component" "keycloak")) -}}
 {{- else -}}
 {{- required "external.keycloakUrl is required when keycloak.enabled is false" .Values.external.keycloakUrl -}}
 {{- end -}}
