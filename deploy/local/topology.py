@@ -51,6 +51,8 @@ class LocalTopology:
     workdir: Path
     plugins: list[str] | None = None
     gateway: bool = True
+    # More PLEXICA_* settings for every service, e.g. a broker, Keycloak or S3 already running.
+    extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
     database_url: str = ""
     redis_url: str = ""
@@ -119,6 +121,7 @@ class LocalTopology:
             PLEXICA_ENVIRONMENT="development",
             PLEXICA_SHUTDOWN_GRACE_SECONDS="2",
         )
+        env.update(self.extra_env)
         if port is not None:
             env["PLEXICA_PORT"] = str(port)
         return env
@@ -321,13 +324,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, help="keep data here (default: a temporary dir)")
     parser.add_argument("--no-gateway", action="store_true", help="without Traefik")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="PLEXICA_X=VALUE",
+        help="a setting for every service, e.g. PLEXICA_KAFKA_BROKERS=127.0.0.1:9092 (repeatable)",
+    )
     args = parser.parse_args(argv)
+    extra = dict(item.split("=", 1) for item in args.env if "=" in item)
+    bad = [k for k in extra if not k.startswith("PLEXICA_")] + [e for e in args.env if "=" not in e]
+    if bad:
+        parser.error(f"--env takes PLEXICA_NAME=VALUE, not {bad[0]}")
     with contextlib.ExitStack() as stack:
         workdir = args.data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         stack.enter_context(_stop_signals())
         began = time.monotonic()
         try:
-            topology = stack.enter_context(LocalTopology(workdir, gateway=not args.no_gateway))
+            topology = stack.enter_context(
+                LocalTopology(workdir, gateway=not args.no_gateway, extra_env=extra)
+            )
             print(
                 f"Plexica local topology ready in {time.monotonic() - began:.1f}s (logs: {workdir})"
             )

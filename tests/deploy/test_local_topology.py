@@ -80,6 +80,17 @@ def test_up_refuses_unknown_arguments(capsys: pytest.CaptureFixture[str], tmp_pa
     with pytest.raises(SystemExit):
         main(["--bogus", str(tmp_path)])
     assert "--data-dir" in capsys.readouterr().err
+    for bad in ("KAFKA=x", "PLEXICA_KAFKA_BROKERS"):
+        with pytest.raises(SystemExit):
+            main(["--env", bad])
+        assert "--env takes PLEXICA_NAME=VALUE" in capsys.readouterr().err
+
+
+def test_extra_settings_reach_every_service(tmp_path: Path) -> None:
+    topology = LocalTopology(tmp_path, extra_env={"PLEXICA_KAFKA_BROKERS": "127.0.0.1:9092"})
+    env = topology.env("core", 3000)
+    assert env["PLEXICA_KAFKA_BROKERS"] == "127.0.0.1:9092"
+    assert env["PLEXICA_PORT"] == "3000"
 
 
 def test_gateway_config_routes_every_installed_plugin(tmp_path: Path) -> None:
