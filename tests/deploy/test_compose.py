@@ -1,12 +1,16 @@
-"""The Compose topology, checked structurally (no Docker engine here; the CLI has no compose)."""
+"""The Compose topology: resolved and parsed against the Compose Specification (no compose plugin
+here for `docker compose config`), and checked for the deployment rules."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from compose_spec import PyCompose
 
 from plexica.settings import ENV_PREFIX, Settings
 from tests.deploy.conftest import DEPLOY, ROOT, load_yaml
@@ -23,6 +27,23 @@ SEED_SERVICES = {
 }
 PLEXICA = ("core", "worker", "web", "plugin-crm", "plugin-billing", "migrate")
 VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
+INTERPOLATION = re.compile(r"\$\{([A-Za-z0-9_]+)(?:(:?)([-?])([^}]*))?\}")
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's variable substitution: ${V}, ${V:-default}, ${V-default}, ${V:?err}, ${V?err}."""
+
+    def substitute(m: re.Match[str]) -> str:
+        name, colon, op, arg = m.groups()
+        value = env.get(name)
+        missing = value is None or (colon == ":" and value == "")
+        if op == "-":
+            return arg if missing else str(value)
+        if op == "?" and missing:
+            raise ValueError(f"required variable {name} is missing: {arg}")
+        return value or ""
+
+    return INTERPOLATION.sub(substitute, text)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +71,32 @@ def test_seed_topology_with_pinned_images(compose: dict[str, Any]) -> None:
         assert ":" in image, f"{name}: image without a tag"
     assert set(PLEXICA) <= set(services)
     assert services["kong"]["profiles"] == ["kong"]
+
+
+def resolved(path: Path, env: dict[str, str]) -> dict[str, Any]:
+    return dict(yaml.safe_load(interpolate(path.read_text(), env)))
+
+
+def test_compose_spec_validates_the_resolved_files() -> None:
+    """What `docker compose config` does without a daemon: interpolate the variables, resolve
+    anchors and merge keys, then parse against the Compose Specification (compose_spec, strict:
+    unknown keys, bad durations, bad depends_on conditions, bad image references fail)."""
+    env = {k: v or f"test-{k.lower()}" for k, v in env_example().items()}
+    for name in ("docker-compose.yml", "docker-compose.dev.yml"):
+        spec = PyCompose.from_json(json.dumps(resolved(COMPOSE / name, env)))
+        assert spec.service_names()
+    base = PyCompose.from_json(json.dumps(resolved(COMPOSE / "docker-compose.yml", env)))
+    assert set(PLEXICA) | set(SEED_SERVICES) == set(base.service_names())
+
+
+def test_missing_required_variables_stop_compose() -> None:
+    env = env_example()
+    with pytest.raises(ValueError, match="POSTGRES_PASSWORD"):
+        resolved(COMPOSE / "docker-compose.yml", {k: v for k, v in env.items() if v})
+    with pytest.raises(ValueError, match="unknown variant"):
+        PyCompose.from_yaml(
+            "services:\n  a:\n    image: x:1\n    depends_on:\n      b:\n        condition: up\n"
+        )
 
 
 def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
