@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
 import pytest
 import yaml
 
@@ -238,3 +239,23 @@ def test_nightly_backup_unless_the_database_is_managed() -> None:
     claim = by_kind(docs_for("values-prod.yaml"), "PersistentVolumeClaim")["plexica-backup"]
     assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert not by_kind(docs_for("values-external-services.yaml"), "CronJob")
+
+
+@pytest.mark.parametrize("values", VALUES)
+def test_values_files_follow_the_schema(values: str) -> None:
+    with helm.Chart.load(k8s_render.CHART) as chart:
+        chart.validate_schema(k8s_render.values(values))
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"gateway": {"kind": "nginx"}}, "traefik"),
+        ({"cor": {"replicas": 3}}, "cor"),
+        ({"redis": {"enabled": True, "tag": "latest"}}, "redis"),
+        ({"plugins": {"Bad_Slug": {"enabled": True, "version": "1"}}}, "Bad_Slug"),
+    ],
+)
+def test_schema_rejects_typos_and_moving_tags(bad: dict[str, Any], message: str) -> None:
+    with helm.Chart.load(k8s_render.CHART) as chart, pytest.raises(helm.HelmError, match=message):
+        chart.validate_schema(bad)
