@@ -71,7 +71,7 @@ class LocalTopology:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
-    def start(self, timeout: float = 90) -> None:
+    def start(self, timeout: float = 180) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._pg = EmbeddedPostgres(self.workdir / "postgres", database="plexica")
         self._pg.start()
@@ -145,7 +145,7 @@ class LocalTopology:
         self.processes[name] = Process(name, port, proc, log)
         return self.processes[name]
 
-    def restart_services(self, names: list[str], timeout: float = 90) -> float:
+    def restart_services(self, names: list[str], timeout: float = 180) -> float:
         """Stop these services and start them again on the same ports, all at once, as a
         rollout does; seconds until every one is ready again."""
         began = time.monotonic()

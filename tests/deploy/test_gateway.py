@@ -53,7 +53,7 @@ def traefik(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     )
     base = f"http://127.0.0.1:{admin}"
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while True:
             try:
                 if httpx.get(f"{base}/api/http/routers", timeout=1).status_code == 200:
