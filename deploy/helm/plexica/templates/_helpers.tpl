@@ -1,0 +1,274 @@
+{{/* Names, labels and shared fragments. */}}
+
+{{- define "plexica.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "plexica.name" -}}
+{{- printf "%s-%s" (include "plexica.fullname" .root) .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "plexica.selectorLabels" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "plexica.labels" -}}
+{{ include "plexica.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end -}}
+
+{{- define "plexica.image" -}}
+{{- $root := .root -}}
+{{- $tag := default $root.Chart.AppVersion (default $root.Values.image.tag .tag) -}}
+{{- if $root.Values.image.registry -}}
+{{- printf "%s/%s:%s" $root.Values.image.registry .image $tag -}}
+{{- else -}}
+{{- printf "plexica/%s:%s" .image $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "plexica.secretName" -}}
+{{- if .Values.secrets.create -}}
+{{- printf "%s-secrets" (include "plexica.fullname" .) -}}
+{{- else -}}
+{{- required "secrets.existingSecret is required when secrets.create is false" .Values.secrets.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "plexica.podSecurityContext" -}}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end -}}
+
+{{- define "plexica.containerSecurityContext" -}}
+securityContext:
+  {{- toYaml .Values.securityContext | nindent 2 }}
+{{- end -}}
+
+{{/* PLEXICA_* environment of the platform processes (core, worker, migrate). */}}
+{{- define "plexica.platformEnv" -}}
+- name: PLEXICA_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "plexica.secretName" .root }}
+      key: {{ .databaseKey | default "database-url" }}
+- name: PLEXICA_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "plexica.secretName" .root }}
+      key: redis-url
+- name: PLEXICA_STORAGE_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "plexica.secretName" .root }}
+      key: storage-access-key
+- name: PLEXICA_STORAGE_SECRET_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "plexica.secretName" .root }}
+      key: storage-secret-key
+{{- end -}}
+
+{{- define "plexica.kafkaBrokers" -}}
+{{- if .Values.redpanda.enabled -}}
+{{- $name := include "plexica.name" (dict "root" . "component" "redpanda") -}}
+{{- $brokers := list -}}
+{{- range $i := until (int .Values.redpanda.replicas) -}}
+{{- $brokers = append $brokers (printf "%s-%d.%s-headless:9092" $name $i $name) -}}
+{{- end -}}
+{{- join "," $brokers -}}
+{{- else -}}
+{{- required "external.kafkaBrokers is required when redpanda.enabled is false" .Values.external.kafkaBrokers -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "plexica.keycloakUrl" -}}
+{{- if .Values.keycloak.enabled -}}
+{{- printf "http://%s:8080/auth" (include "plexica.name" (dict "root" . "component" "keycloak")) -}}
+{{- else -}}
+{{- required "external.keycloakUrl is required when keycloak.enabled is false" .Values.external.keycloakUrl -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "plexica.storageEndpoint" -}}
+{{- if .Values.minio.enabled -}}
+{{- printf "http://%s:9000" (include "plexica.name" (dict "root" . "component" "minio")) -}}
+{{- else -}}
+{{- required "external.storageEndpoint is required when minio.enabled is false" .Values.external.storageEndpoint -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Probes on the service's own port: liveness /health (no I/O), readiness /ready. */}}
+{{- define "plexica.probes" -}}
+startupProbe:
+  httpGet: {path: /health, port: http}
+  periodSeconds: 2
+  failureThreshold: 30
+livenessProbe:
+  httpGet: {path: /health, port: http}
+  periodSeconds: 10
+  timeoutSeconds: 2
+  failureThreshold: 3
+readinessProbe:
+  httpGet: {path: /ready, port: http}
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 2
+{{- end -}}
+
+{{/* A Deployment of one Plexica process. Args: root, component, image, replicas, resources,
+     command (list), env (rendered YAML list), serviceAccount, extraLabels (dict). */}}
+{{- define "plexica.serviceDeployment" -}}
+{{- $ctx := dict "root" .root "component" .component -}}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "plexica.name" $ctx }}
+  labels:
+    {{- include "plexica.labels" $ctx | nindent 4 }}
+    {{- with .extraLabels }}{{ toYaml . | nindent 4 }}{{ end }}
+spec:
+  {{- if not .autoscaling }}
+  replicas: {{ .replicas }}
+  {{- end }}
+  revisionHistoryLimit: 10
+  strategy:
+    type: RollingUpdate
+    rollingUpdate: {maxSurge: 25%, maxUnavailable: 0}
+  selector:
+    matchLabels:
+      {{- include "plexica.selectorLabels" $ctx | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "plexica.labels" $ctx | nindent 8 }}
+        {{- with .extraLabels }}{{ toYaml . | nindent 8 }}{{ end }}
+      annotations:
+        checksum/config: {{ include (print .root.Template.BasePath "/core/configmap.yaml") .root | sha256sum | trunc 16 }}
+        prometheus.io/scrape: "true"
+        prometheus.io/port: "3000"
+        prometheus.io/path: /metrics
+    spec:
+      automountServiceAccountToken: false
+      enableServiceLinks: false
+      terminationGracePeriodSeconds: {{ add (int .root.Values.config.shutdownGraceSeconds) 10 }}
+      {{- include "plexica.podSecurityContext" .root | nindent 6 }}
+      {{- with .root.Values.image.pullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      topologySpreadConstraints:
+        - maxSkew: 1
+          topologyKey: kubernetes.io/hostname
+          whenUnsatisfiable: ScheduleAnyway
+          labelSelector:
+            matchLabels:
+              {{- include "plexica.selectorLabels" $ctx | nindent 14 }}
+      containers:
+        - name: {{ .component }}
+          image: {{ include "plexica.image" (dict "root" .root "image" .image "tag" .tag) }}
+          imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+          {{- with .args }}
+          args:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          ports:
+            - name: http
+              containerPort: 3000
+              protocol: TCP
+          envFrom:
+            - configMapRef:
+                name: {{ include "plexica.name" (dict "root" .root "component" "config") }}
+            {{- if .platform }}
+            - configMapRef:
+                name: {{ include "plexica.name" (dict "root" .root "component" "platform-config") }}
+            {{- end }}
+          env:
+            - name: PLEXICA_SERVICE
+              value: {{ .component | quote }}
+            {{- .env | nindent 12 }}
+          resources:
+            {{- toYaml .resources | nindent 12 }}
+          {{- include "plexica.probes" . | nindent 10 }}
+          {{- include "plexica.containerSecurityContext" .root | nindent 10 }}
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+      volumes:
+        - name: tmp
+          emptyDir:
+            sizeLimit: 256Mi
+{{- end -}}
+
+{{- define "plexica.service" -}}
+{{- $ctx := dict "root" .root "component" .component -}}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "plexica.name" $ctx }}
+  labels:
+    {{- include "plexica.labels" $ctx | nindent 4 }}
+spec:
+  type: ClusterIP
+  selector:
+    {{- include "plexica.selectorLabels" $ctx | nindent 4 }}
+  ports:
+    - name: http
+      port: {{ .port | default 3000 }}
+      targetPort: {{ .targetPort | default "http" }}
+      protocol: TCP
+{{- end -}}
+
+{{- define "plexica.pdb" -}}
+{{- $ctx := dict "root" .root "component" .component -}}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "plexica.name" $ctx }}
+  labels:
+    {{- include "plexica.labels" $ctx | nindent 4 }}
+spec:
+  {{- if ge (int .replicas) 2 }}
+  minAvailable: {{ .minAvailable }}
+  {{- else }}
+  maxUnavailable: 1
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "plexica.selectorLabels" $ctx | nindent 6 }}
+{{- end -}}
+
+{{- define "plexica.hpa" -}}
+{{- $ctx := dict "root" .root "component" .component -}}
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ include "plexica.name" $ctx }}
+  labels:
+    {{- include "plexica.labels" $ctx | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ include "plexica.name" $ctx }}
+  minReplicas: {{ .autoscaling.minReplicas }}
+  maxReplicas: {{ .autoscaling.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ .autoscaling.targetCPUUtilizationPercentage }}
+  behavior:
+    scaleDown:
+      stabilizationWindowSeconds: 300
+{{- end -}}

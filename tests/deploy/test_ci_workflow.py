@@ -1,0 +1,93 @@
+"""The GitHub Actions workflow parses, follows the seed's pipeline and runs what .ci/run runs."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.deploy.conftest import DEPLOY, ROOT, load_yaml
+
+WORKFLOW = ROOT / ".github" / "workflows" / "ci-cd.yml"
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict[str, Any]:
+    data = load_yaml(WORKFLOW)
+    # YAML 1.1 reads the key `on` as True.
+    data["on"] = data.pop(True, data.get("on"))
+    return dict(data)
+
+
+def run_lines(job: dict[str, Any]) -> list[str]:
+    return [
+        line.strip() for step in job["steps"] for line in step.get("run", "").splitlines() if line
+    ]
+
+
+def ci_run_commands() -> list[str]:
+    commands = []
+    for line in (ROOT / ".ci" / "run").read_text().splitlines():
+        m = re.match(r'echo "== [^"]+" && (.+)$', line)
+        if m:
+            commands.append(m.group(1).strip())
+    return commands
+
+
+def test_triggers_and_jobs(workflow: dict[str, Any]) -> None:
+    assert workflow["on"]["push"]["branches"] == ["main", "develop"]
+    assert workflow["on"]["pull_request"]["branches"] == ["main"]
+    jobs = workflow["jobs"]
+    assert list(jobs) == ["test", "compose", "build", "deploy"]
+    assert jobs["build"]["needs"] == ["test", "compose"]
+    assert jobs["deploy"]["needs"] == "build"
+    for name in ("build", "deploy"):
+        assert "refs/heads/main" in jobs[name]["if"]
+
+
+def test_test_job_runs_every_ci_run_command(workflow: dict[str, Any]) -> None:
+    lines = run_lines(workflow["jobs"]["test"])
+    commands = ci_run_commands()
+    assert commands[-1] == "scripts/test", ".ci/run must end with the README's test command"
+    for command in commands:
+        assert any(line.startswith(command) for line in lines), command
+    assert "scripts/bootstrap" in lines
+    assert "scripts/install-system-packages" in lines
+    assert "--fail-under=80" in (ROOT / "scripts" / "test").read_text()
+
+
+def test_images_are_built_from_the_repository_dockerfiles(workflow: dict[str, Any]) -> None:
+    build = workflow["jobs"]["build"]
+    for entry in build["strategy"]["matrix"]["include"]:
+        assert (DEPLOY / "docker" / f"{entry['dockerfile']}.Dockerfile").is_file()
+    push = next(s for s in build["steps"] if s.get("uses", "").startswith("docker/build-push"))
+    assert push["with"]["file"] == "deploy/docker/${{ matrix.dockerfile }}.Dockerfile"
+    assert "${{ github.sha }}" in push["with"]["tags"]
+
+
+def test_deploy_upgrades_the_chart_and_verifies_the_rollout(workflow: dict[str, Any]) -> None:
+    text = "\n".join(run_lines(workflow["jobs"]["deploy"]))
+    assert "helm upgrade --install plexica deploy/helm/plexica" in text
+    assert "values-prod.yaml" in text
+    assert "--set image.tag=${{ github.sha }}" in text
+    assert "kubectl -n plexica rollout status deployment/plexica-$d" in text
+    assert (DEPLOY / "helm" / "plexica" / "values-prod.yaml").is_file()
+
+
+def test_compose_job_uses_the_committed_files(workflow: dict[str, Any]) -> None:
+    job = workflow["jobs"]["compose"]
+    text = "\n".join(run_lines(job))
+    assert "docker compose config --quiet" in text
+    compose = load_yaml(DEPLOY / "compose" / "docker-compose.yml")["services"]
+    up = next(line for line in run_lines(job) if line.startswith("docker compose up"))
+    started = up.split("--wait-timeout 600", 1)[1].split()
+    assert "core" in started
+    assert set(started) <= set(compose)
+
+
+def test_every_action_is_pinned_to_a_major_version(workflow: dict[str, Any]) -> None:
+    for job in workflow["jobs"].values():
+        for step in job["steps"]:
+            if "uses" in step:
+                assert re.fullmatch(r"[\w./-]+@v\d+", step["uses"]), step["uses"]

@@ -1,0 +1,261 @@
+"""The Helm chart: rendered with Helm v4 as a library, linted strictly and validated against the
+Kubernetes schemas (kubernetes-validate --strict) for each values file; plain manifests current."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import pytest
+import yaml
+
+from deploy import k8s_render
+from plexica.settings import ENV_PREFIX, Settings
+from tests.deploy.conftest import DEPLOY
+
+VALUES = ["values.yaml", "values-dev.yaml", "values-prod.yaml", "values-external-services.yaml"]
+VALIDATE = Path(sys.executable).with_name("kubernetes-validate")
+Doc = dict[str, Any]
+
+
+@pytest.fixture(scope="module", params=VALUES)
+def rendered(request: pytest.FixtureRequest) -> tuple[str, list[Doc]]:
+    name = str(request.param)
+    return name, docs_for(name)
+
+
+@functools.cache
+def _docs(values: str) -> tuple[Doc, ...]:
+    return tuple(
+        k8s_render.documents(k8s_render.render(None if values == "values.yaml" else values))
+    )
+
+
+def docs_for(values: str) -> list[Doc]:
+    return copy.deepcopy(list(_docs(values)))
+
+
+def by_kind(docs: list[Doc], kind: str) -> dict[str, Doc]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def pod_specs(docs: list[Doc]) -> dict[str, Doc]:
+    return {
+        f"{d['kind']}/{d['metadata']['name']}": d["spec"]["template"]["spec"]
+        for d in docs
+        if d["kind"] in ("Deployment", "StatefulSet", "Job")
+    } | {
+        f"CronJob/{d['metadata']['name']}": d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        for d in docs
+        if d["kind"] == "CronJob"
+    }
+
+
+@pytest.mark.parametrize("values", VALUES)
+def test_lint_strict_is_clean(values: str) -> None:
+    report = k8s_render.lint(None if values == "values.yaml" else values)
+    findings = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+    assert not findings, findings
+
+
+def test_kubernetes_validate_strict(rendered: tuple[str, list[Doc]], tmp_path: Path) -> None:
+    _, docs = rendered
+    files = []
+    for i, doc in enumerate(docs):
+        path = tmp_path / f"{i:03d}-{doc['kind']}-{doc['metadata']['name']}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        files.append(str(path))
+    proc = subprocess.run(
+        [str(VALIDATE), "--strict", "--quiet", *files], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_seed_replicas_resources_and_probes() -> None:
+    docs = docs_for("values-prod.yaml")
+    deployments = by_kind(docs, "Deployment")
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    assert hpas["plexica-core-api"]["spec"]["minReplicas"] == 3
+    assert hpas["plexica-plugin-crm"]["spec"]["minReplicas"] == 2
+    assert deployments["plexica-keycloak"]["spec"]["replicas"] == 2
+    assert by_kind(docs, "StatefulSet")["plexica-redpanda"]["spec"]["replicas"] == 3
+    core = deployments["plexica-core-api"]["spec"]["template"]["spec"]["containers"][0]
+    assert core["resources"] == {
+        "requests": {"cpu": "500m", "memory": "512Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
+    }
+    for name in ("plexica-core-api", "plexica-worker", "plexica-web", "plexica-plugin-crm"):
+        c = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        assert c["livenessProbe"]["httpGet"]["path"] == "/health", name
+        assert c["readinessProbe"]["httpGet"]["path"] == "/ready", name
+    crm = deployments["plexica-plugin-crm"]["spec"]["template"]["spec"]["containers"][0]
+    assert crm["args"] == ["serve", "plugin", "crm"]
+    assert crm["image"].endswith("/plugin-crm:1.2.0")
+    assert crm["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi"}
+
+
+def test_every_pod_is_non_root_read_only_without_capabilities(
+    rendered: tuple[str, list[Doc]],
+) -> None:
+    _, docs = rendered
+    for name, spec in pod_specs(docs).items():
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["automountServiceAccountToken"] is False, name
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert "resources" in c, name
+            assert not c["image"].endswith(":latest"), name
+
+
+def test_pdbs_cover_every_replicated_workload(rendered: tuple[str, list[Doc]]) -> None:
+    _, docs = rendered
+    pdbs = {
+        d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]
+        for d in docs
+        if d["kind"] == "PodDisruptionBudget"
+    }
+    for d in docs:
+        if d["kind"] == "Deployment":
+            assert d["metadata"]["labels"]["app.kubernetes.io/component"] in pdbs
+
+
+def test_plexica_environment_is_made_of_real_settings(rendered: tuple[str, list[Doc]]) -> None:
+    _, docs = rendered
+    known = {ENV_PREFIX + f.upper() for f in Settings.model_fields}
+    for cm in by_kind(docs, "ConfigMap").values():
+        for key in cm.get("data", {}):
+            if key.startswith(ENV_PREFIX):
+                assert key in known, key
+    for name, spec in pod_specs(docs).items():
+        for c in spec["containers"]:
+            for env in c.get("env", []):
+                if env["name"].startswith(ENV_PREFIX):
+                    assert env["name"] in known, (name, env["name"])
+
+
+def test_migration_job_is_a_hook_direct_to_postgres() -> None:
+    for values, first in (
+        ("values-prod.yaml", "post-install"),
+        ("values-external-services.yaml", "pre-install"),
+    ):
+        docs = docs_for(values)
+        job = by_kind(docs, "Job")["plexica-migrate"]
+        hooks = job["metadata"]["annotations"]["helm.sh/hook"].split(",")
+        assert hooks == [first, "pre-upgrade"]
+        c = job["spec"]["template"]["spec"]["containers"][0]
+        assert c["args"] == ["migrate"]
+        db = next(e for e in c["env"] if e["name"] == "PLEXICA_DATABASE_URL")
+        assert db["valueFrom"]["secretKeyRef"]["key"] == "database-direct-url"
+
+
+def test_ingress_terminates_tls_for_the_domain() -> None:
+    docs = docs_for("values-prod.yaml")
+    ingress = by_kind(docs, "Ingress")["plexica"]
+    assert ingress["spec"]["tls"] == [
+        {"hosts": ["plexica.example.com"], "secretName": "plexica-tls"}
+    ]
+    assert (
+        ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt-prod"
+    )
+
+
+def test_gateway_routes_every_enabled_plugin_behind_forward_auth() -> None:
+    docs = docs_for("values-prod.yaml")
+    config = yaml.safe_load(by_kind(docs, "ConfigMap")["plexica-gateway"]["data"]["plexica.yml"])
+    routers = config["http"]["routers"]
+    assert routers["plugin-crm"]["rule"] == "PathPrefix(`/api/plugins/crm`)"
+    assert routers["core-api"]["middlewares"][0] == "auth"
+    auth = config["http"]["middlewares"]["auth"]["forwardAuth"]["address"]
+    assert auth == "http://plexica-core-api:3000/v1/gateway/authorize"
+    kong_docs = docs_for("values-external-services.yaml")
+    kong = yaml.safe_load(by_kind(kong_docs, "ConfigMap")["plexica-gateway"]["data"]["kong.yml"])
+    names = {s["name"] for s in kong["services"]}
+    assert {"core-api", "plugin-crm", "plugin-billing", "web"} <= names
+
+
+def _allowed_peers(policy: Doc) -> list[Doc]:
+    return [peer for rule in policy["spec"].get("egress", []) for peer in rule.get("to", [])]
+
+
+def test_plugins_cannot_reach_postgresql_or_each_other(rendered: tuple[str, list[Doc]]) -> None:
+    _, docs = rendered
+    policies = by_kind(docs, "NetworkPolicy")
+    plugins = policies["plexica-plugins"]
+    components = {
+        p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+        for p in _allowed_peers(plugins)
+    }
+    assert "postgresql" not in components
+    for peer in _allowed_peers(plugins):
+        assert "matchExpressions" not in peer.get("podSelector", {}), "plugin -> plugin egress"
+    ingress_peers = [p for r in plugins["spec"]["ingress"] for p in r["from"]]
+    assert all("matchExpressions" not in p.get("podSelector", {}) for p in ingress_peers)
+    if "plexica-postgresql" in policies:
+        allowed = [p for r in policies["plexica-postgresql"]["spec"]["ingress"] for p in r["from"]]
+        assert all("matchExpressions" not in p["podSelector"] for p in allowed)
+    deny = policies["plexica-default-deny"]["spec"]
+    assert deny["policyTypes"] == ["Ingress", "Egress"]
+    # Plugins only get their own database role's URL, never the platform's.
+    for name, spec in pod_specs(docs).items():
+        if "plugin-" in name:
+            keys = {
+                e["valueFrom"]["secretKeyRef"]["key"]
+                for e in spec["containers"][0]["env"]
+                if "valueFrom" in e
+            }
+            assert "database-url" not in keys
+            assert "database-direct-url" not in keys
+
+
+def test_secret_is_made_only_for_dev() -> None:
+    for values in ("values-prod.yaml", "values-external-services.yaml"):
+        assert not by_kind(docs_for(values), "Secret")
+    dev = by_kind(docs_for("values-dev.yaml"), "Secret")
+    data = dev["plexica-secrets"]["stringData"]
+    assert data["plugin-crm-database-url"].startswith("postgresql://plugin_crm:")
+    assert "@plexica-pgbouncer:5432/" in data["database-url"]
+    assert "@plexica-postgresql:5432/" in data["database-direct-url"]
+
+
+def test_plain_manifests_are_up_to_date() -> None:
+    want = k8s_render.plain_manifests()
+    have = {
+        str(p.relative_to(DEPLOY / "k8s")): p.read_text() for p in (DEPLOY / "k8s").rglob("*.yaml")
+    }
+    assert have == want, "deploy/k8s/ is stale: run scripts/render-k8s"
+
+
+def test_nightly_backup_unless_the_database_is_managed() -> None:
+    cron = by_kind(docs_for("values-prod.yaml"), "CronJob")["plexica-backup"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    claim = by_kind(docs_for("values-prod.yaml"), "PersistentVolumeClaim")["plexica-backup"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert not by_kind(docs_for("values-external-services.yaml"), "CronJob")
+
+
+@pytest.mark.parametrize("values", VALUES)
+def test_values_files_follow_the_schema(values: str) -> None:
+    with helm.Chart.load(k8s_render.CHART) as chart:
+        chart.validate_schema(k8s_render.values(values))
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"gateway": {"kind": "nginx"}}, "traefik"),
+        ({"cor": {"replicas": 3}}, "cor"),
+        ({"redis": {"enabled": True, "tag": "latest"}}, "redis"),
+        ({"plugins": {"Bad_Slug": {"enabled": True, "version": "1"}}}, "Bad_Slug"),
+    ],
+)
+def test_schema_rejects_typos_and_moving_tags(bad: dict[str, Any], message: str) -> None:
+    with helm.Chart.load(k8s_render.CHART) as chart, pytest.raises(helm.HelmError, match=message):
+        chart.validate_schema(bad)
