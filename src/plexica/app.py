@@ -11,6 +11,8 @@ from plexica import __version__
 from plexica.kit.db import Database
 from plexica.kit.probes import add_dependency_checks
 from plexica.kit.security import TokenVerifier
+from plexica.plugins import wiring as plugins_wiring
+from plexica.plugins.api import catalog_router, installations_router
 from plexica.settings import Settings
 from plexica_sdk.service import create_service_app
 
@@ -32,6 +34,7 @@ def create_app(
         )
         app.state.db = database
         add_dependency_checks(app.state.readiness, settings, database)
+        plugins_wiring.attach(app, settings, database)
         try:
             yield
         finally:
@@ -52,6 +55,8 @@ def create_app(
     # Routers carry their full prefix (APIRouter(prefix=...)): include_router(prefix=...) would
     # leave the un-prefixed template in the scope, and metrics label routes by template.
     app.include_router(_info_router())
+    app.include_router(catalog_router())
+    app.include_router(installations_router())
     return app
 
 
