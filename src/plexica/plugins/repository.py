@@ -353,3 +353,26 @@ async def drop_plugin_objects(
     if await role_exists(session, role):
         await session.execute(text(f"DROP OWNED BY {_ident(role)} CASCADE"))
         await session.execute(text(f"DROP ROLE {_ident(role)}"))
+
+
+async def tenant_id_by_slug(session: AsyncSession, slug: str) -> UUID | None:
+    has_tenants = (
+        await session.execute(text("SELECT to_regclass('platform.tenants') IS NOT NULL"))
+    ).scalar()
+    if has_tenants:
+        found = (
+            await session.execute(
+                text("SELECT id FROM platform.tenants WHERE slug = :s"), {"s": slug}
+            )
+        ).scalar()
+        if found is not None:
+            return UUID(str(found))
+    found = (
+        await session.execute(
+            text(
+                "SELECT tenant_id FROM platform.plugin_installations WHERE tenant_slug = :s LIMIT 1"
+            ),
+            {"s": slug},
+        )
+    ).scalar()
+    return UUID(str(found)) if found is not None else None

@@ -662,3 +662,8 @@ class DefaultPluginsStep:
 
     async def purge(self, tenant: TenantRef) -> None:
         await self.installer.purge_tenant(tenant)
+
+
+async def tenant_by_slug(session: AsyncSession, slug: str) -> TenantRef | None:
+    tenant_id = await repo.tenant_id_by_slug(session, slug)
+    return TenantRef(tenant_id, slug, slug, "") if tenant_id else None
