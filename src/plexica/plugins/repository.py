@@ -277,6 +277,7 @@ async def foreign_objects(session: AsyncSession, role: str, schema: str, prefix:
             "SELECT n.nspname || '.' || c.relname FROM pg_class c"
             " JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE c.relowner = (SELECT oid FROM pg_roles WHERE rolname = :role)"
+            " AND n.nspname <> 'pg_toast'"
             " AND (n.nspname <> :schema OR c.relname NOT LIKE :like)"
             " UNION ALL SELECT n.nspname || '.' || p.proname FROM pg_proc p"
             " JOIN pg_namespace n ON n.oid = p.pronamespace"
