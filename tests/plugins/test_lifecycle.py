@@ -188,10 +188,12 @@ async def test_deals_pipeline_events_and_permissions(
     # HTML fragments for the web shell, escaped and paged by the tenant's setting.
     await http.post(f"{CRM}/contacts", json={"first_name": "<script>"}, headers=member)
     html = (await http.get("/api/plugins/crm/ui/contacts", headers=member)).text
-    assert "&lt;script&gt;" in html and "<script>" not in html
+    assert "&lt;script&gt;" in html
+    assert "<script>" not in html
     assert html.count("<tr><td>") == 5
     deal_html = (await http.get(f"/api/plugins/crm/ui/deals/{deal['id']}", headers=member)).text
-    assert "Big deal" in deal_html and "Kick-off" in deal_html
+    assert "Big deal" in deal_html
+    assert "Kick-off" in deal_html
     board = (await http.get("/api/plugins/crm/ui/deals", headers=member)).text
     assert 'data-stage="won"' in board
 
