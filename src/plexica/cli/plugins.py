@@ -7,25 +7,19 @@ import json
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 
 import typer
 from pydantic import BaseModel
 
 from plexica.cli.common import fail, settings_or_exit
-from plexica.kit.db import Database
-from plexica.kit.migrate import upgrade_platform
-from plexica.kit.provisioning import TenantRef
-from plexica.plugins import service
-from plexica.plugins.loader import PluginNotFoundError, load_plugin_app
-from plexica.plugins.schemas import MigrationFile, VersionStatus
-from plexica.plugins.service import HttpReadinessProbe, Installer
-from plexica.plugins.wiring import plugin_urls
-from plexica.settings import Settings
-from plexica_sdk.app import PluginConfig
-from plexica_sdk.errors import PlexicaError
-from plexica_sdk.manifest import load_manifest, load_migrations, manifest_json_schema
+
+if TYPE_CHECKING:
+    from plexica.kit.db import Database
+    from plexica.kit.provisioning import TenantRef
+    from plexica.plugins.service import Installer
+    from plexica.settings import Settings
 
 plugin_app = typer.Typer(no_args_is_help=True, help="Plugin catalog and installations.")
 T = TypeVar("T")
@@ -58,7 +52,13 @@ def _echo(value: Any) -> None:
 
 
 def _run(job: Callable[[Settings, Database], Awaitable[T]]) -> T:
+    from plexica.kit.db import Database
+    from plexica_sdk.errors import PlexicaError
+    from plexica_sdk.observability import configure_logging
+
     settings = _settings()
+    # Logs go to stderr: stdout carries the command's JSON output.
+    configure_logging("cli", "WARNING", "console")
 
     async def main() -> T:
         db = Database(settings.sqlalchemy_url, pool_size=2)
@@ -75,6 +75,10 @@ def _run(job: Callable[[Settings, Database], Awaitable[T]]) -> T:
 
 
 async def _tenant(db: Database, slug: str, tenant_id: UUID | None) -> TenantRef:
+    from plexica.kit.provisioning import TenantRef
+    from plexica.plugins import service
+    from plexica_sdk.errors import PlexicaError
+
     if tenant_id is not None:
         return TenantRef(tenant_id, slug, slug, "")
     async with db.session() as s:
@@ -93,6 +97,11 @@ async def _with_installer(
 ) -> T:
     """Run ``job`` with an installer whose readiness check reaches the plugin: at
     ``--plugin-url``, at ``PLEXICA_PLUGIN_URLS``, or the installed distribution run in-process."""
+    from plexica.plugins.loader import PluginNotFoundError, load_plugin_app
+    from plexica.plugins.service import HttpReadinessProbe, Installer
+    from plexica.plugins.wiring import plugin_urls
+    from plexica_sdk.app import PluginConfig
+
     endpoints: dict[str, Any] = plugin_urls(settings)
     if plugin_url:
         endpoints[plugin_id] = plugin_url
@@ -110,9 +119,18 @@ async def _with_installer(
         return await job(Installer(db, HttpReadinessProbe(endpoints)))
 
 
+def _installer(db: Database) -> Installer:
+    """For lifecycle steps that do not check the plugin's readiness."""
+    from plexica.plugins.service import HttpReadinessProbe, Installer
+
+    return Installer(db, HttpReadinessProbe({}))
+
+
 @plugin_app.command("schema")
 def schema() -> None:
     """Print the JSON Schema of plexica-plugin.yaml."""
+    from plexica_sdk.manifest import manifest_json_schema
+
     typer.echo(json.dumps(manifest_json_schema(), indent=2, sort_keys=True))
 
 
@@ -124,6 +142,8 @@ def list_(
     tenant_id: TenantIdOpt = None,
 ) -> None:
     """Catalog versions, or a tenant's installations with --tenant."""
+
+    from plexica.plugins import service
 
     async def job(_: Settings, db: Database) -> Any:
         if tenant is None:
@@ -137,6 +157,10 @@ def list_(
 
 
 async def _register(db: Database, path: Path, publish: bool) -> Any:
+    from plexica.plugins import service
+    from plexica.plugins.schemas import MigrationFile, VersionStatus
+    from plexica_sdk.manifest import load_manifest, load_migrations
+
     root = path if path.is_dir() else path.parent  # noqa: ASYNC240 - a CLI run, nothing else waits
     manifest = load_manifest(path)
     migrations = [MigrationFile(name=n, sql=sql) for n, sql in load_migrations(manifest, root)]
@@ -160,11 +184,14 @@ def register(
     _echo(_run(job))
 
 
-def _status_command(name: str, status: VersionStatus, doc: str) -> None:
+def _status_command(name: str, status: str, doc: str) -> None:
     def command(plugin_id: str, version: str) -> None:
+        from plexica.plugins import service
+        from plexica.plugins.schemas import VersionStatus
+
         async def job(_: Settings, db: Database) -> Any:
             async with db.session() as s:
-                return await service.set_status(s, plugin_id, version, status)
+                return await service.set_status(s, plugin_id, version, VersionStatus(status))
 
         _echo(_run(job))
 
@@ -172,8 +199,8 @@ def _status_command(name: str, status: VersionStatus, doc: str) -> None:
     plugin_app.command(name)(command)
 
 
-_status_command("publish", VersionStatus.PUBLISHED, "Make a registered version installable.")
-_status_command("deprecate", VersionStatus.DEPRECATED, "Stop new installs of a version.")
+_status_command("publish", "published", "Make a registered version installable.")
+_status_command("deprecate", "deprecated", "Stop new installs of a version.")
 
 
 @plugin_app.command("install")
@@ -210,7 +237,7 @@ def _lifecycle(
     def command(plugin_id: str, tenant: TenantOpt, tenant_id: TenantIdOpt = None) -> None:
         async def job(settings: Settings, db: Database) -> Any:
             ref = await _tenant(db, tenant, tenant_id)
-            return await call(Installer(db, HttpReadinessProbe({})), ref, plugin_id)
+            return await call(_installer(db), ref, plugin_id)
 
         _echo(_run(job))
 
@@ -241,7 +268,7 @@ def uninstall(
 
     async def job(_: Settings, db: Database) -> Any:
         ref = await _tenant(db, tenant, tenant_id)
-        return await Installer(db, HttpReadinessProbe({})).uninstall(ref, plugin_id, purge=purge)
+        return await _installer(db).uninstall(ref, plugin_id, purge=purge)
 
     out = _run(job)
     _echo(out if out is not None else {"plugin_id": plugin_id, "purged": True})
@@ -283,12 +310,14 @@ def settings_(
         except ValueError:
             raise fail("--set must be a JSON object") from None
 
+    from plexica.plugins import service
+
     async def job(_: Settings, db: Database) -> Any:
         ref = await _tenant(db, tenant, tenant_id)
         if values is None:
             async with db.session() as s:
                 return (await service.get_installation(s, ref.id, plugin_id)).settings
-        out = await Installer(db, HttpReadinessProbe({})).update_settings(ref, plugin_id, values)
+        out = await _installer(db).update_settings(ref, plugin_id, values)
         return out.settings
 
     _echo(_run(job))
@@ -303,6 +332,10 @@ def dev(
 ) -> None:
     """Developer loop: migrate the platform, register and publish the plugin's version (once),
     and install it into a local tenant (or upgrade it there)."""
+    from plexica.kit.migrate import upgrade_platform
+    from plexica.plugins import service
+    from plexica_sdk.errors import PlexicaError
+    from plexica_sdk.manifest import load_manifest
 
     async def job(settings: Settings, db: Database) -> Any:
         await upgrade_platform(db)
