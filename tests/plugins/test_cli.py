@@ -52,7 +52,6 @@ async def test_plugin_commands(database_url: str, pg_url: str) -> None:
         # Known by slug from now on (no tenants table on this branch: found via installations).
         listed = json.loads(run(["plugin", "list", "--tenant", slug], env).stdout)
         assert listed["status"] == "active"
-
         r = run(
             ["plugin", "settings", "crm", "--tenant", slug, "--set", '{"currency": "usd"}'],
             env,
@@ -60,35 +59,13 @@ async def test_plugin_commands(database_url: str, pg_url: str) -> None:
         )
         assert r.returncode == 1
         assert "invalid_settings" in r.stderr
-        r = run(
-            ["plugin", "settings", "crm", "--tenant", slug, "--set", '{"currency": "USD"}'], env
-        )
-        assert json.loads(r.stdout) == {"currency": "USD"}
-        assert (
-            json.loads(run(["plugin", "disable", "crm", "--tenant", slug], env).stdout)["status"]
-            == "disabled"
-        )
-        assert (
-            json.loads(run(["plugin", "enable", "crm", "--tenant", slug], env).stdout)["status"]
-            == "active"
-        )
-        r = run(["plugin", "upgrade", "crm", "--tenant", slug], env, check=False)
-        assert "is not newer" in r.stderr
-        assert (
-            json.loads(run(["plugin", "uninstall", "crm", "--tenant", slug], env).stdout)["status"]
-            == "uninstalled"
-        )
-        r = run(["plugin", "install", "crm", "--tenant", slug], env)
-        assert json.loads(r.stdout)["status"] == "active"
+        r = run(["plugin", "disable", "crm", "--tenant", slug], env)
+        assert json.loads(r.stdout)["status"] == "disabled"
         r = run(["plugin", "uninstall", "crm", "--tenant", slug, "--purge"], env)
         assert json.loads(r.stdout) == {"plugin_id": "crm", "purged": True}
-        r = run(["plugin", "deprecate", "crm", "1.0.0"], env)
-        assert json.loads(r.stdout)["status"] == "deprecated"
         r = run(["plugin", "install", "crm", "--tenant", "nobody"], env, check=False)
         assert r.returncode == 1
         assert "tenant_not_found" in r.stderr
-        r = run(["plugin", "register", str(CRM_DIR)], env, check=False)
-        assert "version_exists" in r.stderr
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
