@@ -85,8 +85,14 @@ class PluginDatabase:
         schema, role = tenant_schema(slug), plugin_role(self.plugin_id, tenant_id)
         async with self.sessions() as session, session.begin():
             try:
-                await session.execute(text(f'SET LOCAL search_path TO "{schema}"'))
-                await session.execute(text(f'SET LOCAL ROLE "{role}"'))
+                # SET LOCAL for both, in one round trip; both end with the transaction.
+                await session.execute(
+                    text(
+                        "SELECT set_config('search_path', :path, true),"
+                        " set_config('role', :role, true)"
+                    ),
+                    {"path": f'"{schema}"', "role": role},
+                )
                 raw = (
                     await session.execute(text(f"SELECT {installation_function(self.plugin_id)}()"))
                 ).scalar()
