@@ -108,3 +108,49 @@ async def test_retention_window_expiry_purges(
             text("SELECT count(*) FROM pg_tables WHERE schemaname = :s"), {"s": t.ref.schema}
         )
         assert left.scalar_one() == 0
+
+
+async def test_identity_and_shell_hooks_and_the_core_client(
+    platform: Platform, make_tenant: TenantFactory, db: Database, issuers: object
+) -> None:
+    import httpx
+
+    from plexica.plugins.service import permission_resolver, ui_contributions
+    from plexica_sdk.client import CoreClient
+    from plexica_sdk.errors import PlexicaError
+    from tests.support.tokens import StaticIssuers
+
+    assert isinstance(issuers, StaticIssuers)
+    t = await make_tenant()
+    installer: Installer = platform.core.state.plugin_installer
+    await installer.install(t.ref, "crm", settings={"currency": "GBP"})
+    resolve = permission_resolver(db)
+    assert "crm:contact:write" in await resolve(t.id, frozenset({"tenant_admin"}))
+    assert await resolve(None, frozenset({"super_admin"})) == frozenset()
+    async with db.session() as s:
+        ui = await ui_contributions(s, t.id)
+    assert [(u["plugin_id"], [p["id"] for p in u["pages"]]) for u in ui] == [
+        ("crm", ["contacts", "deals"])
+    ]
+
+    transport = httpx.ASGITransport(app=platform.core)
+    service_token = issuers.token(roles=[], service=True, azp="plugin-crm")
+    core = CoreClient("http://core", service_token, transport=transport)
+    try:
+        assert (await core.info()).name == "plexica"
+        installation = await core.installation(t.id, "crm")
+        assert (installation.status, installation.settings) == ("active", {"currency": "GBP"})
+    finally:
+        await core.aclose()
+    # Another plugin's service token, or a plain member, reads nothing.
+    other = CoreClient(
+        "http://core",
+        issuers.token(roles=[], service=True, azp="plugin-notes"),
+        transport=transport,
+    )
+    try:
+        with pytest.raises(PlexicaError) as err:
+            await other.installation(t.id, "crm")
+        assert err.value.status == 404
+    finally:
+        await other.aclose()

@@ -23,7 +23,7 @@ from plexica.plugins.schemas import (
     UpgradeRequest,
     VersionStatus,
 )
-from plexica_sdk.context import TENANT_ADMIN
+from plexica_sdk.context import TENANT_ADMIN, Principal
 from plexica_sdk.errors import NotFoundError
 
 TenantLookup = Callable[[UUID], Awaitable[TenantRef | None]]
@@ -53,6 +53,14 @@ async def _tenant(request: Request, tenant_id: UUID, principal: PrincipalDep) ->
     if principal.tenant_id == tenant_id and TENANT_ADMIN in principal.roles:
         assert principal.tenant_slug is not None
         return TenantRef(tenant_id, principal.tenant_slug, principal.tenant_slug, "")
+    if _own_plugin_service(request, principal) and principal.tenant_id in (None, tenant_id):
+        slug = principal.tenant_slug
+        if slug is None:
+            db0: Database = request.app.state.db
+            async with db0.session() as s:
+                slug = await repository.tenant_slug(s, tenant_id)
+        if slug is not None:
+            return TenantRef(tenant_id, slug, slug, "")
     if principal.is_operator:
         lookup: TenantLookup | None = getattr(request.app.state, "plugin_tenants", None)
         if lookup is not None:
@@ -65,6 +73,17 @@ async def _tenant(request: Request, tenant_id: UUID, principal: PrincipalDep) ->
         if slug is not None:
             return TenantRef(tenant_id, slug, slug, "")
     raise NotFoundError("no such tenant")
+
+
+def _own_plugin_service(request: Request, principal: Principal) -> bool:
+    """A plugin's service token (client ``plugin-<id>``) may read its own installations."""
+    plugin_id = request.path_params.get("plugin_id")
+    return (
+        principal.is_service
+        and request.method == "GET"
+        and plugin_id is not None
+        and principal.client_id == f"plugin-{plugin_id}"
+    )
 
 
 TenantDep = Annotated[TenantRef, Depends(_tenant)]

@@ -42,6 +42,7 @@ from plexica.plugins.schemas import (
     PluginVersionOut,
     VersionStatus,
 )
+from plexica_sdk.auth import PermissionResolver
 from plexica_sdk.db import plugin_role
 from plexica_sdk.errors import ConflictError, PlexicaError
 from plexica_sdk.manifest import Manifest, parse_manifest
@@ -283,6 +284,36 @@ async def permissions_for(
         if version is not None:
             granted |= Manifest.model_validate(version["manifest"]).default_permissions(roles)
     return frozenset(granted)
+
+
+def permission_resolver(db: Database) -> PermissionResolver:
+    """``permissions_for`` in the shape ``JwtVerifier(permissions=...)`` takes."""
+
+    async def resolve(tenant_id: UUID | None, roles: frozenset[str]) -> frozenset[str]:
+        async with db.session() as session:
+            return await permissions_for(session, tenant_id, roles)
+
+    return resolve
+
+
+async def ui_contributions(session: AsyncSession, tenant_id: UUID) -> list[dict[str, Any]]:
+    """Pages and slots of the tenant's active plugins, for the web shell's navigation."""
+    out: list[dict[str, Any]] = []
+    for row in await repo.list_installations(session, tenant_id, InstallStatus.ACTIVE):
+        version = await repo.get_version(session, row["plugin_id"], row["version"])
+        if version is None:
+            continue
+        m = Manifest.model_validate(version["manifest"])
+        out.append(
+            {
+                "plugin_id": m.id,
+                "name": m.name,
+                "base_path": m.base_path,
+                "pages": [p.model_dump() for p in m.ui.pages],
+                "slots": [sl.model_dump() for sl in m.ui.slots],
+            }
+        )
+    return out
 
 
 async def _dependencies_installed(
