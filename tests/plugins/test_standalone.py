@@ -141,3 +141,67 @@ async def test_crm_as_a_separate_process(
             assert (await crm.get("/v1/contacts", headers=member_a)).status_code == 404
             await http.post(f"/v1/tenants/{a.id}/plugins/crm/enable", headers=admin)
             assert (await crm.get("/v1/contacts", headers=member_a)).json()["total"] == 1
+
+
+async def test_jwks_resolver_verifies_tenant_tokens(jwks_base: str, issuers: StaticIssuers) -> None:
+    import uuid
+
+    from plexica_sdk.auth import JwksIssuerResolver, JwtVerifier
+    from plexica_sdk.errors import UnauthenticatedError
+
+    resolver = JwksIssuerResolver(jwks_base, min_refresh=0)
+    verifier = JwtVerifier(resolver, "plexica-api")
+    tenant_id = uuid.uuid4()
+    try:
+        token = issuers.token(
+            "plexica-acme",
+            roles=["member"],
+            tenant_id=str(tenant_id),
+            iss=f"{jwks_base}/plexica-acme",
+        )
+        principal = await verifier.verify(token)
+        assert (principal.tenant_id, principal.tenant_slug, principal.roles) == (
+            tenant_id,
+            "acme",
+            {"member"},
+        )
+        operator = await verifier.verify(
+            issuers.token(
+                "plexica-platform", roles=["super_admin"], iss=f"{jwks_base}/plexica-platform"
+            )
+        )
+        assert operator.is_operator
+        bad = [
+            issuers.token(
+                "plexica-acme", roles=[], iss=f"{jwks_base}/plexica-acme"
+            ),  # no tenant_id
+            issuers.token(
+                "plexica-acme", roles=[], tenant_id="nope", iss=f"{jwks_base}/plexica-acme"
+            ),
+            issuers.token(
+                "plexica-platform",
+                roles=[],
+                tenant_id=str(tenant_id),
+                iss=f"{jwks_base}/plexica-platform",
+            ),
+        ]
+        for token in bad:
+            with pytest.raises(UnauthenticatedError):
+                await verifier.verify(token)
+        # An unknown kid triggers one refetch, then fails.
+        import jwt as pyjwt
+
+        claims = pyjwt.decode(token, options={"verify_signature": False})
+        other_kid = pyjwt.encode(
+            claims, issuers.signing_key, algorithm="RS256", headers={"kid": "rotated"}
+        )
+        with pytest.raises(UnauthenticatedError):
+            await verifier.verify(other_kid)
+        # A realm whose JWKS cannot be fetched has no keys.
+        unreachable = JwksIssuerResolver("http://127.0.0.1:9/realms")
+        issuer = await unreachable.issuer("http://127.0.0.1:9/realms/plexica-acme")
+        assert issuer is not None
+        assert await unreachable.key(issuer, "any") is None
+        await unreachable.aclose()
+    finally:
+        await resolver.aclose()
