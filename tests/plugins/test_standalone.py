@@ -163,7 +163,7 @@ async def test_jwks_resolver_verifies_tenant_tokens(jwks_base: str, issuers: Sta
         assert (principal.tenant_id, principal.tenant_slug, principal.roles) == (
             tenant_id,
             "acme",
-            {"member"},
+            frozenset({"member"}),
         )
         operator = await verifier.verify(
             issuers.token(
