@@ -357,3 +357,31 @@ async def test_invalid_settings_at_install_change_nothing(
     )
     assert r.status_code == 404
     await _untouched(db, t, "crm")
+
+
+async def test_upgrade_fleet_is_resumable(
+    platform: Platform, make_tenant: TenantFactory, db: Database
+) -> None:
+    p = pid("fleet")
+    v1 = [("0001_init", f"CREATE TABLE {p}_items (id int)")]
+    await register_doc(db, plugin_doc(p), v1)
+    platform.endpoints[p] = bare_app(parse_manifest(plugin_doc(p)))
+    a, b = await make_tenant(), await make_tenant()
+    for t in (a, b):
+        assert (await _install(platform, t, p)).status_code == 201
+    await register_doc(
+        db,
+        plugin_doc(p, version="1.1.0"),
+        [*v1, ("0002_x", f"ALTER TABLE {p}_items ADD COLUMN x int")],
+    )
+    installer = platform.core.state.plugin_installer
+    assert await installer.upgrade_fleet(p) == {str(a.id): "upgraded", str(b.id): "upgraded"}
+    assert await installer.upgrade_fleet(p) == {str(a.id): "current", str(b.id): "current"}
+    await register_doc(
+        db,
+        plugin_doc(p, version="1.2.0"),
+        [*v1, ("0002_x", "SELECT 1"), ("0003_bad", "DROP TABLE nothing_here")],
+    )
+    results = await installer.upgrade_fleet(p, "1.2.0")
+    assert all("0003_bad failed" in r for r in results.values())
+    assert (await _status(platform, a, p))["version"] == "1.1.0"

@@ -293,6 +293,30 @@ def upgrade(
     _echo(_run(job))
 
 
+@plugin_app.command("upgrade-all")
+def upgrade_all(
+    plugin_id: str,
+    version: Annotated[str | None, typer.Option(help="Default: newest published.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=32)] = 4,
+    plugin_url: UrlOpt = None,
+) -> None:
+    """Upgrade every tenant that has the plugin (resumable; one failure stops no other)."""
+
+    async def job(settings: Settings, db: Database) -> Any:
+        return await _with_installer(
+            settings,
+            db,
+            plugin_id,
+            plugin_url,
+            lambda i: i.upgrade_fleet(plugin_id, version, concurrency=concurrency),
+        )
+
+    results = _run(job)
+    _echo(results)
+    if any(v not in ("upgraded", "current") for v in results.values()):
+        raise typer.Exit(1)
+
+
 @plugin_app.command("settings")
 def settings_(
     plugin_id: str,

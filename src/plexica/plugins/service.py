@@ -590,6 +590,41 @@ class Installer:
             await repo.update_installation(s, tenant.id, plugin_id, settings=settings)
         return await self._out(tenant.id, plugin_id)
 
+    async def upgrade_fleet(
+        self, plugin_id: str, version: str | None = None, *, concurrency: int = 4
+    ) -> dict[str, str]:
+        """Upgrade every tenant that has the plugin active or disabled, a few at a time.
+
+        Resumable: tenants already on the target version are skipped. Each tenant's upgrade is
+        its own transaction, so one failure leaves the others upgraded; the result maps each
+        tenant id to ``upgraded``, ``current`` or the failure's reason."""
+        async with self.db.session() as s:
+            target, _ = await _pick_version(s, plugin_id, version)
+            rows = [
+                r
+                for r in await repo.list_installations(s)
+                if r["plugin_id"] == plugin_id
+                and r["status"] in (InstallStatus.ACTIVE, InstallStatus.DISABLED)
+            ]
+        gate = asyncio.Semaphore(concurrency)
+        results: dict[str, str] = {}
+
+        async def one(row: dict[str, Any]) -> None:
+            key = str(row["tenant_id"])
+            if Version.parse(row["version"]) >= target.semver:
+                results[key] = "current"
+                return
+            ref = TenantRef(row["tenant_id"], row["tenant_slug"], row["tenant_slug"], "")
+            async with gate:
+                try:
+                    await self.upgrade(ref, plugin_id, target.version)
+                    results[key] = "upgraded"
+                except PlexicaError as exc:
+                    results[key] = exc.message
+
+        await asyncio.gather(*(one(r) for r in rows))
+        return results
+
     async def purge_expired(self, now: datetime | None = None) -> int:
         """Drop the data of uninstalled plugins whose retention window has passed."""
         async with self.db.session() as s:
