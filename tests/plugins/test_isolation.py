@@ -115,7 +115,7 @@ async def test_identity_and_shell_hooks_and_the_core_client(
 ) -> None:
     import httpx
 
-    from plexica.plugins.service import permission_resolver, ui_contributions
+    from plexica.plugins.service import permission_resolver, subscribers, ui_contributions
     from plexica_sdk.client import CoreClient
     from plexica_sdk.errors import PlexicaError
     from tests.support.tokens import StaticIssuers
@@ -132,6 +132,13 @@ async def test_identity_and_shell_hooks_and_the_core_client(
     assert [(u["plugin_id"], [p["id"] for p in u["pages"]]) for u in ui] == [
         ("crm", ["contacts", "deals"])
     ]
+    async with db.session() as s:
+        assert await subscribers(s, t.id, "plexica.tenant.deleted") == ["crm"]
+        assert await subscribers(s, t.id, "plexica.user.created") == []
+    await installer.set_enabled(t.ref, "crm", False)
+    async with db.session() as s:
+        assert await subscribers(s, t.id, "plexica.tenant.deleted") == []
+    await installer.set_enabled(t.ref, "crm", True)
 
     transport = httpx.ASGITransport(app=platform.core)
     service_token = issuers.token(roles=[], service=True, azp="plugin-crm")

@@ -316,6 +316,20 @@ async def ui_contributions(session: AsyncSession, tenant_id: UUID) -> list[dict[
     return out
 
 
+async def subscribers(session: AsyncSession, tenant_id: UUID, event_type: str) -> list[str]:
+    """Plugins active in the tenant whose manifest consumes ``event_type`` (for the events
+    domain's delivery: a disabled plugin gets no events)."""
+    out: list[str] = []
+    for row in await repo.list_installations(session, tenant_id, InstallStatus.ACTIVE):
+        version = await repo.get_version(session, row["plugin_id"], row["version"])
+        if version is None:
+            continue
+        consumes = Manifest.model_validate(version["manifest"]).events.consumes
+        if any(e.type == event_type for e in consumes):
+            out.append(row["plugin_id"])
+    return out
+
+
 async def _dependencies_installed(
     session: AsyncSession, manifest: Manifest, tenant_id: UUID
 ) -> None:
