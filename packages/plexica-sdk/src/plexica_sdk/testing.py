@@ -154,7 +154,7 @@ class PluginTestKit:
             )
         )
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            app, host="127.0.0.1", port=self.port, log_config=None, lifespan="on", access_log=False
         )
         self._server = _Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
