@@ -15,6 +15,8 @@ from plexica.identity.wiring import identity_lifespan
 from plexica.kit.db import Database
 from plexica.kit.probes import add_dependency_checks
 from plexica.kit.security import TokenVerifier
+from plexica.plugins import wiring as plugins_wiring
+from plexica.plugins.api import catalog_router, installations_router
 from plexica.settings import Settings
 from plexica_sdk.service import create_service_app
 
@@ -36,6 +38,7 @@ def create_app(
         )
         app.state.db = database
         add_dependency_checks(app.state.readiness, settings, database)
+        plugins_wiring.attach(app, settings, database)
         try:
             async with identity_lifespan(app, settings, database):
                 yield
@@ -62,6 +65,8 @@ def create_app(
     app.include_router(users_router)
     app.include_router(roles_router)
     app.include_router(audit_router)
+    app.include_router(catalog_router())
+    app.include_router(installations_router())
     return app
 
 

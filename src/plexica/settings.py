@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     storage_endpoint: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
     storage_access_key: Optional = None
     storage_secret_key: Optional = None
+    plugin_urls: Optional = None
 
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
@@ -98,8 +99,11 @@ def load_settings(**overrides: object) -> Settings:
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
     unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
     # Variables that tools and tests set for themselves are not settings of a service.
+    # PLEXICA_PLUGIN_* configure a plugin's own process (read by plexica_sdk.app).
     unknown = [
-        k for k in unknown if not k.startswith((ENV_PREFIX + "TEST_", ENV_PREFIX + "PASSWORD"))
+        k
+        for k in unknown
+        if not k.startswith((ENV_PREFIX + "TEST_", ENV_PREFIX + "PASSWORD", ENV_PREFIX + "PLUGIN_"))
     ]
     if unknown:
         raise SettingsError(f"unknown setting {unknown[0]} (known: {', '.join(sorted(known))})")

@@ -12,12 +12,14 @@ from plexica import __version__
 from plexica.cli.common import fail, settings_or_exit
 from plexica.cli.identity import token as identity_token
 from plexica.cli.identity import user_app
+from plexica.cli.plugins import plugin_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 serve_app = typer.Typer(no_args_is_help=True, help="Run one service of the distributed mode.")
 app.add_typer(serve_app, name="serve")
 app.add_typer(user_app, name="user")
 app.command()(identity_token)
+app.add_typer(plugin_app, name="plugin")
 
 
 @app.command()

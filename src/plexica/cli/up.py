@@ -21,6 +21,8 @@ from plexica.kit.db import Database
 from plexica.kit.migrate import upgrade_platform
 from plexica.kit.pgserver import EmbeddedPostgres, EmbeddedPostgresError
 from plexica.kit.server import PortInUseError, ensure_port_free, serve
+from plexica.plugins.embedded import mount_plugins
+from plexica.plugins.gate import InstallationGate
 from plexica.settings import Settings
 from plexica.web.app import create_web_app
 from plexica_sdk.observability import configure_logging
@@ -65,7 +67,10 @@ def _run(settings: Settings, data_dir: Path) -> None:
     try:
         operator = asyncio.run(_migrate(settings, data_dir))
         core = create_app(settings)
-        edge = create_edge_app(core, create_web_app(settings), plugins={})
+        plugins = mount_plugins(core, settings)
+        edge = create_edge_app(
+            core, create_web_app(settings), plugins=plugins, gate=InstallationGate(core)
+        )
         url = f"http://{settings.host}:{settings.port}"
 
         def banner() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Protocol
 
 from fastapi import FastAPI
 from starlette._utils import get_route_path
@@ -32,16 +33,27 @@ class _AtRoot:
         await self.app(scope, receive, send)
 
 
-class _PluginDispatch:
-    """Routes ``/api/plugins/<slug>/...`` to the plugin mounted under that slug."""
+class PluginGate(Protocol):
+    async def allows(self, slug: str, path: str, scope: Scope) -> bool:
+        """Whether the request may reach plugin ``slug`` (its tenant has it active)."""
+        ...
 
-    def __init__(self, plugins: Mapping[str, ASGIApp]) -> None:
+
+class _PluginDispatch:
+    """Routes ``/api/plugins/<slug>/...`` to the plugin mounted under that slug, for tenants
+    the gate lets through; others get the answer of an unknown route."""
+
+    def __init__(self, plugins: Mapping[str, ASGIApp], gate: PluginGate | None) -> None:
         self.plugins = plugins
+        self.gate = gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Starlette keeps the full path in a mounted scope and the mount point in root_path.
-        slug = get_route_path(scope).lstrip("/").partition("/")[0]
+        slug, _, rest = get_route_path(scope).lstrip("/").partition("/")
         app = self.plugins.get(slug)
+        gated = app is not None and scope["type"] == "http" and self.gate is not None
+        if gated and self.gate is not None and not await self.gate.allows(slug, "/" + rest, scope):
+            app = None
         if app is None:
             response = error_response(404, "not_found", "no such route")
             await response(scope, receive, send)
@@ -49,7 +61,12 @@ class _PluginDispatch:
         await app(dict(scope, root_path=scope["root_path"] + "/" + slug), receive, send)
 
 
-def create_edge_app(core: FastAPI, web: FastAPI, plugins: Mapping[str, FastAPI]) -> FastAPI:
+def create_edge_app(
+    core: FastAPI,
+    web: FastAPI,
+    plugins: Mapping[str, FastAPI],
+    gate: PluginGate | None = None,
+) -> FastAPI:
     """Health, readiness and metrics of the edge are those of the core it fronts."""
 
     @asynccontextmanager
@@ -71,6 +88,6 @@ def create_edge_app(core: FastAPI, web: FastAPI, plugins: Mapping[str, FastAPI])
     )
     edge.mount(CORE_PREFIX, core)
     edge.mount(REALMS_PREFIX, _AtRoot(core, REALMS_PREFIX))
-    edge.mount(PLUGINS_PREFIX.rstrip("/"), _PluginDispatch(plugins))
+    edge.mount(PLUGINS_PREFIX.rstrip("/"), _PluginDispatch(plugins, gate))
     edge.mount("/", web)
     return edge

@@ -1,0 +1,249 @@
+"""``create_plugin_app``: a plugin's FastAPI app with verified tenant context and its DB role.
+
+The tenant, user and permissions of a request come only from the forwarded bearer token, verified
+here again (defence in depth: the gateway verified it first); ``X-Tenant-ID``/``X-User-ID``
+headers are never trusted on their own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Protocol
+from uuid import UUID
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from plexica_sdk.auth import MAX_TOKEN_BYTES, JwksIssuerResolver, JwtVerifier
+from plexica_sdk.client import CoreClient
+from plexica_sdk.context import Principal
+from plexica_sdk.db import Installation, PluginDatabase, publish
+from plexica_sdk.errors import ForbiddenError, UnauthenticatedError, UnavailableError
+from plexica_sdk.manifest import Manifest
+from plexica_sdk.service import Lifespan, create_service_app
+from plexica_sdk.ui import Fragments
+
+ENV = "PLEXICA_"
+DEFAULT_AUDIENCE = "plexica-api"
+
+
+class TokenVerifier(Protocol):
+    async def verify(self, token: str) -> Principal: ...
+
+
+@dataclass
+class PluginConfig:
+    """Where the plugin finds its database, the issuers it trusts and the core API."""
+
+    database_url: str | None = None
+    issuer_base_url: str | None = None
+    audience: str = DEFAULT_AUDIENCE
+    core_url: str | None = None
+    service_token: str | None = None
+    verifier: TokenVerifier | None = None
+    pool_size: int = 5
+
+    @classmethod
+    def from_env(cls) -> PluginConfig:
+        """``PLEXICA_DATABASE_URL`` plus the ``PLEXICA_PLUGIN_*`` variables."""
+        env = os.environ
+        return cls(
+            database_url=env.get(ENV + "DATABASE_URL") or None,
+            issuer_base_url=env.get(ENV + "PLUGIN_ISSUER_BASE_URL") or None,
+            audience=env.get(ENV + "PLUGIN_AUDIENCE") or DEFAULT_AUDIENCE,
+            core_url=env.get(ENV + "PLUGIN_CORE_URL") or None,
+            service_token=env.get(ENV + "PLUGIN_SERVICE_TOKEN") or None,
+        )
+
+
+@dataclass
+class PluginRuntime:
+    manifest: Manifest
+    config: PluginConfig
+    db: PluginDatabase | None = None
+    verifier: TokenVerifier | None = None
+    core: CoreClient | None = None
+    fragments: Fragments | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PluginContext:
+    """The verified caller of one request and the plugin's state in the caller's tenant."""
+
+    principal: Principal
+    tenant_id: UUID
+    tenant_slug: str
+    permissions: frozenset[str]
+    installation: Installation | None
+    session: AsyncSession | None
+    plugin_id: str
+
+    @property
+    def user_id(self) -> str:
+        return self.principal.subject
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.installation.settings if self.installation else {}
+
+    def has(self, permission: str) -> bool:
+        return Principal(subject="", issuer="", permissions=self.permissions).has_permission(
+            permission
+        )
+
+    @property
+    def db(self) -> AsyncSession:
+        if self.session is None:
+            raise UnavailableError("this plugin has no database configured")
+        return self.session
+
+    async def publish(
+        self,
+        type: str,  # noqa: A002 - the CloudEvents attribute name
+        data: dict[str, Any],
+        *,
+        subject: str | None = None,
+    ) -> UUID:
+        """Write ``type`` to the platform outbox in this request's transaction."""
+        return await publish(self.db, self.plugin_id, type, data, subject=subject)
+
+
+def runtime(request: Request) -> PluginRuntime:
+    rt: PluginRuntime = request.app.state.plugin
+    return rt
+
+
+RuntimeDep = Annotated[PluginRuntime, Depends(runtime)]
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_BYTES:
+        raise UnauthenticatedError(
+            "a bearer token is required", headers={"WWW-Authenticate": 'Bearer realm="plexica"'}
+        )
+    return token.strip()
+
+
+async def _context(request: Request, rt: RuntimeDep) -> AsyncIterator[PluginContext]:
+    if rt.verifier is None:
+        raise UnavailableError("authentication is not configured on this plugin")
+    principal = await rt.verifier.verify(_bearer(request))
+    if principal.tenant_id is None or principal.tenant_slug is None:
+        raise ForbiddenError("plugin routes need a tenant member's token")
+    structlog.contextvars.bind_contextvars(
+        user_id=principal.subject, tenant_id=str(principal.tenant_id)
+    )
+    permissions = principal.permissions | rt.manifest.default_permissions(principal.roles)
+    if rt.db is None:
+        yield PluginContext(
+            principal, principal.tenant_id, principal.tenant_slug, permissions, None, None,
+            rt.manifest.id,
+        )  # fmt: skip
+        return
+    async with rt.db.tenant_session(principal.tenant_id, principal.tenant_slug) as (
+        session,
+        installation,
+    ):
+        yield PluginContext(
+            principal, principal.tenant_id, principal.tenant_slug, permissions, installation,
+            session, rt.manifest.id,
+        )  # fmt: skip
+
+
+# "function" scope: the transaction commits before the response is sent, so a client that
+# reads right after a write sees it.
+ContextDep = Annotated[PluginContext, Depends(_context, scope="function")]
+
+
+def require(permission: str) -> Callable[[PluginContext], Coroutine[Any, Any, PluginContext]]:
+    """A dependency that lets through only callers granted ``permission`` in their tenant."""
+
+    async def check(ctx: ContextDep) -> PluginContext:
+        if not ctx.has(permission):
+            raise ForbiddenError(f"missing permission {permission}")
+        return ctx
+
+    return check
+
+
+def fragments(request: Request) -> Fragments:
+    rt = runtime(request)
+    if rt.fragments is None:
+        raise UnavailableError("this plugin has no templates")
+    return rt.fragments
+
+
+FragmentsDep = Annotated[Fragments, Depends(fragments)]
+
+
+def create_plugin_app(
+    manifest: Manifest,
+    *,
+    routers: Sequence[APIRouter] = (),
+    config: PluginConfig | None = None,
+    templates: Path | None = None,
+    lifespan: Lifespan | None = None,
+) -> FastAPI:
+    """The plugin's service: ``/health``, ``/ready`` (its database), ``/metrics``, JSON logs,
+    the given routers, and ``app.state.plugin`` (a ``PluginRuntime``)."""
+    cfg = config or PluginConfig.from_env()
+    rt = PluginRuntime(manifest, cfg, fragments=Fragments(templates) if templates else None)
+
+    @asynccontextmanager
+    async def plugin_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        if cfg.database_url:
+            rt.db = PluginDatabase(cfg.database_url, manifest.id, pool_size=cfg.pool_size)
+            owned.append(rt.db.dispose)
+            app.state.readiness.add("database", rt.db.ping)
+        if cfg.verifier is not None:
+            rt.verifier = cfg.verifier
+        elif cfg.issuer_base_url:
+            resolver = JwksIssuerResolver(cfg.issuer_base_url)
+            owned.append(resolver.aclose)
+            rt.verifier = JwtVerifier(resolver, cfg.audience)
+        if cfg.core_url:
+            rt.core = CoreClient(cfg.core_url, cfg.service_token)
+            owned.append(rt.core.aclose)
+        try:
+            if lifespan is None:
+                yield
+            else:
+                async with lifespan(app):
+                    yield
+        finally:
+            for close in reversed(owned):
+                await close()
+
+    app = create_service_app(
+        f"plugin-{manifest.id}",
+        title=manifest.name,
+        version=manifest.version,
+        lifespan=plugin_lifespan,
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.plugin = rt
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+__all__ = [
+    "ContextDep",
+    "FragmentsDep",
+    "PluginConfig",
+    "PluginContext",
+    "PluginRuntime",
+    "RuntimeDep",
+    "create_plugin_app",
+    "require",
+]

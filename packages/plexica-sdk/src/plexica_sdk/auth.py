@@ -1,0 +1,211 @@
+"""Access-token verification shared by the core, the gateway decision and every plugin.
+
+RS256 only (``alg: none`` and HS256-with-a-public-key are refused by construction). Which issuers
+are accepted, and with which keys, is decided by an ``IssuerResolver``: the identity domain's
+resolver knows the tenant realms; a plugin uses ``JwksIssuerResolver``, which trusts the realms
+under one configured base URL and fetches their JWKS; tests may resolve a static key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from uuid import UUID
+
+import httpx
+import jwt
+from jwt.algorithms import RSAAlgorithm
+
+from plexica_sdk.context import Principal
+from plexica_sdk.errors import UnauthenticatedError
+
+ALGORITHMS = ["RS256"]
+INVALID = "invalid token"
+MAX_TOKEN_BYTES = 8192
+OPERATOR_REALM = "plexica-platform"
+TENANT_REALM_PREFIX = "plexica-"
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """An accepted issuer: the operator realm (tenant None, slug None) or one tenant's realm.
+
+    A tenant realm known only by its slug (``tenant_id`` None) takes the tenant id from the
+    token's ``tenant_id`` claim, which its own keys signed."""
+
+    url: str
+    tenant_id: UUID | None
+    tenant_slug: str | None
+    keys: Mapping[str, Any] = field(default_factory=dict)  # kid -> public key
+
+
+class IssuerResolver(Protocol):
+    async def issuer(self, url: str) -> Issuer | None:
+        """The issuer at ``url`` if it is one of ours, else None."""
+        ...
+
+    async def key(self, issuer: Issuer, kid: str) -> Any | None:
+        """The public key ``kid`` of ``issuer`` (may refetch the JWKS once); None if unknown."""
+        ...
+
+
+PermissionResolver = Callable[[UUID | None, frozenset[str]], Awaitable[frozenset[str]]]
+
+
+async def _no_permissions(_: UUID | None, __: frozenset[str]) -> frozenset[str]:
+    return frozenset()
+
+
+class JwtVerifier:
+    def __init__(
+        self,
+        resolver: IssuerResolver,
+        audience: str,
+        *,
+        leeway_seconds: int = 30,
+        permissions: PermissionResolver = _no_permissions,
+    ) -> None:
+        self.resolver = resolver
+        self.audience = audience
+        self.leeway = leeway_seconds
+        self.permissions = permissions
+
+    async def verify(self, token: str) -> Principal:
+        # Every failure gives the same answer: nothing tells a caller which check failed.
+        if len(token) > MAX_TOKEN_BYTES:
+            raise UnauthenticatedError(INVALID)
+        try:
+            parsed = jwt.decode_complete(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise UnauthenticatedError(INVALID) from None
+        header, unverified = parsed["header"], parsed["payload"]
+        if header.get("alg") not in ALGORITHMS or not isinstance(header.get("kid"), str):
+            raise UnauthenticatedError(INVALID)
+        iss = unverified.get("iss")
+        issuer = await self.resolver.issuer(iss) if isinstance(iss, str) else None
+        if issuer is None:
+            raise UnauthenticatedError(INVALID)
+        key = await self.resolver.key(issuer, header["kid"])
+        if key is None:
+            raise UnauthenticatedError(INVALID)
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=ALGORITHMS,
+                audience=self.audience,
+                issuer=issuer.url,
+                leeway=self.leeway,
+                options={"require": ["exp", "iat", "iss", "sub", "aud"]},
+            )
+        except jwt.PyJWTError:
+            raise UnauthenticatedError(INVALID) from None
+        return await self._principal(issuer, claims)
+
+    async def _principal(self, issuer: Issuer, claims: dict[str, Any]) -> Principal:
+        claimed = claims.get("tenant_id")
+        tenant_id = issuer.tenant_id
+        if issuer.tenant_slug is None:
+            if claimed is not None:
+                raise UnauthenticatedError(INVALID)
+        elif tenant_id is None:
+            tenant_id = _uuid(claimed)
+        elif claimed is not None and str(claimed) != str(tenant_id):
+            raise UnauthenticatedError(INVALID)
+        roles = frozenset(_roles(claims))
+        return Principal(
+            subject=str(claims["sub"]),
+            issuer=issuer.url,
+            tenant_id=tenant_id,
+            tenant_slug=issuer.tenant_slug,
+            email=claims.get("email"),
+            roles=roles,
+            permissions=await self.permissions(tenant_id, roles),
+            client_id=claims.get("azp"),
+            is_service=bool(claims.get("service", False)),
+        )
+
+
+def _uuid(value: object) -> UUID:
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise UnauthenticatedError(INVALID) from None
+
+
+def _roles(claims: dict[str, Any]) -> list[str]:
+    """Roles from Keycloak's ``realm_access.roles`` or a flat ``roles`` claim."""
+    realm_access = claims.get("realm_access")
+    roles = realm_access.get("roles", []) if isinstance(realm_access, dict) else []
+    flat = claims.get("roles", [])
+    return [r for r in [*roles, *(flat if isinstance(flat, list) else [])] if isinstance(r, str)]
+
+
+_SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
+
+
+class JwksIssuerResolver:
+    """Trusts the realms ``<base_url>/<realm>`` (Keycloak layout): ``plexica-platform`` is the
+    operator realm, ``plexica-<slug>`` a tenant's. Keys come from the realm's JWKS, cached for
+    ``ttl`` seconds and refetched (at most every ``min_refresh`` seconds) on an unknown ``kid``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        client: httpx.AsyncClient | None = None,
+        ttl: float = 300.0,
+        min_refresh: float = 10.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.client = client or httpx.AsyncClient(timeout=5.0)
+        self.ttl = ttl
+        self.min_refresh = min_refresh
+        self._keys: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._lock = asyncio.Lock()
+
+    async def issuer(self, url: str) -> Issuer | None:
+        prefix = self.base_url + "/"
+        if not url.startswith(prefix):
+            return None
+        realm = url[len(prefix) :]
+        if realm == OPERATOR_REALM:
+            return Issuer(url, None, None)
+        slug = realm.removeprefix(TENANT_REALM_PREFIX)
+        if slug == realm or not _SLUG_RE.match(slug):
+            return None
+        return Issuer(url, None, slug)
+
+    async def key(self, issuer: Issuer, kid: str) -> Any | None:
+        now = time.monotonic()
+        cached = self._keys.get(issuer.url)
+        if cached and kid in cached[1] and now - cached[0] < self.ttl:
+            return cached[1][kid]
+        if cached and now - cached[0] < self.min_refresh:
+            return cached[1].get(kid)
+        async with self._lock:
+            keys = await self._fetch(issuer.url)
+            self._keys[issuer.url] = (time.monotonic(), keys)
+        return keys.get(kid)
+
+    async def _fetch(self, issuer_url: str) -> dict[str, Any]:
+        try:
+            response = await self.client.get(issuer_url + "/protocol/openid-connect/certs")
+            response.raise_for_status()
+            jwks = response.json()
+        except (httpx.HTTPError, ValueError):
+            return {}
+        keys: dict[str, Any] = {}
+        for jwk in jwks.get("keys", []) if isinstance(jwks, dict) else []:
+            kid = jwk.get("kid") if isinstance(jwk, dict) else None
+            if isinstance(kid, str) and jwk.get("kty") == "RSA":
+                keys[kid] = RSAAlgorithm.from_jwk(json.dumps(jwk))
+        return keys
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

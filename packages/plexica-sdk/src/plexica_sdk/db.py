@@ -1,0 +1,130 @@
+"""A plugin's database access: one transaction per request, bound to the caller's tenant.
+
+Inside it ``search_path`` is the tenant's schema only and the role is the plugin's role for that
+tenant, which the platform created at install and which owns only the plugin's own tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from plexica_sdk.errors import NotFoundError
+
+
+def tenant_schema(slug: str) -> str:
+    return "tenant_" + slug.replace("-", "_")
+
+
+def plugin_role(plugin_id: str, tenant_id: UUID) -> str:
+    return f"plx_{plugin_id}_{tenant_id.hex}"
+
+
+def installation_function(plugin_id: str) -> str:
+    return f"plexica_{plugin_id}_installation"
+
+
+def publish_function(plugin_id: str) -> str:
+    return f"plexica_{plugin_id}_publish"
+
+
+def asyncpg_url(url: str) -> str:
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+@dataclass(frozen=True)
+class Installation:
+    """What the platform tells the plugin about its installation in the current tenant."""
+
+    status: str
+    version: str
+    settings: dict[str, Any]
+
+
+class NotInstalledError(NotFoundError):
+    """Same answer as an unknown route: nothing says whether the plugin exists elsewhere."""
+
+    def __init__(self) -> None:
+        super().__init__("no such route")
+
+
+class PluginDatabase:
+    def __init__(self, url: str, plugin_id: str, *, pool_size: int = 5) -> None:
+        self.plugin_id = plugin_id
+        self.engine = create_async_engine(
+            asyncpg_url(url),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            connect_args={
+                "server_settings": {"application_name": f"plexica-plugin-{plugin_id}"},
+                # Never reuse a statement prepared under another tenant's search path.
+                "statement_cache_size": 0,
+            },
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def tenant_session(
+        self, tenant_id: UUID, slug: str
+    ) -> AsyncIterator[tuple[AsyncSession, Installation]]:
+        """A transaction as the plugin's role in the tenant's schema, committed on success.
+
+        Raises NotInstalledError unless the plugin is installed and active in that tenant."""
+        schema, role = tenant_schema(slug), plugin_role(self.plugin_id, tenant_id)
+        async with self.sessions() as session, session.begin():
+            try:
+                # SET LOCAL for both, in one round trip; both end with the transaction.
+                await session.execute(
+                    text(
+                        "SELECT set_config('search_path', :path, true),"
+                        " set_config('role', :role, true)"
+                    ),
+                    {"path": f'"{schema}"', "role": role},
+                )
+                raw = (
+                    await session.execute(text(f"SELECT {installation_function(self.plugin_id)}()"))
+                ).scalar()
+            except DBAPIError:
+                raise NotInstalledError from None
+            state = json.loads(raw) if isinstance(raw, str) else raw
+            if not isinstance(state, dict) or state.get("status") != "active":
+                raise NotInstalledError
+            yield session, Installation(state["status"], state["version"], state["settings"] or {})
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def publish(
+    session: AsyncSession,
+    plugin_id: str,
+    type: str,  # noqa: A002 - the CloudEvents attribute name
+    data: dict[str, Any],
+    *,
+    subject: str | None = None,
+) -> UUID:
+    """Write an event to the platform outbox in the caller's transaction.
+
+    The platform's function adds the tenant and source and refuses types outside the plugin's
+    own namespace, so a plugin cannot publish for another tenant or as another plugin."""
+    result = await session.execute(
+        text(f"SELECT {publish_function(plugin_id)}(:type, :subject, CAST(:data AS jsonb))"),
+        {"type": type, "subject": subject, "data": json.dumps(data, default=str)},
+    )
+    return UUID(str(result.scalar_one()))

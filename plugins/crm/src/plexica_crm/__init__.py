@@ -1,0 +1,1 @@
+"""The CRM plugin for Plexica, built on the public SDK only."""

@@ -1,0 +1,185 @@
+"""SQL of the CRM: the plugin's own tables in the caller's tenant schema (``crm_*``)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def _like(q: str) -> str:
+    return "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def _page(
+    session: AsyncSession, sql: str, params: dict[str, Any], limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One page and the total count in one query (the count only costs a second query when the
+    page is past the end)."""
+    rows = [
+        dict(r)
+        for r in (
+            await session.execute(
+                text(
+                    f"SELECT q.*, count(*) OVER () AS _total FROM ({sql}) AS q"  # noqa: S608
+                    " LIMIT :limit OFFSET :offset"
+                ),
+                {**params, "limit": limit, "offset": offset},
+            )
+        ).mappings()
+    ]
+    if rows:
+        total = int(rows[0]["_total"])
+    else:
+        total = int(
+            (await session.execute(text(f"SELECT count(*) FROM ({sql}) AS q"), params)).scalar_one()  # noqa: S608
+        )
+    for row in rows:
+        del row["_total"]
+    return rows, total
+
+
+async def list_companies(
+    session: AsyncSession, q: str | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    where = "WHERE lower(name) LIKE :q" if q else ""
+    sql = f"SELECT * FROM crm_companies {where} ORDER BY lower(name), id"  # noqa: S608
+    return await _page(session, sql, {"q": _like(q or "")}, limit, offset)
+
+
+async def insert_company(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
+    row = await session.execute(
+        text(
+            "INSERT INTO crm_companies (name, domain, created_by) VALUES (:name, :domain, :by)"
+            " RETURNING *"
+        ),
+        values,
+    )
+    return dict(row.mappings().one())
+
+
+async def get(session: AsyncSession, table: str, id_: UUID) -> dict[str, Any] | None:
+    assert table in ("crm_companies", "crm_contacts", "crm_deals", "crm_activities")
+    row = await session.execute(text(f"SELECT * FROM {table} WHERE id = :id"), {"id": id_})  # noqa: S608
+    found = row.mappings().first()
+    return dict(found) if found else None
+
+
+async def list_contacts(
+    session: AsyncSession, q: str | None, company_id: UUID | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    clauses, params = [], {"q": _like(q or ""), "company": company_id}
+    if q:
+        clauses.append("search LIKE :q")
+    if company_id:
+        clauses.append("company_id = :company")
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    sql = f"SELECT * FROM crm_contacts {where} ORDER BY lower(last_name), lower(first_name), id"  # noqa: S608
+    return await _page(session, sql, params, limit, offset)
+
+
+async def insert_contact(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
+    row = await session.execute(
+        text(
+            "INSERT INTO crm_contacts (first_name, last_name, email, phone, company_id, created_by)"
+            " VALUES (:first_name, :last_name, :email, :phone, :company_id, :by) RETURNING *"
+        ),
+        values,
+    )
+    return dict(row.mappings().one())
+
+
+async def list_stages(session: AsyncSession) -> list[dict[str, Any]]:
+    rows = await session.execute(text("SELECT * FROM crm_stages ORDER BY position"))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def get_stage(session: AsyncSession, stage_id: str) -> dict[str, Any] | None:
+    row = await session.execute(text("SELECT * FROM crm_stages WHERE id = :id"), {"id": stage_id})
+    found = row.mappings().first()
+    return dict(found) if found else None
+
+
+async def list_deals(
+    session: AsyncSession, q: str | None, stage_id: str | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    clauses, params = [], {"q": _like(q or ""), "stage": stage_id}
+    if q:
+        clauses.append("lower(title) LIKE :q")
+    if stage_id:
+        clauses.append("stage_id = :stage")
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    sql = f"SELECT * FROM crm_deals {where} ORDER BY updated_at DESC, id"  # noqa: S608
+    return await _page(session, sql, params, limit, offset)
+
+
+async def insert_deal(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
+    row = await session.execute(
+        text(
+            "INSERT INTO crm_deals (title, amount, currency, stage_id, company_id, contact_id,"
+            " created_by) VALUES (:title, :amount, :currency, :stage_id, :company_id,"
+            " :contact_id, :by) RETURNING *"
+        ),
+        values,
+    )
+    return dict(row.mappings().one())
+
+
+async def move_deal(
+    session: AsyncSession, deal_id: UUID, stage_id: str, closed: bool
+) -> dict[str, Any]:
+    row = await session.execute(
+        text(
+            "UPDATE crm_deals SET stage_id = :stage, updated_at = now(),"
+            " closed_at = CASE WHEN :closed THEN now() ELSE NULL END WHERE id = :id RETURNING *"
+        ),
+        {"stage": stage_id, "closed": closed, "id": deal_id},
+    )
+    return dict(row.mappings().one())
+
+
+async def pipeline(session: AsyncSession) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        text(
+            "SELECT s.id, s.name, count(d.id) AS deals, coalesce(sum(d.amount), 0) AS amount"
+            " FROM crm_stages s LEFT JOIN crm_deals d ON d.stage_id = s.id"
+            " GROUP BY s.id, s.name, s.position ORDER BY s.position"
+        )
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def list_activities(
+    session: AsyncSession, contact_id: UUID | None, deal_id: UUID | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    clauses, params = [], {"contact": contact_id, "deal": deal_id}
+    if contact_id:
+        clauses.append("contact_id = :contact")
+    if deal_id:
+        clauses.append("deal_id = :deal")
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    sql = f"SELECT * FROM crm_activities {where} ORDER BY created_at DESC, id"  # noqa: S608
+    return await _page(session, sql, params, limit, offset)
+
+
+async def insert_activity(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
+    row = await session.execute(
+        text(
+            "INSERT INTO crm_activities (kind, subject, body, due_at, contact_id, deal_id,"
+            " created_by) VALUES (:kind, :subject, :body, :due_at, :contact_id, :deal_id, :by)"
+            " RETURNING *"
+        ),
+        values,
+    )
+    return dict(row.mappings().one())
+
+
+async def complete_activity(session: AsyncSession, activity_id: UUID) -> dict[str, Any] | None:
+    row = await session.execute(
+        text("UPDATE crm_activities SET done = true WHERE id = :id RETURNING *"),
+        {"id": activity_id},
+    )
+    found = row.mappings().first()
+    return dict(found) if found else None

@@ -1,0 +1,124 @@
+"""Request and response models of the CRM API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Generic, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from plexica_sdk.errors import NotFoundError, PlexicaError
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class CompanyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    domain: str | None = Field(default=None, max_length=200)
+
+
+class Company(CompanyIn):
+    model_config = ConfigDict(extra="ignore")
+    id: UUID
+    created_at: datetime
+
+
+class ContactIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(default="", max_length=100)
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    phone: str | None = Field(default=None, max_length=40)
+    company_id: UUID | None = None
+
+
+class Contact(BaseModel):
+    id: UUID
+    first_name: str
+    last_name: str
+    email: str | None
+    phone: str | None
+    company_id: UUID | None
+    created_at: datetime
+
+
+class Stage(BaseModel):
+    id: str
+    name: str
+    position: int
+    is_won: bool
+    is_lost: bool
+
+
+class DealIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=200)
+    amount: Decimal = Field(default=Decimal(0), ge=0, max_digits=14, decimal_places=2)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    stage_id: str = "lead"
+    company_id: UUID | None = None
+    contact_id: UUID | None = None
+
+
+class Deal(BaseModel):
+    id: UUID
+    title: str
+    amount: Decimal
+    currency: str
+    stage_id: str
+    company_id: UUID | None
+    contact_id: UUID | None
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+
+
+class StageChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stage_id: str
+
+
+class ActivityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["note", "call", "task"]
+    subject: str = Field(min_length=1, max_length=200)
+    body: str = Field(default="", max_length=20_000)
+    due_at: datetime | None = None
+    contact_id: UUID | None = None
+    deal_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def _linked(self) -> ActivityIn:
+        if self.contact_id is None and self.deal_id is None:
+            raise ValueError("an activity is linked to a contact, a deal or both")
+        return self
+
+
+class Activity(BaseModel):
+    id: UUID
+    kind: str
+    subject: str
+    body: str
+    due_at: datetime | None
+    done: bool
+    contact_id: UUID | None
+    deal_id: UUID | None
+    created_at: datetime
+
+
+class CrmNotFoundError(NotFoundError):
+    pass
+
+
+class UnknownReferenceError(PlexicaError):
+    status, code = 422, "unknown_reference"

@@ -1,0 +1,94 @@
+"""The CRM through the SDK test kit: a real local Plexica (its CLI) and a real PostgreSQL, the
+plugin served over HTTP, callers with real tokens. Imports only the SDK and the plugin."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from plexica_crm.app import create_app
+from plexica_sdk.testing import KitTenant, PluginTestKit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def kit() -> Iterator[PluginTestKit]:
+    with PluginTestKit(ROOT, create_app) as kit:
+        yield kit
+
+
+@pytest.fixture(scope="module")
+def acme(kit: PluginTestKit) -> KitTenant:
+    return kit.tenant("acme")
+
+
+def test_sales_flow_emits_events(kit: PluginTestKit, acme: KitTenant) -> None:
+    with kit.client(acme, roles=["member"], sub="sam") as http:
+        company = http.post("/v1/companies", json={"name": "Initech", "domain": "initech.test"})
+        assert company.status_code == 201, company.text
+        contact = http.post(
+            "/v1/contacts",
+            json={
+                "first_name": "Peter",
+                "last_name": "Gibbons",
+                "company_id": company.json()["id"],
+            },
+        ).json()
+        deal = http.post(
+            "/v1/deals",
+            json={"title": "TPS reports", "amount": "999.99", "contact_id": contact["id"]},
+        ).json()
+        for stage in ("qualified", "proposal", "won"):
+            r = http.post(f"/v1/deals/{deal['id']}/stage", json={"stage_id": stage})
+            assert r.status_code == 200, r.text
+        r = http.post(f"/v1/deals/{deal['id']}/stage", json={"stage_id": "nowhere"})
+        assert r.status_code == 422
+        task = http.post(
+            "/v1/activities",
+            json={
+                "kind": "task",
+                "subject": "Send contract",
+                "contact_id": contact["id"],
+                "deal_id": deal["id"],
+            },
+        ).json()
+        assert http.post(f"/v1/activities/{task['id']}/done").json()["done"] is True
+        assert http.get(f"/v1/activities?contact_id={contact['id']}").json()["total"] == 1
+        assert next(s["id"] for s in http.get("/v1/stages").json()) == "lead"
+        found = http.get("/v1/contacts?q=gibb").json()
+        assert [c["id"] for c in found["items"]] == [contact["id"]]
+        assert http.get(f"/v1/companies/{company.json()['id']}").json()["name"] == "Initech"
+        widget = http.get("/ui/widgets/pipeline").text
+        assert 'data-stage="won"' in widget
+        assert "Peter Gibbons" in http.get(f"/ui/contacts/{contact['id']}").text
+
+    rows = asyncio.run(
+        kit.fetch(
+            "SELECT type, tenant_id, source, data FROM platform.outbox WHERE tenant_id = $1 ORDER BY seq",
+            acme.id,
+        )
+    )
+    types = [r["type"] for r in rows]
+    assert types == ["crm.contact.created", *["crm.deal.stage_changed"] * 3, "crm.deal.won"]
+    assert {r["source"] for r in rows} == {"/plugins/crm"}
+
+
+def test_other_tenants_and_roles(kit: PluginTestKit, acme: KitTenant) -> None:
+    beta = kit.tenant("beta", install=False)
+    with kit.client(beta, roles=["tenant_admin"]) as http:
+        r = http.get("/v1/contacts")
+        assert r.status_code == 404
+        assert r.json()["error"]["code"] == "not_found"
+    with kit.client(acme, roles=["viewer"]) as http:
+        assert http.get("/v1/deals").status_code == 200
+        assert http.post("/v1/deals", json={"title": "x"}).status_code == 403
+    with kit.client(acme, roles=["guest"]) as http:
+        assert http.get("/v1/deals").status_code == 403
+    with kit.client(None) as http:
+        assert http.get("/v1/deals").status_code == 401
+        assert http.get("/health").status_code == 200
+        assert http.get("/ready").json()["checks"] == {"database": "ok"}

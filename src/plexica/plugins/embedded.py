@@ -1,0 +1,35 @@
+"""The plugins of the embedded mode: every installed distribution, mounted in-process."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from plexica.plugins.loader import load_plugin_apps
+from plexica.settings import Settings
+from plexica_sdk.app import PluginConfig
+from plexica_sdk.context import Principal
+from plexica_sdk.errors import UnavailableError
+
+
+class CoreVerifier:
+    """The core's verifier, looked up per call: identity sets it during the core's start."""
+
+    def __init__(self, core: FastAPI) -> None:
+        self.core = core
+
+    async def verify(self, token: str) -> Principal:
+        verifier = getattr(self.core.state, "verifier", None)
+        if verifier is None:
+            raise UnavailableError("authentication is not configured")
+        principal: Principal = await verifier.verify(token)
+        return principal
+
+
+def mount_plugins(core: FastAPI, settings: Settings) -> dict[str, FastAPI]:
+    """Load the plugin apps and let the core's installer probe them in-process."""
+    url = str(settings.database_url) if settings.database_url else None
+    apps = load_plugin_apps(
+        lambda _slug: PluginConfig(database_url=url, verifier=CoreVerifier(core))
+    )
+    core.state.plugin_endpoints = dict(apps)
+    return apps

@@ -1,0 +1,379 @@
+"""SQL of the plugin catalog, installations and the per-tenant database objects of a plugin."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from plexica.kit.db import quote_ident
+from plexica_sdk.db import installation_function, publish_function
+
+VERSION_COLUMNS = "plugin_id, version, manifest, migrations, status, registered_at"
+INSTALL_COLUMNS = (
+    "tenant_id, plugin_id, tenant_slug, version, status, reason, settings, applied_migrations,"
+    " db_role, retain_until, updated_at"
+)
+
+
+def _ident(name: str) -> str:
+    return quote_ident(name)
+
+
+# --- catalog -------------------------------------------------------------------------------
+
+
+async def insert_version(
+    session: AsyncSession,
+    plugin_id: str,
+    version: str,
+    manifest: dict[str, Any],
+    migrations: list[Any],
+) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO platform.plugin_versions (plugin_id, version, manifest, migrations)"
+            " VALUES (:p, :v, CAST(:m AS jsonb), CAST(:mig AS jsonb))"
+        ),
+        {"p": plugin_id, "v": version, "m": json.dumps(manifest), "mig": json.dumps(migrations)},
+    )
+
+
+async def get_version(session: AsyncSession, plugin_id: str, version: str) -> dict[str, Any] | None:
+    row = (
+        (
+            await session.execute(
+                text(
+                    f"SELECT {VERSION_COLUMNS} FROM platform.plugin_versions"  # noqa: S608
+                    " WHERE plugin_id = :p AND version = :v"
+                ),
+                {"p": plugin_id, "v": version},
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+async def list_versions(
+    session: AsyncSession, plugin_id: str | None = None
+) -> list[dict[str, Any]]:
+    where = "WHERE plugin_id = :p" if plugin_id else ""
+    rows = await session.execute(
+        text(f"SELECT {VERSION_COLUMNS} FROM platform.plugin_versions {where}"),  # noqa: S608
+        {"p": plugin_id},
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def set_version_status(
+    session: AsyncSession, plugin_id: str, version: str, status: str
+) -> bool:
+    column = {"published": "published_at", "deprecated": "deprecated_at"}[status]
+    result = await session.execute(
+        text(
+            f"UPDATE platform.plugin_versions SET status = :s, {column} = now()"  # noqa: S608
+            " WHERE plugin_id = :p AND version = :v"
+        ),
+        {"s": status, "p": plugin_id, "v": version},
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+# --- installations -------------------------------------------------------------------------
+
+
+async def get_installation(
+    session: AsyncSession, tenant_id: UUID, plugin_id: str, *, lock: bool = False
+) -> dict[str, Any] | None:
+    row = (
+        (
+            await session.execute(
+                text(
+                    f"SELECT {INSTALL_COLUMNS} FROM platform.plugin_installations"  # noqa: S608
+                    " WHERE tenant_id = :t AND plugin_id = :p" + (" FOR UPDATE" if lock else "")
+                ),
+                {"t": tenant_id, "p": plugin_id},
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+async def list_installations(
+    session: AsyncSession, tenant_id: UUID | None = None, status: str | None = None
+) -> list[dict[str, Any]]:
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    if tenant_id is not None:
+        clauses.append("tenant_id = :t")
+        params["t"] = tenant_id
+    if status is not None:
+        clauses.append("status = :s")
+        params["s"] = status
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    rows = await session.execute(
+        text(
+            f"SELECT {INSTALL_COLUMNS} FROM platform.plugin_installations {where}"  # noqa: S608
+            " ORDER BY tenant_id, plugin_id"
+        ),
+        params,
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def upsert_installation(
+    session: AsyncSession,
+    *,
+    tenant_id: UUID,
+    tenant_slug: str,
+    plugin_id: str,
+    version: str,
+    status: str,
+    db_role: str,
+    settings: dict[str, Any],
+    reason: str | None = None,
+) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO platform.plugin_installations (tenant_id, plugin_id, tenant_slug, version,"
+            " status, reason, settings, db_role) VALUES (:t, :p, :slug, :v, :s, :r,"
+            " CAST(:settings AS jsonb), :role) ON CONFLICT (tenant_id, plugin_id) DO UPDATE SET"
+            " tenant_slug = EXCLUDED.tenant_slug, version = EXCLUDED.version,"
+            " status = EXCLUDED.status, reason = EXCLUDED.reason, settings = EXCLUDED.settings,"
+            " updated_at = now()"
+        ),
+        {
+            "t": tenant_id,
+            "p": plugin_id,
+            "slug": tenant_slug,
+            "v": version,
+            "s": status,
+            "r": reason,
+            "settings": json.dumps(settings),
+            "role": db_role,
+        },
+    )
+
+
+async def update_installation(
+    session: AsyncSession, tenant_id: UUID, plugin_id: str, **values: Any
+) -> None:
+    sets, params = [], {"t": tenant_id, "p": plugin_id}
+    for key, value in values.items():
+        if key in ("settings", "applied_migrations"):
+            sets.append(f"{key} = CAST(:{key} AS jsonb)")
+            params[key] = json.dumps(value)
+        else:
+            sets.append(f"{key} = :{key}")
+            params[key] = value
+    await session.execute(
+        text(
+            f"UPDATE platform.plugin_installations SET {', '.join(sets)}, updated_at = now()"  # noqa: S608
+            " WHERE tenant_id = :t AND plugin_id = :p"
+        ),
+        params,
+    )
+
+
+async def delete_installation(session: AsyncSession, tenant_id: UUID, plugin_id: str) -> None:
+    await session.execute(
+        text("DELETE FROM platform.plugin_installations WHERE tenant_id = :t AND plugin_id = :p"),
+        {"t": tenant_id, "p": plugin_id},
+    )
+
+
+async def expired_installations(session: AsyncSession, now: datetime) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        text(
+            f"SELECT {INSTALL_COLUMNS} FROM platform.plugin_installations"  # noqa: S608
+            " WHERE status = 'uninstalled' AND retain_until < :now"
+        ),
+        {"now": now},
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def tenant_slug(session: AsyncSession, tenant_id: UUID) -> str | None:
+    """The tenant's slug from the tenancy domain's table when it exists, else from a past
+    installation of any plugin in that tenant."""
+    has_tenants = (
+        await session.execute(text("SELECT to_regclass('platform.tenants') IS NOT NULL"))
+    ).scalar()
+    if has_tenants:
+        slug = (
+            await session.execute(
+                text("SELECT slug FROM platform.tenants WHERE id = :t"), {"t": tenant_id}
+            )
+        ).scalar()
+        if slug is not None:
+            return str(slug)
+    slug = (
+        await session.execute(
+            text(
+                "SELECT tenant_slug FROM platform.plugin_installations WHERE tenant_id = :t LIMIT 1"
+            ),
+            {"t": tenant_id},
+        )
+    ).scalar()
+    return str(slug) if slug is not None else None
+
+
+async def schema_exists(session: AsyncSession, schema: str) -> bool:
+    found = await session.execute(
+        text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}
+    )
+    return found.scalar() is not None
+
+
+# --- the plugin's database objects in a tenant schema ---------------------------------------
+
+
+async def role_exists(session: AsyncSession, role: str) -> bool:
+    found = await session.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role})
+    return found.scalar() is not None
+
+
+async def create_role(session: AsyncSession, role: str) -> None:
+    # NOINHERIT and NOLOGIN: the role is only ever assumed with SET ROLE by a member; the
+    # platform's own user is made a member so that it can run the plugin's migrations as it.
+    await session.execute(text(f"CREATE ROLE {_ident(role)} NOLOGIN NOINHERIT"))
+    await session.execute(text(f"GRANT {_ident(role)} TO CURRENT_USER"))
+
+
+async def grant_schema(session: AsyncSession, role: str, schema: str, *, create: bool) -> None:
+    await session.execute(text(f"GRANT USAGE ON SCHEMA {_ident(schema)} TO {_ident(role)}"))
+    verb = "GRANT" if create else "REVOKE"
+    prep = "TO" if create else "FROM"
+    await session.execute(text(f"{verb} CREATE ON SCHEMA {_ident(schema)} {prep} {_ident(role)}"))
+
+
+async def run_as_role(session: AsyncSession, role: str, schema: str, sql: str) -> None:
+    """Run a migration script as the plugin's role with only the tenant schema on the path."""
+    await session.execute(text(f"SET LOCAL search_path TO {_ident(schema)}"))
+    await session.execute(text(f"SET LOCAL ROLE {_ident(role)}"))
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    # Several statements per file: the simple-query protocol, without SQLAlchemy's parameters.
+    await driver.execute(sql)
+    await session.execute(text("RESET ROLE"))
+    await session.execute(text("SET LOCAL search_path TO platform, public"))
+
+
+async def foreign_objects(session: AsyncSession, role: str, schema: str, prefix: str) -> list[str]:
+    """Objects the role owns that are outside its schema or not named with its prefix."""
+    like = prefix.replace("_", "\\_") + "%"
+    rows = await session.execute(
+        text(
+            "SELECT n.nspname || '.' || c.relname FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relowner = (SELECT oid FROM pg_roles WHERE rolname = :role)"
+            " AND n.nspname <> 'pg_toast'"
+            " AND (n.nspname <> :schema OR c.relname NOT LIKE :like)"
+            " UNION ALL SELECT n.nspname || '.' || p.proname FROM pg_proc p"
+            " JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE p.proowner = (SELECT oid FROM pg_roles WHERE rolname = :role)"
+            " AND (n.nspname <> :schema OR p.proname NOT LIKE :like)"
+            " UNION ALL SELECT n.nspname || '.' || t.typname FROM pg_type t"
+            " JOIN pg_namespace n ON n.oid = t.typnamespace"
+            " WHERE t.typowner = (SELECT oid FROM pg_roles WHERE rolname = :role)"
+            " AND t.typrelid = 0 AND (n.nspname <> :schema"
+            " OR (t.typname NOT LIKE :like AND t.typname NOT LIKE '\\_' || :like))"
+        ),
+        {"role": role, "schema": schema, "like": like},
+    )
+    return [str(r[0]) for r in rows]
+
+
+async def create_functions(
+    session: AsyncSession, schema: str, role: str, plugin_id: str, tenant_id: UUID
+) -> None:
+    """The plugin's only windows on the platform schema, bound to this tenant and plugin.
+
+    SECURITY DEFINER (owned by the platform) with a fixed search path; only the plugin's role
+    may execute them, and their arguments cannot name another tenant or plugin."""
+    s, r = _ident(schema), _ident(role)
+    state, pub = installation_function(plugin_id), publish_function(plugin_id)
+    tenant = str(tenant_id)
+    await session.execute(
+        text(
+            f"CREATE OR REPLACE FUNCTION {s}.{state}() RETURNS jsonb LANGUAGE sql STABLE"  # noqa: S608
+            " SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$"
+            " SELECT jsonb_build_object('status', status, 'version', version, 'settings', settings)"
+            " FROM platform.plugin_installations"
+            f" WHERE tenant_id = '{tenant}'::uuid AND plugin_id = '{plugin_id}' $fn$"
+        )
+    )
+    await session.execute(
+        text(
+            f"CREATE OR REPLACE FUNCTION {s}.{pub}(event_type text, event_subject text,"  # noqa: S608
+            " event_data jsonb) RETURNS uuid LANGUAGE plpgsql VOLATILE SECURITY DEFINER"
+            " SET search_path = pg_catalog, pg_temp AS $fn$ DECLARE new_id uuid := uuidv7();"
+            " BEGIN"
+            f" IF left(event_type, {len(plugin_id) + 1}) <> '{plugin_id}.' THEN"
+            f"  RAISE EXCEPTION 'event type must start with {plugin_id}.' USING ERRCODE = '42501';"
+            " END IF;"
+            " IF NOT EXISTS (SELECT 1 FROM platform.plugin_installations"
+            f"  WHERE tenant_id = '{tenant}'::uuid AND plugin_id = '{plugin_id}'"
+            "  AND status = 'active') THEN"
+            "  RAISE EXCEPTION 'plugin is not active' USING ERRCODE = '42501';"
+            " END IF;"
+            " INSERT INTO platform.outbox (id, tenant_id, type, source, subject, time, data)"
+            f" VALUES (new_id, '{tenant}'::uuid, event_type, '/plugins/{plugin_id}',"
+            " event_subject, now(), event_data);"
+            " RETURN new_id; END $fn$"
+        )
+    )
+    for fn in (f"{s}.{state}()", f"{s}.{pub}(text, text, jsonb)"):
+        await session.execute(text(f"REVOKE ALL ON FUNCTION {fn} FROM PUBLIC"))
+        await session.execute(text(f"GRANT EXECUTE ON FUNCTION {fn} TO {r}"))
+
+
+async def drop_plugin_objects(
+    session: AsyncSession, schema: str, role: str, plugin_id: str
+) -> None:
+    """Everything the plugin has in the tenant: its tables (owned by its role), the role and
+    the platform's functions for it."""
+    s = _ident(schema)
+    if await schema_exists(session, schema):
+        await session.execute(
+            text(f"DROP FUNCTION IF EXISTS {s}.{installation_function(plugin_id)}()")
+        )
+        await session.execute(
+            text(f"DROP FUNCTION IF EXISTS {s}.{publish_function(plugin_id)}(text, text, jsonb)")
+        )
+    if await role_exists(session, role):
+        await session.execute(text(f"DROP OWNED BY {_ident(role)} CASCADE"))
+        await session.execute(text(f"DROP ROLE {_ident(role)}"))
+
+
+async def tenant_id_by_slug(session: AsyncSession, slug: str) -> UUID | None:
+    has_tenants = (
+        await session.execute(text("SELECT to_regclass('platform.tenants') IS NOT NULL"))
+    ).scalar()
+    if has_tenants:
+        found = (
+            await session.execute(
+                text("SELECT id FROM platform.tenants WHERE slug = :s"), {"s": slug}
+            )
+        ).scalar()
+        if found is not None:
+            return UUID(str(found))
+    found = (
+        await session.execute(
+            text(
+                "SELECT tenant_id FROM platform.plugin_installations WHERE tenant_slug = :s LIMIT 1"
+            ),
+            {"s": slug},
+        )
+    ).scalar()
+    return UUID(str(found)) if found is not None else None

@@ -1,0 +1,163 @@
+"""Fixtures of the plugin platform's tests: tenants (schemas of our own, since the tenancy domain
+is built elsewhere), the CRM registered in the catalog, and the embedded gateway in front of the
+core and the mounted CRM app."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from plexica.app import create_app
+from plexica.gateway.embedded import create_edge_app
+from plexica.kit.db import Database
+from plexica.kit.provisioning import TenantRef
+from plexica.plugins import service
+from plexica.plugins.gate import InstallationGate
+from plexica.plugins.schemas import MigrationFile, VersionStatus
+from plexica.plugins.service import HttpReadinessProbe
+from plexica.settings import Settings
+from plexica.web.app import create_web_app
+from plexica_crm.app import create_app as create_crm_app
+from plexica_crm.app import plugin_root
+from plexica_sdk.app import PluginConfig, create_plugin_app
+from plexica_sdk.manifest import Manifest, load_manifest, load_migrations, parse_manifest
+from tests.conftest import running
+from tests.support.tokens import StaticIssuers
+
+CRM_DIR = plugin_root()
+
+
+@pytest.fixture(scope="session")
+def issuers() -> StaticIssuers:
+    return StaticIssuers()
+
+
+@dataclass
+class Tenant:
+    ref: TenantRef
+    issuers: StaticIssuers
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.ref.id
+
+    def headers(self, *roles: str, sub: str | None = None) -> dict[str, str]:
+        token = self.issuers.token(
+            self.ref.realm, roles=list(roles), sub=sub, tenant_id=str(self.ref.id)
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+
+TenantFactory = Callable[[], Coroutine[Any, Any, Tenant]]
+
+
+@pytest.fixture
+async def make_tenant(db: Database, issuers: StaticIssuers) -> AsyncIterator[TenantFactory]:
+    made: list[TenantRef] = []
+
+    async def make() -> Tenant:
+        slug = "t" + uuid.uuid4().hex[:10]
+        ref = TenantRef(uuid.uuid4(), slug, slug.upper(), f"admin@{slug}.test")
+        async with db.session() as s:
+            await s.execute(text(f'CREATE SCHEMA "{ref.schema}"'))
+        issuers.add_tenant(ref.id, slug)
+        made.append(ref)
+        return Tenant(ref, issuers)
+
+    yield make
+    for ref in made:
+        async with db.session() as s:
+            rows = await s.execute(
+                text("SELECT db_role FROM platform.plugin_installations WHERE tenant_id = :t"),
+                {"t": ref.id},
+            )
+            for (role,) in rows:
+                if (
+                    await s.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role})
+                ).scalar():
+                    await s.execute(text(f'DROP OWNED BY "{role}" CASCADE'))
+                    await s.execute(text(f'DROP ROLE "{role}"'))
+            await s.execute(
+                text("DELETE FROM platform.plugin_installations WHERE tenant_id = :t"),
+                {"t": ref.id},
+            )
+            await s.execute(text(f'DROP SCHEMA "{ref.schema}" CASCADE'))
+
+
+async def register_dir(db: Database, root: Path, *, publish: bool = True) -> Manifest:
+    manifest = load_manifest(root)
+    migrations = [MigrationFile(name=n, sql=s) for n, s in load_migrations(manifest, root)]
+    async with db.session() as s:
+        known = {v.version for v in await service.list_versions(s, manifest.id)}
+        if manifest.version not in known:
+            await service.register(s, manifest.model_dump(mode="json"), migrations)
+            if publish:
+                await service.set_status(s, manifest.id, manifest.version, VersionStatus.PUBLISHED)
+    return manifest
+
+
+async def register_doc(
+    db: Database, doc: dict[str, Any], migrations: list[tuple[str, str]]
+) -> Manifest:
+    manifest = parse_manifest(doc)
+    files = [MigrationFile(name=n, sql=s) for n, s in migrations]
+    async with db.session() as s:
+        await service.register(s, doc, files)
+        await service.set_status(s, manifest.id, manifest.version, VersionStatus.PUBLISHED)
+    return manifest
+
+
+@pytest.fixture(scope="session")
+async def crm_manifest(db: Database) -> Manifest:
+    return await register_dir(db, CRM_DIR)
+
+
+def plugin_doc(plugin_id: str, version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": plugin_id,
+        "name": plugin_id.title(),
+        "version": version,
+        "publisher": "Tests",
+        "core": ">=0.1.0 <1.0.0",
+        **extra,
+    }
+
+
+def bare_app(manifest: Manifest) -> FastAPI:
+    """A plugin service without a database: ready as soon as it runs."""
+    return create_plugin_app(manifest, config=PluginConfig())
+
+
+@dataclass
+class Platform:
+    http: httpx.AsyncClient
+    core: FastAPI
+    crm: FastAPI
+    endpoints: dict[str, Any]
+
+
+@pytest.fixture
+async def platform(
+    settings: Settings,
+    db: Database,
+    database_url: str,
+    issuers: StaticIssuers,
+    crm_manifest: Manifest,
+) -> AsyncIterator[Platform]:
+    """``plexica up`` in miniature: the embedded gateway with the CRM mounted in-process."""
+    core = create_app(settings, db=db, verifier=issuers.verifier())
+    crm = create_crm_app(PluginConfig(database_url=database_url, verifier=issuers.verifier()))
+    endpoints: dict[str, Any] = {"crm": crm}
+    core.state.plugin_endpoints = endpoints
+    core.state.plugin_probe = HttpReadinessProbe(endpoints, timeout=1.0)
+    edge = create_edge_app(core, create_web_app(settings), {"crm": crm}, InstallationGate(core))
+    async for client in running(edge):
+        yield Platform(client, core, crm, endpoints)
