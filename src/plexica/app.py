@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from plexica import __version__
+from plexica.composition import build_services
 from plexica.kit.db import Database
 from plexica.kit.probes import add_dependency_checks
 from plexica.kit.security import TokenVerifier
 from plexica.settings import Settings
+from plexica.tenants import api as tenants_api
 from plexica_sdk.service import create_service_app
 
 API_PREFIX = "/v1"
@@ -32,9 +34,12 @@ def create_app(
         )
         app.state.db = database
         add_dependency_checks(app.state.readiness, settings, database)
+        app.state.services = build_services(settings, database)
+        await app.state.services.start()
         try:
             yield
         finally:
+            await app.state.services.stop()
             if own:
                 await database.dispose()
 
@@ -52,6 +57,8 @@ def create_app(
     # Routers carry their full prefix (APIRouter(prefix=...)): include_router(prefix=...) would
     # leave the un-prefixed template in the scope, and metrics label routes by template.
     app.include_router(_info_router())
+    app.include_router(tenants_api.operator_router)
+    app.include_router(tenants_api.tenant_router)
     return app
 
 
