@@ -10,6 +10,7 @@ import typer
 
 from plexica import __version__
 from plexica.app import create_app
+from plexica.cli import runtime
 from plexica.cli.common import fail, settings_or_exit
 from plexica.gateway.embedded import create_edge_app
 from plexica.kit.datadir import DataDir, DataDirBusyError
@@ -18,6 +19,7 @@ from plexica.kit.migrate import upgrade_platform
 from plexica.kit.pgserver import EmbeddedPostgres, EmbeddedPostgresError
 from plexica.kit.server import PortInUseError, ensure_port_free, serve
 from plexica.settings import Settings
+from plexica.tenants.fleet import migrate_fleet
 from plexica.web.app import create_web_app
 from plexica_sdk.observability import configure_logging
 
@@ -72,7 +74,13 @@ def _run(settings: Settings, data_dir: Path) -> None:
                 "Press Ctrl-C to stop.\n"
             )
 
-        serve(edge, settings.host, settings.port, settings.shutdown_grace_seconds, banner)
+        # Lets `plexica tenant ...` and `plexica migrate` reach this instance's database.
+        assert settings.database_url is not None
+        runtime.write(data_dir, database_url=str(settings.database_url), url=url)
+        try:
+            serve(edge, settings.host, settings.port, settings.shutdown_grace_seconds, banner)
+        finally:
+            runtime.remove(data_dir)
     finally:
         if pg is not None:
             pg.stop()
@@ -83,5 +91,8 @@ async def _migrate(settings: Settings) -> None:
     db = Database(settings.sqlalchemy_url, pool_size=2)
     try:
         await upgrade_platform(db)
+        result = await migrate_fleet(db, concurrency=2)
+        if not result.ok:
+            log.error("tenant_migration_failed", **result.as_dict())
     finally:
         await db.dispose()

@@ -361,3 +361,10 @@ async def delete_setting(session: AsyncSession, key: str) -> bool:
         text("DELETE FROM settings WHERE key = :k RETURNING key"), {"k": key}
     )
     return result.first() is not None
+
+
+async def lock_schema_migration(conn: AsyncConnection, schema: str) -> None:
+    """Two migrators never work on the same schema at once; the second finds it done."""
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext('plexica.migrate.' || :s))"), {"s": schema}
+    )
