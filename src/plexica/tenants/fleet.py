@@ -2,15 +2,20 @@
 
 Bounded parallelism, resumable (a schema already at the head is skipped, and each schema's
 upgrade and its recorded version commit together), canary tenants first, then waves, halting at
-the first failure.
+the first failure. Alembic keeps its migration context in module globals, so two upgrades must
+never interleave in one process: the parallel upgrades run in a pool of worker processes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import multiprocessing as mp
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from uuid import UUID
 
 from alembic import command
 from alembic.config import Config
@@ -81,12 +86,33 @@ def _upgrade(conn: Connection, tree: Path, schema: str) -> str | None:
     return ctx.get_current_revision()
 
 
-async def migrate_tenant(db: Database, tenant: Tenant, tree: Path) -> str | None:
+async def migrate_tenant(db: Database, tenant_id: UUID, schema: str, tree: Path) -> str | None:
     async with db.engine.begin() as conn:
-        await repository.lock_schema_migration(conn, tenant.schema_name)
-        version = await conn.run_sync(_upgrade, tree, tenant.schema_name)
-        await repository.set_schema_version(conn, tenant.id, version)
+        await repository.lock_schema_migration(conn, schema)
+        version = await conn.run_sync(_upgrade, tree, schema)
+        await repository.set_schema_version(conn, tenant_id, version)
     return version
+
+
+class _Worker:
+    """State of one worker process: its own event loop and a one-connection engine."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    db: Database | None = None
+
+
+def _init_worker(url: str) -> None:
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _Worker.loop = asyncio.new_event_loop()
+    _Worker.db = Database(url, pool_size=1)
+
+
+def _migrate_in_worker(tenant_id: UUID, schema: str, tree: str) -> str | None:
+    assert _Worker.loop is not None
+    assert _Worker.db is not None
+    return _Worker.loop.run_until_complete(
+        migrate_tenant(_Worker.db, tenant_id, schema, Path(tree))
+    )
 
 
 def plan_waves(
@@ -125,9 +151,18 @@ async def migrate_fleet(
     result = FleetResult(head=head, total=len(fleet))
     result.up_to_date = [t.slug for t in fleet if t.schema_version == head]
     pending = [t for t in fleet if t.schema_version != head]
-    gate = asyncio.Semaphore(max(1, concurrency))
+    if not pending:
+        return result
+    workers = min(max(1, concurrency), len(pending))
+    gate = asyncio.Semaphore(workers)
     halt = asyncio.Event()
     done = len(result.up_to_date)
+    loop = asyncio.get_running_loop()
+    url = db.engine.url.render_as_string(hide_password=False)
+    # Forked before the workers touch anything of ours: each opens its own loop and engine.
+    pool = ProcessPoolExecutor(
+        workers, mp_context=mp.get_context("fork"), initializer=_init_worker, initargs=(url,)
+    )
 
     async def one(tenant: Tenant) -> None:
         nonlocal done
@@ -136,7 +171,9 @@ async def migrate_fleet(
                 result.not_started.append(tenant.slug)
                 return
             try:
-                version = await migrate_tenant(db, tenant, tree)
+                version = await loop.run_in_executor(
+                    pool, _migrate_in_worker, tenant.id, tenant.schema_name, str(tree)
+                )
             except Exception as exc:  # noqa: BLE001 - recorded, and the rollout halts
                 halt.set()
                 result.failed[tenant.slug] = describe(exc)
@@ -150,9 +187,12 @@ async def migrate_fleet(
                 progress(Progress(done, result.total, tenant.slug, version))
 
     waves = plan_waves(pending, canary, wave)
-    for index, batch in enumerate(waves):
-        if halt.is_set():
-            result.not_started += [t.slug for w in waves[index:] for t in w]
-            break
-        await asyncio.gather(*(one(t) for t in batch))
+    try:
+        for index, batch in enumerate(waves):
+            if halt.is_set():
+                result.not_started += [t.slug for w in waves[index:] for t in w]
+                break
+            await asyncio.gather(*(one(t) for t in batch))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return result
