@@ -7,18 +7,20 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from pydantic import BaseModel
 
 from plexica.cli import runtime
 from plexica.cli.common import fail, settings_or_exit
-from plexica.composition import Services, build_services
-from plexica.kit.db import Database
-from plexica.settings import Settings
-from plexica.tenants.schemas import State, Tenant, TenantCreate
-from plexica_sdk.errors import PlexicaError
+
+# Imported when a command runs, so that `plexica --help` and other commands stay quick.
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from plexica.composition import Services
+    from plexica.settings import Settings
+    from plexica.tenants.schemas import Tenant
 
 tenant_app = typer.Typer(no_args_is_help=True, help="Create and operate tenants.")
 
@@ -52,8 +54,19 @@ def database_settings(data_dir: Path | None) -> Settings:
     return updated
 
 
+STATES = ("provisioning", "active", "suspended", "pending_deletion", "deleted", "failed")
+
+
 def run(data_dir: Path | None, as_json: bool, action: Callable[[Services], Awaitable[T]]) -> T:
+    from plexica.composition import build_services
+    from plexica.kit.db import Database
+    from plexica_sdk.errors import PlexicaError
+    from plexica_sdk.observability import configure_logging
+
     settings = database_settings(data_dir)
+    # Logs go to stderr and only when they matter: stdout is the command's answer.
+    level = "WARNING" if settings.log_level == "INFO" else settings.log_level
+    configure_logging("cli", level, settings.log_format)
 
     async def main() -> T:
         db = Database(settings.sqlalchemy_url, pool_size=2)
@@ -101,6 +114,8 @@ def create(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Create a tenant: schema, realm, bucket, default plugins, then active."""
+    from plexica.tenants.schemas import TenantCreate
+
     body = TenantCreate(slug=slug[:200], name=name[:200], admin_email=admin_email[:320])
     tenant = run(data_dir, as_json, lambda s: s.tenants.create(body))
     emit(tenant, as_json, lambda: _line(tenant))
@@ -108,17 +123,24 @@ def create(
 
 @tenant_app.command("list")
 def list_(
-    state: Annotated[State | None, typer.Option(help="Only tenants in this state.")] = None,
+    state: Annotated[
+        str | None, typer.Option(help=f"Only tenants in this state: {', '.join(STATES)}.")
+    ] = None,
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
 ) -> None:
     """List tenants (all pages)."""
+    from plexica.tenants.schemas import State
+
+    if state is not None and state not in STATES:
+        raise fail(f"unknown state {state!r} (one of: {', '.join(STATES)})")
+    wanted = State(state) if state else None
 
     async def everything(s: Services) -> list[Tenant]:
         items: list[Tenant] = []
         after: str | None = None
         while True:
-            page = await s.tenants.list_tenants(state=state, after=after, limit=200)
+            page = await s.tenants.list_tenants(state=wanted, after=after, limit=200)
             items += page.items
             if page.next is None:
                 return items
