@@ -46,46 +46,72 @@ async def test_operator_lifecycle_over_http(api: httpx.AsyncClient, issuers: Sta
 
     r = await api.post(f"/v1/tenants/{t['id']}/suspend", headers=op)
     assert r.json()["state"] == "suspended"
-    for method, path in (("GET", "/v1/tenant"), ("GET", "/v1/tenant/settings"), ("PUT", "/v1/tenant/settings/a")):
+    for method, path in (
+        ("GET", "/v1/tenant"),
+        ("GET", "/v1/tenant/settings"),
+        ("PUT", "/v1/tenant/settings/a"),
+    ):
         r = await api.request(method, path, headers=th, json={"value": 1})
         assert r.status_code == 403, r.text
         assert error_of(r)["code"] == "tenant_suspended"
 
     r = await api.post(f"/v1/tenants/{t['id']}/suspend", headers=op)
-    assert r.status_code == 409 and error_of(r)["code"] == "illegal_transition"
+    assert r.status_code == 409
+    assert error_of(r)["code"] == "illegal_transition"
     r = await api.post(f"/v1/tenants/{t['id']}/reactivate", headers=op)
     assert r.json()["state"] == "active"
     assert (await api.get("/v1/tenant", headers=th)).status_code == 200
 
     steps = (await api.get(f"/v1/tenants/{t['id']}/steps", headers=op)).json()
     assert [s["name"] for s in steps["steps"]] == ["schema"]
-    assert [h["to_state"] for h in steps["history"]] == ["provisioning", "active", "suspended", "active"]
+    assert [h["to_state"] for h in steps["history"]] == [
+        "provisioning",
+        "active",
+        "suspended",
+        "active",
+    ]
 
     r = await api.delete(f"/v1/tenants/{t['id']}", headers=op)
-    assert r.status_code == 200 and r.json()["state"] == "deleted"
+    assert r.status_code == 200
+    assert r.json()["state"] == "deleted"
     r = await api.get("/v1/tenant", headers=th)
-    assert r.status_code == 403 and error_of(r)["code"] == "tenant_unavailable"
+    assert r.status_code == 403
+    assert error_of(r)["code"] == "tenant_unavailable"
     r = await api.post(f"/v1/tenants/{t['id']}/reactivate", headers=op)
-    assert r.status_code == 409 and error_of(r)["code"] == "illegal_transition"
+    assert r.status_code == 409
+    assert error_of(r)["code"] == "illegal_transition"
 
 
 async def test_bad_input_gets_stable_codes(api: httpx.AsyncClient, issuers: StaticIssuers) -> None:
     op = issuers.operator_headers()
     slug = new_slug()
     await create(api, issuers, slug)
-    r = await api.post("/v1/tenants", json={"slug": slug, "name": "x", "admin_email": "a@b.example"}, headers=op)
-    assert r.status_code == 409 and error_of(r)["code"] == "tenant_exists"
+    r = await api.post(
+        "/v1/tenants", json={"slug": slug, "name": "x", "admin_email": "a@b.example"}, headers=op
+    )
+    assert r.status_code == 409
+    assert error_of(r)["code"] == "tenant_exists"
     for bad in ("Bad Slug", "platform", "a'b", "a;b", "x" * 64):
-        r = await api.post("/v1/tenants", json={"slug": bad, "name": "x", "admin_email": "a@b.example"}, headers=op)
+        r = await api.post(
+            "/v1/tenants", json={"slug": bad, "name": "x", "admin_email": "a@b.example"}, headers=op
+        )
         assert r.status_code == 422 and error_of(r)["code"] == "invalid_slug", r.text
-    r = await api.post("/v1/tenants", json={"slug": new_slug(), "name": "x", "admin_email": "nope"}, headers=op)
-    assert r.status_code == 422 and error_of(r)["code"] == "invalid_email"
-    unknown = [await api.get(f"/v1/tenants/{k}", headers=op) for k in (uuid.uuid4(), "no-such-one", "%27%3B")]
+    r = await api.post(
+        "/v1/tenants", json={"slug": new_slug(), "name": "x", "admin_email": "nope"}, headers=op
+    )
+    assert r.status_code == 422
+    assert error_of(r)["code"] == "invalid_email"
+    unknown = [
+        await api.get(f"/v1/tenants/{k}", headers=op)
+        for k in (uuid.uuid4(), "no-such-one", "%27%3B")
+    ]
     assert {r.status_code for r in unknown} == {404}
     assert len({r.text for r in unknown}) == 1
 
 
-async def test_only_operators_manage_tenants(api: httpx.AsyncClient, issuers: StaticIssuers) -> None:
+async def test_only_operators_manage_tenants(
+    api: httpx.AsyncClient, issuers: StaticIssuers
+) -> None:
     t = await create(api, issuers, new_slug())
     th = tenant_headers(issuers, t)
     assert (await api.get("/v1/tenants", headers=th)).status_code == 403
@@ -93,10 +119,13 @@ async def test_only_operators_manage_tenants(api: httpx.AsyncClient, issuers: St
     assert (await api.get("/v1/tenants")).status_code == 401
     # Operators have no tenant: tenant routes refuse them rather than guess one.
     r = await api.get("/v1/tenant", headers=issuers.operator_headers())
-    assert r.status_code == 403 and error_of(r)["code"] == "tenant_required"
+    assert r.status_code == 403
+    assert error_of(r)["code"] == "tenant_required"
 
 
-async def test_list_is_paginated_and_filtered(api: httpx.AsyncClient, issuers: StaticIssuers) -> None:
+async def test_list_is_paginated_and_filtered(
+    api: httpx.AsyncClient, issuers: StaticIssuers
+) -> None:
     op = issuers.operator_headers()
     prefix = "pg" + uuid.uuid4().hex[:6]
     made = [await create(api, issuers, f"{prefix}-{i}") for i in range(5)]
@@ -104,11 +133,17 @@ async def test_list_is_paginated_and_filtered(api: httpx.AsyncClient, issuers: S
     seen: list[str] = []
     after: str | None = prefix
     while after is not None:
-        page = (await api.get("/v1/tenants", params={"limit": 2, "after": after}, headers=op)).json()
+        page = (
+            await api.get("/v1/tenants", params={"limit": 2, "after": after}, headers=op)
+        ).json()
         seen += [t["slug"] for t in page["items"] if t["slug"].startswith(prefix)]
-        after = page["next"] if page["items"] and page["items"][-1]["slug"].startswith(prefix) else None
+        after = (
+            page["next"] if page["items"] and page["items"][-1]["slug"].startswith(prefix) else None
+        )
     assert seen == [f"{prefix}-{i}" for i in range(5)]
-    suspended = (await api.get("/v1/tenants", params={"state": "suspended", "limit": 200}, headers=op)).json()
+    suspended = (
+        await api.get("/v1/tenants", params={"state": "suspended", "limit": 200}, headers=op)
+    ).json()
     assert made[1]["slug"] in [t["slug"] for t in suspended["items"]]
     assert all(t["state"] == "suspended" for t in suspended["items"])
     r = await api.get("/v1/tenants", params={"state": "bogus"}, headers=op)
@@ -151,5 +186,10 @@ async def test_suspension_reaches_every_replica_through_redis(
 
 async def test_openapi_documents_tenant_routes(api: httpx.AsyncClient) -> None:
     paths = (await api.get("/openapi.json")).json()["paths"]
-    for path in ("/v1/tenants", "/v1/tenants/{key}", "/v1/tenants/{key}/steps", "/v1/tenant/settings/{key}"):
+    for path in (
+        "/v1/tenants",
+        "/v1/tenants/{key}",
+        "/v1/tenants/{key}/steps",
+        "/v1/tenant/settings/{key}",
+    ):
         assert path in paths

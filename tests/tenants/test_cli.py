@@ -28,31 +28,53 @@ def as_json(r: subprocess.CompletedProcess[str]) -> Any:
 def test_tenant_commands_on_a_database_url(database_url: str) -> None:
     env = clean_env(PLEXICA_DATABASE_URL=database_url)
     slug = f"cli-{uuid.uuid4().hex[:8]}"
-    r = cli("tenant", "create", slug, "--name", "CLI Corp", "--admin-email", "a@cli.example", "--json", env=env)
+    r = cli(
+        "tenant",
+        "create",
+        slug,
+        "--name",
+        "CLI Corp",
+        "--admin-email",
+        "a@cli.example",
+        "--json",
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     created = as_json(r)
-    assert created["state"] == "active" and created["slug"] == slug
+    assert created["state"] == "active"
+    assert created["slug"] == slug
 
-    r = cli("tenant", "create", slug, "--name", "x", "--admin-email", "a@cli.example", "--json", env=env)
-    assert r.returncode == 1 and as_json(r)["error"]["code"] == "tenant_exists"
-    r = cli("tenant", "create", "Bad;Slug", "--name", "x", "--admin-email", "a@cli.example", env=env)
-    assert r.returncode == 1 and "invalid_slug" in r.stderr
+    r = cli(
+        "tenant", "create", slug, "--name", "x", "--admin-email", "a@cli.example", "--json", env=env
+    )
+    assert r.returncode == 1
+    assert as_json(r)["error"]["code"] == "tenant_exists"
+    r = cli(
+        "tenant", "create", "Bad;Slug", "--name", "x", "--admin-email", "a@cli.example", env=env
+    )
+    assert r.returncode == 1
+    assert "invalid_slug" in r.stderr
 
     r = cli("tenant", "suspend", slug, env=env)
-    assert r.returncode == 0 and f"{slug}: suspended" in r.stdout
+    assert r.returncode == 0
+    assert f"{slug}: suspended" in r.stdout
     listed = as_json(cli("tenant", "list", "--state", "suspended", "--json", env=env))
     assert slug in [t["slug"] for t in listed]
     shown = as_json(cli("tenant", "show", created["id"], "--json", env=env))
-    assert shown["state"] == "suspended" and shown["steps"][0]["name"] == "schema"
+    assert shown["state"] == "suspended"
+    assert shown["steps"][0]["name"] == "schema"
     assert [h["to_state"] for h in shown["history"]] == ["provisioning", "active", "suspended"]
     r = cli("tenant", "reactivate", slug, "--json", env=env)
     assert as_json(r)["state"] == "active"
     r = cli("tenant", "delete", slug, env=env)
-    assert r.returncode == 2 and "--yes" in r.stderr
+    assert r.returncode == 2
+    assert "--yes" in r.stderr
     r = cli("tenant", "delete", slug, "--yes", "--json", env=env)
-    assert r.returncode == 0 and as_json(r)["state"] == "deleted"
+    assert r.returncode == 0
+    assert as_json(r)["state"] == "deleted"
     r = cli("tenant", "show", "no-such-tenant", env=env)
-    assert r.returncode == 1 and "tenant_not_found" in r.stderr
+    assert r.returncode == 1
+    assert "tenant_not_found" in r.stderr
 
 
 @pytest.fixture
@@ -68,7 +90,8 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 def test_cli_finds_a_running_plexica_up(data_dir: Path) -> None:
     env = clean_env()
     r = cli("tenant", "list", "--data-dir", str(data_dir), env=env)
-    assert r.returncode == 2 and "plexica up" in r.stderr
+    assert r.returncode == 2
+    assert "plexica up" in r.stderr
     port = free_port()
     proc = start(["up", "--port", str(port), "--data-dir", str(data_dir)], env)
     try:
@@ -76,8 +99,20 @@ def test_cli_finds_a_running_plexica_up(data_dir: Path) -> None:
         runtime = data_dir / "runtime.json"
         assert stat.S_IMODE(runtime.stat().st_mode) == 0o600
         info = json.loads(runtime.read_text())
-        assert info["pid"] == proc.pid and info["url"] == f"http://127.0.0.1:{port}"
-        r = cli("tenant", "create", "acme", "--name", "Acme", "--admin-email", "a@acme.example", "--data-dir", str(data_dir), env=env)
+        assert info["pid"] == proc.pid
+        assert info["url"] == f"http://127.0.0.1:{port}"
+        r = cli(
+            "tenant",
+            "create",
+            "acme",
+            "--name",
+            "Acme",
+            "--admin-email",
+            "a@acme.example",
+            "--data-dir",
+            str(data_dir),
+            env=env,
+        )
         assert r.returncode == 0, r.stderr
         assert "acme: active" in r.stdout
         r = cli("migrate", "--data-dir", str(data_dir), "--canary", "acme", env=env)

@@ -63,13 +63,19 @@ def tree(tmp_path: Path) -> Path:
 async def block(db: Database, schema: str, on: bool) -> None:
     """Make the throwaway revision fail in one schema (a table of the same name is in the way)."""
     async with db.session() as s:
-        verb = f'CREATE TABLE "{schema}".fleet_probe (x int)' if on else f'DROP TABLE "{schema}".fleet_probe'
+        verb = (
+            f'CREATE TABLE "{schema}".fleet_probe (x int)'
+            if on
+            else f'DROP TABLE "{schema}".fleet_probe'
+        )
         await s.execute(text(verb))
 
 
 async def versions(db: Database) -> dict[str, str | None]:
     async with db.session() as s:
-        rows = await s.execute(text("SELECT slug, schema_version FROM platform.tenants WHERE state = 'active'"))
+        rows = await s.execute(
+            text("SELECT slug, schema_version FROM platform.tenants WHERE state = 'active'")
+        )
         return {r.slug: r.schema_version for r in rows}
 
 
@@ -87,9 +93,13 @@ async def test_canary_then_waves_halt_and_resume(fleet_db: Database, tree: Path)
     # A failing canary halts the rollout before anybody else is touched.
     await block(fleet_db, "tenant_fleet_3", True)
     seen: list[Progress] = []
-    result = await migrate_fleet(fleet_db, canary=["fleet-3"], wave=2, tree=tree, progress=seen.append)
-    assert not result.ok and list(result.failed) == ["fleet-3"]
-    assert result.migrated == [] and len(result.not_started) == 6
+    result = await migrate_fleet(
+        fleet_db, canary=["fleet-3"], wave=2, tree=tree, progress=seen.append
+    )
+    assert not result.ok
+    assert list(result.failed) == ["fleet-3"]
+    assert result.migrated == []
+    assert len(result.not_started) == 6
     assert set((await versions(fleet_db)).values()) == {base}
     assert seen[-1].error is not None
 
@@ -101,15 +111,23 @@ async def test_canary_then_waves_halt_and_resume(fleet_db: Database, tree: Path)
     assert sorted(result.migrated) == ["fleet-0", "fleet-1", "fleet-2", "fleet-3"]
     assert sorted(result.not_started) == ["fleet-5", "fleet-6"]
     v = await versions(fleet_db)
-    assert {s for s, ver in v.items() if ver == "zz0002"} == {"fleet-0", "fleet-1", "fleet-2", "fleet-3"}
+    assert {s for s, ver in v.items() if ver == "zz0002"} == {
+        "fleet-0",
+        "fleet-1",
+        "fleet-2",
+        "fleet-3",
+    }
 
     # Fixed and run again: only what is left is migrated; versions recorded both sides.
     await block(fleet_db, "tenant_fleet_4", False)
     result = await migrate_fleet(fleet_db, concurrency=3, tree=tree)
-    assert result.ok and sorted(result.migrated) == ["fleet-4", "fleet-5", "fleet-6"]
+    assert result.ok
+    assert sorted(result.migrated) == ["fleet-4", "fleet-5", "fleet-6"]
     assert len(result.up_to_date) == 4
     assert set((await versions(fleet_db)).values()) == {"zz0002"}
     for slug in slugs:
         assert await current_revision(fleet_db, "tenant_" + slug.replace("-", "_")) == "zz0002"
     again = await migrate_fleet(fleet_db, tree=tree)
-    assert again.ok and again.migrated == [] and len(again.up_to_date) == 7
+    assert again.ok
+    assert again.migrated == []
+    assert len(again.up_to_date) == 7

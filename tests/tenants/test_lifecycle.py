@@ -47,15 +47,22 @@ async def test_deletion_survives_a_failed_purge_and_resumes(db: Database) -> Non
 
     with pytest.raises(DeletionIncompleteError) as caught:
         await service.delete(tenant.id)
-    assert caught.value.status == 502 and caught.value.code == "deletion_incomplete"
+    assert caught.value.status == 502
+    assert caught.value.code == "deletion_incomplete"
     stuck = await service.get(tenant.id)
     assert stuck.state is State.PENDING_DELETION
-    assert stuck.failure_reason is not None and "realm purge timed out" in stuck.failure_reason
+    assert stuck.failure_reason is not None
+    assert "realm purge timed out" in stuck.failure_reason
     # Events went first, then the schema, then the bucket; the realm failed.
     assert not await schema_exists(db, tenant.schema_name)
     assert await outbox_types(db, tenant.id) == []
-    assert bucket.resources == set() and realm.resources == {tenant.slug}
-    steps = {s.name: s.status for s in (await service.steps_of(tenant.id)).steps if s.phase is Phase.DELETE}
+    assert bucket.resources == set()
+    assert realm.resources == {tenant.slug}
+    steps = {
+        s.name: s.status
+        for s in (await service.steps_of(tenant.id)).steps
+        if s.phase is Phase.DELETE
+    }
     assert steps == {
         "events": StepStatus.DONE,
         "schema": StepStatus.DONE,
@@ -67,7 +74,8 @@ async def test_deletion_survives_a_failed_purge_and_resumes(db: Database) -> Non
         await service.reactivate(tenant.id)
 
     deleted = await service.delete(tenant.id)
-    assert deleted.state is State.DELETED and deleted.deleted_at is not None
+    assert deleted.state is State.DELETED
+    assert deleted.deleted_at is not None
     assert realm.resources == set()
     # The resumed run only did what was left.
     assert realm.calls == [
@@ -81,7 +89,8 @@ async def test_deletion_survives_a_failed_purge_and_resumes(db: Database) -> Non
             await illegal(tenant.id)
     # The slug is free again; the deleted one stays on record.
     again = await service.create(body(tenant.slug))
-    assert again.id != tenant.id and again.state is State.ACTIVE
+    assert again.id != tenant.id
+    assert again.state is State.ACTIVE
     assert (await service.get(tenant.id)).state is State.DELETED
 
 

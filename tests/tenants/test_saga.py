@@ -42,7 +42,11 @@ async def test_provisioning_creates_stamped_schema_and_emits_event(
 
 
 async def test_failure_undoes_completed_steps_in_reverse_and_leaves_failed(db: Database) -> None:
-    realm, bucket, plugins = RecordingStep("realm"), RecordingStep("bucket"), RecordingStep("plugins")
+    realm, bucket, plugins = (
+        RecordingStep("realm"),
+        RecordingStep("bucket"),
+        RecordingStep("plugins"),
+    )
     bucket.calls = realm.calls = plugins.calls  # one shared log to see the global order
     plugins.fail_apply = True
     service = TenantService(db, [realm, bucket, plugins])
@@ -58,10 +62,13 @@ async def test_failure_undoes_completed_steps_in_reverse_and_leaves_failed(db: D
         ("bucket", "undo", slug),
         ("realm", "undo", slug),
     ]
-    assert not realm.resources and not bucket.resources and not plugins.resources
+    assert not realm.resources
+    assert not bucket.resources
+    assert not plugins.resources
     tenant = await service.get(slug)
     assert tenant.state is State.FAILED
-    assert tenant.failure_reason is not None and "plugins is down" in tenant.failure_reason
+    assert tenant.failure_reason is not None
+    assert "plugins is down" in tenant.failure_reason
     assert not await schema_exists(db, tenant.schema_name)
     steps = {s.name: s for s in (await service.steps_of(tenant.id)).steps}
     assert {n: s.status for n, s in steps.items()} == {
@@ -70,13 +77,15 @@ async def test_failure_undoes_completed_steps_in_reverse_and_leaves_failed(db: D
         "bucket": StepStatus.UNDONE,
         "plugins": StepStatus.UNDONE,
     }
-    assert steps["plugins"].error is not None and "plugins is down" in steps["plugins"].error
+    assert steps["plugins"].error is not None
+    assert "plugins is down" in steps["plugins"].error
     assert await outbox_types(db, tenant.id) == ["plexica.tenant.failed"]
 
     # The dependency recovers: retrying runs every step again and ends active.
     plugins.fail_apply = False
     retried = await service.retry(slug)
-    assert retried.state is State.ACTIVE and retried.failure_reason is None
+    assert retried.state is State.ACTIVE
+    assert retried.failure_reason is None
     assert retried.id == tenant.id
     assert await schema_exists(db, tenant.schema_name)
     assert realm.resources == bucket.resources == plugins.resources == {slug}
@@ -100,7 +109,9 @@ async def test_steps_are_idempotent_when_run_twice(service: TenantService, db: D
     assert not await schema_exists(db, tenant.schema_name)
 
 
-async def test_same_slug_twice_is_409_also_concurrently(service: TenantService, db: Database) -> None:
+async def test_same_slug_twice_is_409_also_concurrently(
+    service: TenantService, db: Database
+) -> None:
     slug = new_slug()
     results = await asyncio.gather(
         *(service.create(body(slug)) for _ in range(5)), return_exceptions=True
@@ -119,7 +130,19 @@ async def test_same_slug_twice_is_409_also_concurrently(service: TenantService, 
 
 @pytest.mark.parametrize(
     "slug",
-    ["ab", "Acme", "1acme", "acme-", "ac_me", "platform", "admin", "api", "public", "a--b", "x" * 64],
+    [
+        "ab",
+        "Acme",
+        "1acme",
+        "acme-",
+        "ac_me",
+        "platform",
+        "admin",
+        "api",
+        "public",
+        "a--b",
+        "x" * 64,
+    ],
 )
 async def test_invalid_or_reserved_slugs_are_refused_before_anything_happens(
     service: TenantService, db: Database, slug: str

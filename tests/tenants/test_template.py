@@ -34,7 +34,9 @@ async def shape(db: Database, schema: str) -> list[tuple[object, ...]]:
 
 
 async def test_template_equals_migrated_schema(service: TenantService, db: Database) -> None:
-    tenant = await service.create(TenantCreate(slug=new_slug(), name="T", admin_email="a@b.example"))
+    tenant = await service.create(
+        TenantCreate(slug=new_slug(), name="T", admin_email="a@b.example")
+    )
     replayed = "replay_" + new_slug().replace("-", "_")
     async with db.session() as s:
         await s.execute(text(f'CREATE SCHEMA "{replayed}"'))
