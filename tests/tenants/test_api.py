@@ -95,7 +95,8 @@ async def test_bad_input_gets_stable_codes(api: httpx.AsyncClient, issuers: Stat
         r = await api.post(
             "/v1/tenants", json={"slug": bad, "name": "x", "admin_email": "a@b.example"}, headers=op
         )
-        assert r.status_code == 422 and error_of(r)["code"] == "invalid_slug", r.text
+        assert r.status_code == 422, r.text
+        assert error_of(r)["code"] == "invalid_slug"
     r = await api.post(
         "/v1/tenants", json={"slug": new_slug(), "name": "x", "admin_email": "nope"}, headers=op
     )
