@@ -156,3 +156,61 @@ async def test_invalid_or_reserved_slugs_are_refused_before_anything_happens(
     async with db.session() as s:
         after = (await s.execute(text("SELECT count(*) FROM platform.tenants"))).scalar_one()
     assert after == before
+
+
+class Crash(BaseException):
+    """Stands for the process dying in the middle of a step (nothing gets compensated)."""
+
+
+class CrashingStep:
+    name = "realm"
+
+    def __init__(self) -> None:
+        self.crash = True
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.block = False
+
+    async def apply(self, tenant: object) -> None:
+        self.entered.set()
+        if self.block:
+            await self.release.wait()
+        if self.crash:
+            raise Crash
+
+    async def undo(self, tenant: object) -> None:
+        return None
+
+    async def purge(self, tenant: object) -> None:
+        return None
+
+
+async def test_a_saga_orphaned_by_a_crash_is_resumed_by_retry(db: Database) -> None:
+    step = CrashingStep()
+    service = TenantService(db, [step])
+    slug = new_slug()
+    with pytest.raises(Crash):
+        await service.create(body(slug))
+    orphan = await service.get(slug)
+    assert orphan.state is State.PROVISIONING
+    statuses = {s.name: s.status for s in (await service.steps_of(slug)).steps}
+    assert statuses == {"schema": StepStatus.DONE, "realm": StepStatus.RUNNING}
+    step.crash = False
+    resumed = await service.retry(slug)
+    assert resumed.state is State.ACTIVE
+    assert resumed.id == orphan.id
+
+
+async def test_a_running_saga_is_not_entered_twice(db: Database) -> None:
+    step = CrashingStep()
+    step.crash, step.block = False, True
+    service = TenantService(db, [step])
+    slug = new_slug()
+    creating = asyncio.create_task(service.create(body(slug)))
+    await asyncio.wait_for(step.entered.wait(), 10)
+    for attempt in (service.retry, service.delete):
+        with pytest.raises(Exception) as caught:
+            await attempt(slug)
+        assert getattr(caught.value, "code", None) == "tenant_busy"
+    step.release.set()
+    assert (await creating).state is State.ACTIVE

@@ -368,3 +368,19 @@ async def lock_schema_migration(conn: AsyncConnection, schema: str) -> None:
     await conn.execute(
         text("SELECT pg_advisory_xact_lock(hashtext('plexica.migrate.' || :s))"), {"s": schema}
     )
+
+
+def _saga_key(tenant_id: UUID) -> str:
+    return f"plexica.tenant.saga.{tenant_id}"
+
+
+async def try_saga_lock(conn: AsyncConnection, tenant_id: UUID) -> bool:
+    """A session lock held while a saga runs for the tenant; the server frees it if we die."""
+    got = await conn.execute(
+        text("SELECT pg_try_advisory_lock(hashtext(:k))"), {"k": _saga_key(tenant_id)}
+    )
+    return bool(got.scalar_one())
+
+
+async def saga_unlock(conn: AsyncConnection, tenant_id: UUID) -> None:
+    await conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": _saga_key(tenant_id)})

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
@@ -49,6 +50,10 @@ class TenantExistsError(ConflictError):
 
 class IllegalTransitionError(ConflictError):
     code = "illegal_transition"
+
+
+class TenantBusyError(ConflictError):
+    code = "tenant_busy"
 
 
 class ProvisioningFailedError(PlexicaError):
@@ -150,34 +155,57 @@ class TenantService:
         name = data.name.strip()
         if not name:
             raise PlexicaError("name must not be blank", code="invalid_name", status=422)
-        try:
-            async with self.db.session() as session:
-                tenant = await repository.insert_tenant(
-                    session, uuid.uuid4(), slug, name, data.admin_email
+        tenant_id = uuid.uuid4()
+        async with self._saga_lock(tenant_id):
+            try:
+                async with self.db.session() as session:
+                    tenant = await repository.insert_tenant(
+                        session, tenant_id, slug, name, data.admin_email
+                    )
+                    await repository.plan_steps(
+                        session, tenant.id, Phase.PROVISION, [s.name for s in self.steps]
+                    )
+            except repository.SlugTakenError:
+                raise TenantExistsError(
+                    f"a tenant with the slug {slug!r} already exists", details={"slug": slug}
+                ) from None
+            log.info("tenant_provisioning", tenant_id=str(tenant.id), slug=slug)
+            return await self._provision(tenant)
+
+    @asynccontextmanager
+    async def _saga_lock(self, tenant_id: UUID) -> AsyncIterator[None]:
+        """One saga at a time per tenant. A tenant left ``provisioning`` or ``pending_deletion``
+        with nobody holding this lock was orphaned by a crash and may be resumed."""
+        async with self.db.engine.connect() as conn:
+            locked = await repository.try_saga_lock(conn, tenant_id)
+            await conn.commit()
+            if not locked:
+                raise TenantBusyError(
+                    "another provisioning or deletion of this tenant is running",
+                    details={"tenant_id": str(tenant_id)},
                 )
+            try:
+                yield
+            finally:
+                await repository.saga_unlock(conn, tenant_id)
+                await conn.commit()
+
+    async def retry(self, key: UUID | str) -> Tenant:
+        """Run the saga again for a failed tenant, or resume one a crash left provisioning;
+        every step is idempotent."""
+        async with self._saga_lock((await self.get(key)).id):
+            async with self.db.session() as session:
+                tenant = await self._locked(session, key)
+                if tenant.state is not State.PROVISIONING:
+                    _check(tenant, State.PROVISIONING)
+                    tenant = await repository.set_state(
+                        session, tenant.id, tenant.state, State.PROVISIONING, reason="retry"
+                    )
                 await repository.plan_steps(
                     session, tenant.id, Phase.PROVISION, [s.name for s in self.steps]
                 )
-        except repository.SlugTakenError:
-            raise TenantExistsError(
-                f"a tenant with the slug {slug!r} already exists", details={"slug": slug}
-            ) from None
-        log.info("tenant_provisioning", tenant_id=str(tenant.id), slug=slug)
-        return await self._provision(tenant)
-
-    async def retry(self, key: UUID | str) -> Tenant:
-        """Run the saga again for a failed tenant; every step is idempotent."""
-        async with self.db.session() as session:
-            tenant = await self._locked(session, key)
-            _check(tenant, State.PROVISIONING)
-            tenant = await repository.set_state(
-                session, tenant.id, tenant.state, State.PROVISIONING, reason="retry"
-            )
-            await repository.plan_steps(
-                session, tenant.id, Phase.PROVISION, [s.name for s in self.steps]
-            )
-            await repository.reset_steps(session, tenant.id, Phase.PROVISION)
-        return await self._provision(tenant)
+                await repository.reset_steps(session, tenant.id, Phase.PROVISION)
+            return await self._provision(tenant)
 
     async def _provision(self, tenant: Tenant) -> Tenant:
         try:
@@ -227,6 +255,10 @@ class TenantService:
 
     async def delete(self, key: UUID | str) -> Tenant:
         """Forward-only: once pending deletion, calling again resumes where it stopped."""
+        async with self._saga_lock((await self.get(key)).id):
+            return await self._delete(key)
+
+    async def _delete(self, key: UUID | str) -> Tenant:
         names = [s.name for s in self.deletion_steps]
         async with self.db.session() as session:
             tenant = await self._locked(session, key)
