@@ -77,6 +77,8 @@ async def test_operator_lifecycle_over_http(api: httpx.AsyncClient, issuers: Sta
     r = await api.get("/v1/tenant", headers=th)
     assert r.status_code == 403
     assert error_of(r)["code"] == "tenant_unavailable"
+    metrics = (await api.get("/metrics")).text
+    assert 'plexica_tenant_provisioning_seconds_count{outcome="active"}' in metrics
     r = await api.post(f"/v1/tenants/{t['id']}/reactivate", headers=op)
     assert r.status_code == 409
     assert error_of(r)["code"] == "illegal_transition"

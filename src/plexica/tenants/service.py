@@ -7,6 +7,7 @@ service opens its own unit of work per step; each state change and its event com
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 import structlog
+from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.kit.db import Database
@@ -36,6 +38,13 @@ from plexica.tenants.schemas import (
 from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
 
 log = structlog.get_logger("plexica.tenants")
+
+PROVISIONING_SECONDS = Histogram(
+    "plexica_tenant_provisioning_seconds",
+    "Duration of the tenant provisioning saga by outcome.",
+    ["outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
 
 SETTING_KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$", re.ASCII)
 
@@ -208,9 +217,11 @@ class TenantService:
             return await self._provision(tenant)
 
     async def _provision(self, tenant: Tenant) -> Tenant:
+        began = time.perf_counter()
         try:
             await saga.provision(self.db, tenant.ref, self.steps)
         except saga.StepFailedError as exc:
+            PROVISIONING_SECONDS.labels("failed").observe(time.perf_counter() - began)
             async with self.db.session() as session:
                 failed = await repository.set_state(
                     session, tenant.id, State.PROVISIONING, State.FAILED, failure_reason=exc.reason
@@ -226,6 +237,7 @@ class TenantService:
             )
             await events.emit(session, events.PROVISIONED, active)
         await self.cache.invalidate(tenant.id)
+        PROVISIONING_SECONDS.labels("active").observe(time.perf_counter() - began)
         log.info("tenant_provisioned", tenant_id=str(tenant.id), slug=tenant.slug)
         return active
 
