@@ -31,7 +31,8 @@ class TenantRequiredError(ForbiddenError):
     code = "tenant_required"
 
 
-def tenant_service(request: Request) -> TenantService:
+async def tenant_service(request: Request) -> TenantService:
+    # async: a sync dependency would be run on a worker thread, a hop that costs milliseconds.
     services = getattr(request.app.state, "services", None)
     if services is None:
         raise UnavailableError("the tenant service is not running")
