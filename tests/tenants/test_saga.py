@@ -104,6 +104,12 @@ async def test_steps_are_idempotent_when_run_twice(service: TenantService, db: D
     await service.schema_step.apply(tenant.ref)  # a retry after a crash runs it again
     async with db.session(tenant.schema_name) as s:
         assert (await s.execute(text("SELECT count(*) FROM alembic_version"))).scalar_one() == 1
+    # A leftover schema without a stamp is completed, not refused.
+    async with db.session(tenant.schema_name) as s:
+        await s.execute(text("DROP TABLE alembic_version"))
+    await service.schema_step.apply(tenant.ref)
+    async with db.session(tenant.schema_name) as s:
+        assert (await s.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
     await service.schema_step.undo(tenant.ref)
     await service.schema_step.undo(tenant.ref)
     assert not await schema_exists(db, tenant.schema_name)

@@ -8,9 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -275,23 +273,47 @@ async def history(session: AsyncSession, tenant_id: UUID) -> list[Transition]:
 # -- tenant schemas ----------------------------------------------------------------------------
 
 
-def _create_tables(conn: Connection, script: ScriptDirectory, schema: str) -> str:
-    TENANT_METADATA.create_all(conn, checkfirst=True)
-    ctx = MigrationContext.configure(conn, opts={"version_table_schema": schema})
-    current = ctx.get_current_revision()
-    head = script.get_current_head()
-    assert head is not None
-    if current is None:
-        ctx.stamp(script, head)
-    return ctx.get_current_revision() or head
+async def stamped_version(session: AsyncSession, schema: str) -> tuple[bool, str | None]:
+    """Whether the schema exists, and the revision stamped in it (None if unstamped)."""
+    ident = quote_ident(schema)
+    row = (
+        await session.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = :s),"
+                " to_regclass(:table) IS NOT NULL"
+            ),
+            {"s": schema, "table": f"{ident}.alembic_version"},
+        )
+    ).one()
+    if not row[1]:
+        return bool(row[0]), None
+    version = await session.execute(text(f"SELECT version_num FROM {ident}.alembic_version"))  # noqa: S608 - quoted identifier
+    return True, version.scalar_one_or_none()
 
 
-async def create_schema(session: AsyncSession, schema: str, script: ScriptDirectory) -> str:
-    """Create the schema from the head model and stamp the head; returns the stamped version."""
+async def create_schema(session: AsyncSession, schema: str, head: str) -> str:
+    """Create the schema from the head model and stamp the head; returns the stamped version.
+
+    All in the caller's transaction, so a schema is either complete and stamped or absent:
+    a stamped schema is left as it is (idempotent retry)."""
+    exists, version = await stamped_version(session, schema)
+    if version is not None:
+        return version
     ident = quote_ident(schema)
     await session.execute(text(f"CREATE SCHEMA IF NOT EXISTS {ident}"))
     await session.execute(text(f"SET LOCAL search_path TO {ident}"))
-    return await session.run_sync(lambda s: _create_tables(s.connection(), script, schema))
+    # A schema that exists unstamped was not made by us in one transaction: create what is missing.
+    await session.run_sync(lambda s: TENANT_METADATA.create_all(s.connection(), checkfirst=exists))
+    await session.execute(
+        text(
+            "CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL,"
+            " CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+        )
+    )
+    await session.execute(
+        text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": head}
+    )
+    return head
 
 
 async def drop_schema(session: AsyncSession, schema: str) -> None:

@@ -30,11 +30,14 @@ class SchemaStep:
 
     def __init__(self, db: Database, script: ScriptDirectory | None = None) -> None:
         self.db = db
-        self.script = script or ScriptDirectory.from_config(alembic_config("tenant"))
+        script = script or ScriptDirectory.from_config(alembic_config("tenant"))
+        head = script.get_current_head()
+        assert head is not None, "the tenant migration tree has no single head"
+        self.head = head
 
     async def apply(self, tenant: TenantRef) -> None:
         async with self.db.session() as session:
-            version = await repository.create_schema(session, tenant.schema, self.script)
+            version = await repository.create_schema(session, tenant.schema, self.head)
             await repository.set_schema_version(session, tenant.id, version)
 
     async def undo(self, tenant: TenantRef) -> None:
