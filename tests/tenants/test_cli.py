@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,13 +80,17 @@ def test_tenant_commands_on_a_database_url(database_url: str) -> None:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
-    d = tmp_path / "data"
+def data_dir() -> Iterator[Path]:
+    # Outside pytest's basetemp: every pytest session on the machine resets that to 0700, which
+    # would lock out the unprivileged PostgreSQL user mid-test.
+    root = Path(tempfile.mkdtemp(prefix="plexica-tenant-cli-"))
+    d = root / "data"
     yield d
     if (d / "pg" / "postmaster.pid").exists():
         from plexica.kit.pgserver import EmbeddedPostgres
 
         EmbeddedPostgres(d).stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_cli_finds_a_running_plexica_up(data_dir: Path) -> None:
