@@ -69,8 +69,11 @@ def validate_slug(slug: object) -> str:
             "starting with a letter and not ending with '-'",
             details={"slug": slug if isinstance(slug, str) and len(slug) <= 100 else None},
         )
-    if slug in RESERVED_SLUGS or "--" in slug:
+    if slug in RESERVED_SLUGS:
         raise InvalidSlugError(f"the slug {slug!r} is reserved", details={"slug": slug})
+    # "xn--..." in a host name is punycode: a slug could pose as a look-alike unicode name.
+    if "--" in slug:
+        raise InvalidSlugError("a slug may not contain '--'", details={"slug": slug})
     return slug
 
 

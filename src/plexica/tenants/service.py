@@ -115,7 +115,8 @@ class TenantService:
     # -- reading ---------------------------------------------------------------------------------
 
     async def get(self, key: UUID | str) -> Tenant:
-        """By id, or by slug when ``key`` is not a UUID. Unknown and deleted look alike."""
+        """By id, or by slug when ``key`` is not a UUID (deleted tenants stay on record).
+        Unknown and malformed keys give the same 404."""
         async with self.db.session() as session:
             tenant = await self._find(session, key)
         if tenant is None:
