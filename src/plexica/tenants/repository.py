@@ -54,18 +54,18 @@ async def insert_tenant(
     session: AsyncSession, tenant_id: UUID, slug: str, name: str, admin_email: str
 ) -> Tenant:
     now = _now()
+    # No savepoint: a taken slug aborts the caller's transaction, which then rolls back.
     try:
-        async with session.begin_nested():
-            row = (
-                await session.execute(
-                    text(
-                        "INSERT INTO platform.tenants (id, slug, name, admin_email, state,"  # noqa: S608 - constant column list
-                        " created_at, updated_at) VALUES (:id, :slug, :name, :email,"
-                        f" 'provisioning', :now, :now) RETURNING {_COLUMNS}"
-                    ),
-                    {"id": tenant_id, "slug": slug, "name": name, "email": admin_email, "now": now},
-                )
-            ).one()
+        row = (
+            await session.execute(
+                text(
+                    "INSERT INTO platform.tenants (id, slug, name, admin_email, state,"  # noqa: S608 - constant column list
+                    " created_at, updated_at) VALUES (:id, :slug, :name, :email,"
+                    f" 'provisioning', :now, :now) RETURNING {_COLUMNS}"
+                ),
+                {"id": tenant_id, "slug": slug, "name": name, "email": admin_email, "now": now},
+            )
+        ).one()
     except IntegrityError as exc:
         if "tenants_slug_live" in str(exc.orig):
             raise SlugTakenError(slug) from None
