@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
-from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
+from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
@@ -77,13 +77,29 @@ def _config(tree: Path) -> Config:
     return cfg
 
 
+_SCRIPTS: dict[Path, ScriptDirectory] = {}
+
+
+def _script(tree: Path) -> ScriptDirectory:
+    """The tree's scripts, read once per process (forked workers inherit the parent's)."""
+    if tree not in _SCRIPTS:
+        _SCRIPTS[tree] = ScriptDirectory.from_config(_config(tree))
+    return _SCRIPTS[tree]
+
+
 def _upgrade(conn: Connection, tree: Path, schema: str) -> str | None:
+    """``alembic upgrade head`` for one schema, without re-reading the tree every time."""
+    script = _script(tree)
     cfg = _config(tree)
     cfg.attributes["connection"] = conn
     cfg.attributes["schema"] = schema
-    command.upgrade(cfg, "head")
-    ctx = MigrationContext.configure(conn, opts={"version_table_schema": schema})
-    return ctx.get_current_revision()
+
+    def upgrade(rev: Any, _: Any) -> Any:
+        return script._upgrade_revs("head", rev)
+
+    with EnvironmentContext(cfg, script, fn=upgrade, destination_rev="head"):
+        script.run_env()
+    return script.get_current_head()
 
 
 async def migrate_tenant(db: Database, tenant_id: UUID, schema: str, tree: Path) -> str | None:
@@ -137,7 +153,7 @@ async def migrate_fleet(
     progress: Callable[[Progress], None] | None = None,
 ) -> FleetResult:
     tree = tree or MIGRATIONS / "tenant"
-    head = ScriptDirectory.from_config(_config(tree)).get_current_head()
+    head = _script(tree).get_current_head()
     assert head is not None
     async with db.session() as session:
         fleet = await repository.fleet(session, MIGRATED_STATES)
