@@ -60,7 +60,16 @@ def run_migrate(
     except PlexicaError as exc:
         raise fail(f"{exc.message} ({exc.code})") from None
     log.info("fleet_migration_finished", **result.as_dict())
-    typer.echo(json.dumps(result.as_dict()))
+    if sys.stdout.isatty():
+        typer.echo(
+            f"platform up to date; tenant schemas at {result.head}: {len(result.migrated)} migrated,"
+            f" {len(result.up_to_date)} already there, {len(result.failed)} failed,"
+            f" {len(result.not_started)} not started"
+        )
+        for slug, error in result.failed.items():
+            typer.echo(f"  {slug}: {error}")
+    else:
+        typer.echo(json.dumps(result.as_dict()))
     if not result.ok:
         raise fail("tenant migration halted at the first failure; fix it and run again", code=1)
 
