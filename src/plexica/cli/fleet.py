@@ -62,8 +62,8 @@ def run_migrate(
     log.info("fleet_migration_finished", **result.as_dict())
     if sys.stdout.isatty():
         typer.echo(
-            f"platform up to date; tenant schemas at {result.head}: {len(result.migrated)} migrated,"
-            f" {len(result.up_to_date)} already there, {len(result.failed)} failed,"
+            f"platform up to date; tenant schemas at {result.head}:"
+            f" {len(result.migrated)} migrated, {len(result.up_to_date)} already there, {len(result.failed)} failed,"
             f" {len(result.not_started)} not started"
         )
         for slug, error in result.failed.items():
