@@ -63,7 +63,8 @@ def run_migrate(
     if sys.stdout.isatty():
         typer.echo(
             f"platform up to date; tenant schemas at {result.head}:"
-            f" {len(result.migrated)} migrated, {len(result.up_to_date)} already there, {len(result.failed)} failed,"
+            f" {len(result.migrated)} migrated, {len(result.up_to_date)} already there,"
+            f" {len(result.failed)} failed,"
             f" {len(result.not_started)} not started"
         )
         for slug, error in result.failed.items():
