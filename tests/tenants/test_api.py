@@ -196,3 +196,23 @@ async def test_openapi_documents_tenant_routes(api: httpx.AsyncClient) -> None:
         "/v1/tenant/settings/{key}",
     ):
         assert path in paths
+
+
+async def test_tenant_id_is_on_the_log_lines_of_tenant_requests(
+    api: httpx.AsyncClient, issuers: StaticIssuers
+) -> None:
+    import structlog
+
+    t = await create(api, issuers, new_slug())
+    th = tenant_headers(issuers, t)
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as logs:
+        r = await api.put("/v1/tenant/settings/x", json={"value": 1}, headers=th)
+        assert r.status_code == 200
+    access = [
+        e for e in logs if e.get("event") == "request" and e.get("path") == "/v1/tenant/settings/x"
+    ]
+    assert access, logs
+    assert access[0]["tenant_id"] == t["id"]
+    assert access[0]["tenant_slug"] == t["slug"]
