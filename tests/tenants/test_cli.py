@@ -27,6 +27,7 @@ def as_json(r: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(r.stdout)
 
 
+@pytest.mark.slow
 def test_tenant_commands_on_a_database_url(database_url: str) -> None:
     env = clean_env(PLEXICA_DATABASE_URL=database_url)
     slug = f"cli-{uuid.uuid4().hex[:8]}"
@@ -93,6 +94,7 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_cli_finds_a_running_plexica_up(data_dir: Path) -> None:
     env = clean_env()
     r = cli("tenant", "list", "--data-dir", str(data_dir), env=env)
