@@ -267,11 +267,10 @@ def main() -> None:
     configure_logging("bench", "WARNING", "console")
     only = set(args.only.split(","))
     pg: EmbeddedPostgres | None = None
+    pg_dir = Path(tempfile.mkdtemp(prefix="plexica-bench-pg-"))
     server = args.database_url
     if server is None:
-        pg = EmbeddedPostgres(
-            Path(tempfile.mkdtemp(prefix="plexica-bench-pg-")), database="postgres"
-        )
+        pg = EmbeddedPostgres(pg_dir, database="postgres")
         pg.start()
         server = pg.url
     jobs: list[Callable[[], Coroutine[Any, Any, None]]] = []
@@ -295,6 +294,7 @@ def main() -> None:
     finally:
         if pg is not None:
             pg.stop()
+        shutil.rmtree(pg_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
