@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI
 
 from plexica import __version__
 from plexica.audit.api import router as audit_router
+from plexica.composition import build_services
 from plexica.identity.api import me_router, roles_router, users_router
 from plexica.identity.oidc import router as oidc_router
 from plexica.identity.wiring import identity_lifespan
@@ -18,6 +19,7 @@ from plexica.kit.security import TokenVerifier
 from plexica.plugins import wiring as plugins_wiring
 from plexica.plugins.api import catalog_router, installations_router
 from plexica.settings import Settings
+from plexica.tenants import api as tenants_api
 from plexica_sdk.service import create_service_app
 
 API_PREFIX = "/v1"
@@ -39,10 +41,14 @@ def create_app(
         app.state.db = database
         add_dependency_checks(app.state.readiness, settings, database)
         plugins_wiring.attach(app, settings, database)
+
+        app.state.services = build_services(settings, database, app.state.plugin_installer)
+        await app.state.services.start()
         try:
             async with identity_lifespan(app, settings, database):
                 yield
         finally:
+            await app.state.services.stop()
             if own:
                 await database.dispose()
 
@@ -67,6 +73,9 @@ def create_app(
     app.include_router(audit_router)
     app.include_router(catalog_router())
     app.include_router(installations_router())
+
+    app.include_router(tenants_api.operator_router)
+    app.include_router(tenants_api.tenant_router)
     return app
 
 

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     storage_access_key: Optional = None
     storage_secret_key: Optional = None
     plugin_urls: Optional = None
+    # Plugins installed into every new tenant by provisioning, e.g. "crm,billing".
+    default_plugins: Optional = None
 
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 

@@ -47,7 +47,7 @@ def test_operator_and_tenant_admin_sign_in_on_plexica_up(data_dir: Path) -> None
                     f"{base}/api/core/v1/me",
                     headers={"Authorization": f"Bearer {body['access_token']}"},
                 )
-            url = (data_dir / "database.url").read_text()
+            url = json.loads((data_dir / "runtime.json").read_text())["database_url"]
             db = Database(Settings(database_url=url).sqlalchemy_url, pool_size=1)
             try:
                 await RealmStep(BuiltinIdentity(db, base), db).apply(tenant)

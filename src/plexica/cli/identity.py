@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from pathlib import Path
 from typing import Annotated
 
 import httpx
 import typer
 
-from plexica.cli.common import fail, settings_or_exit
-from plexica.settings import Settings
+from plexica.cli import runtime
+from plexica.cli.common import database_settings, fail, settings_or_exit
 
 user_app = typer.Typer(no_args_is_help=True, help="Manage users of the built-in provider.")
-DATABASE_URL_FILE = "database.url"
 UP_DEFAULT_URL = "http://127.0.0.1:8000"  # where `plexica up` listens unless told otherwise
 
 TenantOption = Annotated[
@@ -26,25 +24,6 @@ def realm_of(tenant: str | None) -> str:
     from plexica.identity.service import OPERATOR_REALM
 
     return OPERATOR_REALM if tenant is None else "plexica-" + tenant
-
-
-def write_database_url(data_dir: Path, url: str) -> None:
-    """``plexica up`` leaves its database's address for the CLI (owner-only)."""
-    path = data_dir / DATABASE_URL_FILE
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(url)
-
-
-def _database_settings(command: str) -> Settings:
-    settings = settings_or_exit(command)
-    if settings.database_url is None:
-        path = settings.data_dir / DATABASE_URL_FILE
-        if not path.exists():
-            raise fail("PLEXICA_DATABASE_URL is not set and no `plexica up` is running here")
-        settings = settings_or_exit(command, database_url=path.read_text().strip())
-    return settings
 
 
 def token(
@@ -63,7 +42,9 @@ def token(
     password = os.environ.get("PLEXICA_PASSWORD") or typer.prompt("Password", hide_input=True)
     if url is None:
         explicit = settings.keycloak_url or settings.public_url
-        url = str(explicit).rstrip("/") if explicit else UP_DEFAULT_URL
+        running = runtime.read(settings.data_dir.expanduser())
+        fallback = running["url"] if running else UP_DEFAULT_URL
+        url = str(explicit).rstrip("/") if explicit else str(fallback)
     issuer = issuer_url(url, realm_of(tenant))
 
     async def run() -> str:
@@ -90,7 +71,7 @@ def reset_password(
     from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
 
-    settings = _database_settings("cli")
+    settings = database_settings()
     if settings.keycloak_url is not None:
         raise fail("users live in Keycloak here: reset the password there")
     realm = realm_of(tenant)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from plexica import __version__
-from plexica.cli.common import fail, settings_or_exit
 from plexica.cli.identity import token as identity_token
 from plexica.cli.identity import user_app
 from plexica.cli.plugins import plugin_app
+from plexica.cli.tenants import tenant_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 serve_app = typer.Typer(no_args_is_help=True, help="Run one service of the distributed mode.")
@@ -76,21 +75,22 @@ def serve_plugin(slug: Annotated[str, typer.Argument(help="The plugin's id, e.g.
 
 
 @app.command()
-def migrate() -> None:
-    """Upgrade the platform schema at PLEXICA_DATABASE_URL to the newest revision."""
-    from plexica.kit.db import Database
-    from plexica.kit.migrate import upgrade_platform
+def migrate(
+    wave: Annotated[
+        int | None, typer.Option(min=1, help="Migrate tenants in waves of N; halt on a failure.")
+    ] = None,
+    canary: Annotated[
+        str | None, typer.Option(help="Comma-separated slugs migrated first, alone.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Schemas at once.")] = 4,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data directory of a running `plexica up`.")
+    ] = None,
+) -> None:
+    """Upgrade the platform schema, then every tenant schema (parallel, resumable)."""
+    from plexica.cli.fleet import run_migrate
 
-    settings = settings_or_exit("migrate")
-    if settings.database_url is None:
-        raise fail("PLEXICA_DATABASE_URL is not set (plexica up migrates its own database)")
+    run_migrate(wave=wave, canary=canary, concurrency=concurrency, data_dir=data_dir)
 
-    async def run() -> None:
-        db = Database(settings.sqlalchemy_url, pool_size=2)
-        try:
-            await upgrade_platform(db)
-        finally:
-            await db.dispose()
 
-    asyncio.run(run())
-    typer.echo("platform schema is up to date")
+app.add_typer(tenant_app, name="tenant")

@@ -13,7 +13,7 @@ from uuid import UUID
 import typer
 from pydantic import BaseModel
 
-from plexica.cli.common import fail, settings_or_exit
+from plexica.cli.common import database_settings, fail
 
 if TYPE_CHECKING:
     from plexica.kit.db import Database
@@ -35,10 +35,7 @@ UrlOpt = Annotated[
 
 
 def _settings() -> Settings:
-    settings = settings_or_exit("cli")
-    if settings.database_url is None:
-        raise fail("PLEXICA_DATABASE_URL is not set")
-    return settings
+    return database_settings()
 
 
 def _echo(value: Any) -> None:

@@ -11,8 +11,8 @@ import typer
 
 from plexica import __version__
 from plexica.app import create_app
+from plexica.cli import runtime
 from plexica.cli.common import fail, settings_or_exit
-from plexica.cli.identity import write_database_url
 from plexica.gateway.embedded import create_edge_app
 from plexica.identity.bootstrap import CREDENTIALS_FILE, OperatorCredentials, bootstrap
 from plexica.identity.service import OPERATOR_REALM
@@ -24,6 +24,7 @@ from plexica.kit.server import PortInUseError, ensure_port_free, serve
 from plexica.plugins.embedded import mount_plugins
 from plexica.plugins.gate import InstallationGate
 from plexica.settings import Settings
+from plexica.tenants.fleet import migrate_fleet
 from plexica.web.app import create_web_app
 from plexica_sdk.observability import configure_logging
 
@@ -63,7 +64,6 @@ def _run(settings: Settings, data_dir: Path) -> None:
             raise fail(f"embedded PostgreSQL did not start: {exc}") from None
         settings = settings.model_copy(update={"database_url": pg.url})
         settings.__dict__.pop("sqlalchemy_url", None)
-        write_database_url(data_dir, pg.url)
     try:
         operator = asyncio.run(_migrate(settings, data_dir))
         core = create_app(settings)
@@ -94,7 +94,13 @@ def _run(settings: Settings, data_dir: Path) -> None:
                 )
             typer.echo("Press Ctrl-C to stop.\n")
 
-        serve(edge, settings.host, settings.port, settings.shutdown_grace_seconds, banner)
+        # Lets `plexica tenant ...` and `plexica migrate` reach this instance's database.
+        assert settings.database_url is not None
+        runtime.write(data_dir, database_url=str(settings.database_url), url=url)
+        try:
+            serve(edge, settings.host, settings.port, settings.shutdown_grace_seconds, banner)
+        finally:
+            runtime.remove(data_dir)
     finally:
         if pg is not None:
             pg.stop()
@@ -105,6 +111,9 @@ async def _migrate(settings: Settings, data_dir: Path) -> OperatorCredentials | 
     db = Database(settings.sqlalchemy_url, pool_size=2)
     try:
         await upgrade_platform(db)
+        result = await migrate_fleet(db, concurrency=2)
+        if not result.ok:
+            log.error("tenant_migration_failed", **result.as_dict())
         if settings.keycloak_url is not None:
             return None
         return await bootstrap(db, settings.public_base_url, settings.operator_email, data_dir)

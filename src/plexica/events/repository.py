@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,3 +29,14 @@ async def insert_outbox(session: AsyncSession, event: CloudEvent) -> None:
             "traceparent": event.traceparent,
         },
     )
+
+
+async def delete_pending_of_tenant(session: AsyncSession, tenant_id: UUID) -> int:
+    result = await session.execute(
+        text(
+            "DELETE FROM platform.outbox WHERE tenant_id = :id AND published_at IS NULL"
+            " RETURNING seq"
+        ),
+        {"id": tenant_id},
+    )
+    return len(result.all())

@@ -48,3 +48,8 @@ def _traceparent(trace_id: object) -> str | None:
             return None
         return f"00-{trace_id.lower()}-{'0' * 15}1-01"
     return None
+
+
+async def purge_pending(session: AsyncSession, tenant_id: UUID) -> int:
+    """Drop the tenant's events not yet delivered (used when the tenant is deleted)."""
+    return await repository.delete_pending_of_tenant(session, tenant_id)

@@ -24,6 +24,7 @@ from plexica.identity import repository, service
 from plexica.identity.jwt import Issuer, JwtVerifier
 from plexica.identity.keys import public_key_from_jwk
 from plexica.kit.db import Database
+from plexica.plugins import service as plugins_service
 
 log = structlog.get_logger("plexica.identity.jwks")
 TENANT_REALM_PREFIX = "plexica-"
@@ -156,7 +157,10 @@ class CachedPermissions:
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
         async with self.db.session() as session:
-            permissions = await service.resolve_permissions(session, tenant_id, roles)
+            # Role grants of the tenant, plus what its active plugins give those roles.
+            permissions = await service.resolve_permissions(
+                session, tenant_id, roles
+            ) | await plugins_service.permissions_for(session, tenant_id, roles)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[key] = (now, permissions)

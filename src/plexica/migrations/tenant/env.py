@@ -7,7 +7,9 @@ from plexica.kit.db import quote_ident
 
 connection = context.config.attributes["connection"]
 schema = context.config.attributes["schema"]
-connection.execute(text(f"SET search_path TO {quote_ident(schema)}, public"))
+# LOCAL: the caller runs us inside its transaction on a pooled connection, which must not keep
+# this tenant's search path afterwards.
+connection.execute(text(f"SET LOCAL search_path TO {quote_ident(schema)}, public"))
 context.configure(connection=connection, version_table_schema=schema)
 with context.begin_transaction():
     context.run_migrations()

@@ -1,0 +1,209 @@
+"""``plexica tenant ...``: operate tenants straight on the database, through the tenant service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from plexica.cli.common import database_settings, fail
+
+# Imported when a command runs, so that `plexica --help` and other commands stay quick.
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from plexica.composition import Services
+    from plexica.tenants.schemas import Tenant
+
+tenant_app = typer.Typer(no_args_is_help=True, help="Create and operate tenants.")
+
+T = TypeVar("T")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Data directory of a running `plexica up` (when PLEXICA_DATABASE_URL is unset)."
+    ),
+]
+KeyArg = Annotated[str, typer.Argument(help="The tenant's slug or id.")]
+
+
+STATES = ("provisioning", "active", "suspended", "pending_deletion", "deleted", "failed")
+
+
+def run(data_dir: Path | None, as_json: bool, action: Callable[[Services], Awaitable[T]]) -> T:
+    from plexica.composition import build_services
+    from plexica.kit.db import Database
+    from plexica_sdk.errors import PlexicaError
+    from plexica_sdk.observability import configure_logging
+
+    settings = database_settings(data_dir=data_dir)
+    # Logs go to stderr and only when they matter: stdout is the command's answer.
+    level = "WARNING" if settings.log_level == "INFO" else settings.log_level
+    configure_logging("cli", level, settings.log_format)
+
+    async def main() -> T:
+        db = Database(settings.sqlalchemy_url, pool_size=2)
+        services = build_services(settings, db)
+        await services.start()
+        try:
+            return await action(services)
+        finally:
+            await services.stop()
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except PlexicaError as exc:
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}
+                )
+            )
+            raise typer.Exit(1) from None
+        raise fail(f"{exc.message} ({exc.code})", code=1) from None
+
+
+def emit(value: BaseModel | list[Tenant], as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        if isinstance(value, list):
+            typer.echo(json.dumps([t.model_dump(mode="json") for t in value]))
+        else:
+            typer.echo(value.model_dump_json())
+    else:
+        human()
+
+
+def _line(t: Tenant) -> None:
+    typer.echo(f"{t.slug}: {t.state.value} (id {t.id})")
+
+
+@tenant_app.command("create")
+def create(
+    slug: Annotated[str, typer.Argument(help="Lowercase letters, digits and '-'.")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+    admin_email: Annotated[str, typer.Option(help="E-mail of the tenant's first admin.")],
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create a tenant: schema, realm, bucket, default plugins, then active."""
+    from plexica.tenants.schemas import TenantCreate
+
+    body = TenantCreate(slug=slug[:200], name=name[:200], admin_email=admin_email[:320])
+    tenant = run(data_dir, as_json, lambda s: s.tenants.create(body))
+    emit(tenant, as_json, lambda: _line(tenant))
+
+
+@tenant_app.command("list")
+def list_(
+    state: Annotated[
+        str | None, typer.Option(help=f"Only tenants in this state: {', '.join(STATES)}.")
+    ] = None,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """List tenants (all pages)."""
+    from plexica.tenants.schemas import State
+
+    if state is not None and state not in STATES:
+        raise fail(f"unknown state {state!r} (one of: {', '.join(STATES)})")
+    wanted = State(state) if state else None
+
+    async def everything(s: Services) -> list[Tenant]:
+        items: list[Tenant] = []
+        after: str | None = None
+        while True:
+            page = await s.tenants.list_tenants(state=wanted, after=after, limit=200)
+            items += page.items
+            if page.next is None:
+                return items
+            after = page.next
+
+    tenants = run(data_dir, as_json, everything)
+
+    def table() -> None:
+        if not tenants:
+            typer.echo("no tenants")
+            return
+        width = max(len(t.slug) for t in tenants)
+        typer.echo(f"{'SLUG':<{width}}  {'STATE':<16}  {'ID':<36}  NAME")
+        for t in tenants:
+            typer.echo(f"{t.slug:<{width}}  {t.state.value:<16}  {t.id!s:<36}  {t.name}")
+
+    emit(tenants, as_json, table)
+
+
+@tenant_app.command("show")
+def show(key: KeyArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
+    """A tenant with its provisioning/deletion steps and state history."""
+
+    async def both(s: Services) -> tuple[Tenant, Any]:
+        return await s.tenants.get(key), await s.tenants.steps_of(key)
+
+    tenant, steps = run(data_dir, as_json, both)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    **tenant.model_dump(mode="json"),
+                    **{
+                        "steps": steps.model_dump(mode="json")["steps"],
+                        "history": steps.model_dump(mode="json")["history"],
+                    },
+                }
+            )
+        )
+        return
+    for field in (
+        "id",
+        "slug",
+        "name",
+        "admin_email",
+        "state",
+        "schema_name",
+        "schema_version",
+        "failure_reason",
+        "created_at",
+    ):
+        typer.echo(f"{field + ':':<16}{getattr(tenant, field)}")
+    typer.echo("steps:")
+    for step in steps.steps:
+        error = f"  ({step.error})" if step.error else ""
+        typer.echo(f"  {step.phase.value:<10}{step.name:<12}{step.status.value}{error}")
+
+
+def _action(name: str, doc: str) -> None:
+    def command(key: KeyArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
+        tenant = run(data_dir, as_json, lambda s: getattr(s.tenants, name)(key))
+        emit(tenant, as_json, lambda: _line(tenant))
+
+    command.__doc__ = doc
+    tenant_app.command(name)(command)
+
+
+_action("suspend", "Suspend a tenant: its users get 403 at once.")
+_action("reactivate", "Reactivate a suspended tenant.")
+_action("retry", "Retry the provisioning of a failed tenant.")
+
+
+@tenant_app.command("delete")
+def delete(
+    key: KeyArg,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Delete a tenant and every resource it has (run again to resume after a failure)."""
+    if not yes and not (
+        sys.stdin.isatty() and typer.confirm(f"delete tenant {key} and all its data?")
+    ):
+        raise fail("not confirmed (pass --yes)")
+    tenant = run(data_dir, as_json, lambda s: s.tenants.delete(key))
+    emit(tenant, as_json, lambda: _line(tenant))

@@ -1,0 +1,1 @@
+"""Tenancy: tenants, their lifecycle, provisioning saga, tenant context and fleet migrations."""

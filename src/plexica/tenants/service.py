@@ -1,0 +1,336 @@
+"""Tenant lifecycle: create (provisioning saga), suspend, reactivate, delete, retry, read.
+
+The saga spans several transactions by nature (an external resource cannot join ours), so the
+service opens its own unit of work per step; each state change and its event commit together.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
+
+import structlog
+from prometheus_client import Histogram
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from plexica.kit.db import Database
+from plexica.kit.provisioning import ProvisioningStep
+from plexica.tenants import events, repository, saga
+from plexica.tenants.cache import TenantCache
+from plexica.tenants.schemas import (
+    TRANSITIONS,
+    Phase,
+    Setting,
+    State,
+    StepStatus,
+    Tenant,
+    TenantCreate,
+    TenantPage,
+    TenantSteps,
+    validate_email,
+    validate_slug,
+)
+from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
+
+log = structlog.get_logger("plexica.tenants")
+
+PROVISIONING_SECONDS = Histogram(
+    "plexica_tenant_provisioning_seconds",
+    "Duration of the tenant provisioning saga by outcome.",
+    ["outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+
+SETTING_KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$", re.ASCII)
+
+
+class TenantNotFoundError(NotFoundError):
+    code = "tenant_not_found"
+
+
+class TenantExistsError(ConflictError):
+    code = "tenant_exists"
+
+
+class IllegalTransitionError(ConflictError):
+    code = "illegal_transition"
+
+
+class TenantBusyError(ConflictError):
+    code = "tenant_busy"
+
+
+class ProvisioningFailedError(PlexicaError):
+    status, code = 502, "provisioning_failed"
+
+
+class DeletionIncompleteError(PlexicaError):
+    status, code = 502, "deletion_incomplete"
+
+
+class SettingNotFoundError(NotFoundError):
+    code = "setting_not_found"
+
+
+def _check(tenant: Tenant, to: State) -> None:
+    if to not in TRANSITIONS[tenant.state]:
+        raise IllegalTransitionError(
+            f"a tenant in state {tenant.state.value} cannot become {to.value}",
+            details={"state": tenant.state.value, "requested": to.value},
+        )
+
+
+class TenantService:
+    def __init__(
+        self,
+        db: Database,
+        steps: Sequence[ProvisioningStep] = (),
+        *,
+        redis_url: str | None = None,
+    ) -> None:
+        self.db = db
+        self.schema_step = saga.SchemaStep(db)
+        self.steps: list[ProvisioningStep] = [self.schema_step, *steps]
+        self.cache = TenantCache(self._load, redis_url=redis_url)
+
+    @property
+    def deletion_steps(self) -> list[ProvisioningStep]:
+        return [saga.OutboxPurgeStep(self.db), self.schema_step, *reversed(self.steps[1:])]
+
+    async def start(self) -> None:
+        await self.cache.start()
+
+    async def stop(self) -> None:
+        await self.cache.stop()
+
+    async def _load(self, tenant_id: UUID) -> Tenant | None:
+        async with self.db.session() as session:
+            return await repository.get(session, tenant_id)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def get(self, key: UUID | str) -> Tenant:
+        """By id, or by slug when ``key`` is not a UUID (deleted tenants stay on record).
+        Unknown and malformed keys give the same 404."""
+        async with self.db.session() as session:
+            tenant = await self._find(session, key)
+        if tenant is None:
+            raise TenantNotFoundError("no such tenant")
+        return tenant
+
+    async def _find(
+        self, session: AsyncSession, key: UUID | str, lock: bool = False
+    ) -> Tenant | None:
+        if isinstance(key, UUID):
+            return await repository.get(session, key, lock=lock)
+        try:
+            return await repository.get(session, UUID(key), lock=lock)
+        except ValueError:
+            pass
+        try:
+            slug = validate_slug(key)
+        except PlexicaError:
+            return None
+        found = await repository.get_by_slug(session, slug)
+        if found is not None and lock:
+            return await repository.get(session, found.id, lock=True)
+        return found
+
+    async def list_tenants(
+        self, *, state: State | None = None, after: str | None = None, limit: int = 50
+    ) -> TenantPage:
+        async with self.db.session() as session:
+            items = await repository.list_page(session, state=state, after=after, limit=limit + 1)
+        more = len(items) > limit
+        items = items[:limit]
+        return TenantPage(items=items, next=items[-1].slug if more else None)
+
+    async def steps_of(self, key: UUID | str) -> TenantSteps:
+        tenant = await self.get(key)
+        async with self.db.session() as session:
+            steps = await repository.steps(session, tenant.id)
+            history = await repository.history(session, tenant.id)
+        return TenantSteps(tenant_id=tenant.id, state=tenant.state, steps=steps, history=history)
+
+    # -- provisioning ----------------------------------------------------------------------------
+
+    async def create(self, data: TenantCreate) -> Tenant:
+        slug = validate_slug(data.slug)
+        validate_email(data.admin_email)
+        name = data.name.strip()
+        if not name:
+            raise PlexicaError("name must not be blank", code="invalid_name", status=422)
+        tenant_id = uuid.uuid4()
+        async with self._saga_lock(tenant_id):
+            try:
+                async with self.db.session() as session:
+                    tenant = await repository.insert_tenant(
+                        session, tenant_id, slug, name, data.admin_email
+                    )
+                    await repository.plan_steps(
+                        session, tenant.id, Phase.PROVISION, [s.name for s in self.steps]
+                    )
+            except repository.SlugTakenError:
+                raise TenantExistsError(
+                    f"a tenant with the slug {slug!r} already exists", details={"slug": slug}
+                ) from None
+            log.info("tenant_provisioning", tenant_id=str(tenant.id), slug=slug)
+            return await self._provision(tenant)
+
+    @asynccontextmanager
+    async def _saga_lock(self, tenant_id: UUID) -> AsyncIterator[None]:
+        """One saga at a time per tenant. A tenant left ``provisioning`` or ``pending_deletion``
+        with nobody holding this lock was orphaned by a crash and may be resumed."""
+        async with self.db.engine.connect() as conn:
+            locked = await repository.try_saga_lock(conn, tenant_id)
+            await conn.commit()
+            if not locked:
+                raise TenantBusyError(
+                    "another provisioning or deletion of this tenant is running",
+                    details={"tenant_id": str(tenant_id)},
+                )
+            try:
+                yield
+            finally:
+                await repository.saga_unlock(conn, tenant_id)
+                await conn.commit()
+
+    async def retry(self, key: UUID | str) -> Tenant:
+        """Run the saga again for a failed tenant, or resume one a crash left provisioning;
+        every step is idempotent."""
+        async with self._saga_lock((await self.get(key)).id):
+            async with self.db.session() as session:
+                tenant = await self._locked(session, key)
+                if tenant.state is not State.PROVISIONING:
+                    _check(tenant, State.PROVISIONING)
+                    tenant = await repository.set_state(
+                        session, tenant.id, tenant.state, State.PROVISIONING, reason="retry"
+                    )
+                await repository.plan_steps(
+                    session, tenant.id, Phase.PROVISION, [s.name for s in self.steps]
+                )
+                await repository.reset_steps(session, tenant.id, Phase.PROVISION)
+            return await self._provision(tenant)
+
+    async def _provision(self, tenant: Tenant) -> Tenant:
+        began = time.perf_counter()
+        try:
+            await saga.provision(self.db, tenant.ref, self.steps)
+        except saga.StepFailedError as exc:
+            PROVISIONING_SECONDS.labels("failed").observe(time.perf_counter() - began)
+            async with self.db.session() as session:
+                failed = await repository.set_state(
+                    session, tenant.id, State.PROVISIONING, State.FAILED, failure_reason=exc.reason
+                )
+                await events.emit(session, events.FAILED, failed)
+            await self.cache.invalidate(tenant.id)
+            raise ProvisioningFailedError(
+                exc.reason, details={"tenant": failed.model_dump(mode="json")}
+            ) from None
+        async with self.db.session() as session:
+            active = await repository.set_state(
+                session, tenant.id, State.PROVISIONING, State.ACTIVE
+            )
+            await events.emit(session, events.PROVISIONED, active)
+        await self.cache.invalidate(tenant.id)
+        PROVISIONING_SECONDS.labels("active").observe(time.perf_counter() - began)
+        log.info("tenant_provisioned", tenant_id=str(tenant.id), slug=tenant.slug)
+        return active
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def _locked(self, session: AsyncSession, key: UUID | str) -> Tenant:
+        tenant = await self._find(session, key, lock=True)
+        if tenant is None:
+            raise TenantNotFoundError("no such tenant")
+        return tenant
+
+    async def _transition(self, key: UUID | str, to: State, event: str) -> Tenant:
+        async with self.db.session() as session:
+            tenant = await self._locked(session, key)
+            _check(tenant, to)
+            changed = await repository.set_state(session, tenant.id, tenant.state, to)
+            await events.emit(session, event, changed)
+        await self.cache.invalidate(tenant.id)
+        log.info("tenant_state_changed", tenant_id=str(tenant.id), state=to.value)
+        return changed
+
+    async def suspend(self, key: UUID | str) -> Tenant:
+        return await self._transition(key, State.SUSPENDED, events.SUSPENDED)
+
+    async def reactivate(self, key: UUID | str) -> Tenant:
+        return await self._transition(key, State.ACTIVE, events.REACTIVATED)
+
+    async def delete(self, key: UUID | str) -> Tenant:
+        """Forward-only: once pending deletion, calling again resumes where it stopped."""
+        async with self._saga_lock((await self.get(key)).id):
+            return await self._delete(key)
+
+    async def _delete(self, key: UUID | str) -> Tenant:
+        names = [s.name for s in self.deletion_steps]
+        async with self.db.session() as session:
+            tenant = await self._locked(session, key)
+            if tenant.state is not State.PENDING_DELETION:
+                _check(tenant, State.PENDING_DELETION)
+                tenant = await repository.set_state(
+                    session, tenant.id, tenant.state, State.PENDING_DELETION
+                )
+                await repository.plan_steps(session, tenant.id, Phase.DELETE, names)
+            done = {
+                s.name
+                for s in await repository.steps(session, tenant.id)
+                if s.phase is Phase.DELETE and s.status is StepStatus.DONE
+            }
+        await self.cache.invalidate(tenant.id)
+        try:
+            await saga.delete(self.db, tenant.ref, self.deletion_steps, done)
+        except saga.StepFailedError as exc:
+            async with self.db.session() as session:
+                await repository.set_failure_reason(session, tenant.id, exc.reason)
+            raise DeletionIncompleteError(
+                f"{exc.reason}; the tenant stays pending_deletion, delete it again to resume",
+                details={"tenant_id": str(tenant.id), "step": exc.step},
+            ) from None
+        async with self.db.session() as session:
+            deleted = await repository.set_state(
+                session, tenant.id, State.PENDING_DELETION, State.DELETED
+            )
+            await events.emit(session, events.DELETED, deleted)
+        await self.cache.invalidate(tenant.id)
+        log.info("tenant_deleted", tenant_id=str(tenant.id), slug=tenant.slug)
+        return deleted
+
+    # -- inside the tenant (the request's session is bound to the tenant schema) ----------------
+
+    @staticmethod
+    def _key(key: str) -> str:
+        if not SETTING_KEY_RE.fullmatch(key):
+            raise SettingNotFoundError("no such setting")
+        return key
+
+    async def get_setting(self, session: AsyncSession, key: str) -> Setting:
+        found = await repository.get_setting(session, self._key(key))
+        if found is None:
+            raise SettingNotFoundError("no such setting")
+        return found
+
+    async def list_settings(self, session: AsyncSession) -> list[Setting]:
+        return await repository.list_settings(session)
+
+    async def put_setting(self, session: AsyncSession, key: str, value: Any) -> Setting:
+        if not SETTING_KEY_RE.fullmatch(key):
+            raise PlexicaError(
+                "a setting key is lowercase letters, digits, '_', '.', '-'",
+                code="invalid_setting_key",
+                status=422,
+            )
+        return await repository.put_setting(session, key, value)
+
+    async def delete_setting(self, session: AsyncSession, key: str) -> None:
+        if not await repository.delete_setting(session, self._key(key)):
+            raise SettingNotFoundError("no such setting")
