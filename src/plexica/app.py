@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
 from plexica import __version__
+from plexica.events import api as events_api
+from plexica.events.runtime import EventRuntime
 from plexica.kit.db import Database
 from plexica.kit.probes import add_dependency_checks
 from plexica.kit.security import TokenVerifier
 from plexica.settings import Settings
+from plexica_sdk.events import EventBus
 from plexica_sdk.service import create_service_app
 
 API_PREFIX = "/v1"
 
 
 def create_app(
-    settings: Settings, db: Database | None = None, verifier: TokenVerifier | None = None
+    settings: Settings,
+    db: Database | None = None,
+    verifier: TokenVerifier | None = None,
+    event_buses: Mapping[str, EventBus] | None = None,
 ) -> FastAPI:
-    """The core API. ``db`` and ``verifier`` are passed in when the caller owns them (tests)."""
+    """The core API. ``db`` and ``verifier`` are passed in when the caller owns them (tests).
+
+    ``event_buses`` (the embedded mode) makes this process run the outbox relay and deliver
+    events to those plugins in-process."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -32,9 +41,15 @@ def create_app(
         )
         app.state.db = database
         add_dependency_checks(app.state.readiness, settings, database)
+        events = None
+        if event_buses is not None:
+            events = EventRuntime(database, event_buses, kafka_brokers=settings.kafka_brokers)
+            app.state.events = await events.__aenter__()
         try:
             yield
         finally:
+            if events is not None:
+                await events.__aexit__(None, None, None)
             if own:
                 await database.dispose()
 
@@ -52,6 +67,7 @@ def create_app(
     # Routers carry their full prefix (APIRouter(prefix=...)): include_router(prefix=...) would
     # leave the un-prefixed template in the scope, and metrics label routes by template.
     app.include_router(_info_router())
+    app.include_router(events_api.router)
     return app
 
 

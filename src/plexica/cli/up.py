@@ -56,7 +56,7 @@ def _run(settings: Settings, data_dir: Path) -> None:
         settings.__dict__.pop("sqlalchemy_url", None)
     try:
         asyncio.run(_migrate(settings))
-        core = create_app(settings)
+        core = create_app(settings, event_buses={})
         edge = create_edge_app(core, create_web_app(settings), plugins={})
         url = f"http://{settings.host}:{settings.port}"
 
