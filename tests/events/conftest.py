@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,5 +116,5 @@ async def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 2
 
 
 @pytest.fixture
-async def tenant() -> AsyncIterator[uuid.UUID]:
-    yield uuid.uuid4()
+def tenant() -> uuid.UUID:
+    return uuid.uuid4()

@@ -176,7 +176,8 @@ async def test_outbox_lag_is_exported(db: Database, tenant: uuid.UUID) -> None:
     await relay.step()
     assert REGISTRY.get_sample_value("plexica_outbox_pending_events") == 3
     age = REGISTRY.get_sample_value("plexica_outbox_oldest_pending_age_seconds")
-    assert age is not None and age >= 0
+    assert age is not None
+    assert age >= 0
     assert await _pending(db) == 3  # nothing is lost when the sink fails
 
 
