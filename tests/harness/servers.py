@@ -220,7 +220,6 @@ class KafkaBroker:
                 "share.coordinator.state.topic.min.isr=1",
                 "group.initial.rebalance.delay.ms=0",
                 "auto.create.topics.enable=true",
-                "log.flush.interval.messages=1",
                 "",
             ])
         )  # fmt: skip
