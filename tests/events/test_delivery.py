@@ -127,10 +127,10 @@ async def test_handler_runs_once_per_event_id_even_after_forced_redelivery(
     @bus.subscribe(typ)
     async def handle(event: Event) -> None:
         nonlocal calls
-        calls += 1
         async with db.session(schema) as s:
             if await first_delivery(s, event, "won-counter"):
                 await s.execute(text("INSERT INTO won VALUES (:e)"), {"e": event.id})
+        calls += 1
 
     async with db.session() as s:
         await service.register_subscriptions(s, bus.plugin_id, [typ])
