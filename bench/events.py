@@ -225,6 +225,12 @@ async def main() -> None:
     ap.add_argument("--events", type=int, default=20000)
     ap.add_argument("--latency-events", type=int, default=400)
     ap.add_argument("--restart-events", type=int, default=1500)
+    ap.add_argument(
+        "--only",
+        choices=["producers", "relay", "latency", "restart"],
+        action="append",
+        help="run only these parts (repeatable; default: all)",
+    )
     args = ap.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="plexica-bench-events-"))
@@ -240,33 +246,43 @@ async def main() -> None:
         print(f"broker: Apache Kafka {servers.KAFKA_VERSION} (KRaft, 1 node) at {bootstrap}")
 
         n = args.events
-        aio = await bench_aiokafka(bootstrap, n)
-        ck = await asyncio.to_thread(bench_confluent, bootstrap, n)
-        print(f"producer throughput ({n} records, acks=all, idempotent):")
-        print(f"  aiokafka         {aio:10.0f} records/s")
-        print(f"  confluent-kafka  {ck:10.0f} records/s")
-
-        for relays in (1, 2):
-            rate = await bench_relay(db, bootstrap, n, relays)
-            print(f"relay throughput outbox -> Kafka, {relays} relay(s): {rate:8.0f} events/s")
-
-        lat = await bench_latency(db, bootstrap, args.latency_events)
-        q = statistics.quantiles(lat, n=100)
-        print(
-            f"commit -> handler latency ({len(lat)} events, Kafka): "
-            f"P50 {q[49]:.1f} ms  P95 {q[94]:.1f} ms  P99 {q[98]:.1f} ms  max {lat[-1]:.1f} ms"
-        )
-
-        committed, lost, dup, outage = await bench_restart(
-            db, _mkdir(base / "restart-broker"), args.restart_events
-        )
-        print(
-            f"broker kill -9 + restart ({outage:.1f} s outage): {committed} committed, "
-            f"{lost} lost, {dup} redelivered duplicates"
-        )
+        parts = set(args.only or ["producers", "relay", "latency", "restart"])
+        if "producers" in parts:
+            await bench_producers(bootstrap, n)
+        if "relay" in parts:
+            for relays in (1, 2):
+                rate = await bench_relay(db, bootstrap, n, relays)
+                print(f"relay throughput outbox -> Kafka, {relays} relay(s): {rate:8.0f} events/s")
+        if "latency" in parts:
+            await bench_latency_report(db, bootstrap, args.latency_events)
+        if "restart" in parts:
+            committed, lost, dup, outage = await bench_restart(
+                db, _mkdir(base / "restart-broker"), args.restart_events
+            )
+            print(
+                f"broker kill -9 + restart ({outage:.1f} s outage): {committed} committed, "
+                f"{lost} lost, {dup} redelivered duplicates"
+            )
         await db.dispose()
     finally:
         servers.stop_all(base)
+
+
+async def bench_producers(bootstrap: str, n: int) -> None:
+    aio = await bench_aiokafka(bootstrap, n)
+    ck = await asyncio.to_thread(bench_confluent, bootstrap, n)
+    print(f"producer throughput ({n} records, acks=all, idempotent):")
+    print(f"  aiokafka         {aio:10.0f} records/s")
+    print(f"  confluent-kafka  {ck:10.0f} records/s")
+
+
+async def bench_latency_report(db: Database, bootstrap: str, n: int) -> None:
+    lat = await bench_latency(db, bootstrap, n)
+    q = statistics.quantiles(lat, n=100)
+    print(
+        f"commit -> handler latency ({len(lat)} events, Kafka): "
+        f"P50 {q[49]:.1f} ms  P95 {q[94]:.1f} ms  P99 {q[98]:.1f} ms  max {lat[-1]:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -194,3 +194,16 @@ async def test_purge_tenant_events_drops_only_its_pending_events(
     async with db.session() as s:
         left = (await s.execute(text("SELECT tenant_id FROM platform.outbox"))).scalars().all()
     assert left == [other]
+
+
+def test_core_event_names_are_valid_types_and_map_to_domain_topics() -> None:
+    from plexica.events.events import CoreEvent
+    from plexica.events.schemas import EVENT_TYPE_RE
+    from plexica_sdk.events import event_family
+
+    assert all(EVENT_TYPE_RE.match(e.value) for e in CoreEvent)
+    assert {event_family(e.value) for e in CoreEvent} == {
+        "plexica.tenant",
+        "plexica.plugin",
+        "plexica.user",
+    }

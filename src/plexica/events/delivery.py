@@ -23,7 +23,7 @@ from prometheus_client import Counter
 
 from plexica.events import repository
 from plexica.events.registry import SubscriptionRegistry
-from plexica.events.relay import ensure_topics, family_topics
+from plexica.events.relay import Loop, ensure_topics, family_topics
 from plexica.kit.db import Database
 from plexica_sdk.events import Event, EventBus, InvalidEventError, from_kafka, to_kafka
 
@@ -151,7 +151,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
-class QueueDelivery:
+class QueueDelivery(Loop):
     """Delivers from ``platform.event_deliveries`` to the plugins hosted by this process."""
 
     def __init__(
@@ -164,6 +164,7 @@ class QueueDelivery:
         lease_seconds: float = 60.0,
         idle_seconds: float = 0.02,
     ) -> None:
+        super().__init__()
         self.db = db
         self.dispatcher = dispatcher
         self.failures = failures
@@ -172,9 +173,9 @@ class QueueDelivery:
         self.idle_seconds = idle_seconds
 
     async def run(self) -> None:
-        while True:
+        while not self.stopping.is_set():
             if await self.step() == 0:
-                await asyncio.sleep(self.idle_seconds)
+                await self.pause(self.idle_seconds)
 
     async def step(self) -> int:
         plugins = sorted(self.dispatcher.buses)
@@ -207,7 +208,7 @@ class QueueDelivery:
         return len(rows)
 
 
-class KafkaDelivery:
+class KafkaDelivery(Loop):
     """One consumer group per plugin over the topics of the families it consumes.
 
     Offsets are committed after the batch was handled (at least once). A failed event is tried
@@ -222,6 +223,7 @@ class KafkaDelivery:
         *,
         topic_partitions: int = 6,
     ) -> None:
+        super().__init__()
         self.bootstrap = bootstrap
         self.plugin_id = plugin_id
         self.dispatcher = dispatcher
@@ -260,7 +262,7 @@ class KafkaDelivery:
         consumer.subscribe(sorted(topics), listener=_Listener())
         await consumer.start()
         try:
-            while True:
+            while not self.stopping.is_set():
                 batches = await consumer.getmany(timeout_ms=200)
                 for records in batches.values():
                     for record in records:

@@ -52,7 +52,24 @@ def event_of(row: Row[Any]) -> Event:
     )
 
 
-class Relay:
+class Loop:
+    """A background loop that finishes its current step, then returns, when asked to stop."""
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+
+class Relay(Loop):
     def __init__(
         self,
         db: Database,
@@ -64,6 +81,7 @@ class Relay:
         max_backoff_seconds: float = 5.0,
         lag_interval_seconds: float = 1.0,
     ) -> None:
+        super().__init__()
         self.db = db
         self.sink = sink
         self.batch_size = batch_size
@@ -75,15 +93,15 @@ class Relay:
 
     async def run(self) -> None:
         backoff = 0.1
-        while True:
+        while not self.stopping.is_set():
             sent, failed = await self.step()
             if failed:
-                await asyncio.sleep(backoff)
+                await self.pause(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
             backoff = 0.1
             if sent == 0:
-                await asyncio.sleep(self.idle_seconds)
+                await self.pause(self.idle_seconds)
 
     async def step(self) -> tuple[int, bool]:
         """One batch: (events acknowledged, whether the sink failed on some)."""

@@ -4,7 +4,7 @@ delivery for the plugins a process hosts (the embedded mode runs both in one pro
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -20,7 +20,7 @@ from plexica.events.delivery import (
     RetryPolicy,
 )
 from plexica.events.registry import DbSubscriptionRegistry, SubscriptionRegistry
-from plexica.events.relay import KafkaSink, LocalSink, Relay, Sink
+from plexica.events.relay import KafkaSink, LocalSink, Loop, Relay, Sink
 from plexica.kit.db import Database
 from plexica.settings import Settings
 from plexica_sdk.events import Event, EventBus
@@ -42,17 +42,17 @@ async def _publish_plugin_event(session: Any, event: Event) -> None:
     await service.publish_event(session, event)
 
 
-async def _supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
+async def _supervised(name: str, loop: Loop) -> None:
     backoff = 0.5
-    while True:
+    while not loop.stopping.is_set():
         try:
-            await run()
+            await loop.run()
             return
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("events_task_failed", task=name, retry_in_s=backoff)
-            await asyncio.sleep(backoff)
+            await loop.pause(backoff)
             backoff = min(backoff * 2, 30.0)
 
 
@@ -72,8 +72,10 @@ class EventRuntime:
         run_relay: bool = True,
         registry: SubscriptionRegistry | None = None,
         policy: RetryPolicy | None = None,
+        grace_seconds: float = 10.0,
     ) -> None:
         self.db = db
+        self.grace_seconds = grace_seconds
         self.buses = dict(buses)
         self.kafka_brokers = kafka_brokers
         self.run_relay = run_relay
@@ -93,16 +95,19 @@ class EventRuntime:
             else []
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._loops: list[Loop] = []
 
     async def __aenter__(self) -> EventRuntime:
         for bus in self.buses.values():
             bus.use_publisher(_publish_plugin_event)
-        jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = [("queue", self.queue.run)]
+        jobs: list[tuple[str, Loop]] = [("queue", self.queue)]
         if self.run_relay:
-            jobs.append(("relay", self.relay.run))
-        jobs += [(f"consumer:{c.plugin_id}", c.run) for c in self.consumers]
+            jobs.append(("relay", self.relay))
+        jobs += [(f"consumer:{c.plugin_id}", c) for c in self.consumers]
+        self._loops = [loop for _, loop in jobs]
         self._tasks = [
-            asyncio.create_task(_supervised(name, run), name=f"events.{name}") for name, run in jobs
+            asyncio.create_task(_supervised(name, loop), name=f"events.{name}")
+            for name, loop in jobs
         ]
         return self
 
@@ -116,6 +121,11 @@ class EventRuntime:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # Let each loop finish the batch in hand (its handlers' transactions commit), then stop.
+        for loop in self._loops:
+            loop.stop()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.grace_seconds)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
