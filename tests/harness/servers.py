@@ -227,7 +227,7 @@ class KafkaBroker:
             _KAFKA_LOG4J.format(log=workdir / "kafka-server.log")
         )
         subprocess.run(
-            [*self._java(), "kafka.tools.StorageTool", "format", "-t", _kafka_cluster_id(),
+            [*self._java(), "kafka.tools.StorageTool", "format", f"--cluster-id={_kafka_cluster_id()}",
              "-c", str(self.config)],
             check=True, stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
         )  # fmt: skip
