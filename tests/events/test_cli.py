@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 
 from sqlalchemy import text
+from typer.testing import CliRunner, Result
 
+from plexica.cli.main import app
 from plexica.events import repository
 from plexica.kit.db import Database
 from plexica_sdk.events import Event
 
 
-def plexica(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")}
-    env["PLEXICA_DATABASE_URL"] = database_url
-    return subprocess.run(
-        [sys.executable, "-m", "plexica.cli", "events", *args],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+def plexica(database_url: str, *args: str) -> Result:
+    """The real command, in-process (its own event loop, in the caller's worker thread)."""
+    return CliRunner().invoke(app, ["events", *args], env={"PLEXICA_DATABASE_URL": database_url})
 
 
 async def test_operator_lists_retries_and_discards_dead_letters(
@@ -35,23 +30,23 @@ async def test_operator_lists_retries_and_discards_dead_letters(
             ev = Event(source="/t", type="crm.deal.won", tenant_id=tenant)
             await repository.insert_dead_letter(s, dl, "crm", ev.model_dump(mode="json"), "boom", 5)
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
+    def run(*args: str) -> Result:
         return plexica(database_url, *args)
 
     listed = await asyncio.to_thread(run, "dead-letters", "list", "--json", "--plugin", "crm")
-    assert listed.returncode == 0, listed.stderr
-    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert listed.exit_code == 0, listed.output
+    rows = [json.loads(line) for line in listed.output.splitlines()]
     assert {r["id"] for r in rows} == {str(x) for x in letters}
 
     retried = await asyncio.to_thread(run, "dead-letters", "retry", str(letters[0]))
-    assert retried.returncode == 0, retried.stderr
+    assert retried.exit_code == 0, retried.output
     discarded = await asyncio.to_thread(run, "dead-letters", "discard", str(letters[1]))
-    assert discarded.returncode == 0, discarded.stderr
+    assert discarded.exit_code == 0, discarded.output
     again = await asyncio.to_thread(run, "dead-letters", "discard", str(letters[1]))
-    assert again.returncode != 0
-    assert "dead_letter_resolved" in again.stderr
+    assert again.exit_code != 0
+    assert "dead_letter_resolved" in again.output
     missing = await asyncio.to_thread(run, "dead-letters", "retry", str(uuid.uuid4()))
-    assert "dead_letter_not_found" in missing.stderr
+    assert "dead_letter_not_found" in missing.output
 
     async with db.session() as s:
         queued = await s.scalar(
@@ -59,4 +54,4 @@ async def test_operator_lists_retries_and_discards_dead_letters(
         )
     assert queued == 1
     pending = await asyncio.to_thread(run, "dead-letters", "list", "--json")
-    assert pending.stdout.strip() == ""
+    assert pending.output.strip() == ""
