@@ -300,3 +300,52 @@ async def test_replay_gives_a_newly_installed_plugin_the_tenants_history(
         await eventually(lambda: len(late.received) == 3)
     assert late.ids == [history[0].id, history[0].id, history[1].id]
     assert early.ids == [history[0].id, history[1].id]
+
+
+async def test_a_record_that_is_not_a_cloudevent_is_dead_lettered_and_the_partition_flows(
+    db: Database, kafka: str, tenant: uuid.UUID
+) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    typ = f"{new_plugin_id()}.deal.won"
+    plugin = await make_plugin(db, [typ], [tenant])
+    bus = plugin.bus
+    async with EventRuntime(db, {bus.plugin_id: bus}, kafka_brokers=kafka, policy=FAST) as rt:
+        await asyncio.wait_for(rt.ready(), 30)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                event_family(typ), b"\x00garbage", key=str(tenant).encode(), partition=0
+            )
+        finally:
+            await producer.stop()
+        async with db.session() as s:
+            good = await service.publish(s, typ, {"ok": True}, tenant_id=tenant)
+        await eventually(lambda: plugin.ids == [good.id])
+
+        async def dead() -> bool:
+            async with db.session() as s:
+                return bool(await service.list_dead_letters(s, plugin_id=bus.plugin_id))
+
+        await eventually(dead)
+    async with db.session() as s:
+        [letter] = await service.list_dead_letters(s, plugin_id=bus.plugin_id)
+    assert letter.type == "invalid"
+    assert "not a CloudEvents binary-mode record" in letter.error
+
+
+async def test_the_worker_runs_the_relay_job(db: Database, kafka: str, tenant: uuid.UUID) -> None:
+    from plexica.worker import create_worker_app
+
+    family = new_plugin_id() + ".deal"
+    settings = Settings(
+        database_url=db.engine.url.render_as_string(hide_password=False), kafka_brokers=kafka
+    )
+    async with db.session() as s:
+        event = await service.publish(s, f"{family}.won", {}, tenant_id=tenant)
+    app = create_worker_app(settings)
+    async for client in running(app):
+        records = await read_topic(kafka, family, 1)
+        assert (await client.get("/ready")).status_code == 200
+    assert [dict(r.headers)["ce_id"] for r in records] == [str(event.id).encode()]

@@ -11,6 +11,7 @@ queue with a backoff and, after ``max_attempts``, to the dead letters (table and
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import uuid
@@ -148,7 +149,7 @@ class Failures:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:2000]
+    return f"{type(exc).__name__}: {exc}".replace("\x00", "")[:2000]
 
 
 class QueueDelivery(Loop):
@@ -284,7 +285,9 @@ class KafkaDelivery(Loop):
                 "id": str(uuid.uuid4()),
                 "type": "invalid",
                 "source": f"kafka:{record.topic}/{record.partition}@{record.offset}",
-                "value": (record.value or b"").decode("utf-8", "replace"),
+                # base64: PostgreSQL JSON cannot hold every byte string (e.g. NUL).
+                "value_base64": base64.b64encode(record.value or b"").decode(),
+                "headers": [k for k, _ in record.headers or ()],
             }
             await self.failures.failed(
                 self.plugin_id, raw, self.failures.policy.max_attempts, _describe(exc)

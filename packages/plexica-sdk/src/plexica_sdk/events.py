@@ -178,9 +178,12 @@ class EventBus:
                     details=exc.errors(include_url=False, include_context=False),
                 ) from None
         try:
-            size = len(json.dumps(payload, allow_nan=False))
+            encoded = json.dumps(payload, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise InvalidEventError(f"event data is not JSON: {exc}") from None
+        if "\\u0000" in encoded:
+            raise InvalidEventError("event data contains a NUL character")
+        size = len(encoded)
         if size > MAX_EVENT_BYTES:
             raise InvalidEventError(f"event data is {size} bytes; the limit is {MAX_EVENT_BYTES}")
         return Event(
