@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from fastapi import FastAPI
 from sqlalchemy import text
 
 from plexica.app import create_app
 from plexica.events import service
 from plexica.events.delivery import DEAD_LETTER_TOPIC, RetryPolicy, consumer_group
-from plexica.events.runtime import EventRuntime
+from plexica.events.runtime import EventRuntime, plugin_event_buses
 from plexica.kit.db import Database
 from plexica.settings import Settings
 from plexica_sdk.events import (
@@ -180,7 +181,9 @@ async def test_embedded_delivery_without_broker_survives_restarts(
     async with db.session() as s:
         second = await service.publish(s, typ, {"n": 2}, tenant_id=tenant)
     settings = Settings(database_url=str(db.engine.url.render_as_string(hide_password=False)))
-    app = create_app(settings, db=db, event_buses=buses)
+    plugin_app = FastAPI()
+    plugin_app.state.event_bus = plugin.bus
+    app = create_app(settings, db=db, event_buses=plugin_event_buses({"p": plugin_app}))
     async for _ in running(app):
         await eventually(lambda: len(plugin.received) == 2)
     assert plugin.ids == [first.id, second.id]

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import structlog
 import typer
+from fastapi import FastAPI
 
 from plexica import __version__
 from plexica.app import create_app
 from plexica.cli.common import fail, settings_or_exit
+from plexica.events.runtime import plugin_event_buses
 from plexica.gateway.embedded import create_edge_app
 from plexica.kit.datadir import DataDir, DataDirBusyError
 from plexica.kit.db import Database
@@ -56,8 +58,9 @@ def _run(settings: Settings, data_dir: Path) -> None:
         settings.__dict__.pop("sqlalchemy_url", None)
     try:
         asyncio.run(_migrate(settings))
-        core = create_app(settings, event_buses={})
-        edge = create_edge_app(core, create_web_app(settings), plugins={})
+        plugins: dict[str, FastAPI] = {}
+        core = create_app(settings, event_buses=plugin_event_buses(plugins))
+        edge = create_edge_app(core, create_web_app(settings), plugins=plugins)
         url = f"http://{settings.host}:{settings.port}"
 
         def banner() -> None:

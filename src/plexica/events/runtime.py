@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any
 
 import structlog
+from fastapi import FastAPI
 
 from plexica.events import service
 from plexica.events.delivery import (
@@ -36,6 +37,16 @@ async def relay_job(db: Database, settings: Settings) -> None:
     finally:
         if isinstance(sink, KafkaSink):
             await sink.close()
+
+
+def plugin_event_buses(apps: Mapping[str, FastAPI]) -> dict[str, EventBus]:
+    """The event buses of mounted plugin apps (a plugin app exposes ``state.event_bus``)."""
+    buses: dict[str, EventBus] = {}
+    for app in apps.values():
+        bus = getattr(app.state, "event_bus", None)
+        if isinstance(bus, EventBus):
+            buses[bus.plugin_id] = bus
+    return buses
 
 
 async def _publish_plugin_event(session: Any, event: Event) -> None:
