@@ -279,6 +279,20 @@ async def test_dead_letter_api_lists_discards_and_guards(
     r = await client.post("/v1/events/replays", headers=op, json={"plugin_id": "Bad!"})
     assert r.status_code == 422
 
+    async with db.session() as s:
+        await service.register_subscriptions(s, "crm", ["crm.deal.won"])
+        await service.publish(s, "crm.deal.won", {"d": 1}, tenant_id=tenant)
+        await s.execute(text("UPDATE platform.outbox SET published_at = now()"))
+    body = {"plugin_id": "crm", "tenant_id": str(tenant)}
+    r = await client.post("/v1/events/replays", headers=op, json=body)
+    assert r.status_code == 409
+    assert error_of(r)["code"] == "plugin_not_active"
+    async with db.session() as s:
+        await service.set_plugin_active(s, "crm", tenant, True)
+    r = await client.post("/v1/events/replays", headers=op, json=body)
+    assert r.status_code == 202
+    assert r.json() == {"plugin_id": "crm", "tenant_id": str(tenant), "queued": 1}
+
 
 async def test_replay_gives_a_newly_installed_plugin_the_tenants_history(
     db: Database, tenant: uuid.UUID
