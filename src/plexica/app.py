@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
@@ -10,6 +10,8 @@ from fastapi import APIRouter, FastAPI
 from plexica import __version__
 from plexica.audit.api import router as audit_router
 from plexica.composition import build_services
+from plexica.events import api as events_api
+from plexica.events.runtime import EventRuntime
 from plexica.identity.api import me_router, roles_router, users_router
 from plexica.identity.oidc import router as oidc_router
 from plexica.identity.wiring import identity_lifespan
@@ -20,15 +22,22 @@ from plexica.plugins import wiring as plugins_wiring
 from plexica.plugins.api import catalog_router, installations_router
 from plexica.settings import Settings
 from plexica.tenants import api as tenants_api
+from plexica_sdk.events import EventBus
 from plexica_sdk.service import create_service_app
 
 API_PREFIX = "/v1"
 
 
 def create_app(
-    settings: Settings, db: Database | None = None, verifier: TokenVerifier | None = None
+    settings: Settings,
+    db: Database | None = None,
+    verifier: TokenVerifier | None = None,
+    event_buses: Mapping[str, EventBus] | None = None,
 ) -> FastAPI:
-    """The core API. ``db`` and ``verifier`` are passed in when the caller owns them (tests)."""
+    """The core API. ``db`` and ``verifier`` are passed in when the caller owns them (tests).
+
+    ``event_buses`` (the embedded mode) makes this process run the outbox relay and deliver
+    events to those plugins in-process."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,11 +53,17 @@ def create_app(
 
         app.state.services = build_services(settings, database, app.state.plugin_installer)
         await app.state.services.start()
+        events = None
+        if event_buses is not None:
+            events = EventRuntime(database, event_buses, kafka_brokers=settings.kafka_brokers)
+            app.state.events = await events.__aenter__()
         try:
             async with identity_lifespan(app, settings, database):
                 yield
         finally:
             await app.state.services.stop()
+            if events is not None:
+                await events.__aexit__(None, None, None)
             if own:
                 await database.dispose()
 
@@ -76,6 +91,7 @@ def create_app(
 
     app.include_router(tenants_api.operator_router)
     app.include_router(tenants_api.tenant_router)
+    app.include_router(events_api.router)
     return app
 
 

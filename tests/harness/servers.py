@@ -137,3 +137,143 @@ def _redis(workdir: Path) -> dict[str, Any]:
     )  # fmt: skip
     wait_for_port(port, proc=proc)
     return {"url": f"redis://127.0.0.1:{port}/0", "stop": {"pids": [proc.pid]}}
+
+
+KAFKA_VERSION = "4.1.1"
+_KAFKA_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>plexica.test</groupId><artifactId>kafka-fetch</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+      <version>{v}</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId>
+      <version>{v}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j-impl</artifactId><version>2.24.3</version></dependency>
+  </dependencies>
+</project>
+"""
+_KAFKA_LOG4J = """status = error
+appender.f.type = File
+appender.f.name = F
+appender.f.fileName = {log}
+appender.f.layout.type = PatternLayout
+appender.f.layout.pattern = %d %p %c{{1}} %m%n
+rootLogger.level = WARN
+rootLogger.appenderRef.f.ref = F
+"""
+
+
+def kafka_libs() -> Path:
+    """Apache Kafka's jars from Maven Central, fetched once into the user's cache."""
+    lib = Path.home() / ".cache" / "plexica" / f"kafka-{KAFKA_VERSION}" / "lib"
+    if (lib / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
+        return lib
+    import tempfile
+
+    lib.parent.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(lib.parent.parent / f"kafka-{KAFKA_VERSION}.lock"):
+        if (lib / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
+            return lib
+        with tempfile.TemporaryDirectory() as tmp:
+            pom = Path(tmp) / "pom.xml"
+            pom.write_text(_KAFKA_POM.format(v=KAFKA_VERSION))
+            staging = Path(tmp) / "lib"
+            subprocess.run(
+                ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+                 f"-DoutputDirectory={staging}", "-DincludeScope=runtime"],
+                check=True, stdin=subprocess.DEVNULL, capture_output=True, timeout=600,
+            )  # fmt: skip
+            lib.parent.mkdir(parents=True, exist_ok=True)
+            staging.rename(lib)
+    return lib
+
+
+class KafkaBroker:
+    """A single-node KRaft Kafka on loopback; ``kill()``/``start()`` keep its ports and data."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.lib = kafka_libs()
+        self.port = free_port()
+        self.controller_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.config = workdir / "server.properties"
+        self.config.write_text(
+            "\n".join([
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"log.dirs={workdir / 'data'}",
+                "num.partitions=4",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=4",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=true",
+                "",
+            ])
+        )  # fmt: skip
+        (workdir / "log4j2.properties").write_text(
+            _KAFKA_LOG4J.format(log=workdir / "kafka-server.log")
+        )
+        subprocess.run(
+            [*self._java(), "kafka.tools.StorageTool", "format", f"--cluster-id={_kafka_cluster_id()}",
+             "-c", str(self.config)],
+            check=True, stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
+        )  # fmt: skip
+
+    def _java(self) -> list[str]:
+        return [
+            "java", "-Xms64m", "-Xmx320m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+            "-cp", f"{self.lib}/*",
+        ]  # fmt: skip
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.proc = spawn(
+            [*self._java(), "kafka.Kafka", str(self.config)], self.workdir / "out.log"
+        )
+        wait_for_port(self.port, timeout=timeout, proc=self.proc)
+
+    def kill(self) -> None:
+        """Hard stop (SIGKILL) of the broker process this object started."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _kill(self.proc.pid)
+            self.proc.wait()
+            self.proc = None
+
+
+def _kafka_cluster_id() -> str:
+    import base64
+    import uuid
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+@server("kafka")
+def _kafka(workdir: Path) -> dict[str, Any]:
+    broker = KafkaBroker(workdir)
+    broker.start()
+    assert broker.proc is not None
+    return {"bootstrap": broker.bootstrap, "stop": {"pids": [broker.proc.pid]}}

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from plexica import __version__
+from plexica.cli.events import app as events_app
 from plexica.cli.identity import token as identity_token
 from plexica.cli.identity import user_app
 from plexica.cli.plugins import plugin_app
@@ -19,6 +20,7 @@ app.add_typer(serve_app, name="serve")
 app.add_typer(user_app, name="user")
 app.command()(identity_token)
 app.add_typer(plugin_app, name="plugin")
+app.add_typer(events_app, name="events")
 
 
 @app.command()

@@ -13,6 +13,7 @@ from plexica import __version__
 from plexica.app import create_app
 from plexica.cli import runtime
 from plexica.cli.common import fail, settings_or_exit
+from plexica.events.runtime import plugin_event_buses
 from plexica.gateway.embedded import create_edge_app
 from plexica.identity.bootstrap import CREDENTIALS_FILE, OperatorCredentials, bootstrap
 from plexica.identity.service import OPERATOR_REALM
@@ -26,6 +27,7 @@ from plexica.plugins.gate import InstallationGate
 from plexica.settings import Settings
 from plexica.tenants.fleet import migrate_fleet
 from plexica.web.app import create_web_app
+from plexica_sdk.events import EventBus
 from plexica_sdk.observability import configure_logging
 
 log = structlog.get_logger("plexica.up")
@@ -66,8 +68,11 @@ def _run(settings: Settings, data_dir: Path) -> None:
         settings.__dict__.pop("sqlalchemy_url", None)
     try:
         operator = asyncio.run(_migrate(settings, data_dir))
-        core = create_app(settings)
+        # The core's event runtime reads the plugins' event buses when it starts serving.
+        event_buses: dict[str, EventBus] = {}
+        core = create_app(settings, event_buses=event_buses)
         plugins = mount_plugins(core, settings)
+        event_buses.update(plugin_event_buses(plugins))
         edge = create_edge_app(
             core, create_web_app(settings), plugins=plugins, gate=InstallationGate(core)
         )

@@ -1,11 +1,15 @@
-"""SQL of the transactional outbox (platform schema)."""
+"""SQL of events (platform schema): outbox, subscriptions, delivery queue, dead letters.
+
+Queries built with f-strings only splice the module's own constant column lists."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.events.schemas import CloudEvent
@@ -31,12 +35,319 @@ async def insert_outbox(session: AsyncSession, event: CloudEvent) -> None:
     )
 
 
-async def delete_pending_of_tenant(session: AsyncSession, tenant_id: UUID) -> int:
+OUTBOX_COLUMNS = "seq, id, tenant_id, type, source, subject, time, data, traceparent"
+_RETURNING = ", ".join("o." + c for c in OUTBOX_COLUMNS.split(", "))
+# The stored form of an event on the delivery queue and in dead letters: the SDK's Event.
+_EVENT_JSON = (
+    "jsonb_build_object('id', o.id, 'source', o.source, 'type', o.type, 'specversion', '1.0',"
+    " 'time', o.time, 'subject', o.subject, 'datacontenttype', 'application/json',"
+    " 'tenant_id', o.tenant_id, 'traceparent', o.traceparent, 'data', o.data)"
+)
+
+
+async def relaxed_commit(session: AsyncSession) -> None:
+    """Commit this transaction without waiting for the WAL flush.
+
+    Only for relay and delivery bookkeeping: losing such a commit in a crash makes an event
+    go out twice, never lost, and consumers dedupe on the event id."""
+    await session.execute(text("SET LOCAL synchronous_commit = off"))
+
+
+async def claim_outbox(session: AsyncSession, limit: int, lease_seconds: float) -> list[Row[Any]]:
+    """Lease up to ``limit`` pending rows no other relay holds (oldest first)."""
+    await relaxed_commit(session)
     result = await session.execute(
         text(
-            "DELETE FROM platform.outbox WHERE tenant_id = :id AND published_at IS NULL"
-            " RETURNING seq"
+            "UPDATE platform.outbox o SET lease_until = now() + make_interval(secs => :lease),"  # noqa: S608
+            " attempts = o.attempts + 1"
+            " FROM (SELECT seq FROM platform.outbox WHERE published_at IS NULL"
+            "  AND (lease_until IS NULL OR lease_until < now())"
+            "  ORDER BY seq LIMIT :n FOR UPDATE SKIP LOCKED) c"
+            f" WHERE o.seq = c.seq RETURNING {_RETURNING}"
         ),
-        {"id": tenant_id},
+        {"n": limit, "lease": lease_seconds},
     )
-    return len(result.all())
+    return sorted(result.all(), key=lambda r: int(r.seq))
+
+
+async def mark_published(session: AsyncSession, seqs: Sequence[int]) -> None:
+    await relaxed_commit(session)
+    await session.execute(
+        text(
+            "UPDATE platform.outbox SET published_at = now(), lease_until = NULL"
+            " WHERE seq = ANY(:seqs)"
+        ),
+        {"seqs": list(seqs)},
+    )
+
+
+async def release_outbox(session: AsyncSession, seqs: Sequence[int]) -> None:
+    await session.execute(
+        text(
+            "UPDATE platform.outbox SET lease_until = NULL"
+            " WHERE seq = ANY(:seqs) AND published_at IS NULL"
+        ),
+        {"seqs": list(seqs)},
+    )
+
+
+async def outbox_lag(session: AsyncSession) -> tuple[int, float]:
+    """Pending rows and the age in seconds of the oldest one."""
+    row = (
+        await session.execute(
+            text(
+                "SELECT count(*) AS n,"
+                " coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age"
+                " FROM platform.outbox WHERE published_at IS NULL"
+            )
+        )
+    ).one()
+    return int(row.n), float(row.age)
+
+
+async def purge_tenant(session: AsyncSession, tenant_id: UUID) -> int:
+    outbox = await session.execute(
+        text("DELETE FROM platform.outbox WHERE tenant_id = :t AND published_at IS NULL"),
+        {"t": tenant_id},
+    )
+    queued = await session.execute(
+        text("DELETE FROM platform.event_deliveries WHERE tenant_id = :t"), {"t": tenant_id}
+    )
+    await session.execute(
+        text("DELETE FROM platform.event_consumers WHERE tenant_id = :t"), {"t": tenant_id}
+    )
+    return _rowcount(outbox) + _rowcount(queued)
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# Subscriptions: which plugin consumes which types, and where it is installed and active.
+
+
+async def set_subscriptions(session: AsyncSession, plugin_id: str, types: Sequence[str]) -> None:
+    await session.execute(
+        text("DELETE FROM platform.event_subscriptions WHERE plugin_id = :p"), {"p": plugin_id}
+    )
+    if types:
+        await session.execute(
+            text(
+                "INSERT INTO platform.event_subscriptions (plugin_id, event_type)"
+                " SELECT :p, unnest(CAST(:types AS text[]))"
+            ),
+            {"p": plugin_id, "types": sorted(set(types))},
+        )
+
+
+async def set_consumer(
+    session: AsyncSession, plugin_id: str, tenant_id: UUID, active: bool
+) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO platform.event_consumers (plugin_id, tenant_id, active)"
+            " VALUES (:p, :t, :a) ON CONFLICT (plugin_id, tenant_id)"
+            " DO UPDATE SET active = excluded.active, updated_at = now()"
+        ),
+        {"p": plugin_id, "t": tenant_id, "a": active},
+    )
+
+
+async def delete_consumer(session: AsyncSession, plugin_id: str, tenant_id: UUID) -> None:
+    await session.execute(
+        text("DELETE FROM platform.event_consumers WHERE plugin_id = :p AND tenant_id = :t"),
+        {"p": plugin_id, "t": tenant_id},
+    )
+
+
+async def is_active(session: AsyncSession, plugin_id: str, tenant_id: UUID) -> bool:
+    result = await session.execute(
+        text("SELECT active FROM platform.event_consumers WHERE plugin_id = :p AND tenant_id = :t"),
+        {"p": plugin_id, "t": tenant_id},
+    )
+    return bool(result.scalar_one_or_none())
+
+
+async def subscribed_types(session: AsyncSession, plugin_id: str) -> list[str]:
+    result = await session.execute(
+        text("SELECT event_type FROM platform.event_subscriptions WHERE plugin_id = :p"),
+        {"p": plugin_id},
+    )
+    return sorted(result.scalars())
+
+
+# The delivery queue: live events in embedded mode, retries, replays, dead-letter retries.
+
+
+async def fan_out(session: AsyncSession, seqs: Sequence[int]) -> int:
+    """Queue outbox rows for every plugin subscribed and active for the row's tenant."""
+    result = await session.execute(
+        text(
+            "INSERT INTO platform.event_deliveries (plugin_id, event_id, tenant_id, event, reason)"  # noqa: S608
+            f" SELECT s.plugin_id, o.id, o.tenant_id, {_EVENT_JSON}, 'live'"
+            " FROM platform.outbox o"
+            " JOIN platform.event_subscriptions s ON s.event_type = o.type"
+            " JOIN platform.event_consumers c ON c.plugin_id = s.plugin_id"
+            "  AND c.tenant_id = o.tenant_id AND c.active"
+            " WHERE o.seq = ANY(:seqs) ORDER BY o.seq"
+        ),
+        {"seqs": list(seqs)},
+    )
+    return _rowcount(result)
+
+
+async def enqueue_delivery(
+    session: AsyncSession,
+    plugin_id: str,
+    event: dict[str, Any],
+    *,
+    reason: str,
+    attempts: int = 0,
+    delay_seconds: float = 0.0,
+    error: str | None = None,
+) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO platform.event_deliveries"
+            " (plugin_id, event_id, tenant_id, event, reason, attempts, last_error,"
+            "  next_attempt_at)"
+            " VALUES (:p, :e, :t, CAST(:ev AS jsonb), :r, :a, :err,"
+            "  now() + make_interval(secs => :d))"
+        ),
+        {
+            "p": plugin_id,
+            "e": event["id"],
+            "t": event.get("tenant_id"),
+            "ev": json.dumps(event, default=str),
+            "r": reason,
+            "a": attempts,
+            "err": error,
+            "d": delay_seconds,
+        },
+    )
+
+
+async def replay(
+    session: AsyncSession, plugin_id: str, tenant_id: UUID, types: Sequence[str]
+) -> int:
+    result = await session.execute(
+        text(
+            "INSERT INTO platform.event_deliveries (plugin_id, event_id, tenant_id, event, reason)"  # noqa: S608
+            f" SELECT :p, o.id, o.tenant_id, {_EVENT_JSON}, 'replay' FROM platform.outbox o"
+            " WHERE o.tenant_id = :t AND o.type = ANY(:types) AND o.published_at IS NOT NULL"
+            " ORDER BY o.seq"
+        ),
+        {"p": plugin_id, "t": tenant_id, "types": list(types)},
+    )
+    return _rowcount(result)
+
+
+async def claim_deliveries(
+    session: AsyncSession, plugin_ids: Sequence[str], limit: int, lease_seconds: float
+) -> list[Row[Any]]:
+    result = await session.execute(
+        text(
+            "UPDATE platform.event_deliveries d"
+            " SET lease_until = now() + make_interval(secs => :lease)"
+            " FROM (SELECT seq FROM platform.event_deliveries"
+            "  WHERE plugin_id = ANY(:plugins) AND next_attempt_at <= now()"
+            "  AND (lease_until IS NULL OR lease_until < now())"
+            "  ORDER BY seq LIMIT :n FOR UPDATE SKIP LOCKED) c"
+            " WHERE d.seq = c.seq"
+            " RETURNING d.seq, d.plugin_id, d.event, d.reason, d.attempts"
+        ),
+        {"plugins": list(plugin_ids), "n": limit, "lease": lease_seconds},
+    )
+    return sorted(result.all(), key=lambda r: int(r.seq))
+
+
+async def delete_delivery(session: AsyncSession, seq: int) -> None:
+    await relaxed_commit(session)
+    await session.execute(text("DELETE FROM platform.event_deliveries WHERE seq = :s"), {"s": seq})
+
+
+async def reschedule_delivery(
+    session: AsyncSession, seq: int, attempts: int, delay_seconds: float, error: str
+) -> None:
+    await session.execute(
+        text(
+            "UPDATE platform.event_deliveries SET attempts = :a, last_error = :err,"
+            " lease_until = NULL, next_attempt_at = now() + make_interval(secs => :d)"
+            " WHERE seq = :s"
+        ),
+        {"s": seq, "a": attempts, "d": delay_seconds, "err": error},
+    )
+
+
+# Dead letters.
+
+DEAD_LETTER_COLUMNS = (
+    "id, plugin_id, event_id, tenant_id, type, event, error, attempts, status, created_at,"
+    " resolved_at"
+)
+
+
+async def insert_dead_letter(  # noqa: PLR0917
+    session: AsyncSession,
+    dead_letter_id: UUID,
+    plugin_id: str,
+    event: dict[str, Any],
+    error: str,
+    attempts: int,
+) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO platform.dead_letters"
+            " (id, plugin_id, event_id, tenant_id, type, event, error, attempts)"
+            " VALUES (:id, :p, :e, :t, :type, CAST(:ev AS jsonb), :err, :a)"
+        ),
+        {
+            "id": dead_letter_id,
+            "p": plugin_id,
+            "e": event["id"],
+            "t": event.get("tenant_id"),
+            "type": event["type"],
+            "ev": json.dumps(event, default=str),
+            "err": error,
+            "a": attempts,
+        },
+    )
+
+
+async def list_dead_letters(
+    session: AsyncSession,
+    *,
+    plugin_id: str | None,
+    tenant_id: UUID | None,
+    status: str | None,
+    limit: int,
+) -> list[Row[Any]]:
+    result = await session.execute(
+        text(
+            f"SELECT {DEAD_LETTER_COLUMNS} FROM platform.dead_letters"  # noqa: S608
+            " WHERE (CAST(:p AS text) IS NULL OR plugin_id = :p)"
+            " AND (CAST(:t AS uuid) IS NULL OR tenant_id = :t)"
+            " AND (CAST(:s AS text) IS NULL OR status = :s)"
+            " ORDER BY created_at DESC, id LIMIT :n"
+        ),
+        {"p": plugin_id, "t": tenant_id, "s": status, "n": limit},
+    )
+    return list(result.all())
+
+
+async def lock_dead_letter(session: AsyncSession, dead_letter_id: UUID) -> Row[Any] | None:
+    result = await session.execute(
+        text(
+            f"SELECT {DEAD_LETTER_COLUMNS} FROM platform.dead_letters"  # noqa: S608
+            " WHERE id = :id FOR UPDATE"
+        ),
+        {"id": dead_letter_id},
+    )
+    return result.one_or_none()
+
+
+async def resolve_dead_letter(session: AsyncSession, dead_letter_id: UUID, status: str) -> None:
+    await session.execute(
+        text("UPDATE platform.dead_letters SET status = :s, resolved_at = now() WHERE id = :id"),
+        {"id": dead_letter_id, "s": status},
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -36,3 +37,39 @@ class CloudEvent(BaseModel):
         if not EVENT_TYPE_RE.match(value):
             raise ValueError("event type must look like <domain>.<entity>.<event>, lower case")
         return value
+
+
+class DeadLetterStatus(StrEnum):
+    PENDING = "pending"
+    RETRIED = "retried"
+    DISCARDED = "discarded"
+
+
+class DeadLetter(BaseModel):
+    """An event a plugin's handler failed on too many times."""
+
+    id: UUID
+    plugin_id: str
+    event_id: UUID
+    tenant_id: UUID | None
+    type: str
+    event: dict[str, Any]
+    error: str
+    attempts: int
+    status: DeadLetterStatus
+    created_at: datetime
+    resolved_at: datetime | None
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plugin_id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)
+    tenant_id: UUID
+    event_types: list[str] | None = Field(default=None, max_length=200)
+
+
+class ReplayResult(BaseModel):
+    plugin_id: str
+    tenant_id: UUID
+    queued: int

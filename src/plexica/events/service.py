@@ -5,6 +5,7 @@ Nothing is published for a change that rolls back, because the event row rolls b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -12,7 +13,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.events import repository
-from plexica.events.schemas import CloudEvent
+from plexica.events.schemas import EVENT_TYPE_RE, CloudEvent, DeadLetter, DeadLetterStatus
+from plexica_sdk.errors import ConflictError, NotFoundError
+from plexica_sdk.events import Event, InvalidEventError
 
 CORE_SOURCE = "/plexica/core"
 
@@ -50,6 +53,115 @@ def _traceparent(trace_id: object) -> str | None:
     return None
 
 
-async def purge_pending(session: AsyncSession, tenant_id: UUID) -> int:
-    """Drop the tenant's events not yet delivered (used when the tenant is deleted)."""
-    return await repository.delete_pending_of_tenant(session, tenant_id)
+async def purge_tenant_events(session: AsyncSession, tenant_id: UUID) -> int:
+    """Drop a deleted tenant's undelivered events (outbox and delivery queue); returns how many.
+
+    Already published events stay in the broker until its retention removes them."""
+    return await repository.purge_tenant(session, tenant_id)
+
+
+async def register_subscriptions(
+    session: AsyncSession, plugin_id: str, event_types: Sequence[str]
+) -> None:
+    """Set the event types a plugin consumes (from its manifest), replacing earlier ones."""
+    for event_type in event_types:
+        if not EVENT_TYPE_RE.match(event_type):
+            raise InvalidEventError(f"not an event type: {event_type!r}")
+    await repository.set_subscriptions(session, plugin_id, event_types)
+
+
+async def set_plugin_active(
+    session: AsyncSession, plugin_id: str, tenant_id: UUID, active: bool
+) -> None:
+    """Install+enable (True) or disable (False) a plugin's event delivery for a tenant."""
+    await repository.set_consumer(session, plugin_id, tenant_id, active)
+
+
+async def remove_plugin(session: AsyncSession, plugin_id: str, tenant_id: UUID) -> None:
+    """Uninstall: the plugin receives no more events of the tenant."""
+    await repository.delete_consumer(session, plugin_id, tenant_id)
+
+
+async def replay_for_plugin(
+    session: AsyncSession,
+    plugin_id: str,
+    tenant_id: UUID,
+    event_types: Sequence[str] | None = None,
+) -> int:
+    """Queue the tenant's published history of the types the plugin consumes (or a subset)
+    for delivery to that plugin only, oldest first; returns how many events."""
+    subscribed = set(await repository.subscribed_types(session, plugin_id))
+    wanted = set(event_types) if event_types is not None else subscribed
+    unknown = sorted(wanted - subscribed)
+    if unknown:
+        raise InvalidEventError(
+            f"plugin {plugin_id} does not consume {', '.join(unknown)}",
+            details={"subscribed": sorted(subscribed)},
+        )
+    if not await repository.is_active(session, plugin_id, tenant_id):
+        raise ConflictError(
+            f"plugin {plugin_id} is not installed and active for this tenant",
+            code="plugin_not_active",
+        )
+    return await repository.replay(session, plugin_id, tenant_id, sorted(wanted))
+
+
+async def list_dead_letters(
+    session: AsyncSession,
+    *,
+    plugin_id: str | None = None,
+    tenant_id: UUID | None = None,
+    status: DeadLetterStatus | None = DeadLetterStatus.PENDING,
+    limit: int = 100,
+) -> list[DeadLetter]:
+    rows = await repository.list_dead_letters(
+        session,
+        plugin_id=plugin_id,
+        tenant_id=tenant_id,
+        status=status.value if status is not None else None,
+        limit=limit,
+    )
+    return [DeadLetter.model_validate(row._mapping) for row in rows]
+
+
+async def retry_dead_letter(session: AsyncSession, dead_letter_id: UUID) -> DeadLetter:
+    """Queue the event again for its plugin (with a fresh retry budget)."""
+    letter = await _pending_dead_letter(session, dead_letter_id)
+    await repository.enqueue_delivery(session, letter.plugin_id, letter.event, reason="dlq-retry")
+    await repository.resolve_dead_letter(session, dead_letter_id, DeadLetterStatus.RETRIED)
+    return letter.model_copy(update={"status": DeadLetterStatus.RETRIED})
+
+
+async def discard_dead_letter(session: AsyncSession, dead_letter_id: UUID) -> DeadLetter:
+    letter = await _pending_dead_letter(session, dead_letter_id)
+    await repository.resolve_dead_letter(session, dead_letter_id, DeadLetterStatus.DISCARDED)
+    return letter.model_copy(update={"status": DeadLetterStatus.DISCARDED})
+
+
+async def _pending_dead_letter(session: AsyncSession, dead_letter_id: UUID) -> DeadLetter:
+    row = await repository.lock_dead_letter(session, dead_letter_id)
+    if row is None:
+        raise NotFoundError("no such dead letter", code="dead_letter_not_found")
+    letter = DeadLetter.model_validate(row._mapping)
+    if letter.status is not DeadLetterStatus.PENDING:
+        raise ConflictError(
+            f"dead letter is already {letter.status.value}", code="dead_letter_resolved"
+        )
+    return letter
+
+
+async def publish_event(session: AsyncSession, event: Event) -> None:
+    """The outbox transport behind the SDK's ``EventBus.publish`` (already validated)."""
+    await repository.insert_outbox(
+        session,
+        CloudEvent(
+            id=event.id,
+            source=event.source,
+            type=event.type,
+            time=event.time,
+            subject=event.subject,
+            tenantid=event.tenant_id,
+            traceparent=event.traceparent,
+            data=event.data,
+        ),
+    )

@@ -13,7 +13,7 @@ from uuid import UUID
 import structlog
 from alembic.script import ScriptDirectory
 
-from plexica.events.service import purge_pending
+from plexica.events.service import purge_tenant_events
 from plexica.kit.db import Database
 from plexica.kit.migrate import alembic_config
 from plexica.kit.provisioning import ProvisioningStep, TenantRef
@@ -65,7 +65,7 @@ class OutboxPurgeStep:
 
     async def purge(self, tenant: TenantRef) -> None:
         async with self.db.session() as session:
-            purged = await purge_pending(session, tenant.id)
+            purged = await purge_tenant_events(session, tenant.id)
         log.info("tenant_events_purged", tenant_id=str(tenant.id), count=purged)
 
 

@@ -1,0 +1,56 @@
+"""Operator routes: dead letters (list, retry, discard) and replays for a plugin."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+
+from plexica.events import service
+from plexica.events.schemas import DeadLetter, DeadLetterStatus, ReplayRequest, ReplayResult
+from plexica.kit.db import Database
+from plexica.kit.security import OperatorDep
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+@router.get("/dead-letters", summary="Dead letters, newest first")
+async def list_dead_letters(
+    request: Request,
+    _: OperatorDep,
+    plugin_id: Annotated[str | None, Query(max_length=63)] = None,
+    tenant_id: UUID | None = None,
+    status: DeadLetterStatus | None = DeadLetterStatus.PENDING,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DeadLetter]:
+    async with _db(request).session() as session:
+        return await service.list_dead_letters(
+            session, plugin_id=plugin_id, tenant_id=tenant_id, status=status, limit=limit
+        )
+
+
+@router.post("/dead-letters/{dead_letter_id}/retry", summary="Deliver a dead letter again")
+async def retry_dead_letter(request: Request, _: OperatorDep, dead_letter_id: UUID) -> DeadLetter:
+    async with _db(request).session() as session:
+        return await service.retry_dead_letter(session, dead_letter_id)
+
+
+@router.post("/dead-letters/{dead_letter_id}/discard", summary="Give up on a dead letter")
+async def discard_dead_letter(request: Request, _: OperatorDep, dead_letter_id: UUID) -> DeadLetter:
+    async with _db(request).session() as session:
+        return await service.discard_dead_letter(session, dead_letter_id)
+
+
+@router.post("/replays", status_code=202, summary="Replay a tenant's history to one plugin")
+async def replay(request: Request, _: OperatorDep, body: ReplayRequest) -> ReplayResult:
+    async with _db(request).session() as session:
+        queued = await service.replay_for_plugin(
+            session, body.plugin_id, body.tenant_id, body.event_types
+        )
+    return ReplayResult(plugin_id=body.plugin_id, tenant_id=body.tenant_id, queued=queued)

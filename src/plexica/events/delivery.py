@@ -1,0 +1,300 @@
+"""Delivery of events to plugin handlers: one dispatcher, two transports.
+
+``Dispatcher`` decides whether a plugin gets an event (it consumes the type and is installed
+and active for the event's tenant) and calls its handlers. ``KafkaDelivery`` feeds it from the
+broker (one consumer group per plugin); ``QueueDelivery`` feeds it from the delivery queue in
+PostgreSQL, which carries live events in the embedded mode and, in both modes, retries,
+replays and dead-letter retries. A failed event never blocks its partition: it moves to the
+queue with a backoff and, after ``max_attempts``, to the dead letters (table and topic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from prometheus_client import Counter
+
+from plexica.events import repository
+from plexica.events.registry import SubscriptionRegistry
+from plexica.events.relay import Loop, ensure_topics, family_topics
+from plexica.kit.db import Database
+from plexica_sdk.events import Event, EventBus, InvalidEventError, from_kafka, to_kafka
+
+log = structlog.get_logger("plexica.events.delivery")
+
+DEAD_LETTER_TOPIC = "plexica.deadletter"
+
+DELIVERED = Counter(
+    "plexica_events_delivered_total", "Events handled by a plugin.", ["plugin", "outcome"]
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    base_delay_seconds: float = 1.0
+    max_delay_seconds: float = 300.0
+
+    def delay(self, attempts: int) -> float:
+        return float(min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (attempts - 1)))
+
+
+def consumer_group(plugin_id: str) -> str:
+    return f"plexica.plugin.{plugin_id}"
+
+
+class Dispatcher:
+    def __init__(self, registry: SubscriptionRegistry, buses: Mapping[str, EventBus]) -> None:
+        self.registry = registry
+        self.buses = dict(buses)
+
+    async def deliver(self, plugin_id: str, event: Event) -> bool:
+        """Call the plugin's handlers; False when the plugin does not get this event.
+        A handler's exception propagates (the caller retries)."""
+        bus = self.buses.get(plugin_id)
+        handlers = bus.handlers(event.type) if bus is not None else []
+        if not handlers or event.tenant_id is None:
+            return False
+        if not await self.registry.is_active(plugin_id, event.tenant_id):
+            DELIVERED.labels(plugin_id, "skipped").inc()
+            return False
+        for handler in handlers:
+            await handler(event)
+        DELIVERED.labels(plugin_id, "ok").inc()
+        return True
+
+
+class DeadLetterTopic:
+    """Copies dead letters to the dead-letter topic (binary mode plus plugin and error)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._producer: Any = None
+
+    async def send(self, plugin_id: str, event: Event, error: str) -> None:
+        if self._producer is None:
+            from aiokafka import AIOKafkaProducer
+
+            await ensure_topics(self.bootstrap, {DEAD_LETTER_TOPIC}, 1)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap, acks="all", request_timeout_ms=5000
+            )
+            await producer.start()
+            self._producer = producer
+        key, value, headers = to_kafka(event)
+        headers += [("x-plexica-plugin", plugin_id.encode()), ("x-plexica-error", error.encode())]
+        try:
+            await self._producer.send_and_wait(DEAD_LETTER_TOPIC, value, key=key, headers=headers)
+        except Exception:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+
+class Failures:
+    """What happens after a handler failed: a later retry, or the dead letters."""
+
+    def __init__(
+        self, db: Database, policy: RetryPolicy, topic: DeadLetterTopic | None = None
+    ) -> None:
+        self.db = db
+        self.policy = policy
+        self.topic = topic
+
+    async def failed(
+        self,
+        plugin_id: str,
+        event: dict[str, Any],
+        attempts: int,
+        error: str,
+        *,
+        queued_seq: int | None = None,
+    ) -> None:
+        if attempts >= self.policy.max_attempts:
+            if self.topic is not None:
+                with contextlib.suppress(InvalidEventError, ValueError):
+                    await self.topic.send(plugin_id, Event.model_validate(event), error)
+            async with self.db.session() as session:
+                await repository.insert_dead_letter(
+                    session, uuid.uuid4(), plugin_id, event, error, attempts
+                )
+                if queued_seq is not None:
+                    await repository.delete_delivery(session, queued_seq)
+            log.warning("event_dead_lettered", plugin=plugin_id, event_id=event.get("id"))
+            DELIVERED.labels(plugin_id, "dead_letter").inc()
+            return
+        delay = self.policy.delay(attempts)
+        async with self.db.session() as session:
+            if queued_seq is None:
+                await repository.enqueue_delivery(
+                    session, plugin_id, event, reason="retry", attempts=attempts,
+                    delay_seconds=delay, error=error,
+                )  # fmt: skip
+            else:
+                await repository.reschedule_delivery(session, queued_seq, attempts, delay, error)
+        DELIVERED.labels(plugin_id, "retry").inc()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".replace("\x00", "")[:2000]
+
+
+class QueueDelivery(Loop):
+    """Delivers from ``platform.event_deliveries`` to the plugins hosted by this process."""
+
+    def __init__(
+        self,
+        db: Database,
+        dispatcher: Dispatcher,
+        failures: Failures,
+        *,
+        batch_size: int = 200,
+        lease_seconds: float = 60.0,
+        idle_seconds: float = 0.02,
+    ) -> None:
+        super().__init__()
+        self.db = db
+        self.dispatcher = dispatcher
+        self.failures = failures
+        self.batch_size = batch_size
+        self.lease_seconds = lease_seconds
+        self.idle_seconds = idle_seconds
+
+    async def run(self) -> None:
+        while not self.stopping.is_set():
+            if await self.step() == 0:
+                await self.pause(self.idle_seconds)
+
+    async def step(self) -> int:
+        plugins = sorted(self.dispatcher.buses)
+        if not plugins:
+            return 0
+        async with self.db.session() as session:
+            rows = await repository.claim_deliveries(
+                session, plugins, self.batch_size, self.lease_seconds
+            )
+        for row in rows:
+            seq, plugin_id, stored = int(row.seq), str(row.plugin_id), dict(row.event)
+            attempts = int(row.attempts) + 1
+            try:
+                event = Event.model_validate(stored)
+            except ValueError as exc:
+                await self.failures.failed(
+                    plugin_id, stored, self.failures.policy.max_attempts, _describe(exc),
+                    queued_seq=seq,
+                )  # fmt: skip
+                continue
+            try:
+                await self.dispatcher.deliver(plugin_id, event)
+            except Exception as exc:  # noqa: BLE001 - any handler failure is retried
+                await self.failures.failed(
+                    plugin_id, stored, attempts, _describe(exc), queued_seq=seq
+                )
+                continue
+            async with self.db.session() as session:
+                await repository.delete_delivery(session, seq)
+        return len(rows)
+
+
+class KafkaDelivery(Loop):
+    """One consumer group per plugin over the topics of the families it consumes.
+
+    Offsets are committed after the batch was handled (at least once). A failed event is tried
+    once here and then moved to the delivery queue, so the partition keeps flowing."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        plugin_id: str,
+        dispatcher: Dispatcher,
+        failures: Failures,
+        *,
+        topic_partitions: int = 6,
+    ) -> None:
+        super().__init__()
+        self.bootstrap = bootstrap
+        self.plugin_id = plugin_id
+        self.dispatcher = dispatcher
+        self.failures = failures
+        self.topic_partitions = topic_partitions
+        self.assigned = asyncio.Event()
+
+    async def run(self) -> None:
+        from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+        from aiokafka.errors import KafkaError
+
+        bus = self.dispatcher.buses[self.plugin_id]
+        topics = family_topics(bus.event_types)
+        await ensure_topics(self.bootstrap, topics, self.topic_partitions)
+        assigned = self.assigned
+
+        class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_revoked(self, revoked: Any) -> None:
+                assigned.clear()
+
+            async def on_partitions_assigned(self, partitions: Any) -> None:
+                assigned.set()
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=consumer_group(self.plugin_id),
+            client_id=f"plexica-delivery-{self.plugin_id}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
+            max_poll_records=500,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+            request_timeout_ms=15_000,
+        )
+        consumer.subscribe(sorted(topics), listener=_Listener())
+        await consumer.start()
+        try:
+            while not self.stopping.is_set():
+                batches = await consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    for record in records:
+                        await self._handle(record)
+                if batches:
+                    try:
+                        await consumer.commit()
+                    except KafkaError as exc:
+                        # The batch comes again to this or another member: handlers dedupe.
+                        log.warning("commit_failed", plugin=self.plugin_id, error=repr(exc))
+        finally:
+            await consumer.stop()
+
+    async def _handle(self, record: Any) -> None:
+        try:
+            event = from_kafka(record.value, list(record.headers or ()))
+        except InvalidEventError as exc:
+            raw = {
+                "id": str(uuid.uuid4()),
+                "type": "invalid",
+                "source": f"kafka:{record.topic}/{record.partition}@{record.offset}",
+                # base64: PostgreSQL JSON cannot hold every byte string (e.g. NUL).
+                "value_base64": base64.b64encode(record.value or b"").decode(),
+                "headers": [k for k, _ in record.headers or ()],
+            }
+            await self.failures.failed(
+                self.plugin_id, raw, self.failures.policy.max_attempts, _describe(exc)
+            )
+            return
+        try:
+            await self.dispatcher.deliver(self.plugin_id, event)
+        except Exception as exc:  # noqa: BLE001 - any handler failure is retried
+            stored = json.loads(event.model_dump_json())
+            await self.failures.failed(self.plugin_id, stored, 1, _describe(exc))

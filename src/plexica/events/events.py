@@ -1,0 +1,19 @@
+"""Names of the core events: the domains that own these changes publish them with
+``events.service.publish`` in the transaction of the change."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CoreEvent(StrEnum):
+    TENANT_PROVISIONED = "plexica.tenant.provisioned"
+    TENANT_SUSPENDED = "plexica.tenant.suspended"
+    TENANT_REACTIVATED = "plexica.tenant.reactivated"
+    TENANT_DELETED = "plexica.tenant.deleted"
+    PLUGIN_INSTALLED = "plexica.plugin.installed"
+    PLUGIN_ENABLED = "plexica.plugin.enabled"
+    PLUGIN_DISABLED = "plexica.plugin.disabled"
+    PLUGIN_UNINSTALLED = "plexica.plugin.uninstalled"
+    USER_INVITED = "plexica.user.invited"
+    USER_ROLE_CHANGED = "plexica.user.role_changed"

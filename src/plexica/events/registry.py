@@ -1,0 +1,52 @@
+"""Which plugin receives which events for which tenants.
+
+The plugin platform owns installations; it writes here (``service.register_subscriptions``,
+``service.set_plugin_active``, ``service.remove_plugin``) on install, enable, disable and
+uninstall, and delivery reads it through ``SubscriptionRegistry``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+from uuid import UUID
+
+from plexica.events import repository
+from plexica.kit.db import Database
+
+
+class SubscriptionRegistry(Protocol):
+    async def is_active(self, plugin_id: str, tenant_id: UUID) -> bool:
+        """True when the plugin is installed and active for the tenant."""
+        ...
+
+    async def event_types(self, plugin_id: str) -> frozenset[str]:
+        """The event types the plugin consumes."""
+        ...
+
+
+class DbSubscriptionRegistry:
+    """Reads the platform tables; answers are cached for ``ttl_seconds`` (1 s by default), so an
+    install, enable or disable takes effect on every consumer within that time."""
+
+    def __init__(self, db: Database, ttl_seconds: float = 1.0) -> None:
+        self.db = db
+        self.ttl = ttl_seconds
+        self._active: dict[tuple[str, UUID], tuple[float, bool]] = {}
+
+    async def is_active(self, plugin_id: str, tenant_id: UUID) -> bool:
+        key = (plugin_id, tenant_id)
+        now = time.monotonic()
+        cached = self._active.get(key)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        async with self.db.session() as session:
+            active = await repository.is_active(session, plugin_id, tenant_id)
+        if len(self._active) > 100_000:
+            self._active.clear()
+        self._active[key] = (now, active)
+        return active
+
+    async def event_types(self, plugin_id: str) -> frozenset[str]:
+        async with self.db.session() as session:
+            return frozenset(await repository.subscribed_types(session, plugin_id))

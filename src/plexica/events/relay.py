@@ -1,0 +1,268 @@
+"""The outbox relay: leases pending outbox rows, hands them to a sink, marks what was accepted.
+
+Several relays may run at once: a row is leased by one of them (``FOR UPDATE SKIP LOCKED`` and
+``lease_until``) and marked published only after the sink acknowledged it, so a crash or a
+broker outage leaves the row pending and it is sent again when the lease expires (at least
+once; consumers dedupe on the event id). The sink is Kafka in the distributed mode and the
+in-process delivery queue in the embedded mode: the same relay serves both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import structlog
+from prometheus_client import Counter, Gauge
+from sqlalchemy import Row
+
+from plexica.events import repository
+from plexica.kit.db import Database
+from plexica_sdk.events import Event, event_family, to_kafka
+
+log = structlog.get_logger("plexica.events.relay")
+
+OUTBOX_PENDING = Gauge("plexica_outbox_pending_events", "Outbox events not yet published.")
+OUTBOX_OLDEST_AGE = Gauge(
+    "plexica_outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox event."
+)
+RELAYED = Counter("plexica_outbox_relayed_events_total", "Outbox events acknowledged by the sink.")
+RELAY_FAILURES = Counter("plexica_outbox_relay_failures_total", "Sink sends that failed.")
+
+
+class Sink(Protocol):
+    async def send(self, events: Sequence[tuple[int, Event]]) -> list[int]:
+        """Send events; return the outbox seqs the sink has durably accepted."""
+        ...
+
+
+def event_of(row: Row[Any]) -> Event:
+    return Event(
+        id=row.id,
+        source=row.source,
+        type=row.type,
+        time=row.time,
+        subject=row.subject,
+        tenant_id=row.tenant_id,
+        traceparent=row.traceparent,
+        data=row.data,
+    )
+
+
+class Loop:
+    """A background loop that finishes its current step, then returns, when asked to stop."""
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+
+class Relay(Loop):
+    def __init__(
+        self,
+        db: Database,
+        sink: Sink,
+        *,
+        batch_size: int = 500,
+        lease_seconds: float = 30.0,
+        idle_seconds: float = 0.02,
+        max_backoff_seconds: float = 5.0,
+        lag_interval_seconds: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.db = db
+        self.sink = sink
+        self.batch_size = batch_size
+        self.lease_seconds = lease_seconds
+        self.idle_seconds = idle_seconds
+        self.max_backoff = max_backoff_seconds
+        self.lag_interval = lag_interval_seconds
+        self._lag_at = 0.0
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while not self.stopping.is_set():
+            sent, failed = await self.step()
+            if failed:
+                await self.pause(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            backoff = 0.1
+            if sent == 0:
+                await self.pause(self.idle_seconds)
+
+    async def step(self) -> tuple[int, bool]:
+        """One batch: (events acknowledged, whether the sink failed on some)."""
+        await self._export_lag()
+        async with self.db.session() as session:
+            rows = await repository.claim_outbox(session, self.batch_size, self.lease_seconds)
+        if not rows:
+            return 0, False
+        batch = [(int(row.seq), event_of(row)) for row in rows]
+        try:
+            acked = await self.sink.send(batch)
+        except Exception as exc:  # noqa: BLE001 - the rows stay pending and are sent again
+            log.warning("relay_send_failed", error=repr(exc), events=len(batch))
+            acked = []
+        acked_set = set(acked)
+        unacked = [seq for seq, _ in batch if seq not in acked_set]
+        async with self.db.session() as session:
+            if acked:
+                await repository.mark_published(session, acked)
+            if unacked:
+                await repository.release_outbox(session, unacked)
+        RELAYED.inc(len(acked))
+        if unacked:
+            RELAY_FAILURES.inc()
+        return len(acked), bool(unacked)
+
+    async def _export_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._lag_at < self.lag_interval:
+            return
+        self._lag_at = now
+        async with self.db.session() as session:
+            pending, age = await repository.outbox_lag(session)
+        OUTBOX_PENDING.set(pending)
+        OUTBOX_OLDEST_AGE.set(age)
+
+
+class LocalSink:
+    """Embedded mode: the delivery queue in the same database is the broker."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def send(self, events: Sequence[tuple[int, Event]]) -> list[int]:
+        seqs = [seq for seq, _ in events]
+        async with self.db.session() as session:
+            await repository.fan_out(session, seqs)
+        return seqs
+
+
+class KafkaSink:
+    """Publishes to ``<family>`` topics in CloudEvents binary mode, key = tenant id.
+
+    The producer is idempotent (acks=all); after a failed send it is rebuilt, so that a broker
+    that restarted does not leave it stuck on stale connections or sequence numbers."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        client_id: str = "plexica-relay",
+        request_timeout_ms: int = 5000,
+        topic_partitions: int = 6,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self.request_timeout_ms = request_timeout_ms
+        self.topic_partitions = topic_partitions
+        self._producer: Any = None
+        self._topics: set[str] = set()
+
+    async def _ensure_producer(self) -> Any:
+        if self._producer is None:
+            from aiokafka import AIOKafkaProducer
+
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                client_id=self.client_id,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=2,
+                max_batch_size=256 * 1024,
+                request_timeout_ms=self.request_timeout_ms,
+                retry_backoff_ms=100,
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def send(self, events: Sequence[tuple[int, Event]]) -> list[int]:
+        try:
+            producer = await self._ensure_producer()
+            await ensure_topics(
+                self.bootstrap,
+                {event.family for _, event in events} - self._topics,
+                self.topic_partitions,
+                self._topics,
+            )
+        except Exception:
+            await self.close()
+            raise
+        pending: list[tuple[int, asyncio.Future[Any]]] = []
+        failed = False
+        for seq, event in events:
+            key, value, headers = to_kafka(event)
+            try:
+                fut = await producer.send(event.family, value, key=key, headers=headers)
+            except Exception as exc:  # noqa: BLE001 - unsent rows stay pending
+                log.warning("kafka_send_failed", error=repr(exc))
+                failed = True
+                break
+            pending.append((seq, fut))
+        results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+        acked = [
+            seq
+            for (seq, _), r in zip(pending, results, strict=True)
+            if not isinstance(r, BaseException)
+        ]
+        if failed or len(acked) < len(pending):
+            await self.close()
+        return acked
+
+    async def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+
+async def ensure_topics(
+    bootstrap: str,
+    topics: set[str],
+    partitions: int,
+    known: set[str] | None = None,
+    replication_factor: int = 1,
+) -> None:
+    """Create missing topics (brokers in production do not auto-create them)."""
+    if not topics:
+        return
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = sorted(topics - existing)
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [NewTopic(name, partitions, replication_factor) for name in missing]
+                )
+    finally:
+        await admin.close()
+    if known is not None:
+        known.update(topics)
+
+
+def family_topics(event_types: set[str] | frozenset[str]) -> set[str]:
+    return {event_family(t) for t in event_types}

@@ -1,0 +1,146 @@
+"""Running the event machinery in a process: the worker's relay job, and the relay plus
+delivery for the plugins a process hosts (the embedded mode runs both in one process)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+
+from plexica.events import service
+from plexica.events.delivery import (
+    DeadLetterTopic,
+    Dispatcher,
+    Failures,
+    KafkaDelivery,
+    QueueDelivery,
+    RetryPolicy,
+)
+from plexica.events.registry import DbSubscriptionRegistry, SubscriptionRegistry
+from plexica.events.relay import KafkaSink, LocalSink, Loop, Relay, Sink
+from plexica.kit.db import Database
+from plexica.settings import Settings
+from plexica_sdk.events import Event, EventBus
+
+log = structlog.get_logger("plexica.events")
+
+
+async def relay_job(db: Database, settings: Settings) -> None:
+    """The worker's outbox relay: to Kafka when brokers are configured, else in-process."""
+    sink: Sink = KafkaSink(settings.kafka_brokers) if settings.kafka_brokers else LocalSink(db)
+    try:
+        await Relay(db, sink).run()
+    finally:
+        if isinstance(sink, KafkaSink):
+            await sink.close()
+
+
+def plugin_event_buses(apps: Mapping[str, FastAPI]) -> dict[str, EventBus]:
+    """The event buses of mounted plugin apps (a plugin app exposes ``state.event_bus``)."""
+    buses: dict[str, EventBus] = {}
+    for app in apps.values():
+        bus = getattr(app.state, "event_bus", None)
+        if isinstance(bus, EventBus):
+            buses[bus.plugin_id] = bus
+    return buses
+
+
+async def _publish_plugin_event(session: Any, event: Event) -> None:
+    await service.publish_event(session, event)
+
+
+async def _supervised(name: str, loop: Loop) -> None:
+    backoff = 0.5
+    while not loop.stopping.is_set():
+        try:
+            await loop.run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("events_task_failed", task=name, retry_in_s=backoff)
+            await loop.pause(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+
+class EventRuntime:
+    """Relay (optional) and delivery to ``buses`` for as long as the context is open.
+
+    With ``kafka_brokers`` the relay publishes to Kafka and each plugin consumes its own group;
+    without, the outbox is delivered through the queue in PostgreSQL. Plugin buses get the
+    outbox as their publish transport."""
+
+    def __init__(
+        self,
+        db: Database,
+        buses: Mapping[str, EventBus],
+        *,
+        kafka_brokers: str | None = None,
+        run_relay: bool = True,
+        registry: SubscriptionRegistry | None = None,
+        policy: RetryPolicy | None = None,
+        grace_seconds: float = 10.0,
+    ) -> None:
+        self.db = db
+        self.grace_seconds = grace_seconds
+        self.buses = dict(buses)
+        self.kafka_brokers = kafka_brokers
+        self.run_relay = run_relay
+        self.dispatcher = Dispatcher(registry or DbSubscriptionRegistry(db), self.buses)
+        self.topic = DeadLetterTopic(kafka_brokers) if kafka_brokers else None
+        self.failures = Failures(db, policy or RetryPolicy(), self.topic)
+        self.sink: Sink = KafkaSink(kafka_brokers) if kafka_brokers else LocalSink(db)
+        self.relay = Relay(db, self.sink)
+        self.queue = QueueDelivery(db, self.dispatcher, self.failures)
+        self.consumers = (
+            [
+                KafkaDelivery(kafka_brokers, plugin_id, self.dispatcher, self.failures)
+                for plugin_id, bus in self.buses.items()
+                if bus.event_types
+            ]
+            if kafka_brokers
+            else []
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loops: list[Loop] = []
+
+    async def __aenter__(self) -> EventRuntime:
+        for bus in self.buses.values():
+            bus.use_publisher(_publish_plugin_event)
+        jobs: list[tuple[str, Loop]] = [("queue", self.queue)]
+        if self.run_relay:
+            jobs.append(("relay", self.relay))
+        jobs += [(f"consumer:{c.plugin_id}", c) for c in self.consumers]
+        self._loops = [loop for _, loop in jobs]
+        self._tasks = [
+            asyncio.create_task(_supervised(name, loop), name=f"events.{name}")
+            for name, loop in jobs
+        ]
+        return self
+
+    async def ready(self) -> None:
+        """Wait until every Kafka consumer has its partitions."""
+        await asyncio.gather(*(c.assigned.wait() for c in self.consumers))
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Let each loop finish the batch in hand (its handlers' transactions commit), then stop.
+        for loop in self._loops:
+            loop.stop()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.grace_seconds)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if isinstance(self.sink, KafkaSink):
+            await self.sink.close()
+        if self.topic is not None:
+            await self.topic.close()
