@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
@@ -12,6 +12,8 @@ from plexica.kit.db import Database
 from plexica.kit.probes import add_dependency_checks
 from plexica.kit.security import TokenVerifier
 from plexica.settings import Settings
+from plexica.storage.api import router as files_router
+from plexica.storage.wiring import start_storage
 from plexica_sdk.service import create_service_app
 
 API_PREFIX = "/v1"
@@ -32,11 +34,13 @@ def create_app(
         )
         app.state.db = database
         add_dependency_checks(app.state.readiness, settings, database)
-        try:
-            yield
-        finally:
-            if own:
-                await database.dispose()
+        async with AsyncExitStack() as stack:
+            await start_storage(app, settings, stack)
+            try:
+                yield
+            finally:
+                if own:
+                    await database.dispose()
 
     app = create_service_app(
         "core",
@@ -52,6 +56,7 @@ def create_app(
     # Routers carry their full prefix (APIRouter(prefix=...)): include_router(prefix=...) would
     # leave the un-prefixed template in the scope, and metrics label routes by template.
     app.include_router(_info_router())
+    app.include_router(files_router)
     return app
 
 
