@@ -202,7 +202,7 @@ def _wait_s3_writable(
     import botocore.session
     from botocore.config import Config
 
-    client = botocore.session.get_session().create_client(
+    client: Any = botocore.session.get_session().create_client(
         "s3",
         endpoint_url=endpoint,
         aws_access_key_id=access_key,

@@ -78,7 +78,9 @@ class Core:
         return Tenant(tenant_id, slug, {"Authorization": f"Bearer {token}"})
 
 
-def storage_settings(mode: str, settings: Settings, s3: dict[str, Any] | None, tmp: Path) -> Settings:
+def storage_settings(
+    mode: str, settings: Settings, s3: dict[str, Any] | None, tmp: Path
+) -> Settings:
     update: dict[str, Any] = {"data_dir": tmp}
     if mode == "s3":
         assert s3 is not None

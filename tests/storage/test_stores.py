@@ -14,7 +14,7 @@ from plexica.kit.provisioning import TenantRef
 from plexica.storage.errors import InvalidKeyError, StorageUnavailableError
 from plexica.storage.local import LocalStore
 from plexica.storage.provisioning import BucketStep
-from plexica.storage.s3 import S3Store
+from plexica.storage.s3 import S3Store, _S3Upload
 from plexica.storage.store import ObjectStore
 from plexica_sdk.errors import NotFoundError
 from tests.storage.conftest import new_slug
@@ -85,10 +85,11 @@ async def test_multipart_upload_of_a_file_larger_than_one_part(s3_store: S3Store
     await s3_store.create_bucket(bucket)
     data = os.urandom(s3_store.part_size * 2 + 12345)
     upload = await s3_store.begin_upload(bucket, "large/file.bin", "application/octet-stream")
+    assert isinstance(upload, _S3Upload)
     for i in range(0, len(data), 1024 * 1024):
         await upload.write(data[i : i + 1024 * 1024])
     info = await upload.commit()
-    assert upload.parts == 3  # type: ignore[attr-defined]
+    assert upload.parts == 3
     assert info.size == len(data)
     assert info.etag.endswith("-3")  # the ETag of a multipart object names its part count
     assert await _read(s3_store, bucket, "large/file.bin") == data
@@ -133,10 +134,10 @@ async def test_presigned_get_on_s3_works_then_expires(s3_store: S3Store) -> None
     bucket = "tenant-" + new_slug()
     await s3_store.create_bucket(bucket)
     await _put(s3_store, bucket, "a.txt", b"hello")
-    signed = await s3_store.presign(bucket, "a.txt", "GET", 1)
+    signed = await s3_store.presign(bucket, "a.txt", "GET", 2)
     async with httpx.AsyncClient() as http:
         assert (await http.get(signed.url)).content == b"hello"
-        await asyncio.sleep(2.1)
+        await asyncio.sleep(3.1)
         assert (await http.get(signed.url)).status_code == 403
     await s3_store.delete_bucket(bucket)
 

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from plexica.kit.db import Database
 from plexica.kit.security import OperatorDep, PrincipalDep
@@ -27,6 +28,15 @@ from plexica.storage.service import Received, Scope, StorageService
 from plexica.storage.signing import SIGNED_PATH
 from plexica.storage.store import ObjectInfo
 from plexica_sdk.errors import NotFoundError
+
+
+class _KeyConvertor(PathConvertor):
+    """Like ``path`` but also matches control characters, so that they get a 400, not a 404."""
+
+    regex = r"[\s\S]+"
+
+
+register_url_convertor("objectkey", _KeyConvertor())
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
@@ -200,20 +210,20 @@ async def signed_put(
     return _out(info)
 
 
-@router.put("/objects/{key:path}", summary="Upload a file (streamed)", status_code=201)
+@router.put("/objects/{key:objectkey}", summary="Upload a file (streamed)", status_code=201)
 async def upload(
     key: str, request: Request, service: StorageDep, db: DbDep, scope: ScopeDep
 ) -> FileOut:
     return _out(await _store_upload(request, service, db, scope, key))
 
 
-@router.get("/objects/{key:path}", summary="Download a file (streamed)")
+@router.get("/objects/{key:objectkey}", summary="Download a file (streamed)")
 async def download(key: str, service: StorageDep, scope: ScopeDep) -> Response:
     info, chunks = await service.open(scope, key)
     return _download(info, chunks)
 
 
-@router.delete("/objects/{key:path}", summary="Delete a file", status_code=204)
+@router.delete("/objects/{key:objectkey}", summary="Delete a file", status_code=204)
 async def delete(key: str, service: StorageDep, db: DbDep, scope: ScopeDep) -> Response:
     async with db.session() as session:
         await service.delete(session, scope, key)
