@@ -16,4 +16,6 @@ async def start_storage(app: FastAPI, settings: Settings, stack: AsyncExitStack)
     await store.start()
     stack.push_async_callback(store.close)
     app.state.storage = StorageService(store)
-    app.state.readiness.add("storage", store.check)
+    if store.kind != "local":
+        # The local folder is part of this process's own disk; a remote store is a dependency.
+        app.state.readiness.add("storage", store.check)
