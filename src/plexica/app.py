@@ -8,6 +8,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from plexica import __version__
+from plexica.flags.api import router as flags_router
+from plexica.flags.wiring import start_flags
 from plexica.kit.db import Database
 from plexica.kit.probes import add_dependency_checks
 from plexica.kit.security import TokenVerifier
@@ -36,6 +38,7 @@ def create_app(
         add_dependency_checks(app.state.readiness, settings, database)
         async with AsyncExitStack() as stack:
             await start_storage(app, settings, stack)
+            await start_flags(app, settings, database, stack)
             try:
                 yield
             finally:
@@ -57,6 +60,7 @@ def create_app(
     # leave the un-prefixed template in the scope, and metrics label routes by template.
     app.include_router(_info_router())
     app.include_router(files_router)
+    app.include_router(flags_router)
     return app
 
 

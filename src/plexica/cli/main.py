@@ -10,10 +10,12 @@ import typer
 
 from plexica import __version__
 from plexica.cli.common import fail, settings_or_exit
+from plexica.cli.flags import flag_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 serve_app = typer.Typer(no_args_is_help=True, help="Run one service of the distributed mode.")
 app.add_typer(serve_app, name="serve")
+app.add_typer(flag_app, name="flag")
 
 
 @app.command()
