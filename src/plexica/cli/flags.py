@@ -6,17 +6,16 @@ import asyncio
 import getpass
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from plexica.cli.common import fail, settings_or_exit
-from plexica.flags.cache import FlagCache, LocalBus, RedisBus
-from plexica.flags.schemas import FlagIn, FlagPatch
-from plexica.flags.service import FlagService
-from plexica.kit.db import Database
-from plexica_sdk.errors import PlexicaError
-from plexica_sdk.flags import FlagDefinition, Rollout, Value
+
+if TYPE_CHECKING:
+    from plexica.flags.service import FlagService
+    from plexica.kit.db import Database
+    from plexica_sdk.flags import FlagDefinition, Value
 
 flag_app = typer.Typer(no_args_is_help=True, help="Feature flags: list, create, set, toggle.")
 T = TypeVar("T")
@@ -27,6 +26,12 @@ def _actor() -> str:
 
 
 def _run(action: Callable[[FlagService, Database], Awaitable[T]]) -> T:
+    # Imported here so that `plexica --help` and other commands stay fast.
+    from plexica.flags.cache import FlagCache, LocalBus, RedisBus
+    from plexica.flags.service import FlagService
+    from plexica.kit.db import Database
+    from plexica_sdk.errors import PlexicaError
+
     settings = settings_or_exit("cli")
     if settings.database_url is None:
         raise fail("PLEXICA_DATABASE_URL is not set")
@@ -94,11 +99,13 @@ def create(
         list[str] | None, typer.Option(help="NAME=VALUE (variant flags); JSON values")
     ] = None,
     default: Annotated[str, typer.Option(help="The variant served by default.")] = "off",
-    off: Annotated[str, typer.Option(help="The variant served when switched off.")] = "off",
+    off: Annotated[str | None, typer.Option(help="Served when switched off.")] = None,
     description: str = "",
     disabled: Annotated[bool, typer.Option(help="Create it switched off.")] = False,
 ) -> None:
     """Create a flag: boolean (variants on/off) unless --variant is given."""
+    from plexica.flags.schemas import FlagIn
+
     variants = None
     if variant:
         variants = {k: _value(v) for k, v in (_pairs(variant, "--variant") or {}).items()}
@@ -133,6 +140,9 @@ def set_targeting(
     no_rollout: Annotated[bool, typer.Option(help="Remove the rollout.")] = False,
 ) -> None:
     """Change a flag's targeting; lists given replace the current ones."""
+    from plexica.flags.schemas import FlagPatch
+    from plexica_sdk.flags import Rollout
+
     fields: dict[str, object] = {}
     if default is not None:
         fields["default_variant"] = default

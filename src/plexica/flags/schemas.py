@@ -18,7 +18,7 @@ class FlagIn(BaseModel):
     description: str = Field(default="", max_length=500)
     variants: dict[str, Value] | None = None
     default_variant: str = "off"
-    off_variant: str = "off"
+    off_variant: str | None = None
     enabled: bool = True
     tenants: dict[str, str] = Field(default_factory=dict)
     plans: dict[str, str] = Field(default_factory=dict)

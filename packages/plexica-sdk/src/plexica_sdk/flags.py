@@ -68,6 +68,15 @@ class FlagDefinition(BaseModel):
     rollout: Rollout | None = None
     version: int = 0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_off(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("off_variant") is None:
+            variants = data.get("variants") or _BOOLEAN_VARIANTS
+            fallback = data.get("default_variant", "off")
+            data = {**data, "off_variant": "off" if "off" in variants else fallback}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> FlagDefinition:
         if not self.variants:
