@@ -8,6 +8,7 @@ request path: an unknown flag or a value of the wrong type gives the caller's de
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -123,6 +124,7 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+@functools.lru_cache(maxsize=65_536)
 def rollout_bucket(flag_key: str, tenant_id: str) -> int:
     """A tenant's stable position in [0, 10000) for one flag: sha256 of the key and tenant."""
     digest = hashlib.sha256(f"{flag_key}:{tenant_id}".encode()).digest()
