@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -216,7 +217,13 @@ def _info(key: str, meta: Any) -> ObjectInfo:
 
 
 class _S3Upload:
-    """Buffers up to one part; switches to a multipart upload when the object outgrows it."""
+    """Buffers up to one part; switches to a multipart upload when the object outgrows it.
+
+    Up to ``IN_FLIGHT`` parts upload concurrently while the next one is being received: the
+    transfer to the store overlaps the transfer from the client, with bounded memory.
+    """
+
+    IN_FLIGHT = 3
 
     def __init__(self, store: S3Store, bucket: str, key: str, content_type: str) -> None:
         self._store = store
@@ -226,6 +233,8 @@ class _S3Upload:
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
+        self._pending: set[asyncio.Task[None]] = set()
+        self._next_part = 1
         self.size = 0
 
     async def write(self, chunk: bytes) -> None:
@@ -234,17 +243,27 @@ class _S3Upload:
         while len(self._buffer) >= self._store.part_size:
             part = bytes(self._buffer[: self._store.part_size])
             del self._buffer[: self._store.part_size]
-            await self._upload_part(part)
+            await self._start_part(part)
 
-    async def _upload_part(self, data: bytes) -> None:
-        client = self._store.client
+    async def _start_part(self, data: bytes) -> None:
         if self._upload_id is None:
-            created = await client.create_multipart_upload(
+            created = await self._store.client.create_multipart_upload(
                 Bucket=self._bucket, Key=self._key, ContentType=self._type
             )
             self._upload_id = created["UploadId"]
-        number = len(self._parts) + 1
-        result = await client.upload_part(
+        while len(self._pending) >= self.IN_FLIGHT:
+            await self._wait(asyncio.FIRST_COMPLETED)
+        number, self._next_part = self._next_part, self._next_part + 1
+        self._pending.add(asyncio.create_task(self._upload_part(number, data)))
+
+    async def _wait(self, when: str) -> None:
+        done, self._pending = await asyncio.wait(self._pending, return_when=when)
+        for task in done:
+            task.result()
+
+    async def _upload_part(self, number: int, data: bytes) -> None:
+        assert self._upload_id is not None
+        result = await self._store.client.upload_part(
             Bucket=self._bucket,
             Key=self._key,
             UploadId=self._upload_id,
@@ -261,12 +280,15 @@ class _S3Upload:
             )
         else:
             if self._buffer:
-                await self._upload_part(bytes(self._buffer))
+                await self._start_part(bytes(self._buffer))
+            if self._pending:
+                await self._wait(asyncio.ALL_COMPLETED)
+            parts = sorted(self._parts, key=lambda p: int(p["PartNumber"]))
             await client.complete_multipart_upload(
                 Bucket=self._bucket,
                 Key=self._key,
                 UploadId=self._upload_id,
-                MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
+                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
             )
         self._buffer.clear()
         info = await self._store.head(self._bucket, self._key)
@@ -275,6 +297,11 @@ class _S3Upload:
 
     async def abort(self) -> None:
         self._buffer.clear()
+        for task in self._pending:
+            task.cancel()
+        if self._pending:
+            await asyncio.wait(self._pending)
+        self._pending.clear()
         if self._upload_id is not None:
             try:
                 await self._store.client.abort_multipart_upload(
