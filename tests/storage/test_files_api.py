@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import urllib.parse
+from pathlib import Path
+from typing import Any
 
 import httpx
 
+from plexica.app import create_app
+from plexica.kit.db import Database
+from plexica.settings import Settings
 from plexica.storage.service import Scope
-from tests.conftest import error_of
-from tests.storage.conftest import Core
+from tests.conftest import error_of, running
+from tests.storage.conftest import Core, storage_settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(2000)
 ELF = b"\x7fELF\x02\x01\x01" + b"\x00" * 1000
@@ -285,3 +290,17 @@ def _fetcher(core: Core):  # type: ignore[no-untyped-def]
 
 def test_scope_is_the_tenant_bucket() -> None:
     assert Scope.of_tenant(None, "acme").bucket == "tenant-acme"
+
+
+async def test_ready_names_the_object_store(
+    settings: Settings, db: Database, s3: dict[str, Any], tmp_path: Path
+) -> None:
+    good = storage_settings("s3", settings, s3, tmp_path)
+    async for client in running(create_app(good, db=db)):
+        r = await client.get("/ready")
+        assert r.json()["checks"]["storage"] == "ok"
+    bad = Settings(**(good.model_dump() | {"storage_secret_key": "wrong-secret"}))
+    async for client in running(create_app(bad, db=db)):
+        r = await client.get("/ready")
+        assert r.status_code == 503
+        assert r.json()["checks"]["storage"] != "ok"

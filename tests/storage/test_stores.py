@@ -10,7 +10,9 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
+from plexica.storage import repository
 from plexica.storage.errors import InvalidKeyError, StorageUnavailableError
 from plexica.storage.local import LocalStore
 from plexica.storage.provisioning import BucketStep
@@ -153,3 +155,17 @@ async def test_bucket_step_is_idempotent(store: ObjectStore) -> None:
     await step.purge(tenant)
     assert not await store.bucket_exists(tenant.bucket)
     await step.undo(tenant)
+
+
+async def test_bucket_step_keeps_usage_with_the_bucket(s3_store: S3Store, db: Database) -> None:
+    tenant = TenantRef(uuid.uuid4(), new_slug(), "T", "admin@example.com")
+    step = BucketStep(s3_store, db)
+    await step.apply(tenant)
+    async with db.session() as session:
+        row = await repository.get(session, tenant.bucket)
+    assert row is not None
+    assert row.tenant_id == tenant.id
+    await step.purge(tenant)
+    async with db.session() as session:
+        assert await repository.get(session, tenant.bucket) is None
+    assert not await s3_store.bucket_exists(tenant.bucket)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from contextlib import AsyncExitStack
 
+import structlog
 from fastapi import FastAPI
 from openfeature import api as openfeature_api
 
@@ -16,13 +17,17 @@ from plexica.settings import Settings
 from plexica_sdk.flags import PlexicaFlagProvider
 
 RESYNC_SECONDS = 5.0
+_log = structlog.get_logger("plexica.flags")
 
 
 async def start_flags(
     app: FastAPI, settings: Settings, db: Database, stack: AsyncExitStack
 ) -> FlagService:
     cache = FlagCache(db)
-    await cache.reload()
+    try:
+        await cache.reload()
+    except Exception:  # noqa: BLE001 - start anyway; /ready reports the database, resync retries
+        _log.warning("flags not loaded at start; retrying in the background", exc_info=True)
     bus: ChangeBus = RedisBus(str(settings.redis_url)) if settings.redis_url else LocalBus()
     await bus.start(cache.reload_one)
     stack.push_async_callback(bus.close)
