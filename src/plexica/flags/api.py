@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
 
 from plexica.flags.schemas import Evaluation, FlagChange, FlagIn, FlagPatch, ToggleIn
 from plexica.flags.service import FlagService
 from plexica.kit.db import Database
 from plexica.kit.security import OperatorDep, PrincipalDep
 from plexica_sdk.context import Principal
-from plexica_sdk.errors import UnavailableError
+from plexica_sdk.errors import ForbiddenError, UnavailableError
 from plexica_sdk.flags import FlagContext, FlagDefinition
 
 router = APIRouter(prefix="/v1/flags", tags=["flags"])
@@ -68,6 +69,26 @@ async def evaluate_flags(
         value, variant, reason = flags.evaluate(k, ctx, None)
         out[k] = Evaluation(value=value, variant=variant, reason=str(reason))
     return out
+
+
+async def require_feed_reader(principal: PrincipalDep) -> Principal:
+    """Platform services (plugins) and operators: the snapshot names tenants' targeting."""
+    if principal.is_operator or (principal.is_service and principal.tenant_id is None):
+        return principal
+    raise ForbiddenError("the flag snapshot is for platform services")
+
+
+@router.get("/snapshot", summary="Every flag definition, for plugins' in-process evaluation")
+async def snapshot(
+    flags: FlagsDep,
+    _: Annotated[Principal, Depends(require_feed_reader)],
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    etag = flags.cache.etag
+    if if_none_match == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    body = [f.model_dump(mode="json") for f in flags.cache.all().values()]
+    return JSONResponse({"flags": body}, headers={"ETag": etag, "Cache-Control": "no-cache"})
 
 
 @router.get("/{key}", summary="One flag (operators)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -40,7 +41,12 @@ class FlagCache:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._flags: dict[str, FlagDefinition] = {}
+        self.etag = _etag({})
         self.loaded = asyncio.Event()
+
+    def _set(self, flags: dict[str, FlagDefinition]) -> None:
+        self._flags = flags
+        self.etag = _etag(flags)
 
     def get(self, key: str) -> FlagDefinition | None:
         return self._flags.get(key)
@@ -52,13 +58,13 @@ class FlagCache:
         current = self._flags.get(flag.key)
         if current is not None and current.version > flag.version:
             return
-        self._flags = {**self._flags, flag.key: flag}
+        self._set({**self._flags, flag.key: flag})
 
     async def reload(self) -> None:
         async with self._db.session() as session:
             rows = await repository.all_flags(session)
         flags = {f.key: f for d, v in rows if (f := parse(d, v)) is not None}
-        self._flags = flags
+        self._set(flags)
         self.loaded.set()
 
     async def reload_one(self, key: str) -> None:
@@ -68,9 +74,14 @@ class FlagCache:
         async with self._db.session() as session:
             row = await repository.get(session, key)
         if row is None:
-            self._flags = {k: v for k, v in self._flags.items() if k != key}
+            self._set({k: v for k, v in self._flags.items() if k != key})
         elif (flag := parse(*row)) is not None:
             self.put(flag)
+
+
+def _etag(flags: dict[str, FlagDefinition]) -> str:
+    stamp = ",".join(f"{k}:{f.version}" for k, f in sorted(flags.items()))
+    return '"' + hashlib.sha256(stamp.encode()).hexdigest()[:32] + '"'
 
 
 class ChangeBus(Protocol):

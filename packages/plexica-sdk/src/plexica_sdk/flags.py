@@ -8,12 +8,15 @@ request path: an unknown flag or a value of the wrong type gives the caller's de
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import hashlib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
+import httpx
 import structlog
 from openfeature import api as openfeature_api
 from openfeature.evaluation_context import EvaluationContext
@@ -273,3 +276,62 @@ class TenantFlags:
 
     def number(self, key: str, default: float) -> float:
         return self._client.get_float_value(key, default, self._context)
+
+
+TokenSource = str | Callable[[], Awaitable[str]]
+
+
+class FlagFeed:
+    """A plugin's copy of the core's flags, polled from ``/v1/flags/snapshot`` (ETag: a poll
+    with nothing new is a 304) so that evaluation stays in process. Needs a platform service
+    token. On errors the last snapshot keeps serving."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, token: TokenSource, *, interval: float = 1.0
+    ) -> None:
+        self._client = client
+        self._token = token
+        self.interval = interval
+        self._flags: dict[str, FlagDefinition] = {}
+        self._etag: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def lookup(self, key: str) -> FlagDefinition | None:
+        return self._flags.get(key)
+
+    def provider(self) -> PlexicaFlagProvider:
+        return PlexicaFlagProvider(self.lookup)
+
+    async def refresh(self) -> bool:
+        """Poll once; True when the snapshot changed."""
+        token = self._token if isinstance(self._token, str) else await self._token()
+        headers = {"Authorization": f"Bearer {token}"}
+        if self._etag:
+            headers["If-None-Match"] = self._etag
+        response = await self._client.get("/v1/flags/snapshot", headers=headers)
+        if response.status_code == 304:
+            return False
+        response.raise_for_status()
+        flags = [FlagDefinition.model_validate(f) for f in response.json()["flags"]]
+        self._flags = {f.key: f for f in flags}
+        self._etag = response.headers.get("etag")
+        return True
+
+    async def start(self) -> None:
+        await self.refresh()
+        self._task = asyncio.create_task(self._poll(), name="plexica-flag-feed")
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.refresh()
+            except (httpx.HTTPError, ValueError) as exc:
+                _log.warning("flag snapshot poll failed", error=str(exc))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
