@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from plexica import __version__
+from plexica.cli.backup import backup_app, restore_app
 from plexica.cli.common import fail, settings_or_exit
 from plexica.cli.flags import flag_app
 
@@ -16,6 +17,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 serve_app = typer.Typer(no_args_is_help=True, help="Run one service of the distributed mode.")
 app.add_typer(serve_app, name="serve")
 app.add_typer(flag_app, name="flag")
+app.add_typer(backup_app, name="backup")
+app.add_typer(restore_app, name="restore")
 
 
 @app.command()
