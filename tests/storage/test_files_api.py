@@ -273,6 +273,17 @@ async def test_presigned_put_pins_length_and_type(core: Core) -> None:
 async def test_operators_have_no_bucket(core: Core) -> None:
     r = await core.client.get("/v1/files", headers=core.issuers.operator_headers())
     assert r.status_code == 403
+    r = await core.client.put(
+        "/v1/files/limits/Bad..Slug",
+        json={"quota_bytes": 1},
+        headers=core.issuers.operator_headers(),
+    )
+    assert error_of(r)["code"] == "invalid_slug"
+    a = core.tenant()
+    r = await core.client.put(
+        f"/v1/files/limits/{a.slug}", json={"quota_bytes": 1}, headers=a.headers
+    )
+    assert r.status_code == 403
 
 
 def _fetcher(core: Core):  # type: ignore[no-untyped-def]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable
 from typing import Annotated
 from urllib.parse import quote
 
@@ -230,7 +230,7 @@ async def delete(key: str, service: StorageDep, db: DbDep, scope: ScopeDep) -> R
     return Response(status_code=204)
 
 
-def _download(info: ObjectInfo, chunks: AsyncIterator[bytes] | object) -> Response:
+def _download(info: ObjectInfo, chunks: AsyncIterable[bytes]) -> Response:
     name = info.key.rsplit("/", 1)[-1]
     headers = {
         "Content-Length": str(info.size),
@@ -240,5 +240,4 @@ def _download(info: ObjectInfo, chunks: AsyncIterator[bytes] | object) -> Respon
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
         "Cache-Control": "private, no-store",
     }
-    assert hasattr(chunks, "__aiter__")
     return StreamingResponse(chunks, media_type=info.content_type, headers=headers)

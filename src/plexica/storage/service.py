@@ -7,8 +7,9 @@ aborts the staged upload: a refused write leaves nothing behind.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +32,7 @@ from plexica.storage.store import (
 )
 from plexica_sdk.errors import ForbiddenError, NotFoundError, PlexicaError
 
+_SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,54}[a-z0-9]$")  # "tenant-" + slug fits S3's 63
 GiB = 1024**3
 MiB = 1024**2
 
@@ -55,6 +57,8 @@ class Scope:
     def of_tenant(cls, tenant_id: UUID | None, slug: str | None) -> Scope:
         if not slug:
             raise ForbiddenError("files belong to a tenant: this caller has none")
+        if not _SLUG_RE.match(slug):
+            raise PlexicaError(f"not a tenant slug: {slug!r}", code="invalid_slug")
         return cls("tenant-" + slug, tenant_id)
 
 
@@ -91,7 +95,6 @@ class Received:
     plan: UploadPlan
     upload: StagedUpload
     content_type: str
-    chunks_in: int = field(default=0)
 
 
 class StorageService:
