@@ -36,14 +36,14 @@ def create_app(
         )
         app.state.db = database
         add_dependency_checks(app.state.readiness, settings, database)
-        async with AsyncExitStack() as stack:
-            await start_storage(app, settings, stack)
-            await start_flags(app, settings, database, stack)
-            try:
+        try:
+            async with AsyncExitStack() as stack:
+                await start_storage(app, settings, stack)
+                await start_flags(app, settings, database, stack)
                 yield
-            finally:
-                if own:
-                    await database.dispose()
+        finally:
+            if own:
+                await database.dispose()
 
     app = create_service_app(
         "core",
