@@ -174,6 +174,8 @@ async def test_oversize_and_over_quota_write_nothing(core: Core) -> None:
 
     listed = [i["key"] for i in (await c.get("/v1/files", headers=a.headers)).json()["items"]]
     assert listed == ["part0.txt", "part1.txt", "part2.txt"]
+    metrics = (await c.get("/metrics")).text
+    assert 'plexica_storage_refused_uploads_total{code="quota_exceeded"}' in metrics
     usage = (await c.get("/v1/files/usage", headers=a.headers)).json()
     assert usage["bytes_used"] == 3900 + 6000
     assert usage["objects"] == 3

@@ -24,10 +24,10 @@ from plexica.storage.schemas import (
     PresignOut,
     UsageOut,
 )
-from plexica.storage.service import Received, Scope, StorageService
+from plexica.storage.service import REFUSED, Received, Scope, StorageService
 from plexica.storage.signing import SIGNED_PATH
 from plexica.storage.store import ObjectInfo
-from plexica_sdk.errors import NotFoundError
+from plexica_sdk.errors import NotFoundError, PlexicaError
 
 
 class _KeyConvertor(PathConvertor):
@@ -96,6 +96,26 @@ async def _store_upload(
     *,
     exact_size: int | None = None,
     exact_type: str | None = None,
+) -> ObjectInfo:
+    try:
+        return await _receive_and_commit(
+            request, service, db, scope, key, exact_size=exact_size, exact_type=exact_type
+        )
+    except PlexicaError as exc:
+        if exc.status < 500:
+            REFUSED.labels(code=exc.code).inc()
+        raise
+
+
+async def _receive_and_commit(
+    request: Request,
+    service: StorageService,
+    db: Database,
+    scope: Scope,
+    key: str,
+    *,
+    exact_size: int | None,
+    exact_type: str | None,
 ) -> ObjectInfo:
     declared_length = request.headers.get("content-length")
     async with db.session() as session:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from uuid import UUID
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.storage import repository
@@ -33,6 +34,10 @@ from plexica.storage.store import (
 from plexica_sdk.errors import ForbiddenError, NotFoundError, PlexicaError
 
 _SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,54}[a-z0-9]$")  # "tenant-" + slug fits S3's 63
+UPLOADED_BYTES = Counter("plexica_storage_uploaded_bytes", "Bytes of objects committed.")
+REFUSED = Counter(
+    "plexica_storage_refused_uploads", "Uploads refused before anything was written.", ["code"]
+)
 GiB = 1024**3
 MiB = 1024**2
 
@@ -217,6 +222,7 @@ class StorageService:
         except BaseException:
             await received.upload.abort()
             raise
+        UPLOADED_BYTES.inc(size)
         if not plan.charged:
             await repository.add(session, scope.bucket, size - old, 0 if existing else 1)
         return info
