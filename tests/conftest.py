@@ -57,7 +57,8 @@ def redis_url() -> str:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+    # Local object storage and other files live in the session's directory, not the user's.
+    return Settings(database_url=database_url, data_dir=servers.session_dir() / worker_id())
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
@@ -12,6 +12,8 @@ from plexica.audit.api import router as audit_router
 from plexica.composition import build_services
 from plexica.events import api as events_api
 from plexica.events.runtime import EventRuntime
+from plexica.flags.api import router as flags_router
+from plexica.flags.wiring import start_flags
 from plexica.identity.api import me_router, roles_router, users_router
 from plexica.identity.oidc import router as oidc_router
 from plexica.identity.wiring import identity_lifespan
@@ -21,6 +23,8 @@ from plexica.kit.security import TokenVerifier
 from plexica.plugins import wiring as plugins_wiring
 from plexica.plugins.api import catalog_router, installations_router
 from plexica.settings import Settings
+from plexica.storage.api import router as files_router
+from plexica.storage.wiring import start_storage
 from plexica.tenants import api as tenants_api
 from plexica_sdk.events import EventBus
 from plexica_sdk.service import create_service_app
@@ -47,25 +51,25 @@ def create_app(
             pool_size=settings.database_pool_size,
             statement_timeout_ms=settings.database_statement_timeout_ms,
         )
-        app.state.db = database
-        add_dependency_checks(app.state.readiness, settings, database)
-        plugins_wiring.attach(app, settings, database)
-
-        app.state.services = build_services(settings, database, app.state.plugin_installer)
-        await app.state.services.start()
-        events = None
-        if event_buses is not None:
-            events = EventRuntime(database, event_buses, kafka_brokers=settings.kafka_brokers)
-            app.state.events = await events.__aenter__()
-        try:
-            async with identity_lifespan(app, settings, database):
-                yield
-        finally:
-            await app.state.services.stop()
-            if events is not None:
-                await events.__aexit__(None, None, None)
+        async with AsyncExitStack() as stack:
             if own:
-                await database.dispose()
+                stack.push_async_callback(database.dispose)
+            app.state.db = database
+            add_dependency_checks(app.state.readiness, settings, database)
+            plugins_wiring.attach(app, settings, database)
+            await start_storage(app, settings, stack)
+            await start_flags(app, settings, database, stack)
+            services = build_services(
+                settings, database, app.state.plugin_installer, app.state.storage.store
+            )
+            app.state.services = services
+            await services.start()
+            stack.push_async_callback(services.stop)
+            if event_buses is not None:
+                runtime = EventRuntime(database, event_buses, kafka_brokers=settings.kafka_brokers)
+                app.state.events = await stack.enter_async_context(runtime)
+            await stack.enter_async_context(identity_lifespan(app, settings, database))
+            yield
 
     app = create_service_app(
         "core",
@@ -92,6 +96,8 @@ def create_app(
     app.include_router(tenants_api.operator_router)
     app.include_router(tenants_api.tenant_router)
     app.include_router(events_api.router)
+    app.include_router(files_router)
+    app.include_router(flags_router)
     return app
 
 

@@ -14,6 +14,9 @@ from plexica.kit.db import Database
 from plexica.kit.provisioning import ProvisioningStep
 from plexica.plugins.service import DefaultPluginsStep, Installer
 from plexica.settings import Settings
+from plexica.storage.adapters import store_from_settings
+from plexica.storage.provisioning import BucketStep
+from plexica.storage.store import ObjectStore
 from plexica.tenants.service import TenantService
 
 
@@ -22,10 +25,16 @@ def identity_adapter(settings: Settings, db: Database) -> IdentityAdapter:
 
 
 def provisioning_steps(
-    settings: Settings, db: Database, installer: Installer | None = None
+    settings: Settings,
+    db: Database,
+    installer: Installer | None,
+    store: ObjectStore,
 ) -> list[ProvisioningStep]:
     """The steps after the tenant's schema: identity realm, storage bucket, default plugins."""
-    steps: list[ProvisioningStep] = [RealmStep(identity_adapter(settings, db), db)]
+    steps: list[ProvisioningStep] = [
+        RealmStep(identity_adapter(settings, db), db),
+        BucketStep(store, db),
+    ]
     defaults = [p.strip() for p in (settings.default_plugins or "").split(",") if p.strip()]
     if defaults and installer is not None:
         steps.append(DefaultPluginsStep(installer, defaults))
@@ -35,17 +44,28 @@ def provisioning_steps(
 @dataclass
 class Services:
     tenants: TenantService
+    owned_store: ObjectStore | None = None  # started and closed here when no app owns one
 
     async def start(self) -> None:
+        if self.owned_store is not None:
+            await self.owned_store.start()
         await self.tenants.start()
 
     async def stop(self) -> None:
         await self.tenants.stop()
+        if self.owned_store is not None:
+            await self.owned_store.close()
 
 
 def build_services(
-    settings: Settings, db: Database, installer: Installer | None = None
+    settings: Settings,
+    db: Database,
+    installer: Installer | None = None,
+    store: ObjectStore | None = None,
 ) -> Services:
     redis_url = str(settings.redis_url) if settings.redis_url else None
-    steps = provisioning_steps(settings, db, installer)
-    return Services(tenants=TenantService(db, steps, redis_url=redis_url))
+    owned = None
+    if store is None:
+        store = owned = store_from_settings(settings)
+    steps = provisioning_steps(settings, db, installer, store)
+    return Services(TenantService(db, steps, redis_url=redis_url), owned_store=owned)

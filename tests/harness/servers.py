@@ -277,3 +277,90 @@ def _kafka(workdir: Path) -> dict[str, Any]:
     broker.start()
     assert broker.proc is not None
     return {"bootstrap": broker.bootstrap, "stop": {"pids": [broker.proc.pid]}}
+
+
+@server("s3")
+def _s3(workdir: Path) -> dict[str, Any]:
+    """SeaweedFS (``weed mini``) with one identity; every listener on a free loopback port."""
+    import secrets
+    import sys
+
+    weed = str(Path(sys.executable).with_name("weed"))
+    access_key = "plexica-" + secrets.token_hex(6)
+    secret_key = secrets.token_urlsafe(30)
+    identity = {
+        "name": "plexica",
+        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }
+    config = workdir / "s3.json"
+    config.write_text(json.dumps({"identities": [identity]}))
+    data = workdir / "data"
+    data.mkdir(exist_ok=True)
+    names = [
+        "s3.port", "s3.port.grpc", "master.port", "master.port.grpc", "volume.port",
+        "volume.port.grpc", "filer.port", "filer.port.grpc", "admin.port", "admin.port.grpc",
+    ]  # fmt: skip
+    ports = _distinct_free_ports(len(names))
+    cmd = [
+        weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-s3.config={config}", "-admin.ui=false", "-webdav=false", "-master.telemetry=false",
+        "-s3.port.iceberg=0", "-s3.port.lance=0",
+        *(f"-{name}={port}" for name, port in zip(names, ports, strict=True)),
+    ]  # fmt: skip
+    proc = spawn(cmd, workdir / "weed.log", cwd=workdir)
+    endpoint = f"http://127.0.0.1:{ports[0]}"
+    try:
+        wait_for_port(ports[0], timeout=60, proc=proc)
+        _wait_s3_writable(endpoint, access_key, secret_key, proc)
+    except Exception:
+        _kill(proc.pid)
+        raise
+    return {
+        "endpoint": endpoint,
+        "access_key": access_key,
+        "secret_key": secret_key,
+        "stop": {"pids": [proc.pid]},
+    }
+
+
+def _distinct_free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _wait_s3_writable(
+    endpoint: str, access_key: str, secret_key: str, proc: subprocess.Popen[bytes]
+) -> None:
+    """The S3 port answers before the volume server has registered: wait for a real write."""
+    import botocore.session
+    from botocore.config import Config
+
+    client: Any = botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"weed exited with {proc.returncode}")
+        try:
+            client.create_bucket(Bucket="harness-probe")
+            client.put_object(Bucket="harness-probe", Key="probe", Body=b"ok")
+            client.delete_object(Bucket="harness-probe", Key="probe")
+            client.delete_bucket(Bucket="harness-probe")
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from plexica import __version__
+from plexica.cli.backup import backup_app, restore_app
 from plexica.cli.events import app as events_app
+from plexica.cli.flags import flag_app
 from plexica.cli.identity import token as identity_token
 from plexica.cli.identity import user_app
 from plexica.cli.plugins import plugin_app
@@ -21,6 +23,9 @@ app.add_typer(user_app, name="user")
 app.command()(identity_token)
 app.add_typer(plugin_app, name="plugin")
 app.add_typer(events_app, name="events")
+app.add_typer(flag_app, name="flag")
+app.add_typer(backup_app, name="backup")
+app.add_typer(restore_app, name="restore")
 
 
 @app.command()

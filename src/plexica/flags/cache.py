@@ -1,0 +1,178 @@
+"""The in-process snapshot of every flag and the bus that tells replicas to refresh it.
+
+Evaluation reads a plain dict that is replaced, never mutated (copy on write), so readers need
+no lock. A change is announced after its transaction commits: on Redis pub/sub when
+``PLEXICA_REDIS_URL`` is set (every replica reloads the flag from PostgreSQL), in-process
+otherwise. A periodic full reload repairs anything a dropped connection made a replica miss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import structlog
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from plexica.flags import repository
+from plexica.kit.db import Database
+from plexica_sdk.flags import FlagDefinition
+
+CHANNEL = "plexica:flags:changed"
+ALL = "*"
+_log = structlog.get_logger("plexica.flags")
+OnChange = Callable[[str], Awaitable[None]]
+
+
+def parse(definition: dict[str, object], version: int) -> FlagDefinition | None:
+    try:
+        return FlagDefinition.model_validate({**definition, "version": version})
+    except ValidationError:
+        _log.error("stored flag is not valid; ignored", flag=definition.get("key"))
+        return None
+
+
+class FlagCache:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._flags: dict[str, FlagDefinition] = {}
+        self.etag = _etag({})
+        self.loaded = asyncio.Event()
+
+    def _set(self, flags: dict[str, FlagDefinition]) -> None:
+        self._flags = flags
+        self.etag = _etag(flags)
+
+    def get(self, key: str) -> FlagDefinition | None:
+        return self._flags.get(key)
+
+    def all(self) -> dict[str, FlagDefinition]:
+        return self._flags
+
+    def put(self, flag: FlagDefinition) -> None:
+        current = self._flags.get(flag.key)
+        if current is not None and current.version > flag.version:
+            return
+        self._set({**self._flags, flag.key: flag})
+
+    async def reload(self) -> None:
+        async with self._db.session() as session:
+            rows = await repository.all_flags(session)
+        flags = {f.key: f for d, v in rows if (f := parse(d, v)) is not None}
+        self._set(flags)
+        self.loaded.set()
+
+    async def reload_one(self, key: str) -> None:
+        if key == ALL:
+            await self.reload()
+            return
+        async with self._db.session() as session:
+            row = await repository.get(session, key)
+        if row is None:
+            self._set({k: v for k, v in self._flags.items() if k != key})
+        elif (flag := parse(*row)) is not None:
+            self.put(flag)
+
+
+def _etag(flags: dict[str, FlagDefinition]) -> str:
+    stamp = ",".join(f"{k}:{f.version}" for k, f in sorted(flags.items()))
+    return '"' + hashlib.sha256(stamp.encode()).hexdigest()[:32] + '"'
+
+
+class ChangeBus(Protocol):
+    async def start(self, on_change: OnChange) -> None: ...
+
+    async def publish(self, key: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalBus:
+    """The embedded mode: one process, so a change is applied where it is made."""
+
+    def __init__(self) -> None:
+        self._listeners: list[OnChange] = []
+
+    async def start(self, on_change: OnChange) -> None:
+        self._listeners.append(on_change)
+
+    async def publish(self, key: str) -> None:
+        for listener in self._listeners:
+            await listener(key)
+
+    async def close(self) -> None:
+        self._listeners.clear()
+
+
+class RedisBus:
+    def __init__(self, url: str, channel: str = CHANNEL) -> None:
+        self._redis: Redis = Redis.from_url(url, socket_connect_timeout=2, health_check_interval=10)
+        self._channel = channel
+        self._task: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()
+
+    async def start(self, on_change: OnChange) -> None:
+        self._task = asyncio.create_task(self._listen(on_change), name="flags-redis-listener")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.subscribed.wait(), timeout=5)
+
+    async def _listen(self, on_change: OnChange) -> None:
+        first = True
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self._channel)
+                    self.subscribed.set()
+                    if not first:
+                        await on_change(ALL)  # messages may have been missed while away
+                    first = False
+                    async for message in pubsub.listen():
+                        if message.get("type") != "message":
+                            continue
+                        data = message["data"]
+                        key = data.decode() if isinstance(data, bytes) else str(data)
+                        try:
+                            await on_change(key)
+                        except Exception:  # noqa: BLE001 - one bad refresh must not stop the listener
+                            _log.exception("flag refresh failed", flag=key)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                if self.subscribed.is_set():
+                    _log.warning("flag change channel lost; reconnecting", error=str(exc))
+                self.subscribed.clear()
+                await asyncio.sleep(0.5)
+
+    async def publish(self, key: str) -> None:
+        try:
+            try:
+                await self._redis.publish(self._channel, key)
+            except (RedisError, OSError):
+                # A pooled connection broken by a Redis restart fails once; a new one works.
+                await self._redis.publish(self._channel, key)
+        except (RedisError, OSError) as exc:
+            # The change is committed; replicas pick it up at their next periodic reload.
+            _log.warning(
+                "flag change not announced; replicas resync shortly", flag=key, error=str(exc)
+            )
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._redis.aclose()
+
+
+async def resync_forever(cache: FlagCache, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await cache.reload()
+        except Exception:  # noqa: BLE001 - keep serving the last snapshot and retry later
+            _log.exception("periodic flag reload failed")
