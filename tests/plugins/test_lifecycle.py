@@ -25,6 +25,20 @@ async def _outbox(db: Database, tenant_id: object) -> list[tuple[str, str]]:
         return [(r.type, r.source) for r in rows]
 
 
+async def _consumer(db: Database, tenant_id: object) -> bool | None:
+    """Whether the CRM receives the tenant's events (None: not registered at all)."""
+    async with db.session() as s:
+        row = await s.execute(
+            text(
+                "SELECT active FROM platform.event_consumers"
+                " WHERE plugin_id = 'crm' AND tenant_id = :t"
+            ),
+            {"t": tenant_id},
+        )
+        value = row.scalar_one_or_none()
+        return None if value is None else bool(value)
+
+
 async def test_crm_lifecycle_for_one_tenant_only(
     platform: Platform, make_tenant: TenantFactory, db: Database
 ) -> None:
@@ -58,6 +72,7 @@ async def test_crm_lifecycle_for_one_tenant_only(
     listing = (await http.get(f"{CRM}/contacts?q=love", headers=member_a)).json()
     assert [c["id"] for c in listing["items"]] == [contact["id"]]
     assert ("crm.contact.created", "/plugins/crm") in await _outbox(db, a.id)
+    assert await _consumer(db, a.id) is True
 
     # Tenant B: the same 404 as an unknown route, also its admin on A's installations.
     r = await http.get(f"{CRM}/contacts", headers=member_b)
@@ -72,6 +87,7 @@ async def test_crm_lifecycle_for_one_tenant_only(
     # Disable: traffic stops at once, through the gateway and at the plugin itself.
     r = await http.post(f"{CORE}/tenants/{a.id}/plugins/crm/disable", headers=admin_a)
     assert r.json()["status"] == "disabled"
+    assert await _consumer(db, a.id) is False
     assert (await http.get(f"{CRM}/contacts", headers=member_a)).status_code == 404
     import httpx
 
@@ -117,6 +133,16 @@ async def test_crm_lifecycle_for_one_tenant_only(
         assert role.scalar() is None
     r = await http.get(f"{CORE}/tenants/{a.id}/plugins/crm", headers=admin_a)
     assert r.status_code == 404
+    assert await _consumer(db, a.id) is None
+    core_events = [t for t, _ in await _outbox(db, a.id) if t.startswith("plexica.plugin.")]
+    assert core_events == [
+        "plexica.plugin.installed",
+        "plexica.plugin.disabled",
+        "plexica.plugin.enabled",
+        "plexica.plugin.uninstalled",
+        "plexica.plugin.installed",
+        "plexica.plugin.uninstalled",
+    ]
 
 
 async def test_deals_pipeline_events_and_permissions(
@@ -153,7 +179,7 @@ async def test_deals_pipeline_events_and_permissions(
     r = await http.post(f"{CRM}/deals/{deal['id']}/stage", json={"stage_id": "won"}, headers=member)
     assert r.status_code == 200
     assert r.json()["closed_at"] is not None
-    types = [t for t, _ in await _outbox(db, t.id)]
+    types = [t for t, _ in await _outbox(db, t.id) if not t.startswith("plexica.")]
     assert types == ["crm.contact.created", "crm.deal.stage_changed", "crm.deal.won"]
 
     r = await http.post(

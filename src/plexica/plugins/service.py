@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp
 
 from plexica import __version__
+from plexica.events import service as events_service
+from plexica.events.events import CoreEvent
 from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
 from plexica.plugins import repository as repo
@@ -495,6 +497,7 @@ class Installer:
                     applied_migrations=applied,
                     retain_until=None,
                 )
+                await _announce(s, tenant, manifest, operation, keep_status)
                 await self.probe(manifest, tenant)
             outcome = "ok"
             log.info(
@@ -551,6 +554,11 @@ class Installer:
                 raise InvalidStateError(f"plugin {plugin_id} is not installed in this tenant")
             if row["status"] != want:
                 await repo.update_installation(s, tenant.id, plugin_id, status=want, reason=None)
+                await events_service.set_plugin_active(s, plugin_id, tenant.id, enabled)
+                event = CoreEvent.PLUGIN_ENABLED if enabled else CoreEvent.PLUGIN_DISABLED
+                await events_service.publish(
+                    s, event, {"plugin_id": plugin_id}, tenant_id=tenant.id, subject=plugin_id
+                )
                 log.info(
                     "plugin_" + ("enabled" if enabled else "disabled"),
                     plugin=plugin_id,
@@ -567,6 +575,15 @@ class Installer:
             if row is None:
                 raise InstallationNotFoundError(
                     f"plugin {plugin_id} is not installed in this tenant"
+                )
+            await events_service.remove_plugin(s, plugin_id, tenant.id)
+            if row["status"] in (InstallStatus.ACTIVE, InstallStatus.DISABLED):
+                await events_service.publish(
+                    s,
+                    CoreEvent.PLUGIN_UNINSTALLED,
+                    {"plugin_id": plugin_id, "purged": purge},
+                    tenant_id=tenant.id,
+                    subject=plugin_id,
                 )
             if purge or row["status"] == InstallStatus.FAILED:
                 await repo.drop_plugin_objects(s, tenant.schema, row["db_role"], plugin_id)
@@ -653,6 +670,26 @@ class Installer:
             rows = await repo.list_installations(s, tenant.id)
         for row in rows:
             await self.uninstall(tenant, row["plugin_id"], purge=True)
+
+
+async def _announce(
+    s: AsyncSession, tenant: TenantRef, manifest: Manifest, operation: str, status: InstallStatus
+) -> None:
+    """Event delivery follows the installation, in the same transaction as its state."""
+    await events_service.register_subscriptions(
+        s, manifest.id, [e.type for e in manifest.events.consumes]
+    )
+    await events_service.set_plugin_active(
+        s, manifest.id, tenant.id, status == InstallStatus.ACTIVE
+    )
+    if operation == "install":
+        await events_service.publish(
+            s,
+            CoreEvent.PLUGIN_INSTALLED,
+            {"plugin_id": manifest.id, "version": manifest.version},
+            tenant_id=tenant.id,
+            subject=manifest.id,
+        )
 
 
 def _not_installed(plugin_id: str) -> InstallationNotFoundError:
