@@ -40,6 +40,9 @@ def upgrade() -> None:
         postgresql_where=sa.text("published_at IS NULL"),
     )
 
+    # Replay and tenant purge read a tenant's events by type.
+    op.create_index("outbox_tenant_type", "outbox", ["tenant_id", "type", "seq"], schema="platform")
+
 
 def downgrade() -> None:
     op.drop_table("outbox", schema="platform")

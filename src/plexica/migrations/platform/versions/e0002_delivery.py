@@ -82,11 +82,9 @@ def upgrade() -> None:
     op.create_index(
         "dead_letters_pending", "dead_letters", ["plugin_id", "created_at"], schema="platform"
     )
-    op.create_index("outbox_tenant_type", "outbox", ["tenant_id", "type", "seq"], schema="platform")
 
 
 def downgrade() -> None:
-    op.drop_index("outbox_tenant_type", table_name="outbox", schema="platform")
     op.drop_table("dead_letters", schema="platform")
     op.drop_table("event_deliveries", schema="platform")
     op.drop_table("event_consumers", schema="platform")
