@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Annotated
 
 import platformdirs
-from pydantic import AnyHttpUrl, BeforeValidator, Field, PostgresDsn, RedisDsn, ValidationError
+from pydantic import (
+    AnyHttpUrl,
+    BeforeValidator,
+    Field,
+    PostgresDsn,
+    RedisDsn,
+    SecretStr,
+    ValidationError,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PLEXICA_"
@@ -60,6 +68,8 @@ class Settings(BaseSettings):
     redis_url: Annotated[RedisDsn | None, BeforeValidator(_empty_to_none)] = None
     kafka_brokers: Optional = None
     keycloak_url: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
+    keycloak_admin_user: Optional = None
+    keycloak_admin_password: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
     storage_endpoint: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
     storage_access_key: Optional = None
     storage_secret_key: Optional = None
