@@ -77,7 +77,7 @@ async def run(args: argparse.Namespace, url: str, user: str, password: str, pgid
         rows = []
         count, list_s = await _realm_count(http, kc)
         one = await _samples(kc, args.samples, "a")
-        rows.append((count, one, list_s, _rss_mb(pgid)))
+        rows.append((count, one, list_s, _rss_mb(pgid), os.getloadavg()[0]))
 
         fill_start = time.perf_counter()
         gate = asyncio.Semaphore(args.concurrency)
@@ -90,18 +90,19 @@ async def run(args: argparse.Namespace, url: str, user: str, password: str, pgid
         fill_s = time.perf_counter() - fill_start
         count, list_s = await _realm_count(http, kc)
         many = await _samples(kc, args.samples, "b")
-        rows.append((count, many, list_s, _rss_mb(pgid)))
+        rows.append((count, many, list_s, _rss_mb(pgid), os.getloadavg()[0]))
 
     print(f"Keycloak realm provisioning (realm + web client + mappers + admin user), {url}")
     print(f"fill: {args.realms} realms in {fill_s:.0f}s, concurrency {args.concurrency}")
     print(
         f"{'realms':>7} {'n':>3} {'p50 s':>7} {'p95 s':>7} {'max s':>7} "
-        f"{'list realms s':>14} {'RSS MB':>7}"
+        f"{'list realms s':>14} {'RSS MB':>7} {'load 1m':>8}"
     )
-    for existing, values, list_s, rss in rows:
+    for existing, values, list_s, rss, load in rows:
         print(
             f"{existing:>7} {len(values):>3} {statistics.median(values):>7.2f} "
-            f"{_pct(values, 0.95):>7.2f} {max(values):>7.2f} {list_s:>14.2f} {rss:>7.0f}"
+            f"{_pct(values, 0.95):>7.2f} {max(values):>7.2f} {list_s:>14.2f} {rss:>7.0f} "
+            f"{load:>8.1f}"
         )
 
 

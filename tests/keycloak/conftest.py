@@ -35,7 +35,7 @@ async def kc(keycloak: dict[str, Any]) -> AsyncIterator[KeycloakAdapter]:
         keycloak["url"],
         keycloak["admin_user"],
         keycloak["admin_password"],
-        web_redirect_uris=("http://127.0.0.1:3000/*",),
+        web_redirect_uris=(REDIRECT_URI,),
     )
     yield adapter
     await adapter.aclose()
@@ -94,8 +94,14 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-async def browser_login(issuer: str, email: str, password: str) -> dict[str, Any] | None:
-    """The authorization code + PKCE flow of the web client, as a browser runs it: the tokens,
+async def browser_login(
+    issuer: str,
+    email: str,
+    password: str,
+    client_id: str = WEB_CLIENT,
+    redirect_uri: str = REDIRECT_URI,
+) -> dict[str, Any] | None:
+    """The authorization code + PKCE flow of a public client, as a browser runs it: the tokens,
     or None when Keycloak keeps the user on its login page."""
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(16)
@@ -103,10 +109,10 @@ async def browser_login(issuer: str, email: str, password: str) -> dict[str, Any
         page = await http.get(
             f"{issuer}/protocol/openid-connect/auth",
             params={
-                "client_id": WEB_CLIENT,
+                "client_id": client_id,
                 "response_type": "code",
                 "scope": "openid",
-                "redirect_uri": REDIRECT_URI,
+                "redirect_uri": redirect_uri,
                 "state": state,
                 "code_challenge": challenge,
                 "code_challenge_method": "S256",
@@ -128,16 +134,16 @@ async def browser_login(issuer: str, email: str, password: str) -> dict[str, Any
             assert _FORM_ACTION.search(answer.text), answer.text[:300]
             return None
         location = answer.headers["location"]
-        assert location.startswith(REDIRECT_URI), location
+        assert location.startswith(redirect_uri), location
         query = parse_qs(urlparse(location).query)
         assert query["state"] == [state]
         tokens = await http.post(
             f"{issuer}/protocol/openid-connect/token",
             data={
                 "grant_type": "authorization_code",
-                "client_id": WEB_CLIENT,
+                "client_id": client_id,
                 "code": query["code"][0],
-                "redirect_uri": REDIRECT_URI,
+                "redirect_uri": redirect_uri,
                 "code_verifier": verifier,
             },
         )

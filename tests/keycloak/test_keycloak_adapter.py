@@ -11,6 +11,8 @@ import pytest
 
 from plexica.identity.keycloak import (
     API_AUDIENCE,
+    CLI_CLIENT,
+    CLI_REDIRECT,
     IdentityConflictError,
     IdentityInvalidError,
     IdentityNotFoundError,
@@ -47,11 +49,18 @@ async def test_first_tenant_admin_logs_in_with_pkce_and_the_token_verifies(
     assert "tenant_admin" in claims["realm_access"]["roles"]
     assert claims["iss"] == kc.issuer_url(tenant.realm)
 
-    principal = await verifier_for(kc, tenant).verify(tokens["access_token"])
+    verify = verifier_for(kc, tenant).verify
+    principal = await verify(tokens["access_token"])
     assert principal.subject == user.id
     assert principal.tenant_id == tenant.id
     assert "tenant_admin" in principal.roles
     assert principal.client_id == "plexica-web"
+
+    cli = await browser_login(
+        kc.issuer_url(tenant.realm), "admin@acme.test", PASSWORD, CLI_CLIENT, CLI_REDIRECT
+    )
+    assert cli is not None
+    assert (await verify(cli["access_token"])).client_id == "plexica-cli"
 
 
 async def test_web_client_requires_pkce(kc: KeycloakAdapter, tenant: Tenant) -> None:

@@ -20,6 +20,9 @@ from plexica.settings import Settings
 from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError, UnavailableError
 
 WEB_CLIENT = "plexica-web"
+# `plexica token` signs in through this client, as against the built-in provider.
+CLI_CLIENT = "plexica-cli"
+CLI_REDIRECT = "http://127.0.0.1/plexica-cli/callback"
 API_AUDIENCE = "plexica-api"
 TENANT_ROLES = ("tenant_admin", "member")
 OPERATOR_ROLES = ("super_admin",)
@@ -93,7 +96,7 @@ class KeycloakAdapter:
         admin_password: str,
         *,
         audience: str = API_AUDIENCE,
-        web_redirect_uris: tuple[str, ...] = ("http://127.0.0.1:3000/*",),
+        web_redirect_uris: tuple[str, ...] = ("http://127.0.0.1:3000/auth/callback",),
         timeout: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -117,7 +120,7 @@ class KeycloakAdapter:
             str(settings.keycloak_url),
             settings.keycloak_admin_user,
             password.get_secret_value() if password else "",
-            web_redirect_uris=(f"http://{settings.host}:{settings.port}/*",),
+            web_redirect_uris=(f"http://{settings.host}:{settings.port}/auth/callback",),
         )
 
     async def aclose(self) -> None:
@@ -294,7 +297,8 @@ class KeycloakAdapter:
             "accessTokenLifespan": 300,
             "roles": {"realm": [{"name": r} for r in roles]},
             "clients": [
-                self._client_representation(WEB_CLIENT, True, self.web_redirect_uris, tenant)
+                self._client_representation(WEB_CLIENT, True, self.web_redirect_uris, tenant),
+                self._client_representation(CLI_CLIENT, True, (CLI_REDIRECT,), tenant),
             ],
             "components": {
                 "org.keycloak.userprofile.UserProfileProvider": [
