@@ -92,6 +92,17 @@ async def test_disabled_user_cannot_log_in(kc: KeycloakAdapter, tenant: Tenant) 
     assert listed["leaver@acme.test"].enabled is False
 
 
+async def test_repeated_wrong_passwords_lock_the_account(
+    kc: KeycloakAdapter, tenant: Tenant
+) -> None:
+    await kc.create_user(tenant.realm, "target@acme.test", PASSWORD, frozenset({"member"}))
+    issuer = kc.issuer_url(tenant.realm)
+    assert await browser_login(issuer, "target@acme.test", PASSWORD) is not None
+    for _ in range(10):
+        assert await browser_login(issuer, "target@acme.test", "guess") is None
+    assert await browser_login(issuer, "target@acme.test", PASSWORD) is None
+
+
 async def test_roles_are_set_and_bad_input_changes_nothing(
     kc: KeycloakAdapter, tenant: Tenant
 ) -> None:
