@@ -59,8 +59,13 @@ def create_app(
             plugins_wiring.attach(app, settings, database)
             await start_storage(app, settings, stack)
             await start_flags(app, settings, database, stack)
+            await stack.enter_async_context(identity_lifespan(app, settings, database))
             services = build_services(
-                settings, database, app.state.plugin_installer, app.state.storage.store
+                settings,
+                database,
+                installer=app.state.plugin_installer,
+                store=app.state.storage.store,
+                identity=app.state.identity,
             )
             app.state.services = services
             await services.start()
@@ -68,7 +73,6 @@ def create_app(
             if event_buses is not None:
                 runtime = EventRuntime(database, event_buses, kafka_brokers=settings.kafka_brokers)
                 app.state.events = await stack.enter_async_context(runtime)
-            await stack.enter_async_context(identity_lifespan(app, settings, database))
             yield
 
     app = create_service_app(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from plexica.identity.adapter import IdentityAdapter
 from plexica.identity.builtin import BuiltinIdentity, RealmStep
+from plexica.identity.keycloak import KeycloakAdapter
 from plexica.kit.db import Database
 from plexica.kit.provisioning import ProvisioningStep
 from plexica.plugins.service import DefaultPluginsStep, Installer
@@ -21,6 +22,9 @@ from plexica.tenants.service import TenantService
 
 
 def identity_adapter(settings: Settings, db: Database) -> IdentityAdapter:
+    """Keycloak when PLEXICA_KEYCLOAK_URL is set, else the built-in provider."""
+    if settings.keycloak_url is not None:
+        return KeycloakAdapter.from_settings(settings)
     return BuiltinIdentity(db, settings.public_base_url)
 
 
@@ -29,10 +33,11 @@ def provisioning_steps(
     db: Database,
     installer: Installer | None,
     store: ObjectStore,
+    identity: IdentityAdapter,
 ) -> list[ProvisioningStep]:
     """The steps after the tenant's schema: identity realm, storage bucket, default plugins."""
     steps: list[ProvisioningStep] = [
-        RealmStep(identity_adapter(settings, db), db),
+        RealmStep(identity, db),
         BucketStep(store, db),
     ]
     defaults = [p.strip() for p in (settings.default_plugins or "").split(",") if p.strip()]
@@ -60,12 +65,17 @@ class Services:
 def build_services(
     settings: Settings,
     db: Database,
+    *,
     installer: Installer | None = None,
     store: ObjectStore | None = None,
+    identity: IdentityAdapter | None = None,
 ) -> Services:
+    """The app passes what its lifespan already owns; the CLI gets its own (closed on stop)."""
     redis_url = str(settings.redis_url) if settings.redis_url else None
     owned = None
     if store is None:
         store = owned = store_from_settings(settings)
-    steps = provisioning_steps(settings, db, installer, store)
+    steps = provisioning_steps(
+        settings, db, installer, store, identity or identity_adapter(settings, db)
+    )
     return Services(TenantService(db, steps, redis_url=redis_url), owned_store=owned)

@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Annotated
 
 import platformdirs
-from pydantic import AnyHttpUrl, BeforeValidator, Field, PostgresDsn, RedisDsn, ValidationError
+from pydantic import (
+    AnyHttpUrl,
+    BeforeValidator,
+    Field,
+    PostgresDsn,
+    RedisDsn,
+    SecretStr,
+    ValidationError,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PLEXICA_"
@@ -64,6 +72,9 @@ class Settings(BaseSettings):
     # The URL users reach the platform at: the built-in provider's issuers live under it.
     public_url: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
     operator_email: str = Field(default="admin@plexica.local", pattern=r"^[^@\s]+@[^@\s]+$")
+
+    keycloak_admin_user: Optional = None
+    keycloak_admin_password: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
     storage_endpoint: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
     storage_access_key: Optional = None
     storage_secret_key: Optional = None

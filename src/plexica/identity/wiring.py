@@ -17,6 +17,7 @@ from plexica.identity import repository, service
 from plexica.identity.bootstrap import bootstrap
 from plexica.identity.builtin import BuiltinIdentity
 from plexica.identity.jwks import build_verifier
+from plexica.identity.keycloak import KeycloakAdapter
 from plexica.identity.throttle import MemoryThrottle, RedisThrottle
 from plexica.kit.db import Database
 from plexica.settings import Settings
@@ -58,10 +59,13 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
     else:
         app.state.login_throttle = MemoryThrottle()
     ensure_realm: asyncio.Task[None] | None = None
+    keycloak: KeycloakAdapter | None = None
     if settings.keycloak_url is None:
         ensure_realm = asyncio.create_task(_maintain(db, settings))
         if getattr(app.state, "identity", None) is None:
             app.state.identity = BuiltinIdentity(db, settings.public_base_url)
+    elif getattr(app.state, "identity", None) is None:
+        app.state.identity = keycloak = KeycloakAdapter.from_settings(settings)
     transport = getattr(app.state, "jwks_transport", None)
     async with httpx.AsyncClient(transport=transport) as http:
         own_verifier = app.state.verifier is None
@@ -78,3 +82,5 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
                     await ensure_realm
             if redis is not None:
                 await redis.aclose()
+            if keycloak is not None:
+                await keycloak.aclose()
