@@ -17,6 +17,7 @@ from pydantic import (
     RedisDsn,
     SecretStr,
     ValidationError,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -106,6 +107,13 @@ class Settings(BaseSettings):
     def embedded_database(self) -> bool:
         return self.database_url is None
 
+    @model_validator(mode="after")
+    def _keycloak_needs_admin(self) -> Settings:
+        if self.keycloak_url is not None and self.keycloak_admin_user is None:
+            # Provisioning creates each tenant's realm through Keycloak's Admin API.
+            raise ValueError("PLEXICA_KEYCLOAK_ADMIN_USER is required with PLEXICA_KEYCLOAK_URL")
+        return self
+
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; raise SettingsError with one readable line."""
@@ -124,5 +132,7 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else "?"
+        if not err["loc"]:  # a rule across settings: its message names them
+            raise SettingsError(err["msg"].removeprefix("Value error, ")) from None
+        field = str(err["loc"][0])
         raise SettingsError(f"invalid setting {ENV_PREFIX}{field.upper()}: {err['msg']}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -93,6 +94,14 @@ async def test_realm_step_is_idempotent_and_undone(live: Live, db: Database) -> 
     assert gone.status_code == 404
 
 
+def _answer(output: str, pattern: str) -> str:
+    """The CLI's answer among the live server's log lines, which share this process's output
+    and may be written after it."""
+    lines = [line for line in output.splitlines() if re.fullmatch(pattern, line.strip())]
+    assert len(lines) == 1, output
+    return lines[0].strip()
+
+
 def test_cli_reset_password_and_token(live: Live, database_url: str) -> None:
     tenant = new_tenant("cli")
 
@@ -110,8 +119,7 @@ def test_cli_reset_password_and_token(live: Live, database_url: str) -> None:
         cli, ["user", "reset-password", "--tenant", tenant.slug, tenant.admin_email], env=env
     )
     assert reset.exit_code == 0, reset.output
-    # The live server's access log shares this process's stdout: the CLI's answer is the last line.
-    password = reset.output.strip().splitlines()[-1]
+    password = _answer(reset.output, r"[A-Za-z0-9_-]{20,}")
     assert len(password) >= 20
 
     missing = runner.invoke(
@@ -125,7 +133,7 @@ def test_cli_reset_password_and_token(live: Live, database_url: str) -> None:
         cli, ["token", "--tenant", tenant.slug, "--user", tenant.admin_email], env=env
     )
     assert issued.exit_code == 0, issued.output
-    token = issued.output.strip().splitlines()[-1]
+    token = _answer(issued.output, r"[\w-]+\.[\w-]+\.[\w-]+")
     me = httpx.get(live.url + "/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert me.json()["email"] == tenant.admin_email
 
@@ -141,7 +149,12 @@ def test_cli_reset_password_and_token(live: Live, database_url: str) -> None:
 async def test_builtin_provider_is_off_when_keycloak_is_the_provider(
     database_url: str, db: Database
 ) -> None:
-    settings = Settings(database_url=database_url, keycloak_url="http://127.0.0.1:1")
+    settings = Settings(
+        database_url=database_url,
+        keycloak_url="http://127.0.0.1:1",
+        keycloak_admin_user="admin",
+        keycloak_admin_password="not-used",
+    )
     async for client in running(create_app(settings, db=db)):
         answer = await client.get(f"/realms/{OPERATOR_REALM}/.well-known/openid-configuration")
         assert answer.status_code == 404

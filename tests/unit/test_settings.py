@@ -46,3 +46,10 @@ def test_database_url_uses_asyncpg_driver() -> None:
 def test_empty_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLEXICA_REDIS_URL", "")
     assert load_settings().redis_url is None
+
+
+def test_keycloak_needs_its_admin_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLEXICA_KEYCLOAK_URL", "http://keycloak:8080")
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    assert str(exc.value) == ("PLEXICA_KEYCLOAK_ADMIN_USER is required with PLEXICA_KEYCLOAK_URL")

@@ -95,7 +95,9 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
     root.handlers[:] = [handler]
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "alembic"):
+        # A server may have set its own handlers and levels on these; ours decide.
         logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).setLevel(logging.NOTSET)
         logging.getLogger(name).propagate = True
     # Our middleware writes one access line per request with context; uvicorn's would be a second.
     logging.getLogger("uvicorn.access").disabled = True
