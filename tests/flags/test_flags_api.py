@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import httpx
 from openfeature import api
+from sqlalchemy import text
 
+from plexica.kit.db import Database
 from plexica_sdk.context import Principal
 from plexica_sdk.flags import TenantFlags
 from tests.conftest import error_of
@@ -13,7 +15,7 @@ from tests.support.tokens import StaticIssuers
 
 
 async def test_create_target_toggle_and_history(
-    core: httpx.AsyncClient, issuers: StaticIssuers
+    core: httpx.AsyncClient, issuers: StaticIssuers, db: Database
 ) -> None:
     op = issuers.operator_headers()
     a, b = new_tenant(issuers), new_tenant(issuers)
@@ -68,6 +70,18 @@ async def test_create_target_toggle_and_history(
 
     listed = (await core.get("/v1/flags", headers=op)).json()
     assert key in [f["key"] for f in listed]
+
+    # The platform audit log has every change too, with who made it.
+    async with db.session() as s:
+        rows = await s.execute(
+            text(
+                "SELECT action, actor FROM platform.audit_log WHERE target = :k ORDER BY seq DESC"
+            ),
+            {"k": key},
+        )
+        mine = rows.all()
+    assert [r.action for r in mine] == [f"flag.{h['action']}" for h in history]
+    assert {r.actor for r in mine} == {disable["actor"]}
 
 
 async def test_variant_flags_and_openfeature_in_core(

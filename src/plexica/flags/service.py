@@ -12,6 +12,7 @@ from openfeature.flag_evaluation import Reason
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from plexica.audit import service as audit
 from plexica.flags import repository
 from plexica.flags.cache import ChangeBus, FlagCache, parse
 from plexica.flags.errors import FlagExistsError, FlagNotFoundError, InvalidFlagError
@@ -120,16 +121,7 @@ class FlagService:
         before: FlagDefinition | None,
         after: FlagDefinition,
     ) -> None:
-        # The flag's own history, kept with the flag. The platform audit log (plexica/audit, the
-        # identity work) also gets a "flag.<action>" record here once that domain is merged.
-        await repository.record_change(
-            session,
-            key,
-            action,
-            actor=actor,
-            before=None if before is None else before.model_dump(mode="json"),
-            after=after.model_dump(mode="json"),
-        )
+        await _record(session, key, action, actor=actor, before=before, after=after)
 
     async def announce(self, flag: FlagDefinition) -> None:
         """After the commit: apply here at once, then tell every replica."""
@@ -140,3 +132,34 @@ class FlagService:
 def _dump(value: object) -> object:
     dump = getattr(value, "model_dump", None)
     return dump(mode="json") if callable(dump) else value
+
+
+async def _record(
+    session: AsyncSession,
+    key: str,
+    action: str,
+    *,
+    actor: str,
+    before: FlagDefinition | None,
+    after: FlagDefinition,
+) -> None:
+    # The flag's own history, kept with the flag, and the platform audit log.
+    before_json = None if before is None else before.model_dump(mode="json")
+    after_json = after.model_dump(mode="json")
+    await repository.record_change(
+        session, key, action, actor=actor, before=before_json, after=after_json
+    )
+    await audit.record(session, actor, f"flag.{action}", None, key, before_json, after_json)
+
+
+async def declare(
+    session: AsyncSession, actor: str, key: str, description: str, default: bool
+) -> bool:
+    """A flag a plugin declares in its manifest: created once (an operator's later changes are
+    kept), serving ``default`` until targeted; every replica loads it within its refresh."""
+    data = FlagIn(key=key, description=description, default_variant="on" if default else "off")
+    flag = _validated(data.model_dump(exclude_none=True), 1)
+    if not await repository.insert(session, flag.key, _stored(flag)):
+        return False
+    await _record(session, flag.key, "create", actor=actor, before=None, after=flag)
+    return True

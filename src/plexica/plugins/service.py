@@ -26,6 +26,7 @@ from starlette.types import ASGIApp
 from plexica import __version__
 from plexica.events import service as events_service
 from plexica.events.events import CoreEvent
+from plexica.flags import service as flags_service
 from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
 from plexica.plugins import repository as repo
@@ -109,6 +110,11 @@ async def register(
         manifest.model_dump(mode="json"),
         [m.model_dump() for m in migrations],
     )
+    for flag in manifest.feature_flags:
+        key = flag.key if flag.key.startswith(manifest.id + ".") else f"{manifest.id}.{flag.key}"
+        await flags_service.declare(
+            session, f"plugin:{manifest.id}", key, flag.description, flag.default
+        )
     log.info("plugin_registered", plugin=manifest.id, version=manifest.version)
     row = await repo.get_version(session, manifest.id, manifest.version)
     assert row is not None
