@@ -42,6 +42,8 @@ CREATE TABLE billing_subscriptions (
     plan_id uuid NOT NULL REFERENCES billing_plans (id),
     status text NOT NULL CHECK (status IN ('trialing', 'active', 'past_due', 'canceled')),
     quantity integer NOT NULL DEFAULT 1 CHECK (quantity BETWEEN 1 AND 1000000),
+    -- Periods follow the first day's date (31 Jan, 28 Feb, 31 Mar), not the previous end.
+    anchor date NOT NULL,
     current_period_start date NOT NULL,
     current_period_end date NOT NULL CHECK (current_period_end > current_period_start),
     canceled_at timestamptz,
@@ -74,7 +76,9 @@ CREATE TABLE billing_invoices (
     updated_at timestamptz NOT NULL DEFAULT now(),
     -- A subscription's period is billed at most once: the invoice run's idempotency.
     UNIQUE (subscription_id, period_start),
-    CHECK ((status = 'draft') = (number IS NULL))
+    -- Drafts have no number (a voided draft never gets one); issued invoices always do.
+    CHECK (status <> 'draft' OR number IS NULL),
+    CHECK (status IN ('draft', 'void') OR number IS NOT NULL)
 );
 CREATE INDEX billing_invoices_status ON billing_invoices (status, created_at DESC);
 CREATE INDEX billing_invoices_customer ON billing_invoices (customer_id);

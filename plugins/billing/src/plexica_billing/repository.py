@@ -156,9 +156,9 @@ async def list_subscriptions(
 async def insert_subscription(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
     row = await session.execute(
         text(
-            "INSERT INTO billing_subscriptions (customer_id, plan_id, status, quantity,"
+            "INSERT INTO billing_subscriptions (customer_id, plan_id, status, quantity, anchor,"
             " current_period_start, current_period_end) VALUES (:customer_id, :plan_id, :status,"
-            " :quantity, :start, :end) RETURNING *"
+            " :quantity, :start, :start, :end) RETURNING *"
         ),
         values,
     )
@@ -187,7 +187,7 @@ async def lock_due_subscriptions(
     them), so concurrent runs split the work instead of waiting or billing twice."""
     rows = await session.execute(
         text(
-            "SELECT s.id, s.customer_id, s.quantity, s.current_period_start,"
+            "SELECT s.id, s.customer_id, s.quantity, s.anchor, s.current_period_start,"
             " s.current_period_end, p.name AS plan_name, p.pricing, p.billing_interval,"
             " p.price, p.currency, p.tax_rate"
             " FROM billing_subscriptions s JOIN billing_plans p ON p.id = s.plan_id"
@@ -282,9 +282,9 @@ async def set_totals(
     await session.execute(
         text(
             "UPDATE billing_invoices SET subtotal = :subtotal, tax = :tax,"
-            " total = :subtotal + :tax, updated_at = now() WHERE id = :id"
+            " total = :total, updated_at = now() WHERE id = :id"
         ),
-        {"subtotal": subtotal, "tax": tax, "id": invoice_id},
+        {"subtotal": subtotal, "tax": tax, "total": subtotal + tax, "id": invoice_id},
     )
 
 
@@ -307,7 +307,7 @@ async def mark_issued(
     row = await session.execute(
         text(
             "UPDATE billing_invoices SET status = 'open', number = :number, sequence = :seq,"
-            " issued_at = now(), due_at = now() + make_interval(days => :days),"
+            " issued_at = now(), due_at = now() + make_interval(days => CAST(:days AS int)),"
             " updated_at = now() WHERE id = :id RETURNING *"
         ),
         {"number": number, "seq": sequence, "days": terms_days, "id": invoice_id},
@@ -321,8 +321,8 @@ async def insert_issued_invoices(session: AsyncSession, values: list[dict[str, A
             "INSERT INTO billing_invoices (id, customer_id, subscription_id, period_start,"
             " period_end, status, number, sequence, currency, subtotal, tax, total, issued_at,"
             " due_at) VALUES (:id, :customer_id, :subscription_id, :period_start, :period_end,"
-            " 'open', :number, :sequence, :currency, :subtotal, :tax, :subtotal + :tax, now(),"
-            " now() + make_interval(days => :days))"
+            " 'open', :number, :sequence, :currency, :subtotal, :tax, :total, now(),"
+            " now() + make_interval(days => CAST(:days AS int)))"
         ),
         values,
     )

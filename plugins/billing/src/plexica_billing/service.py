@@ -97,6 +97,12 @@ def _period_months(interval: str) -> int:
     return 12 if interval == "year" else 1
 
 
+def next_end(anchor: date, end: date, interval: str) -> date:
+    """The end of the period after the one ending at ``end``, counted from ``anchor``."""
+    months = (end.year - anchor.year) * 12 + end.month - anchor.month
+    return add_months(anchor, months + _period_months(interval))
+
+
 # --- customers and plans ---------------------------------------------------------------------
 
 
@@ -397,6 +403,7 @@ async def invoice_run(ctx: PluginContext, as_of: date | None) -> InvoiceRun:
                     "currency": sub["currency"],
                     "subtotal": amount,
                     "tax": tax,
+                    "total": amount + tax,
                     "days": terms,
                 }
             )
@@ -412,8 +419,13 @@ async def invoice_run(ctx: PluginContext, as_of: date | None) -> InvoiceRun:
                     "tax": tax,
                 }
             )
-            months = _period_months(sub["billing_interval"])
-            periods.append({"id": sub["id"], "start": end, "end": add_months(end, months)})
+            periods.append(
+                {
+                    "id": sub["id"],
+                    "start": end,
+                    "end": next_end(sub["anchor"], end, sub["billing_interval"]),
+                }
+            )
             await ctx.publish(
                 INVOICE_ISSUED,
                 {
