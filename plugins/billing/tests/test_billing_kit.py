@@ -140,6 +140,11 @@ def test_invoice_lifecycle_and_bad_input(kit: PluginTestKit, acme: KitTenant) ->
         assert http.get("/v1/invoices?status=paid").json()["total"] == 1
         assert http.get("/v1/invoices?status=void&limit=1").json()["items"][0]["id"] == other["id"]
         assert issued["number"] in http.get("/ui/invoices").text
+        pdf = http.get(f"/v1/invoices/{inv['id']}/pdf")
+        assert pdf.status_code == 200, pdf.text
+        assert pdf.headers["content-type"] == "application/pdf"
+        assert pdf.content.startswith(b"%PDF-")
+        assert issued["number"] in pdf.headers["content-disposition"]
         page = http.get(f"/ui/invoices/{inv['id']}").text
         assert "Initech" in page
         assert "120.04 USD" in page

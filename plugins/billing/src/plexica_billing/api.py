@@ -6,9 +6,10 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from plexica_billing import service
+from plexica_billing.pdf import render_invoice
 from plexica_billing.schemas import (
     Customer,
     CustomerIn,
@@ -109,6 +110,17 @@ def api_router() -> APIRouter:
     @router.get("/invoices/{invoice_id}")
     async def invoice(invoice_id: UUID, ctx: InvoiceRead) -> Invoice:
         return await service.get_invoice(ctx, invoice_id)
+
+    @router.get("/invoices/{invoice_id}/pdf", response_class=Response)
+    async def invoice_pdf(invoice_id: UUID, ctx: InvoiceRead) -> Response:
+        invoice = await service.get_invoice(ctx, invoice_id)
+        customer = await service.get_customer(ctx, invoice.customer_id)
+        name = invoice.number or f"draft-{invoice.id}"
+        return Response(
+            render_invoice(invoice, customer),
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'inline; filename="{name}.pdf"'},
+        )
 
     @router.post("/invoices/{invoice_id}/lines")
     async def add_lines(invoice_id: UUID, body: list[LineIn], ctx: InvoiceWrite) -> Invoice:
