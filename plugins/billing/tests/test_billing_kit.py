@@ -303,6 +303,34 @@ def test_concurrent_invoice_runs_bill_once_with_gap_free_numbers(kit: PluginTest
     assert _sequences(kit, tenant) == list(range(1, 55 + 231))
 
 
+def test_trial_ends_then_bills_from_the_trial_end(kit: PluginTestKit) -> None:
+    tenant = kit.tenant("trialco")
+    with kit.client(tenant, roles=["tenant_admin"]) as http:
+        plan = http.post("/v1/plans", json={"code": "solo", "name": "Solo", "price": "9.99"}).json()
+        customer = http.post("/v1/customers", json={"name": "Pied Piper"}).json()
+        sub = http.post(
+            "/v1/subscriptions",
+            json={"customer_id": customer["id"], "plan_id": plan["id"], "start": "2026-01-01",
+                  "trial_days": 14},
+        ).json()  # fmt: skip
+        assert (sub["status"], sub["current_period_end"]) == ("trialing", "2026-01-15")
+        assert http.post("/v1/invoice-runs", json={"as_of": "2026-01-20"}).json()["issued"] == 0
+        after = http.get(f"/v1/subscriptions?customer_id={customer['id']}").json()["items"][0]
+        assert (after["status"], after["current_period_start"], after["current_period_end"]) == (
+            "active", "2026-01-15", "2026-02-15",
+        )  # fmt: skip
+        run = http.post("/v1/invoice-runs", json={"as_of": "2026-02-15"}).json()
+        assert (run["issued"], run["numbers"]) == (1, ["INV-000001"])
+    rows = asyncio.run(
+        kit.fetch(
+            "SELECT data->>'change' AS change FROM platform.outbox WHERE tenant_id = $1"
+            " AND type = 'billing.subscription.changed' ORDER BY seq",
+            tenant.id,
+        )
+    )
+    assert [r["change"] for r in rows] == ["created", "trial_ended"]
+
+
 def test_other_tenants_and_roles(kit: PluginTestKit, acme: KitTenant) -> None:
     beta = kit.tenant("beta", install=False)
     with kit.client(beta, roles=["tenant_admin"]) as http:

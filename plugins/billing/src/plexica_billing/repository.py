@@ -180,6 +180,23 @@ async def update_subscription(
     return dict(row.mappings().one())
 
 
+async def end_trials(session: AsyncSession, as_of: date) -> list[dict[str, Any]]:
+    """Trials over by ``as_of`` become active; the first paid period starts when the trial
+    ends (and anchors later periods)."""
+    rows = await session.execute(
+        text(
+            "UPDATE billing_subscriptions s SET status = 'active', updated_at = now(),"
+            " anchor = s.current_period_end, current_period_start = s.current_period_end,"
+            " current_period_end = (s.current_period_end + CASE p.billing_interval"
+            " WHEN 'year' THEN interval '1 year' ELSE interval '1 month' END)::date"
+            " FROM billing_plans p WHERE p.id = s.plan_id AND s.status = 'trialing'"
+            " AND s.current_period_end <= :as_of RETURNING s.*"
+        ),
+        {"as_of": as_of},
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
 async def lock_due_subscriptions(
     session: AsyncSession, as_of: date, limit: int
 ) -> list[dict[str, Any]]:

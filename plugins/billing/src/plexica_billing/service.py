@@ -381,6 +381,8 @@ async def invoice_run(ctx: PluginContext, as_of: date | None) -> InvoiceRun:
     nothing; concurrent runs skip each other's locked rows and share the numbering lock."""
     day = as_of or datetime.now(UTC).date()
     terms, numbers = _terms(ctx), []
+    for row in await repo.end_trials(ctx.db, day):
+        await _changed(ctx, Subscription.model_validate(row), "trial_ended")
     while batch := await repo.lock_due_subscriptions(ctx.db, day, RUN_BATCH):
         first = await repo.take_numbers(ctx.db, len(batch))
         invoices, lines, periods = [], [], []
