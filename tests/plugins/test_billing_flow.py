@@ -120,3 +120,22 @@ async def test_won_deal_is_invoiced_paid_and_billing_outlives_crm(
             .all()
         )
     assert list(types) == ["billing.invoice.issued", "billing.invoice.paid"]
+
+
+def test_billing_manifest() -> None:
+    from plexica_billing.app import manifest
+
+    m = manifest()
+    assert (m.id, m.version, m.base_path) == ("billing", "1.0.0", "/api/plugins/billing")
+    assert [(d.id, d.optional) for d in m.dependencies] == [("crm", True)]
+    assert {e.type for e in m.events.consumes} == {"crm.deal.won"}
+    assert {e.type for e in m.events.emits} == {
+        "billing.invoice.issued",
+        "billing.invoice.paid",
+        "billing.subscription.changed",
+    }
+    assert "billing:payment:write" not in m.default_permissions(frozenset({"member"}))
+    assert "billing:invoice:write" in m.default_permissions(frozenset({"member"}))
+    assert "billing:invoice:read" in m.default_permissions(frozenset({"viewer"}))
+    props = m.settings_schema["properties"]
+    assert {"invoice_prefix", "default_currency", "tax_rate", "payment_terms_days"} <= set(props)
