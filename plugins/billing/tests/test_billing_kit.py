@@ -137,7 +137,23 @@ def test_invoice_lifecycle_and_bad_input(kit: PluginTestKit, acme: KitTenant) ->
         r = http.post(f"/v1/invoices/{other['id']}/payments", json={"amount": "5.00"})
         assert _error(r, 409) == "invalid_invoice_state"
 
-        assert http.get("/v1/invoices?status=paid").json()["total"] == 1
+        twice = http.post(
+            "/v1/invoices",
+            json={"customer_id": cid, "lines": [{"description": "z", "unit_price": "7"}]},
+        ).json()
+        http.post(f"/v1/invoices/{twice['id']}/issue").raise_for_status()
+
+        def pay(_: int) -> int:
+            with kit.client(acme, roles=["tenant_admin"]) as c:
+                return c.post(
+                    f"/v1/invoices/{twice['id']}/payments", json={"amount": "7.00"}
+                ).status_code
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            assert sorted(pool.map(pay, range(4))) == [201, 409, 409, 409]
+        assert len(http.get(f"/v1/invoices/{twice['id']}/payments").json()) == 1
+
+        assert http.get("/v1/invoices?status=paid").json()["total"] == 2
         assert http.get("/v1/invoices?status=void&limit=1").json()["items"][0]["id"] == other["id"]
         assert issued["number"] in http.get("/ui/invoices").text
         pdf = http.get(f"/v1/invoices/{inv['id']}/pdf")
@@ -156,7 +172,12 @@ def test_invoice_lifecycle_and_bad_input(kit: PluginTestKit, acme: KitTenant) ->
             acme.id,
         )
     )
-    assert [r["type"] for r in rows] == ["billing.invoice.issued", "billing.invoice.paid"]
+    assert [r["type"] for r in rows] == [
+        "billing.invoice.issued",
+        "billing.invoice.paid",
+        "billing.invoice.issued",
+        "billing.invoice.paid",
+    ]
 
 
 def _deal_won(tenant: KitTenant, deal: uuid.UUID, company: uuid.UUID, amount: str) -> Event:
