@@ -229,12 +229,19 @@ async def ensure_processed_events_table(session: AsyncSession) -> None:
     await session.execute(text(PROCESSED_EVENTS_DDL))
 
 
-async def first_delivery(session: AsyncSession, event: Event, consumer: str) -> bool:
+async def first_delivery(
+    session: AsyncSession, event: Event, consumer: str, *, table: str = "plexica_processed_events"
+) -> bool:
     """True the first time ``consumer`` sees ``event``; records it in the same transaction as
-    the handler's own writes, so a handler that fails leaves the event unprocessed."""
+    the handler's own writes, so a handler that fails leaves the event unprocessed.
+
+    ``table`` (same columns as ``PROCESSED_EVENTS_DDL``) lets an installed plugin keep the ids
+    in a table named with its own prefix, the only names its role may create."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", table):
+        raise ValueError(f"not a table name: {table!r}")
     result = await session.execute(
         text(
-            "INSERT INTO plexica_processed_events (consumer, event_id) VALUES (:c, :e)"
+            f"INSERT INTO {table} (consumer, event_id) VALUES (:c, :e)"  # noqa: S608
             " ON CONFLICT DO NOTHING RETURNING 1"
         ),
         {"c": consumer, "e": event.id},

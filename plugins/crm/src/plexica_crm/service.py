@@ -127,9 +127,20 @@ async def move_deal(ctx: PluginContext, deal_id: UUID, stage_id: str) -> Deal:
         subject=subject,
     )
     if stage["is_won"]:
+        # Company and title too: consumers (billing) need them and cannot read CRM tables.
+        company = (
+            await repo.get(ctx.db, "crm_companies", deal.company_id) if deal.company_id else None
+        )
         await ctx.publish(
             DEAL_WON,
-            {"deal_id": str(deal.id), "amount": str(deal.amount), "currency": deal.currency},
+            {
+                "deal_id": str(deal.id),
+                "amount": str(deal.amount),
+                "currency": deal.currency,
+                "title": deal.title,
+                "company_id": str(deal.company_id) if deal.company_id else None,
+                "company_name": company["name"] if company else None,
+            },
             subject=subject,
         )
     return deal

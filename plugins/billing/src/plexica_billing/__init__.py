@@ -1,0 +1,1 @@
+"""The Billing plugin for Plexica, built on the public SDK only."""

@@ -1,0 +1,184 @@
+"""Billing routes: JSON under /v1 and HTML fragments for the web shell under /ui."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse, Response
+
+from plexica_billing import service
+from plexica_billing.pdf import render_invoice
+from plexica_billing.schemas import (
+    Customer,
+    CustomerIn,
+    Invoice,
+    InvoiceIn,
+    InvoiceRun,
+    InvoiceRunIn,
+    InvoiceStatus,
+    LineIn,
+    Metrics,
+    Page,
+    Payment,
+    PaymentIn,
+    Plan,
+    PlanIn,
+    Subscription,
+    SubscriptionChange,
+    SubscriptionIn,
+    SubscriptionStatus,
+)
+from plexica_sdk.app import FragmentsDep, PluginContext, require
+
+Limit = Annotated[int, Query(ge=1, le=200)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+Search = Annotated[str | None, Query(max_length=100)]
+
+CustomerRead = Annotated[PluginContext, Depends(require("billing:customer:read"))]
+CustomerWrite = Annotated[PluginContext, Depends(require("billing:customer:write"))]
+PlanRead = Annotated[PluginContext, Depends(require("billing:plan:read"))]
+PlanWrite = Annotated[PluginContext, Depends(require("billing:plan:write"))]
+SubRead = Annotated[PluginContext, Depends(require("billing:subscription:read"))]
+SubWrite = Annotated[PluginContext, Depends(require("billing:subscription:write"))]
+InvoiceRead = Annotated[PluginContext, Depends(require("billing:invoice:read"))]
+InvoiceWrite = Annotated[PluginContext, Depends(require("billing:invoice:write"))]
+PaymentRead = Annotated[PluginContext, Depends(require("billing:payment:read"))]
+PaymentWrite = Annotated[PluginContext, Depends(require("billing:payment:write"))]
+
+
+def api_router() -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["billing"])
+
+    @router.get("/customers")
+    async def customers(
+        ctx: CustomerRead, q: Search = None, limit: Limit = 25, offset: Offset = 0
+    ) -> Page[Customer]:
+        return await service.list_customers(ctx, q, limit, offset)
+
+    @router.post("/customers", status_code=201)
+    async def create_customer(body: CustomerIn, ctx: CustomerWrite) -> Customer:
+        return await service.create_customer(ctx, body)
+
+    @router.get("/customers/{customer_id}")
+    async def customer(customer_id: UUID, ctx: CustomerRead) -> Customer:
+        return await service.get_customer(ctx, customer_id)
+
+    @router.get("/plans")
+    async def plans(ctx: PlanRead, limit: Limit = 25, offset: Offset = 0) -> Page[Plan]:
+        return await service.list_plans(ctx, limit, offset)
+
+    @router.post("/plans", status_code=201)
+    async def create_plan(body: PlanIn, ctx: PlanWrite) -> Plan:
+        return await service.create_plan(ctx, body)
+
+    @router.get("/subscriptions")
+    async def subscriptions(
+        ctx: SubRead,
+        status: SubscriptionStatus | None = None,
+        customer_id: UUID | None = None,
+        limit: Limit = 25,
+        offset: Offset = 0,
+    ) -> Page[Subscription]:
+        return await service.list_subscriptions(ctx, status, customer_id, limit, offset)
+
+    @router.post("/subscriptions", status_code=201)
+    async def create_subscription(body: SubscriptionIn, ctx: SubWrite) -> Subscription:
+        return await service.create_subscription(ctx, body)
+
+    @router.patch("/subscriptions/{subscription_id}")
+    async def change_subscription(
+        subscription_id: UUID, body: SubscriptionChange, ctx: SubWrite
+    ) -> Subscription:
+        return await service.change_subscription(ctx, subscription_id, body)
+
+    @router.get("/invoices")
+    async def invoices(
+        ctx: InvoiceRead,
+        status: InvoiceStatus | None = None,
+        customer_id: UUID | None = None,
+        limit: Limit = 25,
+        offset: Offset = 0,
+    ) -> Page[Invoice]:
+        return await service.list_invoices(ctx, status, customer_id, limit, offset)
+
+    @router.post("/invoices", status_code=201)
+    async def create_invoice(body: InvoiceIn, ctx: InvoiceWrite) -> Invoice:
+        return await service.create_invoice(ctx, body)
+
+    @router.get("/invoices/{invoice_id}")
+    async def invoice(invoice_id: UUID, ctx: InvoiceRead) -> Invoice:
+        return await service.get_invoice(ctx, invoice_id)
+
+    @router.get("/invoices/{invoice_id}/pdf", response_class=Response)
+    async def invoice_pdf(invoice_id: UUID, ctx: InvoiceRead) -> Response:
+        invoice = await service.get_invoice(ctx, invoice_id)
+        customer = await service.get_customer(ctx, invoice.customer_id)
+        name = invoice.number or f"draft-{invoice.id}"
+        return Response(
+            render_invoice(invoice, customer),
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'inline; filename="{name}.pdf"'},
+        )
+
+    @router.post("/invoices/{invoice_id}/lines")
+    async def add_lines(invoice_id: UUID, body: list[LineIn], ctx: InvoiceWrite) -> Invoice:
+        return await service.add_lines(ctx, invoice_id, body)
+
+    @router.post("/invoices/{invoice_id}/issue")
+    async def issue(invoice_id: UUID, ctx: InvoiceWrite) -> Invoice:
+        return await service.issue_invoice(ctx, invoice_id)
+
+    @router.post("/invoices/{invoice_id}/void")
+    async def void(invoice_id: UUID, ctx: InvoiceWrite) -> Invoice:
+        return await service.close_invoice(ctx, invoice_id, "void")
+
+    @router.post("/invoices/{invoice_id}/uncollectible")
+    async def uncollectible(invoice_id: UUID, ctx: InvoiceWrite) -> Invoice:
+        return await service.close_invoice(ctx, invoice_id, "uncollectible")
+
+    @router.post("/invoices/{invoice_id}/payments", status_code=201)
+    async def pay(invoice_id: UUID, body: PaymentIn, ctx: PaymentWrite) -> Payment:
+        return await service.pay_invoice(ctx, invoice_id, body)
+
+    @router.get("/invoices/{invoice_id}/payments")
+    async def payments(invoice_id: UUID, ctx: PaymentRead) -> list[Payment]:
+        return await service.list_payments(ctx, invoice_id)
+
+    @router.post("/invoice-runs")
+    async def invoice_run(body: InvoiceRunIn, ctx: InvoiceWrite) -> InvoiceRun:
+        return await service.invoice_run(ctx, body.as_of)
+
+    @router.get("/metrics")
+    async def metrics(ctx: InvoiceRead) -> Metrics:
+        return await service.metrics(ctx)
+
+    return router
+
+
+def ui_router() -> APIRouter:
+    router = APIRouter(prefix="/ui", tags=["billing-ui"], include_in_schema=False)
+
+    @router.get("/invoices", response_class=HTMLResponse)
+    async def invoices_page(
+        ctx: InvoiceRead,
+        ui: FragmentsDep,
+        status: InvoiceStatus | None = None,
+        offset: Offset = 0,
+    ) -> HTMLResponse:
+        limit = int(ctx.settings.get("page_size", 25))
+        page = await service.list_invoices(ctx, status, None, limit, offset)
+        return ui.render("invoices.html", page=page, status=status or "")
+
+    @router.get("/invoices/{invoice_id}", response_class=HTMLResponse)
+    async def invoice_page(invoice_id: UUID, ctx: InvoiceRead, ui: FragmentsDep) -> HTMLResponse:
+        invoice = await service.get_invoice(ctx, invoice_id)
+        customer = await service.get_customer(ctx, invoice.customer_id)
+        return ui.render("invoice.html", invoice=invoice, customer=customer)
+
+    @router.get("/widgets/revenue", response_class=HTMLResponse)
+    async def revenue_widget(ctx: InvoiceRead, ui: FragmentsDep) -> HTMLResponse:
+        return ui.render("revenue.html", m=await service.metrics(ctx))
+
+    return router

@@ -1,0 +1,38 @@
+"""The Billing plugin's app: the entry point ``plexica.plugins: billing``."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from plexica_billing.api import api_router, ui_router
+from plexica_billing.events import event_bus
+from plexica_sdk.app import PluginConfig, PluginRuntime, create_plugin_app
+from plexica_sdk.manifest import MANIFEST_FILE, Manifest, load_manifest
+
+HERE = Path(__file__).resolve().parent
+
+
+def plugin_root() -> Path:
+    """Where the manifest and migrations are: inside the package when installed from a wheel,
+    the distribution's folder in a source checkout."""
+    return HERE if (HERE / MANIFEST_FILE).exists() else HERE.parents[1]
+
+
+@cache
+def manifest() -> Manifest:
+    return load_manifest(plugin_root() / MANIFEST_FILE)
+
+
+def create_app(config: PluginConfig | None = None) -> FastAPI:
+    app = create_plugin_app(
+        manifest(),
+        routers=[api_router(), ui_router()],
+        config=config,
+        templates=HERE / "templates",
+    )
+    runtime: PluginRuntime = app.state.plugin
+    app.state.event_bus = event_bus(lambda: runtime.db)
+    return app

@@ -1,0 +1,50 @@
+"""The invoice as a PDF (fpdf2, core fonts: Latin-1 text, anything else replaced)."""
+
+from __future__ import annotations
+
+from fpdf import FPDF
+
+from plexica_billing.schemas import Customer, Invoice
+
+
+def _latin1(value: object) -> str:
+    return str(value).encode("latin-1", "replace").decode("latin-1")
+
+
+def render_invoice(invoice: Invoice, customer: Customer) -> bytes:
+    pdf = FPDF(format="A4")
+    pdf.set_title(_latin1(f"Invoice {invoice.number or 'draft'}"))
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.cell(
+        0, 10, _latin1(f"Invoice {invoice.number or '(draft)'}"), new_x="LMARGIN", new_y="NEXT"
+    )
+    pdf.set_font("Helvetica", size=10)
+    pdf.cell(0, 6, _latin1(customer.name), new_x="LMARGIN", new_y="NEXT")
+    if invoice.issued_at:
+        pdf.cell(0, 6, f"Issued {invoice.issued_at.date()}", new_x="LMARGIN", new_y="NEXT")
+    if invoice.due_at:
+        pdf.cell(0, 6, f"Due {invoice.due_at.date()}", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    with pdf.table(col_widths=(70, 20, 30, 20, 30), text_align="LEFT") as table:
+        table.row(["Description", "Qty", "Unit price", "Tax %", "Amount"])
+        for line in invoice.lines:
+            table.row(
+                [
+                    _latin1(line.description),
+                    str(line.quantity),
+                    str(line.unit_price),
+                    str(line.tax_rate),
+                    str(line.amount),
+                ]
+            )
+    pdf.ln(4)
+    for label, value in (
+        ("Subtotal", invoice.subtotal),
+        ("Tax", invoice.tax),
+        ("Total", invoice.total),
+    ):
+        pdf.cell(
+            0, 6, f"{label}: {value} {invoice.currency}", align="R", new_x="LMARGIN", new_y="NEXT"
+        )
+    return bytes(pdf.output())

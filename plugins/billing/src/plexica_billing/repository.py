@@ -1,0 +1,400 @@
+"""SQL of Billing: the plugin's own tables in the caller's tenant schema (``billing_*``)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from plexica_sdk.events import Event
+from plexica_sdk.events import first_delivery as sdk_first_delivery
+
+TABLES = (
+    "billing_customers",
+    "billing_plans",
+    "billing_subscriptions",
+    "billing_invoices",
+)
+
+
+def _one(row: Any) -> dict[str, Any] | None:
+    found = row.mappings().first()
+    return dict(found) if found else None
+
+
+async def _page(
+    session: AsyncSession, sql: str, params: dict[str, Any], limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    rows = [
+        dict(r)
+        for r in (
+            await session.execute(
+                text(
+                    f"SELECT q.*, count(*) OVER () AS _total FROM ({sql}) AS q"  # noqa: S608
+                    " LIMIT :limit OFFSET :offset"
+                ),
+                {**params, "limit": limit, "offset": offset},
+            )
+        ).mappings()
+    ]
+    if rows:
+        total = int(rows[0]["_total"])
+    else:
+        total = int(
+            (await session.execute(text(f"SELECT count(*) FROM ({sql}) AS q"), params)).scalar_one()  # noqa: S608
+        )
+    for row in rows:
+        del row["_total"]
+    return rows, total
+
+
+def _where(clauses: list[str]) -> str:
+    return ("WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+async def get(
+    session: AsyncSession, table: str, id_: UUID, *, lock: bool = False
+) -> dict[str, Any] | None:
+    assert table in TABLES
+    sql = f"SELECT * FROM {table} WHERE id = :id" + (" FOR UPDATE" if lock else "")  # noqa: S608
+    return _one(await session.execute(text(sql), {"id": id_}))
+
+
+async def tenant_schema_of(session: AsyncSession, role: str, function: str) -> str | None:
+    """The schema where the platform gave ``role`` its installation function: the tenant's
+    schema, found from the catalog (events carry the tenant id, not its slug)."""
+    row = await session.execute(
+        text(
+            "SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE p.proname = :fn AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :role)"
+            " AND has_function_privilege(:role, p.oid, 'EXECUTE')"
+        ),
+        {"fn": function, "role": role},
+    )
+    found = row.scalar_one_or_none()
+    return str(found) if found else None
+
+
+# --- customers -------------------------------------------------------------------------------
+
+
+async def list_customers(
+    session: AsyncSession, q: str | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    where = "WHERE strpos(lower(name), :q) > 0" if q else ""
+    sql = f"SELECT * FROM billing_customers {where} ORDER BY lower(name), id"  # noqa: S608
+    return await _page(session, sql, {"q": (q or "").lower()}, limit, offset)
+
+
+async def insert_customer(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
+    row = await session.execute(
+        text(
+            "INSERT INTO billing_customers (name, email, currency, crm_company_id)"
+            " VALUES (:name, :email, :currency, :crm_company_id) RETURNING *"
+        ),
+        values,
+    )
+    return dict(row.mappings().one())
+
+
+async def upsert_crm_customer(
+    session: AsyncSession, company_id: UUID, name: str, currency: str
+) -> dict[str, Any]:
+    """The customer of a CRM company, created on first sight (races resolved by the unique
+    company id)."""
+    row = await session.execute(
+        text(
+            "INSERT INTO billing_customers (name, currency, crm_company_id)"
+            " VALUES (:name, :currency, :company) ON CONFLICT (crm_company_id)"
+            " DO UPDATE SET name = EXCLUDED.name, updated_at = now() RETURNING *"
+        ),
+        {"name": name, "currency": currency, "company": company_id},
+    )
+    return dict(row.mappings().one())
+
+
+# --- plans -----------------------------------------------------------------------------------
+
+
+async def list_plans(
+    session: AsyncSession, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    return await _page(session, "SELECT * FROM billing_plans ORDER BY code", {}, limit, offset)
+
+
+async def insert_plan(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any] | None:
+    row = await session.execute(
+        text(
+            "INSERT INTO billing_plans (code, name, pricing, billing_interval, price, currency,"
+            " tax_rate) VALUES (:code, :name, :pricing, :billing_interval, :price, :currency,"
+            " :tax_rate) ON CONFLICT (code) DO NOTHING RETURNING *"
+        ),
+        values,
+    )
+    return _one(row)
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+
+async def list_subscriptions(
+    session: AsyncSession, status: str | None, customer_id: UUID | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    clauses = []
+    if status:
+        clauses.append("status = :status")
+    if customer_id:
+        clauses.append("customer_id = :customer")
+    sql = f"SELECT * FROM billing_subscriptions {_where(clauses)} ORDER BY created_at DESC, id"  # noqa: S608
+    return await _page(session, sql, {"status": status, "customer": customer_id}, limit, offset)
+
+
+async def insert_subscription(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
+    row = await session.execute(
+        text(
+            "INSERT INTO billing_subscriptions (customer_id, plan_id, status, quantity, anchor,"
+            " current_period_start, current_period_end) VALUES (:customer_id, :plan_id, :status,"
+            " :quantity, :start, :start, :end) RETURNING *"
+        ),
+        values,
+    )
+    return dict(row.mappings().one())
+
+
+async def update_subscription(
+    session: AsyncSession, subscription_id: UUID, plan_id: UUID, quantity: int, status: str
+) -> dict[str, Any]:
+    row = await session.execute(
+        text(
+            "UPDATE billing_subscriptions SET plan_id = :plan, quantity = :quantity,"
+            " status = :status, updated_at = now(),"
+            " canceled_at = CASE WHEN :status = 'canceled' THEN now() ELSE NULL END"
+            " WHERE id = :id RETURNING *"
+        ),
+        {"plan": plan_id, "quantity": quantity, "status": status, "id": subscription_id},
+    )
+    return dict(row.mappings().one())
+
+
+async def end_trials(session: AsyncSession, as_of: date) -> list[dict[str, Any]]:
+    """Trials over by ``as_of`` become active; the first paid period starts when the trial
+    ends (and anchors later periods)."""
+    rows = await session.execute(
+        text(
+            "UPDATE billing_subscriptions s SET status = 'active', updated_at = now(),"
+            " anchor = s.current_period_end, current_period_start = s.current_period_end,"
+            " current_period_end = (s.current_period_end + CASE p.billing_interval"
+            " WHEN 'year' THEN interval '1 year' ELSE interval '1 month' END)::date"
+            " FROM billing_plans p WHERE p.id = s.plan_id AND s.status = 'trialing'"
+            " AND s.current_period_end <= :as_of RETURNING s.*"
+        ),
+        {"as_of": as_of},
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def lock_due_subscriptions(
+    session: AsyncSession, as_of: date, limit: int
+) -> list[dict[str, Any]]:
+    """Due subscriptions with their plan, locked; rows another run holds are skipped (it bills
+    them), so concurrent runs split the work instead of waiting or billing twice."""
+    rows = await session.execute(
+        text(
+            "SELECT s.id, s.customer_id, s.quantity, s.anchor, s.current_period_start,"
+            " s.current_period_end, p.name AS plan_name, p.pricing, p.billing_interval,"
+            " p.price, p.currency, p.tax_rate"
+            " FROM billing_subscriptions s JOIN billing_plans p ON p.id = s.plan_id"
+            " WHERE s.status IN ('active', 'past_due') AND s.current_period_end <= :as_of"
+            " ORDER BY s.current_period_end, s.id LIMIT :limit FOR UPDATE OF s SKIP LOCKED"
+        ),
+        {"as_of": as_of, "limit": limit},
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def advance_periods(session: AsyncSession, periods: list[dict[str, Any]]) -> None:
+    await session.execute(
+        text(
+            "UPDATE billing_subscriptions SET current_period_start = :start,"
+            " current_period_end = :end, updated_at = now() WHERE id = :id"
+        ),
+        periods,
+    )
+
+
+# --- invoices --------------------------------------------------------------------------------
+
+
+async def list_invoices(
+    session: AsyncSession,
+    status: str | None,
+    customer_id: UUID | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    clauses = []
+    if status:
+        clauses.append("status = :status")
+    if customer_id:
+        clauses.append("customer_id = :customer")
+    sql = (
+        f"SELECT * FROM billing_invoices {_where(clauses)}"  # noqa: S608
+        " ORDER BY sequence DESC NULLS FIRST, created_at DESC, id"
+    )
+    return await _page(session, sql, {"status": status, "customer": customer_id}, limit, offset)
+
+
+async def insert_invoice(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
+    row = await session.execute(
+        text(
+            "INSERT INTO billing_invoices (customer_id, currency, status, crm_deal_id)"
+            " VALUES (:customer_id, :currency, 'draft', :crm_deal_id) RETURNING *"
+        ),
+        {"crm_deal_id": None, **values},
+    )
+    return dict(row.mappings().one())
+
+
+async def invoice_by_deal(session: AsyncSession, deal_id: UUID) -> dict[str, Any] | None:
+    return _one(
+        await session.execute(
+            text("SELECT * FROM billing_invoices WHERE crm_deal_id = :d FOR UPDATE"), {"d": deal_id}
+        )
+    )
+
+
+async def lines(session: AsyncSession, invoice_id: UUID) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        text("SELECT * FROM billing_invoice_lines WHERE invoice_id = :id ORDER BY position"),
+        {"id": invoice_id},
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def insert_lines(session: AsyncSession, values: list[dict[str, Any]]) -> None:
+    if values:
+        await session.execute(
+            text(
+                "INSERT INTO billing_invoice_lines (invoice_id, position, description, quantity,"
+                " unit_price, tax_rate, amount, tax) VALUES (:invoice_id, :position,"
+                " :description, :quantity, :unit_price, :tax_rate, :amount, :tax)"
+            ),
+            values,
+        )
+
+
+async def delete_lines(session: AsyncSession, invoice_id: UUID) -> None:
+    await session.execute(
+        text("DELETE FROM billing_invoice_lines WHERE invoice_id = :id"), {"id": invoice_id}
+    )
+
+
+async def set_totals(
+    session: AsyncSession, invoice_id: UUID, subtotal: Decimal, tax: Decimal
+) -> None:
+    await session.execute(
+        text(
+            "UPDATE billing_invoices SET subtotal = :subtotal, tax = :tax,"
+            " total = :total, updated_at = now() WHERE id = :id"
+        ),
+        {"subtotal": subtotal, "tax": tax, "total": subtotal + tax, "id": invoice_id},
+    )
+
+
+async def take_numbers(session: AsyncSession, count: int) -> int:
+    """Reserve ``count`` invoice numbers; returns the first. The counter row stays locked until
+    the transaction ends, and a rollback gives the numbers back: no gaps, no duplicates."""
+    row = await session.execute(
+        text(
+            "UPDATE billing_counters SET value = value + :n WHERE name = 'invoice'"
+            " RETURNING value - :n + 1"
+        ),
+        {"n": count},
+    )
+    return int(row.scalar_one())
+
+
+async def mark_issued(
+    session: AsyncSession, invoice_id: UUID, number: str, sequence: int, terms_days: int
+) -> dict[str, Any]:
+    row = await session.execute(
+        text(
+            "UPDATE billing_invoices SET status = 'open', number = :number, sequence = :seq,"
+            " issued_at = now(), due_at = now() + make_interval(days => CAST(:days AS int)),"
+            " updated_at = now() WHERE id = :id RETURNING *"
+        ),
+        {"number": number, "seq": sequence, "days": terms_days, "id": invoice_id},
+    )
+    return dict(row.mappings().one())
+
+
+async def insert_issued_invoices(session: AsyncSession, values: list[dict[str, Any]]) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO billing_invoices (id, customer_id, subscription_id, period_start,"
+            " period_end, status, number, sequence, currency, subtotal, tax, total, issued_at,"
+            " due_at) VALUES (:id, :customer_id, :subscription_id, :period_start, :period_end,"
+            " 'open', :number, :sequence, :currency, :subtotal, :tax, :total, now(),"
+            " now() + make_interval(days => CAST(:days AS int)))"
+        ),
+        values,
+    )
+
+
+async def set_status(session: AsyncSession, invoice_id: UUID, status: str) -> dict[str, Any]:
+    row = await session.execute(
+        text(
+            "UPDATE billing_invoices SET status = :status, updated_at = now(),"
+            " paid_at = CASE WHEN :status = 'paid' THEN now() ELSE paid_at END,"
+            " voided_at = CASE WHEN :status = 'void' THEN now() ELSE voided_at END"
+            " WHERE id = :id RETURNING *"
+        ),
+        {"status": status, "id": invoice_id},
+    )
+    return dict(row.mappings().one())
+
+
+async def insert_payment(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
+    row = await session.execute(
+        text(
+            "INSERT INTO billing_payments (invoice_id, amount, currency, provider, reference,"
+            " created_by) VALUES (:invoice_id, :amount, :currency, :provider, :reference, :by)"
+            " RETURNING *"
+        ),
+        values,
+    )
+    return dict(row.mappings().one())
+
+
+async def payments(session: AsyncSession, invoice_id: UUID) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        text("SELECT * FROM billing_payments WHERE invoice_id = :id ORDER BY created_at"),
+        {"id": invoice_id},
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def metrics(session: AsyncSession) -> dict[str, Any]:
+    mrr = await session.execute(
+        text(
+            "SELECT p.currency, sum(p.price * s.quantity"
+            " / CASE p.billing_interval WHEN 'year' THEN 12 ELSE 1 END) AS mrr"
+            " FROM billing_subscriptions s JOIN billing_plans p ON p.id = s.plan_id"
+            " WHERE s.status IN ('active', 'past_due') GROUP BY p.currency ORDER BY p.currency"
+        )
+    )
+    open_ = await session.execute(
+        text(
+            "SELECT currency, count(*) AS n, sum(total) AS amount FROM billing_invoices"
+            " WHERE status = 'open' GROUP BY currency ORDER BY currency"
+        )
+    )
+    return {"mrr": list(mrr.mappings()), "open": list(open_.mappings())}
+
+
+async def first_delivery(session: AsyncSession, event: Event, consumer: str) -> bool:
+    return await sdk_first_delivery(session, event, consumer, table="billing_processed_events")

@@ -1,0 +1,218 @@
+"""Request and response models of the Billing API, and its errors."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Generic, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
+
+T = TypeVar("T")
+
+Currency = Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")]
+Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2, allow_inf_nan=False)]
+Rate = Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2, allow_inf_nan=False)]
+SubscriptionStatus = Literal["trialing", "active", "past_due", "canceled"]
+InvoiceStatus = Literal["draft", "open", "paid", "void", "uncollectible"]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class CustomerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    currency: Currency | None = None
+    crm_company_id: UUID | None = None
+
+
+class Customer(BaseModel):
+    id: UUID
+    name: str
+    email: str | None
+    currency: str
+    crm_company_id: UUID | None
+    created_at: datetime
+
+
+class PlanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    name: str = Field(min_length=1, max_length=200)
+    pricing: Literal["flat", "per_seat"] = "flat"
+    billing_interval: Literal["month", "year"] = "month"
+    price: Money
+    currency: Currency | None = None
+    tax_rate: Rate | None = None
+
+
+class Plan(BaseModel):
+    id: UUID
+    code: str
+    name: str
+    pricing: str
+    billing_interval: str
+    price: Decimal
+    currency: str
+    tax_rate: Decimal
+
+
+class SubscriptionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customer_id: UUID
+    plan_id: UUID
+    quantity: int = Field(default=1, ge=1, le=1_000_000)
+    start: date | None = None
+    trial_days: int = Field(default=0, ge=0, le=365)
+
+
+class SubscriptionChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plan_id: UUID | None = None
+    quantity: int | None = Field(default=None, ge=1, le=1_000_000)
+    status: Literal["active", "past_due", "canceled"] | None = None
+
+
+class Subscription(BaseModel):
+    id: UUID
+    customer_id: UUID
+    plan_id: UUID
+    status: SubscriptionStatus
+    quantity: int
+    current_period_start: date
+    current_period_end: date
+    canceled_at: datetime | None
+
+
+class LineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str = Field(min_length=1, max_length=500)
+    quantity: Decimal = Field(
+        default=Decimal(1), gt=0, max_digits=12, decimal_places=2, allow_inf_nan=False
+    )
+    unit_price: Money
+    currency: Currency | None = None
+    tax_rate: Rate | None = None
+
+
+class InvoiceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customer_id: UUID
+    currency: Currency | None = None
+    lines: list[LineIn] = Field(default_factory=list, max_length=500)
+
+
+class Line(BaseModel):
+    id: UUID
+    position: int
+    description: str
+    quantity: Decimal
+    unit_price: Decimal
+    tax_rate: Decimal
+    amount: Decimal
+    tax: Decimal
+
+
+class Invoice(BaseModel):
+    id: UUID
+    customer_id: UUID
+    subscription_id: UUID | None
+    crm_deal_id: UUID | None
+    period_start: date | None
+    period_end: date | None
+    status: InvoiceStatus
+    number: str | None
+    currency: str
+    subtotal: Decimal
+    tax: Decimal
+    total: Decimal
+    issued_at: datetime | None
+    due_at: datetime | None
+    paid_at: datetime | None
+    created_at: datetime
+    lines: list[Line] = Field(default_factory=list)
+
+
+class PaymentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: Money
+    currency: Currency | None = None
+    provider: str = Field(default="bank_transfer", max_length=40)
+    reference: str = Field(default="", max_length=200)
+
+
+class Payment(BaseModel):
+    id: UUID
+    invoice_id: UUID
+    amount: Decimal
+    currency: str
+    provider: str
+    reference: str
+    created_at: datetime
+
+
+class InvoiceRunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    as_of: date | None = None
+
+
+class InvoiceRun(BaseModel):
+    as_of: date
+    issued: int
+    numbers: list[str]
+
+
+class Metrics(BaseModel):
+    currency: str
+    mrr: dict[str, Decimal]
+    open_invoices: int
+    open_amount: dict[str, Decimal]
+
+
+class BillingNotFoundError(NotFoundError):
+    pass
+
+
+class UnknownReferenceError(PlexicaError):
+    status, code = 422, "unknown_reference"
+
+
+class UnknownCurrencyError(PlexicaError):
+    status, code = 422, "unknown_currency"
+
+
+class CurrencyMismatchError(PlexicaError):
+    status, code = 422, "currency_mismatch"
+
+
+class InvalidAmountError(PlexicaError):
+    status, code = 422, "invalid_amount"
+
+
+class UnknownProviderError(PlexicaError):
+    status, code = 422, "unknown_payment_provider"
+
+
+class InvoiceStateError(ConflictError):
+    code = "invalid_invoice_state"
+
+
+class AlreadyPaidError(ConflictError):
+    code = "invoice_already_paid"
+
+
+class SubscriptionStateError(ConflictError):
+    code = "invalid_subscription_state"
+
+
+class DuplicateError(ConflictError):
+    code = "already_exists"
