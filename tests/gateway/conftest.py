@@ -31,11 +31,12 @@ class Core:
     app: FastAPI
     http: httpx.AsyncClient
     issuers: StaticIssuers
+    base: str = ""  # "/api/core" behind the embedded edge
 
     async def tenant(self) -> dict[str, Any]:
         slug = "gw-" + uuid.uuid4().hex[:10]
         r = await self.http.post(
-            "/v1/tenants",
+            f"{self.base}/v1/tenants",
             json={"slug": slug, "name": "Initech", "admin_email": "it@initech.example"},
             headers=self.issuers.operator_headers(),
         )
@@ -51,7 +52,7 @@ class Core:
 
     async def install(self, tenant: dict[str, Any], plugin_id: str) -> None:
         r = await self.http.post(
-            f"/v1/tenants/{tenant['id']}/plugins",
+            f"{self.base}/v1/tenants/{tenant['id']}/plugins",
             json={"plugin_id": plugin_id},
             headers={"Authorization": f"Bearer {self.token(tenant)}"},
         )
@@ -60,7 +61,7 @@ class Core:
     async def set_enabled(self, tenant: dict[str, Any], plugin_id: str, on: bool) -> None:
         verb = "enable" if on else "disable"
         r = await self.http.post(
-            f"/v1/tenants/{tenant['id']}/plugins/{plugin_id}/{verb}",
+            f"{self.base}/v1/tenants/{tenant['id']}/plugins/{plugin_id}/{verb}",
             headers={"Authorization": f"Bearer {self.token(tenant)}"},
         )
         assert r.status_code == 200, r.text

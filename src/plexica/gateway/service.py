@@ -95,8 +95,8 @@ def trace_id(candidate: str | None) -> str:
 
 
 class PluginActivity:
-    """Whether a plugin is active for a tenant, cached for ``ttl`` seconds: a disabled plugin
-    is refused at the edge within that time on every replica, without any message bus."""
+    """Whether a plugin is active for a tenant; a yes is cached for ``ttl`` seconds, so a
+    disabled plugin is refused at the edge within that time on every replica, without a bus."""
 
     def __init__(self, loader: ActiveLoader, ttl: float = 1.0, max_entries: int = 100_000):
         self.loader = loader
@@ -110,9 +110,12 @@ class PluginActivity:
         if hit is not None and hit[0] > now:
             return hit[1]
         active = await self.loader(tenant_id, slug)
-        if len(self._entries) >= self.max_entries:
-            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-        self._entries[(tenant_id, slug)] = (now + self.ttl, active)
+        # Only "active" is cached: an install is usable at once, and the rate limit (checked
+        # first) bounds the lookups a caller can cause with plugins its tenant lacks.
+        if active:
+            if len(self._entries) >= self.max_entries:
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            self._entries[(tenant_id, slug)] = (now + self.ttl, active)
         return active
 
     def evict(self, tenant_id: UUID, slug: str) -> None:
@@ -171,16 +174,20 @@ class Gateway:
                 raise TenantUnavailableError("this tenant is not available")
             slug = tenant.slug
             headers["X-Tenant-ID"], headers["X-Tenant-Slug"] = str(tenant.id), tenant.slug
-        if route.plugin is not None:
-            if principal.tenant_id is None:
-                raise TenantRequiredError("plugins act in a tenant: use a tenant's token")
-            # The same answer as an unknown route: the edge does not say what a tenant lacks.
-            if not await self.plugins.is_active(principal.tenant_id, route.plugin):
-                raise _not_found()
+        if route.plugin is not None and principal.tenant_id is None:
+            raise TenantRequiredError("plugins act in a tenant: use a tenant's token")
         key = f"{principal.tenant_id or '-'}:{principal.subject}:{route.group}"
         decision = await self.limiter.hit(key, self.limits.limit(slug, route.group))
         if not decision.allowed:
             raise RateLimitedError("rate limit exceeded", headers=decision.headers())
+        # The same answer as an unknown route: the edge does not say what a tenant lacks.
+        tenant_id, plugin = principal.tenant_id, route.plugin
+        if (
+            plugin is not None
+            and tenant_id is not None
+            and not await self.plugins.is_active(tenant_id, plugin)
+        ):
+            raise _not_found()
         return Verdict(None, {**headers, **decision.headers()})
 
     async def _principal(self, authorization: str | None) -> Principal:
