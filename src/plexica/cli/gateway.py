@@ -58,3 +58,14 @@ def traefik(
 
     config = traefik_config(core_url, _deployed_plugins(), web_url)
     _write(yaml.safe_dump(config, sort_keys=False), output)
+
+
+@config_app.command("kong")
+def kong(
+    core_url: CoreUrl = "http://core:3000", web_url: WebUrl = None, output: Output = None
+) -> None:
+    """Kong DB-less declarative configuration (``KONG_DECLARATIVE_CONFIG``)."""
+    from plexica.gateway.config import kong_config
+
+    config = kong_config(core_url, _deployed_plugins(), web_url)
+    _write(yaml.safe_dump(config, sort_keys=False), output)

@@ -72,3 +72,112 @@ def traefik_config(
 def deployed(registered: list[str], urls: Mapping[str, object]) -> dict[str, str]:
     """Plugins both in the catalog and deployed at a URL: only those get a route."""
     return {slug: str(urls[slug]) for slug in registered if isinstance(urls.get(slug), str)}
+
+
+# Kong's pre-function (access phase): the same forward-auth contract as Traefik's forwardAuth.
+_KONG_ACCESS = """
+local http = require "resty.http"
+local names = {NAMES}
+for _, h in ipairs(names) do kong.service.request.clear_header(h) end
+local query = kong.request.get_raw_query()
+local uri = kong.request.get_raw_path() .. ((query ~= "" and ("?" .. query)) or "")
+local res, err = http.new():request_uri("{DECISION}", {
+  method = "GET",
+  headers = {
+    ["Authorization"] = kong.request.get_header("authorization"),
+    ["X-Trace-ID"] = kong.request.get_header("x-trace-id"),
+    ["X-Forwarded-Method"] = kong.request.get_method(),
+    ["X-Forwarded-Uri"] = uri,
+    ["X-Forwarded-Host"] = kong.request.get_host(),
+  },
+})
+if not res then
+  kong.log.err("gateway decision unavailable: ", err)
+  return kong.response.exit(503, {
+    error = {code = "unavailable", message = "gateway decision unavailable", details = ngx.null},
+  })
+end
+if res.status ~= 200 then
+  local out = {["Content-Type"] = "application/json"}
+  for _, h in ipairs({"Retry-After", "WWW-Authenticate", "RateLimit-Limit",
+                      "RateLimit-Remaining", "RateLimit-Reset", "X-Trace-ID"}) do
+    out[h] = res.headers[h]
+  end
+  return kong.response.exit(res.status, res.body, out)
+end
+for _, h in ipairs(names) do
+  local v = res.headers[h]
+  if v and v ~= "" then kong.service.request.set_header(h, v) end
+end
+"""
+
+
+def kong_config(
+    core_url: str, plugins: Mapping[str, str], web_url: str | None = None
+) -> dict[str, Any]:
+    """Kong DB-less declarative configuration (``_format_version: "3.0"``)."""
+    core_url = core_url.rstrip("/")
+    names = "{" + ", ".join(f'"{h}"' for h in UPSTREAM_HEADERS) + "}"
+    access = _KONG_ACCESS.replace("{NAMES}", names).replace("{DECISION}", core_url + DECISION_PATH)
+    api_plugins = [
+        {"name": "pre-function", "config": {"access": [access.strip() + "\n"]}},
+    ]
+
+    def service(name: str, url: str, path: str, strip: bool = True) -> dict[str, Any]:
+        return {
+            "name": name,
+            "url": url.rstrip("/"),
+            "routes": [
+                {
+                    "name": name,
+                    "paths": [path],
+                    "strip_path": strip,
+                    "preserve_host": False,
+                    "protocols": ["http", "https"],
+                }
+            ],
+            "plugins": [dict(p) for p in api_plugins],
+        }
+
+    services = [service("core-api", core_url, "/api/core")]
+    for slug, url in sorted(plugins.items()):
+        services.append(service(f"plugin-{slug}", url, f"/api/plugins/{slug}"))
+    realms: dict[str, Any] = {
+        "name": "realms",
+        "url": core_url + "/realms",
+        "routes": [{"name": "realms", "paths": ["/realms"], "strip_path": True}],
+    }
+    services.append(realms)
+    if web_url is not None:
+        services.append(
+            {
+                "name": "web",
+                "url": web_url.rstrip("/"),
+                "routes": [{"name": "web", "paths": ["/"], "strip_path": False}],
+            }
+        )
+    return {
+        "_format_version": "3.0",
+        "_transform": True,
+        "services": services,
+        # Unknown /api paths: the decision answers them (404), as Traefik's api-unknown router.
+        "routes": [
+            {
+                "name": "api-unknown",
+                "paths": ["/api"],
+                "strip_path": False,
+                "plugins": [dict(p) for p in api_plugins]
+                + [{"name": "request-termination", "config": {"status_code": 404}}],
+            }
+        ],
+        "plugins": [
+            {
+                "name": "correlation-id",
+                "config": {
+                    "header_name": "X-Trace-ID",
+                    "generator": "uuid#counter",
+                    "echo_downstream": True,
+                },
+            }
+        ],
+    }
