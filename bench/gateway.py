@@ -114,6 +114,7 @@ def main() -> None:
         limiter = "redis" if args.redis_url else "memory"
         for name, path, headers in (
             ("core_info_direct", "/v1/info", {}),
+            ("decision_public_route", "/v1/gateway/authorize", {"X-Forwarded-Uri": "/"}),
             ("decision_endpoint", "/v1/gateway/authorize", decision),
         ):
             wrk(base + path, headers, 2, args.connections)  # warm-up
