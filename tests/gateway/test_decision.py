@@ -27,6 +27,7 @@ async def test_public_routes_need_no_token(core: Core) -> None:
         "/assets/a.js",
         "/api/core/openapi.json",
         "/api/core/docs",
+        "/api/core/v1/info",
     ):
         r = await core.http.get(AUTH, headers=forward(uri))
         assert r.status_code == 200, (uri, r.text)

@@ -31,7 +31,9 @@ from plexica_sdk.observability import new_id, valid_id
 CORE = "/api/core"
 PLUGINS = "/api/plugins/"
 MAX_URI = 4096
-PUBLIC_CORE = frozenset({"/api/core/openapi.json", "/api/core/docs", "/api/core/health"})
+PUBLIC_CORE = frozenset(
+    {"/api/core/openapi.json", "/api/core/docs", "/api/core/health", "/api/core/v1/info"}
+)
 PUBLIC_PLUGIN_PATHS = frozenset({"/health"})
 # Never through the edge: the decision endpoint itself (a client could probe it).
 HIDDEN_CORE_PREFIXES = ("/api/core/v1/gateway/",)
