@@ -180,3 +180,14 @@ async def test_rate_limit_in_redis_shared_by_replicas(
         for gen in (gen_a, gen_b):
             with pytest.raises(StopAsyncIteration):
                 await anext(gen)
+
+
+async def test_operator_passes_on_core_but_not_on_plugins(core: Core, plugin_id: str) -> None:
+    op = core.issuers.operator_headers()["Authorization"].removeprefix("Bearer ")
+    r = await core.http.get(AUTH, headers=forward("/api/core/v1/tenants", op))
+    assert r.status_code == 200, r.text
+    assert r.headers["X-User-Roles"] == "super_admin"
+    assert r.headers.get("X-Tenant-ID", "") == ""
+    r = await core.http.get(AUTH, headers=forward(f"/api/plugins/{plugin_id}/v1/x", op))
+    assert r.status_code == 403
+    assert error_of(r)["code"] == "tenant_required"
