@@ -14,6 +14,8 @@ from plexica.events import api as events_api
 from plexica.events.runtime import EventRuntime
 from plexica.flags.api import router as flags_router
 from plexica.flags.wiring import start_flags
+from plexica.gateway.api import router as gateway_router
+from plexica.gateway.wiring import start_gateway
 from plexica.identity.api import me_router, roles_router, users_router
 from plexica.identity.oidc import router as oidc_router
 from plexica.identity.wiring import identity_lifespan
@@ -70,6 +72,7 @@ def create_app(
             app.state.services = services
             await services.start()
             stack.push_async_callback(services.stop)
+            await start_gateway(app, settings, database, services.tenants.cache, stack)
             if event_buses is not None:
                 runtime = EventRuntime(database, event_buses, kafka_brokers=settings.kafka_brokers)
                 app.state.events = await stack.enter_async_context(runtime)
@@ -102,6 +105,7 @@ def create_app(
     app.include_router(events_api.router)
     app.include_router(files_router)
     app.include_router(flags_router)
+    app.include_router(gateway_router)
     return app
 
 

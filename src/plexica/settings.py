@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     plugin_urls: Optional = None
     # Plugins installed into every new tenant by provisioning, e.g. "crm,billing".
     default_plugins: Optional = None
+    # Edge rate limits (ADR 0081): requests per minute per tenant+user+route group, overrides as
+    # "plugin:crm=300,tenant:acme=1000,tenant:acme/plugin:crm=50".
+    gateway_rate_limit: int = Field(default=100, ge=1)
+    gateway_rate_limits: Optional = None
+    gateway_rate_limit_fail_open: bool = True
+    gateway_plugin_cache_seconds: float = Field(default=1.0, ge=0, le=60)
 
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 

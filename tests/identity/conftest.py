@@ -127,3 +127,13 @@ async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
+
+
+async def register_tenant(db: Database, tenant: TenantRef) -> None:
+    """Make ``tenant`` active in the tenant registry: the edge serves no other tenant."""
+    from plexica.tenants import repository as tenants_repo
+    from plexica.tenants.schemas import State
+
+    async with db.session() as s:
+        await tenants_repo.insert_tenant(s, tenant.id, tenant.slug, tenant.name, tenant.admin_email)
+        await tenants_repo.set_state(s, tenant.id, State.PROVISIONING, State.ACTIVE)

@@ -25,7 +25,7 @@ from plexica.kit.db import Database
 from plexica.settings import Settings
 from plexica.web.app import create_web_app
 from tests.conftest import running
-from tests.identity.conftest import Live, new_tenant, provision, set_password
+from tests.identity.conftest import Live, new_tenant, provision, register_tenant, set_password
 
 PUBLIC = "http://testserver"
 
@@ -67,6 +67,7 @@ async def test_browser_flow_through_the_edge(
     assert me.json()["is_operator"] is True
 
     tenant = new_tenant("edge")
+    await register_tenant(db, tenant)
     await RealmStep(BuiltinIdentity(db, PUBLIC), db).apply(tenant)
     admin_password = await set_password(db, tenant.realm, tenant.admin_email)
     body = await password_login(

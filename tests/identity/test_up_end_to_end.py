@@ -21,6 +21,7 @@ from plexica.kit.db import Database
 from plexica.kit.pgserver import free_port
 from plexica.kit.provisioning import TenantRef
 from plexica.settings import Settings
+from tests.identity.conftest import register_tenant
 from tests.integration.test_cli import PLEXICA, clean_env, data_dir, start, stop, wait_ready
 
 __all__ = ["data_dir"]
@@ -50,6 +51,7 @@ def test_operator_and_tenant_admin_sign_in_on_plexica_up(data_dir: Path) -> None
             url = json.loads((data_dir / "runtime.json").read_text())["database_url"]
             db = Database(Settings(database_url=url).sqlalchemy_url, pool_size=1)
             try:
+                await register_tenant(db, tenant)
                 await RealmStep(BuiltinIdentity(db, base), db).apply(tenant)
             finally:
                 await db.dispose()

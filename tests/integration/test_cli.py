@@ -86,9 +86,11 @@ def test_up_serves_everything_and_stops_cleanly(data_dir: Path) -> None:
         assert "/v1/info" in spec["paths"]
         assert httpx.get(f"{base}/api/core/docs").status_code == 200
         assert httpx.get(f"{base}/").status_code == 200
+        # The edge asks for a token before it says whether a plugin exists (ADR 0080).
         missing = httpx.get(f"{base}/api/plugins/nothing/here")
-        assert missing.status_code == 404
-        assert missing.json()["error"]["code"] == "not_found"
+        assert missing.status_code == 401
+        assert missing.json()["error"]["code"] == "unauthenticated"
+        assert httpx.get(f"{base}/api/nothing").status_code == 404
 
         # A second instance on the same data directory is refused and corrupts nothing.
         second = subprocess.run(

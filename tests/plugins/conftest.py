@@ -24,6 +24,8 @@ from plexica.plugins.gate import InstallationGate
 from plexica.plugins.schemas import MigrationFile, VersionStatus
 from plexica.plugins.service import HttpReadinessProbe
 from plexica.settings import Settings
+from plexica.tenants import repository as tenants_repo
+from plexica.tenants.schemas import State
 from plexica.web.app import create_web_app
 from plexica_crm.app import create_app as create_crm_app
 from plexica_crm.app import plugin_root
@@ -68,6 +70,9 @@ async def make_tenant(db: Database, issuers: StaticIssuers) -> AsyncIterator[Ten
         ref = TenantRef(uuid.uuid4(), slug, slug.upper(), f"admin@{slug}.test")
         async with db.session() as s:
             await s.execute(text(f'CREATE SCHEMA "{ref.schema}"'))
+            # Active in the tenant registry (an empty schema of our own): the edge serves no other.
+            await tenants_repo.insert_tenant(s, ref.id, slug, ref.name, ref.admin_email)
+            await tenants_repo.set_state(s, ref.id, State.PROVISIONING, State.ACTIVE)
         issuers.add_tenant(ref.id, slug)
         made.append(ref)
         return Tenant(ref, issuers)

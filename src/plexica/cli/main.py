@@ -11,6 +11,7 @@ from plexica import __version__
 from plexica.cli.backup import backup_app, restore_app
 from plexica.cli.events import app as events_app
 from plexica.cli.flags import flag_app
+from plexica.cli.gateway import gateway_app
 from plexica.cli.identity import token as identity_token
 from plexica.cli.identity import user_app
 from plexica.cli.plugins import plugin_app
@@ -101,3 +102,4 @@ def migrate(
 
 
 app.add_typer(tenant_app, name="tenant")
+app.add_typer(gateway_app, name="gateway")

@@ -23,7 +23,6 @@ from plexica.kit.migrate import upgrade_platform
 from plexica.kit.pgserver import EmbeddedPostgres, EmbeddedPostgresError
 from plexica.kit.server import PortInUseError, ensure_port_free, serve
 from plexica.plugins.embedded import mount_plugins
-from plexica.plugins.gate import InstallationGate
 from plexica.settings import Settings
 from plexica.tenants.fleet import migrate_fleet
 from plexica.web.app import create_web_app
@@ -73,9 +72,8 @@ def _run(settings: Settings, data_dir: Path) -> None:
         core = create_app(settings, event_buses=event_buses)
         plugins = mount_plugins(core, settings)
         event_buses.update(plugin_event_buses(plugins))
-        edge = create_edge_app(
-            core, create_web_app(settings), plugins=plugins, gate=InstallationGate(core)
-        )
+        # The edge asks the core's gateway decision (plugin active included, from its cache).
+        edge = create_edge_app(core, create_web_app(settings), plugins=plugins)
         url = f"http://{settings.host}:{settings.port}"
 
         def banner() -> None:

@@ -11,6 +11,8 @@ from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plexica import __version__
+from plexica.gateway.schemas import UPSTREAM_HEADERS
+from plexica.gateway.service import Gateway
 from plexica_sdk.errors import error_response
 from plexica_sdk.service import create_service_app
 
@@ -31,6 +33,61 @@ class _AtRoot:
         if root.endswith(self.prefix):
             scope = dict(scope, root_path=root[: -len(self.prefix)])
         await self.app(scope, receive, send)
+
+
+_STRIPPED = frozenset(h.lower().encode() for h in UPSTREAM_HEADERS)
+
+
+class _Guarded:
+    """Asks the core's gateway (the same ``authorize`` Traefik reaches by forward auth) about
+    every request, replaces client-sent identity headers with the verdict's, or answers the
+    refusal itself."""
+
+    def __init__(self, app: ASGIApp, core: FastAPI) -> None:
+        self.app = app
+        self.core = core
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        gateway: Gateway | None = getattr(self.core.state, "gateway", None)
+        if gateway is None:
+            await error_response(503, "unavailable", "the gateway is starting")(
+                scope, receive, send
+            )
+            return
+        raw = scope.get("raw_path") or scope["path"].encode()
+        uri = raw.decode("latin-1")
+        if scope.get("query_string"):
+            uri += "?" + scope["query_string"].decode("latin-1")
+        headers: dict[str, str] = {}
+        for key, value in scope["headers"]:
+            headers.setdefault(key.decode("latin-1"), value.decode("latin-1"))
+        state = scope.get("state", {})
+        verdict = await gateway.authorize(
+            scope["method"],
+            uri,
+            headers.get("host"),
+            headers.get("authorization"),
+            state.get("trace_id") or headers.get("x-trace-id"),
+        )
+        if verdict.error is not None:
+            e = verdict.error
+            out = {k: v for k, v in verdict.headers.items() if k != "X-Trace-ID"}
+            await error_response(e.status, e.code, e.message, e.details, out)(scope, receive, send)
+            return
+        kept = [
+            (k, v)
+            for k, v in scope["headers"]
+            if k not in _STRIPPED and not k.startswith(b"x-forwarded-")
+        ]
+        kept += [
+            (k.lower().encode(), v.encode("latin-1"))
+            for k, v in verdict.headers.items()
+            if k in UPSTREAM_HEADERS and v
+        ]
+        await self.app(dict(scope, headers=kept), receive, send)
 
 
 class PluginGate(Protocol):
@@ -67,7 +124,9 @@ def create_edge_app(
     plugins: Mapping[str, FastAPI],
     gate: PluginGate | None = None,
 ) -> FastAPI:
-    """Health, readiness and metrics of the edge are those of the core it fronts."""
+    """Health, readiness and metrics of the edge are those of the core it fronts. Every
+    ``/api/core`` and ``/api/plugins`` request passes the core's gateway decision (ADR 0080);
+    ``gate`` is an extra check of the plugin dispatch."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -86,8 +145,8 @@ def create_edge_app(
         docs_url=None,
         redoc_url=None,
     )
-    edge.mount(CORE_PREFIX, core)
+    edge.mount(CORE_PREFIX, _Guarded(core, core))
     edge.mount(REALMS_PREFIX, _AtRoot(core, REALMS_PREFIX))
-    edge.mount(PLUGINS_PREFIX.rstrip("/"), _PluginDispatch(plugins, gate))
+    edge.mount(PLUGINS_PREFIX.rstrip("/"), _Guarded(_PluginDispatch(plugins, gate), core))
     edge.mount("/", web)
     return edge

@@ -70,7 +70,8 @@ def _gcra(now: float, tat: float, limit: Limit) -> tuple[Decision, float]:
     if now < allow_at:
         remaining = 0
         return Decision(False, limit.requests, remaining, tat - now, allow_at - now), tat
-    remaining = int((burst - (new_tat - now)) / interval)
+    # The epsilon keeps 60/100 s steps from flooring 99 to 98.
+    remaining = int((burst - (new_tat - now)) / interval + 1e-9)
     return Decision(True, limit.requests, max(0, remaining), new_tat - now, 0.0), new_tat
 
 
@@ -106,7 +107,7 @@ if now < allow_at then
   return {0, tostring(tat - now), tostring(allow_at - now), 0}
 end
 redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
-return {1, tostring(new_tat - now), '0', math.floor((burst - (new_tat - now)) / interval)}
+return {1, tostring(new_tat - now), '0', math.floor((burst - (new_tat - now)) / interval + 1e-9)}
 """
 
 

@@ -790,3 +790,8 @@ class DefaultPluginsStep:
 async def tenant_by_slug(session: AsyncSession, slug: str) -> TenantRef | None:
     tenant_id = await repo.tenant_id_by_slug(session, slug)
     return TenantRef(tenant_id, slug, slug, "") if tenant_id else None
+
+
+async def catalog_ids(session: AsyncSession) -> list[str]:
+    """Plugins of the catalog with a version that is not deprecated (the gateway routes them)."""
+    return sorted(await _catalog(session))

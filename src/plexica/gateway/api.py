@@ -1,0 +1,37 @@
+"""The forward-auth decision endpoint (Traefik's ``forwardAuth``, Kong's pre-function)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from plexica.gateway.service import Gateway
+from plexica_sdk.errors import UnavailableError, error_response
+
+router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
+
+
+@router.get(
+    "/authorize",
+    summary="Decide on a request at the edge",
+    description="Reads X-Forwarded-Method/-Uri/-Host and Authorization. 200 carries the headers "
+    "to pass upstream (X-Tenant-ID, X-User-ID, X-User-Roles, X-Trace-ID); 400/401/403/404/429 "
+    "carry the error body for the client.",
+)
+async def authorize(request: Request) -> Response:
+    gateway: Gateway | None = getattr(request.app.state, "gateway", None)
+    if gateway is None:
+        raise UnavailableError("the gateway decision is not running")
+    h = request.headers
+    verdict = await gateway.authorize(
+        h.get("x-forwarded-method", "GET"),
+        h.get("x-forwarded-uri", "/"),
+        h.get("x-forwarded-host"),
+        h.get("authorization"),
+        getattr(request.state, "trace_id", None) or h.get("x-trace-id"),
+    )
+    # The request middleware already answers with X-Trace-ID (the same id).
+    headers = {k: v for k, v in verdict.headers.items() if k != "X-Trace-ID"}
+    if verdict.error is None:
+        return Response(status_code=200, headers=headers)
+    e = verdict.error
+    return error_response(e.status, e.code, e.message, e.details, headers)

@@ -1,0 +1,183 @@
+"""Data-plane configuration generated from the live plugin registry (ADR 0082).
+
+Traefik (file provider) and Kong (DB-less declarative) get the same shape: ``/api/core`` to the
+core, ``/api/plugins/<slug>`` to each deployed plugin with the prefix stripped, every API request
+decided by the core's ``/v1/gateway/authorize`` (rate limits included), and identity headers a
+client sends removed before the decision's own are set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from plexica.gateway.schemas import UPSTREAM_HEADERS
+
+DECISION_PATH = "/v1/gateway/authorize"
+
+
+def traefik_config(
+    core_url: str, plugins: Mapping[str, str], web_url: str | None = None
+) -> dict[str, Any]:
+    core_url = core_url.rstrip("/")
+    routers: dict[str, Any] = {
+        "core-api": {
+            "rule": "Path(`/api/core`) || PathPrefix(`/api/core/`)",
+            "service": "core-api",
+            "middlewares": ["strip-identity", "auth", "strip-core"],
+        },
+        # Every other /api path gets the decision's answer (404 for an unknown route).
+        "api-unknown": {
+            "rule": "PathPrefix(`/api`)",
+            "priority": 2,
+            "service": "noop@internal",
+            "middlewares": ["strip-identity", "auth"],
+        },
+        "realms": {"rule": "PathPrefix(`/realms/`)", "service": "core-api"},
+    }
+    middlewares: dict[str, Any] = {
+        "strip-identity": {
+            # An empty value removes the header: what the client sent never reaches a service.
+            "headers": {"customRequestHeaders": dict.fromkeys(UPSTREAM_HEADERS[:-1], "")}
+        },
+        "auth": {
+            "forwardAuth": {
+                "address": core_url + DECISION_PATH,
+                "trustForwardHeader": False,
+                "maxResponseBodySize": 65536,
+                "authRequestHeaders": ["Authorization", "X-Trace-ID"],
+                "authResponseHeaders": list(UPSTREAM_HEADERS),
+            }
+        },
+        "strip-core": {"stripPrefix": {"prefixes": ["/api/core"]}},
+    }
+    services: dict[str, Any] = {
+        "core-api": {"loadBalancer": {"servers": [{"url": core_url}]}},
+    }
+    for slug, url in sorted(plugins.items()):
+        prefix = f"/api/plugins/{slug}"
+        routers[f"plugin-{slug}"] = {
+            "rule": f"Path(`{prefix}`) || PathPrefix(`{prefix}/`)",
+            "service": f"plugin-{slug}",
+            "middlewares": ["strip-identity", "auth", f"strip-plugin-{slug}"],
+        }
+        middlewares[f"strip-plugin-{slug}"] = {"stripPrefix": {"prefixes": [prefix]}}
+        services[f"plugin-{slug}"] = {"loadBalancer": {"servers": [{"url": url.rstrip("/")}]}}
+    if web_url is not None:
+        routers["web"] = {"rule": "PathPrefix(`/`)", "priority": 1, "service": "web"}
+        services["web"] = {"loadBalancer": {"servers": [{"url": web_url.rstrip("/")}]}}
+    return {"http": {"routers": routers, "middlewares": middlewares, "services": services}}
+
+
+def deployed(registered: list[str], urls: Mapping[str, object]) -> dict[str, str]:
+    """Plugins both in the catalog and deployed at a URL: only those get a route."""
+    return {slug: str(urls[slug]) for slug in registered if isinstance(urls.get(slug), str)}
+
+
+# Kong's pre-function (access phase): the same forward-auth contract as Traefik's forwardAuth.
+_KONG_ACCESS = """
+local http = require "resty.http"
+local names = {NAMES}
+for _, h in ipairs(names) do kong.service.request.clear_header(h) end
+local query = kong.request.get_raw_query()
+local uri = kong.request.get_raw_path() .. ((query ~= "" and ("?" .. query)) or "")
+local res, err = http.new():request_uri("{DECISION}", {
+  method = "GET",
+  headers = {
+    ["Authorization"] = kong.request.get_header("authorization"),
+    ["X-Trace-ID"] = kong.request.get_header("x-trace-id"),
+    ["X-Forwarded-Method"] = kong.request.get_method(),
+    ["X-Forwarded-Uri"] = uri,
+    ["X-Forwarded-Host"] = kong.request.get_host(),
+  },
+})
+if not res then
+  kong.log.err("gateway decision unavailable: ", err)
+  return kong.response.exit(503, {
+    error = {code = "unavailable", message = "gateway decision unavailable", details = ngx.null},
+  })
+end
+if res.status ~= 200 then
+  local out = {["Content-Type"] = "application/json"}
+  for _, h in ipairs({"Retry-After", "WWW-Authenticate", "RateLimit-Limit",
+                      "RateLimit-Remaining", "RateLimit-Reset", "X-Trace-ID"}) do
+    out[h] = res.headers[h]
+  end
+  return kong.response.exit(res.status, res.body, out)
+end
+for _, h in ipairs(names) do
+  local v = res.headers[h]
+  if v and v ~= "" then kong.service.request.set_header(h, v) end
+end
+"""
+
+
+def kong_config(
+    core_url: str, plugins: Mapping[str, str], web_url: str | None = None
+) -> dict[str, Any]:
+    """Kong DB-less declarative configuration (``_format_version: "3.0"``)."""
+    core_url = core_url.rstrip("/")
+    names = "{" + ", ".join(f'"{h}"' for h in UPSTREAM_HEADERS) + "}"
+    access = _KONG_ACCESS.replace("{NAMES}", names).replace("{DECISION}", core_url + DECISION_PATH)
+    api_plugins = [
+        {"name": "pre-function", "config": {"access": [access.strip() + "\n"]}},
+    ]
+
+    def service(name: str, url: str, path: str, strip: bool = True) -> dict[str, Any]:
+        return {
+            "name": name,
+            "url": url.rstrip("/"),
+            "routes": [
+                {
+                    "name": name,
+                    "paths": [path],
+                    "strip_path": strip,
+                    "preserve_host": False,
+                    "protocols": ["http", "https"],
+                }
+            ],
+            "plugins": [dict(p) for p in api_plugins],
+        }
+
+    services = [service("core-api", core_url, "/api/core")]
+    for slug, url in sorted(plugins.items()):
+        services.append(service(f"plugin-{slug}", url, f"/api/plugins/{slug}"))
+    realms: dict[str, Any] = {
+        "name": "realms",
+        "url": core_url + "/realms",
+        "routes": [{"name": "realms", "paths": ["/realms"], "strip_path": True}],
+    }
+    services.append(realms)
+    if web_url is not None:
+        services.append(
+            {
+                "name": "web",
+                "url": web_url.rstrip("/"),
+                "routes": [{"name": "web", "paths": ["/"], "strip_path": False}],
+            }
+        )
+    return {
+        "_format_version": "3.0",
+        "_transform": True,
+        "services": services,
+        # Unknown /api paths: the decision answers them (404), as Traefik's api-unknown router.
+        "routes": [
+            {
+                "name": "api-unknown",
+                "paths": ["/api"],
+                "strip_path": False,
+                "plugins": [dict(p) for p in api_plugins]
+                + [{"name": "request-termination", "config": {"status_code": 404}}],
+            }
+        ],
+        "plugins": [
+            {
+                "name": "correlation-id",
+                "config": {
+                    "header_name": "X-Trace-ID",
+                    "generator": "uuid#counter",
+                    "echo_downstream": True,
+                },
+            }
+        ],
+    }

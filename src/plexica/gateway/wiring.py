@@ -1,0 +1,45 @@
+"""Builds the core's ``Gateway`` from settings: Redis limiter when Redis is configured."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from uuid import UUID
+
+from fastapi import FastAPI
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from plexica.gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from plexica.gateway.schemas import LimitPolicy
+from plexica.gateway.service import Gateway, PluginActivity
+from plexica.kit.db import Database
+from plexica.plugins import service as plugins
+from plexica.settings import Settings
+from plexica.tenants.cache import TenantCache
+
+
+async def start_gateway(
+    app: FastAPI, settings: Settings, db: Database, tenants: TenantCache, stack: AsyncExitStack
+) -> Gateway:
+    async def active(tenant_id: UUID, slug: str) -> bool:
+        async with db.session() as session:
+            return await plugins.is_active(session, tenant_id, slug)
+
+    limiter: RateLimiter
+    if settings.redis_url is not None:
+        pool = BlockingConnectionPool.from_url(
+            str(settings.redis_url), max_connections=50, timeout=1.0, socket_timeout=0.5
+        )
+        redis = Redis(connection_pool=pool)
+        stack.push_async_callback(redis.aclose)
+        limiter = RedisRateLimiter(redis, fail_open=settings.gateway_rate_limit_fail_open)
+    else:
+        limiter = MemoryRateLimiter()
+    gateway = Gateway(
+        app.state.verifier,
+        tenants,
+        PluginActivity(active, ttl=settings.gateway_plugin_cache_seconds),
+        limiter,
+        LimitPolicy.parse(settings.gateway_rate_limit, settings.gateway_rate_limits),
+    )
+    app.state.gateway = gateway
+    return gateway

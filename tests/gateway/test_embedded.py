@@ -1,0 +1,46 @@
+"""The embedded gateway of ``plexica up`` applies the same decision, in process."""
+
+from __future__ import annotations
+
+import uuid
+
+from plexica.gateway.embedded import create_edge_app
+from plexica.kit.db import Database
+from plexica.settings import Settings
+from plexica.web.app import create_web_app
+from tests.conftest import error_of, running
+from tests.gateway.conftest import Core, core_app
+from tests.gateway.test_traefik import TRACE, echo_plugin
+from tests.support.tokens import StaticIssuers
+
+
+async def test_embedded_edge_uses_the_decision(
+    settings: Settings, db: Database, issuers: StaticIssuers, plugin_id: str
+) -> None:
+    tuned = settings.model_copy(update={"gateway_rate_limits": f"plugin:{plugin_id}=3"})
+    core = core_app(tuned, db, issuers, [])
+    plugin = echo_plugin(plugin_id)
+    core.state.plugin_endpoints = {plugin_id: plugin}
+    edge = create_edge_app(core, create_web_app(tuned), {plugin_id: plugin})
+    async for http in running(edge):
+        api = Core(core, http, issuers, base="/api/core")
+        t = await api.tenant()
+        await api.install(t, plugin_id)
+        echo = f"/api/plugins/{plugin_id}/v1/echo"
+        assert (await http.get(echo)).status_code == 401
+        spoof = {"X-Tenant-ID": str(uuid.uuid4()), "X-User-ID": "root", "X-Trace-ID": TRACE}
+        token = {"Authorization": f"Bearer {api.token(t, 'emb-user')}"}
+        r = await http.get(echo, headers=token | spoof)
+        assert r.status_code == 200, r.text
+        seen = r.json()["headers"]
+        assert seen["x-tenant-id"] == t["id"]
+        assert seen["x-user-id"] == "emb-user"
+        assert seen["x-trace-id"] == TRACE
+        assert r.headers["X-Trace-ID"] == TRACE
+        statuses = [(await http.get(echo, headers=token)).status_code for _ in range(3)]
+        assert statuses[-1] == 429
+        r = await http.get(echo, headers=token)
+        assert error_of(r)["code"] == "rate_limited"
+        assert r.headers["Retry-After"] == "20"
+        assert (await http.get("/api/core/v1/gateway/authorize", headers=token)).status_code == 404
+        assert (await http.get("/api/plugins/Nope/v1", headers=token)).status_code == 404
