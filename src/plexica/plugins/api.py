@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -178,5 +178,26 @@ def installations_router() -> APIRouter:
         if out is None:
             return Response(status_code=204)
         return Response(out.model_dump_json(), media_type="application/json")
+
+    return router
+
+
+def ui_router() -> APIRouter:
+    router = APIRouter(prefix="/v1/tenant/ui", tags=["plugins"])
+
+    @router.get("", summary="Pages and slots of the caller's tenant's active plugins")
+    async def contributions(principal: PrincipalDep, session: SessionDep) -> list[dict[str, Any]]:
+        if principal.tenant_id is None:
+            raise NotFoundError("no tenant in the caller's token")
+        out = await service.ui_contributions(session, principal.tenant_id)
+        for item in out:
+            # A page the caller may not open is not offered in its navigation.
+            for key in ("pages", "slots"):
+                item[key] = [
+                    p
+                    for p in item[key]
+                    if p.get("permission") is None or principal.has_permission(p["permission"])
+                ]
+        return out
 
     return router

@@ -1,31 +1,568 @@
-"""The web shell service (server-rendered)."""
+"""The web shell: server-rendered pages for operators, tenant admins and members (ADR 0090)."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+import httpx
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
 
 from plexica import __version__
+from plexica.identity.client import pkce_pair
 from plexica.settings import Settings
+from plexica.web.session import (
+    LOGIN_COOKIE,
+    LOGIN_MAX_AGE,
+    SESSION_COOKIE,
+    SESSION_MAX_AGE,
+    Signer,
+    WebSession,
+)
+from plexica.web.upstream import (
+    OPERATOR_REALM,
+    REFRESH_MARGIN,
+    SessionExpiredError,
+    Upstream,
+)
 from plexica_sdk.service import create_service_app
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>Plexica</title></head>
-<body><main><h1>Plexica {version}</h1>
-<p>The platform is running. API: <a href="/api/core/docs">/api/core/docs</a></p>
-</main></body></html>
-"""
+HERE = Path(__file__).parent
+STATIC = "/static"
+SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+TENANT_STATES = ("provisioning", "active", "suspended", "pending_deletion", "deleted", "failed")
+TENANT_ACTIONS = {"active": ("suspend", "delete"), "suspended": ("reactivate", "delete")}
+CONFIRM_TEXT = {
+    "suspend": "Its users will be unable to sign in or call the API until it is reactivated.",
+    "reactivate": "Its users will be able to sign in again.",
+    "delete": "The tenant will be deleted after the retention window; its users lose access now.",
+}
+PLUGIN_ACTIONS = {"active": ("disable",), "disabled": ("enable",)}
+# The server's error codes that belong to one field of the tenant form.
+TENANT_FIELD_CODES = {
+    "invalid_slug": "slug",
+    "tenant_exists": "slug",
+    "invalid_email": "admin_email",
+}
+
+NextDep = Annotated[str, Query(alias="next", max_length=2000)]
+Handler = Callable[[Request, WebSession], Awaitable[Response]]
 
 
-def create_web_app(settings: Settings) -> FastAPI:
+class Shell:
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None) -> None:
+        self.settings = settings
+        self.secure = settings.public_base_url.startswith("https://")
+        # Per process: a restart signs everyone out (ADR 0090).
+        self.signer = Signer(secrets.token_bytes(32))
+        self.upstream = Upstream(settings.public_base_url, transport)
+        self.templates = Jinja2Templates(directory=str(HERE / "templates"))
+        self.templates.env.globals.update(
+            static=STATIC,
+            actions_for=lambda state: TENANT_ACTIONS.get(str(state), ()),
+            plugin_actions=lambda status: PLUGIN_ACTIONS.get(str(status), ()),
+        )
+
+    # --- session ---------------------------------------------------------------------------
+
+    def read(self, request: Request) -> WebSession | None:
+        data = self.signer.loads(request.cookies.get(SESSION_COOKIE), SESSION_MAX_AGE)
+        return WebSession.from_dict(data) if data else None
+
+    def write(self, response: Response, session: WebSession) -> None:
+        response.set_cookie(
+            SESSION_COOKIE,
+            self.signer.dumps(session.to_dict()),
+            max_age=SESSION_MAX_AGE,
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+            path="/",
+        )
+
+    def to_login(self, request: Request) -> RedirectResponse:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        response = RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    def page(
+        self, request: Request, session: WebSession | None, name: str, status: int = 200, **ctx: Any
+    ) -> HTMLResponse:
+        who = None
+        if session is not None:
+            claims = session.claims()
+            who = claims.get("email") or claims.get("preferred_username") or claims.get("sub")
+        context = {
+            "who": who,
+            "csrf": session.csrf if session else "",
+            "nav": ctx.pop("nav", None),
+            "current": request.url.path,
+            **ctx,
+        }
+        response = self.templates.TemplateResponse(request, name, context, status_code=status)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def run(self, request: Request, handler: Handler, *, operator: bool | None) -> Response:
+        """Runs ``handler`` with a live session: refreshes the tokens when they are about to
+        expire, checks the CSRF token of a POST and sends the user to sign in when the session
+        is gone."""
+        session = self.read(request)
+        if session is None:
+            return self.to_login(request)
+        if operator is not None and (session.realm == OPERATOR_REALM) != operator:
+            return self.page(
+                request, session, "error.html", 403, title="Not here",
+                message="This page is not part of your console.",
+            )  # fmt: skip
+        refreshed = False
+        try:
+            if session.expires_at - REFRESH_MARGIN < time.time():
+                session = await self.upstream.refresh(session)
+                refreshed = True
+            if request.method == "POST":
+                form = await request.form()
+                token = form.get("csrf")
+                if not session.csrf_ok(token if isinstance(token, str) else None):
+                    return self.page(
+                        request, session, "error.html", 403, title="Form expired",
+                        message="The form was refused (missing or invalid CSRF token). "
+                        "Reload the page and try again.",
+                    )  # fmt: skip
+            response = await handler(request, session)
+        except SessionExpiredError:
+            return self.to_login(request)
+        if refreshed:
+            self.write(response, session)
+        return response
+
+
+def _check_rows(body: Any) -> list[tuple[str, dict[str, str]]]:
+    checks = body.get("checks", {}) if isinstance(body, dict) else {}
+    rows: list[tuple[str, dict[str, str]]] = []
+    for name, check in sorted(checks.items()):
+        if isinstance(check, dict):
+            status = str(check.get("status", "unknown"))
+            detail = ", ".join(f"{k}: {v}" for k, v in check.items() if k != "status")
+        else:
+            status, detail = str(check), ""
+        rows.append((name, {"status": status, "detail": detail}))
+    return rows
+
+
+def _safe_next(target: str | None) -> str:
+    """Only paths of this site: never an open redirect."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def create_web_app(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    shell = Shell(settings, transport)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await shell.upstream.aclose()
+
     app = create_service_app(
-        "web", title="Plexica web", version=__version__, openapi_url=None, docs_url=None
+        "web",
+        title="Plexica web",
+        version=__version__,
+        openapi_url=None,
+        docs_url=None,
+        lifespan=lifespan,
     )
     app.state.settings = settings
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def home() -> str:
-        return _PAGE.format(version=__version__)
-
+    app.state.shell = shell
+    app.mount(STATIC, StaticFiles(directory=str(HERE / "static")), name="static")
+    _auth_routes(app, shell)
+    _console_routes(app, shell)
+    _tenant_routes(app, shell)
+    _admin_routes(app, shell)
     return app
+
+
+def _auth_routes(app: FastAPI, shell: Shell) -> None:
+
+    # --- sign-in -------------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    async def home(request: Request) -> Response:
+        session = shell.read(request)
+        if session is None:
+            return RedirectResponse("/login", status_code=303)
+        if session.realm == OPERATOR_REALM:
+            return RedirectResponse("/console/tenants", status_code=303)
+        return RedirectResponse("/t", status_code=303)
+
+    @app.get("/login", include_in_schema=False)
+    async def login(request: Request, back: NextDep = "/", error: str | None = None) -> Response:
+        return shell.page(
+            request, None, "login.html", title="Sign in", next=_safe_next(back),
+            tenant="", tenant_error=None, error=error,
+        )  # fmt: skip
+
+    @app.get("/login/start", include_in_schema=False)
+    async def login_start(
+        request: Request, tenant: str = "", operator: str = "", back: NextDep = "/"
+    ) -> Response:
+        target = _safe_next(back)
+        if operator:
+            realm = OPERATOR_REALM
+        else:
+            slug = tenant.strip().lower()
+            if not SLUG_RE.match(slug):
+                return shell.page(
+                    request, None, "login.html", 422, title="Sign in", next=target, tenant=tenant,
+                    tenant_error="Enter the slug: lowercase letters, digits and dashes.",
+                    error=None,
+                )  # fmt: skip
+            realm = f"plexica-{slug}"
+        verifier, challenge = pkce_pair()
+        state = secrets.token_urlsafe(24)
+        response = RedirectResponse(
+            shell.upstream.authorize_url(realm, state, challenge), status_code=303
+        )
+        pending = {"realm": realm, "state": state, "verifier": verifier, "next": target}
+        response.set_cookie(
+            LOGIN_COOKIE, shell.signer.dumps(pending), max_age=LOGIN_MAX_AGE, httponly=True,
+            samesite="lax", secure=shell.secure, path="/auth",
+        )  # fmt: skip
+        return response
+
+    @app.get("/auth/callback", include_in_schema=False)
+    async def callback(
+        request: Request, code: str = "", state: str = "", error: str = ""
+    ) -> Response:
+        pending = shell.signer.loads(request.cookies.get(LOGIN_COOKIE), LOGIN_MAX_AGE)
+        if (
+            error
+            or not code
+            or pending is None
+            or not secrets.compare_digest(state, str(pending.get("state", "")))
+        ):
+            message = "Sign-in was cancelled or has expired. Please try again."
+            return RedirectResponse(f"/login?{urlencode({'error': message})}", status_code=303)
+        try:
+            session = await shell.upstream.exchange(
+                str(pending["realm"]), code, str(pending["verifier"])
+            )
+        except SessionExpiredError:
+            message = "The identity provider refused the sign-in. Please try again."
+            return RedirectResponse(f"/login?{urlencode({'error': message})}", status_code=303)
+        response = RedirectResponse(_safe_next(str(pending.get("next", "/"))), status_code=303)
+        response.delete_cookie(LOGIN_COOKIE, path="/auth")
+        shell.write(response, session)
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout(request: Request) -> Response:
+        async def done(_: Request, session: WebSession) -> Response:
+            response = RedirectResponse("/login", status_code=303)
+            response.delete_cookie(SESSION_COOKIE, path="/")
+            return response
+
+        return await shell.run(request, done, operator=None)
+
+
+def _console_routes(app: FastAPI, shell: Shell) -> None:
+
+    def console_nav() -> list[dict[str, Any]]:
+        return [
+            {
+                "title": "Operator console",
+                "links": [
+                    {"title": "Tenants", "href": "/console/tenants"},
+                    {"title": "Health", "href": "/console/health"},
+                ],
+            }
+        ]
+
+    async def tenants_page(
+        request: Request,
+        session: WebSession,
+        *,
+        status: int = 200,
+        form: dict[str, str] | None = None,
+        errors: dict[str, str] | None = None,
+        error: str | None = None,
+        notice: str | None = None,
+    ) -> Response:
+        state = request.query_params.get("state", "")
+        params = {"state": state} if state in TENANT_STATES else {}
+        listed = await shell.upstream.api(session, "GET", "/v1/tenants", params=params)
+        tenants = listed.body.get("items", []) if listed.ok else []
+        return shell.page(
+            request, session, "tenants.html", status, title="Tenants", nav=console_nav(),
+            tenants=tenants, states=TENANT_STATES, state=state,
+            form=form or {"slug": "", "name": "", "admin_email": ""}, errors=errors or {},
+            error=error or (None if listed.ok else listed.error_message()),
+            notice=notice or request.query_params.get("notice"),
+        )  # fmt: skip
+
+    @app.get("/console/tenants", include_in_schema=False)
+    async def console_tenants(request: Request) -> Response:
+        return await shell.run(request, tenants_page, operator=True)
+
+    @app.post("/console/tenants", include_in_schema=False)
+    async def console_create(request: Request) -> Response:
+        async def create(request: Request, session: WebSession) -> Response:
+            raw = await request.form()
+            form = {k: str(raw.get(k, "")).strip() for k in ("slug", "name", "admin_email")}
+            made = await shell.upstream.api(session, "POST", "/v1/tenants", json=form)
+            if made.ok:
+                notice = f"Tenant {form['slug']} created."
+                return RedirectResponse(
+                    f"/console/tenants?{urlencode({'notice': notice})}", status_code=303
+                )
+            errors = made.field_errors()
+            code = made.body.get("error", {}).get("code") if isinstance(made.body, dict) else None
+            if code in TENANT_FIELD_CODES:
+                errors[TENANT_FIELD_CODES[str(code)]] = made.error_message()
+            return await tenants_page(
+                request, session, status=made.status if made.status < 500 else 502, form=form,
+                errors=errors, error=None if errors else made.error_message(),
+            )  # fmt: skip
+
+        return await shell.run(request, create, operator=True)
+
+    @app.get("/console/tenants/{slug}/{action}", include_in_schema=False)
+    async def console_confirm(request: Request, slug: str, action: str) -> Response:
+        async def confirm(request: Request, session: WebSession) -> Response:
+            if action not in CONFIRM_TEXT:
+                return shell.page(
+                    request, session, "error.html", 404, title="Not found",
+                    message="No such action.", nav=console_nav(),
+                )  # fmt: skip
+            return shell.page(
+                request, session, "confirm.html", title=f"{action} {slug}", nav=console_nav(),
+                slug=slug, action=action, warning=CONFIRM_TEXT[action],
+            )  # fmt: skip
+
+        return await shell.run(request, confirm, operator=True)
+
+    @app.post("/console/tenants/{slug}/{action}", include_in_schema=False)
+    async def console_act(request: Request, slug: str, action: str) -> Response:
+        async def act(request: Request, session: WebSession) -> Response:
+            if action not in CONFIRM_TEXT:
+                return shell.page(
+                    request, session, "error.html", 404, title="Not found",
+                    message="No such action.", nav=console_nav(),
+                )  # fmt: skip
+            path = f"/v1/tenants/{quote(slug, safe='')}"
+            if action == "delete":
+                done = await shell.upstream.api(session, "DELETE", path)
+            else:
+                done = await shell.upstream.api(session, "POST", f"{path}/{action}")
+            if not done.ok:
+                return await tenants_page(
+                    request, session, status=done.status, error=done.error_message()
+                )
+            notice = f"Tenant {slug}: {action} done."
+            return RedirectResponse(
+                f"/console/tenants?{urlencode({'notice': notice})}", status_code=303
+            )
+
+        return await shell.run(request, act, operator=True)
+
+    @app.get("/console/health", include_in_schema=False)
+    async def console_health(request: Request) -> Response:
+        async def health(request: Request, session: WebSession) -> Response:
+            ready = await shell.upstream.ready()
+            return shell.page(
+                request, session, "health.html", title="Health", nav=console_nav(),
+                ready=ready.ok, checks=_check_rows(ready.body),
+            )  # fmt: skip
+
+        return await shell.run(request, health, operator=True)
+
+
+async def _tenant_nav(
+    shell: Shell, session: WebSession
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    ui = await shell.upstream.api(session, "GET", "/v1/tenant/ui")
+    contributions: list[dict[str, Any]] = ui.body if ui.ok and isinstance(ui.body, list) else []
+    nav: list[dict[str, Any]] = [{"title": "Workspace", "links": [{"title": "Home", "href": "/t"}]}]
+    for c in contributions:
+        links = [
+            {"title": p["title"], "href": f"/t/p/{c['plugin_id']}/{p['id']}"}
+            for p in c["pages"]
+            if p.get("navigation", True)
+        ]
+        if links:
+            nav.append({"title": c["name"], "links": links})
+    if "tenant_admin" in session.roles():
+        nav.append(
+            {
+                "title": "Administration",
+                "links": [{"title": "Plugins", "href": "/t/admin/plugins"}],
+            }
+        )
+    return nav, contributions
+
+
+async def _fragment(
+    shell: Shell, session: WebSession, base_path: str, path: str
+) -> tuple[str | None, str | None]:
+    """The plugin's HTML, or the message of an error box: a failing plugin never breaks
+    the page around it."""
+    try:
+        answer = await shell.upstream.call(session, "GET", base_path.rstrip("/") + path)
+    except httpx.HTTPError:
+        return None, "The plugin did not answer."
+    if answer.status_code == 401:
+        raise SessionExpiredError
+    if answer.status_code != 200 or not answer.headers.get("content-type", "").startswith(
+        "text/html"
+    ):
+        return None, f"The plugin could not show this page (HTTP {answer.status_code})."
+    return answer.text, None
+
+
+async def _tenant_name(shell: Shell, session: WebSession) -> str:
+    me = await shell.upstream.api(session, "GET", "/v1/tenant")
+    return str(me.body.get("name", "")) if me.ok and isinstance(me.body, dict) else ""
+
+
+async def _tenant_id_of(shell: Shell, session: WebSession) -> str | None:
+    me = await shell.upstream.api(session, "GET", "/v1/tenant")
+    return str(me.body["id"]) if me.ok and isinstance(me.body, dict) else None
+
+
+async def _plugins_admin(
+    shell: Shell,
+    request: Request,
+    session: WebSession,
+    *,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    error: str | None = None,
+    form_plugin: str = "",
+) -> Response:
+    nav, _ = await _tenant_nav(shell, session)
+    me = await shell.upstream.api(session, "GET", "/v1/tenant")
+    tenant_id = me.body.get("id") if me.ok and isinstance(me.body, dict) else None
+    installed: list[dict[str, Any]] = []
+    if tenant_id:
+        listed = await shell.upstream.api(session, "GET", f"/v1/tenants/{tenant_id}/plugins")
+        if listed.ok and isinstance(listed.body, list):
+            installed = listed.body
+        elif error is None:
+            error = listed.error_message()
+    return shell.page(
+        request, session, "plugins.html", status, title="Plugins", nav=nav,
+        installed=installed, errors=errors or {}, error=error, form_plugin=form_plugin,
+        notice=request.query_params.get("notice"),
+    )  # fmt: skip
+
+
+def _tenant_routes(app: FastAPI, shell: Shell) -> None:
+
+    @app.get("/t", include_in_schema=False)
+    async def tenant_home(request: Request) -> Response:
+        async def show(request: Request, session: WebSession) -> Response:
+            nav, contributions = await _tenant_nav(shell, session)
+            widgets = []
+            for c in contributions:
+                for slot in c["slots"]:
+                    if slot["slot"] == "dashboard.widgets":
+                        html, error = await _fragment(shell, session, c["base_path"], slot["path"])
+                        widgets.append({"title": c["name"], "html": html, "error": error})
+            return shell.page(
+                request, session, "tenant_home.html", title="Home", nav=nav,
+                tenant_name=await _tenant_name(shell, session), widgets=widgets,
+            )  # fmt: skip
+
+        return await shell.run(request, show, operator=False)
+
+    @app.get("/t/p/{plugin_id}/{page_id}", include_in_schema=False)
+    async def plugin_page(request: Request, plugin_id: str, page_id: str) -> Response:
+        async def show(request: Request, session: WebSession) -> Response:
+            nav, contributions = await _tenant_nav(shell, session)
+            found = [
+                (c, p)
+                for c in contributions
+                if c["plugin_id"] == plugin_id
+                for p in c["pages"]
+                if p["id"] == page_id
+            ]
+            if not found:
+                return shell.page(
+                    request, session, "error.html", 404, title="Not found", nav=nav,
+                    message="This page is not available in your organisation.",
+                )  # fmt: skip
+            c, p = found[0]
+            html, error = await _fragment(shell, session, c["base_path"], p["path"])
+            return shell.page(
+                request, session, "plugin_page.html", title=p["title"], nav=nav,
+                plugin=plugin_id, html=html, error=error,
+            )  # fmt: skip
+
+        return await shell.run(request, show, operator=False)
+
+
+def _admin_routes(app: FastAPI, shell: Shell) -> None:
+    @app.get("/t/admin/plugins", include_in_schema=False)
+    async def admin_plugins(request: Request) -> Response:
+        return await shell.run(request, partial(_plugins_admin, shell), operator=False)
+
+    @app.post("/t/admin/plugins", include_in_schema=False)
+    async def admin_install(request: Request) -> Response:
+        async def install(request: Request, session: WebSession) -> Response:
+            raw = await request.form()
+            plugin = str(raw.get("plugin_id", "")).strip()
+            version = str(raw.get("version", "")).strip() or None
+            if not plugin:
+                return await _plugins_admin(
+                    shell, request, session, status=422, errors={"plugin_id": "Enter a plugin id."}
+                )
+            tenant_id = await _tenant_id_of(shell, session)
+            done = await shell.upstream.api(
+                session, "POST", f"/v1/tenants/{tenant_id}/plugins",
+                json={"plugin_id": plugin, "version": version},
+            )  # fmt: skip
+            if not done.ok:
+                return await _plugins_admin(shell,
+                    request, session, status=done.status, form_plugin=plugin,
+                    errors={"plugin_id": done.error_message()},
+                )  # fmt: skip
+            notice = f"Plugin {plugin} installed."
+            return RedirectResponse(f"/t/admin/plugins?{urlencode({'notice': notice})}", 303)
+
+        return await shell.run(request, install, operator=False)
+
+    @app.post("/t/admin/plugins/{plugin_id}/{action}", include_in_schema=False)
+    async def admin_plugin_action(request: Request, plugin_id: str, action: str) -> Response:
+        async def act(request: Request, session: WebSession) -> Response:
+            if action not in ("enable", "disable"):
+                return await _plugins_admin(
+                    shell, request, session, status=404, error="No such action."
+                )
+            tenant_id = await _tenant_id_of(shell, session)
+            done = await shell.upstream.api(
+                session,
+                "POST",
+                f"/v1/tenants/{tenant_id}/plugins/{quote(plugin_id, safe='')}/{action}",
+            )
+            if not done.ok:
+                return await _plugins_admin(
+                    shell, request, session, status=done.status, error=done.error_message()
+                )
+            notice = f"Plugin {plugin_id}: {action}d."
+            return RedirectResponse(f"/t/admin/plugins?{urlencode({'notice': notice})}", 303)
+
+        return await shell.run(request, act, operator=False)
