@@ -128,8 +128,23 @@ def catalog_router() -> APIRouter:
     return router
 
 
+async def _fresh_permissions(request: Request) -> AsyncIterator[None]:
+    """A changed installation changes what the tenant's roles may do: the verifier's cache of
+    permissions is dropped so that the next request (the shell's navigation) sees it."""
+    yield
+    if request.method != "GET":
+        cache = getattr(getattr(request.app.state, "verifier", None), "permissions", None)
+        invalidate = getattr(cache, "invalidate", None)
+        if callable(invalidate):
+            invalidate()
+
+
 def installations_router() -> APIRouter:
-    router = APIRouter(prefix="/v1/tenants/{tenant_id}/plugins", tags=["plugins"])
+    router = APIRouter(
+        prefix="/v1/tenants/{tenant_id}/plugins",
+        tags=["plugins"],
+        dependencies=[Depends(_fresh_permissions, scope="function")],
+    )
 
     @router.get("", summary="Plugins of a tenant")
     async def list_installed(tenant: TenantDep, session: SessionDep) -> list[InstallationOut]:

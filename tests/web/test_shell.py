@@ -1,0 +1,149 @@
+"""The web shell against the running platform: real sign-in through the built-in provider's
+login form, real PostgreSQL, the CRM mounted in-process."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from plexica.kit.db import Database
+from plexica.web.session import SESSION_COOKIE
+from tests.web.conftest import Operator, Site, csrf_of, set_password, sign_in
+
+
+async def operator_signed_in(browser: httpx.AsyncClient, operator: Operator) -> None:
+    back = await sign_in(
+        browser, "/login/start?operator=1&next=/console/tenants", operator.email, operator.password
+    )
+    assert back.status_code == 303
+    assert back.headers["location"] == "/console/tenants"
+    assert SESSION_COOKIE in browser.cookies
+
+
+async def create_tenant(browser: httpx.AsyncClient, slug: str, name: str) -> httpx.Response:
+    page = await browser.get("/console/tenants")
+    return await browser.post(
+        "/console/tenants",
+        data={"csrf": csrf_of(page.text), "slug": slug, "name": name,
+              "admin_email": f"admin@{slug}.example"},
+    )  # fmt: skip
+
+
+async def test_login_page_and_anonymous_redirects(browser: httpx.AsyncClient) -> None:
+    home = await browser.get("/")
+    assert home.status_code == 303
+    assert home.headers["location"] == "/login"
+    console = await browser.get("/console/tenants?state=active")
+    assert console.status_code == 303
+    assert console.headers["location"] == "/login?next=%2Fconsole%2Ftenants%3Fstate%3Dactive"
+    login = await browser.get("/login")
+    assert login.status_code == 200
+    assert '<label for="f-tenant">' in login.text
+    bad = await browser.get("/login/start", params={"tenant": "<b>no</b>"})
+    assert bad.status_code == 422
+    assert "&lt;b&gt;no&lt;/b&gt;" in bad.text
+    assert "<b>no</b>" not in bad.text
+    css = await browser.get("/static/plexica.css")
+    assert css.status_code == 200
+    assert "--px-primary" in css.text
+
+
+async def test_operator_signs_in_and_manages_tenants(
+    browser: httpx.AsyncClient, operator: Operator
+) -> None:
+    await operator_signed_in(browser, operator)
+    cookie = browser.cookies.jar
+    assert any(c.name == SESSION_COOKIE and c.has_nonstandard_attr("HttpOnly") for c in cookie)
+    slug = f"w{uuid.uuid4().hex[:8]}"
+    made = await create_tenant(browser, slug, "<script>alert(1)</script>")
+    assert made.status_code == 303, made.text
+    listed = await browser.get("/console/tenants", params={"state": "active"})
+    assert slug in listed.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in listed.text
+    assert "<script>alert(1)</script>" not in listed.text
+    # A slug the server refuses: its message next to the field, and nothing made.
+    bad = await create_tenant(browser, "Not A Slug!", "x")
+    assert bad.status_code == 422
+    assert 'id="e-slug"' in bad.text
+    assert 'aria-invalid="true"' in bad.text
+    again = await create_tenant(browser, slug, "dup")
+    assert again.status_code == 409
+    assert 'id="e-slug"' in again.text
+    # Suspend asks first, then does it.
+    confirm = await browser.get(f"/console/tenants/{slug}/suspend")
+    assert confirm.status_code == 200
+    assert "Yes, suspend" in confirm.text
+    done = await browser.post(
+        f"/console/tenants/{slug}/suspend", data={"csrf": csrf_of(confirm.text)}
+    )
+    assert done.status_code == 303
+    suspended = await browser.get("/console/tenants", params={"state": "suspended"})
+    assert slug in suspended.text
+    health = await browser.get("/console/health")
+    assert health.status_code == 200
+    assert "database" in health.text.lower()
+
+
+async def test_forms_without_a_valid_csrf_token_are_refused(
+    browser: httpx.AsyncClient, operator: Operator
+) -> None:
+    await operator_signed_in(browser, operator)
+    slug = f"c{uuid.uuid4().hex[:8]}"
+    for token in (None, "forged"):
+        data = {"slug": slug, "name": "C", "admin_email": f"a@{slug}.example"}
+        if token:
+            data["csrf"] = token
+        refused = await browser.post("/console/tenants", data=data)
+        assert refused.status_code == 403
+        assert "CSRF" in refused.text
+    listed = await browser.get("/console/tenants")
+    assert slug not in listed.text
+    out = await browser.post("/logout", data={"csrf": "forged"})
+    assert out.status_code == 403
+
+
+async def test_tenant_admin_sees_crm_pages_after_install_and_not_after_disable(
+    site: Site, db: Database, operator: Operator, crm_published: None
+) -> None:
+    slug = f"t{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=site.url, timeout=15.0) as ops:
+        await operator_signed_in(ops, operator)
+        assert (await create_tenant(ops, slug, "Tenant T")).status_code == 303
+    password = await set_password(db, f"plexica-{slug}", f"admin@{slug}.example")
+    async with httpx.AsyncClient(base_url=site.url, timeout=15.0) as me:
+        back = await sign_in(
+            me, f"/login/start?tenant={slug}&next=/t", f"admin@{slug}.example", password
+        )
+        assert back.headers["location"] == "/t"
+        home = await me.get("/t")
+        assert home.status_code == 200
+        assert "Tenant T" in home.text
+        assert "/t/p/crm/contacts" not in home.text
+        # The operator console is not for tenant users.
+        assert (await me.get("/console/tenants")).status_code == 403
+        admin = await me.get("/t/admin/plugins")
+        installed = await me.post(
+            "/t/admin/plugins", data={"csrf": csrf_of(admin.text), "plugin_id": "crm"}
+        )
+        assert installed.status_code == 303, installed.text
+        home = await me.get("/t")
+        assert "/t/p/crm/contacts" in home.text
+        assert "/t/p/crm/deals" in home.text
+        contacts = await me.get("/t/p/crm/contacts")
+        assert contacts.status_code == 200
+        assert "crm-contacts" in contacts.text
+        admin = await me.get("/t/admin/plugins")
+        disabled = await me.post("/t/admin/plugins/crm/disable", data={"csrf": csrf_of(admin.text)})
+        assert disabled.status_code == 303
+        home = await me.get("/t")
+        assert "/t/p/crm/contacts" not in home.text
+        gone = await me.get("/t/p/crm/contacts")
+        assert gone.status_code == 404
+        assert "not available" in gone.text
+        # Logout ends the session.
+        page = await me.get("/t")
+        out = await me.post("/logout", data={"csrf": csrf_of(page.text)})
+        assert out.status_code == 303
+        assert out.headers["location"] == "/login"
+        assert (await me.get("/t")).status_code == 303
