@@ -14,6 +14,7 @@ import httpx
 import pytest
 import uvicorn
 from argon2 import PasswordHasher
+from fastapi import FastAPI
 
 from plexica.app import create_app
 from plexica.gateway.embedded import create_edge_app
@@ -39,6 +40,7 @@ def _cheap_argon2() -> None:
 class Site:
     url: str
     settings: Settings
+    web: FastAPI
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +51,8 @@ def site(database_url: str) -> Iterator[Site]:
     buses: dict[str, EventBus] = {}
     core = create_app(settings, event_buses=buses)
     plugins = mount_plugins(core, settings)
-    edge = create_edge_app(core, create_web_app(settings), plugins, InstallationGate(core))
+    web = create_web_app(settings)
+    edge = create_edge_app(core, web, plugins, InstallationGate(core))
     server = uvicorn.Server(
         uvicorn.Config(edge, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
@@ -60,7 +63,7 @@ def site(database_url: str) -> Iterator[Site]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the platform did not start")
         time.sleep(0.02)
-    yield Site(url, settings)
+    yield Site(url, settings, web)
     server.should_exit = True
     thread.join(10)
 
