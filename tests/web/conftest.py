@@ -23,12 +23,25 @@ from plexica.identity.builtin import BuiltinIdentity
 from plexica.identity.client import _FormParser
 from plexica.kit.db import Database
 from plexica.kit.pgserver import free_port
-from plexica.plugins.embedded import mount_plugins
+from plexica.plugins import service as plugin_service
+from plexica.plugins.embedded import CoreVerifier, mount_plugins
 from plexica.plugins.gate import InstallationGate
+from plexica.plugins.schemas import VersionStatus
 from plexica.settings import Settings
 from plexica.web.app import create_web_app
+from plexica_sdk.app import PluginConfig, create_plugin_app
 from plexica_sdk.events import EventBus
-from tests.plugins.conftest import CRM_DIR, register_dir
+from plexica_sdk.manifest import parse_manifest
+from tests.plugins.conftest import CRM_DIR, plugin_doc, register_dir
+
+BROKEN = "webbroken"
+BROKEN_DOC = plugin_doc(
+    BROKEN,
+    ui={
+        "pages": [{"id": "oops", "title": "Oops", "path": "/ui/missing"}],
+        "slots": [{"slot": "dashboard.widgets", "path": "/ui/missing-widget"}],
+    },
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -51,6 +64,11 @@ def site(database_url: str) -> Iterator[Site]:
     buses: dict[str, EventBus] = {}
     core = create_app(settings, event_buses=buses)
     plugins = mount_plugins(core, settings)
+    # A real plugin whose page and widget do not exist: the shell must show error boxes.
+    broken = create_plugin_app(
+        parse_manifest(BROKEN_DOC), config=PluginConfig(verifier=CoreVerifier(core))
+    )
+    plugins[BROKEN] = core.state.plugin_endpoints[BROKEN] = broken
     web = create_web_app(settings)
     edge = create_edge_app(core, web, plugins, InstallationGate(core))
     server = uvicorn.Server(
@@ -71,6 +89,14 @@ def site(database_url: str) -> Iterator[Site]:
 @pytest.fixture(scope="session")
 async def crm_published(db: Database) -> None:
     await register_dir(db, CRM_DIR)
+
+
+@pytest.fixture(scope="session")
+async def broken_published(db: Database) -> None:
+    async with db.session() as s:
+        if not await plugin_service.list_versions(s, BROKEN):
+            await plugin_service.register(s, BROKEN_DOC, [])
+            await plugin_service.set_status(s, BROKEN, "1.0.0", VersionStatus.PUBLISHED)
 
 
 async def add_user(db: Database, site: Site, realm: str, email: str, roles: set[str]) -> str:

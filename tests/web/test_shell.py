@@ -9,7 +9,7 @@ import httpx
 
 from plexica.kit.db import Database
 from plexica.web.session import SESSION_COOKIE
-from tests.web.conftest import Operator, Site, csrf_of, set_password, sign_in
+from tests.web.conftest import BROKEN, Operator, Site, csrf_of, set_password, sign_in
 
 
 async def operator_signed_in(browser: httpx.AsyncClient, operator: Operator) -> None:
@@ -147,3 +147,30 @@ async def test_tenant_admin_sees_crm_pages_after_install_and_not_after_disable(
         assert out.status_code == 303
         assert out.headers["location"] == "/login"
         assert (await me.get("/t")).status_code == 303
+
+
+async def test_a_failing_plugin_fragment_is_an_error_box(
+    site: Site, db: Database, operator: Operator, crm_published: None, broken_published: None
+) -> None:
+    slug = f"b{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=site.url, timeout=15.0) as ops:
+        await operator_signed_in(ops, operator)
+        assert (await create_tenant(ops, slug, "Tenant B")).status_code == 303
+    password = await set_password(db, f"plexica-{slug}", f"admin@{slug}.example")
+    async with httpx.AsyncClient(base_url=site.url, timeout=15.0) as me:
+        await sign_in(me, f"/login/start?tenant={slug}", f"admin@{slug}.example", password)
+        for plugin in ("crm", BROKEN):
+            admin = await me.get("/t/admin/plugins")
+            done = await me.post(
+                "/t/admin/plugins", data={"csrf": csrf_of(admin.text), "plugin_id": plugin}
+            )
+            assert done.status_code == 303, done.text
+        page = await me.get(f"/t/p/{BROKEN}/oops")
+        assert page.status_code == 200
+        assert 'class="px-alert px-alert--error" role="alert"' in page.text
+        assert "could not show this page (HTTP 404)" in page.text
+        assert '<nav class="px-nav"' in page.text
+        home = await me.get("/t")
+        assert home.status_code == 200
+        assert 'role="alert"' in home.text  # the broken widget
+        assert "crm-pipeline-widget" in home.text  # the CRM widget still renders beside it
