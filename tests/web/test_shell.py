@@ -7,6 +7,7 @@ import uuid
 
 import httpx
 
+from plexica.identity.client import password_login
 from plexica.kit.db import Database
 from plexica.web.session import SESSION_COOKIE
 from tests.web.conftest import BROKEN, Operator, Site, csrf_of, set_password, sign_in
@@ -130,6 +131,27 @@ async def test_tenant_admin_sees_crm_pages_after_install_and_not_after_disable(
         home = await me.get("/t")
         assert "/t/p/crm/contacts" in home.text
         assert "/t/p/crm/deals" in home.text
+        # Data made through the plugin's API shows up escaped in its embedded pages.
+        token = await password_login(
+            me, f"{site.url}/realms/plexica-{slug}", f"admin@{slug}.example", password
+        )
+        made = await me.post(
+            "/api/plugins/crm/v1/contacts",
+            json={"first_name": "<script>alert(2)</script>", "last_name": "Doe"},
+            headers={"Authorization": f"Bearer {token['access_token']}"},
+        )
+        assert made.status_code == 201, made.text
+        contact_id = made.json()["id"]
+        contacts = await me.get("/t/p/crm/contacts", params={"q": "Doe"})
+        assert "&lt;script&gt;alert(2)&lt;/script&gt;" in contacts.text
+        assert "<script>alert(2)</script>" not in contacts.text
+        bare = await me.get(f"/t/p/crm/ui/contacts/{contact_id}", headers={"HX-Request": "true"})
+        assert bare.status_code == 200
+        assert "<nav" not in bare.text
+        assert "Doe" in bare.text
+        full = await me.get(f"/t/p/crm/ui/contacts/{contact_id}")
+        assert '<nav class="px-nav"' in full.text
+        assert "Doe" in full.text
         contacts = await me.get("/t/p/crm/contacts")
         assert contacts.status_code == 200
         assert "crm-contacts" in contacts.text

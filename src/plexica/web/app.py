@@ -69,6 +69,7 @@ class Shell:
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals.update(
             static=STATIC,
+            htmx=(HERE / "static" / "vendor" / "htmx.min.js").is_file(),
             actions_for=lambda state: TENANT_ACTIONS.get(str(state), ()),
             plugin_actions=lambda status: PLUGIN_ACTIONS.get(str(status), ()),
         )
@@ -416,12 +417,13 @@ async def _tenant_nav(
 
 
 async def _fragment(
-    shell: Shell, session: WebSession, base_path: str, path: str
+    shell: Shell, session: WebSession, base_path: str, path: str, query: str = ""
 ) -> tuple[str | None, str | None]:
     """The plugin's HTML, or the message of an error box: a failing plugin never breaks
     the page around it."""
+    url = base_path.rstrip("/") + path + (f"?{query}" if query else "")
     try:
-        answer = await shell.upstream.call(session, "GET", base_path.rstrip("/") + path)
+        answer = await shell.upstream.call(session, "GET", url)
     except httpx.HTTPError:
         return None, "The plugin did not answer."
     if answer.status_code == 401:
@@ -506,9 +508,36 @@ def _tenant_routes(app: FastAPI, shell: Shell) -> None:
                     message="This page is not available in your organisation.",
                 )  # fmt: skip
             c, p = found[0]
-            html, error = await _fragment(shell, session, c["base_path"], p["path"])
+            html, error = await _fragment(
+                shell, session, c["base_path"], p["path"], request.url.query
+            )
             return shell.page(
                 request, session, "plugin_page.html", title=p["title"], nav=nav,
+                plugin=plugin_id, html=html, error=error,
+            )  # fmt: skip
+
+        return await shell.run(request, show, operator=False)
+
+    @app.get("/t/p/{plugin_id}/ui/{rest:path}", include_in_schema=False)
+    async def plugin_subpage(request: Request, plugin_id: str, rest: str) -> Response:
+        """Links inside a plugin's fragments (``ui/...`` relative to its page): the bare
+        fragment for an htmx swap, else the fragment in the layout."""
+
+        async def show(request: Request, session: WebSession) -> Response:
+            nav, contributions = await _tenant_nav(shell, session)
+            found = [c for c in contributions if c["plugin_id"] == plugin_id]
+            if not found or ".." in rest.split("/"):
+                return shell.page(
+                    request, session, "error.html", 404, title="Not found", nav=nav,
+                    message="This page is not available in your organisation.",
+                )  # fmt: skip
+            html, error = await _fragment(
+                shell, session, found[0]["base_path"], f"/ui/{rest}", request.url.query
+            )
+            if request.headers.get("HX-Request") == "true":
+                return shell.page(request, session, "fragment.html", html=html, error=error)
+            return shell.page(
+                request, session, "plugin_page.html", title=found[0]["name"], nav=nav,
                 plugin=plugin_id, html=html, error=error,
             )  # fmt: skip
 
