@@ -149,6 +149,7 @@ async def test_tenant_admin_sees_crm_pages_after_install_and_not_after_disable(
         assert bare.status_code == 200
         assert "<nav" not in bare.text
         assert "Doe" in bare.text
+        assert bare.headers["X-Frame-Options"] == "DENY"
         full = await me.get(f"/t/p/crm/ui/contacts/{contact_id}")
         assert '<nav class="px-nav"' in full.text
         assert "Doe" in full.text
@@ -196,3 +197,46 @@ async def test_a_failing_plugin_fragment_is_an_error_box(
         assert home.status_code == 200
         assert 'role="alert"' in home.text  # the broken widget
         assert "crm-pipeline-widget" in home.text  # the CRM widget still renders beside it
+
+
+async def test_a_tenant_user_never_sees_another_tenants_records(
+    site: Site, db: Database, operator: Operator, crm_published: None
+) -> None:
+    slugs = [f"i{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    async with httpx.AsyncClient(base_url=site.url, timeout=15.0) as ops:
+        await operator_signed_in(ops, operator)
+        for slug in slugs:
+            assert (await create_tenant(ops, slug, slug.upper())).status_code == 303
+    browsers: list[httpx.AsyncClient] = []
+    ids: list[str] = []
+    try:
+        for slug in slugs:
+            email = f"admin@{slug}.example"
+            password = await set_password(db, f"plexica-{slug}", email)
+            me = httpx.AsyncClient(base_url=site.url, timeout=15.0)
+            browsers.append(me)
+            await sign_in(me, f"/login/start?tenant={slug}", email, password)
+            admin = await me.get("/t/admin/plugins")
+            data = {"csrf": csrf_of(admin.text), "plugin_id": "crm"}
+            assert (await me.post("/t/admin/plugins", data=data)).status_code == 303
+            token = await password_login(me, f"{site.url}/realms/plexica-{slug}", email, password)
+            made = await me.post(
+                "/api/plugins/crm/v1/contacts",
+                json={"first_name": f"Only-{slug}", "last_name": "X"},
+                headers={"Authorization": f"Bearer {token['access_token']}"},
+            )
+            assert made.status_code == 201, made.text
+            ids.append(made.json()["id"])
+        a, b = browsers
+        listed = await a.get("/t/p/crm/contacts")
+        assert f"Only-{slugs[0]}" in listed.text
+        assert f"Only-{slugs[1]}" not in listed.text
+        other = await a.get(f"/t/p/crm/ui/contacts/{ids[1]}")
+        assert f"Only-{slugs[1]}" not in other.text
+        assert 'role="alert"' in other.text
+        theirs = await b.get("/t/p/crm/contacts")
+        assert f"Only-{slugs[1]}" in theirs.text
+        assert f"Only-{slugs[0]}" not in theirs.text
+    finally:
+        for client in browsers:
+            await client.aclose()

@@ -113,6 +113,9 @@ class Shell:
         }
         response = self.templates.TemplateResponse(request, name, context, status_code=status)
         response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
         return response
 
     async def run(self, request: Request, handler: Handler, *, operator: bool | None) -> Response:
