@@ -81,6 +81,12 @@ async def test_operator_signs_in_and_manages_tenants(
     assert done.status_code == 303
     suspended = await browser.get("/console/tenants", params={"state": "suspended"})
     assert slug in suspended.text
+    catalog = await browser.get("/console/plugins")
+    assert catalog.status_code == 200
+    assert "Plugin catalog" in catalog.text
+    audit = await browser.get("/console/audit")
+    assert audit.status_code == 200
+    assert "<caption>Audit log</caption>" in audit.text
     health = await browser.get("/console/health")
     assert health.status_code == 200
     assert "database" in health.text.lower()
@@ -164,6 +170,11 @@ async def test_tenant_admin_sees_crm_pages_after_install_and_not_after_disable(
         gone = await me.get("/t/p/crm/contacts")
         assert gone.status_code == 404
         assert "not available" in gone.text
+        users = await me.get("/t/admin/users")
+        assert users.status_code == 200
+        assert f"admin@{slug}.example" in users.text
+        audit = await me.get("/t/admin/audit")
+        assert audit.status_code == 200
         # Logout ends the session.
         page = await me.get("/t")
         out = await me.post("/logout", data={"csrf": csrf_of(page.text)})

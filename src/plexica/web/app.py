@@ -152,6 +152,40 @@ class Shell:
         return response
 
 
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+async def _listing(
+    shell: Shell,
+    request: Request,
+    session: WebSession,
+    nav: list[dict[str, Any]],
+    *,
+    title: str,
+    path: str,
+    columns: list[tuple[str, str]],
+    empty: str,
+) -> Response:
+    """A read-only table of what a core list route returns (a list or a page of ``items``)."""
+    got = await shell.upstream.api(session, "GET", path)
+    items: list[Any] = []
+    if got.ok:
+        items = got.body.get("items", []) if isinstance(got.body, dict) else got.body
+    rows = [
+        [_cell(item.get(key)) for key, _ in columns] for item in items if isinstance(item, dict)
+    ]
+    return shell.page(
+        request, session, "listing.html", title=title, nav=nav, rows=rows,
+        headers=[h for _, h in columns], empty=empty,
+        error=None if got.ok else got.error_message(),
+    )  # fmt: skip
+
+
 def _check_rows(body: Any) -> list[tuple[str, dict[str, str]]]:
     checks = body.get("checks", {}) if isinstance(body, dict) else {}
     rows: list[tuple[str, dict[str, str]]] = []
@@ -291,6 +325,8 @@ def _console_routes(app: FastAPI, shell: Shell) -> None:
                 "title": "Operator console",
                 "links": [
                     {"title": "Tenants", "href": "/console/tenants"},
+                    {"title": "Plugin catalog", "href": "/console/plugins"},
+                    {"title": "Audit log", "href": "/console/audit"},
                     {"title": "Health", "href": "/console/health"},
                 ],
             }
@@ -382,6 +418,30 @@ def _console_routes(app: FastAPI, shell: Shell) -> None:
             )
 
         return await shell.run(request, act, operator=True)
+
+    @app.get("/console/plugins", include_in_schema=False)
+    async def console_plugins(request: Request) -> Response:
+        async def show(request: Request, session: WebSession) -> Response:
+            return await _listing(
+                shell, request, session, console_nav(), title="Plugin catalog",
+                path="/v1/plugins", empty="No plugins registered.",
+                columns=[("plugin_id", "Plugin"), ("name", "Name"), ("version", "Version"),
+                         ("status", "Status"), ("core", "Core range")],
+            )  # fmt: skip
+
+        return await shell.run(request, show, operator=True)
+
+    @app.get("/console/audit", include_in_schema=False)
+    async def console_audit(request: Request) -> Response:
+        async def show(request: Request, session: WebSession) -> Response:
+            return await _listing(
+                shell, request, session, console_nav(), title="Audit log",
+                path="/v1/audit?limit=100", empty="No entries.",
+                columns=[("at", "When"), ("actor", "Actor"), ("action", "Action"),
+                         ("tenant_id", "Tenant"), ("target", "Target")],
+            )  # fmt: skip
+
+        return await shell.run(request, show, operator=True)
 
     @app.get("/console/health", include_in_schema=False)
     async def console_health(request: Request) -> Response:
@@ -548,6 +608,31 @@ def _tenant_routes(app: FastAPI, shell: Shell) -> None:
 
 
 def _admin_routes(app: FastAPI, shell: Shell) -> None:
+    @app.get("/t/admin/users", include_in_schema=False)
+    async def admin_users(request: Request) -> Response:
+        async def show(request: Request, session: WebSession) -> Response:
+            nav, _ = await _tenant_nav(shell, session)
+            return await _listing(
+                shell, request, session, nav, title="Users", path="/v1/users",
+                empty="No users.",
+                columns=[("email", "Email"), ("roles", "Roles"), ("enabled", "Enabled")],
+            )  # fmt: skip
+
+        return await shell.run(request, show, operator=False)
+
+    @app.get("/t/admin/audit", include_in_schema=False)
+    async def admin_audit(request: Request) -> Response:
+        async def show(request: Request, session: WebSession) -> Response:
+            nav, _ = await _tenant_nav(shell, session)
+            return await _listing(
+                shell, request, session, nav, title="Audit log", path="/v1/audit?limit=100",
+                empty="No entries.",
+                columns=[("at", "When"), ("actor", "Actor"), ("action", "Action"),
+                         ("target", "Target")],
+            )  # fmt: skip
+
+        return await shell.run(request, show, operator=False)
+
     @app.get("/t/admin/plugins", include_in_schema=False)
     async def admin_plugins(request: Request) -> Response:
         return await shell.run(request, partial(_plugins_admin, shell), operator=False)
