@@ -170,6 +170,14 @@ async def test_tenant_admin_sees_crm_pages_after_install_and_not_after_disable(
         gone = await me.get("/t/p/crm/contacts")
         assert gone.status_code == 404
         assert "not available" in gone.text
+        confirm = await me.get("/t/admin/plugins/crm/uninstall")
+        assert "Yes, uninstall" in confirm.text
+        removed = await me.post(
+            "/t/admin/plugins/crm/uninstall", data={"csrf": csrf_of(confirm.text)}
+        )
+        assert removed.status_code == 303, removed.text
+        listed = await me.get("/t/admin/plugins")
+        assert "uninstalled" in listed.text
         users = await me.get("/t/admin/users")
         assert users.status_code == 200
         assert f"admin@{slug}.example" in users.text

@@ -390,7 +390,10 @@ def _console_routes(app: FastAPI, shell: Shell) -> None:
                 )  # fmt: skip
             return shell.page(
                 request, session, "confirm.html", title=f"{action} {slug}", nav=console_nav(),
-                slug=slug, action=action, warning=CONFIRM_TEXT[action],
+                heading=f"{action.capitalize()} tenant {slug}?", warning=CONFIRM_TEXT[action],
+                action_url=f"/console/tenants/{quote(slug, safe='')}/{action}",
+                confirm_label=f"Yes, {action}", danger=action == "delete",
+                cancel_url="/console/tenants",
             )  # fmt: skip
 
         return await shell.run(request, confirm, operator=True)
@@ -662,24 +665,38 @@ def _admin_routes(app: FastAPI, shell: Shell) -> None:
 
         return await shell.run(request, install, operator=False)
 
+    @app.get("/t/admin/plugins/{plugin_id}/uninstall", include_in_schema=False)
+    async def admin_uninstall_confirm(request: Request, plugin_id: str) -> Response:
+        async def confirm(request: Request, session: WebSession) -> Response:
+            nav, _ = await _tenant_nav(shell, session)
+            return shell.page(
+                request, session, "confirm.html", title=f"Uninstall {plugin_id}", nav=nav,
+                heading=f"Uninstall {plugin_id}?",
+                warning="Its pages disappear now; its data is kept for the retention window.",
+                action_url=f"/t/admin/plugins/{quote(plugin_id, safe='')}/uninstall",
+                confirm_label="Yes, uninstall", danger=True, cancel_url="/t/admin/plugins",
+            )  # fmt: skip
+
+        return await shell.run(request, confirm, operator=False)
+
     @app.post("/t/admin/plugins/{plugin_id}/{action}", include_in_schema=False)
     async def admin_plugin_action(request: Request, plugin_id: str, action: str) -> Response:
         async def act(request: Request, session: WebSession) -> Response:
-            if action not in ("enable", "disable"):
+            if action not in ("enable", "disable", "uninstall"):
                 return await _plugins_admin(
                     shell, request, session, status=404, error="No such action."
                 )
             tenant_id = await _tenant_id_of(shell, session)
-            done = await shell.upstream.api(
-                session,
-                "POST",
-                f"/v1/tenants/{tenant_id}/plugins/{quote(plugin_id, safe='')}/{action}",
-            )
+            path = f"/v1/tenants/{tenant_id}/plugins/{quote(plugin_id, safe='')}"
+            if action == "uninstall":
+                done = await shell.upstream.api(session, "DELETE", path)
+            else:
+                done = await shell.upstream.api(session, "POST", f"{path}/{action}")
             if not done.ok:
                 return await _plugins_admin(
                     shell, request, session, status=done.status, error=done.error_message()
                 )
-            notice = f"Plugin {plugin_id}: {action}d."
+            notice = f"Plugin {plugin_id}: {action} done."
             return RedirectResponse(f"/t/admin/plugins?{urlencode({'notice': notice})}", 303)
 
         return await shell.run(request, act, operator=False)
