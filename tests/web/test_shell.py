@@ -9,7 +9,9 @@ import httpx
 
 from plexica.identity.client import password_login
 from plexica.kit.db import Database
+from plexica.plugins import service as plugin_service
 from plexica.web.session import SESSION_COOKIE
+from tests.plugins.conftest import plugin_doc
 from tests.web.conftest import BROKEN, Operator, Site, csrf_of, set_password, sign_in
 
 
@@ -51,7 +53,7 @@ async def test_login_page_and_anonymous_redirects(browser: httpx.AsyncClient) ->
 
 
 async def test_operator_signs_in_and_manages_tenants(
-    browser: httpx.AsyncClient, operator: Operator
+    browser: httpx.AsyncClient, operator: Operator, db: Database
 ) -> None:
     await operator_signed_in(browser, operator)
     cookie = browser.cookies.jar
@@ -83,7 +85,23 @@ async def test_operator_signs_in_and_manages_tenants(
     assert slug in suspended.text
     catalog = await browser.get("/console/plugins")
     assert catalog.status_code == 200
-    assert "Plugin catalog" in catalog.text
+    assert "<caption>Plugin catalog</caption>" in catalog.text
+    wrong = await browser.post(
+        "/console/plugins/nosuch/1.0.0/publish", data={"csrf": csrf_of(catalog.text)}
+    )
+    assert wrong.status_code == 404
+    assert 'role="alert"' in wrong.text
+    plugin = f"web{uuid.uuid4().hex[:8]}"
+    async with db.session() as s:
+        await plugin_service.register(s, plugin_doc(plugin), [])
+    catalog = await browser.get("/console/plugins")
+    published = await browser.post(
+        f"/console/plugins/{plugin}/1.0.0/publish", data={"csrf": csrf_of(catalog.text)}
+    )
+    assert published.status_code == 303, published.text
+    async with db.session() as s:
+        versions = await plugin_service.list_versions(s, plugin)
+    assert [v.status for v in versions] == ["published"]
     audit = await browser.get("/console/audit")
     assert audit.status_code == 200
     assert "<caption>Audit log</caption>" in audit.text

@@ -47,6 +47,7 @@ CONFIRM_TEXT = {
     "reactivate": "Its users will be able to sign in again.",
     "delete": "The tenant will be deleted after the retention window; its users lose access now.",
 }
+CATALOG_ACTIONS = {"registered": ("publish",), "published": ("deprecate",)}
 PLUGIN_ACTIONS = {"active": ("disable",), "disabled": ("enable",)}
 # The server's error codes that belong to one field of the tenant form.
 TENANT_FIELD_CODES = {
@@ -71,6 +72,7 @@ class Shell:
             static=STATIC,
             htmx=(HERE / "static" / "vendor" / "htmx.min.js").is_file(),
             actions_for=lambda state: TENANT_ACTIONS.get(str(state), ()),
+            catalog_actions=lambda status: CATALOG_ACTIONS.get(str(status), ()),
             plugin_actions=lambda status: PLUGIN_ACTIONS.get(str(status), ()),
         )
 
@@ -422,17 +424,38 @@ def _console_routes(app: FastAPI, shell: Shell) -> None:
 
         return await shell.run(request, act, operator=True)
 
+    async def catalog_page(
+        request: Request, session: WebSession, *, status: int = 200, error: str | None = None
+    ) -> Response:
+        listed = await shell.upstream.api(session, "GET", "/v1/plugins")
+        versions = listed.body if listed.ok and isinstance(listed.body, list) else []
+        return shell.page(
+            request, session, "catalog.html", status, title="Plugin catalog", nav=console_nav(),
+            versions=versions, notice=request.query_params.get("notice"),
+            error=error or (None if listed.ok else listed.error_message()),
+        )  # fmt: skip
+
     @app.get("/console/plugins", include_in_schema=False)
     async def console_plugins(request: Request) -> Response:
-        async def show(request: Request, session: WebSession) -> Response:
-            return await _listing(
-                shell, request, session, console_nav(), title="Plugin catalog",
-                path="/v1/plugins", empty="No plugins registered.",
-                columns=[("plugin_id", "Plugin"), ("name", "Name"), ("version", "Version"),
-                         ("status", "Status"), ("core", "Core range")],
-            )  # fmt: skip
+        return await shell.run(request, catalog_page, operator=True)
 
-        return await shell.run(request, show, operator=True)
+    @app.post("/console/plugins/{plugin_id}/{version}/{action}", include_in_schema=False)
+    async def console_plugin_action(
+        request: Request, plugin_id: str, version: str, action: str
+    ) -> Response:
+        async def act(request: Request, session: WebSession) -> Response:
+            if action not in ("publish", "deprecate"):
+                return await catalog_page(request, session, status=404, error="No such action.")
+            path = f"/v1/plugins/{quote(plugin_id, safe='')}/versions/{quote(version, safe='')}"
+            done = await shell.upstream.api(session, "POST", f"{path}/{action}")
+            if not done.ok:
+                return await catalog_page(
+                    request, session, status=done.status, error=done.error_message()
+                )
+            notice = f"{plugin_id} {version}: {action} done."
+            return RedirectResponse(f"/console/plugins?{urlencode({'notice': notice})}", 303)
+
+        return await shell.run(request, act, operator=True)
 
     @app.get("/console/audit", include_in_schema=False)
     async def console_audit(request: Request) -> Response:
