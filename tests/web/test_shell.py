@@ -196,6 +196,19 @@ async def test_tenant_admin_sees_crm_pages_after_install_and_not_after_disable(
         assert removed.status_code == 303, removed.text
         listed = await me.get("/t/admin/plugins")
         assert "uninstalled" in listed.text
+        branding = await me.get("/t/admin/branding")
+        refused = await me.post(
+            "/t/admin/branding",
+            data={"csrf": csrf_of(branding.text), "primary_color": "red;}</style><script>"},
+        )
+        assert refused.status_code == 422
+        assert 'id="e-primary_color"' in refused.text
+        assert "</style><script>" not in refused.text
+        saved = await me.post(
+            "/t/admin/branding", data={"csrf": csrf_of(branding.text), "primary_color": "#aa3300"}
+        )
+        assert saved.status_code == 303, saved.text
+        assert "--px-primary: #aa3300" in (await me.get("/t")).text
         users = await me.get("/t/admin/users")
         assert users.status_code == 200
         assert f"admin@{slug}.example" in users.text

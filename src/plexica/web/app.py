@@ -39,6 +39,8 @@ from plexica_sdk.service import create_service_app
 
 HERE = Path(__file__).parent
 STATIC = "/static"
+BRAND_KEY = "branding.primary_color"
+COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 TENANT_STATES = ("provisioning", "active", "suspended", "pending_deletion", "deleted", "failed")
 TENANT_ACTIONS = {"active": ("suspend", "delete"), "suspended": ("reactivate", "delete")}
@@ -76,6 +78,11 @@ class Shell:
             plugin_actions=lambda status: PLUGIN_ACTIONS.get(str(status), ()),
         )
 
+    async def brand_colour(self, session: WebSession) -> str | None:
+        got = await self.upstream.api(session, "GET", f"/v1/tenant/settings/{BRAND_KEY}")
+        value = got.body.get("value") if got.ok and isinstance(got.body, dict) else None
+        return value if isinstance(value, str) and COLOUR_RE.match(value) else None
+
     # --- session ---------------------------------------------------------------------------
 
     def read(self, request: Request) -> WebSession | None:
@@ -111,6 +118,7 @@ class Shell:
             "csrf": session.csrf if session else "",
             "nav": ctx.pop("nav", None),
             "current": request.url.path,
+            "brand": getattr(request.state, "brand", None),
             **ctx,
         }
         response = self.templates.TemplateResponse(request, name, context, status_code=status)
@@ -146,6 +154,8 @@ class Shell:
                         message="The form was refused (missing or invalid CSRF token). "
                         "Reload the page and try again.",
                     )  # fmt: skip
+            if session.realm != OPERATOR_REALM:
+                request.state.brand = await self.brand_colour(session)
             response = await handler(request, session)
         except SessionExpiredError:
             return self.to_login(request)
@@ -645,6 +655,48 @@ def _admin_routes(app: FastAPI, shell: Shell) -> None:
             )  # fmt: skip
 
         return await shell.run(request, show, operator=False)
+
+    async def branding_page(
+        request: Request,
+        session: WebSession,
+        *,
+        status: int = 200,
+        value: str | None = None,
+        error: str | None = None,
+    ) -> Response:
+        nav, _ = await _tenant_nav(shell, session)
+        current = getattr(request.state, "brand", None) or ""
+        return shell.page(
+            request, session, "branding.html", status, title="Branding", nav=nav,
+            value=current if value is None else value, error=error,
+            notice=request.query_params.get("notice"),
+        )  # fmt: skip
+
+    @app.get("/t/admin/branding", include_in_schema=False)
+    async def admin_branding(request: Request) -> Response:
+        return await shell.run(request, branding_page, operator=False)
+
+    @app.post("/t/admin/branding", include_in_schema=False)
+    async def admin_branding_save(request: Request) -> Response:
+        async def save(request: Request, session: WebSession) -> Response:
+            value = str((await request.form()).get("primary_color", "")).strip()
+            if not COLOUR_RE.match(value):
+                return await branding_page(
+                    request, session, status=422, value=value,
+                    error="Enter a colour as #rrggbb, for example #1d4ed8.",
+                )  # fmt: skip
+            done = await shell.upstream.api(
+                session, "PUT", f"/v1/tenant/settings/{BRAND_KEY}", json={"value": value}
+            )
+            if not done.ok:
+                return await branding_page(
+                    request, session, status=done.status, value=value,
+                    error=done.error_message(),
+                )  # fmt: skip
+            notice = "Branding saved."
+            return RedirectResponse(f"/t/admin/branding?{urlencode({'notice': notice})}", 303)
+
+        return await shell.run(request, save, operator=False)
 
     @app.get("/t/admin/audit", include_in_schema=False)
     async def admin_audit(request: Request) -> Response:
