@@ -147,6 +147,8 @@ async def test_tenant_admin_sees_crm_pages_after_install_and_not_after_disable(
         assert "/t/p/crm/contacts" not in home.text
         # The operator console is not for tenant users.
         assert (await me.get("/console/tenants")).status_code == 403
+        for link in ("/t/admin/plugins", "/t/admin/users", "/t/admin/branding", "/t/admin/audit"):
+            assert f'href="{link}"' in home.text
         admin = await me.get("/t/admin/plugins")
         installed = await me.post(
             "/t/admin/plugins", data={"csrf": csrf_of(admin.text), "plugin_id": "crm"}

@@ -509,7 +509,12 @@ async def _tenant_nav(
         nav.append(
             {
                 "title": "Administration",
-                "links": [{"title": "Plugins", "href": "/t/admin/plugins"}],
+                "links": [
+                    {"title": "Plugins", "href": "/t/admin/plugins"},
+                    {"title": "Users", "href": "/t/admin/users"},
+                    {"title": "Branding", "href": "/t/admin/branding"},
+                    {"title": "Audit log", "href": "/t/admin/audit"},
+                ],
             }
         )
     return nav, contributions
