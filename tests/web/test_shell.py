@@ -214,6 +214,19 @@ async def test_tenant_admin_sees_crm_pages_after_install_and_not_after_disable(
         users = await me.get("/t/admin/users")
         assert users.status_code == 200
         assert f"admin@{slug}.example" in users.text
+        bad = await me.post(
+            "/t/admin/users",
+            data={"csrf": csrf_of(users.text), "email": "not-an-email", "role": "member"},
+        )
+        assert bad.status_code == 422
+        assert 'id="e-email"' in bad.text
+        added = await me.post(
+            "/t/admin/users",
+            data={"csrf": csrf_of(users.text), "email": f"m@{slug}.example", "role": "member"},
+        )
+        assert added.status_code == 201, added.text
+        assert "Initial password (shown once)" in added.text
+        assert f"m@{slug}.example" in (await me.get("/t/admin/users")).text
         audit = await me.get("/t/admin/audit")
         assert audit.status_code == 200
         # Logout ends the session.

@@ -243,6 +243,7 @@ def create_web_app(
     _console_routes(app, shell)
     _tenant_routes(app, shell)
     _admin_routes(app, shell)
+    _settings_routes(app, shell)
     return app
 
 
@@ -649,18 +650,52 @@ def _tenant_routes(app: FastAPI, shell: Shell) -> None:
 
 
 def _admin_routes(app: FastAPI, shell: Shell) -> None:
+    async def users_page(
+        request: Request,
+        session: WebSession,
+        *,
+        status: int = 200,
+        form: dict[str, str] | None = None,
+        errors: dict[str, str] | None = None,
+        error: str | None = None,
+        created: dict[str, str] | None = None,
+    ) -> Response:
+        nav, _ = await _tenant_nav(shell, session)
+        listed = await shell.upstream.api(session, "GET", "/v1/users")
+        return shell.page(
+            request, session, "users.html", status, title="Users", nav=nav,
+            users=listed.body if listed.ok and isinstance(listed.body, list) else [],
+            form=form or {"email": "", "role": "member"}, errors=errors or {}, created=created,
+            error=error or (None if listed.ok else listed.error_message()),
+        )  # fmt: skip
+
     @app.get("/t/admin/users", include_in_schema=False)
     async def admin_users(request: Request) -> Response:
-        async def show(request: Request, session: WebSession) -> Response:
-            nav, _ = await _tenant_nav(shell, session)
-            return await _listing(
-                shell, request, session, nav, title="Users", path="/v1/users",
-                empty="No users.",
-                columns=[("email", "Email"), ("roles", "Roles"), ("enabled", "Enabled")],
-            )  # fmt: skip
+        return await shell.run(request, users_page, operator=False)
 
-        return await shell.run(request, show, operator=False)
+    @app.post("/t/admin/users", include_in_schema=False)
+    async def admin_add_user(request: Request) -> Response:
+        async def add(request: Request, session: WebSession) -> Response:
+            raw = await request.form()
+            form = {k: str(raw.get(k, "")).strip() for k in ("email", "role")}
+            made = await shell.upstream.api(
+                session, "POST", "/v1/users", json={"email": form["email"], "roles": [form["role"]]}
+            )
+            if not made.ok:
+                errors = made.field_errors()
+                return await users_page(
+                    request, session, status=made.status, form=form, errors=errors,
+                    error=None if errors else made.error_message(),
+                )  # fmt: skip
+            body = made.body if isinstance(made.body, dict) else {}
+            # Shown once on this answer (not a redirect): the password is never in a URL.
+            created = {"email": form["email"], "password": str(body.get("initial_password", ""))}
+            return await users_page(request, session, status=201, created=created)
 
+        return await shell.run(request, add, operator=False)
+
+
+def _settings_routes(app: FastAPI, shell: Shell) -> None:
     async def branding_page(
         request: Request,
         session: WebSession,
