@@ -157,6 +157,27 @@ async def test_tenant_admin_sees_crm_pages_after_install_and_not_after_disable(
         home = await me.get("/t")
         assert "/t/p/crm/contacts" in home.text
         assert "/t/p/crm/deals" in home.text
+        # The settings form is generated from the plugin's settings schema.
+        form = await me.get("/t/admin/plugins/crm/settings")
+        assert 'id="f-currency"' in form.text
+        assert 'id="f-page_size" name="page_size" type="number" value="25"' in form.text
+        bad = await me.post(
+            "/t/admin/plugins/crm/settings",
+            data={"csrf": csrf_of(form.text), "currency": "eu", "page_size": "10"},
+        )
+        assert bad.status_code == 422
+        assert 'id="e-currency"' in bad.text
+        not_number = await me.post(
+            "/t/admin/plugins/crm/settings",
+            data={"csrf": csrf_of(form.text), "currency": "USD", "page_size": "ten"},
+        )
+        assert 'id="e-page_size"' in not_number.text
+        saved = await me.post(
+            "/t/admin/plugins/crm/settings",
+            data={"csrf": csrf_of(form.text), "currency": "USD", "page_size": "10"},
+        )
+        assert saved.status_code == 303, saved.text
+        assert 'value="USD"' in (await me.get("/t/admin/plugins/crm/settings")).text
         # Data made through the plugin's API shows up escaped in its embedded pages.
         token = await password_login(
             me, f"{site.url}/realms/plexica-{slug}", f"admin@{slug}.example", password

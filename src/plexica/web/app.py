@@ -49,6 +49,7 @@ CONFIRM_TEXT = {
     "reactivate": "Its users will be able to sign in again.",
     "delete": "The tenant will be deleted after the retention window; its users lose access now.",
 }
+SETTING_TYPES = {"string": "text", "integer": "number", "number": "number", "boolean": "checkbox"}
 CATALOG_ACTIONS = {"registered": ("publish",), "published": ("deprecate",)}
 PLUGIN_ACTIONS = {"active": ("disable",), "disabled": ("enable",)}
 # The server's error codes that belong to one field of the tenant form.
@@ -198,6 +199,68 @@ async def _listing(
     )  # fmt: skip
 
 
+def _settings_fields(schema: dict[str, Any], values: dict[str, Any]) -> list[dict[str, Any]]:
+    """Form fields for the flat, simple-typed properties of a plugin's settings schema."""
+    props = schema.get("properties", {}) if isinstance(schema, dict) else {}
+    fields = []
+    for name, prop in props.items():
+        if not isinstance(prop, dict) or prop.get("type") not in SETTING_TYPES:
+            continue
+        value = values.get(name, prop.get("default"))
+        fields.append(
+            {
+                "name": name,
+                "label": str(prop.get("title") or name.replace("_", " ").capitalize()),
+                "type": prop["type"],
+                "input": SETTING_TYPES[prop["type"]],
+                "value": "" if value is None else value,
+                "hint": prop.get("description"),
+                "enum": prop.get("enum"),
+            }
+        )
+    return fields
+
+
+def _coerce_settings(
+    fields: list[dict[str, Any]], form: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    out: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for f in fields:
+        name, raw = f["name"], form.get(f["name"], "").strip()
+        if f["type"] == "boolean":
+            out[name] = raw == "on"
+        elif raw == "":
+            continue
+        elif f["type"] in ("integer", "number"):
+            try:
+                out[name] = int(raw) if f["type"] == "integer" else float(raw)
+            except ValueError:
+                errors[name] = (
+                    "Enter a number." if f["type"] == "number" else "Enter a whole number."
+                )
+        else:
+            out[name] = raw
+    return out, errors
+
+
+async def _installed_fields(
+    shell: Shell, session: WebSession, plugin_id: str
+) -> tuple[str, list[dict[str, Any]]] | None:
+    """The installation's API path and its settings form fields, or None when not installed."""
+    tenant_id = await _tenant_id_of(shell, session)
+    pid = quote(plugin_id, safe="")
+    path = f"/v1/tenants/{tenant_id}/plugins/{pid}"
+    got = await shell.upstream.api(session, "GET", path)
+    versions = await shell.upstream.api(session, "GET", f"/v1/plugins/{pid}/versions")
+    if not got.ok or not versions.ok or not isinstance(versions.body, list):
+        return None
+    manifest: dict[str, Any] = next(
+        (v["manifest"] for v in versions.body if v["version"] == got.body["version"]), {}
+    )
+    return path, _settings_fields(manifest.get("settings_schema", {}), got.body["settings"])
+
+
 def _check_rows(body: Any) -> list[tuple[str, dict[str, str]]]:
     checks = body.get("checks", {}) if isinstance(body, dict) else {}
     rows: list[tuple[str, dict[str, str]]] = []
@@ -244,6 +307,8 @@ def create_web_app(
     _tenant_routes(app, shell)
     _admin_routes(app, shell)
     _settings_routes(app, shell)
+    _plugin_settings_routes(app, shell)
+    _audit_routes(app, shell)
     return app
 
 
@@ -738,6 +803,72 @@ def _settings_routes(app: FastAPI, shell: Shell) -> None:
 
         return await shell.run(request, save, operator=False)
 
+
+def _plugin_settings_routes(app: FastAPI, shell: Shell) -> None:
+    async def plugin_settings_page(
+        request: Request,
+        session: WebSession,
+        plugin_id: str,
+        *,
+        status: int = 200,
+        form: dict[str, str] | None = None,
+        errors: dict[str, str] | None = None,
+        error: str | None = None,
+    ) -> Response:
+        nav, _ = await _tenant_nav(shell, session)
+        found = await _installed_fields(shell, session, plugin_id)
+        if found is None:
+            return shell.page(
+                request, session, "error.html", 404, title="Not found", nav=nav,
+                message="This plugin is not installed in your organisation.",
+            )  # fmt: skip
+        fields = found[1]
+        if form is not None:
+            for f in fields:
+                f["value"] = form.get(f["name"], "")
+        return shell.page(
+            request, session, "plugin_settings.html", status, title=f"{plugin_id} settings",
+            nav=nav, plugin=plugin_id, fields=fields, errors=errors or {}, error=error,
+            notice=request.query_params.get("notice"),
+        )  # fmt: skip
+
+    @app.get("/t/admin/plugins/{plugin_id}/settings", include_in_schema=False)
+    async def admin_plugin_settings(request: Request, plugin_id: str) -> Response:
+        return await shell.run(
+            request, partial(plugin_settings_page, plugin_id=plugin_id), operator=False
+        )
+
+    @app.post("/t/admin/plugins/{plugin_id}/settings", include_in_schema=False)
+    async def admin_plugin_settings_save(request: Request, plugin_id: str) -> Response:
+        async def save(request: Request, session: WebSession) -> Response:
+            raw = await request.form()
+            form = {k: str(v) for k, v in raw.items() if k != "csrf"}
+            found = await _installed_fields(shell, session, plugin_id)
+            if found is None:
+                return await plugin_settings_page(request, session, plugin_id)
+            path, fields = found
+            values, errors = _coerce_settings(fields, form)
+            if not errors:
+                done = await shell.upstream.api(
+                    session, "PUT", f"{path}/settings", json={"settings": values}
+                )
+                if done.ok:
+                    notice = urlencode({"notice": "Settings saved."})
+                    return RedirectResponse(f"{request.url.path}?{notice}", 303)
+                errors = done.field_errors()
+                if not errors:
+                    return await plugin_settings_page(
+                        request, session, plugin_id, status=done.status, form=form,
+                        error=done.error_message(),
+                    )  # fmt: skip
+            return await plugin_settings_page(
+                request, session, plugin_id, status=422, form=form, errors=errors
+            )
+
+        return await shell.run(request, save, operator=False)
+
+
+def _audit_routes(app: FastAPI, shell: Shell) -> None:
     @app.get("/t/admin/audit", include_in_schema=False)
     async def admin_audit(request: Request) -> Response:
         async def show(request: Request, session: WebSession) -> Response:

@@ -52,6 +52,8 @@ class ApiResult:
             for d in details:
                 if isinstance(d, dict) and d.get("loc"):
                     out.setdefault(str(d["loc"][-1]), str(d.get("msg", "invalid")))
+                elif isinstance(d, dict) and d.get("path"):
+                    out.setdefault(str(d["path"]), str(d.get("message", "invalid")))
         return out
 
 
