@@ -17,6 +17,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
 from plexica import __version__
 from plexica.identity.client import pkce_pair
@@ -36,6 +37,7 @@ from plexica.web.upstream import (
     Upstream,
 )
 from plexica_sdk.service import create_service_app
+from plexica_sdk.ui import DESIGN_TEMPLATES
 
 HERE = Path(__file__).parent
 STATIC = "/static"
@@ -70,7 +72,14 @@ class Shell:
         # Per process: a restart signs everyone out (ADR 0090).
         self.signer = Signer(secrets.token_bytes(32))
         self.upstream = Upstream(settings.public_base_url, transport)
-        self.templates = Jinja2Templates(directory=str(HERE / "templates"))
+        self.templates = Jinja2Templates(
+            env=Environment(
+                loader=ChoiceLoader(
+                    [FileSystemLoader(HERE / "templates"), FileSystemLoader(DESIGN_TEMPLATES)]
+                ),
+                autoescape=select_autoescape(default=True, default_for_string=True),
+            )
+        )
         self.templates.env.globals.update(
             static=STATIC,
             htmx=(HERE / "static" / "vendor" / "htmx.min.js").is_file(),
