@@ -9,7 +9,7 @@ import httpx
 
 from plexica.web.app import Shell
 from plexica.web.session import SESSION_COOKIE, WebSession
-from tests.web.conftest import Operator, Site, sign_in
+from tests.web.conftest import Operator, Site, csrf_of, sign_in
 
 
 def _shell(site: Site) -> Shell:
@@ -84,3 +84,20 @@ async def test_callback_without_a_pending_login_is_refused(browser: httpx.AsyncC
 async def test_next_is_never_an_open_redirect(browser: httpx.AsyncClient) -> None:
     page = await browser.get("/login", params={"next": "//evil.example/x"})
     assert 'name="next" value="/"' in page.text
+
+
+async def test_sign_out_revokes_the_refresh_token(
+    site: Site, browser: httpx.AsyncClient, operator: Operator
+) -> None:
+    await sign_in(browser, "/login/start?operator=1", operator.email, operator.password)
+    before = _session(site, browser)
+    page = await browser.get("/console/tenants")
+    out = await browser.post("/logout", data={"csrf": csrf_of(page.text)})
+    assert out.status_code == 303
+    assert out.headers["location"] == "/login"
+    # The old cookie, replayed, cannot be refreshed any more: back to sign-in.
+    before.expires_at = 0
+    _replace(site, browser, before)
+    again = await browser.get("/console/tenants")
+    assert again.status_code == 303
+    assert again.headers["location"].startswith("/login")

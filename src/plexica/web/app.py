@@ -398,6 +398,7 @@ def _auth_routes(app: FastAPI, shell: Shell) -> None:
     @app.post("/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:
         async def done(_: Request, session: WebSession) -> Response:
+            await shell.upstream.end_session(session)
             response = RedirectResponse("/login", status_code=303)
             response.delete_cookie(SESSION_COOKIE, path="/")
             return response

@@ -3,6 +3,7 @@ through the public URL so that the same code works in ``plexica up`` and behind 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +103,16 @@ class Upstream:
         )  # fmt: skip
         fresh.csrf = session.csrf
         return fresh
+
+    async def end_session(self, session: WebSession) -> None:
+        """Revokes the refresh token at the provider (back channel): a stolen copy of the old
+        cookie cannot mint new access tokens after sign-out."""
+        if not session.refresh_token:
+            return
+        form = {"refresh_token": session.refresh_token, "client_id": WEB_CLIENT}
+        # On failure the cookie is dropped anyway and the token expires on its own.
+        with contextlib.suppress(httpx.HTTPError):
+            await self._http.post(f"{self.endpoint(session.realm)}/logout", data=form)
 
     async def _token(self, realm: str, form: dict[str, str]) -> WebSession:
         answer = await self._http.post(f"{self.endpoint(realm)}/token", data=form)
