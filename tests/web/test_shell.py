@@ -73,6 +73,11 @@ async def test_operator_signs_in_and_manages_tenants(
     again = await create_tenant(browser, slug, "dup")
     assert again.status_code == 409
     assert 'id="e-slug"' in again.text
+    detail = await browser.get(f"/console/tenants/{slug}")
+    assert detail.status_code == 200
+    assert "<caption>Provisioning and deletion steps</caption>" in detail.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in detail.text
+    assert (await browser.get("/console/tenants/nosuchtenant")).status_code == 404
     # Suspend asks first, then does it.
     confirm = await browser.get(f"/console/tenants/{slug}/suspend")
     assert confirm.status_code == 200

@@ -314,6 +314,7 @@ def create_web_app(
     app.mount(STATIC, StaticFiles(directory=str(HERE / "static")), name="static")
     _auth_routes(app, shell)
     _console_routes(app, shell)
+    _catalog_routes(app, shell)
     _tenant_routes(app, shell)
     _admin_routes(app, shell)
     _settings_routes(app, shell)
@@ -406,20 +407,21 @@ def _auth_routes(app: FastAPI, shell: Shell) -> None:
         return await shell.run(request, done, operator=None)
 
 
-def _console_routes(app: FastAPI, shell: Shell) -> None:
+def _console_nav() -> list[dict[str, Any]]:
+    return [
+        {
+            "title": "Operator console",
+            "links": [
+                {"title": "Tenants", "href": "/console/tenants"},
+                {"title": "Plugin catalog", "href": "/console/plugins"},
+                {"title": "Audit log", "href": "/console/audit"},
+                {"title": "Health", "href": "/console/health"},
+            ],
+        }
+    ]
 
-    def console_nav() -> list[dict[str, Any]]:
-        return [
-            {
-                "title": "Operator console",
-                "links": [
-                    {"title": "Tenants", "href": "/console/tenants"},
-                    {"title": "Plugin catalog", "href": "/console/plugins"},
-                    {"title": "Audit log", "href": "/console/audit"},
-                    {"title": "Health", "href": "/console/health"},
-                ],
-            }
-        ]
+
+def _console_routes(app: FastAPI, shell: Shell) -> None:
 
     async def tenants_page(
         request: Request,
@@ -436,7 +438,7 @@ def _console_routes(app: FastAPI, shell: Shell) -> None:
         listed = await shell.upstream.api(session, "GET", "/v1/tenants", params=params)
         tenants = listed.body.get("items", []) if listed.ok else []
         return shell.page(
-            request, session, "tenants.html", status, title="Tenants", nav=console_nav(),
+            request, session, "tenants.html", status, title="Tenants", nav=_console_nav(),
             tenants=tenants, states=TENANT_STATES, state=state,
             form=form or {"slug": "", "name": "", "admin_email": ""}, errors=errors or {},
             error=error or (None if listed.ok else listed.error_message()),
@@ -469,16 +471,37 @@ def _console_routes(app: FastAPI, shell: Shell) -> None:
 
         return await shell.run(request, create, operator=True)
 
+    @app.get("/console/tenants/{slug}", include_in_schema=False)
+    async def console_tenant(request: Request, slug: str) -> Response:
+        async def show(request: Request, session: WebSession) -> Response:
+            path = f"/v1/tenants/{quote(slug, safe='')}"
+            tenant, steps = await asyncio.gather(
+                shell.upstream.api(session, "GET", path),
+                shell.upstream.api(session, "GET", f"{path}/steps"),
+            )
+            if not tenant.ok:
+                return shell.page(
+                    request, session, "error.html", tenant.status, title="Not found",
+                    nav=_console_nav(), message=tenant.error_message(),
+                )  # fmt: skip
+            return shell.page(
+                request, session, "tenant_detail.html", title=slug, nav=_console_nav(),
+                tenant=tenant.body, steps=steps.body if steps.ok else {"steps": [], "history": []},
+                error=None if steps.ok else steps.error_message(),
+            )  # fmt: skip
+
+        return await shell.run(request, show, operator=True)
+
     @app.get("/console/tenants/{slug}/{action}", include_in_schema=False)
     async def console_confirm(request: Request, slug: str, action: str) -> Response:
         async def confirm(request: Request, session: WebSession) -> Response:
             if action not in CONFIRM_TEXT:
                 return shell.page(
                     request, session, "error.html", 404, title="Not found",
-                    message="No such action.", nav=console_nav(),
+                    message="No such action.", nav=_console_nav(),
                 )  # fmt: skip
             return shell.page(
-                request, session, "confirm.html", title=f"{action} {slug}", nav=console_nav(),
+                request, session, "confirm.html", title=f"{action} {slug}", nav=_console_nav(),
                 heading=f"{action.capitalize()} tenant {slug}?", warning=CONFIRM_TEXT[action],
                 action_url=f"/console/tenants/{quote(slug, safe='')}/{action}",
                 confirm_label=f"Yes, {action}", danger=action == "delete",
@@ -493,7 +516,7 @@ def _console_routes(app: FastAPI, shell: Shell) -> None:
             if action not in CONFIRM_TEXT:
                 return shell.page(
                     request, session, "error.html", 404, title="Not found",
-                    message="No such action.", nav=console_nav(),
+                    message="No such action.", nav=_console_nav(),
                 )  # fmt: skip
             path = f"/v1/tenants/{quote(slug, safe='')}"
             if action == "delete":
@@ -511,13 +534,15 @@ def _console_routes(app: FastAPI, shell: Shell) -> None:
 
         return await shell.run(request, act, operator=True)
 
+
+def _catalog_routes(app: FastAPI, shell: Shell) -> None:
     async def catalog_page(
         request: Request, session: WebSession, *, status: int = 200, error: str | None = None
     ) -> Response:
         listed = await shell.upstream.api(session, "GET", "/v1/plugins")
         versions = listed.body if listed.ok and isinstance(listed.body, list) else []
         return shell.page(
-            request, session, "catalog.html", status, title="Plugin catalog", nav=console_nav(),
+            request, session, "catalog.html", status, title="Plugin catalog", nav=_console_nav(),
             versions=versions, notice=request.query_params.get("notice"),
             error=error or (None if listed.ok else listed.error_message()),
         )  # fmt: skip
@@ -548,7 +573,7 @@ def _console_routes(app: FastAPI, shell: Shell) -> None:
     async def console_audit(request: Request) -> Response:
         async def show(request: Request, session: WebSession) -> Response:
             return await _listing(
-                shell, request, session, console_nav(), title="Audit log",
+                shell, request, session, _console_nav(), title="Audit log",
                 path="/v1/audit?limit=100", empty="No entries.",
                 columns=[("at", "When"), ("actor", "Actor"), ("action", "Action"),
                          ("tenant_id", "Tenant"), ("target", "Target")],
@@ -561,7 +586,7 @@ def _console_routes(app: FastAPI, shell: Shell) -> None:
         async def health(request: Request, session: WebSession) -> Response:
             ready = await shell.upstream.ready()
             return shell.page(
-                request, session, "health.html", title="Health", nav=console_nav(),
+                request, session, "health.html", title="Health", nav=_console_nav(),
                 ready=ready.ok, checks=_check_rows(ready.body),
             )  # fmt: skip
 
