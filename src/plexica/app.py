@@ -23,7 +23,7 @@ from plexica.kit.db import Database
 from plexica.kit.probes import add_dependency_checks
 from plexica.kit.security import TokenVerifier
 from plexica.plugins import wiring as plugins_wiring
-from plexica.plugins.api import catalog_router, installations_router
+from plexica.plugins.api import catalog_router, installations_router, ui_router
 from plexica.settings import Settings
 from plexica.storage.api import router as files_router
 from plexica.storage.wiring import start_storage
@@ -99,6 +99,7 @@ def create_app(
     app.include_router(audit_router)
     app.include_router(catalog_router())
     app.include_router(installations_router())
+    app.include_router(ui_router())
 
     app.include_router(tenants_api.operator_router)
     app.include_router(tenants_api.tenant_router)

@@ -85,7 +85,9 @@ def test_up_serves_everything_and_stops_cleanly(data_dir: Path) -> None:
         spec = httpx.get(f"{base}/api/core/openapi.json").json()
         assert "/v1/info" in spec["paths"]
         assert httpx.get(f"{base}/api/core/docs").status_code == 200
-        assert httpx.get(f"{base}/").status_code == 200
+        home = httpx.get(f"{base}/", follow_redirects=True)
+        assert home.status_code == 200
+        assert "Sign in" in home.text  # the web shell's login page
         # The edge asks for a token before it says whether a plugin exists (ADR 0080).
         missing = httpx.get(f"{base}/api/plugins/nothing/here")
         assert missing.status_code == 401

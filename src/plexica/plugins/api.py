@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -128,8 +128,23 @@ def catalog_router() -> APIRouter:
     return router
 
 
+async def _fresh_permissions(request: Request) -> AsyncIterator[None]:
+    """A changed installation changes what the tenant's roles may do: the verifier's cache of
+    permissions is dropped so that the next request (the shell's navigation) sees it."""
+    yield
+    if request.method != "GET":
+        cache = getattr(getattr(request.app.state, "verifier", None), "permissions", None)
+        invalidate = getattr(cache, "invalidate", None)
+        if callable(invalidate):
+            invalidate()
+
+
 def installations_router() -> APIRouter:
-    router = APIRouter(prefix="/v1/tenants/{tenant_id}/plugins", tags=["plugins"])
+    router = APIRouter(
+        prefix="/v1/tenants/{tenant_id}/plugins",
+        tags=["plugins"],
+        dependencies=[Depends(_fresh_permissions, scope="function")],
+    )
 
     @router.get("", summary="Plugins of a tenant")
     async def list_installed(tenant: TenantDep, session: SessionDep) -> list[InstallationOut]:
@@ -178,5 +193,26 @@ def installations_router() -> APIRouter:
         if out is None:
             return Response(status_code=204)
         return Response(out.model_dump_json(), media_type="application/json")
+
+    return router
+
+
+def ui_router() -> APIRouter:
+    router = APIRouter(prefix="/v1/tenant/ui", tags=["plugins"])
+
+    @router.get("", summary="Pages and slots of the caller's tenant's active plugins")
+    async def contributions(principal: PrincipalDep, session: SessionDep) -> list[dict[str, Any]]:
+        if principal.tenant_id is None:
+            raise NotFoundError("no tenant in the caller's token")
+        out = await service.ui_contributions(session, principal.tenant_id)
+        for item in out:
+            # A page the caller may not open is not offered in its navigation.
+            for key in ("pages", "slots"):
+                item[key] = [
+                    p
+                    for p in item[key]
+                    if p.get("permission") is None or principal.has_permission(p["permission"])
+                ]
+        return out
 
     return router

@@ -6,7 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+# The shell's design system: ``{% from "plexica/macros.html" import button, field, table, alert %}``
+# renders with the shell's own classes (``px-*``), so plugin pages look like the rest.
+DESIGN_TEMPLATES = Path(__file__).parent / "templates"
 
 
 class Fragments:
@@ -14,7 +18,7 @@ class Fragments:
 
     def __init__(self, folder: Path) -> None:
         self.env = Environment(
-            loader=FileSystemLoader(folder),
+            loader=ChoiceLoader([FileSystemLoader(folder), FileSystemLoader(DESIGN_TEMPLATES)]),
             autoescape=select_autoescape(default=True, default_for_string=True),
             undefined=StrictUndefined,
             enable_async=False,

@@ -1,0 +1,151 @@
+"""The shell's calls to the platform: OIDC token endpoint, core API and plugin fragments, all
+through the public URL so that the same code works in ``plexica up`` and behind a gateway."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from plexica.identity.service import WEB_CLIENT
+from plexica.web.session import WebSession
+
+CORE = "/api/core"
+OPERATOR_REALM = "plexica-platform"
+REFRESH_MARGIN = 15.0
+
+
+class SessionExpiredError(Exception):
+    """The tokens are gone or refused: the user signs in again."""
+
+
+@dataclass(frozen=True)
+class ApiResult:
+    status: int
+    body: Any
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def error_message(self) -> str:
+        if isinstance(self.body, dict):
+            err = self.body.get("error")
+            if isinstance(err, dict):
+                return str(err.get("message") or err.get("code") or "request failed")
+            return str(self.body.get("detail") or self.body.get("message") or "request failed")
+        return f"request failed (HTTP {self.status})"
+
+    def field_errors(self) -> dict[str, str]:
+        """The server's messages per form field (422 details name the field last)."""
+        out: dict[str, str] = {}
+        if not isinstance(self.body, dict):
+            return out
+        err = self.body.get("error")
+        details = err.get("details") if isinstance(err, dict) else self.body.get("detail")
+        if isinstance(details, dict):
+            details = details.get("errors", details.get("fields"))
+        if isinstance(details, list):
+            for d in details:
+                if isinstance(d, dict) and d.get("loc"):
+                    out.setdefault(str(d["loc"][-1]), str(d.get("msg", "invalid")))
+                elif isinstance(d, dict) and d.get("path"):
+                    out.setdefault(str(d["path"]), str(d.get("message", "invalid")))
+        return out
+
+
+class Upstream:
+    def __init__(self, base_url: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.base_url, transport=transport, timeout=10.0)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def endpoint(self, realm: str) -> str:
+        return f"{self.base_url}/realms/{realm}/protocol/openid-connect"
+
+    def redirect_uri(self) -> str:
+        return f"{self.base_url}/auth/callback"
+
+    def authorize_url(self, realm: str, state: str, challenge: str) -> str:
+        query = urlencode(
+            {
+                "response_type": "code", "client_id": WEB_CLIENT,
+                "redirect_uri": self.redirect_uri(), "scope": "openid email", "state": state,
+                "code_challenge": challenge, "code_challenge_method": "S256",
+            }
+        )  # fmt: skip
+        return f"{self.endpoint(realm)}/auth?{query}"
+
+    async def exchange(self, realm: str, code: str, verifier: str) -> WebSession:
+        return await self._token(
+            realm,
+            {
+                "grant_type": "authorization_code", "code": code, "client_id": WEB_CLIENT,
+                "redirect_uri": self.redirect_uri(), "code_verifier": verifier,
+            },
+        )  # fmt: skip
+
+    async def refresh(self, session: WebSession) -> WebSession:
+        if not session.refresh_token:
+            raise SessionExpiredError
+        fresh = await self._token(
+            session.realm,
+            {
+                "grant_type": "refresh_token", "refresh_token": session.refresh_token,
+                "client_id": WEB_CLIENT,
+            },
+        )  # fmt: skip
+        fresh.csrf = session.csrf
+        return fresh
+
+    async def end_session(self, session: WebSession) -> None:
+        """Revokes the refresh token at the provider (back channel): a stolen copy of the old
+        cookie cannot mint new access tokens after sign-out."""
+        if not session.refresh_token:
+            return
+        form = {"refresh_token": session.refresh_token, "client_id": WEB_CLIENT}
+        # On failure the cookie is dropped anyway and the token expires on its own.
+        with contextlib.suppress(httpx.HTTPError):
+            await self._http.post(f"{self.endpoint(session.realm)}/logout", data=form)
+
+    async def _token(self, realm: str, form: dict[str, str]) -> WebSession:
+        answer = await self._http.post(f"{self.endpoint(realm)}/token", data=form)
+        if answer.status_code != 200:
+            raise SessionExpiredError
+        body = answer.json()
+        return WebSession(
+            realm=realm,
+            access_token=str(body["access_token"]),
+            refresh_token=body.get("refresh_token"),
+            expires_at=time.time() + float(body.get("expires_in", 300)),
+        )
+
+    async def call(
+        self, session: WebSession, method: str, path: str, **kwargs: Any
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {session.access_token}"}
+        return await self._http.request(method, path, headers=headers, **kwargs)
+
+    async def api(self, session: WebSession, method: str, path: str, **kwargs: Any) -> ApiResult:
+        answer = await self.call(session, method, CORE + path, **kwargs)
+        if answer.status_code == 401:
+            raise SessionExpiredError
+        try:
+            body: Any = answer.json() if answer.content else None
+        except ValueError:
+            body = answer.text
+        return ApiResult(answer.status_code, body)
+
+    async def ready(self) -> ApiResult:
+        answer = await self._http.get(CORE + "/ready")
+        try:
+            body: Any = answer.json()
+        except ValueError:
+            body = answer.text
+        return ApiResult(answer.status_code, body)

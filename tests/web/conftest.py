@@ -1,0 +1,157 @@
+"""``plexica up`` in a thread on a real loopback port (core, built-in OIDC provider, CRM, web
+shell), and a browser-like httpx client that signs in through the provider's own login form."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import httpx
+import pytest
+import uvicorn
+from argon2 import PasswordHasher
+from fastapi import FastAPI
+
+from plexica.app import create_app
+from plexica.gateway.embedded import create_edge_app
+from plexica.identity import service
+from plexica.identity.builtin import BuiltinIdentity
+from plexica.identity.client import _FormParser
+from plexica.kit.db import Database
+from plexica.kit.pgserver import free_port
+from plexica.plugins import service as plugin_service
+from plexica.plugins.embedded import CoreVerifier, mount_plugins
+from plexica.plugins.gate import InstallationGate
+from plexica.plugins.schemas import VersionStatus
+from plexica.settings import Settings
+from plexica.web.app import create_web_app
+from plexica_sdk.app import PluginConfig, create_plugin_app
+from plexica_sdk.events import EventBus
+from plexica_sdk.manifest import parse_manifest
+from tests.plugins.conftest import CRM_DIR, plugin_doc, register_dir
+
+BROKEN = "webbroken"
+BROKEN_DOC = plugin_doc(
+    BROKEN,
+    ui={
+        "pages": [{"id": "oops", "title": "Oops", "path": "/ui/missing"}],
+        "slots": [{"slot": "dashboard.widgets", "path": "/ui/missing-widget"}],
+    },
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_argon2() -> None:
+    service.use_password_hasher(PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
+
+
+@dataclass(frozen=True)
+class Site:
+    url: str
+    settings: Settings
+    web: FastAPI
+
+
+@pytest.fixture(scope="session")
+def site(database_url: str) -> Iterator[Site]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = Settings(database_url=database_url, public_url=url, port=port)
+    buses: dict[str, EventBus] = {}
+    core = create_app(settings, event_buses=buses)
+    plugins = mount_plugins(core, settings)
+    # A real plugin whose page and widget do not exist: the shell must show error boxes.
+    broken = create_plugin_app(
+        parse_manifest(BROKEN_DOC), config=PluginConfig(verifier=CoreVerifier(core))
+    )
+    plugins[BROKEN] = core.state.plugin_endpoints[BROKEN] = broken
+    web = create_web_app(settings)
+    edge = create_edge_app(core, web, plugins, InstallationGate(core))
+    server = uvicorn.Server(
+        uvicorn.Config(edge, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the platform did not start")
+        time.sleep(0.02)
+    yield Site(url, settings, web)
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="session")
+async def crm_published(db: Database) -> None:
+    await register_dir(db, CRM_DIR)
+
+
+@pytest.fixture(scope="session")
+async def broken_published(db: Database) -> None:
+    async with db.session() as s:
+        if not await plugin_service.list_versions(s, BROKEN):
+            await plugin_service.register(s, BROKEN_DOC, [])
+            await plugin_service.set_status(s, BROKEN, "1.0.0", VersionStatus.PUBLISHED)
+
+
+async def add_user(db: Database, site: Site, realm: str, email: str, roles: set[str]) -> str:
+    password = service.generate_password()
+    await BuiltinIdentity(db, site.url).create_user(realm, email, password, frozenset(roles))
+    return password
+
+
+async def set_password(db: Database, realm: str, email: str) -> str:
+    password = service.generate_password()
+    async with db.session() as session:
+        await service.set_password(session, realm, email, password)
+    return password
+
+
+@dataclass
+class Operator:
+    email: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+async def operator(db: Database, site: Site) -> Operator:
+    async with db.session() as session:
+        await service.ensure_realm(session, service.OPERATOR_REALM, None, site.url)
+    email = f"ops-{uuid.uuid4().hex[:8]}@example.com"
+    return Operator(email, await add_user(db, site, service.OPERATOR_REALM, email, {"super_admin"}))
+
+
+@pytest.fixture
+async def browser(site: Site) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=site.url, timeout=15.0) as client:
+        yield client
+
+
+async def sign_in(
+    browser: httpx.AsyncClient, start: str, email: str, password: str
+) -> httpx.Response:
+    """Follows the whole browser flow: the shell's redirect to the provider, its login form, the
+    callback; returns the shell's last answer (the redirect to the page asked for)."""
+    to_provider = await browser.get(start)
+    assert to_provider.status_code == 303, to_provider.text
+    page = await browser.get(to_provider.headers["location"], follow_redirects=True)
+    form = _FormParser()
+    form.feed(page.text)
+    assert form.action is not None, page.text
+    answer = await browser.post(
+        urljoin(str(page.url), form.action),
+        data={**form.fields, "username": email, "password": password},
+    )
+    assert answer.status_code in (302, 303), answer.text
+    return await browser.get(answer.headers["location"])
+
+
+def csrf_of(html: str) -> str:
+    marker = 'name="csrf" value="'
+    start = html.index(marker) + len(marker)
+    return html[start : html.index('"', start)]
