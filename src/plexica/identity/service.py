@@ -137,14 +137,19 @@ async def ensure_realm(
     await repository.upsert_realm(session, realm, tenant_id)
     if not await repository.keys(session, realm):
         await repository.rotate_keys(session, realm, await asyncio.to_thread(generate))
-    if not await repository.client_exists(session, realm, WEB_CLIENT):
+    # The web shell's callback at the current public URL is added, earlier ones are kept: a
+    # deployment that changes PLEXICA_PUBLIC_URL (or serves several) keeps signing users in.
+    callback = f"{base_url.rstrip('/')}/auth/callback"
+    web = await repository.get_client(session, realm, WEB_CLIENT)
+    known = list(web["redirect_uris"]) if web is not None else []
+    if callback not in known:
         await repository.upsert_client(
             session,
             realm,
             WEB_CLIENT,
             public=True,
             secret_hash=None,
-            redirect_uris=[f"{base_url.rstrip('/')}/auth/callback"],
+            redirect_uris=[*known, callback],
             roles=[],
         )
     if not await repository.client_exists(session, realm, CLI_CLIENT):

@@ -584,7 +584,7 @@ def _catalog_routes(app: FastAPI, shell: Shell) -> None:
     @app.get("/console/health", include_in_schema=False)
     async def console_health(request: Request) -> Response:
         async def health(request: Request, session: WebSession) -> Response:
-            ready = await shell.upstream.ready()
+            ready = await shell.upstream.ready(session)
             return shell.page(
                 request, session, "health.html", title="Health", nav=_console_nav(),
                 ready=ready.ok, checks=_check_rows(ready.body),

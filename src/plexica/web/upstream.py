@@ -142,8 +142,9 @@ class Upstream:
             body = answer.text
         return ApiResult(answer.status_code, body)
 
-    async def ready(self) -> ApiResult:
-        answer = await self._http.get(CORE + "/ready")
+    async def ready(self, session: WebSession) -> ApiResult:
+        # With the operator's token: the edge tells readiness details to signed-in callers only.
+        answer = await self.call(session, "GET", CORE + "/ready")
         try:
             body: Any = answer.json()
         except ValueError:
