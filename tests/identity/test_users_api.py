@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from plexica.identity.bootstrap import OperatorCredentials
 from plexica.identity.service import OPERATOR_REALM
@@ -97,6 +98,23 @@ async def test_admin_manages_users_and_member_is_denied(
     assert roles_change["after"]["roles"] == ["member", "tenant_admin"]
     assert roles_change["trace_id"]
     assert roles_change["tenant_id"] == str(tenant.id)
+
+    # The same changes are events of the tenant, for plugins and the broker.
+    async with db.session() as s:
+        rows = await s.execute(
+            text(
+                "SELECT type, data FROM platform.outbox WHERE tenant_id = :t"
+                " AND type LIKE 'plexica.user.%' ORDER BY seq"
+            ),
+            {"t": tenant.id},
+        )
+        user_events = [(r.type, r.data) for r in rows]
+    assert [t for t, _ in user_events] == ["plexica.user.invited", "plexica.user.role_changed"]
+    assert user_events[1][1] == {
+        "user_id": uid,
+        "before": ["member"],
+        "after": ["member", "tenant_admin"],
+    }
 
 
 async def test_plugin_permissions_granted_per_tenant(

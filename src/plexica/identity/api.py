@@ -8,6 +8,8 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request
 
 from plexica.audit import service as audit
+from plexica.events import service as events
+from plexica.events.events import CoreEvent
 from plexica.identity import service
 from plexica.identity.adapter import IdentityAdapter, RealmUser
 from plexica.identity.schemas import (
@@ -99,6 +101,10 @@ async def create_user(request: Request, principal: WriteUsers, body: UserCreate)
             session, audit.actor_of(principal), "identity.user.created", principal.tenant_id,
             f"user:{user.id}", after=user.model_dump(mode="json"),
         )  # fmt: skip
+        await events.publish(
+            session, CoreEvent.USER_INVITED, {"user_id": user.id, "roles": sorted(roles)},
+            tenant_id=principal.tenant_id, subject=f"user:{user.id}",
+        )  # fmt: skip
     return UserCreated(user=user, initial_password=initial)
 
 
@@ -146,6 +152,11 @@ async def set_roles(
             session, audit.actor_of(principal), "identity.user.roles_changed",
             principal.tenant_id, f"user:{user_id}",
             before.model_dump(mode="json"), after.model_dump(mode="json"),
+        )  # fmt: skip
+        await events.publish(
+            session, CoreEvent.USER_ROLE_CHANGED,
+            {"user_id": str(user_id), "before": before.roles, "after": after.roles},
+            tenant_id=principal.tenant_id, subject=f"user:{user_id}",
         )  # fmt: skip
     return after
 
