@@ -128,3 +128,31 @@ async def publish(
         {"type": type, "subject": subject, "data": json.dumps(data, default=str)},
     )
     return UUID(str(result.scalar_one()))
+
+
+async def page(
+    session: AsyncSession, sql: str, params: dict[str, Any], limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One page and the total count in one query (the count only costs a second query when the
+    page is past the end)."""
+    rows = [
+        dict(r)
+        for r in (
+            await session.execute(
+                text(
+                    f"SELECT q.*, count(*) OVER () AS _total FROM ({sql}) AS q"  # noqa: S608
+                    " LIMIT :limit OFFSET :offset"
+                ),
+                {**params, "limit": limit, "offset": offset},
+            )
+        ).mappings()
+    ]
+    if rows:
+        total = int(rows[0]["_total"])
+    else:
+        total = int(
+            (await session.execute(text(f"SELECT count(*) FROM ({sql}) AS q"), params)).scalar_one()  # noqa: S608
+        )
+    for row in rows:
+        del row["_total"]
+    return rows, total

@@ -10,6 +10,7 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from plexica_sdk.db import page as _page
 from plexica_sdk.events import Event
 from plexica_sdk.events import first_delivery as sdk_first_delivery
 
@@ -24,32 +25,6 @@ TABLES = (
 def _one(row: Any) -> dict[str, Any] | None:
     found = row.mappings().first()
     return dict(found) if found else None
-
-
-async def _page(
-    session: AsyncSession, sql: str, params: dict[str, Any], limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
-    rows = [
-        dict(r)
-        for r in (
-            await session.execute(
-                text(
-                    f"SELECT q.*, count(*) OVER () AS _total FROM ({sql}) AS q"  # noqa: S608
-                    " LIMIT :limit OFFSET :offset"
-                ),
-                {**params, "limit": limit, "offset": offset},
-            )
-        ).mappings()
-    ]
-    if rows:
-        total = int(rows[0]["_total"])
-    else:
-        total = int(
-            (await session.execute(text(f"SELECT count(*) FROM ({sql}) AS q"), params)).scalar_one()  # noqa: S608
-        )
-    for row in rows:
-        del row["_total"]
-    return rows, total
 
 
 def _where(clauses: list[str]) -> str:
