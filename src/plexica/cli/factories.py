@@ -31,7 +31,10 @@ def create() -> FastAPI:
 
         return create_web_app(settings)
     if service.startswith(PLUGIN_PREFIX):
+        from plexica.events.runtime import consume_in_process
         from plexica.plugins.loader import load_plugin_app
 
-        return load_plugin_app(service.removeprefix(PLUGIN_PREFIX))
+        app = load_plugin_app(service.removeprefix(PLUGIN_PREFIX))
+        consume_in_process(app, settings)
+        return app
     raise ValueError(f"unknown service {service!r}")

@@ -4,7 +4,8 @@ delivery for the plugins a process hosts (the embedded mode runs both in one pro
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
 
@@ -47,6 +48,30 @@ def plugin_event_buses(apps: Mapping[str, FastAPI]) -> dict[str, EventBus]:
         if isinstance(bus, EventBus):
             buses[bus.plugin_id] = bus
     return buses
+
+
+def consume_in_process(app: FastAPI, settings: Settings) -> None:
+    """A plugin running as its own service consumes its events from Kafka in its own process:
+    its consumer group starts and stops with the app (the worker runs the relay)."""
+    buses = plugin_event_buses({"self": app})
+    if not buses or not settings.kafka_brokers or settings.database_url is None:
+        return
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(application: FastAPI) -> AsyncIterator[Any]:
+        async with inner(application) as state:
+            db = Database(settings.sqlalchemy_url, pool_size=2)
+            try:
+                runtime = EventRuntime(
+                    db, buses, kafka_brokers=settings.kafka_brokers, run_relay=False
+                )
+                async with runtime:
+                    yield state
+            finally:
+                await db.dispose()
+
+    app.router.lifespan_context = lifespan
 
 
 async def _publish_plugin_event(session: Any, event: Event) -> None:
