@@ -1,7 +1,8 @@
 """The browser session: a signed cookie (HMAC-SHA256) holding the user's tokens and CSRF secret.
 
 Signed, not encrypted: the cookie is HttpOnly, so only the user's own browser holds the tokens it
-was issued anyway (ADR 0090)."""
+was issued anyway (ADR 0090). The key comes from ``PLEXICA_WEB_SECRET`` so that every replica
+accepts every session (ADR 0091)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,19 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+import structlog
+
+from plexica.settings import Settings
+
+log = structlog.get_logger("plexica.web")
+SECRET_FILE = "web-secret"  # noqa: S105 - a file name
 
 SESSION_COOKIE = "plexica_session"
 LOGIN_COOKIE = "plexica_login"
@@ -26,6 +36,35 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def session_key(settings: Settings) -> bytes:
+    """The HMAC key of the cookies: from ``PLEXICA_WEB_SECRET``; in the embedded mode, without
+    it, a secret generated once and kept in the data directory, so a restart keeps sessions."""
+    if settings.web_secret is not None:
+        secret = settings.web_secret.get_secret_value().encode()
+    elif settings.embedded_database:
+        secret = _persisted_secret(settings.data_dir / SECRET_FILE)
+    else:
+        log.warning(
+            "web_secret_missing",
+            hint="set PLEXICA_WEB_SECRET: without it each replica signs its own sessions",
+        )
+        secret = secrets.token_bytes(32)
+    # Derived, so that the raw secret is never the key of anything else.
+    return hashlib.sha256(b"plexica-web-session\0" + secret).digest()
+
+
+def _persisted_secret(path: Path) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    value = secrets.token_urlsafe(48).encode()
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(value)
+    return value
 
 
 class Signer:
