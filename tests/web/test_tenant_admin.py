@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from plexica.identity.client import LoginError, password_login
+from plexica.identity.keycloak import KeycloakAdapter
 from plexica.kit.db import Database
 from tests.web.conftest import (
     BASE_DOMAIN,
@@ -286,6 +287,11 @@ async def test_tenant_from_the_subdomain(site: Site, tenant: Tenant) -> None:
             "/login/start", params={"operator": "1", "tenant": "other"}, headers={"Host": host}
         )
         assert f"/realms/plexica-{tenant.slug}/" in forced.headers["location"]
+        # After a failed sign-in the tenant's host offers to try again, not the picker.
+        failed = await http.get("/login", params={"error": "Refused."}, headers={"Host": host})
+        assert failed.status_code == 200
+        assert "Sign in again" in failed.text
+        assert 'id="f-tenant"' not in failed.text
         unknown = await http.get("/login", headers={"Host": f"nosuchtenant.{BASE_DOMAIN}:{port}"})
         assert unknown.status_code == 404
         assert "Organisation not found" in unknown.text
@@ -296,3 +302,22 @@ async def test_tenant_from_the_subdomain(site: Site, tenant: Tenant) -> None:
             picker = await http.get("/login", headers={"Host": apex})
             assert picker.status_code == 200, apex
             assert '<label for="f-tenant">' in picker.text
+
+
+async def test_keycloak_realms_register_the_tenant_host_callback(site: Site) -> None:
+    adapter = KeycloakAdapter.from_settings(
+        site.settings.model_copy(
+            update={"keycloak_url": "http://127.0.0.1:9/", "keycloak_admin_user": "admin"}
+        )
+    )
+    async with adapter:
+        tenant = adapter._realm_representation("plexica-acme", uuid.uuid4())
+        operators = adapter._realm_representation("plexica-platform", None)
+    web = next(c for c in tenant["clients"] if c["clientId"] == "plexica-web")
+    port = urlsplit(site.url).port
+    assert web["redirectUris"] == [
+        f"{site.url}/auth/callback",
+        f"http://acme.{BASE_DOMAIN}:{port}/auth/callback",
+    ]
+    web = next(c for c in operators["clients"] if c["clientId"] == "plexica-web")
+    assert web["redirectUris"] == [f"{site.url}/auth/callback"]
