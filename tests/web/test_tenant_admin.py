@@ -168,6 +168,7 @@ async def test_admin_changes_roles_and_disables_a_user(
     assert page.status_code == 200
     assert "&lt;script&gt;alert(3)&lt;/script&gt;@x.example" in page.text
     assert "<script>alert(3)" not in page.text
+    assert "identity:users:write" in page.text  # what the administrator role may do
     users = await admin.get(f"{site.url}/api/core/v1/users", headers=await _token(site, tenant))
     ids = {u["email"]: u["id"] for u in users.json()}
     uid, me = ids[email], ids[tenant.admin_email]

@@ -80,13 +80,18 @@ def _users(app: FastAPI, shell: Shell, nav_of: NavFn) -> None:
         nav, _ = await nav_of(shell, session)
         listed = await shell.upstream.api(session, "GET", "/v1/users")
         roles = await shell.upstream.api(session, "GET", "/v1/roles")
-        names = [str(r["role"]) for r in roles.body] if roles.ok else list(ROLE_LABELS)
+        grants = (
+            {str(r["role"]): [str(p) for p in r.get("permissions", [])] for r in roles.body}
+            if roles.ok and isinstance(roles.body, list)
+            else {role: [] for role in ROLE_LABELS}
+        )
+        names = list(grants)
         return shell.page(
             request, session, "users.html", status, title="Users", nav=nav,
             users=listed.body if listed.ok and isinstance(listed.body, list) else [],
             roles=[(r, ROLE_LABELS.get(r, r)) for r in sorted(names, key=lambda r: r != "member")],
             form=form or {"email": "", "role": "member"}, errors=errors or {}, created=created,
-            chosen=chosen or {}, me=session.claims().get("sub"),
+            chosen=chosen or {}, me=session.claims().get("sub"), grants=grants,
             error=error or (None if listed.ok else listed.error_message()),
             notice=request.query_params.get("notice"),
         )  # fmt: skip
