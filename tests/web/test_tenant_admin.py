@@ -262,7 +262,9 @@ async def test_branding_is_applied_to_every_page(site: Site, admin: httpx.AsyncC
         assert (await anonymous.get(src)).status_code == 404
 
 
-async def test_tenant_from_the_subdomain(site: Site, tenant: Tenant) -> None:
+async def test_tenant_from_the_subdomain(
+    site: Site, tenant: Tenant, admin: httpx.AsyncClient, operator: Operator
+) -> None:
     port = urlsplit(site.url).port
     host = f"{tenant.slug}.{BASE_DOMAIN}:{port}"
     async with httpx.AsyncClient(base_url=site.url, timeout=30.0) as http:
@@ -298,6 +300,17 @@ async def test_tenant_from_the_subdomain(site: Site, tenant: Tenant) -> None:
         assert "Organisation not found" in unknown.text
         weird = await http.get("/t", headers={"Host": f"a.b.{BASE_DOMAIN}:{port}"})
         assert weird.status_code == 404
+        # The operators' realm is not a tenant: no operator sign-in on platform.<base>.
+        operators = await http.get("/login", headers={"Host": f"platform.{BASE_DOMAIN}:{port}"})
+        assert operators.status_code == 404
+        # A session counts only on its own tenant's host (host-only cookies; checked anyway).
+        own = await admin.get("/t", headers={"Host": host})
+        assert own.status_code == 200, own.text
+        ops = await sign_in(http, "/login/start?operator=1", operator.email, operator.password)
+        assert ops.status_code == 303
+        elsewhere = await http.get("/t/admin/users", headers={"Host": host})
+        assert elsewhere.status_code == 303
+        assert elsewhere.headers["location"] == "/login?next=%2Ft%2Fadmin%2Fusers"
         # The apex and other hosts get the tenant picker.
         for apex in (f"{BASE_DOMAIN}:{port}", f"www.{BASE_DOMAIN}:{port}", f"127.0.0.1:{port}"):
             picker = await http.get("/login", headers={"Host": apex})

@@ -9,6 +9,7 @@ import httpx
 from fastapi import Request
 
 from plexica.settings import Settings
+from plexica.tenants.schemas import RESERVED_SLUGS
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 # The apex's usual alias; "www" is a reserved slug, so no tenant can own it.
@@ -38,7 +39,8 @@ class TenantHosts:
     async def exists(self, slug: str) -> bool:
         """Whether the tenant's realm answers its discovery document (the built-in provider and
         Keycloak alike); cached briefly so a page view costs no extra call."""
-        if not SLUG_RE.match(slug) or "--" in slug:
+        # Reserved slugs name no tenant ("platform" would be the operators' realm).
+        if not SLUG_RE.match(slug) or "--" in slug or slug in RESERVED_SLUGS:
             return False
         now = time.monotonic()
         known = self._known.get(slug)
