@@ -14,7 +14,12 @@ from pydantic import SecretStr
 from plexica.identity.client import _FormParser
 from plexica.settings import Settings, SettingsError, load_settings
 from plexica.web.app import create_web_app
-from plexica.web.session import SECRET_FILE, SESSION_COOKIE, session_key
+from plexica.web.session import (
+    SECRET_FILE,
+    SESSION_COOKIE,
+    session_key,
+    with_persisted_secret,
+)
 from tests.web.conftest import Operator, Site
 
 
@@ -58,16 +63,21 @@ async def test_a_session_made_by_one_replica_is_accepted_by_another(
         assert refused.headers["location"].startswith("/login")
 
 
-def test_the_embedded_mode_keeps_one_generated_secret(tmp_path: Path) -> None:
-    first = session_key(Settings(data_dir=tmp_path))
-    again = session_key(Settings(data_dir=tmp_path))
-    assert first == again
+def test_plexica_up_keeps_one_generated_secret_in_its_data_dir(tmp_path: Path) -> None:
+    base = Settings(data_dir=tmp_path)
+    first = with_persisted_secret(base, tmp_path)
+    again = with_persisted_secret(base, tmp_path)
+    assert first.web_secret is not None
+    assert session_key(first) == session_key(again)
     stored = tmp_path / SECRET_FILE
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
-    assert len(stored.read_bytes()) >= 32
-    assert session_key(Settings(data_dir=tmp_path / "other")) != first
-    configured = Settings(data_dir=tmp_path, web_secret=SecretStr("c" * 40))
-    assert session_key(configured) == session_key(configured) != first
+    assert len(stored.read_text()) >= 32
+    elsewhere = with_persisted_secret(base, tmp_path / "other")
+    assert session_key(elsewhere) != session_key(first)
+    # A configured secret wins, and nothing is written for it.
+    configured = Settings(data_dir=tmp_path / "set", web_secret=SecretStr("c" * 40))
+    assert with_persisted_secret(configured, tmp_path / "set") is configured
+    assert not (tmp_path / "set" / SECRET_FILE).exists()
 
 
 def test_a_short_secret_is_a_clear_settings_error(monkeypatch: pytest.MonkeyPatch) -> None:

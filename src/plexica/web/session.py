@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from pydantic import SecretStr
 
 from plexica.settings import Settings
 
@@ -39,12 +40,9 @@ def _unb64(text: str) -> bytes:
 
 
 def session_key(settings: Settings) -> bytes:
-    """The HMAC key of the cookies: from ``PLEXICA_WEB_SECRET``; in the embedded mode, without
-    it, a secret generated once and kept in the data directory, so a restart keeps sessions."""
+    """The HMAC key of the cookies, from ``PLEXICA_WEB_SECRET``."""
     if settings.web_secret is not None:
         secret = settings.web_secret.get_secret_value().encode()
-    elif settings.embedded_database:
-        secret = _persisted_secret(settings.data_dir / SECRET_FILE)
     else:
         log.warning(
             "web_secret_missing",
@@ -55,16 +53,22 @@ def session_key(settings: Settings) -> bytes:
     return hashlib.sha256(b"plexica-web-session\0" + secret).digest()
 
 
-def _persisted_secret(path: Path) -> bytes:
+def with_persisted_secret(settings: Settings, data_dir: Path) -> Settings:
+    """``plexica up`` without ``PLEXICA_WEB_SECRET``: a secret generated once and kept in the
+    data directory (mode 0600), so that a restart keeps everyone signed in."""
+    if settings.web_secret is not None:
+        return settings
+    path = data_dir / SECRET_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return path.read_bytes().strip()
-    value = secrets.token_urlsafe(48).encode()
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(value)
-    return value
+        value = path.read_text().strip()
+    else:
+        value = secrets.token_urlsafe(48)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value)
+    return settings.model_copy(update={"web_secret": SecretStr(value)})
 
 
 class Signer:
