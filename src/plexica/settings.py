@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import (
@@ -22,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PLEXICA_"
+MIN_WEB_SECRET = 32
 
 
 class SettingsError(Exception):
@@ -43,6 +46,19 @@ def _asyncpg_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     return url
+
+
+_DOMAIN_RE = re.compile(
+    r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+)
+
+
+def _domain(value: object) -> object:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 200 or not _DOMAIN_RE.match(value):
+        raise ValueError("a lowercase DNS name such as example.com")
+    return value
 
 
 Optional = Annotated[str | None, BeforeValidator(_empty_to_none)]
@@ -91,6 +107,11 @@ class Settings(BaseSettings):
 
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
+    # Web shell (ADR 0091, 0092): the key of the session cookies, shared by every web replica;
+    # tenants at <slug>.<web_base_domain>.
+    web_secret: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
+    web_base_domain: Annotated[str | None, BeforeValidator(_domain)] = None
+
     @cached_property
     def sqlalchemy_url(self) -> str:
         assert self.database_url is not None
@@ -112,6 +133,25 @@ class Settings(BaseSettings):
     @property
     def embedded_database(self) -> bool:
         return self.database_url is None
+
+    def tenant_web_url(self, slug: str) -> str | None:
+        """Where a tenant's users reach the shell: ``<slug>.<web_base_domain>``, with the public
+        URL's scheme and port."""
+        if self.web_base_domain is None:
+            return None
+        public = urlsplit(self.public_base_url)
+        port = f":{public.port}" if public.port else ""
+        return f"{public.scheme}://{slug}.{self.web_base_domain}{port}"
+
+    @model_validator(mode="after")
+    def _web_secret_long_enough(self) -> Settings:
+        if self.web_secret is not None and len(self.web_secret.get_secret_value()) < MIN_WEB_SECRET:
+            # Sessions are signed with it: a short key could be guessed offline from one cookie.
+            raise ValueError(
+                f"PLEXICA_WEB_SECRET is too short: use at least {MIN_WEB_SECRET} characters "
+                "(e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _keycloak_needs_admin(self) -> Settings:

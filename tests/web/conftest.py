@@ -35,6 +35,8 @@ from plexica_sdk.manifest import parse_manifest
 from tests.plugins.conftest import CRM_DIR, plugin_doc, register_dir
 
 BROKEN = "webbroken"
+# Tenants are also reached at <slug>.localtest.me:<port> (the browser maps the names to loopback).
+BASE_DOMAIN = "localtest.me"
 BROKEN_DOC = plugin_doc(
     BROKEN,
     ui={
@@ -60,7 +62,9 @@ class Site:
 def site(database_url: str) -> Iterator[Site]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    settings = Settings(database_url=database_url, public_url=url, port=port)
+    settings = Settings(
+        database_url=database_url, public_url=url, port=port, web_base_domain=BASE_DOMAIN
+    )
     buses: dict[str, EventBus] = {}
     core = create_app(settings, event_buses=buses)
     plugins = mount_plugins(core, settings)

@@ -26,6 +26,7 @@ from plexica.plugins.embedded import mount_plugins
 from plexica.settings import Settings
 from plexica.tenants.fleet import migrate_fleet
 from plexica.web.app import create_web_app
+from plexica.web.session import with_persisted_secret
 from plexica_sdk.events import EventBus
 from plexica_sdk.observability import configure_logging
 
@@ -73,7 +74,8 @@ def _run(settings: Settings, data_dir: Path) -> None:
         plugins = mount_plugins(core, settings)
         event_buses.update(plugin_event_buses(plugins))
         # The edge asks the core's gateway decision (plugin active included, from its cache).
-        edge = create_edge_app(core, create_web_app(settings), plugins=plugins)
+        web = create_web_app(with_persisted_secret(settings, data_dir))
+        edge = create_edge_app(core, web, plugins=plugins)
         url = f"http://{settings.host}:{settings.port}"
 
         def banner() -> None:

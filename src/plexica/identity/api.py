@@ -167,6 +167,19 @@ def _tenant_of(principal: Principal) -> UUID:
     return principal.tenant_id
 
 
+@roles_router.get("", summary="The roles a user of this tenant can be given, with permissions")
+async def list_roles(request: Request, principal: ReadUsers) -> list[RolePermissions]:
+    tenant_id = _tenant_of(principal)
+    realm = _realm_of(principal)
+    async with _db(request).session() as session:
+        return [
+            RolePermissions(
+                role=role, permissions=await service.role_permissions(session, tenant_id, role)
+            )
+            for role in sorted(service.realm_roles(realm))
+        ]
+
+
 @roles_router.get("/{role}/permissions", summary="Permissions a role has in this tenant")
 async def get_role_permissions(
     request: Request, principal: ReadUsers, role: str

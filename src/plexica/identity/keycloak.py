@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from typing import Any, Self
 from uuid import UUID
 
@@ -97,12 +98,14 @@ class KeycloakAdapter:
         *,
         audience: str = API_AUDIENCE,
         web_redirect_uris: tuple[str, ...] = ("http://127.0.0.1:3000/auth/callback",),
+        tenant_web_url: Callable[[str], str | None] | None = None,
         timeout: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.audience = audience
         self.web_redirect_uris = web_redirect_uris
+        self.tenant_web_url = tenant_web_url
         self._admin = (admin_user, admin_password)
         self._http = httpx.AsyncClient(
             base_url=self.url, timeout=httpx.Timeout(timeout, connect=5.0), transport=transport
@@ -121,6 +124,7 @@ class KeycloakAdapter:
             settings.keycloak_admin_user,
             password.get_secret_value() if password else "",
             web_redirect_uris=(f"{settings.public_base_url}/auth/callback",),
+            tenant_web_url=settings.tenant_web_url,
         )
 
     async def aclose(self) -> None:
@@ -278,6 +282,13 @@ class KeycloakAdapter:
 
     # -- representations ----------------------------------------------------------------------
 
+    def _web_callbacks(self, realm: str, tenant: str | None) -> tuple[str, ...]:
+        """The shell's callback at the public URL and, for a tenant, at its own host (ADR 0092)."""
+        url = self.tenant_web_url(realm.removeprefix("plexica-")) if self.tenant_web_url else None
+        if tenant is None or url is None:
+            return self.web_redirect_uris
+        return (*self.web_redirect_uris, f"{url}/auth/callback")
+
     def _realm_representation(self, realm: str, tenant_id: UUID | None) -> dict[str, Any]:
         tenant = str(tenant_id) if tenant_id else None
         roles = TENANT_ROLES if tenant_id else OPERATOR_ROLES
@@ -297,7 +308,9 @@ class KeycloakAdapter:
             "accessTokenLifespan": 300,
             "roles": {"realm": [{"name": r} for r in roles]},
             "clients": [
-                self._client_representation(WEB_CLIENT, True, self.web_redirect_uris, tenant),
+                self._client_representation(
+                    WEB_CLIENT, True, self._web_callbacks(realm, tenant), tenant
+                ),
                 self._client_representation(CLI_CLIENT, True, (CLI_REDIRECT,), tenant),
             ],
             "components": {

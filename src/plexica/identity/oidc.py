@@ -66,6 +66,9 @@ def _base(request: Request) -> str:
     return settings.public_base_url
 
 
+TENANT_REALM_PREFIX = "plexica-"
+
+
 def _oauth_error(exc: OAuthError) -> JSONResponse:
     headers = dict(_NO_STORE)
     if exc.status == 401:
@@ -193,8 +196,18 @@ def _login_form(
     return response
 
 
+def _tenant_callback(request: Request, realm: str) -> str | None:
+    """The web shell's callback at the tenant's own host (``<slug>.<PLEXICA_WEB_BASE_DOMAIN>``,
+    ADR 0092): allowed for every tenant realm without a registration per realm."""
+    settings: Settings = request.app.state.settings
+    if realm == service.OPERATOR_REALM or not realm.startswith(TENANT_REALM_PREFIX):
+        return None
+    url = settings.tenant_web_url(realm.removeprefix(TENANT_REALM_PREFIX))
+    return f"{url}/auth/callback" if url else None
+
+
 async def _check_authorize(
-    session: AsyncSession, realm: str, params: dict[str, str]
+    session: AsyncSession, realm: str, params: dict[str, str], tenant_callback: str | None = None
 ) -> tuple[dict[str, Any] | None, Response | None]:
     """The realm row, or the response that ends the request (an error page or redirect)."""
     found = await _realm(session, realm)
@@ -206,7 +219,10 @@ async def _check_authorize(
     if (
         client is None
         or not client["enabled"]
-        or not service.redirect_allowed(client, redirect_uri)
+        or not (
+            service.redirect_allowed(client, redirect_uri)
+            or (client_id == service.WEB_CLIENT and redirect_uri == tenant_callback)
+        )
     ):
         # Never redirect to an address that is not registered for the client.
         return None, _error_page("The application that sent you here is not known.")
@@ -233,7 +249,7 @@ def _auth_params(source: Any) -> dict[str, str]:
 async def authorize(realm: RealmName, request: Request) -> Response:
     params = _auth_params(request.query_params)
     async with _db(request).session() as session:
-        _, stop = await _check_authorize(session, realm, params)
+        _, stop = await _check_authorize(session, realm, params, _tenant_callback(request, realm))
     if stop is not None:
         return stop
     return _login_form(realm, params, secrets.token_urlsafe(24), secure=_https(request))
@@ -257,7 +273,9 @@ async def login(realm: RealmName, request: Request) -> Response:
     csrf_field = str(form.get("csrf", ""))
     throttle: LoginThrottle = request.app.state.login_throttle
     async with _db(request).session() as session:
-        found, stop = await _check_authorize(session, realm, params)
+        found, stop = await _check_authorize(
+            session, realm, params, _tenant_callback(request, realm)
+        )
         if stop is not None:
             return stop
         assert found is not None

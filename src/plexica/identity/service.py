@@ -47,7 +47,13 @@ OPERATOR_ROLES = frozenset({SUPER_ADMIN})
 DEFAULT_PERMISSIONS: dict[str, frozenset[str]] = {
     SUPER_ADMIN: frozenset({"*"}),
     TENANT_ADMIN: frozenset(
-        {"identity:users:read", "identity:users:write", "identity:roles:write", "audit:read"}
+        {
+            "identity:users:read",
+            "identity:users:write",
+            "identity:roles:write",
+            "audit:read",
+            "tenant:settings:write",
+        }
     ),
     MEMBER: frozenset(),
 }

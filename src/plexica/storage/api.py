@@ -27,7 +27,7 @@ from plexica.storage.schemas import (
 from plexica.storage.service import REFUSED, Received, Scope, StorageService
 from plexica.storage.signing import SIGNED_PATH
 from plexica.storage.store import ObjectInfo
-from plexica_sdk.errors import NotFoundError, PlexicaError
+from plexica_sdk.errors import ForbiddenError, NotFoundError, PlexicaError
 
 
 class _KeyConvertor(PathConvertor):
@@ -62,6 +62,14 @@ def scope_of(principal: PrincipalDep) -> Scope:
 
 
 ScopeDep = Annotated[Scope, Depends(scope_of)]
+# The tenant's logo lives under branding/ (shown to all its users): written by its admins only.
+RESERVED_PREFIX = "branding/"
+SETTINGS_WRITE = "tenant:settings:write"
+
+
+def _guard_reserved(principal: PrincipalDep, key: str) -> None:
+    if key.lstrip("/").startswith(RESERVED_PREFIX) and not principal.has_permission(SETTINGS_WRITE):
+        raise ForbiddenError(f"files under {RESERVED_PREFIX} need the {SETTINGS_WRITE} permission")
 
 
 def _out(info: ObjectInfo) -> FileOut:
@@ -169,9 +177,16 @@ async def set_limits(
 
 
 @router.post("/presign", summary="A short-lived URL to download or upload one file")
-async def presign(
-    body: PresignIn, request: Request, service: StorageDep, db: DbDep, scope: ScopeDep
+async def presign(  # noqa: PLR0917 - FastAPI dependencies
+    body: PresignIn,
+    request: Request,
+    service: StorageDep,
+    db: DbDep,
+    scope: ScopeDep,
+    principal: PrincipalDep,
 ) -> PresignOut:
+    if body.method != "GET":
+        _guard_reserved(principal, body.key)
     async with db.session() as session:
         signed = await service.presign(
             session,
@@ -231,9 +246,15 @@ async def signed_put(
 
 
 @router.put("/objects/{key:objectkey}", summary="Upload a file (streamed)", status_code=201)
-async def upload(
-    key: str, request: Request, service: StorageDep, db: DbDep, scope: ScopeDep
+async def upload(  # noqa: PLR0917 - FastAPI dependencies
+    key: str,
+    request: Request,
+    service: StorageDep,
+    db: DbDep,
+    scope: ScopeDep,
+    principal: PrincipalDep,
 ) -> FileOut:
+    _guard_reserved(principal, key)
     return _out(await _store_upload(request, service, db, scope, key))
 
 
@@ -244,7 +265,10 @@ async def download(key: str, service: StorageDep, scope: ScopeDep) -> Response:
 
 
 @router.delete("/objects/{key:objectkey}", summary="Delete a file", status_code=204)
-async def delete(key: str, service: StorageDep, db: DbDep, scope: ScopeDep) -> Response:
+async def delete(
+    key: str, service: StorageDep, db: DbDep, scope: ScopeDep, principal: PrincipalDep
+) -> Response:
+    _guard_reserved(principal, key)
     async with db.session() as session:
         await service.delete(session, scope, key)
     return Response(status_code=204)

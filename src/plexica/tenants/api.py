@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query, status
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, Path, Query, Request, status
+from fastapi.responses import Response, StreamingResponse
 
-from plexica.kit.security import OperatorDep
+from plexica.audit import service as audit
+from plexica.kit.security import OperatorDep, PrincipalDep, require_permission
+from plexica.storage.service import Scope, StorageService
 from plexica.tenants.context import TenantDep, TenantServiceDep, TenantSessionDep
 from plexica.tenants.schemas import (
+    Branding,
+    BrandingUpdate,
     CurrentTenant,
     Setting,
     SettingValue,
@@ -18,6 +24,16 @@ from plexica.tenants.schemas import (
     TenantPage,
     TenantSteps,
 )
+from plexica.tenants.service import (
+    BRAND_COLOUR,
+    BRAND_LOGO,
+    LOGO_KEY,
+    LOGO_MAX_BYTES,
+    LogoTooLargeError,
+    check_logo,
+)
+from plexica_sdk.context import Principal
+from plexica_sdk.errors import ForbiddenError, NotFoundError, UnavailableError
 
 TenantKey = Annotated[str, Path(max_length=200, description="The tenant's id or slug.")]
 
@@ -133,13 +149,25 @@ async def get_setting(
     return await service.get_setting(session, key)
 
 
+SETTINGS_WRITE = "tenant:settings:write"
+SettingsWriterDep = Annotated[Principal, Depends(require_permission(SETTINGS_WRITE))]
+
+
+def _guard_branding(principal: Principal, key: str) -> None:
+    # The shell shows branding.* to every user of the tenant: only its admins set them.
+    if key.startswith("branding.") and not principal.has_permission(SETTINGS_WRITE):
+        raise ForbiddenError(f"missing permission {SETTINGS_WRITE}")
+
+
 @tenant_router.put("/settings/{key}", summary="Set a setting")
 async def put_setting(
     key: SettingKey,
     body: Annotated[SettingValue, Body()],
     session: TenantSessionDep,
     service: TenantServiceDep,
+    principal: PrincipalDep,
 ) -> Setting:
+    _guard_branding(principal, key)
     return await service.put_setting(session, key, body.value)
 
 
@@ -150,6 +178,143 @@ async def put_setting(
     responses={404: {"description": "setting_not_found"}},
 )
 async def delete_setting(
-    key: SettingKey, session: TenantSessionDep, service: TenantServiceDep
+    key: SettingKey, session: TenantSessionDep, service: TenantServiceDep, principal: PrincipalDep
 ) -> None:
+    _guard_branding(principal, key)
     await service.delete_setting(session, key)
+
+
+# -- branding: what the web shell shows on every page of the tenant ------------------------------
+
+
+def _storage(request: Request) -> StorageService:
+    storage: StorageService | None = getattr(request.app.state, "storage", None)
+    if storage is None:
+        raise UnavailableError("storage is not configured on this service")
+    return storage
+
+
+@tenant_router.get("/branding", summary="Name, primary colour and logo of the caller's tenant")
+async def get_branding(
+    tenant: TenantDep, session: TenantSessionDep, service: TenantServiceDep
+) -> Branding:
+    return await service.branding(session, tenant)
+
+
+@tenant_router.patch(
+    "/branding",
+    summary="Rename the tenant and/or set its primary colour (tenant admins)",
+    responses={403: {"description": "missing permission tenant:settings:write"}},
+)
+async def update_branding(
+    body: BrandingUpdate,
+    *,
+    tenant: TenantDep,
+    principal: SettingsWriterDep,
+    session: TenantSessionDep,
+    service: TenantServiceDep,
+    background: BackgroundTasks,
+) -> Branding:
+    before = await service.branding(session, tenant)
+    if body.name is not None and body.name != tenant.name:
+        await service.rename(session, tenant, body.name)
+        # After the commit (background tasks run once the session is closed): a reader in
+        # between would otherwise cache the old name again.
+        background.add_task(service.cache.invalidate, tenant.id)
+    if body.primary_color is not None:
+        await service.put_setting(session, BRAND_COLOUR, body.primary_color.lower())
+    after = await service.branding(
+        session, tenant.model_copy(update={"name": body.name or tenant.name})
+    )
+    if after != before:
+        await audit.record(
+            session, audit.actor_of(principal), "tenant.branding.updated", tenant.id,
+            f"tenant:{tenant.id}", before.model_dump(mode="json"), after.model_dump(mode="json"),
+        )  # fmt: skip
+    return after
+
+
+@tenant_router.put(
+    "/branding/logo",
+    summary="Upload the tenant's logo (PNG, JPEG, GIF or WebP, at most 512 KiB; tenant admins)",
+    responses={
+        413: {"description": "logo_too_large"},
+        415: {"description": "unsupported_logo_type"},
+    },
+)
+async def put_logo(
+    request: Request,
+    tenant: TenantDep,
+    principal: SettingsWriterDep,
+    session: TenantSessionDep,
+    service: TenantServiceDep,
+) -> Branding:
+    storage = _storage(request)
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > LOGO_MAX_BYTES:
+            raise LogoTooLargeError(
+                f"the logo is larger than {LOGO_MAX_BYTES // 1024} KiB",
+                details={"max_bytes": LOGO_MAX_BYTES},
+            )
+    content_type = check_logo(bytes(data))
+    scope = Scope.of_tenant(tenant.id, tenant.slug)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield bytes(data)
+
+    plan = await storage.plan_upload(session, scope, LOGO_KEY, declared_size=len(data))
+    received = await storage.receive(scope, plan, content_type, body())
+    info = await storage.commit(session, scope, received)
+    before = await service.branding(session, tenant)
+    logo = {"content_type": content_type, "size": info.size, "etag": info.etag}
+    await service.put_setting(session, BRAND_LOGO, logo)
+    await audit.record(
+        session, audit.actor_of(principal), "tenant.branding.logo_uploaded", tenant.id,
+        f"tenant:{tenant.id}", before.logo and before.logo.model_dump(), logo,
+    )  # fmt: skip
+    return await service.branding(session, tenant)
+
+
+@tenant_router.get(
+    "/branding/logo",
+    summary="The tenant's logo",
+    responses={404: {"description": "not_found: no logo"}},
+)
+async def get_logo(
+    request: Request, tenant: TenantDep, session: TenantSessionDep, service: TenantServiceDep
+) -> Response:
+    branding = await service.branding(session, tenant)
+    if branding.logo is None:
+        raise NotFoundError("this tenant has no logo")
+    info, chunks = await _storage(request).open(Scope.of_tenant(tenant.id, tenant.slug), LOGO_KEY)
+    headers = {
+        "Content-Length": str(info.size),
+        "ETag": f'"{info.etag}"',
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'",
+        "Cache-Control": "private, max-age=300",
+    }
+    return StreamingResponse(chunks, media_type=branding.logo.content_type, headers=headers)
+
+
+@tenant_router.delete(
+    "/branding/logo", status_code=status.HTTP_204_NO_CONTENT, summary="Remove the tenant's logo"
+)
+async def delete_logo(
+    request: Request,
+    tenant: TenantDep,
+    principal: SettingsWriterDep,
+    session: TenantSessionDep,
+    service: TenantServiceDep,
+) -> None:
+    before = await service.branding(session, tenant)
+    if before.logo is None:
+        raise NotFoundError("this tenant has no logo")
+    await service.delete_setting(session, BRAND_LOGO)
+    await _storage(request).delete(session, Scope.of_tenant(tenant.id, tenant.slug), LOGO_KEY)
+    await audit.record(
+        session, audit.actor_of(principal), "tenant.branding.logo_removed", tenant.id,
+        f"tenant:{tenant.id}", before.logo.model_dump(), None,
+    )  # fmt: skip

@@ -158,6 +158,13 @@ async def set_state(
     return _tenant(row)
 
 
+async def set_name(session: AsyncSession, tenant_id: UUID, name: str) -> None:
+    await session.execute(
+        text("UPDATE platform.tenants SET name = :n, updated_at = :now WHERE id = :id"),
+        {"id": tenant_id, "n": name, "now": _now()},
+    )
+
+
 async def set_failure_reason(session: AsyncSession, tenant_id: UUID, reason: str | None) -> None:
     await session.execute(
         text("UPDATE platform.tenants SET failure_reason = :r, updated_at = :now WHERE id = :id"),

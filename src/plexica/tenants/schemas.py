@@ -22,6 +22,7 @@ RESERVED_SLUGS = frozenset(
         "default", "template", "tenant", "tenants", "pg-catalog", "information-schema",
     }
 )  # fmt: skip
+COLOUR_PATTERN = r"^#[0-9a-fA-F]{6}$"
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
 
 
@@ -155,3 +156,22 @@ class Setting(BaseModel):
     key: str
     value: Any
     updated_at: datetime
+
+
+class BrandingLogo(BaseModel):
+    content_type: str
+    size: int
+    etag: str
+
+
+class Branding(BaseModel):
+    name: str
+    primary_color: str | None
+    logo: BrandingLogo | None
+
+
+class BrandingUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    primary_color: str | None = Field(default=None, pattern=COLOUR_PATTERN, examples=["#1d4ed8"])

@@ -20,10 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.kit.db import Database
 from plexica.kit.provisioning import ProvisioningStep
+from plexica.storage.sniff import SNIFF_BYTES, sniff
 from plexica.tenants import events, repository, saga
 from plexica.tenants.cache import TenantCache
 from plexica.tenants.schemas import (
     TRANSITIONS,
+    Branding,
+    BrandingLogo,
     Phase,
     Setting,
     State,
@@ -75,6 +78,38 @@ class DeletionIncompleteError(PlexicaError):
 
 class SettingNotFoundError(NotFoundError):
     code = "setting_not_found"
+
+
+class LogoTooLargeError(PlexicaError):
+    status, code = 413, "logo_too_large"
+
+
+class LogoTypeError(PlexicaError):
+    status, code = 415, "unsupported_logo_type"
+
+
+BRAND_COLOUR = "branding.primary_color"
+BRAND_LOGO = "branding.logo"
+LOGO_KEY = "branding/logo"
+LOGO_MAX_BYTES = 512 * 1024
+# Raster images only: an SVG can carry script, and the logo is shown on every page.
+LOGO_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+
+
+def check_logo(data: bytes) -> str:
+    """The logo's content type from its bytes; refuses empty, oversized or non-raster files."""
+    if len(data) > LOGO_MAX_BYTES:
+        raise LogoTooLargeError(
+            f"the logo is larger than {LOGO_MAX_BYTES // 1024} KiB",
+            details={"max_bytes": LOGO_MAX_BYTES},
+        )
+    found = sniff(data[:SNIFF_BYTES])
+    if not data or found not in LOGO_TYPES:
+        raise LogoTypeError(
+            "the logo must be a PNG, JPEG, GIF or WebP image",
+            details={"allowed": sorted(LOGO_TYPES)},
+        )
+    return found
 
 
 def _check(tenant: Tenant, to: State) -> None:
@@ -334,3 +369,16 @@ class TenantService:
     async def delete_setting(self, session: AsyncSession, key: str) -> None:
         if not await repository.delete_setting(session, self._key(key)):
             raise SettingNotFoundError("no such setting")
+
+    async def rename(self, session: AsyncSession, tenant: Tenant, name: str) -> None:
+        """In the caller's transaction; the caller drops the cached tenant after its commit."""
+        await repository.set_name(session, tenant.id, name)
+
+    async def branding(self, session: AsyncSession, tenant: Tenant) -> Branding:
+        colour = await repository.get_setting(session, BRAND_COLOUR)
+        logo = await repository.get_setting(session, BRAND_LOGO)
+        return Branding(
+            name=tenant.name,
+            primary_color=colour.value if colour and isinstance(colour.value, str) else None,
+            logo=BrandingLogo.model_validate(logo.value) if logo else None,
+        )

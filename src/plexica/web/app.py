@@ -23,6 +23,8 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 from plexica import __version__
 from plexica.identity.client import pkce_pair
 from plexica.settings import Settings
+from plexica.web.branding import Brand
+from plexica.web.hosts import TenantHosts
 from plexica.web.session import (
     LOGIN_COOKIE,
     LOGIN_MAX_AGE,
@@ -30,6 +32,7 @@ from plexica.web.session import (
     SESSION_MAX_AGE,
     Signer,
     WebSession,
+    session_key,
 )
 from plexica.web.upstream import (
     OPERATOR_REALM,
@@ -42,8 +45,6 @@ from plexica_sdk.ui import DESIGN_TEMPLATES
 
 HERE = Path(__file__).parent
 STATIC = "/static"
-BRAND_KEY = "branding.primary_color"
-COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 TENANT_STATES = ("provisioning", "active", "suspended", "pending_deletion", "deleted", "failed")
 TENANT_ACTIONS = {"active": ("suspend", "delete"), "suspended": ("reactivate", "delete")}
@@ -70,9 +71,9 @@ class Shell:
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None) -> None:
         self.settings = settings
         self.secure = settings.public_base_url.startswith("https://")
-        # Per process: a restart signs everyone out (ADR 0090).
-        self.signer = Signer(secrets.token_bytes(32))
+        self.signer = Signer(session_key(settings))
         self.upstream = Upstream(settings.public_base_url, transport)
+        self.hosts = TenantHosts(settings, self.upstream.http, "plexica-")
         self.templates = Jinja2Templates(
             env=Environment(
                 loader=ChoiceLoader(
@@ -89,10 +90,9 @@ class Shell:
             plugin_actions=lambda status: PLUGIN_ACTIONS.get(str(status), ()),
         )
 
-    async def brand_colour(self, session: WebSession) -> str | None:
-        got = await self.upstream.api(session, "GET", f"/v1/tenant/settings/{BRAND_KEY}")
-        value = got.body.get("value") if got.ok and isinstance(got.body, dict) else None
-        return value if isinstance(value, str) and COLOUR_RE.match(value) else None
+    async def branding(self, session: WebSession) -> Brand:
+        got = await self.upstream.api(session, "GET", "/v1/tenant/branding")
+        return Brand.of(got.body if got.ok else None)
 
     # --- session ---------------------------------------------------------------------------
 
@@ -130,6 +130,7 @@ class Shell:
             "nav": ctx.pop("nav", None),
             "current": request.url.path,
             "brand": getattr(request.state, "brand", None),
+            "host_tenant": getattr(request.state, "host_slug", None),
             **ctx,
         }
         response = self.templates.TemplateResponse(request, name, context, status_code=status)
@@ -144,7 +145,8 @@ class Shell:
         expire, checks the CSRF token of a POST and sends the user to sign in when the session
         is gone."""
         session = self.read(request)
-        if session is None:
+        host_slug = getattr(request.state, "host_slug", None)
+        if session is None or (host_slug and session.realm != f"plexica-{host_slug}"):
             return self.to_login(request)
         if operator is not None and (session.realm == OPERATOR_REALM) != operator:
             return self.page(
@@ -166,7 +168,7 @@ class Shell:
                         "Reload the page and try again.",
                     )  # fmt: skip
             if session.realm != OPERATOR_REALM:
-                request.state.brand = await self.brand_colour(session)
+                request.state.brand = await self.branding(session)
             response = await handler(request, session)
         except SessionExpiredError:
             return self.to_login(request)
@@ -294,6 +296,12 @@ def _safe_next(target: str | None) -> str:
 def create_web_app(
     settings: Settings, transport: httpx.AsyncBaseTransport | None = None
 ) -> FastAPI:
+    # Imported here: the tenant admin routes take the Shell type from this module.
+    from plexica.web.tenant_admin import (
+        register_host_tenant,
+        register_tenant_admin,
+    )
+
     shell = Shell(settings, transport)
 
     @asynccontextmanager
@@ -312,12 +320,12 @@ def create_web_app(
     app.state.settings = settings
     app.state.shell = shell
     app.mount(STATIC, StaticFiles(directory=str(HERE / "static")), name="static")
+    register_host_tenant(app, shell)
     _auth_routes(app, shell)
     _console_routes(app, shell)
     _catalog_routes(app, shell)
     _tenant_routes(app, shell)
-    _admin_routes(app, shell)
-    _settings_routes(app, shell)
+    register_tenant_admin(app, shell, _tenant_nav)
     _plugin_settings_routes(app, shell)
     _audit_routes(app, shell)
     return app
@@ -338,6 +346,12 @@ def _auth_routes(app: FastAPI, shell: Shell) -> None:
 
     @app.get("/login", include_in_schema=False)
     async def login(request: Request, back: NextDep = "/", error: str | None = None) -> Response:
+        host_slug = getattr(request.state, "host_slug", None)
+        if host_slug and not error:
+            # The host names the tenant: straight to its realm's sign-in.
+            return RedirectResponse(
+                f"/login/start?{urlencode({'next': _safe_next(back)})}", status_code=303
+            )
         return shell.page(
             request, None, "login.html", title="Sign in", next=_safe_next(back),
             tenant="", tenant_error=None, error=error,
@@ -348,7 +362,10 @@ def _auth_routes(app: FastAPI, shell: Shell) -> None:
         request: Request, tenant: str = "", operator: str = "", back: NextDep = "/"
     ) -> Response:
         target = _safe_next(back)
-        if operator:
+        host_slug = getattr(request.state, "host_slug", None)
+        if host_slug:
+            realm = f"plexica-{host_slug}"
+        elif operator:
             realm = OPERATOR_REALM
         else:
             slug = tenant.strip().lower()
@@ -361,10 +378,14 @@ def _auth_routes(app: FastAPI, shell: Shell) -> None:
             realm = f"plexica-{slug}"
         verifier, challenge = pkce_pair()
         state = secrets.token_urlsafe(24)
+        callback = shell.hosts.callback(host_slug)
         response = RedirectResponse(
-            shell.upstream.authorize_url(realm, state, challenge), status_code=303
+            shell.upstream.authorize_url(realm, state, challenge, callback), status_code=303
         )
-        pending = {"realm": realm, "state": state, "verifier": verifier, "next": target}
+        pending = {
+            "realm": realm, "state": state, "verifier": verifier, "next": target,
+            "callback": callback,
+        }  # fmt: skip
         response.set_cookie(
             LOGIN_COOKIE, shell.signer.dumps(pending), max_age=LOGIN_MAX_AGE, httponly=True,
             samesite="lax", secure=shell.secure, path="/auth",
@@ -386,7 +407,7 @@ def _auth_routes(app: FastAPI, shell: Shell) -> None:
             return RedirectResponse(f"/login?{urlencode({'error': message})}", status_code=303)
         try:
             session = await shell.upstream.exchange(
-                str(pending["realm"]), code, str(pending["verifier"])
+                str(pending["realm"]), code, str(pending["verifier"]), pending.get("callback")
             )
         except SessionExpiredError:
             message = "The identity provider refused the sign-in. Please try again."
@@ -758,96 +779,6 @@ def _tenant_routes(app: FastAPI, shell: Shell) -> None:
             )  # fmt: skip
 
         return await shell.run(request, show, operator=False)
-
-
-def _admin_routes(app: FastAPI, shell: Shell) -> None:
-    async def users_page(
-        request: Request,
-        session: WebSession,
-        *,
-        status: int = 200,
-        form: dict[str, str] | None = None,
-        errors: dict[str, str] | None = None,
-        error: str | None = None,
-        created: dict[str, str] | None = None,
-    ) -> Response:
-        nav, _ = await _tenant_nav(shell, session)
-        listed = await shell.upstream.api(session, "GET", "/v1/users")
-        return shell.page(
-            request, session, "users.html", status, title="Users", nav=nav,
-            users=listed.body if listed.ok and isinstance(listed.body, list) else [],
-            form=form or {"email": "", "role": "member"}, errors=errors or {}, created=created,
-            error=error or (None if listed.ok else listed.error_message()),
-        )  # fmt: skip
-
-    @app.get("/t/admin/users", include_in_schema=False)
-    async def admin_users(request: Request) -> Response:
-        return await shell.run(request, users_page, operator=False)
-
-    @app.post("/t/admin/users", include_in_schema=False)
-    async def admin_add_user(request: Request) -> Response:
-        async def add(request: Request, session: WebSession) -> Response:
-            raw = await request.form()
-            form = {k: str(raw.get(k, "")).strip() for k in ("email", "role")}
-            made = await shell.upstream.api(
-                session, "POST", "/v1/users", json={"email": form["email"], "roles": [form["role"]]}
-            )
-            if not made.ok:
-                errors = made.field_errors()
-                return await users_page(
-                    request, session, status=made.status, form=form, errors=errors,
-                    error=None if errors else made.error_message(),
-                )  # fmt: skip
-            body = made.body if isinstance(made.body, dict) else {}
-            # Shown once on this answer (not a redirect): the password is never in a URL.
-            created = {"email": form["email"], "password": str(body.get("initial_password", ""))}
-            return await users_page(request, session, status=201, created=created)
-
-        return await shell.run(request, add, operator=False)
-
-
-def _settings_routes(app: FastAPI, shell: Shell) -> None:
-    async def branding_page(
-        request: Request,
-        session: WebSession,
-        *,
-        status: int = 200,
-        value: str | None = None,
-        error: str | None = None,
-    ) -> Response:
-        nav, _ = await _tenant_nav(shell, session)
-        current = getattr(request.state, "brand", None) or ""
-        return shell.page(
-            request, session, "branding.html", status, title="Branding", nav=nav,
-            value=current if value is None else value, error=error,
-            notice=request.query_params.get("notice"),
-        )  # fmt: skip
-
-    @app.get("/t/admin/branding", include_in_schema=False)
-    async def admin_branding(request: Request) -> Response:
-        return await shell.run(request, branding_page, operator=False)
-
-    @app.post("/t/admin/branding", include_in_schema=False)
-    async def admin_branding_save(request: Request) -> Response:
-        async def save(request: Request, session: WebSession) -> Response:
-            value = str((await request.form()).get("primary_color", "")).strip()
-            if not COLOUR_RE.match(value):
-                return await branding_page(
-                    request, session, status=422, value=value,
-                    error="Enter a colour as #rrggbb, for example #1d4ed8.",
-                )  # fmt: skip
-            done = await shell.upstream.api(
-                session, "PUT", f"/v1/tenant/settings/{BRAND_KEY}", json={"value": value}
-            )
-            if not done.ok:
-                return await branding_page(
-                    request, session, status=done.status, value=value,
-                    error=done.error_message(),
-                )  # fmt: skip
-            notice = "Branding saved."
-            return RedirectResponse(f"/t/admin/branding?{urlencode({'notice': notice})}", 303)
-
-        return await shell.run(request, save, operator=False)
 
 
 def _plugin_settings_routes(app: FastAPI, shell: Shell) -> None:

@@ -1,7 +1,8 @@
 """The browser session: a signed cookie (HMAC-SHA256) holding the user's tokens and CSRF secret.
 
 Signed, not encrypted: the cookie is HttpOnly, so only the user's own browser holds the tokens it
-was issued anyway (ADR 0090)."""
+was issued anyway (ADR 0090). The key comes from ``PLEXICA_WEB_SECRET`` so that every replica
+accepts every session (ADR 0091)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,20 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+import structlog
+from pydantic import SecretStr
+
+from plexica.settings import Settings
+
+log = structlog.get_logger("plexica.web")
+SECRET_FILE = "web-secret"  # noqa: S105 - a file name
 
 SESSION_COOKIE = "plexica_session"
 LOGIN_COOKIE = "plexica_login"
@@ -26,6 +37,38 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def session_key(settings: Settings) -> bytes:
+    """The HMAC key of the cookies, from ``PLEXICA_WEB_SECRET``."""
+    if settings.web_secret is not None:
+        secret = settings.web_secret.get_secret_value().encode()
+    else:
+        log.warning(
+            "web_secret_missing",
+            hint="set PLEXICA_WEB_SECRET: without it each replica signs its own sessions",
+        )
+        secret = secrets.token_bytes(32)
+    # Derived, so that the raw secret is never the key of anything else.
+    return hashlib.sha256(b"plexica-web-session\0" + secret).digest()
+
+
+def with_persisted_secret(settings: Settings, data_dir: Path) -> Settings:
+    """``plexica up`` without ``PLEXICA_WEB_SECRET``: a secret generated once and kept in the
+    data directory (mode 0600), so that a restart keeps everyone signed in."""
+    if settings.web_secret is not None:
+        return settings
+    path = data_dir / SECRET_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        value = path.read_text().strip()
+    else:
+        value = secrets.token_urlsafe(48)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value)
+    return settings.model_copy(update={"web_secret": SecretStr(value)})
 
 
 class Signer:

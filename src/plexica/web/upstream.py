@@ -63,6 +63,10 @@ class Upstream:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(base_url=self.base_url, transport=transport, timeout=10.0)
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self._http
+
     async def aclose(self) -> None:
         await self._http.aclose()
 
@@ -72,22 +76,27 @@ class Upstream:
     def redirect_uri(self) -> str:
         return f"{self.base_url}/auth/callback"
 
-    def authorize_url(self, realm: str, state: str, challenge: str) -> str:
+    def authorize_url(
+        self, realm: str, state: str, challenge: str, redirect_uri: str | None = None
+    ) -> str:
         query = urlencode(
             {
                 "response_type": "code", "client_id": WEB_CLIENT,
-                "redirect_uri": self.redirect_uri(), "scope": "openid email", "state": state,
+                "redirect_uri": redirect_uri or self.redirect_uri(), "scope": "openid email",
+                "state": state,
                 "code_challenge": challenge, "code_challenge_method": "S256",
             }
         )  # fmt: skip
         return f"{self.endpoint(realm)}/auth?{query}"
 
-    async def exchange(self, realm: str, code: str, verifier: str) -> WebSession:
+    async def exchange(
+        self, realm: str, code: str, verifier: str, redirect_uri: str | None = None
+    ) -> WebSession:
         return await self._token(
             realm,
             {
                 "grant_type": "authorization_code", "code": code, "client_id": WEB_CLIENT,
-                "redirect_uri": self.redirect_uri(), "code_verifier": verifier,
+                "redirect_uri": redirect_uri or self.redirect_uri(), "code_verifier": verifier,
             },
         )  # fmt: skip
 
@@ -129,7 +138,7 @@ class Upstream:
     async def call(
         self, session: WebSession, method: str, path: str, **kwargs: Any
     ) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {session.access_token}"}
+        headers = {**kwargs.pop("headers", {}), "Authorization": f"Bearer {session.access_token}"}
         return await self._http.request(method, path, headers=headers, **kwargs)
 
     async def api(self, session: WebSession, method: str, path: str, **kwargs: Any) -> ApiResult:

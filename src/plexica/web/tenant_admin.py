@@ -1,0 +1,313 @@
+"""Tenant administration pages: users and roles, branding (name, colour, logo), and the tenant
+chosen from the host name (ADR 0092, 0093)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+from uuid import UUID
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import UploadFile
+
+from plexica.web.branding import COLOUR_RE, ETAG_RE
+from plexica.web.session import WebSession
+from plexica.web.upstream import CORE
+
+if TYPE_CHECKING:
+    from plexica.web.app import Shell
+
+NavFn = Callable[
+    ["Shell", WebSession], Awaitable[tuple[list[dict[str, Any]], list[dict[str, Any]]]]
+]
+LOGO_MAX_BYTES = 512 * 1024
+LOGO_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+ROLE_LABELS = {"tenant_admin": "Administrator", "member": "Member"}
+# Requests that never depend on the tenant of the host.
+HOSTLESS_PREFIXES = ("/static/", "/health", "/ready", "/metrics")
+
+
+def register_host_tenant(app: FastAPI, shell: Shell) -> None:
+    """On ``<slug>.<PLEXICA_WEB_BASE_DOMAIN>`` the host names the tenant: ``request.state.
+    host_slug`` is set, and an unknown one gets a 404 page before any route runs."""
+
+    @app.middleware("http")
+    async def host_tenant(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        label = shell.hosts.label_of(request)
+        request.state.host_slug = None
+        if label is None or request.url.path.startswith(HOSTLESS_PREFIXES):
+            return await call_next(request)
+        if not await shell.hosts.exists(label):
+            return shell.page(
+                request, None, "error.html", 404, title="Organisation not found",
+                message=f"No organisation uses the address {label}.{shell.hosts.base}. "
+                "Check the address, or sign in from the main page.",
+            )  # fmt: skip
+        request.state.host_slug = label
+        return await call_next(request)
+
+
+def register_tenant_admin(app: FastAPI, shell: Shell, nav_of: NavFn) -> None:
+    _users(app, shell, nav_of)
+    _branding(app, shell, nav_of)
+    _logo(app, shell)
+
+
+def _user_id(raw: str) -> str | None:
+    try:
+        return str(UUID(raw))
+    except ValueError:
+        return None
+
+
+def _users(app: FastAPI, shell: Shell, nav_of: NavFn) -> None:
+    async def users_page(
+        request: Request,
+        session: WebSession,
+        *,
+        status: int = 200,
+        form: dict[str, str] | None = None,
+        errors: dict[str, str] | None = None,
+        error: str | None = None,
+        created: dict[str, str] | None = None,
+        chosen: dict[str, list[str]] | None = None,
+    ) -> Response:
+        nav, _ = await nav_of(shell, session)
+        listed = await shell.upstream.api(session, "GET", "/v1/users")
+        roles = await shell.upstream.api(session, "GET", "/v1/roles")
+        grants = (
+            {str(r["role"]): [str(p) for p in r.get("permissions", [])] for r in roles.body}
+            if roles.ok and isinstance(roles.body, list)
+            else {role: [] for role in ROLE_LABELS}
+        )
+        names = list(grants)
+        return shell.page(
+            request, session, "users.html", status, title="Users", nav=nav,
+            users=listed.body if listed.ok and isinstance(listed.body, list) else [],
+            roles=[(r, ROLE_LABELS.get(r, r)) for r in sorted(names, key=lambda r: r != "member")],
+            form=form or {"email": "", "role": "member"}, errors=errors or {}, created=created,
+            chosen=chosen or {}, me=session.claims().get("sub"), grants=grants,
+            error=error or (None if listed.ok else listed.error_message()),
+            notice=request.query_params.get("notice"),
+        )  # fmt: skip
+
+    def back(notice: str) -> RedirectResponse:
+        return RedirectResponse(f"/t/admin/users?{urlencode({'notice': notice})}", 303)
+
+    async def email_of(session: WebSession, user_id: str) -> str | None:
+        listed = await shell.upstream.api(session, "GET", "/v1/users")
+        found = [u for u in listed.body if u.get("id") == user_id] if listed.ok else []
+        return str(found[0]["email"]) if found else None
+
+    @app.get("/t/admin/users", include_in_schema=False)
+    async def admin_users(request: Request) -> Response:
+        return await shell.run(request, users_page, operator=False)
+
+    @app.post("/t/admin/users", include_in_schema=False)
+    async def admin_add_user(request: Request) -> Response:
+        async def add(request: Request, session: WebSession) -> Response:
+            raw = await request.form()
+            form = {k: str(raw.get(k, "")).strip() for k in ("email", "role")}
+            made = await shell.upstream.api(
+                session, "POST", "/v1/users", json={"email": form["email"], "roles": [form["role"]]}
+            )
+            if not made.ok:
+                errors = made.field_errors()
+                return await users_page(
+                    request, session, status=made.status, form=form, errors=errors,
+                    error=None if errors else made.error_message(),
+                )  # fmt: skip
+            body = made.body if isinstance(made.body, dict) else {}
+            # Shown once on this answer (not a redirect): the password is never in a URL.
+            created = {"email": form["email"], "password": str(body.get("initial_password", ""))}
+            return await users_page(request, session, status=201, created=created)
+
+        return await shell.run(request, add, operator=False)
+
+    @app.post("/t/admin/users/{user_id}/roles", include_in_schema=False)
+    async def admin_user_roles(request: Request, user_id: str) -> Response:
+        async def save(request: Request, session: WebSession) -> Response:
+            uid = _user_id(user_id)
+            wanted = [str(r) for r in (await request.form()).getlist("roles")]
+            if uid is None:
+                return await users_page(request, session, status=404, error="No such user.")
+            if not wanted:
+                return await users_page(
+                    request, session, status=422, chosen={uid: wanted},
+                    errors={uid: "Choose at least one role."},
+                )  # fmt: skip
+            done = await shell.upstream.api(
+                session, "PUT", f"/v1/users/{uid}/roles", json={"roles": wanted}
+            )
+            if not done.ok:
+                return await users_page(
+                    request, session, status=done.status, chosen={uid: wanted},
+                    errors={uid: done.error_message()},
+                )  # fmt: skip
+            return back(f"Roles of {done.body.get('email', 'the user')} saved.")
+
+        return await shell.run(request, save, operator=False)
+
+    @app.get("/t/admin/users/{user_id}/disable", include_in_schema=False)
+    async def admin_disable_confirm(request: Request, user_id: str) -> Response:
+        async def confirm(request: Request, session: WebSession) -> Response:
+            nav, _ = await nav_of(shell, session)
+            uid = _user_id(user_id)
+            email = await email_of(session, uid) if uid else None
+            if uid is None or email is None:
+                return shell.page(
+                    request, session, "error.html", 404, title="Not found", nav=nav,
+                    message="No such user in your organisation.",
+                )  # fmt: skip
+            return shell.page(
+                request, session, "confirm.html", title=f"Disable {email}", nav=nav,
+                heading=f"Disable {email}?",
+                warning="They are signed out within minutes and cannot sign in until enabled "
+                "again. Their data is kept.",
+                action_url=f"/t/admin/users/{quote(uid)}/disable",
+                confirm_label="Yes, disable", danger=True, cancel_url="/t/admin/users",
+            )  # fmt: skip
+
+        return await shell.run(request, confirm, operator=False)
+
+    @app.post("/t/admin/users/{user_id}/{action}", include_in_schema=False)
+    async def admin_user_state(request: Request, user_id: str, action: str) -> Response:
+        async def act(request: Request, session: WebSession) -> Response:
+            uid = _user_id(user_id)
+            if uid is None or action not in ("enable", "disable"):
+                return await users_page(request, session, status=404, error="No such action.")
+            done = await shell.upstream.api(session, "POST", f"/v1/users/{uid}/{action}")
+            if not done.ok:
+                return await users_page(
+                    request, session, status=done.status, errors={uid: done.error_message()}
+                )
+            return back(f"User {done.body.get('email', '')} {action}d.")
+
+        return await shell.run(request, act, operator=False)
+
+
+def _branding(app: FastAPI, shell: Shell, nav_of: NavFn) -> None:
+    async def branding_page(
+        request: Request,
+        session: WebSession,
+        *,
+        status: int = 200,
+        form: dict[str, str] | None = None,
+        errors: dict[str, str] | None = None,
+        error: str | None = None,
+    ) -> Response:
+        nav, _ = await nav_of(shell, session)
+        brand = getattr(request.state, "brand", None)
+        current = {
+            "name": (brand.name if brand else None) or "",
+            "primary_color": (brand.colour if brand else None) or "",
+        }
+        return shell.page(
+            request, session, "branding.html", status, title="Branding", nav=nav,
+            form=form or current, errors=errors or {}, error=error,
+            logo=brand.logo if brand else None, notice=request.query_params.get("notice"),
+        )  # fmt: skip
+
+    def back(notice: str) -> RedirectResponse:
+        return RedirectResponse(f"/t/admin/branding?{urlencode({'notice': notice})}", 303)
+
+    @app.get("/t/admin/branding", include_in_schema=False)
+    async def admin_branding(request: Request) -> Response:
+        return await shell.run(request, branding_page, operator=False)
+
+    @app.post("/t/admin/branding", include_in_schema=False)
+    async def admin_branding_save(request: Request) -> Response:
+        async def save(request: Request, session: WebSession) -> Response:
+            raw = await request.form()
+            form = {k: str(raw.get(k, "")).strip() for k in ("name", "primary_color")}
+            # A form without the name field (a script, an older page) leaves the name as is.
+            change = {k: v for k, v in form.items() if k in raw}
+            errors: dict[str, str] = {}
+            if "name" in change and not change["name"]:
+                errors["name"] = "Enter the organisation's name."
+            if not COLOUR_RE.match(form["primary_color"]):
+                errors["primary_color"] = "Enter a colour as #rrggbb, for example #1d4ed8."
+            if not errors:
+                done = await shell.upstream.api(
+                    session, "PATCH", "/v1/tenant/branding", json=change
+                )
+                if done.ok:
+                    return back("Branding saved.")
+                errors = done.field_errors()
+                if not errors:
+                    return await branding_page(
+                        request, session, status=done.status, form=form,
+                        error=done.error_message(),
+                    )  # fmt: skip
+            return await branding_page(request, session, status=422, form=form, errors=errors)
+
+        return await shell.run(request, save, operator=False)
+
+    @app.post("/t/admin/branding/logo", include_in_schema=False)
+    async def admin_logo_upload(request: Request) -> Response:
+        async def upload(request: Request, session: WebSession) -> Response:
+            file = (await request.form()).get("logo")
+            problem = None
+            data = b""
+            if not isinstance(file, UploadFile) or not file.filename:
+                problem = "Choose an image file (PNG, JPEG, GIF or WebP)."
+            else:
+                # One byte past the limit is enough to refuse without reading the rest.
+                data = await file.read(LOGO_MAX_BYTES + 1)
+                if len(data) > LOGO_MAX_BYTES:
+                    problem = f"The image is larger than {LOGO_MAX_BYTES // 1024} KiB."
+            if problem is None:
+                declared = file.content_type if isinstance(file, UploadFile) else None
+                done = await shell.upstream.api(
+                    session, "PUT", "/v1/tenant/branding/logo", content=data,
+                    headers={"Content-Type": declared or "application/octet-stream"},
+                )  # fmt: skip
+                if done.ok:
+                    return back("Logo uploaded.")
+                problem = done.error_message()
+            return await branding_page(request, session, status=422, errors={"logo": problem})
+
+        return await shell.run(request, upload, operator=False)
+
+    @app.post("/t/admin/branding/logo/delete", include_in_schema=False)
+    async def admin_logo_delete(request: Request) -> Response:
+        async def remove(request: Request, session: WebSession) -> Response:
+            done = await shell.upstream.api(session, "DELETE", "/v1/tenant/branding/logo")
+            if not done.ok and done.status != 404:
+                return await branding_page(
+                    request, session, status=done.status, errors={"logo": done.error_message()}
+                )
+            return back("Logo removed.")
+
+        return await shell.run(request, remove, operator=False)
+
+
+def _logo(app: FastAPI, shell: Shell) -> None:
+    @app.get("/t/branding/logo", include_in_schema=False)
+    async def logo(request: Request, v: str = "") -> Response:
+        """The tenant's logo for the header, with the user's own token; never anything but a
+        raster image, and cacheable because its URL carries its version."""
+        session = shell.read(request)
+        host_slug = getattr(request.state, "host_slug", None)
+        if session is None or (host_slug and session.realm != f"plexica-{host_slug}"):
+            return Response(status_code=404)
+        try:
+            answer = await shell.upstream.call(session, "GET", CORE + "/v1/tenant/branding/logo")
+        except httpx.HTTPError:
+            return Response(status_code=502)
+        content_type = answer.headers.get("content-type", "").split(";")[0].strip()
+        if answer.status_code != 200 or content_type not in LOGO_TYPES:
+            return Response(status_code=404)
+        cache = "private, max-age=86400" if ETAG_RE.match(v) else "private, no-cache"
+        return Response(
+            answer.content, media_type=content_type,
+            headers={
+                "Cache-Control": cache, "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'none'",
+            },
+        )  # fmt: skip
