@@ -278,7 +278,9 @@ async def change_subscription(
     quantity = body.quantity or before.quantity
     status = body.status or before.status
     items: list[dict[str, Any]] = []
-    changes_price = plan["id"] != before.plan_id or quantity != before.quantity
+    changes_price = plan["id"] != before.plan_id or period_amount(
+        plan["pricing"], plan["price"], quantity
+    ) != period_amount(row["pricing"], row["price"], before.quantity)
     if changes_price and before.status in ("active", "past_due") and status != "canceled":
         day = body.effective or datetime.now(UTC).date()
         if not before.current_period_start <= day < before.current_period_end:
