@@ -408,7 +408,7 @@ async def _invoice(ctx: PluginContext, invoice_id: UUID, *, lock: bool = False) 
 
 def _amount_due(row: dict[str, Any]) -> Decimal:
     if row["status"] != "open":
-        return Decimal(0)
+        return Decimal("0.00")
     return Decimal(row["total"]) - Decimal(row["credited"])
 
 
