@@ -123,7 +123,7 @@ class PluginDatabase:
                 {"fn": installation_function(self.plugin_id), "prefix": prefix},
             )
             found = []
-            for schema, role in rows.tuples():
+            for schema, role in rows.all():
                 try:
                     tenant_id = UUID(hex=str(role).removeprefix(prefix))
                 except ValueError:
