@@ -174,17 +174,19 @@ async def update_subscription(
     return dict(row.mappings().one())
 
 
-async def subscription_plan(session: AsyncSession, subscription_id: UUID) -> dict[str, Any] | None:
-    """The subscription (locked) with its current plan's pricing."""
-    row = await session.execute(
-        text(
-            "SELECT s.*, p.pricing, p.price, p.currency, p.tax_rate, p.billing_interval,"
-            " p.name AS plan_name"
-            " FROM billing_subscriptions s JOIN billing_plans p ON p.id = s.plan_id"
-            " WHERE s.id = :id FOR UPDATE OF s"
-        ),
-        {"id": subscription_id},
+async def subscription_plan(
+    session: AsyncSession, subscription_id: UUID, *, lock: bool = True
+) -> dict[str, Any] | None:
+    """The subscription (locked unless ``lock`` is False) with its current plan's pricing."""
+    sql = (
+        "SELECT s.*, p.pricing, p.price, p.currency, p.tax_rate, p.billing_interval,"
+        " p.name AS plan_name"
+        " FROM billing_subscriptions s JOIN billing_plans p ON p.id = s.plan_id"
+        " WHERE s.id = :id"
     )
+    if lock:
+        sql += " FOR UPDATE OF s"
+    row = await session.execute(text(sql), {"id": subscription_id})
     return _one(row)
 
 

@@ -326,7 +326,9 @@ async def record_usage(
 ) -> tuple[UsageRecord, bool]:
     """The record and whether it is new; a retry with the same key and the same report
     returns the first record, a different report under a used key is refused."""
-    row = await repo.subscription_plan(ctx.db, subscription_id)
+    # Unlocked: the invoice run skips locked subscriptions, and a report racing the run is
+    # billed on the next invoice (ADR 0105).
+    row = await repo.subscription_plan(ctx.db, subscription_id, lock=False)
     if row is None:
         raise BillingNotFoundError("no such subscription")
     existing = await repo.usage_by_key(ctx.db, body.idempotency_key)
