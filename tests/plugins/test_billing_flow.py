@@ -133,6 +133,7 @@ def test_billing_manifest() -> None:
         "billing.invoice.issued",
         "billing.invoice.paid",
         "billing.subscription.changed",
+        "billing.credit_note.issued",
     }
     assert "billing:payment:write" not in m.default_permissions(frozenset({"member"}))
     assert "billing:invoice:write" in m.default_permissions(frozenset({"member"}))

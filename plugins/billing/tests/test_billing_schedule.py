@@ -48,10 +48,15 @@ async def _replicas(
             await db.dispose()
 
 
+@pytest.fixture(scope="module")
+def cron(kit: PluginTestKit) -> KitTenant:
+    return kit.tenant("cron-co")
+
+
 def test_two_replicas_bill_each_subscription_once_with_gap_free_numbers(
-    kit: PluginTestKit,
+    kit: PluginTestKit, cron: KitTenant
 ) -> None:
-    one, two = kit.tenant("cron-co"), kit.tenant("cron-two")
+    one, two = cron, kit.tenant("cron-two")
     idle = kit.tenant("cron-off", install=False)
     _subscribe_many(kit, one, 40)
     _subscribe_many(kit, two, 7)
@@ -110,9 +115,10 @@ def test_a_tenant_locked_by_another_replica_is_skipped(kit: PluginTestKit) -> No
     assert count(kit, tenant, "billing_invoices") == 3
 
 
-def test_the_plugin_process_runs_its_jobs_on_their_period(kit: PluginTestKit) -> None:
+def test_the_plugin_process_runs_its_jobs_on_their_period(
+    kit: PluginTestKit, cron: KitTenant
+) -> None:
     interval = 0.2
-    tenant = kit.tenant("cron-loop")
     seen: list[tuple[UUID, str, datetime]] = []
 
     async def probe(ctx: PluginContext, now: datetime) -> None:
@@ -129,9 +135,9 @@ def test_the_plugin_process_runs_its_jobs_on_their_period(kit: PluginTestKit) ->
         assert len(seen) == before  # stopped with the app
 
     asyncio.run(serve())
-    mine = [s for s in seen if s[0] == tenant.id]
+    mine = [s for s in seen if s[0] == cron.id]
     assert len(mine) >= 2
-    assert {s[1] for s in mine} == {"cron-loop"}
+    assert {s[1] for s in mine} == {"cron-co"}
 
 
 def test_jobs_run_in_their_own_process_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
