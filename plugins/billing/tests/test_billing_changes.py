@@ -116,11 +116,18 @@ def test_plan_change_mid_period_is_prorated_on_the_period_invoice(kit: PluginTes
         assert same.status_code == 200, same.text
         assert len(http.get(f"/v1/subscriptions/{sub}/pending-items").json()) == 2
 
+        # Changed today, long after its first period ended unbilled: that period keeps its plan.
+        late = _subscription(http, basic, name="Late Co")
+        r = http.patch(f"/v1/subscriptions/{late}", json={"plan_id": pro})
+        assert r.status_code == 200, r.text
+        assert http.get(f"/v1/subscriptions/{late}/pending-items").json() == []
+
         first = _run(http, "2026-02-28")
-        assert first["issued"] == 1
+        assert first["issued"] == 2
         assert _run(http, "2026-02-28")["issued"] == 0
         assert http.get(f"/v1/subscriptions/{sub}/pending-items").json() == []
-        assert _run(http, "2026-03-31")["issued"] == 1
+        assert _run(http, "2026-03-31")["issued"] == 2
+        assert [i["total"] for i in _invoices_of(http, late)] == ["11.90", "119.00"]
         feb, mar = _invoices_of(http, sub)
         assert [(ln["kind"], ln["amount"], ln["tax"]) for ln in feb["lines"]] == [
             ("charge", "30.00", "5.70"),  # the plan the period started with
@@ -131,7 +138,9 @@ def test_plan_change_mid_period_is_prorated_on_the_period_invoice(kit: PluginTes
         assert [(ln["kind"], ln["amount"]) for ln in mar["lines"]] == [("charge", "100.00")]
         assert mar["total"] == "119.00"
     changed = _outbox(kit, tenant, "billing.subscription.changed")
-    assert [c["change"] for c in changed] == ["created", "plan_changed", "updated"]
+    assert [c["change"] for c in changed] == [
+        "created", "plan_changed", "updated", "created", "plan_changed",
+    ]  # fmt: skip
     assert changed[1]["previous_plan_id"] == basic
     assert [p["amount"] for p in changed[1]["proration"]] == ["-19.29", "64.29"]
 

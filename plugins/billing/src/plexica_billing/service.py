@@ -281,18 +281,26 @@ async def change_subscription(
     changes_price = plan["id"] != before.plan_id or period_amount(
         plan["pricing"], plan["price"], quantity
     ) != period_amount(row["pricing"], row["price"], before.quantity)
-    if changes_price and before.status in ("active", "past_due") and status != "canceled":
-        day = body.effective or datetime.now(UTC).date()
-        if not before.current_period_start <= day < before.current_period_end:
+    billed = before.status in ("active", "past_due") and status != "canceled"
+    start, end = before.current_period_start, before.current_period_end
+    day = body.effective or datetime.now(UTC).date()
+    if changes_price and billed and not (body.effective is None and day >= end):
+        if not start <= day < end:
             raise InvalidDateError(
-                "a change takes effect within the current period"
-                f" ({before.current_period_start} to {before.current_period_end})",
+                f"a change takes effect within the current period ({start} to {end})",
                 details={"field": "effective"},
             )
         items = _proration_items(row, plan, quantity, day)
+    # A period that is over but not billed yet (the run comes later) is billed as it was: the
+    # change starts with the next period, nothing to prorate.
     sub = Subscription.model_validate(
         await repo.update_subscription(
-            ctx.db, subscription_id, plan["id"], quantity, status, keep_period=bool(items)
+            ctx.db,
+            subscription_id,
+            plan["id"],
+            quantity,
+            status,
+            keep_period=changes_price and billed,
         )
     )
     await repo.insert_items(ctx.db, items)
