@@ -4,8 +4,9 @@
 
 Through the SDK test kit (a throwaway PostgreSQL from ``plexica plugin testdb``, the plugin
 served over HTTP). Subscriptions are inserted in bulk; then one run bills the first period of
-every subscription, ``--concurrent`` simultaneous runs bill the second, and a repeated run bills
-nothing. Prints the times and checks that the invoice numbers are 1..N without gap or repeat.
+every subscription, ``--concurrent`` simultaneous runs bill the second, a repeated run bills
+nothing, and two scheduled job runners (two replicas) started together bill the third. Prints
+the times and checks that the invoice numbers are 1..N without gap or repeat.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import argparse
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from plexica_billing.app import create_app
+from plexica_billing.app import JOBS, create_app
+from plexica_sdk.db import PluginDatabase
+from plexica_sdk.jobs import JobResult, JobRunner
 from plexica_sdk.testing import KitTenant, PluginTestKit
 
 ROOT = Path(__file__).resolve().parents[1] / "plugins" / "billing"
@@ -60,6 +64,20 @@ def run(kit: PluginTestKit, tenant: KitTenant, as_of: str) -> tuple[float, dict[
         return elapsed, dict(r.json())
 
 
+async def scheduled(kit: PluginTestKit, tenant: KitTenant, now: datetime) -> list[JobResult]:
+    """Two replicas' job runners on the same tenant at the same moment."""
+    assert kit.database_url is not None
+    dbs = [PluginDatabase(kit.database_url, "billing") for _ in range(2)]
+    try:
+        passes = await asyncio.gather(
+            *(JobRunner(db, JOBS).run_once(now, tenants={tenant.id}) for db in dbs)
+        )
+        return [r for results in passes for r in results]
+    finally:
+        for db in dbs:
+            await db.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--subscriptions", type=int, default=10_000)
@@ -85,6 +103,14 @@ def main() -> None:
         took, again = run(kit, tenant, "2026-03-20")
         print(f"repeated run: {again['issued']} invoices in {took:.2f} s")
 
+        started = time.perf_counter()
+        results = asyncio.run(scheduled(kit, tenant, datetime(2026, 4, 20, tzinfo=UTC)))
+        wall = time.perf_counter() - started
+        outcomes = [(r.outcome, r.value.issued if r.outcome == "done" else 0) for r in results]
+        print(f"2 scheduled replicas, period 3: {sum(i for _, i in outcomes)} invoices in"
+              f" {wall:.2f} s  ({outcomes})")  # fmt: skip
+        periods = 3
+
         rows = asyncio.run(
             kit.fetch(
                 f'SELECT sequence, number FROM "{tenant.schema}".billing_invoices ORDER BY sequence'
@@ -92,8 +118,9 @@ def main() -> None:
         )
         sequences = [int(r["sequence"]) for r in rows]
         numbers = {r["number"] for r in rows}
-        gap_free = sequences == list(range(1, 2 * n + 1)) and len(numbers) == 2 * n
-        print(f"invoices {len(rows)} (expected {2 * n}); numbers 1..{2 * n} gap-free and unique:"
+        total = periods * n
+        gap_free = sequences == list(range(1, total + 1)) and len(numbers) == total
+        print(f"invoices {len(rows)} (expected {total}); numbers 1..{total} gap-free and unique:"
               f" {gap_free}")  # fmt: skip
         if not gap_free:
             raise SystemExit(1)

@@ -126,13 +126,14 @@ def test_billing_manifest() -> None:
     from plexica_billing.app import manifest
 
     m = manifest()
-    assert (m.id, m.version, m.base_path) == ("billing", "1.0.0", "/api/plugins/billing")
+    assert (m.id, m.version, m.base_path) == ("billing", "1.1.0", "/api/plugins/billing")
     assert [(d.id, d.optional) for d in m.dependencies] == [("crm", True)]
     assert {e.type for e in m.events.consumes} == {"crm.deal.won"}
     assert {e.type for e in m.events.emits} == {
         "billing.invoice.issued",
         "billing.invoice.paid",
         "billing.subscription.changed",
+        "billing.credit_note.issued",
     }
     assert "billing:payment:write" not in m.default_permissions(frozenset({"member"}))
     assert "billing:invoice:write" in m.default_permissions(frozenset({"member"}))

@@ -5,53 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from billing_kit_helpers import count, error_code, sequences
 
-from plexica_billing.app import create_app
 from plexica_billing.events import handle_deal_won
 from plexica_sdk.db import PluginDatabase
 from plexica_sdk.events import Event
 from plexica_sdk.testing import KitTenant, PluginTestKit
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def kit() -> Iterator[PluginTestKit]:
-    with PluginTestKit(ROOT, create_app) as kit:
-        yield kit
-
 
 @pytest.fixture(scope="module")
 def acme(kit: PluginTestKit) -> KitTenant:
     return kit.tenant("acme")
-
-
-def _error(r: httpx.Response, status: int) -> str:
-    assert r.status_code == status, r.text
-    return str(r.json()["error"]["code"])
-
-
-def _count(kit: PluginTestKit, tenant: KitTenant, table: str) -> int:
-    rows = asyncio.run(kit.fetch(f'SELECT count(*) AS n FROM "{tenant.schema}".{table}'))
-    return int(rows[0]["n"])
-
-
-def _sequences(kit: PluginTestKit, tenant: KitTenant) -> list[int]:
-    rows = asyncio.run(
-        kit.fetch(
-            f'SELECT sequence FROM "{tenant.schema}".billing_invoices'
-            " WHERE sequence IS NOT NULL ORDER BY sequence"
-        )
-    )
-    return [int(r["sequence"]) for r in rows]
 
 
 def test_invoice_lifecycle_and_bad_input(kit: PluginTestKit, acme: KitTenant) -> None:
@@ -60,7 +30,7 @@ def test_invoice_lifecycle_and_bad_input(kit: PluginTestKit, acme: KitTenant) ->
         assert customer.status_code == 201, customer.text
         assert customer.json()["currency"] == "USD"
         cid = customer.json()["id"]
-        before = _count(kit, acme, "billing_invoices")
+        before = count(kit, acme, "billing_invoices")
         bad: list[tuple[dict[str, Any], str]] = [
             ({"customer_id": cid, "lines": [{"description": "x", "unit_price": "-1"}]}, "validation_error"),
             ({"customer_id": cid, "lines": [{"description": "x", "unit_price": "ten"}]}, "validation_error"),
@@ -76,9 +46,9 @@ def test_invoice_lifecycle_and_bad_input(kit: PluginTestKit, acme: KitTenant) ->
             ({"customer_id": str(uuid.uuid4()), "lines": []}, "unknown_reference"),
         ]  # fmt: skip
         for body, code in bad:
-            assert _error(http.post("/v1/invoices", json=body), 422) == code, body
-        assert _count(kit, acme, "billing_invoices") == before
-        assert _count(kit, acme, "billing_invoice_lines") == 0
+            assert error_code(http.post("/v1/invoices", json=body), 422) == code, body
+        assert count(kit, acme, "billing_invoices") == before
+        assert count(kit, acme, "billing_invoice_lines") == 0
 
         draft = http.post(
             "/v1/invoices",
@@ -98,15 +68,17 @@ def test_invoice_lifecycle_and_bad_input(kit: PluginTestKit, acme: KitTenant) ->
         assert inv["status"] == "draft"
         assert inv["number"] is None
         r = http.post(f"/v1/invoices/{inv['id']}/payments", json={"amount": "120.04"})
-        assert _error(r, 409) == "invalid_invoice_state"
+        assert error_code(r, 409) == "invalid_invoice_state"
         issued = http.post(f"/v1/invoices/{inv['id']}/issue").json()
         assert issued["status"] == "open"
         assert issued["number"].startswith("INV-")
-        assert _error(http.post(f"/v1/invoices/{inv['id']}/issue"), 409) == "invalid_invoice_state"
+        assert (
+            error_code(http.post(f"/v1/invoices/{inv['id']}/issue"), 409) == "invalid_invoice_state"
+        )
         more = http.post(
             f"/v1/invoices/{inv['id']}/lines", json=[{"description": "x", "unit_price": "1"}]
         )
-        assert _error(more, 409) == "invalid_invoice_state"
+        assert error_code(more, 409) == "invalid_invoice_state"
         for body, status, code in [
             ({"amount": "-120.04"}, 422, "validation_error"),
             ({"amount": "abc"}, 422, "validation_error"),
@@ -116,18 +88,20 @@ def test_invoice_lifecycle_and_bad_input(kit: PluginTestKit, acme: KitTenant) ->
             ({"amount": "120.04", "provider": "stripe"}, 422, "unknown_payment_provider"),
         ]:
             r = http.post(f"/v1/invoices/{inv['id']}/payments", json=body)
-            assert _error(r, status) == code, body
-        assert _count(kit, acme, "billing_payments") == 0
+            assert error_code(r, status) == code, body
+        assert count(kit, acme, "billing_payments") == 0
         paid = http.post(
             f"/v1/invoices/{inv['id']}/payments",
             json={"amount": "120.04", "provider": "bank_transfer", "reference": "SEPA-1"},
         )
         assert paid.status_code == 201, paid.text
         again = http.post(f"/v1/invoices/{inv['id']}/payments", json={"amount": "120.04"})
-        assert _error(again, 409) == "invoice_already_paid"
+        assert error_code(again, 409) == "invoice_already_paid"
         assert len(http.get(f"/v1/invoices/{inv['id']}/payments").json()) == 1
         assert http.get(f"/v1/invoices/{inv['id']}").json()["status"] == "paid"
-        assert _error(http.post(f"/v1/invoices/{inv['id']}/void"), 409) == "invalid_invoice_state"
+        assert (
+            error_code(http.post(f"/v1/invoices/{inv['id']}/void"), 409) == "invalid_invoice_state"
+        )
 
         other = http.post(
             "/v1/invoices",
@@ -135,7 +109,7 @@ def test_invoice_lifecycle_and_bad_input(kit: PluginTestKit, acme: KitTenant) ->
         ).json()
         assert http.post(f"/v1/invoices/{other['id']}/void").json()["status"] == "void"
         r = http.post(f"/v1/invoices/{other['id']}/payments", json={"amount": "5.00"})
-        assert _error(r, 409) == "invalid_invoice_state"
+        assert error_code(r, 409) == "invalid_invoice_state"
 
         twice = http.post(
             "/v1/invoices",
@@ -215,8 +189,8 @@ def test_deal_won_creates_customer_and_one_draft(kit: PluginTestKit) -> None:
     assert results[0] is not None
     assert results[1] is None  # redelivery: nothing done
     assert results[2].id == results[0].id
-    assert _count(kit, tenant, "billing_customers") == 1
-    assert _count(kit, tenant, "billing_invoices") == 1
+    assert count(kit, tenant, "billing_customers") == 1
+    assert count(kit, tenant, "billing_invoices") == 1
     with kit.client(tenant, roles=["tenant_admin"]) as http:
         drafts = http.get("/v1/invoices?status=draft").json()
         assert drafts["total"] == 1
@@ -230,8 +204,8 @@ def test_deal_won_creates_customer_and_one_draft(kit: PluginTestKit) -> None:
     bad = _deal_won(tenant, uuid.uuid4(), company, "-3")
     with pytest.raises(Exception, match="negative"):
         asyncio.run(_deliver(kit, bad))
-    assert _count(kit, tenant, "billing_invoices") == 1
-    assert _count(kit, tenant, "billing_processed_events") == 2  # the failed one stays pending
+    assert count(kit, tenant, "billing_invoices") == 1
+    assert count(kit, tenant, "billing_processed_events") == 2  # the failed one stays pending
 
 
 def _subscribe(http: httpx.Client, plan: str, n: int, quantity: int = 1) -> list[str]:
@@ -258,7 +232,7 @@ def test_concurrent_invoice_runs_bill_once_with_gap_free_numbers(kit: PluginTest
         )  # fmt: skip
         assert seat.status_code == 201, seat.text
         dup = http.post("/v1/plans", json={"code": "team", "name": "x", "price": "1"})
-        assert _error(dup, 409) == "already_exists"
+        assert error_code(dup, 409) == "already_exists"
         yearly = http.post(
             "/v1/plans",
             json={"code": "pro-year", "name": "Pro", "billing_interval": "year", "price": "1200"},
@@ -293,7 +267,7 @@ def test_concurrent_invoice_runs_bill_once_with_gap_free_numbers(kit: PluginTest
     assert sum(r["issued"] for r in results) == 48
     numbers = [n for r in results for n in r["numbers"]]
     assert len(set(numbers)) == 48
-    assert _sequences(kit, tenant) == list(range(1, 55))
+    assert sequences(kit, tenant) == list(range(1, 55))
     with kit.client(tenant, roles=["tenant_admin"]) as http:
         assert http.post("/v1/invoice-runs", json={"as_of": "2026-04-15"}).json()["issued"] == 0
         invoices = http.get("/v1/invoices?status=open&limit=200").json()
@@ -313,7 +287,7 @@ def test_concurrent_invoice_runs_bill_once_with_gap_free_numbers(kit: PluginTest
         changed = http.patch(f"/v1/subscriptions/{subs[0]}", json={"status": "canceled"})
         assert changed.json()["status"] == "canceled"
         r = http.patch(f"/v1/subscriptions/{subs[0]}", json={"quantity": 5})
-        assert _error(r, 409) == "invalid_subscription_state"
+        assert error_code(r, 409) == "invalid_subscription_state"
         metrics = http.get("/v1/metrics").json()
         assert metrics["open_invoices"] == 54
         assert Decimal(metrics["mrr"]["EUR"]) == Decimal("790.00")
@@ -321,7 +295,7 @@ def test_concurrent_invoice_runs_bill_once_with_gap_free_numbers(kit: PluginTest
             http.post("/v1/invoice-runs", json={"as_of": "2027-01-31"}).json()["issued"]
             == 23 * 10 + 1
         )
-    assert _sequences(kit, tenant) == list(range(1, 55 + 231))
+    assert sequences(kit, tenant) == list(range(1, 55 + 231))
 
 
 def test_trial_ends_then_bills_from_the_trial_end(kit: PluginTestKit) -> None:
@@ -355,7 +329,7 @@ def test_trial_ends_then_bills_from_the_trial_end(kit: PluginTestKit) -> None:
 def test_other_tenants_and_roles(kit: PluginTestKit, acme: KitTenant) -> None:
     beta = kit.tenant("beta", install=False)
     with kit.client(beta, roles=["tenant_admin"]) as http:
-        assert _error(http.get("/v1/invoices"), 404) == "not_found"
+        assert error_code(http.get("/v1/invoices"), 404) == "not_found"
     with kit.client(acme, roles=["viewer"]) as http:
         assert http.get("/v1/invoices").status_code == 200
         assert http.post("/v1/customers", json={"name": "x"}).status_code == 403

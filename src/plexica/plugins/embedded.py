@@ -26,10 +26,11 @@ class CoreVerifier:
 
 
 def mount_plugins(core: FastAPI, settings: Settings) -> dict[str, FastAPI]:
-    """Load the plugin apps and let the core's installer probe them in-process."""
+    """Load the plugin apps and let the core's installer probe them in-process. This process
+    hosts them, so it runs their periodic jobs too."""
     url = str(settings.database_url) if settings.database_url else None
     apps = load_plugin_apps(
-        lambda _slug: PluginConfig(database_url=url, verifier=CoreVerifier(core))
+        lambda _slug: PluginConfig(database_url=url, verifier=CoreVerifier(core), run_jobs=True)
     )
     core.state.plugin_endpoints = dict(apps)
     return apps

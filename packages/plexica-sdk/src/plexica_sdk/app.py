@@ -7,6 +7,7 @@ headers are never trusted on their own.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from plexica_sdk.client import CoreClient
 from plexica_sdk.context import Principal
 from plexica_sdk.db import Installation, PluginDatabase, publish
 from plexica_sdk.errors import ForbiddenError, UnauthenticatedError, UnavailableError
+from plexica_sdk.jobs import JobRunner, PeriodicJob
 from plexica_sdk.manifest import Manifest
 from plexica_sdk.service import Lifespan, create_service_app
 from plexica_sdk.ui import Fragments
@@ -47,6 +49,10 @@ class PluginConfig:
     service_token: str | None = None
     verifier: TokenVerifier | None = None
     pool_size: int = 5
+    # Periodic jobs run in the plugin's own process (from_env turns them on); a plugin mounted
+    # or tested elsewhere runs them only when asked.
+    run_jobs: bool = False
+    job_interval: float | None = None
 
     @classmethod
     def from_env(cls) -> PluginConfig:
@@ -58,6 +64,10 @@ class PluginConfig:
             audience=env.get(ENV + "PLUGIN_AUDIENCE") or DEFAULT_AUDIENCE,
             core_url=env.get(ENV + "PLUGIN_CORE_URL") or None,
             service_token=env.get(ENV + "PLUGIN_SERVICE_TOKEN") or None,
+            run_jobs=env.get(ENV + "PLUGIN_JOBS", "on").lower() not in ("0", "false", "off"),
+            job_interval=float(env[ENV + "PLUGIN_JOB_INTERVAL_SECONDS"])
+            if env.get(ENV + "PLUGIN_JOB_INTERVAL_SECONDS")
+            else None,
         )
 
 
@@ -69,6 +79,7 @@ class PluginRuntime:
     verifier: TokenVerifier | None = None
     core: CoreClient | None = None
     fragments: Fragments | None = None
+    jobs: list[PeriodicJob] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -183,6 +194,20 @@ def fragments(request: Request) -> Fragments:
 FragmentsDep = Annotated[Fragments, Depends(fragments)]
 
 
+def _start_jobs(runner: JobRunner) -> Callable[[], Coroutine[Any, Any, None]]:
+    task = asyncio.create_task(runner.run(), name="plugin-jobs")
+
+    async def stop() -> None:
+        # A pass in progress finishes its tenant's transaction, up to a grace period.
+        runner.stop()
+        done, _ = await asyncio.wait([task], timeout=10)
+        if not done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    return stop
+
+
 def create_plugin_app(
     manifest: Manifest,
     *,
@@ -190,11 +215,15 @@ def create_plugin_app(
     config: PluginConfig | None = None,
     templates: Path | None = None,
     lifespan: Lifespan | None = None,
+    jobs: Sequence[PeriodicJob] = (),
 ) -> FastAPI:
     """The plugin's service: ``/health``, ``/ready`` (its database), ``/metrics``, JSON logs,
-    the given routers, and ``app.state.plugin`` (a ``PluginRuntime``)."""
+    the given routers, its periodic ``jobs`` (see ``plexica_sdk.jobs``) when the config runs
+    them, and ``app.state.plugin`` (a ``PluginRuntime``)."""
     cfg = config or PluginConfig.from_env()
-    rt = PluginRuntime(manifest, cfg, fragments=Fragments(templates) if templates else None)
+    rt = PluginRuntime(
+        manifest, cfg, fragments=Fragments(templates) if templates else None, jobs=list(jobs)
+    )
 
     @asynccontextmanager
     async def plugin_lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -212,6 +241,8 @@ def create_plugin_app(
         if cfg.core_url:
             rt.core = CoreClient(cfg.core_url, cfg.service_token)
             owned.append(rt.core.aclose)
+        if rt.db is not None and rt.jobs and cfg.run_jobs:
+            owned.append(_start_jobs(JobRunner(rt.db, rt.jobs, interval=cfg.job_interval)))
         try:
             if lifespan is None:
                 yield

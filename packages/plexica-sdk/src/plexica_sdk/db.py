@@ -103,6 +103,34 @@ class PluginDatabase:
                 raise NotInstalledError
             yield session, Installation(state["status"], state["version"], state["settings"] or {})
 
+    async def installed_tenants(self) -> list[tuple[UUID, str]]:
+        """(tenant id, slug) of every tenant schema where the platform made the plugin's
+        installation function for its per-tenant role: read from the catalog, since the
+        plugin has no access to the platform's tables. Whether the installation is active is
+        checked by ``tenant_session``."""
+        prefix = f"plx_{self.plugin_id}_"
+        async with self.sessions() as session, session.begin():
+            rows = await session.execute(
+                text(
+                    "SELECT DISTINCT n.nspname, r.rolname FROM pg_proc p"
+                    " JOIN pg_namespace n ON n.oid = p.pronamespace"
+                    " CROSS JOIN LATERAL aclexplode(p.proacl) a"
+                    " JOIN pg_roles r ON r.oid = a.grantee"
+                    " WHERE p.proname = :fn AND a.privilege_type = 'EXECUTE'"
+                    " AND starts_with(r.rolname, :prefix) AND starts_with(n.nspname, 'tenant_')"
+                    " ORDER BY n.nspname"
+                ),
+                {"fn": installation_function(self.plugin_id), "prefix": prefix},
+            )
+            found = []
+            for schema, role in rows.all():
+                try:
+                    tenant_id = UUID(hex=str(role).removeprefix(prefix))
+                except ValueError:
+                    continue
+                found.append((tenant_id, str(schema).removeprefix("tenant_").replace("_", "-")))
+            return found
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))

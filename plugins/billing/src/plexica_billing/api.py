@@ -6,11 +6,14 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
+from fastapi import Response as FastAPIResponse
 from fastapi.responses import HTMLResponse, Response
 
 from plexica_billing import service
 from plexica_billing.pdf import render_invoice
 from plexica_billing.schemas import (
+    CreditNote,
+    CreditNoteIn,
     Customer,
     CustomerIn,
     Invoice,
@@ -23,12 +26,15 @@ from plexica_billing.schemas import (
     Page,
     Payment,
     PaymentIn,
+    PendingItem,
     Plan,
     PlanIn,
     Subscription,
     SubscriptionChange,
     SubscriptionIn,
     SubscriptionStatus,
+    UsageIn,
+    UsageRecord,
 )
 from plexica_sdk.app import FragmentsDep, PluginContext, require
 
@@ -46,6 +52,8 @@ InvoiceRead = Annotated[PluginContext, Depends(require("billing:invoice:read"))]
 InvoiceWrite = Annotated[PluginContext, Depends(require("billing:invoice:write"))]
 PaymentRead = Annotated[PluginContext, Depends(require("billing:payment:read"))]
 PaymentWrite = Annotated[PluginContext, Depends(require("billing:payment:write"))]
+UsageRead = Annotated[PluginContext, Depends(require("billing:usage:read"))]
+UsageWrite = Annotated[PluginContext, Depends(require("billing:usage:write"))]
 
 
 def api_router() -> APIRouter:
@@ -92,6 +100,25 @@ def api_router() -> APIRouter:
         subscription_id: UUID, body: SubscriptionChange, ctx: SubWrite
     ) -> Subscription:
         return await service.change_subscription(ctx, subscription_id, body)
+
+    @router.get("/subscriptions/{subscription_id}/pending-items")
+    async def pending_items(subscription_id: UUID, ctx: SubRead) -> list[PendingItem]:
+        return await service.pending_items(ctx, subscription_id)
+
+    @router.post("/subscriptions/{subscription_id}/usage", status_code=201)
+    async def record_usage(
+        subscription_id: UUID, body: UsageIn, ctx: UsageWrite, response: FastAPIResponse
+    ) -> UsageRecord:
+        record, created = await service.record_usage(ctx, subscription_id, body)
+        if not created:
+            response.status_code = 200
+        return record
+
+    @router.get("/subscriptions/{subscription_id}/usage")
+    async def usage(
+        subscription_id: UUID, ctx: UsageRead, limit: Limit = 25, offset: Offset = 0
+    ) -> Page[UsageRecord]:
+        return await service.list_usage(ctx, subscription_id, limit, offset)
 
     @router.get("/invoices")
     async def invoices(
@@ -145,6 +172,16 @@ def api_router() -> APIRouter:
     @router.get("/invoices/{invoice_id}/payments")
     async def payments(invoice_id: UUID, ctx: PaymentRead) -> list[Payment]:
         return await service.list_payments(ctx, invoice_id)
+
+    @router.post("/invoices/{invoice_id}/credit-notes", status_code=201)
+    async def credit(invoice_id: UUID, body: CreditNoteIn, ctx: PaymentWrite) -> CreditNote:
+        return await service.credit_invoice(ctx, invoice_id, body)
+
+    @router.get("/credit-notes")
+    async def credit_notes(
+        ctx: InvoiceRead, limit: Limit = 25, offset: Offset = 0
+    ) -> Page[CreditNote]:
+        return await service.list_credit_notes(ctx, limit, offset)
 
     @router.post("/invoice-runs")
     async def invoice_run(body: InvoiceRunIn, ctx: InvoiceWrite) -> InvoiceRun:

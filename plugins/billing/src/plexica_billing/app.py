@@ -9,10 +9,14 @@ from fastapi import FastAPI
 
 from plexica_billing.api import api_router, ui_router
 from plexica_billing.events import event_bus
+from plexica_billing.service import scheduled_invoice_run
 from plexica_sdk.app import PluginConfig, PluginRuntime, create_plugin_app
+from plexica_sdk.jobs import PeriodicJob
 from plexica_sdk.manifest import MANIFEST_FILE, Manifest, load_manifest
 
 HERE = Path(__file__).resolve().parent
+# Hourly: a period ends at midnight UTC, so its invoice is out within the hour.
+JOBS = [PeriodicJob("invoice-run", scheduled_invoice_run, every=3600.0)]
 
 
 def plugin_root() -> Path:
@@ -32,6 +36,7 @@ def create_app(config: PluginConfig | None = None) -> FastAPI:
         routers=[api_router(), ui_router()],
         config=config,
         templates=HERE / "templates",
+        jobs=JOBS,
     )
     runtime: PluginRuntime = app.state.plugin
     app.state.event_bus = event_bus(lambda: runtime.db)

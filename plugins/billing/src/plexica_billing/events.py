@@ -37,7 +37,12 @@ async def handle_deal_won(db: PluginDatabase, event: Event) -> Invoice | None:
 def event_bus(db: Callable[[], PluginDatabase | None]) -> EventBus:
     """Handlers and declared events; ``db`` gives the runtime's database once it is started."""
     bus = EventBus(PLUGIN_ID)
-    for event_type in (service.INVOICE_ISSUED, service.INVOICE_PAID, service.SUBSCRIPTION_CHANGED):
+    for event_type in (
+        service.INVOICE_ISSUED,
+        service.INVOICE_PAID,
+        service.SUBSCRIPTION_CHANGED,
+        service.CREDIT_NOTE_ISSUED,
+    ):
         bus.emits(event_type)
 
     @bus.subscribe(DEAL_WON)

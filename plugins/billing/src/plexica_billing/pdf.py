@@ -39,12 +39,30 @@ def render_invoice(invoice: Invoice, customer: Customer) -> bytes:
                 ]
             )
     pdf.ln(4)
-    for label, value in (
-        ("Subtotal", invoice.subtotal),
-        ("Tax", invoice.tax),
-        ("Total", invoice.total),
-    ):
+    totals = [("Subtotal", invoice.subtotal), ("Tax", invoice.tax), ("Total", invoice.total)]
+    if invoice.credited:
+        totals.append(("Credited", -invoice.credited))
+    if invoice.status == "open":
+        totals.append(("Amount due", invoice.amount_due))
+    for label, value in totals:
         pdf.cell(
             0, 6, f"{label}: {value} {invoice.currency}", align="R", new_x="LMARGIN", new_y="NEXT"
         )
+    if invoice.credit_notes:
+        pdf.ln(4)
+        pdf.set_font("Helvetica", "B", 12)
+        pdf.cell(0, 8, "Credit notes", new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", size=10)
+        with pdf.table(col_widths=(30, 25, 20, 65, 30), text_align="LEFT") as table:
+            table.row(["Number", "Date", "Kind", "Reason", "Amount"])
+            for note in invoice.credit_notes:
+                table.row(
+                    [
+                        note.number,
+                        str(note.created_at.date()),
+                        note.kind,
+                        _latin1(note.reason),
+                        f"{note.amount} {note.currency}",
+                    ]
+                )
     return bytes(pdf.output())

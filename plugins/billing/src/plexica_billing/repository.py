@@ -19,6 +19,7 @@ TABLES = (
     "billing_plans",
     "billing_subscriptions",
     "billing_invoices",
+    "billing_credit_notes",
 )
 
 
@@ -141,18 +142,160 @@ async def insert_subscription(session: AsyncSession, values: dict[str, Any]) -> 
 
 
 async def update_subscription(
-    session: AsyncSession, subscription_id: UUID, plan_id: UUID, quantity: int, status: str
+    session: AsyncSession,
+    subscription_id: UUID,
+    plan_id: UUID,
+    quantity: int,
+    status: str,
+    *,
+    keep_period: bool = False,
 ) -> dict[str, Any]:
+    """Set plan, seats and status; with ``keep_period`` the current period's base line keeps
+    billing the plan and seats it started with (the change is prorated on top)."""
     row = await session.execute(
         text(
             "UPDATE billing_subscriptions SET plan_id = :plan, quantity = :quantity,"
             " status = :status, updated_at = now(),"
+            " period_plan_id = CASE WHEN :keep THEN coalesce(period_plan_id, plan_id)"
+            "  ELSE period_plan_id END,"
+            " period_quantity = CASE WHEN :keep THEN coalesce(period_quantity, quantity)"
+            "  ELSE period_quantity END,"
             " canceled_at = CASE WHEN :status = 'canceled' THEN now() ELSE NULL END"
             " WHERE id = :id RETURNING *"
         ),
-        {"plan": plan_id, "quantity": quantity, "status": status, "id": subscription_id},
+        {
+            "plan": plan_id,
+            "quantity": quantity,
+            "status": status,
+            "id": subscription_id,
+            "keep": keep_period,
+        },
     )
     return dict(row.mappings().one())
+
+
+async def subscription_plan(
+    session: AsyncSession, subscription_id: UUID, *, lock: bool = True
+) -> dict[str, Any] | None:
+    """The subscription (locked unless ``lock`` is False) with its current plan's pricing."""
+    sql = (
+        "SELECT s.*, p.pricing, p.price, p.currency, p.tax_rate, p.billing_interval,"
+        " p.name AS plan_name"
+        " FROM billing_subscriptions s JOIN billing_plans p ON p.id = s.plan_id"
+        " WHERE s.id = :id"
+    )
+    if lock:
+        sql += " FOR UPDATE OF s"
+    row = await session.execute(text(sql), {"id": subscription_id})
+    return _one(row)
+
+
+async def insert_items(session: AsyncSession, values: list[dict[str, Any]]) -> None:
+    if values:
+        await session.execute(
+            text(
+                "INSERT INTO billing_subscription_items (subscription_id, description, amount,"
+                " tax_rate) VALUES (:subscription_id, :description, :amount, :tax_rate)"
+            ),
+            values,
+        )
+
+
+async def pending_items(session: AsyncSession, subscription_id: UUID) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        text(
+            "SELECT * FROM billing_subscription_items WHERE subscription_id = :id"
+            " AND invoice_id IS NULL ORDER BY created_at, id"
+        ),
+        {"id": subscription_id},
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def unbilled_for(
+    session: AsyncSession, subscription_ids: list[UUID]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """For subscriptions the caller has locked: their pending proration items, and their
+    unbilled usage that occurred before the end of their current period, per unit price and
+    tax rate (with the ids of the records summed)."""
+    items = await session.execute(
+        text(
+            "SELECT * FROM billing_subscription_items WHERE subscription_id = ANY(:ids)"
+            " AND invoice_id IS NULL ORDER BY created_at, id"
+        ),
+        {"ids": subscription_ids},
+    )
+    usage = await session.execute(
+        text(
+            "SELECT u.subscription_id, u.unit_price, u.tax_rate, sum(u.quantity) AS quantity,"
+            " array_agg(u.id) AS ids FROM billing_usage_records u"
+            " JOIN billing_subscriptions s ON s.id = u.subscription_id"
+            " WHERE u.subscription_id = ANY(:ids) AND u.invoice_id IS NULL"
+            " AND u.occurred_at < (s.current_period_end::timestamp AT TIME ZONE 'UTC')"
+            " GROUP BY u.subscription_id, u.unit_price, u.tax_rate"
+            " ORDER BY u.unit_price DESC, u.tax_rate"
+        ),
+        {"ids": subscription_ids},
+    )
+    return [dict(r) for r in items.mappings()], [dict(r) for r in usage.mappings()]
+
+
+async def mark_billed(
+    session: AsyncSession, items: list[dict[str, Any]], usage: list[dict[str, Any]]
+) -> None:
+    """Attach billed items (``{id, invoice_id}``) and usage (``{ids, invoice_id}``) to their
+    invoices: billed once, never again."""
+    if items:
+        await session.execute(
+            text(
+                "UPDATE billing_subscription_items SET invoice_id = :invoice_id"
+                " WHERE id = :id AND invoice_id IS NULL"
+            ),
+            items,
+        )
+    if usage:
+        await session.execute(
+            text(
+                "UPDATE billing_usage_records SET invoice_id = :invoice_id"
+                " WHERE id = ANY(:ids) AND invoice_id IS NULL"
+            ),
+            usage,
+        )
+
+
+# --- usage -----------------------------------------------------------------------------------
+
+
+async def insert_usage(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any] | None:
+    """The new record, or None when its idempotency key is already recorded."""
+    row = await session.execute(
+        text(
+            "INSERT INTO billing_usage_records (subscription_id, idempotency_key, quantity,"
+            " unit_price, tax_rate, occurred_at) VALUES (:subscription_id, :key, :quantity,"
+            " :unit_price, :tax_rate, :occurred_at) ON CONFLICT (idempotency_key) DO NOTHING"
+            " RETURNING *"
+        ),
+        values,
+    )
+    return _one(row)
+
+
+async def usage_by_key(session: AsyncSession, key: str) -> dict[str, Any] | None:
+    return _one(
+        await session.execute(
+            text("SELECT * FROM billing_usage_records WHERE idempotency_key = :k"), {"k": key}
+        )
+    )
+
+
+async def list_usage(
+    session: AsyncSession, subscription_id: UUID, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    sql = (
+        "SELECT * FROM billing_usage_records WHERE subscription_id = :sub"
+        " ORDER BY occurred_at DESC, id"
+    )
+    return await _page(session, sql, {"sub": subscription_id}, limit, offset)
 
 
 async def end_trials(session: AsyncSession, as_of: date) -> list[dict[str, Any]]:
@@ -161,7 +304,8 @@ async def end_trials(session: AsyncSession, as_of: date) -> list[dict[str, Any]]
     rows = await session.execute(
         text(
             "UPDATE billing_subscriptions s SET status = 'active', updated_at = now(),"
-            " anchor = s.current_period_end, current_period_start = s.current_period_end,"
+            " period_plan_id = NULL, period_quantity = NULL, anchor = s.current_period_end,"
+            " current_period_start = s.current_period_end,"
             " current_period_end = (s.current_period_end + CASE p.billing_interval"
             " WHEN 'year' THEN interval '1 year' ELSE interval '1 month' END)::date"
             " FROM billing_plans p WHERE p.id = s.plan_id AND s.status = 'trialing'"
@@ -181,8 +325,10 @@ async def lock_due_subscriptions(
         text(
             "SELECT s.id, s.customer_id, s.quantity, s.anchor, s.current_period_start,"
             " s.current_period_end, p.name AS plan_name, p.pricing, p.billing_interval,"
-            " p.price, p.currency, p.tax_rate"
-            " FROM billing_subscriptions s JOIN billing_plans p ON p.id = s.plan_id"
+            " p.price, p.currency, p.tax_rate,"
+            " coalesce(s.period_quantity, s.quantity) AS period_quantity"
+            " FROM billing_subscriptions s"
+            " JOIN billing_plans p ON p.id = coalesce(s.period_plan_id, s.plan_id)"
             " WHERE s.status IN ('active', 'past_due') AND s.current_period_end <= :as_of"
             " ORDER BY s.current_period_end, s.id LIMIT :limit FOR UPDATE OF s SKIP LOCKED"
         ),
@@ -195,7 +341,8 @@ async def advance_periods(session: AsyncSession, periods: list[dict[str, Any]]) 
     await session.execute(
         text(
             "UPDATE billing_subscriptions SET current_period_start = :start,"
-            " current_period_end = :end, updated_at = now() WHERE id = :id"
+            " current_period_end = :end, period_plan_id = NULL, period_quantity = NULL,"
+            " updated_at = now() WHERE id = :id"
         ),
         periods,
     )
@@ -255,10 +402,10 @@ async def insert_lines(session: AsyncSession, values: list[dict[str, Any]]) -> N
         await session.execute(
             text(
                 "INSERT INTO billing_invoice_lines (invoice_id, position, description, quantity,"
-                " unit_price, tax_rate, amount, tax) VALUES (:invoice_id, :position,"
-                " :description, :quantity, :unit_price, :tax_rate, :amount, :tax)"
+                " unit_price, tax_rate, amount, tax, kind) VALUES (:invoice_id, :position,"
+                " :description, :quantity, :unit_price, :tax_rate, :amount, :tax, :kind)"
             ),
-            values,
+            [{"kind": "charge", **v} for v in values],
         )
 
 
@@ -280,15 +427,15 @@ async def set_totals(
     )
 
 
-async def take_numbers(session: AsyncSession, count: int) -> int:
-    """Reserve ``count`` invoice numbers; returns the first. The counter row stays locked until
-    the transaction ends, and a rollback gives the numbers back: no gaps, no duplicates."""
+async def take_numbers(session: AsyncSession, count: int, series: str = "invoice") -> int:
+    """Reserve ``count`` numbers of ``series``; returns the first. The counter row stays locked
+    until the transaction ends, and a rollback gives the numbers back: no gaps, no duplicates."""
     row = await session.execute(
         text(
-            "UPDATE billing_counters SET value = value + :n WHERE name = 'invoice'"
+            "UPDATE billing_counters SET value = value + :n WHERE name = :series"
             " RETURNING value - :n + 1"
         ),
-        {"n": count},
+        {"n": count, "series": series},
     )
     return int(row.scalar_one())
 
@@ -312,11 +459,12 @@ async def insert_issued_invoices(session: AsyncSession, values: list[dict[str, A
         text(
             "INSERT INTO billing_invoices (id, customer_id, subscription_id, period_start,"
             " period_end, status, number, sequence, currency, subtotal, tax, total, issued_at,"
-            " due_at) VALUES (:id, :customer_id, :subscription_id, :period_start, :period_end,"
-            " 'open', :number, :sequence, :currency, :subtotal, :tax, :total, now(),"
-            " now() + make_interval(days => CAST(:days AS int)))"
+            " due_at, paid_at) VALUES (:id, :customer_id, :subscription_id, :period_start,"
+            " :period_end, :status, :number, :sequence, :currency, :subtotal, :tax, :total,"
+            " now(), now() + make_interval(days => CAST(:days AS int)),"
+            " CASE WHEN :status = 'paid' THEN now() END)"
         ),
-        values,
+        [{"status": "open", **v} for v in values],
     )
 
 
@@ -359,16 +507,60 @@ async def metrics(session: AsyncSession) -> dict[str, Any]:
             "SELECT p.currency, sum(p.price * s.quantity"
             " / CASE p.billing_interval WHEN 'year' THEN 12 ELSE 1 END) AS mrr"
             " FROM billing_subscriptions s JOIN billing_plans p ON p.id = s.plan_id"
-            " WHERE s.status IN ('active', 'past_due') GROUP BY p.currency ORDER BY p.currency"
+            " WHERE s.status IN ('active', 'past_due') AND p.pricing <> 'usage'"
+            " GROUP BY p.currency ORDER BY p.currency"
         )
     )
     open_ = await session.execute(
         text(
-            "SELECT currency, count(*) AS n, sum(total) AS amount FROM billing_invoices"
+            "SELECT currency, count(*) AS n, sum(total - credited) AS amount FROM billing_invoices"
             " WHERE status = 'open' GROUP BY currency ORDER BY currency"
         )
     )
     return {"mrr": list(mrr.mappings()), "open": list(open_.mappings())}
+
+
+# --- credit notes ----------------------------------------------------------------------------
+
+
+async def insert_credit_note(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
+    row = await session.execute(
+        text(
+            "INSERT INTO billing_credit_notes (invoice_id, number, sequence, kind, amount, tax,"
+            " currency, reason, created_by) VALUES (:invoice_id, :number, :sequence, :kind,"
+            " :amount, :tax, :currency, :reason, :by) RETURNING *"
+        ),
+        values,
+    )
+    return dict(row.mappings().one())
+
+
+async def add_credited(
+    session: AsyncSession, invoice_id: UUID, amount: Decimal, status: str
+) -> None:
+    await session.execute(
+        text(
+            "UPDATE billing_invoices SET credited = credited + :amount, status = :status,"
+            " paid_at = CASE WHEN :status = 'paid' THEN coalesce(paid_at, now()) END,"
+            " updated_at = now() WHERE id = :id"
+        ),
+        {"amount": amount, "status": status, "id": invoice_id},
+    )
+
+
+async def credit_notes(session: AsyncSession, invoice_id: UUID) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        text("SELECT * FROM billing_credit_notes WHERE invoice_id = :id ORDER BY sequence"),
+        {"id": invoice_id},
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def list_credit_notes(
+    session: AsyncSession, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    sql = "SELECT * FROM billing_credit_notes ORDER BY sequence DESC"
+    return await _page(session, sql, {}, limit, offset)
 
 
 async def first_delivery(session: AsyncSession, event: Event, consumer: str) -> bool:

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Generic, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
 
@@ -48,8 +48,9 @@ class PlanIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     code: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
     name: str = Field(min_length=1, max_length=200)
-    pricing: Literal["flat", "per_seat"] = "flat"
+    pricing: Literal["flat", "per_seat", "usage"] = "flat"
     billing_interval: Literal["month", "year"] = "month"
+    # For usage plans: the price of one usage unit.
     price: Money
     currency: Currency | None = None
     tax_rate: Rate | None = None
@@ -80,6 +81,8 @@ class SubscriptionChange(BaseModel):
     plan_id: UUID | None = None
     quantity: int | None = Field(default=None, ge=1, le=1_000_000)
     status: Literal["active", "past_due", "canceled"] | None = None
+    # The day a plan or seat change takes effect, within the current period (default: today).
+    effective: date | None = None
 
 
 class Subscription(BaseModel):
@@ -91,6 +94,35 @@ class Subscription(BaseModel):
     current_period_start: date
     current_period_end: date
     canceled_at: datetime | None
+
+
+class PendingItem(BaseModel):
+    """A proration item waiting for the invoice of its subscription's period."""
+
+    id: UUID
+    description: str
+    amount: Decimal
+    tax_rate: Decimal
+    invoice_id: UUID | None
+    created_at: datetime
+
+
+class UsageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    quantity: Decimal = Field(ge=0, max_digits=12, decimal_places=2, allow_inf_nan=False)
+    occurred_at: AwareDatetime | None = None
+
+
+class UsageRecord(BaseModel):
+    id: UUID
+    subscription_id: UUID
+    idempotency_key: str
+    quantity: Decimal
+    unit_price: Decimal
+    occurred_at: datetime
+    invoice_id: UUID | None
+    created_at: datetime
 
 
 class LineIn(BaseModel):
@@ -114,12 +146,31 @@ class InvoiceIn(BaseModel):
 class Line(BaseModel):
     id: UUID
     position: int
+    kind: Literal["charge", "proration", "usage"] = "charge"
     description: str
     quantity: Decimal
     unit_price: Decimal
     tax_rate: Decimal
     amount: Decimal
     tax: Decimal
+
+
+class CreditNoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2, allow_inf_nan=False)]
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class CreditNote(BaseModel):
+    id: UUID
+    invoice_id: UUID
+    number: str
+    kind: Literal["credit", "refund"]
+    amount: Decimal
+    tax: Decimal
+    currency: str
+    reason: str
+    created_at: datetime
 
 
 class Invoice(BaseModel):
@@ -139,7 +190,12 @@ class Invoice(BaseModel):
     due_at: datetime | None
     paid_at: datetime | None
     created_at: datetime
+    credited: Decimal = Decimal(0)
+    # What the customer still owes: an open invoice's total less its credit notes.
+    amount_due: Decimal = Decimal(0)
     lines: list[Line] = Field(default_factory=list)
+    # Filled on single-invoice reads only.
+    credit_notes: list[CreditNote] = Field(default_factory=list)
 
 
 class PaymentIn(BaseModel):
@@ -200,6 +256,26 @@ class InvalidAmountError(PlexicaError):
 
 class UnknownProviderError(PlexicaError):
     status, code = 422, "unknown_payment_provider"
+
+
+class OverCreditError(PlexicaError):
+    status, code = 422, "credit_exceeds_invoice"
+
+
+class IntervalMismatchError(PlexicaError):
+    status, code = 422, "billing_interval_mismatch"
+
+
+class InvalidDateError(PlexicaError):
+    status, code = 422, "invalid_date"
+
+
+class NotMeteredError(PlexicaError):
+    status, code = 422, "plan_not_metered"
+
+
+class IdempotencyKeyReusedError(ConflictError):
+    code = "idempotency_key_reused"
 
 
 class InvoiceStateError(ConflictError):

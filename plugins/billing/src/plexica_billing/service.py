@@ -15,11 +15,16 @@ from plexica_billing.providers import PROVIDERS, Charge
 from plexica_billing.schemas import (
     AlreadyPaidError,
     BillingNotFoundError,
+    CreditNote,
+    CreditNoteIn,
     CurrencyMismatchError,
     Customer,
     CustomerIn,
     DuplicateError,
+    IdempotencyKeyReusedError,
+    IntervalMismatchError,
     InvalidAmountError,
+    InvalidDateError,
     Invoice,
     InvoiceIn,
     InvoiceRun,
@@ -27,9 +32,12 @@ from plexica_billing.schemas import (
     Line,
     LineIn,
     Metrics,
+    NotMeteredError,
+    OverCreditError,
     Page,
     Payment,
     PaymentIn,
+    PendingItem,
     Plan,
     PlanIn,
     Subscription,
@@ -39,6 +47,8 @@ from plexica_billing.schemas import (
     UnknownCurrencyError,
     UnknownProviderError,
     UnknownReferenceError,
+    UsageIn,
+    UsageRecord,
 )
 from plexica_sdk.app import PluginContext
 from plexica_sdk.events import Event
@@ -46,6 +56,9 @@ from plexica_sdk.events import Event
 INVOICE_ISSUED = "billing.invoice.issued"
 INVOICE_PAID = "billing.invoice.paid"
 SUBSCRIPTION_CHANGED = "billing.subscription.changed"
+CREDIT_NOTE_ISSUED = "billing.credit_note.issued"
+# How far ahead of the server's clock a usage report may be dated (clients' clocks drift).
+USAGE_CLOCK_SKEW = timedelta(minutes=5)
 RUN_BATCH = 500
 
 
@@ -158,7 +171,7 @@ async def list_subscriptions(
     )
 
 
-async def _changed(ctx: PluginContext, sub: Subscription, change: str) -> None:
+async def _changed(ctx: PluginContext, sub: Subscription, change: str, **extra: Any) -> None:
     await ctx.publish(
         SUBSCRIPTION_CHANGED,
         {
@@ -168,6 +181,7 @@ async def _changed(ctx: PluginContext, sub: Subscription, change: str) -> None:
             "status": sub.status,
             "quantity": sub.quantity,
             "change": change,
+            **extra,
         },
         subject=f"subscriptions/{sub.id}",
     )
@@ -189,34 +203,191 @@ async def create_subscription(ctx: PluginContext, body: SubscriptionIn) -> Subsc
     return sub
 
 
+def period_amount(pricing: str, price: Decimal, quantity: int) -> Decimal:
+    """What one full period of a plan costs before tax (usage plans: nothing fixed)."""
+    if pricing == "usage":
+        return Decimal(0)
+    return price * (quantity if pricing == "per_seat" else 1)
+
+
+def prorate(amount: Decimal, remaining_days: int, period_days: int) -> Decimal:
+    """``amount`` x remaining / period days, exact, then rounded half-up (away from zero) to
+    cents: a credit and a charge of the same plan round to the same magnitude."""
+    return cents(amount * remaining_days / period_days)
+
+
+def _proration_items(
+    before: dict[str, Any], plan: dict[str, Any], quantity: int, day: date
+) -> list[dict[str, Any]]:
+    start, end = before["current_period_start"], before["current_period_end"]
+    period, remaining = (end - start).days, (end - day).days
+    span = f"{day.isoformat()} to {end.isoformat()}, {remaining} of {period} days"
+    items = []
+    credit = prorate(
+        period_amount(before["pricing"], before["price"], before["quantity"]), remaining, period
+    )
+    if credit:
+        items.append(
+            {
+                "subscription_id": before["id"],
+                "description": f"Unused time on {before['plan_name']} x {before['quantity']}"
+                f" ({span})",
+                "amount": -credit,
+                "tax_rate": before["tax_rate"],
+            }
+        )
+    charge = prorate(period_amount(plan["pricing"], plan["price"], quantity), remaining, period)
+    if charge:
+        items.append(
+            {
+                "subscription_id": before["id"],
+                "description": f"Remaining time on {plan['name']} x {quantity} ({span})",
+                "amount": charge,
+                "tax_rate": plan["tax_rate"],
+            }
+        )
+    return items
+
+
 async def change_subscription(
     ctx: PluginContext, subscription_id: UUID, body: SubscriptionChange
 ) -> Subscription:
-    """Plan, seats or status; takes effect from the next invoice (no proration yet)."""
-    row = await repo.get(ctx.db, "billing_subscriptions", subscription_id, lock=True)
+    """Plan, seats or status. A plan or seat change of a billed (active, past-due) subscription
+    is prorated by day: the period's invoice keeps the plan it started with and gets a credit
+    for the unused part of the old plan and a charge for the rest of the period on the new one
+    (ADR 0104)."""
+    row = await repo.subscription_plan(ctx.db, subscription_id)
     if row is None:
         raise BillingNotFoundError("no such subscription")
     before = Subscription.model_validate(row)
     if before.status == "canceled":
         raise SubscriptionStateError("a canceled subscription cannot change")
-    plan_id = body.plan_id or before.plan_id
-    if body.plan_id is not None:
+    plan: dict[str, Any] = {**row, "id": row["plan_id"], "name": row["plan_name"]}
+    if body.plan_id is not None and body.plan_id != before.plan_id:
         plan = await _reference(ctx, "billing_plans", body.plan_id, "plan_id")
-        old = await _found(ctx, "billing_plans", before.plan_id, "plan")
-        if plan["currency"] != old["currency"]:
-            raise CurrencyMismatchError("the new plan bills in another currency")
+        if plan["currency"] != row["currency"]:
+            raise CurrencyMismatchError(
+                f"the new plan bills in {plan['currency']}, the subscription in {row['currency']}",
+                details={"currency": plan["currency"], "subscription_currency": row["currency"]},
+            )
+        if plan["billing_interval"] != row["billing_interval"]:
+            raise IntervalMismatchError(
+                f"the new plan renews every {plan['billing_interval']}, this one every"
+                f" {row['billing_interval']}: start a new subscription instead"
+            )
+    quantity = body.quantity or before.quantity
+    status = body.status or before.status
+    items: list[dict[str, Any]] = []
+    changes_price = plan["id"] != before.plan_id or period_amount(
+        plan["pricing"], plan["price"], quantity
+    ) != period_amount(row["pricing"], row["price"], before.quantity)
+    billed = before.status in ("active", "past_due") and status != "canceled"
+    start, end = before.current_period_start, before.current_period_end
+    day = body.effective or datetime.now(UTC).date()
+    if changes_price and billed and not (body.effective is None and day >= end):
+        if not start <= day < end:
+            raise InvalidDateError(
+                f"a change takes effect within the current period ({start} to {end})",
+                details={"field": "effective"},
+            )
+        items = _proration_items(row, plan, quantity, day)
+    # A period that is over but not billed yet (the run comes later) is billed as it was: the
+    # change starts with the next period, nothing to prorate.
     sub = Subscription.model_validate(
         await repo.update_subscription(
             ctx.db,
             subscription_id,
-            plan_id,
-            body.quantity or before.quantity,
-            body.status or before.status,
+            plan["id"],
+            quantity,
+            status,
+            keep_period=changes_price and billed,
         )
     )
+    await repo.insert_items(ctx.db, items)
     if sub != before:
-        await _changed(ctx, sub, "canceled" if sub.status == "canceled" else "updated")
+        change = "canceled" if sub.status == "canceled" else "updated"
+        if sub.plan_id != before.plan_id:
+            change = "plan_changed"
+        await _changed(
+            ctx,
+            sub,
+            change,
+            previous_plan_id=str(before.plan_id),
+            proration=[
+                {"description": i["description"], "amount": str(i["amount"])} for i in items
+            ],
+        )
     return sub
+
+
+async def pending_items(ctx: PluginContext, subscription_id: UUID) -> list[PendingItem]:
+    await _found(ctx, "billing_subscriptions", subscription_id, "subscription")
+    rows = await repo.pending_items(ctx.db, subscription_id)
+    return [PendingItem.model_validate(r) for r in rows]
+
+
+# --- usage -----------------------------------------------------------------------------------
+
+
+async def record_usage(
+    ctx: PluginContext, subscription_id: UUID, body: UsageIn
+) -> tuple[UsageRecord, bool]:
+    """The record and whether it is new; a retry with the same key and the same report
+    returns the first record, a different report under a used key is refused."""
+    # Unlocked: the invoice run skips locked subscriptions, and a report racing the run is
+    # billed on the next invoice (ADR 0105).
+    row = await repo.subscription_plan(ctx.db, subscription_id, lock=False)
+    if row is None:
+        raise BillingNotFoundError("no such subscription")
+    existing = await repo.usage_by_key(ctx.db, body.idempotency_key)
+    if existing is None:
+        if row["status"] != "active":
+            raise SubscriptionStateError(
+                f"usage is recorded on active subscriptions; this one is {row['status']}"
+            )
+        if row["pricing"] != "usage":
+            raise NotMeteredError("the subscription's plan is not usage-based")
+        now = datetime.now(UTC)
+        when = body.occurred_at or now
+        if when > now + USAGE_CLOCK_SKEW:
+            raise InvalidDateError(
+                "usage cannot be dated in the future", details={"field": "occurred_at"}
+            )
+        created = await repo.insert_usage(
+            ctx.db,
+            {
+                "subscription_id": subscription_id,
+                "key": body.idempotency_key,
+                "quantity": body.quantity,
+                "unit_price": row["price"],
+                "tax_rate": row["tax_rate"],
+                "occurred_at": when,
+            },
+        )
+        if created is not None:
+            return UsageRecord.model_validate(created), True
+        # A concurrent report with the same key won the insert.
+        existing = await repo.usage_by_key(ctx.db, body.idempotency_key)
+        assert existing is not None
+    same = existing["subscription_id"] == subscription_id and existing["quantity"] == body.quantity
+    if body.occurred_at is not None and existing["occurred_at"] != body.occurred_at:
+        same = False
+    if not same:
+        raise IdempotencyKeyReusedError(
+            "this idempotency key was used for another usage report",
+            details={"idempotency_key": body.idempotency_key},
+        )
+    return UsageRecord.model_validate(existing), False
+
+
+async def list_usage(
+    ctx: PluginContext, subscription_id: UUID, limit: int, offset: int
+) -> Page[UsageRecord]:
+    await _found(ctx, "billing_subscriptions", subscription_id, "subscription")
+    rows, total = await repo.list_usage(ctx.db, subscription_id, limit, offset)
+    return Page(
+        items=[UsageRecord.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
+    )
 
 
 # --- invoices --------------------------------------------------------------------------------
@@ -227,7 +398,10 @@ async def list_invoices(
 ) -> Page[Invoice]:
     rows, total = await repo.list_invoices(ctx.db, status, customer_id, limit, offset)
     return Page(
-        items=[Invoice.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
+        items=[Invoice.model_validate({**r, "amount_due": _amount_due(r)}) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 
@@ -236,7 +410,16 @@ async def _invoice(ctx: PluginContext, invoice_id: UUID, *, lock: bool = False) 
     if row is None:
         raise BillingNotFoundError("no such invoice")
     lines = [Line.model_validate(r) for r in await repo.lines(ctx.db, invoice_id)]
-    return Invoice.model_validate({**row, "lines": lines})
+    notes = [CreditNote.model_validate(r) for r in await repo.credit_notes(ctx.db, invoice_id)]
+    return Invoice.model_validate(
+        {**row, "lines": lines, "credit_notes": notes, "amount_due": _amount_due(row)}
+    )
+
+
+def _amount_due(row: dict[str, Any]) -> Decimal:
+    if row["status"] != "open":
+        return Decimal("0.00")
+    return Decimal(row["total"]) - Decimal(row["credited"])
 
 
 async def get_invoice(ctx: PluginContext, invoice_id: UUID) -> Invoice:
@@ -340,10 +523,10 @@ async def pay_invoice(ctx: PluginContext, invoice_id: UUID, body: PaymentIn) -> 
     code = currency(body.currency or invoice.currency, ctx)
     if code != invoice.currency:
         raise CurrencyMismatchError(f"the invoice is in {invoice.currency}, the payment in {code}")
-    if body.amount != invoice.total:
+    if body.amount != invoice.amount_due:
         raise InvalidAmountError(
-            f"invoices are paid in full: {invoice.total} {invoice.currency}",
-            details={"expected": str(invoice.total)},
+            f"invoices are paid in full: {invoice.amount_due} {invoice.currency}",
+            details={"expected": str(invoice.amount_due)},
         )
     provider = PROVIDERS.get(body.provider)
     if provider is None:
@@ -367,6 +550,69 @@ async def pay_invoice(ctx: PluginContext, invoice_id: UUID, body: PaymentIn) -> 
     return Payment.model_validate(payment)
 
 
+# --- credit notes ----------------------------------------------------------------------------
+
+
+async def credit_invoice(ctx: PluginContext, invoice_id: UUID, body: CreditNoteIn) -> CreditNote:
+    """A credit note (ADR 0106): on an open invoice it lowers the amount due (settling the
+    invoice when nothing is left), on a paid one it records a refund. Numbered in its own
+    gap-free series."""
+    invoice = await _invoice(ctx, invoice_id, lock=True)
+    if invoice.status not in ("open", "paid"):
+        raise InvoiceStateError(
+            f"only open or paid invoices are credited; this one is {invoice.status}"
+        )
+    creditable = invoice.total - invoice.credited
+    if body.amount > creditable:
+        raise OverCreditError(
+            f"at most {creditable} {invoice.currency} of this invoice can still be credited",
+            details={"creditable": str(creditable)},
+        )
+    kind = "refund" if invoice.status == "paid" else "credit"
+    tax = cents(body.amount * invoice.tax / invoice.total) if invoice.total else Decimal(0)
+    sequence = await repo.take_numbers(ctx.db, 1, "credit_note")
+    prefix = str(ctx.settings.get("credit_note_prefix", "CN-"))
+    note = CreditNote.model_validate(
+        await repo.insert_credit_note(
+            ctx.db,
+            {
+                "invoice_id": invoice_id,
+                "number": f"{prefix}{sequence:06d}",
+                "sequence": sequence,
+                "kind": kind,
+                "amount": body.amount,
+                "tax": tax,
+                "currency": invoice.currency,
+                "reason": body.reason,
+                "by": ctx.user_id,
+            },
+        )
+    )
+    settled = kind == "credit" and body.amount == invoice.amount_due
+    await repo.add_credited(ctx.db, invoice_id, body.amount, "paid" if settled else invoice.status)
+    await ctx.publish(
+        CREDIT_NOTE_ISSUED,
+        {
+            "credit_note_id": str(note.id),
+            "number": note.number,
+            "invoice_id": str(invoice_id),
+            "invoice_number": invoice.number,
+            "kind": kind,
+            "amount": str(note.amount),
+            "currency": note.currency,
+        },
+        subject=f"credit-notes/{note.id}",
+    )
+    return note
+
+
+async def list_credit_notes(ctx: PluginContext, limit: int, offset: int) -> Page[CreditNote]:
+    rows, total = await repo.list_credit_notes(ctx.db, limit, offset)
+    return Page(
+        items=[CreditNote.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
+    )
+
+
 async def list_payments(ctx: PluginContext, invoice_id: UUID) -> list[Payment]:
     await _invoice(ctx, invoice_id)
     return [Payment.model_validate(r) for r in await repo.payments(ctx.db, invoice_id)]
@@ -375,22 +621,69 @@ async def list_payments(ctx: PluginContext, invoice_id: UUID) -> list[Payment]:
 # --- the invoice run -------------------------------------------------------------------------
 
 
+def _period_lines(
+    sub: dict[str, Any], items: list[dict[str, Any]], usage: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The lines of a period's invoice: the plan the period started with, its proration
+    items, and its usage per unit price (a usage plan without usage bills zero units)."""
+    start, end = sub["current_period_start"], sub["current_period_end"]
+    span = f"{start.isoformat()} to {end.isoformat()}"
+    lines: list[dict[str, Any]] = []
+
+    def add(kind: str, description: str, quantity: Decimal, price: Decimal, rate: Decimal) -> None:
+        amount, tax = line_totals(quantity, price, rate)
+        lines.append(
+            {
+                "kind": kind,
+                "position": len(lines) + 1,
+                "description": description[:500],
+                "quantity": quantity,
+                "unit_price": price,
+                "tax_rate": rate,
+                "amount": amount,
+                "tax": tax,
+            }
+        )
+
+    if sub["pricing"] != "usage":
+        seats = sub["period_quantity"] if sub["pricing"] == "per_seat" else 1
+        add("charge", f"{sub['plan_name']} {span}", Decimal(seats), sub["price"], sub["tax_rate"])
+    for item in items:
+        add("proration", item["description"], Decimal(1), item["amount"], item["tax_rate"])
+    for group in usage:
+        add("usage", f"Usage up to {end.isoformat()}", group["quantity"], group["unit_price"],
+            group["tax_rate"])  # fmt: skip
+    if sub["pricing"] == "usage" and not usage:
+        add("usage", f"Usage {span}", Decimal(0), sub["price"], sub["tax_rate"])
+    return lines
+
+
 async def invoice_run(ctx: PluginContext, as_of: date | None) -> InvoiceRun:
     """Invoice every active subscription whose period ended by ``as_of`` and move it to the
     next period, in this transaction. Billed periods leave the due set, so a second run finds
-    nothing; concurrent runs skip each other's locked rows and share the numbering lock."""
+    nothing; concurrent runs skip each other's locked rows and share the numbering lock.
+    Proration items and usage are attached to the invoice that bills them (ADR 0105)."""
     day = as_of or datetime.now(UTC).date()
     terms, numbers = _terms(ctx), []
     for row in await repo.end_trials(ctx.db, day):
         await _changed(ctx, Subscription.model_validate(row), "trial_ended")
     while batch := await repo.lock_due_subscriptions(ctx.db, day, RUN_BATCH):
         first = await repo.take_numbers(ctx.db, len(batch))
+        pending, usage = await repo.unbilled_for(ctx.db, [sub["id"] for sub in batch])
+        items_of: dict[UUID, list[dict[str, Any]]] = {}
+        usage_of: dict[UUID, list[dict[str, Any]]] = {}
+        for item in pending:
+            items_of.setdefault(item["subscription_id"], []).append(item)
+        for group in usage:
+            usage_of.setdefault(group["subscription_id"], []).append(group)
         invoices, lines, periods = [], [], []
+        billed_items, billed_usage = [], []
         for i, sub in enumerate(batch):
             sequence, invoice_id = first + i, uuid.uuid4()
-            quantity = Decimal(sub["quantity"]) if sub["pricing"] == "per_seat" else Decimal(1)
-            amount, tax = line_totals(quantity, sub["price"], sub["tax_rate"])
-            start, end = sub["current_period_start"], sub["current_period_end"]
+            sub_items, sub_usage = items_of.get(sub["id"], []), usage_of.get(sub["id"], [])
+            sub_lines = _period_lines(sub, sub_items, sub_usage)
+            amount = sum((ln["amount"] for ln in sub_lines), Decimal(0))
+            tax = sum((ln["tax"] for ln in sub_lines), Decimal(0))
             number = _number(ctx, sequence)
             numbers.append(number)
             invoices.append(
@@ -398,8 +691,8 @@ async def invoice_run(ctx: PluginContext, as_of: date | None) -> InvoiceRun:
                     "id": invoice_id,
                     "customer_id": sub["customer_id"],
                     "subscription_id": sub["id"],
-                    "period_start": start,
-                    "period_end": end,
+                    "period_start": sub["current_period_start"],
+                    "period_end": sub["current_period_end"],
                     "number": number,
                     "sequence": sequence,
                     "currency": sub["currency"],
@@ -407,20 +700,14 @@ async def invoice_run(ctx: PluginContext, as_of: date | None) -> InvoiceRun:
                     "tax": tax,
                     "total": amount + tax,
                     "days": terms,
+                    # Nothing to collect (no usage, a credit eating the period): settled at once.
+                    "status": "open" if amount + tax > 0 else "paid",
                 }
             )
-            lines.append(
-                {
-                    "invoice_id": invoice_id,
-                    "position": 1,
-                    "description": f"{sub['plan_name']} {start.isoformat()} to {end.isoformat()}",
-                    "quantity": quantity,
-                    "unit_price": sub["price"],
-                    "tax_rate": sub["tax_rate"],
-                    "amount": amount,
-                    "tax": tax,
-                }
-            )
+            lines += [{**ln, "invoice_id": invoice_id} for ln in sub_lines]
+            billed_items += [{"id": it["id"], "invoice_id": invoice_id} for it in sub_items]
+            billed_usage += [{"ids": g["ids"], "invoice_id": invoice_id} for g in sub_usage]
+            end = sub["current_period_end"]
             periods.append(
                 {
                     "id": sub["id"],
@@ -442,8 +729,14 @@ async def invoice_run(ctx: PluginContext, as_of: date | None) -> InvoiceRun:
             )
         await repo.insert_issued_invoices(ctx.db, invoices)
         await repo.insert_lines(ctx.db, lines)
+        await repo.mark_billed(ctx.db, billed_items, billed_usage)
         await repo.advance_periods(ctx.db, periods)
     return InvoiceRun(as_of=day, issued=len(numbers), numbers=numbers)
+
+
+async def scheduled_invoice_run(ctx: PluginContext, now: datetime) -> InvoiceRun:
+    """The periodic job (ADR 0107): the invoice run as of the job's day, in UTC."""
+    return await invoice_run(ctx, now.astimezone(UTC).date())
 
 
 # --- CRM -------------------------------------------------------------------------------------
