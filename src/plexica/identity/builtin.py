@@ -71,14 +71,38 @@ class BuiltinIdentity:
             await service.set_user_roles(session, realm, _user_id(user_id), roles)
 
     async def create_client(
-        self, realm: str, client_id: str, *, public: bool, redirect_uris: tuple[str, ...] = ()
+        self,
+        realm: str,
+        client_id: str,
+        *,
+        public: bool,
+        redirect_uris: tuple[str, ...] = (),
+        roles: frozenset[str] = frozenset(),
     ) -> RealmClient:
         async with self.db.session() as session:
             await service.realm_or_404(session, realm)
             made = await service.create_client(
-                session, realm, client_id, public=public, redirect_uris=redirect_uris
+                session, realm, client_id, public=public, redirect_uris=redirect_uris, roles=roles
             )
         return RealmClient(made.client_id, made.public, made.redirect_uris, made.secret)
+
+    async def set_client_enabled(self, realm: str, client_id: str, enabled: bool) -> None:
+        async with self.db.session() as session:
+            if not await repository.set_client_enabled(session, realm, client_id, enabled):
+                raise NotFoundError("no such client")
+
+    async def rotate_client_secret(self, realm: str, client_id: str) -> str:
+        secret = service.generate_client_secret()
+        async with self.db.session() as session:
+            if not await repository.set_client_secret(
+                session, realm, client_id, service.sha256(secret)
+            ):
+                raise NotFoundError("no such client")
+        return secret
+
+    async def delete_client(self, realm: str, client_id: str) -> None:
+        async with self.db.session() as session:
+            await repository.delete_client(session, realm, client_id)
 
     async def rotate_keys(self, realm: str) -> None:
         async with self.db.session() as session:

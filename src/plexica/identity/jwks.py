@@ -23,6 +23,7 @@ import structlog
 from plexica.identity import repository, service
 from plexica.identity.jwt import Issuer, JwtVerifier
 from plexica.identity.keys import public_key_from_jwk
+from plexica.identity.revocation import ClientCutoffs
 from plexica.kit.db import Database
 from plexica.plugins import service as plugins_service
 
@@ -171,7 +172,14 @@ class CachedPermissions:
 
 
 def build_verifier(
-    db: Database, base_url: str, http: httpx.AsyncClient, *, refetch_interval: float = 5.0
+    db: Database,
+    base_url: str,
+    http: httpx.AsyncClient,
+    *,
+    refetch_interval: float = 5.0,
+    cutoffs: ClientCutoffs | None = None,
 ) -> JwtVerifier:
     resolver = RealmIssuers(db, base_url, http, refetch_interval=refetch_interval)
-    return JwtVerifier(resolver, service.AUDIENCE, permissions=CachedPermissions(db))
+    return JwtVerifier(
+        resolver, service.AUDIENCE, permissions=CachedPermissions(db), revocations=cutoffs
+    )

@@ -47,7 +47,14 @@ OPERATOR_ROLES = frozenset({SUPER_ADMIN})
 DEFAULT_PERMISSIONS: dict[str, frozenset[str]] = {
     SUPER_ADMIN: frozenset({"*"}),
     TENANT_ADMIN: frozenset(
-        {"identity:users:read", "identity:users:write", "identity:roles:write", "audit:read"}
+        {
+            "identity:users:read",
+            "identity:users:write",
+            "identity:roles:write",
+            "identity:clients:read",
+            "identity:clients:write",
+            "audit:read",
+        }
     ),
     MEMBER: frozenset(),
 }
@@ -121,6 +128,10 @@ async def _verify_password(stored: str | None, password: str) -> bool:
 
 def generate_password() -> str:
     return secrets.token_urlsafe(18)
+
+
+def generate_client_secret() -> str:
+    return secrets.token_urlsafe(32)
 
 
 # --- realms ---------------------------------------------------------------------------------
@@ -284,7 +295,7 @@ async def create_client(
     roles: Iterable[str] = (),
 ) -> CreatedClient:
     """A confidential client gets a new secret, shown once; only its hash is stored."""
-    secret = None if public else secrets.token_urlsafe(32)
+    secret = None if public else generate_client_secret()
     uris = tuple(redirect_uris)
     await repository.upsert_client(
         session,

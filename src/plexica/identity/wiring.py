@@ -18,6 +18,7 @@ from plexica.identity.bootstrap import bootstrap
 from plexica.identity.builtin import BuiltinIdentity
 from plexica.identity.jwks import build_verifier
 from plexica.identity.keycloak import KeycloakAdapter
+from plexica.identity.revocation import ClientCutoffs
 from plexica.identity.throttle import MemoryThrottle, RedisThrottle
 from plexica.kit.db import Database
 from plexica.settings import Settings
@@ -69,8 +70,12 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
     transport = getattr(app.state, "jwks_transport", None)
     async with httpx.AsyncClient(transport=transport) as http:
         own_verifier = app.state.verifier is None
+        cutoffs = ClientCutoffs(db, settings.issuer_base_url)
+        app.state.client_cutoffs = cutoffs
+        with contextlib.suppress(OSError, SQLAlchemyError):
+            await cutoffs.load()  # else the first verification loads them
         if own_verifier:
-            app.state.verifier = build_verifier(db, settings.issuer_base_url, http)
+            app.state.verifier = build_verifier(db, settings.issuer_base_url, http, cutoffs=cutoffs)
         try:
             yield
         finally:
