@@ -3,12 +3,17 @@ issued before each cut-off are refused by verification from then on (real Postgr
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 from sqlalchemy import text
+from typer.testing import CliRunner
 
+from plexica.cli.main import app as main
 from plexica.identity.bootstrap import OperatorCredentials
 from plexica.identity.jwks import build_verifier
 from plexica.identity.revocation import ClientCutoffs
@@ -193,3 +198,61 @@ async def test_operator_clients_and_other_replicas(
         return False
 
     await wait_until(refused, timeout=5.0)
+
+
+async def test_cli(live: Live, db: Database, http: httpx.AsyncClient, database_url: str) -> None:
+    tenant = await provision(db, live)
+    env = {"PLEXICA_DATABASE_URL": database_url, "PLEXICA_PUBLIC_URL": live.url}
+    runner = CliRunner()
+
+    async def cli(*args: str) -> Any:
+        result = await asyncio.to_thread(
+            runner.invoke, main, ["service-client", *args, "--tenant", tenant.slug, "--json"],
+            env=env,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    made = await cli("create", "cli-export", "--role", "member", "--description", "exports")
+    assert made["client"]["roles"] == ["member"]
+    token = await _service_token(http, made, made["secret"])
+    assert (await http.get(live.url + "/v1/me", headers=bearer(token))).status_code == 200
+    assert [c["client_id"] for c in await cli("list")] == ["cli-export"]
+
+    rotated = await cli("rotate-secret", "cli-export")
+    assert rotated["secret"] != made["secret"]
+    fresh = await _service_token(http, made, rotated["secret"])
+
+    def refused(token: str) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            me = await http.get(live.url + "/v1/me", headers=bearer(token))
+            return me.status_code == 401
+
+        return check
+
+    # The CLI is another process: the core sees its cut-offs within the cache's TTL.
+    await wait_until(refused(token), timeout=10.0)
+    assert (await http.get(live.url + "/v1/me", headers=bearer(fresh))).status_code == 200
+    assert (await cli("revoke", "cli-export"))["state"] == "revoked"
+    await wait_until(refused(fresh), timeout=10.0)
+    missing = await asyncio.to_thread(
+        runner.invoke, main, ["service-client", "disable", "nope", "--tenant", tenant.slug],
+        env=env,
+    )  # fmt: skip
+    assert missing.exit_code == 1
+    assert "service_client_not_found" in missing.output
+    async with db.session() as s:
+        actions = (
+            await s.execute(
+                text(
+                    "SELECT action, actor FROM platform.audit_log WHERE target ="
+                    " 'service_client:cli-export' AND tenant_id = :t ORDER BY seq"
+                ),
+                {"t": tenant.id},
+            )
+        ).all()
+    assert [tuple(a) for a in actions] == [
+        ("identity.service_client.created", "cli"),
+        ("identity.service_client.secret_rotated", "cli"),
+        ("identity.service_client.revoked", "cli"),
+    ]
