@@ -136,6 +136,14 @@ class RealmStep:
     async def undo(self, tenant: TenantRef) -> None:
         await self.purge(tenant)
 
+    async def suspend(self, tenant: TenantRef) -> None:
+        """No sign-in and no token (users' or service clients') while suspended. Tokens already
+        issued still verify: the tenant's state refuses them (403 ``tenant_suspended``)."""
+        await self.adapter.set_realm_enabled(tenant.realm, False)
+
+    async def resume(self, tenant: TenantRef) -> None:
+        await self.adapter.set_realm_enabled(tenant.realm, True)
+
     async def purge(self, tenant: TenantRef) -> None:
         await self.adapter.delete_realm(tenant.realm)
         async with self.db.session() as session:

@@ -89,7 +89,7 @@ class RealmIssuers:
         self._budget -= 1
         async with self.db.session() as session:
             row = await repository.get_realm(session, url.removeprefix(self.prefix))
-        if row is None or not row["enabled"]:
+        if row is None:
             if len(self._unknown) > 10_000:
                 self._unknown.clear()
             self._unknown[url] = now
@@ -107,7 +107,6 @@ class RealmIssuers:
             self._issuers = {
                 self.prefix + r["name"]: _issuer(self.prefix + r["name"], r["name"], r["tenant_id"])
                 for r in rows
-                if r["enabled"]
             }
             self._realms_at = time.monotonic()
             self._unknown.clear()
