@@ -62,6 +62,12 @@ class BuiltinIdentity:
             rows = await repository.list_users(session, realm)
         return [_realm_user(service.to_user(r)) for r in rows]
 
+    async def set_password(self, realm: str, email: str, password: str) -> RealmUser:
+        async with self.db.session() as session:
+            await service.realm_or_404(session, realm)
+            user = await service.set_password(session, realm, email, password)
+        return _realm_user(user)
+
     async def set_user_enabled(self, realm: str, user_id: str, enabled: bool) -> None:
         async with self.db.session() as session:
             await service.set_user_enabled(session, realm, _user_id(user_id), enabled)

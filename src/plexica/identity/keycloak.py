@@ -230,6 +230,24 @@ class KeycloakAdapter:
             key=lambda u: u.email,
         )
 
+    async def set_password(self, realm: str, email: str, password: str) -> RealmUser:
+        _check(realm, _REALM, "realm")
+        found = _expect(
+            await self._call(
+                "GET", f"/admin/realms/{realm}/users",
+                params={"email": email.strip().lower(), "exact": "true"},
+            ),
+            200,
+        ).json()  # fmt: skip
+        if not found:
+            raise IdentityNotFoundError("no such user")
+        user = found[0]
+        path = self._user_path(realm, user["id"])
+        credential = {"type": "password", "value": password, "temporary": False}
+        _expect(await self._call("PUT", f"{path}/reset-password", json=credential), 204)
+        _expect(await self._call("POST", f"{path}/logout"), 204)
+        return RealmUser(user["id"], user.get("email") or user["username"], bool(user["enabled"]))
+
     async def set_user_enabled(self, realm: str, user_id: str, enabled: bool) -> None:
         path = self._user_path(realm, user_id)
         _expect(await self._call("PUT", path, json={"enabled": enabled}), 204)
