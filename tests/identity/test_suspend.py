@@ -9,10 +9,22 @@ import httpx
 import pytest
 
 from plexica.identity.bootstrap import OperatorCredentials
+from plexica.identity.builtin import BuiltinIdentity, RealmStep
 from plexica.identity.client import LoginError
+from plexica.identity.keycloak import IdentityUnavailableError, KeycloakAdapter
 from plexica.identity.service import OPERATOR_REALM
 from plexica.kit.db import Database
-from tests.identity.conftest import Live, bearer, login, set_password
+from plexica.kit.pgserver import free_port
+from plexica.tenants.schemas import State
+from plexica.tenants.service import TenantService
+from tests.identity.conftest import (
+    Live,
+    bearer,
+    login,
+    new_tenant,
+    register_tenant,
+    set_password,
+)
 
 
 async def test_suspend_disables_the_realm_and_reactivate_enables_it(
@@ -55,3 +67,23 @@ async def test_suspend_disables_the_realm_and_reactivate_enables_it(
     again = bearer(await login(http, live, realm, email, password))
     assert (await http.get(live.url + "/v1/tenant", headers=again)).status_code == 200
     assert (await service_grant()).status_code == 200
+
+
+async def test_provider_down_keeps_the_tenant_active(db: Database) -> None:
+    tenant = new_tenant("down")
+    await register_tenant(db, tenant)
+    async with KeycloakAdapter(f"http://127.0.0.1:{free_port()}", "admin", "x") as down:
+        tenants = TenantService(db, [RealmStep(down, db)])
+        with pytest.raises(IdentityUnavailableError):
+            await tenants.suspend(tenant.id)
+    assert (await tenants.get(tenant.id)).state is State.ACTIVE
+
+
+async def test_a_tenant_without_realm_is_still_suspended_and_reactivated(
+    live: Live, db: Database
+) -> None:
+    tenant = new_tenant("norealm")
+    await register_tenant(db, tenant)
+    tenants = TenantService(db, [RealmStep(BuiltinIdentity(db, live.url), db)])
+    assert (await tenants.suspend(tenant.id)).state is State.SUSPENDED
+    assert (await tenants.reactivate(tenant.id)).state is State.ACTIVE

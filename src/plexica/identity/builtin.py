@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 from uuid import UUID
 
+import structlog
+
 from plexica.identity import repository, service
 from plexica.identity.adapter import IdentityAdapter, RealmClient, RealmUser
 from plexica.identity.schemas import User
@@ -12,6 +14,8 @@ from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
 from plexica_sdk.context import TENANT_ADMIN
 from plexica_sdk.errors import ConflictError, NotFoundError
+
+log = structlog.get_logger("plexica.identity")
 
 
 def _realm_user(user: User) -> RealmUser:
@@ -145,10 +149,17 @@ class RealmStep:
     async def suspend(self, tenant: TenantRef) -> None:
         """No sign-in and no token (users' or service clients') while suspended. Tokens already
         issued still verify: the tenant's state refuses them (403 ``tenant_suspended``)."""
-        await self.adapter.set_realm_enabled(tenant.realm, False)
+        await self._set_enabled(tenant, False)
 
     async def resume(self, tenant: TenantRef) -> None:
-        await self.adapter.set_realm_enabled(tenant.realm, True)
+        await self._set_enabled(tenant, True)
+
+    async def _set_enabled(self, tenant: TenantRef, enabled: bool) -> None:
+        try:
+            await self.adapter.set_realm_enabled(tenant.realm, enabled)
+        except NotFoundError:
+            # No realm, no sign-in: nothing to switch, and the tenant must not get stuck.
+            log.warning("tenant_realm_missing", tenant_id=str(tenant.id), realm=tenant.realm)
 
     async def purge(self, tenant: TenantRef) -> None:
         await self.adapter.delete_realm(tenant.realm)
