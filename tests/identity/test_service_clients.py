@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -19,7 +20,8 @@ from plexica.identity.jwks import build_verifier
 from plexica.identity.revocation import ClientCutoffs
 from plexica.identity.service import OPERATOR_REALM
 from plexica.kit.db import Database
-from plexica_sdk.errors import UnauthenticatedError
+from plexica_sdk.client import ClientCredentials, CoreClient
+from plexica_sdk.errors import PlexicaError, UnauthenticatedError
 from tests.identity.conftest import Live, bearer, login, provision, set_password, wait_until
 
 API = "/v1/service-clients"
@@ -256,3 +258,31 @@ async def test_cli(live: Live, db: Database, http: httpx.AsyncClient, database_u
         ("identity.service_client.secret_rotated", "cli"),
         ("identity.service_client.revoked", "cli"),
     ]
+
+
+async def test_sdk_core_client_renews_its_service_token(
+    live: Live, db: Database, http: httpx.AsyncClient
+) -> None:
+    admin = await _tenant_admin(live, db, http)
+    made = (await http.post(live.url + API, headers=admin, json={"client_id": "svc-sdk"})).json()
+    auth = ClientCredentials(made["token_url"], "svc-sdk", made["secret"])
+    core = CoreClient(live.url, None, auth=auth)
+    try:
+        me = await core.http.get("/v1/me")
+        assert me.json()["client_id"] == "svc-sdk"
+        first = await auth.token()
+        assert await auth.token() == first  # reused while valid
+
+        # Disabled and enabled again: the cached token is cut off, the client fetches another.
+        await http.post(live.url + f"{API}/svc-sdk/disable", headers=admin)
+        await http.post(live.url + f"{API}/svc-sdk/enable", headers=admin)
+        assert (await core.http.get("/v1/me")).status_code == 200
+        assert await auth.token() != first
+
+        # Rotated: the old secret gets nothing, the caller hears why.
+        await http.post(live.url + f"{API}/svc-sdk/rotate-secret", headers=admin)
+        with pytest.raises(PlexicaError) as refused:
+            await core.http.get("/v1/me")
+        assert refused.value.code == "service_client_refused"
+    finally:
+        await core.aclose()
