@@ -12,7 +12,7 @@ import typer
 from plexica.cli import runtime
 from plexica.cli.common import database_settings, fail, settings_or_exit
 
-user_app = typer.Typer(no_args_is_help=True, help="Manage users of the built-in provider.")
+user_app = typer.Typer(no_args_is_help=True, help="Manage users (built-in provider or Keycloak).")
 UP_DEFAULT_URL = "http://127.0.0.1:8000"  # where `plexica up` listens unless told otherwise
 
 TenantOption = Annotated[

@@ -59,6 +59,13 @@ class ClientCutoffs:
         self._cutoffs = cutoffs
         self._loaded_at = now
 
+    async def aclose(self) -> None:
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def _reload(self) -> None:
         try:
             await self.load()

@@ -100,6 +100,7 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
         try:
             yield
         finally:
+            await cutoffs.aclose()
             if own_verifier:
                 app.state.verifier = None
             if ensure_realm is not None:
