@@ -1,8 +1,9 @@
 """Access-token verification cost per request with a warm JWKS cache.
 
 Runs the production path: a token issued by the built-in provider (authorization code + PKCE
-through its login form), verified by ``JwtVerifier`` over the realm-registry/JWKS resolver and
-the cached permission resolver. PostgreSQL is the embedded one, in a temporary directory.
+through its login form), verified by ``JwtVerifier`` over the realm-registry/JWKS resolver, the
+cached permission resolver and the service-client cut-offs (ADR 0016). PostgreSQL is the
+embedded one, in a temporary directory.
 
     .venv/bin/python -m bench.token_verify [--n 20000]
 """
@@ -24,6 +25,7 @@ from plexica.app import create_app
 from plexica.identity.builtin import BuiltinIdentity, RealmStep
 from plexica.identity.client import password_login
 from plexica.identity.jwks import build_verifier
+from plexica.identity.revocation import ClientCutoffs
 from plexica.kit.db import Database
 from plexica.kit.migrate import upgrade_platform
 from plexica.kit.pgserver import EmbeddedPostgres
@@ -50,7 +52,12 @@ async def run(database_url: str, n: int) -> None:
                 http, f"{PUBLIC}/realms/{tenant.realm}", "user@bench.example", password
             )
             token = str(body["access_token"])
-            verifier = build_verifier(db, PUBLIC, http)
+            cutoffs = ClientCutoffs(db, PUBLIC)
+            await cutoffs.load()
+            # Cut-offs of other clients in the map, as in a deployment that revoked some.
+            for i in range(100):
+                cutoffs.note(tenant.realm, f"svc-{i}", int(time.time()))
+            verifier = build_verifier(db, PUBLIC, http, cutoffs=cutoffs)
             await verifier.verify(token)  # warm: realm registry, JWKS, permissions
 
             timings = []

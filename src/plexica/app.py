@@ -16,7 +16,7 @@ from plexica.flags.api import router as flags_router
 from plexica.flags.wiring import start_flags
 from plexica.gateway.api import router as gateway_router
 from plexica.gateway.wiring import start_gateway
-from plexica.identity.api import me_router, roles_router, users_router
+from plexica.identity.api import me_router, roles_router, service_clients_router, users_router
 from plexica.identity.oidc import router as oidc_router
 from plexica.identity.wiring import identity_lifespan
 from plexica.kit.db import Database
@@ -96,6 +96,7 @@ def create_app(
     app.include_router(me_router)
     app.include_router(users_router)
     app.include_router(roles_router)
+    app.include_router(service_clients_router)
     app.include_router(audit_router)
     app.include_router(catalog_router())
     app.include_router(installations_router())

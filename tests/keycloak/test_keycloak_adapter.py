@@ -182,3 +182,43 @@ async def test_wrong_admin_password_is_unavailable(keycloak: dict[str, str]) -> 
     async with KeycloakAdapter(keycloak["url"], keycloak["admin_user"], "wrong") as kc:
         with pytest.raises(IdentityUnavailableError):
             await kc.delete_realm("plexica-acme")
+
+
+async def test_service_client_lifecycle_and_password_reset(
+    kc: KeycloakAdapter, tenant: Tenant
+) -> None:
+    issuer = kc.issuer_url(tenant.realm)
+    client = await kc.create_client(
+        tenant.realm, "svc-life", public=False, roles=frozenset({"member"})
+    )
+    assert client.secret
+    claims = jwt.decode(
+        await client_credentials(issuer, "svc-life", client.secret),
+        options={"verify_signature": False},
+    )
+    assert claims["service"] is True
+    assert "member" in claims["realm_access"]["roles"]
+
+    await kc.set_client_enabled(tenant.realm, "svc-life", False)
+    async with httpx.AsyncClient(timeout=30) as http:
+        refused = await http.post(
+            issuer + "/protocol/openid-connect/token",
+            data={"grant_type": "client_credentials"},
+            auth=("svc-life", client.secret),
+        )
+    assert refused.status_code in (400, 401)
+    await kc.set_client_enabled(tenant.realm, "svc-life", True)
+    secret = await kc.rotate_client_secret(tenant.realm, "svc-life")
+    assert secret != client.secret
+    assert await client_credentials(issuer, "svc-life", secret)
+    await kc.delete_client(tenant.realm, "svc-life")
+    await kc.delete_client(tenant.realm, "svc-life")
+    with pytest.raises(IdentityNotFoundError):
+        await kc.rotate_client_secret(tenant.realm, "svc-life")
+
+    password = "another-horse-" + secrets.token_hex(4)
+    user = await kc.create_user(tenant.realm, "reset@acme.test", None, frozenset({"member"}))
+    assert (await kc.set_password(tenant.realm, "Reset@Acme.test", password)).id == user.id
+    assert await browser_login(issuer, "reset@acme.test", password) is not None
+    with pytest.raises(IdentityNotFoundError):
+        await kc.set_password(tenant.realm, "nobody@acme.test", password)

@@ -12,7 +12,7 @@ import typer
 from plexica.cli import runtime
 from plexica.cli.common import database_settings, fail, settings_or_exit
 
-user_app = typer.Typer(no_args_is_help=True, help="Manage users of the built-in provider.")
+user_app = typer.Typer(no_args_is_help=True, help="Manage users (built-in provider or Keycloak).")
 UP_DEFAULT_URL = "http://127.0.0.1:8000"  # where `plexica up` listens unless told otherwise
 
 TenantOption = Annotated[
@@ -65,30 +65,36 @@ def reset_password(
     email: Annotated[str, typer.Argument(help="The user's email.")],
     tenant: TenantOption = None,
 ) -> None:
-    """Give the user a new generated password and print it (built-in provider only)."""
+    """Give the user a new generated password and print it (built-in provider or Keycloak)."""
     from plexica.audit import service as audit
+    from plexica.composition import identity_adapter
     from plexica.identity import repository, service
     from plexica.kit.db import Database
-    from plexica_sdk.errors import PlexicaError
+    from plexica_sdk.errors import NotFoundError, PlexicaError
 
     settings = database_settings()
-    if settings.keycloak_url is not None:
-        raise fail("users live in Keycloak here: reset the password there")
     realm = realm_of(tenant)
     password = service.generate_password()
 
     async def run() -> None:
         db = Database(settings.sqlalchemy_url, pool_size=1)
+        adapter = identity_adapter(settings, db)
         try:
             async with db.session() as session:
-                found = await service.realm_or_404(session, realm)
-                user = await service.set_password(session, realm, email.strip().lower(), password)
+                found = await repository.get_realm(session, realm)
+                if found is None:
+                    raise NotFoundError("no such realm")
+            user = await adapter.set_password(realm, email.strip().lower(), password)
+            async with db.session() as session:
                 await audit.record(
                     session, "cli", "identity.user.password_reset", found["tenant_id"],
                     f"user:{user.id}",
                 )  # fmt: skip
                 await repository.purge_expired(session, service.now_utc())
         finally:
+            aclose = getattr(adapter, "aclose", None)
+            if aclose is not None:
+                await aclose()
             await db.dispose()
 
     try:

@@ -44,13 +44,38 @@ class IdentityAdapter(Protocol):
 
     async def list_users(self, realm: str) -> list[RealmUser]: ...
 
+    async def set_password(self, realm: str, email: str, password: str) -> RealmUser:
+        """Replace the password of the user ``email``; their sessions end."""
+        ...
+
     async def set_user_enabled(self, realm: str, user_id: str, enabled: bool) -> None: ...
 
     async def set_user_roles(self, realm: str, user_id: str, roles: frozenset[str]) -> None: ...
 
     async def create_client(
-        self, realm: str, client_id: str, *, public: bool, redirect_uris: tuple[str, ...] = ()
-    ) -> RealmClient: ...
+        self,
+        realm: str,
+        client_id: str,
+        *,
+        public: bool,
+        redirect_uris: tuple[str, ...] = (),
+        roles: frozenset[str] = frozenset(),
+    ) -> RealmClient:
+        """A confidential client without redirect URIs is a service client: client credentials
+        only, its tokens carry ``roles`` and ``service: true``."""
+        ...
+
+    async def set_client_enabled(self, realm: str, client_id: str, enabled: bool) -> None:
+        """A disabled client gets no new tokens. Unknown client: NotFoundError."""
+        ...
+
+    async def rotate_client_secret(self, realm: str, client_id: str) -> str:
+        """A new secret (returned once); the old one stops working at once."""
+        ...
+
+    async def delete_client(self, realm: str, client_id: str) -> None:
+        """Idempotent: deleting a missing client succeeds."""
+        ...
 
     async def rotate_keys(self, realm: str) -> None: ...
 

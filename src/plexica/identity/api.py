@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 from uuid import UUID
 
@@ -17,10 +19,14 @@ from plexica.identity.schemas import (
     PermissionsGrant,
     RolePermissions,
     RolesUpdate,
+    ServiceClient,
+    ServiceClientCreate,
+    ServiceClientSecret,
     User,
     UserCreate,
     UserCreated,
 )
+from plexica.identity.service_clients import ServiceClients
 from plexica.kit.db import Database
 from plexica.kit.security import PrincipalDep, require_permission
 from plexica_sdk.context import SUPER_ADMIN, TENANT_ADMIN, Principal
@@ -29,11 +35,14 @@ from plexica_sdk.errors import ForbiddenError, NotFoundError, UnavailableError
 me_router = APIRouter(prefix="/v1/me", tags=["identity"])
 users_router = APIRouter(prefix="/v1/users", tags=["identity"])
 roles_router = APIRouter(prefix="/v1/roles", tags=["identity"])
+service_clients_router = APIRouter(prefix="/v1/service-clients", tags=["identity"])
 
 ADMIN_ROLES = frozenset({TENANT_ADMIN, SUPER_ADMIN})
 ReadUsers = Annotated[Principal, Depends(require_permission("identity:users:read"))]
 WriteUsers = Annotated[Principal, Depends(require_permission("identity:users:write"))]
 WriteRoles = Annotated[Principal, Depends(require_permission("identity:roles:write"))]
+ReadClients = Annotated[Principal, Depends(require_permission("identity:clients:read"))]
+WriteClients = Annotated[Principal, Depends(require_permission("identity:clients:write"))]
 
 
 @me_router.get("", summary="The authenticated caller")
@@ -235,3 +244,77 @@ def _invalidate_permissions(request: Request) -> None:
     invalidate = getattr(getattr(verifier, "permissions", None), "invalidate", None)
     if callable(invalidate):
         invalidate()
+
+
+@asynccontextmanager
+async def _clients(request: Request, principal: Principal) -> AsyncIterator[ServiceClients]:
+    """The caller's realm's service clients, in one transaction committed on success."""
+    realm = _realm_of(principal)
+    adapter = _adapter(request)
+    async with _db(request).session() as session:
+        yield ServiceClients(
+            session, adapter, getattr(request.app.state, "client_cutoffs", None), realm,
+            principal.tenant_id, audit.actor_of(principal),
+        )  # fmt: skip
+
+
+@service_clients_router.get("", summary="Service clients of the caller's realm")
+async def list_service_clients(request: Request, principal: ReadClients) -> list[ServiceClient]:
+    async with _clients(request, principal) as clients:
+        return await clients.list()
+
+
+@service_clients_router.post(
+    "", status_code=201, summary="Create a service client (its secret is shown once)"
+)
+async def create_service_client(
+    request: Request, principal: WriteClients, body: ServiceClientCreate
+) -> ServiceClientSecret:
+    async with _clients(request, principal) as clients:
+        return await clients.create(body)
+
+
+@service_clients_router.get("/{client_id}", summary="One service client")
+async def get_service_client(
+    request: Request, principal: ReadClients, client_id: str
+) -> ServiceClient:
+    async with _clients(request, principal) as clients:
+        return await clients.get(client_id)
+
+
+@service_clients_router.post(
+    "/{client_id}/disable", summary="Disable: no new tokens, tokens already issued refused"
+)
+async def disable_service_client(
+    request: Request, principal: WriteClients, client_id: str
+) -> ServiceClient:
+    async with _clients(request, principal) as clients:
+        return await clients.set_enabled(client_id, False)
+
+
+@service_clients_router.post("/{client_id}/enable", summary="Enable (earlier tokens stay refused)")
+async def enable_service_client(
+    request: Request, principal: WriteClients, client_id: str
+) -> ServiceClient:
+    async with _clients(request, principal) as clients:
+        return await clients.set_enabled(client_id, True)
+
+
+@service_clients_router.post(
+    "/{client_id}/rotate-secret", summary="A new secret; the old one and its tokens stop working"
+)
+async def rotate_service_client_secret(
+    request: Request, principal: WriteClients, client_id: str
+) -> ServiceClientSecret:
+    async with _clients(request, principal) as clients:
+        return await clients.rotate_secret(client_id)
+
+
+@service_clients_router.delete(
+    "/{client_id}", summary="Revoke: delete the client and refuse its tokens"
+)
+async def revoke_service_client(
+    request: Request, principal: WriteClients, client_id: str
+) -> ServiceClient:
+    async with _clients(request, principal) as clients:
+        return await clients.revoke(client_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 from uuid import UUID
 
+import structlog
+
 from plexica.identity import repository, service
 from plexica.identity.adapter import IdentityAdapter, RealmClient, RealmUser
 from plexica.identity.schemas import User
@@ -12,6 +14,8 @@ from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
 from plexica_sdk.context import TENANT_ADMIN
 from plexica_sdk.errors import ConflictError, NotFoundError
+
+log = structlog.get_logger("plexica.identity")
 
 
 def _realm_user(user: User) -> RealmUser:
@@ -62,6 +66,12 @@ class BuiltinIdentity:
             rows = await repository.list_users(session, realm)
         return [_realm_user(service.to_user(r)) for r in rows]
 
+    async def set_password(self, realm: str, email: str, password: str) -> RealmUser:
+        async with self.db.session() as session:
+            await service.realm_or_404(session, realm)
+            user = await service.set_password(session, realm, email, password)
+        return _realm_user(user)
+
     async def set_user_enabled(self, realm: str, user_id: str, enabled: bool) -> None:
         async with self.db.session() as session:
             await service.set_user_enabled(session, realm, _user_id(user_id), enabled)
@@ -71,14 +81,38 @@ class BuiltinIdentity:
             await service.set_user_roles(session, realm, _user_id(user_id), roles)
 
     async def create_client(
-        self, realm: str, client_id: str, *, public: bool, redirect_uris: tuple[str, ...] = ()
+        self,
+        realm: str,
+        client_id: str,
+        *,
+        public: bool,
+        redirect_uris: tuple[str, ...] = (),
+        roles: frozenset[str] = frozenset(),
     ) -> RealmClient:
         async with self.db.session() as session:
             await service.realm_or_404(session, realm)
             made = await service.create_client(
-                session, realm, client_id, public=public, redirect_uris=redirect_uris
+                session, realm, client_id, public=public, redirect_uris=redirect_uris, roles=roles
             )
         return RealmClient(made.client_id, made.public, made.redirect_uris, made.secret)
+
+    async def set_client_enabled(self, realm: str, client_id: str, enabled: bool) -> None:
+        async with self.db.session() as session:
+            if not await repository.set_client_enabled(session, realm, client_id, enabled):
+                raise NotFoundError("no such client")
+
+    async def rotate_client_secret(self, realm: str, client_id: str) -> str:
+        secret = service.generate_client_secret()
+        async with self.db.session() as session:
+            if not await repository.set_client_secret(
+                session, realm, client_id, service.sha256(secret)
+            ):
+                raise NotFoundError("no such client")
+        return secret
+
+    async def delete_client(self, realm: str, client_id: str) -> None:
+        async with self.db.session() as session:
+            await repository.delete_client(session, realm, client_id)
 
     async def rotate_keys(self, realm: str) -> None:
         async with self.db.session() as session:
@@ -111,6 +145,21 @@ class RealmStep:
 
     async def undo(self, tenant: TenantRef) -> None:
         await self.purge(tenant)
+
+    async def suspend(self, tenant: TenantRef) -> None:
+        """No sign-in and no token (users' or service clients') while suspended. Tokens already
+        issued still verify: the tenant's state refuses them (403 ``tenant_suspended``)."""
+        await self._set_enabled(tenant, False)
+
+    async def resume(self, tenant: TenantRef) -> None:
+        await self._set_enabled(tenant, True)
+
+    async def _set_enabled(self, tenant: TenantRef, enabled: bool) -> None:
+        try:
+            await self.adapter.set_realm_enabled(tenant.realm, enabled)
+        except NotFoundError:
+            # No realm, no sign-in: nothing to switch, and the tenant must not get stuck.
+            log.warning("tenant_realm_missing", tenant_id=str(tenant.id), realm=tenant.realm)
 
     async def purge(self, tenant: TenantRef) -> None:
         await self.adapter.delete_realm(tenant.realm)

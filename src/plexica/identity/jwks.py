@@ -23,6 +23,7 @@ import structlog
 from plexica.identity import repository, service
 from plexica.identity.jwt import Issuer, JwtVerifier
 from plexica.identity.keys import public_key_from_jwk
+from plexica.identity.revocation import ClientCutoffs
 from plexica.kit.db import Database
 from plexica.plugins import service as plugins_service
 
@@ -88,7 +89,7 @@ class RealmIssuers:
         self._budget -= 1
         async with self.db.session() as session:
             row = await repository.get_realm(session, url.removeprefix(self.prefix))
-        if row is None or not row["enabled"]:
+        if row is None:
             if len(self._unknown) > 10_000:
                 self._unknown.clear()
             self._unknown[url] = now
@@ -106,7 +107,6 @@ class RealmIssuers:
             self._issuers = {
                 self.prefix + r["name"]: _issuer(self.prefix + r["name"], r["name"], r["tenant_id"])
                 for r in rows
-                if r["enabled"]
             }
             self._realms_at = time.monotonic()
             self._unknown.clear()
@@ -171,7 +171,14 @@ class CachedPermissions:
 
 
 def build_verifier(
-    db: Database, base_url: str, http: httpx.AsyncClient, *, refetch_interval: float = 5.0
+    db: Database,
+    base_url: str,
+    http: httpx.AsyncClient,
+    *,
+    refetch_interval: float = 5.0,
+    cutoffs: ClientCutoffs | None = None,
 ) -> JwtVerifier:
     resolver = RealmIssuers(db, base_url, http, refetch_interval=refetch_interval)
-    return JwtVerifier(resolver, service.AUDIENCE, permissions=CachedPermissions(db))
+    return JwtVerifier(
+        resolver, service.AUDIENCE, permissions=CachedPermissions(db), revocations=cutoffs
+    )

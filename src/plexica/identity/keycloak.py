@@ -234,6 +234,24 @@ class KeycloakAdapter:
             key=lambda u: u.email,
         )
 
+    async def set_password(self, realm: str, email: str, password: str) -> RealmUser:
+        _check(realm, _REALM, "realm")
+        found = _expect(
+            await self._call(
+                "GET", f"/admin/realms/{realm}/users",
+                params={"email": email.strip().lower(), "exact": "true"},
+            ),
+            200,
+        ).json()  # fmt: skip
+        if not found:
+            raise IdentityNotFoundError("no such user")
+        user = found[0]
+        path = self._user_path(realm, user["id"])
+        credential = {"type": "password", "value": password, "temporary": False}
+        _expect(await self._call("PUT", f"{path}/reset-password", json=credential), 204)
+        _expect(await self._call("POST", f"{path}/logout"), 204)
+        return RealmUser(user["id"], user.get("email") or user["username"], bool(user["enabled"]))
+
     async def set_user_enabled(self, realm: str, user_id: str, enabled: bool) -> None:
         path = self._user_path(realm, user_id)
         _expect(await self._call("PUT", path, json={"enabled": enabled}), 204)
@@ -256,18 +274,22 @@ class KeycloakAdapter:
     # -- clients ------------------------------------------------------------------------------
 
     async def create_client(
-        self, realm: str, client_id: str, *, public: bool, redirect_uris: tuple[str, ...] = ()
+        self,
+        realm: str,
+        client_id: str,
+        *,
+        public: bool,
+        redirect_uris: tuple[str, ...] = (),
+        roles: frozenset[str] = frozenset(),
     ) -> RealmClient:
         _check(realm, _REALM, "realm")
         _check(client_id, _CLIENT_ID, "client_id")
         tenant = (await self._realm(realm)).get("attributes", {}).get(TENANT_ATTRIBUTE)
+        known = await self._roles(realm, roles)
         rep = self._client_representation(client_id, public, redirect_uris, tenant)
         response = await self._call("POST", f"/admin/realms/{realm}/clients", json=rep)
         if response.status_code == 409:
-            found = await self._call(
-                "GET", f"/admin/realms/{realm}/clients", params={"clientId": client_id}
-            )
-            existing = _expect(found, 200).json()[0]
+            existing = await self._client(realm, client_id)
             if bool(existing.get("publicClient")) != public:
                 raise IdentityConflictError("a client with this id exists with another type")
             internal_id = existing["id"]
@@ -276,9 +298,44 @@ class KeycloakAdapter:
             internal_id = _expect(response, 201).headers["location"].rsplit("/", 1)[-1]
         secret = None
         if not public:
-            path = f"/admin/realms/{realm}/clients/{internal_id}/client-secret"
-            secret = _expect(await self._call("GET", path), 200).json()["value"]
+            path = f"/admin/realms/{realm}/clients/{internal_id}"
+            if known:
+                account = await self._call("GET", f"{path}/service-account-user")
+                account_id = _expect(account, 200).json()["id"]
+                await self._map_roles("POST", realm, account_id, known)
+            secret = _expect(await self._call("GET", f"{path}/client-secret"), 200).json()["value"]
         return RealmClient(client_id, public, redirect_uris, secret)
+
+    async def set_client_enabled(self, realm: str, client_id: str, enabled: bool) -> None:
+        path = f"/admin/realms/{realm}/clients/{(await self._client(realm, client_id))['id']}"
+        _expect(await self._call("PUT", path, json={"enabled": enabled}), 204)
+
+    async def rotate_client_secret(self, realm: str, client_id: str) -> str:
+        internal_id = (await self._client(realm, client_id))["id"]
+        path = f"/admin/realms/{realm}/clients/{internal_id}/client-secret"
+        return str(_expect(await self._call("POST", path), 200).json()["value"])
+
+    async def delete_client(self, realm: str, client_id: str) -> None:
+        try:
+            internal_id = (await self._client(realm, client_id))["id"]
+        except IdentityNotFoundError:
+            return
+        response = await self._call("DELETE", f"/admin/realms/{realm}/clients/{internal_id}")
+        if response.status_code != 404:
+            _expect(response, 204)
+
+    async def _client(self, realm: str, client_id: str) -> dict[str, Any]:
+        _check(realm, _REALM, "realm")
+        _check(client_id, _CLIENT_ID, "client_id")
+        found = _expect(
+            await self._call(
+                "GET", f"/admin/realms/{realm}/clients", params={"clientId": client_id}
+            ),
+            200,
+        ).json()
+        if not found:
+            raise IdentityNotFoundError("no such client in the identity provider")
+        return dict(found[0])
 
     # -- representations ----------------------------------------------------------------------
 
@@ -358,6 +415,24 @@ class KeycloakAdapter:
                 }
             )
         browser = public or bool(redirect_uris)
+        if not browser:
+            # Only client credentials reach this client: its tokens are service tokens.
+            mappers.append(
+                {
+                    "name": "plexica-service",
+                    "protocol": "openid-connect",
+                    "protocolMapper": "oidc-hardcoded-claim-mapper",
+                    "config": {
+                        "claim.name": "service",
+                        "claim.value": "true",
+                        "jsonType.label": "boolean",
+                        "access.token.claim": "true",
+                        "id.token.claim": "false",
+                        "userinfo.token.claim": "false",
+                        "introspection.token.claim": "true",
+                    },
+                }
+            )
         return {
             "clientId": client_id,
             "protocol": "openid-connect",

@@ -348,3 +348,132 @@ async def delete_tenant_permissions(session: AsyncSession, tenant_id: UUID) -> N
         text("DELETE FROM platform.role_permissions WHERE tenant_id = :tenant_id"),
         {"tenant_id": tenant_id},
     )
+
+
+async def set_client_enabled(session: AsyncSession, realm: str, client_id: str, on: bool) -> bool:
+    result = await session.execute(
+        text(
+            "UPDATE platform.clients SET enabled = :on WHERE realm = :realm"
+            " AND client_id = :client_id RETURNING client_id"
+        ),
+        {"realm": realm, "client_id": client_id, "on": on},
+    )
+    return result.first() is not None
+
+
+async def set_client_secret(
+    session: AsyncSession, realm: str, client_id: str, secret_hash: str
+) -> bool:
+    result = await session.execute(
+        text(
+            "UPDATE platform.clients SET secret_hash = :secret_hash WHERE realm = :realm"
+            " AND client_id = :client_id AND NOT public RETURNING client_id"
+        ),
+        {"realm": realm, "client_id": client_id, "secret_hash": secret_hash},
+    )
+    return result.first() is not None
+
+
+async def delete_client(session: AsyncSession, realm: str, client_id: str) -> None:
+    await session.execute(
+        text("DELETE FROM platform.clients WHERE realm = :realm AND client_id = :client_id"),
+        {"realm": realm, "client_id": client_id},
+    )
+
+
+# --- service clients registry ---------------------------------------------------------------
+
+_SERVICE_COLUMNS = (
+    "realm, client_id, tenant_id, description, roles, state, revoked_before, created_by,"
+    " created_at, updated_at"
+)
+
+
+async def service_client(
+    session: AsyncSession, realm: str, client_id: str, *, lock: bool = False
+) -> dict[str, Any] | None:
+    row = await session.execute(
+        text(
+            f"SELECT {_SERVICE_COLUMNS} FROM platform.service_clients"  # noqa: S608 - constants
+            " WHERE realm = :realm AND client_id = :client_id" + (" FOR UPDATE" if lock else "")
+        ),
+        {"realm": realm, "client_id": client_id},
+    )
+    found = row.mappings().first()
+    return dict(found) if found else None
+
+
+async def list_service_clients(session: AsyncSession, realm: str) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        text(
+            f"SELECT {_SERVICE_COLUMNS} FROM platform.service_clients"  # noqa: S608 - constants
+            " WHERE realm = :realm ORDER BY client_id"
+        ),
+        {"realm": realm},
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def put_service_client(  # noqa: PLR0917 - one row's columns
+    session: AsyncSession,
+    realm: str,
+    client_id: str,
+    tenant_id: UUID | None,
+    description: str,
+    roles: Iterable[str],
+    created_by: str,
+) -> dict[str, Any]:
+    """Insert an active client, or make a revoked one active again (its cutoff stays)."""
+    row = await session.execute(
+        text(
+            "INSERT INTO platform.service_clients (realm, client_id, tenant_id, description,"  # noqa: S608 - constants
+            " roles, state, created_by) VALUES (:realm, :client_id, :tenant_id, :description,"
+            " :roles, 'active', :created_by) ON CONFLICT (realm, client_id) DO UPDATE SET"
+            " description = EXCLUDED.description, roles = EXCLUDED.roles, state = 'active',"
+            " created_by = EXCLUDED.created_by, created_at = now(), updated_at = now()"
+            " WHERE platform.service_clients.state = 'revoked'"
+            f" RETURNING {_SERVICE_COLUMNS}"
+        ),
+        {
+            "realm": realm,
+            "client_id": client_id,
+            "tenant_id": tenant_id,
+            "description": description,
+            "roles": list(roles),
+            "created_by": created_by,
+        },
+    )
+    found = row.mappings().first()
+    return dict(found) if found else {}
+
+
+async def update_service_client(
+    session: AsyncSession,
+    realm: str,
+    client_id: str,
+    *,
+    state: str | None = None,
+    revoked_before: int | None = None,
+) -> dict[str, Any]:
+    row = await session.execute(
+        text(
+            "UPDATE platform.service_clients SET state = COALESCE(:state, state),"  # noqa: S608 - constants
+            " revoked_before = GREATEST(revoked_before, COALESCE(:cutoff, 0)), updated_at = now()"
+            " WHERE realm = :realm AND client_id = :client_id"
+            f" RETURNING {_SERVICE_COLUMNS}"
+        ),
+        {"realm": realm, "client_id": client_id, "state": state, "cutoff": revoked_before},
+    )
+    return dict(row.mappings().one())
+
+
+async def client_cutoffs(session: AsyncSession, since: int) -> list[tuple[str, str, int]]:
+    """(realm, client_id, revoked_before) of the clients cut off after ``since`` (epoch s)."""
+    rows = await session.execute(
+        text(
+            "SELECT realm, client_id, revoked_before FROM platform.service_clients"
+            " WHERE revoked_before > :since"
+        ),
+        {"since": since},
+    )
+    return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -78,3 +79,31 @@ class TokenResponse(BaseModel):
     refresh_expires_in: int | None = None
     id_token: str | None = None
     scope: str
+
+
+ClientId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{2,62}$")]
+
+
+class ServiceClient(BaseModel):
+    client_id: str
+    description: str
+    roles: list[str]
+    state: str = Field(description="active, disabled or revoked")
+    revoked_before: int = Field(
+        description="Tokens issued before this time (epoch seconds) are refused; 0: none."
+    )
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ServiceClientCreate(BaseModel):
+    client_id: ClientId
+    description: str = Field(default="", max_length=500)
+    roles: list[str] = Field(default_factory=list, max_length=10)
+
+
+class ServiceClientSecret(BaseModel):
+    client: ServiceClient
+    secret: str = Field(description="Shown once: only its hash is kept (built-in provider).")
+    token_url: str

@@ -51,6 +51,8 @@ DEFAULT_PERMISSIONS: dict[str, frozenset[str]] = {
             "identity:users:read",
             "identity:users:write",
             "identity:roles:write",
+            "identity:clients:read",
+            "identity:clients:write",
             "audit:read",
             "tenant:settings:write",
         }
@@ -127,6 +129,10 @@ async def _verify_password(stored: str | None, password: str) -> bool:
 
 def generate_password() -> str:
     return secrets.token_urlsafe(18)
+
+
+def generate_client_secret() -> str:
+    return secrets.token_urlsafe(32)
 
 
 # --- realms ---------------------------------------------------------------------------------
@@ -290,7 +296,7 @@ async def create_client(
     roles: Iterable[str] = (),
 ) -> CreatedClient:
     """A confidential client gets a new secret, shown once; only its hash is stored."""
-    secret = None if public else secrets.token_urlsafe(32)
+    secret = None if public else generate_client_secret()
     uris = tuple(redirect_uris)
     await repository.upsert_client(
         session,

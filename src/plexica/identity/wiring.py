@@ -14,13 +14,16 @@ from redis.asyncio import Redis
 from sqlalchemy.exc import SQLAlchemyError
 
 from plexica.identity import repository, service
+from plexica.identity.adapter import IdentityAdapter
 from plexica.identity.bootstrap import bootstrap
 from plexica.identity.builtin import BuiltinIdentity
 from plexica.identity.jwks import build_verifier
 from plexica.identity.keycloak import KeycloakAdapter
+from plexica.identity.revocation import ClientCutoffs
 from plexica.identity.throttle import MemoryThrottle, RedisThrottle
 from plexica.kit.db import Database
 from plexica.settings import Settings
+from plexica_sdk.errors import PlexicaError
 
 log = structlog.get_logger("plexica.identity")
 SWEEP_SECONDS = 600.0
@@ -49,6 +52,23 @@ async def _maintain(db: Database, settings: Settings) -> None:
             log.warning("identity_sweep_failed", error=str(exc))
 
 
+async def _operator_realm_in_keycloak(db: Database, adapter: IdentityAdapter) -> None:
+    """With Keycloak, the operator realm is created there (idempotent) and registered as an
+    issuer; its first operator is made in Keycloak by whoever runs it."""
+    delay = 0.5
+    while True:
+        try:
+            await adapter.create_realm(service.OPERATOR_REALM, None)
+            async with db.session() as session:
+                await repository.upsert_realm(session, service.OPERATOR_REALM, None)
+        except (OSError, SQLAlchemyError, PlexicaError) as exc:
+            log.warning("operator_realm_retry", error=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+        else:
+            return
+
+
 @asynccontextmanager
 async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> AsyncIterator[None]:
     """``app.state.jwks_transport`` (tests) lets the resolver reach JWKS without a socket."""
@@ -64,16 +84,23 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
         ensure_realm = asyncio.create_task(_maintain(db, settings))
         if getattr(app.state, "identity", None) is None:
             app.state.identity = BuiltinIdentity(db, settings.public_base_url)
-    elif getattr(app.state, "identity", None) is None:
-        app.state.identity = keycloak = KeycloakAdapter.from_settings(settings)
+    else:
+        if getattr(app.state, "identity", None) is None:
+            app.state.identity = keycloak = KeycloakAdapter.from_settings(settings)
+        ensure_realm = asyncio.create_task(_operator_realm_in_keycloak(db, app.state.identity))
     transport = getattr(app.state, "jwks_transport", None)
     async with httpx.AsyncClient(transport=transport) as http:
         own_verifier = app.state.verifier is None
+        cutoffs = ClientCutoffs(db, settings.issuer_base_url)
+        app.state.client_cutoffs = cutoffs
+        with contextlib.suppress(OSError, SQLAlchemyError):
+            await cutoffs.load()  # else the first verification loads them
         if own_verifier:
-            app.state.verifier = build_verifier(db, settings.issuer_base_url, http)
+            app.state.verifier = build_verifier(db, settings.issuer_base_url, http, cutoffs=cutoffs)
         try:
             yield
         finally:
+            await cutoffs.aclose()
             if own_verifier:
                 app.state.verifier = None
             if ensure_realm is not None:

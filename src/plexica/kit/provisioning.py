@@ -8,7 +8,7 @@ resumable). Every method must be idempotent: a retry after a crash runs it again
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 
@@ -42,3 +42,14 @@ class ProvisioningStep(Protocol):
     async def purge(self, tenant: TenantRef) -> None:
         """Remove the resource for good when the tenant is deleted."""
         ...
+
+
+@runtime_checkable
+class SuspendableStep(Protocol):
+    """A step whose resource stops serving while the tenant is suspended (the identity realm
+    refuses sign-ins). Tenancy calls ``suspend``/``resume`` inside the state change: a failure
+    leaves the tenant in its state. Both must be idempotent."""
+
+    async def suspend(self, tenant: TenantRef) -> None: ...
+
+    async def resume(self, tenant: TenantRef) -> None: ...

@@ -19,7 +19,7 @@ from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.kit.db import Database
-from plexica.kit.provisioning import ProvisioningStep
+from plexica.kit.provisioning import ProvisioningStep, SuspendableStep, TenantRef
 from plexica.storage.sniff import SNIFF_BYTES, sniff
 from plexica.tenants import events, repository, saga
 from plexica.tenants.cache import TenantCache
@@ -286,11 +286,26 @@ class TenantService:
         return tenant
 
     async def _transition(self, key: UUID | str, to: State, event: str) -> Tenant:
-        async with self.db.session() as session:
-            tenant = await self._locked(session, key)
-            _check(tenant, to)
-            changed = await repository.set_state(session, tenant.id, tenant.state, to)
-            await events.emit(session, event, changed)
+        toggled: list[tuple[SuspendableStep, TenantRef]] = []
+        suspend = to is State.SUSPENDED
+        try:
+            async with self.db.session() as session:
+                tenant = await self._locked(session, key)
+                _check(tenant, to)
+                changed = await repository.set_state(session, tenant.id, tenant.state, to)
+                await events.emit(session, event, changed)
+                # Inside the transaction: a provider that fails keeps the tenant as it was.
+                for step in self.steps:
+                    if isinstance(step, SuspendableStep):
+                        await (step.suspend if suspend else step.resume)(tenant.ref)
+                        toggled.append((step, tenant.ref))
+        except BaseException:
+            for done, ref in reversed(toggled):
+                try:
+                    await (done.resume if suspend else done.suspend)(ref)
+                except Exception:  # the original error is the one to raise
+                    log.exception("tenant_state_compensation_failed", tenant_id=str(ref.id))
+            raise
         await self.cache.invalidate(tenant.id)
         log.info("tenant_state_changed", tenant_id=str(tenant.id), state=to.value)
         return changed

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica_sdk.auth import MAX_TOKEN_BYTES, JwksIssuerResolver, JwtVerifier
-from plexica_sdk.client import CoreClient
+from plexica_sdk.client import ClientCredentials, CoreClient
 from plexica_sdk.context import Principal
 from plexica_sdk.db import Installation, PluginDatabase, publish
 from plexica_sdk.errors import ForbiddenError, UnauthenticatedError, UnavailableError
@@ -47,6 +47,10 @@ class PluginConfig:
     audience: str = DEFAULT_AUDIENCE
     core_url: str | None = None
     service_token: str | None = None
+    # A service client instead of a fixed token: tokens are fetched and renewed as needed.
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
     verifier: TokenVerifier | None = None
     pool_size: int = 5
     # Periodic jobs run in the plugin's own process (from_env turns them on); a plugin mounted
@@ -68,6 +72,9 @@ class PluginConfig:
             job_interval=float(env[ENV + "PLUGIN_JOB_INTERVAL_SECONDS"])
             if env.get(ENV + "PLUGIN_JOB_INTERVAL_SECONDS")
             else None,
+            token_url=env.get(ENV + "PLUGIN_TOKEN_URL") or None,
+            client_id=env.get(ENV + "PLUGIN_CLIENT_ID") or None,
+            client_secret=env.get(ENV + "PLUGIN_CLIENT_SECRET") or None,
         )
 
 
@@ -239,7 +246,10 @@ def create_plugin_app(
             owned.append(resolver.aclose)
             rt.verifier = JwtVerifier(resolver, cfg.audience)
         if cfg.core_url:
-            rt.core = CoreClient(cfg.core_url, cfg.service_token)
+            auth = None
+            if cfg.token_url and cfg.client_id and cfg.client_secret:
+                auth = ClientCredentials(cfg.token_url, cfg.client_id, cfg.client_secret)
+            rt.core = CoreClient(cfg.core_url, cfg.service_token, auth=auth)
             owned.append(rt.core.aclose)
         if rt.db is not None and rt.jobs and cfg.run_jobs:
             owned.append(_start_jobs(JobRunner(rt.db, rt.jobs, interval=cfg.job_interval)))

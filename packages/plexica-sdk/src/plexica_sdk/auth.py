@@ -57,6 +57,14 @@ class IssuerResolver(Protocol):
 PermissionResolver = Callable[[UUID | None, frozenset[str]], Awaitable[frozenset[str]]]
 
 
+class RevocationCheck(Protocol):
+    def revoked(self, issuer: Issuer, client_id: str, issued_at: int) -> bool:
+        """Whether tokens that ``client_id`` of ``issuer`` got at ``issued_at`` are revoked.
+
+        Called on every verification: it must answer from memory (refresh in the background)."""
+        ...
+
+
 async def _no_permissions(_: UUID | None, __: frozenset[str]) -> frozenset[str]:
     return frozenset()
 
@@ -69,11 +77,13 @@ class JwtVerifier:
         *,
         leeway_seconds: int = 30,
         permissions: PermissionResolver = _no_permissions,
+        revocations: RevocationCheck | None = None,
     ) -> None:
         self.resolver = resolver
         self.audience = audience
         self.leeway = leeway_seconds
         self.permissions = permissions
+        self.revocations = revocations
 
     async def verify(self, token: str) -> Principal:
         # Every failure gives the same answer: nothing tells a caller which check failed.
@@ -105,6 +115,10 @@ class JwtVerifier:
             )
         except jwt.PyJWTError:
             raise UnauthenticatedError(INVALID) from None
+        if self.revocations is not None:
+            client_id, iat = claims.get("azp"), claims["iat"]
+            if isinstance(client_id, str) and self.revocations.revoked(issuer, client_id, int(iat)):
+                raise UnauthenticatedError(INVALID)
         return await self._principal(issuer, claims)
 
     async def _principal(self, issuer: Issuer, claims: dict[str, Any]) -> Principal:

@@ -1,0 +1,145 @@
+"""``plexica service-client ...``: service clients of a tenant's realm or the operator realm,
+straight on the database and the identity provider (the operator's tool)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+
+from plexica.cli.common import database_settings, fail
+from plexica.cli.identity import TenantOption, realm_of
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from plexica.identity.service_clients import ServiceClients
+
+service_client_app = typer.Typer(
+    no_args_is_help=True, help="Service clients (service tokens for plugins and scripts)."
+)
+T = TypeVar("T")
+ClientArg = Annotated[str, typer.Argument(help="The client id.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Data directory of a running `plexica up` (when PLEXICA_DATABASE_URL is unset)."
+    ),
+]
+
+
+def _run(
+    tenant: str | None, data_dir: Path | None, action: Callable[[ServiceClients], Awaitable[T]]
+) -> T:
+    from plexica.composition import identity_adapter
+    from plexica.identity import service
+    from plexica.identity.service_clients import ServiceClients
+    from plexica.kit.db import Database
+    from plexica_sdk.errors import PlexicaError
+
+    settings = database_settings(data_dir=data_dir)
+    realm = realm_of(tenant)
+
+    async def main() -> T:
+        db = Database(settings.sqlalchemy_url, pool_size=1)
+        adapter = identity_adapter(settings, db)
+        try:
+            async with db.session() as session:
+                found = await service.realm_or_404(session, realm)
+                clients = ServiceClients(session, adapter, None, realm, found["tenant_id"], "cli")
+                return await action(clients)
+        finally:
+            aclose = getattr(adapter, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except PlexicaError as exc:
+        raise fail(f"{exc.message} ({exc.code})", code=1) from None
+
+
+def _emit(value: BaseModel, as_json: bool) -> None:
+    if as_json:
+        typer.echo(value.model_dump_json())
+        return
+    for key, item in value.model_dump(mode="json").items():
+        typer.echo(f"{key}: {json.dumps(item) if isinstance(item, dict | list) else item}")
+
+
+@service_client_app.command("list")
+def list_(
+    tenant: TenantOption = None, as_json: JsonOpt = False, data_dir: DataDirOpt = None
+) -> None:
+    """List the realm's service clients."""
+    clients = _run(tenant, data_dir, lambda c: c.list())
+    if as_json:
+        typer.echo(json.dumps([c.model_dump(mode="json") for c in clients]))
+        return
+    for c in clients:
+        typer.echo(f"{c.client_id}: {c.state} roles={','.join(c.roles) or '-'} {c.description}")
+
+
+@service_client_app.command("create")
+def create(  # noqa: PLR0917 - one parameter per CLI option
+    client_id: ClientArg,
+    role: Annotated[
+        list[str] | None, typer.Option(help="A role of its tokens (repeatable).")
+    ] = None,
+    description: Annotated[str, typer.Option(help="What it is for.")] = "",
+    tenant: TenantOption = None,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create a service client and print its secret (shown once)."""
+    from pydantic import ValidationError
+
+    from plexica.identity.schemas import ServiceClientCreate
+
+    try:
+        body = ServiceClientCreate(client_id=client_id, roles=role or [], description=description)
+    except ValidationError as exc:
+        raise fail(f"invalid input: {exc.errors()[0]['msg']}") from None
+    _emit(_run(tenant, data_dir, lambda c: c.create(body)), as_json)
+
+
+@service_client_app.command("disable")
+def disable(
+    client_id: ClientArg, tenant: TenantOption = None, as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:  # fmt: skip
+    """Disable: no new tokens, and the tokens it has are refused."""
+    _emit(_run(tenant, data_dir, lambda c: c.set_enabled(client_id, False)), as_json)
+
+
+@service_client_app.command("enable")
+def enable(
+    client_id: ClientArg, tenant: TenantOption = None, as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:  # fmt: skip
+    """Enable again (tokens issued before it was disabled stay refused)."""
+    _emit(_run(tenant, data_dir, lambda c: c.set_enabled(client_id, True)), as_json)
+
+
+@service_client_app.command("rotate-secret")
+def rotate_secret(
+    client_id: ClientArg, tenant: TenantOption = None, as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:  # fmt: skip
+    """Print a new secret; the old one and the tokens it got stop working."""
+    _emit(_run(tenant, data_dir, lambda c: c.rotate_secret(client_id)), as_json)
+
+
+@service_client_app.command("revoke")
+def revoke(
+    client_id: ClientArg, tenant: TenantOption = None, as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:  # fmt: skip
+    """Delete the client from the provider and refuse its tokens."""
+    _emit(_run(tenant, data_dir, lambda c: c.revoke(client_id)), as_json)
