@@ -102,7 +102,6 @@ def live(
             cwd=REPO,
         )  # fmt: skip
         procs.append(plugin)
-        wait_for_port(plugin_port, proc=plugin)
         plugin_url = f"http://127.0.0.1:{plugin_port}"
         urls = f"{moving}={plugin_url},{steady}={plugin_url}"
         tuned = settings.model_copy(update={"redis_url": redis_url, "plugin_urls": urls})
@@ -127,6 +126,7 @@ def live(
             tenant = r.json()
             issuers.add_tenant(uuid.UUID(tenant["id"]), slug)
             token = issuers.token(f"plexica-{slug}", sub="live-user", roles=["tenant_admin"])
+            wait_for_port(plugin_port, timeout=60, proc=plugin)  # started beside the core
             r = httpx.post(
                 f"{core.url}/v1/tenants/{tenant['id']}/plugins",
                 json={"plugin_id": steady},
@@ -285,3 +285,27 @@ def test_oversized_headers_are_refused_at_traefik(live: Live) -> None:
     )
     assert r.status_code == 431, r.text
     assert not any(marker in json.dumps(e) for e in live.log_lines("plugin.log"))
+
+
+def test_a_refused_request_has_one_trace_id_in_the_gateway_and_core_logs(live: Live) -> None:
+    """Without a token the decision refuses; the id it made reaches the client and Traefik's
+    access log (as the response header) and is in the core's decision line."""
+    path = f"/api/plugins/{live.steady}/v1/echo?r={uuid.uuid4().hex}"
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as core_logs:
+        r = httpx.get(live.web + path)
+    assert r.status_code == 401, r.text
+    trace = r.headers["X-Trace-ID"]
+    decisions = [
+        e
+        for e in core_logs
+        if e.get("event") == "request" and e.get("path") == "/v1/gateway/authorize"
+    ]
+    assert [(e["trace_id"], e["status"]) for e in decisions] == [(trace, 401)]
+
+    def traefik_logged() -> bool:
+        lines = [e for e in live.log_lines("access.log") if e.get("RequestPath") == path]
+        return bool(lines) and lines[0].get("downstream_X-Trace-Id") == trace
+
+    eventually(traefik_logged, 5, "traefik's access log lacks the refused request's trace id")
