@@ -8,7 +8,9 @@ from pathlib import Path
 
 import yaml
 from prometheus_client import REGISTRY
+from typer.testing import CliRunner
 
+from plexica.cli.main import app as cli
 from plexica.gateway.config import traefik_config
 from plexica.gateway.sync import ConfigSync, write_atomically
 from plexica.kit.db import Database
@@ -77,3 +79,9 @@ async def test_an_unreachable_registry_keeps_the_last_file(tmp_path: Path) -> No
         await asyncio.wait_for(task, 5)
         await dead.dispose()
     assert target.read_text() == "last: good\n"
+
+
+def test_watch_needs_an_output_file() -> None:
+    result = CliRunner().invoke(cli, ["gateway", "config", "traefik", "--watch"])
+    assert result.exit_code == 2
+    assert "--watch writes a file" in result.output
