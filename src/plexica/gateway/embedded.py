@@ -8,6 +8,7 @@ from typing import Protocol
 
 from fastapi import FastAPI
 from starlette._utils import get_route_path
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plexica import __version__
@@ -90,6 +91,31 @@ class _Guarded:
         await self.app(dict(scope, headers=kept), receive, send)
 
 
+# The same budget as Traefik's entry points (deploy/traefik/traefik.yml): a token, a few cookies.
+MAX_HEADER_BYTES = 32 * 1024
+
+
+class _HeaderLimit:
+    """Refuses requests whose target and headers exceed ``limit`` bytes with 431 and the error
+    shape, before any route or decision reads them."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_HEADER_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            size += sum(len(k) + len(v) + 4 for k, v in scope["headers"])  # ": " and CRLF
+            if size > self.limit:
+                response = error_response(
+                    431, "headers_too_large", f"request headers exceed {self.limit} bytes"
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class PluginGate(Protocol):
     async def allows(self, slug: str, path: str, scope: Scope) -> bool:
         """Whether the request may reach plugin ``slug`` (its tenant has it active)."""
@@ -145,6 +171,8 @@ def create_edge_app(
         docs_url=None,
         redoc_url=None,
     )
+    # Inside the request-context middleware, so a refusal is logged with its trace id.
+    edge.user_middleware.append(Middleware(_HeaderLimit))
     edge.mount(CORE_PREFIX, _Guarded(core, core))
     edge.mount(REALMS_PREFIX, _AtRoot(core, REALMS_PREFIX))
     edge.mount(PLUGINS_PREFIX.rstrip("/"), _Guarded(_PluginDispatch(plugins, gate), core))

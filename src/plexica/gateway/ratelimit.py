@@ -2,8 +2,9 @@
 
 A limit of N requests per period allows a burst of N and then one request every period/N.
 Redis keeps one timestamp per key (the theoretical arrival time), updated by one Lua script, so
-every replica shares the same counters. When Redis fails, ``fail_open`` decides (default: let the
-request through), and the failure is logged and counted.
+every replica shares the same counters. When Redis fails, ``fail_open`` decides: let the request
+through (default) or refuse it with 503 ``rate_limiter_unavailable``; either way the failure is
+logged and counted.
 """
 
 from __future__ import annotations
@@ -19,12 +20,20 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from plexica_sdk.errors import PlexicaError
+
 log = structlog.get_logger("plexica.ratelimit")
 LIMITER_ERRORS = Counter(
     "plexica_rate_limiter_errors_total",
     "Rate-limit checks that failed (Redis unreachable).",
     ["mode"],
 )
+
+
+class LimiterUnavailableError(PlexicaError):
+    """Fail-closed mode and Redis is unreachable: not the caller's fault, so not a 429."""
+
+    status, code = 503, "rate_limiter_unavailable"
 
 
 @dataclass(frozen=True)
@@ -131,7 +140,9 @@ class RedisRateLimiter:
             log.warning("rate_limiter_unavailable", error=type(exc).__name__, fail=mode)
             if self.fail_open:
                 return Decision(True, limit.requests, limit.requests, 0.0, 0.0)
-            return Decision(False, limit.requests, 0, limit.period_seconds, 1.0)
+            raise LimiterUnavailableError(
+                "rate limits cannot be checked right now", headers={"Retry-After": "1"}
+            ) from None
         return Decision(
             bool(allowed), limit.requests, max(0, int(remaining)), float(reset), float(retry)
         )

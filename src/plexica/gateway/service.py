@@ -8,6 +8,8 @@ enablement from a one-second cache, and the rate limit is one Redis round trip (
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -124,6 +126,52 @@ class PluginActivity:
         self._entries.pop((tenant_id, slug), None)
 
 
+def _expiry(token: str) -> float | None:
+    """The ``exp`` claim of a token the verifier has accepted (so its payload is signed)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        exp = claims.get("exp")
+    except (IndexError, ValueError, TypeError, AttributeError):
+        return None
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+
+
+class VerifiedTokens:
+    """Principals of tokens the verifier accepted, kept ``ttl`` seconds and never past the
+    token's own expiry. The edge asks about every request and a client repeats its token, so
+    the signature check (most of a decision's CPU) runs once per token per ``ttl``. Only
+    acceptances are kept; the tenant's state and the plugin are still checked every time."""
+
+    def __init__(self, ttl: float = 5.0, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, token: str) -> Principal | None:
+        hit = self._entries.get(token)
+        if hit is None:
+            return None
+        if hit[0] <= time.time():
+            self._entries.pop(token, None)
+            return None
+        return hit[1]
+
+    def put(self, token: str, principal: Principal) -> None:
+        exp = _expiry(token)
+        now = time.time()
+        if exp is None or self.ttl <= 0 or exp <= now:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+        self._entries[token] = (min(now + self.ttl, exp), principal)
+
+
 class Gateway:
     def __init__(
         self,
@@ -132,12 +180,15 @@ class Gateway:
         plugins: PluginActivity,
         limiter: RateLimiter,
         limits: LimitPolicy,
+        *,
+        tokens: VerifiedTokens | None = None,
     ) -> None:
         self.verifier = verifier
         self.tenants = tenants
         self.plugins = plugins
         self.limiter = limiter
         self.limits = limits
+        self.tokens = tokens or VerifiedTokens()
 
     async def authorize(
         self,
@@ -198,10 +249,16 @@ class Gateway:
             raise UnauthenticatedError("a bearer token is required", headers=_challenge())
         if len(token) > MAX_TOKEN_BYTES or self.verifier is None:
             raise UnauthenticatedError("invalid token", headers=_challenge())
+        token = token.strip()
+        known = self.tokens.get(token)
+        if known is not None:
+            return known
         try:
-            return await self.verifier.verify(token.strip())
+            principal = await self.verifier.verify(token)
         except UnauthenticatedError as exc:
             raise UnauthenticatedError(exc.message, headers=_challenge()) from exc
+        self.tokens.put(token, principal)
+        return principal
 
 
 class RateLimitedError(PlexicaError):

@@ -190,6 +190,17 @@ async def delete_installation(session: AsyncSession, tenant_id: UUID, plugin_id:
     )
 
 
+async def installed_plugin_ids(session: AsyncSession) -> list[str]:
+    """Plugins active or disabled in at least one tenant."""
+    rows = await session.execute(
+        text(
+            "SELECT DISTINCT plugin_id FROM platform.plugin_installations"
+            " WHERE status IN ('active', 'disabled') ORDER BY plugin_id"
+        )
+    )
+    return [str(r) for r in rows.scalars()]
+
+
 async def expired_installations(session: AsyncSession, now: datetime) -> list[dict[str, Any]]:
     rows = await session.execute(
         text(

@@ -792,6 +792,7 @@ async def tenant_by_slug(session: AsyncSession, slug: str) -> TenantRef | None:
     return TenantRef(tenant_id, slug, slug, "") if tenant_id else None
 
 
-async def catalog_ids(session: AsyncSession) -> list[str]:
-    """Plugins of the catalog with a version that is not deprecated (the gateway routes them)."""
-    return sorted(await _catalog(session))
+async def routed_ids(session: AsyncSession) -> list[str]:
+    """Plugins the gateway routes: installed (active or disabled) in at least one tenant, so a
+    route appears with the first install on the platform and goes with the last removal."""
+    return await repo.installed_plugin_ids(session)

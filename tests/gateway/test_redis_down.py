@@ -1,0 +1,112 @@
+"""The decision when its Redis goes away and comes back: a Redis of the test's own, stopped and
+started again on the same port (by PID), in front of the core on real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import structlog
+from prometheus_client import REGISTRY
+
+from plexica.kit.db import Database
+from plexica.settings import Settings
+from tests.conftest import error_of, running
+from tests.gateway.conftest import Core, core_app, forward
+from tests.harness.servers import RedisServer
+from tests.support.tokens import StaticIssuers
+
+LIMIT = 3
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def errors(mode: str) -> float:
+    value = REGISTRY.get_sample_value("plexica_rate_limiter_errors_total", {"mode": mode})
+    return value or 0.0
+
+
+async def decide(http: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await http.get("/v1/gateway/authorize", headers=forward("/api/core/v1/tenant", token))
+
+
+async def limits_apply(http: httpx.AsyncClient, issuers: StaticIssuers, realm: str) -> None:
+    """A fresh user gets LIMIT answers counted down in Redis, then 429."""
+    token = issuers.token(realm, roles=["member"])
+    statuses, remaining = [], []
+    for _ in range(LIMIT + 1):
+        r = await decide(http, token)
+        statuses.append(r.status_code)
+        remaining.append(r.headers.get("RateLimit-Remaining"))
+    assert statuses == [200] * LIMIT + [429], statuses
+    assert remaining[:LIMIT] == [str(n) for n in range(LIMIT - 1, -1, -1)], remaining
+
+
+async def redis_back(http: httpx.AsyncClient, issuers: StaticIssuers, realm: str) -> None:
+    """The client's pool reconnects on its own: poll until a decision is counted in Redis again
+    (fail-open answers say Remaining == limit, fail-closed ones are 503)."""
+    deadline = time.monotonic() + 10
+    while True:
+        r = await decide(http, issuers.token(realm, roles=["member"]))
+        if r.status_code == 200 and r.headers["RateLimit-Remaining"] == str(LIMIT - 1):
+            return
+        assert time.monotonic() < deadline, (r.status_code, r.headers)
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("fail_open", [True, False], ids=["fail-open", "fail-closed"])
+async def test_decision_follows_the_configured_policy_while_redis_is_down(
+    settings: Settings,
+    db: Database,
+    issuers: StaticIssuers,
+    plugin_id: str,
+    redis: RedisServer,
+    fail_open: bool,
+) -> None:
+    tuned = settings.model_copy(
+        update={
+            "redis_url": redis.url,
+            "gateway_rate_limit": LIMIT,
+            "gateway_rate_limit_fail_open": fail_open,
+        }
+    )
+    app = core_app(tuned, db, issuers, [plugin_id])
+    async for http in running(app):
+        tenant = await Core(app, http, issuers).tenant()
+        realm = f"plexica-{tenant['slug']}"
+        await limits_apply(http, issuers, realm)
+
+        redis.stop()
+        mode = "open" if fail_open else "closed"
+        before = errors(mode)
+        token = issuers.token(realm, roles=["member"])
+        with structlog.testing.capture_logs() as logs:
+            answers = [await decide(http, token) for _ in range(LIMIT + 2)]
+        if fail_open:
+            # More than the limit passes: nothing can count them.
+            assert [r.status_code for r in answers] == [200] * (LIMIT + 2)
+            assert answers[0].headers["X-Tenant-ID"] == tenant["id"]
+        else:
+            assert {r.status_code for r in answers} == {503}
+            assert error_of(answers[0])["code"] == "rate_limiter_unavailable"
+            assert answers[0].headers["Retry-After"] == "1"
+        assert errors(mode) == before + LIMIT + 2
+        warnings = [e for e in logs if e["event"] == "rate_limiter_unavailable"]
+        assert len(warnings) == LIMIT + 2, logs
+        assert {(w["log_level"], w["fail"]) for w in warnings} == {("warning", mode)}
+
+        redis.start()
+        await redis_back(http, issuers, realm)
+        await limits_apply(http, issuers, realm)
