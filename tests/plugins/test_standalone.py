@@ -1,5 +1,6 @@
-"""The CRM as its own process (``plexica serve plugin crm``): it verifies tokens itself against
-the realm's JWKS (served here over real HTTP) and answers only tenants where it is active."""
+"""The CRM as its own process (``plexica serve plugin crm``), logged in to the database as its
+own login: it verifies tokens itself against the realm's JWKS (served here over real HTTP) and
+answers only tenants where it is active."""
 
 from __future__ import annotations
 
@@ -49,11 +50,23 @@ def jwks_base(issuers: StaticIssuers) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def crm_process(database_url: str, jwks_base: str) -> Iterator[str]:
+def crm_process(database_url: str, jwks_base: str, crm_manifest: object) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")}
+    # The operator's step: the plugin's own login (ADR 0076), the only database access its
+    # process gets; it never sees the platform's credentials.
+    out = subprocess.run(
+        [sys.executable, "-m", "plexica.cli", "plugin", "credentials", "crm"],
+        env={**env, "PLEXICA_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    login_url = json.loads(out.stdout)["database_url"]
+    assert "plx_crm_login_" in login_url
     env.update(
-        PLEXICA_DATABASE_URL=database_url,
+        PLEXICA_PLUGIN_DATABASE_URL=login_url,
         PLEXICA_PORT=str(port),
         PLEXICA_LOG_FORMAT="json",
         PLEXICA_PLUGIN_ISSUER_BASE_URL=jwks_base,

@@ -344,6 +344,33 @@ def settings_(
     _echo(_run(job))
 
 
+@plugin_app.command("credentials")
+def credentials(
+    plugin_id: str,
+    rotate: Annotated[bool, typer.Option(help="Set a new password (the old one stops).")] = False,
+) -> None:
+    """The plugin's own database login, created if missing: the URL to give its process as
+    PLEXICA_PLUGIN_DATABASE_URL (it reaches only the plugin's tables where it is active)."""
+    from plexica.plugins import service
+    from plexica.plugins.schemas import PluginNotFoundError
+
+    async def job(settings: Settings, db: Database) -> Any:
+        async with db.session() as s:
+            if not await service.list_versions(s, plugin_id):
+                raise PluginNotFoundError(f"no plugin {plugin_id} in the catalog")
+            if rotate:
+                login = await service.rotate_login(s, plugin_id)
+            else:
+                login = await service.ensure_login(s, plugin_id, sync=True)
+        return {
+            "plugin_id": plugin_id,
+            "role": login.role,
+            "database_url": login.database_url(str(settings.database_url)),
+        }
+
+    _echo(_run(job))
+
+
 @plugin_app.command("dev")
 def dev(
     path: Annotated[Path, typer.Argument(help="The plugin's folder.")],
