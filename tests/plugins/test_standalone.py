@@ -8,14 +8,11 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from jwt.algorithms import RSAAlgorithm
 
 from plexica.app import create_app
 from plexica.kit.db import Database
@@ -24,29 +21,6 @@ from plexica.settings import Settings
 from tests.conftest import running
 from tests.plugins.conftest import TenantFactory
 from tests.support.tokens import StaticIssuers
-
-
-@pytest.fixture(scope="module")
-def jwks_base(issuers: StaticIssuers) -> Iterator[str]:
-    jwk = json.loads(RSAAlgorithm.to_jwk(issuers.signing_key.public_key()))
-    body = json.dumps({"keys": [{**jwk, "kid": issuers.kid, "use": "sig", "alg": "RS256"}]})
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            ok = self.path.endswith("/protocol/openid-connect/certs")
-            self.send_response(200 if ok else 404)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body.encode() if ok else b"{}")
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/realms"
-    server.shutdown()
 
 
 @pytest.fixture(scope="module")

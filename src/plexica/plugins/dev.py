@@ -1,0 +1,253 @@
+"""``plexica plugin dev``: one plugin served as its own process, restarted when its files change.
+
+The plugin runs in a child process (uvicorn, its app factory) so that a restart loads the edited
+code from scratch and a broken edit only kills the child: the loop reports it and waits for the
+next change. The child gets the plugin's own database login and never the platform's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import httpx
+import watchfiles
+
+from plexica.plugins.loader import PluginNotFoundError, find_plugin
+from plexica_sdk.manifest import MANIFEST_FILE, Manifest, ManifestError, load_manifest
+
+# Files whose change restarts the plugin: code, templates, manifest, migrations, assets.
+WATCHED_SUFFIXES = (".py", ".yaml", ".yml", ".toml", ".sql", ".html", ".jinja", ".j2", ".json")
+ENTRY_POINT_GROUP = "plexica.plugins"
+
+
+class DevError(Exception):
+    """The plugin cannot be found or started; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class PluginSource:
+    root: Path
+    manifest: Manifest
+    factory: str
+    python_path: Path | None
+
+    @property
+    def plugin_id(self) -> str:
+        return self.manifest.id
+
+
+def find_source(target: str) -> PluginSource:
+    """A plugin's folder (with ``plexica-plugin.yaml`` and a ``pyproject.toml`` naming its
+    ``plexica.plugins`` entry point), or the slug of an installed plugin distribution."""
+    path = Path(target)
+    if path.exists():
+        root = (path if path.is_dir() else path.parent).resolve()
+        manifest = _manifest(root)
+        factory = _factory_from_pyproject(root, manifest.id)
+        src = root / "src"
+        return PluginSource(root, manifest, factory, src if src.is_dir() else root)
+    try:
+        ep = find_plugin(target)
+    except PluginNotFoundError as exc:
+        raise DevError(f"{target!r} is neither a folder nor an installed plugin: {exc}") from None
+    spec = importlib.util.find_spec(ep.module.split(".")[0])
+    if spec is None or not spec.submodule_search_locations:
+        raise DevError(f"cannot locate the package of plugin {target!r}")
+    package = Path(next(iter(spec.submodule_search_locations))).resolve()
+    for candidate in (package, package.parent, package.parent.parent):
+        if (candidate / MANIFEST_FILE).exists():
+            return PluginSource(candidate, _manifest(candidate), ep.value, None)
+    raise DevError(f"no {MANIFEST_FILE} found near {package}")
+
+
+def _manifest(root: Path) -> Manifest:
+    try:
+        return load_manifest(root)
+    except ManifestError as exc:
+        raise DevError(str(exc)) from None
+
+
+def _factory_from_pyproject(root: Path, plugin_id: str) -> str:
+    try:
+        data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise DevError(f"cannot read {root / 'pyproject.toml'}: {exc}") from None
+    eps = data.get("project", {}).get("entry-points", {}).get(ENTRY_POINT_GROUP, {})
+    factory = eps.get(plugin_id)
+    if not isinstance(factory, str):
+        raise DevError(
+            f'{root / "pyproject.toml"} has no [project.entry-points."{ENTRY_POINT_GROUP}"]'
+            f" {plugin_id} = ..."
+        )
+    return factory
+
+
+def child_env(
+    base: Mapping[str, str], source: PluginSource, extra: Mapping[str, str]
+) -> dict[str, str]:
+    """The child's environment: the plugin's own ``PLEXICA_PLUGIN_*`` settings, none of the
+    platform's (no ``PLEXICA_DATABASE_URL``, no admin secrets)."""
+    env = {
+        k: v
+        for k, v in base.items()
+        if not k.startswith("PLEXICA_") or k.startswith("PLEXICA_PLUGIN_")
+    }
+    env.update(extra)
+    if source.python_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(source.python_path), base.get("PYTHONPATH", "")) if p
+        )
+    return env
+
+
+def _watched(change: watchfiles.Change, path: str) -> bool:
+    return path.endswith(WATCHED_SUFFIXES) and watchfiles.DefaultFilter()(change, path)
+
+
+class DevRunner:
+    """Runs the plugin's child process and restarts it on every change under its folder."""
+
+    def __init__(
+        self,
+        source: PluginSource,
+        port: int,
+        env: Mapping[str, str],
+        *,
+        say: Callable[[str], None],
+        on_ready: Callable[[], None] | None = None,
+        ready_timeout: float = 30.0,
+    ) -> None:
+        self.source = source
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = dict(env)
+        self.say = say
+        self.on_ready = on_ready
+        self.ready_timeout = ready_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stopping = threading.Event()
+        self.reported_exit = False
+
+    def start(self) -> bool:
+        """Start the child and wait until it answers ready (True) or exits (False)."""
+        started = time.monotonic()
+        command = [sys.executable, "-m", "uvicorn", "--factory", self.source.factory]
+        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            [*command, "--no-access-log", "--log-level", "warning"],
+            env=self.env,
+            cwd=self.source.root,
+        )
+        self.reported_exit = False
+        if not self._wait_ready():
+            self._report_exit()
+            return False
+        self.say(
+            f"{self.source.plugin_id} is serving at {self.url}"
+            f" (ready in {time.monotonic() - started:.1f} s)"
+        )
+        if self.on_ready is not None:
+            self.on_ready()
+        return True
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + self.ready_timeout
+        with httpx.Client(base_url=self.url, timeout=1.0) as http:
+            while time.monotonic() < deadline and not self.stopping.is_set():
+                if self.proc is None or self.proc.poll() is not None:
+                    return False
+                try:
+                    if http.get(self.source.manifest.api.readiness_path).status_code == 200:
+                        return True
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+        if self.proc is not None and self.proc.poll() is None and not self.stopping.is_set():
+            self.say(f"{self.source.plugin_id} did not become ready in {self.ready_timeout:g} s")
+        return False
+
+    def _report_exit(self) -> None:
+        if self.proc is None or self.reported_exit or self.stopping.is_set():
+            return
+        code = self.proc.poll()
+        if code is None:
+            return
+        self.reported_exit = True
+        self.say(
+            f"{self.source.plugin_id} stopped (exit code {code}); fix the error above,"
+            " watching for changes"
+        )
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def reload(self, changes: Iterable[tuple[watchfiles.Change, str]]) -> None:
+        names = sorted({os.path.relpath(path, self.source.root) for _, path in changes})
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        self.say(f"changed: {shown}; reloading {self.source.plugin_id}")
+        self.stop()
+        self.source = self._reread()
+        self.start()
+
+    def _reread(self) -> PluginSource:
+        # A broken manifest is reported by the child itself; keep the last good one here.
+        try:
+            return PluginSource(
+                self.source.root,
+                load_manifest(self.source.root),
+                self.source.factory,
+                self.source.python_path,
+            )
+        except ManifestError:
+            return self.source
+
+    def run(self) -> None:
+        """Serve until SIGINT/SIGTERM, restarting the child on every change."""
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            self.stopping.set()
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.say(f"watching {self.source.root} for changes (Ctrl-C stops)")
+            self.start()
+            for changes in watchfiles.watch(
+                self.source.root,
+                watch_filter=_watched,
+                stop_event=self.stopping,
+                rust_timeout=500,
+                yield_on_timeout=True,
+                debounce=400,
+                raise_interrupt=False,
+            ):
+                if self.stopping.is_set():
+                    break
+                if changes:
+                    self.reload(changes)
+                else:
+                    self._report_exit()
+        finally:
+            self.stopping.set()
+            self.stop()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            self.say(f"{self.source.plugin_id} stopped")
