@@ -54,7 +54,16 @@ async def test_dev_loop_reloads_and_survives_a_syntax_error(
     env.update(PLEXICA_DATABASE_URL=database_url, PLEXICA_PLUGIN_ISSUER_BASE_URL=jwks_base)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [*PLEXICA, "plugin", "dev", str(root), "--tenant", tenant.ref.slug, "--port", str(port)],
+            [
+                *PLEXICA,
+                "plugin",
+                "dev",
+                str(root),
+                "--tenant",
+                tenant.ref.slug,
+                "--port",
+                str(port),
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
