@@ -7,6 +7,7 @@ next change. The child gets the plugin's own database login and never the platfo
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -115,6 +116,82 @@ def _watched(change: watchfiles.Change, path: str) -> bool:
     return path.endswith(WATCHED_SUFFIXES) and watchfiles.DefaultFilter()(change, path)
 
 
+class ForkServer:
+    """The ``devfork`` process: forks a fresh child per load with the libraries preloaded."""
+
+    def __init__(self, source: PluginSource, port: int, env: Mapping[str, str]) -> None:
+        self._read, write = os.pipe()
+        os.set_blocking(self._read, False)
+        command = [sys.executable, "-m", "plexica.plugins.devfork", source.factory]
+        self.proc = subprocess.Popen(
+            [*command, "127.0.0.1", str(port), str(write)],
+            stdin=subprocess.PIPE,
+            env=dict(env),
+            cwd=source.root,
+            pass_fds=(write,),
+        )
+        os.close(write)
+        self._buffer = b""
+        self.exits: dict[int, int] = {}
+        self.pids: list[int] = []
+
+    def _pump(self) -> None:
+        try:
+            while chunk := os.read(self._read, 4096):
+                self._buffer += chunk
+        except BlockingIOError:
+            pass
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            kind, *values = line.decode().split()
+            if kind == "pid":
+                self.pids.append(int(values[0]))
+            elif kind == "exit":
+                self.exits[int(values[0])] = int(values[1])
+
+    def spawn(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is not None or self.proc.stdin is None:
+            raise DevError(f"the fork server stopped (exit code {self.proc.returncode})")
+        known = len(self.pids)
+        self.proc.stdin.write(b"spawn\n")
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        while len(self.pids) == known:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise DevError("the fork server did not start the plugin")
+            time.sleep(0.02)
+            self._pump()
+        return self.pids[-1]
+
+    def exit_code(self, pid: int) -> int | None:
+        self._pump()
+        return self.exits.get(pid)
+
+    def terminate(self, pid: int, timeout: float = 10.0) -> None:
+        if self.exit_code(pid) is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.exit_code(pid) is None and self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                deadline += timeout
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._read)
+
+
 class DevRunner:
     """Runs the plugin's child process and restarts it on every change under its folder."""
 
@@ -131,24 +208,29 @@ class DevRunner:
         self.source = source
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.env = dict(env)
+        # Each load compiles the sources again: a cached .pyc of an edit made within the same
+        # second and of the same size would otherwise be served.
+        self.env = {**env, "PYTHONDONTWRITEBYTECODE": "1"}
         self.say = say
         self.on_ready = on_ready
         self.ready_timeout = ready_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.forks: ForkServer | None = None
+        self.pid: int | None = None
         self.stopping = threading.Event()
         self.reported_exit = False
+        self.synced = False
 
-    def start(self) -> bool:
+    def _exit_code(self) -> int | None:
+        if self.forks is None or self.pid is None:
+            return None
+        return self.forks.exit_code(self.pid)
+
+    def start(self, *, sync: bool = True) -> bool:
         """Start the child and wait until it answers ready (True) or exits (False)."""
         started = time.monotonic()
-        command = [sys.executable, "-m", "uvicorn", "--factory", self.source.factory]
-        command += ["--host", "127.0.0.1", "--port", str(self.port)]
-        self.proc = subprocess.Popen(
-            [*command, "--no-access-log", "--log-level", "warning"],
-            env=self.env,
-            cwd=self.source.root,
-        )
+        if self.forks is None:
+            self.forks = ForkServer(self.source, self.port, self.env)
+        self.pid = self.forks.spawn()
         self.reported_exit = False
         if not self._wait_ready():
             self._report_exit()
@@ -157,30 +239,31 @@ class DevRunner:
             f"{self.source.plugin_id} is serving at {self.url}"
             f" (ready in {time.monotonic() - started:.1f} s)"
         )
-        if self.on_ready is not None:
+        if self.on_ready is not None and (sync or not self.synced):
             self.on_ready()
+            self.synced = True
         return True
 
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + self.ready_timeout
         with httpx.Client(base_url=self.url, timeout=1.0) as http:
             while time.monotonic() < deadline and not self.stopping.is_set():
-                if self.proc is None or self.proc.poll() is not None:
+                if self._exit_code() is not None:
                     return False
                 try:
                     if http.get(self.source.manifest.api.readiness_path).status_code == 200:
                         return True
                 except httpx.HTTPError:
                     pass
-                time.sleep(0.1)
-        if self.proc is not None and self.proc.poll() is None and not self.stopping.is_set():
+                time.sleep(0.05)
+        if self._exit_code() is None and not self.stopping.is_set():
             self.say(f"{self.source.plugin_id} did not become ready in {self.ready_timeout:g} s")
         return False
 
     def _report_exit(self) -> None:
-        if self.proc is None or self.reported_exit or self.stopping.is_set():
+        if self.reported_exit or self.stopping.is_set():
             return
-        code = self.proc.poll()
+        code = self._exit_code()
         if code is None:
             return
         self.reported_exit = True
@@ -190,15 +273,9 @@ class DevRunner:
         )
 
     def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        pid, self.pid = self.pid, None
+        if self.forks is not None and pid is not None:
+            self.forks.terminate(pid)
 
     def reload(self, changes: Iterable[tuple[watchfiles.Change, str]]) -> None:
         names = sorted({os.path.relpath(path, self.source.root) for _, path in changes})
@@ -206,7 +283,9 @@ class DevRunner:
         self.say(f"changed: {shown}; reloading {self.source.plugin_id}")
         self.stop()
         self.source = self._reread()
-        self.start()
+        # The catalog and the installation only change with the manifest or the migrations.
+        platform_files = ("plexica-plugin.yaml", "migrations" + os.sep)
+        self.start(sync=any(n.startswith(platform_files) for n in names))
 
     def _reread(self) -> PluginSource:
         # A broken manifest is reported by the child itself; keep the last good one here.
@@ -248,6 +327,8 @@ class DevRunner:
         finally:
             self.stopping.set()
             self.stop()
+            if self.forks is not None:
+                self.forks.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
             self.say(f"{self.source.plugin_id} stopped")
