@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from plexica.kit.pgserver import free_port
 from tests.plugins.conftest import TenantFactory
@@ -123,3 +124,49 @@ async def test_dev_loop_reloads_and_survives_a_syntax_error(
         raise AssertionError("the plugin process outlived `plexica plugin dev`")
     except httpx.HTTPError:
         pass
+
+
+def test_dev_finds_a_plugin_by_folder_or_slug(tmp_path: Path) -> None:
+    from plexica.plugins.dev import DevError, child_env, find_source
+    from tests.plugins.conftest import CRM_DIR
+
+    crm = find_source("crm")
+    assert (crm.root, crm.factory, crm.plugin_id) == (
+        CRM_DIR.resolve(),
+        "plexica_crm.app:create_app",
+        "crm",
+    )
+    assert find_source(str(CRM_DIR)).factory == crm.factory
+    with pytest.raises(DevError, match="neither a folder nor an installed plugin"):
+        find_source("nosuchplugin")
+    with pytest.raises(DevError, match="cannot read"):
+        find_source(str(tmp_path))
+    # The child never gets the platform's credentials.
+    env = child_env(
+        {"PLEXICA_DATABASE_URL": "postgresql://platform", "PLEXICA_PLUGIN_AUDIENCE": "a", "X": "1"},
+        crm,
+        {"PLEXICA_PLUGIN_DATABASE_URL": "postgresql://plugin"},
+    )
+    assert "PLEXICA_DATABASE_URL" not in env
+    assert env["PLEXICA_PLUGIN_AUDIENCE"] == "a"
+    assert env["X"] == "1"
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")}
+    r = subprocess.run(
+        [*PLEXICA, "plugin", "dev", "nosuchplugin"],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert "neither a folder nor an installed plugin" in r.stderr
+    r = subprocess.run(
+        [*PLEXICA, "plugin", "dev", str(CRM_DIR), "--once"],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert "--tenant is required" in r.stderr
