@@ -107,6 +107,20 @@ async def test_dev_loop_reloads_and_survives_a_syntax_error(
         app_py.write_text(edited)
         _until(lambda: names() == ["FIRST"], 20, "the fix was not served", log)
         assert proc.poll() is None
+
+        # A new version with a migration: registered and upgraded in the tenant by the loop.
+        (root / "migrations" / "0002_note.sql").write_text(
+            "ALTER TABLE devdemo_items ADD COLUMN note text;\n"
+        )
+        manifest = root / "plexica-plugin.yaml"
+        manifest.write_text(manifest.read_text().replace("version: 0.1.0", "version: 0.2.0"))
+        _until(
+            lambda: b"devdemo 0.2.0 is active in tenant" in log.read_bytes(),
+            30,
+            "the new version was not installed",
+            log,
+        )
+        assert names() == ["FIRST"]
         print(f"reload after an edit served in {reload_seconds:.2f} s")
     finally:
         http.close()

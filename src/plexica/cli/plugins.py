@@ -471,19 +471,19 @@ def dev(  # noqa: PLR0917 - typer maps parameters to options
     }
     chosen = port or free_port()
 
-    def install() -> None:
-        if tenant is None:
-            _say(f"registered; pass --tenant to install {source.plugin_id} into a tenant")
-            return
+    def sync() -> None:
         try:
             out = _run(_sync(source.root, tenant, tenant_id, f"http://127.0.0.1:{chosen}"))
         except typer.Exit:
-            _say("install failed (see above); fix it, watching for changes")
+            _say("registering or installing failed (see above); watching for changes")
             return
-        _say(f"{source.plugin_id} {out.version} is {out.status} in tenant {tenant}")
+        if out is None:
+            _say(f"registered; pass --tenant to install {source.plugin_id} into a tenant")
+        else:
+            _say(f"{source.plugin_id} {out.version} is {out.status} in tenant {tenant}")
 
     runner = DevRunner(
-        source, chosen, child_env(os.environ, source, extra), say=_say, on_ready=install
+        source, chosen, child_env(os.environ, source, extra), say=_say, on_ready=sync
     )
     runner.run()
 
