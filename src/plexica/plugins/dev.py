@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -217,6 +218,7 @@ class DevRunner:
         self.forks: ForkServer | None = None
         self.pid: int | None = None
         self.stopping = threading.Event()
+        self.watching = threading.Event()
         self.reported_exit = False
         self.synced = False
 
@@ -299,6 +301,20 @@ class DevRunner:
         except ManifestError:
             return self.source
 
+    def _watch(self, changes: queue.Queue[set[tuple[watchfiles.Change, str]]]) -> None:
+        for batch in watchfiles.watch(
+            self.source.root,
+            watch_filter=_watched,
+            stop_event=self.stopping,
+            rust_timeout=200,
+            yield_on_timeout=True,
+            debounce=400,
+            raise_interrupt=False,
+        ):
+            self.watching.set()
+            if batch:
+                changes.put(batch)
+
     def run(self) -> None:
         """Serve until SIGINT/SIGTERM, restarting the child on every change."""
 
@@ -306,29 +322,30 @@ class DevRunner:
             self.stopping.set()
 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        changes: queue.Queue[set[tuple[watchfiles.Change, str]]] = queue.Queue()
+        # Watching starts before the first load, so that no edit made meanwhile is missed.
+        watcher = threading.Thread(target=self._watch, args=(changes,), daemon=True)
+        watcher.start()
         try:
+            self.watching.wait(10)
             self.say(f"watching {self.source.root} for changes (Ctrl-C stops)")
             self.start()
-            for changes in watchfiles.watch(
-                self.source.root,
-                watch_filter=_watched,
-                stop_event=self.stopping,
-                rust_timeout=500,
-                yield_on_timeout=True,
-                debounce=400,
-                raise_interrupt=False,
-            ):
-                if self.stopping.is_set():
-                    break
-                if changes:
-                    self.reload(changes)
-                else:
+            while not self.stopping.is_set():
+                try:
+                    batch = changes.get(timeout=0.2)
+                except queue.Empty:
                     self._report_exit()
+                    continue
+                while not changes.empty():
+                    batch |= changes.get_nowait()
+                if not self.stopping.is_set():
+                    self.reload(batch)
         finally:
             self.stopping.set()
             self.stop()
             if self.forks is not None:
                 self.forks.close()
+            watcher.join(timeout=5)
             for s, handler in previous.items():
                 signal.signal(s, handler)
             self.say(f"{self.source.plugin_id} stopped")
