@@ -230,6 +230,10 @@ class DevRunner:
     def start(self, *, sync: bool = True) -> bool:
         """Start the child and wait until it answers ready (True) or exits (False)."""
         started = time.monotonic()
+        if self.forks is not None and self.forks.proc.poll() is not None:
+            self.say(f"fork server stopped ({self.forks.proc.returncode}); restarting it")
+            self.forks.close()
+            self.forks = None
         if self.forks is None:
             self.forks = ForkServer(self.source, self.port, self.env)
         self.pid = self.forks.spawn()
