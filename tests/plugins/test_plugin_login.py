@@ -4,6 +4,7 @@ tenant where it is not installed, not the platform's role."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
@@ -157,3 +158,36 @@ async def test_rotation_and_wrong_password(
     conn = await asyncpg.connect(new.database_url(database_url))
     await conn.close()
     assert await _login(db, "crm") == new
+
+
+async def test_concurrent_first_installs_share_one_login(
+    platform: Platform, make_tenant: TenantFactory, db: Database
+) -> None:
+    plugin_id = "c" + uuid.uuid4().hex[:10]
+    doc = plugin_doc(plugin_id)
+    await register_doc(db, doc, [("0001_init", f"CREATE TABLE {plugin_id}_items (body text)")])
+    platform.endpoints[plugin_id] = bare_app(parse_manifest(doc))
+    tenants = [await make_tenant() for _ in range(3)]
+    installer: service.Installer = platform.core.state.plugin_installer
+    results = await asyncio.gather(*(installer.install(t.ref, plugin_id) for t in tenants))
+    assert [r.status for r in results] == ["active"] * 3
+    login = await _login(db, plugin_id)
+    async with db.session() as s:
+        members = (
+            await s.execute(
+                text(
+                    "SELECT r.rolname FROM pg_auth_members m"
+                    " JOIN pg_roles r ON r.oid = m.roleid"
+                    " JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = :login"
+                ),
+                {"login": login.role},
+            )
+        ).scalars()
+        assert sorted(members) == sorted(plugin_role(plugin_id, t.id) for t in tenants)
+        logins = (
+            await s.execute(
+                text("SELECT count(*) FROM pg_roles WHERE rolname LIKE :p"),
+                {"p": f"plx\\_{plugin_id}\\_login\\_%"},
+            )
+        ).scalar_one()
+    assert logins == 1
