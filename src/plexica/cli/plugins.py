@@ -465,7 +465,7 @@ def dev(  # noqa: PLR0917 - typer maps parameters to options
     extra = {
         "PLEXICA_PLUGIN_DATABASE_URL": _run(login_job),
         "PLEXICA_PLUGIN_ISSUER_BASE_URL": os.environ.get("PLEXICA_PLUGIN_ISSUER_BASE_URL")
-        or f"{settings.issuer_base_url if not running else public}/realms",
+        or f"{public if running else settings.issuer_base_url}/realms",
         "PLEXICA_PLUGIN_CORE_URL": os.environ.get("PLEXICA_PLUGIN_CORE_URL")
         or f"{public.rstrip('/')}/api/core",
     }

@@ -290,7 +290,8 @@ class DevRunner:
         self.stop()
         self.source = self._reread()
         # The catalog and the installation only change with the manifest or the migrations.
-        platform_files = ("plexica-plugin.yaml", "migrations" + os.sep)
+        folder = self.source.manifest.migrations
+        platform_files = (MANIFEST_FILE, *([os.path.normpath(folder) + os.sep] if folder else []))
         self.start(sync=any(n.startswith(platform_files) for n in names))
 
     def _reread(self) -> PluginSource:
