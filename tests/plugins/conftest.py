@@ -4,15 +4,19 @@ core and the mounted CRM app."""
 
 from __future__ import annotations
 
+import json
+import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from jwt.algorithms import RSAAlgorithm
 from sqlalchemy import text
 
 from plexica.app import create_app
@@ -40,6 +44,29 @@ CRM_DIR = plugin_root()
 @pytest.fixture(scope="session")
 def issuers() -> StaticIssuers:
     return StaticIssuers()
+
+
+@pytest.fixture(scope="session")
+def jwks_base(issuers: StaticIssuers) -> Iterator[str]:
+    jwk = json.loads(RSAAlgorithm.to_jwk(issuers.signing_key.public_key()))
+    body = json.dumps({"keys": [{**jwk, "kid": issuers.kid, "use": "sig", "alg": "RS256"}]})
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            ok = self.path.endswith("/protocol/openid-connect/certs")
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode() if ok else b"{}")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/realms"
+    server.shutdown()
 
 
 @dataclass

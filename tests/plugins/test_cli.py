@@ -45,7 +45,10 @@ async def test_plugin_commands(database_url: str, pg_url: str) -> None:
         await conn.execute(f'CREATE SCHEMA "tenant_{slug}"')
         await conn.close()
 
-        out = run(["plugin", "dev", str(CRM_DIR), "--tenant", slug, "--tenant-id", tenant_id], env)
+        out = run(
+            ["plugin", "dev", str(CRM_DIR), "--once", "--tenant", slug, "--tenant-id", tenant_id],
+            env,
+        )
         assert json.loads(out.stdout)["status"] == "active"
         versions = [json.loads(line) for line in run(["plugin", "list"], env).stdout.splitlines()]
         assert [(v["plugin_id"], v["status"]) for v in versions] == [("crm", "published")]

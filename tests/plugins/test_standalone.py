@@ -1,5 +1,6 @@
-"""The CRM as its own process (``plexica serve plugin crm``): it verifies tokens itself against
-the realm's JWKS (served here over real HTTP) and answers only tenants where it is active."""
+"""The CRM as its own process (``plexica serve plugin crm``), logged in to the database as its
+own login: it verifies tokens itself against the realm's JWKS (served here over real HTTP) and
+answers only tenants where it is active."""
 
 from __future__ import annotations
 
@@ -7,14 +8,11 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from jwt.algorithms import RSAAlgorithm
 
 from plexica.app import create_app
 from plexica.kit.db import Database
@@ -26,34 +24,23 @@ from tests.support.tokens import StaticIssuers
 
 
 @pytest.fixture(scope="module")
-def jwks_base(issuers: StaticIssuers) -> Iterator[str]:
-    jwk = json.loads(RSAAlgorithm.to_jwk(issuers.signing_key.public_key()))
-    body = json.dumps({"keys": [{**jwk, "kid": issuers.kid, "use": "sig", "alg": "RS256"}]})
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            ok = self.path.endswith("/protocol/openid-connect/certs")
-            self.send_response(200 if ok else 404)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body.encode() if ok else b"{}")
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/realms"
-    server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def crm_process(database_url: str, jwks_base: str) -> Iterator[str]:
+def crm_process(database_url: str, jwks_base: str, crm_manifest: object) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")}
+    # The operator's step: the plugin's own login (ADR 0076), the only database access its
+    # process gets; it never sees the platform's credentials.
+    out = subprocess.run(
+        [sys.executable, "-m", "plexica.cli", "plugin", "credentials", "crm"],
+        env={**env, "PLEXICA_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    login_url = json.loads(out.stdout)["database_url"]
+    assert "plx_crm_login_" in login_url
     env.update(
-        PLEXICA_DATABASE_URL=database_url,
+        PLEXICA_PLUGIN_DATABASE_URL=login_url,
         PLEXICA_PORT=str(port),
         PLEXICA_LOG_FORMAT="json",
         PLEXICA_PLUGIN_ISSUER_BASE_URL=jwks_base,

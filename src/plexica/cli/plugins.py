@@ -344,15 +344,38 @@ def settings_(
     _echo(_run(job))
 
 
-@plugin_app.command("dev")
-def dev(
-    path: Annotated[Path, typer.Argument(help="The plugin's folder.")],
-    tenant: TenantOpt,
-    tenant_id: TenantIdOpt = None,
-    plugin_url: UrlOpt = None,
+@plugin_app.command("credentials")
+def credentials(
+    plugin_id: str,
+    rotate: Annotated[bool, typer.Option(help="Set a new password (the old one stops).")] = False,
 ) -> None:
-    """Developer loop: migrate the platform, register and publish the plugin's version (once),
-    and install it into a local tenant (or upgrade it there)."""
+    """The plugin's own database login, created if missing: the URL to give its process as
+    PLEXICA_PLUGIN_DATABASE_URL (it reaches only the plugin's tables where it is active)."""
+    from plexica.plugins import service
+    from plexica.plugins.schemas import PluginNotFoundError
+
+    async def job(settings: Settings, db: Database) -> Any:
+        async with db.session() as s:
+            if not await service.list_versions(s, plugin_id):
+                raise PluginNotFoundError(f"no plugin {plugin_id} in the catalog")
+            if rotate:
+                login = await service.rotate_login(s, plugin_id)
+            else:
+                login = await service.ensure_login(s, plugin_id, sync=True)
+        return {
+            "plugin_id": plugin_id,
+            "role": login.role,
+            "database_url": login.database_url(str(settings.database_url)),
+        }
+
+    _echo(_run(job))
+
+
+def _sync(
+    root: Path, tenant: str | None, tenant_id: UUID | None, plugin_url: str | None
+) -> Callable[[Settings, Database], Awaitable[Any]]:
+    """Migrate the platform, register and publish the plugin's version (once), and install it
+    into the tenant (or upgrade it there); without a tenant, only the catalog."""
     from plexica.kit.migrate import upgrade_platform
     from plexica.plugins import service
     from plexica_sdk.errors import PlexicaError
@@ -360,11 +383,13 @@ def dev(
 
     async def job(settings: Settings, db: Database) -> Any:
         await upgrade_platform(db)
-        manifest = load_manifest(path)
+        manifest = load_manifest(root)
         async with db.session() as s:
             known = {v.version for v in await service.list_versions(s, manifest.id)}
         if manifest.version not in known:
-            await _register(db, path, publish=True)
+            await _register(db, root, publish=True)
+        if tenant is None:
+            return None
         ref = await _tenant(db, tenant, tenant_id)
         async with db.session() as s:
             try:
@@ -383,7 +408,84 @@ def dev(
 
         return await _with_installer(settings, db, manifest.id, plugin_url, apply)
 
-    _echo(_run(job))
+    return job
+
+
+def _say(message: str) -> None:
+    typer.secho(f"plexica dev: {message}", err=True, fg=typer.colors.CYAN)
+
+
+@plugin_app.command("dev")
+def dev(  # noqa: PLR0917 - typer maps parameters to options
+    target: Annotated[
+        str, typer.Argument(help="The plugin's folder, or the slug of an installed plugin.")
+    ],
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Install it into this local tenant.")
+    ] = None,
+    tenant_id: TenantIdOpt = None,
+    plugin_url: UrlOpt = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Register and install, then exit (no server).")
+    ] = False,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0: a free port.")] = 0,
+) -> None:
+    """Developer loop: run the plugin as its own process against the running platform
+    (``plexica up`` or PLEXICA_DATABASE_URL), register it, install it into --tenant, and
+    restart it whenever its files change. With --once or --plugin-url (the plugin runs
+    elsewhere): register and install, then exit."""
+    from plexica.plugins.dev import DevError, DevRunner, child_env, find_source
+
+    try:
+        source = find_source(target)
+    except DevError as exc:
+        raise fail(str(exc)) from None
+    if once or plugin_url:
+        if tenant is None:
+            raise fail("--tenant is required with --once or --plugin-url")
+        _echo(_run(_sync(source.root, tenant, tenant_id, plugin_url)))
+        return
+
+    import os
+
+    from plexica.cli import runtime
+    from plexica.kit.pgserver import free_port
+    from plexica.plugins import service
+
+    settings = _settings()
+    _run(_sync(source.root, None, None, None))
+
+    async def login_job(_: Settings, db: Database) -> str:
+        async with db.session() as s:
+            login = await service.ensure_login(s, source.plugin_id)
+        return login.database_url(str(settings.database_url))
+
+    running = runtime.read(settings.data_dir.expanduser())
+    public = str(running["url"]) if running else settings.public_base_url
+    extra = {
+        "PLEXICA_PLUGIN_DATABASE_URL": _run(login_job),
+        "PLEXICA_PLUGIN_ISSUER_BASE_URL": os.environ.get("PLEXICA_PLUGIN_ISSUER_BASE_URL")
+        or f"{public if running else settings.issuer_base_url}/realms",
+        "PLEXICA_PLUGIN_CORE_URL": os.environ.get("PLEXICA_PLUGIN_CORE_URL")
+        or f"{public.rstrip('/')}/api/core",
+    }
+    chosen = port or free_port()
+
+    def sync() -> None:
+        try:
+            out = _run(_sync(source.root, tenant, tenant_id, f"http://127.0.0.1:{chosen}"))
+        except typer.Exit:
+            _say("registering or installing failed (see above); watching for changes")
+            return
+        if out is None:
+            _say(f"registered; pass --tenant to install {source.plugin_id} into a tenant")
+        else:
+            _say(f"{source.plugin_id} {out.version} is {out.status} in tenant {tenant}")
+
+    runner = DevRunner(
+        source, chosen, child_env(os.environ, source, extra), say=_say, on_ready=sync
+    )
+    runner.run()
 
 
 @plugin_app.command("new")

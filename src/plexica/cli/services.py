@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import structlog
+
 from plexica.cli.common import fail, settings_or_exit
 from plexica.cli.factories import PLUGIN_PREFIX
 from plexica.kit.server import PortInUseError, serve_workers
@@ -23,6 +25,14 @@ def serve_service(kind: str, slug: str | None = None) -> None:
             find_plugin(slug)
         except PluginNotFoundError as exc:
             raise fail(str(exc)) from None
+        if os.environ.get(ENV_PREFIX + "PLUGIN_DATABASE_URL") and settings.database_url:
+            # ADR 0076: the event consumer would run with the platform's login beside the
+            # plugin's code, which undoes the isolation of the plugin's own login.
+            structlog.get_logger("plexica.plugins").warning(
+                "plugin_process_has_platform_credentials",
+                plugin=slug,
+                hint="unset PLEXICA_DATABASE_URL for this process",
+            )
     # The worker processes read their settings from the environment, as this process did.
     os.environ[ENV_PREFIX + "SERVICE"] = service
     try:

@@ -7,7 +7,8 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from sqlalchemy.engine import make_url
 
 from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
 
@@ -71,6 +72,21 @@ class InstallationOut(BaseModel):
     applied_migrations: list[str]
     retain_until: datetime | None
     updated_at: datetime | None
+
+
+class PluginLogin(BaseModel):
+    """The plugin's own database login (ADR 0076): what its process connects with."""
+
+    plugin_id: str
+    role: str
+    password: SecretStr
+
+    def database_url(self, platform_url: str) -> str:
+        """The platform's database URL with this login's user and password instead."""
+        url = make_url(platform_url).set(
+            drivername="postgresql", username=self.role, password=self.password.get_secret_value()
+        )
+        return url.render_as_string(hide_password=False)
 
 
 class PluginNotFoundError(NotFoundError):

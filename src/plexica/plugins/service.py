@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +41,7 @@ from plexica.plugins.schemas import (
     InvalidStateError,
     MigrationFile,
     MigrationRefusedError,
+    PluginLogin,
     PluginNotFoundError,
     PluginNotReadyError,
     PluginVersionOut,
@@ -407,6 +409,7 @@ class Installer:
                 settings=settings,
             )
         try:
+            await self._ensure_login(plugin_id)
             await self._apply(tenant, manifest, migrations, settings, "install", restore=restoring)
         except Exception as exc:  # noqa: BLE001 - any failure is recorded, then re-raised
             await self._fail(tenant, plugin_id, exc, status=InstallStatus.FAILED)
@@ -431,6 +434,7 @@ class Installer:
                 )
             validate_settings(manifest, current["settings"] or {})
         try:
+            await self._ensure_login(plugin_id)
             await self._apply(
                 tenant, manifest, migrations, current["settings"] or {}, "upgrade",
                 keep_status=InstallStatus(current["status"]),
@@ -492,6 +496,9 @@ class Installer:
                     )
                 await repo.grant_schema(s, role, tenant.schema, create=False)
                 await repo.create_functions(s, tenant.schema, role, manifest.id, tenant.id)
+                await _login_membership(
+                    s, manifest.id, role, active=keep_status == InstallStatus.ACTIVE
+                )
                 await repo.update_installation(
                     s,
                     tenant.id,
@@ -517,6 +524,12 @@ class Installer:
             INSTALL_SECONDS.labels(manifest.id, operation, outcome).observe(
                 asyncio.get_running_loop().time() - started
             )
+
+    async def _ensure_login(self, plugin_id: str) -> None:
+        # Committed before the install's transaction: the plugin's process connects with this
+        # login, and must be able to before it can answer the readiness check.
+        async with self.db.session() as s:
+            await ensure_login(s, plugin_id)
 
     async def _fail(
         self,
@@ -560,6 +573,7 @@ class Installer:
                 raise InvalidStateError(f"plugin {plugin_id} is not installed in this tenant")
             if row["status"] != want:
                 await repo.update_installation(s, tenant.id, plugin_id, status=want, reason=None)
+                await _login_membership(s, plugin_id, row["db_role"], active=enabled)
                 await events_service.set_plugin_active(s, plugin_id, tenant.id, enabled)
                 event = CoreEvent.PLUGIN_ENABLED if enabled else CoreEvent.PLUGIN_DISABLED
                 await events_service.publish(
@@ -602,6 +616,7 @@ class Installer:
             days = (
                 Manifest.model_validate(version["manifest"]).data_retention_days if version else 30
             )
+            await _login_membership(s, plugin_id, row["db_role"], active=False)
             await repo.update_installation(
                 s,
                 tenant.id,
@@ -712,6 +727,58 @@ def _as_plexica(exc: Exception) -> PlexicaError:
     if isinstance(exc, PlexicaError):
         return exc
     return InstallFailedError(f"install failed: {_db_message(exc)}")
+
+
+# --- the plugin's own database login (ADR 0076) --------------------------------------------
+
+
+def _new_password() -> str:
+    return secrets.token_urlsafe(32)
+
+
+async def ensure_login(session: AsyncSession, plugin_id: str, *, sync: bool = False) -> PluginLogin:
+    """The plugin's login, created on first use. A new login (or ``sync``) is made a member of
+    the plugin's role in every tenant where the plugin is active, and of no other."""
+    row = await repo.get_plugin_login(session, plugin_id)
+    created = False
+    if row is None or not await repo.role_exists(session, row["role_name"]):
+        await repo.lock_plugin_login(session, plugin_id)
+        row = await repo.get_plugin_login(session, plugin_id)
+        if row is None or not await repo.role_exists(session, row["role_name"]):
+            # Roles are global to the server: a suffix keeps two deployments sharing one apart.
+            role = f"plx_{plugin_id}_login_{secrets.token_hex(4)}"
+            await repo.create_plugin_login(session, plugin_id, role, _new_password())
+            row = await repo.get_plugin_login(session, plugin_id)
+            assert row is not None
+            created = True
+            log.info("plugin_login_created", plugin=plugin_id, role=role)
+    if created or sync:
+        for inst in await repo.list_installations(session):
+            if inst["plugin_id"] == plugin_id and await repo.role_exists(session, inst["db_role"]):
+                await repo.set_login_membership(
+                    session,
+                    inst["db_role"],
+                    row["role_name"],
+                    member=inst["status"] == InstallStatus.ACTIVE,
+                )
+    return PluginLogin(plugin_id=plugin_id, role=row["role_name"], password=row["password"])
+
+
+async def rotate_login(session: AsyncSession, plugin_id: str) -> PluginLogin:
+    """A new password for the plugin's login; the old one stops working at commit."""
+    login = await ensure_login(session, plugin_id)
+    password = _new_password()
+    await repo.set_plugin_login_password(session, plugin_id, login.role, password)
+    log.info("plugin_login_rotated", plugin=plugin_id, role=login.role)
+    return PluginLogin(plugin_id=plugin_id, role=login.role, password=password)
+
+
+async def _login_membership(
+    session: AsyncSession, plugin_id: str, tenant_role: str, *, active: bool
+) -> None:
+    login = await repo.get_plugin_login(session, plugin_id)
+    if login is not None and await repo.role_exists(session, login["role_name"]):
+        await repo.set_login_membership(session, tenant_role, login["role_name"], member=active)
 
 
 # --- readiness of the plugin service -------------------------------------------------------

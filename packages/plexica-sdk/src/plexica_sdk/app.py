@@ -60,10 +60,13 @@ class PluginConfig:
 
     @classmethod
     def from_env(cls) -> PluginConfig:
-        """``PLEXICA_DATABASE_URL`` plus the ``PLEXICA_PLUGIN_*`` variables."""
+        """The ``PLEXICA_PLUGIN_*`` variables. The database is the plugin's own login
+        (``PLEXICA_PLUGIN_DATABASE_URL``, ADR 0076), else ``PLEXICA_DATABASE_URL``."""
         env = os.environ
         return cls(
-            database_url=env.get(ENV + "DATABASE_URL") or None,
+            database_url=env.get(ENV + "PLUGIN_DATABASE_URL")
+            or env.get(ENV + "DATABASE_URL")
+            or None,
             issuer_base_url=env.get(ENV + "PLUGIN_ISSUER_BASE_URL") or None,
             audience=env.get(ENV + "PLUGIN_AUDIENCE") or DEFAULT_AUDIENCE,
             core_url=env.get(ENV + "PLUGIN_CORE_URL") or None,

@@ -221,7 +221,7 @@ class PluginTestKit:
 
     def install(self, tenant: KitTenant) -> str:
         return self.cli(
-            "plugin", "dev", str(self.plugin_dir), "--tenant", tenant.slug,
+            "plugin", "dev", str(self.plugin_dir), "--once", "--tenant", tenant.slug,
             "--tenant-id", str(tenant.id), "--plugin-url", self.url,
         )  # fmt: skip
 
