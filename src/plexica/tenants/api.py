@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query, status
+from fastapi import APIRouter, Body, Header, Path, Query, Response, status
 
 from plexica.kit.security import OperatorDep
 from plexica.tenants.context import TenantDep, TenantServiceDep, TenantSessionDep
 from plexica.tenants.schemas import (
     CurrentTenant,
+    ProvisioningStatus,
     Setting,
     SettingValue,
     State,
@@ -38,12 +39,25 @@ _CONFLICT: dict[int | str, dict[str, str]] = {409: {"description": "illegal_tran
     summary="Create a tenant (runs the provisioning saga)",
     responses={
         **_ERRORS,
+        202: {"description": "with `Prefer: respond-async`: provisioning runs; follow Location"},
         409: {"description": "tenant_exists"},
         422: {"description": "invalid_slug"},
         502: {"description": "provisioning_failed: the tenant is left failed"},
     },
 )
-async def create_tenant(body: TenantCreate, _: OperatorDep, service: TenantServiceDep) -> Tenant:
+async def create_tenant(
+    body: TenantCreate,
+    _: OperatorDep,
+    service: TenantServiceDep,
+    response: Response,
+    prefer: Annotated[str | None, Header(max_length=200)] = None,
+) -> Tenant:
+    if prefer and "respond-async" in {p.strip().lower() for p in prefer.split(",")}:
+        tenant = await service.start_create(body)
+        response.status_code = status.HTTP_202_ACCEPTED
+        response.headers["Preference-Applied"] = "respond-async"
+        response.headers["Location"] = f"tenants/{tenant.id}/provisioning"
+        return tenant
     return await service.create(body)
 
 
@@ -70,6 +84,17 @@ async def get_tenant(key: TenantKey, _: OperatorDep, service: TenantServiceDep) 
 )
 async def tenant_steps(key: TenantKey, _: OperatorDep, service: TenantServiceDep) -> TenantSteps:
     return await service.steps_of(key)
+
+
+@operator_router.get(
+    "/{key}/provisioning",
+    summary="Progress of the provisioning saga: steps, the running one, the failure",
+    responses={**_ERRORS, **_NOT_FOUND},
+)
+async def provisioning_status(
+    key: TenantKey, _: OperatorDep, service: TenantServiceDep
+) -> ProvisioningStatus:
+    return await service.provisioning_status(key)
 
 
 @operator_router.post(
