@@ -23,6 +23,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 from plexica import __version__
 from plexica.identity.client import pkce_pair
 from plexica.settings import Settings
+from plexica.web.provisioning import provisioning_routes
 from plexica.web.session import (
     LOGIN_COOKIE,
     LOGIN_MAX_AGE,
@@ -320,6 +321,7 @@ def create_web_app(
     _settings_routes(app, shell)
     _plugin_settings_routes(app, shell)
     _audit_routes(app, shell)
+    provisioning_routes(app, shell)
     return app
 
 
@@ -454,7 +456,11 @@ def _console_routes(app: FastAPI, shell: Shell) -> None:
         async def create(request: Request, session: WebSession) -> Response:
             raw = await request.form()
             form = {k: str(raw.get(k, "")).strip() for k in ("slug", "name", "admin_email")}
-            made = await shell.upstream.api(session, "POST", "/v1/tenants", json=form)
+            made = await shell.upstream.api(
+                session, "POST", "/v1/tenants", json=form, headers={"Prefer": "respond-async"}
+            )
+            if made.status == 202:
+                return RedirectResponse(f"/console/provisioning/{quote(form['slug'])}", 303)
             if made.ok:
                 notice = f"Tenant {form['slug']} created."
                 return RedirectResponse(

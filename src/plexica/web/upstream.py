@@ -129,7 +129,7 @@ class Upstream:
     async def call(
         self, session: WebSession, method: str, path: str, **kwargs: Any
     ) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {session.access_token}"}
+        headers = {**kwargs.pop("headers", {}), "Authorization": f"Bearer {session.access_token}"}
         return await self._http.request(method, path, headers=headers, **kwargs)
 
     async def api(self, session: WebSession, method: str, path: str, **kwargs: Any) -> ApiResult:

@@ -1,0 +1,92 @@
+"""The operator console's live provisioning page: a new tenant's saga steps advance on screen
+(polled by ``static/live.js``, or by a plain refresh without JavaScript) until the tenant is
+ready or a step failed and the completed ones were undone (ADR 0095)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from plexica.web.session import WebSession
+
+if TYPE_CHECKING:
+    from plexica.web.app import Shell
+
+LIVE_HEADER = "X-Plexica-Live"
+STEP_LABELS = {
+    "schema": "Database schema",
+    "identity_realm": "Identity realm and admin user",
+    "bucket": "Storage bucket",
+    "default_plugins": "Default plugins",
+}
+STATUS_LABELS = {
+    "pending": "waiting",
+    "running": "running",
+    "done": "done",
+    "failed": "failed",
+    "undone": "undone",
+}
+
+
+def _view(status: dict[str, Any]) -> dict[str, Any]:
+    """The steps as shown, with the last one of the saga: the event that commits with the
+    tenant's new state."""
+    steps = [
+        {
+            "name": s["name"],
+            "label": STEP_LABELS.get(s["name"], s["name"].replace("_", " ").capitalize()),
+            "status": s["status"],
+            "status_label": STATUS_LABELS.get(s["status"], s["status"]),
+            "error": s.get("error"),
+        }
+        for s in status.get("steps", [])
+    ]
+    state = status.get("state")
+    event = "plexica.tenant.failed" if state == "failed" else "plexica.tenant.provisioned"
+    sent = bool(status.get("finished"))
+    steps.append(
+        {
+            "name": "event",
+            "label": f"Event {event}",
+            "status": "done" if sent else "pending",
+            "status_label": "sent" if sent else "waiting",
+            "error": None,
+        }
+    )
+    undone = [s["label"] for s in steps if s["status"] == "undone"]
+    return {**status, "view_steps": steps, "undone": undone}
+
+
+def provisioning_routes(app: FastAPI, shell: Shell) -> None:
+    from plexica.web.app import _console_nav  # app.py imports this module
+
+    @app.get("/console/provisioning/{slug}", include_in_schema=False)
+    async def provisioning(request: Request, slug: str) -> Response:
+        async def show(request: Request, session: WebSession) -> Response:
+            live = request.headers.get(LIVE_HEADER) == "1"
+            got = await shell.upstream.api(
+                session, "GET", f"/v1/tenants/{quote(slug, safe='')}/provisioning"
+            )
+            if not got.ok or not isinstance(got.body, dict):
+                if live:
+                    return Response(status_code=got.status if got.status >= 400 else 502)
+                return shell.page(
+                    request, session, "error.html", got.status if got.status >= 400 else 502,
+                    title="Not found", nav=_console_nav(), message=got.error_message(),
+                )  # fmt: skip
+            status = _view(got.body)
+            if live:
+                response = shell.page(request, session, "provisioning_status.html", prog=status)
+            else:
+                response = shell.page(
+                    request, session, "provisioning.html", title=f"Provisioning {slug}",
+                    nav=_console_nav(), prog=status,
+                )  # fmt: skip
+            if status["finished"]:
+                response.headers[LIVE_HEADER] = "done"
+            return response
+
+        return await shell.run(request, show, operator=True)

