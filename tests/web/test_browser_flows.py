@@ -147,3 +147,81 @@ async def test_without_javascript_the_progress_page_refreshes_itself(
         f"Tenant {slug} created. It is ready.", timeout=10_000
     )
     await context.close()
+
+
+async def test_operator_manages_feature_flags_and_the_audit_log_shows_it(
+    chromium: Browser, site: Site, operator: Operator
+) -> None:
+    context = await chromium.new_context()
+    page = await operator_console(context, site, operator)
+    tenant = f"flag-{uuid.uuid4().hex[:8]}"
+    await create_tenant(page, tenant, "Flag Co")
+    await expect(page.get_by_role("status")).to_contain_text("It is ready.", timeout=10_000)
+
+    key = f"web.flows_{uuid.uuid4().hex[:8]}"
+    await page.get_by_role("link", name="Feature flags").click()
+    await expect(page.get_by_role("heading", name="Feature flags")).to_be_visible()
+    await page.get_by_label("Key").fill("Bad Key!")
+    await page.get_by_role("button", name="Create flag").click()
+    await expect(page.locator("#e-key")).to_contain_text("Start with a lowercase letter")
+    await page.get_by_label("Key").fill(key)
+    await page.get_by_label("Description").fill("New <b>invoice</b> layout")
+    await page.get_by_label("Default variant").fill("off")
+    await page.get_by_role("button", name="Create flag").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"Flag {key} created.")
+    await expect(page.locator("#flag-state")).to_have_text("on")
+    await expect(page.get_by_text("New <b>invoice</b> layout")).to_be_visible()
+
+    # A forged form (no CSRF token) is refused and changes nothing.
+    forged = await page.request.post(
+        f"{site.url}/console/flags/{key}/toggle?enabled=false", form={"csrf": "forged"}
+    )
+    assert forged.status == 403
+    await page.reload()
+    await expect(page.locator("#flag-state")).to_have_text("on")
+
+    # The kill switch asks for confirmation, then the state changes.
+    await page.get_by_role("link", name="Turn off").click()
+    await expect(page.get_by_role("heading", name=f"Turn off flag {key}?")).to_be_visible()
+    await page.get_by_role("button", name="Yes, turn off").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"Flag {key} is off.")
+    await expect(page.locator("#flag-state")).to_have_text("off")
+
+    await page.get_by_label("Tenant slug").fill("nosuchtenant")
+    await page.get_by_role("button", name="Set override").click()
+    await expect(page.locator("#e-tenant")).to_contain_text("No tenant with this slug.")
+    await page.get_by_label("Tenant slug").fill(tenant)
+    await page.get_by_label("Variant", exact=True).select_option("on")
+    await page.get_by_role("button", name="Set override").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"Tenant {tenant} now gets on.")
+    await expect(page.get_by_role("cell", name=tenant, exact=True)).to_be_visible()
+
+    await page.get_by_label("Variant to roll out").select_option("on")
+    await page.get_by_label("Percentage of tenants").fill("150")
+    await page.get_by_role("button", name="Set rollout").click()
+    await expect(page.locator("#e-percentage")).to_contain_text("from 0 to 100")
+    await page.get_by_label("Percentage of tenants").fill("25")
+    await page.get_by_role("button", name="Set rollout").click()
+    await expect(page.get_by_role("status")).to_contain_text("Rollout: on to 25 % of tenants.")
+    await shot(page, "console-flag")
+
+    await page.get_by_role("link", name="All flags").click()
+    row = page.locator(f'tr[data-flag="{key}"]')
+    await expect(row.locator("[data-state]")).to_have_text("off")
+    await expect(row).to_contain_text(f"{tenant} → on")
+    await expect(row).to_contain_text("on to 25.0 %")
+    await row.get_by_role("link", name="Turn on").click()
+    await page.get_by_role("button", name="Yes, turn on").click()
+    await expect(page.locator("#flag-state")).to_have_text("on")
+    await page.get_by_role("link", name="All flags").click()
+    await expect(row.locator("[data-state]")).to_have_text("on")
+    await shot(page, "console-flags")
+
+    await page.get_by_role("link", name="Audit log").click()
+    for action in ("flag.create", "flag.disable", "flag.update", "flag.enable"):
+        entry = page.get_by_role("row").filter(has_text=action).filter(has_text=key)
+        await expect(entry.first).to_be_visible()
+    await expect(
+        page.get_by_role("row").filter(has_text="flag.disable").filter(has_text=operator.email)
+    ).not_to_have_count(0)
+    await context.close()

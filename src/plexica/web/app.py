@@ -23,6 +23,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 from plexica import __version__
 from plexica.identity.client import pkce_pair
 from plexica.settings import Settings
+from plexica.web.console_flags import console_flags_routes
 from plexica.web.provisioning import provisioning_routes
 from plexica.web.session import (
     LOGIN_COOKIE,
@@ -322,6 +323,7 @@ def create_web_app(
     _plugin_settings_routes(app, shell)
     _audit_routes(app, shell)
     provisioning_routes(app, shell)
+    console_flags_routes(app, shell)
     return app
 
 
@@ -416,6 +418,7 @@ def _console_nav() -> list[dict[str, Any]]:
             "links": [
                 {"title": "Tenants", "href": "/console/tenants"},
                 {"title": "Plugin catalog", "href": "/console/plugins"},
+                {"title": "Feature flags", "href": "/console/flags"},
                 {"title": "Audit log", "href": "/console/audit"},
                 {"title": "Health", "href": "/console/health"},
             ],
