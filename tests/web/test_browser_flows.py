@@ -5,6 +5,7 @@ deals board as a tenant user, and the feature flags page."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
+from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
-from tests.web.conftest import Operator, Site
+from tests.web.conftest import Operator, Site, add_user, set_password
 from tests.web.test_browser import ARGS, CHROMIUM, provider_login, shot
 
 GATE = "compliance_check"
@@ -225,3 +227,115 @@ async def test_operator_manages_feature_flags_and_the_audit_log_shows_it(
         page.get_by_role("row").filter(has_text="flag.disable").filter(has_text=operator.email)
     ).not_to_have_count(0)
     await context.close()
+
+
+async def tenant_login(context: BrowserContext, site: Site, slug: str, email: str, pw: str) -> Page:
+    page = await context.new_page()
+    await page.goto(site.url + "/login")
+    await page.get_by_label("Organisation (tenant slug)").fill(slug)
+    await page.keyboard.press("Enter")
+    await provider_login(page, email, pw)
+    await expect(page.get_by_role("link", name="Home")).to_be_visible()
+    return page
+
+
+async def test_a_tenant_user_works_with_the_crm_forms_and_board(
+    chromium: Browser, site: Site, db: Database, operator: Operator, crm_published: None
+) -> None:
+    ops_context = await chromium.new_context()
+    ops = await operator_console(ops_context, site, operator)
+    slug = f"crm-{uuid.uuid4().hex[:8]}"
+    await create_tenant(ops, slug, "CRM Co")
+    await expect(ops.get_by_role("status")).to_contain_text("It is ready.", timeout=10_000)
+    await ops_context.close()
+    realm = f"plexica-{slug}"
+    admin_pw = await set_password(db, realm, f"admin@{slug}.example")
+    member_email = f"sam@{slug}.example"
+    member_pw = await add_user(db, site, realm, member_email, {"member"})
+
+    admin_context = await chromium.new_context()
+    admin = await tenant_login(admin_context, site, slug, f"admin@{slug}.example", admin_pw)
+    await admin.get_by_role("link", name="Plugins").click()
+    await admin.get_by_label("Plugin id").fill("crm")
+    await admin.get_by_role("button", name="Install").click()
+    await expect(admin.get_by_role("status")).to_contain_text("Plugin crm installed.")
+
+    context = await chromium.new_context()
+    me = await tenant_login(context, site, slug, member_email, member_pw)
+    dialogs: list[str] = []
+    me.on("dialog", lambda d: dialogs.append(d.message))
+    await me.get_by_role("link", name="Contacts").click()
+    await expect(me.get_by_role("heading", name="Contacts")).to_be_visible()
+
+    # The server refuses a bad e-mail: its message next to the field, the input kept.
+    await me.get_by_label("First name").fill("Ada")
+    await me.get_by_label("Last name").fill("Lovelace")
+    await me.get_by_label("Email").fill("not-an-email")
+    await me.get_by_role("button", name="Add contact").click()
+    await expect(me.locator("#e-email")).to_have_text(
+        "Enter an e-mail address such as name@example.com."
+    )
+    await expect(me.get_by_label("Email")).to_have_attribute("aria-invalid", "true")
+    await expect(me.get_by_label("First name")).to_have_value("Ada")
+    await expect(me.get_by_text("No contacts yet.")).to_be_visible()
+    await shot(me, "tenant-crm-contact-error")
+    await me.get_by_label("Email").fill("ada@example.com")
+    await me.get_by_role("button", name="Add contact").click()
+    await expect(me.get_by_role("status")).to_contain_text("Contact Ada Lovelace added.")
+    await expect(me).to_have_url(re.compile(r"/t/p/crm/contacts\?added="))
+    await expect(me.get_by_role("cell", name="ada@example.com")).to_be_visible()
+
+    # HTML in a name is text, everywhere it is shown.
+    await me.get_by_label("First name").fill("<script>alert(1)</script>")
+    await me.get_by_label("Last name").fill("<b>Bold</b>")
+    await me.get_by_role("button", name="Add contact").click()
+    await expect(me.get_by_role("status")).to_contain_text(
+        "Contact <script>alert(1)</script> <b>Bold</b> added."
+    )
+    odd = me.get_by_role("link", name="<script>alert(1)</script> <b>Bold</b>")
+    await expect(odd).to_be_visible()
+    await expect(me.locator(".px-plugin b")).to_have_count(0)
+    await odd.click()
+    await expect(
+        me.get_by_role("heading", name="<script>alert(1)</script> <b>Bold</b>")
+    ).to_be_visible()
+    assert dialogs == []
+    await me.get_by_role("link", name="Contacts").click()
+    await shot(me, "tenant-crm-contacts")
+
+    # Deals: a refused form, then a deal moved across the stages with the keyboard.
+    await me.get_by_role("link", name="Deals").click()
+    await me.get_by_role("button", name="Add deal").click()
+    await expect(me.locator("#e-title")).to_have_text("Enter a title (at most 200 characters).")
+    await me.get_by_label("Title").fill("Big deal")
+    await me.get_by_label("Amount").fill("1200")
+    await me.get_by_role("button", name="Add deal").click()
+    lead = me.locator('[data-stage="lead"]')
+    await expect(lead.locator('[data-deal="Big deal"]')).to_be_visible()
+    await expect(lead.get_by_role("heading")).to_have_text("Lead (1)")
+    stage = me.get_by_label("Stage of Big deal")
+    await stage.focus()
+    await me.keyboard.press("ArrowDown")
+    await expect(stage).to_have_value("qualified")
+    await me.keyboard.press("Tab")
+    await expect(me.get_by_role("button", name="Move Big deal")).to_be_focused()
+    await me.keyboard.press("Enter")
+    qualified = me.locator('[data-stage="qualified"]')
+    await expect(qualified.locator('[data-deal="Big deal"]')).to_be_visible()
+    await expect(lead.locator('[data-deal="Big deal"]')).to_have_count(0)
+    await me.get_by_label("Stage of Big deal").select_option("won")
+    await me.get_by_role("button", name="Move Big deal").press("Enter")
+    await expect(me.locator('[data-stage="won"] [data-deal="Big deal"]')).to_be_visible()
+    await shot(me, "tenant-crm-deals")
+
+    # The admin disables the CRM: its pages leave the member's navigation.
+    await admin.get_by_role("link", name="Plugins").click()
+    await admin.get_by_role("button", name="Disable").click()
+    await expect(admin.get_by_role("status")).to_contain_text("Plugin crm: disable done.")
+    await me.get_by_role("link", name="Home").click()
+    await expect(me.get_by_role("link", name="Contacts")).to_have_count(0)
+    await expect(me.get_by_role("link", name="Deals")).to_have_count(0)
+    await me.goto(site.url + "/t/p/crm/contacts")
+    await expect(me.get_by_role("heading", name="Not found")).to_be_visible()
+    await context.close()
+    await admin_context.close()

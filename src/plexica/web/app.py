@@ -24,6 +24,7 @@ from plexica import __version__
 from plexica.identity.client import pkce_pair
 from plexica.settings import Settings
 from plexica.web.console_flags import console_flags_routes
+from plexica.web.plugin_forms import plugin_form_routes, with_csrf
 from plexica.web.provisioning import provisioning_routes
 from plexica.web.session import (
     LOGIN_COOKIE,
@@ -324,6 +325,7 @@ def create_web_app(
     _audit_routes(app, shell)
     provisioning_routes(app, shell)
     console_flags_routes(app, shell)
+    plugin_form_routes(app, shell)
     return app
 
 
@@ -647,7 +649,7 @@ async def _fragment(
         "text/html"
     ):
         return None, f"The plugin could not show this page (HTTP {answer.status_code})."
-    return answer.text, None
+    return with_csrf(answer.text, session.csrf), None
 
 
 async def _tenant_name(shell: Shell, session: WebSession) -> str:
