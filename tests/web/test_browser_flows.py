@@ -301,7 +301,7 @@ async def test_a_tenant_user_works_with_the_crm_forms_and_board(
     ).to_be_visible()
     assert dialogs == []
     await me.get_by_role("link", name="Contacts").click()
-    await shot(me, "tenant-crm-contacts")
+    await shot(me, "tenant-crm-contacts-added")
 
     # Deals: a refused form, then a deal moved across the stages with the keyboard.
     await me.get_by_role("link", name="Deals").click()
