@@ -31,7 +31,7 @@ STATUS_LABELS = {
 }
 
 
-def _view(status: dict[str, Any]) -> dict[str, Any]:
+def progress_view(status: dict[str, Any]) -> dict[str, Any]:
     """The steps as shown, with the last one of the saga: the event that commits with the
     tenant's new state."""
     steps = [
@@ -77,7 +77,7 @@ def provisioning_routes(app: FastAPI, shell: Shell) -> None:
                     request, session, "error.html", got.status if got.status >= 400 else 502,
                     title="Not found", nav=_console_nav(), message=got.error_message(),
                 )  # fmt: skip
-            status = _view(got.body)
+            status = progress_view(got.body)
             if live:
                 response = shell.page(request, session, "provisioning_status.html", prog=status)
             else:
