@@ -137,6 +137,21 @@ async def test_a_failed_step_is_named_with_its_error_and_the_compensation(
     assert [s["status"] for s in final["steps"]] == ["undone"] * 4
     assert not await schema_exists(db, f"tenant_{slug.replace('-', '_')}")
 
+    # A retry in the background too; the gate still refuses, so it fails the same way again.
+    again = await api.post(
+        f"/v1/tenants/{slug}/retry", headers={**issuers.operator_headers(), **ASYNC}
+    )
+    assert again.status_code == 202, again.text
+    assert again.json()["state"] == "provisioning"
+    assert again.headers["location"] == "provisioning"
+    final = await until_finished(api, issuers, f"/v1/tenants/{slug}/provisioning")
+    assert final["state"] == "failed"
+    assert final["failed_step"] == "gate"
+    refused = await api.post(
+        f"/v1/tenants/{new_slug()}/retry", headers={**issuers.operator_headers(), **ASYNC}
+    )
+    assert refused.status_code == 404
+
 
 async def test_bad_input_is_refused_before_anything_runs_and_only_operators_read_status(
     gated: tuple[httpx.AsyncClient, GateStep], issuers: StaticIssuers

@@ -52,13 +52,20 @@ async def create_tenant(
     response: Response,
     prefer: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Tenant:
-    if prefer and "respond-async" in {p.strip().lower() for p in prefer.split(",")}:
-        tenant = await service.start_create(body)
-        response.status_code = status.HTTP_202_ACCEPTED
-        response.headers["Preference-Applied"] = "respond-async"
-        response.headers["Location"] = f"tenants/{tenant.id}/provisioning"
-        return tenant
+    if _respond_async(prefer):
+        return _accepted(response, await service.start_create(body), "tenants/{id}/provisioning")
     return await service.create(body)
+
+
+def _respond_async(prefer: str | None) -> bool:
+    return bool(prefer) and "respond-async" in {p.strip().lower() for p in str(prefer).split(",")}
+
+
+def _accepted(response: Response, tenant: Tenant, location: str) -> Tenant:
+    response.status_code = status.HTTP_202_ACCEPTED
+    response.headers["Preference-Applied"] = "respond-async"
+    response.headers["Location"] = location.format(id=tenant.id)
+    return tenant
 
 
 @operator_router.get("", summary="List tenants", responses=_ERRORS)
@@ -116,9 +123,20 @@ async def reactivate_tenant(key: TenantKey, _: OperatorDep, service: TenantServi
 @operator_router.post(
     "/{key}/retry",
     summary="Retry the provisioning of a failed tenant",
-    responses={**_ERRORS, **_NOT_FOUND, **_CONFLICT},
-)
-async def retry_tenant(key: TenantKey, _: OperatorDep, service: TenantServiceDep) -> Tenant:
+    responses={
+        **_ERRORS, **_NOT_FOUND, **_CONFLICT,
+        202: {"description": "with `Prefer: respond-async`: provisioning runs; follow Location"},
+    },
+)  # fmt: skip
+async def retry_tenant(
+    key: TenantKey,
+    _: OperatorDep,
+    service: TenantServiceDep,
+    response: Response,
+    prefer: Annotated[str | None, Header(max_length=200)] = None,
+) -> Tenant:
+    if _respond_async(prefer):
+        return _accepted(response, await service.start_retry(key), "provisioning")
     return await service.retry(key)
 
 

@@ -227,10 +227,13 @@ class TenantService:
         except BaseException:
             await lock.aclose()
             raise
+        self._spawn(tenant, lock)
+        return tenant
+
+    def _spawn(self, tenant: Tenant, lock: AsyncExitStack) -> None:
         job = asyncio.create_task(self._provision_in_background(tenant, lock))
         self._jobs.add(job)
         job.add_done_callback(self._jobs.discard)
-        return tenant
 
     async def _provision_in_background(self, tenant: Tenant, lock: AsyncExitStack) -> None:
         async with lock:
@@ -263,18 +266,34 @@ class TenantService:
         """Run the saga again for a failed tenant, or resume one a crash left provisioning;
         every step is idempotent."""
         async with self._saga_lock((await self.get(key)).id):
-            async with self.db.session() as session:
-                tenant = await self._locked(session, key)
-                if tenant.state is not State.PROVISIONING:
-                    _check(tenant, State.PROVISIONING)
-                    tenant = await repository.set_state(
-                        session, tenant.id, tenant.state, State.PROVISIONING, reason="retry"
-                    )
-                await repository.plan_steps(
-                    session, tenant.id, Phase.PROVISION, [s.name for s in self.steps]
-                )
-                await repository.reset_steps(session, tenant.id, Phase.PROVISION)
+            tenant = await self._reopen(key)
             return await self._provision(tenant)
+
+    async def start_retry(self, key: UUID | str) -> Tenant:
+        """``retry`` with the saga in the background, like ``start_create``."""
+        lock = AsyncExitStack()
+        await lock.enter_async_context(self._saga_lock((await self.get(key)).id))
+        try:
+            tenant = await self._reopen(key)
+        except BaseException:
+            await lock.aclose()
+            raise
+        self._spawn(tenant, lock)
+        return tenant
+
+    async def _reopen(self, key: UUID | str) -> Tenant:
+        async with self.db.session() as session:
+            tenant = await self._locked(session, key)
+            if tenant.state is not State.PROVISIONING:
+                _check(tenant, State.PROVISIONING)
+                tenant = await repository.set_state(
+                    session, tenant.id, tenant.state, State.PROVISIONING, reason="retry"
+                )
+            await repository.plan_steps(
+                session, tenant.id, Phase.PROVISION, [s.name for s in self.steps]
+            )
+            await repository.reset_steps(session, tenant.id, Phase.PROVISION)
+        return tenant
 
     async def _provision(self, tenant: Tenant) -> Tenant:
         began = time.perf_counter()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
 from plexica.web.session import WebSession
 
@@ -90,3 +90,20 @@ def provisioning_routes(app: FastAPI, shell: Shell) -> None:
             return response
 
         return await shell.run(request, show, operator=True)
+
+    @app.post("/console/provisioning/{slug}/retry", include_in_schema=False)
+    async def retry(request: Request, slug: str) -> Response:
+        async def act(request: Request, session: WebSession) -> Response:
+            page = f"/console/provisioning/{quote(slug, safe='')}"
+            done = await shell.upstream.api(
+                session, "POST", f"/v1/tenants/{quote(slug, safe='')}/retry",
+                headers={"Prefer": "respond-async"},
+            )  # fmt: skip
+            if not done.ok:
+                return shell.page(
+                    request, session, "error.html", done.status if done.status >= 400 else 502,
+                    title="Retry refused", nav=_console_nav(), message=done.error_message(),
+                )  # fmt: skip
+            return RedirectResponse(page, status_code=303)
+
+        return await shell.run(request, act, operator=True)
