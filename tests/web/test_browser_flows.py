@@ -122,7 +122,10 @@ async def test_a_failed_step_shows_its_error_and_the_compensation(
     await create_tenant(page, slug, "Doomed Co")
     await expect(page.locator(f'[data-step="{GATE}"][data-status="running"]')).to_be_visible()
     alert = page.get_by_role("alert")
-    await expect(alert).to_contain_text(f"Provisioning failed at step {GATE}", timeout=10_000)
+    await expect(alert).to_contain_text(
+        "Provisioning failed at step Compliance check: RuntimeError", timeout=10_000
+    )
+    await expect(page.get_by_role("cell", name="failed", exact=True)).to_be_visible()
     await expect(alert).to_contain_text("the compliance service refused this tenant")
     gate_row = page.locator(f'[data-step="{GATE}"]')
     await expect(gate_row).to_contain_text("the compliance service refused this tenant")
@@ -294,6 +297,14 @@ async def test_a_tenant_user_works_with_the_crm_forms_and_board(
     await expect(me.get_by_role("status")).to_contain_text("Contact Ada Lovelace added.")
     await expect(me).to_have_url(re.compile(r"/t/p/crm/contacts\?added="))
     await expect(me.get_by_role("cell", name="ada@example.com")).to_be_visible()
+
+    # A form posted without the session's CSRF token is refused before it reaches the plugin.
+    forged = await me.request.post(
+        f"{site.url}/t/p/crm/ui/contacts", form={"first_name": "Forged", "csrf": "x"}
+    )
+    assert forged.status == 403
+    await me.reload()
+    await expect(me.get_by_text("Forged")).to_have_count(0)
 
     # HTML in a name is text, everywhere it is shown.
     await me.get_by_label("First name").fill("<script>alert(1)</script>")

@@ -57,7 +57,14 @@ def progress_view(status: dict[str, Any]) -> dict[str, Any]:
         }
     )
     undone = [s["label"] for s in steps if s["status"] == "undone"]
-    return {**status, "view_steps": steps, "undone": undone}
+    failed = next((s for s in steps if s["name"] == status.get("failed_step")), None)
+    return {
+        **status,
+        "view_steps": steps,
+        "undone": undone,
+        "failed_label": failed["label"] if failed else None,
+        "failed_error": (failed or {}).get("error") or status.get("failure_reason"),
+    }
 
 
 def provisioning_routes(app: FastAPI, shell: Shell) -> None:
