@@ -140,7 +140,9 @@ async def test_a_failed_step_shows_its_error_and_the_compensation(
     await expect(page.get_by_role("link", name=slug)).to_be_visible()
 
     # The operator runs it again: the same live page, this time to the end.
-    await page.goto(f"{site.url}/console/provisioning/{slug}")
+    row = page.get_by_role("row").filter(has=page.get_by_role("link", name=slug))
+    await row.get_by_role("link", name="Provisioning").click()
+    await expect(page).to_have_url(f"{site.url}/console/provisioning/{slug}")
     await page.get_by_role("button", name="Retry provisioning").click()
     await expect(page.locator(f'[data-step="{GATE}"][data-status="running"]')).to_be_visible()
     await expect(page.get_by_role("status")).to_contain_text(
