@@ -93,6 +93,8 @@ def plugin_form_routes(app: FastAPI, shell: Shell) -> None:
                 if target is None:
                     return page(502, None, "The plugin sent the form somewhere else.")
                 return RedirectResponse(target, status_code=303)
+            if answer.status_code == 403:
+                return page(403, None, "You are not allowed to do this in this plugin.")
             html_answer = answer.headers.get("content-type", "").startswith("text/html")
             if answer.status_code in _SHOWN and html_answer:
                 return page(answer.status_code, with_csrf(answer.text, session.csrf), None)
