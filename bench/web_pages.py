@@ -38,7 +38,7 @@ from plexica.web.app import create_web_app
 from plexica_sdk.events import EventBus
 from plexica_sdk.observability import configure_logging
 from tests.plugins.conftest import CRM_DIR, register_dir
-from tests.web.conftest import csrf_of, sign_in
+from tests.web.conftest import csrf_of, sign_in, until_provisioned
 
 OPERATOR_PAGES = ["/login", "/console/tenants", "/console/plugins", "/console/health"]
 TENANT_PAGES = ["/t", "/t/p/crm/contacts", "/t/p/crm/deals", "/t/admin/plugins"]
@@ -94,11 +94,13 @@ async def bench(server_url: str, samples: int) -> None:
         async with httpx.AsyncClient(base_url=base, timeout=30) as ops:
             await sign_in(ops, "/login/start?operator=1", email, password)
             page = await ops.get("/console/tenants")
-            await ops.post(
+            made = await ops.post(
                 "/console/tenants",
                 data={"csrf": csrf_of(page.text), "slug": slug, "name": "Bench",
                       "admin_email": f"admin@{slug}.example"},
             )  # fmt: skip
+            if made.status_code == 303 and "/provisioning/" in made.headers["location"]:
+                await until_provisioned(ops, made.headers["location"])
             for path in OPERATOR_PAGES:
                 await measure(ops, path, samples)
         admin = f"admin@{slug}.example"

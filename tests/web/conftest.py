@@ -3,6 +3,7 @@ shell), and a browser-like httpx client that signs in through the provider's own
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -56,6 +57,7 @@ class Site:
     url: str
     settings: Settings
     web: FastAPI
+    core: FastAPI
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +87,7 @@ def site(database_url: str) -> Iterator[Site]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the platform did not start")
         time.sleep(0.02)
-    yield Site(url, settings, web)
+    yield Site(url, settings, web, core)
     server.should_exit = True
     thread.join(10)
 
@@ -159,3 +161,14 @@ def csrf_of(html: str) -> str:
     marker = 'name="csrf" value="'
     start = html.index(marker) + len(marker)
     return html[start : html.index('"', start)]
+
+
+async def until_provisioned(browser: httpx.AsyncClient, progress: str) -> httpx.Response:
+    """Polls the console's provisioning page (as its script does) until the saga is over."""
+    deadline = time.monotonic() + 30
+    while True:
+        page = await browser.get(progress, headers={"X-Plexica-Live": "1"})
+        if page.headers.get("X-Plexica-Live") == "done":
+            return page
+        assert time.monotonic() < deadline, page.text
+        await asyncio.sleep(0.05)

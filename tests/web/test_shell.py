@@ -12,7 +12,15 @@ from plexica.kit.db import Database
 from plexica.plugins import service as plugin_service
 from plexica.web.session import SESSION_COOKIE
 from tests.plugins.conftest import plugin_doc
-from tests.web.conftest import BROKEN, Operator, Site, csrf_of, set_password, sign_in
+from tests.web.conftest import (
+    BROKEN,
+    Operator,
+    Site,
+    csrf_of,
+    set_password,
+    sign_in,
+    until_provisioned,
+)
 
 
 async def operator_signed_in(browser: httpx.AsyncClient, operator: Operator) -> None:
@@ -26,11 +34,14 @@ async def operator_signed_in(browser: httpx.AsyncClient, operator: Operator) -> 
 
 async def create_tenant(browser: httpx.AsyncClient, slug: str, name: str) -> httpx.Response:
     page = await browser.get("/console/tenants")
-    return await browser.post(
+    made = await browser.post(
         "/console/tenants",
         data={"csrf": csrf_of(page.text), "slug": slug, "name": name,
               "admin_email": f"admin@{slug}.example"},
     )  # fmt: skip
+    if made.status_code == 303 and made.headers["location"].startswith("/console/provisioning/"):
+        await until_provisioned(browser, made.headers["location"])
+    return made
 
 
 async def test_login_page_and_anonymous_redirects(browser: httpx.AsyncClient) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Body, Depends, Path, Query, Request, status
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, Header, Path, Query, Request, status
 from fastapi.responses import Response, StreamingResponse
 
 from plexica.audit import service as audit
@@ -16,6 +16,7 @@ from plexica.tenants.schemas import (
     Branding,
     BrandingUpdate,
     CurrentTenant,
+    ProvisioningStatus,
     Setting,
     SettingValue,
     State,
@@ -54,13 +55,33 @@ _CONFLICT: dict[int | str, dict[str, str]] = {409: {"description": "illegal_tran
     summary="Create a tenant (runs the provisioning saga)",
     responses={
         **_ERRORS,
+        202: {"description": "with `Prefer: respond-async`: provisioning runs; follow Location"},
         409: {"description": "tenant_exists"},
         422: {"description": "invalid_slug"},
         502: {"description": "provisioning_failed: the tenant is left failed"},
     },
 )
-async def create_tenant(body: TenantCreate, _: OperatorDep, service: TenantServiceDep) -> Tenant:
+async def create_tenant(
+    body: TenantCreate,
+    _: OperatorDep,
+    service: TenantServiceDep,
+    response: Response,
+    prefer: Annotated[str | None, Header(max_length=200)] = None,
+) -> Tenant:
+    if _respond_async(prefer):
+        return _accepted(response, await service.start_create(body), "tenants/{id}/provisioning")
     return await service.create(body)
+
+
+def _respond_async(prefer: str | None) -> bool:
+    return bool(prefer) and "respond-async" in {p.strip().lower() for p in str(prefer).split(",")}
+
+
+def _accepted(response: Response, tenant: Tenant, location: str) -> Tenant:
+    response.status_code = status.HTTP_202_ACCEPTED
+    response.headers["Preference-Applied"] = "respond-async"
+    response.headers["Location"] = location.format(id=tenant.id)
+    return tenant
 
 
 @operator_router.get("", summary="List tenants", responses=_ERRORS)
@@ -88,6 +109,17 @@ async def tenant_steps(key: TenantKey, _: OperatorDep, service: TenantServiceDep
     return await service.steps_of(key)
 
 
+@operator_router.get(
+    "/{key}/provisioning",
+    summary="Progress of the provisioning saga: steps, the running one, the failure",
+    responses={**_ERRORS, **_NOT_FOUND},
+)
+async def provisioning_status(
+    key: TenantKey, _: OperatorDep, service: TenantServiceDep
+) -> ProvisioningStatus:
+    return await service.provisioning_status(key)
+
+
 @operator_router.post(
     "/{key}/suspend", summary="Suspend a tenant", responses={**_ERRORS, **_NOT_FOUND, **_CONFLICT}
 )
@@ -107,9 +139,20 @@ async def reactivate_tenant(key: TenantKey, _: OperatorDep, service: TenantServi
 @operator_router.post(
     "/{key}/retry",
     summary="Retry the provisioning of a failed tenant",
-    responses={**_ERRORS, **_NOT_FOUND, **_CONFLICT},
-)
-async def retry_tenant(key: TenantKey, _: OperatorDep, service: TenantServiceDep) -> Tenant:
+    responses={
+        **_ERRORS, **_NOT_FOUND, **_CONFLICT,
+        202: {"description": "with `Prefer: respond-async`: provisioning runs; follow Location"},
+    },
+)  # fmt: skip
+async def retry_tenant(
+    key: TenantKey,
+    _: OperatorDep,
+    service: TenantServiceDep,
+    response: Response,
+    prefer: Annotated[str | None, Header(max_length=200)] = None,
+) -> Tenant:
+    if _respond_async(prefer):
+        return _accepted(response, await service.start_retry(key), "provisioning")
     return await service.retry(key)
 
 

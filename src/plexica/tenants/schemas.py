@@ -139,6 +139,25 @@ class TenantSteps(BaseModel):
     history: list[Transition]
 
 
+class ProvisioningStatus(BaseModel):
+    """Where a tenant's provisioning saga is: polled by the console while it runs."""
+
+    tenant_id: UUID
+    slug: str
+    name: str
+    state: State
+    finished: bool = Field(description="False while the saga runs (state provisioning).")
+    current: str | None = Field(description="The step running now.")
+    failed_step: str | None = Field(description="The step that failed (its error is on it).")
+    failure_reason: str | None
+    done: int
+    total: int
+    steps: list[Step] = Field(
+        description="The provisioning steps in order; `undone` ones "
+        "were compensated after a later step failed."
+    )
+
+
 class CurrentTenant(BaseModel):
     id: UUID
     slug: str

@@ -6,11 +6,12 @@ service opens its own unit of work per step; each state change and its event com
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from uuid import UUID
 
@@ -28,6 +29,7 @@ from plexica.tenants.schemas import (
     Branding,
     BrandingLogo,
     Phase,
+    ProvisioningStatus,
     Setting,
     State,
     StepStatus,
@@ -50,6 +52,9 @@ PROVISIONING_SECONDS = Histogram(
 )
 
 SETTING_KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$", re.ASCII)
+# On shutdown, background sagas get this long to finish before they are cancelled (a cancelled
+# one stays ``provisioning`` and is resumed by ``retry``).
+DRAIN_SECONDS = 20.0
 
 
 class TenantNotFoundError(NotFoundError):
@@ -132,6 +137,7 @@ class TenantService:
         self.schema_step = saga.SchemaStep(db)
         self.steps: list[ProvisioningStep] = [self.schema_step, *steps]
         self.cache = TenantCache(self._load, redis_url=redis_url)
+        self._jobs: set[asyncio.Task[None]] = set()
 
     @property
     def deletion_steps(self) -> list[ProvisioningStep]:
@@ -141,6 +147,11 @@ class TenantService:
         await self.cache.start()
 
     async def stop(self) -> None:
+        if self._jobs:
+            _, pending = await asyncio.wait(set(self._jobs), timeout=DRAIN_SECONDS)
+            for job in pending:
+                job.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         await self.cache.stop()
 
     async def _load(self, tenant_id: UUID) -> Tenant | None:
@@ -192,30 +203,81 @@ class TenantService:
             history = await repository.history(session, tenant.id)
         return TenantSteps(tenant_id=tenant.id, state=tenant.state, steps=steps, history=history)
 
+    async def provisioning_status(self, key: UUID | str) -> ProvisioningStatus:
+        tenant = await self.get(key)
+        async with self.db.session() as session:
+            recorded = await repository.steps(session, tenant.id)
+        steps = [s for s in recorded if s.phase is Phase.PROVISION]
+        running = next((s.name for s in steps if s.status is StepStatus.RUNNING), None)
+        # The step that failed keeps its error once undone; a failed undo is marked "undo: ...".
+        failed = next((s.name for s in steps if s.error and not s.error.startswith("undo: ")), None)
+        return ProvisioningStatus(
+            tenant_id=tenant.id, slug=tenant.slug, name=tenant.name, state=tenant.state,
+            finished=tenant.state is not State.PROVISIONING, current=running, failed_step=failed,
+            failure_reason=tenant.failure_reason, steps=steps,
+            done=sum(s.status is StepStatus.DONE for s in steps), total=len(steps),
+        )  # fmt: skip
+
     # -- provisioning ----------------------------------------------------------------------------
 
-    async def create(self, data: TenantCreate) -> Tenant:
+    def _checked(self, data: TenantCreate) -> tuple[str, str]:
         slug = validate_slug(data.slug)
         validate_email(data.admin_email)
         name = data.name.strip()
         if not name:
             raise PlexicaError("name must not be blank", code="invalid_name", status=422)
+        return slug, name
+
+    async def _insert(self, tenant_id: UUID, slug: str, name: str, admin_email: str) -> Tenant:
+        try:
+            async with self.db.session() as session:
+                tenant = await repository.insert_tenant(session, tenant_id, slug, name, admin_email)
+                await repository.plan_steps(
+                    session, tenant.id, Phase.PROVISION, [s.name for s in self.steps]
+                )
+        except repository.SlugTakenError:
+            raise TenantExistsError(
+                f"a tenant with the slug {slug!r} already exists", details={"slug": slug}
+            ) from None
+        log.info("tenant_provisioning", tenant_id=str(tenant.id), slug=slug)
+        return tenant
+
+    async def create(self, data: TenantCreate) -> Tenant:
+        slug, name = self._checked(data)
         tenant_id = uuid.uuid4()
         async with self._saga_lock(tenant_id):
-            try:
-                async with self.db.session() as session:
-                    tenant = await repository.insert_tenant(
-                        session, tenant_id, slug, name, data.admin_email
-                    )
-                    await repository.plan_steps(
-                        session, tenant.id, Phase.PROVISION, [s.name for s in self.steps]
-                    )
-            except repository.SlugTakenError:
-                raise TenantExistsError(
-                    f"a tenant with the slug {slug!r} already exists", details={"slug": slug}
-                ) from None
-            log.info("tenant_provisioning", tenant_id=str(tenant.id), slug=slug)
+            tenant = await self._insert(tenant_id, slug, name, data.admin_email)
             return await self._provision(tenant)
+
+    async def start_create(self, data: TenantCreate) -> Tenant:
+        """Records the tenant and its planned steps, then runs the saga in the background under
+        the tenant's saga lock (taken here, so no retry can enter it first). The answer is the
+        tenant in ``provisioning``; ``provisioning_status`` follows the steps (ADR 0095)."""
+        slug, name = self._checked(data)
+        tenant_id = uuid.uuid4()
+        lock = AsyncExitStack()
+        await lock.enter_async_context(self._saga_lock(tenant_id))
+        try:
+            tenant = await self._insert(tenant_id, slug, name, data.admin_email)
+        except BaseException:
+            await lock.aclose()
+            raise
+        self._spawn(tenant, lock)
+        return tenant
+
+    def _spawn(self, tenant: Tenant, lock: AsyncExitStack) -> None:
+        job = asyncio.create_task(self._provision_in_background(tenant, lock))
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+
+    async def _provision_in_background(self, tenant: Tenant, lock: AsyncExitStack) -> None:
+        async with lock:
+            try:
+                await self._provision(tenant)
+            except ProvisioningFailedError:
+                pass  # recorded: the tenant is failed, its steps say where and why
+            except Exception:
+                log.exception("tenant_provisioning_crashed", tenant_id=str(tenant.id))
 
     @asynccontextmanager
     async def _saga_lock(self, tenant_id: UUID) -> AsyncIterator[None]:
@@ -239,18 +301,34 @@ class TenantService:
         """Run the saga again for a failed tenant, or resume one a crash left provisioning;
         every step is idempotent."""
         async with self._saga_lock((await self.get(key)).id):
-            async with self.db.session() as session:
-                tenant = await self._locked(session, key)
-                if tenant.state is not State.PROVISIONING:
-                    _check(tenant, State.PROVISIONING)
-                    tenant = await repository.set_state(
-                        session, tenant.id, tenant.state, State.PROVISIONING, reason="retry"
-                    )
-                await repository.plan_steps(
-                    session, tenant.id, Phase.PROVISION, [s.name for s in self.steps]
-                )
-                await repository.reset_steps(session, tenant.id, Phase.PROVISION)
+            tenant = await self._reopen(key)
             return await self._provision(tenant)
+
+    async def start_retry(self, key: UUID | str) -> Tenant:
+        """``retry`` with the saga in the background, like ``start_create``."""
+        lock = AsyncExitStack()
+        await lock.enter_async_context(self._saga_lock((await self.get(key)).id))
+        try:
+            tenant = await self._reopen(key)
+        except BaseException:
+            await lock.aclose()
+            raise
+        self._spawn(tenant, lock)
+        return tenant
+
+    async def _reopen(self, key: UUID | str) -> Tenant:
+        async with self.db.session() as session:
+            tenant = await self._locked(session, key)
+            if tenant.state is not State.PROVISIONING:
+                _check(tenant, State.PROVISIONING)
+                tenant = await repository.set_state(
+                    session, tenant.id, tenant.state, State.PROVISIONING, reason="retry"
+                )
+            await repository.plan_steps(
+                session, tenant.id, Phase.PROVISION, [s.name for s in self.steps]
+            )
+            await repository.reset_steps(session, tenant.id, Phase.PROVISION)
+        return tenant
 
     async def _provision(self, tenant: Tenant) -> Tenant:
         began = time.perf_counter()

@@ -24,7 +24,10 @@ from plexica import __version__
 from plexica.identity.client import pkce_pair
 from plexica.settings import Settings
 from plexica.web.branding import Brand
+from plexica.web.console_flags import console_flags_routes
 from plexica.web.hosts import TenantHosts
+from plexica.web.plugin_forms import plugin_form_routes, with_csrf
+from plexica.web.provisioning import provisioning_routes
 from plexica.web.session import (
     LOGIN_COOKIE,
     LOGIN_MAX_AGE,
@@ -328,6 +331,9 @@ def create_web_app(
     register_tenant_admin(app, shell, _tenant_nav)
     _plugin_settings_routes(app, shell)
     _audit_routes(app, shell)
+    provisioning_routes(app, shell)
+    console_flags_routes(app, shell)
+    plugin_form_routes(app, shell)
     return app
 
 
@@ -435,6 +441,7 @@ def _console_nav() -> list[dict[str, Any]]:
             "links": [
                 {"title": "Tenants", "href": "/console/tenants"},
                 {"title": "Plugin catalog", "href": "/console/plugins"},
+                {"title": "Feature flags", "href": "/console/flags"},
                 {"title": "Audit log", "href": "/console/audit"},
                 {"title": "Health", "href": "/console/health"},
             ],
@@ -475,7 +482,11 @@ def _console_routes(app: FastAPI, shell: Shell) -> None:
         async def create(request: Request, session: WebSession) -> Response:
             raw = await request.form()
             form = {k: str(raw.get(k, "")).strip() for k in ("slug", "name", "admin_email")}
-            made = await shell.upstream.api(session, "POST", "/v1/tenants", json=form)
+            made = await shell.upstream.api(
+                session, "POST", "/v1/tenants", json=form, headers={"Prefer": "respond-async"}
+            )
+            if made.status == 202:
+                return RedirectResponse(f"/console/provisioning/{quote(form['slug'])}", 303)
             if made.ok:
                 notice = f"Tenant {form['slug']} created."
                 return RedirectResponse(
@@ -659,7 +670,7 @@ async def _fragment(
         "text/html"
     ):
         return None, f"The plugin could not show this page (HTTP {answer.status_code})."
-    return answer.text, None
+    return with_csrf(answer.text, session.csrf), None
 
 
 async def _tenant_name(shell: Shell, session: WebSession) -> str:

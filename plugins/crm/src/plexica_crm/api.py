@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 
 from plexica_crm import service
 from plexica_crm.schemas import (
@@ -21,8 +22,10 @@ from plexica_crm.schemas import (
     Page,
     Stage,
     StageChange,
+    UnknownReferenceError,
 )
 from plexica_sdk.app import FragmentsDep, PluginContext, require
+from plexica_sdk.ui import field_errors, form_fields
 
 Limit = Annotated[int, Query(ge=1, le=200)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
@@ -37,6 +40,28 @@ DealRead = Annotated[PluginContext, Depends(require("crm:deal:read"))]
 DealWrite = Annotated[PluginContext, Depends(require("crm:deal:write"))]
 ActivityRead = Annotated[PluginContext, Depends(require("crm:activity:read"))]
 ActivityWrite = Annotated[PluginContext, Depends(require("crm:activity:write"))]
+
+# What a person reads next to a field the server refused (the JSON API keeps pydantic's text).
+FORM_MESSAGES = {
+    "first_name": "Enter a first name (at most 100 characters).",
+    "last_name": "At most 100 characters.",
+    "email": "Enter an e-mail address such as name@example.com.",
+    "phone": "At most 40 characters.",
+    "title": "Enter a title (at most 200 characters).",
+    "amount": "Enter an amount of 0 or more, with at most 2 decimals.",
+    "stage_id": "Choose a stage.",
+}
+CONTACT_FIELDS = ("first_name", "last_name", "email", "phone")
+DEAL_FIELDS = ("title", "amount", "stage_id")
+
+
+def _filled(form: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    return {k: form[k] for k in names if form.get(k)}
+
+
+def _back(to: str) -> RedirectResponse:
+    # Relative to the plugin's UI root: the shell shows it as one of its pages.
+    return RedirectResponse(to, status_code=303)
 
 
 def api_router() -> APIRouter:
@@ -126,11 +151,32 @@ def ui_router() -> APIRouter:
 
     @router.get("/contacts", response_class=HTMLResponse)
     async def contacts_page(
-        ctx: ContactRead, ui: FragmentsDep, q: Search = None, offset: Offset = 0
+        ctx: ContactRead,
+        ui: FragmentsDep,
+        q: Search = None,
+        offset: Offset = 0,
+        added_id: Annotated[str | None, Query(alias="added", max_length=64)] = None,
     ) -> HTMLResponse:
         limit = int(ctx.settings.get("page_size", 25))
         page = await service.list_contacts(ctx, q, None, limit, offset)
-        return ui.render("contacts.html", page=page, q=q or "")
+        added = next((c for c in page.items if str(c.id) == added_id), None)
+        return ui.render("contacts.html", page=page, q=q or "", form={}, errors={}, added=added)
+
+    @router.post("/contacts", response_class=HTMLResponse)
+    async def add_contact(request: Request, ctx: ContactWrite, ui: FragmentsDep) -> Response:
+        form = await form_fields(request)
+        try:
+            body = ContactIn.model_validate(_filled(form, CONTACT_FIELDS))
+        except ValidationError as exc:
+            errors = field_errors(exc, FORM_MESSAGES)
+        else:
+            contact = await service.create_contact(ctx, body)
+            return _back(f"ui/contacts?added={contact.id}")
+        limit = int(ctx.settings.get("page_size", 25))
+        page = await service.list_contacts(ctx, None, None, limit, 0)
+        return ui.render(
+            "contacts.html", 422, page=page, q="", form=form, errors=errors, added=None
+        )
 
     @router.get("/contacts/{contact_id}", response_class=HTMLResponse)
     async def contact_page(contact_id: UUID, ctx: ContactRead, ui: FragmentsDep) -> HTMLResponse:
@@ -138,11 +184,50 @@ def ui_router() -> APIRouter:
         activities = await service.list_activities(ctx, contact_id, None, 50, 0)
         return ui.render("contact.html", contact=contact, activities=activities.items)
 
-    @router.get("/deals", response_class=HTMLResponse)
-    async def deals_page(ctx: DealRead, ui: FragmentsDep) -> HTMLResponse:
+    async def board(
+        ctx: PluginContext,
+        ui: FragmentsDep,
+        *,
+        status: int = 200,
+        form: dict[str, str] | None = None,
+        errors: dict[str, str] | None = None,
+        error: str | None = None,
+    ) -> HTMLResponse:
         stages = await service.list_stages(ctx)
         deals = await service.list_deals(ctx, None, None, 200, 0)
-        return ui.render("deals.html", stages=stages, deals=deals.items)
+        return ui.render(
+            "deals.html", status, stages=stages, deals=deals.items, form=form or {},
+            errors=errors or {}, error=error,
+        )  # fmt: skip
+
+    @router.get("/deals", response_class=HTMLResponse)
+    async def deals_page(ctx: DealRead, ui: FragmentsDep) -> HTMLResponse:
+        return await board(ctx, ui)
+
+    @router.post("/deals", response_class=HTMLResponse)
+    async def add_deal(request: Request, ctx: DealWrite, ui: FragmentsDep) -> Response:
+        form = await form_fields(request)
+        try:
+            body = DealIn.model_validate(_filled(form, DEAL_FIELDS))
+            deal = await service.create_deal(ctx, body)
+        except ValidationError as exc:
+            errors = field_errors(exc, FORM_MESSAGES)
+            return await board(ctx, ui, status=422, form=form, errors=errors)
+        except UnknownReferenceError:
+            errors = {"stage_id": FORM_MESSAGES["stage_id"]}
+            return await board(ctx, ui, status=422, form=form, errors=errors)
+        return _back(f"ui/deals#deal-{deal.id}")
+
+    @router.post("/deals/{deal_id}/stage", response_class=HTMLResponse)
+    async def move_deal_form(
+        deal_id: UUID, request: Request, ctx: DealWrite, ui: FragmentsDep
+    ) -> Response:
+        form = await form_fields(request)
+        try:
+            await service.move_deal(ctx, deal_id, form.get("stage_id", ""))
+        except UnknownReferenceError:
+            return await board(ctx, ui, status=422, error="Choose one of the stages.")
+        return _back(f"ui/deals#deal-{deal_id}")
 
     @router.get("/deals/{deal_id}", response_class=HTMLResponse)
     async def deal_page(deal_id: UUID, ctx: DealRead, ui: FragmentsDep) -> HTMLResponse:

@@ -1,0 +1,364 @@
+"""Console and CRM flows in real headless Chromium (Playwright, Debian's chromium) against the
+running platform: live provisioning progress (with and without JavaScript), the CRM's forms and
+deals board as a tenant user, and the feature flags page."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from plexica.kit.db import Database
+from plexica.kit.provisioning import TenantRef
+from tests.web.conftest import Operator, Site, add_user, set_password
+from tests.web.test_browser import ARGS, CHROMIUM, provider_login, shot
+
+GATE = "compliance_check"
+
+
+@dataclass
+class GateStep:
+    """A real last provisioning step of the running platform: it takes a moment for slugs
+    starting with ``slow`` or ``fail`` and fails the first time for ``fail...`` tenants, so that
+    the progress page has something to show; it does nothing for every other tenant."""
+
+    name: str = GATE
+    refused: set[str] = field(default_factory=set)
+
+    async def apply(self, tenant: TenantRef) -> None:
+        if tenant.slug.startswith(("slow", "fail")):
+            await asyncio.sleep(2.5)
+        if tenant.slug.startswith("fail") and tenant.slug not in self.refused:
+            self.refused.add(tenant.slug)
+            raise RuntimeError("the compliance service refused this tenant")
+
+    async def undo(self, tenant: TenantRef) -> None:
+        return None
+
+    async def purge(self, tenant: TenantRef) -> None:
+        return None
+
+
+@pytest.fixture(scope="session")
+def gate(site: Site) -> GateStep:
+    steps = site.core.state.services.tenants.steps
+    found = next((s for s in steps if isinstance(s, GateStep)), None)
+    if found is None:
+        found = GateStep()
+        steps.append(found)
+    return found
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def operator_console(context: BrowserContext, site: Site, operator: Operator) -> Page:
+    page = await context.new_page()
+    await page.goto(site.url + "/login")
+    await page.get_by_role("link", name="Sign in to the operator console").click()
+    await provider_login(page, operator.email, operator.password)
+    await expect(page.get_by_role("heading", name="Tenants")).to_be_visible()
+    return page
+
+
+async def create_tenant(page: Page, slug: str, name: str) -> None:
+    await page.goto(page.url.split("/console/")[0] + "/console/tenants")
+    await page.get_by_label("Slug").fill(slug)
+    await page.get_by_label("Name", exact=True).fill(name)
+    await page.get_by_label("Admin email").fill(f"admin@{slug}.example")
+    await page.get_by_role("button", name="Create tenant").click()
+
+
+async def test_provisioning_progress_advances_live_without_a_reload(
+    chromium: Browser, site: Site, operator: Operator, gate: GateStep
+) -> None:
+    context = await chromium.new_context()
+    page = await operator_console(context, site, operator)
+    slug = f"slow-{uuid.uuid4().hex[:8]}"
+    await create_tenant(page, slug, "Live Co")
+    await expect(page).to_have_url(f"{site.url}/console/provisioning/{slug}")
+    # A mark on this document: it survives only if the page is never reloaded.
+    await page.evaluate("window.__sameDocument = true")
+    running = page.locator(f'[data-step="{GATE}"][data-status="running"]')
+    await expect(running).to_be_visible()
+    await expect(page.locator('[data-step="schema"][data-status="done"]')).to_be_visible()
+    await expect(page.get_by_text("Step 4 of 4: Compliance check")).to_be_visible()
+    await shot(page, "console-provisioning-running")
+    await expect(page.get_by_role("status")).to_contain_text(
+        f"Tenant {slug} created. It is ready.", timeout=10_000
+    )
+    assert await page.evaluate("window.__sameDocument === true")
+    statuses = await page.locator(".px-step").evaluate_all(
+        "els => els.map(e => e.dataset.step + ':' + e.dataset.status)"
+    )
+    assert statuses == [
+        "schema:done", "identity_realm:done", "bucket:done", f"{GATE}:done", "event:done",
+    ]  # fmt: skip
+    await expect(page.get_by_text("Event plexica.tenant.provisioned")).to_be_visible()
+    await shot(page, "console-provisioning-ready")
+    await page.get_by_role("link", name="Back to tenants").click()
+    await expect(page.get_by_role("link", name=slug)).to_be_visible()
+    await context.close()
+
+
+async def test_a_failed_step_shows_its_error_and_the_compensation(
+    chromium: Browser, site: Site, operator: Operator, gate: GateStep
+) -> None:
+    context = await chromium.new_context()
+    page = await operator_console(context, site, operator)
+    slug = f"fail-{uuid.uuid4().hex[:8]}"
+    await create_tenant(page, slug, "Doomed Co")
+    await expect(page.locator(f'[data-step="{GATE}"][data-status="running"]')).to_be_visible()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text(
+        "Provisioning failed at step Compliance check: RuntimeError", timeout=10_000
+    )
+    await expect(page.get_by_role("cell", name="failed", exact=True)).to_be_visible()
+    await expect(alert).to_contain_text("the compliance service refused this tenant")
+    gate_row = page.locator(f'[data-step="{GATE}"]')
+    await expect(gate_row).to_contain_text("the compliance service refused this tenant")
+    for step in ("schema", "identity_realm", "bucket", GATE):
+        await expect(page.locator(f'[data-step="{step}"][data-status="undone"]')).to_be_visible()
+    await expect(page.get_by_text("Compensation:")).to_contain_text(
+        "Database schema, Identity realm and admin user, Storage bucket, Compliance check undone"
+    )
+    await expect(page.get_by_text("Event plexica.tenant.failed")).to_be_visible()
+    await shot(page, "console-provisioning-failed")
+    await page.goto(f"{site.url}/console/tenants?state=failed")
+    await expect(page.get_by_role("link", name=slug)).to_be_visible()
+
+    # The operator runs it again: the same live page, this time to the end.
+    row = page.get_by_role("row").filter(has=page.get_by_role("link", name=slug))
+    await row.get_by_role("link", name="Provisioning").click()
+    await expect(page).to_have_url(f"{site.url}/console/provisioning/{slug}")
+    await page.get_by_role("button", name="Retry provisioning").click()
+    await expect(page.locator(f'[data-step="{GATE}"][data-status="running"]')).to_be_visible()
+    await expect(page.get_by_role("status")).to_contain_text(
+        f"Tenant {slug} created. It is ready.", timeout=10_000
+    )
+    await context.close()
+
+
+async def test_without_javascript_the_progress_page_refreshes_itself(
+    chromium: Browser, site: Site, operator: Operator, gate: GateStep
+) -> None:
+    context = await chromium.new_context(java_script_enabled=False)
+    page = await operator_console(context, site, operator)
+    slug = f"slow-{uuid.uuid4().hex[:8]}"
+    await create_tenant(page, slug, "Plain Co")
+    await expect(page).to_have_url(f"{site.url}/console/provisioning/{slug}")
+    await expect(page.locator(f'[data-step="{GATE}"][data-status="running"]')).to_be_visible()
+    await expect(page.get_by_role("status")).to_contain_text(
+        f"Tenant {slug} created. It is ready.", timeout=10_000
+    )
+    await context.close()
+
+
+async def test_operator_manages_feature_flags_and_the_audit_log_shows_it(
+    chromium: Browser, site: Site, operator: Operator
+) -> None:
+    context = await chromium.new_context()
+    page = await operator_console(context, site, operator)
+    tenant = f"flag-{uuid.uuid4().hex[:8]}"
+    await create_tenant(page, tenant, "Flag Co")
+    await expect(page.get_by_role("status")).to_contain_text("It is ready.", timeout=10_000)
+
+    key = f"web.flows_{uuid.uuid4().hex[:8]}"
+    await page.get_by_role("link", name="Feature flags").click()
+    await expect(page.get_by_role("heading", name="Feature flags")).to_be_visible()
+    await page.get_by_label("Key").fill("Bad Key!")
+    await page.get_by_role("button", name="Create flag").click()
+    await expect(page.locator("#e-key")).to_contain_text("Start with a lowercase letter")
+    await page.get_by_label("Key").fill(key)
+    await page.get_by_label("Description").fill("New <b>invoice</b> layout")
+    await page.get_by_label("Default variant").fill("off")
+    await page.get_by_role("button", name="Create flag").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"Flag {key} created.")
+    await expect(page.locator("#flag-state")).to_have_text("on")
+    await expect(page.get_by_text("New <b>invoice</b> layout")).to_be_visible()
+
+    # A forged form (no CSRF token) is refused and changes nothing.
+    forged = await page.request.post(
+        f"{site.url}/console/flags/{key}/toggle?enabled=false", form={"csrf": "forged"}
+    )
+    assert forged.status == 403
+    await page.reload()
+    await expect(page.locator("#flag-state")).to_have_text("on")
+
+    # The kill switch asks for confirmation, then the state changes.
+    await page.get_by_role("link", name="Turn off").click()
+    await expect(page.get_by_role("heading", name=f"Turn off flag {key}?")).to_be_visible()
+    await page.get_by_role("button", name="Yes, turn off").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"Flag {key} is off.")
+    await expect(page.locator("#flag-state")).to_have_text("off")
+
+    await page.get_by_label("Tenant slug").fill("nosuchtenant")
+    await page.get_by_role("button", name="Set override").click()
+    await expect(page.locator("#e-tenant")).to_contain_text("No tenant with this slug.")
+    await page.get_by_label("Tenant slug").fill(tenant)
+    await page.get_by_label("Variant", exact=True).select_option("on")
+    await page.get_by_role("button", name="Set override").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"Tenant {tenant} now gets on.")
+    await expect(page.get_by_role("cell", name=tenant, exact=True)).to_be_visible()
+
+    await page.get_by_label("Variant to roll out").select_option("on")
+    await page.get_by_label("Percentage of tenants").fill("150")
+    await page.get_by_role("button", name="Set rollout").click()
+    await expect(page.locator("#e-percentage")).to_contain_text("from 0 to 100")
+    await page.get_by_label("Percentage of tenants").fill("25")
+    await page.get_by_role("button", name="Set rollout").click()
+    await expect(page.get_by_role("status")).to_contain_text("Rollout: on to 25 % of tenants.")
+    await shot(page, "console-flag")
+
+    await page.get_by_role("link", name="All flags").click()
+    row = page.locator(f'tr[data-flag="{key}"]')
+    await expect(row.locator("[data-state]")).to_have_text("off")
+    await expect(row).to_contain_text(f"{tenant} → on")
+    await expect(row).to_contain_text("on to 25.0 %")
+    await row.get_by_role("link", name="Turn on").click()
+    await page.get_by_role("button", name="Yes, turn on").click()
+    await expect(page.locator("#flag-state")).to_have_text("on")
+    await page.get_by_role("link", name="All flags").click()
+    await expect(row.locator("[data-state]")).to_have_text("on")
+    await shot(page, "console-flags")
+
+    await page.get_by_role("link", name="Audit log").click()
+    for action in ("flag.create", "flag.disable", "flag.update", "flag.enable"):
+        entry = page.get_by_role("row").filter(has_text=action).filter(has_text=key)
+        await expect(entry.first).to_be_visible()
+    await expect(
+        page.get_by_role("row").filter(has_text="flag.disable").filter(has_text=operator.email)
+    ).not_to_have_count(0)
+    await context.close()
+
+
+async def tenant_login(context: BrowserContext, site: Site, slug: str, email: str, pw: str) -> Page:
+    page = await context.new_page()
+    await page.goto(site.url + "/login")
+    await page.get_by_label("Organisation (tenant slug)").fill(slug)
+    await page.keyboard.press("Enter")
+    await provider_login(page, email, pw)
+    await expect(page.get_by_role("link", name="Home")).to_be_visible()
+    return page
+
+
+async def test_a_tenant_user_works_with_the_crm_forms_and_board(
+    chromium: Browser, site: Site, db: Database, operator: Operator, crm_published: None
+) -> None:
+    ops_context = await chromium.new_context()
+    ops = await operator_console(ops_context, site, operator)
+    slug = f"crm-{uuid.uuid4().hex[:8]}"
+    await create_tenant(ops, slug, "CRM Co")
+    await expect(ops.get_by_role("status")).to_contain_text("It is ready.", timeout=10_000)
+    await ops_context.close()
+    realm = f"plexica-{slug}"
+    admin_pw = await set_password(db, realm, f"admin@{slug}.example")
+    member_email = f"sam@{slug}.example"
+    member_pw = await add_user(db, site, realm, member_email, {"member"})
+
+    admin_context = await chromium.new_context()
+    admin = await tenant_login(admin_context, site, slug, f"admin@{slug}.example", admin_pw)
+    await admin.get_by_role("link", name="Plugins").click()
+    await admin.get_by_label("Plugin id").fill("crm")
+    await admin.get_by_role("button", name="Install").click()
+    await expect(admin.get_by_role("status")).to_contain_text("Plugin crm installed.")
+
+    context = await chromium.new_context()
+    me = await tenant_login(context, site, slug, member_email, member_pw)
+    dialogs: list[str] = []
+    me.on("dialog", lambda d: dialogs.append(d.message))
+    await me.get_by_role("link", name="Contacts").click()
+    await expect(me.get_by_role("heading", name="Contacts")).to_be_visible()
+
+    # The server refuses a bad e-mail: its message next to the field, the input kept.
+    await me.get_by_label("First name").fill("Ada")
+    await me.get_by_label("Last name").fill("Lovelace")
+    await me.get_by_label("Email").fill("not-an-email")
+    await me.get_by_role("button", name="Add contact").click()
+    await expect(me.locator("#e-email")).to_have_text(
+        "Enter an e-mail address such as name@example.com."
+    )
+    await expect(me.get_by_label("Email")).to_have_attribute("aria-invalid", "true")
+    await expect(me.get_by_label("First name")).to_have_value("Ada")
+    await expect(me.get_by_text("No contacts yet.")).to_be_visible()
+    await shot(me, "tenant-crm-contact-error")
+    await me.get_by_label("Email").fill("ada@example.com")
+    await me.get_by_role("button", name="Add contact").click()
+    await expect(me.get_by_role("status")).to_contain_text("Contact Ada Lovelace added.")
+    await expect(me).to_have_url(re.compile(r"/t/p/crm/contacts\?added="))
+    await expect(me.get_by_role("cell", name="ada@example.com")).to_be_visible()
+
+    # A form posted without the session's CSRF token is refused before it reaches the plugin.
+    forged = await me.request.post(
+        f"{site.url}/t/p/crm/ui/contacts", form={"first_name": "Forged", "csrf": "x"}
+    )
+    assert forged.status == 403
+    await me.reload()
+    await expect(me.get_by_text("Forged")).to_have_count(0)
+
+    # HTML in a name is text, everywhere it is shown.
+    await me.get_by_label("First name").fill("<script>alert(1)</script>")
+    await me.get_by_label("Last name").fill("<b>Bold</b>")
+    await me.get_by_role("button", name="Add contact").click()
+    await expect(me.get_by_role("status")).to_contain_text(
+        "Contact <script>alert(1)</script> <b>Bold</b> added."
+    )
+    odd = me.get_by_role("link", name="<script>alert(1)</script> <b>Bold</b>")
+    await expect(odd).to_be_visible()
+    await expect(me.locator(".px-plugin b")).to_have_count(0)
+    await odd.click()
+    await expect(
+        me.get_by_role("heading", name="<script>alert(1)</script> <b>Bold</b>")
+    ).to_be_visible()
+    assert dialogs == []
+    await me.get_by_role("link", name="Contacts").click()
+    await shot(me, "tenant-crm-contacts-added")
+
+    # Deals: a refused form, then a deal moved across the stages with the keyboard.
+    await me.get_by_role("link", name="Deals").click()
+    await me.get_by_role("button", name="Add deal").click()
+    await expect(me.locator("#e-title")).to_have_text("Enter a title (at most 200 characters).")
+    await me.get_by_label("Title").fill("Big deal")
+    await me.get_by_label("Amount").fill("1200")
+    await me.get_by_role("button", name="Add deal").click()
+    lead = me.locator('[data-stage="lead"]')
+    await expect(lead.locator('[data-deal="Big deal"]')).to_be_visible()
+    await expect(lead.get_by_role("heading")).to_have_text("Lead (1)")
+    stage = me.get_by_label("Stage of Big deal")
+    await stage.focus()
+    await me.keyboard.press("ArrowDown")
+    await expect(stage).to_have_value("qualified")
+    await me.keyboard.press("Tab")
+    await expect(me.get_by_role("button", name="Move Big deal")).to_be_focused()
+    await me.keyboard.press("Enter")
+    qualified = me.locator('[data-stage="qualified"]')
+    await expect(qualified.locator('[data-deal="Big deal"]')).to_be_visible()
+    await expect(lead.locator('[data-deal="Big deal"]')).to_have_count(0)
+    await me.get_by_label("Stage of Big deal").select_option("won")
+    await me.get_by_role("button", name="Move Big deal").press("Enter")
+    await expect(me.locator('[data-stage="won"] [data-deal="Big deal"]')).to_be_visible()
+    await shot(me, "tenant-crm-deals")
+
+    # The admin disables the CRM: its pages leave the member's navigation.
+    await admin.get_by_role("link", name="Plugins").click()
+    await admin.get_by_role("button", name="Disable").click()
+    await expect(admin.get_by_role("status")).to_contain_text("Plugin crm: disable done.")
+    await me.get_by_role("link", name="Home").click()
+    await expect(me.get_by_role("link", name="Contacts")).to_have_count(0)
+    await expect(me.get_by_role("link", name="Deals")).to_have_count(0)
+    await me.goto(site.url + "/t/p/crm/contacts")
+    await expect(me.get_by_role("heading", name="Not found")).to_be_visible()
+    await context.close()
+    await admin_context.close()
