@@ -5,7 +5,7 @@ Redis), at a fixed request rate, in the local distributed topology; and the deci
 
 Starts ``deploy/local`` (PostgreSQL, Redis, migrate, core, worker, web, the CRM as its own
 process, Traefik with the generated routes) in a temporary folder; creates a tenant with the CRM and 20 contacts, then runs wrk from
-loopback against ``GET /v1/contacts`` (direct to the CRM process, then through Traefik) and
+loopback against ``GET /v1/contacts/{id}`` (direct to the CRM process, then through Traefik) and
 ``GET /v1/gateway/authorize`` on the core. wrk has no fixed-rate mode (wrk2 is in no registry
 here): a Lua ``delay()`` hands out send slots at ``--rate`` per second across the connections, so
 the offered load is capped at the rate and the achieved rate is reported next to the latencies
@@ -123,6 +123,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=1, help="direct/edge/decision repeated")
+    parser.add_argument(
+        "--route",
+        choices=["contact", "contacts"],
+        default="contact",
+        help="GET /v1/contacts/{id} (one row) or /v1/contacts (a page of 20 and a count)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install --no-install-recommends wrk")
@@ -142,6 +148,7 @@ def main() -> None:
         public = env["PLEXICA_PUBLIC_URL"]
         token = tenant_token(env)
         auth = {"Authorization": f"Bearer {token}"}
+        ids = []
         for i in range(20):
             r = httpx.post(
                 f"{public}/api/plugins/crm/v1/contacts",
@@ -149,12 +156,14 @@ def main() -> None:
                 headers=auth,
             )
             assert r.status_code == 201, r.text
-        direct = f"{crm_url}/v1/contacts"
-        edge = f"{public}/api/plugins/crm/v1/contacts"
+            ids.append(r.json()["id"])
+        path = "/v1/contacts" + (f"/{ids[0]}" if args.route == "contact" else "")
+        direct = f"{crm_url}{path}"
+        edge = f"{public}/api/plugins/crm{path}"
         decision = f"{core_url}/v1/gateway/authorize"
         forwarded = auth | {
             "X-Forwarded-Method": "GET",
-            "X-Forwarded-Uri": "/api/plugins/crm/v1/contacts",
+            "X-Forwarded-Uri": f"/api/plugins/crm{path}",
             "X-Forwarded-Host": "127.0.0.1",
         }
         for url, headers in ((direct, auth), (edge, auth), (decision, forwarded)):
@@ -169,7 +178,9 @@ def main() -> None:
             ):
                 run = wrk(url, headers, args.rate, args.seconds, args.connections, work)
                 results[name].append(run)
-                print(json.dumps({"target": name, "rate": args.rate, **run}), flush=True)
+                print(
+                    json.dumps({"target": name, "path": path, "rate": args.rate, **run}), flush=True
+                )
     best = {name: min(runs, key=lambda r: r["p95_ms"]) for name, runs in results.items()}
     print(
         json.dumps(
