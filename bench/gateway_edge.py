@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -100,6 +101,34 @@ def wrk(
     }
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(topology: LocalTopology) -> dict[str, float]:
+    """CPU time (user + system) so far of each service's process group, and of PostgreSQL's
+    processes: divided by the requests of a run, where the time goes whatever else runs here."""
+    groups = {p.proc.pid: n for n, p in topology.processes.items() if n != "gateway-admin"}
+    pg_dir = str(topology.workdir / "postgres")
+    out: dict[str, float] = dict.fromkeys([*groups.values(), "postgres"], 0.0)
+    procs: dict[int, tuple[int, int, float, bytes]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        used = (int(fields[11]) + int(fields[12])) / TICKS
+        procs[int(stat.parent.name)] = (int(fields[1]), int(fields[2]), used, cmdline)
+    # PostgreSQL's backends are the children of the postmaster started on this data dir.
+    postmasters = {pid for pid, (*_, cmd) in procs.items() if pg_dir.encode() in cmd}
+    for pid, (ppid, pgid, used, _) in procs.items():
+        if pgid in groups:
+            out[groups[pgid]] += used
+        elif pid in postmasters or ppid in postmasters:
+            out["postgres"] += used
+    return out
+
+
 def plexica(env: dict[str, str], *args: str, password: str | None = None) -> str:
     extra = {"PLEXICA_PASSWORD": password} if password else {}
     result = CliRunner().invoke(cli, list(args), env=env | extra)
@@ -119,7 +148,12 @@ def tenant_token(env: dict[str, str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=int, default=500, help="requests/s offered; 0: flat out")
+    parser.add_argument(
+        "--rate",
+        type=int,
+        action="append",
+        help="requests/s offered (repeatable; default 500); 0: as fast as the connections go",
+    )
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=1, help="direct/edge/decision repeated")
@@ -130,6 +164,7 @@ def main() -> None:
         help="GET /v1/contacts/{id} (one row) or /v1/contacts (a page of 20 and a count)",
     )
     args = parser.parse_args()
+    rates: list[int] = args.rate or [500]
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install --no-install-recommends wrk")
     with ExitStack() as stack:
@@ -168,32 +203,35 @@ def main() -> None:
         }
         for url, headers in ((direct, auth), (edge, auth), (decision, forwarded)):
             assert httpx.get(url, headers=headers).status_code == 200, url
-            wrk(url, headers, args.rate, 3, args.connections, work)  # warm-up
-        results: dict[str, list[dict[str, Any]]] = {"direct": [], "edge": [], "decision": []}
-        for _ in range(args.rounds):
+            wrk(url, headers, rates[0], 3, args.connections, work)  # warm-up
+        results: dict[tuple[int, str], list[dict[str, Any]]] = {}
+        for rate, _ in ((rate, i) for rate in rates for i in range(args.rounds)):
             for name, url, headers in (
                 ("direct", direct, auth),
                 ("edge", edge, auth),
                 ("decision", decision, forwarded),
             ):
-                run = wrk(url, headers, args.rate, args.seconds, args.connections, work)
-                results[name].append(run)
-                print(
-                    json.dumps({"target": name, "path": path, "rate": args.rate, **run}), flush=True
-                )
-    best = {name: min(runs, key=lambda r: r["p95_ms"]) for name, runs in results.items()}
-    print(
-        json.dumps(
-            {
-                "overhead_p50": round(best["edge"]["p50_ms"] / best["direct"]["p50_ms"], 2),
-                "overhead_p95": round(best["edge"]["p95_ms"] / best["direct"]["p95_ms"], 2),
-                "edge_minus_direct_p50_ms": round(
-                    best["edge"]["p50_ms"] - best["direct"]["p50_ms"], 2
-                ),
-                "load_average": Path("/proc/loadavg").read_text().split()[:3],
-            }
-        )
-    )
+                before = cpu_seconds(topology)
+                run = wrk(url, headers, rate, args.seconds, args.connections, work)
+                after = cpu_seconds(topology)
+                run["cpu_ms_per_request"] = {
+                    svc: round((after[svc] - before[svc]) * 1000 / max(run["requests"], 1), 3)
+                    for svc in ("gateway", "core", "plugin-crm", "redis", "postgres")
+                }
+                run["load_average"] = Path("/proc/loadavg").read_text().split()[0]
+                results.setdefault((rate, name), []).append(run)
+                print(json.dumps({"target": name, "path": path, "rate": rate, **run}), flush=True)
+    for rate in rates:
+        # The best round of each (least disturbed by the rest of the machine).
+        best = {n: min(results[rate, n], key=lambda r: r["p95_ms"]) for n in ("direct", "edge")}
+        direct_run, edge_run = best["direct"], best["edge"]
+        summary = {
+            "rate": rate,
+            "overhead_p50": round(edge_run["p50_ms"] / direct_run["p50_ms"], 2),
+            "overhead_p95": round(edge_run["p95_ms"] / direct_run["p95_ms"], 2),
+            "edge_minus_direct_p50_ms": round(edge_run["p50_ms"] - direct_run["p50_ms"], 2),
+        }
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":
