@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import yaml
 
 from deploy import k8s_render
 from plexica.gateway.config import traefik_config
-from plexica.settings import ENV_PREFIX, Settings
+from plexica.settings import ENV_PREFIX, Settings, load_settings
 from tests.deploy.conftest import DEPLOY
 
 VALUES = ["values.yaml", "values-dev.yaml", "values-prod.yaml", "values-external-services.yaml"]
@@ -128,18 +129,64 @@ def test_pdbs_cover_every_replicated_workload(rendered: tuple[str, list[Doc]]) -
             assert d["metadata"]["labels"]["app.kubernetes.io/component"] in pdbs
 
 
+def _setting(key: str) -> bool:
+    # PLEXICA_PLUGIN_* configure a plugin's own process (plexica_sdk.app), as in load_settings.
+    return key.startswith(ENV_PREFIX) and not key.startswith(ENV_PREFIX + "PLUGIN_")
+
+
 def test_plexica_environment_is_made_of_real_settings(rendered: tuple[str, list[Doc]]) -> None:
     _, docs = rendered
     known = {ENV_PREFIX + f.upper() for f in Settings.model_fields}
     for cm in by_kind(docs, "ConfigMap").values():
         for key in cm.get("data", {}):
-            if key.startswith(ENV_PREFIX):
+            if _setting(key):
                 assert key in known, key
     for name, spec in pod_specs(docs).items():
         for c in spec["containers"]:
             for env in c.get("env", []):
-                if env["name"].startswith(ENV_PREFIX):
+                if _setting(env["name"]):
                     assert env["name"] in known, (name, env["name"])
+
+
+def test_every_plexica_service_starts_with_its_settings(
+    rendered: tuple[str, list[Doc]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each Deployment's environment (ConfigMaps, values; secrets as placeholders) passes the
+    checks `plexica serve` runs at start-up; plugins know their issuers, the core its plugins."""
+    _, docs = rendered
+    maps = {n: cm.get("data", {}) for n, cm in by_kind(docs, "ConfigMap").items()}
+    secret_values = {
+        "database-url": "postgresql://u:p@db:5432/plexica",
+        "redis-url": "redis://redis:6379/0",
+    }
+    plugins = sorted(n for n in by_kind(docs, "Deployment") if n.startswith("plexica-plugin-"))
+    checked = set()
+    for name, deployment in by_kind(docs, "Deployment").items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        if container.get("args", [None])[0] != "serve":
+            continue
+        env: dict[str, str] = {}
+        for source in container.get("envFrom", []):
+            env |= maps[source["configMapRef"]["name"]]
+        for item in container.get("env", []):
+            ref = item.get("valueFrom", {}).get("secretKeyRef", {})
+            key = str(ref.get("key", ""))
+            fallback = "postgresql://u:p@db:5432/plexica" if key.endswith("database-url") else "x"
+            env[item["name"]] = item.get("value", secret_values.get(key, fallback))
+        for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, str(value))
+        load_settings()
+        checked.add(name)
+        if name in plugins:
+            assert env["PLEXICA_PLUGIN_ISSUER_BASE_URL"].endswith("/realms"), name
+            assert env["PLEXICA_PLUGIN_CORE_URL"] == "http://plexica-core-api:3000"
+    assert {"plexica-core-api", "plexica-worker", *plugins} <= checked
+    core = maps["plexica-platform-config"]
+    assert sorted(core["PLEXICA_PLUGIN_URLS"].split(",")) == sorted(
+        f"{p.removeprefix('plexica-plugin-')}=http://{p}:3000" for p in plugins
+    )
 
 
 def test_migration_job_is_a_hook_direct_to_postgres() -> None:
