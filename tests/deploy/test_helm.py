@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from deploy import k8s_render
-from plexica.gateway.config import traefik_config
+from plexica.gateway.config import kong_config, traefik_config
 from plexica.settings import ENV_PREFIX, Settings, load_settings
 from tests.deploy.conftest import DEPLOY
 
@@ -230,8 +230,12 @@ def test_gateway_routes_every_enabled_plugin_behind_forward_auth() -> None:
     )
     kong_docs = docs_for("values-external-services.yaml")
     kong = yaml.safe_load(by_kind(kong_docs, "ConfigMap")["plexica-gateway"]["data"]["kong.yml"])
-    names = {s["name"] for s in kong["services"]}
-    assert {"core-api", "plugin-crm", "plugin-billing", "web"} <= names
+    plugins = {
+        name.removeprefix("plexica-plugin-"): f"http://{name}:3000"
+        for name in by_kind(kong_docs, "Deployment")
+        if name.startswith("plexica-plugin-")
+    }
+    assert kong == kong_config("http://plexica-core-api:3000", plugins, "http://plexica-web:3000")
 
 
 def _allowed_peers(policy: Doc) -> list[Doc]:

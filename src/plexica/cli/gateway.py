@@ -37,6 +37,26 @@ UpstreamTemplate = Annotated[
 DEFAULT_UPSTREAM = "http://plugin-{slug}:3000"
 
 
+class _Dumper(yaml.SafeDumper):
+    """Readable output: multi-line strings (Kong's Lua) as blocks, no anchors."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
+def _text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar(
+        "tag:yaml.org,2002:str", data, style="|" if "\n" in data else None
+    )
+
+
+_Dumper.add_representer(str, _text)
+
+
+def _dump(config: dict[str, object]) -> str:
+    return yaml.dump(config, Dumper=_Dumper, sort_keys=False)
+
+
 def _plugins(only: list[str] | None, template: str | None) -> dict[str, str]:
     if only is None:
         if template is not None:
@@ -109,7 +129,7 @@ def traefik(
 
     config = traefik_config(core_url, _plugins(plugin, upstream_template), web_url)
     command = _command("traefik", core_url, web_url, plugin, upstream_template)
-    _write(yaml.safe_dump(config, sort_keys=False), output, command)
+    _write(_dump(config), output, command)
 
 
 @config_app.command("kong")
@@ -125,4 +145,4 @@ def kong(
 
     config = kong_config(core_url, _plugins(plugin, upstream_template), web_url)
     command = _command("kong", core_url, web_url, plugin, upstream_template)
-    _write(yaml.safe_dump(config, sort_keys=False), output, command)
+    _write(_dump(config), output, command)
