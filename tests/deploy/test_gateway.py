@@ -52,7 +52,9 @@ def traefik(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{base}/api/http/routers", timeout=1).status_code == 200:
+                # Ready once the file provider's routes are in (the API answers before that).
+                routers = httpx.get(f"{base}/api/http/routers", timeout=1)
+                if routers.status_code == 200 and "core-api@file" in routers.text:
                     break
             except httpx.TransportError:
                 pass
