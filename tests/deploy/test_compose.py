@@ -4,6 +4,7 @@ here for `docker compose config`), and checked for the deployment rules."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 import yaml
 from compose_spec import PyCompose
 
-from plexica.settings import ENV_PREFIX, Settings
+from plexica.settings import ENV_PREFIX, Settings, load_settings
 from tests.deploy.conftest import DEPLOY, ROOT, load_yaml
 
 COMPOSE = DEPLOY / "compose"
@@ -144,8 +145,33 @@ def test_plexica_variables_are_real_settings(compose: dict[str, Any]) -> None:
     known = {ENV_PREFIX + f.upper() for f in Settings.model_fields}
     for name in PLEXICA:
         for key in compose["services"][name]["environment"]:
-            if key.startswith(ENV_PREFIX):
+            # PLEXICA_PLUGIN_* configure a plugin's own process (plexica_sdk.app), as in
+            # load_settings.
+            if key.startswith(ENV_PREFIX) and not key.startswith(ENV_PREFIX + "PLUGIN_"):
                 assert key in known, f"{name}: {key} would stop the service at start-up"
+
+
+def test_every_plexica_service_starts_with_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each service's resolved environment passes the checks `plexica serve` runs at start-up
+    (e.g. Keycloak needs its admin user); plugins know their issuers, the core its plugins."""
+    example = {k: v or "x" for k, v in env_example().items()}
+    text = interpolate((COMPOSE / "docker-compose.yml").read_text(), example)
+    services = yaml.safe_load(text)["services"]
+    plugins = [n for n in services if n.startswith("plugin-")]
+    for name in PLEXICA:
+        env = {k: str(v) for k, v in services[name].get("environment", {}).items()}
+        for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        load_settings(service=name)
+        if name.startswith("plugin-"):
+            assert env["PLEXICA_PLUGIN_ISSUER_BASE_URL"].endswith("/realms"), name
+    core = services["core"]["environment"]
+    assert sorted(core["PLEXICA_PLUGIN_URLS"].split(",")) == sorted(
+        f"{p.removeprefix('plugin-')}=http://{p}:3000" for p in plugins
+    )
+    assert "PLEXICA_KEYCLOAK_ADMIN_PASSWORD" not in services["plugin-crm"]["environment"]
 
 
 def test_variables_are_documented_and_no_secret_is_committed() -> None:

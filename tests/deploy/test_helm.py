@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ import pytest
 import yaml
 
 from deploy import k8s_render
-from plexica.settings import ENV_PREFIX, Settings
+from plexica.gateway.config import kong_config, traefik_config
+from plexica.settings import ENV_PREFIX, Settings, load_settings
 from tests.deploy.conftest import DEPLOY
 
 VALUES = ["values.yaml", "values-dev.yaml", "values-prod.yaml", "values-external-services.yaml"]
@@ -127,18 +129,64 @@ def test_pdbs_cover_every_replicated_workload(rendered: tuple[str, list[Doc]]) -
             assert d["metadata"]["labels"]["app.kubernetes.io/component"] in pdbs
 
 
+def _setting(key: str) -> bool:
+    # PLEXICA_PLUGIN_* configure a plugin's own process (plexica_sdk.app), as in load_settings.
+    return key.startswith(ENV_PREFIX) and not key.startswith(ENV_PREFIX + "PLUGIN_")
+
+
 def test_plexica_environment_is_made_of_real_settings(rendered: tuple[str, list[Doc]]) -> None:
     _, docs = rendered
     known = {ENV_PREFIX + f.upper() for f in Settings.model_fields}
     for cm in by_kind(docs, "ConfigMap").values():
         for key in cm.get("data", {}):
-            if key.startswith(ENV_PREFIX):
+            if _setting(key):
                 assert key in known, key
     for name, spec in pod_specs(docs).items():
         for c in spec["containers"]:
             for env in c.get("env", []):
-                if env["name"].startswith(ENV_PREFIX):
+                if _setting(env["name"]):
                     assert env["name"] in known, (name, env["name"])
+
+
+def test_every_plexica_service_starts_with_its_settings(
+    rendered: tuple[str, list[Doc]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each Deployment's environment (ConfigMaps, values; secrets as placeholders) passes the
+    checks `plexica serve` runs at start-up; plugins know their issuers, the core its plugins."""
+    _, docs = rendered
+    maps = {n: cm.get("data", {}) for n, cm in by_kind(docs, "ConfigMap").items()}
+    secret_values = {
+        "database-url": "postgresql://u:p@db:5432/plexica",
+        "redis-url": "redis://redis:6379/0",
+    }
+    plugins = sorted(n for n in by_kind(docs, "Deployment") if n.startswith("plexica-plugin-"))
+    checked = set()
+    for name, deployment in by_kind(docs, "Deployment").items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        if container.get("args", [None])[0] != "serve":
+            continue
+        env: dict[str, str] = {}
+        for source in container.get("envFrom", []):
+            env |= maps[source["configMapRef"]["name"]]
+        for item in container.get("env", []):
+            ref = item.get("valueFrom", {}).get("secretKeyRef", {})
+            key = str(ref.get("key", ""))
+            fallback = "postgresql://u:p@db:5432/plexica" if key.endswith("database-url") else "x"
+            env[item["name"]] = item.get("value", secret_values.get(key, fallback))
+        for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, str(value))
+        load_settings()
+        checked.add(name)
+        if name in plugins:
+            assert env["PLEXICA_PLUGIN_ISSUER_BASE_URL"].endswith("/realms"), name
+            assert env["PLEXICA_PLUGIN_CORE_URL"] == "http://plexica-core-api:3000"
+    assert {"plexica-core-api", "plexica-worker", *plugins} <= checked
+    core = maps["plexica-platform-config"]
+    assert sorted(core["PLEXICA_PLUGIN_URLS"].split(",")) == sorted(
+        f"{p.removeprefix('plexica-plugin-')}=http://{p}:3000" for p in plugins
+    )
 
 
 def test_migration_job_is_a_hook_direct_to_postgres() -> None:
@@ -170,15 +218,24 @@ def test_ingress_terminates_tls_for_the_domain() -> None:
 def test_gateway_routes_every_enabled_plugin_behind_forward_auth() -> None:
     docs = docs_for("values-prod.yaml")
     config = yaml.safe_load(by_kind(docs, "ConfigMap")["plexica-gateway"]["data"]["plexica.yml"])
-    routers = config["http"]["routers"]
-    assert routers["plugin-crm"]["rule"] == "PathPrefix(`/api/plugins/crm`)"
-    assert routers["core-api"]["middlewares"][0] == "auth"
-    auth = config["http"]["middlewares"]["auth"]["forwardAuth"]["address"]
-    assert auth == "http://plexica-core-api:3000/v1/gateway/authorize"
+    plugins = {
+        name.removeprefix("plexica-plugin-"): f"http://{name}:3000"
+        for name, d in by_kind(docs, "Deployment").items()
+        if name.startswith("plexica-plugin-")
+    }
+    assert {"crm", "billing"} <= set(plugins)
+    # The chart's routes are what `plexica gateway config traefik` writes for its services.
+    assert config == traefik_config(
+        "http://plexica-core-api:3000", plugins, "http://plexica-web:3000"
+    )
     kong_docs = docs_for("values-external-services.yaml")
     kong = yaml.safe_load(by_kind(kong_docs, "ConfigMap")["plexica-gateway"]["data"]["kong.yml"])
-    names = {s["name"] for s in kong["services"]}
-    assert {"core-api", "plugin-crm", "plugin-billing", "web"} <= names
+    plugins = {
+        name.removeprefix("plexica-plugin-"): f"http://{name}:3000"
+        for name in by_kind(kong_docs, "Deployment")
+        if name.startswith("plexica-plugin-")
+    }
+    assert kong == kong_config("http://plexica-core-api:3000", plugins, "http://plexica-web:3000")
 
 
 def _allowed_peers(policy: Doc) -> list[Doc]:

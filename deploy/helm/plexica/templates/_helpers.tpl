@@ -75,6 +75,12 @@ securityContext:
     secretKeyRef:
       name: {{ include "plexica.secretName" .root }}
       key: storage-secret-key
+- name: PLEXICA_KEYCLOAK_ADMIN_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "plexica.secretName" .root }}
+      key: keycloak-admin-password
+      optional: true
 {{- end -}}
 
 {{- define "plexica.kafkaBrokers" -}}
