@@ -462,12 +462,19 @@ def _console_routes(app: FastAPI, shell: Shell) -> None:
         notice: str | None = None,
     ) -> Response:
         state = request.query_params.get("state", "")
+        after = request.query_params.get("after", "")[:63]
         params = {"state": state} if state in TENANT_STATES else {}
+        if after:
+            params["after"] = after
         listed = await shell.upstream.api(session, "GET", "/v1/tenants", params=params)
         tenants = listed.body.get("items", []) if listed.ok else []
+        following = listed.body.get("next") if listed.ok else None
+        next_url = None
+        if following:
+            next_url = "/console/tenants?" + urlencode({**params, "after": following})
         return shell.page(
             request, session, "tenants.html", status, title="Tenants", nav=_console_nav(),
-            tenants=tenants, states=TENANT_STATES, state=state,
+            tenants=tenants, states=TENANT_STATES, state=state, after=after, next_url=next_url,
             form=form or {"slug": "", "name": "", "admin_email": ""}, errors=errors or {},
             error=error or (None if listed.ok else listed.error_message()),
             notice=notice or request.query_params.get("notice"),
