@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -171,6 +172,8 @@ class LocalTopology:
         if self.ports:
             env["PLEXICA_PUBLIC_URL"] = self.public_url
             env["PLEXICA_PLUGIN_URLS"] = ",".join(f"{s}={u}" for s, u in self.plugin_urls().items())
+        if name == "web":
+            env["PLEXICA_WEB_SECRET"] = self.web_secret()
         if name.startswith("plugin-") and self.ports:
             env["PLEXICA_PLUGIN_ISSUER_BASE_URL"] = self.public_url + "/realms"
             env["PLEXICA_PLUGIN_CORE_URL"] = f"http://127.0.0.1:{self.ports['core']}"
@@ -178,6 +181,18 @@ class LocalTopology:
         if port is not None:
             env["PLEXICA_PORT"] = str(port)
         return env
+
+    def web_secret(self) -> str:
+        """The web shell's session key (ADR 0091), made once per working directory: every web
+        process of this topology, and its restarts, accept the same sessions."""
+        path = self.workdir / "web-secret"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
 
     def register_plugins(self) -> None:
         """Register and publish the shipped plugins (``plugins/<slug>``) that are not in the
