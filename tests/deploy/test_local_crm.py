@@ -162,3 +162,37 @@ def test_disabled_plugin_is_refused_at_the_edge_within_a_second(
         time.sleep(0.05)
     assert refused.json()["error"]["code"] == "not_found"
     plexica(local_topology, "plugin", "enable", "crm", "--tenant", ACME)
+
+
+def test_clients_see_their_rate_limit_on_a_200_too(
+    local_topology: LocalTopology, tenants: dict[str, Tenant]
+) -> None:
+    """ADR 0048: Traefik hands the decision's RateLimit-* to the service with the request
+    (forwardAuth replaces a client's copy) and the service answers them back: a client sees its
+    budget before it runs out, not only on the 429."""
+    acme = tenants[ACME]
+    first = crm(local_topology, "/contacts", acme, **{"RateLimit-Remaining": "999999"})
+    second = crm(local_topology, "/contacts", acme)
+    assert first.status_code == second.status_code == 200, first.text
+    assert first.headers["RateLimit-Limit"] == "100"
+    remaining = int(first.headers["RateLimit-Remaining"])
+    assert first.headers.get_list("RateLimit-Remaining") == [str(remaining)]
+    assert remaining < 100
+    # GCRA refills one request every 0.6 s at 100/min: the next one costs one, or nothing.
+    assert int(second.headers["RateLimit-Remaining"]) in (remaining - 1, remaining)
+    assert int(first.headers["RateLimit-Reset"]) >= 0
+    core = httpx.get(
+        f"{local_topology.public_url}/api/core/v1/tenant",
+        headers={"Authorization": f"Bearer {acme.token}"},
+        timeout=10,
+    )
+    assert core.status_code == 200
+    assert core.headers["RateLimit-Limit"] == "100"
+    # Straight to the plugin (no edge): only numbers are ever repeated.
+    direct = httpx.get(
+        local_topology.processes["plugin-crm"].url + "/v1/contacts",
+        headers={"RateLimit-Limit": "lots", "RateLimit-Remaining": "7"},
+        timeout=10,
+    )
+    assert "RateLimit-Limit" not in direct.headers
+    assert direct.headers["RateLimit-Remaining"] == "7"
