@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import secrets
 import shlex
@@ -66,6 +67,9 @@ class LocalTopology:
     # Chosen before anything starts: the public URL (issuers, JWKS) is the gateway's.
     gateway_port: int = field(default_factory=free_port)
     ports: dict[str, int] = field(default_factory=dict)
+    # Each catalogued plugin's own database login (ADR 0076), as `plexica plugin credentials`
+    # prints it: its process gets it as PLEXICA_PLUGIN_DATABASE_URL.
+    plugin_logins: dict[str, str] = field(default_factory=dict)
     _pg: EmbeddedPostgres | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -91,9 +95,15 @@ class LocalTopology:
         commands = self.service_commands()
         self.ports = {name: free_port() for name in commands}
         for name, args in commands.items():
-            self.start_service(name, args, self.ports[name])
-        # While the services boot: the catalog learns the shipped plugins (installable at once).
+            if not name.startswith("plugin-"):
+                self.start_service(name, args, self.ports[name])
+        # While the platform boots: the catalog learns the shipped plugins (installable at once),
+        # and each plugin its login, before its process starts with it.
         self.register_plugins()
+        self.plugin_logins = self.credentials()
+        for name, args in commands.items():
+            if name.startswith("plugin-"):
+                self.start_service(name, args, self.ports[name])
         if self.gateway:
             self._start_traefik()
         self.wait_ready(timeout)
@@ -174,6 +184,9 @@ class LocalTopology:
             env["PLEXICA_PLUGIN_URLS"] = ",".join(f"{s}={u}" for s, u in self.plugin_urls().items())
         if name == "web":
             env["PLEXICA_WEB_SECRET"] = self.web_secret()
+        login = self.plugin_logins.get(name.removeprefix("plugin-"))
+        if name.startswith("plugin-") and login:
+            env["PLEXICA_PLUGIN_DATABASE_URL"] = login
         if name.startswith("plugin-") and self.ports:
             env["PLEXICA_PLUGIN_ISSUER_BASE_URL"] = self.public_url + "/realms"
             env["PLEXICA_PLUGIN_CORE_URL"] = f"http://127.0.0.1:{self.ports['core']}"
@@ -214,6 +227,28 @@ class LocalTopology:
             _, err = proc.communicate(timeout=120)
             if proc.returncode != 0 and "version_exists" not in err:
                 raise RuntimeError(f"plexica plugin register failed: {err.strip()}")
+
+    def credentials(self) -> dict[str, str]:
+        """``plexica plugin credentials <slug>`` of every catalogued plugin (a plugin from
+        elsewhere that its author has not registered yet keeps the platform's URL)."""
+        running = {
+            slug: subprocess.Popen(
+                [str(BIN / "plexica"), "plugin", "credentials", slug],
+                env=self.env("cli"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for slug in self.installed_plugins()
+        }
+        logins = {}
+        for slug, proc in running.items():
+            out, err = proc.communicate(timeout=120)
+            if proc.returncode == 0:
+                logins[slug] = str(json.loads(out)["database_url"])
+            elif "plugin_not_found" not in err and "in the catalog" not in err:
+                raise RuntimeError(f"plexica plugin credentials {slug} failed: {err.strip()}")
+        return logins
 
     def migrate(self) -> None:
         result = subprocess.run(

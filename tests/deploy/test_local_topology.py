@@ -132,3 +132,29 @@ def test_running_web_shell_has_the_topology_secret(topology: LocalTopology) -> N
     secret = (topology.workdir / "web-secret").read_text().strip()
     assert f"PLEXICA_WEB_SECRET={secret}".encode() in environ
     assert b"web_secret_missing" not in web.log.read_bytes()
+
+
+async def test_plugins_log_in_as_their_own_role(topology: LocalTopology) -> None:
+    """ADR 0076: the plugin process gets its login from `plexica plugin credentials`; with it,
+    the platform's role is out of reach."""
+    crm = topology.processes["plugin-crm"]
+    environ = dict(
+        item.split(b"=", 1)
+        for item in Path(f"/proc/{crm.proc.pid}/environ").read_bytes().split(b"\0")
+        if b"=" in item
+    )
+    login = environ[b"PLEXICA_PLUGIN_DATABASE_URL"].decode()
+    assert login == topology.plugin_logins["crm"]
+    assert b"PLEXICA_DATABASE_URL" in environ
+    conn = await asyncpg.connect(login)
+    try:
+        assert (await conn.fetchval("SELECT current_user")).startswith("plx_crm_login_")
+        platform_role = await asyncpg.connect(topology.database_url)
+        try:
+            platform = await platform_role.fetchval("SELECT current_user")
+        finally:
+            await platform_role.close()
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute(f'SET ROLE "{platform}"')
+    finally:
+        await conn.close()
