@@ -14,8 +14,8 @@ and writes ``plexica.env`` (the settings the ``plexica`` CLI needs to operate it
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
-import json
 import os
 import secrets
 import shlex
@@ -93,18 +93,13 @@ class LocalTopology:
         self.database_url = self._pg.url
         self._start_redis()
         self.migrate()
+        self.plugin_logins = self.credentials()
         commands = self.service_commands()
         self.ports = {name: free_port() for name in commands}
         for name, args in commands.items():
-            if not name.startswith("plugin-"):
-                self.start_service(name, args, self.ports[name])
-        # While the platform boots: the catalog learns the shipped plugins (installable at once),
-        # and each plugin its login, before its process starts with it.
+            self.start_service(name, args, self.ports[name])
+        # While the services boot: the catalog learns the shipped plugins (installable at once).
         self.register_plugins()
-        self.plugin_logins = self.credentials()
-        for name, args in commands.items():
-            if name.startswith("plugin-"):
-                self.start_service(name, args, self.ports[name])
         if self.gateway:
             self._start_traefik()
         self.wait_ready(timeout)
@@ -230,26 +225,26 @@ class LocalTopology:
                 raise RuntimeError(f"plexica plugin register failed: {err.strip()}")
 
     def credentials(self) -> dict[str, str]:
-        """``plexica plugin credentials <slug>`` of every catalogued plugin (a plugin from
-        elsewhere that its author has not registered yet keeps the platform's URL)."""
-        running = {
-            slug: subprocess.Popen(
-                [str(BIN / "plexica"), "plugin", "credentials", slug],
-                env=self.env("cli"),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for slug in self.installed_plugins()
-        }
-        logins = {}
-        for slug, proc in running.items():
-            out, err = proc.communicate(timeout=120)
-            if proc.returncode == 0:
-                logins[slug] = str(json.loads(out)["database_url"])
-            elif "plugin_not_found" not in err and "in the catalog" not in err:
-                raise RuntimeError(f"plexica plugin credentials {slug} failed: {err.strip()}")
-        return logins
+        """Each plugin's own login, as ``plexica plugin credentials <slug>`` makes and prints it
+        (created here, in process, before anything starts: a CLI run per plugin would put
+        seconds of start-up on the topology's critical path)."""
+        from plexica.kit.db import Database
+        from plexica.plugins import service
+
+        async def run() -> dict[str, str]:
+            driver = "postgresql+asyncpg://" + self.database_url.split("://", 1)[1]
+            db = Database(driver, pool_size=1)
+            try:
+                logins = {}
+                for slug in self.installed_plugins():
+                    async with db.session() as session:
+                        login = await service.ensure_login(session, slug, sync=True)
+                    logins[slug] = login.database_url(self.database_url)
+                return logins
+            finally:
+                await db.dispose()
+
+        return asyncio.run(run())
 
     def migrate(self) -> None:
         result = subprocess.run(
