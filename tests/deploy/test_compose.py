@@ -13,7 +13,8 @@ import pytest
 import yaml
 from compose_spec import PyCompose
 
-from plexica.settings import ENV_PREFIX, Settings, load_settings
+from plexica.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+from plexica_sdk.app import PluginConfig
 from tests.deploy.conftest import DEPLOY, ROOT, load_yaml
 
 COMPOSE = DEPLOY / "compose"
@@ -26,7 +27,7 @@ SEED_SERVICES = {
     "traefik": "traefik:v3.",
     "kong": "kong:3.",
 }
-PLEXICA = ("core", "worker", "web", "plugin-crm", "plugin-billing", "migrate")
+PLEXICA = ("core", "worker", "web", "plugin-crm", "plugin-billing", "migrate", "gateway-config")
 VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 INTERPOLATION = re.compile(r"\$\{([A-Za-z0-9_]+)(?:(:?)([-?])([^}]*))?\}")
 
@@ -50,6 +51,15 @@ def interpolate(text: str, env: dict[str, str]) -> str:
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return dict(load_yaml(COMPOSE / "docker-compose.yml"))
+
+
+def placeholders() -> dict[str, str]:
+    """.env.example filled in: a placeholder for each required value, optional ones left empty."""
+    fill = {"PLEXICA_WEB_SECRET": "w" * 48}
+    return {
+        k: v or ("" if k.endswith(("DATABASE_URL", "BASE_DOMAIN")) else fill.get(k, "x"))
+        for k, v in env_example().items()
+    }
 
 
 def env_example() -> dict[str, str]:
@@ -154,7 +164,7 @@ def test_plexica_variables_are_real_settings(compose: dict[str, Any]) -> None:
 def test_every_plexica_service_starts_with_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each service's resolved environment passes the checks `plexica serve` runs at start-up
     (e.g. Keycloak needs its admin user); plugins know their issuers, the core its plugins."""
-    example = {k: v or "x" for k, v in env_example().items()}
+    example = placeholders()
     text = interpolate((COMPOSE / "docker-compose.yml").read_text(), example)
     services = yaml.safe_load(text)["services"]
     plugins = [n for n in services if n.startswith("plugin-")]
@@ -180,10 +190,15 @@ def test_variables_are_documented_and_no_secret_is_committed() -> None:
     documented = env_example()
     assert used <= set(documented), used - set(documented)
     for key, value in documented.items():
-        if re.search(r"PASSWORD|SECRET|TOKEN|MINIO_ROOT_USER", key):
+        if re.search(r"PASSWORD|SECRET|TOKEN|MINIO_ROOT_USER|DATABASE_URL", key):
             assert value == "", f"{key} has a value in .env.example"
     required = {m.group(1) for m in re.finditer(r"\$\{([A-Z0-9_]+):\?", text)}
-    assert {"POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "KEYCLOAK_ADMIN_PASSWORD"} <= required
+    assert {
+        "POSTGRES_PASSWORD",
+        "MINIO_ROOT_PASSWORD",
+        "KEYCLOAK_ADMIN_PASSWORD",
+        "PLEXICA_WEB_SECRET",
+    } <= required
     assert "deploy/compose/.env" in (ROOT / ".gitignore").read_text().splitlines()
 
 
@@ -197,3 +212,84 @@ def test_initdb_script_is_executable() -> None:
     for script in (COMPOSE / "initdb").iterdir():
         assert script.stat().st_mode & 0o111, script
         assert Path(script).read_text().startswith("#!/bin/sh")
+
+
+def _service_env(env: dict[str, str]) -> dict[str, dict[str, str]]:
+    text = interpolate((COMPOSE / "docker-compose.yml").read_text(), env)
+    return {
+        name: {k: str(v) for k, v in svc.get("environment", {}).items()}
+        for name, svc in yaml.safe_load(text)["services"].items()
+    }
+
+
+def test_web_session_secret_and_tenant_domain_come_from_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ADR 0091/0092: the web shell's key from .env (required, no value committed), the tenant
+    domain optional for web and platform; loaded as `plexica serve web` loads them."""
+    example = placeholders()
+    secret = "s" * 48
+    services = _service_env(example | {"PLEXICA_WEB_SECRET": secret})
+    web = services["web"]
+    assert web["PLEXICA_WEB_SECRET"] == secret
+    for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+        monkeypatch.delenv(key)
+    for key, value in (web | {"PLEXICA_WEB_BASE_DOMAIN": ""}).items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings(service="web")
+    assert settings.web_secret is not None
+    assert settings.web_secret.get_secret_value() == secret
+    assert settings.web_base_domain is None
+    assert settings.public_base_url == "http://localhost:8000"
+    monkeypatch.setenv("PLEXICA_WEB_BASE_DOMAIN", "localtest.me")
+    assert load_settings(service="web").tenant_web_url("acme") == "http://acme.localtest.me:8000"
+    with_domain = _service_env(example | {"PLEXICA_WEB_BASE_DOMAIN": "localtest.me"})
+    for name in ("web", "core", "worker"):
+        assert with_domain[name]["PLEXICA_WEB_BASE_DOMAIN"] == "localtest.me", name
+    # Too short a key stops the shell at start, with one line.
+    monkeypatch.setenv("PLEXICA_WEB_SECRET", "short")
+    with pytest.raises(SettingsError, match="PLEXICA_WEB_SECRET is too short"):
+        load_settings(service="web")
+    with pytest.raises(ValueError, match="PLEXICA_WEB_SECRET"):
+        _service_env({k: v for k, v in example.items() if k != "PLEXICA_WEB_SECRET"})
+
+
+def test_plugins_take_their_own_login_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ADR 0076: PLEXICA_PLUGIN_DATABASE_URL (from `plexica plugin credentials`) wins over
+    PLEXICA_DATABASE_URL in the plugin's process; unset, the plugin starts as before."""
+    example = {
+        k: v or ("" if k.endswith("DATABASE_URL") else "x") for k, v in env_example().items()
+    }
+    login = "postgresql://plx_crm_login_0a1b2c3d:pw@postgres:5432/plexica"
+    services = _service_env(example | {"PLUGIN_CRM_DATABASE_URL": login})
+    for slug in ("crm", "billing"):
+        env = services[f"plugin-{slug}"]
+        assert "PLEXICA_DATABASE_URL" in env
+        assert "PLEXICA_PLUGIN_DATABASE_URL" in env
+        for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        config = PluginConfig.from_env()
+        want = login if slug == "crm" else env["PLEXICA_DATABASE_URL"]
+        assert config.database_url == want, slug
+
+
+def test_routes_watcher_shares_its_file_with_traefik(compose: dict[str, Any]) -> None:
+    """ADR 0083: gateway-config rewrites the routes into a volume Traefik's provider reads."""
+    services = compose["services"]
+    watcher, traefik = services["gateway-config"], services["traefik"]
+    assert watcher["command"][:4] == ["gateway", "config", "traefik", "--watch"]
+    output = watcher["command"][watcher["command"].index("--output") + 1]
+    (mount,) = [v for v in watcher["volumes"] if output.startswith(v.split(":")[1] + "/")]
+    volume = mount.split(":")[0]
+    assert volume in compose["volumes"]
+    assert f"{volume}:/etc/traefik/dynamic:ro" in traefik["volumes"]
+    static = load_yaml(DEPLOY / "traefik" / "traefik.yml")
+    assert static["providers"]["file"]["directory"] == "/etc/traefik/dynamic"
+    assert traefik["depends_on"]["gateway-config"] == {"condition": "service_healthy"}
+    assert output.rsplit("/", 1)[1] in watcher["healthcheck"]["test"][-1]
+    # The image makes that directory for its non-root user: the empty volume takes its owner.
+    dockerfile = (ROOT / watcher["build"]["dockerfile"]).read_text()
+    assert f"install -d -o plexica -g plexica {output.rsplit('/', 1)[0]}" in dockerfile
+    assert watcher["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}

@@ -129,6 +129,21 @@ def test_pdbs_cover_every_replicated_workload(rendered: tuple[str, list[Doc]]) -
             assert d["metadata"]["labels"]["app.kubernetes.io/component"] in pdbs
 
 
+def plexica_containers(docs: list[Doc]) -> list[tuple[str, Doc]]:
+    """(Deployment name, container) of every long-running `plexica` process: services and the
+    gateway's routes watcher."""
+    return [
+        (name, c)
+        for name, d in by_kind(docs, "Deployment").items()
+        for c in d["spec"]["template"]["spec"]["containers"]
+        if c.get("args", [None])[0] in ("serve", "gateway")
+    ]
+
+
+def env_of(container: Doc) -> dict[str, Doc]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
 def _setting(key: str) -> bool:
     # PLEXICA_PLUGIN_* configure a plugin's own process (plexica_sdk.app), as in load_settings.
     return key.startswith(ENV_PREFIX) and not key.startswith(ENV_PREFIX + "PLUGIN_")
@@ -158,13 +173,11 @@ def test_every_plexica_service_starts_with_its_settings(
     secret_values = {
         "database-url": "postgresql://u:p@db:5432/plexica",
         "redis-url": "redis://redis:6379/0",
+        "web-secret": "w" * 48,
     }
     plugins = sorted(n for n in by_kind(docs, "Deployment") if n.startswith("plexica-plugin-"))
     checked = set()
-    for name, deployment in by_kind(docs, "Deployment").items():
-        (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        if container.get("args", [None])[0] != "serve":
-            continue
+    for name, container in plexica_containers(docs):
         env: dict[str, str] = {}
         for source in container.get("envFrom", []):
             env |= maps[source["configMapRef"]["name"]]
@@ -182,7 +195,7 @@ def test_every_plexica_service_starts_with_its_settings(
         if name in plugins:
             assert env["PLEXICA_PLUGIN_ISSUER_BASE_URL"].endswith("/realms"), name
             assert env["PLEXICA_PLUGIN_CORE_URL"] == "http://plexica-core-api:3000"
-    assert {"plexica-core-api", "plexica-worker", *plugins} <= checked
+    assert {"plexica-core-api", "plexica-worker", "plexica-web", *plugins} <= checked
     core = maps["plexica-platform-config"]
     assert sorted(core["PLEXICA_PLUGIN_URLS"].split(",")) == sorted(
         f"{p.removeprefix('plexica-plugin-')}=http://{p}:3000" for p in plugins
@@ -260,16 +273,16 @@ def test_plugins_cannot_reach_postgresql_or_each_other(rendered: tuple[str, list
         assert all("matchExpressions" not in p["podSelector"] for p in allowed)
     deny = policies["plexica-default-deny"]["spec"]
     assert deny["policyTypes"] == ["Ingress", "Egress"]
-    # Plugins only get their own database role's URL, never the platform's.
+    # Plugins only get their own database roles' URLs, never the platform's.
     for name, spec in pod_specs(docs).items():
         if "plugin-" in name:
-            keys = {
-                e["valueFrom"]["secretKeyRef"]["key"]
+            refs = {
+                (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
                 for e in spec["containers"][0]["env"]
                 if "valueFrom" in e
             }
-            assert "database-url" not in keys
-            assert "database-direct-url" not in keys
+            assert ("plexica-secrets", "database-url") not in refs
+            assert ("plexica-secrets", "database-direct-url") not in refs
 
 
 def test_secret_is_made_only_for_dev() -> None:
@@ -316,3 +329,146 @@ def test_values_files_follow_the_schema(values: str) -> None:
 def test_schema_rejects_typos_and_moving_tags(bad: dict[str, Any], message: str) -> None:
     with helm.Chart.load(k8s_render.CHART) as chart, pytest.raises(helm.HelmError, match=message):
         chart.validate_schema(bad)
+
+
+def _secret_ref(env: dict[str, Doc], name: str) -> Doc:
+    return dict(env[name]["valueFrom"]["secretKeyRef"])
+
+
+def test_web_replicas_share_one_session_secret(rendered: tuple[str, list[Doc]]) -> None:
+    """ADR 0091: every web replica signs sessions with PLEXICA_WEB_SECRET from the Secret; the
+    pod cannot start without it (not optional), so no replica falls back to a key of its own."""
+    _, docs = rendered
+    web = by_kind(docs, "Deployment")["plexica-web"]["spec"]["template"]["spec"]["containers"][0]
+    ref = _secret_ref(env_of(web), "PLEXICA_WEB_SECRET")
+    assert ref == {"name": "plexica-secrets", "key": "web-secret"}
+    for secret in by_kind(docs, "Secret").values():
+        assert len(secret["stringData"]["web-secret"]) >= 32
+
+
+def test_chart_made_web_secret_is_given_or_random_and_long_enough() -> None:
+    given = "g" * 40
+    values = k8s_render.values("values-dev.yaml")
+    values["secrets"]["values"]["webSecret"] = given
+    docs = k8s_render.documents(k8s_render.render(None, **values))
+    assert by_kind(docs, "Secret")["plexica-secrets"]["stringData"]["web-secret"] == given
+    values["secrets"]["values"]["webSecret"] = "short"
+    # The schema refuses it before the template's own check.
+    with pytest.raises(helm.HelmError, match="webSecret"):
+        k8s_render.render(None, **values)
+
+
+def test_tenant_subdomains_reach_the_shell_when_a_base_domain_is_set() -> None:
+    """ADR 0092: PLEXICA_WEB_BASE_DOMAIN for the shell and for the platform (realms allow the
+    tenant host's callback); the Ingress serves *.<domain> with TLS. Unset: nothing changes."""
+    dev = docs_for("values-dev.yaml")
+    web = by_kind(dev, "Deployment")["plexica-web"]["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(web)["PLEXICA_WEB_BASE_DOMAIN"]["value"] == "plexica.localtest.me"
+    platform = by_kind(dev, "ConfigMap")["plexica-platform-config"]["data"]
+    assert platform["PLEXICA_WEB_BASE_DOMAIN"] == "plexica.localtest.me"
+    rules = {r["host"]: r for r in by_kind(dev, "Ingress")["plexica"]["spec"]["rules"]}
+    assert set(rules) == {"plexica.localtest.me", "*.plexica.localtest.me"}
+    wildcard = [
+        p["backend"]["service"]["name"] for p in rules["*.plexica.localtest.me"]["http"]["paths"]
+    ]
+    assert wildcard == ["plexica-gateway"]
+
+    values = k8s_render.values("values-prod.yaml")
+    values["web"] = {"baseDomain": "plexica.example.com"}
+    prod = k8s_render.documents(k8s_render.render(None, **values))
+    (tls,) = by_kind(prod, "Ingress")["plexica"]["spec"]["tls"]
+    assert tls["hosts"] == ["plexica.example.com", "*.plexica.example.com"]
+
+    prod = docs_for("values-prod.yaml")
+    web = by_kind(prod, "Deployment")["plexica-web"]["spec"]["template"]["spec"]["containers"][0]
+    assert "PLEXICA_WEB_BASE_DOMAIN" not in env_of(web)
+    assert env_of(web)["PLEXICA_PUBLIC_URL"]["value"] == "https://plexica.example.com"
+    assert (
+        "PLEXICA_WEB_BASE_DOMAIN"
+        not in by_kind(prod, "ConfigMap")["plexica-platform-config"]["data"]
+    )
+    assert [r["host"] for r in by_kind(prod, "Ingress")["plexica"]["spec"]["rules"]] == [
+        "plexica.example.com"
+    ]
+    with helm.Chart.load(k8s_render.CHART) as chart, pytest.raises(helm.HelmError):
+        chart.validate_schema({"web": {"baseDomain": "*.Example.com"}})
+
+
+def test_plugins_read_their_own_login_from_their_own_secret(
+    rendered: tuple[str, list[Doc]],
+) -> None:
+    """ADR 0076: PLEXICA_PLUGIN_DATABASE_URL from <release>-plugin-<slug>-database (written by
+    the operator from `plexica plugin credentials <slug>`), required; PLEXICA_DATABASE_URL stays."""
+    _, docs = rendered
+    plugins = {n: d for n, d in by_kind(docs, "Deployment").items() if "plugin-" in n}
+    assert plugins
+    for name, deployment in plugins.items():
+        env = env_of(deployment["spec"]["template"]["spec"]["containers"][0])
+        ref = _secret_ref(env, "PLEXICA_PLUGIN_DATABASE_URL")
+        assert ref == {"name": f"{name}-database", "key": "database-url"}, name
+        assert "PLEXICA_DATABASE_URL" in env
+    values = k8s_render.values("values-prod.yaml")
+    values["plugins"]["crm"]["databaseSecret"] = "crm-login"
+    docs = k8s_render.documents(k8s_render.render(None, **values))
+    crm = by_kind(docs, "Deployment")["plexica-plugin-crm"]["spec"]["template"]["spec"]
+    ref = _secret_ref(env_of(crm["containers"][0]), "PLEXICA_PLUGIN_DATABASE_URL")
+    assert ref == {"name": "crm-login", "key": "database-url"}
+
+
+def test_routes_watcher_runs_beside_traefik_on_a_shared_directory() -> None:
+    """ADR 0083: `plexica gateway config traefik --watch` writes the file Traefik's provider
+    reads (one emptyDir, seeded with the chart's routes); only the gateway pods gain a path to
+    the database (PgBouncer), and only with the watcher."""
+    docs = docs_for("values-prod.yaml")
+    pod = by_kind(docs, "Deployment")["plexica-gateway"]["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert set(containers) == {"traefik", "routes"}
+    routes = containers["routes"]
+    assert routes["args"][:4] == ["gateway", "config", "traefik", "--watch"]
+    assert "--output=/etc/traefik/dynamic/plexica.yml" in routes["args"]
+    config = yaml.safe_load(by_kind(docs, "ConfigMap")["plexica-gateway"]["data"]["plexica.yml"])
+    services = config["http"]["services"]
+    assert (
+        f"--core-url={services['core-api']['loadBalancer']['servers'][0]['url']}" in routes["args"]
+    )
+    assert f"--web-url={services['web']['loadBalancer']['servers'][0]['url']}" in routes["args"]
+    assert _secret_ref(env_of(routes), "PLEXICA_DATABASE_URL")["key"] == "database-url"
+    mounts = {
+        c["name"]: {m["name"]: m for m in c["volumeMounts"]}
+        for c in [*pod["containers"], *pod["initContainers"]]
+    }
+    assert mounts["traefik"]["dynamic"]["readOnly"] is True
+    assert not mounts["routes"]["dynamic"].get("readOnly")
+    assert mounts["seed-routes"]["dynamic"]["mountPath"] == "/etc/traefik/dynamic"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes["dynamic"]
+    (init,) = pod["initContainers"]
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
+    egress = by_kind(docs, "NetworkPolicy")["plexica-gateway"]["spec"]["egress"]
+    db = [r for r in egress if {"port": 5432, "protocol": "TCP"} in r["ports"]]
+    assert [
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for r in db for p in r["to"]
+    ] == ["pgbouncer"]
+    bouncer = by_kind(docs, "NetworkPolicy")["plexica-pgbouncer"]["spec"]["ingress"][0]["from"]
+    assert any(
+        p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+        == "gateway"
+        for p in bouncer
+    )
+
+    values = k8s_render.values("values-prod.yaml")
+    values["gateway"] = {"kind": "traefik", "traefik": {"watchRoutes": {"enabled": False}}}
+    docs = k8s_render.documents(k8s_render.render(None, **values))
+    pod = by_kind(docs, "Deployment")["plexica-gateway"]["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["traefik"]
+    assert {v["name"]: v for v in pod["volumes"]}["dynamic"]["configMap"][
+        "name"
+    ] == "plexica-gateway"
+    egress = by_kind(docs, "NetworkPolicy")["plexica-gateway"]["spec"]["egress"]
+    assert all({"port": 5432, "protocol": "TCP"} not in r["ports"] for r in egress)
+    # Kong reads a fixed declarative file: no watcher, no database.
+    kong = docs_for("values-external-services.yaml")
+    pod = by_kind(kong, "Deployment")["plexica-gateway"]["spec"]["template"]["spec"]
+    assert len(pod["containers"]) == 1
+    egress = by_kind(kong, "NetworkPolicy")["plexica-gateway"]["spec"]["egress"]
+    assert all({"port": 5432, "protocol": "TCP"} not in r["ports"] for r in egress)

@@ -4,16 +4,22 @@ Traefik, which asks the core's decision (token, tenant, plugin enabled, limits i
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from typer.testing import CliRunner
 
-from deploy.local.topology import LocalTopology, banner
+from deploy import k8s_render
+from deploy.local.topology import BIN, LocalTopology, banner
 from plexica.cli.main import app as cli
+from plexica.gateway.config import traefik_config
 from tests.deploy.conftest import ACME, GLOBEX, GLOBEX_CRM_LIMIT
 
 pytestmark = pytest.mark.slow
@@ -162,3 +168,78 @@ def test_disabled_plugin_is_refused_at_the_edge_within_a_second(
         time.sleep(0.05)
     assert refused.json()["error"]["code"] == "not_found"
     plexica(local_topology, "plugin", "enable", "crm", "--tenant", ACME)
+
+
+def test_clients_see_their_rate_limit_on_a_200_too(
+    local_topology: LocalTopology, tenants: dict[str, Tenant]
+) -> None:
+    """ADR 0048: Traefik hands the decision's RateLimit-* to the service with the request
+    (forwardAuth replaces a client's copy) and the service answers them back: a client sees its
+    budget before it runs out, not only on the 429."""
+    acme = tenants[ACME]
+    first = crm(local_topology, "/contacts", acme, **{"RateLimit-Remaining": "999999"})
+    second = crm(local_topology, "/contacts", acme)
+    assert first.status_code == second.status_code == 200, first.text
+    assert first.headers["RateLimit-Limit"] == "100"
+    remaining = int(first.headers["RateLimit-Remaining"])
+    assert first.headers.get_list("RateLimit-Remaining") == [str(remaining)]
+    assert remaining < 100
+    # GCRA refills one request every 0.6 s at 100/min: the next one costs one, or nothing.
+    assert int(second.headers["RateLimit-Remaining"]) in (remaining - 1, remaining)
+    assert int(first.headers["RateLimit-Reset"]) >= 0
+    core = httpx.get(
+        f"{local_topology.public_url}/api/core/v1/tenant",
+        headers={"Authorization": f"Bearer {acme.token}"},
+        timeout=10,
+    )
+    assert core.status_code == 200
+    assert core.headers["RateLimit-Limit"] == "100"
+    # Straight to the plugin (no edge): only numbers are ever repeated.
+    direct = httpx.get(
+        local_topology.processes["plugin-crm"].url + "/v1/contacts",
+        headers={"RateLimit-Limit": "lots", "RateLimit-Remaining": "7"},
+        timeout=10,
+    )
+    assert "RateLimit-Limit" not in direct.headers
+    assert direct.headers["RateLimit-Remaining"] == "7"
+
+
+def test_chart_routes_sidecar_writes_the_installed_plugins_routes(
+    local_topology: LocalTopology, tenants: dict[str, Tenant], tmp_path: Path
+) -> None:
+    """The chart's `routes` sidecar, its exact arguments and the chart's plugin URLs, run
+    against this topology's registry: the file it writes routes the installed CRM only (billing
+    is deployed but installed nowhere), as `plexica gateway config traefik` renders it."""
+    docs = k8s_render.documents(k8s_render.render("values-prod.yaml"))
+    gateway = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "plexica-gateway"
+    )
+    (routes,) = [
+        c for c in gateway["spec"]["template"]["spec"]["containers"] if c["name"] == "routes"
+    ]
+    platform = next(d for d in docs if d["metadata"]["name"] == "plexica-platform-config")["data"]
+    output = tmp_path / "plexica.yml"
+    args = [f"--output={output}" if a.startswith("--output=") else a for a in routes["args"]]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")} | {
+        "PLEXICA_DATABASE_URL": local_topology.database_url,
+        "PLEXICA_PLUGIN_URLS": platform["PLEXICA_PLUGIN_URLS"],
+        "PLEXICA_LOG_FORMAT": "json",
+    }
+    proc = subprocess.Popen(
+        [str(BIN / "plexica"), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not output.exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the watcher wrote nothing"
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode == 0
+    assert yaml.safe_load(output.read_text()) == traefik_config(
+        "http://plexica-core-api:3000",
+        {"crm": "http://plexica-plugin-crm:3000"},
+        "http://plexica-web:3000",
+    )

@@ -108,3 +108,53 @@ def test_gateway_config_routes_every_installed_plugin(tmp_path: Path) -> None:
     assert topology.cli_env()["PLEXICA_PLUGIN_URLS"] == (
         "crm=http://127.0.0.1:1236,inventory=http://127.0.0.1:1237"
     )
+
+
+def test_web_processes_share_one_session_secret(tmp_path: Path) -> None:
+    """ADR 0091: every web process of a topology (and its restarts) signs with one key, kept in
+    the working directory (mode 0600); another topology has another key; `plexica serve web`
+    accepts it."""
+    topology = LocalTopology(tmp_path / "a")
+    topology.workdir.mkdir()
+    first = topology.env("web", 3000)["PLEXICA_WEB_SECRET"]
+    assert len(first) >= 32
+    assert LocalTopology(tmp_path / "a").env("web", 3001)["PLEXICA_WEB_SECRET"] == first
+    assert (tmp_path / "a" / "web-secret").stat().st_mode & 0o777 == 0o600
+    assert "PLEXICA_WEB_SECRET" not in topology.env("core", 3002)
+    other = LocalTopology(tmp_path / "b")
+    other.workdir.mkdir()
+    assert other.env("web", 3000)["PLEXICA_WEB_SECRET"] != first
+
+
+def test_running_web_shell_has_the_topology_secret(topology: LocalTopology) -> None:
+    web = topology.processes["web"]
+    environ = Path(f"/proc/{web.proc.pid}/environ").read_bytes().split(b"\0")
+    secret = (topology.workdir / "web-secret").read_text().strip()
+    assert f"PLEXICA_WEB_SECRET={secret}".encode() in environ
+    assert b"web_secret_missing" not in web.log.read_bytes()
+
+
+async def test_plugins_log_in_as_their_own_role(topology: LocalTopology) -> None:
+    """ADR 0076: the plugin process gets its login from `plexica plugin credentials`; with it,
+    the platform's role is out of reach."""
+    crm = topology.processes["plugin-crm"]
+    environ = dict(
+        item.split(b"=", 1)
+        for item in Path(f"/proc/{crm.proc.pid}/environ").read_bytes().split(b"\0")
+        if b"=" in item
+    )
+    login = environ[b"PLEXICA_PLUGIN_DATABASE_URL"].decode()
+    assert login == topology.plugin_logins["crm"]
+    assert b"PLEXICA_DATABASE_URL" in environ
+    conn = await asyncpg.connect(login)
+    try:
+        assert (await conn.fetchval("SELECT current_user")).startswith("plx_crm_login_")
+        platform_role = await asyncpg.connect(topology.database_url)
+        try:
+            platform = await platform_role.fetchval("SELECT current_user")
+        finally:
+            await platform_role.close()
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute(f'SET ROLE "{platform}"')
+    finally:
+        await conn.close()

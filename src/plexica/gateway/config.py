@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from plexica.gateway.schemas import UPSTREAM_HEADERS
+from plexica.gateway.schemas import RATE_LIMIT_HEADERS, UPSTREAM_HEADERS
 
 DECISION_PATH = "/v1/gateway/authorize"
 UNROUTED_PATH = "/v1/gateway/unrouted"
@@ -49,7 +49,8 @@ def traefik_config(
                 "trustForwardHeader": False,
                 "maxResponseBodySize": 65536,
                 "authRequestHeaders": ["Authorization", "X-Trace-ID"],
-                "authResponseHeaders": list(UPSTREAM_HEADERS),
+                # Replaced (or removed) on the forwarded request: a client's copy never passes.
+                "authResponseHeaders": [*UPSTREAM_HEADERS, *RATE_LIMIT_HEADERS],
             }
         },
         "strip-core": {"stripPrefix": {"prefixes": ["/api/core"]}},

@@ -9,6 +9,9 @@ from plexica_sdk.errors import PlexicaError
 
 # Headers the edge sets for upstream services; a client's copy of them never passes.
 UPSTREAM_HEADERS = ("X-Tenant-ID", "X-Tenant-Slug", "X-User-ID", "X-User-Roles", "X-Trace-ID")
+# The decision's limits on an allowed request, passed to the service, which answers them back to
+# the client (Traefik's forwardAuth cannot add them to the response itself: ADR 0048).
+RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
 
 @dataclass(frozen=True)

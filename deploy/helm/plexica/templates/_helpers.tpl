@@ -83,6 +83,11 @@ securityContext:
       optional: true
 {{- end -}}
 
+{{/* Where users reach the platform: the Ingress host, https when it terminates TLS. */}}
+{{- define "plexica.publicUrl" -}}
+{{- printf "%s://%s" (ternary "https" "http" .Values.ingress.tls.enabled) .Values.global.domain -}}
+{{- end -}}
+
 {{- define "plexica.kafkaBrokers" -}}
 {{- if .Values.redpanda.enabled -}}
 {{- $name := include "plexica.name" (dict "root" . "component" "redpanda") -}}

@@ -24,6 +24,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 REQUEST_ID_HEADER = "x-request-id"
 TRACE_ID_HEADER = "x-trace-id"
 _ID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+# The edge's rate-limit state of this request (ADR 0048): Traefik's forwardAuth hands the
+# decision's RateLimit-* to the service, never to the client, so the service answers them back.
+RATE_LIMIT_HEADERS = (b"ratelimit-limit", b"ratelimit-remaining", b"ratelimit-reset")
+_COUNT_RE = re.compile(rb"^[0-9]{1,12}$")
 _SECRET_KEYS = frozenset(
     {
         "password",
@@ -111,6 +115,16 @@ def valid_id(value: str | None) -> str | None:
     return value if value is not None and _ID_RE.match(value) else None
 
 
+def rate_limit_echo(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The request's ``RateLimit-*`` (set by the edge's decision) to repeat in the response:
+    numbers only, each name once; anything else is dropped."""
+    out: dict[bytes, bytes] = {}
+    for key, value in headers:
+        if key in RATE_LIMIT_HEADERS and key not in out and _COUNT_RE.match(value):
+            out[key] = value
+    return list(out.items())
+
+
 class RequestContextMiddleware:
     """Binds request and trace ids to the log context, times the request and counts it."""
 
@@ -137,6 +151,7 @@ class RequestContextMiddleware:
         state["trace_id"] = trace_id
         state["request_id"] = request_id
         extra = [(b"x-request-id", request_id.encode()), (b"x-trace-id", trace_id.encode())]
+        limits = rate_limit_echo(scope["headers"])
 
         started = False
 
@@ -144,7 +159,10 @@ class RequestContextMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", []), *extra]
+                own = message.get("headers", [])
+                names = {k.lower() for k, _ in own}
+                echo = [(k, v) for k, v in limits if k not in names]
+                message["headers"] = [*own, *extra, *echo]
             await send(message)
 
         try:
