@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
+import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -28,7 +29,6 @@ from plexica.plugins import service as plugins_service
 from plexica.settings import Settings
 from plexica_sdk.db import asyncpg_url
 from plexica_sdk.events import Event
-from tests.conftest import running
 from tests.events.conftest import eventually, make_plugin, new_plugin_id, read_topic
 from tests.support.tokens import StaticIssuers
 
@@ -99,8 +99,13 @@ async def test_failures_are_retried_and_dead_lettered_for_the_operator(
 
         issuers = StaticIssuers()
         app = create_app(Settings(database_url=database_url), db=db, verifier=issuers.verifier())
-        async for client in running(app):
-            op = issuers.operator_headers()
+        op = issuers.operator_headers()
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+            ) as client,
+        ):
 
             async def listed() -> list[dict[str, object]]:
                 r = await client.get(
@@ -131,7 +136,7 @@ async def test_failures_are_retried_and_dead_lettered_for_the_operator(
         async def queue_empty() -> bool:
             async with db.session() as s:
                 n = await s.scalar(text("SELECT count(*) FROM platform.event_deliveries"))
-            return n == 0
+            return bool(n == 0)
 
         await eventually(queue_empty)
 
@@ -170,7 +175,7 @@ async def test_a_plugin_login_reaches_only_its_own_delivery_state(
             "outbox", "plugin_logins", "plugin_installations", "tenants",
         ):  # fmt: skip
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
-                await conn.fetch(f"SELECT * FROM platform.{table} LIMIT 1")  # noqa: S608
+                await conn.fetch(f"SELECT * FROM platform.{table} LIMIT 1")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute("DELETE FROM platform.event_deliveries")
         # The platform's private helper is not a function the plugin may call.
