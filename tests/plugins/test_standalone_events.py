@@ -145,3 +145,23 @@ async def test_billing_process_with_only_its_login_invoices_a_won_deal_from_kafk
     lines = log.read_text()
     assert "plugin_process_has_platform_credentials" not in lines
     assert "events_task_failed" not in lines
+
+
+def test_serve_plugin_keeps_the_platform_url_from_a_plugin_with_its_own_login(
+    monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    from plexica.cli import services
+
+    seen: dict[str, str] = {}
+
+    def serve_workers(*_: object, **__: object) -> None:  # what the workers would inherit
+        seen.update(os.environ)
+
+    monkeypatch.setattr(services, "serve_workers", serve_workers)
+    monkeypatch.delenv("PLEXICA_SERVICE", raising=False)
+    monkeypatch.setenv("PLEXICA_DATABASE_URL", database_url)
+    monkeypatch.setenv("PLEXICA_PLUGIN_DATABASE_URL", "postgresql://plx_billing_login:x@h/db")
+    services.serve_service("plugin", "billing")
+    assert seen["PLEXICA_PLUGIN_DATABASE_URL"].startswith("postgresql://plx_billing_login")
+    assert "PLEXICA_DATABASE_URL" not in seen
+    assert seen["PLEXICA_SERVICE"] == "plugin-billing"
