@@ -30,10 +30,10 @@ FUNCTIONS = [
     """CREATE FUNCTION platform.plugin_api_checked_event(me text, ev jsonb) RETURNS jsonb
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
     AS $fn$ DECLARE tenant uuid; BEGIN
-      IF jsonb_typeof(ev) IS DISTINCT FROM 'object' OR octet_length(ev::text) > 1048576
+      IF jsonb_typeof(ev) IS DISTINCT FROM 'object' OR octet_length(ev::text) > 8388608
          OR jsonb_typeof(ev -> 'id') IS DISTINCT FROM 'string'
          OR jsonb_typeof(ev -> 'type') IS DISTINCT FROM 'string' THEN
-        RAISE EXCEPTION 'not an event (object with id and type, at most 1 MiB)'
+        RAISE EXCEPTION 'not an event (object with id and type, at most 8 MiB)'
           USING ERRCODE = '22023';
       END IF;
       PERFORM (ev ->> 'id')::uuid;
