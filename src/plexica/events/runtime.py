@@ -116,8 +116,9 @@ class EventRuntime:
     """Relay (optional) and delivery to ``buses`` for as long as the context is open.
 
     With ``kafka_brokers`` the relay publishes to Kafka and each plugin consumes its own group;
-    without, the outbox is delivered through the queue in PostgreSQL. Plugin buses get the
-    outbox as their publish transport."""
+    without, the outbox is delivered through the queue in PostgreSQL. ``store`` keeps the
+    queue and dead letters (the platform's tables by default). Plugin buses get the outbox as
+    their publish transport unless ``outbox_publisher`` is off."""
 
     def __init__(
         self,
