@@ -282,6 +282,8 @@ def test_plugins_cannot_reach_postgresql_or_each_other(rendered: tuple[str, list
                 if "valueFrom" in e
             }
             assert ("plexica-secrets", "database-url") not in refs
+            names = [e["name"] for e in spec["containers"][0]["env"]]
+            assert len(names) == len(set(names)), names
             assert ("plexica-secrets", "database-direct-url") not in refs
 
 
@@ -290,7 +292,7 @@ def test_secret_is_made_only_for_dev() -> None:
         assert not by_kind(docs_for(values), "Secret")
     dev = by_kind(docs_for("values-dev.yaml"), "Secret")
     data = dev["plexica-secrets"]["stringData"]
-    assert data["plugin-crm-database-url"].startswith("postgresql://plugin_crm:")
+    assert not any(key.startswith("plugin-") for key in data)
     assert "@plexica-pgbouncer:5432/" in data["database-url"]
     assert "@plexica-postgresql:5432/" in data["database-direct-url"]
 
@@ -398,7 +400,8 @@ def test_plugins_read_their_own_login_from_their_own_secret(
     rendered: tuple[str, list[Doc]],
 ) -> None:
     """ADR 0076: PLEXICA_PLUGIN_DATABASE_URL from <release>-plugin-<slug>-database (written by
-    the operator from `plexica plugin credentials <slug>`), required; PLEXICA_DATABASE_URL stays."""
+    the operator from `plexica plugin credentials <slug>`), required; and no other database URL
+    (ADR 0078: event delivery goes through the plugin_api functions on that login)."""
     _, docs = rendered
     plugins = {n: d for n, d in by_kind(docs, "Deployment").items() if "plugin-" in n}
     assert plugins
@@ -406,7 +409,7 @@ def test_plugins_read_their_own_login_from_their_own_secret(
         env = env_of(deployment["spec"]["template"]["spec"]["containers"][0])
         ref = _secret_ref(env, "PLEXICA_PLUGIN_DATABASE_URL")
         assert ref == {"name": f"{name}-database", "key": "database-url"}, name
-        assert "PLEXICA_DATABASE_URL" in env
+        assert "PLEXICA_DATABASE_URL" not in env
     values = k8s_render.values("values-prod.yaml")
     values["plugins"]["crm"]["databaseSecret"] = "crm-login"
     docs = k8s_render.documents(k8s_render.render(None, **values))

@@ -6,9 +6,11 @@ so nothing but ``PLEXICA_*`` variables crosses the process boundary.
 
 from __future__ import annotations
 
+import os
+
 from fastapi import FastAPI
 
-from plexica.settings import load_settings
+from plexica.settings import ENV_PREFIX, load_settings
 from plexica_sdk.observability import configure_logging
 
 PLUGIN_PREFIX = "plugin-"
@@ -35,6 +37,7 @@ def create() -> FastAPI:
         from plexica.plugins.loader import load_plugin_app
 
         app = load_plugin_app(service.removeprefix(PLUGIN_PREFIX))
-        consume_in_process(app, settings)
+        own_login = os.environ.get(ENV_PREFIX + "PLUGIN_DATABASE_URL") or None
+        consume_in_process(app, settings, own_login)
         return app
     raise ValueError(f"unknown service {service!r}")

@@ -26,12 +26,14 @@ def serve_service(kind: str, slug: str | None = None) -> None:
         except PluginNotFoundError as exc:
             raise fail(str(exc)) from None
         if os.environ.get(ENV_PREFIX + "PLUGIN_DATABASE_URL") and settings.database_url:
-            # ADR 0076: the event consumer would run with the platform's login beside the
-            # plugin's code, which undoes the isolation of the plugin's own login.
+            # ADR 0078: the plugin and its event consumer use the plugin's own login; the
+            # platform's is not needed, so the plugin's code does not get it either.
+            os.environ.pop(ENV_PREFIX + "DATABASE_URL", None)
             structlog.get_logger("plexica.plugins").warning(
                 "plugin_process_has_platform_credentials",
                 plugin=slug,
-                hint="unset PLEXICA_DATABASE_URL for this process",
+                action="ignored, and removed from the environment of the plugin's workers",
+                hint="do not give PLEXICA_DATABASE_URL to a plugin process",
             )
     # The worker processes read their settings from the environment, as this process did.
     os.environ[ENV_PREFIX + "SERVICE"] = service

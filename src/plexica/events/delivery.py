@@ -15,9 +15,9 @@ import base64
 import contextlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from prometheus_client import Counter
@@ -104,13 +104,163 @@ class DeadLetterTopic:
                 await producer.stop()
 
 
+@dataclass(frozen=True)
+class Queued:
+    """A delivery claimed from the queue."""
+
+    seq: int
+    plugin_id: str
+    event: dict[str, Any]
+    attempts: int
+
+
+class DeliveryStore(Protocol):
+    """Where delivery keeps its state: the queue (retries, replays) and the dead letters."""
+
+    async def claim(self, plugin_ids: Sequence[str], limit: int, lease: float) -> list[Queued]: ...
+
+    async def delivered(self, seq: int) -> None: ...
+
+    async def retry(  # noqa: PLR0917
+        self,
+        plugin_id: str,
+        event: dict[str, Any],
+        attempts: int,
+        delay_seconds: float,
+        error: str,
+        queued_seq: int | None,
+    ) -> None: ...
+
+    async def dead_letter(
+        self,
+        plugin_id: str,
+        event: dict[str, Any],
+        error: str,
+        attempts: int,
+        queued_seq: int | None,
+    ) -> None: ...
+
+
+class PlatformStore:
+    """The platform's tables, with the platform's login (worker, embedded mode)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def claim(self, plugin_ids: Sequence[str], limit: int, lease: float) -> list[Queued]:
+        async with self.db.session() as session:
+            rows = await repository.claim_deliveries(session, plugin_ids, limit, lease)
+        return [Queued(int(r.seq), str(r.plugin_id), dict(r.event), int(r.attempts)) for r in rows]
+
+    async def delivered(self, seq: int) -> None:
+        async with self.db.session() as session:
+            await repository.delete_delivery(session, seq)
+
+    async def retry(  # noqa: PLR0917
+        self,
+        plugin_id: str,
+        event: dict[str, Any],
+        attempts: int,
+        delay_seconds: float,
+        error: str,
+        queued_seq: int | None,
+    ) -> None:
+        async with self.db.session() as session:
+            if queued_seq is None:
+                await repository.enqueue_delivery(
+                    session, plugin_id, event, reason="retry", attempts=attempts,
+                    delay_seconds=delay_seconds, error=error,
+                )  # fmt: skip
+            else:
+                await repository.reschedule_delivery(
+                    session, queued_seq, attempts, delay_seconds, error
+                )
+
+    async def dead_letter(
+        self,
+        plugin_id: str,
+        event: dict[str, Any],
+        error: str,
+        attempts: int,
+        queued_seq: int | None,
+    ) -> None:
+        async with self.db.session() as session:
+            await repository.insert_dead_letter(
+                session, uuid.uuid4(), plugin_id, event, error, attempts
+            )
+            if queued_seq is not None:
+                await repository.delete_delivery(session, queued_seq)
+
+
+class WrongPluginLoginError(RuntimeError):
+    pass
+
+
+class PluginLoginStore:
+    """The same state reached by a plugin's own login (ADR 0078): only through the functions
+    of schema ``plugin_api``, which act on that plugin's rows and no other."""
+
+    def __init__(self, db: Database, plugin_id: str) -> None:
+        self.db = db
+        self.plugin_id = plugin_id
+
+    async def check(self) -> None:
+        """Fail at start when the login is not this plugin's."""
+        async with self.db.session() as session:
+            owner = await repository.own_plugin_id(session)
+        if owner != self.plugin_id:
+            raise WrongPluginLoginError(
+                f"the database login is plugin {owner}'s, not {self.plugin_id}'s"
+            )
+
+    def _own(self, plugin_id: str) -> None:
+        if plugin_id != self.plugin_id:
+            raise WrongPluginLoginError(f"this process delivers to {self.plugin_id} only")
+
+    async def claim(self, plugin_ids: Sequence[str], limit: int, lease: float) -> list[Queued]:
+        if self.plugin_id not in plugin_ids:
+            return []
+        async with self.db.session() as session:
+            rows = await repository.own_claim_deliveries(session, limit, lease)
+        return [Queued(int(r.seq), self.plugin_id, dict(r.event), int(r.attempts)) for r in rows]
+
+    async def delivered(self, seq: int) -> None:
+        async with self.db.session() as session:
+            await repository.own_delivered(session, seq)
+
+    async def retry(  # noqa: PLR0917
+        self,
+        plugin_id: str,
+        event: dict[str, Any],
+        attempts: int,
+        delay_seconds: float,
+        error: str,
+        queued_seq: int | None,
+    ) -> None:
+        self._own(plugin_id)
+        async with self.db.session() as session:
+            await repository.own_retry(session, event, attempts, delay_seconds, error, queued_seq)
+
+    async def dead_letter(
+        self,
+        plugin_id: str,
+        event: dict[str, Any],
+        error: str,
+        attempts: int,
+        queued_seq: int | None,
+    ) -> None:
+        self._own(plugin_id)
+        async with self.db.session() as session:
+            await repository.own_dead_letter(session, event, error, attempts, queued_seq)
+
+
 class Failures:
     """What happens after a handler failed: a later retry, or the dead letters."""
 
     def __init__(
-        self, db: Database, policy: RetryPolicy, topic: DeadLetterTopic | None = None
+        self, store: DeliveryStore, policy: RetryPolicy, topic: DeadLetterTopic | None = None
     ) -> None:
-        self.db = db
+        self.store = store
         self.policy = policy
         self.topic = topic
 
@@ -127,24 +277,12 @@ class Failures:
             if self.topic is not None:
                 with contextlib.suppress(InvalidEventError, ValueError):
                     await self.topic.send(plugin_id, Event.model_validate(event), error)
-            async with self.db.session() as session:
-                await repository.insert_dead_letter(
-                    session, uuid.uuid4(), plugin_id, event, error, attempts
-                )
-                if queued_seq is not None:
-                    await repository.delete_delivery(session, queued_seq)
+            await self.store.dead_letter(plugin_id, event, error, attempts, queued_seq)
             log.warning("event_dead_lettered", plugin=plugin_id, event_id=event.get("id"))
             DELIVERED.labels(plugin_id, "dead_letter").inc()
             return
         delay = self.policy.delay(attempts)
-        async with self.db.session() as session:
-            if queued_seq is None:
-                await repository.enqueue_delivery(
-                    session, plugin_id, event, reason="retry", attempts=attempts,
-                    delay_seconds=delay, error=error,
-                )  # fmt: skip
-            else:
-                await repository.reschedule_delivery(session, queued_seq, attempts, delay, error)
+        await self.store.retry(plugin_id, event, attempts, delay, error, queued_seq)
         DELIVERED.labels(plugin_id, "retry").inc()
 
 
@@ -153,11 +291,12 @@ def _describe(exc: BaseException) -> str:
 
 
 class QueueDelivery(Loop):
-    """Delivers from ``platform.event_deliveries`` to the plugins hosted by this process."""
+    """Delivers from the queue (``platform.event_deliveries``) to the plugins hosted by this
+    process."""
 
     def __init__(
         self,
-        db: Database,
+        store: DeliveryStore,
         dispatcher: Dispatcher,
         failures: Failures,
         *,
@@ -166,7 +305,7 @@ class QueueDelivery(Loop):
         idle_seconds: float = 0.02,
     ) -> None:
         super().__init__()
-        self.db = db
+        self.store = store
         self.dispatcher = dispatcher
         self.failures = failures
         self.batch_size = batch_size
@@ -182,13 +321,10 @@ class QueueDelivery(Loop):
         plugins = sorted(self.dispatcher.buses)
         if not plugins:
             return 0
-        async with self.db.session() as session:
-            rows = await repository.claim_deliveries(
-                session, plugins, self.batch_size, self.lease_seconds
-            )
+        rows = await self.store.claim(plugins, self.batch_size, self.lease_seconds)
         for row in rows:
-            seq, plugin_id, stored = int(row.seq), str(row.plugin_id), dict(row.event)
-            attempts = int(row.attempts) + 1
+            seq, plugin_id, stored = row.seq, row.plugin_id, row.event
+            attempts = row.attempts + 1
             try:
                 event = Event.model_validate(stored)
             except ValueError as exc:
@@ -204,8 +340,7 @@ class QueueDelivery(Loop):
                     plugin_id, stored, attempts, _describe(exc), queued_seq=seq
                 )
                 continue
-            async with self.db.session() as session:
-                await repository.delete_delivery(session, seq)
+            await self.store.delivered(seq)
         return len(rows)
 
 

@@ -20,10 +20,6 @@ class SubscriptionRegistry(Protocol):
         """True when the plugin is installed and active for the tenant."""
         ...
 
-    async def event_types(self, plugin_id: str) -> frozenset[str]:
-        """The event types the plugin consumes."""
-        ...
-
 
 class DbSubscriptionRegistry:
     """Reads the platform tables; answers are cached for ``ttl_seconds`` (1 s by default), so an
@@ -40,13 +36,31 @@ class DbSubscriptionRegistry:
         cached = self._active.get(key)
         if cached is not None and now - cached[0] < self.ttl:
             return cached[1]
-        async with self.db.session() as session:
-            active = await repository.is_active(session, plugin_id, tenant_id)
+        active = await self._lookup(plugin_id, tenant_id)
         if len(self._active) > 100_000:
             self._active.clear()
         self._active[key] = (now, active)
         return active
 
+    async def _lookup(self, plugin_id: str, tenant_id: UUID) -> bool:
+        async with self.db.session() as session:
+            return await repository.is_active(session, plugin_id, tenant_id)
+
     async def event_types(self, plugin_id: str) -> frozenset[str]:
         async with self.db.session() as session:
             return frozenset(await repository.subscribed_types(session, plugin_id))
+
+
+class PluginLoginRegistry(DbSubscriptionRegistry):
+    """The same answers for a process logged in as one plugin (ADR 0078): it may only ask
+    about itself, through ``plugin_api.event_consumer_active``."""
+
+    def __init__(self, db: Database, plugin_id: str, ttl_seconds: float = 1.0) -> None:
+        super().__init__(db, ttl_seconds)
+        self.plugin_id = plugin_id
+
+    async def _lookup(self, plugin_id: str, tenant_id: UUID) -> bool:
+        if plugin_id != self.plugin_id:
+            return False
+        async with self.db.session() as session:
+            return await repository.own_is_active(session, tenant_id)

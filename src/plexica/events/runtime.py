@@ -15,16 +15,24 @@ from fastapi import FastAPI
 from plexica.events import service
 from plexica.events.delivery import (
     DeadLetterTopic,
+    DeliveryStore,
     Dispatcher,
     Failures,
     KafkaDelivery,
+    PlatformStore,
+    PluginLoginStore,
     QueueDelivery,
     RetryPolicy,
 )
-from plexica.events.registry import DbSubscriptionRegistry, SubscriptionRegistry
+from plexica.events.registry import (
+    DbSubscriptionRegistry,
+    PluginLoginRegistry,
+    SubscriptionRegistry,
+)
 from plexica.events.relay import KafkaSink, LocalSink, Loop, Relay, Sink
 from plexica.kit.db import Database
 from plexica.settings import Settings
+from plexica_sdk.db import asyncpg_url
 from plexica_sdk.events import Event, EventBus
 
 log = structlog.get_logger("plexica.events")
@@ -50,22 +58,34 @@ def plugin_event_buses(apps: Mapping[str, FastAPI]) -> dict[str, EventBus]:
     return buses
 
 
-def consume_in_process(app: FastAPI, settings: Settings) -> None:
+def consume_in_process(
+    app: FastAPI, settings: Settings, plugin_database_url: str | None = None
+) -> None:
     """A plugin running as its own service consumes its events from Kafka in its own process:
-    its consumer group starts and stops with the app (the worker runs the relay)."""
+    its consumer group starts and stops with the app (the worker runs the relay).
+
+    With ``plugin_database_url`` (the plugin's own login, ADR 0076) the consumer keeps its
+    state through the plugin_api functions (ADR 0078) and the platform's login is not used;
+    without, it uses the platform's (a plugin trusted with it)."""
     buses = plugin_event_buses({"self": app})
-    if not buses or not settings.kafka_brokers or settings.database_url is None:
+    if not buses or not settings.kafka_brokers:
         return
+    if plugin_database_url is None and settings.database_url is None:
+        return
+    brokers = settings.kafka_brokers
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(application: FastAPI) -> AsyncIterator[Any]:
         async with inner(application) as state:
-            db = Database(settings.sqlalchemy_url, pool_size=2)
+            if plugin_database_url is not None:
+                db = Database(asyncpg_url(plugin_database_url), pool_size=2)
+                [bus] = buses.values()
+                runtime = EventRuntime.for_plugin_login(db, bus, kafka_brokers=brokers)
+            else:
+                db = Database(settings.sqlalchemy_url, pool_size=2)
+                runtime = EventRuntime(db, buses, kafka_brokers=brokers, run_relay=False)
             try:
-                runtime = EventRuntime(
-                    db, buses, kafka_brokers=settings.kafka_brokers, run_relay=False
-                )
                 async with runtime:
                     yield state
             finally:
@@ -96,8 +116,9 @@ class EventRuntime:
     """Relay (optional) and delivery to ``buses`` for as long as the context is open.
 
     With ``kafka_brokers`` the relay publishes to Kafka and each plugin consumes its own group;
-    without, the outbox is delivered through the queue in PostgreSQL. Plugin buses get the
-    outbox as their publish transport."""
+    without, the outbox is delivered through the queue in PostgreSQL. ``store`` keeps the
+    queue and dead letters (the platform's tables by default). Plugin buses get the outbox as
+    their publish transport unless ``outbox_publisher`` is off."""
 
     def __init__(
         self,
@@ -107,8 +128,10 @@ class EventRuntime:
         kafka_brokers: str | None = None,
         run_relay: bool = True,
         registry: SubscriptionRegistry | None = None,
+        store: DeliveryStore | None = None,
         policy: RetryPolicy | None = None,
         grace_seconds: float = 10.0,
+        outbox_publisher: bool = True,
     ) -> None:
         self.db = db
         self.grace_seconds = grace_seconds
@@ -117,10 +140,12 @@ class EventRuntime:
         self.run_relay = run_relay
         self.dispatcher = Dispatcher(registry or DbSubscriptionRegistry(db), self.buses)
         self.topic = DeadLetterTopic(kafka_brokers) if kafka_brokers else None
-        self.failures = Failures(db, policy or RetryPolicy(), self.topic)
+        self.store = store or PlatformStore(db)
+        self.outbox_publisher = outbox_publisher
+        self.failures = Failures(self.store, policy or RetryPolicy(), self.topic)
         self.sink: Sink = KafkaSink(kafka_brokers) if kafka_brokers else LocalSink(db)
         self.relay = Relay(db, self.sink)
-        self.queue = QueueDelivery(db, self.dispatcher, self.failures)
+        self.queue = QueueDelivery(self.store, self.dispatcher, self.failures)
         self.consumers = (
             [
                 KafkaDelivery(kafka_brokers, plugin_id, self.dispatcher, self.failures)
@@ -133,9 +158,35 @@ class EventRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._loops: list[Loop] = []
 
+    @classmethod
+    def for_plugin_login(
+        cls,
+        db: Database,
+        bus: EventBus,
+        *,
+        kafka_brokers: str,
+        policy: RetryPolicy | None = None,
+    ) -> EventRuntime:
+        """Delivery to one plugin in its own process, ``db`` logged in as that plugin: no relay,
+        state through the plugin_api functions; the plugin publishes with its tenant session
+        (``plexica_sdk.db.publish``), so its bus gets no outbox transport here."""
+        return cls(
+            db,
+            {bus.plugin_id: bus},
+            kafka_brokers=kafka_brokers,
+            run_relay=False,
+            registry=PluginLoginRegistry(db, bus.plugin_id),
+            store=PluginLoginStore(db, bus.plugin_id),
+            policy=policy,
+            outbox_publisher=False,
+        )
+
     async def __aenter__(self) -> EventRuntime:
+        if isinstance(self.store, PluginLoginStore):
+            await self.store.check()
         for bus in self.buses.values():
-            bus.use_publisher(_publish_plugin_event)
+            if self.outbox_publisher:
+                bus.use_publisher(_publish_plugin_event)
         jobs: list[tuple[str, Loop]] = [("queue", self.queue)]
         if self.run_relay:
             jobs.append(("relay", self.relay))

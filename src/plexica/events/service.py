@@ -106,6 +106,12 @@ async def replay_for_plugin(
     return await repository.replay(session, plugin_id, tenant_id, sorted(wanted))
 
 
+async def allow_plugin_login(session: AsyncSession, login: str) -> None:
+    """Let a plugin's own login keep its event consumer's state (ADR 0078): the plugin_api
+    functions only, each acting on that plugin's rows."""
+    await repository.grant_plugin_api(session, login)
+
+
 async def list_dead_letters(
     session: AsyncSession,
     *,

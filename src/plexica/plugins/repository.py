@@ -429,6 +429,9 @@ async def create_plugin_login(
             f" NOREPLICATION PASSWORD '{password}'"
         )
     )
+    # Hardened databases revoke CONNECT from PUBLIC (the Helm chart does): grant it by name.
+    database = (await session.execute(text("SELECT current_database()"))).scalar_one()
+    await session.execute(text(f"GRANT CONNECT ON DATABASE {_ident(database)} TO {_ident(role)}"))
     await session.execute(
         text(
             "INSERT INTO platform.plugin_logins (plugin_id, role_name, password)"

@@ -748,6 +748,7 @@ async def ensure_login(session: AsyncSession, plugin_id: str, *, sync: bool = Fa
             # Roles are global to the server: a suffix keeps two deployments sharing one apart.
             role = f"plx_{plugin_id}_login_{secrets.token_hex(4)}"
             await repo.create_plugin_login(session, plugin_id, role, _new_password())
+            await events_service.allow_plugin_login(session, role)
             row = await repo.get_plugin_login(session, plugin_id)
             assert row is not None
             created = True
