@@ -140,7 +140,12 @@ def runtime(request: Request) -> PluginRuntime:
     return rt
 
 
-RuntimeDep = Annotated[PluginRuntime, Depends(runtime)]
+async def _runtime(request: Request) -> PluginRuntime:
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread, a hand-off per request.
+    return runtime(request)
+
+
+RuntimeDep = Annotated[PluginRuntime, Depends(_runtime)]
 
 
 def _bearer(request: Request) -> str:
@@ -201,7 +206,11 @@ def fragments(request: Request) -> Fragments:
     return rt.fragments
 
 
-FragmentsDep = Annotated[Fragments, Depends(fragments)]
+async def _fragments(request: Request) -> Fragments:
+    return fragments(request)
+
+
+FragmentsDep = Annotated[Fragments, Depends(_fragments)]
 
 
 def _start_jobs(runner: JobRunner) -> Callable[[], Coroutine[Any, Any, None]]:
