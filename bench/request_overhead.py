@@ -8,7 +8,7 @@ direct to the CRM process), with a trivial core route (``GET /v1/info``) beside 
 Starts ``deploy/local`` (as ``bench.gateway_edge``), creates a tenant with the CRM and one
 contact, then for each target and round: wrk at a fixed ``--rate`` (well under saturation, so
 the figure is the work per request, not queueing) and the CPU time (user + system, ``/proc``)
-the serving process group used, per request; then one closed-loop run (``--connections``, no
+the serving process group used, per request (and net of what it uses idle, measured first); then one closed-loop run (``--connections``, no
 rate cap) for the throughput of one worker process. Prints one JSON line per run and a summary
 with the median CPU per request of the rounds. ``--profile`` also records the serving process
 with py-spy (not a dependency: give its path) during one fixed-rate run per target and writes
@@ -105,15 +105,29 @@ def main() -> None:
         for _, url, headers in targets.values():
             assert httpx.get(url, headers=headers).status_code == 200, url
             wrk(url, headers, args.rate, 3, 4, work)  # warm-up
+        # What each service burns with no request (pollers, refresh tasks), per second: taken
+        # out of the per-request figures, which at a modest rate it would otherwise dominate.
+        idle_before, idle_began = cpu_seconds(topology), time.monotonic()
+        time.sleep(args.seconds)
+        idle_after = cpu_seconds(topology)
+        idle = {
+            svc: (idle_after[svc] - idle_before[svc]) / (time.monotonic() - idle_began)
+            for svc in ("core", "plugin-crm")
+        }
+        print(json.dumps({"idle_cpu_ms_per_s": {k: round(v * 1000, 1) for k, v in idle.items()}}))
         cpu: dict[str, list[float]] = {name: [] for name in targets}
+        net: dict[str, list[float]] = {name: [] for name in targets}
         closed: dict[str, list[float]] = {name: [] for name in targets}
         for round_ in range(args.rounds):
             for name, (service, url, headers) in targets.items():
-                before = cpu_seconds(topology)
+                before, began = cpu_seconds(topology), time.monotonic()
                 run = wrk(url, headers, args.rate, args.seconds, 4, work)
-                after = cpu_seconds(topology)
-                used_us = (after[service] - before[service]) * 1e6 / max(run["requests"], 1)
+                after, took = cpu_seconds(topology), time.monotonic() - began
+                used = after[service] - before[service]
+                used_us = used * 1e6 / max(run["requests"], 1)
+                net_us = (used - idle[service] * took) * 1e6 / max(run["requests"], 1)
                 cpu[name].append(used_us)
+                net[name].append(net_us)
                 load = Path("/proc/loadavg").read_text().split()[0]
                 print(
                     json.dumps(
@@ -123,6 +137,7 @@ def main() -> None:
                             "rate": args.rate,
                             **run,
                             "cpu_us_per_request": round(used_us),
+                            "net_cpu_us_per_request": round(net_us),
                             "load_average": load,
                         }
                     ),
@@ -165,6 +180,7 @@ def main() -> None:
                     {
                         "summary": name,
                         "cpu_us_per_request_median": round(statistics.median(cpu[name])),
+                        "net_cpu_us_per_request_median": round(statistics.median(net[name])),
                         "cpu_us_per_request_rounds": [round(c) for c in cpu[name]],
                         "closed_loop_rps_median": round(statistics.median(closed[name])),
                     }
