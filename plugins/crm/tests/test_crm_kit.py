@@ -109,7 +109,8 @@ def test_pooled_connections_closed_by_the_server_are_replaced(
                 " WHERE application_name = 'plexica-plugin-crm'"
             )
         )
-        assert closed and all(r[0] for r in closed)
+        assert closed
+        assert all(r[0] for r in closed)
         for _ in range(3):
             r = http.get(f"/v1/contacts/{contact['id']}")
             assert r.status_code == 200, r.text
