@@ -91,6 +91,9 @@ def create_app(
     app.state.verifier = verifier
     # Routers carry their full prefix (APIRouter(prefix=...)): include_router(prefix=...) would
     # leave the un-prefixed template in the scope, and metrics label routes by template.
+    # Routes are matched in order: the edge's decision, asked about every request, comes first
+    # (no other route shares its /v1/gateway prefix).
+    app.include_router(gateway_router)
     app.include_router(_info_router())
     app.include_router(oidc_router)
     app.include_router(me_router)
@@ -107,7 +110,6 @@ def create_app(
     app.include_router(events_api.router)
     app.include_router(files_router)
     app.include_router(flags_router)
-    app.include_router(gateway_router)
     return app
 
 

@@ -1,10 +1,13 @@
 import json
 import logging
 
+import asyncpg
 import pytest
 import structlog
+from sqlalchemy import text
 
-from plexica.kit.db import quote_ident
+from plexica.kit.db import Database, quote_ident
+from plexica.settings import Settings
 from plexica_sdk.observability import configure_logging, valid_id
 
 
@@ -46,3 +49,25 @@ def test_json_logs_carry_context_and_redact_secrets(capsys: pytest.CaptureFixtur
     assert {"timestamp", "level"} <= set(first)
     assert second["event"] == "stdlib line"
     assert second["service"] == "core"
+
+
+async def test_sessions_replace_pooled_connections_the_server_closed(database_url: str) -> None:
+    """No ping per checkout (ADR 0086): a session whose pooled connection the server closed
+    (a restart, an idle timeout) runs on a new connection."""
+    db = Database(Settings(database_url=database_url).sqlalchemy_url, pool_size=2)
+    try:
+        async with db.session() as session:
+            before = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        admin = await asyncpg.connect(database_url)
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", before)
+        finally:
+            await admin.close()
+        for _ in range(3):
+            async with db.session() as session:
+                after = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+                assert after != before
+                path = (await session.execute(text("SHOW search_path"))).scalar_one()
+                assert path.startswith("platform")
+    finally:
+        await db.dispose()

@@ -8,6 +8,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from plexica_sdk.auth import CachingVerifier
+from plexica_sdk.context import Principal
 from plexica_sdk.errors import UnauthenticatedError
 from tests.support.tokens import AUDIENCE, BASE, OPERATOR_REALM, StaticIssuers
 
@@ -76,3 +78,40 @@ async def test_bad_tokens_are_refused_alike(name: str) -> None:
     with pytest.raises(UnauthenticatedError) as exc:
         await verifier.verify(_forged_tokens()[name])
     assert exc.value.message == "invalid token"
+
+
+class _Counting:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def verify(self, token: str) -> Principal:
+        self.calls += 1
+        return await verifier.verify(token)
+
+
+async def test_caching_verifier_keeps_acceptances_only() -> None:
+    inner = _Counting()
+    cached = CachingVerifier(inner, ttl=5.0)
+    token = issuers.token(roles=["super_admin"])
+    first, second = await cached.verify(token), await cached.verify(token)
+    assert first == second
+    assert first.is_operator
+    assert inner.calls == 1
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    for _ in range(2):
+        with pytest.raises(UnauthenticatedError):
+            await cached.verify(forged)
+    assert inner.calls == 3
+
+
+async def test_caching_verifier_never_outlives_the_token() -> None:
+    inner = _Counting()
+    cached = CachingVerifier(inner, ttl=60.0)
+    token = issuers.token(roles=["super_admin"], ttl=1)
+    await cached.verify(token)
+    await cached.verify(token)
+    assert inner.calls == 1
+    time.sleep(1.1)
+    # Past exp the inner verifier decides again (it has its own leeway), never the cache.
+    await cached.verify(token)
+    assert inner.calls == 2

@@ -92,3 +92,26 @@ def test_other_tenants_and_roles(kit: PluginTestKit, acme: KitTenant) -> None:
         assert http.get("/v1/deals").status_code == 401
         assert http.get("/health").status_code == 200
         assert http.get("/ready").json()["checks"] == {"database": "ok"}
+
+
+def test_pooled_connections_closed_by_the_server_are_replaced(
+    kit: PluginTestKit, acme: KitTenant
+) -> None:
+    """No ping per checkout (ADR 0086): a request whose pooled connection the server closed
+    (a restart, an idle timeout) still gets its answer, on a new connection."""
+    with kit.client(acme, roles=["member"]) as http:
+        contact = http.post("/v1/contacts", json={"first_name": "Pooled"}).json()
+        for _ in range(3):
+            assert http.get(f"/v1/contacts/{contact['id']}").status_code == 200
+        closed = asyncio.run(
+            kit.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'plexica-plugin-crm'"
+            )
+        )
+        assert closed
+        assert all(r[0] for r in closed)
+        for _ in range(3):
+            r = http.get(f"/v1/contacts/{contact['id']}")
+            assert r.status_code == 200, r.text
+            assert r.json()["first_name"] == "Pooled"

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -29,6 +30,10 @@ def quote_ident(name: str) -> str:
     return '"' + name + '"'
 
 
+class _StaleConnectionError(Exception):
+    """A session's first statement found its pooled connection closed."""
+
+
 class Database:
     """One engine per process. Sessions never leave tenant state on a pooled connection:
     the search path is set with ``SET LOCAL`` and so ends with the transaction."""
@@ -40,7 +45,9 @@ class Database:
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            # No ping per checkout (three round trips with asyncpg); a connection found closed
+            # by a session's first statement is replaced and the session retried (ADR 0086).
+            pool_pre_ping=False,
             connect_args={
                 "server_settings": {
                     "application_name": "plexica",
@@ -57,9 +64,22 @@ class Database:
     @asynccontextmanager
     async def session(self, schema: str = PLATFORM_SCHEMA) -> AsyncIterator[AsyncSession]:
         """A session in one transaction, committed on success and rolled back on error."""
-        async with self.sessions() as session, session.begin():
-            await session.execute(text(f"SET LOCAL search_path TO {quote_ident(schema)}, public"))
-            yield session
+        search_path = text(f"SET LOCAL search_path TO {quote_ident(schema)}, public")
+        for attempt in (1, 2):
+            try:
+                async with self.sessions() as session, session.begin():
+                    try:
+                        await session.execute(search_path)
+                    except DBAPIError as e:
+                        if e.connection_invalidated and attempt == 1:
+                            raise _StaleConnectionError from e
+                        raise
+                    yield session
+                    return
+            except _StaleConnectionError:
+                # The server had closed that pooled connection (restart, idle timeout); the pool
+                # has dropped it and its older siblings, and nothing ran yet: go again.
+                continue
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

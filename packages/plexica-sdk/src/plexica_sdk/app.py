@@ -20,7 +20,7 @@ import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica_sdk.auth import MAX_TOKEN_BYTES, JwksIssuerResolver, JwtVerifier
+from plexica_sdk.auth import MAX_TOKEN_BYTES, CachingVerifier, JwksIssuerResolver, JwtVerifier
 from plexica_sdk.client import ClientCredentials, CoreClient
 from plexica_sdk.context import Principal
 from plexica_sdk.db import Installation, PluginDatabase, publish
@@ -140,7 +140,12 @@ def runtime(request: Request) -> PluginRuntime:
     return rt
 
 
-RuntimeDep = Annotated[PluginRuntime, Depends(runtime)]
+async def _runtime(request: Request) -> PluginRuntime:
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread, a hand-off per request.
+    return runtime(request)
+
+
+RuntimeDep = Annotated[PluginRuntime, Depends(_runtime)]
 
 
 def _bearer(request: Request) -> str:
@@ -201,7 +206,11 @@ def fragments(request: Request) -> Fragments:
     return rt.fragments
 
 
-FragmentsDep = Annotated[Fragments, Depends(fragments)]
+async def _fragments(request: Request) -> Fragments:
+    return fragments(request)
+
+
+FragmentsDep = Annotated[Fragments, Depends(_fragments)]
 
 
 def _start_jobs(runner: JobRunner) -> Callable[[], Coroutine[Any, Any, None]]:
@@ -243,11 +252,11 @@ def create_plugin_app(
             owned.append(rt.db.dispose)
             app.state.readiness.add("database", rt.db.ping)
         if cfg.verifier is not None:
-            rt.verifier = cfg.verifier
+            rt.verifier = CachingVerifier(cfg.verifier)
         elif cfg.issuer_base_url:
             resolver = JwksIssuerResolver(cfg.issuer_base_url)
             owned.append(resolver.aclose)
-            rt.verifier = JwtVerifier(resolver, cfg.audience)
+            rt.verifier = CachingVerifier(JwtVerifier(resolver, cfg.audience))
         if cfg.core_url:
             auth = None
             if cfg.token_url and cfg.client_id and cfg.client_secret:

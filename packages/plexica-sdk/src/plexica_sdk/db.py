@@ -59,6 +59,10 @@ class NotInstalledError(NotFoundError):
         super().__init__("no such route")
 
 
+class _StaleConnectionError(Exception):
+    """The session's first statement found its pooled connection closed."""
+
+
 class PluginDatabase:
     def __init__(self, url: str, plugin_id: str, *, pool_size: int = 5) -> None:
         self.plugin_id = plugin_id
@@ -66,7 +70,10 @@ class PluginDatabase:
             asyncpg_url(url),
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            # No ping per checkout (three round trips with asyncpg: BEGIN, ";", ROLLBACK): a
+            # connection found dead by the session's first statement is retried once instead
+            # (see tenant_session, ADR 0086).
+            pool_pre_ping=False,
             connect_args={
                 "server_settings": {"application_name": f"plexica-plugin-{plugin_id}"},
                 # Never reuse a statement prepared under another tenant's search path.
@@ -83,25 +90,42 @@ class PluginDatabase:
 
         Raises NotInstalledError unless the plugin is installed and active in that tenant."""
         schema, role = tenant_schema(slug), plugin_role(self.plugin_id, tenant_id)
-        async with self.sessions() as session, session.begin():
+        for attempt in (1, 2):
             try:
-                # SET LOCAL for both, in one round trip; both end with the transaction.
-                await session.execute(
-                    text(
-                        "SELECT set_config('search_path', :path, true),"
-                        " set_config('role', :role, true)"
-                    ),
-                    {"path": f'"{schema}"', "role": role},
-                )
-                raw = (
-                    await session.execute(text(f"SELECT {installation_function(self.plugin_id)}()"))
-                ).scalar()
-            except DBAPIError:
-                raise NotInstalledError from None
-            state = json.loads(raw) if isinstance(raw, str) else raw
-            if not isinstance(state, dict) or state.get("status") != "active":
-                raise NotInstalledError
-            yield session, Installation(state["status"], state["version"], state["settings"] or {})
+                async with self.sessions() as session, session.begin():
+                    try:
+                        # SET LOCAL for both, in one round trip; both end with the transaction.
+                        await session.execute(
+                            text(
+                                "SELECT set_config('search_path', :path, true),"
+                                " set_config('role', :role, true)"
+                            ),
+                            {"path": f'"{schema}"', "role": role},
+                        )
+                    except DBAPIError as e:
+                        if e.connection_invalidated and attempt == 1:
+                            raise _StaleConnectionError from e
+                        raise NotInstalledError from None
+                    try:
+                        raw = (
+                            await session.execute(
+                                text(f"SELECT {installation_function(self.plugin_id)}()")
+                            )
+                        ).scalar()
+                    except DBAPIError:
+                        raise NotInstalledError from None
+                    state = json.loads(raw) if isinstance(raw, str) else raw
+                    if not isinstance(state, dict) or state.get("status") != "active":
+                        raise NotInstalledError
+                    yield (
+                        session,
+                        Installation(state["status"], state["version"], state["settings"] or {}),
+                    )
+                    return
+            except _StaleConnectionError:
+                # A pooled connection the server had closed (restart, idle timeout): the pool
+                # has dropped it and its older siblings; nothing ran yet, so go again.
+                continue
 
     async def installed_tenants(self) -> list[tuple[UUID, str]]:
         """(tenant id, slug) of every tenant schema where the platform made the plugin's

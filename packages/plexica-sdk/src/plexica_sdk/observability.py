@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "x-request-id"
 TRACE_ID_HEADER = "x-trace-id"
+_REQUEST_ID_KEY, _TRACE_ID_KEY = REQUEST_ID_HEADER.encode(), TRACE_ID_HEADER.encode()
 _ID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 # The edge's rate-limit state of this request (ADR 0048): Traefik's forwardAuth hands the
 # decision's RateLimit-* to the service, never to the client, so the service answers them back.
@@ -63,6 +64,11 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
+def _with_service(event: MutableMapping[str, Any], service: str) -> MutableMapping[str, Any]:
+    event.setdefault("service", service)
+    return event
+
+
 def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> None:
     """Route structlog and stdlib logging to one stream: JSON lines, or console on a terminal."""
     as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -71,7 +77,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
-        lambda _l, _m, e: {**e, "service": e.get("service", service)},
+        lambda _l, _m, e: _with_service(e, service),
         _redact,
     ]
     renderer: Any = (
@@ -93,6 +99,8 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
             renderer,
         ],
     )
+    # No renderer writes a record's thread, process or task: skip collecting them per record.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
@@ -132,6 +140,10 @@ class RequestContextMiddleware:
         self.app = app
         self.service = service
         self.log = structlog.get_logger("plexica.access")
+        self.in_flight = HTTP_IN_FLIGHT.labels(service)
+        # Label lookups are a lock and a tuple hash each: the children are kept per
+        # (method, route template, status), a small set.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -143,9 +155,14 @@ class RequestContextMiddleware:
             # already assigned ids, logs the request and adds headers: only measure here.
             await self._measure(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = valid_id(headers.get(REQUEST_ID_HEADER)) or new_id()
-        trace_id = valid_id(headers.get(TRACE_ID_HEADER)) or new_id()
+        given_request = given_trace = None
+        for key, value in scope["headers"]:
+            if key == _REQUEST_ID_KEY:
+                given_request = value.decode("latin-1")
+            elif key == _TRACE_ID_KEY:
+                given_trace = value.decode("latin-1")
+        request_id = valid_id(given_request) or new_id()
+        trace_id = valid_id(given_trace) or new_id()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
         state["trace_id"] = trace_id
@@ -203,7 +220,7 @@ class RequestContextMiddleware:
                 status = message["status"]
             await send(message)
 
-        gauge = HTTP_IN_FLIGHT.labels(self.service)
+        gauge = self.in_flight
         gauge.inc()
         start = time.perf_counter()
         try:
@@ -211,9 +228,16 @@ class RequestContextMiddleware:
         finally:
             gauge.dec()
             elapsed = time.perf_counter() - start
-            route = _route_template(scope)
-            HTTP_REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
-            HTTP_LATENCY.labels(self.service, scope["method"], route).observe(elapsed)
+            key = (scope["method"], _route_template(scope), status)
+            children = self._children.get(key)
+            if children is None:
+                method, route, _ = key
+                children = self._children[key] = (
+                    HTTP_REQUESTS.labels(self.service, method, route, str(status)),
+                    HTTP_LATENCY.labels(self.service, method, route),
+                )
+            children[0].inc()
+            children[1].observe(elapsed)
         return status, elapsed
 
 
