@@ -307,8 +307,8 @@ async def _restore_objects(
             for task in done:
                 task.result()
     finally:
-        for task in pending:
-            task.cancel()
+        # Let started uploads end rather than cancel them: a cancelled task's thread would go on
+        # writing and could re-create the bucket after the caller has removed it.
         if pending:
-            await asyncio.wait(pending)
+            await asyncio.gather(*pending, return_exceptions=True)
     return objects, total
