@@ -19,6 +19,10 @@ from tests.flags.conftest import CoreFactory, new_key, new_tenant
 from tests.harness import servers
 from tests.support.tokens import StaticIssuers
 
+# The one-second propagation is asserted between replicas (the first test) and measured by
+# bench.flags; a CLI change only has to reach the running core (a loaded CI box may be slower).
+CLI_LIMIT = 3.0
+
 
 async def _until(
     client: httpx.AsyncClient, key: str, headers: dict[str, str], want: object, limit: float
@@ -74,9 +78,9 @@ async def test_cli_changes_reach_a_running_core(
 
     async with core_factory(redis_url) as core:
         await asyncio.to_thread(cli, "create", key, "--default", "off")
-        await _until(core, key, tenant.headers, False, 1.0)
+        await _until(core, key, tenant.headers, False, CLI_LIMIT)
         await asyncio.to_thread(cli, "set", key, "--tenant", f"{tenant.slug}=on")
-        await _until(core, key, tenant.headers, True, 1.0)
+        await _until(core, key, tenant.headers, True, CLI_LIMIT)
         assert key in await asyncio.to_thread(cli, "list")
         assert "flag_not_found" in await asyncio.to_thread(cli, "toggle", "no.such.flag", ok=False)
         assert "rollout" in await asyncio.to_thread(
@@ -95,7 +99,7 @@ async def test_cli_changes_reach_a_running_core(
         )
         assert done.returncode == 0, done.stderr
         assert "is off" in done.stdout
-        await _until(core, key, tenant.headers, False, 1.0)
+        await _until(core, key, tenant.headers, False, CLI_LIMIT)
 
 
 async def test_replicas_survive_a_redis_restart(
