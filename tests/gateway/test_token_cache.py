@@ -62,3 +62,11 @@ def test_an_entry_never_outlives_the_token_or_the_ttl(issuers: StaticIssuers) ->
     tokens.put(issuers.token(ttl=-5), principal)
     tokens.put("not.a-token", principal)
     assert len(tokens) == 0
+
+
+def test_service_tokens_are_never_kept(issuers: StaticIssuers) -> None:
+    """A revoked service client's tokens must be refused at once, not after the cache's ttl."""
+    tokens = VerifiedTokens(ttl=60)
+    token = issuers.token(ttl=3600)
+    tokens.put(token, Principal(subject="s", issuer="i", client_id="reports", is_service=True))
+    assert tokens.get(token) is None

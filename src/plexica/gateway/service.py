@@ -141,7 +141,8 @@ class VerifiedTokens:
     """Principals of tokens the verifier accepted, kept ``ttl`` seconds and never past the
     token's own expiry. The edge asks about every request and a client repeats its token, so
     the signature check (most of a decision's CPU) runs once per token per ``ttl``. Only
-    acceptances are kept; the tenant's state and the plugin are still checked every time."""
+    acceptances are kept; the tenant's state and the plugin are still checked every time.
+    Service tokens are never kept: revoking their client must refuse them at once (ADR 0016)."""
 
     def __init__(self, ttl: float = 5.0, max_entries: int = 10_000) -> None:
         self.ttl = ttl
@@ -163,7 +164,7 @@ class VerifiedTokens:
     def put(self, token: str, principal: Principal) -> None:
         exp = _expiry(token)
         now = time.time()
-        if exp is None or self.ttl <= 0 or exp <= now:
+        if principal.is_service or exp is None or self.ttl <= 0 or exp <= now:
             return
         if len(self._entries) >= self.max_entries:
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
