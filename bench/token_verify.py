@@ -25,12 +25,13 @@ from plexica.app import create_app
 from plexica.identity.builtin import BuiltinIdentity, RealmStep
 from plexica.identity.client import password_login
 from plexica.identity.jwks import build_verifier
-from plexica.identity.revocation import ClientCutoffs
+from plexica.identity.revocation import core_revocations
 from plexica.kit.db import Database
 from plexica.kit.migrate import upgrade_platform
 from plexica.kit.pgserver import EmbeddedPostgres
 from plexica.kit.provisioning import TenantRef
 from plexica.settings import Settings
+from plexica_sdk.revocation import CLIENT, SESSION, SUBJECT, Revocation
 
 PUBLIC = "http://bench.local"
 
@@ -52,12 +53,17 @@ async def run(database_url: str, n: int) -> None:
                 http, f"{PUBLIC}/realms/{tenant.realm}", "user@bench.example", password
             )
             token = str(body["access_token"])
-            cutoffs = ClientCutoffs(db, PUBLIC)
-            await cutoffs.load()
-            # Cut-offs of other clients in the map, as in a deployment that revoked some.
+            revocations = core_revocations(db)
+            await revocations.load()
+            # Revocations of others in the map, as in a deployment that revoked some.
+            now = int(time.time())
             for i in range(100):
-                cutoffs.note(tenant.realm, f"svc-{i}", int(time.time()))
-            verifier = build_verifier(db, PUBLIC, http, cutoffs=cutoffs)
+                revocations.note(
+                    Revocation(tenant.realm, CLIENT, f"svc-{i}", now),
+                    Revocation(tenant.realm, SUBJECT, str(uuid.uuid4()), now),
+                    Revocation(tenant.realm, SESSION, str(uuid.uuid4()), now),
+                )
+            verifier = build_verifier(db, PUBLIC, http, revocations=revocations)
             await verifier.verify(token)  # warm: realm registry, JWKS, permissions
 
             timings = []

@@ -10,7 +10,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from plexica.gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from plexica.gateway.schemas import LimitPolicy
-from plexica.gateway.service import Gateway, PluginActivity
+from plexica.gateway.service import Gateway, PluginActivity, VerifiedTokens
 from plexica.kit.db import Database
 from plexica.plugins import service as plugins
 from plexica.settings import Settings
@@ -40,6 +40,8 @@ async def start_gateway(
         PluginActivity(active, ttl=settings.gateway_plugin_cache_seconds),
         limiter,
         LimitPolicy.parse(settings.gateway_rate_limit, settings.gateway_rate_limits),
+        # A remembered token is checked against the revocations on every hit (ADR 0115).
+        tokens=VerifiedTokens(revocations=getattr(app.state, "revocations", None)),
     )
     app.state.gateway = gateway
     return gateway

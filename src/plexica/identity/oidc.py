@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
-from plexica.identity import repository, service
+from plexica.identity import repository, service, sessions
 from plexica.identity.schemas import TokenResponse
 from plexica.identity.service import OAuthError
 from plexica.identity.throttle import LoginThrottle
@@ -434,12 +434,17 @@ async def _logout(realm: str, request: Request, source: Any) -> Response:
     refresh_token = source.get("refresh_token")
     redirect = source.get("post_logout_redirect_uri")
     client_id = source.get("client_id")
+    hint = source.get("id_token_hint")
     async with _db(request).session() as session:
         if await _realm(session, realm) is None:
             return _error_page("This page does not exist.", 404)
-        if refresh_token:
-            await service.logout(session, realm, str(refresh_token))
+        ended = await sessions.logout(
+            session, realm, _opt(refresh_token), _opt(hint), _base(request)
+        )
         client = await repository.get_client(session, realm, str(client_id)) if client_id else None
+    revocations = getattr(request.app.state, "revocations", None)
+    if ended and revocations is not None:
+        revocations.note(*ended)  # committed: this process refuses at once, others on NOTIFY
     if redirect and client is not None and service.redirect_allowed(client, str(redirect)):
         back = {"state": str(source["state"])} if source.get("state") else {}
         return RedirectResponse(_with_query(str(redirect), back), status_code=302)

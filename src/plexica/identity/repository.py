@@ -465,15 +465,3 @@ async def update_service_client(
         {"realm": realm, "client_id": client_id, "state": state, "cutoff": revoked_before},
     )
     return dict(row.mappings().one())
-
-
-async def client_cutoffs(session: AsyncSession, since: int) -> list[tuple[str, str, int]]:
-    """(realm, client_id, revoked_before) of the clients cut off after ``since`` (epoch s)."""
-    rows = await session.execute(
-        text(
-            "SELECT realm, client_id, revoked_before FROM platform.service_clients"
-            " WHERE revoked_before > :since"
-        ),
-        {"since": since},
-    )
-    return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]

@@ -26,7 +26,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.identity import repository
+from plexica.identity import repository, revocation
 from plexica.identity.keys import SigningKey, generate, public_key_from_jwk
 from plexica.identity.schemas import TokenResponse, User
 from plexica_sdk.context import MEMBER, SUPER_ADMIN, TENANT_ADMIN
@@ -405,8 +405,10 @@ async def refresh(
 ) -> TokenResponse:
     grant, fresh = await repository.use_refresh(session, realm["name"], sha256(token), now_utc())
     if grant is not None and not fresh:
-        # A rotated token presented again: someone holds a copy, so end the whole chain.
+        # A rotated token presented again: someone holds a copy, so end the whole chain, and
+        # the access tokens of its session with it.
         await repository.revoke_family(session, grant["family"])
+        await revocation.end_session(session, realm["name"], str(grant["family"]))
     if (
         grant is None
         or not fresh
@@ -446,6 +448,7 @@ async def _user_tokens(
         "exp": now + ACCESS_TTL,
         "jti": str(uuid.uuid4()),
         "typ": "Bearer",
+        "sid": str(family),  # the sign-in session: signing out refuses its tokens (ADR 0115)
         "scope": scope,
         "email": user["email"],
         "preferred_username": user["email"],
@@ -475,6 +478,7 @@ async def _user_tokens(
             "iat": now,
             "exp": now + ACCESS_TTL,
             "auth_time": now,
+            "sid": str(family),
             "email": user["email"],
             "email_verified": True,
         }
@@ -548,12 +552,6 @@ async def local_claims(
             except jwt.PyJWTError:
                 break
     raise OAuthError("invalid_token", "the access token is invalid", status=401)
-
-
-async def logout(session: AsyncSession, realm: str, refresh_token: str) -> None:
-    grant, _ = await repository.use_refresh(session, realm, sha256(refresh_token), now_utc())
-    if grant is not None:
-        await repository.revoke_family(session, grant["family"])
 
 
 # --- permissions ----------------------------------------------------------------------------

@@ -13,13 +13,12 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy.exc import SQLAlchemyError
 
-from plexica.identity import repository, service
+from plexica.identity import repository, revocation, service
 from plexica.identity.adapter import IdentityAdapter
 from plexica.identity.bootstrap import bootstrap
 from plexica.identity.builtin import BuiltinIdentity
 from plexica.identity.jwks import build_verifier
 from plexica.identity.keycloak import KeycloakAdapter
-from plexica.identity.revocation import ClientCutoffs
 from plexica.identity.throttle import MemoryThrottle, RedisThrottle
 from plexica.kit.db import Database
 from plexica.settings import Settings
@@ -48,6 +47,7 @@ async def _maintain(db: Database, settings: Settings) -> None:
         try:
             async with db.session() as session:
                 await repository.purge_expired(session, service.now_utc())
+                await revocation.purge(session)
         except (OSError, SQLAlchemyError) as exc:
             log.warning("identity_sweep_failed", error=str(exc))
 
@@ -91,16 +91,17 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
     transport = getattr(app.state, "jwks_transport", None)
     async with httpx.AsyncClient(transport=transport) as http:
         own_verifier = app.state.verifier is None
-        cutoffs = ClientCutoffs(db, settings.issuer_base_url)
-        app.state.client_cutoffs = cutoffs
-        with contextlib.suppress(OSError, SQLAlchemyError):
-            await cutoffs.load()  # else the first verification loads them
+        revocations = revocation.core_revocations(db)
+        app.state.revocations = revocations
+        await revocations.start()  # loads first: the first requests see every revocation
         if own_verifier:
-            app.state.verifier = build_verifier(db, settings.issuer_base_url, http, cutoffs=cutoffs)
+            app.state.verifier = build_verifier(
+                db, settings.issuer_base_url, http, revocations=revocations
+            )
         try:
             yield
         finally:
-            await cutoffs.aclose()
+            await revocations.aclose()
             if own_verifier:
                 app.state.verifier = None
             if ensure_realm is not None:
