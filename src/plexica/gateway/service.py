@@ -208,7 +208,7 @@ class Gateway:
         self.plugins = plugins
         self.limiter = limiter
         self.limits = limits
-        self.tokens = tokens or VerifiedTokens()
+        self.tokens = tokens if tokens is not None else VerifiedTokens()
 
     async def authorize(
         self,
