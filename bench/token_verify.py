@@ -31,6 +31,7 @@ from plexica.kit.migrate import upgrade_platform
 from plexica.kit.pgserver import EmbeddedPostgres
 from plexica.kit.provisioning import TenantRef
 from plexica.settings import Settings
+from plexica_sdk.auth import CachingVerifier
 from plexica_sdk.revocation import CLIENT, SESSION, SUBJECT, Revocation
 
 PUBLIC = "http://bench.local"
@@ -71,6 +72,21 @@ async def run(database_url: str, n: int) -> None:
                 start = time.perf_counter_ns()
                 await verifier.verify(token)
                 timings.append(time.perf_counter_ns() - start)
+            # A remembered token (the plugins' and the decision's cache): with and without the
+            # revocation check on the hit, alternating batches so that load hits both alike.
+            hits: dict[bool, list[int]] = {False: [], True: []}
+            cached = {
+                False: CachingVerifier(verifier),
+                True: CachingVerifier(verifier, revocations=revocations),
+            }
+            for checked in (False, True):
+                await cached[checked].verify(token)
+            for _ in range(20):
+                for checked in (False, True):
+                    for _ in range(n // 20):
+                        start = time.perf_counter_ns()
+                        await cached[checked].verify(token)
+                        hits[checked].append(time.perf_counter_ns() - start)
             key = next(iter(verifier.resolver._keys.values())).keys  # type: ignore[attr-defined]
             public = next(iter(key.values()))
             raw = []
@@ -93,6 +109,14 @@ async def run(database_url: str, n: int) -> None:
     print(
         f"of which PyJWT RS256 decode alone: mean {ms(statistics.fmean(raw))}, p50 {ms(raw[n // 2])}"
     )
+    for checked, values in hits.items():
+        values.sort()
+        label = "with" if checked else "without"
+        print(
+            f"CachingVerifier hit {label} the revocation check: "
+            f"p50 {values[len(values) // 2] / 1e3:.2f} us, "
+            f"p99 {values[int(len(values) * 0.99)] / 1e3:.2f} us"
+        )
 
 
 def main() -> None:
