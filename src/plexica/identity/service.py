@@ -362,9 +362,16 @@ async def create_code(
         code_challenge=code_challenge,
         scope=scope,
         nonce=nonce,
+        auth_time=now_utc(),
         expires_at=now_utc() + timedelta(seconds=CODE_TTL),
     )
     return code
+
+
+def code_family(realm: str, code_hash: str) -> UUID:
+    """The refresh-token chain a code starts, derived from the code: a replayed code finds its
+    chain even after the code itself is gone (spent, expired or purged)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"plexica:{realm}:code:{code_hash}")
 
 
 async def exchange_code(
@@ -377,7 +384,14 @@ async def exchange_code(
     verifier: str | None,
     base_url: str,
 ) -> TokenResponse:
-    grant = await repository.take_code(session, realm["name"], sha256(code))
+    code_hash = sha256(code)
+    family = code_family(realm["name"], code_hash)
+    grant = await repository.take_code(session, realm["name"], code_hash)
+    if grant is None:
+        # Spent (or never issued): whoever replays it may have stolen it, so the tokens it
+        # bought are revoked (RFC 6749 §4.1.2, OAuth 2.0 Security BCP §4.5). A code never
+        # issued names a chain that does not exist.
+        await repository.revoke_family(session, family)
     if (
         grant is None
         or grant["expires_at"] < now_utc()
@@ -391,8 +405,9 @@ async def exchange_code(
     if user is None or not user["enabled"]:
         raise OAuthError("invalid_grant", "the authorization code is invalid or expired")
     return await _user_tokens(
-        session, realm, client, user, scope=grant["scope"], nonce=grant["nonce"],
-        family=uuid.uuid4(), base_url=base_url,
+        session, realm, client, user, scope=grant["scope"], nonce=grant["nonce"], family=family,
+        auth_time=grant["auth_time"] or grant["expires_at"] - timedelta(seconds=CODE_TTL),
+        base_url=base_url,
     )  # fmt: skip
 
 
@@ -419,7 +434,7 @@ async def refresh(
         raise OAuthError("invalid_grant", "the refresh token is invalid or expired")
     return await _user_tokens(
         session, realm, client, user, scope=grant["scope"], nonce=None,
-        family=grant["family"], base_url=base_url,
+        family=grant["family"], auth_time=grant["auth_time"], base_url=base_url,
     )  # fmt: skip
 
 
@@ -432,11 +447,15 @@ async def _user_tokens(
     scope: str,
     nonce: str | None,
     family: UUID,
+    auth_time: datetime | None,
     base_url: str,
 ) -> TokenResponse:
+    """``auth_time``: when the user signed in (the code's login); every ID token of the chain
+    carries it (OIDC Core §12.2). None only for chains older than its column."""
     kid, pem = await _signer(session, realm["name"])
     iss = issuer_url(base_url, realm["name"])
     now = int(time.time())
+    signed_in = int(auth_time.timestamp()) if auth_time is not None else now
     claims: dict[str, Any] = {
         "iss": iss,
         "sub": str(user["id"]),
@@ -463,6 +482,7 @@ async def _user_tokens(
         user_id=user["id"],
         family=family,
         scope=scope,
+        auth_time=auth_time,
         expires_at=now_utc() + timedelta(seconds=REFRESH_TTL),
     )
     id_token = None
@@ -474,7 +494,7 @@ async def _user_tokens(
             "azp": client["client_id"],
             "iat": now,
             "exp": now + ACCESS_TTL,
-            "auth_time": now,
+            "auth_time": signed_in,
             "email": user["email"],
             "email_verified": True,
         }
@@ -548,6 +568,37 @@ async def local_claims(
             except jwt.PyJWTError:
                 break
     raise OAuthError("invalid_token", "the access token is invalid", status=401)
+
+
+async def id_token_hint_claims(
+    session: AsyncSession, realm: str, token: str, base_url: str
+) -> dict[str, Any] | None:
+    """The claims of an ID token this realm issued (RP-initiated logout's ``id_token_hint``),
+    or None. Signature and issuer are checked; an expired token is still a good hint (the
+    session it names may outlive it), and any audience is accepted: the caller matches it."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return None
+    for key in await repository.keys(session, realm):
+        if key["kid"] == kid:
+            public = public_key_from_jwk(key["public_jwk"])
+            if public is None:
+                return None
+            try:
+                claims = jwt.decode(
+                    token, public, algorithms=["RS256"], issuer=issuer_url(base_url, realm),
+                    options={"verify_aud": False, "verify_exp": False, "require": ["aud", "sub"]},
+                )  # fmt: skip
+            except jwt.PyJWTError:
+                return None
+            return dict(claims)
+    return None
+
+
+def audiences(claims: dict[str, Any]) -> list[str]:
+    aud = claims.get("aud")
+    return [aud] if isinstance(aud, str) else [str(a) for a in aud or ()]
 
 
 async def logout(session: AsyncSession, realm: str, refresh_token: str) -> None:
