@@ -3,14 +3,16 @@
 A refreshed ID token must carry the original authentication's ``auth_time`` (OIDC Core §12.2).
 Nullable: rows written before this revision fall back to the time of their own issue.
 
-Revision ID: i0003
+Revision ID: i0004
 Revises: i0002
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "i0003"
+# i0003 is the revocation store of issue 16, written beside this one: once both are in, this
+# revision follows it (until then both branch from i0002 and `upgrade heads` applies both).
+revision = "i0004"
 down_revision = "i0002"
 branch_labels = None
 depends_on = None
