@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
-from plexica.identity import repository, service
+from plexica.identity import id_token_hint, repository, service
 from plexica.identity.schemas import TokenResponse
 from plexica.identity.service import OAuthError
 from plexica.identity.throttle import LoginThrottle
@@ -463,10 +463,10 @@ async def _logout_client(
     hint = source.get("id_token_hint")
     redirect = source.get("post_logout_redirect_uri")
     if hint:
-        claims = await service.id_token_hint_claims(session, realm, str(hint), _base(request))
+        claims = await id_token_hint.claims(session, realm, str(hint), _base(request))
         if claims is None:
             return None, "The sign-out request carries an ID token this realm did not issue."
-        audience = service.audiences(claims)
+        audience = id_token_hint.audiences(claims)
         if client_id is not None and client_id not in audience:
             return None, "The application that sent you here is not the one you signed in to."
         if client_id is None:
