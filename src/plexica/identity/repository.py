@@ -229,8 +229,9 @@ async def insert_code(session: AsyncSession, **values: Any) -> None:
     await session.execute(
         text(
             "INSERT INTO platform.auth_codes (code_hash, realm, client_id, user_id, redirect_uri,"
-            " code_challenge, scope, nonce, expires_at) VALUES (:code_hash, :realm, :client_id,"
-            " :user_id, :redirect_uri, :code_challenge, :scope, :nonce, :expires_at)"
+            " code_challenge, scope, nonce, auth_time, expires_at) VALUES (:code_hash, :realm,"
+            " :client_id, :user_id, :redirect_uri, :code_challenge, :scope, :nonce, :auth_time,"
+            " :expires_at)"
         ),
         values,
     )
@@ -241,7 +242,8 @@ async def take_code(session: AsyncSession, realm: str, code_hash: str) -> dict[s
     row = await session.execute(
         text(
             "DELETE FROM platform.auth_codes WHERE code_hash = :code_hash AND realm = :realm"
-            " RETURNING client_id, user_id, redirect_uri, code_challenge, scope, nonce, expires_at"
+            " RETURNING client_id, user_id, redirect_uri, code_challenge, scope, nonce, auth_time,"
+            " expires_at"
         ),
         {"code_hash": code_hash, "realm": realm},
     )
@@ -253,8 +255,8 @@ async def insert_refresh(session: AsyncSession, **values: Any) -> None:
     await session.execute(
         text(
             "INSERT INTO platform.refresh_tokens (token_hash, realm, client_id, user_id, family,"
-            " scope, expires_at) VALUES (:token_hash, :realm, :client_id, :user_id, :family,"
-            " :scope, :expires_at)"
+            " scope, auth_time, expires_at) VALUES (:token_hash, :realm, :client_id, :user_id,"
+            " :family, :scope, :auth_time, :expires_at)"
         ),
         values,
     )
@@ -266,7 +268,7 @@ async def use_refresh(
     """Mark the token used; return it and whether it was unused before (False means reuse)."""
     row = await session.execute(
         text(
-            "SELECT client_id, user_id, family, scope, expires_at, used_at"
+            "SELECT client_id, user_id, family, scope, auth_time, expires_at, used_at"
             " FROM platform.refresh_tokens WHERE token_hash = :h AND realm = :realm FOR UPDATE"
         ),
         {"h": token_hash, "realm": realm},

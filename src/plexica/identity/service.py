@@ -362,9 +362,16 @@ async def create_code(
         code_challenge=code_challenge,
         scope=scope,
         nonce=nonce,
+        auth_time=now_utc(),
         expires_at=now_utc() + timedelta(seconds=CODE_TTL),
     )
     return code
+
+
+def code_family(realm: str, code_hash: str) -> UUID:
+    """The refresh-token chain a code starts, derived from the code: a replayed code finds its
+    chain even after the code itself is gone (spent, expired or purged)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"plexica:{realm}:code:{code_hash}")
 
 
 async def exchange_code(
@@ -377,7 +384,14 @@ async def exchange_code(
     verifier: str | None,
     base_url: str,
 ) -> TokenResponse:
-    grant = await repository.take_code(session, realm["name"], sha256(code))
+    code_hash = sha256(code)
+    family = code_family(realm["name"], code_hash)
+    grant = await repository.take_code(session, realm["name"], code_hash)
+    if grant is None:
+        # Spent (or never issued): whoever replays it may have stolen it, so the tokens it
+        # bought are revoked (RFC 6749 §4.1.2, OAuth 2.0 Security BCP §4.5). A code never
+        # issued names a chain that does not exist.
+        await repository.revoke_family(session, family)
     if (
         grant is None
         or grant["expires_at"] < now_utc()
@@ -391,8 +405,9 @@ async def exchange_code(
     if user is None or not user["enabled"]:
         raise OAuthError("invalid_grant", "the authorization code is invalid or expired")
     return await _user_tokens(
-        session, realm, client, user, scope=grant["scope"], nonce=grant["nonce"],
-        family=uuid.uuid4(), base_url=base_url,
+        session, realm, client, user, scope=grant["scope"], nonce=grant["nonce"], family=family,
+        auth_time=grant["auth_time"] or grant["expires_at"] - timedelta(seconds=CODE_TTL),
+        base_url=base_url,
     )  # fmt: skip
 
 
@@ -421,7 +436,7 @@ async def refresh(
         raise OAuthError("invalid_grant", "the refresh token is invalid or expired")
     return await _user_tokens(
         session, realm, client, user, scope=grant["scope"], nonce=None,
-        family=grant["family"], base_url=base_url,
+        family=grant["family"], auth_time=grant["auth_time"], base_url=base_url,
     )  # fmt: skip
 
 
@@ -434,11 +449,15 @@ async def _user_tokens(
     scope: str,
     nonce: str | None,
     family: UUID,
+    auth_time: datetime | None,
     base_url: str,
 ) -> TokenResponse:
+    """``auth_time``: when the user signed in (the code's login); every ID token of the chain
+    carries it (OIDC Core §12.2). None only for chains older than its column."""
     kid, pem = await _signer(session, realm["name"])
     iss = issuer_url(base_url, realm["name"])
     now = int(time.time())
+    signed_in = int(auth_time.timestamp()) if auth_time is not None else now
     claims: dict[str, Any] = {
         "iss": iss,
         "sub": str(user["id"]),
@@ -466,6 +485,7 @@ async def _user_tokens(
         user_id=user["id"],
         family=family,
         scope=scope,
+        auth_time=auth_time,
         expires_at=now_utc() + timedelta(seconds=REFRESH_TTL),
     )
     id_token = None
@@ -477,7 +497,7 @@ async def _user_tokens(
             "azp": client["client_id"],
             "iat": now,
             "exp": now + ACCESS_TTL,
-            "auth_time": now,
+            "auth_time": signed_in,
             "sid": str(family),
             "email": user["email"],
             "email_verified": True,
