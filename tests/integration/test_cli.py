@@ -169,7 +169,11 @@ def test_bad_settings_stop_start_up_with_one_line(var: str, value: str, expected
 
 def test_serve_core_drains_and_logs_json(database_url: str) -> None:
     port = free_port()
-    env = clean_env(PLEXICA_DATABASE_URL=database_url, PLEXICA_PORT=str(port))
+    env = clean_env(
+        PLEXICA_DATABASE_URL=database_url,
+        PLEXICA_PORT=str(port),
+        PLEXICA_KEY_ENCRYPTION_KEY=os.environ["PLEXICA_KEY_ENCRYPTION_KEY"],
+    )
     proc = start(["serve", "core"], env)
     try:
         wait_ready(port, proc)
