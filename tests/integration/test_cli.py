@@ -22,7 +22,9 @@ PLEXICA = [sys.executable, "-m", "plexica.cli"]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")}
+    # Kept: the realms' keys in the tests' databases are sealed with the tests' key (ADR 0150).
+    kept = ("PLEXICA_KEY_ENCRYPTION_KEY",)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_") or k in kept}
     env.update(extra)
     return env
 
@@ -169,11 +171,7 @@ def test_bad_settings_stop_start_up_with_one_line(var: str, value: str, expected
 
 def test_serve_core_drains_and_logs_json(database_url: str) -> None:
     port = free_port()
-    env = clean_env(
-        PLEXICA_DATABASE_URL=database_url,
-        PLEXICA_PORT=str(port),
-        PLEXICA_KEY_ENCRYPTION_KEY=os.environ["PLEXICA_KEY_ENCRYPTION_KEY"],
-    )
+    env = clean_env(PLEXICA_DATABASE_URL=database_url, PLEXICA_PORT=str(port))
     proc = start(["serve", "core"], env)
     try:
         wait_ready(port, proc)

@@ -124,12 +124,13 @@ async def _migrate(settings: Settings, data_dir: Path) -> OperatorCredentials | 
     db = Database(settings.sqlalchemy_url, pool_size=2)
     try:
         await upgrade_platform(db)
+        if settings.keycloak_url is None:
+            await signing.prepare(db)  # a wrong key stops start-up here; plaintext keys sealed
         result = await migrate_fleet(db, concurrency=2)
         if not result.ok:
             log.error("tenant_migration_failed", **result.as_dict())
         if settings.keycloak_url is not None:
             return None
-        await signing.prepare(db)  # a wrong key stops start-up here; plaintext keys are sealed
         return await bootstrap(db, settings.public_base_url, settings.operator_email, data_dir)
     finally:
         await db.dispose()
