@@ -24,6 +24,7 @@ from plexica.identity.keys import generate
 from plexica.identity.service import CLI_CLIENT
 from plexica.kit.db import Database
 from plexica.kit.pgserver import free_port
+from plexica_sdk.errors import ConflictError
 from tests.identity.conftest import Live, bearer, login, provision, set_password, wait_until
 from tests.integration.test_cli import clean_env
 
@@ -262,6 +263,31 @@ async def test_keys_list_shows_the_signing_key_and_one_rotation_at_a_time(
     r = await cli("keys", "rotate", "--tenant", tenant.slug, env=env)
     assert r.returncode == 1
     assert "a rotation is under way" in r.stderr
+
+
+async def test_retire_calls_off_a_rotation_or_unpublishes_a_leaked_key(
+    live: Live, db: Database, http: httpx.AsyncClient
+) -> None:
+    tenant = await provision(db, live)
+    async with db.session() as session:
+        first = await signing.rotate(session, tenant.realm)  # 120 s ahead
+    assert first.previous_kid is not None
+    async with db.session() as session:
+        with pytest.raises(ConflictError, match="signs now"):
+            await signing.retire_now(session, tenant.realm, first.previous_kid)
+    async with db.session() as session:  # called off: the signing key is no longer retiring
+        await signing.retire_now(session, tenant.realm, first.kid)
+    assert await published_kids(http, live, tenant.realm) == {first.previous_kid}
+    async with db.session() as session:
+        assert (await signing.sweep(session, at=signing.now() + timedelta(days=1))).retired == []
+
+    async with db.session() as session:  # after a leak: the new key signs at once ...
+        second = await signing.rotate(session, tenant.realm, publish_ahead=timedelta(0))
+    env = clean_env(PLEXICA_DATABASE_URL=str(live.settings.database_url))
+    assert second.previous_kid == first.previous_kid
+    r = await cli("keys", "retire", second.previous_kid, "--tenant", tenant.slug, env=env)
+    assert r.returncode == 0, r.stderr  # ... and the leaked one leaves the JWKS now
+    assert await published_kids(http, live, tenant.realm) == {second.kid}
 
 
 async def test_re_encrypt_moves_every_key_to_the_first_secret(live: Live, db: Database) -> None:

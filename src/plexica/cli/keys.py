@@ -158,6 +158,31 @@ def rotate(
         typer.echo(f"{key}: {value if value is not None else '-'}")
 
 
+@keys_app.command("retire")
+def retire(
+    kid: Annotated[str, typer.Argument(help="The key id (see `plexica keys list`).")],
+    tenant: TenantOption = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Unpublish a key now, before its tokens have expired (a leaked key): they stop verifying
+    once verifiers refetch the JWKS. The signing key cannot be retired: rotate first."""
+    from plexica.audit import service as audit
+    from plexica.identity import service, signing
+
+    realm = realm_of(tenant)
+
+    async def action(_: Settings, db: Database) -> None:
+        async with db.session() as session:
+            found = await service.realm_or_404(session, realm)
+            await signing.retire_now(session, realm, kid)
+            await audit.record(
+                session, "cli", "identity.keys.retired", found["tenant_id"], f"key:{kid}"
+            )
+
+    _run(data_dir, action)
+    typer.echo(f"{kid}: retired")
+
+
 @keys_app.command("re-encrypt")
 def re_encrypt(data_dir: DataDirOpt = None) -> None:
     """Re-seal every realm's private key with the first key of PLEXICA_KEY_ENCRYPTION_KEY (after

@@ -91,9 +91,15 @@ async def insert(
     )
 
 
-async def set_retire_at(session: AsyncSession, kid: str, retire_at: datetime) -> None:
+async def set_retire_at(session: AsyncSession, kid: str, retire_at: datetime | None) -> None:
     await session.execute(
         sa.update(realm_keys).where(realm_keys.c.kid == kid).values(retire_at=retire_at)
+    )
+
+
+async def set_status(session: AsyncSession, kid: str, status: str) -> None:
+    await session.execute(
+        sa.update(realm_keys).where(realm_keys.c.kid == kid).values(status=status)
     )
 
 

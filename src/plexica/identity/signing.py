@@ -23,10 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.identity import custody, key_repository
 from plexica.identity.custody import KeyCustodyError
-from plexica.identity.key_repository import ACTIVE, NEXT, KeyRow
+from plexica.identity.key_repository import ACTIVE, NEXT, PREVIOUS, KeyRow
 from plexica.identity.keys import generate
 from plexica.kit.db import Database
-from plexica_sdk.errors import ConflictError
+from plexica_sdk.errors import ConflictError, NotFoundError
 
 log = structlog.get_logger("plexica.identity.keys")
 
@@ -85,7 +85,9 @@ async def signer(session: AsyncSession, realm: str) -> tuple[str, Any]:
 
 
 def published(rows: list[KeyRow], at: datetime) -> list[KeyRow]:
-    return [r for r in rows if not (r.retire_at is not None and r.retire_at <= at)]
+    """The keys in the JWKS: all but those past ``retire_at`` (never the one that signs)."""
+    signer_ = signing_row(rows, at)
+    return [r for r in rows if r is signer_ or r.retire_at is None or r.retire_at > at]
 
 
 async def jwks(session: AsyncSession, realm: str) -> dict[str, Any]:
@@ -161,6 +163,27 @@ async def rotate(
     await key_repository.promote_due(session, at)  # without pre-publication: at once
     log.info("realm_key_rotated", realm=realm, kid=kid, signs_from=signs_from.isoformat())
     return Rotation(realm, kid, signs_from, current.kid if current else None, retire_at)
+
+
+async def retire_now(session: AsyncSession, realm: str, kid: str) -> None:
+    """Unpublish a key at once (a leaked key): its tokens stop verifying wherever the JWKS is
+    fetched again. The key that signs now cannot be retired: rotate first."""
+    await key_repository.lock_keys(session)
+    at = now()
+    await key_repository.promote_due(session, at)
+    rows = await key_repository.of_realm(session, realm)
+    row = next((r for r in rows if r.kid == kid), None)
+    if row is None:
+        raise NotFoundError("no such key in this realm")
+    current = signing_row(rows, at)
+    if current is not None and current.kid == kid:
+        raise ConflictError(f"key {kid} signs now: rotate first (--publish-ahead 0 if urgent)")
+    await key_repository.set_status(session, kid, PREVIOUS)
+    await key_repository.set_retire_at(session, kid, at)
+    await key_repository.delete_retired(session, at)
+    if row.status == NEXT and current is not None:  # a rotation called off: nothing replaces it
+        await key_repository.set_retire_at(session, current.kid, None)
+    log.warning("realm_key_retired_early", realm=realm, kid=kid)
 
 
 @dataclass(frozen=True)
