@@ -65,7 +65,8 @@ def content_security_policy(nonce: str, form_targets: str) -> str:
             "img-src 'self' data:",
             "connect-src 'self'",
             "object-src 'none'",
-            "base-uri 'none'",
+            # Plugin pages set <base href> to the plugin's own pages; never another site.
+            "base-uri 'self'",
             # Sign-in and sign-out forms end at the identity provider (a redirect that the
             # browser checks against form-action too).
             f"form-action 'self' {form_targets}".rstrip(),
