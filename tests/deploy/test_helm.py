@@ -349,6 +349,25 @@ def test_web_replicas_share_one_session_secret(rendered: tuple[str, list[Doc]]) 
         assert len(secret["stringData"]["web-secret"]) >= 32
 
 
+def test_web_reaches_its_sessions_in_the_platform_database() -> None:
+    """ADR 0120: web sessions are rows of platform.web_sessions, so the web pods get the
+    platform's database URL and a network path to PgBouncer (which lets them in)."""
+    docs = docs_for("values-prod.yaml")
+    web = by_kind(docs, "Deployment")["plexica-web"]["spec"]["template"]["spec"]["containers"][0]
+    ref = _secret_ref(env_of(web), "PLEXICA_DATABASE_URL")
+    assert ref == {"name": "plexica-secrets", "key": "database-url"}
+    egress = by_kind(docs, "NetworkPolicy")["plexica-web"]["spec"]["egress"]
+    db = [r for r in egress if {"port": 5432, "protocol": "TCP"} in r["ports"]]
+    assert [
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for r in db for p in r["to"]
+    ] == ["pgbouncer"]
+    bouncer = by_kind(docs, "NetworkPolicy")["plexica-pgbouncer"]["spec"]["ingress"][0]["from"]
+    assert any(
+        p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "web"
+        for p in bouncer
+    )
+
+
 def test_chart_made_web_secret_is_given_or_random_and_long_enough() -> None:
     given = "g" * 40
     values = k8s_render.values("values-dev.yaml")
