@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter
@@ -13,6 +14,9 @@ from starlette.requests import Request
 from plexica_sdk.observability import metrics_endpoint
 
 Check = Callable[[], Awaitable[object]]
+# A file whose appearance means "draining": set by the process that supervises the workers
+# (``plexica serve``), which receives SIGTERM for all of them.
+DRAIN_FLAG_ENV = "_PLEXICA_DRAIN_FLAG"  # not a setting (those are refused when unknown)
 DEPENDENCY_UP = Gauge(
     "plexica_dependency_up",
     "1 when the dependency answered its last check, 0 when it did not.",
@@ -30,10 +34,21 @@ class Readiness:
         self.checks: dict[str, Check] = {}
         self.optional: dict[str, Check] = {}
         self.last: dict[str, str] = {}
-        self.draining = False
+        self._draining = False
+        self._drain_flag = os.environ.get(DRAIN_FLAG_ENV)
         self.timeout = timeout
         self.optional_timeout = optional_timeout
         self._refreshing: asyncio.Task[dict[str, str]] | None = None
+
+    @property
+    def draining(self) -> bool:
+        if not self._draining and self._drain_flag and os.path.exists(self._drain_flag):
+            self._draining = True
+        return self._draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self._draining = value
 
     def add(self, name: str, check: Check, *, required: bool = True) -> None:
         (self.checks if required else self.optional)[name] = check
