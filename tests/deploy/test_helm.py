@@ -101,6 +101,22 @@ def test_seed_replicas_resources_and_probes() -> None:
     assert crm["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi"}
 
 
+def test_services_drain_before_they_stop() -> None:
+    docs = docs_for("values-prod.yaml")
+    config = by_kind(docs, "ConfigMap")["plexica-config"]["data"]
+    drain, grace = (
+        int(config["PLEXICA_DRAIN_SECONDS"]),
+        int(config["PLEXICA_SHUTDOWN_GRACE_SECONDS"]),
+    )
+    assert drain == 10
+    for name in ("plexica-core-api", "plexica-worker", "plexica-web", "plexica-plugin-crm"):
+        pod = by_kind(docs, "Deployment")[name]["spec"]["template"]["spec"]
+        stop = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+        assert stop[0] == "sleep", name
+        # The kubelet's SIGKILL comes after preStop, the drain and the in-flight grace.
+        assert pod["terminationGracePeriodSeconds"] > int(stop[1]) + drain + grace, name
+
+
 def test_every_pod_is_non_root_read_only_without_capabilities(
     rendered: tuple[str, list[Doc]],
 ) -> None:

@@ -47,6 +47,7 @@ def serve_service(kind: str, slug: str | None = None) -> None:
             settings.port,
             workers=settings.workers,
             grace_seconds=settings.shutdown_grace_seconds,
+            drain_seconds=settings.drain_seconds,
         )
     except PortInUseError as exc:
         raise fail(f"{exc}; set PLEXICA_PORT to another port") from None

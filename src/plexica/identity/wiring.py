@@ -20,8 +20,9 @@ from plexica.identity.builtin import BuiltinIdentity
 from plexica.identity.custody import KeyCustodyError
 from plexica.identity.jwks import build_verifier
 from plexica.identity.keycloak import KeycloakAdapter
-from plexica.identity.throttle import MemoryThrottle, RedisThrottle
+from plexica.identity.throttle import GuardedThrottle, MemoryThrottle, RedisThrottle
 from plexica.kit.db import Database
+from plexica.kit.redisguard import redis_client
 from plexica.settings import Settings
 from plexica_sdk.errors import PlexicaError
 
@@ -83,8 +84,8 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
     """``app.state.jwks_transport`` (tests) lets the resolver reach JWKS without a socket."""
     redis: Redis | None = None
     if settings.redis_url is not None:
-        redis = Redis.from_url(str(settings.redis_url))
-        app.state.login_throttle = RedisThrottle(redis)
+        redis = redis_client(str(settings.redis_url), max_connections=20)
+        app.state.login_throttle = GuardedThrottle(RedisThrottle(redis))
     else:
         app.state.login_throttle = MemoryThrottle()
     ensure_realm: asyncio.Task[None] | None = None
