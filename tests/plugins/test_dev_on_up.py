@@ -79,7 +79,7 @@ def test_plugin_dev_against_plexica_up(data_dir: Path, tmp_path: Path) -> None:
         # Tokens are verified against the platform's realms: no token, no answer.
         assert httpx.get(f"http://127.0.0.1:{dev_port}/v1/items").status_code == 401
         # The platform knows the installation.
-        listed = _cli(["plugin", "list", "--tenant", "acme"], env)
+        listed = _cli(["plugin", "list", "--tenant", "acme", "--json"], env)
         assert '"plugin_id":"notes"' in listed.replace(" ", "")
         assert '"status":"active"' in listed.replace(" ", "")
 

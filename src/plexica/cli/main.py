@@ -9,6 +9,7 @@ import typer
 
 from plexica import __version__
 from plexica.cli.backup import backup_app, restore_app
+from plexica.cli.common import DataDirOpt, UrlOpt
 from plexica.cli.events import app as events_app
 from plexica.cli.flags import flag_app
 from plexica.cli.gateway import gateway_app
@@ -93,14 +94,13 @@ def migrate(
         str | None, typer.Option(help="Comma-separated slugs migrated first, alone.")
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Schemas at once.")] = 4,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Data directory of a running `plexica up`.")
-    ] = None,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Upgrade the platform schema, then every tenant schema (parallel, resumable)."""
     from plexica.cli.fleet import run_migrate
 
-    run_migrate(wave=wave, canary=canary, concurrency=concurrency, data_dir=data_dir)
+    run_migrate(wave=wave, canary=canary, concurrency=concurrency, data_dir=data_dir, url=url)
 
 
 app.add_typer(tenant_app, name="tenant")

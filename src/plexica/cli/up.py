@@ -23,6 +23,7 @@ from plexica.kit.migrate import upgrade_platform
 from plexica.kit.pgserver import EmbeddedPostgres, EmbeddedPostgresError
 from plexica.kit.server import PortInUseError, ensure_port_free, serve
 from plexica.plugins.embedded import mount_plugins
+from plexica.plugins.shipped import register_shipped_plugins
 from plexica.settings import Settings
 from plexica.tenants.fleet import migrate_fleet
 from plexica.web.app import create_web_app
@@ -101,7 +102,9 @@ def _run(settings: Settings, data_dir: Path) -> None:
 
         # Lets `plexica tenant ...` and `plexica migrate` reach this instance's database.
         assert settings.database_url is not None
-        runtime.write(data_dir, database_url=str(settings.database_url), url=url)
+        runtime.write(
+            data_dir, database_url=str(settings.database_url), url=settings.public_base_url
+        )
         try:
             serve(edge, settings.host, settings.port, settings.shutdown_grace_seconds, banner)
         finally:
@@ -119,8 +122,21 @@ async def _migrate(settings: Settings, data_dir: Path) -> OperatorCredentials | 
         result = await migrate_fleet(db, concurrency=2)
         if not result.ok:
             log.error("tenant_migration_failed", **result.as_dict())
+        await register_shipped_plugins(db)
         if settings.keycloak_url is not None:
             return None
-        return await bootstrap(db, settings.public_base_url, settings.operator_email, data_dir)
+        operator = await bootstrap(db, settings.public_base_url, settings.operator_email, data_dir)
+        await sync_sign_in_urls(db, settings.public_base_url)
+        return operator
     finally:
         await db.dispose()
+
+
+async def sync_sign_in_urls(db: Database, public_url: str) -> None:
+    """Every realm's web client accepts the callback at this start's public URL (ADR 0131)."""
+    from plexica.identity.service import sync_web_callbacks
+
+    async with db.session() as session:
+        updated = await sync_web_callbacks(session, public_url)
+    if updated:
+        log.info("sign_in_urls_synced", realms=updated, public_url=public_url)
