@@ -40,12 +40,19 @@ def version() -> None:
 
 @app.command()
 def up(
-    port: Annotated[int, typer.Option(help="Port of the single entry point.")] = 8000,
+    port: Annotated[
+        int, typer.Option(envvar="PLEXICA_PORT", help="Port of the single entry point.")
+    ] = 8000,
     data_dir: Annotated[
-        Path | None, typer.Option(help="Where the embedded data lives (default: per-user).")
+        Path | None,
+        typer.Option(
+            envvar="PLEXICA_DATA_DIR", help="Where the embedded data lives (default: per-user)."
+        ),
     ] = None,
     reset: Annotated[bool, typer.Option(help="Delete all data and start from nothing.")] = False,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(envvar="PLEXICA_HOST", help="Interface to listen on.")
+    ] = "127.0.0.1",
 ) -> None:
     """Run the whole platform in one process (embedded PostgreSQL unless configured)."""
     from plexica.cli.up import run_up
