@@ -22,11 +22,10 @@ def backup_tenant(
     url: UrlOpt = None,
 ) -> None:
     """Write the tenant's schema (pg_dump) and every object of its bucket to one archive."""
+    settings = platform_settings("cli", data_dir, url)
     from plexica.backup.service import backup_tenant as run_backup
     from plexica.storage.adapters import store_from_settings
     from plexica_sdk.errors import PlexicaError
-
-    settings = platform_settings("cli", data_dir, url)
 
     async def run() -> str:
         store = store_from_settings(settings)
@@ -51,12 +50,11 @@ def restore_tenant(
     url: UrlOpt = None,
 ) -> None:
     """Recreate the tenant's schema and bucket from an archive (refuses to overwrite)."""
+    settings = platform_settings("cli", data_dir, url)
     from plexica.backup.service import restore_tenant as run_restore
     from plexica.kit.db import Database
     from plexica.storage.adapters import store_from_settings
     from plexica_sdk.errors import PlexicaError
-
-    settings = platform_settings("cli", data_dir, url)
 
     async def run() -> str:
         store = store_from_settings(settings)

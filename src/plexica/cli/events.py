@@ -28,10 +28,9 @@ def _run(
     data_dir: Path | None = None,
     url: str | None = None,
 ) -> T:
+    settings = platform_settings("cli", data_dir, url)
     from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
-
-    settings = platform_settings("cli", data_dir, url)
 
     async def go() -> T:
         db = Database(settings.sqlalchemy_url, pool_size=1)

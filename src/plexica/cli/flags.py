@@ -39,13 +39,12 @@ def _run(
     data_dir: Path | None = None,
     url: str | None = None,
 ) -> T:
+    settings = platform_settings("cli", data_dir, url)
     # Imported here so that `plexica --help` and other commands stay fast.
     from plexica.flags.cache import FlagCache, LocalBus, RedisBus
     from plexica.flags.service import FlagService
     from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
-
-    settings = platform_settings("cli", data_dir, url)
 
     async def run() -> T:
         db = Database(settings.sqlalchemy_url, pool_size=2)

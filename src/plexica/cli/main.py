@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from plexica import __version__
+from plexica.cli import plugin_dev  # noqa: F401 - registers `plexica plugin dev`
 from plexica.cli.backup import backup_app, restore_app
 from plexica.cli.common import DataDirOpt, UrlOpt
 from plexica.cli.events import app as events_app

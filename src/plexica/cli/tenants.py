@@ -45,12 +45,12 @@ def run(
     action: Callable[[Services], Awaitable[T]],
     url: str | None = None,
 ) -> T:
+    settings = platform_settings("cli", data_dir, url)
     from plexica.composition import build_services
     from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
     from plexica_sdk.observability import configure_logging
 
-    settings = platform_settings("cli", data_dir, url)
     # Logs go to stderr and only when they matter: stdout is the command's answer.
     level = "WARNING" if settings.log_level == "INFO" else settings.log_level
     configure_logging("cli", level, settings.log_format)

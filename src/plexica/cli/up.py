@@ -22,6 +22,7 @@ from plexica.kit.db import Database
 from plexica.kit.migrate import upgrade_platform
 from plexica.kit.pgserver import EmbeddedPostgres, EmbeddedPostgresError
 from plexica.kit.server import PortInUseError, ensure_port_free, serve
+from plexica.plugins import devroutes
 from plexica.plugins.embedded import mount_plugins
 from plexica.plugins.shipped import register_shipped_plugins
 from plexica.settings import Settings
@@ -76,7 +77,9 @@ def _run(settings: Settings, data_dir: Path) -> None:
         event_buses.update(plugin_event_buses(plugins))
         # The edge asks the core's gateway decision (plugin active included, from its cache).
         web = create_web_app(with_persisted_secret(settings, data_dir))
-        edge = create_edge_app(core, web, plugins=plugins)
+        edge = create_edge_app(
+            core, web, plugins=plugins, remote=lambda slug: devroutes.lookup(data_dir, slug)
+        )
         url = f"http://{settings.host}:{settings.port}"
 
         def banner() -> None:
