@@ -93,7 +93,10 @@ def platform_settings(
     folder = settings.data_dir.expanduser()
     running = runtime.read(folder)
     update: dict[str, Any] = {}
-    if running is not None and settings.public_url is None:
+    # The running `up`'s URL goes with its database: with PLEXICA_DATABASE_URL set, an `up`
+    # found in the default folder may be another platform.
+    same = settings.database_url is None or str(settings.database_url) == running_db(running)
+    if running is not None and settings.public_url is None and same:
         update["public_url"] = str(running["url"])
     if settings.database_url is None:
         if running is not None:
@@ -105,6 +108,10 @@ def platform_settings(
     updated = settings.model_copy(update=update)
     updated.__dict__.pop("sqlalchemy_url", None)
     return updated
+
+
+def running_db(running: dict[str, Any] | None) -> str | None:
+    return str(running["database_url"]) if running is not None else None
 
 
 def _no_platform(folder: Path, url: str | None) -> str:
