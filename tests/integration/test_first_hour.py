@@ -8,9 +8,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
+import signal
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -26,6 +30,13 @@ def cli(args: list[str], env: dict[str, str], code: int = 0) -> subprocess.Compl
     r = subprocess.run([*PLEXICA, *args], env=env, capture_output=True, text=True, timeout=180)
     assert r.returncode == code, f"{args}: {r.stdout}\n{r.stderr}"
     return r
+
+
+def items(answer: httpx.Response) -> list[dict[str, Any]]:
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    found: list[dict[str, Any]] = body["items"] if isinstance(body, dict) else body
+    return found
 
 
 def sign_in_page(base: str, realm: str, shell: str | None = None) -> httpx.Response:
@@ -123,3 +134,39 @@ def test_first_hour_with_the_cli(data_dir: Path, tmp_path: Path) -> None:
     finally:
         output = stop(up)
     assert up.returncode == 0, output
+
+
+@pytest.mark.slow
+def test_up_demo_makes_a_tenant_with_sample_data(data_dir: Path, tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "up.log"
+    with log.open("w") as out:
+        up = subprocess.Popen(
+            [*PLEXICA, "up", "--demo", "--port", str(port), "--data-dir", str(data_dir)],
+            env=clean_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 600
+        while "Demo tenant ready" not in log.read_text():
+            assert up.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            assert "demo: not created" not in log.read_text(), log.read_text()
+            time.sleep(0.5)
+        found = re.search(r"sign in as (\S+) with password (\S+)", log.read_text())
+        assert found is not None
+        env = clean_env(PLEXICA_DATA_DIR=str(data_dir), PLEXICA_PASSWORD=found.group(2))
+        token = cli(["token", "--tenant", "demo", "--user", found.group(1)], env).stdout.strip()
+        auth = {"Authorization": f"Bearer {token}"}
+        contacts = items(httpx.get(f"{base}/api/plugins/crm/v1/contacts", headers=auth, timeout=30))
+        assert {c["last_name"] for c in contacts} == {"Lovelace", "Scorpio"}
+        customers = httpx.get(f"{base}/api/plugins/billing/v1/customers", headers=auth, timeout=30)
+        assert [c["name"] for c in items(customers)] == ["Acme Corp"]
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=60)
+    assert up.returncode == 0, log.read_text()

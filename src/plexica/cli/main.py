@@ -20,7 +20,13 @@ from plexica.cli.plugins import plugin_app
 from plexica.cli.service_clients import service_client_app
 from plexica.cli.tenants import tenant_app
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+EPILOG = (
+    "Commands find the platform by themselves: PLEXICA_DATABASE_URL, else the `plexica up`"
+    " running on --data-dir / PLEXICA_DATA_DIR (default: the per-user folder); its public URL"
+    " from --url / PLEXICA_URL, else PLEXICA_PUBLIC_URL, else that `up`'s. Lists and shows take"
+    " --json. Exit codes: 0 done, 1 refused or failed, 2 bad input or no platform."
+)
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, epilog=EPILOG)
 serve_app = typer.Typer(no_args_is_help=True, help="Run one service of the distributed mode.")
 app.add_typer(serve_app, name="serve")
 app.add_typer(user_app, name="user")
@@ -54,11 +60,18 @@ def up(
     host: Annotated[
         str, typer.Option(envvar="PLEXICA_HOST", help="Interface to listen on.")
     ] = "127.0.0.1",
+    *,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            help="Also make a tenant `demo` with CRM and Billing data; print its sign-in."
+        ),
+    ] = False,
 ) -> None:
     """Run the whole platform in one process (embedded PostgreSQL unless configured)."""
     from plexica.cli.up import run_up
 
-    run_up(port=port, data_dir=data_dir, reset=reset, host=host)
+    run_up(port=port, data_dir=data_dir, reset=reset, host=host, demo=demo)
 
 
 @serve_app.command("core")

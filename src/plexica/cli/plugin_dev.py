@@ -9,7 +9,7 @@ from uuid import UUID
 
 import typer
 
-from plexica.cli.common import DataDirOpt, JsonOpt, UrlOpt, fail, platform_settings
+from plexica.cli.common import DataDirOpt, JsonOpt, UrlOpt, fail, platform_settings, running_db
 from plexica.cli.plugins import (
     PluginUrlOpt,
     TenantIdOpt,
@@ -149,8 +149,8 @@ def dev(  # noqa: PLR0917 - typer maps parameters to options
     from plexica.plugins import devroutes
 
     folder = settings.data_dir.expanduser()
-    if runtime.read(folder) is None:
-        runner.run()
+    if running_db(runtime.read(folder)) != str(settings.database_url):
+        runner.run()  # no `plexica up` serves this database: nothing routes to the plugin
         return
     # Beside a running `plexica up`: its edge routes the plugin's API and pages here (ADR 0134).
     route = devroutes.announce(folder, source.plugin_id, f"http://127.0.0.1:{chosen}")

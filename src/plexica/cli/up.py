@@ -35,7 +35,7 @@ from plexica_sdk.observability import configure_logging
 log = structlog.get_logger("plexica.up")
 
 
-def run_up(*, port: int, data_dir: Path | None, reset: bool, host: str) -> None:
+def run_up(*, port: int, data_dir: Path | None, reset: bool, host: str, demo: bool = False) -> None:
     overrides: dict[str, object] = {"port": port, "host": host}
     if not os.environ.get("PLEXICA_PUBLIC_URL"):
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - compared only
@@ -53,12 +53,12 @@ def run_up(*, port: int, data_dir: Path | None, reset: bool, host: str) -> None:
             if reset:
                 held.reset()
                 typer.echo(f"reset: removed all data in {held.path}")
-            _run(settings, held.path)
+            _run(settings, held.path, demo)
     except DataDirBusyError as exc:
         raise fail(str(exc)) from None
 
 
-def _run(settings: Settings, data_dir: Path) -> None:
+def _run(settings: Settings, data_dir: Path, demo: bool = False) -> None:
     pg: EmbeddedPostgres | None = None
     if settings.database_url is None:
         pg = EmbeddedPostgres(data_dir)
@@ -102,6 +102,8 @@ def _run(settings: Settings, data_dir: Path) -> None:
                     f"  (also in {data_dir / CREDENTIALS_FILE})"
                 )
             typer.echo("Press Ctrl-C to stop.\n")
+            if demo:
+                start_demo(data_dir, settings.public_base_url)
 
         # Lets `plexica tenant ...` and `plexica migrate` reach this instance's database.
         assert settings.database_url is not None
@@ -133,6 +135,15 @@ async def _migrate(settings: Settings, data_dir: Path) -> OperatorCredentials | 
         return operator
     finally:
         await db.dispose()
+
+
+def start_demo(data_dir: Path, url: str) -> None:
+    """The demo tenant, made beside the serving platform (it talks to it like a user)."""
+    import threading
+
+    from plexica.cli.demo import run_demo
+
+    threading.Thread(target=run_demo, args=(data_dir, url), name="demo", daemon=True).start()
 
 
 async def sync_sign_in_urls(db: Database, public_url: str) -> None:
