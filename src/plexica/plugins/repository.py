@@ -400,7 +400,7 @@ async def owned_problems(conn: Any, role: str, schema: str, prefix: str) -> list
     transaction: the plugin's own before it commits, or the platform's."""
     await conn.execute("SET LOCAL search_path TO pg_catalog, pg_temp")
     rows = await conn.fetch(_OWNED_PROBLEMS, role, schema, prefix)
-    return [str(r[0]) for r in rows]
+    return sorted({str(r[0]) for r in rows})
 
 
 async def create_functions(
