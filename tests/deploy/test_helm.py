@@ -101,6 +101,22 @@ def test_seed_replicas_resources_and_probes() -> None:
     assert crm["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi"}
 
 
+def test_services_drain_before_they_stop() -> None:
+    docs = docs_for("values-prod.yaml")
+    config = by_kind(docs, "ConfigMap")["plexica-config"]["data"]
+    drain, grace = (
+        int(config["PLEXICA_DRAIN_SECONDS"]),
+        int(config["PLEXICA_SHUTDOWN_GRACE_SECONDS"]),
+    )
+    assert drain == 10
+    for name in ("plexica-core-api", "plexica-worker", "plexica-web", "plexica-plugin-crm"):
+        pod = by_kind(docs, "Deployment")[name]["spec"]["template"]["spec"]
+        stop = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+        assert stop[0] == "sleep", name
+        # The kubelet's SIGKILL comes after preStop, the drain and the in-flight grace.
+        assert pod["terminationGracePeriodSeconds"] > int(stop[1]) + drain + grace, name
+
+
 def test_every_pod_is_non_root_read_only_without_capabilities(
     rendered: tuple[str, list[Doc]],
 ) -> None:
@@ -347,6 +363,25 @@ def test_web_replicas_share_one_session_secret(rendered: tuple[str, list[Doc]]) 
     assert ref == {"name": "plexica-secrets", "key": "web-secret"}
     for secret in by_kind(docs, "Secret").values():
         assert len(secret["stringData"]["web-secret"]) >= 32
+
+
+def test_web_reaches_its_sessions_in_the_platform_database() -> None:
+    """ADR 0120: web sessions are rows of platform.web_sessions, so the web pods get the
+    platform's database URL and a network path to PgBouncer (which lets them in)."""
+    docs = docs_for("values-prod.yaml")
+    web = by_kind(docs, "Deployment")["plexica-web"]["spec"]["template"]["spec"]["containers"][0]
+    ref = _secret_ref(env_of(web), "PLEXICA_DATABASE_URL")
+    assert ref == {"name": "plexica-secrets", "key": "database-url"}
+    egress = by_kind(docs, "NetworkPolicy")["plexica-web"]["spec"]["egress"]
+    db = [r for r in egress if {"port": 5432, "protocol": "TCP"} in r["ports"]]
+    assert [
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for r in db for p in r["to"]
+    ] == ["pgbouncer"]
+    bouncer = by_kind(docs, "NetworkPolicy")["plexica-pgbouncer"]["spec"]["ingress"][0]["from"]
+    assert any(
+        p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "web"
+        for p in bouncer
+    )
 
 
 def test_chart_made_web_secret_is_given_or_random_and_long_enough() -> None:

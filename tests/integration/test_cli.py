@@ -80,7 +80,7 @@ def test_up_serves_everything_and_stops_cleanly(data_dir: Path) -> None:
     try:
         wait_ready(port, proc)
         base = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{base}/health").json() == {"status": "ok"}
+        assert httpx.get(f"{base}/health").json()["status"] == "ok"
         assert httpx.get(f"{base}/ready").json()["checks"] == {"database": "ok"}
         assert "plexica_http_requests_total" in httpx.get(f"{base}/metrics").text
         assert httpx.get(f"{base}/api/core/v1/info").json()["name"] == "plexica"

@@ -193,8 +193,9 @@ async def insert_code(session: AsyncSession, **values: Any) -> None:
     await session.execute(
         text(
             "INSERT INTO platform.auth_codes (code_hash, realm, client_id, user_id, redirect_uri,"
-            " code_challenge, scope, nonce, expires_at) VALUES (:code_hash, :realm, :client_id,"
-            " :user_id, :redirect_uri, :code_challenge, :scope, :nonce, :expires_at)"
+            " code_challenge, scope, nonce, auth_time, expires_at) VALUES (:code_hash, :realm,"
+            " :client_id, :user_id, :redirect_uri, :code_challenge, :scope, :nonce, :auth_time,"
+            " :expires_at)"
         ),
         values,
     )
@@ -205,7 +206,8 @@ async def take_code(session: AsyncSession, realm: str, code_hash: str) -> dict[s
     row = await session.execute(
         text(
             "DELETE FROM platform.auth_codes WHERE code_hash = :code_hash AND realm = :realm"
-            " RETURNING client_id, user_id, redirect_uri, code_challenge, scope, nonce, expires_at"
+            " RETURNING client_id, user_id, redirect_uri, code_challenge, scope, nonce, auth_time,"
+            " expires_at"
         ),
         {"code_hash": code_hash, "realm": realm},
     )
@@ -217,8 +219,8 @@ async def insert_refresh(session: AsyncSession, **values: Any) -> None:
     await session.execute(
         text(
             "INSERT INTO platform.refresh_tokens (token_hash, realm, client_id, user_id, family,"
-            " scope, expires_at) VALUES (:token_hash, :realm, :client_id, :user_id, :family,"
-            " :scope, :expires_at)"
+            " scope, auth_time, expires_at) VALUES (:token_hash, :realm, :client_id, :user_id,"
+            " :family, :scope, :auth_time, :expires_at)"
         ),
         values,
     )
@@ -230,7 +232,7 @@ async def use_refresh(
     """Mark the token used; return it and whether it was unused before (False means reuse)."""
     row = await session.execute(
         text(
-            "SELECT client_id, user_id, family, scope, expires_at, used_at"
+            "SELECT client_id, user_id, family, scope, auth_time, expires_at, used_at"
             " FROM platform.refresh_tokens WHERE token_hash = :h AND realm = :realm FOR UPDATE"
         ),
         {"h": token_hash, "realm": realm},
@@ -429,15 +431,3 @@ async def update_service_client(
         {"realm": realm, "client_id": client_id, "state": state, "cutoff": revoked_before},
     )
     return dict(row.mappings().one())
-
-
-async def client_cutoffs(session: AsyncSession, since: int) -> list[tuple[str, str, int]]:
-    """(realm, client_id, revoked_before) of the clients cut off after ``since`` (epoch s)."""
-    rows = await session.execute(
-        text(
-            "SELECT realm, client_id, revoked_before FROM platform.service_clients"
-            " WHERE revoked_before > :since"
-        ),
-        {"since": since},
-    )
-    return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]

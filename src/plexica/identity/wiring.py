@@ -13,16 +13,16 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy.exc import SQLAlchemyError
 
-from plexica.identity import custody, repository, service, signing
+from plexica.identity import custody, repository, revocation, service, signing
 from plexica.identity.adapter import IdentityAdapter
 from plexica.identity.bootstrap import bootstrap
 from plexica.identity.builtin import BuiltinIdentity
 from plexica.identity.custody import KeyCustodyError
 from plexica.identity.jwks import build_verifier
 from plexica.identity.keycloak import KeycloakAdapter
-from plexica.identity.revocation import ClientCutoffs
-from plexica.identity.throttle import MemoryThrottle, RedisThrottle
+from plexica.identity.throttle import GuardedThrottle, MemoryThrottle, RedisThrottle
 from plexica.kit.db import Database
+from plexica.kit.redisguard import redis_client
 from plexica.settings import Settings
 from plexica_sdk.errors import PlexicaError
 
@@ -55,6 +55,7 @@ async def _maintain(db: Database, settings: Settings) -> None:
         try:
             async with db.session() as session:
                 await repository.purge_expired(session, service.now_utc())
+                await revocation.purge(session)
             async with db.session() as session:
                 await signing.sweep(session)
         except (OSError, SQLAlchemyError) as exc:
@@ -83,8 +84,8 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
     """``app.state.jwks_transport`` (tests) lets the resolver reach JWKS without a socket."""
     redis: Redis | None = None
     if settings.redis_url is not None:
-        redis = Redis.from_url(str(settings.redis_url))
-        app.state.login_throttle = RedisThrottle(redis)
+        redis = redis_client(str(settings.redis_url), max_connections=20)
+        app.state.login_throttle = GuardedThrottle(RedisThrottle(redis))
     else:
         app.state.login_throttle = MemoryThrottle()
     ensure_realm: asyncio.Task[None] | None = None
@@ -101,16 +102,17 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
     transport = getattr(app.state, "jwks_transport", None)
     async with httpx.AsyncClient(transport=transport) as http:
         own_verifier = app.state.verifier is None
-        cutoffs = ClientCutoffs(db, settings.issuer_base_url)
-        app.state.client_cutoffs = cutoffs
-        with contextlib.suppress(OSError, SQLAlchemyError):
-            await cutoffs.load()  # else the first verification loads them
+        revocations = revocation.core_revocations(db)
+        app.state.revocations = revocations
+        await revocations.start()  # loads first: the first requests see every revocation
         if own_verifier:
-            app.state.verifier = build_verifier(db, settings.issuer_base_url, http, cutoffs=cutoffs)
+            app.state.verifier = build_verifier(
+                db, settings.issuer_base_url, http, revocations=revocations
+            )
         try:
             yield
         finally:
-            await cutoffs.aclose()
+            await revocations.aclose()
             if own_verifier:
                 app.state.verifier = None
             if ensure_realm is not None:

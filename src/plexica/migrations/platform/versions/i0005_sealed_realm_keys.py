@@ -5,15 +5,15 @@ existing keys at start-up with ``PLEXICA_KEY_ENCRYPTION_KEY`` and clears it, whi
 cannot do (it does not get the key, and should not). ``next`` is a key published in the JWKS
 before it signs; a ``previous`` key is deleted at ``retire_at``.
 
-Revision ID: i0004
-Revises: i0002
+Revision ID: i0005
+Revises: i0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "i0004"
-down_revision = "i0002"
+revision = "i0005"
+down_revision = "i0004"
 branch_labels = None
 depends_on = None
 
