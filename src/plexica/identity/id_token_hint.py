@@ -8,9 +8,9 @@ from typing import Any
 import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.identity import repository
+from plexica.identity import key_repository, signing
 from plexica.identity.keys import public_key_from_jwk
-from plexica.identity.service import issuer_url
+from plexica.identity.service import issuer_url, now_utc
 
 
 async def claims(
@@ -23,9 +23,9 @@ async def claims(
         kid = jwt.get_unverified_header(token).get("kid")
     except jwt.PyJWTError:
         return None
-    for key in await repository.keys(session, realm):
-        if key["kid"] == kid:
-            public = public_key_from_jwk(key["public_jwk"])
+    for key in signing.published(await key_repository.of_realm(session, realm), now_utc()):
+        if key.kid == kid:
+            public = public_key_from_jwk(key.public_jwk)
             if public is None:
                 return None
             try:

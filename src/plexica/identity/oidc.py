@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
-from plexica.identity import id_token_hint, repository, service
+from plexica.identity import id_token_hint, repository, service, sessions
 from plexica.identity.schemas import TokenResponse
 from plexica.identity.service import OAuthError
 from plexica.identity.throttle import LoginThrottle
@@ -456,19 +456,21 @@ async def userinfo_post(realm: RealmName, request: Request) -> Response:
 
 async def _logout_client(
     session: AsyncSession, realm: str, request: Request, source: Any
-) -> tuple[dict[str, Any] | None, str | None]:
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str | None]:
     """The client an RP-initiated logout names (``client_id``, else the ``id_token_hint``'s
-    audience), or why the request is refused (OIDC RP-Initiated Logout 1.0 §2, §3)."""
+    audience) and the hint's claims, or why the request is refused (OIDC RP-Initiated Logout
+    1.0 §2, §3)."""
     client_id = str(source["client_id"]) if source.get("client_id") else None
     hint = source.get("id_token_hint")
+    claims = None
     redirect = source.get("post_logout_redirect_uri")
     if hint:
         claims = await id_token_hint.claims(session, realm, str(hint), _base(request))
         if claims is None:
-            return None, "The sign-out request carries an ID token this realm did not issue."
+            return None, None, "The sign-out request carries an ID token this realm did not issue."
         audience = id_token_hint.audiences(claims)
         if client_id is not None and client_id not in audience:
-            return None, "The application that sent you here is not the one you signed in to."
+            return None, None, "The application that sent you here is not the one you signed in to."
         if client_id is None:
             client_id = str(claims.get("azp") or audience[0]) if audience else None
     client = await repository.get_client(session, realm, client_id) if client_id else None
@@ -478,8 +480,8 @@ async def _logout_client(
         or not service.redirect_allowed(client, str(redirect))
     ):
         # Never redirect to an address that is not registered for the client.
-        return None, "The application that sent you here is not known."
-    return client, None
+        return None, None, "The application that sent you here is not known."
+    return client, claims, None
 
 
 async def _logout(realm: str, request: Request, source: Any) -> Response:
@@ -488,11 +490,14 @@ async def _logout(realm: str, request: Request, source: Any) -> Response:
     async with _db(request).session() as session:
         if await _realm(session, realm) is None:
             return _error_page("This page does not exist.", 404)
-        client, refused = await _logout_client(session, realm, request, source)
+        client, hint, refused = await _logout_client(session, realm, request, source)
         if refused is not None:
             return _error_page(refused, title="Sign-out error")  # a refused request ends nothing
-        if refresh_token:
-            await service.logout(session, realm, str(refresh_token))
+        sid = hint.get("sid") if hint else None
+        ended = await sessions.logout(session, realm, _opt(refresh_token), _opt(sid))
+    revocations = getattr(request.app.state, "revocations", None)
+    if ended and revocations is not None:
+        revocations.note(*ended)  # committed: this process refuses at once, others on NOTIFY
     if redirect and client is not None:
         back = {"state": str(source["state"])} if source.get("state") else {}
         return RedirectResponse(_with_query(str(redirect), back), status_code=302)

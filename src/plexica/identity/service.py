@@ -23,11 +23,11 @@ from uuid import UUID
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.identity import repository
-from plexica.identity.keys import SigningKey, generate, public_key_from_jwk
+from plexica.identity import key_repository, repository, revocation, signing
+from plexica.identity.custody import KeyCustodyError
+from plexica.identity.keys import public_key_from_jwk
 from plexica.identity.schemas import TokenResponse, User
 from plexica_sdk.context import MEMBER, SUPER_ADMIN, TENANT_ADMIN
 from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
@@ -147,8 +147,8 @@ async def ensure_realm(
     if existing is not None and existing["tenant_id"] != tenant_id:
         raise ConflictError(f"realm {realm} belongs to another tenant")
     await repository.upsert_realm(session, realm, tenant_id)
-    if not await repository.keys(session, realm):
-        await repository.rotate_keys(session, realm, await asyncio.to_thread(generate))
+    if not await key_repository.of_realm(session, realm):
+        await signing.create_first(session, realm)
     # The web shell's callback at the current public URL is added, earlier ones are kept: a
     # deployment that changes PLEXICA_PUBLIC_URL (or serves several) keeps signing users in.
     callback = f"{base_url.rstrip('/')}/auth/callback"
@@ -179,35 +179,20 @@ async def realm_or_404(session: AsyncSession, realm: str) -> dict[str, Any]:
 
 
 async def rotate_keys(session: AsyncSession, realm: str) -> str:
-    """A new active key; the previous one stays published until the next rotation."""
-    await repository.lock_realm(session, realm)
-    key: SigningKey = await asyncio.to_thread(generate)
-    await repository.rotate_keys(session, realm, key)
-    return key.kid
+    """A new key, published now and signing shortly; the previous one stays published until its
+    last token expires (ADR 0151)."""
+    return (await signing.rotate(session, realm)).kid
 
 
 async def jwks(session: AsyncSession, realm: str) -> dict[str, Any]:
-    return {"keys": [k["public_jwk"] for k in await repository.keys(session, realm)]}
-
-
-_PRIVATE_KEYS: dict[str, Any] = {}
-
-
-def _private_key(kid: str, pem: str) -> Any:
-    # Loading a PEM validates the RSA key, which costs tens of milliseconds: do it once per kid.
-    key = _PRIVATE_KEYS.get(kid)
-    if key is None:
-        if len(_PRIVATE_KEYS) > 1000:
-            _PRIVATE_KEYS.clear()
-        key = _PRIVATE_KEYS[kid] = serialization.load_pem_private_key(pem.encode(), None)
-    return key
+    return await signing.jwks(session, realm)
 
 
 async def _signer(session: AsyncSession, realm: str) -> tuple[str, Any]:
-    for key in await repository.keys(session, realm):
-        if key["status"] == "active":
-            return str(key["kid"]), _private_key(str(key["kid"]), str(key["private_pem"]))
-    raise OAuthError("server_error", "the realm has no signing key", status=500)
+    try:
+        return await signing.signer(session, realm)
+    except (signing.NoSigningKeyError, KeyCustodyError):
+        raise OAuthError("server_error", "the realm cannot sign tokens", status=500) from None
 
 
 # --- users ----------------------------------------------------------------------------------
@@ -420,8 +405,10 @@ async def refresh(
 ) -> TokenResponse:
     grant, fresh = await repository.use_refresh(session, realm["name"], sha256(token), now_utc())
     if grant is not None and not fresh:
-        # A rotated token presented again: someone holds a copy, so end the whole chain.
+        # A rotated token presented again: someone holds a copy, so end the whole chain, and
+        # the access tokens of its session with it.
         await repository.revoke_family(session, grant["family"])
+        await revocation.end_session(session, realm["name"], str(grant["family"]))
     if (
         grant is None
         or not fresh
@@ -465,6 +452,7 @@ async def _user_tokens(
         "exp": now + ACCESS_TTL,
         "jti": str(uuid.uuid4()),
         "typ": "Bearer",
+        "sid": str(family),  # the sign-in session: signing out refuses its tokens (ADR 0115)
         "scope": scope,
         "email": user["email"],
         "preferred_username": user["email"],
@@ -495,6 +483,7 @@ async def _user_tokens(
             "iat": now,
             "exp": now + ACCESS_TTL,
             "auth_time": signed_in,
+            "sid": str(family),
             "email": user["email"],
             "email_verified": True,
         }
@@ -549,9 +538,9 @@ async def local_claims(
         kid = jwt.get_unverified_header(token).get("kid")
     except jwt.PyJWTError:
         kid = None
-    for key in await repository.keys(session, realm):
-        if key["kid"] == kid:
-            public = public_key_from_jwk(key["public_jwk"])
+    for key in signing.published(await key_repository.of_realm(session, realm), now_utc()):
+        if key.kid == kid:
+            public = public_key_from_jwk(key.public_jwk)
             if public is None:
                 break
             try:
@@ -568,12 +557,6 @@ async def local_claims(
             except jwt.PyJWTError:
                 break
     raise OAuthError("invalid_token", "the access token is invalid", status=401)
-
-
-async def logout(session: AsyncSession, realm: str, refresh_token: str) -> None:
-    grant, _ = await repository.use_refresh(session, realm, sha256(refresh_token), now_utc())
-    if grant is not None:
-        await repository.revoke_family(session, grant["family"])
 
 
 # --- permissions ----------------------------------------------------------------------------

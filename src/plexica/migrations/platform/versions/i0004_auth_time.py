@@ -4,16 +4,14 @@ A refreshed ID token must carry the original authentication's ``auth_time`` (OID
 Nullable: rows written before this revision fall back to the time of their own issue.
 
 Revision ID: i0004
-Revises: i0002
+Revises: i0003
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-# i0003 is the revocation store of issue 16, written beside this one: once both are in, this
-# revision follows it (until then both branch from i0002 and `upgrade heads` applies both).
 revision = "i0004"
-down_revision = "i0002"
+down_revision = "i0003"
 branch_labels = None
 depends_on = None
 
