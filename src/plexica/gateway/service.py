@@ -20,6 +20,7 @@ from uuid import UUID
 from plexica.gateway.ratelimit import RateLimiter
 from plexica.gateway.schemas import LimitPolicy, Verdict
 from plexica.kit.security import MAX_TOKEN_BYTES, TokenVerifier
+from plexica.storage.signing import SIGNED_PATH
 from plexica.tenants.cache import TenantCache
 from plexica.tenants.context import (
     TenantRequiredError,
@@ -39,6 +40,9 @@ MAX_URI = 4096
 PUBLIC_CORE = frozenset(
     {"/api/core/openapi.json", "/api/core/docs", "/api/core/health", "/api/core/v1/info"}
 )
+# A presigned URL carries its own capability (scoped, expiring, tamper-proof signature): no
+# bearer is asked for, the core verifies the signature (ADR 0138).
+SIGNED_FILES = CORE + SIGNED_PATH
 PUBLIC_PLUGIN_PATHS = frozenset({"/health"})
 # Never through the edge: the decision endpoint itself (a client could probe it).
 HIDDEN_CORE_PREFIXES = ("/api/core/v1/gateway/",)
@@ -82,7 +86,7 @@ def classify(uri: str) -> Route:
         raise BadPathError("dot segments are not allowed")
     lowered = path.lower()
     if lowered == CORE or lowered.startswith(CORE + "/"):
-        if path in PUBLIC_CORE:
+        if path in PUBLIC_CORE or path == SIGNED_FILES:
             return Route("core", True)
         if not path.startswith(CORE) or path.startswith(HIDDEN_CORE_PREFIXES):
             raise _not_found()

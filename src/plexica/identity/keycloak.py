@@ -366,6 +366,9 @@ class KeycloakAdapter:
             "waitIncrementSeconds": 60,
             "maxFailureWaitSeconds": 900,
             "accessTokenLifespan": 300,
+            # Refresh tokens rotate and are single use, as with the built-in provider (ADR 0126).
+            "revokeRefreshToken": True,
+            "refreshTokenMaxReuse": 0,
             "roles": {"realm": [{"name": r} for r in roles]},
             "clients": [
                 self._client_representation(
