@@ -55,7 +55,7 @@ def compose() -> dict[str, Any]:
 
 def placeholders() -> dict[str, str]:
     """.env.example filled in: a placeholder for each required value, optional ones left empty."""
-    fill = {"PLEXICA_WEB_SECRET": "w" * 48}
+    fill = {"PLEXICA_WEB_SECRET": "w" * 48, "PLEXICA_KEY_ENCRYPTION_KEY": "k" * 48}
     return {
         k: v or ("" if k.endswith(("DATABASE_URL", "BASE_DOMAIN")) else fill.get(k, "x"))
         for k, v in env_example().items()

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from plexica.cli import runtime
+from plexica.identity.custody import install_from, with_found_key
 from plexica.settings import Settings, SettingsError, load_settings
 
 
@@ -28,6 +29,9 @@ def database_settings(command: str = "cli", data_dir: Path | None = None) -> Set
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     settings = settings_or_exit(command, **overrides)
+    # The realms' keys are sealed with PLEXICA_KEY_ENCRYPTION_KEY, or `plexica up`'s own key.
+    settings = with_found_key(settings, settings.data_dir.expanduser())
+    install_from(settings)
     if settings.database_url is not None:
         return settings
     running = runtime.read(settings.data_dir.expanduser())
