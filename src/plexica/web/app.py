@@ -148,9 +148,10 @@ class Shell:
         self, realm: str, subject: str | None = None, session_id: UUID | None = None
     ) -> int:
         """The one place where sessions end (sign-out, the sessions page, a tenant admin): the
-        rows go, so their cookies open nothing from the next request on, and each refresh token
-        is revoked at the provider. A per-session revocation of access tokens (a ``sid`` set)
-        would be called here too."""
+        rows go, so their cookies open nothing from the next request on; then each one's sign-in
+        session ends at the provider (its logout endpoint, back channel, with the refresh token):
+        the built-in provider stops the refresh tokens and refuses the access tokens of that
+        ``sid`` everywhere (ADR 0115), Keycloak ends its session."""
         ended = await self.sessions.delete(realm, subject, session_id)
         await asyncio.gather(*(self.upstream.end_session(s) for s in ended))
         return len(ended)
