@@ -385,6 +385,8 @@ def create_web_app(
     )
     app.state.settings = settings
     app.state.shell = shell
+    # No page without the sessions table: the database is what "ready" means here too.
+    app.state.readiness.add("database", shell.db.ping)
     app.mount(STATIC, StaticFiles(directory=str(HERE / "static")), name="static")
     register_host_tenant(app, shell)
     # Outermost: refused requests reach no route, and every answer gets the headers.
