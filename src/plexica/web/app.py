@@ -221,10 +221,11 @@ class Shell:
                 message="This page is not part of your console.",
             )  # fmt: skip
         try:
-            if session.expires_at - REFRESH_MARGIN < time.time():
-                session = await self.upstream.refresh(session)
-                if not await self.sessions.save_tokens(session):
+            if _due(session):
+                renewed = await self.sessions.refresh(session, _due, self.upstream.refresh)
+                if renewed is None:
                     return self.to_login(request)  # ended by another request meanwhile
+                session = renewed
             if request.method == "POST":
                 form = await request.form()
                 token = form.get("csrf")
@@ -240,6 +241,10 @@ class Shell:
         except SessionExpiredError:
             return self.to_login(request)
         return response
+
+
+def _due(session: WebSession) -> bool:
+    return session.expires_at - REFRESH_MARGIN < time.time()
 
 
 def _cell(value: Any) -> str:
