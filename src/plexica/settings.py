@@ -192,6 +192,7 @@ def load_settings(**overrides: object) -> Settings:
         k
         for k in unknown
         if not k.startswith((ENV_PREFIX + "TEST_", ENV_PREFIX + "PASSWORD", ENV_PREFIX + "PLUGIN_"))
+        and k != ENV_PREFIX + "URL"  # the CLI's --url (ADR 0132), not a service's setting
     ]
     if unknown:
         raise SettingsError(f"unknown setting {unknown[0]} (known: {', '.join(sorted(known))})")

@@ -51,7 +51,7 @@ _CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 _SCOPES = ("openid", "email")
 _CLAIMS = (
     "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "email", "email_verified",
-    "preferred_username", "realm_access", "tenant_id",
+    "preferred_username", "realm_access", "tenant_id", "sid",
 )  # fmt: skip
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _PAGE_HEADERS = {

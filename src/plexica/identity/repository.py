@@ -182,6 +182,18 @@ async def get_client(session: AsyncSession, realm: str, client_id: str) -> dict[
     return dict(found) if found else None
 
 
+async def add_redirect_uri(session: AsyncSession, client_id: str, uri: str) -> int:
+    """Add ``uri`` to the client ``client_id`` of every realm that lacks it; the count added."""
+    result = await session.execute(
+        text(
+            "UPDATE platform.clients SET redirect_uris = array_append(redirect_uris, :uri)"
+            " WHERE client_id = :client_id AND NOT (:uri = ANY(redirect_uris))"
+        ),
+        {"client_id": client_id, "uri": uri},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def client_exists(session: AsyncSession, realm: str, client_id: str) -> bool:
     return await get_client(session, realm, client_id) is not None
 

@@ -151,7 +151,7 @@ async def ensure_realm(
         await signing.create_first(session, realm)
     # The web shell's callback at the current public URL is added, earlier ones are kept: a
     # deployment that changes PLEXICA_PUBLIC_URL (or serves several) keeps signing users in.
-    callback = f"{base_url.rstrip('/')}/auth/callback"
+    callback = web_callback(base_url)
     web = await repository.get_client(session, realm, WEB_CLIENT)
     known = list(web["redirect_uris"]) if web is not None else []
     if callback not in known:
@@ -169,6 +169,17 @@ async def ensure_realm(
             session, realm, CLI_CLIENT, public=True, secret_hash=None,
             redirect_uris=[CLI_REDIRECT], roles=[],
         )  # fmt: skip
+
+
+def web_callback(base_url: str) -> str:
+    return f"{base_url.rstrip('/')}/auth/callback"
+
+
+async def sync_web_callbacks(session: AsyncSession, base_url: str) -> int:
+    """Register the web shell's callback at ``base_url`` for every realm (run at start-up): a
+    tenant made while the platform answered at another URL (another port, host or proxy) still
+    signs in. Earlier callbacks are kept, as in ``ensure_realm``. Returns the realms updated."""
+    return await repository.add_redirect_uri(session, WEB_CLIENT, web_callback(base_url))
 
 
 async def realm_or_404(session: AsyncSession, realm: str) -> dict[str, Any]:
