@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PLEXICA_"
 MIN_WEB_SECRET = 32
+MIN_KEY_ENCRYPTION_KEY = 32
 
 
 class SettingsError(Exception):
@@ -116,6 +117,9 @@ class Settings(BaseSettings):
     # tenants at <slug>.<web_base_domain>.
     web_secret: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
     web_base_domain: Annotated[str | None, BeforeValidator(_domain)] = None
+    # Seals the built-in provider's private signing keys at rest (ADR 0150): one secret, or
+    # several separated by commas (the first seals, all open).
+    key_encryption_key: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
 
     @cached_property
     def sqlalchemy_url(self) -> str:
@@ -159,6 +163,18 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _key_encryption_key_long_enough(self) -> Settings:
+        if self.key_encryption_key is None:
+            return self
+        ring = [p.strip() for p in self.key_encryption_key.get_secret_value().split(",")]
+        if any(len(p) < MIN_KEY_ENCRYPTION_KEY for p in ring):
+            raise ValueError(
+                "PLEXICA_KEY_ENCRYPTION_KEY is too short: use at least "
+                f"{MIN_KEY_ENCRYPTION_KEY} characters per key (comma-separated)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _keycloak_needs_admin(self) -> Settings:
         if self.keycloak_url is not None and self.keycloak_admin_user is None:
             # Provisioning creates each tenant's realm through Keycloak's Admin API.
@@ -176,6 +192,7 @@ def load_settings(**overrides: object) -> Settings:
         k
         for k in unknown
         if not k.startswith((ENV_PREFIX + "TEST_", ENV_PREFIX + "PASSWORD", ENV_PREFIX + "PLUGIN_"))
+        and k != ENV_PREFIX + "URL"  # the CLI's --url (ADR 0132), not a service's setting
     ]
     if unknown:
         raise SettingsError(f"unknown setting {unknown[0]} (known: {', '.join(sorted(known))})")

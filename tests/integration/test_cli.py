@@ -22,7 +22,9 @@ PLEXICA = [sys.executable, "-m", "plexica.cli"]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")}
+    # Kept: the realms' keys in the tests' databases are sealed with the tests' key (ADR 0150).
+    kept = ("PLEXICA_KEY_ENCRYPTION_KEY",)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_") or k in kept}
     env.update(extra)
     return env
 

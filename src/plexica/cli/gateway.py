@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 
 from plexica.cli.common import database_settings, fail, settings_or_exit
 
@@ -39,24 +38,22 @@ UpstreamTemplate = Annotated[
 DEFAULT_UPSTREAM = "http://plugin-{slug}:3000"
 
 
-class _Dumper(yaml.SafeDumper):
-    """Readable output: multi-line strings (Kong's Lua) as blocks, no anchors."""
-
-    def ignore_aliases(self, data: object) -> bool:
-        return True
-
-
-def _text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    return dumper.represent_scalar(
-        "tag:yaml.org,2002:str", data, style="|" if "\n" in data else None
-    )
-
-
-_Dumper.add_representer(str, _text)
-
-
 def _dump(config: dict[str, object]) -> str:
-    return yaml.dump(config, Dumper=_Dumper, sort_keys=False)
+    import yaml  # here: `plexica --help` does not pay for it
+
+    class Dumper(yaml.SafeDumper):
+        """Readable output: multi-line strings (Kong's Lua) as blocks, no anchors."""
+
+        def ignore_aliases(self, data: object) -> bool:
+            return True
+
+    def text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+        return dumper.represent_scalar(
+            "tag:yaml.org,2002:str", data, style="|" if "\n" in data else None
+        )
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(config, Dumper=Dumper, sort_keys=False)
 
 
 def _plugins(only: list[str] | None, template: str | None) -> dict[str, str]:

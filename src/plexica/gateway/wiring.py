@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from plexica.gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from plexica.gateway.schemas import LimitPolicy
-from plexica.gateway.service import Gateway, PluginActivity
+from plexica.gateway.service import Gateway, PluginActivity, VerifiedTokens
 from plexica.kit.db import Database
 from plexica.kit.redisguard import redis_client
 from plexica.plugins import service as plugins
@@ -37,6 +37,8 @@ async def start_gateway(
         PluginActivity(active, ttl=settings.gateway_plugin_cache_seconds),
         limiter,
         LimitPolicy.parse(settings.gateway_rate_limit, settings.gateway_rate_limits),
+        # A remembered token is checked against the revocations on every hit (ADR 0115).
+        tokens=VerifiedTokens(revocations=getattr(app.state, "revocations", None)),
     )
     app.state.gateway = gateway
     return gateway

@@ -25,9 +25,9 @@ import structlog
 from plexica.identity import repository, service
 from plexica.identity.jwt import Issuer, JwtVerifier
 from plexica.identity.keys import public_key_from_jwk
-from plexica.identity.revocation import ClientCutoffs
 from plexica.kit.db import Database
 from plexica.plugins import service as plugins_service
+from plexica_sdk.auth import RevocationCheck
 
 log = structlog.get_logger("plexica.identity.jwks")
 TENANT_REALM_PREFIX = "plexica-"
@@ -197,9 +197,9 @@ def build_verifier(
     http: httpx.AsyncClient,
     *,
     refetch_interval: float = 5.0,
-    cutoffs: ClientCutoffs | None = None,
+    revocations: RevocationCheck | None = None,
 ) -> JwtVerifier:
     resolver = RealmIssuers(db, base_url, http, refetch_interval=refetch_interval)
     return JwtVerifier(
-        resolver, service.AUDIENCE, permissions=CachedPermissions(db), revocations=cutoffs
+        resolver, service.AUDIENCE, permissions=CachedPermissions(db), revocations=revocations
     )

@@ -362,7 +362,8 @@ class TenantService:
                 await events.emit(session, events.FAILED, failed)
             await self.cache.invalidate(tenant.id)
             raise ProvisioningFailedError(
-                exc.reason, details={"tenant": failed.model_dump(mode="json")}
+                f"provisioning failed at step {exc.step}; the tenant is left failed",
+                details={"tenant": failed.model_dump(mode="json")},
             ) from None
         async with self.db.session() as session:
             active = await repository.set_state(
