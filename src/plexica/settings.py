@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     gateway_rate_limit: int = Field(default=100, ge=1)
     gateway_rate_limits: Optional = None
     gateway_rate_limit_fail_open: bool = True
+    # Budget of one Redis call on the request path, after which the in-process fallback answers
+    # and a breaker skips Redis for a while (ADR 0143).
+    redis_timeout_ms: int = Field(default=100, ge=10, le=5000)
     gateway_plugin_cache_seconds: float = Field(default=1.0, ge=0, le=60)
 
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)

@@ -1,5 +1,5 @@
-"""Installs and upgrades of one plugin running at once in many tenants never collide (its event
-subscriptions are written without a delete-then-insert of the whole set)."""
+"""Installs, upgrades and provisioning with a default plugin, running at once in many tenants,
+never collide (its event subscriptions are written without a delete-then-insert of the set)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import uuid
 from sqlalchemy import text
 
 from plexica.kit.db import Database
+from plexica.plugins.service import DefaultPluginsStep
+from plexica.tenants.schemas import State, TenantCreate
+from plexica.tenants.service import TenantService
 from plexica_sdk.manifest import parse_manifest
 from tests.plugins.conftest import (
     Platform,
@@ -74,3 +77,27 @@ async def test_parallel_installs_and_fleet_upgrade_have_no_failures(
     results = await installer.upgrade_fleet(p, concurrency=PARALLEL)
     assert results == {str(t.id): "upgraded" for t in tenants}
     assert await subscriptions(db, p) == ["billing.invoice.paid", "crm.deal.won"]
+
+
+async def test_tenants_provisioned_at_once_with_a_default_plugin_all_become_active(
+    platform: Platform, db: Database
+) -> None:
+    p = "dflt" + uuid.uuid4().hex[:8]
+    first = doc(p, "1.0.0", ["crm.deal.won"])
+    await register_doc(db, first, [("0001_init", f"CREATE TABLE {p}_items (id int)")])
+    platform.endpoints[p] = bare_app(parse_manifest(first))
+    installer = platform.core.state.plugin_installer
+    service = TenantService(db, [DefaultPluginsStep(installer, [p])])
+    gate = asyncio.Semaphore(PARALLEL)
+
+    async def create(i: int) -> State:
+        slug = f"dp{uuid.uuid4().hex[:8]}"
+        async with gate:
+            made = await service.create(
+                TenantCreate(slug=slug, name=f"D{i}", admin_email=f"a@{slug}.example")
+            )
+        return made.state
+
+    states = await asyncio.gather(*(create(i) for i in range(TENANTS)))
+    assert states == [State.ACTIVE] * TENANTS
+    assert await subscriptions(db, p) == ["crm.deal.won"]

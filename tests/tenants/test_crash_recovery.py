@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import psutil
 import pytest
 
 from plexica.kit.pgserver import free_port
@@ -89,3 +90,50 @@ async def test_a_core_finishes_a_provisioning_killed_mid_step(
     finally:
         await holder.close()
         await watcher.close()
+
+
+@pytest.mark.slow
+async def test_killing_migrate_leaves_no_worker_processes(
+    database_url: str, tmp_path: Path
+) -> None:
+    slug = f"mig-{uuid.uuid4().hex[:8]}"
+    schema = "tenant_" + slug.replace("-", "_")
+    env = clean_env(
+        PLEXICA_DATABASE_URL=database_url,
+        PLEXICA_DATA_DIR=str(tmp_path),
+        PLEXICA_DATABASE_STATEMENT_TIMEOUT_MS="0",
+    )
+    r = cli("tenant", "create", slug, "--name", "M", "--admin-email", f"a@{slug}.example", env=env)
+    assert r.returncode == 0, r.stderr
+    holder = await asyncpg.connect(database_url)
+    try:
+        # Behind the head, so the fleet migration has work; held at its per-schema lock.
+        await holder.execute(
+            "UPDATE platform.tenants SET schema_version = 'behind' WHERE slug = $1", slug
+        )
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('plexica.migrate.' || $1))", schema
+        )
+        migrating = start(["migrate", "--concurrency", "2"], env)
+        parent = psutil.Process(migrating.pid)
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while not (workers := parent.children(recursive=True)):
+            assert time.monotonic() < deadline, "no worker process started"
+            assert migrating.poll() is None, migrating.stdout.read() if migrating.stdout else ""
+            await asyncio.sleep(0.1)
+        migrating.send_signal(signal.SIGKILL)
+        migrating.wait(30)
+        _, alive = psutil.wait_procs(workers, timeout=DEADLINE_SECONDS)
+        assert alive == [], f"orphans: {[p.pid for p in alive]}"
+        await tx.rollback()
+        # The next run finishes the schema the killed one left.
+        r = cli("migrate", env=env)
+        assert r.returncode == 0, r.stderr
+        version = await holder.fetchval(
+            "SELECT schema_version FROM platform.tenants WHERE slug = $1", slug
+        )
+        assert version not in (None, "behind")
+    finally:
+        await holder.close()

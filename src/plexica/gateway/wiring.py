@@ -11,7 +11,7 @@ from plexica.gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateL
 from plexica.gateway.schemas import LimitPolicy
 from plexica.gateway.service import Gateway, PluginActivity, VerifiedTokens
 from plexica.kit.db import Database
-from plexica.kit.redisguard import redis_client
+from plexica.kit.redisguard import Breaker, redis_client
 from plexica.plugins import service as plugins
 from plexica.settings import Settings
 from plexica.tenants.cache import TenantCache
@@ -26,9 +26,14 @@ async def start_gateway(
 
     limiter: RateLimiter
     if settings.redis_url is not None:
-        redis = redis_client(str(settings.redis_url))
+        budget = settings.redis_timeout_ms / 1000
+        redis = redis_client(str(settings.redis_url), timeout=budget)
         stack.push_async_callback(redis.aclose)
-        limiter = RedisRateLimiter(redis, fail_open=settings.gateway_rate_limit_fail_open)
+        limiter = RedisRateLimiter(
+            redis,
+            fail_open=settings.gateway_rate_limit_fail_open,
+            breaker=Breaker("rate_limiter", timeout=budget),
+        )
     else:
         limiter = MemoryRateLimiter()
     gateway = Gateway(

@@ -22,7 +22,7 @@ from plexica.identity.jwks import build_verifier
 from plexica.identity.keycloak import KeycloakAdapter
 from plexica.identity.throttle import GuardedThrottle, MemoryThrottle, RedisThrottle
 from plexica.kit.db import Database
-from plexica.kit.redisguard import redis_client
+from plexica.kit.redisguard import Breaker, redis_client
 from plexica.settings import Settings
 from plexica_sdk.errors import PlexicaError
 
@@ -84,8 +84,11 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
     """``app.state.jwks_transport`` (tests) lets the resolver reach JWKS without a socket."""
     redis: Redis | None = None
     if settings.redis_url is not None:
-        redis = redis_client(str(settings.redis_url), max_connections=20)
-        app.state.login_throttle = GuardedThrottle(RedisThrottle(redis))
+        budget = settings.redis_timeout_ms / 1000
+        redis = redis_client(str(settings.redis_url), timeout=budget, max_connections=20)
+        app.state.login_throttle = GuardedThrottle(
+            RedisThrottle(redis), breaker=Breaker("login_throttle", timeout=budget)
+        )
     else:
         app.state.login_throttle = MemoryThrottle()
     ensure_realm: asyncio.Task[None] | None = None
