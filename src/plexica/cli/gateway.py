@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 from collections.abc import Callable, Mapping
@@ -90,6 +89,8 @@ def _routes() -> dict[str, str]:
         finally:
             await db.dispose()
 
+    import asyncio
+
     return deployed(asyncio.run(run()), plugin_urls(settings))
 
 
@@ -119,6 +120,8 @@ def _write(text: str, output: Path | None) -> None:
 
 def _watch(render: Callable[[Mapping[str, str]], str], output: Path, interval: float) -> None:
     """Rewrite ``output`` whenever the routed plugins change, until SIGTERM or SIGINT."""
+    import asyncio
+
     from plexica.gateway.sync import ConfigSync
     from plexica.kit.db import Database
     from plexica.plugins.wiring import plugin_urls
