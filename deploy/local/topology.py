@@ -162,6 +162,8 @@ class LocalTopology:
             "PLEXICA_PLUGIN_URLS": urls,
             # The core's: tenant buckets made by the CLI land where the core serves them from.
             "PLEXICA_DATA_DIR": str(self.workdir / "core"),
+            # New realms' keys are sealed with it (ADR 0150), as the core's are.
+            "PLEXICA_KEY_ENCRYPTION_KEY": self.key_encryption_key(),
         } | self.extra_env
 
     def env(self, name: str, port: int | None = None) -> dict[str, str]:
@@ -180,6 +182,8 @@ class LocalTopology:
             env["PLEXICA_PLUGIN_URLS"] = ",".join(f"{s}={u}" for s, u in self.plugin_urls().items())
         if name == "web":
             env["PLEXICA_WEB_SECRET"] = self.web_secret()
+        if name == "core":
+            env["PLEXICA_KEY_ENCRYPTION_KEY"] = self.key_encryption_key()
         login = self.plugin_logins.get(name.removeprefix("plugin-"))
         if name.startswith("plugin-") and login:
             env["PLEXICA_PLUGIN_DATABASE_URL"] = login
@@ -194,7 +198,15 @@ class LocalTopology:
     def web_secret(self) -> str:
         """The web shell's session key (ADR 0091), made once per working directory: every web
         process of this topology, and its restarts, accept the same sessions."""
-        path = self.workdir / "web-secret"
+        return self._kept_secret("web-secret")
+
+    def key_encryption_key(self) -> str:
+        """The key that seals the realms' private keys (ADR 0150): the core's and the CLI's,
+        made once per working directory like the web secret."""
+        return self._kept_secret("key-encryption-key")
+
+    def _kept_secret(self, name: str) -> str:
+        path = self.workdir / name
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:

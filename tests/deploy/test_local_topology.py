@@ -126,6 +126,17 @@ def test_web_processes_share_one_session_secret(tmp_path: Path) -> None:
     assert other.env("web", 3000)["PLEXICA_WEB_SECRET"] != first
 
 
+def test_only_the_core_and_the_cli_get_the_key_encryption_key(tmp_path: Path) -> None:
+    """ADR 0150: one key per working directory (mode 0600), for the core and the CLI only."""
+    topology = LocalTopology(tmp_path)
+    key = topology.env("core", 3000)["PLEXICA_KEY_ENCRYPTION_KEY"]
+    assert len(key) >= 32
+    assert (tmp_path / "key-encryption-key").stat().st_mode & 0o777 == 0o600
+    assert LocalTopology(tmp_path).cli_env()["PLEXICA_KEY_ENCRYPTION_KEY"] == key
+    for name in ("web", "worker", "plugin-crm"):
+        assert "PLEXICA_KEY_ENCRYPTION_KEY" not in topology.env(name, 3001), name
+
+
 def test_running_web_shell_has_the_topology_secret(topology: LocalTopology) -> None:
     web = topology.processes["web"]
     environ = Path(f"/proc/{web.proc.pid}/environ").read_bytes().split(b"\0")

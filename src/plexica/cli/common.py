@@ -83,6 +83,7 @@ def platform_settings(
     With ``database=False`` a URL is enough (e.g. ``plexica token --url ...``).
     """
     from plexica.cli import runtime
+    from plexica.identity.custody import install_from, with_found_key
 
     overrides: dict[str, object] = {}
     if data_dir is not None:
@@ -90,6 +91,9 @@ def platform_settings(
     if url:
         overrides["public_url"] = _checked_url(url)
     settings = settings_or_exit(command, **overrides)
+    # The realms' keys are sealed with PLEXICA_KEY_ENCRYPTION_KEY, or `plexica up`'s own key.
+    settings = with_found_key(settings, settings.data_dir.expanduser())
+    install_from(settings)
     folder = settings.data_dir.expanduser()
     running = runtime.read(folder)
     update: dict[str, Any] = {}

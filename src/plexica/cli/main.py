@@ -16,6 +16,7 @@ from plexica.cli.flags import flag_app
 from plexica.cli.gateway import gateway_app
 from plexica.cli.identity import token as identity_token
 from plexica.cli.identity import user_app
+from plexica.cli.keys import keys_app
 from plexica.cli.plugins import plugin_app
 from plexica.cli.service_clients import service_client_app
 from plexica.cli.tenants import tenant_app
@@ -37,6 +38,7 @@ app.add_typer(flag_app, name="flag")
 app.add_typer(backup_app, name="backup")
 app.add_typer(restore_app, name="restore")
 app.add_typer(service_client_app, name="service-client")
+app.add_typer(keys_app, name="keys")
 
 
 @app.command()

@@ -15,7 +15,9 @@ from plexica.cli import runtime
 from plexica.cli.common import fail, settings_or_exit
 from plexica.events.runtime import plugin_event_buses
 from plexica.gateway.embedded import create_edge_app
+from plexica.identity import custody, signing
 from plexica.identity.bootstrap import CREDENTIALS_FILE, OperatorCredentials, bootstrap
+from plexica.identity.custody import KeyCustodyError, with_persisted_key
 from plexica.identity.service import OPERATOR_REALM
 from plexica.kit.datadir import DataDir, DataDirBusyError
 from plexica.kit.db import Database
@@ -68,8 +70,14 @@ def _run(settings: Settings, data_dir: Path, demo: bool = False) -> None:
             raise fail(f"embedded PostgreSQL did not start: {exc}") from None
         settings = settings.model_copy(update={"database_url": pg.url})
         settings.__dict__.pop("sqlalchemy_url", None)
+    # The realms' private keys are sealed with it (ADR 0150): kept in the data dir when unset.
+    settings = with_persisted_key(settings, data_dir)
+    custody.install_from(settings)
     try:
-        operator = asyncio.run(_migrate(settings, data_dir))
+        try:
+            operator = asyncio.run(_migrate(settings, data_dir))
+        except KeyCustodyError as exc:
+            raise fail(str(exc)) from None
         # The core's event runtime reads the plugins' event buses when it starts serving.
         event_buses: dict[str, EventBus] = {}
         core = create_app(settings, event_buses=event_buses)
@@ -124,6 +132,8 @@ async def _migrate(settings: Settings, data_dir: Path) -> OperatorCredentials | 
     db = Database(settings.sqlalchemy_url, pool_size=2)
     try:
         await upgrade_platform(db)
+        if settings.keycloak_url is None:
+            await signing.prepare(db)  # a wrong key stops start-up here; plaintext keys sealed
         result = await migrate_fleet(db, concurrency=2)
         if not result.ok:
             log.error("tenant_migration_failed", **result.as_dict())

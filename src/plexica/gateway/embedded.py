@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Protocol
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 from fastapi import FastAPI
 from starlette._utils import get_route_path
 from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plexica import __version__
 from plexica.gateway.schemas import UPSTREAM_HEADERS
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 CORE_PREFIX = "/api/core"
 PLUGINS_PREFIX = "/api/plugins/"
 REALMS_PREFIX = "/realms"
+DEFAULT_UPSTREAM_TIMEOUT = 30.0
 
 
 class _AtRoot:
@@ -210,7 +212,44 @@ class _PluginDispatch:
             response = error_response(404, "not_found", "no such route")
             await response(scope, receive, send)
             return
-        await app(dict(scope, root_path=scope["root_path"] + "/" + slug), receive, send)
+        scope = dict(scope, root_path=scope["root_path"] + "/" + slug)
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        await _within(upstream_timeout(app), app, scope, receive, send)
+
+
+def upstream_timeout(app: ASGIApp) -> float:
+    """The plugin manifest's ``api.upstream_timeout_seconds``, else the default (30 s)."""
+    runtime = getattr(getattr(app, "state", None), "plugin", None)
+    manifest = getattr(runtime, "manifest", None)
+    if manifest is None:
+        return DEFAULT_UPSTREAM_TIMEOUT
+    return float(manifest.api.upstream_timeout_seconds)
+
+
+async def _within(seconds: float, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run ``app``; a response that has not started after ``seconds`` is answered 504, as a
+    proxy's response-header timeout would (a started response is left to finish)."""
+    started = False
+
+    async def watch(message: Message) -> None:
+        nonlocal started
+        if message["type"] == "http.response.start":
+            started = True
+            deadline.reschedule(None)
+        await send(message)
+
+    try:
+        async with asyncio.timeout(seconds) as deadline:
+            await app(scope, receive, watch)
+    except TimeoutError:
+        if started:
+            raise
+        response = error_response(
+            504, "upstream_timeout", f"the plugin did not answer within {seconds:g} s"
+        )
+        await response(scope, receive, send)
 
 
 def create_edge_app(
@@ -238,6 +277,9 @@ def create_edge_app(
         version=__version__,
         readiness=core.state.readiness,
         lifespan=lifespan,
+        # Each service behind it bounds and checks its own bodies, route by route (ADR 0135).
+        body_limit=None,
+        inspect_bodies=False,
         openapi_url=None,
         docs_url=None,
         redoc_url=None,

@@ -7,8 +7,10 @@ from fastapi import FastAPI
 from plexica.plugins.loader import load_plugin_apps
 from plexica.settings import Settings
 from plexica_sdk.app import PluginConfig
+from plexica_sdk.auth import RevocationCheck
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import UnavailableError
+from plexica_sdk.revocation import Refusal, Stamp
 
 
 class CoreVerifier:
@@ -25,12 +27,28 @@ class CoreVerifier:
         return principal
 
 
+class CoreRevocations:
+    """The core's revocation list (ADR 0115), looked up per call like ``CoreVerifier``."""
+
+    def __init__(self, core: FastAPI) -> None:
+        self.core = core
+
+    def check(self, stamp: Stamp) -> Refusal | None:
+        revocations: RevocationCheck | None = getattr(self.core.state, "revocations", None)
+        return revocations.check(stamp) if revocations is not None else None
+
+
 def mount_plugins(core: FastAPI, settings: Settings) -> dict[str, FastAPI]:
     """Load the plugin apps and let the core's installer probe them in-process. This process
     hosts them, so it runs their periodic jobs too."""
     url = str(settings.database_url) if settings.database_url else None
     apps = load_plugin_apps(
-        lambda _slug: PluginConfig(database_url=url, verifier=CoreVerifier(core), run_jobs=True)
+        lambda _slug: PluginConfig(
+            database_url=url,
+            verifier=CoreVerifier(core),
+            revocations=CoreRevocations(core),
+            run_jobs=True,
+        )
     )
     core.state.plugin_endpoints = dict(apps)
     return apps
