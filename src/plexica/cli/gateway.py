@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 from collections.abc import Mapping
@@ -97,6 +96,8 @@ def _routes() -> tuple[dict[str, str], dict[str, float]]:
         finally:
             await db.dispose()
 
+    import asyncio
+
     routed, timeouts = asyncio.run(run())
     return deployed(routed, plugin_urls(settings)), timeouts
 
@@ -127,6 +128,8 @@ def _write(text: str, output: Path | None) -> None:
 
 def _watch(render: Render, output: Path, interval: float) -> None:
     """Rewrite ``output`` whenever the routed plugins change, until SIGTERM or SIGINT."""
+    import asyncio
+
     from plexica.gateway.sync import ConfigSync
     from plexica.kit.db import Database
     from plexica.plugins.wiring import plugin_urls
