@@ -62,9 +62,11 @@ def _run(settings: Settings, data_dir: Path) -> None:
         pg = EmbeddedPostgres(data_dir)
         try:
             pg.start()
+            # The superuser only bootstraps the owner role; everything runs as the owner.
+            owner_url = pg.owner_url()
         except EmbeddedPostgresError as exc:
             raise fail(f"embedded PostgreSQL did not start: {exc}") from None
-        settings = settings.model_copy(update={"database_url": pg.url})
+        settings = settings.model_copy(update={"database_url": owner_url})
         settings.__dict__.pop("sqlalchemy_url", None)
     try:
         operator = asyncio.run(_migrate(settings, data_dir))
