@@ -10,11 +10,13 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 
 from plexica.cli import runtime
 from plexica.kit.db import Database
 from plexica.kit.migrate import upgrade_platform
 from plexica.kit.pgserver import EmbeddedPostgres, free_port
+from plexica.plugins.embedded import login_resolver
 from plexica.settings import Settings
 from tests.harness import servers
 from tests.integration.test_cli import PLEXICA, clean_env, start, stop, wait_ready
@@ -55,7 +57,7 @@ async def test_plexica_up_never_holds_a_superuser_session() -> None:
     port = free_port()
     proc = start(["up", "--port", str(port), "--data-dir", str(data_dir)], clean_env())
     try:
-        wait_ready(port, proc)
+        wait_ready(port, proc, timeout=240)  # a busy machine: the start has no time target
         found = runtime.read(data_dir)
         assert found is not None
         owner_url = str(found["database_url"])
@@ -82,6 +84,15 @@ async def test_plexica_up_never_holds_a_superuser_session() -> None:
             assert {u["usename"] for u in users} <= {"plexica"} | {
                 u["usename"] for u in users if str(u["usename"]).startswith("plx_")
             }
+            # The plugins mounted in-process got their own logins at start (ADR 0112), and
+            # none of their sessions is the platform's.
+            logins = await conn.fetch("SELECT plugin_id, role_name FROM platform.plugin_logins")
+            assert {r["plugin_id"] for r in logins} >= {"crm", "billing"}
+            plugin_sessions = await conn.fetch(
+                "SELECT usename FROM pg_stat_activity"
+                " WHERE starts_with(application_name, 'plexica-plugin-')"
+            )
+            assert all(r["usename"] in {x["role_name"] for x in logins} for r in plugin_sessions)
         finally:
             await conn.close()
         password_file = data_dir / "pg-owner-password"
@@ -135,3 +146,20 @@ async def test_a_data_dir_made_by_the_superuser_is_adopted_by_the_owner(tmp_path
             await conn.close()
     finally:
         pg.stop()
+
+
+async def test_an_in_process_plugin_connects_with_its_own_login(settings: Settings) -> None:
+    url = await login_resolver(settings)("crm")
+    assert url.startswith("postgresql://plx_crm_login_")
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT current_user, rolsuper, rolinherit FROM pg_roles WHERE rolname = current_user"
+        )
+        assert row is not None
+        assert str(row["current_user"]).startswith("plx_crm_login_")
+        assert (row["rolsuper"], row["rolinherit"]) == (False, False)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetch("SELECT * FROM platform.plugin_logins")
+    finally:
+        await conn.close()
