@@ -473,7 +473,8 @@ def testdb(
             pg = EmbeddedPostgres(directory, database="postgres")
             pg.start()
             pg_file.write_text(str(pg.port))
-            typer.echo(pg.url)
+            # The owner role, no superuser; it may create the kit's databases (ADR 0111).
+            typer.echo(pg.owner_url(createdb=True))
         elif action == "stop":
             if pg_file.exists():
                 EmbeddedPostgres(
