@@ -46,3 +46,23 @@ async def unrouted() -> Response:
     """Where a data plane sends an allowed request it has no route for yet (a plugin installed
     a moment ago, before the proxy reloaded its configuration): the body of an unknown route."""
     raise NotFoundError("no such route")
+
+
+# The answers a data plane gives for its own failures (Traefik's `errors` middleware asks here).
+EDGE_ERRORS = {
+    413: ("payload_too_large", "the request body is larger than this route accepts"),
+    502: ("bad_gateway", "the service behind this route is not reachable"),
+    503: ("unavailable", "the service behind this route is unavailable"),
+    504: ("upstream_timeout", "the service behind this route did not answer in time"),
+}
+
+
+@router.api_route(
+    "/errors/{status}",
+    methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+    include_in_schema=False,
+)
+async def edge_error(status: int) -> Response:
+    """The error body of a status the proxy produced itself (ADR 0137)."""
+    code, message = EDGE_ERRORS.get(status, ("bad_gateway", "the edge could not serve this"))
+    return error_response(status if status in EDGE_ERRORS else 502, code, message)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fastapi import FastAPI
 from starlette._utils import get_route_path
 from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plexica import __version__
 from plexica.gateway.schemas import UPSTREAM_HEADERS
@@ -17,9 +18,13 @@ from plexica.gateway.service import Gateway
 from plexica_sdk.errors import error_response
 from plexica_sdk.service import create_service_app
 
+if TYPE_CHECKING:
+    import httpx
+
 CORE_PREFIX = "/api/core"
 PLUGINS_PREFIX = "/api/plugins/"
 REALMS_PREFIX = "/realms"
+DEFAULT_UPSTREAM_TIMEOUT = 30.0
 
 
 class _AtRoot:
@@ -122,18 +127,84 @@ class PluginGate(Protocol):
         ...
 
 
-class _PluginDispatch:
-    """Routes ``/api/plugins/<slug>/...`` to the plugin mounted under that slug, for tenants
-    the gate lets through; others get the answer of an unknown route."""
+_HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"host", b"content-length"}
+)
+# httpx hands the body decoded: its content-encoding no longer applies.
+_NOT_RETURNED = _HOP_BY_HOP | {b"content-encoding"}
+MAX_PROXIED_BODY = 10 * 1024 * 1024
 
-    def __init__(self, plugins: Mapping[str, ASGIApp], gate: PluginGate | None) -> None:
+
+class _Proxy:
+    """Forwards a request to a plugin served by another process on this machine (the dev
+    loop's, ADR 0134), headers as the gateway left them."""
+
+    def __init__(self) -> None:
+        self._http: httpx.AsyncClient | None = None
+
+    async def __call__(
+        self, base: str, rest: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        import httpx
+
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=30.0)
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if len(body) > MAX_PROXIED_BODY:
+                await error_response(413, "too_large", "request body too large")(
+                    scope, receive, send
+                )
+                return
+            if not message.get("more_body"):
+                break
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP_BY_HOP]
+        url = f"{base}/{rest}" + (
+            f"?{scope['query_string'].decode()}" if scope["query_string"] else ""
+        )
+        try:
+            answer = await self._http.request(scope["method"], url, headers=headers, content=body)
+        except httpx.HTTPError:
+            await error_response(502, "bad_gateway", "the plugin did not answer")(
+                scope, receive, send
+            )
+            return
+        out = [(k, v) for k, v in answer.headers.raw if k.lower() not in _NOT_RETURNED]
+        out.append((b"content-length", str(len(answer.content)).encode()))
+        await send({"type": "http.response.start", "status": answer.status_code, "headers": out})
+        await send({"type": "http.response.body", "body": answer.content})
+
+
+class _PluginDispatch:
+    """Routes ``/api/plugins/<slug>/...`` to the plugin mounted under that slug (or, for a slug
+    not mounted, to the process ``remote`` names), for tenants the gate lets through; others get
+    the answer of an unknown route."""
+
+    def __init__(
+        self,
+        plugins: Mapping[str, ASGIApp],
+        gate: PluginGate | None,
+        remote: Callable[[str], str | None] | None = None,
+    ) -> None:
         self.plugins = plugins
         self.gate = gate
+        self.remote = remote
+        self.proxy = _Proxy()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Starlette keeps the full path in a mounted scope and the mount point in root_path.
         slug, _, rest = get_route_path(scope).lstrip("/").partition("/")
         app = self.plugins.get(slug)
+        elsewhere = self.remote(slug) if app is None and self.remote and slug else None
+        if (
+            elsewhere is not None
+            and scope["type"] == "http"
+            and (self.gate is None or await self.gate.allows(slug, "/" + rest, scope))
+        ):
+            await self.proxy(elsewhere, rest, scope, receive, send)
+            return
         gated = app is not None and scope["type"] == "http" and self.gate is not None
         if gated and self.gate is not None and not await self.gate.allows(slug, "/" + rest, scope):
             app = None
@@ -141,7 +212,44 @@ class _PluginDispatch:
             response = error_response(404, "not_found", "no such route")
             await response(scope, receive, send)
             return
-        await app(dict(scope, root_path=scope["root_path"] + "/" + slug), receive, send)
+        scope = dict(scope, root_path=scope["root_path"] + "/" + slug)
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        await _within(upstream_timeout(app), app, scope, receive, send)
+
+
+def upstream_timeout(app: ASGIApp) -> float:
+    """The plugin manifest's ``api.upstream_timeout_seconds``, else the default (30 s)."""
+    runtime = getattr(getattr(app, "state", None), "plugin", None)
+    manifest = getattr(runtime, "manifest", None)
+    if manifest is None:
+        return DEFAULT_UPSTREAM_TIMEOUT
+    return float(manifest.api.upstream_timeout_seconds)
+
+
+async def _within(seconds: float, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run ``app``; a response that has not started after ``seconds`` is answered 504, as a
+    proxy's response-header timeout would (a started response is left to finish)."""
+    started = False
+
+    async def watch(message: Message) -> None:
+        nonlocal started
+        if message["type"] == "http.response.start":
+            started = True
+            deadline.reschedule(None)
+        await send(message)
+
+    try:
+        async with asyncio.timeout(seconds) as deadline:
+            await app(scope, receive, watch)
+    except TimeoutError:
+        if started:
+            raise
+        response = error_response(
+            504, "upstream_timeout", f"the plugin did not answer within {seconds:g} s"
+        )
+        await response(scope, receive, send)
 
 
 def create_edge_app(
@@ -149,10 +257,12 @@ def create_edge_app(
     web: FastAPI,
     plugins: Mapping[str, FastAPI],
     gate: PluginGate | None = None,
+    remote: Callable[[str], str | None] | None = None,
 ) -> FastAPI:
     """Health, readiness and metrics of the edge are those of the core it fronts. Every
     ``/api/core`` and ``/api/plugins`` request passes the core's gateway decision (ADR 0080);
-    ``gate`` is an extra check of the plugin dispatch."""
+    ``gate`` is an extra check of the plugin dispatch; ``remote`` names the URL of a plugin
+    served by another process (``plexica plugin dev``)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -167,6 +277,9 @@ def create_edge_app(
         version=__version__,
         readiness=core.state.readiness,
         lifespan=lifespan,
+        # Each service behind it bounds and checks its own bodies, route by route (ADR 0135).
+        body_limit=None,
+        inspect_bodies=False,
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
@@ -175,6 +288,6 @@ def create_edge_app(
     edge.user_middleware.append(Middleware(_HeaderLimit))
     edge.mount(CORE_PREFIX, _Guarded(core, core))
     edge.mount(REALMS_PREFIX, _AtRoot(core, REALMS_PREFIX))
-    edge.mount(PLUGINS_PREFIX.rstrip("/"), _Guarded(_PluginDispatch(plugins, gate), core))
+    edge.mount(PLUGINS_PREFIX.rstrip("/"), _Guarded(_PluginDispatch(plugins, gate, remote), core))
     edge.mount("/", web)
     return edge

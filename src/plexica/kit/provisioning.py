@@ -11,6 +11,18 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
+# Every name made from a slug, and the longest each may be (ADR 0136). The slug rule is derived
+# from this table, so a slug that passes works end to end: nothing is cut or refused later.
+SCHEMA_PREFIX, BUCKET_PREFIX, REALM_PREFIX = "tenant_", "tenant-", "plexica-"
+NAME_LIMITS = {
+    SCHEMA_PREFIX: 63,  # PostgreSQL identifiers: 63 bytes (longer ones are silently truncated)
+    BUCKET_PREFIX: 63,  # S3 bucket names: 3-63 characters
+    REALM_PREFIX: 255,  # Keycloak realm names; also the OIDC issuer path segment
+    "": 63,  # the web shell's <slug>.<base domain>: one DNS label
+}
+SLUG_MIN = 3
+SLUG_MAX = min(limit - len(prefix) for prefix, limit in NAME_LIMITS.items())
+
 
 @dataclass(frozen=True)
 class TenantRef:
@@ -21,15 +33,15 @@ class TenantRef:
 
     @property
     def schema(self) -> str:
-        return "tenant_" + self.slug.replace("-", "_")
+        return SCHEMA_PREFIX + self.slug.replace("-", "_")
 
     @property
     def bucket(self) -> str:
-        return "tenant-" + self.slug
+        return BUCKET_PREFIX + self.slug
 
     @property
     def realm(self) -> str:
-        return "plexica-" + self.slug
+        return REALM_PREFIX + self.slug
 
 
 class ProvisioningStep(Protocol):

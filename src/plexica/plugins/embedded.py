@@ -12,8 +12,10 @@ from plexica.plugins import service
 from plexica.plugins.loader import load_plugin_apps
 from plexica.settings import Settings
 from plexica_sdk.app import PluginConfig
+from plexica_sdk.auth import RevocationCheck
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import UnavailableError
+from plexica_sdk.revocation import Refusal, Stamp
 
 
 class CoreVerifier:
@@ -28,6 +30,17 @@ class CoreVerifier:
             raise UnavailableError("authentication is not configured")
         principal: Principal = await verifier.verify(token)
         return principal
+
+
+class CoreRevocations:
+    """The core's revocation list (ADR 0115), looked up per call like ``CoreVerifier``."""
+
+    def __init__(self, core: FastAPI) -> None:
+        self.core = core
+
+    def check(self, stamp: Stamp) -> Refusal | None:
+        revocations: RevocationCheck | None = getattr(self.core.state, "revocations", None)
+        return revocations.check(stamp) if revocations is not None else None
 
 
 def login_resolver(settings: Settings) -> Callable[[str], Coroutine[Any, Any, str]]:
@@ -53,7 +66,11 @@ def mount_plugins(core: FastAPI, settings: Settings) -> dict[str, FastAPI]:
     login = login_resolver(settings) if settings.database_url else None
     apps = load_plugin_apps(
         lambda _slug: PluginConfig(
-            database_login=login, verifier=CoreVerifier(core), run_jobs=True, pool_size=2
+            database_login=login,
+            verifier=CoreVerifier(core),
+            revocations=CoreRevocations(core),
+            run_jobs=True,
+            pool_size=2,
         )
     )
     core.state.plugin_endpoints = dict(apps)

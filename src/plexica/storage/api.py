@@ -14,6 +14,7 @@ from starlette.convertors import PathConvertor, register_url_convertor
 
 from plexica.kit.db import Database
 from plexica.kit.security import OperatorDep, PrincipalDep
+from plexica.settings import Settings
 from plexica.storage.errors import InvalidKeyError, StorageUnavailableError
 from plexica.storage.local import LocalStore
 from plexica.storage.schemas import (
@@ -25,9 +26,10 @@ from plexica.storage.schemas import (
     UsageOut,
 )
 from plexica.storage.service import REFUSED, Received, Scope, StorageService
-from plexica.storage.signing import SIGNED_PATH
+from plexica.storage.signing import EDGE_CORE_PREFIX, SIGNED_PATH
 from plexica.storage.store import ObjectInfo
 from plexica_sdk.errors import ForbiddenError, NotFoundError, PlexicaError
+from plexica_sdk.guard import body_limit
 
 
 class _KeyConvertor(PathConvertor):
@@ -199,7 +201,10 @@ async def presign(  # noqa: PLR0917 - FastAPI dependencies
         )
     url = signed.url
     if url.startswith("/"):
-        url = str(request.base_url).rstrip("/") + url
+        # Served by this core behind the edge: absolute under the public URL, where a browser
+        # or another service uses it without a bearer (the signature is the capability).
+        settings: Settings = request.app.state.settings
+        url = settings.public_base_url + EDGE_CORE_PREFIX + url
     return PresignOut(
         url=url, method=signed.method, headers=signed.headers, expires_at=signed.expires_at
     )
@@ -223,6 +228,7 @@ async def signed_get(
 
 
 @router.put(SIGNED_PATH.removeprefix("/v1/files"), summary="Upload through a signed URL")
+@body_limit(None)  # streamed under the tenant's object size limit
 async def signed_put(
     token: Annotated[str, Query(max_length=4096)],
     request: Request,
@@ -246,6 +252,7 @@ async def signed_put(
 
 
 @router.put("/objects/{key:objectkey}", summary="Upload a file (streamed)", status_code=201)
+@body_limit(None)  # streamed under the tenant's object size limit
 async def upload(  # noqa: PLR0917 - FastAPI dependencies
     key: str,
     request: Request,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
 from plexica.storage import repository
+from plexica.storage.keys import validate_bucket
 from plexica.storage.store import ObjectStore
 
 
@@ -25,6 +26,11 @@ class BucketStep:
         await self.purge(tenant)
 
     async def purge(self, tenant: TenantRef) -> None:
+        try:
+            validate_bucket(tenant.bucket)
+        except ValueError:
+            # Not a name a bucket could have (a slug from before ADR 0136): nothing to remove.
+            return
         await self.store.delete_bucket(tenant.bucket)
         if self.db is not None:
             async with self.db.session() as session:

@@ -15,6 +15,7 @@ from uuid import UUID
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from plexica.kit.provisioning import SLUG_MAX, SLUG_MIN
 from plexica.storage import repository
 from plexica.storage.errors import (
     ObjectTooLargeError,
@@ -33,7 +34,7 @@ from plexica.storage.store import (
 )
 from plexica_sdk.errors import ForbiddenError, NotFoundError, PlexicaError
 
-_SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,54}[a-z0-9]$")  # "tenant-" + slug fits S3's 63
+_SLUG_RE = re.compile(rf"^[a-z][a-z0-9-]{{{SLUG_MIN - 2},{SLUG_MAX - 2}}}[a-z0-9]$")
 UPLOADED_BYTES = Counter("plexica_storage_uploaded_bytes", "Bytes of objects committed.")
 REFUSED = Counter(
     "plexica_storage_refused_uploads", "Uploads refused before anything was written.", ["code"]

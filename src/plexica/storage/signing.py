@@ -15,6 +15,8 @@ from typing import Any
 from plexica.storage.errors import InvalidSignatureError
 
 SIGNED_PATH = "/v1/files/signed"
+# Where the edge serves the core's API: a signed URL is public there (gateway.service).
+EDGE_CORE_PREFIX = "/api/core"
 
 
 def _b64(data: bytes) -> str:

@@ -324,7 +324,12 @@ async def create_schema(session: AsyncSession, schema: str, head: str) -> str:
 
 
 async def drop_schema(session: AsyncSession, schema: str) -> None:
-    await session.execute(text(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE"))
+    try:
+        ident = quote_ident(schema)
+    except ValueError:
+        # Not a name we could ever have created (a slug from before ADR 0136): nothing to drop.
+        return
+    await session.execute(text(f"DROP SCHEMA IF EXISTS {ident} CASCADE"))
 
 
 async def schema_exists(session: AsyncSession, schema: str) -> bool:

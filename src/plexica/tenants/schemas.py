@@ -10,10 +10,10 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from plexica.kit.provisioning import TenantRef
+from plexica.kit.provisioning import SLUG_MAX, SLUG_MIN, TenantRef
 from plexica_sdk.errors import PlexicaError
 
-SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$", re.ASCII)
+SLUG_RE = re.compile(rf"^[a-z][a-z0-9-]{{{SLUG_MIN - 2},{SLUG_MAX - 2}}}[a-z0-9]$", re.ASCII)
 RESERVED_SLUGS = frozenset(
     {
         "platform", "admin", "api", "www", "public", "system", "root", "core", "plexica",
@@ -66,8 +66,9 @@ def validate_slug(slug: object) -> str:
     """The one gate a slug passes before it becomes part of any identifier."""
     if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):
         raise InvalidSlugError(
-            "a slug is 3 to 63 characters: lowercase ASCII letters, digits and '-', "
-            "starting with a letter and not ending with '-'",
+            f"a slug is {SLUG_MIN} to {SLUG_MAX} characters (it names a schema, a bucket and a "
+            "realm): lowercase ASCII letters, digits and '-', starting with a letter and not "
+            "ending with '-'",
             details={"slug": slug if isinstance(slug, str) and len(slug) <= 100 else None},
         )
     if slug in RESERVED_SLUGS:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from plexica_sdk.guard import is_json
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -86,23 +91,76 @@ async def _plexica_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+def _is_json(content_type: str) -> bool:
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    content_type = request.headers.get("content-type")
+    if content_type and not is_json(content_type.encode("latin-1")) and _body_not_an_object(errors):
+        # The route takes JSON and got something else: the media type is wrong, not the data.
+        return error_response(
+            415, "unsupported_media_type", "the request body must be application/json"
+        )
     details = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-        for e in exc.errors()
+        for e in errors
     ]
     return error_response(422, "validation_error", "request validation failed", details)
 
 
+def _body_not_an_object(errors: Any) -> bool:
+    return any(
+        tuple(e.get("loc", ()))[:1] == ("body",) and len(e.get("loc", ())) == 1 for e in errors
+    )
+
+
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = _STATUS_CODES.get(exc.status_code, "http_error")
+    code = getattr(exc, "code", None) or _STATUS_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+
+_DATA_ERRORS = (asyncpg.exceptions.DataError, asyncpg.exceptions._base.DataError)
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, (DataError, *_DATA_ERRORS)):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    # The database or its driver refused a value the request carried (out of range, not
+    # representable): the client's input, never a server fault. Anything else is ours.
+    if not _is_data_error(exc):
+        raise exc  # ours: the request middleware logs it and answers 500
+    structlog.get_logger("plexica.errors").info(
+        "input_refused_by_database", path=request.url.path, error=type(exc).__name__
+    )
+    return error_response(422, "invalid_input", "a value is out of range or not representable")
+
+
+async def _internal_error(_: Request, __: Exception) -> JSONResponse:
+    # The one shape even for our own faults; the request middleware logs the exception.
+    return error_response(500, "internal_error", "internal server error")
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PlexicaError, _plexica_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    # Used by Starlette's outermost middleware: a mounted app's fault is JSON too.
+    app.add_exception_handler(Exception, _internal_error)

@@ -62,6 +62,12 @@ class Api(_Model):
     )
     health_path: Annotated[str, Field(pattern=PATH_RE)] = "/health"
     readiness_path: Annotated[str, Field(pattern=PATH_RE)] = "/ready"
+    upstream_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=300,
+        description="How long the edge waits for a response to start; then 504 (ADR 0137).",
+    )
 
 
 class UiPage(_Model):
