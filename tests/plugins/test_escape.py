@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -302,3 +303,40 @@ async def test_migration_that_outlives_its_time_is_ended(
             {"r": plugin_role(p, tenants[0].id)},
         )
         assert left.scalar_one() == 0
+
+
+async def test_a_crash_between_the_steps_is_undone_by_recover(
+    platform: Platform, db: Database, database_url: str, tenants: tuple[Tenant, Tenant]
+) -> None:
+    """What a crash leaves after the prepare step (the role may log in and create, the
+    installation is ``installing``) and after the role's own commit: ``recover`` undoes both."""
+    t, _ = tenants
+    p = "crash" + uuid.uuid4().hex[:8]
+    role = plugin_role(p, t.id)
+    await _catalog_directly(db, p, "SELECT 1")
+    async with db.session() as s:
+        await repo.upsert_installation(
+            s, tenant_id=t.id, tenant_slug=t.ref.slug, plugin_id=p, version="1.0.0",
+            status="installing", db_role=role, settings={},
+        )  # fmt: skip
+        await repo.prepare_migration_role(
+            s, role, t.ref.schema, "pw-" + p, statement_timeout_ms=5000
+        )
+        await repo.create_functions(s, t.ref.schema, role, p, t.id)
+    url = make_url(database_url).set(username=role, password="pw-" + p)
+    conn = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(False))
+    try:
+        await conn.execute(f"CREATE TABLE {p}_left (id int)")  # committed by the role
+        installer = platform.core.state.plugin_installer
+        assert await installer.recover(t.ref, p)
+    finally:
+        conn.terminate()
+    async with db.session() as s:
+        assert not await repo.role_exists(s, role)
+        row = await repo.get_installation(s, t.id, p)
+        assert row is not None
+        assert row["status"] == "failed"
+        assert "interrupted" in (row["reason"] or "")
+        left = await s.execute(text("SELECT to_regclass(:n)"), {"n": f'"{t.ref.schema}".{p}_left'})
+        assert left.scalar() is None
+    assert not await platform.core.state.plugin_installer.recover(t.ref, p)
