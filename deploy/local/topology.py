@@ -99,7 +99,8 @@ class LocalTopology:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._pg = EmbeddedPostgres(self.workdir / "postgres", database="plexica")
         self._pg.start()
-        self.database_url = self._pg.url
+        # The superuser only makes the platform's owner role (ADR 0111).
+        self.database_url = self._pg.owner_url()
         self._start_redis()
         self.migrate()
         self.plugin_logins = self.credentials()

@@ -81,10 +81,11 @@ def test_declarative_shape(config: dict[str, Any]) -> None:
     plugin = services[f"plugin-{pid}"]
     assert plugin["url"] == f"http://plugin-{pid}:3000"
     assert plugin["routes"][0]["paths"] == [f"/api/plugins/{pid}"]
+    assert plugin["read_timeout"] == 30_000  # the upstream timeout of its manifest (ADR 0137)
     assert plugin["routes"][0]["strip_path"] is True
     names = set()
     for svc in config["services"]:
-        assert set(svc) <= {"name", "url", "routes", "plugins"}
+        assert set(svc) <= {"name", "url", "routes", "plugins", "read_timeout"}
         for route in svc["routes"]:
             assert set(route) <= ROUTE_KEYS
             assert all(p.startswith("/") for p in route["paths"])

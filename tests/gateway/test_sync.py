@@ -22,8 +22,8 @@ def failures() -> float:
     return REGISTRY.get_sample_value("plexica_gateway_config_failures_total") or 0.0
 
 
-def render(plugins: Mapping[str, str]) -> str:
-    return yaml.safe_dump(traefik_config("http://core:3000", plugins))
+def render(plugins: Mapping[str, str], timeouts: Mapping[str, float] | None = None) -> str:
+    return yaml.safe_dump(traefik_config("http://core:3000", plugins, timeouts=timeouts))
 
 
 def test_the_file_is_replaced_whole_and_only_when_it_changes(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from the plugin registry, and rate limits in real Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -59,6 +60,11 @@ class Served:
 def echo_plugin(plugin_id: str) -> FastAPI:
     app = bare_app(parse_manifest(plugin_doc(plugin_id)))
 
+    @app.get("/v1/slow")
+    async def slow() -> dict[str, str]:
+        await asyncio.sleep(5)  # well past the 1 s upstream timeout the tests register
+        return {}
+
     @app.get("/v1/echo")
     async def echo(request: Request) -> dict[str, Any]:
         return {"path": request.url.path, "headers": dict(request.headers)}
@@ -76,25 +82,31 @@ def edge(
 ) -> Iterator[dict[str, Any]]:
     work = tmp_path_factory.mktemp("traefik-edge")
     pid = "gwt" + uuid.uuid4().hex[:8]
+    down_id = "gwd" + uuid.uuid4().hex[:8]  # installed, then stopped: its route is 502
     slug = "gwt-" + uuid.uuid4().hex[:8]
+    down = Served(echo_plugin(down_id)).__enter__()
     with Served(echo_plugin(pid)) as plugin:
+        urls = f"{pid}={plugin.url},{down_id}={down.url}"
         tuned = settings.model_copy(
             update={
                 "redis_url": redis_url,
-                "plugin_urls": f"{pid}={plugin.url}",
+                "plugin_urls": urls,
                 "gateway_rate_limits": f"tenant:{slug}/core=4",
             }
         )
         with Served(create_app(tuned, verifier=issuers.verifier())) as core:
             op = issuers.operator_headers()
-            r = httpx.post(
-                f"{core.url}/v1/plugins",
-                json={"manifest": plugin_doc(pid), "migrations": []},
-                headers=op,
-            )
-            assert r.status_code == 201, r.text
-            r = httpx.post(f"{core.url}/v1/plugins/{pid}/versions/1.0.0/publish", headers=op)
-            assert r.status_code == 200, r.text
+            for plugin_id in (pid, down_id):
+                # A plugin slower than 1 s to start answering gets 504 from Traefik (ADR 0137).
+                doc = plugin_doc(plugin_id, api={"upstream_timeout_seconds": 1})
+                r = httpx.post(
+                    f"{core.url}/v1/plugins", json={"manifest": doc, "migrations": []}, headers=op
+                )
+                assert r.status_code == 201, r.text
+                r = httpx.post(
+                    f"{core.url}/v1/plugins/{plugin_id}/versions/1.0.0/publish", headers=op
+                )
+                assert r.status_code == 200, r.text
             r = httpx.post(
                 f"{core.url}/v1/tenants",
                 json={"slug": slug, "name": "Edge", "admin_email": "a@edge.example"},
@@ -105,18 +117,20 @@ def edge(
             tenant = r.json()
             issuers.add_tenant(uuid.UUID(tenant["id"]), slug)
             token = issuers.token(f"plexica-{slug}", sub="edge-user", roles=["tenant_admin"])
-            r = httpx.post(
-                f"{core.url}/v1/tenants/{tenant['id']}/plugins",
-                json={"plugin_id": pid},
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=30,
-            )
-            assert r.status_code == 201, r.text
+            for plugin_id in (pid, down_id):
+                r = httpx.post(
+                    f"{core.url}/v1/tenants/{tenant['id']}/plugins",
+                    json={"plugin_id": plugin_id},
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=30,
+                )
+                assert r.status_code == 201, r.text
+            down.__exit__()
 
             dynamic = work / "dynamic.yml"
             env = {
                 "PLEXICA_DATABASE_URL": database_url,
-                "PLEXICA_PLUGIN_URLS": f"{pid}={plugin.url}",
+                "PLEXICA_PLUGIN_URLS": urls,
                 "PLEXICA_DATA_DIR": str(work),
             }
             result = CliRunner().invoke(
@@ -162,6 +176,7 @@ def edge(
                     "token": token,
                     "tenant": tenant,
                     "plugin": pid,
+                    "down": down_id,
                     "config": yaml.safe_load(dynamic.read_text()),
                     "log": work / "traefik.log",
                 }
@@ -239,3 +254,17 @@ def test_rate_limit_is_429_with_retry_after(edge: dict[str, Any]) -> None:
     assert int(r.headers["Retry-After"]) >= 1
     assert r.headers["RateLimit-Remaining"] == "0"
     assert r.json()["error"]["code"] == "rate_limited"
+
+
+def test_the_edge_answers_its_own_failures_in_the_error_shape(edge: dict[str, Any]) -> None:
+    h = auth(edge["token"])
+    cases = [
+        ("GET", f"/api/plugins/{edge['down']}/v1/echo", 502, "bad_gateway", b""),
+        ("GET", f"/api/plugins/{edge['plugin']}/v1/slow", 504, "upstream_timeout", b""),
+        ("POST", f"/api/plugins/{edge['plugin']}/v1/echo", 413, "payload_too_large", b"x" * 2**21),
+    ]
+    for method, path, status, code, body in cases:
+        r = httpx.request(method, edge["web"] + path, headers=h, content=body, timeout=60)
+        assert r.status_code == status, (path, r.status_code, r.text)
+        assert r.headers["content-type"].startswith("application/json"), (path, r.headers)
+        assert r.json()["error"]["code"] == code, r.text

@@ -3,9 +3,11 @@ with the RP libraries themselves is tests/interop."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -17,7 +19,7 @@ from sqlalchemy import text
 from plexica.identity.builtin import BuiltinIdentity
 from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
-from tests.identity.conftest import Live, form_fields, provision, set_password
+from tests.identity.conftest import Live, bearer, form_fields, provision, set_password
 
 CALLBACK = "http://app.example/callback"
 BYE = "http://app.example/signed-out"
@@ -225,8 +227,16 @@ async def test_a_replayed_code_revokes_the_tokens_it_bought(
     assert (replay.status_code, replay.json()["error"]) == (400, "invalid_grant")
     refused = await _refresh(http, realm, first.json()["refresh_token"])
     assert refused.json()["error"] == "invalid_grant"
-    # Another sign-in's chain is untouched.
+    # ... and its access token too, through the revocation store (its session, `sid`).
+    access = bearer(first.json()["access_token"])
+    deadline = time.monotonic() + 30
+    while (me := await http.get(live.url + "/v1/me", headers=access)).status_code != 401:
+        assert me.status_code == 200, me.text
+        assert time.monotonic() < deadline, "the replayed code's access token still works"
+        await asyncio.sleep(0.05)
+    # Another sign-in's session is untouched.
     other = await _tokens(http, realm)
+    assert (await http.get(live.url + "/v1/me", headers=bearer(other["access_token"]))).is_success
     assert (await _refresh(http, realm, other["refresh_token"])).status_code == 200
 
 

@@ -232,3 +232,37 @@ async def test_suspended_tenant_is_refused_and_reactivation_lets_it_back(
         while (await call()).status_code != 200:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.02)
+
+
+async def test_the_listener_comes_back_after_its_connection_is_killed(db: Database) -> None:
+    from sqlalchemy import text
+
+    from plexica.identity import revocation
+    from plexica_sdk.revocation import Stamp
+
+    revocations = revocation.core_revocations(db, retry_seconds=0.2)
+    await revocations.start()
+    try:
+        await asyncio.wait_for(revocations.listening.wait(), 30)
+        async with db.session() as s:  # every listener of this database: they all come back
+            await s.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = 'plexica-revocations'"
+                    " AND datname = current_database()"
+                )
+            )
+        deadline = time.monotonic() + 30
+        while revocations.connections < 2:  # noticed the loss, and listens again
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        subject = f"s-{time.monotonic_ns()}"
+        async with db.session() as s:
+            await revocation.cut_subject(s, "plexica-somewhere", subject)
+        stamp = Stamp.of("http://x/realms/plexica-somewhere", {"sub": subject, "iat": 1})
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while revocations.check(stamp) is None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+    finally:
+        await revocations.aclose()

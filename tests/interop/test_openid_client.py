@@ -100,11 +100,9 @@ async def test_rp_initiated_logout_with_id_token_hint(provider: Provider, node_r
     )["url"]  # fmt: skip
     assert f"client_id={provider.client_id}" in url
     await _logout(url)
-    after = node_rp.run("refresh", refresh_token=signed_in["tokens"]["refresh_token"])
-    # TODO(issue 16): the built-in provider's RP-initiated logout ends the session named by the
-    # ID token (its `sid`) and so its refresh tokens; until that lands only Keycloak's does.
-    if provider.mode == "keycloak":
-        assert after.get("error", {}).get("error") == "invalid_grant", after
+    # The session the ID token names has ended: its refresh token is refused.
+    after = node_rp.error("refresh", refresh_token=signed_in["tokens"]["refresh_token"])
+    assert after["error"] == "invalid_grant", after
 
     # The form many libraries build: id_token_hint alone names the client.
     again = await _sign_in(provider, node_rp)

@@ -3,6 +3,7 @@ expires; a session whose tokens are refused returns to sign-in and then to the p
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -39,6 +40,23 @@ async def test_expired_access_token_is_refreshed(
     assert (after.csrf, after.id) == (before.csrf, before.id)
     # The refresh changed the stored session, not the cookie.
     assert browser.cookies[SESSION_COOKIE] == cookie
+
+
+async def test_requests_at_expiry_refresh_once_and_keep_the_session(
+    sessions: SessionStore, browser: httpx.AsyncClient, operator: Operator
+) -> None:
+    """The provider ends a whole sign-in session when a refresh token comes back twice: pages
+    loaded side by side at expiry (tabs, replicas) must not both use it."""
+    await sign_in(browser, "/login/start?operator=1", operator.email, operator.password)
+    before = await _session(sessions, browser)
+    await _expire_access(sessions, before)
+    pages = await asyncio.gather(
+        *(browser.get(p) for p in ("/console/tenants", "/console/health", "/sessions") * 2)
+    )
+    assert [p.status_code for p in pages] == [200] * 6
+    after = await _session(sessions, browser)
+    assert after.refresh_token != before.refresh_token
+    assert (await browser.get("/console/tenants")).status_code == 200
 
 
 async def test_refused_session_returns_to_login_then_to_the_page(

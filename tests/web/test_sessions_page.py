@@ -4,7 +4,9 @@ cookie opens the sign-in page at its next request."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -42,6 +44,20 @@ async def lands_on_sign_in(client: httpx.AsyncClient, path: str) -> bool:
     return answer.url.path == "/login" and "<h1>Sign in</h1>" in answer.text
 
 
+async def until_refused(client: httpx.AsyncClient, access_token: str) -> None:
+    """Waits (condition, generous deadline) until the core refuses the token."""
+    deadline = time.monotonic() + 30
+    while True:
+        me = await client.get(
+            "/api/core/v1/me", headers={"Authorization": f"Bearer {access_token}"}
+        )
+        if me.status_code == 401:
+            return
+        assert me.status_code == 200, me.text
+        assert time.monotonic() < deadline, "the ended session's token is still accepted"
+        await asyncio.sleep(0.05)
+
+
 def test_the_device_is_summarised() -> None:
     assert agent_summary(FIREFOX) == "Firefox on Linux"
     assert agent_summary(PHONE) == "Safari on iOS"
@@ -77,6 +93,9 @@ async def test_a_user_sees_their_sessions_and_ends_another(
     assert ended.status_code == 303, ended.text
     assert "The session was ended." in (await laptop.get(ended.headers["location"])).text
     assert await lands_on_sign_in(phone, "/console/tenants")
+    assert (await laptop.get("/console/tenants")).status_code == 200
+    # Its sign-in session ended at the provider too: the access token it held is refused.
+    await until_refused(phone, theirs.access_token)
     assert (await laptop.get("/console/tenants")).status_code == 200
     assert list(rows_of((await laptop.get("/sessions")).text)) == [str(mine.id)]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -37,6 +36,8 @@ def backup_tenant(
         return f"backed up {s.slug}: {s.objects} objects, {s.bytes} bytes in {s.seconds:.1f}s"
 
     try:
+        import asyncio
+
         typer.echo(asyncio.run(run()))
     except PlexicaError as exc:
         raise fail(f"{exc.code}: {exc.message}", code=1) from None
@@ -70,6 +71,8 @@ def restore_tenant(
         return f"restored {s.slug}: {s.objects} objects, {s.bytes} bytes in {s.seconds:.1f}s"
 
     try:
+        import asyncio
+
         typer.echo(asyncio.run(run()))
     except PlexicaError as exc:
         raise fail(f"{exc.code}: {exc.message}", code=1) from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -41,6 +40,8 @@ def _run(
             await db.dispose()
 
     try:
+        import asyncio
+
         return asyncio.run(go())
     except PlexicaError as exc:
         raise fail(f"{exc.code}: {exc.message}") from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 from collections.abc import Awaitable, Callable
@@ -56,6 +55,8 @@ def _run(
             await db.dispose()
 
     try:
+        import asyncio
+
         return asyncio.run(run())
     except PlexicaError as exc:
         raise fail(f"{exc.code}: {exc.message}") from None

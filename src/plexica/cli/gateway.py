@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from plexica.cli.common import database_settings, fail, settings_or_exit
+
+if TYPE_CHECKING:
+    from plexica.gateway.sync import Render
 
 gateway_app = typer.Typer(no_args_is_help=True, help="API gateway configuration.")
 config_app = typer.Typer(no_args_is_help=True, help="Write a data plane's configuration.")
@@ -56,7 +58,11 @@ def _dump(config: dict[str, object]) -> str:
     return yaml.dump(config, Dumper=Dumper, sort_keys=False)
 
 
-def _plugins(only: list[str] | None, template: str | None) -> dict[str, str]:
+def _plugins(
+    only: list[str] | None, template: str | None
+) -> tuple[dict[str, str], dict[str, float]]:
+    """The plugins to route with their URLs, and their upstream timeouts (from the registry;
+    the default for plugins named with ``--plugin``)."""
     if only is None:
         if template is not None:
             raise fail("--upstream-template goes with --plugin")
@@ -71,10 +77,10 @@ def _plugins(only: list[str] | None, template: str | None) -> dict[str, str]:
     if bad:
         raise fail(f"--plugin {bad[0]!r} is not a plugin id")
     urls = plugin_urls(settings_or_exit("cli"))
-    return {slug: str(urls.get(slug) or template.replace("{slug}", slug)) for slug in only}
+    return {slug: str(urls.get(slug) or template.replace("{slug}", slug)) for slug in only}, {}
 
 
-def _routes() -> dict[str, str]:
+def _routes() -> tuple[dict[str, str], dict[str, float]]:
     from plexica.gateway.config import deployed
     from plexica.kit.db import Database
     from plexica.plugins import service
@@ -82,15 +88,18 @@ def _routes() -> dict[str, str]:
 
     settings = database_settings("cli")
 
-    async def run() -> list[str]:
+    async def run() -> tuple[list[str], dict[str, float]]:
         db = Database(settings.sqlalchemy_url, pool_size=1)
         try:
             async with db.session() as session:
-                return await service.routed_ids(session)
+                return await service.routed_ids(session), await service.upstream_timeouts(session)
         finally:
             await db.dispose()
 
-    return deployed(asyncio.run(run()), plugin_urls(settings))
+    import asyncio
+
+    routed, timeouts = asyncio.run(run())
+    return deployed(routed, plugin_urls(settings)), timeouts
 
 
 def _command(kind: str, core_url: str, web_url: str | None, plugins: list[str] | None,
@@ -117,8 +126,10 @@ def _write(text: str, output: Path | None) -> None:
     write_atomically(output, text)
 
 
-def _watch(render: Callable[[Mapping[str, str]], str], output: Path, interval: float) -> None:
+def _watch(render: Render, output: Path, interval: float) -> None:
     """Rewrite ``output`` whenever the routed plugins change, until SIGTERM or SIGINT."""
+    import asyncio
+
     from plexica.gateway.sync import ConfigSync
     from plexica.kit.db import Database
     from plexica.plugins.wiring import plugin_urls
@@ -170,8 +181,8 @@ def traefik(
 
     command = _command("traefik", core_url, web_url, plugin, upstream_template)
 
-    def render(plugins: Mapping[str, str]) -> str:
-        return _header(command, _dump(traefik_config(core_url, plugins, web_url)))
+    def render(plugins: Mapping[str, str], timeouts: Mapping[str, float]) -> str:
+        return _header(command, _dump(traefik_config(core_url, plugins, web_url, timeouts)))
 
     if watch:
         if output is None:
@@ -180,7 +191,7 @@ def traefik(
             raise fail("--watch follows the registry: it does not take --plugin")
         _watch(render, output, interval)
         return
-    _write(render(_plugins(plugin, upstream_template)), output)
+    _write(render(*_plugins(plugin, upstream_template)), output)
 
 
 @config_app.command("kong")
@@ -194,6 +205,7 @@ def kong(
     """Kong DB-less declarative configuration (``KONG_DECLARATIVE_CONFIG``)."""
     from plexica.gateway.config import kong_config
 
-    config = kong_config(core_url, _plugins(plugin, upstream_template), web_url)
+    routes, timeouts = _plugins(plugin, upstream_template)
+    config = kong_config(core_url, routes, web_url, timeouts)
     command = _command("kong", core_url, web_url, plugin, upstream_template)
     _write(_header(command, _dump(config)), output)

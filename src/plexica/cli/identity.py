@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Annotated
 
@@ -48,6 +47,8 @@ def token(
         return str(body["access_token"])
 
     try:
+        import asyncio
+
         typer.echo(asyncio.run(run()))
     except LoginError as exc:
         raise fail(f"sign-in refused: {exc}", code=EXIT_REFUSED) from None
@@ -96,6 +97,8 @@ def reset_password(
             await db.dispose()
 
     try:
+        import asyncio
+
         asyncio.run(run())
     except PlexicaError as exc:
         raise fail(exc.message, code=EXIT_REFUSED) from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -84,6 +83,8 @@ def _run(
             await db.dispose()
 
     try:
+        import asyncio
+
         return asyncio.run(main())
     except PlexicaError as exc:
         details = f" {json.dumps(exc.details, default=str)}" if exc.details else ""
@@ -472,7 +473,8 @@ def testdb(
             pg = EmbeddedPostgres(directory, database="postgres")
             pg.start()
             pg_file.write_text(str(pg.port))
-            typer.echo(pg.url)
+            # The owner role, no superuser; it may create the kit's databases (ADR 0111).
+            typer.echo(pg.owner_url(createdb=True))
         elif action == "stop":
             if pg_file.exists():
                 EmbeddedPostgres(

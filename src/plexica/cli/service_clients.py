@@ -3,7 +3,6 @@ straight on the database and the identity provider (the operator's tool)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -63,6 +62,8 @@ def _run(
             await db.dispose()
 
     try:
+        import asyncio
+
         return asyncio.run(main())
     except PlexicaError as exc:
         raise fail(f"{exc.message} ({exc.code})", code=EXIT_REFUSED) from None

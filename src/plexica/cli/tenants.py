@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -66,6 +65,8 @@ def run(
             await db.dispose()
 
     try:
+        import asyncio
+
         return asyncio.run(main())
     except PlexicaError as exc:
         if as_json:

@@ -66,9 +66,11 @@ def _run(settings: Settings, data_dir: Path, demo: bool = False) -> None:
         pg = EmbeddedPostgres(data_dir)
         try:
             pg.start()
+            # The superuser only bootstraps the owner role; everything runs as the owner.
+            owner_url = pg.owner_url()
         except EmbeddedPostgresError as exc:
             raise fail(f"embedded PostgreSQL did not start: {exc}") from None
-        settings = settings.model_copy(update={"database_url": pg.url})
+        settings = settings.model_copy(update={"database_url": owner_url})
         settings.__dict__.pop("sqlalchemy_url", None)
     # The realms' private keys are sealed with it (ADR 0150): kept in the data dir when unset.
     settings = with_persisted_key(settings, data_dir)

@@ -15,15 +15,36 @@ from plexica.gateway.schemas import RATE_LIMIT_HEADERS, UPSTREAM_HEADERS
 
 DECISION_PATH = "/v1/gateway/authorize"
 UNROUTED_PATH = "/v1/gateway/unrouted"
+ERRORS_PATH = "/v1/gateway/errors/{status}"
+DEFAULT_UPSTREAM_TIMEOUT = 30.0
+BODY_LIMIT = 1024 * 1024
+# Streamed uploads: bounded by the tenant's object size limit in the core, not buffered here.
+UPLOAD_RULE = "PathPrefix(`/api/core/v1/files/objects/`) || Path(`/api/core/v1/files/signed`)"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
 
 
 def traefik_config(
-    core_url: str, plugins: Mapping[str, str], web_url: str | None = None
+    core_url: str,
+    plugins: Mapping[str, str],
+    web_url: str | None = None,
+    timeouts: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
+    """``timeouts``: a plugin's upstream timeout in seconds (its manifest's
+    ``api.upstream_timeout_seconds``), 30 s when absent (ADR 0137)."""
     core_url = core_url.rstrip("/")
+    timeouts = timeouts or {}
     routers: dict[str, Any] = {
         "core-api": {
             "rule": "Path(`/api/core`) || PathPrefix(`/api/core/`)",
+            "service": "core-api",
+            "middlewares": ["strip-identity", "auth", "edge-errors", "body-limit", "strip-core"],
+        },
+        "core-uploads": {
+            "rule": f"({UPLOAD_RULE}) && Method(`PUT`)",
+            "priority": 1000,
             "service": "core-api",
             "middlewares": ["strip-identity", "auth", "strip-core"],
         },
@@ -55,23 +76,51 @@ def traefik_config(
         },
         "strip-core": {"stripPrefix": {"prefixes": ["/api/core"]}},
         "unrouted": {"replacePath": {"path": UNROUTED_PATH}},
+        # Traefik's own answers in the error shape (its pages are plain text). Inside the
+        # decision (its JSON refusals pass untouched), and only statuses a service does not send
+        # with a body of its own: the middleware replaces any body.
+        "edge-errors": {"errors": {"status": ["413"], "service": "core-api", "query": ERRORS_PATH}},
+        "plugin-errors": {
+            "errors": {
+                "status": ["413", "502", "504"],
+                "service": "core-api",
+                "query": ERRORS_PATH,
+            }
+        },
+        "body-limit": {"buffering": {"maxRequestBodyBytes": BODY_LIMIT}},
     }
     services: dict[str, Any] = {
         "core-api": {"loadBalancer": {"servers": [{"url": core_url}]}},
     }
+    transports: dict[str, Any] = {}
     for slug, url in sorted(plugins.items()):
         prefix = f"/api/plugins/{slug}"
         routers[f"plugin-{slug}"] = {
             "rule": f"Path(`{prefix}`) || PathPrefix(`{prefix}/`)",
             "service": f"plugin-{slug}",
-            "middlewares": ["strip-identity", "auth", f"strip-plugin-{slug}"],
-        }
+            "middlewares": [
+                "strip-identity", "auth", "plugin-errors", "body-limit", f"strip-plugin-{slug}",
+            ],
+        }  # fmt: skip
         middlewares[f"strip-plugin-{slug}"] = {"stripPrefix": {"prefixes": [prefix]}}
-        services[f"plugin-{slug}"] = {"loadBalancer": {"servers": [{"url": url.rstrip("/")}]}}
+        services[f"plugin-{slug}"] = {
+            "loadBalancer": {
+                "servers": [{"url": url.rstrip("/")}],
+                "serversTransport": f"plugin-{slug}",
+            }
+        }
+        transports[f"plugin-{slug}"] = {
+            "forwardingTimeouts": {
+                "responseHeaderTimeout": _seconds(timeouts.get(slug, DEFAULT_UPSTREAM_TIMEOUT))
+            }
+        }
     if web_url is not None:
         routers["web"] = {"rule": "PathPrefix(`/`)", "priority": 1, "service": "web"}
         services["web"] = {"loadBalancer": {"servers": [{"url": web_url.rstrip("/")}]}}
-    return {"http": {"routers": routers, "middlewares": middlewares, "services": services}}
+    http: dict[str, Any] = {"routers": routers, "middlewares": middlewares, "services": services}
+    if transports:
+        http["serversTransports"] = transports
+    return {"http": http}
 
 
 def deployed(registered: list[str], urls: Mapping[str, object]) -> dict[str, str]:
@@ -118,10 +167,15 @@ end
 
 
 def kong_config(
-    core_url: str, plugins: Mapping[str, str], web_url: str | None = None
+    core_url: str,
+    plugins: Mapping[str, str],
+    web_url: str | None = None,
+    timeouts: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Kong DB-less declarative configuration (``_format_version: "3.0"``)."""
+    """Kong DB-less declarative configuration (``_format_version: "3.0"``). Kong's own error
+    pages take the error shape from ``error_template_json`` in kong.conf (ADR 0137)."""
     core_url = core_url.rstrip("/")
+    timeouts = timeouts or {}
     names = "{" + ", ".join(f'"{h}"' for h in UPSTREAM_HEADERS) + "}"
     access = _KONG_ACCESS.replace("{NAMES}", names).replace("{DECISION}", core_url + DECISION_PATH)
     api_plugins = [
@@ -146,7 +200,10 @@ def kong_config(
 
     services = [service("core-api", core_url, "/api/core")]
     for slug, url in sorted(plugins.items()):
-        services.append(service(f"plugin-{slug}", url, f"/api/plugins/{slug}"))
+        plugin = service(f"plugin-{slug}", url, f"/api/plugins/{slug}")
+        # Kong's read_timeout is between two reads of the response: the wait for its start.
+        plugin["read_timeout"] = int(timeouts.get(slug, DEFAULT_UPSTREAM_TIMEOUT) * 1000)
+        services.append(plugin)
     realms: dict[str, Any] = {
         "name": "realms",
         "url": core_url + "/realms",

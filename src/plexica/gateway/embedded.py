@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fastapi import FastAPI
 from starlette._utils import get_route_path
@@ -17,6 +17,9 @@ from plexica.gateway.schemas import UPSTREAM_HEADERS
 from plexica.gateway.service import Gateway
 from plexica_sdk.errors import error_response
 from plexica_sdk.service import create_service_app
+
+if TYPE_CHECKING:
+    import httpx
 
 CORE_PREFIX = "/api/core"
 PLUGINS_PREFIX = "/api/plugins/"
@@ -127,6 +130,8 @@ class PluginGate(Protocol):
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"host", b"content-length"}
 )
+# httpx hands the body decoded: its content-encoding no longer applies.
+_NOT_RETURNED = _HOP_BY_HOP | {b"content-encoding"}
 MAX_PROXIED_BODY = 10 * 1024 * 1024
 
 
@@ -135,7 +140,7 @@ class _Proxy:
     loop's, ADR 0134), headers as the gateway left them."""
 
     def __init__(self) -> None:
-        self._http: Any = None
+        self._http: httpx.AsyncClient | None = None
 
     async def __call__(
         self, base: str, rest: str, scope: Scope, receive: Receive, send: Send
@@ -166,7 +171,7 @@ class _Proxy:
                 scope, receive, send
             )
             return
-        out = [(k, v) for k, v in answer.headers.raw if k.lower() not in _HOP_BY_HOP]
+        out = [(k, v) for k, v in answer.headers.raw if k.lower() not in _NOT_RETURNED]
         out.append((b"content-length", str(len(answer.content)).encode()))
         await send({"type": "http.response.start", "status": answer.status_code, "headers": out})
         await send({"type": "http.response.body", "body": answer.content})

@@ -32,7 +32,8 @@ CONFIG_FAILURES = Counter(
     "plexica_gateway_config_failures_total", "Passes that could not read the plugin registry."
 )
 
-Render = Callable[[Mapping[str, str]], str]
+# The routed plugins' URLs and their upstream timeouts (seconds) to the configuration's text.
+Render = Callable[[Mapping[str, str], Mapping[str, float]], str]
 
 
 def write_atomically(path: Path, text: str) -> bool:
@@ -79,8 +80,9 @@ class ConfigSync:
         """One pass: True when the file was rewritten."""
         async with self.db.session() as session:
             installed = await plugins.routed_ids(session)
+            timeouts = await plugins.upstream_timeouts(session)
         routes = deployed(installed, self.urls)
-        changed = write_atomically(self.output, self.render(routes))
+        changed = write_atomically(self.output, self.render(routes, timeouts))
         if changed or not self.written:
             CONFIG_WRITES.inc(int(changed))
             event = "gateway_config_written" if changed else "gateway_config_current"

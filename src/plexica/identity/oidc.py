@@ -50,8 +50,8 @@ _CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 # userinfo carries the rest of _CLAIMS whatever the scope (Keycloak's defaults, ADR 0125).
 _SCOPES = ("openid", "email")
 _CLAIMS = (
-    "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "email", "email_verified",
-    "preferred_username", "realm_access", "tenant_id",
+    "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "sid", "email",
+    "email_verified", "preferred_username", "realm_access", "tenant_id",
 )  # fmt: skip
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _PAGE_HEADERS = {

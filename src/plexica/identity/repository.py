@@ -261,10 +261,12 @@ async def use_refresh(
     return dict(found), True
 
 
-async def revoke_family(session: AsyncSession, family: UUID) -> None:
-    await session.execute(
+async def revoke_family(session: AsyncSession, family: UUID) -> bool:
+    """Delete the chain's refresh tokens; whether it had any."""
+    done = await session.execute(
         text("DELETE FROM platform.refresh_tokens WHERE family = :family"), {"family": family}
     )
+    return bool(getattr(done, "rowcount", 0))
 
 
 async def revoke_user_refresh(session: AsyncSession, user_id: UUID) -> None:

@@ -383,11 +383,12 @@ async def exchange_code(
     code_hash = sha256(code)
     family = code_family(realm["name"], code_hash)
     grant = await repository.take_code(session, realm["name"], code_hash)
-    if grant is None:
-        # Spent (or never issued): whoever replays it may have stolen it, so the tokens it
-        # bought are revoked (RFC 6749 §4.1.2, OAuth 2.0 Security BCP §4.5). A code never
-        # issued names a chain that does not exist.
-        await repository.revoke_family(session, family)
+    # Spent (or never issued): whoever replays it may have stolen it, so the tokens it bought
+    # are revoked (RFC 6749 §4.1.2, OAuth 2.0 Security BCP §4.5): the refresh chain, and the
+    # access tokens of its session (``sid``). A code never issued names a chain that does not
+    # exist, and records nothing.
+    if grant is None and await repository.revoke_family(session, family):
+        await revocation.end_session(session, realm["name"], str(family))
     if (
         grant is None
         or grant["expires_at"] < now_utc()

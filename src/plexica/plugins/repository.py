@@ -273,8 +273,9 @@ async def prepare_migration_role(
     if await role_exists(session, role):
         await session.execute(
             text(
-                f"ALTER ROLE {r} LOGIN NOINHERIT NOCREATEDB NOCREATEROLE NOREPLICATION"
-                f" NOBYPASSRLS CONNECTION LIMIT {int(connection_limit)} PASSWORD '{password}'"
+                # The other attributes were set at creation and a role cannot change its own.
+                f"ALTER ROLE {r} LOGIN NOINHERIT"
+                f" CONNECTION LIMIT {int(connection_limit)} PASSWORD '{password}'"
             )
         )
     else:

@@ -940,6 +940,15 @@ async def tenant_by_slug(session: AsyncSession, slug: str) -> TenantRef | None:
     return TenantRef(tenant_id, slug, slug, "") if tenant_id else None
 
 
+async def upstream_timeouts(session: AsyncSession) -> dict[str, float]:
+    """Each plugin's upstream timeout at the edge: the longest its catalog versions ask for
+    (the version installed differs per tenant; the route is one)."""
+    return {
+        plugin_id: max(m.api.upstream_timeout_seconds for m in manifests)
+        for plugin_id, manifests in (await _catalog(session)).items()
+    }
+
+
 async def routed_ids(session: AsyncSession) -> list[str]:
     """Plugins the gateway routes: installed (active or disabled) in at least one tenant, so a
     route appears with the first install on the platform and goes with the last removal."""

@@ -148,9 +148,10 @@ class Shell:
         self, realm: str, subject: str | None = None, session_id: UUID | None = None
     ) -> int:
         """The one place where sessions end (sign-out, the sessions page, a tenant admin): the
-        rows go, so their cookies open nothing from the next request on, and each refresh token
-        is revoked at the provider. A per-session revocation of access tokens (a ``sid`` set)
-        would be called here too."""
+        rows go, so their cookies open nothing from the next request on; then each one's sign-in
+        session ends at the provider (its logout endpoint, back channel, with the refresh token):
+        the built-in provider stops the refresh tokens and refuses the access tokens of that
+        ``sid`` everywhere (ADR 0115), Keycloak ends its session."""
         ended = await self.sessions.delete(realm, subject, session_id)
         await asyncio.gather(*(self.upstream.end_session(s) for s in ended))
         return len(ended)
@@ -220,10 +221,11 @@ class Shell:
                 message="This page is not part of your console.",
             )  # fmt: skip
         try:
-            if session.expires_at - REFRESH_MARGIN < time.time():
-                session = await self.upstream.refresh(session)
-                if not await self.sessions.save_tokens(session):
+            if _due(session):
+                renewed = await self.sessions.refresh(session, _due, self.upstream.refresh)
+                if renewed is None:
                     return self.to_login(request)  # ended by another request meanwhile
+                session = renewed
             if request.method == "POST":
                 form = await request.form()
                 token = form.get("csrf")
@@ -239,6 +241,10 @@ class Shell:
         except SessionExpiredError:
             return self.to_login(request)
         return response
+
+
+def _due(session: WebSession) -> bool:
+    return session.expires_at - REFRESH_MARGIN < time.time()
 
 
 def _cell(value: Any) -> str:
@@ -384,6 +390,8 @@ def create_web_app(
     )
     app.state.settings = settings
     app.state.shell = shell
+    # No page without the sessions table: the database is what "ready" means here too.
+    app.state.readiness.add("database", shell.db.ping)
     app.mount(STATIC, StaticFiles(directory=str(HERE / "static")), name="static")
     register_host_tenant(app, shell)
     # Outermost: refused requests reach no route, and every answer gets the headers.

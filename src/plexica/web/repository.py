@@ -106,6 +106,18 @@ async def touch(conn: AsyncConnection, session_id: UUID) -> None:
     )
 
 
+async def lock(conn: AsyncConnection, session_id: UUID) -> SessionRow | None:
+    """The unexpired session, locked until the caller's transaction ends (one refresh at a
+    time per session, across replicas)."""
+    query = (
+        sa.select(*_COLUMNS)
+        .where(_t.id == session_id, _t.expires_at > sa.func.now())
+        .with_for_update()
+    )
+    found = (await conn.execute(query)).mappings().first()
+    return None if found is None else _row(found)
+
+
 async def update_tokens(
     conn: AsyncConnection, session_id: UUID, tokens: bytes, access_expires_at: datetime
 ) -> bool:

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidTag
@@ -35,6 +36,7 @@ class SessionStore:
     def __init__(self, db: Database, key: bytes, lifetime: int = SESSION_LIFETIME) -> None:
         # One statement per call, no transaction around it (see repository).
         self._engine: AsyncEngine = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._locking = db.engine
         self._lookup = _derive(key, b"lookup")
         self._seal = AESGCM(_derive(key, b"tokens"))
         self.lifetime = lifetime
@@ -97,6 +99,30 @@ class SessionStore:
             if stale:
                 await repository.touch(conn, row.id)
         return self._decrypt(row)
+
+    async def refresh(
+        self,
+        session: WebSession,
+        due: Callable[[WebSession], bool],
+        renew: Callable[[WebSession], Awaitable[WebSession]],
+    ) -> WebSession | None:
+        """Renews the tokens of a session whose access token is ``due``, one request at a time:
+        the provider treats a refresh token presented twice as stolen and ends the whole sign-in
+        session, so a second request (another tab, another replica) waits on the row lock and
+        then takes the tokens the first one stored. None: the session was ended meanwhile."""
+        assert session.id is not None
+        async with self._locking.begin() as conn:
+            row = await repository.lock(conn, session.id)
+            current = None if row is None else self._decrypt(row)
+            if current is None:
+                return None
+            if not due(current):
+                return current
+            fresh = await renew(current)
+            await repository.update_tokens(
+                conn, session.id, self._encrypt(session.id, fresh), _at(fresh.expires_at)
+            )
+            return fresh
 
     async def save_tokens(self, session: WebSession) -> bool:
         """After a refresh: False when the session was ended meanwhile (it stays ended)."""

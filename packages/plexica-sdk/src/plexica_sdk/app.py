@@ -67,6 +67,9 @@ class PluginConfig:
     # or tested elsewhere runs them only when asked.
     run_jobs: bool = False
     job_interval: float | None = None
+    # The database URL looked up when the plugin starts, from its id, instead of
+    # ``database_url``: the embedded platform gives each in-process plugin its own login so.
+    database_login: Callable[[str], Coroutine[Any, Any, str]] | None = None
 
     @classmethod
     def from_env(cls) -> PluginConfig:
@@ -258,8 +261,11 @@ def create_plugin_app(
     @asynccontextmanager
     async def plugin_lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned: list[Callable[[], Coroutine[Any, Any, None]]] = []
-        if cfg.database_url:
-            rt.db = PluginDatabase(cfg.database_url, manifest.id, pool_size=cfg.pool_size)
+        url = cfg.database_url
+        if cfg.database_login is not None:
+            url = await cfg.database_login(manifest.id)
+        if url:
+            rt.db = PluginDatabase(url, manifest.id, pool_size=cfg.pool_size)
             owned.append(rt.db.dispose)
             app.state.readiness.add("database", rt.db.ping)
         rt.revocations = cfg.revocations

@@ -141,6 +141,7 @@ class RevocationList:
         self._noted: list[tuple[float, Revocation]] = []
         self._task: asyncio.Task[None] | None = None
         self.loads = 0  # how many snapshots were read (tests and metrics)
+        self.connections = 0  # how many times the listener connected
         self.listening = asyncio.Event()
 
     def check(self, stamp: Stamp) -> Refusal | None:
@@ -188,6 +189,8 @@ class RevocationList:
         while True:
             try:
                 await self._follow()
+                # The listening connection was lost; the next connection reads first.
+                await asyncio.sleep(0.2)
             except RevocationsUnavailableError as exc:
                 log.warning("revocations_unavailable", error=str(exc))
                 return
@@ -204,6 +207,7 @@ class RevocationList:
                 conn = await asyncio.wait_for(self._connect(), 10.0)
                 await conn.add_listener(CHANNEL, lambda *_: woke.set())
                 conn.add_termination_listener(lambda _: woke.set())
+                self.connections += 1
                 self.listening.set()
             interval = self.poll_seconds if conn is not None else self.retry_seconds
             while conn is None or not conn.is_closed():
