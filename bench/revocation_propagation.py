@@ -29,7 +29,7 @@ import jwt
 
 from bench._servers import harness, migrated_database
 from bench._util import wait_http
-from plexica.identity import revocation
+from plexica.identity import custody, revocation
 from plexica.identity.client import password_login
 from plexica.kit.db import Database
 from plexica.kit.pgserver import free_port
@@ -40,7 +40,8 @@ PLEXICA = [sys.executable, "-m", "plexica.cli"]
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")}
+    # The run's key-encryption key (bench/__init__.py) is the one setting every process shares.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_") or k == custody.ENV}
     return {**env, "PLEXICA_LOG_LEVEL": "WARNING", **extra}
 
 
@@ -125,7 +126,7 @@ async def main(runs: int) -> None:
         cli(base, "plugin", "register", str(ROOT / "plugins" / "crm"), "--publish")
         cli(base, "tenant", "create", "bench", "--name", "Bench", "--admin-email",
             "admin@bench.example")  # fmt: skip
-        login = json.loads(cli(base, "plugin", "credentials", "crm"))["database_url"]
+        login = json.loads(cli(base, "plugin", "credentials", "crm", "--json"))["database_url"]
         plugin_env = _env(
             PLEXICA_PLUGIN_DATABASE_URL=login,
             PLEXICA_PLUGIN_ISSUER_BASE_URL=f"{core}/realms",

@@ -117,7 +117,7 @@ async def test_key_rotation_keeps_old_tokens_and_fetches_new_kid(
 
     assert rotation.previous_retire_at is not None
     async with db.session() as session:  # the first key's tokens have all expired by then
-        await signing.sweep(session, at=rotation.previous_retire_at)
+        await signing.sweep(session, at=rotation.previous_retire_at, realm=tenant.realm)
     fresh = build_verifier(db, live.url, http)  # a verifier that fetches the JWKS from now on
     assert (await fresh.verify(new)).subject
     with pytest.raises(UnauthenticatedError):

@@ -46,7 +46,7 @@ def crm_login_process(
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")}
     out = subprocess.run(
-        [sys.executable, "-m", "plexica.cli", "plugin", "credentials", "crm"],
+        [sys.executable, "-m", "plexica.cli", "plugin", "credentials", "crm", "--json"],
         env={**env, "PLEXICA_DATABASE_URL": database_url},
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
-import structlog
 import typer
 
 from plexica.cli.common import database_settings, fail
@@ -18,7 +16,6 @@ if TYPE_CHECKING:
     from plexica.kit.db import Database
     from plexica.settings import Settings
 
-log = structlog.get_logger("plexica.identity")
 CHECK_TIMEOUT = 15.0
 keys_app = typer.Typer(no_args_is_help=True, help="Realm signing keys: list, rotate, re-encrypt.")
 T = TypeVar("T")
@@ -32,6 +29,8 @@ DataDirOpt = Annotated[
 
 
 def _run(data_dir: Path | None, action: Callable[[Settings, Database], Awaitable[T]]) -> T:
+    import asyncio
+
     from plexica.identity.custody import KeyCustodyError
     from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
@@ -209,6 +208,9 @@ def check_key_custody(settings: Settings) -> None:
     ``PLEXICA_KEY_ENCRYPTION_KEY`` is unset or cannot open the stored keys; seal keys still in
     plaintext. A database that does not answer is no reason to refuse: the core starts unready,
     and its identity start-up checks again (ADR 0150)."""
+    import asyncio
+
+    import structlog
     from sqlalchemy.exc import SQLAlchemyError
 
     from plexica.identity import custody, signing
@@ -236,4 +238,6 @@ def check_key_custody(settings: Settings) -> None:
     except KeyCustodyError as exc:
         raise fail(str(exc)) from None
     except (OSError, SQLAlchemyError, TimeoutError) as exc:
-        log.warning("key_custody_check_skipped", error=str(exc), reason="database unreachable")
+        structlog.get_logger("plexica.identity").warning(
+            "key_custody_check_skipped", error=str(exc), reason="database unreachable"
+        )

@@ -103,19 +103,23 @@ async def set_status(session: AsyncSession, kid: str, status: str) -> None:
     )
 
 
-async def promote_due(session: AsyncSession, now: datetime) -> list[str]:
+def _in(realm: str | None) -> sa.ColumnElement[bool]:
+    return realm_keys.c.realm == realm if realm is not None else sa.true()
+
+
+async def promote_due(session: AsyncSession, now: datetime, realm: str | None = None) -> list[str]:
     """Pre-published keys whose time has come become ``active``; the key they replace becomes
     ``previous`` (demoted first: one active key per realm). Returns the promoted kids."""
     due = await session.execute(
         sa.select(realm_keys.c.realm, realm_keys.c.kid).where(
-            realm_keys.c.status == NEXT, realm_keys.c.activates_at <= now
+            realm_keys.c.status == NEXT, realm_keys.c.activates_at <= now, _in(realm)
         )
     )
     promoted: list[str] = []
-    for realm, kid in due.all():
+    for of_realm, kid in due.all():
         await session.execute(
             sa.update(realm_keys)
-            .where(realm_keys.c.realm == realm, realm_keys.c.status == ACTIVE)
+            .where(realm_keys.c.realm == of_realm, realm_keys.c.status == ACTIVE)
             .values(status=PREVIOUS)
         )
         await session.execute(
@@ -125,10 +129,12 @@ async def promote_due(session: AsyncSession, now: datetime) -> list[str]:
     return promoted
 
 
-async def delete_retired(session: AsyncSession, now: datetime) -> list[str]:
+async def delete_retired(
+    session: AsyncSession, now: datetime, realm: str | None = None
+) -> list[str]:
     deleted = await session.execute(
         sa.delete(realm_keys)
-        .where(realm_keys.c.status == PREVIOUS, realm_keys.c.retire_at <= now)
+        .where(realm_keys.c.status == PREVIOUS, realm_keys.c.retire_at <= now, _in(realm))
         .returning(realm_keys.c.kid)
     )
     return list(deleted.scalars())

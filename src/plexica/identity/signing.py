@@ -192,13 +192,16 @@ class Sweep:
     retired: list[str]
 
 
-async def sweep(session: AsyncSession, at: datetime | None = None) -> Sweep:
-    """Bookkeeping of every realm: started keys become ``active``, expired ones are deleted."""
+async def sweep(
+    session: AsyncSession, at: datetime | None = None, realm: str | None = None
+) -> Sweep:
+    """Bookkeeping of every realm (or one): started keys become ``active``, expired ones are
+    deleted."""
     at = at or now()
     await key_repository.lock_keys(session)
     done = Sweep(
-        await key_repository.promote_due(session, at),
-        await key_repository.delete_retired(session, at),
+        await key_repository.promote_due(session, at, realm),
+        await key_repository.delete_retired(session, at, realm),
     )
     if done.promoted or done.retired:
         log.info("realm_keys_swept", promoted=done.promoted, retired=done.retired)
