@@ -149,9 +149,7 @@ def kill_postgres(topology: LocalTopology) -> Callable[[], bool]:
     return pg.running
 
 
-def fault_row(
-    load: Load, name: str, killed: float, back: float, settle: float
-) -> dict[str, object]:
+def fault_row(load: Load, name: str, killed: float, back: float) -> dict[str, object]:
     recovered = load.ok_streak_after(back)
     end = recovered if recovered is not None else time.monotonic()
     window = [s for s in load.shots if killed <= s.sent <= end]
@@ -201,9 +199,21 @@ def main() -> None:
         ]
         for t in threads:
             t.start()
-        rows = []
+        rows: list[dict[str, object]] = []
+        faults: list[tuple[str, float, float]] = []
         try:
+            began = time.monotonic()
             time.sleep(args.settle)
+            quiet = [s for s in load.shots if s.sent >= began]
+            rows.append(
+                {
+                    "fault": "none (baseline)",
+                    "requests": len(quiet),
+                    "failed": dict(Counter(s.status for s in quiet if s.status[0] != "2")),
+                    "down_s": 0.0,
+                    "recover_s": 0.0,
+                }
+            )
             for name in args.faults.split(","):
                 killed = time.monotonic()
                 back_when = (
@@ -211,13 +221,15 @@ def main() -> None:
                 )
                 back = wait(back_when)
                 wait(lambda b=back: load.ok_streak_after(b) is not None, 120)  # type: ignore[misc]
-                rows.append(fault_row(load, name, killed, back, args.settle))
-                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+                faults.append((name, killed, back))
+                print(f"{name}: back after {back - killed:.1f} s", file=sys.stderr, flush=True)
                 time.sleep(args.settle)
         finally:
             load.stop.set()
             threads[0].join(60)
             supervising.set()
+        # Counted once every answer is in: slow ones arrive after the recovery was seen.
+        rows += [fault_row(load, *fault) for fault in faults]
         acknowledged = {s.contact for s in load.shots if s.contact}
         listed: set[str] = set()
         offset = 0

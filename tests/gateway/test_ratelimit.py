@@ -13,6 +13,7 @@ from plexica.gateway.ratelimit import (
     RedisRateLimiter,
 )
 from plexica.kit.pgserver import free_port
+from plexica.kit.redisguard import Breaker
 
 
 def pooled(url: str) -> Redis:
@@ -51,9 +52,11 @@ async def test_refills_at_the_rate(redis: Redis, kind: str) -> None:
 
 async def test_redis_counters_are_shared_and_atomic(redis: Redis, redis_url: str) -> None:
     """Two replicas (two clients) hitting concurrently never let more than the limit through."""
-    other = RedisRateLimiter(pooled(redis_url))
-    mine = RedisRateLimiter(redis)
-    key, limit = uuid.uuid4().hex, Limit(100, 60)
+    # A burst of 300 on 20 connections waits for the pool longer than the request-path budget.
+    other = RedisRateLimiter(pooled(redis_url), breaker=Breaker("test", timeout=30))
+    mine = RedisRateLimiter(redis, breaker=Breaker("test", timeout=30))
+    # One slot refills every 36 s: a slow machine cannot make the burst outlast an interval.
+    key, limit = uuid.uuid4().hex, Limit(100, 3600)
     results = await asyncio.gather(
         *(limiter.hit(key, limit) for _ in range(150) for limiter in (mine, other))
     )

@@ -156,3 +156,16 @@ async def test_openapi_is_served(core: httpx.AsyncClient) -> None:
     r = await core.get("/openapi.json")
     assert r.status_code == 200
     assert "/v1/info" in r.json()["paths"]
+
+
+async def test_requests_get_503_with_retry_after_while_the_database_is_down(
+    tmp_path: Path,
+) -> None:
+    dead = f"postgresql://nobody:x@127.0.0.1:{free_port()}/none"
+    settings = Settings(database_url=dead, data_dir=tmp_path)
+    async for client in running(create_app(settings)):
+        # The provider's discovery document reads the realm from the database that is down.
+        r = await client.get("/realms/plexica-acme/.well-known/openid-configuration")
+        assert r.status_code == 503, r.text
+        assert r.headers["Retry-After"] == "2"
+        assert error_of(r)["code"] == "temporarily_unavailable"

@@ -141,9 +141,42 @@ def _is_data_error(exc: BaseException) -> bool:
     return False
 
 
+_UNREACHABLE = (
+    ConnectionError,  # refused, reset, aborted
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """A server we need (the database, mostly) is down or restarting: not the request's fault,
+    and not for long."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, _UNREACHABLE) or getattr(seen, "connection_invalidated", False):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+def unavailable_response() -> JSONResponse:
+    return error_response(
+        503,
+        "temporarily_unavailable",
+        "a server this service needs is unavailable; try again shortly",
+        headers={"Retry-After": "2"},
+    )
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     # The database or its driver refused a value the request carried (out of range, not
     # representable): the client's input, never a server fault. Anything else is ours.
+    if is_unreachable(exc):
+        return unavailable_response()
     if not _is_data_error(exc):
         raise exc  # ours: the request middleware logs it and answers 500
     structlog.get_logger("plexica.errors").info(
@@ -152,8 +185,11 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_input", "a value is out of range or not representable")
 
 
-async def _internal_error(_: Request, __: Exception) -> JSONResponse:
+async def _internal_error(_: Request, exc: Exception) -> JSONResponse:
     # The one shape even for our own faults; the request middleware logs the exception.
+    # While the database is away the answer is 503 with Retry-After, never a 500.
+    if is_unreachable(exc):
+        return unavailable_response()
     return error_response(500, "internal_error", "internal server error")
 
 

@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from plexica_sdk.errors import is_unreachable, unavailable_response
+
 REQUEST_ID_HEADER = "x-request-id"
 TRACE_ID_HEADER = "x-trace-id"
 _REQUEST_ID_KEY, _TRACE_ID_KEY = REQUEST_ID_HEADER.encode(), TRACE_ID_HEADER.encode()
@@ -184,11 +186,14 @@ class RequestContextMiddleware:
 
         try:
             status, elapsed = await self._measure(scope, receive, send_wrapper)
-        except Exception:
+        except Exception as exc:
             # Logged here with the request's context; the client gets the error shape, never
             # a stack trace, and the server does not log the same failure a second time.
             self.log.exception("unhandled_error", path=scope["path"])
-            if not started:
+            if not started and is_unreachable(exc):
+                # The database (or another server we need) is away: 503 + Retry-After.
+                await unavailable_response()(scope, receive, send_wrapper)
+            elif not started:
                 await JSONResponse(
                     {
                         "error": {
