@@ -1,0 +1,12 @@
+"""Benchmarks: ``python -m bench.<name>``.
+
+Realm keys made in a run are sealed with ``PLEXICA_KEY_ENCRYPTION_KEY`` (ADR 0150), or with a key
+made for the run; processes a benchmark starts inherit it.
+"""
+
+import os
+
+from plexica.identity import custody
+
+os.environ.setdefault(custody.ENV, custody.generate_secret())
+custody.install(custody.KeyRing.parse(os.environ[custody.ENV]))

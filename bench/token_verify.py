@@ -25,12 +25,14 @@ from plexica.app import create_app
 from plexica.identity.builtin import BuiltinIdentity, RealmStep
 from plexica.identity.client import password_login
 from plexica.identity.jwks import build_verifier
-from plexica.identity.revocation import ClientCutoffs
+from plexica.identity.revocation import core_revocations
 from plexica.kit.db import Database
 from plexica.kit.migrate import upgrade_platform
 from plexica.kit.pgserver import EmbeddedPostgres
 from plexica.kit.provisioning import TenantRef
 from plexica.settings import Settings
+from plexica_sdk.auth import CachingVerifier
+from plexica_sdk.revocation import CLIENT, SESSION, SUBJECT, Revocation
 
 PUBLIC = "http://bench.local"
 
@@ -52,12 +54,17 @@ async def run(database_url: str, n: int) -> None:
                 http, f"{PUBLIC}/realms/{tenant.realm}", "user@bench.example", password
             )
             token = str(body["access_token"])
-            cutoffs = ClientCutoffs(db, PUBLIC)
-            await cutoffs.load()
-            # Cut-offs of other clients in the map, as in a deployment that revoked some.
+            revocations = core_revocations(db)
+            await revocations.load()
+            # Revocations of others in the map, as in a deployment that revoked some.
+            now = int(time.time())
             for i in range(100):
-                cutoffs.note(tenant.realm, f"svc-{i}", int(time.time()))
-            verifier = build_verifier(db, PUBLIC, http, cutoffs=cutoffs)
+                revocations.note(
+                    Revocation(tenant.realm, CLIENT, f"svc-{i}", now),
+                    Revocation(tenant.realm, SUBJECT, str(uuid.uuid4()), now),
+                    Revocation(tenant.realm, SESSION, str(uuid.uuid4()), now),
+                )
+            verifier = build_verifier(db, PUBLIC, http, revocations=revocations)
             await verifier.verify(token)  # warm: realm registry, JWKS, permissions
 
             timings = []
@@ -65,6 +72,21 @@ async def run(database_url: str, n: int) -> None:
                 start = time.perf_counter_ns()
                 await verifier.verify(token)
                 timings.append(time.perf_counter_ns() - start)
+            # A remembered token (the plugins' and the decision's cache): with and without the
+            # revocation check on the hit, alternating batches so that load hits both alike.
+            hits: dict[bool, list[int]] = {False: [], True: []}
+            cached = {
+                False: CachingVerifier(verifier),
+                True: CachingVerifier(verifier, revocations=revocations),
+            }
+            for checked in (False, True):
+                await cached[checked].verify(token)
+            for _ in range(20):
+                for checked in (False, True):
+                    for _ in range(n // 20):
+                        start = time.perf_counter_ns()
+                        await cached[checked].verify(token)
+                        hits[checked].append(time.perf_counter_ns() - start)
             key = next(iter(verifier.resolver._keys.values())).keys  # type: ignore[attr-defined]
             public = next(iter(key.values()))
             raw = []
@@ -87,6 +109,14 @@ async def run(database_url: str, n: int) -> None:
     print(
         f"of which PyJWT RS256 decode alone: mean {ms(statistics.fmean(raw))}, p50 {ms(raw[n // 2])}"
     )
+    for checked, values in hits.items():
+        values.sort()
+        label = "with" if checked else "without"
+        print(
+            f"CachingVerifier hit {label} the revocation check: "
+            f"p50 {values[len(values) // 2] / 1e3:.2f} us, "
+            f"p99 {values[int(len(values) * 0.99)] / 1e3:.2f} us"
+        )
 
 
 def main() -> None:

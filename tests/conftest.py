@@ -12,10 +12,16 @@ import pytest
 from fastapi import FastAPI
 
 from plexica.app import create_app
+from plexica.identity import custody
 from plexica.kit.db import Database
 from plexica.kit.migrate import upgrade_platform
 from plexica.settings import Settings
 from tests.harness import servers
+
+# The realms' private keys are sealed with it (ADR 0150); processes the tests start inherit it.
+TEST_KEY_ENCRYPTION_KEY = "test-key-encryption-key-0123456789abcdef"
+os.environ.setdefault(custody.ENV, TEST_KEY_ENCRYPTION_KEY)
+custody.install(custody.KeyRing.parse(os.environ[custody.ENV]))
 
 
 def worker_id() -> str:

@@ -42,6 +42,9 @@ PLUGINS_DIR = HERE.parent.parent / "plugins"
 BIN = Path(sys.executable).parent
 
 
+BACKOFF_FIRST, BACKOFF_MAX, STABLE_SECONDS = 1.0, 30.0, 60.0
+
+
 @dataclass
 class Process:
     name: str
@@ -49,6 +52,12 @@ class Process:
     proc: subprocess.Popen[bytes]
     log: Path
     health: str = "/ready"
+    # How to start it again (the supervisor restarts it with these when it exits).
+    cmd: list[str] = field(default_factory=list)
+    env: dict[str, str] | None = None
+    restarts: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+    restart_at: float | None = None
 
     @property
     def url(self) -> str:
@@ -90,7 +99,8 @@ class LocalTopology:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._pg = EmbeddedPostgres(self.workdir / "postgres", database="plexica")
         self._pg.start()
-        self.database_url = self._pg.url
+        # The superuser only makes the platform's owner role (ADR 0111).
+        self.database_url = self._pg.owner_url()
         self._start_redis()
         self.migrate()
         self.plugin_logins = self.credentials()
@@ -162,6 +172,8 @@ class LocalTopology:
             "PLEXICA_PLUGIN_URLS": urls,
             # The core's: tenant buckets made by the CLI land where the core serves them from.
             "PLEXICA_DATA_DIR": str(self.workdir / "core"),
+            # New realms' keys are sealed with it (ADR 0150), as the core's are.
+            "PLEXICA_KEY_ENCRYPTION_KEY": self.key_encryption_key(),
         } | self.extra_env
 
     def env(self, name: str, port: int | None = None) -> dict[str, str]:
@@ -180,6 +192,8 @@ class LocalTopology:
             env["PLEXICA_PLUGIN_URLS"] = ",".join(f"{s}={u}" for s, u in self.plugin_urls().items())
         if name == "web":
             env["PLEXICA_WEB_SECRET"] = self.web_secret()
+        if name == "core":
+            env["PLEXICA_KEY_ENCRYPTION_KEY"] = self.key_encryption_key()
         login = self.plugin_logins.get(name.removeprefix("plugin-"))
         if name.startswith("plugin-") and login:
             env["PLEXICA_PLUGIN_DATABASE_URL"] = login
@@ -194,7 +208,15 @@ class LocalTopology:
     def web_secret(self) -> str:
         """The web shell's session key (ADR 0091), made once per working directory: every web
         process of this topology, and its restarts, accept the same sessions."""
-        path = self.workdir / "web-secret"
+        return self._kept_secret("web-secret")
+
+    def key_encryption_key(self) -> str:
+        """The key that seals the realms' private keys (ADR 0150): the core's and the CLI's,
+        made once per working directory like the web secret."""
+        return self._kept_secret("key-encryption-key")
+
+    def _kept_secret(self, name: str) -> str:
+        path = self.workdir / name
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -261,9 +283,43 @@ class LocalTopology:
     def start_service(self, name: str, args: list[str], port: int | None = None) -> Process:
         port = port or free_port()
         log = self.workdir / f"{name}.log"
-        proc = _spawn([str(BIN / "plexica"), *args], log, env=self.env(name, port))
-        self.processes[name] = Process(name, port, proc, log)
+        cmd, env = [str(BIN / "plexica"), *args], self.env(name, port)
+        proc = _spawn(cmd, log, env=env)
+        self.processes[name] = Process(name, port, proc, log, cmd=cmd, env=env)
         return self.processes[name]
+
+    def supervise(self, now: float | None = None) -> list[str]:
+        """Restart the processes that exited, each after its own backoff (1 s, doubling to 30 s,
+        reset once it has run for a minute); the others keep running. Returns the names
+        restarted by this call. ``main`` calls it twice a second."""
+        now = time.monotonic() if now is None else now
+        restarted: list[str] = []
+        respawned: dict[int, subprocess.Popen[bytes]] = {}  # one process may serve two names
+        for name, process in self.processes.items():
+            if process.proc.pid in respawned:
+                process.proc, process.started_at = respawned[process.proc.pid], now
+                continue
+            code = process.proc.poll()
+            if code is None:
+                if process.restarts and now - process.started_at > STABLE_SECONDS:
+                    process.restarts = 0
+                continue
+            if not process.cmd:
+                continue
+            if process.restart_at is None:
+                delay = min(BACKOFF_FIRST * 2**process.restarts, BACKOFF_MAX)
+                process.restart_at = now + delay
+                print(f"{name} exited ({code}); restarting in {delay:.0f}s", file=sys.stderr)
+                continue
+            if now < process.restart_at:
+                continue
+            old = process.proc.pid
+            process.proc = _spawn(process.cmd, process.log, env=process.env)
+            respawned[old] = process.proc
+            process.restarts += 1
+            process.started_at, process.restart_at = now, None
+            restarted.append(name)
+        return restarted
 
     def restart_services(self, names: list[str], timeout: float = 180) -> float:
         """Stop these services and start them again on the same ports, all at once, as a
@@ -291,7 +347,9 @@ class LocalTopology:
             "--dir", str(redis_dir),
         ]  # fmt: skip
         proc = _spawn(cmd, self.workdir / "redis.log")
-        self.processes["redis"] = Process("redis", port, proc, self.workdir / "redis.log", "")
+        self.processes["redis"] = Process(
+            "redis", port, proc, self.workdir / "redis.log", "", cmd=cmd
+        )
         self.redis_url = f"redis://127.0.0.1:{port}/0"
         _wait_port(port, proc)
 
@@ -319,15 +377,13 @@ class LocalTopology:
         (self.workdir / "traefik").mkdir(exist_ok=True)
         (self.workdir / "traefik" / "plexica.yml").write_text(yaml.safe_dump(dynamic))
         (self.workdir / "traefik.yml").write_text(yaml.safe_dump(static))
-        proc = _spawn(
-            [str(BIN / "traefik"), f"--configFile={self.workdir / 'traefik.yml'}"],
-            self.workdir / "traefik.log",
-        )
+        cmd = [str(BIN / "traefik"), f"--configFile={self.workdir / 'traefik.yml'}"]
+        proc = _spawn(cmd, self.workdir / "traefik.log")
         self.processes["gateway"] = Process(
-            "gateway", web_port, proc, self.workdir / "traefik.log", ""
+            "gateway", web_port, proc, self.workdir / "traefik.log", "", cmd=cmd
         )
         self.processes["gateway-admin"] = Process(
-            "gateway-admin", admin_port, proc, self.workdir / "traefik.log", "/ping"
+            "gateway-admin", admin_port, proc, self.workdir / "traefik.log", "/ping", cmd=cmd
         )
 
     # --- readiness -----------------------------------------------------------------------------
@@ -457,10 +513,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, url in topology.urls().items():
                 print(f"  {name:<16} {url}")
             print(banner(topology), flush=True)
-            while all(p.proc.poll() is None for p in topology.processes.values()):
+            while True:  # a crashed service restarts with backoff; Ctrl-C stops everything
+                for name in topology.supervise():
+                    print(f"{name} restarted", file=sys.stderr, flush=True)
                 time.sleep(0.5)
-            print("a service exited; stopping", file=sys.stderr)
-            return 1
         except KeyboardInterrupt:
             print("stopping...", flush=True)
             return 0

@@ -28,6 +28,7 @@ from plexica.settings import Settings
 from plexica.storage.api import router as files_router
 from plexica.storage.wiring import start_storage
 from plexica.tenants import api as tenants_api
+from plexica.tenants.reconciler import Reconciler
 from plexica_sdk.events import EventBus
 from plexica_sdk.service import create_service_app
 
@@ -72,6 +73,8 @@ def create_app(
             app.state.services = services
             await services.start()
             stack.push_async_callback(services.stop)
+            reconciler = Reconciler(services.tenants, interval=settings.reconcile_seconds)
+            await stack.enter_async_context(reconciler.running())
             await start_gateway(app, settings, database, services.tenants.cache, stack)
             if event_buses is not None:
                 runtime = EventRuntime(database, event_buses, kafka_brokers=settings.kafka_brokers)

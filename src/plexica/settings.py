@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PLEXICA_"
 MIN_WEB_SECRET = 32
+MIN_KEY_ENCRYPTION_KEY = 32
 
 
 class SettingsError(Exception):
@@ -103,14 +104,25 @@ class Settings(BaseSettings):
     gateway_rate_limit: int = Field(default=100, ge=1)
     gateway_rate_limits: Optional = None
     gateway_rate_limit_fail_open: bool = True
+    # Budget of one Redis call on the request path, after which the in-process fallback answers
+    # and a breaker skips Redis for a while (ADR 0143).
+    redis_timeout_ms: int = Field(default=100, ge=10, le=5000)
     gateway_plugin_cache_seconds: float = Field(default=1.0, ge=0, le=60)
 
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # On SIGTERM /ready answers 503 and requests are still served this long, so that the edge
+    # and Kubernetes stop routing here before the listener closes (ADR 0142).
+    drain_seconds: float = Field(default=10.0, ge=0)
+    # How often a core looks for tenant sagas that a crash interrupted (ADR 0140).
+    reconcile_seconds: float = Field(default=10.0, gt=0)
 
     # Web shell (ADR 0091, 0092): the key of the session cookies, shared by every web replica;
     # tenants at <slug>.<web_base_domain>.
     web_secret: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
     web_base_domain: Annotated[str | None, BeforeValidator(_domain)] = None
+    # Seals the built-in provider's private signing keys at rest (ADR 0150): one secret, or
+    # several separated by commas (the first seals, all open).
+    key_encryption_key: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
 
     @cached_property
     def sqlalchemy_url(self) -> str:
@@ -154,6 +166,18 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _key_encryption_key_long_enough(self) -> Settings:
+        if self.key_encryption_key is None:
+            return self
+        ring = [p.strip() for p in self.key_encryption_key.get_secret_value().split(",")]
+        if any(len(p) < MIN_KEY_ENCRYPTION_KEY for p in ring):
+            raise ValueError(
+                "PLEXICA_KEY_ENCRYPTION_KEY is too short: use at least "
+                f"{MIN_KEY_ENCRYPTION_KEY} characters per key (comma-separated)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _keycloak_needs_admin(self) -> Settings:
         if self.keycloak_url is not None and self.keycloak_admin_user is None:
             # Provisioning creates each tenant's realm through Keycloak's Admin API.
@@ -171,6 +195,7 @@ def load_settings(**overrides: object) -> Settings:
         k
         for k in unknown
         if not k.startswith((ENV_PREFIX + "TEST_", ENV_PREFIX + "PASSWORD", ENV_PREFIX + "PLUGIN_"))
+        and k != ENV_PREFIX + "URL"  # the CLI's --url (ADR 0132), not a service's setting
     ]
     if unknown:
         raise SettingsError(f"unknown setting {unknown[0]} (known: {', '.join(sorted(known))})")

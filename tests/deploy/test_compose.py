@@ -55,7 +55,7 @@ def compose() -> dict[str, Any]:
 
 def placeholders() -> dict[str, str]:
     """.env.example filled in: a placeholder for each required value, optional ones left empty."""
-    fill = {"PLEXICA_WEB_SECRET": "w" * 48}
+    fill = {"PLEXICA_WEB_SECRET": "w" * 48, "PLEXICA_KEY_ENCRYPTION_KEY": "k" * 48}
     return {
         k: v or ("" if k.endswith(("DATABASE_URL", "BASE_DOMAIN")) else fill.get(k, "x"))
         for k, v in env_example().items()
@@ -232,6 +232,8 @@ def test_web_session_secret_and_tenant_domain_come_from_env(
     services = _service_env(example | {"PLEXICA_WEB_SECRET": secret})
     web = services["web"]
     assert web["PLEXICA_WEB_SECRET"] == secret
+    # ADR 0120: the sessions are in the platform database, reached as the platform's own login.
+    assert web["PLEXICA_DATABASE_URL"] == services["core"]["PLEXICA_DATABASE_URL"]
     for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
         monkeypatch.delenv(key)
     for key, value in (web | {"PLEXICA_WEB_BASE_DOMAIN": ""}).items():

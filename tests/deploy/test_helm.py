@@ -101,6 +101,22 @@ def test_seed_replicas_resources_and_probes() -> None:
     assert crm["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi"}
 
 
+def test_services_drain_before_they_stop() -> None:
+    docs = docs_for("values-prod.yaml")
+    config = by_kind(docs, "ConfigMap")["plexica-config"]["data"]
+    drain, grace = (
+        int(config["PLEXICA_DRAIN_SECONDS"]),
+        int(config["PLEXICA_SHUTDOWN_GRACE_SECONDS"]),
+    )
+    assert drain == 10
+    for name in ("plexica-core-api", "plexica-worker", "plexica-web", "plexica-plugin-crm"):
+        pod = by_kind(docs, "Deployment")[name]["spec"]["template"]["spec"]
+        stop = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+        assert stop[0] == "sleep", name
+        # The kubelet's SIGKILL comes after preStop, the drain and the in-flight grace.
+        assert pod["terminationGracePeriodSeconds"] > int(stop[1]) + drain + grace, name
+
+
 def test_every_pod_is_non_root_read_only_without_capabilities(
     rendered: tuple[str, list[Doc]],
 ) -> None:
@@ -174,6 +190,7 @@ def test_every_plexica_service_starts_with_its_settings(
         "database-url": "postgresql://u:p@db:5432/plexica",
         "redis-url": "redis://redis:6379/0",
         "web-secret": "w" * 48,
+        "key-encryption-key": "k" * 48,
     }
     plugins = sorted(n for n in by_kind(docs, "Deployment") if n.startswith("plexica-plugin-"))
     checked = set()
@@ -348,6 +365,25 @@ def test_web_replicas_share_one_session_secret(rendered: tuple[str, list[Doc]]) 
         assert len(secret["stringData"]["web-secret"]) >= 32
 
 
+def test_web_reaches_its_sessions_in_the_platform_database() -> None:
+    """ADR 0120: web sessions are rows of platform.web_sessions, so the web pods get the
+    platform's database URL and a network path to PgBouncer (which lets them in)."""
+    docs = docs_for("values-prod.yaml")
+    web = by_kind(docs, "Deployment")["plexica-web"]["spec"]["template"]["spec"]["containers"][0]
+    ref = _secret_ref(env_of(web), "PLEXICA_DATABASE_URL")
+    assert ref == {"name": "plexica-secrets", "key": "database-url"}
+    egress = by_kind(docs, "NetworkPolicy")["plexica-web"]["spec"]["egress"]
+    db = [r for r in egress if {"port": 5432, "protocol": "TCP"} in r["ports"]]
+    assert [
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for r in db for p in r["to"]
+    ] == ["pgbouncer"]
+    bouncer = by_kind(docs, "NetworkPolicy")["plexica-pgbouncer"]["spec"]["ingress"][0]["from"]
+    assert any(
+        p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "web"
+        for p in bouncer
+    )
+
+
 def test_chart_made_web_secret_is_given_or_random_and_long_enough() -> None:
     given = "g" * 40
     values = k8s_render.values("values-dev.yaml")
@@ -357,6 +393,34 @@ def test_chart_made_web_secret_is_given_or_random_and_long_enough() -> None:
     values["secrets"]["values"]["webSecret"] = "short"
     # The schema refuses it before the template's own check.
     with pytest.raises(helm.HelmError, match="webSecret"):
+        k8s_render.render(None, **values)
+
+
+def test_only_the_core_gets_the_key_encryption_key(rendered: tuple[str, list[Doc]]) -> None:
+    """ADR 0150: key-encryption-key of the Secret is the core's PLEXICA_KEY_ENCRYPTION_KEY
+    (optional: unused with Keycloak); no other pod holds it; a chart-made one is long enough."""
+    _, docs = rendered
+    for name, container in plexica_containers(docs):
+        env = env_of(container)
+        if name == "plexica-core-api":
+            ref = _secret_ref(env, "PLEXICA_KEY_ENCRYPTION_KEY")
+            assert ref == {"name": "plexica-secrets", "key": "key-encryption-key", "optional": True}
+        else:
+            assert "PLEXICA_KEY_ENCRYPTION_KEY" not in env, name
+    for secret in by_kind(docs, "Secret").values():
+        assert len(secret["stringData"]["key-encryption-key"]) >= 32
+
+
+def test_chart_made_key_encryption_key_is_given_or_random_and_long_enough() -> None:
+    values = k8s_render.values("values-dev.yaml")
+    made = by_kind(k8s_render.documents(k8s_render.render(None, **values)), "Secret")
+    assert len(made["plexica-secrets"]["stringData"]["key-encryption-key"]) >= 32
+    ring = "n" * 40 + "," + "o" * 40  # a new key first, the old one still opens
+    values["secrets"]["values"]["keyEncryptionKey"] = ring
+    docs = k8s_render.documents(k8s_render.render(None, **values))
+    assert by_kind(docs, "Secret")["plexica-secrets"]["stringData"]["key-encryption-key"] == ring
+    values["secrets"]["values"]["keyEncryptionKey"] = "n" * 40 + ",short"
+    with pytest.raises(helm.HelmError, match="keyEncryptionKey is too short"):
         k8s_render.render(None, **values)
 
 

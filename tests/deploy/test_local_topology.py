@@ -3,6 +3,9 @@ Traefik; core, worker, web, CRM as `plexica serve`), and a rollback rehearsal on
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import asyncpg
@@ -26,6 +29,23 @@ def test_every_service_is_ready(topology: LocalTopology) -> None:
         assert response.status_code == 200, (name, response.text)
         assert httpx.get(topology.processes[name].url + "/metrics").status_code == 200
     assert httpx.get(topology.processes["gateway-admin"].url + "/ping").text == "OK"
+
+
+def test_a_crashed_service_is_restarted_and_the_others_keep_running(
+    topology: LocalTopology,
+) -> None:
+    others = {n: p.proc.pid for n, p in topology.processes.items() if n != "web"}
+    web = topology.processes["web"]
+    os.killpg(web.proc.pid, signal.SIGKILL)
+    web.proc.wait(30)
+    now = time.monotonic()
+    assert topology.supervise(now) == []  # backoff first
+    assert web.restart_at is not None
+    assert topology.supervise(web.restart_at) == ["web"]
+    topology.wait_ready(120, only=["web"])
+    assert web.restarts == 1
+    assert {n: p.proc.pid for n, p in topology.processes.items() if n != "web"} == others
+    assert all(p.proc.poll() is None for p in topology.processes.values())
 
 
 def test_gateway_serves_the_web_shell_and_hides_the_decision_endpoint(
@@ -124,6 +144,17 @@ def test_web_processes_share_one_session_secret(tmp_path: Path) -> None:
     other = LocalTopology(tmp_path / "b")
     other.workdir.mkdir()
     assert other.env("web", 3000)["PLEXICA_WEB_SECRET"] != first
+
+
+def test_only_the_core_and_the_cli_get_the_key_encryption_key(tmp_path: Path) -> None:
+    """ADR 0150: one key per working directory (mode 0600), for the core and the CLI only."""
+    topology = LocalTopology(tmp_path)
+    key = topology.env("core", 3000)["PLEXICA_KEY_ENCRYPTION_KEY"]
+    assert len(key) >= 32
+    assert (tmp_path / "key-encryption-key").stat().st_mode & 0o777 == 0o600
+    assert LocalTopology(tmp_path).cli_env()["PLEXICA_KEY_ENCRYPTION_KEY"] == key
+    for name in ("web", "worker", "plugin-crm"):
+        assert "PLEXICA_KEY_ENCRYPTION_KEY" not in topology.env(name, 3001), name
 
 
 def test_running_web_shell_has_the_topology_secret(topology: LocalTopology) -> None:

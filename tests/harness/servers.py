@@ -119,7 +119,17 @@ def spawn(cmd: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
 def _postgres(workdir: Path) -> dict[str, Any]:
     pg = EmbeddedPostgres(workdir, database="postgres")
     pg.start()
-    return {"url": pg.url, "stop": {"kind": "pg", "data_dir": str(workdir), "port": pg.port}}
+    # Tests, like every deployment, run as the platform's owner role, no superuser (ADR 0111);
+    # it may create databases (one per test worker). The superuser's URL is kept for tests that
+    # must bootstrap something themselves.
+    return {
+        "url": pg.owner_url(TEST_OWNER, createdb=True),
+        "superuser_url": pg.url,
+        "stop": {"kind": "pg", "data_dir": str(workdir), "port": pg.port},
+    }
+
+
+TEST_OWNER = "plexica_owner"
 
 
 @server("redis")

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from plexica.cli.main import app as main
 from plexica.identity.bootstrap import OperatorCredentials
 from plexica.identity.jwks import build_verifier
-from plexica.identity.revocation import ClientCutoffs
+from plexica.identity.revocation import core_revocations
 from plexica.identity.service import OPERATOR_REALM
 from plexica.kit.db import Database
 from plexica_sdk.client import ClientCredentials, CoreClient
@@ -185,10 +185,10 @@ async def test_operator_clients_and_other_replicas(
     me = (await http.get(live.url + "/v1/me", headers=bearer(token))).json()
     assert (me["tenant_id"], me["client_id"]) == (None, "ops-backup")
 
-    # Another replica (its own verifier and cut-off cache) refuses the token within its TTL.
-    cutoffs = ClientCutoffs(db, live.url, ttl=0.2)
-    await cutoffs.load()
-    replica = build_verifier(db, live.url, http, cutoffs=cutoffs)
+    # Another replica (its own verifier and revocation list) refuses the token once woken.
+    revocations = core_revocations(db)
+    await revocations.start()
+    replica = build_verifier(db, live.url, http, revocations=revocations)
     assert (await replica.verify(token)).client_id == "ops-backup"
     await http.post(live.url + f"{API}/ops-backup/disable", headers=op)
 
@@ -199,7 +199,10 @@ async def test_operator_clients_and_other_replicas(
             return True
         return False
 
-    await wait_until(refused, timeout=5.0)
+    try:
+        await wait_until(refused, timeout=5.0)
+    finally:
+        await revocations.aclose()
 
 
 async def test_cli(live: Live, db: Database, http: httpx.AsyncClient, database_url: str) -> None:

@@ -8,13 +8,14 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import jwt
 import pytest
 
-from plexica.identity import repository
+from plexica.identity import signing
 from plexica.identity.builtin import BuiltinIdentity
 from plexica.identity.jwks import RealmIssuers, build_verifier
 from plexica.kit.db import Database
@@ -22,11 +23,9 @@ from plexica_sdk.errors import UnauthenticatedError
 from tests.identity.conftest import Live, bearer, login, provision, set_password
 
 
-async def _active_key(db: Database, realm: str) -> tuple[str, str]:
+async def _active_key(db: Database, realm: str) -> tuple[str, Any]:
     async with db.session() as session:
-        keys = await repository.keys(session, realm)
-    active = next(k for k in keys if k["status"] == "active")
-    return active["kid"], active["private_pem"]
+        return await signing.signer(session, realm)
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -104,25 +103,25 @@ async def test_key_rotation_keeps_old_tokens_and_fetches_new_kid(
 ) -> None:
     tenant = await provision(db, live)
     password = await set_password(db, tenant.realm, tenant.admin_email)
-    adapter = BuiltinIdentity(db, live.url)
     verifier = build_verifier(db, live.url, http, refetch_interval=0.2)
     old = await login(http, live, tenant.realm, tenant.admin_email, password)
     assert (await verifier.verify(old)).tenant_id == tenant.id
 
-    await adapter.rotate_keys(tenant.realm)
+    async with db.session() as session:  # no pre-publication: the new key signs at once
+        rotation = await signing.rotate(session, tenant.realm, publish_ahead=timedelta(0))
     new = await login(http, live, tenant.realm, tenant.admin_email, password)
     assert jwt.get_unverified_header(new)["kid"] != jwt.get_unverified_header(old)["kid"]
     await asyncio.sleep(0.25)
     assert (await verifier.verify(new)).tenant_id == tenant.id  # unknown kid: JWKS refetched
     assert (await verifier.verify(old)).tenant_id == tenant.id  # previous key still published
 
-    await adapter.rotate_keys(tenant.realm)  # the first key is now retired
-    newest = await login(http, live, tenant.realm, tenant.admin_email, password)
-    await asyncio.sleep(0.25)
-    assert (await verifier.verify(newest)).subject
-    assert (await verifier.verify(new)).subject
+    assert rotation.previous_retire_at is not None
+    async with db.session() as session:  # the first key's tokens have all expired by then
+        await signing.sweep(session, at=rotation.previous_retire_at)
+    fresh = build_verifier(db, live.url, http)  # a verifier that fetches the JWKS from now on
+    assert (await fresh.verify(new)).subject
     with pytest.raises(UnauthenticatedError):
-        await verifier.verify(old)
+        await fresh.verify(old)
 
 
 async def test_unknown_kid_refetch_is_rate_bounded(live: Live, db: Database) -> None:

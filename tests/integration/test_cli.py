@@ -22,7 +22,9 @@ PLEXICA = [sys.executable, "-m", "plexica.cli"]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")}
+    # Kept: the realms' keys in the tests' databases are sealed with the tests' key (ADR 0150).
+    kept = ("PLEXICA_KEY_ENCRYPTION_KEY",)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_") or k in kept}
     env.update(extra)
     return env
 
@@ -78,7 +80,7 @@ def test_up_serves_everything_and_stops_cleanly(data_dir: Path) -> None:
     try:
         wait_ready(port, proc)
         base = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{base}/health").json() == {"status": "ok"}
+        assert httpx.get(f"{base}/health").json()["status"] == "ok"
         assert httpx.get(f"{base}/ready").json()["checks"] == {"database": "ok"}
         assert "plexica_http_requests_total" in httpx.get(f"{base}/metrics").text
         assert httpx.get(f"{base}/api/core/v1/info").json()["name"] == "plexica"

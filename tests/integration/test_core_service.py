@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import httpx
@@ -17,13 +19,13 @@ from tests.conftest import error_of, running
 async def test_health_is_ok_without_io(core: httpx.AsyncClient) -> None:
     r = await core.get("/health")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok"}
+    assert r.json()["status"] == "ok"
 
 
 async def test_ready_checks_the_database(core: httpx.AsyncClient) -> None:
     r = await core.get("/ready")
     assert r.status_code == 200
-    assert r.json() == {"status": "ready", "checks": {"database": "ok"}}
+    assert r.json() == {"status": "ready", "checks": {"database": "ok"}, "degraded": {}}
 
 
 async def test_ready_is_503_naming_the_failed_dependency(tmp_path: Path) -> None:
@@ -37,14 +39,48 @@ async def test_ready_is_503_naming_the_failed_dependency(tmp_path: Path) -> None
         assert body["checks"]["database"].startswith("fail:")
 
 
-async def test_ready_includes_redis_when_configured(
+async def health_of(client: httpx.AsyncClient, name: str) -> str:
+    """The dependency's result in /health once its background check has answered."""
+    deadline = time.monotonic() + 30
+    while True:
+        await client.get("/ready")
+        found = str((await client.get("/health")).json()["checks"][name])
+        if found != "unknown":
+            return found
+        assert time.monotonic() < deadline, "no check result in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_redis_is_a_detail_of_health_not_a_condition_of_ready(
     settings: Settings, db: Database, redis_url: str
 ) -> None:
     app = create_app(settings.model_copy(update={"redis_url": redis_url}), db=db)
     async for client in running(app):
         r = await client.get("/ready")
         assert r.status_code == 200
-        assert r.json()["checks"] == {"database": "ok", "redis": "ok"}
+        assert r.json()["checks"] == {"database": "ok"}
+        assert await health_of(client, "redis") == "ok"
+
+
+async def test_redis_and_broker_down_degrade_without_taking_the_service_out(
+    settings: Settings, db: Database
+) -> None:
+    down = settings.model_copy(
+        update={
+            "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+            "kafka_brokers": f"127.0.0.1:{free_port()}",
+        }
+    )
+    async for client in running(create_app(down, db=db)):
+        r = await client.get("/ready")
+        assert r.status_code == 200, r.json()
+        assert await health_of(client, "redis") != "ok"
+        assert await health_of(client, "kafka") != "ok"
+        health = (await client.get("/health")).json()
+        assert health["status"] == "degraded"
+        metrics = (await client.get("/metrics")).text
+        assert 'plexica_dependency_up{dependency="redis"} 0.0' in metrics
+        assert 'plexica_dependency_up{dependency="database"} 1.0' in metrics
 
 
 async def test_ready_is_503_while_draining(core: httpx.AsyncClient) -> None:

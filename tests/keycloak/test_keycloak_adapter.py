@@ -62,6 +62,18 @@ async def test_first_tenant_admin_logs_in_with_pkce_and_the_token_verifies(
     assert cli is not None
     assert (await verify(cli["access_token"])).client_id == "plexica-cli"
 
+    # Ending the user's sessions (ADR 0115) stops their refresh tokens at Keycloak; the ID
+    # token names the session, as the built-in provider's does.
+    assert jwt.decode(cli["id_token"], options={"verify_signature": False})["sid"]
+    await kc.end_sessions(tenant.realm, user.id)
+    async with httpx.AsyncClient(timeout=30) as http:
+        refreshed = await http.post(
+            kc.issuer_url(tenant.realm) + "/protocol/openid-connect/token",
+            data={"grant_type": "refresh_token", "refresh_token": cli["refresh_token"],
+                  "client_id": CLI_CLIENT},
+        )  # fmt: skip
+    assert refreshed.status_code == 400, refreshed.text
+
 
 async def test_web_client_requires_pkce(kc: KeycloakAdapter, tenant: Tenant) -> None:
     async with httpx.AsyncClient(timeout=30) as http:

@@ -45,16 +45,18 @@ async def test_plugin_commands(database_url: str, pg_url: str) -> None:
         await conn.execute(f'CREATE SCHEMA "tenant_{slug}"')
         await conn.close()
 
-        out = run(
-            ["plugin", "dev", str(CRM_DIR), "--once", "--tenant", slug, "--tenant-id", tenant_id],
-            env,
-        )
+        once = ["plugin", "dev", str(CRM_DIR), "--once", "--json"]
+        out = run([*once, "--tenant", slug, "--tenant-id", tenant_id], env)
         assert json.loads(out.stdout)["status"] == "active"
-        versions = [json.loads(line) for line in run(["plugin", "list"], env).stdout.splitlines()]
+        versions = json.loads(run(["plugin", "list", "--json"], env).stdout)
         assert [(v["plugin_id"], v["status"]) for v in versions] == [("crm", "published")]
         # Known by slug from now on (no tenants table on this branch: found via installations).
-        listed = json.loads(run(["plugin", "list", "--tenant", slug], env).stdout)
+        [listed] = json.loads(run(["plugin", "list", "--tenant", slug, "--json"], env).stdout)
         assert listed["status"] == "active"
+        # For people: a table with a header row.
+        table = run(["plugin", "list", "--tenant", slug], env).stdout.splitlines()
+        assert table[0].split() == ["PLUGIN_ID", "VERSION", "STATUS", "REASON", "UPDATED_AT"]
+        assert table[1].split()[:3] == ["crm", "1.0.0", "active"]
         r = run(
             ["plugin", "settings", "crm", "--tenant", slug, "--set", '{"currency": "usd"}'],
             env,
@@ -62,9 +64,9 @@ async def test_plugin_commands(database_url: str, pg_url: str) -> None:
         )
         assert r.returncode == 1
         assert "invalid_settings" in r.stderr
-        r = run(["plugin", "disable", "crm", "--tenant", slug], env)
+        r = run(["plugin", "disable", "crm", "--tenant", slug, "--json"], env)
         assert json.loads(r.stdout)["status"] == "disabled"
-        r = run(["plugin", "uninstall", "crm", "--tenant", slug, "--purge"], env)
+        r = run(["plugin", "uninstall", "crm", "--tenant", slug, "--purge", "--json"], env)
         assert json.loads(r.stdout) == {"plugin_id": "crm", "purged": True}
         r = run(["plugin", "install", "crm", "--tenant", "nobody"], env, check=False)
         assert r.returncode == 1

@@ -41,7 +41,7 @@ def test_plugin_dev_against_plexica_up(data_dir: Path, tmp_path: Path) -> None:
         password = _cli(["user", "reset-password", "--tenant", "acme", "boss@acme.test"], env)
         token = _cli(
             ["token", "--tenant", "acme", "--user", "boss@acme.test"],
-            {**env, "PLEXICA_PUBLIC_URL": base, "PLEXICA_PASSWORD": password},
+            {**env, "PLEXICA_PASSWORD": password},
         )
         root = tmp_path / "notes"
         _cli(["plugin", "new", "notes", "--dir", str(root)], env)
@@ -78,8 +78,16 @@ def test_plugin_dev_against_plexica_up(data_dir: Path, tmp_path: Path) -> None:
         assert plugin.post("/v1/items", json={"name": "memo"}).status_code == 201
         # Tokens are verified against the platform's realms: no token, no answer.
         assert httpx.get(f"http://127.0.0.1:{dev_port}/v1/items").status_code == 401
+        # Through `plexica up`'s edge, as the API clients and the web shell reach it (ADR 0134).
+        edge = httpx.get(
+            f"{base}/api/plugins/notes/v1/items",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert edge.status_code == 200, edge.text
+        assert [i["name"] for i in edge.json()] == ["memo"]
         # The platform knows the installation.
-        listed = _cli(["plugin", "list", "--tenant", "acme"], env)
+        listed = _cli(["plugin", "list", "--tenant", "acme", "--json"], env)
         assert '"plugin_id":"notes"' in listed.replace(" ", "")
         assert '"status":"active"' in listed.replace(" ", "")
 
@@ -104,3 +112,4 @@ def test_plugin_dev_against_plexica_up(data_dir: Path, tmp_path: Path) -> None:
     assert dev is not None
     assert dev.returncode == 0, log.read_text()
     assert up.returncode == 0, up_output
+    assert not list((data_dir / "dev-plugins").glob("*.json"))  # the route left with the loop

@@ -30,7 +30,7 @@ def crm_process(database_url: str, jwks_base: str, crm_manifest: object) -> Iter
     # The operator's step: the plugin's own login (ADR 0076), the only database access its
     # process gets; it never sees the platform's credentials.
     out = subprocess.run(
-        [sys.executable, "-m", "plexica.cli", "plugin", "credentials", "crm"],
+        [sys.executable, "-m", "plexica.cli", "plugin", "credentials", "crm", "--json"],
         env={**env, "PLEXICA_DATABASE_URL": database_url},
         capture_output=True,
         text=True,

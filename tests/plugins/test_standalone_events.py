@@ -67,7 +67,7 @@ def billing_process(
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")}
     # The operator's step: the plugin's own login (ADR 0076), its only database access.
     out = subprocess.run(
-        [sys.executable, "-m", "plexica.cli", "plugin", "credentials", "billing"],
+        [sys.executable, "-m", "plexica.cli", "plugin", "credentials", "billing", "--json"],
         env={**env, "PLEXICA_DATABASE_URL": database_url},
         capture_output=True,
         text=True,

@@ -15,6 +15,7 @@ from plexica.kit.db import Database
 from plexica.settings import Settings
 from plexica.storage.service import Scope
 from tests.conftest import error_of, running
+from tests.integration.test_core_service import health_of
 from tests.storage.conftest import Core, storage_settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(2000)
@@ -309,15 +310,13 @@ def test_scope_is_the_tenant_bucket() -> None:
     assert Scope.of_tenant(None, "acme").bucket == "tenant-acme"
 
 
-async def test_ready_names_the_object_store(
+async def test_health_names_the_object_store_and_ready_does_not_need_it(
     settings: Settings, db: Database, s3: dict[str, Any], tmp_path: Path
 ) -> None:
     good = storage_settings("s3", settings, s3, tmp_path)
     async for client in running(create_app(good, db=db)):
-        r = await client.get("/ready")
-        assert r.json()["checks"]["storage"] == "ok"
+        assert await health_of(client, "storage") == "ok"
     bad = Settings(**(good.model_dump() | {"storage_secret_key": "wrong-secret"}))
     async for client in running(create_app(bad, db=db)):
-        r = await client.get("/ready")
-        assert r.status_code == 503
-        assert r.json()["checks"]["storage"] != "ok"
+        assert await health_of(client, "storage") != "ok"
+        assert (await client.get("/ready")).status_code == 200

@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 from argon2 import PasswordHasher
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from plexica.app import create_app
 from plexica.gateway.embedded import create_edge_app
@@ -30,12 +31,15 @@ from plexica.plugins.gate import InstallationGate
 from plexica.plugins.schemas import VersionStatus
 from plexica.settings import Settings
 from plexica.web.app import create_web_app
+from plexica.web.session import session_key
+from plexica.web.store import SessionStore
 from plexica_sdk.app import PluginConfig, create_plugin_app
 from plexica_sdk.events import EventBus
 from plexica_sdk.manifest import parse_manifest
 from tests.plugins.conftest import CRM_DIR, plugin_doc, register_dir
 
 BROKEN = "webbroken"
+WEB_SECRET = "the-web-secret-of-the-test-site-0123456789"
 # Tenants are also reached at <slug>.localtest.me:<port> (the browser maps the names to loopback).
 BASE_DOMAIN = "localtest.me"
 BROKEN_DOC = plugin_doc(
@@ -65,8 +69,9 @@ def site(database_url: str) -> Iterator[Site]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = Settings(
-        database_url=database_url, public_url=url, port=port, web_base_domain=BASE_DOMAIN
-    )
+        database_url=database_url, public_url=url, port=port, web_base_domain=BASE_DOMAIN,
+        web_secret=SecretStr(WEB_SECRET),
+    )  # fmt: skip
     buses: dict[str, EventBus] = {}
     core = create_app(settings, event_buses=buses)
     plugins = mount_plugins(core, settings)
@@ -130,6 +135,12 @@ async def operator(db: Database, site: Site) -> Operator:
         await service.ensure_realm(session, service.OPERATOR_REALM, None, site.url)
     email = f"ops-{uuid.uuid4().hex[:8]}@example.com"
     return Operator(email, await add_user(db, site, service.OPERATOR_REALM, email, {"super_admin"}))
+
+
+@pytest.fixture
+def sessions(site: Site, db: Database) -> SessionStore:
+    """The site's session store, on this test's own connections (the site runs in a thread)."""
+    return SessionStore(db, session_key(site.settings))
 
 
 @pytest.fixture

@@ -3,59 +3,69 @@ expires; a session whose tokens are refused returns to sign-in and then to the p
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from plexica.web.app import Shell
 from plexica.web.session import SESSION_COOKIE, WebSession
+from plexica.web.store import SessionStore
 from tests.web.conftest import Operator, Site, csrf_of, sign_in
 
 
-def _shell(site: Site) -> Shell:
-    shell: Shell = site.web.state.shell
-    return shell
-
-
-def _session(site: Site, browser: httpx.AsyncClient) -> WebSession:
-    shell = _shell(site)
-    data = shell.signer.loads(browser.cookies.get(SESSION_COOKIE), 3600)
-    assert data is not None
-    session = WebSession.from_dict(data)
+async def _session(sessions: SessionStore, browser: httpx.AsyncClient) -> WebSession:
+    session = await sessions.load(browser.cookies.get(SESSION_COOKIE))
     assert session is not None
     return session
 
 
-def _replace(site: Site, browser: httpx.AsyncClient, session: WebSession) -> None:
-    browser.cookies.delete(SESSION_COOKIE)
-    value = _shell(site).signer.dumps(session.to_dict())
-    browser.cookies.set(SESSION_COOKIE, value, domain="127.0.0.1", path="/")
+async def _expire_access(sessions: SessionStore, session: WebSession) -> None:
+    """The stored access token is made due for a refresh (the session row itself lives on)."""
+    session.expires_at = 0
+    assert await sessions.save_tokens(session)
 
 
 async def test_expired_access_token_is_refreshed(
-    site: Site, browser: httpx.AsyncClient, operator: Operator
+    sessions: SessionStore, browser: httpx.AsyncClient, operator: Operator
 ) -> None:
     await sign_in(browser, "/login/start?operator=1", operator.email, operator.password)
-    before = _session(site, browser)
-    assert len(browser.cookies[SESSION_COOKIE]) < 4000  # fits a browser's cookie limit
-    before.expires_at = 0
-    _replace(site, browser, before)
+    cookie = browser.cookies[SESSION_COOKIE]
+    before = await _session(sessions, browser)
+    await _expire_access(sessions, before)
     page = await browser.get("/console/tenants")
     assert page.status_code == 200
-    after = _session(site, browser)
+    after = await _session(sessions, browser)
     assert after.access_token != before.access_token
-    assert after.expires_at > before.expires_at
-    assert after.csrf == before.csrf
+    assert after.expires_at > 0
+    assert (after.csrf, after.id) == (before.csrf, before.id)
+    # The refresh changed the stored session, not the cookie.
+    assert browser.cookies[SESSION_COOKIE] == cookie
+
+
+async def test_requests_at_expiry_refresh_once_and_keep_the_session(
+    sessions: SessionStore, browser: httpx.AsyncClient, operator: Operator
+) -> None:
+    """The provider ends a whole sign-in session when a refresh token comes back twice: pages
+    loaded side by side at expiry (tabs, replicas) must not both use it."""
+    await sign_in(browser, "/login/start?operator=1", operator.email, operator.password)
+    before = await _session(sessions, browser)
+    await _expire_access(sessions, before)
+    pages = await asyncio.gather(
+        *(browser.get(p) for p in ("/console/tenants", "/console/health", "/sessions") * 2)
+    )
+    assert [p.status_code for p in pages] == [200] * 6
+    after = await _session(sessions, browser)
+    assert after.refresh_token != before.refresh_token
+    assert (await browser.get("/console/tenants")).status_code == 200
 
 
 async def test_refused_session_returns_to_login_then_to_the_page(
-    site: Site, browser: httpx.AsyncClient, operator: Operator
+    sessions: SessionStore, browser: httpx.AsyncClient, operator: Operator
 ) -> None:
     await sign_in(browser, "/login/start?operator=1", operator.email, operator.password)
-    dead = _session(site, browser)
-    dead.expires_at = 0
+    dead = await _session(sessions, browser)
     dead.refresh_token = "not-a-refresh-token"
-    _replace(site, browser, dead)
+    await _expire_access(sessions, dead)
     page = await browser.get("/console/health")
     assert page.status_code == 303
     login = page.headers["location"]
@@ -67,7 +77,7 @@ async def test_refused_session_returns_to_login_then_to_the_page(
     assert (await browser.get("/console/health")).status_code == 200
 
 
-async def test_tampered_cookie_is_no_session(browser: httpx.AsyncClient) -> None:
+async def test_an_unknown_cookie_is_no_session(browser: httpx.AsyncClient) -> None:
     browser.cookies.set(SESSION_COOKIE, "eyJ2Ijp7fX0.forged")
     answer = await browser.get("/console/tenants")
     assert answer.status_code == 303
@@ -86,18 +96,38 @@ async def test_next_is_never_an_open_redirect(browser: httpx.AsyncClient) -> Non
     assert 'name="next" value="/"' in page.text
 
 
-async def test_sign_out_revokes_the_refresh_token(
-    site: Site, browser: httpx.AsyncClient, operator: Operator
+async def test_sign_out_ends_the_session_and_the_providers(
+    site: Site, sessions: SessionStore, browser: httpx.AsyncClient, operator: Operator
 ) -> None:
     await sign_in(browser, "/login/start?operator=1", operator.email, operator.password)
-    before = _session(site, browser)
+    cookie = browser.cookies[SESSION_COOKIE]
+    before = await _session(sessions, browser)
     page = await browser.get("/console/tenants")
     out = await browser.post("/logout", data={"csrf": csrf_of(page.text)})
     assert out.status_code == 303
-    assert out.headers["location"] == "/login"
-    # The old cookie, replayed, cannot be refreshed any more: back to sign-in.
-    before.expires_at = 0
-    _replace(site, browser, before)
-    again = await browser.get("/console/tenants")
-    assert again.status_code == 303
-    assert again.headers["location"].startswith("/login")
+    # The row is gone before the browser leaves for the provider's end-session endpoint.
+    assert await sessions.load(cookie) is None
+    end = urlsplit(out.headers["location"])
+    assert end.path == "/realms/plexica-platform/protocol/openid-connect/logout"
+    query = parse_qs(end.query)
+    assert query["id_token_hint"] == [before.id_token]
+    assert query["post_logout_redirect_uri"] == [f"{site.url}/auth/callback"]
+    assert query["client_id"] == ["plexica-web"]
+    back = await browser.get(out.headers["location"])
+    assert back.status_code in (302, 303), back.text
+    landed = await browser.get(back.headers["location"])
+    assert landed.status_code == 303
+    signed_out = await browser.get(landed.headers["location"])
+    assert "You are signed out." in signed_out.text
+    # The old cookie, replayed, opens nothing: the sign-in page.
+    browser.cookies.set(SESSION_COOKIE, cookie)
+    again = await browser.get("/console/tenants", follow_redirects=True)
+    assert urlsplit(str(again.url)).path == "/login"
+    assert "<h1>Sign in</h1>" in again.text
+    # Its refresh token was revoked at the provider too.
+    refreshed = await browser.post(
+        "/realms/plexica-platform/protocol/openid-connect/token",
+        data={"grant_type": "refresh_token", "refresh_token": before.refresh_token,
+              "client_id": "plexica-web"},
+    )  # fmt: skip
+    assert refreshed.status_code == 400

@@ -25,6 +25,7 @@ from tests.web.conftest import (
     set_password,
     sign_in,
 )
+from tests.web.test_sessions_page import FIREFOX, PHONE, lands_on_sign_in
 from tests.web.test_shell import create_tenant, operator_signed_in
 
 
@@ -335,3 +336,55 @@ async def test_keycloak_realms_register_the_tenant_host_callback(site: Site) -> 
     ]
     web = next(c for c in operators["clients"] if c["clientId"] == "plexica-web")
     assert web["redirectUris"] == [f"{site.url}/auth/callback"]
+
+
+async def test_a_tenant_admin_ends_a_users_sessions(
+    site: Site,
+    db: Database,
+    tenant: Tenant,
+    admin: httpx.AsyncClient,
+) -> None:
+    async with (
+        httpx.AsyncClient(base_url=site.url, timeout=30.0, headers={"User-Agent": FIREFOX}) as a,
+        httpx.AsyncClient(base_url=site.url, timeout=30.0, headers={"User-Agent": PHONE}) as b,
+    ):
+        await _admin_ends_sessions(site, db, tenant, admin, (a, b))
+
+
+async def _admin_ends_sessions(
+    site: Site,
+    db: Database,
+    tenant: Tenant,
+    admin: httpx.AsyncClient,
+    two_browsers: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    realm = f"plexica-{tenant.slug}"
+    email = f"member-{uuid.uuid4().hex[:6]}@{tenant.slug}.example"
+    password = await add_user(db, site, realm, email, {"member"})
+    for client in two_browsers:
+        await sign_in(client, f"/login/start?tenant={tenant.slug}", email, password)
+        assert (await client.get("/t")).status_code == 200
+    users = await admin.get(f"{site.url}/api/core/v1/users", headers=await _token(site, tenant))
+    uid = next(u["id"] for u in users.json() if u["email"] == email)
+    page = await admin.get("/t/admin/users")
+    assert f'action="/t/admin/users/{uid}/sessions/end"' in page.text
+    ended = await admin.post(
+        f"/t/admin/users/{uid}/sessions/end", data={"csrf": csrf_of(page.text)}
+    )
+    assert ended.status_code == 303, ended.text
+    assert (
+        f"Signed {email} out of 2 web sessions."
+        in (await admin.get(ended.headers["location"])).text
+    )
+    for client in two_browsers:
+        assert await lands_on_sign_in(client, "/t")
+    # The admin's own session is untouched; a member cannot end anyone's sessions.
+    assert (await admin.get("/t/admin/users")).status_code == 200
+    member = two_browsers[0]
+    await sign_in(member, f"/login/start?tenant={tenant.slug}", email, password)
+    home = await member.get("/t")
+    refused = await member.post(
+        f"/t/admin/users/{uid}/sessions/end", data={"csrf": csrf_of(home.text)}
+    )
+    assert refused.status_code == 404
+    assert (await member.get("/t")).status_code == 200

@@ -1,5 +1,6 @@
-"""PLEXICA_WEB_SECRET: every web replica accepts the sessions of the others; the embedded mode
-keeps a generated secret in its data directory; a short secret is refused at start."""
+"""PLEXICA_WEB_SECRET: every web replica with the same secret shares the sessions of the others
+through the database, one with another secret finds none; the embedded mode keeps a generated
+secret in its data directory; a short secret is refused at start."""
 
 from __future__ import annotations
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from plexica.cli.common import fail, settings_or_exit
+from plexica.cli.common import DataDirOpt, UrlOpt, fail, platform_settings
 
 backup_app = typer.Typer(no_args_is_help=True, help="Back up a tenant (schema + files).")
 restore_app = typer.Typer(no_args_is_help=True, help="Restore a tenant from a backup archive.")
@@ -18,15 +17,14 @@ restore_app = typer.Typer(no_args_is_help=True, help="Restore a tenant from a ba
 def backup_tenant(
     slug: str,
     out: Annotated[Path, typer.Option(help="The archive to write (.tar).")],
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Write the tenant's schema (pg_dump) and every object of its bucket to one archive."""
+    settings = platform_settings("cli", data_dir, url)
     from plexica.backup.service import backup_tenant as run_backup
     from plexica.storage.adapters import store_from_settings
     from plexica_sdk.errors import PlexicaError
-
-    settings = settings_or_exit("cli")
-    if settings.database_url is None:
-        raise fail("PLEXICA_DATABASE_URL is not set")
 
     async def run() -> str:
         store = store_from_settings(settings)
@@ -38,25 +36,26 @@ def backup_tenant(
         return f"backed up {s.slug}: {s.objects} objects, {s.bytes} bytes in {s.seconds:.1f}s"
 
     try:
+        import asyncio
+
         typer.echo(asyncio.run(run()))
     except PlexicaError as exc:
-        raise fail(f"{exc.code}: {exc.message}") from None
+        raise fail(f"{exc.code}: {exc.message}", code=1) from None
 
 
 @restore_app.command("tenant")
 def restore_tenant(
     archive: Path,
     as_slug: Annotated[str | None, typer.Option("--as", help="Restore under another slug.")] = None,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Recreate the tenant's schema and bucket from an archive (refuses to overwrite)."""
+    settings = platform_settings("cli", data_dir, url)
     from plexica.backup.service import restore_tenant as run_restore
     from plexica.kit.db import Database
     from plexica.storage.adapters import store_from_settings
     from plexica_sdk.errors import PlexicaError
-
-    settings = settings_or_exit("cli")
-    if settings.database_url is None:
-        raise fail("PLEXICA_DATABASE_URL is not set")
 
     async def run() -> str:
         store = store_from_settings(settings)
@@ -72,6 +71,8 @@ def restore_tenant(
         return f"restored {s.slug}: {s.objects} objects, {s.bytes} bytes in {s.seconds:.1f}s"
 
     try:
+        import asyncio
+
         typer.echo(asyncio.run(run()))
     except PlexicaError as exc:
-        raise fail(f"{exc.code}: {exc.message}") from None
+        raise fail(f"{exc.code}: {exc.message}", code=1) from None

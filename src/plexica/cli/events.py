@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TypeVar
 from uuid import UUID
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.cli.common import fail, settings_or_exit
-from plexica_sdk.errors import PlexicaError
+from plexica.cli.common import DataDirOpt, UrlOpt, fail, platform_settings, table
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 app = typer.Typer(no_args_is_help=True, help="Operate events: dead letters and replays.")
 dead_letters = typer.Typer(no_args_is_help=True, help="Events plugins failed to handle.")
@@ -21,12 +22,14 @@ app.add_typer(dead_letters, name="dead-letters")
 T = TypeVar("T")
 
 
-def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+def _run(
+    work: Callable[[AsyncSession], Awaitable[T]],
+    data_dir: Path | None = None,
+    url: str | None = None,
+) -> T:
+    settings = platform_settings("cli", data_dir, url)
     from plexica.kit.db import Database
-
-    settings = settings_or_exit("cli")
-    if settings.database_url is None:
-        raise fail("PLEXICA_DATABASE_URL is not set")
+    from plexica_sdk.errors import PlexicaError
 
     async def go() -> T:
         db = Database(settings.sqlalchemy_url, pool_size=1)
@@ -37,6 +40,8 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
             await db.dispose()
 
     try:
+        import asyncio
+
         return asyncio.run(go())
     except PlexicaError as exc:
         raise fail(f"{exc.code}: {exc.message}") from None
@@ -44,11 +49,14 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
 
 @dead_letters.command("list")
 def list_(
+    *,
     plugin: Annotated[str | None, typer.Option(help="Only this plugin's.")] = None,
     tenant: Annotated[UUID | None, typer.Option(help="Only this tenant's.")] = None,
     status: Annotated[str, typer.Option(help="pending, retried, discarded or all.")] = "pending",
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """List dead letters, newest first."""
     from plexica.events import service
@@ -60,33 +68,34 @@ def list_(
     letters = _run(
         lambda s: service.list_dead_letters(
             s, plugin_id=plugin, tenant_id=tenant, status=wanted, limit=limit
-        )
+        ),
+        data_dir,
+        url,
     )
-    for letter in letters:
-        if as_json:
+    if as_json:
+        for letter in letters:
             typer.echo(json.dumps(letter.model_dump(mode="json")))
-        else:
-            typer.echo(
-                f"{letter.id}  {letter.status.value:<9} {letter.plugin_id:<12} {letter.type:<28}"
-                f" attempts={letter.attempts}  {letter.error[:80]}"
-            )
+        return
+    rows = [{**letter.model_dump(), "error": letter.error[:80]} for letter in letters]
+    columns = ["id", "status", "plugin_id", "type", "attempts", "error"]
+    table(rows, columns, empty="no dead letters")
 
 
 @dead_letters.command("retry")
-def retry(dead_letter_id: UUID) -> None:
+def retry(dead_letter_id: UUID, data_dir: DataDirOpt = None, url: UrlOpt = None) -> None:
     """Deliver a dead letter to its plugin again."""
     from plexica.events import service
 
-    _run(lambda s: service.retry_dead_letter(s, dead_letter_id))
+    _run(lambda s: service.retry_dead_letter(s, dead_letter_id), data_dir, url)
     typer.echo(f"queued {dead_letter_id} for delivery")
 
 
 @dead_letters.command("discard")
-def discard(dead_letter_id: UUID) -> None:
+def discard(dead_letter_id: UUID, data_dir: DataDirOpt = None, url: UrlOpt = None) -> None:
     """Give up on a dead letter."""
     from plexica.events import service
 
-    _run(lambda s: service.discard_dead_letter(s, dead_letter_id))
+    _run(lambda s: service.discard_dead_letter(s, dead_letter_id), data_dir, url)
     typer.echo(f"discarded {dead_letter_id}")
 
 
@@ -98,9 +107,11 @@ def replay(
         list[str] | None,
         typer.Option("--type", help="Only these types (default: all consumed)."),
     ] = None,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Replay a tenant's published events of the types a plugin consumes, to that plugin."""
     from plexica.events import service
 
-    queued = _run(lambda s: service.replay_for_plugin(s, plugin, tenant, types))
+    queued = _run(lambda s: service.replay_for_plugin(s, plugin, tenant, types), data_dir, url)
     typer.echo(f"queued {queued} events for {plugin}")

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from plexica.cli.common import fail, settings_or_exit
+from plexica.cli.common import (
+    DataDirOpt,
+    JsonOpt,
+    UrlOpt,
+    echo_json,
+    fail,
+    platform_settings,
+    table,
+)
 
 if TYPE_CHECKING:
     from plexica.flags.service import FlagService
@@ -25,16 +33,17 @@ def _actor() -> str:
     return "cli:" + getpass.getuser()
 
 
-def _run(action: Callable[[FlagService, Database], Awaitable[T]]) -> T:
+def _run(
+    action: Callable[[FlagService, Database], Awaitable[T]],
+    data_dir: Path | None = None,
+    url: str | None = None,
+) -> T:
+    settings = platform_settings("cli", data_dir, url)
     # Imported here so that `plexica --help` and other commands stay fast.
     from plexica.flags.cache import FlagCache, LocalBus, RedisBus
     from plexica.flags.service import FlagService
     from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
-
-    settings = settings_or_exit("cli")
-    if settings.database_url is None:
-        raise fail("PLEXICA_DATABASE_URL is not set")
 
     async def run() -> T:
         db = Database(settings.sqlalchemy_url, pool_size=2)
@@ -46,6 +55,8 @@ def _run(action: Callable[[FlagService, Database], Awaitable[T]]) -> T:
             await db.dispose()
 
     try:
+        import asyncio
+
         return asyncio.run(run())
     except PlexicaError as exc:
         raise fail(f"{exc.code}: {exc.message}") from None
@@ -76,19 +87,29 @@ def _show(flag: FlagDefinition) -> None:
 
 
 @flag_app.command("list")
-def list_flags() -> None:
+def list_flags(as_json: JsonOpt = False, data_dir: DataDirOpt = None, url: UrlOpt = None) -> None:
     """Every flag with its state."""
 
     async def action(service: FlagService, db: Database) -> list[FlagDefinition]:
         async with db.session() as session:
             return await service.all(session)
 
-    for f in _run(action):
-        state = "on " if f.enabled else "off"
-        rollout = f" rollout={f.rollout.variant}:{f.rollout.percentage:g}%" if f.rollout else ""
-        typer.echo(
-            f"{f.key:40} {state} {f.kind:8} default={f.default_variant}{rollout} v{f.version}"
-        )
+    flags = _run(action, data_dir, url)
+    if as_json:
+        echo_json(flags)
+        return
+    rows = [
+        {
+            "key": f.key,
+            "state": "on" if f.enabled else "off",
+            "kind": f.kind,
+            "default": f.default_variant,
+            "rollout": f"{f.rollout.variant}:{f.rollout.percentage:g}%" if f.rollout else None,
+            "version": f"v{f.version}",
+        }
+        for f in flags
+    ]
+    table(rows, ["key", "state", "kind", "default", "rollout", "version"], empty="no flags")
 
 
 @flag_app.command("create")
@@ -102,6 +123,8 @@ def create(
     off: Annotated[str | None, typer.Option(help="Served when switched off.")] = None,
     description: str = "",
     disabled: Annotated[bool, typer.Option(help="Create it switched off.")] = False,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Create a flag: boolean (variants on/off) unless --variant is given."""
     from plexica.flags.schemas import FlagIn
@@ -125,7 +148,7 @@ def create(
         await service.bus.publish(flag.key)
         return flag
 
-    _show(_run(action))
+    _show(_run(action, data_dir, url))
 
 
 @flag_app.command("set")
@@ -138,6 +161,8 @@ def set_targeting(
     ring: Annotated[list[str] | None, typer.Option(help="RING=VARIANT")] = None,
     rollout: Annotated[str | None, typer.Option(help="VARIANT:PERCENT, e.g. on:25")] = None,
     no_rollout: Annotated[bool, typer.Option(help="Remove the rollout.")] = False,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Change a flag's targeting; lists given replace the current ones."""
     from plexica.flags.schemas import FlagPatch
@@ -168,7 +193,7 @@ def set_targeting(
         await service.bus.publish(flag.key)
         return flag
 
-    _show(_run(action))
+    _show(_run(action, data_dir, url))
 
 
 @flag_app.command("toggle")
@@ -177,6 +202,8 @@ def toggle(
     on: Annotated[
         bool | None, typer.Option("--on/--off", help="Set a state; flip without.")
     ] = None,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Switch a flag on or off (the fastest rollback)."""
 
@@ -186,5 +213,5 @@ def toggle(
         await service.bus.publish(flag.key)
         return flag
 
-    flag = _run(action)
+    flag = _run(action, data_dir, url)
     typer.echo(f"{flag.key} is {'on' if flag.enabled else 'off'} (v{flag.version})")

@@ -11,7 +11,7 @@ from pathlib import Path
 import structlog
 import typer
 
-from plexica.cli.common import database_settings, fail
+from plexica.cli.common import fail, platform_settings
 from plexica.kit.db import Database
 from plexica.kit.migrate import upgrade_platform
 from plexica.tenants.fleet import FleetResult, Progress, migrate_fleet
@@ -22,9 +22,14 @@ log = structlog.get_logger("plexica.migrate")
 
 
 def run_migrate(
-    *, wave: int | None, canary: str | None, concurrency: int, data_dir: Path | None
+    *,
+    wave: int | None,
+    canary: str | None,
+    concurrency: int,
+    data_dir: Path | None,
+    url: str | None = None,
 ) -> None:
-    settings = database_settings("migrate", data_dir)
+    settings = platform_settings("migrate", data_dir, url)
     configure_logging("migrate", settings.log_level, settings.log_format)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     canaries = [s.strip() for s in (canary or "").split(",") if s.strip()]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 from collections.abc import Mapping
@@ -10,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-import yaml
 
 from plexica.cli.common import database_settings, fail, settings_or_exit
 
@@ -42,24 +40,22 @@ UpstreamTemplate = Annotated[
 DEFAULT_UPSTREAM = "http://plugin-{slug}:3000"
 
 
-class _Dumper(yaml.SafeDumper):
-    """Readable output: multi-line strings (Kong's Lua) as blocks, no anchors."""
-
-    def ignore_aliases(self, data: object) -> bool:
-        return True
-
-
-def _text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    return dumper.represent_scalar(
-        "tag:yaml.org,2002:str", data, style="|" if "\n" in data else None
-    )
-
-
-_Dumper.add_representer(str, _text)
-
-
 def _dump(config: dict[str, object]) -> str:
-    return yaml.dump(config, Dumper=_Dumper, sort_keys=False)
+    import yaml  # here: `plexica --help` does not pay for it
+
+    class Dumper(yaml.SafeDumper):
+        """Readable output: multi-line strings (Kong's Lua) as blocks, no anchors."""
+
+        def ignore_aliases(self, data: object) -> bool:
+            return True
+
+    def text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+        return dumper.represent_scalar(
+            "tag:yaml.org,2002:str", data, style="|" if "\n" in data else None
+        )
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(config, Dumper=Dumper, sort_keys=False)
 
 
 def _plugins(
@@ -100,6 +96,8 @@ def _routes() -> tuple[dict[str, str], dict[str, float]]:
         finally:
             await db.dispose()
 
+    import asyncio
+
     routed, timeouts = asyncio.run(run())
     return deployed(routed, plugin_urls(settings)), timeouts
 
@@ -130,6 +128,8 @@ def _write(text: str, output: Path | None) -> None:
 
 def _watch(render: Render, output: Path, interval: float) -> None:
     """Rewrite ``output`` whenever the routed plugins change, until SIGTERM or SIGINT."""
+    import asyncio
+
     from plexica.gateway.sync import ConfigSync
     from plexica.kit.db import Database
     from plexica.plugins.wiring import plugin_urls

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Annotated
 
-import httpx
 import typer
 
-from plexica.cli import runtime
-from plexica.cli.common import database_settings, fail, settings_or_exit
+from plexica.cli.common import EXIT_REFUSED, DataDirOpt, UrlOpt, fail, platform_settings
 
 user_app = typer.Typer(no_args_is_help=True, help="Manage users (built-in provider or Keycloak).")
-UP_DEFAULT_URL = "http://127.0.0.1:8000"  # where `plexica up` listens unless told otherwise
 
 TenantOption = Annotated[
     str | None, typer.Option(help="Tenant slug (default: the operator realm).")
@@ -29,23 +25,21 @@ def realm_of(tenant: str | None) -> str:
 def token(
     user: Annotated[str, typer.Option(help="The user's email.")],
     tenant: TenantOption = None,
-    url: Annotated[
-        str | None,
-        typer.Option(help="Platform URL (default: PLEXICA_PUBLIC_URL, else plexica up's)."),
-    ] = None,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Print an access token (password from PLEXICA_PASSWORD or a prompt)."""
+    import httpx
+
     from plexica.identity.client import LoginError, password_login
     from plexica.identity.service import issuer_url
 
-    settings = settings_or_exit("cli")
+    settings = platform_settings("cli", data_dir, url, database=False)
+    base = settings.keycloak_url or settings.public_url
+    if base is None:
+        platform_settings("cli", data_dir, url)  # says that no platform runs, and how to start
     password = os.environ.get("PLEXICA_PASSWORD") or typer.prompt("Password", hide_input=True)
-    if url is None:
-        explicit = settings.keycloak_url or settings.public_url
-        running = runtime.read(settings.data_dir.expanduser())
-        fallback = running["url"] if running else UP_DEFAULT_URL
-        url = str(explicit).rstrip("/") if explicit else str(fallback)
-    issuer = issuer_url(url, realm_of(tenant))
+    issuer = issuer_url(str(base).rstrip("/"), realm_of(tenant))
 
     async def run() -> str:
         async with httpx.AsyncClient(timeout=15.0) as http:
@@ -53,17 +47,22 @@ def token(
         return str(body["access_token"])
 
     try:
+        import asyncio
+
         typer.echo(asyncio.run(run()))
     except LoginError as exc:
-        raise fail(f"sign-in refused: {exc}", code=1) from None
+        raise fail(f"sign-in refused: {exc}", code=EXIT_REFUSED) from None
     except httpx.HTTPError as exc:
-        raise fail(f"cannot reach {issuer}: {exc}", code=1) from None
+        reason = type(exc).__name__
+        raise fail(f"cannot reach {issuer} ({reason}): is the platform running?") from None
 
 
 @user_app.command("reset-password")
 def reset_password(
     email: Annotated[str, typer.Argument(help="The user's email.")],
     tenant: TenantOption = None,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Give the user a new generated password and print it (built-in provider or Keycloak)."""
     from plexica.audit import service as audit
@@ -72,7 +71,7 @@ def reset_password(
     from plexica.kit.db import Database
     from plexica_sdk.errors import NotFoundError, PlexicaError
 
-    settings = database_settings()
+    settings = platform_settings("cli", data_dir, url)
     realm = realm_of(tenant)
     password = service.generate_password()
 
@@ -98,7 +97,9 @@ def reset_password(
             await db.dispose()
 
     try:
+        import asyncio
+
         asyncio.run(run())
     except PlexicaError as exc:
-        raise fail(exc.message, code=1) from None
+        raise fail(exc.message, code=EXIT_REFUSED) from None
     typer.echo(password)

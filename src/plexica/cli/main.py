@@ -8,17 +8,26 @@ from typing import Annotated
 import typer
 
 from plexica import __version__
+from plexica.cli import plugin_dev  # noqa: F401 - registers `plexica plugin dev`
 from plexica.cli.backup import backup_app, restore_app
+from plexica.cli.common import DataDirOpt, UrlOpt
 from plexica.cli.events import app as events_app
 from plexica.cli.flags import flag_app
 from plexica.cli.gateway import gateway_app
 from plexica.cli.identity import token as identity_token
 from plexica.cli.identity import user_app
+from plexica.cli.keys import keys_app
 from plexica.cli.plugins import plugin_app
 from plexica.cli.service_clients import service_client_app
 from plexica.cli.tenants import tenant_app
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+EPILOG = (
+    "Commands find the platform by themselves: PLEXICA_DATABASE_URL, else the `plexica up`"
+    " running on --data-dir / PLEXICA_DATA_DIR (default: the per-user folder); its public URL"
+    " from --url / PLEXICA_URL, else PLEXICA_PUBLIC_URL, else that `up`'s. Lists and shows take"
+    " --json. Exit codes: 0 done, 1 refused or failed, 2 bad input or no platform."
+)
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, epilog=EPILOG)
 serve_app = typer.Typer(no_args_is_help=True, help="Run one service of the distributed mode.")
 app.add_typer(serve_app, name="serve")
 app.add_typer(user_app, name="user")
@@ -29,6 +38,7 @@ app.add_typer(flag_app, name="flag")
 app.add_typer(backup_app, name="backup")
 app.add_typer(restore_app, name="restore")
 app.add_typer(service_client_app, name="service-client")
+app.add_typer(keys_app, name="keys")
 
 
 @app.command()
@@ -39,17 +49,31 @@ def version() -> None:
 
 @app.command()
 def up(
-    port: Annotated[int, typer.Option(help="Port of the single entry point.")] = 8000,
+    port: Annotated[
+        int, typer.Option(envvar="PLEXICA_PORT", help="Port of the single entry point.")
+    ] = 8000,
     data_dir: Annotated[
-        Path | None, typer.Option(help="Where the embedded data lives (default: per-user).")
+        Path | None,
+        typer.Option(
+            envvar="PLEXICA_DATA_DIR", help="Where the embedded data lives (default: per-user)."
+        ),
     ] = None,
     reset: Annotated[bool, typer.Option(help="Delete all data and start from nothing.")] = False,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(envvar="PLEXICA_HOST", help="Interface to listen on.")
+    ] = "127.0.0.1",
+    *,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            help="Also make a tenant `demo` with CRM and Billing data; print its sign-in."
+        ),
+    ] = False,
 ) -> None:
     """Run the whole platform in one process (embedded PostgreSQL unless configured)."""
     from plexica.cli.up import run_up
 
-    run_up(port=port, data_dir=data_dir, reset=reset, host=host)
+    run_up(port=port, data_dir=data_dir, reset=reset, host=host, demo=demo)
 
 
 @serve_app.command("core")
@@ -93,14 +117,13 @@ def migrate(
         str | None, typer.Option(help="Comma-separated slugs migrated first, alone.")
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Schemas at once.")] = 4,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Data directory of a running `plexica up`.")
-    ] = None,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Upgrade the platform schema, then every tenant schema (parallel, resumable)."""
     from plexica.cli.fleet import run_migrate
 
-    run_migrate(wave=wave, canary=canary, concurrency=concurrency, data_dir=data_dir)
+    run_migrate(wave=wave, canary=canary, concurrency=concurrency, data_dir=data_dir, url=url)
 
 
 app.add_typer(tenant_app, name="tenant")

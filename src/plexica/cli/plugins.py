@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -11,9 +10,19 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 
 import typer
-from pydantic import BaseModel
 
-from plexica.cli.common import database_settings, fail
+from plexica.cli.common import (
+    EXIT_REFUSED,
+    DataDirOpt,
+    JsonOpt,
+    UrlOpt,
+    echo_json,
+    fail,
+    key_values,
+    platform_settings,
+    table,
+    to_jsonable,
+)
 
 if TYPE_CHECKING:
     from plexica.kit.db import Database
@@ -28,32 +37,41 @@ TenantOpt = Annotated[str, typer.Option("--tenant", help="The tenant's slug.")]
 TenantIdOpt = Annotated[
     UUID | None, typer.Option("--tenant-id", help="The tenant's id (when not found by slug).")
 ]
-UrlOpt = Annotated[
+PluginUrlOpt = Annotated[
     str | None,
     typer.Option("--plugin-url", help="Base URL of the running plugin, for its readiness check."),
 ]
 
 
-def _settings() -> Settings:
-    return database_settings()
+VERSION_COLUMNS = ["plugin_id", "version", "status", "name", "core", "registered_at"]
+INSTALL_COLUMNS = ["plugin_id", "version", "status", "reason", "updated_at"]
 
 
-def _echo(value: Any) -> None:
-    if isinstance(value, BaseModel):
-        typer.echo(value.model_dump_json())
-    elif isinstance(value, list):
-        for item in value:
-            _echo(item)
-    elif value is not None:
-        typer.echo(json.dumps(value, default=str))
+def _echo(value: Any, as_json: bool = False) -> None:
+    """JSON with --json; else a table for a list, aligned ``key: value`` lines for one object."""
+    if as_json:
+        echo_json(value)
+        return
+    data = to_jsonable(value)
+    if isinstance(data, list):
+        columns = INSTALL_COLUMNS if data and "tenant_id" in data[0] else VERSION_COLUMNS
+        table(data, [c for c in columns if not data or c in data[0]], empty="no plugins")
+    elif isinstance(data, dict):
+        key_values([(k, v) for k, v in data.items() if not isinstance(v, dict | list)])
+    elif data is not None:
+        typer.echo(str(data))
 
 
-def _run(job: Callable[[Settings, Database], Awaitable[T]]) -> T:
+def _run(
+    job: Callable[[Settings, Database], Awaitable[T]],
+    data_dir: Path | None = None,
+    url: str | None = None,
+) -> T:
+    settings = platform_settings("cli", data_dir, url)
     from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
     from plexica_sdk.observability import configure_logging
 
-    settings = _settings()
     # Logs go to stderr: stdout carries the command's JSON output.
     configure_logging("cli", "WARNING", "console")
 
@@ -65,10 +83,12 @@ def _run(job: Callable[[Settings, Database], Awaitable[T]]) -> T:
             await db.dispose()
 
     try:
+        import asyncio
+
         return asyncio.run(main())
     except PlexicaError as exc:
         details = f" {json.dumps(exc.details, default=str)}" if exc.details else ""
-        raise fail(f"{exc.code}: {exc.message}{details}", code=1) from None
+        raise fail(f"{exc.code}: {exc.message}{details}", code=EXIT_REFUSED) from None
 
 
 async def _tenant(db: Database, slug: str, tenant_id: UUID | None) -> TenantRef:
@@ -137,6 +157,10 @@ def list_(
         str | None, typer.Option("--tenant", help="Installations of a tenant.")
     ] = None,
     tenant_id: TenantIdOpt = None,
+    *,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Catalog versions, or a tenant's installations with --tenant."""
 
@@ -150,7 +174,7 @@ def list_(
         async with db.session() as s:
             return await service.list_installations(s, ref.id)
 
-    _echo(_run(job))
+    _echo(_run(job, data_dir, url), as_json)
 
 
 async def _register(db: Database, path: Path, publish: bool) -> Any:
@@ -172,17 +196,28 @@ async def _register(db: Database, path: Path, publish: bool) -> Any:
 def register(
     path: Annotated[Path, typer.Argument(help="plexica-plugin.yaml or its folder.")],
     publish: Annotated[bool, typer.Option(help="Publish right away.")] = False,
+    *,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Register a plugin version from its manifest (and migrations folder)."""
 
     async def job(_: Settings, db: Database) -> Any:
         return await _register(db, path, publish)
 
-    _echo(_run(job))
+    _echo(_run(job, data_dir, url), as_json)
 
 
 def _status_command(name: str, status: str, doc: str) -> None:
-    def command(plugin_id: str, version: str) -> None:
+    def command(
+        plugin_id: str,
+        version: str,
+        *,
+        as_json: JsonOpt = False,
+        data_dir: DataDirOpt = None,
+        url: UrlOpt = None,
+    ) -> None:
         from plexica.plugins import service
         from plexica.plugins.schemas import VersionStatus
 
@@ -190,7 +225,7 @@ def _status_command(name: str, status: str, doc: str) -> None:
             async with db.session() as s:
                 return await service.set_status(s, plugin_id, version, VersionStatus(status))
 
-        _echo(_run(job))
+        _echo(_run(job, data_dir, url), as_json)
 
     command.__doc__ = doc
     plugin_app.command(name)(command)
@@ -207,7 +242,11 @@ def install(  # noqa: PLR0917 - typer maps parameters to options
     tenant_id: TenantIdOpt = None,
     version: Annotated[str | None, typer.Option(help="Default: newest published.")] = None,
     settings_json: Annotated[str, typer.Option("--settings", help="JSON object.")] = "{}",
-    plugin_url: UrlOpt = None,
+    plugin_url: PluginUrlOpt = None,
+    *,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Install a plugin into a tenant (rolled back entirely on any failure)."""
     try:
@@ -225,18 +264,26 @@ def install(  # noqa: PLR0917 - typer maps parameters to options
             lambda i: i.install(ref, plugin_id, version, values),
         )
 
-    _echo(_run(job))
+    _echo(_run(job, data_dir, url), as_json)
 
 
 def _lifecycle(
     name: str, doc: str, call: Callable[[Installer, TenantRef, str], Awaitable[Any]]
 ) -> None:
-    def command(plugin_id: str, tenant: TenantOpt, tenant_id: TenantIdOpt = None) -> None:
+    def command(
+        plugin_id: str,
+        tenant: TenantOpt,
+        tenant_id: TenantIdOpt = None,
+        *,
+        as_json: JsonOpt = False,
+        data_dir: DataDirOpt = None,
+        url: UrlOpt = None,
+    ) -> None:
         async def job(settings: Settings, db: Database) -> Any:
             ref = await _tenant(db, tenant, tenant_id)
             return await call(_installer(db), ref, plugin_id)
 
-        _echo(_run(job))
+        _echo(_run(job, data_dir, url), as_json)
 
     command.__doc__ = doc
     plugin_app.command(name)(command)
@@ -260,6 +307,10 @@ def uninstall(
     tenant: TenantOpt,
     tenant_id: TenantIdOpt = None,
     purge: Annotated[bool, typer.Option(help="Drop the data now instead of keeping it.")] = False,
+    *,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Uninstall; the data is kept for the retention window unless --purge."""
 
@@ -267,8 +318,8 @@ def uninstall(
         ref = await _tenant(db, tenant, tenant_id)
         return await _installer(db).uninstall(ref, plugin_id, purge=purge)
 
-    out = _run(job)
-    _echo(out if out is not None else {"plugin_id": plugin_id, "purged": True})
+    out = _run(job, data_dir, url)
+    _echo(out if out is not None else {"plugin_id": plugin_id, "purged": True}, as_json)
 
 
 @plugin_app.command("upgrade")
@@ -277,7 +328,11 @@ def upgrade(
     tenant: TenantOpt,
     tenant_id: TenantIdOpt = None,
     version: Annotated[str | None, typer.Option(help="Default: newest published.")] = None,
-    plugin_url: UrlOpt = None,
+    plugin_url: PluginUrlOpt = None,
+    *,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Upgrade to a newer version: only the new migrations run, rolled back on failure."""
 
@@ -287,7 +342,7 @@ def upgrade(
             settings, db, plugin_id, plugin_url, lambda i: i.upgrade(ref, plugin_id, version)
         )
 
-    _echo(_run(job))
+    _echo(_run(job, data_dir, url), as_json)
 
 
 @plugin_app.command("upgrade-all")
@@ -295,7 +350,11 @@ def upgrade_all(
     plugin_id: str,
     version: Annotated[str | None, typer.Option(help="Default: newest published.")] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=32)] = 4,
-    plugin_url: UrlOpt = None,
+    plugin_url: PluginUrlOpt = None,
+    *,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Upgrade every tenant that has the plugin (resumable; one failure stops no other)."""
 
@@ -308,8 +367,12 @@ def upgrade_all(
             lambda i: i.upgrade_fleet(plugin_id, version, concurrency=concurrency),
         )
 
-    results = _run(job)
-    _echo(results)
+    results = _run(job, data_dir, url)
+    if as_json:
+        echo_json(results)
+    else:
+        rows = [{"tenant": k, "result": v} for k, v in results.items()]
+        table(rows, ["tenant", "result"], empty=f"no tenant has {plugin_id}")
     if any(v not in ("upgraded", "current") for v in results.values()):
         raise typer.Exit(1)
 
@@ -319,9 +382,12 @@ def settings_(
     plugin_id: str,
     tenant: TenantOpt,
     tenant_id: TenantIdOpt = None,
+    *,
     set_json: Annotated[
         str | None, typer.Option("--set", help="Replace the settings with this JSON object.")
     ] = None,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Show, or with --set replace, a tenant's settings (validated by the plugin's schema)."""
     values = None
@@ -341,13 +407,17 @@ def settings_(
         out = await _installer(db).update_settings(ref, plugin_id, values)
         return out.settings
 
-    _echo(_run(job))
+    echo_json(_run(job, data_dir, url))  # settings are JSON in and out
 
 
 @plugin_app.command("credentials")
 def credentials(
     plugin_id: str,
     rotate: Annotated[bool, typer.Option(help="Set a new password (the old one stops).")] = False,
+    *,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """The plugin's own database login, created if missing: the URL to give its process as
     PLEXICA_PLUGIN_DATABASE_URL (it reaches only the plugin's tables where it is active)."""
@@ -368,124 +438,7 @@ def credentials(
             "database_url": login.database_url(str(settings.database_url)),
         }
 
-    _echo(_run(job))
-
-
-def _sync(
-    root: Path, tenant: str | None, tenant_id: UUID | None, plugin_url: str | None
-) -> Callable[[Settings, Database], Awaitable[Any]]:
-    """Migrate the platform, register and publish the plugin's version (once), and install it
-    into the tenant (or upgrade it there); without a tenant, only the catalog."""
-    from plexica.kit.migrate import upgrade_platform
-    from plexica.plugins import service
-    from plexica_sdk.errors import PlexicaError
-    from plexica_sdk.manifest import load_manifest
-
-    async def job(settings: Settings, db: Database) -> Any:
-        await upgrade_platform(db)
-        manifest = load_manifest(root)
-        async with db.session() as s:
-            known = {v.version for v in await service.list_versions(s, manifest.id)}
-        if manifest.version not in known:
-            await _register(db, root, publish=True)
-        if tenant is None:
-            return None
-        ref = await _tenant(db, tenant, tenant_id)
-        async with db.session() as s:
-            try:
-                current = await service.get_installation(s, ref.id, manifest.id)
-            except PlexicaError:
-                current = None
-
-        async def apply(installer: Installer) -> Any:
-            if current is None or current.status in ("uninstalled", "failed"):
-                if current is not None and current.status == "failed":
-                    await installer.uninstall(ref, manifest.id, purge=True)
-                return await installer.install(ref, manifest.id, manifest.version)
-            if current.version != manifest.version:
-                return await installer.upgrade(ref, manifest.id, manifest.version)
-            return current
-
-        return await _with_installer(settings, db, manifest.id, plugin_url, apply)
-
-    return job
-
-
-def _say(message: str) -> None:
-    typer.secho(f"plexica dev: {message}", err=True, fg=typer.colors.CYAN)
-
-
-@plugin_app.command("dev")
-def dev(  # noqa: PLR0917 - typer maps parameters to options
-    target: Annotated[
-        str, typer.Argument(help="The plugin's folder, or the slug of an installed plugin.")
-    ],
-    tenant: Annotated[
-        str | None, typer.Option("--tenant", help="Install it into this local tenant.")
-    ] = None,
-    tenant_id: TenantIdOpt = None,
-    plugin_url: UrlOpt = None,
-    once: Annotated[
-        bool, typer.Option("--once", help="Register and install, then exit (no server).")
-    ] = False,
-    port: Annotated[int, typer.Option(min=0, max=65535, help="0: a free port.")] = 0,
-) -> None:
-    """Developer loop: run the plugin as its own process against the running platform
-    (``plexica up`` or PLEXICA_DATABASE_URL), register it, install it into --tenant, and
-    restart it whenever its files change. With --once or --plugin-url (the plugin runs
-    elsewhere): register and install, then exit."""
-    from plexica.plugins.dev import DevError, DevRunner, child_env, find_source
-
-    try:
-        source = find_source(target)
-    except DevError as exc:
-        raise fail(str(exc)) from None
-    if once or plugin_url:
-        if tenant is None:
-            raise fail("--tenant is required with --once or --plugin-url")
-        _echo(_run(_sync(source.root, tenant, tenant_id, plugin_url)))
-        return
-
-    import os
-
-    from plexica.cli import runtime
-    from plexica.kit.pgserver import free_port
-    from plexica.plugins import service
-
-    settings = _settings()
-    _run(_sync(source.root, None, None, None))
-
-    async def login_job(_: Settings, db: Database) -> str:
-        async with db.session() as s:
-            login = await service.ensure_login(s, source.plugin_id)
-        return login.database_url(str(settings.database_url))
-
-    running = runtime.read(settings.data_dir.expanduser())
-    public = str(running["url"]) if running else settings.public_base_url
-    extra = {
-        "PLEXICA_PLUGIN_DATABASE_URL": _run(login_job),
-        "PLEXICA_PLUGIN_ISSUER_BASE_URL": os.environ.get("PLEXICA_PLUGIN_ISSUER_BASE_URL")
-        or f"{public if running else settings.issuer_base_url}/realms",
-        "PLEXICA_PLUGIN_CORE_URL": os.environ.get("PLEXICA_PLUGIN_CORE_URL")
-        or f"{public.rstrip('/')}/api/core",
-    }
-    chosen = port or free_port()
-
-    def sync() -> None:
-        try:
-            out = _run(_sync(source.root, tenant, tenant_id, f"http://127.0.0.1:{chosen}"))
-        except typer.Exit:
-            _say("registering or installing failed (see above); watching for changes")
-            return
-        if out is None:
-            _say(f"registered; pass --tenant to install {source.plugin_id} into a tenant")
-        else:
-            _say(f"{source.plugin_id} {out.version} is {out.status} in tenant {tenant}")
-
-    runner = DevRunner(
-        source, chosen, child_env(os.environ, source, extra), say=_say, on_ready=sync
-    )
-    runner.run()
+    _echo(_run(job, data_dir, url), as_json)
 
 
 @plugin_app.command("new")
@@ -520,7 +473,8 @@ def testdb(
             pg = EmbeddedPostgres(directory, database="postgres")
             pg.start()
             pg_file.write_text(str(pg.port))
-            typer.echo(pg.url)
+            # The owner role, no superuser; it may create the kit's databases (ADR 0111).
+            typer.echo(pg.owner_url(createdb=True))
         elif action == "stop":
             if pg_file.exists():
                 EmbeddedPostgres(

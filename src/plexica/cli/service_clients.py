@@ -3,7 +3,6 @@ straight on the database and the identity provider (the operator's tool)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -11,7 +10,15 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from plexica.cli.common import database_settings, fail
+from plexica.cli.common import (
+    EXIT_REFUSED,
+    DataDirOpt,
+    JsonOpt,
+    UrlOpt,
+    fail,
+    platform_settings,
+    table,
+)
 from plexica.cli.identity import TenantOption, realm_of
 
 if TYPE_CHECKING:
@@ -24,17 +31,12 @@ service_client_app = typer.Typer(
 )
 T = TypeVar("T")
 ClientArg = Annotated[str, typer.Argument(help="The client id.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        help="Data directory of a running `plexica up` (when PLEXICA_DATABASE_URL is unset)."
-    ),
-]
 
 
 def _run(
-    tenant: str | None, data_dir: Path | None, action: Callable[[ServiceClients], Awaitable[T]]
+    tenant: str | None,
+    target: tuple[Path | None, str | None],
+    action: Callable[[ServiceClients], Awaitable[T]],
 ) -> T:
     from plexica.composition import identity_adapter
     from plexica.identity import service
@@ -42,7 +44,7 @@ def _run(
     from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
 
-    settings = database_settings(data_dir=data_dir)
+    settings = platform_settings("cli", *target)
     realm = realm_of(tenant)
 
     async def main() -> T:
@@ -60,9 +62,11 @@ def _run(
             await db.dispose()
 
     try:
+        import asyncio
+
         return asyncio.run(main())
     except PlexicaError as exc:
-        raise fail(f"{exc.message} ({exc.code})", code=1) from None
+        raise fail(f"{exc.message} ({exc.code})", code=EXIT_REFUSED) from None
 
 
 def _emit(value: BaseModel, as_json: bool) -> None:
@@ -75,15 +79,19 @@ def _emit(value: BaseModel, as_json: bool) -> None:
 
 @service_client_app.command("list")
 def list_(
-    tenant: TenantOption = None, as_json: JsonOpt = False, data_dir: DataDirOpt = None
+    tenant: TenantOption = None,
+    *,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """List the realm's service clients."""
-    clients = _run(tenant, data_dir, lambda c: c.list())
+    clients = _run(tenant, (data_dir, url), lambda c: c.list())
     if as_json:
         typer.echo(json.dumps([c.model_dump(mode="json") for c in clients]))
         return
-    for c in clients:
-        typer.echo(f"{c.client_id}: {c.state} roles={','.join(c.roles) or '-'} {c.description}")
+    rows = [{**c.model_dump(), "roles": ",".join(c.roles) or "-"} for c in clients]
+    table(rows, ["client_id", "state", "roles", "description"], empty="no service clients")
 
 
 @service_client_app.command("create")
@@ -96,6 +104,7 @@ def create(  # noqa: PLR0917 - one parameter per CLI option
     tenant: TenantOption = None,
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Create a service client and print its secret (shown once)."""
     from pydantic import ValidationError
@@ -106,40 +115,40 @@ def create(  # noqa: PLR0917 - one parameter per CLI option
         body = ServiceClientCreate(client_id=client_id, roles=role or [], description=description)
     except ValidationError as exc:
         raise fail(f"invalid input: {exc.errors()[0]['msg']}") from None
-    _emit(_run(tenant, data_dir, lambda c: c.create(body)), as_json)
+    _emit(_run(tenant, (data_dir, url), lambda c: c.create(body)), as_json)
 
 
 @service_client_app.command("disable")
 def disable(
-    client_id: ClientArg, tenant: TenantOption = None, as_json: JsonOpt = False,
-    data_dir: DataDirOpt = None,
+    client_id: ClientArg, tenant: TenantOption = None, *, as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None, url: UrlOpt = None,
 ) -> None:  # fmt: skip
     """Disable: no new tokens, and the tokens it has are refused."""
-    _emit(_run(tenant, data_dir, lambda c: c.set_enabled(client_id, False)), as_json)
+    _emit(_run(tenant, (data_dir, url), lambda c: c.set_enabled(client_id, False)), as_json)
 
 
 @service_client_app.command("enable")
 def enable(
-    client_id: ClientArg, tenant: TenantOption = None, as_json: JsonOpt = False,
-    data_dir: DataDirOpt = None,
+    client_id: ClientArg, tenant: TenantOption = None, *, as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None, url: UrlOpt = None,
 ) -> None:  # fmt: skip
     """Enable again (tokens issued before it was disabled stay refused)."""
-    _emit(_run(tenant, data_dir, lambda c: c.set_enabled(client_id, True)), as_json)
+    _emit(_run(tenant, (data_dir, url), lambda c: c.set_enabled(client_id, True)), as_json)
 
 
 @service_client_app.command("rotate-secret")
 def rotate_secret(
-    client_id: ClientArg, tenant: TenantOption = None, as_json: JsonOpt = False,
-    data_dir: DataDirOpt = None,
+    client_id: ClientArg, tenant: TenantOption = None, *, as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None, url: UrlOpt = None,
 ) -> None:  # fmt: skip
     """Print a new secret; the old one and the tokens it got stop working."""
-    _emit(_run(tenant, data_dir, lambda c: c.rotate_secret(client_id)), as_json)
+    _emit(_run(tenant, (data_dir, url), lambda c: c.rotate_secret(client_id)), as_json)
 
 
 @service_client_app.command("revoke")
 def revoke(
-    client_id: ClientArg, tenant: TenantOption = None, as_json: JsonOpt = False,
-    data_dir: DataDirOpt = None,
+    client_id: ClientArg, tenant: TenantOption = None, *, as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None, url: UrlOpt = None,
 ) -> None:  # fmt: skip
     """Delete the client from the provider and refuse its tokens."""
-    _emit(_run(tenant, data_dir, lambda c: c.revoke(client_id)), as_json)
+    _emit(_run(tenant, (data_dir, url), lambda c: c.revoke(client_id)), as_json)

@@ -8,6 +8,7 @@ import structlog
 
 from plexica.cli.common import fail, settings_or_exit
 from plexica.cli.factories import PLUGIN_PREFIX
+from plexica.cli.keys import check_key_custody
 from plexica.kit.server import PortInUseError, serve_workers
 from plexica.plugins.loader import PluginNotFoundError, find_plugin
 from plexica.settings import ENV_PREFIX
@@ -18,8 +19,10 @@ def serve_service(kind: str, slug: str | None = None) -> None:
     service = PLUGIN_PREFIX + slug if slug else kind
     settings = settings_or_exit(service)
     configure_logging(service, settings.log_level, settings.log_format)
-    if kind in ("core", "worker") and settings.database_url is None:
+    if kind in ("core", "worker", "web") and settings.database_url is None:
         raise fail("PLEXICA_DATABASE_URL is required for `plexica serve` (or use `plexica up`)")
+    if kind == "core" and settings.keycloak_url is None:
+        check_key_custody(settings)
     if slug is not None:
         try:
             find_plugin(slug)
@@ -44,6 +47,7 @@ def serve_service(kind: str, slug: str | None = None) -> None:
             settings.port,
             workers=settings.workers,
             grace_seconds=settings.shutdown_grace_seconds,
+            drain_seconds=settings.drain_seconds,
         )
     except PortInUseError as exc:
         raise fail(f"{exc}; set PLEXICA_PORT to another port") from None

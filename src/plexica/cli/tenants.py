@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -11,7 +10,16 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from plexica.cli.common import database_settings, fail
+from plexica.cli.common import (
+    EXIT_REFUSED,
+    DataDirOpt,
+    JsonOpt,
+    UrlOpt,
+    fail,
+    key_values,
+    platform_settings,
+    table,
+)
 
 # Imported when a command runs, so that `plexica --help` and other commands stay quick.
 if TYPE_CHECKING:
@@ -24,26 +32,24 @@ tenant_app = typer.Typer(no_args_is_help=True, help="Create and operate tenants.
 
 T = TypeVar("T")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        help="Data directory of a running `plexica up` (when PLEXICA_DATABASE_URL is unset)."
-    ),
-]
 KeyArg = Annotated[str, typer.Argument(help="The tenant's slug or id.")]
 
 
 STATES = ("provisioning", "active", "suspended", "pending_deletion", "deleted", "failed")
 
 
-def run(data_dir: Path | None, as_json: bool, action: Callable[[Services], Awaitable[T]]) -> T:
+def run(
+    data_dir: Path | None,
+    as_json: bool,
+    action: Callable[[Services], Awaitable[T]],
+    url: str | None = None,
+) -> T:
+    settings = platform_settings("cli", data_dir, url)
     from plexica.composition import build_services
     from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
     from plexica_sdk.observability import configure_logging
 
-    settings = database_settings(data_dir=data_dir)
     # Logs go to stderr and only when they matter: stdout is the command's answer.
     level = "WARNING" if settings.log_level == "INFO" else settings.log_level
     configure_logging("cli", level, settings.log_format)
@@ -59,6 +65,8 @@ def run(data_dir: Path | None, as_json: bool, action: Callable[[Services], Await
             await db.dispose()
 
     try:
+        import asyncio
+
         return asyncio.run(main())
     except PlexicaError as exc:
         if as_json:
@@ -67,8 +75,8 @@ def run(data_dir: Path | None, as_json: bool, action: Callable[[Services], Await
                     {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}
                 )
             )
-            raise typer.Exit(1) from None
-        raise fail(f"{exc.message} ({exc.code})", code=1) from None
+            raise typer.Exit(EXIT_REFUSED) from None
+        raise fail(f"{exc.message} ({exc.code})", code=EXIT_REFUSED) from None
 
 
 def emit(value: BaseModel | list[Tenant], as_json: bool, human: Callable[[], None]) -> None:
@@ -90,14 +98,16 @@ def create(
     slug: Annotated[str, typer.Argument(help="Lowercase letters, digits and '-'.")],
     name: Annotated[str, typer.Option(help="Display name.")],
     admin_email: Annotated[str, typer.Option(help="E-mail of the tenant's first admin.")],
+    *,
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Create a tenant: schema, realm, bucket, default plugins, then active."""
     from plexica.tenants.schemas import TenantCreate
 
     body = TenantCreate(slug=slug[:200], name=name[:200], admin_email=admin_email[:320])
-    tenant = run(data_dir, as_json, lambda s: s.tenants.create(body))
+    tenant = run(data_dir, as_json, lambda s: s.tenants.create(body), url)
     emit(tenant, as_json, lambda: _line(tenant))
 
 
@@ -108,6 +118,7 @@ def list_(
     ] = None,
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """List tenants (all pages)."""
     from plexica.tenants.schemas import State
@@ -126,28 +137,25 @@ def list_(
                 return items
             after = page.next
 
-    tenants = run(data_dir, as_json, everything)
+    tenants = run(data_dir, as_json, everything, url)
 
-    def table() -> None:
-        if not tenants:
-            typer.echo("no tenants")
-            return
-        width = max(len(t.slug) for t in tenants)
-        typer.echo(f"{'SLUG':<{width}}  {'STATE':<16}  {'ID':<36}  NAME")
-        for t in tenants:
-            typer.echo(f"{t.slug:<{width}}  {t.state.value:<16}  {t.id!s:<36}  {t.name}")
+    def human() -> None:
+        rows = [t.model_dump() for t in tenants]
+        table(rows, ["slug", "state", "id", "name"], empty="no tenants")
 
-    emit(tenants, as_json, table)
+    emit(tenants, as_json, human)
 
 
 @tenant_app.command("show")
-def show(key: KeyArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
+def show(
+    key: KeyArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None, url: UrlOpt = None
+) -> None:
     """A tenant with its provisioning/deletion steps and state history."""
 
     async def both(s: Services) -> tuple[Tenant, Any]:
         return await s.tenants.get(key), await s.tenants.steps_of(key)
 
-    tenant, steps = run(data_dir, as_json, both)
+    tenant, steps = run(data_dir, as_json, both, url)
     if as_json:
         typer.echo(
             json.dumps(
@@ -161,27 +169,25 @@ def show(key: KeyArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> 
             )
         )
         return
-    for field in (
-        "id",
-        "slug",
-        "name",
-        "admin_email",
-        "state",
-        "schema_name",
-        "schema_version",
-        "failure_reason",
-        "created_at",
-    ):
-        typer.echo(f"{field + ':':<16}{getattr(tenant, field)}")
-    typer.echo("steps:")
-    for step in steps.steps:
-        error = f"  ({step.error})" if step.error else ""
-        typer.echo(f"  {step.phase.value:<10}{step.name:<12}{step.status.value}{error}")
+    fields = ("id", "slug", "name", "admin_email", "state", "schema_name", "schema_version")
+    pairs: list[tuple[str, object]] = [(f, getattr(tenant, f)) for f in fields]
+    if tenant.failure_reason:
+        pairs.append(("failure_reason", tenant.failure_reason))
+    pairs.append(("created_at", tenant.created_at))
+    key_values(pairs)
+    typer.echo("")
+    rows = [
+        {"phase": st.phase, "step": st.name, "status": st.status, "error": st.error}
+        for st in steps.steps
+    ]
+    table(rows, ["phase", "step", "status", "error"], empty="no steps recorded")
 
 
 def _action(name: str, doc: str) -> None:
-    def command(key: KeyArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
-        tenant = run(data_dir, as_json, lambda s: getattr(s.tenants, name)(key))
+    def command(
+        key: KeyArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None, url: UrlOpt = None
+    ) -> None:
+        tenant = run(data_dir, as_json, lambda s: getattr(s.tenants, name)(key), url)
         emit(tenant, as_json, lambda: _line(tenant))
 
     command.__doc__ = doc
@@ -199,11 +205,12 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Delete a tenant and every resource it has (run again to resume after a failure)."""
     if not yes and not (
         sys.stdin.isatty() and typer.confirm(f"delete tenant {key} and all its data?")
     ):
         raise fail("not confirmed (pass --yes)")
-    tenant = run(data_dir, as_json, lambda s: s.tenants.delete(key))
+    tenant = run(data_dir, as_json, lambda s: s.tenants.delete(key), url)
     emit(tenant, as_json, lambda: _line(tenant))

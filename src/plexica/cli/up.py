@@ -15,14 +15,18 @@ from plexica.cli import runtime
 from plexica.cli.common import fail, settings_or_exit
 from plexica.events.runtime import plugin_event_buses
 from plexica.gateway.embedded import create_edge_app
+from plexica.identity import custody, signing
 from plexica.identity.bootstrap import CREDENTIALS_FILE, OperatorCredentials, bootstrap
+from plexica.identity.custody import KeyCustodyError, with_persisted_key
 from plexica.identity.service import OPERATOR_REALM
 from plexica.kit.datadir import DataDir, DataDirBusyError
 from plexica.kit.db import Database
 from plexica.kit.migrate import upgrade_platform
 from plexica.kit.pgserver import EmbeddedPostgres, EmbeddedPostgresError
 from plexica.kit.server import PortInUseError, ensure_port_free, serve
+from plexica.plugins import devroutes
 from plexica.plugins.embedded import mount_plugins
+from plexica.plugins.shipped import register_shipped_plugins
 from plexica.settings import Settings
 from plexica.tenants.fleet import migrate_fleet
 from plexica.web.app import create_web_app
@@ -33,7 +37,7 @@ from plexica_sdk.observability import configure_logging
 log = structlog.get_logger("plexica.up")
 
 
-def run_up(*, port: int, data_dir: Path | None, reset: bool, host: str) -> None:
+def run_up(*, port: int, data_dir: Path | None, reset: bool, host: str, demo: bool = False) -> None:
     overrides: dict[str, object] = {"port": port, "host": host}
     if not os.environ.get("PLEXICA_PUBLIC_URL"):
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - compared only
@@ -51,23 +55,31 @@ def run_up(*, port: int, data_dir: Path | None, reset: bool, host: str) -> None:
             if reset:
                 held.reset()
                 typer.echo(f"reset: removed all data in {held.path}")
-            _run(settings, held.path)
+            _run(settings, held.path, demo)
     except DataDirBusyError as exc:
         raise fail(str(exc)) from None
 
 
-def _run(settings: Settings, data_dir: Path) -> None:
+def _run(settings: Settings, data_dir: Path, demo: bool = False) -> None:
     pg: EmbeddedPostgres | None = None
     if settings.database_url is None:
         pg = EmbeddedPostgres(data_dir)
         try:
             pg.start()
+            # The superuser only bootstraps the owner role; everything runs as the owner.
+            owner_url = pg.owner_url()
         except EmbeddedPostgresError as exc:
             raise fail(f"embedded PostgreSQL did not start: {exc}") from None
-        settings = settings.model_copy(update={"database_url": pg.url})
+        settings = settings.model_copy(update={"database_url": owner_url})
         settings.__dict__.pop("sqlalchemy_url", None)
+    # The realms' private keys are sealed with it (ADR 0150): kept in the data dir when unset.
+    settings = with_persisted_key(settings, data_dir)
+    custody.install_from(settings)
     try:
-        operator = asyncio.run(_migrate(settings, data_dir))
+        try:
+            operator = asyncio.run(_migrate(settings, data_dir))
+        except KeyCustodyError as exc:
+            raise fail(str(exc)) from None
         # The core's event runtime reads the plugins' event buses when it starts serving.
         event_buses: dict[str, EventBus] = {}
         core = create_app(settings, event_buses=event_buses)
@@ -75,7 +87,9 @@ def _run(settings: Settings, data_dir: Path) -> None:
         event_buses.update(plugin_event_buses(plugins))
         # The edge asks the core's gateway decision (plugin active included, from its cache).
         web = create_web_app(with_persisted_secret(settings, data_dir))
-        edge = create_edge_app(core, web, plugins=plugins)
+        edge = create_edge_app(
+            core, web, plugins=plugins, remote=lambda slug: devroutes.lookup(data_dir, slug)
+        )
         url = f"http://{settings.host}:{settings.port}"
 
         def banner() -> None:
@@ -98,10 +112,14 @@ def _run(settings: Settings, data_dir: Path) -> None:
                     f"  (also in {data_dir / CREDENTIALS_FILE})"
                 )
             typer.echo("Press Ctrl-C to stop.\n")
+            if demo:
+                start_demo(data_dir, settings.public_base_url)
 
         # Lets `plexica tenant ...` and `plexica migrate` reach this instance's database.
         assert settings.database_url is not None
-        runtime.write(data_dir, database_url=str(settings.database_url), url=url)
+        runtime.write(
+            data_dir, database_url=str(settings.database_url), url=settings.public_base_url
+        )
         try:
             serve(edge, settings.host, settings.port, settings.shutdown_grace_seconds, banner)
         finally:
@@ -116,11 +134,35 @@ async def _migrate(settings: Settings, data_dir: Path) -> OperatorCredentials | 
     db = Database(settings.sqlalchemy_url, pool_size=2)
     try:
         await upgrade_platform(db)
+        if settings.keycloak_url is None:
+            await signing.prepare(db)  # a wrong key stops start-up here; plaintext keys sealed
         result = await migrate_fleet(db, concurrency=2)
         if not result.ok:
             log.error("tenant_migration_failed", **result.as_dict())
+        await register_shipped_plugins(db)
         if settings.keycloak_url is not None:
             return None
-        return await bootstrap(db, settings.public_base_url, settings.operator_email, data_dir)
+        operator = await bootstrap(db, settings.public_base_url, settings.operator_email, data_dir)
+        await sync_sign_in_urls(db, settings.public_base_url)
+        return operator
     finally:
         await db.dispose()
+
+
+def start_demo(data_dir: Path, url: str) -> None:
+    """The demo tenant, made beside the serving platform (it talks to it like a user)."""
+    import threading
+
+    from plexica.cli.demo import run_demo
+
+    threading.Thread(target=run_demo, args=(data_dir, url), name="demo", daemon=True).start()
+
+
+async def sync_sign_in_urls(db: Database, public_url: str) -> None:
+    """Every realm's web client accepts the callback at this start's public URL (ADR 0131)."""
+    from plexica.identity.service import sync_web_callbacks
+
+    async with db.session() as session:
+        updated = await sync_web_callbacks(session, public_url)
+    if updated:
+        log.info("sign_in_urls_synced", realms=updated, public_url=public_url)

@@ -128,16 +128,29 @@ def _rowcount(result: Any) -> int:
 
 
 async def set_subscriptions(session: AsyncSession, plugin_id: str, types: Sequence[str]) -> None:
+    """Make the plugin's subscriptions exactly ``types``, touching only the rows that change.
+
+    Installs and upgrades of one plugin run concurrently in many tenants: a delete-then-insert
+    of the whole set collided (duplicate key) when two of them interleaved. Inserting what is
+    missing (ON CONFLICT DO NOTHING waits for, then skips, a concurrent insert of the same row)
+    and deleting only what is no longer wanted never conflicts; rows are taken in a sorted
+    order so two writers cannot deadlock."""
+    wanted = sorted(set(types))
     await session.execute(
-        text("DELETE FROM platform.event_subscriptions WHERE plugin_id = :p"), {"p": plugin_id}
+        text(
+            "DELETE FROM platform.event_subscriptions"
+            " WHERE plugin_id = :p AND NOT (event_type = ANY(CAST(:types AS text[])))"
+        ),
+        {"p": plugin_id, "types": wanted},
     )
-    if types:
+    if wanted:
         await session.execute(
             text(
                 "INSERT INTO platform.event_subscriptions (plugin_id, event_type)"
-                " SELECT :p, unnest(CAST(:types AS text[]))"
+                " SELECT :p, t FROM unnest(CAST(:types AS text[])) AS t ORDER BY t"
+                " ON CONFLICT DO NOTHING"
             ),
-            {"p": plugin_id, "types": sorted(set(types))},
+            {"p": plugin_id, "types": wanted},
         )
 
 

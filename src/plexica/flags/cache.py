@@ -150,12 +150,14 @@ class RedisBus:
 
     async def publish(self, key: str) -> None:
         try:
-            try:
-                await self._redis.publish(self._channel, key)
-            except (RedisError, OSError):
-                # A pooled connection broken by a Redis restart fails once; a new one works.
-                await self._redis.publish(self._channel, key)
-        except (RedisError, OSError) as exc:
+            # Bounded: a hanging Redis must not hold up the change (the periodic reload covers).
+            async with asyncio.timeout(1.0):
+                try:
+                    await self._redis.publish(self._channel, key)
+                except (RedisError, OSError):
+                    # A pooled connection broken by a Redis restart fails once; a new one works.
+                    await self._redis.publish(self._channel, key)
+        except (RedisError, OSError, TimeoutError) as exc:
             # The change is committed; replicas pick it up at their next periodic reload.
             _log.warning(
                 "flag change not announced; replicas resync shortly", flag=key, error=str(exc)

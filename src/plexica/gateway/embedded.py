@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fastapi import FastAPI
 from starlette._utils import get_route_path
@@ -17,6 +17,9 @@ from plexica.gateway.schemas import UPSTREAM_HEADERS
 from plexica.gateway.service import Gateway
 from plexica_sdk.errors import error_response
 from plexica_sdk.service import create_service_app
+
+if TYPE_CHECKING:
+    import httpx
 
 CORE_PREFIX = "/api/core"
 PLUGINS_PREFIX = "/api/plugins/"
@@ -124,18 +127,84 @@ class PluginGate(Protocol):
         ...
 
 
-class _PluginDispatch:
-    """Routes ``/api/plugins/<slug>/...`` to the plugin mounted under that slug, for tenants
-    the gate lets through; others get the answer of an unknown route."""
+_HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"host", b"content-length"}
+)
+# httpx hands the body decoded: its content-encoding no longer applies.
+_NOT_RETURNED = _HOP_BY_HOP | {b"content-encoding"}
+MAX_PROXIED_BODY = 10 * 1024 * 1024
 
-    def __init__(self, plugins: Mapping[str, ASGIApp], gate: PluginGate | None) -> None:
+
+class _Proxy:
+    """Forwards a request to a plugin served by another process on this machine (the dev
+    loop's, ADR 0134), headers as the gateway left them."""
+
+    def __init__(self) -> None:
+        self._http: httpx.AsyncClient | None = None
+
+    async def __call__(
+        self, base: str, rest: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        import httpx
+
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=30.0)
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if len(body) > MAX_PROXIED_BODY:
+                await error_response(413, "too_large", "request body too large")(
+                    scope, receive, send
+                )
+                return
+            if not message.get("more_body"):
+                break
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP_BY_HOP]
+        url = f"{base}/{rest}" + (
+            f"?{scope['query_string'].decode()}" if scope["query_string"] else ""
+        )
+        try:
+            answer = await self._http.request(scope["method"], url, headers=headers, content=body)
+        except httpx.HTTPError:
+            await error_response(502, "bad_gateway", "the plugin did not answer")(
+                scope, receive, send
+            )
+            return
+        out = [(k, v) for k, v in answer.headers.raw if k.lower() not in _NOT_RETURNED]
+        out.append((b"content-length", str(len(answer.content)).encode()))
+        await send({"type": "http.response.start", "status": answer.status_code, "headers": out})
+        await send({"type": "http.response.body", "body": answer.content})
+
+
+class _PluginDispatch:
+    """Routes ``/api/plugins/<slug>/...`` to the plugin mounted under that slug (or, for a slug
+    not mounted, to the process ``remote`` names), for tenants the gate lets through; others get
+    the answer of an unknown route."""
+
+    def __init__(
+        self,
+        plugins: Mapping[str, ASGIApp],
+        gate: PluginGate | None,
+        remote: Callable[[str], str | None] | None = None,
+    ) -> None:
         self.plugins = plugins
         self.gate = gate
+        self.remote = remote
+        self.proxy = _Proxy()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Starlette keeps the full path in a mounted scope and the mount point in root_path.
         slug, _, rest = get_route_path(scope).lstrip("/").partition("/")
         app = self.plugins.get(slug)
+        elsewhere = self.remote(slug) if app is None and self.remote and slug else None
+        if (
+            elsewhere is not None
+            and scope["type"] == "http"
+            and (self.gate is None or await self.gate.allows(slug, "/" + rest, scope))
+        ):
+            await self.proxy(elsewhere, rest, scope, receive, send)
+            return
         gated = app is not None and scope["type"] == "http" and self.gate is not None
         if gated and self.gate is not None and not await self.gate.allows(slug, "/" + rest, scope):
             app = None
@@ -188,10 +257,12 @@ def create_edge_app(
     web: FastAPI,
     plugins: Mapping[str, FastAPI],
     gate: PluginGate | None = None,
+    remote: Callable[[str], str | None] | None = None,
 ) -> FastAPI:
     """Health, readiness and metrics of the edge are those of the core it fronts. Every
     ``/api/core`` and ``/api/plugins`` request passes the core's gateway decision (ADR 0080);
-    ``gate`` is an extra check of the plugin dispatch."""
+    ``gate`` is an extra check of the plugin dispatch; ``remote`` names the URL of a plugin
+    served by another process (``plexica plugin dev``)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -217,6 +288,6 @@ def create_edge_app(
     edge.user_middleware.append(Middleware(_HeaderLimit))
     edge.mount(CORE_PREFIX, _Guarded(core, core))
     edge.mount(REALMS_PREFIX, _AtRoot(core, REALMS_PREFIX))
-    edge.mount(PLUGINS_PREFIX.rstrip("/"), _Guarded(_PluginDispatch(plugins, gate), core))
+    edge.mount(PLUGINS_PREFIX.rstrip("/"), _Guarded(_PluginDispatch(plugins, gate, remote), core))
     edge.mount("/", web)
     return edge

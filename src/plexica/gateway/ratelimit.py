@@ -2,9 +2,9 @@
 
 A limit of N requests per period allows a burst of N and then one request every period/N.
 Redis keeps one timestamp per key (the theoretical arrival time), updated by one Lua script, so
-every replica shares the same counters. When Redis fails, ``fail_open`` decides: let the request
-through (default) or refuse it with 503 ``rate_limiter_unavailable``; either way the failure is
-logged and counted.
+every replica shares the same counters. When Redis fails, ``fail_open`` decides: count in an
+in-process limiter of this replica (default) or refuse with 503 ``rate_limiter_unavailable``;
+either way the failure is logged and counted (ADR 0143).
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from typing import Protocol
 import structlog
 from prometheus_client import Counter
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
+from plexica.kit.redisguard import Breaker
 from plexica_sdk.errors import PlexicaError
 
 log = structlog.get_logger("plexica.ratelimit")
 LIMITER_ERRORS = Counter(
     "plexica_rate_limiter_errors_total",
-    "Rate-limit checks that failed (Redis unreachable).",
+    "Rate-limit checks Redis did not answer, by what answered instead (local limiter, 503).",
     ["mode"],
 )
 
@@ -121,28 +121,42 @@ return {1, tostring(new_tat - now), '0', math.floor((burst - (new_tat - now)) / 
 
 
 class RedisRateLimiter:
+    """Shared counters in Redis. While Redis fails (100 ms budget, then a breaker skips it for
+    a while: ``kit.redisguard``) ``fail_open`` decides: limits are kept by an in-process limiter
+    per replica (default; not open, just per replica), or requests are refused with 503
+    ``rate_limiter_unavailable``. Either way the failure is counted and logged."""
+
     def __init__(
-        self, redis: Redis, *, fail_open: bool = True, prefix: str = "plexica:rl:"
+        self,
+        redis: Redis,
+        *,
+        fail_open: bool = True,
+        prefix: str = "plexica:rl:",
+        breaker: Breaker | None = None,
     ) -> None:
         self.redis = redis
         self.fail_open = fail_open
         self.prefix = prefix
+        self.breaker = breaker or Breaker("rate_limiter")
+        self.local = MemoryRateLimiter()
         self._script = redis.register_script(_LUA)
 
     async def hit(self, key: str, limit: Limit) -> Decision:
-        try:
+        async def remote() -> Decision:
             allowed, reset, retry, remaining = await self._script(
                 keys=[self.prefix + key], args=[limit.interval, limit.period_seconds]
             )
-        except (RedisError, OSError) as exc:
-            mode = "open" if self.fail_open else "closed"
+            return Decision(
+                bool(allowed), limit.requests, max(0, int(remaining)), float(reset), float(retry)
+            )
+
+        async def local() -> Decision:
+            mode = "local" if self.fail_open else "closed"
             LIMITER_ERRORS.labels(mode).inc()
-            log.warning("rate_limiter_unavailable", error=type(exc).__name__, fail=mode)
             if self.fail_open:
-                return Decision(True, limit.requests, limit.requests, 0.0, 0.0)
+                return await self.local.hit(key, limit)
             raise LimiterUnavailableError(
                 "rate limits cannot be checked right now", headers={"Retry-After": "1"}
-            ) from None
-        return Decision(
-            bool(allowed), limit.requests, max(0, int(remaining)), float(reset), float(retry)
-        )
+            )
+
+        return await self.breaker.call(remote, local)

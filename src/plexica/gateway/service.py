@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from plexica.gateway.ratelimit import RateLimiter
@@ -27,9 +28,11 @@ from plexica.tenants.context import (
     TenantUnavailableError,
 )
 from plexica.tenants.schemas import State
+from plexica_sdk.auth import RevocationCheck
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import NotFoundError, PlexicaError, UnauthenticatedError
 from plexica_sdk.observability import new_id, valid_id
+from plexica_sdk.revocation import Stamp
 
 CORE = "/api/core"
 PLUGINS = "/api/plugins/"
@@ -130,28 +133,34 @@ class PluginActivity:
         self._entries.pop((tenant_id, slug), None)
 
 
-def _expiry(token: str) -> float | None:
-    """The ``exp`` claim of a token the verifier has accepted (so its payload is signed)."""
+def _claims(token: str) -> dict[str, Any]:
+    """The payload of a token the verifier has accepted (so it is signed)."""
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        exp = claims.get("exp")
-    except (IndexError, ValueError, TypeError, AttributeError):
-        return None
-    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+    except (IndexError, ValueError, TypeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
 
 
 class VerifiedTokens:
     """Principals of tokens the verifier accepted, kept ``ttl`` seconds and never past the
     token's own expiry. The edge asks about every request and a client repeats its token, so
     the signature check (most of a decision's CPU) runs once per token per ``ttl``. Only
-    acceptances are kept; the tenant's state and the plugin are still checked every time.
+    acceptances are kept; the tenant's state and the plugin are still checked every time, and
+    every hit is checked against ``revocations`` (a miss: the verifier refuses it, ADR 0115).
     Service tokens are never kept: revoking their client must refuse them at once (ADR 0016)."""
 
-    def __init__(self, ttl: float = 5.0, max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        ttl: float = 5.0,
+        max_entries: int = 10_000,
+        revocations: RevocationCheck | None = None,
+    ) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, Principal]] = {}
+        self.revocations = revocations
+        self._entries: dict[str, tuple[float, Principal, Stamp]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -160,21 +169,31 @@ class VerifiedTokens:
         hit = self._entries.get(token)
         if hit is None:
             return None
-        if hit[0] <= time.time():
+        if hit[0] <= time.time() or (
+            self.revocations is not None and self.revocations.check(hit[2]) is not None
+        ):
             self._entries.pop(token, None)
             return None
         return hit[1]
 
     def put(self, token: str, principal: Principal) -> None:
-        exp = _expiry(token)
+        claims = _claims(token)
+        exp = claims.get("exp")
         now = time.time()
-        if principal.is_service or exp is None or self.ttl <= 0 or exp <= now:
+        if (
+            principal.is_service
+            or not isinstance(exp, int | float)
+            or isinstance(exp, bool)
+            or self.ttl <= 0
+            or exp <= now
+        ):
             return
         if len(self._entries) >= self.max_entries:
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
-        self._entries[token] = (min(now + self.ttl, exp), principal)
+        stamp = Stamp.of(principal.issuer, claims)
+        self._entries[token] = (min(now + self.ttl, float(exp)), principal, stamp)
 
 
 class Gateway:
@@ -193,7 +212,7 @@ class Gateway:
         self.plugins = plugins
         self.limiter = limiter
         self.limits = limits
-        self.tokens = tokens or VerifiedTokens()
+        self.tokens = tokens if tokens is not None else VerifiedTokens()
 
     async def authorize(
         self,

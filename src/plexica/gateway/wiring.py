@@ -6,12 +6,12 @@ from contextlib import AsyncExitStack
 from uuid import UUID
 
 from fastapi import FastAPI
-from redis.asyncio import BlockingConnectionPool, Redis
 
 from plexica.gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from plexica.gateway.schemas import LimitPolicy
-from plexica.gateway.service import Gateway, PluginActivity
+from plexica.gateway.service import Gateway, PluginActivity, VerifiedTokens
 from plexica.kit.db import Database
+from plexica.kit.redisguard import Breaker, redis_client
 from plexica.plugins import service as plugins
 from plexica.settings import Settings
 from plexica.tenants.cache import TenantCache
@@ -26,12 +26,14 @@ async def start_gateway(
 
     limiter: RateLimiter
     if settings.redis_url is not None:
-        pool = BlockingConnectionPool.from_url(
-            str(settings.redis_url), max_connections=50, timeout=1.0, socket_timeout=0.5
-        )
-        redis = Redis(connection_pool=pool)
+        budget = settings.redis_timeout_ms / 1000
+        redis = redis_client(str(settings.redis_url), timeout=budget)
         stack.push_async_callback(redis.aclose)
-        limiter = RedisRateLimiter(redis, fail_open=settings.gateway_rate_limit_fail_open)
+        limiter = RedisRateLimiter(
+            redis,
+            fail_open=settings.gateway_rate_limit_fail_open,
+            breaker=Breaker("rate_limiter", timeout=budget),
+        )
     else:
         limiter = MemoryRateLimiter()
     gateway = Gateway(
@@ -40,6 +42,8 @@ async def start_gateway(
         PluginActivity(active, ttl=settings.gateway_plugin_cache_seconds),
         limiter,
         LimitPolicy.parse(settings.gateway_rate_limit, settings.gateway_rate_limits),
+        # A remembered token is checked against the revocations on every hit (ADR 0115).
+        tokens=VerifiedTokens(revocations=getattr(app.state, "revocations", None)),
     )
     app.state.gateway = gateway
     return gateway

@@ -52,6 +52,10 @@ class IdentityAdapter(Protocol):
 
     async def set_user_roles(self, realm: str, user_id: str, roles: frozenset[str]) -> None: ...
 
+    async def end_sessions(self, realm: str, user_id: str) -> None:
+        """End the user's sign-in sessions at the provider: their refresh tokens stop working."""
+        ...
+
     async def create_client(
         self,
         realm: str,

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from plexica.audit import service as audit
 from plexica.events import service as events
 from plexica.events.events import CoreEvent
-from plexica.identity import service
+from plexica.identity import revocation, service
 from plexica.identity.adapter import IdentityAdapter, RealmUser
 from plexica.identity.schemas import (
     Me,
@@ -31,6 +31,7 @@ from plexica.kit.db import Database
 from plexica.kit.security import PrincipalDep, require_permission
 from plexica_sdk.context import SUPER_ADMIN, TENANT_ADMIN, Principal
 from plexica_sdk.errors import ForbiddenError, NotFoundError, UnavailableError
+from plexica_sdk.revocation import Revocation, RevocationList
 
 me_router = APIRouter(prefix="/v1/me", tags=["identity"])
 users_router = APIRouter(prefix="/v1/users", tags=["identity"])
@@ -82,6 +83,18 @@ def _db(request: Request) -> Database:
     return db
 
 
+def _revocations(request: Request) -> RevocationList | None:
+    found = getattr(request.app.state, "revocations", None)
+    return found if isinstance(found, RevocationList) else None
+
+
+def _noted(request: Request, cut: Revocation | None) -> None:
+    """After the commit: this process refuses at once; the others are woken by the store."""
+    revocations = _revocations(request)
+    if cut is not None and revocations is not None:
+        revocations.note(cut)
+
+
 def _user(user: RealmUser) -> User:
     return User(id=UUID(user.id), email=user.email, enabled=user.enabled, roles=sorted(user.roles))
 
@@ -125,12 +138,16 @@ async def _set_enabled(request: Request, principal: Principal, user_id: UUID, on
         raise ForbiddenError("you cannot disable yourself")
     await adapter.set_user_enabled(realm, str(user_id), on)
     after = before.model_copy(update={"enabled": on})
+    cut = None
     async with _db(request).session() as session:
+        if not on:  # after the provider: no token got under the old state is newer
+            cut = await revocation.cut_subject(session, realm, str(user_id))
         await audit.record(
             session, audit.actor_of(principal),
             "identity.user.enabled" if on else "identity.user.disabled", principal.tenant_id,
             f"user:{user_id}", before.model_dump(mode="json"), after.model_dump(mode="json"),
         )  # fmt: skip
+    _noted(request, cut)
     return after
 
 
@@ -156,7 +173,10 @@ async def set_roles(
     before = await _find(adapter, realm, user_id)
     await adapter.set_user_roles(realm, str(user_id), roles)
     after = before.model_copy(update={"roles": sorted(roles)})
+    cut = None
     async with _db(request).session() as session:
+        if set(before.roles) - roles:  # a role taken away: tokens that carry it are refused
+            cut = await revocation.cut_subject(session, realm, str(user_id))
         await audit.record(
             session, audit.actor_of(principal), "identity.user.roles_changed",
             principal.tenant_id, f"user:{user_id}",
@@ -167,7 +187,30 @@ async def set_roles(
             {"user_id": str(user_id), "before": before.roles, "after": after.roles},
             tenant_id=principal.tenant_id, subject=f"user:{user_id}",
         )  # fmt: skip
+    _noted(request, cut)
+    if cut is not None:
+        await revocation.wait_for(cut.before)  # the user's next token carries the new roles
     return after
+
+
+@users_router.post(
+    "/{user_id}/end-sessions",
+    summary="End a user's sessions: their tokens are refused everywhere; they sign in again",
+)
+async def end_sessions(request: Request, principal: WriteUsers, user_id: UUID) -> User:
+    realm = _realm_of(principal)
+    adapter = _adapter(request)
+    user = await _find(adapter, realm, user_id)
+    await adapter.end_sessions(realm, str(user_id))
+    async with _db(request).session() as session:
+        cut = await revocation.cut_subject(session, realm, str(user_id))
+        await audit.record(
+            session, audit.actor_of(principal), "identity.user.sessions_ended",
+            principal.tenant_id, f"user:{user_id}", after=user.model_dump(mode="json"),
+        )  # fmt: skip
+    _noted(request, cut)
+    await revocation.wait_for(cut.before)  # signing in again right after works
+    return user
 
 
 def _tenant_of(principal: Principal) -> UUID:
@@ -253,7 +296,7 @@ async def _clients(request: Request, principal: Principal) -> AsyncIterator[Serv
     adapter = _adapter(request)
     async with _db(request).session() as session:
         yield ServiceClients(
-            session, adapter, getattr(request.app.state, "client_cutoffs", None), realm,
+            session, adapter, _revocations(request), realm,
             principal.tenant_id, audit.actor_of(principal),
         )  # fmt: skip
 

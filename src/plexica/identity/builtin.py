@@ -7,7 +7,7 @@ from uuid import UUID
 
 import structlog
 
-from plexica.identity import repository, service
+from plexica.identity import repository, revocation, service
 from plexica.identity.adapter import IdentityAdapter, RealmClient, RealmUser
 from plexica.identity.schemas import User
 from plexica.kit.db import Database
@@ -80,6 +80,11 @@ class BuiltinIdentity:
         async with self.db.session() as session:
             await service.set_user_roles(session, realm, _user_id(user_id), roles)
 
+    async def end_sessions(self, realm: str, user_id: str) -> None:
+        async with self.db.session() as session:
+            await service.user_or_404(session, realm, _user_id(user_id))
+            await repository.revoke_user_refresh(session, _user_id(user_id))
+
     async def create_client(
         self,
         realm: str,
@@ -147,12 +152,17 @@ class RealmStep:
         await self.purge(tenant)
 
     async def suspend(self, tenant: TenantRef) -> None:
-        """No sign-in and no token (users' or service clients') while suspended. Tokens already
-        issued still verify: the tenant's state refuses them (403 ``tenant_suspended``)."""
+        """No sign-in and no new token (users' or service clients') while suspended; tokens
+        already issued are refused everywhere, plugins included (403 ``tenant_suspended``,
+        through the revocation store: ADR 0115)."""
         await self._set_enabled(tenant, False)
+        async with self.db.session() as session:
+            await revocation.suspend_realm(session, tenant.realm)
 
     async def resume(self, tenant: TenantRef) -> None:
         await self._set_enabled(tenant, True)
+        async with self.db.session() as session:
+            await revocation.resume_realm(session, tenant.realm)
 
     async def _set_enabled(self, tenant: TenantRef, enabled: bool) -> None:
         try:
@@ -166,3 +176,4 @@ class RealmStep:
         async with self.db.session() as session:
             await repository.delete_realm(session, tenant.realm)
             await repository.delete_tenant_permissions(session, tenant.id)
+            await revocation.forget_realm(session, tenant.realm)

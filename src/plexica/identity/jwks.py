@@ -2,7 +2,9 @@
 
 Keys come from each issuer's JWKS endpoint (``<issuer>/protocol/openid-connect/certs``), the same
 for the built-in provider and Keycloak. Both caches are bounded in time: a token with an unknown
-``kid`` triggers at most one JWKS fetch per issuer per ``refetch_interval``; an unknown issuer
+``kid`` triggers at most one JWKS fetch per issuer per ``refetch_interval``. Keys count as fetched
+only once a fetch has succeeded; concurrent callers share one fetch in flight (single-flight) and
+a failed fetch is retried after ``retry_interval`` at the earliest (ADR 0145). An unknown issuer
 is looked up by primary key (so a tenant created a moment ago is accepted at once), remembered as
 unknown for ``refetch_interval``, and such look-ups are capped per second, so forged tokens cannot
 make the verifier hammer the database or the provider.
@@ -23,9 +25,9 @@ import structlog
 from plexica.identity import repository, service
 from plexica.identity.jwt import Issuer, JwtVerifier
 from plexica.identity.keys import public_key_from_jwk
-from plexica.identity.revocation import ClientCutoffs
 from plexica.kit.db import Database
 from plexica.plugins import service as plugins_service
+from plexica_sdk.auth import RevocationCheck
 
 log = structlog.get_logger("plexica.identity.jwks")
 TENANT_REALM_PREFIX = "plexica-"
@@ -35,7 +37,9 @@ _REALM_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
 @dataclass
 class _Keys:
     keys: dict[str, Any] = field(default_factory=dict)
-    fetched_at: float = float("-inf")
+    fetched_at: float = float("-inf")  # of the last successful fetch
+    failed_at: float = float("-inf")
+    inflight: asyncio.Future[None] | None = None
 
 
 class RealmIssuers:
@@ -48,6 +52,8 @@ class RealmIssuers:
         realms_ttl: float = 30.0,
         keys_ttl: float = 3600.0,
         refetch_interval: float = 5.0,
+        retry_interval: float = 1.0,
+        fetch_timeout: float = 3.0,
         misses_per_second: int = 50,
     ) -> None:
         self.db = db
@@ -56,6 +62,8 @@ class RealmIssuers:
         self.realms_ttl = realms_ttl
         self.keys_ttl = keys_ttl
         self.refetch_interval = refetch_interval
+        self.retry_interval = retry_interval
+        self.fetch_timeout = fetch_timeout
         self._issuers: dict[str, Issuer] = {}
         self._realms_at = float("-inf")
         self._keys: dict[str, _Keys] = {}
@@ -113,19 +121,31 @@ class RealmIssuers:
 
     async def key(self, issuer: Issuer, kid: str) -> Any | None:
         entry = self._keys.setdefault(issuer.url, _Keys())
-        age = time.monotonic() - entry.fetched_at
-        if age > self.keys_ttl or (kid not in entry.keys and age > self.refetch_interval):
+        now = time.monotonic()
+        age = now - entry.fetched_at
+        stale = age > self.keys_ttl or (kid not in entry.keys and age > self.refetch_interval)
+        if stale and (entry.inflight is not None or now - entry.failed_at > self.retry_interval):
             await self._fetch(issuer.url, entry)
         return entry.keys.get(kid)
 
     async def _fetch(self, url: str, entry: _Keys) -> None:
-        entry.fetched_at = time.monotonic()
+        """One fetch per issuer at a time: later callers wait for the one in flight."""
+        if entry.inflight is None:
+            entry.inflight = asyncio.ensure_future(self._fetch_once(url, entry))
+            entry.inflight.add_done_callback(lambda _: setattr(entry, "inflight", None))
+        # Shielded: a caller that gives up must not cancel the others' fetch.
+        await asyncio.shield(entry.inflight)
+
+    async def _fetch_once(self, url: str, entry: _Keys) -> None:
         try:
-            response = await self.http.get(url + "/protocol/openid-connect/certs", timeout=5.0)
+            response = await self.http.get(
+                url + "/protocol/openid-connect/certs", timeout=self.fetch_timeout
+            )
             response.raise_for_status()
             body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             # Keep the keys we have: a provider blip must not log every user out.
+            entry.failed_at = time.monotonic()
             log.warning("jwks_fetch_failed", issuer=url, error=str(exc))
             return
         keys: dict[str, Any] = {}
@@ -135,6 +155,7 @@ class RealmIssuers:
                 if public is not None:
                     keys[jwk["kid"]] = public
         entry.keys = keys
+        entry.fetched_at = time.monotonic()
 
 
 def _issuer(url: str, realm: str, tenant_id: UUID | None) -> Issuer:
@@ -176,9 +197,9 @@ def build_verifier(
     http: httpx.AsyncClient,
     *,
     refetch_interval: float = 5.0,
-    cutoffs: ClientCutoffs | None = None,
+    revocations: RevocationCheck | None = None,
 ) -> JwtVerifier:
     resolver = RealmIssuers(db, base_url, http, refetch_interval=refetch_interval)
     return JwtVerifier(
-        resolver, service.AUDIENCE, permissions=CachedPermissions(db), revocations=cutoffs
+        resolver, service.AUDIENCE, permissions=CachedPermissions(db), revocations=revocations
     )

@@ -259,6 +259,9 @@ class KeycloakAdapter:
             # A disabled user's sessions end now, not when their refresh tokens expire.
             _expect(await self._call("POST", f"{path}/logout"), 204)
 
+    async def end_sessions(self, realm: str, user_id: str) -> None:
+        _expect(await self._call("POST", f"{self._user_path(realm, user_id)}/logout"), 204)
+
     async def set_user_roles(self, realm: str, user_id: str, roles: frozenset[str]) -> None:
         path = self._user_path(realm, user_id)
         wanted = await self._roles(realm, roles)
@@ -363,6 +366,9 @@ class KeycloakAdapter:
             "waitIncrementSeconds": 60,
             "maxFailureWaitSeconds": 900,
             "accessTokenLifespan": 300,
+            # Refresh tokens rotate and are single use, as with the built-in provider (ADR 0126).
+            "revokeRefreshToken": True,
+            "refreshTokenMaxReuse": 0,
             "roles": {"realm": [{"name": r} for r in roles]},
             "clients": [
                 self._client_representation(

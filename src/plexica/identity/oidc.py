@@ -11,14 +11,14 @@ import hmac
 import secrets
 from html import escape
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
-from plexica.identity import repository, service
+from plexica.identity import id_token_hint, repository, service, sessions
 from plexica.identity.schemas import TokenResponse
 from plexica.identity.service import OAuthError
 from plexica.identity.throttle import LoginThrottle
@@ -46,6 +46,13 @@ _AUTH_PARAMS = (
     "code_challenge", "code_challenge_method",
 )  # fmt: skip
 _CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+# Only scopes whose claims are returned: `email` gives email and email_verified. Every token and
+# userinfo carries the rest of _CLAIMS whatever the scope (Keycloak's defaults, ADR 0125).
+_SCOPES = ("openid", "email")
+_CLAIMS = (
+    "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "sid", "email",
+    "email_verified", "preferred_username", "realm_access", "tenant_id",
+)  # fmt: skip
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _PAGE_HEADERS = {
     **_NO_STORE,
@@ -69,10 +76,12 @@ def _base(request: Request) -> str:
 TENANT_REALM_PREFIX = "plexica-"
 
 
-def _oauth_error(exc: OAuthError) -> JSONResponse:
+def _oauth_error(exc: OAuthError, challenge: str | None = None) -> JSONResponse:
+    """``challenge``: a 401's ``WWW-Authenticate``; by default the bearer-token one of a
+    protected resource (RFC 6750 §3), the token endpoint passes its own."""
     headers = dict(_NO_STORE)
     if exc.status == 401:
-        headers["WWW-Authenticate"] = 'Bearer error="' + exc.error + '"'
+        headers["WWW-Authenticate"] = challenge or f'Bearer error="{exc.error}"'
     return JSONResponse(
         {"error": exc.error, "error_description": exc.message},
         status_code=exc.status,
@@ -106,8 +115,12 @@ async def discovery(realm: RealmName, request: Request) -> JSONResponse:
             "id_token_signing_alg_values_supported": ["RS256"],
             "token_endpoint_auth_methods_supported": _CLIENT_AUTH_METHODS,
             "code_challenge_methods_supported": ["S256"],
-            "scopes_supported": ["openid", "email", "profile", "offline_access"],
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "email", "tenant_id"],
+            "scopes_supported": list(_SCOPES),
+            "claims_supported": list(_CLAIMS),
+            "claims_parameter_supported": False,
+            "request_parameter_supported": False,
+            # Discovery's default for this one is true: say it.
+            "request_uri_parameter_supported": False,
             "authorization_response_iss_parameter_supported": True,
         },
         headers={"Cache-Control": "public, max-age=300"},
@@ -152,12 +165,9 @@ border:0;border-radius:4px;cursor:pointer}}
     return HTMLResponse(html, status_code=status, headers=_PAGE_HEADERS)
 
 
-def _error_page(message: str, status: int = 400) -> HTMLResponse:
-    return _page(
-        "Sign-in error",
-        f'<h1>Sign-in error</h1><p class="error" role="alert">{escape(message)}</p>',
-        status,
-    )
+def _error_page(message: str, status: int = 400, title: str = "Sign-in error") -> HTMLResponse:
+    alert = f'<p class="error" role="alert">{escape(message)}</p>'
+    return _page(title, f"<h1>{escape(title)}</h1>{alert}", status)
 
 
 def _login_form(
@@ -207,7 +217,11 @@ def _tenant_callback(request: Request, realm: str) -> str | None:
 
 
 async def _check_authorize(
-    session: AsyncSession, realm: str, params: dict[str, str], tenant_callback: str | None = None
+    session: AsyncSession,
+    realm: str,
+    params: dict[str, str],
+    issuer: str,
+    tenant_callback: str | None = None,
 ) -> tuple[dict[str, Any] | None, Response | None]:
     """The realm row, or the response that ends the request (an error page or redirect)."""
     found = await _realm(session, realm)
@@ -234,7 +248,7 @@ async def _check_authorize(
     elif not 43 <= len(params["code_challenge"]) <= 128:
         error = ("invalid_request", "code_challenge is malformed")
     if error is not None:
-        back = {"error": error[0], "error_description": error[1]}
+        back = {"error": error[0], "error_description": error[1], "iss": issuer}  # RFC 9207
         if "state" in params:
             back["state"] = params["state"]
         return None, RedirectResponse(_with_query(redirect_uri, back), status_code=302)
@@ -249,10 +263,16 @@ def _auth_params(source: Any) -> dict[str, str]:
 async def authorize(realm: RealmName, request: Request) -> Response:
     params = _auth_params(request.query_params)
     async with _db(request).session() as session:
-        _, stop = await _check_authorize(session, realm, params, _tenant_callback(request, realm))
+        _, stop = await _check_authorize(
+            session, realm, params, _issuer(request, realm), _tenant_callback(request, realm)
+        )
     if stop is not None:
         return stop
     return _login_form(realm, params, secrets.token_urlsafe(24), secure=_https(request))
+
+
+def _issuer(request: Request, realm: str) -> str:
+    return service.issuer_url(_base(request), realm)
 
 
 def _https(request: Request) -> bool:
@@ -274,7 +294,7 @@ async def login(realm: RealmName, request: Request) -> Response:
     throttle: LoginThrottle = request.app.state.login_throttle
     async with _db(request).session() as session:
         found, stop = await _check_authorize(
-            session, realm, params, _tenant_callback(request, realm)
+            session, realm, params, _issuer(request, realm), _tenant_callback(request, realm)
         )
         if stop is not None:
             return stop
@@ -317,7 +337,7 @@ async def login(realm: RealmName, request: Request) -> Response:
             scope=params.get("scope", "openid"),
             nonce=params.get("nonce"),
         )
-    back = {"code": code, "iss": service.issuer_url(_base(request), realm)}
+    back = {"code": code, "iss": _issuer(request, realm)}
     if "state" in params:
         back["state"] = params["state"]
     done = RedirectResponse(_with_query(params["redirect_uri"], back), status_code=303)
@@ -336,7 +356,8 @@ def _client_credentials(request: Request, form: Any) -> tuple[str | None, str | 
         except (ValueError, UnicodeDecodeError):
             raise OAuthError("invalid_client", "client authentication failed", 401) from None
         client_id, _, secret = decoded.partition(":")
-        return unquote(client_id), unquote(secret)
+        # Form-encoded before base64 (RFC 6749 §2.3.1): a space may arrive as "+".
+        return unquote_plus(client_id), unquote_plus(secret)
     client_id = form.get("client_id")
     secret = form.get("client_secret")
     return (str(client_id) if client_id else None), (str(secret) if secret else None)
@@ -347,10 +368,13 @@ async def token(realm: RealmName, request: Request) -> Response:
     form = await request.form()
     grant_type = str(form.get("grant_type", ""))
     base = _base(request)
+    # The scheme of client authentication at this endpoint, HTTP Basic (RFC 6749 §5.2): the
+    # one a client that sent Basic credentials used, and the one a client without them can use.
+    challenge = f'Basic realm="{realm}"'
     try:
         client_id, secret = _client_credentials(request, form)
     except OAuthError as exc:
-        return _oauth_error(exc)
+        return _oauth_error(exc, challenge)
     # A refused grant still commits: the code stays spent and a replayed refresh token's chain
     # stays revoked.
     async with _db(request).session() as session:
@@ -359,7 +383,7 @@ async def token(realm: RealmName, request: Request) -> Response:
                 session, realm, grant_type, form, client_id=client_id, secret=secret, base=base
             )
         except OAuthError as exc:
-            return _oauth_error(exc)
+            return _oauth_error(exc, challenge)
     return JSONResponse(result.model_dump(exclude_none=True), headers=_NO_STORE)
 
 
@@ -430,17 +454,51 @@ async def userinfo_post(realm: RealmName, request: Request) -> Response:
     return await _userinfo(realm, request)
 
 
+async def _logout_client(
+    session: AsyncSession, realm: str, request: Request, source: Any
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str | None]:
+    """The client an RP-initiated logout names (``client_id``, else the ``id_token_hint``'s
+    audience) and the hint's claims, or why the request is refused (OIDC RP-Initiated Logout
+    1.0 §2, §3)."""
+    client_id = str(source["client_id"]) if source.get("client_id") else None
+    hint = source.get("id_token_hint")
+    claims = None
+    redirect = source.get("post_logout_redirect_uri")
+    if hint:
+        claims = await id_token_hint.claims(session, realm, str(hint), _base(request))
+        if claims is None:
+            return None, None, "The sign-out request carries an ID token this realm did not issue."
+        audience = id_token_hint.audiences(claims)
+        if client_id is not None and client_id not in audience:
+            return None, None, "The application that sent you here is not the one you signed in to."
+        if client_id is None:
+            client_id = str(claims.get("azp") or audience[0]) if audience else None
+    client = await repository.get_client(session, realm, client_id) if client_id else None
+    if redirect and (
+        client is None
+        or not client["enabled"]
+        or not service.redirect_allowed(client, str(redirect))
+    ):
+        # Never redirect to an address that is not registered for the client.
+        return None, None, "The application that sent you here is not known."
+    return client, claims, None
+
+
 async def _logout(realm: str, request: Request, source: Any) -> Response:
     refresh_token = source.get("refresh_token")
     redirect = source.get("post_logout_redirect_uri")
-    client_id = source.get("client_id")
     async with _db(request).session() as session:
         if await _realm(session, realm) is None:
             return _error_page("This page does not exist.", 404)
-        if refresh_token:
-            await service.logout(session, realm, str(refresh_token))
-        client = await repository.get_client(session, realm, str(client_id)) if client_id else None
-    if redirect and client is not None and service.redirect_allowed(client, str(redirect)):
+        client, hint, refused = await _logout_client(session, realm, request, source)
+        if refused is not None:
+            return _error_page(refused, title="Sign-out error")  # a refused request ends nothing
+        sid = hint.get("sid") if hint else None
+        ended = await sessions.logout(session, realm, _opt(refresh_token), _opt(sid))
+    revocations = getattr(request.app.state, "revocations", None)
+    if ended and revocations is not None:
+        revocations.note(*ended)  # committed: this process refuses at once, others on NOTIFY
+    if redirect and client is not None:
         back = {"state": str(source["state"])} if source.get("state") else {}
         return RedirectResponse(_with_query(str(redirect), back), status_code=302)
     if request.method == "POST" and refresh_token and not redirect:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -10,8 +9,6 @@ from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from plexica.identity.keys import SigningKey
 
 # --- realms ---------------------------------------------------------------------------------
 
@@ -48,39 +45,6 @@ async def set_realm_enabled(session: AsyncSession, name: str, enabled: bool) -> 
     await session.execute(
         text("UPDATE platform.realms SET enabled = :enabled WHERE name = :name"),
         {"name": name, "enabled": enabled},
-    )
-
-
-# --- keys -----------------------------------------------------------------------------------
-
-
-async def keys(session: AsyncSession, realm: str) -> list[dict[str, Any]]:
-    rows = await session.execute(
-        text(
-            "SELECT kid, status, private_pem, public_jwk FROM platform.realm_keys"
-            " WHERE realm = :realm ORDER BY created_at DESC"
-        ),
-        {"realm": realm},
-    )
-    return [dict(r) for r in rows.mappings()]
-
-
-async def rotate_keys(session: AsyncSession, realm: str, new: SigningKey) -> None:
-    """Drop the previous key, demote the active one, insert ``new`` as active."""
-    await session.execute(
-        text("DELETE FROM platform.realm_keys WHERE realm = :realm AND status = 'previous'"),
-        {"realm": realm},
-    )
-    await session.execute(
-        text("UPDATE platform.realm_keys SET status = 'previous' WHERE realm = :realm"),
-        {"realm": realm},
-    )
-    await session.execute(
-        text(
-            "INSERT INTO platform.realm_keys (kid, realm, status, private_pem, public_jwk)"
-            " VALUES (:kid, :realm, 'active', :pem, CAST(:jwk AS jsonb))"
-        ),
-        {"kid": new.kid, "realm": realm, "pem": new.private_pem, "jwk": json.dumps(new.public_jwk)},
     )
 
 
@@ -218,6 +182,18 @@ async def get_client(session: AsyncSession, realm: str, client_id: str) -> dict[
     return dict(found) if found else None
 
 
+async def add_redirect_uri(session: AsyncSession, client_id: str, uri: str) -> int:
+    """Add ``uri`` to the client ``client_id`` of every realm that lacks it; the count added."""
+    result = await session.execute(
+        text(
+            "UPDATE platform.clients SET redirect_uris = array_append(redirect_uris, :uri)"
+            " WHERE client_id = :client_id AND NOT (:uri = ANY(redirect_uris))"
+        ),
+        {"client_id": client_id, "uri": uri},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def client_exists(session: AsyncSession, realm: str, client_id: str) -> bool:
     return await get_client(session, realm, client_id) is not None
 
@@ -229,8 +205,9 @@ async def insert_code(session: AsyncSession, **values: Any) -> None:
     await session.execute(
         text(
             "INSERT INTO platform.auth_codes (code_hash, realm, client_id, user_id, redirect_uri,"
-            " code_challenge, scope, nonce, expires_at) VALUES (:code_hash, :realm, :client_id,"
-            " :user_id, :redirect_uri, :code_challenge, :scope, :nonce, :expires_at)"
+            " code_challenge, scope, nonce, auth_time, expires_at) VALUES (:code_hash, :realm,"
+            " :client_id, :user_id, :redirect_uri, :code_challenge, :scope, :nonce, :auth_time,"
+            " :expires_at)"
         ),
         values,
     )
@@ -241,7 +218,8 @@ async def take_code(session: AsyncSession, realm: str, code_hash: str) -> dict[s
     row = await session.execute(
         text(
             "DELETE FROM platform.auth_codes WHERE code_hash = :code_hash AND realm = :realm"
-            " RETURNING client_id, user_id, redirect_uri, code_challenge, scope, nonce, expires_at"
+            " RETURNING client_id, user_id, redirect_uri, code_challenge, scope, nonce, auth_time,"
+            " expires_at"
         ),
         {"code_hash": code_hash, "realm": realm},
     )
@@ -253,8 +231,8 @@ async def insert_refresh(session: AsyncSession, **values: Any) -> None:
     await session.execute(
         text(
             "INSERT INTO platform.refresh_tokens (token_hash, realm, client_id, user_id, family,"
-            " scope, expires_at) VALUES (:token_hash, :realm, :client_id, :user_id, :family,"
-            " :scope, :expires_at)"
+            " scope, auth_time, expires_at) VALUES (:token_hash, :realm, :client_id, :user_id,"
+            " :family, :scope, :auth_time, :expires_at)"
         ),
         values,
     )
@@ -266,7 +244,7 @@ async def use_refresh(
     """Mark the token used; return it and whether it was unused before (False means reuse)."""
     row = await session.execute(
         text(
-            "SELECT client_id, user_id, family, scope, expires_at, used_at"
+            "SELECT client_id, user_id, family, scope, auth_time, expires_at, used_at"
             " FROM platform.refresh_tokens WHERE token_hash = :h AND realm = :realm FOR UPDATE"
         ),
         {"h": token_hash, "realm": realm},
@@ -283,10 +261,12 @@ async def use_refresh(
     return dict(found), True
 
 
-async def revoke_family(session: AsyncSession, family: UUID) -> None:
-    await session.execute(
+async def revoke_family(session: AsyncSession, family: UUID) -> bool:
+    """Delete the chain's refresh tokens; whether it had any."""
+    done = await session.execute(
         text("DELETE FROM platform.refresh_tokens WHERE family = :family"), {"family": family}
     )
+    return bool(getattr(done, "rowcount", 0))
 
 
 async def revoke_user_refresh(session: AsyncSession, user_id: UUID) -> None:
@@ -465,15 +445,3 @@ async def update_service_client(
         {"realm": realm, "client_id": client_id, "state": state, "cutoff": revoked_before},
     )
     return dict(row.mappings().one())
-
-
-async def client_cutoffs(session: AsyncSession, since: int) -> list[tuple[str, str, int]]:
-    """(realm, client_id, revoked_before) of the clients cut off after ``since`` (epoch s)."""
-    rows = await session.execute(
-        text(
-            "SELECT realm, client_id, revoked_before FROM platform.service_clients"
-            " WHERE revoked_before > :since"
-        ),
-        {"since": since},
-    )
-    return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]

@@ -23,11 +23,11 @@ from uuid import UUID
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.identity import repository
-from plexica.identity.keys import SigningKey, generate, public_key_from_jwk
+from plexica.identity import key_repository, repository, revocation, signing
+from plexica.identity.custody import KeyCustodyError
+from plexica.identity.keys import public_key_from_jwk
 from plexica.identity.schemas import TokenResponse, User
 from plexica_sdk.context import MEMBER, SUPER_ADMIN, TENANT_ADMIN
 from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
@@ -147,11 +147,11 @@ async def ensure_realm(
     if existing is not None and existing["tenant_id"] != tenant_id:
         raise ConflictError(f"realm {realm} belongs to another tenant")
     await repository.upsert_realm(session, realm, tenant_id)
-    if not await repository.keys(session, realm):
-        await repository.rotate_keys(session, realm, await asyncio.to_thread(generate))
+    if not await key_repository.of_realm(session, realm):
+        await signing.create_first(session, realm)
     # The web shell's callback at the current public URL is added, earlier ones are kept: a
     # deployment that changes PLEXICA_PUBLIC_URL (or serves several) keeps signing users in.
-    callback = f"{base_url.rstrip('/')}/auth/callback"
+    callback = web_callback(base_url)
     web = await repository.get_client(session, realm, WEB_CLIENT)
     known = list(web["redirect_uris"]) if web is not None else []
     if callback not in known:
@@ -171,6 +171,17 @@ async def ensure_realm(
         )  # fmt: skip
 
 
+def web_callback(base_url: str) -> str:
+    return f"{base_url.rstrip('/')}/auth/callback"
+
+
+async def sync_web_callbacks(session: AsyncSession, base_url: str) -> int:
+    """Register the web shell's callback at ``base_url`` for every realm (run at start-up): a
+    tenant made while the platform answered at another URL (another port, host or proxy) still
+    signs in. Earlier callbacks are kept, as in ``ensure_realm``. Returns the realms updated."""
+    return await repository.add_redirect_uri(session, WEB_CLIENT, web_callback(base_url))
+
+
 async def realm_or_404(session: AsyncSession, realm: str) -> dict[str, Any]:
     found = await repository.get_realm(session, realm)
     if found is None or not found["enabled"]:
@@ -179,35 +190,20 @@ async def realm_or_404(session: AsyncSession, realm: str) -> dict[str, Any]:
 
 
 async def rotate_keys(session: AsyncSession, realm: str) -> str:
-    """A new active key; the previous one stays published until the next rotation."""
-    await repository.lock_realm(session, realm)
-    key: SigningKey = await asyncio.to_thread(generate)
-    await repository.rotate_keys(session, realm, key)
-    return key.kid
+    """A new key, published now and signing shortly; the previous one stays published until its
+    last token expires (ADR 0151)."""
+    return (await signing.rotate(session, realm)).kid
 
 
 async def jwks(session: AsyncSession, realm: str) -> dict[str, Any]:
-    return {"keys": [k["public_jwk"] for k in await repository.keys(session, realm)]}
-
-
-_PRIVATE_KEYS: dict[str, Any] = {}
-
-
-def _private_key(kid: str, pem: str) -> Any:
-    # Loading a PEM validates the RSA key, which costs tens of milliseconds: do it once per kid.
-    key = _PRIVATE_KEYS.get(kid)
-    if key is None:
-        if len(_PRIVATE_KEYS) > 1000:
-            _PRIVATE_KEYS.clear()
-        key = _PRIVATE_KEYS[kid] = serialization.load_pem_private_key(pem.encode(), None)
-    return key
+    return await signing.jwks(session, realm)
 
 
 async def _signer(session: AsyncSession, realm: str) -> tuple[str, Any]:
-    for key in await repository.keys(session, realm):
-        if key["status"] == "active":
-            return str(key["kid"]), _private_key(str(key["kid"]), str(key["private_pem"]))
-    raise OAuthError("server_error", "the realm has no signing key", status=500)
+    try:
+        return await signing.signer(session, realm)
+    except (signing.NoSigningKeyError, KeyCustodyError):
+        raise OAuthError("server_error", "the realm cannot sign tokens", status=500) from None
 
 
 # --- users ----------------------------------------------------------------------------------
@@ -362,9 +358,16 @@ async def create_code(
         code_challenge=code_challenge,
         scope=scope,
         nonce=nonce,
+        auth_time=now_utc(),
         expires_at=now_utc() + timedelta(seconds=CODE_TTL),
     )
     return code
+
+
+def code_family(realm: str, code_hash: str) -> UUID:
+    """The refresh-token chain a code starts, derived from the code: a replayed code finds its
+    chain even after the code itself is gone (spent, expired or purged)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"plexica:{realm}:code:{code_hash}")
 
 
 async def exchange_code(
@@ -377,7 +380,15 @@ async def exchange_code(
     verifier: str | None,
     base_url: str,
 ) -> TokenResponse:
-    grant = await repository.take_code(session, realm["name"], sha256(code))
+    code_hash = sha256(code)
+    family = code_family(realm["name"], code_hash)
+    grant = await repository.take_code(session, realm["name"], code_hash)
+    # Spent (or never issued): whoever replays it may have stolen it, so the tokens it bought
+    # are revoked (RFC 6749 §4.1.2, OAuth 2.0 Security BCP §4.5): the refresh chain, and the
+    # access tokens of its session (``sid``). A code never issued names a chain that does not
+    # exist, and records nothing.
+    if grant is None and await repository.revoke_family(session, family):
+        await revocation.end_session(session, realm["name"], str(family))
     if (
         grant is None
         or grant["expires_at"] < now_utc()
@@ -391,8 +402,9 @@ async def exchange_code(
     if user is None or not user["enabled"]:
         raise OAuthError("invalid_grant", "the authorization code is invalid or expired")
     return await _user_tokens(
-        session, realm, client, user, scope=grant["scope"], nonce=grant["nonce"],
-        family=uuid.uuid4(), base_url=base_url,
+        session, realm, client, user, scope=grant["scope"], nonce=grant["nonce"], family=family,
+        auth_time=grant["auth_time"] or grant["expires_at"] - timedelta(seconds=CODE_TTL),
+        base_url=base_url,
     )  # fmt: skip
 
 
@@ -405,8 +417,10 @@ async def refresh(
 ) -> TokenResponse:
     grant, fresh = await repository.use_refresh(session, realm["name"], sha256(token), now_utc())
     if grant is not None and not fresh:
-        # A rotated token presented again: someone holds a copy, so end the whole chain.
+        # A rotated token presented again: someone holds a copy, so end the whole chain, and
+        # the access tokens of its session with it.
         await repository.revoke_family(session, grant["family"])
+        await revocation.end_session(session, realm["name"], str(grant["family"]))
     if (
         grant is None
         or not fresh
@@ -419,7 +433,7 @@ async def refresh(
         raise OAuthError("invalid_grant", "the refresh token is invalid or expired")
     return await _user_tokens(
         session, realm, client, user, scope=grant["scope"], nonce=None,
-        family=grant["family"], base_url=base_url,
+        family=grant["family"], auth_time=grant["auth_time"], base_url=base_url,
     )  # fmt: skip
 
 
@@ -432,11 +446,15 @@ async def _user_tokens(
     scope: str,
     nonce: str | None,
     family: UUID,
+    auth_time: datetime | None,
     base_url: str,
 ) -> TokenResponse:
+    """``auth_time``: when the user signed in (the code's login); every ID token of the chain
+    carries it (OIDC Core §12.2). None only for chains older than its column."""
     kid, pem = await _signer(session, realm["name"])
     iss = issuer_url(base_url, realm["name"])
     now = int(time.time())
+    signed_in = int(auth_time.timestamp()) if auth_time is not None else now
     claims: dict[str, Any] = {
         "iss": iss,
         "sub": str(user["id"]),
@@ -446,6 +464,7 @@ async def _user_tokens(
         "exp": now + ACCESS_TTL,
         "jti": str(uuid.uuid4()),
         "typ": "Bearer",
+        "sid": str(family),  # the sign-in session: signing out refuses its tokens (ADR 0115)
         "scope": scope,
         "email": user["email"],
         "preferred_username": user["email"],
@@ -463,6 +482,7 @@ async def _user_tokens(
         user_id=user["id"],
         family=family,
         scope=scope,
+        auth_time=auth_time,
         expires_at=now_utc() + timedelta(seconds=REFRESH_TTL),
     )
     id_token = None
@@ -474,7 +494,8 @@ async def _user_tokens(
             "azp": client["client_id"],
             "iat": now,
             "exp": now + ACCESS_TTL,
-            "auth_time": now,
+            "auth_time": signed_in,
+            "sid": str(family),
             "email": user["email"],
             "email_verified": True,
         }
@@ -529,9 +550,9 @@ async def local_claims(
         kid = jwt.get_unverified_header(token).get("kid")
     except jwt.PyJWTError:
         kid = None
-    for key in await repository.keys(session, realm):
-        if key["kid"] == kid:
-            public = public_key_from_jwk(key["public_jwk"])
+    for key in signing.published(await key_repository.of_realm(session, realm), now_utc()):
+        if key.kid == kid:
+            public = public_key_from_jwk(key.public_jwk)
             if public is None:
                 break
             try:
@@ -548,12 +569,6 @@ async def local_claims(
             except jwt.PyJWTError:
                 break
     raise OAuthError("invalid_token", "the access token is invalid", status=401)
-
-
-async def logout(session: AsyncSession, realm: str, refresh_token: str) -> None:
-    grant, _ = await repository.use_refresh(session, realm, sha256(refresh_token), now_utc())
-    if grant is not None:
-        await repository.revoke_family(session, grant["family"])
 
 
 # --- permissions ----------------------------------------------------------------------------

@@ -8,19 +8,17 @@ registry that lists them and keeps each one's cut-off, which token verification 
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
-from plexica.identity import repository, service
+from plexica.identity import repository, revocation, service
 from plexica.identity.adapter import IdentityAdapter
-from plexica.identity.revocation import ClientCutoffs
 from plexica.identity.schemas import ServiceClient, ServiceClientCreate, ServiceClientSecret
 from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
+from plexica_sdk.revocation import RevocationList
 
 # Clients every realm has (ours and Keycloak's own): not service clients, never touched here.
 RESERVED = frozenset(
@@ -62,10 +60,9 @@ def to_model(row: dict[str, Any]) -> ServiceClient:
     )
 
 
-async def _after(cutoff: int) -> None:
-    """Wait until the cut-off second has begun: tokens carry whole seconds, and one got from
-    now on (with a new secret, or once re-enabled) must not fall under the cut-off."""
-    await asyncio.sleep(max(0.0, cutoff - time.time()))
+# Tokens carry whole seconds: one got from now on (with a new secret, or once re-enabled)
+# must not fall under the cut-off.
+_after = revocation.wait_for
 
 
 def _target(client_id: str) -> str:
@@ -79,14 +76,14 @@ class ServiceClients:
         self,
         session: AsyncSession,
         adapter: IdentityAdapter,
-        cutoffs: ClientCutoffs | None,
+        revocations: RevocationList | None,
         realm: str,
         tenant_id: UUID | None,
         actor: str,
     ) -> None:
         self.session = session
         self.adapter = adapter
-        self.cutoffs = cutoffs
+        self.revocations = revocations
         self.realm = realm
         self.tenant_id = tenant_id
         self.actor = actor
@@ -172,12 +169,15 @@ class ServiceClients:
     async def _cut(self, client_id: str, state: str | None) -> dict[str, Any]:
         """Refuse the client's tokens issued up to now. Taken after the provider changed, so
         that no token got with the old state can carry a later ``iat``."""
-        cutoff = int(time.time()) + 1
+        cutoff = revocation.next_second()
         row = await repository.update_service_client(
             self.session, self.realm, client_id, state=state, revoked_before=cutoff
         )
-        if self.cutoffs is not None:
-            self.cutoffs.note(self.realm, client_id, row["revoked_before"])
+        cut = await revocation.cut_client(
+            self.session, self.realm, client_id, int(row["revoked_before"])
+        )
+        if self.revocations is not None:
+            self.revocations.note(cut)
         return row
 
     def _secret(self, client: ServiceClient, secret: str) -> ServiceClientSecret:

@@ -1,7 +1,8 @@
 """Login throttling: failures counted per realm+email and per client address.
 
 In-process sliding windows by default; with Redis (``PLEXICA_REDIS_URL``) the counters are shared
-by every replica. Only failures count, and a success clears the account's counter.
+by every replica. Only failures count, and a success clears the account's counter. While Redis
+fails, ``GuardedThrottle`` counts in process instead: sign-in keeps working (ADR 0143).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from redis.asyncio import Redis
+
+from plexica.kit.redisguard import Breaker
 
 
 @dataclass(frozen=True)
@@ -109,3 +112,31 @@ class RedisThrottle:
 
     async def succeeded(self, realm: str, email: str) -> None:
         await self.redis.delete(self.prefix + _account(realm, email))
+
+
+@dataclass
+class GuardedThrottle:
+    """Redis with a 100 ms budget and a breaker; the in-process throttle while it fails."""
+
+    remote: RedisThrottle
+    local: MemoryThrottle = field(default_factory=MemoryThrottle)
+    breaker: Breaker = field(default_factory=lambda: Breaker("login_throttle"))
+
+    async def blocked(self, realm: str, email: str, address: str) -> float:
+        return await self.breaker.call(
+            lambda: self.remote.blocked(realm, email, address),
+            lambda: self.local.blocked(realm, email, address),
+        )
+
+    async def failed(self, realm: str, email: str, address: str) -> None:
+        await self.breaker.call(
+            lambda: self.remote.failed(realm, email, address),
+            lambda: self.local.failed(realm, email, address),
+        )
+
+    async def succeeded(self, realm: str, email: str) -> None:
+        # Both: a failure counted here while Redis was away must not outlive the success.
+        await self.local.succeeded(realm, email)
+        await self.breaker.call(
+            lambda: self.remote.succeeded(realm, email), lambda: self.local.succeeded(realm, email)
+        )

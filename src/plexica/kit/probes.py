@@ -1,4 +1,10 @@
-"""Readiness checks for the servers a process depends on."""
+"""Checks of the servers a process depends on.
+
+Only the database is required for ``/ready``: without it nothing can be served. Redis and the
+broker are optional: while they are down the service degrades (a local rate limiter, events
+wait in the outbox) and the outage shows in ``/health``, ``plexica_dependency_up`` and an
+alert, never by taking every replica out of the load balancer at once (ADR 0141).
+"""
 
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ def tcp_check(host: str, port: int) -> Callable[[], Awaitable[None]]:
 def redis_check(url: str) -> Callable[[], Awaitable[object]]:
     from redis.asyncio import Redis
 
-    client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    client = Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
 
     async def check() -> object:
         return await client.ping()
@@ -34,7 +40,7 @@ def add_dependency_checks(readiness: Readiness, settings: Settings, db: Database
     if db is not None:
         readiness.add("database", db.ping)
     if settings.redis_url is not None:
-        readiness.add("redis", redis_check(str(settings.redis_url)))
+        readiness.add("redis", redis_check(str(settings.redis_url)), required=False)
     if settings.kafka_brokers:
         host, _, port = settings.kafka_brokers.split(",")[0].strip().rpartition(":")
-        readiness.add("kafka", tcp_check(host, int(port)))
+        readiness.add("kafka", tcp_check(host, int(port)), required=False)

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import tempfile
+import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
+import structlog
 import uvicorn
 from fastapi import FastAPI
+
+from plexica_sdk.health import DRAIN_FLAG_ENV
+
+log = structlog.get_logger("plexica.server")
 
 
 class PortInUseError(RuntimeError):
@@ -49,14 +59,43 @@ class _DrainingServer(uvicorn.Server):
 
 
 def serve_workers(
-    target: str, host: str, port: int, *, workers: int = 1, grace_seconds: float = 10.0
+    target: str,
+    host: str,
+    port: int,
+    *,
+    workers: int = 1,
+    grace_seconds: float = 10.0,
+    drain_seconds: float = 0.0,
 ) -> None:
-    """Serve the app factory ``target`` with granian (see ADR 0002) in worker processes."""
-    from granian import Granian
+    """Serve the app factory ``target`` with granian (see ADR 0002) in worker processes.
+
+    On SIGTERM or SIGINT the workers' ``/ready`` turns 503 at once (a flag file they watch) while
+    they keep serving for ``drain_seconds``, so that the load balancer stops sending first; then
+    granian stops them, letting in-flight requests finish within ``grace_seconds``. A second
+    signal stops at once (ADR 0142)."""
     from granian.constants import Interfaces
+    from granian.server.mp import MPServer
+
+    class DrainingGranian(MPServer):
+        drain_flag: Path
+        draining = False
+
+        def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+            if self.draining or drain_seconds <= 0:
+                super().signal_handler_interrupt(*args, **kwargs)  # type: ignore[no-untyped-call]
+                return
+            self.draining = True
+            self.drain_flag.touch()
+            log.info("draining", seconds=drain_seconds)
+            stop = threading.Timer(drain_seconds, super().signal_handler_interrupt)
+            stop.daemon = True
+            stop.start()
 
     ensure_port_free(host, port)
-    Granian(
+    flag = Path(tempfile.mkdtemp(prefix="plexica-drain-")) / "draining"
+    # The worker processes inherit it: their Readiness turns 503 when the file appears.
+    os.environ[DRAIN_FLAG_ENV] = str(flag)
+    server = DrainingGranian(
         target,
         address=host,
         port=port,
@@ -73,7 +112,13 @@ def serve_workers(
                 "granian.access": {"handlers": [], "propagate": True},
             }
         },
-    ).serve()
+    )
+    server.drain_flag = flag
+    try:
+        server.serve()
+    finally:
+        flag.unlink(missing_ok=True)
+        flag.parent.rmdir()
 
 
 def serve(

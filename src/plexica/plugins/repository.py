@@ -16,7 +16,7 @@ from plexica_sdk.db import installation_function, publish_function
 VERSION_COLUMNS = "plugin_id, version, manifest, migrations, status, registered_at"
 INSTALL_COLUMNS = (
     "tenant_id, plugin_id, tenant_slug, version, status, reason, settings, applied_migrations,"
-    " db_role, retain_until, updated_at"
+    " db_role, retain_until, updated_at, pending_version"
 )
 
 
@@ -252,57 +252,156 @@ async def role_exists(session: AsyncSession, role: str) -> bool:
     return found.scalar() is not None
 
 
-async def create_role(session: AsyncSession, role: str) -> None:
-    # NOINHERIT and NOLOGIN: the role is only ever assumed with SET ROLE by a member; the
-    # platform's own user is made a member so that it can run the plugin's migrations as it.
-    await session.execute(text(f"CREATE ROLE {_ident(role)} NOLOGIN NOINHERIT"))
-    await session.execute(text(f"GRANT {_ident(role)} TO CURRENT_USER"))
+async def prepare_migration_role(
+    session: AsyncSession,
+    role: str,
+    schema: str,
+    password: str,
+    *,
+    statement_timeout_ms: int,
+    connection_limit: int = 2,
+) -> None:
+    """Make the plugin's tenant role able to log in, for its migration only (ADR 0110).
+
+    It logs in with a secret made for this migration, inherits nothing, may create nothing but
+    objects in the tenant schema, and starts every session with that schema as its only path and
+    the migration's time limit. It is a member of no role; the platform's user is made a member
+    of it (not the other way round) so that in-process plugins of the platform's own code and
+    the cleanup can still reach its objects."""
+    r, s = _ident(role), _ident(schema)
+    await _lock_acls(session)
+    if await role_exists(session, role):
+        await session.execute(
+            text(
+                # The other attributes were set at creation and a role cannot change its own.
+                f"ALTER ROLE {r} LOGIN NOINHERIT"
+                f" CONNECTION LIMIT {int(connection_limit)} PASSWORD '{password}'"
+            )
+        )
+    else:
+        await session.execute(
+            text(
+                f"CREATE ROLE {r} LOGIN NOINHERIT NOCREATEDB NOCREATEROLE NOREPLICATION"
+                f" NOBYPASSRLS CONNECTION LIMIT {int(connection_limit)} PASSWORD '{password}'"
+            )
+        )
+        await session.execute(text(f"GRANT {r} TO CURRENT_USER"))
+    # Whatever an earlier migration set for itself (a role may ALTER its own defaults) goes.
+    await session.execute(text(f"ALTER ROLE {r} RESET ALL"))
+    for name, value in (
+        ("search_path", s),
+        ("statement_timeout", str(int(statement_timeout_ms))),
+        ("lock_timeout", str(int(statement_timeout_ms))),
+        ("idle_in_transaction_session_timeout", str(int(statement_timeout_ms))),
+    ):
+        await session.execute(text(f"ALTER ROLE {r} SET {name} = {value}"))
+    database = (await session.execute(text("SELECT current_database()"))).scalar_one()
+    await session.execute(text(f"GRANT CONNECT ON DATABASE {_ident(database)} TO {r}"))
+    await session.execute(text(f"GRANT USAGE, CREATE ON SCHEMA {s} TO {r}"))
 
 
-async def grant_schema(session: AsyncSession, role: str, schema: str, *, create: bool) -> None:
-    await session.execute(text(f"GRANT USAGE ON SCHEMA {_ident(schema)} TO {_ident(role)}"))
-    verb = "GRANT" if create else "REVOKE"
-    prep = "TO" if create else "FROM"
-    await session.execute(text(f"{verb} CREATE ON SCHEMA {_ident(schema)} {prep} {_ident(role)}"))
+async def _lock_acls(session: AsyncSession) -> None:
+    # GRANT/REVOKE rewrite one catalog row (the database's, a schema's); two transactions doing
+    # it at once fail with "tuple concurrently updated", so they take turns.
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('plexica.plugin_acls'))"))
 
 
-async def run_as_role(session: AsyncSession, role: str, schema: str, sql: str) -> None:
-    """Run a migration script as the plugin's role with only the tenant schema on the path."""
-    await session.execute(text(f"SET LOCAL search_path TO {_ident(schema)}"))
-    await session.execute(text(f"SET LOCAL ROLE {_ident(role)}"))
+async def seal_role(session: AsyncSession, role: str, schema: str) -> None:
+    """After (or instead of) a migration: the role can no longer log in, nor create objects;
+    it is reached only with SET ROLE by the plugin's login (ADR 0076)."""
+    if not await role_exists(session, role):
+        return
+    r = _ident(role)
+    await _lock_acls(session)
+    await session.execute(text(f"ALTER ROLE {r} NOLOGIN PASSWORD NULL"))
+    await session.execute(text(f"ALTER ROLE {r} RESET ALL"))
+    database = (await session.execute(text("SELECT current_database()"))).scalar_one()
+    await session.execute(text(f"REVOKE CONNECT ON DATABASE {_ident(database)} FROM {r}"))
+    if await schema_exists(session, schema):
+        await session.execute(text(f"GRANT USAGE ON SCHEMA {_ident(schema)} TO {r}"))
+        await session.execute(text(f"REVOKE CREATE ON SCHEMA {_ident(schema)} FROM {r}"))
+
+
+async def end_role_sessions(session: AsyncSession, role: str) -> None:
+    """End every session logged in as the role (a migration that outlived its time, or one
+    left by a crash), waiting up to 5 s each for it to be gone with its locks."""
+    await session.execute(
+        text(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+            " WHERE usename = :r AND pid <> pg_backend_pid()"
+        ),
+        {"r": role},
+    )
+
+
+async def foreign_objects(session: AsyncSession, role: str, schema: str, prefix: str) -> list[str]:
+    """What the role made that a plugin may not have, as checked by the platform's user."""
     conn = await session.connection()
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
-    # Several statements per file: the simple-query protocol, without SQLAlchemy's parameters.
-    await driver.execute(sql)
-    await session.execute(text("RESET ROLE"))
-    await session.execute(text("SET LOCAL search_path TO platform, public"))
+    return await owned_problems(driver, role, schema, prefix)
 
 
-async def foreign_objects(session: AsyncSession, role: str, schema: str, prefix: str) -> list[str]:
-    """Objects the role owns that are outside its schema or not named with its prefix."""
-    like = prefix.replace("_", "\\_") + "%"
-    rows = await session.execute(
-        text(
-            "SELECT n.nspname || '.' || c.relname FROM pg_class c"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE c.relowner = (SELECT oid FROM pg_roles WHERE rolname = :role)"
-            " AND n.nspname <> 'pg_toast'"
-            " AND (n.nspname <> :schema OR c.relname NOT LIKE :like)"
-            " UNION ALL SELECT n.nspname || '.' || p.proname FROM pg_proc p"
-            " JOIN pg_namespace n ON n.oid = p.pronamespace"
-            " WHERE p.proowner = (SELECT oid FROM pg_roles WHERE rolname = :role)"
-            " AND (n.nspname <> :schema OR p.proname NOT LIKE :like)"
-            " UNION ALL SELECT n.nspname || '.' || t.typname FROM pg_type t"
-            " JOIN pg_namespace n ON n.oid = t.typnamespace"
-            " WHERE t.typowner = (SELECT oid FROM pg_roles WHERE rolname = :role)"
-            " AND t.typrelid = 0 AND (n.nspname <> :schema"
-            " OR (t.typname NOT LIKE :like AND t.typname NOT LIKE '\\_' || :like))"
-        ),
-        {"role": role, "schema": schema, "like": like},
-    )
-    return [str(r[0]) for r in rows]
+# Run on the plugin's own migration connection before it commits, and again by the platform
+# after: only catalog tables, schema-qualified, after a search path of pg_catalog alone, so that
+# nothing the migration created (a function, an operator, a temporary table) can stand in.
+_OWNED_PROBLEMS = """
+WITH me AS (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1),
+here AS (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+SELECT pg_catalog.concat(n.nspname, '.', c.relname) FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace, me
+ WHERE c.relowner = me.oid AND n.nspname OPERATOR(pg_catalog.<>) 'pg_toast'
+   AND (n.nspname OPERATOR(pg_catalog.<>) $2
+        OR NOT pg_catalog.starts_with(c.relname::text, $3))
+UNION ALL
+SELECT pg_catalog.concat(n.nspname, '.', p.proname) FROM pg_catalog.pg_proc p
+  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace, me
+ WHERE p.proowner = me.oid
+   AND (n.nspname OPERATOR(pg_catalog.<>) $2
+        OR NOT pg_catalog.starts_with(p.proname::text, $3))
+UNION ALL
+SELECT pg_catalog.concat(n.nspname, '.', t.typname) FROM pg_catalog.pg_type t
+  JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace, me
+ WHERE t.typowner = me.oid AND t.typrelid OPERATOR(pg_catalog.=) 0
+   AND (n.nspname OPERATOR(pg_catalog.<>) $2
+        OR NOT (pg_catalog.starts_with(t.typname::text, $3)
+                OR pg_catalog.starts_with(t.typname::text, pg_catalog.concat('_', $3))))
+UNION ALL
+SELECT pg_catalog.concat('security definer function ', p.proname) FROM pg_catalog.pg_proc p, me
+ WHERE p.proowner = me.oid AND p.prosecdef
+UNION ALL
+SELECT pg_catalog.concat(c.relname, ' granted to others') FROM pg_catalog.pg_class c, me,
+       LATERAL pg_catalog.aclexplode(c.relacl) a
+ WHERE c.relowner = me.oid AND a.grantee OPERATOR(pg_catalog.<>) me.oid
+UNION ALL
+SELECT pg_catalog.concat(p.proname, ' granted to others') FROM pg_catalog.pg_proc p, me,
+       LATERAL pg_catalog.aclexplode(p.proacl) a
+ WHERE p.proowner = me.oid AND a.grantee OPERATOR(pg_catalog.<>) me.oid
+UNION ALL
+SELECT 'default privileges' FROM pg_catalog.pg_default_acl d, me WHERE d.defaclrole = me.oid
+UNION ALL
+SELECT pg_catalog.concat('member of ', m.roleid::regrole::text)
+  FROM pg_catalog.pg_auth_members m, me WHERE m.member = me.oid
+UNION ALL
+SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)
+  FROM pg_catalog.pg_shdepend d, me, here
+ WHERE d.refobjid = me.oid AND d.deptype OPERATOR(pg_catalog.=) 'o'
+   AND d.dbid IN (here.oid, 0)
+   AND d.classid NOT IN ('pg_catalog.pg_class'::pg_catalog.regclass,
+                         'pg_catalog.pg_proc'::pg_catalog.regclass,
+                         'pg_catalog.pg_type'::pg_catalog.regclass)
+"""
+
+
+async def owned_problems(conn: Any, role: str, schema: str, prefix: str) -> list[str]:
+    """Objects the role owns outside its schema or prefix, of kinds a plugin may not own
+    (operators, large objects, ...), security definer functions, privileges it granted to
+    others, default privileges, and memberships. ``conn`` is an asyncpg connection in a
+    transaction: the plugin's own before it commits, or the platform's."""
+    await conn.execute("SET LOCAL search_path TO pg_catalog, pg_temp")
+    rows = await conn.fetch(_OWNED_PROBLEMS, role, schema, prefix)
+    return sorted({str(r[0]) for r in rows})
 
 
 async def create_functions(

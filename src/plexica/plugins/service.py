@@ -25,12 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp
 
 from plexica import __version__
+from plexica.audit import service as audit_service
 from plexica.events import service as events_service
 from plexica.events.events import CoreEvent
 from plexica.flags import service as flags_service
 from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
 from plexica.plugins import repository as repo
+from plexica.plugins.migrator import migrate_as_role
 from plexica.plugins.schemas import (
     IncompatibleError,
     InstallationNotFoundError,
@@ -363,11 +365,18 @@ class Installer:
     """Runs install, upgrade, restore, enable/disable and uninstall for one deployment."""
 
     def __init__(
-        self, db: Database, probe: ReadinessProbe, *, core_version: str = __version__
+        self,
+        db: Database,
+        probe: ReadinessProbe,
+        *,
+        core_version: str = __version__,
+        migration_timeout: float = 60.0,
     ) -> None:
         self.db = db
         self.probe = probe
         self.core_version = core_version
+        # The longest a plugin's migrations may run (and hold their locks) in one tenant.
+        self.migration_timeout = migration_timeout
 
     async def install(
         self,
@@ -411,7 +420,8 @@ class Installer:
         try:
             await self._ensure_login(plugin_id)
             await self._apply(tenant, manifest, migrations, settings, "install", restore=restoring)
-        except Exception as exc:  # noqa: BLE001 - any failure is recorded, then re-raised
+        except Exception as exc:  # noqa: BLE001 - any failure is undone and recorded, then re-raised
+            await self._undo(tenant, plugin_id, exc, keep_role=restoring)
             await self._fail(tenant, plugin_id, exc, status=InstallStatus.FAILED)
             raise _as_plexica(exc) from None
         return await self._out(tenant.id, plugin_id)
@@ -439,7 +449,8 @@ class Installer:
                 tenant, manifest, migrations, current["settings"] or {}, "upgrade",
                 keep_status=InstallStatus(current["status"]),
             )  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - any failure is recorded, then re-raised
+        except Exception as exc:  # noqa: BLE001 - any failure is undone and recorded, then re-raised
+            await self._undo(tenant, plugin_id, exc, keep_role=True)
             await self._fail(
                 tenant,
                 plugin_id,
@@ -464,7 +475,10 @@ class Installer:
         role = plugin_role(manifest.id, tenant.id)
         started = asyncio.get_running_loop().time()
         outcome = "failed"
+        password = _new_password()
         try:
+            # 1. The platform prepares: the role may log in and create in the tenant schema,
+            # the platform's functions exist, and the installation says what is in progress.
             async with self.db.session() as s:
                 current = await repo.get_installation(s, tenant.id, manifest.id, lock=True)
                 applied = list(current["applied_migrations"] or []) if current else []
@@ -472,21 +486,33 @@ class Installer:
                 # registration, and dependencies are per tenant.
                 check_compatibility(manifest, await _catalog(s), self.core_version)
                 await _dependencies_installed(s, manifest, tenant.id)
-                if not await repo.role_exists(s, role):
-                    await repo.create_role(s, role)
-                await repo.grant_schema(s, role, tenant.schema, create=True)
-                for m in migrations:
-                    if m.name in applied:
-                        continue
-                    _check_migration_text(m)
-                    try:
-                        await repo.run_as_role(s, role, tenant.schema, m.sql)
-                    except Exception as exc:  # noqa: BLE001 - named in the reason
-                        raise MigrationRefusedError(
-                            f"migration {m.name} failed: {_db_message(exc)}",
-                            details={"migration": m.name},
-                        ) from None
-                    applied.append(m.name)
+                await repo.prepare_migration_role(
+                    s,
+                    role,
+                    tenant.schema,
+                    password,
+                    statement_timeout_ms=int(self.migration_timeout * 1000),
+                )
+                await repo.create_functions(s, tenant.schema, role, manifest.id, tenant.id)
+                await repo.update_installation(
+                    s, tenant.id, manifest.id, pending_version=manifest.version
+                )
+            # 2. The migrations run logged in as the role, in its own transaction, which
+            # commits only if what the role owns then passes the check and the plugin is ready.
+            pending = [m for m in migrations if m.name not in applied]
+            applied += await migrate_as_role(
+                platform_url=self.db.engine.url,
+                role=role,
+                password=password,
+                schema=tenant.schema,
+                prefix=manifest.table_prefix,
+                migrations=pending,
+                time_limit=self.migration_timeout,
+                before_commit=lambda: self.probe(manifest, tenant),
+            )
+            # 3. The platform checks again what the role owns, takes the login and CREATE
+            # back, and switches the installation on.
+            async with self.db.session() as s:
                 outside = await repo.foreign_objects(s, role, tenant.schema, manifest.table_prefix)
                 if outside:
                     raise MigrationRefusedError(
@@ -494,8 +520,7 @@ class Installer:
                         f" {', '.join(sorted(outside))}",
                         details={"objects": sorted(outside)},
                     )
-                await repo.grant_schema(s, role, tenant.schema, create=False)
-                await repo.create_functions(s, tenant.schema, role, manifest.id, tenant.id)
+                await repo.seal_role(s, role, tenant.schema)
                 await _login_membership(
                     s, manifest.id, role, active=keep_status == InstallStatus.ACTIVE
                 )
@@ -509,9 +534,9 @@ class Installer:
                     settings=settings,
                     applied_migrations=applied,
                     retain_until=None,
+                    pending_version=None,
                 )
                 await _announce(s, tenant, manifest, operation, keep_status)
-                await self.probe(manifest, tenant)
             outcome = "ok"
             log.info(
                 "plugin_" + operation,
@@ -524,6 +549,61 @@ class Installer:
             INSTALL_SECONDS.labels(manifest.id, operation, outcome).observe(
                 asyncio.get_running_loop().time() - started
             )
+
+    async def _undo(
+        self, tenant: TenantRef, plugin_id: str, exc: Exception, *, keep_role: bool
+    ) -> None:
+        """Compensate a failed install, restore or upgrade; idempotent, so a crash between the
+        steps is finished by calling it again (``recover``).
+
+        The role's sessions end; a new install's role and everything it owns go; a restored or
+        upgraded plugin keeps its role and data, sealed again (no login, no CREATE). The
+        attempt is written to the audit log as ``plugin.migration_refused``."""
+        role = plugin_role(plugin_id, tenant.id)
+        async with self.db.session() as s:
+            await repo.end_role_sessions(s, role)
+        async with self.db.session() as s:
+            if keep_role:
+                await repo.seal_role(s, role, tenant.schema)
+            else:
+                await repo.drop_plugin_objects(s, tenant.schema, role, plugin_id)
+            if await repo.get_installation(s, tenant.id, plugin_id) is not None:
+                await repo.update_installation(s, tenant.id, plugin_id, pending_version=None)
+            if isinstance(exc, MigrationRefusedError):
+                await audit_service.record(
+                    s,
+                    "platform",
+                    "plugin.migration_refused",
+                    tenant.id,
+                    plugin_id,
+                    after={"reason": exc.message, "details": exc.details},
+                )
+
+    async def recover(self, tenant: TenantRef, plugin_id: str) -> bool:
+        """Finish what a crash left between the steps of an install, restore or upgrade: an
+        installation still ``installing``, or with a ``pending_version``, is undone as if it
+        had failed. Returns whether there was anything to undo."""
+        async with self.db.session() as s:
+            row = await repo.get_installation(s, tenant.id, plugin_id)
+        if row is None:
+            return False
+        interrupted = InterruptedError("interrupted; run the operation again")
+        if row["status"] == InstallStatus.INSTALLING:
+            restoring = row["retain_until"] is not None
+            await self._undo(tenant, plugin_id, interrupted, keep_role=restoring)
+            await self._fail(tenant, plugin_id, interrupted, status=InstallStatus.FAILED)
+            return True
+        if row["pending_version"] is not None:
+            await self._undo(tenant, plugin_id, interrupted, keep_role=True)
+            await self._fail(
+                tenant,
+                plugin_id,
+                interrupted,
+                status=None,
+                prefix=f"upgrade to {row['pending_version']} failed: ",
+            )
+            return True
+        return False
 
     async def _ensure_login(self, plugin_id: str) -> None:
         # Committed before the install's transaction: the plugin's process connects with this

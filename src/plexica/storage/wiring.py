@@ -18,4 +18,4 @@ async def start_storage(app: FastAPI, settings: Settings, stack: AsyncExitStack)
     app.state.storage = StorageService(store)
     if store.kind != "local":
         # The local folder is part of this process's own disk; a remote store is a dependency.
-        app.state.readiness.add("storage", store.check)
+        app.state.readiness.add("storage", store.check, required=False)

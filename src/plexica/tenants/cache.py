@@ -22,6 +22,7 @@ log = structlog.get_logger("plexica.tenants.cache")
 
 CHANNEL = "plexica:tenants:invalidate"
 ALL = "*"
+PUBLISH_TIMEOUT = 0.5
 
 Loader = Callable[[UUID], Awaitable[Tenant | None]]
 
@@ -62,7 +63,9 @@ class TenantCache:
         self.evict(tenant_id)
         if self._redis is not None:
             try:
-                await self._redis.publish(CHANNEL, str(tenant_id))
+                # Bounded: a hanging Redis must not hold up a saga or a suspension.
+                async with asyncio.timeout(PUBLISH_TIMEOUT):
+                    await self._redis.publish(CHANNEL, str(tenant_id))
             except Exception as exc:  # noqa: BLE001 - the TTL still bounds staleness
                 log.warning("tenant_invalidation_not_published", error=str(exc))
 

@@ -9,8 +9,14 @@ never interleave in one process: the parallel upgrades run in a pool of worker p
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
 import multiprocessing as mp
+import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +37,7 @@ from plexica.tenants.schemas import State, Tenant
 from plexica_sdk.errors import PlexicaError
 
 MIGRATED_STATES = (State.ACTIVE, State.SUSPENDED)
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -117,7 +124,26 @@ class _Worker:
     db: Database | None = None
 
 
-def _init_worker(url: str) -> None:
+def _die_with(parent: int) -> None:
+    """A worker outlives a killed ``plexica migrate`` otherwise (it waits on a queue whose other
+    end it holds itself). Its transaction dies with its connection: the schema is retried by
+    the next run."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _init_worker(url: str, parent: int) -> None:
+    _die_with(parent)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     _Worker.loop = asyncio.new_event_loop()
     _Worker.db = Database(url, pool_size=1)
@@ -177,7 +203,10 @@ async def migrate_fleet(
     url = db.engine.url.render_as_string(hide_password=False)
     # Forked before the workers touch anything of ours: each opens its own loop and engine.
     pool = ProcessPoolExecutor(
-        workers, mp_context=mp.get_context("fork"), initializer=_init_worker, initargs=(url,)
+        workers,
+        mp_context=mp.get_context("fork"),
+        initializer=_init_worker,
+        initargs=(url, os.getpid()),
     )
 
     async def one(tenant: Tenant) -> None:

@@ -53,7 +53,7 @@ PROVISIONING_SECONDS = Histogram(
 
 SETTING_KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$", re.ASCII)
 # On shutdown, background sagas get this long to finish before they are cancelled (a cancelled
-# one stays ``provisioning`` and is resumed by ``retry``).
+# one stays ``provisioning`` and the reconciler of another or the next core resumes it).
 DRAIN_SECONDS = 20.0
 
 
@@ -315,6 +315,25 @@ class TenantService:
             raise
         self._spawn(tenant, lock)
         return tenant
+
+    async def resume(self, tenant_id: UUID) -> Tenant:
+        """Finish what a crash left half-done (the reconciler's job, ADR 0140): a tenant still
+        ``provisioning`` runs the saga again (every step is idempotent; a failing step rolls it
+        back to ``failed``), one ``pending_deletion`` resumes its deletion. The state is read
+        under the saga lock, so work finished meanwhile is left alone. Raises TenantBusyError
+        while another process holds the lock (it is alive and doing the work)."""
+        async with self._saga_lock(tenant_id):
+            tenant = await self.get(tenant_id)
+            try:
+                if tenant.state is State.PROVISIONING:
+                    log.info("tenant_resumed", tenant_id=str(tenant_id), phase="provision")
+                    return await self._provision(await self._reopen(tenant_id))
+                if tenant.state is State.PENDING_DELETION:
+                    log.info("tenant_resumed", tenant_id=str(tenant_id), phase="delete")
+                    return await self._delete(tenant_id)
+            except (ProvisioningFailedError, DeletionIncompleteError):
+                return await self.get(tenant_id)  # recorded on the tenant and its steps
+            return tenant
 
     async def _reopen(self, key: UUID | str) -> Tenant:
         async with self.db.session() as session:

@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
+from uuid import UUID
 
 import httpx
 from fastapi import FastAPI, Query, Request
@@ -22,27 +23,32 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 
 from plexica import __version__
 from plexica.identity.client import pkce_pair
+from plexica.kit.db import Database
 from plexica.settings import Settings
 from plexica.web.branding import Brand
 from plexica.web.console_flags import console_flags_routes
 from plexica.web.hosts import TenantHosts
 from plexica.web.plugin_forms import plugin_form_routes, with_csrf
 from plexica.web.provisioning import provisioning_routes
+from plexica.web.security import ShellSecurity, origin_of
 from plexica.web.session import (
+    HOST_PREFIX,
     LOGIN_COOKIE,
     LOGIN_MAX_AGE,
     SESSION_COOKIE,
-    SESSION_MAX_AGE,
     Signer,
     WebSession,
     session_key,
 )
+from plexica.web.sessions_page import sessions_routes
+from plexica.web.store import SessionStore
 from plexica.web.upstream import (
     OPERATOR_REALM,
     REFRESH_MARGIN,
     SessionExpiredError,
     Upstream,
 )
+from plexica_sdk.errors import error_response
 from plexica_sdk.service import create_service_app
 from plexica_sdk.ui import DESIGN_TEMPLATES
 
@@ -66,6 +72,12 @@ TENANT_FIELD_CODES = {
     "invalid_email": "admin_email",
 }
 
+# The post-logout redirect comes back to the callback registered with the provider (both the
+# built-in one and Keycloak accept only registered URIs), marked by this state.
+SIGNED_OUT = "signed-out"
+SIGNED_OUT_TEXT = "You are signed out."
+WEB_POOL_SIZE = 4
+
 NextDep = Annotated[str, Query(alias="next", max_length=2000)]
 Handler = Callable[[Request, WebSession], Awaitable[Response]]
 
@@ -73,8 +85,22 @@ Handler = Callable[[Request, WebSession], Awaitable[Response]]
 class Shell:
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None) -> None:
         self.settings = settings
+        # The scheme is the public URL's (the app trusts no X-Forwarded-Proto): https means
+        # Secure, host-only cookies (ADR 0122).
         self.secure = settings.public_base_url.startswith("https://")
-        self.signer = Signer(session_key(settings))
+        prefix = HOST_PREFIX if self.secure else ""
+        self.session_cookie = prefix + SESSION_COOKIE
+        self.login_cookie = prefix + LOGIN_COOKIE
+        key = session_key(settings)
+        self.signer = Signer(key)
+        if settings.database_url is None:
+            raise ValueError("the web shell keeps its sessions in the database: set "
+                             "PLEXICA_DATABASE_URL")  # fmt: skip
+        self.db = Database(
+            settings.sqlalchemy_url, pool_size=WEB_POOL_SIZE,
+            statement_timeout_ms=settings.database_statement_timeout_ms,
+        )  # fmt: skip
+        self.sessions = SessionStore(self.db, key)
         self.upstream = Upstream(settings.public_base_url, transport)
         self.hosts = TenantHosts(settings, self.upstream.http, "plexica-")
         self.templates = Jinja2Templates(
@@ -99,25 +125,65 @@ class Shell:
 
     # --- session ---------------------------------------------------------------------------
 
-    def read(self, request: Request) -> WebSession | None:
-        data = self.signer.loads(request.cookies.get(SESSION_COOKIE), SESSION_MAX_AGE)
-        return WebSession.from_dict(data) if data else None
+    async def read(self, request: Request) -> WebSession | None:
+        return await self.sessions.load(request.cookies.get(self.session_cookie))
 
-    def write(self, response: Response, session: WebSession) -> None:
-        response.set_cookie(
-            SESSION_COOKIE,
-            self.signer.dumps(session.to_dict()),
-            max_age=SESSION_MAX_AGE,
-            httponly=True,
-            samesite="lax",
-            secure=self.secure,
-            path="/",
+    async def start(self, request: Request, response: Response, session: WebSession) -> None:
+        """Stores a signed-in session and gives the browser its opaque id."""
+        client = request.client.host if request.client else ""
+        raw = await self.sessions.create(
+            session, user_agent=request.headers.get("user-agent", ""), ip=client
         )
+        response.set_cookie(
+            self.session_cookie, raw, max_age=self.sessions.lifetime, httponly=True,
+            samesite="lax", secure=self.secure, path="/",
+        )  # fmt: skip
+
+    def forget(self, response: Response) -> None:
+        response.delete_cookie(
+            self.session_cookie, path="/", secure=self.secure, httponly=True, samesite="lax"
+        )
+
+    async def end_sessions(
+        self, realm: str, subject: str | None = None, session_id: UUID | None = None
+    ) -> int:
+        """The one place where sessions end (sign-out, the sessions page, a tenant admin): the
+        rows go, so their cookies open nothing from the next request on; then each one's sign-in
+        session ends at the provider (its logout endpoint, back channel, with the refresh token):
+        the built-in provider stops the refresh tokens and refuses the access tokens of that
+        ``sid`` everywhere (ADR 0115), Keycloak ends its session."""
+        ended = await self.sessions.delete(realm, subject, session_id)
+        await asyncio.gather(*(self.upstream.end_session(s) for s in ended))
+        return len(ended)
+
+    def own_origins(self, request: Request) -> set[str]:
+        """The origins of the shell's pages: the public URL's and, on a tenant's host, that
+        host's (its scheme and port are the public URL's)."""
+        own = {origin_of(self.settings.public_base_url)}
+        label = self.hosts.label_of(request)
+        tenant_url = self.settings.tenant_web_url(label) if label else None
+        if tenant_url:
+            own.add(origin_of(tenant_url))
+        return {o for o in own if o}
+
+    def form_targets(self) -> str:
+        """Where the shell's forms may lead beside itself: the public URL (sign-in from a
+        tenant's host) and the identity provider."""
+        urls = (self.settings.public_base_url, self.settings.issuer_base_url)
+        return " ".join(sorted({o for o in map(origin_of, urls) if o}))
+
+    def refuse_cross_site(self, request: Request, reason: str) -> Response:
+        message = "This request did not come from this site's own pages, so it was refused."
+        if "application/json" in request.headers.get("accept", "") and "text/html" not in (
+            request.headers.get("accept", "")
+        ):
+            return error_response(403, "cross_site_request", message, {"reason": reason})
+        return self.page(request, None, "error.html", 403, title="Refused", message=message)
 
     def to_login(self, request: Request) -> RedirectResponse:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         response = RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        self.forget(response)
         return response
 
     def page(
@@ -134,20 +200,18 @@ class Shell:
             "current": request.url.path,
             "brand": getattr(request.state, "brand", None),
             "host_tenant": getattr(request.state, "host_slug", None),
+            "csp_nonce": getattr(request.state, "csp_nonce", ""),
             **ctx,
         }
         response = self.templates.TemplateResponse(request, name, context, status_code=status)
         response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "same-origin"
         return response
 
     async def run(self, request: Request, handler: Handler, *, operator: bool | None) -> Response:
         """Runs ``handler`` with a live session: refreshes the tokens when they are about to
         expire, checks the CSRF token of a POST and sends the user to sign in when the session
         is gone."""
-        session = self.read(request)
+        session = await self.read(request)
         host_slug = getattr(request.state, "host_slug", None)
         if session is None or (host_slug and session.realm != f"plexica-{host_slug}"):
             return self.to_login(request)
@@ -156,11 +220,12 @@ class Shell:
                 request, session, "error.html", 403, title="Not here",
                 message="This page is not part of your console.",
             )  # fmt: skip
-        refreshed = False
         try:
-            if session.expires_at - REFRESH_MARGIN < time.time():
-                session = await self.upstream.refresh(session)
-                refreshed = True
+            if _due(session):
+                renewed = await self.sessions.refresh(session, _due, self.upstream.refresh)
+                if renewed is None:
+                    return self.to_login(request)  # ended by another request meanwhile
+                session = renewed
             if request.method == "POST":
                 form = await request.form()
                 token = form.get("csrf")
@@ -175,9 +240,11 @@ class Shell:
             response = await handler(request, session)
         except SessionExpiredError:
             return self.to_login(request)
-        if refreshed:
-            self.write(response, session)
         return response
+
+
+def _due(session: WebSession) -> bool:
+    return session.expires_at - REFRESH_MARGIN < time.time()
 
 
 def _cell(value: Any) -> str:
@@ -311,6 +378,7 @@ def create_web_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await shell.upstream.aclose()
+        await shell.db.dispose()
 
     app = create_service_app(
         "web",
@@ -322,8 +390,15 @@ def create_web_app(
     )
     app.state.settings = settings
     app.state.shell = shell
+    # No page without the sessions table: the database is what "ready" means here too.
+    app.state.readiness.add("database", shell.db.ping)
     app.mount(STATIC, StaticFiles(directory=str(HERE / "static")), name="static")
     register_host_tenant(app, shell)
+    # Outermost: refused requests reach no route, and every answer gets the headers.
+    app.add_middleware(
+        ShellSecurity, own_origins=shell.own_origins, refuse=shell.refuse_cross_site,
+        form_targets=shell.form_targets(),
+    )  # fmt: skip
     _auth_routes(app, shell)
     _console_routes(app, shell)
     _catalog_routes(app, shell)
@@ -334,6 +409,7 @@ def create_web_app(
     provisioning_routes(app, shell)
     console_flags_routes(app, shell)
     plugin_form_routes(app, shell)
+    sessions_routes(app, shell)
     return app
 
 
@@ -343,7 +419,7 @@ def _auth_routes(app: FastAPI, shell: Shell) -> None:
 
     @app.get("/", include_in_schema=False)
     async def home(request: Request) -> Response:
-        session = shell.read(request)
+        session = await shell.read(request)
         if session is None:
             return RedirectResponse("/login", status_code=303)
         if session.realm == OPERATOR_REALM:
@@ -351,9 +427,11 @@ def _auth_routes(app: FastAPI, shell: Shell) -> None:
         return RedirectResponse("/t", status_code=303)
 
     @app.get("/login", include_in_schema=False)
-    async def login(request: Request, back: NextDep = "/", error: str | None = None) -> Response:
+    async def login(
+        request: Request, back: NextDep = "/", error: str | None = None, notice: str = ""
+    ) -> Response:
         host_slug = getattr(request.state, "host_slug", None)
-        if host_slug and not error:
+        if host_slug and not error and not notice:
             # The host names the tenant: straight to its realm's sign-in.
             return RedirectResponse(
                 f"/login/start?{urlencode({'next': _safe_next(back)})}", status_code=303
@@ -361,6 +439,7 @@ def _auth_routes(app: FastAPI, shell: Shell) -> None:
         return shell.page(
             request, None, "login.html", title="Sign in", next=_safe_next(back),
             tenant="", tenant_error=None, error=error,
+            notice=SIGNED_OUT_TEXT if notice == SIGNED_OUT_TEXT else None,
         )  # fmt: skip
 
     @app.get("/login/start", include_in_schema=False)
@@ -393,8 +472,8 @@ def _auth_routes(app: FastAPI, shell: Shell) -> None:
             "callback": callback,
         }  # fmt: skip
         response.set_cookie(
-            LOGIN_COOKIE, shell.signer.dumps(pending), max_age=LOGIN_MAX_AGE, httponly=True,
-            samesite="lax", secure=shell.secure, path="/auth",
+            shell.login_cookie, shell.signer.dumps(pending), max_age=LOGIN_MAX_AGE,
+            httponly=True, samesite="lax", secure=shell.secure, path="/",
         )  # fmt: skip
         return response
 
@@ -402,7 +481,10 @@ def _auth_routes(app: FastAPI, shell: Shell) -> None:
     async def callback(
         request: Request, code: str = "", state: str = "", error: str = ""
     ) -> Response:
-        pending = shell.signer.loads(request.cookies.get(LOGIN_COOKIE), LOGIN_MAX_AGE)
+        if state == SIGNED_OUT and not code:
+            # Back from the provider's end-session endpoint (its post-logout redirect).
+            return RedirectResponse(f"/login?{urlencode({'notice': SIGNED_OUT_TEXT})}", 303)
+        pending = shell.signer.loads(request.cookies.get(shell.login_cookie), LOGIN_MAX_AGE)
         if (
             error
             or not code
@@ -419,19 +501,26 @@ def _auth_routes(app: FastAPI, shell: Shell) -> None:
             message = "The identity provider refused the sign-in. Please try again."
             return RedirectResponse(f"/login?{urlencode({'error': message})}", status_code=303)
         response = RedirectResponse(_safe_next(str(pending.get("next", "/"))), status_code=303)
-        response.delete_cookie(LOGIN_COOKIE, path="/auth")
-        shell.write(response, session)
+        response.delete_cookie(shell.login_cookie, path="/", secure=shell.secure)
+        await shell.start(request, response, session)
         return response
 
     @app.post("/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:
-        async def done(_: Request, session: WebSession) -> Response:
-            await shell.upstream.end_session(session)
-            response = RedirectResponse("/login", status_code=303)
-            response.delete_cookie(SESSION_COOKIE, path="/")
-            return response
+        return await shell.run(request, partial(sign_out, shell), operator=None)
 
-        return await shell.run(request, done, operator=None)
+
+async def sign_out(shell: Shell, request: Request, session: WebSession) -> Response:
+    """Ends this browser's session, then sends it to the provider's end-session endpoint, which
+    comes back to the sign-in page."""
+    assert session.id is not None
+    await shell.end_sessions(session.realm, session.subject, session.id)
+    callback = shell.hosts.callback(getattr(request.state, "host_slug", None))
+    response = RedirectResponse(
+        shell.upstream.end_session_url(session, SIGNED_OUT, callback), status_code=303
+    )
+    shell.forget(response)
+    return response
 
 
 def _console_nav() -> list[dict[str, Any]]:

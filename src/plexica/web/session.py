@@ -1,8 +1,9 @@
-"""The browser session: a signed cookie (HMAC-SHA256) holding the user's tokens and CSRF secret.
+"""The browser session and the shell's keys.
 
-Signed, not encrypted: the cookie is HttpOnly, so only the user's own browser holds the tokens it
-was issued anyway (ADR 0090). The key comes from ``PLEXICA_WEB_SECRET`` so that every replica
-accepts every session (ADR 0091)."""
+The session cookie is an opaque random id; the session itself (tokens, CSRF secret) lives in the
+database (``SessionStore``, ADR 0120). ``PLEXICA_WEB_SECRET`` keys the lookup hash of that id, the
+encryption of the stored tokens and the signature of the short sign-in cookie, so that every
+replica shares every session (ADR 0091)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import json
 import os
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import structlog
 from pydantic import SecretStr
@@ -27,7 +29,8 @@ SECRET_FILE = "web-secret"  # noqa: S105 - a file name
 
 SESSION_COOKIE = "plexica_session"
 LOGIN_COOKIE = "plexica_login"
-SESSION_MAX_AGE = 8 * 3600
+# Over https the cookies are host-only, Secure and Path=/ by the browser's own rule (ADR 0122).
+HOST_PREFIX = "__Host-"
 LOGIN_MAX_AGE = 600
 
 
@@ -100,37 +103,30 @@ class Signer:
 
 @dataclass
 class WebSession:
+    """A signed-in browser: its tokens and CSRF secret, kept server-side (``SessionStore``);
+    ``id`` is the row's public id once stored, never the cookie's value."""
+
     realm: str
     access_token: str
     refresh_token: str | None
     expires_at: float
+    id_token: str | None = None
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> WebSession | None:
-        try:
-            return cls(
-                realm=str(data["realm"]),
-                access_token=str(data["access_token"]),
-                refresh_token=data.get("refresh_token"),
-                expires_at=float(data["expires_at"]),
-                csrf=str(data["csrf"]),
-            )
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    id: UUID | None = None
 
     def claims(self) -> dict[str, Any]:
-        """The access token's claims, unverified: only for what the shell shows; the core
-        verifies the token on every call."""
+        """The access token's claims, unverified: the shell received the token from the token
+        endpoint itself and keeps it server-side; the core verifies it on every call."""
         try:
             payload = self.access_token.split(".")[1]
             data = json.loads(_unb64(payload))
         except (IndexError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
+
+    @property
+    def subject(self) -> str:
+        return str(self.claims().get("sub", ""))
 
     def roles(self) -> set[str]:
         access = self.claims().get("realm_access") or {}

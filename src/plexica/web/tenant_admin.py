@@ -167,13 +167,26 @@ def _users(app: FastAPI, shell: Shell, nav_of: NavFn) -> None:
             return shell.page(
                 request, session, "confirm.html", title=f"Disable {email}", nav=nav,
                 heading=f"Disable {email}?",
-                warning="They are signed out within minutes and cannot sign in until enabled "
+                warning="Their web sessions end now and they cannot sign in until enabled "
                 "again. Their data is kept.",
                 action_url=f"/t/admin/users/{quote(uid)}/disable",
                 confirm_label="Yes, disable", danger=True, cancel_url="/t/admin/users",
             )  # fmt: skip
 
         return await shell.run(request, confirm, operator=False)
+
+    @app.post("/t/admin/users/{user_id}/sessions/end", include_in_schema=False)
+    async def admin_end_sessions(request: Request, user_id: str) -> Response:
+        async def end(request: Request, session: WebSession) -> Response:
+            uid = _user_id(user_id)
+            # The core decides: only an admin lists the users, and only its own tenant's.
+            email = await email_of(session, uid) if uid else None
+            if uid is None or email is None:
+                return await users_page(request, session, status=404, error="No such user.")
+            ended = await shell.end_sessions(session.realm, uid)
+            return back(f"Signed {email} out of {ended} web session{'s' * (ended != 1)}.")
+
+        return await shell.run(request, end, operator=False)
 
     @app.post("/t/admin/users/{user_id}/{action}", include_in_schema=False)
     async def admin_user_state(request: Request, user_id: str, action: str) -> Response:
@@ -186,6 +199,8 @@ def _users(app: FastAPI, shell: Shell, nav_of: NavFn) -> None:
                 return await users_page(
                     request, session, status=done.status, errors={uid: done.error_message()}
                 )
+            if action == "disable":
+                await shell.end_sessions(session.realm, uid)
             return back(f"User {done.body.get('email', '')} {action}d.")
 
         return await shell.run(request, act, operator=False)
@@ -292,7 +307,7 @@ def _logo(app: FastAPI, shell: Shell) -> None:
     async def logo(request: Request, v: str = "") -> Response:
         """The tenant's logo for the header, with the user's own token; never anything but a
         raster image, and cacheable because its URL carries its version."""
-        session = shell.read(request)
+        session = await shell.read(request)
         host_slug = getattr(request.state, "host_slug", None)
         if session is None or (host_slug and session.realm != f"plexica-{host_slug}"):
             return Response(status_code=404)

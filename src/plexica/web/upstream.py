@@ -111,7 +111,24 @@ class Upstream:
             },
         )  # fmt: skip
         fresh.csrf = session.csrf
+        fresh.id = session.id
+        fresh.id_token = fresh.id_token or session.id_token
         return fresh
+
+    def end_session_url(
+        self, session: WebSession, state: str, post_logout_redirect_uri: str | None = None
+    ) -> str:
+        """The provider's end-session endpoint (OIDC RP-initiated logout), where the browser
+        goes after the shell has ended its own session: the provider ends its sign-in session
+        too, then sends the browser back to the shell's registered callback with ``state``."""
+        params = {
+            "client_id": WEB_CLIENT,
+            "post_logout_redirect_uri": post_logout_redirect_uri or self.redirect_uri(),
+            "state": state,
+        }
+        if session.id_token:
+            params["id_token_hint"] = session.id_token
+        return f"{self.endpoint(session.realm)}/logout?{urlencode(params)}"
 
     async def end_session(self, session: WebSession) -> None:
         """Revokes the refresh token at the provider (back channel): a stolen copy of the old
@@ -132,6 +149,7 @@ class Upstream:
             realm=realm,
             access_token=str(body["access_token"]),
             refresh_token=body.get("refresh_token"),
+            id_token=body.get("id_token"),
             expires_at=time.time() + float(body.get("expires_in", 300)),
         )
 

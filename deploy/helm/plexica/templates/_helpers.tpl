@@ -170,7 +170,9 @@ spec:
     spec:
       automountServiceAccountToken: false
       enableServiceLinks: false
-      terminationGracePeriodSeconds: {{ add (int .root.Values.config.shutdownGraceSeconds) 10 }}
+      {{- /* preStop, then SIGTERM: the drain (/ready 503, still serving), then in-flight work
+           gets shutdownGraceSeconds; 5 s to spare before the kubelet's SIGKILL (ADR 0142). */}}
+      terminationGracePeriodSeconds: {{ add (int .root.Values.config.preStopSeconds) (int .root.Values.config.drainSeconds) (int .root.Values.config.shutdownGraceSeconds) 5 }}
       {{- include "plexica.podSecurityContext" .root | nindent 6 }}
       {{- with .root.Values.image.pullSecrets }}
       imagePullSecrets:
@@ -209,6 +211,10 @@ spec:
           resources:
             {{- toYaml .resources | nindent 12 }}
           {{- include "plexica.probes" . | nindent 10 }}
+          lifecycle:
+            # The endpoints and the edge learn of the pod's deletion while this runs.
+            preStop:
+              exec: {command: ["sleep", {{ .root.Values.config.preStopSeconds | quote }}]}
           {{- include "plexica.containerSecurityContext" .root | nindent 10 }}
           volumeMounts:
             - name: tmp

@@ -20,13 +20,20 @@ import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica_sdk.auth import MAX_TOKEN_BYTES, CachingVerifier, JwksIssuerResolver, JwtVerifier
+from plexica_sdk.auth import (
+    MAX_TOKEN_BYTES,
+    CachingVerifier,
+    JwksIssuerResolver,
+    JwtVerifier,
+    RevocationCheck,
+)
 from plexica_sdk.client import ClientCredentials, CoreClient
 from plexica_sdk.context import Principal
 from plexica_sdk.db import Installation, PluginDatabase, publish
 from plexica_sdk.errors import ForbiddenError, UnauthenticatedError, UnavailableError
 from plexica_sdk.jobs import JobRunner, PeriodicJob
 from plexica_sdk.manifest import Manifest
+from plexica_sdk.revocation import plugin_revocations
 from plexica_sdk.service import Lifespan, create_service_app
 from plexica_sdk.ui import Fragments
 
@@ -52,11 +59,17 @@ class PluginConfig:
     client_id: str | None = None
     client_secret: str | None = None
     verifier: TokenVerifier | None = None
+    # Checked on every request (ADR 0115). None: read through the plugin's own database login
+    # (plugin_api.revocations, woken by NOTIFY); a plugin mounted in the core gets the core's.
+    revocations: RevocationCheck | None = None
     pool_size: int = 5
     # Periodic jobs run in the plugin's own process (from_env turns them on); a plugin mounted
     # or tested elsewhere runs them only when asked.
     run_jobs: bool = False
     job_interval: float | None = None
+    # The database URL looked up when the plugin starts, from its id, instead of
+    # ``database_url``: the embedded platform gives each in-process plugin its own login so.
+    database_login: Callable[[str], Coroutine[Any, Any, str]] | None = None
 
     @classmethod
     def from_env(cls) -> PluginConfig:
@@ -87,6 +100,7 @@ class PluginRuntime:
     config: PluginConfig
     db: PluginDatabase | None = None
     verifier: TokenVerifier | None = None
+    revocations: RevocationCheck | None = None
     core: CoreClient | None = None
     fragments: Fragments | None = None
     jobs: list[PeriodicJob] = field(default_factory=list)
@@ -247,16 +261,27 @@ def create_plugin_app(
     @asynccontextmanager
     async def plugin_lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned: list[Callable[[], Coroutine[Any, Any, None]]] = []
-        if cfg.database_url:
-            rt.db = PluginDatabase(cfg.database_url, manifest.id, pool_size=cfg.pool_size)
+        url = cfg.database_url
+        if cfg.database_login is not None:
+            url = await cfg.database_login(manifest.id)
+        if url:
+            rt.db = PluginDatabase(url, manifest.id, pool_size=cfg.pool_size)
             owned.append(rt.db.dispose)
             app.state.readiness.add("database", rt.db.ping)
+        rt.revocations = cfg.revocations
+        if rt.revocations is None and rt.db is not None:
+            watcher = plugin_revocations(rt.db.engine)
+            await watcher.start()
+            owned.append(watcher.aclose)
+            rt.revocations = watcher
         if cfg.verifier is not None:
-            rt.verifier = CachingVerifier(cfg.verifier)
+            rt.verifier = CachingVerifier(cfg.verifier, revocations=rt.revocations)
         elif cfg.issuer_base_url:
             resolver = JwksIssuerResolver(cfg.issuer_base_url)
             owned.append(resolver.aclose)
-            rt.verifier = CachingVerifier(JwtVerifier(resolver, cfg.audience))
+            rt.verifier = CachingVerifier(
+                JwtVerifier(resolver, cfg.audience), revocations=rt.revocations
+            )
         if cfg.core_url:
             auth = None
             if cfg.token_url and cfg.client_id and cfg.client_secret:

@@ -25,6 +25,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import UnauthenticatedError
+from plexica_sdk.revocation import Refusal, Stamp, TenantSuspendedError
 
 ALGORITHMS = ["RS256"]
 INVALID = "invalid token"
@@ -60,11 +61,19 @@ PermissionResolver = Callable[[UUID | None, frozenset[str]], Awaitable[frozenset
 
 
 class RevocationCheck(Protocol):
-    def revoked(self, issuer: Issuer, client_id: str, issued_at: int) -> bool:
-        """Whether tokens that ``client_id`` of ``issuer`` got at ``issued_at`` are revoked.
+    def check(self, stamp: Stamp) -> Refusal | None:
+        """Whether the verified token ``stamp`` describes is revoked (or its realm suspended).
 
-        Called on every verification: it must answer from memory (refresh in the background)."""
+        Called on every verification, cached or not: it must answer from memory."""
         ...
+
+
+def refuse(reason: Refusal | None) -> None:
+    """Raise what a refused token gets: 401 like any invalid token, 403 for a suspended tenant."""
+    if reason == "suspended":
+        raise TenantSuspendedError("this tenant is suspended")
+    if reason is not None:
+        raise UnauthenticatedError(INVALID)
 
 
 async def _no_permissions(_: UUID | None, __: frozenset[str]) -> frozenset[str]:
@@ -119,9 +128,7 @@ class JwtVerifier:
         except jwt.PyJWTError:
             raise UnauthenticatedError(INVALID) from None
         if self.revocations is not None:
-            client_id, iat = claims.get("azp"), claims["iat"]
-            if isinstance(client_id, str) and self.revocations.revoked(issuer, client_id, int(iat)):
-                raise UnauthenticatedError(INVALID)
+            refuse(self.revocations.check(Stamp.of(issuer.url, claims)))
         return await self._principal(issuer, claims)
 
     async def _principal(self, issuer: Issuer, claims: dict[str, Any]) -> Principal:
@@ -175,32 +182,45 @@ def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 class CachingVerifier:
     """Remembers the principal of a token ``inner`` accepted for ``ttl`` seconds, never past
     the token's ``exp`` (ADR 0087). A client repeats its token on every request, so the signature
-    check runs once per token per ``ttl``; refusals are not kept (checked every time)."""
+    check runs once per token per ``ttl``; refusals are not kept (checked every time), and every
+    answer, remembered or not, is checked against ``revocations`` (ADR 0115)."""
 
     def __init__(
-        self, inner: TokenVerifierLike, *, ttl: float = 5.0, max_entries: int = 10_000
+        self,
+        inner: TokenVerifierLike,
+        *,
+        ttl: float = 5.0,
+        max_entries: int = 10_000,
+        revocations: RevocationCheck | None = None,
     ) -> None:
         self.inner = inner
         self.ttl = ttl
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, Principal]] = {}
+        self.revocations = revocations
+        self._entries: dict[str, tuple[float, Principal, Stamp]] = {}
 
     async def verify(self, token: str) -> Principal:
         hit = self._entries.get(token)
         now = time.time()
         if hit is not None:
             if hit[0] > now:
+                if self.revocations is not None:
+                    refuse(self.revocations.check(hit[2]))
                 return hit[1]
             del self._entries[token]
         principal = await self.inner.verify(token)
-        exp = _unverified(token)[1].get("exp")  # signed: inner has just accepted it
+        claims = _unverified(token)[1]  # signed: inner has just accepted it
+        stamp = Stamp.of(principal.issuer, claims)
+        if self.revocations is not None:
+            refuse(self.revocations.check(stamp))
+        exp = claims.get("exp")
         if isinstance(exp, int | float) and not isinstance(exp, bool) and self.ttl > 0:
             if len(self._entries) >= self.max_entries:
                 self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
                 if len(self._entries) >= self.max_entries:
                     self._entries.clear()
             if exp > now:
-                self._entries[token] = (min(now + self.ttl, float(exp)), principal)
+                self._entries[token] = (min(now + self.ttl, float(exp)), principal, stamp)
         return principal
 
 
