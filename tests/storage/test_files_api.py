@@ -282,7 +282,9 @@ async def test_operators_have_no_bucket(core: Core) -> None:
         json={"quota_bytes": 1},
         headers=core.issuers.operator_headers(),
     )
-    assert error_of(r)["code"] == "invalid_slug"
+    # The path parameter's pattern is the slug rule (ADR 0136): refused as invalid input.
+    assert r.status_code == 422, r.text
+    assert error_of(r)["code"] == "validation_error"
     a = core.tenant()
     r = await core.client.put(
         f"/v1/files/limits/{a.slug}", json={"quota_bytes": 1}, headers=a.headers

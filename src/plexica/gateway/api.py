@@ -12,6 +12,8 @@ router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
 
 @router.get(
     "/authorize",
+    # The data plane's contract, not the API's: the edge never routes /v1/gateway (ADR 0139).
+    include_in_schema=False,
     summary="Decide on a request at the edge",
     description="Reads X-Forwarded-Method/-Uri/-Host and Authorization. 200 carries the headers "
     "to pass upstream (X-Tenant-ID, X-User-ID, X-User-Roles, X-Trace-ID); 400/401/403/404/429 "

@@ -154,9 +154,9 @@ class _Proxy:
             message = await receive()
             body += message.get("body", b"")
             if len(body) > MAX_PROXIED_BODY:
-                await error_response(413, "too_large", "request body too large")(
-                    scope, receive, send
-                )
+                await error_response(
+                    413, "payload_too_large", f"the request body exceeds {MAX_PROXIED_BODY} bytes"
+                )(scope, receive, send)
                 return
             if not message.get("more_body"):
                 break
@@ -166,6 +166,12 @@ class _Proxy:
         )
         try:
             answer = await self._http.request(scope["method"], url, headers=headers, content=body)
+        except httpx.TimeoutException:
+            # The same answer as a mounted plugin's or Traefik's (ADR 0137).
+            await error_response(504, "upstream_timeout", "the plugin did not answer in time")(
+                scope, receive, send
+            )
+            return
         except httpx.HTTPError:
             await error_response(502, "bad_gateway", "the plugin did not answer")(
                 scope, receive, send

@@ -9,6 +9,7 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 from starlette.convertors import PathConvertor, register_url_convertor
 
@@ -25,7 +26,7 @@ from plexica.storage.schemas import (
     PresignOut,
     UsageOut,
 )
-from plexica.storage.service import REFUSED, Received, Scope, StorageService
+from plexica.storage.service import REFUSED, SLUG_PATTERN, Received, Scope, StorageService
 from plexica.storage.signing import EDGE_CORE_PREFIX, SIGNED_PATH
 from plexica.storage.store import ObjectInfo
 from plexica_sdk.errors import ForbiddenError, NotFoundError, PlexicaError
@@ -40,6 +41,16 @@ class _KeyConvertor(PathConvertor):
 
 register_url_convertor("objectkey", _KeyConvertor())
 
+# Uploads are the bytes of the file, of the type the Content-Type names (sniffed and checked).
+BINARY_BODY = {
+    "required": True,
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
+# A download is the file's bytes with the type it was stored with.
+FILE_RESPONSE = {
+    "description": "The file",
+    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+}
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
 
@@ -170,7 +181,11 @@ async def usage(service: StorageDep, db: DbDep, scope: ScopeDep) -> UsageOut:
     "/limits/{tenant_slug}", summary="Set a tenant's quota (operators)", response_model=UsageOut
 )
 async def set_limits(
-    tenant_slug: str, body: LimitsIn, service: StorageDep, db: DbDep, _: OperatorDep
+    tenant_slug: Annotated[str, PathParam(pattern=SLUG_PATTERN)],
+    body: LimitsIn,
+    service: StorageDep,
+    db: DbDep,
+    _: OperatorDep,
 ) -> UsageOut:
     scope = Scope.of_tenant(None, tenant_slug)
     async with db.session() as session:
@@ -216,7 +231,12 @@ def _local_signer(service: StorageService) -> LocalStore:
     return service.store
 
 
-@router.get(SIGNED_PATH.removeprefix("/v1/files"), summary="Download through a signed URL")
+@router.get(
+    SIGNED_PATH.removeprefix("/v1/files"),
+    summary="Download through a signed URL",
+    response_class=Response,
+    responses={200: FILE_RESPONSE},
+)
 async def signed_get(
     token: Annotated[str, Query(max_length=4096)], service: StorageDep
 ) -> Response:
@@ -227,7 +247,11 @@ async def signed_get(
     return _download(info, chunks)
 
 
-@router.put(SIGNED_PATH.removeprefix("/v1/files"), summary="Upload through a signed URL")
+@router.put(
+    SIGNED_PATH.removeprefix("/v1/files"),
+    summary="Upload through a signed URL",
+    openapi_extra={"requestBody": BINARY_BODY},
+)
 @body_limit(None)  # streamed under the tenant's object size limit
 async def signed_put(
     token: Annotated[str, Query(max_length=4096)],
@@ -251,7 +275,12 @@ async def signed_put(
     return _out(info)
 
 
-@router.put("/objects/{key:objectkey}", summary="Upload a file (streamed)", status_code=201)
+@router.put(
+    "/objects/{key:objectkey}",
+    summary="Upload a file (streamed)",
+    status_code=201,
+    openapi_extra={"requestBody": BINARY_BODY},
+)
 @body_limit(None)  # streamed under the tenant's object size limit
 async def upload(  # noqa: PLR0917 - FastAPI dependencies
     key: str,
@@ -265,7 +294,12 @@ async def upload(  # noqa: PLR0917 - FastAPI dependencies
     return _out(await _store_upload(request, service, db, scope, key))
 
 
-@router.get("/objects/{key:objectkey}", summary="Download a file (streamed)")
+@router.get(
+    "/objects/{key:objectkey}",
+    summary="Download a file (streamed)",
+    response_class=Response,
+    responses={200: FILE_RESPONSE},
+)
 async def download(key: str, service: StorageDep, scope: ScopeDep) -> Response:
     info, chunks = await service.open(scope, key)
     return _download(info, chunks)

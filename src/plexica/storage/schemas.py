@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class FileOut(BaseModel):
@@ -44,5 +44,6 @@ class UsageOut(BaseModel):
 
 
 class LimitsIn(BaseModel):
+    model_config = ConfigDict(strict=True)  # false is not 0 bytes
     quota_bytes: int | None = Field(default=None, ge=0)
     max_object_bytes: int | None = Field(default=None, ge=0)

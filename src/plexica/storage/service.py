@@ -34,7 +34,8 @@ from plexica.storage.store import (
 )
 from plexica_sdk.errors import ForbiddenError, NotFoundError, PlexicaError
 
-_SLUG_RE = re.compile(rf"^[a-z][a-z0-9-]{{{SLUG_MIN - 2},{SLUG_MAX - 2}}}[a-z0-9]$")
+SLUG_PATTERN = rf"^[a-z][a-z0-9-]{{{SLUG_MIN - 2},{SLUG_MAX - 2}}}[a-z0-9]$"
+_SLUG_RE = re.compile(SLUG_PATTERN)
 UPLOADED_BYTES = Counter("plexica_storage_uploaded_bytes", "Bytes of objects committed.")
 REFUSED = Counter(
     "plexica_storage_refused_uploads", "Uploads refused before anything was written.", ["code"]

@@ -30,6 +30,7 @@ from plexica.tenants.service import (
     BRAND_LOGO,
     LOGO_KEY,
     LOGO_MAX_BYTES,
+    LOGO_TYPES,
     LogoTooLargeError,
     check_logo,
 )
@@ -284,6 +285,15 @@ async def update_branding(
         413: {"description": "logo_too_large"},
         415: {"description": "unsupported_logo_type"},
     },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                kind: {"schema": {"type": "string", "format": "binary"}}
+                for kind in sorted(LOGO_TYPES)
+            },
+        }
+    },
 )
 async def put_logo(
     request: Request,
@@ -323,7 +333,17 @@ async def put_logo(
 @tenant_router.get(
     "/branding/logo",
     summary="The tenant's logo",
-    responses={404: {"description": "not_found: no logo"}},
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The logo",
+            "content": {
+                kind: {"schema": {"type": "string", "format": "binary"}}
+                for kind in sorted(LOGO_TYPES)
+            },
+        },
+        404: {"description": "not_found: no logo"},
+    },
 )
 async def get_logo(
     request: Request, tenant: TenantDep, session: TenantSessionDep, service: TenantServiceDep

@@ -37,9 +37,10 @@ from plexica_billing.schemas import (
     UsageRecord,
 )
 from plexica_sdk.app import FragmentsDep, PluginContext, require
+from plexica_sdk.pagination import PageOffset, PageSize
 
-Limit = Annotated[int, Query(ge=1, le=200)]
-Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+Limit = PageSize
+Offset = PageOffset
 Search = Annotated[str | None, Query(max_length=100)]
 
 CustomerRead = Annotated[PluginContext, Depends(require("billing:customer:read"))]

@@ -25,10 +25,11 @@ from plexica_crm.schemas import (
     UnknownReferenceError,
 )
 from plexica_sdk.app import FragmentsDep, PluginContext, require
+from plexica_sdk.pagination import PageOffset, PageSize
 from plexica_sdk.ui import field_errors, form_fields
 
-Limit = Annotated[int, Query(ge=1, le=200)]
-Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+Limit = PageSize
+Offset = PageOffset
 Search = Annotated[str | None, Query(max_length=100)]
 
 
