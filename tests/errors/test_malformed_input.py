@@ -144,6 +144,8 @@ async def test_malformed_and_excessive_query_strings_are_refused(stack: Stack) -
     cases = [
         f"{CRM}/contacts?{many}",
         f"{CRM}/contacts?limit=1&limit=x",
+        f"{CRM}/contacts?limit=1&limit=2",
+        f"{CORE}/audit?before=1&before=2",
         f"{CRM}/contacts?q=%zz&limit=",
     ]
     for path in cases:

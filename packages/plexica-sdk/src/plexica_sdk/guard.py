@@ -4,7 +4,7 @@
 the embedded edge. It refuses, in the one error shape:
 
 - a path or query string with a NUL byte, invalid UTF-8 or more than ``max_query_params``
-  parameters (400);
+  parameters, or a parameter given twice that no route of the app takes as a list (400);
 - a body larger than the route's limit (413; a declared ``Content-Length`` is refused before a
   byte is read, a chunked body as soon as it passes the limit);
 - a JSON body that is not strict UTF-8 JSON, nests deeper than 64, has an array of more than
@@ -17,9 +17,11 @@ own limit, as uploads do).
 
 from __future__ import annotations
 
+import collections.abc
 import json
 import math
 import re
+import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
@@ -66,8 +68,11 @@ def _bad_text(value: str) -> bool:
     return _BAD_CHARS.search(value) is not None
 
 
-def check_query(raw: bytes, max_params: int = MAX_QUERY_PARAMS) -> InputRejectedError | None:
-    """Why a raw query string is refused, or ``None``."""
+def check_query(
+    raw: bytes, max_params: int = MAX_QUERY_PARAMS, lists: frozenset[str] | None = None
+) -> InputRejectedError | None:
+    """Why a raw query string is refused, or ``None``. ``lists``: the names that may repeat
+    (None: any may)."""
     if not raw:
         return None
     pairs = [p for p in raw.replace(b";", b"&").split(b"&") if p]
@@ -75,6 +80,7 @@ def check_query(raw: bytes, max_params: int = MAX_QUERY_PARAMS) -> InputRejected
         return InputRejectedError(
             400, "too_many_parameters", f"at most {max_params} query parameters are accepted"
         )
+    seen: set[str] = set()
     for pair in pairs:
         try:
             text = unquote_to_bytes(pair.replace(b"+", b" ")).decode("utf-8")
@@ -82,7 +88,52 @@ def check_query(raw: bytes, max_params: int = MAX_QUERY_PARAMS) -> InputRejected
             return InputRejectedError(400, "invalid_encoding", "query parameters must be UTF-8")
         if "\x00" in text:
             return InputRejectedError(400, "invalid_character", "NUL is not accepted")
+        name = text.partition("=")[0]
+        if lists is not None and name in seen and name not in lists:
+            return InputRejectedError(
+                400, "duplicate_parameter", f"query parameter {name!r} may be given only once"
+            )
+        seen.add(name)
     return None
+
+
+_SEQUENCES = (list, tuple, set, frozenset, collections.abc.Sequence, collections.abc.Set)
+
+
+def _is_sequence(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_sequence(typing.get_args(annotation)[0])
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_is_sequence(a) for a in typing.get_args(annotation))
+    return (origin or annotation) in _SEQUENCES
+
+
+def list_parameters(app: Any) -> frozenset[str] | None:
+    """The query parameters that some route of ``app`` (or of an app mounted in it) takes as a
+    list: only those may repeat in a query string. None when a mounted app's routes cannot be
+    seen (an edge in front of other apps): their own guards decide."""
+    from fastapi.dependencies.utils import get_flat_params
+    from fastapi.routing import APIRoute
+    from starlette.routing import Host, Mount
+    from starlette.staticfiles import StaticFiles
+
+    names: set[str] = set()
+    for route in getattr(app, "routes", ()):
+        if isinstance(route, APIRoute):
+            for field in get_flat_params(route.dependant):
+                if _is_sequence(field.field_info.annotation):
+                    names.add(field.alias)
+        elif isinstance(route, Mount | Host):  # a mounted app: its own routes count too
+            if isinstance(route.app, StaticFiles):
+                continue
+            if not hasattr(route.app, "routes"):
+                return None
+            inner = list_parameters(route.app)
+            if inner is None:
+                return None
+            names |= inner
+    return frozenset(names)
 
 
 def check_path(path: str) -> InputRejectedError | None:
@@ -270,13 +321,17 @@ class InputGuard:
         self.inspect_bodies = inspect_bodies
         self.body_limit = body_limit
         self.max_query_params = max_query_params
+        self._lists: frozenset[str] | object | None = _UNSET  # the app's, at the first request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self._lists is _UNSET and "app" in scope:
+            self._lists = list_parameters(scope["app"])
+        lists = self._lists if isinstance(self._lists, frozenset) else None
         problem = check_path(scope["path"]) or check_query(
-            scope.get("query_string", b""), self.max_query_params
+            scope.get("query_string", b""), self.max_query_params, lists
         )
         if problem is not None:
             from plexica_sdk.errors import error_response
