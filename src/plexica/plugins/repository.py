@@ -346,6 +346,13 @@ async def foreign_objects(session: AsyncSession, role: str, schema: str, prefix:
 # Run on the plugin's own migration connection before it commits, and again by the platform
 # after: only catalog tables, schema-qualified, after a search path of pg_catalog alone, so that
 # nothing the migration created (a function, an operator, a temporary table) can stand in.
+# A function (or aggregate) named like one of PostgreSQL's is refused whatever its arguments:
+# an overload with a closer match (``array_agg(uuid)``, ``jsonb_build_object(text, text)``,
+# ``pg_advisory_xact_lock(integer)``) would be picked by any unqualified call made with the
+# tenant schema on the search path (another plugin's queries, the platform's tenant session)
+# and run the plugin's code as that caller. The table prefix does not prevent it when the
+# plugin's id is the start of a built-in's name (``array``, ``jsonb``, ``pg``, ``to``, ...).
+# Names of the platform's own functions in the tenant schema (``plexica_*``) are refused too.
 _OWNED_PROBLEMS = """
 WITH me AS (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1),
 here AS (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
@@ -367,6 +374,15 @@ SELECT pg_catalog.concat(n.nspname, '.', t.typname) FROM pg_catalog.pg_type t
    AND (n.nspname OPERATOR(pg_catalog.<>) $2
         OR NOT (pg_catalog.starts_with(t.typname::text, $3)
                 OR pg_catalog.starts_with(t.typname::text, pg_catalog.concat('_', $3))))
+UNION ALL
+SELECT pg_catalog.concat('function named like a built-in or the platform''s: ', p.proname)
+  FROM pg_catalog.pg_proc p, me
+ WHERE p.proowner = me.oid
+   AND (pg_catalog.starts_with(p.proname::text, 'plexica_')
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc b
+                    WHERE b.proname OPERATOR(pg_catalog.=) p.proname
+                      AND b.pronamespace OPERATOR(pg_catalog.=)
+                          'pg_catalog'::pg_catalog.regnamespace))
 UNION ALL
 SELECT pg_catalog.concat('security definer function ', p.proname) FROM pg_catalog.pg_proc p, me
  WHERE p.proowner = me.oid AND p.prosecdef
