@@ -15,6 +15,7 @@ from plexica.backup.service import backup_tenant, restore_tenant, schema_of
 from plexica.kit.db import Database
 from plexica.plugins import service
 from plexica.storage.local import LocalStore
+from plexica_sdk.db import plugin_role
 from plexica_sdk.manifest import parse_manifest
 from tests.plugins.conftest import Platform, TenantFactory, bare_app, plugin_doc
 from tests.plugins.test_escape import _catalog_directly
@@ -79,6 +80,57 @@ async def test_restoring_a_backup_runs_no_plugin_code_as_the_platform(
             assert leftover == 0
         finally:
             await conn.execute(f'DROP ROLE IF EXISTS "{p}_pwned"')
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema_of(copy)}" CASCADE')
+            await conn.execute(f'ALTER SCHEMA "{source}_away" RENAME TO "{source}"')
+    finally:
+        await conn.close()
+
+
+async def test_a_function_the_plugin_made_security_definer_is_restored_as_invoker(
+    platform: Platform,
+    db: Database,
+    database_url: str,
+    make_tenant: TenantFactory,
+    tmp_path: Path,
+) -> None:
+    """At run time the plugin's role owns its functions and may make one SECURITY DEFINER
+    (harmless while it runs as that role); restored, the owner owns it and it must not run as
+    the owner for whoever calls it."""
+    t = await make_tenant()
+    p = "esc" + uuid.uuid4().hex[:8]
+    await _catalog_directly(
+        db,
+        p,
+        f"CREATE FUNCTION {p}_who() RETURNS text LANGUAGE plpgsql"
+        " AS $f$ BEGIN RETURN current_user; END $f$;",
+    )
+    async with db.session() as s:
+        await service.ensure_login(s, p)
+    platform.endpoints[p] = bare_app(parse_manifest(plugin_doc(p)))
+    r = await platform.http.post(
+        f"{CORE}/tenants/{t.id}/plugins", json={"plugin_id": p}, headers=t.headers("tenant_admin")
+    )
+    assert r.status_code == 201, r.text
+    url = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    source, copy = schema_of(t.ref.slug), "r" + uuid.uuid4().hex[:10]
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():  # what the plugin may do through its login at run time
+            await conn.execute(f'SET LOCAL ROLE "{plugin_role(p, t.id)}"')
+            await conn.execute(f'ALTER FUNCTION "{source}".{p}_who() SECURITY DEFINER')
+        store = LocalStore(tmp_path / "objects")
+        archive = tmp_path / "t.tar"
+        await backup_tenant(url, store, t.ref.slug, archive)
+        await conn.execute(f'ALTER SCHEMA "{source}" RENAME TO "{source}_away"')
+        try:
+            await restore_tenant(url, store, archive, as_slug=copy)
+            definers = await conn.fetch(
+                "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+                " WHERE n.nspname = $1 AND p.prosecdef",
+                schema_of(copy),
+            )
+            assert [d[0] for d in definers] == []
+        finally:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema_of(copy)}" CASCADE')
             await conn.execute(f'ALTER SCHEMA "{source}_away" RENAME TO "{source}"')
     finally:

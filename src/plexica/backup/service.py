@@ -309,9 +309,19 @@ def _restore_schema(url: str, tar: tarfile.TarFile, source_schema: str, schema: 
                 if schema != source_schema
                 else ""
             )
+            # What the role made, the owner will own: no routine of it may run as the owner
+            # (a plugin's role may have made its own SECURITY DEFINER at run time, and the
+            # platform's functions are made again when a plugin is installed or restored).
+            invoker = (
+                "DO $$ DECLARE f regprocedure; BEGIN FOR f IN SELECT p.oid::regprocedure"  # noqa: S608
+                " FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles o ON o.oid = p.proowner"
+                f" WHERE o.rolname = '{role}' AND p.prosecdef LOOP"
+                " EXECUTE pg_catalog.format('ALTER ROUTINE %s SECURITY INVOKER', f);"
+                " END LOOP; END $$"
+            )
             _run(
                 _psql(
-                    url, "--single-transaction",
+                    url, "--single-transaction", "-c", invoker,
                     "-c", f"{rename} REASSIGN OWNED BY {r} TO CURRENT_USER",
                     "-c", f"DROP OWNED BY {r}", "-c", f"DROP ROLE {r}",
                 )
