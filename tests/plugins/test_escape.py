@@ -95,6 +95,12 @@ ATTEMPTS: dict[str, str] = {
     "alter_role_createrole": "ALTER ROLE {role} CREATEROLE CREATEDB;",
     "alter_owner_password": "ALTER ROLE {owner} PASSWORD 'owned';",
     "alter_login": "ALTER ROLE {login} SET role = '{owner}';",
+    # its own defaults in this database outrank the ones the platform pins (search path, time
+    # limits) for its next migration, and RESET ALL does not reach them
+    "alter_own_settings_in_database": (
+        "DO $$ BEGIN EXECUTE format('ALTER ROLE %I IN DATABASE %I SET statement_timeout = 0',"
+        " current_user, current_database()); END $$;"
+    ),
     "create_role": "CREATE ROLE {p}_evil LOGIN PASSWORD 'x';",
     "grant_to_public": "CREATE TABLE {p}_a (id int); GRANT SELECT ON {p}_a TO PUBLIC;",
     "grant_to_login": "CREATE TABLE {p}_a (id int); GRANT ALL ON {p}_a TO {login};",

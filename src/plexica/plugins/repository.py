@@ -286,8 +286,11 @@ async def prepare_migration_role(
             )
         )
         await session.execute(text(f"GRANT {r} TO CURRENT_USER"))
-    # Whatever an earlier migration set for itself (a role may ALTER its own defaults) goes.
+    # Whatever an earlier migration set for itself (a role may ALTER its own defaults, also
+    # IN DATABASE, which outranks the role's own) goes.
+    database = (await session.execute(text("SELECT current_database()"))).scalar_one()
     await session.execute(text(f"ALTER ROLE {r} RESET ALL"))
+    await session.execute(text(f"ALTER ROLE {r} IN DATABASE {_ident(database)} RESET ALL"))
     for name, value in (
         ("search_path", s),
         ("statement_timeout", str(int(statement_timeout_ms))),
@@ -295,7 +298,6 @@ async def prepare_migration_role(
         ("idle_in_transaction_session_timeout", str(int(statement_timeout_ms))),
     ):
         await session.execute(text(f"ALTER ROLE {r} SET {name} = {value}"))
-    database = (await session.execute(text("SELECT current_database()"))).scalar_one()
     await session.execute(text(f"GRANT CONNECT ON DATABASE {_ident(database)} TO {r}"))
     await session.execute(text(f"GRANT USAGE, CREATE ON SCHEMA {s} TO {r}"))
 
@@ -316,6 +318,7 @@ async def seal_role(session: AsyncSession, role: str, schema: str) -> None:
     await session.execute(text(f"ALTER ROLE {r} NOLOGIN PASSWORD NULL"))
     await session.execute(text(f"ALTER ROLE {r} RESET ALL"))
     database = (await session.execute(text("SELECT current_database()"))).scalar_one()
+    await session.execute(text(f"ALTER ROLE {r} IN DATABASE {_ident(database)} RESET ALL"))
     await session.execute(text(f"REVOKE CONNECT ON DATABASE {_ident(database)} FROM {r}"))
     if await schema_exists(session, schema):
         await session.execute(text(f"GRANT USAGE ON SCHEMA {_ident(schema)} TO {r}"))
@@ -396,6 +399,9 @@ SELECT pg_catalog.concat(p.proname, ' granted to others') FROM pg_catalog.pg_pro
  WHERE p.proowner = me.oid AND a.grantee OPERATOR(pg_catalog.<>) me.oid
 UNION ALL
 SELECT 'default privileges' FROM pg_catalog.pg_default_acl d, me WHERE d.defaclrole = me.oid
+UNION ALL
+SELECT 'settings of its own in a database' FROM pg_catalog.pg_db_role_setting r, me
+ WHERE r.setrole OPERATOR(pg_catalog.=) me.oid AND r.setdatabase OPERATOR(pg_catalog.<>) 0
 UNION ALL
 SELECT pg_catalog.concat('member of ', m.roleid::regrole::text)
   FROM pg_catalog.pg_auth_members m, me WHERE m.member = me.oid
