@@ -4,8 +4,10 @@ logged in as a throwaway role that owns nothing but the schema being restored.""
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -138,3 +140,42 @@ async def test_a_function_the_plugin_made_security_definer_is_restored_as_invoke
 
 
 pytestmark = pytest.mark.usefixtures("crm_manifest")
+
+
+async def test_backup_and_restore_keep_the_database_password_off_command_lines(
+    database_url: str, make_tenant: TenantFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pg_dump`` and ``psql`` get the owner's password in their environment: a command line
+    is readable by every user of the machine."""
+    t = await make_tenant()
+    url = make_url(database_url).set(drivername="postgresql")
+    assert url.password
+    seen: list[tuple[list[str], dict[str, str]]] = []
+    real = subprocess.run
+
+    def spy(cmd: list[str], *args: Any, **kwargs: Any) -> Any:
+        seen.append((list(cmd), dict(kwargs.get("env") or {})))
+        return real(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", spy)
+    store = LocalStore(tmp_path / "objects")
+    plain, source, copy = (
+        url.render_as_string(False),
+        schema_of(t.ref.slug),
+        "r" + uuid.uuid4().hex[:10],
+    )
+    await backup_tenant(plain, store, t.ref.slug, tmp_path / "t.tar")
+    conn = await asyncpg.connect(plain)
+    try:
+        await conn.execute(f'ALTER SCHEMA "{source}" RENAME TO "{source}_away"')
+        try:
+            await restore_tenant(plain, store, tmp_path / "t.tar", as_slug=copy)
+        finally:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema_of(copy)}" CASCADE')
+            await conn.execute(f'ALTER SCHEMA "{source}_away" RENAME TO "{source}"')
+    finally:
+        await conn.close()
+    assert seen
+    for cmd, env in seen:
+        assert not any(str(url.password) in arg for arg in cmd), cmd[0]
+        assert env.get("PGPASSWORD"), cmd[0]

@@ -71,16 +71,31 @@ def _libpq(url: str) -> str:
     return url
 
 
+def _without_password(cmd: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command with the database URL's password moved to ``PGPASSWORD``: a command line is
+    readable by every local user (``ps``, ``/proc/<pid>/cmdline``)."""
+    out, env = [], {}
+    for arg in cmd:
+        url = make_url(arg) if arg.startswith("postgresql://") else None
+        if url is not None and url.password is not None:
+            env["PGPASSWORD"] = str(url.password)
+            out.append(url._replace(password=None).render_as_string(hide_password=False))
+        else:
+            out.append(arg)
+    return out, env
+
+
 def _run(
     cmd: list[str], *, stdout: IO[bytes] | None = None, env: dict[str, str] | None = None
 ) -> None:
+    cmd, hidden = _without_password(cmd)
     done = subprocess.run(
         cmd,
         stdout=stdout or subprocess.PIPE,
         stderr=subprocess.PIPE,
         timeout=3600,
         check=False,
-        env={**os.environ, **env} if env else None,
+        env={**os.environ, **hidden, **(env or {})},
     )
     if done.returncode != 0:
         raise BackupError(
@@ -95,8 +110,9 @@ def _psql(url: str, *args: str) -> list[str]:
 def _schema_exists(url: str, schema: str) -> bool:
     quote_ident(schema)  # only our own identifiers reach the query below
     query = f"SELECT 1 FROM pg_namespace WHERE nspname = '{schema}'"  # noqa: S608
+    cmd, hidden = _without_password(_psql(url, "-tAc", query))
     out = subprocess.run(
-        _psql(url, "-tAc", query), capture_output=True, text=True, timeout=60, check=True
+        cmd, capture_output=True, text=True, timeout=60, check=True, env={**os.environ, **hidden}
     )
     return out.stdout.strip() == "1"
 
