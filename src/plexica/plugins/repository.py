@@ -286,8 +286,11 @@ async def prepare_migration_role(
             )
         )
         await session.execute(text(f"GRANT {r} TO CURRENT_USER"))
-    # Whatever an earlier migration set for itself (a role may ALTER its own defaults) goes.
+    # Whatever an earlier migration set for itself (a role may ALTER its own defaults, also
+    # IN DATABASE, which outranks the role's own) goes.
+    database = (await session.execute(text("SELECT current_database()"))).scalar_one()
     await session.execute(text(f"ALTER ROLE {r} RESET ALL"))
+    await session.execute(text(f"ALTER ROLE {r} IN DATABASE {_ident(database)} RESET ALL"))
     for name, value in (
         ("search_path", s),
         ("statement_timeout", str(int(statement_timeout_ms))),
@@ -295,7 +298,6 @@ async def prepare_migration_role(
         ("idle_in_transaction_session_timeout", str(int(statement_timeout_ms))),
     ):
         await session.execute(text(f"ALTER ROLE {r} SET {name} = {value}"))
-    database = (await session.execute(text("SELECT current_database()"))).scalar_one()
     await session.execute(text(f"GRANT CONNECT ON DATABASE {_ident(database)} TO {r}"))
     await session.execute(text(f"GRANT USAGE, CREATE ON SCHEMA {s} TO {r}"))
 
@@ -316,6 +318,7 @@ async def seal_role(session: AsyncSession, role: str, schema: str) -> None:
     await session.execute(text(f"ALTER ROLE {r} NOLOGIN PASSWORD NULL"))
     await session.execute(text(f"ALTER ROLE {r} RESET ALL"))
     database = (await session.execute(text("SELECT current_database()"))).scalar_one()
+    await session.execute(text(f"ALTER ROLE {r} IN DATABASE {_ident(database)} RESET ALL"))
     await session.execute(text(f"REVOKE CONNECT ON DATABASE {_ident(database)} FROM {r}"))
     if await schema_exists(session, schema):
         await session.execute(text(f"GRANT USAGE ON SCHEMA {_ident(schema)} TO {r}"))
@@ -346,6 +349,13 @@ async def foreign_objects(session: AsyncSession, role: str, schema: str, prefix:
 # Run on the plugin's own migration connection before it commits, and again by the platform
 # after: only catalog tables, schema-qualified, after a search path of pg_catalog alone, so that
 # nothing the migration created (a function, an operator, a temporary table) can stand in.
+# A function (or aggregate) named like one of PostgreSQL's is refused whatever its arguments:
+# an overload with a closer match (``array_agg(uuid)``, ``jsonb_build_object(text, text)``,
+# ``pg_advisory_xact_lock(integer)``) would be picked by any unqualified call made with the
+# tenant schema on the search path (another plugin's queries, the platform's tenant session)
+# and run the plugin's code as that caller. The table prefix does not prevent it when the
+# plugin's id is the start of a built-in's name (``array``, ``jsonb``, ``pg``, ``to``, ...).
+# Names of the platform's own functions in the tenant schema (``plexica_*``) are refused too.
 _OWNED_PROBLEMS = """
 WITH me AS (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1),
 here AS (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
@@ -368,6 +378,15 @@ SELECT pg_catalog.concat(n.nspname, '.', t.typname) FROM pg_catalog.pg_type t
         OR NOT (pg_catalog.starts_with(t.typname::text, $3)
                 OR pg_catalog.starts_with(t.typname::text, pg_catalog.concat('_', $3))))
 UNION ALL
+SELECT pg_catalog.concat('function named like a built-in or the platform''s: ', p.proname)
+  FROM pg_catalog.pg_proc p, me
+ WHERE p.proowner = me.oid
+   AND (pg_catalog.starts_with(p.proname::text, 'plexica_')
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc b
+                    WHERE b.proname OPERATOR(pg_catalog.=) p.proname
+                      AND b.pronamespace OPERATOR(pg_catalog.=)
+                          'pg_catalog'::pg_catalog.regnamespace))
+UNION ALL
 SELECT pg_catalog.concat('security definer function ', p.proname) FROM pg_catalog.pg_proc p, me
  WHERE p.proowner = me.oid AND p.prosecdef
 UNION ALL
@@ -380,6 +399,9 @@ SELECT pg_catalog.concat(p.proname, ' granted to others') FROM pg_catalog.pg_pro
  WHERE p.proowner = me.oid AND a.grantee OPERATOR(pg_catalog.<>) me.oid
 UNION ALL
 SELECT 'default privileges' FROM pg_catalog.pg_default_acl d, me WHERE d.defaclrole = me.oid
+UNION ALL
+SELECT 'settings of its own in a database' FROM pg_catalog.pg_db_role_setting r, me
+ WHERE r.setrole OPERATOR(pg_catalog.=) me.oid AND r.setdatabase OPERATOR(pg_catalog.<>) 0
 UNION ALL
 SELECT pg_catalog.concat('member of ', m.roleid::regrole::text)
   FROM pg_catalog.pg_auth_members m, me WHERE m.member = me.oid
