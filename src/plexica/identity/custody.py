@@ -14,8 +14,6 @@ The ring is one per process, like the password hasher's policy: the composition 
 from __future__ import annotations
 
 import base64
-import os
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import SecretStr
 
+from plexica.kit.datadir import persisted_secret
 from plexica.settings import MIN_KEY_ENCRYPTION_KEY, Settings
 
 KEY_FILE = "key-encryption-key"
@@ -117,25 +116,12 @@ def install_from(settings: Settings) -> None:
         install(found)
 
 
-def generate_secret() -> str:
-    return secrets.token_urlsafe(48)
-
-
 def with_persisted_key(settings: Settings, data_dir: Path) -> Settings:
     """Without ``PLEXICA_KEY_ENCRYPTION_KEY``: the secret kept in the data directory (mode 0600),
     generated on the first start; the CLI finds it there too."""
     if settings.key_encryption_key is not None:
         return settings
-    path = data_dir / KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        value = path.read_text().strip()
-    else:
-        value = generate_secret()
-        with os.fdopen(fd, "w") as fh:
-            fh.write(value)
+    value = persisted_secret(data_dir / KEY_FILE)
     return settings.model_copy(update={"key_encryption_key": SecretStr(value)})
 
 

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import shutil
 from pathlib import Path
 from types import TracebackType
+
+
+def persisted_secret(path: Path) -> str:
+    """A secret kept in the data directory (mode 0600): read it, or make it on first use (two
+    processes starting at once agree: only one creates the file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
 
 
 class DataDirBusyError(RuntimeError):

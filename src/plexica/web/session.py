@@ -11,7 +11,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from uuid import UUID
 import structlog
 from pydantic import SecretStr
 
+from plexica.kit.datadir import persisted_secret
 from plexica.settings import Settings
 
 log = structlog.get_logger("plexica.web")
@@ -61,16 +61,7 @@ def with_persisted_secret(settings: Settings, data_dir: Path) -> Settings:
     data directory (mode 0600), so that a restart keeps everyone signed in."""
     if settings.web_secret is not None:
         return settings
-    path = data_dir / SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        value = path.read_text().strip()
-    else:
-        value = secrets.token_urlsafe(48)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(value)
+    value = persisted_secret(data_dir / SECRET_FILE)
     return settings.model_copy(update={"web_secret": SecretStr(value)})
 
 
