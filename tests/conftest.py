@@ -22,6 +22,9 @@ from tests.harness import servers
 TEST_KEY_ENCRYPTION_KEY = "test-key-encryption-key-0123456789abcdef"
 os.environ.setdefault(custody.ENV, TEST_KEY_ENCRYPTION_KEY)
 custody.install(custody.KeyRing.parse(os.environ[custody.ENV]))
+# The cores the tests run in process share one database per worker: none of them resumes the
+# tenants other tests leave half-made on purpose (the reconciler's tests run it themselves).
+os.environ.setdefault("PLEXICA_RECONCILE_SECONDS", "0")
 
 
 def worker_id() -> str:

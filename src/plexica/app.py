@@ -73,8 +73,9 @@ def create_app(
             app.state.services = services
             await services.start()
             stack.push_async_callback(services.stop)
-            reconciler = Reconciler(services.tenants, interval=settings.reconcile_seconds)
-            await stack.enter_async_context(reconciler.running())
+            if settings.reconcile_seconds > 0:
+                reconciler = Reconciler(services.tenants, interval=settings.reconcile_seconds)
+                await stack.enter_async_context(reconciler.running())
             await start_gateway(app, settings, database, services.tenants.cache, stack)
             if event_buses is not None:
                 runtime = EventRuntime(database, event_buses, kafka_brokers=settings.kafka_brokers)

@@ -113,8 +113,9 @@ class Settings(BaseSettings):
     # On SIGTERM /ready answers 503 and requests are still served this long, so that the edge
     # and Kubernetes stop routing here before the listener closes (ADR 0142).
     drain_seconds: float = Field(default=10.0, ge=0)
-    # How often a core looks for tenant sagas that a crash interrupted (ADR 0140).
-    reconcile_seconds: float = Field(default=10.0, gt=0)
+    # How often a core looks for tenant sagas that a crash interrupted (ADR 0140); 0: never
+    # (a core that must not touch other cores' tenants, e.g. beside a shared test database).
+    reconcile_seconds: float = Field(default=10.0, ge=0)
 
     # Web shell (ADR 0091, 0092): the key of the session cookies, shared by every web replica;
     # tenants at <slug>.<web_base_domain>.

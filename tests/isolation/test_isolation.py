@@ -150,7 +150,8 @@ async def test_crafted_slugs_are_refused_and_create_nothing(world: World, db: Da
             headers=world.operator,
         )
         assert r.status_code == 422, (slug, r.text)
-        assert error_of(r)["code"] == "invalid_slug", slug
+        # A NUL is refused by the input guard before the slug rule sees it.
+        assert error_of(r)["code"] in {"invalid_slug", "invalid_character"}, slug
     assert await _counts(db) == before
 
 

@@ -13,7 +13,11 @@ import asyncpg
 import psutil
 import pytest
 
+from plexica.kit.db import Database
+from plexica.kit.migrate import upgrade_platform
 from plexica.kit.pgserver import free_port
+from plexica.settings import Settings
+from tests.conftest import create_database, worker_id
 from tests.integration.test_cli import clean_env, start, stop, wait_ready
 from tests.tenants.test_cli import cli
 
@@ -93,9 +97,15 @@ async def test_a_core_finishes_a_provisioning_killed_mid_step(
 
 
 @pytest.mark.slow
-async def test_killing_migrate_leaves_no_worker_processes(
-    database_url: str, tmp_path: Path
-) -> None:
+async def test_killing_migrate_leaves_no_worker_processes(pg_url: str, tmp_path: Path) -> None:
+    # A database of its own: `plexica migrate` works on every tenant of the database, and the
+    # shared one has tenants that other tests are making and deleting meanwhile.
+    database_url = await create_database(pg_url, f"plexica_migkill_{worker_id()}")
+    db = Database(Settings(database_url=database_url).sqlalchemy_url, pool_size=1)
+    try:
+        await upgrade_platform(db)
+    finally:
+        await db.dispose()
     slug = f"mig-{uuid.uuid4().hex[:8]}"
     schema = "tenant_" + slug.replace("-", "_")
     env = clean_env(
