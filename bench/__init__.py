@@ -5,8 +5,9 @@ made for the run; processes a benchmark starts inherit it.
 """
 
 import os
+import secrets
 
 from plexica.identity import custody
 
-os.environ.setdefault(custody.ENV, custody.generate_secret())
+os.environ.setdefault(custody.ENV, secrets.token_urlsafe(48))
 custody.install(custody.KeyRing.parse(os.environ[custody.ENV]))
