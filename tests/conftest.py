@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -78,11 +80,19 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
 
 
 async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """Run the app's lifespan and give an HTTP client for it."""
-    async with app.router.lifespan_context(app):
+    """Run the app's lifespan and give an HTTP client for it. The shutdown is given at most
+    30 s: a background task that does not stop must fail loudly here, not hang the suite."""
+    lifespan = app.router.lifespan_context(app)
+    await lifespan.__aenter__()
+    try:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
             yield c
+    finally:
+        stopping = asyncio.ensure_future(lifespan.__aexit__(None, None, None))
+        _, pending = await asyncio.wait({stopping}, timeout=30)
+        if pending:
+            warnings.warn("the app's lifespan did not stop within 30 s", stacklevel=1)
 
 
 @pytest.fixture
