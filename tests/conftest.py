@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import warnings
 from collections.abc import AsyncIterator
@@ -92,7 +93,17 @@ async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         stopping = asyncio.ensure_future(lifespan.__aexit__(None, None, None))
         _, pending = await asyncio.wait({stopping}, timeout=30)
         if pending:
-            warnings.warn("the app's lifespan did not stop within 30 s", stacklevel=1)
+            warnings.warn(
+                f"the app's lifespan did not stop within 30 s\n{_task_stacks()}", stacklevel=1
+            )
+
+
+def _task_stacks() -> str:
+    """Where every task of the loop is waiting: what a stuck shutdown needs to be diagnosed."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=12, file=out)
+    return out.getvalue()
 
 
 @pytest.fixture
