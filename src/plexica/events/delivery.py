@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from plexica.events import repository
 from plexica.events.registry import SubscriptionRegistry
@@ -34,6 +34,11 @@ DEAD_LETTER_TOPIC = "plexica.deadletter"
 
 DELIVERED = Counter(
     "plexica_events_delivered_total", "Events handled by a plugin.", ["plugin", "outcome"]
+)
+CONSUMER_LAG = Gauge(
+    "plexica_event_consumer_lag_messages",
+    "Messages between a consumer group's position and the log end, after its last batch.",
+    ["group", "topic"],
 )
 
 
@@ -397,13 +402,21 @@ class KafkaDelivery(Loop):
         )
         consumer.subscribe(sorted(topics), listener=_Listener())
         await consumer.start()
+        group = consumer_group(self.plugin_id)
+        lag: dict[Any, int] = {}
         try:
             while not self.stopping.is_set():
                 batches = await consumer.getmany(timeout_ms=200)
-                for records in batches.values():
+                for tp, records in batches.items():
                     for record in records:
                         await self._handle(record)
+                    end = consumer.highwater(tp)
+                    if end is not None and records:
+                        lag[tp] = max(end - records[-1].offset - 1, 0)
                 if batches:
+                    for topic in {tp.topic for tp in batches}:
+                        behind = sum(n for tp, n in lag.items() if tp.topic == topic)
+                        CONSUMER_LAG.labels(group, topic).set(behind)
                     try:
                         await consumer.commit()
                     except KafkaError as exc:

@@ -16,6 +16,7 @@ from plexica import __version__
 from plexica.gateway.schemas import UPSTREAM_HEADERS
 from plexica.gateway.service import Gateway
 from plexica_sdk.errors import error_response
+from plexica_sdk.observability import TENANT_STATE_KEY
 from plexica_sdk.service import create_service_app
 
 if TYPE_CHECKING:
@@ -93,6 +94,9 @@ class _Guarded:
             for k, v in verdict.headers.items()
             if k in UPSTREAM_HEADERS and v
         ]
+        if "state" in scope:
+            # For the request metrics of the outer service (it never sees ``kept``).
+            scope["state"][TENANT_STATE_KEY] = verdict.headers.get("X-Tenant-Slug")
         await self.app(dict(scope, headers=kept), receive, send)
 
 

@@ -22,10 +22,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plexica_sdk.errors import is_unreachable, unavailable_response
+from plexica_sdk.toptenants import TENANT_LATENCY, TENANT_REQUESTS, tenant_label
 
 REQUEST_ID_HEADER = "x-request-id"
 TRACE_ID_HEADER = "x-trace-id"
 _REQUEST_ID_KEY, _TRACE_ID_KEY = REQUEST_ID_HEADER.encode(), TRACE_ID_HEADER.encode()
+# Set by the edge's decision for the services behind it (and stripped from clients' requests).
+_TENANT_SLUG_KEY = b"x-tenant-slug"
+# The embedded gateway sets the slug here, in the scope state every mounted app shares.
+TENANT_STATE_KEY = "tenant_slug"
+_CHILDREN_MAX = 10_000
+_SLUG_MAX = 63
 _ID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 # The edge's rate-limit state of this request (ADR 0048): Traefik's forwardAuth hands the
 # decision's RateLimit-* to the service, never to the client, so the service answers them back.
@@ -144,8 +151,8 @@ class RequestContextMiddleware:
         self.log = structlog.get_logger("plexica.access")
         self.in_flight = HTTP_IN_FLIGHT.labels(service)
         # Label lookups are a lock and a tuple hash each: the children are kept per
-        # (method, route template, status), a small set.
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # (method, route template, status, tenant label), a bounded set.
+        self._children: dict[tuple[str, str, int, str], tuple[Any, Any, Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -233,17 +240,34 @@ class RequestContextMiddleware:
         finally:
             gauge.dec()
             elapsed = time.perf_counter() - start
-            key = (scope["method"], _route_template(scope), status)
+            tenant = tenant_label(_tenant_slug(scope))
+            key = (scope["method"], _route_template(scope), status, tenant)
             children = self._children.get(key)
             if children is None:
-                method, route, _ = key
+                if len(self._children) >= _CHILDREN_MAX:
+                    self._children.clear()
+                method, route, _, _ = key
                 children = self._children[key] = (
                     HTTP_REQUESTS.labels(self.service, method, route, str(status)),
                     HTTP_LATENCY.labels(self.service, method, route),
+                    TENANT_REQUESTS.labels(self.service, tenant, route, str(status)),
+                    TENANT_LATENCY.labels(self.service, tenant),
                 )
             children[0].inc()
             children[1].observe(elapsed)
+            children[2].inc()
+            children[3].observe(elapsed)
         return status, elapsed
+
+
+def _tenant_slug(scope: Scope) -> str | None:
+    slug = scope.get("state", {}).get(TENANT_STATE_KEY)
+    if slug:
+        return str(slug)
+    for key, value in scope["headers"]:
+        if key == _TENANT_SLUG_KEY and len(value) <= _SLUG_MAX:
+            return value.decode("latin-1") or None
+    return None
 
 
 def _route_template(scope: Scope) -> str:
