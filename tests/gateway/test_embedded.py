@@ -8,13 +8,12 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from plexica_sdk import toptenants
-
 from plexica.app import create_app
 from plexica.gateway.embedded import create_edge_app
 from plexica.kit.db import Database
 from plexica.settings import Settings
 from plexica.web.app import create_web_app
+from plexica_sdk import toptenants
 from tests.conftest import error_of, running
 from tests.gateway.conftest import Core, core_app
 from tests.gateway.test_traefik import TRACE, Served, echo_plugin
