@@ -96,8 +96,8 @@ async def test_requests_are_counted_per_tenant_with_a_bounded_label(
         assert counted(latency, service=service, tenant=first["slug"]) == 4
         # The edge counts its refusals by the same label, and the requests it let through.
         assert counted("plexica_rate_limit_rejections_total", tenant=first["slug"]) == 1
-        edge = {"service": "gateway", "tenant": first["slug"], "status": "200"}
-        assert counted("plexica_tenant_requests_total", **edge) == 4
+        at_edge = {"service": "gateway", "tenant": first["slug"], "status": "200"}
+        assert counted("plexica_tenant_requests_total", **at_edge) == 4
 
 
 def test_oversized_headers_are_refused_at_the_embedded_edge(
