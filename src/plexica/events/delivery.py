@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Gauge
 
 from plexica.events import repository
 from plexica.events.registry import SubscriptionRegistry
 from plexica.events.relay import Loop, ensure_topics, family_topics
 from plexica.kit.db import Database
+from plexica_sdk import tracing
 from plexica_sdk.events import Event, EventBus, InvalidEventError, from_kafka, to_kafka
 
 log = structlog.get_logger("plexica.events.delivery")
@@ -71,8 +73,15 @@ class Dispatcher:
         if not await self.registry.is_active(plugin_id, event.tenant_id):
             DELIVERED.labels(plugin_id, "skipped").inc()
             return False
-        for handler in handlers:
-            await handler(event)
+        # In the trace of the request that published the event (its traceparent).
+        with tracing.tracer(f"plugin-{plugin_id}").start_as_current_span(
+            f"consume {event.type}",
+            context=tracing.child_of(event.traceparent),
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.destination.name": event.type, "plexica.plugin": plugin_id},
+        ):
+            for handler in handlers:
+                await handler(event)
         DELIVERED.labels(plugin_id, "ok").inc()
         return True
 
