@@ -27,6 +27,11 @@ SEED_SERVICES = {
     "traefik": "traefik:v3.",
     "kong": "kong:3.",
 }
+MONITORING = {
+    "prometheus": "prom/prometheus:v3.",
+    "grafana": "grafana/grafana:",
+    "jaeger": "jaegertracing/jaeger:2.",
+}
 PLEXICA = ("core", "worker", "web", "plugin-crm", "plugin-billing", "migrate", "gateway-config")
 VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 INTERPOLATION = re.compile(r"\$\{([A-Za-z0-9_]+)(?:(:?)([-?])([^}]*))?\}")
@@ -73,7 +78,7 @@ def env_example() -> dict[str, str]:
 
 def test_seed_topology_with_pinned_images(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name, image in SEED_SERVICES.items():
+    for name, image in (SEED_SERVICES | MONITORING).items():
         assert services[name]["image"].startswith(image), name
     for name, svc in services.items():
         image = svc.get("image", "")
@@ -97,7 +102,7 @@ def test_compose_spec_validates_the_resolved_files() -> None:
         spec = PyCompose.from_json(json.dumps(resolved(COMPOSE / name, env)))
         assert spec.service_names()
     base = PyCompose.from_json(json.dumps(resolved(COMPOSE / "docker-compose.yml", env)))
-    assert set(PLEXICA) | set(SEED_SERVICES) == set(base.service_names())
+    assert set(PLEXICA) | set(SEED_SERVICES) | set(MONITORING) == set(base.service_names())
 
 
 def test_missing_required_variables_stop_compose() -> None:
@@ -295,3 +300,16 @@ def test_routes_watcher_shares_its_file_with_traefik(compose: dict[str, Any]) ->
     dockerfile = (ROOT / watcher["build"]["dockerfile"]).read_text()
     assert f"install -d -o plexica -g plexica {output.rsplit('/', 1)[0]}" in dockerfile
     assert watcher["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+
+
+def test_prometheus_grafana_and_jaeger_see_the_services(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    mounts = {v.split(":")[1] for v in services["prometheus"]["volumes"]}
+    assert {"/etc/prometheus/prometheus.yml", "/etc/prometheus/alerts.yml"} <= mounts
+    grafana = {v.split(":")[1]: v.split(":")[0] for v in services["grafana"]["volumes"]}
+    assert grafana["/etc/grafana/provisioning"] == "../grafana/provisioning"
+    assert grafana["/var/lib/grafana/dashboards/plexica"] == "../grafana/dashboards"
+    endpoint = compose["x-plexica-env"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    assert endpoint == "${OTEL_EXPORTER_OTLP_ENDPOINT:-http://jaeger:4318}"
+    for name in ("core", "worker", "plugin-crm", "plugin-billing"):
+        assert "OTEL_EXPORTER_OTLP_ENDPOINT" in services[name]["environment"], name

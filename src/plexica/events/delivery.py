@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
-from prometheus_client import Counter
+from opentelemetry.trace import SpanKind
+from prometheus_client import Counter, Gauge
 
 from plexica.events import repository
 from plexica.events.registry import SubscriptionRegistry
 from plexica.events.relay import Loop, ensure_topics, family_topics
 from plexica.kit.db import Database
+from plexica_sdk import tracing
 from plexica_sdk.events import Event, EventBus, InvalidEventError, from_kafka, to_kafka
 
 log = structlog.get_logger("plexica.events.delivery")
@@ -34,6 +36,11 @@ DEAD_LETTER_TOPIC = "plexica.deadletter"
 
 DELIVERED = Counter(
     "plexica_events_delivered_total", "Events handled by a plugin.", ["plugin", "outcome"]
+)
+CONSUMER_LAG = Gauge(
+    "plexica_event_consumer_lag_messages",
+    "Messages between a consumer group's position and the log end, after its last batch.",
+    ["group", "topic"],
 )
 
 
@@ -66,8 +73,15 @@ class Dispatcher:
         if not await self.registry.is_active(plugin_id, event.tenant_id):
             DELIVERED.labels(plugin_id, "skipped").inc()
             return False
-        for handler in handlers:
-            await handler(event)
+        # In the trace of the request that published the event (its traceparent).
+        with tracing.tracer(f"plugin-{plugin_id}").start_as_current_span(
+            f"consume {event.type}",
+            context=tracing.child_of(event.traceparent),
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.destination.name": event.type, "plexica.plugin": plugin_id},
+        ):
+            for handler in handlers:
+                await handler(event)
         DELIVERED.labels(plugin_id, "ok").inc()
         return True
 
@@ -397,13 +411,21 @@ class KafkaDelivery(Loop):
         )
         consumer.subscribe(sorted(topics), listener=_Listener())
         await consumer.start()
+        group = consumer_group(self.plugin_id)
+        lag: dict[Any, int] = {}
         try:
             while not self.stopping.is_set():
                 batches = await consumer.getmany(timeout_ms=200)
-                for records in batches.values():
+                for tp, records in batches.items():
                     for record in records:
                         await self._handle(record)
+                    end = consumer.highwater(tp)
+                    if end is not None and records:
+                        lag[tp] = max(end - records[-1].offset - 1, 0)
                 if batches:
+                    for topic in {tp.topic for tp in batches}:
+                        behind = sum(n for tp, n in lag.items() if tp.topic == topic)
+                        CONSUMER_LAG.labels(group, topic).set(behind)
                     try:
                         await consumer.commit()
                     except KafkaError as exc:

@@ -29,6 +29,9 @@ OUTBOX_PENDING = Gauge("plexica_outbox_pending_events", "Outbox events not yet p
 OUTBOX_OLDEST_AGE = Gauge(
     "plexica_outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox event."
 )
+DEAD_LETTERS = Gauge(
+    "plexica_event_dead_letters", "Dead letters waiting for an operator (retry or discard)."
+)
 RELAYED = Counter("plexica_outbox_relayed_events_total", "Outbox events acknowledged by the sink.")
 RELAY_FAILURES = Counter("plexica_outbox_relay_failures_total", "Sink sends that failed.")
 
@@ -135,8 +138,10 @@ class Relay(Loop):
         self._lag_at = now
         async with self.db.session() as session:
             pending, age = await repository.outbox_lag(session)
+            dead = await repository.dead_letters_pending(session)
         OUTBOX_PENDING.set(pending)
         OUTBOX_OLDEST_AGE.set(age)
+        DEAD_LETTERS.set(dead)
 
 
 class LocalSink:

@@ -106,6 +106,16 @@ async def outbox_lag(session: AsyncSession) -> tuple[int, float]:
     return int(row.n), float(row.age)
 
 
+async def dead_letters_pending(session: AsyncSession) -> int:
+    return int(
+        (
+            await session.execute(
+                text("SELECT count(*) FROM platform.dead_letters WHERE status = 'pending'")
+            )
+        ).scalar_one()
+    )
+
+
 async def purge_tenant(session: AsyncSession, tenant_id: UUID) -> int:
     outbox = await session.execute(
         text("DELETE FROM platform.outbox WHERE tenant_id = :t AND published_at IS NULL"),

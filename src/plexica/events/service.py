@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.events import repository
 from plexica.events.schemas import EVENT_TYPE_RE, CloudEvent, DeadLetter, DeadLetterStatus
+from plexica_sdk import tracing
 from plexica_sdk.errors import ConflictError, NotFoundError
 from plexica_sdk.events import Event, InvalidEventError
 
@@ -36,7 +37,7 @@ async def publish(
         data=data,
         tenantid=tenant_id,
         subject=subject,
-        traceparent=_traceparent(trace_id),
+        traceparent=tracing.traceparent() or _traceparent(trace_id),
     )
     await repository.insert_outbox(session, event)
     return event

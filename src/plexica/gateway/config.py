@@ -18,6 +18,9 @@ UNROUTED_PATH = "/v1/gateway/unrouted"
 ERRORS_PATH = "/v1/gateway/errors/{status}"
 DEFAULT_UPSTREAM_TIMEOUT = 30.0
 BODY_LIMIT = 1024 * 1024
+# Traefik takes a backend whose /ready fails out of rotation and says so in
+# `traefik_service_server_up`, which the PlexicaServiceNotReady alert reads.
+READY = {"path": "/ready", "interval": "5s", "timeout": "2s"}
 # Streamed uploads: bounded by the tenant's object size limit in the core, not buffered here.
 UPLOAD_RULE = "PathPrefix(`/api/core/v1/files/objects/`) || Path(`/api/core/v1/files/signed`)"
 
@@ -90,7 +93,7 @@ def traefik_config(
         "body-limit": {"buffering": {"maxRequestBodyBytes": BODY_LIMIT}},
     }
     services: dict[str, Any] = {
-        "core-api": {"loadBalancer": {"servers": [{"url": core_url}]}},
+        "core-api": {"loadBalancer": {"servers": [{"url": core_url}], "healthCheck": READY}},
     }
     transports: dict[str, Any] = {}
     for slug, url in sorted(plugins.items()):
@@ -107,6 +110,7 @@ def traefik_config(
             "loadBalancer": {
                 "servers": [{"url": url.rstrip("/")}],
                 "serversTransport": f"plugin-{slug}",
+                "healthCheck": READY,
             }
         }
         transports[f"plugin-{slug}"] = {
@@ -116,7 +120,9 @@ def traefik_config(
         }
     if web_url is not None:
         routers["web"] = {"rule": "PathPrefix(`/`)", "priority": 1, "service": "web"}
-        services["web"] = {"loadBalancer": {"servers": [{"url": web_url.rstrip("/")}]}}
+        services["web"] = {
+            "loadBalancer": {"servers": [{"url": web_url.rstrip("/")}], "healthCheck": READY}
+        }
     http: dict[str, Any] = {"routers": routers, "middlewares": middlewares, "services": services}
     if transports:
         http["serversTransports"] = transports

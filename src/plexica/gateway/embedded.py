@@ -15,7 +15,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from plexica import __version__
 from plexica.gateway.schemas import UPSTREAM_HEADERS
 from plexica.gateway.service import Gateway
+from plexica_sdk import tracing
 from plexica_sdk.errors import error_response
+from plexica_sdk.observability import TENANT_STATE_KEY
 from plexica_sdk.service import create_service_app
 
 if TYPE_CHECKING:
@@ -52,6 +54,7 @@ class _Guarded:
     def __init__(self, app: ASGIApp, core: FastAPI) -> None:
         self.app = app
         self.core = core
+        self.tracer = tracing.tracer("core")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,13 +74,14 @@ class _Guarded:
         for key, value in scope["headers"]:
             headers.setdefault(key.decode("latin-1"), value.decode("latin-1"))
         state = scope.get("state", {})
-        verdict = await gateway.authorize(
-            scope["method"],
-            uri,
-            headers.get("host"),
-            headers.get("authorization"),
-            state.get("trace_id") or headers.get("x-trace-id"),
-        )
+        with self.tracer.start_as_current_span("gateway decision"):
+            verdict = await gateway.authorize(
+                scope["method"],
+                uri,
+                headers.get("host"),
+                headers.get("authorization"),
+                state.get("trace_id") or headers.get("x-trace-id"),
+            )
         if verdict.error is not None:
             e = verdict.error
             out = {k: v for k, v in verdict.headers.items() if k != "X-Trace-ID"}
@@ -93,6 +97,9 @@ class _Guarded:
             for k, v in verdict.headers.items()
             if k in UPSTREAM_HEADERS and v
         ]
+        if "state" in scope:
+            # For the request metrics of the outer service (it never sees ``kept``).
+            scope["state"][TENANT_STATE_KEY] = verdict.headers.get("X-Tenant-Slug")
         await self.app(dict(scope, headers=kept), receive, send)
 
 

@@ -28,6 +28,11 @@ LIMITER_ERRORS = Counter(
     "Rate-limit checks Redis did not answer, by what answered instead (local limiter, 503).",
     ["mode"],
 )
+REJECTIONS = Counter(
+    "plexica_rate_limit_rejections_total",
+    "Requests refused with 429 by tenant (top N by traffic, else 'other') and kind (core, plugin).",
+    ["tenant", "kind"],
+)
 
 
 class LimiterUnavailableError(PlexicaError):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from plexica.gateway.ratelimit import RateLimiter
+from plexica.gateway.ratelimit import REJECTIONS, RateLimiter
 from plexica.gateway.schemas import LimitPolicy, Verdict
 from plexica.kit.security import MAX_TOKEN_BYTES, TokenVerifier
 from plexica.storage.signing import SIGNED_PATH
@@ -33,6 +33,7 @@ from plexica_sdk.context import Principal
 from plexica_sdk.errors import NotFoundError, PlexicaError, UnauthenticatedError
 from plexica_sdk.observability import new_id, valid_id
 from plexica_sdk.revocation import Stamp
+from plexica_sdk.toptenants import known_label
 
 CORE = "/api/core"
 PLUGINS = "/api/plugins/"
@@ -256,6 +257,9 @@ class Gateway:
         key = f"{principal.tenant_id or '-'}:{principal.subject}:{route.group}"
         decision = await self.limiter.hit(key, self.limits.limit(slug, route.group))
         if not decision.allowed:
+            # "plugin", not its slug: the slug is not checked yet, and labels must stay few.
+            kind = "core" if route.plugin is None else "plugin"
+            REJECTIONS.labels(known_label(slug), kind).inc()
             raise RateLimitedError("rate limit exceeded", headers=decision.headers())
         # The same answer as an unknown route: the edge does not say what a tenant lacks.
         tenant_id, plugin = principal.tenant_id, route.plugin

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from plexica_sdk import tracing
 from plexica_sdk.observability import register_collector
 
 PLATFORM_SCHEMA = "platform"
@@ -58,6 +59,7 @@ class Database:
                 "statement_cache_size": 0,
             },
         )
+        tracing.instrument_engine(self.engine, "core")
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         _DB_POOLS.append(self)
 

@@ -450,6 +450,10 @@ async def create_functions(
             f"CREATE OR REPLACE FUNCTION {s}.{pub}(event_type text, event_subject text,"  # noqa: S608
             " event_data jsonb) RETURNS uuid LANGUAGE plpgsql VOLATILE SECURITY DEFINER"
             " SET search_path = pg_catalog, pg_temp AS $fn$ DECLARE new_id uuid := uuidv7();"
+            # The publishing request's span (set by the SDK for this transaction, ADR 0201):
+            # only a well-formed W3C traceparent is kept.
+            " trace text := substring(current_setting('plexica.traceparent', true)"
+            "  FROM '^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$');"
             " BEGIN"
             f" IF left(event_type, {len(plugin_id) + 1}) <> '{plugin_id}.' THEN"
             f"  RAISE EXCEPTION 'event type must start with {plugin_id}.' USING ERRCODE = '42501';"
@@ -459,9 +463,10 @@ async def create_functions(
             "  AND status = 'active') THEN"
             "  RAISE EXCEPTION 'plugin is not active' USING ERRCODE = '42501';"
             " END IF;"
-            " INSERT INTO platform.outbox (id, tenant_id, type, source, subject, time, data)"
+            " INSERT INTO platform.outbox"
+            " (id, tenant_id, type, source, subject, time, data, traceparent)"
             f" VALUES (new_id, '{tenant}'::uuid, event_type, '/plugins/{plugin_id}',"
-            " event_subject, now(), event_data);"
+            " event_subject, now(), event_data, trace);"
             " RETURN new_id; END $fn$"
         )
     )

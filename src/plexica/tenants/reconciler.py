@@ -34,6 +34,7 @@ UNFINISHED = Gauge(
     "plexica_tenants_transitional",
     "Tenants provisioning or pending deletion at the reconciler's last pass.",
 )
+BY_STATE = Gauge("plexica_tenants", "Tenants by state at the reconciler's last pass.", ["state"])
 
 
 SHUTDOWN_WAIT_SECONDS = 5.0
@@ -48,7 +49,10 @@ class Reconciler:
         """Resume every orphaned tenant; the ids of those this pass worked on."""
         async with self.tenants.db.session() as session:
             found = await repository.fleet(session, TRANSITIONAL)
+            counts = await repository.count_by_state(session)
         UNFINISHED.set(len(found))
+        for state in State:
+            BY_STATE.labels(state.value).set(counts.get(state, 0))
         resumed = []
         for tenant in found:
             try:

@@ -357,6 +357,13 @@ async def fleet(session: AsyncSession, states: Sequence[State]) -> list[Tenant]:
     return [_tenant(r) for r in rows]
 
 
+async def count_by_state(session: AsyncSession) -> dict[State, int]:
+    rows = await session.execute(
+        text("SELECT state, count(*) AS n FROM platform.tenants GROUP BY state")
+    )
+    return {State(r.state): int(r.n) for r in rows}
+
+
 # -- inside a tenant schema (the session's search path is the tenant's) ------------------------
 
 

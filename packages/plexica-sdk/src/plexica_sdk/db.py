@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from plexica_sdk import tracing
 from plexica_sdk.errors import NotFoundError
 
 
@@ -80,6 +81,7 @@ class PluginDatabase:
                 "statement_cache_size": 0,
             },
         )
+        tracing.instrument_engine(self.engine, f"plugin-{plugin_id}")
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
@@ -175,6 +177,12 @@ async def publish(
 
     The platform's function adds the tenant and source and refuses types outside the plugin's
     own namespace, so a plugin cannot publish for another tenant or as another plugin."""
+    parent = tracing.traceparent()
+    if parent is not None:
+        # Read by that function for the event's traceparent: only while tracing is on.
+        await session.execute(
+            text("SELECT set_config('plexica.traceparent', :t, true)"), {"t": parent}
+        )
     result = await session.execute(
         text(f"SELECT {publish_function(plugin_id)}(:type, :subject, CAST(:data AS jsonb))"),
         {"type": type, "subject": subject, "data": json.dumps(data, default=str)},

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from plexica_sdk import tracing
 from plexica_sdk.errors import PlexicaError
 
 EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){2,}$")
@@ -205,7 +206,13 @@ class EventBus:
         subject: str | None = None,
     ) -> Event:
         """Publish in the transaction of ``session``: it is delivered only if that commits."""
-        event = self.build(event_type, data, tenant_id=tenant_id, subject=subject)
+        event = self.build(
+            event_type,
+            data,
+            tenant_id=tenant_id,
+            subject=subject,
+            traceparent=tracing.traceparent(),
+        )
         if self._publisher is None:
             raise RuntimeError("this plugin is not hosted by a platform: no event transport")
         await self._publisher(session, event)

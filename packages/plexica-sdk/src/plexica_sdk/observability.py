@@ -15,17 +15,29 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.registry import REGISTRY, Collector
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from plexica_sdk import tracing
 from plexica_sdk.errors import is_unreachable, unavailable_response
+from plexica_sdk.toptenants import TENANT_LATENCY, TENANT_REQUESTS, tenant_label
 
 REQUEST_ID_HEADER = "x-request-id"
 TRACE_ID_HEADER = "x-trace-id"
 _REQUEST_ID_KEY, _TRACE_ID_KEY = REQUEST_ID_HEADER.encode(), TRACE_ID_HEADER.encode()
+# Set by the edge's decision for the services behind it (and stripped from clients' requests).
+_TENANT_SLUG_KEY = b"x-tenant-slug"
+_TRACEPARENT_KEY = b"traceparent"
+# The embedded gateway sets the slug here, in the scope state every mounted app shares.
+TENANT_STATE_KEY = "tenant_slug"
+_CHILDREN_MAX = 10_000
+_SLUG_MAX = 63
 _ID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 # The edge's rate-limit state of this request (ADR 0048): Traefik's forwardAuth hands the
 # decision's RateLimit-* to the service, never to the client, so the service answers them back.
@@ -143,9 +155,10 @@ class RequestContextMiddleware:
         self.service = service
         self.log = structlog.get_logger("plexica.access")
         self.in_flight = HTTP_IN_FLIGHT.labels(service)
+        self.tracer = tracing.tracer(service) if tracing.provider(service) is not None else None
         # Label lookups are a lock and a tuple hash each: the children are kept per
-        # (method, route template, status), a small set.
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # (method, route template, status, tenant label), a bounded set.
+        self._children: dict[tuple[str, str, int, str], tuple[Any, Any, Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -157,14 +170,18 @@ class RequestContextMiddleware:
             # already assigned ids, logs the request and adds headers: only measure here.
             await self._measure(scope, receive, send)
             return
-        given_request = given_trace = None
+        given_request = given_trace = given_parent = None
         for key, value in scope["headers"]:
             if key == _REQUEST_ID_KEY:
                 given_request = value.decode("latin-1")
             elif key == _TRACE_ID_KEY:
                 given_trace = value.decode("latin-1")
+            elif key == _TRACEPARENT_KEY:
+                given_parent = value.decode("latin-1")
         request_id = valid_id(given_request) or new_id()
-        trace_id = valid_id(given_trace) or new_id()
+        # A W3C traceparent wins; else an X-Trace-ID (in the W3C form it becomes the trace's id).
+        parent, w3c_id = tracing.incoming(given_parent, valid_id(given_trace))
+        trace_id = w3c_id or valid_id(given_trace) or new_id()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
         state["trace_id"] = trace_id
@@ -185,7 +202,9 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            status, elapsed = await self._measure(scope, receive, send_wrapper)
+            status, elapsed = await self._measure(
+                scope, receive, send_wrapper, parent=parent, trace_id=trace_id
+            )
         except Exception as exc:
             # Logged here with the request's context; the client gets the error shape, never
             # a stack trace, and the server does not log the same failure a second time.
@@ -216,8 +235,27 @@ class RequestContextMiddleware:
                 duration_ms=round(elapsed * 1000, 2),
             )
 
-    async def _measure(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, float]:
+    async def _measure(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        parent: Context | None = None,
+        trace_id: str | None = None,
+    ) -> tuple[int, float]:
+        """``trace_id`` is set for the first service of the process to see the request: its
+        span is the child of ``parent`` (a traceparent) or a root span of that trace id."""
         status = 500
+        span = token = None
+        if self.tracer is not None:
+            if trace_id is not None:
+                span = tracing.start_root(self.tracer, scope["method"], parent, trace_id)
+                ids = span.get_span_context()
+                structlog.contextvars.bind_contextvars(span_id=trace.format_span_id(ids.span_id))
+            else:
+                span = self.tracer.start_span(scope["method"], kind=trace.SpanKind.SERVER)
+            token = otel_context.attach(trace.set_span_in_context(span))
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -233,17 +271,48 @@ class RequestContextMiddleware:
         finally:
             gauge.dec()
             elapsed = time.perf_counter() - start
-            key = (scope["method"], _route_template(scope), status)
+            tenant = tenant_label(_tenant_slug(scope))
+            key = (scope["method"], _route_template(scope), status, tenant)
             children = self._children.get(key)
             if children is None:
-                method, route, _ = key
+                if len(self._children) >= _CHILDREN_MAX:
+                    self._children.clear()
+                method, route, _, _ = key
                 children = self._children[key] = (
                     HTTP_REQUESTS.labels(self.service, method, route, str(status)),
                     HTTP_LATENCY.labels(self.service, method, route),
+                    TENANT_REQUESTS.labels(self.service, tenant, route, str(status)),
+                    TENANT_LATENCY.labels(self.service, tenant),
                 )
             children[0].inc()
             children[1].observe(elapsed)
+            children[2].inc()
+            children[3].observe(elapsed)
+            if span is not None and token is not None:
+                _end_span(span, key[0], key[1], status, tenant)
+                otel_context.detach(token)
         return status, elapsed
+
+
+def _end_span(span: trace.Span, method: str, route: str, status: int, tenant: str) -> None:
+    span.update_name(f"{method} {route}")
+    span.set_attribute("http.request.method", method)
+    span.set_attribute("http.route", route)
+    span.set_attribute("http.response.status_code", status)
+    span.set_attribute("plexica.tenant", tenant)
+    if status >= 500:
+        span.set_status(trace.StatusCode.ERROR)
+    span.end()
+
+
+def _tenant_slug(scope: Scope) -> str | None:
+    slug = scope.get("state", {}).get(TENANT_STATE_KEY)
+    if slug:
+        return str(slug)
+    for key, value in scope["headers"]:
+        if key == _TENANT_SLUG_KEY and len(value) <= _SLUG_MAX:
+            return value.decode("latin-1") or None
+    return None
 
 
 def _route_template(scope: Scope) -> str:

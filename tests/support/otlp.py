@@ -1,0 +1,106 @@
+"""An OTLP/HTTP trace receiver for tests: real exports over HTTP, decoded with the protobuf
+messages of the OpenTelemetry protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    service: str
+    name: str
+    kind: int
+    trace_id: str
+    span_id: str
+    parent_id: str
+    attributes: dict[str, str]
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.spans: list[ReceivedSpan] = []
+        self._lock = threading.Lock()
+
+    def add(self, body: bytes) -> None:
+        request = ExportTraceServiceRequest.FromString(body)
+        out: list[ReceivedSpan] = []
+        for resource in request.resource_spans:
+            attrs = {a.key: a.value.string_value for a in resource.resource.attributes}
+            for scope in resource.scope_spans:
+                out.extend(
+                    ReceivedSpan(
+                        service=attrs.get("service.name", ""),
+                        name=span.name,
+                        kind=span.kind,
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_id=span.parent_span_id.hex(),
+                        attributes={
+                            a.key: a.value.string_value or str(a.value.int_value)
+                            for a in span.attributes
+                        },
+                    )
+                    for span in scope.spans
+                )
+        with self._lock:
+            self.spans.extend(out)
+
+    def of_trace(self, trace_id: str) -> list[ReceivedSpan]:
+        with self._lock:
+            return [s for s in self.spans if s.trace_id == trace_id]
+
+    async def wait(self, trace_id: str, names: set[str], timeout: float = 60) -> list[ReceivedSpan]:
+        """The trace's spans once a span of each of ``names`` came (the app runs on this
+        loop: the wait must not block it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            spans = self.of_trace(trace_id)
+            seen = {s.name for s in spans}
+            if names <= seen:
+                return spans
+            assert time.monotonic() < deadline, f"spans {names - seen} never came"
+            await asyncio.sleep(0.05)
+
+
+@contextmanager
+def otlp_receiver() -> Iterator[tuple[str, Receiver]]:
+    """The endpoint (for OTEL_EXPORTER_OTLP_ENDPOINT) and what it received."""
+    receiver = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.path != "/v1/traces":
+                self.send_error(404)
+                return
+            receiver.add(body)
+            answer = ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", receiver
+    finally:
+        server.shutdown()
+        server.server_close()
