@@ -23,7 +23,7 @@ from plexica.kit.pgserver import free_port
 from tests.deploy.conftest import DEPLOY, load_yaml
 
 TRAEFIK = Path(sys.executable).with_name("traefik")
-KONG_BUNDLED = {"pre-function", "correlation-id", "request-termination"}
+KONG_BUNDLED = {"pre-function", "correlation-id", "request-termination", "request-size-limiting"}
 
 
 @pytest.fixture(scope="module")

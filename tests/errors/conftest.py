@@ -9,6 +9,7 @@ from uuid import UUID
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from plexica.app import create_app
 from plexica.gateway.embedded import create_edge_app
@@ -48,6 +49,7 @@ class Stack:
     tenant: Tenant
     admin: dict[str, str]
     operator: dict[str, str]
+    edge: FastAPI
 
 
 @pytest.fixture
@@ -75,4 +77,4 @@ async def stack(
                 f"{CORE}/tenants/{tenant.id}/plugins", json={"plugin_id": plugin}, headers=admin
             )
             assert r.status_code == 201, r.text
-        yield Stack(http, tenant, admin, issuers.operator_headers())
+        yield Stack(http, tenant, admin, issuers.operator_headers(), edge)

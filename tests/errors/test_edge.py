@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from plexica.gateway.embedded import create_edge_app
 from plexica.kit.db import Database
+from plexica.kit.pgserver import free_port
 from plexica.settings import Settings
 from plexica.web.app import create_web_app
 from plexica_sdk.app import PluginConfig, create_plugin_app
@@ -60,6 +61,26 @@ async def test_a_plugin_slower_than_its_timeout_is_504_json(
         r = await http.get(f"/api/plugins/{pid}/v1/hang", headers=token)
         assert r.status_code == 504, r.text
         assert error_of(r)["code"] == "upstream_timeout"
+        assert r.headers["x-request-id"]
+
+
+async def test_a_plugin_served_elsewhere_that_is_down_is_502_json(
+    settings: Settings, db: Database, issuers: StaticIssuers
+) -> None:
+    pid = "down" + uuid.uuid4().hex[:8]
+    await register_doc(db, plugin_doc(pid), [])
+    core = core_app(settings, db, issuers, [])
+    core.state.plugin_endpoints = {pid: slow_plugin(pid, 30)}  # up while it is installed
+    nobody = f"http://127.0.0.1:{free_port()}"  # then served by no one (the dev loop, stopped)
+    edge = create_edge_app(core, create_web_app(settings), {}, remote=lambda _: nobody)
+    async for http in running(edge):
+        api = Core(core, http, issuers, base="/api/core")
+        t = await api.tenant()
+        await api.install(t, pid)
+        token = {"Authorization": f"Bearer {api.token(t, 'down-user')}"}
+        r = await http.get(f"/api/plugins/{pid}/v1/quick", headers=token)
+        assert r.status_code == 502, r.text
+        assert error_of(r)["code"] == "bad_gateway"
         assert r.headers["x-request-id"]
 
 

@@ -197,3 +197,19 @@ async def test_bodies_under_the_limit_still_work(stack: Stack) -> None:
     r = await stack.http.get(f"{CRM}/companies?q=Umbrella&limit=5", headers=stack.admin)
     assert r.status_code == 200, r.text
     assert r.headers.get("x-request-id")
+
+
+async def test_page_sizes_and_offsets_are_bounded_everywhere(stack: Stack) -> None:
+    cases = [
+        (f"{CRM}/contacts?limit=201", stack.admin),
+        (f"{CRM}/contacts?limit=0", stack.admin),
+        (f"{CRM}/contacts?offset=1000001", stack.admin),
+        (f"{BILLING}/customers?limit=201", stack.admin),
+        (f"{CORE}/tenants?limit=201", stack.operator),
+        (f"{CORE}/audit?limit=501", stack.operator),
+        (f"{CORE}/files?limit=1001", stack.admin),
+    ]
+    for path, headers in cases:
+        assert assert_refused(await stack.http.get(path, headers=headers), 422)
+    r = await stack.http.get(f"{CRM}/contacts?limit=200", headers=stack.admin)
+    assert r.status_code == 200, r.text

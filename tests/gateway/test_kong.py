@@ -18,8 +18,8 @@ from plexica.kit.db import Database
 from tests.gateway.conftest import Core
 from tests.plugins.conftest import plugin_doc, register_doc
 
-KONG_BUNDLED = {"pre-function", "correlation-id", "request-termination"}
-ROUTE_KEYS = {"name", "paths", "strip_path", "preserve_host", "protocols", "plugins"}
+KONG_BUNDLED = {"pre-function", "correlation-id", "request-termination", "request-size-limiting"}
+ROUTE_KEYS = {"name", "paths", "methods", "strip_path", "preserve_host", "protocols", "plugins"}
 
 
 def compiles(lua: str) -> str | None:

@@ -31,6 +31,8 @@ from tests.support.tokens import StaticIssuers
 
 TRAEFIK = Path(sys.executable).with_name("traefik")
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+STATIC = Path(__file__).parents[2] / "deploy" / "traefik" / "traefik.yml"
+SHIPPED_ENTRY_POINT = yaml.safe_load(STATIC.read_text())["entryPoints"]["web"]
 
 
 class Served:
@@ -143,7 +145,8 @@ def edge(
             static = {
                 "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
                 "entryPoints": {
-                    "web": {"address": f"127.0.0.1:{web}"},
+                    # The shipped entry point's limits (header budget, timeouts) on loopback.
+                    "web": {**SHIPPED_ENTRY_POINT, "address": f"127.0.0.1:{web}"},
                     "traefik": {"address": f"127.0.0.1:{admin}"},
                 },
                 "providers": {"file": {"filename": str(dynamic), "watch": True}},

@@ -53,6 +53,7 @@ async def unrouted() -> Response:
 # The answers a data plane gives for its own failures (Traefik's `errors` middleware asks here).
 EDGE_ERRORS = {
     413: ("payload_too_large", "the request body is larger than this route accepts"),
+    500: ("internal_error", "the request could not be served"),
     502: ("bad_gateway", "the service behind this route is not reachable"),
     503: ("unavailable", "the service behind this route is unavailable"),
     504: ("upstream_timeout", "the service behind this route did not answer in time"),

@@ -82,10 +82,14 @@ def traefik_config(
         # Traefik's own answers in the error shape (its pages are plain text). Inside the
         # decision (its JSON refusals pass untouched), and only statuses a service does not send
         # with a body of its own: the middleware replaces any body.
-        "edge-errors": {"errors": {"status": ["413"], "service": "core-api", "query": ERRORS_PATH}},
+        # 500: Traefik's own for a chunked body it cannot read (buffering); a service's own 500
+        # is a bug and already this shape.
+        "edge-errors": {
+            "errors": {"status": ["413", "500"], "service": "core-api", "query": ERRORS_PATH}
+        },
         "plugin-errors": {
             "errors": {
-                "status": ["413", "502", "504"],
+                "status": ["413", "500", "502", "504"],
                 "service": "core-api",
                 "query": ERRORS_PATH,
             }
@@ -160,7 +164,7 @@ end
 if res.status ~= 200 then
   local out = {["Content-Type"] = "application/json"}
   for _, h in ipairs({"Retry-After", "WWW-Authenticate", "RateLimit-Limit",
-                      "RateLimit-Remaining", "RateLimit-Reset", "X-Trace-ID"}) do
+                      "RateLimit-Remaining", "RateLimit-Reset", "X-Trace-ID", "X-Request-ID"}) do
     out[h] = res.headers[h]
   end
   return kong.response.exit(res.status, res.body, out)
@@ -168,6 +172,14 @@ end
 for _, h in ipairs(names) do
   local v = res.headers[h]
   if v and v ~= "" then kong.service.request.set_header(h, v) end
+end
+local limit = {LIMIT}
+local declared = tonumber(kong.request.get_header("content-length") or "")
+if limit and declared and declared > limit then
+  return kong.response.exit(413, {
+    error = {code = "payload_too_large",
+             message = "the request body is larger than this route accepts", details = ngx.null},
+  }, {["Content-Type"] = "application/json", ["X-Request-ID"] = res.headers["X-Request-ID"]})
 end
 """
 
@@ -184,11 +196,26 @@ def kong_config(
     timeouts = timeouts or {}
     names = "{" + ", ".join(f'"{h}"' for h in UPSTREAM_HEADERS) + "}"
     access = _KONG_ACCESS.replace("{NAMES}", names).replace("{DECISION}", core_url + DECISION_PATH)
-    api_plugins = [
-        {"name": "pre-function", "config": {"access": [access.strip() + "\n"]}},
-    ]
 
-    def service(name: str, url: str, path: str, strip: bool = True) -> dict[str, Any]:
+    def decision(limit: int | None) -> dict[str, Any]:
+        lua = access.replace("{LIMIT}", "nil" if limit is None else str(limit))
+        return {"name": "pre-function", "config": {"access": [lua.strip() + "\n"]}}
+
+    # A declared Content-Length over the limit is refused by the decision's chunk (413 in the
+    # error shape, before a byte is read); a chunked body by Kong's own plugin, whose answer
+    # takes the shape from error_template_json.
+    body_limit = {
+        "name": "request-size-limiting",
+        "config": {
+            "allowed_payload_size": BODY_LIMIT,
+            "size_unit": "bytes",
+            "require_content_length": False,
+        },
+    }
+
+    def service(
+        name: str, url: str, path: str, limit: int | None = BODY_LIMIT, **route: Any
+    ) -> dict[str, Any]:
         return {
             "name": name,
             "url": url.rstrip("/"),
@@ -196,15 +223,25 @@ def kong_config(
                 {
                     "name": name,
                     "paths": [path],
-                    "strip_path": strip,
+                    "strip_path": True,
                     "preserve_host": False,
                     "protocols": ["http", "https"],
+                    **route,
+                    "plugins": [] if limit is None else [dict(body_limit)],
                 }
             ],
-            "plugins": [dict(p) for p in api_plugins],
+            "plugins": [decision(limit)],
         }
 
-    services = [service("core-api", core_url, "/api/core")]
+    services = [
+        service("core-api", core_url, "/api/core"),
+        # Streamed uploads (UPLOAD_RULE): bounded by the tenant's object size limit in the core.
+        # Their routes win over /api/core for PUT (a route with methods ranks above one without).
+        *(
+            service(f"core-{name}", core_url + path, "/api/core" + path, None, methods=["PUT"])
+            for name, path in (("uploads", "/v1/files/objects"), ("signed", "/v1/files/signed"))
+        ),
+    ]
     for slug, url in sorted(plugins.items()):
         plugin = service(f"plugin-{slug}", url, f"/api/plugins/{slug}")
         # Kong's read_timeout is between two reads of the response: the wait for its start.
@@ -234,8 +271,10 @@ def kong_config(
                 "name": "api-unknown",
                 "paths": ["/api"],
                 "strip_path": False,
-                "plugins": [dict(p) for p in api_plugins]
-                + [{"name": "request-termination", "config": {"status_code": 404}}],
+                "plugins": [
+                    decision(BODY_LIMIT),
+                    {"name": "request-termination", "config": {"status_code": 404}},
+                ],
             }
         ],
         "plugins": [

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from plexica import __version__
 from plexica.gateway.schemas import UPSTREAM_HEADERS
 from plexica.gateway.service import Gateway
+from plexica.kit.http1 import MAX_HEADER_BYTES
 from plexica_sdk import tracing
 from plexica_sdk.errors import error_response
 from plexica_sdk.observability import TENANT_STATE_KEY
@@ -101,10 +102,6 @@ class _Guarded:
             # For the request metrics of the outer service (it never sees ``kept``).
             scope["state"][TENANT_STATE_KEY] = verdict.headers.get("X-Tenant-Slug")
         await self.app(dict(scope, headers=kept), receive, send)
-
-
-# The same budget as Traefik's entry points (deploy/traefik/traefik.yml): a token, a few cookies.
-MAX_HEADER_BYTES = 32 * 1024
 
 
 class _HeaderLimit:

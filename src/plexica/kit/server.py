@@ -16,6 +16,7 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 
+from plexica.kit.http1 import JsonErrorsProtocol
 from plexica_sdk.health import DRAIN_FLAG_ENV
 
 log = structlog.get_logger("plexica.server")
@@ -133,6 +134,7 @@ def serve(
         app,
         host=host,
         port=port,
+        http=JsonErrorsProtocol,
         log_config=None,
         access_log=False,
         lifespan="on",

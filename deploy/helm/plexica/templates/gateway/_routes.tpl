@@ -41,7 +41,7 @@ Args: core (the core's service name). */}}
         if res.status ~= 200 then
           local out = {["Content-Type"] = "application/json"}
           for _, h in ipairs({"Retry-After", "WWW-Authenticate", "RateLimit-Limit",
-                              "RateLimit-Remaining", "RateLimit-Reset", "X-Trace-ID"}) do
+                              "RateLimit-Remaining", "RateLimit-Reset", "X-Trace-ID", "X-Request-ID"}) do
             out[h] = res.headers[h]
           end
           return kong.response.exit(res.status, res.body, out)
@@ -49,5 +49,13 @@ Args: core (the core's service name). */}}
         for _, h in ipairs(names) do
           local v = res.headers[h]
           if v and v ~= "" then kong.service.request.set_header(h, v) end
+        end
+        local limit = {{ .limit }}
+        local declared = tonumber(kong.request.get_header("content-length") or "")
+        if limit and declared and declared > limit then
+          return kong.response.exit(413, {
+            error = {code = "payload_too_large",
+                     message = "the request body is larger than this route accepts", details = ngx.null},
+          }, {["Content-Type"] = "application/json", ["X-Request-ID"] = res.headers["X-Request-ID"]})
         end
 {{- end -}}
