@@ -193,7 +193,8 @@ def load_settings(**overrides: object) -> Settings:
         k
         for k in unknown
         if not k.startswith((ENV_PREFIX + "TEST_", ENV_PREFIX + "PASSWORD", ENV_PREFIX + "PLUGIN_"))
-        and k != ENV_PREFIX + "URL"  # the CLI's --url (ADR 0132), not a service's setting
+        # The CLI's --url (ADR 0132) and operator token (ADR 0165), not a service's settings.
+        and k not in {ENV_PREFIX + "URL", ENV_PREFIX + "TOKEN"}
     ]
     if unknown:
         raise SettingsError(f"unknown setting {unknown[0]} (known: {', '.join(sorted(known))})")

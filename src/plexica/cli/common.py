@@ -8,6 +8,7 @@ imported when a command runs).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -119,10 +120,11 @@ def running_db(running: dict[str, Any] | None) -> str | None:
 
 
 def no_platform(folder: Path, url: str | None) -> str:
-    if url:
+    if url or os.environ.get("PLEXICA_TOKEN"):
         return (
-            f"this command needs the platform's database: no `plexica up` runs in {folder};"
-            " set PLEXICA_DATABASE_URL for a distributed deployment"
+            "this is an operator-DB command (it works on the database, not through the API):"
+            f" no `plexica up` runs in {folder}; set PLEXICA_DATABASE_URL to the deployment's"
+            " database (its plexica.env), or run it beside `plexica up`"
         )
     if not folder.exists():
         return (

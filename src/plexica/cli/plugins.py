@@ -24,6 +24,7 @@ from plexica.cli.common import (
     table,
     to_jsonable,
 )
+from plexica.cli.progress import bar
 
 if TYPE_CHECKING:
     from plexica.kit.db import Database
@@ -417,10 +418,13 @@ def upgrade_all(
             db,
             plugin_id,
             plugin_url,
-            lambda i: i.upgrade_fleet(plugin_id, version, concurrency=concurrency),
+            lambda i: i.upgrade_fleet(
+                plugin_id, version, concurrency=concurrency, progress=advance
+            ),
         )
 
-    results = _run(job, data_dir, url)
+    with bar(f"upgrading {plugin_id}: tenants", quiet=as_json) as advance:
+        results = _run(job, data_dir, url)
     if as_json:
         echo_json(results)
     else:
