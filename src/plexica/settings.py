@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-import platformdirs
 from pydantic import (
     AnyHttpUrl,
     BeforeValidator,
@@ -22,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from plexica.kit.datadir import default_data_dir
 
 ENV_PREFIX = "PLEXICA_"
 MIN_WEB_SECRET = 32
@@ -63,10 +64,6 @@ def _domain(value: object) -> object:
 
 
 Optional = Annotated[str | None, BeforeValidator(_empty_to_none)]
-
-
-def default_data_dir() -> Path:
-    return Path(platformdirs.user_data_dir("plexica", appauthor=False))
 
 
 class Settings(BaseSettings):
@@ -196,7 +193,8 @@ def load_settings(**overrides: object) -> Settings:
         k
         for k in unknown
         if not k.startswith((ENV_PREFIX + "TEST_", ENV_PREFIX + "PASSWORD", ENV_PREFIX + "PLUGIN_"))
-        and k != ENV_PREFIX + "URL"  # the CLI's --url (ADR 0132), not a service's setting
+        # The CLI's --url (ADR 0132) and operator token (ADR 0165), not a service's settings.
+        and k not in {ENV_PREFIX + "URL", ENV_PREFIX + "TOKEN"}
     ]
     if unknown:
         raise SettingsError(f"unknown setting {unknown[0]} (known: {', '.join(sorted(known))})")

@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 from plexica.app import create_app
 from plexica.cli.main import app as cli
 from plexica.gateway.embedded import create_edge_app
-from plexica.identity.bootstrap import CREDENTIALS_FILE, bootstrap
+from plexica.identity.bootstrap import bootstrap
 from plexica.identity.builtin import BuiltinIdentity, RealmStep
 from plexica.identity.client import password_login
+from plexica.identity.names import CREDENTIALS_FILE
 from plexica.identity.service import OPERATOR_REALM
 from plexica.kit.db import Database
 from plexica.settings import Settings

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from plexica.identity.bootstrap import CREDENTIALS_FILE
 from plexica.identity.builtin import BuiltinIdentity, RealmStep
 from plexica.identity.client import password_login
+from plexica.identity.names import CREDENTIALS_FILE
 from plexica.kit.db import Database
 from plexica.kit.pgserver import free_port
 from plexica.kit.provisioning import TenantRef

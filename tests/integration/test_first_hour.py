@@ -66,6 +66,12 @@ def test_no_platform_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
         assert "Traceback" not in r.stderr
     r = cli(["tenant", "list", "--url", "not-a-url"], env, code=2)
     assert "--url" in r.stderr
+    # A data dir that exists but where no `up` runs (a wrong --data-dir, or `up` stopped).
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    r = cli(["tenant", "list", "--data-dir", str(stopped)], env, code=2)
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert f"no running Plexica in {stopped}" in r.stderr
 
 
 @pytest.mark.slow

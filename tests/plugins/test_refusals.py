@@ -375,7 +375,10 @@ async def test_upgrade_fleet_is_resumable(
         [*v1, ("0002_x", f"ALTER TABLE {p}_items ADD COLUMN x int")],
     )
     installer = platform.core.state.plugin_installer
-    assert await installer.upgrade_fleet(p) == {str(a.id): "upgraded", str(b.id): "upgraded"}
+    seen: list[tuple[int, int | None]] = []
+    upgraded = await installer.upgrade_fleet(p, progress=lambda d, t: seen.append((d, t)))
+    assert upgraded == {str(a.id): "upgraded", str(b.id): "upgraded"}
+    assert seen == [(1, 2), (2, 2)]  # what `plexica plugin upgrade-all`'s progress bar shows
     assert await installer.upgrade_fleet(p) == {str(a.id): "current", str(b.id): "current"}
     await register_doc(
         db,

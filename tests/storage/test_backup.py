@@ -89,16 +89,24 @@ async def test_back_up_delete_restore_and_restore_elsewhere(
     slug = new_slug()
     files = await _make_tenant(database_url, local_store, slug)
     archive = tmp_path / "tenant.tar"
-    summary = await backup_tenant(database_url, local_store, slug, archive)
+    seen: list[tuple[int, int | None]] = []
+    summary = await backup_tenant(
+        database_url, local_store, slug, archive, lambda d, t: seen.append((d, t))
+    )
     assert summary.objects == OBJECTS
+    assert seen[-1] == (OBJECTS, OBJECTS)  # what the progress bar shows
     with tarfile.open(archive) as tar:
         assert {"manifest.json", "schema.sql", "objects.json"} <= set(tar.getnames())
 
     # The tenant is deleted, then restored in place.
     await _drop(database_url, local_store, slug)
     assert not await local_store.bucket_exists("tenant-" + slug)
-    restored = await restore_tenant(database_url, local_store, archive, db=db)
+    seen.clear()
+    restored = await restore_tenant(
+        database_url, local_store, archive, db=db, progress=lambda d, t: seen.append((d, t))
+    )
     assert restored.objects == OBJECTS
+    assert seen == [(n, OBJECTS) for n in range(1, OBJECTS + 1)]
     await _check(database_url, local_store, slug, files)
 
     # Restoring over an existing tenant is refused and changes nothing.

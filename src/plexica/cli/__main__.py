@@ -1,3 +1,3 @@
-from plexica.cli.main import app
+from plexica.cli.entry import main
 
-app(prog_name="plexica")
+main()

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from plexica.cli.common import DataDirOpt, UrlOpt, fail, platform_settings
+from plexica.cli.progress import bar
 
 backup_app = typer.Typer(no_args_is_help=True, help="Back up a tenant (schema + files).")
 restore_app = typer.Typer(no_args_is_help=True, help="Restore a tenant from a backup archive.")
@@ -30,7 +31,8 @@ def backup_tenant(
         store = store_from_settings(settings)
         await store.start()
         try:
-            s = await run_backup(str(settings.database_url), store, slug, out)
+            with bar(f"backing up {slug}: objects") as advance:
+                s = await run_backup(str(settings.database_url), store, slug, out, advance)
         finally:
             await store.close()
         return f"backed up {s.slug}: {s.objects} objects, {s.bytes} bytes in {s.seconds:.1f}s"
@@ -62,9 +64,11 @@ def restore_tenant(
         db = Database(settings.sqlalchemy_url, pool_size=2)
         await store.start()
         try:
-            s = await run_restore(
-                str(settings.database_url), store, archive, as_slug=as_slug, db=db
-            )
+            with bar(f"restoring {archive.name}: objects") as advance:
+                s = await run_restore(
+                    str(settings.database_url), store, archive, as_slug=as_slug, db=db,
+                    progress=advance,
+                )  # fmt: skip
         finally:
             await store.close()
             await db.dispose()

@@ -8,6 +8,7 @@ imported when a command runs).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -57,7 +58,7 @@ def settings_or_exit(service: str, **overrides: object) -> Settings:
         raise fail(str(exc)) from None
 
 
-def _checked_url(url: str) -> str:
+def checked_url(url: str) -> str:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
@@ -89,7 +90,7 @@ def platform_settings(
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     if url:
-        overrides["public_url"] = _checked_url(url)
+        overrides["public_url"] = checked_url(url)
     settings = settings_or_exit(command, **overrides)
     # The realms' keys are sealed with PLEXICA_KEY_ENCRYPTION_KEY, or `plexica up`'s own key.
     settings = with_found_key(settings, settings.data_dir.expanduser())
@@ -106,7 +107,7 @@ def platform_settings(
         if running is not None:
             update["database_url"] = running["database_url"]
         elif database:
-            raise fail(_no_platform(folder, url))
+            raise fail(no_platform(folder, url))
     if not update:
         return settings
     updated = settings.model_copy(update=update)
@@ -118,11 +119,12 @@ def running_db(running: dict[str, Any] | None) -> str | None:
     return str(running["database_url"]) if running is not None else None
 
 
-def _no_platform(folder: Path, url: str | None) -> str:
-    if url:
+def no_platform(folder: Path, url: str | None) -> str:
+    if url or os.environ.get("PLEXICA_TOKEN"):
         return (
-            f"this command needs the platform's database: no `plexica up` runs in {folder};"
-            " set PLEXICA_DATABASE_URL for a distributed deployment"
+            "this is an operator-DB command (it works on the database, not through the API):"
+            f" no `plexica up` runs in {folder}; set PLEXICA_DATABASE_URL to the deployment's"
+            " database (its plexica.env), or run it beside `plexica up`"
         )
     if not folder.exists():
         return (

@@ -1,4 +1,5 @@
-"""``plexica flag``: list, create, retarget and toggle feature flags (thin over FlagService)."""
+"""``plexica flag``: list, create, retarget and toggle feature flags (through the core's API, or
+thin over FlagService on the database)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import getpass
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from plexica.cli.api import reach
 from plexica.cli.common import (
     DataDirOpt,
     JsonOpt,
@@ -18,6 +20,7 @@ from plexica.cli.common import (
     fail,
     platform_settings,
     table,
+    to_jsonable,
 )
 
 if TYPE_CHECKING:
@@ -82,30 +85,39 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str] | None:
     return out
 
 
-def _show(flag: FlagDefinition) -> None:
-    typer.echo(json.dumps(flag.model_dump(mode="json"), indent=2, sort_keys=True))
+def _show(flag: FlagDefinition | dict[str, Any]) -> None:
+    data = flag if isinstance(flag, dict) else flag.model_dump(mode="json")
+    typer.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
 @flag_app.command("list")
 def list_flags(as_json: JsonOpt = False, data_dir: DataDirOpt = None, url: UrlOpt = None) -> None:
     """Every flag with its state."""
+    api = reach(data_dir, url, as_json=as_json)
+    if api is not None:
+        flags: list[dict[str, Any]] = api.call("GET", "/v1/flags")
+    else:
 
-    async def action(service: FlagService, db: Database) -> list[FlagDefinition]:
-        async with db.session() as session:
-            return await service.all(session)
+        async def action(service: FlagService, db: Database) -> list[FlagDefinition]:
+            async with db.session() as session:
+                return await service.all(session)
 
-    flags = _run(action, data_dir, url)
+        flags = to_jsonable(_run(action, data_dir, url))
     if as_json:
         echo_json(flags)
         return
     rows = [
         {
-            "key": f.key,
-            "state": "on" if f.enabled else "off",
-            "kind": f.kind,
-            "default": f.default_variant,
-            "rollout": f"{f.rollout.variant}:{f.rollout.percentage:g}%" if f.rollout else None,
-            "version": f"v{f.version}",
+            "key": f["key"],
+            "state": "on" if f["enabled"] else "off",
+            "kind": f["kind"],
+            "default": f["default_variant"],
+            "rollout": (
+                f"{f['rollout']['variant']}:{f['rollout']['percentage']:g}%"
+                if f.get("rollout")
+                else None
+            ),
+            "version": f"v{f['version']}",
         }
         for f in flags
     ]
@@ -141,6 +153,10 @@ def create(
         off_variant=off,
         enabled=not disabled,
     )
+    api = reach(data_dir, url)
+    if api is not None:
+        _show(api.call("POST", "/v1/flags", body.model_dump(mode="json")))
+        return
 
     async def action(service: FlagService, db: Database) -> FlagDefinition:
         async with db.session() as session:
@@ -186,6 +202,11 @@ def set_targeting(
     elif no_rollout:
         fields["rollout"] = None
     patch = FlagPatch.model_validate(fields)
+    api = reach(data_dir, url)
+    if api is not None:
+        changed = patch.model_dump(mode="json", exclude_unset=True)
+        _show(api.call("PATCH", f"/v1/flags/{key}", changed))
+        return
 
     async def action(service: FlagService, db: Database) -> FlagDefinition:
         async with db.session() as session:
@@ -206,12 +227,16 @@ def toggle(
     url: UrlOpt = None,
 ) -> None:
     """Switch a flag on or off (the fastest rollback)."""
+    api = reach(data_dir, url)
+    if api is not None:
+        flag = api.call("POST", f"/v1/flags/{key}/toggle", None if on is None else {"enabled": on})
+    else:
 
-    async def action(service: FlagService, db: Database) -> FlagDefinition:
-        async with db.session() as session:
-            flag = await service.toggle(session, _actor(), key, on)
-        await service.bus.publish(flag.key)
-        return flag
+        async def action(service: FlagService, db: Database) -> FlagDefinition:
+            async with db.session() as session:
+                flag = await service.toggle(session, _actor(), key, on)
+            await service.bus.publish(flag.key)
+            return flag
 
-    flag = _run(action, data_dir, url)
-    typer.echo(f"{flag.key} is {'on' if flag.enabled else 'off'} (v{flag.version})")
+        flag = to_jsonable(_run(action, data_dir, url))
+    typer.echo(f"{flag['key']} is {'on' if flag['enabled'] else 'off'} (v{flag['version']})")

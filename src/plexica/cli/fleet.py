@@ -12,6 +12,7 @@ import structlog
 import typer
 
 from plexica.cli.common import fail, platform_settings
+from plexica.cli.progress import bar
 from plexica.kit.db import Database
 from plexica.kit.migrate import upgrade_platform
 from plexica.tenants.fleet import FleetResult, Progress, migrate_fleet
@@ -41,17 +42,13 @@ def run_migrate(
             await upgrade_platform(db)
             log.info("platform_migrated")
             if on_terminal:
-                with typer.progressbar(length=1, label="tenant schemas", file=sys.stderr) as bar:
-                    shown = 0
-
-                    def advance(p: Progress) -> None:
-                        nonlocal shown
-                        bar.length = max(p.total, 1)
-                        bar.update(p.done - shown)
-                        shown = p.done
-
+                with bar("tenant schemas") as advance:
                     return await migrate_fleet(
-                        db, concurrency=concurrency, canary=canaries, wave=wave, progress=advance
+                        db,
+                        concurrency=concurrency,
+                        canary=canaries,
+                        wave=wave,
+                        progress=lambda p: advance(p.done, p.total),
                     )
             return await migrate_fleet(
                 db, concurrency=concurrency, canary=canaries, wave=wave, progress=_log_progress

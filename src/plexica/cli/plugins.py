@@ -11,6 +11,7 @@ from uuid import UUID
 
 import typer
 
+from plexica.cli.api import Api, reach
 from plexica.cli.common import (
     EXIT_REFUSED,
     DataDirOpt,
@@ -23,6 +24,7 @@ from plexica.cli.common import (
     table,
     to_jsonable,
 )
+from plexica.cli.progress import bar
 
 if TYPE_CHECKING:
     from plexica.kit.db import Database
@@ -39,7 +41,11 @@ TenantIdOpt = Annotated[
 ]
 PluginUrlOpt = Annotated[
     str | None,
-    typer.Option("--plugin-url", help="Base URL of the running plugin, for its readiness check."),
+    typer.Option(
+        "--plugin-url",
+        help="Base URL of the running plugin, for its readiness check (on the database path;"
+        " through the API the core checks the plugin it knows).",
+    ),
 ]
 
 
@@ -89,6 +95,10 @@ def _run(
     except PlexicaError as exc:
         details = f" {json.dumps(exc.details, default=str)}" if exc.details else ""
         raise fail(f"{exc.code}: {exc.message}{details}", code=EXIT_REFUSED) from None
+
+
+def _installations(api: Api, slug: str, tenant_id: UUID | None) -> str:
+    return f"/v1/tenants/{tenant_id or api.tenant_id(slug)}/plugins"
 
 
 async def _tenant(db: Database, slug: str, tenant_id: UUID | None) -> TenantRef:
@@ -163,7 +173,11 @@ def list_(
     url: UrlOpt = None,
 ) -> None:
     """Catalog versions, or a tenant's installations with --tenant."""
-
+    api = reach(data_dir, url, as_json=as_json)
+    if api is not None:
+        path = "/v1/plugins" if tenant is None else _installations(api, tenant, tenant_id)
+        _echo(api.call("GET", path), as_json)
+        return
     from plexica.plugins import service
 
     async def job(_: Settings, db: Database) -> Any:
@@ -202,6 +216,20 @@ def register(
     url: UrlOpt = None,
 ) -> None:
     """Register a plugin version from its manifest (and migrations folder)."""
+    api = reach(data_dir, url, as_json=as_json)
+    if api is not None:
+        from plexica_sdk.manifest import load_manifest, load_migrations
+
+        root = path if path.is_dir() else path.parent
+        manifest = load_manifest(path)
+        migrations = [{"name": n, "sql": q} for n, q in load_migrations(manifest, root)]
+        body = {"manifest": manifest.model_dump(mode="json"), "migrations": migrations}
+        out = api.call("POST", "/v1/plugins", body)
+        if publish:
+            where = f"/v1/plugins/{out['plugin_id']}/versions/{out['version']}/publish"
+            out = api.call("POST", where)
+        _echo(out, as_json)
+        return
 
     async def job(_: Settings, db: Database) -> Any:
         return await _register(db, path, publish)
@@ -218,6 +246,10 @@ def _status_command(name: str, status: str, doc: str) -> None:
         data_dir: DataDirOpt = None,
         url: UrlOpt = None,
     ) -> None:
+        api = reach(data_dir, url, as_json=as_json)
+        if api is not None:
+            _echo(api.call("POST", f"/v1/plugins/{plugin_id}/versions/{version}/{name}"), as_json)
+            return
         from plexica.plugins import service
         from plexica.plugins.schemas import VersionStatus
 
@@ -253,6 +285,11 @@ def install(  # noqa: PLR0917 - typer maps parameters to options
         values = json.loads(settings_json)
     except ValueError:
         raise fail("--settings must be a JSON object") from None
+    api = None if plugin_url else reach(data_dir, url, as_json=as_json)
+    if api is not None:
+        body = {"plugin_id": plugin_id, "version": version, "settings": values}
+        _echo(api.call("POST", _installations(api, tenant, tenant_id), body), as_json)
+        return
 
     async def job(settings: Settings, db: Database) -> Any:
         ref = await _tenant(db, tenant, tenant_id)
@@ -279,6 +316,12 @@ def _lifecycle(
         data_dir: DataDirOpt = None,
         url: UrlOpt = None,
     ) -> None:
+        api = reach(data_dir, url, as_json=as_json)
+        if api is not None:
+            where = f"{_installations(api, tenant, tenant_id)}/{plugin_id}/{name}"
+            _echo(api.call("POST", where), as_json)
+            return
+
         async def job(settings: Settings, db: Database) -> Any:
             ref = await _tenant(db, tenant, tenant_id)
             return await call(_installer(db), ref, plugin_id)
@@ -313,6 +356,12 @@ def uninstall(
     url: UrlOpt = None,
 ) -> None:
     """Uninstall; the data is kept for the retention window unless --purge."""
+    api = reach(data_dir, url, as_json=as_json)
+    if api is not None:
+        where = f"{_installations(api, tenant, tenant_id)}/{plugin_id}"
+        out = api.call("DELETE", where, params={"purge": "true" if purge else "false"})
+        _echo(out if out is not None else {"plugin_id": plugin_id, "purged": True}, as_json)
+        return
 
     async def job(_: Settings, db: Database) -> Any:
         ref = await _tenant(db, tenant, tenant_id)
@@ -335,6 +384,11 @@ def upgrade(
     url: UrlOpt = None,
 ) -> None:
     """Upgrade to a newer version: only the new migrations run, rolled back on failure."""
+    api = None if plugin_url else reach(data_dir, url, as_json=as_json)
+    if api is not None:
+        where = f"{_installations(api, tenant, tenant_id)}/{plugin_id}/upgrade"
+        _echo(api.call("POST", where, {"version": version}), as_json)
+        return
 
     async def job(settings: Settings, db: Database) -> Any:
         ref = await _tenant(db, tenant, tenant_id)
@@ -364,10 +418,13 @@ def upgrade_all(
             db,
             plugin_id,
             plugin_url,
-            lambda i: i.upgrade_fleet(plugin_id, version, concurrency=concurrency),
+            lambda i: i.upgrade_fleet(
+                plugin_id, version, concurrency=concurrency, progress=advance
+            ),
         )
 
-    results = _run(job, data_dir, url)
+    with bar(f"upgrading {plugin_id}: tenants", quiet=as_json) as advance:
+        results = _run(job, data_dir, url)
     if as_json:
         echo_json(results)
     else:

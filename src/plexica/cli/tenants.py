@@ -1,4 +1,5 @@
-"""``plexica tenant ...``: operate tenants straight on the database, through the tenant service."""
+"""``plexica tenant ...``: operate tenants through the core's API (ADR 0165), or straight on the
+database through the tenant service when ``PLEXICA_DATABASE_URL`` is the way in."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from plexica.cli.api import reach
 from plexica.cli.common import (
     EXIT_REFUSED,
     DataDirOpt,
@@ -79,18 +81,30 @@ def run(
         raise fail(f"{exc.message} ({exc.code})", code=EXIT_REFUSED) from None
 
 
-def emit(value: BaseModel | list[Tenant], as_json: bool, human: Callable[[], None]) -> None:
-    if as_json:
-        if isinstance(value, list):
-            typer.echo(json.dumps([t.model_dump(mode="json") for t in value]))
-        else:
-            typer.echo(value.model_dump_json())
-    else:
-        human()
+def _dump(value: BaseModel | dict[str, Any]) -> dict[str, Any]:
+    return value if isinstance(value, dict) else value.model_dump(mode="json")
 
 
-def _line(t: Tenant) -> None:
-    typer.echo(f"{t.slug}: {t.state.value} (id {t.id})")
+def _one(value: BaseModel | dict[str, Any], as_json: bool) -> None:
+    t = _dump(value)
+    typer.echo(json.dumps(t) if as_json else f"{t['slug']}: {t['state']} (id {t['id']})")
+
+
+def _call(  # noqa: PLR0917 - the command's own parameters
+    key: str | None,
+    data_dir: Path | None,
+    url: str | None,
+    as_json: bool,
+    http: tuple[str, str],
+    action: Callable[[Services], Awaitable[T]],
+) -> dict[str, Any] | T:
+    """``http`` (method, path under /v1/tenants) through the API, else ``action`` on the DB."""
+    api = reach(data_dir, url, as_json=as_json)
+    if api is None:
+        return run(data_dir, as_json, action, url)
+    method, path = http
+    found: dict[str, Any] = api.call(method, "/v1/tenants" + path.format(key=key))
+    return found
 
 
 @tenant_app.command("create")
@@ -104,11 +118,15 @@ def create(
     url: UrlOpt = None,
 ) -> None:
     """Create a tenant: schema, realm, bucket, default plugins, then active."""
+    fields = {"slug": slug[:200], "name": name[:200], "admin_email": admin_email[:320]}
+    api = reach(data_dir, url, as_json=as_json)
+    if api is not None:
+        _one(api.call("POST", "/v1/tenants", fields), as_json)
+        return
     from plexica.tenants.schemas import TenantCreate
 
-    body = TenantCreate(slug=slug[:200], name=name[:200], admin_email=admin_email[:320])
-    tenant = run(data_dir, as_json, lambda s: s.tenants.create(body), url)
-    emit(tenant, as_json, lambda: _line(tenant))
+    body = TenantCreate(**fields)
+    _one(run(data_dir, as_json, lambda s: s.tenants.create(body), url), as_json)
 
 
 @tenant_app.command("list")
@@ -121,29 +139,40 @@ def list_(
     url: UrlOpt = None,
 ) -> None:
     """List tenants (all pages)."""
-    from plexica.tenants.schemas import State
-
     if state is not None and state not in STATES:
         raise fail(f"unknown state {state!r} (one of: {', '.join(STATES)})")
-    wanted = State(state) if state else None
-
-    async def everything(s: Services) -> list[Tenant]:
-        items: list[Tenant] = []
+    api = reach(data_dir, url, as_json=as_json)
+    rows: list[dict[str, Any]] = []
+    if api is not None:
         after: str | None = None
         while True:
-            page = await s.tenants.list_tenants(state=wanted, after=after, limit=200)
-            items += page.items
-            if page.next is None:
-                return items
-            after = page.next
-
-    tenants = run(data_dir, as_json, everything, url)
-
-    def human() -> None:
-        rows = [t.model_dump() for t in tenants]
+            params = {"limit": 200, **({"state": state} if state else {})}
+            page = api.call("GET", "/v1/tenants", params={**params, "after": after})
+            rows += page["items"]
+            if page["next"] is None:
+                break
+            after = page["next"]
+    else:
+        rows = [_dump(t) for t in run(data_dir, as_json, lambda s: _all(s, state), url)]
+    if as_json:
+        typer.echo(json.dumps(rows))
+    else:
         table(rows, ["slug", "state", "id", "name"], empty="no tenants")
 
-    emit(tenants, as_json, human)
+
+async def _all(s: Services, state: str | None) -> list[Tenant]:
+    from plexica.tenants.schemas import State
+
+    wanted = State(state) if state else None
+
+    items: list[Tenant] = []
+    after: str | None = None
+    while True:
+        page = await s.tenants.list_tenants(state=wanted, after=after, limit=200)
+        items += page.items
+        if page.next is None:
+            return items
+        after = page.next
 
 
 @tenant_app.command("show")
@@ -151,34 +180,30 @@ def show(
     key: KeyArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None, url: UrlOpt = None
 ) -> None:
     """A tenant with its provisioning/deletion steps and state history."""
+    api = reach(data_dir, url, as_json=as_json)
+    if api is not None:
+        tenant = api.call("GET", f"/v1/tenants/{key}")
+        steps = api.call("GET", f"/v1/tenants/{key}/steps")
+    else:
 
-    async def both(s: Services) -> tuple[Tenant, Any]:
-        return await s.tenants.get(key), await s.tenants.steps_of(key)
+        async def both(s: Services) -> tuple[Tenant, Any]:
+            return await s.tenants.get(key), await s.tenants.steps_of(key)
 
-    tenant, steps = run(data_dir, as_json, both, url)
+        found, recorded = run(data_dir, as_json, both, url)
+        tenant, steps = _dump(found), _dump(recorded)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    **tenant.model_dump(mode="json"),
-                    **{
-                        "steps": steps.model_dump(mode="json")["steps"],
-                        "history": steps.model_dump(mode="json")["history"],
-                    },
-                }
-            )
-        )
+        typer.echo(json.dumps({**tenant, "steps": steps["steps"], "history": steps["history"]}))
         return
     fields = ("id", "slug", "name", "admin_email", "state", "schema_name", "schema_version")
-    pairs: list[tuple[str, object]] = [(f, getattr(tenant, f)) for f in fields]
-    if tenant.failure_reason:
-        pairs.append(("failure_reason", tenant.failure_reason))
-    pairs.append(("created_at", tenant.created_at))
+    pairs: list[tuple[str, object]] = [(f, tenant.get(f)) for f in fields]
+    if tenant.get("failure_reason"):
+        pairs.append(("failure_reason", tenant["failure_reason"]))
+    pairs.append(("created_at", tenant.get("created_at")))
     key_values(pairs)
     typer.echo("")
     rows = [
-        {"phase": st.phase, "step": st.name, "status": st.status, "error": st.error}
-        for st in steps.steps
+        {"phase": st["phase"], "step": st["name"], "status": st["status"], "error": st["error"]}
+        for st in steps["steps"]
     ]
     table(rows, ["phase", "step", "status", "error"], empty="no steps recorded")
 
@@ -187,8 +212,8 @@ def _action(name: str, doc: str) -> None:
     def command(
         key: KeyArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None, url: UrlOpt = None
     ) -> None:
-        tenant = run(data_dir, as_json, lambda s: getattr(s.tenants, name)(key), url)
-        emit(tenant, as_json, lambda: _line(tenant))
+        action = lambda s: getattr(s.tenants, name)(key)  # noqa: E731
+        _one(_call(key, data_dir, url, as_json, ("POST", "/{key}/" + name), action), as_json)
 
     command.__doc__ = doc
     tenant_app.command(name)(command)
@@ -212,5 +237,5 @@ def delete(
         sys.stdin.isatty() and typer.confirm(f"delete tenant {key} and all its data?")
     ):
         raise fail("not confirmed (pass --yes)")
-    tenant = run(data_dir, as_json, lambda s: s.tenants.delete(key), url)
-    emit(tenant, as_json, lambda: _line(tenant))
+    action = lambda s: s.tenants.delete(key)  # noqa: E731
+    _one(_call(key, data_dir, url, as_json, ("DELETE", "/{key}"), action), as_json)

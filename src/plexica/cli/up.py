@@ -16,8 +16,9 @@ from plexica.cli.common import fail, settings_or_exit
 from plexica.events.runtime import plugin_event_buses
 from plexica.gateway.embedded import create_edge_app
 from plexica.identity import custody, signing
-from plexica.identity.bootstrap import CREDENTIALS_FILE, OperatorCredentials, bootstrap
+from plexica.identity.bootstrap import OperatorCredentials, bootstrap
 from plexica.identity.custody import KeyCustodyError, with_persisted_key
+from plexica.identity.names import CREDENTIALS_FILE
 from plexica.identity.service import OPERATOR_REALM
 from plexica.kit.datadir import DataDir, DataDirBusyError
 from plexica.kit.db import Database

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plexica.identity import repository, service
+from plexica.identity.names import CREDENTIALS_FILE
 from plexica.kit.db import Database
 from plexica_sdk.context import SUPER_ADMIN
-
-CREDENTIALS_FILE = "operator-credentials.json"
 
 
 @dataclass(frozen=True)

@@ -28,15 +28,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from plexica.identity import key_repository, repository, revocation, signing
 from plexica.identity.custody import KeyCustodyError
 from plexica.identity.keys import public_key_from_jwk
+from plexica.identity.names import CLI_CLIENT, CLI_REDIRECT, OPERATOR_REALM, issuer_url
 from plexica.identity.schemas import TokenResponse, User
 from plexica_sdk.context import MEMBER, SUPER_ADMIN, TENANT_ADMIN
 from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
 
-OPERATOR_REALM = "plexica-platform"
+__all__ = ["CLI_CLIENT", "CLI_REDIRECT", "OPERATOR_REALM", "issuer_url"]  # their home: names
+
 AUDIENCE = "plexica-api"
 WEB_CLIENT = "plexica-web"
-CLI_CLIENT = "plexica-cli"
-CLI_REDIRECT = "http://127.0.0.1/plexica-cli/callback"
 ACCESS_TTL = 300
 REFRESH_TTL = 8 * 3600
 CODE_TTL = 60
@@ -91,10 +91,6 @@ def sha256(value: str) -> str:
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
-
-
-def issuer_url(base_url: str, realm: str) -> str:
-    return f"{base_url.rstrip('/')}/realms/{realm}"
 
 
 def realm_roles(realm: str) -> frozenset[str]:

