@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     log_format: LogFormat = LogFormat.AUTO
+    # Read by the SDK's request metrics (plexica_sdk.toptenants, ADR 0200); declared here so
+    # that a deployment's value is checked and known to `plexica serve`.
+    metrics_top_tenants: int = Field(default=20, ge=1, le=1000)
 
     database_url: Annotated[PostgresDsn | None, BeforeValidator(_empty_to_none)] = None
     database_pool_size: int = Field(default=10, ge=1, le=200)

@@ -44,6 +44,11 @@ def test_a_crashed_service_is_restarted_and_the_others_keep_running(
     assert topology.supervise(web.restart_at) == ["web"]
     topology.wait_ready(120, only=["web"])
     assert web.restarts == 1
+    # The gateway's health check of /ready (ADR 0202) puts it back in rotation within a probe.
+    deadline = time.monotonic() + 60
+    while httpx.get(topology.processes["gateway"].url + "/", timeout=5).status_code == 503:
+        assert time.monotonic() < deadline, "the gateway never routed to the restarted web"
+        time.sleep(0.2)
     assert {n: p.proc.pid for n, p in topology.processes.items() if n != "web"} == others
     assert all(p.proc.poll() is None for p in topology.processes.values())
 

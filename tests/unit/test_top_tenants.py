@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from plexica_sdk.toptenants import NONE, OTHER, TopTenants
+import pytest
+
+from plexica.settings import load_settings
+from plexica_sdk.toptenants import (
+    DEFAULT_TOP,
+    NONE,
+    OTHER,
+    TOP_TENANTS_ENV,
+    TopTenants,
+    top_from_env,
+)
 
 
 def test_the_first_tenants_take_the_free_places_and_the_rest_are_other() -> None:
@@ -47,3 +57,14 @@ def test_no_more_than_size_tenants_have_a_label_at_any_time() -> None:
         top.label(f"t{i % 97}")
         named = [t for t in (f"t{j}" for j in range(97)) if top.known(t) != OTHER]
         assert len(named) <= 5
+
+
+def test_the_size_comes_from_the_environment_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    for raw, size in (("5", 5), ("0", 1), ("100000", 1000), ("", DEFAULT_TOP), ("x", DEFAULT_TOP)):
+        monkeypatch.setenv(TOP_TENANTS_ENV, raw)
+        assert top_from_env() == size
+
+
+def test_the_platform_knows_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TOP_TENANTS_ENV, "7")
+    assert load_settings().metrics_top_tenants == 7

@@ -296,10 +296,14 @@ class RequestContextMiddleware:
 
 def _end_span(span: trace.Span, method: str, route: str, status: int, tenant: str) -> None:
     span.update_name(f"{method} {route}")
-    span.set_attribute("http.request.method", method)
-    span.set_attribute("http.route", route)
-    span.set_attribute("http.response.status_code", status)
-    span.set_attribute("plexica.tenant", tenant)
+    span.set_attributes(
+        {
+            "http.request.method": method,
+            "http.route": route,
+            "http.response.status_code": status,
+            "plexica.tenant": tenant,
+        }
+    )
     if status >= 500:
         span.set_status(trace.StatusCode.ERROR)
     span.end()

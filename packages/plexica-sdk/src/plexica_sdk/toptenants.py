@@ -30,7 +30,7 @@ TENANT_LATENCY = Histogram(
 
 def top_from_env() -> int:
     raw = os.environ.get(TOP_TENANTS_ENV, "")
-    return int(raw) if raw.isdigit() else DEFAULT_TOP
+    return min(max(int(raw), 1), 1000) if raw.isdigit() else DEFAULT_TOP
 
 
 class TopTenants:
