@@ -21,6 +21,7 @@ from plexica.kit.provisioning import TenantRef
 from plexica.plugins import repository as repo
 from plexica.plugins.schemas import InstallBusyError, VersionStatus
 from plexica.plugins.service import DefaultPluginsStep, Installer
+from plexica.settings import Settings
 from plexica.tenants.reconciler import Reconciler
 from plexica.tenants.schemas import State, TenantCreate
 from plexica.tenants.service import TenantService
@@ -223,3 +224,22 @@ async def test_a_provisioning_that_died_inside_its_default_plugin_install_ends_a
             assert (row["status"], row["pending_version"]) == ("active", None)
     finally:
         assert (await tenants.delete(slug)).state is State.DELETED
+
+
+async def test_a_fleet_upgrade_wider_than_the_pool_finishes(
+    db: Database, settings: Settings, make_tenant: TenantFactory
+) -> None:
+    """Leases are held on connections outside the pool: three upgrades at once on a pool of
+    two connections all finish (a lease from the pool would hold the slot its work waits on)."""
+    fleet = [await make_tenant() for _ in range(3)]
+    p = "wide" + uuid.uuid4().hex[:8]
+    await register(db, p, "1.0.0", f"CREATE TABLE {p}_a (id int)")
+    for t in fleet:
+        await Installer(db, AlwaysReady()).install(t.ref, p)
+    await register(db, p, "1.1.0", f"CREATE TABLE {p}_a (id int)", f"CREATE TABLE {p}_b ()")
+    small = Database(settings.sqlalchemy_url, pool_size=1)
+    try:
+        results = await Installer(small, AlwaysReady()).upgrade_fleet(p, "1.1.0", concurrency=3)
+    finally:
+        await small.dispose()
+    assert results == {str(t.id): "upgraded" for t in fleet}

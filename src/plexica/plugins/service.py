@@ -390,8 +390,9 @@ class Installer:
         """One install, upgrade, uninstall or recovery at a time per tenant and plugin (ADR
         0170): a session advisory lock on a connection of its own, which PostgreSQL frees when
         the holder dies. An installation left ``installing`` or with a ``pending_version`` and
-        nobody holding its lease was interrupted by a crash."""
-        async with self.db.engine.connect() as conn:
+        nobody holding its lease was interrupted by a crash. The lease's connection is not
+        from the pool, which the operation's own sessions need."""
+        async with self.db.unpooled_connection() as conn:
             locked = await repo.try_lease(conn, tenant_id, plugin_id)
             await conn.commit()
             if not locked:
