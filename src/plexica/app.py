@@ -74,7 +74,11 @@ def create_app(
             await services.start()
             stack.push_async_callback(services.stop)
             if settings.reconcile_seconds > 0:
-                reconciler = Reconciler(services.tenants, interval=settings.reconcile_seconds)
+                reconciler = Reconciler(
+                    services.tenants,
+                    plugins=app.state.plugin_installer,
+                    interval=settings.reconcile_seconds,
+                )
                 await stack.enter_async_context(reconciler.running())
             await start_gateway(app, settings, database, services.tenants.cache, stack)
             if event_buses is not None:

@@ -6,6 +6,7 @@ import pytest
 
 from plexica.events.service import publish
 from plexica.kit.db import Database
+from plexica.kit.provisioning import TenantRef
 from plexica.tenants.schemas import Phase, State, StepStatus, TenantCreate
 from plexica.tenants.service import (
     DeletionIncompleteError,
@@ -101,6 +102,38 @@ async def test_failed_tenant_can_be_deleted(db: Database) -> None:
     with pytest.raises(Exception, match="step bucket"):
         await service.create(body(slug))
     assert (await service.delete(slug)).state is State.DELETED
+
+
+class UndoFails(RecordingStep):
+    """Its compensation fails too: the failed tenant keeps this step's resource."""
+
+    async def undo(self, tenant: TenantRef) -> None:
+        self.calls.append((self.name, "undo", tenant.slug))
+        raise RuntimeError(f"{self.name} undo timed out")
+
+
+async def test_a_failed_tenant_whose_compensation_failed_is_retried_or_deleted(
+    db: Database,
+) -> None:
+    bucket, realm = UndoFails("bucket"), RecordingStep("realm", fail_apply=True)
+    service = TenantService(db, [bucket, realm])
+    retried, deleted = new_slug(), new_slug()
+    for slug in (retried, deleted):
+        with pytest.raises(Exception, match="step realm"):
+            await service.create(body(slug))
+        tenant = await service.get(slug)
+        assert tenant.state is State.FAILED
+        recorded = (await service.steps_of(tenant.id)).steps
+        steps = {s.name: s for s in recorded if s.phase is Phase.PROVISION}
+        assert steps["bucket"].status is StepStatus.FAILED
+        assert "undo timed out" in (steps["bucket"].error or "")
+    assert bucket.resources == {retried, deleted}
+
+    realm.fail_apply = False
+    assert (await service.retry(retried)).state is State.ACTIVE
+    assert (await service.delete(deleted)).state is State.DELETED
+    assert bucket.resources == {retried}  # the delete purged what the failed undo left
+    assert not await schema_exists(db, (await service.get(deleted)).ref.schema)
 
 
 async def test_unknown_tenant_is_404(service: TenantService) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from plexica.kit.db import quote_ident
 from plexica_sdk.db import installation_function, publish_function
@@ -105,6 +105,37 @@ async def get_installation(
         .first()
     )
     return dict(row) if row else None
+
+
+async def interrupted_installations(session: AsyncSession) -> list[dict[str, Any]]:
+    """Installations an install, restore or upgrade is working on, or was when it died."""
+    rows = await session.execute(
+        text(
+            f"SELECT {INSTALL_COLUMNS} FROM platform.plugin_installations"  # noqa: S608
+            " WHERE status = 'installing' OR pending_version IS NOT NULL"
+            " ORDER BY tenant_id, plugin_id"
+        )
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+def _lease_key(tenant_id: UUID, plugin_id: str) -> str:
+    return f"plexica.plugin.lease.{tenant_id}.{plugin_id}"
+
+
+async def try_lease(conn: AsyncConnection, tenant_id: UUID, plugin_id: str) -> bool:
+    """A session lock held while a plugin's install, upgrade or recovery runs in a tenant; the
+    server frees it if the holder dies."""
+    got = await conn.execute(
+        text("SELECT pg_try_advisory_lock(hashtext(:k))"), {"k": _lease_key(tenant_id, plugin_id)}
+    )
+    return bool(got.scalar_one())
+
+
+async def release_lease(conn: AsyncConnection, tenant_id: UUID, plugin_id: str) -> None:
+    await conn.execute(
+        text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": _lease_key(tenant_id, plugin_id)}
+    )
 
 
 async def list_installations(

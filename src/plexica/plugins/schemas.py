@@ -105,6 +105,11 @@ class InvalidStateError(ConflictError):
     code = "invalid_state"
 
 
+class InstallBusyError(InvalidStateError):
+    """Another install, upgrade, uninstall or recovery of the plugin in the tenant holds the
+    lease."""
+
+
 class InvalidSettingsError(PlexicaError):
     status, code = 422, "invalid_settings"
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -20,7 +21,7 @@ from uuid import UUID
 import httpx
 import structlog
 from jsonschema import Draft202012Validator
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp
 
@@ -37,6 +38,7 @@ from plexica.plugins.schemas import (
     IncompatibleError,
     InstallationNotFoundError,
     InstallationOut,
+    InstallBusyError,
     InstallFailedError,
     InstallStatus,
     InvalidSettingsError,
@@ -57,6 +59,11 @@ from plexica_sdk.semver import Version, VersionRange
 
 log = structlog.get_logger("plexica.plugins")
 
+RECOVERED = Counter(
+    "plexica_plugin_recovered_total",
+    "Plugin installs and upgrades a crash interrupted, undone by the reconciler.",
+    ["operation"],
+)
 INSTALL_SECONDS = Histogram(
     "plexica_plugin_install_duration_seconds",
     "Plugin install/upgrade duration by plugin and outcome.",
@@ -378,6 +385,27 @@ class Installer:
         # The longest a plugin's migrations may run (and hold their locks) in one tenant.
         self.migration_timeout = migration_timeout
 
+    @asynccontextmanager
+    async def _lease(self, tenant_id: UUID, plugin_id: str) -> AsyncIterator[None]:
+        """One install, upgrade, uninstall or recovery at a time per tenant and plugin (ADR
+        0170): a session advisory lock on a connection of its own, which PostgreSQL frees when
+        the holder dies. An installation left ``installing`` or with a ``pending_version`` and
+        nobody holding its lease was interrupted by a crash. The lease's connection is not
+        from the pool, which the operation's own sessions need."""
+        async with self.db.unpooled_connection() as conn:
+            locked = await repo.try_lease(conn, tenant_id, plugin_id)
+            await conn.commit()
+            if not locked:
+                raise InstallBusyError(
+                    f"another operation on plugin {plugin_id} in this tenant is running",
+                    details={"tenant_id": str(tenant_id), "plugin_id": plugin_id},
+                )
+            try:
+                yield
+            finally:
+                await repo.release_lease(conn, tenant_id, plugin_id)
+                await conn.commit()
+
     async def install(
         self,
         tenant: TenantRef,
@@ -385,7 +413,19 @@ class Installer:
         version: str | None = None,
         settings: dict[str, Any] | None = None,
     ) -> InstallationOut:
-        settings = settings or {}
+        """Install, or restore retained data; what a crash left of an earlier attempt is undone
+        first."""
+        async with self._lease(tenant.id, plugin_id):
+            await self._recover(tenant, plugin_id)
+            return await self._install(tenant, plugin_id, version, settings or {})
+
+    async def _install(
+        self,
+        tenant: TenantRef,
+        plugin_id: str,
+        version: str | None,
+        settings: dict[str, Any],
+    ) -> InstallationOut:
         role = plugin_role(plugin_id, tenant.id)
         async with self.db.session() as s:
             manifest, migrations = await _pick_version(s, plugin_id, version)
@@ -428,6 +468,13 @@ class Installer:
 
     async def upgrade(
         self, tenant: TenantRef, plugin_id: str, version: str | None = None
+    ) -> InstallationOut:
+        async with self._lease(tenant.id, plugin_id):
+            await self._recover(tenant, plugin_id)
+            return await self._upgrade(tenant, plugin_id, version)
+
+    async def _upgrade(
+        self, tenant: TenantRef, plugin_id: str, version: str | None
     ) -> InstallationOut:
         async with self.db.session() as s:
             current = await repo.get_installation(s, tenant.id, plugin_id)
@@ -582,7 +629,38 @@ class Installer:
     async def recover(self, tenant: TenantRef, plugin_id: str) -> bool:
         """Finish what a crash left between the steps of an install, restore or upgrade: an
         installation still ``installing``, or with a ``pending_version``, is undone as if it
-        had failed. Returns whether there was anything to undo."""
+        had failed. Returns whether there was anything to undo; raises InstallBusyError while
+        the operation is alive somewhere (it holds the lease)."""
+        async with self._lease(tenant.id, plugin_id):
+            return await self._recover(tenant, plugin_id)
+
+    async def reconcile(self) -> list[tuple[UUID, str]]:
+        """Undo every install, restore or upgrade a crash interrupted (the reconciler's pass,
+        ADR 0170); the (tenant, plugin) pairs undone. Those whose lease is held are alive."""
+        async with self.db.session() as s:
+            rows = await repo.interrupted_installations(s)
+        undone = []
+        for row in rows:
+            ref = TenantRef(row["tenant_id"], row["tenant_slug"], row["tenant_slug"], "")
+            try:
+                if not await self.recover(ref, row["plugin_id"]):
+                    continue
+            except InstallBusyError:
+                continue
+            RECOVERED.labels(
+                "upgrade" if row["status"] != InstallStatus.INSTALLING else "install"
+            ).inc()
+            log.info(
+                "plugin_reconciled",
+                plugin=row["plugin_id"],
+                tenant_id=str(row["tenant_id"]),
+                was=row["status"],
+                pending_version=row["pending_version"],
+            )
+            undone.append((row["tenant_id"], row["plugin_id"]))
+        return undone
+
+    async def _recover(self, tenant: TenantRef, plugin_id: str) -> bool:
         async with self.db.session() as s:
             row = await repo.get_installation(s, tenant.id, plugin_id)
         if row is None:
@@ -669,7 +747,14 @@ class Installer:
     async def uninstall(
         self, tenant: TenantRef, plugin_id: str, *, purge: bool = False
     ) -> InstallationOut | None:
-        """Keep the data for the manifest's retention window, or drop it all with ``purge``."""
+        """Keep the data for the manifest's retention window, or drop it all with ``purge``.
+        One transaction: a crash in it leaves the installation as it was."""
+        async with self._lease(tenant.id, plugin_id):
+            return await self._uninstall(tenant, plugin_id, purge=purge)
+
+    async def _uninstall(
+        self, tenant: TenantRef, plugin_id: str, *, purge: bool
+    ) -> InstallationOut | None:
         async with self.db.session() as s:
             row = await repo.get_installation(s, tenant.id, plugin_id, lock=True)
             if row is None:

@@ -3,8 +3,10 @@
 A saga holds its tenant's session advisory lock while it runs; PostgreSQL frees the lock when
 the process holding it dies. So a tenant still ``provisioning`` or ``pending_deletion`` whose
 lock is free was orphaned, and the first replica to take the lock resumes it: the lock is the
-lease, and no two replicas ever run the same tenant's saga at once. The reconciler passes once
-at start and then every ``interval`` seconds.
+lease, and no two replicas ever run the same tenant's saga at once. Plugin installs and upgrades
+hold a lease of the same kind per tenant and plugin, and the pass undoes those a crash left
+(ADR 0170) before it resumes tenants. The reconciler passes once at start and then every
+``interval`` seconds.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Protocol
 from uuid import UUID
 
 import structlog
@@ -40,13 +43,30 @@ BY_STATE = Gauge("plexica_tenants", "Tenants by state at the reconciler's last p
 SHUTDOWN_WAIT_SECONDS = 5.0
 
 
+class PluginRecovery(Protocol):
+    async def reconcile(self) -> list[tuple[UUID, str]]:
+        """Undo the plugin operations a crash interrupted; the (tenant, plugin) pairs undone."""
+        ...
+
+
 class Reconciler:
-    def __init__(self, tenants: TenantService, *, interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        tenants: TenantService,
+        *,
+        plugins: PluginRecovery | None = None,
+        interval: float = 10.0,
+    ) -> None:
         self.tenants = tenants
+        self.plugins = plugins
         self.interval = interval
 
     async def pass_once(self) -> list[UUID]:
-        """Resume every orphaned tenant; the ids of those this pass worked on."""
+        """Undo interrupted plugin operations, then resume every orphaned tenant (a resumed
+        provisioning installs its default plugins again); the ids of the tenants this pass
+        worked on."""
+        if self.plugins is not None:
+            await self.plugins.reconcile()
         async with self.tenants.db.session() as session:
             found = await repository.fleet(session, TRANSITIONAL)
             counts = await repository.count_by_state(session)
