@@ -763,10 +763,10 @@ async def deal_won(ctx: PluginContext, event: Event) -> Invoice | None:
     title = str(event.data.get("title") or f"Deal {deal_id}")[:200]
     company = event.data.get("company_id")
     name = str(event.data.get("company_name") or title)[:200]
+    existing = await repo.invoice_by_deal(ctx.db, deal_id)
     customer = (
         await repo.upsert_crm_customer(ctx.db, UUID(str(company)), name, code) if company else None
     )
-    existing = await repo.invoice_by_deal(ctx.db, deal_id)
     if existing is not None:
         return await _invoice(ctx, existing["id"])
     if customer is None:

@@ -32,8 +32,10 @@ async def _exists(ctx: PluginContext, table: str, id_: UUID | None, field: str) 
         raise UnknownReferenceError(f"{field}: no such record", details={"field": field})
 
 
-async def _found(ctx: PluginContext, table: str, id_: UUID, what: str) -> dict[str, Any]:
-    row = await repo.get(ctx.db, table, id_)
+async def _found(
+    ctx: PluginContext, table: str, id_: UUID, what: str, *, lock: bool = False
+) -> dict[str, Any]:
+    row = await repo.get(ctx.db, table, id_, lock=lock)
     if row is None:
         raise CrmNotFoundError(f"no such {what}")
     return row
@@ -112,10 +114,12 @@ async def get_deal(ctx: PluginContext, deal_id: UUID) -> Deal:
 
 
 async def move_deal(ctx: PluginContext, deal_id: UUID, stage_id: str) -> Deal:
-    before = Deal.model_validate(await _found(ctx, "crm_deals", deal_id, "deal"))
     stage = await repo.get_stage(ctx.db, stage_id)
     if stage is None:
         raise UnknownReferenceError("stage_id: no such stage", details={"field": "stage_id"})
+    # Parallel moves of one deal queue on its row and apply in order: each event's "from" is the
+    # stage its move really left, and only the move that enters "won" announces it.
+    before = Deal.model_validate(await _found(ctx, "crm_deals", deal_id, "deal", lock=True))
     if before.stage_id == stage_id:
         return before
     closed = bool(stage["is_won"] or stage["is_lost"])
