@@ -657,7 +657,11 @@ class Installer:
                 await events_service.set_plugin_active(s, plugin_id, tenant.id, enabled)
                 event = CoreEvent.PLUGIN_ENABLED if enabled else CoreEvent.PLUGIN_DISABLED
                 await events_service.publish(
-                    s, event, {"plugin_id": plugin_id}, tenant_id=tenant.id, subject=plugin_id
+                    s,
+                    event,
+                    {"plugin_id": plugin_id},
+                    tenant_id=tenant.id,
+                    subject=f"plugins/{plugin_id}",
                 )
                 log.info(
                     "plugin_" + ("enabled" if enabled else "disabled"),
@@ -683,7 +687,7 @@ class Installer:
                     CoreEvent.PLUGIN_UNINSTALLED,
                     {"plugin_id": plugin_id, "purged": purge},
                     tenant_id=tenant.id,
-                    subject=plugin_id,
+                    subject=f"plugins/{plugin_id}",
                 )
             if purge or row["status"] == InstallStatus.FAILED:
                 await repo.drop_plugin_objects(s, tenant.schema, row["db_role"], plugin_id)
@@ -789,7 +793,7 @@ async def _announce(
             CoreEvent.PLUGIN_INSTALLED,
             {"plugin_id": manifest.id, "version": manifest.version},
             tenant_id=tenant.id,
-            subject=manifest.id,
+            subject=f"plugins/{manifest.id}",
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -51,6 +51,7 @@ from plexica_billing.schemas import (
     UsageRecord,
 )
 from plexica_sdk.app import PluginContext
+from plexica_sdk.contracts import DealWon
 from plexica_sdk.events import Event
 
 INVOICE_ISSUED = "billing.invoice.issued"
@@ -742,30 +743,21 @@ async def scheduled_invoice_run(ctx: PluginContext, now: datetime) -> InvoiceRun
 # --- CRM -------------------------------------------------------------------------------------
 
 
-def _event_amount(event: Event) -> tuple[Decimal, str]:
-    try:
-        amount = Decimal(str(event.data.get("amount", "")))
-    except InvalidOperation:
-        raise InvalidAmountError("crm.deal.won carries no numeric amount") from None
-    if not amount.is_finite() or amount < 0:
-        raise InvalidAmountError("crm.deal.won carries a negative or infinite amount")
-    return cents(amount), str(event.data.get("currency") or "")
-
-
 async def deal_won(ctx: PluginContext, event: Event) -> Invoice | None:
     """The customer of the deal's company (created or refreshed) and a draft invoice for the
     deal's amount; a redelivered event or an already invoiced deal changes nothing."""
     if not await repo.first_delivery(ctx.db, event, "billing.deal_won"):
         return None
-    deal_id = UUID(str(event.data["deal_id"]))
-    amount, code = _event_amount(event)
-    code = currency(code or None, ctx)
-    title = str(event.data.get("title") or f"Deal {deal_id}")[:200]
-    company = event.data.get("company_id")
-    name = str(event.data.get("company_name") or title)[:200]
+    won = DealWon.of(event)
+    deal_id, amount = won.deal_id, cents(won.amount)
+    code = currency(won.currency, ctx)
+    title = (won.title or f"Deal {deal_id}")[:200]
+    name = (won.company_name or title)[:200]
     existing = await repo.invoice_by_deal(ctx.db, deal_id)
     customer = (
-        await repo.upsert_crm_customer(ctx.db, UUID(str(company)), name, code) if company else None
+        await repo.upsert_crm_customer(ctx.db, won.company_id, name, code)
+        if won.company_id
+        else None
     )
     if existing is not None:
         return await _invoice(ctx, existing["id"])
