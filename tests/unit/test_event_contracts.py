@@ -67,5 +67,8 @@ def test_a_core_event_carries_the_active_span_as_its_parent() -> None:
         trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
     )
     with trace.use_span(trace.NonRecordingSpan(context)):
-        assert current_traceparent("0" * 32) == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        assert (
+            current_traceparent("0" * 32)
+            == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        )
     assert current_traceparent("ab" * 16) == f"00-{'ab' * 16}-{'0' * 15}1-01"

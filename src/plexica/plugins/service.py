@@ -56,6 +56,8 @@ from plexica_sdk.manifest import Manifest, parse_manifest
 from plexica_sdk.semver import Version, VersionRange
 
 log = structlog.get_logger("plexica.plugins")
+# An installation in one of these states is not installed again.
+BUSY = (InstallStatus.ACTIVE, InstallStatus.DISABLED, InstallStatus.INSTALLING)
 
 INSTALL_SECONDS = Histogram(
     "plexica_plugin_install_duration_seconds",
@@ -393,11 +395,7 @@ class Installer:
             if not await repo.schema_exists(s, tenant.schema):
                 raise InstallationNotFoundError("no such tenant")
             current = await repo.get_installation(s, tenant.id, plugin_id, lock=True)
-            if current and current["status"] in (
-                InstallStatus.ACTIVE,
-                InstallStatus.DISABLED,
-                InstallStatus.INSTALLING,
-            ):
+            if current and current["status"] in BUSY:
                 raise InvalidStateError(
                     f"plugin {plugin_id} is already {current['status']} in this tenant"
                 )
@@ -407,7 +405,8 @@ class Installer:
                     f"retained data is from {plugin_id} {current['version']}, newer than"
                     f" {manifest.version}"
                 )
-            await repo.upsert_installation(
+            # No row to lock yet for a first install: the insert decides between parallel ones.
+            claimed = await repo.upsert_installation(
                 s,
                 tenant_id=tenant.id,
                 tenant_slug=tenant.slug,
@@ -416,7 +415,10 @@ class Installer:
                 status=InstallStatus.INSTALLING,
                 db_role=role,
                 settings=settings,
+                unless=BUSY,
             )
+            if not claimed:
+                raise InvalidStateError(f"plugin {plugin_id} is already being installed here")
         try:
             await self._ensure_login(plugin_id)
             await self._apply(tenant, manifest, migrations, settings, "install", restore=restoring)
