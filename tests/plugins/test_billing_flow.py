@@ -134,7 +134,11 @@ async def test_won_deal_is_invoiced_paid_and_billing_outlives_crm(
                 {"t": tenant.id},
             )
         ).scalar_one()
-    assert list(types) == ["billing.invoice.issued", "billing.invoice.paid"]
+    assert list(types) == [
+        "billing.invoice.created",
+        "billing.invoice.issued",
+        "billing.invoice.paid",
+    ]
     assert won == 1
 
 
@@ -146,6 +150,11 @@ def test_billing_manifest() -> None:
     assert [(d.id, d.optional) for d in m.dependencies] == [("crm", True)]
     assert {e.type for e in m.events.consumes} == {"crm.deal.won"}
     assert {e.type for e in m.events.emits} == {
+        "billing.customer.created",
+        "billing.plan.created",
+        "billing.invoice.created",
+        "billing.invoice.voided",
+        "billing.invoice.marked_uncollectible",
         "billing.invoice.issued",
         "billing.invoice.paid",
         "billing.subscription.changed",

@@ -146,7 +146,7 @@ def test_invoice_lifecycle_and_bad_input(kit: PluginTestKit, acme: KitTenant) ->
             acme.id,
         )
     )
-    assert [r["type"] for r in rows] == [
+    assert [r["type"] for r in rows if r["type"].endswith((".issued", ".paid"))] == [
         "billing.invoice.issued",
         "billing.invoice.paid",
         "billing.invoice.issued",
