@@ -66,10 +66,16 @@ async def test_won_deal_is_invoiced_paid_and_billing_outlives_crm(
                 headers=admin,
             )
         ).json()
-        r = await http.post(
-            f"{CRM}/deals/{deal['id']}/stage", json={"stage_id": "won"}, headers=admin
+        # Won from eight places at once: one crm.deal.won, one invoice.
+        moves = await asyncio.gather(
+            *(
+                http.post(
+                    f"{CRM}/deals/{deal['id']}/stage", json={"stage_id": "won"}, headers=admin
+                )
+                for _ in range(8)
+            )
         )
-        assert r.status_code == 200, r.text
+        assert [r.status_code for r in moves] == [200] * 8, [r.text for r in moves]
 
         drafts: list[dict[str, object]] = []
         for _ in range(500):
@@ -119,7 +125,21 @@ async def test_won_deal_is_invoiced_paid_and_billing_outlives_crm(
             .scalars()
             .all()
         )
-    assert list(types) == ["billing.invoice.issued", "billing.invoice.paid"]
+        won = (
+            await s.execute(
+                text(
+                    "SELECT count(*) FROM platform.outbox WHERE tenant_id = :t"
+                    " AND type = 'crm.deal.won'"
+                ),
+                {"t": tenant.id},
+            )
+        ).scalar_one()
+    assert list(types) == [
+        "billing.invoice.created",
+        "billing.invoice.issued",
+        "billing.invoice.paid",
+    ]
+    assert won == 1
 
 
 def test_billing_manifest() -> None:
@@ -130,6 +150,11 @@ def test_billing_manifest() -> None:
     assert [(d.id, d.optional) for d in m.dependencies] == [("crm", True)]
     assert {e.type for e in m.events.consumes} == {"crm.deal.won"}
     assert {e.type for e in m.events.emits} == {
+        "billing.customer.created",
+        "billing.plan.created",
+        "billing.invoice.created",
+        "billing.invoice.voided",
+        "billing.invoice.marked_uncollectible",
         "billing.invoice.issued",
         "billing.invoice.paid",
         "billing.subscription.changed",

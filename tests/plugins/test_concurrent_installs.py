@@ -13,6 +13,7 @@ from plexica.plugins.service import DefaultPluginsStep
 from plexica.tenants.schemas import State, TenantCreate
 from plexica.tenants.service import TenantService
 from plexica_sdk.manifest import parse_manifest
+from plexica_sdk.testing import arace
 from tests.plugins.conftest import (
     Platform,
     Tenant,
@@ -101,3 +102,34 @@ async def test_tenants_provisioned_at_once_with_a_default_plugin_all_become_acti
     states = await asyncio.gather(*(create(i) for i in range(TENANTS)))
     assert states == [State.ACTIVE] * TENANTS
     assert await subscriptions(db, p) == ["crm.deal.won"]
+
+
+async def test_one_plugin_installed_from_eight_places_at_once_is_installed_once(
+    platform: Platform, make_tenant: TenantFactory, db: Database
+) -> None:
+    p = "once" + uuid.uuid4().hex[:8]
+    first = doc(p, "1.0.0", ["crm.deal.won"])
+    await register_doc(db, first, [("0001_init", f"CREATE TABLE {p}_items (id int)")])
+    platform.endpoints[p] = bare_app(parse_manifest(first))
+
+    async def install(t: Tenant, _i: int) -> int:
+        r = await platform.http.post(
+            f"{CORE}/tenants/{t.id}/plugins",
+            json={"plugin_id": p},
+            headers=t.headers("tenant_admin"),
+        )
+        return r.status_code
+
+    async def check(t: Tenant, statuses: list[int]) -> None:
+        assert sorted(statuses) == [201] + [409] * (PARALLEL - 1)
+        async with db.session() as s:
+            rows = await s.execute(
+                text(
+                    "SELECT status FROM platform.plugin_installations"
+                    " WHERE tenant_id = :t AND plugin_id = :p"
+                ),
+                {"t": t.id, "p": p},
+            )
+            assert list(rows.scalars()) == ["active"]
+
+    await arace(lambda _n: make_tenant(), install, check, parallel=PARALLEL, rounds=20)

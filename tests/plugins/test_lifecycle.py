@@ -180,7 +180,13 @@ async def test_deals_pipeline_events_and_permissions(
     assert r.status_code == 200
     assert r.json()["closed_at"] is not None
     types = [t for t, _ in await _outbox(db, t.id) if not t.startswith("plexica.")]
-    assert types == ["crm.contact.created", "crm.deal.stage_changed", "crm.deal.won"]
+    assert types == [
+        "crm.company.created",
+        "crm.contact.created",
+        "crm.deal.created",
+        "crm.deal.stage_changed",
+        "crm.deal.won",
+    ]
 
     r = await http.post(
         f"{CRM}/activities",

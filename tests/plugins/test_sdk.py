@@ -28,10 +28,15 @@ def test_crm_manifest() -> None:
     assert (m.id, m.version, m.data_retention_days) == ("crm", "1.0.0", 30)
     assert m.base_path == "/api/plugins/crm"
     assert {e.type for e in m.events.emits} == {
+        "crm.company.created",
         "crm.contact.created",
+        "crm.deal.created",
         "crm.deal.stage_changed",
         "crm.deal.won",
+        "crm.activity.created",
+        "crm.activity.completed",
     }
+    assert all(e.data_schema for e in m.events.emits)
     assert m.default_permissions(frozenset({"viewer"})) == {
         "crm:company:read",
         "crm:contact:read",

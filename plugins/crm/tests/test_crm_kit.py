@@ -4,12 +4,16 @@ plugin served over HTTP, callers with real tokens. Imports only the SDK and the 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from plexica_crm.app import create_app
+from plexica_sdk.manifest import load_manifest
 from plexica_sdk.testing import KitTenant, PluginTestKit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +78,36 @@ def test_sales_flow_emits_events(kit: PluginTestKit, acme: KitTenant) -> None:
         )
     )
     types = [r["type"] for r in rows]
-    assert types == ["crm.contact.created", *["crm.deal.stage_changed"] * 3, "crm.deal.won"]
+    assert types == [
+        "crm.company.created",
+        "crm.contact.created",
+        "crm.deal.created",
+        *["crm.deal.stage_changed"] * 3,
+        "crm.deal.won",
+        "crm.activity.created",
+        "crm.activity.completed",
+    ]
+
+
+def test_every_event_meets_its_declared_schema(kit: PluginTestKit, acme: KitTenant) -> None:
+    """A consumer of its own: every CRM record in the outbox, read as stored, validated with
+    jsonschema against the schema the manifest declares for its type."""
+    schemas = {e.type: e.data_schema for e in load_manifest(ROOT).events.emits}
+    assert all(schemas.values())
+    rows = asyncio.run(
+        kit.fetch(
+            "SELECT type, subject, data FROM platform.outbox WHERE source = '/plugins/crm'"
+            " ORDER BY seq"
+        )
+    )
+    assert rows
+    assert {r["type"] for r in rows} <= set(schemas)
+    for row in rows:
+        validator = Draft202012Validator(
+            schemas[row["type"]], format_checker=Draft202012Validator.FORMAT_CHECKER
+        )
+        assert not list(validator.iter_errors(json.loads(row["data"]))), row
+        assert re.fullmatch(r"[a-z-]+/[0-9a-f-]{36}", row["subject"]), row["subject"]
 
 
 def test_other_tenants_and_roles(kit: PluginTestKit, acme: KitTenant) -> None:

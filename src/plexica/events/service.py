@@ -37,14 +37,18 @@ async def publish(
         data=data,
         tenantid=tenant_id,
         subject=subject,
-        traceparent=tracing.traceparent() or _traceparent(trace_id),
+        traceparent=current_traceparent(trace_id),
     )
     await repository.insert_outbox(session, event)
     return event
 
 
-def _traceparent(trace_id: object) -> str | None:
-    """W3C traceparent from our trace id when it is 32 hex characters."""
+def current_traceparent(trace_id: object) -> str | None:
+    """W3C traceparent of the active OpenTelemetry span (the event's parent is the span that
+    made it); without one, from our request's trace id when it is 32 hex characters."""
+    active = tracing.traceparent()
+    if active:
+        return active
     if isinstance(trace_id, str) and len(trace_id) == 32:
         try:
             int(trace_id, 16)

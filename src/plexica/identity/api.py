@@ -125,7 +125,7 @@ async def create_user(request: Request, principal: WriteUsers, body: UserCreate)
         )  # fmt: skip
         await events.publish(
             session, CoreEvent.USER_INVITED, {"user_id": user.id, "roles": sorted(roles)},
-            tenant_id=principal.tenant_id, subject=f"user:{user.id}",
+            tenant_id=principal.tenant_id, subject=f"users/{user.id}",
         )  # fmt: skip
     return UserCreated(user=user, initial_password=initial)
 
@@ -185,7 +185,7 @@ async def set_roles(
         await events.publish(
             session, CoreEvent.USER_ROLE_CHANGED,
             {"user_id": str(user_id), "before": before.roles, "after": after.roles},
-            tenant_id=principal.tenant_id, subject=f"user:{user_id}",
+            tenant_id=principal.tenant_id, subject=f"users/{user_id}",
         )  # fmt: skip
     _noted(request, cut)
     if cut is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -171,8 +172,12 @@ async def upsert_installation(
     db_role: str,
     settings: dict[str, Any],
     reason: str | None = None,
-) -> None:
-    await session.execute(
+    unless: Sequence[str] = (),
+) -> bool:
+    """Insert or overwrite the installation; False, changing nothing, when the row exists with
+    a status in ``unless``. A parallel insert of the same row waits for the first to commit and
+    then sees its status, so of two parallel installs one wins and the other gets False."""
+    result = await session.execute(
         text(
             "INSERT INTO platform.plugin_installations (tenant_id, plugin_id, tenant_slug, version,"
             " status, reason, settings, db_role) VALUES (:t, :p, :slug, :v, :s, :r,"
@@ -180,8 +185,10 @@ async def upsert_installation(
             " tenant_slug = EXCLUDED.tenant_slug, version = EXCLUDED.version,"
             " status = EXCLUDED.status, reason = EXCLUDED.reason, settings = EXCLUDED.settings,"
             " updated_at = now()"
+            " WHERE NOT (plugin_installations.status = ANY(CAST(:unless AS text[]))) RETURNING 1"
         ),
         {
+            "unless": list(unless),
             "t": tenant_id,
             "p": plugin_id,
             "slug": tenant_slug,
@@ -192,6 +199,7 @@ async def upsert_installation(
             "role": db_role,
         },
     )
+    return result.scalar_one_or_none() is not None
 
 
 async def update_installation(

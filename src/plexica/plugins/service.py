@@ -58,6 +58,8 @@ from plexica_sdk.manifest import Manifest, parse_manifest
 from plexica_sdk.semver import Version, VersionRange
 
 log = structlog.get_logger("plexica.plugins")
+# An installation in one of these states is not installed again.
+BUSY = (InstallStatus.ACTIVE, InstallStatus.DISABLED, InstallStatus.INSTALLING)
 
 RECOVERED = Counter(
     "plexica_plugin_recovered_total",
@@ -433,11 +435,7 @@ class Installer:
             if not await repo.schema_exists(s, tenant.schema):
                 raise InstallationNotFoundError("no such tenant")
             current = await repo.get_installation(s, tenant.id, plugin_id, lock=True)
-            if current and current["status"] in (
-                InstallStatus.ACTIVE,
-                InstallStatus.DISABLED,
-                InstallStatus.INSTALLING,
-            ):
+            if current and current["status"] in BUSY:
                 raise InvalidStateError(
                     f"plugin {plugin_id} is already {current['status']} in this tenant"
                 )
@@ -447,7 +445,8 @@ class Installer:
                     f"retained data is from {plugin_id} {current['version']}, newer than"
                     f" {manifest.version}"
                 )
-            await repo.upsert_installation(
+            # No row to lock yet for a first install: the insert decides between parallel ones.
+            claimed = await repo.upsert_installation(
                 s,
                 tenant_id=tenant.id,
                 tenant_slug=tenant.slug,
@@ -456,7 +455,10 @@ class Installer:
                 status=InstallStatus.INSTALLING,
                 db_role=role,
                 settings=settings,
+                unless=BUSY,
             )
+            if not claimed:
+                raise InvalidStateError(f"plugin {plugin_id} is already being installed here")
         try:
             await self._ensure_login(plugin_id)
             await self._apply(tenant, manifest, migrations, settings, "install", restore=restoring)
@@ -735,7 +737,11 @@ class Installer:
                 await events_service.set_plugin_active(s, plugin_id, tenant.id, enabled)
                 event = CoreEvent.PLUGIN_ENABLED if enabled else CoreEvent.PLUGIN_DISABLED
                 await events_service.publish(
-                    s, event, {"plugin_id": plugin_id}, tenant_id=tenant.id, subject=plugin_id
+                    s,
+                    event,
+                    {"plugin_id": plugin_id},
+                    tenant_id=tenant.id,
+                    subject=f"plugins/{plugin_id}",
                 )
                 log.info(
                     "plugin_" + ("enabled" if enabled else "disabled"),
@@ -768,7 +774,7 @@ class Installer:
                     CoreEvent.PLUGIN_UNINSTALLED,
                     {"plugin_id": plugin_id, "purged": purge},
                     tenant_id=tenant.id,
-                    subject=plugin_id,
+                    subject=f"plugins/{plugin_id}",
                 )
             if purge or row["status"] == InstallStatus.FAILED:
                 await repo.drop_plugin_objects(s, tenant.schema, row["db_role"], plugin_id)
@@ -882,7 +888,7 @@ async def _announce(
             CoreEvent.PLUGIN_INSTALLED,
             {"plugin_id": manifest.id, "version": manifest.version},
             tenant_id=tenant.id,
-            subject=manifest.id,
+            subject=f"plugins/{manifest.id}",
         )
 
 

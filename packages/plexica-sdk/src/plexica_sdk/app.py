@@ -8,6 +8,7 @@ headers are never trusted on their own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -31,6 +32,7 @@ from plexica_sdk.client import ClientCredentials, CoreClient
 from plexica_sdk.context import Principal
 from plexica_sdk.db import Installation, PluginDatabase, publish
 from plexica_sdk.errors import ForbiddenError, UnauthenticatedError, UnavailableError
+from plexica_sdk.events import DeclaredEvents
 from plexica_sdk.jobs import JobRunner, PeriodicJob
 from plexica_sdk.manifest import Manifest
 from plexica_sdk.revocation import plugin_revocations
@@ -106,6 +108,10 @@ class PluginRuntime:
     jobs: list[PeriodicJob] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @functools.cached_property
+    def events(self) -> DeclaredEvents:
+        return DeclaredEvents(self.manifest.events.emits)
+
 
 @dataclass(frozen=True)
 class PluginContext:
@@ -118,6 +124,7 @@ class PluginContext:
     installation: Installation | None
     session: AsyncSession | None
     plugin_id: str
+    events: DeclaredEvents | None = None
 
     @property
     def user_id(self) -> str:
@@ -145,7 +152,10 @@ class PluginContext:
         *,
         subject: str | None = None,
     ) -> UUID:
-        """Write ``type`` to the platform outbox in this request's transaction."""
+        """Write ``type`` to the platform outbox in this request's transaction, once its data
+        meets the schema the manifest declares for it."""
+        if self.events is not None:
+            self.events.check(type, data)
         return await publish(self.db, self.plugin_id, type, data, subject=subject)
 
 
@@ -184,7 +194,7 @@ async def _context(request: Request, rt: RuntimeDep) -> AsyncIterator[PluginCont
     if rt.db is None:
         yield PluginContext(
             principal, principal.tenant_id, principal.tenant_slug, permissions, None, None,
-            rt.manifest.id,
+            rt.manifest.id, rt.events,
         )  # fmt: skip
         return
     async with rt.db.tenant_session(principal.tenant_id, principal.tenant_slug) as (
@@ -193,7 +203,7 @@ async def _context(request: Request, rt: RuntimeDep) -> AsyncIterator[PluginCont
     ):
         yield PluginContext(
             principal, principal.tenant_id, principal.tenant_slug, permissions, installation,
-            session, rt.manifest.id,
+            session, rt.manifest.id, rt.events,
         )  # fmt: skip
 
 

@@ -11,17 +11,19 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
+from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica_sdk import tracing
 from plexica_sdk.errors import PlexicaError
+from plexica_sdk.manifest import EventRef
 
 EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){2,}$")
 MAX_EVENT_BYTES = 256 * 1024
@@ -97,6 +99,38 @@ def from_kafka(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> Eve
         )
     except (ValueError, TypeError, ValidationError) as exc:
         raise InvalidEventError(f"not a CloudEvents binary-mode record: {exc}") from None
+
+
+class DeclaredEvents:
+    """The event types a plugin's manifest says it emits, each with the JSON Schema its data
+    must meet. Checked when an event is published, so a consumer can rely on the schema."""
+
+    def __init__(self, emits: Iterable[EventRef]) -> None:
+        self._validators = {
+            e.type: Draft202012Validator(
+                e.data_schema, format_checker=Draft202012Validator.FORMAT_CHECKER
+            )
+            if e.data_schema is not None
+            else None
+            for e in emits
+        }
+
+    def check(self, event_type: str, data: dict[str, Any]) -> None:
+        if event_type not in self._validators:
+            raise InvalidEventError(
+                f"event type {event_type!r} is not in the manifest's events.emits",
+                details={"type": event_type, "declared": sorted(self._validators)},
+            )
+        validator = self._validators[event_type]
+        if validator is None:
+            return
+        # As the consumer will read it: the JSON the outbox stores.
+        errors = sorted(validator.iter_errors(json.loads(json.dumps(data, default=str))), key=str)
+        if errors:
+            raise InvalidEventError(
+                f"data of {event_type} does not meet its declared schema: {errors[0].message}",
+                details=[{"path": list(e.absolute_path), "message": e.message} for e in errors],
+            )
 
 
 Handler = Callable[[Event], Awaitable[None]]

@@ -91,9 +91,27 @@ class Ui(_Model):
     slots: list[UiSlot] = Field(default_factory=list)
 
 
+def _check_schema(value: dict[str, Any]) -> None:
+    try:
+        Draft202012Validator.check_schema(value)
+    except SchemaError as exc:
+        raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+
+
 class EventRef(_Model):
     type: Annotated[str, Field(pattern=EVENT_TYPE_RE)]
     schema_version: int = Field(default=1, ge=1)
+    data_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="JSON Schema (2020-12) of the event's data; checked when it is published.",
+    )
+
+    @field_validator("data_schema")
+    @classmethod
+    def _data_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            _check_schema(value)
+        return value
 
 
 class Events(_Model):
@@ -152,10 +170,7 @@ class Manifest(_Model):
     @field_validator("settings_schema")
     @classmethod
     def _settings_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
-        try:
-            Draft202012Validator.check_schema(value)
-        except SchemaError as exc:
-            raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        _check_schema(value)
         return value
 
     @model_validator(mode="after")

@@ -15,6 +15,8 @@ and requests carry real RS256 tokens minted by the kit's own issuer.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import os
 import shutil
 import socket
@@ -24,11 +26,11 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -254,6 +256,68 @@ class PluginTestKit:
     ) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token(tenant, roles, sub)}"} if tenant else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
+
+# --- concurrency ------------------------------------------------------------------------------
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def together(calls: Iterable[Callable[[], R]], *, timeout: float = 120) -> list[R]:
+    """Run ``calls`` on threads of their own, released at once by a barrier so that they
+    really overlap (a thread pool warming up would otherwise serialise them); results in the
+    order of ``calls``. An exception in a call is raised here."""
+    todo = list(calls)
+    gate = threading.Barrier(len(todo))
+
+    def run(call: Callable[[], R]) -> R:
+        gate.wait(timeout)
+        return call()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(todo)) as pool:
+        futures = [pool.submit(run, call) for call in todo]
+        return [f.result(timeout=timeout) for f in futures]
+
+
+def race(
+    setup: Callable[[int], T],
+    call: Callable[[T, int], R],
+    check: Callable[[T, list[R]], None],
+    *,
+    parallel: int = 8,
+    rounds: int = 20,
+) -> None:
+    """The concurrency kit: ``rounds`` times, make a fresh object (``setup(round)``), fire
+    ``parallel`` calls at it at once (``call(obj, i)``, e.g. an HTTP request) and check the
+    invariants on the object and the answers (``check(obj, results)``). A race that shows once
+    in a round fails the test, naming the round."""
+    for n in range(rounds):
+        obj = setup(n)
+        results = together([functools.partial(call, obj, i) for i in range(parallel)])
+        try:
+            check(obj, results)
+        except AssertionError as e:
+            raise AssertionError(f"round {n + 1} of {rounds}: {e}") from e
+
+
+async def arace(
+    setup: Callable[[int], Awaitable[T]],
+    call: Callable[[T, int], Awaitable[R]],
+    check: Callable[[T, list[R]], Awaitable[None]],
+    *,
+    parallel: int = 8,
+    rounds: int = 20,
+) -> None:
+    """``race`` for an async client (an app served in-process): the calls of a round are
+    started together on the running loop and overlap at every await, the database's included."""
+    for n in range(rounds):
+        obj = await setup(n)
+        results = await asyncio.gather(*(call(obj, i) for i in range(parallel)))
+        try:
+            await check(obj, list(results))
+        except AssertionError as e:
+            raise AssertionError(f"round {n + 1} of {rounds}: {e}") from e
 
 
 def _plexica_command() -> list[str]:

@@ -38,6 +38,11 @@ def event_bus(db: Callable[[], PluginDatabase | None]) -> EventBus:
     """Handlers and declared events; ``db`` gives the runtime's database once it is started."""
     bus = EventBus(PLUGIN_ID)
     for event_type in (
+        service.CUSTOMER_CREATED,
+        service.PLAN_CREATED,
+        service.INVOICE_CREATED,
+        service.INVOICE_VOIDED,
+        service.INVOICE_UNCOLLECTIBLE,
         service.INVOICE_ISSUED,
         service.INVOICE_PAID,
         service.SUBSCRIPTION_CHANGED,

@@ -382,6 +382,12 @@ async def insert_invoice(session: AsyncSession, values: dict[str, Any]) -> dict[
 
 
 async def invoice_by_deal(session: AsyncSession, deal_id: UUID) -> dict[str, Any] | None:
+    """The deal's invoice. Two deliveries of one deal (distinct event ids) queue on a lock of
+    the deal until the first commits: a row lock cannot hold an invoice that does not exist."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended('billing.deal:' || :d, 0))"),
+        {"d": str(deal_id)},
+    )
     return _one(
         await session.execute(
             text("SELECT * FROM billing_invoices WHERE crm_deal_id = :d FOR UPDATE"), {"d": deal_id}

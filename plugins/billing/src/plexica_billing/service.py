@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -51,8 +51,15 @@ from plexica_billing.schemas import (
     UsageRecord,
 )
 from plexica_sdk.app import PluginContext
+from plexica_sdk.contracts import DealWon
 from plexica_sdk.events import Event
 
+# Data of each type: the JSON Schemas in plexica-plugin.yaml, checked as it is published.
+CUSTOMER_CREATED = "billing.customer.created"
+PLAN_CREATED = "billing.plan.created"
+INVOICE_CREATED = "billing.invoice.created"
+INVOICE_VOIDED = "billing.invoice.voided"
+INVOICE_UNCOLLECTIBLE = "billing.invoice.marked_uncollectible"
 INVOICE_ISSUED = "billing.invoice.issued"
 INVOICE_PAID = "billing.invoice.paid"
 SUBSCRIPTION_CHANGED = "billing.subscription.changed"
@@ -130,7 +137,22 @@ async def list_customers(
 
 async def create_customer(ctx: PluginContext, body: CustomerIn) -> Customer:
     values = {**body.model_dump(), "currency": currency(body.currency, ctx)}
-    return Customer.model_validate(await repo.insert_customer(ctx.db, values))
+    return await _new_customer(ctx, values)
+
+
+async def _new_customer(ctx: PluginContext, values: dict[str, Any]) -> Customer:
+    customer = Customer.model_validate(await repo.insert_customer(ctx.db, values))
+    await ctx.publish(
+        CUSTOMER_CREATED,
+        {
+            "customer_id": str(customer.id),
+            "name": customer.name,
+            "currency": customer.currency,
+            "crm_company_id": str(customer.crm_company_id) if customer.crm_company_id else None,
+        },
+        subject=f"customers/{customer.id}",
+    )
+    return customer
 
 
 async def get_customer(ctx: PluginContext, customer_id: UUID) -> Customer:
@@ -153,7 +175,20 @@ async def create_plan(ctx: PluginContext, body: PlanIn) -> Plan:
     row = await repo.insert_plan(ctx.db, values)
     if row is None:
         raise DuplicateError(f"a plan with code {body.code} exists", details={"code": body.code})
-    return Plan.model_validate(row)
+    plan = Plan.model_validate(row)
+    await ctx.publish(
+        PLAN_CREATED,
+        {
+            "plan_id": str(plan.id),
+            "code": plan.code,
+            "pricing": plan.pricing,
+            "billing_interval": plan.billing_interval,
+            "price": str(plan.price),
+            "currency": plan.currency,
+        },
+        subject=f"plans/{plan.id}",
+    )
+    return plan
 
 
 # --- subscriptions ---------------------------------------------------------------------------
@@ -467,7 +502,9 @@ async def create_invoice(ctx: PluginContext, body: InvoiceIn) -> Invoice:
     customer = await _reference(ctx, "billing_customers", body.customer_id, "customer_id")
     code = currency(body.currency or customer["currency"], ctx)
     row = await repo.insert_invoice(ctx.db, {"customer_id": body.customer_id, "currency": code})
-    return await _add_lines(ctx, Invoice.model_validate(row), body.lines)
+    invoice = await _add_lines(ctx, Invoice.model_validate(row), body.lines)
+    await _published(ctx, INVOICE_CREATED, invoice)
+    return invoice
 
 
 async def add_lines(ctx: PluginContext, invoice_id: UUID, body: list[LineIn]) -> Invoice:
@@ -511,7 +548,9 @@ async def close_invoice(ctx: PluginContext, invoice_id: UUID, status: str) -> In
     if invoice.status not in allowed:
         raise InvoiceStateError(f"a {invoice.status} invoice cannot become {status}")
     await repo.set_status(ctx.db, invoice_id, status)
-    return await _invoice(ctx, invoice_id)
+    closed = await _invoice(ctx, invoice_id)
+    await _published(ctx, INVOICE_VOIDED if status == "void" else INVOICE_UNCOLLECTIBLE, closed)
+    return closed
 
 
 async def pay_invoice(ctx: PluginContext, invoice_id: UUID, body: PaymentIn) -> Payment:
@@ -742,42 +781,40 @@ async def scheduled_invoice_run(ctx: PluginContext, now: datetime) -> InvoiceRun
 # --- CRM -------------------------------------------------------------------------------------
 
 
-def _event_amount(event: Event) -> tuple[Decimal, str]:
-    try:
-        amount = Decimal(str(event.data.get("amount", "")))
-    except InvalidOperation:
-        raise InvalidAmountError("crm.deal.won carries no numeric amount") from None
-    if not amount.is_finite() or amount < 0:
-        raise InvalidAmountError("crm.deal.won carries a negative or infinite amount")
-    return cents(amount), str(event.data.get("currency") or "")
-
-
 async def deal_won(ctx: PluginContext, event: Event) -> Invoice | None:
     """The customer of the deal's company (created or refreshed) and a draft invoice for the
     deal's amount; a redelivered event or an already invoiced deal changes nothing."""
     if not await repo.first_delivery(ctx.db, event, "billing.deal_won"):
         return None
-    deal_id = UUID(str(event.data["deal_id"]))
-    amount, code = _event_amount(event)
-    code = currency(code or None, ctx)
-    title = str(event.data.get("title") or f"Deal {deal_id}")[:200]
-    company = event.data.get("company_id")
-    name = str(event.data.get("company_name") or title)[:200]
-    customer = (
-        await repo.upsert_crm_customer(ctx.db, UUID(str(company)), name, code) if company else None
-    )
+    won = DealWon.of(event)
+    deal_id, amount = won.deal_id, cents(won.amount)
+    code = currency(won.currency, ctx)
+    title = (won.title or f"Deal {deal_id}")[:200]
+    name = (won.company_name or title)[:200]
     existing = await repo.invoice_by_deal(ctx.db, deal_id)
+    customer = (
+        await repo.upsert_crm_customer(ctx.db, won.company_id, name, code)
+        if won.company_id
+        else None
+    )
     if existing is not None:
         return await _invoice(ctx, existing["id"])
-    if customer is None:
-        customer = await repo.insert_customer(
-            ctx.db, {"name": name, "email": None, "currency": code, "crm_company_id": None}
-        )
+    customer_id = (
+        customer["id"]
+        if customer is not None
+        else (
+            await _new_customer(
+                ctx, {"name": name, "email": None, "currency": code, "crm_company_id": None}
+            )
+        ).id
+    )
     row = await repo.insert_invoice(
-        ctx.db, {"customer_id": customer["id"], "currency": code, "crm_deal_id": deal_id}
+        ctx.db, {"customer_id": customer_id, "currency": code, "crm_deal_id": deal_id}
     )
     line = LineIn(description=title, quantity=Decimal(1), unit_price=amount)
-    return await _add_lines(ctx, Invoice.model_validate(row), [line])
+    invoice = await _add_lines(ctx, Invoice.model_validate(row), [line])
+    await _published(ctx, INVOICE_CREATED, invoice)
+    return invoice
 
 
 # --- dashboard -------------------------------------------------------------------------------

@@ -34,9 +34,12 @@ async def insert_company(session: AsyncSession, values: dict[str, Any]) -> dict[
     return dict(row.mappings().one())
 
 
-async def get(session: AsyncSession, table: str, id_: UUID) -> dict[str, Any] | None:
+async def get(
+    session: AsyncSession, table: str, id_: UUID, *, lock: bool = False
+) -> dict[str, Any] | None:
     assert table in ("crm_companies", "crm_contacts", "crm_deals", "crm_activities")
-    row = await session.execute(text(f"SELECT * FROM {table} WHERE id = :id"), {"id": id_})  # noqa: S608
+    sql = f"SELECT * FROM {table} WHERE id = :id" + (" FOR UPDATE" if lock else "")  # noqa: S608
+    row = await session.execute(text(sql), {"id": id_})
     found = row.mappings().first()
     return dict(found) if found else None
 

@@ -22,9 +22,18 @@ from plexica_crm.schemas import (
 )
 from plexica_sdk.app import PluginContext
 
+# Data of each type: the JSON Schemas in plexica-plugin.yaml, checked as it is published.
+COMPANY_CREATED = "crm.company.created"
 CONTACT_CREATED = "crm.contact.created"
+DEAL_CREATED = "crm.deal.created"
 DEAL_STAGE_CHANGED = "crm.deal.stage_changed"
 DEAL_WON = "crm.deal.won"
+ACTIVITY_CREATED = "crm.activity.created"
+ACTIVITY_COMPLETED = "crm.activity.completed"
+
+
+def _id(value: UUID | None) -> str | None:
+    return str(value) if value else None
 
 
 async def _exists(ctx: PluginContext, table: str, id_: UUID | None, field: str) -> None:
@@ -32,8 +41,10 @@ async def _exists(ctx: PluginContext, table: str, id_: UUID | None, field: str) 
         raise UnknownReferenceError(f"{field}: no such record", details={"field": field})
 
 
-async def _found(ctx: PluginContext, table: str, id_: UUID, what: str) -> dict[str, Any]:
-    row = await repo.get(ctx.db, table, id_)
+async def _found(
+    ctx: PluginContext, table: str, id_: UUID, what: str, *, lock: bool = False
+) -> dict[str, Any]:
+    row = await repo.get(ctx.db, table, id_, lock=lock)
     if row is None:
         raise CrmNotFoundError(f"no such {what}")
     return row
@@ -49,8 +60,20 @@ async def list_companies(
 
 
 async def create_company(ctx: PluginContext, body: CompanyIn) -> Company:
-    row = await repo.insert_company(ctx.db, {**body.model_dump(), "by": ctx.user_id})
-    return Company.model_validate(row)
+    company = Company.model_validate(
+        await repo.insert_company(ctx.db, {**body.model_dump(), "by": ctx.user_id})
+    )
+    await ctx.publish(
+        COMPANY_CREATED,
+        {
+            "company_id": str(company.id),
+            "name": company.name,
+            "domain": company.domain,
+            "created_by": ctx.user_id,
+        },
+        subject=f"companies/{company.id}",
+    )
+    return company
 
 
 async def get_company(ctx: PluginContext, company_id: UUID) -> Company:
@@ -104,7 +127,22 @@ async def create_deal(ctx: PluginContext, body: DealIn) -> Deal:
     await _exists(ctx, "crm_contacts", body.contact_id, "contact_id")
     currency = body.currency or str(ctx.settings.get("currency", "EUR"))
     values = {**body.model_dump(), "currency": currency, "by": ctx.user_id}
-    return Deal.model_validate(await repo.insert_deal(ctx.db, values))
+    deal = Deal.model_validate(await repo.insert_deal(ctx.db, values))
+    await ctx.publish(
+        DEAL_CREATED,
+        {
+            "deal_id": str(deal.id),
+            "title": deal.title,
+            "amount": str(deal.amount),
+            "currency": deal.currency,
+            "stage_id": deal.stage_id,
+            "company_id": _id(deal.company_id),
+            "contact_id": _id(deal.contact_id),
+            "created_by": ctx.user_id,
+        },
+        subject=f"deals/{deal.id}",
+    )
+    return deal
 
 
 async def get_deal(ctx: PluginContext, deal_id: UUID) -> Deal:
@@ -112,10 +150,12 @@ async def get_deal(ctx: PluginContext, deal_id: UUID) -> Deal:
 
 
 async def move_deal(ctx: PluginContext, deal_id: UUID, stage_id: str) -> Deal:
-    before = Deal.model_validate(await _found(ctx, "crm_deals", deal_id, "deal"))
     stage = await repo.get_stage(ctx.db, stage_id)
     if stage is None:
         raise UnknownReferenceError("stage_id: no such stage", details={"field": "stage_id"})
+    # Parallel moves of one deal queue on its row and apply in order: each event's "from" is the
+    # stage its move really left, and only the move that enters "won" announces it.
+    before = Deal.model_validate(await _found(ctx, "crm_deals", deal_id, "deal", lock=True))
     if before.stage_id == stage_id:
         return before
     closed = bool(stage["is_won"] or stage["is_lost"])
@@ -138,7 +178,7 @@ async def move_deal(ctx: PluginContext, deal_id: UUID, stage_id: str) -> Deal:
                 "amount": str(deal.amount),
                 "currency": deal.currency,
                 "title": deal.title,
-                "company_id": str(deal.company_id) if deal.company_id else None,
+                "company_id": _id(deal.company_id),
                 "company_name": company["name"] if company else None,
             },
             subject=subject,
@@ -159,14 +199,30 @@ async def create_activity(ctx: PluginContext, body: ActivityIn) -> Activity:
     await _exists(ctx, "crm_contacts", body.contact_id, "contact_id")
     await _exists(ctx, "crm_deals", body.deal_id, "deal_id")
     row = await repo.insert_activity(ctx.db, {**body.model_dump(), "by": ctx.user_id})
-    return Activity.model_validate(row)
+    return await _announced(ctx, ACTIVITY_CREATED, Activity.model_validate(row))
 
 
 async def complete_activity(ctx: PluginContext, activity_id: UUID) -> Activity:
     row = await repo.complete_activity(ctx.db, activity_id)
     if row is None:
         raise CrmNotFoundError("no such activity")
-    return Activity.model_validate(row)
+    return await _announced(ctx, ACTIVITY_COMPLETED, Activity.model_validate(row))
+
+
+async def _announced(ctx: PluginContext, event_type: str, activity: Activity) -> Activity:
+    await ctx.publish(
+        event_type,
+        {
+            "activity_id": str(activity.id),
+            "kind": activity.kind,
+            "subject": activity.subject,
+            "contact_id": _id(activity.contact_id),
+            "deal_id": _id(activity.deal_id),
+            "done": activity.done,
+        },
+        subject=f"activities/{activity.id}",
+    )
+    return activity
 
 
 async def pipeline(ctx: PluginContext) -> list[dict[str, Any]]:

@@ -1,0 +1,163 @@
+"""Parallel requests at one invoice (SDK concurrency kit, real PostgreSQL): paid + credited never
+exceeds the total, an invoice is paid once, numbers stay gap-free and a deal is invoiced once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from billing_kit_helpers import count, sequences
+
+from plexica_billing.events import handle_deal_won
+from plexica_sdk.db import PluginDatabase
+from plexica_sdk.events import Event
+from plexica_sdk.testing import KitTenant, PluginTestKit, race
+
+PARALLEL, ROUNDS = 8, 20
+
+
+@pytest.fixture(scope="module")
+def tenant(kit: PluginTestKit) -> KitTenant:
+    return kit.tenant("billrace")
+
+
+@pytest.fixture(scope="module")
+def customer(kit: PluginTestKit, tenant: KitTenant) -> str:
+    with kit.client(tenant, roles=["tenant_admin"]) as http:
+        r = http.post("/v1/customers", json={"name": "Racer", "currency": "EUR"})
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+
+def _client(kit: PluginTestKit, tenant: KitTenant) -> httpx.Client:
+    client = kit.client(tenant, roles=["tenant_admin"])
+    client.timeout = httpx.Timeout(60)
+    return client
+
+
+def _draft(http: httpx.Client, customer: str) -> str:
+    r = http.post(
+        "/v1/invoices",
+        json={"customer_id": customer, "lines": [{"description": "d", "unit_price": "100.00"}]},
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def test_payments_and_credits_at_once_never_exceed_the_total(
+    kit: PluginTestKit, tenant: KitTenant, customer: str
+) -> None:
+    with _client(kit, tenant) as http:
+
+        def setup(_n: int) -> dict[str, Any]:
+            invoice_id = _draft(http, customer)
+            issued = http.post(f"/v1/invoices/{invoice_id}/issue")
+            assert issued.status_code == 200, issued.text
+            return dict(issued.json())
+
+        def call(invoice: dict[str, Any], i: int) -> httpx.Response:
+            url = f"/v1/invoices/{invoice['id']}"
+            if i % 2:
+                return http.post(f"{url}/payments", json={"amount": invoice["total"]})
+            credit = str(Decimal(invoice["total"]) * Decimal("0.3"))[:-2]
+            return http.post(f"{url}/credit-notes", json={"amount": credit, "reason": "race"})
+
+        def check(invoice: dict[str, Any], answers: list[httpx.Response]) -> None:
+            assert {r.status_code for r in answers} <= {201, 409, 422}, [r.text for r in answers]
+            after = http.get(f"/v1/invoices/{invoice['id']}").json()
+            payments = http.get(f"/v1/invoices/{invoice['id']}/payments").json()
+            paid = sum((Decimal(p["amount"]) for p in payments), Decimal(0))
+            assert len(payments) <= 1
+            notes = [n for n in after["credit_notes"] if n["kind"] == "credit"]
+            credited = sum((Decimal(n["amount"]) for n in notes), Decimal(0))
+            assert paid + credited <= Decimal(after["total"])
+            assert Decimal(after["credited"]) <= Decimal(after["total"])
+            assert (after["status"] == "paid") == (paid + credited == Decimal(after["total"]))
+
+        race(setup, call, check, parallel=PARALLEL, rounds=ROUNDS)
+    notes = sequences(kit, tenant, "billing_credit_notes")
+    assert notes == list(range(1, len(notes) + 1))
+
+
+def test_drafts_issued_at_once_get_gap_free_numbers(
+    kit: PluginTestKit, tenant: KitTenant, customer: str
+) -> None:
+    with _client(kit, tenant) as http:
+
+        def setup(_n: int) -> list[str]:
+            return [_draft(http, customer) for _ in range(PARALLEL)]
+
+        def call(drafts: list[str], i: int) -> httpx.Response:
+            return http.post(f"/v1/invoices/{drafts[i]}/issue")
+
+        def check(_drafts: list[str], answers: list[httpx.Response]) -> None:
+            assert [r.status_code for r in answers] == [200] * PARALLEL
+            numbers = sequences(kit, tenant)
+            assert numbers == list(range(1, len(numbers) + 1))
+
+        race(setup, call, check, parallel=PARALLEL, rounds=ROUNDS)
+
+
+def _won(tenant: KitTenant, deal: uuid.UUID, company: uuid.UUID | None) -> Event:
+    return Event(
+        source="/plugins/crm",
+        type="crm.deal.won",
+        tenant_id=tenant.id,
+        subject=f"deals/{deal}",
+        data={
+            "deal_id": str(deal),
+            "amount": "10.00",
+            "currency": "EUR",
+            "company_id": str(company) if company else None,
+            "company_name": "Initrode",
+            "title": "race",
+        },
+    )
+
+
+def test_one_deal_won_delivered_many_times_at_once_is_invoiced_once(
+    kit: PluginTestKit, tenant: KitTenant
+) -> None:
+    assert kit.database_url is not None
+    database_url = kit.database_url
+
+    def deliver(event: Event) -> bool:
+        async def run() -> bool:
+            db = PluginDatabase(database_url, "billing")
+            try:
+                return await handle_deal_won(db, event) is not None
+            finally:
+                await db.dispose()
+
+        return asyncio.run(run())
+
+    def setup(_n: int) -> uuid.UUID:
+        return uuid.uuid4()
+
+    def call(deal: uuid.UUID, i: int) -> bool:
+        # Half the deals have no company: their customer is made by the handler, once.
+        company = uuid.UUID(int=i % 2 + 1) if deal.int % 2 else None
+        return deliver(_won(tenant, deal, company))
+
+    def check(deal: uuid.UUID, answers: list[bool]) -> None:
+        assert all(answers)
+        rows = asyncio.run(
+            kit.fetch(
+                f'SELECT count(*) AS n FROM "{tenant.schema}".billing_invoices'
+                " WHERE crm_deal_id = $1",
+                deal,
+            )
+        )
+        assert rows[0]["n"] == 1
+
+    before = count(kit, tenant, "billing_customers")
+    race(setup, call, check, parallel=PARALLEL, rounds=ROUNDS)
+    without_company = asyncio.run(
+        kit.fetch(f'SELECT count(*) AS n FROM "{tenant.schema}".billing_customers'
+                  " WHERE crm_company_id IS NULL AND name = 'Initrode'")
+    )[0]["n"]  # fmt: skip
+    assert count(kit, tenant, "billing_customers") - before == without_company + 2
