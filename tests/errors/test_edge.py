@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import urllib.parse
 import uuid
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
@@ -64,7 +65,7 @@ async def test_a_plugin_slower_than_its_timeout_is_504_json(
         assert r.headers["x-request-id"]
 
 
-async def test_a_plugin_served_elsewhere_that_is_down_is_502_json(
+async def test_a_plugin_served_elsewhere_that_is_down_is_502_and_a_large_body_413(
     settings: Settings, db: Database, issuers: StaticIssuers
 ) -> None:
     pid = "down" + uuid.uuid4().hex[:8]
@@ -82,6 +83,19 @@ async def test_a_plugin_served_elsewhere_that_is_down_is_502_json(
         assert r.status_code == 502, r.text
         assert error_of(r)["code"] == "bad_gateway"
         assert r.headers["x-request-id"]
+        pulled = 0
+
+        async def chunks() -> AsyncIterator[bytes]:
+            nonlocal pulled
+            for _ in range(64):
+                pulled += 1
+                yield b" " * (1024 * 1024)
+
+        big = token | {"content-length": str(64 * 1024 * 1024)}
+        r = await http.post(f"/api/plugins/{pid}/v1/quick", content=chunks(), headers=big)
+        assert r.status_code == 413, r.text
+        assert error_of(r)["code"] == "payload_too_large"
+        assert pulled <= 1  # refused on the declared length, before the body is read
 
 
 async def test_unknown_routes_are_404_json(stack: Stack) -> None:

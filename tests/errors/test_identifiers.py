@@ -16,9 +16,11 @@ from plexica.kit.db import Database
 from plexica.kit.provisioning import SLUG_MAX, TenantRef
 from plexica.settings import Settings
 from plexica.tenants import repository as tenants_repo
-from plexica.tenants.schemas import State
+from plexica.tenants.schemas import State, TenantCreate
+from plexica.tenants.service import ProvisioningFailedError, TenantService
 from tests.conftest import error_of, running
 from tests.support.tokens import StaticIssuers
+from tests.tenants.conftest import RecordingStep
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +101,39 @@ async def test_a_failed_tenant_on_an_old_slug_can_be_deleted(
     r = await api.delete(f"/v1/tenants/{tenant_id}", headers=issuers.operator_headers())
     assert r.status_code == 200, r.text
     assert r.json()["state"] == "deleted"
+
+
+class _UndoFails(RecordingStep):
+    async def undo(self, tenant: TenantRef) -> None:
+        self.calls.append((self.name, "undo", tenant.slug))
+        raise RuntimeError(f"{self.name} undo timed out")
+
+
+@pytest.mark.parametrize(
+    ("failing", "undo_fails"),
+    [("realm", False), ("bucket", False), ("plugins", False), ("plugins", True), ("realm", True)],
+)
+async def test_every_failed_tenant_can_be_deleted(
+    db: Database, failing: str, undo_fails: bool
+) -> None:
+    """Whichever step fails, and even when undoing a step fails too (what it made is left
+    behind), the failed tenant's deletion removes everything and ends deleted."""
+    steps = [
+        (_UndoFails if undo_fails and name == "realm" else RecordingStep)(name)
+        for name in ("realm", "bucket", "plugins")
+    ]
+    for step in steps:
+        step.fail_apply = step.name == failing
+    service = TenantService(db, steps)
+    slug = slug_of(SLUG_MAX)
+    with pytest.raises(ProvisioningFailedError):
+        await service.create(
+            TenantCreate(slug=slug, name="Broken", admin_email="admin@broken.example")
+        )
+    tenant = await service.get(slug)
+    assert tenant.state is State.FAILED
+    deleted = await service.delete(slug)
+    assert deleted.state is State.DELETED
+    for step in steps:
+        assert slug not in step.resources, step.name
+    assert not await schema_exists(db, tenant.schema_name)

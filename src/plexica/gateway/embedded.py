@@ -153,14 +153,19 @@ class _Proxy:
 
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=30.0)
+        too_large = error_response(
+            413, "payload_too_large", f"the request body exceeds {MAX_PROXIED_BODY} bytes"
+        )
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > MAX_PROXIED_BODY:
+            await too_large(scope, receive, send)  # before a byte of it is read
+            return
         body = b""
         while True:
             message = await receive()
             body += message.get("body", b"")
             if len(body) > MAX_PROXIED_BODY:
-                await error_response(
-                    413, "payload_too_large", f"the request body exceeds {MAX_PROXIED_BODY} bytes"
-                )(scope, receive, send)
+                await too_large(scope, receive, send)
                 return
             if not message.get("more_body"):
                 break
