@@ -20,6 +20,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import Row
 
 from plexica.events import repository
+from plexica.events.loop import Loop
 from plexica.kit.db import Database
 from plexica_sdk.events import Event, event_family, to_kafka
 
@@ -52,23 +53,6 @@ def event_of(row: Row[Any]) -> Event:
     )
 
 
-class Loop:
-    """A background loop that finishes its current step, then returns, when asked to stop."""
-
-    def __init__(self) -> None:
-        self.stopping = asyncio.Event()
-
-    def stop(self) -> None:
-        self.stopping.set()
-
-    async def pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), seconds)
-
-    async def run(self) -> None:
-        raise NotImplementedError
-
-
 class Relay(Loop):
     def __init__(
         self,
@@ -77,7 +61,7 @@ class Relay(Loop):
         *,
         batch_size: int = 500,
         lease_seconds: float = 30.0,
-        idle_seconds: float = 0.02,
+        poll_seconds: float = 5.0,
         max_backoff_seconds: float = 5.0,
         lag_interval_seconds: float = 1.0,
     ) -> None:
@@ -86,7 +70,7 @@ class Relay(Loop):
         self.sink = sink
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
-        self.idle_seconds = idle_seconds
+        self.poll_seconds = poll_seconds
         self.max_backoff = max_backoff_seconds
         self.lag_interval = lag_interval_seconds
         self._lag_at = 0.0
@@ -94,14 +78,15 @@ class Relay(Loop):
     async def run(self) -> None:
         backoff = 0.1
         while not self.stopping.is_set():
+            self.wake.clear()
             sent, failed = await self.step()
             if failed:
                 await self.pause(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
             backoff = 0.1
-            if sent == 0:
-                await self.pause(self.idle_seconds)
+            if sent < self.batch_size:
+                await self.idle(self.poll_seconds)
 
     async def step(self) -> tuple[int, bool]:
         """One batch: (events acknowledged, whether the sink failed on some)."""

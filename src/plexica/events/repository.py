@@ -276,8 +276,14 @@ async def claim_deliveries(
 
 
 async def delete_delivery(session: AsyncSession, seq: int) -> None:
+    await delete_deliveries(session, [seq])
+
+
+async def delete_deliveries(session: AsyncSession, seqs: Sequence[int]) -> None:
     await relaxed_commit(session)
-    await session.execute(text("DELETE FROM platform.event_deliveries WHERE seq = :s"), {"s": seq})
+    await session.execute(
+        text("DELETE FROM platform.event_deliveries WHERE seq = ANY(:s)"), {"s": list(seqs)}
+    )
 
 
 async def reschedule_delivery(
@@ -405,9 +411,12 @@ async def own_claim_deliveries(
     return sorted(result.all(), key=lambda r: int(r.seq))
 
 
-async def own_delivered(session: AsyncSession, seq: int) -> None:
+async def own_delivered(session: AsyncSession, seqs: Sequence[int]) -> None:
     await relaxed_commit(session)
-    await session.execute(text("SELECT plugin_api.event_delivered(:s)"), {"s": seq})
+    await session.execute(
+        text("SELECT plugin_api.event_delivered(s) FROM unnest(CAST(:s AS bigint[])) AS s"),
+        {"s": list(seqs)},
+    )
 
 
 async def own_retry(  # noqa: PLR0917

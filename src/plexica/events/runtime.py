@@ -24,16 +24,18 @@ from plexica.events.delivery import (
     QueueDelivery,
     RetryPolicy,
 )
+from plexica.events.loop import DELIVERIES_CHANNEL, OUTBOX_CHANNEL, Loop, Wakeups
 from plexica.events.registry import (
     DbSubscriptionRegistry,
     PluginLoginRegistry,
     SubscriptionRegistry,
 )
-from plexica.events.relay import KafkaSink, LocalSink, Loop, Relay, Sink
+from plexica.events.relay import KafkaSink, LocalSink, Relay, Sink
 from plexica.kit.db import Database
 from plexica.settings import Settings
 from plexica_sdk.db import asyncpg_url
 from plexica_sdk.events import Event, EventBus
+from plexica_sdk.revocation import listen_connect
 
 log = structlog.get_logger("plexica.events")
 
@@ -41,9 +43,14 @@ log = structlog.get_logger("plexica.events")
 async def relay_job(db: Database, settings: Settings) -> None:
     """The worker's outbox relay: to Kafka when brokers are configured, else in-process."""
     sink: Sink = KafkaSink(settings.kafka_brokers) if settings.kafka_brokers else LocalSink(db)
+    relay = Relay(db, sink)
+    wakeups = Wakeups(listen_connect(db.engine, "plexica-events"))
+    wakeups.add(OUTBOX_CHANNEL, relay)
+    wakeups.start()
     try:
-        await Relay(db, sink).run()
+        await relay.run()
     finally:
+        await wakeups.aclose()
         if isinstance(sink, KafkaSink):
             await sink.close()
 
@@ -155,6 +162,7 @@ class EventRuntime:
             if kafka_brokers
             else []
         )
+        self.wakeups = Wakeups(listen_connect(db.engine, "plexica-events"))
         self._tasks: list[asyncio.Task[None]] = []
         self._loops: list[Loop] = []
 
@@ -188,8 +196,11 @@ class EventRuntime:
             if self.outbox_publisher:
                 bus.use_publisher(_publish_plugin_event)
         jobs: list[tuple[str, Loop]] = [("queue", self.queue)]
+        self.wakeups.add(DELIVERIES_CHANNEL, self.queue)
         if self.run_relay:
             jobs.append(("relay", self.relay))
+            self.wakeups.add(OUTBOX_CHANNEL, self.relay)
+        self.wakeups.start()
         jobs += [(f"consumer:{c.plugin_id}", c) for c in self.consumers]
         self._loops = [loop for _, loop in jobs]
         self._tasks = [
@@ -216,6 +227,7 @@ class EventRuntime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.wakeups.aclose()
         if isinstance(self.sink, KafkaSink):
             await self.sink.close()
         if self.topic is not None:
