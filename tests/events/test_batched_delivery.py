@@ -19,7 +19,7 @@ from plexica.events.delivery import (
     RetryPolicy,
 )
 from plexica.events.registry import DbSubscriptionRegistry
-from plexica.events.relay import LocalSink, Relay
+from plexica.events.relay import LocalRelay
 from plexica.events.runtime import EventRuntime
 from plexica.kit.db import Database
 from plexica_sdk.events import Event, ensure_processed_events_table, first_delivery
@@ -46,7 +46,7 @@ async def _queue(db: Database) -> int:
 
 
 async def _fan_out(db: Database) -> None:
-    relay = Relay(db, LocalSink(db))
+    relay = LocalRelay(db)
     while (await relay.step())[0]:
         pass
 

@@ -3,8 +3,8 @@
 Several relays may run at once: a row is leased by one of them (``FOR UPDATE SKIP LOCKED`` and
 ``lease_until``) and marked published only after the sink acknowledged it, so a crash or a
 broker outage leaves the row pending and it is sent again when the lease expires (at least
-once; consumers dedupe on the event id). The sink is Kafka in the distributed mode and the
-in-process delivery queue in the embedded mode: the same relay serves both.
+once; consumers dedupe on the event id). The sink is Kafka in the distributed mode; in the
+embedded mode ``LocalRelay`` moves rows to the delivery queue in the same database.
 """
 
 from __future__ import annotations
@@ -124,17 +124,24 @@ class Relay(Loop):
         OUTBOX_OLDEST_AGE.set(age)
 
 
-class LocalSink:
-    """Embedded mode: the delivery queue in the same database is the broker."""
+class LocalRelay(Relay):
+    """Embedded mode: the delivery queue in the same database is the broker, so a batch is
+    leased, queued for its subscribers and marked published in one statement and one commit."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, db: Database, **kwargs: Any) -> None:
+        super().__init__(db, _InPlace(), **kwargs)
 
-    async def send(self, events: Sequence[tuple[int, Event]]) -> list[int]:
-        seqs = [seq for seq, _ in events]
+    async def step(self) -> tuple[int, bool]:
+        await self._export_lag()
         async with self.db.session() as session:
-            await repository.fan_out(session, seqs)
-        return seqs
+            moved = await repository.move_to_queue(session, self.batch_size)
+        RELAYED.inc(moved)
+        return moved, False
+
+
+class _InPlace:
+    async def send(self, events: Sequence[tuple[int, Event]]) -> list[int]:
+        raise NotImplementedError("LocalRelay moves its batches in the database")
 
 
 class KafkaSink:

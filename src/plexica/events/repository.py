@@ -193,21 +193,33 @@ async def subscribed_types(session: AsyncSession, plugin_id: str) -> list[str]:
 # The delivery queue: live events in embedded mode, retries, replays, dead-letter retries.
 
 
-async def fan_out(session: AsyncSession, seqs: Sequence[int]) -> int:
-    """Queue outbox rows for every plugin subscribed and active for the row's tenant."""
+async def move_to_queue(session: AsyncSession, limit: int) -> int:
+    """Embedded relay: lease up to ``limit`` pending outbox rows, queue them for every plugin
+    subscribed and active for the row's tenant, and mark them published, in one statement.
+
+    Bookkeeping only (relaxed commit): a commit lost in a crash leaves the rows pending and
+    unqueued together, and they move again."""
+    await relaxed_commit(session)
     result = await session.execute(
         text(
-            "INSERT INTO platform.event_deliveries (plugin_id, event_id, tenant_id, event, reason)"  # noqa: S608
-            f" SELECT s.plugin_id, o.id, o.tenant_id, {_EVENT_JSON}, 'live'"
-            " FROM platform.outbox o"
+            "WITH moved AS (UPDATE platform.outbox o"  # noqa: S608
+            " SET published_at = now(), lease_until = NULL, attempts = o.attempts + 1"
+            " FROM (SELECT seq FROM platform.outbox WHERE published_at IS NULL"
+            "  AND (lease_until IS NULL OR lease_until < now())"
+            "  ORDER BY seq LIMIT :n FOR UPDATE SKIP LOCKED) c"
+            f" WHERE o.seq = c.seq RETURNING {_RETURNING}),"
+            " queued AS (INSERT INTO platform.event_deliveries"
+            " (plugin_id, event_id, tenant_id, event, reason)"
+            f" SELECT s.plugin_id, o.id, o.tenant_id, {_EVENT_JSON}, 'live' FROM moved o"
             " JOIN platform.event_subscriptions s ON s.event_type = o.type"
             " JOIN platform.event_consumers c ON c.plugin_id = s.plugin_id"
             "  AND c.tenant_id = o.tenant_id AND c.active"
-            " WHERE o.seq = ANY(:seqs) ORDER BY o.seq"
+            " ORDER BY o.seq)"
+            " SELECT count(*) FROM moved"
         ),
-        {"seqs": list(seqs)},
+        {"n": limit},
     )
-    return _rowcount(result)
+    return int(result.scalar_one())
 
 
 async def enqueue_delivery(

@@ -30,7 +30,7 @@ from plexica.events.registry import (
     PluginLoginRegistry,
     SubscriptionRegistry,
 )
-from plexica.events.relay import KafkaSink, LocalSink, Relay, Sink
+from plexica.events.relay import KafkaSink, LocalRelay, Relay
 from plexica.kit.db import Database
 from plexica.settings import Settings
 from plexica_sdk.db import asyncpg_url
@@ -42,8 +42,8 @@ log = structlog.get_logger("plexica.events")
 
 async def relay_job(db: Database, settings: Settings) -> None:
     """The worker's outbox relay: to Kafka when brokers are configured, else in-process."""
-    sink: Sink = KafkaSink(settings.kafka_brokers) if settings.kafka_brokers else LocalSink(db)
-    relay = Relay(db, sink)
+    sink = KafkaSink(settings.kafka_brokers) if settings.kafka_brokers else None
+    relay = Relay(db, sink) if sink is not None else LocalRelay(db)
     wakeups = Wakeups(listen_connect(db.engine, "plexica-events"))
     wakeups.add(OUTBOX_CHANNEL, relay)
     wakeups.start()
@@ -51,7 +51,7 @@ async def relay_job(db: Database, settings: Settings) -> None:
         await relay.run()
     finally:
         await wakeups.aclose()
-        if isinstance(sink, KafkaSink):
+        if sink is not None:
             await sink.close()
 
 
@@ -150,8 +150,8 @@ class EventRuntime:
         self.store = store or PlatformStore(db)
         self.outbox_publisher = outbox_publisher
         self.failures = Failures(self.store, policy or RetryPolicy(), self.topic)
-        self.sink: Sink = KafkaSink(kafka_brokers) if kafka_brokers else LocalSink(db)
-        self.relay = Relay(db, self.sink)
+        self.sink = KafkaSink(kafka_brokers) if kafka_brokers else None
+        self.relay = Relay(db, self.sink) if self.sink is not None else LocalRelay(db)
         self.queue = QueueDelivery(self.store, self.dispatcher, self.failures)
         self.consumers = (
             [
@@ -228,7 +228,7 @@ class EventRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.wakeups.aclose()
-        if isinstance(self.sink, KafkaSink):
+        if self.sink is not None:
             await self.sink.close()
         if self.topic is not None:
             await self.topic.close()
