@@ -271,6 +271,7 @@ async def replay(
 async def claim_deliveries(
     session: AsyncSession, plugin_ids: Sequence[str], limit: int, lease_seconds: float
 ) -> list[Row[Any]]:
+    await relaxed_commit(session)  # a lease lost in a crash only hands the rows out again
     result = await session.execute(
         text(
             "UPDATE platform.event_deliveries d"
@@ -414,6 +415,7 @@ async def own_is_active(session: AsyncSession, tenant_id: UUID) -> bool:
 async def own_claim_deliveries(
     session: AsyncSession, limit: int, lease_seconds: float
 ) -> list[Row[Any]]:
+    await relaxed_commit(session)
     result = await session.execute(
         text(
             "SELECT seq, event, reason, attempts FROM plugin_api.event_claim_deliveries(:n, :lease)"
