@@ -1,32 +1,47 @@
 """Events benchmark on real servers (embedded PostgreSQL + Apache Kafka 4, both on loopback).
 
-    .venv/bin/python -m bench.events [--events 20000] [--latency-events 400]
+    .venv/bin/python -m bench.events [--events 20000] [--rate 1000] [--seconds 10]
+        [--idle-seconds 60] [--only delivery --only idle ...]
 
-Prints: producer throughput aiokafka vs confluent-kafka (same broker, same records, acks=all,
-idempotent), relay throughput outbox → Kafka, commit → plugin handler latency P50/P95/P99, and
-events lost through a broker kill -9 + restart (end to end, counted at the handler).
+Prints, for the embedded mode (outbox → queue in PostgreSQL) and the Kafka mode (outbox →
+Kafka → consumer group), commit → plugin handler: the maximum throughput (a backlog of
+``--events`` drained by relay + delivery running together) and the latency P50/P95/P99 under an
+open-loop load of ``--rate`` events/s (each event its own transaction, published on schedule
+from a thread of its own whatever the delivery does); then the CPU an idle process spends over
+``--idle-seconds`` (an event runtime per mode in this process, and each process of a
+``plexica up``). Also: producer throughput aiokafka vs confluent-kafka, relay throughput
+outbox → Kafka, and events lost through a broker kill -9 + restart.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import multiprocessing
 import os
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psutil
 from sqlalchemy import text
 
+from bench._util import wait_http
 from plexica.events import service
 from plexica.events.relay import KafkaSink, Relay, ensure_topics
 from plexica.events.runtime import EventRuntime
 from plexica.kit.db import Database
 from plexica.kit.migrate import upgrade_platform
+from plexica.kit.pgserver import free_port
 from plexica.settings import Settings
 from plexica_sdk.events import Event, EventBus, to_kafka
 from tests.harness import servers
@@ -135,40 +150,206 @@ async def bench_relay(db: Database, bootstrap: str, n: int, relays: int) -> floa
     return n / elapsed
 
 
-async def bench_latency(db: Database, bootstrap: str, n: int) -> list[float]:
-    tenant = uuid.uuid4()
+TENANTS = 50
+
+
+async def delivery_plugin(
+    db: Database,
+) -> tuple[EventBus, str, list[uuid.UUID], dict[uuid.UUID, float]]:
+    """A plugin subscribed for ``TENANTS`` tenants whose handler notes when each event came."""
     plugin = "b" + uuid.uuid4().hex[:8]
     typ = f"{plugin}.deal.won"
+    tenants = [uuid.uuid4() for _ in range(TENANTS)]
     bus = EventBus(plugin)
-    committed: dict[uuid.UUID, float] = {}
-    latencies: list[float] = []
+    received: dict[uuid.UUID, float] = {}
 
     @bus.subscribe(typ)
     async def handle(event: Event) -> None:
-        latencies.append(time.perf_counter() - committed[event.id])
+        received[event.id] = time.monotonic()
 
     async with db.session() as s:
         await service.register_subscriptions(s, plugin, [typ])
-        await service.set_plugin_active(s, plugin, tenant, True)
-    async with EventRuntime(db, {plugin: bus}, kafka_brokers=bootstrap) as rt:
-        await asyncio.wait_for(rt.ready(), 60)
-        for i in range(20):  # warm up connections and the topic
-            async with db.session() as s:
-                e = await service.publish(s, typ, {"warm": i}, tenant_id=tenant)
-            committed[e.id] = time.perf_counter()
-        while len(latencies) < 20:
-            await asyncio.sleep(0.05)
-        latencies.clear()
-        for i in range(n):
-            async with db.session() as s:
-                e = await service.publish(s, typ, {"i": i}, tenant_id=tenant)
-                eid = e.id
-            committed[eid] = time.perf_counter()
-            await asyncio.sleep(0.01)
-        deadline = time.perf_counter() + 30
-        while len(latencies) < n and time.perf_counter() < deadline:
-            await asyncio.sleep(0.05)
-    return sorted(x * 1000 for x in latencies)
+        for tenant in tenants:
+            await service.set_plugin_active(s, plugin, tenant, True)
+    return bus, typ, tenants, received
+
+
+async def _wait_for(received: dict[uuid.UUID, float], ids: set[uuid.UUID], limit: float) -> None:
+    deadline = time.perf_counter() + limit
+    while not ids <= received.keys() and time.perf_counter() < deadline:
+        await asyncio.sleep(0.005)
+
+
+def _runtimes(db: Database, bus: EventBus, bootstrap: str | None) -> list[EventRuntime]:
+    """Embedded: one runtime (relay + queue). Kafka: the plugin's consumer group, then the
+    relay (as the worker runs it)."""
+    if bootstrap is None:
+        return [EventRuntime(db, {bus.plugin_id: bus})]
+    return [
+        EventRuntime(db, {bus.plugin_id: bus}, kafka_brokers=bootstrap, run_relay=False),
+        EventRuntime(db, {}, kafka_brokers=bootstrap),
+    ]
+
+
+def postgres_cpu(data_dir: str) -> dict[int, float]:
+    """CPU seconds of the postmaster serving ``data_dir`` and of each of its children
+    (backends, WAL writer, ...), by pid: backends come and go, so compare by pid."""
+    for proc in psutil.process_iter(["cmdline"]):
+        if data_dir in " ".join(proc.info["cmdline"] or ()):
+            out: dict[int, float] = {}
+            with contextlib.suppress(psutil.Error):
+                for p in [proc, *proc.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        out[p.pid] = _cpu_seconds(p)
+            return out
+    return {}
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+async def bench_max(
+    db: Database, bootstrap: str | None, n: int, pg_dir: str
+) -> tuple[float, float, float, int]:
+    """A backlog of ``n`` events drained by relay + delivery: (events/s, CPU ms per event in
+    this process, in PostgreSQL, events not delivered)."""
+    bus, typ, tenants, received = await delivery_plugin(db)
+    ids: set[uuid.UUID] = set()
+    for chunk in range(0, n, 1000):
+        async with db.session() as s:
+            for i in range(chunk, min(n, chunk + 1000)):
+                e = await service.publish(s, typ, {"i": i}, tenant_id=tenants[i % TENANTS])
+                ids.add(e.id)
+    consumer, *relay = _runtimes(db, bus, bootstrap)
+    async with consumer:
+        await asyncio.wait_for(consumer.ready(), 60)
+        pg = postgres_cpu(pg_dir)
+        cpu, start = time.process_time(), time.perf_counter()
+        async with contextlib.AsyncExitStack() as stack:
+            for runtime in relay:
+                await stack.enter_async_context(runtime)
+            await _wait_for(received, ids, 300)
+            elapsed = time.perf_counter() - start
+            cpu = time.process_time() - cpu
+            pg_cpu = cpu_used(pg, postgres_cpu(pg_dir))
+    got = max(len(ids & received.keys()), 1)
+    return got / elapsed, cpu * 1000 / got, pg_cpu * 1000 / got, n - got
+
+
+def _publish_open_loop(
+    url: str, typ: str, tenants: list[uuid.UUID], rate: float, seconds: float
+) -> tuple[dict[uuid.UUID, float], float]:
+    """Publish ``rate`` events/s on schedule, each in its own transaction (run in a process of
+    its own, so that it shares no interpreter lock with the delivery it measures): (commit
+    time per event id on the machine's monotonic clock, achieved events/s)."""
+
+    async def run() -> tuple[dict[uuid.UUID, float], float]:
+        db = Database(url, pool_size=50)
+        committed: dict[uuid.UUID, float] = {}
+        gate = asyncio.Semaphore(100)
+
+        async def one(i: int) -> None:
+            async with gate, db.session() as s:
+                # The disk's fsync queue is shared with other databases on this machine; the
+                # delivery path is what is measured, not the publisher's flush.
+                await s.execute(text("SET LOCAL synchronous_commit = off"))
+                e = await service.publish(s, typ, {"i": i}, tenant_id=tenants[i % TENANTS])
+                # Taken as the commit is sent: a publisher slow to hear back from its
+                # commit must not shorten the latency.
+                committed[e.id] = time.monotonic()
+
+        total = int(rate * seconds)
+        start = time.perf_counter()
+        tasks = []
+        for i in range(total):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        achieved = total / (time.perf_counter() - start)
+        await db.dispose()
+        return committed, achieved
+
+    return asyncio.run(run())
+
+
+async def bench_rate(
+    db: Database, url: str, bootstrap: str | None, rate: float, seconds: float
+) -> tuple[list[float], float, int]:
+    """Open loop at ``rate``: (sorted commit → handler latencies in ms, achieved publish
+    rate, events not delivered)."""
+    bus, typ, tenants, received = await delivery_plugin(db)
+    async with contextlib.AsyncExitStack() as stack:
+        for runtime in _runtimes(db, bus, bootstrap):
+            await stack.enter_async_context(runtime)
+            await asyncio.wait_for(runtime.ready(), 60)
+        loop = asyncio.get_running_loop()
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            # Warm up the publisher, connections, topics and the registry cache.
+            warm, _ = await loop.run_in_executor(
+                pool, _publish_open_loop, url, typ, tenants, 200, 1
+            )
+            await _wait_for(received, set(warm), 60)
+            committed, achieved = await loop.run_in_executor(
+                pool, _publish_open_loop, url, typ, tenants, rate, seconds
+            )
+        await _wait_for(received, set(committed), 60)
+    lat = sorted(max(0.0, received[i] - t) * 1000 for i, t in committed.items() if i in received)
+    return lat, achieved, len(committed) - len(lat)
+
+
+def _cpu_seconds(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return float(t.user + t.system)
+
+
+async def bench_idle_runtime(db: Database, bootstrap: str | None, seconds: float) -> float:
+    """% of a core this process spends with an event runtime (relay + delivery) and no
+    events."""
+    bus, _, _, _ = await delivery_plugin(db)
+    async with contextlib.AsyncExitStack() as stack:
+        for runtime in _runtimes(db, bus, bootstrap):
+            await stack.enter_async_context(runtime)
+            await asyncio.wait_for(runtime.ready(), 60)
+        await asyncio.sleep(3)  # settle: first polls, group joins
+        cpu, start = time.process_time(), time.perf_counter()
+        await asyncio.sleep(seconds)
+        return (time.process_time() - cpu) / (time.perf_counter() - start) * 100
+
+
+def bench_idle_up(workdir: Path, seconds: float) -> list[tuple[str, float, float]]:
+    """Each process of an idle ``plexica up``: (name, % of a core, RSS MB)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plexica.cli", "up", "--port", str(port),
+         "--data-dir", str(workdir / "up")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ready", timeout=180)
+        time.sleep(5)  # settle: start-up work that ends after ready
+        root = psutil.Process(proc.pid)
+        procs = [root, *root.children(recursive=True)]
+        before = {}
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                before[p.pid] = _cpu_seconds(p)
+        start = time.perf_counter()
+        time.sleep(seconds)
+        elapsed = time.perf_counter() - start
+        out = []
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                name = " ".join(p.cmdline()[:4])[:60] or p.name()
+                used = _cpu_seconds(p) - before.get(p.pid, 0.0)
+                out.append((name, used / elapsed * 100, p.memory_info().rss / 2**20))
+        return out
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
 
 
 async def bench_restart(db: Database, workdir: Path, n: int) -> tuple[int, int, int, float]:
@@ -220,41 +401,69 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
+PARTS = ["delivery", "idle", "producers", "relay", "restart"]
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=20000)
-    ap.add_argument("--latency-events", type=int, default=400)
+    ap.add_argument("--rate", type=float, default=1000.0)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--idle-seconds", type=float, default=60.0)
     ap.add_argument("--restart-events", type=int, default=1500)
     ap.add_argument(
-        "--only",
-        choices=["producers", "relay", "latency", "restart"],
-        action="append",
-        help="run only these parts (repeatable; default: all)",
+        "--only", choices=PARTS, action="append", help="run only these parts (default: all)"
     )
     args = ap.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="plexica-bench-events-"))
     os.environ[servers.SESSION_ENV] = str(base)
     try:
-        pg_url = servers.ensure("postgres")["url"]
+        pg = servers.ensure("postgres")
+        pg_url, pg_dir = pg["url"], pg["stop"]["data_dir"]
         bootstrap = servers.ensure("kafka")["bootstrap"]
         from tests.conftest import create_database
 
-        url = await create_database(pg_url, "bench_events")
-        db = Database(Settings(database_url=url).sqlalchemy_url, pool_size=10)
+        url = Settings(database_url=await create_database(pg_url, "bench_events")).sqlalchemy_url
+        db = Database(url, pool_size=20)
         await upgrade_platform(db)
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"broker: Apache Kafka {servers.KAFKA_VERSION} (KRaft, 1 node) at {bootstrap}")
 
         n = args.events
-        parts = set(args.only or ["producers", "relay", "latency", "restart"])
+        parts = set(args.only or PARTS)
+        modes: list[tuple[str, str | None]] = [("embedded", None), ("kafka", bootstrap)]
+        if "delivery" in parts:
+            for mode, broker in modes:
+                rate, cpu, pg_cpu, lost = await bench_max(db, broker, n, pg_dir)
+                print(
+                    f"{mode:8} max   commit -> handler: {rate:7.0f} events/s ({n} backlog;"
+                    f" CPU/event: {cpu:.3f} ms in the process, {pg_cpu:.3f} ms in PostgreSQL;"
+                    f" {lost} not delivered)"
+                )
+                lat, achieved, lost = await bench_rate(db, url, broker, args.rate, args.seconds)
+                q = statistics.quantiles(lat, n=100)
+                print(
+                    f"{mode:8} {achieved:5.0f}/s commit -> handler: P50 {q[49]:.1f} ms"
+                    f"  P95 {q[94]:.1f} ms  P99 {q[98]:.1f} ms  max {lat[-1]:.1f} ms"
+                    f"  ({len(lat)} events, {lost} not delivered)"
+                )
+        if "idle" in parts:
+            for mode, broker in modes:
+                pct = await bench_idle_runtime(db, broker, args.idle_seconds)
+                print(
+                    f"{mode:8} idle event runtime: {pct:.2f} % of a core over {args.idle_seconds:g} s"
+                )
+            for name, pct, rss in await asyncio.to_thread(
+                bench_idle_up, _mkdir(base / "idle-up"), args.idle_seconds
+            ):
+                print(f"idle plexica up: {pct:5.2f} % of a core  {rss:6.1f} MB RSS  {name}")
         if "producers" in parts:
             await bench_producers(bootstrap, n)
         if "relay" in parts:
             for relays in (1, 2):
                 rate = await bench_relay(db, bootstrap, n, relays)
                 print(f"relay throughput outbox -> Kafka, {relays} relay(s): {rate:8.0f} events/s")
-        if "latency" in parts:
-            await bench_latency_report(db, bootstrap, args.latency_events)
         if "restart" in parts:
             committed, lost, dup, outage = await bench_restart(
                 db, _mkdir(base / "restart-broker"), args.restart_events
@@ -263,6 +472,7 @@ async def main() -> None:
                 f"broker kill -9 + restart ({outage:.1f} s outage): {committed} committed, "
                 f"{lost} lost, {dup} redelivered duplicates"
             )
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         await db.dispose()
     finally:
         servers.stop_all(base)
@@ -274,15 +484,6 @@ async def bench_producers(bootstrap: str, n: int) -> None:
     print(f"producer throughput ({n} records, acks=all, idempotent):")
     print(f"  aiokafka         {aio:10.0f} records/s")
     print(f"  confluent-kafka  {ck:10.0f} records/s")
-
-
-async def bench_latency_report(db: Database, bootstrap: str, n: int) -> None:
-    lat = await bench_latency(db, bootstrap, n)
-    q = statistics.quantiles(lat, n=100)
-    print(
-        f"commit -> handler latency ({len(lat)} events, Kafka): "
-        f"P50 {q[49]:.1f} ms  P95 {q[94]:.1f} ms  P99 {q[98]:.1f} ms  max {lat[-1]:.1f} ms"
-    )
 
 
 if __name__ == "__main__":

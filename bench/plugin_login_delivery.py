@@ -59,7 +59,7 @@ async def _drain(store: DeliveryStore, plugin: str) -> tuple[float, list[float]]
             break
         claim_ms.append((time.perf_counter() - c0) * 1000)
         for row in rows:
-            await store.delivered(row.seq)
+            await store.delivered([row.seq])
         claimed += len(rows)
     return claimed / (time.perf_counter() - t0), claim_ms
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import structlog
 import typer
+from fastapi import FastAPI
 
 from plexica import __version__
 from plexica.app import create_app
@@ -38,6 +42,20 @@ from plexica_sdk.observability import configure_logging
 log = structlog.get_logger("plexica.up")
 
 
+@contextmanager
+def _phase(name: str) -> Iterator[None]:
+    """Logs how long a start-up phase took (``bench/startup`` reads these)."""
+    start = time.perf_counter()
+    yield
+    log.info("startup_phase", phase=name, seconds=round(time.perf_counter() - start, 3))
+
+
+def _since_process_start() -> float:
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
+
+
 def run_up(*, port: int, data_dir: Path | None, reset: bool, host: str, demo: bool = False) -> None:
     overrides: dict[str, object] = {"port": port, "host": host}
     if not os.environ.get("PLEXICA_PUBLIC_URL"):
@@ -47,6 +65,9 @@ def run_up(*, port: int, data_dir: Path | None, reset: bool, host: str, demo: bo
         overrides["data_dir"] = data_dir
     settings = settings_or_exit("plexica", **overrides)
     configure_logging("plexica", settings.log_level, settings.log_format)
+    log.info(
+        "startup_phase", phase="interpreter_and_imports", seconds=round(_since_process_start(), 3)
+    )
     try:
         ensure_port_free(host, port)
     except PortInUseError as exc:
@@ -66,7 +87,8 @@ def _run(settings: Settings, data_dir: Path, demo: bool = False) -> None:
     if settings.database_url is None:
         pg = EmbeddedPostgres(data_dir)
         try:
-            pg.start()
+            with _phase("embedded_postgres"):
+                pg.start()
             # The superuser only bootstraps the owner role; everything runs as the owner.
             owner_url = pg.owner_url()
         except EmbeddedPostgresError as exc:
@@ -74,26 +96,27 @@ def _run(settings: Settings, data_dir: Path, demo: bool = False) -> None:
         settings = settings.model_copy(update={"database_url": owner_url})
         settings.__dict__.pop("sqlalchemy_url", None)
     # The realms' private keys are sealed with it (ADR 0150): kept in the data dir when unset.
-    settings = with_persisted_key(settings, data_dir)
-    custody.install_from(settings)
+    with _phase("key_loading"):
+        settings = with_persisted_key(settings, data_dir)
+        custody.install_from(settings)
     try:
         try:
-            operator = asyncio.run(_migrate(settings, data_dir))
+            with _phase("migrations_and_bootstrap"):
+                operator = asyncio.run(_migrate(settings, data_dir))
         except KeyCustodyError as exc:
             raise fail(str(exc)) from None
-        # The core's event runtime reads the plugins' event buses when it starts serving.
-        event_buses: dict[str, EventBus] = {}
-        core = create_app(settings, event_buses=event_buses)
-        plugins = mount_plugins(core, settings)
-        event_buses.update(plugin_event_buses(plugins))
-        # The edge asks the core's gateway decision (plugin active included, from its cache).
-        web = create_web_app(with_persisted_secret(settings, data_dir))
-        edge = create_edge_app(
-            core, web, plugins=plugins, remote=lambda slug: devroutes.lookup(data_dir, slug)
-        )
+        with _phase("apps_and_plugin_mounting"):
+            edge = _apps(settings, data_dir)
+        serving = time.perf_counter()
         url = f"http://{settings.host}:{settings.port}"
 
         def banner() -> None:
+            log.info(
+                "startup_phase",
+                phase="lifespans_to_ready",
+                seconds=round(time.perf_counter() - serving, 3),
+            )
+            log.info("startup_ready", seconds=round(_since_process_start(), 3))
             database = f"embedded PostgreSQL on 127.0.0.1:{pg.port}" if pg else "external"
             typer.echo(
                 f"\nPlexica {__version__} is running\n"
@@ -131,16 +154,34 @@ def _run(settings: Settings, data_dir: Path, demo: bool = False) -> None:
             log.info("embedded_postgres_stopped")
 
 
+def _apps(settings: Settings, data_dir: Path) -> FastAPI:
+    """The core, the mounted plugins and the web shell behind the embedded edge."""
+    # The core's event runtime reads the plugins' event buses when it starts serving.
+    event_buses: dict[str, EventBus] = {}
+    core = create_app(settings, event_buses=event_buses)
+    plugins = mount_plugins(core, settings)
+    event_buses.update(plugin_event_buses(plugins))
+    # The edge asks the core's gateway decision (plugin active included, from its cache).
+    web = create_web_app(with_persisted_secret(settings, data_dir))
+    return create_edge_app(
+        core, web, plugins=plugins, remote=lambda slug: devroutes.lookup(data_dir, slug)
+    )
+
+
 async def _migrate(settings: Settings, data_dir: Path) -> OperatorCredentials | None:
     db = Database(settings.sqlalchemy_url, pool_size=2)
     try:
-        await upgrade_platform(db)
+        with _phase("platform_migrations"):
+            await upgrade_platform(db)
         if settings.keycloak_url is None:
-            await signing.prepare(db)  # a wrong key stops start-up here; plaintext keys sealed
-        result = await migrate_fleet(db, concurrency=2)
+            with _phase("signing_keys"):
+                await signing.prepare(db)  # a wrong key stops start-up here; plaintext sealed
+        with _phase("tenant_migrations"):
+            result = await migrate_fleet(db, concurrency=2)
         if not result.ok:
             log.error("tenant_migration_failed", **result.as_dict())
-        await register_shipped_plugins(db)
+        with _phase("shipped_plugins"):
+            await register_shipped_plugins(db)
         if settings.keycloak_url is not None:
             return None
         operator = await bootstrap(db, settings.public_base_url, settings.operator_email, data_dir)

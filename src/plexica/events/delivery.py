@@ -14,8 +14,9 @@ import asyncio
 import base64
 import contextlib
 import json
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,8 +25,9 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Gauge
 
 from plexica.events import repository
+from plexica.events.loop import Loop
 from plexica.events.registry import SubscriptionRegistry
-from plexica.events.relay import Loop, ensure_topics, family_topics
+from plexica.events.relay import ensure_topics, family_topics
 from plexica.kit.db import Database
 from plexica_sdk import tracing
 from plexica_sdk.events import Event, EventBus, InvalidEventError, from_kafka, to_kafka
@@ -133,7 +135,7 @@ class DeliveryStore(Protocol):
 
     async def claim(self, plugin_ids: Sequence[str], limit: int, lease: float) -> list[Queued]: ...
 
-    async def delivered(self, seq: int) -> None: ...
+    async def delivered(self, seqs: Sequence[int]) -> None: ...
 
     async def retry(  # noqa: PLR0917
         self,
@@ -166,9 +168,9 @@ class PlatformStore:
             rows = await repository.claim_deliveries(session, plugin_ids, limit, lease)
         return [Queued(int(r.seq), str(r.plugin_id), dict(r.event), int(r.attempts)) for r in rows]
 
-    async def delivered(self, seq: int) -> None:
+    async def delivered(self, seqs: Sequence[int]) -> None:
         async with self.db.session() as session:
-            await repository.delete_delivery(session, seq)
+            await repository.delete_deliveries(session, seqs)
 
     async def retry(  # noqa: PLR0917
         self,
@@ -238,9 +240,9 @@ class PluginLoginStore:
             rows = await repository.own_claim_deliveries(session, limit, lease)
         return [Queued(int(r.seq), self.plugin_id, dict(r.event), int(r.attempts)) for r in rows]
 
-    async def delivered(self, seq: int) -> None:
+    async def delivered(self, seqs: Sequence[int]) -> None:
         async with self.db.session() as session:
-            await repository.own_delivered(session, seq)
+            await repository.own_delivered(session, seqs)
 
     async def retry(  # noqa: PLR0917
         self,
@@ -277,6 +279,7 @@ class Failures:
         self.store = store
         self.policy = policy
         self.topic = topic
+        self.next_retry_at = float("inf")  # monotonic time of the soonest retry scheduled here
 
     async def failed(
         self,
@@ -296,6 +299,7 @@ class Failures:
             DELIVERED.labels(plugin_id, "dead_letter").inc()
             return
         delay = self.policy.delay(attempts)
+        self.next_retry_at = min(self.next_retry_at, time.monotonic() + delay)
         await self.store.retry(plugin_id, event, attempts, delay, error, queued_seq)
         DELIVERED.labels(plugin_id, "retry").inc()
 
@@ -306,7 +310,13 @@ def _describe(exc: BaseException) -> str:
 
 class QueueDelivery(Loop):
     """Delivers from the queue (``platform.event_deliveries``) to the plugins hosted by this
-    process."""
+    process, a claimed batch at a time (ADR 0190).
+
+    The batch is split by plugin and tenant: each tenant's events go to its handlers one after
+    the other in queue order, different tenants concurrently. A failed event is set aside (retry
+    or dead letter) and its neighbours go on. The rows handled are deleted in one commit at the
+    end; a crash before it hands the batch out again once the lease ends, and handlers, which
+    record the event ids they applied in their own transaction, skip what they already did."""
 
     def __init__(
         self,
@@ -314,9 +324,10 @@ class QueueDelivery(Loop):
         dispatcher: Dispatcher,
         failures: Failures,
         *,
-        batch_size: int = 200,
+        batch_size: int = 500,
         lease_seconds: float = 60.0,
-        idle_seconds: float = 0.02,
+        poll_seconds: float = 5.0,
+        concurrency: int = 16,
     ) -> None:
         super().__init__()
         self.store = store
@@ -324,38 +335,58 @@ class QueueDelivery(Loop):
         self.failures = failures
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
-        self.idle_seconds = idle_seconds
+        self.poll_seconds = poll_seconds
+        self.concurrency = concurrency
 
     async def run(self) -> None:
         while not self.stopping.is_set():
-            if await self.step() == 0:
-                await self.pause(self.idle_seconds)
+            self.wake.clear()
+            if await self.step() < self.batch_size:
+                retry_in = self.failures.next_retry_at - time.monotonic()
+                if retry_in <= 0:
+                    self.failures.next_retry_at = float("inf")
+                    continue
+                await self.idle(min(self.poll_seconds, retry_in))
 
     async def step(self) -> int:
         plugins = sorted(self.dispatcher.buses)
         if not plugins:
             return 0
         rows = await self.store.claim(plugins, self.batch_size, self.lease_seconds)
+        groups: dict[Hashable, list[Queued]] = {}
         for row in rows:
-            seq, plugin_id, stored = row.seq, row.plugin_id, row.event
-            attempts = row.attempts + 1
-            try:
-                event = Event.model_validate(stored)
-            except ValueError as exc:
-                await self.failures.failed(
-                    plugin_id, stored, self.failures.policy.max_attempts, _describe(exc),
-                    queued_seq=seq,
-                )  # fmt: skip
-                continue
-            try:
-                await self.dispatcher.deliver(plugin_id, event)
-            except Exception as exc:  # noqa: BLE001 - any handler failure is retried
-                await self.failures.failed(
-                    plugin_id, stored, attempts, _describe(exc), queued_seq=seq
-                )
-                continue
-            await self.store.delivered(seq)
+            groups.setdefault((row.plugin_id, row.event.get("tenant_id")), []).append(row)
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def in_order(group: list[Queued]) -> list[int]:
+            async with gate:
+                return [row.seq for row in group if await self._one(row)]
+
+        done = await asyncio.gather(*(in_order(group) for group in groups.values()))
+        handled = [seq for seqs in done for seq in seqs]
+        if handled:
+            await self.store.delivered(handled)
         return len(rows)
+
+    async def _one(self, row: Queued) -> bool:
+        """Handle one queued event; False when it was set aside (retry or dead letter)."""
+        seq, plugin_id, stored = row.seq, row.plugin_id, row.event
+        try:
+            event = Event.model_validate(stored)
+        except ValueError as exc:
+            await self.failures.failed(
+                plugin_id, stored, self.failures.policy.max_attempts, _describe(exc),
+                queued_seq=seq,
+            )  # fmt: skip
+            return False
+        try:
+            await self.dispatcher.deliver(plugin_id, event)
+        except Exception as exc:  # noqa: BLE001 - any handler failure is retried
+            await self.failures.failed(
+                plugin_id, stored, row.attempts + 1, _describe(exc), queued_seq=seq
+            )
+            return False
+        return True
 
 
 class KafkaDelivery(Loop):
@@ -403,7 +434,8 @@ class KafkaDelivery(Loop):
             client_id=f"plexica-delivery-{self.plugin_id}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=50,
+            # An idle consumer's fetch waits this long at the broker; data ends it at once.
+            fetch_max_wait_ms=500,
             max_poll_records=500,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
@@ -415,7 +447,7 @@ class KafkaDelivery(Loop):
         lag: dict[Any, int] = {}
         try:
             while not self.stopping.is_set():
-                batches = await consumer.getmany(timeout_ms=200)
+                batches = await consumer.getmany(timeout_ms=1000)
                 for tp, records in batches.items():
                     for record in records:
                         await self._handle(record)

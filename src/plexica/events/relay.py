@@ -3,8 +3,8 @@
 Several relays may run at once: a row is leased by one of them (``FOR UPDATE SKIP LOCKED`` and
 ``lease_until``) and marked published only after the sink acknowledged it, so a crash or a
 broker outage leaves the row pending and it is sent again when the lease expires (at least
-once; consumers dedupe on the event id). The sink is Kafka in the distributed mode and the
-in-process delivery queue in the embedded mode: the same relay serves both.
+once; consumers dedupe on the event id). The sink is Kafka in the distributed mode; in the
+embedded mode ``LocalRelay`` moves rows to the delivery queue in the same database.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import Row
 
 from plexica.events import repository
+from plexica.events.loop import Loop
 from plexica.kit.db import Database
 from plexica_sdk.events import Event, event_family, to_kafka
 
@@ -55,23 +56,6 @@ def event_of(row: Row[Any]) -> Event:
     )
 
 
-class Loop:
-    """A background loop that finishes its current step, then returns, when asked to stop."""
-
-    def __init__(self) -> None:
-        self.stopping = asyncio.Event()
-
-    def stop(self) -> None:
-        self.stopping.set()
-
-    async def pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), seconds)
-
-    async def run(self) -> None:
-        raise NotImplementedError
-
-
 class Relay(Loop):
     def __init__(
         self,
@@ -80,7 +64,7 @@ class Relay(Loop):
         *,
         batch_size: int = 500,
         lease_seconds: float = 30.0,
-        idle_seconds: float = 0.02,
+        poll_seconds: float = 5.0,
         max_backoff_seconds: float = 5.0,
         lag_interval_seconds: float = 1.0,
     ) -> None:
@@ -89,7 +73,7 @@ class Relay(Loop):
         self.sink = sink
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
-        self.idle_seconds = idle_seconds
+        self.poll_seconds = poll_seconds
         self.max_backoff = max_backoff_seconds
         self.lag_interval = lag_interval_seconds
         self._lag_at = 0.0
@@ -97,14 +81,15 @@ class Relay(Loop):
     async def run(self) -> None:
         backoff = 0.1
         while not self.stopping.is_set():
+            self.wake.clear()
             sent, failed = await self.step()
             if failed:
                 await self.pause(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
             backoff = 0.1
-            if sent == 0:
-                await self.pause(self.idle_seconds)
+            if sent < self.batch_size:
+                await self.idle(self.poll_seconds)
 
     async def step(self) -> tuple[int, bool]:
         """One batch: (events acknowledged, whether the sink failed on some)."""
@@ -144,17 +129,24 @@ class Relay(Loop):
         DEAD_LETTERS.set(dead)
 
 
-class LocalSink:
-    """Embedded mode: the delivery queue in the same database is the broker."""
+class LocalRelay(Relay):
+    """Embedded mode: the delivery queue in the same database is the broker, so a batch is
+    leased, queued for its subscribers and marked published in one statement and one commit."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, db: Database, **kwargs: Any) -> None:
+        super().__init__(db, _InPlace(), **kwargs)
 
-    async def send(self, events: Sequence[tuple[int, Event]]) -> list[int]:
-        seqs = [seq for seq, _ in events]
+    async def step(self) -> tuple[int, bool]:
+        await self._export_lag()
         async with self.db.session() as session:
-            await repository.fan_out(session, seqs)
-        return seqs
+            moved = await repository.move_to_queue(session, self.batch_size)
+        RELAYED.inc(moved)
+        return moved, False
+
+
+class _InPlace:
+    async def send(self, events: Sequence[tuple[int, Event]]) -> list[int]:
+        raise NotImplementedError("LocalRelay moves its batches in the database")
 
 
 class KafkaSink:

@@ -203,21 +203,33 @@ async def subscribed_types(session: AsyncSession, plugin_id: str) -> list[str]:
 # The delivery queue: live events in embedded mode, retries, replays, dead-letter retries.
 
 
-async def fan_out(session: AsyncSession, seqs: Sequence[int]) -> int:
-    """Queue outbox rows for every plugin subscribed and active for the row's tenant."""
+async def move_to_queue(session: AsyncSession, limit: int) -> int:
+    """Embedded relay: lease up to ``limit`` pending outbox rows, queue them for every plugin
+    subscribed and active for the row's tenant, and mark them published, in one statement.
+
+    Bookkeeping only (relaxed commit): a commit lost in a crash leaves the rows pending and
+    unqueued together, and they move again."""
+    await relaxed_commit(session)
     result = await session.execute(
         text(
-            "INSERT INTO platform.event_deliveries (plugin_id, event_id, tenant_id, event, reason)"  # noqa: S608
-            f" SELECT s.plugin_id, o.id, o.tenant_id, {_EVENT_JSON}, 'live'"
-            " FROM platform.outbox o"
+            "WITH moved AS (UPDATE platform.outbox o"  # noqa: S608
+            " SET published_at = now(), lease_until = NULL, attempts = o.attempts + 1"
+            " FROM (SELECT seq FROM platform.outbox WHERE published_at IS NULL"
+            "  AND (lease_until IS NULL OR lease_until < now())"
+            "  ORDER BY seq LIMIT :n FOR UPDATE SKIP LOCKED) c"
+            f" WHERE o.seq = c.seq RETURNING {_RETURNING}),"
+            " queued AS (INSERT INTO platform.event_deliveries"
+            " (plugin_id, event_id, tenant_id, event, reason)"
+            f" SELECT s.plugin_id, o.id, o.tenant_id, {_EVENT_JSON}, 'live' FROM moved o"
             " JOIN platform.event_subscriptions s ON s.event_type = o.type"
             " JOIN platform.event_consumers c ON c.plugin_id = s.plugin_id"
             "  AND c.tenant_id = o.tenant_id AND c.active"
-            " WHERE o.seq = ANY(:seqs) ORDER BY o.seq"
+            " ORDER BY o.seq)"
+            " SELECT count(*) FROM moved"
         ),
-        {"seqs": list(seqs)},
+        {"n": limit},
     )
-    return _rowcount(result)
+    return int(result.scalar_one())
 
 
 async def enqueue_delivery(
@@ -269,6 +281,7 @@ async def replay(
 async def claim_deliveries(
     session: AsyncSession, plugin_ids: Sequence[str], limit: int, lease_seconds: float
 ) -> list[Row[Any]]:
+    await relaxed_commit(session)  # a lease lost in a crash only hands the rows out again
     result = await session.execute(
         text(
             "UPDATE platform.event_deliveries d"
@@ -286,8 +299,14 @@ async def claim_deliveries(
 
 
 async def delete_delivery(session: AsyncSession, seq: int) -> None:
+    await delete_deliveries(session, [seq])
+
+
+async def delete_deliveries(session: AsyncSession, seqs: Sequence[int]) -> None:
     await relaxed_commit(session)
-    await session.execute(text("DELETE FROM platform.event_deliveries WHERE seq = :s"), {"s": seq})
+    await session.execute(
+        text("DELETE FROM platform.event_deliveries WHERE seq = ANY(:s)"), {"s": list(seqs)}
+    )
 
 
 async def reschedule_delivery(
@@ -406,6 +425,7 @@ async def own_is_active(session: AsyncSession, tenant_id: UUID) -> bool:
 async def own_claim_deliveries(
     session: AsyncSession, limit: int, lease_seconds: float
 ) -> list[Row[Any]]:
+    await relaxed_commit(session)
     result = await session.execute(
         text(
             "SELECT seq, event, reason, attempts FROM plugin_api.event_claim_deliveries(:n, :lease)"
@@ -415,9 +435,12 @@ async def own_claim_deliveries(
     return sorted(result.all(), key=lambda r: int(r.seq))
 
 
-async def own_delivered(session: AsyncSession, seq: int) -> None:
+async def own_delivered(session: AsyncSession, seqs: Sequence[int]) -> None:
     await relaxed_commit(session)
-    await session.execute(text("SELECT plugin_api.event_delivered(:s)"), {"s": seq})
+    await session.execute(
+        text("SELECT plugin_api.event_delivered(s) FROM unnest(CAST(:s AS bigint[])) AS s"),
+        {"s": list(seqs)},
+    )
 
 
 async def own_retry(  # noqa: PLR0917

@@ -24,27 +24,34 @@ from plexica.events.delivery import (
     QueueDelivery,
     RetryPolicy,
 )
+from plexica.events.loop import DELIVERIES_CHANNEL, OUTBOX_CHANNEL, Loop, Wakeups
 from plexica.events.registry import (
     DbSubscriptionRegistry,
     PluginLoginRegistry,
     SubscriptionRegistry,
 )
-from plexica.events.relay import KafkaSink, LocalSink, Loop, Relay, Sink
+from plexica.events.relay import KafkaSink, LocalRelay, Relay
 from plexica.kit.db import Database
 from plexica.settings import Settings
 from plexica_sdk.db import asyncpg_url
 from plexica_sdk.events import Event, EventBus
+from plexica_sdk.revocation import listen_connect
 
 log = structlog.get_logger("plexica.events")
 
 
 async def relay_job(db: Database, settings: Settings) -> None:
     """The worker's outbox relay: to Kafka when brokers are configured, else in-process."""
-    sink: Sink = KafkaSink(settings.kafka_brokers) if settings.kafka_brokers else LocalSink(db)
+    sink = KafkaSink(settings.kafka_brokers) if settings.kafka_brokers else None
+    relay = Relay(db, sink) if sink is not None else LocalRelay(db)
+    wakeups = Wakeups(listen_connect(db.engine, "plexica-events"))
+    wakeups.add(OUTBOX_CHANNEL, relay)
+    wakeups.start()
     try:
-        await Relay(db, sink).run()
+        await relay.run()
     finally:
-        if isinstance(sink, KafkaSink):
+        await wakeups.aclose()
+        if sink is not None:
             await sink.close()
 
 
@@ -143,8 +150,8 @@ class EventRuntime:
         self.store = store or PlatformStore(db)
         self.outbox_publisher = outbox_publisher
         self.failures = Failures(self.store, policy or RetryPolicy(), self.topic)
-        self.sink: Sink = KafkaSink(kafka_brokers) if kafka_brokers else LocalSink(db)
-        self.relay = Relay(db, self.sink)
+        self.sink = KafkaSink(kafka_brokers) if kafka_brokers else None
+        self.relay = Relay(db, self.sink) if self.sink is not None else LocalRelay(db)
         self.queue = QueueDelivery(self.store, self.dispatcher, self.failures)
         self.consumers = (
             [
@@ -155,6 +162,7 @@ class EventRuntime:
             if kafka_brokers
             else []
         )
+        self.wakeups = Wakeups(listen_connect(db.engine, "plexica-events"))
         self._tasks: list[asyncio.Task[None]] = []
         self._loops: list[Loop] = []
 
@@ -188,8 +196,11 @@ class EventRuntime:
             if self.outbox_publisher:
                 bus.use_publisher(_publish_plugin_event)
         jobs: list[tuple[str, Loop]] = [("queue", self.queue)]
+        self.wakeups.add(DELIVERIES_CHANNEL, self.queue)
         if self.run_relay:
             jobs.append(("relay", self.relay))
+            self.wakeups.add(OUTBOX_CHANNEL, self.relay)
+        self.wakeups.start()
         jobs += [(f"consumer:{c.plugin_id}", c) for c in self.consumers]
         self._loops = [loop for _, loop in jobs]
         self._tasks = [
@@ -216,7 +227,8 @@ class EventRuntime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if isinstance(self.sink, KafkaSink):
+        await self.wakeups.aclose()
+        if self.sink is not None:
             await self.sink.close()
         if self.topic is not None:
             await self.topic.close()

@@ -231,13 +231,13 @@ def _entries(snapshot: _Snapshot) -> list[Revocation]:
     ]
 
 
-def listen_connect(engine: AsyncEngine) -> Connect:
+def listen_connect(engine: AsyncEngine, application_name: str = "plexica-revocations") -> Connect:
     """A dedicated connection (not from the pool) with the engine's credentials, for LISTEN."""
     _, params = engine.dialect.create_connect_args(engine.url)
 
     async def connect() -> asyncpg.Connection:
         return await asyncpg.connect(
-            **params, server_settings={"application_name": "plexica-revocations"}
+            **params, server_settings={"application_name": application_name}
         )
 
     return connect
