@@ -11,11 +11,13 @@ from prometheus_client.registry import Collector
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import NullPool
 
 from plexica_sdk.observability import register_collector
 
@@ -41,6 +43,15 @@ class Database:
     def __init__(
         self, url: str, *, pool_size: int = 10, statement_timeout_ms: int = 15_000
     ) -> None:
+        connect_args = {
+            "server_settings": {
+                "application_name": "plexica",
+                "statement_timeout": str(statement_timeout_ms),
+            },
+            # Prepared statements are cached per connection; a statement prepared under one
+            # tenant's search path must never be reused under another's.
+            "statement_cache_size": 0,
+        }
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
@@ -48,16 +59,9 @@ class Database:
             # No ping per checkout (three round trips with asyncpg); a connection found closed
             # by a session's first statement is replaced and the session retried (ADR 0086).
             pool_pre_ping=False,
-            connect_args={
-                "server_settings": {
-                    "application_name": "plexica",
-                    "statement_timeout": str(statement_timeout_ms),
-                },
-                # Prepared statements are cached per connection; a statement prepared under one
-                # tenant's search path must never be reused under another's.
-                "statement_cache_size": 0,
-            },
+            connect_args=connect_args,
         )
+        self._unpooled = create_async_engine(url, poolclass=NullPool, connect_args=connect_args)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         _DB_POOLS.append(self)
 
@@ -81,12 +85,21 @@ class Database:
                 # has dropped it and its older siblings, and nothing ran yet: go again.
                 continue
 
+    @asynccontextmanager
+    async def held_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection of its own, outside the pool, for a session lock held through long
+        work: were the holders pooled, many of them at once would take every connection their
+        own work then waits for (ADR 0175)."""
+        async with self._unpooled.connect() as conn:
+            yield conn
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        await self._unpooled.dispose()
         if self in _DB_POOLS:
             _DB_POOLS.remove(self)
 
