@@ -22,6 +22,15 @@ BODY_LIMIT = 1024 * 1024
 UPLOAD_RULE = "PathPrefix(`/api/core/v1/files/objects/`) || Path(`/api/core/v1/files/signed`)"
 
 
+BREAKER = {
+    "expression": "NetworkErrorRatio() > 0.5 || ResponseCodeRatio(500, 600, 0, 600) > 0.5",
+    "checkPeriod": "100ms",
+    "fallbackDuration": "5s",
+    "recoveryDuration": "10s",
+    "responseCode": 503,
+}
+
+
 def _seconds(value: float) -> str:
     return f"{value:g}s"
 
@@ -82,11 +91,15 @@ def traefik_config(
         "edge-errors": {"errors": {"status": ["413"], "service": "core-api", "query": ERRORS_PATH}},
         "plugin-errors": {
             "errors": {
-                "status": ["413", "502", "504"],
+                "status": ["413", "502", "503", "504"],
                 "service": "core-api",
                 "query": ERRORS_PATH,
             }
         },
+        # A plugin that fails or times out on most requests is not called for a while: callers
+        # get 503 + Retry-After at once instead of each waiting for its own failure (ADR 0176).
+        # Each router gets its own breaker, so one plugin's outage never opens another's.
+        "plugin-breaker": {"circuitBreaker": BREAKER},
         "body-limit": {"buffering": {"maxRequestBodyBytes": BODY_LIMIT}},
     }
     services: dict[str, Any] = {
@@ -99,7 +112,8 @@ def traefik_config(
             "rule": f"Path(`{prefix}`) || PathPrefix(`{prefix}/`)",
             "service": f"plugin-{slug}",
             "middlewares": [
-                "strip-identity", "auth", "plugin-errors", "body-limit", f"strip-plugin-{slug}",
+                "strip-identity", "auth", "plugin-errors", "plugin-breaker", "body-limit",
+                f"strip-plugin-{slug}",
             ],
         }  # fmt: skip
         middlewares[f"strip-plugin-{slug}"] = {"stripPrefix": {"prefixes": [prefix]}}
