@@ -8,7 +8,7 @@ client sends removed before the decision's own are set.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from plexica.gateway.schemas import RATE_LIMIT_HEADERS, UPSTREAM_HEADERS
@@ -40,10 +40,22 @@ def traefik_config(
     plugins: Mapping[str, str],
     web_url: str | None = None,
     timeouts: Mapping[str, float] | None = None,
+    *,
+    core_replicas: Sequence[str] = (),
+    internal_entry_point: str | None = None,
 ) -> dict[str, Any]:
     """``timeouts``: a plugin's upstream timeout in seconds (its manifest's
-    ``api.upstream_timeout_seconds``), 30 s when absent (ADR 0137)."""
+    ``api.upstream_timeout_seconds``), 30 s when absent (ADR 0137).
+
+    ``core_replicas``: more core instances that Traefik balances itself (the local topology;
+    in Kubernetes the Service does it): a replica whose ``/ready`` fails, e.g. while it drains,
+    gets no new requests, and a request whose connection to a replica fails is sent to another
+    (ADR 0177). The decision is then asked through ``internal_entry_point`` (a Traefik entry
+    point of the caller's static settings, given as ``name=url``), so that it is balanced too."""
     core_url = core_url.rstrip("/")
+    decision_base = core_url
+    if internal_entry_point is not None:
+        internal, _, decision_base = internal_entry_point.partition("=")
     timeouts = timeouts or {}
     routers: dict[str, Any] = {
         "core-api": {
@@ -75,7 +87,7 @@ def traefik_config(
         },
         "auth": {
             "forwardAuth": {
-                "address": core_url + DECISION_PATH,
+                "address": decision_base.rstrip("/") + DECISION_PATH,
                 "trustForwardHeader": False,
                 "maxResponseBodySize": 65536,
                 "authRequestHeaders": ["Authorization", "X-Trace-ID"],
@@ -105,6 +117,21 @@ def traefik_config(
     services: dict[str, Any] = {
         "core-api": {"loadBalancer": {"servers": [{"url": core_url}]}},
     }
+    if core_replicas:
+        balancer = services["core-api"]["loadBalancer"]
+        balancer["servers"] += [{"url": url.rstrip("/")} for url in core_replicas]
+        balancer["healthCheck"] = {"path": "/ready", "interval": "1s", "timeout": "3s"}
+        # Only a failed connection is retried (no byte of the answer has come back).
+        middlewares["core-retry"] = {"retry": {"attempts": 3, "initialInterval": "50ms"}}
+        routers["core-api"]["middlewares"].insert(0, "core-retry")
+        routers["realms"]["middlewares"] = ["core-retry"]
+    if internal_entry_point is not None:
+        routers["decision"] = {
+            "entryPoints": [internal],
+            "rule": f"Path(`{DECISION_PATH}`)",
+            "service": "core-api",
+            **({"middlewares": ["core-retry"]} if core_replicas else {}),
+        }
     transports: dict[str, Any] = {}
     for slug, url in sorted(plugins.items()):
         prefix = f"/api/plugins/{slug}"
