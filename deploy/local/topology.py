@@ -545,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, help="keep data here (default: a temporary dir)")
     parser.add_argument("--no-gateway", action="store_true", help="without Traefik")
     parser.add_argument(
+        "--core-replicas", type=int, default=1, help="core instances Traefik balances (ADR 0177)"
+    )
+    parser.add_argument(
         "--env",
         action="append",
         default=[],
@@ -562,7 +565,12 @@ def main(argv: list[str] | None = None) -> int:
         began = time.monotonic()
         try:
             topology = stack.enter_context(
-                LocalTopology(workdir, gateway=not args.no_gateway, extra_env=extra)
+                LocalTopology(
+                    workdir,
+                    gateway=not args.no_gateway,
+                    extra_env=extra,
+                    core_replicas=args.core_replicas,
+                )
             )
             print(
                 f"Plexica local topology ready in {time.monotonic() - began:.1f}s (logs: {workdir})"
