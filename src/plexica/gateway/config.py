@@ -25,8 +25,8 @@ UPLOAD_RULE = "PathPrefix(`/api/core/v1/files/objects/`) || Path(`/api/core/v1/f
 BREAKER = {
     "expression": "NetworkErrorRatio() > 0.5 || ResponseCodeRatio(500, 600, 0, 600) > 0.5",
     "checkPeriod": "100ms",
-    "fallbackDuration": "5s",
-    "recoveryDuration": "10s",
+    "fallbackDuration": "3s",
+    "recoveryDuration": "5s",
     "responseCode": 503,
 }
 
