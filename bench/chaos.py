@@ -2,9 +2,9 @@
 back, in turn, Redis, the CRM plugin, the core and PostgreSQL; print per fault the requests that
 failed by status, acknowledged writes lost, and the time to recover.
 
-    .venv/bin/python -m bench.chaos [--rate 40] [--settle 5]
+    .venv/bin/python -m bench.chaos [--rate 40] [--settle 5] [--core-replicas 2]
 
-Starts ``deploy/local`` (PostgreSQL, Redis, core, worker, web, the CRM as its own process,
+Starts ``deploy/local`` (PostgreSQL, Redis, two cores, worker, web, the CRM as its own process,
 Traefik) in a temporary folder, creates a tenant with the CRM, then sends ``--rate`` requests/s
 through Traefik: reads (``GET /v1/contacts``) and one write in five (``POST /v1/contacts``).
 Services, Redis and Traefik come back through the topology's supervisor (restart with backoff,
@@ -171,6 +171,9 @@ def main() -> None:
         "--faults", default="redis,plugin-crm,core,postgres", help="comma-separated, in order"
     )
     parser.add_argument("--workdir", type=Path, help="keep the topology's data and logs here")
+    parser.add_argument(
+        "--core-replicas", type=int, default=2, help="core instances behind Traefik (ADR 0177)"
+    )
     args = parser.parse_args()
     with ExitStack() as stack:
         work = args.workdir or Path(
@@ -180,6 +183,7 @@ def main() -> None:
             LocalTopology(
                 work / "topology",
                 plugins=["crm"],
+                core_replicas=args.core_replicas,
                 extra_env={"PLEXICA_GATEWAY_RATE_LIMITS": LIMITS},
             )
         )

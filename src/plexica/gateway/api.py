@@ -68,4 +68,6 @@ EDGE_ERRORS = {
 async def edge_error(status: int) -> Response:
     """The error body of a status the proxy produced itself (ADR 0137)."""
     code, message = EDGE_ERRORS.get(status, ("bad_gateway", "the edge could not serve this"))
-    return error_response(status if status in EDGE_ERRORS else 502, code, message)
+    # 503 is the plugin's breaker open (ADR 0176): come back once it tries the plugin again.
+    headers = {"Retry-After": "3"} if status == 503 else None
+    return error_response(status if status in EDGE_ERRORS else 502, code, message, headers=headers)

@@ -8,7 +8,7 @@ client sends removed before the decision's own are set.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from plexica.gateway.schemas import RATE_LIMIT_HEADERS, UPSTREAM_HEADERS
@@ -25,6 +25,15 @@ READY = {"path": "/ready", "interval": "5s", "timeout": "2s"}
 UPLOAD_RULE = "PathPrefix(`/api/core/v1/files/objects/`) || Path(`/api/core/v1/files/signed`)"
 
 
+BREAKER = {
+    "expression": "NetworkErrorRatio() > 0.5 || ResponseCodeRatio(500, 600, 0, 600) > 0.5",
+    "checkPeriod": "100ms",
+    "fallbackDuration": "3s",
+    "recoveryDuration": "5s",
+    "responseCode": 503,
+}
+
+
 def _seconds(value: float) -> str:
     return f"{value:g}s"
 
@@ -34,10 +43,22 @@ def traefik_config(
     plugins: Mapping[str, str],
     web_url: str | None = None,
     timeouts: Mapping[str, float] | None = None,
+    *,
+    core_replicas: Sequence[str] = (),
+    internal_entry_point: str | None = None,
 ) -> dict[str, Any]:
     """``timeouts``: a plugin's upstream timeout in seconds (its manifest's
-    ``api.upstream_timeout_seconds``), 30 s when absent (ADR 0137)."""
+    ``api.upstream_timeout_seconds``), 30 s when absent (ADR 0137).
+
+    ``core_replicas``: more core instances that Traefik balances itself (the local topology;
+    in Kubernetes the Service does it): a replica whose ``/ready`` fails, e.g. while it drains,
+    gets no new requests, and a request whose connection to a replica fails is sent to another
+    (ADR 0177). The decision is then asked through ``internal_entry_point`` (a Traefik entry
+    point of the caller's static settings, given as ``name=url``), so that it is balanced too."""
     core_url = core_url.rstrip("/")
+    decision_base = core_url
+    if internal_entry_point is not None:
+        internal, _, decision_base = internal_entry_point.partition("=")
     timeouts = timeouts or {}
     routers: dict[str, Any] = {
         "core-api": {
@@ -69,7 +90,7 @@ def traefik_config(
         },
         "auth": {
             "forwardAuth": {
-                "address": core_url + DECISION_PATH,
+                "address": decision_base.rstrip("/") + DECISION_PATH,
                 "trustForwardHeader": False,
                 "maxResponseBodySize": 65536,
                 "authRequestHeaders": ["Authorization", "X-Trace-ID"],
@@ -89,16 +110,35 @@ def traefik_config(
         },
         "plugin-errors": {
             "errors": {
-                "status": ["413", "500", "502", "504"],
+                "status": ["413", "500", "502", "503", "504"],
                 "service": "core-api",
                 "query": ERRORS_PATH,
             }
         },
+        # A plugin that fails or times out on most requests is not called for a while: callers
+        # get 503 + Retry-After at once instead of each waiting for its own failure (ADR 0176).
+        # Each router gets its own breaker, so one plugin's outage never opens another's.
+        "plugin-breaker": {"circuitBreaker": BREAKER},
         "body-limit": {"buffering": {"maxRequestBodyBytes": BODY_LIMIT}},
     }
     services: dict[str, Any] = {
         "core-api": {"loadBalancer": {"servers": [{"url": core_url}], "healthCheck": READY}},
     }
+    if core_replicas:
+        balancer = services["core-api"]["loadBalancer"]
+        balancer["servers"] += [{"url": url.rstrip("/")} for url in core_replicas]
+        balancer["healthCheck"] = {"path": "/ready", "interval": "1s", "timeout": "3s"}
+        # Only a failed connection is retried (no byte of the answer has come back).
+        middlewares["core-retry"] = {"retry": {"attempts": 3, "initialInterval": "50ms"}}
+        routers["core-api"]["middlewares"].insert(0, "core-retry")
+        routers["realms"]["middlewares"] = ["core-retry"]
+    if internal_entry_point is not None:
+        routers["decision"] = {
+            "entryPoints": [internal],
+            "rule": f"Path(`{DECISION_PATH}`)",
+            "service": "core-api",
+            **({"middlewares": ["core-retry"]} if core_replicas else {}),
+        }
     transports: dict[str, Any] = {}
     for slug, url in sorted(plugins.items()):
         prefix = f"/api/plugins/{slug}"
@@ -106,7 +146,8 @@ def traefik_config(
             "rule": f"Path(`{prefix}`) || PathPrefix(`{prefix}/`)",
             "service": f"plugin-{slug}",
             "middlewares": [
-                "strip-identity", "auth", "plugin-errors", "body-limit", f"strip-plugin-{slug}",
+                "strip-identity", "auth", "plugin-errors", "plugin-breaker", "body-limit",
+                f"strip-plugin-{slug}",
             ],
         }  # fmt: skip
         middlewares[f"strip-plugin-{slug}"] = {"stripPrefix": {"prefixes": [prefix]}}

@@ -55,6 +55,7 @@ SETTING_KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$", re.ASCII)
 # On shutdown, background sagas get this long to finish before they are cancelled (a cancelled
 # one stays ``provisioning`` and the reconciler of another or the next core resumes it).
 DRAIN_SECONDS = 20.0
+SAGA_CONCURRENCY = 4
 
 
 class TenantNotFoundError(NotFoundError):
@@ -132,11 +133,14 @@ class TenantService:
         steps: Sequence[ProvisioningStep] = (),
         *,
         redis_url: str | None = None,
+        saga_concurrency: int = SAGA_CONCURRENCY,
     ) -> None:
         self.db = db
         self.schema_step = saga.SchemaStep(db)
         self.steps: list[ProvisioningStep] = [self.schema_step, *steps]
         self.cache = TenantCache(self._load, redis_url=redis_url)
+        # Sagas beyond this many wait their turn instead of contending for the pool (ADR 0175).
+        self._saga_slots = asyncio.Semaphore(saga_concurrency)
         self._jobs: set[asyncio.Task[None]] = set()
 
     @property
@@ -283,7 +287,7 @@ class TenantService:
     async def _saga_lock(self, tenant_id: UUID) -> AsyncIterator[None]:
         """One saga at a time per tenant. A tenant left ``provisioning`` or ``pending_deletion``
         with nobody holding this lock was orphaned by a crash and may be resumed."""
-        async with self.db.engine.connect() as conn:
+        async with self.db.unpooled_connection() as conn:
             locked = await repository.try_saga_lock(conn, tenant_id)
             await conn.commit()
             if not locked:
@@ -292,7 +296,9 @@ class TenantService:
                     details={"tenant_id": str(tenant_id)},
                 )
             try:
-                yield
+                # Locked while it waits for a slot: the reconciler sees it as alive, not orphaned.
+                async with self._saga_slots:
+                    yield
             finally:
                 await repository.saga_unlock(conn, tenant_id)
                 await conn.commit()
