@@ -484,8 +484,8 @@ def test_plugins_read_their_own_login_from_their_own_secret(
 
 def test_routes_watcher_runs_beside_traefik_on_a_shared_directory() -> None:
     """ADR 0083: `plexica gateway config traefik --watch` writes the file Traefik's provider
-    reads (one emptyDir, seeded with the chart's routes); only the gateway pods gain a path to
-    the database (PgBouncer), and only with the watcher."""
+    reads (one emptyDir, seeded with the chart's routes); it asks the core for the routes (ADR
+    0213), so the gateway pods hold no credential and have no path to the database."""
     docs = docs_for("values-prod.yaml")
     pod = by_kind(docs, "Deployment")["plexica-gateway"]["spec"]["template"]["spec"]
     containers = {c["name"]: c for c in pod["containers"]}
@@ -499,7 +499,7 @@ def test_routes_watcher_runs_beside_traefik_on_a_shared_directory() -> None:
         f"--core-url={services['core-api']['loadBalancer']['servers'][0]['url']}" in routes["args"]
     )
     assert f"--web-url={services['web']['loadBalancer']['servers'][0]['url']}" in routes["args"]
-    assert _secret_ref(env_of(routes), "PLEXICA_DATABASE_URL")["key"] == "database-url"
+    assert not [e for e in routes.get("env", []) if "valueFrom" in e]
     mounts = {
         c["name"]: {m["name"]: m for m in c["volumeMounts"]}
         for c in [*pod["containers"], *pod["initContainers"]]
@@ -512,14 +512,11 @@ def test_routes_watcher_runs_beside_traefik_on_a_shared_directory() -> None:
     (init,) = pod["initContainers"]
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
     egress = by_kind(docs, "NetworkPolicy")["plexica-gateway"]["spec"]["egress"]
-    db = [r for r in egress if {"port": 5432, "protocol": "TCP"} in r["ports"]]
-    assert [
-        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for r in db for p in r["to"]
-    ] == ["pgbouncer"]
+    assert all({"port": 5432, "protocol": "TCP"} not in r.get("ports", []) for r in egress)
     bouncer = by_kind(docs, "NetworkPolicy")["plexica-pgbouncer"]["spec"]["ingress"][0]["from"]
-    assert any(
+    assert all(
         p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
-        == "gateway"
+        != "gateway"
         for p in bouncer
     )
 
