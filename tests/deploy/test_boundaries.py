@@ -274,7 +274,7 @@ def test_postgresql_liveness_waits_for_crash_recovery(in_chart: list[Doc]) -> No
 
 def test_images_pinned_by_digest_when_ci_gives_them() -> None:
     digest = "sha256:" + "ab" * 32
-    values: dict[str, Any] = k8s_render.values("values-prod.yaml")
+    values: dict[str, Any] = k8s_render.values("values-self-hosted.yaml")
     values["image"] = {**values["image"], "digests": {"core-api": digest, "postgres": digest}}
     docs = k8s_render.documents(k8s_render.render(None, **values))
     images = {c["image"] for pod in pods(docs).values() for c in containers(pod)}

@@ -210,7 +210,7 @@ def test_chart_routes_sidecar_writes_the_installed_plugins_routes(
     """The chart's `routes` sidecar, its exact arguments and the chart's plugin URLs, run
     against this topology's registry: the file it writes routes the installed CRM only (billing
     is deployed but installed nowhere), as `plexica gateway config traefik` renders it."""
-    docs = k8s_render.documents(k8s_render.render("values-prod.yaml"))
+    docs = k8s_render.documents(k8s_render.render("values-self-hosted.yaml"))
     gateway = next(
         d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "plexica-gateway"
     )
