@@ -295,3 +295,27 @@ def test_routes_watcher_shares_its_file_with_traefik(compose: dict[str, Any]) ->
     dockerfile = (ROOT / watcher["build"]["dockerfile"]).read_text()
     assert f"install -d -o plexica -g plexica {output.rsplit('/', 1)[0]}" in dockerfile
     assert watcher["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+
+
+def test_only_core_and_worker_hold_the_redis_password() -> None:
+    """ADR 0210/0213: Redis requires a password; plugins and the routes watcher get no Redis,
+    no object-store keys, and the watcher no database URL."""
+    example = {k: v or "x" for k, v in env_example().items()}
+    services = _service_env(example | {"REDIS_PASSWORD": "redis-secret"})
+    holders = {
+        n for n, env in services.items() if "redis-secret" in env.get("PLEXICA_REDIS_URL", "")
+    }
+    assert {"core", "worker"} <= holders
+    assert not holders & {"plugin-crm", "plugin-billing", "gateway-config"}
+    for name in ("plugin-crm", "plugin-billing", "gateway-config"):
+        env = services[name]
+        for key in (
+            "PLEXICA_REDIS_URL",
+            "PLEXICA_STORAGE_ACCESS_KEY",
+            "PLEXICA_STORAGE_SECRET_KEY",
+        ):
+            assert env[key] == "", (name, key)
+    assert services["gateway-config"]["PLEXICA_DATABASE_URL"] == ""
+    redis = resolved(COMPOSE / "docker-compose.yml", example | {"REDIS_PASSWORD": "redis-secret"})
+    server = redis["services"]["redis"]
+    assert server["command"][-2:] == ["--requirepass", "redis-secret"]
