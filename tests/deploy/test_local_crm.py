@@ -204,10 +204,11 @@ def test_clients_see_their_rate_limit_on_a_200_too(
 def test_chart_routes_sidecar_writes_the_installed_plugins_routes(
     local_topology: LocalTopology, tenants: dict[str, Tenant], tmp_path: Path
 ) -> None:
-    """The chart's `routes` sidecar, its exact arguments and the chart's plugin URLs, run
-    against this topology's registry: the file it writes routes the installed CRM only (billing
-    is deployed but installed nowhere), as `plexica gateway config traefik` renders it."""
-    docs = k8s_render.documents(k8s_render.render("values-prod.yaml"))
+    """The chart's `routes` sidecar, its arguments (the core's URL made this topology's) and the
+    chart's plugin URLs, run against this topology's core with no database login (ADR 0213):
+    the file it writes routes the installed CRM only (billing is deployed but installed
+    nowhere), as `plexica gateway config traefik` renders it."""
+    docs = k8s_render.documents(k8s_render.render("values-self-hosted.yaml"))
     gateway = next(
         d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "plexica-gateway"
     )
@@ -216,9 +217,12 @@ def test_chart_routes_sidecar_writes_the_installed_plugins_routes(
     ]
     platform = next(d for d in docs if d["metadata"]["name"] == "plexica-platform-config")["data"]
     output = tmp_path / "plexica.yml"
-    args = [f"--output={output}" if a.startswith("--output=") else a for a in routes["args"]]
+    local = {
+        "--output=": f"--output={output}",
+        "--core-url=": f"--core-url={local_topology.processes['core'].url}",
+    }
+    args = [next((v for k, v in local.items() if a.startswith(k)), a) for a in routes["args"]]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")} | {
-        "PLEXICA_DATABASE_URL": local_topology.database_url,
         "PLEXICA_PLUGIN_URLS": platform["PLEXICA_PLUGIN_URLS"],
         "PLEXICA_LOG_FORMAT": "json",
     }
@@ -236,7 +240,7 @@ def test_chart_routes_sidecar_writes_the_installed_plugins_routes(
         proc.wait(10)
     assert proc.returncode == 0
     assert yaml.safe_load(output.read_text()) == traefik_config(
-        "http://plexica-core-api:3000",
+        local_topology.processes["core"].url,
         {"crm": "http://plexica-plugin-crm:3000"},
         "http://plexica-web:3000",
     )

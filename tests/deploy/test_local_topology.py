@@ -7,10 +7,12 @@ import os
 import signal
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as redis
 
 from deploy.local.topology import LocalTopology, Process, main
 from plexica.gateway.config import traefik_config
@@ -181,7 +183,9 @@ async def test_plugins_log_in_as_their_own_role(topology: LocalTopology) -> None
     )
     login = environ[b"PLEXICA_PLUGIN_DATABASE_URL"].decode()
     assert login == topology.plugin_logins["crm"]
-    assert b"PLEXICA_DATABASE_URL" in environ
+    # ADR 0210: nothing of the platform's in the plugin process.
+    assert b"PLEXICA_DATABASE_URL" not in environ
+    assert not [k for k in environ if b"REDIS" in k]
     conn = await asyncpg.connect(login)
     try:
         assert (await conn.fetchval("SELECT current_user")).startswith("plx_crm_login_")
@@ -192,5 +196,35 @@ async def test_plugins_log_in_as_their_own_role(topology: LocalTopology) -> None
             await platform_role.close()
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute(f'SET ROLE "{platform}"')
+        # Its password is not the platform's: logging in as the platform with it fails.
+        password = urlsplit(login).password
+        as_platform = urlsplit(topology.database_url)._replace(
+            netloc=f"{platform}:{password}@{urlsplit(login).hostname}:{urlsplit(login).port}"
+        )
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(urlunsplit(as_platform))
     finally:
         await conn.close()
+
+
+async def test_redis_refuses_a_client_without_the_platform_password(
+    topology: LocalTopology,
+) -> None:
+    """ADR 0210: Redis has AUTH; only the core and the worker are given its URL."""
+    url = urlsplit(topology.redis_url)
+    anonymous = redis.Redis(host=url.hostname or "", port=url.port or 0)
+    try:
+        with pytest.raises(redis.AuthenticationError):
+            await anonymous.ping()
+        with pytest.raises(redis.AuthenticationError):
+            await anonymous.set("plexica:ratelimit:probe", "0")
+    finally:
+        await anonymous.aclose()
+    platform = redis.Redis.from_url(topology.redis_url)
+    try:
+        assert await platform.ping()
+    finally:
+        await platform.aclose()
+    for name in ("core", "worker"):
+        assert topology.env(name)["PLEXICA_REDIS_URL"] == topology.redis_url
+    assert "PLEXICA_REDIS_URL" not in topology.env("plugin-crm")

@@ -1,4 +1,5 @@
-"""The reconcile loop behind ``plexica gateway config traefik --watch`` (ADR 0083)."""
+"""The reconcile loop behind ``plexica gateway config traefik --watch`` (ADR 0083), fed by the
+core's ``/v1/gateway/routes`` (ADR 0213)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,20 @@ import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 
+import httpx
 import yaml
 from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
 from plexica.cli.main import app as cli
 from plexica.gateway.config import traefik_config
-from plexica.gateway.sync import ConfigSync, write_atomically
+from plexica.gateway.sync import (
+    ROUTES_PATH,
+    ConfigSync,
+    core_registry,
+    database_registry,
+    write_atomically,
+)
 from plexica.kit.db import Database
 from plexica.kit.pgserver import free_port
 from tests.gateway.conftest import Core
@@ -38,12 +46,12 @@ def test_the_file_is_replaced_whole_and_only_when_it_changes(tmp_path: Path) -> 
     assert [p.name for p in tmp_path.iterdir()] == ["plexica.yml"]
 
 
-async def test_routes_follow_installations(
-    core: Core, db: Database, plugin_id: str, tmp_path: Path
-) -> None:
-    """Only plugins installed in some tenant and deployed at an address get a route."""
+async def test_routes_follow_installations(core: Core, plugin_id: str, tmp_path: Path) -> None:
+    """Only plugins installed in some tenant and deployed at an address get a route; the
+    watcher learns them from the core's API, with no database login of its own."""
     target = tmp_path / "plexica.yml"
-    sync = ConfigSync(db, {plugin_id: "http://p:3000", "ghost": "http://g:3000"}, render, target)
+    urls = {plugin_id: "http://p:3000", "ghost": "http://g:3000"}
+    sync = ConfigSync(core_registry(core.http), urls, render, target)
     await sync.once()
     assert f"plugin-{plugin_id}" not in yaml.safe_load(target.read_text())["http"]["routers"]
     tenant = await core.tenant()
@@ -63,22 +71,47 @@ async def test_routes_follow_installations(
     assert f"plugin-{plugin_id}" not in yaml.safe_load(target.read_text())["http"]["routers"]
 
 
+async def test_the_core_answers_what_the_database_says(
+    core: Core, db: Database, plugin_id: str
+) -> None:
+    tenant = await core.tenant()
+    await core.install(tenant, plugin_id)
+    r = await core.http.get(ROUTES_PATH)
+    assert r.status_code == 200, r.text
+    routed, timeouts = await database_registry(db)()
+    assert plugin_id in r.json()["plugins"]
+    assert r.json() == {"plugins": routed, "timeouts": timeouts}
+    # Never through the edge: the decision refuses /api/core/v1/gateway/ (ADR 0139).
+    r = await core.http.get(
+        "/v1/gateway/authorize",
+        headers={"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/core" + ROUTES_PATH},
+    )
+    assert r.status_code == 404, r.text
+
+
 async def test_an_unreachable_registry_keeps_the_last_file(tmp_path: Path) -> None:
+    """A core that does not answer, or answers something else than the routes."""
+
+    def broken(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"error": {"code": "unavailable"}})
+
     target = tmp_path / "plexica.yml"
     target.write_text("last: good\n")
-    dead = Database(f"postgresql+asyncpg://x:y@127.0.0.1:{free_port()}/none", pool_size=1)
-    before = failures()
-    stop = asyncio.Event()
-    sync = ConfigSync(dead, {}, render, target, interval=0.05)
-    task = asyncio.create_task(sync.run(stop))
-    try:
-        while failures() < before + 2:
-            await asyncio.sleep(0.05)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 5)
-        await dead.dispose()
-    assert target.read_text() == "last: good\n"
+    dead = httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port()}", timeout=2)
+    failing = httpx.AsyncClient(base_url="http://core", transport=httpx.MockTransport(broken))
+    for client in (dead, failing):
+        before = failures()
+        stop = asyncio.Event()
+        sync = ConfigSync(core_registry(client), {}, render, target, interval=0.05)
+        task = asyncio.create_task(sync.run(stop))
+        try:
+            while failures() < before + 2:
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 5)
+            await client.aclose()
+        assert target.read_text() == "last: good\n"
 
 
 def test_watch_needs_an_output_file() -> None:

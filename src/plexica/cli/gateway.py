@@ -126,16 +126,18 @@ def _write(text: str, output: Path | None) -> None:
     write_atomically(output, text)
 
 
-def _watch(render: Render, output: Path, interval: float) -> None:
-    """Rewrite ``output`` whenever the routed plugins change, until SIGTERM or SIGINT."""
+def _watch(render: Render, output: Path, interval: float, core_url: str) -> None:
+    """Rewrite ``output`` whenever the routed plugins change, until SIGTERM or SIGINT. The
+    registry is asked of the core at ``core_url``: no database login here (ADR 0213)."""
     import asyncio
 
-    from plexica.gateway.sync import ConfigSync
-    from plexica.kit.db import Database
+    import httpx
+
+    from plexica.gateway.sync import ConfigSync, core_registry
     from plexica.plugins.wiring import plugin_urls
     from plexica_sdk.observability import configure_logging
 
-    settings = database_settings("gateway-config")
+    settings = settings_or_exit("gateway-config")
     configure_logging("gateway-config", settings.log_level, settings.log_format)
 
     async def run() -> None:
@@ -143,11 +145,9 @@ def _watch(render: Render, output: Path, interval: float) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        db = Database(settings.sqlalchemy_url, pool_size=1)
-        try:
-            await ConfigSync(db, plugin_urls(settings), render, output, interval).run(stop)
-        finally:
-            await db.dispose()
+        async with httpx.AsyncClient(base_url=core_url, timeout=5.0) as http:
+            sync = ConfigSync(core_registry(http), plugin_urls(settings), render, output, interval)
+            await sync.run(stop)
 
     asyncio.run(run())
 
@@ -157,7 +157,8 @@ Watch = Annotated[
     typer.Option(
         "--watch",
         help="Keep running: rewrite the file (atomically) when a plugin is installed for the "
-        "first time on the platform or removed from its last tenant.",
+        "first time on the platform or removed from its last tenant. Asks the core at"
+        " --core-url (no database login).",
     ),
 ]
 Interval = Annotated[
@@ -189,7 +190,7 @@ def traefik(
             raise fail("--watch writes a file: give it with --output")
         if plugin is not None:
             raise fail("--watch follows the registry: it does not take --plugin")
-        _watch(render, output, interval)
+        _watch(render, output, interval, core_url)
         return
     _write(render(*_plugins(plugin, upstream_template)), output)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from plexica.gateway.service import Gateway
+from plexica.gateway.sync import Registry, database_registry
 from plexica_sdk.errors import NotFoundError, UnavailableError, error_response
 
 router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
@@ -37,6 +38,15 @@ async def authorize(request: Request) -> Response:
         return Response(status_code=200, headers=headers)
     e = verdict.error
     return error_response(e.status, e.code, e.message, e.details, headers)
+
+
+@router.get("/routes", include_in_schema=False)
+async def routes(request: Request) -> dict[str, object]:
+    """What the routes watcher beside a data plane renders (ADR 0213): the plugins to route and
+    their upstream timeouts. The watcher asks here, so the gateway holds no database login."""
+    registry: Registry = database_registry(request.app.state.db)
+    plugins, timeouts = await registry()
+    return {"plugins": plugins, "timeouts": timeouts}
 
 
 @router.api_route(

@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
+import httpx
 import structlog
 from prometheus_client import Counter
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,6 +35,42 @@ CONFIG_FAILURES = Counter(
 
 # The routed plugins' URLs and their upstream timeouts (seconds) to the configuration's text.
 Render = Callable[[Mapping[str, str], Mapping[str, float]], str]
+# The plugins to route (installed somewhere) and their upstream timeouts, from the registry.
+Registry = Callable[[], Awaitable[tuple[list[str], dict[str, float]]]]
+ROUTES_PATH = "/v1/gateway/routes"
+
+
+def database_registry(db: Database) -> Registry:
+    """The registry read from the platform database: the core's side of ``ROUTES_PATH``."""
+
+    async def read() -> tuple[list[str], dict[str, float]]:
+        async with db.session() as session:
+            return await plugins.routed_ids(session), await plugins.upstream_timeouts(session)
+
+    return read
+
+
+class RegistryError(RuntimeError):
+    """The core answered the routes request with something else than the routes."""
+
+
+def core_registry(http: httpx.AsyncClient) -> Registry:
+    """The registry asked of the core (``ROUTES_PATH``): the watcher beside the gateway holds
+    no database login (ADR 0213). ``http`` has the core's base URL."""
+
+    async def read() -> tuple[list[str], dict[str, float]]:
+        r = await http.get(ROUTES_PATH)
+        if r.status_code != 200:
+            raise RegistryError(f"{ROUTES_PATH} answered {r.status_code}")
+        try:
+            body = r.json()
+            routed = [str(p) for p in body["plugins"]]
+            timeouts = {str(k): float(v) for k, v in body["timeouts"].items()}
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise RegistryError(f"{ROUTES_PATH} answered an unexpected body") from exc
+        return routed, timeouts
+
+    return read
 
 
 def write_atomically(path: Path, text: str) -> bool:
@@ -62,13 +99,13 @@ def write_atomically(path: Path, text: str) -> bool:
 class ConfigSync:
     def __init__(
         self,
-        db: Database,
+        registry: Registry,
         urls: Mapping[str, object],
         render: Render,
         output: Path,
         interval: float = 1.0,
     ) -> None:
-        self.db = db
+        self.registry = registry
         self.urls = urls
         self.render = render
         self.output = output
@@ -78,9 +115,7 @@ class ConfigSync:
 
     async def once(self) -> bool:
         """One pass: True when the file was rewritten."""
-        async with self.db.session() as session:
-            installed = await plugins.routed_ids(session)
-            timeouts = await plugins.upstream_timeouts(session)
+        installed, timeouts = await self.registry()
         routes = deployed(installed, self.urls)
         changed = write_atomically(self.output, self.render(routes, timeouts))
         if changed or not self.written:
@@ -99,7 +134,7 @@ class ConfigSync:
         while not stop.is_set():
             try:
                 await self.once()
-            except (OSError, SQLAlchemyError) as exc:
+            except (OSError, SQLAlchemyError, httpx.HTTPError, RegistryError) as exc:
                 # Keep serving the last good file: routes of installed plugins stay up.
                 CONFIG_FAILURES.inc()
                 log.warning("gateway_config_refresh_failed", error=str(exc)[:300])

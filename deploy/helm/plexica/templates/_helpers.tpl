@@ -25,14 +25,40 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- end -}}
 
+{{- /* image.digests.<name> (from CI) pins an image by digest: <repo>@sha256:..., tag dropped. */}}
 {{- define "plexica.image" -}}
 {{- $root := .root -}}
 {{- $tag := default $root.Chart.AppVersion (default $root.Values.image.tag .tag) -}}
-{{- if $root.Values.image.registry -}}
-{{- printf "%s/%s:%s" $root.Values.image.registry .image $tag -}}
+{{- $repo := ternary (printf "%s/%s" $root.Values.image.registry .image) (printf "plexica/%s" .image) (ne $root.Values.image.registry "") -}}
+{{- with index ($root.Values.image.digests | default dict) .image -}}
+{{- printf "%s@%s" $repo . -}}
 {{- else -}}
-{{- printf "plexica/%s:%s" .image $tag -}}
+{{- printf "%s:%s" $repo $tag -}}
 {{- end -}}
+{{- end -}}
+
+{{/* A third-party image (Args: root, image, tag): by digest when image.digests names it. */}}
+{{- define "plexica.thirdPartyImage" -}}
+{{- with index (.root.Values.image.digests | default dict) .image -}}
+{{- printf "%s@%s" $.image . -}}
+{{- else -}}
+{{- printf "%s:%s" .image .tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Spread over hosts and zones (Args: root, component): a node or a zone lost takes only its
+     share of the replicas. Soft, so a single-zone cluster still schedules. */}}
+{{- define "plexica.spread" -}}
+{{- $ctx := dict "root" .root "component" .component -}}
+topologySpreadConstraints:
+  {{- range $key := list "kubernetes.io/hostname" "topology.kubernetes.io/zone" }}
+  - maxSkew: 1
+    topologyKey: {{ $key }}
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "plexica.selectorLabels" $ctx | nindent 8 }}
+  {{- end }}
 {{- end -}}
 
 {{- define "plexica.secretName" -}}
@@ -178,13 +204,7 @@ spec:
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}
       {{- end }}
-      topologySpreadConstraints:
-        - maxSkew: 1
-          topologyKey: kubernetes.io/hostname
-          whenUnsatisfiable: ScheduleAnyway
-          labelSelector:
-            matchLabels:
-              {{- include "plexica.selectorLabels" $ctx | nindent 14 }}
+      {{- include "plexica.spread" $ctx | nindent 6 }}
       containers:
         - name: {{ .component }}
           image: {{ include "plexica.image" (dict "root" .root "image" .image "tag" .tag) }}
@@ -258,6 +278,8 @@ spec:
   {{- else }}
   maxUnavailable: 1
   {{- end }}
+  # A pod that is not ready protects nothing: draining a node never waits on it.
+  unhealthyPodEvictionPolicy: AlwaysAllow
   selector:
     matchLabels:
       {{- include "plexica.selectorLabels" $ctx | nindent 6 }}

@@ -1,0 +1,283 @@
+"""The chart's least-privilege boundaries (issue #28, ADR 0210-0213), read from the rendered
+objects of every values file: who holds which credential, and which pod can reach which over
+the NetworkPolicies (evaluated here as Kubernetes does: a path needs the sender's egress and the
+receiver's ingress)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from deploy import k8s_render
+from tests.deploy.test_helm import VALUES, Doc, by_kind, docs_for
+
+# Secret keys that log in as the database's owner directly or as its superuser.
+OWNER_KEYS = {"database-direct-url", "postgres-password", "postgres-superuser-password"}
+OWNER_HOLDERS = {"Job/plexica-migrate", "CronJob/plexica-backup", "StatefulSet/plexica-postgresql"}
+
+
+def pods(docs: list[Doc]) -> dict[str, Doc]:
+    """kind/name -> pod template (metadata and spec) of every workload."""
+    out = {}
+    for d in docs:
+        if d["kind"] in ("Deployment", "StatefulSet", "Job"):
+            out[f"{d['kind']}/{d['metadata']['name']}"] = d["spec"]["template"]
+        elif d["kind"] == "CronJob":
+            out[f"CronJob/{d['metadata']['name']}"] = d["spec"]["jobTemplate"]["spec"]["template"]
+    return out
+
+
+def containers(pod: Doc) -> list[Doc]:
+    return [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]
+
+
+def secret_keys(pod: Doc) -> set[tuple[str, str]]:
+    """(Secret, key) pairs a pod can read: env references, whole-Secret envFrom and volumes."""
+    refs = set()
+    for c in containers(pod):
+        for e in c.get("env", []):
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                refs.add((ref["name"], ref["key"]))
+        for source in c.get("envFrom", []):
+            if "secretRef" in source:
+                refs.add((source["secretRef"]["name"], "*"))
+    for v in pod["spec"].get("volumes", []):
+        if "secret" in v:
+            refs.add((v["secret"]["secretName"], "*"))
+    return refs
+
+
+def _selects(selector: Doc, labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        ok = {
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+            "In": labels.get(key) in values,
+            "NotIn": labels.get(key) not in values,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def _peer_admits(peer: Doc, labels: dict[str, str] | None) -> bool:
+    """A peer of a rule admits a pod of this release (labels), or an outside address (None)."""
+    if labels is None:
+        return "ipBlock" in peer
+    if "ipBlock" in peer or "namespaceSelector" in peer:
+        return False  # other namespaces or addresses, not this release's pods
+    return _selects(peer.get("podSelector", {}), labels)
+
+
+def _port_ok(rule: Doc, port: int) -> bool:
+    return "ports" not in rule or any(p.get("port") == port for p in rule["ports"])
+
+
+def can_reach(docs: list[Doc], src: dict[str, str], dst: dict[str, str] | None, port: int) -> bool:
+    """Whether the policies let a pod with labels ``src`` open ``port`` on a pod with labels
+    ``dst`` (None: an address outside the cluster)."""
+    policies = [d["spec"] for d in docs if d["kind"] == "NetworkPolicy"]
+    out = [p for p in policies if _selects(p["podSelector"], src) and "Egress" in p["policyTypes"]]
+    egress = any(
+        _port_ok(rule, port) and any(_peer_admits(peer, dst) for peer in rule.get("to", []))
+        for p in out
+        for rule in p.get("egress", [])
+    )
+    if dst is None or not egress:
+        return egress
+    into = [
+        p for p in policies if _selects(p["podSelector"], dst) and "Ingress" in p["policyTypes"]
+    ]
+    return any(
+        _port_ok(rule, port)
+        and ("from" not in rule or any(_peer_admits(peer, src) for peer in rule["from"]))
+        for p in into
+        for rule in p.get("ingress", [])
+    )
+
+
+def labels_of(docs: list[Doc], kind_name: str) -> dict[str, str]:
+    return dict(pods(docs)[kind_name]["metadata"]["labels"])
+
+
+@pytest.fixture(scope="module", params=VALUES)
+def docs(request: pytest.FixtureRequest) -> list[Doc]:
+    return docs_for(str(request.param))
+
+
+# The values files with the in-chart data servers (Redis, PostgreSQL, Keycloak).
+IN_CHART = [v for v in VALUES if v != "values-external-services.yaml"]
+
+
+@pytest.fixture(scope="module", params=IN_CHART)
+def in_chart(request: pytest.FixtureRequest) -> list[Doc]:
+    return docs_for(str(request.param))
+
+
+def plugin_pods(docs: list[Doc]) -> dict[str, Doc]:
+    found = {n: p for n, p in pods(docs).items() if "plexica.io/plugin" in p["metadata"]["labels"]}
+    assert found
+    return found
+
+
+def test_only_the_migration_the_backup_and_the_server_hold_owner_or_superuser_logins(
+    docs: list[Doc],
+) -> None:
+    holders = {
+        name
+        for name, pod in pods(docs).items()
+        if any(key in OWNER_KEYS or key == "*" for _, key in secret_keys(pod))
+    }
+    assert holders <= OWNER_HOLDERS, holders
+
+
+def test_plugins_hold_only_their_own_login(docs: list[Doc]) -> None:
+    for name, pod in plugin_pods(docs).items():
+        slug = pod["metadata"]["labels"]["plexica.io/plugin"]
+        assert secret_keys(pod) == {(f"plexica-plugin-{slug}-database", "database-url")}, name
+        env = {e["name"] for c in containers(pod) for e in c.get("env", [])}
+        assert not {n for n in env if "REDIS" in n}, name
+
+
+def test_plugins_have_no_path_to_redis_postgresql_or_each_other(docs: list[Doc]) -> None:
+    workloads = pods(docs)
+    for name, pod in plugin_pods(docs).items():
+        src = pod["metadata"]["labels"]
+        if "StatefulSet/plexica-redis" in workloads:
+            assert not can_reach(docs, src, labels_of(docs, "StatefulSet/plexica-redis"), 6379)
+        if "StatefulSet/plexica-postgresql" in workloads:
+            pg = labels_of(docs, "StatefulSet/plexica-postgresql")
+            assert not can_reach(docs, src, pg, 5432), name
+        for other, other_pod in plugin_pods(docs).items():
+            if other != name:
+                assert not can_reach(docs, src, other_pod["metadata"]["labels"], 3000), other
+        # Outside the cluster: PostgreSQL only through PgBouncer; no Redis at all.
+        assert not can_reach(docs, src, None, 6379), name
+        if "Deployment/plexica-pgbouncer" in workloads:
+            assert can_reach(docs, src, labels_of(docs, "Deployment/plexica-pgbouncer"), 5432)
+        assert can_reach(docs, src, labels_of(docs, "Deployment/plexica-core-api"), 3000)
+
+
+def test_plugin_egress_names_every_address_it_allows(docs: list[Doc]) -> None:
+    """No 0.0.0.0/0 for a plugin, whatever the values: only the core and its own dependencies."""
+    (policy,) = [
+        d
+        for d in by_kind(docs, "NetworkPolicy").values()
+        if d["metadata"]["name"].endswith("-plugins")
+    ]
+    blocks = [
+        peer["ipBlock"]["cidr"]
+        for rule in policy["spec"]["egress"]
+        for peer in rule["to"]
+        if "ipBlock" in peer
+    ]
+    assert "0.0.0.0/0" not in blocks
+
+
+def test_redis_requires_a_password_the_core_and_worker_know(in_chart: list[Doc]) -> None:
+    docs = in_chart
+    workloads = pods(docs)
+    (redis,) = workloads["StatefulSet/plexica-redis"]["spec"]["containers"]
+    assert "--requirepass" in redis["args"]
+    holders = {
+        name
+        for name, pod in workloads.items()
+        if any(key in ("redis-url", "redis-password") for _, key in secret_keys(pod))
+    }
+    assert holders == {
+        "Deployment/plexica-core-api",
+        "Deployment/plexica-worker",
+        "StatefulSet/plexica-redis",
+    }
+    redis_labels = labels_of(docs, "StatefulSet/plexica-redis")
+    for name in ("Deployment/plexica-core-api", "Deployment/plexica-worker"):
+        assert can_reach(docs, labels_of(docs, name), redis_labels, 6379), name
+
+
+def test_the_gateway_holds_no_credential_and_reaches_no_data(docs: list[Doc]) -> None:
+    gateway = pods(docs)["Deployment/plexica-gateway"]
+    assert secret_keys(gateway) == set()
+    src = gateway["metadata"]["labels"]
+    for name, pod in pods(docs).items():
+        if name.split("/")[1] in ("plexica-postgresql", "plexica-pgbouncer", "plexica-redis"):
+            for port in (5432, 6379):
+                assert not can_reach(docs, src, pod["metadata"]["labels"], port), name
+    for port in (5432, 6379):
+        assert not can_reach(docs, src, None, port)
+
+
+def test_pgbouncer_holds_only_its_lookup_login_and_forces_no_user(docs: list[Doc]) -> None:
+    workloads = pods(docs)
+    bouncer = workloads["Deployment/plexica-pgbouncer"]
+    assert {key for _, key in secret_keys(bouncer)} == {"pgbouncer-auth-password"}
+    ini = by_kind(docs, "ConfigMap")["plexica-pgbouncer"]["data"]["pgbouncer.ini"]
+    databases = ini.split("[databases]", 1)[1].split("[pgbouncer]", 1)[0]
+    assert "user=" not in databases
+    assert "auth_query = SELECT usename, passwd FROM pgbouncer.user_lookup($1)" in ini
+
+
+def test_keycloak_is_reached_from_the_ingress_controller_and_the_platform_only(
+    in_chart: list[Doc],
+) -> None:
+    docs = in_chart
+    policies = by_kind(docs, "NetworkPolicy")
+    for rule in policies["plexica-keycloak"]["spec"]["ingress"]:
+        assert rule.get("from"), rule  # never open to every namespace
+    web = labels_of(docs, "Deployment/plexica-web")
+    keycloak = labels_of(docs, "Deployment/plexica-keycloak")
+    assert not can_reach(docs, web, keycloak, 8080)
+    assert can_reach(docs, labels_of(docs, "Deployment/plexica-core-api"), keycloak, 8080)
+    (ingress,) = by_kind(docs, "Ingress").values()
+    to_keycloak = {
+        path["path"]
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+        if path["backend"]["service"]["name"] == "plexica-keycloak"
+    }
+    assert to_keycloak == {"/auth/realms", "/auth/resources"}  # no /auth/admin
+
+
+def test_disruption_budgets_let_unhealthy_pods_go(docs: list[Doc]) -> None:
+    for pdb in by_kind(docs, "PodDisruptionBudget").values():
+        assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow", pdb["metadata"]["name"]
+
+
+def test_replicated_workloads_spread_over_hosts_and_zones(docs: list[Doc]) -> None:
+    scaled = {
+        d["spec"]["scaleTargetRef"]["name"]
+        for d in by_kind(docs, "HorizontalPodAutoscaler").values()
+    }
+    for d in docs:
+        if d["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        name = d["metadata"]["name"]
+        if d["spec"].get("replicas", 1) < 2 and name not in scaled:
+            continue
+        keys = {
+            c["topologyKey"]
+            for c in d["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
+        }
+        assert {"kubernetes.io/hostname", "topology.kubernetes.io/zone"} <= keys, name
+
+
+def test_postgresql_liveness_waits_for_crash_recovery(in_chart: list[Doc]) -> None:
+    workloads = pods(in_chart)
+    (pg,) = workloads["StatefulSet/plexica-postgresql"]["spec"]["containers"]
+    probe = pg["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= 3600
+
+
+def test_images_pinned_by_digest_when_ci_gives_them() -> None:
+    digest = "sha256:" + "ab" * 32
+    values: dict[str, Any] = k8s_render.values("values-self-hosted.yaml")
+    values["image"] = {**values["image"], "digests": {"core-api": digest, "postgres": digest}}
+    docs = k8s_render.documents(k8s_render.render(None, **values))
+    images = {c["image"] for pod in pods(docs).values() for c in containers(pod)}
+    assert f"registry.plexica.example.com/plexica/core-api@{digest}" in images
+    assert f"postgres@{digest}" in images
+    assert not [i for i in images if "/core-api:" in i or i.startswith("postgres:")]
