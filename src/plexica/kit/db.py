@@ -90,7 +90,8 @@ class Database:
     @asynccontextmanager
     async def unpooled_connection(self) -> AsyncIterator[AsyncConnection]:
         """A connection of its own, closed on exit, for a session lock held while the work it
-        guards uses pooled sessions: however many holders wait, they never starve the pool (ADR 0175)."""
+        guards uses pooled sessions: however many holders wait, they never starve the pool
+        (ADR 0170, 0175)."""
         async with self._unpooled.connect() as conn:
             yield conn
 
