@@ -127,6 +127,9 @@ def test_commands_work_with_url_and_an_operator_token(core_url: str, operator_to
     # An operator-DB command says so, and what to use instead.
     backup = cli(["backup", "tenant", slug, "--out", "/dev/null"], env, code=2)
     one_line(backup, "operator-DB", "PLEXICA_DATABASE_URL")
+    # No route sets a user's password: `user reset-password` stays on the database.
+    reset = cli(["user", "reset-password", "a@x.test", "--tenant", slug], env, code=2)
+    one_line(reset, "operator-DB", "PLEXICA_DATABASE_URL")
 
     assert cli(["tenant", "delete", slug, "--yes"], env).stdout.startswith(f"{slug}: deleted")
 
