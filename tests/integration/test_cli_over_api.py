@@ -84,6 +84,40 @@ def test_commands_work_with_url_and_an_operator_token(core_url: str, operator_to
     assert cli(["flag", "toggle", key, "--off"], env).stdout.startswith(f"{key} is off")
     assert key in cli(["flag", "list"], env).stdout
 
+    # Service clients of the operator realm: create, disable, enable, rotate, revoke.
+    client_id = f"cli-{uuid.uuid4().hex[:8]}"
+    made_client = json.loads(cli(["service-client", "create", client_id, "--json"], env).stdout)
+    assert made_client["client"]["client_id"] == client_id
+    assert made_client["secret"]
+    assert client_id in cli(["service-client", "list"], env).stdout
+    listed_clients = json.loads(cli(["service-client", "list", "--json"], env).stdout)
+    assert client_id in {c["client_id"] for c in listed_clients}
+    assert "state: disabled" in cli(["service-client", "disable", client_id], env).stdout
+    assert "state: active" in cli(["service-client", "enable", client_id], env).stdout
+    rotated = json.loads(cli(["service-client", "rotate-secret", client_id, "--json"], env).stdout)
+    assert rotated["secret"] != made_client["secret"]
+    assert "state: revoked" in cli(["service-client", "revoke", client_id], env).stdout
+    gone = cli(["service-client", "disable", client_id], env, code=1)
+    one_line(gone, "service_client_not_found", "request")
+    # A tenant's realm is not the operator's through the API: its clients need the database.
+    one_line(
+        cli(["service-client", "list", "--tenant", slug], env, code=2),
+        "operator-DB",
+        "PLEXICA_DATABASE_URL",
+    )
+
+    # Dead letters and replays.
+    nobody = ["--plugin", "p" + uuid.uuid4().hex[:8]]
+    listed_letters = cli(["events", "dead-letters", "list", "--status", "all", *nobody], env)
+    assert listed_letters.stdout.strip() == "no dead letters"
+    assert cli(["events", "dead-letters", "list", "--json", *nobody], env).stdout == ""
+    letter = str(uuid.uuid4())
+    missing = cli(["events", "dead-letters", "retry", letter], env, code=1)
+    one_line(missing, "dead_letter_not_found", "request")
+    cli(["events", "dead-letters", "discard", letter], env, code=1)
+    tenant_id = json.loads(cli(["tenant", "show", slug, "--json"], env).stdout)["id"]
+    one_line(cli(["events", "replay", "crm", tenant_id], env, code=1), "plugin_not_active")
+
     # The platform's refusals keep the one error shape: one line, exit code 1.
     refused = cli(["tenant", "show", "no-such-tenant"], env, code=1)
     one_line(refused, "tenant_not_found", "request")
@@ -93,6 +127,9 @@ def test_commands_work_with_url_and_an_operator_token(core_url: str, operator_to
     # An operator-DB command says so, and what to use instead.
     backup = cli(["backup", "tenant", slug, "--out", "/dev/null"], env, code=2)
     one_line(backup, "operator-DB", "PLEXICA_DATABASE_URL")
+    # No route sets a user's password: `user reset-password` stays on the database.
+    reset = cli(["user", "reset-password", "a@x.test", "--tenant", slug], env, code=2)
+    one_line(reset, "operator-DB", "PLEXICA_DATABASE_URL")
 
     assert cli(["tenant", "delete", slug, "--yes"], env).stdout.startswith(f"{slug}: deleted")
 

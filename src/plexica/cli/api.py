@@ -1,6 +1,7 @@
 """The CLI over the core's HTTP API with an operator token (ADR 0165).
 
-Commands that the core's API serves (tenants, the plugin catalog and installations, flags) go
+Commands that the core's API serves (tenants, the plugin catalog and installations, flags,
+dead letters and replays, the operator realm's service clients) go
 through it when the platform is reached by URL: a distributed deployment (``--url`` and
 ``PLEXICA_TOKEN``) or the running ``plexica up`` (signed in with the first operator's
 credentials it wrote, the token kept in the data directory until it expires). With

@@ -1,16 +1,18 @@
-"""``plexica events``: operate the event pipeline (dead letters, replays)."""
+"""``plexica events``: operate the event pipeline (dead letters, replays), through the core's API
+(``/v1/events``) or on the database (ADR 0165)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 
 import typer
 
-from plexica.cli.common import DataDirOpt, UrlOpt, fail, platform_settings, table
+from plexica.cli.api import reach
+from plexica.cli.common import DataDirOpt, UrlOpt, fail, platform_settings, table, to_jsonable
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,43 +61,68 @@ def list_(
     url: UrlOpt = None,
 ) -> None:
     """List dead letters, newest first."""
-    from plexica.events import service
-    from plexica.events.schemas import DeadLetterStatus
-
-    if status not in {"all", *DeadLetterStatus}:
+    statuses = ("pending", "retried", "discarded")
+    if status not in {"all", *statuses}:
         raise fail(f"unknown status {status!r}")
-    wanted = None if status == "all" else DeadLetterStatus(status)
-    letters = _run(
-        lambda s: service.list_dead_letters(
-            s, plugin_id=plugin, tenant_id=tenant, status=wanted, limit=limit
-        ),
-        data_dir,
-        url,
-    )
+    api = reach(data_dir, url, as_json=as_json)
+    if api is not None:
+        letters: list[dict[str, Any]] = []
+        for wanted in statuses if status == "all" else (status,):
+            params = {"status": wanted, "limit": limit, "plugin_id": plugin, "tenant_id": tenant}
+            found = api.call("GET", "/v1/events/dead-letters", params=_present(params))
+            letters.extend(found)
+        letters.sort(key=lambda letter: str(letter["created_at"]), reverse=True)
+        letters = letters[:limit]
+    else:
+        from plexica.events import service
+        from plexica.events.schemas import DeadLetterStatus
+
+        chosen = None if status == "all" else DeadLetterStatus(status)
+        letters = to_jsonable(
+            _run(
+                lambda s: service.list_dead_letters(
+                    s, plugin_id=plugin, tenant_id=tenant, status=chosen, limit=limit
+                ),
+                data_dir,
+                url,
+            )
+        )
     if as_json:
         for letter in letters:
-            typer.echo(json.dumps(letter.model_dump(mode="json")))
+            typer.echo(json.dumps(letter))
         return
-    rows = [{**letter.model_dump(), "error": letter.error[:80]} for letter in letters]
+    rows = [{**letter, "error": str(letter["error"])[:80]} for letter in letters]
     columns = ["id", "status", "plugin_id", "type", "attempts", "error"]
     table(rows, columns, empty="no dead letters")
+
+
+def _present(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: str(v) for k, v in params.items() if v is not None}
 
 
 @dead_letters.command("retry")
 def retry(dead_letter_id: UUID, data_dir: DataDirOpt = None, url: UrlOpt = None) -> None:
     """Deliver a dead letter to its plugin again."""
-    from plexica.events import service
+    api = reach(data_dir, url)
+    if api is not None:
+        api.call("POST", f"/v1/events/dead-letters/{dead_letter_id}/retry")
+    else:
+        from plexica.events import service
 
-    _run(lambda s: service.retry_dead_letter(s, dead_letter_id), data_dir, url)
+        _run(lambda s: service.retry_dead_letter(s, dead_letter_id), data_dir, url)
     typer.echo(f"queued {dead_letter_id} for delivery")
 
 
 @dead_letters.command("discard")
 def discard(dead_letter_id: UUID, data_dir: DataDirOpt = None, url: UrlOpt = None) -> None:
     """Give up on a dead letter."""
-    from plexica.events import service
+    api = reach(data_dir, url)
+    if api is not None:
+        api.call("POST", f"/v1/events/dead-letters/{dead_letter_id}/discard")
+    else:
+        from plexica.events import service
 
-    _run(lambda s: service.discard_dead_letter(s, dead_letter_id), data_dir, url)
+        _run(lambda s: service.discard_dead_letter(s, dead_letter_id), data_dir, url)
     typer.echo(f"discarded {dead_letter_id}")
 
 
@@ -111,7 +138,12 @@ def replay(
     url: UrlOpt = None,
 ) -> None:
     """Replay a tenant's published events of the types a plugin consumes, to that plugin."""
-    from plexica.events import service
+    api = reach(data_dir, url)
+    if api is not None:
+        body = {"plugin_id": plugin, "tenant_id": str(tenant), "event_types": types}
+        queued = api.call("POST", "/v1/events/replays", body)["queued"]
+    else:
+        from plexica.events import service
 
-    queued = _run(lambda s: service.replay_for_plugin(s, plugin, tenant, types), data_dir, url)
+        queued = _run(lambda s: service.replay_for_plugin(s, plugin, tenant, types), data_dir, url)
     typer.echo(f"queued {queued} events for {plugin}")

@@ -24,11 +24,12 @@ from plexica.cli.tenants import tenant_app
 EPILOG = (
     "Commands find the platform by themselves: the `plexica up` running on --data-dir /"
     " PLEXICA_DATA_DIR (default: the per-user folder), or a deployment at --url / PLEXICA_URL"
-    " with an operator token in PLEXICA_TOKEN. tenant, plugin and flag commands go through the"
-    " core's API; the operator-DB commands (migrate, backup, restore, keys, events, user,"
-    " service-client, plugin settings/credentials/upgrade-all) need PLEXICA_DATABASE_URL away"
-    " from `up`. Lists and shows take --json. Exit codes: 0 done; 1 the platform refused or the"
-    " work failed; 2 bad input, no platform, an unreachable URL or a refused token."
+    " with an operator token in PLEXICA_TOKEN. tenant, plugin, flag, events and service-client"
+    " (the operator realm's) commands go through the core's API; the operator-DB commands"
+    " (migrate, backup, restore, keys, user reset-password, service-client --tenant, plugin"
+    " settings/credentials/upgrade-all) need PLEXICA_DATABASE_URL away from `up`. Lists and"
+    " shows take --json. Exit codes: 0 done; 1 the platform refused or the work failed;"
+    " 2 bad input, no platform, an unreachable URL or a refused token."
 )
 # Plain help and usage errors: rich costs `--help` ~0.1 s of CPU and boxes errors in 5 lines.
 app = typer.Typer(

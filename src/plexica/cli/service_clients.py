@@ -1,15 +1,17 @@
-"""``plexica service-client ...``: service clients of a tenant's realm or the operator realm,
-straight on the database and the identity provider (the operator's tool)."""
+"""``plexica service-client ...``: service clients of the operator realm through the core's API
+(``/v1/service-clients``, ADR 0165), or of a tenant's realm or the operator realm straight on the
+database and the identity provider (the operator's tool)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from plexica.cli.api import Api, reach
 from plexica.cli.common import (
     EXIT_REFUSED,
     DataDirOpt,
@@ -18,12 +20,11 @@ from plexica.cli.common import (
     fail,
     platform_settings,
     table,
+    to_jsonable,
 )
 from plexica.cli.identity import TenantOption, realm_of
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
     from plexica.identity.service_clients import ServiceClients
 
 service_client_app = typer.Typer(
@@ -69,11 +70,32 @@ def _run(
         raise fail(f"{exc.message} ({exc.code})", code=EXIT_REFUSED) from None
 
 
-def _emit(value: BaseModel, as_json: bool) -> None:
+def _api(tenant: str | None, target: tuple[Path | None, str | None], as_json: bool) -> Api | None:
+    """The core's API for the operator realm's clients; a tenant's realm stays on the database
+    (the API manages the caller's own realm's clients)."""
+    return reach(*target, as_json=as_json) if tenant is None else None
+
+
+def _do(
+    tenant: str | None,
+    target: tuple[Path | None, str | None],
+    as_json: bool,
+    call: tuple[str, str, Any],
+    action: Callable[[ServiceClients], Awaitable[Any]],
+) -> Any:
+    """``call`` (method, path, body) over the API, or the same ``action`` on the database."""
+    method, path, body = call
+    api = _api(tenant, target, as_json)
+    if api is not None:
+        return api.call(method, "/v1/service-clients" + path, body)
+    return to_jsonable(_run(tenant, target, action))
+
+
+def _emit(value: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        typer.echo(value.model_dump_json())
+        typer.echo(json.dumps(value))
         return
-    for key, item in value.model_dump(mode="json").items():
+    for key, item in value.items():
         typer.echo(f"{key}: {json.dumps(item) if isinstance(item, dict | list) else item}")
 
 
@@ -86,11 +108,13 @@ def list_(
     url: UrlOpt = None,
 ) -> None:
     """List the realm's service clients."""
-    clients = _run(tenant, (data_dir, url), lambda c: c.list())
+    clients: list[dict[str, Any]] = _do(
+        tenant, (data_dir, url), as_json, ("GET", "", None), lambda c: c.list()
+    )
     if as_json:
-        typer.echo(json.dumps([c.model_dump(mode="json") for c in clients]))
+        typer.echo(json.dumps(clients))
         return
-    rows = [{**c.model_dump(), "roles": ",".join(c.roles) or "-"} for c in clients]
+    rows = [{**c, "roles": ",".join(c["roles"]) or "-"} for c in clients]
     table(rows, ["client_id", "state", "roles", "description"], empty="no service clients")
 
 
@@ -115,7 +139,9 @@ def create(  # noqa: PLR0917 - one parameter per CLI option
         body = ServiceClientCreate(client_id=client_id, roles=role or [], description=description)
     except ValidationError as exc:
         raise fail(f"invalid input: {exc.errors()[0]['msg']}") from None
-    _emit(_run(tenant, (data_dir, url), lambda c: c.create(body)), as_json)
+    call = ("POST", "", body.model_dump(mode="json"))
+    made = _do(tenant, (data_dir, url), as_json, call, lambda c: c.create(body))
+    _emit(made, as_json)
 
 
 @service_client_app.command("disable")
@@ -124,7 +150,11 @@ def disable(
     data_dir: DataDirOpt = None, url: UrlOpt = None,
 ) -> None:  # fmt: skip
     """Disable: no new tokens, and the tokens it has are refused."""
-    _emit(_run(tenant, (data_dir, url), lambda c: c.set_enabled(client_id, False)), as_json)
+    call = ("POST", f"/{client_id}/disable", None)
+    _emit(
+        _do(tenant, (data_dir, url), as_json, call, lambda c: c.set_enabled(client_id, False)),
+        as_json,
+    )
 
 
 @service_client_app.command("enable")
@@ -133,7 +163,11 @@ def enable(
     data_dir: DataDirOpt = None, url: UrlOpt = None,
 ) -> None:  # fmt: skip
     """Enable again (tokens issued before it was disabled stay refused)."""
-    _emit(_run(tenant, (data_dir, url), lambda c: c.set_enabled(client_id, True)), as_json)
+    call = ("POST", f"/{client_id}/enable", None)
+    _emit(
+        _do(tenant, (data_dir, url), as_json, call, lambda c: c.set_enabled(client_id, True)),
+        as_json,
+    )
 
 
 @service_client_app.command("rotate-secret")
@@ -142,7 +176,10 @@ def rotate_secret(
     data_dir: DataDirOpt = None, url: UrlOpt = None,
 ) -> None:  # fmt: skip
     """Print a new secret; the old one and the tokens it got stop working."""
-    _emit(_run(tenant, (data_dir, url), lambda c: c.rotate_secret(client_id)), as_json)
+    call = ("POST", f"/{client_id}/rotate-secret", None)
+    _emit(
+        _do(tenant, (data_dir, url), as_json, call, lambda c: c.rotate_secret(client_id)), as_json
+    )
 
 
 @service_client_app.command("revoke")
@@ -151,4 +188,5 @@ def revoke(
     data_dir: DataDirOpt = None, url: UrlOpt = None,
 ) -> None:  # fmt: skip
     """Delete the client from the provider and refuse its tokens."""
-    _emit(_run(tenant, (data_dir, url), lambda c: c.revoke(client_id)), as_json)
+    call = ("DELETE", f"/{client_id}", None)
+    _emit(_do(tenant, (data_dir, url), as_json, call, lambda c: c.revoke(client_id)), as_json)
