@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from sqlalchemy import text
 
 from plexica.identity.bootstrap import OperatorCredentials
+from plexica.identity.client import LoginError
 from plexica.identity.service import OPERATOR_REALM
 from plexica.kit.db import Database
 from tests.identity.conftest import Live, bearer, login, provision, set_password
@@ -238,3 +241,59 @@ async def test_login_is_throttled(live: Live, db: Database, http: httpx.AsyncCli
         other.admin_email,
         await set_password(db, other.realm, other.admin_email),
     )
+
+
+async def test_admin_resets_a_password_in_their_own_realm_only(
+    live: Live, db: Database, http: httpx.AsyncClient
+) -> None:
+    a = await provision(db, live)
+    b = await provision(db, live)
+    admin_a = bearer(
+        await login(
+            http, live, a.realm, a.admin_email, await set_password(db, a.realm, a.admin_email)
+        )
+    )
+    admin_b = bearer(
+        await login(
+            http, live, b.realm, b.admin_email, await set_password(db, b.realm, b.admin_email)
+        )
+    )
+    bob = (
+        await http.post(live.url + "/v1/users", headers=admin_a, json={"email": "bob@a.example"})
+    ).json()
+    uid = bob["user"]["id"]
+
+    reset = await http.post(live.url + f"/v1/users/{uid}/reset-password", headers=admin_a)
+    assert reset.status_code == 200, reset.text
+    body = reset.json()
+    assert body["user"]["email"] == "bob@a.example"
+    assert body["password"]
+    assert body["password"] != bob["initial_password"]
+    # The new password signs in; the old one no longer does.
+    member = await login(http, live, a.realm, "bob@a.example", body["password"])
+    with pytest.raises(LoginError):
+        await login(http, live, a.realm, "bob@a.example", bob["initial_password"])
+
+    # Another tenant's admin does not see the user: it is not in their realm.
+    other = await http.post(live.url + f"/v1/users/{uid}/reset-password", headers=admin_b)
+    assert other.status_code == 404
+    assert other.json()["error"]["code"] == "not_found"
+    unknown = await http.post(
+        live.url + "/v1/users/00000000-0000-0000-0000-000000000000/reset-password",
+        headers=admin_a,
+    )
+    assert unknown.status_code == 404
+    # A member without identity:users:write is denied.
+    denied = await http.post(live.url + f"/v1/users/{uid}/reset-password", headers=bearer(member))
+    assert denied.status_code == 403
+    assert denied.json()["error"]["code"] == "forbidden"
+
+    entries = (await http.get(live.url + "/v1/audit", headers=admin_a)).json()["items"]
+    resets = [e for e in entries if e["action"] == "identity.user.password_reset"]
+    assert len(resets) == 1
+    assert resets[0]["actor"] == a.admin_email
+    assert resets[0]["target"] == f"user:{uid}"
+    assert resets[0]["tenant_id"] == str(a.id)
+    assert body["password"] not in json.dumps(resets[0])
+    after_b = (await http.get(live.url + "/v1/audit", headers=admin_b)).json()["items"]
+    assert "identity.user.password_reset" not in [e["action"] for e in after_b]

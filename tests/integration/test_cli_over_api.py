@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import text
 
 from plexica.identity import service
 from plexica.identity.names import OPERATOR_REALM
@@ -99,10 +100,11 @@ def test_commands_work_with_url_and_an_operator_token(core_url: str, operator_to
     assert "state: revoked" in cli(["service-client", "revoke", client_id], env).stdout
     gone = cli(["service-client", "disable", client_id], env, code=1)
     one_line(gone, "service_client_not_found", "request")
-    # A tenant's realm is not the operator's through the API: its clients need the database.
+    # Over the API a command acts in its token's realm: an operator's token is not a tenant's.
     one_line(
         cli(["service-client", "list", "--tenant", slug], env, code=2),
-        "operator-DB",
+        "operator realm",
+        "that tenant's admin token",
         "PLEXICA_DATABASE_URL",
     )
 
@@ -127,9 +129,9 @@ def test_commands_work_with_url_and_an_operator_token(core_url: str, operator_to
     # An operator-DB command says so, and what to use instead.
     backup = cli(["backup", "tenant", slug, "--out", "/dev/null"], env, code=2)
     one_line(backup, "operator-DB", "PLEXICA_DATABASE_URL")
-    # No route sets a user's password: `user reset-password` stays on the database.
+    # The operator's token never sets a tenant user's password (ADR 0166).
     reset = cli(["user", "reset-password", "a@x.test", "--tenant", slug], env, code=2)
-    one_line(reset, "operator-DB", "PLEXICA_DATABASE_URL")
+    one_line(reset, "that tenant's admin token", "PLEXICA_DATABASE_URL")
 
     assert cli(["tenant", "delete", slug, "--yes"], env).stdout.startswith(f"{slug}: deleted")
 
@@ -146,3 +148,73 @@ def test_a_bad_way_in_is_one_line_and_exit_code_2(core_url: str, operator_token:
     nowhere = f"http://127.0.0.1:{free_port()}"
     env = clean_env(PLEXICA_TOKEN=operator_token, PLEXICA_URL=nowhere)
     one_line(cli(["tenant", "list"], env, code=2), "cannot reach", nowhere)
+
+
+@pytest.mark.slow
+async def test_a_tenant_admin_token_acts_in_its_tenant(
+    db: Database, core_url: str, operator_token: str
+) -> None:
+    """`user reset-password` and `service-client` with --tenant go over the API with that
+    tenant's admin token (ADR 0166), with no database in the CLI's environment."""
+    operator = clean_env(PLEXICA_TOKEN=operator_token, PLEXICA_URL=core_url)
+    slug = f"cli-{uuid.uuid4().hex[:8]}"
+    admin_email, member_email = f"admin@{slug}.test", f"bob@{slug}.test"
+    cli(["tenant", "create", slug, "--name", "Realm", "--admin-email", admin_email], operator)
+    realm, password = "plexica-" + slug, service.generate_password()
+    async with db.session() as session:
+        await service.set_password(session, realm, admin_email, password)
+        await service.create_user(session, realm, member_email, password, {"member"})
+    signed_in = ["token", "--tenant", slug, "--url", core_url]
+    admin_token = cli(
+        [*signed_in, "--user", admin_email], clean_env(PLEXICA_PASSWORD=password)
+    ).stdout.strip()
+    admin = clean_env(PLEXICA_TOKEN=admin_token, PLEXICA_URL=core_url)
+
+    new = cli(["user", "reset-password", member_email.upper(), "--tenant", slug], admin)
+    new_password = new.stdout.strip()
+    assert new_password
+    assert new_password != password
+    assert new.stdout.count("\n") == 1
+    token = cli([*signed_in, "--user", member_email], clean_env(PLEXICA_PASSWORD=new_password))
+    assert token.stdout.strip()
+    old = cli([*signed_in, "--user", member_email], clean_env(PLEXICA_PASSWORD=password), code=1)
+    one_line(old, "sign-in refused")
+    missing = cli(["user", "reset-password", "nobody@x.test", "--tenant", slug], admin, code=1)
+    one_line(missing, "no such user")
+    # Without --tenant the command means the operator realm: not this token's.
+    one_line(
+        cli(["user", "reset-password", member_email], admin, code=2),
+        "not in the operator realm",
+        "an operator token",
+    )
+    # Nor another tenant's.
+    one_line(
+        cli(["user", "reset-password", member_email, "--tenant", "other"], admin, code=2),
+        "that tenant's admin token",
+        "PLEXICA_DATABASE_URL",
+    )
+
+    client_id = f"svc-{uuid.uuid4().hex[:8]}"
+    made = cli(["service-client", "create", client_id, "--tenant", slug, "--json"], admin)
+    assert json.loads(made.stdout)["secret"]
+    listed = cli(["service-client", "list", "--tenant", slug, "--json"], admin)
+    assert client_id in {c["client_id"] for c in json.loads(listed.stdout)}
+    assert (
+        "state: revoked"
+        in cli(["service-client", "revoke", client_id, "--tenant", slug], admin).stdout
+    )
+    # The operator realm's clients are not the tenant admin's.
+    one_line(cli(["service-client", "list"], admin, code=2), "an operator token")
+
+    # The audit log names the tenant admin who reset the password.
+    async with db.session() as session:
+        actors = (
+            await session.execute(
+                text(
+                    "SELECT actor FROM platform.audit_log WHERE action ="
+                    " 'identity.user.password_reset' AND actor = :a"
+                ),
+                {"a": admin_email},
+            )
+        ).scalars()
+        assert list(actors) == [admin_email]

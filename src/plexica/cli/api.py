@@ -1,7 +1,7 @@
 """The CLI over the core's HTTP API with an operator token (ADR 0165).
 
 Commands that the core's API serves (tenants, the plugin catalog and installations, flags,
-dead letters and replays, the operator realm's service clients) go
+dead letters and replays, service clients, a user's password reset) go
 through it when the platform is reached by URL: a distributed deployment (``--url`` and
 ``PLEXICA_TOKEN``) or the running ``plexica up`` (signed in with the first operator's
 credentials it wrote, the token kept in the data directory until it expires). With
@@ -44,6 +44,7 @@ class Api:
     token: str
     data_dir: Path | None = None  # set when the token is the CLI's own, renewable one
     as_json: bool = False  # a refusal is also printed as JSON on stdout, for scripts
+    forbidden: str | None = None  # what a 403 answer says, when not "not an operator's"
     _http: httpx.Client | None = field(default=None, repr=False)
     _base: str | None = None
 
@@ -101,7 +102,10 @@ class Api:
                 "the token was refused (expired or invalid): " + HOW_TO_SIGN_IN.format(url=self.url)
             )
         if response.status_code == 403:
-            raise fail("the token is not an operator's: " + HOW_TO_SIGN_IN.format(url=self.url))
+            raise fail(
+                self.forbidden
+                or "the token is not an operator's: " + HOW_TO_SIGN_IN.format(url=self.url)
+            )
         if response.status_code >= 400:
             if self.as_json:
                 typer.echo(json.dumps({"error": _error_of(response)}))
@@ -156,6 +160,33 @@ def reach(data_dir: Path | None, url: str | None, *, as_json: bool = False) -> A
     if wanted is not None:
         raise fail(f"no operator token for {wanted}: " + HOW_TO_SIGN_IN.format(url=wanted))
     raise fail(no_platform(folder, None))
+
+
+def reach_realm(
+    data_dir: Path | None, url: str | None, tenant: str | None, *, as_json: bool = False
+) -> Api | None:
+    """The API acting in ``tenant``'s realm (``None``: the operator realm), or ``None`` for the
+    database (ADR 0166). Over the API a command acts in its token's own realm: a tenant admin's
+    token for a tenant, an operator's for the operator realm; any other token is refused in one
+    line. Beside a local ``plexica up`` (the CLI's own operator token) a tenant's realm stays on
+    the database, as before."""
+    api = reach(data_dir, url, as_json=as_json)
+    if api is None or api.data_dir is not None:
+        return None if api is None or tenant is not None else api
+    me = api.call("GET", "/v1/me")
+    slug = me.get("tenant_slug") if isinstance(me, dict) else None
+    if slug != tenant:
+        has = f"tenant {slug}'s realm" if slug else "the operator realm"
+        wanted = f"tenant {tenant}'s realm" if tenant else "the operator realm"
+        use = f"that tenant's admin token (`plexica token --tenant {tenant} ...`)"
+        raise fail(
+            f"the token acts in {has}, not in {wanted}: use "
+            + (use if tenant else "an operator token")
+            + ", or PLEXICA_DATABASE_URL for the database (break-glass)"
+        )
+    if tenant is not None:
+        api.forbidden = f"the token may not do this in tenant {tenant}: use its admin's token"
+    return api
 
 
 # --- the CLI's own token for the local `plexica up` -----------------------------------------

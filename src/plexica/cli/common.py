@@ -122,8 +122,8 @@ def running_db(running: dict[str, Any] | None) -> str | None:
 def no_platform(folder: Path, url: str | None) -> str:
     if url or os.environ.get("PLEXICA_TOKEN"):
         return (
-            # migrate, backup, restore, keys, user reset-password, service-client --tenant,
-            # plugin settings/credentials/upgrade-all/testdb (ADR 0165)
+            # migrate, backup, restore, keys, plugin settings/credentials/upgrade-all/testdb
+            # (ADR 0165, 0166)
             "this is an operator-DB command (it works on the database, not through the API):"
             f" no `plexica up` runs in {folder}; set PLEXICA_DATABASE_URL to the deployment's"
             " database (its plexica.env), or run it beside `plexica up`"

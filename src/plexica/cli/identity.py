@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -64,7 +65,27 @@ def reset_password(
     data_dir: DataDirOpt = None,
     url: UrlOpt = None,
 ) -> None:
-    """Give the user a new generated password and print it (built-in provider or Keycloak)."""
+    """Give the user a new generated password and print it (built-in provider or Keycloak).
+
+    Over the API with the realm's own token: a tenant admin's with --tenant, an operator's
+    without (ADR 0166); with PLEXICA_DATABASE_URL on the database (break-glass)."""
+    from plexica.cli.api import reach_realm
+
+    api = reach_realm(data_dir, url, tenant)
+    if api is not None:
+        wanted = email.strip().lower()
+        users = api.call("GET", "/v1/users")
+        found = next((u for u in users if str(u["email"]).lower() == wanted), None)
+        if found is None:
+            raise fail("no such user (not_found)", code=EXIT_REFUSED)
+        typer.echo(api.call("POST", f"/v1/users/{found['id']}/reset-password")["password"])
+        return
+    _reset_on_database(email, tenant, data_dir, url)
+
+
+def _reset_on_database(
+    email: str, tenant: str | None, data_dir: Path | None, url: str | None
+) -> None:
     from plexica.audit import service as audit
     from plexica.composition import identity_adapter
     from plexica.identity import repository, service

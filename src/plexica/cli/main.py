@@ -24,10 +24,10 @@ from plexica.cli.tenants import tenant_app
 EPILOG = (
     "Commands find the platform by themselves: the `plexica up` running on --data-dir /"
     " PLEXICA_DATA_DIR (default: the per-user folder), or a deployment at --url / PLEXICA_URL"
-    " with an operator token in PLEXICA_TOKEN. tenant, plugin, flag, events and service-client"
-    " (the operator realm's) commands go through the core's API; the operator-DB commands"
-    " (migrate, backup, restore, keys, user reset-password, service-client --tenant, plugin"
-    " settings/credentials/upgrade-all) need PLEXICA_DATABASE_URL away from `up`. Lists and"
+    " with an operator token in PLEXICA_TOKEN. tenant, plugin, flag, events, service-client and"
+    " user reset-password commands go through the core's API (the last two with --tenant need"
+    " that tenant's admin token); the operator-DB commands (migrate, backup, restore, keys,"
+    " plugin settings/credentials/upgrade-all) need PLEXICA_DATABASE_URL away from `up`. Lists and"
     " shows take --json. Exit codes: 0 done; 1 the platform refused or the work failed;"
     " 2 bad input, no platform, an unreachable URL or a refused token."
 )

@@ -1,6 +1,7 @@
-"""``plexica service-client ...``: service clients of the operator realm through the core's API
-(``/v1/service-clients``, ADR 0165), or of a tenant's realm or the operator realm straight on the
-database and the identity provider (the operator's tool)."""
+"""``plexica service-client ...``: service clients through the core's API
+(``/v1/service-clients``, ADR 0165) in the realm of the token (a tenant admin's token with
+``--tenant``, an operator's without, ADR 0166), or of any realm straight on the database and the
+identity provider (the operator's tool)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from plexica.cli.api import Api, reach
+from plexica.cli.api import Api, reach_realm
 from plexica.cli.common import (
     EXIT_REFUSED,
     DataDirOpt,
@@ -71,9 +72,9 @@ def _run(
 
 
 def _api(tenant: str | None, target: tuple[Path | None, str | None], as_json: bool) -> Api | None:
-    """The core's API for the operator realm's clients; a tenant's realm stays on the database
-    (the API manages the caller's own realm's clients)."""
-    return reach(*target, as_json=as_json) if tenant is None else None
+    """The core's API acting in the token's own realm, which must be ``tenant``'s (or the
+    operator realm's without one, ADR 0166); ``None`` for the database."""
+    return reach_realm(*target, tenant, as_json=as_json)
 
 
 def _do(

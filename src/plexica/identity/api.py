@@ -16,6 +16,7 @@ from plexica.identity import revocation, service
 from plexica.identity.adapter import IdentityAdapter, RealmUser
 from plexica.identity.schemas import (
     Me,
+    PasswordReset,
     PermissionsGrant,
     RolePermissions,
     RolesUpdate,
@@ -211,6 +212,24 @@ async def end_sessions(request: Request, principal: WriteUsers, user_id: UUID) -
     _noted(request, cut)
     await revocation.wait_for(cut.before)  # signing in again right after works
     return user
+
+
+@users_router.post(
+    "/{user_id}/reset-password",
+    summary="Give a user of the caller's realm a new generated password (shown once)",
+)
+async def reset_password(request: Request, principal: WriteUsers, user_id: UUID) -> PasswordReset:
+    realm = _realm_of(principal)
+    adapter = _adapter(request)
+    user = await _find(adapter, realm, user_id)
+    password = service.generate_password()
+    await adapter.set_password(realm, user.email, password)
+    async with _db(request).session() as session:
+        await audit.record(
+            session, audit.actor_of(principal), "identity.user.password_reset",
+            principal.tenant_id, f"user:{user_id}",
+        )  # fmt: skip
+    return PasswordReset(user=user, password=password)
 
 
 def _tenant_of(principal: Principal) -> UUID:

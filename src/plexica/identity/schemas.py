@@ -35,6 +35,11 @@ class UserCreate(BaseModel):
     password: Annotated[str | None, Field(min_length=12, max_length=256)] = None
 
 
+class PasswordReset(BaseModel):
+    user: User
+    password: str = Field(description="The new generated password, shown once.")
+
+
 class UserCreated(BaseModel):
     user: User
     initial_password: str | None = Field(
