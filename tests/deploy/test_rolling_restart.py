@@ -5,6 +5,7 @@ routing to it and retries a failed connection on the other (ADR 0177). The full 
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,18 +20,23 @@ RATE = 20.0
 SLUG = "rolling"
 
 
-def test_a_rolling_restart_of_two_cores_under_load_fails_no_request(tmp_path: Path) -> None:
-    with LocalTopology(
-        tmp_path / "topology",
-        plugins=[],
-        core_replicas=2,
-        # Longer than Traefik's health check (every 1 s, 3 s timeout): a draining core is out
-        # of the rotation before its listener closes.
-        extra_env={
-            "PLEXICA_DRAIN_SECONDS": "6",
-            "PLEXICA_GATEWAY_RATE_LIMITS": f"tenant:{SLUG}/core=10000000",
-        },
-    ) as topology:
+def test_a_rolling_restart_of_two_cores_under_load_fails_no_request() -> None:
+    # A short folder, not pytest's: PostgreSQL's socket path must fit in 107 bytes, and pytest's
+    # root is reset to 0700 (see tests/deploy/conftest.py).
+    with (
+        tempfile.TemporaryDirectory(prefix="plexica-rolling-") as workdir,
+        LocalTopology(
+            Path(workdir),
+            plugins=[],
+            core_replicas=2,
+            # Longer than Traefik's health check (every 1 s, 3 s timeout): a draining core is out
+            # of the rotation before its listener closes.
+            extra_env={
+                "PLEXICA_DRAIN_SECONDS": "6",
+                "PLEXICA_GATEWAY_RATE_LIMITS": f"tenant:{SLUG}/core=10000000",
+            },
+        ) as topology,
+    ):
         env = topology.cli_env()
         token = tenant_token(env, SLUG)
         url = f"{env['PLEXICA_PUBLIC_URL']}/api/core/v1/tenant"

@@ -130,7 +130,14 @@ async def test_billing_process_with_only_its_login_invoices_a_won_deal_from_kafk
             await events_service.publish(
                 s,
                 "crm.deal.won",
-                {"deal_id": str(deal), "title": "Umbrella pilot", "amount": "4200.00"},
+                {
+                    "deal_id": str(deal),
+                    "title": "Umbrella pilot",
+                    "amount": "4200.00",
+                    "currency": "EUR",
+                    "company_id": None,
+                    "company_name": None,
+                },
                 tenant_id=tenant.id,
                 source="/plugins/crm",
             )

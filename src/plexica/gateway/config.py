@@ -117,7 +117,9 @@ def traefik_config(
         },
         # A plugin that fails or times out on most requests is not called for a while: callers
         # get 503 + Retry-After at once instead of each waiting for its own failure (ADR 0176).
-        # Each router gets its own breaker, so one plugin's outage never opens another's.
+        # Each router gets its own breaker, so one plugin's outage never opens another's. It
+        # sits inside the body limit: a client's unreadable body (Traefik's own 500) or an
+        # oversized one never counts against the plugin.
         "plugin-breaker": {"circuitBreaker": BREAKER},
         "body-limit": {"buffering": {"maxRequestBodyBytes": BODY_LIMIT}},
     }
@@ -146,7 +148,7 @@ def traefik_config(
             "rule": f"Path(`{prefix}`) || PathPrefix(`{prefix}/`)",
             "service": f"plugin-{slug}",
             "middlewares": [
-                "strip-identity", "auth", "plugin-errors", "plugin-breaker", "body-limit",
+                "strip-identity", "auth", "plugin-errors", "body-limit", "plugin-breaker",
                 f"strip-plugin-{slug}",
             ],
         }  # fmt: skip
