@@ -40,14 +40,15 @@ def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-def wait_ready(port: int, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+def wait_ready(port: int, proc: subprocess.Popen[str], timeout: float = 240) -> None:
+    # First start initialises PostgreSQL and publishes the shipped plugins: minutes on a busy CPU.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             out = proc.stdout.read() if proc.stdout else ""
             raise AssertionError(f"exited {proc.returncode}:\n{out}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -84,7 +85,7 @@ def test_up_serves_everything_and_stops_cleanly(data_dir: Path) -> None:
         assert httpx.get(f"{base}/ready").json()["checks"] == {"database": "ok"}
         assert "plexica_http_requests_total" in httpx.get(f"{base}/metrics").text
         assert httpx.get(f"{base}/api/core/v1/info").json()["name"] == "plexica"
-        spec = httpx.get(f"{base}/api/core/openapi.json").json()
+        spec = httpx.get(f"{base}/api/core/openapi.json", timeout=60).json()
         assert "/v1/info" in spec["paths"]
         assert httpx.get(f"{base}/api/core/docs").status_code == 200
         home = httpx.get(f"{base}/", follow_redirects=True)
