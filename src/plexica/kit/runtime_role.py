@@ -113,19 +113,20 @@ async def ensure_runtime(conn: asyncpg.Connection, role: str, password: str) -> 
         raise ValueError("the runtime role must not be the owner role")
     r = quote_ident(role)
     found = await conn.fetchrow(
-        "SELECT rolsuper OR rolbypassrls OR rolreplication AS above FROM pg_roles"
+        "SELECT rolsuper OR rolbypassrls OR rolreplication OR rolcreatedb AS above FROM pg_roles"
         " WHERE rolname = $1",
         role,
     )
     if found is None:
         await conn.execute(f"CREATE ROLE {r} {RUNTIME_ATTRIBUTES} PASSWORD {_literal(password)}")
     elif found["above"]:
-        # Only a superuser could take these away; serving with them is what this role avoids.
-        raise ValueError(f"the runtime role {role} is a superuser, replication or BYPASSRLS role")
-    else:
-        await conn.execute(
-            f"ALTER ROLE {r} LOGIN CREATEROLE NOCREATEDB PASSWORD {_literal(password)}"
+        # Only a superuser (CREATEDB: a role that has it) may take these away; serving with
+        # them is what this role avoids. The owner may only name attributes it has.
+        raise ValueError(
+            f"the runtime role {role} has SUPERUSER, REPLICATION, BYPASSRLS or CREATEDB"
         )
+    else:
+        await conn.execute(f"ALTER ROLE {r} LOGIN CREATEROLE PASSWORD {_literal(password)}")
     member = await conn.fetchval(
         "SELECT pg_has_role(current_user, $1, 'SET') AND pg_has_role(current_user, $1, 'USAGE')",
         role,
