@@ -5,10 +5,12 @@ change the platform's tables, read the password catalog or become the owner."""
 from __future__ import annotations
 
 import secrets
+import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -17,9 +19,14 @@ from sqlalchemy.engine import make_url
 
 from plexica.app import create_app
 from plexica.kit.db import Database
+from plexica.kit.migrate import MIGRATIONS, heads
+from plexica.kit.runtime_role import ensure_runtime_url
 from plexica.plugins import service
 from plexica.plugins.service import HttpReadinessProbe
 from plexica.settings import Settings
+from plexica.tenants.fleet import migrate_fleet
+from plexica.tenants.schemas import TenantCreate
+from plexica.tenants.service import TenantService
 from plexica_sdk.db import PluginDatabase
 from plexica_sdk.manifest import parse_manifest
 from tests.conftest import create_database, running, worker_id
@@ -27,6 +34,7 @@ from tests.harness import servers
 from tests.integration.test_cli import PLEXICA, clean_env
 from tests.plugins.conftest import bare_app, plugin_doc, register_doc
 from tests.support.tokens import StaticIssuers
+from tests.tenants.test_fleet import TRIVIAL
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,37 @@ async def test_migrate_hands_the_owners_tenant_schemas_to_the_runtime_role(
         assert theirs == 0
     finally:
         await conn.close()
+
+
+async def test_a_tenant_migration_by_the_owner_is_handed_to_the_runtime_role(
+    deployment: Deployment, runtime_db: Database, tmp_path: Path
+) -> None:
+    """`plexica migrate` migrates tenant schemas the runtime role made, as the owner (a member of
+    it); what the migration creates is the owner's until the grant pass hands it over."""
+    tree = tmp_path / "tenant"
+    shutil.copytree(MIGRATIONS / "tenant", tree, ignore=shutil.ignore_patterns("__pycache__"))
+    (tree / "versions" / "zz0002_trivial.py").write_text(TRIVIAL.format(down=heads("tenant")[0]))
+    slug = f"rtm-{uuid.uuid4().hex[:8]}"
+    await TenantService(runtime_db).create(
+        TenantCreate(slug=slug, name=slug, admin_email="a@rt.example")
+    )
+    owner_db = Database(Settings(database_url=deployment.owner_url).sqlalchemy_url, pool_size=2)
+    try:
+        result = await migrate_fleet(owner_db, canary=[slug], wave=1, tree=tree)
+    finally:
+        await owner_db.dispose()
+    assert slug in result.migrated, result.as_dict()
+    await ensure_runtime_url(deployment.owner_url, deployment.runtime_url)
+    schema = "tenant_" + slug.replace("-", "_")
+    async with runtime_db.session(schema) as s:
+        await s.execute(text("INSERT INTO fleet_probe (id) VALUES (1)"))
+        owner = await s.execute(
+            text(
+                "SELECT tableowner FROM pg_tables WHERE schemaname = :s AND tablename = 'fleet_probe'"
+            ),
+            {"s": schema},
+        )
+        assert owner.scalar_one() == deployment.runtime
 
 
 @pytest.mark.parametrize(

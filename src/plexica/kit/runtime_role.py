@@ -62,11 +62,18 @@ BEGIN
     FOR r IN SELECT c.oid::regclass AS name, c.relkind FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles o ON o.oid = c.relowner
              WHERE o.rolname = owner_role AND starts_with(n.nspname, {prefix})
-               AND c.relkind IN ('r', 'p', 'v', 'm', 'S') LOOP
+               AND c.relkind IN ('r', 'p', 'v', 'm') LOOP
         EXECUTE format('ALTER %s %s OWNER TO %I',
             CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
-                           WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+                           ELSE 'TABLE' END,
             r.name, runtime);
+    END LOOP;
+    -- Sequences of serial and identity columns followed their table; the others go one by one.
+    FOR r IN SELECT c.oid::regclass AS name FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles o ON o.oid = c.relowner
+             WHERE o.rolname = owner_role AND starts_with(n.nspname, {prefix})
+               AND c.relkind = 'S' LOOP
+        EXECUTE format('ALTER SEQUENCE %s OWNER TO %I', r.name, runtime);
     END LOOP;
     FOR r IN SELECT p.oid::regprocedure AS name FROM pg_proc p
              JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_roles o ON o.oid = p.proowner
