@@ -290,3 +290,19 @@ async def test_core_requests_reach_the_platform_through_the_runtime_login(
         r = await api.get("/v1/tenants", headers=issuers.operator_headers())
         assert r.status_code == 200, r.text
         assert (await api.get("/ready")).status_code == 200
+
+
+def test_migrate_refuses_the_owner_as_the_runtime_role(deployment: Deployment) -> None:
+    done = subprocess.run(
+        [*PLEXICA, "migrate"],
+        env=clean_env(
+            PLEXICA_DATABASE_URL=deployment.owner_url,
+            PLEXICA_RUNTIME_DATABASE_URL=deployment.owner_url,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "the runtime role must not be the owner role" in done.stderr

@@ -15,7 +15,7 @@ from plexica.cli.common import fail, platform_settings
 from plexica.cli.progress import bar
 from plexica.kit.db import Database
 from plexica.kit.migrate import upgrade_platform
-from plexica.kit.runtime_role import ensure_runtime_url
+from plexica.kit.runtime_role import RuntimeRoleError, ensure_runtime_url
 from plexica.tenants.fleet import FleetResult, Progress, migrate_fleet
 from plexica_sdk.errors import PlexicaError
 from plexica_sdk.observability import configure_logging
@@ -72,6 +72,8 @@ def run_migrate(
         result = asyncio.run(main())
     except PlexicaError as exc:
         raise fail(f"{exc.message} ({exc.code})") from None
+    except RuntimeRoleError as exc:
+        raise fail(str(exc)) from None
     log.info("fleet_migration_finished", **result.as_dict())
     if sys.stdout.isatty():
         typer.echo(

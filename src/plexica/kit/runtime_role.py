@@ -100,6 +100,10 @@ $grant$;
 """
 
 
+class RuntimeRoleError(ValueError):
+    """The runtime role cannot be what ADR 0215 requires; the message says why."""
+
+
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -108,7 +112,7 @@ def runtime_credentials(runtime_url: str) -> tuple[str, str]:
     """The role and password named by the runtime login's URL."""
     url = make_url(runtime_url)
     if not url.username or not url.password:
-        raise ValueError("the runtime database URL must name its user and password")
+        raise RuntimeRoleError("the runtime database URL must name its user and password")
     return url.username, str(url.password)
 
 
@@ -117,7 +121,7 @@ async def ensure_runtime(conn: asyncpg.Connection, role: str, password: str) -> 
     (``CREATEROLE``: it administers the role it makes, and nothing it did not make)."""
     owner = str(await conn.fetchval("SELECT current_user"))
     if role == owner:
-        raise ValueError("the runtime role must not be the owner role")
+        raise RuntimeRoleError("the runtime role must not be the owner role")
     r = quote_ident(role)
     found = await conn.fetchrow(
         "SELECT rolsuper OR rolbypassrls OR rolreplication OR rolcreatedb AS above FROM pg_roles"
@@ -129,7 +133,7 @@ async def ensure_runtime(conn: asyncpg.Connection, role: str, password: str) -> 
     elif found["above"]:
         # Only a superuser (CREATEDB: a role that has it) may take these away; serving with
         # them is what this role avoids. The owner may only name attributes it has.
-        raise ValueError(
+        raise RuntimeRoleError(
             f"the runtime role {role} has SUPERUSER, REPLICATION, BYPASSRLS or CREATEDB"
         )
     else:
