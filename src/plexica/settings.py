@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     metrics_top_tenants: int = Field(default=20, ge=1, le=1000)
 
     database_url: Annotated[PostgresDsn | None, BeforeValidator(_empty_to_none)] = None
+    # The runtime login (ADR 0215), read only by `plexica migrate`, which runs as the owner:
+    # it creates or updates that role and grants it what serving needs.
+    runtime_database_url: Annotated[PostgresDsn | None, BeforeValidator(_empty_to_none)] = None
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_statement_timeout_ms: int = Field(default=15_000, ge=0)
     redis_url: Annotated[RedisDsn | None, BeforeValidator(_empty_to_none)] = None

@@ -12,8 +12,14 @@ import pytest
 from deploy import k8s_render
 from tests.deploy.test_helm import VALUES, Doc, by_kind, docs_for
 
-# Secret keys that log in as the database's owner directly or as its superuser.
-OWNER_KEYS = {"database-direct-url", "postgres-password", "postgres-superuser-password"}
+# Secret keys that log in as the database's owner (directly or through PgBouncer) or as its
+# superuser. A plugin's own Secret also has a database-url: its login, no owner's.
+OWNER_KEYS = {
+    "database-url",
+    "database-direct-url",
+    "postgres-password",
+    "postgres-superuser-password",
+}
 OWNER_HOLDERS = {"Job/plexica-migrate", "CronJob/plexica-backup", "StatefulSet/plexica-postgresql"}
 
 
@@ -131,9 +137,37 @@ def test_only_the_migration_the_backup_and_the_server_hold_owner_or_superuser_lo
     holders = {
         name
         for name, pod in pods(docs).items()
-        if any(key in OWNER_KEYS or key == "*" for _, key in secret_keys(pod))
+        if any(
+            (key in OWNER_KEYS and "-plugin-" not in secret) or key == "*"
+            for secret, key in secret_keys(pod)
+        )
     }
     assert holders <= OWNER_HOLDERS, holders
+
+
+def _env_secret(pod: Doc, variable: str) -> str | None:
+    for c in containers(pod):
+        for e in c.get("env", []):
+            if e["name"] == variable:
+                return str(e["valueFrom"]["secretKeyRef"]["key"])
+    return None
+
+
+def test_core_worker_and_web_serve_with_the_runtime_login_the_migration_makes(
+    docs: list[Doc],
+) -> None:
+    """ADR 0215: the serving pods log in as the runtime role; the migrate Job, as the owner,
+    creates it from the same Secret key."""
+    found = pods(docs)
+    for name in (
+        "Deployment/plexica-core-api",
+        "Deployment/plexica-worker",
+        "Deployment/plexica-web",
+    ):
+        assert _env_secret(found[name], "PLEXICA_DATABASE_URL") == "runtime-database-url", name
+    migrate = found["Job/plexica-migrate"]
+    assert _env_secret(migrate, "PLEXICA_DATABASE_URL") == "database-direct-url"
+    assert _env_secret(migrate, "PLEXICA_RUNTIME_DATABASE_URL") == "runtime-database-url"
 
 
 def test_plugins_hold_only_their_own_login(docs: list[Doc]) -> None:

@@ -107,7 +107,7 @@ def test_compose_spec_validates_the_resolved_files() -> None:
 
 def test_missing_required_variables_stop_compose() -> None:
     env = env_example()
-    with pytest.raises(ValueError, match="POSTGRES_PASSWORD"):
+    with pytest.raises(ValueError, match=r"RUNTIME_DB_PASSWORD|POSTGRES_PASSWORD"):
         resolved(COMPOSE / "docker-compose.yml", {k: v for k, v in env.items() if v})
     with pytest.raises(ValueError, match="unknown variant"):
         PyCompose.from_yaml(
@@ -200,6 +200,7 @@ def test_variables_are_documented_and_no_secret_is_committed() -> None:
     required = {m.group(1) for m in re.finditer(r"\$\{([A-Z0-9_]+):\?", text)}
     assert {
         "POSTGRES_PASSWORD",
+        "RUNTIME_DB_PASSWORD",
         "MINIO_ROOT_PASSWORD",
         "KEYCLOAK_ADMIN_PASSWORD",
         "PLEXICA_WEB_SECRET",
@@ -337,3 +338,20 @@ def test_only_core_and_worker_hold_the_redis_password() -> None:
     redis = resolved(COMPOSE / "docker-compose.yml", example | {"REDIS_PASSWORD": "redis-secret"})
     server = redis["services"]["redis"]
     assert server["command"][-2:] == ["--requirepass", "redis-secret"]
+
+
+def test_only_migrate_and_the_server_hold_the_owner_login() -> None:
+    """ADR 0215: core, worker and web serve as the runtime role; `migrate`, the only service with
+    the owner's password, makes that role from the URL it is given."""
+    example = {k: v or "x" for k, v in env_example().items()}
+    services = _service_env(
+        example | {"POSTGRES_PASSWORD": "owner-secret", "RUNTIME_DB_PASSWORD": "runtime-secret"}
+    )
+    holders = {n for n, env in services.items() if any("owner-secret" in v for v in env.values())}
+    # The server's first-start script makes the owner role with it.
+    assert holders == {"migrate", "postgres"}, holders
+    runtime = "postgresql://plexica_runtime:runtime-secret@postgres:5432/plexica"
+    for name in ("core", "worker", "web"):
+        assert services[name]["PLEXICA_DATABASE_URL"] == runtime, name
+    assert services["migrate"]["PLEXICA_DATABASE_URL"].startswith("postgresql://plexica:owner-")
+    assert services["migrate"]["PLEXICA_RUNTIME_DATABASE_URL"] == runtime

@@ -317,6 +317,10 @@ def test_secret_is_made_only_for_dev() -> None:
     assert not any(key.startswith("plugin-") for key in data)
     assert "@plexica-pgbouncer:5432/" in data["database-url"]
     assert "@plexica-postgresql:5432/" in data["database-direct-url"]
+    runtime = data["runtime-database-url"]
+    assert runtime.startswith("postgresql://plexica_runtime:"), runtime
+    assert "@plexica-pgbouncer:5432/" in runtime
+    assert data["runtime-database-password"] in runtime
 
 
 def test_plain_manifests_are_up_to_date() -> None:
@@ -376,7 +380,7 @@ def test_web_reaches_its_sessions_in_the_platform_database() -> None:
     docs = docs_for("values-self-hosted.yaml")
     web = by_kind(docs, "Deployment")["plexica-web"]["spec"]["template"]["spec"]["containers"][0]
     ref = _secret_ref(env_of(web), "PLEXICA_DATABASE_URL")
-    assert ref == {"name": "plexica-secrets", "key": "database-url"}
+    assert ref == {"name": "plexica-secrets", "key": "runtime-database-url"}
     egress = by_kind(docs, "NetworkPolicy")["plexica-web"]["spec"]["egress"]
     db = [r for r in egress if {"port": 5432, "protocol": "TCP"} in r["ports"]]
     assert [

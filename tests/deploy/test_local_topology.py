@@ -207,6 +207,43 @@ async def test_plugins_log_in_as_their_own_role(topology: LocalTopology) -> None
         await conn.close()
 
 
+async def test_core_worker_and_web_serve_as_the_runtime_role(topology: LocalTopology) -> None:
+    """ADR 0215: the serving processes hold the runtime login, no owner's; every session they
+    opened is the runtime role's, which is no superuser and cannot change the platform."""
+    for name in ("core", "worker", "web"):
+        environ = dict(
+            item.split(b"=", 1)
+            for item in Path(f"/proc/{topology.processes[name].proc.pid}/environ")
+            .read_bytes()
+            .split(b"\0")
+            if b"=" in item
+        )
+        assert environ[b"PLEXICA_DATABASE_URL"].decode() == topology.runtime_database_url, name
+        assert b"PLEXICA_RUNTIME_DATABASE_URL" not in environ, name
+    owner = await asyncpg.connect(topology.database_url)
+    try:
+        users = await owner.fetch(
+            "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'plexica' AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await owner.close()
+    assert {u["usename"] for u in users} == {"plexica_runtime"}
+    runtime = await asyncpg.connect(topology.runtime_database_url)
+    try:
+        assert not await runtime.fetchval(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = 'plexica_runtime'"
+        )
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await runtime.execute("ALTER TABLE platform.tenants ADD COLUMN taken boolean")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await runtime.execute("SELECT rolpassword FROM pg_authid")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await runtime.execute(f'SET ROLE "{urlsplit(topology.database_url).username}"')
+    finally:
+        await runtime.close()
+
+
 async def test_redis_refuses_a_client_without_the_platform_password(
     topology: LocalTopology,
 ) -> None:

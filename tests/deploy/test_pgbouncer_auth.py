@@ -18,6 +18,7 @@ import pytest
 
 from deploy import k8s_render
 from plexica.kit.pgserver import _allow_traverse, _run_as, free_port
+from plexica.kit.runtime_role import ensure_runtime
 from tests.harness import servers
 from tests.harness.servers import spawn, wait_for_port
 
@@ -148,6 +149,21 @@ async def test_each_login_reaches_postgresql_as_itself(
     await admin.execute(f"GRANT CONNECT ON DATABASE {site.database} TO {plugin}")
     assert await through_bouncer(site, plugin, pw) == plugin
     assert await through_bouncer(site, site.owner, site.owner_password) == site.owner
+
+
+async def test_the_runtime_role_reaches_postgresql_as_itself(site: Site) -> None:
+    """ADR 0215: the role core, worker and web serve with (CREATEROLE, made by the owner as the
+    migrate Job does) passes the lookup; its password is not the owner's."""
+    role, pw = f"plexica_runtime_{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+    owner = await asyncpg.connect(site.admin_url, user=site.owner, password=site.owner_password)
+    try:
+        await owner.execute("CREATE SCHEMA IF NOT EXISTS platform")
+        await ensure_runtime(owner, role, pw)
+    finally:
+        await owner.close()
+    assert await through_bouncer(site, role, pw) == role
+    with pytest.raises(asyncpg.PostgresError, match=r"password|SASL"):
+        await through_bouncer(site, site.owner, pw)
 
 
 async def test_wrong_password_and_the_platform_login_are_refused_to_a_plugin(

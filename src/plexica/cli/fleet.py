@@ -15,6 +15,7 @@ from plexica.cli.common import fail, platform_settings
 from plexica.cli.progress import bar
 from plexica.kit.db import Database
 from plexica.kit.migrate import upgrade_platform
+from plexica.kit.runtime_role import RuntimeRoleError, ensure_runtime_url
 from plexica.tenants.fleet import FleetResult, Progress, migrate_fleet
 from plexica_sdk.errors import PlexicaError
 from plexica_sdk.observability import configure_logging
@@ -41,25 +42,38 @@ def run_migrate(
         try:
             await upgrade_platform(db)
             log.info("platform_migrated")
+            await _grant_runtime()
             if on_terminal:
                 with bar("tenant schemas") as advance:
-                    return await migrate_fleet(
+                    result = await migrate_fleet(
                         db,
                         concurrency=concurrency,
                         canary=canaries,
                         wave=wave,
                         progress=lambda p: advance(p.done, p.total),
                     )
-            return await migrate_fleet(
-                db, concurrency=concurrency, canary=canaries, wave=wave, progress=_log_progress
-            )
+            else:
+                result = await migrate_fleet(
+                    db, concurrency=concurrency, canary=canaries, wave=wave, progress=_log_progress
+                )
+            # What the tenant migrations created is the owner's until handed over.
+            await _grant_runtime()
+            return result
         finally:
             await db.dispose()
+
+    async def _grant_runtime() -> None:
+        if settings.runtime_database_url is not None:
+            assert settings.database_url is not None
+            await ensure_runtime_url(str(settings.database_url), str(settings.runtime_database_url))
+            log.info("runtime_role_granted")
 
     try:
         result = asyncio.run(main())
     except PlexicaError as exc:
         raise fail(f"{exc.message} ({exc.code})") from None
+    except RuntimeRoleError as exc:
+        raise fail(str(exc)) from None
     log.info("fleet_migration_finished", **result.as_dict())
     if sys.stdout.isatty():
         typer.echo(

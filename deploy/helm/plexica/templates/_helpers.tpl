@@ -79,13 +79,14 @@ securityContext:
   {{- toYaml .Values.securityContext | nindent 2 }}
 {{- end -}}
 
-{{/* PLEXICA_* environment of the platform processes (core, worker, migrate). */}}
+{{/* PLEXICA_* environment of the platform's serving processes (core, worker): the runtime
+login, never the owner's (ADR 0215). */}}
 {{- define "plexica.platformEnv" -}}
 - name: PLEXICA_DATABASE_URL
   valueFrom:
     secretKeyRef:
       name: {{ include "plexica.secretName" .root }}
-      key: {{ .databaseKey | default "database-url" }}
+      key: runtime-database-url
 - name: PLEXICA_REDIS_URL
   valueFrom:
     secretKeyRef:
