@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import datetime
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from jsonschema import Draft202012Validator
@@ -139,14 +141,33 @@ async def test_an_outside_consumer_validates_every_record_against_its_dataschema
     assert sorted(dict(r.headers)["ce_type"].decode() for r in records) == sorted(
         row.type for row in rows
     )
+    await _validate(http, records, base)
+    for record in records:
+        headers = {k: v.decode() for k, v in record.headers}
+        if headers["ce_source"] == "/plugins/crm":
+            assert headers["ce_traceparent"].startswith(f"00-{TRACE_ID}-"), headers
+    _time_never_goes_back(records)
+
+
+def _time_never_goes_back(records: list[Any]) -> None:
+    """One key, one partition per topic: in each topic's order, time never goes back."""
+    by_topic: dict[str, list[str]] = {}
+    for record in sorted(records, key=lambda r: (r.topic, r.offset)):
+        by_topic.setdefault(record.topic, []).append(dict(record.headers)["ce_time"].decode())
+    for topic, times in by_topic.items():
+        parsed = [datetime.fromisoformat(t) for t in times]
+        assert parsed == sorted(parsed), topic
+
+
+async def _validate(http: httpx.AsyncClient, records: list[Any], base: str) -> None:
+    """Each record's data against the schema its dataschema names, fetched from the platform
+    without a token (the client sends any URL to the edge in-process)."""
     schemas: dict[str, Draft202012Validator] = {}
     for record in records:
         headers = {k: v.decode() for k, v in record.headers}
         uri = headers["ce_dataschema"]
         assert uri.startswith(base + "/v1/events/schemas/" + headers["ce_type"] + "/")
         if uri not in schemas:
-            # Public, no token: the events' published contract (the client sends any URL to
-            # the edge in-process).
             fetched = await http.get(uri)
             assert fetched.status_code == 200, fetched.text
             assert fetched.headers["content-type"].startswith("application/schema+json")
@@ -158,16 +179,18 @@ async def test_an_outside_consumer_validates_every_record_against_its_dataschema
             )
         errors = list(schemas[uri].iter_errors(json.loads(record.value)))
         assert not errors, (headers["ce_type"], errors)
-        if headers["ce_source"] == "/plugins/crm":
-            assert headers["ce_traceparent"].startswith(f"00-{TRACE_ID}-"), headers
 
-    # One key, one partition per topic: in each topic's order, time never goes back.
-    by_topic: dict[str, list[str]] = {}
-    for record in sorted(records, key=lambda r: (r.topic, r.offset)):
-        by_topic.setdefault(record.topic, []).append(dict(record.headers)["ce_time"].decode())
-    for topic, times in by_topic.items():
-        parsed = [datetime.fromisoformat(t) for t in times]
-        assert parsed == sorted(parsed), topic
+
+async def _tenant_rows(db: Database, tenant_id: uuid.UUID) -> list[Any]:
+    async with db.session() as s:
+        result = await s.execute(
+            text(
+                "SELECT type, source, published_at FROM platform.outbox"
+                " WHERE tenant_id = :t ORDER BY seq"
+            ),
+            {"t": tenant_id},
+        )
+        return list(result.all())
 
 
 async def test_an_unknown_schema_is_a_404_in_the_error_shape(platform: Platform) -> None:

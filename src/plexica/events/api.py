@@ -1,4 +1,5 @@
-"""Operator routes: dead letters (list, retry, discard) and replays for a plugin."""
+"""Operator routes: dead letters (list, retry, discard) and replays for a plugin; and the public
+event schemas (ADR 0182)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ from plexica.kit.db import Database
 from plexica.kit.security import OperatorDep
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
+
+
+class SchemaResponse(JSONResponse):
+    media_type = "application/schema+json"
 
 
 def _db(request: Request) -> Database:
@@ -71,19 +76,15 @@ async def replay(request: Request, _: OperatorDep, body: ReplayRequest) -> Repla
 @router.get(
     "/schemas/{event_type}/{version}",
     summary="The JSON Schema of an event type's data (an event's dataschema)",
-    response_class=JSONResponse,
+    response_class=SchemaResponse,
 )
 async def event_schema(
     request: Request,
     event_type: Annotated[str, Path(pattern=EVENT_TYPE_RE.pattern, max_length=200)],
     version: Annotated[int, Path(ge=1, le=10_000)],
-) -> JSONResponse:
+) -> SchemaResponse:
     """Public, like the documentation: the core's registry or the catalog's manifests."""
     uri = schema_base(request.app.state.settings) + schema_path(event_type, version)
     async with _db(request).session() as session:
         schema = await service.event_schema(session, event_type, version, uri)
-    return JSONResponse(
-        schema,
-        media_type="application/schema+json",
-        headers={"Cache-Control": "public, max-age=300"},
-    )
+    return SchemaResponse(schema, headers={"Cache-Control": "public, max-age=300"})

@@ -59,19 +59,20 @@ async def relaxed_commit(session: AsyncSession) -> None:
 
 # Lease the oldest pending rows no other relay holds and stamp their ``time`` (ADR 0183): the
 # greater of its own and the last time stamped for its key (the tenant), the running maximum
-# in seq order within the batch, so that in delivery order a key's time never goes back.
+# in seq order within the batch, so that in delivery order a key's time never goes back. Clock
+# rows are locked and inserted in key order: two relays never wait on each other in a cycle.
 _CLAIM = (
     "c AS (SELECT o.seq, coalesce(o.tenant_id, CAST(:nil AS uuid)) AS k, o.time"
     " FROM platform.outbox o WHERE o.published_at IS NULL"
     " AND (o.lease_until IS NULL OR o.lease_until < now())"
     " ORDER BY o.seq LIMIT :n FOR UPDATE SKIP LOCKED),"
     " clocks AS (SELECT key, time FROM platform.outbox_clocks"
-    " WHERE key IN (SELECT k FROM c) FOR UPDATE),"
+    " WHERE key IN (SELECT k FROM c) ORDER BY key FOR UPDATE),"
     " stamped AS (SELECT c.seq, c.k,"
     " greatest(max(c.time) OVER (PARTITION BY c.k ORDER BY c.seq), clocks.time) AS t"
     " FROM c LEFT JOIN clocks ON clocks.key = c.k),"
     " clocked AS (INSERT INTO platform.outbox_clocks (key, time)"
-    " SELECT k, max(t) FROM stamped GROUP BY k ON CONFLICT (key)"
+    " SELECT k, max(t) FROM stamped GROUP BY k ORDER BY k ON CONFLICT (key)"
     " DO UPDATE SET time = greatest(platform.outbox_clocks.time, excluded.time))"
 )
 _NIL = "00000000-0000-0000-0000-000000000000"
