@@ -11,6 +11,7 @@ from plexica import __version__
 from plexica.audit.api import router as audit_router
 from plexica.composition import build_services
 from plexica.events import api as events_api
+from plexica.events.catalog import schema_base
 from plexica.events.runtime import EventRuntime
 from plexica.flags.api import router as flags_router
 from plexica.flags.wiring import start_flags
@@ -82,7 +83,12 @@ def create_app(
                 await stack.enter_async_context(reconciler.running())
             await start_gateway(app, settings, database, services.tenants.cache, stack)
             if event_buses is not None:
-                runtime = EventRuntime(database, event_buses, kafka_brokers=settings.kafka_brokers)
+                runtime = EventRuntime(
+                    database,
+                    event_buses,
+                    kafka_brokers=settings.kafka_brokers,
+                    schema_base=schema_base(settings),
+                )
                 app.state.events = await stack.enter_async_context(runtime)
             yield
 

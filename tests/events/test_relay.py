@@ -164,7 +164,7 @@ async def _nothing_pending(db_: Database) -> bool:
 async def test_outbox_lag_is_exported(db: Database, tenant: uuid.UUID) -> None:
     async with db.session() as s:
         for _ in range(3):
-            await service.publish(s, "plexica.test.lagged", {}, tenant_id=tenant)
+            await service.publish(s, "sample.test.lagged", {}, tenant_id=tenant)
 
     class FailingSink:
         async def send(self, events: object) -> list[int]:
@@ -186,9 +186,9 @@ async def test_purge_tenant_events_drops_only_its_pending_events(
 ) -> None:
     other = uuid.uuid4()
     async with db.session() as s:
-        await service.publish(s, "plexica.test.one", {}, tenant_id=tenant)
-        await service.publish(s, "plexica.test.two", {}, tenant_id=tenant)
-        await service.publish(s, "plexica.test.one", {}, tenant_id=other)
+        await service.publish(s, "sample.test.one", {}, tenant_id=tenant)
+        await service.publish(s, "sample.test.two", {}, tenant_id=tenant)
+        await service.publish(s, "sample.test.one", {}, tenant_id=other)
     async with db.session() as s:
         assert await service.purge_tenant_events(s, tenant) == 2
     async with db.session() as s:

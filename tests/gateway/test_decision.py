@@ -28,6 +28,7 @@ async def test_public_routes_need_no_token(core: Core) -> None:
         "/api/core/openapi.json",
         "/api/core/docs",
         "/api/core/v1/info",
+        "/api/core/v1/events/schemas/crm.deal.won/1",
     ):
         r = await core.http.get(AUTH, headers=forward(uri))
         assert r.status_code == 200, (uri, r.text)

@@ -20,7 +20,7 @@ async def _count(db: Database, event_id: uuid.UUID) -> int:
 async def test_event_commits_with_the_change(db: Database) -> None:
     tenant = uuid.uuid4()
     async with db.session() as s:
-        event = await publish(s, "plexica.test.happened", {"n": 1}, tenant_id=tenant, subject="x")
+        event = await publish(s, "sample.test.happened", {"n": 1}, tenant_id=tenant, subject="x")
     assert await _count(db, event.id) == 1
     async with db.session() as s:
         row = (
@@ -29,7 +29,7 @@ async def test_event_commits_with_the_change(db: Database) -> None:
                 {"id": event.id},
             )
         ).one()
-    assert row.type == "plexica.test.happened"
+    assert row.type == "sample.test.happened"
     assert row.tenant_id == tenant
     assert row.data == {"n": 1}
     assert row.source == "/plexica/core"
@@ -38,7 +38,7 @@ async def test_event_commits_with_the_change(db: Database) -> None:
 async def test_nothing_is_published_for_a_rolled_back_change(db: Database) -> None:
     with pytest.raises(RuntimeError):
         async with db.session() as s:
-            event = await publish(s, "plexica.test.happened", {})
+            event = await publish(s, "sample.test.happened", {})
             raise RuntimeError("the change failed")
     assert await _count(db, event.id) == 0
 

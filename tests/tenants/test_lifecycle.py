@@ -42,7 +42,7 @@ async def test_deletion_survives_a_failed_purge_and_resumes(db: Database) -> Non
     service = TenantService(db, [realm, bucket])
     tenant = await service.create(body(new_slug()))
     async with db.session() as s:
-        await publish(s, "plexica.test.pending", {}, tenant_id=tenant.id)
+        await publish(s, "sample.test.pending", {}, tenant_id=tenant.id)
     realm.calls.clear()
     realm.fail_purge = 1  # the identity provider times out once, mid-way
 

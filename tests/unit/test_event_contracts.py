@@ -10,10 +10,11 @@ import pytest
 from jsonschema import Draft202012Validator
 from opentelemetry import trace
 
+from plexica.events import catalog
 from plexica.events.events import CoreEvent
-from plexica.events.service import current_traceparent
+from plexica_sdk import tracing
 from plexica_sdk.contracts import DealWon
-from plexica_sdk.events import DeclaredEvents, Event, InvalidEventError
+from plexica_sdk.events import DeclaredEvents, Event, InvalidEventError, from_kafka, to_kafka
 from plexica_sdk.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +60,7 @@ def test_publishing_checks_type_and_data_against_the_manifest() -> None:
     assert len(refused.value.details) == 2
 
 
-def test_a_core_event_carries_the_active_span_as_its_parent() -> None:
+def test_an_event_carries_the_active_span_as_its_parent() -> None:
     context = trace.SpanContext(
         trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736,
         span_id=0x00F067AA0BA902B7,
@@ -68,7 +69,47 @@ def test_a_core_event_carries_the_active_span_as_its_parent() -> None:
     )
     with trace.use_span(trace.NonRecordingSpan(context)):
         assert (
-            current_traceparent("0" * 32)
+            tracing.event_traceparent("0" * 32, "r1")
             == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         )
-    assert current_traceparent("ab" * 16) == f"00-{'ab' * 16}-{'0' * 15}1-01"
+
+
+def test_without_a_span_an_event_is_in_the_request_trace_under_a_parent_of_that_request() -> None:
+    first = tracing.event_traceparent("AB" * 16, "request-1")
+    assert first is not None
+    version, trace_id, parent, flags = first.split("-")
+    assert (version, trace_id, flags) == ("00", "ab" * 16, "00")
+    assert len(parent) == 16
+    assert int(parent, 16) != 0
+    assert tracing.event_traceparent("ab" * 16, "request-1") == first
+    assert tracing.event_traceparent("ab" * 16, "request-2") != first
+    assert tracing.event_traceparent("0" * 32, "request-1") is None
+    assert tracing.event_traceparent("not-a-w3c-id", "request-1") is None
+
+
+def test_every_core_event_type_has_a_schema_and_bad_data_is_refused() -> None:
+    assert {t for t, _ in catalog.SCHEMAS} == set(CoreEvent)
+    for event_type in CoreEvent:
+        version = catalog.current_version(event_type)
+        assert version is not None
+        document = catalog.document(event_type, version, "https://x.test/s")
+        assert document is not None
+        Draft202012Validator.check_schema(document)
+    path = catalog.check(CoreEvent.PLUGIN_ENABLED, {"plugin_id": "crm"})
+    assert path == "/v1/events/schemas/plexica.plugin.enabled/1"
+    with pytest.raises(InvalidEventError, match="not a core event"):
+        catalog.check("plexica.tenant.exploded", {})
+    with pytest.raises(InvalidEventError, match="does not meet"):
+        catalog.check(CoreEvent.USER_INVITED, {"user_id": "not-a-uuid", "roles": []})
+
+
+def test_dataschema_travels_in_the_kafka_binary_mode_and_back() -> None:
+    event = Event(
+        source="/plugins/crm",
+        type="crm.deal.won",
+        dataschema="https://core.test/api/core/v1/events/schemas/crm.deal.won/1",
+        data={"a": 1},
+    )
+    _, value, headers = to_kafka(event)
+    assert ("ce_dataschema", event.dataschema.encode()) in headers  # type: ignore[union-attr]
+    assert from_kafka(value, headers).dataschema == event.dataschema

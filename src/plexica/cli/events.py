@@ -144,6 +144,12 @@ def replay(
         queued = api.call("POST", "/v1/events/replays", body)["queued"]
     else:
         from plexica.events import service
+        from plexica.events.catalog import schema_base
 
-        queued = _run(lambda s: service.replay_for_plugin(s, plugin, tenant, types), data_dir, url)
+        base = schema_base(platform_settings("cli", data_dir, url))
+        queued = _run(
+            lambda s: service.replay_for_plugin(s, plugin, tenant, types, schema_base=base),
+            data_dir,
+            url,
+        )
     typer.echo(f"queued {queued} events for {plugin}")

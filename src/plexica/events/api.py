@@ -1,18 +1,31 @@
-"""Operator routes: dead letters (list, retry, discard) and replays for a plugin."""
+"""Operator routes: dead letters (list, retry, discard) and replays for a plugin; and the public
+event schemas (ADR 0182)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
 
 from plexica.events import service
-from plexica.events.schemas import DeadLetter, DeadLetterStatus, ReplayRequest, ReplayResult
+from plexica.events.catalog import schema_base, schema_path
+from plexica.events.schemas import (
+    EVENT_TYPE_RE,
+    DeadLetter,
+    DeadLetterStatus,
+    ReplayRequest,
+    ReplayResult,
+)
 from plexica.kit.db import Database
 from plexica.kit.security import OperatorDep
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
+
+
+class SchemaResponse(JSONResponse):
+    media_type = "application/schema+json"
 
 
 def _db(request: Request) -> Database:
@@ -51,6 +64,27 @@ async def discard_dead_letter(request: Request, _: OperatorDep, dead_letter_id: 
 async def replay(request: Request, _: OperatorDep, body: ReplayRequest) -> ReplayResult:
     async with _db(request).session() as session:
         queued = await service.replay_for_plugin(
-            session, body.plugin_id, body.tenant_id, body.event_types
+            session,
+            body.plugin_id,
+            body.tenant_id,
+            body.event_types,
+            schema_base=schema_base(request.app.state.settings),
         )
     return ReplayResult(plugin_id=body.plugin_id, tenant_id=body.tenant_id, queued=queued)
+
+
+@router.get(
+    "/schemas/{event_type}/{version}",
+    summary="The JSON Schema of an event type's data (an event's dataschema)",
+    response_class=SchemaResponse,
+)
+async def event_schema(
+    request: Request,
+    event_type: Annotated[str, Path(pattern=EVENT_TYPE_RE.pattern, max_length=200)],
+    version: Annotated[int, Path(ge=1, le=10_000)],
+) -> SchemaResponse:
+    """Public, like the documentation: the core's registry or the catalog's manifests."""
+    uri = schema_base(request.app.state.settings) + schema_path(event_type, version)
+    async with _db(request).session() as session:
+        schema = await service.event_schema(session, event_type, version, uri)
+    return SchemaResponse(schema, headers={"Cache-Control": "public, max-age=300"})

@@ -11,6 +11,7 @@ class CoreEvent(StrEnum):
     TENANT_SUSPENDED = "plexica.tenant.suspended"
     TENANT_REACTIVATED = "plexica.tenant.reactivated"
     TENANT_DELETED = "plexica.tenant.deleted"
+    TENANT_FAILED = "plexica.tenant.failed"
     PLUGIN_INSTALLED = "plexica.plugin.installed"
     PLUGIN_ENABLED = "plexica.plugin.enabled"
     PLUGIN_DISABLED = "plexica.plugin.disabled"

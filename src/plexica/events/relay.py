@@ -20,6 +20,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import Row
 
 from plexica.events import repository
+from plexica.events.catalog import LOCAL_SCHEMA_BASE
 from plexica.events.loop import Loop
 from plexica.kit.db import Database
 from plexica_sdk.events import Event, event_family, to_kafka
@@ -43,7 +44,7 @@ class Sink(Protocol):
         ...
 
 
-def event_of(row: Row[Any]) -> Event:
+def event_of(row: Row[Any], schema_base: str) -> Event:
     return Event(
         id=row.id,
         source=row.source,
@@ -52,6 +53,7 @@ def event_of(row: Row[Any]) -> Event:
         subject=row.subject,
         tenant_id=row.tenant_id,
         traceparent=row.traceparent,
+        dataschema=schema_base + row.dataschema if row.dataschema else None,
         data=row.data,
     )
 
@@ -67,9 +69,13 @@ class Relay(Loop):
         poll_seconds: float = 5.0,
         max_backoff_seconds: float = 5.0,
         lag_interval_seconds: float = 1.0,
+        schema_base: str = LOCAL_SCHEMA_BASE,
     ) -> None:
+        """``schema_base`` is the core API's URL, which makes each event's dataschema
+        absolute."""
         super().__init__()
         self.db = db
+        self.schema_base = schema_base
         self.sink = sink
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
@@ -98,7 +104,7 @@ class Relay(Loop):
             rows = await repository.claim_outbox(session, self.batch_size, self.lease_seconds)
         if not rows:
             return 0, False
-        batch = [(int(row.seq), event_of(row)) for row in rows]
+        batch = [(int(row.seq), event_of(row, self.schema_base)) for row in rows]
         try:
             acked = await self.sink.send(batch)
         except Exception as exc:  # noqa: BLE001 - the rows stay pending and are sent again
@@ -139,7 +145,7 @@ class LocalRelay(Relay):
     async def step(self) -> tuple[int, bool]:
         await self._export_lag()
         async with self.db.session() as session:
-            moved = await repository.move_to_queue(session, self.batch_size)
+            moved = await repository.move_to_queue(session, self.batch_size, self.schema_base)
         RELAYED.inc(moved)
         return moved, False
 

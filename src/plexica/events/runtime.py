@@ -13,6 +13,7 @@ import structlog
 from fastapi import FastAPI
 
 from plexica.events import service
+from plexica.events.catalog import LOCAL_SCHEMA_BASE, schema_base
 from plexica.events.delivery import (
     DeadLetterTopic,
     DeliveryStore,
@@ -43,7 +44,10 @@ log = structlog.get_logger("plexica.events")
 async def relay_job(db: Database, settings: Settings) -> None:
     """The worker's outbox relay: to Kafka when brokers are configured, else in-process."""
     sink = KafkaSink(settings.kafka_brokers) if settings.kafka_brokers else None
-    relay = Relay(db, sink) if sink is not None else LocalRelay(db)
+    base = schema_base(settings)
+    relay = (
+        Relay(db, sink, schema_base=base) if sink is not None else LocalRelay(db, schema_base=base)
+    )
     wakeups = Wakeups(listen_connect(db.engine, "plexica-events"))
     wakeups.add(OUTBOX_CHANNEL, relay)
     wakeups.start()
@@ -139,6 +143,7 @@ class EventRuntime:
         policy: RetryPolicy | None = None,
         grace_seconds: float = 10.0,
         outbox_publisher: bool = True,
+        schema_base: str = LOCAL_SCHEMA_BASE,
     ) -> None:
         self.db = db
         self.grace_seconds = grace_seconds
@@ -151,7 +156,11 @@ class EventRuntime:
         self.outbox_publisher = outbox_publisher
         self.failures = Failures(self.store, policy or RetryPolicy(), self.topic)
         self.sink = KafkaSink(kafka_brokers) if kafka_brokers else None
-        self.relay = Relay(db, self.sink) if self.sink is not None else LocalRelay(db)
+        self.relay = (
+            Relay(db, self.sink, schema_base=schema_base)
+            if self.sink is not None
+            else LocalRelay(db, schema_base=schema_base)
+        )
         self.queue = QueueDelivery(self.store, self.dispatcher, self.failures)
         self.consumers = (
             [

@@ -27,6 +27,7 @@ class CloudEvent(BaseModel):
     time: datetime = Field(default_factory=lambda: datetime.now(UTC))
     subject: str | None = None
     datacontenttype: str = "application/json"
+    dataschema: str | None = None
     tenantid: UUID | None = None
     traceparent: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)

@@ -9,16 +9,16 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.events import repository
+from plexica.events import catalog, repository
 from plexica.events.schemas import EVENT_TYPE_RE, CloudEvent, DeadLetter, DeadLetterStatus
 from plexica_sdk import tracing
 from plexica_sdk.errors import ConflictError, NotFoundError
 from plexica_sdk.events import Event, InvalidEventError
 
 CORE_SOURCE = "/plexica/core"
+CORE_PREFIX = "plexica."
 
 
 async def publish(
@@ -30,32 +30,20 @@ async def publish(
     subject: str | None = None,
     source: str = CORE_SOURCE,
 ) -> CloudEvent:
-    trace_id = structlog.contextvars.get_contextvars().get("trace_id")
+    """Write an event to the outbox in the caller's transaction. A core event (``plexica.*``)
+    must meet its schema in the core's registry and carries it as ``dataschema`` (ADR 0182)."""
+    dataschema = catalog.check(type, data) if type.startswith(CORE_PREFIX) else None
     event = CloudEvent(
         type=type,
         source=source,
         data=data,
         tenantid=tenant_id,
         subject=subject,
-        traceparent=current_traceparent(trace_id),
+        dataschema=dataschema,
+        traceparent=tracing.event_traceparent(),
     )
     await repository.insert_outbox(session, event)
     return event
-
-
-def current_traceparent(trace_id: object) -> str | None:
-    """W3C traceparent of the active OpenTelemetry span (the event's parent is the span that
-    made it); without one, from our request's trace id when it is 32 hex characters."""
-    active = tracing.traceparent()
-    if active:
-        return active
-    if isinstance(trace_id, str) and len(trace_id) == 32:
-        try:
-            int(trace_id, 16)
-        except ValueError:
-            return None
-        return f"00-{trace_id.lower()}-{'0' * 15}1-01"
-    return None
 
 
 async def purge_tenant_events(session: AsyncSession, tenant_id: UUID) -> int:
@@ -92,6 +80,8 @@ async def replay_for_plugin(
     plugin_id: str,
     tenant_id: UUID,
     event_types: Sequence[str] | None = None,
+    *,
+    schema_base: str = catalog.LOCAL_SCHEMA_BASE,
 ) -> int:
     """Queue the tenant's published history of the types the plugin consumes (or a subset)
     for delivery to that plugin only, oldest first; returns how many events."""
@@ -108,7 +98,7 @@ async def replay_for_plugin(
             f"plugin {plugin_id} is not installed and active for this tenant",
             code="plugin_not_active",
         )
-    return await repository.replay(session, plugin_id, tenant_id, sorted(wanted))
+    return await repository.replay(session, plugin_id, tenant_id, sorted(wanted), schema_base)
 
 
 async def allow_plugin_login(session: AsyncSession, login: str) -> None:
@@ -176,3 +166,20 @@ async def publish_event(session: AsyncSession, event: Event) -> None:
             data=event.data,
         ),
     )
+
+
+async def event_schema(
+    session: AsyncSession, event_type: str, version: int, uri: str
+) -> dict[str, Any]:
+    """The schema document behind a dataschema: the core's registry for ``plexica.*`` types,
+    else the newest catalog manifest of the emitting plugin that declares that version."""
+    if event_type.startswith(CORE_PREFIX):
+        found = catalog.document(event_type, version, uri)
+    else:
+        schema = await repository.plugin_event_schema(session, event_type, version)
+        found = catalog.as_document(event_type, version, uri, schema) if schema else None
+    if found is None:
+        raise NotFoundError(
+            f"no schema {version} for event type {event_type}", code="event_schema_not_found"
+        )
+    return found

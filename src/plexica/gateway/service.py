@@ -44,6 +44,9 @@ PUBLIC_CORE = frozenset(
 # A presigned URL carries its own capability (scoped, expiring, tamper-proof signature): no
 # bearer is asked for, the core verifies the signature (ADR 0138).
 SIGNED_FILES = CORE + SIGNED_PATH
+# Event schemas are the events' published contract, fetched by consumers from each event's
+# dataschema (ADR 0182).
+PUBLIC_CORE_PREFIXES = ("/api/core/v1/events/schemas/",)
 PUBLIC_PLUGIN_PATHS = frozenset({"/health"})
 # Never through the edge: the decision endpoint itself (a client could probe it).
 HIDDEN_CORE_PREFIXES = ("/api/core/v1/gateway/",)
@@ -87,7 +90,7 @@ def classify(uri: str) -> Route:
         raise BadPathError("dot segments are not allowed")
     lowered = path.lower()
     if lowered == CORE or lowered.startswith(CORE + "/"):
-        if path in PUBLIC_CORE or path == SIGNED_FILES:
+        if path in PUBLIC_CORE or path == SIGNED_FILES or path.startswith(PUBLIC_CORE_PREFIXES):
             return Route("core", True)
         if not path.startswith(CORE) or path.startswith(HIDDEN_CORE_PREFIXES):
             raise _not_found()

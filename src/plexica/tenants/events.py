@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from plexica.events.events import CoreEvent
 from plexica.events.service import publish
 from plexica.tenants.schemas import Tenant
 
-PROVISIONED = "plexica.tenant.provisioned"
-SUSPENDED = "plexica.tenant.suspended"
-REACTIVATED = "plexica.tenant.reactivated"
-DELETED = "plexica.tenant.deleted"
-FAILED = "plexica.tenant.failed"
+PROVISIONED = CoreEvent.TENANT_PROVISIONED
+SUSPENDED = CoreEvent.TENANT_SUSPENDED
+REACTIVATED = CoreEvent.TENANT_REACTIVATED
+DELETED = CoreEvent.TENANT_DELETED
+FAILED = CoreEvent.TENANT_FAILED
 
 
 async def emit(session: AsyncSession, type_: str, tenant: Tenant) -> None:

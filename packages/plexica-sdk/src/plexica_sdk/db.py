@@ -177,9 +177,9 @@ async def publish(
 
     The platform's function adds the tenant and source and refuses types outside the plugin's
     own namespace, so a plugin cannot publish for another tenant or as another plugin."""
-    parent = tracing.traceparent()
+    parent = tracing.event_traceparent()
     if parent is not None:
-        # Read by that function for the event's traceparent: only while tracing is on.
+        # Read by that function for the event's traceparent (ADR 0184).
         await session.execute(
             text("SELECT set_config('plexica.traceparent', :t, true)"), {"t": parent}
         )

@@ -46,6 +46,7 @@ class Event(BaseModel):
     time: datetime = Field(default_factory=lambda: datetime.now(UTC))
     subject: str | None = None
     datacontenttype: str = "application/json"
+    dataschema: str | None = None
     tenant_id: UUID | None = None
     traceparent: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
@@ -62,7 +63,9 @@ def event_family(event_type: str) -> str:
 
 # CloudEvents Kafka protocol binding, binary content mode: attributes in ``ce_*`` headers,
 # ``datacontenttype`` in ``content-type``, the data as the record value.
-_CE_ATTRS = ("id", "source", "type", "specversion", "time", "subject", "traceparent")
+_CE_ATTRS = (
+    "id", "source", "type", "specversion", "time", "subject", "dataschema", "traceparent",
+)  # fmt: skip
 
 
 def to_kafka(event: Event) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
@@ -77,6 +80,8 @@ def to_kafka(event: Event) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]
     ]
     if event.subject is not None:
         headers.append(("ce_subject", event.subject.encode()))
+    if event.dataschema is not None:
+        headers.append(("ce_dataschema", event.dataschema.encode()))
     if event.tenant_id is not None:
         headers.append(("ce_tenantid", str(event.tenant_id).encode()))
     if event.traceparent is not None:
@@ -245,7 +250,7 @@ class EventBus:
             data,
             tenant_id=tenant_id,
             subject=subject,
-            traceparent=tracing.traceparent(),
+            traceparent=tracing.event_traceparent(),
         )
         if self._publisher is None:
             raise RuntimeError("this plugin is not hosted by a platform: no event transport")

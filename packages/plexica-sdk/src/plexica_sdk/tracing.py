@@ -10,9 +10,12 @@ nothing per request.
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import os
+import re
 import threading
 
+import structlog
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import DefaultGetter
@@ -30,6 +33,7 @@ _GETTER: DefaultGetter = DefaultGetter()
 # A root span's trace id when the request brought an X-Trace-ID in the W3C form but no
 # traceparent (the edge's decision started the trace and passed the id on).
 _SEED: contextvars.ContextVar[int | None] = contextvars.ContextVar("trace_seed", default=None)
+_W3C_TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _providers: dict[str, TracerProvider] = {}
 _lock = threading.Lock()
 
@@ -129,6 +133,27 @@ def traceparent(span: Span | None = None) -> str | None:
         f"00-{trace.format_trace_id(context.trace_id)}-{trace.format_span_id(context.span_id)}"
         f"-{int(context.trace_flags):02x}"
     )
+
+
+def event_traceparent(trace_id: object = None, request_id: object = None) -> str | None:
+    """The traceparent an event carries: the active span's; without one (tracing off), the
+    request's trace id (from the log context unless given) with a parent id derived from the
+    request's id, so the events of one request share a parent and those of two do not. The
+    flags say not sampled: no span of that id was recorded."""
+    active = traceparent()
+    if active:
+        return active
+    bound = structlog.contextvars.get_contextvars()
+    trace_id = trace_id if trace_id is not None else bound.get("trace_id")
+    request_id = request_id if request_id is not None else bound.get("request_id")
+    if not isinstance(trace_id, str) or not _W3C_TRACE_ID.fullmatch(trace_id := trace_id.lower()):
+        return None
+    if int(trace_id, 16) == 0:
+        return None
+    parent = hashlib.sha256(f"{trace_id}:{request_id}".encode()).hexdigest()[:16]
+    if int(parent, 16) == 0:
+        parent = "0" * 15 + "1"
+    return f"00-{trace_id}-{parent}-00"
 
 
 def child_of(traceparent_: str | None) -> Context | None:
