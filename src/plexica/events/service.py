@@ -176,3 +176,8 @@ async def publish_event(session: AsyncSession, event: Event) -> None:
             data=event.data,
         ),
     )
+
+
+async def published_by_tenant(session: AsyncSession, seconds: int) -> dict[UUID, int]:
+    """Events each tenant published (core and plugins) in the last ``seconds``."""
+    return await repository.count_by_tenant(session, seconds)
