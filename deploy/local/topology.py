@@ -236,6 +236,20 @@ class LocalTopology:
             env["PLEXICA_PORT"] = str(port)
         return env
 
+    def otlp_traces_endpoint(self) -> str | None:
+        """Where the services send their spans (the standard ``OTEL_*`` variables, given in
+        ``extra_env`` or inherited), for Traefik, which takes the traces URL itself; None while
+        tracing is off."""
+        env = {k: v for k, v in os.environ.items() if k.startswith("OTEL_")} | self.extra_env
+        if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            return None
+        if env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "none":
+            return None
+        if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+            return env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        return base.rstrip("/") + "/v1/traces" if base else None
+
     def web_secret(self) -> str:
         """The web shell's session key (ADR 0091), made once per working directory: every web
         process of this topology, and its restarts, accept the same sessions."""
@@ -437,6 +451,15 @@ class LocalTopology:
         }
         static["providers"]["file"] = {"directory": str(self.workdir / "traefik"), "watch": True}
         static["accessLog"]["filePath"] = str(self.workdir / "traefik-access.log")
+        traces = self.otlp_traces_endpoint()
+        if traces is not None:
+            # Traefik's own spans (ADR 0203): it continues a client's traceparent and passes its
+            # span on to the decision and the service, which continue it in turn.
+            static["tracing"] = {
+                "serviceName": "gateway",
+                "sampleRate": 1.0,
+                "otlp": {"http": {"endpoint": traces}},
+            }
         web = self.processes.get("web")
         replicas = [p.url for n, p in self.processes.items() if n.startswith("core-")]
         internal = None
@@ -581,13 +604,15 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="PLEXICA_X=VALUE",
-        help="a setting for every service, e.g. PLEXICA_KAFKA_BROKERS=127.0.0.1:9092 (repeatable)",
+        help="a setting for every service, e.g. PLEXICA_KAFKA_BROKERS=127.0.0.1:9092 or"
+        " OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 (repeatable)",
     )
     args = parser.parse_args(argv)
     extra = dict(item.split("=", 1) for item in args.env if "=" in item)
-    bad = [k for k in extra if not k.startswith("PLEXICA_")] + [e for e in args.env if "=" not in e]
+    bad = [k for k in extra if not k.startswith(("PLEXICA_", "OTEL_"))]
+    bad += [e for e in args.env if "=" not in e]
     if bad:
-        parser.error(f"--env takes PLEXICA_NAME=VALUE, not {bad[0]}")
+        parser.error(f"--env takes PLEXICA_NAME=VALUE or OTEL_NAME=VALUE, not {bad[0]}")
     with contextlib.ExitStack() as stack:
         workdir = args.data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         stack.enter_context(_stop_signals())

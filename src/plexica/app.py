@@ -121,6 +121,7 @@ def create_app(
 
     app.include_router(tenants_api.operator_router)
     app.include_router(tenants_api.tenant_router)
+    app.include_router(tenants_api.health_router)
     app.include_router(events_api.router)
     app.include_router(files_router)
     app.include_router(flags_router)

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     # Read by the SDK's request metrics (plexica_sdk.toptenants, ADR 0200); declared here so
     # that a deployment's value is checked and known to `plexica serve`.
     metrics_top_tenants: int = Field(default=20, ge=1, le=1000)
+    # How often the worker reads the platform's gauges from the database (ADR 0204).
+    metrics_gauge_seconds: float = Field(default=15.0, gt=0)
 
     database_url: Annotated[PostgresDsn | None, BeforeValidator(_empty_to_none)] = None
     # The runtime login (ADR 0215), read only by `plexica migrate`, which runs as the owner:

@@ -38,7 +38,10 @@ def local_topology() -> Iterator[LocalTopology]:
     with (
         tempfile.TemporaryDirectory(prefix="plexica-local-") as workdir,
         LocalTopology(
-            Path(workdir), plugins=["crm"], extra_env={"PLEXICA_GATEWAY_RATE_LIMITS": limits}
+            Path(workdir),
+            plugins=["crm"],
+            # The worker's platform gauges (ADR 0204) follow the tests' changes within a second.
+            extra_env={"PLEXICA_GATEWAY_RATE_LIMITS": limits, "PLEXICA_METRICS_GAUGE_SECONDS": "1"},
         ) as running,
     ):
         yield running

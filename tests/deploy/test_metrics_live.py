@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -59,6 +60,19 @@ def busy(local_topology: LocalTopology) -> tuple[Tenant, Tenant]:
                 timeout=10,
             )
             assert r.status_code == 200, r.text
+    # The noisy tenant also stores a file (storage per tenant).
+    auth = {"Authorization": f"Bearer {noisy.token}"}
+    signed = httpx.post(
+        f"{local_topology.public_url}/api/core/v1/files/presign",
+        json={"key": "reports/q1.txt", "method": "PUT", "content_type": "text/plain", "size": 1000},
+        headers=auth,
+        timeout=10,
+    )
+    assert signed.status_code == 200, signed.text
+    put = httpx.put(
+        signed.json()["url"], content=b"x" * 1000, headers=signed.json()["headers"], timeout=10
+    )
+    assert put.status_code in (200, 201, 204), put.text
     return noisy, quiet
 
 
@@ -91,6 +105,27 @@ def test_the_plugin_counts_requests_by_tenant(
     assert total(requests, tenant=quiet.slug, **route) >= 2
     latency = crm["plexica_tenant_request_duration_seconds"]
     assert total(latency, tenant=noisy.slug) > 0
+
+
+def test_the_worker_gauges_installations_and_storage_per_tenant(
+    local_topology: LocalTopology, busy: tuple[Tenant, Tenant]
+) -> None:
+    """ADR 0204: the worker's pass reads what the tenants did (two CRM installations, the noisy
+    tenant's file) within a few of its one-second passes."""
+    noisy, quiet = busy
+    deadline = time.monotonic() + 60
+    while True:
+        worker = scrape(local_topology.processes["worker"].url + "/metrics")
+        installs = worker.get("plexica_plugin_installations", [])
+        stored = worker.get("plexica_tenant_storage_bytes", [])
+        if (
+            total(installs, plugin="crm", state="active") >= 2
+            and total(stored, tenant=noisy.slug) >= 1000
+            and any(labels == {"tenant": quiet.slug} for labels, _ in stored)
+        ):
+            break
+        assert time.monotonic() < deadline, (installs, stored)
+        time.sleep(0.2)
 
 
 def series(name: str, labels: dict[str, str]) -> str:

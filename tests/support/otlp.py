@@ -4,6 +4,7 @@ messages of the OpenTelemetry protocol."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import threading
 import time
 from collections.abc import Iterator
@@ -81,7 +82,9 @@ def otlp_receiver() -> Iterator[tuple[str, Receiver]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            body = self._body()
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)  # Traefik's exporter (Go's) compresses
             if self.path != "/v1/traces":
                 self.send_error(404)
                 return
@@ -92,6 +95,17 @@ def otlp_receiver() -> Iterator[tuple[str, Receiver]]:
             self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
             self.wfile.write(answer)
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            chunks = []  # Go's exporter streams its body in chunks, without a length
+            while size := int(self.rfile.readline().split(b";")[0].strip(), 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline().strip():  # the trailers, up to the empty line
+                pass
+            return b"".join(chunks)
 
         def log_message(self, *_: object) -> None:
             pass

@@ -526,3 +526,14 @@ async def own_dead_letter(
         {"ev": json.dumps(event, default=str), "err": error, "a": attempts, "q": queued_seq},
     )
     return UUID(str(result.scalar_one()))
+
+
+async def count_by_tenant(session: AsyncSession, seconds: int) -> dict[UUID, int]:
+    rows = await session.execute(
+        text(
+            "SELECT tenant_id, count(*) AS n FROM platform.outbox WHERE tenant_id IS NOT NULL"
+            " AND created_at > now() - make_interval(secs => :s) GROUP BY tenant_id"
+        ),
+        {"s": seconds},
+    )
+    return {r.tenant_id: int(r.n) for r in rows}

@@ -183,3 +183,8 @@ async def event_schema(
             f"no schema {version} for event type {event_type}", code="event_schema_not_found"
         )
     return found
+
+
+async def published_by_tenant(session: AsyncSession, seconds: int) -> dict[UUID, int]:
+    """Events each tenant published (core and plugins) in the last ``seconds``."""
+    return await repository.count_by_tenant(session, seconds)

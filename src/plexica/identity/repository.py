@@ -445,3 +445,16 @@ async def update_service_client(
         {"realm": realm, "client_id": client_id, "state": state, "cutoff": revoked_before},
     )
     return dict(row.mappings().one())
+
+
+async def last_sign_ins(session: AsyncSession) -> dict[UUID, datetime]:
+    """Per tenant, the latest sign-in of a user that still has a refresh token (every token
+    the built-in provider gives a user starts or continues a refresh chain)."""
+    rows = await session.execute(
+        text(
+            "SELECT r.tenant_id, max(coalesce(t.auth_time, t.created_at)) AS at"
+            " FROM platform.refresh_tokens t JOIN platform.realms r ON r.name = t.realm"
+            " WHERE r.tenant_id IS NOT NULL AND t.user_id IS NOT NULL GROUP BY r.tenant_id"
+        )
+    )
+    return {r.tenant_id: r.at for r in rows}

@@ -602,3 +602,9 @@ async def role_permissions(session: AsyncSession, tenant_id: UUID, role: str) ->
         DEFAULT_PERMISSIONS.get(role, frozenset())
         | set(await repository.permissions_of(session, tenant_id, [role]))
     )
+
+
+async def last_sign_ins(session: AsyncSession) -> dict[UUID, datetime]:
+    """When a user of each tenant last signed in with the built-in provider (none under
+    Keycloak, which keeps its own sessions)."""
+    return await repository.last_sign_ins(session)

@@ -630,3 +630,13 @@ async def set_login_membership(
         )
     elif await role_exists(session, tenant_role):
         await session.execute(text(f"REVOKE {_ident(tenant_role)} FROM {_ident(login)}"))
+
+
+async def count_installations(session: AsyncSession) -> dict[tuple[str, str], int]:
+    rows = await session.execute(
+        text(
+            "SELECT plugin_id, status, count(*) AS n FROM platform.plugin_installations"
+            " GROUP BY plugin_id, status"
+        )
+    )
+    return {(r.plugin_id, r.status): int(r.n) for r in rows}

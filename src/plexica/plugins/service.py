@@ -1052,3 +1052,8 @@ async def routed_ids(session: AsyncSession) -> list[str]:
     """Plugins the gateway routes: installed (active or disabled) in at least one tenant, so a
     route appears with the first install on the platform and goes with the last removal."""
     return await repo.installed_plugin_ids(session)
+
+
+async def installation_counts(session: AsyncSession) -> dict[tuple[str, str], int]:
+    """Installations by (plugin, state), every tenant's."""
+    return await repo.count_installations(session)

@@ -76,3 +76,13 @@ async def delete(session: AsyncSession, bucket: str) -> None:
     await session.execute(
         text("DELETE FROM platform.storage_usage WHERE bucket = :bucket"), {"bucket": bucket}
     )
+
+
+async def bytes_by_tenant(session: AsyncSession) -> dict[UUID, int]:
+    rows = await session.execute(
+        text(
+            "SELECT tenant_id, sum(bytes_used) AS b FROM platform.storage_usage"
+            " WHERE tenant_id IS NOT NULL GROUP BY tenant_id"
+        )
+    )
+    return {r.tenant_id: int(r.b) for r in rows}

@@ -307,3 +307,8 @@ class StorageService:
             after = page.next_after
         await repository.set_totals(session, scope.bucket, total, count)
         return await self.usage(session, scope)
+
+
+async def bytes_by_tenant(session: AsyncSession) -> dict[UUID, int]:
+    """Bytes stored per tenant, all its buckets together (the usage rows, not a listing)."""
+    return await repository.bytes_by_tenant(session)

@@ -12,10 +12,12 @@ from plexica.audit import service as audit
 from plexica.kit.security import OperatorDep, PrincipalDep, require_permission
 from plexica.storage.service import Scope, StorageService
 from plexica.tenants.context import TenantDep, TenantServiceDep, TenantSessionDep
+from plexica.tenants.health import fleet_health
 from plexica.tenants.schemas import (
     Branding,
     BrandingUpdate,
     CurrentTenant,
+    FleetHealth,
     ProvisioningStatus,
     Setting,
     SettingValue,
@@ -41,6 +43,8 @@ TenantKey = Annotated[str, Path(max_length=200, description="The tenant's id or 
 
 operator_router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
 tenant_router = APIRouter(prefix="/v1/tenant", tags=["tenant"])
+# Not under /v1/tenants: there "health" would shadow a tenant of that slug.
+health_router = APIRouter(prefix="/v1/tenant-health", tags=["tenants"])
 
 _ERRORS: dict[int | str, dict[str, str]] = {
     401: {"description": "unauthenticated"},
@@ -381,3 +385,12 @@ async def delete_logo(
         session, audit.actor_of(principal), "tenant.branding.logo_removed", tenant.id,
         f"tenant:{tenant.id}", before.logo.model_dump(), None,
     )  # fmt: skip
+
+
+@health_router.get("", summary="Every tenant's requests, errors, P95, storage, events, sign-in",
+                   responses=_ERRORS)  # fmt: skip
+async def tenant_health(request: Request, _: OperatorDep, service: TenantServiceDep) -> FleetHealth:
+    endpoints = getattr(request.app.state, "plugin_endpoints", {}) or {}
+    remote = {slug: url for slug, url in endpoints.items() if isinstance(url, str)}
+    async with service.db.session() as session:
+        return await fleet_health(session, remote)

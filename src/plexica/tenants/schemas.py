@@ -195,3 +195,26 @@ class BrandingUpdate(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     primary_color: str | None = Field(default=None, pattern=COLOUR_PATTERN, examples=["#1d4ed8"])
+
+
+class TenantHealth(BaseModel):
+    """One tenant's use of the platform (ADR 0205). Requests, errors and P95 are counted since
+    the reporting processes started, and only for tenants with a metrics label of their own
+    (null for the rest, counted under `other`)."""
+
+    id: UUID
+    slug: str
+    name: str
+    state: State
+    requests: int | None
+    errors: int | None = Field(description="Answers with a 5xx status.")
+    p95_seconds: float | None
+    storage_bytes: int
+    events_24h: int = Field(description="Events the tenant published in the last 24 hours.")
+    last_sign_in: datetime | None
+
+
+class FleetHealth(BaseModel):
+    tenants: list[TenantHealth]
+    sources: list[str] = Field(description="The services whose metrics were read.")
+    unreachable: list[str] = Field(description="Plugin services whose metrics did not answer.")

@@ -501,3 +501,8 @@ class TenantService:
             primary_color=colour.value if colour and isinstance(colour.value, str) else None,
             logo=BrandingLogo.model_validate(logo.value) if logo else None,
         )
+
+
+async def all_tenants(session: AsyncSession) -> list[Tenant]:
+    """Every tenant, whatever its state, oldest first."""
+    return await repository.fleet(session, list(State))

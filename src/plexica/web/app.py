@@ -27,6 +27,7 @@ from plexica.kit.db import Database
 from plexica.settings import Settings
 from plexica.web.branding import Brand
 from plexica.web.console_flags import console_flags_routes
+from plexica.web.health import health_row
 from plexica.web.hosts import TenantHosts
 from plexica.web.plugin_forms import plugin_form_routes, with_csrf
 from plexica.web.provisioning import provisioning_routes
@@ -533,6 +534,7 @@ def _console_nav() -> list[dict[str, Any]]:
                 {"title": "Feature flags", "href": "/console/flags"},
                 {"title": "Audit log", "href": "/console/audit"},
                 {"title": "Health", "href": "/console/health"},
+                {"title": "Tenant health", "href": "/console/tenant-health"},
             ],
         }
     ]
@@ -719,6 +721,20 @@ def _catalog_routes(app: FastAPI, shell: Shell) -> None:
             )  # fmt: skip
 
         return await shell.run(request, health, operator=True)
+
+    @app.get("/console/tenant-health", include_in_schema=False)
+    async def console_tenant_health(request: Request) -> Response:
+        async def show(request: Request, session: WebSession) -> Response:
+            found = await shell.upstream.api(session, "GET", "/v1/tenant-health")
+            body = found.body if found.ok and isinstance(found.body, dict) else {}
+            return shell.page(
+                request, session, "tenant_health.html", title="Tenant health",
+                nav=_console_nav(), rows=[health_row(t) for t in body.get("tenants", [])],
+                sources=body.get("sources", []), unreachable=body.get("unreachable", []),
+                error=None if found.ok else found.error_message(),
+            )  # fmt: skip
+
+        return await shell.run(request, show, operator=True)
 
 
 async def _tenant_nav(
