@@ -52,6 +52,10 @@ class InvalidArchiveError(PlexicaError):
     status, code = 400, "invalid_archive"
 
 
+class BackupTooNewError(PlexicaError):
+    status, code = 422, "backup_too_new"
+
+
 @dataclass(frozen=True)
 class Summary:
     slug: str
@@ -265,8 +269,14 @@ def _read_json(tar: tarfile.TarFile, name: str) -> Any:
 
 def check_manifest(tar: tarfile.TarFile, manifest: Any) -> None:
     """A manifest of ours, of a format this version reads, whose files match their digests."""
-    if not isinstance(manifest, dict) or manifest.get("format") not in FORMATS:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    if isinstance(found, int) and found > FORMAT and manifest.get("kind") == KIND:
+        raise BackupTooNewError(
+            f"the archive's format {found} is newer than this Plexica reads ({FORMAT}): restore"
+            " it with the version that made it or newer",
+            details={"format": found},
+        )
+    if not isinstance(manifest, dict) or found not in FORMATS:
         raise InvalidArchiveError(f"not a Plexica tenant backup (format {found})")
     if manifest["format"] >= 2 and manifest.get("kind") != KIND:
         raise InvalidArchiveError("not a Plexica tenant backup")

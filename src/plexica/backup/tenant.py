@@ -24,6 +24,7 @@ from alembic.util import CommandError
 from pydantic import BaseModel, Field, ValidationError
 
 from plexica.backup.service import (
+    BackupTooNewError,
     InvalidArchiveError,
     Progress,
     Summary,
@@ -53,11 +54,7 @@ from plexica.tenants.service import (
     TenantNotFoundError,
     TenantService,
 )
-from plexica_sdk.errors import ConflictError, PlexicaError
-
-
-class BackupTooNewError(PlexicaError):
-    status, code = 422, "backup_too_new"
+from plexica_sdk.errors import ConflictError
 
 
 class SavedTenant(BaseModel):
