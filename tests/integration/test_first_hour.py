@@ -118,9 +118,9 @@ def test_first_hour_with_the_cli(data_dir: Path, tmp_path: Path) -> None:
         assert creds["role"]
         archive = tmp_path / "acme.tar"
         cli(["backup", "tenant", "acme", "--out", str(archive)], env)
-        # It reaches the running platform's database: acme's schema is there, so it refuses.
-        refused = cli(["restore", "tenant", str(archive), "--as", "acme-copy"], env, code=1)
-        assert "schema tenant_acme already exists" in refused.stderr
+        # It reaches the running platform's database: acme is there, so it refuses.
+        refused = cli(["restore", "tenant", str(archive), "--as", "acme"], env, code=1)
+        assert "tenant_exists" in refused.stderr
     finally:
         stop(up)
 

@@ -171,18 +171,21 @@ async def test_cli_backup_and_restore(
         runner = CliRunner()
         archive = tmp_path / "cli.tar"
         result = await asyncio.to_thread(
-            runner.invoke, app, ["backup", "tenant", slug, "--out", str(archive)], env=env
+            runner.invoke,
+            app,
+            ["backup", "tenant", slug, "--out", str(archive), "--schema-only"],
+            env=env,
         )
         assert result.exit_code == 0, result.output
         assert f"{OBJECTS} objects" in result.output
         await _drop(database_url, store, slug)
         result = await asyncio.to_thread(
-            runner.invoke, app, ["restore", "tenant", str(archive)], env=env
+            runner.invoke, app, ["restore", "tenant", str(archive), "--schema-only"], env=env
         )
         assert result.exit_code == 0, result.output
         await _check(database_url, store, slug, files)
         result = await asyncio.to_thread(
-            runner.invoke, app, ["restore", "tenant", str(archive)], env=env
+            runner.invoke, app, ["restore", "tenant", str(archive), "--schema-only"], env=env
         )
         assert result.exit_code != 0
         assert "conflict" in result.output

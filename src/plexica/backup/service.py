@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import subprocess
 import tarfile
@@ -34,7 +36,9 @@ from plexica.storage.service import Scope, StorageService
 from plexica.storage.store import ObjectStore
 from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
 
-FORMAT = 1
+FORMAT = 2  # 2: manifest with kind and digests, and tenant.json when taken of a whole tenant
+FORMATS = (1, 2)
+KIND = "plexica-tenant-backup"
 PARALLEL = 8
 SMALL = 8 * 1024 * 1024
 Progress = Callable[[int, int | None], None]  # (objects done, total or None while unknown)
@@ -46,6 +50,10 @@ class BackupError(PlexicaError):
 
 class InvalidArchiveError(PlexicaError):
     status, code = 400, "invalid_archive"
+
+
+class BackupTooNewError(PlexicaError):
+    status, code = 422, "backup_too_new"
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,7 @@ def bucket_of(slug: str) -> str:
     return "tenant-" + slug
 
 
-def _libpq(url: str) -> str:
+def libpq(url: str) -> str:
     for prefix in ("postgresql+asyncpg://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql://" + url[len(prefix) :]
@@ -107,7 +115,7 @@ def _psql(url: str, *args: str) -> list[str]:
     return [str(PG_BIN / "psql"), "-d", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", *args]
 
 
-def _schema_exists(url: str, schema: str) -> bool:
+def schema_exists(url: str, schema: str) -> bool:
     quote_ident(schema)  # only our own identifiers reach the query below
     query = f"SELECT 1 FROM pg_namespace WHERE nspname = '{schema}'"  # noqa: S608
     cmd, hidden = _without_password(_psql(url, "-tAc", query))
@@ -134,11 +142,15 @@ async def backup_tenant(
     slug: str,
     out: Path,
     progress: Progress | None = None,
+    *,
+    extra: dict[str, bytes] | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> Summary:
-    """``progress(done, total)`` counts the objects archived (the total is known at the end)."""
+    """``progress(done, total)`` counts the objects archived (the total is known at the end).
+    ``extra`` files go in the archive beside the schema, with their digests in the manifest."""
     start = time.perf_counter()
-    url, schema, bucket = _libpq(database_url), schema_of(slug), bucket_of(slug)
-    if not await asyncio.to_thread(_schema_exists, url, schema):
+    url, schema, bucket = libpq(database_url), schema_of(slug), bucket_of(slug)
+    if not await asyncio.to_thread(schema_exists, url, schema):
         raise NotFoundError(f"tenant schema {schema} does not exist")
     partial = out.with_name(out.name + ".partial")
     objects = total = 0
@@ -160,7 +172,11 @@ async def backup_tenant(
                     ],
                     stdout=dump,
                 )
+                digests = {"schema.sql": _digest(dump)}
                 _add_file(tar, "schema.sql", dump)
+            for name, data in (extra or {}).items():
+                digests[name] = hashlib.sha256(data).hexdigest()
+                _add_bytes(tar, name, data)
             types: dict[str, str] = {}
             if await store.bucket_exists(bucket):
                 batch: list[str] = []
@@ -178,7 +194,10 @@ async def backup_tenant(
                 progress(objects, objects)
                 total = sum(m.size for m in tar.getmembers() if m.name.startswith("objects/"))
             manifest = {
+                "kind": KIND,
                 "format": FORMAT,
+                **(meta or {}),
+                "digests": digests,
                 "slug": slug,
                 "schema": schema,
                 "bucket": bucket,
@@ -219,6 +238,15 @@ async def _archive_batch(
             tmp.close()
 
 
+def _digest(fh: IO[bytes]) -> str:
+    fh.flush()
+    fh.seek(0)
+    h = hashlib.sha256()
+    while chunk := fh.read(1024 * 1024):
+        h.update(chunk)
+    return h.hexdigest()
+
+
 def _add_file(tar: tarfile.TarFile, name: str, fh: IO[bytes]) -> None:
     fh.flush()
     info = tarfile.TarInfo(name)
@@ -239,6 +267,39 @@ def _read_json(tar: tarfile.TarFile, name: str) -> Any:
     return json.loads(member.read())
 
 
+def check_manifest(tar: tarfile.TarFile, manifest: Any) -> None:
+    """A manifest of ours, of a format this version reads, whose files match their digests."""
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    if isinstance(found, int) and found > FORMAT and manifest.get("kind") == KIND:
+        raise BackupTooNewError(
+            f"the archive's format {found} is newer than this Plexica reads ({FORMAT}): restore"
+            " it with the version that made it or newer",
+            details={"format": found},
+        )
+    if not isinstance(manifest, dict) or found not in FORMATS:
+        raise InvalidArchiveError(f"not a Plexica tenant backup (format {found})")
+    if manifest["format"] >= 2 and manifest.get("kind") != KIND:
+        raise InvalidArchiveError("not a Plexica tenant backup")
+    for name, digest in (manifest.get("digests") or {}).items():
+        member = tar.extractfile(name)
+        if member is None or _digest(member) != digest:
+            raise InvalidArchiveError(f"the archive is damaged: {name} does not match its digest")
+
+
+def read_archive(archive: Path) -> tuple[dict[str, Any], bytes | None]:
+    """The checked manifest and ``tenant.json`` (None in a schema-only archive)."""
+    try:
+        with tarfile.open(archive, "r") as tar:
+            manifest = _read_json(tar, "manifest.json")
+            check_manifest(tar, manifest)
+            if "tenant.json" not in tar.getnames():
+                return manifest, None
+            member = tar.extractfile("tenant.json")
+            return manifest, member.read() if member is not None else None
+    except (OSError, tarfile.TarError, KeyError, ValueError) as exc:
+        raise InvalidArchiveError(f"not a readable backup archive: {exc}") from None
+
+
 async def restore_tenant(
     database_url: str,
     store: ObjectStore,
@@ -250,7 +311,7 @@ async def restore_tenant(
 ) -> Summary:
     """``progress(done, total)`` counts the archive's objects as they are sent to the store."""
     start = time.perf_counter()
-    url = _libpq(database_url)
+    url = libpq(database_url)
     try:
         tar = tarfile.open(archive, "r")  # noqa: SIM115 - closed below
     except (OSError, tarfile.TarError) as exc:
@@ -261,24 +322,22 @@ async def restore_tenant(
             types: dict[str, str] = _read_json(tar, "objects.json")
         except (KeyError, ValueError):
             raise InvalidArchiveError("the archive has no valid manifest") from None
-        if manifest.get("format") != FORMAT:
-            raise InvalidArchiveError(f"unsupported archive format {manifest.get('format')}")
+        check_manifest(tar, manifest)
         source_slug = str(manifest["slug"])
         slug = as_slug or source_slug
         source_schema, schema, bucket = schema_of(source_slug), schema_of(slug), bucket_of(slug)
-        for name in {source_schema, schema}:
-            if await asyncio.to_thread(_schema_exists, url, name):
-                raise ConflictError(f"schema {name} already exists in the target database")
+        if await asyncio.to_thread(schema_exists, url, schema):
+            raise ConflictError(f"schema {schema} already exists in the target database")
         if await store.bucket_exists(bucket) and (await store.list(bucket, "", None, 1)).items:
             raise ConflictError(f"bucket {bucket} exists and is not empty")
 
         schema_made = bucket_made = False
         try:
-            await asyncio.to_thread(_restore_schema, url, tar, source_schema, schema)
+            await asyncio.to_thread(load_schema, url, tar, source_schema, schema)
             schema_made = True
             await store.create_bucket(bucket)
             bucket_made = True
-            objects, total = await _restore_objects(store, tar, bucket, types, progress)
+            objects, total = await load_objects(store, tar, bucket, types, progress)
             if db is not None:
                 async with db.session() as session:
                     await StorageService(store).reconcile(session, Scope(bucket, None))
@@ -292,23 +351,25 @@ async def restore_tenant(
     return Summary(slug, objects, total, time.perf_counter() - start)
 
 
-def _restore_schema(url: str, tar: tarfile.TarFile, source_schema: str, schema: str) -> None:
+def load_schema(url: str, tar: tarfile.TarFile, source_schema: str, schema: str) -> None:
     """Load the archive's schema logged in as a throwaway role that owns only that schema.
 
     The dump holds the plugins' SQL (functions, CHECK constraints, index expressions, generated
     columns), which loading it evaluates (``COPY`` checks every row): loaded by the platform's
     owner, a plugin's constraint would run as the owner (CREATEROLE, every tenant, the realm
     keys). The throwaway role logs in (no ``SET ROLE`` on a privileged session) with nothing
-    but ``CONNECT`` and ``CREATE`` in the schema the owner made for it; the owner then renames
-    the schema, takes over what the role made and drops the role."""
+    but ``CONNECT`` and ``CREATE`` in the schema the owner made for it; the owner then takes
+    over what the role made and drops the role. Under another name, the dump's statements (not
+    its rows) name the new schema: the source tenant may still have its own."""
     member = tar.extractfile("schema.sql")
     if member is None:
         raise InvalidArchiveError("the archive has no schema.sql")
     role, password = "plexica_restore_" + secrets.token_hex(6), secrets.token_urlsafe(24)
-    r, src = quote_ident(role), quote_ident(source_schema)
+    r, src = quote_ident(role), quote_ident(schema)
     database = quote_ident(make_url(url).database or "")
     with tempfile.NamedTemporaryFile(suffix=".sql") as sql:
-        sql.write(_without_create_schema(member.read(), source_schema))
+        dump = _without_create_schema(member.read(), source_schema)
+        sql.write(_renamed(dump, source_schema, schema) if schema != source_schema else dump)
         sql.flush()
         _run(
             _psql(
@@ -333,11 +394,6 @@ def _restore_schema(url: str, tar: tarfile.TarFile, source_schema: str, schema: 
                 ),
                 env={"PGPASSWORD": password},
             )
-            rename = (
-                f"ALTER SCHEMA {src} RENAME TO {quote_ident(schema)};"
-                if schema != source_schema
-                else ""
-            )
             # What the role made, the owner will own: no routine of it may run as the owner
             # (a plugin's role may have made its own SECURITY DEFINER at run time, and the
             # platform's functions are made again when a plugin is installed or restored).
@@ -351,7 +407,7 @@ def _restore_schema(url: str, tar: tarfile.TarFile, source_schema: str, schema: 
             _run(
                 _psql(
                     url, "--single-transaction", "-c", invoker,
-                    "-c", f"{rename} REASSIGN OWNED BY {r} TO CURRENT_USER",
+                    "-c", f"REASSIGN OWNED BY {r} TO CURRENT_USER",
                     "-c", f"DROP OWNED BY {r}", "-c", f"DROP ROLE {r}",
                 )
             )  # fmt: skip
@@ -366,6 +422,22 @@ def _restore_schema(url: str, tar: tarfile.TarFile, source_schema: str, schema: 
             raise
 
 
+def _renamed(dump: bytes, source: str, target: str) -> bytes:
+    """``source.`` becomes ``target.`` in the dump's statements; the rows of its ``COPY`` blocks
+    are left as they are. pg_dump names every object with its schema."""
+    name = re.compile(rb'(?<![\w"$])' + re.escape(source.encode()) + rb"(?=\.)")
+    out, copying = [], False
+    for line in dump.split(b"\n"):
+        if copying:
+            copying = line != b"\\."
+            out.append(line)
+            continue
+        if line.startswith(b"COPY ") and line.endswith(b"FROM stdin;"):
+            copying = True
+        out.append(name.sub(target.encode(), line))
+    return b"\n".join(out)
+
+
 def _without_create_schema(dump: bytes, schema: str) -> bytes:
     """The dump without its ``CREATE SCHEMA`` (the restore makes the schema for the role)."""
     quoted = quote_ident(schema)
@@ -377,7 +449,7 @@ def _without_create_schema(dump: bytes, schema: str) -> bytes:
     return b"\n".join(kept)
 
 
-async def _restore_objects(
+async def load_objects(
     store: ObjectStore,
     tar: tarfile.TarFile,
     bucket: str,

@@ -298,6 +298,18 @@ async def permissions_of(session: AsyncSession, tenant_id: UUID, roles: Iterable
     return [str(r[0]) for r in rows]
 
 
+async def list_permissions(session: AsyncSession, tenant_id: UUID) -> list[tuple[str, str]]:
+    """Every (role, permission) granted in the tenant."""
+    rows = await session.execute(
+        text(
+            "SELECT role, permission FROM platform.role_permissions WHERE tenant_id = :tenant_id"
+            " ORDER BY role, permission"
+        ),
+        {"tenant_id": tenant_id},
+    )
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
 async def grant(
     session: AsyncSession, tenant_id: UUID, role: str, permissions: Iterable[str]
 ) -> None:

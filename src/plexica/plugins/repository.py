@@ -640,3 +640,63 @@ async def count_installations(session: AsyncSession) -> dict[tuple[str, str], in
         )
     )
     return {(r.plugin_id, r.status): int(r.n) for r in rows}
+
+
+# Object kinds a restore hands to a plugin's role, and the statement that does it.
+_RELATIONS = {
+    "r": "TABLE",
+    "p": "TABLE",
+    "v": "VIEW",
+    "m": "MATERIALIZED VIEW",
+    "f": "FOREIGN TABLE",
+}
+
+
+async def give_prefixed_objects(session: AsyncSession, schema: str, prefix: str, role: str) -> int:
+    """A restored schema's objects named with the plugin's prefix become its role's again (a
+    backup keeps no owners); how many changed hands. Tables first: their indexes and owned
+    sequences follow them."""
+    s, r = _ident(schema), _ident(role)
+    changed = 0
+    like = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+    relations = await session.execute(
+        text(
+            "SELECT c.relname, c.relkind::text FROM pg_catalog.pg_class c"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = :s AND c.relname LIKE :like AND c.relkind IN ('r','p','v','m','f')"
+            " AND c.relowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = :role)"
+        ),
+        {"s": schema, "like": like, "role": role},
+    )
+    for name, kind in relations.all():
+        await session.execute(text(f"ALTER {_RELATIONS[kind]} {s}.{_ident(name)} OWNER TO {r}"))
+        changed += 1
+    rest = await session.execute(
+        text(
+            "SELECT 'SEQUENCE', c.relname::text FROM pg_catalog.pg_class c"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = :s AND c.relname LIKE :like AND c.relkind = 'S'"
+            " AND c.relowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = :role)"
+            " UNION ALL SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.typname"
+            " FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace"
+            " WHERE n.nspname = :s AND t.typname LIKE :like AND t.typrelid = 0"
+            " AND t.typtype IN ('e', 'd', 'r') AND t.typelem = 0"
+        ),
+        {"s": schema, "like": like, "role": role},
+    )
+    for kind, name in rest.all():
+        await session.execute(text(f"ALTER {kind} {s}.{_ident(name)} OWNER TO {r}"))
+        changed += 1
+    routines = await session.execute(
+        text(
+            "SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = :s AND p.proname LIKE :like"
+        ),
+        {"s": schema, "like": like},
+    )
+    for (signature,) in routines.all():
+        # regprocedure's text is the routine's quoted, schema-qualified name and argument types.
+        await session.execute(text(f"ALTER ROUTINE {signature} OWNER TO {r}"))
+        changed += 1
+    return changed

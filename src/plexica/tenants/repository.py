@@ -51,7 +51,13 @@ def _tenant(row: Any) -> Tenant:
 
 
 async def insert_tenant(
-    session: AsyncSession, tenant_id: UUID, slug: str, name: str, admin_email: str
+    session: AsyncSession,
+    tenant_id: UUID,
+    slug: str,
+    name: str,
+    admin_email: str,
+    *,
+    reason: str | None = None,
 ) -> Tenant:
     now = _now()
     # No savepoint: a taken slug aborts the caller's transaction, which then rolls back.
@@ -70,7 +76,7 @@ async def insert_tenant(
         if "tenants_slug_live" in str(exc.orig):
             raise SlugTakenError(slug) from None
         raise
-    await insert_history(session, tenant_id, None, State.PROVISIONING, None)
+    await insert_history(session, tenant_id, None, State.PROVISIONING, reason)
     return _tenant(row)
 
 

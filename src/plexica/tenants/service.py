@@ -7,6 +7,7 @@ service opens its own unit of work per step; each state change and its event com
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import uuid
@@ -56,6 +57,8 @@ SETTING_KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$", re.ASCII)
 # one stays ``provisioning`` and the reconciler of another or the next core resumes it).
 DRAIN_SECONDS = 20.0
 SAGA_CONCURRENCY = 4
+# The first step of a restore: a tenant planned with it is a restore, never provisioned afresh.
+RESTORE_STEP = "restore_schema"
 
 
 class TenantNotFoundError(NotFoundError):
@@ -232,13 +235,23 @@ class TenantService:
             raise PlexicaError("name must not be blank", code="invalid_name", status=422)
         return slug, name
 
-    async def _insert(self, tenant_id: UUID, slug: str, name: str, admin_email: str) -> Tenant:
+    async def _insert(
+        self,
+        tenant_id: UUID,
+        slug: str,
+        name: str,
+        admin_email: str,
+        *,
+        steps: Sequence[ProvisioningStep] | None = None,
+        reason: str | None = None,
+    ) -> Tenant:
+        names = [s.name for s in (self.steps if steps is None else steps)]
         try:
             async with self.db.session() as session:
-                tenant = await repository.insert_tenant(session, tenant_id, slug, name, admin_email)
-                await repository.plan_steps(
-                    session, tenant.id, Phase.PROVISION, [s.name for s in self.steps]
+                tenant = await repository.insert_tenant(
+                    session, tenant_id, slug, name, admin_email, reason=reason
                 )
+                await repository.plan_steps(session, tenant.id, Phase.PROVISION, names)
         except repository.SlugTakenError:
             raise TenantExistsError(
                 f"a tenant with the slug {slug!r} already exists", details={"slug": slug}
@@ -331,6 +344,8 @@ class TenantService:
         async with self._saga_lock(tenant_id):
             tenant = await self.get(tenant_id)
             try:
+                if tenant.state is State.PROVISIONING and await self._is_restore(tenant_id):
+                    return await self._interrupted_restore(tenant)
                 if tenant.state is State.PROVISIONING:
                     log.info("tenant_resumed", tenant_id=str(tenant_id), phase="provision")
                     return await self._provision(await self._reopen(tenant_id))
@@ -341,7 +356,64 @@ class TenantService:
                 return await self.get(tenant_id)  # recorded on the tenant and its steps
             return tenant
 
+    # -- restore (ADR 0171) ------------------------------------------------------------------------
+
+    async def restore(
+        self, data: TenantCreate, steps: Sequence[ProvisioningStep], origin: str
+    ) -> Tenant:
+        """A new tenant made by ``steps`` (a backup's data) instead of the provisioning steps,
+        under the saga lock; ``origin`` names the backup in the tenant's history. A step that
+        fails undoes the ones before it and the tenant is deleted: nothing half-made stays."""
+        slug, name = self._checked(data)
+        tenant_id = uuid.uuid4()
+        async with self._saga_lock(tenant_id):
+            tenant = await self._insert(
+                tenant_id, slug, name, data.admin_email, steps=steps, reason=origin
+            )
+            try:
+                return await self._provision(tenant, steps)
+            except ProvisioningFailedError as exc:
+                failed = await self.get(tenant_id)
+                with contextlib.suppress(PlexicaError):
+                    await self._delete(tenant_id)
+                raise ProvisioningFailedError(
+                    f"restore failed and was rolled back: {failed.failure_reason}",
+                    code="restore_failed",
+                    details=exc.details,
+                ) from None
+
+    async def origin(self, tenant_id: UUID) -> str | None:
+        """The reason recorded when the tenant was made (a restore's backup)."""
+        async with self.db.session() as session:
+            history = await repository.history(session, tenant_id)
+        return history[0].reason if history else None
+
+    async def _is_restore(self, tenant_id: UUID) -> bool:
+        async with self.db.session() as session:
+            recorded = await repository.steps(session, tenant_id)
+        return any(s.phase is Phase.PROVISION and s.name == RESTORE_STEP for s in recorded)
+
+    async def _interrupted_restore(self, tenant: Tenant) -> Tenant:
+        """A restore a crash interrupted is not provisioned as a new tenant: it is left failed
+        (deletable; running the restore again deletes it first)."""
+        reason = "restore interrupted; run it again or delete the tenant"
+        async with self.db.session() as session:
+            failed = await repository.set_state(
+                session, tenant.id, State.PROVISIONING, State.FAILED, failure_reason=reason
+            )
+            await events.emit(session, events.FAILED, failed)
+        await self.cache.invalidate(tenant.id)
+        log.warning("tenant_restore_interrupted", tenant_id=str(tenant.id), slug=tenant.slug)
+        return failed
+
     async def _reopen(self, key: UUID | str) -> Tenant:
+        async with self.db.session() as session:
+            tenant = await self._locked(session, key)
+        if await self._is_restore(tenant.id):
+            raise IllegalTransitionError(
+                "a failed restore is not provisioned afresh: run the restore again or delete it",
+                details={"state": tenant.state.value},
+            )
         async with self.db.session() as session:
             tenant = await self._locked(session, key)
             if tenant.state is not State.PROVISIONING:
@@ -355,10 +427,12 @@ class TenantService:
             await repository.reset_steps(session, tenant.id, Phase.PROVISION)
         return tenant
 
-    async def _provision(self, tenant: Tenant) -> Tenant:
+    async def _provision(
+        self, tenant: Tenant, steps: Sequence[ProvisioningStep] | None = None
+    ) -> Tenant:
         began = time.perf_counter()
         try:
-            await saga.provision(self.db, tenant.ref, self.steps)
+            await saga.provision(self.db, tenant.ref, self.steps if steps is None else steps)
         except saga.StepFailedError as exc:
             PROVISIONING_SECONDS.labels("failed").observe(time.perf_counter() - began)
             async with self.db.session() as session:
