@@ -265,15 +265,20 @@ async def outbox(database_url: str, wall_to_mono: float) -> list[Written]:
     return out
 
 
-def invoices_per_deal(url: str, headers: dict[str, str]) -> Counter[str]:
+def invoices_per_deal(url: str, headers: dict[str, str]) -> Counter[str] | None:
+    """Billing's invoices by CRM deal; None while Billing does not answer (e.g. its breaker)."""
     per: Counter[str] = Counter()
     offset = 0
     while True:
-        page = httpx.get(
-            url, params={"limit": 100, "offset": offset}, headers=headers, timeout=30
-        ).json()
-        per.update(str(i["crm_deal_id"]) for i in page["items"] if i["crm_deal_id"])
-        if len(page["items"]) < 100:
+        try:
+            r = httpx.get(url, params={"limit": 100, "offset": offset}, headers=headers, timeout=30)
+        except httpx.HTTPError:
+            return None
+        if r.status_code != 200:
+            return None
+        items = r.json()["items"]
+        per.update(str(i["crm_deal_id"]) for i in items if i["crm_deal_id"])
+        if len(items) < 100:
             return per
         offset += 100
 
@@ -371,7 +376,7 @@ def main() -> None:
 
         # The CLI's runs above left logging on a closed stream; the clients' reconnect chatter
         # while the broker is down is expected.
-        logging.basicConfig(level=logging.CRITICAL, force=True)
+        logging.disable(logging.CRITICAL)
         auditor = threading.Thread(target=lambda: asyncio.run(audit.run()), daemon=True)
         auditor.start()
         audit.assigned.wait(120)
@@ -403,6 +408,9 @@ def main() -> None:
                 faults.append((name, killed, back))
                 print(f"{name}: back after {back - killed:.1f} s", file=sys.stderr, flush=True)
                 time.sleep(args.settle)
+        except BaseException:
+            supervising.set()  # the topology stops: nothing is to be restarted
+            raise
         finally:
             load.stop.set()
             threads[0].join(60)
@@ -415,14 +423,17 @@ def main() -> None:
         invoices_url = f"{public}/api/plugins/billing/v1/invoices"
         won = {e.deal for e in events if e.deal}
 
+        seen: list[Counter[str]] = []
+
         def invoiced() -> bool:
-            with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
-                return won <= set(invoices_per_deal(invoices_url, auth))
-            return False
+            per = invoices_per_deal(invoices_url, auth)
+            if per is not None:
+                seen[:] = [per]
+            return per is not None and won <= set(per)
 
         with contextlib.suppress(TimeoutError):
             wait(invoiced, args.drain_timeout)
-        invoices = invoices_per_deal(invoices_url, auth)
+        invoices = seen[0] if seen else Counter()
         audit.stop.set()
         auditor.join(30)
         supervising.set()
