@@ -362,8 +362,15 @@ def main() -> None:
         plexica(env, "plugin", "install", "crm", "--tenant", SLUG)
         plexica(env, "plugin", "install", "billing", "--tenant", SLUG)
         password = plexica(env, "user", "reset-password", email, "--tenant", SLUG)
-        token = plexica(env, "token", "--tenant", SLUG, "--user", email, password=password)
-        auth = {"Authorization": f"Bearer {token}"}
+
+        def sign_in() -> float:
+            """A fresh token (they live 5 minutes; a run may be longer), in place for the load."""
+            token = plexica(env, "token", "--tenant", SLUG, "--user", email, password=password)
+            auth["Authorization"] = f"Bearer {token}"
+            return time.monotonic()
+
+        auth: dict[str, str] = {}
+        signed_in = sign_in()
         public = env["PLEXICA_PUBLIC_URL"]
         load = Load(f"{public}/api/plugins/crm/v1", auth, args.rate)
         audit = Audit(broker.bootstrap)
@@ -392,6 +399,9 @@ def main() -> None:
         try:
             time.sleep(args.settle)
             for name in args.faults.split(","):
+                if time.monotonic() - signed_in > 120:
+                    with contextlib.suppress(RuntimeError):  # the old one serves a while yet
+                        signed_in = sign_in()
                 killed = time.monotonic()
                 if name == "postgres":
                     back_when = kill_postgres(topology)
@@ -415,6 +425,8 @@ def main() -> None:
             load.stop.set()
             threads[0].join(60)
         ended = time.monotonic()
+        with contextlib.suppress(RuntimeError):
+            sign_in()
         # Settle: every committed event should reach the topic and Billing.
         wall_to_mono = time.time() - time.monotonic()
         events = asyncio.run(outbox(topology.database_url, wall_to_mono))
