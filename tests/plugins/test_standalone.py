@@ -134,7 +134,7 @@ async def test_jwks_resolver_verifies_tenant_tokens(jwks_base: str, issuers: Sta
     import uuid
 
     from plexica_sdk.auth import JwksIssuerResolver, JwtVerifier
-    from plexica_sdk.errors import UnauthenticatedError
+    from plexica_sdk.errors import UnauthenticatedError, UnavailableError
 
     resolver = JwksIssuerResolver(jwks_base, min_refresh=0)
     verifier = JwtVerifier(resolver, "plexica-api")
@@ -184,11 +184,12 @@ async def test_jwks_resolver_verifies_tenant_tokens(jwks_base: str, issuers: Sta
         )
         with pytest.raises(UnauthenticatedError):
             await verifier.verify(other_kid)
-        # A realm whose JWKS cannot be fetched has no keys.
+        # A realm whose JWKS cannot be fetched: unavailable (503), not a refusal (ADR 0178).
         unreachable = JwksIssuerResolver("http://127.0.0.1:9/realms")
         issuer = await unreachable.issuer("http://127.0.0.1:9/realms/plexica-acme")
         assert issuer is not None
-        assert await unreachable.key(issuer, "any") is None
+        with pytest.raises(UnavailableError):
+            await unreachable.key(issuer, "any")
         await unreachable.aclose()
     finally:
         await resolver.aclose()

@@ -91,7 +91,11 @@ class Wakeups:
             await asyncio.sleep(self.retry_seconds)
 
     async def _follow(self) -> None:
-        conn: asyncpg.Connection = await asyncio.wait_for(self._connect(), 10.0)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for drops a cancellation that arrives as
+        # the connection is made, and aclose() then waited for ever: the relay stopped for good
+        # after a PostgreSQL restart (ADR 0179).
+        async with asyncio.timeout(10.0):
+            conn: asyncpg.Connection = await self._connect()
         lost = asyncio.Event()
         try:
             for channel in self._loops:
@@ -103,4 +107,5 @@ class Wakeups:
         finally:
             self.listening.clear()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 5.0)
+                async with asyncio.timeout(5.0):
+                    await conn.close()

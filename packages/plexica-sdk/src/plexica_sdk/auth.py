@@ -24,7 +24,7 @@ import jwt
 from jwt.algorithms import RSAAlgorithm
 
 from plexica_sdk.context import Principal
-from plexica_sdk.errors import UnauthenticatedError
+from plexica_sdk.errors import UnauthenticatedError, UnavailableError
 from plexica_sdk.revocation import Refusal, Stamp, TenantSuspendedError
 
 ALGORITHMS = ["RS256"]
@@ -242,10 +242,23 @@ def _roles(claims: dict[str, Any]) -> list[str]:
 _SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 
 
+@dataclass
+class _Keys:
+    keys: dict[str, Any] = field(default_factory=dict)
+    fetched_at: float = float("-inf")  # of the last successful fetch
+    failed_at: float = float("-inf")  # of the last failed one
+    inflight: asyncio.Future[None] | None = None
+
+
 class JwksIssuerResolver:
     """Trusts the realms ``<base_url>/<realm>`` (Keycloak layout): ``plexica-platform`` is the
     operator realm, ``plexica-<slug>`` a tenant's. Keys come from the realm's JWKS, cached for
-    ``ttl`` seconds and refetched (at most every ``min_refresh`` seconds) on an unknown ``kid``."""
+    ``ttl`` seconds and refetched (at most every ``min_refresh`` seconds) on an unknown ``kid``.
+
+    As the core's resolver (ADR 0145): keys count as fetched only once a fetch has succeeded, a
+    failed fetch keeps the keys we had and is retried after ``retry_interval`` at the earliest,
+    and concurrent callers share the fetch in flight. A ``kid`` we cannot check because the
+    JWKS cannot be fetched is ``UnavailableError`` (503), not a refusal (ADR 0178)."""
 
     def __init__(
         self,
@@ -254,13 +267,16 @@ class JwksIssuerResolver:
         client: httpx.AsyncClient | None = None,
         ttl: float = 300.0,
         min_refresh: float = 10.0,
+        retry_interval: float = 1.0,
+        fetch_timeout: float = 3.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.client = client or httpx.AsyncClient(timeout=5.0)
+        self.client = client or httpx.AsyncClient(timeout=fetch_timeout)
         self.ttl = ttl
         self.min_refresh = min_refresh
-        self._keys: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._lock = asyncio.Lock()
+        self.retry_interval = retry_interval
+        self.fetch_timeout = fetch_timeout
+        self._keys: dict[str, _Keys] = {}
 
     async def issuer(self, url: str) -> Issuer | None:
         prefix = self.base_url + "/"
@@ -275,30 +291,42 @@ class JwksIssuerResolver:
         return Issuer(url, None, slug)
 
     async def key(self, issuer: Issuer, kid: str) -> Any | None:
+        entry = self._keys.setdefault(issuer.url, _Keys())
         now = time.monotonic()
-        cached = self._keys.get(issuer.url)
-        if cached and kid in cached[1] and now - cached[0] < self.ttl:
-            return cached[1][kid]
-        if cached and now - cached[0] < self.min_refresh:
-            return cached[1].get(kid)
-        async with self._lock:
-            keys = await self._fetch(issuer.url)
-            self._keys[issuer.url] = (time.monotonic(), keys)
-        return keys.get(kid)
+        age = now - entry.fetched_at
+        stale = age > self.ttl or (kid not in entry.keys and age > self.min_refresh)
+        if stale and (entry.inflight is not None or now - entry.failed_at > self.retry_interval):
+            await self._fetch(issuer.url, entry)
+        key = entry.keys.get(kid)
+        if key is None and entry.failed_at > entry.fetched_at:
+            raise UnavailableError(
+                "the token's signing keys cannot be fetched now", headers={"Retry-After": "1"}
+            )
+        return key
 
-    async def _fetch(self, issuer_url: str) -> dict[str, Any]:
+    async def _fetch(self, url: str, entry: _Keys) -> None:
+        if entry.inflight is None:
+            entry.inflight = asyncio.ensure_future(self._fetch_once(url, entry))
+            entry.inflight.add_done_callback(lambda _: setattr(entry, "inflight", None))
+        # Shielded: a caller that gives up must not cancel the others' fetch.
+        await asyncio.shield(entry.inflight)
+
+    async def _fetch_once(self, issuer_url: str, entry: _Keys) -> None:
         try:
-            response = await self.client.get(issuer_url + "/protocol/openid-connect/certs")
+            response = await self.client.get(
+                issuer_url + "/protocol/openid-connect/certs", timeout=self.fetch_timeout
+            )
             response.raise_for_status()
             jwks = response.json()
         except (httpx.HTTPError, ValueError):
-            return {}
+            entry.failed_at = time.monotonic()
+            return
         keys: dict[str, Any] = {}
         for jwk in jwks.get("keys", []) if isinstance(jwks, dict) else []:
             kid = jwk.get("kid") if isinstance(jwk, dict) else None
             if isinstance(kid, str) and jwk.get("kty") == "RSA":
                 keys[kid] = RSAAlgorithm.from_jwk(json.dumps(jwk))
-        return keys
+        entry.keys, entry.fetched_at = keys, time.monotonic()
 
     async def aclose(self) -> None:
         await self.client.aclose()

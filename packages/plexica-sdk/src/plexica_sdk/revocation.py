@@ -204,7 +204,8 @@ class RevocationList:
         conn: asyncpg.Connection | None = None
         try:
             if self._connect is not None:
-                conn = await asyncio.wait_for(self._connect(), 10.0)
+                async with asyncio.timeout(10.0):  # not wait_for: it can drop a cancel (3.11)
+                    conn = await self._connect()
                 await conn.add_listener(CHANNEL, lambda *_: woke.set())
                 conn.add_termination_listener(lambda _: woke.set())
                 self.connections += 1
@@ -219,7 +220,8 @@ class RevocationList:
             self.listening.clear()
             if conn is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.close(), 5.0)
+                    async with asyncio.timeout(5.0):
+                        await conn.close()
 
 
 def _entries(snapshot: _Snapshot) -> list[Revocation]:
