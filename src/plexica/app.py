@@ -82,7 +82,12 @@ def create_app(
                 await stack.enter_async_context(reconciler.running())
             await start_gateway(app, settings, database, services.tenants.cache, stack)
             if event_buses is not None:
-                runtime = EventRuntime(database, event_buses, kafka_brokers=settings.kafka_brokers)
+                runtime = EventRuntime(
+                    database,
+                    event_buses,
+                    kafka_brokers=settings.kafka_brokers,
+                    kafka_login=settings.kafka_login(),
+                )
                 app.state.events = await stack.enter_async_context(runtime)
             yield
 
