@@ -4,6 +4,10 @@ may read only the families it consumes (with its own group) and write only its o
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -245,3 +249,49 @@ async def test_the_acls_follow_the_catalog(db: Database, sasl: Broker) -> None:
         return False
 
     await eventually(refused, timeout=30)
+
+
+async def test_plugin_credentials_prints_the_broker_login_and_grants_it(
+    db: Database, sasl: Broker, database_url: str
+) -> None:
+    """The operator's step (`plexica plugin credentials`) hands out both logins; the broker one
+    works for what the manifest emits, and --rotate changes it with the database password."""
+    plugin_id = new_plugin_id()
+    doc = {
+        "id": plugin_id, "name": "Cred", "version": "1.0.0", "publisher": "Tests",
+        "core": ">=0.1.0 <1.0.0", "events": {"emits": [{"type": f"{plugin_id}.x.done"}]},
+    }  # fmt: skip
+    async with db.session() as s:
+        await plugins_service.register(s, doc, [])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")} | {
+        "PLEXICA_DATABASE_URL": database_url,
+        "PLEXICA_KAFKA_BROKERS": sasl.bootstrap,
+        "PLEXICA_KAFKA_USERNAME": sasl.admin_login.username,
+        "PLEXICA_KAFKA_PASSWORD": sasl.admin_login.password,
+    }
+
+    def credentials(*extra: str) -> dict[str, str]:
+        out = subprocess.run(
+            [sys.executable, "-m", "plexica.cli", "plugin", "credentials", plugin_id, "--json",
+             *extra],
+            env=env, capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        return dict(json.loads(out.stdout))
+
+    first = credentials()
+    assert first["kafka_username"] == f"plexica-plugin-{plugin_id}"
+    login = KafkaLogin(first["kafka_username"], first["kafka_password"])
+    await until(lambda: produce(sasl, login, f"{plugin_id}.x"))
+    rotated = credentials("--rotate")
+    assert rotated["kafka_password"] != first["kafka_password"]
+
+    async def old_refused() -> bool:
+        try:
+            await produce(sasl, login, f"{plugin_id}.x")
+        except KafkaError:
+            return True
+        return False
+
+    await eventually(old_refused, timeout=30)
+    fresh = KafkaLogin(rotated["kafka_username"], rotated["kafka_password"])
+    await until(lambda: produce(sasl, fresh, f"{plugin_id}.x"))
