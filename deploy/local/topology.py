@@ -29,14 +29,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
 from sqlalchemy.engine import make_url
 
 from plexica.gateway.config import traefik_config
+from plexica.kit.kafka import KafkaLogin
 from plexica.kit.pgserver import EmbeddedPostgres, free_port
+
+if TYPE_CHECKING:
+    from plexica.events.acl import BrokerAdmin
 
 HERE = Path(__file__).resolve().parent
 TRAEFIK_DIR = HERE.parent / "traefik"
@@ -93,6 +97,9 @@ class LocalTopology:
     # Each catalogued plugin's own database login (ADR 0076), as `plexica plugin credentials`
     # prints it: its process gets it as PLEXICA_PLUGIN_DATABASE_URL.
     plugin_logins: dict[str, str] = field(default_factory=dict)
+    # With a broker that authenticates (PLEXICA_KAFKA_USERNAME/PASSWORD in ``extra_env``, the
+    # platform's principal), each plugin's own principal there (ADR 0218).
+    plugin_kafka: dict[str, KafkaLogin] = field(default_factory=dict)
     _pg: EmbeddedPostgres | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -129,6 +136,7 @@ class LocalTopology:
             self.start_service(name, args, self.ports[name])
         # While the services boot: the catalog learns the shipped plugins (installable at once).
         self.register_plugins()
+        self.grant_plugins()
         if self.gateway:
             self._start_traefik()
         self.wait_ready(timeout)
@@ -232,6 +240,11 @@ class LocalTopology:
             env["PLEXICA_PLUGIN_ISSUER_BASE_URL"] = self.public_url + "/realms"
             env["PLEXICA_PLUGIN_CORE_URL"] = f"http://127.0.0.1:{self.ports['core']}"
         env.update(self.extra_env)
+        kafka = self.plugin_kafka.get(name.removeprefix("plugin-"))
+        if name.startswith("plugin-") and kafka is not None:
+            # Its own principal, never the platform's (ADR 0218).
+            env["PLEXICA_KAFKA_USERNAME"] = kafka.username
+            env["PLEXICA_KAFKA_PASSWORD"] = kafka.password
         if port is not None:
             env["PLEXICA_PORT"] = str(port)
         return env
@@ -295,25 +308,65 @@ class LocalTopology:
         """Each plugin's own login, as ``plexica plugin credentials <slug>`` makes and prints it
         (created here, in process, before anything starts: a CLI run per plugin would put
         seconds of start-up on the topology's critical path)."""
+        from plexica.events.acl import broker_password, plugin_principal
         from plexica.kit.db import Database
         from plexica.plugins import service
 
+        admin = self.broker_admin()
+
         async def run() -> dict[str, str]:
-            # As the runtime role, which must administer the logins (rotation, memberships).
-            serving = self.runtime_database_url or self.database_url
-            driver = "postgresql+asyncpg://" + serving.split("://", 1)[1]
-            db = Database(driver, pool_size=1)
+            db = Database(self._driver_url(), pool_size=1)
             try:
                 logins = {}
                 for slug in self.installed_plugins():
                     async with db.session() as session:
                         login = await service.ensure_login(session, slug, sync=True)
                     logins[slug] = login.database_url(self.database_url)
+                    if admin is not None:
+                        password = broker_password(login.password.get_secret_value())
+                        kafka = KafkaLogin(plugin_principal(slug), password)
+                        await admin.set_password(kafka.username, kafka.password)
+                        self.plugin_kafka[slug] = kafka
                 return logins
             finally:
                 await db.dispose()
 
         return asyncio.run(run())
+
+    def _driver_url(self) -> str:
+        # As the runtime role, which must administer the logins (rotation, memberships).
+        serving = self.runtime_database_url or self.database_url
+        return "postgresql+asyncpg://" + serving.split("://", 1)[1]
+
+    def broker_admin(self) -> BrokerAdmin | None:
+        """The platform's admin at the broker given in ``extra_env``, if it authenticates."""
+        from plexica.events.acl import BrokerAdmin
+
+        brokers = self.extra_env.get("PLEXICA_KAFKA_BROKERS")
+        user = self.extra_env.get("PLEXICA_KAFKA_USERNAME")
+        password = self.extra_env.get("PLEXICA_KAFKA_PASSWORD")
+        if not (brokers and user and password):
+            return None
+        return BrokerAdmin(brokers, KafkaLogin(user, password))
+
+    def grant_plugins(self) -> None:
+        """The plugins' ACLs from the manifests just registered, as the worker's reconciler
+        would make them within its period: the plugins consume from the start."""
+        from plexica.kit.db import Database
+        from plexica.plugins.broker import reconcile
+
+        admin = self.broker_admin()
+        if admin is None:
+            return
+
+        async def run() -> None:
+            db = Database(self._driver_url(), pool_size=1)
+            try:
+                await reconcile(db, admin)
+            finally:
+                await db.dispose()
+
+        asyncio.run(run())
 
     def migrate(self) -> None:
         result = subprocess.run(

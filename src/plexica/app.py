@@ -88,6 +88,7 @@ def create_app(
                     event_buses,
                     kafka_brokers=settings.kafka_brokers,
                     schema_base=schema_base(settings),
+                    kafka_login=settings.kafka_login(),
                 )
                 app.state.events = await stack.enter_async_context(runtime)
             yield

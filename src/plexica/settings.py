@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from plexica.kit.datadir import default_data_dir
+from plexica.kit.kafka import KafkaLogin
 
 ENV_PREFIX = "PLEXICA_"
 MIN_WEB_SECRET = 32
@@ -91,6 +92,10 @@ class Settings(BaseSettings):
     database_statement_timeout_ms: int = Field(default=15_000, ge=0)
     redis_url: Annotated[RedisDsn | None, BeforeValidator(_empty_to_none)] = None
     kafka_brokers: Optional = None
+    # SASL/SCRAM login at the broker (ADR 0218): the platform's principal for core and worker,
+    # a plugin's own (`plexica plugin credentials`) in a plugin's process.
+    kafka_username: Optional = None
+    kafka_password: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
     keycloak_url: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
     # The URL users reach the platform at: the built-in provider's issuers live under it.
     public_url: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
@@ -121,6 +126,8 @@ class Settings(BaseSettings):
     # How often a core looks for tenant sagas that a crash interrupted (ADR 0140); 0: never
     # (a core that must not touch other cores' tenants, e.g. beside a shared test database).
     reconcile_seconds: float = Field(default=10.0, ge=0)
+    # How often the worker makes the broker's plugin ACLs equal to the catalog (ADR 0218).
+    broker_acl_seconds: float = Field(default=30.0, gt=0)
 
     # Web shell (ADR 0091, 0092): the key of the session cookies, shared by every web replica;
     # tenants at <slug>.<web_base_domain>.
@@ -134,6 +141,11 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         assert self.database_url is not None
         return _asyncpg_url(str(self.database_url))
+
+    def kafka_login(self) -> KafkaLogin | None:
+        if self.kafka_username is None or self.kafka_password is None:
+            return None
+        return KafkaLogin(self.kafka_username, self.kafka_password.get_secret_value())
 
     @property
     def public_base_url(self) -> str:

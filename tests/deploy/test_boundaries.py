@@ -173,7 +173,13 @@ def test_core_worker_and_web_serve_with_the_runtime_login_the_migration_makes(
 def test_plugins_hold_only_their_own_login(docs: list[Doc]) -> None:
     for name, pod in plugin_pods(docs).items():
         slug = pod["metadata"]["labels"]["plexica.io/plugin"]
-        assert secret_keys(pod) == {(f"plexica-plugin-{slug}-database", "database-url")}, name
+        own = f"plexica-plugin-{slug}-database"
+        # Its database login (ADR 0076) and its broker principal (ADR 0218), nothing else.
+        assert secret_keys(pod) == {
+            (own, "database-url"),
+            (own, "kafka-username"),
+            (own, "kafka-password"),
+        }, name
         env = {e["name"] for c in containers(pod) for e in c.get("env", [])}
         assert not {n for n in env if "REDIS" in n}, name
 

@@ -545,3 +545,45 @@ def test_routes_watcher_runs_beside_traefik_on_a_shared_directory() -> None:
     assert len(pod["containers"]) == 1
     egress = by_kind(kong, "NetworkPolicy")["plexica-gateway"]["spec"]["egress"]
     assert all({"port": 5432, "protocol": "TCP"} not in r["ports"] for r in egress)
+
+
+def test_the_broker_takes_a_login_per_component(rendered: tuple[str, list[Doc]]) -> None:
+    """ADR 0218: the platform logs in as its principal (password from the platform Secret); a
+    plugin reads its own broker login from its own Secret and nothing of the platform's; the
+    in-chart Redpanda starts with SASL, ACLs and that principal as its super user."""
+    values, docs = rendered
+    platform = by_kind(docs, "ConfigMap")["plexica-platform-config"]["data"]
+    assert platform["PLEXICA_KAFKA_USERNAME"] == "plexica"
+    deployments = by_kind(docs, "Deployment")
+    for name in ("plexica-core-api", "plexica-worker"):
+        env = env_of(deployments[name]["spec"]["template"]["spec"]["containers"][0])
+        assert _secret_ref(env, "PLEXICA_KAFKA_PASSWORD") == {
+            "name": "plexica-secrets", "key": "kafka-password", "optional": True,
+        }  # fmt: skip
+    plugins = {n: d for n, d in deployments.items() if n.startswith("plexica-plugin-")}
+    for name, deployment in plugins.items():
+        env = env_of(deployment["spec"]["template"]["spec"]["containers"][0])
+        for setting, key in (
+            ("PLEXICA_KAFKA_USERNAME", "kafka-username"),
+            ("PLEXICA_KAFKA_PASSWORD", "kafka-password"),
+        ):
+            ref = _secret_ref(env, setting)
+            assert ref == {"name": f"{name}-database", "key": key, "optional": True}, name
+        refs = [e["valueFrom"]["secretKeyRef"]["name"] for e in env.values() if "valueFrom" in e]
+        assert "plexica-secrets" not in refs, name
+    statefulsets = by_kind(docs, "StatefulSet")
+    if "plexica-redpanda" not in statefulsets:
+        return
+    bootstrap = yaml.safe_load(
+        by_kind(docs, "ConfigMap")["plexica-redpanda-bootstrap"]["data"][".bootstrap.yaml"]
+    )
+    assert bootstrap["enable_sasl"] is True
+    assert bootstrap["kafka_enable_authorization"] is True
+    assert bootstrap["superusers"] == ["plexica"]
+    spec = statefulsets["plexica-redpanda"]["spec"]["template"]["spec"]
+    env = env_of(spec["containers"][0])
+    assert env["RP_BOOTSTRAP_USER"]["value"] == "plexica:$(BOOTSTRAP_PASSWORD):SCRAM-SHA-512"
+    assert _secret_ref(env, "BOOTSTRAP_PASSWORD")["key"] == "kafka-password"
+    secrets = by_kind(docs, "Secret")
+    if secrets:
+        assert len(secrets["plexica-secrets"]["stringData"]["kafka-password"]) >= 32, values

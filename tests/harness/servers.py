@@ -201,44 +201,83 @@ def kafka_libs() -> Path:
 
 
 class KafkaBroker:
-    """A single-node KRaft Kafka on loopback; ``kill()``/``start()`` keep its ports and data."""
+    """A single-node KRaft Kafka on loopback; ``kill()``/``start()`` keep its ports and data.
 
-    def __init__(self, workdir: Path) -> None:
+    With ``admin`` (user, password) clients authenticate with SASL/SCRAM-SHA-512 and the
+    StandardAuthorizer refuses what no ACL allows; the admin is the one super user (ADR 0218).
+    The controller listener (loopback, broker to itself) uses SASL/PLAIN with the same admin:
+    KRaft cannot check SCRAM there, its credentials live in the metadata it serves."""
+
+    def __init__(self, workdir: Path, admin: tuple[str, str] | None = None) -> None:
         self.workdir = workdir
+        self.admin = admin
         self.lib = kafka_libs()
         self.port = free_port()
         self.controller_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.config = workdir / "server.properties"
-        self.config.write_text(
-            "\n".join([
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+        lines = [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+            "controller.listener.names=CONTROLLER",
+            f"log.dirs={workdir / 'data'}",
+            "num.partitions=4",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=4",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+        ]
+        if admin is None:
+            lines += [
+                "auto.create.topics.enable=true",
                 f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
                 f"CONTROLLER://127.0.0.1:{self.controller_port}",
                 f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-                "controller.listener.names=CONTROLLER",
                 "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                f"log.dirs={workdir / 'data'}",
-                "num.partitions=4",
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=4",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                "auto.create.topics.enable=true",
-                "",
-            ])
-        )  # fmt: skip
+            ]
+        else:
+            user, password = admin
+            plain = (
+                "org.apache.kafka.common.security.plain.PlainLoginModule required"
+                f' username="{user}" password="{password}" user_{user}="{password}";'
+            )
+            scram = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required"
+                f' username="{user}" password="{password}";'
+            )
+            lines += [
+                f"listeners=SASL_PLAINTEXT://127.0.0.1:{self.port},"
+                f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{self.port}",
+                "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,"
+                "CONTROLLER:SASL_PLAINTEXT",
+                "inter.broker.listener.name=SASL_PLAINTEXT",
+                "sasl.enabled.mechanisms=SCRAM-SHA-512",
+                "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+                "sasl.mechanism.controller.protocol=PLAIN",
+                f"listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config={scram}",
+                "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+                f"listener.name.controller.plain.sasl.jaas.config={plain}",
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "allow.everyone.if.no.acl.found=false",
+                f"super.users=User:{user}",
+                # Topics are made by the platform (ADR 0218), never by a consumer's metadata call.
+                "auto.create.topics.enable=false",
+            ]
+        self.config.write_text("\n".join([*lines, ""]))
         (workdir / "log4j2.properties").write_text(
             _KAFKA_LOG4J.format(log=workdir / "kafka-server.log")
         )
+        scram_user = (
+            ["--add-scram", f"SCRAM-SHA-512=[name={admin[0]},password={admin[1]}]"] if admin else []
+        )
         subprocess.run(
             [*self._java(), "kafka.tools.StorageTool", "format", f"--cluster-id={_kafka_cluster_id()}",
-             "-c", str(self.config)],
+             "-c", str(self.config), *scram_user],
             check=True, stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
         )  # fmt: skip
 
@@ -287,6 +326,23 @@ def _kafka(workdir: Path) -> dict[str, Any]:
     broker.start()
     assert broker.proc is not None
     return {"bootstrap": broker.bootstrap, "stop": {"pids": [broker.proc.pid]}}
+
+
+@server("kafka-sasl")
+def _kafka_sasl(workdir: Path) -> dict[str, Any]:
+    """A broker of its own with SASL/SCRAM and ACLs; its admin is the platform's principal."""
+    import secrets
+
+    admin = ("plexica", secrets.token_urlsafe(24))
+    broker = KafkaBroker(workdir, admin=admin)
+    broker.start()
+    assert broker.proc is not None
+    return {
+        "bootstrap": broker.bootstrap,
+        "username": admin[0],
+        "password": admin[1],
+        "stop": {"pids": [broker.proc.pid]},
+    }
 
 
 @server("s3")

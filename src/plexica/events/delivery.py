@@ -29,6 +29,7 @@ from plexica.events.loop import Loop
 from plexica.events.registry import SubscriptionRegistry
 from plexica.events.relay import ensure_topics, family_topics
 from plexica.kit.db import Database
+from plexica.kit.kafka import KafkaLogin, aiokafka_auth
 from plexica_sdk import tracing
 from plexica_sdk.events import Event, EventBus, InvalidEventError, from_kafka, to_kafka
 
@@ -91,17 +92,21 @@ class Dispatcher:
 class DeadLetterTopic:
     """Copies dead letters to the dead-letter topic (binary mode plus plugin and error)."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, login: KafkaLogin | None = None) -> None:
         self.bootstrap = bootstrap
+        self.login = login
         self._producer: Any = None
 
     async def send(self, plugin_id: str, event: Event, error: str) -> None:
         if self._producer is None:
             from aiokafka import AIOKafkaProducer
 
-            await ensure_topics(self.bootstrap, {DEAD_LETTER_TOPIC}, 1)
+            await ensure_topics(self.bootstrap, {DEAD_LETTER_TOPIC}, 1, login=self.login)
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap, acks="all", request_timeout_ms=5000
+                bootstrap_servers=self.bootstrap,
+                acks="all",
+                request_timeout_ms=5000,
+                **aiokafka_auth(self.login),
             )
             await producer.start()
             self._producer = producer
@@ -403,9 +408,11 @@ class KafkaDelivery(Loop):
         failures: Failures,
         *,
         topic_partitions: int = 6,
+        login: KafkaLogin | None = None,
     ) -> None:
         super().__init__()
         self.bootstrap = bootstrap
+        self.login = login
         self.plugin_id = plugin_id
         self.dispatcher = dispatcher
         self.failures = failures
@@ -418,7 +425,7 @@ class KafkaDelivery(Loop):
 
         bus = self.dispatcher.buses[self.plugin_id]
         topics = family_topics(bus.event_types)
-        await ensure_topics(self.bootstrap, topics, self.topic_partitions)
+        await ensure_topics(self.bootstrap, topics, self.topic_partitions, login=self.login)
         assigned = self.assigned
 
         class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -440,6 +447,7 @@ class KafkaDelivery(Loop):
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
             request_timeout_ms=15_000,
+            **aiokafka_auth(self.login),
         )
         consumer.subscribe(sorted(topics), listener=_Listener())
         await consumer.start()

@@ -23,6 +23,7 @@ from plexica.events import repository
 from plexica.events.catalog import LOCAL_SCHEMA_BASE
 from plexica.events.loop import Loop
 from plexica.kit.db import Database
+from plexica.kit.kafka import KafkaLogin, aiokafka_auth
 from plexica_sdk.events import Event, event_family, to_kafka
 
 log = structlog.get_logger("plexica.events.relay")
@@ -168,8 +169,10 @@ class KafkaSink:
         client_id: str = "plexica-relay",
         request_timeout_ms: int = 5000,
         topic_partitions: int = 6,
+        login: KafkaLogin | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.login = login
         self.client_id = client_id
         self.request_timeout_ms = request_timeout_ms
         self.topic_partitions = topic_partitions
@@ -189,6 +192,7 @@ class KafkaSink:
                 max_batch_size=256 * 1024,
                 request_timeout_ms=self.request_timeout_ms,
                 retry_backoff_ms=100,
+                **aiokafka_auth(self.login),
             )
             try:
                 await producer.start()
@@ -206,6 +210,7 @@ class KafkaSink:
                 {event.family for _, event in events} - self._topics,
                 self.topic_partitions,
                 self._topics,
+                login=self.login,
             )
         except Exception:
             await self.close()
@@ -244,14 +249,21 @@ async def ensure_topics(
     partitions: int,
     known: set[str] | None = None,
     replication_factor: int = 1,
+    *,
+    login: KafkaLogin | None = None,
 ) -> None:
-    """Create missing topics (brokers in production do not auto-create them)."""
+    """Create missing topics (brokers in production do not auto-create them).
+
+    A principal lists only the topics it may describe: with ACLs (ADR 0218) a plugin's own
+    topics exist already, made by the platform when it granted them."""
     if not topics:
         return
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=5000, **aiokafka_auth(login)
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -33,6 +33,7 @@ from plexica.events.registry import (
 )
 from plexica.events.relay import KafkaSink, LocalRelay, Relay
 from plexica.kit.db import Database
+from plexica.kit.kafka import KafkaLogin
 from plexica.settings import Settings
 from plexica_sdk.db import asyncpg_url
 from plexica_sdk.events import Event, EventBus
@@ -43,7 +44,11 @@ log = structlog.get_logger("plexica.events")
 
 async def relay_job(db: Database, settings: Settings) -> None:
     """The worker's outbox relay: to Kafka when brokers are configured, else in-process."""
-    sink = KafkaSink(settings.kafka_brokers) if settings.kafka_brokers else None
+    sink = (
+        KafkaSink(settings.kafka_brokers, login=settings.kafka_login())
+        if settings.kafka_brokers
+        else None
+    )
     base = schema_base(settings)
     relay = (
         Relay(db, sink, schema_base=base) if sink is not None else LocalRelay(db, schema_base=base)
@@ -83,7 +88,7 @@ def consume_in_process(
         return
     if plugin_database_url is None and settings.database_url is None:
         return
-    brokers = settings.kafka_brokers
+    brokers, login = settings.kafka_brokers, settings.kafka_login()
     inner = app.router.lifespan_context
 
     @asynccontextmanager
@@ -92,10 +97,14 @@ def consume_in_process(
             if plugin_database_url is not None:
                 db = Database(asyncpg_url(plugin_database_url), pool_size=2)
                 [bus] = buses.values()
-                runtime = EventRuntime.for_plugin_login(db, bus, kafka_brokers=brokers)
+                runtime = EventRuntime.for_plugin_login(
+                    db, bus, kafka_brokers=brokers, kafka_login=login
+                )
             else:
                 db = Database(settings.sqlalchemy_url, pool_size=2)
-                runtime = EventRuntime(db, buses, kafka_brokers=brokers, run_relay=False)
+                runtime = EventRuntime(
+                    db, buses, kafka_brokers=brokers, kafka_login=login, run_relay=False
+                )
             try:
                 async with runtime:
                     yield state
@@ -137,6 +146,7 @@ class EventRuntime:
         buses: Mapping[str, EventBus],
         *,
         kafka_brokers: str | None = None,
+        kafka_login: KafkaLogin | None = None,
         run_relay: bool = True,
         registry: SubscriptionRegistry | None = None,
         store: DeliveryStore | None = None,
@@ -151,11 +161,11 @@ class EventRuntime:
         self.kafka_brokers = kafka_brokers
         self.run_relay = run_relay
         self.dispatcher = Dispatcher(registry or DbSubscriptionRegistry(db), self.buses)
-        self.topic = DeadLetterTopic(kafka_brokers) if kafka_brokers else None
+        self.topic = DeadLetterTopic(kafka_brokers, kafka_login) if kafka_brokers else None
         self.store = store or PlatformStore(db)
         self.outbox_publisher = outbox_publisher
         self.failures = Failures(self.store, policy or RetryPolicy(), self.topic)
-        self.sink = KafkaSink(kafka_brokers) if kafka_brokers else None
+        self.sink = KafkaSink(kafka_brokers, login=kafka_login) if kafka_brokers else None
         self.relay = (
             Relay(db, self.sink, schema_base=schema_base)
             if self.sink is not None
@@ -164,7 +174,9 @@ class EventRuntime:
         self.queue = QueueDelivery(self.store, self.dispatcher, self.failures)
         self.consumers = (
             [
-                KafkaDelivery(kafka_brokers, plugin_id, self.dispatcher, self.failures)
+                KafkaDelivery(
+                    kafka_brokers, plugin_id, self.dispatcher, self.failures, login=kafka_login
+                )
                 for plugin_id, bus in self.buses.items()
                 if bus.event_types
             ]
@@ -182,6 +194,7 @@ class EventRuntime:
         bus: EventBus,
         *,
         kafka_brokers: str,
+        kafka_login: KafkaLogin | None = None,
         policy: RetryPolicy | None = None,
     ) -> EventRuntime:
         """Delivery to one plugin in its own process, ``db`` logged in as that plugin: no relay,
@@ -191,6 +204,7 @@ class EventRuntime:
             db,
             {bus.plugin_id: bus},
             kafka_brokers=kafka_brokers,
+            kafka_login=kafka_login,
             run_relay=False,
             registry=PluginLoginRegistry(db, bus.plugin_id),
             store=PluginLoginStore(db, bus.plugin_id),

@@ -108,11 +108,27 @@ login, never the owner's (ADR 0215). */}}
       name: {{ include "plexica.secretName" .root }}
       key: keycloak-admin-password
       optional: true
+- name: PLEXICA_KAFKA_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "plexica.secretName" .root }}
+      key: kafka-password
+      optional: true
 {{- end -}}
 
 {{/* Where users reach the platform: the Ingress host, https when it terminates TLS. */}}
 {{- define "plexica.publicUrl" -}}
 {{- printf "%s://%s" (ternary "https" "http" .Values.ingress.tls.enabled) .Values.global.domain -}}
+{{- end -}}
+
+{{/* The platform's principal at the broker (ADR 0218): the in-chart Redpanda's bootstrap super
+user, or a managed broker's; empty for a broker without SASL. */}}
+{{- define "plexica.kafkaUsername" -}}
+{{- if .Values.redpanda.enabled -}}
+{{- ternary "plexica" "" .Values.redpanda.sasl.enabled -}}
+{{- else -}}
+{{- .Values.external.kafkaUsername -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "plexica.kafkaBrokers" -}}
