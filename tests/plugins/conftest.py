@@ -1,6 +1,6 @@
 """Fixtures of the plugin platform's tests: tenants (schemas of our own, since the tenancy domain
-is built elsewhere), the CRM registered in the catalog, and the embedded gateway in front of the
-core and the mounted CRM app."""
+is built elsewhere), the CRM (and Billing) registered in the catalog, and the embedded gateway in
+front of the core and the mounted plugin apps."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ from plexica.settings import Settings
 from plexica.tenants import repository as tenants_repo
 from plexica.tenants.schemas import State
 from plexica.web.app import create_web_app
+from plexica_billing.app import create_app as create_billing_app
+from plexica_billing.app import plugin_root as billing_root
 from plexica_crm.app import create_app as create_crm_app
 from plexica_crm.app import plugin_root
 from plexica_sdk.app import PluginConfig, create_plugin_app
@@ -185,11 +187,40 @@ async def platform(
     crm_manifest: Manifest,
 ) -> AsyncIterator[Platform]:
     """``plexica up`` in miniature: the embedded gateway with the CRM mounted in-process."""
+    config = PluginConfig(database_url=database_url, verifier=issuers.verifier())
+    async for mounted in _mounted(settings, db, issuers, {"crm": create_crm_app(config)}):
+        yield mounted
+
+
+@pytest.fixture(scope="session")
+async def billing_manifest(db: Database) -> Manifest:
+    return await register_dir(db, billing_root())
+
+
+@pytest.fixture
+async def billing_platform(
+    settings: Settings,
+    db: Database,
+    database_url: str,
+    issuers: StaticIssuers,
+    crm_manifest: Manifest,
+    billing_manifest: Manifest,
+) -> AsyncIterator[Platform]:
+    """The same with Billing mounted next to the CRM (its events are not delivered in-process:
+    no event runtime, the outbox waits for a relay)."""
+    config = PluginConfig(database_url=database_url, verifier=issuers.verifier())
+    plugins = {"crm": create_crm_app(config), "billing": create_billing_app(config)}
+    async for mounted in _mounted(settings, db, issuers, plugins):
+        yield mounted
+
+
+async def _mounted(
+    settings: Settings, db: Database, issuers: StaticIssuers, plugins: dict[str, FastAPI]
+) -> AsyncIterator[Platform]:
     core = create_app(settings, db=db, verifier=issuers.verifier())
-    crm = create_crm_app(PluginConfig(database_url=database_url, verifier=issuers.verifier()))
-    endpoints: dict[str, Any] = {"crm": crm}
+    endpoints: dict[str, Any] = dict(plugins)
     core.state.plugin_endpoints = endpoints
     core.state.plugin_probe = HttpReadinessProbe(endpoints, timeout=1.0)
-    edge = create_edge_app(core, create_web_app(settings), {"crm": crm}, InstallationGate(core))
+    edge = create_edge_app(core, create_web_app(settings), plugins, InstallationGate(core))
     async for client in running(edge):
-        yield Platform(client, core, crm, endpoints)
+        yield Platform(client, core, plugins["crm"], endpoints)

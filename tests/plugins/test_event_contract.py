@@ -1,7 +1,7 @@
 """Events a third party can build on (ADR 0182-0184): a consumer of its own reads a tenant's
 records from the real Kafka broker, fetches each record's ``dataschema`` from the platform and
 validates the record's data against it; ``time`` never goes back for the tenant's key and the
-CRM's events are in the trace of the request that made them."""
+plugins' events (CRM, Billing) are in the trace of the request that made them."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from plexica.events.catalog import schema_base
 from plexica.events.relay import KafkaSink, Relay
 from plexica.kit.db import Database
 from plexica.settings import Settings
+from plexica_sdk.events import event_family
 from plexica_sdk.manifest import Manifest
 from tests.events.conftest import eventually
 from tests.harness import servers
@@ -28,6 +29,7 @@ from tests.plugins.conftest import Platform, TenantFactory
 
 CORE = "/api/core/v1"
 CRM = "/api/plugins/crm/v1"
+BILLING = "/api/plugins/billing/v1"
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 
 
@@ -124,29 +126,152 @@ async def test_an_outside_consumer_validates_every_record_against_its_dataschema
     r = await http.delete(installed, headers=admin)
     assert r.status_code in {200, 204}, r.text
 
-    async with db.session() as s:
-        rows = (
-            await s.execute(
-                text("SELECT type, source FROM platform.outbox WHERE tenant_id = :t ORDER BY seq"),
-                {"t": tenant.id},
-            )
-        ).all()
-    assert {row.source for row in rows} == {"/plexica/core", "/plugins/crm"}
+    await _read_as_an_outside_consumer(
+        http, settings, db, kafka, tenant.id, {"/plexica/core", "/plugins/crm"}
+    )
+
+
+async def test_an_outside_consumer_validates_every_billing_event_type(
+    billing_platform: Platform,
+    settings: Settings,
+    db: Database,
+    kafka: str,
+    billing_manifest: Manifest,
+    make_tenant: TenantFactory,
+) -> None:
+    """Every type Billing declares, made through its API. All of them can be: the CRM's won
+    deal is only another way to a created invoice, the hourly job another way to the invoice
+    run."""
+    tenant = await make_tenant()
+    admin = tenant.headers("tenant_admin", sub="ada")
+    http = billing_platform.http
+    r = await http.post(
+        f"{CORE}/tenants/{tenant.id}/plugins", json={"plugin_id": "billing"}, headers=admin
+    )
+    assert r.status_code == 201, r.text
+    billing = _Client(http, admin | {"X-Trace-ID": TRACE_ID})
+
+    acme, globex = await asyncio.gather(
+        billing.post("/customers", {"name": "Acme", "currency": "EUR"}),
+        billing.post("/customers", {"name": "Globex", "crm_company_id": str(uuid.uuid4())}),
+    )
+    basic, pro, seats = await asyncio.gather(
+        billing.post("/plans", {"code": "basic", "name": "Basic", "price": "10.00"}),
+        billing.post("/plans", {"code": "pro", "name": "Pro", "price": "30.00"}),
+        billing.post(
+            "/plans",
+            {"code": "seats", "name": "Seats", "pricing": "per_seat", "price": "5.00"},
+        ),
+    )
+    # Fixed days: the run below finds the same periods whatever today is.
+    start = "2026-01-05"
+    upgraded, trial, canceled = await asyncio.gather(
+        billing.post(
+            "/subscriptions", {"customer_id": acme["id"], "plan_id": basic["id"], "start": start}
+        ),
+        billing.post(
+            "/subscriptions",
+            {"customer_id": acme["id"], "plan_id": seats["id"], "start": start, "trial_days": 7},
+        ),
+        billing.post(
+            "/subscriptions",
+            {"customer_id": globex["id"], "plan_id": basic["id"], "start": start},
+        ),
+    )
+    await asyncio.gather(
+        # Prorated: the change event carries a credit and a charge.
+        billing.patch(
+            f"/subscriptions/{upgraded['id']}",
+            {"plan_id": pro["id"], "effective": "2026-01-20"},
+        ),
+        billing.patch(f"/subscriptions/{trial['id']}", {"quantity": 3}),
+        billing.patch(f"/subscriptions/{canceled['id']}", {"status": "canceled"}),
+    )
+    run = await billing.post("/invoice-runs", {"as_of": "2026-02-05"}, status=200)
+    # The upgraded subscription's first period, with its proration; the trial only ends.
+    assert run["issued"] == 1, run
+
+    lines = [{"description": "Consulting", "quantity": "2", "unit_price": "150.00"}]
+    paid, credited, voided = await asyncio.gather(
+        *(billing.post("/invoices", {"customer_id": acme["id"], "lines": lines}) for _ in range(3))
+    )
+    await billing.post(f"/invoices/{paid['id']}/lines", [lines[0]], status=200)
+    for invoice in (paid, credited):
+        issued = await billing.post(f"/invoices/{invoice['id']}/issue", None, status=200)
+        invoice["amount_due"] = issued["amount_due"]
+    await billing.post(f"/invoices/{paid['id']}/payments", {"amount": paid["amount_due"]})
+    await asyncio.gather(
+        billing.post(
+            f"/invoices/{paid['id']}/credit-notes", {"amount": "50.00", "reason": "Goodwill"}
+        ),
+        billing.post(
+            f"/invoices/{credited['id']}/credit-notes", {"amount": "100.00", "reason": "Late"}
+        ),
+        billing.post(f"/invoices/{voided['id']}/void", None, status=200),
+    )
+    await billing.post(f"/invoices/{credited['id']}/uncollectible", None, status=200)
+
+    records = await _read_as_an_outside_consumer(
+        http, settings, db, kafka, tenant.id, {"/plexica/core", "/plugins/billing"}
+    )
+    seen = {dict(r.headers)["ce_type"].decode() for r in records}
+    assert {t for t in seen if t.startswith("billing.")} == {
+        e.type for e in billing_manifest.events.emits
+    }
+    changes = {
+        json.loads(r.value)["change"]
+        for r in records
+        if dict(r.headers)["ce_type"] == b"billing.subscription.changed"
+    }
+    assert changes == {"created", "updated", "plan_changed", "canceled", "trial_ended"}
+
+
+class _Client:
+    """Billing's JSON API as one user, in one trace."""
+
+    def __init__(self, http: httpx.AsyncClient, headers: dict[str, str]) -> None:
+        self.http = http
+        self.headers = headers
+
+    async def post(self, path: str, body: object, status: int = 201) -> Any:
+        r = await self.http.post(BILLING + path, json=body, headers=self.headers)
+        assert r.status_code == status, r.text
+        return r.json()
+
+    async def patch(self, path: str, body: object) -> Any:
+        r = await self.http.patch(BILLING + path, json=body, headers=self.headers)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+async def _read_as_an_outside_consumer(
+    http: httpx.AsyncClient,
+    settings: Settings,
+    db: Database,
+    kafka: str,
+    tenant_id: uuid.UUID,
+    sources: set[str],
+) -> list[Any]:
+    """The tenant's outbox relayed to Kafka and read back from its topics: one record per
+    event, each valid against its dataschema, plugin events in the requests' trace and time
+    never going back per topic."""
+    rows = await _tenant_rows(db, tenant_id)
+    assert {row.source for row in rows} == sources
     base = schema_base(settings)
     await _drain(db, kafka, base)
 
-    records = await _records_of(
-        kafka, {"plexica.plugin", "crm.company", "crm.deal"}, str(tenant.id).encode(), len(rows)
-    )
+    topics = {event_family(row.type) for row in rows}
+    records = await _records_of(kafka, topics, str(tenant_id).encode(), len(rows))
     assert sorted(dict(r.headers)["ce_type"].decode() for r in records) == sorted(
         row.type for row in rows
     )
     await _validate(http, records, base)
     for record in records:
         headers = {k: v.decode() for k, v in record.headers}
-        if headers["ce_source"] == "/plugins/crm":
+        if headers["ce_source"].startswith("/plugins/"):
             assert headers["ce_traceparent"].startswith(f"00-{TRACE_ID}-"), headers
     _time_never_goes_back(records)
+    return records
 
 
 def _time_never_goes_back(records: list[Any]) -> None:
