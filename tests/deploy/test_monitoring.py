@@ -130,6 +130,9 @@ def test_dashboards_parse_with_unique_ids() -> None:
         for panel in dash["panels"]:
             assert panel["targets"], panel["title"]
             assert set(panel["gridPos"]) == {"x", "y", "w", "h"}
+            if panel["type"] == "bargauge":
+                # A range query would show every series that was ever in the top N of the range.
+                assert all(t.get("instant") and not t.get("range") for t in panel["targets"])
     assert len(uids) == len(DASHBOARDS)
 
 
