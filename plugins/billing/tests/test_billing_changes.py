@@ -219,6 +219,9 @@ def test_usage_is_recorded_once_and_billed_once(kit: PluginTestKit) -> None:
             ("usage", "0.00", "0.00")
         ]
         assert (apr["status"], apr["total"], apr["amount_due"]) == ("paid", "0.00", "0.00")
+        paid = [e["invoice_id"] for e in _outbox(kit, tenant, "billing.invoice.paid")]
+        assert apr["id"] in paid
+        assert feb["id"] not in paid
 
         canceled = http.patch(f"/v1/subscriptions/{sub}", json={"status": "canceled"})
         assert canceled.status_code == 200, canceled.text
@@ -359,6 +362,9 @@ def test_credit_notes_lower_what_is_due_and_refund_paid_invoices(kit: PluginTest
     assert sequences(kit, tenant, "billing_credit_notes") == list(range(1, 7))
     issued = _outbox(kit, tenant, "billing.credit_note.issued")
     assert [e["number"] for e in issued] == [f"CN-{n:06d}" for n in range(1, 7)]
+    # Settled by a payment, by a credit note for the whole amount due, by the race's last note.
+    paid_events = [e["invoice_id"] for e in _outbox(kit, tenant, "billing.invoice.paid")]
+    assert paid_events == [inv["id"], whole["id"], contested["id"]]
 
 
 def credit_forbidden(http: httpx.Client, invoice_id: str) -> int:

@@ -642,6 +642,8 @@ async def credit_invoice(ctx: PluginContext, invoice_id: UUID, body: CreditNoteI
         },
         subject=f"credit-notes/{note.id}",
     )
+    if settled:  # every way an invoice becomes paid says so (ADR 0181)
+        await _published(ctx, INVOICE_PAID, await _invoice(ctx, invoice_id))
     return note
 
 
@@ -754,18 +756,17 @@ async def invoice_run(ctx: PluginContext, as_of: date | None) -> InvoiceRun:
                     "end": next_end(sub["anchor"], end, sub["billing_interval"]),
                 }
             )
-            await ctx.publish(
-                INVOICE_ISSUED,
-                {
-                    "invoice_id": str(invoice_id),
-                    "number": number,
-                    "customer_id": str(sub["customer_id"]),
-                    "subscription_id": str(sub["id"]),
-                    "currency": sub["currency"],
-                    "total": str(amount + tax),
-                },
-                subject=f"invoices/{invoice_id}",
-            )
+            issued = {
+                "invoice_id": str(invoice_id),
+                "number": number,
+                "customer_id": str(sub["customer_id"]),
+                "subscription_id": str(sub["id"]),
+                "currency": sub["currency"],
+                "total": str(amount + tax),
+            }
+            await ctx.publish(INVOICE_ISSUED, issued, subject=f"invoices/{invoice_id}")
+            if invoices[-1]["status"] == "paid":
+                await ctx.publish(INVOICE_PAID, issued, subject=f"invoices/{invoice_id}")
         await repo.insert_issued_invoices(ctx.db, invoices)
         await repo.insert_lines(ctx.db, lines)
         await repo.mark_billed(ctx.db, billed_items, billed_usage)
