@@ -4,9 +4,11 @@ Billing plugins, the core and PostgreSQL; print per fault the requests by status
 outside PostgreSQL's downtime, the events lost and duplicated, and the time to recover.
 
     .venv/bin/python -m bench.chaos [--rate 40] [--settle 5] [--core-replicas 2]
+        [--plugin-replicas 2]
 
 Starts Apache Kafka (KRaft, one node) and ``deploy/local`` with ``PLEXICA_KAFKA_BROKERS`` set
-(PostgreSQL, Redis, cores, worker, web, the CRM and Billing as their own processes, Traefik) in
+(PostgreSQL, Redis, cores, worker, web, the CRM and Billing as their own processes, each
+``--plugin-replicas`` times, Traefik) in
 a temporary folder, creates a tenant with both plugins, then sends ``--rate`` requests/s through
 Traefik: reads (``GET /v1/contacts``), one write in ten ``POST /v1/contacts`` (event
 ``crm.contact.created``) and one in ten a deal created and moved to "won" (``crm.deal.won``:
@@ -334,6 +336,12 @@ def main() -> None:
         "--core-replicas", type=int, default=2, help="core instances behind Traefik (ADR 0177)"
     )
     parser.add_argument(
+        "--plugin-replicas",
+        type=int,
+        default=2,
+        help="processes per plugin behind Traefik (ADR 0219); a plugin fault kills the first",
+    )
+    parser.add_argument(
         "--drain-timeout", type=float, default=120, help="seconds for events to arrive at the end"
     )
     args = parser.parse_args()
@@ -350,6 +358,7 @@ def main() -> None:
                 work / "topology",
                 plugins=["crm", "billing"],
                 core_replicas=args.core_replicas,
+                plugin_replicas=args.plugin_replicas,
                 extra_env={
                     "PLEXICA_GATEWAY_RATE_LIMITS": LIMITS,
                     "PLEXICA_KAFKA_BROKERS": broker.bootstrap,

@@ -81,6 +81,9 @@ class LocalTopology:
     # Core instances behind Traefik (``core``, ``core-2``, ...): with two, a rolling restart
     # serves on (ADR 0177).
     core_replicas: int = 1
+    # Processes per plugin (``plugin-crm``, ``plugin-crm-2``, ...), all servers of the plugin's
+    # route: one killed, the others serve its requests (ADR 0219).
+    plugin_replicas: int = 1
     # More PLEXICA_* settings for every service, e.g. a broker, Keycloak or S3 already running.
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
@@ -175,7 +178,28 @@ class LocalTopology:
         }
         for slug in self.installed_plugins():
             commands[f"plugin-{slug}"] = ["serve", "plugin", slug]
+            for n in range(2, self.plugin_replicas + 1):
+                commands[f"plugin-{slug}-{n}"] = ["serve", "plugin", slug]
         return commands
+
+    def plugin_of(self, name: str) -> str | None:
+        """The plugin a process serves (``plugin-crm-2`` → ``crm``), None for the others."""
+        if not name.startswith("plugin-"):
+            return None
+        slug = name.removeprefix("plugin-")
+        base, _, n = slug.rpartition("-")
+        if slug not in self.installed_plugins() and n.isdigit() and base:
+            return base
+        return slug
+
+    def plugin_replica_urls(self) -> dict[str, list[str]]:
+        """Each plugin's processes other than its first (those of ``plugin_urls``)."""
+        out: dict[str, list[str]] = {}
+        for name, process in self.processes.items():
+            slug = self.plugin_of(name)
+            if slug is not None and name != f"plugin-{slug}":
+                out.setdefault(slug, []).append(process.url)
+        return out
 
     @property
     def public_url(self) -> str:
@@ -208,6 +232,9 @@ class LocalTopology:
     def env(self, name: str, port: int | None = None) -> dict[str, str]:
         if name.startswith("core-"):
             name = "core"  # a replica: the same settings and data (the local tenant buckets)
+        slug = self.plugin_of(name)
+        if slug is not None:
+            name = f"plugin-{slug}"  # likewise
         env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")}
         env.update(
             PLEXICA_DATABASE_URL=self.database_url,
@@ -229,19 +256,19 @@ class LocalTopology:
             env["PLEXICA_WEB_SECRET"] = self.web_secret()
         if name == "core":
             env["PLEXICA_KEY_ENCRYPTION_KEY"] = self.key_encryption_key()
-        login = self.plugin_logins.get(name.removeprefix("plugin-"))
-        if name.startswith("plugin-"):
+        login = self.plugin_logins.get(slug) if slug else None
+        if slug is not None:
             # ADR 0210: a plugin holds its own login only: no Redis, no platform database URL.
             del env["PLEXICA_REDIS_URL"]
             if login:
                 env["PLEXICA_PLUGIN_DATABASE_URL"] = login
                 del env["PLEXICA_DATABASE_URL"]
-        if name.startswith("plugin-") and self.ports:
+        if slug is not None and self.ports:
             env["PLEXICA_PLUGIN_ISSUER_BASE_URL"] = self.public_url + "/realms"
             env["PLEXICA_PLUGIN_CORE_URL"] = f"http://127.0.0.1:{self.ports['core']}"
         env.update(self.extra_env)
-        kafka = self.plugin_kafka.get(name.removeprefix("plugin-"))
-        if name.startswith("plugin-") and kafka is not None:
+        kafka = self.plugin_kafka.get(slug) if slug else None
+        if kafka is not None:
             # Its own principal, never the platform's (ADR 0218).
             env["PLEXICA_KAFKA_USERNAME"] = kafka.username
             env["PLEXICA_KAFKA_PASSWORD"] = kafka.password
@@ -451,22 +478,31 @@ class LocalTopology:
                 _terminate(process.proc, grace=0)
             self.start_service(name, self.service_commands()[name], port=process.port)
             self.wait_ready(timeout, only=[name])
-            if name == "core" or name.startswith("core-"):
-                self.wait_routed(process.url, timeout)
+            self.wait_routed(name, timeout)
 
-    def wait_routed(self, url: str, timeout: float) -> None:
-        """Until Traefik's health check has this core instance up again."""
-        admin = self.processes.get("gateway-admin")
-        if admin is None or self.core_replicas < 2:
+    def edge_service(self, name: str) -> str | None:
+        """The Traefik service whose servers include process ``name``, when it has several."""
+        if (name == "core" or name.startswith("core-")) and self.core_replicas > 1:
+            return "core-api"
+        slug = self.plugin_of(name)
+        if slug is not None and self.plugin_replicas > 1:
+            return f"plugin-{slug}"
+        return None
+
+    def wait_routed(self, name: str, timeout: float) -> None:
+        """Until Traefik's health check has this replica up again."""
+        admin, service = self.processes.get("gateway-admin"), self.edge_service(name)
+        if admin is None or service is None:
             return
+        url = self.processes[name].url
         deadline = time.monotonic() + timeout
         while True:
             with contextlib.suppress(httpx.HTTPError, ValueError):
-                r = httpx.get(f"{admin.url}/api/http/services/core-api@file", timeout=2)
+                r = httpx.get(f"{admin.url}/api/http/services/{service}@file", timeout=2)
                 if r.json().get("serverStatus", {}).get(url) == "UP":
                     return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the edge does not route to {url} after {timeout}s")
+                raise TimeoutError(f"the edge does not route to {name} ({url}) after {timeout}s")
             time.sleep(0.1)
 
     def _start_redis(self) -> None:
@@ -515,6 +551,7 @@ class LocalTopology:
             }
         web = self.processes.get("web")
         replicas = [p.url for n, p in self.processes.items() if n.startswith("core-")]
+        plugin_replicas = self.plugin_replica_urls()
         internal = None
         if replicas:
             static["entryPoints"]["internal"] = {
@@ -522,14 +559,16 @@ class LocalTopology:
                 # The decision reads the X-Forwarded-* that Traefik's forwardAuth sets.
                 "forwardedHeaders": {"trustedIPs": ["127.0.0.1/32"]},
             }
-            static["api"] = {"insecure": True, "dashboard": False}  # serverStatus, on loopback
             internal = f"internal=http://127.0.0.1:{self.internal_port}"
+        if replicas or plugin_replicas:
+            static["api"] = {"insecure": True, "dashboard": False}  # serverStatus, on loopback
         dynamic = traefik_config(
             self.processes["core"].url,
             self.plugin_urls(),
             web.url if web else None,
             core_replicas=replicas,
             internal_entry_point=internal,
+            plugin_replicas=plugin_replicas,
         )
         return static, dynamic
 
@@ -653,6 +692,12 @@ def main(argv: list[str] | None = None) -> int:
         "--core-replicas", type=int, default=1, help="core instances Traefik balances (ADR 0177)"
     )
     parser.add_argument(
+        "--plugin-replicas",
+        type=int,
+        default=1,
+        help="processes per plugin Traefik balances (ADR 0219)",
+    )
+    parser.add_argument(
         "--env",
         action="append",
         default=[],
@@ -677,6 +722,7 @@ def main(argv: list[str] | None = None) -> int:
                     gateway=not args.no_gateway,
                     extra_env=extra,
                     core_replicas=args.core_replicas,
+                    plugin_replicas=args.plugin_replicas,
                 )
             )
             print(

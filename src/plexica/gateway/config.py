@@ -25,6 +25,19 @@ READY = {"path": "/ready", "interval": "5s", "timeout": "2s"}
 UPLOAD_RULE = "PathPrefix(`/api/core/v1/files/objects/`) || Path(`/api/core/v1/files/signed`)"
 
 
+# Servers that Traefik balances itself (the local topology's replicas, ADRs 0177 and 0219): each
+# one's /ready every second, 3 s to answer (a busy one is not taken out for one slow answer).
+REPLICA_READY = {"path": "/ready", "interval": "1s", "timeout": "3s"}
+# Traefik resends a request whose connection failed before the request was written, whatever
+# its method (nothing reached the server), to another server.
+RETRY = {"attempts": 3, "initialInterval": "50ms"}
+# A read (GET, HEAD; its own router) is also resent when the server took it and died before
+# answering (Traefik's own 502): sending it twice changes nothing. Writes are not: no
+# idempotency key lets a service recognise a second copy (ADR 0219).
+READ_RETRY = {**RETRY, "status": ["502"]}
+READS = "(Method(`GET`) || Method(`HEAD`))"
+
+
 BREAKER = {
     "expression": "NetworkErrorRatio() > 0.5 || ResponseCodeRatio(500, 600, 0, 600) > 0.5",
     "checkPeriod": "100ms",
@@ -46,6 +59,7 @@ def traefik_config(
     *,
     core_replicas: Sequence[str] = (),
     internal_entry_point: str | None = None,
+    plugin_replicas: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """``timeouts``: a plugin's upstream timeout in seconds (its manifest's
     ``api.upstream_timeout_seconds``), 30 s when absent (ADR 0137).
@@ -54,7 +68,11 @@ def traefik_config(
     in Kubernetes the Service does it): a replica whose ``/ready`` fails, e.g. while it drains,
     gets no new requests, and a request whose connection to a replica fails is sent to another
     (ADR 0177). The decision is then asked through ``internal_entry_point`` (a Traefik entry
-    point of the caller's static settings, given as ``name=url``), so that it is balanced too."""
+    point of the caller's static settings, given as ``name=url``), so that it is balanced too.
+
+    ``plugin_replicas``: more instances of a plugin (by slug), balanced the same way. With
+    replicas, a read (GET, HEAD) that a server took and never answered is also sent to another
+    (ADR 0219)."""
     core_url = core_url.rstrip("/")
     decision_base = core_url
     if internal_entry_point is not None:
@@ -126,20 +144,25 @@ def traefik_config(
     services: dict[str, Any] = {
         "core-api": {"loadBalancer": {"servers": [{"url": core_url}], "healthCheck": READY}},
     }
+    plugin_replicas = plugin_replicas or {}
+    if core_replicas or any(plugin_replicas.values()):
+        middlewares["retry"] = {"retry": RETRY}
+        middlewares["retry-reads"] = {"retry": READ_RETRY}
     if core_replicas:
         balancer = services["core-api"]["loadBalancer"]
         balancer["servers"] += [{"url": url.rstrip("/")} for url in core_replicas]
-        balancer["healthCheck"] = {"path": "/ready", "interval": "1s", "timeout": "3s"}
-        # Only a failed connection is retried (no byte of the answer has come back).
-        middlewares["core-retry"] = {"retry": {"attempts": 3, "initialInterval": "50ms"}}
-        routers["core-api"]["middlewares"].insert(0, "core-retry")
-        routers["realms"]["middlewares"] = ["core-retry"]
+        balancer["healthCheck"] = REPLICA_READY
+        _retried(routers, "core-api", before="strip-core")
+        routers["realms"]["middlewares"] = []
+        _retried(routers, "realms")
     if internal_entry_point is not None:
         routers["decision"] = {
             "entryPoints": [internal],
             "rule": f"Path(`{DECISION_PATH}`)",
             "service": "core-api",
-            **({"middlewares": ["core-retry"]} if core_replicas else {}),
+            # forwardAuth asks with GET only: a decision is a read (the rate limit counts a
+            # resent one twice, which a crash mid-decision may cost).
+            **({"middlewares": ["retry-reads"]} if core_replicas else {}),
         }
     transports: dict[str, Any] = {}
     for slug, url in sorted(plugins.items()):
@@ -153,13 +176,18 @@ def traefik_config(
             ],
         }  # fmt: skip
         middlewares[f"strip-plugin-{slug}"] = {"stripPrefix": {"prefixes": [prefix]}}
+        more = [u.rstrip("/") for u in plugin_replicas.get(slug, ())]
         services[f"plugin-{slug}"] = {
             "loadBalancer": {
-                "servers": [{"url": url.rstrip("/")}],
+                "servers": [{"url": u} for u in (url.rstrip("/"), *more)],
                 "serversTransport": f"plugin-{slug}",
-                "healthCheck": READY,
+                "healthCheck": REPLICA_READY if more else READY,
             }
         }
+        if more:
+            # Inside the breaker: it sees the answer after the retries, so one replica's death
+            # does not open it for the others.
+            _retried(routers, f"plugin-{slug}", before=f"strip-plugin-{slug}")
         transports[f"plugin-{slug}"] = {
             "forwardingTimeouts": {
                 "responseHeaderTimeout": _seconds(timeouts.get(slug, DEFAULT_UPSTREAM_TIMEOUT))
@@ -174,6 +202,21 @@ def traefik_config(
     if transports:
         http["serversTransports"] = transports
     return {"http": http}
+
+
+def _retried(routers: dict[str, Any], name: str, before: str | None = None) -> None:
+    """Give router ``name`` the retry of any failed connection, and a twin for its reads with
+    the retry of a server that died before answering; each retry sits just before ``before``
+    (innermost: a retry does not ask the decision again), or alone."""
+    router = routers[name]
+    chain: list[str] = router["middlewares"]
+    reads = {**router, "rule": f"({router['rule']}) && {READS}", "middlewares": list(chain)}
+    for target, retry in ((router, "retry"), (reads, "retry-reads")):
+        at = target["middlewares"].index(before) if before else len(target["middlewares"])
+        target["middlewares"].insert(at, retry)
+    if "priority" in router:
+        reads["priority"] = router["priority"] + 1
+    routers[f"{name}-reads"] = reads
 
 
 def deployed(registered: list[str], urls: Mapping[str, object]) -> dict[str, str]:
