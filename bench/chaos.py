@@ -108,6 +108,8 @@ class Load:
             else:
                 r = await http.get(self.url + "/contacts?limit=5", headers=self.headers)
             status = str(r.status_code)
+            if r.status_code == 503 and "retry-after" not in r.headers:
+                status = "503 without Retry-After"  # the target: every 503 says when to retry
         except httpx.HTTPError as exc:
             status = type(exc).__name__
         self.shots.append(Shot(sent, kind, status, contact))
