@@ -5,6 +5,8 @@ core and worker read that user's keys. Read from the rendered objects."""
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import helm_python as helm
 import pytest
@@ -113,3 +115,60 @@ def test_the_policy_names_only_the_tenant_buckets() -> None:
             assert resources == ["arn:aws:s3:::*"]
         else:
             assert resources in ([buckets], [objects]), statement
+
+
+FAKE_MC = """#!/bin/sh
+echo "$*" >> "$MC_LOG"
+case "$1 $2" in
+  "alias set") [ -e "$MC_LOG.up" ] || { touch "$MC_LOG.up"; exit 1; } ;;  # MinIO not up at first
+  "admin policy") [ "$3" = attach ] && [ -n "$MC_ATTACH" ] && { echo "$MC_ATTACH" >&2; exit 1; } ;;
+esac
+exit 0
+"""
+
+
+@pytest.mark.parametrize(
+    ("attach", "status"),
+    [
+        ("", 0),
+        ("mc: <ERROR> The specified policy change is already in effect.", 0),
+        ("mc: <ERROR> Unable to attach the policy: Access Denied.", 1),
+    ],
+)
+def test_the_user_script_waits_for_minio_and_is_idempotent(
+    tmp_path: Path, attach: str, status: int
+) -> None:
+    """files/minio-users.sh against a stand-in `mc` (no MinIO here): it retries until MinIO
+    answers, then replaces the policy and the user and attaches the policy; an attach that
+    changes nothing is success, any other failure is not."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mc").write_text(FAKE_MC)
+    (bin_dir / "mc").chmod(0o755)
+    log = tmp_path / "mc.log"
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "MC_LOG": str(log),
+        "MC_ATTACH": attach,
+        "MC_CONFIG_DIR": str(tmp_path / "mc"),
+        "MINIO_URL": "http://plexica-minio:9000",
+        "MINIO_ROOT_USER": "root",
+        "MINIO_ROOT_PASSWORD": "root-secret",
+        "POLICY_NAME": "plexica-platform",
+        "PLATFORM_ACCESS_KEY": "plexica-platform",
+        "PLATFORM_SECRET_KEY": "platform-secret",
+    }
+    script = CHART_FILES / "minio-users.sh"
+    done = subprocess.run(
+        ["/bin/sh", str(script)], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == status, done.stderr
+    calls = log.read_text().splitlines()
+    assert calls[:5] == [
+        "alias set root http://plexica-minio:9000 root root-secret",  # refused: MinIO not up
+        "alias set root http://plexica-minio:9000 root root-secret",
+        "admin info root",
+        f"admin policy create root plexica-platform {CHART_FILES}/storage-platform-policy.json",
+        "admin user add root plexica-platform platform-secret",
+    ]
+    assert calls[5:] == ["admin policy attach root plexica-platform --user plexica-platform"]

@@ -17,7 +17,7 @@ mc admin policy create root "$POLICY_NAME" "$policy"
 mc admin user add root "$PLATFORM_ACCESS_KEY" "$PLATFORM_SECRET_KEY"
 if ! out=$(mc admin policy attach root "$POLICY_NAME" --user "$PLATFORM_ACCESS_KEY" 2>&1); then
   case "$out" in
-    *"already in effect"*) ;;
+    *"already in effect"*|*"has no net effect"*) ;;  # attached before (wording by mc version)
     *) echo "$out" >&2; exit 1 ;;
   esac
 fi
