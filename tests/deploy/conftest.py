@@ -14,6 +14,10 @@ from deploy.local.topology import LocalTopology
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
+# Files of the chart that Compose mounts too: the object store's platform policy and the script
+# that applies it (ADR 0220).
+CHART_FILES = DEPLOY / "helm" / "plexica" / "files"
+STORAGE_PLATFORM_POLICY = CHART_FILES / "storage-platform-policy.json"
 
 
 def load_yaml(path: Path) -> Any:

@@ -21,6 +21,11 @@ OWNER_KEYS = {
     "postgres-superuser-password",
 }
 OWNER_HOLDERS = {"Job/plexica-migrate", "CronJob/plexica-backup", "StatefulSet/plexica-postgresql"}
+# The object store's root (the in-chart MinIO's MINIO_ROOT_USER/_PASSWORD): a superuser too. Core
+# and worker use the platform's user, limited to the tenant buckets (ADR 0220).
+STORAGE_ROOT_KEYS = {"storage-access-key", "storage-secret-key"}
+STORAGE_ROOT_HOLDERS = {"StatefulSet/plexica-minio", "Job/plexica-minio-users"}
+STORAGE_PLATFORM_KEYS = {"storage-platform-access-key", "storage-platform-secret-key"}
 
 
 def pods(docs: list[Doc]) -> dict[str, Doc]:
@@ -143,6 +148,56 @@ def test_only_the_migration_the_backup_and_the_server_hold_owner_or_superuser_lo
         )
     }
     assert holders <= OWNER_HOLDERS, holders
+
+
+def _holders(docs: list[Doc], keys: set[str]) -> set[str]:
+    return {
+        name
+        for name, pod in pods(docs).items()
+        if any(key in keys or key == "*" for _, key in secret_keys(pod))
+    }
+
+
+def test_only_minio_and_its_user_job_hold_the_object_stores_root(docs: list[Doc]) -> None:
+    holders = _holders(docs, STORAGE_ROOT_KEYS)
+    if "StatefulSet/plexica-minio" in pods(docs):
+        assert holders == STORAGE_ROOT_HOLDERS
+    else:
+        assert holders == set()  # an external store: the chart reads no root of it
+
+
+def test_no_serving_pod_holds_an_owner_or_superuser_credential(docs: list[Doc]) -> None:
+    """Issue #28's rule in one place: the database's owner and superuser and the object
+    store's root reach only the migration, the backup and the servers themselves (and the Job
+    that makes the object store's platform user)."""
+    serving = {
+        name
+        for name, pod in pods(docs).items()
+        if name not in OWNER_HOLDERS | STORAGE_ROOT_HOLDERS
+        and any(
+            (key in OWNER_KEYS and "-plugin-" not in secret)
+            or key in STORAGE_ROOT_KEYS
+            or key == "*"
+            for secret, key in secret_keys(pod)
+        )
+    }
+    assert serving == set(), serving
+
+
+def test_core_and_worker_use_the_object_stores_platform_user(docs: list[Doc]) -> None:
+    found = pods(docs)
+    for name in ("Deployment/plexica-core-api", "Deployment/plexica-worker"):
+        assert _env_secret(found[name], "PLEXICA_STORAGE_ACCESS_KEY") == (
+            "storage-platform-access-key"
+        ), name
+        assert _env_secret(found[name], "PLEXICA_STORAGE_SECRET_KEY") == (
+            "storage-platform-secret-key"
+        ), name
+    assert _holders(docs, STORAGE_PLATFORM_KEYS) == {
+        "Deployment/plexica-core-api",
+        "Deployment/plexica-worker",
+        *({"Job/plexica-minio-users"} if "StatefulSet/plexica-minio" in found else set()),
+    }
 
 
 def _env_secret(pod: Doc, variable: str) -> str | None:

@@ -15,7 +15,7 @@ from compose_spec import PyCompose
 
 from plexica.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 from plexica_sdk.app import PluginConfig
-from tests.deploy.conftest import DEPLOY, ROOT, load_yaml
+from tests.deploy.conftest import CHART_FILES, DEPLOY, ROOT, load_yaml
 
 COMPOSE = DEPLOY / "compose"
 SEED_SERVICES = {
@@ -33,6 +33,7 @@ MONITORING = {
     "jaeger": "jaegertracing/jaeger:2.",
 }
 PLEXICA = ("core", "worker", "web", "plugin-crm", "plugin-billing", "migrate", "gateway-config")
+ONE_SHOT = {"migrate", "minio-users"}  # run to completion before what depends on them
 VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 INTERPOLATION = re.compile(r"\$\{([A-Za-z0-9_]+)(?:(:?)([-?])([^}]*))?\}")
 
@@ -102,7 +103,8 @@ def test_compose_spec_validates_the_resolved_files() -> None:
         spec = PyCompose.from_json(json.dumps(resolved(COMPOSE / name, env)))
         assert spec.service_names()
     base = PyCompose.from_json(json.dumps(resolved(COMPOSE / "docker-compose.yml", env)))
-    assert set(PLEXICA) | set(SEED_SERVICES) | set(MONITORING) == set(base.service_names())
+    want = set(PLEXICA) | set(SEED_SERVICES) | set(MONITORING) | ONE_SHOT
+    assert want == set(base.service_names())
 
 
 def test_missing_required_variables_stop_compose() -> None:
@@ -120,6 +122,9 @@ def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -
         if name == "migrate":
             assert svc["command"] == ["migrate"]
             continue
+        if name in ONE_SHOT:
+            assert svc["restart"] == "no", name
+            continue
         check = svc["healthcheck"]
         assert check["test"], name
 
@@ -129,11 +134,11 @@ def test_dependencies_wait_for_health_and_for_the_migration(compose: dict[str, A
     for name, svc in services.items():
         for dep, cond in svc.get("depends_on", {}).items():
             assert dep in services, f"{name} depends on unknown {dep}"
-            want = "service_completed_successfully" if dep == "migrate" else "service_healthy"
+            want = "service_completed_successfully" if dep in ONE_SHOT else "service_healthy"
             assert cond == {"condition": want}, (name, dep)
-            assert dep == "migrate" or "healthcheck" in services[dep]
+            assert dep in ONE_SHOT or "healthcheck" in services[dep]
     for name in ("core", "worker"):
-        assert "migrate" in services[name]["depends_on"]
+        assert {"migrate", "minio-users"} <= set(services[name]["depends_on"])
 
 
 def test_builds_point_at_existing_dockerfiles(compose: dict[str, Any]) -> None:
@@ -355,3 +360,30 @@ def test_only_migrate_and_the_server_hold_the_owner_login() -> None:
         assert services[name]["PLEXICA_DATABASE_URL"] == runtime, name
     assert services["migrate"]["PLEXICA_DATABASE_URL"].startswith("postgresql://plexica:owner-")
     assert services["migrate"]["PLEXICA_RUNTIME_DATABASE_URL"] == runtime
+
+
+def test_only_minio_and_its_user_service_hold_the_minio_root() -> None:
+    """ADR 0220: core and worker use the platform's MinIO user (made by `minio-users` with the
+    chart's script and policy); the root keys reach MinIO and that one-shot only."""
+    example = {k: v or "x" for k, v in env_example().items()}
+    secrets = {"MINIO_ROOT_PASSWORD": "root-secret", "MINIO_PLATFORM_PASSWORD": "platform-secret"}
+    services = _service_env(example | secrets)
+    holders = {n for n, env in services.items() if "root-secret" in env.values()}
+    assert holders == {"minio", "minio-users"}, holders
+    for name in ("core", "worker"):
+        assert services[name]["PLEXICA_STORAGE_SECRET_KEY"] == "platform-secret", name
+        assert services[name]["PLEXICA_STORAGE_ACCESS_KEY"] == "x"
+    without_user = _service_env(example | secrets | {"MINIO_PLATFORM_USER": ""})
+    assert without_user["core"]["PLEXICA_STORAGE_ACCESS_KEY"] == "plexica-platform"
+    users = services["minio-users"]
+    assert users["PLATFORM_SECRET_KEY"] == "platform-secret"
+    assert users["MINIO_URL"] == services["core"]["PLEXICA_STORAGE_ENDPOINT"]
+    compose = load_yaml(COMPOSE / "docker-compose.yml")
+    job = compose["services"]["minio-users"]
+    assert job["image"] == compose["services"]["minio"]["image"]  # its mc
+    (mount,) = job["volumes"]
+    source, target, _ = mount.split(":")
+    assert (COMPOSE / source).resolve() == CHART_FILES
+    assert job["entrypoint"] == ["/bin/sh", f"{target}/minio-users.sh"]
+    assert (CHART_FILES / "minio-users.sh").is_file()
+    assert (CHART_FILES / "storage-platform-policy.json").is_file()

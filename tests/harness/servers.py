@@ -347,7 +347,9 @@ def _kafka_sasl(workdir: Path) -> dict[str, Any]:
 
 @server("s3")
 def _s3(workdir: Path) -> dict[str, Any]:
-    """SeaweedFS (``weed mini``) with one identity; every listener on a free loopback port."""
+    """SeaweedFS (``weed mini``) with one admin identity; every listener on a free loopback
+    port. Its embedded IAM API (same port) takes writes, so a test can make a user with a policy
+    (tests/storage/test_platform_policy.py)."""
     import secrets
     import sys
 
@@ -371,7 +373,7 @@ def _s3(workdir: Path) -> dict[str, Any]:
     cmd = [
         weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-s3.config={config}", "-admin.ui=false", "-webdav=false", "-master.telemetry=false",
-        "-s3.port.iceberg=0", "-s3.port.lance=0",
+        "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.iam.readOnly=false",
         *(f"-{name}={port}" for name, port in zip(names, ports, strict=True)),
     ]  # fmt: skip
     proc = spawn(cmd, workdir / "weed.log", cwd=workdir)

@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 
 from plexica.kit.db import Database, quote_ident
 from plexica.kit.pgserver import PG_BIN
+from plexica.kit.provisioning import BUCKET_PREFIX, SCHEMA_PREFIX
 from plexica.storage.keys import validate_key
 from plexica.storage.service import Scope, StorageService
 from plexica.storage.store import ObjectStore
@@ -65,11 +66,11 @@ class Summary:
 
 
 def schema_of(slug: str) -> str:
-    return "tenant_" + slug.replace("-", "_")
+    return SCHEMA_PREFIX + slug.replace("-", "_")
 
 
 def bucket_of(slug: str) -> str:
-    return "tenant-" + slug
+    return BUCKET_PREFIX + slug
 
 
 def libpq(url: str) -> str:

@@ -15,7 +15,7 @@ from uuid import UUID
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.kit.provisioning import SLUG_MAX, SLUG_MIN
+from plexica.kit.provisioning import BUCKET_PREFIX, SLUG_MAX, SLUG_MIN
 from plexica.storage import repository
 from plexica.storage.errors import (
     ObjectTooLargeError,
@@ -66,7 +66,7 @@ class Scope:
             raise ForbiddenError("files belong to a tenant: this caller has none")
         if not _SLUG_RE.match(slug):
             raise PlexicaError(f"not a tenant slug: {slug!r}", code="invalid_slug")
-        return cls("tenant-" + slug, tenant_id)
+        return cls(BUCKET_PREFIX + slug, tenant_id)
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ securityContext:
 {{- end -}}
 
 {{/* PLEXICA_* environment of the platform's serving processes (core, worker): the runtime
-login, never the owner's (ADR 0215). */}}
+login, never the owner's (ADR 0215); the object store's platform user, never its root (ADR 0220). */}}
 {{- define "plexica.platformEnv" -}}
 - name: PLEXICA_DATABASE_URL
   valueFrom:
@@ -96,12 +96,12 @@ login, never the owner's (ADR 0215). */}}
   valueFrom:
     secretKeyRef:
       name: {{ include "plexica.secretName" .root }}
-      key: storage-access-key
+      key: storage-platform-access-key
 - name: PLEXICA_STORAGE_SECRET_KEY
   valueFrom:
     secretKeyRef:
       name: {{ include "plexica.secretName" .root }}
-      key: storage-secret-key
+      key: storage-platform-secret-key
 - name: PLEXICA_KEYCLOAK_ADMIN_PASSWORD
   valueFrom:
     secretKeyRef:
