@@ -5,8 +5,10 @@ receiver's ingress)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+import helm_python as helm
 import pytest
 
 from deploy import k8s_render
@@ -217,6 +219,35 @@ def test_plugin_egress_names_every_address_it_allows(docs: list[Doc]) -> None:
         if "ipBlock" in peer
     ]
     assert "0.0.0.0/0" not in blocks
+
+
+@pytest.mark.parametrize(
+    ("change", "required"),
+    [
+        ({"external": {"kafkaCidr": ""}}, "external.kafkaCidr"),
+        ({"external": {"keycloakCidr": ""}}, "external.keycloakCidr"),
+        (
+            {"external": {"postgresql": {"cidr": ""}}, "pgbouncer": {"enabled": False}},
+            "external.postgresql.cidr",
+        ),
+    ],
+)
+def test_plugin_egress_to_an_unnamed_external_server_refuses_to_render(
+    change: dict[str, Any], required: str
+) -> None:
+    """ADR 0211: an external server a plugin needs and no CIDR for it would be 0.0.0.0/0."""
+    values: dict[str, Any] = k8s_render.values("values-external-services.yaml")
+    for top, sub in change.items():
+        values[top] = _merged(values.get(top, {}), sub)
+    with pytest.raises(helm.HelmError, match=rf"{required} is required .* never 0\.0\.0\.0/0"):
+        k8s_render.render(None, **values)
+
+
+def _merged(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in change.items():
+        out[key] = _merged(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
 
 
 def test_redis_requires_a_password_the_core_and_worker_know(in_chart: list[Doc]) -> None:
