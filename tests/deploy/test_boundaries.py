@@ -336,11 +336,20 @@ def test_replicated_workloads_spread_over_hosts_and_zones(docs: list[Doc]) -> No
         assert {"kubernetes.io/hostname", "topology.kubernetes.io/zone"} <= keys, name
 
 
-def test_postgresql_liveness_waits_for_crash_recovery(in_chart: list[Doc]) -> None:
+@pytest.mark.parametrize("server", ["postgresql", "redis", "redpanda", "minio"])
+def test_data_servers_liveness_waits_for_crash_recovery(in_chart: list[Doc], server: str) -> None:
+    """WAL, append-only file, log segments, drive checks: an hour before liveness may kill it."""
     workloads = pods(in_chart)
-    (pg,) = workloads["StatefulSet/plexica-postgresql"]["spec"]["containers"]
-    probe = pg["startupProbe"]
+    (container,) = workloads[f"StatefulSet/plexica-{server}"]["spec"]["containers"]
+    probe = container["startupProbe"]
     assert probe["periodSeconds"] * probe["failureThreshold"] >= 3600
+
+
+def test_every_liveness_probe_waits_for_a_startup_probe(docs: list[Doc]) -> None:
+    for name, pod in pods(docs).items():
+        for c in containers(pod):
+            if "livenessProbe" in c:
+                assert "startupProbe" in c, f"{name} {c['name']}"
 
 
 def test_images_pinned_by_digest_when_ci_gives_them() -> None:
