@@ -5,8 +5,10 @@ receiver's ingress)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+import helm_python as helm
 import pytest
 
 from deploy import k8s_render
@@ -274,6 +276,35 @@ def test_plugin_egress_names_every_address_it_allows(docs: list[Doc]) -> None:
     assert "0.0.0.0/0" not in blocks
 
 
+@pytest.mark.parametrize(
+    ("change", "required"),
+    [
+        ({"external": {"kafkaCidr": ""}}, "external.kafkaCidr"),
+        ({"external": {"keycloakCidr": ""}}, "external.keycloakCidr"),
+        (
+            {"external": {"postgresql": {"cidr": ""}}, "pgbouncer": {"enabled": False}},
+            "external.postgresql.cidr",
+        ),
+    ],
+)
+def test_plugin_egress_to_an_unnamed_external_server_refuses_to_render(
+    change: dict[str, Any], required: str
+) -> None:
+    """ADR 0211: an external server a plugin needs and no CIDR for it would be 0.0.0.0/0."""
+    values: dict[str, Any] = k8s_render.values("values-external-services.yaml")
+    for top, sub in change.items():
+        values[top] = _merged(values.get(top, {}), sub)
+    with pytest.raises(helm.HelmError, match=rf"{required} is required .* never 0\.0\.0\.0/0"):
+        k8s_render.render(None, **values)
+
+
+def _merged(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in change.items():
+        out[key] = _merged(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
 def test_redis_requires_a_password_the_core_and_worker_know(in_chart: list[Doc]) -> None:
     docs = in_chart
     workloads = pods(docs)
@@ -360,11 +391,20 @@ def test_replicated_workloads_spread_over_hosts_and_zones(docs: list[Doc]) -> No
         assert {"kubernetes.io/hostname", "topology.kubernetes.io/zone"} <= keys, name
 
 
-def test_postgresql_liveness_waits_for_crash_recovery(in_chart: list[Doc]) -> None:
+@pytest.mark.parametrize("server", ["postgresql", "redis", "redpanda", "minio"])
+def test_data_servers_liveness_waits_for_crash_recovery(in_chart: list[Doc], server: str) -> None:
+    """WAL, append-only file, log segments, drive checks: an hour before liveness may kill it."""
     workloads = pods(in_chart)
-    (pg,) = workloads["StatefulSet/plexica-postgresql"]["spec"]["containers"]
-    probe = pg["startupProbe"]
+    (container,) = workloads[f"StatefulSet/plexica-{server}"]["spec"]["containers"]
+    probe = container["startupProbe"]
     assert probe["periodSeconds"] * probe["failureThreshold"] >= 3600
+
+
+def test_every_liveness_probe_waits_for_a_startup_probe(docs: list[Doc]) -> None:
+    for name, pod in pods(docs).items():
+        for c in containers(pod):
+            if "livenessProbe" in c:
+                assert "startupProbe" in c, f"{name} {c['name']}"
 
 
 def test_images_pinned_by_digest_when_ci_gives_them() -> None:

@@ -93,8 +93,8 @@ def test_seed_replicas_resources_and_probes() -> None:
     assert by_kind(docs, "StatefulSet")["plexica-redpanda"]["spec"]["replicas"] == 3
     core = deployments["plexica-core-api"]["spec"]["template"]["spec"]["containers"][0]
     assert core["resources"] == {
-        "requests": {"cpu": "500m", "memory": "512Mi"},
-        "limits": {"cpu": "1", "memory": "1Gi"},
+        "requests": {"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "64Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "1Gi"},
     }
     for name in ("plexica-core-api", "plexica-worker", "plexica-web", "plexica-plugin-crm"):
         c = deployments[name]["spec"]["template"]["spec"]["containers"][0]
@@ -103,7 +103,30 @@ def test_seed_replicas_resources_and_probes() -> None:
     crm = deployments["plexica-plugin-crm"]["spec"]["template"]["spec"]["containers"][0]
     assert crm["args"] == ["serve", "plugin", "crm"]
     assert crm["image"].endswith("/plugin-crm:1.2.0")
-    assert crm["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi"}
+    assert crm["resources"]["limits"] == {
+        "cpu": "500m",
+        "memory": "512Mi",
+        "ephemeral-storage": "1Gi",
+    }
+
+
+def test_every_container_bounds_its_ephemeral_storage(rendered: tuple[str, list[Doc]]) -> None:
+    """Read-only roots: emptyDirs and logs are what a container writes to the node's disk, and
+    each has a request and a limit for them (values.ephemeralStorage, or its own)."""
+    _, docs = rendered
+    for name, spec in pod_specs(docs).items():
+        for c in [*spec.get("initContainers", []), *spec["containers"]]:
+            for part in ("requests", "limits"):
+                assert "ephemeral-storage" in c["resources"][part], (name, c["name"], part)
+    values = k8s_render.values("values-self-hosted.yaml")
+    values["keycloak"] = {
+        **values["keycloak"],
+        "resources": {"limits": {"ephemeral-storage": "4Gi"}},
+    }
+    own = by_kind(k8s_render.documents(k8s_render.render(None, **values)), "Deployment")
+    (keycloak,) = own["plexica-keycloak"]["spec"]["template"]["spec"]["containers"]
+    assert keycloak["resources"]["limits"]["ephemeral-storage"] == "4Gi"
+    assert keycloak["resources"]["requests"]["ephemeral-storage"] == "64Mi"
 
 
 def test_services_drain_before_they_stop() -> None:

@@ -207,6 +207,57 @@ async def test_plugins_log_in_as_their_own_role(topology: LocalTopology) -> None
         await conn.close()
 
 
+async def _billing_login(topology: LocalTopology) -> str:
+    """Billing's own login (ADR 0076), made as `plexica plugin credentials billing` makes it:
+    the topology runs only the CRM, so its login may not exist yet."""
+    from plexica.kit.db import Database
+    from plexica.plugins import service
+
+    if "billing" in topology.plugin_logins:
+        return topology.plugin_logins["billing"]
+    db = Database("postgresql+asyncpg://" + topology.runtime_database_url.split("://", 1)[1])
+    try:
+        async with db.session() as session:
+            login = await service.ensure_login(session, "billing")
+        return login.database_url(topology.database_url)
+    finally:
+        await db.dispose()
+
+
+async def test_a_plugin_cannot_log_in_as_the_runtime_role_or_another_plugin(
+    topology: LocalTopology,
+) -> None:
+    """ADR 0215, 0076: with what the CRM process is given (its env), neither the runtime role
+    nor Billing's login opens: its password is its own, and it cannot SET ROLE to them."""
+    crm = topology.processes["plugin-crm"]
+    environ = dict(
+        item.split(b"=", 1)
+        for item in Path(f"/proc/{crm.proc.pid}/environ").read_bytes().split(b"\0")
+        if b"=" in item
+    )
+    login = urlsplit(environ[b"PLEXICA_PLUGIN_DATABASE_URL"].decode())
+    billing = urlsplit(await _billing_login(topology))
+    runtime = urlsplit(topology.runtime_database_url).username
+    assert runtime == "plexica_runtime"
+    assert (billing.username or "").startswith("plx_billing_login_")
+    others = [runtime, billing.username]
+    # Both roles exist and log in with their own passwords: only the CRM's password fails.
+    for url in (topology.runtime_database_url, urlunsplit(billing)):
+        conn = await asyncpg.connect(url)
+        await conn.close()
+    for user in others:
+        as_other = login._replace(netloc=f"{user}:{login.password}@{login.hostname}:{login.port}")
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(urlunsplit(as_other))
+    conn = await asyncpg.connect(urlunsplit(login))
+    try:
+        for user in others:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(f'SET ROLE "{user}"')
+    finally:
+        await conn.close()
+
+
 async def test_core_worker_and_web_serve_as_the_runtime_role(topology: LocalTopology) -> None:
     """ADR 0215: the serving processes hold the runtime login, no owner's; every session they
     opened is the runtime role's, which is no superuser and cannot change the platform."""

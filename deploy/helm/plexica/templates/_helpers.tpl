@@ -178,6 +178,16 @@ readinessProbe:
   failureThreshold: 2
 {{- end -}}
 
+{{/* A container's resources with an ephemeral-storage request and limit (values.ephemeralStorage
+unless its own resources name them): its emptyDirs and logs cannot fill the node. Args: root,
+resources. */}}
+{{- define "plexica.resources" -}}
+{{- $eph := .root.Values.ephemeralStorage }}
+{{- $requests := merge (deepCopy (get .resources "requests" | default dict)) (dict "ephemeral-storage" $eph.request) }}
+{{- $limits := merge (deepCopy (get .resources "limits" | default dict)) (dict "ephemeral-storage" $eph.limit) }}
+{{- toYaml (dict "requests" $requests "limits" $limits) }}
+{{- end -}}
+
 {{/* A Deployment of one Plexica process. Args: root, component, image, replicas, resources,
      command (list), env (rendered YAML list), serviceAccount, extraLabels (dict). */}}
 {{- define "plexica.serviceDeployment" -}}
@@ -246,7 +256,7 @@ spec:
               value: {{ .component | quote }}
             {{- .env | nindent 12 }}
           resources:
-            {{- toYaml .resources | nindent 12 }}
+            {{- include "plexica.resources" (dict "root" .root "resources" .resources) | nindent 12 }}
           {{- include "plexica.probes" . | nindent 10 }}
           lifecycle:
             # The endpoints and the edge learn of the pod's deletion while this runs.

@@ -12,8 +12,13 @@ podSelector:
   matchExpressions:
     - {key: plexica.io/plugin, operator: Exists}
 {{- end }}
-{{- /* egress to a backing server: the in-chart pods, or the configured CIDR (any address when none). */}}
+{{- /* egress to a backing server: the in-chart pods, or the configured CIDR (any address when
+none). With "required" (the CIDR's values key: plugins, ADR 0211) no CIDR refuses to render. */}}
 {{- define "plexica.backingEgress" -}}
+{{- $required := get . "required" }}
+{{- if and $required (not .enabled) (not .cidr) }}
+{{- fail (printf "%s is required when %s.enabled is false: a plugin's egress is never 0.0.0.0/0 (ADR 0211)" $required .component) }}
+{{- end -}}
 - to:
     {{- if .enabled }}
     - {{- include "plexica.peer" (dict "root" .root "component" .component) | nindent 6 }}
