@@ -8,7 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploy.local.topology import LocalTopology, Process
-from plexica.gateway.config import READ_RETRY, READY, REPLICA_READY, RETRY, traefik_config
+from plexica.gateway.config import (
+    PASSIVE,
+    READ_RETRY,
+    READY,
+    REPLICA_READY,
+    RETRY,
+    traefik_config,
+)
 
 CORE, CRM, BILLING = "http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"
 PLUGINS = {"crm": CRM, "billing": BILLING}
@@ -28,6 +35,8 @@ def test_plugin_replicas_are_servers_with_the_cores_checks_and_retries() -> None
     crm = http["services"]["plugin-crm"]["loadBalancer"]
     assert crm["servers"] == [{"url": CRM}, {"url": "http://127.0.0.1:4"}]
     assert crm["healthCheck"] == REPLICA_READY
+    assert crm["passiveHealthCheck"] == PASSIVE
+    assert "passiveHealthCheck" not in http["services"]["plugin-billing"]["loadBalancer"]
     assert http["services"]["plugin-billing"]["loadBalancer"]["healthCheck"] == READY
     assert http["middlewares"]["retry"] == {"retry": RETRY}
     assert http["middlewares"]["retry-reads"] == {"retry": READ_RETRY}

@@ -28,6 +28,9 @@ UPLOAD_RULE = "PathPrefix(`/api/core/v1/files/objects/`) || Path(`/api/core/v1/f
 # Servers that Traefik balances itself (the local topology's replicas, ADRs 0177 and 0219): each
 # one's /ready every second, 3 s to answer (a busy one is not taken out for one slow answer).
 REPLICA_READY = {"path": "/ready", "interval": "1s", "timeout": "3s"}
+# A server whose connection failed (or that died with a request) is out for 3 s at once, not at
+# the next active check: a retry then goes to another replica, never back to the dead one.
+PASSIVE = {"maxFailedAttempts": 1, "failureWindow": "3s"}
 # Traefik resends a request whose connection failed before the request was written, whatever
 # its method (nothing reached the server), to another server.
 RETRY = {"attempts": 3, "initialInterval": "50ms"}
@@ -152,6 +155,7 @@ def traefik_config(
         balancer = services["core-api"]["loadBalancer"]
         balancer["servers"] += [{"url": url.rstrip("/")} for url in core_replicas]
         balancer["healthCheck"] = REPLICA_READY
+        balancer["passiveHealthCheck"] = PASSIVE
         _retried(routers, "core-api", before="strip-core")
         routers["realms"]["middlewares"] = []
         _retried(routers, "realms")
@@ -182,6 +186,7 @@ def traefik_config(
                 "servers": [{"url": u} for u in (url.rstrip("/"), *more)],
                 "serversTransport": f"plugin-{slug}",
                 "healthCheck": REPLICA_READY if more else READY,
+                **({"passiveHealthCheck": PASSIVE} if more else {}),
             }
         }
         if more:
