@@ -29,7 +29,8 @@ def generate() -> SigningKey:
         serialization.NoEncryption(),
     ).decode()
     jwk: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
-    kid = _thumbprint(jwk) + "-" + secrets.token_hex(2)
+    # Random first: a kid never starts with "-", which a command line would take for an option.
+    kid = secrets.token_hex(2) + "-" + _thumbprint(jwk)
     jwk.update({"kid": kid, "use": "sig", "alg": "RS256"})
     return SigningKey(kid=kid, private_pem=pem, public_jwk=jwk)
 
