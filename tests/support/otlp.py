@@ -62,16 +62,24 @@ class Receiver:
         with self._lock:
             return [s for s in self.spans if s.trace_id == trace_id]
 
-    async def wait(self, trace_id: str, names: set[str], timeout: float = 60) -> list[ReceivedSpan]:
-        """The trace's spans once a span of each of ``names`` came (the app runs on this
-        loop: the wait must not block it)."""
+    async def wait(
+        self,
+        trace_id: str,
+        names: set[str],
+        services: frozenset[str] = frozenset(),
+        timeout: float = 60,
+    ) -> list[ReceivedSpan]:
+        """The trace's spans once a span of each of ``names`` and of each of ``services`` came
+        (each service exports its own batches; the app runs on this loop: the wait must not
+        block it)."""
         deadline = time.monotonic() + timeout
         while True:
             spans = self.of_trace(trace_id)
-            seen = {s.name for s in spans}
-            if names <= seen:
+            seen, sent = {s.name for s in spans}, {s.service for s in spans}
+            if names <= seen and services <= sent:
                 return spans
-            assert time.monotonic() < deadline, f"spans {names - seen} never came"
+            missing = (names - seen) | (services - sent)
+            assert time.monotonic() < deadline, f"spans {missing} never came"
             await asyncio.sleep(0.05)
 
 

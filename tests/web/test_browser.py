@@ -64,7 +64,7 @@ async def test_operator_and_tenant_admin_in_a_real_browser(
     await expect(ops.get_by_role("status")).to_contain_text(f"Tenant {slug} created.")
     await expect(ops.get_by_role("cell", name="Browser <b>Co</b>")).to_be_visible()
     await shot(ops, "console-tenants")
-    await ops.get_by_role("link", name="Health").click()
+    await ops.get_by_role("link", name="Health", exact=True).click()
     await expect(ops.get_by_role("cell", name="database")).to_be_visible()
     await shot(ops, "console-health")
 

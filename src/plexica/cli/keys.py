@@ -159,7 +159,9 @@ def rotate(
 
 @keys_app.command("retire")
 def retire(
-    kid: Annotated[str, typer.Argument(help="The key id (see `plexica keys list`); after `--` if it starts with -.")],
+    kid: Annotated[
+        str, typer.Argument(help="The key id (see `plexica keys list`); after `--` if it is -...")
+    ],
     tenant: TenantOption = None,
     data_dir: DataDirOpt = None,
 ) -> None:
