@@ -39,6 +39,9 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
     with otlp_receiver() as (endpoint, received):
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+        # Installing two plugins makes thousands of statement spans in the core: on a busy CPU
+        # the default queue (2,048) fills faster than it is exported and drops the later spans.
+        monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "100000")
         try:
             yield received
         finally:
