@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from deploy.local.topology import LocalTopology, Process
 from tests.deploy.test_local_crm import Tenant, new_tenant, plexica
 from tests.harness.servers import KafkaBroker
 from tests.support.otlp import Receiver, otlp_receiver
+from tests.support.wait import until
 
 pytestmark = pytest.mark.slow
 
@@ -101,10 +101,13 @@ def test_a_deal_won_is_one_trace_from_traefik_to_the_billing_consumer(
         "GET /v1/gateway/authorize",
     }
     spans = asyncio.run(receiver.wait(TRACE_ID, names, timeout=120))
-    deadline = time.monotonic() + 60  # the entry point's span ends last, maybe in a later batch
-    while not any(s.parent_id == CLIENT_SPAN for s in spans) and time.monotonic() < deadline:
-        time.sleep(0.1)
-        spans = receiver.of_trace(TRACE_ID)
+    # The entry point's span ends last, maybe in a later batch.
+    until(
+        lambda: any(s.parent_id == CLIENT_SPAN for s in receiver.of_trace(TRACE_ID)),
+        "the entry point's span",
+        60,
+    )
+    spans = receiver.of_trace(TRACE_ID)
     by_id = {s.span_id: s for s in spans}
     # Traefik continued the client's trace: its entry point's span is the client span's child.
     (entry,) = [s for s in spans if s.parent_id == CLIENT_SPAN]

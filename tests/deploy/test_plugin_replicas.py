@@ -9,7 +9,6 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,12 @@ from deploy.local.topology import LocalTopology
 from plexica.gateway.config import traefik_config
 from tests.support.cli import plexica
 from tests.support.openloop import OpenLoop
+from tests.support.wait import until
 
 pytestmark = pytest.mark.slow
 
 RATE = 8.0
 SLUG = "replicas"
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not within {timeout}s"
-        time.sleep(0.1)
 
 
 def test_a_killed_crm_replica_fails_no_read_and_comes_back() -> None:
@@ -63,18 +56,18 @@ def test_a_killed_crm_replica_fails_no_read_and_comes_back() -> None:
 
         supervisor = threading.Thread(target=supervise, daemon=True)
         with OpenLoop(url, {"Authorization": f"Bearer {token}"}, RATE) as load:
-            wait_for(lambda: sum(s.status.startswith("2") for s in load.shots) >= 10, "answers")
+            until(lambda: sum(s.status.startswith("2") for s in load.shots) >= 10, "answers")
             supervisor.start()
             try:
                 old = victim.proc.pid
                 os.killpg(old, signal.SIGKILL)
                 killed = time.monotonic()
-                wait_for(lambda: victim.proc.pid != old, "the supervisor's restart")
+                until(lambda: victim.proc.pid != old, "the supervisor's restart")
                 topology.wait_ready(120, only=["plugin-crm"])
                 topology.wait_routed("plugin-crm", 120)
                 back = len(load.shots)
                 # Reads go on past the replica's return: both serve again.
-                wait_for(lambda: len(load.shots) >= back + 10, "reads after the return")
+                until(lambda: len(load.shots) >= back + 10, "reads after the return")
             finally:
                 stop.set()
                 supervisor.join(30)
