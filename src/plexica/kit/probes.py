@@ -10,10 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from plexica.kit.db import Database
-from plexica.settings import Settings
 from plexica_sdk.health import Readiness
+
+
+class DependencySettings(Protocol):
+    """The settings the checks read; ``plexica.settings`` imports the kit, not the reverse."""
+
+    @property
+    def redis_url(self) -> object | None: ...
+
+    @property
+    def kafka_brokers(self) -> str | None: ...
 
 
 def tcp_check(host: str, port: int) -> Callable[[], Awaitable[None]]:
@@ -36,7 +46,9 @@ def redis_check(url: str) -> Callable[[], Awaitable[object]]:
     return check
 
 
-def add_dependency_checks(readiness: Readiness, settings: Settings, db: Database | None) -> None:
+def add_dependency_checks(
+    readiness: Readiness, settings: DependencySettings, db: Database | None
+) -> None:
     if db is not None:
         readiness.add("database", db.ping)
     if settings.redis_url is not None:
