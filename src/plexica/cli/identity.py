@@ -88,7 +88,7 @@ def _reset_on_database(
 ) -> None:
     from plexica.audit import service as audit
     from plexica.composition import identity_adapter
-    from plexica.identity import repository, service
+    from plexica.identity import service
     from plexica.kit.db import Database
     from plexica_sdk.errors import NotFoundError, PlexicaError
 
@@ -101,7 +101,7 @@ def _reset_on_database(
         adapter = identity_adapter(settings, db)
         try:
             async with db.session() as session:
-                found = await repository.get_realm(session, realm)
+                found = await service.find_realm(session, realm)
                 if found is None:
                     raise NotFoundError("no such realm")
             user = await adapter.set_password(realm, email.strip().lower(), password)
@@ -110,7 +110,7 @@ def _reset_on_database(
                     session, "cli", "identity.user.password_reset", found["tenant_id"],
                     f"user:{user.id}",
                 )  # fmt: skip
-                await repository.purge_expired(session, service.now_utc())
+                await service.purge_expired(session)
         finally:
             aclose = getattr(adapter, "aclose", None)
             if aclose is not None:

@@ -178,6 +178,16 @@ async def sync_web_callbacks(session: AsyncSession, base_url: str) -> int:
     return await repository.add_redirect_uri(session, WEB_CLIENT, web_callback(base_url))
 
 
+async def find_realm(session: AsyncSession, realm: str) -> dict[str, Any] | None:
+    """The realm, enabled or not (``realm_or_404`` hides a disabled one)."""
+    return await repository.get_realm(session, realm)
+
+
+async def purge_expired(session: AsyncSession) -> None:
+    """Delete the authorization codes and refresh tokens past their expiry."""
+    await repository.purge_expired(session, now_utc())
+
+
 async def realm_or_404(session: AsyncSession, realm: str) -> dict[str, Any]:
     found = await repository.get_realm(session, realm)
     if found is None or not found["enabled"]:

@@ -54,7 +54,7 @@ async def _maintain(db: Database, settings: Settings) -> None:
         await asyncio.sleep(SWEEP_SECONDS)
         try:
             async with db.session() as session:
-                await repository.purge_expired(session, service.now_utc())
+                await service.purge_expired(session)
                 await revocation.purge(session)
             async with db.session() as session:
                 await signing.sweep(session)
