@@ -58,8 +58,12 @@ async def test_crm_lifecycle_for_one_tenant_only(
     assert r.status_code == 201, r.text
     installed = r.json()
     assert installed["status"] == "active"
-    assert installed["version"] == "1.0.0"
-    assert installed["applied_migrations"] == ["0001_init", "0002_contact_search"]
+    assert installed["version"] == "1.1.0"
+    assert installed["applied_migrations"] == [
+        "0001_init",
+        "0002_contact_search",
+        "0003_activities_outlive_one_link",
+    ]
 
     # A member of A uses the API; the event goes to the outbox in the same transaction.
     r = await http.post(
