@@ -264,7 +264,7 @@ async def test_operator_manages_any_tenant_and_the_catalog(
     r = await http.get(f"{CORE}/tenants/{t.id}/plugins", headers=op)
     assert [i["plugin_id"] for i in r.json()] == ["crm"]
     r = await http.get(f"{CORE}/plugins/crm/versions", headers=op)
-    assert "1.0.0" in [v["version"] for v in r.json()]
+    assert "1.1.0" in [v["version"] for v in r.json()]
     # Members see only published versions; catalog writes need the operator.
     r = await http.post(f"{CORE}/plugins", json={"manifest": {}}, headers=t.headers("tenant_admin"))
     assert r.status_code == 403

@@ -29,8 +29,14 @@ def test_crm_manifest() -> None:
     assert m.base_path == "/api/plugins/crm"
     assert {e.type for e in m.events.emits} == {
         "crm.company.created",
+        "crm.company.updated",
+        "crm.company.deleted",
         "crm.contact.created",
+        "crm.contact.updated",
+        "crm.contact.deleted",
         "crm.deal.created",
+        "crm.deal.updated",
+        "crm.deal.deleted",
         "crm.deal.stage_changed",
         "crm.deal.won",
         "crm.activity.created",
