@@ -307,3 +307,9 @@ def test_unknown_ids_bad_references_and_bad_bodies_are_refused(
     with kit.client(shop, roles=["viewer"]) as viewer:
         _refused(viewer.patch(d_path, json={"title": "x"}), 403, "forbidden")
         _refused(viewer.delete(d_path), 403, "forbidden")
+    # Another tenant's admin meets the same 404 as for an id that exists nowhere.
+    with kit.client(kit.tenant("elsewhere"), roles=["tenant_admin"]) as other:
+        _refused(other.patch(d_path, json={"title": "x"}), 404, "not_found")
+        _refused(other.delete(c_path), 404, "not_found")
+    assert http.get(d_path).json()["title"] == "Flair"
+    assert http.get(c_path).status_code == 200
