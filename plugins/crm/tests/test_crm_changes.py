@@ -41,7 +41,7 @@ def http(kit: PluginTestKit, shop: KitTenant) -> Iterator[httpx.Client]:
 
 def _events(kit: PluginTestKit, shop: KitTenant, subject: str) -> list[tuple[str, Any]]:
     """The type and data of the CRM's events about ``subject``, each valid against its schema."""
-    schemas = {e.type: e.data_schema for e in load_manifest(ROOT).events.emits}
+    schemas = {e.type: e.data_schema or {} for e in load_manifest(ROOT).events.emits}
     rows = asyncio.run(
         kit.fetch(
             "SELECT type, data FROM platform.outbox"
@@ -284,7 +284,7 @@ def test_unknown_ids_bad_references_and_bad_bodies_are_refused(
     assert err["details"] == {"field": "company_id"}
     err = _refused(http.patch(d_path, json={"contact_id": nobody}), 422, "unknown_reference")
     assert err["details"] == {"field": "contact_id"}
-    for body in (
+    bad: list[dict[str, Any]] = [
         {},
         {"stage_id": "won"},  # moves have their own route
         {"title": None},
@@ -293,7 +293,8 @@ def test_unknown_ids_bad_references_and_bad_bodies_are_refused(
         {"amount": "1.001"},
         {"currency": "eur"},
         {"title": "a\x00b"},
-    ):
+    ]
+    for body in bad:
         r = http.patch(d_path, json=body)
         assert r.status_code in (400, 422), (body, r.text)
         assert set(r.json()) == {"error"}
