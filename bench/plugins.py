@@ -3,8 +3,8 @@
     .venv/bin/python -m bench.plugins [--installs 20] [--tenants 100] [--rows 20000]
 
 Each install goes into a new tenant schema that already holds data (a table of ``--rows``
-rows); the upgrade (1.0.0 → 1.1.0, one new migration) runs over ``--tenants`` tenants one after
-the other; the list endpoint is called by 20 concurrent clients for 5 seconds in-process.
+rows); the upgrade (the shipped version to its next minor, one new migration) runs over
+``--tenants`` tenants one after the other; the list endpoint is called by 20 concurrent clients for 5 seconds in-process.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from plexica_crm.app import create_app, plugin_root
 from plexica_sdk.app import PluginConfig
 from plexica_sdk.manifest import load_manifest, load_migrations
 from plexica_sdk.observability import configure_logging
+from plexica_sdk.semver import Version
 from tests.support.tokens import StaticIssuers
 
 
@@ -91,37 +92,41 @@ async def run(args: argparse.Namespace, url: str) -> None:
             ref = await new_tenant(db, 10)
             await installer.install(ref, "crm")
             tenants.append(ref)
-        doc = {**manifest.model_dump(mode="json"), "version": "1.1.0"}
+        shipped = Version.parse(manifest.version)
+        next1 = f"{shipped.major}.{shipped.minor + 1}.0"
+        next2 = f"{shipped.major}.{shipped.minor + 2}.0"
+        doc = {**manifest.model_dump(mode="json"), "version": next1}
         extra = MigrationFile(
-            name="0003_deal_source", sql="ALTER TABLE crm_deals ADD COLUMN source text"
+            name=f"{len(files) + 1:04d}_deal_source",
+            sql="ALTER TABLE crm_deals ADD COLUMN source text",
         )
         async with db.session() as s:
             await service.register(s, doc, [*files, extra])
-            await service.set_status(s, "crm", "1.1.0", VersionStatus.PUBLISHED)
+            await service.set_status(s, "crm", next1, VersionStatus.PUBLISHED)
         upgrades: list[float] = []
         start_all = time.perf_counter()
         for ref in tenants[: len(tenants) // 2]:
             start = time.perf_counter()
-            await installer.upgrade(ref, "crm", "1.1.0")
+            await installer.upgrade(ref, "crm", next1)
             upgrades.append(time.perf_counter() - start)
         total = time.perf_counter() - start_all
         show(
-            f"upgrade 1.0.0 -> 1.1.0 per tenant, sequential ({len(upgrades)} tenants, total {total:.1f} s)",
+            f"upgrade {shipped} -> {next1} per tenant, sequential ({len(upgrades)} tenants, total {total:.1f} s)",
             upgrades,
         )
-        doc = {**manifest.model_dump(mode="json"), "version": "1.2.0"}
+        doc = {**manifest.model_dump(mode="json"), "version": next2}
         extra2 = MigrationFile(
-            name="0004_deal_note", sql="ALTER TABLE crm_deals ADD COLUMN note text"
+            name=f"{len(files) + 2:04d}_deal_note", sql="ALTER TABLE crm_deals ADD COLUMN note text"
         )
         async with db.session() as s:
             await service.register(s, doc, [*files, extra, extra2])
-            await service.set_status(s, "crm", "1.2.0", VersionStatus.PUBLISHED)
+            await service.set_status(s, "crm", next2, VersionStatus.PUBLISHED)
         start_all = time.perf_counter()
-        results = await installer.upgrade_fleet("crm", "1.2.0", concurrency=4)
+        results = await installer.upgrade_fleet("crm", next2, concurrency=4)
         total = time.perf_counter() - start_all
         ok = sum(1 for v in results.values() if v == "upgraded")
         print(
-            f"upgrade_fleet -> 1.2.0 over {len(results)} tenants, 4 at a time: {total:.1f} s ({ok} upgraded)"
+            f"upgrade_fleet -> {next2} over {len(results)} tenants, 4 at a time: {total:.1f} s ({ok} upgraded)"
         )
 
         ref = tenants[0]

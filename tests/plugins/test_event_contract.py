@@ -119,6 +119,7 @@ async def test_an_outside_consumer_validates_every_record_against_its_dataschema
         )
     )
     assert all(m.status_code == 200 for m in moves), [m.text for m in moves]
+    await _change_and_delete(http, traced, company.json()["id"], deal.json()["id"])
     installed = f"{CORE}/tenants/{tenant.id}/plugins/crm"
     for step in ("disable", "enable"):
         r = await http.post(f"{installed}/{step}", headers=admin)
@@ -126,9 +127,12 @@ async def test_an_outside_consumer_validates_every_record_against_its_dataschema
     r = await http.delete(installed, headers=admin)
     assert r.status_code in {200, 204}, r.text
 
-    await _read_as_an_outside_consumer(
+    records = await _read_as_an_outside_consumer(
         http, settings, db, kafka, tenant.id, {"/plexica/core", "/plugins/crm"}
     )
+    seen = {dict(r.headers)["ce_type"].decode() for r in records}
+    kinds = ("company", "contact", "deal")
+    assert {f"crm.{k}.{w}" for k in kinds for w in ("updated", "deleted")} <= seen
 
 
 async def test_an_outside_consumer_validates_every_billing_event_type(
@@ -325,3 +329,29 @@ async def test_an_unknown_schema_is_a_404_in_the_error_shape(platform: Platform)
     core = await platform.http.get(f"{CORE}/events/schemas/plexica.tenant.provisioned/1")
     assert core.status_code == 200
     assert core.json()["required"] == ["id", "slug", "name", "state", "schema_version"]
+
+
+async def _change_and_delete(
+    http: httpx.AsyncClient, headers: dict[str, str], company_id: str, deal_id: str
+) -> None:
+    """Every CRM record changed, then deleted: the updated and deleted event types."""
+    contact = await http.post(
+        f"{CRM}/contacts", json={"first_name": "Alice", "company_id": company_id}, headers=headers
+    )
+    assert contact.status_code == 201, contact.text
+    contact_path = f"{CRM}/contacts/{contact.json()['id']}"
+    changes = await asyncio.gather(
+        http.patch(
+            f"{CRM}/companies/{company_id}", json={"domain": "umbrella.test"}, headers=headers
+        ),
+        http.patch(contact_path, json={"email": "alice@umbrella.test"}, headers=headers),
+        http.patch(
+            f"{CRM}/deals/{deal_id}",
+            json={"amount": "4300.00", "contact_id": contact.json()["id"]},
+            headers=headers,
+        ),
+    )
+    assert all(r.status_code == 200 for r in changes), [r.text for r in changes]
+    for path in (f"{CRM}/deals/{deal_id}", contact_path, f"{CRM}/companies/{company_id}"):
+        r = await http.delete(path, headers=headers)
+        assert r.status_code == 204, r.text

@@ -1,5 +1,5 @@
-"""Parallel requests at one deal (SDK concurrency kit, real PostgreSQL): moves apply in order,
-every event's "from" is the stage its move left, and a deal is won once."""
+"""Parallel requests at one deal (SDK concurrency kit, real PostgreSQL): moves and changes apply
+in order, every event's "from" is what its request really changed, and a deal is won once."""
 
 from __future__ import annotations
 
@@ -80,3 +80,41 @@ def test_parallel_moves_of_one_deal_form_one_chain(kit: PluginTestKit, http: htt
         assert http.get(f"/v1/deals/{deal_id}").json()["stage_id"] == stage
 
     race(lambda n: _new_deal(http, n), move, check, parallel=8, rounds=20)
+
+
+# Overlapping values: some PATCHes of a round change a field back, some change nothing at all.
+PATCHES = (
+    {"title": "A", "amount": "1.00"},
+    {"title": "B"},
+    {"amount": "2.5", "currency": "USD"},
+    {"title": "A", "currency": "EUR"},
+    {"title": "race 0"},
+    {"amount": "100", "title": "C"},
+    {"currency": "USD", "amount": "1"},
+    {"title": "B", "amount": "2.50"},
+)
+
+
+def test_parallel_patches_of_one_deal_form_one_chain(
+    kit: PluginTestKit, http: httpx.Client
+) -> None:
+    def patch(deal_id: str, i: int) -> httpx.Response:
+        return http.patch(f"/v1/deals/{deal_id}", json=PATCHES[i % len(PATCHES)])
+
+    def check(deal_id: str, answers: list[httpx.Response]) -> None:
+        assert all(r.status_code == 200 for r in answers), [r.text for r in answers]
+        events = _events(kit, deal_id)
+        changes = [d["changes"] for t, d in events if t == "crm.deal.updated"]
+        assert changes
+        created = next(d for t, d in events if t == "crm.deal.created")
+        row = {name: created[name] for name in ("title", "amount", "currency")}
+        for change in changes:
+            for name, step in change.items():
+                assert step["from"] == row[name], changes
+                assert step["to"] != step["from"], changes
+                row[name] = step["to"]
+        final = http.get(f"/v1/deals/{deal_id}").json()
+        assert {name: final[name] for name in row} == row
+        assert final["stage_id"] == "lead"
+
+    race(lambda n: _new_deal(http, 0), patch, check, parallel=8, rounds=20)

@@ -15,10 +15,13 @@ from plexica_crm.schemas import (
     ActivityIn,
     Company,
     CompanyIn,
+    CompanyPatch,
     Contact,
     ContactIn,
+    ContactPatch,
     Deal,
     DealIn,
+    DealPatch,
     Page,
     Stage,
     StageChange,
@@ -82,6 +85,19 @@ def api_router() -> APIRouter:
     async def company(company_id: UUID, ctx: CompanyRead) -> Company:
         return await service.get_company(ctx, company_id)
 
+    @router.patch("/companies/{company_id}", summary="Change a company's name or domain")
+    async def update_company(company_id: UUID, body: CompanyPatch, ctx: CompanyWrite) -> Company:
+        return await service.update_company(ctx, company_id, body)
+
+    @router.delete(
+        "/companies/{company_id}",
+        status_code=204,
+        summary="Delete a company (its contacts and deals stay, without it)",
+    )
+    async def delete_company(company_id: UUID, ctx: CompanyWrite) -> Response:
+        await service.delete_company(ctx, company_id)
+        return Response(status_code=204)
+
     @router.get("/contacts")
     async def contacts(
         ctx: ContactRead,
@@ -99,6 +115,19 @@ def api_router() -> APIRouter:
     @router.get("/contacts/{contact_id}")
     async def contact(contact_id: UUID, ctx: ContactRead) -> Contact:
         return await service.get_contact(ctx, contact_id)
+
+    @router.patch("/contacts/{contact_id}", summary="Change a contact")
+    async def update_contact(contact_id: UUID, body: ContactPatch, ctx: ContactWrite) -> Contact:
+        return await service.update_contact(ctx, contact_id, body)
+
+    @router.delete(
+        "/contacts/{contact_id}",
+        status_code=204,
+        summary="Delete a contact and the activities linked to it alone",
+    )
+    async def delete_contact(contact_id: UUID, ctx: ContactWrite) -> Response:
+        await service.delete_contact(ctx, contact_id)
+        return Response(status_code=204)
 
     @router.get("/stages")
     async def stages(ctx: DealRead) -> list[Stage]:
@@ -121,6 +150,19 @@ def api_router() -> APIRouter:
     @router.get("/deals/{deal_id}")
     async def deal(deal_id: UUID, ctx: DealRead) -> Deal:
         return await service.get_deal(ctx, deal_id)
+
+    @router.patch("/deals/{deal_id}", summary="Change a deal (its stage moves: POST …/stage)")
+    async def update_deal(deal_id: UUID, body: DealPatch, ctx: DealWrite) -> Deal:
+        return await service.update_deal(ctx, deal_id, body)
+
+    @router.delete(
+        "/deals/{deal_id}",
+        status_code=204,
+        summary="Delete a deal and the activities linked to it alone",
+    )
+    async def delete_deal(deal_id: UUID, ctx: DealWrite) -> Response:
+        await service.delete_deal(ctx, deal_id)
+        return Response(status_code=204)
 
     @router.post("/deals/{deal_id}/stage")
     async def move_deal(deal_id: UUID, body: StageChange, ctx: DealWrite) -> Deal:

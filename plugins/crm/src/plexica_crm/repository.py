@@ -34,14 +34,64 @@ async def insert_company(session: AsyncSession, values: dict[str, Any]) -> dict[
     return dict(row.mappings().one())
 
 
+TABLES = ("crm_companies", "crm_contacts", "crm_deals", "crm_activities")
+# What PATCH may set, per table; never the deal's stage (moves have their own route).
+EDITABLE = {
+    "crm_companies": ("name", "domain"),
+    "crm_contacts": ("first_name", "last_name", "email", "phone", "company_id"),
+    "crm_deals": ("title", "amount", "currency", "company_id", "contact_id"),
+}
+
+
 async def get(
-    session: AsyncSession, table: str, id_: UUID, *, lock: bool = False
+    session: AsyncSession, table: str, id_: UUID, *, lock: bool = False, key_share: bool = False
 ) -> dict[str, Any] | None:
-    assert table in ("crm_companies", "crm_contacts", "crm_deals", "crm_activities")
-    sql = f"SELECT * FROM {table} WHERE id = :id" + (" FOR UPDATE" if lock else "")  # noqa: S608
+    """``lock``: the row's write lock, for a read-modify-write or a delete. ``key_share``: held
+    by a row that is about to point at this one, so a parallel delete waits for it (or it finds
+    the row gone) instead of the insert failing on the foreign key."""
+    assert table in TABLES
+    suffix = " FOR UPDATE" if lock else " FOR KEY SHARE" if key_share else ""
+    sql = f"SELECT * FROM {table} WHERE id = :id{suffix}"  # noqa: S608
     row = await session.execute(text(sql), {"id": id_})
     found = row.mappings().first()
     return dict(found) if found else None
+
+
+async def update(
+    session: AsyncSession, table: str, id_: UUID, values: dict[str, Any]
+) -> dict[str, Any]:
+    assert values
+    assert set(values) <= set(EDITABLE[table])
+    sets = ", ".join(f"{name} = :{name}" for name in values)
+    if table == "crm_deals":
+        sets += ", updated_at = now()"
+    sql = f"UPDATE {table} SET {sets} WHERE id = :_id RETURNING *"  # noqa: S608
+    row = await session.execute(text(sql), {**values, "_id": id_})
+    return dict(row.mappings().one())
+
+
+async def lock_deletes(session: AsyncSession) -> None:
+    """Deletes in the caller's tenant one at a time, until the transaction ends: a contact's
+    delete clears deals and activities that a parallel deal delete is clearing too, and in
+    opposite orders the two would deadlock."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended('crm.delete:' || current_schema(), 0))")
+    )
+
+
+async def delete(session: AsyncSession, table: str, id_: UUID) -> None:
+    assert table in TABLES
+    await session.execute(text(f"DELETE FROM {table} WHERE id = :id"), {"id": id_})  # noqa: S608
+
+
+async def delete_sole_activities(session: AsyncSession, link: str, id_: UUID) -> None:
+    """The activities linked to this contact or deal and to nothing else (ADR 0222): the ones
+    linked to both keep the other link when the delete clears this one."""
+    other = {"contact_id": "deal_id", "deal_id": "contact_id"}[link]
+    await session.execute(
+        text(f"DELETE FROM crm_activities WHERE {link} = :id AND {other} IS NULL"),  # noqa: S608
+        {"id": id_},
+    )
 
 
 async def list_contacts(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -27,6 +27,43 @@ class CompanyIn(BaseModel):
     domain: str | None = Field(default=None, max_length=200)
 
 
+def _patch_schema(schema: dict[str, Any], cls: type[BaseModel]) -> None:
+    # What the validator below enforces, in the OpenAPI too: at least one field, and no null
+    # for a column that has none (an omitted field keeps its value).
+    schema["minProperties"] = 1
+    not_null: frozenset[str] = getattr(cls, "NOT_NULL", frozenset())
+    for name, prop in schema.get("properties", {}).items():
+        prop.pop("default", None)
+        if name in not_null and "anyOf" in prop:
+            kept = [s for s in prop.pop("anyOf") if s.get("type") != "null"]
+            prop.update(kept[0] if len(kept) == 1 else {"anyOf": kept})
+
+
+class Patch(BaseModel):
+    """A partial update: only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_patch_schema)
+    NOT_NULL: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _something(self) -> Patch:
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        nulls = sorted(n for n in self.model_fields_set & self.NOT_NULL if getattr(self, n) is None)
+        if nulls:
+            raise ValueError(f"cannot be null: {', '.join(nulls)}")
+        return self
+
+    def given(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class CompanyPatch(Patch):
+    NOT_NULL = frozenset({"name"})
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    domain: str | None = Field(default=None, max_length=200)
+
+
 class Company(CompanyIn):
     model_config = ConfigDict(extra="ignore")
     id: UUID
@@ -37,6 +74,15 @@ class ContactIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     first_name: str = Field(min_length=1, max_length=100)
     last_name: str = Field(default="", max_length=100)
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    phone: str | None = Field(default=None, max_length=40)
+    company_id: UUID | None = None
+
+
+class ContactPatch(Patch):
+    NOT_NULL = frozenset({"first_name", "last_name"})
+    first_name: str | None = Field(default=None, min_length=1, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
     email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
     phone: str | None = Field(default=None, max_length=40)
     company_id: UUID | None = None
@@ -66,6 +112,17 @@ class DealIn(BaseModel):
     amount: Decimal = Field(default=Decimal(0), ge=0, max_digits=14, decimal_places=2)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     stage_id: str = "lead"
+    company_id: UUID | None = None
+    contact_id: UUID | None = None
+
+
+class DealPatch(Patch):
+    """The stage is not here: moves go through ``POST /deals/{id}/stage`` (their own events)."""
+
+    NOT_NULL = frozenset({"title", "amount", "currency"})
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    amount: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     company_id: UUID | None = None
     contact_id: UUID | None = None
 

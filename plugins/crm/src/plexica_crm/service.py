@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -11,12 +12,16 @@ from plexica_crm.schemas import (
     ActivityIn,
     Company,
     CompanyIn,
+    CompanyPatch,
     Contact,
     ContactIn,
+    ContactPatch,
     CrmNotFoundError,
     Deal,
     DealIn,
+    DealPatch,
     Page,
+    Patch,
     Stage,
     UnknownReferenceError,
 )
@@ -24,8 +29,14 @@ from plexica_sdk.app import PluginContext
 
 # Data of each type: the JSON Schemas in plexica-plugin.yaml, checked as it is published.
 COMPANY_CREATED = "crm.company.created"
+COMPANY_UPDATED = "crm.company.updated"
+COMPANY_DELETED = "crm.company.deleted"
 CONTACT_CREATED = "crm.contact.created"
+CONTACT_UPDATED = "crm.contact.updated"
+CONTACT_DELETED = "crm.contact.deleted"
 DEAL_CREATED = "crm.deal.created"
+DEAL_UPDATED = "crm.deal.updated"
+DEAL_DELETED = "crm.deal.deleted"
 DEAL_STAGE_CHANGED = "crm.deal.stage_changed"
 DEAL_WON = "crm.deal.won"
 ACTIVITY_CREATED = "crm.activity.created"
@@ -37,7 +48,9 @@ def _id(value: UUID | None) -> str | None:
 
 
 async def _exists(ctx: PluginContext, table: str, id_: UUID | None, field: str) -> None:
-    if id_ is not None and await repo.get(ctx.db, table, id_) is None:
+    # Under a key-share lock: a parallel delete of the record waits for this transaction, or
+    # this check sees it gone (422), never a foreign key error at the insert (a 500).
+    if id_ is not None and await repo.get(ctx.db, table, id_, key_share=True) is None:
         raise UnknownReferenceError(f"{field}: no such record", details={"field": field})
 
 
@@ -48,6 +61,50 @@ async def _found(
     if row is None:
         raise CrmNotFoundError(f"no such {what}")
     return row
+
+
+def _json(value: Any) -> Any:
+    return str(value) if isinstance(value, UUID | Decimal) else value
+
+
+async def _update(
+    ctx: PluginContext,
+    table: str,
+    id_: UUID,
+    what: str,
+    patch: Patch,
+    *,
+    references: dict[str, str] | None = None,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The row after ``patch`` and what really changed, ``{field: {"from", "to"}}``. The row is
+    read under its lock, so parallel changes apply in order and each one's "from" is true."""
+    given = patch.given()
+    refs = {f: t for f, t in (references or {}).items() if f in given}
+    if refs:
+        await _found(ctx, table, id_, what)  # an unknown id is a 404 before any bad reference
+        # The records referred to before the row itself: the order a delete takes them in
+        # (a record, then the rows pointing at it), so the two cannot deadlock.
+        for field, ref_table in refs.items():
+            await _exists(ctx, ref_table, given[field], field)
+    before = await _found(ctx, table, id_, what, lock=True)
+    changed = {name: value for name, value in given.items() if before[name] != value}
+    if not changed:
+        return before, {}
+    after = await repo.update(ctx.db, table, id_, changed)
+    changes = {n: {"from": _json(before[n]), "to": _json(after[n])} for n in changed}
+    return after, changes
+
+
+async def _delete(ctx: PluginContext, table: str, id_: UUID, what: str) -> None:
+    await repo.lock_deletes(ctx.db)
+    await _found(ctx, table, id_, what, lock=True)
+    # References to it are cleared by the database (ON DELETE SET NULL); activities linked to
+    # it alone go with it (ADR 0222).
+    if table == "crm_contacts":
+        await repo.delete_sole_activities(ctx.db, "contact_id", id_)
+    elif table == "crm_deals":
+        await repo.delete_sole_activities(ctx.db, "deal_id", id_)
+    await repo.delete(ctx.db, table, id_)
 
 
 async def list_companies(
@@ -80,6 +137,26 @@ async def get_company(ctx: PluginContext, company_id: UUID) -> Company:
     return Company.model_validate(await _found(ctx, "crm_companies", company_id, "company"))
 
 
+async def update_company(ctx: PluginContext, company_id: UUID, patch: CompanyPatch) -> Company:
+    row, changes = await _update(ctx, "crm_companies", company_id, "company", patch)
+    if changes:
+        await ctx.publish(
+            COMPANY_UPDATED,
+            {"company_id": str(company_id), "changes": changes, "updated_by": ctx.user_id},
+            subject=f"companies/{company_id}",
+        )
+    return Company.model_validate(row)
+
+
+async def delete_company(ctx: PluginContext, company_id: UUID) -> None:
+    await _delete(ctx, "crm_companies", company_id, "company")
+    await ctx.publish(
+        COMPANY_DELETED,
+        {"company_id": str(company_id), "deleted_by": ctx.user_id},
+        subject=f"companies/{company_id}",
+    )
+
+
 async def list_contacts(
     ctx: PluginContext, q: str | None, company_id: UUID | None, limit: int, offset: int
 ) -> Page[Contact]:
@@ -104,6 +181,27 @@ async def create_contact(ctx: PluginContext, body: ContactIn) -> Contact:
 
 async def get_contact(ctx: PluginContext, contact_id: UUID) -> Contact:
     return Contact.model_validate(await _found(ctx, "crm_contacts", contact_id, "contact"))
+
+
+async def update_contact(ctx: PluginContext, contact_id: UUID, patch: ContactPatch) -> Contact:
+    refs = {"company_id": "crm_companies"}
+    row, changes = await _update(ctx, "crm_contacts", contact_id, "contact", patch, references=refs)
+    if changes:
+        await ctx.publish(
+            CONTACT_UPDATED,
+            {"contact_id": str(contact_id), "changes": changes, "updated_by": ctx.user_id},
+            subject=f"contacts/{contact_id}",
+        )
+    return Contact.model_validate(row)
+
+
+async def delete_contact(ctx: PluginContext, contact_id: UUID) -> None:
+    await _delete(ctx, "crm_contacts", contact_id, "contact")
+    await ctx.publish(
+        CONTACT_DELETED,
+        {"contact_id": str(contact_id), "deleted_by": ctx.user_id},
+        subject=f"contacts/{contact_id}",
+    )
 
 
 async def list_stages(ctx: PluginContext) -> list[Stage]:
@@ -147,6 +245,27 @@ async def create_deal(ctx: PluginContext, body: DealIn) -> Deal:
 
 async def get_deal(ctx: PluginContext, deal_id: UUID) -> Deal:
     return Deal.model_validate(await _found(ctx, "crm_deals", deal_id, "deal"))
+
+
+async def update_deal(ctx: PluginContext, deal_id: UUID, patch: DealPatch) -> Deal:
+    refs = {"company_id": "crm_companies", "contact_id": "crm_contacts"}
+    row, changes = await _update(ctx, "crm_deals", deal_id, "deal", patch, references=refs)
+    if changes:
+        await ctx.publish(
+            DEAL_UPDATED,
+            {"deal_id": str(deal_id), "changes": changes, "updated_by": ctx.user_id},
+            subject=f"deals/{deal_id}",
+        )
+    return Deal.model_validate(row)
+
+
+async def delete_deal(ctx: PluginContext, deal_id: UUID) -> None:
+    await _delete(ctx, "crm_deals", deal_id, "deal")
+    await ctx.publish(
+        DEAL_DELETED,
+        {"deal_id": str(deal_id), "deleted_by": ctx.user_id},
+        subject=f"deals/{deal_id}",
+    )
 
 
 async def move_deal(ctx: PluginContext, deal_id: UUID, stage_id: str) -> Deal:
