@@ -151,7 +151,11 @@ def test_billing_manifest() -> None:
     assert {e.type for e in m.events.consumes} == {"crm.deal.won"}
     assert {e.type for e in m.events.emits} == {
         "billing.customer.created",
+        "billing.customer.updated",
+        "billing.customer.deleted",
         "billing.plan.created",
+        "billing.plan.updated",
+        "billing.plan.deleted",
         "billing.invoice.created",
         "billing.invoice.voided",
         "billing.invoice.marked_uncollectible",

@@ -112,6 +112,8 @@ def test_customer_changes_that_cannot_be_made_are_refused(
         ):
             assert error_code(http.patch(url, json=body), 422) == "validation_error", body
         assert error_code(http.patch(url, json={"currency": "QQQ"}), 422) == "unknown_currency"
+        for bad in ({"name": "nul\u0000byte"}, {"crm_company_id": "not-a-uuid"}, ["name"], "x"):
+            assert http.patch(url, json=bad).status_code in (400, 422), bad
         taken = {"crm_company_id": other["crm_company_id"]}
         assert error_code(http.patch(url, json=taken), 409) == "already_exists"
         missing = f"/v1/customers/{uuid.uuid4()}"
