@@ -146,12 +146,16 @@ def test_billing_manifest() -> None:
     from plexica_billing.app import manifest
 
     m = manifest()
-    assert (m.id, m.version, m.base_path) == ("billing", "1.1.0", "/api/plugins/billing")
+    assert (m.id, m.version, m.base_path) == ("billing", "1.2.0", "/api/plugins/billing")
     assert [(d.id, d.optional) for d in m.dependencies] == [("crm", True)]
     assert {e.type for e in m.events.consumes} == {"crm.deal.won"}
     assert {e.type for e in m.events.emits} == {
         "billing.customer.created",
+        "billing.customer.updated",
+        "billing.customer.deleted",
         "billing.plan.created",
+        "billing.plan.updated",
+        "billing.plan.deleted",
         "billing.invoice.created",
         "billing.invoice.voided",
         "billing.invoice.marked_uncollectible",

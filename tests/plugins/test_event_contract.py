@@ -215,6 +215,22 @@ async def test_an_outside_consumer_validates_every_billing_event_type(
     )
     await billing.post(f"/invoices/{credited['id']}/uncollectible", None, status=200)
 
+    # Changes (each field from/to), and deletes of a customer and a plan nothing uses.
+    spare, unused = await asyncio.gather(
+        billing.post("/customers", {"name": "Initech", "currency": "EUR"}),
+        billing.post("/plans", {"code": "spare", "name": "Spare", "price": "1.00"}),
+    )
+    await asyncio.gather(
+        billing.patch(
+            f"/customers/{globex['id']}",
+            {"name": "Globex Corporation", "email": "hank@globex.example", "crm_company_id": None},
+        ),
+        billing.patch(f"/plans/{pro['id']}", {"name": "Pro+", "price": "35.00"}),
+    )
+    for path in (f"/customers/{spare['id']}", f"/plans/{unused['id']}"):
+        r = await http.delete(BILLING + path, headers=billing.headers)
+        assert r.status_code == 204, r.text
+
     records = await _read_as_an_outside_consumer(
         http, settings, db, kafka, tenant.id, {"/plexica/core", "/plugins/billing"}
     )

@@ -4,6 +4,8 @@ platform's user."""
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import httpx
 
@@ -28,3 +30,19 @@ def sequences(kit: PluginTestKit, tenant: KitTenant, table: str = "billing_invoi
         )
     )
     return [int(r["sequence"]) for r in rows]
+
+
+def events(
+    kit: PluginTestKit, tenant: KitTenant, event_type: str, subject: str | None = None
+) -> list[dict[str, Any]]:
+    """The data of the tenant's events of a type (about one subject), in outbox order."""
+    rows = asyncio.run(
+        kit.fetch(
+            "SELECT data FROM platform.outbox WHERE tenant_id = $1 AND type = $2"
+            " AND ($3::text IS NULL OR subject = $3) ORDER BY seq",
+            tenant.id,
+            event_type,
+            subject,
+        )
+    )
+    return [json.loads(r["data"]) if isinstance(r["data"], str) else r["data"] for r in rows]

@@ -1,16 +1,18 @@
-"""Parallel requests at one invoice (SDK concurrency kit, real PostgreSQL): paid + credited never
-exceeds the total, an invoice is paid once, numbers stay gap-free and a deal is invoiced once."""
+"""Parallel requests at one invoice or customer (SDK concurrency kit, real PostgreSQL): paid +
+credited never exceeds the total, an invoice is paid once, numbers stay gap-free, a deal is
+invoiced once and a customer's changes apply in order, each event saying what it replaced."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
-from billing_kit_helpers import count, sequences
+from billing_kit_helpers import count, events, sequences
 
 from plexica_billing.events import handle_deal_won
 from plexica_sdk.db import PluginDatabase
@@ -161,3 +163,44 @@ def test_one_deal_won_delivered_many_times_at_once_is_invoiced_once(
                   " WHERE crm_company_id IS NULL AND name = 'Initrode'")
     )[0]["n"]  # fmt: skip
     assert count(kit, tenant, "billing_customers") - before == without_company + 2
+
+
+def test_parallel_changes_of_one_customer_apply_in_order_and_their_events_chain(
+    kit: PluginTestKit, tenant: KitTenant
+) -> None:
+    with _client(kit, tenant) as http:
+
+        def setup(n: int) -> dict[str, Any]:
+            r = http.post("/v1/customers", json={"name": f"Round {n}", "currency": "EUR"})
+            assert r.status_code == 201, r.text
+            return dict(r.json())
+
+        def call(customer: dict[str, Any], i: int) -> httpx.Response:
+            body: dict[str, Any] = {"name": f"{customer['name']} by {i}"}
+            if i % 2:
+                body["email"] = f"u{i}@example.com"
+            return http.patch(f"/v1/customers/{customer['id']}", json=body)
+
+        def check(customer: dict[str, Any], answers: list[httpx.Response]) -> None:
+            assert [r.status_code for r in answers] == [200] * PARALLEL, [r.text for r in answers]
+            subject = f"customers/{customer['id']}"
+            changes = [
+                e["changes"] for e in events(kit, tenant, "billing.customer.updated", subject)
+            ]
+            names = [c["name"] for c in changes]
+            # Every change renamed it: one event each, each leaving the name the last one set.
+            assert len(names) == PARALLEL
+            assert names[0]["from"] == customer["name"]
+            for before, after in itertools.pairwise(names):
+                assert after["from"] == before["to"]
+            assert {n["to"] for n in names} == {
+                f"{customer['name']} by {i}" for i in range(PARALLEL)
+            }
+            emails = [c["email"] for c in changes if "email" in c]
+            for before, after in itertools.pairwise(emails):
+                assert after["from"] == before["to"]
+            final = http.get(f"/v1/customers/{customer['id']}").json()
+            assert final["name"] == names[-1]["to"]
+            assert final["email"] == (emails[-1]["to"] if emails else None)
+
+        race(setup, call, check, parallel=PARALLEL, rounds=ROUNDS)

@@ -40,6 +40,17 @@ def test_every_billing_event_meets_its_declared_schema(kit: PluginTestKit) -> No
             f"/v1/invoices/{ids[3]}/credit-notes", json={"amount": "1.00", "reason": "goodwill"}
         )
         assert note.status_code == 201, note.text
+        for url, body in (
+            (f"/v1/customers/{customer['id']}", {"name": "Vandelay Industries", "email": None,
+                                                 "crm_company_id": str(customer["id"])}),
+            (f"/v1/plans/{plan['id']}", {"name": "Basic+", "price": "9.5"}),
+        ):  # fmt: skip
+            changed = http.patch(url, json=body)
+            assert changed.status_code == 200, changed.text
+        spare = http.post("/v1/customers", json={"name": "Spare"}).json()
+        unused = http.post("/v1/plans", json={"code": "unused", "name": "U", "price": "1"}).json()
+        for url in (f"/v1/customers/{spare['id']}", f"/v1/plans/{unused['id']}"):
+            assert http.delete(url).status_code == 204
 
     declared = {e.type: e.data_schema for e in load_manifest(plugin_root()).events.emits}
     rows = asyncio.run(

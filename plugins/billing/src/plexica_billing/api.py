@@ -16,6 +16,7 @@ from plexica_billing.schemas import (
     CreditNoteIn,
     Customer,
     CustomerIn,
+    CustomerPatch,
     Invoice,
     InvoiceIn,
     InvoiceRun,
@@ -29,6 +30,7 @@ from plexica_billing.schemas import (
     PendingItem,
     Plan,
     PlanIn,
+    PlanPatch,
     Subscription,
     SubscriptionChange,
     SubscriptionIn,
@@ -74,6 +76,17 @@ def api_router() -> APIRouter:
     async def customer(customer_id: UUID, ctx: CustomerRead) -> Customer:
         return await service.get_customer(ctx, customer_id)
 
+    @router.patch("/customers/{customer_id}")
+    async def update_customer(
+        customer_id: UUID, body: CustomerPatch, ctx: CustomerWrite
+    ) -> Customer:
+        return await service.update_customer(ctx, customer_id, body)
+
+    @router.delete("/customers/{customer_id}", status_code=204, response_class=Response)
+    async def delete_customer(customer_id: UUID, ctx: CustomerWrite) -> Response:
+        await service.delete_customer(ctx, customer_id)
+        return Response(status_code=204)
+
     @router.get("/plans")
     async def plans(ctx: PlanRead, limit: Limit = 25, offset: Offset = 0) -> Page[Plan]:
         return await service.list_plans(ctx, limit, offset)
@@ -81,6 +94,15 @@ def api_router() -> APIRouter:
     @router.post("/plans", status_code=201)
     async def create_plan(body: PlanIn, ctx: PlanWrite) -> Plan:
         return await service.create_plan(ctx, body)
+
+    @router.patch("/plans/{plan_id}")
+    async def update_plan(plan_id: UUID, body: PlanPatch, ctx: PlanWrite) -> Plan:
+        return await service.update_plan(ctx, plan_id, body)
+
+    @router.delete("/plans/{plan_id}", status_code=204, response_class=Response)
+    async def delete_plan(plan_id: UUID, ctx: PlanWrite) -> Response:
+        await service.delete_plan(ctx, plan_id)
+        return Response(status_code=204)
 
     @router.get("/subscriptions")
     async def subscriptions(

@@ -39,7 +39,11 @@ def event_bus(db: Callable[[], PluginDatabase | None]) -> EventBus:
     bus = EventBus(PLUGIN_ID)
     for event_type in (
         service.CUSTOMER_CREATED,
+        service.CUSTOMER_UPDATED,
+        service.CUSTOMER_DELETED,
         service.PLAN_CREATED,
+        service.PLAN_UPDATED,
+        service.PLAN_DELETED,
         service.INVOICE_CREATED,
         service.INVOICE_VOIDED,
         service.INVOICE_UNCOLLECTIBLE,

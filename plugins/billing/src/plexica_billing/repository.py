@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica_sdk.db import page as _page
@@ -32,12 +33,53 @@ def _where(clauses: list[str]) -> str:
     return ("WHERE " + " AND ".join(clauses)) if clauses else ""
 
 
+LOCKS = {
+    "update": " FOR UPDATE",
+    "no key update": " FOR NO KEY UPDATE",
+    "key share": " FOR KEY SHARE",
+}
+
+
 async def get(
-    session: AsyncSession, table: str, id_: UUID, *, lock: bool = False
+    session: AsyncSession, table: str, id_: UUID, *, lock: bool | str = False
 ) -> dict[str, Any] | None:
+    """The row; ``lock`` True ("update") holds it for a change or its removal, "no key update"
+    for a change that lets other transactions still reference it, "key share" keeps it from
+    being removed while this transaction references it."""
     assert table in TABLES
-    sql = f"SELECT * FROM {table} WHERE id = :id" + (" FOR UPDATE" if lock else "")  # noqa: S608
+    mode = LOCKS["update" if lock is True else lock] if lock else ""
+    sql = f"SELECT * FROM {table} WHERE id = :id{mode}"  # noqa: S608
     return _one(await session.execute(text(sql), {"id": id_}))
+
+
+def _unique_violation(exc: IntegrityError) -> bool:
+    seen: BaseException | None = exc.orig
+    while seen is not None:
+        if getattr(seen, "sqlstate", None) == "23505":
+            return True
+        seen = seen.__cause__
+    return False
+
+
+async def update(
+    session: AsyncSession, table: str, id_: UUID, values: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Set ``values`` (column names from the service's models) on the row, in a savepoint: a
+    unique column taken by another row (even one not committed yet) is None and the
+    transaction goes on."""
+    assert table in TABLES
+    assert values
+    assert all(k.isidentifier() for k in values)
+    sets = ", ".join(f"{k} = :{k}" for k in values)
+    sql = f"UPDATE {table} SET {sets}, updated_at = now() WHERE id = :id RETURNING *"  # noqa: S608
+    try:
+        async with session.begin_nested():
+            row = await session.execute(text(sql), {**values, "id": id_})
+            return dict(row.mappings().one())
+    except IntegrityError as exc:
+        if _unique_violation(exc):
+            return None
+        raise
 
 
 async def tenant_schema_of(session: AsyncSession, role: str, function: str) -> str | None:
@@ -93,6 +135,32 @@ async def upsert_crm_customer(
     return dict(row.mappings().one())
 
 
+async def customer_use(session: AsyncSession, customer_id: UUID) -> dict[str, int]:
+    """How many invoices and live (not canceled) subscriptions the customer has."""
+    row = await session.execute(
+        text(
+            "SELECT (SELECT count(*) FROM billing_invoices WHERE customer_id = :id) AS invoices,"
+            " (SELECT count(*) FROM billing_subscriptions WHERE customer_id = :id"
+            "  AND status <> 'canceled') AS subscriptions"
+        ),
+        {"id": customer_id},
+    )
+    return {k: int(v) for k, v in row.mappings().one().items()}
+
+
+async def delete_customer(session: AsyncSession, customer_id: UUID) -> None:
+    """The customer and its canceled subscriptions, whose items and usage were never billed
+    (the caller checked: no invoices, nothing live)."""
+    subs = "SELECT id FROM billing_subscriptions WHERE customer_id = :id"
+    for sql in (
+        f"DELETE FROM billing_subscription_items WHERE subscription_id IN ({subs})",  # noqa: S608
+        f"DELETE FROM billing_usage_records WHERE subscription_id IN ({subs})",  # noqa: S608
+        "DELETE FROM billing_subscriptions WHERE customer_id = :id",
+        "DELETE FROM billing_customers WHERE id = :id",
+    ):
+        await session.execute(text(sql), {"id": customer_id})
+
+
 # --- plans -----------------------------------------------------------------------------------
 
 
@@ -112,6 +180,35 @@ async def insert_plan(session: AsyncSession, values: dict[str, Any]) -> dict[str
         values,
     )
     return _one(row)
+
+
+async def plan_subscriptions(session: AsyncSession, plan_id: UUID) -> int:
+    """Subscriptions of any status on the plan, now or for their current period."""
+    row = await session.execute(
+        text(
+            "SELECT count(*) FROM billing_subscriptions WHERE plan_id = :id OR period_plan_id = :id"
+        ),
+        {"id": plan_id},
+    )
+    return int(row.scalar_one())
+
+
+async def pin_period_price(session: AsyncSession, plan_id: UUID, price: Decimal) -> None:
+    """Before the plan's price changes: billed subscriptions whose current period bills this
+    plan and has begun (UTC) keep ``price`` (the old one) for that period."""
+    await session.execute(
+        text(
+            "UPDATE billing_subscriptions SET period_price = :price, updated_at = now()"
+            " WHERE coalesce(period_plan_id, plan_id) = :id AND period_price IS NULL"
+            " AND status IN ('active', 'past_due')"
+            " AND current_period_start <= (now() AT TIME ZONE 'UTC')::date"
+        ),
+        {"id": plan_id, "price": price},
+    )
+
+
+async def delete_plan(session: AsyncSession, plan_id: UUID) -> None:
+    await session.execute(text("DELETE FROM billing_plans WHERE id = :id"), {"id": plan_id})
 
 
 # --- subscriptions ---------------------------------------------------------------------------
@@ -160,6 +257,8 @@ async def update_subscription(
             "  ELSE period_plan_id END,"
             " period_quantity = CASE WHEN :keep THEN coalesce(period_quantity, quantity)"
             "  ELSE period_quantity END,"
+            # The pinned price belongs to the period's plan: gone when that plan is left unkept.
+            " period_price = CASE WHEN :keep OR plan_id = :plan THEN period_price END,"
             " canceled_at = CASE WHEN :status = 'canceled' THEN now() ELSE NULL END"
             " WHERE id = :id RETURNING *"
         ),
@@ -177,9 +276,12 @@ async def update_subscription(
 async def subscription_plan(
     session: AsyncSession, subscription_id: UUID, *, lock: bool = True
 ) -> dict[str, Any] | None:
-    """The subscription (locked unless ``lock`` is False) with its current plan's pricing."""
+    """The subscription (locked unless ``lock`` is False) with its current plan's pricing: the
+    price the period began with while the period bills that plan (ADR 0223)."""
     sql = (
-        "SELECT s.*, p.pricing, p.price, p.currency, p.tax_rate, p.billing_interval,"
+        "SELECT s.*, p.pricing, p.currency, p.tax_rate, p.billing_interval,"
+        " CASE WHEN coalesce(s.period_plan_id, s.plan_id) = s.plan_id"
+        "  THEN coalesce(s.period_price, p.price) ELSE p.price END AS price,"
         " p.name AS plan_name"
         " FROM billing_subscriptions s JOIN billing_plans p ON p.id = s.plan_id"
         " WHERE s.id = :id"
@@ -304,7 +406,8 @@ async def end_trials(session: AsyncSession, as_of: date) -> list[dict[str, Any]]
     rows = await session.execute(
         text(
             "UPDATE billing_subscriptions s SET status = 'active', updated_at = now(),"
-            " period_plan_id = NULL, period_quantity = NULL, anchor = s.current_period_end,"
+            " period_plan_id = NULL, period_quantity = NULL, period_price = NULL,"
+            " anchor = s.current_period_end,"
             " current_period_start = s.current_period_end,"
             " current_period_end = (s.current_period_end + CASE p.billing_interval"
             " WHEN 'year' THEN interval '1 year' ELSE interval '1 month' END)::date"
@@ -325,7 +428,7 @@ async def lock_due_subscriptions(
         text(
             "SELECT s.id, s.customer_id, s.quantity, s.anchor, s.current_period_start,"
             " s.current_period_end, p.name AS plan_name, p.pricing, p.billing_interval,"
-            " p.price, p.currency, p.tax_rate,"
+            " coalesce(s.period_price, p.price) AS price, p.currency, p.tax_rate,"
             " coalesce(s.period_quantity, s.quantity) AS period_quantity"
             " FROM billing_subscriptions s"
             " JOIN billing_plans p ON p.id = coalesce(s.period_plan_id, s.plan_id)"
@@ -342,6 +445,7 @@ async def advance_periods(session: AsyncSession, periods: list[dict[str, Any]]) 
         text(
             "UPDATE billing_subscriptions SET current_period_start = :start,"
             " current_period_end = :end, period_plan_id = NULL, period_quantity = NULL,"
+            " period_price = NULL,"
             " updated_at = now() WHERE id = :id"
         ),
         periods,

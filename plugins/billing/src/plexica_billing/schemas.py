@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
 
@@ -35,6 +35,52 @@ class CustomerIn(BaseModel):
     crm_company_id: UUID | None = None
 
 
+def _patch_schema(*required_values: str) -> Any:
+    """A PATCH body's JSON Schema: at least one field, and ``null`` only where it clears."""
+
+    def edit(schema: dict[str, Any]) -> None:
+        schema["minProperties"] = 1
+        for name in required_values:
+            prop = schema["properties"][name]
+            kinds = [k for k in prop.pop("anyOf", []) if k.get("type") != "null"]
+            if len(kinds) == 1:
+                prop.update(kinds[0])
+            elif kinds:
+                prop["anyOf"] = kinds
+            prop.pop("default", None)
+
+    return edit
+
+
+class _Patch(BaseModel):
+    """Only the fields given change; ``null`` clears a field of ``clearable`` and is refused
+    for the others."""
+
+    clearable: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _given(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        for name in sorted(self.model_fields_set - self.clearable):
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class CustomerPatch(_Patch):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_patch_schema("name", "currency"))
+    clearable = frozenset({"email", "crm_company_id"})
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    # Only while the customer has no invoices: an invoice keeps the currency it was made in.
+    currency: Currency | None = None
+    crm_company_id: UUID | None = None
+
+
 class Customer(BaseModel):
     id: UUID
     name: str
@@ -54,6 +100,16 @@ class PlanIn(BaseModel):
     price: Money
     currency: Currency | None = None
     tax_rate: Rate | None = None
+
+
+class PlanPatch(_Patch):
+    """Name and price; the code, pricing, interval, currency and tax rate are what subscriptions
+    and their invoices are built on: a different one is a new plan."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_patch_schema("name", "price"))
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    # From each subscription's next period on; the current period keeps the price it began with.
+    price: Money | None = None
 
 
 class Plan(BaseModel):
@@ -288,6 +344,18 @@ class AlreadyPaidError(ConflictError):
 
 class SubscriptionStateError(ConflictError):
     code = "invalid_subscription_state"
+
+
+class CustomerInUseError(ConflictError):
+    code = "customer_in_use"
+
+
+class CustomerHasInvoicesError(ConflictError):
+    code = "customer_has_invoices"
+
+
+class PlanInUseError(ConflictError):
+    code = "plan_in_use"
 
 
 class DuplicateError(ConflictError):

@@ -19,7 +19,10 @@ from plexica_billing.schemas import (
     CreditNoteIn,
     CurrencyMismatchError,
     Customer,
+    CustomerHasInvoicesError,
     CustomerIn,
+    CustomerInUseError,
+    CustomerPatch,
     DuplicateError,
     IdempotencyKeyReusedError,
     IntervalMismatchError,
@@ -40,6 +43,8 @@ from plexica_billing.schemas import (
     PendingItem,
     Plan,
     PlanIn,
+    PlanInUseError,
+    PlanPatch,
     Subscription,
     SubscriptionChange,
     SubscriptionIn,
@@ -56,7 +61,11 @@ from plexica_sdk.events import Event
 
 # Data of each type: the JSON Schemas in plexica-plugin.yaml, checked as it is published.
 CUSTOMER_CREATED = "billing.customer.created"
+CUSTOMER_UPDATED = "billing.customer.updated"
+CUSTOMER_DELETED = "billing.customer.deleted"
 PLAN_CREATED = "billing.plan.created"
+PLAN_UPDATED = "billing.plan.updated"
+PLAN_DELETED = "billing.plan.deleted"
 INVOICE_CREATED = "billing.invoice.created"
 INVOICE_VOIDED = "billing.invoice.voided"
 INVOICE_UNCOLLECTIBLE = "billing.invoice.marked_uncollectible"
@@ -93,15 +102,18 @@ def _number(ctx: PluginContext, sequence: int) -> str:
     return f"{ctx.settings.get('invoice_prefix', 'INV-')}{sequence:06d}"
 
 
-async def _found(ctx: PluginContext, table: str, id_: UUID, what: str) -> dict[str, Any]:
-    row = await repo.get(ctx.db, table, id_)
+async def _found(
+    ctx: PluginContext, table: str, id_: UUID, what: str, *, lock: bool | str = False
+) -> dict[str, Any]:
+    row = await repo.get(ctx.db, table, id_, lock=lock)
     if row is None:
         raise BillingNotFoundError(f"no such {what}")
     return row
 
 
 async def _reference(ctx: PluginContext, table: str, id_: UUID, field: str) -> dict[str, Any]:
-    row = await repo.get(ctx.db, table, id_)
+    # Key share: a customer or plan being removed is waited for, then it is unknown here.
+    row = await repo.get(ctx.db, table, id_, lock="key share")
     if row is None:
         raise UnknownReferenceError(f"{field}: no such record", details={"field": field})
     return row
@@ -159,6 +171,95 @@ async def get_customer(ctx: PluginContext, customer_id: UUID) -> Customer:
     return Customer.model_validate(await _found(ctx, "billing_customers", customer_id, "customer"))
 
 
+async def update_customer(ctx: PluginContext, customer_id: UUID, body: CustomerPatch) -> Customer:
+    """The fields given, under the customer's row lock: parallel changes apply one after the
+    other and each event's ``from`` is what its change really replaced (ADR 0223)."""
+    before = await _found(ctx, "billing_customers", customer_id, "customer", lock="update")
+    values = body.changes()
+    if "currency" in values:
+        values["currency"] = currency(values["currency"], ctx)
+    changes = _diff(before, values)
+    if not changes:
+        return Customer.model_validate(before)
+    if "currency" in changes and (await repo.customer_use(ctx.db, customer_id))["invoices"]:
+        raise CustomerHasInvoicesError(
+            "the currency of a customer with invoices cannot change",
+            details={"currency": before["currency"]},
+        )
+    row = await repo.update(ctx.db, "billing_customers", customer_id, _new(changes))
+    if row is None:
+        raise DuplicateError(
+            "another customer has this CRM company",
+            details={"crm_company_id": str(values["crm_company_id"])},
+        )
+    subject = f"customers/{customer_id}"
+    await _publish_changes(ctx, CUSTOMER_UPDATED, subject, _stored(changes, row))
+    return Customer.model_validate(row)
+
+
+async def delete_customer(ctx: PluginContext, customer_id: UUID) -> None:
+    """Only a customer never invoiced and without live subscriptions; its canceled
+    subscriptions (never billed) go with it."""
+    customer = await _found(ctx, "billing_customers", customer_id, "customer", lock="update")
+    use = await repo.customer_use(ctx.db, customer_id)
+    if use["invoices"] or use["subscriptions"]:
+        raise CustomerInUseError(
+            "a customer with invoices or live subscriptions cannot be deleted", details=use
+        )
+    await repo.delete_customer(ctx.db, customer_id)
+    await ctx.publish(
+        CUSTOMER_DELETED,
+        {
+            "customer_id": str(customer_id),
+            "name": customer["name"],
+            "crm_company_id": _json(customer["crm_company_id"]),
+            "deleted_by": ctx.user_id,
+        },
+        subject=f"customers/{customer_id}",
+    )
+
+
+def _json(value: Any) -> Any:
+    """A column's value as event data: ids and amounts as strings."""
+    return value if value is None or isinstance(value, (str, int, bool)) else str(value)
+
+
+def _diff(before: dict[str, Any], values: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {k: (before[k], v) for k, v in values.items() if before[k] != v}
+
+
+def _new(changes: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
+    return {k: new for k, (_, new) in changes.items()}
+
+
+def _stored(changes: dict[str, tuple[Any, Any]], row: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``to`` as the database stored it (an amount with its two decimals)."""
+    return {k: (old, row[k]) for k, (old, _) in changes.items()}
+
+
+async def _publish_changes(
+    ctx: PluginContext,
+    event_type: str,
+    subject: str,
+    changes: dict[str, tuple[Any, Any]],
+    **extra: Any,
+) -> None:
+    """``billing.<object>.updated``: the object's id, and each field that changed, from/to."""
+    what, id_ = event_type.split(".")[1], subject.rsplit("/", 1)[1]
+    await ctx.publish(
+        event_type,
+        {
+            f"{what}_id": id_,
+            **extra,
+            "changes": {
+                k: {"from": _json(old), "to": _json(new)} for k, (old, new) in changes.items()
+            },
+            "updated_by": ctx.user_id,
+        },
+        subject=subject,
+    )
+
+
 async def list_plans(ctx: PluginContext, limit: int, offset: int) -> Page[Plan]:
     rows, total = await repo.list_plans(ctx.db, limit, offset)
     return Page(
@@ -189,6 +290,41 @@ async def create_plan(ctx: PluginContext, body: PlanIn) -> Plan:
         subject=f"plans/{plan.id}",
     )
     return plan
+
+
+async def update_plan(ctx: PluginContext, plan_id: UUID, body: PlanPatch) -> Plan:
+    """Name and price. A new price bills from each subscription's next period: subscriptions
+    whose current period bills this plan keep the old price for it; issued invoices are never
+    touched (ADR 0223). The plan is locked against other changes only (``NO KEY UPDATE``):
+    subscriptions may still be started on it meanwhile."""
+    before = await _found(ctx, "billing_plans", plan_id, "plan", lock="no key update")
+    changes = _diff(before, body.changes())
+    if not changes:
+        return Plan.model_validate(before)
+    if "price" in changes:
+        await repo.pin_period_price(ctx.db, plan_id, before["price"])
+    row = await repo.update(ctx.db, "billing_plans", plan_id, _new(changes))
+    assert row is not None  # no unique column among a plan's editable fields
+    subject = f"plans/{plan_id}"
+    await _publish_changes(ctx, PLAN_UPDATED, subject, _stored(changes, row), code=row["code"])
+    return Plan.model_validate(row)
+
+
+async def delete_plan(ctx: PluginContext, plan_id: UUID) -> None:
+    """Only a plan no subscription (of any status) was ever on: subscriptions and their
+    invoices keep naming their plan."""
+    plan = await _found(ctx, "billing_plans", plan_id, "plan", lock="update")
+    used = await repo.plan_subscriptions(ctx.db, plan_id)
+    if used:
+        raise PlanInUseError(
+            "a plan with subscriptions cannot be deleted", details={"subscriptions": used}
+        )
+    await repo.delete_plan(ctx.db, plan_id)
+    await ctx.publish(
+        PLAN_DELETED,
+        {"plan_id": str(plan_id), "code": plan["code"], "deleted_by": ctx.user_id},
+        subject=f"plans/{plan_id}",
+    )
 
 
 # --- subscriptions ---------------------------------------------------------------------------
