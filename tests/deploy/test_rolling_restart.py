@@ -16,7 +16,9 @@ from tests.support.openloop import OpenLoop
 
 pytestmark = pytest.mark.slow
 
-RATE = 20.0
+# 10 rps and their decisions, on a CPU that other work may saturate: the core
+# left serving during a restart must keep answering its health check within 3 s.
+RATE = 10.0
 SLUG = "rolling"
 
 
@@ -43,4 +45,4 @@ def test_a_rolling_restart_of_two_cores_under_load_fails_no_request() -> None:
         with OpenLoop(url, {"Authorization": f"Bearer {token}"}, RATE) as load:
             topology.rolling_restart(["core", "core-2"])
         assert len(load.shots) > RATE  # it ran through both restarts
-        assert load.failed() == {}, load.failed()
+        assert load.failed() == {}, load.failures()

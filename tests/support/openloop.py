@@ -17,6 +17,7 @@ class Shot:
     sent: float
     status: str  # the HTTP status, or the transport error's name
     seconds: float
+    detail: str = ""  # of a failure: its Retry-After and the start of its body, to tell who said it
 
 
 @dataclass
@@ -30,11 +31,15 @@ class OpenLoop:
 
     async def _one(self, http: httpx.AsyncClient) -> None:
         sent = time.monotonic()
+        detail = ""
         try:
-            status = str((await http.get(self.url, headers=self.headers)).status_code)
+            answer = await http.get(self.url, headers=self.headers)
+            status = str(answer.status_code)
+            if not answer.is_success:
+                detail = f"retry-after={answer.headers.get('retry-after')} {answer.text[:80]!r}"
         except httpx.HTTPError as exc:
             status = type(exc).__name__
-        self.shots.append(Shot(sent, status, time.monotonic() - sent))
+        self.shots.append(Shot(sent, status, time.monotonic() - sent, detail))
 
     async def _run(self) -> None:
         limits = httpx.Limits(max_connections=400, max_keepalive_connections=100)
@@ -61,6 +66,10 @@ class OpenLoop:
 
     def failed(self) -> Counter[str]:
         return Counter(s.status for s in self.shots if not s.status.startswith("2"))
+
+    def failures(self) -> Counter[str]:
+        """The failures by status and what they said."""
+        return Counter(f"{s.status} {s.detail}" for s in self.shots if not s.status.startswith("2"))
 
     def percentile_ms(self, p: float) -> float:
         ordered = sorted(s.seconds for s in self.shots)
