@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from plexica_crm import service
+from plexica_crm import csvfile, service, transfer
 from plexica_crm.schemas import (
     Activity,
     ActivityIn,
@@ -22,12 +22,15 @@ from plexica_crm.schemas import (
     Deal,
     DealIn,
     DealPatch,
+    ImportResult,
     Page,
     Stage,
     StageChange,
     UnknownReferenceError,
 )
 from plexica_sdk.app import FragmentsDep, PluginContext, require
+from plexica_sdk.errors import PlexicaError
+from plexica_sdk.guard import MiB, body_limit
 from plexica_sdk.pagination import PageOffset, PageSize
 from plexica_sdk.preconditions import ETAG_HEADER, PRECONDITION_FAILED, IfMatch, etag
 from plexica_sdk.ui import field_errors, form_fields
@@ -71,6 +74,45 @@ def _tagged(response: Response, record: R) -> R:
     return record
 
 
+class CsvResponse(Response):
+    media_type = "text/csv"
+
+
+CSV_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": (
+            "UTF-8 CSV, a header row naming the columns, at most"
+            f" {csvfile.MAX_ROWS} rows and {csvfile.MAX_BYTES // MiB} MiB (ADR 0226)."
+        ),
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+}
+IMPORT_ANSWERS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Not UTF-8, a NUL character, or not CSV (`invalid_csv`)"},
+    413: {"description": f"Over {csvfile.MAX_BYTES} bytes or {csvfile.MAX_ROWS} rows"},
+    422: {
+        "description": "A header without a required column or with a duplicate or unknown one"
+        " (`invalid_csv_header`), or bad rows (`invalid_rows`: details.errors lists the row,"
+        " field and message of each; nothing is written)"
+    },
+}
+
+
+async def _csv(request: Request) -> bytes:
+    kind, _, params = request.headers.get("content-type", "").partition(";")
+    charset = params.partition("charset=")[2].strip().strip('"').lower()
+    if kind.strip().lower() != "text/csv" or charset not in ("", "utf-8", "utf8"):
+        raise PlexicaError(
+            "the request body must be text/csv in UTF-8", status=415, code="unsupported_media_type"
+        )
+    return await request.body()
+
+
+def _download(text: str, name: str) -> CsvResponse:
+    return CsvResponse(text, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
 def _filled(form: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
     return {k: form[k] for k in names if form.get(k)}
 
@@ -92,6 +134,24 @@ def api_router() -> APIRouter:
     @router.post("/companies", status_code=201)
     async def create_company(body: CompanyIn, ctx: CompanyWrite) -> Company:
         return await service.create_company(ctx, body)
+
+    @router.get(
+        "/companies/export",
+        response_class=CsvResponse,
+        summary="All companies as CSV (formula-like cells start with an apostrophe)",
+    )
+    async def export_companies(ctx: CompanyRead) -> CsvResponse:
+        return _download(await transfer.export_companies(ctx), "companies.csv")
+
+    @router.post(
+        "/companies/import",
+        summary="Create companies from CSV (columns name, domain): all rows or none",
+        openapi_extra=CSV_BODY,
+        responses=IMPORT_ANSWERS,
+    )
+    @body_limit(csvfile.MAX_BYTES)
+    async def import_companies(request: Request, ctx: CompanyWrite) -> ImportResult:
+        return await transfer.import_companies(ctx, await _csv(request))
 
     @router.get("/companies/{company_id}", responses=TAGGED)
     async def company(company_id: UUID, ctx: CompanyRead, response: Response) -> Company:
@@ -136,6 +196,26 @@ def api_router() -> APIRouter:
     @router.post("/contacts", status_code=201)
     async def create_contact(body: ContactIn, ctx: ContactWrite) -> Contact:
         return await service.create_contact(ctx, body)
+
+    @router.get(
+        "/contacts/export",
+        response_class=CsvResponse,
+        summary="All contacts as CSV, with their company's name (formula-like cells start"
+        " with an apostrophe)",
+    )
+    async def export_contacts(ctx: ContactRead) -> CsvResponse:
+        return _download(await transfer.export_contacts(ctx), "contacts.csv")
+
+    @router.post(
+        "/contacts/import",
+        summary="Create contacts from CSV (first_name, last_name, email, phone, and company"
+        " by name or company_id): all rows or none",
+        openapi_extra=CSV_BODY,
+        responses=IMPORT_ANSWERS,
+    )
+    @body_limit(csvfile.MAX_BYTES)
+    async def import_contacts(request: Request, ctx: ContactWrite) -> ImportResult:
+        return await transfer.import_contacts(ctx, await _csv(request))
 
     @router.get("/contacts/{contact_id}", responses=TAGGED)
     async def contact(contact_id: UUID, ctx: ContactRead, response: Response) -> Contact:

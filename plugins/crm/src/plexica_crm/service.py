@@ -127,6 +127,11 @@ async def create_company(ctx: PluginContext, body: CompanyIn) -> Company:
     company = Company.model_validate(
         await repo.insert_company(ctx.db, {**body.model_dump(), "by": ctx.user_id})
     )
+    await announce_company(ctx, company)
+    return company
+
+
+async def announce_company(ctx: PluginContext, company: Company) -> None:
     await ctx.publish(
         COMPANY_CREATED,
         {
@@ -137,7 +142,6 @@ async def create_company(ctx: PluginContext, body: CompanyIn) -> Company:
         },
         subject=f"companies/{company.id}",
     )
-    return company
 
 
 async def get_company(ctx: PluginContext, company_id: UUID) -> Company:
@@ -182,12 +186,16 @@ async def create_contact(ctx: PluginContext, body: ContactIn) -> Contact:
     contact = Contact.model_validate(
         await repo.insert_contact(ctx.db, {**body.model_dump(), "by": ctx.user_id})
     )
+    await announce_contact(ctx, contact)
+    return contact
+
+
+async def announce_contact(ctx: PluginContext, contact: Contact) -> None:
     await ctx.publish(
         CONTACT_CREATED,
         {"contact_id": str(contact.id), "email": contact.email, "created_by": ctx.user_id},
         subject=f"contacts/{contact.id}",
     )
-    return contact
 
 
 async def get_contact(ctx: PluginContext, contact_id: UUID) -> Contact:
