@@ -91,9 +91,10 @@ async def run(args: argparse.Namespace, url: str) -> None:
                 made += more.count(active)
 
             consumes = manifest.model_dump(mode="json")["events"]["consumes"]
+            upgrade = "1.99.0"  # above any shipped CRM version
             doc = {
                 **manifest.model_dump(mode="json"),
-                "version": "1.1.0",
+                "version": upgrade,
                 "events": {
                     **manifest.model_dump(mode="json")["events"],
                     "consumes": [
@@ -107,7 +108,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
             )
             async with db.session() as s:
                 await service.register(s, doc, [*files, extra])
-                await service.set_status(s, "crm", "1.1.0", VersionStatus.PUBLISHED)
+                await service.set_status(s, "crm", upgrade, VersionStatus.PUBLISHED)
             began = time.perf_counter()
             results = await installer.upgrade_fleet("crm", concurrency=args.parallel)
             took = time.perf_counter() - began

@@ -141,7 +141,8 @@ def _schema(doc: dict[str, Any], base_url: str) -> BaseSchema:
     # does not exist, a state that does not allow the change): 409 or 422; a string the schema
     # types allow can be malformed for its use (NUL, control characters in a file key, a cursor
     # the service did not issue): 400; bytes the schema can only call "binary" (a file, a logo)
-    # are sniffed and may be 413 or 415 (ADR 0139).
+    # are sniffed and may be 413 or 415 (ADR 0139). An If-Match the schema allows is a tag
+    # that need not be the record's current one: 412 (ADR 0226).
     schema.config.checks.positive_data_acceptance = PositiveDataAcceptanceConfig(
         expected_statuses=[
             "2xx",
@@ -151,6 +152,7 @@ def _schema(doc: dict[str, Any], base_url: str) -> BaseSchema:
             "403",
             "404",
             "409",
+            "412",
             "413",
             "415",
             "422",

@@ -22,6 +22,7 @@ _STATUS_CODES = {
     405: "method_not_allowed",
     406: "not_acceptable",
     409: "conflict",
+    412: "precondition_failed",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
@@ -62,6 +63,12 @@ class NotFoundError(PlexicaError):
 
 class ConflictError(PlexicaError):
     status, code = 409, "conflict"
+
+
+class PreconditionFailedError(PlexicaError):
+    """A conditional request (``If-Match``) whose condition the current state does not meet."""
+
+    status, code = 412, "precondition_failed"
 
 
 class UnauthenticatedError(PlexicaError):

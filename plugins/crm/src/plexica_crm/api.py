@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from plexica_crm import service
+from plexica_crm import csvfile, service, transfer
 from plexica_crm.schemas import (
     Activity,
     ActivityIn,
@@ -22,13 +22,17 @@ from plexica_crm.schemas import (
     Deal,
     DealIn,
     DealPatch,
+    ImportResult,
     Page,
     Stage,
     StageChange,
     UnknownReferenceError,
 )
 from plexica_sdk.app import FragmentsDep, PluginContext, require
+from plexica_sdk.errors import PlexicaError
+from plexica_sdk.guard import MiB, body_limit
 from plexica_sdk.pagination import PageOffset, PageSize
+from plexica_sdk.preconditions import ETAG_HEADER, PRECONDITION_FAILED, IfMatch, etag
 from plexica_sdk.ui import field_errors, form_fields
 
 Limit = PageSize
@@ -59,6 +63,56 @@ CONTACT_FIELDS = ("first_name", "last_name", "email", "phone")
 DEAL_FIELDS = ("title", "amount", "stage_id")
 
 
+# One record's read and change answer its ETag; a change or delete may be conditional (ADR 0226).
+TAGGED: dict[int | str, dict[str, Any]] = {200: {"headers": ETAG_HEADER}}
+CONDITIONAL = {**TAGGED, **PRECONDITION_FAILED}
+R = TypeVar("R", Company, Contact, Deal)
+
+
+def _tagged(response: Response, record: R) -> R:
+    response.headers["ETag"] = etag(record.version)
+    return record
+
+
+class CsvResponse(Response):
+    media_type = "text/csv"
+
+
+CSV_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": (
+            "UTF-8 CSV, a header row naming the columns, at most"
+            f" {csvfile.MAX_ROWS} rows and {csvfile.MAX_BYTES // MiB} MiB (ADR 0226)."
+        ),
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+}
+IMPORT_ANSWERS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Not UTF-8, a NUL character, or not CSV (`invalid_csv`)"},
+    413: {"description": f"Over {csvfile.MAX_BYTES} bytes or {csvfile.MAX_ROWS} rows"},
+    422: {
+        "description": "A header without a required column or with a duplicate or unknown one"
+        " (`invalid_csv_header`), or bad rows (`invalid_rows`: details.errors lists the row,"
+        " field and message of each; nothing is written)"
+    },
+}
+
+
+async def _csv(request: Request) -> bytes:
+    kind, _, params = request.headers.get("content-type", "").partition(";")
+    charset = params.partition("charset=")[2].strip().strip('"').lower()
+    if kind.strip().lower() != "text/csv" or charset not in ("", "utf-8", "utf8"):
+        raise PlexicaError(
+            "the request body must be text/csv in UTF-8", status=415, code="unsupported_media_type"
+        )
+    return await request.body()
+
+
+def _download(text: str, name: str) -> CsvResponse:
+    return CsvResponse(text, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
 def _filled(form: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
     return {k: form[k] for k in names if form.get(k)}
 
@@ -81,21 +135,52 @@ def api_router() -> APIRouter:
     async def create_company(body: CompanyIn, ctx: CompanyWrite) -> Company:
         return await service.create_company(ctx, body)
 
-    @router.get("/companies/{company_id}")
-    async def company(company_id: UUID, ctx: CompanyRead) -> Company:
-        return await service.get_company(ctx, company_id)
+    @router.get(
+        "/companies/export",
+        response_class=CsvResponse,
+        summary="All companies as CSV (formula-like cells start with an apostrophe)",
+    )
+    async def export_companies(ctx: CompanyRead) -> CsvResponse:
+        return _download(await transfer.export_companies(ctx), "companies.csv")
 
-    @router.patch("/companies/{company_id}", summary="Change a company's name or domain")
-    async def update_company(company_id: UUID, body: CompanyPatch, ctx: CompanyWrite) -> Company:
-        return await service.update_company(ctx, company_id, body)
+    @router.post(
+        "/companies/import",
+        summary="Create companies from CSV (columns name, domain): all rows or none",
+        openapi_extra=CSV_BODY,
+        responses=IMPORT_ANSWERS,
+    )
+    @body_limit(csvfile.MAX_BYTES)
+    async def import_companies(request: Request, ctx: CompanyWrite) -> ImportResult:
+        return await transfer.import_companies(ctx, await _csv(request))
+
+    @router.get("/companies/{company_id}", responses=TAGGED)
+    async def company(company_id: UUID, ctx: CompanyRead, response: Response) -> Company:
+        return _tagged(response, await service.get_company(ctx, company_id))
+
+    @router.patch(
+        "/companies/{company_id}",
+        summary="Change a company's name or domain",
+        responses=CONDITIONAL,
+    )
+    async def update_company(
+        company_id: UUID,
+        body: CompanyPatch,
+        ctx: CompanyWrite,
+        response: Response,
+        if_match: IfMatch = None,
+    ) -> Company:
+        return _tagged(response, await service.update_company(ctx, company_id, body, if_match))
 
     @router.delete(
         "/companies/{company_id}",
         status_code=204,
         summary="Delete a company (its contacts and deals stay, without it)",
+        responses=PRECONDITION_FAILED,
     )
-    async def delete_company(company_id: UUID, ctx: CompanyWrite) -> Response:
-        await service.delete_company(ctx, company_id)
+    async def delete_company(
+        company_id: UUID, ctx: CompanyWrite, if_match: IfMatch = None
+    ) -> Response:
+        await service.delete_company(ctx, company_id, if_match)
         return Response(status_code=204)
 
     @router.get("/contacts")
@@ -112,21 +197,50 @@ def api_router() -> APIRouter:
     async def create_contact(body: ContactIn, ctx: ContactWrite) -> Contact:
         return await service.create_contact(ctx, body)
 
-    @router.get("/contacts/{contact_id}")
-    async def contact(contact_id: UUID, ctx: ContactRead) -> Contact:
-        return await service.get_contact(ctx, contact_id)
+    @router.get(
+        "/contacts/export",
+        response_class=CsvResponse,
+        summary="All contacts as CSV, with their company's name (formula-like cells start"
+        " with an apostrophe)",
+    )
+    async def export_contacts(ctx: ContactRead) -> CsvResponse:
+        return _download(await transfer.export_contacts(ctx), "contacts.csv")
 
-    @router.patch("/contacts/{contact_id}", summary="Change a contact")
-    async def update_contact(contact_id: UUID, body: ContactPatch, ctx: ContactWrite) -> Contact:
-        return await service.update_contact(ctx, contact_id, body)
+    @router.post(
+        "/contacts/import",
+        summary="Create contacts from CSV (first_name, last_name, email, phone, and company"
+        " by name or company_id): all rows or none",
+        openapi_extra=CSV_BODY,
+        responses=IMPORT_ANSWERS,
+    )
+    @body_limit(csvfile.MAX_BYTES)
+    async def import_contacts(request: Request, ctx: ContactWrite) -> ImportResult:
+        return await transfer.import_contacts(ctx, await _csv(request))
+
+    @router.get("/contacts/{contact_id}", responses=TAGGED)
+    async def contact(contact_id: UUID, ctx: ContactRead, response: Response) -> Contact:
+        return _tagged(response, await service.get_contact(ctx, contact_id))
+
+    @router.patch("/contacts/{contact_id}", summary="Change a contact", responses=CONDITIONAL)
+    async def update_contact(
+        contact_id: UUID,
+        body: ContactPatch,
+        ctx: ContactWrite,
+        response: Response,
+        if_match: IfMatch = None,
+    ) -> Contact:
+        return _tagged(response, await service.update_contact(ctx, contact_id, body, if_match))
 
     @router.delete(
         "/contacts/{contact_id}",
         status_code=204,
         summary="Delete a contact and the activities linked to it alone",
+        responses=PRECONDITION_FAILED,
     )
-    async def delete_contact(contact_id: UUID, ctx: ContactWrite) -> Response:
-        await service.delete_contact(ctx, contact_id)
+    async def delete_contact(
+        contact_id: UUID, ctx: ContactWrite, if_match: IfMatch = None
+    ) -> Response:
+        await service.delete_contact(ctx, contact_id, if_match)
         return Response(status_code=204)
 
     @router.get("/stages")
@@ -147,21 +261,28 @@ def api_router() -> APIRouter:
     async def create_deal(body: DealIn, ctx: DealWrite) -> Deal:
         return await service.create_deal(ctx, body)
 
-    @router.get("/deals/{deal_id}")
-    async def deal(deal_id: UUID, ctx: DealRead) -> Deal:
-        return await service.get_deal(ctx, deal_id)
+    @router.get("/deals/{deal_id}", responses=TAGGED)
+    async def deal(deal_id: UUID, ctx: DealRead, response: Response) -> Deal:
+        return _tagged(response, await service.get_deal(ctx, deal_id))
 
-    @router.patch("/deals/{deal_id}", summary="Change a deal (its stage moves: POST …/stage)")
-    async def update_deal(deal_id: UUID, body: DealPatch, ctx: DealWrite) -> Deal:
-        return await service.update_deal(ctx, deal_id, body)
+    @router.patch(
+        "/deals/{deal_id}",
+        summary="Change a deal (its stage moves: POST …/stage)",
+        responses=CONDITIONAL,
+    )
+    async def update_deal(
+        deal_id: UUID, body: DealPatch, ctx: DealWrite, response: Response, if_match: IfMatch = None
+    ) -> Deal:
+        return _tagged(response, await service.update_deal(ctx, deal_id, body, if_match))
 
     @router.delete(
         "/deals/{deal_id}",
         status_code=204,
         summary="Delete a deal and the activities linked to it alone",
+        responses=PRECONDITION_FAILED,
     )
-    async def delete_deal(deal_id: UUID, ctx: DealWrite) -> Response:
-        await service.delete_deal(ctx, deal_id)
+    async def delete_deal(deal_id: UUID, ctx: DealWrite, if_match: IfMatch = None) -> Response:
+        await service.delete_deal(ctx, deal_id, if_match)
         return Response(status_code=204)
 
     @router.post("/deals/{deal_id}/stage")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 from uuid import UUID
 
@@ -210,3 +211,90 @@ async def complete_activity(session: AsyncSession, activity_id: UUID) -> dict[st
     )
     found = row.mappings().first()
     return dict(found) if found else None
+
+
+# --- CSV import and export (ADR 0226) ------------------------------------------------------------
+
+EXPORT_BATCH = 1000
+
+
+async def _stream(session: AsyncSession, sql: str) -> AsyncIterator[list[dict[str, Any]]]:
+    # One query, one snapshot, read through a cursor a batch at a time.
+    result = await session.stream(text(sql))
+    async for part in result.mappings().partitions(EXPORT_BATCH):
+        yield [dict(r) for r in part]
+
+
+def each_company(session: AsyncSession) -> AsyncIterator[list[dict[str, Any]]]:
+    return _stream(session, "SELECT * FROM crm_companies ORDER BY id")
+
+
+def each_contact(session: AsyncSession) -> AsyncIterator[list[dict[str, Any]]]:
+    return _stream(
+        session,
+        "SELECT c.*, co.name AS company FROM crm_contacts c"
+        " LEFT JOIN crm_companies co ON co.id = c.company_id ORDER BY c.id",
+    )
+
+
+async def companies_with_ids(session: AsyncSession, ids: Collection[UUID]) -> set[UUID]:
+    """Those of ``ids`` that exist, key-share locked until the transaction ends (as a create's
+    reference is: a parallel delete waits)."""
+    rows = await session.execute(
+        text("SELECT id FROM crm_companies WHERE id = ANY(:ids) FOR KEY SHARE"), {"ids": list(ids)}
+    )
+    return {r[0] for r in rows}
+
+
+async def companies_named(session: AsyncSession, names: Collection[str]) -> dict[str, list[UUID]]:
+    """The companies whose lower-cased name is one of ``names``, by that name, key-share
+    locked."""
+    rows = await session.execute(
+        text(
+            "SELECT lower(name), id FROM crm_companies WHERE lower(name) = ANY(:names)"
+            " ORDER BY id FOR KEY SHARE"
+        ),
+        {"names": list(names)},
+    )
+    found: dict[str, list[UUID]] = {}
+    for name, id_ in rows:
+        found.setdefault(name, []).append(id_)
+    return found
+
+
+async def insert_companies(
+    session: AsyncSession, rows: list[dict[str, Any]], by: str
+) -> list[dict[str, Any]]:
+    """Many companies in one statement, returned in the order given."""
+    if not rows:
+        return []
+    result = await session.execute(
+        text(
+            "INSERT INTO crm_companies (name, domain, created_by)"
+            " SELECT name, domain, :by FROM unnest(CAST(:name AS text[]), CAST(:domain AS text[]))"
+            " WITH ORDINALITY AS u(name, domain, n) ORDER BY n RETURNING *"
+        ),
+        {"by": by, "name": [r["name"] for r in rows], "domain": [r["domain"] for r in rows]},
+    )
+    # uuidv7 ids of one session increase (RETURNING itself promises no order).
+    return sorted((dict(r) for r in result.mappings()), key=lambda r: r["id"])
+
+
+async def insert_contacts(
+    session: AsyncSession, rows: list[dict[str, Any]], by: str
+) -> list[dict[str, Any]]:
+    """Many contacts in one statement, returned in the order given."""
+    if not rows:
+        return []
+    columns = ("first_name", "last_name", "email", "phone", "company_id")
+    result = await session.execute(
+        text(
+            "INSERT INTO crm_contacts (first_name, last_name, email, phone, company_id, created_by)"
+            " SELECT first_name, last_name, email, phone, company_id, :by FROM unnest("
+            " CAST(:first_name AS text[]), CAST(:last_name AS text[]), CAST(:email AS text[]),"
+            " CAST(:phone AS text[]), CAST(:company_id AS uuid[])) WITH ORDINALITY"
+            " AS u(first_name, last_name, email, phone, company_id, n) ORDER BY n RETURNING *"
+        ),
+        {"by": by, **{c: [r[c] for r in rows] for c in columns}},
+    )
+    return sorted((dict(r) for r in result.mappings()), key=lambda r: r["id"])

@@ -64,10 +64,14 @@ class CompanyPatch(Patch):
     domain: str | None = Field(default=None, max_length=200)
 
 
+VERSION = Field(description="Bumped by every change of the record; its ETag is this, quoted.")
+
+
 class Company(CompanyIn):
     model_config = ConfigDict(extra="ignore")
     id: UUID
     created_at: datetime
+    version: int = VERSION
 
 
 class ContactIn(BaseModel):
@@ -96,6 +100,7 @@ class Contact(BaseModel):
     phone: str | None
     company_id: UUID | None
     created_at: datetime
+    version: int = VERSION
 
 
 class Stage(BaseModel):
@@ -138,6 +143,7 @@ class Deal(BaseModel):
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None
+    version: int = VERSION
 
 
 class StageChange(BaseModel):
@@ -179,3 +185,7 @@ class CrmNotFoundError(NotFoundError):
 
 class UnknownReferenceError(PlexicaError):
     status, code = 422, "unknown_reference"
+
+
+class ImportResult(BaseModel):
+    created: int = Field(description="Records created, one per data row, in the file's order.")

@@ -26,6 +26,7 @@ from plexica_crm.schemas import (
     UnknownReferenceError,
 )
 from plexica_sdk.app import PluginContext
+from plexica_sdk.preconditions import check_if_match, etag
 
 # Data of each type: the JSON Schemas in plexica-plugin.yaml, checked as it is published.
 COMPANY_CREATED = "crm.company.created"
@@ -75,9 +76,11 @@ async def _update(
     patch: Patch,
     *,
     references: dict[str, str] | None = None,
+    if_match: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """The row after ``patch`` and what really changed, ``{field: {"from", "to"}}``. The row is
-    read under its lock, so parallel changes apply in order and each one's "from" is true."""
+    read under its lock, so parallel changes apply in order and each one's "from" is true;
+    ``if_match`` is compared with the version read so (ADR 0226)."""
     given = patch.given()
     refs = {f: t for f, t in (references or {}).items() if f in given}
     if refs:
@@ -87,6 +90,7 @@ async def _update(
         for field, ref_table in refs.items():
             await _exists(ctx, ref_table, given[field], field)
     before = await _found(ctx, table, id_, what, lock=True)
+    check_if_match(if_match, etag(before["version"]))
     changed = {name: value for name, value in given.items() if before[name] != value}
     if not changed:
         return before, {}
@@ -95,9 +99,12 @@ async def _update(
     return after, changes
 
 
-async def _delete(ctx: PluginContext, table: str, id_: UUID, what: str) -> None:
+async def _delete(
+    ctx: PluginContext, table: str, id_: UUID, what: str, if_match: str | None
+) -> None:
     await repo.lock_deletes(ctx.db)
-    await _found(ctx, table, id_, what, lock=True)
+    row = await _found(ctx, table, id_, what, lock=True)
+    check_if_match(if_match, etag(row["version"]))
     # References to it are cleared by the database (ON DELETE SET NULL); activities linked to
     # it alone go with it (ADR 0222).
     if table == "crm_contacts":
@@ -120,6 +127,11 @@ async def create_company(ctx: PluginContext, body: CompanyIn) -> Company:
     company = Company.model_validate(
         await repo.insert_company(ctx.db, {**body.model_dump(), "by": ctx.user_id})
     )
+    await announce_company(ctx, company)
+    return company
+
+
+async def announce_company(ctx: PluginContext, company: Company) -> None:
     await ctx.publish(
         COMPANY_CREATED,
         {
@@ -130,15 +142,18 @@ async def create_company(ctx: PluginContext, body: CompanyIn) -> Company:
         },
         subject=f"companies/{company.id}",
     )
-    return company
 
 
 async def get_company(ctx: PluginContext, company_id: UUID) -> Company:
     return Company.model_validate(await _found(ctx, "crm_companies", company_id, "company"))
 
 
-async def update_company(ctx: PluginContext, company_id: UUID, patch: CompanyPatch) -> Company:
-    row, changes = await _update(ctx, "crm_companies", company_id, "company", patch)
+async def update_company(
+    ctx: PluginContext, company_id: UUID, patch: CompanyPatch, if_match: str | None = None
+) -> Company:
+    row, changes = await _update(
+        ctx, "crm_companies", company_id, "company", patch, if_match=if_match
+    )
     if changes:
         await ctx.publish(
             COMPANY_UPDATED,
@@ -148,8 +163,8 @@ async def update_company(ctx: PluginContext, company_id: UUID, patch: CompanyPat
     return Company.model_validate(row)
 
 
-async def delete_company(ctx: PluginContext, company_id: UUID) -> None:
-    await _delete(ctx, "crm_companies", company_id, "company")
+async def delete_company(ctx: PluginContext, company_id: UUID, if_match: str | None = None) -> None:
+    await _delete(ctx, "crm_companies", company_id, "company", if_match)
     await ctx.publish(
         COMPANY_DELETED,
         {"company_id": str(company_id), "deleted_by": ctx.user_id},
@@ -171,21 +186,29 @@ async def create_contact(ctx: PluginContext, body: ContactIn) -> Contact:
     contact = Contact.model_validate(
         await repo.insert_contact(ctx.db, {**body.model_dump(), "by": ctx.user_id})
     )
+    await announce_contact(ctx, contact)
+    return contact
+
+
+async def announce_contact(ctx: PluginContext, contact: Contact) -> None:
     await ctx.publish(
         CONTACT_CREATED,
         {"contact_id": str(contact.id), "email": contact.email, "created_by": ctx.user_id},
         subject=f"contacts/{contact.id}",
     )
-    return contact
 
 
 async def get_contact(ctx: PluginContext, contact_id: UUID) -> Contact:
     return Contact.model_validate(await _found(ctx, "crm_contacts", contact_id, "contact"))
 
 
-async def update_contact(ctx: PluginContext, contact_id: UUID, patch: ContactPatch) -> Contact:
+async def update_contact(
+    ctx: PluginContext, contact_id: UUID, patch: ContactPatch, if_match: str | None = None
+) -> Contact:
     refs = {"company_id": "crm_companies"}
-    row, changes = await _update(ctx, "crm_contacts", contact_id, "contact", patch, references=refs)
+    row, changes = await _update(
+        ctx, "crm_contacts", contact_id, "contact", patch, references=refs, if_match=if_match
+    )
     if changes:
         await ctx.publish(
             CONTACT_UPDATED,
@@ -195,8 +218,8 @@ async def update_contact(ctx: PluginContext, contact_id: UUID, patch: ContactPat
     return Contact.model_validate(row)
 
 
-async def delete_contact(ctx: PluginContext, contact_id: UUID) -> None:
-    await _delete(ctx, "crm_contacts", contact_id, "contact")
+async def delete_contact(ctx: PluginContext, contact_id: UUID, if_match: str | None = None) -> None:
+    await _delete(ctx, "crm_contacts", contact_id, "contact", if_match)
     await ctx.publish(
         CONTACT_DELETED,
         {"contact_id": str(contact_id), "deleted_by": ctx.user_id},
@@ -247,9 +270,13 @@ async def get_deal(ctx: PluginContext, deal_id: UUID) -> Deal:
     return Deal.model_validate(await _found(ctx, "crm_deals", deal_id, "deal"))
 
 
-async def update_deal(ctx: PluginContext, deal_id: UUID, patch: DealPatch) -> Deal:
+async def update_deal(
+    ctx: PluginContext, deal_id: UUID, patch: DealPatch, if_match: str | None = None
+) -> Deal:
     refs = {"company_id": "crm_companies", "contact_id": "crm_contacts"}
-    row, changes = await _update(ctx, "crm_deals", deal_id, "deal", patch, references=refs)
+    row, changes = await _update(
+        ctx, "crm_deals", deal_id, "deal", patch, references=refs, if_match=if_match
+    )
     if changes:
         await ctx.publish(
             DEAL_UPDATED,
@@ -259,8 +286,8 @@ async def update_deal(ctx: PluginContext, deal_id: UUID, patch: DealPatch) -> De
     return Deal.model_validate(row)
 
 
-async def delete_deal(ctx: PluginContext, deal_id: UUID) -> None:
-    await _delete(ctx, "crm_deals", deal_id, "deal")
+async def delete_deal(ctx: PluginContext, deal_id: UUID, if_match: str | None = None) -> None:
+    await _delete(ctx, "crm_deals", deal_id, "deal", if_match)
     await ctx.publish(
         DEAL_DELETED,
         {"deal_id": str(deal_id), "deleted_by": ctx.user_id},
