@@ -5,6 +5,7 @@ an error page. One run in real headless Chromium on the tenant's own host."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from playwright.async_api import Browser, async_playwright, expect
 
 from plexica.identity.client import password_login
 from plexica.kit.db import Database
+from tests.support.cli import plexica
 from tests.web.conftest import BASE_DOMAIN, Operator, Site, set_password, sign_in
 from tests.web.test_browser import ARGS, CHROMIUM, provider_login
 from tests.web.test_shell import create_tenant, operator_signed_in
@@ -31,6 +33,7 @@ class Invited:
     email: str
     link: str
     token: str
+    operator_token: str
 
 
 async def _token(site: Site, http: httpx.AsyncClient, realm: str, email: str, pw: str) -> str:
@@ -65,7 +68,7 @@ async def invite(site: Site, db: Database, operator: Operator) -> Invited:
         assert denied.status_code == 403
     found = LINK.search(kept.json()[0]["body"])
     assert found is not None
-    return Invited(slug, email, found.group(1), found.group(2))
+    return Invited(slug, email, found.group(1), found.group(2), ops_token)
 
 
 async def test_the_invite_page_sets_the_password_and_signs_in(
@@ -75,6 +78,13 @@ async def test_the_invite_page_sets_the_password_and_signs_in(
     port = urlsplit(site.url).port
     assert got.link == f"http://{got.slug}.{BASE_DOMAIN}:{port}/invite/{got.token}"
     path = f"/invite/{got.token}"
+    # The operator finds the same mail with the CLI, over the API (in process: the site's own
+    # request logs share stdout, the JSON is the last line).
+    env = {"PLEXICA_TOKEN": got.operator_token}
+    out = plexica(env, "mail", "list", "--json", "--to", got.email, "--url", site.url)
+    listed = json.loads(out.splitlines()[-1])
+    assert [m["to"] for m in listed] == [got.email]
+    assert got.link in listed[0]["body"]
     async with httpx.AsyncClient(base_url=site.url, timeout=30.0) as browser:
         page = await browser.get(path)
         assert page.status_code == 200, page.text
