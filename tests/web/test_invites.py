@@ -19,7 +19,7 @@ from playwright.async_api import Browser, async_playwright, expect
 from plexica.identity.client import password_login
 from plexica.kit.db import Database
 from tests.support.cli import plexica
-from tests.web.conftest import BASE_DOMAIN, Operator, Site, set_password, sign_in
+from tests.web.conftest import BASE_DOMAIN, Operator, Site, csrf_of, set_password, sign_in
 from tests.web.test_browser import ARGS, CHROMIUM, provider_login
 from tests.web.test_shell import create_tenant, operator_signed_in
 
@@ -145,3 +145,46 @@ async def test_the_invite_link_in_a_real_browser(
     await page.goto(got.link)
     await expect(page.get_by_role("heading", name="Invitation no longer valid")).to_be_visible()
     await context.close()
+
+
+async def test_the_users_page_invites_resends_and_withdraws(
+    site: Site, db: Database, operator: Operator
+) -> None:
+    slug = f"iv{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=site.url, timeout=30.0) as ops:
+        await operator_signed_in(ops, operator)
+        assert (await create_tenant(ops, slug, "Invite Co")).status_code == 303
+    admin = f"admin@{slug}.example"
+    admin_pw = await set_password(db, f"plexica-{slug}", admin)
+    email = f"page@{slug}.example"
+    async with httpx.AsyncClient(base_url=site.url, timeout=30.0) as me:
+        assert (
+            await sign_in(me, f"/login/start?tenant={slug}", admin, admin_pw)
+        ).status_code == 303
+        page = await me.get("/t/admin/users")
+        bad = await me.post(
+            "/t/admin/invites",
+            data={"csrf": csrf_of(page.text), "invite_email": "nope", "invite_role": "member"},
+        )
+        assert bad.status_code == 422
+        assert 'id="f-invite_email"' in bad.text
+        sent = await me.post(
+            "/t/admin/invites",
+            data={"csrf": csrf_of(page.text), "invite_email": email, "invite_role": "member"},
+        )
+        assert sent.status_code == 303, sent.text
+        listed = await me.get(sent.headers["location"])
+        assert f"Invitation sent to {email}." in listed.text
+        invite_id = re.search(r'action="/t/admin/invites/([0-9a-f-]+)/resend"', listed.text)
+        assert invite_id is not None
+        again = await me.post(
+            f"/t/admin/invites/{invite_id.group(1)}/resend", data={"csrf": csrf_of(page.text)}
+        )
+        assert again.status_code == 303
+        gone = await me.post(
+            f"/t/admin/invites/{invite_id.group(1)}/revoke", data={"csrf": csrf_of(page.text)}
+        )
+        assert gone.status_code == 303
+        after = await me.get(gone.headers["location"])
+        assert f"Invitation withdrawn for {email}." in after.text
+        assert "/resend" not in after.text
