@@ -18,11 +18,13 @@ from plexica.flags.wiring import start_flags
 from plexica.gateway.api import router as gateway_router
 from plexica.gateway.wiring import start_gateway
 from plexica.identity.api import me_router, roles_router, service_clients_router, users_router
+from plexica.identity.invites_api import router as invites_router
 from plexica.identity.oidc import router as oidc_router
 from plexica.identity.wiring import identity_lifespan
 from plexica.kit.db import Database
 from plexica.kit.probes import add_dependency_checks
 from plexica.kit.security import TokenVerifier
+from plexica.mail.api import router as dev_mail_router
 from plexica.plugins import wiring as plugins_wiring
 from plexica.plugins.api import catalog_router, installations_router, ui_router
 from plexica.settings import Settings
@@ -113,6 +115,7 @@ def create_app(
     app.include_router(oidc_router)
     app.include_router(me_router)
     app.include_router(users_router)
+    app.include_router(invites_router)
     app.include_router(roles_router)
     app.include_router(service_clients_router)
     app.include_router(audit_router)
@@ -126,6 +129,7 @@ def create_app(
     app.include_router(events_api.router)
     app.include_router(files_router)
     app.include_router(flags_router)
+    app.include_router(dev_mail_router)
     return app
 
 

@@ -28,6 +28,7 @@ from plexica.kit.kafka import KafkaLogin
 ENV_PREFIX = "PLEXICA_"
 MIN_WEB_SECRET = 32
 MIN_KEY_ENCRYPTION_KEY = 32
+SMTP_SCHEMES = frozenset({"smtp", "smtps", "smtp+starttls"})
 
 
 class SettingsError(Exception):
@@ -136,6 +137,14 @@ class Settings(BaseSettings):
     # Seals the built-in provider's private signing keys at rest (ADR 0150): one secret, or
     # several separated by commas (the first seals, all open).
     key_encryption_key: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
+    # Mail (ADR 0225): invitations go out over SMTP; without a URL they are kept in the dev
+    # mailbox (`plexica mail list`) and the link is logged. smtp://, smtps:// (TLS from the
+    # first byte) or smtp+starttls://, with user:password@ when the server wants a login.
+    smtp_url: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
+    mail_from: str = Field(default="Plexica <noreply@plexica.local>", pattern=r"@[^@\s>]+>?$")
+    # Budget of each SMTP step (connect, login, each command), not of the whole conversation.
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    invite_ttl_hours: float = Field(default=72.0, gt=0, le=24 * 30)
 
     @cached_property
     def sqlalchemy_url(self) -> str:
@@ -193,6 +202,17 @@ class Settings(BaseSettings):
                 "PLEXICA_KEY_ENCRYPTION_KEY is too short: use at least "
                 f"{MIN_KEY_ENCRYPTION_KEY} characters per key (comma-separated)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _smtp_url_known(self) -> Settings:
+        if self.smtp_url is not None:
+            parts = urlsplit(self.smtp_url.get_secret_value())
+            if parts.scheme not in SMTP_SCHEMES or not parts.hostname:
+                raise ValueError(
+                    "PLEXICA_SMTP_URL must look like smtp://host:port, smtps://user:pass@host:465"
+                    " or smtp+starttls://host:587"
+                )
         return self
 
     @model_validator(mode="after")

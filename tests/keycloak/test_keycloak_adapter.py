@@ -234,3 +234,25 @@ async def test_service_client_lifecycle_and_password_reset(
     assert await browser_login(issuer, "reset@acme.test", password) is not None
     with pytest.raises(IdentityNotFoundError):
         await kc.set_password(tenant.realm, "nobody@acme.test", password)
+
+
+async def test_invited_user_is_disabled_until_accepted_and_can_be_deleted(
+    kc: KeycloakAdapter, tenant: Tenant
+) -> None:
+    """What an invitation needs of the adapter (ADR 0225)."""
+    email = "invited@acme.test"
+    user = await kc.create_user(tenant.realm, email, None, frozenset({"member"}), enabled=False)
+    assert user.enabled is False
+    listed = {u.email: u for u in await kc.list_users(tenant.realm)}
+    assert listed[email].enabled is False
+    assert listed[email].roles == frozenset({"member"})
+    issuer = kc.issuer_url(tenant.realm)
+    assert await browser_login(issuer, email, PASSWORD) is None
+
+    await kc.set_password(tenant.realm, email, PASSWORD)
+    await kc.set_user_enabled(tenant.realm, user.id, True)
+    assert await browser_login(issuer, email, PASSWORD) is not None
+
+    await kc.delete_user(tenant.realm, user.id)
+    await kc.delete_user(tenant.realm, user.id)  # idempotent
+    assert email not in {u.email for u in await kc.list_users(tenant.realm)}

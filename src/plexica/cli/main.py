@@ -17,6 +17,7 @@ from plexica.cli.gateway import gateway_app
 from plexica.cli.identity import token as identity_token
 from plexica.cli.identity import user_app
 from plexica.cli.keys import keys_app
+from plexica.cli.mail import mail_app
 from plexica.cli.plugins import plugin_app
 from plexica.cli.service_clients import service_client_app
 from plexica.cli.tenants import tenant_app
@@ -50,6 +51,7 @@ app.add_typer(backup_app, name="backup")
 app.add_typer(restore_app, name="restore")
 app.add_typer(service_client_app, name="service-client")
 app.add_typer(keys_app, name="keys")
+app.add_typer(mail_app, name="mail")
 
 
 @app.command()

@@ -41,6 +41,11 @@ _PLUGIN: dict[str, Any] = {
     "properties": {"plugin_id": {"type": "string"}},
 }
 _ROLES = {"type": "array", "items": {"type": "string"}}
+_INVITE: dict[str, Any] = {
+    "type": "object",
+    "required": ["user_id", "invite_id"],
+    "properties": {"user_id": _UUID, "invite_id": _UUID},
+}
 
 # (type, version) -> schema; the newest version of a type is the one published.
 SCHEMAS: dict[tuple[str, int], dict[str, Any]] = {
@@ -64,8 +69,12 @@ SCHEMAS: dict[tuple[str, int], dict[str, Any]] = {
     (CoreEvent.USER_INVITED, 1): {
         "type": "object",
         "required": ["user_id", "roles"],
-        "properties": {"user_id": _UUID, "roles": _ROLES},
+        # invite_id: set when the user was invited by e-mail (ADR 0225).
+        "properties": {"user_id": _UUID, "roles": _ROLES, "invite_id": _UUID},
     },
+    (CoreEvent.USER_INVITE_RESENT, 1): _INVITE,
+    (CoreEvent.USER_INVITE_REVOKED, 1): _INVITE,
+    (CoreEvent.USER_INVITE_ACCEPTED, 1): _INVITE,
     (CoreEvent.USER_ROLE_CHANGED, 1): {
         "type": "object",
         "required": ["user_id", "before", "after"],

@@ -18,3 +18,6 @@ class CoreEvent(StrEnum):
     PLUGIN_UNINSTALLED = "plexica.plugin.uninstalled"
     USER_INVITED = "plexica.user.invited"
     USER_ROLE_CHANGED = "plexica.user.role_changed"
+    USER_INVITE_RESENT = "plexica.user.invite_resent"
+    USER_INVITE_REVOKED = "plexica.user.invite_revoked"
+    USER_INVITE_ACCEPTED = "plexica.user.invite_accepted"

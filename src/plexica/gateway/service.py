@@ -39,8 +39,12 @@ CORE = "/api/core"
 PLUGINS = "/api/plugins/"
 MAX_URI = 4096
 PUBLIC_CORE = frozenset(
-    {"/api/core/openapi.json", "/api/core/docs", "/api/core/health", "/api/core/v1/info"}
-)
+    {
+        "/api/core/openapi.json", "/api/core/docs", "/api/core/health", "/api/core/v1/info",
+        # The invitation's token is the capability (ADR 0225): the invitee has no account yet.
+        "/api/core/v1/invites/inspect", "/api/core/v1/invites/accept",
+    }
+)  # fmt: skip
 # A presigned URL carries its own capability (scoped, expiring, tamper-proof signature): no
 # bearer is asked for, the core verifies the signature (ADR 0138).
 SIGNED_FILES = CORE + SIGNED_PATH

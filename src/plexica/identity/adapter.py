@@ -39,8 +39,21 @@ class IdentityAdapter(Protocol):
     async def set_realm_enabled(self, realm: str, enabled: bool) -> None: ...
 
     async def create_user(
-        self, realm: str, email: str, password: str | None, roles: frozenset[str]
-    ) -> RealmUser: ...
+        self,
+        realm: str,
+        email: str,
+        password: str | None,
+        roles: frozenset[str],
+        *,
+        enabled: bool = True,
+    ) -> RealmUser:
+        """``enabled=False`` with no password: an invited user, who cannot sign in until they
+        accept the invitation (ADR 0225)."""
+        ...
+
+    async def delete_user(self, realm: str, user_id: str) -> None:
+        """Idempotent: deleting a missing user succeeds."""
+        ...
 
     async def list_users(self, realm: str) -> list[RealmUser]: ...
 

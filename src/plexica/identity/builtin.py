@@ -54,12 +54,24 @@ class BuiltinIdentity:
             await repository.set_realm_enabled(session, realm, enabled)
 
     async def create_user(
-        self, realm: str, email: str, password: str | None, roles: frozenset[str]
+        self,
+        realm: str,
+        email: str,
+        password: str | None,
+        roles: frozenset[str],
+        *,
+        enabled: bool = True,
     ) -> RealmUser:
         async with self.db.session() as session:
             await service.realm_or_404(session, realm)
-            user = await service.create_user(session, realm, email, password, roles)
+            user = await service.create_user(
+                session, realm, email, password, roles, enabled=enabled
+            )
         return _realm_user(user)
+
+    async def delete_user(self, realm: str, user_id: str) -> None:
+        async with self.db.session() as session:
+            await repository.delete_user(session, realm, _user_id(user_id))
 
     async def list_users(self, realm: str) -> list[RealmUser]:
         async with self.db.session() as session:

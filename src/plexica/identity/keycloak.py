@@ -190,14 +190,20 @@ class KeycloakAdapter:
     # -- users --------------------------------------------------------------------------------
 
     async def create_user(
-        self, realm: str, email: str, password: str | None, roles: frozenset[str]
+        self,
+        realm: str,
+        email: str,
+        password: str | None,
+        roles: frozenset[str],
+        *,
+        enabled: bool = True,
     ) -> RealmUser:
         _check(realm, _REALM, "realm")
         known = await self._roles(realm, roles)
         user: dict[str, Any] = {
             "username": email.lower(),
             "email": email.lower(),
-            "enabled": True,
+            "enabled": enabled,
             "emailVerified": True,
         }
         if password is not None:
@@ -212,7 +218,12 @@ class KeycloakAdapter:
             except PlexicaError:
                 await self._call("DELETE", f"/admin/realms/{realm}/users/{user_id}")
                 raise
-        return RealmUser(id=user_id, email=email.lower(), enabled=True, roles=roles)
+        return RealmUser(id=user_id, email=email.lower(), enabled=enabled, roles=roles)
+
+    async def delete_user(self, realm: str, user_id: str) -> None:
+        response = await self._call("DELETE", self._user_path(realm, user_id))
+        if response.status_code != 404:
+            _expect(response, 204)
 
     async def list_users(self, realm: str) -> list[RealmUser]:
         _check(realm, _REALM, "realm")

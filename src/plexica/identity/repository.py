@@ -68,12 +68,13 @@ async def insert_user(
     email: str,
     password_hash: str | None,
     roles: Iterable[str],
+    enabled: bool = True,
 ) -> bool:
     result = await session.execute(
         text(
-            "INSERT INTO platform.users (id, realm, email, password_hash, roles)"
-            " VALUES (:id, :realm, :email, :hash, :roles) ON CONFLICT (realm, email) DO NOTHING"
-            " RETURNING id"
+            "INSERT INTO platform.users (id, realm, email, password_hash, roles, enabled)"
+            " VALUES (:id, :realm, :email, :hash, :roles, :enabled)"
+            " ON CONFLICT (realm, email) DO NOTHING RETURNING id"
         ),
         {
             "id": user_id,
@@ -81,9 +82,17 @@ async def insert_user(
             "email": email,
             "hash": password_hash,
             "roles": list(roles),
+            "enabled": enabled,
         },
     )
     return result.first() is not None
+
+
+async def delete_user(session: AsyncSession, realm: str, user_id: UUID) -> None:
+    await session.execute(
+        text("DELETE FROM platform.users WHERE realm = :realm AND id = :id"),
+        {"realm": realm, "id": user_id},
+    )
 
 
 async def user_by_email(session: AsyncSession, realm: str, email: str) -> dict[str, Any] | None:

@@ -112,3 +112,46 @@ class ServiceClientSecret(BaseModel):
     client: ServiceClient
     secret: str = Field(description="Shown once: only its hash is kept (built-in provider).")
     token_url: str
+
+
+# --- invitations (ADR 0225) -------------------------------------------------------------------
+
+Password = Annotated[str, Field(min_length=12, max_length=256)]
+InviteTokenText = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class InviteCreate(BaseModel):
+    email: Email
+    roles: list[str] = Field(default_factory=lambda: ["member"], max_length=10)
+
+
+class Invite(BaseModel):
+    id: UUID
+    email: str
+    roles: list[str]
+    user_id: str
+    status: str = Field(description="pending, expired, accepted or revoked")
+    created_at: datetime
+    sent_at: datetime
+    expires_at: datetime
+    sent_count: int
+
+
+class InviteToken(BaseModel):
+    token: InviteTokenText
+
+
+class InviteInfo(BaseModel):
+    email: str
+    tenant_slug: str | None
+    expires_at: datetime
+
+
+class InviteAccept(BaseModel):
+    token: InviteTokenText
+    password: Password
+
+
+class InviteAccepted(BaseModel):
+    email: str
+    tenant_slug: str | None

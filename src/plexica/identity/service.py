@@ -220,18 +220,25 @@ def to_user(row: dict[str, Any]) -> User:
 
 
 async def create_user(
-    session: AsyncSession, realm: str, email: str, password: str | None, roles: Iterable[str]
+    session: AsyncSession,
+    realm: str,
+    email: str,
+    password: str | None,
+    roles: Iterable[str],
+    *,
+    enabled: bool = True,
 ) -> User:
     wanted = check_roles(realm, roles)
     email = email.strip().lower()
     user_id = uuid.uuid4()
     hashed = await hash_password(password) if password else None
     inserted = await repository.insert_user(
-        session, user_id, realm=realm, email=email, password_hash=hashed, roles=sorted(wanted)
-    )
+        session, user_id, realm=realm, email=email, password_hash=hashed, roles=sorted(wanted),
+        enabled=enabled,
+    )  # fmt: skip
     if not inserted:
         raise ConflictError("a user with this email exists")
-    return User(id=user_id, email=email, enabled=True, roles=sorted(wanted))
+    return User(id=user_id, email=email, enabled=enabled, roles=sorted(wanted))
 
 
 async def user_or_404(session: AsyncSession, realm: str, user_id: UUID) -> User:

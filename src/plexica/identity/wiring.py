@@ -23,6 +23,7 @@ from plexica.identity.keycloak import KeycloakAdapter
 from plexica.identity.throttle import GuardedThrottle, MemoryThrottle, RedisThrottle
 from plexica.kit.db import Database
 from plexica.kit.redisguard import Breaker, redis_client
+from plexica.mail.service import mailer_for
 from plexica.settings import Settings
 from plexica_sdk.errors import PlexicaError
 
@@ -91,6 +92,8 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
         )
     else:
         app.state.login_throttle = MemoryThrottle()
+    if getattr(app.state, "mailer", None) is None:
+        app.state.mailer = mailer_for(settings, db)
     ensure_realm: asyncio.Task[None] | None = None
     keycloak: KeycloakAdapter | None = None
     if settings.keycloak_url is None:

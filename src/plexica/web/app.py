@@ -29,6 +29,7 @@ from plexica.web.branding import Brand
 from plexica.web.console_flags import console_flags_routes
 from plexica.web.health import health_row
 from plexica.web.hosts import TenantHosts
+from plexica.web.invites import invite_routes
 from plexica.web.plugin_forms import plugin_form_routes, with_csrf
 from plexica.web.provisioning import provisioning_routes
 from plexica.web.security import ShellSecurity, origin_of
@@ -411,6 +412,7 @@ def create_web_app(
     console_flags_routes(app, shell)
     plugin_form_routes(app, shell)
     sessions_routes(app, shell)
+    invite_routes(app, shell)
     return app
 
 

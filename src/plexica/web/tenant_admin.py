@@ -26,6 +26,8 @@ NavFn = Callable[
 LOGO_MAX_BYTES = 512 * 1024
 LOGO_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 ROLE_LABELS = {"tenant_admin": "Administrator", "member": "Member"}
+NO_INVITE = {"invite_email": "", "invite_role": "member"}
+PageFn = Callable[..., Awaitable[Response]]
 # Requests that never depend on the tenant of the host.
 HOSTLESS_PREFIXES = ("/static/", "/health", "/ready", "/metrics")
 
@@ -80,6 +82,7 @@ def _users(app: FastAPI, shell: Shell, nav_of: NavFn) -> None:
         nav, _ = await nav_of(shell, session)
         listed = await shell.upstream.api(session, "GET", "/v1/users")
         roles = await shell.upstream.api(session, "GET", "/v1/roles")
+        invites = await shell.upstream.api(session, "GET", "/v1/invites")
         grants = (
             {str(r["role"]): [str(p) for p in r.get("permissions", [])] for r in roles.body}
             if roles.ok and isinstance(roles.body, list)
@@ -90,7 +93,9 @@ def _users(app: FastAPI, shell: Shell, nav_of: NavFn) -> None:
             request, session, "users.html", status, title="Users", nav=nav,
             users=listed.body if listed.ok and isinstance(listed.body, list) else [],
             roles=[(r, ROLE_LABELS.get(r, r)) for r in sorted(names, key=lambda r: r != "member")],
-            form=form or {"email": "", "role": "member"}, errors=errors or {}, created=created,
+            form=form or {"email": "", "role": "member", **NO_INVITE},
+            errors=errors or {}, created=created,
+            invites=invites.body if invites.ok and isinstance(invites.body, list) else [],
             chosen=chosen or {}, me=session.claims().get("sub"), grants=grants,
             error=error or (None if listed.ok else listed.error_message()),
             notice=request.query_params.get("notice"),
@@ -202,6 +207,56 @@ def _users(app: FastAPI, shell: Shell, nav_of: NavFn) -> None:
             if action == "disable":
                 await shell.end_sessions(session.realm, uid)
             return back(f"User {done.body.get('email', '')} {action}d.")
+
+        return await shell.run(request, act, operator=False)
+
+    _invite_admin(app, shell, users_page, back)
+
+
+def _invite_admin(
+    app: FastAPI, shell: Shell, users_page: PageFn, back: Callable[[str], Response]
+) -> None:
+    """Invitations by e-mail from the users page (ADR 0225)."""
+
+    @app.post("/t/admin/invites", include_in_schema=False)
+    async def admin_invite(request: Request) -> Response:
+        async def send(request: Request, session: WebSession) -> Response:
+            raw = await request.form()
+            form = {k: str(raw.get(k, "")).strip() for k in ("invite_email", "invite_role")}
+            made = await shell.upstream.api(
+                session, "POST", "/v1/invites",
+                json={"email": form["invite_email"], "roles": [form["invite_role"]]},
+            )  # fmt: skip
+            if not made.ok:
+                found = made.field_errors()
+                errors = {"invite_" + ("role" if k == "roles" else k): v for k, v in found.items()}
+                return await users_page(
+                    request, session, status=made.status, errors=errors,
+                    form={"email": "", "role": "member", **form},
+                    error=None if errors else made.error_message(),
+                )  # fmt: skip
+            return back(f"Invitation sent to {form['invite_email'].lower()}.")
+
+        return await shell.run(request, send, operator=False)
+
+    @app.post("/t/admin/invites/{invite_id}/{action}", include_in_schema=False)
+    async def admin_invite_action(request: Request, invite_id: str, action: str) -> Response:
+        async def act(request: Request, session: WebSession) -> Response:
+            iid = _user_id(invite_id)
+            if iid is None or action not in ("resend", "revoke"):
+                return await users_page(request, session, status=404, error="No such action.")
+            method, path = (
+                ("POST", f"/v1/invites/{iid}/resend")
+                if action == "resend"
+                else ("DELETE", f"/v1/invites/{iid}")
+            )
+            done = await shell.upstream.api(session, method, path)
+            if not done.ok:
+                return await users_page(
+                    request, session, status=done.status, error=done.error_message()
+                )
+            verb = "sent again to" if action == "resend" else "withdrawn for"
+            return back(f"Invitation {verb} {done.body.get('email', '')}.")
 
         return await shell.run(request, act, operator=False)
 
