@@ -3,7 +3,6 @@ over the core API as the operator, or on the database with ``PLEXICA_DATABASE_UR
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
 
@@ -30,6 +29,8 @@ def list_mail(
     if api is not None:
         found: list[dict[str, Any]] = api.call("GET", "/v1/dev-mail", params=params)
     else:
+        import asyncio  # only here: the command tree loads without it (test_cli_imports)
+
         found = asyncio.run(_on_database(data_dir, url, limit, to))
     if as_json:
         typer.echo(json.dumps(found, default=str))
