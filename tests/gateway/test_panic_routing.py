@@ -25,7 +25,9 @@ from plexica.kit.pgserver import free_port
 from tests.gateway.test_traefik import TRAEFIK
 from tests.support.wait import until
 
-UNAVAILABLE: dict[str, object] = {"error": {"code": "unavailable", "message": "database down", "details": None}}
+UNAVAILABLE: dict[str, object] = {
+    "error": {"code": "unavailable", "message": "database down", "details": None}
+}
 
 
 @dataclass
