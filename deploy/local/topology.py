@@ -35,7 +35,7 @@ import httpx
 import yaml
 from sqlalchemy.engine import make_url
 
-from plexica.gateway.config import traefik_config
+from plexica.gateway.config import CHECKED, traefik_config
 from plexica.kit.kafka import KafkaLogin
 from plexica.kit.pgserver import EmbeddedPostgres, free_port
 
@@ -498,7 +498,7 @@ class LocalTopology:
         deadline = time.monotonic() + timeout
         while True:
             with contextlib.suppress(httpx.HTTPError, ValueError):
-                r = httpx.get(f"{admin.url}/api/http/services/{service}@file", timeout=2)
+                r = httpx.get(f"{admin.url}/api/http/services/{service}{CHECKED}@file", timeout=2)
                 if r.json().get("serverStatus", {}).get(url) == "UP":
                     return
             if time.monotonic() > deadline:

@@ -528,7 +528,8 @@ def test_routes_watcher_runs_beside_traefik_on_a_shared_directory() -> None:
     config = yaml.safe_load(by_kind(docs, "ConfigMap")["plexica-gateway"]["data"]["plexica.yml"])
     services = config["http"]["services"]
     assert (
-        f"--core-url={services['core-api']['loadBalancer']['servers'][0]['url']}" in routes["args"]
+        f"--core-url={services['core-api-checked']['loadBalancer']['servers'][0]['url']}"
+        in routes["args"]
     )
     assert f"--web-url={services['web']['loadBalancer']['servers'][0]['url']}" in routes["args"]
     assert not [e for e in routes.get("env", []) if "valueFrom" in e]

@@ -78,7 +78,7 @@ def test_a_killed_crm_replica_fails_no_read_and_comes_back() -> None:
         assert load.failed() == {}, load.failed()
         # The edge balances over both processes: the plugin's route has both servers.
         _, dynamic = topology.traefik_config(topology.gateway_port, 0)
-        servers = dynamic["http"]["services"]["plugin-crm"]["loadBalancer"]["servers"]
+        servers = dynamic["http"]["services"]["plugin-crm-checked"]["loadBalancer"]["servers"]
         assert [s["url"] for s in servers] == [
             topology.processes["plugin-crm"].url,
             topology.processes["plugin-crm-2"].url,

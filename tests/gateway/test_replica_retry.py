@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from plexica.gateway.config import traefik_config
+from plexica.gateway.config import CHECKED, traefik_config
 from plexica.kit.pgserver import free_port
 from tests.gateway.test_traefik import TRAEFIK
 from tests.support.wait import until
@@ -141,7 +141,9 @@ def wait_up(admin: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 60
     while True:
         with contextlib.suppress(httpx.HTTPError, ValueError):
-            status = httpx.get(f"{admin}/api/http/services/plugin-crm@file", timeout=2).json()
+            status = httpx.get(
+                f"{admin}/api/http/services/plugin-crm{CHECKED}@file", timeout=2
+            ).json()
             if list(status.get("serverStatus", {}).values()) == ["UP", "UP"]:
                 return
         assert proc.poll() is None, log.read_text()

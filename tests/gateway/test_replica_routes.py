@@ -9,6 +9,9 @@ from pathlib import Path
 
 from deploy.local.topology import LocalTopology, Process
 from plexica.gateway.config import (
+    ANY,
+    CHECKED,
+    LIVE_PATH,
     PASSIVE,
     READ_RETRY,
     READY,
@@ -27,17 +30,18 @@ def test_without_replicas_nothing_is_retried() -> None:
     http = plain["http"]
     assert not {"retry", "retry-reads"} & set(http["middlewares"])
     assert not [name for name in http["routers"] if name.endswith("-reads")]
-    assert http["services"]["plugin-crm"]["loadBalancer"]["healthCheck"] == READY
+    assert http["services"]["plugin-crm" + CHECKED]["loadBalancer"]["healthCheck"] == READY
 
 
 def test_plugin_replicas_are_servers_with_the_cores_checks_and_retries() -> None:
     http = traefik_config(CORE, PLUGINS, plugin_replicas={"crm": ["http://127.0.0.1:4/"]})["http"]
-    crm = http["services"]["plugin-crm"]["loadBalancer"]
+    crm = http["services"]["plugin-crm" + CHECKED]["loadBalancer"]
     assert crm["servers"] == [{"url": CRM}, {"url": "http://127.0.0.1:4"}]
     assert crm["healthCheck"] == REPLICA_READY
     assert crm["passiveHealthCheck"] == PASSIVE
-    assert "passiveHealthCheck" not in http["services"]["plugin-billing"]["loadBalancer"]
-    assert http["services"]["plugin-billing"]["loadBalancer"]["healthCheck"] == READY
+    billing = http["services"]["plugin-billing" + CHECKED]["loadBalancer"]
+    assert "passiveHealthCheck" not in billing
+    assert billing["healthCheck"] == READY
     assert http["middlewares"]["retry"] == {"retry": RETRY}
     assert http["middlewares"]["retry-reads"] == {"retry": READ_RETRY}
     # Writes: only a failed connection is resent; reads also a 502 (a server that died with
@@ -54,6 +58,37 @@ def test_plugin_replicas_are_servers_with_the_cores_checks_and_retries() -> None
     assert "retry" not in http["routers"]["plugin-billing"]["middlewares"]
     # Statuses Traefik makes itself, or a service's own for an outage, are never resent.
     assert READ_RETRY["status"] == ["502"]
+
+
+def test_every_balanced_service_falls_back_to_its_live_servers() -> None:
+    """Panic routing (ADR 0227): the routes name a failover from the servers that are ready to
+    the same servers that are alive, with no passive check (it counts 5xx answers)."""
+    http = traefik_config(
+        CORE, PLUGINS, "http://127.0.0.1:7", core_replicas=["http://127.0.0.1:5"],
+        plugin_replicas={"crm": ["http://127.0.0.1:4"]},
+    )["http"]  # fmt: skip
+    services = http["services"]
+    for name in ("core-api", "plugin-crm", "plugin-billing"):
+        assert services[name] == {
+            "failover": {"service": name + CHECKED, "fallback": name + ANY, "healthCheck": {}}
+        }
+        ready, live = services[name + CHECKED]["loadBalancer"], services[name + ANY]["loadBalancer"]
+        assert live["servers"] == ready["servers"]
+        assert live["healthCheck"] == {**ready["healthCheck"], "path": LIVE_PATH}
+        assert ready["healthCheck"]["path"] == "/ready"
+        assert "passiveHealthCheck" not in live
+        assert live.get("serversTransport") == ready.get("serversTransport")
+    assert services["core-api" + CHECKED]["loadBalancer"]["passiveHealthCheck"] == PASSIVE
+    # The web pages have no fallback (ADR 0227).
+    assert "loadBalancer" in services["web"]
+    # Everything that named the core's balancer names the failover.
+    assert http["middlewares"]["plugin-errors"]["errors"]["service"] == "core-api"
+    assert {r["service"] for r in http["routers"].values()} <= {
+        "core-api",
+        "plugin-crm",
+        "plugin-billing",
+        "web",
+    }
 
 
 def test_core_replicas_retry_reads_and_the_decision() -> None:

@@ -41,6 +41,16 @@ READ_RETRY = {**RETRY, "status": ["502"]}
 READS = "(Method(`GET`) || Method(`HEAD`))"
 
 
+# Panic routing (ADR 0227): a service is a failover from its balancer checked on /ready to the
+# same servers checked on /health (liveness, no I/O, true while a server drains). When no server
+# is ready (each core while PostgreSQL is down), the request still goes to a live one, which
+# answers for itself (503 + Retry-After in the error shape) instead of Traefik's plain "no
+# available server". Traefik makes a failover follow its children's status only when the
+# failover and both children have a health check.
+CHECKED, ANY = "-checked", "-any"
+LIVE_PATH = "/health"
+
+
 BREAKER = {
     "expression": "NetworkErrorRatio() > 0.5 || ResponseCodeRatio(500, 600, 0, 600) > 0.5",
     "checkPeriod": "100ms",
@@ -198,6 +208,8 @@ def traefik_config(
                 "responseHeaderTimeout": _seconds(timeouts.get(slug, DEFAULT_UPSTREAM_TIMEOUT))
             }
         }
+    for name in [n for n in services if n == "core-api" or n.startswith("plugin-")]:
+        _panic_routed(services, name)
     if web_url is not None:
         routers["web"] = {"rule": "PathPrefix(`/`)", "priority": 1, "service": "web"}
         services["web"] = {
@@ -207,6 +219,23 @@ def traefik_config(
     if transports:
         http["serversTransports"] = transports
     return {"http": http}
+
+
+def _panic_routed(services: dict[str, Any], name: str) -> None:
+    """Make ``name`` a failover from its balancer (renamed ``name-checked``, where its
+    ``/ready`` status shows) to the same servers checked for liveness only (``name-any``).
+    The latter has no passive check: Traefik counts a 5xx answer as a failed attempt, and in
+    panic every answer is the service's 503, which would take every server out again."""
+    balancer = services[name]["loadBalancer"]
+    live = {**balancer["healthCheck"], "path": LIVE_PATH}
+    unchecked = {
+        k: v for k, v in balancer.items() if k not in ("healthCheck", "passiveHealthCheck")
+    }
+    services[name + CHECKED] = {"loadBalancer": balancer}
+    services[name + ANY] = {"loadBalancer": {**unchecked, "healthCheck": live}}
+    services[name] = {
+        "failover": {"service": name + CHECKED, "fallback": name + ANY, "healthCheck": {}}
+    }
 
 
 def _retried(routers: dict[str, Any], name: str, before: str | None = None) -> None:
