@@ -19,7 +19,11 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
-from schemathesis.config._checks import PositiveDataAcceptanceConfig
+from schemathesis.config._checks import (
+    NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES,
+    NegativeDataRejectionConfig,
+    PositiveDataAcceptanceConfig,
+)
 from schemathesis.core.failures import FailureGroup
 from schemathesis.schemas import BaseSchema
 
@@ -158,6 +162,11 @@ def _schema(doc: dict[str, Any], base_url: str) -> BaseSchema:
             "422",
             "429",
         ]
+    )
+    # Invalid data that is also larger than the body limit is refused for its size before
+    # anything reads it: 413 is a rejection too.
+    schema.config.checks.negative_data_rejection = NegativeDataRejectionConfig(
+        expected_statuses=[*NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES, "413"]
     )
     # Probes and metrics are for machines, not part of the API contract.
     return schema.exclude(path_regex=r"^/(health|ready|metrics)$")
