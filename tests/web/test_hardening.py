@@ -15,9 +15,10 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
-from plexica.web.app import Shell, create_web_app
+from plexica.web.app import create_web_app
 from plexica.web.security import cross_site_reason, origin_of
 from plexica.web.session import WebSession
+from plexica.web.shell import Shell
 from tests.web.conftest import Operator, Site, csrf_of, sign_in
 
 HEADERS = ("content-security-policy", "x-frame-options", "x-content-type-options")

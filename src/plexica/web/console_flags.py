@@ -13,9 +13,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
 from plexica.web.session import WebSession
+from plexica.web.shell import Shell, console_nav
 
 if TYPE_CHECKING:
-    from plexica.web.app import Shell
     from plexica.web.upstream import ApiResult
 
 FLAG_KEY_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,127}$")
@@ -58,8 +58,6 @@ def _field_errors(result: ApiResult) -> dict[str, str]:
 
 
 def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 - one route set
-    from plexica.web.app import _console_nav  # app.py imports this module
-
     def notice_to(path: str, notice: str) -> RedirectResponse:
         return RedirectResponse(f"{path}?{urlencode({'notice': notice})}", status_code=303)
 
@@ -75,7 +73,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
         listed = await shell.upstream.api(session, "GET", "/v1/flags")
         flags = listed.body if listed.ok and isinstance(listed.body, list) else []
         return shell.page(
-            request, session, "flags.html", status, title="Feature flags", nav=_console_nav(),
+            request, session, "flags.html", status, title="Feature flags", nav=console_nav(),
             flags=flags, errors=errors or {}, notice=request.query_params.get("notice"),
             form=form or {"key": "", "description": "", "kind": "boolean", "default": "off",
                           "variants": ""},
@@ -96,11 +94,11 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
         if not got.ok or not isinstance(got.body, dict):
             return shell.page(
                 request, session, "error.html", got.status if got.status >= 400 else 502,
-                title="Not found", nav=_console_nav(), message=got.error_message(),
+                title="Not found", nav=console_nav(), message=got.error_message(),
             )  # fmt: skip
         changes = await shell.upstream.api(session, "GET", f"{_path(key)}/changes?limit=20")
         return shell.page(
-            request, session, "flag.html", status, title=f"Flag {key}", nav=_console_nav(),
+            request, session, "flag.html", status, title=f"Flag {key}", nav=console_nav(),
             flag=got.body, errors=errors or {}, form=form or {}, error=error,
             changes=changes.body if changes.ok and isinstance(changes.body, list) else [],
             notice=request.query_params.get("notice"),
@@ -170,7 +168,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
             )
             verb = "Turn off" if on else "Turn on"
             return shell.page(
-                request, session, "confirm.html", title=f"{verb} {key}", nav=_console_nav(),
+                request, session, "confirm.html", title=f"{verb} {key}", nav=console_nav(),
                 heading=f"{verb} flag {key}?", warning=warning,
                 action_url=f"{_page_of(key)}/toggle?enabled={'false' if on else 'true'}",
                 confirm_label=f"Yes, {verb.lower()}", danger=on, cancel_url=_page_of(key),
@@ -245,7 +243,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
         async def confirm(request: Request, session: WebSession) -> Response:
             return shell.page(
                 request, session, "confirm.html", title=f"Remove override {tenant}",
-                nav=_console_nav(), heading=f"Remove the override of {tenant} on {key}?",
+                nav=console_nav(), heading=f"Remove the override of {tenant} on {key}?",
                 warning="The tenant gets the flag's rollout or default again within a second.",
                 action_url=f"{_page_of(key)}/tenants/{quote(tenant, safe='')}/remove",
                 confirm_label="Yes, remove", danger=True, cancel_url=_page_of(key),
@@ -299,7 +297,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
         async def confirm(request: Request, session: WebSession) -> Response:
             return shell.page(
                 request, session, "confirm.html", title=f"Remove rollout of {key}",
-                nav=_console_nav(), heading=f"Remove the rollout of {key}?",
+                nav=console_nav(), heading=f"Remove the rollout of {key}?",
                 warning="Tenants without an override get the default variant within a second.",
                 action_url=f"{_page_of(key)}/rollout/remove", confirm_label="Yes, remove",
                 danger=True, cancel_url=_page_of(key),

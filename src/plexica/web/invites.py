@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Request
@@ -18,10 +18,8 @@ from fastapi.responses import RedirectResponse, Response
 
 from plexica.identity.throttle import MemoryThrottle
 from plexica.web.session import HOST_PREFIX
+from plexica.web.shell import Shell
 from plexica.web.upstream import CORE, ApiResult
-
-if TYPE_CHECKING:
-    from plexica.web.app import Shell
 
 COOKIE = "plexica_invite"
 MAX_AGE = 3600

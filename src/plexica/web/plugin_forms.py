@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -15,10 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
 from plexica.web.session import WebSession
+from plexica.web.shell import Shell, tenant_nav
 from plexica.web.upstream import SessionExpiredError
-
-if TYPE_CHECKING:
-    from plexica.web.app import Shell
 
 _FORM_TAG = re.compile(r"<form\b[^>]*>", re.IGNORECASE)
 _POST = re.compile(r"""\bmethod\s*=\s*["']?post\b""", re.IGNORECASE)
@@ -57,12 +55,11 @@ def shell_target(plugin_id: str, pages: list[dict[str, Any]], location: str) -> 
 
 
 def plugin_form_routes(app: FastAPI, shell: Shell) -> None:
-    from plexica.web.app import _tenant_nav  # app.py imports this module
 
     @app.post("/t/p/{plugin_id}/ui/{rest:path}", include_in_schema=False)
     async def plugin_form(request: Request, plugin_id: str, rest: str) -> Response:
         async def submit(request: Request, session: WebSession) -> Response:
-            nav, contributions = await _tenant_nav(shell, session)
+            nav, contributions = await tenant_nav(shell, session)
             found = [c for c in contributions if c["plugin_id"] == plugin_id]
 
             def page(status: int, html: str | None, error: str | None) -> Response:

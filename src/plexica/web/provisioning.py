@@ -4,16 +4,14 @@ ready or a step failed and the completed ones were undone (ADR 0095)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
 from plexica.web.session import WebSession
-
-if TYPE_CHECKING:
-    from plexica.web.app import Shell
+from plexica.web.shell import Shell, console_nav
 
 LIVE_HEADER = "X-Plexica-Live"
 STEP_LABELS = {
@@ -68,7 +66,6 @@ def progress_view(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def provisioning_routes(app: FastAPI, shell: Shell) -> None:
-    from plexica.web.app import _console_nav  # app.py imports this module
 
     @app.get("/console/provisioning/{slug}", include_in_schema=False)
     async def provisioning(request: Request, slug: str) -> Response:
@@ -82,7 +79,7 @@ def provisioning_routes(app: FastAPI, shell: Shell) -> None:
                     return Response(status_code=got.status if got.status >= 400 else 502)
                 return shell.page(
                     request, session, "error.html", got.status if got.status >= 400 else 502,
-                    title="Not found", nav=_console_nav(), message=got.error_message(),
+                    title="Not found", nav=console_nav(), message=got.error_message(),
                 )  # fmt: skip
             status = progress_view(got.body)
             if live:
@@ -90,7 +87,7 @@ def provisioning_routes(app: FastAPI, shell: Shell) -> None:
             else:
                 response = shell.page(
                     request, session, "provisioning.html", title=f"Provisioning {slug}",
-                    nav=_console_nav(), prog=status,
+                    nav=console_nav(), prog=status,
                 )  # fmt: skip
             if status["finished"]:
                 response.headers[LIVE_HEADER] = "done"
@@ -109,7 +106,7 @@ def provisioning_routes(app: FastAPI, shell: Shell) -> None:
             if not done.ok:
                 return shell.page(
                     request, session, "error.html", done.status if done.status >= 400 else 502,
-                    title="Retry refused", nav=_console_nav(), message=done.error_message(),
+                    title="Retry refused", nav=console_nav(), message=done.error_message(),
                 )  # fmt: skip
             return RedirectResponse(page, status_code=303)
 

@@ -4,7 +4,7 @@ them (ADR 0120). Operators and tenant users alike; only their own sessions, in t
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -12,11 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
 from plexica.web.session import WebSession
+from plexica.web.shell import Shell, console_nav, sign_out, tenant_nav
 from plexica.web.store import agent_summary
 from plexica.web.upstream import OPERATOR_REALM
-
-if TYPE_CHECKING:
-    from plexica.web.app import Shell
 
 
 def _when(at: datetime) -> str:
@@ -24,12 +22,11 @@ def _when(at: datetime) -> str:
 
 
 def sessions_routes(app: FastAPI, shell: Shell) -> None:
-    from plexica.web.app import _console_nav, _tenant_nav, sign_out  # app.py imports this
 
     async def nav_of(session: WebSession) -> list[dict[str, Any]]:
         if session.realm == OPERATOR_REALM:
-            return _console_nav()
-        nav, _ = await _tenant_nav(shell, session)
+            return console_nav()
+        nav, _ = await tenant_nav(shell, session)
         return nav
 
     @app.get("/sessions", include_in_schema=False)

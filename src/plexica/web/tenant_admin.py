@@ -1,10 +1,9 @@
-"""Tenant administration pages: users and roles, branding (name, colour, logo), and the tenant
-chosen from the host name (ADR 0092, 0093)."""
+"""Tenant administration pages: users and roles, branding (name, colour, logo), the audit log,
+and the tenant chosen from the host name (ADR 0092, 0093)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 from uuid import UUID
 
@@ -15,14 +14,9 @@ from starlette.datastructures import UploadFile
 
 from plexica.web.branding import COLOUR_RE, ETAG_RE
 from plexica.web.session import WebSession
+from plexica.web.shell import Shell, listing, tenant_nav
 from plexica.web.upstream import CORE
 
-if TYPE_CHECKING:
-    from plexica.web.app import Shell
-
-NavFn = Callable[
-    ["Shell", WebSession], Awaitable[tuple[list[dict[str, Any]], list[dict[str, Any]]]]
-]
 LOGO_MAX_BYTES = 512 * 1024
 LOGO_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 ROLE_LABELS = {"tenant_admin": "Administrator", "member": "Member"}
@@ -54,10 +48,11 @@ def register_host_tenant(app: FastAPI, shell: Shell) -> None:
         return await call_next(request)
 
 
-def register_tenant_admin(app: FastAPI, shell: Shell, nav_of: NavFn) -> None:
-    _users(app, shell, nav_of)
-    _branding(app, shell, nav_of)
+def register_tenant_admin(app: FastAPI, shell: Shell) -> None:
+    _users(app, shell)
+    _branding(app, shell)
     _logo(app, shell)
+    _audit(app, shell)
 
 
 def _user_id(raw: str) -> str | None:
@@ -67,7 +62,7 @@ def _user_id(raw: str) -> str | None:
         return None
 
 
-def _users(app: FastAPI, shell: Shell, nav_of: NavFn) -> None:
+def _users(app: FastAPI, shell: Shell) -> None:
     async def users_page(
         request: Request,
         session: WebSession,
@@ -79,7 +74,7 @@ def _users(app: FastAPI, shell: Shell, nav_of: NavFn) -> None:
         created: dict[str, str] | None = None,
         chosen: dict[str, list[str]] | None = None,
     ) -> Response:
-        nav, _ = await nav_of(shell, session)
+        nav, _ = await tenant_nav(shell, session)
         listed = await shell.upstream.api(session, "GET", "/v1/users")
         roles = await shell.upstream.api(session, "GET", "/v1/roles")
         invites = await shell.upstream.api(session, "GET", "/v1/invites")
@@ -161,7 +156,7 @@ def _users(app: FastAPI, shell: Shell, nav_of: NavFn) -> None:
     @app.get("/t/admin/users/{user_id}/disable", include_in_schema=False)
     async def admin_disable_confirm(request: Request, user_id: str) -> Response:
         async def confirm(request: Request, session: WebSession) -> Response:
-            nav, _ = await nav_of(shell, session)
+            nav, _ = await tenant_nav(shell, session)
             uid = _user_id(user_id)
             email = await email_of(session, uid) if uid else None
             if uid is None or email is None:
@@ -261,7 +256,7 @@ def _invite_admin(
         return await shell.run(request, act, operator=False)
 
 
-def _branding(app: FastAPI, shell: Shell, nav_of: NavFn) -> None:
+def _branding(app: FastAPI, shell: Shell) -> None:
     async def branding_page(
         request: Request,
         session: WebSession,
@@ -271,7 +266,7 @@ def _branding(app: FastAPI, shell: Shell, nav_of: NavFn) -> None:
         errors: dict[str, str] | None = None,
         error: str | None = None,
     ) -> Response:
-        nav, _ = await nav_of(shell, session)
+        nav, _ = await tenant_nav(shell, session)
         brand = getattr(request.state, "brand", None)
         current = {
             "name": (brand.name if brand else None) or "",
@@ -381,3 +376,18 @@ def _logo(app: FastAPI, shell: Shell) -> None:
                 "Content-Security-Policy": "default-src 'none'",
             },
         )  # fmt: skip
+
+
+def _audit(app: FastAPI, shell: Shell) -> None:
+    @app.get("/t/admin/audit", include_in_schema=False)
+    async def admin_audit(request: Request) -> Response:
+        async def show(request: Request, session: WebSession) -> Response:
+            nav, _ = await tenant_nav(shell, session)
+            return await listing(
+                shell, request, session, nav, title="Audit log", path="/v1/audit?limit=100",
+                empty="No entries.",
+                columns=[("at", "When"), ("actor", "Actor"), ("action", "Action"),
+                         ("target", "Target")],
+            )  # fmt: skip
+
+        return await shell.run(request, show, operator=False)

@@ -1,0 +1,243 @@
+"""The operator console: tenants and their lifecycle, the plugin catalog, the audit log and
+health."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+
+from plexica.web.health import health_row
+from plexica.web.session import WebSession
+from plexica.web.shell import Shell, console_nav, listing
+
+TENANT_STATES = ("provisioning", "active", "suspended", "pending_deletion", "deleted", "failed")
+CONFIRM_TEXT = {
+    "suspend": "Its users will be unable to sign in or call the API until it is reactivated.",
+    "reactivate": "Its users will be able to sign in again.",
+    "delete": "The tenant will be deleted after the retention window; its users lose access now.",
+}
+# The server's error codes that belong to one field of the tenant form.
+TENANT_FIELD_CODES = {
+    "invalid_slug": "slug",
+    "tenant_exists": "slug",
+    "invalid_email": "admin_email",
+}
+
+
+def console_routes(app: FastAPI, shell: Shell) -> None:
+    _tenants(app, shell)
+    _catalog(app, shell)
+
+
+def _check_rows(body: Any) -> list[tuple[str, dict[str, str]]]:
+    checks = body.get("checks", {}) if isinstance(body, dict) else {}
+    rows: list[tuple[str, dict[str, str]]] = []
+    for name, check in sorted(checks.items()):
+        if isinstance(check, dict):
+            status = str(check.get("status", "unknown"))
+            detail = ", ".join(f"{k}: {v}" for k, v in check.items() if k != "status")
+        else:
+            status, detail = str(check), ""
+        rows.append((name, {"status": status, "detail": detail}))
+    return rows
+
+
+def _tenants(app: FastAPI, shell: Shell) -> None:
+
+    async def tenants_page(
+        request: Request,
+        session: WebSession,
+        *,
+        status: int = 200,
+        form: dict[str, str] | None = None,
+        errors: dict[str, str] | None = None,
+        error: str | None = None,
+        notice: str | None = None,
+    ) -> Response:
+        state = request.query_params.get("state", "")
+        after = request.query_params.get("after", "")[:63]
+        params = {"state": state} if state in TENANT_STATES else {}
+        if after:
+            params["after"] = after
+        listed = await shell.upstream.api(session, "GET", "/v1/tenants", params=params)
+        tenants = listed.body.get("items", []) if listed.ok else []
+        following = listed.body.get("next") if listed.ok else None
+        next_url = None
+        if following:
+            next_url = "/console/tenants?" + urlencode({**params, "after": following})
+        return shell.page(
+            request, session, "tenants.html", status, title="Tenants", nav=console_nav(),
+            tenants=tenants, states=TENANT_STATES, state=state, after=after, next_url=next_url,
+            form=form or {"slug": "", "name": "", "admin_email": ""}, errors=errors or {},
+            error=error or (None if listed.ok else listed.error_message()),
+            notice=notice or request.query_params.get("notice"),
+        )  # fmt: skip
+
+    @app.get("/console/tenants", include_in_schema=False)
+    async def console_tenants(request: Request) -> Response:
+        return await shell.run(request, tenants_page, operator=True)
+
+    @app.post("/console/tenants", include_in_schema=False)
+    async def console_create(request: Request) -> Response:
+        async def create(request: Request, session: WebSession) -> Response:
+            raw = await request.form()
+            form = {k: str(raw.get(k, "")).strip() for k in ("slug", "name", "admin_email")}
+            made = await shell.upstream.api(
+                session, "POST", "/v1/tenants", json=form, headers={"Prefer": "respond-async"}
+            )
+            if made.status == 202:
+                return RedirectResponse(f"/console/provisioning/{quote(form['slug'])}", 303)
+            if made.ok:
+                notice = f"Tenant {form['slug']} created."
+                return RedirectResponse(
+                    f"/console/tenants?{urlencode({'notice': notice})}", status_code=303
+                )
+            errors = made.field_errors()
+            code = made.body.get("error", {}).get("code") if isinstance(made.body, dict) else None
+            if code in TENANT_FIELD_CODES:
+                errors[TENANT_FIELD_CODES[str(code)]] = made.error_message()
+            return await tenants_page(
+                request, session, status=made.status if made.status < 500 else 502, form=form,
+                errors=errors, error=None if errors else made.error_message(),
+            )  # fmt: skip
+
+        return await shell.run(request, create, operator=True)
+
+    @app.get("/console/tenants/{slug}", include_in_schema=False)
+    async def console_tenant(request: Request, slug: str) -> Response:
+        async def show(request: Request, session: WebSession) -> Response:
+            path = f"/v1/tenants/{quote(slug, safe='')}"
+            tenant, steps = await asyncio.gather(
+                shell.upstream.api(session, "GET", path),
+                shell.upstream.api(session, "GET", f"{path}/steps"),
+            )
+            if not tenant.ok:
+                return shell.page(
+                    request, session, "error.html", tenant.status, title="Not found",
+                    nav=console_nav(), message=tenant.error_message(),
+                )  # fmt: skip
+            return shell.page(
+                request, session, "tenant_detail.html", title=slug, nav=console_nav(),
+                tenant=tenant.body, steps=steps.body if steps.ok else {"steps": [], "history": []},
+                error=None if steps.ok else steps.error_message(),
+            )  # fmt: skip
+
+        return await shell.run(request, show, operator=True)
+
+    @app.get("/console/tenants/{slug}/{action}", include_in_schema=False)
+    async def console_confirm(request: Request, slug: str, action: str) -> Response:
+        async def confirm(request: Request, session: WebSession) -> Response:
+            if action not in CONFIRM_TEXT:
+                return shell.page(
+                    request, session, "error.html", 404, title="Not found",
+                    message="No such action.", nav=console_nav(),
+                )  # fmt: skip
+            return shell.page(
+                request, session, "confirm.html", title=f"{action} {slug}", nav=console_nav(),
+                heading=f"{action.capitalize()} tenant {slug}?", warning=CONFIRM_TEXT[action],
+                action_url=f"/console/tenants/{quote(slug, safe='')}/{action}",
+                confirm_label=f"Yes, {action}", danger=action == "delete",
+                cancel_url="/console/tenants",
+            )  # fmt: skip
+
+        return await shell.run(request, confirm, operator=True)
+
+    @app.post("/console/tenants/{slug}/{action}", include_in_schema=False)
+    async def console_act(request: Request, slug: str, action: str) -> Response:
+        async def act(request: Request, session: WebSession) -> Response:
+            if action not in CONFIRM_TEXT:
+                return shell.page(
+                    request, session, "error.html", 404, title="Not found",
+                    message="No such action.", nav=console_nav(),
+                )  # fmt: skip
+            path = f"/v1/tenants/{quote(slug, safe='')}"
+            if action == "delete":
+                done = await shell.upstream.api(session, "DELETE", path)
+            else:
+                done = await shell.upstream.api(session, "POST", f"{path}/{action}")
+            if not done.ok:
+                return await tenants_page(
+                    request, session, status=done.status, error=done.error_message()
+                )
+            notice = f"Tenant {slug}: {action} done."
+            return RedirectResponse(
+                f"/console/tenants?{urlencode({'notice': notice})}", status_code=303
+            )
+
+        return await shell.run(request, act, operator=True)
+
+
+def _catalog(app: FastAPI, shell: Shell) -> None:
+    async def catalog_page(
+        request: Request, session: WebSession, *, status: int = 200, error: str | None = None
+    ) -> Response:
+        listed = await shell.upstream.api(session, "GET", "/v1/plugins")
+        versions = listed.body if listed.ok and isinstance(listed.body, list) else []
+        return shell.page(
+            request, session, "catalog.html", status, title="Plugin catalog", nav=console_nav(),
+            versions=versions, notice=request.query_params.get("notice"),
+            error=error or (None if listed.ok else listed.error_message()),
+        )  # fmt: skip
+
+    @app.get("/console/plugins", include_in_schema=False)
+    async def console_plugins(request: Request) -> Response:
+        return await shell.run(request, catalog_page, operator=True)
+
+    @app.post("/console/plugins/{plugin_id}/{version}/{action}", include_in_schema=False)
+    async def console_plugin_action(
+        request: Request, plugin_id: str, version: str, action: str
+    ) -> Response:
+        async def act(request: Request, session: WebSession) -> Response:
+            if action not in ("publish", "deprecate"):
+                return await catalog_page(request, session, status=404, error="No such action.")
+            path = f"/v1/plugins/{quote(plugin_id, safe='')}/versions/{quote(version, safe='')}"
+            done = await shell.upstream.api(session, "POST", f"{path}/{action}")
+            if not done.ok:
+                return await catalog_page(
+                    request, session, status=done.status, error=done.error_message()
+                )
+            notice = f"{plugin_id} {version}: {action} done."
+            return RedirectResponse(f"/console/plugins?{urlencode({'notice': notice})}", 303)
+
+        return await shell.run(request, act, operator=True)
+
+    @app.get("/console/audit", include_in_schema=False)
+    async def console_audit(request: Request) -> Response:
+        async def show(request: Request, session: WebSession) -> Response:
+            return await listing(
+                shell, request, session, console_nav(), title="Audit log",
+                path="/v1/audit?limit=100", empty="No entries.",
+                columns=[("at", "When"), ("actor", "Actor"), ("action", "Action"),
+                         ("tenant_id", "Tenant"), ("target", "Target")],
+            )  # fmt: skip
+
+        return await shell.run(request, show, operator=True)
+
+    @app.get("/console/health", include_in_schema=False)
+    async def console_health(request: Request) -> Response:
+        async def health(request: Request, session: WebSession) -> Response:
+            ready = await shell.upstream.ready(session)
+            return shell.page(
+                request, session, "health.html", title="Health", nav=console_nav(),
+                ready=ready.ok, checks=_check_rows(ready.body),
+            )  # fmt: skip
+
+        return await shell.run(request, health, operator=True)
+
+    @app.get("/console/tenant-health", include_in_schema=False)
+    async def console_tenant_health(request: Request) -> Response:
+        async def show(request: Request, session: WebSession) -> Response:
+            found = await shell.upstream.api(session, "GET", "/v1/tenant-health")
+            body = found.body if found.ok and isinstance(found.body, dict) else {}
+            return shell.page(
+                request, session, "tenant_health.html", title="Tenant health",
+                nav=console_nav(), rows=[health_row(t) for t in body.get("tenants", [])],
+                sources=body.get("sources", []), unreachable=body.get("unreachable", []),
+                error=None if found.ok else found.error_message(),
+            )  # fmt: skip
+
+        return await shell.run(request, show, operator=True)
