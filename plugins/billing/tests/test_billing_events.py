@@ -29,6 +29,8 @@ def test_every_billing_event_meets_its_declared_schema(kit: PluginTestKit) -> No
             ]
             for _ in range(4)
         ]
+        added = http.post(f"/v1/invoices/{ids[1]}/lines", json=line)
+        assert added.status_code == 200, added.text
         for invoice_id in ids[1:]:
             assert http.post(f"/v1/invoices/{invoice_id}/issue").status_code == 200
         assert http.post(f"/v1/invoices/{ids[0]}/void").status_code == 200

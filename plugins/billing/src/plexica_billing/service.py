@@ -67,6 +67,7 @@ PLAN_CREATED = "billing.plan.created"
 PLAN_UPDATED = "billing.plan.updated"
 PLAN_DELETED = "billing.plan.deleted"
 INVOICE_CREATED = "billing.invoice.created"
+INVOICE_UPDATED = "billing.invoice.updated"
 INVOICE_VOIDED = "billing.invoice.voided"
 INVOICE_UNCOLLECTIBLE = "billing.invoice.marked_uncollectible"
 INVOICE_ISSUED = "billing.invoice.issued"
@@ -647,7 +648,9 @@ async def add_lines(ctx: PluginContext, invoice_id: UUID, body: list[LineIn]) ->
     invoice = await _invoice(ctx, invoice_id, lock=True)
     if invoice.status != "draft":
         raise InvoiceStateError(f"lines are added to drafts only; this invoice is {invoice.status}")
-    return await _add_lines(ctx, invoice, body)
+    updated = await _add_lines(ctx, invoice, body)
+    await _published(ctx, INVOICE_UPDATED, updated)
+    return updated
 
 
 async def issue_invoice(ctx: PluginContext, invoice_id: UUID) -> Invoice:

@@ -98,6 +98,10 @@ class InvoiceCreated(_DraftInvoice):
     event_type: ClassVar[str] = "billing.invoice.created"
 
 
+class InvoiceUpdated(_DraftInvoice):
+    event_type: ClassVar[str] = "billing.invoice.updated"
+
+
 class InvoiceVoided(_DraftInvoice):
     event_type: ClassVar[str] = "billing.invoice.voided"
 
@@ -160,6 +164,7 @@ MODELS: tuple[type[EventData], ...] = (
     PlanUpdated,
     PlanDeleted,
     InvoiceCreated,
+    InvoiceUpdated,
     InvoiceVoided,
     InvoiceMarkedUncollectible,
     InvoiceIssued,
