@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,10 @@ import pytest
 import yaml
 from compose_spec import PyCompose
 
+from plexica.events.acl import plugin_principal
+from plexica.kit.kafka import KafkaLogin
 from plexica.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+from plexica.worker import JOBS
 from plexica_sdk.app import PluginConfig
 from tests.deploy.conftest import CHART_FILES, DEPLOY, ROOT, load_yaml
 
@@ -387,3 +391,105 @@ def test_only_minio_and_its_user_service_hold_the_minio_root() -> None:
     assert job["entrypoint"] == ["/bin/sh", f"{target}/minio-users.sh"]
     assert (CHART_FILES / "minio-users.sh").is_file()
     assert (CHART_FILES / "storage-platform-policy.json").is_file()
+
+
+PLUGINS = {"crm": "CRM", "billing": "BILLING"}  # slug -> its variables' infix
+
+
+def _settings_of(env: dict[str, str], service: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return load_settings(service=service)
+
+
+def test_redpanda_requires_sasl_on_its_kafka_listeners() -> None:
+    """ADR 0218, 0228: the chart's cluster properties, from a file mounted where Redpanda reads
+    them at its first start: SASL/SCRAM on every Kafka listener (the published one too), ACLs,
+    no topic auto-creation, `plexica` the super user, made from RP_BOOTSTRAP_USER."""
+    compose = load_yaml(COMPOSE / "docker-compose.yml")
+    redpanda = compose["services"]["redpanda"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in redpanda["volumes"]}
+    source = COMPOSE / mounts["/etc/redpanda/.bootstrap.yaml"]
+    assert redpanda["volumes"][-1].endswith(":ro")
+    bootstrap = load_yaml(source)
+    assert bootstrap["enable_sasl"] is True
+    assert bootstrap["kafka_enable_authorization"] is True
+    assert bootstrap["sasl_mechanisms"] == ["SCRAM"]
+    assert bootstrap["superusers"] == ["plexica"]
+    assert bootstrap["auto_create_topics_enabled"] is False
+    # The same properties as the chart's ConfigMap (rendered from this block of its template).
+    chart = (DEPLOY / "helm" / "plexica" / "templates" / "messaging" / "redpanda.yaml").read_text()
+    block = re.search(r"\.bootstrap\.yaml: \|\n((?: {4}.*\n)+)", chart)
+    assert block, "the chart's .bootstrap.yaml"
+    assert yaml.safe_load(textwrap.dedent(block.group(1))) == bootstrap
+    # No listener opts out of SASL (a listener's own authentication_method would).
+    command = " ".join(redpanda["command"])
+    assert "authentication_method" not in command
+    assert "kafka_api" not in command
+    listeners = re.search(r"--kafka-addr (\S+)", command)
+    assert listeners
+    assert {a.split("://")[0] for a in listeners.group(1).split(",")} == {"internal", "external"}
+    env = _service_env({k: v or "x" for k, v in env_example().items()} | {"KAFKA_PASSWORD": "kp"})
+    assert env["redpanda"]["RP_BOOTSTRAP_USER"] == "plexica:kp:SCRAM-SHA-512"
+    with pytest.raises(ValueError, match="KAFKA_PASSWORD"):
+        _service_env({k: v or "x" for k, v in env_example().items()} | {"KAFKA_PASSWORD": ""})
+
+
+def test_the_broker_takes_a_login_per_component(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ADR 0218, 0228: core and worker log in as the broker's super user (the worker's
+    reconciler then has its admin login); each plugin as `plexica-plugin-<id>` with its own
+    password, and nothing of the platform's or of another plugin's."""
+    secrets = {"KAFKA_PASSWORD": "platform-kafka-secret"} | {
+        f"PLUGIN_{infix}_KAFKA_PASSWORD": f"{slug}-kafka-secret" for slug, infix in PLUGINS.items()
+    }
+    services = _service_env(placeholders() | secrets)
+    holders = {
+        n for n, env in services.items() if any("platform-kafka-secret" in v for v in env.values())
+    }
+    assert holders == {"redpanda", "core", "worker"}, holders
+    for name in ("core", "worker"):
+        settings = _settings_of(services[name], name, monkeypatch)
+        assert settings.kafka_brokers == "redpanda:9092"
+        assert settings.kafka_login() == KafkaLogin("plexica", "platform-kafka-secret"), name
+    assert "plugins.broker_acls" in JOBS  # the worker keeps the plugins' ACLs to the catalog
+    for slug in PLUGINS:
+        env = services[f"plugin-{slug}"]
+        settings = _settings_of(env, f"plugin-{slug}", monkeypatch)
+        want = KafkaLogin(plugin_principal(slug), f"{slug}-kafka-secret")
+        assert settings.kafka_login() == want, slug
+        others = {v for k, v in secrets.items() if v != want.password}
+        leaked = {v for v in env.values() if any(o in v for o in others)}
+        assert not leaked, (slug, leaked)
+    # Before `plugin credentials` has printed it: the plugin starts, without a broker login.
+    unset = _service_env(placeholders() | {"PLUGIN_CRM_KAFKA_PASSWORD": ""})
+    assert _settings_of(unset["plugin-crm"], "plugin-crm", monkeypatch).kafka_login() is None
+
+
+def test_each_plugin_has_its_own_database_password() -> None:
+    """ADR 0228: one password per plugin role, seen by that plugin and by the server whose
+    first-start script makes the role, no other service; no shared PLUGIN_DB_PASSWORD."""
+    secrets = {
+        f"PLUGIN_{infix}_DB_PASSWORD": f"{slug}-db-secret" for slug, infix in PLUGINS.items()
+    }
+    services = _service_env(placeholders() | secrets)
+    for slug, infix in PLUGINS.items():
+        secret = f"{slug}-db-secret"
+        holders = {n for n, env in services.items() if any(secret in v for v in env.values())}
+        assert holders == {"postgres", f"plugin-{slug}"}, (slug, holders)
+        url = services[f"plugin-{slug}"]["PLEXICA_DATABASE_URL"]
+        assert url == f"postgresql://plugin_{slug}:{secret}@postgres:5432/plexica"
+        assert services["postgres"][f"PLUGIN_{infix}_DB_PASSWORD"] == secret
+    script = (COMPOSE / "initdb" / "10-roles.sh").read_text()
+    for slug, infix in PLUGINS.items():
+        line = f"CREATE ROLE plugin_{slug} LOGIN PASSWORD '${{PLUGIN_{infix}_DB_PASSWORD}}';"
+        assert line in script, slug
+    for text in (
+        script,
+        (COMPOSE / "docker-compose.yml").read_text(),
+        (COMPOSE / ".env.example").read_text(),
+    ):
+        assert "PLUGIN_DB_PASSWORD" not in text
+    with pytest.raises(ValueError, match="PLUGIN_BILLING_DB_PASSWORD"):
+        _service_env(placeholders() | {"PLUGIN_BILLING_DB_PASSWORD": ""})
