@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from billing_kit_helpers import count, error_code, sequences
 
-from plexica_billing.service import prorate
+from plexica_billing.subscriptions import prorate
 from plexica_sdk.testing import KitTenant, PluginTestKit
 
 

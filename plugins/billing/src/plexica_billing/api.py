@@ -9,7 +9,9 @@ from fastapi import APIRouter, Depends, Query
 from fastapi import Response as FastAPIResponse
 from fastapi.responses import HTMLResponse, Response
 
-from plexica_billing import service
+from plexica_billing import invoices as invoice_service
+from plexica_billing import invoicing, service
+from plexica_billing import subscriptions as subscription_service
 from plexica_billing.pdf import render_invoice
 from plexica_billing.schemas import (
     CreditNote,
@@ -112,27 +114,29 @@ def api_router() -> APIRouter:
         limit: Limit = 25,
         offset: Offset = 0,
     ) -> Page[Subscription]:
-        return await service.list_subscriptions(ctx, status, customer_id, limit, offset)
+        return await subscription_service.list_subscriptions(
+            ctx, status, customer_id, limit, offset
+        )
 
     @router.post("/subscriptions", status_code=201)
     async def create_subscription(body: SubscriptionIn, ctx: SubWrite) -> Subscription:
-        return await service.create_subscription(ctx, body)
+        return await subscription_service.create_subscription(ctx, body)
 
     @router.patch("/subscriptions/{subscription_id}")
     async def change_subscription(
         subscription_id: UUID, body: SubscriptionChange, ctx: SubWrite
     ) -> Subscription:
-        return await service.change_subscription(ctx, subscription_id, body)
+        return await subscription_service.change_subscription(ctx, subscription_id, body)
 
     @router.get("/subscriptions/{subscription_id}/pending-items")
     async def pending_items(subscription_id: UUID, ctx: SubRead) -> list[PendingItem]:
-        return await service.pending_items(ctx, subscription_id)
+        return await subscription_service.pending_items(ctx, subscription_id)
 
     @router.post("/subscriptions/{subscription_id}/usage", status_code=201)
     async def record_usage(
         subscription_id: UUID, body: UsageIn, ctx: UsageWrite, response: FastAPIResponse
     ) -> UsageRecord:
-        record, created = await service.record_usage(ctx, subscription_id, body)
+        record, created = await subscription_service.record_usage(ctx, subscription_id, body)
         if not created:
             response.status_code = 200
         return record
@@ -141,7 +145,7 @@ def api_router() -> APIRouter:
     async def usage(
         subscription_id: UUID, ctx: UsageRead, limit: Limit = 25, offset: Offset = 0
     ) -> Page[UsageRecord]:
-        return await service.list_usage(ctx, subscription_id, limit, offset)
+        return await subscription_service.list_usage(ctx, subscription_id, limit, offset)
 
     @router.get("/invoices")
     async def invoices(
@@ -151,19 +155,19 @@ def api_router() -> APIRouter:
         limit: Limit = 25,
         offset: Offset = 0,
     ) -> Page[Invoice]:
-        return await service.list_invoices(ctx, status, customer_id, limit, offset)
+        return await invoice_service.list_invoices(ctx, status, customer_id, limit, offset)
 
     @router.post("/invoices", status_code=201)
     async def create_invoice(body: InvoiceIn, ctx: InvoiceWrite) -> Invoice:
-        return await service.create_invoice(ctx, body)
+        return await invoice_service.create_invoice(ctx, body)
 
     @router.get("/invoices/{invoice_id}")
     async def invoice(invoice_id: UUID, ctx: InvoiceRead) -> Invoice:
-        return await service.get_invoice(ctx, invoice_id)
+        return await invoice_service.get_invoice(ctx, invoice_id)
 
     @router.get("/invoices/{invoice_id}/pdf", response_class=Response)
     async def invoice_pdf(invoice_id: UUID, ctx: InvoiceRead) -> Response:
-        invoice = await service.get_invoice(ctx, invoice_id)
+        invoice = await invoice_service.get_invoice(ctx, invoice_id)
         customer = await service.get_customer(ctx, invoice.customer_id)
         name = invoice.number or f"draft-{invoice.id}"
         return Response(
@@ -174,41 +178,41 @@ def api_router() -> APIRouter:
 
     @router.post("/invoices/{invoice_id}/lines")
     async def add_lines(invoice_id: UUID, body: list[LineIn], ctx: InvoiceWrite) -> Invoice:
-        return await service.add_lines(ctx, invoice_id, body)
+        return await invoice_service.add_lines(ctx, invoice_id, body)
 
     @router.post("/invoices/{invoice_id}/issue")
     async def issue(invoice_id: UUID, ctx: InvoiceWrite) -> Invoice:
-        return await service.issue_invoice(ctx, invoice_id)
+        return await invoice_service.issue_invoice(ctx, invoice_id)
 
     @router.post("/invoices/{invoice_id}/void")
     async def void(invoice_id: UUID, ctx: InvoiceWrite) -> Invoice:
-        return await service.close_invoice(ctx, invoice_id, "void")
+        return await invoice_service.close_invoice(ctx, invoice_id, "void")
 
     @router.post("/invoices/{invoice_id}/uncollectible")
     async def uncollectible(invoice_id: UUID, ctx: InvoiceWrite) -> Invoice:
-        return await service.close_invoice(ctx, invoice_id, "uncollectible")
+        return await invoice_service.close_invoice(ctx, invoice_id, "uncollectible")
 
     @router.post("/invoices/{invoice_id}/payments", status_code=201)
     async def pay(invoice_id: UUID, body: PaymentIn, ctx: PaymentWrite) -> Payment:
-        return await service.pay_invoice(ctx, invoice_id, body)
+        return await invoice_service.pay_invoice(ctx, invoice_id, body)
 
     @router.get("/invoices/{invoice_id}/payments")
     async def payments(invoice_id: UUID, ctx: PaymentRead) -> list[Payment]:
-        return await service.list_payments(ctx, invoice_id)
+        return await invoice_service.list_payments(ctx, invoice_id)
 
     @router.post("/invoices/{invoice_id}/credit-notes", status_code=201)
     async def credit(invoice_id: UUID, body: CreditNoteIn, ctx: PaymentWrite) -> CreditNote:
-        return await service.credit_invoice(ctx, invoice_id, body)
+        return await invoice_service.credit_invoice(ctx, invoice_id, body)
 
     @router.get("/credit-notes")
     async def credit_notes(
         ctx: InvoiceRead, limit: Limit = 25, offset: Offset = 0
     ) -> Page[CreditNote]:
-        return await service.list_credit_notes(ctx, limit, offset)
+        return await invoice_service.list_credit_notes(ctx, limit, offset)
 
     @router.post("/invoice-runs")
     async def invoice_run(body: InvoiceRunIn, ctx: InvoiceWrite) -> InvoiceRun:
-        return await service.invoice_run(ctx, body.as_of)
+        return await invoicing.invoice_run(ctx, body.as_of)
 
     @router.get("/metrics")
     async def metrics(ctx: InvoiceRead) -> Metrics:
@@ -228,12 +232,12 @@ def ui_router() -> APIRouter:
         offset: Offset = 0,
     ) -> HTMLResponse:
         limit = int(ctx.settings.get("page_size", 25))
-        page = await service.list_invoices(ctx, status, None, limit, offset)
+        page = await invoice_service.list_invoices(ctx, status, None, limit, offset)
         return ui.render("invoices.html", page=page, status=status or "")
 
     @router.get("/invoices/{invoice_id}", response_class=HTMLResponse)
     async def invoice_page(invoice_id: UUID, ctx: InvoiceRead, ui: FragmentsDep) -> HTMLResponse:
-        invoice = await service.get_invoice(ctx, invoice_id)
+        invoice = await invoice_service.get_invoice(ctx, invoice_id)
         customer = await service.get_customer(ctx, invoice.customer_id)
         return ui.render("invoice.html", invoice=invoice, customer=customer)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from plexica_billing import invoicing, service
 from plexica_billing import repository as repo
-from plexica_billing import service
 from plexica_billing.schemas import Invoice
 from plexica_sdk.app import PluginContext
 from plexica_sdk.context import Principal
@@ -31,7 +31,7 @@ async def handle_deal_won(db: PluginDatabase, event: Event) -> Invoice | None:
             Principal(subject=f"event:{event.id}", issuer=event.source),
             event.tenant_id, slug, frozenset(), installation, session, PLUGIN_ID,
         )  # fmt: skip
-        return await service.deal_won(ctx, event)
+        return await invoicing.deal_won(ctx, event)
 
 
 def event_bus(db: Callable[[], PluginDatabase | None]) -> EventBus:
