@@ -45,6 +45,7 @@ def event_bus(db: Callable[[], PluginDatabase | None]) -> EventBus:
         service.PLAN_UPDATED,
         service.PLAN_DELETED,
         service.INVOICE_CREATED,
+        service.INVOICE_UPDATED,
         service.INVOICE_VOIDED,
         service.INVOICE_UNCOLLECTIBLE,
         service.INVOICE_ISSUED,
