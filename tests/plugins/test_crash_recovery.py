@@ -18,7 +18,8 @@ import pytest
 from plexica.kit.db import Database
 from plexica.kit.pgserver import free_port
 from plexica.kit.provisioning import TenantRef
-from plexica.plugins import repository as repo
+from plexica.plugins.repository import installations as installs_repo
+from plexica.plugins.repository import versions as versions_repo
 from plexica.plugins.schemas import InstallBusyError, VersionStatus
 from plexica.plugins.service import DefaultPluginsStep, Installer
 from plexica.settings import Settings
@@ -56,8 +57,8 @@ async def register(db: Database, plugin_id: str, version: str, *sql: str) -> Non
     migrations = [{"name": f"{i + 1:04d}_m", "sql": q} for i, q in enumerate(sql)]
     async with db.session() as s:
         manifest = parse_manifest(plugin_doc(plugin_id, version)).model_dump(mode="json")
-        await repo.insert_version(s, plugin_id, version, manifest, migrations)
-        await repo.set_version_status(s, plugin_id, version, VersionStatus.PUBLISHED)
+        await versions_repo.insert_version(s, plugin_id, version, manifest, migrations)
+        await versions_repo.set_version_status(s, plugin_id, version, VersionStatus.PUBLISHED)
 
 
 async def wait_until(conn: asyncpg.Connection, query: str, *args: object) -> None:
@@ -175,7 +176,7 @@ async def test_a_held_lease_is_left_alone_and_refuses_a_second_operation(
     await register(db, p, "1.0.0", f"CREATE TABLE {p}_a (id int)")
     one, other = Installer(db, AlwaysReady()), Installer(db, AlwaysReady())
     async with db.session() as s:
-        await repo.upsert_installation(
+        await installs_repo.upsert_installation(
             s, tenant_id=t.id, tenant_slug=t.ref.slug, plugin_id=p, version="1.0.0",
             status="installing", db_role=plugin_role(p, t.id), settings={},
         )  # fmt: skip
@@ -186,7 +187,7 @@ async def test_a_held_lease_is_left_alone_and_refuses_a_second_operation(
                 await attempt
             assert (refused.value.status, refused.value.code) == (409, "invalid_state")
     async with db.session() as s:
-        row = await repo.get_installation(s, t.id, p)
+        row = await installs_repo.get_installation(s, t.id, p)
         assert row is not None
         assert row["status"] == "installing"
     # Once the holder is gone, the next pass undoes it, and only one pass does.
@@ -209,7 +210,7 @@ async def test_a_provisioning_that_died_inside_its_default_plugin_install_ends_a
     tenant = await tenants.get(slug)
     assert tenant.state is State.PROVISIONING
     async with db.session() as s:
-        row = await repo.get_installation(s, tenant.id, p)
+        row = await installs_repo.get_installation(s, tenant.id, p)
         assert row is not None
         assert row["status"] == "installing"
 
@@ -219,7 +220,7 @@ async def test_a_provisioning_that_died_inside_its_default_plugin_install_ends_a
         assert tenant.id in await Reconciler(tenants, plugins=installer).pass_once()
         assert (await tenants.get(slug)).state is State.ACTIVE
         async with db.session() as s:
-            row = await repo.get_installation(s, tenant.id, p)
+            row = await installs_repo.get_installation(s, tenant.id, p)
             assert row is not None
             assert (row["status"], row["pending_version"]) == ("active", None)
     finally:

@@ -18,8 +18,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from plexica.kit.db import Database
-from plexica.plugins import repository as repo
 from plexica.plugins import service
+from plexica.plugins.repository import installations as installs_repo
+from plexica.plugins.repository import logins as logins_repo
+from plexica.plugins.repository import tenant_objects as objects_repo
+from plexica.plugins.repository import versions as versions_repo
 from plexica.plugins.schemas import VersionStatus
 from plexica_sdk.db import plugin_role
 from plexica_sdk.manifest import parse_manifest
@@ -161,12 +164,12 @@ async def _catalog_directly(db: Database, plugin_id: str, sql: str) -> None:
     """Into the catalog without the registration's text check."""
     doc = plugin_doc(plugin_id)
     async with db.session() as s:
-        await repo.insert_version(
+        await versions_repo.insert_version(
             s, plugin_id, "1.0.0", parse_manifest(doc).model_dump(mode="json"),
             [{"name": "0001_init", "sql": f"CREATE TABLE {plugin_id}_ok (id int)"},
              {"name": "0002_escape", "sql": sql}],
         )  # fmt: skip
-        await repo.set_version_status(s, plugin_id, "1.0.0", VersionStatus.PUBLISHED)
+        await versions_repo.set_version_status(s, plugin_id, "1.0.0", VersionStatus.PUBLISHED)
 
 
 async def _snapshot(db: Database, t: Tenant, other: Tenant, plugin_id: str) -> dict[str, Any]:
@@ -267,7 +270,7 @@ async def _attempt(
     t, other = tenants
     p = plugin_id or "esc" + uuid.uuid4().hex[:8]
     async with db.session() as s:
-        login = await repo.get_plugin_login(s, "crm")
+        login = await logins_repo.get_plugin_login(s, "crm")
     assert login is not None
     script = sql.format(
         p=p,
@@ -293,7 +296,7 @@ async def _attempt(
     assert await _snapshot(db, t, other, p) == before
     assert not Path(f"/tmp/{p}").exists()
     async with db.session() as s:
-        row = await repo.get_installation(s, t.id, p)
+        row = await installs_repo.get_installation(s, t.id, p)
         assert row is not None
         assert row["status"] == "failed"
         assert row["pending_version"] is None
@@ -308,7 +311,7 @@ async def _attempt(
         ).scalar_one()
         assert audited == 1
         # Logged-in sessions of the role are gone, and it can no longer log in (it is gone).
-        assert not await repo.role_exists(s, plugin_role(p, t.id))
+        assert not await objects_repo.role_exists(s, plugin_role(p, t.id))
     return p
 
 
@@ -363,14 +366,14 @@ async def test_a_crash_between_the_steps_is_undone_by_recover(
     role = plugin_role(p, t.id)
     await _catalog_directly(db, p, "SELECT 1")
     async with db.session() as s:
-        await repo.upsert_installation(
+        await installs_repo.upsert_installation(
             s, tenant_id=t.id, tenant_slug=t.ref.slug, plugin_id=p, version="1.0.0",
             status="installing", db_role=role, settings={},
         )  # fmt: skip
-        await repo.prepare_migration_role(
+        await objects_repo.prepare_migration_role(
             s, role, t.ref.schema, "pw-" + p, statement_timeout_ms=5000
         )
-        await repo.create_functions(s, t.ref.schema, role, p, t.id)
+        await objects_repo.create_functions(s, t.ref.schema, role, p, t.id)
     url = make_url(database_url).set(username=role, password="pw-" + p)
     conn = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(False))
     try:
@@ -380,8 +383,8 @@ async def test_a_crash_between_the_steps_is_undone_by_recover(
     finally:
         conn.terminate()
     async with db.session() as s:
-        assert not await repo.role_exists(s, role)
-        row = await repo.get_installation(s, t.id, p)
+        assert not await objects_repo.role_exists(s, role)
+        row = await installs_repo.get_installation(s, t.id, p)
         assert row is not None
         assert row["status"] == "failed"
         assert "interrupted" in (row["reason"] or "")

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
-from plexica.identity import id_token_hint, repository, service, sessions
+from plexica.identity import id_token_hint, repository, service, sessions, tokens
 from plexica.identity.schemas import TokenResponse
 from plexica.identity.service import OAuthError
 from plexica.identity.throttle import LoginThrottle
@@ -327,7 +327,7 @@ async def login(realm: RealmName, request: Request) -> Response:
                 status=401, secure=_https(request),
             )  # fmt: skip
         await throttle.succeeded(realm, email)
-        code = await service.create_code(
+        code = await tokens.create_code(
             session,
             realm,
             client_id=params["client_id"],
@@ -402,17 +402,17 @@ async def _grant(
         raise OAuthError("invalid_request", "no such realm", 404)
     client = await service.authenticate_client(session, realm, client_id, secret)
     if grant_type == "authorization_code":
-        return await service.exchange_code(
+        return await tokens.exchange_code(
             session, found, client, code=str(form.get("code", "")),
             redirect_uri=_opt(form.get("redirect_uri")),
             verifier=_opt(form.get("code_verifier")), base_url=base,
         )  # fmt: skip
     if grant_type == "refresh_token":
         token = str(form.get("refresh_token", ""))
-        return await service.refresh(session, found, client, token, base)
+        return await tokens.refresh(session, found, client, token, base)
     if grant_type == "client_credentials":
         scope = str(form.get("scope", "")).strip()
-        return await service.client_credentials(session, found, client, scope, base)
+        return await tokens.client_credentials(session, found, client, scope, base)
     raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
 
 
@@ -431,7 +431,7 @@ async def _userinfo(realm: str, request: Request) -> Response:
         async with _db(request).session() as session:
             if await _realm(session, realm) is None:
                 raise OAuthError("invalid_token", "the access token is invalid", 401)  # noqa: TRY301
-            claims = await service.local_claims(session, realm, raw.strip(), _base(request))
+            claims = await tokens.local_claims(session, realm, raw.strip(), _base(request))
     except OAuthError as exc:
         return _oauth_error(exc)
     info: dict[str, Any] = {

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
 from plexica.kit.security import OperatorDep, PrincipalDep
-from plexica.plugins import repository, service
+from plexica.plugins import service
+from plexica.plugins.repository import installations as installs_repo
 from plexica.plugins.schemas import (
     InstallationOut,
     InstallRequest,
@@ -58,7 +59,7 @@ async def _tenant(request: Request, tenant_id: UUID, principal: PrincipalDep) ->
         if slug is None:
             db0: Database = request.app.state.db
             async with db0.session() as s:
-                slug = await repository.tenant_slug(s, tenant_id)
+                slug = await installs_repo.tenant_slug(s, tenant_id)
         if slug is not None:
             return TenantRef(tenant_id, slug, slug, "")
     if principal.is_operator:
@@ -69,7 +70,7 @@ async def _tenant(request: Request, tenant_id: UUID, principal: PrincipalDep) ->
                 return found
         db: Database = request.app.state.db
         async with db.session() as s:
-            slug = await repository.tenant_slug(s, tenant_id)
+            slug = await installs_repo.tenant_slug(s, tenant_id)
         if slug is not None:
             return TenantRef(tenant_id, slug, slug, "")
     raise NotFoundError("no such tenant")

@@ -23,11 +23,12 @@ from plexica.events import service as events_service
 from plexica.events.events import CoreEvent
 from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
-from plexica.plugins import repository as repo
 from plexica.plugins.catalog import catalog_manifests, check_compatibility
 from plexica.plugins.logins import ensure_login, login_membership, new_password
 from plexica.plugins.migrator import migrate_as_role
 from plexica.plugins.readiness import ReadinessProbe
+from plexica.plugins.repository import installations as installs_repo
+from plexica.plugins.repository import tenant_objects as objects_repo
 from plexica.plugins.schemas import (
     IncompatibleError,
     InstallFailedError,
@@ -86,21 +87,21 @@ class VersionApplier:
             # 1. The platform prepares: the role may log in and create in the tenant schema,
             # the platform's functions exist, and the installation says what is in progress.
             async with self.db.session() as s:
-                current = await repo.get_installation(s, tenant.id, manifest.id, lock=True)
+                current = await installs_repo.get_installation(s, tenant.id, manifest.id, lock=True)
                 applied = list(current["applied_migrations"] or []) if current else []
                 # Compatibility is checked again here: the catalog may have changed since
                 # registration, and dependencies are per tenant.
                 check_compatibility(manifest, await catalog_manifests(s), self.core_version)
                 await _dependencies_installed(s, manifest, tenant.id)
-                await repo.prepare_migration_role(
+                await objects_repo.prepare_migration_role(
                     s,
                     role,
                     tenant.schema,
                     password,
                     statement_timeout_ms=int(self.migration_timeout * 1000),
                 )
-                await repo.create_functions(s, tenant.schema, role, manifest.id, tenant.id)
-                await repo.update_installation(
+                await objects_repo.create_functions(s, tenant.schema, role, manifest.id, tenant.id)
+                await installs_repo.update_installation(
                     s, tenant.id, manifest.id, pending_version=manifest.version
                 )
             # 2. The migrations run logged in as the role, in its own transaction, which
@@ -119,18 +120,20 @@ class VersionApplier:
             # 3. The platform checks again what the role owns, takes the login and CREATE
             # back, and switches the installation on.
             async with self.db.session() as s:
-                outside = await repo.foreign_objects(s, role, tenant.schema, manifest.table_prefix)
+                outside = await objects_repo.foreign_objects(
+                    s, role, tenant.schema, manifest.table_prefix
+                )
                 if outside:
                     raise MigrationRefusedError(
                         f"migrations created objects outside the prefix {manifest.table_prefix!r}:"
                         f" {', '.join(sorted(outside))}",
                         details={"objects": sorted(outside)},
                     )
-                await repo.seal_role(s, role, tenant.schema)
+                await objects_repo.seal_role(s, role, tenant.schema)
                 await login_membership(
                     s, manifest.id, role, active=keep_status == InstallStatus.ACTIVE
                 )
-                await repo.update_installation(
+                await installs_repo.update_installation(
                     s,
                     tenant.id,
                     manifest.id,
@@ -167,14 +170,16 @@ class VersionApplier:
         attempt is written to the audit log as ``plugin.migration_refused``."""
         role = plugin_role(plugin_id, tenant.id)
         async with self.db.session() as s:
-            await repo.end_role_sessions(s, role)
+            await objects_repo.end_role_sessions(s, role)
         async with self.db.session() as s:
             if keep_role:
-                await repo.seal_role(s, role, tenant.schema)
+                await objects_repo.seal_role(s, role, tenant.schema)
             else:
-                await repo.drop_plugin_objects(s, tenant.schema, role, plugin_id)
-            if await repo.get_installation(s, tenant.id, plugin_id) is not None:
-                await repo.update_installation(s, tenant.id, plugin_id, pending_version=None)
+                await objects_repo.drop_plugin_objects(s, tenant.schema, role, plugin_id)
+            if await installs_repo.get_installation(s, tenant.id, plugin_id) is not None:
+                await installs_repo.update_installation(
+                    s, tenant.id, plugin_id, pending_version=None
+                )
             if isinstance(exc, MigrationRefusedError):
                 await audit_service.record(
                     s,
@@ -205,7 +210,7 @@ class VersionApplier:
             "plugin_install_failed", plugin=plugin_id, tenant_id=str(tenant.id), reason=reason
         )
         async with self.db.session() as s:
-            current = await repo.get_installation(s, tenant.id, plugin_id, lock=True)
+            current = await installs_repo.get_installation(s, tenant.id, plugin_id, lock=True)
             if current is None:
                 return
             values: dict[str, Any] = {"reason": reason[:2000]}
@@ -213,7 +218,7 @@ class VersionApplier:
                 # A restore that failed leaves the retained data as it was.
                 was_retained = current["retain_until"] is not None
                 values["status"] = InstallStatus.UNINSTALLED if was_retained else status
-            await repo.update_installation(s, tenant.id, plugin_id, **values)
+            await installs_repo.update_installation(s, tenant.id, plugin_id, **values)
 
 
 async def _dependencies_installed(
@@ -222,7 +227,7 @@ async def _dependencies_installed(
     for dep in manifest.dependencies:
         if dep.optional:
             continue
-        row = await repo.get_installation(session, tenant_id, dep.id)
+        row = await installs_repo.get_installation(session, tenant_id, dep.id)
         ok = (
             row is not None
             and row["status"] == InstallStatus.ACTIVE

@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.events.acl import BrokerAdmin, PluginAccess, grant_plugin
 from plexica.kit.db import Database
-from plexica.plugins import repository as repo
 from plexica.plugins import service
+from plexica.plugins.repository import logins as logins_repo
 from plexica.plugins.schemas import VersionStatus
 from plexica.settings import Settings
 from plexica_sdk.manifest import Manifest
@@ -57,7 +57,7 @@ async def reconcile(db: Database, admin: BrokerAdmin) -> dict[str, PluginAccess]
         plugin_ids = sorted({v.plugin_id for v in await service.list_versions(session)})
     for plugin_id in plugin_ids:
         async with db.session() as session:
-            row = await repo.get_plugin_login(session, plugin_id)
+            row = await logins_repo.get_plugin_login(session, plugin_id)
             if row is None:
                 continue
             consumes, emits = await event_types(session, plugin_id)

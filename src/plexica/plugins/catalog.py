@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica import __version__
 from plexica.flags import service as flags_service
-from plexica.plugins import repository as repo
+from plexica.plugins.repository import versions as versions_repo
 from plexica.plugins.schemas import (
     IncompatibleError,
     InvalidStateError,
@@ -58,7 +58,7 @@ async def register(
 ) -> PluginVersionOut:
     """Add a plugin version to the catalog after checking it against the core and catalog."""
     manifest = parse_manifest(manifest_doc)
-    if await repo.get_version(session, manifest.id, manifest.version):
+    if await versions_repo.get_version(session, manifest.id, manifest.version):
         raise ConflictError(
             f"{manifest.id} {manifest.version} is already registered", code="version_exists"
         )
@@ -66,7 +66,7 @@ async def register(
         _check_migration_text(m)
     catalog = await catalog_manifests(session)
     check_compatibility(manifest, catalog)
-    await repo.insert_version(
+    await versions_repo.insert_version(
         session,
         manifest.id,
         manifest.version,
@@ -79,14 +79,14 @@ async def register(
             session, f"plugin:{manifest.id}", key, flag.description, flag.default
         )
     log.info("plugin_registered", plugin=manifest.id, version=manifest.version)
-    row = await repo.get_version(session, manifest.id, manifest.version)
+    row = await versions_repo.get_version(session, manifest.id, manifest.version)
     assert row is not None
     return _version_out(row)
 
 
 async def catalog_manifests(session: AsyncSession) -> dict[str, list[Manifest]]:
     out: dict[str, list[Manifest]] = {}
-    for row in _sorted(await repo.list_versions(session)):
+    for row in _sorted(await versions_repo.list_versions(session)):
         if row["status"] != VersionStatus.DEPRECATED:
             out.setdefault(row["plugin_id"], []).append(Manifest.model_validate(row["manifest"]))
     return out
@@ -140,13 +140,13 @@ def _check_cycles(manifest: Manifest, available: Mapping[str, list[Manifest]]) -
 async def set_status(
     session: AsyncSession, plugin_id: str, version: str, status: VersionStatus
 ) -> PluginVersionOut:
-    row = await repo.get_version(session, plugin_id, version)
+    row = await versions_repo.get_version(session, plugin_id, version)
     if row is None:
         raise PluginNotFoundError(f"no plugin {plugin_id} {version} in the catalog")
     if status == VersionStatus.PUBLISHED and row["status"] == VersionStatus.DEPRECATED:
         raise InvalidStateError(f"{plugin_id} {version} is deprecated")
-    await repo.set_version_status(session, plugin_id, version, status)
-    row = await repo.get_version(session, plugin_id, version)
+    await versions_repo.set_version_status(session, plugin_id, version, status)
+    row = await versions_repo.get_version(session, plugin_id, version)
     assert row is not None
     return _version_out(row)
 
@@ -154,7 +154,7 @@ async def set_status(
 async def list_versions(
     session: AsyncSession, plugin_id: str | None = None, *, published_only: bool = False
 ) -> list[PluginVersionOut]:
-    rows = _sorted(await repo.list_versions(session, plugin_id))
+    rows = _sorted(await versions_repo.list_versions(session, plugin_id))
     if published_only:
         rows = [r for r in rows if r["status"] == VersionStatus.PUBLISHED]
     return [_version_out(r) for r in rows]
@@ -166,14 +166,14 @@ async def pick_version(
     if version is None:
         published = [
             r
-            for r in _sorted(await repo.list_versions(session, plugin_id))
+            for r in _sorted(await versions_repo.list_versions(session, plugin_id))
             if r["status"] == VersionStatus.PUBLISHED
         ]
         if not published:
             raise PluginNotFoundError(f"no published version of plugin {plugin_id}")
         row = published[-1]
     else:
-        found = await repo.get_version(session, plugin_id, version)
+        found = await versions_repo.get_version(session, plugin_id, version)
         if found is None or found["status"] != VersionStatus.PUBLISHED:
             raise PluginNotFoundError(f"no published version {version} of plugin {plugin_id}")
         row = found

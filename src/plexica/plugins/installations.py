@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
-from plexica.plugins import repository as repo
+from plexica.plugins.repository import installations as installs_repo
+from plexica.plugins.repository import versions as versions_repo
 from plexica.plugins.schemas import (
     InstallationNotFoundError,
     InstallationOut,
@@ -56,18 +57,18 @@ def validate_settings(manifest: Manifest, settings: dict[str, Any]) -> None:
 async def get_installation(
     session: AsyncSession, tenant_id: UUID, plugin_id: str
 ) -> InstallationOut:
-    row = await repo.get_installation(session, tenant_id, plugin_id)
+    row = await installs_repo.get_installation(session, tenant_id, plugin_id)
     if row is None:
         raise _not_installed(plugin_id)
     return _install_out(row)
 
 
 async def list_installations(session: AsyncSession, tenant_id: UUID) -> list[InstallationOut]:
-    return [_install_out(r) for r in await repo.list_installations(session, tenant_id)]
+    return [_install_out(r) for r in await installs_repo.list_installations(session, tenant_id)]
 
 
 async def is_active(session: AsyncSession, tenant_id: UUID, plugin_id: str) -> bool:
-    row = await repo.get_installation(session, tenant_id, plugin_id)
+    row = await installs_repo.get_installation(session, tenant_id, plugin_id)
     return row is not None and row["status"] == InstallStatus.ACTIVE
 
 
@@ -79,8 +80,8 @@ async def permissions_for(
     if tenant_id is None:
         return frozenset()
     granted: set[str] = set()
-    for row in await repo.list_installations(session, tenant_id, InstallStatus.ACTIVE):
-        version = await repo.get_version(session, row["plugin_id"], row["version"])
+    for row in await installs_repo.list_installations(session, tenant_id, InstallStatus.ACTIVE):
+        version = await versions_repo.get_version(session, row["plugin_id"], row["version"])
         if version is not None:
             granted |= Manifest.model_validate(version["manifest"]).default_permissions(roles)
     return frozenset(granted)
@@ -99,8 +100,8 @@ def permission_resolver(db: Database) -> PermissionResolver:
 async def ui_contributions(session: AsyncSession, tenant_id: UUID) -> list[dict[str, Any]]:
     """Pages and slots of the tenant's active plugins, for the web shell's navigation."""
     out: list[dict[str, Any]] = []
-    for row in await repo.list_installations(session, tenant_id, InstallStatus.ACTIVE):
-        version = await repo.get_version(session, row["plugin_id"], row["version"])
+    for row in await installs_repo.list_installations(session, tenant_id, InstallStatus.ACTIVE):
+        version = await versions_repo.get_version(session, row["plugin_id"], row["version"])
         if version is None:
             continue
         m = Manifest.model_validate(version["manifest"])
@@ -120,8 +121,8 @@ async def subscribers(session: AsyncSession, tenant_id: UUID, event_type: str) -
     """Plugins active in the tenant whose manifest consumes ``event_type`` (for the events
     domain's delivery: a disabled plugin gets no events)."""
     out: list[str] = []
-    for row in await repo.list_installations(session, tenant_id, InstallStatus.ACTIVE):
-        version = await repo.get_version(session, row["plugin_id"], row["version"])
+    for row in await installs_repo.list_installations(session, tenant_id, InstallStatus.ACTIVE):
+        version = await versions_repo.get_version(session, row["plugin_id"], row["version"])
         if version is None:
             continue
         consumes = Manifest.model_validate(version["manifest"]).events.consumes
@@ -135,16 +136,16 @@ def _not_installed(plugin_id: str) -> InstallationNotFoundError:
 
 
 async def tenant_by_slug(session: AsyncSession, slug: str) -> TenantRef | None:
-    tenant_id = await repo.tenant_id_by_slug(session, slug)
+    tenant_id = await installs_repo.tenant_id_by_slug(session, slug)
     return TenantRef(tenant_id, slug, slug, "") if tenant_id else None
 
 
 async def routed_ids(session: AsyncSession) -> list[str]:
     """Plugins the gateway routes: installed (active or disabled) in at least one tenant, so a
     route appears with the first install on the platform and goes with the last removal."""
-    return await repo.installed_plugin_ids(session)
+    return await installs_repo.installed_plugin_ids(session)
 
 
 async def installation_counts(session: AsyncSession) -> dict[tuple[str, str], int]:
     """Installations by (plugin, state), every tenant's."""
-    return await repo.count_installations(session)
+    return await installs_repo.count_installations(session)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import asyncpg
 from sqlalchemy.engine import URL
 
-from plexica.plugins import repository as repo
+from plexica.plugins.repository import tenant_objects as objects_repo
 from plexica.plugins.schemas import MigrationFile, MigrationRefusedError
 
 
@@ -84,7 +84,7 @@ async def migrate_as_role(
                 )
             applied.append(m.name)
         try:
-            problems = await repo.owned_problems(conn, role, schema, prefix)
+            problems = await objects_repo.owned_problems(conn, role, schema, prefix)
         except asyncpg.PostgresError as exc:
             raise MigrationRefusedError(f"migration refused: {_first_line(exc)}") from None
         if problems:

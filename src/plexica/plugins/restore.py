@@ -16,7 +16,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.kit.provisioning import TenantRef
-from plexica.plugins import repository as repo
+from plexica.plugins.repository import installations as installs_repo
+from plexica.plugins.repository import tenant_objects as objects_repo
+from plexica.plugins.repository import versions as versions_repo
 from plexica.plugins.schemas import InstallStatus
 from plexica.plugins.service import Installer
 from plexica_sdk.db import plugin_role
@@ -40,10 +42,10 @@ async def saved_installations(session: AsyncSession, tenant_id: Any) -> list[Sav
     """What a backup keeps of the tenant's plugins: installed (active or disabled) and retained
     ones; failed or half-done operations are not worth restoring."""
     saved = []
-    for row in await repo.list_installations(session, tenant_id):
+    for row in await installs_repo.list_installations(session, tenant_id):
         if row["status"] not in KEPT:
             continue
-        version = await repo.get_version(session, row["plugin_id"], row["version"])
+        version = await versions_repo.get_version(session, row["plugin_id"], row["version"])
         if version is None:
             continue
         manifest = Manifest.model_validate(version["manifest"])
@@ -90,21 +92,21 @@ async def restore_installations(
         retained = item.status is InstallStatus.UNINSTALLED
         until = item.retain_until if retained else None
         async with installer.db.session() as s:
-            await repo.upsert_installation(
+            await installs_repo.upsert_installation(
                 s, tenant_id=tenant.id, tenant_slug=tenant.slug, plugin_id=item.plugin_id,
                 version=item.version, status=InstallStatus.UNINSTALLED, db_role=role,
                 settings=item.settings,
             )  # fmt: skip
-            await repo.update_installation(
+            await installs_repo.update_installation(
                 s, tenant.id, item.plugin_id, applied_migrations=item.applied_migrations,
                 retain_until=until or datetime.now(UTC) + timedelta(days=1),
             )  # fmt: skip
             # Made like a migration's role, then sealed at once: it never logs in here.
-            await repo.prepare_migration_role(
+            await objects_repo.prepare_migration_role(
                 s, role, tenant.schema, secrets.token_urlsafe(24), statement_timeout_ms=60_000
             )
-            await repo.give_prefixed_objects(s, tenant.schema, item.table_prefix, role)
-            await repo.seal_role(s, role, tenant.schema)
+            await objects_repo.give_prefixed_objects(s, tenant.schema, item.table_prefix, role)
+            await objects_repo.seal_role(s, role, tenant.schema)
         if retained:
             continue
         await installer.install(tenant, item.plugin_id, item.version, item.settings)

@@ -18,7 +18,6 @@ from prometheus_client import Counter
 from plexica.events import service as events_service
 from plexica.events.events import CoreEvent
 from plexica.kit.provisioning import TenantRef
-from plexica.plugins import repository as repo
 from plexica.plugins.apply import VersionApplier, as_plexica
 from plexica.plugins.catalog import (
     check_compatibility,
@@ -43,6 +42,9 @@ from plexica.plugins.installations import (
 )
 from plexica.plugins.logins import ensure_login, login_membership, rotate_login
 from plexica.plugins.readiness import HttpReadinessProbe, ReadinessProbe
+from plexica.plugins.repository import installations as installs_repo
+from plexica.plugins.repository import tenant_objects as objects_repo
+from plexica.plugins.repository import versions as versions_repo
 from plexica.plugins.schemas import (
     InstallationNotFoundError,
     InstallationOut,
@@ -102,7 +104,7 @@ class Installer(VersionApplier):
         nobody holding its lease was interrupted by a crash. The lease's connection is not
         from the pool, which the operation's own sessions need."""
         async with self.db.unpooled_connection() as conn:
-            locked = await repo.try_lease(conn, tenant_id, plugin_id)
+            locked = await installs_repo.try_lease(conn, tenant_id, plugin_id)
             await conn.commit()
             if not locked:
                 raise InstallBusyError(
@@ -112,7 +114,7 @@ class Installer(VersionApplier):
             try:
                 yield
             finally:
-                await repo.release_lease(conn, tenant_id, plugin_id)
+                await installs_repo.release_lease(conn, tenant_id, plugin_id)
                 await conn.commit()
 
     async def install(
@@ -139,9 +141,9 @@ class Installer(VersionApplier):
         async with self.db.session() as s:
             manifest, migrations = await pick_version(s, plugin_id, version)
             validate_settings(manifest, settings)
-            if not await repo.schema_exists(s, tenant.schema):
+            if not await objects_repo.schema_exists(s, tenant.schema):
                 raise InstallationNotFoundError("no such tenant")
-            current = await repo.get_installation(s, tenant.id, plugin_id, lock=True)
+            current = await installs_repo.get_installation(s, tenant.id, plugin_id, lock=True)
             if current and current["status"] in BUSY:
                 raise InvalidStateError(
                     f"plugin {plugin_id} is already {current['status']} in this tenant"
@@ -153,7 +155,7 @@ class Installer(VersionApplier):
                     f" {manifest.version}"
                 )
             # No row to lock yet for a first install: the insert decides between parallel ones.
-            claimed = await repo.upsert_installation(
+            claimed = await installs_repo.upsert_installation(
                 s,
                 tenant_id=tenant.id,
                 tenant_slug=tenant.slug,
@@ -186,7 +188,7 @@ class Installer(VersionApplier):
         self, tenant: TenantRef, plugin_id: str, version: str | None
     ) -> InstallationOut:
         async with self.db.session() as s:
-            current = await repo.get_installation(s, tenant.id, plugin_id)
+            current = await installs_repo.get_installation(s, tenant.id, plugin_id)
             if current is None or current["status"] not in (
                 InstallStatus.ACTIVE,
                 InstallStatus.DISABLED,
@@ -229,7 +231,7 @@ class Installer(VersionApplier):
         """Undo every install, restore or upgrade a crash interrupted (the reconciler's pass,
         ADR 0170); the (tenant, plugin) pairs undone. Those whose lease is held are alive."""
         async with self.db.session() as s:
-            rows = await repo.interrupted_installations(s)
+            rows = await installs_repo.interrupted_installations(s)
         undone = []
         for row in rows:
             ref = TenantRef(row["tenant_id"], row["tenant_slug"], row["tenant_slug"], "")
@@ -253,7 +255,7 @@ class Installer(VersionApplier):
 
     async def _recover(self, tenant: TenantRef, plugin_id: str) -> bool:
         async with self.db.session() as s:
-            row = await repo.get_installation(s, tenant.id, plugin_id)
+            row = await installs_repo.get_installation(s, tenant.id, plugin_id)
         if row is None:
             return False
         interrupted = InterruptedError("interrupted; run the operation again")
@@ -282,7 +284,7 @@ class Installer(VersionApplier):
         self, tenant: TenantRef, plugin_id: str, enabled: bool
     ) -> InstallationOut:
         async with self.db.session() as s:
-            row = await repo.get_installation(s, tenant.id, plugin_id, lock=True)
+            row = await installs_repo.get_installation(s, tenant.id, plugin_id, lock=True)
             want, source = (
                 (InstallStatus.ACTIVE, InstallStatus.DISABLED)
                 if enabled
@@ -291,7 +293,9 @@ class Installer(VersionApplier):
             if row is None or row["status"] not in (want, source):
                 raise InvalidStateError(f"plugin {plugin_id} is not installed in this tenant")
             if row["status"] != want:
-                await repo.update_installation(s, tenant.id, plugin_id, status=want, reason=None)
+                await installs_repo.update_installation(
+                    s, tenant.id, plugin_id, status=want, reason=None
+                )
                 await login_membership(s, plugin_id, row["db_role"], active=enabled)
                 await events_service.set_plugin_active(s, plugin_id, tenant.id, enabled)
                 event = CoreEvent.PLUGIN_ENABLED if enabled else CoreEvent.PLUGIN_DISABLED
@@ -321,7 +325,7 @@ class Installer(VersionApplier):
         self, tenant: TenantRef, plugin_id: str, *, purge: bool
     ) -> InstallationOut | None:
         async with self.db.session() as s:
-            row = await repo.get_installation(s, tenant.id, plugin_id, lock=True)
+            row = await installs_repo.get_installation(s, tenant.id, plugin_id, lock=True)
             if row is None:
                 raise InstallationNotFoundError(
                     f"plugin {plugin_id} is not installed in this tenant"
@@ -336,18 +340,18 @@ class Installer(VersionApplier):
                     subject=f"plugins/{plugin_id}",
                 )
             if purge or row["status"] == InstallStatus.FAILED:
-                await repo.drop_plugin_objects(s, tenant.schema, row["db_role"], plugin_id)
-                await repo.delete_installation(s, tenant.id, plugin_id)
+                await objects_repo.drop_plugin_objects(s, tenant.schema, row["db_role"], plugin_id)
+                await installs_repo.delete_installation(s, tenant.id, plugin_id)
                 log.info("plugin_purged", plugin=plugin_id, tenant_id=str(tenant.id))
                 return None
             if row["status"] not in (InstallStatus.ACTIVE, InstallStatus.DISABLED):
                 raise InvalidStateError(f"plugin {plugin_id} is {row['status']} in this tenant")
-            version = await repo.get_version(s, plugin_id, row["version"])
+            version = await versions_repo.get_version(s, plugin_id, row["version"])
             days = (
                 Manifest.model_validate(version["manifest"]).data_retention_days if version else 30
             )
             await login_membership(s, plugin_id, row["db_role"], active=False)
-            await repo.update_installation(
+            await installs_repo.update_installation(
                 s,
                 tenant.id,
                 plugin_id,
@@ -361,15 +365,15 @@ class Installer(VersionApplier):
         self, tenant: TenantRef, plugin_id: str, settings: dict[str, Any]
     ) -> InstallationOut:
         async with self.db.session() as s:
-            row = await repo.get_installation(s, tenant.id, plugin_id, lock=True)
+            row = await installs_repo.get_installation(s, tenant.id, plugin_id, lock=True)
             if row is None or row["status"] not in (InstallStatus.ACTIVE, InstallStatus.DISABLED):
                 raise InstallationNotFoundError(
                     f"plugin {plugin_id} is not installed in this tenant"
                 )
-            version = await repo.get_version(s, plugin_id, row["version"])
+            version = await versions_repo.get_version(s, plugin_id, row["version"])
             assert version is not None
             validate_settings(Manifest.model_validate(version["manifest"]), settings)
-            await repo.update_installation(s, tenant.id, plugin_id, settings=settings)
+            await installs_repo.update_installation(s, tenant.id, plugin_id, settings=settings)
         return await self._out(tenant.id, plugin_id)
 
     async def upgrade_fleet(
@@ -390,7 +394,7 @@ class Installer(VersionApplier):
             target, _ = await pick_version(s, plugin_id, version)
             rows = [
                 r
-                for r in await repo.list_installations(s)
+                for r in await installs_repo.list_installations(s)
                 if r["plugin_id"] == plugin_id
                 and r["status"] in (InstallStatus.ACTIVE, InstallStatus.DISABLED)
             ]
@@ -418,7 +422,7 @@ class Installer(VersionApplier):
     async def purge_expired(self, now: datetime | None = None) -> int:
         """Drop the data of uninstalled plugins whose retention window has passed."""
         async with self.db.session() as s:
-            rows = await repo.expired_installations(s, now or datetime.now(UTC))
+            rows = await installs_repo.expired_installations(s, now or datetime.now(UTC))
         for row in rows:
             ref = TenantRef(row["tenant_id"], row["tenant_slug"], row["tenant_slug"], "")
             await self.uninstall(ref, row["plugin_id"], purge=True)
@@ -426,7 +430,7 @@ class Installer(VersionApplier):
 
     async def purge_tenant(self, tenant: TenantRef) -> None:
         async with self.db.session() as s:
-            rows = await repo.list_installations(s, tenant.id)
+            rows = await installs_repo.list_installations(s, tenant.id)
         for row in rows:
             await self.uninstall(tenant, row["plugin_id"], purge=True)
 

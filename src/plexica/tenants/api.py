@@ -27,7 +27,7 @@ from plexica.tenants.schemas import (
     TenantPage,
     TenantSteps,
 )
-from plexica.tenants.service import (
+from plexica.tenants.settings import (
     BRAND_COLOUR,
     BRAND_LOGO,
     LOGO_KEY,

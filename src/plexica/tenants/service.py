@@ -1,4 +1,5 @@
-"""Tenant lifecycle: create (provisioning saga), suspend, reactivate, delete, retry, read.
+"""Tenant lifecycle: create (provisioning saga), suspend, reactivate, delete, retry, read; the
+tenant's own settings and branding are in ``settings`` (the base class).
 
 The saga spans several transactions by nature (an external resource cannot join ours), so the
 service opens its own unit of work per step; each state change and its event commit together.
@@ -8,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 from uuid import UUID
 
 import structlog
@@ -22,16 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.kit.db import Database
 from plexica.kit.provisioning import ProvisioningStep, SuspendableStep, TenantRef
-from plexica.storage.sniff import SNIFF_BYTES, sniff
 from plexica.tenants import events, repository, saga
 from plexica.tenants.cache import TenantCache
 from plexica.tenants.schemas import (
     TRANSITIONS,
-    Branding,
-    BrandingLogo,
     Phase,
     ProvisioningStatus,
-    Setting,
     State,
     StepStatus,
     Tenant,
@@ -41,6 +36,7 @@ from plexica.tenants.schemas import (
     validate_email,
     validate_slug,
 )
+from plexica.tenants.settings import TenantSettings
 from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
 
 log = structlog.get_logger("plexica.tenants")
@@ -52,7 +48,6 @@ PROVISIONING_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 
-SETTING_KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$", re.ASCII)
 # On shutdown, background sagas get this long to finish before they are cancelled (a cancelled
 # one stays ``provisioning`` and the reconciler of another or the next core resumes it).
 DRAIN_SECONDS = 20.0
@@ -85,42 +80,6 @@ class DeletionIncompleteError(PlexicaError):
     status, code = 502, "deletion_incomplete"
 
 
-class SettingNotFoundError(NotFoundError):
-    code = "setting_not_found"
-
-
-class LogoTooLargeError(PlexicaError):
-    status, code = 413, "logo_too_large"
-
-
-class LogoTypeError(PlexicaError):
-    status, code = 415, "unsupported_logo_type"
-
-
-BRAND_COLOUR = "branding.primary_color"
-BRAND_LOGO = "branding.logo"
-LOGO_KEY = "branding/logo"
-LOGO_MAX_BYTES = 512 * 1024
-# Raster images only: an SVG can carry script, and the logo is shown on every page.
-LOGO_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
-
-
-def check_logo(data: bytes) -> str:
-    """The logo's content type from its bytes; refuses empty, oversized or non-raster files."""
-    if len(data) > LOGO_MAX_BYTES:
-        raise LogoTooLargeError(
-            f"the logo is larger than {LOGO_MAX_BYTES // 1024} KiB",
-            details={"max_bytes": LOGO_MAX_BYTES},
-        )
-    found = sniff(data[:SNIFF_BYTES])
-    if not data or found not in LOGO_TYPES:
-        raise LogoTypeError(
-            "the logo must be a PNG, JPEG, GIF or WebP image",
-            details={"allowed": sorted(LOGO_TYPES)},
-        )
-    return found
-
-
 def _check(tenant: Tenant, to: State) -> None:
     if to not in TRANSITIONS[tenant.state]:
         raise IllegalTransitionError(
@@ -129,7 +88,7 @@ def _check(tenant: Tenant, to: State) -> None:
         )
 
 
-class TenantService:
+class TenantService(TenantSettings):
     def __init__(
         self,
         db: Database,
@@ -532,49 +491,6 @@ class TenantService:
         await self.cache.invalidate(tenant.id)
         log.info("tenant_deleted", tenant_id=str(tenant.id), slug=tenant.slug)
         return deleted
-
-    # -- inside the tenant (the request's session is bound to the tenant schema) ----------------
-
-    @staticmethod
-    def _key(key: str) -> str:
-        if not SETTING_KEY_RE.fullmatch(key):
-            raise SettingNotFoundError("no such setting")
-        return key
-
-    async def get_setting(self, session: AsyncSession, key: str) -> Setting:
-        found = await repository.get_setting(session, self._key(key))
-        if found is None:
-            raise SettingNotFoundError("no such setting")
-        return found
-
-    async def list_settings(self, session: AsyncSession) -> list[Setting]:
-        return await repository.list_settings(session)
-
-    async def put_setting(self, session: AsyncSession, key: str, value: Any) -> Setting:
-        if not SETTING_KEY_RE.fullmatch(key):
-            raise PlexicaError(
-                "a setting key is lowercase letters, digits, '_', '.', '-'",
-                code="invalid_setting_key",
-                status=422,
-            )
-        return await repository.put_setting(session, key, value)
-
-    async def delete_setting(self, session: AsyncSession, key: str) -> None:
-        if not await repository.delete_setting(session, self._key(key)):
-            raise SettingNotFoundError("no such setting")
-
-    async def rename(self, session: AsyncSession, tenant: Tenant, name: str) -> None:
-        """In the caller's transaction; the caller drops the cached tenant after its commit."""
-        await repository.set_name(session, tenant.id, name)
-
-    async def branding(self, session: AsyncSession, tenant: Tenant) -> Branding:
-        colour = await repository.get_setting(session, BRAND_COLOUR)
-        logo = await repository.get_setting(session, BRAND_LOGO)
-        return Branding(
-            name=tenant.name,
-            primary_color=colour.value if colour and isinstance(colour.value, str) else None,
-            logo=BrandingLogo.model_validate(logo.value) if logo else None,
-        )
 
 
 async def all_tenants(session: AsyncSession) -> list[Tenant]:
