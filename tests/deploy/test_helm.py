@@ -284,7 +284,7 @@ def test_gateway_routes_every_enabled_plugin_behind_forward_auth() -> None:
     assert {"crm", "billing"} <= set(plugins)
     # The chart's routes are what `plexica gateway config traefik` writes for its services.
     assert config == traefik_config(
-        "http://plexica-core-api:3000", plugins, "http://plexica-web:3000"
+        "http://plexica-core-api:3000", plugins, "http://plexica-web:3000", live_host_suffix="-any"
     )
     kong_docs = docs_for("values-external-services.yaml")
     kong = yaml.safe_load(by_kind(kong_docs, "ConfigMap")["plexica-gateway"]["data"]["kong.yml"])
@@ -294,6 +294,28 @@ def test_gateway_routes_every_enabled_plugin_behind_forward_auth() -> None:
         if name.startswith("plexica-plugin-")
     }
     assert kong == kong_config("http://plexica-core-api:3000", plugins, "http://plexica-web:3000")
+
+
+def test_panic_routing_reaches_pods_that_are_not_ready() -> None:
+    """ADR 0227: with every core (or plugin) pod unready, the Service has no endpoint; the
+    gateway's fallback goes through a twin that publishes them, selecting the same pods."""
+    docs = docs_for("values-self-hosted.yaml")
+    services = by_kind(docs, "Service")
+    config = yaml.safe_load(by_kind(docs, "ConfigMap")["plexica-gateway"]["data"]["plexica.yml"])
+    balanced = config["http"]["services"]
+    for name, route in (("plexica-core-api", "core-api"), ("plexica-plugin-crm", "plugin-crm")):
+        ready, live = services[name]["spec"], services[f"{name}-any"]["spec"]
+        assert "publishNotReadyAddresses" not in ready
+        assert live["publishNotReadyAddresses"] is True
+        assert live["selector"] == ready["selector"]
+        assert live["ports"] == ready["ports"]
+        servers = balanced[f"{route}-any"]["loadBalancer"]["servers"]
+        assert servers == [{"url": f"http://{name}-any:3000"}]
+        checked = balanced[f"{route}-checked"]["loadBalancer"]["servers"]
+        assert checked == [{"url": f"http://{name}:3000"}]
+    pod = by_kind(docs, "Deployment")["plexica-gateway"]["spec"]["template"]["spec"]
+    watcher = next(c for c in pod["containers"] if c["name"] == "routes")
+    assert "--live-host-suffix=-any" in watcher["args"]
 
 
 def _allowed_peers(policy: Doc) -> list[Doc]:

@@ -243,4 +243,5 @@ def test_chart_routes_sidecar_writes_the_installed_plugins_routes(
         local_topology.processes["core"].url,
         {"crm": "http://plexica-plugin-crm:3000"},
         "http://plexica-web:3000",
+        live_host_suffix="-any",
     )

@@ -38,6 +38,13 @@ UpstreamTemplate = Annotated[
     ),
 ]
 DEFAULT_UPSTREAM = "http://plugin-{slug}:3000"
+LiveHostSuffix = Annotated[
+    str,
+    typer.Option(
+        help="Reach the panic fallback of each service (ADR 0227) under its host name with this"
+        " suffix (Kubernetes: -any, the Service that also publishes pods that are not ready)."
+    ),
+]
 
 
 def _dump(config: dict[str, object]) -> str:
@@ -176,14 +183,19 @@ def traefik(
     interval: Interval = 1.0,
     plugin: Plugins = None,
     upstream_template: UpstreamTemplate = None,
+    live_host_suffix: LiveHostSuffix = "",
 ) -> None:
     """Traefik file-provider dynamic configuration (reloaded by Traefik when the file changes)."""
     from plexica.gateway.config import traefik_config
 
     command = _command("traefik", core_url, web_url, plugin, upstream_template)
+    command += f" --live-host-suffix={live_host_suffix}" if live_host_suffix else ""
 
     def render(plugins: Mapping[str, str], timeouts: Mapping[str, float]) -> str:
-        return _header(command, _dump(traefik_config(core_url, plugins, web_url, timeouts)))
+        config = traefik_config(
+            core_url, plugins, web_url, timeouts, live_host_suffix=live_host_suffix
+        )
+        return _header(command, _dump(config))
 
     if watch:
         if output is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from plexica.gateway.schemas import RATE_LIMIT_HEADERS, UPSTREAM_HEADERS
 
@@ -73,6 +74,7 @@ def traefik_config(
     core_replicas: Sequence[str] = (),
     internal_entry_point: str | None = None,
     plugin_replicas: Mapping[str, Sequence[str]] | None = None,
+    live_host_suffix: str = "",
 ) -> dict[str, Any]:
     """``timeouts``: a plugin's upstream timeout in seconds (its manifest's
     ``api.upstream_timeout_seconds``), 30 s when absent (ADR 0137).
@@ -85,7 +87,11 @@ def traefik_config(
 
     ``plugin_replicas``: more instances of a plugin (by slug), balanced the same way. With
     replicas, a read (GET, HEAD) that a server took and never answered is also sent to another
-    (ADR 0219)."""
+    (ADR 0219).
+
+    ``live_host_suffix``: the panic fallback (ADR 0227) reaches each server under its host name
+    with this suffix; in Kubernetes ``-any``, the Service that also publishes pods whose
+    readiness fails (the plain Service has no endpoint when none is ready)."""
     core_url = core_url.rstrip("/")
     decision_base = core_url
     if internal_entry_point is not None:
@@ -209,7 +215,7 @@ def traefik_config(
             }
         }
     for name in [n for n in services if n == "core-api" or n.startswith("plugin-")]:
-        _panic_routed(services, name)
+        _panic_routed(services, name, live_host_suffix)
     if web_url is not None:
         routers["web"] = {"rule": "PathPrefix(`/`)", "priority": 1, "service": "web"}
         services["web"] = {
@@ -221,7 +227,7 @@ def traefik_config(
     return {"http": http}
 
 
-def _panic_routed(services: dict[str, Any], name: str) -> None:
+def _panic_routed(services: dict[str, Any], name: str, host_suffix: str) -> None:
     """Make ``name`` a failover from its balancer (renamed ``name-checked``, where its
     ``/ready`` status shows) to the same servers checked for liveness only (``name-any``).
     The latter has no passive check: Traefik counts a 5xx answer as a failed attempt, and in
@@ -231,11 +237,22 @@ def _panic_routed(services: dict[str, Any], name: str) -> None:
     unchecked = {
         k: v for k, v in balancer.items() if k not in ("healthCheck", "passiveHealthCheck")
     }
+    if host_suffix:
+        unchecked["servers"] = [
+            {**server, "url": _with_host_suffix(server["url"], host_suffix)}
+            for server in balancer["servers"]
+        ]
     services[name + CHECKED] = {"loadBalancer": balancer}
     services[name + ANY] = {"loadBalancer": {**unchecked, "healthCheck": live}}
     services[name] = {
         "failover": {"service": name + CHECKED, "fallback": name + ANY, "healthCheck": {}}
     }
+
+
+def _with_host_suffix(url: str, suffix: str) -> str:
+    parts = urlsplit(url)
+    host = f"{parts.hostname}{suffix}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=host))
 
 
 def _retried(routers: dict[str, Any], name: str, before: str | None = None) -> None:

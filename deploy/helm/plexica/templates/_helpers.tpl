@@ -272,16 +272,21 @@ spec:
             sizeLimit: 256Mi
 {{- end -}}
 
+{{/* Args: root, component, port, targetPort; live: the "-any" twin that also publishes pods
+whose readiness fails, for the gateway's panic routing (ADR 0227). */}}
 {{- define "plexica.service" -}}
 {{- $ctx := dict "root" .root "component" .component -}}
 apiVersion: v1
 kind: Service
 metadata:
-  name: {{ include "plexica.name" $ctx }}
+  name: {{ include "plexica.name" $ctx }}{{ if .live }}-any{{ end }}
   labels:
     {{- include "plexica.labels" $ctx | nindent 4 }}
 spec:
   type: ClusterIP
+  {{- if .live }}
+  publishNotReadyAddresses: true
+  {{- end }}
   selector:
     {{- include "plexica.selectorLabels" $ctx | nindent 4 }}
   ports:
