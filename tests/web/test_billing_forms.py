@@ -11,15 +11,17 @@ import uuid
 import httpx
 
 from plexica.kit.db import Database
-from tests.web.conftest import Operator, Site, csrf_of, set_password, sign_in
+from tests.web.conftest import Operator, Site, add_user, csrf_of, set_password, sign_in
 from tests.web.test_shell import create_tenant, operator_signed_in
 
 BASE = "/t/p/billing/ui"
 
 
-async def billing_admin(site: Site, db: Database, operator: Operator, me: httpx.AsyncClient) -> str:
+async def billing_admin(
+    site: Site, db: Database, operator: Operator, me: httpx.AsyncClient
+) -> tuple[str, str]:
     """A new tenant with Billing installed (payments due on the day of issue), its admin signed
-    in on ``me``; answers the session's CSRF token."""
+    in on ``me``; answers the tenant's slug and the session's CSRF token."""
     slug = f"b{uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(base_url=site.url, timeout=15.0) as ops:
         await operator_signed_in(ops, operator)
@@ -33,7 +35,7 @@ async def billing_admin(site: Site, db: Database, operator: Operator, me: httpx.
         "/t/admin/plugins/billing/settings", data={"csrf": token, "payment_terms_days": "0"}
     )
     assert terms.status_code == 303, terms.text
-    return token
+    return slug, token
 
 
 def ids(html: str, attribute: str) -> list[str]:
@@ -44,7 +46,7 @@ async def test_invoice_forms_from_draft_to_paid_and_refusals_change_nothing(
     site: Site, db: Database, operator: Operator, billing_published: None
 ) -> None:
     async with httpx.AsyncClient(base_url=site.url, timeout=15.0) as me:
-        token = await billing_admin(site, db, operator, me)
+        slug, token = await billing_admin(site, db, operator, me)
         page = await me.get("/t/p/billing/customers")
         assert page.status_code == 200
         for link in ("invoices", "customers", "plans", "subscriptions"):
@@ -171,12 +173,28 @@ async def test_invoice_forms_from_draft_to_paid_and_refusals_change_nothing(
         assert "ada@example.com" in shown
         assert "<dd>EUR</dd>" in shown
 
+    # A member (no payments, no plans) sees those pages without their forms; posted anyway,
+    # the plugin refuses them.
+    email = f"viv@{slug}.example"
+    viewer_pw = await add_user(db, site, f"plexica-{slug}", email, {"member"})
+    async with httpx.AsyncClient(base_url=site.url, timeout=15.0) as viewer:
+        await sign_in(viewer, f"/login/start?tenant={slug}&next=/t", email, viewer_pw)
+        shown = (await viewer.get(url)).text
+        assert "INV-000001" in shown
+        assert "<form" not in shown.split('<main class="px-main"')[1].split("</main>")[0]
+        assert "Add a plan" not in (await viewer.get("/t/p/billing/plans")).text
+        refused = await viewer.post(
+            f"{url}/credit-notes", data={"csrf": csrf_of(shown), "amount": "1", "reason": "x"}
+        )
+        assert refused.status_code == 403
+        assert "not allowed" in refused.text
+
 
 async def test_plan_and_subscription_forms(
     site: Site, db: Database, operator: Operator, billing_published: None
 ) -> None:
     async with httpx.AsyncClient(base_url=site.url, timeout=15.0) as me:
-        token = await billing_admin(site, db, operator, me)
+        _, token = await billing_admin(site, db, operator, me)
         made = await me.post(f"{BASE}/customers", data={"csrf": token, "name": "Grace Inc"})
         assert made.status_code == 303
         [customer] = ids((await me.get(made.headers["location"])).text, "data-customer")
