@@ -33,6 +33,7 @@ from plexica.settings import Settings
 from plexica.web.app import create_web_app
 from plexica.web.session import session_key
 from plexica.web.store import SessionStore
+from plexica_billing.app import plugin_root as billing_root
 from plexica_sdk.app import PluginConfig, create_plugin_app
 from plexica_sdk.events import EventBus
 from plexica_sdk.manifest import parse_manifest
@@ -100,6 +101,11 @@ def site(database_url: str) -> Iterator[Site]:
 @pytest.fixture(scope="session")
 async def crm_published(db: Database) -> None:
     await register_dir(db, CRM_DIR)
+
+
+@pytest.fixture(scope="session")
+async def billing_published(db: Database) -> None:
+    await register_dir(db, billing_root())
 
 
 @pytest.fixture(scope="session")

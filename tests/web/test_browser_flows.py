@@ -1,6 +1,6 @@
-"""Console and CRM flows in real headless Chromium (Playwright, Debian's chromium) against the
-running platform: live provisioning progress (with and without JavaScript), the CRM's forms and
-deals board as a tenant user, and the feature flags page."""
+"""Console, CRM and Billing flows in real headless Chromium (Playwright, Debian's chromium) against
+the running platform: live provisioning progress (with and without JavaScript), the CRM's forms
+and deals board as a tenant user, the feature flags page, and an invoice issued and paid."""
 
 from __future__ import annotations
 
@@ -248,6 +248,19 @@ async def test_operator_manages_feature_flags_and_the_audit_log_shows_it(
     await context.close()
 
 
+async def ready_tenant(
+    chromium: Browser, site: Site, operator: Operator, prefix: str, name: str
+) -> str:
+    """A new tenant, created in the operator console; answers its slug once it is ready."""
+    context = await chromium.new_context()
+    ops = await operator_console(context, site, operator)
+    slug = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    await create_tenant(ops, slug, name)
+    await expect(ops.get_by_role("status")).to_contain_text("It is ready.", timeout=10_000)
+    await context.close()
+    return slug
+
+
 async def tenant_login(context: BrowserContext, site: Site, slug: str, email: str, pw: str) -> Page:
     page = await context.new_page()
     await page.goto(site.url + "/login")
@@ -261,12 +274,7 @@ async def tenant_login(context: BrowserContext, site: Site, slug: str, email: st
 async def test_a_tenant_user_works_with_the_crm_forms_and_board(
     chromium: Browser, site: Site, db: Database, operator: Operator, crm_published: None
 ) -> None:
-    ops_context = await chromium.new_context()
-    ops = await operator_console(ops_context, site, operator)
-    slug = f"crm-{uuid.uuid4().hex[:8]}"
-    await create_tenant(ops, slug, "CRM Co")
-    await expect(ops.get_by_role("status")).to_contain_text("It is ready.", timeout=10_000)
-    await ops_context.close()
+    slug = await ready_tenant(chromium, site, operator, "crm", "CRM Co")
     realm = f"plexica-{slug}"
     admin_pw = await set_password(db, realm, f"admin@{slug}.example")
     member_email = f"sam@{slug}.example"
@@ -366,3 +374,60 @@ async def test_a_tenant_user_works_with_the_crm_forms_and_board(
     await expect(me.get_by_role("heading", name="Not found")).to_be_visible()
     await context.close()
     await admin_context.close()
+
+
+async def test_a_tenant_admin_issues_and_collects_an_invoice_in_billing(
+    chromium: Browser, site: Site, db: Database, operator: Operator, billing_published: None
+) -> None:
+    slug = await ready_tenant(chromium, site, operator, "bill", "Billing Co")
+    admin_pw = await set_password(db, f"plexica-{slug}", f"admin@{slug}.example")
+
+    context = await chromium.new_context(accept_downloads=True)
+    me = await tenant_login(context, site, slug, f"admin@{slug}.example", admin_pw)
+    await me.get_by_role("link", name="Plugins").click()
+    await me.get_by_label("Plugin id").fill("billing")
+    await me.get_by_role("button", name="Install").click()
+    await expect(me.get_by_role("status")).to_contain_text("Plugin billing installed.")
+
+    await me.get_by_role("link", name="Customers").click()
+    await me.get_by_label("Name").fill("Ada Ltd")
+    await me.get_by_role("button", name="Add customer").click()
+    await expect(me.get_by_role("status")).to_contain_text("Customer added.")
+    await me.get_by_role("link", name="Invoices", exact=True).click()
+    await me.get_by_label("Customer").select_option(label="Ada Ltd")
+    await me.get_by_role("button", name="Create draft").click()
+    await expect(me.get_by_role("heading", name="Invoice (draft)")).to_be_visible()
+    await me.get_by_label("Description").fill("Consulting")
+    await me.get_by_label("Unit price").fill("100")
+    await me.get_by_role("button", name="Add line").click()
+    await expect(me.get_by_role("status")).to_contain_text("Line added.")
+    await me.get_by_role("button", name="Issue invoice").click()
+    await expect(me.get_by_role("status")).to_contain_text("Invoice issued.")
+    await expect(me.locator("#billing-status")).to_have_text("open")
+    number = (await me.get_by_role("heading", name=re.compile("^Invoice ")).inner_text())[8:]
+
+    # Paying more than the amount due: the API's message on the page, nothing recorded.
+    await me.get_by_label("Payment amount").fill("1000")
+    await me.get_by_role("button", name="Record payment").click()
+    await expect(me.get_by_role("alert")).to_contain_text(
+        "The payment was not recorded: invoices are paid in full: 100.00 EUR"
+    )
+    await expect(me.get_by_label("Payment amount")).to_have_value("1000")
+    await shot(me, "tenant-billing-payment-refused")
+    await me.reload()
+    await expect(me.locator("#billing-status")).to_have_text("open")
+    await expect(me.locator(".amount-due")).to_have_text("100.00 EUR")
+    await expect(me.get_by_role("heading", name="Payments")).to_have_count(0)
+
+    await me.get_by_label("Payment amount").fill("100.00")
+    await me.get_by_role("button", name="Record payment").click()
+    await expect(me.get_by_role("status")).to_contain_text("Payment recorded.")
+    await expect(me.locator("#billing-status")).to_have_text("paid")
+    await expect(me.get_by_role("heading", name="Payments")).to_be_visible()
+    await shot(me, "tenant-billing-invoice-paid")
+    async with me.expect_download() as download:
+        await me.get_by_role("link", name="Download PDF").click()
+    assert (await download.value).suggested_filename == f"{number}.pdf"
+    await me.get_by_role("link", name="Invoices", exact=True).click()
+    await expect(me.locator(f'tr[data-status="paid"]:has-text("{number}")')).to_be_visible()
+    await context.close()

@@ -23,3 +23,18 @@ def test_plugin_fragments_use_the_shell_macros_escaped(tmp_path: Path) -> None:
     assert "<script>" not in html
     assert 'aria-describedby="e-name"' in html
     assert '<button type="submit" class="px-btn">Save</button>' in html
+
+
+def test_fields_of_several_forms_on_one_page_and_selects(tmp_path: Path) -> None:
+    (tmp_path / "page.html").write_text(
+        '{% from "plexica/macros.html" import field, select %}'
+        '{{ field("amount", "Paid", "5", "Too much", id="pay-amount") }}'
+        '{{ select("plan", "Plan", [(1, "<b>Basic</b>"), (2, "Pro")], 2, "Gone", id="p") }}'
+    )
+    html = Fragments(tmp_path).html("page.html")
+    assert '<input id="f-pay-amount" name="amount" type="text" value="5"' in html
+    assert 'aria-describedby="e-pay-amount"' in html
+    assert '<span class="px-field-error" id="e-pay-amount">Too much</span>' in html
+    assert '<select id="f-p" name="plan" aria-invalid="true" aria-describedby="e-p">' in html
+    assert '<option value="1">&lt;b&gt;Basic&lt;/b&gt;</option>' in html
+    assert '<option value="2" selected>Pro</option>' in html

@@ -4,6 +4,7 @@ around their HTML fragments."""
 from __future__ import annotations
 
 import asyncio
+import re
 
 import httpx
 from fastapi import FastAPI, Request
@@ -14,24 +15,61 @@ from plexica.web.session import WebSession
 from plexica.web.shell import Shell, tenant_nav
 from plexica.web.upstream import SessionExpiredError
 
+# What a plugin's page may link to besides its pages: files to save, by type and extension.
+DOWNLOADS = {"application/pdf": "pdf", "text/csv": "csv"}
+_FILENAME = re.compile(r'filename="([^"]{1,200})"')
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
-async def _fragment(
+
+async def _get(
     shell: Shell, session: WebSession, base_path: str, path: str, query: str = ""
-) -> tuple[str | None, str | None]:
-    """The plugin's HTML, or the message of an error box: a failing plugin never breaks
+) -> httpx.Response | str:
+    """The plugin's answer, or the message of an error box: a failing plugin never breaks
     the page around it."""
     url = base_path.rstrip("/") + path + (f"?{query}" if query else "")
     try:
         answer = await shell.upstream.call(session, "GET", url)
     except httpx.HTTPError:
-        return None, "The plugin did not answer."
+        return "The plugin did not answer."
     if answer.status_code == 401:
         raise SessionExpiredError
+    return answer
+
+
+def _html(session: WebSession, answer: httpx.Response | str) -> tuple[str | None, str | None]:
+    """The plugin's HTML with the session's CSRF field in its forms, or an error box's text."""
+    if isinstance(answer, str):
+        return None, answer
     if answer.status_code != 200 or not answer.headers.get("content-type", "").startswith(
         "text/html"
     ):
         return None, f"The plugin could not show this page (HTTP {answer.status_code})."
     return with_csrf(answer.text, session.csrf), None
+
+
+async def _fragment(
+    shell: Shell, session: WebSession, base_path: str, path: str, query: str = ""
+) -> tuple[str | None, str | None]:
+    return _html(session, await _get(shell, session, base_path, path, query))
+
+
+def _download(answer: httpx.Response | str) -> Response | None:
+    """A file a plugin's page links to (an invoice's PDF, a CSV export), saved by the browser,
+    never shown in the shell's origin: only the kinds in DOWNLOADS, always an attachment, its
+    name reduced to safe characters (ADR 0229)."""
+    if isinstance(answer, str) or answer.status_code != 200:
+        return None
+    kind = answer.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind not in DOWNLOADS:
+        return None
+    given = _FILENAME.search(answer.headers.get("content-disposition", ""))
+    name = _UNSAFE.sub("_", given.group(1))[:100] if given else ""
+    name = name.strip("._") or f"download.{DOWNLOADS[kind]}"
+    return Response(
+        answer.content,
+        media_type=kind,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 async def _tenant_name(shell: Shell, session: WebSession) -> str:
@@ -98,7 +136,8 @@ def workspace_routes(app: FastAPI, shell: Shell) -> None:
     @app.get("/t/p/{plugin_id}/ui/{rest:path}", include_in_schema=False)
     async def plugin_subpage(request: Request, plugin_id: str, rest: str) -> Response:
         """Links inside a plugin's fragments (``ui/...`` relative to its page): the bare
-        fragment for an htmx swap, else the fragment in the layout."""
+        fragment for an htmx swap, else the fragment in the layout; a file to download as
+        it is."""
 
         async def show(request: Request, session: WebSession) -> Response:
             nav, contributions = await tenant_nav(shell, session)
@@ -108,9 +147,13 @@ def workspace_routes(app: FastAPI, shell: Shell) -> None:
                     request, session, "error.html", 404, title="Not found", nav=nav,
                     message="This page is not available in your organisation.",
                 )  # fmt: skip
-            html, error = await _fragment(
+            answer = await _get(
                 shell, session, found[0]["base_path"], f"/ui/{rest}", request.url.query
             )
+            download = _download(answer)
+            if download is not None:
+                return download
+            html, error = _html(session, answer)
             if request.headers.get("HX-Request") == "true":
                 return shell.page(request, session, "fragment.html", html=html, error=error)
             return shell.page(

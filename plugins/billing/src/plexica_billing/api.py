@@ -1,4 +1,4 @@
-"""Billing routes: JSON under /v1 and HTML fragments for the web shell under /ui."""
+"""Billing routes: JSON under /v1 (the pages for the web shell are in ``pages``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 from fastapi import Response as FastAPIResponse
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 
 from plexica_billing import invoices as invoice_service
 from plexica_billing import invoicing, service
@@ -40,7 +40,7 @@ from plexica_billing.schemas import (
     UsageIn,
     UsageRecord,
 )
-from plexica_sdk.app import FragmentsDep, PluginContext, require
+from plexica_sdk.app import PluginContext, require
 from plexica_sdk.pagination import PageOffset, PageSize
 
 Limit = PageSize
@@ -59,6 +59,17 @@ PaymentRead = Annotated[PluginContext, Depends(require("billing:payment:read"))]
 PaymentWrite = Annotated[PluginContext, Depends(require("billing:payment:write"))]
 UsageRead = Annotated[PluginContext, Depends(require("billing:usage:read"))]
 UsageWrite = Annotated[PluginContext, Depends(require("billing:usage:write"))]
+
+
+async def invoice_pdf_response(ctx: PluginContext, invoice_id: UUID) -> Response:
+    invoice = await invoice_service.get_invoice(ctx, invoice_id)
+    customer = await service.get_customer(ctx, invoice.customer_id)
+    name = invoice.number or f"draft-{invoice.id}"
+    return Response(
+        render_invoice(invoice, customer),
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{name}.pdf"'},
+    )
 
 
 def api_router() -> APIRouter:
@@ -167,14 +178,7 @@ def api_router() -> APIRouter:
 
     @router.get("/invoices/{invoice_id}/pdf", response_class=Response)
     async def invoice_pdf(invoice_id: UUID, ctx: InvoiceRead) -> Response:
-        invoice = await invoice_service.get_invoice(ctx, invoice_id)
-        customer = await service.get_customer(ctx, invoice.customer_id)
-        name = invoice.number or f"draft-{invoice.id}"
-        return Response(
-            render_invoice(invoice, customer),
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'inline; filename="{name}.pdf"'},
-        )
+        return await invoice_pdf_response(ctx, invoice_id)
 
     @router.post("/invoices/{invoice_id}/lines")
     async def add_lines(invoice_id: UUID, body: list[LineIn], ctx: InvoiceWrite) -> Invoice:
@@ -217,32 +221,5 @@ def api_router() -> APIRouter:
     @router.get("/metrics")
     async def metrics(ctx: InvoiceRead) -> Metrics:
         return await service.metrics(ctx)
-
-    return router
-
-
-def ui_router() -> APIRouter:
-    router = APIRouter(prefix="/ui", tags=["billing-ui"], include_in_schema=False)
-
-    @router.get("/invoices", response_class=HTMLResponse)
-    async def invoices_page(
-        ctx: InvoiceRead,
-        ui: FragmentsDep,
-        status: InvoiceStatus | None = None,
-        offset: Offset = 0,
-    ) -> HTMLResponse:
-        limit = int(ctx.settings.get("page_size", 25))
-        page = await invoice_service.list_invoices(ctx, status, None, limit, offset)
-        return ui.render("invoices.html", page=page, status=status or "")
-
-    @router.get("/invoices/{invoice_id}", response_class=HTMLResponse)
-    async def invoice_page(invoice_id: UUID, ctx: InvoiceRead, ui: FragmentsDep) -> HTMLResponse:
-        invoice = await invoice_service.get_invoice(ctx, invoice_id)
-        customer = await service.get_customer(ctx, invoice.customer_id)
-        return ui.render("invoice.html", invoice=invoice, customer=customer)
-
-    @router.get("/widgets/revenue", response_class=HTMLResponse)
-    async def revenue_widget(ctx: InvoiceRead, ui: FragmentsDep) -> HTMLResponse:
-        return ui.render("revenue.html", m=await service.metrics(ctx))
 
     return router

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from plexica_billing.api import api_router, ui_router
+from plexica_billing.api import api_router
 from plexica_billing.events import event_bus
 from plexica_billing.invoicing import scheduled_invoice_run
+from plexica_billing.pages import ui_router
 from plexica_sdk.app import PluginConfig, PluginRuntime, create_plugin_app
 from plexica_sdk.jobs import PeriodicJob
 from plexica_sdk.manifest import MANIFEST_FILE, Manifest, load_manifest
