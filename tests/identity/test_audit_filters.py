@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from plexica.kit.db import Database
-from tests.identity.conftest import Live, add_user, bearer, login, provision, set_password
+from tests.identity.conftest import Live, add_user, admin_bearer, bearer, login, provision
 
 
 async def _audit(
@@ -27,8 +27,7 @@ def _items(answer: httpx.Response) -> list[dict[str, Any]]:
 
 async def test_filters_and_older_pages(live: Live, db: Database, http: httpx.AsyncClient) -> None:
     tenant = await provision(db, live)
-    admin_pw = await set_password(db, tenant.realm, tenant.admin_email)
-    h = bearer(await login(http, live, tenant.realm, tenant.admin_email, admin_pw))
+    h = await admin_bearer(db, live, http, tenant)
     made: list[str] = []
     request_ids: list[str] = []
     for name in ("ann", "ben", "cid"):
@@ -95,8 +94,7 @@ async def test_bad_filters_are_422_in_the_error_shape(
     live: Live, db: Database, http: httpx.AsyncClient
 ) -> None:
     tenant = await provision(db, live)
-    admin_pw = await set_password(db, tenant.realm, tenant.admin_email)
-    h = bearer(await login(http, live, tenant.realm, tenant.admin_email, admin_pw))
+    h = await admin_bearer(db, live, http, tenant)
     bad: list[dict[str, Any]] = [
         {"since": "yesterday"},
         {"since": "2026-12-07T09:30:00"},  # no offset: which time zone is unknown
@@ -129,16 +127,7 @@ async def test_members_and_other_tenants_read_nothing(
     live: Live, db: Database, http: httpx.AsyncClient
 ) -> None:
     a, b = await provision(db, live), await provision(db, live)
-    admin_a = bearer(
-        await login(
-            http, live, a.realm, a.admin_email, await set_password(db, a.realm, a.admin_email)
-        )
-    )
-    admin_b = bearer(
-        await login(
-            http, live, b.realm, b.admin_email, await set_password(db, b.realm, b.admin_email)
-        )
-    )
+    admin_a, admin_b = await admin_bearer(db, live, http, a), await admin_bearer(db, live, http, b)
     member_email = f"m@{a.slug}.example"
     member_pw = await add_user(db, live, a.realm, member_email, {"member"})
     member = bearer(await login(http, live, a.realm, member_email, member_pw))

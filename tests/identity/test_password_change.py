@@ -14,7 +14,7 @@ from plexica.identity.client import LoginError, password_login
 from plexica.identity.keycloak import KeycloakAdapter, PasswordManagedByProviderError
 from plexica.identity.service import CLI_CLIENT
 from plexica.kit.db import Database
-from tests.identity.conftest import Live, add_user, bearer, provision, set_password, wait_until
+from tests.identity.conftest import Live, add_user, admin_bearer, bearer, provision, wait_until
 
 PATH = "/v1/me/password"
 
@@ -84,12 +84,10 @@ async def test_a_user_changes_their_password_and_their_other_sessions_end(
     with pytest.raises(LoginError, match="Invalid email or password"):
         await password_login(http, issuer, email, old)
 
-    admin_password = await set_password(db, tenant.realm, tenant.admin_email)
-    admin = await password_login(http, issuer, tenant.admin_email, admin_password)
     entries = (
         await http.get(
             live.url + "/v1/audit",
-            headers=bearer(admin["access_token"]),
+            headers=await admin_bearer(db, live, http, tenant),
             params={"actor": email, "action": "identity.user.password_*"},
         )
     ).json()["items"]
@@ -103,14 +101,22 @@ async def test_a_user_changes_their_password_and_their_other_sessions_end(
     assert entries[0]["request_id"] == done.headers["x-request-id"]
 
 
+async def _member(
+    live: Live, db: Database, http: httpx.AsyncClient, name: str
+) -> tuple[str, str, str, dict[str, str]]:
+    """A member of a new tenant, signed in: the issuer, e-mail, password and bearer header."""
+    tenant = await provision(db, live)
+    issuer = live.issuer(tenant.realm)
+    email = f"{name}@{tenant.slug}.example"
+    password = await add_user(db, live, tenant.realm, email, {"member"})
+    token = await password_login(http, issuer, email, password)
+    return issuer, email, password, bearer(token["access_token"])
+
+
 async def test_bad_input_is_refused_and_changes_nothing(
     live: Live, db: Database, http: httpx.AsyncClient
 ) -> None:
-    tenant = await provision(db, live)
-    issuer = live.issuer(tenant.realm)
-    email = f"alice@{tenant.slug}.example"
-    password = await add_user(db, live, tenant.realm, email, {"member"})
-    h = bearer((await password_login(http, issuer, email, password))["access_token"])
+    issuer, email, password, h = await _member(live, db, http, "alice")
     cases: list[tuple[dict[str, Any], str]] = [
         ({"new_password": _new_password()}, "current_password"),
         ({"current_password": "", "new_password": _new_password()}, "current_password"),
@@ -167,12 +173,9 @@ async def test_nobody_changes_another_users_password(
     assert reset.json()["error"]["code"] == "forbidden"
     # An admin of another tenant does not find Bob.
     other = await provision(db, live)
-    other_admin = await password_login(
-        http, live.issuer(other.realm), other.admin_email,
-        await set_password(db, other.realm, other.admin_email),
-    )  # fmt: skip
     foreign = await http.post(
-        live.url + f"/v1/users/{bob_id}/reset-password", headers=bearer(other_admin["access_token"])
+        live.url + f"/v1/users/{bob_id}/reset-password",
+        headers=await admin_bearer(db, live, http, other),
     )
     assert foreign.status_code == 404
     await password_login(http, issuer, bob, bob_pw)
@@ -182,11 +185,7 @@ async def test_nobody_changes_another_users_password(
 async def test_wrong_current_passwords_are_throttled_like_sign_in(
     live: Live, db: Database, http: httpx.AsyncClient
 ) -> None:
-    tenant = await provision(db, live)
-    issuer = live.issuer(tenant.realm)
-    email = f"carol@{tenant.slug}.example"
-    password = await add_user(db, live, tenant.realm, email, {"member"})
-    h = bearer((await password_login(http, issuer, email, password))["access_token"])
+    issuer, email, password, h = await _member(live, db, http, "carol")
     for i in range(5):
         wrong = await http.post(
             live.url + PATH, headers=h,

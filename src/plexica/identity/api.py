@@ -30,11 +30,11 @@ from plexica.identity.schemas import (
     UserCreated,
 )
 from plexica.identity.service_clients import ServiceClients
-from plexica.identity.throttle import LoginThrottle
+from plexica.identity.throttle import LoginThrottle, refuse_while_blocked
 from plexica.kit.db import Database
 from plexica.kit.security import PrincipalDep, require_permission
 from plexica_sdk.context import SUPER_ADMIN, TENANT_ADMIN, Principal
-from plexica_sdk.errors import ForbiddenError, NotFoundError, PlexicaError, UnavailableError
+from plexica_sdk.errors import ForbiddenError, NotFoundError, UnavailableError
 from plexica_sdk.revocation import Revocation, RevocationList
 
 me_router = APIRouter(prefix="/v1/me", tags=["identity"])
@@ -79,13 +79,7 @@ async def change_password(
     # Counted per account only, under a realm name of its own: the core sees the shell's
     # address, which every user shares, and sign-in's counters are not this one's.
     account = (f"password:{realm}", principal.subject, f"password:{realm}:{principal.subject}")
-    wait = await throttle.blocked(*account)
-    if wait > 0:
-        seconds = str(int(wait) + 1)
-        raise PlexicaError(
-            f"Too many wrong passwords. Try again in {seconds} seconds.",
-            code="too_many_attempts", status=429, headers={"Retry-After": seconds},
-        )  # fmt: skip
+    await refuse_while_blocked(throttle, *account, "wrong passwords")
     actor, target = audit.actor_of(principal), f"user:{principal.subject}"
     try:
         ended = await adapter.change_password(
