@@ -104,6 +104,14 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+async def admin_bearer(
+    db: Database, live: Live, http: httpx.AsyncClient, tenant: TenantRef
+) -> dict[str, str]:
+    """The first admin of ``tenant`` signed in with a new password: their bearer header."""
+    password = await set_password(db, tenant.realm, tenant.admin_email)
+    return bearer(await login(http, live, tenant.realm, tenant.admin_email, password))
+
+
 @pytest.fixture(scope="session")
 async def operator(
     db: Database, live: Live, tmp_path_factory: pytest.TempPathFactory

@@ -1,6 +1,7 @@
 """Tenant administration in real headless Chromium: the admin signs in at the tenant's own host
 (``<slug>.localtest.me``, mapped to loopback by the browser), changes a member's role, disables
-a user who then cannot sign in, and brands the shell (name, colour, logo)."""
+a user who then cannot sign in, and brands the shell (name, colour, logo); a member changes their
+password on the profile page and the admin finds it in the audit log with its filters."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 
 from plexica.kit.db import Database
 from tests.web.conftest import BASE_DOMAIN, Operator, Site, add_user, set_password
 from tests.web.test_browser import ARGS, CHROMIUM, provider_login, shot
+from tests.web.test_shell import create_tenant, operator_signed_in
 from tests.web.test_tenant_admin import png
 
 
@@ -132,3 +135,69 @@ async def test_tenant_admin_manages_users_and_branding_in_a_real_browser(
     assert answer.status == 404
     await expect(lost.get_by_role("heading", name="Organisation not found")).to_be_visible()
     await context.close()
+
+
+async def test_a_user_changes_their_password_and_the_admin_finds_it_in_the_audit_log(
+    chromium: Browser, site: Site, db: Database, operator: Operator
+) -> None:
+    slug = f"a{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=site.url, timeout=30.0) as ops:
+        await operator_signed_in(ops, operator)
+        assert (await create_tenant(ops, slug, "Audit Co")).status_code == 303
+    tenant_url = f"http://{slug}.{BASE_DOMAIN}:{urlsplit(site.url).port}"
+    realm, admin_email = f"plexica-{slug}", f"admin@{slug}.example"
+    admin_password = await set_password(db, realm, admin_email)
+    member = f"member@{slug}.example"
+    old = await add_user(db, site, realm, member, {"member"})
+    new = f"new-password-{uuid.uuid4().hex[:8]}"
+
+    context = await chromium.new_context()
+    me = await context.new_page()
+    await me.goto(tenant_url + "/t")
+    await provider_login(me, member, old)
+    await me.get_by_role("link", name="Profile").click()
+    await expect(me.get_by_role("heading", name="Profile", exact=True)).to_be_visible()
+    await expect(me.locator("#profile-email")).to_have_text(member)
+    await expect(me.locator("#profile-roles")).to_have_text("Member")
+    for current in ("not-my-password", old):
+        await me.get_by_label("Current password").fill(current)
+        await me.get_by_label("New password (12 characters or more)").fill(new)
+        await me.get_by_label("New password again").fill(new)
+        await me.get_by_role("button", name="Change password").click()
+        if current != old:
+            await expect(me.locator("#e-current_password")).to_contain_text("not correct")
+    await expect(me.get_by_role("status")).to_contain_text("Your password was changed.")
+    await shot(me, "tenant-profile")
+    await context.close()
+
+    again = await chromium.new_context()
+    page = await again.new_page()
+    await page.goto(tenant_url + "/t")
+    await provider_login(page, member, old)
+    await expect(page.get_by_text("Invalid email or password.")).to_be_visible()
+    await provider_login(page, member, new)
+    await expect(page.get_by_role("link", name="Home")).to_be_visible()
+    assert page.url == tenant_url + "/t"
+    await again.close()
+
+    admin = await chromium.new_context()
+    log = await admin.new_page()
+    await log.goto(tenant_url + "/t/admin/audit")
+    await provider_login(log, admin_email, admin_password)
+    await expect(log.get_by_role("heading", name="Audit log")).to_be_visible()
+    await log.get_by_label("Actor", exact=True).fill(member)
+    await log.get_by_label("Action", exact=True).fill("identity.user.password_*")
+    await log.get_by_role("button", name="Filter").click()
+    rows = log.get_by_role("row").filter(has_text=member)
+    await expect(rows).to_have_count(2)
+    await expect(rows.nth(0)).to_contain_text("identity.user.password_changed")
+    await expect(rows.nth(1)).to_contain_text("identity.user.password_change_failed")
+    await rows.nth(0).get_by_text("Details").click()
+    await expect(rows.nth(0)).to_contain_text('"sessions_ended": 0')
+    await shot(log, "tenant-audit")
+    await log.get_by_label("From (UTC)").fill("2000-01-01T00:00")
+    await log.get_by_label("Until (UTC)").fill("2000-01-02T00:00")
+    await log.get_by_role("button", name="Filter").click()
+    await expect(log.get_by_text("No entries match these filters.")).to_be_visible()
+    await expect(log.get_by_label("Actor", exact=True)).to_have_value(member)
+    await admin.close()

@@ -13,8 +13,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import repository
-from plexica.audit.schemas import AuditEntry, AuditPage
+from plexica.audit.schemas import AuditEntry, AuditFilter, AuditPage
 from plexica_sdk.context import Principal
+from plexica_sdk.errors import PlexicaError
 
 
 def actor_of(principal: Principal) -> str:
@@ -30,7 +31,8 @@ async def record(  # noqa: PLR0917 - the audit contract other domains call
     before: Any = None,
     after: Any = None,
 ) -> UUID:
-    trace_id = structlog.contextvars.get_contextvars().get("trace_id")
+    bound = structlog.contextvars.get_contextvars()
+    trace_id, request_id = bound.get("trace_id"), bound.get("request_id")
     return await repository.insert(
         session,
         actor=actor,
@@ -40,6 +42,7 @@ async def record(  # noqa: PLR0917 - the audit contract other domains call
         before=before,
         after=after,
         trace_id=trace_id if isinstance(trace_id, str) else None,
+        request_id=request_id if isinstance(request_id, str) else None,
     )
 
 
@@ -47,16 +50,23 @@ async def query(
     session: AsyncSession,
     principal: Principal,
     *,
-    action: str | None = None,
+    where: AuditFilter | None = None,
     before: int | None = None,
     limit: int = 100,
 ) -> AuditPage:
     """Operators see every entry; anyone else only the entries of their own tenant."""
+    where = where or AuditFilter()
+    if where.since is not None and where.until is not None and where.since >= where.until:
+        raise PlexicaError(
+            "request validation failed", code="validation_error", status=422,
+            details=[{"loc": ["query", "until"], "msg": "until must be later than since",
+                      "type": "value_error"}],
+        )  # fmt: skip
     rows = await repository.query(
         session,
         tenant_id=principal.tenant_id,
         all_tenants=principal.is_operator,
-        action=action,
+        where=where,
         before_seq=before,
         limit=limit,
     )

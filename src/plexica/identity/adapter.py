@@ -9,6 +9,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
 
+from plexica_sdk.errors import PlexicaError
+from plexica_sdk.revocation import Revocation
+
+
+class WrongPasswordError(PlexicaError):
+    """The current password given to change it is not the user's (403: the caller is signed
+    in, but did not prove they know the password)."""
+
+    status, code = 403, "wrong_password"
+
 
 @dataclass(frozen=True)
 class RealmUser:
@@ -59,6 +69,15 @@ class IdentityAdapter(Protocol):
 
     async def set_password(self, realm: str, email: str, password: str) -> RealmUser:
         """Replace the password of the user ``email``; their sessions end."""
+        ...
+
+    async def change_password(
+        self, realm: str, user_id: str, current: str, new: str, *, keep_session: str | None
+    ) -> list[Revocation]:
+        """The user's own change: ``current`` must be their password (else
+        ``WrongPasswordError``, nothing changed); then their other sign-in sessions end, all but
+        ``keep_session`` (the caller's ``sid``; None: every one). Returns the revocations to
+        note once committed."""
         ...
 
     async def set_user_enabled(self, realm: str, user_id: str, enabled: bool) -> None: ...

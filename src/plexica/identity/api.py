@@ -13,9 +13,11 @@ from plexica.audit import service as audit
 from plexica.events import service as events
 from plexica.events.events import CoreEvent
 from plexica.identity import revocation, service
-from plexica.identity.adapter import IdentityAdapter, RealmUser
+from plexica.identity.adapter import IdentityAdapter, RealmUser, WrongPasswordError
 from plexica.identity.schemas import (
     Me,
+    PasswordChange,
+    PasswordChanged,
     PasswordReset,
     PermissionsGrant,
     RolePermissions,
@@ -28,6 +30,7 @@ from plexica.identity.schemas import (
     UserCreated,
 )
 from plexica.identity.service_clients import ServiceClients
+from plexica.identity.throttle import LoginThrottle, refuse_while_blocked
 from plexica.kit.db import Database
 from plexica.kit.security import PrincipalDep, require_permission
 from plexica_sdk.context import SUPER_ADMIN, TENANT_ADMIN, Principal
@@ -63,6 +66,43 @@ async def me(principal: PrincipalDep) -> Me:
     )
 
 
+@me_router.post(
+    "/password",
+    summary="Change your own password (the current one is required); your other sessions end",
+)
+async def change_password(
+    request: Request, principal: PrincipalDep, body: PasswordChange
+) -> PasswordChanged:
+    realm = _realm_of(principal)
+    adapter = _adapter(request)
+    throttle: LoginThrottle = request.app.state.login_throttle
+    # Counted per account only, under a realm name of its own: the core sees the shell's
+    # address, which every user shares, and sign-in's counters are not this one's.
+    account = (f"password:{realm}", principal.subject, f"password:{realm}:{principal.subject}")
+    await refuse_while_blocked(throttle, *account, "wrong passwords")
+    actor, target = audit.actor_of(principal), f"user:{principal.subject}"
+    try:
+        ended = await adapter.change_password(
+            realm, principal.subject, body.current_password, body.new_password,
+            keep_session=principal.session_id,
+        )  # fmt: skip
+    except WrongPasswordError:
+        await throttle.failed(*account)
+        async with _db(request).session() as session:
+            await audit.record(
+                session, actor, "identity.user.password_change_failed", principal.tenant_id, target
+            )
+        raise
+    await throttle.succeeded(*account[:2])
+    async with _db(request).session() as session:
+        await audit.record(
+            session, actor, "identity.user.password_changed", principal.tenant_id, target,
+            after={"sessions_ended": len(ended)},
+        )  # fmt: skip
+    _noted(request, *ended)
+    return PasswordChanged(sessions_ended=len(ended))
+
+
 def _realm_of(principal: Principal) -> str:
     """The caller's own realm: a tenant admin manages only their tenant's users."""
     if principal.is_service:
@@ -89,11 +129,11 @@ def _revocations(request: Request) -> RevocationList | None:
     return found if isinstance(found, RevocationList) else None
 
 
-def _noted(request: Request, cut: Revocation | None) -> None:
+def _noted(request: Request, *cuts: Revocation | None) -> None:
     """After the commit: this process refuses at once; the others are woken by the store."""
     revocations = _revocations(request)
-    if cut is not None and revocations is not None:
-        revocations.note(cut)
+    if revocations is not None:
+        revocations.note(*(c for c in cuts if c is not None))
 
 
 def _user(user: RealmUser) -> User:

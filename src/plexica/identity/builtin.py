@@ -14,6 +14,7 @@ from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
 from plexica_sdk.context import TENANT_ADMIN
 from plexica_sdk.errors import ConflictError, NotFoundError
+from plexica_sdk.revocation import Revocation
 
 log = structlog.get_logger("plexica.identity")
 
@@ -83,6 +84,21 @@ class BuiltinIdentity:
             await service.realm_or_404(session, realm)
             user = await service.set_password(session, realm, email, password)
         return _realm_user(user)
+
+    async def change_password(
+        self, realm: str, user_id: str, current: str, new: str, *, keep_session: str | None
+    ) -> list[Revocation]:
+        try:
+            keep = UUID(keep_session) if keep_session else None
+        except ValueError:
+            keep = None  # not a session of this provider: none is kept
+        async with self.db.session() as session:
+            await service.realm_or_404(session, realm)
+            ended = await service.change_password(
+                session, realm, _user_id(user_id), current, new, keep=keep
+            )
+            # With the refresh tokens, in the same transaction: their access tokens are refused.
+            return [await revocation.end_session(session, realm, str(f)) for f in sorted(ended)]
 
     async def set_user_enabled(self, realm: str, user_id: str, enabled: bool) -> None:
         async with self.db.session() as session:

@@ -21,10 +21,10 @@ from plexica.identity.schemas import (
     InviteToken,
 )
 from plexica.identity.service import now_utc
-from plexica.identity.throttle import LoginThrottle
+from plexica.identity.throttle import LoginThrottle, refuse_while_blocked
 from plexica.kit.mail import Mailer
 from plexica_sdk.context import Principal
-from plexica_sdk.errors import PlexicaError, UnavailableError
+from plexica_sdk.errors import UnavailableError
 
 router = APIRouter(prefix="/v1/invites", tags=["identity"])
 THROTTLE_REALM = "plexica-invites"
@@ -88,13 +88,9 @@ def _address(request: Request) -> str:
 async def _throttled(request: Request) -> LoginThrottle:
     throttle: LoginThrottle = request.app.state.login_throttle
     address = _address(request)
-    wait = await throttle.blocked(THROTTLE_REALM, address, address)
-    if wait > 0:
-        seconds = str(int(wait) + 1)
-        raise PlexicaError(
-            f"Too many invalid invitation links. Try again in {seconds} seconds.",
-            code="too_many_attempts", status=429, headers={"Retry-After": seconds},
-        )  # fmt: skip
+    await refuse_while_blocked(
+        throttle, THROTTLE_REALM, address, address, "invalid invitation links"
+    )
     return throttle
 
 

@@ -19,6 +19,7 @@ import httpx
 from plexica.identity.adapter import RealmClient, RealmUser
 from plexica.settings import Settings
 from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError, UnavailableError
+from plexica_sdk.revocation import Revocation
 
 WEB_CLIENT = "plexica-web"
 # `plexica token` signs in through this client, as against the built-in provider.
@@ -69,6 +70,12 @@ class IdentityNotFoundError(NotFoundError):
 
 class IdentityConflictError(ConflictError):
     code = "identity_conflict"
+
+
+class PasswordManagedByProviderError(ConflictError):
+    """Keycloak cannot check a current password for us (ADR 0231): the change is refused."""
+
+    code = "password_managed_by_provider"
 
 
 class IdentityProviderError(PlexicaError):
@@ -262,6 +269,19 @@ class KeycloakAdapter:
         _expect(await self._call("PUT", f"{path}/reset-password", json=credential), 204)
         _expect(await self._call("POST", f"{path}/logout"), 204)
         return RealmUser(user["id"], user.get("email") or user["username"], bool(user["enabled"]))
+
+    async def change_password(
+        self, realm: str, user_id: str, current: str, new: str, *, keep_session: str | None
+    ) -> list[Revocation]:
+        """Refused, never done without the check (ADR 0231): the Admin REST API sets passwords
+        but verifies none, and checking one takes the password grant, which no client of ours
+        allows. Keycloak's own account console asks for the current password itself."""
+        _check(realm, _REALM, "realm")
+        raise PasswordManagedByProviderError(
+            "Your password is managed by the identity provider (Keycloak): change it in its "
+            "account console, which asks for your current password.",
+            details={"account_url": f"{self.issuer_url(realm)}/account"},
+        )
 
     async def set_user_enabled(self, realm: str, user_id: str, enabled: bool) -> None:
         path = self._user_path(realm, user_id)

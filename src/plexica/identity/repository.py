@@ -284,6 +284,22 @@ async def revoke_user_refresh(session: AsyncSession, user_id: UUID) -> None:
     )
 
 
+async def end_user_sessions(session: AsyncSession, user_id: UUID, keep: UUID | None) -> set[UUID]:
+    """Delete the user's refresh tokens of every sign-in session but ``keep`` and their codes
+    not yet exchanged (a sign-in in flight); return the sessions (families) ended."""
+    await session.execute(
+        text("DELETE FROM platform.auth_codes WHERE user_id = :user_id"), {"user_id": user_id}
+    )
+    done = await session.execute(
+        text(
+            "DELETE FROM platform.refresh_tokens WHERE user_id = :user_id"
+            " AND family IS DISTINCT FROM :keep RETURNING family"
+        ),
+        {"user_id": user_id, "keep": keep},
+    )
+    return set(done.scalars())
+
+
 async def purge_expired(session: AsyncSession, now: datetime) -> None:
     await session.execute(
         text("DELETE FROM platform.auth_codes WHERE expires_at < :now"), {"now": now}

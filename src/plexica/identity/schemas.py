@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 
@@ -150,6 +150,25 @@ class InviteInfo(BaseModel):
 class InviteAccept(BaseModel):
     token: InviteTokenText
     password: Password
+
+
+class PasswordChange(BaseModel):
+    # Whose password is the token's business alone: a user id in the body is refused.
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: Password
+
+    @field_validator("new_password")
+    @classmethod
+    def _differs(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("current_password"):
+            raise ValueError("choose a password other than the current one")
+        return value
+
+
+class PasswordChanged(BaseModel):
+    sessions_ended: int = Field(description="Your other sign-in sessions, now ended.")
 
 
 class InviteAccepted(BaseModel):

@@ -24,6 +24,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.identity import key_repository, repository, signing
+from plexica.identity.adapter import WrongPasswordError
 from plexica.identity.names import CLI_CLIENT, CLI_REDIRECT, OPERATOR_REALM, issuer_url
 from plexica.identity.schemas import User
 from plexica_sdk.context import MEMBER, SUPER_ADMIN, TENANT_ADMIN
@@ -259,6 +260,19 @@ async def set_password(session: AsyncSession, realm: str, email: str, password: 
     await repository.update_user(session, row["id"], password_hash=await hash_password(password))
     await repository.revoke_user_refresh(session, row["id"])
     return to_user(row)
+
+
+async def change_password(
+    session: AsyncSession, realm: str, user_id: UUID, current: str, new: str, *, keep: UUID | None
+) -> set[UUID]:
+    """A user's own change, with their current password; ends their other sign-in sessions
+    (all but ``keep``) and returns them."""
+    row = await repository.user_by_id(session, realm, user_id)
+    ok = await _verify_password(row["password_hash"] if row else None, current)
+    if row is None or not ok or not row["enabled"]:
+        raise WrongPasswordError("The current password is not correct.")
+    await repository.update_user(session, user_id, password_hash=await hash_password(new))
+    return await repository.end_user_sessions(session, user_id, keep)
 
 
 async def authenticate(

@@ -15,6 +15,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from plexica.kit.redisguard import Breaker
+from plexica_sdk.errors import PlexicaError
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,20 @@ class LoginThrottle(Protocol):
     async def failed(self, realm: str, email: str, address: str) -> None: ...
 
     async def succeeded(self, realm: str, email: str) -> None: ...
+
+
+async def refuse_while_blocked(
+    throttle: LoginThrottle, realm: str, email: str, address: str, what: str
+) -> None:
+    """429 ``too_many_attempts`` with ``Retry-After`` while the counters say wait; ``what``
+    names the failures counted ("wrong passwords")."""
+    wait = await throttle.blocked(realm, email, address)
+    if wait > 0:
+        seconds = str(int(wait) + 1)
+        raise PlexicaError(
+            f"Too many {what}. Try again in {seconds} seconds.",
+            code="too_many_attempts", status=429, headers={"Retry-After": seconds},
+        )  # fmt: skip
 
 
 def _account(realm: str, email: str) -> str:

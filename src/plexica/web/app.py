@@ -12,11 +12,13 @@ from fastapi.staticfiles import StaticFiles
 
 from plexica import __version__
 from plexica.settings import Settings
+from plexica.web.audit_page import audit_routes
 from plexica.web.auth import auth_routes
 from plexica.web.console import console_routes
 from plexica.web.console_flags import console_flags_routes
 from plexica.web.invites import invite_routes
 from plexica.web.plugin_forms import plugin_form_routes
+from plexica.web.profile import profile_routes
 from plexica.web.provisioning import provisioning_routes
 from plexica.web.security import ShellSecurity
 from plexica.web.sessions_page import sessions_routes
@@ -67,4 +69,6 @@ def create_web_app(
     plugin_form_routes(app, shell)
     sessions_routes(app, shell)
     invite_routes(app, shell)
+    audit_routes(app, shell)
+    profile_routes(app, shell)
     return app

@@ -1,5 +1,5 @@
-"""The operator console: tenants and their lifecycle, the plugin catalog, the audit log and
-health."""
+"""The operator console: tenants and their lifecycle, the plugin catalog and health (the audit
+log is ``audit_page``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from plexica.web.health import health_row
 from plexica.web.session import WebSession
-from plexica.web.shell import Shell, console_nav, listing
+from plexica.web.shell import Shell, console_nav
 
 TENANT_STATES = ("provisioning", "active", "suspended", "pending_deletion", "deleted", "failed")
 CONFIRM_TEXT = {
@@ -204,18 +204,6 @@ def _catalog(app: FastAPI, shell: Shell) -> None:
             return RedirectResponse(f"/console/plugins?{urlencode({'notice': notice})}", 303)
 
         return await shell.run(request, act, operator=True)
-
-    @app.get("/console/audit", include_in_schema=False)
-    async def console_audit(request: Request) -> Response:
-        async def show(request: Request, session: WebSession) -> Response:
-            return await listing(
-                shell, request, session, console_nav(), title="Audit log",
-                path="/v1/audit?limit=100", empty="No entries.",
-                columns=[("at", "When"), ("actor", "Actor"), ("action", "Action"),
-                         ("tenant_id", "Tenant"), ("target", "Target")],
-            )  # fmt: skip
-
-        return await shell.run(request, show, operator=True)
 
     @app.get("/console/health", include_in_schema=False)
     async def console_health(request: Request) -> Response:

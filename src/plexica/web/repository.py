@@ -139,9 +139,14 @@ async def of_user(conn: AsyncConnection, realm: str, subject: str) -> list[Sessi
 
 
 async def delete(
-    conn: AsyncConnection, realm: str, subject: str | None = None, session_id: UUID | None = None
+    conn: AsyncConnection,
+    realm: str,
+    subject: str | None = None,
+    session_id: UUID | None = None,
+    keep: UUID | None = None,
 ) -> list[SessionRow]:
-    """Deletes the sessions of a realm's user (or one of them) and returns what was deleted."""
+    """Deletes the sessions of a realm's user (or one of them, or all but ``keep``) and returns
+    what was deleted."""
     conditions = [_t.realm == realm]
     if subject is not None:
         conditions.append(_t.subject == subject)
@@ -149,6 +154,8 @@ async def delete(
         conditions.append(_t.id == session_id)
     if len(conditions) == 1:
         raise ValueError("refusing to delete every session of a realm")
+    if keep is not None:
+        conditions.append(_t.id != keep)
     query = sa.delete(web_sessions).where(*conditions).returning(*_COLUMNS)
     return [_row(r) for r in (await conn.execute(query)).mappings()]
 

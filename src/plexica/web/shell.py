@@ -1,5 +1,5 @@
 """What every page area of the web shell shares (ADR 0090): the session, CSRF check and layout
-(``Shell``), sign-out, the navigation of each console and the read-only listing."""
+(``Shell``), sign-out and the navigation of each console."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ STATIC = "/static"
 TENANT_ACTIONS = {"active": ("suspend", "delete"), "suspended": ("reactivate", "delete")}
 CATALOG_ACTIONS = {"registered": ("publish",), "published": ("deprecate",)}
 PLUGIN_ACTIONS = {"active": ("disable",), "disabled": ("enable",)}
+ROLE_LABELS = {"tenant_admin": "Administrator", "member": "Member"}
 
 # The post-logout redirect comes back to the callback registered with the provider (both the
 # built-in one and Keycloak accept only registered URIs), marked by this state.
@@ -117,14 +118,19 @@ class Shell:
         )
 
     async def end_sessions(
-        self, realm: str, subject: str | None = None, session_id: UUID | None = None
+        self,
+        realm: str,
+        subject: str | None = None,
+        session_id: UUID | None = None,
+        keep: UUID | None = None,
     ) -> int:
-        """The one place where sessions end (sign-out, the sessions page, a tenant admin): the
-        rows go, so their cookies open nothing from the next request on; then each one's sign-in
-        session ends at the provider (its logout endpoint, back channel, with the refresh token):
-        the built-in provider stops the refresh tokens and refuses the access tokens of that
-        ``sid`` everywhere (ADR 0115), Keycloak ends its session."""
-        ended = await self.sessions.delete(realm, subject, session_id)
+        """The one place where sessions end (sign-out, the sessions page, a tenant admin, a
+        password change: all but ``keep``): the rows go, so their cookies open nothing from the
+        next request on; then each one's sign-in session ends at the provider (its logout
+        endpoint, back channel, with the refresh token): the built-in provider stops the refresh
+        tokens and refuses the access tokens of that ``sid`` everywhere (ADR 0115), Keycloak
+        ends its session."""
+        ended = await self.sessions.delete(realm, subject, session_id, keep)
         await asyncio.gather(*(self.upstream.end_session(s) for s in ended))
         return len(ended)
 
@@ -167,6 +173,7 @@ class Shell:
             who = claims.get("email") or claims.get("preferred_username") or claims.get("sub")
         context = {
             "who": who,
+            "profile": session is not None and session.realm != OPERATOR_REALM,
             "csrf": session.csrf if session else "",
             "nav": ctx.pop("nav", None),
             "current": request.url.path,
@@ -217,40 +224,6 @@ class Shell:
 
 def _due(session: WebSession) -> bool:
     return session.expires_at - REFRESH_MARGIN < time.time()
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return ", ".join(map(str, value))
-    return str(value)
-
-
-async def listing(
-    shell: Shell,
-    request: Request,
-    session: WebSession,
-    nav: list[dict[str, Any]],
-    *,
-    title: str,
-    path: str,
-    columns: list[tuple[str, str]],
-    empty: str,
-) -> Response:
-    """A read-only table of what a core list route returns (a list or a page of ``items``)."""
-    got = await shell.upstream.api(session, "GET", path)
-    items: list[Any] = []
-    if got.ok:
-        items = got.body.get("items", []) if isinstance(got.body, dict) else got.body
-    rows = [
-        [_cell(item.get(key)) for key, _ in columns] for item in items if isinstance(item, dict)
-    ]
-    return shell.page(
-        request, session, "listing.html", title=title, nav=nav, rows=rows,
-        headers=[h for _, h in columns], empty=empty,
-        error=None if got.ok else got.error_message(),
-    )  # fmt: skip
 
 
 async def sign_out(shell: Shell, request: Request, session: WebSession) -> Response:

@@ -137,12 +137,16 @@ class SessionStore:
             return await repository.of_user(conn, realm, subject)
 
     async def delete(
-        self, realm: str, subject: str | None = None, session_id: uuid.UUID | None = None
+        self,
+        realm: str,
+        subject: str | None = None,
+        session_id: uuid.UUID | None = None,
+        keep: uuid.UUID | None = None,
     ) -> list[WebSession]:
-        """Deletes a user's sessions (or one) of a realm; returns them, tokens readable, for the
-        provider-side revocation."""
+        """Deletes a user's sessions (or one, or all but ``keep``) of a realm; returns them,
+        tokens readable, for the provider-side revocation."""
         async with self._engine.connect() as conn:
-            rows = await repository.delete(conn, realm, subject, session_id)
+            rows = await repository.delete(conn, realm, subject, session_id, keep)
         return [s for s in map(self._decrypt, rows) if s is not None]
 
 

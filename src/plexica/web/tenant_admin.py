@@ -1,5 +1,5 @@
-"""Tenant administration pages: users and roles, branding (name, colour, logo), the audit log,
-and the tenant chosen from the host name (ADR 0092, 0093)."""
+"""Tenant administration pages: users and roles, branding (name, colour, logo), and the tenant
+chosen from the host name (ADR 0092, 0093); the audit log is ``audit_page``."""
 
 from __future__ import annotations
 
@@ -14,12 +14,11 @@ from starlette.datastructures import UploadFile
 
 from plexica.web.branding import COLOUR_RE, ETAG_RE
 from plexica.web.session import WebSession
-from plexica.web.shell import Shell, listing, tenant_nav
+from plexica.web.shell import ROLE_LABELS, Shell, tenant_nav
 from plexica.web.upstream import CORE
 
 LOGO_MAX_BYTES = 512 * 1024
 LOGO_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
-ROLE_LABELS = {"tenant_admin": "Administrator", "member": "Member"}
 NO_INVITE = {"invite_email": "", "invite_role": "member"}
 PageFn = Callable[..., Awaitable[Response]]
 # Requests that never depend on the tenant of the host.
@@ -52,7 +51,6 @@ def register_tenant_admin(app: FastAPI, shell: Shell) -> None:
     _users(app, shell)
     _branding(app, shell)
     _logo(app, shell)
-    _audit(app, shell)
 
 
 def _user_id(raw: str) -> str | None:
@@ -376,18 +374,3 @@ def _logo(app: FastAPI, shell: Shell) -> None:
                 "Content-Security-Policy": "default-src 'none'",
             },
         )  # fmt: skip
-
-
-def _audit(app: FastAPI, shell: Shell) -> None:
-    @app.get("/t/admin/audit", include_in_schema=False)
-    async def admin_audit(request: Request) -> Response:
-        async def show(request: Request, session: WebSession) -> Response:
-            nav, _ = await tenant_nav(shell, session)
-            return await listing(
-                shell, request, session, nav, title="Audit log", path="/v1/audit?limit=100",
-                empty="No entries.",
-                columns=[("at", "When"), ("actor", "Actor"), ("action", "Action"),
-                         ("target", "Target")],
-            )  # fmt: skip
-
-        return await shell.run(request, show, operator=False)

@@ -32,6 +32,10 @@ class ApiResult:
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
+    def error_code(self) -> str | None:
+        err = self.body.get("error") if isinstance(self.body, dict) else None
+        return str(err["code"]) if isinstance(err, dict) and err.get("code") else None
+
     def error_message(self) -> str:
         if isinstance(self.body, dict):
             err = self.body.get("error")

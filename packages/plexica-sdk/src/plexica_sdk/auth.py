@@ -152,6 +152,7 @@ class JwtVerifier:
             permissions=await self.permissions(tenant_id, roles),
             client_id=claims.get("azp"),
             is_service=bool(claims.get("service", False)),
+            session_id=_opt_str(claims.get("sid")),
         )
 
 
@@ -229,6 +230,10 @@ def _uuid(value: object) -> UUID:
         return UUID(str(value))
     except ValueError:
         raise UnauthenticatedError(INVALID) from None
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _roles(claims: dict[str, Any]) -> list[str]:

@@ -29,6 +29,9 @@ class Principal(BaseModel):
     permissions: frozenset[str] = Field(default_factory=frozenset)
     client_id: str | None = None
     is_service: bool = False
+    # The sign-in session the token belongs to (its ``sid``): what survives when a user ends
+    # their other sessions.
+    session_id: str | None = None
 
     @property
     def is_operator(self) -> bool:
