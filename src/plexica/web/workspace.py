@@ -15,23 +15,47 @@ from plexica.web.shell import Shell, tenant_nav
 from plexica.web.upstream import SessionExpiredError
 
 
-async def _fragment(
+async def _answer(
     shell: Shell, session: WebSession, base_path: str, path: str, query: str = ""
-) -> tuple[str | None, str | None]:
-    """The plugin's HTML, or the message of an error box: a failing plugin never breaks
-    the page around it."""
+) -> httpx.Response | None:
     url = base_path.rstrip("/") + path + (f"?{query}" if query else "")
     try:
         answer = await shell.upstream.call(session, "GET", url)
     except httpx.HTTPError:
-        return None, "The plugin did not answer."
+        return None
     if answer.status_code == 401:
         raise SessionExpiredError
+    return answer
+
+
+def _shown(answer: httpx.Response | None, session: WebSession) -> tuple[str | None, str | None]:
+    """The plugin's HTML, or the message of an error box: a failing plugin never breaks
+    the page around it."""
+    if answer is None:
+        return None, "The plugin did not answer."
     if answer.status_code != 200 or not answer.headers.get("content-type", "").startswith(
         "text/html"
     ):
         return None, f"The plugin could not show this page (HTTP {answer.status_code})."
     return with_csrf(answer.text, session.csrf), None
+
+
+def _download(answer: httpx.Response | None) -> Response | None:
+    """A file the plugin answers as an attachment (an export) goes to the browser as it is, a
+    download that is never shown as a page (ADR 0230)."""
+    if answer is None or answer.status_code != 200:
+        return None
+    disposition = answer.headers.get("content-disposition", "")
+    if disposition.split(";")[0].strip().lower() != "attachment":
+        return None
+    kind = answer.headers.get("content-type", "application/octet-stream")
+    return Response(answer.content, media_type=kind, headers={"Content-Disposition": disposition})
+
+
+async def _fragment(
+    shell: Shell, session: WebSession, base_path: str, path: str, query: str = ""
+) -> tuple[str | None, str | None]:
+    return _shown(await _answer(shell, session, base_path, path, query), session)
 
 
 async def _tenant_name(shell: Shell, session: WebSession) -> str:
@@ -98,7 +122,7 @@ def workspace_routes(app: FastAPI, shell: Shell) -> None:
     @app.get("/t/p/{plugin_id}/ui/{rest:path}", include_in_schema=False)
     async def plugin_subpage(request: Request, plugin_id: str, rest: str) -> Response:
         """Links inside a plugin's fragments (``ui/...`` relative to its page): the bare
-        fragment for an htmx swap, else the fragment in the layout."""
+        fragment for an htmx swap, else the fragment in the layout; a file as a download."""
 
         async def show(request: Request, session: WebSession) -> Response:
             nav, contributions = await tenant_nav(shell, session)
@@ -108,9 +132,13 @@ def workspace_routes(app: FastAPI, shell: Shell) -> None:
                     request, session, "error.html", 404, title="Not found", nav=nav,
                     message="This page is not available in your organisation.",
                 )  # fmt: skip
-            html, error = await _fragment(
+            answer = await _answer(
                 shell, session, found[0]["base_path"], f"/ui/{rest}", request.url.query
             )
+            download = _download(answer)
+            if download is not None:
+                return download
+            html, error = _shown(answer, session)
             if request.headers.get("HX-Request") == "true":
                 return shell.page(request, session, "fragment.html", html=html, error=error)
             return shell.page(
