@@ -20,9 +20,8 @@ from plexica_crm.api import (
     DealWrite,
     Offset,
     Search,
-    csv_download,
 )
-from plexica_crm.records import Record, record_routes
+from plexica_crm.records import Record, record_routes, transfer_routes
 from plexica_crm.schemas import (
     Company,
     CompanyIn,
@@ -36,8 +35,7 @@ from plexica_crm.schemas import (
     UnknownReferenceError,
 )
 from plexica_sdk.app import FragmentsDep, PluginContext
-from plexica_sdk.guard import body_limit
-from plexica_sdk.ui import UPLOAD_FORM_BYTES, Fragments, field_errors, form_fields
+from plexica_sdk.ui import Fragments, field_errors, form_fields
 
 CONTACT_FIELDS = ("first_name", "last_name", "email", "phone", "company_id")
 COMPANY_FIELDS = ("name", "domain")
@@ -235,20 +233,11 @@ def ui_router() -> APIRouter:
             return forms.back(f"ui/contacts?added={contact.id}")
         return await _contacts(ctx, ui, status=422, form=form, errors=errors)
 
-    @router.get("/contacts/export")
-    async def export_contacts(ctx: ContactRead) -> Response:
-        return csv_download(await transfer.export_contacts(ctx), "contacts.csv")
-
-    @router.post("/contacts/import", response_class=HTMLResponse)
-    @body_limit(UPLOAD_FORM_BYTES)
-    async def import_contacts(request: Request, ctx: ContactWrite, ui: FragmentsDep) -> Response:
-        form = await form_fields(request)
-        result, report = await forms.run_import(
-            form, lambda content: transfer.import_contacts(ctx, content)
-        )
-        if result is None:
-            return await _contacts(ctx, ui, status=422, report=report)
-        return forms.back(f"ui/contacts?imported={result.created}")
+    transfer_routes(
+        router, "contact", "contacts", export=transfer.export_contacts,
+        load=transfer.import_contacts,
+        refused=lambda ctx, ui, report: _contacts(ctx, ui, status=422, report=report),
+    )  # fmt: skip
 
     @router.get("/companies", response_class=HTMLResponse)
     async def companies_page(
@@ -274,20 +263,11 @@ def ui_router() -> APIRouter:
         company = await service.create_company(ctx, body)
         return forms.back(f"ui/companies/{company.id}")
 
-    @router.get("/companies/export")
-    async def export_companies(ctx: CompanyRead) -> Response:
-        return csv_download(await transfer.export_companies(ctx), "companies.csv")
-
-    @router.post("/companies/import", response_class=HTMLResponse)
-    @body_limit(UPLOAD_FORM_BYTES)
-    async def import_companies(request: Request, ctx: CompanyWrite, ui: FragmentsDep) -> Response:
-        form = await form_fields(request)
-        result, report = await forms.run_import(
-            form, lambda content: transfer.import_companies(ctx, content)
-        )
-        if result is None:
-            return await _companies(ctx, ui, status=422, report=report)
-        return forms.back(f"ui/companies?imported={result.created}")
+    transfer_routes(
+        router, "company", "companies", export=transfer.export_companies,
+        load=transfer.import_companies,
+        refused=lambda ctx, ui, report: _companies(ctx, ui, status=422, report=report),
+    )  # fmt: skip
 
     @router.get("/deals", response_class=HTMLResponse)
     async def deals_page(ctx: DealRead, ui: FragmentsDep, done: forms.Done = None) -> HTMLResponse:

@@ -1,5 +1,6 @@
 """The pages of one company, contact or deal, alike for the three: the record with its edit
-form, its delete confirmation and its activity timeline (ADR 0230)."""
+form, its delete confirmation and its activity timeline; and the CSV import and export of
+companies and contacts (ADR 0230)."""
 
 # No ``from __future__ import annotations``: FastAPI reads the routes' annotations at runtime,
 # and their dependencies (one permission per record) are local to ``record_routes``.
@@ -12,10 +13,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from plexica_crm import forms
-from plexica_crm.schemas import CrmNotFoundError, Patch
+from plexica_crm.api import csv_download
+from plexica_crm.schemas import CrmNotFoundError, ImportResult, Patch
 from plexica_sdk.app import FragmentsDep, PluginContext, require
+from plexica_sdk.guard import body_limit
 from plexica_sdk.preconditions import etag
-from plexica_sdk.ui import Fragments, form_fields
+from plexica_sdk.ui import UPLOAD_FORM_BYTES, Fragments, form_fields
 
 
 class View(Protocol):
@@ -158,3 +161,34 @@ def record_routes(router: APIRouter, r: Record) -> None:
         if errors:
             return await r.view(ctx, ui, record, status=422, activity=form, activity_errors=errors)
         return forms.back(f"ui/{r.path}/{record_id}?done=logged#activities")
+
+
+def transfer_routes(
+    router: APIRouter,
+    what: str,
+    path: str,
+    *,
+    export: Callable[[PluginContext], Awaitable[str]],
+    load: Callable[[PluginContext, bytes], Awaitable[ImportResult]],
+    refused: Callable[[PluginContext, Fragments, dict[str, Any] | None], Awaitable[Response]],
+) -> None:
+    """``ui/<path>/export``, a CSV download, and ``ui/<path>/import``, the form's file imported
+    whole or ``refused`` shows the list page with the report; before the record routes, whose
+    ``<path>/{id}`` would take ``export`` for an id."""
+    read = require(f"crm:{what}:read")
+    write = require(f"crm:{what}:write")
+
+    @router.get(f"/{path}/export")
+    async def export_csv(ctx: Annotated[PluginContext, Depends(read)]) -> Response:
+        return csv_download(await export(ctx), f"{path}.csv")
+
+    @router.post(f"/{path}/import", response_class=HTMLResponse)
+    @body_limit(UPLOAD_FORM_BYTES)
+    async def import_csv(
+        request: Request, ctx: Annotated[PluginContext, Depends(write)], ui: FragmentsDep
+    ) -> Response:
+        form = await form_fields(request)
+        result, report = await forms.run_import(form, lambda content: load(ctx, content))
+        if result is None:
+            return await refused(ctx, ui, report)
+        return forms.back(f"ui/{path}?imported={result.created}")
