@@ -9,6 +9,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
@@ -271,9 +272,17 @@ async def tenant_login(context: BrowserContext, site: Site, slug: str, email: st
     return page
 
 
-async def test_a_tenant_user_works_with_the_crm_forms_and_board(
-    chromium: Browser, site: Site, db: Database, operator: Operator, crm_published: None
-) -> None:
+@dataclass
+class CrmTenant:
+    """A new tenant with the CRM, its admin and a member signed in, each in a context."""
+
+    admin_context: BrowserContext
+    admin: Page
+    context: BrowserContext
+    me: Page
+
+
+async def crm_tenant(chromium: Browser, site: Site, db: Database, operator: Operator) -> CrmTenant:
     slug = await ready_tenant(chromium, site, operator, "crm", "CRM Co")
     realm = f"plexica-{slug}"
     admin_pw = await set_password(db, realm, f"admin@{slug}.example")
@@ -289,6 +298,14 @@ async def test_a_tenant_user_works_with_the_crm_forms_and_board(
 
     context = await chromium.new_context()
     me = await tenant_login(context, site, slug, member_email, member_pw)
+    return CrmTenant(admin_context, admin, context, me)
+
+
+async def test_a_tenant_user_works_with_the_crm_forms_and_board(
+    chromium: Browser, site: Site, db: Database, operator: Operator, crm_published: None
+) -> None:
+    crm = await crm_tenant(chromium, site, db, operator)
+    admin_context, admin, context, me = crm.admin_context, crm.admin, crm.context, crm.me
     dialogs: list[str] = []
     me.on("dialog", lambda d: dialogs.append(d.message))
     await me.get_by_role("link", name="Contacts").click()
@@ -431,3 +448,96 @@ async def test_a_tenant_admin_issues_and_collects_an_invoice_in_billing(
     await me.get_by_role("link", name="Invoices", exact=True).click()
     await expect(me.locator(f'tr[data-status="paid"]:has-text("{number}")')).to_be_visible()
     await context.close()
+
+
+async def test_companies_stale_edits_and_csv_imports_in_the_crm_pages(
+    chromium: Browser, site: Site, db: Database, operator: Operator, crm_published: None
+) -> None:
+    crm = await crm_tenant(chromium, site, db, operator)
+    me = crm.me
+    await crm.admin_context.close()
+
+    # A company, then a contact linked to it from the contact's own page.
+    await me.get_by_role("link", name="Companies").click()
+    await me.get_by_label("Name", exact=True).fill("Globex")
+    await me.get_by_label("Domain").fill("globex.test")
+    await me.get_by_role("button", name="Add company").click()
+    await expect(me.get_by_role("heading", name="Globex")).to_be_visible()
+    await me.get_by_role("link", name="Contacts").click()
+    await me.get_by_label("First name").fill("Hank")
+    await me.get_by_label("Last name").fill("Scorpio")
+    await me.get_by_role("button", name="Add contact").click()
+    await expect(me.get_by_role("status")).to_contain_text("Contact Hank Scorpio added.")
+    await me.get_by_role("link", name="Hank Scorpio").click()
+    await me.get_by_label("Company").select_option(label="Globex")
+    await me.get_by_role("button", name="Save contact").click()
+    await expect(me.get_by_role("status")).to_contain_text("Saved.")
+    await me.get_by_role("link", name="Globex").click()
+    await expect(me.get_by_role("heading", name="Globex")).to_be_visible()
+    await expect(me.get_by_role("link", name="Hank Scorpio")).to_be_visible()
+
+    # An activity on the company's timeline, about its contact.
+    await me.get_by_label("Kind").select_option("call")
+    await me.get_by_label("About").select_option(label="Hank Scorpio")
+    await me.get_by_label("Subject").fill("Kick-off call")
+    await me.get_by_role("button", name="Log activity").click()
+    await expect(me.get_by_role("status")).to_contain_text("Activity logged.")
+    await expect(me.locator(".crm-activity")).to_contain_text(["Call: Kick-off call"])
+
+    # Two tabs on one contact: the second one's form is stale once the first one saves.
+    await me.get_by_role("link", name="Hank Scorpio").click()
+    stale = await crm.context.new_page()
+    await stale.goto(me.url)
+    await me.get_by_label("Last name").fill("Scorpio-Smith")
+    await me.get_by_role("button", name="Save contact").click()
+    await expect(me.get_by_role("status")).to_contain_text("Saved.")
+    await stale.get_by_label("Phone").fill("+1 555 0100")
+    await stale.get_by_role("button", name="Save contact").click()
+    await expect(stale.get_by_role("alert")).to_contain_text("changed by someone else")
+    await expect(stale.get_by_label("Last name")).to_have_value("Scorpio-Smith")
+    await expect(stale.get_by_label("Phone")).to_have_value("")
+    await shot(stale, "tenant-crm-contact-conflict")
+    await stale.reload()
+    await expect(stale.get_by_label("Phone")).to_have_value("")
+    await stale.close()
+
+    # A CSV with a bad row: every problem listed, nothing imported; then a good one.
+    await me.get_by_role("link", name="Contacts").click()
+    header = b"first_name,last_name,email,company\r\n"
+    bad = header + b"Ada,Lovelace,ada@x.test,Globex\r\n,Nobody,nope,\r\n"
+    await me.get_by_label("CSV file of contacts").set_input_files(
+        {"name": "contacts.csv", "mimeType": "text/csv", "buffer": bad}
+    )
+    await me.get_by_role("button", name="Import contacts").click()
+    report = me.get_by_role("alert")
+    await expect(report).to_contain_text("nothing was imported")
+    await expect(report).to_contain_text("Row 3, first_name: Field required")
+    await expect(report).to_contain_text("Row 3, email:")
+    await expect(me.locator("tr[data-contact]")).to_have_count(1)
+    await shot(me, "tenant-crm-import-errors")
+    good = header + b"Ada,Lovelace,ada@x.test,Globex\r\nGrace,Hopper,,\r\n"
+    await me.get_by_label("CSV file of contacts").set_input_files(
+        {"name": "contacts.csv", "mimeType": "text/csv", "buffer": good}
+    )
+    await me.get_by_role("button", name="Import contacts").click()
+    await expect(me.get_by_role("status")).to_contain_text("2 contacts imported.")
+    await expect(me.locator("tr[data-contact]")).to_have_count(3)
+    await expect(me.get_by_role("link", name="Ada Lovelace")).to_be_visible()
+
+    # The export is a download of every contact.
+    async with me.expect_download() as downloaded:
+        await me.get_by_role("link", name="Export all contacts as CSV").click()
+    download = await downloaded.value
+    assert download.suggested_filename == "contacts.csv"
+    exported = Path(await download.path()).read_bytes().decode("utf-8")
+    assert exported.count("\r\n") == 4
+    assert ",Lovelace,ada@x.test,," in exported
+
+    # Delete asks first.
+    await me.get_by_role("link", name="Grace Hopper").click()
+    await me.get_by_role("link", name="Delete contact").click()
+    await expect(me.get_by_role("heading", name="Delete contact Grace Hopper?")).to_be_visible()
+    await me.get_by_role("button", name="Delete contact").click()
+    await expect(me.get_by_role("status")).to_contain_text("Contact deleted.")
+    await expect(me.locator("tr[data-contact]")).to_have_count(2)
+    await crm.context.close()

@@ -1,7 +1,8 @@
 """Forms inside plugin pages: the shell adds its CSRF token to every POST form of a fragment,
 checks it when the form comes back, and forwards the fields to the plugin's own ``/ui/...``
 route with the user's token. The plugin answers a redirect (shown as a page of the shell) or
-the fragment again with its errors next to the fields (ADR 0097)."""
+the fragment again with its errors next to the fields (ADR 0097). A chosen file goes along as
+a field holding its bytes in base64 (ADR 0230)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from urllib.parse import urlsplit
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import UploadFile
 
 from plexica.web.session import WebSession
 from plexica.web.shell import Shell, tenant_nav
 from plexica.web.upstream import SessionExpiredError
+from plexica_sdk.guard import KiB, body_limit
+from plexica_sdk.ui import MAX_UPLOAD_BYTES, encode_upload
 
 _FORM_TAG = re.compile(r"<form\b[^>]*>", re.IGNORECASE)
 _POST = re.compile(r"""\bmethod\s*=\s*["']?post\b""", re.IGNORECASE)
@@ -57,6 +61,7 @@ def shell_target(plugin_id: str, pages: list[dict[str, Any]], location: str) -> 
 def plugin_form_routes(app: FastAPI, shell: Shell) -> None:
 
     @app.post("/t/p/{plugin_id}/ui/{rest:path}", include_in_schema=False)
+    @body_limit(MAX_UPLOAD_BYTES + 64 * KiB)
     async def plugin_form(request: Request, plugin_id: str, rest: str) -> Response:
         async def submit(request: Request, session: WebSession) -> Response:
             nav, contributions = await tenant_nav(shell, session)
@@ -72,7 +77,11 @@ def plugin_form_routes(app: FastAPI, shell: Shell) -> None:
                 return page(404, None, "This page is not available in your organisation.")
             fields: dict[str, list[str]] = {}
             for key, value in (await request.form()).multi_items():
-                if key != "csrf" and isinstance(value, str):
+                if key == "csrf":
+                    continue
+                if isinstance(value, UploadFile):  # bounded by the route's body limit
+                    fields.setdefault(key, []).append(encode_upload(await value.read()))
+                else:
                     fields.setdefault(key, []).append(value)
             url = found[0]["base_path"].rstrip("/") + f"/ui/{rest}"
             if request.url.query:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -11,9 +13,36 @@ from fastapi.responses import HTMLResponse
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from pydantic import ValidationError
 
+from plexica_sdk.errors import PlexicaError
+from plexica_sdk.guard import KiB, MiB
+
 # The shell's design system: ``{% from "plexica/macros.html" import button, field, table, alert %}``
 # renders with the shell's own classes (``px-*``), so plugin pages look like the rest.
 DESIGN_TEMPLATES = Path(__file__).parent / "templates"
+
+# A file chosen in a page's form (``<input type="file">``) reaches the plugin as a form field
+# holding its bytes in URL-safe base64, so a plugin needs no multipart parser (ADR 0230).
+MAX_UPLOAD_BYTES = 5 * MiB
+# What the form a plugin route receives may then weigh: the encoded file and the other fields.
+UPLOAD_FORM_BYTES = MAX_UPLOAD_BYTES * 4 // 3 + 64 * KiB
+
+
+class UploadError(PlexicaError):
+    status, code = 400, "invalid_upload"
+
+
+def encode_upload(content: bytes) -> str:
+    """A file's bytes as the value of the form field the shell forwards (ADR 0230)."""
+    return base64.urlsafe_b64encode(content).decode("ascii")
+
+
+def uploaded(form: dict[str, str], name: str) -> bytes:
+    """The bytes of the file field ``name`` of a form the shell forwarded (empty: none
+    chosen)."""
+    try:
+        return base64.b64decode(form.get(name, "").encode("ascii"), altchars=b"-_", validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise UploadError(f"the field {name!r} is not a file sent by the shell") from None
 
 
 class Fragments:

@@ -1,4 +1,4 @@
-"""CRM routes: JSON under /v1 and HTML fragments for the web shell under /ui."""
+"""CRM routes: JSON under /v1 (the pages for the web shell, under /ui: ``pages``)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import ValidationError
+from fastapi.responses import Response
 
 from plexica_crm import csvfile, service, transfer
 from plexica_crm.schemas import (
@@ -26,14 +25,12 @@ from plexica_crm.schemas import (
     Page,
     Stage,
     StageChange,
-    UnknownReferenceError,
 )
-from plexica_sdk.app import FragmentsDep, PluginContext, require
+from plexica_sdk.app import PluginContext, require
 from plexica_sdk.errors import PlexicaError
 from plexica_sdk.guard import MiB, body_limit
 from plexica_sdk.pagination import PageOffset, PageSize
 from plexica_sdk.preconditions import ETAG_HEADER, PRECONDITION_FAILED, IfMatch, etag
-from plexica_sdk.ui import field_errors, form_fields
 
 Limit = PageSize
 Offset = PageOffset
@@ -48,20 +45,6 @@ DealRead = Annotated[PluginContext, Depends(require("crm:deal:read"))]
 DealWrite = Annotated[PluginContext, Depends(require("crm:deal:write"))]
 ActivityRead = Annotated[PluginContext, Depends(require("crm:activity:read"))]
 ActivityWrite = Annotated[PluginContext, Depends(require("crm:activity:write"))]
-
-# What a person reads next to a field the server refused (the JSON API keeps pydantic's text).
-FORM_MESSAGES = {
-    "first_name": "Enter a first name (at most 100 characters).",
-    "last_name": "At most 100 characters.",
-    "email": "Enter an e-mail address such as name@example.com.",
-    "phone": "At most 40 characters.",
-    "title": "Enter a title (at most 200 characters).",
-    "amount": "Enter an amount of 0 or more, with at most 2 decimals.",
-    "stage_id": "Choose a stage.",
-}
-CONTACT_FIELDS = ("first_name", "last_name", "email", "phone")
-DEAL_FIELDS = ("title", "amount", "stage_id")
-
 
 # One record's read and change answer its ETag; a change or delete may be conditional (ADR 0226).
 TAGGED: dict[int | str, dict[str, Any]] = {200: {"headers": ETAG_HEADER}}
@@ -109,17 +92,8 @@ async def _csv(request: Request) -> bytes:
     return await request.body()
 
 
-def _download(text: str, name: str) -> CsvResponse:
+def csv_download(text: str, name: str) -> CsvResponse:
     return CsvResponse(text, headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
-
-def _filled(form: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
-    return {k: form[k] for k in names if form.get(k)}
-
-
-def _back(to: str) -> RedirectResponse:
-    # Relative to the plugin's UI root: the shell shows it as one of its pages.
-    return RedirectResponse(to, status_code=303)
 
 
 def api_router() -> APIRouter:
@@ -141,7 +115,7 @@ def api_router() -> APIRouter:
         summary="All companies as CSV (formula-like cells start with an apostrophe)",
     )
     async def export_companies(ctx: CompanyRead) -> CsvResponse:
-        return _download(await transfer.export_companies(ctx), "companies.csv")
+        return csv_download(await transfer.export_companies(ctx), "companies.csv")
 
     @router.post(
         "/companies/import",
@@ -204,7 +178,7 @@ def api_router() -> APIRouter:
         " with an apostrophe)",
     )
     async def export_contacts(ctx: ContactRead) -> CsvResponse:
-        return _download(await transfer.export_contacts(ctx), "contacts.csv")
+        return csv_download(await transfer.export_contacts(ctx), "contacts.csv")
 
     @router.post(
         "/contacts/import",
@@ -306,101 +280,5 @@ def api_router() -> APIRouter:
     @router.post("/activities/{activity_id}/done")
     async def complete(activity_id: UUID, ctx: ActivityWrite) -> Activity:
         return await service.complete_activity(ctx, activity_id)
-
-    return router
-
-
-def ui_router() -> APIRouter:
-    router = APIRouter(prefix="/ui", tags=["crm-ui"], include_in_schema=False)
-
-    @router.get("/contacts", response_class=HTMLResponse)
-    async def contacts_page(
-        ctx: ContactRead,
-        ui: FragmentsDep,
-        q: Search = None,
-        offset: Offset = 0,
-        added_id: Annotated[str | None, Query(alias="added", max_length=64)] = None,
-    ) -> HTMLResponse:
-        limit = int(ctx.settings.get("page_size", 25))
-        page = await service.list_contacts(ctx, q, None, limit, offset)
-        added = next((c for c in page.items if str(c.id) == added_id), None)
-        return ui.render("contacts.html", page=page, q=q or "", form={}, errors={}, added=added)
-
-    @router.post("/contacts", response_class=HTMLResponse)
-    async def add_contact(request: Request, ctx: ContactWrite, ui: FragmentsDep) -> Response:
-        form = await form_fields(request)
-        try:
-            body = ContactIn.model_validate(_filled(form, CONTACT_FIELDS))
-        except ValidationError as exc:
-            errors = field_errors(exc, FORM_MESSAGES)
-        else:
-            contact = await service.create_contact(ctx, body)
-            return _back(f"ui/contacts?added={contact.id}")
-        limit = int(ctx.settings.get("page_size", 25))
-        page = await service.list_contacts(ctx, None, None, limit, 0)
-        return ui.render(
-            "contacts.html", 422, page=page, q="", form=form, errors=errors, added=None
-        )
-
-    @router.get("/contacts/{contact_id}", response_class=HTMLResponse)
-    async def contact_page(contact_id: UUID, ctx: ContactRead, ui: FragmentsDep) -> HTMLResponse:
-        contact = await service.get_contact(ctx, contact_id)
-        activities = await service.list_activities(ctx, contact_id, None, 50, 0)
-        return ui.render("contact.html", contact=contact, activities=activities.items)
-
-    async def board(
-        ctx: PluginContext,
-        ui: FragmentsDep,
-        *,
-        status: int = 200,
-        form: dict[str, str] | None = None,
-        errors: dict[str, str] | None = None,
-        error: str | None = None,
-    ) -> HTMLResponse:
-        stages = await service.list_stages(ctx)
-        deals = await service.list_deals(ctx, None, None, 200, 0)
-        return ui.render(
-            "deals.html", status, stages=stages, deals=deals.items, form=form or {},
-            errors=errors or {}, error=error,
-        )  # fmt: skip
-
-    @router.get("/deals", response_class=HTMLResponse)
-    async def deals_page(ctx: DealRead, ui: FragmentsDep) -> HTMLResponse:
-        return await board(ctx, ui)
-
-    @router.post("/deals", response_class=HTMLResponse)
-    async def add_deal(request: Request, ctx: DealWrite, ui: FragmentsDep) -> Response:
-        form = await form_fields(request)
-        try:
-            body = DealIn.model_validate(_filled(form, DEAL_FIELDS))
-            deal = await service.create_deal(ctx, body)
-        except ValidationError as exc:
-            errors = field_errors(exc, FORM_MESSAGES)
-            return await board(ctx, ui, status=422, form=form, errors=errors)
-        except UnknownReferenceError:
-            errors = {"stage_id": FORM_MESSAGES["stage_id"]}
-            return await board(ctx, ui, status=422, form=form, errors=errors)
-        return _back(f"ui/deals#deal-{deal.id}")
-
-    @router.post("/deals/{deal_id}/stage", response_class=HTMLResponse)
-    async def move_deal_form(
-        deal_id: UUID, request: Request, ctx: DealWrite, ui: FragmentsDep
-    ) -> Response:
-        form = await form_fields(request)
-        try:
-            await service.move_deal(ctx, deal_id, form.get("stage_id", ""))
-        except UnknownReferenceError:
-            return await board(ctx, ui, status=422, error="Choose one of the stages.")
-        return _back(f"ui/deals#deal-{deal_id}")
-
-    @router.get("/deals/{deal_id}", response_class=HTMLResponse)
-    async def deal_page(deal_id: UUID, ctx: DealRead, ui: FragmentsDep) -> HTMLResponse:
-        deal = await service.get_deal(ctx, deal_id)
-        activities = await service.list_activities(ctx, None, deal_id, 50, 0)
-        return ui.render("deal.html", deal=deal, activities=activities.items)
-
-    @router.get("/widgets/pipeline", response_class=HTMLResponse)
-    async def pipeline_widget(ctx: DealRead, ui: FragmentsDep) -> HTMLResponse:
-        return ui.render("pipeline.html", stages=await service.pipeline(ctx))
 
     return router

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from plexica_crm.api import api_router, ui_router
+from plexica_crm.api import api_router
+from plexica_crm.pages import ui_router
 from plexica_sdk.app import PluginConfig, create_plugin_app
 from plexica_sdk.manifest import MANIFEST_FILE, Manifest, load_manifest
 

@@ -192,6 +192,20 @@ async def list_activities(
     return await _page(session, sql, params, limit, offset)
 
 
+async def list_company_activities(
+    session: AsyncSession, company_id: UUID, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The activities of a company's contacts and deals (an activity has no company of its
+    own)."""
+    sql = (
+        "SELECT * FROM crm_activities"
+        " WHERE contact_id IN (SELECT id FROM crm_contacts WHERE company_id = :company)"
+        " OR deal_id IN (SELECT id FROM crm_deals WHERE company_id = :company)"
+        " ORDER BY created_at DESC, id"
+    )
+    return await _page(session, sql, {"company": company_id}, limit, offset)
+
+
 async def insert_activity(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
     row = await session.execute(
         text(

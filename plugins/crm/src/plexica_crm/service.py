@@ -341,6 +341,15 @@ async def list_activities(
     )
 
 
+async def list_company_activities(
+    ctx: PluginContext, company_id: UUID, limit: int, offset: int
+) -> Page[Activity]:
+    rows, total = await repo.list_company_activities(ctx.db, company_id, limit, offset)
+    return Page(
+        items=[Activity.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
+    )
+
+
 async def create_activity(ctx: PluginContext, body: ActivityIn) -> Activity:
     await _exists(ctx, "crm_contacts", body.contact_id, "contact_id")
     await _exists(ctx, "crm_deals", body.deal_id, "deal_id")
