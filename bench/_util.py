@@ -65,7 +65,9 @@ def process_cpu(groups: Mapping[int, str], postgres: Mapping[str, str]) -> dict[
     """CPU time (user + system, from /proc) so far of each process group in ``groups`` (its
     leader's pid → a name) and of each PostgreSQL in ``postgres`` (its data dir → a name): the
     postmaster has that dir on its command line, its backends are its children. A PostgreSQL
-    started by a service (``plexica up``'s) is counted apart from that service's group."""
+    started by a service (``plexica up``'s) is counted apart from that service's group. Each
+    process counts its children that have exited too (a closed connection's backend), else a
+    delta between two calls could even be negative."""
     out: dict[str, float] = dict.fromkeys([*groups.values(), *postgres.values()], 0.0)
     procs: dict[int, tuple[int, int, float, bytes]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -74,7 +76,7 @@ def process_cpu(groups: Mapping[int, str], postgres: Mapping[str, str]) -> dict[
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        used = (int(fields[11]) + int(fields[12])) / TICKS
+        used = sum(int(f) for f in fields[11:15]) / TICKS  # utime stime cutime cstime
         procs[int(stat.parent.name)] = (int(fields[1]), int(fields[2]), used, cmdline)
     postmasters = {
         pid: name

@@ -133,6 +133,20 @@ def tenant_token(env: dict[str, str]) -> str:
     return access_token(env, *tenant_login(env))
 
 
+def bench_topology(stack: ExitStack, work: Path) -> LocalTopology:
+    """deploy/local with the CRM, the bench tenant's limits raised, stopped with ``stack``."""
+    began = time.monotonic()
+    topology = stack.enter_context(
+        LocalTopology(
+            work / "topology",
+            plugins=["crm"],
+            extra_env={"PLEXICA_GATEWAY_RATE_LIMITS": LIMITS},
+        )
+    )
+    print(f"topology ready in {time.monotonic() - began:.1f} s", file=sys.stderr)
+    return topology
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -156,15 +170,7 @@ def main() -> None:
         raise SystemExit("wrk is not installed: apt-get install --no-install-recommends wrk")
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="plexica-bench-")))
-        began = time.monotonic()
-        topology = stack.enter_context(
-            LocalTopology(
-                work / "topology",
-                plugins=["crm"],
-                extra_env={"PLEXICA_GATEWAY_RATE_LIMITS": LIMITS},
-            )
-        )
-        print(f"topology ready in {time.monotonic() - began:.1f} s", file=sys.stderr)
+        topology = bench_topology(stack, work)
         env = topology.cli_env()
         crm_url, core_url = topology.plugin_urls()["crm"], topology.processes["core"].url
         public = env["PLEXICA_PUBLIC_URL"]
