@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import Any
 import httpx
 from typer.testing import CliRunner
 
+from bench._util import process_cpu
 from deploy.local.topology import LocalTopology
 from plexica.cli.main import app as cli
 
@@ -101,32 +101,11 @@ def wrk(
     }
 
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
 def cpu_seconds(topology: LocalTopology) -> dict[str, float]:
     """CPU time (user + system) so far of each service's process group, and of PostgreSQL's
     processes: divided by the requests of a run, where the time goes whatever else runs here."""
     groups = {p.proc.pid: n for n, p in topology.processes.items() if n != "gateway-admin"}
-    pg_dir = str(topology.workdir / "postgres")
-    out: dict[str, float] = dict.fromkeys([*groups.values(), "postgres"], 0.0)
-    procs: dict[int, tuple[int, int, float, bytes]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except OSError:
-            continue
-        used = (int(fields[11]) + int(fields[12])) / TICKS
-        procs[int(stat.parent.name)] = (int(fields[1]), int(fields[2]), used, cmdline)
-    # PostgreSQL's backends are the children of the postmaster started on this data dir.
-    postmasters = {pid for pid, (*_, cmd) in procs.items() if pg_dir.encode() in cmd}
-    for pid, (ppid, pgid, used, _) in procs.items():
-        if pgid in groups:
-            out[groups[pgid]] += used
-        elif pid in postmasters or ppid in postmasters:
-            out["postgres"] += used
-    return out
+    return process_cpu(groups, {str(topology.workdir / "postgres"): "postgres"})
 
 
 def plexica(env: dict[str, str], *args: str, password: str | None = None) -> str:
@@ -137,13 +116,35 @@ def plexica(env: dict[str, str], *args: str, password: str | None = None) -> str
     return result.stdout.strip()
 
 
-def tenant_token(env: dict[str, str]) -> str:
-    """The banner's steps of deploy/local/up: tenant, CRM, password, token."""
+def tenant_login(env: dict[str, str]) -> tuple[str, str]:
+    """The banner's steps of deploy/local/up: tenant, CRM, password; the admin's email and it."""
     email = f"admin@{SLUG}.example"
     plexica(env, "tenant", "create", SLUG, "--name", "Bench", "--admin-email", email)
     plexica(env, "plugin", "install", "crm", "--tenant", SLUG)
-    password = plexica(env, "user", "reset-password", email, "--tenant", SLUG)
+    return email, plexica(env, "user", "reset-password", email, "--tenant", SLUG)
+
+
+def access_token(env: dict[str, str], email: str, password: str) -> str:
     return plexica(env, "token", "--tenant", SLUG, "--user", email, password=password)
+
+
+def tenant_token(env: dict[str, str]) -> str:
+    """The banner's last step too: a token."""
+    return access_token(env, *tenant_login(env))
+
+
+def bench_topology(stack: ExitStack, work: Path) -> LocalTopology:
+    """deploy/local with the CRM, the bench tenant's limits raised, stopped with ``stack``."""
+    began = time.monotonic()
+    topology = stack.enter_context(
+        LocalTopology(
+            work / "topology",
+            plugins=["crm"],
+            extra_env={"PLEXICA_GATEWAY_RATE_LIMITS": LIMITS},
+        )
+    )
+    print(f"topology ready in {time.monotonic() - began:.1f} s", file=sys.stderr)
+    return topology
 
 
 def main() -> None:
@@ -169,15 +170,7 @@ def main() -> None:
         raise SystemExit("wrk is not installed: apt-get install --no-install-recommends wrk")
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="plexica-bench-")))
-        began = time.monotonic()
-        topology = stack.enter_context(
-            LocalTopology(
-                work / "topology",
-                plugins=["crm"],
-                extra_env={"PLEXICA_GATEWAY_RATE_LIMITS": LIMITS},
-            )
-        )
-        print(f"topology ready in {time.monotonic() - began:.1f} s", file=sys.stderr)
+        topology = bench_topology(stack, work)
         env = topology.cli_env()
         crm_url, core_url = topology.plugin_urls()["crm"], topology.processes["core"].url
         public = env["PLEXICA_PUBLIC_URL"]

@@ -22,7 +22,6 @@ import json
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -31,8 +30,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.gateway_edge import LIMITS, cpu_seconds, tenant_token, wrk
-from deploy.local.topology import LocalTopology
+from bench.gateway_edge import bench_topology, cpu_seconds, tenant_token, wrk
 
 
 def profile_top(collapsed: Path, limit: int = 30) -> str:
@@ -72,15 +70,7 @@ def main() -> None:
         raise SystemExit("--profile needs py-spy (pip install py-spy in any venv; --py-spy PATH)")
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="plexica-bench-")))
-        began = time.monotonic()
-        topology = stack.enter_context(
-            LocalTopology(
-                work / "topology",
-                plugins=["crm"],
-                extra_env={"PLEXICA_GATEWAY_RATE_LIMITS": LIMITS},
-            )
-        )
-        print(f"topology ready in {time.monotonic() - began:.1f} s", file=sys.stderr)
+        topology = bench_topology(stack, work)
         env = topology.cli_env()
         crm_url, core_url = topology.plugin_urls()["crm"], topology.processes["core"].url
         token = tenant_token(env)
