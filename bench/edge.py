@@ -43,11 +43,10 @@ import httpx
 
 from bench._util import process_cpu, wait_http
 from bench.gateway_edge import LIMITS, access_token, bench_topology, tenant_login
+from bench.vegeta import binary
 from deploy.local.topology import _terminate
 from plexica.kit.pgserver import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
-VEGETA = ROOT / ".venv" / "bin" / "vegeta"
 ROUTE = "/v1/contacts?limit=20"
 ROWS = 20
 # The goal of issue 20, per run; and below KEPT_UP of the offered rate answered with success,
@@ -117,12 +116,6 @@ def retry_after(lines: Iterable[str]) -> dict[int, int]:
         if (result.get("headers") or {}).get("Retry-After"):
             out[code] += 1
     return out
-
-
-def ensure_vegeta() -> str:
-    """The pinned vegeta, built first when it is missing (the script does nothing otherwise)."""
-    subprocess.run([str(ROOT / "scripts" / "install-bench-tools")], check=True)
-    return str(VEGETA)
 
 
 def _children_cpu() -> float:
@@ -363,7 +356,7 @@ def main() -> None:
         parser.error(f"--rates takes whole numbers separated by commas, not {args.rates!r}")
     if not rates or min(rates) < 1 or args.seconds < 1:
         parser.error("--rates and --seconds must be at least 1")
-    vegeta = ensure_vegeta()
+    vegeta = binary()
     runs: list[Run] = []
     load_at_launch = load_average()  # the machine's own, before this bench starts anything
     with ExitStack() as stack:

@@ -1,15 +1,13 @@
 """vegeta, a constant-rate (open-loop) HTTP load generator in Go, for the benchmarks: a request
 every 1/rate s whatever the answers, each with the time it was due to be sent.
 
-It is installed into the project's ``.venv/bin`` from the Go module proxy on first use (Go must
+``scripts/install-bench-tools`` builds it into the project's ``.venv/bin`` on first use (Go must
 be on the PATH); nothing of it is committed."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -21,19 +19,13 @@ from pathlib import Path
 
 from tests.support.openloop import Shot
 
-MODULE = "github.com/tsenart/vegeta/v12@v12.13.0"
-BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def binary() -> str:
-    found = shutil.which("vegeta", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    if found is not None:
-        return found
-    if shutil.which("go") is None:
-        raise SystemExit("vegeta is missing and Go is not on the PATH to install it")
-    env = {**os.environ, "GOBIN": str(BIN)}
-    subprocess.run(["go", "install", MODULE], check=True, env=env, timeout=600)
-    return str(BIN / "vegeta")
+    """The pinned vegeta, built first by ``scripts/install-bench-tools`` when it is missing."""
+    subprocess.run([str(ROOT / "scripts" / "install-bench-tools")], check=True)
+    return str(ROOT / ".venv" / "bin" / "vegeta")
 
 
 @dataclass
