@@ -4,6 +4,7 @@ none of the heavy libraries (they load when a command runs; ADR 0132, bench/cli.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -48,3 +49,35 @@ def test_help_documents_the_ways_in_and_the_exit_codes() -> None:
     for words in ("PLEXICA_DATA_DIR", "PLEXICA_URL", "PLEXICA_TOKEN", "operator-DB",
                   "Exit codes: 0 done; 1", "2 bad input, no platform"):  # fmt: skip
         assert words in flat, out
+
+
+def test_up_imports_no_client_of_a_service_it_is_not_configured_for() -> None:
+    """Redis (whose client pulls in the OpenTelemetry SDK), the tracing SDK, Kafka, S3 and PDF
+    load when configured or used, not for a ``plexica up`` with none of them (issue 21)."""
+    probe = "import json, sys; import plexica.cli.up; print(json.dumps(sorted(sys.modules)))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLEXICA_", "OTEL_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True,
+        env=env,
+    )  # fmt: skip
+    loaded = set(json.loads(out.stdout))
+    unused = {"redis", "aiokafka", "aiobotocore", "botocore", "reportlab", "playwright"}
+    assert {m.split(".")[0] for m in loaded} & unused == set()
+    assert sorted(m for m in loaded if m.startswith("opentelemetry.sdk")) == []
+
+
+def test_up_starts_without_the_cyclic_gc_and_turns_it_back_on_once_ready() -> None:
+    probe = (
+        "import gc, sys\n"
+        "sys.argv = ['plexica', 'up', '--help']\n"
+        "from plexica.cli.entry import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(gc.isenabled())\n"
+        "from plexica.cli.up import collect_once_ready\n"
+        "collect_once_ready()\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.splitlines()[-2:] == ["False", "True True"]

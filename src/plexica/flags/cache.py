@@ -12,16 +12,18 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from pydantic import ValidationError
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from plexica.flags import repository
 from plexica.kit.db import Database
+from plexica.kit.redisguard import redis_failures
 from plexica_sdk.flags import FlagDefinition
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 CHANNEL = "plexica:flags:changed"
 ALL = "*"
@@ -111,7 +113,10 @@ class LocalBus:
 
 class RedisBus:
     def __init__(self, url: str, channel: str = CHANNEL) -> None:
+        from redis.asyncio import Redis
+
         self._redis: Redis = Redis.from_url(url, socket_connect_timeout=2, health_check_interval=10)
+        self._failures = redis_failures()
         self._channel = channel
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
@@ -142,7 +147,7 @@ class RedisBus:
                             _log.exception("flag refresh failed", flag=key)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except self._failures as exc:
                 if self.subscribed.is_set():
                     _log.warning("flag change channel lost; reconnecting", error=str(exc))
                 self.subscribed.clear()
@@ -154,10 +159,10 @@ class RedisBus:
             async with asyncio.timeout(1.0):
                 try:
                     await self._redis.publish(self._channel, key)
-                except (RedisError, OSError):
+                except self._failures:
                     # A pooled connection broken by a Redis restart fails once; a new one works.
                     await self._redis.publish(self._channel, key)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except self._failures as exc:
             # The change is committed; replicas pick it up at their next periodic reload.
             _log.warning(
                 "flag change not announced; replicas resync shortly", flag=key, error=str(exc)

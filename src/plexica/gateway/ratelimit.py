@@ -13,14 +13,16 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from prometheus_client import Counter
-from redis.asyncio import Redis
 
 from plexica.kit.redisguard import Breaker
 from plexica_sdk.errors import PlexicaError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = structlog.get_logger("plexica.ratelimit")
 LIMITER_ERRORS = Counter(

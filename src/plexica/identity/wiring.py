@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import httpx
 import structlog
 from fastapi import FastAPI
-from redis.asyncio import Redis
 from sqlalchemy.exc import SQLAlchemyError
 
 from plexica.identity import custody, repository, revocation, service, signing
@@ -26,6 +26,9 @@ from plexica.kit.redisguard import Breaker, redis_client
 from plexica.mail.service import mailer_for
 from plexica.settings import Settings
 from plexica_sdk.errors import PlexicaError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = structlog.get_logger("plexica.identity")
 SWEEP_SECONDS = 600.0

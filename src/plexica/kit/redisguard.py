@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 from prometheus_client import Counter, Gauge
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    # Imported where Redis is configured: without it (``plexica up``) start-up does without.
+    from redis.asyncio import Redis
 
 log = structlog.get_logger("plexica.redis")
 T = TypeVar("T")
@@ -34,11 +36,12 @@ BREAKER_OPEN = Gauge(
     "1 while the component skips Redis after a failure, else 0.",
     ["component"],
 )
-FAILURES = (RedisError, OSError, TimeoutError)
 
 
 def redis_client(url: str, *, timeout: float = REDIS_TIMEOUT, max_connections: int = 50) -> Redis:
     """A client whose every wait (pool checkout, connect, read) is bounded by ``timeout``."""
+    from redis.asyncio import BlockingConnectionPool, Redis
+
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -47,6 +50,13 @@ def redis_client(url: str, *, timeout: float = REDIS_TIMEOUT, max_connections: i
         socket_connect_timeout=timeout,
     )
     return Redis(connection_pool=pool)
+
+
+def redis_failures() -> tuple[type[Exception], ...]:
+    """What a Redis call raises when Redis is down, hangs or refuses."""
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError, TimeoutError)
 
 
 class Breaker:
@@ -63,6 +73,7 @@ class Breaker:
         self.timeout = timeout
         self.clock = clock
         self._open_until: float | None = None
+        self._failures = redis_failures()
         BREAKER_OPEN.labels(component).set(0)
 
     @property
@@ -98,7 +109,7 @@ class Breaker:
             try:
                 async with asyncio.timeout(self.timeout):
                     result = await remote()
-            except FAILURES as exc:
+            except self._failures as exc:
                 self._failed(exc)
             else:
                 self._succeeded()

@@ -11,12 +11,15 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import structlog
-from redis.asyncio import Redis
 
 from plexica.tenants.schemas import Tenant
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = structlog.get_logger("plexica.tenants.cache")
 
@@ -72,6 +75,8 @@ class TenantCache:
     async def start(self) -> None:
         if self.redis_url is None or self._listener is not None:
             return
+        from redis.asyncio import Redis
+
         self._redis = Redis.from_url(self.redis_url)
         self._listener = asyncio.create_task(self._listen(), name="tenant-cache-invalidation")
         with contextlib.suppress(TimeoutError):

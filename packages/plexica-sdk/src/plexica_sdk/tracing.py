@@ -14,18 +14,19 @@ import hashlib
 import os
 import re
 import threading
+from typing import TYPE_CHECKING
 
 import structlog
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import DefaultGetter
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import Span, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+if TYPE_CHECKING:
+    # The SDK is imported only once tracing is on: off, start-up does without it.
+    from opentelemetry.sdk.trace import TracerProvider
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 TRACER = "plexica"
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -36,11 +37,6 @@ _SEED: contextvars.ContextVar[int | None] = contextvars.ContextVar("trace_seed",
 _W3C_TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _providers: dict[str, TracerProvider] = {}
 _lock = threading.Lock()
-
-
-class _SeededIds(RandomIdGenerator):
-    def generate_trace_id(self) -> int:
-        return _SEED.get() or super().generate_trace_id()
 
 
 def enabled() -> bool:
@@ -61,8 +57,16 @@ def provider(service: str) -> TracerProvider | None:
     with _lock:
         found = _providers.get(service)
         if found is None:
-            # Imported here: protobuf and requests are not loaded while tracing is off.
+            # Imported here: the SDK, protobuf and requests are not loaded while tracing is off.
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+            class _SeededIds(RandomIdGenerator):
+                def generate_trace_id(self) -> int:
+                    return _SEED.get() or super().generate_trace_id()
 
             # The exporter, the sampler (OTEL_TRACES_SAMPLER) and the batch sizes read their
             # OTEL_* variables themselves; OTEL_SERVICE_NAME names a process of one service.
