@@ -9,19 +9,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from plexica.cli.api import reach
 from plexica.cli.common import DataDirOpt, JsonOpt, UrlOpt
 from plexica.cli.plugins.common import (
     TenantIdOpt,
+    answer,
     find_tenant,
     installations_path,
     plugin_app,
     register_version,
-    run_job,
     show,
 )
 
 if TYPE_CHECKING:
+    from plexica.cli.api import Api
     from plexica.kit.db import Database
     from plexica.settings import Settings
 
@@ -46,14 +46,14 @@ def list_(
     url: UrlOpt = None,
 ) -> None:
     """Catalog versions, or a tenant's installations with --tenant."""
-    api = reach(data_dir, url, as_json=as_json)
-    if api is not None:
+
+    def through_api(api: Api) -> Any:
         path = "/v1/plugins" if tenant is None else installations_path(api, tenant, tenant_id)
-        show(api.call("GET", path), as_json)
-        return
-    from plexica.plugins import service
+        return api.call("GET", path)
 
     async def job(_: Settings, db: Database) -> Any:
+        from plexica.plugins import service
+
         if tenant is None:
             async with db.session() as s:
                 return await service.list_versions(s)
@@ -61,7 +61,7 @@ def list_(
         async with db.session() as s:
             return await service.list_installations(s, ref.id)
 
-    show(run_job(job, data_dir, url), as_json)
+    show(answer(through_api, job, data_dir, url, as_json), as_json)
 
 
 @plugin_app.command("register")
@@ -74,8 +74,8 @@ def register(
     url: UrlOpt = None,
 ) -> None:
     """Register a plugin version from its manifest (and migrations folder)."""
-    api = reach(data_dir, url, as_json=as_json)
-    if api is not None:
+
+    def through_api(api: Api) -> Any:
         from plexica_sdk.manifest import load_manifest, load_migrations
 
         root = path if path.is_dir() else path.parent
@@ -86,13 +86,12 @@ def register(
         if publish:
             where = f"/v1/plugins/{out['plugin_id']}/versions/{out['version']}/publish"
             out = api.call("POST", where)
-        show(out, as_json)
-        return
+        return out
 
     async def job(_: Settings, db: Database) -> Any:
         return await register_version(db, path, publish)
 
-    show(run_job(job, data_dir, url), as_json)
+    show(answer(through_api, job, data_dir, url, as_json), as_json)
 
 
 def _status_command(name: str, status: str, doc: str) -> None:
@@ -104,18 +103,17 @@ def _status_command(name: str, status: str, doc: str) -> None:
         data_dir: DataDirOpt = None,
         url: UrlOpt = None,
     ) -> None:
-        api = reach(data_dir, url, as_json=as_json)
-        if api is not None:
-            show(api.call("POST", f"/v1/plugins/{plugin_id}/versions/{version}/{name}"), as_json)
-            return
-        from plexica.plugins import service
-        from plexica.plugins.schemas import VersionStatus
+        def through_api(api: Api) -> Any:
+            return api.call("POST", f"/v1/plugins/{plugin_id}/versions/{version}/{name}")
 
         async def job(_: Settings, db: Database) -> Any:
+            from plexica.plugins import service
+            from plexica.plugins.schemas import VersionStatus
+
             async with db.session() as s:
                 return await service.set_status(s, plugin_id, version, VersionStatus(status))
 
-        show(run_job(job, data_dir, url), as_json)
+        show(answer(through_api, job, data_dir, url, as_json), as_json)
 
     command.__doc__ = doc
     plugin_app.command(name)(command)

@@ -12,7 +12,7 @@ from uuid import UUID
 
 import typer
 
-from plexica.cli.api import Api
+from plexica.cli.api import Api, reach
 from plexica.cli.common import (
     EXIT_REFUSED,
     echo_json,
@@ -92,6 +92,21 @@ def run_job(
     except PlexicaError as exc:
         details = f" {json.dumps(exc.details, default=str)}" if exc.details else ""
         raise fail(f"{exc.code}: {exc.message}{details}", code=EXIT_REFUSED) from None
+
+
+def answer(
+    through_api: Callable[[Api], Any] | None,
+    job: Callable[[Settings, Database], Awaitable[Any]],
+    data_dir: Path | None,
+    url: str | None,
+    as_json: bool,
+) -> Any:
+    """What the core's API answers (``through_api``) where the platform is reached through it,
+    else what ``job`` returns run on the platform's database; with no ``through_api`` (a plugin
+    at --plugin-url), always the database."""
+    if through_api is not None and (api := reach(data_dir, url, as_json=as_json)) is not None:
+        return through_api(api)
+    return run_job(job, data_dir, url)
 
 
 def installations_path(api: Api, slug: str, tenant_id: UUID | None) -> str:

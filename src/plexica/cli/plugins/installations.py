@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from plexica.cli.api import reach
 from plexica.cli.common import DataDirOpt, JsonOpt, UrlOpt, echo_json, fail, table
 from plexica.cli.plugins.common import (
     PluginUrlOpt,
     TenantIdOpt,
     TenantOpt,
+    answer,
     find_tenant,
     installations_path,
     lifecycle_installer,
@@ -26,6 +26,7 @@ from plexica.cli.plugins.common import (
 from plexica.cli.progress import bar
 
 if TYPE_CHECKING:
+    from plexica.cli.api import Api
     from plexica.kit.db import Database
     from plexica.kit.provisioning import TenantRef
     from plexica.plugins.service import Installer
@@ -50,11 +51,10 @@ def install(  # noqa: PLR0917 - typer maps parameters to options
         values = json.loads(settings_json)
     except ValueError:
         raise fail("--settings must be a JSON object") from None
-    api = None if plugin_url else reach(data_dir, url, as_json=as_json)
-    if api is not None:
+
+    def through_api(api: Api) -> Any:
         body = {"plugin_id": plugin_id, "version": version, "settings": values}
-        show(api.call("POST", installations_path(api, tenant, tenant_id), body), as_json)
-        return
+        return api.call("POST", installations_path(api, tenant, tenant_id), body)
 
     async def job(settings: Settings, db: Database) -> Any:
         ref = await find_tenant(db, tenant, tenant_id)
@@ -66,7 +66,7 @@ def install(  # noqa: PLR0917 - typer maps parameters to options
             lambda i: i.install(ref, plugin_id, version, values),
         )
 
-    show(run_job(job, data_dir, url), as_json)
+    show(answer(None if plugin_url else through_api, job, data_dir, url, as_json), as_json)
 
 
 def _lifecycle(
@@ -81,17 +81,15 @@ def _lifecycle(
         data_dir: DataDirOpt = None,
         url: UrlOpt = None,
     ) -> None:
-        api = reach(data_dir, url, as_json=as_json)
-        if api is not None:
+        def through_api(api: Api) -> Any:
             where = f"{installations_path(api, tenant, tenant_id)}/{plugin_id}/{name}"
-            show(api.call("POST", where), as_json)
-            return
+            return api.call("POST", where)
 
         async def job(settings: Settings, db: Database) -> Any:
             ref = await find_tenant(db, tenant, tenant_id)
             return await call(lifecycle_installer(db), ref, plugin_id)
 
-        show(run_job(job, data_dir, url), as_json)
+        show(answer(through_api, job, data_dir, url, as_json), as_json)
 
     command.__doc__ = doc
     plugin_app.command(name)(command)
@@ -121,18 +119,16 @@ def uninstall(
     url: UrlOpt = None,
 ) -> None:
     """Uninstall; the data is kept for the retention window unless --purge."""
-    api = reach(data_dir, url, as_json=as_json)
-    if api is not None:
+
+    def through_api(api: Api) -> Any:
         where = f"{installations_path(api, tenant, tenant_id)}/{plugin_id}"
-        out = api.call("DELETE", where, params={"purge": "true" if purge else "false"})
-        show(out if out is not None else {"plugin_id": plugin_id, "purged": True}, as_json)
-        return
+        return api.call("DELETE", where, params={"purge": "true" if purge else "false"})
 
     async def job(_: Settings, db: Database) -> Any:
         ref = await find_tenant(db, tenant, tenant_id)
         return await lifecycle_installer(db).uninstall(ref, plugin_id, purge=purge)
 
-    out = run_job(job, data_dir, url)
+    out = answer(through_api, job, data_dir, url, as_json)
     show(out if out is not None else {"plugin_id": plugin_id, "purged": True}, as_json)
 
 
@@ -149,11 +145,10 @@ def upgrade(
     url: UrlOpt = None,
 ) -> None:
     """Upgrade to a newer version: only the new migrations run, rolled back on failure."""
-    api = None if plugin_url else reach(data_dir, url, as_json=as_json)
-    if api is not None:
+
+    def through_api(api: Api) -> Any:
         where = f"{installations_path(api, tenant, tenant_id)}/{plugin_id}/upgrade"
-        show(api.call("POST", where, {"version": version}), as_json)
-        return
+        return api.call("POST", where, {"version": version})
 
     async def job(settings: Settings, db: Database) -> Any:
         ref = await find_tenant(db, tenant, tenant_id)
@@ -161,7 +156,7 @@ def upgrade(
             settings, db, plugin_id, plugin_url, lambda i: i.upgrade(ref, plugin_id, version)
         )
 
-    show(run_job(job, data_dir, url), as_json)
+    show(answer(None if plugin_url else through_api, job, data_dir, url, as_json), as_json)
 
 
 @plugin_app.command("upgrade-all")
