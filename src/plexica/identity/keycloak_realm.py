@@ -96,41 +96,11 @@ def client_representation(
         }
     ]
     if tenant:
-        mappers.append(
-            {
-                "name": "plexica-tenant-id",
-                "protocol": "openid-connect",
-                "protocolMapper": "oidc-hardcoded-claim-mapper",
-                "config": {
-                    "claim.name": "tenant_id",
-                    "claim.value": tenant,
-                    "jsonType.label": "String",
-                    "access.token.claim": "true",
-                    "id.token.claim": "true",
-                    "userinfo.token.claim": "true",
-                    "introspection.token.claim": "true",
-                },
-            }
-        )
+        mappers.append(_claim("plexica-tenant-id", "tenant_id", tenant, "String", id_token=True))
     browser = public or bool(redirect_uris)
     if not browser:
         # Only client credentials reach this client: its tokens are service tokens.
-        mappers.append(
-            {
-                "name": "plexica-service",
-                "protocol": "openid-connect",
-                "protocolMapper": "oidc-hardcoded-claim-mapper",
-                "config": {
-                    "claim.name": "service",
-                    "claim.value": "true",
-                    "jsonType.label": "boolean",
-                    "access.token.claim": "true",
-                    "id.token.claim": "false",
-                    "userinfo.token.claim": "false",
-                    "introspection.token.claim": "true",
-                },
-            }
-        )
+        mappers.append(_claim("plexica-service", "service", "true", "boolean", id_token=False))
     return {
         "clientId": client_id,
         "protocol": "openid-connect",
@@ -143,4 +113,24 @@ def client_representation(
         "webOrigins": ["+"] if browser else [],
         "attributes": {"pkce.code.challenge.method": "S256", "post.logout.redirect.uris": "+"},
         "protocolMappers": mappers,
+    }
+
+
+def _claim(name: str, claim: str, value: str, json_type: str, *, id_token: bool) -> dict[str, Any]:
+    """A mapper that puts a fixed claim in the access token (and, with ``id_token``, in the ID
+    token and userinfo too)."""
+    also = "true" if id_token else "false"
+    return {
+        "name": name,
+        "protocol": "openid-connect",
+        "protocolMapper": "oidc-hardcoded-claim-mapper",
+        "config": {
+            "claim.name": claim,
+            "claim.value": value,
+            "jsonType.label": json_type,
+            "access.token.claim": "true",
+            "id.token.claim": also,
+            "userinfo.token.claim": also,
+            "introspection.token.claim": "true",
+        },
     }
