@@ -24,7 +24,6 @@ from plexica.identity.oidc_requests import (
     client_credentials,
     enabled_realm,
     logout_client,
-    tenant_callback,
     with_query,
 )
 from plexica.identity.schemas import TokenResponse
@@ -125,9 +124,7 @@ async def certs(realm: RealmName, request: Request) -> JSONResponse:
 async def authorize(realm: RealmName, request: Request) -> Response:
     params = auth_params(request.query_params)
     async with _db(request).session() as session:
-        _, stop = await check_authorize(
-            session, realm, params, _issuer(request, realm), tenant_callback(request, realm)
-        )
+        _, stop = await check_authorize(session, request, realm, params)
     if stop is not None:
         return stop
     return login_form(realm, params, secrets.token_urlsafe(24), secure=_https(request))
@@ -155,9 +152,7 @@ async def login(realm: RealmName, request: Request) -> Response:
     csrf_field = str(form.get("csrf", ""))
     throttle: LoginThrottle = request.app.state.login_throttle
     async with _db(request).session() as session:
-        found, stop = await check_authorize(
-            session, realm, params, _issuer(request, realm), tenant_callback(request, realm)
-        )
+        found, stop = await check_authorize(session, request, realm, params)
         if stop is not None:
             return stop
         assert found is not None

@@ -52,11 +52,7 @@ def tenant_callback(request: Request, realm: str) -> str | None:
 
 
 async def check_authorize(
-    session: AsyncSession,
-    realm: str,
-    params: dict[str, str],
-    issuer: str,
-    tenant_callback: str | None = None,
+    session: AsyncSession, request: Request, realm: str, params: dict[str, str]
 ) -> tuple[dict[str, Any] | None, Response | None]:
     """The realm row, or the response that ends the request (an error page or redirect)."""
     found = await enabled_realm(session, realm)
@@ -70,7 +66,7 @@ async def check_authorize(
         or not client["enabled"]
         or not (
             service.redirect_allowed(client, redirect_uri)
-            or (client_id == service.WEB_CLIENT and redirect_uri == tenant_callback)
+            or (client_id == service.WEB_CLIENT and redirect_uri == tenant_callback(request, realm))
         )
     ):
         # Never redirect to an address that is not registered for the client.
@@ -83,6 +79,7 @@ async def check_authorize(
     elif not 43 <= len(params["code_challenge"]) <= 128:
         error = ("invalid_request", "code_challenge is malformed")
     if error is not None:
+        issuer = service.issuer_url(base_url(request), realm)
         back = {"error": error[0], "error_description": error[1], "iss": issuer}  # RFC 9207
         if "state" in params:
             back["state"] = params["state"]
