@@ -10,7 +10,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner, Result
 
 from plexica.cli.main import app
-from plexica.events import repository
+from plexica.events.repository import dead_letters
 from plexica.kit.db import Database
 from plexica_sdk.events import Event
 
@@ -28,7 +28,9 @@ async def test_operator_lists_retries_and_discards_dead_letters(
     async with db.session() as s:
         for dl in letters:
             ev = Event(source="/t", type="crm.deal.won", tenant_id=tenant)
-            await repository.insert_dead_letter(s, dl, "crm", ev.model_dump(mode="json"), "boom", 5)
+            await dead_letters.insert_dead_letter(
+                s, dl, "crm", ev.model_dump(mode="json"), "boom", 5
+            )
 
     def run(*args: str) -> Result:
         return plexica(database_url, *args)

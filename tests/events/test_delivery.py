@@ -240,14 +240,16 @@ async def operator_api(db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, S
 async def test_dead_letter_api_lists_discards_and_guards(
     db: Database, tenant: uuid.UUID, operator_api: tuple[httpx.AsyncClient, StaticIssuers]
 ) -> None:
-    from plexica.events import repository
+    from plexica.events.repository import dead_letters
 
     client, issuers = operator_api
     ids = [uuid.uuid4(), uuid.uuid4()]
     async with db.session() as s:
         for i, dl in enumerate(ids):
             ev = Event(source="/t", type="crm.deal.won", tenant_id=tenant, data={"i": i})
-            await repository.insert_dead_letter(s, dl, "crm", ev.model_dump(mode="json"), "boom", 5)
+            await dead_letters.insert_dead_letter(
+                s, dl, "crm", ev.model_dump(mode="json"), "boom", 5
+            )
     op = issuers.operator_headers()
     r = await client.get("/v1/events/dead-letters", headers=op, params={"plugin_id": "crm"})
     assert r.status_code == 200

@@ -16,13 +16,14 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from plexica.app import create_app
-from plexica.events import repository, service
+from plexica.events import service
 from plexica.events.delivery import (
     DEAD_LETTER_TOPIC,
     PluginLoginStore,
     RetryPolicy,
     WrongPluginLoginError,
 )
+from plexica.events.repository import dead_letters, deliveries
 from plexica.events.runtime import EventRuntime, consume_in_process
 from plexica.kit.db import Database
 from plexica.plugins import service as plugins_service
@@ -148,8 +149,8 @@ async def _seed_foreign_state(db: Database, other: str, tenant: uuid.UUID) -> tu
     )
     letter = uuid.uuid4()
     async with db.session() as s:
-        await repository.enqueue_delivery(s, other, ev, reason="retry", attempts=1)
-        await repository.insert_dead_letter(s, letter, other, ev, "boom", 5)
+        await deliveries.enqueue_delivery(s, other, ev, reason="retry", attempts=1)
+        await dead_letters.insert_dead_letter(s, letter, other, ev, "boom", 5)
         seq = await s.scalar(
             text("SELECT seq FROM platform.event_deliveries WHERE plugin_id = :p"), {"p": other}
         )
@@ -220,7 +221,7 @@ async def test_a_plugin_login_reaches_only_its_own_delivery_state(
         ).scalar_one()
         letters = {
             (str(r.plugin_id), r.id)
-            for r in await repository.list_dead_letters(
+            for r in await dead_letters.list_dead_letters(
                 s, plugin_id=None, tenant_id=None, status=None, limit=100
             )
         }

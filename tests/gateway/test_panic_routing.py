@@ -10,7 +10,6 @@ import contextlib
 import json
 import subprocess
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -149,11 +148,12 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
                 crm,
                 solo,
             )
-            deadline = time.monotonic() + 60
-            while found.status("core-api") != {url[0]: "DOWN", url[1]: "DOWN"}:
+
+            def loaded() -> bool:
                 assert proc.poll() is None, (work / "traefik.log").read_text()
-                assert time.monotonic() < deadline, "traefik did not load the routes"
-                time.sleep(0.1)
+                return found.status("core-api") == {url[0]: "DOWN", url[1]: "DOWN"}
+
+            until(loaded, "traefik loading the routes", 60)
             yield found
         finally:
             proc.terminate()

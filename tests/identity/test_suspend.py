@@ -11,7 +11,8 @@ import pytest
 from plexica.identity.bootstrap import OperatorCredentials
 from plexica.identity.builtin import BuiltinIdentity, RealmStep
 from plexica.identity.client import LoginError
-from plexica.identity.keycloak import IdentityUnavailableError, KeycloakAdapter
+from plexica.identity.keycloak import KeycloakAdapter
+from plexica.identity.keycloak_admin import IdentityUnavailableError
 from plexica.identity.service import OPERATOR_REALM
 from plexica.kit.db import Database
 from plexica.kit.pgserver import free_port

@@ -25,7 +25,8 @@ import pytest
 
 from plexica.identity.builtin import BuiltinIdentity
 from plexica.identity.client import _FormParser
-from plexica.identity.keycloak import API_AUDIENCE, KeycloakAdapter
+from plexica.identity.keycloak import KeycloakAdapter
+from plexica.identity.keycloak_realm import API_AUDIENCE
 from plexica.kit.db import Database
 from tests.harness import servers
 from tests.identity import conftest as identity

@@ -17,7 +17,8 @@ import jwt
 import pytest
 
 from plexica.identity.jwt import Issuer, JwtVerifier
-from plexica.identity.keycloak import API_AUDIENCE, WEB_CLIENT, KeycloakAdapter
+from plexica.identity.keycloak import KeycloakAdapter
+from plexica.identity.keycloak_realm import API_AUDIENCE, WEB_CLIENT
 from tests.harness import servers
 
 REDIRECT_URI = "http://127.0.0.1:3000/auth/callback"

@@ -9,16 +9,14 @@ import httpx
 import jwt
 import pytest
 
-from plexica.identity.keycloak import (
-    API_AUDIENCE,
-    CLI_CLIENT,
-    CLI_REDIRECT,
+from plexica.identity.keycloak import KeycloakAdapter
+from plexica.identity.keycloak_admin import (
     IdentityConflictError,
     IdentityInvalidError,
     IdentityNotFoundError,
     IdentityUnavailableError,
-    KeycloakAdapter,
 )
+from plexica.identity.keycloak_realm import API_AUDIENCE, CLI_CLIENT, CLI_REDIRECT
 from plexica.kit.pgserver import free_port
 from tests.keycloak.conftest import (
     REDIRECT_URI,

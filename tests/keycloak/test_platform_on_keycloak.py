@@ -21,7 +21,9 @@ from typer.testing import CliRunner
 from plexica.app import create_app
 from plexica.cli.main import app as cli
 from plexica.identity.jwt import JwtVerifier
-from plexica.identity.keycloak import API_AUDIENCE, IdentityNotFoundError, KeycloakAdapter
+from plexica.identity.keycloak import KeycloakAdapter
+from plexica.identity.keycloak_admin import IdentityNotFoundError
+from plexica.identity.keycloak_realm import API_AUDIENCE
 from plexica.identity.service import OPERATOR_REALM
 from plexica.kit.db import Database
 from plexica.settings import Settings

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from plexica.backup.service import (
+from plexica.backup.archive import (
     FORMAT,
     KIND,
     BackupTooNewError,
     InvalidArchiveError,
-    _renamed,
     read_archive,
 )
+from plexica.backup.postgres import _renamed
 from plexica.backup.tenant import check_revision, read_saved
 
 SCHEMA = b"CREATE SCHEMA tenant_acme;\nCREATE TABLE tenant_acme.crm_contacts (id int);\n"

@@ -23,18 +23,9 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from pydantic import BaseModel, Field, ValidationError
 
-from plexica.backup.service import (
-    BackupTooNewError,
-    InvalidArchiveError,
-    Progress,
-    Summary,
-    backup_tenant,
-    libpq,
-    load_objects,
-    load_schema,
-    read_archive,
-    schema_exists,
-)
+from plexica.backup.archive import BackupTooNewError, InvalidArchiveError, read_archive
+from plexica.backup.postgres import libpq, load_schema, schema_exists
+from plexica.backup.service import Progress, Summary, backup_tenant, load_objects
 from plexica.flags import restore as saved_flags
 from plexica.identity import restore as saved_identity
 from plexica.identity.adapter import IdentityAdapter

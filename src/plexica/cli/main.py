@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from plexica import __version__
-from plexica.cli import plugin_dev  # noqa: F401 - registers `plexica plugin dev`
 from plexica.cli.backup import backup_app, restore_app
 from plexica.cli.common import DataDirOpt, UrlOpt
 from plexica.cli.events import app as events_app
@@ -18,7 +17,13 @@ from plexica.cli.identity import token as identity_token
 from plexica.cli.identity import user_app
 from plexica.cli.keys import keys_app
 from plexica.cli.mail import mail_app
-from plexica.cli.plugins import plugin_app
+from plexica.cli.plugins import (  # noqa: F401 - each adds its commands, in this order in --help
+    catalog,
+    installations,
+    logins,
+    workbench,
+)
+from plexica.cli.plugins.common import plugin_app
 from plexica.cli.service_clients import service_client_app
 from plexica.cli.tenants import tenant_app
 

@@ -24,10 +24,10 @@ import structlog
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Gauge
 
-from plexica.events import repository
 from plexica.events.loop import Loop
 from plexica.events.registry import SubscriptionRegistry
 from plexica.events.relay import ensure_topics, family_topics
+from plexica.events.repository import dead_letters, deliveries, plugin_api
 from plexica.kit.db import Database
 from plexica.kit.kafka import KafkaLogin, aiokafka_auth
 from plexica_sdk import tracing
@@ -170,12 +170,12 @@ class PlatformStore:
 
     async def claim(self, plugin_ids: Sequence[str], limit: int, lease: float) -> list[Queued]:
         async with self.db.session() as session:
-            rows = await repository.claim_deliveries(session, plugin_ids, limit, lease)
+            rows = await deliveries.claim_deliveries(session, plugin_ids, limit, lease)
         return [Queued(int(r.seq), str(r.plugin_id), dict(r.event), int(r.attempts)) for r in rows]
 
     async def delivered(self, seqs: Sequence[int]) -> None:
         async with self.db.session() as session:
-            await repository.delete_deliveries(session, seqs)
+            await deliveries.delete_deliveries(session, seqs)
 
     async def retry(  # noqa: PLR0917
         self,
@@ -188,12 +188,12 @@ class PlatformStore:
     ) -> None:
         async with self.db.session() as session:
             if queued_seq is None:
-                await repository.enqueue_delivery(
+                await deliveries.enqueue_delivery(
                     session, plugin_id, event, reason="retry", attempts=attempts,
                     delay_seconds=delay_seconds, error=error,
                 )  # fmt: skip
             else:
-                await repository.reschedule_delivery(
+                await deliveries.reschedule_delivery(
                     session, queued_seq, attempts, delay_seconds, error
                 )
 
@@ -206,11 +206,11 @@ class PlatformStore:
         queued_seq: int | None,
     ) -> None:
         async with self.db.session() as session:
-            await repository.insert_dead_letter(
+            await dead_letters.insert_dead_letter(
                 session, uuid.uuid4(), plugin_id, event, error, attempts
             )
             if queued_seq is not None:
-                await repository.delete_delivery(session, queued_seq)
+                await deliveries.delete_delivery(session, queued_seq)
 
 
 class WrongPluginLoginError(RuntimeError):
@@ -228,7 +228,7 @@ class PluginLoginStore:
     async def check(self) -> None:
         """Fail at start when the login is not this plugin's."""
         async with self.db.session() as session:
-            owner = await repository.own_plugin_id(session)
+            owner = await plugin_api.own_plugin_id(session)
         if owner != self.plugin_id:
             raise WrongPluginLoginError(
                 f"the database login is plugin {owner}'s, not {self.plugin_id}'s"
@@ -242,12 +242,12 @@ class PluginLoginStore:
         if self.plugin_id not in plugin_ids:
             return []
         async with self.db.session() as session:
-            rows = await repository.own_claim_deliveries(session, limit, lease)
+            rows = await plugin_api.own_claim_deliveries(session, limit, lease)
         return [Queued(int(r.seq), self.plugin_id, dict(r.event), int(r.attempts)) for r in rows]
 
     async def delivered(self, seqs: Sequence[int]) -> None:
         async with self.db.session() as session:
-            await repository.own_delivered(session, seqs)
+            await plugin_api.own_delivered(session, seqs)
 
     async def retry(  # noqa: PLR0917
         self,
@@ -260,7 +260,7 @@ class PluginLoginStore:
     ) -> None:
         self._own(plugin_id)
         async with self.db.session() as session:
-            await repository.own_retry(session, event, attempts, delay_seconds, error, queued_seq)
+            await plugin_api.own_retry(session, event, attempts, delay_seconds, error, queued_seq)
 
     async def dead_letter(
         self,
@@ -272,7 +272,7 @@ class PluginLoginStore:
     ) -> None:
         self._own(plugin_id)
         async with self.db.session() as session:
-            await repository.own_dead_letter(session, event, error, attempts, queued_seq)
+            await plugin_api.own_dead_letter(session, event, error, attempts, queued_seq)
 
 
 class Failures:

@@ -11,7 +11,7 @@ import time
 from typing import Protocol
 from uuid import UUID
 
-from plexica.events import repository
+from plexica.events.repository import plugin_api, subscriptions
 from plexica.kit.db import Database
 
 
@@ -44,11 +44,11 @@ class DbSubscriptionRegistry:
 
     async def _lookup(self, plugin_id: str, tenant_id: UUID) -> bool:
         async with self.db.session() as session:
-            return await repository.is_active(session, plugin_id, tenant_id)
+            return await subscriptions.is_active(session, plugin_id, tenant_id)
 
     async def event_types(self, plugin_id: str) -> frozenset[str]:
         async with self.db.session() as session:
-            return frozenset(await repository.subscribed_types(session, plugin_id))
+            return frozenset(await subscriptions.subscribed_types(session, plugin_id))
 
 
 class PluginLoginRegistry(DbSubscriptionRegistry):
@@ -63,4 +63,4 @@ class PluginLoginRegistry(DbSubscriptionRegistry):
         if plugin_id != self.plugin_id:
             return False
         async with self.db.session() as session:
-            return await repository.own_is_active(session, tenant_id)
+            return await plugin_api.own_is_active(session, tenant_id)

@@ -19,9 +19,9 @@ import structlog
 from prometheus_client import Counter, Gauge
 from sqlalchemy import Row
 
-from plexica.events import repository
 from plexica.events.catalog import LOCAL_SCHEMA_BASE
 from plexica.events.loop import Loop
+from plexica.events.repository import dead_letters, outbox
 from plexica.kit.db import Database
 from plexica.kit.kafka import KafkaLogin, aiokafka_auth
 from plexica_sdk.events import Event, event_family, to_kafka
@@ -102,7 +102,7 @@ class Relay(Loop):
         """One batch: (events acknowledged, whether the sink failed on some)."""
         await self._export_lag()
         async with self.db.session() as session:
-            rows = await repository.claim_outbox(session, self.batch_size, self.lease_seconds)
+            rows = await outbox.claim_outbox(session, self.batch_size, self.lease_seconds)
         if not rows:
             return 0, False
         batch = [(int(row.seq), event_of(row, self.schema_base)) for row in rows]
@@ -115,9 +115,9 @@ class Relay(Loop):
         unacked = [seq for seq, _ in batch if seq not in acked_set]
         async with self.db.session() as session:
             if acked:
-                await repository.mark_published(session, acked)
+                await outbox.mark_published(session, acked)
             if unacked:
-                await repository.release_outbox(session, unacked)
+                await outbox.release_outbox(session, unacked)
         RELAYED.inc(len(acked))
         if unacked:
             RELAY_FAILURES.inc()
@@ -129,8 +129,8 @@ class Relay(Loop):
             return
         self._lag_at = now
         async with self.db.session() as session:
-            pending, age = await repository.outbox_lag(session)
-            dead = await repository.dead_letters_pending(session)
+            pending, age = await outbox.outbox_lag(session)
+            dead = await dead_letters.dead_letters_pending(session)
         OUTBOX_PENDING.set(pending)
         OUTBOX_OLDEST_AGE.set(age)
         DEAD_LETTERS.set(dead)
@@ -146,7 +146,7 @@ class LocalRelay(Relay):
     async def step(self) -> tuple[int, bool]:
         await self._export_lag()
         async with self.db.session() as session:
-            moved = await repository.move_to_queue(session, self.batch_size, self.schema_base)
+            moved = await outbox.move_to_queue(session, self.batch_size, self.schema_base)
         RELAYED.inc(moved)
         return moved, False
 

@@ -11,7 +11,8 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.events import catalog, repository
+from plexica.events import catalog
+from plexica.events.repository import dead_letters, deliveries, outbox, plugin_api, subscriptions
 from plexica.events.schemas import EVENT_TYPE_RE, CloudEvent, DeadLetter, DeadLetterStatus
 from plexica_sdk import tracing
 from plexica_sdk.errors import ConflictError, NotFoundError
@@ -42,7 +43,7 @@ async def publish(
         dataschema=dataschema,
         traceparent=tracing.event_traceparent(),
     )
-    await repository.insert_outbox(session, event)
+    await outbox.insert_outbox(session, event)
     return event
 
 
@@ -50,7 +51,7 @@ async def purge_tenant_events(session: AsyncSession, tenant_id: UUID) -> int:
     """Drop a deleted tenant's undelivered events (outbox and delivery queue); returns how many.
 
     Already published events stay in the broker until its retention removes them."""
-    return await repository.purge_tenant(session, tenant_id)
+    return await outbox.purge_tenant(session, tenant_id)
 
 
 async def register_subscriptions(
@@ -60,19 +61,19 @@ async def register_subscriptions(
     for event_type in event_types:
         if not EVENT_TYPE_RE.match(event_type):
             raise InvalidEventError(f"not an event type: {event_type!r}")
-    await repository.set_subscriptions(session, plugin_id, event_types)
+    await subscriptions.set_subscriptions(session, plugin_id, event_types)
 
 
 async def set_plugin_active(
     session: AsyncSession, plugin_id: str, tenant_id: UUID, active: bool
 ) -> None:
     """Install+enable (True) or disable (False) a plugin's event delivery for a tenant."""
-    await repository.set_consumer(session, plugin_id, tenant_id, active)
+    await subscriptions.set_consumer(session, plugin_id, tenant_id, active)
 
 
 async def remove_plugin(session: AsyncSession, plugin_id: str, tenant_id: UUID) -> None:
     """Uninstall: the plugin receives no more events of the tenant."""
-    await repository.delete_consumer(session, plugin_id, tenant_id)
+    await subscriptions.delete_consumer(session, plugin_id, tenant_id)
 
 
 async def replay_for_plugin(
@@ -85,7 +86,7 @@ async def replay_for_plugin(
 ) -> int:
     """Queue the tenant's published history of the types the plugin consumes (or a subset)
     for delivery to that plugin only, oldest first; returns how many events."""
-    subscribed = set(await repository.subscribed_types(session, plugin_id))
+    subscribed = set(await subscriptions.subscribed_types(session, plugin_id))
     wanted = set(event_types) if event_types is not None else subscribed
     unknown = sorted(wanted - subscribed)
     if unknown:
@@ -93,18 +94,18 @@ async def replay_for_plugin(
             f"plugin {plugin_id} does not consume {', '.join(unknown)}",
             details={"subscribed": sorted(subscribed)},
         )
-    if not await repository.is_active(session, plugin_id, tenant_id):
+    if not await subscriptions.is_active(session, plugin_id, tenant_id):
         raise ConflictError(
             f"plugin {plugin_id} is not installed and active for this tenant",
             code="plugin_not_active",
         )
-    return await repository.replay(session, plugin_id, tenant_id, sorted(wanted), schema_base)
+    return await deliveries.replay(session, plugin_id, tenant_id, sorted(wanted), schema_base)
 
 
 async def allow_plugin_login(session: AsyncSession, login: str) -> None:
     """Let a plugin's own login keep its event consumer's state (ADR 0078): the plugin_api
     functions only, each acting on that plugin's rows."""
-    await repository.grant_plugin_api(session, login)
+    await plugin_api.grant_plugin_api(session, login)
 
 
 async def list_dead_letters(
@@ -115,7 +116,7 @@ async def list_dead_letters(
     status: DeadLetterStatus | None = DeadLetterStatus.PENDING,
     limit: int = 100,
 ) -> list[DeadLetter]:
-    rows = await repository.list_dead_letters(
+    rows = await dead_letters.list_dead_letters(
         session,
         plugin_id=plugin_id,
         tenant_id=tenant_id,
@@ -128,19 +129,19 @@ async def list_dead_letters(
 async def retry_dead_letter(session: AsyncSession, dead_letter_id: UUID) -> DeadLetter:
     """Queue the event again for its plugin (with a fresh retry budget)."""
     letter = await _pending_dead_letter(session, dead_letter_id)
-    await repository.enqueue_delivery(session, letter.plugin_id, letter.event, reason="dlq-retry")
-    await repository.resolve_dead_letter(session, dead_letter_id, DeadLetterStatus.RETRIED)
+    await deliveries.enqueue_delivery(session, letter.plugin_id, letter.event, reason="dlq-retry")
+    await dead_letters.resolve_dead_letter(session, dead_letter_id, DeadLetterStatus.RETRIED)
     return letter.model_copy(update={"status": DeadLetterStatus.RETRIED})
 
 
 async def discard_dead_letter(session: AsyncSession, dead_letter_id: UUID) -> DeadLetter:
     letter = await _pending_dead_letter(session, dead_letter_id)
-    await repository.resolve_dead_letter(session, dead_letter_id, DeadLetterStatus.DISCARDED)
+    await dead_letters.resolve_dead_letter(session, dead_letter_id, DeadLetterStatus.DISCARDED)
     return letter.model_copy(update={"status": DeadLetterStatus.DISCARDED})
 
 
 async def _pending_dead_letter(session: AsyncSession, dead_letter_id: UUID) -> DeadLetter:
-    row = await repository.lock_dead_letter(session, dead_letter_id)
+    row = await dead_letters.lock_dead_letter(session, dead_letter_id)
     if row is None:
         raise NotFoundError("no such dead letter", code="dead_letter_not_found")
     letter = DeadLetter.model_validate(row._mapping)
@@ -153,7 +154,7 @@ async def _pending_dead_letter(session: AsyncSession, dead_letter_id: UUID) -> D
 
 async def publish_event(session: AsyncSession, event: Event) -> None:
     """The outbox transport behind the SDK's ``EventBus.publish`` (already validated)."""
-    await repository.insert_outbox(
+    await outbox.insert_outbox(
         session,
         CloudEvent(
             id=event.id,
@@ -176,7 +177,7 @@ async def event_schema(
     if event_type.startswith(CORE_PREFIX):
         found = catalog.document(event_type, version, uri)
     else:
-        schema = await repository.plugin_event_schema(session, event_type, version)
+        schema = await outbox.plugin_event_schema(session, event_type, version)
         found = catalog.as_document(event_type, version, uri, schema) if schema else None
     if found is None:
         raise NotFoundError(
@@ -187,4 +188,4 @@ async def event_schema(
 
 async def published_by_tenant(session: AsyncSession, seconds: int) -> dict[UUID, int]:
     """Events each tenant published (core and plugins) in the last ``seconds``."""
-    return await repository.count_by_tenant(session, seconds)
+    return await outbox.count_by_tenant(session, seconds)

@@ -14,6 +14,8 @@ from plexica.storage.service import Scope, StorageService
 from plexica.tenants.context import TenantDep, TenantServiceDep, TenantSessionDep
 from plexica.tenants.health import fleet_health
 from plexica.tenants.schemas import (
+    LOGO_MAX_BYTES,
+    LOGO_TYPES,
     Branding,
     BrandingUpdate,
     CurrentTenant,
@@ -31,8 +33,6 @@ from plexica.tenants.settings import (
     BRAND_COLOUR,
     BRAND_LOGO,
     LOGO_KEY,
-    LOGO_MAX_BYTES,
-    LOGO_TYPES,
     LogoTooLargeError,
     check_logo,
 )

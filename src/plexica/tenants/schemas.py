@@ -178,6 +178,12 @@ class Setting(BaseModel):
     updated_at: datetime
 
 
+# The tenant's logo, checked by the API and by the shell before it uploads or shows one.
+LOGO_MAX_BYTES = 512 * 1024
+# Raster images only: an SVG can carry script, and the logo is shown on every page.
+LOGO_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+
+
 class BrandingLogo(BaseModel):
     content_type: str
     size: int

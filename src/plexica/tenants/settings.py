@@ -12,7 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.storage.sniff import SNIFF_BYTES, sniff
 from plexica.tenants import repository
-from plexica.tenants.schemas import Branding, BrandingLogo, Setting, Tenant
+from plexica.tenants.schemas import (
+    LOGO_MAX_BYTES,
+    LOGO_TYPES,
+    Branding,
+    BrandingLogo,
+    Setting,
+    Tenant,
+)
 from plexica_sdk.errors import NotFoundError, PlexicaError
 
 SETTING_KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$", re.ASCII)
@@ -33,9 +40,6 @@ class LogoTypeError(PlexicaError):
 BRAND_COLOUR = "branding.primary_color"
 BRAND_LOGO = "branding.logo"
 LOGO_KEY = "branding/logo"
-LOGO_MAX_BYTES = 512 * 1024
-# Raster images only: an SVG can carry script, and the logo is shown on every page.
-LOGO_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 
 def check_logo(data: bytes) -> str:

@@ -12,13 +12,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
+from plexica.tenants.schemas import LOGO_MAX_BYTES, LOGO_TYPES
 from plexica.web.branding import COLOUR_RE, ETAG_RE
 from plexica.web.session import WebSession
 from plexica.web.shell import ROLE_LABELS, Shell, tenant_nav
 from plexica.web.upstream import CORE
 
-LOGO_MAX_BYTES = 512 * 1024
-LOGO_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 NO_INVITE = {"invite_email": "", "invite_role": "member"}
 PageFn = Callable[..., Awaitable[Response]]
 # Requests that never depend on the tenant of the host.

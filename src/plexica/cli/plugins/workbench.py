@@ -1,4 +1,6 @@
-"""``plexica plugin dev``: the developer loop against the running platform (ADR 0077, 0134)."""
+"""The plugin developer's workbench: ``plexica plugin new`` scaffolds a plugin, ``testdb`` runs a
+throwaway PostgreSQL for its tests, and ``dev`` is the loop against the running platform (ADR
+0077, 0134)."""
 
 from __future__ import annotations
 
@@ -10,15 +12,15 @@ from uuid import UUID
 import typer
 
 from plexica.cli.common import DataDirOpt, JsonOpt, UrlOpt, fail, platform_settings, running_db
-from plexica.cli.plugins import (
+from plexica.cli.plugins.common import (
     PluginUrlOpt,
     TenantIdOpt,
-    _echo,
-    _register,
-    _run,
-    _tenant,
-    _with_installer,
+    find_tenant,
     plugin_app,
+    register_version,
+    run_job,
+    show,
+    with_installer,
 )
 
 if TYPE_CHECKING:
@@ -43,10 +45,10 @@ def _sync(
         async with db.session() as s:
             known = {v.version for v in await service.list_versions(s, manifest.id)}
         if manifest.version not in known:
-            await _register(db, root, publish=True)
+            await register_version(db, root, publish=True)
         if tenant is None:
             return None
-        ref = await _tenant(db, tenant, tenant_id)
+        ref = await find_tenant(db, tenant, tenant_id)
         async with db.session() as s:
             try:
                 current = await service.get_installation(s, ref.id, manifest.id)
@@ -62,13 +64,58 @@ def _sync(
                 return await installer.upgrade(ref, manifest.id, manifest.version)
             return current
 
-        return await _with_installer(settings, db, manifest.id, plugin_url, apply)
+        return await with_installer(settings, db, manifest.id, plugin_url, apply)
 
     return job
 
 
 def _say(message: str) -> None:
     typer.secho(f"plexica dev: {message}", err=True, fg=typer.colors.CYAN)
+
+
+@plugin_app.command("new")
+def new(
+    slug: Annotated[str, typer.Argument(help="The plugin's id: lower-case letters and digits.")],
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Where to create it (default: ./<slug>).")
+    ] = None,
+) -> None:
+    """Scaffold a working plugin: manifest, migration, app, template and a test."""
+    from plexica.plugins.scaffold import ScaffoldError, scaffold
+
+    try:
+        target = scaffold(slug, directory or Path(slug))
+    except ScaffoldError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"created plugin {slug} in {target}")
+
+
+@plugin_app.command("testdb")
+def testdb(
+    action: Annotated[str, typer.Argument(help="start or stop")],
+    directory: Annotated[Path, typer.Option("--dir", help="The server's data folder.")],
+) -> None:
+    """A throwaway local PostgreSQL for plugin tests (the SDK test kit uses it): ``start``
+    prints its URL; ``stop`` stops it."""
+    from plexica.kit.pgserver import EmbeddedPostgres, EmbeddedPostgresError
+
+    pg_file = directory / "port"
+    try:
+        if action == "start":
+            pg = EmbeddedPostgres(directory, database="postgres")
+            pg.start()
+            pg_file.write_text(str(pg.port))
+            # The owner role, no superuser; it may create the kit's databases (ADR 0111).
+            typer.echo(pg.owner_url(createdb=True))
+        elif action == "stop":
+            if pg_file.exists():
+                EmbeddedPostgres(
+                    directory, port=int(pg_file.read_text()), database="postgres"
+                ).stop()
+        else:
+            raise fail("action is start or stop")
+    except EmbeddedPostgresError as exc:
+        raise fail(str(exc)) from None
 
 
 @plugin_app.command("dev")
@@ -103,7 +150,7 @@ def dev(  # noqa: PLR0917 - typer maps parameters to options
     if once or plugin_url:
         if tenant is None:
             raise fail("--tenant is required with --once or --plugin-url")
-        _echo(_run(_sync(source.root, tenant, tenant_id, plugin_url), data_dir, url), as_json)
+        show(run_job(_sync(source.root, tenant, tenant_id, plugin_url), data_dir, url), as_json)
         return
 
     import os
@@ -112,7 +159,7 @@ def dev(  # noqa: PLR0917 - typer maps parameters to options
     from plexica.plugins import service
 
     settings = platform_settings("cli", data_dir, url)
-    _run(_sync(source.root, None, None, None), data_dir, url)
+    run_job(_sync(source.root, None, None, None), data_dir, url)
 
     async def login_job(_: Settings, db: Database) -> str:
         async with db.session() as s:
@@ -121,7 +168,7 @@ def dev(  # noqa: PLR0917 - typer maps parameters to options
 
     public = settings.public_base_url
     extra = {
-        "PLEXICA_PLUGIN_DATABASE_URL": _run(login_job, data_dir, url),
+        "PLEXICA_PLUGIN_DATABASE_URL": run_job(login_job, data_dir, url),
         "PLEXICA_PLUGIN_ISSUER_BASE_URL": os.environ.get("PLEXICA_PLUGIN_ISSUER_BASE_URL")
         or f"{settings.issuer_base_url}/realms",
         "PLEXICA_PLUGIN_CORE_URL": os.environ.get("PLEXICA_PLUGIN_CORE_URL")
@@ -131,7 +178,7 @@ def dev(  # noqa: PLR0917 - typer maps parameters to options
 
     def sync() -> None:
         try:
-            out = _run(
+            out = run_job(
                 _sync(source.root, tenant, tenant_id, f"http://127.0.0.1:{chosen}"), data_dir, url
             )
         except typer.Exit:
