@@ -1,105 +1,78 @@
-"""The chart, rendered with every values file, linted with checkov (its own venv) and kube-score
-(built from the Go module proxy), both made by scripts/bootstrap, each against its committed
-baseline in deploy/lint/: a finding outside it fails, and so does a baseline entry nothing needs
-any more (ADR 0214)."""
+"""The chart lint's gate (deploy/chart_lint.py, run by scripts/lint-chart in CI before the tests,
+ADR 0214, 0235): every values file is linted, each baseline entry says why, and a finding outside
+the baseline fails as an entry nothing needs does. The chart itself is linted by the script, not
+here again: checkov takes half a minute to start."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
-from typing import Any
 
+import pytest
 import yaml
 
-from deploy import k8s_render
-from tests.deploy.conftest import DEPLOY
-from tests.deploy.test_helm import VALUES
+from deploy import chart_lint, k8s_render
 
-CHECKOV = DEPLOY.parent / ".venv" / "tools" / "checkov" / "bin" / "checkov"
-BASELINE = DEPLOY / "lint" / "checkov-baseline.yaml"
-KUBE_SCORE = DEPLOY.parent / ".venv" / "tools" / "bin" / "kube-score"
-KUBE_SCORE_BASELINE = DEPLOY / "lint" / "kube-score-baseline.yaml"
-# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion): kube-score's API checks.
-KUBERNETES = "v1.29"
-CRITICAL = 1  # kube-score's grades: 1 critical, 5 warning, 7 almost OK, 10 OK
-
-
-def findings(folder: Path) -> dict[str, set[tuple[str, str]]]:
-    """File name -> (check id, kind/name) of every failed check on the manifests in ``folder``
-    (one checkov run for them all: it takes half a minute to start)."""
-    proc = subprocess.run(
-        [str(CHECKOV), "--directory", str(folder), "--framework", "kubernetes", "--output", "json",
-         "--quiet", "--compact", "--skip-download", "--soft-fail"],
-        capture_output=True, text=True, check=False, timeout=600,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(folder), "BC_SKIP_MAPPING": "TRUE"},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    reports: Any = json.loads(proc.stdout)
-    reports = reports if isinstance(reports, list) else [reports]
-    out: dict[str, set[tuple[str, str]]] = {}
-    for report in reports:
-        assert report["summary"]["parsing_errors"] == 0, report["summary"]
-        assert report["summary"]["resource_count"] > 0, report["summary"]
-        for f in report["results"]["failed_checks"]:
-            kind, _namespace, name = f["resource"].split(".", 2)
-            out.setdefault(Path(f["file_path"]).name, set()).add((f["check_id"], f"{kind}/{name}"))
-    return out
+IDENTICAL_PROBES = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "probed"},
+    "spec": {
+        "replicas": 2,
+        "selector": {"matchLabels": {"app": "probed"}},
+        "template": {
+            "metadata": {"labels": {"app": "probed"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": "example/app:1.0",
+                        "livenessProbe": {"tcpSocket": {"port": 8080}},
+                        "readinessProbe": {"tcpSocket": {"port": 8080}},
+                    }
+                ]
+            },
+        },
+    },
+}
 
 
-def accepted(baseline: Path) -> set[tuple[str, str]]:
-    entries = yaml.safe_load(baseline.read_text())
-    for check, entry in entries.items():
-        assert entry["why"].strip(), check
-    return {(check, res) for check, entry in entries.items() for res in entry["resources"]}
+def test_every_values_file_is_linted() -> None:
+    beside = {p.name for p in k8s_render.CHART.glob("values*.yaml")}
+    assert set(k8s_render.VALUES_FILES) == beside
 
 
-def render_all(folder: Path) -> None:
-    for values in VALUES:
-        docs = k8s_render.documents(k8s_render.render(None if values == "values.yaml" else values))
-        (folder / values).write_text(yaml.safe_dump_all(docs))
+def test_each_committed_baseline_entry_says_why() -> None:
+    for baseline in (chart_lint.CHECKOV_BASELINE, chart_lint.KUBE_SCORE_BASELINE):
+        assert chart_lint.accepted(baseline), baseline
 
 
-def test_checkov_finds_nothing_beyond_the_baseline(tmp_path: Path) -> None:
-    allowed = accepted(BASELINE)
-    render_all(tmp_path)
-    found: set[tuple[str, str]] = set()
-    results = findings(tmp_path)
-    assert set(results) == set(VALUES)  # every file was read (each has some accepted finding)
-    for values, failed in results.items():
-        new = {(c, r) for c, r in failed if (c, r) not in allowed and (c, "*") not in allowed}
-        assert not new, f"{values}: {sorted(new)}"
-        found |= failed | {(c, "*") for c, _ in failed}
-    assert allowed <= found, f"baseline entries nothing needs: {sorted(allowed - found)}"
+@pytest.mark.parametrize(
+    "entry",
+    [{"resources": ["*"]}, {"why": " ", "resources": ["*"]}, {"why": "fine"}, "just because"],
+)
+def test_a_baseline_entry_without_why_or_resources_is_refused(
+    tmp_path: Path, entry: object
+) -> None:
+    baseline = tmp_path / "baseline.yaml"
+    baseline.write_text(yaml.safe_dump({"some-check": entry}))
+    with pytest.raises(chart_lint.BaselineError, match="some-check"):
+        chart_lint.accepted(baseline)
 
 
-def critical(manifests: Path) -> set[tuple[str, str]]:
-    """(check id, kind/name) of every CRITICAL kube-score finding on ``manifests``."""
-    proc = subprocess.run(
-        [str(KUBE_SCORE), "score", "--output-format", "json", "--kubernetes-version", KUBERNETES,
-         str(manifests)],
-        capture_output=True, text=True, check=False, timeout=300, env={"PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
-    # It exits 1 when it finds a critical issue; its report is what counts.
-    assert proc.returncode in (0, 1), proc.stderr[-2000:]
-    scored: list[Any] = json.loads(proc.stdout)
-    assert scored
-    return {
-        (check["check"]["id"], f"{obj['type_meta']['kind']}/{obj['object_meta']['name']}")
-        for obj in scored
-        for check in obj["checks"]
-        if check["grade"] == CRITICAL and not check["skipped"]
-    }
+def test_a_critical_finding_outside_the_baseline_fails_and_so_does_an_unneeded_entry(
+    tmp_path: Path,
+) -> None:
+    manifest = tmp_path / "probed.yaml"
+    manifest.write_text(yaml.safe_dump(IDENTICAL_PROBES))
+    found = chart_lint.kube_score(manifest)
+    assert ("pod-probes-identical", "Deployment/probed") in found
 
+    problems = chart_lint.beyond({"probed.yaml": found}, set())
+    assert "probed.yaml: pod-probes-identical on Deployment/probed" in problems
 
-def test_kube_score_finds_nothing_critical_beyond_the_baseline(tmp_path: Path) -> None:
-    assert KUBE_SCORE.exists(), "scripts/bootstrap builds kube-score with Go"
-    allowed = accepted(KUBE_SCORE_BASELINE)
-    render_all(tmp_path)
-    found: set[tuple[str, str]] = set()
-    for values in VALUES:
-        failed = critical(tmp_path / values)
-        new = {(c, r) for c, r in failed if (c, r) not in allowed and (c, "*") not in allowed}
-        assert not new, f"{values}: {sorted(new)}"
-        found |= failed | {(c, "*") for c, _ in failed}
-    assert allowed <= found, f"baseline entries nothing needs: {sorted(allowed - found)}"
+    accepted = {(check, chart_lint.ANY) for check, _ in found}
+    assert chart_lint.beyond({"probed.yaml": found}, accepted) == []
+    stale = accepted | {("statefulset-has-servicename", "StatefulSet/gone")}
+    assert chart_lint.beyond({"probed.yaml": found}, stale) == [
+        "baseline entry nothing needs: statefulset-has-servicename on StatefulSet/gone"
+    ]

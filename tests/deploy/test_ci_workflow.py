@@ -57,6 +57,17 @@ def test_test_job_runs_every_ci_run_command(workflow: dict[str, Any]) -> None:
     assert "--fail-under=80" in (ROOT / "scripts" / "test").read_text()
 
 
+def test_the_chart_is_linted_before_the_tests(workflow: dict[str, Any]) -> None:
+    commands = ci_run_commands()
+    assert commands.index("scripts/lint-chart") < commands.index("scripts/test")
+    steps = workflow["jobs"]["test"]["steps"]
+    uses = [s.get("uses", "") for s in steps]
+    runs = [s.get("run", "") for s in steps]
+    # kube-score is built with Go by scripts/bootstrap.
+    assert uses.index("actions/setup-go@v5") < runs.index("scripts/bootstrap")
+    assert runs.index("scripts/lint-chart") < runs.index(".venv/bin/pytest -q -n auto tests/unit")
+
+
 def test_images_are_built_from_the_repository_dockerfiles(workflow: dict[str, Any]) -> None:
     build = workflow["jobs"]["build"]
     for entry in build["strategy"]["matrix"]["include"]:

@@ -20,12 +20,7 @@ from plexica.gateway.config import kong_config, traefik_config
 from plexica.settings import ENV_PREFIX, Settings, load_settings
 from tests.deploy.conftest import DEPLOY
 
-VALUES = [
-    "values.yaml",
-    "values-dev.yaml",
-    "values-self-hosted.yaml",
-    "values-external-services.yaml",
-]
+VALUES = list(k8s_render.VALUES_FILES)
 VALIDATE = Path(sys.executable).with_name("kubernetes-validate")
 Doc = dict[str, Any]
 

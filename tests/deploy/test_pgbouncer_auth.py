@@ -35,9 +35,10 @@ class Site:
     owner_password: str
     auth_user: str
     auth_password: str
+    readiness: list[str]  # the Deployment's readiness probe, aimed at this PgBouncer
 
 
-def _rendered(suffix: str) -> dict[str, Any]:
+def _rendered(suffix: str) -> dict[str, dict[str, Any]]:
     values = k8s_render.values("values-dev.yaml")
     values["postgresql"] = {**values.get("postgresql", {}), "username": f"owner_{suffix}",
                             "database": f"chart_{suffix}"}  # fmt: skip
@@ -45,7 +46,7 @@ def _rendered(suffix: str) -> dict[str, Any]:
     values["keycloak"] = {"enabled": False}
     values["external"] = {"keycloakCidr": "10.0.0.0/8", "keycloakUrl": "http://id.invalid"}
     docs = k8s_render.documents(k8s_render.render(None, **values))
-    return {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    return {f"{d['kind']}/{d['metadata']['name']}": d for d in docs}
 
 
 def _init_sql(script: str, env: dict[str, str]) -> str:
@@ -62,8 +63,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     record = servers.ensure("postgres")
     suffix = secrets.token_hex(4)
     maps = _rendered(suffix)
-    script = maps["plexica-postgresql-initdb"]["data"]["10-roles.sh"]
-    ini = maps["plexica-pgbouncer"]["data"]["pgbouncer.ini"]
+    script = maps["ConfigMap/plexica-postgresql-initdb"]["data"]["10-roles.sh"]
+    ini = maps["ConfigMap/plexica-pgbouncer"]["data"]["pgbouncer.ini"]
+    pod = maps["Deployment/plexica-pgbouncer"]["spec"]["template"]["spec"]
+    probe = next(c for c in pod["containers"] if c["name"] == "pgbouncer")["readinessProbe"]
     owner, auth = f"owner_{suffix}", f"bouncer_{suffix}"
     database = f"chart_{suffix}"
     owner_pw, auth_pw = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
@@ -110,8 +113,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     )  # fmt: skip
     try:
         wait_for_port(port, timeout=60, proc=proc)
+        readiness = [a.replace("--port=5432", f"--port={port}") for a in probe["exec"]["command"]]
         yield Site(f"{base}/{database}", "127.0.0.1", port, database, owner, owner_pw, auth,
-                   auth_pw)  # fmt: skip
+                   auth_pw, readiness)  # fmt: skip
     finally:
         proc.terminate()
         try:
@@ -139,6 +143,16 @@ async def through_bouncer(site: Site, user: str, password: str) -> str:
         return str(await conn.fetchval("SELECT current_user"))
     finally:
         await conn.close()
+
+
+def test_the_readiness_probe_is_answered_by_pgbouncer_without_a_password(site: Site) -> None:
+    """Liveness is the port accepting; readiness asks PgBouncer for a login (the auth user's,
+    whose password it holds itself) and takes its password request for an answer."""
+    assert f"--port={site.port}" in site.readiness
+    assert f"--username={site.auth_user}" in site.readiness
+    assert f"--dbname={site.database}" in site.readiness
+    done = subprocess.run(site.readiness, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 async def test_each_login_reaches_postgresql_as_itself(

@@ -10,12 +10,15 @@ securityContext:
     drop: [ALL]
 {{- end -}}
 
+{{- /* The uid is 10000 + the image's own user where the image runs as any user (no clash with
+a host's users, ADR 0235); the volumes are its group's, re-owned only when their root is not. */}}
 {{- define "plexica.backingPodSecurity" -}}
 securityContext:
   runAsNonRoot: true
   runAsUser: {{ .uid }}
   runAsGroup: {{ .uid }}
   fsGroup: {{ .uid }}
+  fsGroupChangePolicy: OnRootMismatch
   seccompProfile:
     type: RuntimeDefault
 {{- end -}}
