@@ -18,10 +18,6 @@ from plexica_sdk.context import Principal
 from plexica_sdk.errors import PlexicaError
 
 
-def actor_of(principal: Principal) -> str:
-    return principal.email or principal.subject
-
-
 async def record(  # noqa: PLR0917 - the audit contract other domains call
     session: AsyncSession,
     actor: str,

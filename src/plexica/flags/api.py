@@ -34,10 +34,6 @@ FlagsDep = Annotated[FlagService, Depends(get_flags)]
 DbDep = Annotated[Database, Depends(get_db)]
 
 
-def actor_of(principal: Principal) -> str:
-    return principal.email or principal.subject
-
-
 @router.get("", summary="Every flag (operators)")
 async def list_flags(flags: FlagsDep, db: DbDep, _: OperatorDep) -> list[FlagDefinition]:
     async with db.session() as session:
@@ -49,7 +45,7 @@ async def create_flag(
     body: FlagIn, flags: FlagsDep, db: DbDep, operator: OperatorDep
 ) -> FlagDefinition:
     async with db.session() as session:
-        flag = await flags.create(session, actor_of(operator), body)
+        flag = await flags.create(session, operator.actor, body)
     await flags.announce(flag)
     return flag
 
@@ -102,7 +98,7 @@ async def update_flag(
     key: str, body: FlagPatch, flags: FlagsDep, db: DbDep, operator: OperatorDep
 ) -> FlagDefinition:
     async with db.session() as session:
-        flag = await flags.update(session, actor_of(operator), key, body)
+        flag = await flags.update(session, operator.actor, key, body)
     await flags.announce(flag)
     return flag
 
@@ -112,7 +108,7 @@ async def toggle_flag(
     key: str, flags: FlagsDep, db: DbDep, operator: OperatorDep, body: ToggleIn | None = None
 ) -> FlagDefinition:
     async with db.session() as session:
-        flag = await flags.toggle(session, actor_of(operator), key, body.enabled if body else None)
+        flag = await flags.toggle(session, operator.actor, key, body.enabled if body else None)
     await flags.announce(flag)
     return flag
 

@@ -80,7 +80,7 @@ async def change_password(
     # address, which every user shares, and sign-in's counters are not this one's.
     account = (f"password:{realm}", principal.subject, f"password:{realm}:{principal.subject}")
     await refuse_while_blocked(throttle, *account, "wrong passwords")
-    actor, target = audit.actor_of(principal), f"user:{principal.subject}"
+    actor, target = principal.actor, f"user:{principal.subject}"
     try:
         ended = await adapter.change_password(
             realm, principal.subject, body.current_password, body.new_password,
@@ -161,7 +161,7 @@ async def create_user(request: Request, principal: WriteUsers, body: UserCreate)
     user = _user(made)
     async with _db(request).session() as session:
         await audit.record(
-            session, audit.actor_of(principal), "identity.user.created", principal.tenant_id,
+            session, principal.actor, "identity.user.created", principal.tenant_id,
             f"user:{user.id}", after=user.model_dump(mode="json"),
         )  # fmt: skip
         await events.publish(
@@ -184,7 +184,7 @@ async def _set_enabled(request: Request, principal: Principal, user_id: UUID, on
         if not on:  # after the provider: no token got under the old state is newer
             cut = await revocation.cut_subject(session, realm, str(user_id))
         await audit.record(
-            session, audit.actor_of(principal),
+            session, principal.actor,
             "identity.user.enabled" if on else "identity.user.disabled", principal.tenant_id,
             f"user:{user_id}", before.model_dump(mode="json"), after.model_dump(mode="json"),
         )  # fmt: skip
@@ -219,7 +219,7 @@ async def set_roles(
         if set(before.roles) - roles:  # a role taken away: tokens that carry it are refused
             cut = await revocation.cut_subject(session, realm, str(user_id))
         await audit.record(
-            session, audit.actor_of(principal), "identity.user.roles_changed",
+            session, principal.actor, "identity.user.roles_changed",
             principal.tenant_id, f"user:{user_id}",
             before.model_dump(mode="json"), after.model_dump(mode="json"),
         )  # fmt: skip
@@ -246,7 +246,7 @@ async def end_sessions(request: Request, principal: WriteUsers, user_id: UUID) -
     async with _db(request).session() as session:
         cut = await revocation.cut_subject(session, realm, str(user_id))
         await audit.record(
-            session, audit.actor_of(principal), "identity.user.sessions_ended",
+            session, principal.actor, "identity.user.sessions_ended",
             principal.tenant_id, f"user:{user_id}", after=user.model_dump(mode="json"),
         )  # fmt: skip
     _noted(request, cut)
@@ -266,7 +266,7 @@ async def reset_password(request: Request, principal: WriteUsers, user_id: UUID)
     await adapter.set_password(realm, user.email, password)
     async with _db(request).session() as session:
         await audit.record(
-            session, audit.actor_of(principal), "identity.user.password_reset",
+            session, principal.actor, "identity.user.password_reset",
             principal.tenant_id, f"user:{user_id}",
         )  # fmt: skip
     return PasswordReset(user=user, password=password)
@@ -313,7 +313,7 @@ async def grant_role_permissions(
         await service.grant_permissions(session, tenant_id, role, body.permissions)
         after = await service.role_permissions(session, tenant_id, role)
         await audit.record(
-            session, audit.actor_of(principal), "identity.role.permissions_granted", tenant_id,
+            session, principal.actor, "identity.role.permissions_granted", tenant_id,
             f"role:{role}", before, after,
         )  # fmt: skip
     _invalidate_permissions(request)
@@ -334,7 +334,7 @@ async def revoke_role_permission(
         after = await service.role_permissions(session, tenant_id, role)
         if before != after:
             await audit.record(
-                session, audit.actor_of(principal), "identity.role.permissions_revoked",
+                session, principal.actor, "identity.role.permissions_revoked",
                 tenant_id, f"role:{role}", before, after,
             )  # fmt: skip
     _invalidate_permissions(request)
@@ -356,7 +356,7 @@ async def _clients(request: Request, principal: Principal) -> AsyncIterator[Serv
     async with _db(request).session() as session:
         yield ServiceClients(
             session, adapter, _revocations(request), realm,
-            principal.tenant_id, audit.actor_of(principal),
+            principal.tenant_id, principal.actor,
         )  # fmt: skip
 
 

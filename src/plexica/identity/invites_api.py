@@ -9,7 +9,6 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
 
-from plexica.audit import service as audit
 from plexica.identity.api import ReadUsers, WriteUsers, _adapter, _db, _realm_of
 from plexica.identity.invites import Actor, InviteInvalidError, Invites
 from plexica.identity.schemas import (
@@ -52,7 +51,7 @@ InvitesDep = Annotated[Invites, Depends(invites_of)]
 
 
 def _actor(principal: Principal) -> Actor:
-    return Actor(audit.actor_of(principal), _realm_of(principal), principal.tenant_id)
+    return Actor(principal.actor, _realm_of(principal), principal.tenant_id)
 
 
 @router.post(

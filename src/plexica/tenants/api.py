@@ -276,7 +276,7 @@ async def update_branding(
     )
     if after != before:
         await audit.record(
-            session, audit.actor_of(principal), "tenant.branding.updated", tenant.id,
+            session, principal.actor, "tenant.branding.updated", tenant.id,
             f"tenant:{tenant.id}", before.model_dump(mode="json"), after.model_dump(mode="json"),
         )  # fmt: skip
     return after
@@ -328,7 +328,7 @@ async def put_logo(
     logo = {"content_type": content_type, "size": info.size, "etag": info.etag}
     await service.put_setting(session, BRAND_LOGO, logo)
     await audit.record(
-        session, audit.actor_of(principal), "tenant.branding.logo_uploaded", tenant.id,
+        session, principal.actor, "tenant.branding.logo_uploaded", tenant.id,
         f"tenant:{tenant.id}", before.logo and before.logo.model_dump(), logo,
     )  # fmt: skip
     return await service.branding(session, tenant)
@@ -382,7 +382,7 @@ async def delete_logo(
     await service.delete_setting(session, BRAND_LOGO)
     await _storage(request).delete(session, Scope.of_tenant(tenant.id, tenant.slug), LOGO_KEY)
     await audit.record(
-        session, audit.actor_of(principal), "tenant.branding.logo_removed", tenant.id,
+        session, principal.actor, "tenant.branding.logo_removed", tenant.id,
         f"tenant:{tenant.id}", before.logo.model_dump(), None,
     )  # fmt: skip
 

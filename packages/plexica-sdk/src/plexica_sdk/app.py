@@ -156,7 +156,9 @@ class PluginContext:
         meets the schema the manifest declares for it."""
         if self.events is not None:
             self.events.check(type, data)
-        return await publish(self.db, self.plugin_id, type, data, subject=subject)
+        return await publish(
+            self.db, self.plugin_id, type, data, subject=subject, actor=self.principal.actor
+        )
 
 
 def runtime(request: Request) -> PluginRuntime:

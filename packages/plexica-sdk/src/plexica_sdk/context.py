@@ -34,6 +34,11 @@ class Principal(BaseModel):
     session_id: str | None = None
 
     @property
+    def actor(self) -> str:
+        """Who the audit log names for this caller."""
+        return self.email or self.subject
+
+    @property
     def is_operator(self) -> bool:
         return self.tenant_id is None and SUPER_ADMIN in self.roles
 

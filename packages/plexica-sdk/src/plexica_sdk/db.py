@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import structlog
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -172,17 +173,26 @@ async def publish(
     data: dict[str, Any],
     *,
     subject: str | None = None,
+    actor: str | None = None,
 ) -> UUID:
     """Write an event to the platform outbox in the caller's transaction.
 
-    The platform's function adds the tenant and source and refuses types outside the plugin's
-    own namespace, so a plugin cannot publish for another tenant or as another plugin."""
-    parent = tracing.event_traceparent()
-    if parent is not None:
-        # Read by that function for the event's traceparent (ADR 0184).
-        await session.execute(
-            text("SELECT set_config('plexica.traceparent', :t, true)"), {"t": parent}
-        )
+    The platform's function adds the tenant and source, refuses types outside the plugin's
+    own namespace, so a plugin cannot publish for another tenant or as another plugin, and
+    records the event in the platform's audit log with ``actor`` (ADR 0238)."""
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    # Read by that function for the event's traceparent (ADR 0184) and its audit entry.
+    await session.execute(
+        text(
+            "SELECT set_config('plexica.traceparent', :t, true),"
+            " set_config('plexica.actor', :a, true), set_config('plexica.request_id', :r, true)"
+        ),
+        {
+            "t": tracing.event_traceparent() or "",
+            "a": actor or "",
+            "r": request_id if isinstance(request_id, str) else "",
+        },
+    )
     result = await session.execute(
         text(f"SELECT {publish_function(plugin_id)}(:type, :subject, CAST(:data AS jsonb))"),
         {"type": type, "subject": subject, "data": json.dumps(data, default=str)},

@@ -240,6 +240,14 @@ async def create_functions(
             " (id, tenant_id, type, source, subject, time, data, traceparent)"
             f" VALUES (new_id, '{tenant}'::uuid, event_type, '/plugins/{plugin_id}',"
             " event_subject, now(), event_data, trace);"
+            # What the plugin did, in the tenant's audit log (ADR 0238): the actor is the one
+            # the plugin's SDK names, the action is the event type, in the plugin's namespace.
+            " INSERT INTO platform.audit_log"
+            " (id, actor, action, tenant_id, target, after, trace_id, request_id)"
+            " VALUES (uuidv7(), coalesce(left(nullif(current_setting('plexica.actor', true), ''),"
+            f" 320), 'plugin:{plugin_id}'), event_type, '{tenant}'::uuid, event_subject,"
+            " event_data, substring(trace FROM 4 FOR 32), substring("
+            " current_setting('plexica.request_id', true) FROM '^[A-Za-z0-9._:-]{8,128}$'));"
             " RETURN new_id; END $fn$"
         )
     )
