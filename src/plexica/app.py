@@ -19,6 +19,8 @@ from plexica.gateway.api import router as gateway_router
 from plexica.gateway.wiring import start_gateway
 from plexica.identity.api import me_router, roles_router, service_clients_router, users_router
 from plexica.identity.invites_api import router as invites_router
+from plexica.identity.mfa_api import router as mfa_router
+from plexica.identity.mfa_api import users_router as mfa_users_router
 from plexica.identity.oidc import router as oidc_router
 from plexica.identity.wiring import identity_lifespan
 from plexica.kit.db import Database
@@ -114,6 +116,8 @@ def create_app(
     app.include_router(_info_router())
     app.include_router(oidc_router)
     app.include_router(me_router)
+    app.include_router(mfa_router)
+    app.include_router(mfa_users_router)
     app.include_router(users_router)
     app.include_router(invites_router)
     app.include_router(roles_router)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Callable
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
@@ -66,8 +67,10 @@ async def password_login(
     *,
     client_id: str = CLI_CLIENT,
     redirect_uri: str = CLI_REDIRECT,
+    code: Callable[[], str] | None = None,
 ) -> dict[str, Any]:
-    """The token response of signing in as ``email`` at ``issuer``."""
+    """The token response of signing in as ``email`` at ``issuer``; ``code`` gives the second
+    step's code when the account uses two-step sign-in (ADR 0232)."""
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(16)
     endpoint = issuer.rstrip("/") + "/protocol/openid-connect"
@@ -85,6 +88,13 @@ async def password_login(
         raise LoginError(" ".join(form.alert) or f"no login form (HTTP {page.status_code})")
     fields = {**form.fields, "username": email, "password": password}
     answer = await http.post(urljoin(str(page.url), form.action), data=fields)
+    second = _FormParser()
+    second.feed(answer.text)
+    if answer.status_code == 200 and "challenge" in second.fields:
+        if code is None:
+            raise LoginError("this account uses two-step sign-in: a code is needed")
+        fields = {**second.fields, "code": code()}
+        answer = await http.post(urljoin(str(page.url), second.action or ""), data=fields)
     location = answer.headers.get("location", "")
     if answer.status_code not in (302, 303) or not location.startswith(redirect_uri):
         failed = _FormParser()

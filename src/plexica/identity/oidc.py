@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -15,8 +18,15 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
-from plexica.identity import service, sessions, tokens
-from plexica.identity.oidc_pages import CSRF_COOKIE, NO_STORE, error_page, login_form, page
+from plexica.identity import mfa, service, sessions, tokens
+from plexica.identity.oidc_pages import (
+    CSRF_COOKIE,
+    NO_STORE,
+    code_form,
+    error_page,
+    login_form,
+    page,
+)
 from plexica.identity.oidc_requests import (
     auth_params,
     base_url,
@@ -146,11 +156,9 @@ def _address(request: Request) -> str:
 async def login(realm: RealmName, request: Request) -> Response:
     form = await request.form()
     params = auth_params(form)
-    email = str(form.get("username", "")).strip().lower()[:320]
-    password = str(form.get("password", ""))[:1024]
     csrf_cookie = request.cookies.get(CSRF_COOKIE, "")
     csrf_field = str(form.get("csrf", ""))
-    throttle: LoginThrottle = request.app.state.login_throttle
+    challenge = str(form.get("challenge", ""))[:100]
     async with _db(request).session() as session:
         found, stop = await check_authorize(session, request, realm, params)
         if stop is not None:
@@ -158,32 +166,21 @@ async def login(realm: RealmName, request: Request) -> Response:
         assert found is not None
         if not csrf_cookie or not hmac.compare_digest(csrf_cookie, csrf_field):
             return login_form(
-                realm, params, secrets.token_urlsafe(24), email=email,
+                realm, params, secrets.token_urlsafe(24),
+                email=str(form.get("username", "")).strip().lower()[:320],
                 error="Your sign-in form expired. Please try again.", status=400,
                 secure=_https(request),
             )  # fmt: skip
-        wait = await throttle.blocked(realm, email, _address(request))
-        if wait > 0:
-            response = login_form(
-                realm, params, csrf_cookie, email=email,
-                error=f"Too many failed attempts. Try again in {int(wait) + 1} seconds.",
-                status=429, secure=_https(request),
-            )  # fmt: skip
-            response.headers["Retry-After"] = str(int(wait) + 1)
-            return response
-        user = await service.authenticate(session, realm, email, password)
-        if user is None:
-            await throttle.failed(realm, email, _address(request))
-            details = {"address": _address(request), "client": params["client_id"]}
-            await audit.record(
-                session, email or "anonymous", "identity.login.failed", found["tenant_id"],
-                f"realm:{realm}", after=details,
-            )  # fmt: skip
-            return login_form(
-                realm, params, csrf_cookie, email=email, error="Invalid email or password.",
-                status=401, secure=_https(request),
-            )  # fmt: skip
-        await throttle.succeeded(realm, email)
+        step = _SignIn(request, session, realm, params, found["tenant_id"], csrf_cookie)
+        if challenge:
+            user = await step.second(challenge, str(form.get("code", ""))[:64])
+        else:
+            user = await step.first(
+                str(form.get("username", "")).strip().lower()[:320],
+                str(form.get("password", ""))[:1024],
+            )
+        if isinstance(user, Response):
+            return user
         code = await tokens.create_code(
             session,
             realm,
@@ -200,6 +197,88 @@ async def login(realm: RealmName, request: Request) -> Response:
     done = RedirectResponse(with_query(params["redirect_uri"], back), status_code=303)
     done.delete_cookie(CSRF_COOKIE, path="/realms/" + realm)
     return done
+
+
+@dataclass
+class _SignIn:
+    """The two steps of a sign-in form: the password, then (with TOTP, ADR 0232) a code. Each
+    gives the user to issue a code for, or the page to answer with."""
+
+    request: Request
+    session: AsyncSession
+    realm: str
+    params: dict[str, str]
+    tenant_id: Any
+    csrf: str
+
+    @property
+    def throttle(self) -> LoginThrottle:
+        throttle: LoginThrottle = self.request.app.state.login_throttle
+        return throttle
+
+    async def _blocked(self, email: str, again: Callable[[str, int], Response]) -> Response | None:
+        wait = await self.throttle.blocked(self.realm, email, _address(self.request))
+        if wait <= 0:
+            return None
+        response = again(f"Too many failed attempts. Try again in {int(wait) + 1} seconds.", 429)
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
+
+    async def _failed(self, email: str, action: str) -> None:
+        await self.throttle.failed(self.realm, email, _address(self.request))
+        details = {"address": _address(self.request), "client": self.params["client_id"]}
+        await audit.record(
+            self.session, email or "anonymous", action, self.tenant_id, f"realm:{self.realm}",
+            after=details,
+        )  # fmt: skip
+
+    def _password_form(self, email: str) -> Callable[[str, int], Response]:
+        return lambda error, status: login_form(
+            self.realm, self.params, self.csrf, email=email, error=error, status=status,
+            secure=_https(self.request),
+        )  # fmt: skip
+
+    async def first(self, email: str, password: str) -> dict[str, Any] | Response:
+        again = self._password_form(email)
+        if (blocked := await self._blocked(email, again)) is not None:
+            return blocked
+        user = await service.authenticate(self.session, self.realm, email, password)
+        if user is None:
+            await self._failed(email, "identity.login.failed")
+            return again("Invalid email or password.", 401)
+        await self.throttle.succeeded(self.realm, email)
+        if (await mfa.status(self.session, user["id"])).enabled:
+            token = await mfa.open_challenge(self.session, self.realm, user["id"])
+            return code_form(self.realm, self.params, self.csrf, token)
+        return user
+
+    async def second(self, challenge: str, code: str) -> dict[str, Any] | Response:
+        answer = await mfa.answer(self.session, self.realm, challenge, code, time.time())
+        user = (
+            await service.enabled_user(self.session, self.realm, answer.user_id)
+            if answer.user_id is not None
+            else None
+        )
+        if user is None:
+            return self._password_form("")("Your sign-in expired. Please sign in again.", 400)
+        email = str(user["email"])
+
+        def again(error: str, status: int) -> Response:
+            return code_form(self.realm, self.params, self.csrf, challenge, error=error,
+                             status=status)  # fmt: skip
+
+        if (blocked := await self._blocked(email, again)) is not None:
+            return blocked
+        if answer.used is None:
+            await self._failed(email, "identity.login.mfa_failed")
+            return again("That code is not valid. Try the current one.", 401)
+        await self.throttle.succeeded(self.realm, email)
+        if answer.used == "recovery":
+            await audit.record(
+                self.session, email, "identity.login.recovery_code_used", self.tenant_id,
+                f"user:{user['id']}",
+            )  # fmt: skip
+        return user
 
 
 # --- token endpoint -------------------------------------------------------------------------

@@ -43,6 +43,12 @@ def error_page(message: str, status: int = 400, title: str = "Sign-in error") ->
     return page(title, f"<h1>{escape(title)}</h1>{alert}", status)
 
 
+def _hidden(params: dict[str, str]) -> str:
+    return "".join(
+        f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">' for k, v in params.items()
+    )
+
+
 def login_form(
     realm: str,
     params: dict[str, str],
@@ -53,9 +59,7 @@ def login_form(
     status: int = 200,
     secure: bool = False,
 ) -> HTMLResponse:
-    hidden = "".join(
-        f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">' for k, v in params.items()
-    )
+    hidden = _hidden(params)
     alert = f'<p id="login-error" class="error" role="alert">{escape(error)}</p>' if error else ""
     described = ' aria-describedby="login-error" aria-invalid="true"' if error else ""
     body = f"""<h1>Sign in</h1>
@@ -77,3 +81,31 @@ def login_form(
         secure=secure, max_age=1800,
     )  # fmt: skip
     return response
+
+
+def code_form(
+    realm: str,
+    params: dict[str, str],
+    csrf: str,
+    challenge: str,
+    *,
+    error: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    """The second step of a sign-in with TOTP: the code of the user's authenticator, or one of
+    their recovery codes (ADR 0232). The CSRF cookie of the first step still holds."""
+    hidden = _hidden(params)
+    alert = f'<p id="code-error" class="error" role="alert">{escape(error)}</p>' if error else ""
+    described = ' aria-describedby="code-error" aria-invalid="true"' if error else ""
+    body = f"""<h1>Two-step verification</h1>
+<p>to <strong>{escape(realm)}</strong></p>
+{alert}
+<form method="post" action="" novalidate>
+<input type="hidden" name="csrf" value="{escape(csrf)}">
+<input type="hidden" name="challenge" value="{escape(challenge)}">{hidden}
+<label for="code">Code from your authenticator app, or a recovery code</label>
+<input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code"
+ required autofocus{described}>
+<button type="submit">Verify</button>
+</form>"""
+    return page("Two-step verification", body, status)

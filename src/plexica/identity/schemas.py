@@ -174,3 +174,23 @@ class PasswordChanged(BaseModel):
 class InviteAccepted(BaseModel):
     email: str
     tenant_slug: str | None
+
+
+class MfaStatus(BaseModel):
+    enabled: bool
+    recovery_codes_left: int
+
+
+class TotpEnrolment(BaseModel):
+    secret: str = Field(description="Base32, for an authenticator app's manual entry")
+    otpauth_uri: str = Field(description="The same as an otpauth:// URI (what a QR code holds)")
+
+
+class MfaCode(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=64, description="A current code or a recovery code")
+
+
+class RecoveryCodes(BaseModel):
+    recovery_codes: list[str] = Field(description="Single-use; shown this once")

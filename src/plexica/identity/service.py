@@ -23,7 +23,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.identity import key_repository, repository, signing
+from plexica.identity import key_repository, mfa_repository, repository, signing
 from plexica.identity.adapter import WrongPasswordError
 from plexica.identity.names import CLI_CLIENT, CLI_REDIRECT, OPERATOR_REALM, issuer_url
 from plexica.identity.schemas import User
@@ -179,8 +179,9 @@ async def find_realm(session: AsyncSession, realm: str) -> dict[str, Any] | None
 
 
 async def purge_expired(session: AsyncSession) -> None:
-    """Delete the authorization codes and refresh tokens past their expiry."""
+    """Delete the authorization codes, refresh tokens and sign-in challenges past their expiry."""
     await repository.purge_expired(session, now_utc())
+    await mfa_repository.purge_expired_challenges(session)
 
 
 async def realm_or_404(session: AsyncSession, realm: str) -> dict[str, Any]:
@@ -273,6 +274,11 @@ async def change_password(
         raise WrongPasswordError("The current password is not correct.")
     await repository.update_user(session, user_id, password_hash=await hash_password(new))
     return await repository.end_user_sessions(session, user_id, keep)
+
+
+async def enabled_user(session: AsyncSession, realm: str, user_id: UUID) -> dict[str, Any] | None:
+    row = await repository.user_by_id(session, realm, user_id)
+    return row if row is not None and row["enabled"] else None
 
 
 async def authenticate(

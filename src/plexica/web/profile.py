@@ -5,6 +5,7 @@ the user's other sign-in sessions; the shell ends their other web sessions too, 
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
@@ -16,6 +17,7 @@ from plexica.web.shell import ROLE_LABELS, Shell, tenant_nav
 FIELDS = ("current_password", "new_password", "confirm")
 CURRENT, NEW, CONFIRM = FIELDS
 WRONG = "Your current password is not correct. Nothing was changed."
+WRONG_CODE = "That code is not valid. Enter the current code of your authenticator app."
 
 
 def _check(form: dict[str, str]) -> dict[str, str]:
@@ -39,16 +41,22 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
         errors: dict[str, str] | None = None,
         error: str | None = None,
         account_url: str | None = None,
+        enrolment: dict[str, str] | None = None,
+        recovery_codes: list[str] | None = None,
+        mfa_error: str | None = None,
     ) -> Response:
         nav, _ = await tenant_nav(shell, session)
         me = await shell.upstream.api(session, "GET", "/v1/me")
         body = me.body if me.ok and isinstance(me.body, dict) else {}
         roles = [ROLE_LABELS.get(str(r), str(r)) for r in body.get("roles", [])]
+        mfa = await shell.upstream.api(session, "GET", "/v1/me/mfa")
         return shell.page(
             request, session, "profile.html", status, title="Profile", nav=nav,
             email=body.get("email") or "", roles=roles, errors=errors or {},
             error=error or (None if me.ok else me.error_message()), account_url=account_url,
             notice=request.query_params.get("notice"),
+            mfa=mfa.body if mfa.ok and isinstance(mfa.body, dict) else None,
+            enrolment=enrolment, recovery_codes=recovery_codes, mfa_error=mfa_error,
         )  # fmt: skip
 
     @app.get("/t/profile", include_in_schema=False)
@@ -90,3 +98,59 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
             return RedirectResponse(f"/t/profile?{urlencode({'notice': notice})}", 303)
 
         return await shell.run(request, change, operator=False)
+
+    # Two-step sign-in (ADR 0232): the core's /v1/me/mfa, one form each step.
+    @app.post("/t/profile/mfa", include_in_schema=False)
+    async def start_mfa(request: Request) -> Response:
+        async def start(request: Request, session: WebSession) -> Response:
+            done = await shell.upstream.api(session, "POST", "/v1/me/mfa/totp")
+            if not done.ok or not isinstance(done.body, dict):
+                return await profile_page(
+                    request, session, status=done.status, mfa_error=done.error_message()
+                )
+            started = {"secret": str(done.body["secret"]), "uri": str(done.body["otpauth_uri"])}
+            return await profile_page(request, session, enrolment=started)
+
+        return await shell.run(request, start, operator=False)
+
+    @app.post("/t/profile/mfa/confirm", include_in_schema=False)
+    async def confirm_mfa(request: Request) -> Response:
+        async def confirm(request: Request, session: WebSession) -> Response:
+            raw = await request.form()
+            # The secret rides along only to show it again after a wrong code; the core
+            # checks the code against the one it keeps.
+            enrolment = {k: str(raw.get(k, ""))[:300] for k in ("secret", "uri")}
+            done = await shell.upstream.api(
+                session, "POST", "/v1/me/mfa/totp/confirm", json={"code": _code(raw)}
+            )
+            if not done.ok or not isinstance(done.body, dict):
+                return await profile_page(
+                    request, session, status=done.status, enrolment=enrolment,
+                    mfa_error=WRONG_CODE if done.status == 422 else done.error_message(),
+                )  # fmt: skip
+            return await profile_page(
+                request, session, recovery_codes=[str(c) for c in done.body["recovery_codes"]]
+            )
+
+        return await shell.run(request, confirm, operator=False)
+
+    @app.post("/t/profile/mfa/disable", include_in_schema=False)
+    async def disable_mfa(request: Request) -> Response:
+        async def disable(request: Request, session: WebSession) -> Response:
+            raw = await request.form()
+            done = await shell.upstream.api(
+                session, "POST", "/v1/me/mfa/disable", json={"code": _code(raw)}
+            )
+            if not done.ok:
+                return await profile_page(
+                    request, session, status=done.status,
+                    mfa_error=WRONG_CODE if done.status == 422 else done.error_message(),
+                )  # fmt: skip
+            notice = "Two-step verification is off."
+            return RedirectResponse(f"/t/profile?{urlencode({'notice': notice})}", 303)
+
+        return await shell.run(request, disable, operator=False)
+
+
+def _code(raw: Any) -> str:
+    return str(raw.get("code", "")).strip()[:64] or "-"
