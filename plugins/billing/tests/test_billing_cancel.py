@@ -14,15 +14,19 @@ from plexica_sdk.testing import PluginTestKit
 START, END = "2026-01-31", "2026-02-28"
 
 
-def _subscribe(http: httpx.Client, code: str, price: str, **plan: Any) -> dict[str, Any]:
+def _subscribe(
+    http: httpx.Client, code: str, price: str, start: str = START, trial_days: int = 0, **plan: Any
+) -> dict[str, Any]:
+    """A new customer on a new plan, from ``start``."""
     made = http.post(
         "/v1/plans", json={"code": code, "name": code.title(), "price": price, **plan}
     ).json()
     customer = http.post("/v1/customers", json={"name": f"{code} Ltd", "currency": "EUR"}).json()
     r = http.post(
         "/v1/subscriptions",
-        json={"customer_id": customer["id"], "plan_id": made["id"], "start": START},
-    )
+        json={"customer_id": customer["id"], "plan_id": made["id"], "start": start,
+              "trial_days": trial_days},
+    )  # fmt: skip
     assert r.status_code == 201, r.text
     assert r.json()["cancel_at_period_end"] is False
     return dict(r.json())
@@ -139,13 +143,8 @@ def test_canceled_subscriptions_cannot_be_scheduled_and_trials_end_unbilled(
         assert error_code(again, 409) == "invalid_subscription_state"
         assert _get(http, gone)["cancel_at_period_end"] is False
 
-        plan = http.post("/v1/plans", json={"code": "solo", "name": "Solo", "price": "9"}).json()
-        customer = http.post("/v1/customers", json={"name": "Pied Piper"}).json()
-        trial = http.post(
-            "/v1/subscriptions",
-            json={"customer_id": customer["id"], "plan_id": plan["id"], "start": "2026-01-01",
-                  "trial_days": 14},
-        ).json()  # fmt: skip
+        trial = _subscribe(http, "solo", "9", start="2026-01-01", trial_days=14)
+        assert (trial["status"], trial["current_period_end"]) == ("trialing", "2026-01-15")
         _patch(http, trial, {"cancel_at_period_end": True})
         assert _run(http, "2026-01-20") == 0
         ended = _get(http, trial)
