@@ -146,7 +146,7 @@ def test_billing_manifest() -> None:
     from plexica_billing.app import manifest
 
     m = manifest()
-    assert (m.id, m.version, m.base_path) == ("billing", "1.4.0", "/api/plugins/billing")
+    assert (m.id, m.version, m.base_path) == ("billing", "1.5.0", "/api/plugins/billing")
     assert [(d.id, d.optional) for d in m.dependencies] == [("crm", True)]
     assert {e.type for e in m.events.consumes} == {"crm.deal.won"}
     assert {e.type for e in m.events.emits} == {

@@ -260,6 +260,30 @@ async def test_plan_and_subscription_forms(
         assert changed.headers["location"] == "/t/p/billing/subscriptions?done=changed"
         row = (await me.get(changed.headers["location"])).text
         assert "<td>Pro</td>" in row
+        assert "ends on" not in row
+
+        ending = await me.post(
+            f"{BASE}/subscriptions/{sub}/cancel-at-period-end", data={"csrf": token}
+        )
+        assert ending.headers["location"] == "/t/p/billing/subscriptions?done=ending"
+        row = (await me.get(ending.headers["location"])).text
+        assert re.search(r'data-status="active".*?· ends on \d{4}-\d\d-\d\d', row, re.S)
+        assert "Keep subscription</button>" in row
+        assert "Cancel at period end</button>" not in row
+        # No plan change while it ends: the API's message, the plan unchanged.
+        stuck = await me.post(
+            f"{BASE}/subscriptions/{sub}", data={"csrf": token, "plan_id": found["basic"]}
+        )
+        assert stuck.status_code == 409
+        assert "The subscription was not changed: the subscription is canceled at the end" in (
+            stuck.text
+        )
+        kept = await me.post(f"{BASE}/subscriptions/{sub}/keep", data={"csrf": token})
+        assert kept.headers["location"] == "/t/p/billing/subscriptions?done=kept"
+        row = (await me.get(kept.headers["location"])).text
+        assert "Subscription kept: it renews as usual." in row
+        assert "ends on" not in row
+        assert "<td>Pro</td>" in row
         canceled = await me.post(f"{BASE}/subscriptions/{sub}/cancel", data={"csrf": token})
         assert canceled.headers["location"] == "/t/p/billing/subscriptions?done=canceled"
         assert 'data-status="canceled"' in (await me.get(canceled.headers["location"])).text

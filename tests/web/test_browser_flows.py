@@ -1,6 +1,7 @@
 """Console, CRM and Billing flows in real headless Chromium (Playwright, Debian's chromium) against
 the running platform: live provisioning progress (with and without JavaScript), the CRM's forms
-and deals board as a tenant user, the feature flags page, and an invoice issued and paid."""
+and deals board as a tenant user, the feature flags page, an invoice issued and paid, and a
+subscription set to end with its period, then kept."""
 
 from __future__ import annotations
 
@@ -393,9 +394,10 @@ async def test_a_tenant_user_works_with_the_crm_forms_and_board(
     await admin_context.close()
 
 
-async def test_a_tenant_admin_issues_and_collects_an_invoice_in_billing(
-    chromium: Browser, site: Site, db: Database, operator: Operator, billing_published: None
-) -> None:
+async def billing_admin(
+    chromium: Browser, site: Site, db: Database, operator: Operator
+) -> tuple[BrowserContext, Page]:
+    """A new tenant with Billing installed and a customer Ada Ltd, its admin signed in."""
     slug = await ready_tenant(chromium, site, operator, "bill", "Billing Co")
     admin_pw = await set_password(db, f"plexica-{slug}", f"admin@{slug}.example")
 
@@ -410,6 +412,13 @@ async def test_a_tenant_admin_issues_and_collects_an_invoice_in_billing(
     await me.get_by_label("Name").fill("Ada Ltd")
     await me.get_by_role("button", name="Add customer").click()
     await expect(me.get_by_role("status")).to_contain_text("Customer added.")
+    return context, me
+
+
+async def test_a_tenant_admin_issues_and_collects_an_invoice_in_billing(
+    chromium: Browser, site: Site, db: Database, operator: Operator, billing_published: None
+) -> None:
+    context, me = await billing_admin(chromium, site, db, operator)
     await me.get_by_role("link", name="Invoices", exact=True).click()
     await me.get_by_label("Customer").select_option(label="Ada Ltd")
     await me.get_by_role("button", name="Create draft").click()
@@ -447,6 +456,35 @@ async def test_a_tenant_admin_issues_and_collects_an_invoice_in_billing(
     assert (await download.value).suggested_filename == f"{number}.pdf"
     await me.get_by_role("link", name="Invoices", exact=True).click()
     await expect(me.locator(f'tr[data-status="paid"]:has-text("{number}")')).to_be_visible()
+    await context.close()
+
+
+async def test_a_subscription_set_to_end_with_its_period_and_kept_in_billing(
+    chromium: Browser, site: Site, db: Database, operator: Operator, billing_published: None
+) -> None:
+    context, me = await billing_admin(chromium, site, db, operator)
+    await me.get_by_role("link", name="Plans", exact=True).click()
+    await me.get_by_label("Code", exact=True).fill("basic")
+    await me.get_by_label("Name", exact=True).fill("Basic")
+    await me.get_by_label("Price", exact=True).fill("10")
+    await me.get_by_role("button", name="Add plan").click()
+    await expect(me.get_by_role("status")).to_contain_text("Plan added.")
+    await me.get_by_role("link", name="Subscriptions", exact=True).click()
+    await me.get_by_label("Customer", exact=True).select_option(label="Ada Ltd")
+    await me.get_by_label("Plan", exact=True).select_option(label="Basic (10.00 EUR / month)")
+    await me.get_by_role("button", name="Start subscription").click()
+    await expect(me.get_by_role("status")).to_contain_text("Subscription started.")
+
+    row = me.locator("tr[data-subscription]")
+    await row.get_by_role("button", name="Cancel at period end").click()
+    await expect(me.get_by_role("status")).to_contain_text("ends with its current period")
+    await expect(row.locator(".billing-ends")).to_contain_text("ends on ")
+    await expect(row).to_have_attribute("data-status", "active")
+    await shot(me, "tenant-billing-subscription-ending")
+    await row.get_by_role("button", name="Keep subscription").click()
+    await expect(me.get_by_role("status")).to_contain_text("Subscription kept")
+    await expect(row.locator(".billing-ends")).to_have_count(0)
+    await expect(row.get_by_role("button", name="Cancel at period end")).to_be_visible()
     await context.close()
 
 

@@ -270,11 +270,10 @@ def subscription_routes(router: APIRouter) -> None:
             )  # fmt: skip
         return back("ui/subscriptions?done=changed")
 
-    @router.post("/subscriptions/{subscription_id}/cancel", response_class=HTMLResponse)
-    async def cancel_subscription(
-        subscription_id: UUID, ctx: SubWrite, ui: FragmentsDep
-    ) -> Response:
-        body = SubscriptionChange(status="canceled")
+    async def set_subscription(
+        ctx: PluginContext, ui: FragmentsDep, subscription_id: UUID, body: SubscriptionChange
+    ) -> Response | None:
+        """The change made (None), or the page showing why it was refused."""
         try:
             await apply(
                 ctx, lambda: subscription_service.change_subscription(ctx, subscription_id, body)
@@ -283,4 +282,28 @@ def subscription_routes(router: APIRouter) -> None:
             return await subscription_list(
                 ctx, ui, 0, action="subscription", target=subscription_id, refused=refused
             )
-        return back("ui/subscriptions?done=canceled")
+        return None
+
+    @router.post("/subscriptions/{subscription_id}/cancel", response_class=HTMLResponse)
+    async def cancel_subscription(
+        subscription_id: UUID, ctx: SubWrite, ui: FragmentsDep
+    ) -> Response:
+        body = SubscriptionChange(status="canceled")
+        refused = await set_subscription(ctx, ui, subscription_id, body)
+        return refused or back("ui/subscriptions?done=canceled")
+
+    @router.post(
+        "/subscriptions/{subscription_id}/cancel-at-period-end", response_class=HTMLResponse
+    )
+    async def cancel_at_period_end(
+        subscription_id: UUID, ctx: SubWrite, ui: FragmentsDep
+    ) -> Response:
+        body = SubscriptionChange(cancel_at_period_end=True)
+        refused = await set_subscription(ctx, ui, subscription_id, body)
+        return refused or back("ui/subscriptions?done=ending")
+
+    @router.post("/subscriptions/{subscription_id}/keep", response_class=HTMLResponse)
+    async def keep_subscription(subscription_id: UUID, ctx: SubWrite, ui: FragmentsDep) -> Response:
+        body = SubscriptionChange(cancel_at_period_end=False)
+        refused = await set_subscription(ctx, ui, subscription_id, body)
+        return refused or back("ui/subscriptions?done=kept")

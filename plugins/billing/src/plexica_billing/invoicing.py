@@ -72,11 +72,14 @@ def _period_lines(
 
 async def invoice_run(ctx: PluginContext, as_of: date | None) -> InvoiceRun:
     """Invoice every active subscription whose period ended by ``as_of`` and move it to the
-    next period, in this transaction. Billed periods leave the due set, so a second run finds
-    nothing; concurrent runs skip each other's locked rows and share the numbering lock.
+    next period, or cancel it when that was its last (ADR 0237), in this transaction. Billed
+    periods leave the due set, so a second run finds nothing; concurrent runs skip each other's
+    locked rows and share the numbering lock.
     Proration items and usage are attached to the invoice that bills them (ADR 0105)."""
     day = as_of or datetime.now(UTC).date()
     terms, numbers = payment_terms(ctx), []
+    for row in await subscription_repository.cancel_ended_trials(ctx.db, day):
+        await subscription_changed(ctx, Subscription.model_validate(row), "canceled")
     for row in await subscription_repository.end_trials(ctx.db, day):
         await subscription_changed(ctx, Subscription.model_validate(row), "trial_ended")
     while batch := await subscription_repository.lock_due_subscriptions(ctx.db, day, RUN_BATCH):
@@ -90,7 +93,7 @@ async def invoice_run(ctx: PluginContext, as_of: date | None) -> InvoiceRun:
             items_of.setdefault(item["subscription_id"], []).append(item)
         for group in usage:
             usage_of.setdefault(group["subscription_id"], []).append(group)
-        invoices, lines, periods = [], [], []
+        invoices, lines, periods, ending = [], [], [], []
         billed_items, billed_usage = [], []
         for i, sub in enumerate(batch):
             sequence, invoice_id = first + i, uuid.uuid4()
@@ -122,13 +125,16 @@ async def invoice_run(ctx: PluginContext, as_of: date | None) -> InvoiceRun:
             billed_items += [{"id": it["id"], "invoice_id": invoice_id} for it in sub_items]
             billed_usage += [{"ids": g["ids"], "invoice_id": invoice_id} for g in sub_usage]
             end = sub["current_period_end"]
-            periods.append(
-                {
-                    "id": sub["id"],
-                    "start": end,
-                    "end": next_end(sub["anchor"], end, sub["billing_interval"]),
-                }
-            )
+            if sub["cancel_at_period_end"]:
+                ending.append(sub["id"])
+            else:
+                periods.append(
+                    {
+                        "id": sub["id"],
+                        "start": end,
+                        "end": next_end(sub["anchor"], end, sub["billing_interval"]),
+                    }
+                )
             issued = {
                 "invoice_id": str(invoice_id),
                 "number": number,
@@ -143,7 +149,10 @@ async def invoice_run(ctx: PluginContext, as_of: date | None) -> InvoiceRun:
         await invoice_repository.insert_issued_invoices(ctx.db, invoices)
         await invoice_repository.insert_lines(ctx.db, lines)
         await subscription_repository.mark_billed(ctx.db, billed_items, billed_usage)
-        await subscription_repository.advance_periods(ctx.db, periods)
+        if periods:
+            await subscription_repository.advance_periods(ctx.db, periods)
+        for row in await subscription_repository.cancel_at_period_end(ctx.db, ending):
+            await subscription_changed(ctx, Subscription.model_validate(row), "canceled")
     return InvoiceRun(as_of=day, issued=len(numbers), numbers=numbers)
 
 

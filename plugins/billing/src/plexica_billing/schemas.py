@@ -139,6 +139,8 @@ class SubscriptionChange(BaseModel):
     status: Literal["active", "past_due", "canceled"] | None = None
     # The day a plan or seat change takes effect, within the current period (default: today).
     effective: date | None = None
+    # True: canceled by the invoice run that bills the current period; false undoes that.
+    cancel_at_period_end: bool | None = None
 
 
 class Subscription(BaseModel):
@@ -150,6 +152,7 @@ class Subscription(BaseModel):
     current_period_start: date
     current_period_end: date
     canceled_at: datetime | None
+    cancel_at_period_end: bool
 
 
 class PendingItem(BaseModel):
@@ -344,6 +347,10 @@ class AlreadyPaidError(ConflictError):
 
 class SubscriptionStateError(ConflictError):
     code = "invalid_subscription_state"
+
+
+class CancellationScheduledError(ConflictError):
+    code = "cancellation_scheduled"
 
 
 class CustomerInUseError(ConflictError):

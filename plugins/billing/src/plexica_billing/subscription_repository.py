@@ -47,14 +47,16 @@ async def update_subscription(
     quantity: int,
     status: str,
     *,
+    cancel_at_period_end: bool,
     keep_period: bool = False,
 ) -> dict[str, Any]:
-    """Set plan, seats and status; with ``keep_period`` the current period's base line keeps
-    billing the plan and seats it started with (the change is prorated on top)."""
+    """Set plan, seats, status and the cancellation at the period's end; with ``keep_period``
+    the current period's base line keeps billing the plan and seats it started with (the change
+    is prorated on top)."""
     row = await session.execute(
         text(
             "UPDATE billing_subscriptions SET plan_id = :plan, quantity = :quantity,"
-            " status = :status, updated_at = now(),"
+            " status = :status, cancel_at_period_end = :ending, updated_at = now(),"
             " period_plan_id = CASE WHEN :keep THEN coalesce(period_plan_id, plan_id)"
             "  ELSE period_plan_id END,"
             " period_quantity = CASE WHEN :keep THEN coalesce(period_quantity, quantity)"
@@ -68,6 +70,7 @@ async def update_subscription(
             "plan": plan_id,
             "quantity": quantity,
             "status": status,
+            "ending": cancel_at_period_end,
             "id": subscription_id,
             "keep": keep_period,
         },
@@ -202,6 +205,37 @@ async def list_usage(
     return await _page(session, sql, {"sub": subscription_id}, limit, offset)
 
 
+# Canceled when the period ends, not when the run comes by (ADR 0237).
+_CANCEL_AT_END = (
+    "UPDATE billing_subscriptions SET status = 'canceled', updated_at = now(),"
+    " canceled_at = current_period_end::timestamp AT TIME ZONE 'UTC'"
+)
+
+
+async def cancel_ended_trials(session: AsyncSession, as_of: date) -> list[dict[str, Any]]:
+    """Trials over by ``as_of`` and to be canceled at their end: canceled, never billed."""
+    rows = await session.execute(
+        text(
+            f"{_CANCEL_AT_END} WHERE status = 'trialing' AND cancel_at_period_end"
+            " AND current_period_end <= :as_of RETURNING *"
+        ),
+        {"as_of": as_of},
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def cancel_at_period_end(
+    session: AsyncSession, subscription_ids: list[UUID]
+) -> list[dict[str, Any]]:
+    """Subscriptions whose last period the caller has just billed: canceled, not renewed."""
+    if not subscription_ids:
+        return []
+    rows = await session.execute(
+        text(f"{_CANCEL_AT_END} WHERE id = ANY(:ids) RETURNING *"), {"ids": subscription_ids}
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
 async def end_trials(session: AsyncSession, as_of: date) -> list[dict[str, Any]]:
     """Trials over by ``as_of`` become active; the first paid period starts when the trial
     ends (and anchors later periods)."""
@@ -214,7 +248,7 @@ async def end_trials(session: AsyncSession, as_of: date) -> list[dict[str, Any]]
             " current_period_end = (s.current_period_end + CASE p.billing_interval"
             " WHEN 'year' THEN interval '1 year' ELSE interval '1 month' END)::date"
             " FROM billing_plans p WHERE p.id = s.plan_id AND s.status = 'trialing'"
-            " AND s.current_period_end <= :as_of RETURNING s.*"
+            " AND NOT s.cancel_at_period_end AND s.current_period_end <= :as_of RETURNING s.*"
         ),
         {"as_of": as_of},
     )
@@ -229,6 +263,7 @@ async def lock_due_subscriptions(
     rows = await session.execute(
         text(
             "SELECT s.id, s.customer_id, s.quantity, s.anchor, s.current_period_start,"
+            " s.cancel_at_period_end,"
             " s.current_period_end, p.name AS plan_name, p.pricing, p.billing_interval,"
             " coalesce(s.period_price, p.price) AS price, p.currency, p.tax_rate,"
             " coalesce(s.period_quantity, s.quantity) AS period_quantity"

@@ -13,6 +13,7 @@ from plexica_billing import subscription_repository as repo
 from plexica_billing.money import cents
 from plexica_billing.schemas import (
     BillingNotFoundError,
+    CancellationScheduledError,
     CurrencyMismatchError,
     IdempotencyKeyReusedError,
     IntervalMismatchError,
@@ -79,6 +80,7 @@ async def subscription_changed(
             "plan_id": str(sub.plan_id),
             "status": sub.status,
             "quantity": sub.quantity,
+            "cancel_at_period_end": sub.cancel_at_period_end,
             "change": change,
             **extra,
         },
@@ -151,10 +153,10 @@ def _proration_items(
 async def change_subscription(
     ctx: PluginContext, subscription_id: UUID, body: SubscriptionChange
 ) -> Subscription:
-    """Plan, seats or status. A plan or seat change of a billed (active, past-due) subscription
-    is prorated by day: the period's invoice keeps the plan it started with and gets a credit
-    for the unused part of the old plan and a charge for the rest of the period on the new one
-    (ADR 0104)."""
+    """Plan, seats, status or a cancellation at the period's end (ADR 0237). A plan or seat
+    change of a billed (active, past-due) subscription is prorated by day: the period's invoice
+    keeps the plan it started with and gets a credit for the unused part of the old plan and a
+    charge for the rest of the period on the new one (ADR 0104)."""
     row = await repo.subscription_plan(ctx.db, subscription_id)
     if row is None:
         raise BillingNotFoundError("no such subscription")
@@ -162,7 +164,19 @@ async def change_subscription(
     if before.status == "canceled":
         raise SubscriptionStateError("a canceled subscription cannot change")
     plan: dict[str, Any] = {**row, "id": row["plan_id"], "name": row["plan_name"]}
+    ending = before.cancel_at_period_end
+    if body.cancel_at_period_end is not None:
+        ending = body.cancel_at_period_end
     if body.plan_id is not None and body.plan_id != before.plan_id:
+        if ending:
+            # Prorating a plan the subscription is leaving anyway is most likely a mistake: the
+            # caller undoes the cancellation first, or in the same request (ADR 0237).
+            raise CancellationScheduledError(
+                "the subscription is canceled at the end of its period"
+                f" ({before.current_period_end}): keep it (cancel_at_period_end: false) before"
+                " changing its plan",
+                details={"current_period_end": before.current_period_end.isoformat()},
+            )
         plan = await reference(ctx, "billing_plans", body.plan_id, "plan_id")
         if plan["currency"] != row["currency"]:
             raise CurrencyMismatchError(
@@ -199,6 +213,7 @@ async def change_subscription(
             plan["id"],
             quantity,
             status,
+            cancel_at_period_end=ending,
             keep_period=changes_price and billed,
         )
     )

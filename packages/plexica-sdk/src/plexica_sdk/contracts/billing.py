@@ -141,6 +141,7 @@ class SubscriptionChanged(EventData):
     previous_plan_id: UUID | None = None
     status: str
     quantity: int = Field(ge=0)
+    cancel_at_period_end: bool | None = None
     change: SubscriptionChange
     proration: tuple[ProrationLine, ...] | None = None
 
