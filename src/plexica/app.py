@@ -17,10 +17,9 @@ from plexica.flags.api import router as flags_router
 from plexica.flags.wiring import start_flags
 from plexica.gateway.api import router as gateway_router
 from plexica.gateway.wiring import start_gateway
+from plexica.identity import mfa_api
 from plexica.identity.api import me_router, roles_router, service_clients_router, users_router
 from plexica.identity.invites_api import router as invites_router
-from plexica.identity.mfa_api import router as mfa_router
-from plexica.identity.mfa_api import users_router as mfa_users_router
 from plexica.identity.oidc import router as oidc_router
 from plexica.identity.wiring import identity_lifespan
 from plexica.kit.db import Database
@@ -116,8 +115,8 @@ def create_app(
     app.include_router(_info_router())
     app.include_router(oidc_router)
     app.include_router(me_router)
-    app.include_router(mfa_router)
-    app.include_router(mfa_users_router)
+    for router in (mfa_api.router, mfa_api.users_router, mfa_api.policy_router):
+        app.include_router(router)
     app.include_router(users_router)
     app.include_router(invites_router)
     app.include_router(roles_router)

@@ -232,7 +232,14 @@ def load_settings(**overrides: object) -> Settings:
     unknown = [
         k
         for k in unknown
-        if not k.startswith((ENV_PREFIX + "TEST_", ENV_PREFIX + "PASSWORD", ENV_PREFIX + "PLUGIN_"))
+        if not k.startswith(
+            (
+                ENV_PREFIX + "TEST_",
+                ENV_PREFIX + "PASSWORD",
+                ENV_PREFIX + "OTP",
+                ENV_PREFIX + "PLUGIN_",
+            )
+        )
         # The CLI's --url (ADR 0132) and operator token (ADR 0165), not a service's settings.
         and k not in {ENV_PREFIX + "URL", ENV_PREFIX + "TOKEN"}
     ]

@@ -27,6 +27,7 @@ from plexica.settings import Settings
 from plexica.web.app import create_web_app
 from tests.conftest import running
 from tests.identity.conftest import Live, new_tenant, provision, register_tenant, set_password
+from tests.support.totp import code_at, next_code
 
 PUBLIC = "http://testserver"
 
@@ -138,6 +139,20 @@ def test_cli_reset_password_and_token(live: Live, database_url: str) -> None:
     token = _answer(issued.output, r"[\w-]+\.[\w-]+\.[\w-]+")
     me = httpx.get(live.url + "/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert me.json()["email"] == tenant.admin_email
+
+    # With two-step verification on, the code comes from PLEXICA_OTP (ADR 0232).
+    mine = {"Authorization": f"Bearer {token}"}
+    secret = httpx.post(live.url + "/v1/me/mfa/totp", headers=mine).json()["secret"]
+    on = httpx.post(
+        live.url + "/v1/me/mfa/totp/confirm", headers=mine, json={"code": code_at(secret)}
+    )
+    assert on.status_code == 200, on.text
+    issued = runner.invoke(
+        cli, ["token", "--tenant", tenant.slug, "--user", tenant.admin_email],
+        env={**env, "PLEXICA_OTP": next_code(secret)},
+    )  # fmt: skip
+    assert issued.exit_code == 0, issued.output
+    assert _answer(issued.output, r"[\w-]+\.[\w-]+\.[\w-]+")
 
     env["PLEXICA_PASSWORD"] = "wrong-password"
     refused = runner.invoke(

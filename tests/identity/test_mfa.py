@@ -4,6 +4,7 @@ used recovery code and a challenge out of tries are refused; the audit log has e
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from urllib.parse import urlencode
@@ -164,3 +165,51 @@ async def _challenged(
     assert second.status_code == 200, second.text
     assert "challenge" in second.text
     return url, form_fields(second.text)
+
+
+async def test_a_tenant_requiring_mfa_has_users_enrol_at_their_next_sign_in(
+    live: Live, db: Database, http: httpx.AsyncClient
+) -> None:
+    tenant = await provision(db, live)
+    issuer = live.issuer(tenant.realm)
+    email = f"zoe@{tenant.slug}.example"
+    password = await add_user(db, live, tenant.realm, email, {"member"})
+    member = bearer((await password_login(http, issuer, email, password))["access_token"])
+    admin = await admin_bearer(db, live, http, tenant)
+    policy = live.url + "/v1/security-policy"
+    assert (await http.put(policy, headers=member, json={"mfa_required": True})).status_code == 403
+    assert (await http.get(policy, headers=admin)).json() == {"mfa_required": False}
+    bad = await http.put(policy, headers=admin, json={"mfa_required": "yes", "x": 1})
+    assert bad.status_code == 422, bad.text
+    done = await http.put(policy, headers=admin, json={"mfa_required": True})
+    assert done.status_code == 200, done.text
+
+    url, fields = await _challenged(http, issuer, email, password)
+    secret = _secret_of((await http.post(url, data={**fields, "code": "x"})).text)
+    wrong = await http.post(url, data={**fields, "code": code_at(secret, time.time() + 3600)})
+    assert wrong.status_code == 401, wrong.text
+    assert _secret_of(wrong.text) == secret  # the same enrolment, shown again
+    codes = await http.post(url, data={**fields, "code": code_at(secret)})
+    assert codes.status_code == 200, codes.text
+    assert codes.text.count("<li><code>") == 10
+    # Until the user goes on, no code is issued; going on needs no code.
+    went_on = await http.post(url, data=fields)
+    assert went_on.status_code == 303, went_on.text
+    assert "code=" in went_on.headers["location"]
+    assert (await _call(http, live, member["Authorization"][7:], "")).json()["enabled"] is True
+    # The next sign-in asks for a code like any account with TOTP.
+    await password_login(http, issuer, email, password, code=lambda: next_code(secret))
+
+    entries = (
+        await http.get(live.url + "/v1/audit", headers=admin, params={"action": "identity.*"})
+    ).json()["items"]
+    actions = [e["action"] for e in entries]
+    assert "identity.policy.updated" in actions
+    enabled = next(e for e in entries if e["action"] == "identity.mfa.enabled")
+    assert (enabled["actor"], enabled["after"]) == (email, {"at_sign_in": True})
+
+
+def _secret_of(page: str) -> str:
+    found = re.search(r'<code id="mfa-secret">([A-Z2-7]+)</code>', page)
+    assert found is not None, page
+    return found.group(1)

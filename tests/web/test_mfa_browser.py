@@ -67,3 +67,37 @@ async def test_a_user_turns_on_two_step_verification_and_signs_in_with_a_code(
     await expect(page.get_by_role("status")).to_contain_text("Two-step verification is off.")
     await expect(page.locator("#mfa-state")).to_contain_text("Off.")
     await context.close()
+
+
+async def test_a_tenant_admin_requires_two_step_verification_and_a_user_sets_it_up(
+    chromium: Browser,  # noqa: F811 - the fixture
+    site: Site,
+    db: Database,
+    tenant: Tenant,  # noqa: F811 - the fixture
+) -> None:
+    email = f"new-{uuid.uuid4().hex[:6]}@{tenant.slug}.example"
+    password = await add_user(db, site, f"plexica-{tenant.slug}", email, {"member"})
+    admin_context, user_context = await chromium.new_context(), await chromium.new_context()
+    admin = await admin_context.new_page()
+    await _sign_in(admin, site, tenant.slug, tenant.admin_email, tenant.admin_password)
+    await admin.get_by_role("link", name="Users").click()
+    await admin.get_by_label("Require two-step verification for every user").check()
+    await admin.get_by_role("button", name="Save sign-in security").click()
+    await expect(admin.get_by_role("status")).to_contain_text("Two-step verification is required")
+
+    page = await user_context.new_page()
+    await _sign_in(page, site, tenant.slug, email, password)
+    await expect(page.get_by_role("heading", name="Set up two-step verification")).to_be_visible()
+    secret = (await page.locator("#mfa-secret").inner_text()).strip()
+    await page.get_by_label("Code from the app").fill(code_at(secret))
+    await page.get_by_role("button", name="Turn on and continue").click()
+    await expect(page.locator("#recovery-codes li")).to_have_count(10)
+    await page.get_by_role("button", name="I have saved them, continue").click()
+    await page.get_by_role("link", name="Profile").click()
+    await expect(page.locator("#mfa-state")).to_contain_text("On. 10 recovery codes left.")
+
+    # The admin turns it off for the user (a lost phone), from the users page.
+    await admin.get_by_role("button", name=f"Turn off two-step verification of {email}").click()
+    await expect(admin.get_by_role("status")).to_contain_text("Two-step verification turned off")
+    await admin_context.close()
+    await user_context.close()

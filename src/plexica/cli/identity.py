@@ -29,7 +29,8 @@ def token(
     data_dir: DataDirOpt = None,
     url: UrlOpt = None,
 ) -> None:
-    """Print an access token (password from PLEXICA_PASSWORD or a prompt)."""
+    """Print an access token (password from PLEXICA_PASSWORD or a prompt; with two-step
+    verification, the code from PLEXICA_OTP or a prompt)."""
     import httpx
 
     from plexica.identity.client import LoginError, password_login
@@ -44,7 +45,7 @@ def token(
 
     async def run() -> str:
         async with httpx.AsyncClient(timeout=15.0) as http:
-            body = await password_login(http, issuer, user, password)
+            body = await password_login(http, issuer, user, password, code=_code)
         return str(body["access_token"])
 
     try:
@@ -124,3 +125,7 @@ def _reset_on_database(
     except PlexicaError as exc:
         raise fail(exc.message, code=EXIT_REFUSED) from None
     typer.echo(password)
+
+
+def _code() -> str:
+    return os.environ.get("PLEXICA_OTP") or str(typer.prompt("Two-step verification code"))

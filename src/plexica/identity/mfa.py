@@ -113,8 +113,7 @@ async def begin(session: AsyncSession, user_id: UUID, email: str, issuer: str) -
     sealed = custody.ring().seal(secret)
     if not await repo.put_pending_totp(session, user_id, sealed.token, sealed.key_id):
         raise MfaEnabledError
-    query = urlencode({"secret": secret, "issuer": issuer, "digits": DIGITS, "period": STEP})
-    return Enrolment(secret, f"otpauth://totp/{quote(issuer)}:{quote(email)}?{query}")
+    return _enrolment(secret, email, issuer)
 
 
 async def _secret(row: dict[str, Any]) -> bytes:
@@ -170,27 +169,73 @@ async def reset(session: AsyncSession, user_id: UUID) -> None:
     await repo.delete_totp(session, user_id)
 
 
-async def open_challenge(session: AsyncSession, realm: str, user_id: UUID) -> str:
+async def required(session: AsyncSession, realm: str) -> bool:
+    return await repo.mfa_required(session, realm)
+
+
+async def set_required(session: AsyncSession, realm: str, value: bool) -> bool:
+    """The realm's policy set; the value before."""
+    return await repo.set_mfa_required(session, realm, value)
+
+
+async def pending(session: AsyncSession, user_id: UUID, email: str, issuer: str) -> Enrolment:
+    """The enrolment under way, shown again (after a wrong first code)."""
+    row = await repo.totp_of(session, user_id)
+    if row is None or row["confirmed_at"] is not None:
+        raise MfaNotEnabledError
+    secret = base64.b32encode(await _secret(row)).decode().rstrip("=")
+    return _enrolment(secret, email, issuer)
+
+
+def _enrolment(secret: str, email: str, issuer: str) -> Enrolment:
+    query = urlencode({"secret": secret, "issuer": issuer, "digits": DIGITS, "period": STEP})
+    return Enrolment(secret, f"otpauth://totp/{quote(issuer)}:{quote(email)}?{query}")
+
+
+def issuer_label(realm: str) -> str:
+    return "Plexica " + realm.removeprefix("plexica-")
+
+
+async def open_challenge(session: AsyncSession, realm: str, user_id: UUID, kind: str) -> str:
+    """``verify``: a code is awaited; ``enrol``: the realm requires TOTP and the user has none."""
     token = secrets.token_urlsafe(32)
     expires = datetime.now(UTC) + CHALLENGE_TTL
-    await repo.open_challenge(session, _token_hash(token), realm, user_id, expires)
+    await repo.open_challenge(
+        session, _token_hash(token), realm=realm, user_id=user_id, kind=kind, expires_at=expires
+    )
     return token
 
 
 @dataclass(frozen=True)
 class Answer:
     user_id: UUID | None  # None: no such live challenge (expired, used, or out of tries)
-    used: str | None  # "totp", "recovery", or None for a wrong code
+    kind: str = "verify"
+    # "totp" or "recovery" (verified), "confirmed" (enrolled now: show the recovery codes and
+    # wait for the user to go on), "enrolled" (they went on); None for a wrong code.
+    used: str | None = None
+    recovery_codes: tuple[str, ...] = ()
 
 
 async def answer(session: AsyncSession, realm: str, token: str, code: str, now: float) -> Answer:
     hashed = _token_hash(token)
     found = await repo.challenge(session, hashed, realm)
     if found is None or found["attempts"] >= CHALLENGE_TRIES:
-        return Answer(None, None)
-    used = await verify(session, found["user_id"], code, now)
+        return Answer(None)
+    user_id, kind = found["user_id"], found["kind"]
+    if kind == "enrol" and found["passed_at"] is not None:
+        await repo.close_challenge(session, hashed)
+        return Answer(user_id, kind, "enrolled")
+    if kind == "enrol":
+        try:
+            codes = await confirm(session, user_id, code, now)
+        except (InvalidCodeError, MfaNotEnabledError, MfaEnabledError):
+            await repo.count_attempt(session, hashed)
+            return Answer(user_id, kind)
+        await repo.pass_challenge(session, hashed)
+        return Answer(user_id, kind, "confirmed", tuple(codes))
+    used = await verify(session, user_id, code, now)
     if used is None:
         await repo.count_attempt(session, hashed)
     else:
         await repo.close_challenge(session, hashed)
-    return Answer(found["user_id"], used)
+    return Answer(user_id, kind, used)

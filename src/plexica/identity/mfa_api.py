@@ -10,8 +10,14 @@ from fastapi import APIRouter, Request
 
 from plexica.audit import service as audit
 from plexica.identity import mfa, service
-from plexica.identity.api import WriteUsers, _db, _realm_of
-from plexica.identity.schemas import MfaCode, MfaStatus, RecoveryCodes, TotpEnrolment
+from plexica.identity.api import ReadUsers, WriteUsers, _db, _realm_of
+from plexica.identity.schemas import (
+    MfaCode,
+    MfaStatus,
+    RecoveryCodes,
+    SecurityPolicy,
+    TotpEnrolment,
+)
 from plexica.identity.throttle import LoginThrottle, refuse_while_blocked
 from plexica.kit.security import PrincipalDep
 from plexica.settings import Settings
@@ -20,6 +26,7 @@ from plexica_sdk.errors import ConflictError
 
 router = APIRouter(prefix="/v1/me/mfa", tags=["identity"])
 users_router = APIRouter(prefix="/v1/users", tags=["identity"])
+policy_router = APIRouter(prefix="/v1/security-policy", tags=["identity"])
 
 
 class MfaManagedByProviderError(ConflictError):
@@ -29,9 +36,15 @@ class MfaManagedByProviderError(ConflictError):
         super().__init__("two-step sign-in is set up in the identity provider's account console")
 
 
-def _user_id(request: Request, principal: Principal) -> UUID:
+def _builtin(request: Request) -> None:
     settings: Settings = request.app.state.settings
-    if settings.keycloak_url is not None or principal.is_service:
+    if settings.keycloak_url is not None:
+        raise MfaManagedByProviderError
+
+
+def _user_id(request: Request, principal: Principal) -> UUID:
+    _builtin(request)
+    if principal.is_service:
         raise MfaManagedByProviderError
     return UUID(principal.subject)
 
@@ -53,7 +66,7 @@ async def mfa_status(request: Request, principal: PrincipalDep) -> MfaStatus:
 @router.post("/totp", status_code=201, summary="Start enrolling an authenticator app")
 async def enrol(request: Request, principal: PrincipalDep) -> TotpEnrolment:
     user_id = _user_id(request, principal)
-    issuer = f"Plexica {principal.tenant_slug or 'operators'}"
+    issuer = mfa.issuer_label(_realm_of(principal))
     async with _db(request).session() as session:
         started = await mfa.begin(session, user_id, principal.email or principal.subject, issuer)
     return TotpEnrolment(secret=started.secret, otpauth_uri=started.uri)
@@ -113,3 +126,24 @@ async def reset(request: Request, user_id: UUID, admin: WriteUsers) -> MfaStatus
             session, admin.actor, "identity.user.mfa_reset", admin.tenant_id, f"user:{user_id}"
         )
     return MfaStatus(enabled=False, recovery_codes_left=0)
+
+
+@policy_router.get("", summary="The tenant's sign-in policy")
+async def get_policy(request: Request, admin: ReadUsers) -> SecurityPolicy:
+    _builtin(request)
+    async with _db(request).session() as session:
+        return SecurityPolicy(mfa_required=await mfa.required(session, _realm_of(admin)))
+
+
+@policy_router.put("", summary="Set the tenant's sign-in policy (enforced at the next sign-in)")
+async def put_policy(request: Request, admin: WriteUsers, body: SecurityPolicy) -> SecurityPolicy:
+    _builtin(request)
+    realm = _realm_of(admin)
+    async with _db(request).session() as session:
+        before = await mfa.set_required(session, realm, body.mfa_required)
+        if before != body.mfa_required:
+            await audit.record(
+                session, admin.actor, "identity.policy.updated", admin.tenant_id,
+                f"realm:{realm}", before={"mfa_required": before}, after=body.model_dump(),
+            )  # fmt: skip
+    return body

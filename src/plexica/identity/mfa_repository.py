@@ -93,7 +93,13 @@ async def recovery_codes_left(session: AsyncSession, user_id: UUID) -> int:
 
 
 async def open_challenge(
-    session: AsyncSession, token_hash: str, realm: str, user_id: UUID, expires_at: datetime
+    session: AsyncSession,
+    token_hash: str,
+    *,
+    realm: str,
+    user_id: UUID,
+    kind: str,
+    expires_at: datetime,
 ) -> None:
     await session.execute(
         text("DELETE FROM platform.mfa_challenges WHERE user_id = :u AND expires_at < now()"),
@@ -101,10 +107,10 @@ async def open_challenge(
     )
     await session.execute(
         text(
-            "INSERT INTO platform.mfa_challenges (token_hash, realm, user_id, expires_at)"
-            " VALUES (:t, :r, :u, :e)"
+            "INSERT INTO platform.mfa_challenges (token_hash, realm, user_id, kind, expires_at)"
+            " VALUES (:t, :r, :u, :k, :e)"
         ),
-        {"t": token_hash, "r": realm, "u": user_id, "e": expires_at},
+        {"t": token_hash, "r": realm, "u": user_id, "k": kind, "e": expires_at},
     )
 
 
@@ -112,7 +118,7 @@ async def challenge(session: AsyncSession, token_hash: str, realm: str) -> dict[
     """The live challenge of that token in that realm, locked."""
     row = await session.execute(
         text(
-            "SELECT user_id, attempts FROM platform.mfa_challenges"
+            "SELECT user_id, kind, attempts, passed_at FROM platform.mfa_challenges"
             " WHERE token_hash = :t AND realm = :r AND expires_at > now() FOR UPDATE"
         ),
         {"t": token_hash, "r": realm},
@@ -136,3 +142,29 @@ async def close_challenge(session: AsyncSession, token_hash: str) -> None:
 
 async def purge_expired_challenges(session: AsyncSession) -> None:
     await session.execute(text("DELETE FROM platform.mfa_challenges WHERE expires_at < now()"))
+
+
+async def pass_challenge(session: AsyncSession, token_hash: str) -> None:
+    await session.execute(
+        text("UPDATE platform.mfa_challenges SET passed_at = now() WHERE token_hash = :t"),
+        {"t": token_hash},
+    )
+
+
+async def mfa_required(session: AsyncSession, realm: str) -> bool:
+    row = await session.execute(
+        text("SELECT mfa_required FROM platform.realms WHERE name = :r"), {"r": realm}
+    )
+    return bool(row.scalar())
+
+
+async def set_mfa_required(session: AsyncSession, realm: str, required: bool) -> bool:
+    """The value before."""
+    row = await session.execute(
+        text(
+            "UPDATE platform.realms AS r SET mfa_required = :v FROM platform.realms AS old"
+            " WHERE r.name = :r AND old.name = r.name RETURNING old.mfa_required"
+        ),
+        {"r": realm, "v": required},
+    )
+    return bool(row.scalar())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -22,10 +22,13 @@ from plexica.identity import mfa, service, sessions, tokens
 from plexica.identity.oidc_pages import (
     CSRF_COOKIE,
     NO_STORE,
+    Step,
     code_form,
+    enrol_form,
     error_page,
     login_form,
     page,
+    recovery_page,
 )
 from plexica.identity.oidc_requests import (
     auth_params,
@@ -199,6 +202,9 @@ async def login(realm: RealmName, request: Request) -> Response:
     return done
 
 
+Again = Callable[[str, int], Awaitable[Response]]  # the page again, with an error and a status
+
+
 @dataclass
 class _SignIn:
     """The two steps of a sign-in form: the password, then (with TOTP, ADR 0232) a code. Each
@@ -216,12 +222,13 @@ class _SignIn:
         throttle: LoginThrottle = self.request.app.state.login_throttle
         return throttle
 
-    async def _blocked(self, email: str, again: Callable[[str, int], Response]) -> Response | None:
+    async def _blocked(self, email: str, again: Again) -> Response | None:
         wait = await self.throttle.blocked(self.realm, email, _address(self.request))
         if wait <= 0:
             return None
-        response = again(f"Too many failed attempts. Try again in {int(wait) + 1} seconds.", 429)
-        response.headers["Retry-After"] = str(int(wait) + 1)
+        seconds = str(int(wait) + 1)
+        response = await again(f"Too many failed attempts. Try again in {seconds} seconds.", 429)
+        response.headers["Retry-After"] = seconds
         return response
 
     async def _failed(self, email: str, action: str) -> None:
@@ -232,11 +239,14 @@ class _SignIn:
             after=details,
         )  # fmt: skip
 
-    def _password_form(self, email: str) -> Callable[[str, int], Response]:
-        return lambda error, status: login_form(
-            self.realm, self.params, self.csrf, email=email, error=error, status=status,
-            secure=_https(self.request),
-        )  # fmt: skip
+    def _password_form(self, email: str) -> Again:
+        async def again(error: str, status: int) -> Response:
+            return login_form(
+                self.realm, self.params, self.csrf, email=email, error=error, status=status,
+                secure=_https(self.request),
+            )  # fmt: skip
+
+        return again
 
     async def first(self, email: str, password: str) -> dict[str, Any] | Response:
         again = self._password_form(email)
@@ -245,12 +255,23 @@ class _SignIn:
         user = await service.authenticate(self.session, self.realm, email, password)
         if user is None:
             await self._failed(email, "identity.login.failed")
-            return again("Invalid email or password.", 401)
+            return await again("Invalid email or password.", 401)
         await self.throttle.succeeded(self.realm, email)
         if (await mfa.status(self.session, user["id"])).enabled:
-            token = await mfa.open_challenge(self.session, self.realm, user["id"])
-            return code_form(self.realm, self.params, self.csrf, token)
+            token = await mfa.open_challenge(self.session, self.realm, user["id"], "verify")
+            return code_form(self._step(token))
+        if await mfa.required(self.session, self.realm):
+            token = await mfa.open_challenge(self.session, self.realm, user["id"], "enrol")
+            started = await mfa.begin(self.session, user["id"], email, self._issuer)
+            return enrol_form(self._step(token), started.secret, started.uri)
         return user
+
+    @property
+    def _issuer(self) -> str:
+        return mfa.issuer_label(self.realm)
+
+    def _step(self, challenge: str) -> Step:
+        return Step(self.realm, self.params, self.csrf, challenge)
 
     async def second(self, challenge: str, code: str) -> dict[str, Any] | Response:
         answer = await mfa.answer(self.session, self.realm, challenge, code, time.time())
@@ -260,24 +281,34 @@ class _SignIn:
             else None
         )
         if user is None:
-            return self._password_form("")("Your sign-in expired. Please sign in again.", 400)
+            expired = self._password_form("")
+            return await expired("Your sign-in expired. Please sign in again.", 400)
         email = str(user["email"])
+        step = self._step(challenge)
 
-        def again(error: str, status: int) -> Response:
-            return code_form(self.realm, self.params, self.csrf, challenge, error=error,
-                             status=status)  # fmt: skip
+        async def again(error: str, status: int) -> Response:
+            if answer.kind == "enrol":
+                shown = await mfa.pending(self.session, user["id"], email, self._issuer)
+                return enrol_form(step, shown.secret, shown.uri, error=error, status=status)
+            return code_form(step, error=error, status=status)
 
         if (blocked := await self._blocked(email, again)) is not None:
             return blocked
         if answer.used is None:
             await self._failed(email, "identity.login.mfa_failed")
-            return again("That code is not valid. Try the current one.", 401)
+            return await again("That code is not valid. Try the current one.", 401)
         await self.throttle.succeeded(self.realm, email)
+        target = f"user:{user['id']}"
+        if answer.used == "confirmed":
+            await audit.record(
+                self.session, email, "identity.mfa.enabled", self.tenant_id, target,
+                after={"at_sign_in": True},
+            )  # fmt: skip
+            return recovery_page(step, answer.recovery_codes)
         if answer.used == "recovery":
             await audit.record(
-                self.session, email, "identity.login.recovery_code_used", self.tenant_id,
-                f"user:{user['id']}",
-            )  # fmt: skip
+                self.session, email, "identity.login.recovery_code_used", self.tenant_id, target
+            )
         return user
 
 

@@ -3,6 +3,7 @@ and the signed-out page, self-contained and never framed or cached."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from html import escape
 
 from fastapi.responses import HTMLResponse
@@ -83,29 +84,63 @@ def login_form(
     return response
 
 
-def code_form(
-    realm: str,
-    params: dict[str, str],
-    csrf: str,
-    challenge: str,
-    *,
-    error: str | None = None,
-    status: int = 200,
+@dataclass(frozen=True)
+class Step:
+    """A second step of the sign-in (ADR 0232): its form carries the challenge; the CSRF cookie
+    of the first step still holds."""
+
+    realm: str
+    params: dict[str, str]
+    csrf: str
+    challenge: str
+
+
+def _step(
+    title: str, step: Step, content: str, *, error: str | None = None, status: int = 200
 ) -> HTMLResponse:
-    """The second step of a sign-in with TOTP: the code of the user's authenticator, or one of
-    their recovery codes (ADR 0232). The CSRF cookie of the first step still holds."""
-    hidden = _hidden(params)
     alert = f'<p id="code-error" class="error" role="alert">{escape(error)}</p>' if error else ""
     described = ' aria-describedby="code-error" aria-invalid="true"' if error else ""
-    body = f"""<h1>Two-step verification</h1>
-<p>to <strong>{escape(realm)}</strong></p>
+    body = f"""<h1>{escape(title)}</h1>
+<p>to <strong>{escape(step.realm)}</strong></p>
 {alert}
 <form method="post" action="" novalidate>
-<input type="hidden" name="csrf" value="{escape(csrf)}">
-<input type="hidden" name="challenge" value="{escape(challenge)}">{hidden}
-<label for="code">Code from your authenticator app, or a recovery code</label>
+<input type="hidden" name="csrf" value="{escape(step.csrf)}">
+<input type="hidden" name="challenge" value="{escape(step.challenge)}">{_hidden(step.params)}
+{content.replace("{described}", described)}
+</form>"""
+    return page(title, body, status)
+
+
+def code_form(step: Step, *, error: str | None = None, status: int = 200) -> HTMLResponse:
+    """The code of the user's authenticator, or one of their recovery codes."""
+    content = """<label for="code">Code from your authenticator app, or a recovery code</label>
 <input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code"
  required autofocus{described}>
-<button type="submit">Verify</button>
-</form>"""
-    return page("Two-step verification", body, status)
+<button type="submit">Verify</button>"""
+    return _step("Two-step verification", step, content, error=error, status=status)
+
+
+def enrol_form(
+    step: Step, secret: str, uri: str, *, error: str | None = None, status: int = 200
+) -> HTMLResponse:
+    """The realm requires two-step verification and the user has none yet: set it up now."""
+    content = f"""<p>Your organisation requires two-step verification. Add this account to an
+authenticator app (open the link or type the key), then enter the code it shows.</p>
+<p>Key: <code id="mfa-secret">{escape(secret)}</code><br>
+<a href="{escape(uri)}">Open in an authenticator app</a></p>
+<label for="code">Code from the app</label>
+<input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code"
+ required autofocus{{described}}>
+<button type="submit">Turn on and continue</button>"""
+    return _step("Set up two-step verification", step, content, error=error, status=status)
+
+
+def recovery_page(step: Step, codes: tuple[str, ...]) -> HTMLResponse:
+    """The recovery codes, once, before the sign-in goes on."""
+    items = "".join(f"<li><code>{escape(c)}</code></li>" for c in codes)
+    content = f"""<p role="status">Two-step verification is on. Keep these recovery codes
+somewhere safe: each one signs you in once if you lose your authenticator app. They are shown
+only now.</p>
+<ul id="recovery-codes">{items}</ul>
+<button type="submit">I have saved them, continue</button>"""
+    return _step("Your recovery codes", step, content)

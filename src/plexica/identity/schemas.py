@@ -194,3 +194,12 @@ class MfaCode(BaseModel):
 
 class RecoveryCodes(BaseModel):
     recovery_codes: list[str] = Field(description="Single-use; shown this once")
+
+
+class SecurityPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mfa_required: bool = Field(
+        description="Every user of the tenant signs in with two-step verification; those "
+        "without it set it up at their next sign-in"
+    )

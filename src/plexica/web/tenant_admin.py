@@ -89,6 +89,7 @@ def _users(app: FastAPI, shell: Shell) -> None:
             errors=errors or {}, created=created,
             invites=invites.body if invites.ok and isinstance(invites.body, list) else [],
             chosen=chosen or {}, me=session.claims().get("sub"), grants=grants,
+            policy=await _policy(shell, session),
             error=error or (None if listed.ok else listed.error_message()),
             notice=request.query_params.get("notice"),
         )  # fmt: skip
@@ -202,7 +203,56 @@ def _users(app: FastAPI, shell: Shell) -> None:
 
         return await shell.run(request, act, operator=False)
 
-    _invite_admin(app, shell, users_page, back)
+    for more in (_security_admin, _invite_admin):
+        more(app, shell, users_page, back)
+
+
+async def _policy(shell: Shell, session: WebSession) -> dict[str, object] | None:
+    """The sign-in policy; None where the provider keeps it (Keycloak)."""
+    found = await shell.upstream.api(session, "GET", "/v1/security-policy")
+    return found.body if found.ok and isinstance(found.body, dict) else None
+
+
+def _security_admin(
+    app: FastAPI, shell: Shell, users_page: PageFn, back: Callable[[str], Response]
+) -> None:
+    """The tenant's sign-in policy, and a user's two-step verification turned off, from the
+    users page (ADR 0232)."""
+
+    @app.post("/t/admin/mfa/{user_id}/reset", include_in_schema=False)
+    async def admin_mfa_reset(request: Request, user_id: str) -> Response:
+        async def reset(request: Request, session: WebSession) -> Response:
+            uid = _user_id(user_id)
+            if uid is None:
+                return await users_page(request, session, status=404, error="No such user.")
+            done = await shell.upstream.api(session, "POST", f"/v1/users/{uid}/mfa/reset")
+            if not done.ok:
+                return await users_page(
+                    request, session, status=done.status, errors={uid: done.error_message()}
+                )
+            return back("Two-step verification turned off for that user.")
+
+        return await shell.run(request, reset, operator=False)
+
+    @app.post("/t/admin/security", include_in_schema=False)
+    async def admin_security(request: Request) -> Response:
+        async def save(request: Request, session: WebSession) -> Response:
+            raw = await request.form()
+            required = raw.get("mfa_required") == "on"
+            done = await shell.upstream.api(
+                session, "PUT", "/v1/security-policy", json={"mfa_required": required}
+            )
+            if not done.ok:
+                return await users_page(request, session, status=done.status,
+                                        error=done.error_message())  # fmt: skip
+            return back(
+                "Two-step verification is required: users without it set it up at their next "
+                "sign-in."
+                if required
+                else "Two-step verification is optional."
+            )
+
+        return await shell.run(request, save, operator=False)
 
 
 def _invite_admin(

@@ -3,8 +3,9 @@
 ``platform.user_totp``: a user's authenticator secret (sealed with the key ring), confirmed once
 a first code matched, and the last time step accepted (a code is good once). ``platform.
 user_recovery_codes``: SHA-256 of single-use recovery codes. ``platform.mfa_challenges``: a
-password accepted and a code awaited, by the SHA-256 of the form's token, for five minutes.
-Expand only: new tables.
+password accepted and a code awaited (``verify``) or an authenticator to enrol (``enrol``, when
+the realm's ``mfa_required`` says so), by the SHA-256 of the form's token, for five minutes.
+Expand only: new tables and a column with a default.
 
 Revision ID: i0007
 Revises: i0006
@@ -57,13 +58,21 @@ def upgrade() -> None:
         sa.Column("token_hash", sa.Text(), primary_key=True),
         sa.Column("realm", sa.Text(), nullable=False),
         _user(),
+        sa.Column("kind", sa.Text(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("passed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         schema=S,
     )
     op.create_index("mfa_challenges_by_user", "mfa_challenges", ["user_id"], schema=S)
+    op.add_column(
+        "realms",
+        sa.Column("mfa_required", sa.Boolean(), nullable=False, server_default=sa.false()),
+        schema=S,
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("realms", "mfa_required", schema=S)
     for table in ("mfa_challenges", "user_recovery_codes", "user_totp"):
         op.drop_table(table, schema=S)
