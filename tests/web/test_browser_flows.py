@@ -16,8 +16,8 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
-from tests.web.conftest import Operator, Site, add_user, set_password
-from tests.web.test_browser import ARGS, CHROMIUM, provider_login, shot
+from tests.web.conftest import ARGS, CHROMIUM, Operator, Site, add_user, set_password
+from tests.web.test_browser import provider_login, shot
 
 GATE = "compliance_check"
 
