@@ -1,6 +1,7 @@
-"""What a plugin does is in the tenant's audit log (ADR 0238): every event a plugin publishes is
-an entry written by the platform's function in the same transaction, naming the user of the
-request, its request id and the event's subject; nothing of it is seen from another tenant."""
+"""What a plugin does is in the tenant's audit log (ADR 0238), and who installed it (ADR 0239):
+every event a plugin publishes is an entry written by the platform's function in the same
+transaction, naming the user of the request, its request id and the event's subject; nothing of
+it is seen from another tenant."""
 
 from __future__ import annotations
 
@@ -79,6 +80,10 @@ async def test_a_deal_won_billed_and_paid_is_in_the_audit_log(
     assert entry["after"]["deal_id"] == deal["id"]
     assert entry["request_id"] == won.headers["x-request-id"]
 
+    installs = await _audit(db, tenant.id, action="plugin.*")
+    assert sorted((e["action"], e["target"], e["actor"]) for e in installs) == [
+        ("plugin.installed", "plugin:billing", "ada"), ("plugin.installed", "plugin:crm", "ada"),
+    ]  # fmt: skip
     billing = {e["action"] for e in await _audit(db, tenant.id, action="billing.invoice.*")}
     assert {"billing.invoice.created", "billing.invoice.issued", "billing.invoice.paid"} <= billing
     # Another tenant's admin sees none of it, even asking by target.

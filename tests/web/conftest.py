@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
@@ -16,9 +17,11 @@ import pytest
 import uvicorn
 from argon2 import PasswordHasher
 from fastapi import FastAPI
+from playwright.async_api import Browser, async_playwright
 from pydantic import SecretStr
 
 from plexica.app import create_app
+from plexica.events.runtime import plugin_event_buses
 from plexica.gateway.embedded import create_edge_app
 from plexica.identity import service
 from plexica.identity.builtin import BuiltinIdentity
@@ -39,6 +42,11 @@ from plexica_sdk.events import EventBus
 from plexica_sdk.manifest import parse_manifest
 from tests.plugins.conftest import CRM_DIR, plugin_doc, register_dir
 
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
 BROKEN = "webbroken"
 WEB_SECRET = "the-web-secret-of-the-test-site-0123456789"
 # Tenants are also reached at <slug>.localtest.me:<port> (the browser maps the names to loopback).
@@ -50,6 +58,21 @@ BROKEN_DOC = plugin_doc(
         "slots": [{"slot": "dashboard.widgets", "path": "/ui/missing-widget"}],
     },
 )
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Browser]:
+    """Headless Chromium (Debian's); no DNS here: it maps the base domain and its subdomains
+    to loopback itself."""
+    rules = f"--host-resolver-rules=MAP {BASE_DOMAIN} 127.0.0.1, MAP *.{BASE_DOMAIN} 127.0.0.1"
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(
+            executable_path=CHROMIUM, args=[*ARGS, rules], headless=True
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -65,17 +88,24 @@ class Site:
     core: FastAPI
 
 
-@pytest.fixture(scope="session")
-def site(database_url: str) -> Iterator[Site]:
+@contextmanager
+def serve_site(
+    database_url: str, *, smtp_url: str | None = None, deliver_events: bool = False
+) -> Iterator[Site]:
+    """The platform as ``plexica up`` serves it, in a thread on a free loopback port. Without
+    ``smtp_url`` mail goes to the dev mailbox; with ``deliver_events`` the mounted plugins get
+    their events in-process (as under ``plexica up``), else the outbox is only relayed."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = Settings(
         database_url=database_url, public_url=url, port=port, web_base_domain=BASE_DOMAIN,
-        web_secret=SecretStr(WEB_SECRET),
+        web_secret=SecretStr(WEB_SECRET), smtp_url=SecretStr(smtp_url) if smtp_url else None,
     )  # fmt: skip
     buses: dict[str, EventBus] = {}
     core = create_app(settings, event_buses=buses)
     plugins = mount_plugins(core, settings)
+    if deliver_events:
+        buses.update(plugin_event_buses(plugins))
     # A real plugin whose page and widget do not exist: the shell must show error boxes.
     broken = create_plugin_app(
         parse_manifest(BROKEN_DOC), config=PluginConfig(verifier=CoreVerifier(core))
@@ -93,9 +123,17 @@ def site(database_url: str) -> Iterator[Site]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the platform did not start")
         time.sleep(0.02)
-    yield Site(url, settings, web, core)
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield Site(url, settings, web, core)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def site(database_url: str) -> Iterator[Site]:
+    with serve_site(database_url) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")

@@ -13,13 +13,8 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from plexica.kit.db import Database
-from tests.web.conftest import Operator, Site, set_password
+from tests.web.conftest import ARGS, CHROMIUM, Operator, Site, set_password
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 # Set to a folder (e.g. docs/screenshots) to save screenshots of the main pages there.
 SHOTS = os.environ.get("PLEXICA_SCREENSHOTS")
 

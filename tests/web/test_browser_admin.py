@@ -6,32 +6,16 @@ password on the profile page and the admin finds it in the audit log with its fi
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
-from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, Page, expect
 
 from plexica.kit.db import Database
 from tests.web.conftest import BASE_DOMAIN, Operator, Site, add_user, set_password
-from tests.web.test_browser import ARGS, CHROMIUM, provider_login, shot
+from tests.web.test_browser import provider_login, shot
 from tests.web.test_shell import create_tenant, operator_signed_in
 from tests.web.test_tenant_admin import png
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
-    # No DNS here: the browser maps the base domain and its subdomains to loopback itself.
-    rules = f"--host-resolver-rules=MAP {BASE_DOMAIN} 127.0.0.1, MAP *.{BASE_DOMAIN} 127.0.0.1"
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(
-            executable_path=CHROMIUM, args=[*ARGS, rules], headless=True
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 def no_dialogs(page: Page) -> list[str]:

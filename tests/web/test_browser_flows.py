@@ -17,8 +17,8 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
-from tests.web.conftest import Operator, Site, add_user, set_password
-from tests.web.test_browser import ARGS, CHROMIUM, provider_login, shot
+from tests.web.conftest import ARGS, CHROMIUM, Operator, Site, add_user, set_password
+from tests.web.test_browser import provider_login, shot
 
 GATE = "compliance_check"
 
@@ -488,6 +488,14 @@ async def test_a_subscription_set_to_end_with_its_period_and_kept_in_billing(
     await context.close()
 
 
+async def add_company(page: Page, name: str, domain: str) -> None:
+    await page.get_by_role("link", name="Companies").click()
+    await page.get_by_label("Name", exact=True).fill(name)
+    await page.get_by_label("Domain").fill(domain)
+    await page.get_by_role("button", name="Add company").click()
+    await expect(page.get_by_role("heading", name=name)).to_be_visible()
+
+
 async def test_companies_stale_edits_and_csv_imports_in_the_crm_pages(
     chromium: Browser, site: Site, db: Database, operator: Operator, crm_published: None
 ) -> None:
@@ -496,11 +504,7 @@ async def test_companies_stale_edits_and_csv_imports_in_the_crm_pages(
     await crm.admin_context.close()
 
     # A company, then a contact linked to it from the contact's own page.
-    await me.get_by_role("link", name="Companies").click()
-    await me.get_by_label("Name", exact=True).fill("Globex")
-    await me.get_by_label("Domain").fill("globex.test")
-    await me.get_by_role("button", name="Add company").click()
-    await expect(me.get_by_role("heading", name="Globex")).to_be_visible()
+    await add_company(me, "Globex", "globex.test")
     await me.get_by_role("link", name="Contacts").click()
     await me.get_by_label("First name").fill("Hank")
     await me.get_by_label("Last name").fill("Scorpio")

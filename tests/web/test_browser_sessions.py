@@ -12,8 +12,8 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, expect
 
 from plexica.kit.db import Database
-from tests.web.conftest import Operator, Site, add_user
-from tests.web.test_browser import ARGS, CHROMIUM, provider_login
+from tests.web.conftest import ARGS, CHROMIUM, Operator, Site, add_user
+from tests.web.test_browser import provider_login
 
 EVIL = "http://evil.example"
 

@@ -7,29 +7,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from plexica.kit.db import Database
 from plexica_sdk import toptenants
 from tests.web.conftest import BASE_DOMAIN, Operator, Site, set_password
-from tests.web.test_browser import ARGS, CHROMIUM, provider_login, shot
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
-    rules = f"--host-resolver-rules=MAP {BASE_DOMAIN} 127.0.0.1, MAP *.{BASE_DOMAIN} 127.0.0.1"
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(
-            executable_path=CHROMIUM, args=[*ARGS, rules], headless=True
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
+from tests.web.test_browser import provider_login, shot
 
 
 async def test_the_operator_sees_each_tenants_health(

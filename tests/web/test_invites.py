@@ -8,19 +8,17 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from plexica.identity.client import password_login
 from plexica.kit.db import Database
 from tests.support.cli import plexica
 from tests.web.conftest import BASE_DOMAIN, Operator, Site, csrf_of, set_password, sign_in
-from tests.web.test_browser import ARGS, CHROMIUM, provider_login
+from tests.web.test_browser import provider_login
 from tests.web.test_shell import create_tenant, operator_signed_in
 
 PASSWORD = "a-good-long-passphrase"
@@ -114,19 +112,6 @@ async def test_the_invite_page_sets_the_password_and_signs_in(
         assert "already been used" in again.text
         unknown = await browser.get("/invite/nothing-like-a-token")
         assert unknown.status_code == 404
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
-    rules = f"--host-resolver-rules=MAP {BASE_DOMAIN} 127.0.0.1, MAP *.{BASE_DOMAIN} 127.0.0.1"
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(
-            executable_path=CHROMIUM, args=[*ARGS, rules], headless=True
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def test_the_invite_link_in_a_real_browser(

@@ -153,29 +153,37 @@ def installations_router() -> APIRouter:
 
     @router.post("", status_code=201, summary="Install a plugin into the tenant")
     async def install(
-        body: InstallRequest, tenant: TenantDep, installer: InstallerDep
+        body: InstallRequest, tenant: TenantDep, installer: InstallerDep, principal: PrincipalDep
     ) -> InstallationOut:
-        return await installer.install(tenant, body.plugin_id, body.version, body.settings)
+        return await installer.install(
+            tenant, body.plugin_id, body.version, body.settings, actor=principal.actor
+        )
 
     @router.get("/{plugin_id}", summary="One installation")
     async def get(plugin_id: str, tenant: TenantDep, session: SessionDep) -> InstallationOut:
         return await service.get_installation(session, tenant.id, plugin_id)
 
     @router.post("/{plugin_id}/enable", summary="Let traffic reach the plugin again")
-    async def enable(plugin_id: str, tenant: TenantDep, installer: InstallerDep) -> InstallationOut:
-        return await installer.set_enabled(tenant, plugin_id, True)
+    async def enable(
+        plugin_id: str, tenant: TenantDep, installer: InstallerDep, principal: PrincipalDep
+    ) -> InstallationOut:
+        return await installer.set_enabled(tenant, plugin_id, True, actor=principal.actor)
 
     @router.post("/{plugin_id}/disable", summary="Stop traffic and events, keep data")
     async def disable(
-        plugin_id: str, tenant: TenantDep, installer: InstallerDep
+        plugin_id: str, tenant: TenantDep, installer: InstallerDep, principal: PrincipalDep
     ) -> InstallationOut:
-        return await installer.set_enabled(tenant, plugin_id, False)
+        return await installer.set_enabled(tenant, plugin_id, False, actor=principal.actor)
 
     @router.post("/{plugin_id}/upgrade", summary="Upgrade to a newer published version")
     async def upgrade(
-        plugin_id: str, body: UpgradeRequest, tenant: TenantDep, installer: InstallerDep
+        plugin_id: str,
+        body: UpgradeRequest,
+        tenant: TenantDep,
+        installer: InstallerDep,
+        principal: PrincipalDep,
     ) -> InstallationOut:
-        return await installer.upgrade(tenant, plugin_id, body.version)
+        return await installer.upgrade(tenant, plugin_id, body.version, actor=principal.actor)
 
     @router.put("/{plugin_id}/settings", summary="Replace the per-tenant settings")
     async def settings(
@@ -188,9 +196,10 @@ def installations_router() -> APIRouter:
         plugin_id: str,
         tenant: TenantDep,
         installer: InstallerDep,
+        principal: PrincipalDep,
         purge: Annotated[bool, Query(description="Drop the plugin's data now.")] = False,
     ) -> Response:
-        out = await installer.uninstall(tenant, plugin_id, purge=purge)
+        out = await installer.uninstall(tenant, plugin_id, purge=purge, actor=principal.actor)
         if out is None:
             return Response(status_code=204)
         return Response(out.model_dump_json(), media_type="application/json")

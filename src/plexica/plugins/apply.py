@@ -42,6 +42,7 @@ from plexica_sdk.manifest import Manifest
 from plexica_sdk.semver import VersionRange
 
 log = structlog.get_logger("plexica.plugins")
+AUDITED = {"install": "plugin.installed", "upgrade": "plugin.upgraded"}
 INSTALL_SECONDS = Histogram(
     "plexica_plugin_install_duration_seconds",
     "Plugin install/upgrade duration by plugin and outcome.",
@@ -78,6 +79,7 @@ class VersionApplier:
         *,
         restore: bool = False,
         keep_status: InstallStatus = InstallStatus.ACTIVE,
+        actor: str = "platform",
     ) -> None:
         role = plugin_role(manifest.id, tenant.id)
         started = asyncio.get_running_loop().time()
@@ -146,6 +148,10 @@ class VersionApplier:
                     pending_version=None,
                 )
                 await _announce(s, tenant, manifest, operation, keep_status)
+                await audit_service.record(
+                    s, actor, AUDITED[operation], tenant.id, f"plugin:{manifest.id}",
+                    after={"version": manifest.version, "restored": restore},
+                )  # fmt: skip
             outcome = "ok"
             log.info(
                 "plugin_" + operation,

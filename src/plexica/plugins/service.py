@@ -15,6 +15,7 @@ from uuid import UUID
 import structlog
 from prometheus_client import Counter
 
+from plexica.audit import service as audit_service
 from plexica.events import service as events_service
 from plexica.events.events import CoreEvent
 from plexica.kit.provisioning import TenantRef
@@ -123,12 +124,14 @@ class Installer(VersionApplier):
         plugin_id: str,
         version: str | None = None,
         settings: dict[str, Any] | None = None,
+        *,
+        actor: str = "platform",
     ) -> InstallationOut:
         """Install, or restore retained data; what a crash left of an earlier attempt is undone
-        first."""
+        first. ``actor`` is who the audit log names."""
         async with self._lease(tenant.id, plugin_id):
             await self._recover(tenant, plugin_id)
-            return await self._install(tenant, plugin_id, version, settings or {})
+            return await self._install(tenant, plugin_id, version, settings or {}, actor)
 
     async def _install(
         self,
@@ -136,6 +139,7 @@ class Installer(VersionApplier):
         plugin_id: str,
         version: str | None,
         settings: dict[str, Any],
+        actor: str,
     ) -> InstallationOut:
         role = plugin_role(plugin_id, tenant.id)
         async with self.db.session() as s:
@@ -170,7 +174,9 @@ class Installer(VersionApplier):
                 raise InvalidStateError(f"plugin {plugin_id} is already being installed here")
         try:
             await self._ensure_login(plugin_id)
-            await self._apply(tenant, manifest, migrations, settings, "install", restore=restoring)
+            await self._apply(
+                tenant, manifest, migrations, settings, "install", restore=restoring, actor=actor
+            )
         except Exception as exc:  # noqa: BLE001 - any failure is undone and recorded, then re-raised
             await self._undo(tenant, plugin_id, exc, keep_role=restoring)
             await self._fail(tenant, plugin_id, exc, status=InstallStatus.FAILED)
@@ -178,14 +184,19 @@ class Installer(VersionApplier):
         return await self._out(tenant.id, plugin_id)
 
     async def upgrade(
-        self, tenant: TenantRef, plugin_id: str, version: str | None = None
+        self,
+        tenant: TenantRef,
+        plugin_id: str,
+        version: str | None = None,
+        *,
+        actor: str = "platform",
     ) -> InstallationOut:
         async with self._lease(tenant.id, plugin_id):
             await self._recover(tenant, plugin_id)
-            return await self._upgrade(tenant, plugin_id, version)
+            return await self._upgrade(tenant, plugin_id, version, actor)
 
     async def _upgrade(
-        self, tenant: TenantRef, plugin_id: str, version: str | None
+        self, tenant: TenantRef, plugin_id: str, version: str | None, actor: str
     ) -> InstallationOut:
         async with self.db.session() as s:
             current = await installs_repo.get_installation(s, tenant.id, plugin_id)
@@ -205,7 +216,7 @@ class Installer(VersionApplier):
             await self._ensure_login(plugin_id)
             await self._apply(
                 tenant, manifest, migrations, current["settings"] or {}, "upgrade",
-                keep_status=InstallStatus(current["status"]),
+                keep_status=InstallStatus(current["status"]), actor=actor,
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - any failure is undone and recorded, then re-raised
             await self._undo(tenant, plugin_id, exc, keep_role=True)
@@ -281,7 +292,7 @@ class Installer(VersionApplier):
             return await get_installation(s, tenant_id, plugin_id)
 
     async def set_enabled(
-        self, tenant: TenantRef, plugin_id: str, enabled: bool
+        self, tenant: TenantRef, plugin_id: str, enabled: bool, *, actor: str = "platform"
     ) -> InstallationOut:
         async with self.db.session() as s:
             row = await installs_repo.get_installation(s, tenant.id, plugin_id, lock=True)
@@ -306,6 +317,10 @@ class Installer(VersionApplier):
                     tenant_id=tenant.id,
                     subject=f"plugins/{plugin_id}",
                 )
+                await audit_service.record(
+                    s, actor, "plugin." + ("enabled" if enabled else "disabled"), tenant.id,
+                    f"plugin:{plugin_id}",
+                )  # fmt: skip
                 log.info(
                     "plugin_" + ("enabled" if enabled else "disabled"),
                     plugin=plugin_id,
@@ -314,15 +329,15 @@ class Installer(VersionApplier):
         return await self._out(tenant.id, plugin_id)
 
     async def uninstall(
-        self, tenant: TenantRef, plugin_id: str, *, purge: bool = False
+        self, tenant: TenantRef, plugin_id: str, *, purge: bool = False, actor: str = "platform"
     ) -> InstallationOut | None:
         """Keep the data for the manifest's retention window, or drop it all with ``purge``.
         One transaction: a crash in it leaves the installation as it was."""
         async with self._lease(tenant.id, plugin_id):
-            return await self._uninstall(tenant, plugin_id, purge=purge)
+            return await self._uninstall(tenant, plugin_id, purge=purge, actor=actor)
 
     async def _uninstall(
-        self, tenant: TenantRef, plugin_id: str, *, purge: bool
+        self, tenant: TenantRef, plugin_id: str, *, purge: bool, actor: str
     ) -> InstallationOut | None:
         async with self.db.session() as s:
             row = await installs_repo.get_installation(s, tenant.id, plugin_id, lock=True)
@@ -339,6 +354,10 @@ class Installer(VersionApplier):
                     tenant_id=tenant.id,
                     subject=f"plugins/{plugin_id}",
                 )
+                await audit_service.record(
+                    s, actor, "plugin.uninstalled", tenant.id, f"plugin:{plugin_id}",
+                    after={"purged": purge},
+                )  # fmt: skip
             if purge or row["status"] == InstallStatus.FAILED:
                 await objects_repo.drop_plugin_objects(s, tenant.schema, row["db_role"], plugin_id)
                 await installs_repo.delete_installation(s, tenant.id, plugin_id)
