@@ -12,7 +12,6 @@ from plexica.kit.db import Database
 from tests.support.totp import code_at, next_code
 from tests.web.conftest import Site, add_user
 from tests.web.test_browser import provider_login
-from tests.web.test_browser_sessions import chromium  # noqa: F401 - the fixture
 from tests.web.test_tenant_admin import Tenant, tenant  # noqa: F401 - the fixture
 
 
@@ -24,7 +23,7 @@ async def _sign_in(page: Page, site: Site, slug: str, email: str, password: str)
 
 
 async def test_a_user_turns_on_two_step_verification_and_signs_in_with_a_code(
-    chromium: Browser,  # noqa: F811 - the fixture
+    chromium: Browser,
     site: Site,
     db: Database,
     tenant: Tenant,  # noqa: F811 - the fixture
@@ -70,7 +69,7 @@ async def test_a_user_turns_on_two_step_verification_and_signs_in_with_a_code(
 
 
 async def test_a_tenant_admin_requires_two_step_verification_and_a_user_sets_it_up(
-    chromium: Browser,  # noqa: F811 - the fixture
+    chromium: Browser,
     site: Site,
     db: Database,
     tenant: Tenant,  # noqa: F811 - the fixture
@@ -81,6 +80,7 @@ async def test_a_tenant_admin_requires_two_step_verification_and_a_user_sets_it_
     admin = await admin_context.new_page()
     await _sign_in(admin, site, tenant.slug, tenant.admin_email, tenant.admin_password)
     await admin.get_by_role("link", name="Users").click()
+    await admin.get_by_role("link", name="Sign-in security").click()
     await admin.get_by_label("Require two-step verification for every user").check()
     await admin.get_by_role("button", name="Save sign-in security").click()
     await expect(admin.get_by_role("status")).to_contain_text("Two-step verification is required")
@@ -97,6 +97,7 @@ async def test_a_tenant_admin_requires_two_step_verification_and_a_user_sets_it_
     await expect(page.locator("#mfa-state")).to_contain_text("On. 10 recovery codes left.")
 
     # The admin turns it off for the user (a lost phone), from the users page.
+    await admin.get_by_role("navigation", name="Main").get_by_role("link", name="Users").click()
     await admin.get_by_role("button", name=f"Turn off two-step verification of {email}").click()
     await expect(admin.get_by_role("status")).to_contain_text("Two-step verification turned off")
     await admin_context.close()

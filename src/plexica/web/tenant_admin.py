@@ -89,7 +89,6 @@ def _users(app: FastAPI, shell: Shell) -> None:
             errors=errors or {}, created=created,
             invites=invites.body if invites.ok and isinstance(invites.body, list) else [],
             chosen=chosen or {}, me=session.claims().get("sub"), grants=grants,
-            policy=await _policy(shell, session),
             error=error or (None if listed.ok else listed.error_message()),
             notice=request.query_params.get("notice"),
         )  # fmt: skip
@@ -207,12 +206,6 @@ def _users(app: FastAPI, shell: Shell) -> None:
         more(app, shell, users_page, back)
 
 
-async def _policy(shell: Shell, session: WebSession) -> dict[str, object] | None:
-    """The sign-in policy; None where the provider keeps it (Keycloak)."""
-    found = await shell.upstream.api(session, "GET", "/v1/security-policy")
-    return found.body if found.ok and isinstance(found.body, dict) else None
-
-
 def _security_admin(
     app: FastAPI, shell: Shell, users_page: PageFn, back: Callable[[str], Response]
 ) -> None:
@@ -234,6 +227,22 @@ def _security_admin(
 
         return await shell.run(request, reset, operator=False)
 
+    async def security_page(
+        request: Request, session: WebSession, *, status: int = 200, error: str | None = None
+    ) -> Response:
+        nav, _ = await tenant_nav(shell, session)
+        found = await shell.upstream.api(session, "GET", "/v1/security-policy")
+        return shell.page(
+            request, session, "security.html", status, title="Sign-in security", nav=nav,
+            policy=found.body if found.ok and isinstance(found.body, dict) else None,
+            error=error or (None if found.ok else found.error_message()),
+            notice=request.query_params.get("notice"),
+        )  # fmt: skip
+
+    @app.get("/t/admin/security", include_in_schema=False)
+    async def admin_security_page(request: Request) -> Response:
+        return await shell.run(request, security_page, operator=False)
+
     @app.post("/t/admin/security", include_in_schema=False)
     async def admin_security(request: Request) -> Response:
         async def save(request: Request, session: WebSession) -> Response:
@@ -243,14 +252,14 @@ def _security_admin(
                 session, "PUT", "/v1/security-policy", json={"mfa_required": required}
             )
             if not done.ok:
-                return await users_page(request, session, status=done.status,
-                                        error=done.error_message())  # fmt: skip
-            return back(
+                return await security_page(
+                    request, session, status=done.status, error=done.error_message()
+                )
+            notice = (
                 "Two-step verification is required: users without it set it up at their next "
-                "sign-in."
-                if required
-                else "Two-step verification is optional."
-            )
+                "sign-in." if required else "Two-step verification is optional."
+            )  # fmt: skip
+            return RedirectResponse(f"/t/admin/security?{urlencode({'notice': notice})}", 303)
 
         return await shell.run(request, save, operator=False)
 
