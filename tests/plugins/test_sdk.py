@@ -25,7 +25,7 @@ def test_published_schema_is_current() -> None:
 
 def test_crm_manifest() -> None:
     m = crm_manifest()
-    assert (m.id, m.version, m.data_retention_days) == ("crm", "1.3.0", 30)
+    assert (m.id, m.version, m.data_retention_days) == ("crm", "1.4.0", 30)
     assert m.base_path == "/api/plugins/crm"
     assert {e.type for e in m.events.emits} == {
         "crm.company.created",
