@@ -64,6 +64,7 @@ async def test_crm_lifecycle_for_one_tenant_only(
         "0002_contact_search",
         "0003_activities_outlive_one_link",
         "0004_record_versions",
+        "0005_trash",
     ]
 
     # A member of A uses the API; the event goes to the outbox in the same transaction.
