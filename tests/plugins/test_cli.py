@@ -56,7 +56,7 @@ async def test_plugin_commands(database_url: str, pg_url: str) -> None:
         # For people: a table with a header row.
         table = run(["plugin", "list", "--tenant", slug], env).stdout.splitlines()
         assert table[0].split() == ["PLUGIN_ID", "VERSION", "STATUS", "REASON", "UPDATED_AT"]
-        assert table[1].split()[:3] == ["crm", "1.3.0", "active"]
+        assert table[1].split()[:3] == ["crm", "1.4.0", "active"]
         r = run(
             ["plugin", "settings", "crm", "--tenant", slug, "--set", '{"currency": "usd"}'],
             env,

@@ -130,7 +130,7 @@ async def test_identity_and_shell_hooks_and_the_core_client(
     async with db.session() as s:
         ui = await ui_contributions(s, t.id)
     assert [(u["plugin_id"], [p["id"] for p in u["pages"]]) for u in ui] == [
-        ("crm", ["contacts", "companies", "deals"])
+        ("crm", ["contacts", "companies", "deals", "trash"])
     ]
     async with db.session() as s:
         assert await subscribers(s, t.id, "plexica.tenant.deleted") == ["crm"]

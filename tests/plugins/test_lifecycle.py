@@ -58,12 +58,13 @@ async def test_crm_lifecycle_for_one_tenant_only(
     assert r.status_code == 201, r.text
     installed = r.json()
     assert installed["status"] == "active"
-    assert installed["version"] == "1.3.0"
+    assert installed["version"] == "1.4.0"
     assert installed["applied_migrations"] == [
         "0001_init",
         "0002_contact_search",
         "0003_activities_outlive_one_link",
         "0004_record_versions",
+        "0005_trash",
     ]
 
     # A member of A uses the API; the event goes to the outbox in the same transaction.
@@ -265,7 +266,7 @@ async def test_operator_manages_any_tenant_and_the_catalog(
     r = await http.get(f"{CORE}/tenants/{t.id}/plugins", headers=op)
     assert [i["plugin_id"] for i in r.json()] == ["crm"]
     r = await http.get(f"{CORE}/plugins/crm/versions", headers=op)
-    assert "1.3.0" in [v["version"] for v in r.json()]
+    assert "1.4.0" in [v["version"] for v in r.json()]
     # Members see only published versions; catalog writes need the operator.
     r = await http.post(f"{CORE}/plugins", json={"manifest": {}}, headers=t.headers("tenant_admin"))
     assert r.status_code == 403

@@ -25,18 +25,21 @@ def test_published_schema_is_current() -> None:
 
 def test_crm_manifest() -> None:
     m = crm_manifest()
-    assert (m.id, m.version, m.data_retention_days) == ("crm", "1.3.0", 30)
+    assert (m.id, m.version, m.data_retention_days) == ("crm", "1.4.0", 30)
     assert m.base_path == "/api/plugins/crm"
     assert {e.type for e in m.events.emits} == {
         "crm.company.created",
         "crm.company.updated",
         "crm.company.deleted",
+        "crm.company.restored",
         "crm.contact.created",
         "crm.contact.updated",
         "crm.contact.deleted",
+        "crm.contact.restored",
         "crm.deal.created",
         "crm.deal.updated",
         "crm.deal.deleted",
+        "crm.deal.restored",
         "crm.deal.stage_changed",
         "crm.deal.won",
         "crm.activity.created",

@@ -582,4 +582,18 @@ async def test_companies_stale_edits_and_csv_imports_in_the_crm_pages(
     await me.get_by_role("button", name="Delete contact").click()
     await expect(me.get_by_role("status")).to_contain_text("Contact deleted.")
     await expect(me.locator("tr[data-contact]")).to_have_count(2)
+
+    # ... into the trash (ADR 0236): Undo brings it back, and so does the Trash page.
+    await me.get_by_role("button", name="Undo").click()
+    await expect(me.get_by_role("status")).to_contain_text("Restored.")
+    await expect(me.get_by_role("heading", name="Grace Hopper")).to_be_visible()
+    await me.get_by_role("link", name="Delete contact").click()
+    await me.get_by_role("button", name="Delete contact").click()
+    await expect(me.get_by_role("status")).to_contain_text("Contact deleted.")
+    await me.get_by_role("link", name="Trash").click()
+    await shot(me, "tenant-crm-trash")
+    await me.get_by_role("button", name="Restore Grace Hopper").click()
+    await expect(me.get_by_role("heading", name="Grace Hopper")).to_be_visible()
+    await me.get_by_role("link", name="Contacts").click()
+    await expect(me.locator("tr[data-contact]")).to_have_count(3)
     await crm.context.close()

@@ -4,28 +4,14 @@ leaves behind (ADR 0222), and the refusals (404, 422) in the one error shape."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from jsonschema import Draft202012Validator
+from crm_kit_helpers import events, made
 
-from plexica_crm.app import create_app
-from plexica_sdk.manifest import load_manifest
 from plexica_sdk.testing import KitTenant, PluginTestKit
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def kit() -> Iterator[PluginTestKit]:
-    with PluginTestKit(ROOT, create_app) as kit:
-        yield kit
 
 
 @pytest.fixture(scope="module")
@@ -33,47 +19,14 @@ def shop(kit: PluginTestKit) -> KitTenant:
     return kit.tenant("changes")
 
 
-@pytest.fixture
-def http(kit: PluginTestKit, shop: KitTenant) -> Iterator[httpx.Client]:
-    with kit.client(shop, roles=["member"], sub="sam") as client:
-        yield client
-
-
-def _events(kit: PluginTestKit, shop: KitTenant, subject: str) -> list[tuple[str, Any]]:
-    """The type and data of the CRM's events about ``subject``, each valid against its schema."""
-    schemas = {e.type: e.data_schema or {} for e in load_manifest(ROOT).events.emits}
-    rows = asyncio.run(
-        kit.fetch(
-            "SELECT type, data FROM platform.outbox"
-            " WHERE tenant_id = $1 AND subject = $2 ORDER BY seq",
-            shop.id,
-            subject,
-        )
-    )
-    out = []
-    for row in rows:
-        data = json.loads(row["data"])
-        validator = Draft202012Validator(
-            schemas[row["type"]], format_checker=Draft202012Validator.FORMAT_CHECKER
-        )
-        assert not list(validator.iter_errors(data)), (row["type"], data)
-        out.append((row["type"], data))
-    return out
-
-
-def _made(r: httpx.Response) -> Any:
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
 def test_a_company_is_updated_and_deleted(
     kit: PluginTestKit, shop: KitTenant, http: httpx.Client
 ) -> None:
-    company = _made(http.post("/v1/companies", json={"name": "Initech", "domain": "initech.test"}))
-    contact = _made(
+    company = made(http.post("/v1/companies", json={"name": "Initech", "domain": "initech.test"}))
+    contact = made(
         http.post("/v1/contacts", json={"first_name": "Peter", "company_id": company["id"]})
     )
-    deal = _made(http.post("/v1/deals", json={"title": "TPS", "company_id": company["id"]}))
+    deal = made(http.post("/v1/deals", json={"title": "TPS", "company_id": company["id"]}))
     path = f"/v1/companies/{company['id']}"
 
     r = http.patch(path, json={"name": "Initrode", "domain": None})
@@ -90,7 +43,7 @@ def test_a_company_is_updated_and_deleted(
     assert http.get(f"/v1/contacts/{contact['id']}").json()["company_id"] is None
     assert http.get(f"/v1/deals/{deal['id']}").json()["company_id"] is None
 
-    assert _events(kit, shop, f"companies/{company['id']}") == [
+    assert events(kit, shop, f"companies/{company['id']}") == [
         (
             "crm.company.created",
             {
@@ -126,15 +79,15 @@ def test_a_company_is_updated_and_deleted(
 def test_a_contact_is_updated_and_deleted_with_its_own_activities(
     kit: PluginTestKit, shop: KitTenant, http: httpx.Client
 ) -> None:
-    company = _made(http.post("/v1/companies", json={"name": "Globex"}))
-    contact = _made(http.post("/v1/contacts", json={"first_name": "Hank", "email": "h@x.test"}))
-    deal = _made(http.post("/v1/deals", json={"title": "Hammock", "contact_id": contact["id"]}))
-    alone = _made(
+    company = made(http.post("/v1/companies", json={"name": "Globex"}))
+    contact = made(http.post("/v1/contacts", json={"first_name": "Hank", "email": "h@x.test"}))
+    deal = made(http.post("/v1/deals", json={"title": "Hammock", "contact_id": contact["id"]}))
+    alone = made(
         http.post(
             "/v1/activities", json={"kind": "call", "subject": "Hi", "contact_id": contact["id"]}
         )
     )
-    shared = _made(
+    shared = made(
         http.post(
             "/v1/activities",
             json={
@@ -160,7 +113,7 @@ def test_a_contact_is_updated_and_deleted_with_its_own_activities(
     assert [(a["id"], a["contact_id"]) for a in left] == [(shared["id"], None)]
     assert alone["id"] not in {a["id"] for a in http.get("/v1/activities").json()["items"]}
 
-    assert _events(kit, shop, f"contacts/{contact['id']}")[1:] == [
+    assert events(kit, shop, f"contacts/{contact['id']}")[1:] == [
         (
             "crm.contact.updated",
             {
@@ -179,14 +132,14 @@ def test_a_contact_is_updated_and_deleted_with_its_own_activities(
 def test_a_deal_is_updated_and_deleted_with_its_own_activities(
     kit: PluginTestKit, shop: KitTenant, http: httpx.Client
 ) -> None:
-    contact = _made(http.post("/v1/contacts", json={"first_name": "Milton"}))
-    company = _made(http.post("/v1/companies", json={"name": "Penetrode"}))
-    deal = _made(http.post("/v1/deals", json={"title": "Stapler", "amount": "10"}))
+    contact = made(http.post("/v1/contacts", json={"first_name": "Milton"}))
+    company = made(http.post("/v1/companies", json={"name": "Penetrode"}))
+    deal = made(http.post("/v1/deals", json={"title": "Stapler", "amount": "10"}))
     path = f"/v1/deals/{deal['id']}"
-    alone = _made(
+    alone = made(
         http.post("/v1/activities", json={"kind": "task", "subject": "x", "deal_id": deal["id"]})
     )
-    shared = _made(
+    shared = made(
         http.post(
             "/v1/activities",
             json={
@@ -225,7 +178,7 @@ def test_a_deal_is_updated_and_deleted_with_its_own_activities(
     assert [(a["id"], a["deal_id"]) for a in left] == [(shared["id"], None)]
     assert alone["id"] not in {a["id"] for a in http.get("/v1/activities").json()["items"]}
 
-    assert _events(kit, shop, f"deals/{deal['id']}")[1:] == [
+    assert events(kit, shop, f"deals/{deal['id']}")[1:] == [
         (
             "crm.deal.updated",
             {
@@ -277,8 +230,8 @@ def test_unknown_ids_bad_references_and_bad_bodies_are_refused(
         r = http.patch(f"/v1/{kind}/{nobody}", json={"company_id": nobody})
         _refused(r, 404, "not_found")
 
-    contact = _made(http.post("/v1/contacts", json={"first_name": "Lumbergh"}))
-    deal = _made(http.post("/v1/deals", json={"title": "Flair", "contact_id": contact["id"]}))
+    contact = made(http.post("/v1/contacts", json={"first_name": "Lumbergh"}))
+    deal = made(http.post("/v1/deals", json={"title": "Flair", "contact_id": contact["id"]}))
     c_path, d_path = f"/v1/contacts/{contact['id']}", f"/v1/deals/{deal['id']}"
     err = _refused(http.patch(c_path, json={"company_id": nobody}), 422, "unknown_reference")
     assert err["details"] == {"field": "company_id"}
@@ -303,7 +256,7 @@ def test_unknown_ids_bad_references_and_bad_bodies_are_refused(
     _refused(http.patch(c_path, content=b"[]"), 422, "validation_error")
     assert http.get(d_path).json()["title"] == "Flair"
     assert http.get(d_path).json()["contact_id"] == contact["id"]
-    assert [t for t, _ in _events(kit, shop, f"deals/{deal['id']}")] == ["crm.deal.created"]
+    assert [t for t, _ in events(kit, shop, f"deals/{deal['id']}")] == ["crm.deal.created"]
 
     with kit.client(shop, roles=["viewer"]) as viewer:
         _refused(viewer.patch(d_path, json={"title": "x"}), 403, "forbidden")

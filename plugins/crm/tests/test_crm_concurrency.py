@@ -6,23 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from plexica_crm.app import create_app
 from plexica_sdk.testing import KitTenant, PluginTestKit, race
 
-ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("qualified", "proposal", "won", "lost", "lead", "qualified", "proposal", "won")
-
-
-@pytest.fixture(scope="module")
-def kit() -> Iterator[PluginTestKit]:
-    with PluginTestKit(ROOT, create_app) as kit:
-        yield kit
 
 
 @pytest.fixture(scope="module")

@@ -10,23 +10,14 @@ import csv
 import io
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from plexica_crm.app import create_app
 from plexica_sdk.testing import KitTenant, PluginTestKit
 
-ROOT = Path(__file__).resolve().parents[1]
 CSV = {"Content-Type": "text/csv"}
-
-
-@pytest.fixture(scope="module")
-def kit() -> Iterator[PluginTestKit]:
-    with PluginTestKit(ROOT, create_app) as kit:
-        yield kit
 
 
 @pytest.fixture(scope="module")

@@ -4,21 +4,10 @@ and PostgreSQL, the plugin over HTTP with real tokens. Imports only the SDK and 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from plexica_crm.app import create_app
 from plexica_sdk.testing import KitTenant, PluginTestKit
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def kit() -> Iterator[PluginTestKit]:
-    with PluginTestKit(ROOT, create_app) as kit:
-        yield kit
 
 
 @pytest.fixture(scope="module")

@@ -6,23 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
 
-from plexica_crm.app import create_app
 from plexica_sdk.manifest import load_manifest
 from plexica_sdk.testing import KitTenant, PluginTestKit
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def kit() -> Iterator[PluginTestKit]:
-    with PluginTestKit(ROOT, create_app) as kit:
-        yield kit
 
 
 @pytest.fixture(scope="module")

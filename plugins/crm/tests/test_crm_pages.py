@@ -5,24 +5,14 @@ timelines, and CSV import and export. Imports only the SDK and the plugin."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from plexica_crm.app import create_app
 from plexica_sdk.testing import KitTenant, PluginTestKit
 from plexica_sdk.ui import encode_upload
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFLICT = "was changed by someone else since you opened it. Nothing was saved"
-
-
-@pytest.fixture(scope="module")
-def kit() -> Iterator[PluginTestKit]:
-    with PluginTestKit(ROOT, create_app) as kit:
-        yield kit
 
 
 @pytest.fixture(scope="module")
@@ -114,12 +104,43 @@ def test_delete_asks_first_and_refuses_a_stale_confirmation(
             follow_redirects=False,
         )
         assert done.status_code == 303
-        assert done.headers["location"] == "ui/deals?done=deleted"
-        assert "Deal deleted." in http.get("/ui/deals?done=deleted").text
+        assert done.headers["location"] == f"ui/deals?done=deleted&undo={deal['id']}"
+        board = http.get(done.headers["location"]).text
+        assert "Deal deleted." in board
+        assert f'action="ui/deals/{deal["id"]}/restore"' in board
         assert http.get(f"/v1/deals/{deal['id']}").status_code == 404
         again = http.post(f"/ui/deals/{deal['id']}/delete", data={"if_match": tag})
         assert again.status_code == 404
         assert "no longer exists" in again.text
+
+        # Undo: the deal is back, and a second Undo finds nothing in the trash.
+        undone = http.post(f"/ui/deals/{deal['id']}/restore", follow_redirects=False)
+        assert undone.status_code == 303
+        assert undone.headers["location"] == f"ui/deals/{deal['id']}?done=restored"
+        assert "Restored." in http.get(undone.headers["location"]).text
+        twice = http.post(f"/ui/deals/{deal['id']}/restore")
+        assert twice.status_code == 404
+        assert "is not in the trash" in twice.text
+
+
+def test_the_trash_page_lists_what_the_user_may_restore(
+    kit: PluginTestKit, shop: KitTenant
+) -> None:
+    with kit.client(shop, roles=["member"], sub="sam") as http:
+        company = http.post("/v1/companies", json={"name": "Binned Inc"}).json()
+        contact = http.post("/v1/contacts", json={"first_name": "Binned", "last_name": "Bo"}).json()
+        for path, record in (("companies", company), ("contacts", contact)):
+            assert http.delete(f"/v1/{path}/{record['id']}").status_code == 204
+        page = http.get("/ui/trash")
+        assert page.status_code == 200
+        assert "Binned Inc" in page.text
+        assert "Binned Bo" in page.text
+        assert f'action="ui/contacts/{contact["id"]}/restore"' in page.text
+        assert 'aria-label="Restore Binned Bo"' in page.text
+        assert http.post(f"/ui/contacts/{contact['id']}/restore").status_code == 303
+        assert "Binned Bo" not in http.get("/ui/trash").text
+    with kit.client(shop, roles=["viewer"]) as viewer:
+        assert viewer.get("/ui/trash").status_code == 403
 
 
 def test_deal_edit_form(kit: PluginTestKit, shop: KitTenant) -> None:
@@ -176,7 +197,7 @@ def test_companies_list_detail_create_edit_delete(kit: PluginTestKit, shop: KitT
             f"/ui/companies/{company_id}/delete", data={"if_match": tag_of(asked)},
             follow_redirects=False,
         )  # fmt: skip
-        assert gone.headers["location"] == "ui/companies?done=deleted"
+        assert gone.headers["location"] == f"ui/companies?done=deleted&undo={company_id}"
         assert http.get(f"/v1/companies/{company_id}").status_code == 404
         hank = http.get("/v1/contacts", params={"q": "hank"}).json()["items"][0]
         assert hank["company_id"] is None

@@ -7,34 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from crm_kit_helpers import made
 
-from plexica_crm.app import create_app
 from plexica_sdk.testing import KitTenant, PluginTestKit, together
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def kit() -> Iterator[PluginTestKit]:
-    with PluginTestKit(ROOT, create_app) as kit:
-        yield kit
 
 
 @pytest.fixture(scope="module")
 def shop(kit: PluginTestKit) -> KitTenant:
     return kit.tenant("etags")
-
-
-@pytest.fixture
-def http(kit: PluginTestKit, shop: KitTenant) -> Iterator[httpx.Client]:
-    with kit.client(shop, roles=["member"], sub="sam") as client:
-        yield client
 
 
 def _types(kit: PluginTestKit, shop: KitTenant, subject: str) -> list[str]:
@@ -46,11 +30,6 @@ def _types(kit: PluginTestKit, shop: KitTenant, subject: str) -> list[str]:
         )
     )
     return [r["type"] for r in rows]
-
-
-def _made(r: httpx.Response) -> Any:
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 def _refused(r: httpx.Response) -> None:
@@ -81,11 +60,11 @@ def test_etag_round_trip_and_stale_if_match(
     body: dict[str, str],
     change: dict[str, str],
 ) -> None:
-    made = _made(http.post(f"/v1/{plural}", json=body))
-    path = f"/v1/{plural}/{made['id']}"
+    record = made(http.post(f"/v1/{plural}", json=body))
+    path = f"/v1/{plural}/{record['id']}"
     read = http.get(path)
     tag = read.headers["etag"]
-    assert tag == f'"{made["version"]}"' == '"1"'
+    assert tag == f'"{record["version"]}"' == '"1"'
 
     # The current tag: applied, and the answer carries the next one.
     r = http.patch(path, json=change, headers={"If-Match": tag})
@@ -98,14 +77,14 @@ def test_etag_round_trip_and_stale_if_match(
 
     # The tag read before the change is stale: 412, the record and its events as they were.
     before = http.get(path).json()
-    events = _types(kit, shop, f"{subject}/{made['id']}")
+    events = _types(kit, shop, f"{subject}/{record['id']}")
     other = {k: f"{v}0" if k != "amount" else "99.00" for k, v in change.items()}
     _refused(http.patch(path, json=other, headers={"If-Match": tag}))
     _refused(http.patch(path, json=other, headers={"If-Match": f"W/{fresh}"}))
     _refused(http.patch(path, json=other, headers={"If-Match": "not-a-tag"}))
     _refused(http.delete(path, headers={"If-Match": tag}))
     assert http.get(path).json() == before
-    assert _types(kit, shop, f"{subject}/{made['id']}") == events
+    assert _types(kit, shop, f"{subject}/{record['id']}") == events
 
     # Any of a list, or "*", matches; without If-Match the request applies as before.
     r = http.patch(path, json=other, headers={"If-Match": f'"0", {fresh}'})
@@ -117,15 +96,15 @@ def test_etag_round_trip_and_stale_if_match(
     )
     # Gone: 404 whatever If-Match says.
     assert http.delete(path, headers={"If-Match": "*"}).status_code == 404
-    assert _types(kit, shop, f"{subject}/{made['id']}")[-1].endswith(".deleted")
+    assert _types(kit, shop, f"{subject}/{record['id']}")[-1].endswith(".deleted")
 
 
 def test_changes_the_crm_makes_itself_change_the_tag(http: httpx.Client) -> None:
     """A stage move and a reference cleared by a delete change the record too: a client
     holding the tag from before must not overwrite the change unknowingly."""
-    company = _made(http.post("/v1/companies", json={"name": "Hooli"}))
-    contact = _made(http.post("/v1/contacts", json={"first_name": "Gavin", **_at(company)}))
-    deal = _made(http.post("/v1/deals", json={"title": "Box", **_at(company)}))
+    company = made(http.post("/v1/companies", json={"name": "Hooli"}))
+    contact = made(http.post("/v1/contacts", json={"first_name": "Gavin", **_at(company)}))
+    deal = made(http.post("/v1/deals", json={"title": "Box", **_at(company)}))
     deal_tag = http.get(f"/v1/deals/{deal['id']}").headers["etag"]
     contact_tag = http.get(f"/v1/contacts/{contact['id']}").headers["etag"]
 
@@ -144,7 +123,7 @@ def test_parallel_conditional_patches_one_wins(
 ) -> None:
     """Eight PATCHes with the same tag at once: the row lock orders them, the first applies and
     the other seven find the tag stale."""
-    contact = _made(http.post("/v1/contacts", json={"first_name": "Race"}))
+    contact = made(http.post("/v1/contacts", json={"first_name": "Race"}))
     path = f"/v1/contacts/{contact['id']}"
     tag = http.get(path).headers["etag"]
 

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from plexica_crm import csvfile, service, transfer
+from plexica_crm import csvfile, service, transfer, trash
 from plexica_crm.schemas import (
     Activity,
     ActivityIn,
@@ -25,6 +25,9 @@ from plexica_crm.schemas import (
     Page,
     Stage,
     StageChange,
+    TrashedCompany,
+    TrashedContact,
+    TrashedDeal,
 )
 from plexica_sdk.app import PluginContext, require
 from plexica_sdk.errors import PlexicaError
@@ -49,6 +52,13 @@ ActivityWrite = Annotated[PluginContext, Depends(require("crm:activity:write"))]
 # One record's read and change answer its ETag; a change or delete may be conditional (ADR 0226).
 TAGGED: dict[int | str, dict[str, Any]] = {200: {"headers": ETAG_HEADER}}
 CONDITIONAL = {**TAGGED, **PRECONDITION_FAILED}
+# The trash (ADR 0236): listed and restored with the permission that deletes.
+IN_TRASH = f"deleted in the last {service.TRASH_DAYS} days, the latest first (ADR 0236)"
+RESTORE = f"Restore a {{}} deleted in the last {service.TRASH_DAYS} days, with the links to it"
+RESTORED: dict[int | str, dict[str, Any]] = {
+    **TAGGED,
+    404: {"description": "Not in the trash: never deleted, restored, or deleted too long ago"},
+}
 R = TypeVar("R", Company, Contact, Deal)
 
 
@@ -127,6 +137,18 @@ def api_router() -> APIRouter:
     async def import_companies(request: Request, ctx: CompanyWrite) -> ImportResult:
         return await transfer.import_companies(ctx, await _csv(request))
 
+    @router.get("/companies/trash", summary=f"Companies {IN_TRASH}")
+    async def trashed_companies(
+        ctx: CompanyWrite, limit: Limit = 25, offset: Offset = 0
+    ) -> Page[TrashedCompany]:
+        return await trash.list_trash(ctx, trash.COMPANIES, limit, offset)
+
+    @router.post(
+        "/companies/{company_id}/restore", summary=RESTORE.format("company"), responses=RESTORED
+    )
+    async def restore_company(company_id: UUID, ctx: CompanyWrite, response: Response) -> Company:
+        return _tagged(response, await trash.restore(ctx, trash.COMPANIES, company_id))
+
     @router.get("/companies/{company_id}", responses=TAGGED)
     async def company(company_id: UUID, ctx: CompanyRead, response: Response) -> Company:
         return _tagged(response, await service.get_company(ctx, company_id))
@@ -148,7 +170,7 @@ def api_router() -> APIRouter:
     @router.delete(
         "/companies/{company_id}",
         status_code=204,
-        summary="Delete a company (its contacts and deals stay, without it)",
+        summary="Delete a company into the trash (its contacts and deals stay, without it)",
         responses=PRECONDITION_FAILED,
     )
     async def delete_company(
@@ -191,6 +213,18 @@ def api_router() -> APIRouter:
     async def import_contacts(request: Request, ctx: ContactWrite) -> ImportResult:
         return await transfer.import_contacts(ctx, await _csv(request))
 
+    @router.get("/contacts/trash", summary=f"Contacts {IN_TRASH}")
+    async def trashed_contacts(
+        ctx: ContactWrite, limit: Limit = 25, offset: Offset = 0
+    ) -> Page[TrashedContact]:
+        return await trash.list_trash(ctx, trash.CONTACTS, limit, offset)
+
+    @router.post(
+        "/contacts/{contact_id}/restore", summary=RESTORE.format("contact"), responses=RESTORED
+    )
+    async def restore_contact(contact_id: UUID, ctx: ContactWrite, response: Response) -> Contact:
+        return _tagged(response, await trash.restore(ctx, trash.CONTACTS, contact_id))
+
     @router.get("/contacts/{contact_id}", responses=TAGGED)
     async def contact(contact_id: UUID, ctx: ContactRead, response: Response) -> Contact:
         return _tagged(response, await service.get_contact(ctx, contact_id))
@@ -208,7 +242,7 @@ def api_router() -> APIRouter:
     @router.delete(
         "/contacts/{contact_id}",
         status_code=204,
-        summary="Delete a contact and the activities linked to it alone",
+        summary="Delete a contact into the trash, and the activities linked to it alone",
         responses=PRECONDITION_FAILED,
     )
     async def delete_contact(
@@ -235,6 +269,16 @@ def api_router() -> APIRouter:
     async def create_deal(body: DealIn, ctx: DealWrite) -> Deal:
         return await service.create_deal(ctx, body)
 
+    @router.get("/deals/trash", summary=f"Deals {IN_TRASH}")
+    async def trashed_deals(
+        ctx: DealWrite, limit: Limit = 25, offset: Offset = 0
+    ) -> Page[TrashedDeal]:
+        return await trash.list_trash(ctx, trash.DEALS, limit, offset)
+
+    @router.post("/deals/{deal_id}/restore", summary=RESTORE.format("deal"), responses=RESTORED)
+    async def restore_deal(deal_id: UUID, ctx: DealWrite, response: Response) -> Deal:
+        return _tagged(response, await trash.restore(ctx, trash.DEALS, deal_id))
+
     @router.get("/deals/{deal_id}", responses=TAGGED)
     async def deal(deal_id: UUID, ctx: DealRead, response: Response) -> Deal:
         return _tagged(response, await service.get_deal(ctx, deal_id))
@@ -252,7 +296,7 @@ def api_router() -> APIRouter:
     @router.delete(
         "/deals/{deal_id}",
         status_code=204,
-        summary="Delete a deal and the activities linked to it alone",
+        summary="Delete a deal into the trash, and the activities linked to it alone",
         responses=PRECONDITION_FAILED,
     )
     async def delete_deal(deal_id: UUID, ctx: DealWrite, if_match: IfMatch = None) -> Response:

@@ -89,8 +89,9 @@ def reference_error(exc: UnknownReferenceError) -> dict[str, str]:
     return {field: FORM_MESSAGES.get(field, str(exc))}
 
 
-def gone(ui: Fragments, what: str) -> HTMLResponse:
-    return ui.render("gone.html", 404, what=what)
+def gone(ui: Fragments, what: str, *, in_trash: bool = False) -> HTMLResponse:
+    """404: the record was deleted; ``in_trash``: a restore found it no longer there."""
+    return ui.render("gone.html", 404, what=what, in_trash=in_trash)
 
 
 async def save(

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
-from plexica_crm import forms, service, transfer
+from plexica_crm import forms, service, transfer, trash
 from plexica_crm.api import (
     CompanyRead,
     CompanyWrite,
@@ -34,7 +34,8 @@ from plexica_crm.schemas import (
     DealPatch,
     UnknownReferenceError,
 )
-from plexica_sdk.app import FragmentsDep, PluginContext
+from plexica_sdk.app import ContextDep, FragmentsDep, PluginContext
+from plexica_sdk.errors import ForbiddenError
 from plexica_sdk.ui import Fragments, field_errors, form_fields
 
 CONTACT_FIELDS = ("first_name", "last_name", "email", "phone", "company_id")
@@ -42,6 +43,8 @@ COMPANY_FIELDS = ("name", "domain")
 DEAL_FIELDS = ("title", "amount", "stage_id")
 DEAL_EDIT = ("title", "amount", "currency", "company_id")
 Count = Annotated[int | None, Query(ge=0)]
+# After a delete, the record the list page's notice offers to restore.
+Undo = Annotated[UUID | None, Query()]
 
 
 def _page_size(ctx: PluginContext) -> int:
@@ -55,17 +58,22 @@ def _notice(what: str, done: str | None, imported: int | None = None) -> str | N
     return f"{what.capitalize()} deleted." if done == "deleted" else None
 
 
+def _undo(done: str | None, undo: UUID | None) -> UUID | None:
+    return undo if done == "deleted" else None
+
+
 async def _contacts(
     ctx: PluginContext, ui: Fragments, *, status: int = 200, q: str = "", offset: int = 0,
     form: dict[str, str] | None = None, errors: dict[str, str] | None = None,
     added_id: str | None = None, notice: str | None = None,
-    report: dict[str, Any] | None = None,
+    report: dict[str, Any] | None = None, undo: UUID | None = None,
 ) -> HTMLResponse:  # fmt: skip
     page = await service.list_contacts(ctx, q or None, None, _page_size(ctx), offset)
     added = next((c for c in page.items if str(c.id) == added_id), None)
     return ui.render(
         "contacts.html", status, page=page, q=q, form=form or {}, errors=errors or {},
-        added=added, notice=notice, report=report, companies=await forms.company_choices(ctx),
+        added=added, notice=notice, undo=undo, report=report,
+        companies=await forms.company_choices(ctx),
         can_write=ctx.has("crm:contact:write"),
     )  # fmt: skip
 
@@ -73,24 +81,25 @@ async def _contacts(
 async def _companies(
     ctx: PluginContext, ui: Fragments, *, status: int = 200, q: str = "", offset: int = 0,
     form: dict[str, str] | None = None, errors: dict[str, str] | None = None,
-    notice: str | None = None, report: dict[str, Any] | None = None,
+    notice: str | None = None, report: dict[str, Any] | None = None, undo: UUID | None = None,
 ) -> HTMLResponse:  # fmt: skip
     page = await service.list_companies(ctx, q or None, _page_size(ctx), offset)
     return ui.render(
         "companies.html", status, page=page, q=q, form=form or {}, errors=errors or {},
-        notice=notice, report=report, can_write=ctx.has("crm:company:write"),
+        notice=notice, undo=undo, report=report, can_write=ctx.has("crm:company:write"),
     )  # fmt: skip
 
 
 async def _board(
     ctx: PluginContext, ui: Fragments, *, status: int = 200, form: dict[str, str] | None = None,
     errors: dict[str, str] | None = None, error: str | None = None, notice: str | None = None,
+    undo: UUID | None = None,
 ) -> HTMLResponse:  # fmt: skip
     stages = await service.list_stages(ctx)
     deals = await service.list_deals(ctx, None, None, 200, 0)
     return ui.render(
         "deals.html", status, stages=stages, deals=deals.items, form=form or {},
-        errors=errors or {}, error=error, notice=notice,
+        errors=errors or {}, error=error, notice=notice, undo=undo,
     )  # fmt: skip
 
 
@@ -184,19 +193,19 @@ RECORDS = (
         "contact", "contacts", CONTACT_FIELDS, ContactPatch, service.get_contact,
         service.update_contact, service.delete_contact, contact_view, _person,
         lambda c: [("Email", c.email or ""), ("Phone", c.phone or "")], _contact_link,
-        "The activities linked to this contact alone are deleted with it.",
+        "The activities linked to this contact alone go with it.", trash.CONTACTS,
     ),
     Record(
         "company", "companies", COMPANY_FIELDS, CompanyPatch, service.get_company,
         service.update_company, service.delete_company, company_view, lambda c: c.name,
         lambda c: [("Domain", c.domain or "")], _own_contact,
-        "Its contacts and deals stay, without a company.",
+        "Its contacts and deals stay, without a company.", trash.COMPANIES,
     ),
     Record(
         "deal", "deals", DEAL_EDIT, DealPatch, service.get_deal, service.update_deal,
         service.delete_deal, deal_view, lambda d: d.title,
         lambda d: [("Amount", f"{d.amount} {d.currency}"), ("Stage", d.stage_id)], _deal_link,
-        "The activities linked to this deal alone are deleted with it.",
+        "The activities linked to this deal alone go with it.", trash.DEALS,
     ),
 )  # fmt: skip
 
@@ -214,9 +223,13 @@ def ui_router() -> APIRouter:
         added_id: Annotated[str | None, Query(alias="added", max_length=64)] = None,
         done: forms.Done = None,
         imported: Count = None,
+        undo: Undo = None,
     ) -> HTMLResponse:
         notice = _notice("contact", done, imported)
-        return await _contacts(ctx, ui, q=q or "", offset=offset, added_id=added_id, notice=notice)
+        return await _contacts(
+            ctx, ui, q=q or "", offset=offset, added_id=added_id, notice=notice,
+            undo=_undo(done, undo),
+        )  # fmt: skip
 
     @router.post("/contacts", response_class=HTMLResponse)
     async def add_contact(request: Request, ctx: ContactWrite, ui: FragmentsDep) -> Response:
@@ -248,9 +261,12 @@ def ui_router() -> APIRouter:
         offset: Offset = 0,
         done: forms.Done = None,
         imported: Count = None,
+        undo: Undo = None,
     ) -> HTMLResponse:
         notice = _notice("company", done, imported)
-        return await _companies(ctx, ui, q=q or "", offset=offset, notice=notice)
+        return await _companies(
+            ctx, ui, q=q or "", offset=offset, notice=notice, undo=_undo(done, undo)
+        )
 
     @router.post("/companies", response_class=HTMLResponse)
     async def add_company(request: Request, ctx: CompanyWrite, ui: FragmentsDep) -> Response:
@@ -270,8 +286,10 @@ def ui_router() -> APIRouter:
     )  # fmt: skip
 
     @router.get("/deals", response_class=HTMLResponse)
-    async def deals_page(ctx: DealRead, ui: FragmentsDep, done: forms.Done = None) -> HTMLResponse:
-        return await _board(ctx, ui, notice=_notice("deal", done))
+    async def deals_page(
+        ctx: DealRead, ui: FragmentsDep, done: forms.Done = None, undo: Undo = None
+    ) -> HTMLResponse:
+        return await _board(ctx, ui, notice=_notice("deal", done), undo=_undo(done, undo))
 
     @router.post("/deals", response_class=HTMLResponse)
     async def add_deal(request: Request, ctx: DealWrite, ui: FragmentsDep) -> Response:
@@ -300,6 +318,17 @@ def ui_router() -> APIRouter:
 
     for record in RECORDS:
         record_routes(router, record)
+
+    @router.get("/trash", response_class=HTMLResponse)
+    async def trash_page(ctx: ContextDep, ui: FragmentsDep) -> HTMLResponse:
+        sections = [
+            (r, await trash.list_trash(ctx, r.kind, forms.CHOICES, 0))
+            for r in RECORDS
+            if ctx.has(f"crm:{r.what}:write")
+        ]
+        if not sections:
+            raise ForbiddenError("missing permission to delete CRM records")
+        return ui.render("trash.html", sections=sections, days=service.TRASH_DAYS)
 
     @router.get("/widgets/pipeline", response_class=HTMLResponse)
     async def pipeline_widget(ctx: DealRead, ui: FragmentsDep) -> HTMLResponse:

@@ -12,9 +12,10 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from plexica_crm import forms
+from plexica_crm import forms, trash
 from plexica_crm.api import csv_download
 from plexica_crm.schemas import CrmNotFoundError, ImportResult, Patch
+from plexica_crm.service import TRASH_DAYS
 from plexica_sdk.app import FragmentsDep, PluginContext, require
 from plexica_sdk.guard import body_limit
 from plexica_sdk.preconditions import etag
@@ -57,11 +58,13 @@ class Record:
     facts: Callable[[Any], list[tuple[str, str]]]  # shown before a delete
     links: Links  # what an activity logged on its page is linked to
     consequence: str  # what a delete also does
+    kind: trash.Kind[Any, Any]  # its trash
 
 
 NOTICES = {
     "saved": "Saved.",
     "logged": "Activity logged.",
+    "restored": "Restored.",
 }
 
 
@@ -76,7 +79,7 @@ def record_routes(router: APIRouter, r: Record) -> None:
         return ui.render(
             "confirm_delete.html", status, what=r.what, path=r.path, record=record,
             name=r.name(record), facts=r.facts(record), if_match=etag(record.version),
-            consequence=r.consequence, alert_text=alert,
+            consequence=r.consequence, alert_text=alert, days=TRASH_DAYS,
         )  # fmt: skip
 
     @router.get(f"/{r.path}/{{record_id}}", response_class=HTMLResponse)
@@ -144,8 +147,19 @@ def record_routes(router: APIRouter, r: Record) -> None:
             await r.delete(ctx, record_id, if_match)
 
         return await forms.remove(
-            ui, r.what, form=form, delete=gone, show=show, to=f"ui/{r.path}?done=deleted"
-        )
+            ui, r.what, form=form, delete=gone, show=show,
+            to=f"ui/{r.path}?done=deleted&undo={record_id}",
+        )  # fmt: skip
+
+    @router.post(f"/{r.path}/{{record_id}}/restore", response_class=HTMLResponse)
+    async def restore(
+        record_id: UUID, ctx: Annotated[PluginContext, Depends(write)], ui: FragmentsDep
+    ) -> Response:
+        try:
+            await trash.restore(ctx, r.kind, record_id)
+        except CrmNotFoundError:
+            return forms.gone(ui, r.what, in_trash=True)
+        return forms.back(f"ui/{r.path}/{record_id}?done=restored")
 
     @router.post(f"/{r.path}/{{record_id}}/activities", response_class=HTMLResponse)
     async def add_activity(

@@ -179,6 +179,23 @@ class Activity(BaseModel):
     created_at: datetime
 
 
+class InTrash(BaseModel):
+    deleted_at: datetime
+    deleted_by: str = Field(description="The user who deleted it.")
+
+
+class TrashedCompany(Company, InTrash):
+    pass
+
+
+class TrashedContact(Contact, InTrash):
+    pass
+
+
+class TrashedDeal(Deal, InTrash):
+    pass
+
+
 class CrmNotFoundError(NotFoundError):
     pass
 

@@ -42,6 +42,8 @@ DEAL_STAGE_CHANGED = "crm.deal.stage_changed"
 DEAL_WON = "crm.deal.won"
 ACTIVITY_CREATED = "crm.activity.created"
 ACTIVITY_COMPLETED = "crm.activity.completed"
+# How long a deleted record can be restored (ADR 0236).
+TRASH_DAYS = 30
 
 
 def _id(value: UUID | None) -> str | None:
@@ -102,16 +104,14 @@ async def _update(
 async def _delete(
     ctx: PluginContext, table: str, id_: UUID, what: str, if_match: str | None
 ) -> None:
+    """Into the trash, the rows that point at it unchanged (ADR 0236); the tenant's records
+    deleted 30 days ago or more go for good in the same transaction."""
     await repo.lock_deletes(ctx.db)
     row = await _found(ctx, table, id_, what, lock=True)
     check_if_match(if_match, etag(row["version"]))
-    # References to it are cleared by the database (ON DELETE SET NULL); activities linked to
-    # it alone go with it (ADR 0222).
-    if table == "crm_contacts":
-        await repo.delete_sole_activities(ctx.db, "contact_id", id_)
-    elif table == "crm_deals":
-        await repo.delete_sole_activities(ctx.db, "deal_id", id_)
-    await repo.delete(ctx.db, table, id_)
+    await repo.purge(ctx.db, TRASH_DAYS)
+    await repo.trash(ctx.db, table, id_, ctx.user_id)
+    await repo.touch_links(ctx.db, table, id_)
 
 
 async def list_companies(

@@ -36,6 +36,14 @@ class CompanyDeleted(EventData):
     deleted_by: str
 
 
+class CompanyRestored(EventData):
+    """Out of the trash (ADR 0236): the record and the links to it are back."""
+
+    event_type: ClassVar[str] = "crm.company.restored"
+    company_id: UUID
+    restored_by: str
+
+
 class ContactCreated(EventData):
     event_type: ClassVar[str] = "crm.contact.created"
     contact_id: UUID
@@ -62,6 +70,14 @@ class ContactDeleted(EventData):
     event_type: ClassVar[str] = "crm.contact.deleted"
     contact_id: UUID
     deleted_by: str
+
+
+class ContactRestored(EventData):
+    """Out of the trash (ADR 0236): the record and the links to it are back."""
+
+    event_type: ClassVar[str] = "crm.contact.restored"
+    contact_id: UUID
+    restored_by: str
 
 
 class DealCreated(EventData):
@@ -97,6 +113,14 @@ class DealDeleted(EventData):
     event_type: ClassVar[str] = "crm.deal.deleted"
     deal_id: UUID
     deleted_by: str
+
+
+class DealRestored(EventData):
+    """Out of the trash (ADR 0236): the record and the links to it are back."""
+
+    event_type: ClassVar[str] = "crm.deal.restored"
+    deal_id: UUID
+    restored_by: str
 
 
 class DealStageChanged(EventData):
@@ -139,12 +163,15 @@ MODELS: tuple[type[EventData], ...] = (
     CompanyCreated,
     CompanyUpdated,
     CompanyDeleted,
+    CompanyRestored,
     ContactCreated,
     ContactUpdated,
     ContactDeleted,
+    ContactRestored,
     DealCreated,
     DealUpdated,
     DealDeleted,
+    DealRestored,
     DealStageChanged,
     DealWon,
     ActivityCreated,
