@@ -7,6 +7,7 @@ import time
 from uuid import UUID
 
 from fastapi import APIRouter, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
 from plexica.identity import mfa, service
@@ -22,7 +23,7 @@ from plexica.identity.throttle import LoginThrottle, refuse_while_blocked
 from plexica.kit.security import PrincipalDep
 from plexica.settings import Settings
 from plexica_sdk.context import Principal
-from plexica_sdk.errors import ConflictError
+from plexica_sdk.errors import ConflictError, NotFoundError
 
 router = APIRouter(prefix="/v1/me/mfa", tags=["identity"])
 users_router = APIRouter(prefix="/v1/users", tags=["identity"])
@@ -42,11 +43,17 @@ def _builtin(request: Request) -> None:
         raise MfaManagedByProviderError
 
 
-def _user_id(request: Request, principal: Principal) -> UUID:
+async def _me(request: Request, session: AsyncSession, principal: Principal) -> UUID:
+    """The caller's own account in the built-in provider's registry."""
     _builtin(request)
     if principal.is_service:
         raise MfaManagedByProviderError
-    return UUID(principal.subject)
+    try:
+        user_id = UUID(principal.subject)
+    except ValueError:
+        raise NotFoundError("no such user") from None
+    await service.user_or_404(session, _realm_of(principal), user_id)
+    return user_id
 
 
 def _account(principal: Principal) -> tuple[str, str, str]:
@@ -57,17 +64,16 @@ def _account(principal: Principal) -> tuple[str, str, str]:
 
 @router.get("", summary="Whether two-step sign-in is on, and the recovery codes left")
 async def mfa_status(request: Request, principal: PrincipalDep) -> MfaStatus:
-    user_id = _user_id(request, principal)
     async with _db(request).session() as session:
-        found = await mfa.status(session, user_id)
+        found = await mfa.status(session, await _me(request, session, principal))
     return MfaStatus(enabled=found.enabled, recovery_codes_left=found.recovery_codes_left)
 
 
 @router.post("/totp", status_code=201, summary="Start enrolling an authenticator app")
 async def enrol(request: Request, principal: PrincipalDep) -> TotpEnrolment:
-    user_id = _user_id(request, principal)
     issuer = mfa.issuer_label(_realm_of(principal))
     async with _db(request).session() as session:
+        user_id = await _me(request, session, principal)
         started = await mfa.begin(session, user_id, principal.email or principal.subject, issuer)
     return TotpEnrolment(secret=started.secret, otpauth_uri=started.uri)
 
@@ -86,13 +92,13 @@ async def disable(request: Request, principal: PrincipalDep, body: MfaCode) -> M
 async def _with_code(
     request: Request, principal: Principal, body: MfaCode, *, on: bool
 ) -> list[str]:
-    user_id = _user_id(request, principal)
     throttle: LoginThrottle = request.app.state.login_throttle
     account = _account(principal)
     await refuse_while_blocked(throttle, *account, "wrong codes")
     target = f"user:{principal.subject}"
     try:
         async with _db(request).session() as session:
+            user_id = await _me(request, session, principal)
             if on:
                 codes = await mfa.confirm(session, user_id, body.code, time.time())
             else:
