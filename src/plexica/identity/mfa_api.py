@@ -16,7 +16,7 @@ from plexica.identity.throttle import LoginThrottle, refuse_while_blocked
 from plexica.kit.security import PrincipalDep
 from plexica.settings import Settings
 from plexica_sdk.context import Principal
-from plexica_sdk.errors import ConflictError
+from plexica_sdk.errors import ConflictError, ForbiddenError
 
 router = APIRouter(prefix="/v1/me/mfa", tags=["identity"])
 users_router = APIRouter(prefix="/v1/users", tags=["identity"])
@@ -33,6 +33,10 @@ def _user_id(request: Request, principal: Principal) -> UUID:
     settings: Settings = request.app.state.settings
     if settings.keycloak_url is not None or principal.is_service:
         raise MfaManagedByProviderError
+    if principal.acting_operator is not None:
+        raise ForbiddenError(
+            "a support session cannot change two-step sign-in", code="support_session_forbidden"
+        )
     return UUID(principal.subject)
 
 

@@ -9,6 +9,8 @@ Revision ID: i0008
 Revises: i0007
 """
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql as pg
@@ -21,7 +23,7 @@ depends_on = None
 S = "platform"
 
 
-def _at(name: str, *, nullable: bool = False) -> sa.Column[sa.DateTime]:
+def _at(name: str, *, nullable: bool = False) -> sa.Column[datetime]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
