@@ -61,7 +61,9 @@ async def require_tenant_admin(principal: PrincipalDep) -> Principal:
 TenantAdminDep = Annotated[Principal, Depends(require_tenant_admin)]
 
 
-@access_router.get("", summary="Whether operators may act as this tenant's users, and sessions")
+@access_router.get(
+    "", summary="Whether operators may act as this tenant's users, and sessions", responses=REFUSALS
+)
 async def support_status(principal: TenantAdminDep, support: SupportDep) -> SupportAccess:
     return await support.status(_tenant_of(principal))
 
