@@ -21,6 +21,7 @@ from plexica.identity import mfa_api
 from plexica.identity.api import me_router, roles_router, service_clients_router, users_router
 from plexica.identity.invites_api import router as invites_router
 from plexica.identity.oidc import router as oidc_router
+from plexica.identity.support_api import router as support_router
 from plexica.identity.wiring import identity_lifespan
 from plexica.kit.db import Database
 from plexica.kit.probes import add_dependency_checks
@@ -119,6 +120,7 @@ def create_app(
         app.include_router(router)
     app.include_router(users_router)
     app.include_router(invites_router)
+    app.include_router(support_router)
     app.include_router(roles_router)
     app.include_router(service_clients_router)
     app.include_router(audit_router)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import uvicorn
 from argon2 import PasswordHasher
+from fastapi import FastAPI
 
 from plexica.app import create_app
 from plexica.identity import service
@@ -38,6 +39,7 @@ def _cheap_argon2() -> None:
 class Live:
     url: str
     settings: Settings
+    app: FastAPI | None = None  # the core app: tests may set its ``state.clock``
 
     def issuer(self, realm: str) -> str:
         return service.issuer_url(self.url, realm)
@@ -48,10 +50,9 @@ def live(database_url: str) -> Iterator[Live]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = Settings(database_url=database_url, public_url=url, port=port)
+    app = create_app(settings)
     server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-        )
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -60,7 +61,7 @@ def live(database_url: str) -> Iterator[Live]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the core app did not start")
         time.sleep(0.02)
-    yield Live(url, settings)
+    yield Live(url, settings, app)
     server.should_exit = True
     thread.join(10)
 

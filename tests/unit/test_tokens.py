@@ -3,6 +3,7 @@
 import base64
 import json
 import time
+import uuid
 
 import jwt
 import pytest
@@ -22,6 +23,22 @@ async def test_valid_operator_token() -> None:
     assert p.is_operator
     assert p.email == "op@example.com"
     assert p.tenant_id is None
+
+
+async def test_the_act_claim_names_both_identities() -> None:
+    """A plugin's verifier (the SDK's) reads RFC 8693's ``act``: the audit actor names both."""
+    tenant = issuers.add_tenant(uuid.uuid4(), "acme")
+    token = issuers.token(
+        tenant.url.rsplit("/", 1)[1], email="ada@acme.example", roles=["member"],
+        act={"sub": "op-1", "email": "ops@platform.example"},
+    )  # fmt: skip
+    p = await verifier.verify(token)
+    assert p.acting_operator == "ops@platform.example"
+    assert p.actor == "ops@platform.example as ada@acme.example"
+    assert (await verifier.verify(issuers.token(act={"sub": "op-2"}))).acting_operator == "op-2"
+    odd_acts: list[object] = ["ops", [], {"email": 3}]
+    for odd in odd_acts:
+        assert (await verifier.verify(issuers.token(act=odd))).acting_operator is None
 
 
 def _b64(obj: dict[str, object]) -> str:

@@ -73,6 +73,10 @@ async def me(principal: PrincipalDep) -> Me:
 async def change_password(
     request: Request, principal: PrincipalDep, body: PasswordChange
 ) -> PasswordChanged:
+    if principal.acting_operator is not None:
+        raise ForbiddenError(
+            "a support session cannot change the user's password", code="support_session_forbidden"
+        )
     realm = _realm_of(principal)
     adapter = _adapter(request)
     throttle: LoginThrottle = request.app.state.login_throttle

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import structlog
 
-from plexica.identity import repository, revocation, service
+from plexica.identity import repository, revocation, service, support_repository
 from plexica.identity.adapter import IdentityAdapter, RealmClient, RealmUser
 from plexica.identity.schemas import User
 from plexica.kit.db import Database
@@ -204,4 +204,5 @@ class RealmStep:
         async with self.db.session() as session:
             await repository.delete_realm(session, tenant.realm)
             await repository.delete_tenant_permissions(session, tenant.id)
+            await support_repository.forget_realm(session, tenant.realm)
             await revocation.forget_realm(session, tenant.realm)

@@ -23,7 +23,7 @@ from plexica.identity.throttle import LoginThrottle, refuse_while_blocked
 from plexica.kit.security import PrincipalDep
 from plexica.settings import Settings
 from plexica_sdk.context import Principal
-from plexica_sdk.errors import ConflictError, NotFoundError
+from plexica_sdk.errors import ConflictError, ForbiddenError, NotFoundError
 
 router = APIRouter(prefix="/v1/me/mfa", tags=["identity"])
 users_router = APIRouter(prefix="/v1/users", tags=["identity"])
@@ -48,6 +48,10 @@ async def _me(request: Request, session: AsyncSession, principal: Principal) -> 
     _builtin(request)
     if principal.is_service:
         raise MfaManagedByProviderError
+    if principal.acting_operator is not None:
+        raise ForbiddenError(
+            "a support session cannot change two-step sign-in", code="support_session_forbidden"
+        )
     try:
         user_id = UUID(principal.subject)
     except ValueError:

@@ -203,3 +203,49 @@ class SecurityPolicy(BaseModel):
         description="Every user of the tenant signs in with two-step verification; those "
         "without it set it up at their next sign-in"
     )
+
+
+class SupportGrantCreate(BaseModel):
+    hours: int = Field(ge=1, le=72, description="How long operators may start support sessions")
+
+
+class SupportGrant(BaseModel):
+    id: UUID
+    granted_by: str
+    granted_at: datetime
+    expires_at: datetime
+    revoked_by: str | None
+    revoked_at: datetime | None
+
+
+class SupportSession(BaseModel):
+    id: UUID
+    user_email: str
+    operator_email: str
+    started_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None
+    end_reason: str | None
+
+
+class SupportAccess(BaseModel):
+    """The tenant's live grant (None: operators cannot act as its users) and recent sessions."""
+
+    grant: SupportGrant | None
+    sessions: list[SupportSession]
+
+
+class SupportSessionStart(BaseModel):
+    tenant: str = Field(min_length=1, max_length=63, description="The tenant's slug")
+    email: Email
+
+
+class SupportTokens(BaseModel):
+    """Tokens of the user for the operator: an access token whose ``act`` names the operator,
+    good until the session's end, without a refresh token."""
+
+    access_token: str
+    token_type: str = "Bearer"  # noqa: S105 - the scheme, not a secret
+    expires_in: int
+    id_token: str | None = None
+    session: SupportSession

@@ -164,23 +164,8 @@ async def _user_tokens(
     iss = issuer_url(base_url, realm["name"])
     now = int(time.time())
     signed_in = int(auth_time.timestamp()) if auth_time is not None else now
-    claims: dict[str, Any] = {
-        "iss": iss,
-        "sub": str(user["id"]),
-        "aud": AUDIENCE,
-        "azp": client["client_id"],
-        "iat": now,
-        "exp": now + ACCESS_TTL,
-        "jti": str(uuid.uuid4()),
-        "typ": "Bearer",
-        "sid": str(family),  # the sign-in session: signing out refuses its tokens (ADR 0115)
-        "scope": scope,
-        "email": user["email"],
-        "preferred_username": user["email"],
-        "realm_access": {"roles": list(user["roles"])},
-    }
-    if realm["tenant_id"] is not None:
-        claims["tenant_id"] = str(realm["tenant_id"])
+    claims = _access_claims(realm, client, user, iss=iss, now=now, exp=now + ACCESS_TTL, sid=family)
+    claims["scope"] = scope
     access = jwt.encode(claims, pem, algorithm="RS256", headers={"kid": kid})
     refresh_token = secrets.token_urlsafe(32)
     await repository.insert_refresh(
@@ -196,18 +181,8 @@ async def _user_tokens(
     )
     id_token = None
     if "openid" in scope.split():
-        id_claims: dict[str, Any] = {
-            "iss": iss,
-            "sub": str(user["id"]),
-            "aud": client["client_id"],
-            "azp": client["client_id"],
-            "iat": now,
-            "exp": now + ACCESS_TTL,
-            "auth_time": signed_in,
-            "sid": str(family),
-            "email": user["email"],
-            "email_verified": True,
-        }
+        id_claims = _id_claims(client, user, iss=iss, now=now, exp=now + ACCESS_TTL, sid=family)
+        id_claims["auth_time"] = signed_in
         if nonce:
             id_claims["nonce"] = nonce
         id_token = jwt.encode(id_claims, pem, algorithm="RS256", headers={"kid": kid})
@@ -219,6 +194,75 @@ async def _user_tokens(
         id_token=id_token,
         scope=scope,
     )
+
+
+def _access_claims(
+    realm: dict[str, Any], client: dict[str, Any], user: dict[str, Any], *,
+    iss: str, now: int, exp: int, sid: UUID,
+) -> dict[str, Any]:  # fmt: skip
+    claims: dict[str, Any] = {
+        "iss": iss,
+        "sub": str(user["id"]),
+        "aud": AUDIENCE,
+        "azp": client["client_id"],
+        "iat": now,
+        "exp": exp,
+        "jti": str(uuid.uuid4()),
+        "typ": "Bearer",
+        "sid": str(sid),  # the sign-in session: signing out refuses its tokens (ADR 0115)
+        "email": user["email"],
+        "preferred_username": user["email"],
+        "realm_access": {"roles": list(user["roles"])},
+    }
+    if realm["tenant_id"] is not None:
+        claims["tenant_id"] = str(realm["tenant_id"])
+    return claims
+
+
+def _id_claims(
+    client: dict[str, Any], user: dict[str, Any], *, iss: str, now: int, exp: int, sid: UUID
+) -> dict[str, Any]:
+    return {
+        "iss": iss,
+        "sub": str(user["id"]),
+        "aud": client["client_id"],
+        "azp": client["client_id"],
+        "iat": now,
+        "exp": exp,
+        "sid": str(sid),
+        "email": user["email"],
+        "email_verified": True,
+    }
+
+
+async def support_tokens(
+    session: AsyncSession,
+    realm: dict[str, Any],
+    client: dict[str, Any],
+    user: dict[str, Any],
+    *,
+    sid: UUID,
+    act: dict[str, str],
+    expires_at: datetime,
+    base_url: str,
+) -> tuple[str, str, int]:
+    """An access token and an ID token of ``user`` for the operator ``act`` names (RFC 8693's
+    actor claim), good until ``expires_at`` and never renewed: no refresh token (ADR 0240).
+    Returns both tokens and their lifetime in seconds."""
+    kid, pem = await _signer(session, realm["name"])
+    iss = issuer_url(base_url, realm["name"])
+    now = int(time.time())
+    exp = max(now, int(expires_at.timestamp()))
+    claims = _access_claims(realm, client, user, iss=iss, now=now, exp=exp, sid=sid)
+    claims["scope"] = "openid email"
+    claims["act"] = act
+    id_claims = _id_claims(client, user, iss=iss, now=now, exp=exp, sid=sid)
+    id_claims["auth_time"] = now
+    id_claims["act"] = act
+    signed = [
+        jwt.encode(c, pem, algorithm="RS256", headers={"kid": kid}) for c in (claims, id_claims)
+    ]
+    return signed[0], signed[1], exp - now
 
 
 def service_subject(realm: str, client_id: str) -> str:

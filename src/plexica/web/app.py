@@ -23,6 +23,7 @@ from plexica.web.provisioning import provisioning_routes
 from plexica.web.security import ShellSecurity
 from plexica.web.sessions_page import sessions_routes
 from plexica.web.shell import HERE, STATIC, Shell
+from plexica.web.support import support_routes
 from plexica.web.tenant_admin import register_host_tenant, register_tenant_admin
 from plexica.web.tenant_plugins import tenant_plugin_routes
 from plexica.web.workspace import workspace_routes
@@ -71,4 +72,5 @@ def create_web_app(
     invite_routes(app, shell)
     audit_routes(app, shell)
     profile_routes(app, shell)
+    support_routes(app, shell)
     return app

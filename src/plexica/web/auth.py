@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from plexica.identity.client import pkce_pair
 from plexica.web.session import LOGIN_MAX_AGE
-from plexica.web.shell import SIGNED_OUT, Shell, sign_out
+from plexica.web.shell import SIGNED_OUT, SUPPORT_ENDED, Shell, sign_out
 from plexica.web.upstream import OPERATOR_REALM, SessionExpiredError
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
@@ -56,7 +56,7 @@ def auth_routes(app: FastAPI, shell: Shell) -> None:
         return shell.page(
             request, None, "login.html", title="Sign in", next=_safe_next(back),
             tenant="", tenant_error=None, error=error,
-            notice=SIGNED_OUT_TEXT if notice == SIGNED_OUT_TEXT else None,
+            notice=notice if notice in {SIGNED_OUT_TEXT, SUPPORT_ENDED} else None,
         )  # fmt: skip
 
     @app.get("/login/start", include_in_schema=False)

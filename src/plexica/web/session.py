@@ -14,6 +14,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -122,6 +123,20 @@ class WebSession:
     def roles(self) -> set[str]:
         access = self.claims().get("realm_access") or {}
         return {str(r) for r in access.get("roles", [])} if isinstance(access, dict) else set()
+
+    def support(self) -> dict[str, str] | None:
+        """A support session's banner (ADR 0240): the operator its token's ``act`` names, the
+        user, and when it ends; None for a user's own session."""
+        claims = self.claims()
+        act = claims.get("act")
+        if not isinstance(act, dict):
+            return None
+        ends = datetime.fromtimestamp(float(claims.get("exp", self.expires_at)), UTC)
+        return {
+            "operator": str(act.get("email") or act.get("sub") or "an operator"),
+            "user": str(claims.get("email") or claims.get("sub") or ""),
+            "ends": ends.strftime("%H:%M:%S UTC"),
+        }
 
     def csrf_ok(self, token: str | None) -> bool:
         return token is not None and hmac.compare_digest(token, self.csrf)

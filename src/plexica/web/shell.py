@@ -50,6 +50,8 @@ ROLE_LABELS = {"tenant_admin": "Administrator", "member": "Member"}
 # The post-logout redirect comes back to the callback registered with the provider (both the
 # built-in one and Keycloak accept only registered URIs), marked by this state.
 SIGNED_OUT = "signed-out"
+SUPPORT_ENDED = "Support session ended."
+SUPPORT_OVER = "Your support session has ended: it expired, or the tenant withdrew support access."
 WEB_POOL_SIZE = 4
 
 Handler = Callable[[Request, WebSession], Awaitable[Response]]
@@ -173,6 +175,7 @@ class Shell:
             who = claims.get("email") or claims.get("preferred_username") or claims.get("sub")
         context = {
             "who": who,
+            "support": session.support() if session is not None else None,
             "profile": session is not None and session.realm != OPERATOR_REALM,
             "csrf": session.csrf if session else "",
             "nav": ctx.pop("nav", None),
@@ -199,8 +202,11 @@ class Shell:
                 request, session, "error.html", 403, title="Not here",
                 message="This page is not part of your console.",
             )  # fmt: skip
+        support = session.support() is not None
         try:
             if _due(session):
+                if support:  # never renewed: it ends (ADR 0240)
+                    return await self.support_over(request, session)
                 renewed = await self.sessions.refresh(session, _due, self.upstream.refresh)
                 if renewed is None:
                     return self.to_login(request)  # ended by another request meanwhile
@@ -218,7 +224,16 @@ class Shell:
                 request.state.brand = await self.branding(session)
             response = await handler(request, session)
         except SessionExpiredError:
+            if support:
+                return await self.support_over(request, session)
             return self.to_login(request)
+        return response
+
+    async def support_over(self, request: Request, session: WebSession) -> Response:
+        """A support session that expired or was refused: gone, with a message at sign-in."""
+        await self.end_sessions(session.realm, session.subject, session.id)
+        response = RedirectResponse(f"/login?{urlencode({'error': SUPPORT_OVER})}", 303)
+        self.forget(response)
         return response
 
 
@@ -277,6 +292,7 @@ async def tenant_nav(
                     {"title": "Plugins", "href": "/t/admin/plugins"},
                     {"title": "Users", "href": "/t/admin/users"},
                     {"title": "Branding", "href": "/t/admin/branding"},
+                    {"title": "Support access", "href": "/t/admin/support"},
                     {"title": "Audit log", "href": "/t/admin/audit"},
                 ],
             }

@@ -153,6 +153,7 @@ class JwtVerifier:
             client_id=claims.get("azp"),
             is_service=bool(claims.get("service", False)),
             session_id=_opt_str(claims.get("sid")),
+            acting_operator=_actor(claims.get("act")),
         )
 
 
@@ -234,6 +235,13 @@ def _uuid(value: object) -> UUID:
 
 def _opt_str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _actor(act: object) -> str | None:
+    """Who ``act`` (RFC 8693 §4.1) names: the acting party's e-mail, else its subject."""
+    if not isinstance(act, dict):
+        return None
+    return _opt_str(act.get("email")) or _opt_str(act.get("sub"))
 
 
 def _roles(claims: dict[str, Any]) -> list[str]:

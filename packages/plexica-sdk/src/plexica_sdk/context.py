@@ -32,11 +32,15 @@ class Principal(BaseModel):
     # The sign-in session the token belongs to (its ``sid``): what survives when a user ends
     # their other sessions.
     session_id: str | None = None
+    # The operator acting as this user in a support session: the token's ``act`` claim
+    # (RFC 8693), by e-mail or subject.
+    acting_operator: str | None = None
 
     @property
     def actor(self) -> str:
-        """Who the audit log names for this caller."""
-        return self.email or self.subject
+        """Who the audit log names for this caller: both identities in a support session."""
+        own = self.email or self.subject
+        return f"{self.acting_operator} as {own}" if self.acting_operator else own
 
     @property
     def is_operator(self) -> bool:
