@@ -102,7 +102,11 @@ async def test_a_user_enrols_totp_and_signs_in_with_codes(
             params={"actor": email},
         )
     ).json()["items"]  # fmt: skip
-    actions = [e["action"] for e in reversed(entries)]
+    actions = [e["action"] for e in reversed(entries) if e["action"] != "identity.login.succeeded"]
+    signed_in = [
+        e["after"]["two_step"] for e in entries if e["action"] == "identity.login.succeeded"
+    ]
+    assert sorted(signed_in) == [False, False, True, True]
     assert actions == [
         "identity.mfa.code_failed", "identity.mfa.enabled", "identity.login.mfa_failed",
         "identity.login.mfa_failed", "identity.login.recovery_code_used",

@@ -16,9 +16,10 @@ from sqlalchemy.exc import DBAPIError
 from plexica.audit import service as audit
 from plexica.audit.schemas import AuditFilter, TextMatch
 from plexica.kit.db import Database
-from plexica_sdk.context import Principal
+from plexica_sdk.context import SUPER_ADMIN, Principal
 from plexica_sdk.db import plugin_role, publish_function
-from tests.plugins.conftest import Platform, TenantFactory
+from tests.plugins.conftest import Platform, TenantFactory, plugin_doc
+from tests.support.tokens import StaticIssuers
 
 CORE = "/api/core/v1"
 CRM = "/api/plugins/crm/v1"
@@ -112,3 +113,30 @@ async def _refused_as_the_plugin(db: Database, tenant_id: uuid.UUID, schema: str
                  " AND tenant_id = :t"), {"t": tenant_id},
         )  # fmt: skip
         assert forged.scalar_one() == 0
+
+
+async def test_the_catalog_s_register_publish_and_deprecate_are_audited(
+    platform: Platform, db: Database, issuers: StaticIssuers
+) -> None:
+    op = issuers.operator_headers()
+    plugin_id = "au" + uuid.uuid4().hex[:8]
+    made = await platform.http.post(
+        f"{CORE}/plugins", json={"manifest": plugin_doc(plugin_id)}, headers=op
+    )
+    assert made.status_code == 201, made.text
+    for step in ("publish", "deprecate"):
+        r = await platform.http.post(
+            f"{CORE}/plugins/{plugin_id}/versions/1.0.0/{step}", headers=op
+        )
+        assert r.status_code == 200, r.text
+    reader = Principal(subject="ops", issuer="test", roles=frozenset({SUPER_ADMIN}))
+    async with db.session() as s:
+        page = await audit.query(
+            s, reader, where=AuditFilter(target=TextMatch(f"plugin:{plugin_id}"))
+        )
+    entries = list(reversed(page.items))
+    assert [e.action for e in entries] == [
+        "plugin.registered", "plugin.published", "plugin.deprecated"
+    ]  # fmt: skip
+    assert entries[2].before == {"version": "1.0.0", "status": "published"}
+    assert "platform" not in {e.actor for e in entries}

@@ -184,6 +184,12 @@ async def login(realm: RealmName, request: Request) -> Response:
             )
         if isinstance(user, Response):
             return user
+        await audit.record(
+            session, str(user["email"]), "identity.login.succeeded", found["tenant_id"],
+            f"user:{user['id']}",
+            after={"address": _address(request), "client": params["client_id"],
+                   "two_step": bool(challenge)},
+        )  # fmt: skip
         code = await tokens.create_code(
             session,
             realm,

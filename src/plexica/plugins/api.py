@@ -99,9 +99,9 @@ def catalog_router() -> APIRouter:
 
     @router.post("", status_code=201, summary="Register a plugin version from its manifest")
     async def register(
-        body: RegisterRequest, session: SessionDep, _: OperatorDep
+        body: RegisterRequest, session: SessionDep, operator: OperatorDep
     ) -> PluginVersionOut:
-        return await service.register(session, body.manifest, body.migrations)
+        return await service.register(session, body.manifest, body.migrations, actor=operator.actor)
 
     @router.get("/{plugin_id}/versions", summary="Versions of one plugin")
     async def versions(
@@ -116,15 +116,19 @@ def catalog_router() -> APIRouter:
 
     @router.post("/{plugin_id}/versions/{version}/publish", summary="Make a version installable")
     async def publish(
-        plugin_id: str, version: str, session: SessionDep, _: OperatorDep
+        plugin_id: str, version: str, session: SessionDep, operator: OperatorDep
     ) -> PluginVersionOut:
-        return await service.set_status(session, plugin_id, version, VersionStatus.PUBLISHED)
+        return await service.set_status(
+            session, plugin_id, version, VersionStatus.PUBLISHED, actor=operator.actor
+        )
 
     @router.post("/{plugin_id}/versions/{version}/deprecate", summary="Stop new installs")
     async def deprecate(
-        plugin_id: str, version: str, session: SessionDep, _: OperatorDep
+        plugin_id: str, version: str, session: SessionDep, operator: OperatorDep
     ) -> PluginVersionOut:
-        return await service.set_status(session, plugin_id, version, VersionStatus.DEPRECATED)
+        return await service.set_status(
+            session, plugin_id, version, VersionStatus.DEPRECATED, actor=operator.actor
+        )
 
     return router
 

@@ -11,6 +11,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica import __version__
+from plexica.audit import service as audit_service
 from plexica.flags import service as flags_service
 from plexica.plugins.repository import versions as versions_repo
 from plexica.plugins.schemas import (
@@ -54,7 +55,11 @@ def _sorted(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def register(
-    session: AsyncSession, manifest_doc: dict[str, Any], migrations: list[MigrationFile]
+    session: AsyncSession,
+    manifest_doc: dict[str, Any],
+    migrations: list[MigrationFile],
+    *,
+    actor: str = "platform",
 ) -> PluginVersionOut:
     """Add a plugin version to the catalog after checking it against the core and catalog."""
     manifest = parse_manifest(manifest_doc)
@@ -78,6 +83,10 @@ async def register(
         await flags_service.declare(
             session, f"plugin:{manifest.id}", key, flag.description, flag.default
         )
+    await audit_service.record(
+        session, actor, "plugin.registered", None, f"plugin:{manifest.id}",
+        after={"version": manifest.version, "name": manifest.name},
+    )  # fmt: skip
     log.info("plugin_registered", plugin=manifest.id, version=manifest.version)
     row = await versions_repo.get_version(session, manifest.id, manifest.version)
     assert row is not None
@@ -138,7 +147,12 @@ def _check_cycles(manifest: Manifest, available: Mapping[str, list[Manifest]]) -
 
 
 async def set_status(
-    session: AsyncSession, plugin_id: str, version: str, status: VersionStatus
+    session: AsyncSession,
+    plugin_id: str,
+    version: str,
+    status: VersionStatus,
+    *,
+    actor: str = "platform",
 ) -> PluginVersionOut:
     row = await versions_repo.get_version(session, plugin_id, version)
     if row is None:
@@ -146,6 +160,12 @@ async def set_status(
     if status == VersionStatus.PUBLISHED and row["status"] == VersionStatus.DEPRECATED:
         raise InvalidStateError(f"{plugin_id} {version} is deprecated")
     await versions_repo.set_version_status(session, plugin_id, version, status)
+    if status != row["status"]:
+        await audit_service.record(
+            session, actor, f"plugin.{status.value}", None, f"plugin:{plugin_id}",
+            before={"version": version, "status": str(row["status"])},
+            after={"version": version, "status": status.value},
+        )  # fmt: skip
     row = await versions_repo.get_version(session, plugin_id, version)
     assert row is not None
     return _version_out(row)

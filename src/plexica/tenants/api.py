@@ -68,14 +68,17 @@ _CONFLICT: dict[int | str, dict[str, str]] = {409: {"description": "illegal_tran
 )
 async def create_tenant(
     body: TenantCreate,
-    _: OperatorDep,
+    operator: OperatorDep,
     service: TenantServiceDep,
     response: Response,
     prefer: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Tenant:
     if _respond_async(prefer):
-        return _accepted(response, await service.start_create(body), "tenants/{id}/provisioning")
-    return await service.create(body)
+        return _accepted(
+            response, await service.start_create(body, actor=operator.actor),
+            "tenants/{id}/provisioning",
+        )  # fmt: skip
+    return await service.create(body, actor=operator.actor)
 
 
 def _respond_async(prefer: str | None) -> bool:
@@ -128,8 +131,10 @@ async def provisioning_status(
 @operator_router.post(
     "/{key}/suspend", summary="Suspend a tenant", responses={**_ERRORS, **_NOT_FOUND, **_CONFLICT}
 )
-async def suspend_tenant(key: TenantKey, _: OperatorDep, service: TenantServiceDep) -> Tenant:
-    return await service.suspend(key)
+async def suspend_tenant(
+    key: TenantKey, operator: OperatorDep, service: TenantServiceDep
+) -> Tenant:
+    return await service.suspend(key, actor=operator.actor)
 
 
 @operator_router.post(
@@ -137,8 +142,10 @@ async def suspend_tenant(key: TenantKey, _: OperatorDep, service: TenantServiceD
     summary="Reactivate a suspended tenant",
     responses={**_ERRORS, **_NOT_FOUND, **_CONFLICT},
 )
-async def reactivate_tenant(key: TenantKey, _: OperatorDep, service: TenantServiceDep) -> Tenant:
-    return await service.reactivate(key)
+async def reactivate_tenant(
+    key: TenantKey, operator: OperatorDep, service: TenantServiceDep
+) -> Tenant:
+    return await service.reactivate(key, actor=operator.actor)
 
 
 @operator_router.post(
@@ -151,14 +158,15 @@ async def reactivate_tenant(key: TenantKey, _: OperatorDep, service: TenantServi
 )  # fmt: skip
 async def retry_tenant(
     key: TenantKey,
-    _: OperatorDep,
+    operator: OperatorDep,
     service: TenantServiceDep,
     response: Response,
     prefer: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Tenant:
     if _respond_async(prefer):
-        return _accepted(response, await service.start_retry(key), "provisioning")
-    return await service.retry(key)
+        return _accepted(response, await service.start_retry(key, actor=operator.actor),
+                         "provisioning")  # fmt: skip
+    return await service.retry(key, actor=operator.actor)
 
 
 @operator_router.delete(
@@ -171,8 +179,8 @@ async def retry_tenant(
         502: {"description": "deletion_incomplete: still pending_deletion"},
     },
 )
-async def delete_tenant(key: TenantKey, _: OperatorDep, service: TenantServiceDep) -> Tenant:
-    return await service.delete(key)
+async def delete_tenant(key: TenantKey, operator: OperatorDep, service: TenantServiceDep) -> Tenant:
+    return await service.delete(key, actor=operator.actor)
 
 
 @tenant_router.get("", summary="The caller's tenant")

@@ -19,6 +19,7 @@ import structlog
 from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from plexica.audit import service as audit
 from plexica.kit.db import Database
 from plexica.kit.provisioning import ProvisioningStep, SuspendableStep, TenantRef
 from plexica.tenants import events, repository, saga
@@ -39,6 +40,7 @@ from plexica.tenants.schemas import (
 from plexica.tenants.settings import TenantSettings
 from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
 
+PLATFORM = "platform"  # the actor of the CLI, the reconciler and restores
 log = structlog.get_logger("plexica.tenants")
 
 PROVISIONING_SECONDS = Histogram(
@@ -203,6 +205,7 @@ class TenantService(TenantSettings):
         *,
         steps: Sequence[ProvisioningStep] | None = None,
         reason: str | None = None,
+        actor: str = PLATFORM,
     ) -> Tenant:
         names = [s.name for s in (self.steps if steps is None else steps)]
         try:
@@ -211,6 +214,9 @@ class TenantService(TenantSettings):
                     session, tenant_id, slug, name, admin_email, reason=reason
                 )
                 await repository.plan_steps(session, tenant.id, Phase.PROVISION, names)
+                await _audit(session, actor, "tenant.created", tenant,
+                             after={"slug": slug, "name": name, "admin_email": admin_email,
+                                    "reason": reason})  # fmt: skip
         except repository.SlugTakenError:
             raise TenantExistsError(
                 f"a tenant with the slug {slug!r} already exists", details={"slug": slug}
@@ -218,14 +224,14 @@ class TenantService(TenantSettings):
         log.info("tenant_provisioning", tenant_id=str(tenant.id), slug=slug)
         return tenant
 
-    async def create(self, data: TenantCreate) -> Tenant:
+    async def create(self, data: TenantCreate, *, actor: str = PLATFORM) -> Tenant:
         slug, name = self._checked(data)
         tenant_id = uuid.uuid4()
         async with self._saga_lock(tenant_id):
-            tenant = await self._insert(tenant_id, slug, name, data.admin_email)
+            tenant = await self._insert(tenant_id, slug, name, data.admin_email, actor=actor)
             return await self._provision(tenant)
 
-    async def start_create(self, data: TenantCreate) -> Tenant:
+    async def start_create(self, data: TenantCreate, *, actor: str = PLATFORM) -> Tenant:
         """Records the tenant and its planned steps, then runs the saga in the background under
         the tenant's saga lock (taken here, so no retry can enter it first). The answer is the
         tenant in ``provisioning``; ``provisioning_status`` follows the steps (ADR 0095)."""
@@ -234,7 +240,7 @@ class TenantService(TenantSettings):
         lock = AsyncExitStack()
         await lock.enter_async_context(self._saga_lock(tenant_id))
         try:
-            tenant = await self._insert(tenant_id, slug, name, data.admin_email)
+            tenant = await self._insert(tenant_id, slug, name, data.admin_email, actor=actor)
         except BaseException:
             await lock.aclose()
             raise
@@ -275,19 +281,19 @@ class TenantService(TenantSettings):
                 await repository.saga_unlock(conn, tenant_id)
                 await conn.commit()
 
-    async def retry(self, key: UUID | str) -> Tenant:
+    async def retry(self, key: UUID | str, *, actor: str = PLATFORM) -> Tenant:
         """Run the saga again for a failed tenant, or resume one a crash left provisioning;
         every step is idempotent."""
         async with self._saga_lock((await self.get(key)).id):
-            tenant = await self._reopen(key)
+            tenant = await self._reopen(key, actor)
             return await self._provision(tenant)
 
-    async def start_retry(self, key: UUID | str) -> Tenant:
+    async def start_retry(self, key: UUID | str, *, actor: str = PLATFORM) -> Tenant:
         """``retry`` with the saga in the background, like ``start_create``."""
         lock = AsyncExitStack()
         await lock.enter_async_context(self._saga_lock((await self.get(key)).id))
         try:
-            tenant = await self._reopen(key)
+            tenant = await self._reopen(key, actor)
         except BaseException:
             await lock.aclose()
             raise
@@ -307,7 +313,7 @@ class TenantService(TenantSettings):
                     return await self._interrupted_restore(tenant)
                 if tenant.state is State.PROVISIONING:
                     log.info("tenant_resumed", tenant_id=str(tenant_id), phase="provision")
-                    return await self._provision(await self._reopen(tenant_id))
+                    return await self._provision(await self._reopen(tenant_id, PLATFORM))
                 if tenant.state is State.PENDING_DELETION:
                     log.info("tenant_resumed", tenant_id=str(tenant_id), phase="delete")
                     return await self._delete(tenant_id)
@@ -365,7 +371,7 @@ class TenantService(TenantSettings):
         log.warning("tenant_restore_interrupted", tenant_id=str(tenant.id), slug=tenant.slug)
         return failed
 
-    async def _reopen(self, key: UUID | str) -> Tenant:
+    async def _reopen(self, key: UUID | str, actor: str) -> Tenant:
         async with self.db.session() as session:
             tenant = await self._locked(session, key)
         if await self._is_restore(tenant.id):
@@ -384,6 +390,7 @@ class TenantService(TenantSettings):
                 session, tenant.id, Phase.PROVISION, [s.name for s in self.steps]
             )
             await repository.reset_steps(session, tenant.id, Phase.PROVISION)
+            await _audit(session, actor, "tenant.provisioning_retried", tenant)
         return tenant
 
     async def _provision(
@@ -422,7 +429,7 @@ class TenantService(TenantSettings):
             raise TenantNotFoundError("no such tenant")
         return tenant
 
-    async def _transition(self, key: UUID | str, to: State, event: str) -> Tenant:
+    async def _transition(self, key: UUID | str, to: State, event: str, actor: str) -> Tenant:
         toggled: list[tuple[SuspendableStep, TenantRef]] = []
         suspend = to is State.SUSPENDED
         try:
@@ -431,6 +438,8 @@ class TenantService(TenantSettings):
                 _check(tenant, to)
                 changed = await repository.set_state(session, tenant.id, tenant.state, to)
                 await events.emit(session, event, changed)
+                action = "tenant.suspended" if suspend else "tenant.reactivated"
+                await _audit(session, actor, action, changed, before={"state": tenant.state.value})
                 # Inside the transaction: a provider that fails keeps the tenant as it was.
                 for step in self.steps:
                     if isinstance(step, SuspendableStep):
@@ -447,27 +456,30 @@ class TenantService(TenantSettings):
         log.info("tenant_state_changed", tenant_id=str(tenant.id), state=to.value)
         return changed
 
-    async def suspend(self, key: UUID | str) -> Tenant:
-        return await self._transition(key, State.SUSPENDED, events.SUSPENDED)
+    async def suspend(self, key: UUID | str, *, actor: str = PLATFORM) -> Tenant:
+        return await self._transition(key, State.SUSPENDED, events.SUSPENDED, actor)
 
-    async def reactivate(self, key: UUID | str) -> Tenant:
-        return await self._transition(key, State.ACTIVE, events.REACTIVATED)
+    async def reactivate(self, key: UUID | str, *, actor: str = PLATFORM) -> Tenant:
+        return await self._transition(key, State.ACTIVE, events.REACTIVATED, actor)
 
-    async def delete(self, key: UUID | str) -> Tenant:
+    async def delete(self, key: UUID | str, *, actor: str = PLATFORM) -> Tenant:
         """Forward-only: once pending deletion, calling again resumes where it stopped."""
         async with self._saga_lock((await self.get(key)).id):
-            return await self._delete(key)
+            return await self._delete(key, actor)
 
-    async def _delete(self, key: UUID | str) -> Tenant:
+    async def _delete(self, key: UUID | str, actor: str = PLATFORM) -> Tenant:
         names = [s.name for s in self.deletion_steps]
         async with self.db.session() as session:
             tenant = await self._locked(session, key)
             if tenant.state is not State.PENDING_DELETION:
                 _check(tenant, State.PENDING_DELETION)
+                before = tenant.state.value
                 tenant = await repository.set_state(
                     session, tenant.id, tenant.state, State.PENDING_DELETION
                 )
                 await repository.plan_steps(session, tenant.id, Phase.DELETE, names)
+                await _audit(session, actor, "tenant.deletion_started", tenant,
+                             before={"state": before})  # fmt: skip
             done = {
                 s.name
                 for s in await repository.steps(session, tenant.id)
@@ -488,9 +500,24 @@ class TenantService(TenantSettings):
                 session, tenant.id, State.PENDING_DELETION, State.DELETED
             )
             await events.emit(session, events.DELETED, deleted)
+            await _audit(session, actor, "tenant.deleted", deleted)
         await self.cache.invalidate(tenant.id)
         log.info("tenant_deleted", tenant_id=str(tenant.id), slug=tenant.slug)
         return deleted
+
+
+async def _audit(
+    session: AsyncSession,
+    actor: str,
+    action: str,
+    tenant: Tenant,
+    *,
+    before: dict[str, object] | None = None,
+    after: dict[str, object] | None = None,
+) -> None:
+    """A lifecycle step in the audit log, in the transaction that makes it (issue 23)."""
+    after = after if after is not None else {"state": tenant.state.value}
+    await audit.record(session, actor, action, tenant.id, f"tenant:{tenant.slug}", before, after)
 
 
 async def all_tenants(session: AsyncSession) -> list[Tenant]:
