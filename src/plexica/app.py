@@ -17,7 +17,7 @@ from plexica.flags.api import router as flags_router
 from plexica.flags.wiring import start_flags
 from plexica.gateway.api import router as gateway_router
 from plexica.gateway.wiring import start_gateway
-from plexica.identity import mfa_api
+from plexica.identity import mfa_api, policy_api
 from plexica.identity.api import me_router, roles_router, service_clients_router, users_router
 from plexica.identity.invites_api import router as invites_router
 from plexica.identity.oidc import router as oidc_router
@@ -116,7 +116,12 @@ def create_app(
     app.include_router(_info_router())
     app.include_router(oidc_router)
     app.include_router(me_router)
-    for router in (mfa_api.router, mfa_api.users_router, mfa_api.policy_router):
+    for router in (
+        mfa_api.router,
+        mfa_api.users_router,
+        policy_api.policy_router,
+        policy_api.me_router,
+    ):
         app.include_router(router)
     app.include_router(users_router)
     app.include_router(invites_router)

@@ -308,3 +308,38 @@ async def test_bad_links_are_throttled_per_address(
     assert [c.status_code for c in codes] == [404] * 5 + [429]
     assert _code(codes[-1]) == "too_many_attempts"
     assert codes[-1].headers["Retry-After"]
+
+
+async def test_accepting_an_invite_follows_the_tenant_password_policy(
+    platform: Platform, db: Database, http: httpx.AsyncClient
+) -> None:
+    tenant, h = await _admin(platform, db, http)
+    policy = platform.url + "/v1/security-policy"
+    rules = {**(await http.get(policy, headers=h)).json(), "password_min_length": 30}
+    assert (await http.put(policy, headers=h, json=rules)).status_code == 200
+    email = f"newcomer@{tenant.slug}.example"
+    await _invite(platform, http, h, email)
+    _, token = platform.inbox.last_link(email)
+    info = await http.post(platform.url + "/v1/invites/inspect", json={"token": token})
+    assert info.json()["password_min_length"] == 30
+
+    for weak, why in (
+        (PASSWORD, "Use 30 to 256 characters."),
+        ("the-newcomer-is-here-with-a-long-one", "Do not use your e-mail address"),
+    ):
+        answer = await http.post(
+            platform.url + "/v1/invites/accept", json={"token": token, "password": weak}
+        )
+        assert answer.status_code == 422, answer.text
+        detail = answer.json()["error"]["details"][0]
+        assert detail["loc"][-1] == "password"
+        assert detail["msg"].startswith(why)
+    # Nothing changed: the link still works, the user is still disabled.
+    users = {u["email"]: u for u in (await http.get(platform.url + "/v1/users", headers=h)).json()}
+    assert users[email]["enabled"] is False
+    good = "a-passphrase-long-enough-for-thirty"
+    done = await http.post(
+        platform.url + "/v1/invites/accept", json={"token": token, "password": good}
+    )
+    assert done.status_code == 200, done.text
+    await login(http, platform.live, tenant.realm, email, good)

@@ -82,3 +82,26 @@ async def test_sign_in_works_and_is_throttled_locally_while_redis_is_down(
         assert messages[5].startswith("Too many failed attempts")
         metrics = (await http.get(live_on_redis.url + "/metrics")).text
     assert 'plexica_redis_fallback_total{component="login_throttle"}' in metrics
+
+
+async def test_failures_before_redis_dies_still_count_after(
+    live_on_redis: Live, db: Database, redis: RedisServer
+) -> None:
+    """Every failure is also kept in PostgreSQL (ADR 0243): Redis killed after three wrong
+    passwords, the fourth and fifth lock the account as they would have with Redis up."""
+    tenant = await provision(db, live_on_redis)
+    password = await set_password(db, tenant.realm, tenant.admin_email)
+    issuer = live_on_redis.issuer(tenant.realm)
+    messages = []
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        for attempt in range(6):
+            if attempt == 3:
+                redis.stop()
+            try:
+                await password_login(http, issuer, tenant.admin_email, "guess-guess-guess")
+            except LoginError as exc:
+                messages.append(str(exc))
+        with pytest.raises(LoginError, match="Too many failed attempts"):
+            await password_login(http, issuer, tenant.admin_email, password)
+    assert messages[:5] == ["Invalid email or password."] * 5
+    assert messages[5].startswith("Too many failed attempts")

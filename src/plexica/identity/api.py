@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from plexica.audit import service as audit
 from plexica.events import service as events
 from plexica.events.events import CoreEvent
-from plexica.identity import revocation, service
+from plexica.identity import policy, revocation, service
 from plexica.identity.adapter import IdentityAdapter, RealmUser, WrongPasswordError
 from plexica.identity.schemas import (
     Me,
@@ -85,6 +85,14 @@ async def change_password(
     account = (f"password:{realm}", principal.subject, f"password:{realm}:{principal.subject}")
     await refuse_while_blocked(throttle, *account, "wrong passwords")
     actor, target = principal.actor, f"user:{principal.subject}"
+    if _builtin(request):
+        async with _db(request).session() as session:
+            weak = await policy.refused(
+                session, realm, body.new_password, email=principal.email or "",
+                field="new_password", actor=actor, tenant_id=principal.tenant_id, target=target,
+            )  # fmt: skip
+        if weak is not None:
+            raise weak
     try:
         ended = await adapter.change_password(
             realm, principal.subject, body.current_password, body.new_password,
@@ -114,6 +122,11 @@ def _realm_of(principal: Principal) -> str:
     if principal.tenant_slug is not None:
         return "plexica-" + principal.tenant_slug
     return service.OPERATOR_REALM
+
+
+def _builtin(request: Request) -> bool:
+    """The built-in provider keeps the realm's policy; Keycloak enforces its own."""
+    return getattr(request.app.state.settings, "keycloak_url", None) is None
 
 
 def _adapter(request: Request) -> IdentityAdapter:
@@ -160,7 +173,20 @@ async def list_users(request: Request, principal: ReadUsers) -> list[User]:
 async def create_user(request: Request, principal: WriteUsers, body: UserCreate) -> UserCreated:
     realm = _realm_of(principal)
     roles = service.check_roles(realm, body.roles)
-    initial = None if body.password else service.generate_password()
+    initial, weak = None, None
+    if _builtin(request):
+        async with _db(request).session() as session:
+            if body.password is None:
+                initial = await policy.generated_password(session, realm, body.email)
+            else:
+                weak = await policy.refused(
+                    session, realm, body.password, email=body.email, field="password",
+                    actor=principal.actor, tenant_id=principal.tenant_id, target=f"realm:{realm}",
+                )  # fmt: skip
+        if weak is not None:
+            raise weak
+    elif body.password is None:
+        initial = service.generate_password()
     made = await _adapter(request).create_user(realm, body.email, body.password or initial, roles)
     user = _user(made)
     async with _db(request).session() as session:
@@ -267,6 +293,9 @@ async def reset_password(request: Request, principal: WriteUsers, user_id: UUID)
     adapter = _adapter(request)
     user = await _find(adapter, realm, user_id)
     password = service.generate_password()
+    if _builtin(request):
+        async with _db(request).session() as session:
+            password = await policy.generated_password(session, realm, user.email)
     await adapter.set_password(realm, user.email, password)
     async with _db(request).session() as session:
         await audit.record(

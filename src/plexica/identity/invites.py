@@ -26,6 +26,7 @@ from plexica.audit import service as audit
 from plexica.events import service as events
 from plexica.events.events import CoreEvent
 from plexica.identity import invite_repository as repo
+from plexica.identity import policy
 from plexica.identity.adapter import IdentityAdapter
 from plexica.identity.invite_repository import InviteRow, NewInvite
 from plexica.identity.names import OPERATOR_REALM
@@ -228,19 +229,32 @@ class Invites:
     async def inspect(self, token: str) -> InviteInfo:
         async with self.db.session() as session:
             row = await self._usable(session, token, lock=False)
-        return InviteInfo(email=row.email, tenant_slug=tenant_slug(row.realm),
-                          expires_at=row.expires_at)  # fmt: skip
+            found = await policy.of(session, row.realm)
+        return InviteInfo(
+            email=row.email, tenant_slug=tenant_slug(row.realm), expires_at=row.expires_at,
+            password_min_length=found.password_min_length,
+        )  # fmt: skip
 
     async def accept(self, token: str, password: str) -> InviteAccepted:
         """Burns the token, sets the password and enables the user, in the row's lock: a second
         accept of the same link waits, then finds it used."""
         async with self.db.session() as session:
             row = await self._usable(session, token, lock=True)
-            await self.adapter.set_password(row.realm, row.email, password)
-            await self.adapter.set_user_enabled(row.realm, row.user_id, True)
-            row = await repo.mark(session, row.id, accepted_at=self.clock())
-            await self._record(
-                session, row.email, action="identity.invite.accepted", row=row,
-                event=CoreEvent.USER_INVITE_ACCEPTED,
+            weak = await policy.refused(
+                session, row.realm, password, email=row.email, field="password", actor=row.email,
+                tenant_id=row.tenant_id, target=f"invite:{row.id}",
             )  # fmt: skip
+            if weak is None:
+                await self._accept(session, row, password)
+        if weak is not None:
+            raise weak  # the link stays usable: nothing but the audit entry was written
         return InviteAccepted(email=row.email, tenant_slug=tenant_slug(row.realm))
+
+    async def _accept(self, session: AsyncSession, row: InviteRow, password: str) -> None:
+        await self.adapter.set_password(row.realm, row.email, password)
+        await self.adapter.set_user_enabled(row.realm, row.user_id, True)
+        row = await repo.mark(session, row.id, accepted_at=self.clock())
+        await self._record(
+            session, row.email, action="identity.invite.accepted", row=row,
+            event=CoreEvent.USER_INVITE_ACCEPTED,
+        )  # fmt: skip

@@ -173,11 +173,6 @@ async def required(session: AsyncSession, realm: str) -> bool:
     return await repo.mfa_required(session, realm)
 
 
-async def set_required(session: AsyncSession, realm: str, value: bool) -> bool:
-    """The realm's policy set; the value before."""
-    return await repo.set_mfa_required(session, realm, value)
-
-
 async def pending(session: AsyncSession, user_id: UUID, email: str, issuer: str) -> Enrolment:
     """The enrolment under way, shown again (after a wrong first code)."""
     row = await repo.totp_of(session, user_id)

@@ -11,12 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
 from plexica.identity import mfa, service
-from plexica.identity.api import ReadUsers, WriteUsers, _db, _realm_of
+from plexica.identity.api import WriteUsers, _db, _realm_of
 from plexica.identity.schemas import (
     MfaCode,
     MfaStatus,
     RecoveryCodes,
-    SecurityPolicy,
     TotpEnrolment,
 )
 from plexica.identity.throttle import LoginThrottle, refuse_while_blocked
@@ -27,7 +26,6 @@ from plexica_sdk.errors import ConflictError, ForbiddenError, NotFoundError
 
 router = APIRouter(prefix="/v1/me/mfa", tags=["identity"])
 users_router = APIRouter(prefix="/v1/users", tags=["identity"])
-policy_router = APIRouter(prefix="/v1/security-policy", tags=["identity"])
 
 
 class MfaManagedByProviderError(ConflictError):
@@ -136,24 +134,3 @@ async def reset(request: Request, user_id: UUID, admin: WriteUsers) -> MfaStatus
             session, admin.actor, "identity.user.mfa_reset", admin.tenant_id, f"user:{user_id}"
         )
     return MfaStatus(enabled=False, recovery_codes_left=0)
-
-
-@policy_router.get("", summary="The tenant's sign-in policy")
-async def get_policy(request: Request, admin: ReadUsers) -> SecurityPolicy:
-    _builtin(request)
-    async with _db(request).session() as session:
-        return SecurityPolicy(mfa_required=await mfa.required(session, _realm_of(admin)))
-
-
-@policy_router.put("", summary="Set the tenant's sign-in policy (enforced at the next sign-in)")
-async def put_policy(request: Request, admin: WriteUsers, body: SecurityPolicy) -> SecurityPolicy:
-    _builtin(request)
-    realm = _realm_of(admin)
-    async with _db(request).session() as session:
-        before = await mfa.set_required(session, realm, body.mfa_required)
-        if before != body.mfa_required:
-            await audit.record(
-                session, admin.actor, "identity.policy.updated", admin.tenant_id,
-                f"realm:{realm}", before={"mfa_required": before}, after=body.model_dump(),
-            )  # fmt: skip
-    return body

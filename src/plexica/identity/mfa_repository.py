@@ -156,15 +156,3 @@ async def mfa_required(session: AsyncSession, realm: str) -> bool:
         text("SELECT mfa_required FROM platform.realms WHERE name = :r"), {"r": realm}
     )
     return bool(row.scalar())
-
-
-async def set_mfa_required(session: AsyncSession, realm: str, required: bool) -> bool:
-    """The value before."""
-    row = await session.execute(
-        text(
-            "UPDATE platform.realms AS r SET mfa_required = :v FROM platform.realms AS old"
-            " WHERE r.name = :r AND old.name = r.name RETURNING old.mfa_required"
-        ),
-        {"r": realm, "v": required},
-    )
-    return bool(row.scalar())

@@ -11,6 +11,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -338,8 +339,9 @@ async def token(realm: RealmName, request: Request) -> Response:
     async with _db(request).session() as session:
         try:
             result = await _grant(
-                session, realm, grant_type, form, client_id=client_id, secret=secret, base=base
-            )
+                session, realm, grant_type, form, client_id=client_id, secret=secret, base=base,
+                now=(getattr(request.app.state, "clock", None) or service.now_utc)(),
+            )  # fmt: skip
         except OAuthError as exc:
             return _oauth_error(exc, challenge)
     return JSONResponse(result.model_dump(exclude_none=True), headers=NO_STORE)
@@ -354,6 +356,7 @@ async def _grant(
     client_id: str | None,
     secret: str | None,
     base: str,
+    now: datetime,
 ) -> TokenResponse:
     found = await enabled_realm(session, realm)
     if found is None:
@@ -363,11 +366,11 @@ async def _grant(
         return await tokens.exchange_code(
             session, found, client, code=str(form.get("code", "")),
             redirect_uri=_opt(form.get("redirect_uri")),
-            verifier=_opt(form.get("code_verifier")), base_url=base,
+            verifier=_opt(form.get("code_verifier")), base_url=base, now=now,
         )  # fmt: skip
     if grant_type == "refresh_token":
         token = str(form.get("refresh_token", ""))
-        return await tokens.refresh(session, found, client, token, base)
+        return await tokens.refresh(session, found, client, token, base, now=now)
     if grant_type == "client_credentials":
         scope = str(form.get("scope", "")).strip()
         return await tokens.client_credentials(session, found, client, scope, base)

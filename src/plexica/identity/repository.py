@@ -240,8 +240,8 @@ async def insert_refresh(session: AsyncSession, **values: Any) -> None:
     await session.execute(
         text(
             "INSERT INTO platform.refresh_tokens (token_hash, realm, client_id, user_id, family,"
-            " scope, auth_time, expires_at) VALUES (:token_hash, :realm, :client_id, :user_id,"
-            " :family, :scope, :auth_time, :expires_at)"
+            " scope, auth_time, expires_at, session_expires_at) VALUES (:token_hash, :realm,"
+            " :client_id, :user_id, :family, :scope, :auth_time, :expires_at, :session_expires_at)"
         ),
         values,
     )
@@ -253,8 +253,9 @@ async def use_refresh(
     """Mark the token used; return it and whether it was unused before (False means reuse)."""
     row = await session.execute(
         text(
-            "SELECT client_id, user_id, family, scope, auth_time, expires_at, used_at"
-            " FROM platform.refresh_tokens WHERE token_hash = :h AND realm = :realm FOR UPDATE"
+            "SELECT client_id, user_id, family, scope, auth_time, expires_at, used_at,"
+            " session_expires_at FROM platform.refresh_tokens"
+            " WHERE token_hash = :h AND realm = :realm FOR UPDATE"
         ),
         {"h": token_hash, "realm": realm},
     )

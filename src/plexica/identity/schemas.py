@@ -145,6 +145,7 @@ class InviteInfo(BaseModel):
     email: str
     tenant_slug: str | None
     expires_at: datetime
+    password_min_length: int = Field(default=12, description="The tenant's shortest password")
 
 
 class InviteAccept(BaseModel):
@@ -203,6 +204,31 @@ class SecurityPolicy(BaseModel):
         description="Every user of the tenant signs in with two-step verification; those "
         "without it set it up at their next sign-in"
     )
+    password_min_length: int = Field(
+        default=12, ge=12, le=128,
+        description="The shortest password a user may choose (checked when one is chosen)",
+    )  # fmt: skip
+    session_max_hours: int = Field(
+        default=8, ge=1, le=720,
+        description="How long a sign-in session lasts at most, however active (new sessions)",
+    )  # fmt: skip
+    session_idle_minutes: int = Field(
+        default=480, ge=5, le=43200,
+        description="A sign-in session unused this long ends (new sessions)",
+    )  # fmt: skip
+
+    @field_validator("session_idle_minutes")
+    @classmethod
+    def _within_max(cls, value: int, info: ValidationInfo) -> int:
+        most = info.data.get("session_max_hours")
+        if most is not None and value > most * 60:
+            raise ValueError("must not be longer than the session's maximum length")
+        return value
+
+
+class PasswordPolicy(BaseModel):
+    min_length: int = Field(description="The shortest password accepted")
+    max_length: int = Field(description="The longest password accepted")
 
 
 class SupportGrantCreate(BaseModel):

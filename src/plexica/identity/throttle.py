@@ -1,8 +1,11 @@
 """Login throttling: failures counted per realm+email and per client address.
 
-In-process sliding windows by default; with Redis (``PLEXICA_REDIS_URL``) the counters are shared
-by every replica. Only failures count, and a success clears the account's counter. While Redis
-fails, ``GuardedThrottle`` counts in process instead: sign-in keeps working (ADR 0143).
+Only failures count, and a success clears the account's counter. The counters live in
+PostgreSQL (``PostgresThrottle``), shared by every replica, with or without Redis. With Redis
+(``PLEXICA_REDIS_URL``), ``GuardedThrottle`` also counts there and asks Redis whether to wait, so
+that a sign-in costs no database read; while Redis fails it asks PostgreSQL, which holds every
+failure, those before the outage included: the lockout holds through it (ADR 0143, ADR 0243).
+``MemoryThrottle`` serves what is local to one process (the shell's invitation page).
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from plexica.identity import policy_repository as repo
 from plexica.kit.redisguard import Breaker
 from plexica_sdk.errors import PlexicaError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+    from plexica.kit.db import Database
 
 
 @dataclass(frozen=True)
@@ -131,28 +137,57 @@ class RedisThrottle:
 
 
 @dataclass
+class PostgresThrottle:
+    """Fixed windows in ``platform.login_failures``, in their own transactions: a failure
+    counts even when the request's work rolls back."""
+
+    db: Database
+    limits: Limits = field(default_factory=Limits)
+
+    async def blocked(self, realm: str, email: str, address: str) -> float:
+        account, addr = _account(realm, email), _address(address)
+        async with self.db.session() as session:
+            live = await repo.failures(session, [account, addr])
+        wait = 0.0
+        for key, limit in ((account, self.limits.per_account), (addr, self.limits.per_address)):
+            count, left = live.get(key, (0, 0.0))
+            if count >= limit:
+                wait = max(wait, left, 0.001)
+        return wait
+
+    async def failed(self, realm: str, email: str, address: str) -> None:
+        async with self.db.session() as session:
+            keys = [_account(realm, email), _address(address)]
+            await repo.count_failure(session, keys, self.limits.window_seconds)
+
+    async def succeeded(self, realm: str, email: str) -> None:
+        async with self.db.session() as session:
+            await repo.clear_failures(session, _account(realm, email))
+
+
+@dataclass
 class GuardedThrottle:
-    """Redis with a 100 ms budget and a breaker; the in-process throttle while it fails."""
+    """Redis with a 100 ms budget and a breaker, PostgreSQL behind it: every failure is
+    written to both, and PostgreSQL answers while Redis fails."""
 
     remote: RedisThrottle
-    local: MemoryThrottle = field(default_factory=MemoryThrottle)
+    shared: PostgresThrottle
     breaker: Breaker = field(default_factory=lambda: Breaker("login_throttle"))
 
     async def blocked(self, realm: str, email: str, address: str) -> float:
         return await self.breaker.call(
             lambda: self.remote.blocked(realm, email, address),
-            lambda: self.local.blocked(realm, email, address),
+            lambda: self.shared.blocked(realm, email, address),
         )
 
     async def failed(self, realm: str, email: str, address: str) -> None:
-        await self.breaker.call(
-            lambda: self.remote.failed(realm, email, address),
-            lambda: self.local.failed(realm, email, address),
-        )
+        await self.shared.failed(realm, email, address)
+        await self.breaker.call(lambda: self.remote.failed(realm, email, address), _nothing)
 
     async def succeeded(self, realm: str, email: str) -> None:
-        # Both: a failure counted here while Redis was away must not outlive the success.
-        await self.local.succeeded(realm, email)
-        await self.breaker.call(
-            lambda: self.remote.succeeded(realm, email), lambda: self.local.succeeded(realm, email)
-        )
+        await self.shared.succeeded(realm, email)
+        await self.breaker.call(lambda: self.remote.succeeded(realm, email), _nothing)
+
+
+async def _nothing() -> None:
+    """PostgreSQL has it already."""

@@ -19,7 +19,7 @@ from uuid import UUID
 import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.identity import key_repository, repository, revocation, signing
+from plexica.identity import key_repository, policy, repository, revocation, signing
 from plexica.identity.custody import KeyCustodyError
 from plexica.identity.keys import public_key_from_jwk
 from plexica.identity.names import issuer_url
@@ -88,7 +88,9 @@ async def exchange_code(
     redirect_uri: str | None,
     verifier: str | None,
     base_url: str,
+    now: datetime | None = None,
 ) -> TokenResponse:
+    now = now or now_utc()
     code_hash = sha256(code)
     family = code_family(realm["name"], code_hash)
     grant = await repository.take_code(session, realm["name"], code_hash)
@@ -100,7 +102,7 @@ async def exchange_code(
         await revocation.end_session(session, realm["name"], str(family))
     if (
         grant is None
-        or grant["expires_at"] < now_utc()
+        or grant["expires_at"] < now
         or grant["client_id"] != client["client_id"]
         or grant["redirect_uri"] != redirect_uri
         or verifier is None
@@ -110,10 +112,14 @@ async def exchange_code(
     user = await repository.user_by_id(session, realm["name"], grant["user_id"])
     if user is None or not user["enabled"]:
         raise OAuthError("invalid_grant", "the authorization code is invalid or expired")
+    auth_time = grant["auth_time"] or grant["expires_at"] - timedelta(seconds=CODE_TTL)
+    # The session's end is fixed now, by the policy of today: a later change applies to the
+    # sessions that start after it (ADR 0243).
+    found = await policy.of(session, realm["name"])
     return await _user_tokens(
         session, realm, client, user, scope=grant["scope"], nonce=grant["nonce"], family=family,
-        auth_time=grant["auth_time"] or grant["expires_at"] - timedelta(seconds=CODE_TTL),
-        base_url=base_url,
+        auth_time=auth_time, base_url=base_url, now=now,
+        session_end=auth_time + timedelta(hours=found.session_max_hours),
     )  # fmt: skip
 
 
@@ -123,8 +129,11 @@ async def refresh(
     client: dict[str, Any],
     token: str,
     base_url: str,
+    *,
+    now: datetime | None = None,
 ) -> TokenResponse:
-    grant, fresh = await repository.use_refresh(session, realm["name"], sha256(token), now_utc())
+    now = now or now_utc()
+    grant, fresh = await repository.use_refresh(session, realm["name"], sha256(token), now)
     if grant is not None and not fresh:
         # A rotated token presented again: someone holds a copy, so end the whole chain, and
         # the access tokens of its session with it.
@@ -133,7 +142,8 @@ async def refresh(
     if (
         grant is None
         or not fresh
-        or grant["expires_at"] < now_utc()
+        or grant["expires_at"] < now
+        or (grant["session_expires_at"] is not None and grant["session_expires_at"] <= now)
         or grant["client_id"] != client["client_id"]
     ):
         raise OAuthError("invalid_grant", "the refresh token is invalid or expired")
@@ -142,7 +152,8 @@ async def refresh(
         raise OAuthError("invalid_grant", "the refresh token is invalid or expired")
     return await _user_tokens(
         session, realm, client, user, scope=grant["scope"], nonce=None,
-        family=grant["family"], auth_time=grant["auth_time"], base_url=base_url,
+        family=grant["family"], auth_time=grant["auth_time"], base_url=base_url, now=now,
+        session_end=grant["session_expires_at"],
     )  # fmt: skip
 
 
@@ -157,14 +168,24 @@ async def _user_tokens(
     family: UUID,
     auth_time: datetime | None,
     base_url: str,
+    now: datetime,
+    session_end: datetime | None,
 ) -> TokenResponse:
     """``auth_time``: when the user signed in (the code's login); every ID token of the chain
-    carries it (OIDC Core §12.2). None only for chains older than its column."""
+    carries it (OIDC Core §12.2). None only for chains older than its column. The refresh
+    token lasts the realm's idle time, and never past ``session_end`` (None: a chain older than
+    session lifetimes, which keeps the refresh lifetime it had)."""
     kid, pem = await _signer(session, realm["name"])
     iss = issuer_url(base_url, realm["name"])
-    now = int(time.time())
-    signed_in = int(auth_time.timestamp()) if auth_time is not None else now
-    claims = _access_claims(realm, client, user, iss=iss, now=now, exp=now + ACCESS_TTL, sid=family)
+    at = now
+    idle = timedelta(minutes=(await policy.of(session, realm["name"])).session_idle_minutes)
+    refresh_until = at + (idle if session_end is not None else timedelta(seconds=REFRESH_TTL))
+    if session_end is not None:
+        refresh_until = min(refresh_until, session_end)
+    epoch = int(at.timestamp())
+    signed_in = int(auth_time.timestamp()) if auth_time is not None else epoch
+    exp = epoch + ACCESS_TTL
+    claims = _access_claims(realm, client, user, iss=iss, now=epoch, exp=exp, sid=family)
     claims["scope"] = scope
     access = jwt.encode(claims, pem, algorithm="RS256", headers={"kid": kid})
     refresh_token = secrets.token_urlsafe(32)
@@ -177,11 +198,12 @@ async def _user_tokens(
         family=family,
         scope=scope,
         auth_time=auth_time,
-        expires_at=now_utc() + timedelta(seconds=REFRESH_TTL),
+        expires_at=refresh_until,
+        session_expires_at=session_end,
     )
     id_token = None
     if "openid" in scope.split():
-        id_claims = _id_claims(client, user, iss=iss, now=now, exp=now + ACCESS_TTL, sid=family)
+        id_claims = _id_claims(client, user, iss=iss, now=epoch, exp=exp, sid=family)
         id_claims["auth_time"] = signed_in
         if nonce:
             id_claims["nonce"] = nonce
@@ -190,7 +212,7 @@ async def _user_tokens(
         access_token=access,
         expires_in=ACCESS_TTL,
         refresh_token=refresh_token,
-        refresh_expires_in=REFRESH_TTL,
+        refresh_expires_in=max(0, int((refresh_until - at).total_seconds())),
         id_token=id_token,
         scope=scope,
     )

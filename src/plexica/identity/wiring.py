@@ -20,7 +20,7 @@ from plexica.identity.builtin import BuiltinIdentity
 from plexica.identity.custody import KeyCustodyError
 from plexica.identity.jwks import build_verifier
 from plexica.identity.keycloak import KeycloakAdapter
-from plexica.identity.throttle import GuardedThrottle, MemoryThrottle, RedisThrottle
+from plexica.identity.throttle import GuardedThrottle, PostgresThrottle, RedisThrottle
 from plexica.kit.db import Database
 from plexica.kit.redisguard import Breaker, redis_client
 from plexica.mail.service import mailer_for
@@ -91,10 +91,11 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
         budget = settings.redis_timeout_ms / 1000
         redis = redis_client(str(settings.redis_url), timeout=budget, max_connections=20)
         app.state.login_throttle = GuardedThrottle(
-            RedisThrottle(redis), breaker=Breaker("login_throttle", timeout=budget)
-        )
+            RedisThrottle(redis), PostgresThrottle(db),
+            breaker=Breaker("login_throttle", timeout=budget),
+        )  # fmt: skip
     else:
-        app.state.login_throttle = MemoryThrottle()
+        app.state.login_throttle = PostgresThrottle(db)
     if getattr(app.state, "mailer", None) is None:
         app.state.mailer = mailer_for(settings, db)
     ensure_realm: asyncio.Task[None] | None = None

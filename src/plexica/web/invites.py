@@ -67,6 +67,7 @@ def invite_routes(app: FastAPI, shell: Shell) -> None:
         response = shell.page(
             request, None, "invite.html", status, title="Choose your password",
             email=info.get("email"), tenant=info.get("tenant_slug"), csrf=csrf, action=action,
+            min_length=int(info.get("password_min_length", 12)),
             errors=ctx.pop("errors", {}), error=ctx.pop("error", None),
         )  # fmt: skip
         response.set_cookie(
@@ -106,8 +107,8 @@ def invite_routes(app: FastAPI, shell: Shell) -> None:
                         errors={"confirm": "The two passwords differ."})  # fmt: skip
         got = await core("/v1/invites/accept", {"token": token[:200], "password": password})
         if got.status == 422:
-            return form(request, token, info.body, 422,
-                        errors={"password": "Use 12 to 256 characters."})  # fmt: skip
+            why = got.field_errors().get("password") or "Use 12 to 256 characters."
+            return form(request, token, info.body, 422, errors={"password": why})
         if not got.ok:
             return await refused(request, got)
         slug = got.body.get("tenant_slug") if isinstance(got.body, dict) else None

@@ -21,7 +21,7 @@ WRONG_CODE = "That code is not valid. Enter the current code of your authenticat
 
 
 def _check(form: dict[str, str]) -> dict[str, str]:
-    """The same policy as the core's (12 to 256 characters), told before the round trip."""
+    """What needs no round trip; the core checks the tenant's password policy (ADR 0243)."""
     errors: dict[str, str] = {}
     if not form[CURRENT]:
         errors[CURRENT] = "Enter your current password."
@@ -50,6 +50,8 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
         body = me.body if me.ok and isinstance(me.body, dict) else {}
         roles = [ROLE_LABELS.get(str(r), str(r)) for r in body.get("roles", [])]
         mfa = await shell.upstream.api(session, "GET", "/v1/me/mfa")
+        rules = await shell.upstream.api(session, "GET", "/v1/me/password-policy")
+        min_length = rules.body.get("min_length", 12) if isinstance(rules.body, dict) else 12
         return shell.page(
             request, session, "profile.html", status, title="Profile", nav=nav,
             email=body.get("email") or "", roles=roles, errors=errors or {},
@@ -57,6 +59,7 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
             notice=request.query_params.get("notice"),
             mfa=mfa.body if mfa.ok and isinstance(mfa.body, dict) else None,
             enrolment=enrolment, recovery_codes=recovery_codes, mfa_error=mfa_error,
+            min_length=int(min_length),
         )  # fmt: skip
 
     @app.get("/t/profile", include_in_schema=False)

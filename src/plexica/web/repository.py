@@ -119,13 +119,21 @@ async def lock(conn: AsyncConnection, session_id: UUID) -> SessionRow | None:
 
 
 async def update_tokens(
-    conn: AsyncConnection, session_id: UUID, tokens: bytes, access_expires_at: datetime
+    conn: AsyncConnection,
+    session_id: UUID,
+    tokens: bytes,
+    access_expires_at: datetime,
+    expires_at: datetime | None = None,
 ) -> bool:
-    done = await conn.execute(
-        sa.update(web_sessions)
-        .where(_t.id == session_id)
-        .values(tokens=tokens, access_expires_at=access_expires_at, last_seen_at=sa.func.now())
-    )
+    """``expires_at``: the session's new end (the new refresh token's), or None to keep it."""
+    values: dict[str, object] = {
+        "tokens": tokens,
+        "access_expires_at": access_expires_at,
+        "last_seen_at": sa.func.now(),
+    }
+    if expires_at is not None:
+        values["expires_at"] = expires_at
+    done = await conn.execute(sa.update(web_sessions).where(_t.id == session_id).values(**values))
     return bool(done.rowcount)
 
 

@@ -105,6 +105,9 @@ class WebSession:
     id_token: str | None = None
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     id: UUID | None = None
+    # When the provider's refresh token dies (its idle time, never past the tenant's session
+    # length, ADR 0243): the web session ends with it. None: the store's own lifetime.
+    ends_at: float | None = None
 
     def claims(self) -> dict[str, Any]:
         """The access token's claims, unverified: the shell received the token from the token

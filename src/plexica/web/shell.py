@@ -30,7 +30,7 @@ from plexica.web.session import (
     WebSession,
     session_key,
 )
-from plexica.web.store import SessionStore
+from plexica.web.store import MAX_LIFETIME, SessionStore
 from plexica.web.upstream import (
     OPERATOR_REALM,
     REFRESH_MARGIN,
@@ -110,7 +110,7 @@ class Shell:
             session, user_agent=request.headers.get("user-agent", ""), ip=client
         )
         response.set_cookie(
-            self.session_cookie, raw, max_age=self.sessions.lifetime, httponly=True,
+            self.session_cookie, raw, max_age=MAX_LIFETIME, httponly=True,
             samesite="lax", secure=self.secure, path="/",
         )  # fmt: skip
 

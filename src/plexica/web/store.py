@@ -11,6 +11,7 @@ import hmac
 import json
 import os
 import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -24,7 +25,8 @@ from plexica.web import repository
 from plexica.web.repository import NewSession, SessionRow
 from plexica.web.session import WebSession
 
-SESSION_LIFETIME = 8 * 3600  # as long as a refresh token of the built-in provider
+SESSION_LIFETIME = 8 * 3600  # without word from the provider: a refresh token's default
+MAX_LIFETIME = 720 * 3600  # the longest sign-in session a tenant may choose (ADR 0243)
 _NONCE = 12
 
 
@@ -81,12 +83,20 @@ class SessionStore:
             csrf=session.csrf,
             user_agent=user_agent[:400],
             ip=ip[:64],
-            lifetime_seconds=self.lifetime,
+            lifetime_seconds=self._lifetime(session),
         )
         async with self._engine.connect() as conn:
             await repository.insert(conn, new)
             await repository.delete_expired(conn)
         return raw
+
+    def _lifetime(self, session: WebSession) -> int:
+        if session.ends_at is None:
+            return self.lifetime
+        return max(1, min(MAX_LIFETIME, int(session.ends_at - time.time())))
+
+    def _ends(self, session: WebSession) -> datetime | None:
+        return None if session.ends_at is None else _at(time.time() + self._lifetime(session))
 
     async def load(self, raw: str | None) -> WebSession | None:
         if not raw or len(raw) > 200:
@@ -120,8 +130,9 @@ class SessionStore:
                 return current
             fresh = await renew(current)
             await repository.update_tokens(
-                conn, session.id, self._encrypt(session.id, fresh), _at(fresh.expires_at)
-            )
+                conn, session.id, self._encrypt(session.id, fresh), _at(fresh.expires_at),
+                self._ends(fresh),
+            )  # fmt: skip
             return fresh
 
     async def save_tokens(self, session: WebSession) -> bool:
@@ -129,8 +140,9 @@ class SessionStore:
         assert session.id is not None
         async with self._engine.connect() as conn:
             return await repository.update_tokens(
-                conn, session.id, self._encrypt(session.id, session), _at(session.expires_at)
-            )
+                conn, session.id, self._encrypt(session.id, session), _at(session.expires_at),
+                self._ends(session),
+            )  # fmt: skip
 
     async def of_user(self, realm: str, subject: str) -> list[SessionRow]:
         async with self._engine.connect() as conn:

@@ -4,6 +4,7 @@ chosen from the host name (ADR 0092, 0093); the audit log is ``audit_page``."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import quote, urlencode
 from uuid import UUID
 
@@ -206,6 +207,9 @@ def _users(app: FastAPI, shell: Shell) -> None:
         more(app, shell, users_page, back)
 
 
+POLICY_NUMBERS = ("password_min_length", "session_max_hours", "session_idle_minutes")
+
+
 def _security_admin(
     app: FastAPI, shell: Shell, users_page: PageFn, back: Callable[[str], Response]
 ) -> None:
@@ -228,13 +232,21 @@ def _security_admin(
         return await shell.run(request, reset, operator=False)
 
     async def security_page(
-        request: Request, session: WebSession, *, status: int = 200, error: str | None = None
+        request: Request,
+        session: WebSession,
+        *,
+        status: int = 200,
+        error: str | None = None,
+        sent: dict[str, Any] | None = None,
+        errors: dict[str, str] | None = None,
     ) -> Response:
+        """``sent``: the form as the admin filled it in, shown again with ``errors``."""
         nav, _ = await tenant_nav(shell, session)
         found = await shell.upstream.api(session, "GET", "/v1/security-policy")
+        policy = found.body if found.ok and isinstance(found.body, dict) else None
         return shell.page(
             request, session, "security.html", status, title="Sign-in security", nav=nav,
-            policy=found.body if found.ok and isinstance(found.body, dict) else None,
+            policy=policy and {**policy, **(sent or {})}, errors=errors or {},
             error=error or (None if found.ok else found.error_message()),
             notice=request.query_params.get("notice"),
         )  # fmt: skip
@@ -248,14 +260,23 @@ def _security_admin(
         async def save(request: Request, session: WebSession) -> Response:
             raw = await request.form()
             required = raw.get("mfa_required") == "on"
-            done = await shell.upstream.api(
-                session, "PUT", "/v1/security-policy", json={"mfa_required": required}
-            )
+            sent: dict[str, Any] = {"mfa_required": required}
+            errors: dict[str, str] = {}
+            for name in POLICY_NUMBERS:
+                text = str(raw.get(name, "")).strip()[:12]
+                sent[name] = int(text) if text.isdigit() else text
+                if not text.isdigit():
+                    errors[name] = "Enter a whole number."
+            if errors:
+                return await security_page(request, session, status=422, sent=sent, errors=errors)
+            done = await shell.upstream.api(session, "PUT", "/v1/security-policy", json=sent)
             if not done.ok:
+                errors = {k: v for k, v in done.field_errors().items() if k in sent}
                 return await security_page(
-                    request, session, status=done.status, error=done.error_message()
-                )
-            notice = (
+                    request, session, status=done.status, sent=sent, errors=errors,
+                    error=None if errors else done.error_message(),
+                )  # fmt: skip
+            notice = "Sign-in security saved. " + (
                 "Two-step verification is required: users without it set it up at their next "
                 "sign-in." if required else "Two-step verification is optional."
             )  # fmt: skip

@@ -149,12 +149,15 @@ class Upstream:
         if answer.status_code != 200:
             raise SessionExpiredError
         body = answer.json()
+        now = time.time()
+        refresh_for = float(body.get("refresh_expires_in") or 0)
         return WebSession(
             realm=realm,
             access_token=str(body["access_token"]),
             refresh_token=body.get("refresh_token"),
             id_token=body.get("id_token"),
-            expires_at=time.time() + float(body.get("expires_in", 300)),
+            expires_at=now + float(body.get("expires_in", 300)),
+            ends_at=now + refresh_for if refresh_for > 0 else None,
         )
 
     async def call(

@@ -1,0 +1,51 @@
+"""``/v1/security-policy``: a tenant's sign-in policy in the built-in provider (two-step sign-in,
+ADR 0232; passwords and session lifetimes, ADR 0243), and ``/v1/me/password-policy``, what any
+of its users may choose. With Keycloak, the realm's own settings are the place: 409."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from plexica.audit import service as audit
+from plexica.identity import policy
+from plexica.identity.api import ReadUsers, WriteUsers, _db, _realm_of
+from plexica.identity.mfa_api import _builtin
+from plexica.identity.schemas import PasswordPolicy, SecurityPolicy
+from plexica.kit.security import PrincipalDep
+
+policy_router = APIRouter(prefix="/v1/security-policy", tags=["identity"])
+me_router = APIRouter(prefix="/v1/me", tags=["identity"])
+
+
+@policy_router.get("", summary="The tenant's sign-in policy")
+async def get_policy(request: Request, admin: ReadUsers) -> SecurityPolicy:
+    _builtin(request)
+    async with _db(request).session() as session:
+        return policy.as_schema(await policy.of(session, _realm_of(admin)))
+
+
+@policy_router.put(
+    "",
+    summary="Set the tenant's sign-in policy (two-step at the next sign-in, passwords when "
+    "next chosen, lifetimes for new sessions)",
+)
+async def put_policy(request: Request, admin: WriteUsers, body: SecurityPolicy) -> SecurityPolicy:
+    _builtin(request)
+    realm = _realm_of(admin)
+    async with _db(request).session() as session:
+        before = policy.as_schema(await policy.put(session, realm, body))
+        if before != body:
+            changed = {k for k, v in body.model_dump().items() if getattr(before, k) != v}
+            await audit.record(
+                session, admin.actor, "identity.policy.updated", admin.tenant_id,
+                f"realm:{realm}", before=before.model_dump(include=changed),
+                after=body.model_dump(include=changed),
+            )  # fmt: skip
+    return body
+
+
+@me_router.get("/password-policy", summary="What a password of yours must be")
+async def password_policy(request: Request, principal: PrincipalDep) -> PasswordPolicy:
+    async with _db(request).session() as session:
+        found = await policy.of(session, _realm_of(principal))
+    return PasswordPolicy(min_length=found.password_min_length, max_length=policy.MAX_PASSWORD)
