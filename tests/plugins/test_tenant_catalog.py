@@ -1,5 +1,5 @@
-"""The catalog a tenant's admin browses (ADR 0241): published plugins only, each with this
-tenant's install state, the upgrade on offer and whether it would install; asked for another
+"""The catalog a tenant's admin browses (ADR 0241): published plugins (and those the tenant has),
+each with this tenant's install state, the upgrade on offer and whether it would install; asked for another
 tenant it answers as if that tenant did not exist. And a settings change is in the audit log with
 its secrets named, never shown. Through the embedded gateway on a real PostgreSQL."""
 
@@ -87,6 +87,18 @@ async def test_the_catalog_offers_published_plugins_with_this_tenants_state(
     assert r.status_code == 200, r.text
     upgraded = (await _catalog(http, a.id, admin_a))[tool]
     assert (upgraded["installed_version"], upgraded["upgrade_available"]) == ("1.1.0", False)
+
+    gone = _pid("cg")
+    platform.endpoints[gone] = bare_app(await register_doc(db, plugin_doc(gone), []))
+    r = await http.post(f"{CORE}/tenants/{a.id}/plugins", json={"plugin_id": gone}, headers=admin_a)
+    assert r.status_code == 201, r.text
+    async with db.session() as s:
+        await service.set_status(s, gone, "1.0.0", VersionStatus.DEPRECATED)
+    # What the tenant has stays listed, with nothing to install or upgrade to.
+    kept = (await _catalog(http, a.id, admin_a))[gone]
+    assert (kept["latest_version"], kept["install_status"]) == (None, "active")
+    assert (kept["upgrade_available"], kept["compatible"]) == (False, False)
+    assert gone not in await _catalog(http, b.id, admin_b)
 
     async with db.session() as s:
         future = {e.plugin_id: e for e in await service.tenant_catalog(s, a.id, "9.0.0")}

@@ -75,13 +75,14 @@ class InstallationOut(BaseModel):
 
 
 class CatalogEntryOut(BaseModel):
-    """A published plugin as one tenant sees it: its latest version and this tenant's install."""
+    """A plugin as one tenant sees it: its latest published version (None when the tenant has
+    it but nothing is published any more) and this tenant's installation."""
 
     plugin_id: str
     name: str
     description: str
     publisher: str
-    latest_version: str
+    latest_version: str | None
     installed_version: str | None = None
     install_status: InstallStatus | None = None
     upgrade_available: bool = False

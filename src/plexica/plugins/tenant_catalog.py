@@ -1,5 +1,7 @@
 """The catalog as a tenant's admin browses it (ADR 0241): each published plugin's latest version,
-what this tenant has installed, whether an upgrade is offered and whether it would install."""
+what this tenant has installed, whether an upgrade is offered and whether it would install. A
+plugin the tenant has is listed even when none of its versions is published any more, so that
+one call draws the admin's whole Plugins page."""
 
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ async def tenant_catalog(
     session: AsyncSession, tenant_id: UUID, core_version: str = __version__
 ) -> list[CatalogEntryOut]:
     latest: dict[str, Manifest] = {}
+    versions: dict[tuple[str, str], dict[str, Any]] = {}
     for row in await versions_repo.list_versions(session):
+        versions[row["plugin_id"], row["version"]] = row["manifest"]
         if row["status"] != VersionStatus.PUBLISHED:
             continue
         manifest = Manifest.model_validate(row["manifest"])
@@ -35,7 +39,16 @@ async def tenant_catalog(
         r["plugin_id"]: r for r in await installs_repo.list_installations(session, tenant_id)
     }
     active = {p: r["version"] for p, r in installs.items() if r["status"] == InstallStatus.ACTIVE}
-    return [_entry(latest[p], installs.get(p), active, core_version) for p in sorted(latest)]
+    out = []
+    for p in sorted(latest.keys() | installs.keys()):
+        current = installs.get(p)
+        offered = latest.get(p)
+        if offered is not None:
+            out.append(_entry(offered, current, active, core_version))
+        elif current is not None:
+            had = Manifest.model_validate(versions[p, current["version"]])
+            out.append(_unpublished(had, current))
+    return out
 
 
 def incompatibility(manifest: Manifest, active: Mapping[str, str], core_version: str) -> str | None:
@@ -71,4 +84,18 @@ def _entry(
         ),
         compatible=reason is None,
         incompatible_reason=reason,
+    )
+
+
+def _unpublished(manifest: Manifest, current: Mapping[str, Any]) -> CatalogEntryOut:
+    return CatalogEntryOut(
+        plugin_id=manifest.id,
+        name=manifest.name,
+        description=manifest.description,
+        publisher=manifest.publisher,
+        latest_version=None,
+        installed_version=current["version"],
+        install_status=InstallStatus(current["status"]),
+        compatible=False,
+        incompatible_reason="no version is published any more",
     )
