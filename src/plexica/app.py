@@ -28,7 +28,12 @@ from plexica.kit.probes import add_dependency_checks
 from plexica.kit.security import TokenVerifier
 from plexica.mail.api import router as dev_mail_router
 from plexica.plugins import wiring as plugins_wiring
-from plexica.plugins.api import catalog_router, installations_router, ui_router
+from plexica.plugins.api import (
+    catalog_router,
+    installations_router,
+    tenant_catalog_router,
+    ui_router,
+)
 from plexica.settings import Settings
 from plexica.storage.api import router as files_router
 from plexica.storage.wiring import start_storage
@@ -131,6 +136,7 @@ def create_app(
     app.include_router(audit_router)
     app.include_router(catalog_router())
     app.include_router(installations_router())
+    app.include_router(tenant_catalog_router())
     app.include_router(ui_router())
 
     app.include_router(tenants_api.operator_router)

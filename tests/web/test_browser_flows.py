@@ -293,8 +293,7 @@ async def crm_tenant(chromium: Browser, site: Site, db: Database, operator: Oper
     admin_context = await chromium.new_context()
     admin = await tenant_login(admin_context, site, slug, f"admin@{slug}.example", admin_pw)
     await admin.get_by_role("link", name="Plugins").click()
-    await admin.get_by_label("Plugin id").fill("crm")
-    await admin.get_by_role("button", name="Install").click()
+    await admin.get_by_role("button", name="Install CRM", exact=True).click()
     await expect(admin.get_by_role("status")).to_contain_text("Plugin crm installed.")
 
     context = await chromium.new_context()
@@ -404,8 +403,7 @@ async def billing_admin(
     context = await chromium.new_context(accept_downloads=True)
     me = await tenant_login(context, site, slug, f"admin@{slug}.example", admin_pw)
     await me.get_by_role("link", name="Plugins").click()
-    await me.get_by_label("Plugin id").fill("billing")
-    await me.get_by_role("button", name="Install").click()
+    await me.get_by_role("button", name="Install Billing", exact=True).click()
     await expect(me.get_by_role("status")).to_contain_text("Plugin billing installed.")
 
     await me.get_by_role("link", name="Customers").click()

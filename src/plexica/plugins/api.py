@@ -1,5 +1,6 @@
-"""Routes: the catalog (``/v1/plugins``, operator) and installations per tenant
-(``/v1/tenants/{tenant_id}/plugins``, the tenant's admin or an operator)."""
+"""Routes: the catalog (``/v1/plugins``, operator), installations per tenant
+(``/v1/tenants/{tenant_id}/plugins``, the tenant's admin or an operator) and the catalog as that
+tenant sees it (``/v1/tenants/{tenant_id}/catalog``, the same callers)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from plexica.kit.security import OperatorDep, PrincipalDep
 from plexica.plugins import service
 from plexica.plugins.repository import installations as installs_repo
 from plexica.plugins.schemas import (
+    CatalogEntryOut,
     InstallationOut,
     InstallRequest,
     PluginVersionOut,
@@ -133,6 +135,16 @@ def catalog_router() -> APIRouter:
     return router
 
 
+def tenant_catalog_router() -> APIRouter:
+    router = APIRouter(prefix="/v1/tenants/{tenant_id}/catalog", tags=["plugins"])
+
+    @router.get("", summary="Published plugins with this tenant's install state (ADR 0241)")
+    async def tenant_catalog(tenant: TenantDep, session: SessionDep) -> list[CatalogEntryOut]:
+        return await service.tenant_catalog(session, tenant.id)
+
+    return router
+
+
 async def _fresh_permissions(request: Request) -> AsyncIterator[None]:
     """A changed installation changes what the tenant's roles may do: the verifier's cache of
     permissions is dropped so that the next request (the shell's navigation) sees it."""
@@ -191,9 +203,15 @@ def installations_router() -> APIRouter:
 
     @router.put("/{plugin_id}/settings", summary="Replace the per-tenant settings")
     async def settings(
-        plugin_id: str, body: SettingsRequest, tenant: TenantDep, installer: InstallerDep
+        plugin_id: str,
+        body: SettingsRequest,
+        tenant: TenantDep,
+        installer: InstallerDep,
+        principal: PrincipalDep,
     ) -> InstallationOut:
-        return await installer.update_settings(tenant, plugin_id, body.settings)
+        return await installer.update_settings(
+            tenant, plugin_id, body.settings, actor=principal.actor
+        )
 
     @router.delete("/{plugin_id}", summary="Uninstall (data kept for the retention window)")
     async def uninstall(

@@ -23,7 +23,7 @@ from plexica.events import service as events_service
 from plexica.events.events import CoreEvent
 from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
-from plexica.plugins.catalog import catalog_manifests, check_compatibility
+from plexica.plugins.catalog import catalog_manifests, check_compatibility, unmet_dependencies
 from plexica.plugins.logins import ensure_login, login_membership, new_password
 from plexica.plugins.migrator import migrate_as_role
 from plexica.plugins.readiness import ReadinessProbe
@@ -39,7 +39,6 @@ from plexica.plugins.schemas import (
 from plexica_sdk.db import plugin_role
 from plexica_sdk.errors import PlexicaError
 from plexica_sdk.manifest import Manifest
-from plexica_sdk.semver import VersionRange
 
 log = structlog.get_logger("plexica.plugins")
 AUDITED = {"install": "plugin.installed", "upgrade": "plugin.upgraded"}
@@ -230,20 +229,14 @@ class VersionApplier:
 async def _dependencies_installed(
     session: AsyncSession, manifest: Manifest, tenant_id: UUID
 ) -> None:
-    for dep in manifest.dependencies:
-        if dep.optional:
-            continue
-        row = await installs_repo.get_installation(session, tenant_id, dep.id)
-        ok = (
-            row is not None
-            and row["status"] == InstallStatus.ACTIVE
-            and VersionRange.parse(dep.version).contains(row["version"])
+    rows = await installs_repo.list_installations(session, tenant_id, InstallStatus.ACTIVE)
+    unmet = unmet_dependencies(manifest, {r["plugin_id"]: r["version"] for r in rows})
+    if unmet:
+        dep = unmet[0]
+        raise IncompatibleError(
+            f"{manifest.id} needs plugin {dep.id} {dep.version} active in this tenant",
+            details={"check": "dependency", "plugin": dep.id, "required": dep.version},
         )
-        if not ok:
-            raise IncompatibleError(
-                f"{manifest.id} needs plugin {dep.id} {dep.version} active in this tenant",
-                details={"check": "dependency", "plugin": dep.id, "required": dep.version},
-            )
 
 
 async def _announce(

@@ -24,7 +24,7 @@ from plexica.plugins.schemas import (
     VersionStatus,
 )
 from plexica_sdk.errors import ConflictError
-from plexica_sdk.manifest import Manifest, parse_manifest
+from plexica_sdk.manifest import Dependency, Manifest, parse_manifest
 from plexica_sdk.semver import Version, VersionRange
 
 log = structlog.get_logger("plexica.plugins")
@@ -122,6 +122,17 @@ def check_compatibility(
                 details={"check": "dependency", "plugin": dep.id, "required": dep.version},
             )
     _check_cycles(manifest, available)
+
+
+def unmet_dependencies(manifest: Manifest, active: Mapping[str, str]) -> list[Dependency]:
+    """Required dependencies not active in a tenant at a version in range; ``active`` maps each
+    plugin active there to its version."""
+    return [
+        d
+        for d in manifest.dependencies
+        if not d.optional
+        and not (d.id in active and VersionRange.parse(d.version).contains(active[d.id]))
+    ]
 
 
 def _check_cycles(manifest: Manifest, available: Mapping[str, list[Manifest]]) -> None:

@@ -23,6 +23,8 @@ from plexica.plugins.schemas import (
 from plexica_sdk.auth import PermissionResolver
 from plexica_sdk.manifest import Manifest
 
+_ABSENT = object()
+
 
 def _install_out(row: Mapping[str, Any]) -> InstallationOut:
     return InstallationOut(
@@ -52,6 +54,32 @@ def validate_settings(manifest: Manifest, settings: dict[str, Any]) -> None:
             f"invalid settings: {problems[0]['path']}: {problems[0]['message']}",
             details=problems,
         )
+
+
+def secret_settings(manifest: Manifest) -> frozenset[str]:
+    """Settings the schema marks as secrets (``writeOnly``, or ``format: password``)."""
+    props = manifest.settings_schema.get("properties", {})
+    return frozenset(
+        name
+        for name, prop in props.items()
+        if isinstance(prop, dict)
+        and (prop.get("writeOnly") is True or prop.get("format") == "password")
+    )
+
+
+def settings_change(
+    manifest: Manifest, old: Mapping[str, Any], new: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The audit log's before and after of a settings change (ADR 0241): the settings without
+    their secrets, and after them the names of every setting that changed, secrets included."""
+    hidden = secret_settings(manifest)
+    changed = sorted(
+        k for k in old.keys() | new.keys() if old.get(k, _ABSENT) != new.get(k, _ABSENT)
+    )
+    return (
+        {"settings": {k: v for k, v in old.items() if k not in hidden}},
+        {"settings": {k: v for k, v in new.items() if k not in hidden}, "changed": changed},
+    )
 
 
 async def get_installation(

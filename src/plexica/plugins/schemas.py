@@ -74,6 +74,22 @@ class InstallationOut(BaseModel):
     updated_at: datetime | None
 
 
+class CatalogEntryOut(BaseModel):
+    """A plugin as one tenant sees it: its latest published version (None when the tenant has
+    it but nothing is published any more) and this tenant's installation."""
+
+    plugin_id: str
+    name: str
+    description: str
+    publisher: str
+    latest_version: str | None
+    installed_version: str | None = None
+    install_status: InstallStatus | None = None
+    upgrade_available: bool = False
+    compatible: bool
+    incompatible_reason: str | None = None
+
+
 class PluginLogin(BaseModel):
     """The plugin's own database login (ADR 0076): what its process connects with."""
 

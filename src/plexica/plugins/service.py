@@ -36,6 +36,7 @@ from plexica.plugins.installations import (
     permission_resolver,
     permissions_for,
     routed_ids,
+    settings_change,
     subscribers,
     tenant_by_slug,
     ui_contributions,
@@ -53,6 +54,7 @@ from plexica.plugins.schemas import (
     InstallStatus,
     InvalidStateError,
 )
+from plexica.plugins.tenant_catalog import tenant_catalog
 from plexica_sdk.db import plugin_role
 from plexica_sdk.errors import PlexicaError
 from plexica_sdk.manifest import Manifest
@@ -78,6 +80,7 @@ __all__ = [
     "set_status",
     "subscribers",
     "tenant_by_slug",
+    "tenant_catalog",
     "ui_contributions",
     "upstream_timeouts",
     "validate_settings",
@@ -381,8 +384,14 @@ class Installer(VersionApplier):
         return await self._out(tenant.id, plugin_id)
 
     async def update_settings(
-        self, tenant: TenantRef, plugin_id: str, settings: dict[str, Any]
+        self,
+        tenant: TenantRef,
+        plugin_id: str,
+        settings: dict[str, Any],
+        *,
+        actor: str = "platform",
     ) -> InstallationOut:
+        """Replace the settings; the audit entry commits with them, secrets named, not shown."""
         async with self.db.session() as s:
             row = await installs_repo.get_installation(s, tenant.id, plugin_id, lock=True)
             if row is None or row["status"] not in (InstallStatus.ACTIVE, InstallStatus.DISABLED):
@@ -391,8 +400,14 @@ class Installer(VersionApplier):
                 )
             version = await versions_repo.get_version(s, plugin_id, row["version"])
             assert version is not None
-            validate_settings(Manifest.model_validate(version["manifest"]), settings)
+            manifest = Manifest.model_validate(version["manifest"])
+            validate_settings(manifest, settings)
             await installs_repo.update_installation(s, tenant.id, plugin_id, settings=settings)
+            before, after = settings_change(manifest, row["settings"] or {}, settings)
+            await audit_service.record(
+                s, actor, "plugin.settings_updated", tenant.id, f"plugin:{plugin_id}",
+                before=before, after=after,
+            )  # fmt: skip
         return await self._out(tenant.id, plugin_id)
 
     async def upgrade_fleet(

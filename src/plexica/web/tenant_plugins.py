@@ -1,5 +1,5 @@
-"""A tenant admin's plugins: install, enable, disable, uninstall, and each one's settings form
-drawn from its manifest's settings schema."""
+"""A tenant admin's plugins: the catalog to install from and upgrade to (ADR 0241), enable,
+disable, uninstall, and each one's settings form drawn from its manifest's settings schema."""
 
 from __future__ import annotations
 
@@ -94,23 +94,22 @@ async def _plugins_admin(
     session: WebSession,
     *,
     status: int = 200,
-    errors: dict[str, str] | None = None,
     error: str | None = None,
-    form_plugin: str = "",
 ) -> Response:
     nav, _ = await tenant_nav(shell, session)
-    me = await shell.upstream.api(session, "GET", "/v1/tenant")
-    tenant_id = me.body.get("id") if me.ok and isinstance(me.body, dict) else None
-    installed: list[dict[str, Any]] = []
+    tenant_id = await _tenant_id_of(shell, session)
+    catalog: list[dict[str, Any]] = []
     if tenant_id:
-        listed = await shell.upstream.api(session, "GET", f"/v1/tenants/{tenant_id}/plugins")
+        # One call for the whole page: each page view counts against the admin's rate limit.
+        listed = await shell.upstream.api(session, "GET", f"/v1/tenants/{tenant_id}/catalog")
         if listed.ok and isinstance(listed.body, list):
-            installed = listed.body
+            catalog = listed.body
         elif error is None:
             error = listed.error_message()
+    installed = [e for e in catalog if e["install_status"]]
     return shell.page(
         request, session, "plugins.html", status, title="Plugins", nav=nav,
-        installed=installed, errors=errors or {}, error=error, form_plugin=form_plugin,
+        installed=installed, catalog=[e for e in catalog if e["latest_version"]], error=error,
         notice=request.query_params.get("notice"),
     )  # fmt: skip
 
@@ -192,7 +191,7 @@ def _plugins(app: FastAPI, shell: Shell) -> None:
             version = str(raw.get("version", "")).strip() or None
             if not plugin:
                 return await _plugins_admin(
-                    shell, request, session, status=422, errors={"plugin_id": "Enter a plugin id."}
+                    shell, request, session, status=422, error="Choose a plugin to install."
                 )
             tenant_id = await _tenant_id_of(shell, session)
             done = await shell.upstream.api(
@@ -200,10 +199,9 @@ def _plugins(app: FastAPI, shell: Shell) -> None:
                 json={"plugin_id": plugin, "version": version},
             )  # fmt: skip
             if not done.ok:
-                return await _plugins_admin(shell,
-                    request, session, status=done.status, form_plugin=plugin,
-                    errors={"plugin_id": done.error_message()},
-                )  # fmt: skip
+                return await _plugins_admin(
+                    shell, request, session, status=done.status, error=done.error_message()
+                )
             notice = f"Plugin {plugin} installed."
             return RedirectResponse(f"/t/admin/plugins?{urlencode({'notice': notice})}", 303)
 
@@ -226,7 +224,7 @@ def _plugins(app: FastAPI, shell: Shell) -> None:
     @app.post("/t/admin/plugins/{plugin_id}/{action}", include_in_schema=False)
     async def admin_plugin_action(request: Request, plugin_id: str, action: str) -> Response:
         async def act(request: Request, session: WebSession) -> Response:
-            if action not in ("enable", "disable", "uninstall"):
+            if action not in ("enable", "disable", "uninstall", "upgrade"):
                 return await _plugins_admin(
                     shell, request, session, status=404, error="No such action."
                 )
@@ -234,6 +232,11 @@ def _plugins(app: FastAPI, shell: Shell) -> None:
             path = f"/v1/tenants/{tenant_id}/plugins/{quote(plugin_id, safe='')}"
             if action == "uninstall":
                 done = await shell.upstream.api(session, "DELETE", path)
+            elif action == "upgrade":
+                version = str((await request.form()).get("version", "")).strip() or None
+                done = await shell.upstream.api(
+                    session, "POST", f"{path}/upgrade", json={"version": version}
+                )
             else:
                 done = await shell.upstream.api(session, "POST", f"{path}/{action}")
             if not done.ok:
@@ -241,6 +244,8 @@ def _plugins(app: FastAPI, shell: Shell) -> None:
                     shell, request, session, status=done.status, error=done.error_message()
                 )
             notice = f"Plugin {plugin_id}: {action} done."
+            if action == "upgrade" and isinstance(done.body, dict):
+                notice = f"Plugin {plugin_id} upgraded to {done.body.get('version')}."
             return RedirectResponse(f"/t/admin/plugins?{urlencode({'notice': notice})}", 303)
 
         return await shell.run(request, act, operator=False)
