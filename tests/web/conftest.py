@@ -97,9 +97,12 @@ def serve_site(
     their events in-process (as under ``plexica up``), else the outbox is only relayed."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    # Each shell page makes several API calls with the user's token, and these tests walk
+    # pages far faster than a person: the per-user limit (100/min) is not what they test.
     settings = Settings(
         database_url=database_url, public_url=url, port=port, web_base_domain=BASE_DOMAIN,
         web_secret=SecretStr(WEB_SECRET), smtp_url=SecretStr(smtp_url) if smtp_url else None,
+        gateway_rate_limit=1000,
     )  # fmt: skip
     buses: dict[str, EventBus] = {}
     core = create_app(settings, event_buses=buses)

@@ -1,11 +1,13 @@
 """Login throttling: failures counted per realm+email and per client address.
 
-Only failures count, and a success clears the account's counter. The counters live in
-PostgreSQL (``PostgresThrottle``), shared by every replica, with or without Redis. With Redis
-(``PLEXICA_REDIS_URL``), ``GuardedThrottle`` also counts there and asks Redis whether to wait, so
-that a sign-in costs no database read; while Redis fails it asks PostgreSQL, which holds every
-failure, those before the outage included: the lockout holds through it (ADR 0143, ADR 0243).
-``MemoryThrottle`` serves what is local to one process (the shell's invitation page).
+Only failures count, and a success clears the account's counter. The accounts' counters (the
+lockout) live in PostgreSQL (``PostgresThrottle``), shared by every replica, with or without
+Redis; the addresses' counters (a rate limit) are kept by each process beside them. With Redis
+(``PLEXICA_REDIS_URL``), ``GuardedThrottle`` also counts both there and asks Redis whether to
+wait, so that a sign-in costs no database read; while Redis fails it asks PostgreSQL and the
+process, the accounts' failures before the outage included: the lockout holds through it (ADR
+0143, ADR 0243). ``MemoryThrottle`` alone serves what is local to one process (the shell's
+invitation page).
 """
 
 from __future__ import annotations
@@ -92,13 +94,21 @@ class MemoryThrottle:
         )
 
     async def failed(self, realm: str, email: str, address: str) -> None:
-        now = time.monotonic()
         for key in (_account(realm, email), _address(address)):
-            self._failures.setdefault(key, deque()).append(now)
-            if len(self._failures) > 100_000:
-                # Bounded memory under a spray of addresses: forget the oldest windows.
-                for stale in list(self._failures)[:10_000]:
-                    del self._failures[stale]
+            self._count(key)
+
+    def _count(self, key: str) -> None:
+        self._failures.setdefault(key, deque()).append(time.monotonic())
+        if len(self._failures) > 100_000:
+            # Bounded memory under a spray of addresses: forget the oldest windows.
+            for stale in list(self._failures)[:10_000]:
+                del self._failures[stale]
+
+    def address_wait(self, address: str) -> float:
+        return self._wait(_address(address), self.limits.per_address, time.monotonic())
+
+    def count_address(self, address: str) -> None:
+        self._count(_address(address))
 
     async def succeeded(self, realm: str, email: str) -> None:
         self._failures.pop(_account(realm, email), None)
@@ -138,27 +148,28 @@ class RedisThrottle:
 
 @dataclass
 class PostgresThrottle:
-    """Fixed windows in ``platform.login_failures``, in their own transactions: a failure
-    counts even when the request's work rolls back."""
+    """The accounts' fixed windows in ``platform.login_failures``, in their own transactions (a
+    failure counts even when the request's work rolls back); the addresses' in this process."""
 
     db: Database
     limits: Limits = field(default_factory=Limits)
+    addresses: MemoryThrottle = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.addresses = MemoryThrottle(self.limits)
 
     async def blocked(self, realm: str, email: str, address: str) -> float:
-        account, addr = _account(realm, email), _address(address)
+        account = _account(realm, email)
         async with self.db.session() as session:
-            live = await repo.failures(session, [account, addr])
-        wait = 0.0
-        for key, limit in ((account, self.limits.per_account), (addr, self.limits.per_address)):
-            count, left = live.get(key, (0, 0.0))
-            if count >= limit:
-                wait = max(wait, left, 0.001)
-        return wait
+            live = await repo.failures(session, [account])
+        count, left = live.get(account, (0, 0.0))
+        wait = max(left, 0.001) if count >= self.limits.per_account else 0.0
+        return max(wait, self.addresses.address_wait(address))
 
     async def failed(self, realm: str, email: str, address: str) -> None:
+        self.addresses.count_address(address)
         async with self.db.session() as session:
-            keys = [_account(realm, email), _address(address)]
-            await repo.count_failure(session, keys, self.limits.window_seconds)
+            await repo.count_failure(session, [_account(realm, email)], self.limits.window_seconds)
 
     async def succeeded(self, realm: str, email: str) -> None:
         async with self.db.session() as session:
