@@ -9,6 +9,8 @@ from fastapi import APIRouter, BackgroundTasks, Body, Depends, Header, Path, Que
 from fastapi.responses import Response, StreamingResponse
 
 from plexica.audit import service as audit
+from plexica.identity.first_admin import FirstAdmin
+from plexica.identity.schemas import AdminInvite, Invite
 from plexica.kit.security import OperatorDep, PrincipalDep, require_permission
 from plexica.storage.service import Scope, StorageService
 from plexica.tenants.context import TenantDep, TenantServiceDep, TenantSessionDep
@@ -37,7 +39,7 @@ from plexica.tenants.settings import (
     check_logo,
 )
 from plexica_sdk.context import Principal
-from plexica_sdk.errors import ForbiddenError, NotFoundError, UnavailableError
+from plexica_sdk.errors import ConflictError, ForbiddenError, NotFoundError, UnavailableError
 
 TenantKey = Annotated[str, Path(max_length=200, description="The tenant's id or slug.")]
 
@@ -173,6 +175,49 @@ async def retry_tenant(
 )
 async def delete_tenant(key: TenantKey, _: OperatorDep, service: TenantServiceDep) -> Tenant:
     return await service.delete(key)
+
+
+def _first_admin(request: Request) -> FirstAdmin:
+    services = getattr(request.app.state, "services", None)
+    if services is None:
+        raise UnavailableError("tenant services are not started on this process")
+    admin: FirstAdmin = services.first_admin
+    return admin
+
+
+FirstAdminDep = Annotated[FirstAdmin, Depends(_first_admin)]
+
+
+@operator_router.get(
+    "/{key}/admin-invite",
+    summary="The first admin's invitation: sent, expired or accepted",
+    responses={**_ERRORS, **_NOT_FOUND},
+)
+async def admin_invite(
+    key: TenantKey, _: OperatorDep, service: TenantServiceDep, admin: FirstAdminDep
+) -> AdminInvite:
+    return await admin.status((await service.get(key)).ref)
+
+
+@operator_router.post(
+    "/{key}/admin-invite",
+    summary="Send the first admin's invitation again (the previous link stops working)",
+    responses={
+        **_ERRORS, **_NOT_FOUND,
+        409: {"description": "tenant_not_active, or invite_not_pending: already accepted"},
+        502: {"description": "mail_rejected"}, 503: {"description": "mail_unavailable"},
+    },
+)  # fmt: skip
+async def resend_admin_invite(
+    key: TenantKey, operator: OperatorDep, service: TenantServiceDep, admin: FirstAdminDep
+) -> Invite:
+    tenant = await service.get(key)
+    if tenant.state is not State.ACTIVE:
+        raise ConflictError(
+            f"the tenant is {tenant.state.value}: its admin is invited once it is active",
+            code="tenant_not_active", details={"state": tenant.state.value},
+        )  # fmt: skip
+    return await admin.send_again(tenant.ref, operator.actor)
 
 
 @tenant_router.get("", summary="The caller's tenant")
