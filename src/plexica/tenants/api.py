@@ -13,6 +13,7 @@ from plexica.identity.first_admin import FirstAdmin
 from plexica.identity.schemas import AdminInvite, Invite
 from plexica.kit.security import OperatorDep, PrincipalDep, require_permission
 from plexica.storage.service import Scope, StorageService
+from plexica.tenants import first_admin
 from plexica.tenants.context import TenantDep, TenantServiceDep, TenantSessionDep
 from plexica.tenants.health import fleet_health
 from plexica.tenants.schemas import (
@@ -39,7 +40,7 @@ from plexica.tenants.settings import (
     check_logo,
 )
 from plexica_sdk.context import Principal
-from plexica_sdk.errors import ConflictError, ForbiddenError, NotFoundError, UnavailableError
+from plexica_sdk.errors import ForbiddenError, NotFoundError, UnavailableError
 
 TenantKey = Annotated[str, Path(max_length=200, description="The tenant's id or slug.")]
 
@@ -196,7 +197,7 @@ FirstAdminDep = Annotated[FirstAdmin, Depends(_first_admin)]
 async def admin_invite(
     key: TenantKey, _: OperatorDep, service: TenantServiceDep, admin: FirstAdminDep
 ) -> AdminInvite:
-    return await admin.status((await service.get(key)).ref)
+    return await first_admin.admin_invite(service, admin, key)
 
 
 @operator_router.post(
@@ -211,13 +212,7 @@ async def admin_invite(
 async def resend_admin_invite(
     key: TenantKey, operator: OperatorDep, service: TenantServiceDep, admin: FirstAdminDep
 ) -> Invite:
-    tenant = await service.get(key)
-    if tenant.state is not State.ACTIVE:
-        raise ConflictError(
-            f"the tenant is {tenant.state.value}: its admin is invited once it is active",
-            code="tenant_not_active", details={"state": tenant.state.value},
-        )  # fmt: skip
-    return await admin.send_again(tenant.ref, operator.actor)
+    return await first_admin.invite_admin_again(service, admin, key, operator.actor)
 
 
 @tenant_router.get("", summary="The caller's tenant")
