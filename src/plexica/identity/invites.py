@@ -206,11 +206,15 @@ class Invites:
         return to_invite(row, now)
 
     async def revoke(self, actor: Actor, invite_id: UUID) -> Invite:
-        """The link stops working and the invited user, who never signed in, is deleted."""
+        """The link stops working and the invited user, who never signed in, is deleted. A user
+        who is enabled was not made by the invitation (a tenant's first admin, ADR 0242) and
+        may have a password already: only the link goes."""
         now = self.clock()
         async with self.db.session() as session:
             row = await self._pending_row(session, actor.realm, invite_id)
-            await self.adapter.delete_user(row.realm, row.user_id)
+            users = await self.adapter.list_users(row.realm)
+            if not any(u.id == row.user_id and u.enabled for u in users):
+                await self.adapter.delete_user(row.realm, row.user_id)
             row = await repo.mark(session, invite_id, revoked_at=now)
             await self._record(
                 session, actor, action="identity.invite.revoked", row=row,
