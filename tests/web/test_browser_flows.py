@@ -96,7 +96,7 @@ async def test_provisioning_progress_advances_live_without_a_reload(
     running = page.locator(f'[data-step="{GATE}"][data-status="running"]')
     await expect(running).to_be_visible()
     await expect(page.locator('[data-step="schema"][data-status="done"]')).to_be_visible()
-    await expect(page.get_by_text("Step 4 of 4: Compliance check")).to_be_visible()
+    await expect(page.get_by_text("Step 5 of 5: Compliance check")).to_be_visible()
     await shot(page, "console-provisioning-running")
     await expect(page.get_by_role("status")).to_contain_text(
         f"Tenant {slug} created. It is ready.", timeout=10_000
