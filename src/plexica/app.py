@@ -79,6 +79,7 @@ def create_app(
                 installer=app.state.plugin_installer,
                 store=app.state.storage.store,
                 identity=app.state.identity,
+                mailer=app.state.mailer,
             )
             app.state.services = services
             await services.start()

@@ -19,14 +19,16 @@ import uvicorn
 from sqlalchemy import text
 
 from plexica.app import create_app
+from plexica.identity.bootstrap import OperatorCredentials
 from plexica.identity.client import LoginError
+from plexica.identity.names import OPERATOR_REALM
 from plexica.identity.throttle import MemoryThrottle
 from plexica.kit.db import Database
 from plexica.kit.mail import Mailer, SmtpMailer
 from plexica.kit.pgserver import free_port
 from plexica.kit.provisioning import TenantRef
 from plexica.settings import Settings
-from tests.identity.conftest import Live, bearer, login, provision, set_password
+from tests.identity.conftest import Live, bearer, login, new_tenant, provision, set_password
 from tests.support.smtp import REFUSED_DOMAIN, Inbox, smtp_server
 
 PASSWORD = "a-good-long-passphrase"
@@ -230,6 +232,61 @@ async def test_expired_link_is_refused_and_resend_replaces_it(
     used = await http.post(platform.url + f"/v1/invites/{invite['id']}/resend", headers=h)
     assert used.status_code == 409
     assert _code(used) == "invite_not_pending"
+
+
+async def test_the_first_admin_is_invited_at_provisioning_and_resent_until_accepted(
+    platform: Platform, http: httpx.AsyncClient, operator: OperatorCredentials
+) -> None:
+    op = bearer(await login(http, platform.live, OPERATOR_REALM, operator.email, operator.password))
+    slug = new_tenant("fa").slug
+    email, base = f"boss@{slug}.example", f"{platform.url}/v1/tenants/{slug}/admin-invite"
+    made = await http.post(
+        platform.url + "/v1/tenants", headers=op,
+        json={"slug": slug, "name": "First", "admin_email": email.upper()},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    assert len(platform.inbox.to(email)) == 1
+    link, old = platform.inbox.last_link(email)
+    assert link.startswith(platform.url)
+    shown = (await http.get(base, headers=op)).json()
+    assert (shown["status"], shown["invite"]["roles"]) == ("pending", ["tenant_admin"])
+
+    # Sent again: a new link, the old one is unknown from now on.
+    resent = await http.post(base, headers=op)
+    assert resent.status_code == 200, resent.text
+    assert resent.json()["sent_count"] == 2
+    assert len(platform.inbox.to(email)) == 2
+    _, new = platform.inbox.last_link(email)
+    dead = await _accept(platform, http, old)
+    assert (dead.status_code, _code(dead)) == (404, "invite_not_found")
+    assert (await _accept(platform, http, new)).status_code == 200
+    h = bearer(await login(http, platform.live, f"plexica-{slug}", email, PASSWORD))
+    assert (await http.get(base, headers=op)).json()["status"] == "accepted"
+
+    # Accepted: not sent again, and the tenant admin sees who invited them and who resent.
+    again = await http.post(base, headers=op)
+    assert (again.status_code, _code(again)) == (409, "invite_not_pending")
+    assert len(platform.inbox.to(email)) == 2
+    items = (await http.get(platform.url + "/v1/audit", headers=h)).json()["items"]
+    actors = {e["action"]: e["actor"] for e in items if e["action"].startswith("identity.invite")}
+    assert actors["identity.invite.created"] == "provisioning"
+    assert actors["identity.invite.resent"] == operator.email
+
+
+async def test_the_first_admin_is_not_invited_again_while_the_tenant_is_not_active(
+    platform: Platform, http: httpx.AsyncClient, operator: OperatorCredentials
+) -> None:
+    op = bearer(await login(http, platform.live, OPERATOR_REALM, operator.email, operator.password))
+    slug = new_tenant("fs").slug
+    made = await http.post(
+        platform.url + "/v1/tenants", headers=op,
+        json={"slug": slug, "name": "Paused", "admin_email": f"boss@{slug}.example"},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    assert (await http.post(f"{platform.url}/v1/tenants/{slug}/suspend", headers=op)).is_success
+    refused = await http.post(f"{platform.url}/v1/tenants/{slug}/admin-invite", headers=op)
+    assert (refused.status_code, _code(refused)) == (409, "tenant_not_active")
+    assert len(platform.inbox.to(f"boss@{slug}.example")) == 1
 
 
 async def test_revoked_link_is_refused_and_the_user_removed(

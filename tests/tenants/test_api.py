@@ -63,7 +63,12 @@ async def test_operator_lifecycle_over_http(api: httpx.AsyncClient, issuers: Sta
     assert (await api.get("/v1/tenant", headers=th)).status_code == 200
 
     steps = (await api.get(f"/v1/tenants/{t['id']}/steps", headers=op)).json()
-    assert [s["name"] for s in steps["steps"]] == ["schema", "identity_realm", "bucket"]
+    assert [s["name"] for s in steps["steps"]] == [
+        "schema",
+        "identity_realm",
+        "bucket",
+        "admin_invite",
+    ]
     assert [h["to_state"] for h in steps["history"]] == [
         "provisioning",
         "active",

@@ -58,6 +58,12 @@ def test_tenant_commands_on_a_database_url(database_url: str) -> None:
     assert r.returncode == 1
     assert "invalid_slug" in r.stderr
 
+    # Provisioning invited the first admin (into the dev mailbox: no SMTP here).
+    r = cli("tenant", "invite-admin", slug, "--status", env=env)
+    assert r.stdout.strip() == "a@cli.example: pending", r.stderr
+    sent = as_json(cli("tenant", "invite-admin", slug, "--json", env=env))
+    assert (sent["email"], sent["sent_count"]) == ("a@cli.example", 2)
+
     r = cli("tenant", "suspend", slug, env=env)
     assert r.returncode == 0
     assert f"{slug}: suspended" in r.stdout
@@ -123,11 +129,22 @@ def test_cli_finds_a_running_plexica_up(data_dir: Path) -> None:
         )
         assert r.returncode == 0, r.stderr
         assert "acme: active" in r.stdout
+        at = ["--data-dir", str(data_dir)]
+        r = cli("tenant", "invite-admin", "acme", *at, env=env)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("invitation sent to a@acme.example")
+        shown = as_json(cli("tenant", "invite-admin", "acme", "--status", "--json", *at, env=env))
+        assert (shown["status"], shown["invite"]["sent_count"]) == ("pending", 2)
+        mails = as_json(cli("mail", "list", "--to", "a@acme.example", "--json", *at, env=env))
+        assert len(mails) == 2
         r = cli("migrate", "--data-dir", str(data_dir), "--canary", "acme", env=env)
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout.strip().splitlines()[-1])["up_to_date"] == 1
     finally:
-        stop(proc)
+        out = stop(proc)
+    # `plexica up` has no SMTP server: it logs each invitation's link.
+    assert out.count("invite_link") == 2, out
+    assert "/invite/" in out
     assert not (data_dir / "runtime.json").exists()
     r = cli("tenant", "list", "--data-dir", str(data_dir), env=env)
     assert r.returncode == 2

@@ -101,9 +101,15 @@ async def test_steps_advance_while_the_client_polls(
         await asyncio.sleep(0.02)
     assert status["finished"] is False
     assert status["state"] == "provisioning"
-    assert [s["name"] for s in status["steps"]] == ["schema", "identity_realm", "bucket", "gate"]
-    assert [s["status"] for s in status["steps"]] == ["done", "done", "done", "running"]
-    assert (status["done"], status["total"]) == (3, 4)
+    assert [s["name"] for s in status["steps"]] == [
+        "schema",
+        "identity_realm",
+        "bucket",
+        "admin_invite",
+        "gate",
+    ]
+    assert [s["status"] for s in status["steps"]] == ["done"] * 4 + ["running"]
+    assert (status["done"], status["total"]) == (4, 5)
     # The slug is the tenant's key too, and a second create of it is refused while it runs.
     assert (await api.get(f"/v1/tenants/{slug}/provisioning", headers=op)).json()["slug"] == slug
     again = await start(api, issuers, slug)
@@ -116,7 +122,7 @@ async def test_steps_advance_while_the_client_polls(
     assert final["state"] == "active"
     assert final["current"] is None
     assert final["failed_step"] is None
-    assert [s["status"] for s in final["steps"]] == ["done"] * 4
+    assert [s["status"] for s in final["steps"]] == ["done"] * 5
 
 
 async def test_a_failed_step_is_named_with_its_error_and_the_compensation(
@@ -134,7 +140,7 @@ async def test_a_failed_step_is_named_with_its_error_and_the_compensation(
     assert "the gate refused this tenant" in final["failure_reason"]
     by_name = {s["name"]: s for s in final["steps"]}
     assert "the gate refused this tenant" in by_name["gate"]["error"]
-    assert [s["status"] for s in final["steps"]] == ["undone"] * 4
+    assert [s["status"] for s in final["steps"]] == ["undone"] * 5
     assert not await schema_exists(db, f"tenant_{slug.replace('-', '_')}")
 
     # A retry in the background too; the gate still refuses, so it fails the same way again.

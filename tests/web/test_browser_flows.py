@@ -96,7 +96,7 @@ async def test_provisioning_progress_advances_live_without_a_reload(
     running = page.locator(f'[data-step="{GATE}"][data-status="running"]')
     await expect(running).to_be_visible()
     await expect(page.locator('[data-step="schema"][data-status="done"]')).to_be_visible()
-    await expect(page.get_by_text("Step 4 of 4: Compliance check")).to_be_visible()
+    await expect(page.get_by_text("Step 5 of 5: Compliance check")).to_be_visible()
     await shot(page, "console-provisioning-running")
     await expect(page.get_by_role("status")).to_contain_text(
         f"Tenant {slug} created. It is ready.", timeout=10_000
@@ -106,7 +106,8 @@ async def test_provisioning_progress_advances_live_without_a_reload(
         "els => els.map(e => e.dataset.step + ':' + e.dataset.status)"
     )
     assert statuses == [
-        "schema:done", "identity_realm:done", "bucket:done", f"{GATE}:done", "event:done",
+        "schema:done", "identity_realm:done", "bucket:done", "admin_invite:done",
+        f"{GATE}:done", "event:done",
     ]  # fmt: skip
     await expect(page.get_by_text("Event plexica.tenant.provisioned")).to_be_visible()
     await shot(page, "console-provisioning-ready")
@@ -135,10 +136,11 @@ async def test_a_failed_step_shows_its_error_and_the_compensation(
     await expect(alert).to_contain_text("the compliance service refused this tenant")
     gate_row = page.locator(f'[data-step="{GATE}"]')
     await expect(gate_row).to_contain_text("the compliance service refused this tenant")
-    for step in ("schema", "identity_realm", "bucket", GATE):
+    for step in ("schema", "identity_realm", "bucket", "admin_invite", GATE):
         await expect(page.locator(f'[data-step="{step}"][data-status="undone"]')).to_be_visible()
     await expect(page.get_by_text("Compensation:")).to_contain_text(
-        "Database schema, Identity realm and admin user, Storage bucket, Compliance check undone"
+        "Database schema, Identity realm and admin user, Storage bucket,"
+        " Invitation of the first admin, Compliance check undone"
     )
     await expect(page.get_by_text("Event plexica.tenant.failed")).to_be_visible()
     await shot(page, "console-provisioning-failed")

@@ -172,4 +172,35 @@ async def test_the_users_page_invites_resends_and_withdraws(
         assert gone.status_code == 303
         after = await me.get(gone.headers["location"])
         assert f"Invitation withdrawn for {email}." in after.text
-        assert "/resend" not in after.text
+        assert f"/t/admin/invites/{invite_id.group(1)}/resend" not in after.text
+        # The first admin's own invitation (provisioning sent it; they came in by the
+        # break-glass password) is withdrawn without removing them.
+        own = re.search(r'action="/t/admin/invites/([0-9a-f-]+)/revoke"', after.text)
+        assert own is not None
+        withdrawn = await me.post(
+            f"/t/admin/invites/{own.group(1)}/revoke", data={"csrf": csrf_of(page.text)}
+        )
+        assert withdrawn.status_code == 303
+        assert "/resend" not in (await me.get("/t/admin/users")).text
+    async with httpx.AsyncClient(base_url=site.url, timeout=30.0) as again_in:
+        signed_in = await sign_in(again_in, f"/login/start?tenant={slug}", admin, admin_pw)
+        assert signed_in.status_code == 303
+
+
+async def test_the_operator_resends_the_first_admins_invitation_from_the_tenant_page(
+    site: Site, operator: Operator
+) -> None:
+    slug = f"ia{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=site.url, timeout=30.0) as ops:
+        await operator_signed_in(ops, operator)
+        assert (await create_tenant(ops, slug, "Admin Invite Co")).status_code == 303
+        page = await ops.get(f"/console/tenants/{slug}")
+        assert "sent, not accepted yet" in page.text
+        assert "sent 1 time(s)" in page.text
+        sent = await ops.post(
+            f"/console/tenants/{slug}/admin-invite", data={"csrf": csrf_of(page.text)}
+        )
+        assert sent.status_code == 303, sent.text
+        after = await ops.get(sent.headers["location"])
+        assert f"Invitation sent again to admin@{slug}.example" in after.text
+        assert "sent 2 time(s)" in after.text

@@ -239,3 +239,34 @@ def delete(
         raise fail("not confirmed (pass --yes)")
     action = lambda s: s.tenants.delete(key)  # noqa: E731
     _one(_call(key, data_dir, url, as_json, ("DELETE", "/{key}"), action), as_json)
+
+
+@tenant_app.command("invite-admin")
+def invite_admin(
+    key: KeyArg,
+    status: Annotated[
+        bool, typer.Option("--status", help="Only show whether the admin has accepted.")
+    ] = False,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Send the first admin's invitation again: a new link, the previous one stops working.
+    An accepted invitation is not sent again (`plexica user reset-password` is the break-glass
+    path)."""
+    from plexica.tenants import first_admin
+
+    if status:
+        found = _call(
+            key, data_dir, url, as_json, ("GET", "/{key}/admin-invite"),
+            lambda s: first_admin.admin_invite(s.tenants, s.first_admin, key),
+        )  # fmt: skip
+        shown = _dump(found)
+        typer.echo(json.dumps(shown) if as_json else f"{shown['email']}: {shown['status']}")
+        return
+    again = lambda s: first_admin.invite_admin_again(s.tenants, s.first_admin, key, "cli")  # noqa: E731
+    sent = _dump(_call(key, data_dir, url, as_json, ("POST", "/{key}/admin-invite"), again))
+    if as_json:
+        typer.echo(json.dumps(sent))
+    else:
+        typer.echo(f"invitation sent to {sent['email']} (link valid until {sent['expires_at']})")

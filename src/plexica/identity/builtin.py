@@ -156,9 +156,9 @@ class BuiltinIdentity:
 class RealmStep:
     """Provisioning: the tenant's realm ``plexica-<slug>`` and its first ``tenant_admin``.
 
-    The admin has no password yet: ``plexica user reset-password`` (or the provider's own
-    recovery flow with Keycloak) gives one. The realm is also written to the realm registry,
-    which is what token verification accepts as issuers.
+    The admin has no password yet: the invitation the last step mails them sets it (ADR 0242),
+    and ``plexica user reset-password`` is the break-glass path. The realm is also written to
+    the realm registry, which is what token verification accepts as issuers.
     """
 
     name = "identity_realm"

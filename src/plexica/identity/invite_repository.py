@@ -134,3 +134,25 @@ async def mark(session: AsyncSession, invite_id: UUID, **when: datetime) -> Invi
         sa.update(invites).where(_t.id == invite_id).values(**when).returning(*_COLUMNS)
     )
     return _row(result.mappings().one())
+
+
+async def latest_for(session: AsyncSession, tenant_id: UUID, email: str) -> InviteRow | None:
+    """The tenant's most recent invitation of ``email``, whatever its state."""
+    found = await session.execute(
+        sa.select(*_COLUMNS)
+        .where(_t.tenant_id == tenant_id, _t.email == email)
+        .order_by(_t.created_at.desc(), _t.id)
+        .limit(1)
+    )
+    row = found.mappings().first()
+    return _row(row) if row else None
+
+
+async def revoke_open(session: AsyncSession, tenant_id: UUID, now: datetime) -> int:
+    """Every invitation of the tenant not yet accepted or revoked stops working."""
+    result = await session.execute(
+        sa.update(invites)
+        .where(_t.tenant_id == tenant_id, _t.accepted_at.is_(None), _t.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

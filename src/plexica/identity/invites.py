@@ -27,7 +27,7 @@ from plexica.events import service as events
 from plexica.events.events import CoreEvent
 from plexica.identity import invite_repository as repo
 from plexica.identity import policy
-from plexica.identity.adapter import IdentityAdapter
+from plexica.identity.adapter import IdentityAdapter, RealmUser
 from plexica.identity.invite_repository import InviteRow, NewInvite
 from plexica.identity.names import OPERATOR_REALM
 from plexica.identity.schemas import Invite, InviteAccepted, InviteInfo
@@ -142,27 +142,32 @@ class Invites:
     async def create(self, actor: Actor, email: str, roles: list[str]) -> Invite:
         wanted = check_roles(actor.realm, roles)
         made = await self.adapter.create_user(actor.realm, email, None, wanted, enabled=False)
-        token, token_hash = new_token()
-        now = self.clock()
         try:
-            async with self.db.session() as session:
-                row = await repo.insert(
-                    session,
-                    NewInvite(
-                        id=uuid.uuid4(), tenant_id=actor.tenant_id, realm=actor.realm,
-                        user_id=made.id, email=made.email, roles=sorted(wanted),
-                        token_hash=token_hash, invited_by=actor.name, now=now,
-                        expires_at=now + self.ttl,
-                    ),
-                )  # fmt: skip
-                await self._record(
-                    session, actor, action="identity.invite.created", row=row,
-                    event=CoreEvent.USER_INVITED, extra={"roles": sorted(wanted)},
-                )  # fmt: skip
-                await self._send(row, token)  # inside the transaction: it commits only if sent
+            return await self.issue(actor, made, wanted)
         except BaseException:
             await self.adapter.delete_user(actor.realm, made.id)
             raise
+
+    async def issue(self, actor: Actor, user: RealmUser, roles: frozenset[str]) -> Invite:
+        """An invite for ``user``, already at the provider in the actor's realm; the row commits
+        only once the mail has been handed over."""
+        token, token_hash = new_token()
+        now = self.clock()
+        async with self.db.session() as session:
+            row = await repo.insert(
+                session,
+                NewInvite(
+                    id=uuid.uuid4(), tenant_id=actor.tenant_id, realm=actor.realm,
+                    user_id=user.id, email=user.email, roles=sorted(roles),
+                    token_hash=token_hash, invited_by=actor.name, now=now,
+                    expires_at=now + self.ttl,
+                ),
+            )  # fmt: skip
+            await self._record(
+                session, actor, action="identity.invite.created", row=row,
+                event=CoreEvent.USER_INVITED, extra={"roles": sorted(roles)},
+            )  # fmt: skip
+            await self._send(row, token)  # inside the transaction: it commits only if sent
         return to_invite(row, now)
 
     async def _send(self, row: InviteRow, token: str) -> None:
@@ -202,11 +207,15 @@ class Invites:
         return to_invite(row, now)
 
     async def revoke(self, actor: Actor, invite_id: UUID) -> Invite:
-        """The link stops working and the invited user, who never signed in, is deleted."""
+        """The link stops working and the invited user, who never signed in, is deleted. A user
+        who is enabled was not made by the invitation (a tenant's first admin, ADR 0242) and
+        may have a password already: only the link goes."""
         now = self.clock()
         async with self.db.session() as session:
             row = await self._pending_row(session, actor.realm, invite_id)
-            await self.adapter.delete_user(row.realm, row.user_id)
+            users = await self.adapter.list_users(row.realm)
+            if not any(u.id == row.user_id and u.enabled for u in users):
+                await self.adapter.delete_user(row.realm, row.user_id)
             row = await repo.mark(session, invite_id, revoked_at=now)
             await self._record(
                 session, actor, action="identity.invite.revoked", row=row,

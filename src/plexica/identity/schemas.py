@@ -137,6 +137,14 @@ class Invite(BaseModel):
     sent_count: int
 
 
+class AdminInvite(BaseModel):
+    """The invitation of a tenant's first admin (ADR 0242)."""
+
+    email: str
+    status: str = Field(description="none (never sent), pending, expired, accepted or revoked")
+    invite: Invite | None = None
+
+
 class InviteToken(BaseModel):
     token: InviteTokenText
 

@@ -9,8 +9,11 @@ from fastapi import APIRouter, BackgroundTasks, Body, Depends, Header, Path, Que
 from fastapi.responses import Response, StreamingResponse
 
 from plexica.audit import service as audit
+from plexica.identity.first_admin import FirstAdmin
+from plexica.identity.schemas import AdminInvite, Invite
 from plexica.kit.security import OperatorDep, PrincipalDep, require_permission
 from plexica.storage.service import Scope, StorageService
+from plexica.tenants import first_admin
 from plexica.tenants.context import TenantDep, TenantServiceDep, TenantSessionDep
 from plexica.tenants.health import fleet_health
 from plexica.tenants.schemas import (
@@ -181,6 +184,43 @@ async def retry_tenant(
 )
 async def delete_tenant(key: TenantKey, operator: OperatorDep, service: TenantServiceDep) -> Tenant:
     return await service.delete(key, actor=operator.actor)
+
+
+def _first_admin(request: Request) -> FirstAdmin:
+    services = getattr(request.app.state, "services", None)
+    if services is None:
+        raise UnavailableError("tenant services are not started on this process")
+    admin: FirstAdmin = services.first_admin
+    return admin
+
+
+FirstAdminDep = Annotated[FirstAdmin, Depends(_first_admin)]
+
+
+@operator_router.get(
+    "/{key}/admin-invite",
+    summary="The first admin's invitation: sent, expired or accepted",
+    responses={**_ERRORS, **_NOT_FOUND},
+)
+async def admin_invite(
+    key: TenantKey, _: OperatorDep, service: TenantServiceDep, admin: FirstAdminDep
+) -> AdminInvite:
+    return await first_admin.admin_invite(service, admin, key)
+
+
+@operator_router.post(
+    "/{key}/admin-invite",
+    summary="Send the first admin's invitation again (the previous link stops working)",
+    responses={
+        **_ERRORS, **_NOT_FOUND,
+        409: {"description": "tenant_not_active, or invite_not_pending: already accepted"},
+        502: {"description": "mail_rejected"}, 503: {"description": "mail_unavailable"},
+    },
+)  # fmt: skip
+async def resend_admin_invite(
+    key: TenantKey, operator: OperatorDep, service: TenantServiceDep, admin: FirstAdminDep
+) -> Invite:
+    return await first_admin.invite_admin_again(service, admin, key, operator.actor)
 
 
 @tenant_router.get("", summary="The caller's tenant")

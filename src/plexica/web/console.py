@@ -111,9 +111,10 @@ def _tenants(app: FastAPI, shell: Shell) -> None:
     async def console_tenant(request: Request, slug: str) -> Response:
         async def show(request: Request, session: WebSession) -> Response:
             path = f"/v1/tenants/{quote(slug, safe='')}"
-            tenant, steps = await asyncio.gather(
+            tenant, steps, invite = await asyncio.gather(
                 shell.upstream.api(session, "GET", path),
                 shell.upstream.api(session, "GET", f"{path}/steps"),
+                shell.upstream.api(session, "GET", f"{path}/admin-invite"),
             )
             if not tenant.ok:
                 return shell.page(
@@ -123,10 +124,29 @@ def _tenants(app: FastAPI, shell: Shell) -> None:
             return shell.page(
                 request, session, "tenant_detail.html", title=slug, nav=console_nav(),
                 tenant=tenant.body, steps=steps.body if steps.ok else {"steps": [], "history": []},
+                admin_invite=invite.body if invite.ok else None,
                 error=None if steps.ok else steps.error_message(),
+                notice=request.query_params.get("notice"),
             )  # fmt: skip
 
         return await shell.run(request, show, operator=True)
+
+    # Before the generic /{action} routes, which would take this path first.
+    @app.post("/console/tenants/{slug}/admin-invite", include_in_schema=False)
+    async def console_invite_admin(request: Request, slug: str) -> Response:
+        async def send(request: Request, session: WebSession) -> Response:
+            page = f"/console/tenants/{quote(slug, safe='')}"
+            sent = await shell.upstream.api(
+                session, "POST", f"/v1/tenants/{quote(slug, safe='')}/admin-invite"
+            )
+            notice = (
+                f"Invitation sent again to {sent.body['email']}; the previous link no longer works."
+                if sent.ok
+                else sent.error_message()
+            )
+            return RedirectResponse(f"{page}?{urlencode({'notice': notice})}", status_code=303)
+
+        return await shell.run(request, send, operator=True)
 
     @app.get("/console/tenants/{slug}/{action}", include_in_schema=False)
     async def console_confirm(request: Request, slug: str, action: str) -> Response:

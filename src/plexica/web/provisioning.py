@@ -19,6 +19,7 @@ STEP_LABELS = {
     "identity_realm": "Identity realm and admin user",
     "bucket": "Storage bucket",
     "default_plugins": "Default plugins",
+    "admin_invite": "Invitation of the first admin",
 }
 STATUS_LABELS = {
     "pending": "waiting",
