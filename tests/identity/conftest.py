@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +147,13 @@ async def register_tenant(db: Database, tenant: TenantRef) -> None:
     async with db.session() as s:
         await tenants_repo.insert_tenant(s, tenant.id, tenant.slug, tenant.name, tenant.admin_email)
         await tenants_repo.set_state(s, tenant.id, State.PROVISIONING, State.ACTIVE)
+
+
+@pytest.fixture
+def clock(live: Live) -> Iterator[list[datetime]]:
+    """The core's clock, set by the test (``[]``: the real one)."""
+    assert live.app is not None
+    shift: list[datetime] = []
+    live.app.state.clock = lambda: shift[0] if shift else service.now_utc()
+    yield shift
+    live.app.state.clock = None

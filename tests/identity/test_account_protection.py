@@ -5,7 +5,6 @@ sign-in sessions (the core's clock set by the test), and lockout counted in Post
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,16 +18,6 @@ from plexica.kit.db import Database
 from tests.identity.conftest import Live, add_user, admin_bearer, bearer, provision
 
 POLICY, PASSWORD = "/v1/security-policy", "/v1/me/password"
-
-
-@pytest.fixture
-def clock(live: Live) -> Iterator[list[datetime]]:
-    """The core's clock, set by the test (``[]``: the real one)."""
-    assert live.app is not None
-    shift: list[datetime] = []
-    live.app.state.clock = lambda: shift[0] if shift else now_utc()
-    yield shift
-    live.app.state.clock = None
 
 
 async def _put(http: httpx.AsyncClient, live: Live, h: dict[str, str], **changes: Any) -> Any:

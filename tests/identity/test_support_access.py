@@ -6,13 +6,11 @@ clear and audited."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import jwt
-import pytest
 
 from plexica.identity.bootstrap import OperatorCredentials
 from plexica.identity.service import OPERATOR_REALM, now_utc
@@ -28,16 +26,6 @@ from tests.identity.conftest import (
 )
 
 ACCESS, SESSIONS = "/v1/support-access", "/v1/support-sessions"
-
-
-@pytest.fixture
-def clock(live: Live) -> Iterator[list[datetime]]:
-    """The core's clock, set by the test (``[]``: the real one)."""
-    assert live.app is not None
-    shift: list[datetime] = []
-    live.app.state.clock = lambda: shift[0] if shift else now_utc()
-    yield shift
-    live.app.state.clock = None
 
 
 async def _operator(
