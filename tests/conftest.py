@@ -50,16 +50,20 @@ async def create_database(pg_url: str, name: str) -> str:
     return pg_url.rsplit("/", 1)[0] + "/" + name
 
 
-@pytest.fixture(scope="session")
-async def database_url(pg_url: str) -> str:
-    """A migrated database of this worker's own."""
-    url = await create_database(pg_url, f"plexica_{worker_id()}")
+async def create_migrated_database(pg_url: str, name: str) -> str:
+    url = await create_database(pg_url, name)
     db = Database(Settings(database_url=url).sqlalchemy_url, pool_size=2)
     try:
         await upgrade_platform(db)
     finally:
         await db.dispose()
     return url
+
+
+@pytest.fixture(scope="session")
+async def database_url(pg_url: str) -> str:
+    """A migrated database of this worker's own."""
+    return await create_migrated_database(pg_url, f"plexica_{worker_id()}")
 
 
 @pytest.fixture(scope="session")

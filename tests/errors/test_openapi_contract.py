@@ -37,6 +37,7 @@ from plexica_crm.app import plugin_root as crm_root
 from plexica_sdk.app import PluginConfig
 from plexica_sdk.auth import JwtVerifier
 from plexica_sdk.manifest import load_manifest, load_migrations
+from tests.conftest import create_migrated_database, worker_id
 from tests.gateway.test_traefik import Served
 from tests.support.tokens import AUDIENCE, StaticIssuers
 
@@ -83,13 +84,21 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def apis(settings: Settings, database_url: str, issuers: StaticIssuers) -> Iterator[Apis]:
+async def fuzz_database_url(pg_url: str) -> str:
+    """The fuzzer's own database: as an operator it changes what an operator may, such as the
+    platform realm's sign-in policy, which other tests on this worker sign in under."""
+    return await create_migrated_database(pg_url, f"plexica_fuzz_{worker_id()}")
+
+
+@pytest.fixture(scope="module")
+def apis(settings: Settings, fuzz_database_url: str, issuers: StaticIssuers) -> Iterator[Apis]:
     verifier = JwtVerifier(issuers, AUDIENCE, permissions=_default_permissions)
-    config = PluginConfig(database_url=database_url, verifier=verifier)
+    config = PluginConfig(database_url=fuzz_database_url, verifier=verifier)
     crm_app, billing_app = create_crm_app(config), create_billing_app(config)
     with Served(crm_app) as crm, Served(billing_app) as billing:
         tuned = settings.model_copy(
             update={
+                "database_url": fuzz_database_url,
                 "plugin_urls": f"crm={crm.url},billing={billing.url}",
                 "gateway_rate_limits": "",
             }
