@@ -264,7 +264,7 @@ class LocalTopology:
                 env["PLEXICA_PLUGIN_DATABASE_URL"] = login
                 del env["PLEXICA_DATABASE_URL"]
         if slug is not None and self.ports:
-            env["PLEXICA_PLUGIN_ISSUER_BASE_URL"] = self.public_url + "/realms"
+            # Issuers under the public URL, their keys from the core itself (ADR 0244).
             env["PLEXICA_PLUGIN_CORE_URL"] = f"http://127.0.0.1:{self.ports['core']}"
         env.update(self.extra_env)
         kafka = self.plugin_kafka.get(slug) if slug else None

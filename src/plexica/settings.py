@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     kafka_username: Optional = None
     kafka_password: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
     keycloak_url: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
+    # Where browsers reach Keycloak, which its tokens name as issuer (its KC_HOSTNAME), when
+    # that is not PLEXICA_KEYCLOAK_URL, the address the platform's own calls use (ADR 0244).
+    keycloak_public_url: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
     # The URL users reach the platform at: the built-in provider's issuers live under it.
     public_url: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
     operator_email: str = Field(default="admin@plexica.local", pattern=r"^[^@\s]+@[^@\s]+$")
@@ -164,10 +167,16 @@ class Settings(BaseSettings):
 
     @property
     def issuer_base_url(self) -> str:
-        """Where the realms' issuers live: Keycloak when configured, else the built-in provider."""
+        """Where the realms' issuers live, as browsers reach them and tokens name them:
+        Keycloak when configured, else the built-in provider under the public URL."""
         if self.keycloak_url is not None:
-            return str(self.keycloak_url).rstrip("/")
+            return str(self.keycloak_public_url or self.keycloak_url).rstrip("/")
         return self.public_base_url
+
+    @property
+    def keycloak_base_url(self) -> str | None:
+        """Keycloak as the platform's own calls reach it (admin API, tokens, keys)."""
+        return str(self.keycloak_url).rstrip("/") if self.keycloak_url is not None else None
 
     @property
     def embedded_database(self) -> bool:
@@ -217,7 +226,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _keycloak_needs_admin(self) -> Settings:
-        if self.keycloak_url is not None and self.keycloak_admin_user is None:
+        if (
+            self.keycloak_url is not None
+            and self.keycloak_admin_user is None
+            and (
+                self.service != "token"  # `plexica token` only signs in
+            )
+        ):
             # Provisioning creates each tenant's realm through Keycloak's Admin API.
             raise ValueError("PLEXICA_KEYCLOAK_ADMIN_USER is required with PLEXICA_KEYCLOAK_URL")
         return self

@@ -16,6 +16,7 @@ import redis.asyncio as redis
 
 from deploy.local.topology import LocalTopology, Process, main
 from plexica.gateway.config import traefik_config
+from plexica_sdk.app import PluginConfig
 
 pytestmark = pytest.mark.slow
 
@@ -130,7 +131,12 @@ def test_gateway_config_routes_every_installed_plugin(tmp_path: Path) -> None:
     assert routers["plugin-inventory"]["middlewares"][:2] == ["strip-identity", "auth"]
     assert "plugin-billing" not in routers
     plugin_env = topology.env("plugin-crm", 1236)
-    assert plugin_env["PLEXICA_PLUGIN_ISSUER_BASE_URL"] == topology.public_url + "/realms"
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in plugin_env.items():
+            env.setenv(name, value)
+        found = PluginConfig.from_env()
+    assert found.issuer_base_url == topology.public_url + "/realms"
+    assert found.keys_base_url == "http://127.0.0.1:1234/realms"  # the core's own address
     assert topology.public_url == f"http://127.0.0.1:{topology.gateway_port}"
     assert topology.cli_env()["PLEXICA_PLUGIN_URLS"] == (
         "crm=http://127.0.0.1:1236,inventory=http://127.0.0.1:1237"

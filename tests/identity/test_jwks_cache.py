@@ -86,3 +86,18 @@ async def test_failures_are_retried_at_a_bounded_rate(live: Live, db: Database) 
         for _ in range(10):
             assert await resolver.key(issuer, kid) is None
     assert gate.fetches == 1
+
+
+async def test_keys_come_from_the_internal_address_of_a_public_issuer(
+    live: Live, db: Database
+) -> None:
+    """Keycloak behind a public name (ADR 0244): tokens name the public issuer, the core fetches
+    the realm's keys at the address it reaches Keycloak at."""
+    url, kid = await a_real_kid(live, db)
+    public = "https://login.example.com"
+    async with httpx.AsyncClient(timeout=30) as http:
+        resolver = RealmIssuers(db, public, http, keys_url=live.url)
+        assert await resolver.issuer(url) is None  # the internal address is no issuer
+        issuer = await resolver.issuer(url.replace(live.url, public))
+        assert issuer is not None
+        assert await resolver.key(issuer, kid) is not None

@@ -5,6 +5,7 @@ provider's real JWKS behind a gate: a failed fetch never turns a valid token int
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +24,7 @@ async def a_real_token(live: Live, db: Database) -> str:
         return await login(http, live, tenant.realm, tenant.admin_email, password)
 
 
-def resolver(live: Live, gate: Gate, **kwargs: float) -> JwksIssuerResolver:
+def resolver(live: Live, gate: Gate, **kwargs: Any) -> JwksIssuerResolver:
     client = httpx.AsyncClient(transport=httpx.MockTransport(gate.handle))
     return JwksIssuerResolver(live.url + "/realms", client=client, **kwargs)
 

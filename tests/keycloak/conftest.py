@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import html
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -18,7 +20,9 @@ import pytest
 
 from plexica.identity.jwt import Issuer, JwtVerifier
 from plexica.identity.keycloak import KeycloakAdapter
+from plexica.identity.keycloak_admin import IdentityNotFoundError
 from plexica.identity.keycloak_realm import API_AUDIENCE, WEB_CLIENT
+from plexica.identity.service import OPERATOR_REALM
 from tests.harness import servers
 
 REDIRECT_URI = "http://127.0.0.1:3000/auth/callback"
@@ -161,3 +165,15 @@ async def client_credentials(issuer: str, client_id: str, secret: str) -> str:
         )
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
+
+
+async def operator_realm_made(kc: KeycloakAdapter) -> None:
+    """Waits for the operator realm, which a core makes in Keycloak at start-up."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            await kc.list_users(OPERATOR_REALM)
+            return
+        except IdentityNotFoundError:
+            assert time.monotonic() < deadline, "no operator realm in Keycloak"
+            await asyncio.sleep(0.2)

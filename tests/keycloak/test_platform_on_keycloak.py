@@ -22,16 +22,15 @@ from plexica.app import create_app
 from plexica.cli.main import app as cli
 from plexica.identity.jwt import JwtVerifier
 from plexica.identity.keycloak import KeycloakAdapter
-from plexica.identity.keycloak_admin import IdentityNotFoundError
 from plexica.identity.keycloak_realm import API_AUDIENCE
-from plexica.identity.service import OPERATOR_REALM
+from plexica.identity.service import CLI_CLIENT, CLI_REDIRECT, OPERATOR_REALM
 from plexica.kit.db import Database
 from plexica.settings import Settings
 from plexica_sdk.errors import UnauthenticatedError
 from tests.conftest import running
 from tests.harness import servers
 from tests.identity.test_verify import _b64, _hs256
-from tests.keycloak.conftest import REDIRECT_URI, browser_login, pkce_pair
+from tests.keycloak.conftest import REDIRECT_URI, browser_login, operator_realm_made, pkce_pair
 
 PUBLIC = REDIRECT_URI.removesuffix("/auth/callback")
 
@@ -65,15 +64,7 @@ async def platform(
     )
     app = create_app(settings, db=db)
     async for client in running(app):
-        # The core creates the operator realm in Keycloak at start-up.
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                await kc.list_users(OPERATOR_REALM)
-                break
-            except IdentityNotFoundError:
-                assert time.monotonic() < deadline, "no operator realm in Keycloak"
-                await asyncio.sleep(0.2)
+        await operator_realm_made(kc)
         yield Platform(client, app, settings, env)
 
 
@@ -84,7 +75,11 @@ def bearer(token: str) -> dict[str, str]:
 async def _operator(kc: KeycloakAdapter) -> dict[str, str]:
     email, password = f"ops-{secrets.token_hex(4)}@example.com", secrets.token_urlsafe(16)
     await kc.create_user(OPERATOR_REALM, email, password, frozenset({"super_admin"}))
-    tokens = await browser_login(kc.issuer_url(OPERATOR_REALM), email, password)
+    # The CLI's client: the operator realm's web client allows the callbacks of whichever
+    # core made the realm first in this Keycloak.
+    tokens = await browser_login(
+        kc.issuer_url(OPERATOR_REALM), email, password, CLI_CLIENT, CLI_REDIRECT
+    )
     assert tokens is not None
     return bearer(tokens["access_token"])
 

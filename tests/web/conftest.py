@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin
 
 import httpx
@@ -90,11 +91,16 @@ class Site:
 
 @contextmanager
 def serve_site(
-    database_url: str, *, smtp_url: str | None = None, deliver_events: bool = False
+    database_url: str,
+    *,
+    smtp_url: str | None = None,
+    deliver_events: bool = False,
+    **more: Any,
 ) -> Iterator[Site]:
     """The platform as ``plexica up`` serves it, in a thread on a free loopback port. Without
     ``smtp_url`` mail goes to the dev mailbox; with ``deliver_events`` the mounted plugins get
-    their events in-process (as under ``plexica up``), else the outbox is only relayed."""
+    their events in-process (as under ``plexica up``), else the outbox is only relayed;
+    ``more``: other settings (Keycloak's)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     # Each shell page makes several API calls with the user's token, and these tests walk
@@ -102,7 +108,7 @@ def serve_site(
     settings = Settings(
         database_url=database_url, public_url=url, port=port, web_base_domain=BASE_DOMAIN,
         web_secret=SecretStr(WEB_SECRET), smtp_url=SecretStr(smtp_url) if smtp_url else None,
-        gateway_rate_limit=1000,
+        gateway_rate_limit=1000, **more,
     )  # fmt: skip
     buses: dict[str, EventBus] = {}
     core = create_app(settings, event_buses=buses)

@@ -36,12 +36,11 @@ def token(
     from plexica.identity.client import LoginError, password_login
     from plexica.identity.service import issuer_url
 
-    settings = platform_settings("cli", data_dir, url, database=False)
-    base = settings.keycloak_url or settings.public_url
-    if base is None:
+    settings = platform_settings("token", data_dir, url, database=False)
+    if settings.keycloak_url is None and settings.public_url is None:
         platform_settings("cli", data_dir, url)  # says that no platform runs, and how to start
     password = os.environ.get("PLEXICA_PASSWORD") or typer.prompt("Password", hide_input=True)
-    issuer = issuer_url(str(base).rstrip("/"), realm_of(tenant))
+    issuer = issuer_url(settings.issuer_base_url, realm_of(tenant))
 
     async def run() -> str:
         async with httpx.AsyncClient(timeout=15.0) as http:

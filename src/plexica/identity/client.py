@@ -87,14 +87,18 @@ async def password_login(
     if page.status_code != 200 or form.action is None:
         raise LoginError(" ".join(form.alert) or f"no login form (HTTP {page.status_code})")
     fields = {**form.fields, "username": email, "password": password}
-    answer = await http.post(urljoin(str(page.url), form.action), data=fields)
+    target = httpx.URL(urljoin(str(page.url), form.action))
+    cookies = _cookie_header(http, target)
+    answer = await http.post(target, data=fields, headers=cookies)
     second = _FormParser()
     second.feed(answer.text)
     if answer.status_code == 200 and "challenge" in second.fields:
         if code is None:
             raise LoginError("this account uses two-step sign-in: a code is needed")
         fields = {**second.fields, "code": code()}
-        answer = await http.post(urljoin(str(page.url), second.action or ""), data=fields)
+        answer = await http.post(
+            urljoin(str(page.url), second.action or ""), data=fields, headers=cookies
+        )
     location = answer.headers.get("location", "")
     if answer.status_code not in (302, 303) or not location.startswith(redirect_uri):
         failed = _FormParser()
@@ -114,3 +118,19 @@ async def password_login(
     if token.status_code != 200:
         raise LoginError(str(body.get("error_description", body.get("error", "token refused"))))
     return body
+
+
+def _cookie_header(http: httpx.AsyncClient, url: httpx.URL) -> dict[str, str]:
+    """Keycloak marks its sign-in cookies Secure, which browsers still send to an http loopback
+    address in development and httpx does not: over http they are sent by hand, with the
+    others that match the form's address."""
+    jar = list(http.cookies.jar)
+    if url.scheme != "http" or not any(c.secure for c in jar):
+        return {}
+    host, path = url.host, url.path
+    matching = [
+        c
+        for c in jar
+        if host in (c.domain, c.domain.lstrip(".")) and path.startswith(c.path or "/")
+    ]
+    return {"Cookie": "; ".join(f"{c.name}={c.value}" for c in matching)}

@@ -55,9 +55,13 @@ class RealmIssuers:
         retry_interval: float = 1.0,
         fetch_timeout: float = 3.0,
         misses_per_second: int = 50,
+        keys_url: str | None = None,
     ) -> None:
+        """``keys_url``: where the realms' keys are fetched from when that is not where their
+        issuers live (Keycloak's internal address beside its public one)."""
         self.db = db
         self.prefix = base_url.rstrip("/") + "/realms/"
+        self.keys_prefix = (keys_url or base_url).rstrip("/") + "/realms/"
         self.http = http
         self.realms_ttl = realms_ttl
         self.keys_ttl = keys_ttl
@@ -138,8 +142,10 @@ class RealmIssuers:
 
     async def _fetch_once(self, url: str, entry: _Keys) -> None:
         try:
+            realm = url.removeprefix(self.prefix)
             response = await self.http.get(
-                url + "/protocol/openid-connect/certs", timeout=self.fetch_timeout
+                f"{self.keys_prefix}{realm}/protocol/openid-connect/certs",
+                timeout=self.fetch_timeout,
             )
             response.raise_for_status()
             body = response.json()
@@ -198,8 +204,11 @@ def build_verifier(
     *,
     refetch_interval: float = 5.0,
     revocations: RevocationCheck | None = None,
+    keys_url: str | None = None,
 ) -> JwtVerifier:
-    resolver = RealmIssuers(db, base_url, http, refetch_interval=refetch_interval)
+    resolver = RealmIssuers(
+        db, base_url, http, refetch_interval=refetch_interval, keys_url=keys_url
+    )
     return JwtVerifier(
         resolver, service.AUDIENCE, permissions=CachedPermissions(db), revocations=revocations
     )

@@ -69,8 +69,12 @@ class KeycloakAdapter(KeycloakAdminClient):
         tenant_web_url: Callable[[str], str | None] | None = None,
         timeout: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        public_url: str | None = None,
     ) -> None:
+        """``public_url``: where users reach Keycloak, the issuer its tokens name, when that
+        is not ``url``, where the platform calls it (ADR 0244)."""
         super().__init__(url, admin_user, admin_password, timeout=timeout, transport=transport)
+        self.public_url = (public_url or url).rstrip("/")
         self.audience = audience
         self.web_redirect_uris = web_redirect_uris
         self.tenant_web_url = tenant_web_url
@@ -86,10 +90,11 @@ class KeycloakAdapter(KeycloakAdminClient):
             password.get_secret_value() if password else "",
             web_redirect_uris=(f"{settings.public_base_url}/auth/callback",),
             tenant_web_url=settings.tenant_web_url,
+            public_url=settings.issuer_base_url,
         )
 
     def issuer_url(self, realm: str) -> str:
-        return f"{self.url}/realms/{realm}"
+        return f"{self.public_url}/realms/{realm}"
 
     # -- realms -------------------------------------------------------------------------------
 

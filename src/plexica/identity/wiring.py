@@ -117,7 +117,11 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
         await revocations.start()  # loads first: the first requests see every revocation
         if own_verifier:
             app.state.verifier = build_verifier(
-                db, settings.issuer_base_url, http, revocations=revocations
+                db,
+                settings.issuer_base_url,
+                http,
+                revocations=revocations,
+                keys_url=settings.keycloak_base_url,
             )
         try:
             yield

@@ -76,7 +76,12 @@ class Shell:
             statement_timeout_ms=settings.database_statement_timeout_ms,
         )  # fmt: skip
         self.sessions = SessionStore(self.db, key)
-        self.upstream = Upstream(settings.public_base_url, transport)
+        self.upstream = Upstream(
+            settings.public_base_url,
+            transport,
+            issuer_url=settings.issuer_base_url,
+            idp_url=settings.keycloak_base_url,
+        )
         self.hosts = TenantHosts(settings, self.upstream.http, "plexica-")
         self.templates = Jinja2Templates(
             env=Environment(

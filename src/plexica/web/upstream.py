@@ -63,9 +63,24 @@ class ApiResult:
 
 
 class Upstream:
-    def __init__(self, base_url: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    """``issuer_url``: where the browser meets the identity provider (the built-in one under the
+    public URL, or Keycloak's public address); ``idp_url``: where the shell itself calls its
+    token and logout endpoints, None for through the public URL as the API calls go."""
+
+    def __init__(
+        self,
+        base_url: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        issuer_url: str | None = None,
+        idp_url: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.issuer_url = (issuer_url or base_url).rstrip("/")
         self._http = httpx.AsyncClient(base_url=self.base_url, transport=transport, timeout=10.0)
+        self._idp = (
+            httpx.AsyncClient(base_url=idp_url.rstrip("/"), timeout=10.0) if idp_url else None
+        )
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -73,9 +88,18 @@ class Upstream:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._idp is not None:
+            await self._idp.aclose()
 
     def endpoint(self, realm: str) -> str:
-        return f"{self.base_url}/realms/{realm}/protocol/openid-connect"
+        """The realm's OIDC endpoints as the browser reaches them."""
+        return f"{self.issuer_url}/realms/{realm}/protocol/openid-connect"
+
+    async def _idp_post(self, realm: str, name: str, form: dict[str, str]) -> httpx.Response:
+        path = f"/realms/{realm}/protocol/openid-connect/{name}"
+        if self._idp is not None:
+            return await self._idp.post(path, data=form)
+        return await self._http.post(path, data=form)
 
     def redirect_uri(self) -> str:
         return f"{self.base_url}/auth/callback"
@@ -142,10 +166,10 @@ class Upstream:
         form = {"refresh_token": session.refresh_token, "client_id": WEB_CLIENT}
         # On failure the cookie is dropped anyway and the token expires on its own.
         with contextlib.suppress(httpx.HTTPError):
-            await self._http.post(f"{self.endpoint(session.realm)}/logout", data=form)
+            await self._idp_post(session.realm, "logout", form)
 
     async def _token(self, realm: str, form: dict[str, str]) -> WebSession:
-        answer = await self._http.post(f"{self.endpoint(realm)}/token", data=form)
+        answer = await self._idp_post(realm, "token", form)
         if answer.status_code != 200:
             raise SessionExpiredError
         body = answer.json()

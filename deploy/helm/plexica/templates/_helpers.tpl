@@ -152,6 +152,15 @@ user, or a managed broker's; empty for a broker without SASL. */}}
 {{- end -}}
 {{- end -}}
 
+{{/* Where browsers reach Keycloak and the issuer its tokens name (its KC_HOSTNAME, ADR 0244). */}}
+{{- define "plexica.keycloakPublicUrl" -}}
+{{- if .Values.keycloak.enabled -}}
+{{- printf "https://%s/auth" .Values.global.domain -}}
+{{- else -}}
+{{- .Values.external.keycloakPublicUrl | default (include "plexica.keycloakUrl" .) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "plexica.storageEndpoint" -}}
 {{- if .Values.minio.enabled -}}
 {{- printf "http://%s:9000" (include "plexica.name" (dict "root" . "component" "minio")) -}}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +53,8 @@ class PluginConfig:
 
     database_url: str | None = None
     issuer_base_url: str | None = None
+    # Where the realms' keys are fetched, when not at their issuers' public address.
+    keys_base_url: str | None = None
     audience: str = DEFAULT_AUDIENCE
     core_url: str | None = None
     service_token: str | None = None
@@ -78,11 +80,13 @@ class PluginConfig:
         """The ``PLEXICA_PLUGIN_*`` variables. The database is the plugin's own login
         (``PLEXICA_PLUGIN_DATABASE_URL``, ADR 0076), else ``PLEXICA_DATABASE_URL``."""
         env = os.environ
+        issuers, keys = _issuers_from(env)
         return cls(
             database_url=env.get(ENV + "PLUGIN_DATABASE_URL")
             or env.get(ENV + "DATABASE_URL")
             or None,
-            issuer_base_url=env.get(ENV + "PLUGIN_ISSUER_BASE_URL") or None,
+            issuer_base_url=issuers,
+            keys_base_url=keys,
             audience=env.get(ENV + "PLUGIN_AUDIENCE") or DEFAULT_AUDIENCE,
             core_url=env.get(ENV + "PLUGIN_CORE_URL") or None,
             service_token=env.get(ENV + "PLUGIN_SERVICE_TOKEN") or None,
@@ -94,6 +98,27 @@ class PluginConfig:
             client_id=env.get(ENV + "PLUGIN_CLIENT_ID") or None,
             client_secret=env.get(ENV + "PLUGIN_CLIENT_SECRET") or None,
         )
+
+
+def _issuers_from(env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The realms a plugin trusts and where their keys are, from the platform's own variables
+    unless ``PLEXICA_PLUGIN_ISSUER_BASE_URL`` (and ``..._JWKS_BASE_URL``) say otherwise
+    (ADR 0244): Keycloak's public address names the issuers and its address in the
+    deployment serves the keys; the built-in provider's issuers live under the public URL and
+    the core serves their keys."""
+
+    def realms(name: str) -> str | None:
+        value = env.get(ENV + name)
+        return value.rstrip("/") + "/realms" if value else None
+
+    explicit = env.get(ENV + "PLUGIN_ISSUER_BASE_URL") or None
+    keys = env.get(ENV + "PLUGIN_JWKS_BASE_URL") or None
+    if explicit is not None:
+        return explicit, keys
+    if env.get(ENV + "KEYCLOAK_URL"):
+        issuers = realms("KEYCLOAK_PUBLIC_URL") or realms("KEYCLOAK_URL")
+        return issuers, keys or realms("KEYCLOAK_URL")
+    return realms("PUBLIC_URL"), keys or realms("PLUGIN_CORE_URL")
 
 
 @dataclass
@@ -289,7 +314,7 @@ def create_plugin_app(
         if cfg.verifier is not None:
             rt.verifier = CachingVerifier(cfg.verifier, revocations=rt.revocations)
         elif cfg.issuer_base_url:
-            resolver = JwksIssuerResolver(cfg.issuer_base_url)
+            resolver = JwksIssuerResolver(cfg.issuer_base_url, keys_url=cfg.keys_base_url)
             owned.append(resolver.aclose)
             rt.verifier = CachingVerifier(
                 JwtVerifier(resolver, cfg.audience), revocations=rt.revocations

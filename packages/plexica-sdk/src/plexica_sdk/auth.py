@@ -282,8 +282,12 @@ class JwksIssuerResolver:
         min_refresh: float = 10.0,
         retry_interval: float = 1.0,
         fetch_timeout: float = 3.0,
+        keys_url: str | None = None,
     ) -> None:
+        """``keys_url``: where the realms' keys are fetched when that is not where their
+        issuers live (Keycloak's internal address beside its public one, ADR 0244)."""
         self.base_url = base_url.rstrip("/")
+        self.keys_url = (keys_url or base_url).rstrip("/")
         self.client = client or httpx.AsyncClient(timeout=fetch_timeout)
         self.ttl = ttl
         self.min_refresh = min_refresh
@@ -326,8 +330,10 @@ class JwksIssuerResolver:
 
     async def _fetch_once(self, issuer_url: str, entry: _Keys) -> None:
         try:
+            realm = issuer_url.removeprefix(self.base_url)
             response = await self.client.get(
-                issuer_url + "/protocol/openid-connect/certs", timeout=self.fetch_timeout
+                f"{self.keys_url}{realm}/protocol/openid-connect/certs",
+                timeout=self.fetch_timeout,
             )
             response.raise_for_status()
             jwks = response.json()
