@@ -37,6 +37,7 @@ _REALM = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 _USER_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _BUILTIN_ROLES = frozenset({"offline_access", "uma_authorization"})
+_CONFIGURE_TOTP = "CONFIGURE_TOTP"
 
 
 class PasswordManagedByProviderError(ConflictError):
@@ -254,6 +255,59 @@ class KeycloakAdapter(KeycloakAdminClient):
             await self._map_roles("POST", realm, user_id, add)
         if remove:
             await self._map_roles("DELETE", realm, user_id, remove)
+
+    # -- sign-in policy ------------------------------------------------------------------------
+
+    async def set_sign_in_policy(
+        self,
+        realm: str,
+        *,
+        mfa_required: bool,
+        password_min_length: int,
+        session_max_hours: int,
+        session_idle_minutes: int,
+    ) -> None:
+        """A tenant's sign-in policy as its realm's settings (ADR 0245): the password policy's
+        ``length``, the SSO session's maximum and idle lifetimes, and two-step sign-in as the
+        OTP required action. Idempotent: applying it again finishes an interrupted one."""
+        current = await self._realm(realm)
+        kept = [
+            term.strip()
+            for term in str(current.get("passwordPolicy") or "").split(" and ")
+            if term.strip() and not term.strip().startswith("length(")
+        ]
+        settings = {
+            "passwordPolicy": " and ".join([f"length({password_min_length})", *kept]),
+            "ssoSessionMaxLifespan": session_max_hours * 3600,
+            "ssoSessionIdleTimeout": session_idle_minutes * 60,
+        }
+        expect(await self._call("PUT", f"/admin/realms/{realm}", json=settings), 204)
+        await self._require_otp(realm, mfa_required)
+
+    async def _require_otp(self, realm: str, required: bool) -> None:
+        """Keycloak's ``CONFIGURE_TOTP`` as a default action (users created from now on get it,
+        those made through the Admin API included) and pending for every user without an OTP
+        credential; or no longer default and withdrawn where still pending."""
+        path = f"/admin/realms/{realm}/authentication/required-actions/{_CONFIGURE_TOTP}"
+        action = expect(await self._call("GET", path), 200).json()
+        if required:
+            action["enabled"] = True
+        action["defaultAction"] = required
+        expect(await self._call("PUT", path, json=action), 204)
+        users = await self._paged(f"/admin/realms/{realm}/users", {"briefRepresentation": "false"})
+        for user in users:
+            pending = list(user.get("requiredActions") or [])
+            if required == (_CONFIGURE_TOTP in pending):
+                continue
+            user_path = self._user_path(realm, user["id"])
+            if required:
+                credentials = expect(await self._call("GET", f"{user_path}/credentials"), 200)
+                if any(c.get("type") == "otp" for c in credentials.json()):
+                    continue
+                pending.append(_CONFIGURE_TOTP)
+            else:
+                pending.remove(_CONFIGURE_TOTP)
+            expect(await self._call("PUT", user_path, json={"requiredActions": pending}), 204)
 
     # -- clients ------------------------------------------------------------------------------
 

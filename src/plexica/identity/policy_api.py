@@ -1,6 +1,6 @@
-"""``/v1/security-policy``: a tenant's sign-in policy in the built-in provider (two-step sign-in,
-ADR 0232; passwords and session lifetimes, ADR 0243), and ``/v1/me/password-policy``, what any
-of its users may choose. With Keycloak, the realm's own settings are the place: 409."""
+"""``/v1/security-policy``: a tenant's sign-in policy (two-step sign-in, ADR 0232; passwords and
+session lifetimes, ADR 0243), and ``/v1/me/password-policy``, what any of its users may choose.
+With Keycloak the policy is also applied to the tenant's realm (ADR 0245)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from plexica.audit import service as audit
 from plexica.identity import policy
 from plexica.identity.api import ReadUsers, WriteUsers, _db, _realm_of
-from plexica.identity.mfa_api import _builtin
+from plexica.identity.keycloak import KeycloakAdapter
 from plexica.identity.schemas import PasswordPolicy, SecurityPolicy
 from plexica.kit.security import PrincipalDep
 
@@ -19,7 +19,6 @@ me_router = APIRouter(prefix="/v1/me", tags=["identity"])
 
 @policy_router.get("", summary="The tenant's sign-in policy")
 async def get_policy(request: Request, admin: ReadUsers) -> SecurityPolicy:
-    _builtin(request)
     async with _db(request).session() as session:
         return policy.as_schema(await policy.of(session, _realm_of(admin)))
 
@@ -30,10 +29,14 @@ async def get_policy(request: Request, admin: ReadUsers) -> SecurityPolicy:
     "next chosen, lifetimes for new sessions)",
 )
 async def put_policy(request: Request, admin: WriteUsers, body: SecurityPolicy) -> SecurityPolicy:
-    _builtin(request)
     realm = _realm_of(admin)
+    identity = request.app.state.identity
     async with _db(request).session() as session:
         before = policy.as_schema(await policy.put(session, realm, body))
+        if isinstance(identity, KeycloakAdapter):
+            # Applied every time, changed or not: a PUT again finishes an interrupted one. A
+            # failure here rolls the stored policy back.
+            await identity.set_sign_in_policy(realm, **body.model_dump())
         if before != body:
             changed = {k for k, v in body.model_dump().items() if getattr(before, k) != v}
             await audit.record(
