@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 from enum import StrEnum
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -149,8 +148,9 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     invite_ttl_hours: float = Field(default=72.0, gt=0, le=24 * 30)
 
-    @cached_property
+    @property
     def sqlalchemy_url(self) -> str:
+        # Not cached: a copy with another database_url (model_copy) must not keep this one.
         assert self.database_url is not None
         return _asyncpg_url(str(self.database_url))
 

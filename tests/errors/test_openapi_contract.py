@@ -96,12 +96,12 @@ def apis(settings: Settings, fuzz_database_url: str, issuers: StaticIssuers) -> 
     config = PluginConfig(database_url=fuzz_database_url, verifier=verifier)
     crm_app, billing_app = create_crm_app(config), create_billing_app(config)
     with Served(crm_app) as crm, Served(billing_app) as billing:
-        tuned = settings.model_copy(
-            update={
-                "database_url": fuzz_database_url,
-                "plugin_urls": f"crm={crm.url},billing={billing.url}",
-                "gateway_rate_limits": "",
-            }
+        # New settings, not a copy: a copy would keep the cached URL of the worker's database.
+        tuned = Settings(
+            database_url=fuzz_database_url,
+            data_dir=settings.data_dir,
+            plugin_urls=f"crm={crm.url},billing={billing.url}",
+            gateway_rate_limits="",
         )
         core_app = create_app(tuned, verifier=verifier)
         with Served(core_app) as core:

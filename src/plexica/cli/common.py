@@ -110,9 +110,7 @@ def platform_settings(
             raise fail(no_platform(folder, url))
     if not update:
         return settings
-    updated = settings.model_copy(update=update)
-    updated.__dict__.pop("sqlalchemy_url", None)
-    return updated
+    return settings.model_copy(update=update)
 
 
 def running_db(running: dict[str, Any] | None) -> str | None:

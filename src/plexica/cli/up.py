@@ -95,7 +95,6 @@ def _run(settings: Settings, data_dir: Path, demo: bool = False) -> None:
         except EmbeddedPostgresError as exc:
             raise fail(f"embedded PostgreSQL did not start: {exc}") from None
         settings = settings.model_copy(update={"database_url": owner_url})
-        settings.__dict__.pop("sqlalchemy_url", None)
     # The realms' private keys are sealed with it (ADR 0150): kept in the data dir when unset.
     with _phase("key_loading"):
         settings = with_persisted_key(settings, data_dir)
