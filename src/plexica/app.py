@@ -17,7 +17,7 @@ from plexica.flags.api import router as flags_router
 from plexica.flags.wiring import start_flags
 from plexica.gateway.api import router as gateway_router
 from plexica.gateway.wiring import start_gateway
-from plexica.identity import mfa_api, policy_api
+from plexica.identity import mfa_api, oidc_company, policy_api, sso_api
 from plexica.identity.api import me_router, roles_router, service_clients_router, users_router
 from plexica.identity.invites_api import router as invites_router
 from plexica.identity.oidc import router as oidc_router
@@ -120,13 +120,15 @@ def create_app(
     # (no other route shares its /v1/gateway prefix).
     app.include_router(gateway_router)
     app.include_router(_info_router())
-    app.include_router(oidc_router)
-    app.include_router(me_router)
     for router in (
+        oidc_router,
+        oidc_company.router,
+        me_router,
         mfa_api.router,
         mfa_api.users_router,
         policy_api.policy_router,
         policy_api.me_router,
+        sso_api.router,
     ):
         app.include_router(router)
     app.include_router(users_router)

@@ -19,7 +19,8 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
-from plexica.identity import mfa, service, sessions, tokens
+from plexica.identity import mfa, service, sessions, sso, tokens
+from plexica.identity.oidc_company import company_redirect
 from plexica.identity.oidc_pages import (
     CSRF_COOKIE,
     NO_STORE,
@@ -32,11 +33,14 @@ from plexica.identity.oidc_pages import (
     recovery_page,
 )
 from plexica.identity.oidc_requests import (
+    address_of,
     auth_params,
     base_url,
+    builtin_only,
     check_authorize,
     client_credentials,
     enabled_realm,
+    issue_code,
     logout_client,
     with_query,
 )
@@ -44,19 +48,9 @@ from plexica.identity.schemas import TokenResponse
 from plexica.identity.service import OAuthError
 from plexica.identity.throttle import LoginThrottle
 from plexica.kit.db import Database
-from plexica.settings import Settings
-from plexica_sdk.errors import NotFoundError
-
-
-def _builtin_only(request: Request) -> None:
-    settings: Settings = request.app.state.settings
-    if settings.keycloak_url is not None:
-        # Keycloak is the provider: the registry's realms are not served from here.
-        raise NotFoundError("no such route")
-
 
 router = APIRouter(
-    prefix="/realms", tags=["oidc"], include_in_schema=False, dependencies=[Depends(_builtin_only)]
+    prefix="/realms", tags=["oidc"], include_in_schema=False, dependencies=[Depends(builtin_only)]
 )
 
 RealmName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
@@ -139,21 +133,16 @@ async def authorize(realm: RealmName, request: Request) -> Response:
     params = auth_params(request.query_params)
     async with _db(request).session() as session:
         _, stop = await check_authorize(session, request, realm, params)
+        company = await sso.display_name(session, realm) if stop is None else None
     if stop is not None:
         return stop
-    return login_form(realm, params, secrets.token_urlsafe(24), secure=_https(request))
-
-
-def _issuer(request: Request, realm: str) -> str:
-    return service.issuer_url(base_url(request), realm)
+    return login_form(
+        realm, params, secrets.token_urlsafe(24), secure=_https(request), company=company
+    )
 
 
 def _https(request: Request) -> bool:
     return base_url(request).startswith("https://")
-
-
-def _address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 @router.post("/{realm}" + _OIDC + "/auth")
@@ -179,34 +168,16 @@ async def login(realm: RealmName, request: Request) -> Response:
         if challenge:
             user = await step.second(challenge, str(form.get("code", ""))[:64])
         else:
-            user = await step.first(
-                str(form.get("username", "")).strip().lower()[:320],
-                str(form.get("password", ""))[:1024],
-            )
+            email = str(form.get("username", "")).strip().lower()[:320]
+            password = str(form.get("password", ""))[:1024]
+            company = await step.company(email, password, wanted=form.get("sso") == "1")
+            user = company or await step.first(email, password)
         if isinstance(user, Response):
             return user
-        await audit.record(
-            session, str(user["email"]), "identity.login.succeeded", found["tenant_id"],
-            f"user:{user['id']}",
-            after={"address": _address(request), "client": params["client_id"],
-                   "two_step": bool(challenge)},
+        return await issue_code(
+            session, request, realm, params, user, tenant_id=found["tenant_id"],
+            how={"two_step": bool(challenge)},
         )  # fmt: skip
-        code = await tokens.create_code(
-            session,
-            realm,
-            client_id=params["client_id"],
-            user_id=user["id"],
-            redirect_uri=params["redirect_uri"],
-            code_challenge=params["code_challenge"],
-            scope=params.get("scope", "openid"),
-            nonce=params.get("nonce"),
-        )
-    back = {"code": code, "iss": _issuer(request, realm)}
-    if "state" in params:
-        back["state"] = params["state"]
-    done = RedirectResponse(with_query(params["redirect_uri"], back), status_code=303)
-    done.delete_cookie(CSRF_COOKIE, path="/realms/" + realm)
-    return done
 
 
 Again = Callable[[str, int], Awaitable[Response]]  # the page again, with an error and a status
@@ -230,7 +201,7 @@ class _SignIn:
         return throttle
 
     async def _blocked(self, email: str, again: Again) -> Response | None:
-        wait = await self.throttle.blocked(self.realm, email, _address(self.request))
+        wait = await self.throttle.blocked(self.realm, email, address_of(self.request))
         if wait <= 0:
             return None
         seconds = str(int(wait) + 1)
@@ -239,8 +210,8 @@ class _SignIn:
         return response
 
     async def _failed(self, email: str, action: str) -> None:
-        await self.throttle.failed(self.realm, email, _address(self.request))
-        details = {"address": _address(self.request), "client": self.params["client_id"]}
+        await self.throttle.failed(self.realm, email, address_of(self.request))
+        details = {"address": address_of(self.request), "client": self.params["client_id"]}
         await audit.record(
             self.session, email or "anonymous", action, self.tenant_id, f"realm:{self.realm}",
             after=details,
@@ -254,6 +225,12 @@ class _SignIn:
             )  # fmt: skip
 
         return again
+
+    async def company(self, email: str, password: str, *, wanted: bool) -> Response | None:
+        return await company_redirect(
+            self.session, self.request, self.realm, self.params, self.tenant_id,
+            email=email, password=password, wanted=wanted, again=self._password_form(email),
+        )  # fmt: skip
 
     async def first(self, email: str, password: str) -> dict[str, Any] | Response:
         again = self._password_form(email)

@@ -59,7 +59,9 @@ def login_form(
     error: str | None = None,
     status: int = 200,
     secure: bool = False,
+    company: str | None = None,
 ) -> HTMLResponse:
+    """``company``: the name of the tenant's company sign-in (ADR 0246), offered beside."""
     hidden = _hidden(params)
     alert = f'<p id="login-error" class="error" role="alert">{escape(error)}</p>' if error else ""
     described = ' aria-describedby="login-error" aria-invalid="true"' if error else ""
@@ -74,7 +76,7 @@ def login_form(
 <label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password"
  required{described}>
-<button type="submit">Sign in</button>
+<button type="submit">Sign in</button>{_company(company)}
 </form>"""
     response = page("Sign in", body, status)
     response.set_cookie(
@@ -82,6 +84,14 @@ def login_form(
         secure=secure, max_age=1800,
     )  # fmt: skip
     return response
+
+
+def _company(name: str | None) -> str:
+    if name is None:
+        return ""
+    return f"""
+<p>Your organisation's account? Enter your email and leave the password empty, or</p>
+<button type="submit" name="sso" value="1">Sign in with {escape(name)}</button>"""
 
 
 @dataclass(frozen=True)

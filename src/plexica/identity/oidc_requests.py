@@ -1,7 +1,8 @@
 """What the built-in provider's endpoints accept, checked against the realm registry: an
 authorization request's realm, client, redirect URI and PKCE; a token request's client
 credentials; an RP-initiated logout's client and ID token hint. A refused request is never
-redirected to an address that is not registered for the client."""
+redirected to an address that is not registered for the client. And the end of a sign-in:
+the code issued."""
 
 from __future__ import annotations
 
@@ -13,16 +14,25 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.identity import id_token_hint, repository, service
-from plexica.identity.oidc_pages import error_page
+from plexica.audit import service as audit
+from plexica.identity import id_token_hint, repository, service, tokens
+from plexica.identity.oidc_pages import CSRF_COOKIE, error_page
 from plexica.identity.service import OAuthError
 from plexica.settings import Settings
+from plexica_sdk.errors import NotFoundError
 
 TENANT_REALM_PREFIX = "plexica-"
 AUTH_PARAMS = (
     "response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
     "code_challenge", "code_challenge_method",
 )  # fmt: skip
+
+
+def builtin_only(request: Request) -> None:
+    settings: Settings = request.app.state.settings
+    if settings.keycloak_url is not None:
+        # Keycloak is the provider: the registry's realms are not served from here.
+        raise NotFoundError("no such route")
 
 
 def base_url(request: Request) -> str:
@@ -134,3 +144,40 @@ async def logout_client(
         # Never redirect to an address that is not registered for the client.
         return None, None, "The application that sent you here is not known."
     return client, claims, None
+
+
+def address_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def issue_code(
+    session: AsyncSession,
+    request: Request,
+    realm: str,
+    params: dict[str, str],
+    user: dict[str, Any],
+    *,
+    tenant_id: Any,
+    how: dict[str, Any],
+) -> Response:
+    """The end of a sign-in: audited, and the browser sent back to the client with a code."""
+    await audit.record(
+        session, str(user["email"]), "identity.login.succeeded", tenant_id, f"user:{user['id']}",
+        after={"address": address_of(request), "client": params["client_id"], **how},
+    )  # fmt: skip
+    code = await tokens.create_code(
+        session,
+        realm,
+        client_id=params["client_id"],
+        user_id=user["id"],
+        redirect_uri=params["redirect_uri"],
+        code_challenge=params["code_challenge"],
+        scope=params.get("scope", "openid"),
+        nonce=params.get("nonce"),
+    )
+    back = {"code": code, "iss": service.issuer_url(base_url(request), realm)}
+    if "state" in params:
+        back["state"] = params["state"]
+    done = RedirectResponse(with_query(params["redirect_uri"], back), status_code=303)
+    done.delete_cookie(CSRF_COOKIE, path="/realms/" + realm)
+    return done

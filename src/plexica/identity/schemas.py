@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 
@@ -232,6 +240,60 @@ class SecurityPolicy(BaseModel):
         if most is not None and value > most * 60:
             raise ValueError("must not be longer than the session's maximum length")
         return value
+
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+def _domain(value: str) -> str:
+    value = value.strip().lower()
+    if not _DOMAIN.match(value):
+        raise ValueError("not a domain name, e.g. example.com")
+    return value
+
+
+def _issuer(value: str) -> str:
+    value = value.strip()
+    if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", value):
+        raise ValueError("not an issuer URL, e.g. https://login.example.com/realms/acme")
+    return value.rstrip("/") if value.count("/") > 2 else value
+
+
+class SsoProviderIn(BaseModel):
+    """A tenant's company provider (ADR 0246). Users of ``domains`` sign in there; an account
+    is made on a first sign-in with ``default_role``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    display_name: str = Field(min_length=1, max_length=80, description="Shown on the sign-in page")
+    issuer: Annotated[str, Field(max_length=500), AfterValidator(_issuer)] = Field(
+        description="The provider's issuer URL (its discovery document is read from it)"
+    )
+    client_id: str = Field(min_length=1, max_length=255)
+    client_secret: SecretStr | None = Field(
+        default=None, max_length=1024,
+        description="Write-only; left out, the stored one is kept",
+    )  # fmt: skip
+    domains: list[Annotated[str, AfterValidator(_domain)]] = Field(
+        min_length=1, max_length=20, description="E-mail domains routed to the provider"
+    )
+    default_role: Literal["member", "tenant_admin"] = Field(
+        default="member", description="The role of accounts made at a first sign-in"
+    )
+    required: bool = Field(
+        default=False, description="Users of the domains may not sign in with a password"
+    )
+
+
+class SsoProvider(BaseModel):
+    display_name: str
+    issuer: str
+    client_id: str
+    domains: list[str]
+    default_role: str
+    required: bool
+    redirect_uri: str = Field(description="Register this redirect URI at the provider")
+    updated_at: datetime
 
 
 class PasswordPolicy(BaseModel):

@@ -14,6 +14,7 @@ from plexica import __version__
 from plexica.settings import Settings
 from plexica.web.audit_page import audit_routes
 from plexica.web.auth import auth_routes
+from plexica.web.company_signin import company_signin_routes
 from plexica.web.console import console_routes
 from plexica.web.console_flags import console_flags_routes
 from plexica.web.invites import invite_routes
@@ -73,4 +74,5 @@ def create_web_app(
     audit_routes(app, shell)
     profile_routes(app, shell)
     support_routes(app, shell)
+    company_signin_routes(app, shell)
     return app

@@ -1,0 +1,97 @@
+"""The built-in provider's side of company sign-in (ADR 0246): the sign-in form sends a user of
+the company's domains to its provider, and the provider's answer comes back to
+``/realms/{realm}/broker/oidc/endpoint`` (Keycloak's path), where the user's account is found or
+made and the sign-in goes on to the client that asked for it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from plexica.audit import service as audit
+from plexica.identity import sso
+from plexica.identity.oidc_pages import error_page
+from plexica.identity.oidc_requests import (
+    address_of,
+    base_url,
+    builtin_only,
+    enabled_realm,
+    issue_code,
+)
+from plexica.kit.db import Database
+
+router = APIRouter(
+    prefix="/realms", tags=["oidc"], include_in_schema=False, dependencies=[Depends(builtin_only)]
+)
+RealmName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+
+
+async def sso_failed(
+    session: AsyncSession, request: Request, realm: str, *, tenant_id: Any, email: str,
+    failure: sso.SsoFailure,
+) -> None:  # fmt: skip
+    """What the admin needs to mend a company sign-in, in the audit log."""
+    await audit.record(
+        session, email or "anonymous", "identity.sso.failed", tenant_id, f"realm:{realm}",
+        after={"reason": failure.reason, "address": address_of(request)},
+    )  # fmt: skip
+
+
+async def company_redirect(
+    session: AsyncSession, request: Request, realm: str, params: dict[str, str], tenant_id: Any,
+    *, email: str, password: str, wanted: bool, again: Callable[[str, int], Awaitable[Response]],
+) -> Response | None:  # fmt: skip
+    """To the company's sign-in when the user asks, or when the e-mail is one of its domains and
+    no password was given or passwords are not allowed for them; None: the password form."""
+    found = await sso.provider(session, realm)
+    if found is None:
+        return None
+    routed = found.routes(email)
+    if not (wanted or (routed and (not password or found.required))):
+        return None
+    try:
+        async with httpx.AsyncClient() as http:
+            url = await sso.start(
+                session, http, realm, found, params, base_url=base_url(request),
+                login_hint=email if routed else "",
+            )  # fmt: skip
+    except sso.SsoFailure as exc:
+        await sso_failed(session, request, realm, tenant_id=tenant_id, email=email, failure=exc)
+        return await again(exc.message, exc.status)
+    return RedirectResponse(url, status_code=303)
+
+
+@router.get("/{realm}/broker/oidc/endpoint")
+async def company_answer(
+    realm: RealmName, request: Request, *, code: str = "", state: str = "", error: str = ""
+) -> Response:
+    db: Database = request.app.state.db
+    async with db.session() as session, httpx.AsyncClient() as http:
+        found_realm = await enabled_realm(session, realm)
+        if found_realm is None:
+            return error_page("This organisation cannot sign in now.", 404)
+        tenant_id = found_realm["tenant_id"]
+        try:
+            done = await sso.answer(
+                session, http, realm, state=state[:200], code=code[:4096], error=error[:100],
+                base_url=base_url(request),
+            )  # fmt: skip
+        except sso.SsoFailure as exc:
+            await sso_failed(session, request, realm, tenant_id=tenant_id, email="", failure=exc)
+            return error_page(exc.message, exc.status)
+        user = done.user
+        if done.made:
+            await audit.record(
+                session, str(user["email"]), "identity.user.created", tenant_id,
+                f"user:{user['id']}",
+                after={"email": user["email"], "roles": list(user["roles"]), "via": "sso"},
+            )  # fmt: skip
+        return await issue_code(
+            session, request, realm, done.params, user, tenant_id=tenant_id,
+            how={"via": "sso", "issuer": done.issuer},
+        )  # fmt: skip

@@ -1,0 +1,291 @@
+"""Company sign-in (SSO) in the built-in provider (ADR 0246): a tenant connects its company's
+OpenID Connect provider; users of its e-mail domains sign in there and come back with an account
+(made on their first visit, with the tenant's default role).
+
+The built-in provider is the company provider's relying party: authorization code with PKCE and a
+nonce, the client secret sealed at rest with the key ring, the ID token's signature, issuer,
+audience, nonce and e-mail domain checked before any account is touched."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import jwt
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from plexica.identity import custody, repository, service
+from plexica.identity import sso_repository as repo
+from plexica.identity.client import pkce_pair
+from plexica.identity.schemas import SsoProvider, SsoProviderIn
+
+LOGIN_SECONDS = 600
+_TIMEOUT = 10.0
+# Keys of the company provider's ID tokens: asymmetric only, never "none" nor HMAC.
+_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
+
+
+class SsoFailure(Exception):  # noqa: N818 - a sign-in's outcome, not a programming error
+    """A company sign-in that did not complete: ``message`` for the user, ``reason`` for the
+    admin (the audit entry)."""
+
+    def __init__(self, reason: str, message: str, status: int = 502) -> None:
+        super().__init__(reason)
+        self.reason, self.message, self.status = reason, message, status
+
+
+_UNREACHABLE = (
+    "Your organisation's sign-in service could not complete the sign-in. Try again later or "
+    "ask your administrator."
+)
+
+
+@dataclass(frozen=True)
+class Provider:
+    display_name: str
+    issuer: str
+    client_id: str
+    client_secret: str
+    domains: tuple[str, ...]
+    default_role: str
+    required: bool
+
+    def routes(self, email: str) -> bool:
+        """Whether ``email`` belongs to one of the company's domains."""
+        return email.rpartition("@")[2].lower() in self.domains
+
+
+@dataclass(frozen=True)
+class Identity:
+    email: str
+    subject: str
+
+
+def callback_url(base_url: str, realm: str) -> str:
+    """Where the company provider sends the browser back: register it there."""
+    return f"{service.issuer_url(base_url, realm)}/broker/oidc/endpoint"
+
+
+async def provider(session: AsyncSession, realm: str) -> Provider | None:
+    row = await repo.provider_of(session, realm)
+    if row is None:
+        return None
+    return Provider(
+        row["display_name"], row["issuer"], row["client_id"],
+        custody.ring().open(row["sealed_secret"], row["sealed_with"]), tuple(row["domains"]),
+        row["default_role"], row["required"],
+    )  # fmt: skip
+
+
+async def display_name(session: AsyncSession, realm: str) -> str | None:
+    row = await repo.provider_of(session, realm)
+    return str(row["display_name"]) if row else None
+
+
+async def describe(session: AsyncSession, realm: str, base_url: str) -> SsoProvider | None:
+    row = await repo.provider_of(session, realm)
+    if row is None:
+        return None
+    return SsoProvider(
+        display_name=row["display_name"], issuer=row["issuer"], client_id=row["client_id"],
+        domains=list(row["domains"]), default_role=row["default_role"], required=row["required"],
+        redirect_uri=callback_url(base_url, realm), updated_at=row["updated_at"],
+    )  # fmt: skip
+
+
+async def discover(http: httpx.AsyncClient, issuer: str) -> dict[str, Any]:
+    """The provider's metadata, checked: it names itself ``issuer`` and has the endpoints a
+    relying party needs. ``SsoFailure`` says what is wrong."""
+    url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+    try:
+        answer = await http.get(url, timeout=_TIMEOUT)
+        meta = answer.json() if answer.status_code == 200 else None
+    except (httpx.HTTPError, ValueError) as exc:
+        raise SsoFailure(f"{url} cannot be reached ({type(exc).__name__})", _UNREACHABLE) from None
+    if not isinstance(meta, dict):
+        raise SsoFailure(f"{url} answered HTTP {answer.status_code}", _UNREACHABLE)
+    if meta.get("issuer") != issuer:
+        raise SsoFailure(f"{url} names another issuer ({meta.get('issuer')!r})", _UNREACHABLE)
+    missing = [
+        k for k in ("authorization_endpoint", "token_endpoint", "jwks_uri") if not meta.get(k)
+    ]
+    if missing:
+        raise SsoFailure(f"{url} has no {', '.join(missing)}", _UNREACHABLE)
+    return meta
+
+
+async def configure(
+    session: AsyncSession, http: httpx.AsyncClient, realm: str, new: SsoProviderIn
+) -> None:
+    """Connects (or changes) the realm's provider once its metadata checks out; a secret left
+    out keeps the one stored."""
+    await discover(http, new.issuer)
+    secret = new.client_secret.get_secret_value() if new.client_secret else None
+    if secret is None:
+        current = await provider(session, realm)
+        if current is None:
+            raise SsoFailure("no client secret", "Enter the client secret.", status=422)
+        secret = current.client_secret
+    sealed = custody.ring().seal(secret)
+    values = new.model_dump(exclude={"client_secret"})
+    values["domains"] = sorted({d.lower() for d in new.domains})
+    await repo.put_provider(
+        session, realm, {**values, "sealed_secret": sealed.token, "sealed_with": sealed.key_id}
+    )
+
+
+async def disconnect(session: AsyncSession, realm: str) -> bool:
+    return await repo.delete_provider(session, realm)
+
+
+async def start(
+    session: AsyncSession, http: httpx.AsyncClient, realm: str, found: Provider,
+    params: dict[str, str], *, base_url: str, login_hint: str = "",
+) -> str:  # fmt: skip
+    """Where to send the browser: the company provider's authorization endpoint, for a sign-in
+    that comes back to ``callback_url`` and then goes on with ``params``."""
+    meta = await discover(http, found.issuer)
+    state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    verifier, challenge = pkce_pair()
+    await repo.open_login(
+        session, service.sha256(state), realm, params=params, nonce=nonce, verifier=verifier,
+        seconds=LOGIN_SECONDS,
+    )  # fmt: skip
+    query = {
+        "response_type": "code", "client_id": found.client_id, "scope": "openid email",
+        "redirect_uri": callback_url(base_url, realm), "state": state, "nonce": nonce,
+        "code_challenge": challenge, "code_challenge_method": "S256",
+    }  # fmt: skip
+    if login_hint:
+        query["login_hint"] = login_hint
+    endpoint = str(meta["authorization_endpoint"])
+    return endpoint + ("&" if "?" in endpoint else "?") + urlencode(query)
+
+
+async def pending(session: AsyncSession, realm: str, state: str) -> dict[str, Any]:
+    """The sign-in that ``state`` belongs to, once."""
+    found = await repo.take_login(session, service.sha256(state), realm)
+    if found is None:
+        raise SsoFailure(
+            "an unknown, used or expired state came back",
+            "Your sign-in expired. Please sign in again.", status=400,
+        )  # fmt: skip
+    return found
+
+
+async def finish(
+    http: httpx.AsyncClient, found: Provider, login: dict[str, Any], code: str, *, base_url: str,
+    realm: str,
+) -> Identity:  # fmt: skip
+    """The company's answer turned into a checked identity."""
+    meta = await discover(http, found.issuer)
+    try:
+        answer = await http.post(
+            str(meta["token_endpoint"]),
+            data={
+                "grant_type": "authorization_code", "code": code,
+                "redirect_uri": callback_url(base_url, realm), "code_verifier": login["verifier"],
+                "client_id": found.client_id, "client_secret": found.client_secret,
+            },
+            timeout=_TIMEOUT,
+        )  # fmt: skip
+        body = answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise SsoFailure(
+            f"the token endpoint failed ({type(exc).__name__})", _UNREACHABLE
+        ) from None
+    if answer.status_code != 200 or not isinstance(body, dict) or "id_token" not in body:
+        error = body.get("error") if isinstance(body, dict) else None
+        raise SsoFailure(
+            f"the token endpoint refused the code: HTTP {answer.status_code} {error or ''}".strip(),
+            _UNREACHABLE,
+        )
+    claims = await _verified(http, meta, found, str(body["id_token"]))
+    if claims.get("nonce") != login["nonce"]:
+        raise SsoFailure("the ID token's nonce is not this sign-in's", _UNREACHABLE)
+    email = str(claims.get("email") or "").strip().lower()
+    if not email or claims.get("email_verified") is False:
+        raise SsoFailure(
+            "the ID token has no verified e-mail address",
+            "Your organisation's sign-in did not give a verified e-mail address.", status=403,
+        )  # fmt: skip
+    if not found.routes(email):
+        raise SsoFailure(
+            f"{email} is not in the connected domains",
+            "This account's e-mail address is not one of your organisation's domains.",
+            status=403,
+        )
+    return Identity(email, str(claims.get("sub", "")))
+
+
+async def _verified(
+    http: httpx.AsyncClient, meta: dict[str, Any], found: Provider, id_token: str
+) -> dict[str, Any]:
+    try:
+        kid = jwt.get_unverified_header(id_token).get("kid")
+        jwks = (await http.get(str(meta["jwks_uri"]), timeout=_TIMEOUT)).json()
+        keys = jwt.PyJWKSet.from_dict(jwks)
+        key = next(k for k in keys.keys if kid is None or k.key_id == kid)
+        claims: dict[str, Any] = jwt.decode(
+            id_token, key, algorithms=_ALGORITHMS, audience=found.client_id,
+            issuer=found.issuer, leeway=30, options={"require": ["exp", "iat", "sub"]},
+        )  # fmt: skip
+    except (httpx.HTTPError, ValueError, StopIteration, jwt.PyJWTError) as exc:
+        raise SsoFailure(f"the ID token did not verify ({exc})", _UNREACHABLE) from None
+    return claims
+
+
+async def account(
+    session: AsyncSession, realm: str, found: Provider, identity: Identity
+) -> tuple[dict[str, Any], bool]:
+    """The user the company vouched for, made with the default role on a first sign-in; and
+    whether it was made now."""
+    row = await repository.user_by_email(session, realm, identity.email)
+    made = row is None
+    if row is None:
+        user = await service.create_user(session, realm, identity.email, None, [found.default_role])
+        row = await repository.user_by_id(session, realm, user.id)
+        assert row is not None
+    if not row["enabled"]:
+        raise SsoFailure(
+            f"{identity.email} is disabled here",
+            "Your account is disabled. Ask your administrator.", status=403,
+        )  # fmt: skip
+    return row, made
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A company sign-in that completed: the request to go on with and the user."""
+
+    params: dict[str, str]
+    issuer: str
+    user: dict[str, Any]
+    made: bool
+
+
+async def answer(
+    session: AsyncSession, http: httpx.AsyncClient, realm: str, *, state: str, code: str,
+    error: str, base_url: str,
+) -> Answer:  # fmt: skip
+    """The provider's answer at the callback, checked end to end; ``SsoFailure`` otherwise,
+    with the sign-in's state spent either way."""
+    login = await pending(session, realm, state)
+    found = await provider(session, realm)
+    if found is None:
+        raise SsoFailure(
+            "no company provider is connected any more",
+            "Company sign-in is not set up for this organisation.", status=404,
+        )  # fmt: skip
+    if error or not code:
+        raise SsoFailure(
+            f"the provider answered {error or 'without a code'}",
+            "The sign-in at your organisation was cancelled or refused. Please try again.",
+            status=400,
+        )
+    identity = await finish(http, found, login, code, base_url=base_url, realm=realm)
+    user, made = await account(session, realm, found, identity)
+    return Answer(dict(login["params"]), found.issuer, user, made)

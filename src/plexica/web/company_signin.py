@@ -1,0 +1,88 @@
+"""The Company sign-in page of a tenant admin (ADR 0246): connect, change or disconnect the
+company's OpenID Connect provider (``/v1/sso``)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+
+from plexica.web.session import WebSession
+from plexica.web.shell import Shell, tenant_nav
+
+FIELDS = ("display_name", "issuer", "client_id", "domains", "default_role")
+EMPTY = {"display_name": "", "issuer": "", "client_id": "", "domains": "",
+         "default_role": "member", "required": False}  # fmt: skip
+
+
+def company_signin_routes(app: FastAPI, shell: Shell) -> None:
+    async def sso_page(
+        request: Request,
+        session: WebSession,
+        *,
+        status: int = 200,
+        sent: dict[str, Any] | None = None,
+        errors: dict[str, str] | None = None,
+        error: str | None = None,
+    ) -> Response:
+        nav, _ = await tenant_nav(shell, session)
+        found = await shell.upstream.api(session, "GET", "/v1/sso")
+        current = found.body if found.ok and isinstance(found.body, dict) else None
+        form = dict(EMPTY)
+        if current is not None:
+            form |= {k: current[k] for k in (*FIELDS, "required")}
+            form["domains"] = ", ".join(current["domains"])
+        redirect_uri = (
+            f"{shell.settings.issuer_base_url}/realms/{session.realm}/broker/oidc/endpoint"
+        )
+        return shell.page(
+            request, session, "sso.html", status, title="Company sign-in", nav=nav,
+            form=form | (sent or {}), errors=errors or {}, connected=current is not None,
+            redirect_uri=redirect_uri, notice=request.query_params.get("notice"),
+            error=error or (None if found.ok or found.status == 404 else found.error_message()),
+        )  # fmt: skip
+
+    def back(notice: str) -> Response:
+        return RedirectResponse(f"/t/admin/sso?{urlencode({'notice': notice})}", status_code=303)
+
+    @app.get("/t/admin/sso", include_in_schema=False)
+    async def admin_sso_page(request: Request) -> Response:
+        return await shell.run(request, sso_page, operator=False)
+
+    @app.post("/t/admin/sso", include_in_schema=False)
+    async def admin_sso(request: Request) -> Response:
+        async def save(request: Request, session: WebSession) -> Response:
+            raw = await request.form()
+            sent: dict[str, Any] = {k: str(raw.get(k, "")).strip()[:500] for k in FIELDS}
+            sent["required"] = raw.get("required") == "on"
+            body: dict[str, Any] = {
+                **sent,
+                "domains": [d.strip() for d in sent["domains"].split(",") if d.strip()],
+            }
+            secret = str(raw.get("client_secret", ""))[:1024]
+            if secret:
+                body["client_secret"] = secret
+            done = await shell.upstream.api(session, "PUT", "/v1/sso", json=body)
+            if done.ok:
+                return back("Company sign-in saved.")
+            errors = {k: v for k, v in done.field_errors().items() if k in body}
+            return await sso_page(
+                request, session, status=done.status, sent=sent, errors=errors,
+                error=None if errors else done.error_message(),
+            )  # fmt: skip
+
+        return await shell.run(request, save, operator=False)
+
+    @app.post("/t/admin/sso/remove", include_in_schema=False)
+    async def admin_sso_remove(request: Request) -> Response:
+        async def remove(request: Request, session: WebSession) -> Response:
+            done = await shell.upstream.api(session, "DELETE", "/v1/sso")
+            if not done.ok:
+                return await sso_page(
+                    request, session, status=done.status, error=done.error_message()
+                )
+            return back("Company sign-in disconnected: everyone signs in with a password.")
+
+        return await shell.run(request, remove, operator=False)
