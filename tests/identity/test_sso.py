@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
+from plexica.identity import sso
 from plexica.identity.client import pkce_pair
 from plexica.identity.keycloak import KeycloakAdapter
 from plexica.identity.service import CLI_CLIENT, CLI_REDIRECT
@@ -248,6 +249,8 @@ async def test_bad_configurations_and_answers_are_refused_and_make_no_account(
     assert (await http.get(live.url + "/v1/sso", headers=admin)).status_code == 404
     bad = await _connect(http, live, admin, company, domains=["not a domain"])
     assert bad.status_code == 422
+    nul = await _connect(http, live, admin, company, display_name="Acme\x00")
+    assert nul.status_code == 422
 
     # A wrong client secret shows only at sign-in: a clear page, the reason in the audit log.
     wrong = await _connect(http, live, admin, company, client_secret="not-the-secret")
@@ -262,8 +265,20 @@ async def test_bad_configurations_and_answers_are_refused_and_make_no_account(
     reasons = [e["after"]["reason"] for e in await _audit(http, live, admin, "identity.sso.failed")]
     assert any("token endpoint refused" in r for r in reasons), reasons
 
-    # An address of another domain at the company's provider gets no account here.
+    # The stored secret is never sent to another issuer or client: changing them needs it again.
+    moved = await _connect(http, live, admin, company, client_secret=None, client_id="other")
+    assert moved.status_code == 422, moved.text
+    assert moved.json()["error"]["details"][0]["loc"][-1] == "client_secret"
+
+    # An answer carried to another browser counts for nothing (and is spent).
     assert (await _connect(http, live, admin, company)).status_code == 200  # the right secret
+    sent = await _to_company(http, _sign_in(live, tenant), carol)
+    back = await _at_company(http, sent.headers["location"], carol, carol_password)
+    async with httpx.AsyncClient(timeout=10) as elsewhere:
+        assert (await elsewhere.get(back)).status_code == 400
+    assert (await http.get(back)).status_code == 400
+
+    # An address of another domain at the company's provider gets no account here.
     eve = f"eve@elsewhere-{uuid.uuid4().hex[:6]}.example"
     eve_password = await company.person(eve)
     sent = await _to_company(http, _sign_in(live, tenant), eve, sso="1")
@@ -277,3 +292,22 @@ async def test_bad_configurations_and_answers_are_refused_and_make_no_account(
     # A forged or stale answer is refused.
     forged = f"{live.issuer(tenant.realm)}/broker/oidc/endpoint?state=forged&code=x"
     assert (await http.get(forged)).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://login.example.com/realms/a", "not an https address"),
+        ("https://127.0.0.1/realms/a", "not a public address"),
+        ("https://10.1.2.3/realms/a", "not a public address"),
+        ("https://[::1]/realms/a", "not a public address"),
+        ("https://169.254.169.254/latest", "not a public address"),
+        ("https://[::1", "not a URL"),
+    ],
+)
+async def test_outside_development_only_public_https_providers_are_called(
+    url: str, why: str
+) -> None:
+    """An admin must not make the platform call its own network (SSRF)."""
+    with pytest.raises(sso.SsoFailure, match=why):
+        await sso._allowed(url, local=False)

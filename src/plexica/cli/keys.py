@@ -186,15 +186,16 @@ def retire(
 
 @keys_app.command("re-encrypt")
 def re_encrypt(data_dir: DataDirOpt = None) -> None:
-    """Re-seal every realm's private key with the first key of PLEXICA_KEY_ENCRYPTION_KEY (after
-    putting a new one first); then the others can be removed from the setting."""
+    """Re-seal every realm's private key and company sign-in secret with the first key of
+    PLEXICA_KEY_ENCRYPTION_KEY (after putting a new one first); then the others can be removed
+    from the setting."""
     from plexica.audit import service as audit
-    from plexica.identity import custody, signing
+    from plexica.identity import custody, signing, sso
 
     async def action(_: Settings, db: Database) -> tuple[int, str]:
         key_id = custody.ring().primary
         async with db.session() as session:
-            written = await signing.reseal(session, all_keys=True)
+            written = await signing.reseal(session, all_keys=True) + await sso.reseal(session)
             await audit.record(
                 session, "cli", "identity.keys.re_encrypted", None, None,
                 after={"written": written, "key_id": key_id},
@@ -215,7 +216,7 @@ def check_key_custody(settings: Settings) -> None:
     import structlog
     from sqlalchemy.exc import SQLAlchemyError
 
-    from plexica.identity import custody, signing
+    from plexica.identity import custody, sealed
     from plexica.identity.custody import KeyCustodyError
     from plexica.kit.db import Database
 
@@ -231,7 +232,7 @@ def check_key_custody(settings: Settings) -> None:
     async def check() -> None:
         db = Database(settings.sqlalchemy_url, pool_size=1)
         try:
-            await asyncio.wait_for(signing.prepare(db), CHECK_TIMEOUT)
+            await asyncio.wait_for(sealed.prepare(db), CHECK_TIMEOUT)
         finally:
             await db.dispose()
 

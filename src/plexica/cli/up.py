@@ -20,7 +20,7 @@ from plexica.cli import runtime
 from plexica.cli.common import fail, settings_or_exit
 from plexica.events.runtime import plugin_event_buses
 from plexica.gateway.embedded import create_edge_app
-from plexica.identity import custody, signing
+from plexica.identity import custody, sealed
 from plexica.identity.bootstrap import OperatorCredentials, bootstrap
 from plexica.identity.custody import KeyCustodyError, with_persisted_key
 from plexica.identity.names import CREDENTIALS_FILE
@@ -176,7 +176,7 @@ async def _migrate(settings: Settings, data_dir: Path) -> OperatorCredentials | 
             await upgrade_platform(db)
         if settings.keycloak_url is None:
             with _phase("signing_keys"):
-                await signing.prepare(db)  # a wrong key stops start-up here; plaintext sealed
+                await sealed.prepare(db)  # a wrong key stops start-up here; plaintext sealed
         with _phase("tenant_migrations"):
             result = await migrate_fleet(db, concurrency=2)
         if not result.ok:

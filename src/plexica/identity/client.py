@@ -88,17 +88,15 @@ async def password_login(
         raise LoginError(" ".join(form.alert) or f"no login form (HTTP {page.status_code})")
     fields = {**form.fields, "username": email, "password": password}
     target = httpx.URL(urljoin(str(page.url), form.action))
-    cookies = _cookie_header(http, target)
-    answer = await http.post(target, data=fields, headers=cookies)
+    answer = await http.post(target, data=fields, headers=_cookie_header(http, target))
     second = _FormParser()
     second.feed(answer.text)
     if answer.status_code == 200 and "challenge" in second.fields:
         if code is None:
             raise LoginError("this account uses two-step sign-in: a code is needed")
         fields = {**second.fields, "code": code()}
-        answer = await http.post(
-            urljoin(str(page.url), second.action or ""), data=fields, headers=cookies
-        )
+        target = httpx.URL(urljoin(str(page.url), second.action or ""))
+        answer = await http.post(target, data=fields, headers=_cookie_header(http, target))
     location = answer.headers.get("location", "")
     if answer.status_code not in (302, 303) or not location.startswith(redirect_uri):
         failed = _FormParser()
@@ -122,10 +120,11 @@ async def password_login(
 
 def _cookie_header(http: httpx.AsyncClient, url: httpx.URL) -> dict[str, str]:
     """Keycloak marks its sign-in cookies Secure, which browsers still send to an http loopback
-    address in development and httpx does not: over http they are sent by hand, with the
-    others that match the form's address."""
+    address in development and httpx does not: to such an address they are sent by hand, with
+    the others that match it."""
     jar = list(http.cookies.jar)
-    if url.scheme != "http" or not any(c.secure for c in jar):
+    loopback = url.host == "localhost" or url.host.startswith("127.") or url.host == "::1"
+    if url.scheme != "http" or not loopback or not any(c.secure for c in jar):
         return {}
     host, path = url.host, url.path
     matching = [

@@ -14,6 +14,8 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
+from plexica.events import service as events
+from plexica.events.events import CoreEvent
 from plexica.identity import sso
 from plexica.identity.oidc_pages import error_page
 from plexica.identity.oidc_requests import (
@@ -24,6 +26,7 @@ from plexica.identity.oidc_requests import (
     issue_code,
 )
 from plexica.kit.db import Database
+from plexica.settings import Settings
 
 router = APIRouter(
     prefix="/realms", tags=["oidc"], include_in_schema=False, dependencies=[Depends(builtin_only)]
@@ -56,14 +59,27 @@ async def company_redirect(
         return None
     try:
         async with httpx.AsyncClient() as http:
-            url = await sso.start(
+            started = await sso.start(
                 session, http, realm, found, params, base_url=base_url(request),
-                login_hint=email if routed else "",
+                login_hint=email if routed else "", local=sso.local_allowed(_settings(request)),
             )  # fmt: skip
     except sso.SsoFailure as exc:
         await sso_failed(session, request, realm, tenant_id=tenant_id, email=email, failure=exc)
         return await again(exc.message, exc.status)
-    return RedirectResponse(url, status_code=303)
+    response = RedirectResponse(started.url, status_code=303)
+    # The answer counts only in the browser that asked (the state alone could be carried to
+    # another one). Lax: the provider sends the browser back with a top-level GET.
+    response.set_cookie(
+        sso.BROWSER_COOKIE, started.browser, max_age=sso.LOGIN_SECONDS, httponly=True,
+        samesite="lax", secure=base_url(request).startswith("https://"),
+        path=f"/realms/{realm}/broker",
+    )  # fmt: skip
+    return response
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 @router.get("/{realm}/broker/oidc/endpoint")
@@ -79,7 +95,8 @@ async def company_answer(
         try:
             done = await sso.answer(
                 session, http, realm, state=state[:200], code=code[:4096], error=error[:100],
-                base_url=base_url(request),
+                browser=request.cookies.get(sso.BROWSER_COOKIE, "")[:100],
+                base_url=base_url(request), local=sso.local_allowed(_settings(request)),
             )  # fmt: skip
         except sso.SsoFailure as exc:
             await sso_failed(session, request, realm, tenant_id=tenant_id, email="", failure=exc)
@@ -91,7 +108,14 @@ async def company_answer(
                 f"user:{user['id']}",
                 after={"email": user["email"], "roles": list(user["roles"]), "via": "sso"},
             )  # fmt: skip
-        return await issue_code(
+            await events.publish(
+                session, CoreEvent.USER_INVITED,
+                {"user_id": user["id"], "roles": list(user["roles"])},
+                tenant_id=tenant_id, subject=f"users/{user['id']}",
+            )  # fmt: skip
+        issued = await issue_code(
             session, request, realm, done.params, user, tenant_id=tenant_id,
             how={"via": "sso", "issuer": done.issuer},
         )  # fmt: skip
+    issued.delete_cookie(sso.BROWSER_COOKIE, path=f"/realms/{realm}/broker")
+    return issued

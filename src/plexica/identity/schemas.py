@@ -252,9 +252,14 @@ def _domain(value: str) -> str:
     return value
 
 
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+
+
 def _issuer(value: str) -> str:
     value = value.strip()
-    if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", value):
+    if not re.fullmatch(_PRINTABLE, value) or not re.match(
+        r"^https?://[^\s/?#]+(/[^\s?#]*)?$", value
+    ):
         raise ValueError("not an issuer URL, e.g. https://login.example.com/realms/acme")
     return value.rstrip("/") if value.count("/") > 2 else value
 
@@ -265,11 +270,13 @@ class SsoProviderIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    display_name: str = Field(min_length=1, max_length=80, description="Shown on the sign-in page")
+    display_name: str = Field(
+        min_length=1, max_length=80, pattern=_PRINTABLE, description="Shown on the sign-in page"
+    )
     issuer: Annotated[str, Field(max_length=500), AfterValidator(_issuer)] = Field(
         description="The provider's issuer URL (its discovery document is read from it)"
     )
-    client_id: str = Field(min_length=1, max_length=255)
+    client_id: str = Field(min_length=1, max_length=255, pattern=_PRINTABLE)
     client_secret: SecretStr | None = Field(
         default=None, max_length=1024,
         description="Write-only; left out, the stored one is kept",

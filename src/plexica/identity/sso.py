@@ -8,6 +8,8 @@ audience, nonce and e-mail domain checked before any account is touched."""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +23,12 @@ from plexica.identity import custody, repository, service
 from plexica.identity import sso_repository as repo
 from plexica.identity.client import pkce_pair
 from plexica.identity.schemas import SsoProvider, SsoProviderIn
+from plexica.settings import Settings
 
 LOGIN_SECONDS = 600
+BROWSER_COOKIE = "plexica_sso"
 _TIMEOUT = 10.0
+_MAX_BODY = 1 << 20
 # Keys of the company provider's ID tokens: asymmetric only, never "none" nor HMAC.
 _ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
 
@@ -48,10 +53,19 @@ class Provider:
     display_name: str
     issuer: str
     client_id: str
-    client_secret: str
+    sealed_secret: str
+    sealed_with: str
     domains: tuple[str, ...]
     default_role: str
     required: bool
+
+    def client_secret(self) -> str:
+        """Opened only to be sent: a ring that cannot open it fails one company sign-in, not
+        every sign-in form (``SsoFailure``)."""
+        try:
+            return custody.ring().open(self.sealed_secret, self.sealed_with)
+        except custody.KeyCustodyError as exc:
+            raise SsoFailure(str(exc), _UNREACHABLE) from None
 
     def routes(self, email: str) -> bool:
         """Whether ``email`` belongs to one of the company's domains."""
@@ -64,6 +78,12 @@ class Identity:
     subject: str
 
 
+def local_allowed(settings: Settings) -> bool:
+    """In development the company provider may be on this machine or the local network, over
+    http; anywhere else only https to public addresses (ADR 0246)."""
+    return settings.environment == "development"
+
+
 def callback_url(base_url: str, realm: str) -> str:
     """Where the company provider sends the browser back: register it there."""
     return f"{service.issuer_url(base_url, realm)}/broker/oidc/endpoint"
@@ -74,9 +94,8 @@ async def provider(session: AsyncSession, realm: str) -> Provider | None:
     if row is None:
         return None
     return Provider(
-        row["display_name"], row["issuer"], row["client_id"],
-        custody.ring().open(row["sealed_secret"], row["sealed_with"]), tuple(row["domains"]),
-        row["default_role"], row["required"],
+        row["display_name"], row["issuer"], row["client_id"], row["sealed_secret"],
+        row["sealed_with"], tuple(row["domains"]), row["default_role"], row["required"],
     )  # fmt: skip
 
 
@@ -96,39 +115,85 @@ async def describe(session: AsyncSession, realm: str, base_url: str) -> SsoProvi
     )  # fmt: skip
 
 
-async def discover(http: httpx.AsyncClient, issuer: str) -> dict[str, Any]:
+async def discover(http: httpx.AsyncClient, issuer: str, *, local: bool) -> dict[str, Any]:
     """The provider's metadata, checked: it names itself ``issuer`` and has the endpoints a
-    relying party needs. ``SsoFailure`` says what is wrong."""
+    relying party needs, each of them allowed (``_allowed``). ``SsoFailure`` says what is
+    wrong."""
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
-    try:
-        answer = await http.get(url, timeout=_TIMEOUT)
-        meta = answer.json() if answer.status_code == 200 else None
-    except (httpx.HTTPError, ValueError) as exc:
-        raise SsoFailure(f"{url} cannot be reached ({type(exc).__name__})", _UNREACHABLE) from None
+    await _allowed(url, local=local)
+    answer = await _call(http, "GET", url)
+    meta = _json(answer) if answer.status_code == 200 else None
     if not isinstance(meta, dict):
         raise SsoFailure(f"{url} answered HTTP {answer.status_code}", _UNREACHABLE)
     if meta.get("issuer") != issuer:
-        raise SsoFailure(f"{url} names another issuer ({meta.get('issuer')!r})", _UNREACHABLE)
-    missing = [
-        k for k in ("authorization_endpoint", "token_endpoint", "jwks_uri") if not meta.get(k)
-    ]
+        raise SsoFailure(f"{url} names another issuer", _UNREACHABLE)
+    endpoints = ("authorization_endpoint", "token_endpoint", "jwks_uri")
+    missing = [k for k in endpoints if not isinstance(meta.get(k), str)]
     if missing:
         raise SsoFailure(f"{url} has no {', '.join(missing)}", _UNREACHABLE)
+    for name in endpoints:
+        await _allowed(meta[name], local=local)
     return meta
 
 
+async def _allowed(url: str, *, local: bool) -> None:
+    """Outside development (``local``), only https to public addresses: a tenant admin must
+    not make the platform call its own network (SSRF)."""
+    try:
+        parts = httpx.URL(url)
+    except httpx.InvalidURL:
+        raise SsoFailure(f"{url!r} is not a URL", _UNREACHABLE) from None
+    if local:
+        return
+    if parts.scheme != "https" or not parts.host:
+        raise SsoFailure(f"{url} is not an https address", _UNREACHABLE)
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(parts.host, parts.port or 443)
+    except OSError:
+        raise SsoFailure(f"{parts.host} does not resolve", _UNREACHABLE) from None
+    if any(not ipaddress.ip_address(info[4][0]).is_global for info in found):
+        raise SsoFailure(f"{parts.host} is not a public address", _UNREACHABLE)
+
+
+async def _call(http: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One call to the company's provider within ``_TIMEOUT`` in all, its body at most
+    ``_MAX_BODY`` bytes."""
+    try:
+        async with asyncio.timeout(_TIMEOUT), http.stream(method, url, **kwargs) as answer:
+            body = b""
+            async for chunk in answer.aiter_bytes():
+                body += chunk
+                if len(body) > _MAX_BODY:
+                    raise SsoFailure(f"{url} answered with too much", _UNREACHABLE)
+        return httpx.Response(answer.status_code, headers=answer.headers, content=body)
+    except (httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
+        raise SsoFailure(f"{url} cannot be reached ({type(exc).__name__})", _UNREACHABLE) from None
+
+
+def _json(answer: httpx.Response) -> Any:
+    try:
+        return answer.json()
+    except ValueError:
+        return None
+
+
 async def configure(
-    session: AsyncSession, http: httpx.AsyncClient, realm: str, new: SsoProviderIn
+    session: AsyncSession, http: httpx.AsyncClient, realm: str, new: SsoProviderIn, *, local: bool
 ) -> None:
     """Connects (or changes) the realm's provider once its metadata checks out; a secret left
-    out keeps the one stored."""
-    await discover(http, new.issuer)
+    out keeps the one stored, for the same issuer and client only (never sent elsewhere)."""
+    await discover(http, new.issuer, local=local)
     secret = new.client_secret.get_secret_value() if new.client_secret else None
     if secret is None:
         current = await provider(session, realm)
-        if current is None:
+        if current is None or (current.issuer, current.client_id) != (new.issuer, new.client_id):
             raise SsoFailure("no client secret", "Enter the client secret.", status=422)
-        secret = current.client_secret
+        try:
+            secret = current.client_secret()
+        except SsoFailure:
+            raise SsoFailure(
+                "the stored secret cannot be opened", "Enter the client secret.", 422
+            ) from None
     sealed = custody.ring().seal(secret)
     values = new.model_dump(exclude={"client_secret"})
     values["domains"] = sorted({d.lower() for d in new.domains})
@@ -141,18 +206,27 @@ async def disconnect(session: AsyncSession, realm: str) -> bool:
     return await repo.delete_provider(session, realm)
 
 
+@dataclass(frozen=True)
+class Started:
+    """Where to send the browser, and the cookie that binds the answer to this browser."""
+
+    url: str
+    browser: str
+
+
 async def start(
     session: AsyncSession, http: httpx.AsyncClient, realm: str, found: Provider,
-    params: dict[str, str], *, base_url: str, login_hint: str = "",
-) -> str:  # fmt: skip
-    """Where to send the browser: the company provider's authorization endpoint, for a sign-in
-    that comes back to ``callback_url`` and then goes on with ``params``."""
-    meta = await discover(http, found.issuer)
+    params: dict[str, str], *, base_url: str, login_hint: str = "", local: bool,
+) -> Started:  # fmt: skip
+    """The company provider's authorization request, for a sign-in that comes back to
+    ``callback_url`` and then goes on with ``params``."""
+    meta = await discover(http, found.issuer, local=local)
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    browser = secrets.token_urlsafe(24)
     verifier, challenge = pkce_pair()
     await repo.open_login(
         session, service.sha256(state), realm, params=params, nonce=nonce, verifier=verifier,
-        seconds=LOGIN_SECONDS,
+        browser_hash=service.sha256(browser), seconds=LOGIN_SECONDS,
     )  # fmt: skip
     query = {
         "response_type": "code", "client_id": found.client_id, "scope": "openid email",
@@ -162,12 +236,12 @@ async def start(
     if login_hint:
         query["login_hint"] = login_hint
     endpoint = str(meta["authorization_endpoint"])
-    return endpoint + ("&" if "?" in endpoint else "?") + urlencode(query)
+    return Started(endpoint + ("&" if "?" in endpoint else "?") + urlencode(query), browser)
 
 
-async def pending(session: AsyncSession, realm: str, state: str) -> dict[str, Any]:
-    """The sign-in that ``state`` belongs to, once."""
-    found = await repo.take_login(session, service.sha256(state), realm)
+async def pending(session: AsyncSession, realm: str, state: str, browser: str) -> dict[str, Any]:
+    """The sign-in that ``state`` belongs to, once, in the browser that started it."""
+    found = await repo.take_login(session, service.sha256(state), realm, service.sha256(browser))
     if found is None:
         raise SsoFailure(
             "an unknown, used or expired state came back",
@@ -178,25 +252,19 @@ async def pending(session: AsyncSession, realm: str, state: str) -> dict[str, An
 
 async def finish(
     http: httpx.AsyncClient, found: Provider, login: dict[str, Any], code: str, *, base_url: str,
-    realm: str,
+    realm: str, local: bool,
 ) -> Identity:  # fmt: skip
     """The company's answer turned into a checked identity."""
-    meta = await discover(http, found.issuer)
-    try:
-        answer = await http.post(
-            str(meta["token_endpoint"]),
-            data={
-                "grant_type": "authorization_code", "code": code,
-                "redirect_uri": callback_url(base_url, realm), "code_verifier": login["verifier"],
-                "client_id": found.client_id, "client_secret": found.client_secret,
-            },
-            timeout=_TIMEOUT,
-        )  # fmt: skip
-        body = answer.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        raise SsoFailure(
-            f"the token endpoint failed ({type(exc).__name__})", _UNREACHABLE
-        ) from None
+    meta = await discover(http, found.issuer, local=local)
+    answer = await _call(
+        http, "POST", str(meta["token_endpoint"]),
+        data={
+            "grant_type": "authorization_code", "code": code,
+            "redirect_uri": callback_url(base_url, realm), "code_verifier": login["verifier"],
+            "client_id": found.client_id, "client_secret": found.client_secret(),
+        },
+    )  # fmt: skip
+    body = _json(answer)
     if answer.status_code != 200 or not isinstance(body, dict) or "id_token" not in body:
         error = body.get("error") if isinstance(body, dict) else None
         raise SsoFailure(
@@ -204,10 +272,13 @@ async def finish(
             _UNREACHABLE,
         )
     claims = await _verified(http, meta, found, str(body["id_token"]))
+    subject = claims.get("sub")
     if claims.get("nonce") != login["nonce"]:
         raise SsoFailure("the ID token's nonce is not this sign-in's", _UNREACHABLE)
     email = str(claims.get("email") or "").strip().lower()
-    if not email or claims.get("email_verified") is False:
+    # Only an address the company vouches for: a provider that lets people type their own
+    # would otherwise hand out any account of the domains.
+    if not email or claims.get("email_verified") is not True or not isinstance(subject, str):
         raise SsoFailure(
             "the ID token has no verified e-mail address",
             "Your organisation's sign-in did not give a verified e-mail address.", status=403,
@@ -218,24 +289,31 @@ async def finish(
             "This account's e-mail address is not one of your organisation's domains.",
             status=403,
         )
-    return Identity(email, str(claims.get("sub", "")))
+    return Identity(email, subject)
 
 
 async def _verified(
     http: httpx.AsyncClient, meta: dict[str, Any], found: Provider, id_token: str
 ) -> dict[str, Any]:
+    jwks = _json(await _call(http, "GET", str(meta["jwks_uri"])))
     try:
         kid = jwt.get_unverified_header(id_token).get("kid")
-        jwks = (await http.get(str(meta["jwks_uri"]), timeout=_TIMEOUT)).json()
-        keys = jwt.PyJWKSet.from_dict(jwks)
-        key = next(k for k in keys.keys if kid is None or k.key_id == kid)
-        claims: dict[str, Any] = jwt.decode(
-            id_token, key, algorithms=_ALGORITHMS, audience=found.client_id,
-            issuer=found.issuer, leeway=30, options={"require": ["exp", "iat", "sub"]},
-        )  # fmt: skip
-    except (httpx.HTTPError, ValueError, StopIteration, jwt.PyJWTError) as exc:
-        raise SsoFailure(f"the ID token did not verify ({exc})", _UNREACHABLE) from None
-    return claims
+        keys = jwt.PyJWKSet.from_dict(jwks if isinstance(jwks, dict) else {}).keys
+    except jwt.PyJWTError as exc:
+        raise SsoFailure(f"the ID token or the keys are malformed ({exc})", _UNREACHABLE) from None
+    signing = [k for k in keys if k.public_key_use in (None, "sig") and kid in (None, k.key_id)]
+    for key in signing:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                id_token, key, algorithms=_ALGORITHMS, audience=found.client_id,
+                issuer=found.issuer, leeway=30, options={"require": ["exp", "iat", "sub"]},
+            )  # fmt: skip
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.PyJWTError as exc:
+            raise SsoFailure(f"the ID token did not verify ({exc})", _UNREACHABLE) from None
+        return claims
+    raise SsoFailure(f"no key of the provider verifies the ID token (kid {kid})", _UNREACHABLE)
 
 
 async def account(
@@ -243,18 +321,35 @@ async def account(
 ) -> tuple[dict[str, Any], bool]:
     """The user the company vouched for, made with the default role on a first sign-in; and
     whether it was made now."""
+    linked = await repo.linked_user(session, realm, found.issuer, identity.subject)
+    if linked is not None:
+        row = await repository.user_by_id(session, realm, linked["user_id"])
+        assert row is not None
+        return _enabled(row, identity), False
     row = await repository.user_by_email(session, realm, identity.email)
     made = row is None
     if row is None:
         user = await service.create_user(session, realm, identity.email, None, [found.default_role])
         row = await repository.user_by_id(session, realm, user.id)
         assert row is not None
+    elif (current := await repo.link_of(session, row["id"])) is not None:
+        # Linked to another account of the company (or of an earlier provider): never swapped.
+        raise SsoFailure(
+            f"{identity.email} is linked to {current['issuer']} subject {current['subject']}",
+            "This e-mail address belongs to another account. Ask your administrator.",
+            status=409,
+        )
+    await repo.link(session, row["id"], realm, found.issuer, identity.subject)
+    return _enabled(row, identity), made
+
+
+def _enabled(row: dict[str, Any], identity: Identity) -> dict[str, Any]:
     if not row["enabled"]:
         raise SsoFailure(
             f"{identity.email} is disabled here",
             "Your account is disabled. Ask your administrator.", status=403,
         )  # fmt: skip
-    return row, made
+    return row
 
 
 @dataclass(frozen=True)
@@ -268,12 +363,12 @@ class Answer:
 
 
 async def answer(
-    session: AsyncSession, http: httpx.AsyncClient, realm: str, *, state: str, code: str,
-    error: str, base_url: str,
+    session: AsyncSession, http: httpx.AsyncClient, realm: str, *, state: str, browser: str,
+    code: str, error: str, base_url: str, local: bool,
 ) -> Answer:  # fmt: skip
     """The provider's answer at the callback, checked end to end; ``SsoFailure`` otherwise,
     with the sign-in's state spent either way."""
-    login = await pending(session, realm, state)
+    login = await pending(session, realm, state, browser)
     found = await provider(session, realm)
     if found is None:
         raise SsoFailure(
@@ -286,6 +381,23 @@ async def answer(
             "The sign-in at your organisation was cancelled or refused. Please try again.",
             status=400,
         )
-    identity = await finish(http, found, login, code, base_url=base_url, realm=realm)
+    identity = await finish(http, found, login, code, base_url=base_url, realm=realm, local=local)
     user, made = await account(session, realm, found, identity)
     return Answer(dict(login["params"]), found.issuer, user, made)
+
+
+async def verify_ring(session: AsyncSession) -> None:
+    """Raise KeyCustodyError unless the installed ring opens every sealed client secret."""
+    for row in await repo.sealed_secrets(session):
+        custody.ring().open(row["sealed_secret"], row["sealed_with"])
+
+
+async def reseal(session: AsyncSession) -> int:
+    """Seal with the ring's first secret the client secrets sealed with another one."""
+    ring, written = custody.ring(), 0
+    for row in await repo.sealed_secrets(session):
+        if row["sealed_with"] != ring.primary:
+            sealed = ring.seal(ring.open(row["sealed_secret"], row["sealed_with"]))
+            await repo.store_sealed(session, row["realm"], sealed.token, sealed.key_id)
+            written += 1
+    return written

@@ -67,7 +67,9 @@ async def put_provider(request: Request, admin: WriteUsers, body: SsoProviderIn)
     async with _db(request).session() as session, httpx.AsyncClient() as http:
         before = await sso.describe(session, realm, base_url(request))
         try:
-            await sso.configure(session, http, realm, body)
+            await sso.configure(
+                session, http, realm, body, local=sso.local_allowed(request.app.state.settings)
+            )
         except sso.SsoFailure as exc:
             field = "client_secret" if exc.status == 422 else "issuer"
             raise ProviderRefusedError(field, exc.reason) from None

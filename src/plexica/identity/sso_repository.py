@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,28 +57,81 @@ async def open_login(
     params: dict[str, str],
     nonce: str,
     verifier: str,
+    browser_hash: str,
     seconds: int,
 ) -> None:
     await session.execute(
         text(
             "INSERT INTO platform.sso_logins (state_hash, realm, params, nonce, verifier,"
-            " expires_at) VALUES (:h, :r, CAST(:p AS jsonb), :n, :v,"
+            " browser_hash, expires_at) VALUES (:h, :r, CAST(:p AS jsonb), :n, :v, :b,"
             " now() + make_interval(secs => :s))"
         ),
         {"h": state_hash, "r": realm, "p": json.dumps(params), "n": nonce, "v": verifier,
-         "s": seconds},
+         "b": browser_hash, "s": seconds},
     )  # fmt: skip
     await session.execute(text("DELETE FROM platform.sso_logins WHERE expires_at < now()"))
 
 
-async def take_login(session: AsyncSession, state_hash: str, realm: str) -> dict[str, Any] | None:
-    """The sign-in of that state, once: a replayed answer finds nothing."""
+async def take_login(
+    session: AsyncSession, state_hash: str, realm: str, browser_hash: str
+) -> dict[str, Any] | None:
+    """The sign-in of that state started in that browser, once: a replayed answer, or one
+    brought to another browser, finds nothing (the state is spent either way)."""
     row = await session.execute(
         text(
             "DELETE FROM platform.sso_logins WHERE state_hash = :h AND realm = :r"
-            " AND expires_at > now() RETURNING params, nonce, verifier"
+            " AND expires_at > now() RETURNING params, nonce, verifier, browser_hash"
         ),
         {"h": state_hash, "r": realm},
     )
     found = row.mappings().first()
+    return dict(found) if found and found["browser_hash"] == browser_hash else None
+
+
+async def linked_user(
+    session: AsyncSession, realm: str, issuer: str, subject: str
+) -> dict[str, Any] | None:
+    """The link of that company account in the realm."""
+    row = await session.execute(
+        text(
+            "SELECT user_id FROM platform.user_sso"
+            " WHERE realm = :r AND issuer = :i AND subject = :s"
+        ),
+        {"r": realm, "i": issuer, "s": subject},
+    )
+    found = row.mappings().first()
     return dict(found) if found else None
+
+
+async def link_of(session: AsyncSession, user_id: UUID) -> dict[str, Any] | None:
+    row = await session.execute(
+        text("SELECT issuer, subject FROM platform.user_sso WHERE user_id = :u"), {"u": user_id}
+    )
+    found = row.mappings().first()
+    return dict(found) if found else None
+
+
+async def link(session: AsyncSession, user_id: UUID, realm: str, issuer: str, subject: str) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO platform.user_sso (user_id, realm, issuer, subject)"
+            " VALUES (:u, :r, :i, :s)"
+            " ON CONFLICT (user_id) DO UPDATE SET issuer = EXCLUDED.issuer,"
+            " subject = EXCLUDED.subject, linked_at = now()"
+        ),
+        {"u": user_id, "r": realm, "i": issuer, "s": subject},
+    )
+
+
+async def sealed_secrets(session: AsyncSession) -> list[dict[str, Any]]:
+    row = await session.execute(
+        text("SELECT realm, sealed_secret, sealed_with FROM platform.realm_sso FOR UPDATE")
+    )
+    return [dict(r) for r in row.mappings()]
+
+
+async def store_sealed(session: AsyncSession, realm: str, token: str, key_id: str) -> None:
+    await session.execute(
+        text("UPDATE platform.realm_sso SET sealed_secret = :t, sealed_with = :k WHERE realm = :r"),
+        {"r": realm, "t": token, "k": key_id},
+    )

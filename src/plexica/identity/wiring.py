@@ -13,7 +13,7 @@ import structlog
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
-from plexica.identity import custody, repository, revocation, service, signing
+from plexica.identity import custody, repository, revocation, sealed, service, signing
 from plexica.identity.adapter import IdentityAdapter
 from plexica.identity.bootstrap import bootstrap
 from plexica.identity.builtin import BuiltinIdentity
@@ -41,7 +41,7 @@ async def _maintain(db: Database, settings: Settings) -> None:
     while True:
         try:
             await bootstrap(db, settings.public_base_url, settings.operator_email, None)
-            await signing.prepare(db)
+            await sealed.prepare(db)
         except (OSError, SQLAlchemyError) as exc:
             log.warning("identity_bootstrap_retry", error=str(exc), retry_in=delay)
             await asyncio.sleep(delay)

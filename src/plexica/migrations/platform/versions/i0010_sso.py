@@ -3,7 +3,9 @@
 ``platform.realm_sso``: the realm's OpenID Connect provider (issuer, client, the client secret
 sealed with the key ring, the e-mail domains routed to it, the role of accounts it creates, and
 whether those domains must use it). ``platform.sso_logins``: sign-ins on their way through the
-company provider, by the SHA-256 of their ``state``, for ten minutes. Expand only: new tables.
+company provider, by the SHA-256 of their ``state``, with that of the browser's cookie, for ten
+minutes. ``platform.user_sso``: the company account (issuer, subject) each user is linked to.
+Expand only: new tables.
 
 Revision ID: i0010
 Revises: i0009
@@ -52,12 +54,31 @@ def upgrade() -> None:
         sa.Column("params", pg.JSONB(), nullable=False),
         sa.Column("nonce", sa.Text(), nullable=False),
         sa.Column("verifier", sa.Text(), nullable=False),
+        sa.Column("browser_hash", sa.Text(), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         schema=S,
     )
     op.create_index("sso_logins_by_expiry", "sso_logins", ["expires_at"], schema=S)
+    op.create_table(
+        "user_sso",
+        sa.Column(
+            "user_id",
+            pg.UUID(),
+            sa.ForeignKey(f"{S}.users.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        _realm(),
+        sa.Column("issuer", sa.Text(), nullable=False),
+        sa.Column("subject", sa.Text(), nullable=False),
+        sa.Column(
+            "linked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.UniqueConstraint("realm", "issuer", "subject"),
+        schema=S,
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("user_sso", schema=S)
     op.drop_table("sso_logins", schema=S)
     op.drop_table("realm_sso", schema=S)
