@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from jwt.algorithms import RSAAlgorithm
 from sqlalchemy import text
 
-from plexica.identity import custody, key_repository, signing
+from plexica.identity import custody, key_repository, mfa, mfa_repository, sealed, service, signing
 from plexica.identity.client import LoginError, password_login
 from plexica.identity.keys import generate
 from plexica.identity.service import CLI_CLIENT
@@ -297,7 +297,11 @@ async def test_retire_calls_off_a_rotation_or_unpublishes_a_leaked_key(
 
 
 async def test_re_encrypt_moves_every_key_to_the_first_secret(live: Live, db: Database) -> None:
-    await provision(db, live)
+    tenant = await provision(db, live)
+    # A TOTP secret is sealed with the same ring, and moves with the keys.
+    async with db.session() as session:
+        user = await service.create_user(session, tenant.realm, "totp@x.example", None, ["member"])
+        await mfa.begin(session, user.id, user.email, "x")
     url = str(live.settings.database_url)
     tests_key = os.environ[custody.ENV]
     new_id = custody.KeyRing.parse(OTHER_KEY).primary
@@ -320,6 +324,10 @@ async def test_re_encrypt_moves_every_key_to_the_first_secret(live: Live, db: Da
             assert await signing.reseal(session, all_keys=False) == 0
             with pytest.raises(custody.KeyCustodyError):
                 await signing.verify_ring(session)  # the tests' key alone no longer opens them
+            totp = await mfa_repository.sealed_secrets(session)
+        assert {r["sealed_with"] for r in totp} == {new_id}
+        with pytest.raises(custody.KeyCustodyError):
+            await sealed.prepare(db)  # start-up stops
     finally:  # the other tests of this database sign with the tests' key
         back = f"{tests_key},{OTHER_KEY}"
         r = await cli("keys", "re-encrypt", env=clean_env(

@@ -186,16 +186,16 @@ def retire(
 
 @keys_app.command("re-encrypt")
 def re_encrypt(data_dir: DataDirOpt = None) -> None:
-    """Re-seal every realm's private key and company sign-in secret with the first key of
-    PLEXICA_KEY_ENCRYPTION_KEY (after putting a new one first); then the others can be removed
-    from the setting."""
+    """Re-seal every realm's private key, TOTP secret and company sign-in secret with the first
+    key of PLEXICA_KEY_ENCRYPTION_KEY (after putting a new one first); then the others can be
+    removed from the setting."""
     from plexica.audit import service as audit
-    from plexica.identity import custody, signing, sso
+    from plexica.identity import custody, sealed
 
     async def action(_: Settings, db: Database) -> tuple[int, str]:
         key_id = custody.ring().primary
         async with db.session() as session:
-            written = await signing.reseal(session, all_keys=True) + await sso.reseal(session)
+            written = await sealed.reseal(session)
             await audit.record(
                 session, "cli", "identity.keys.re_encrypted", None, None,
                 after={"written": written, "key_id": key_id},

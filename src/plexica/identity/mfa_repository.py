@@ -156,3 +156,19 @@ async def mfa_required(session: AsyncSession, realm: str) -> bool:
         text("SELECT mfa_required FROM platform.realms WHERE name = :r"), {"r": realm}
     )
     return bool(row.scalar())
+
+
+async def sealed_secrets(session: AsyncSession) -> list[dict[str, Any]]:
+    row = await session.execute(
+        text("SELECT user_id AS key, sealed_secret, sealed_with FROM platform.user_totp FOR UPDATE")
+    )
+    return [dict(r) for r in row.mappings()]
+
+
+async def store_sealed(session: AsyncSession, user_id: Any, token: str, key_id: str) -> None:
+    await session.execute(
+        text(
+            "UPDATE platform.user_totp SET sealed_secret = :t, sealed_with = :k WHERE user_id = :u"
+        ),
+        {"u": user_id, "t": token, "k": key_id},
+    )

@@ -384,20 +384,3 @@ async def answer(
     identity = await finish(http, found, login, code, base_url=base_url, realm=realm, local=local)
     user, made = await account(session, realm, found, identity)
     return Answer(dict(login["params"]), found.issuer, user, made)
-
-
-async def verify_ring(session: AsyncSession) -> None:
-    """Raise KeyCustodyError unless the installed ring opens every sealed client secret."""
-    for row in await repo.sealed_secrets(session):
-        custody.ring().open(row["sealed_secret"], row["sealed_with"])
-
-
-async def reseal(session: AsyncSession) -> int:
-    """Seal with the ring's first secret the client secrets sealed with another one."""
-    ring, written = custody.ring(), 0
-    for row in await repo.sealed_secrets(session):
-        if row["sealed_with"] != ring.primary:
-            sealed = ring.seal(ring.open(row["sealed_secret"], row["sealed_with"]))
-            await repo.store_sealed(session, row["realm"], sealed.token, sealed.key_id)
-            written += 1
-    return written

@@ -125,12 +125,12 @@ async def link(session: AsyncSession, user_id: UUID, realm: str, issuer: str, su
 
 async def sealed_secrets(session: AsyncSession) -> list[dict[str, Any]]:
     row = await session.execute(
-        text("SELECT realm, sealed_secret, sealed_with FROM platform.realm_sso FOR UPDATE")
+        text("SELECT realm AS key, sealed_secret, sealed_with FROM platform.realm_sso FOR UPDATE")
     )
     return [dict(r) for r in row.mappings()]
 
 
-async def store_sealed(session: AsyncSession, realm: str, token: str, key_id: str) -> None:
+async def store_sealed(session: AsyncSession, realm: Any, token: str, key_id: str) -> None:
     await session.execute(
         text("UPDATE platform.realm_sso SET sealed_secret = :t, sealed_with = :k WHERE realm = :r"),
         {"r": realm, "t": token, "k": key_id},
