@@ -321,7 +321,7 @@ class KeycloakAdapter(KeycloakAdminClient):
     async def company_sign_in(self, realm: str) -> dict[str, Any] | None:
         """The realm's company identity provider (ADR 0247) as ``SsoProvider`` fields, read
         back from Keycloak (no secret: Keycloak masks it, it is not returned); None without."""
-        path = f"{self._idp_path(realm)}"
+        path = self._idp_path(realm)
         try:
             idp = expect(await self._call("GET", path), 200).json()
         except IdentityNotFoundError:
