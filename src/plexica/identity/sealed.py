@@ -48,4 +48,3 @@ async def reseal(session: AsyncSession) -> int:
                 await store(session, row["key"], again.token, again.key_id)
                 written += 1
     return written
-

@@ -1,28 +1,27 @@
-"""``/v1/sso``: a tenant admin connects the company's OpenID Connect provider to the built-in
-provider (ADR 0246). With Keycloak, its identity brokering is the place: 409."""
+"""``/v1/sso``: a tenant admin connects the company's OpenID Connect provider: to the built-in
+provider (ADR 0246), or with Keycloak as an identity provider of the tenant's realm, Keycloak's
+identity brokering (ADR 0247)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import httpx
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
 from plexica.identity import sso
 from plexica.identity.api import ReadUsers, WriteUsers, _db, _realm_of
+from plexica.identity.keycloak import COMPANY_IDP, KeycloakAdapter
 from plexica.identity.oidc_requests import base_url
 from plexica.identity.schemas import SsoProvider, SsoProviderIn
 from plexica.settings import Settings
 from plexica_sdk.context import Principal
-from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
+from plexica_sdk.errors import NotFoundError, PlexicaError
 
 router = APIRouter(prefix="/v1/sso", tags=["identity"])
-
-
-class SsoManagedByProviderError(ConflictError):
-    code = "sso_managed_by_provider"
-
-    def __init__(self) -> None:
-        super().__init__("company sign-in is set up as identity brokering in Keycloak")
+_SHOWN = {"display_name", "issuer", "client_id", "domains", "default_role", "required"}
 
 
 class ProviderRefusedError(PlexicaError):
@@ -37,20 +36,46 @@ class ProviderRefusedError(PlexicaError):
         )
 
 
-def _tenant_realm(request: Request, admin: Principal) -> str:
-    settings: Settings = request.app.state.settings
-    if settings.keycloak_url is not None:
-        raise SsoManagedByProviderError
+def _local(request: Request) -> bool:
+    return sso.local_allowed(request.app.state.settings)
+
+
+def _tenant_realm(admin: Principal) -> str:
     if admin.tenant_id is None:
         raise NotFoundError("company sign-in is for tenants")
     return _realm_of(admin)
 
 
+def _keycloak(request: Request) -> KeycloakAdapter | None:
+    identity = request.app.state.identity
+    return identity if isinstance(identity, KeycloakAdapter) else None
+
+
+async def _brokered(request: Request, kc: KeycloakAdapter, realm: str) -> SsoProvider | None:
+    """The realm's company identity provider in Keycloak, as the built-in one is shown."""
+    found = await kc.company_sign_in(realm)
+    if found is None:
+        return None
+    settings: Settings = request.app.state.settings
+    stamp = found.pop("updated_at")
+    return SsoProvider(
+        **found,
+        redirect_uri=f"{settings.issuer_base_url}/realms/{realm}/broker/{COMPANY_IDP}/endpoint",
+        updated_at=datetime.fromisoformat(stamp) if stamp else datetime.fromtimestamp(0, UTC),
+    )
+
+
+async def _described(request: Request, realm: str) -> SsoProvider | None:
+    kc = _keycloak(request)
+    if kc is not None:
+        return await _brokered(request, kc, realm)
+    async with _db(request).session() as session:
+        return await sso.describe(session, realm, base_url(request))
+
+
 @router.get("", summary="The tenant's company sign-in provider")
 async def get_provider(request: Request, admin: ReadUsers) -> SsoProvider:
-    realm = _tenant_realm(request, admin)
-    async with _db(request).session() as session:
-        found = await sso.describe(session, realm, base_url(request))
+    found = await _described(request, _tenant_realm(admin))
     if found is None:
         raise NotFoundError("no company sign-in is connected")
     return found
@@ -63,32 +88,76 @@ async def get_provider(request: Request, admin: ReadUsers) -> SsoProvider:
     responses={422: {"description": "The provider cannot be reached or names another issuer"}},
 )
 async def put_provider(request: Request, admin: WriteUsers, body: SsoProviderIn) -> SsoProvider:
-    realm = _tenant_realm(request, admin)
-    async with _db(request).session() as session, httpx.AsyncClient() as http:
-        before = await sso.describe(session, realm, base_url(request))
-        try:
-            await sso.configure(
-                session, http, realm, body, local=sso.local_allowed(request.app.state.settings)
-            )
-        except sso.SsoFailure as exc:
-            field = "client_secret" if exc.status == 422 else "issuer"
-            raise ProviderRefusedError(field, exc.reason) from None
-        after = await sso.describe(session, realm, base_url(request))
-        assert after is not None
-        shown = {"display_name", "issuer", "client_id", "domains", "default_role", "required"}
-        changed = {**after.model_dump(include=shown), "secret_set": body.client_secret is not None}
-        await audit.record(
-            session, admin.actor, "identity.sso.updated", admin.tenant_id, f"realm:{realm}",
-            before=before.model_dump(include=shown) if before else None, after=changed,
-        )  # fmt: skip
+    realm = _tenant_realm(admin)
+    kc = _keycloak(request)
+    if kc is not None:
+        before = await _brokered(request, kc, realm)
+        await _broker(kc, realm, body, before=before, local=_local(request))
+        after = await _brokered(request, kc, realm)
+        async with _db(request).session() as session:
+            await _audit_put(session, admin, realm, body, before=before, after=after)
+    else:
+        async with _db(request).session() as session, httpx.AsyncClient() as http:
+            before = await sso.describe(session, realm, base_url(request))
+            try:
+                await sso.configure(session, http, realm, body, local=_local(request))
+            except sso.SsoFailure as exc:
+                field = "client_secret" if exc.status == 422 else "issuer"
+                raise ProviderRefusedError(field, exc.reason) from None
+            after = await sso.describe(session, realm, base_url(request))
+            await _audit_put(session, admin, realm, body, before=before, after=after)
+    assert after is not None
     return after
+
+
+async def _broker(
+    kc: KeycloakAdapter,
+    realm: str,
+    body: SsoProviderIn,
+    *,
+    before: SsoProvider | None,
+    local: bool,
+) -> None:
+    """The company's provider checked, then set up as the realm's identity provider. The secret
+    Keycloak keeps is kept for the same issuer and client only (never sent elsewhere)."""
+    same = before is not None and (before.issuer, before.client_id) == (body.issuer, body.client_id)
+    if body.client_secret is None and not same:
+        raise ProviderRefusedError("client_secret", "no client secret")
+    async with httpx.AsyncClient() as http:
+        try:
+            meta = await sso.discover(http, body.issuer, local=local)
+        except sso.SsoFailure as exc:
+            raise ProviderRefusedError("issuer", exc.reason) from None
+    await kc.set_company_sign_in(
+        realm, display_name=body.display_name, meta=meta, client_id=body.client_id,
+        client_secret=body.client_secret.get_secret_value() if body.client_secret else None,
+        domains=sorted({d.lower() for d in body.domains}), default_role=body.default_role,
+        required=body.required,
+    )  # fmt: skip
+
+
+async def _audit_put(
+    session: AsyncSession, admin: Principal, realm: str, body: SsoProviderIn, *,
+    before: SsoProvider | None, after: SsoProvider | None,
+) -> None:  # fmt: skip
+    assert after is not None
+    changed = {**after.model_dump(include=_SHOWN), "secret_set": body.client_secret is not None}
+    await audit.record(
+        session, admin.actor, "identity.sso.updated", admin.tenant_id, f"realm:{realm}",
+        before=before.model_dump(include=_SHOWN) if before else None, after=changed,
+    )  # fmt: skip
 
 
 @router.delete("", status_code=204, summary="Disconnect the company provider")
 async def delete_provider(request: Request, admin: WriteUsers) -> Response:
-    realm = _tenant_realm(request, admin)
+    realm = _tenant_realm(admin)
+    kc = _keycloak(request)
     async with _db(request).session() as session:
-        if not await sso.disconnect(session, realm):
+        if kc is not None:
+            removed = await kc.remove_company_sign_in(realm)
+        else:
+            removed = await sso.disconnect(session, realm)
+        if not removed:
             raise NotFoundError("no company sign-in is connected")
         await audit.record(
             session, admin.actor, "identity.sso.removed", admin.tenant_id, f"realm:{realm}"

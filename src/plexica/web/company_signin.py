@@ -34,8 +34,11 @@ def company_signin_routes(app: FastAPI, shell: Shell) -> None:
         if current is not None:
             form |= {k: current[k] for k in (*FIELDS, "required")}
             form["domains"] = ", ".join(current["domains"])
+        # Keycloak's path, where the built-in provider answers too; with Keycloak the alias of
+        # the realm's identity provider (ADR 0247).
+        alias = "company" if shell.settings.keycloak_url is not None else "oidc"
         redirect_uri = (
-            f"{shell.settings.issuer_base_url}/realms/{session.realm}/broker/oidc/endpoint"
+            f"{shell.settings.issuer_base_url}/realms/{session.realm}/broker/{alias}/endpoint"
         )
         return shell.page(
             request, session, "sso.html", status, title="Company sign-in", nav=nav,
