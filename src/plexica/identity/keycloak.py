@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -18,11 +17,12 @@ import httpx
 
 from plexica.identity.adapter import RealmClient, RealmUser
 from plexica.identity.keycloak_admin import (
+    REALM_NAME,
     IdentityConflictError,
-    IdentityInvalidError,
     IdentityNotFoundError,
-    KeycloakAdminClient,
+    check,
     expect,
+    managed,
 )
 from plexica.identity.keycloak_realm import (
     API_AUDIENCE,
@@ -30,21 +30,12 @@ from plexica.identity.keycloak_realm import (
     client_representation,
     realm_representation,
 )
+from plexica.identity.keycloak_signin import KeycloakSignIn
 from plexica.settings import Settings
 from plexica_sdk.errors import ConflictError, PlexicaError
 from plexica_sdk.revocation import Revocation
 
-_REALM = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
-_USER_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-_BUILTIN_ROLES = frozenset({"offline_access", "uma_authorization"})
-_CONFIGURE_TOTP = "CONFIGURE_TOTP"
-# Company sign-in (ADR 0247): the identity provider's alias, its role mapper, Keycloak's mask of
-# a secret, and the platform's own keys in the provider's config.
-COMPANY_IDP = "company"
-_DEFAULT_ROLE_MAPPER = "plexica-default-role"
-_MASKED = "**********"
-_DOMAINS, _REQUIRED, _UPDATED_AT = "plexicaDomains", "plexicaRequired", "plexicaUpdatedAt"
 
 
 class PasswordManagedByProviderError(ConflictError):
@@ -53,17 +44,7 @@ class PasswordManagedByProviderError(ConflictError):
     code = "password_managed_by_provider"
 
 
-def _check(value: str, pattern: re.Pattern[str], what: str) -> str:
-    if not pattern.fullmatch(value):
-        raise IdentityInvalidError(f"invalid {what}", details={what: value[:100]})
-    return value
-
-
-def _managed(role: str) -> bool:
-    return role not in _BUILTIN_ROLES and not role.startswith("default-roles-")
-
-
-class KeycloakAdapter(KeycloakAdminClient):
+class KeycloakAdapter(KeycloakSignIn):
     """``IdentityAdapter`` over Keycloak's Admin REST API (admin token from the master realm)."""
 
     def __init__(
@@ -107,7 +88,7 @@ class KeycloakAdapter(KeycloakAdminClient):
     # -- realms -------------------------------------------------------------------------------
 
     async def create_realm(self, realm: str, tenant_id: UUID | None) -> None:
-        _check(realm, _REALM, "realm")
+        check(realm, REALM_NAME, "realm")
         response = await self._call(
             "POST", "/admin/realms", json=self._realm_representation(realm, tenant_id)
         )
@@ -120,13 +101,13 @@ class KeycloakAdapter(KeycloakAdminClient):
         expect(response, 201)
 
     async def delete_realm(self, realm: str) -> None:
-        _check(realm, _REALM, "realm")
+        check(realm, REALM_NAME, "realm")
         response = await self._call("DELETE", f"/admin/realms/{realm}")
         if response.status_code != 404:
             expect(response, 204)
 
     async def set_realm_enabled(self, realm: str, enabled: bool) -> None:
-        _check(realm, _REALM, "realm")
+        check(realm, REALM_NAME, "realm")
         expect(await self._call("PUT", f"/admin/realms/{realm}", json={"enabled": enabled}), 204)
 
     async def rotate_keys(self, realm: str) -> None:
@@ -163,7 +144,7 @@ class KeycloakAdapter(KeycloakAdminClient):
         *,
         enabled: bool = True,
     ) -> RealmUser:
-        _check(realm, _REALM, "realm")
+        check(realm, REALM_NAME, "realm")
         known = await self._roles(realm, roles)
         user: dict[str, Any] = {
             "username": email.lower(),
@@ -191,7 +172,7 @@ class KeycloakAdapter(KeycloakAdminClient):
             expect(response, 204)
 
     async def list_users(self, realm: str) -> list[RealmUser]:
-        _check(realm, _REALM, "realm")
+        check(realm, REALM_NAME, "realm")
         users = await self._paged(f"/admin/realms/{realm}/users", {"briefRepresentation": "true"})
         held: dict[str, set[str]] = {}
         for role in await self._realm_roles(realm):
@@ -211,7 +192,7 @@ class KeycloakAdapter(KeycloakAdminClient):
         )
 
     async def set_password(self, realm: str, email: str, password: str) -> RealmUser:
-        _check(realm, _REALM, "realm")
+        check(realm, REALM_NAME, "realm")
         found = expect(
             await self._call(
                 "GET", f"/admin/realms/{realm}/users",
@@ -234,7 +215,7 @@ class KeycloakAdapter(KeycloakAdminClient):
         """Refused, never done without the check (ADR 0231): the Admin REST API sets passwords
         but verifies none, and checking one takes the password grant, which no client of ours
         allows. Keycloak's own account console asks for the current password itself."""
-        _check(realm, _REALM, "realm")
+        check(realm, REALM_NAME, "realm")
         raise PasswordManagedByProviderError(
             "Your password is managed by the identity provider (Keycloak): change it in its "
             "account console, which asks for your current password.",
@@ -255,188 +236,13 @@ class KeycloakAdapter(KeycloakAdminClient):
         path = self._user_path(realm, user_id)
         wanted = await self._roles(realm, roles)
         current = expect(await self._call("GET", f"{path}/role-mappings/realm"), 200).json()
-        have = {r["name"] for r in current if _managed(r["name"])}
+        have = {r["name"] for r in current if managed(r["name"])}
         add = [r for r in wanted if r["name"] not in have]
-        remove = [r for r in current if _managed(r["name"]) and r["name"] not in roles]
+        remove = [r for r in current if managed(r["name"]) and r["name"] not in roles]
         if add:
             await self._map_roles("POST", realm, user_id, add)
         if remove:
             await self._map_roles("DELETE", realm, user_id, remove)
-
-    # -- sign-in policy ------------------------------------------------------------------------
-
-    async def set_sign_in_policy(
-        self,
-        realm: str,
-        *,
-        mfa_required: bool,
-        password_min_length: int,
-        session_max_hours: int,
-        session_idle_minutes: int,
-    ) -> None:
-        """A tenant's sign-in policy as its realm's settings (ADR 0245): the password policy's
-        ``length``, the SSO session's maximum and idle lifetimes, and two-step sign-in as the
-        OTP required action. Idempotent: applying it again finishes an interrupted one."""
-        current = await self._realm(realm)
-        kept = [
-            term.strip()
-            for term in str(current.get("passwordPolicy") or "").split(" and ")
-            if term.strip() and not term.strip().startswith("length(")
-        ]
-        settings = {
-            "passwordPolicy": " and ".join([f"length({password_min_length})", *kept]),
-            "ssoSessionMaxLifespan": session_max_hours * 3600,
-            "ssoSessionIdleTimeout": session_idle_minutes * 60,
-        }
-        expect(await self._call("PUT", f"/admin/realms/{realm}", json=settings), 204)
-        await self._require_otp(realm, mfa_required)
-
-    async def _require_otp(self, realm: str, required: bool) -> None:
-        """Keycloak's ``CONFIGURE_TOTP`` as a default action (users created from now on get it,
-        those made through the Admin API included) and pending for every user without an OTP
-        credential; or no longer default and withdrawn where still pending."""
-        path = f"/admin/realms/{realm}/authentication/required-actions/{_CONFIGURE_TOTP}"
-        action = expect(await self._call("GET", path), 200).json()
-        if required:
-            action["enabled"] = True
-        action["defaultAction"] = required
-        expect(await self._call("PUT", path, json=action), 204)
-        users = await self._paged(f"/admin/realms/{realm}/users", {"briefRepresentation": "false"})
-        for user in users:
-            pending = list(user.get("requiredActions") or [])
-            if required == (_CONFIGURE_TOTP in pending):
-                continue
-            user_path = self._user_path(realm, user["id"])
-            if required:
-                credentials = expect(await self._call("GET", f"{user_path}/credentials"), 200)
-                if any(c.get("type") == "otp" for c in credentials.json()):
-                    continue
-                pending.append(_CONFIGURE_TOTP)
-            else:
-                pending.remove(_CONFIGURE_TOTP)
-            expect(await self._call("PUT", user_path, json={"requiredActions": pending}), 204)
-
-    # -- company sign-in -----------------------------------------------------------------------
-
-    async def company_sign_in(self, realm: str) -> dict[str, Any] | None:
-        """The realm's company identity provider (ADR 0247) as ``SsoProvider`` fields, read
-        back from Keycloak (no secret: Keycloak masks it, it is not returned); None without."""
-        path = self._idp_path(realm)
-        try:
-            idp = expect(await self._call("GET", path), 200).json()
-        except IdentityNotFoundError:
-            return None
-        config = idp.get("config") or {}
-        mappers = expect(await self._call("GET", f"{path}/mappers"), 200).json()
-        role = next(
-            (m["config"].get("role") for m in mappers if m.get("name") == _DEFAULT_ROLE_MAPPER),
-            None,
-        )
-        return {
-            "display_name": idp.get("displayName") or COMPANY_IDP,
-            "issuer": config.get("issuer", ""),
-            "client_id": config.get("clientId", ""),
-            "domains": [d for d in config.get(_DOMAINS, "").split(",") if d],
-            "default_role": role or "member",
-            "required": config.get(_REQUIRED) == "true",
-            "updated_at": config.get(_UPDATED_AT),
-        }
-
-    async def set_company_sign_in(
-        self,
-        realm: str,
-        *,
-        display_name: str,
-        meta: dict[str, Any],
-        client_id: str,
-        client_secret: str | None,
-        domains: list[str],
-        default_role: str,
-        required: bool,
-    ) -> None:
-        """Creates or updates the realm's OpenID Connect identity provider ``company`` from the
-        company's checked discovery document ``meta``, and the mapper giving the accounts it
-        makes ``default_role``. ``client_secret`` None keeps the one Keycloak holds (refused
-        when there is none yet). Idempotent: a PUT again finishes an interrupted one."""
-        await self._roles(realm, frozenset({default_role}))  # unknown roles are bad input
-        path = self._idp_path(realm)
-        try:
-            current: dict[str, Any] | None = expect(await self._call("GET", path), 200).json()
-        except IdentityNotFoundError:
-            current = None
-        if client_secret is None and current is None:
-            raise IdentityInvalidError(
-                "enter the client secret", details={"client_secret": "required"}
-            )
-        config = {
-            "issuer": str(meta["issuer"]),
-            "authorizationUrl": str(meta["authorization_endpoint"]),
-            "tokenUrl": str(meta["token_endpoint"]),
-            "jwksUrl": str(meta["jwks_uri"]),
-            "useJwksUrl": "true",
-            "validateSignature": "true",
-            "clientId": client_id,
-            # Keycloak's mask keeps the secret it holds.
-            "clientSecret": client_secret if client_secret is not None else _MASKED,
-            "clientAuthMethod": "client_secret_post",
-            "pkceEnabled": "true",
-            "pkceMethod": "S256",
-            "defaultScope": "openid email",
-            "syncMode": "IMPORT",
-            "updateProfileFirstLoginMode": "off",
-            _DOMAINS: ",".join(domains),
-            _REQUIRED: "true" if required else "false",
-            _UPDATED_AT: datetime.now(UTC).isoformat(),
-        }
-        if meta.get("userinfo_endpoint"):
-            config["userInfoUrl"] = str(meta["userinfo_endpoint"])
-        if meta.get("end_session_endpoint"):
-            config["logoutUrl"] = str(meta["end_session_endpoint"])
-        idp = {
-            "alias": COMPANY_IDP,
-            "providerId": "oidc",
-            "displayName": display_name,
-            "enabled": True,
-            "trustEmail": True,
-            "config": config,
-        }
-        if current is None:
-            created = await self._call(
-                "POST", f"/admin/realms/{realm}/identity-provider/instances", json=idp
-            )
-            expect(created, 201)
-        else:
-            expect(await self._call("PUT", path, json={**current, **idp}), 204)
-        await self._default_role_mapper(realm, default_role)
-
-    async def remove_company_sign_in(self, realm: str) -> bool:
-        """Removes the realm's company identity provider (and its mappers); whether there was
-        one. Accounts it made stay, without their link to the company."""
-        response = await self._call("DELETE", self._idp_path(realm))
-        if response.status_code == 404:
-            return False
-        expect(response, 204)
-        return True
-
-    async def _default_role_mapper(self, realm: str, role: str) -> None:
-        path = f"{self._idp_path(realm)}/mappers"
-        mappers = expect(await self._call("GET", path), 200).json()
-        mapper = {
-            "name": _DEFAULT_ROLE_MAPPER,
-            "identityProviderAlias": COMPANY_IDP,
-            "identityProviderMapper": "oidc-hardcoded-role-idp-mapper",
-            "config": {"role": role, "syncMode": "INHERIT"},
-        }
-        found = next((m for m in mappers if m.get("name") == _DEFAULT_ROLE_MAPPER), None)
-        if found is None:
-            expect(await self._call("POST", path, json=mapper), 201)
-        else:
-            body = {**found, **mapper}
-            expect(await self._call("PUT", f"{path}/{found['id']}", json=body), 204)
-
-    def _idp_path(self, realm: str) -> str:
-        _check(realm, _REALM, "realm")
-        return f"/admin/realms/{realm}/identity-provider/instances/{COMPANY_IDP}"
 
     # -- clients ------------------------------------------------------------------------------
 
@@ -449,8 +255,8 @@ class KeycloakAdapter(KeycloakAdminClient):
         redirect_uris: tuple[str, ...] = (),
         roles: frozenset[str] = frozenset(),
     ) -> RealmClient:
-        _check(realm, _REALM, "realm")
-        _check(client_id, _CLIENT_ID, "client_id")
+        check(realm, REALM_NAME, "realm")
+        check(client_id, _CLIENT_ID, "client_id")
         tenant = (await self._realm(realm)).get("attributes", {}).get(TENANT_ATTRIBUTE)
         known = await self._roles(realm, roles)
         rep = client_representation(client_id, public, redirect_uris, tenant, self.audience)
@@ -492,8 +298,8 @@ class KeycloakAdapter(KeycloakAdminClient):
             expect(response, 204)
 
     async def _client(self, realm: str, client_id: str) -> dict[str, Any]:
-        _check(realm, _REALM, "realm")
-        _check(client_id, _CLIENT_ID, "client_id")
+        check(realm, REALM_NAME, "realm")
+        check(client_id, _CLIENT_ID, "client_id")
         found = expect(
             await self._call(
                 "GET", f"/admin/realms/{realm}/clients", params={"clientId": client_id}
@@ -521,31 +327,9 @@ class KeycloakAdapter(KeycloakAdminClient):
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _user_path(self, realm: str, user_id: str) -> str:
-        _check(realm, _REALM, "realm")
-        _check(user_id, _USER_ID, "user_id")
-        return f"/admin/realms/{realm}/users/{user_id}"
-
-    async def _realm(self, realm: str) -> dict[str, Any]:
-        _check(realm, _REALM, "realm")
-        return dict(expect(await self._call("GET", f"/admin/realms/{realm}"), 200).json())
-
     async def _realm_roles(self, realm: str) -> list[str]:
         roles = expect(await self._call("GET", f"/admin/realms/{realm}/roles"), 200).json()
-        return [r["name"] for r in roles if _managed(r["name"])]
-
-    async def _roles(self, realm: str, names: frozenset[str]) -> list[dict[str, Any]]:
-        """The realm's representations of ``names``; unknown names are bad input."""
-        if not names:
-            return []
-        roles = expect(await self._call("GET", f"/admin/realms/{realm}/roles"), 200).json()
-        by_name = {r["name"]: r for r in roles if _managed(r["name"])}
-        unknown = sorted(names - by_name.keys())
-        if unknown:
-            raise IdentityInvalidError(
-                "unknown role", code="identity_unknown_role", details={"roles": unknown}
-            )
-        return [{"id": by_name[n]["id"], "name": n} for n in sorted(names)]
+        return [r["name"] for r in roles if managed(r["name"])]
 
     async def _map_roles(
         self, method: str, realm: str, user_id: str, roles: list[dict[str, Any]]

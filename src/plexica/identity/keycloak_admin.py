@@ -5,6 +5,7 @@ answers turned into the platform's errors. Transport failures and 5xx answers be
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any, Self
 
@@ -14,6 +15,9 @@ from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError, Unava
 
 _TOKEN_MARGIN_S = 15.0
 _PAGE = 100
+REALM_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_USER_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_BUILTIN_ROLES = frozenset({"offline_access", "uma_authorization"})
 
 
 class IdentityUnavailableError(UnavailableError):
@@ -36,6 +40,16 @@ class IdentityProviderError(PlexicaError):
     """Keycloak answered in a way the adapter does not expect (a bug or a version mismatch)."""
 
     status, code = 502, "identity_error"
+
+
+def check(value: str, pattern: re.Pattern[str], what: str) -> str:
+    if not pattern.fullmatch(value):
+        raise IdentityInvalidError(f"invalid {what}", details={what: value[:100]})
+    return value
+
+
+def managed(role: str) -> bool:
+    return role not in _BUILTIN_ROLES and not role.startswith("default-roles-")
 
 
 class KeycloakAdminClient:
@@ -76,6 +90,28 @@ class KeycloakAdminClient:
             out.extend(batch)
             if len(batch) < _PAGE:
                 return out
+
+    def _user_path(self, realm: str, user_id: str) -> str:
+        check(realm, REALM_NAME, "realm")
+        check(user_id, _USER_ID, "user_id")
+        return f"/admin/realms/{realm}/users/{user_id}"
+
+    async def _realm(self, realm: str) -> dict[str, Any]:
+        check(realm, REALM_NAME, "realm")
+        return dict(expect(await self._call("GET", f"/admin/realms/{realm}"), 200).json())
+
+    async def _roles(self, realm: str, names: frozenset[str]) -> list[dict[str, Any]]:
+        """The realm's representations of ``names``; unknown names are bad input."""
+        if not names:
+            return []
+        roles = expect(await self._call("GET", f"/admin/realms/{realm}/roles"), 200).json()
+        by_name = {r["name"]: r for r in roles if managed(r["name"])}
+        unknown = sorted(names - by_name.keys())
+        if unknown:
+            raise IdentityInvalidError(
+                "unknown role", code="identity_unknown_role", details={"roles": unknown}
+            )
+        return [{"id": by_name[n]["id"], "name": n} for n in sorted(names)]
 
     async def _admin_token(self, *, renew: bool = False) -> str:
         async with self._token_lock:

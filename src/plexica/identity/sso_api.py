@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from plexica.audit import service as audit
 from plexica.identity import sso
 from plexica.identity.api import ReadUsers, WriteUsers, _db, _realm_of
-from plexica.identity.keycloak import COMPANY_IDP, KeycloakAdapter
+from plexica.identity.keycloak import KeycloakAdapter
+from plexica.identity.keycloak_signin import COMPANY_IDP
 from plexica.identity.oidc_requests import base_url
 from plexica.identity.schemas import SsoProvider, SsoProviderIn
 from plexica.settings import Settings

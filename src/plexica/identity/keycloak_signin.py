@@ -1,0 +1,202 @@
+"""The sign-in settings of a tenant's Keycloak realm, through the Admin REST API: its policy
+(two-step sign-in as the OTP required action, password length, session lifetimes; ADR 0245) and
+its company identity provider (identity brokering, ADR 0247)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from plexica.identity.keycloak_admin import (
+    REALM_NAME,
+    IdentityInvalidError,
+    IdentityNotFoundError,
+    KeycloakAdminClient,
+    check,
+    expect,
+)
+
+_CONFIGURE_TOTP = "CONFIGURE_TOTP"
+# Company sign-in (ADR 0247): the identity provider's alias, its role mapper, Keycloak's mask of
+# a secret, and the platform's own keys in the provider's config.
+COMPANY_IDP = "company"
+_DEFAULT_ROLE_MAPPER = "plexica-default-role"
+_MASKED = "**********"
+_DOMAINS, _REQUIRED, _UPDATED_AT = "plexicaDomains", "plexicaRequired", "plexicaUpdatedAt"
+
+
+class KeycloakSignIn(KeycloakAdminClient):
+    # -- sign-in policy ------------------------------------------------------------------------
+
+    async def set_sign_in_policy(
+        self,
+        realm: str,
+        *,
+        mfa_required: bool,
+        password_min_length: int,
+        session_max_hours: int,
+        session_idle_minutes: int,
+    ) -> None:
+        """A tenant's sign-in policy as its realm's settings (ADR 0245): the password policy's
+        ``length``, the SSO session's maximum and idle lifetimes, and two-step sign-in as the
+        OTP required action. Idempotent: applying it again finishes an interrupted one."""
+        current = await self._realm(realm)
+        kept = [
+            term.strip()
+            for term in str(current.get("passwordPolicy") or "").split(" and ")
+            if term.strip() and not term.strip().startswith("length(")
+        ]
+        settings = {
+            "passwordPolicy": " and ".join([f"length({password_min_length})", *kept]),
+            "ssoSessionMaxLifespan": session_max_hours * 3600,
+            "ssoSessionIdleTimeout": session_idle_minutes * 60,
+        }
+        expect(await self._call("PUT", f"/admin/realms/{realm}", json=settings), 204)
+        await self._require_otp(realm, mfa_required)
+
+    async def _require_otp(self, realm: str, required: bool) -> None:
+        """Keycloak's ``CONFIGURE_TOTP`` as a default action (users created from now on get it,
+        those made through the Admin API included) and pending for every user without an OTP
+        credential; or no longer default and withdrawn where still pending."""
+        path = f"/admin/realms/{realm}/authentication/required-actions/{_CONFIGURE_TOTP}"
+        action = expect(await self._call("GET", path), 200).json()
+        if required:
+            action["enabled"] = True
+        action["defaultAction"] = required
+        expect(await self._call("PUT", path, json=action), 204)
+        users = await self._paged(f"/admin/realms/{realm}/users", {"briefRepresentation": "false"})
+        for user in users:
+            pending = list(user.get("requiredActions") or [])
+            if required == (_CONFIGURE_TOTP in pending):
+                continue
+            user_path = self._user_path(realm, user["id"])
+            if required:
+                credentials = expect(await self._call("GET", f"{user_path}/credentials"), 200)
+                if any(c.get("type") == "otp" for c in credentials.json()):
+                    continue
+                pending.append(_CONFIGURE_TOTP)
+            else:
+                pending.remove(_CONFIGURE_TOTP)
+            expect(await self._call("PUT", user_path, json={"requiredActions": pending}), 204)
+
+    # -- company sign-in -----------------------------------------------------------------------
+
+    async def company_sign_in(self, realm: str) -> dict[str, Any] | None:
+        """The realm's company identity provider (ADR 0247) as ``SsoProvider`` fields, read
+        back from Keycloak (no secret: Keycloak masks it, it is not returned); None without."""
+        path = self._idp_path(realm)
+        try:
+            idp = expect(await self._call("GET", path), 200).json()
+        except IdentityNotFoundError:
+            return None
+        config = idp.get("config") or {}
+        mappers = expect(await self._call("GET", f"{path}/mappers"), 200).json()
+        role = next(
+            (m["config"].get("role") for m in mappers if m.get("name") == _DEFAULT_ROLE_MAPPER),
+            None,
+        )
+        return {
+            "display_name": idp.get("displayName") or COMPANY_IDP,
+            "issuer": config.get("issuer", ""),
+            "client_id": config.get("clientId", ""),
+            "domains": [d for d in config.get(_DOMAINS, "").split(",") if d],
+            "default_role": role or "member",
+            "required": config.get(_REQUIRED) == "true",
+            "updated_at": config.get(_UPDATED_AT),
+        }
+
+    async def set_company_sign_in(
+        self,
+        realm: str,
+        *,
+        display_name: str,
+        meta: dict[str, Any],
+        client_id: str,
+        client_secret: str | None,
+        domains: list[str],
+        default_role: str,
+        required: bool,
+    ) -> None:
+        """Creates or updates the realm's OpenID Connect identity provider ``company`` from the
+        company's checked discovery document ``meta``, and the mapper giving the accounts it
+        makes ``default_role``. ``client_secret`` None keeps the one Keycloak holds (refused
+        when there is none yet). Idempotent: a PUT again finishes an interrupted one."""
+        await self._roles(realm, frozenset({default_role}))  # unknown roles are bad input
+        path = self._idp_path(realm)
+        try:
+            current: dict[str, Any] | None = expect(await self._call("GET", path), 200).json()
+        except IdentityNotFoundError:
+            current = None
+        if client_secret is None and current is None:
+            raise IdentityInvalidError(
+                "enter the client secret", details={"client_secret": "required"}
+            )
+        config = {
+            "issuer": str(meta["issuer"]),
+            "authorizationUrl": str(meta["authorization_endpoint"]),
+            "tokenUrl": str(meta["token_endpoint"]),
+            "jwksUrl": str(meta["jwks_uri"]),
+            "useJwksUrl": "true",
+            "validateSignature": "true",
+            "clientId": client_id,
+            # Keycloak's mask keeps the secret it holds.
+            "clientSecret": client_secret if client_secret is not None else _MASKED,
+            "clientAuthMethod": "client_secret_post",
+            "pkceEnabled": "true",
+            "pkceMethod": "S256",
+            "defaultScope": "openid email",
+            "syncMode": "IMPORT",
+            "updateProfileFirstLoginMode": "off",
+            _DOMAINS: ",".join(domains),
+            _REQUIRED: "true" if required else "false",
+            _UPDATED_AT: datetime.now(UTC).isoformat(),
+        }
+        if meta.get("userinfo_endpoint"):
+            config["userInfoUrl"] = str(meta["userinfo_endpoint"])
+        if meta.get("end_session_endpoint"):
+            config["logoutUrl"] = str(meta["end_session_endpoint"])
+        idp = {
+            "alias": COMPANY_IDP,
+            "providerId": "oidc",
+            "displayName": display_name,
+            "enabled": True,
+            "trustEmail": True,
+            "config": config,
+        }
+        if current is None:
+            created = await self._call(
+                "POST", f"/admin/realms/{realm}/identity-provider/instances", json=idp
+            )
+            expect(created, 201)
+        else:
+            expect(await self._call("PUT", path, json={**current, **idp}), 204)
+        await self._default_role_mapper(realm, default_role)
+
+    async def remove_company_sign_in(self, realm: str) -> bool:
+        """Removes the realm's company identity provider (and its mappers); whether there was
+        one. Accounts it made stay, without their link to the company."""
+        response = await self._call("DELETE", self._idp_path(realm))
+        if response.status_code == 404:
+            return False
+        expect(response, 204)
+        return True
+
+    async def _default_role_mapper(self, realm: str, role: str) -> None:
+        path = f"{self._idp_path(realm)}/mappers"
+        mappers = expect(await self._call("GET", path), 200).json()
+        mapper = {
+            "name": _DEFAULT_ROLE_MAPPER,
+            "identityProviderAlias": COMPANY_IDP,
+            "identityProviderMapper": "oidc-hardcoded-role-idp-mapper",
+            "config": {"role": role, "syncMode": "INHERIT"},
+        }
+        found = next((m for m in mappers if m.get("name") == _DEFAULT_ROLE_MAPPER), None)
+        if found is None:
+            expect(await self._call("POST", path, json=mapper), 201)
+        else:
+            body = {**found, **mapper}
+            expect(await self._call("PUT", f"{path}/{found['id']}", json=body), 204)
+
+    def _idp_path(self, realm: str) -> str:
+        check(realm, REALM_NAME, "realm")
+        return f"/admin/realms/{realm}/identity-provider/instances/{COMPANY_IDP}"
