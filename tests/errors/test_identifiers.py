@@ -16,8 +16,9 @@ from plexica.kit.db import Database
 from plexica.kit.provisioning import SLUG_MAX, TenantRef
 from plexica.settings import Settings
 from plexica.tenants import repository as tenants_repo
+from plexica.tenants.errors import ProvisioningFailedError
 from plexica.tenants.schemas import State, TenantCreate
-from plexica.tenants.service import ProvisioningFailedError, TenantService
+from plexica.tenants.service import TenantService
 from tests.conftest import error_of, running
 from tests.support.tokens import StaticIssuers
 from tests.tenants.conftest import RecordingStep

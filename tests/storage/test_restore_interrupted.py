@@ -23,9 +23,10 @@ from plexica.plugins.service import HttpReadinessProbe, Installer
 from plexica.settings import Settings
 from plexica.storage.provisioning import BucketStep
 from plexica.storage.s3 import S3Store
+from plexica.tenants.errors import IllegalTransitionError, TenantNotFoundError
 from plexica.tenants.reconciler import Reconciler
 from plexica.tenants.schemas import State, StepStatus, TenantCreate
-from plexica.tenants.service import IllegalTransitionError, TenantNotFoundError, TenantService
+from plexica.tenants.service import TenantService
 from tests.storage.conftest import new_slug
 
 OBJECTS = 400

@@ -7,13 +7,13 @@ import pytest
 from plexica.events.service import publish
 from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
-from plexica.tenants.schemas import Phase, State, StepStatus, TenantCreate
-from plexica.tenants.service import (
+from plexica.tenants.errors import (
     DeletionIncompleteError,
     IllegalTransitionError,
     TenantNotFoundError,
-    TenantService,
 )
+from plexica.tenants.schemas import Phase, State, StepStatus, TenantCreate
+from plexica.tenants.service import TenantService
 from tests.tenants.conftest import RecordingStep, new_slug, outbox_types, schema_exists
 
 

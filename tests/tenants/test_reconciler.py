@@ -9,9 +9,10 @@ import pytest
 
 from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
+from plexica.tenants.errors import DeletionIncompleteError
 from plexica.tenants.reconciler import Reconciler
 from plexica.tenants.schemas import State, TenantCreate
-from plexica.tenants.service import DeletionIncompleteError, TenantService
+from plexica.tenants.service import TenantService
 from tests.tenants.conftest import RecordingStep, new_slug, schema_exists
 
 

@@ -9,12 +9,9 @@ from sqlalchemy import text
 
 from plexica.kit.db import Database
 from plexica.kit.migrate import heads
+from plexica.tenants.errors import ProvisioningFailedError, TenantExistsError
 from plexica.tenants.schemas import State, StepStatus, TenantCreate
-from plexica.tenants.service import (
-    ProvisioningFailedError,
-    TenantExistsError,
-    TenantService,
-)
+from plexica.tenants.service import TenantService
 from tests.tenants.conftest import RecordingStep, new_slug, outbox_types, schema_exists
 
 

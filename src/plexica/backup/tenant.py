@@ -38,13 +38,9 @@ from plexica.storage.provisioning import BucketStep
 from plexica.storage.service import Scope, StorageService
 from plexica.storage.store import ObjectStore
 from plexica.tenants import saga
+from plexica.tenants.errors import TenantExistsError, TenantNotFoundError
 from plexica.tenants.schemas import State, TenantCreate, validate_slug
-from plexica.tenants.service import (
-    RESTORE_STEP,
-    TenantExistsError,
-    TenantNotFoundError,
-    TenantService,
-)
+from plexica.tenants.service import RESTORE_STEP, TenantService
 from plexica_sdk.errors import ConflictError
 
 

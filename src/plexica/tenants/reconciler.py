@@ -22,8 +22,9 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.exc import SQLAlchemyError
 
 from plexica.tenants import repository
+from plexica.tenants.errors import TenantBusyError
 from plexica.tenants.schemas import State
-from plexica.tenants.service import TenantBusyError, TenantService
+from plexica.tenants.service import TenantService
 
 log = structlog.get_logger("plexica.tenants.reconciler")
 

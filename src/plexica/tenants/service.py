@@ -19,11 +19,18 @@ import structlog
 from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.audit import service as audit
 from plexica.kit.db import Database
 from plexica.kit.provisioning import ProvisioningStep, SuspendableStep, TenantRef
-from plexica.tenants import events, repository, saga
+from plexica.tenants import events, lifecycle_audit, repository, saga
 from plexica.tenants.cache import TenantCache
+from plexica.tenants.errors import (
+    DeletionIncompleteError,
+    IllegalTransitionError,
+    ProvisioningFailedError,
+    TenantBusyError,
+    TenantExistsError,
+    TenantNotFoundError,
+)
 from plexica.tenants.schemas import (
     TRANSITIONS,
     Phase,
@@ -38,7 +45,7 @@ from plexica.tenants.schemas import (
     validate_slug,
 )
 from plexica.tenants.settings import TenantSettings
-from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
+from plexica_sdk.errors import PlexicaError
 
 PLATFORM = "platform"  # the actor of the CLI, the reconciler and restores
 log = structlog.get_logger("plexica.tenants")
@@ -56,30 +63,6 @@ DRAIN_SECONDS = 20.0
 SAGA_CONCURRENCY = 4
 # The first step of a restore: a tenant planned with it is a restore, never provisioned afresh.
 RESTORE_STEP = "restore_schema"
-
-
-class TenantNotFoundError(NotFoundError):
-    code = "tenant_not_found"
-
-
-class TenantExistsError(ConflictError):
-    code = "tenant_exists"
-
-
-class IllegalTransitionError(ConflictError):
-    code = "illegal_transition"
-
-
-class TenantBusyError(ConflictError):
-    code = "tenant_busy"
-
-
-class ProvisioningFailedError(PlexicaError):
-    status, code = 502, "provisioning_failed"
-
-
-class DeletionIncompleteError(PlexicaError):
-    status, code = 502, "deletion_incomplete"
 
 
 def _check(tenant: Tenant, to: State) -> None:
@@ -214,9 +197,8 @@ class TenantService(TenantSettings):
                     session, tenant_id, slug, name, admin_email, reason=reason
                 )
                 await repository.plan_steps(session, tenant.id, Phase.PROVISION, names)
-                await _audit(session, actor, "tenant.created", tenant,
-                             after={"slug": slug, "name": name, "admin_email": admin_email,
-                                    "reason": reason})  # fmt: skip
+                made = {"slug": slug, "name": name, "admin_email": admin_email, "reason": reason}
+                await lifecycle_audit.record(session, actor, "tenant.created", tenant, after=made)
         except repository.SlugTakenError:
             raise TenantExistsError(
                 f"a tenant with the slug {slug!r} already exists", details={"slug": slug}
@@ -390,7 +372,7 @@ class TenantService(TenantSettings):
                 session, tenant.id, Phase.PROVISION, [s.name for s in self.steps]
             )
             await repository.reset_steps(session, tenant.id, Phase.PROVISION)
-            await _audit(session, actor, "tenant.provisioning_retried", tenant)
+            await lifecycle_audit.record(session, actor, "tenant.provisioning_retried", tenant)
         return tenant
 
     async def _provision(
@@ -439,7 +421,9 @@ class TenantService(TenantSettings):
                 changed = await repository.set_state(session, tenant.id, tenant.state, to)
                 await events.emit(session, event, changed)
                 action = "tenant.suspended" if suspend else "tenant.reactivated"
-                await _audit(session, actor, action, changed, before={"state": tenant.state.value})
+                await lifecycle_audit.record(
+                    session, actor, action, changed, before={"state": tenant.state.value}
+                )
                 # Inside the transaction: a provider that fails keeps the tenant as it was.
                 for step in self.steps:
                     if isinstance(step, SuspendableStep):
@@ -478,7 +462,7 @@ class TenantService(TenantSettings):
                     session, tenant.id, tenant.state, State.PENDING_DELETION
                 )
                 await repository.plan_steps(session, tenant.id, Phase.DELETE, names)
-                await _audit(session, actor, "tenant.deletion_started", tenant,
+                await lifecycle_audit.record(session, actor, "tenant.deletion_started", tenant,
                              before={"state": before})  # fmt: skip
             done = {
                 s.name
@@ -500,24 +484,10 @@ class TenantService(TenantSettings):
                 session, tenant.id, State.PENDING_DELETION, State.DELETED
             )
             await events.emit(session, events.DELETED, deleted)
-            await _audit(session, actor, "tenant.deleted", deleted)
+            await lifecycle_audit.record(session, actor, "tenant.deleted", deleted)
         await self.cache.invalidate(tenant.id)
         log.info("tenant_deleted", tenant_id=str(tenant.id), slug=tenant.slug)
         return deleted
-
-
-async def _audit(
-    session: AsyncSession,
-    actor: str,
-    action: str,
-    tenant: Tenant,
-    *,
-    before: dict[str, object] | None = None,
-    after: dict[str, object] | None = None,
-) -> None:
-    """A lifecycle step in the audit log, in the transaction that makes it (issue 23)."""
-    after = after if after is not None else {"state": tenant.state.value}
-    await audit.record(session, actor, action, tenant.id, f"tenant:{tenant.slug}", before, after)
 
 
 async def all_tenants(session: AsyncSession) -> list[Tenant]:
