@@ -182,6 +182,11 @@ async def test_a_company_user_signs_in_through_the_company_and_gets_an_account(
     assert shown["redirect_uri"] == f"{live.issuer(tenant.realm)}/broker/oidc/endpoint"
     assert shown["default_role"] == "member"
 
+    # The sign-in page offers the company, also when shown again after a wrong password.
+    wrong = await _to_company(http, _sign_in(live, tenant), tenant.admin_email, "not-it")
+    assert wrong.status_code == 401
+    assert "Sign in with Company login" in wrong.text
+
     email = f"alice@{company.domain}"
     idp_password = await company.person(email)
     start = _sign_in(live, tenant)

@@ -222,6 +222,7 @@ class _SignIn:
             return login_form(
                 self.realm, self.params, self.csrf, email=email, error=error, status=status,
                 secure=_https(self.request),
+                company=await sso.display_name(self.session, self.realm),
             )  # fmt: skip
 
         return again
