@@ -49,6 +49,12 @@ BIN = Path(sys.executable).parent
 # The processes that serve log in as the runtime role, never the owner (ADR 0215).
 RUNTIME_ROLE = "plexica_runtime"
 SERVING = frozenset({"core", "worker", "web"})
+# Settings that are the platform's alone: a plugin process never holds them.
+PLATFORM_ONLY = (
+    "PLEXICA_REDIS_URL", "PLEXICA_KAFKA_USERNAME", "PLEXICA_KAFKA_PASSWORD",
+    "PLEXICA_KEY_ENCRYPTION_KEY", "PLEXICA_WEB_SECRET", "PLEXICA_KEYCLOAK_ADMIN_PASSWORD",
+    "PLEXICA_STORAGE_ACCESS_KEY", "PLEXICA_STORAGE_SECRET_KEY", "PLEXICA_RUNTIME_DATABASE_URL",
+)  # fmt: skip
 
 
 BACKOFF_FIRST, BACKOFF_MAX, STABLE_SECONDS = 1.0, 30.0, 60.0
@@ -267,6 +273,11 @@ class LocalTopology:
             # Issuers under the public URL, their keys from the core itself (ADR 0244).
             env["PLEXICA_PLUGIN_CORE_URL"] = f"http://127.0.0.1:{self.ports['core']}"
         env.update(self.extra_env)
+        if slug is not None:
+            # What --env gives every service stops short of plugins when it is the platform's
+            # own (ADR 0210, 0218): they get their broker principal below, never the platform's.
+            for key in PLATFORM_ONLY:
+                env.pop(key, None)
         kafka = self.plugin_kafka.get(slug) if slug else None
         if kafka is not None:
             # Its own principal, never the platform's (ADR 0218).

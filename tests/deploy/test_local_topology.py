@@ -115,6 +115,20 @@ def test_extra_settings_reach_every_service(tmp_path: Path) -> None:
     assert env["PLEXICA_PORT"] == "3000"
 
 
+def test_the_platforms_own_settings_never_reach_a_plugin(tmp_path: Path) -> None:
+    given = {
+        "PLEXICA_KAFKA_BROKERS": "127.0.0.1:9092", "PLEXICA_KAFKA_USERNAME": "plexica",
+        "PLEXICA_KAFKA_PASSWORD": "the-platforms", "PLEXICA_STORAGE_SECRET_KEY": "root",
+    }  # fmt: skip
+    topology = LocalTopology(tmp_path, plugins=["crm"], extra_env=given)
+    core, plugin = topology.env("core", 3000), topology.env("plugin-crm", 3001)
+    assert core["PLEXICA_KAFKA_PASSWORD"] == "the-platforms"
+    assert plugin["PLEXICA_KAFKA_BROKERS"] == "127.0.0.1:9092"
+    for key in ("PLEXICA_KAFKA_USERNAME", "PLEXICA_KAFKA_PASSWORD", "PLEXICA_REDIS_URL",
+                "PLEXICA_STORAGE_SECRET_KEY", "PLEXICA_KEY_ENCRYPTION_KEY"):  # fmt: skip
+        assert key not in plugin, key
+
+
 def test_gateway_config_routes_every_installed_plugin(tmp_path: Path) -> None:
     topology = LocalTopology(tmp_path, plugins=["crm", "inventory"])
     topology.ports = {"core": 1234, "web": 1235, "plugin-crm": 1236, "plugin-inventory": 1237}
