@@ -34,7 +34,11 @@ from tests.identity.conftest import (
     provision,
     set_password,
 )
-from tests.keycloak.conftest import keycloak  # noqa: F401 - the fixture
+from tests.keycloak.conftest import (  # noqa: F401 - the fixture
+    company_person,
+    company_realm,
+    keycloak,
+)
 
 _KC_FORM = re.compile(r'<form[^>]*id="kc-form-login"[^>]*action="([^"]+)"')
 
@@ -49,15 +53,7 @@ class Company:
     kc: KeycloakAdapter
 
     async def person(self, email: str) -> str:
-        password = secrets.token_urlsafe(16)
-        person = {
-            "username": email, "email": email, "emailVerified": True, "enabled": True,
-            "firstName": "Pat", "lastName": "Doe",
-            "credentials": [{"type": "password", "value": password, "temporary": False}],
-        }  # fmt: skip
-        made = await self.kc._call("POST", f"/admin/realms/{self.realm}/users", json=person)
-        assert made.status_code == 201, made.text
-        return password
+        return await company_person(self.kc, self.realm, email)
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +61,7 @@ async def company(keycloak: dict[str, Any]) -> AsyncIterator[Company]:  # noqa: 
     """The company's own provider: a Keycloak realm whose client sends people back to any
     loopback address (the test's core listens on a free port)."""
     kc = KeycloakAdapter(keycloak["url"], keycloak["admin_user"], keycloak["admin_password"])
-    realm, secret = f"company-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(24)
-    made = await kc._call("POST", "/admin/realms", json={"realm": realm, "enabled": True})
-    assert made.status_code == 201, made.text
-    client = {
-        "clientId": "plexica", "secret": secret, "publicClient": False,
-        "standardFlowEnabled": True, "directAccessGrantsEnabled": False,
-        "redirectUris": ["http://127.0.0.1:*"],
-    }  # fmt: skip
-    made = await kc._call("POST", f"/admin/realms/{realm}/clients", json=client)
-    assert made.status_code == 201, made.text
+    realm, secret = await company_realm(kc, "http://127.0.0.1:*")
     yield Company(
         f"{keycloak['url']}/realms/{realm}", realm, "plexica", secret, f"{realm}.example", kc
     )

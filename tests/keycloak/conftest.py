@@ -177,3 +177,32 @@ async def operator_realm_made(kc: KeycloakAdapter) -> None:
         except IdentityNotFoundError:
             assert time.monotonic() < deadline, "no operator realm in Keycloak"
             await asyncio.sleep(0.2)
+
+
+async def company_realm(kc: KeycloakAdapter, redirect_uri: str) -> tuple[str, str]:
+    """A company's own provider (company sign-in, ADR 0246/0247): a realm with a confidential
+    client ``plexica`` that sends people back to ``redirect_uri``. Its realm and client secret."""
+    realm, secret = f"company-{uuid4().hex[:8]}", secrets.token_urlsafe(24)
+    made = await kc._call("POST", "/admin/realms", json={"realm": realm, "enabled": True})
+    assert made.status_code == 201, made.text
+    client = {
+        "clientId": "plexica", "secret": secret, "publicClient": False,
+        "standardFlowEnabled": True, "directAccessGrantsEnabled": False,
+        "redirectUris": [redirect_uri],
+    }  # fmt: skip
+    made = await kc._call("POST", f"/admin/realms/{realm}/clients", json=client)
+    assert made.status_code == 201, made.text
+    return realm, secret
+
+
+async def company_person(kc: KeycloakAdapter, realm: str, email: str) -> str:
+    """A person of the company's realm with a verified e-mail: their password."""
+    password = secrets.token_urlsafe(16)
+    person = {
+        "username": email, "email": email, "emailVerified": True, "enabled": True,
+        "firstName": "Pat", "lastName": "Doe",
+        "credentials": [{"type": "password", "value": password, "temporary": False}],
+    }  # fmt: skip
+    made = await kc._call("POST", f"/admin/realms/{realm}/users", json=person)
+    assert made.status_code == 201, made.text
+    return password

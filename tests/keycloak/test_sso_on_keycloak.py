@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 import re
 import secrets
-import uuid
 from http.cookiejar import Cookie
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -19,7 +18,13 @@ import httpx
 from plexica.identity.keycloak import KeycloakAdapter
 from plexica.identity.service import CLI_CLIENT, CLI_REDIRECT
 from tests.keycloak import test_platform_on_keycloak as base
-from tests.keycloak.conftest import _FORM_ACTION, browser_login, pkce_pair
+from tests.keycloak.conftest import (
+    _FORM_ACTION,
+    browser_login,
+    company_person,
+    company_realm,
+    pkce_pair,
+)
 
 platform = base.platform  # the core in Keycloak mode, one per module
 SSO = "/v1/sso"
@@ -104,34 +109,6 @@ async def _company_sign_in(issuer: str, email: str, password: str) -> dict[str, 
         return dict(tokens.json())
 
 
-async def _company(kc: KeycloakAdapter, redirect_uri: str) -> tuple[str, str]:
-    """The company's provider: a realm with a confidential client that sends people back to the
-    tenant realm's broker endpoint. Its realm and client secret."""
-    realm, secret = f"company-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(24)
-    made = await kc._call("POST", "/admin/realms", json={"realm": realm, "enabled": True})
-    assert made.status_code == 201, made.text
-    client = {
-        "clientId": "plexica", "secret": secret, "publicClient": False,
-        "standardFlowEnabled": True, "directAccessGrantsEnabled": False,
-        "redirectUris": [redirect_uri],
-    }  # fmt: skip
-    made = await kc._call("POST", f"/admin/realms/{realm}/clients", json=client)
-    assert made.status_code == 201, made.text
-    return realm, secret
-
-
-async def _person(kc: KeycloakAdapter, realm: str, email: str) -> str:
-    password = secrets.token_urlsafe(16)
-    person = {
-        "username": email, "email": email, "emailVerified": True, "enabled": True,
-        "firstName": "Pat", "lastName": "Doe",
-        "credentials": [{"type": "password", "value": password, "temporary": False}],
-    }  # fmt: skip
-    made = await kc._call("POST", f"/admin/realms/{realm}/users", json=person)
-    assert made.status_code == 201, made.text
-    return password
-
-
 async def _audit(api: httpx.AsyncClient, admin: dict[str, str], action: str) -> list[Any]:
     found = await api.get("/v1/audit", headers=admin, params={"action": action})
     assert found.status_code == 200, found.text
@@ -154,7 +131,7 @@ async def test_a_company_person_signs_in_through_the_tenant_realms_identity_prov
     member = base.bearer(member_tokens["access_token"])
     api = platform.http
     redirect_uri = f"{keycloak['url']}/realms/{realm}/broker/company/endpoint"
-    company, secret = await _company(kc, redirect_uri)
+    company, secret = await company_realm(kc, redirect_uri)
     body = {
         "display_name": "Acme", "issuer": f"{keycloak['url']}/realms/{company}",
         "client_id": "plexica", "client_secret": secret, "domains": [f"{company}.example"],
@@ -204,7 +181,7 @@ async def test_a_company_person_signs_in_through_the_tenant_realms_identity_prov
 
     # A person of the company signs in with the company button: an account with the default role.
     person = f"pat@{company}.example"
-    tokens = await _company_sign_in(issuer, person, await _person(kc, company, person))
+    tokens = await _company_sign_in(issuer, person, await company_person(kc, company, person))
     me = await api.get("/v1/me", headers=base.bearer(tokens["access_token"]))
     assert me.status_code == 200, me.text
     assert me.json()["email"] == person
@@ -220,7 +197,7 @@ async def test_a_company_person_signs_in_through_the_tenant_realms_identity_prov
     assert renamed.status_code == 200, renamed.text
     assert renamed.json()["display_name"] == "Acme Inc."
     other = f"sam@{company}.example"
-    assert await _company_sign_in(issuer, other, await _person(kc, company, other))
+    assert await _company_sign_in(issuer, other, await company_person(kc, company, other))
 
     entries = await _audit(api, admin, "identity.sso.updated")
     assert len(entries) == 2
