@@ -243,6 +243,20 @@ async def test_bad_configurations_and_answers_are_refused_and_make_no_account(
     assert bad.status_code == 422
     nul = await _connect(http, live, admin, company, display_name="Acme\x00")
     assert nul.status_code == 422
+    # Each protocol takes its own fields; SAML is Keycloak's brokering (ADR 0248).
+    saml = "https://login.example.com/saml/metadata?app=1"
+    for more, field in (
+        ({"metadata_url": saml}, "metadata_url"),
+        ({"issuer": None}, "issuer"),
+        ({"protocol": "saml", "metadata_url": saml}, "issuer"),
+        ({"protocol": "saml", "issuer": None, "client_id": None, "client_secret": None},
+         "metadata_url"),
+        ({"protocol": "saml", "issuer": None, "client_id": None, "client_secret": None,
+          "metadata_url": saml}, "protocol"),
+    ):  # fmt: skip
+        refused = await _connect(http, live, admin, company, **more)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["details"][0]["loc"][-1] == field, refused.text
 
     # A wrong client secret shows only at sign-in: a clear page, the reason in the audit log.
     wrong = await _connect(http, live, admin, company, client_secret="not-the-secret")

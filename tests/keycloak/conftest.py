@@ -195,6 +195,26 @@ async def company_realm(kc: KeycloakAdapter, redirect_uri: str) -> tuple[str, st
     return realm, secret
 
 
+async def company_saml_realm(kc: KeycloakAdapter, entity_id: str, acs_url: str) -> str:
+    """A company's own SAML 2.0 provider (ADR 0248): a realm with a SAML client for the service
+    provider ``entity_id`` that signs its answers and names people by e-mail address. Its realm
+    (metadata at ``/realms/<realm>/protocol/saml/descriptor``)."""
+    realm = f"company-{uuid4().hex[:8]}"
+    made = await kc._call("POST", "/admin/realms", json={"realm": realm, "enabled": True})
+    assert made.status_code == 201, made.text
+    client = {
+        "clientId": entity_id, "protocol": "saml", "redirectUris": [acs_url],
+        "attributes": {
+            "saml_name_id_format": "email", "saml.force.name.id.format": "true",
+            "saml.server.signature": "true", "saml.client.signature": "false",
+            "saml_assertion_consumer_url_post": acs_url, "saml.authnstatement": "true",
+        },
+    }  # fmt: skip
+    made = await kc._call("POST", f"/admin/realms/{realm}/clients", json=client)
+    assert made.status_code == 201, made.text
+    return realm
+
+
 async def company_person(kc: KeycloakAdapter, realm: str, email: str) -> str:
     """A person of the company's realm with a verified e-mail: their password."""
     password = secrets.token_urlsafe(16)

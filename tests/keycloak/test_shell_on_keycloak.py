@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Page, expect
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
@@ -19,7 +19,7 @@ from plexica.cli.main import app as cli
 from plexica.identity.client import password_login
 from plexica.identity.keycloak import KeycloakAdapter
 from plexica.identity.service import OPERATOR_REALM
-from tests.keycloak.conftest import operator_realm_made
+from tests.keycloak.conftest import company_person, company_saml_realm, operator_realm_made
 from tests.web.conftest import Site, chromium, serve_site  # noqa: F401 - the fixture
 from tests.web.test_browser import provider_login
 
@@ -47,13 +47,10 @@ def _token(site: Site, keycloak: dict[str, Any], email: str, password: str, *ten
     return issued.stdout.strip().splitlines()[-1]
 
 
-async def test_a_tenant_signs_in_and_out_through_keycloak_in_chromium(
-    chromium: Browser,  # noqa: F811 - the fixture
-    kc_site: Site,
-    kc: KeycloakAdapter,
-    keycloak: dict[str, Any],
-) -> None:
-    site = kc_site
+async def _tenant(
+    site: Site, kc: KeycloakAdapter, keycloak: dict[str, Any]
+) -> tuple[str, str, str, str]:
+    """A tenant an operator makes through the site's API: its slug, realm, admin and password."""
     await operator_realm_made(kc)
     ops_email, ops_password = f"ops-{secrets.token_hex(4)}@example.com", secrets.token_urlsafe(16)
     await kc.create_user(OPERATOR_REALM, ops_email, ops_password, frozenset({"super_admin"}))
@@ -66,29 +63,44 @@ async def test_a_tenant_signs_in_and_out_through_keycloak_in_chromium(
         made = await api.post(
             "/v1/tenants", headers=op, json={"slug": slug, "name": "KW", "admin_email": admin_email}
         )
-        assert made.status_code == 201, made.text
-        assert made.json()["state"] == "active", made.text
-        admin_password, user_password = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-        await kc.set_password(realm, admin_email, admin_password)
-        user_email = f"user@{slug}.example"
+    assert made.status_code == 201, made.text
+    assert made.json()["state"] == "active", made.text
+    admin_password = secrets.token_urlsafe(16)
+    await kc.set_password(realm, admin_email, admin_password)
+    return slug, realm, admin_email, admin_password
+
+
+async def _sign_in(page: Page, site: Site, slug: str) -> None:
+    """To the tenant's sign-in page at Keycloak, from the shell's."""
+    await page.goto(site.url + "/login")
+    await page.get_by_label("Organisation (tenant slug)").fill(slug)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("input[name=username]")).to_be_visible()
+
+
+async def test_a_tenant_signs_in_and_out_through_keycloak_in_chromium(
+    chromium: Browser,  # noqa: F811 - the fixture
+    kc_site: Site,
+    kc: KeycloakAdapter,
+    keycloak: dict[str, Any],
+) -> None:
+    site = kc_site
+    slug, realm, admin_email, admin_password = await _tenant(site, kc, keycloak)
+    async with httpx.AsyncClient(base_url=site.url + "/api/core", timeout=60) as api:
+        user_email, user_password = f"user@{slug}.example", secrets.token_urlsafe(16)
         user = await kc.create_user(realm, user_email, user_password, frozenset({"member"}))
 
         admin_context, user_context = await chromium.new_context(), await chromium.new_context()
         page = await admin_context.new_page()
-        await page.goto(site.url + "/login")
-        await page.get_by_label("Organisation (tenant slug)").fill(slug)
-        await page.keyboard.press("Enter")
+        await _sign_in(page, site, slug)
         # Keycloak's own sign-in page, at Keycloak's address.
-        await expect(page.locator("input[name=username]")).to_be_visible()
         assert page.url.startswith(f"{keycloak['url']}/realms/{realm}/"), page.url
         await provider_login(page, admin_email, admin_password)
         await page.wait_for_url(f"{site.url}/t**")
         await expect(page.get_by_role("link", name="Users")).to_be_visible()
 
         member = await user_context.new_page()
-        await member.goto(site.url + "/login")
-        await member.get_by_label("Organisation (tenant slug)").fill(slug)
-        await member.keyboard.press("Enter")
+        await _sign_in(member, site, slug)
         await provider_login(member, user_email, user_password)
         await member.wait_for_url(f"{site.url}/t**")
 
@@ -108,3 +120,60 @@ async def test_a_tenant_signs_in_and_out_through_keycloak_in_chromium(
         assert page.url.startswith(keycloak["url"]), page.url
         await admin_context.close()
         await user_context.close()
+
+
+async def test_a_company_signs_in_through_its_saml_provider_in_chromium(
+    chromium: Browser,  # noqa: F811 - the fixture
+    kc_site: Site,
+    kc: KeycloakAdapter,
+    keycloak: dict[str, Any],
+) -> None:
+    """SAML company sign-in (ADR 0248): the tenant admin connects the company's SAML provider
+    (another realm) on the Company sign-in page; a person of the company signs in with its
+    button and gets an account with the default role; a URL without metadata is refused."""
+    site = kc_site
+    slug, realm, admin_email, admin_password = await _tenant(site, kc, keycloak)
+    entity_id = f"{keycloak['url']}/realms/{realm}"
+    company = await company_saml_realm(kc, entity_id, f"{entity_id}/broker/company/endpoint")
+    metadata_url = f"{keycloak['url']}/realms/{company}/protocol/saml/descriptor"
+
+    admin_context = await chromium.new_context()
+    page = await admin_context.new_page()
+    await _sign_in(page, site, slug)
+    await provider_login(page, admin_email, admin_password)
+    await page.wait_for_url(f"{site.url}/t**")
+    await page.goto(site.url + "/t/admin/sso")
+    await expect(page.locator("#sso-entity-id")).to_have_text(entity_id)
+    await page.get_by_label("Name on the sign-in page").fill("Acme SAML")
+    await page.get_by_label("Protocol").select_option("saml")
+    await page.get_by_label("E-mail domains (comma-separated)").fill(f"{company}.example")
+    # A page that is no SAML metadata: refused on its field, nothing made in Keycloak.
+    await page.get_by_label("Metadata URL").fill(f"{keycloak['url']}/realms/{company}")
+    await page.get_by_role("button", name="Save company sign-in").click()
+    await expect(page.locator("#e-metadata_url")).to_contain_text("no SAML metadata")
+    assert await kc.company_sign_in(realm) is None
+    await page.get_by_label("Metadata URL").fill(metadata_url)
+    await page.get_by_role("button", name="Save company sign-in").click()
+    await expect(page.get_by_role("status")).to_contain_text("Company sign-in saved.")
+    found = await kc.company_sign_in(realm)
+    assert found is not None
+    assert (found["protocol"], found["issuer"]) == ("saml", f"{keycloak['url']}/realms/{company}")
+    assert found["metadata_url"] == metadata_url
+    await admin_context.close()
+
+    person = f"pat@{company}.example"
+    password = await company_person(kc, company, person)
+    context = await chromium.new_context()
+    page = await context.new_page()
+    await _sign_in(page, site, slug)
+    await page.get_by_role("link", name="Acme SAML").click()
+    await expect(page.locator("input[name=username]")).to_be_visible()
+    assert page.url.startswith(f"{keycloak['url']}/realms/{company}/"), page.url
+    await provider_login(page, person, password)
+    await page.wait_for_url(f"{site.url}/t**")
+    await page.goto(site.url + "/t/profile")
+    await expect(page.get_by_text(person).first).to_be_visible()
+    await context.close()
+    users = {u.email: u for u in await kc.list_users(realm)}
+    assert users[person].roles == frozenset({"member"})
+    await kc._call("DELETE", f"/admin/realms/{company}")

@@ -205,6 +205,37 @@ async def test_a_company_person_signs_in_through_the_tenant_realms_identity_prov
     assert all(secret not in str(e) for e in entries)
     assert entries[1]["before"] is None
 
+    # The same provider slot as SAML (ADR 0248): the OpenID Connect one is replaced. A page that
+    # is no metadata is refused on its field, the old provider kept.
+    saml = {k: v for k, v in body.items() if k not in ("issuer", "client_id", "client_secret")}
+    saml |= {"protocol": "saml", "display_name": "Acme SAML"}
+    not_metadata = await api.put(
+        SSO, headers=admin, json={**saml, "metadata_url": f"{keycloak['url']}/realms/{company}"}
+    )
+    assert not_metadata.status_code == 422, not_metadata.text
+    assert not_metadata.json()["error"]["details"][0]["loc"] == ["body", "metadata_url"]
+    assert (await api.get(SSO, headers=admin)).json()["protocol"] == "oidc"
+    idp_metadata = f"{keycloak['url']}/realms/{company}/protocol/saml/descriptor"
+    switched = await api.put(SSO, headers=admin, json={**saml, "metadata_url": idp_metadata})
+    assert switched.status_code == 200, switched.text
+    shown = switched.json()
+    assert (shown["protocol"], shown["client_id"]) == ("saml", None)
+    assert shown["issuer"] == f"{keycloak['url']}/realms/{company}"  # the provider's entity ID
+    assert (shown["metadata_url"], shown["redirect_uri"]) == (idp_metadata, redirect_uri)
+    assert shown["entity_id"] == f"{keycloak['url']}/realms/{realm}"
+    idp = (
+        await kc._call("GET", f"/admin/realms/{realm}/identity-provider/instances/company")
+    ).json()
+    assert (idp["providerId"], idp["config"]["validateSignature"]) == ("saml", "true")
+    last = (await _audit(api, admin, "identity.sso.updated"))[0]
+    assert (last["before"]["protocol"], last["after"]["protocol"]) == ("oidc", "saml")
+    # Metadata of a service provider (the realm's own), not of an identity provider: refused.
+    sp_metadata = f"{redirect_uri}/descriptor"
+    not_idp = await api.put(SSO, headers=admin, json={**saml, "metadata_url": sp_metadata})
+    assert not_idp.status_code == 422, not_idp.text
+    assert not_idp.json()["error"]["code"] == "identity_invalid", not_idp.text
+    assert (await api.get(SSO, headers=admin)).json() == shown
+
     removed = await api.delete(SSO, headers=admin)
     assert removed.status_code == 204, removed.text
     assert (await api.get(SSO, headers=admin)).status_code == 404

@@ -1,6 +1,6 @@
 """The sign-in settings of a tenant's Keycloak realm, through the Admin REST API: its policy
 (two-step sign-in as the OTP required action, password length, session lifetimes; ADR 0245) and
-its company identity provider (identity brokering, ADR 0247)."""
+its company identity provider (identity brokering: OpenID Connect, ADR 0247, or SAML, ADR 0248)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ COMPANY_IDP = "company"
 _DEFAULT_ROLE_MAPPER = "plexica-default-role"
 _MASKED = "**********"
 _DOMAINS, _REQUIRED, _UPDATED_AT = "plexicaDomains", "plexicaRequired", "plexicaUpdatedAt"
+_METADATA_URL = "plexicaMetadataUrl"
+_EMAIL_NAME_ID = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 
 
 class KeycloakSignIn(KeycloakAdminClient):
@@ -82,8 +84,9 @@ class KeycloakSignIn(KeycloakAdminClient):
     # -- company sign-in -----------------------------------------------------------------------
 
     async def company_sign_in(self, realm: str) -> dict[str, Any] | None:
-        """The realm's company identity provider (ADR 0247) as ``SsoProvider`` fields, read
-        back from Keycloak (no secret: Keycloak masks it, it is not returned); None without."""
+        """The realm's company identity provider (ADR 0247, 0248) as ``SsoProvider`` fields,
+        read back from Keycloak (no secret: Keycloak masks it, it is not returned); None
+        without."""
         path = self._idp_path(realm)
         try:
             idp = expect(await self._call("GET", path), 200).json()
@@ -95,17 +98,20 @@ class KeycloakSignIn(KeycloakAdminClient):
             (m["config"].get("role") for m in mappers if m.get("name") == _DEFAULT_ROLE_MAPPER),
             None,
         )
+        saml = idp.get("providerId") == "saml"
         return {
             "display_name": idp.get("displayName") or COMPANY_IDP,
-            "issuer": config.get("issuer", ""),
-            "client_id": config.get("clientId", ""),
+            "protocol": "saml" if saml else "oidc",
+            "issuer": config.get("idpEntityId" if saml else "issuer", ""),
+            "client_id": None if saml else config.get("clientId", ""),
+            "metadata_url": config.get(_METADATA_URL) if saml else None,
             "domains": [d for d in config.get(_DOMAINS, "").split(",") if d],
             "default_role": role or "member",
             "required": config.get(_REQUIRED) == "true",
             "updated_at": config.get(_UPDATED_AT),
         }
 
-    async def set_company_sign_in(
+    async def set_company_oidc(
         self,
         realm: str,
         *,
@@ -122,12 +128,8 @@ class KeycloakSignIn(KeycloakAdminClient):
         makes ``default_role``. ``client_secret`` None keeps the one Keycloak holds (refused
         when there is none yet). Idempotent: a PUT again finishes an interrupted one."""
         await self._roles(realm, frozenset({default_role}))  # unknown roles are bad input
-        path = self._idp_path(realm)
-        try:
-            current: dict[str, Any] | None = expect(await self._call("GET", path), 200).json()
-        except IdentityNotFoundError:
-            current = None
-        if client_secret is None and current is None:
+        current = await self._company_idp(realm)
+        if client_secret is None and (current is None or current["providerId"] != "oidc"):
             raise IdentityInvalidError(
                 "enter the client secret", details={"client_secret": "required"}
             )
@@ -145,31 +147,102 @@ class KeycloakSignIn(KeycloakAdminClient):
             "pkceEnabled": "true",
             "pkceMethod": "S256",
             "defaultScope": "openid email",
-            "syncMode": "IMPORT",
-            "updateProfileFirstLoginMode": "off",
-            _DOMAINS: ",".join(domains),
-            _REQUIRED: "true" if required else "false",
-            _UPDATED_AT: datetime.now(UTC).isoformat(),
         }
         if meta.get("userinfo_endpoint"):
             config["userInfoUrl"] = str(meta["userinfo_endpoint"])
         if meta.get("end_session_endpoint"):
             config["logoutUrl"] = str(meta["end_session_endpoint"])
+        await self._put_company_idp(
+            realm, current, "oidc", config, display_name=display_name, domains=domains,
+            default_role=default_role, required=required,
+        )  # fmt: skip
+
+    async def set_company_saml(
+        self,
+        realm: str,
+        *,
+        display_name: str,
+        metadata: bytes,
+        metadata_url: str,
+        domains: list[str],
+        default_role: str,
+        required: bool,
+    ) -> None:
+        """Creates or updates the realm's SAML 2.0 identity provider ``company`` (ADR 0248) from
+        the company's metadata document, which Keycloak parses: its single sign-on address,
+        bindings and signing certificates. Answers must be signed; the person is the e-mail
+        address in the NameID; requests are signed with the realm's key, and Keycloak names the
+        realm's issuer URL as the service provider's entity ID."""
+        await self._roles(realm, frozenset({default_role}))
+        parsed = await self._call(
+            "POST", f"/admin/realms/{realm}/identity-provider/import-config",
+            files={"file": ("metadata.xml", metadata, "application/samlmetadata+xml")},
+            data={"providerId": "saml"},
+        )  # fmt: skip
+        if parsed.status_code != 200 or not parsed.json().get("singleSignOnServiceUrl"):
+            raise IdentityInvalidError(
+                "the metadata names no SAML identity provider",
+                details={"metadata_url": "no IDPSSODescriptor"},
+            )
+        imported = {k: str(v) for k, v in parsed.json().items()}
+        if not imported.get("signingCertificate"):
+            raise IdentityInvalidError(
+                "the metadata has no signing certificate: unsigned answers are not accepted",
+                details={"metadata_url": "no signing key"},
+            )
+        config = {
+            **imported,
+            "validateSignature": "true",
+            "nameIDPolicyFormat": _EMAIL_NAME_ID,
+            "principalType": "SUBJECT",
+            "wantAuthnRequestsSigned": "true",
+            "signatureAlgorithm": "RSA_SHA256",
+            _METADATA_URL: metadata_url,
+        }
+        await self._put_company_idp(
+            realm, await self._company_idp(realm), "saml", config, display_name=display_name,
+            domains=domains, default_role=default_role, required=required,
+        )  # fmt: skip
+
+    async def _company_idp(self, realm: str) -> dict[str, Any] | None:
+        try:
+            return dict(expect(await self._call("GET", self._idp_path(realm)), 200).json())
+        except IdentityNotFoundError:
+            return None
+
+    async def _put_company_idp(
+        self, realm: str, current: dict[str, Any] | None, provider_id: str,
+        config: dict[str, str], *, display_name: str, domains: list[str], default_role: str,
+        required: bool,
+    ) -> None:  # fmt: skip
+        """The identity provider ``company`` as ``provider_id`` with ``config`` (one of another
+        protocol is replaced), and its default-role mapper."""
         idp = {
             "alias": COMPANY_IDP,
-            "providerId": "oidc",
+            "providerId": provider_id,
             "displayName": display_name,
             "enabled": True,
             "trustEmail": True,
-            "config": config,
+            "config": {
+                **config,
+                "syncMode": "IMPORT",
+                "updateProfileFirstLoginMode": "off",
+                _DOMAINS: ",".join(domains),
+                _REQUIRED: "true" if required else "false",
+                _UPDATED_AT: datetime.now(UTC).isoformat(),
+            },
         }
+        if current is not None and current.get("providerId") != provider_id:
+            # Keycloak keeps an identity provider's type: another protocol is a new provider.
+            await self.remove_company_sign_in(realm)
+            current = None
         if current is None:
             created = await self._call(
                 "POST", f"/admin/realms/{realm}/identity-provider/instances", json=idp
             )
             expect(created, 201)
         else:
-            expect(await self._call("PUT", path, json={**current, **idp}), 204)
+            expect(await self._call("PUT", self._idp_path(realm), json={**current, **idp}), 204)
         await self._default_role_mapper(realm, default_role)
 
     async def remove_company_sign_in(self, realm: str) -> bool:

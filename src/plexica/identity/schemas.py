@@ -264,22 +264,47 @@ def _issuer(value: str) -> str:
     return value.rstrip("/") if value.count("/") > 2 else value
 
 
+def _url(value: str) -> str:
+    value = value.strip()
+    if not re.fullmatch(_PRINTABLE, value) or not re.match(r"^https?://[^\s/?#]+[^\s#]*$", value):
+        raise ValueError("not a URL, e.g. https://login.example.com/saml/metadata")
+    return value
+
+
+# The fields each protocol takes, and those of them it needs.
+_TAKES = {"oidc": {"issuer", "client_id", "client_secret"}, "saml": {"metadata_url"}}
+_NEEDS = {"oidc": {"issuer", "client_id"}, "saml": {"metadata_url"}}
+
+
 class SsoProviderIn(BaseModel):
-    """A tenant's company provider (ADR 0246). Users of ``domains`` sign in there; an account
-    is made on a first sign-in with ``default_role``."""
+    """A tenant's company provider (ADR 0246, SAML: ADR 0248). Users of ``domains`` sign in
+    there; an account is made on a first sign-in with ``default_role``."""
 
     model_config = ConfigDict(extra="forbid")
 
     display_name: str = Field(
         min_length=1, max_length=80, pattern=_PRINTABLE, description="Shown on the sign-in page"
     )
-    issuer: Annotated[str, Field(max_length=500), AfterValidator(_issuer)] = Field(
-        description="The provider's issuer URL (its discovery document is read from it)"
+    protocol: Literal["oidc", "saml"] = Field(
+        default="oidc",
+        description="OpenID Connect (issuer, client ID and secret), or SAML 2.0 (the "
+        "provider's metadata URL; with Keycloak only)",
     )
-    client_id: str = Field(min_length=1, max_length=255, pattern=_PRINTABLE)
+    issuer: Annotated[str, Field(max_length=500), AfterValidator(_issuer)] | None = Field(
+        default=None, validate_default=True,
+        description="OpenID Connect: the provider's issuer URL (its discovery document is read "
+        "from it)",
+    )  # fmt: skip
+    client_id: str | None = Field(
+        default=None, min_length=1, max_length=255, pattern=_PRINTABLE, validate_default=True
+    )
     client_secret: SecretStr | None = Field(
-        default=None, max_length=1024,
-        description="Write-only; left out, the stored one is kept",
+        default=None, max_length=1024, validate_default=True,
+        description="OpenID Connect; write-only; left out, the stored one is kept",
+    )  # fmt: skip
+    metadata_url: Annotated[str, Field(max_length=500), AfterValidator(_url)] | None = Field(
+        default=None, validate_default=True,
+        description="SAML: where the provider publishes its metadata (read when saved)",
     )  # fmt: skip
     domains: list[Annotated[str, AfterValidator(_domain)]] = Field(
         min_length=1, max_length=20, description="E-mail domains routed to the provider"
@@ -291,15 +316,35 @@ class SsoProviderIn(BaseModel):
         default=False, description="Users of the domains may not sign in with a password"
     )
 
+    @field_validator("issuer", "client_id", "client_secret", "metadata_url")
+    @classmethod
+    def _of_the_protocol(cls, value: object, info: ValidationInfo) -> object:
+        protocol, name = info.data.get("protocol"), info.field_name
+        if protocol is None or name is None:
+            return value
+        if value is None and name in _NEEDS[protocol]:
+            raise ValueError(f"required with {protocol.upper()}")
+        if value is not None and name not in _TAKES[protocol]:
+            raise ValueError(f"not used with {protocol.upper()}")
+        return value
+
 
 class SsoProvider(BaseModel):
     display_name: str
-    issuer: str
-    client_id: str
+    protocol: str = Field(description="oidc or saml")
+    issuer: str = Field(description="The OpenID Connect issuer, or the SAML provider's entity ID")
+    client_id: str | None = Field(description="OpenID Connect only")
+    metadata_url: str | None = Field(description="SAML only")
+    entity_id: str | None = Field(
+        description="SAML only: register this service provider entity ID at the provider"
+    )
     domains: list[str]
     default_role: str
     required: bool
-    redirect_uri: str = Field(description="Register this redirect URI at the provider")
+    redirect_uri: str = Field(
+        description="Register this redirect URI (SAML: assertion consumer service URL) at the "
+        "provider"
+    )
     updated_at: datetime
 
 

@@ -109,7 +109,8 @@ async def describe(session: AsyncSession, realm: str, base_url: str) -> SsoProvi
     if row is None:
         return None
     return SsoProvider(
-        display_name=row["display_name"], issuer=row["issuer"], client_id=row["client_id"],
+        display_name=row["display_name"], protocol="oidc", issuer=row["issuer"],
+        client_id=row["client_id"], metadata_url=None, entity_id=None,
         domains=list(row["domains"]), default_role=row["default_role"], required=row["required"],
         redirect_uri=callback_url(base_url, realm), updated_at=row["updated_at"],
     )  # fmt: skip
@@ -134,6 +135,17 @@ async def discover(http: httpx.AsyncClient, issuer: str, *, local: bool) -> dict
     for name in endpoints:
         await _allowed(meta[name], local=local)
     return meta
+
+
+async def saml_metadata(http: httpx.AsyncClient, url: str, *, local: bool) -> bytes:
+    """A SAML provider's metadata document, read as ``discover`` reads a discovery document
+    (``_allowed``, one time and size budget); Keycloak parses it (ADR 0248)."""
+    await _allowed(url, local=local)
+    answer = await _call(http, "GET", url)
+    if answer.status_code != 200 or b"EntityDescriptor" not in answer.content:
+        reason = f"{url} answered no SAML metadata (HTTP {answer.status_code})"
+        raise SsoFailure(reason, _UNREACHABLE)
+    return answer.content
 
 
 async def _allowed(url: str, *, local: bool) -> None:
@@ -182,6 +194,8 @@ async def configure(
 ) -> None:
     """Connects (or changes) the realm's provider once its metadata checks out; a secret left
     out keeps the one stored, for the same issuer and client only (never sent elsewhere)."""
+    assert new.issuer is not None  # OpenID Connect's fields (the schema's)
+    assert new.client_id is not None
     await discover(http, new.issuer, local=local)
     secret = new.client_secret.get_secret_value() if new.client_secret else None
     if secret is None:
@@ -195,7 +209,9 @@ async def configure(
                 "the stored secret cannot be opened", "Enter the client secret.", 422
             ) from None
     sealed = custody.ring().seal(secret)
-    values = new.model_dump(exclude={"client_secret"})
+    values = new.model_dump(
+        include={"display_name", "issuer", "client_id", "default_role", "required"}
+    )
     values["domains"] = sorted({d.lower() for d in new.domains})
     await repo.put_provider(
         session, realm, {**values, "sealed_secret": sealed.token, "sealed_with": sealed.key_id}

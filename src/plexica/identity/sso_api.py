@@ -4,7 +4,10 @@ identity brokering (ADR 0247)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from fastapi import APIRouter, Request, Response
@@ -22,7 +25,10 @@ from plexica_sdk.context import Principal
 from plexica_sdk.errors import NotFoundError, PlexicaError
 
 router = APIRouter(prefix="/v1/sso", tags=["identity"])
-_SHOWN = {"display_name", "issuer", "client_id", "domains", "default_role", "required"}
+_SHOWN = {
+    "display_name", "protocol", "issuer", "client_id", "metadata_url", "domains", "default_role",
+    "required",
+}  # fmt: skip
 
 
 class ProviderRefusedError(PlexicaError):
@@ -35,6 +41,15 @@ class ProviderRefusedError(PlexicaError):
             "request validation failed",
             details=[{"loc": ["body", field], "msg": reason, "type": "sso_provider"}],
         )
+
+
+@contextmanager
+def _refused_on(field: str) -> Iterator[None]:
+    """The company's provider could not be read: a 422 on the field that names it."""
+    try:
+        yield
+    except sso.SsoFailure as exc:
+        raise ProviderRefusedError(field, exc.reason) from None
 
 
 def _local(request: Request) -> bool:
@@ -59,9 +74,11 @@ async def _brokered(request: Request, kc: KeycloakAdapter, realm: str) -> SsoPro
         return None
     settings: Settings = request.app.state.settings
     stamp = found.pop("updated_at")
+    issuer = f"{settings.issuer_base_url}/realms/{realm}"
     return SsoProvider(
         **found,
-        redirect_uri=f"{settings.issuer_base_url}/realms/{realm}/broker/{COMPANY_IDP}/endpoint",
+        entity_id=issuer if found["protocol"] == "saml" else None,
+        redirect_uri=f"{issuer}/broker/{COMPANY_IDP}/endpoint",
         updated_at=datetime.fromisoformat(stamp) if stamp else datetime.fromtimestamp(0, UTC),
     )
 
@@ -85,7 +102,7 @@ async def get_provider(request: Request, admin: ReadUsers) -> SsoProvider:
 @router.put(
     "",
     summary="Connect or change the company's OpenID Connect provider (its discovery document "
-    "is read first; the client secret is write-only)",
+    "is read first; the client secret is write-only) or, with Keycloak, its SAML provider",
     responses={422: {"description": "The provider cannot be reached or names another issuer"}},
 )
 async def put_provider(request: Request, admin: WriteUsers, body: SsoProviderIn) -> SsoProvider:
@@ -97,6 +114,8 @@ async def put_provider(request: Request, admin: WriteUsers, body: SsoProviderIn)
         after = await _brokered(request, kc, realm)
         async with _db(request).session() as session:
             await _audit_put(session, admin, realm, body, before=before, after=after)
+    elif body.protocol == "saml":
+        raise ProviderRefusedError("protocol", "SAML needs Keycloak as the identity provider")
     else:
         async with _db(request).session() as session, httpx.AsyncClient() as http:
             before = await sso.describe(session, realm, base_url(request))
@@ -119,21 +138,34 @@ async def _broker(
     before: SsoProvider | None,
     local: bool,
 ) -> None:
-    """The company's provider checked, then set up as the realm's identity provider. The secret
-    Keycloak keeps is kept for the same issuer and client only (never sent elsewhere)."""
+    """The company's provider checked (its discovery document or SAML metadata read), then set
+    up as the realm's identity provider. The secret Keycloak keeps is kept for the same issuer
+    and client only (never sent elsewhere)."""
+    common: dict[str, Any] = {
+        "display_name": body.display_name, "domains": sorted({d.lower() for d in body.domains}),
+        "default_role": body.default_role, "required": body.required,
+    }  # fmt: skip
+    if body.protocol == "saml":
+        assert body.metadata_url is not None  # the schema's: SAML needs it
+        async with httpx.AsyncClient() as http:
+            with _refused_on("metadata_url"):
+                metadata = await sso.saml_metadata(http, body.metadata_url, local=local)
+        await kc.set_company_saml(
+            realm, metadata=metadata, metadata_url=body.metadata_url, **common
+        )
+        return
+    assert body.issuer is not None  # the schema's: OpenID Connect needs them
+    assert body.client_id is not None
     same = before is not None and (before.issuer, before.client_id) == (body.issuer, body.client_id)
     if body.client_secret is None and not same:
         raise ProviderRefusedError("client_secret", "no client secret")
     async with httpx.AsyncClient() as http:
-        try:
+        with _refused_on("issuer"):
             meta = await sso.discover(http, body.issuer, local=local)
-        except sso.SsoFailure as exc:
-            raise ProviderRefusedError("issuer", exc.reason) from None
-    await kc.set_company_sign_in(
-        realm, display_name=body.display_name, meta=meta, client_id=body.client_id,
+    await kc.set_company_oidc(
+        realm, meta=meta, client_id=body.client_id,
         client_secret=body.client_secret.get_secret_value() if body.client_secret else None,
-        domains=sorted({d.lower() for d in body.domains}), default_role=body.default_role,
-        required=body.required,
+        **common,
     )  # fmt: skip
 
 

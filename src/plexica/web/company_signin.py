@@ -1,5 +1,5 @@
 """The Company sign-in page of a tenant admin (ADR 0246): connect, change or disconnect the
-company's OpenID Connect provider (``/v1/sso``)."""
+company's OpenID Connect provider, or with Keycloak its SAML provider (ADR 0248; ``/v1/sso``)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from fastapi.responses import RedirectResponse, Response
 from plexica.web.session import WebSession
 from plexica.web.shell import Shell, tenant_nav
 
-FIELDS = ("display_name", "issuer", "client_id", "domains", "default_role")
-EMPTY = {"display_name": "", "issuer": "", "client_id": "", "domains": "",
-         "default_role": "member", "required": False}  # fmt: skip
+FIELDS = ("display_name", "protocol", "issuer", "client_id", "metadata_url", "domains",
+          "default_role")  # fmt: skip
+EMPTY = {"display_name": "", "protocol": "oidc", "issuer": "", "client_id": "", "metadata_url": "",
+         "domains": "", "default_role": "member", "required": False}  # fmt: skip
+# The fields each protocol sends (the API refuses the others').
+_OF = {"oidc": ("issuer", "client_id"), "saml": ("metadata_url",)}
 
 
 def company_signin_routes(app: FastAPI, shell: Shell) -> None:
@@ -32,8 +35,10 @@ def company_signin_routes(app: FastAPI, shell: Shell) -> None:
         current = found.body if found.ok and isinstance(found.body, dict) else None
         form = dict(EMPTY)
         if current is not None:
-            form |= {k: current[k] for k in (*FIELDS, "required")}
+            form |= {k: current[k] or "" for k in (*FIELDS, "required")}
             form["domains"] = ", ".join(current["domains"])
+            if current["protocol"] == "saml":
+                form["issuer"] = ""  # the provider's entity ID, not an OpenID Connect issuer
         # Keycloak's path, where the built-in provider answers too; with Keycloak the alias of
         # the realm's identity provider (ADR 0247).
         alias = "company" if shell.settings.keycloak_url is not None else "oidc"
@@ -43,7 +48,9 @@ def company_signin_routes(app: FastAPI, shell: Shell) -> None:
         return shell.page(
             request, session, "sso.html", status, title="Company sign-in", nav=nav,
             form=form | (sent or {}), errors=errors or {}, connected=current is not None,
-            redirect_uri=redirect_uri, notice=request.query_params.get("notice"),
+            redirect_uri=redirect_uri, saml=shell.settings.keycloak_url is not None,
+            entity_id=f"{shell.settings.issuer_base_url}/realms/{session.realm}",
+            notice=request.query_params.get("notice"),
             error=error or (None if found.ok or found.status == 404 else found.error_message()),
         )  # fmt: skip
 
@@ -60,12 +67,15 @@ def company_signin_routes(app: FastAPI, shell: Shell) -> None:
             raw = await request.form()
             sent: dict[str, Any] = {k: str(raw.get(k, "")).strip()[:500] for k in FIELDS}
             sent["required"] = raw.get("required") == "on"
+            protocol = sent["protocol"] if sent["protocol"] in _OF else "oidc"
+            left_out = {k for p, fields in _OF.items() if p != protocol for k in fields}
             body: dict[str, Any] = {
-                **sent,
+                **{k: v for k, v in sent.items() if k not in left_out},
+                "protocol": protocol,
                 "domains": [d.strip() for d in sent["domains"].split(",") if d.strip()],
             }
             secret = str(raw.get("client_secret", ""))[:1024]
-            if secret:
+            if secret and protocol == "oidc":
                 body["client_secret"] = secret
             done = await shell.upstream.api(session, "PUT", "/v1/sso", json=body)
             if done.ok:
