@@ -107,7 +107,7 @@ async def browser_login(
     redirect_uri: str = REDIRECT_URI,
 ) -> dict[str, Any] | None:
     """The authorization code + PKCE flow of a public client, as a browser runs it: the tokens,
-    or None when Keycloak keeps the user on its login page."""
+    or None when Keycloak keeps the user on its login page or denies access."""
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(16)
     async with httpx.AsyncClient(timeout=30, follow_redirects=False) as http:
@@ -134,6 +134,9 @@ async def browser_login(
             data={"username": email, "password": password, "credentialId": ""},
             headers={"Cookie": cookie},
         )
+        if answer.status_code == 401:  # access denied (company sign-in required, ADR 0249)
+            assert "kc-form-login" not in answer.text, answer.text[:300]
+            return None
         if answer.status_code != 302:
             assert answer.status_code == 200, answer.text[:300]  # the login page, shown again
             assert _FORM_ACTION.search(answer.text), answer.text[:300]

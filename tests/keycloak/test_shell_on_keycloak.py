@@ -129,8 +129,9 @@ async def test_a_company_signs_in_through_its_saml_provider_in_chromium(
     keycloak: dict[str, Any],
 ) -> None:
     """SAML company sign-in (ADR 0248): the tenant admin connects the company's SAML provider
-    (another realm) on the Company sign-in page; a person of the company signs in with its
-    button and gets an account with the default role; a URL without metadata is refused."""
+    (another realm) on the Company sign-in page and requires it; a person of the company signs
+    in with its button and gets an account with the default role, a password of its domain is
+    refused; a URL without metadata is refused."""
     site = kc_site
     slug, realm, admin_email, admin_password = await _tenant(site, kc, keycloak)
     entity_id = f"{keycloak['url']}/realms/{realm}"
@@ -147,6 +148,7 @@ async def test_a_company_signs_in_through_its_saml_provider_in_chromium(
     await page.get_by_label("Name on the sign-in page").fill("Acme SAML")
     await page.get_by_label("Protocol").select_option("saml")
     await page.get_by_label("E-mail domains (comma-separated)").fill(f"{company}.example")
+    await page.get_by_label("People at these domains must use company sign-in").check()
     # A page that is no SAML metadata: refused on its field, nothing made in Keycloak.
     await page.get_by_label("Metadata URL").fill(f"{keycloak['url']}/realms/{company}")
     await page.get_by_role("button", name="Save company sign-in").click()
@@ -158,8 +160,20 @@ async def test_a_company_signs_in_through_its_saml_provider_in_chromium(
     found = await kc.company_sign_in(realm)
     assert found is not None
     assert (found["protocol"], found["issuer"]) == ("saml", f"{keycloak['url']}/realms/{company}")
-    assert found["metadata_url"] == metadata_url
+    assert (found["metadata_url"], found["required"]) == (metadata_url, True)
     await admin_context.close()
+
+    # Required (ADR 0249): an account of the company's domain is refused its password.
+    lee, lee_password = f"lee@{company}.example", secrets.token_urlsafe(16)
+    await kc.create_user(realm, lee, lee_password, frozenset({"member"}))
+    context = await chromium.new_context()
+    page = await context.new_page()
+    await _sign_in(page, site, slug)
+    await provider_login(page, lee, lee_password)
+    await expect(
+        page.get_by_text("Sign in with Acme SAML: passwords are not accepted")
+    ).to_be_visible()
+    await context.close()
 
     person = f"pat@{company}.example"
     password = await company_person(kc, company, person)

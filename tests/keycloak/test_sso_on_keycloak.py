@@ -191,6 +191,21 @@ async def test_a_company_person_signs_in_through_the_tenant_realms_identity_prov
     users = {u.email: u for u in await kc.list_users(realm)}
     assert users[person].roles == frozenset({"member"})
 
+    # Required (ADR 0249): a password of the company's domains is refused, even the right one;
+    # other addresses keep theirs, the company's people still come through the company.
+    local_email, local_password = f"lee@{company}.example", secrets.token_urlsafe(16)
+    await kc.create_user(realm, local_email, local_password, frozenset({"member"}))
+    assert await browser_login(issuer, local_email, local_password) is not None
+    strict = await api.put(SSO, headers=admin, json={**body, "required": True})
+    assert strict.status_code == 200, strict.text
+    assert await browser_login(issuer, local_email, local_password) is None
+    assert await browser_login(issuer, member_email, member_password) is not None
+    kim = f"kim@{company}.example"
+    assert await _company_sign_in(issuer, kim, await company_person(kc, company, kim))
+    relaxed = await api.put(SSO, headers=admin, json={**body, "required": False})
+    assert relaxed.status_code == 200, relaxed.text
+    assert await browser_login(issuer, local_email, local_password) is not None
+
     # Changed without a secret: the one Keycloak holds is kept, and still works.
     renamed = await api.put(SSO, headers=admin, json={**body, "display_name": "Acme Inc.",
                                                         "client_secret": None})  # fmt: skip
@@ -200,10 +215,10 @@ async def test_a_company_person_signs_in_through_the_tenant_realms_identity_prov
     assert await _company_sign_in(issuer, other, await company_person(kc, company, other))
 
     entries = await _audit(api, admin, "identity.sso.updated")
-    assert len(entries) == 2
-    assert [e["after"]["secret_set"] for e in entries] == [False, True]
+    assert [e["after"]["secret_set"] for e in entries] == [False, True, True, True]
+    assert [e["after"]["required"] for e in entries] == [False, False, True, False]
     assert all(secret not in str(e) for e in entries)
-    assert entries[1]["before"] is None
+    assert entries[-1]["before"] is None
 
     # The same provider slot as SAML (ADR 0248): the OpenID Connect one is replaced. A page that
     # is no metadata is refused on its field, the old provider kept.

@@ -4,8 +4,10 @@ its company identity provider (identity brokering: OpenID Connect, ADR 0247, or 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from plexica.identity.keycloak_admin import (
     REALM_NAME,
@@ -25,6 +27,8 @@ _MASKED = "**********"
 _DOMAINS, _REQUIRED, _UPDATED_AT = "plexicaDomains", "plexicaRequired", "plexicaUpdatedAt"
 _METADATA_URL = "plexicaMetadataUrl"
 _EMAIL_NAME_ID = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+# Company sign-in required (ADR 0249): the realm's browser flow and its password gate.
+_BROWSER_FLOW, _GATE = "plexica-browser", "plexica-company-sign-in-required"
 
 
 class KeycloakSignIn(KeycloakAdminClient):
@@ -244,10 +248,15 @@ class KeycloakSignIn(KeycloakAdminClient):
         else:
             expect(await self._call("PUT", self._idp_path(realm), json={**current, **idp}), 204)
         await self._default_role_mapper(realm, default_role)
+        await self._passwords_refused(
+            realm, domains if required else [], f"Sign in with {display_name}: passwords are "
+            "not accepted for your e-mail address.",
+        )  # fmt: skip
 
     async def remove_company_sign_in(self, realm: str) -> bool:
         """Removes the realm's company identity provider (and its mappers); whether there was
         one. Accounts it made stay, without their link to the company."""
+        await self._passwords_refused(realm, [], "")
         response = await self._call("DELETE", self._idp_path(realm))
         if response.status_code == 404:
             return False
@@ -269,6 +278,87 @@ class KeycloakSignIn(KeycloakAdminClient):
         else:
             body = {**found, **mapper}
             expect(await self._call("PUT", f"{path}/{found['id']}", json=body), 204)
+
+    async def _passwords_refused(self, realm: str, domains: list[str], message: str) -> None:
+        """The realm's browser sign-in refuses the password of every user whose e-mail address
+        is at one of ``domains`` (none: nobody's), with ``message`` (ADR 0249): the realm's own
+        copy of Keycloak's browser flow, whose password form is followed by a conditional step
+        that denies access when the user's ``email`` matches. Sign-ins through the company's
+        provider take the broker's flows and are not affected. Idempotent; a realm that never
+        required it keeps Keycloak's flow."""
+        base = f"/admin/realms/{realm}/authentication"
+        flows = expect(await self._call("GET", f"{base}/flows"), 200).json()
+        if _BROWSER_FLOW not in {f["alias"] for f in flows}:
+            if not domains:
+                return
+            copied = await self._call(
+                "POST", f"{base}/flows/browser/copy", json={"newName": _BROWSER_FLOW}
+            )
+            expect(copied, 201)
+        gate = await self._password_gate(base)
+        if domains:
+            pattern = "|".join(re.escape(d) for d in domains)
+            await self._step_config(base, gate["condition"], {
+                "attribute_name": "email", "attribute_expected_value": f"(?i)^.+@({pattern})$",
+                "regex": "true", "not": "false",
+            })  # fmt: skip
+            await self._step_config(base, gate["deny"], {"denyErrorMessage": message})
+        steps = {"condition": "REQUIRED", "deny": "REQUIRED"}
+        steps["gate"] = "CONDITIONAL" if domains else "DISABLED"
+        for name, requirement in steps.items():
+            if gate[name]["requirement"] != requirement:
+                step = {**gate[name], "requirement": requirement}
+                path = f"{base}/flows/{_BROWSER_FLOW}/executions"
+                expect(await self._call("PUT", path, json=step), 204)
+        realm_now = await self._realm(realm)
+        if realm_now.get("browserFlow") != _BROWSER_FLOW:
+            bound = await self._call(
+                "PUT", f"/admin/realms/{realm}", json={"browserFlow": _BROWSER_FLOW}
+            )
+            expect(bound, 204)
+
+    async def _password_gate(self, base: str) -> dict[str, dict[str, Any]]:
+        """The gate's executions in the realm's browser flow (made when missing, right after
+        the password form): ``gate`` (the sub-flow), ``condition`` and ``deny``."""
+        path = f"{base}/flows/{_BROWSER_FLOW}/executions"
+        steps = expect(await self._call("GET", path), 200).json()
+        gate = next((e for e in steps if e.get("displayName") == _GATE), None)
+        if gate is None:
+            forms = next(e for e in steps if e["level"] == 0 and e["displayName"].endswith("forms"))
+            made = await self._call(
+                "POST", f"{base}/flows/{quote(forms['displayName'])}/executions/flow",
+                json={"alias": _GATE, "type": "basic-flow", "provider": "registration-page-form",
+                      "description": "Company sign-in required: no passwords for its domains"},
+            )  # fmt: skip
+            expect(made, 201)
+            steps = expect(await self._call("GET", path), 200).json()
+            gate = next(e for e in steps if e.get("displayName") == _GATE)
+            # Before two-step sign-in: a refused password asks for no code first.
+            expect(await self._call("POST", f"{base}/executions/{gate['id']}/raise-priority"), 204)
+        for provider in ("conditional-user-attribute", "deny-access-authenticator"):
+            if not any(e.get("providerId") == provider for e in steps):
+                added = await self._call(
+                    "POST", f"{base}/flows/{quote(_GATE)}/executions/execution",
+                    json={"provider": provider},
+                )  # fmt: skip
+                expect(added, 201)
+        steps = expect(await self._call("GET", path), 200).json()
+        found = {e.get("providerId"): e for e in steps}
+        return {
+            "gate": next(e for e in steps if e.get("displayName") == _GATE),
+            "condition": found["conditional-user-attribute"],
+            "deny": found["deny-access-authenticator"],
+        }
+
+    async def _step_config(self, base: str, step: dict[str, Any], config: dict[str, str]) -> None:
+        if step.get("authenticationConfig"):
+            path = f"{base}/config/{step['authenticationConfig']}"
+            current = expect(await self._call("GET", path), 200).json()
+            expect(await self._call("PUT", path, json={**current, "config": config}), 204)
+        else:
+            body = {"alias": f"{_GATE} {step['providerId']}", "config": config}
+            made = await self._call("POST", f"{base}/executions/{step['id']}/config", json=body)
+            expect(made, 201)
 
     def _idp_path(self, realm: str) -> str:
         check(realm, REALM_NAME, "realm")
