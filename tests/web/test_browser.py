@@ -36,7 +36,11 @@ async def shot(page: Page, name: str) -> None:
 
 
 async def provider_login(page: Page, email: str, password: str) -> None:
+    """The sign-in form, the built-in provider's or Keycloak's; Keycloak's asks for the e-mail
+    address first when the realm routes domains to a company's provider (ADR 0250)."""
     await page.fill("input[name=username]", email)
+    if not await page.locator("input[name=password]").count():
+        await page.click("button[type=submit]")
     await page.fill("input[name=password]", password)
     await page.click("button[type=submit]")
 

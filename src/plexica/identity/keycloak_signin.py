@@ -29,6 +29,7 @@ _METADATA_URL = "plexicaMetadataUrl"
 _EMAIL_NAME_ID = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 # Company sign-in required (ADR 0249): the realm's browser flow and its password gate.
 _BROWSER_FLOW, _GATE = "plexica-browser", "plexica-company-sign-in-required"
+_ORGANIZATIONS = "organizationsEnabled"
 
 
 class KeycloakSignIn(KeycloakAdminClient):
@@ -248,6 +249,7 @@ class KeycloakSignIn(KeycloakAdminClient):
         else:
             expect(await self._call("PUT", self._idp_path(realm), json={**current, **idp}), 204)
         await self._default_role_mapper(realm, default_role)
+        await self._route_domains(realm, domains)
         await self._passwords_refused(
             realm, domains if required else [], f"Sign in with {display_name}: passwords are "
             "not accepted for your e-mail address.",
@@ -257,6 +259,7 @@ class KeycloakSignIn(KeycloakAdminClient):
         """Removes the realm's company identity provider (and its mappers); whether there was
         one. Accounts it made stay, without their link to the company."""
         await self._passwords_refused(realm, [], "")
+        await self._route_domains(realm, [])
         response = await self._call("DELETE", self._idp_path(realm))
         if response.status_code == 404:
             return False
@@ -278,6 +281,52 @@ class KeycloakSignIn(KeycloakAdminClient):
         else:
             body = {**found, **mapper}
             expect(await self._call("PUT", f"{path}/{found['id']}", json=body), 204)
+
+    async def _route_domains(self, realm: str, domains: list[str]) -> None:
+        """E-mail domain routing on Keycloak's sign-in page (ADR 0250): Keycloak's Organizations
+        turned on for the realm, one organization ``company`` with ``domains``, the company's
+        provider linked to it and chosen for an address at any of them. The page then asks for
+        the e-mail address first. No domains: the organization removed and the feature off."""
+        path = f"/admin/realms/{realm}/organizations"
+        enabled = bool((await self._realm(realm)).get(_ORGANIZATIONS))
+        if not domains and not enabled:
+            return
+        if not enabled:  # Keycloak answers 404 on organizations while the feature is off
+            await self._organizations(realm, on=True)
+        org = await self._company_org(path)
+        if not domains:
+            if org is not None:
+                expect(await self._call("DELETE", f"{path}/{org['id']}"), 204)
+            await self._organizations(realm, on=False)
+            return
+        body = {
+            "name": COMPANY_IDP, "alias": COMPANY_IDP, "enabled": True,
+            "domains": [{"name": d, "verified": True} for d in domains],
+        }  # fmt: skip
+        if org is None:
+            expect(await self._call("POST", path, json=body), 201)
+            org = await self._company_org(path)
+            assert org is not None
+        else:
+            expect(await self._call("PUT", f"{path}/{org['id']}", json={**org, **body}), 204)
+        idp = expect(await self._call("GET", self._idp_path(realm)), 200).json()
+        if idp.get("organizationId") != org["id"]:
+            linked = await self._call(
+                "POST", f"{path}/{org['id']}/identity-providers", json=COMPANY_IDP
+            )
+            expect(linked, 204)
+            idp = expect(await self._call("GET", self._idp_path(realm)), 200).json()
+        routed = {"kc.org.domain": "ANY", "kc.org.broker.redirect.mode.email-matches": "true"}
+        if any(idp["config"].get(k) != v for k, v in routed.items()):
+            idp["config"] |= routed
+            expect(await self._call("PUT", self._idp_path(realm), json=idp), 204)
+
+    async def _organizations(self, realm: str, *, on: bool) -> None:
+        expect(await self._call("PUT", f"/admin/realms/{realm}", json={_ORGANIZATIONS: on}), 204)
+
+    async def _company_org(self, path: str) -> dict[str, Any] | None:
+        found = expect(await self._call("GET", path, params={"search": COMPANY_IDP}), 200).json()
+        return next((o for o in found if o.get("alias") == COMPANY_IDP), None)
 
     async def _passwords_refused(self, realm: str, domains: list[str], message: str) -> None:
         """The realm's browser sign-in refuses the password of every user whose e-mail address
