@@ -104,8 +104,14 @@ class Settings(BaseSettings):
     public_url: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
     operator_email: str = Field(default="admin@plexica.local", pattern=r"^[^@\s]+@[^@\s]+$")
 
+    # Keycloak's master-realm admin: only `plexica keycloak platform-client`, run by the deploy's
+    # migrate Job, needs it (and tests and `plexica up` may serve with it). Serving processes use
+    # the platform's client, whose service account creates realms and administers only those
+    # (ADR 0251).
     keycloak_admin_user: Optional = None
     keycloak_admin_password: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
+    keycloak_client_id: Optional = None
+    keycloak_client_secret: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
     storage_endpoint: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
     storage_access_key: Optional = None
     storage_secret_key: Optional = None
@@ -229,12 +235,14 @@ class Settings(BaseSettings):
         if (
             self.keycloak_url is not None
             and self.keycloak_admin_user is None
-            and (
-                self.service != "token"  # `plexica token` only signs in
-            )
+            and self.keycloak_client_id is None
+            and self.service != "token"  # `plexica token` only signs in
         ):
             # Provisioning creates each tenant's realm through Keycloak's Admin API.
-            raise ValueError("PLEXICA_KEYCLOAK_ADMIN_USER is required with PLEXICA_KEYCLOAK_URL")
+            raise ValueError(
+                "PLEXICA_KEYCLOAK_CLIENT_ID (or PLEXICA_KEYCLOAK_ADMIN_USER) is required with "
+                "PLEXICA_KEYCLOAK_URL"
+            )
         return self
 
 

@@ -28,6 +28,10 @@ OWNER_HOLDERS = {"Job/plexica-migrate", "CronJob/plexica-backup", "StatefulSet/p
 STORAGE_ROOT_KEYS = {"storage-access-key", "storage-secret-key"}
 STORAGE_ROOT_HOLDERS = {"StatefulSet/plexica-minio", "Job/plexica-minio-users"}
 STORAGE_PLATFORM_KEYS = {"storage-platform-access-key", "storage-platform-secret-key"}
+# Keycloak's admin: Keycloak itself and the Job that makes the platform's client (ADR 0251);
+# core and worker log in as that client.
+KEYCLOAK_ADMIN_KEYS = {"keycloak-admin-password"}
+KEYCLOAK_ADMIN_HOLDERS = {"Deployment/plexica-keycloak", "Job/plexica-keycloak-client"}
 
 
 def pods(docs: list[Doc]) -> dict[str, Doc]:
@@ -168,17 +172,28 @@ def test_only_minio_and_its_user_job_hold_the_object_stores_root(docs: list[Doc]
         assert holders == set()  # an external store: the chart reads no root of it
 
 
+def test_only_keycloak_and_its_client_job_hold_keycloaks_admin(docs: list[Doc]) -> None:
+    holders = _holders(docs, KEYCLOAK_ADMIN_KEYS)
+    assert holders == KEYCLOAK_ADMIN_HOLDERS & pods(docs).keys()
+    assert "Job/plexica-keycloak-client" in holders
+    found = pods(docs)
+    for name in ("Deployment/plexica-core-api", "Deployment/plexica-worker"):
+        assert _env_secret(found[name], "PLEXICA_KEYCLOAK_CLIENT_SECRET") == (
+            "keycloak-client-secret"
+        ), name
+
+
 def test_no_serving_pod_holds_an_owner_or_superuser_credential(docs: list[Doc]) -> None:
-    """Issue #28's rule in one place: the database's owner and superuser and the object
-    store's root reach only the migration, the backup and the servers themselves (and the Job
-    that makes the object store's platform user)."""
+    """Issue #28's rule in one place: the database's owner and superuser, the object store's
+    root and Keycloak's admin reach only the migration, the backup, the Jobs that make the
+    platform's object-store user and Keycloak client, and the servers themselves."""
     serving = {
         name
         for name, pod in pods(docs).items()
-        if name not in OWNER_HOLDERS | STORAGE_ROOT_HOLDERS
+        if name not in OWNER_HOLDERS | STORAGE_ROOT_HOLDERS | KEYCLOAK_ADMIN_HOLDERS
         and any(
             (key in OWNER_KEYS and "-plugin-" not in secret)
-            or key in STORAGE_ROOT_KEYS
+            or key in STORAGE_ROOT_KEYS | KEYCLOAK_ADMIN_KEYS
             or key == "*"
             for secret, key in secret_keys(pod)
         )

@@ -37,7 +37,8 @@ MONITORING = {
     "jaeger": "jaegertracing/jaeger:2.",
 }
 PLEXICA = ("core", "worker", "web", "plugin-crm", "plugin-billing", "migrate", "gateway-config")
-ONE_SHOT = {"migrate", "minio-users"}  # run to completion before what depends on them
+# Run to completion before what depends on them.
+ONE_SHOT = {"migrate", "minio-users", "keycloak-client"}
 VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 INTERPOLATION = re.compile(r"\$\{([A-Za-z0-9_]+)(?:(:?)([-?])([^}]*))?\}")
 
@@ -142,7 +143,7 @@ def test_dependencies_wait_for_health_and_for_the_migration(compose: dict[str, A
             assert cond == {"condition": want}, (name, dep)
             assert dep in ONE_SHOT or "healthcheck" in services[dep]
     for name in ("core", "worker"):
-        assert {"migrate", "minio-users"} <= set(services[name]["depends_on"])
+        assert {"migrate", "minio-users", "keycloak-client"} <= set(services[name]["depends_on"])
 
 
 def test_builds_point_at_existing_dockerfiles(compose: dict[str, Any]) -> None:
@@ -199,6 +200,13 @@ def test_every_plexica_service_starts_with_its_settings(monkeypatch: pytest.Monk
         f"{p.removeprefix('plugin-')}=http://{p}:3000" for p in plugins
     )
     assert "PLEXICA_KEYCLOAK_ADMIN_PASSWORD" not in services["plugin-crm"]["environment"]
+    # Keycloak's admin: Keycloak and the one-shot keycloak-client only (ADR 0251).
+    distinct = {k: v or f"value-of-{k.lower()}" for k, v in env_example().items()}
+    admin = distinct["KEYCLOAK_ADMIN_PASSWORD"]
+    holders = {name for name, env in _service_env(distinct).items() if admin in env.values()}
+    assert holders == {"keycloak", "keycloak-client"}, holders
+    for name in ("core", "worker"):
+        assert "PLEXICA_KEYCLOAK_CLIENT_SECRET" in services[name]["environment"], name
 
 
 def test_variables_are_documented_and_no_secret_is_committed() -> None:

@@ -21,6 +21,7 @@ import pytest
 from plexica.identity.jwt import Issuer, JwtVerifier
 from plexica.identity.keycloak import KeycloakAdapter
 from plexica.identity.keycloak_admin import IdentityNotFoundError
+from plexica.identity.keycloak_platform import PLATFORM_CLIENT, PlatformClientAdmin
 from plexica.identity.keycloak_realm import API_AUDIENCE, WEB_CLIENT
 from plexica.identity.service import OPERATOR_REALM
 from tests.harness import servers
@@ -32,6 +33,19 @@ _FORM_ACTION = re.compile(r'<form[^>]*id="kc-form-login"[^>]*action="([^"]+)"')
 @pytest.fixture(scope="session")
 def keycloak() -> dict[str, Any]:
     return servers.ensure("keycloak")
+
+
+@pytest.fixture(scope="session")
+async def platform_client(keycloak: dict[str, Any]) -> tuple[str, str]:
+    """The platform's client (ADR 0251), made as the deploy's migrate Job makes it: the cores
+    of these tests serve with it, never with Keycloak's admin. One secret for every worker."""
+    seed = f"platform client {keycloak['admin_password']}".encode()
+    secret = hashlib.sha256(seed).hexdigest()
+    async with PlatformClientAdmin(
+        keycloak["url"], keycloak["admin_user"], keycloak["admin_password"]
+    ) as admin:
+        await admin.ensure_platform_client(PLATFORM_CLIENT, secret)
+    return PLATFORM_CLIENT, secret
 
 
 @pytest.fixture(scope="module")

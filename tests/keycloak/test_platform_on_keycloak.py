@@ -45,20 +45,26 @@ class Platform:
 
 @pytest.fixture(scope="module")
 async def platform(
-    keycloak: dict[str, Any], kc: KeycloakAdapter, database_url: str, db: Database
+    keycloak: dict[str, Any],
+    kc: KeycloakAdapter,
+    platform_client: tuple[str, str],
+    database_url: str,
+    db: Database,
 ) -> AsyncIterator[Platform]:
+    """The core in Keycloak mode, logged in as the platform's client (ADR 0251)."""
+    client_id, secret = platform_client
     env = {
         "PLEXICA_DATABASE_URL": database_url,
         "PLEXICA_KEYCLOAK_URL": keycloak["url"],
-        "PLEXICA_KEYCLOAK_ADMIN_USER": keycloak["admin_user"],
-        "PLEXICA_KEYCLOAK_ADMIN_PASSWORD": keycloak["admin_password"],
+        "PLEXICA_KEYCLOAK_CLIENT_ID": client_id,
+        "PLEXICA_KEYCLOAK_CLIENT_SECRET": secret,
         "PLEXICA_PUBLIC_URL": PUBLIC,
     }
     settings = Settings(
         database_url=database_url,
         keycloak_url=keycloak["url"],
-        keycloak_admin_user=keycloak["admin_user"],
-        keycloak_admin_password=keycloak["admin_password"],
+        keycloak_client_id=client_id,
+        keycloak_client_secret=secret,
         public_url=PUBLIC,
         data_dir=servers.session_dir() / "keycloak-core",
     )

@@ -25,12 +25,16 @@ from tests.web.test_browser import provider_login
 
 
 @pytest.fixture(scope="module")
-def kc_site(keycloak: dict[str, Any], database_url: str) -> Iterator[Site]:
+def kc_site(
+    keycloak: dict[str, Any], platform_client: tuple[str, str], database_url: str
+) -> Iterator[Site]:
+    """The platform in Keycloak mode, logged in as the platform's client (ADR 0251)."""
+    client_id, secret = platform_client
     with serve_site(
         database_url,
         keycloak_url=keycloak["url"],
-        keycloak_admin_user=keycloak["admin_user"],
-        keycloak_admin_password=SecretStr(keycloak["admin_password"]),
+        keycloak_client_id=client_id,
+        keycloak_client_secret=SecretStr(secret),
     ) as served:
         yield served
 

@@ -52,4 +52,7 @@ def test_keycloak_needs_its_admin_user(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLEXICA_KEYCLOAK_URL", "http://keycloak:8080")
     with pytest.raises(SettingsError) as exc:
         load_settings()
-    assert str(exc.value) == ("PLEXICA_KEYCLOAK_ADMIN_USER is required with PLEXICA_KEYCLOAK_URL")
+    assert str(exc.value) == (
+        "PLEXICA_KEYCLOAK_CLIENT_ID (or PLEXICA_KEYCLOAK_ADMIN_USER) is required with "
+        "PLEXICA_KEYCLOAK_URL"
+    )

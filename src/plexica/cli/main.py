@@ -15,6 +15,7 @@ from plexica.cli.flags import flag_app
 from plexica.cli.gateway import gateway_app
 from plexica.cli.identity import token as identity_token
 from plexica.cli.identity import user_app
+from plexica.cli.keycloak import keycloak_app
 from plexica.cli.keys import keys_app
 from plexica.cli.mail import mail_app
 from plexica.cli.plugins import (  # noqa: F401 - each adds its commands, in this order in --help
@@ -56,6 +57,7 @@ app.add_typer(backup_app, name="backup")
 app.add_typer(restore_app, name="restore")
 app.add_typer(service_client_app, name="service-client")
 app.add_typer(keys_app, name="keys")
+app.add_typer(keycloak_app, name="keycloak")
 app.add_typer(mail_app, name="mail")
 
 

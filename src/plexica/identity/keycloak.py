@@ -45,7 +45,8 @@ class PasswordManagedByProviderError(ConflictError):
 
 
 class KeycloakAdapter(KeycloakSignIn):
-    """``IdentityAdapter`` over Keycloak's Admin REST API (admin token from the master realm)."""
+    """``IdentityAdapter`` over Keycloak's Admin REST API (a token of the master realm: the
+    platform client's service account, or its admin)."""
 
     def __init__(
         self,
@@ -59,10 +60,14 @@ class KeycloakAdapter(KeycloakSignIn):
         timeout: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
         public_url: str | None = None,
+        service_account: bool = False,
     ) -> None:
         """``public_url``: where users reach Keycloak, the issuer its tokens name, when that
         is not ``url``, where the platform calls it (ADR 0244)."""
-        super().__init__(url, admin_user, admin_password, timeout=timeout, transport=transport)
+        super().__init__(
+            url, admin_user, admin_password, service_account=service_account, timeout=timeout,
+            transport=transport,
+        )  # fmt: skip
         self.public_url = (public_url or url).rstrip("/")
         self.audience = audience
         self.web_redirect_uris = web_redirect_uris
@@ -70,13 +75,20 @@ class KeycloakAdapter(KeycloakSignIn):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeycloakAdapter:
-        if settings.keycloak_url is None or settings.keycloak_admin_user is None:
-            raise ValueError("PLEXICA_KEYCLOAK_URL and PLEXICA_KEYCLOAK_ADMIN_USER are required")
-        password = settings.keycloak_admin_password
+        """The platform's client when it has one (ADR 0251), else the master realm's admin."""
+        client, secret = settings.keycloak_client_id, settings.keycloak_client_secret
+        user, password = settings.keycloak_admin_user, settings.keycloak_admin_password
+        login, key = (client, secret) if client is not None else (user, password)
+        if settings.keycloak_url is None or login is None:
+            raise ValueError("PLEXICA_KEYCLOAK_URL and PLEXICA_KEYCLOAK_CLIENT_ID are required")
+        if client is not None and secret is None:
+            # The web shell has the ID (the shared configuration) but calls no Admin API.
+            raise ValueError("PLEXICA_KEYCLOAK_CLIENT_SECRET is required")
         return cls(
             str(settings.keycloak_url),
-            settings.keycloak_admin_user,
-            password.get_secret_value() if password else "",
+            login,
+            key.get_secret_value() if key else "",
+            service_account=client is not None,
             web_redirect_uris=(f"{settings.public_base_url}/auth/callback",),
             tenant_web_url=settings.tenant_web_url,
             public_url=settings.issuer_base_url,

@@ -53,7 +53,10 @@ def managed(role: str) -> bool:
 
 
 class KeycloakAdminClient:
-    """Requests to the Admin REST API as the master realm's admin (token renewed as needed)."""
+    """Requests to the Admin REST API (token renewed as needed) as the master realm's admin, or
+    with ``service_account`` as a client of the master realm whose service account may create
+    realms and administer those it made (ADR 0251): ``admin_user`` is then the client's ID and
+    ``admin_password`` its secret."""
 
     def __init__(
         self,
@@ -61,11 +64,13 @@ class KeycloakAdminClient:
         admin_user: str,
         admin_password: str,
         *,
+        service_account: bool = False,
         timeout: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._admin = (admin_user, admin_password)
+        self._service_account = service_account
         self._http = httpx.AsyncClient(
             base_url=self.url, timeout=httpx.Timeout(timeout, connect=5.0), transport=transport
         )
@@ -118,12 +123,16 @@ class KeycloakAdminClient:
             if not renew and self._token and time.monotonic() < self._token_expires:
                 return self._token
             user, password = self._admin
-            form = {
-                "grant_type": "password",
-                "client_id": "admin-cli",
-                "username": user,
-                "password": password,
-            }
+            form = (
+                {"grant_type": "client_credentials", "client_id": user, "client_secret": password}
+                if self._service_account
+                else {
+                    "grant_type": "password",
+                    "client_id": "admin-cli",
+                    "username": user,
+                    "password": password,
+                }
+            )
             response = await self._send(
                 "POST", "/realms/master/protocol/openid-connect/token", data=form
             )
@@ -135,9 +144,10 @@ class KeycloakAdminClient:
             return self._token
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """An admin request; a 401 (token revoked or expired early) is retried once."""
+        """An admin request; a 401 (token revoked or expired early) or a 403 (a token from
+        before a realm was made, whose roles it lacks: ADR 0251) is retried once anew."""
         response = await self._send(method, path, token=await self._admin_token(), **kwargs)
-        if response.status_code == 401:
+        if response.status_code in (401, 403):
             token = await self._admin_token(renew=True)
             response = await self._send(method, path, token=token, **kwargs)
         if response.status_code == 404 and method != "DELETE":
@@ -170,6 +180,12 @@ def expect(response: httpx.Response, status: int) -> httpx.Response:
         )
     if response.status_code == 409:
         raise IdentityConflictError("conflict in the identity provider")
+    if response.status_code == 403:
+        # The platform's client administers only the platform's realms (ADR 0251).
+        raise IdentityProviderError(
+            "the platform may not administer this in Keycloak: a realm it did not make? "
+            "(`plexica keycloak platform-client` grants the platform's realms)"
+        )
     raise IdentityProviderError(
         "unexpected answer from the identity provider",
         details={"status": response.status_code, "error": error_text(response)},

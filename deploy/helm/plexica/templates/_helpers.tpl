@@ -102,12 +102,11 @@ login, never the owner's (ADR 0215); the object store's platform user, never its
     secretKeyRef:
       name: {{ include "plexica.secretName" .root }}
       key: storage-platform-secret-key
-- name: PLEXICA_KEYCLOAK_ADMIN_PASSWORD
+- name: PLEXICA_KEYCLOAK_CLIENT_SECRET
   valueFrom:
     secretKeyRef:
       name: {{ include "plexica.secretName" .root }}
-      key: keycloak-admin-password
-      optional: true
+      key: keycloak-client-secret
 - name: PLEXICA_KAFKA_PASSWORD
   valueFrom:
     secretKeyRef:
