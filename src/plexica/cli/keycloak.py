@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Annotated
 
@@ -23,6 +22,8 @@ def platform_client(
     (PLEXICA_KEYCLOAK_ADMIN_USER/_PASSWORD): PLEXICA_KEYCLOAK_CLIENT_ID with
     PLEXICA_KEYCLOAK_CLIENT_SECRET, whose service account creates realms and administers the
     platform's. Core and worker then serve with the client, never with the admin."""
+    import asyncio
+
     from plexica.identity.keycloak_admin import IdentityUnavailableError
     from plexica.identity.keycloak_platform import PlatformClientAdmin
 
