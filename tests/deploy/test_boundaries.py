@@ -352,6 +352,20 @@ def test_the_gateway_holds_no_credential_and_reaches_no_data(docs: list[Doc]) ->
         assert not can_reach(docs, src, None, port)
 
 
+def test_serving_pods_reach_postgresql_through_pgbouncer_only(in_chart: list[Doc]) -> None:
+    workloads = pods(in_chart)
+    pg = labels_of(in_chart, "StatefulSet/plexica-postgresql")
+    through_bouncer = "Deployment/plexica-pgbouncer" in workloads
+    for name in (
+        "Deployment/plexica-core-api",
+        "Deployment/plexica-worker",
+        "Deployment/plexica-web",
+    ):
+        assert can_reach(in_chart, labels_of(in_chart, name), pg, 5432) != through_bouncer, name
+    for name in ("Job/plexica-migrate", "CronJob/plexica-backup"):
+        assert can_reach(in_chart, labels_of(in_chart, name), pg, 5432), name
+
+
 def test_pgbouncer_holds_only_its_lookup_login_and_forces_no_user(docs: list[Doc]) -> None:
     workloads = pods(docs)
     bouncer = workloads["Deployment/plexica-pgbouncer"]
