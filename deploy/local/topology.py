@@ -53,7 +53,7 @@ SERVING = frozenset({"core", "worker", "web"})
 PLATFORM_ONLY = (
     "PLEXICA_REDIS_URL", "PLEXICA_KAFKA_USERNAME", "PLEXICA_KAFKA_PASSWORD",
     "PLEXICA_KEY_ENCRYPTION_KEY", "PLEXICA_WEB_SECRET", "PLEXICA_KEYCLOAK_ADMIN_PASSWORD",
-    "PLEXICA_KEYCLOAK_CLIENT_SECRET",
+    "PLEXICA_KEYCLOAK_CLIENT_SECRET", "PLEXICA_DATABASE_URL",
     "PLEXICA_STORAGE_ACCESS_KEY", "PLEXICA_STORAGE_SECRET_KEY", "PLEXICA_RUNTIME_DATABASE_URL",
 )  # fmt: skip
 
@@ -265,11 +265,12 @@ class LocalTopology:
             env["PLEXICA_KEY_ENCRYPTION_KEY"] = self.key_encryption_key()
         login = self.plugin_logins.get(slug) if slug else None
         if slug is not None:
-            # ADR 0210: a plugin holds its own login only: no Redis, no platform database URL.
+            # ADR 0210: a plugin holds its own login only: no Redis, no platform database URL
+            # (without a login of its own yet, no database at all).
             del env["PLEXICA_REDIS_URL"]
+            del env["PLEXICA_DATABASE_URL"]
             if login:
                 env["PLEXICA_PLUGIN_DATABASE_URL"] = login
-                del env["PLEXICA_DATABASE_URL"]
         if slug is not None and self.ports:
             # Issuers under the public URL, their keys from the core itself (ADR 0244).
             env["PLEXICA_PLUGIN_CORE_URL"] = f"http://127.0.0.1:{self.ports['core']}"

@@ -124,8 +124,11 @@ def test_the_platforms_own_settings_never_reach_a_plugin(tmp_path: Path) -> None
     core, plugin = topology.env("core", 3000), topology.env("plugin-crm", 3001)
     assert core["PLEXICA_KAFKA_PASSWORD"] == "the-platforms"
     assert plugin["PLEXICA_KAFKA_BROKERS"] == "127.0.0.1:9092"
+    # A plugin without a login of its own yet gets no database, never the owner's URL.
+    assert "crm" not in topology.plugin_logins
     for key in ("PLEXICA_KAFKA_USERNAME", "PLEXICA_KAFKA_PASSWORD", "PLEXICA_REDIS_URL",
-                "PLEXICA_STORAGE_SECRET_KEY", "PLEXICA_KEY_ENCRYPTION_KEY"):  # fmt: skip
+                "PLEXICA_STORAGE_SECRET_KEY", "PLEXICA_KEY_ENCRYPTION_KEY",
+                "PLEXICA_DATABASE_URL", "PLEXICA_PLUGIN_DATABASE_URL"):  # fmt: skip
         assert key not in plugin, key
 
 
