@@ -20,6 +20,7 @@ from plexica.gateway.wiring import start_gateway
 from plexica.identity import mfa_api, oidc_company, policy_api, sso_api
 from plexica.identity.api import me_router, roles_router, service_clients_router, users_router
 from plexica.identity.invites_api import router as invites_router
+from plexica.identity.oidc import keys_router as oidc_keys_router
 from plexica.identity.oidc import router as oidc_router
 from plexica.identity.support_api import router as support_router
 from plexica.identity.wiring import identity_lifespan
@@ -122,6 +123,7 @@ def create_app(
     app.include_router(_info_router())
     for router in (
         oidc_router,
+        oidc_keys_router,
         oidc_company.router,
         me_router,
         mfa_api.router,

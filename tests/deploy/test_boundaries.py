@@ -295,7 +295,6 @@ def test_plugin_egress_names_every_address_it_allows(docs: list[Doc]) -> None:
     ("change", "required"),
     [
         ({"external": {"kafkaCidr": ""}}, "external.kafkaCidr"),
-        ({"external": {"keycloakCidr": ""}}, "external.keycloakCidr"),
         (
             {"external": {"postgresql": {"cidr": ""}}, "pgbouncer": {"enabled": False}},
             "external.postgresql.cidr",
@@ -387,6 +386,8 @@ def test_keycloak_is_reached_from_the_ingress_controller_and_the_platform_only(
     keycloak = labels_of(docs, "Deployment/plexica-keycloak")
     assert not can_reach(docs, web, keycloak, 8080)
     assert can_reach(docs, labels_of(docs, "Deployment/plexica-core-api"), keycloak, 8080)
+    for name, pod in plugin_pods(docs).items():  # keys come from the core (ADR 0252)
+        assert not can_reach(docs, pod["metadata"]["labels"], keycloak, 8080), name
     (ingress,) = by_kind(docs, "Ingress").values()
     to_keycloak = {
         path["path"]

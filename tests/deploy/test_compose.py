@@ -191,10 +191,10 @@ def test_every_plexica_service_starts_with_its_settings(monkeypatch: pytest.Monk
             monkeypatch.setenv(key, value)
         load_settings(service=name)
         if name.startswith("plugin-"):
-            # Tokens name Keycloak's public address; keys come from its address inside.
+            # Tokens name Keycloak's public address; the core passes its keys on (ADR 0252).
             found = PluginConfig.from_env()
             assert found.issuer_base_url == "http://localhost:8080/realms", name
-            assert found.keys_base_url == "http://keycloak:8080/realms", name
+            assert found.keys_base_url == "http://core:3000/realms", name
     core = services["core"]["environment"]
     assert sorted(core["PLEXICA_PLUGIN_URLS"].split(",")) == sorted(
         f"{p.removeprefix('plugin-')}=http://{p}:3000" for p in plugins

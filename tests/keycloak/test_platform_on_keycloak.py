@@ -139,6 +139,22 @@ async def test_operator_creates_a_tenant_whose_admin_signs_in_and_calls_the_core
     listed = await platform.http.get("/v1/users", headers=bearer(tokens["access_token"]))
     assert [u["email"] for u in listed.json()] == [tenant["email"]]
 
+    # The core passes the realm's public keys on, so plugins need no path to Keycloak (ADR
+    # 0252): the same signing keys, public members only; no other realm's.
+    certs = "/protocol/openid-connect/certs"
+    relayed = await platform.http.get(f"/realms/{tenant['realm']}{certs}")
+    assert relayed.status_code == 200, relayed.text
+    async with httpx.AsyncClient() as http:
+        direct = (await http.get(f"{kc.url}/realms/{tenant['realm']}{certs}")).json()
+    public = {"kty", "kid", "use", "alg", "n", "e", "crv", "x", "y", "x5c", "x5t", "x5t#S256"}
+    assert relayed.json()["keys"] == [
+        {k: v for k, v in key.items() if k in public}
+        for key in direct["keys"]
+        if key.get("use") != "enc"
+    ]
+    for other in ("master", "plexica-no-such-tenant", "../master"):
+        assert (await platform.http.get(f"/realms/{other}{certs}")).status_code == 404, other
+
 
 async def test_token_attacks_with_keycloak_tokens(platform: Platform, kc: KeycloakAdapter) -> None:
     op = await _operator(kc)

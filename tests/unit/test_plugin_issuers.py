@@ -21,6 +21,13 @@ from plexica_sdk.app import PluginConfig
             {"PLEXICA_KEYCLOAK_URL": "http://127.0.0.1:8080"},
             "http://127.0.0.1:8080/realms", "http://127.0.0.1:8080/realms",
         ),
+        # With the core's address, keys from the core, which passes Keycloak's on (ADR 0252).
+        (
+            {"PLEXICA_KEYCLOAK_URL": "http://keycloak:8080/auth",
+             "PLEXICA_KEYCLOAK_PUBLIC_URL": "https://plexica.example.com/auth",
+             "PLEXICA_PLUGIN_CORE_URL": "http://core:3000"},
+            "https://plexica.example.com/auth/realms", "http://core:3000/realms",
+        ),
         # The built-in provider: issuers under the public URL, keys from the core.
         (
             {"PLEXICA_PUBLIC_URL": "https://plexica.example.com",

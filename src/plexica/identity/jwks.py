@@ -32,11 +32,16 @@ from plexica_sdk.auth import RevocationCheck
 log = structlog.get_logger("plexica.identity.jwks")
 TENANT_REALM_PREFIX = "plexica-"
 _REALM_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+# A JWK's members that describe a public key (RFC 7517, 7518): nothing else is passed on.
+_PUBLIC_MEMBERS = frozenset(
+    {"kty", "kid", "use", "alg", "n", "e", "crv", "x", "y", "x5c", "x5t", "x5t#S256"}
+)
 
 
 @dataclass
 class _Keys:
     keys: dict[str, Any] = field(default_factory=dict)
+    jwks: list[dict[str, Any]] = field(default_factory=list)  # as published, public parts
     fetched_at: float = float("-inf")  # of the last successful fetch
     failed_at: float = float("-inf")
     inflight: asyncio.Future[None] | None = None
@@ -132,6 +137,21 @@ class RealmIssuers:
             await self._fetch(issuer.url, entry)
         return entry.keys.get(kid)
 
+    async def published(self, realm: str) -> list[dict[str, Any]] | None:
+        """A platform realm's public keys as its provider publishes them, for plugins that
+        take them from the core and never reach the provider (ADR 0252): fetched again at
+        most once per ``refetch_interval``, so a new key is there as soon as tokens use it.
+        None for a realm that is not the platform's."""
+        found = await self.issuer(self.prefix + realm)
+        if found is None:
+            return None
+        entry = self._keys.setdefault(found.url, _Keys())
+        now = time.monotonic()
+        stale = now - entry.fetched_at > self.refetch_interval
+        if stale and (entry.inflight is not None or now - entry.failed_at > self.retry_interval):
+            await self._fetch(found.url, entry)
+        return entry.jwks
+
     async def _fetch(self, url: str, entry: _Keys) -> None:
         """One fetch per issuer at a time: later callers wait for the one in flight."""
         if entry.inflight is None:
@@ -155,12 +175,14 @@ class RealmIssuers:
             log.warning("jwks_fetch_failed", issuer=url, error=str(exc))
             return
         keys: dict[str, Any] = {}
+        published = []
         for jwk in body.get("keys", []) if isinstance(body, dict) else []:
             if isinstance(jwk, dict) and isinstance(jwk.get("kid"), str):
                 public = public_key_from_jwk(jwk)
                 if public is not None:
                     keys[jwk["kid"]] = public
-        entry.keys = keys
+                    published.append({k: v for k, v in jwk.items() if k in _PUBLIC_MEMBERS})
+        entry.keys, entry.jwks = keys, published
         entry.fetched_at = time.monotonic()
 
 

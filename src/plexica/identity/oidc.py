@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
 from plexica.identity import mfa, service, sessions, sso, tokens
+from plexica.identity.jwks import RealmIssuers
 from plexica.identity.oidc_company import company_redirect
 from plexica.identity.oidc_pages import (
     CSRF_COOKIE,
@@ -48,6 +49,7 @@ from plexica.identity.schemas import TokenResponse
 from plexica.identity.service import OAuthError
 from plexica.identity.throttle import LoginThrottle
 from plexica.kit.db import Database
+from plexica.settings import Settings
 
 router = APIRouter(
     prefix="/realms", tags=["oidc"], include_in_schema=False, dependencies=[Depends(builtin_only)]
@@ -116,11 +118,23 @@ async def discovery(realm: RealmName, request: Request) -> JSONResponse:
     )
 
 
-@router.get("/{realm}" + _OIDC + "/certs")
+# Outside ``router``: with Keycloak the core passes its realms' keys on to plugins (ADR 0252).
+keys_router = APIRouter(prefix="/realms", tags=["oidc"], include_in_schema=False)
+
+
+@keys_router.get("/{realm}" + _OIDC + "/certs")
 async def certs(realm: RealmName, request: Request) -> JSONResponse:
+    not_found = _oauth_error(OAuthError("not_found", "no such realm", status=404))
+    settings: Settings = request.app.state.settings
+    if settings.keycloak_url is not None:
+        resolver = getattr(request.app.state.verifier, "resolver", None)
+        published = await resolver.published(realm) if isinstance(resolver, RealmIssuers) else None
+        if published is None:
+            return not_found
+        return JSONResponse({"keys": published}, headers={"Cache-Control": "public, max-age=60"})
     async with _db(request).session() as session:
         if await enabled_realm(session, realm) is None:
-            return _oauth_error(OAuthError("not_found", "no such realm", status=404))
+            return not_found
         body = await service.jwks(session, realm)
     return JSONResponse(body, headers={"Cache-Control": "public, max-age=60"})
 

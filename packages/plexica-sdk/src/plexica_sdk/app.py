@@ -103,9 +103,9 @@ class PluginConfig:
 def _issuers_from(env: Mapping[str, str]) -> tuple[str | None, str | None]:
     """The realms a plugin trusts and where their keys are, from the platform's own variables
     unless ``PLEXICA_PLUGIN_ISSUER_BASE_URL`` (and ``..._JWKS_BASE_URL``) say otherwise
-    (ADR 0244): Keycloak's public address names the issuers and its address in the
-    deployment serves the keys; the built-in provider's issuers live under the public URL and
-    the core serves their keys."""
+    (ADR 0244): Keycloak's public address names the issuers; the core serves the keys (ADR
+    0252; without a core URL, Keycloak's address in the deployment); the built-in provider's
+    issuers live under the public URL and the core serves their keys."""
 
     def realms(name: str) -> str | None:
         value = env.get(ENV + name)
@@ -116,8 +116,9 @@ def _issuers_from(env: Mapping[str, str]) -> tuple[str | None, str | None]:
     if explicit is not None:
         return explicit, keys
     if env.get(ENV + "KEYCLOAK_URL"):
+        # The core passes Keycloak's keys on (ADR 0252): a plugin need not reach Keycloak.
         issuers = realms("KEYCLOAK_PUBLIC_URL") or realms("KEYCLOAK_URL")
-        return issuers, keys or realms("KEYCLOAK_URL")
+        return issuers, keys or realms("PLUGIN_CORE_URL") or realms("KEYCLOAK_URL")
     return realms("PUBLIC_URL"), keys or realms("PLUGIN_CORE_URL")
 
 
