@@ -275,6 +275,15 @@ def test_plugins_have_no_path_to_redis_postgresql_or_each_other(docs: list[Doc])
         assert can_reach(docs, src, labels_of(docs, "Deployment/plexica-core-api"), 3000)
 
 
+def test_plugins_take_the_realms_keys_from_the_core_they_can_reach(docs: list[Doc]) -> None:
+    """ADR 0252: the keys come from the core, the one platform service plugins reach."""
+    core = labels_of(docs, "Deployment/plexica-core-api")
+    for name, pod in plugin_pods(docs).items():
+        env = {e["name"]: e.get("value") for c in containers(pod) for e in c.get("env", [])}
+        assert env["PLEXICA_PLUGIN_JWKS_BASE_URL"] == "http://plexica-core-api:3000/realms", name
+        assert can_reach(docs, pod["metadata"]["labels"], core, 3000), name
+
+
 def test_plugin_egress_names_every_address_it_allows(docs: list[Doc]) -> None:
     """No 0.0.0.0/0 for a plugin, whatever the values: only the core and its own dependencies."""
     (policy,) = [
@@ -388,6 +397,19 @@ def test_keycloak_is_reached_from_the_ingress_controller_and_the_platform_only(
     assert can_reach(docs, labels_of(docs, "Deployment/plexica-core-api"), keycloak, 8080)
     for name, pod in plugin_pods(docs).items():  # keys come from the core (ADR 0252)
         assert not can_reach(docs, pod["metadata"]["labels"], keycloak, 8080), name
+    # The Job that makes the platform's client, by hook policies that exist before it runs.
+    client_job = labels_of(docs, "Job/plexica-keycloak-client")
+    assert can_reach(docs, client_job, keycloak, 8080)
+    assert not can_reach(docs, client_job, labels_of(docs, "StatefulSet/plexica-postgresql"), 5432)
+    hooks = {
+        d["metadata"]["name"]: d["metadata"]["annotations"]["helm.sh/hook"]
+        for d in docs
+        if d["kind"] == "NetworkPolicy" and "keycloak-" in d["metadata"]["name"]
+    }
+    assert hooks == {
+        "plexica-keycloak-client": "pre-install,pre-upgrade",
+        "plexica-keycloak-from-client": "pre-install,pre-upgrade",
+    }
     (ingress,) = by_kind(docs, "Ingress").values()
     to_keycloak = {
         path["path"]
