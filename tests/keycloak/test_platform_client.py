@@ -37,14 +37,19 @@ async def test_the_platform_client_runs_the_platforms_realms_and_nothing_else(
     suffix = uuid4().hex[:8]
     before, foreign = f"plexica-old{suffix}", f"company-{suffix}"
     await kc.create_realm(before, uuid4())  # made by the admin, as before this client existed
-    made = await kc._call("POST", "/admin/realms", json={"realm": foreign, "enabled": True})
-    assert made.status_code == 201, made.text
+    # Not the platform's, whatever the name: another realm, and one named like the platform's
+    # that it did not make (no tenant id).
+    stray = f"plexica-stray{suffix}"
+    for other in (foreign, stray):
+        made = await kc._call("POST", "/admin/realms", json={"realm": other, "enabled": True})
+        assert made.status_code == 201, made.text
     client_id, secret = f"plexica-core-{suffix}", secrets.token_urlsafe(32)
     output = await asyncio.to_thread(_platform_client, keycloak, client_id, secret)
     assert f"client {client_id} ready" in output
 
     async with KeycloakAdapter(keycloak["url"], client_id, secret, service_account=True) as sa:
-        # A realm it makes is its own to run; one of the platform's from before is granted.
+        # A realm it makes is its own to run, with the token it had before (lightweight tokens:
+        # rights from Keycloak's database); one of the platform's from before is granted.
         mine = f"plexica-new{suffix}"
         await sa.create_realm(mine, uuid4())
         user = await sa.create_user(
@@ -53,8 +58,9 @@ async def test_the_platform_client_runs_the_platforms_realms_and_nothing_else(
         assert [u.id for u in await sa.list_users(mine)] == [user.id]
         await sa.create_user(before, f"b@{suffix}.example", "pw-" + secret, frozenset())
         # Not a realm of the platform's, not the master realm, not more roles for itself.
-        with pytest.raises(IdentityProviderError, match="may not administer"):
-            await sa.list_users(foreign)
+        for other in (foreign, stray):
+            with pytest.raises(IdentityProviderError, match="may not administer"):
+                await sa.list_users(other)
         assert (await sa._call("GET", "/admin/realms/master/users")).status_code == 403
         admin_role = (await kc._call("GET", "/admin/realms/master/roles/admin")).json()
         assert (await sa._call("GET", "/admin/realms/master/clients")).status_code == 403
@@ -73,4 +79,5 @@ async def test_the_platform_client_runs_the_platforms_realms_and_nothing_else(
     async with KeycloakAdapter(keycloak["url"], client_id, secret, service_account=True) as old:
         with pytest.raises(IdentityUnavailableError):
             await old.list_users(foreign)
-    await kc._call("DELETE", f"/admin/realms/{foreign}")
+    for other in (foreign, stray):
+        await kc._call("DELETE", f"/admin/realms/{other}")

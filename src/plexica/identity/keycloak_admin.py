@@ -144,10 +144,9 @@ class KeycloakAdminClient:
             return self._token
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """An admin request; a 401 (token revoked or expired early) or a 403 (a token from
-        before a realm was made, whose roles it lacks: ADR 0251) is retried once anew."""
+        """An admin request; a 401 (token revoked or expired early) is retried once."""
         response = await self._send(method, path, token=await self._admin_token(), **kwargs)
-        if response.status_code in (401, 403):
+        if response.status_code == 401:
             token = await self._admin_token(renew=True)
             response = await self._send(method, path, token=token, **kwargs)
         if response.status_code == 404 and method != "DELETE":

@@ -8,26 +8,38 @@ from __future__ import annotations
 from typing import Any
 
 from plexica.identity.keycloak_admin import KeycloakAdminClient, expect
+from plexica.identity.keycloak_realm import TENANT_ATTRIBUTE
+from plexica.identity.names import OPERATOR_REALM
 
 PLATFORM_CLIENT = "plexica-core"
-# The platform's realms: its operators' and one per tenant.
-REALM_PREFIX = "plexica-"
 _CLIENTS = "/admin/realms/master/clients"
+
+
+def _platforms(realm: dict[str, Any]) -> bool:
+    """The platform's realms: its operators' and those it made for a tenant (marked with the
+    tenant's id); not any other realm of the same Keycloak, whatever its name."""
+    tenant = (realm.get("attributes") or {}).get(TENANT_ATTRIBUTE)
+    return realm["realm"] == OPERATOR_REALM or (
+        realm["realm"].startswith("plexica-") and bool(tenant)
+    )
 
 
 class PlatformClientAdmin(KeycloakAdminClient):
     """The master realm's admin, making the platform's client."""
 
     async def ensure_platform_client(self, client_id: str, secret: str) -> list[str]:
-        """Run as the master realm's admin (the deploy's migrate Job): the confidential client
-        ``client_id`` with ``secret`` and a service account holding ``create-realm`` and the
-        administration of every platform realm made before it existed (an upgrade). Idempotent;
-        the realms granted now."""
-        client = {
+        """Run as the master realm's admin (the deploy's keycloak-client Job): the confidential
+        client ``client_id`` with ``secret`` and a service account holding ``create-realm`` and
+        the administration of every platform realm made before it existed (an upgrade).
+        Idempotent; the realms granted."""
+        client: dict[str, Any] = {
             "clientId": client_id, "secret": secret, "enabled": True, "publicClient": False,
             "serviceAccountsEnabled": True, "standardFlowEnabled": False,
             "implicitFlowEnabled": False, "directAccessGrantsEnabled": False,
             "description": "Plexica core and worker (ADR 0251)",
+            # Keycloak then reads the account's rights from its database, not the token: a
+            # token stays small however many realms it runs, and sees a realm made after it.
+            "attributes": {"client.use.lightweight.access.token.enabled": "true"},
         }  # fmt: skip
         found = await self._client(client_id)
         if found is None:
@@ -36,7 +48,8 @@ class PlatformClientAdmin(KeycloakAdminClient):
                 expect(made, 201)
             found = await self._client(client_id)
             assert found is not None
-        body = {**found, **client}  # the secret and settings as given, also when it was there
+        attributes = {**found.get("attributes", {}), **client["attributes"]}
+        body = {**found, **client, "attributes": attributes}  # as given, also when it was there
         expect(await self._call("PUT", f"{_CLIENTS}/{found['id']}", json=body), 204)
         account_path = f"{_CLIENTS}/{found['id']}/service-account-user"
         account = expect(await self._call("GET", account_path), 200).json()
@@ -45,7 +58,7 @@ class PlatformClientAdmin(KeycloakAdminClient):
         await self._grant(f"{mappings}/realm", [expect(create_realm, 200).json()])
         granted = []
         realms = expect(await self._call("GET", "/admin/realms"), 200).json()
-        for realm in sorted(r["realm"] for r in realms if r["realm"].startswith(REALM_PREFIX)):
+        for realm in sorted(r["realm"] for r in realms if _platforms(r)):
             # The master realm's client of each realm holds the roles that administer it.
             manager = await self._client(f"{realm}-realm")
             if manager is None:
