@@ -198,6 +198,14 @@ async def test_a_company_person_signs_in_through_the_tenant_realms_identity_prov
     strict = await api.put(SSO, headers=admin, json={**body, "required": True})
     assert strict.status_code == 200, strict.text
     assert await browser_login(issuer, local_email, local_password) is None
+    async with httpx.AsyncClient(timeout=30) as http:  # nor around the browser: no password grant
+        grant = await http.post(
+            f"{issuer}/protocol/openid-connect/token",
+            data={"grant_type": "password", "client_id": "admin-cli", "username": local_email,
+                  "password": local_password},
+        )  # fmt: skip
+    assert grant.status_code in (400, 401), grant.text
+    assert "access_token" not in grant.text
     assert await browser_login(issuer, member_email, member_password) is not None
     kim = f"kim@{company}.example"
     assert await _company_sign_in(issuer, kim, await company_person(kc, company, kim))

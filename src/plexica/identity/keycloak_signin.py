@@ -27,9 +27,20 @@ _MASKED = "**********"
 _DOMAINS, _REQUIRED, _UPDATED_AT = "plexicaDomains", "plexicaRequired", "plexicaUpdatedAt"
 _METADATA_URL = "plexicaMetadataUrl"
 _EMAIL_NAME_ID = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+# What is taken from the company's SAML metadata as Keycloak parsed it; the rest is ours.
+_SAML_FROM_METADATA = frozenset({
+    "idpEntityId", "singleSignOnServiceUrl", "singleLogoutServiceUrl", "signingCertificate",
+    "postBindingResponse", "postBindingAuthnRequest", "postBindingLogout",
+})  # fmt: skip
 # Company sign-in required (ADR 0249): the realm's browser flow and its password gate.
 _BROWSER_FLOW, _GATE = "plexica-browser", "plexica-company-sign-in-required"
 _ORGANIZATIONS = "organizationsEnabled"
+
+
+def _plain(text: str) -> str:
+    """A name as plain text in a Keycloak message, which is a template (braces, quotes and
+    markup mean something there)."""
+    return re.sub(r"[{}'\"<>&]", "", text)
 
 
 class KeycloakSignIn(KeycloakAdminClient):
@@ -112,7 +123,8 @@ class KeycloakSignIn(KeycloakAdminClient):
             "metadata_url": config.get(_METADATA_URL) if saml else None,
             "domains": [d for d in config.get(_DOMAINS, "").split(",") if d],
             "default_role": role or "member",
-            "required": config.get(_REQUIRED) == "true",
+            # As Keycloak enforces it: a save that stopped before the gate did not make it so.
+            "required": config.get(_REQUIRED) == "true" and await self._gate_on(realm),
             "updated_at": config.get(_UPDATED_AT),
         }
 
@@ -189,7 +201,7 @@ class KeycloakSignIn(KeycloakAdminClient):
                 "the metadata names no SAML identity provider",
                 details={"metadata_url": "no IDPSSODescriptor"},
             )
-        imported = {k: str(v) for k, v in parsed.json().items()}
+        imported = {k: str(v) for k, v in parsed.json().items() if k in _SAML_FROM_METADATA}
         if not imported.get("signingCertificate"):
             raise IdentityInvalidError(
                 "the metadata has no signing certificate: unsigned answers are not accepted",
@@ -202,6 +214,10 @@ class KeycloakSignIn(KeycloakAdminClient):
             "principalType": "SUBJECT",
             "wantAuthnRequestsSigned": "true",
             "signatureAlgorithm": "RSA_SHA256",
+            # Keycloak calls no address of the metadata's itself: no artifact resolution, no
+            # back-channel logout (the browser carries every message).
+            "artifactBindingResponse": "false",
+            "backchannelSupported": "false",
             _METADATA_URL: metadata_url,
         }
         await self._put_company_idp(
@@ -251,8 +267,8 @@ class KeycloakSignIn(KeycloakAdminClient):
         await self._default_role_mapper(realm, default_role)
         await self._route_domains(realm, domains)
         await self._passwords_refused(
-            realm, domains if required else [], f"Sign in with {display_name}: passwords are "
-            "not accepted for your e-mail address.",
+            realm, domains if required else [], f"Sign in with {_plain(display_name)}: passwords "
+            "are not accepted for your e-mail address.",
         )  # fmt: skip
 
     async def remove_company_sign_in(self, realm: str) -> bool:
@@ -297,7 +313,8 @@ class KeycloakSignIn(KeycloakAdminClient):
         if not domains:
             if org is not None:
                 expect(await self._call("DELETE", f"{path}/{org['id']}"), 204)
-            await self._organizations(realm, on=False)
+            if not expect(await self._call("GET", path), 200).json():  # none made by hand
+                await self._organizations(realm, on=False)
             return
         body = {
             "name": COMPANY_IDP, "alias": COMPANY_IDP, "enabled": True,
@@ -352,6 +369,8 @@ class KeycloakSignIn(KeycloakAdminClient):
                 "regex": "true", "not": "false",
             })  # fmt: skip
             await self._step_config(base, gate["deny"], {"denyErrorMessage": message})
+        if domains:
+            await self._no_password_grants(realm)
         steps = {"condition": "REQUIRED", "deny": "REQUIRED"}
         steps["gate"] = "CONDITIONAL" if domains else "DISABLED"
         for name, requirement in steps.items():
@@ -365,6 +384,26 @@ class KeycloakSignIn(KeycloakAdminClient):
                 "PUT", f"/admin/realms/{realm}", json={"browserFlow": _BROWSER_FLOW}
             )
             expect(bound, 204)
+
+    async def _no_password_grants(self, realm: str) -> None:
+        """No client of the realm takes passwords outside the browser flow (Keycloak's own
+        ``admin-cli`` does by default): the gate would not see them."""
+        clients = expect(await self._call("GET", f"/admin/realms/{realm}/clients"), 200).json()
+        for client in clients:
+            if client.get("directAccessGrantsEnabled"):
+                path = f"/admin/realms/{realm}/clients/{client['id']}"
+                body = {**client, "directAccessGrantsEnabled": False}
+                expect(await self._call("PUT", path, json=body), 204)
+
+    async def _gate_on(self, realm: str) -> bool:
+        """Whether the realm's browser sign-in refuses the domains' passwords now."""
+        if (await self._realm(realm)).get("browserFlow") != _BROWSER_FLOW:
+            return False
+        path = f"/admin/realms/{realm}/authentication/flows/{_BROWSER_FLOW}/executions"
+        steps = expect(await self._call("GET", path), 200).json()
+        return any(
+            e.get("displayName") == _GATE and e.get("requirement") == "CONDITIONAL" for e in steps
+        )
 
     async def _password_gate(self, base: str) -> dict[str, dict[str, Any]]:
         """The gate's executions in the realm's browser flow (made when missing, right after
