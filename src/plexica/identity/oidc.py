@@ -131,6 +131,9 @@ async def certs(realm: RealmName, request: Request) -> JSONResponse:
         published = await resolver.published(realm) if isinstance(resolver, RealmIssuers) else None
         if published is None:
             return not_found
+        if not published:  # Keycloak did not answer yet: no empty key set for plugins to cache
+            unavailable = OAuthError("temporarily_unavailable", "keys not fetched yet", status=503)
+            return _oauth_error(unavailable)
         return JSONResponse({"keys": published}, headers={"Cache-Control": "public, max-age=60"})
     async with _db(request).session() as session:
         if await enabled_realm(session, realm) is None:
