@@ -40,7 +40,7 @@ def session_dir() -> Path:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     with path.open("a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
@@ -53,7 +53,7 @@ def ensure(name: str) -> dict[str, Any]:
     """Start server ``name`` if no process of this session has; return its record."""
     base = session_dir()
     record = base / f"{name}.json"
-    with _locked(base / f"{name}.lock"):
+    with locked(base / f"{name}.lock"):
         if record.exists():
             return dict(json.loads(record.read_text()))
         workdir = base / name
@@ -183,7 +183,7 @@ def kafka_libs() -> Path:
     import tempfile
 
     lib.parent.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(lib.parent.parent / f"kafka-{KAFKA_VERSION}.lock"):
+    with locked(lib.parent.parent / f"kafka-{KAFKA_VERSION}.lock"):
         if (lib / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
             return lib
         with tempfile.TemporaryDirectory() as tmp:
@@ -523,7 +523,7 @@ def keycloak_cache(version: str = KEYCLOAK_VERSION) -> Path:
     root = Path(platformdirs.user_cache_dir("plexica", appauthor=False))
     root.mkdir(parents=True, exist_ok=True)
     cache = root / f"keycloak-{version}"
-    with _locked(root / f"keycloak-{version}.lock"):
+    with locked(root / f"keycloak-{version}.lock"):
         if (cache / "ready").exists():
             return cache
         import secrets

@@ -41,10 +41,15 @@ async def platform_client(keycloak: dict[str, Any]) -> tuple[str, str]:
     of these tests serve with it, never with Keycloak's admin. One secret for every worker."""
     seed = f"platform client {keycloak['admin_password']}".encode()
     secret = hashlib.sha256(seed).hexdigest()
-    async with PlatformClientAdmin(
-        keycloak["url"], keycloak["admin_user"], keycloak["admin_password"]
-    ) as admin:
-        await admin.ensure_platform_client(PLATFORM_CLIENT, secret)
+    made = servers.session_dir() / "platform-client.made"
+    # Once for the session, whichever worker comes first; the others wait for it.
+    with servers.locked(servers.session_dir() / "platform-client.lock"):
+        if not made.exists():
+            async with PlatformClientAdmin(
+                keycloak["url"], keycloak["admin_user"], keycloak["admin_password"]
+            ) as admin:
+                await admin.ensure_platform_client(PLATFORM_CLIENT, secret)
+            made.touch()
     return PLATFORM_CLIENT, secret
 
 
