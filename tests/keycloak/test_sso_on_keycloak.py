@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 
 from plexica.identity.keycloak import KeycloakAdapter
+from plexica.identity.keycloak_realm import WEB_CLIENT
 from plexica.identity.service import CLI_CLIENT, CLI_REDIRECT
 from tests.keycloak import test_platform_on_keycloak as base
 from tests.keycloak.conftest import (
@@ -194,10 +195,19 @@ async def test_a_company_person_signs_in_through_the_tenant_realms_identity_prov
     # other addresses keep theirs, the company's people still come through the company.
     local_email, local_password = f"lee@{company}.example", secrets.token_urlsafe(16)
     await kc.create_user(realm, local_email, local_password, frozenset({"member"}))
-    assert await browser_login(issuer, local_email, local_password) is not None
+    signed_in = await browser_login(issuer, local_email, local_password)
+    assert signed_in is not None
     strict = await api.put(SSO, headers=admin, json={**body, "required": True})
     assert strict.status_code == 200, strict.text
     assert await browser_login(issuer, local_email, local_password) is None
+    # The session it had from its password ends too: its refresh token is refused.
+    async with httpx.AsyncClient(timeout=30) as http:
+        refreshed = await http.post(
+            f"{issuer}/protocol/openid-connect/token",
+            data={"grant_type": "refresh_token", "client_id": WEB_CLIENT,
+                  "refresh_token": signed_in["refresh_token"]},
+        )  # fmt: skip
+    assert refreshed.status_code == 400, refreshed.text
     async with httpx.AsyncClient(timeout=30) as http:  # nor around the browser: no password grant
         grant = await http.post(
             f"{issuer}/protocol/openid-connect/token",

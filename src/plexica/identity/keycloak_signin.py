@@ -369,10 +369,10 @@ class KeycloakSignIn(KeycloakAdminClient):
                 "regex": "true", "not": "false",
             })  # fmt: skip
             await self._step_config(base, gate["deny"], {"denyErrorMessage": message})
-        if domains:
             await self._no_password_grants(realm)
         steps = {"condition": "REQUIRED", "deny": "REQUIRED"}
         steps["gate"] = "CONDITIONAL" if domains else "DISABLED"
+        turned_on = bool(domains) and gate["gate"]["requirement"] != "CONDITIONAL"
         for name, requirement in steps.items():
             if gate[name]["requirement"] != requirement:
                 step = {**gate[name], "requirement": requirement}
@@ -384,6 +384,21 @@ class KeycloakSignIn(KeycloakAdminClient):
                 "PUT", f"/admin/realms/{realm}", json={"browserFlow": _BROWSER_FLOW}
             )
             expect(bound, 204)
+        if turned_on:
+            await self._end_password_sessions(realm, domains)
+
+    async def _end_password_sessions(self, realm: str, domains: list[str]) -> None:
+        """Ends the sessions of the domains' users who have a password: signed in with it
+        before the gate, they would keep their access until the sessions end."""
+        ends = tuple(f"@{d}" for d in domains)
+        users = await self._paged(f"/admin/realms/{realm}/users", {"briefRepresentation": "true"})
+        for user in users:
+            if not str(user.get("email") or "").lower().endswith(ends):
+                continue
+            user_path = self._user_path(realm, user["id"])
+            credentials = expect(await self._call("GET", f"{user_path}/credentials"), 200).json()
+            if any(c.get("type") == "password" for c in credentials):
+                expect(await self._call("POST", f"{user_path}/logout"), 204)
 
     async def _no_password_grants(self, realm: str) -> None:
         """No client of the realm takes passwords outside the browser flow (Keycloak's own
