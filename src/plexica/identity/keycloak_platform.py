@@ -10,6 +10,7 @@ from typing import Any
 from plexica.identity.keycloak_admin import KeycloakAdminClient, expect
 from plexica.identity.keycloak_realm import TENANT_ATTRIBUTE
 from plexica.identity.names import OPERATOR_REALM
+from plexica.kit.provisioning import REALM_PREFIX
 
 PLATFORM_CLIENT = "plexica-core"
 _CLIENTS = "/admin/realms/master/clients"
@@ -20,7 +21,7 @@ def _platforms(realm: dict[str, Any]) -> bool:
     tenant's id); not any other realm of the same Keycloak, whatever its name."""
     tenant = (realm.get("attributes") or {}).get(TENANT_ATTRIBUTE)
     return realm["realm"] == OPERATOR_REALM or (
-        realm["realm"].startswith("plexica-") and bool(tenant)
+        realm["realm"].startswith(REALM_PREFIX) and bool(tenant)
     )
 
 
