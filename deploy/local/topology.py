@@ -56,6 +56,8 @@ PLATFORM_ONLY = (
     "PLEXICA_KEYCLOAK_CLIENT_SECRET", "PLEXICA_DATABASE_URL",
     "PLEXICA_STORAGE_ACCESS_KEY", "PLEXICA_STORAGE_SECRET_KEY", "PLEXICA_RUNTIME_DATABASE_URL",
 )  # fmt: skip
+# The broker's administrator (ADR 0253): this topology's grants step holds it, no process does.
+BROKER_ADMIN = ("PLEXICA_KAFKA_ADMIN_USERNAME", "PLEXICA_KAFKA_ADMIN_PASSWORD")
 
 
 BACKOFF_FIRST, BACKOFF_MAX, STABLE_SECONDS = 1.0, 30.0, 60.0
@@ -107,8 +109,9 @@ class LocalTopology:
     # Each catalogued plugin's own database login (ADR 0076), as `plexica plugin credentials`
     # prints it: its process gets it as PLEXICA_PLUGIN_DATABASE_URL.
     plugin_logins: dict[str, str] = field(default_factory=dict)
-    # With a broker that authenticates (PLEXICA_KAFKA_USERNAME/PASSWORD in ``extra_env``, the
-    # platform's principal), each plugin's own principal there (ADR 0218).
+    # With a broker's administrator in ``extra_env`` (PLEXICA_KAFKA_ADMIN_*), the platform's
+    # principal it makes for core and worker (ADR 0253) and each plugin's own (ADR 0218).
+    platform_kafka: KafkaLogin | None = None
     plugin_kafka: dict[str, KafkaLogin] = field(default_factory=dict)
     _pg: EmbeddedPostgres | None = None
 
@@ -275,6 +278,11 @@ class LocalTopology:
             # Issuers under the public URL, their keys from the core itself (ADR 0244).
             env["PLEXICA_PLUGIN_CORE_URL"] = f"http://127.0.0.1:{self.ports['core']}"
         env.update(self.extra_env)
+        for key in BROKER_ADMIN:
+            env.pop(key, None)
+        if name in SERVING and self.platform_kafka is not None:
+            env["PLEXICA_KAFKA_USERNAME"] = self.platform_kafka.username
+            env["PLEXICA_KAFKA_PASSWORD"] = self.platform_kafka.password
         if slug is not None:
             # What --env gives every service stops short of plugins when it is the platform's
             # own (ADR 0210, 0218): they get their broker principal below, never the platform's.
@@ -348,15 +356,25 @@ class LocalTopology:
         """Each plugin's own login, as ``plexica plugin credentials <slug>`` makes and prints it
         (created here, in process, before anything starts: a CLI run per plugin would put
         seconds of start-up on the topology's critical path)."""
-        from plexica.events.acl import broker_password, plugin_principal
+        from plexica.events.acl import (
+            PLATFORM_PRINCIPAL,
+            broker_password,
+            grant_platform,
+            plugin_principal,
+        )
         from plexica.kit.db import Database
         from plexica.plugins import service
 
         admin = self.broker_admin()
+        if admin is not None:
+            secret = self._kept_secret("kafka-platform-password")
+            self.platform_kafka = KafkaLogin(PLATFORM_PRINCIPAL, secret)
 
         async def run() -> dict[str, str]:
             db = Database(self._driver_url(), pool_size=1)
             try:
+                if admin is not None and self.platform_kafka is not None:
+                    await grant_platform(admin, self.platform_kafka)
                 logins = {}
                 for slug in self.installed_plugins():
                     async with db.session() as session:
@@ -379,19 +397,18 @@ class LocalTopology:
         return "postgresql+asyncpg://" + serving.split("://", 1)[1]
 
     def broker_admin(self) -> BrokerAdmin | None:
-        """The platform's admin at the broker given in ``extra_env``, if it authenticates."""
+        """The broker's administrator given in ``extra_env``, if it authenticates."""
         from plexica.events.acl import BrokerAdmin
 
         brokers = self.extra_env.get("PLEXICA_KAFKA_BROKERS")
-        user = self.extra_env.get("PLEXICA_KAFKA_USERNAME")
-        password = self.extra_env.get("PLEXICA_KAFKA_PASSWORD")
+        user, password = (self.extra_env.get(key) for key in BROKER_ADMIN)
         if not (brokers and user and password):
             return None
         return BrokerAdmin(brokers, KafkaLogin(user, password))
 
     def grant_plugins(self) -> None:
-        """The plugins' ACLs from the manifests just registered, as the worker's reconciler
-        would make them within its period: the plugins consume from the start."""
+        """The plugins' ACLs from the manifests just registered, as the grants job would make
+        them within its period: the plugins consume from the start."""
         from plexica.kit.db import Database
         from plexica.plugins.broker import reconcile
 
@@ -402,7 +419,7 @@ class LocalTopology:
         async def run() -> None:
             db = Database(self._driver_url(), pool_size=1)
             try:
-                await reconcile(db, admin)
+                await reconcile(db, admin, self.platform_kafka)
             finally:
                 await db.dispose()
 

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     # a plugin's own (`plexica plugin credentials`) in a plugin's process.
     kafka_username: Optional = None
     kafka_password: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
+    # The broker's administrator (ADR 0253), read only by `plexica plugin broker-acls`, the
+    # grants job: it makes the platform's and the plugins' principals and their ACLs.
+    kafka_admin_username: Optional = None
+    kafka_admin_password: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
     keycloak_url: Annotated[AnyHttpUrl | None, BeforeValidator(_empty_to_none)] = None
     # Where browsers reach Keycloak, which its tokens name as issuer (its KC_HOSTNAME), when
     # that is not PLEXICA_KEYCLOAK_URL, the address the platform's own calls use (ADR 0244).
@@ -135,7 +139,8 @@ class Settings(BaseSettings):
     # How often a core looks for tenant sagas that a crash interrupted (ADR 0140); 0: never
     # (a core that must not touch other cores' tenants, e.g. beside a shared test database).
     reconcile_seconds: float = Field(default=10.0, ge=0)
-    # How often the worker makes the broker's plugin ACLs equal to the catalog (ADR 0218).
+    # How often `plexica plugin broker-acls --watch` makes the broker's principals and ACLs
+    # equal to the catalog (ADR 0218, 0253).
     broker_acl_seconds: float = Field(default=30.0, gt=0)
 
     # Web shell (ADR 0091, 0092): the key of the session cookies, shared by every web replica;
@@ -161,9 +166,10 @@ class Settings(BaseSettings):
         return _asyncpg_url(str(self.database_url))
 
     def kafka_login(self) -> KafkaLogin | None:
-        if self.kafka_username is None or self.kafka_password is None:
-            return None
-        return KafkaLogin(self.kafka_username, self.kafka_password.get_secret_value())
+        return _kafka_login(self.kafka_username, self.kafka_password)
+
+    def kafka_admin_login(self) -> KafkaLogin | None:
+        return _kafka_login(self.kafka_admin_username, self.kafka_admin_password)
 
     @property
     def public_base_url(self) -> str:
@@ -276,3 +282,9 @@ def load_settings(**overrides: object) -> Settings:
             raise SettingsError(err["msg"].removeprefix("Value error, ")) from None
         field = str(err["loc"][0])
         raise SettingsError(f"invalid setting {ENV_PREFIX}{field.upper()}: {err['msg']}") from None
+
+
+def _kafka_login(username: str | None, password: SecretStr | None) -> KafkaLogin | None:
+    if username is None or password is None:
+        return None
+    return KafkaLogin(username, password.get_secret_value())

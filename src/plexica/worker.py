@@ -18,7 +18,6 @@ from plexica.events.runtime import relay_job
 from plexica.fleet_metrics import gauges_job
 from plexica.kit.db import Database
 from plexica.kit.probes import add_dependency_checks
-from plexica.plugins.broker import acl_job
 from plexica.settings import Settings
 from plexica_sdk.service import create_service_app
 
@@ -28,7 +27,6 @@ log = structlog.get_logger("plexica.worker")
 JOBS: dict[str, Job] = {
     "events.relay": relay_job,
     "metrics.gauges": gauges_job,
-    "plugins.broker_acls": acl_job,
 }
 
 

@@ -32,6 +32,12 @@ STORAGE_PLATFORM_KEYS = {"storage-platform-access-key", "storage-platform-secret
 # core and worker log in as that client.
 KEYCLOAK_ADMIN_KEYS = {"keycloak-admin-password"}
 KEYCLOAK_ADMIN_HOLDERS = {"Deployment/plexica-keycloak", "Job/plexica-keycloak-client"}
+# The broker's super user (the platform Secret's kafka-password; a plugin's own Secret has a
+# kafka-password too: its principal's): Redpanda and the grants pods (ADR 0253).
+BROKER_ADMIN_KEYS = {"kafka-password"}
+BROKER_ADMIN_HOLDERS = {
+    "StatefulSet/plexica-redpanda", "Job/plexica-broker-grants", "CronJob/plexica-broker-grants",
+}  # fmt: skip
 
 
 def pods(docs: list[Doc]) -> dict[str, Doc]:
@@ -142,26 +148,24 @@ def plugin_pods(docs: list[Doc]) -> dict[str, Doc]:
     return found
 
 
-def test_only_the_migration_the_backup_and_the_server_hold_owner_or_superuser_logins(
-    docs: list[Doc],
-) -> None:
-    holders = {
-        name
-        for name, pod in pods(docs).items()
-        if any(
-            (key in OWNER_KEYS and "-plugin-" not in secret) or key == "*"
-            for secret, key in secret_keys(pod)
-        )
-    }
-    assert holders <= OWNER_HOLDERS, holders
-
-
-def _holders(docs: list[Doc], keys: set[str]) -> set[str]:
+def _holders(docs: list[Doc], keys: set[str], *, platform_secret: bool = False) -> set[str]:
+    """Pods that read any of ``keys`` (of the platform's Secrets only, with
+    ``platform_secret``: a plugin's own Secret has keys of the same names for its own logins)."""
     return {
         name
         for name, pod in pods(docs).items()
-        if any(key in keys or key == "*" for _, key in secret_keys(pod))
+        if any(
+            (key in keys and not (platform_secret and "-plugin-" in secret)) or key == "*"
+            for secret, key in secret_keys(pod)
+        )
     }
+
+
+def test_only_the_migration_the_backup_and_the_server_hold_owner_or_superuser_logins(
+    docs: list[Doc],
+) -> None:
+    holders = _holders(docs, OWNER_KEYS, platform_secret=True)
+    assert holders <= OWNER_HOLDERS, holders
 
 
 def test_only_minio_and_its_user_job_hold_the_object_stores_root(docs: list[Doc]) -> None:
@@ -183,16 +187,27 @@ def test_only_keycloak_and_its_client_job_hold_keycloaks_admin(docs: list[Doc]) 
         ), name
 
 
+def test_only_redpanda_and_the_grants_pods_hold_the_brokers_admin(docs: list[Doc]) -> None:
+    holders = _holders(docs, BROKER_ADMIN_KEYS, platform_secret=True)
+    assert holders == BROKER_ADMIN_HOLDERS & pods(docs).keys()
+    assert "CronJob/plexica-broker-grants" in holders
+    found = pods(docs)
+    for name in ("Deployment/plexica-core-api", "Deployment/plexica-worker"):
+        assert _env_secret(found[name], "PLEXICA_KAFKA_PASSWORD") == "kafka-platform-password"
+
+
 def test_no_serving_pod_holds_an_owner_or_superuser_credential(docs: list[Doc]) -> None:
     """Issue #28's rule in one place: the database's owner and superuser, the object store's
-    root and Keycloak's admin reach only the migration, the backup, the Jobs that make the
-    platform's object-store user and Keycloak client, and the servers themselves."""
+    root, Keycloak's admin and the broker's super user reach only the migration, the backup,
+    the Jobs that make the platform's object-store user, Keycloak client and broker principals,
+    and the servers themselves."""
+    admins = OWNER_HOLDERS | STORAGE_ROOT_HOLDERS | KEYCLOAK_ADMIN_HOLDERS | BROKER_ADMIN_HOLDERS
     serving = {
         name
         for name, pod in pods(docs).items()
-        if name not in OWNER_HOLDERS | STORAGE_ROOT_HOLDERS | KEYCLOAK_ADMIN_HOLDERS
+        if name not in admins
         and any(
-            (key in OWNER_KEYS and "-plugin-" not in secret)
+            (key in OWNER_KEYS | BROKER_ADMIN_KEYS and "-plugin-" not in secret)
             or key in STORAGE_ROOT_KEYS | KEYCLOAK_ADMIN_KEYS
             or key == "*"
             for secret, key in secret_keys(pod)
@@ -418,6 +433,30 @@ def test_keycloak_is_reached_from_the_ingress_controller_and_the_platform_only(
         if path["backend"]["service"]["name"] == "plexica-keycloak"
     }
     assert to_keycloak == {"/auth/realms", "/auth/resources"}  # no /auth/admin
+
+
+def test_the_grants_pods_reach_the_broker_and_the_database_only(in_chart: list[Doc]) -> None:
+    """ADR 0253: by hook policies that exist before the pre-upgrade Job runs; the CronJob's pods
+    carry the same labels."""
+    docs = in_chart
+    grants = labels_of(docs, "Job/plexica-broker-grants")
+    assert grants == labels_of(docs, "CronJob/plexica-broker-grants")
+    redpanda = labels_of(docs, "StatefulSet/plexica-redpanda")
+    assert can_reach(docs, grants, redpanda, 9092)
+    assert can_reach(docs, grants, labels_of(docs, "Deployment/plexica-pgbouncer"), 5432)
+    for target, port in (
+        ("StatefulSet/plexica-postgresql", 5432),
+        ("StatefulSet/plexica-redis", 6379),
+        ("Deployment/plexica-keycloak", 8080),
+        ("Deployment/plexica-core-api", 3000),
+    ):
+        assert not can_reach(docs, grants, labels_of(docs, target), port), target
+    hooks = {
+        d["metadata"]["name"]: d["metadata"]["annotations"].get("helm.sh/hook")
+        for d in docs
+        if d["kind"] == "NetworkPolicy" and "broker-grants" in d["metadata"]["name"]
+    }
+    assert set(hooks.values()) == {"pre-install,pre-upgrade"}, hooks
 
 
 def test_disruption_budgets_let_unhealthy_pods_go(docs: list[Doc]) -> None:

@@ -14,10 +14,9 @@ import pytest
 import yaml
 from compose_spec import PyCompose
 
-from plexica.events.acl import plugin_principal
+from plexica.events.acl import PLATFORM_PRINCIPAL, plugin_principal
 from plexica.kit.kafka import KafkaLogin
 from plexica.settings import ENV_PREFIX, Settings, SettingsError, load_settings
-from plexica.worker import JOBS
 from plexica_sdk.app import PluginConfig
 from tests.deploy.conftest import CHART_FILES, DEPLOY, ROOT, load_yaml
 
@@ -36,7 +35,10 @@ MONITORING = {
     "grafana": "grafana/grafana:",
     "jaeger": "jaegertracing/jaeger:2.",
 }
-PLEXICA = ("core", "worker", "web", "plugin-crm", "plugin-billing", "migrate", "gateway-config")
+PLEXICA = (
+    "core", "worker", "web", "plugin-crm", "plugin-billing", "migrate", "gateway-config",
+    "broker-grants",
+)  # fmt: skip
 # Run to completion before what depends on them.
 ONE_SHOT = {"migrate", "minio-users", "keycloak-client"}
 VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
@@ -449,22 +451,32 @@ def test_redpanda_requires_sasl_on_its_kafka_listeners() -> None:
 
 
 def test_the_broker_takes_a_login_per_component(monkeypatch: pytest.MonkeyPatch) -> None:
-    """ADR 0218, 0228: core and worker log in as the broker's super user (the worker's
-    reconciler then has its admin login); each plugin as `plexica-plugin-<id>` with its own
-    password, and nothing of the platform's or of another plugin's."""
-    secrets = {"KAFKA_PASSWORD": "platform-kafka-secret"} | {
+    """ADR 0218, 0228, 0253: the broker's super user is held by Redpanda and broker-grants
+    only; core and worker log in as the platform's principal; each plugin as
+    `plexica-plugin-<id>` with its own password, and nothing of the platform's or of another
+    plugin's."""
+    secrets = {
+        "KAFKA_PASSWORD": "admin-kafka-secret",
+        "KAFKA_PLATFORM_PASSWORD": "platform-kafka-secret",
+    } | {
         f"PLUGIN_{infix}_KAFKA_PASSWORD": f"{slug}-kafka-secret" for slug, infix in PLUGINS.items()
     }
     services = _service_env(placeholders() | secrets)
-    holders = {
-        n for n, env in services.items() if any("platform-kafka-secret" in v for v in env.values())
-    }
-    assert holders == {"redpanda", "core", "worker"}, holders
-    for name in ("core", "worker"):
+
+    def holders(secret: str) -> set[str]:
+        return {n for n, env in services.items() if any(secret in v for v in env.values())}
+
+    assert holders("admin-kafka-secret") == {"redpanda", "broker-grants"}
+    assert holders("platform-kafka-secret") == {"core", "worker", "broker-grants"}
+    for name in ("core", "worker", "broker-grants"):
         settings = _settings_of(services[name], name, monkeypatch)
         assert settings.kafka_brokers == "redpanda:9092"
-        assert settings.kafka_login() == KafkaLogin("plexica", "platform-kafka-secret"), name
-    assert "plugins.broker_acls" in JOBS  # the worker keeps the plugins' ACLs to the catalog
+        want = KafkaLogin(PLATFORM_PRINCIPAL, "platform-kafka-secret")
+        assert settings.kafka_login() == want, name
+    grants = _settings_of(services["broker-grants"], "broker-grants", monkeypatch)
+    assert grants.kafka_admin_login() == KafkaLogin("plexica", "admin-kafka-secret")
+    grants_service = load_yaml(COMPOSE / "docker-compose.yml")["services"]["broker-grants"]
+    assert grants_service["command"][:3] == ["plugin", "broker-acls", "--watch"]
     for slug in PLUGINS:
         env = services[f"plugin-{slug}"]
         settings = _settings_of(env, f"plugin-{slug}", monkeypatch)

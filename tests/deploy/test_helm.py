@@ -376,7 +376,7 @@ def test_nightly_backup_unless_the_database_is_managed() -> None:
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     claim = by_kind(docs_for("values-self-hosted.yaml"), "PersistentVolumeClaim")["plexica-backup"]
     assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    assert not by_kind(docs_for("values-external-services.yaml"), "CronJob")
+    assert "plexica-backup" not in by_kind(docs_for("values-external-services.yaml"), "CronJob")
 
 
 @pytest.mark.parametrize("values", VALUES)
@@ -589,18 +589,35 @@ def test_routes_watcher_runs_beside_traefik_on_a_shared_directory() -> None:
 
 
 def test_the_broker_takes_a_login_per_component(rendered: tuple[str, list[Doc]]) -> None:
-    """ADR 0218: the platform logs in as its principal (password from the platform Secret); a
-    plugin reads its own broker login from its own Secret and nothing of the platform's; the
-    in-chart Redpanda starts with SASL, ACLs and that principal as its super user."""
+    """ADR 0218, 0253: core and worker log in as the platform's principal (password from the
+    platform Secret), no super user; the grants pods alone hold the administrator's; a plugin
+    reads its own broker login from its own Secret and nothing of the platform's; the in-chart
+    Redpanda starts with SASL, ACLs and the administrator as its super user."""
     values, docs = rendered
+    external = values == "values-external-services.yaml"
     platform = by_kind(docs, "ConfigMap")["plexica-platform-config"]["data"]
-    assert platform["PLEXICA_KAFKA_USERNAME"] == "plexica"
+    assert platform["PLEXICA_KAFKA_USERNAME"] == "plexica-platform"
     deployments = by_kind(docs, "Deployment")
     for name in ("plexica-core-api", "plexica-worker"):
         env = env_of(deployments[name]["spec"]["template"]["spec"]["containers"][0])
         assert _secret_ref(env, "PLEXICA_KAFKA_PASSWORD") == {
-            "name": "plexica-secrets", "key": "kafka-password", "optional": True,
+            "name": "plexica-secrets", "key": "kafka-platform-password", "optional": True,
         }  # fmt: skip
+        assert "PLEXICA_KAFKA_ADMIN_PASSWORD" not in env
+    cron = by_kind(docs, "CronJob")["plexica-broker-grants"]["spec"]
+    hook = by_kind(docs, "Job")["plexica-broker-grants"]
+    # The in-chart broker exists only after install; a managed one before.
+    first = "pre-install" if external else "post-install"
+    assert hook["metadata"]["annotations"]["helm.sh/hook"] == f"{first},pre-upgrade,post-upgrade"
+    for pod in (cron["jobTemplate"]["spec"]["template"]["spec"], hook["spec"]["template"]["spec"]):
+        env = env_of(pod["containers"][0])
+        assert pod["containers"][0]["args"] == ["plugin", "broker-acls", "--json"]
+        admin = "plexica-admin" if external else "plexica"
+        assert env["PLEXICA_KAFKA_ADMIN_USERNAME"]["value"] == admin
+        assert _secret_ref(env, "PLEXICA_KAFKA_ADMIN_PASSWORD")["key"] == "kafka-password"
+        assert env["PLEXICA_KAFKA_USERNAME"]["value"] == "plexica-platform"
+        assert _secret_ref(env, "PLEXICA_KAFKA_PASSWORD")["key"] == "kafka-platform-password"
+        assert _secret_ref(env, "PLEXICA_DATABASE_URL")["key"] == "runtime-database-url"
     plugins = {n: d for n, d in deployments.items() if n.startswith("plexica-plugin-")}
     for name, deployment in plugins.items():
         env = env_of(deployment["spec"]["template"]["spec"]["containers"][0])
@@ -627,4 +644,7 @@ def test_the_broker_takes_a_login_per_component(rendered: tuple[str, list[Doc]])
     assert _secret_ref(env, "BOOTSTRAP_PASSWORD")["key"] == "kafka-password"
     secrets = by_kind(docs, "Secret")
     if secrets:
-        assert len(secrets["plexica-secrets"]["stringData"]["kafka-password"]) >= 32, values
+        data = secrets["plexica-secrets"]["stringData"]
+        assert len(data["kafka-password"]) >= 32, values
+        assert len(data["kafka-platform-password"]) >= 32, values
+        assert data["kafka-password"] != data["kafka-platform-password"]

@@ -119,10 +119,14 @@ def test_the_platforms_own_settings_never_reach_a_plugin(tmp_path: Path) -> None
     given = {
         "PLEXICA_KAFKA_BROKERS": "127.0.0.1:9092", "PLEXICA_KAFKA_USERNAME": "plexica",
         "PLEXICA_KAFKA_PASSWORD": "the-platforms", "PLEXICA_STORAGE_SECRET_KEY": "root",
+        "PLEXICA_KAFKA_ADMIN_USERNAME": "admin", "PLEXICA_KAFKA_ADMIN_PASSWORD": "the-brokers",
     }  # fmt: skip
     topology = LocalTopology(tmp_path, plugins=["crm"], extra_env=given)
     core, plugin = topology.env("core", 3000), topology.env("plugin-crm", 3001)
     assert core["PLEXICA_KAFKA_PASSWORD"] == "the-platforms"
+    # The broker's administrator is the topology's own grants step's (ADR 0253), no process's.
+    for name in ("core", "worker", "web", "migrate", "plugin-crm"):
+        assert "the-brokers" not in topology.env(name).values(), name
     assert plugin["PLEXICA_KAFKA_BROKERS"] == "127.0.0.1:9092"
     # A plugin without a login of its own yet gets no database, never the owner's URL.
     assert "crm" not in topology.plugin_logins

@@ -1,23 +1,29 @@
-"""ADR 0218 in the local topology: behind a broker with SASL/SCRAM and ACLs, each plugin process
-holds its own principal; CRM's cannot read or write Billing's topics, Billing's consumes
-crm.deal with its own group."""
+"""ADR 0218, 0253 in the local topology: behind a broker with SASL/SCRAM and ACLs, each plugin
+process holds its own principal; CRM's cannot read or write Billing's topics, Billing's consumes
+crm.deal with its own group; core and worker relay on the platform's principal, and no process
+holds the broker's administrator."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from deploy.local.topology import LocalTopology
+from plexica.events import service
+from plexica.events.acl import PLATFORM_PRINCIPAL
+from plexica.kit.db import Database
 from plexica.kit.kafka import KafkaLogin
+from plexica_sdk.db import asyncpg_url
 from tests.harness.servers import KafkaBroker
 
 pytestmark = pytest.mark.slow
@@ -41,8 +47,8 @@ def broker() -> Iterator[KafkaBroker]:
 def topology(broker: KafkaBroker) -> Iterator[LocalTopology]:
     env = {
         "PLEXICA_KAFKA_BROKERS": broker.bootstrap,
-        "PLEXICA_KAFKA_USERNAME": ADMIN[0],
-        "PLEXICA_KAFKA_PASSWORD": ADMIN[1],
+        "PLEXICA_KAFKA_ADMIN_USERNAME": ADMIN[0],
+        "PLEXICA_KAFKA_ADMIN_PASSWORD": ADMIN[1],
     }
     with (
         tempfile.TemporaryDirectory(prefix="plexica-local-") as workdir,
@@ -63,12 +69,16 @@ def login_of(topology: LocalTopology, name: str) -> KafkaLogin:
     return KafkaLogin(env["PLEXICA_KAFKA_USERNAME"], env["PLEXICA_KAFKA_PASSWORD"])
 
 
-def test_each_plugin_process_holds_its_own_principal(topology: LocalTopology) -> None:
+def test_each_process_holds_its_own_principal_and_none_the_administrator(
+    topology: LocalTopology,
+) -> None:
     for slug in ("crm", "billing"):
         env = environ(topology, f"plugin-{slug}")
         assert env["PLEXICA_KAFKA_USERNAME"] == f"plexica-plugin-{slug}"
-        assert ADMIN[1] not in env.values()
-    assert environ(topology, "worker")["PLEXICA_KAFKA_USERNAME"] == ADMIN[0]
+    for name in ("core", "worker"):
+        assert environ(topology, name)["PLEXICA_KAFKA_USERNAME"] == PLATFORM_PRINCIPAL
+    for name in topology.processes:
+        assert ADMIN[1] not in environ(topology, name).values(), name
 
 
 async def test_the_crm_process_cannot_read_or_write_billing_topics(
@@ -125,6 +135,39 @@ async def test_the_billing_process_consumes_crm_deal_with_its_group(
 
     deadline = asyncio.get_running_loop().time() + 120
     while "crm.deal" not in await asyncio.to_thread(assigned_topics):
-        # The worker's reconciler or the process's supervised restart brings it in.
+        # The grants step or the process's supervised restart brings it in.
         assert asyncio.get_running_loop().time() < deadline, "billing never joined its group"
         await asyncio.sleep(0.5)
+
+
+async def test_the_worker_relays_on_the_platform_principal(
+    topology: LocalTopology, broker: KafkaBroker
+) -> None:
+    """An event committed to the outbox reaches its family's topic: the worker's relay writes
+    (and makes topics) as the platform's principal, not as the administrator."""
+    db = Database(asyncpg_url(topology.database_url), pool_size=1)
+    try:
+        async with db.session() as s:
+            event = await service.publish(
+                s, "crm.deal.won", {"deal_id": "relayed"}, tenant_id=uuid.uuid4()
+            )
+    finally:
+        await db.dispose()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker.bootstrap,
+        enable_auto_commit=False,
+        **KafkaLogin(*ADMIN).aiokafka(),
+    )
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 120
+        partitions = [TopicPartition("crm.deal", p) for p in range(6)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        seen: set[bytes] = set()
+        while str(event.id).encode() not in seen:
+            assert asyncio.get_running_loop().time() < deadline, "the event was never relayed"
+            batch = await consumer.getmany(timeout_ms=500)
+            seen |= {v for rs in batch.values() for r in rs for k, v in r.headers if k == "ce_id"}
+    finally:
+        await consumer.stop()

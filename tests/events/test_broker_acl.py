@@ -1,5 +1,6 @@
-"""ADR 0218: at a broker with SASL/SCRAM and ACLs, each plugin logs in as its own principal and
-may read only the families it consumes (with its own group) and write only its own."""
+"""ADR 0218, 0253: at a broker with SASL/SCRAM and ACLs, each plugin logs in as its own principal
+and may read only the families it consumes (with its own group) and write only its own; the
+platform's principal relays every family and administers nothing."""
 
 from __future__ import annotations
 
@@ -20,19 +21,25 @@ from aiokafka.errors import (
     KafkaError,
     TopicAuthorizationFailedError,
 )
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
 from plexica.events import service
 from plexica.events.acl import (
+    PLATFORM_PRINCIPAL,
     BrokerAdmin,
     Grant,
     Operation,
     PluginAccess,
     Resource,
+    acl_binding,
     broker_password,
+    grant_platform,
     grant_plugin,
     plugin_grants,
 )
 from plexica.events.delivery import DEAD_LETTER_TOPIC, consumer_group
+from plexica.events.relay import ensure_topics
 from plexica.events.runtime import EventRuntime
 from plexica.kit.db import Database
 from plexica.kit.kafka import KafkaLogin
@@ -59,11 +66,23 @@ class Broker:
     def admin(self) -> BrokerAdmin:
         return BrokerAdmin(self.bootstrap, self.admin_login)
 
+    @property
+    def platform_login(self) -> KafkaLogin:
+        # The same for every worker of the session: each may (re)grant it without a race.
+        return KafkaLogin(PLATFORM_PRINCIPAL, broker_password(self.admin_login.password))
+
 
 @pytest.fixture(scope="session")
 def sasl() -> Broker:
     info = servers.ensure("kafka-sasl")
     return Broker(str(info["bootstrap"]), KafkaLogin(info["username"], info["password"]))
+
+
+@pytest.fixture(scope="session")
+async def platform(sasl: Broker) -> KafkaLogin:
+    """The platform's principal as the grants job makes it (ADR 0253)."""
+    await grant_platform(sasl.admin, sasl.platform_login)
+    return sasl.platform_login
 
 
 def types(manifest: Manifest) -> tuple[list[str], list[str]]:
@@ -169,6 +188,37 @@ async def test_a_plugin_cannot_produce_to_another_plugins_topic(sasl: Broker) ->
         await produce(sasl, crm.login, f"crm.new{uuid.uuid4().hex[:6]}")
 
 
+async def test_the_platform_principal_relays_but_administers_nothing(
+    sasl: Broker, platform: KafkaLogin
+) -> None:
+    """Core and worker hold it (ADR 0253): a family nobody granted yet is made and written; no
+    credential, no ACL and no cluster setting can be changed or even read with it."""
+    topic = f"{new_plugin_id()}.thing"
+    await until(lambda: ensure_topics(sasl.bootstrap, {topic}, 1, login=platform))
+    await until(lambda: produce(sasl, platform, topic))
+    await until(lambda: consume(sasl, platform, topic, consumer_group("someplugin")))
+    as_platform = BrokerAdmin(sasl.bootstrap, platform)
+    with pytest.raises(KafkaException):
+        await as_platform.set_password(platform.username, "its-own-choice")
+    with pytest.raises(KafkaException):
+        await as_platform.set_password(sasl.admin_login.username, "taken-over")
+    # The ACLs are hidden from it (the administrator sees its five).
+    assert await as_platform.grants(PLATFORM_PRINCIPAL) == frozenset()
+    assert len(await sasl.admin.grants(PLATFORM_PRINCIPAL)) == 5
+    forged = acl_binding(
+        "plexica-plugin-crm", Grant(Resource.TOPIC, "billing.invoice", Operation.READ)
+    )
+    client = AdminClient({"bootstrap.servers": sasl.bootstrap, **platform.librdkafka()})
+    [future] = client.create_acls([forged]).values()
+    with pytest.raises(KafkaException):
+        await asyncio.wait_for(asyncio.wrap_future(future), 15)
+    # Its own groups only: not a group a plugin might use under another name.
+    with pytest.raises(GroupAuthorizationFailedError):
+        await consume(sasl, platform, topic, "another-group")
+    # The administrator's login still works: nothing above changed it.
+    await until(lambda: produce(sasl, sasl.admin_login, topic))
+
+
 async def test_a_wrong_password_is_refused(sasl: Broker) -> None:
     _, crm = await grant_like(sasl, CRM)
     await until(lambda: produce(sasl, crm.login, "crm.deal"))
@@ -185,10 +235,11 @@ async def plugin_db() -> AsyncIterator[list[Database]]:
 
 
 async def test_billing_reads_crm_deal_won_on_its_own_login(
-    db: Database, sasl: Broker, database_url: str, plugin_db: list[Database]
+    db: Database, sasl: Broker, platform: KafkaLogin, database_url: str, plugin_db: list[Database]
 ) -> None:
-    """The whole path: the platform relays as the broker's super user; a Billing-like plugin's
-    consumer, on its own database login and its own broker principal, gets the event."""
+    """The whole path: the platform relays on its own principal, no super user (ADR 0253); a
+    Billing-like plugin's consumer, on its own database login and its own broker principal,
+    gets the event."""
     tenant = uuid.uuid4()
     bus = EventBus(f"billing{uuid.uuid4().hex[:8]}")
     received: list[Event] = []
@@ -211,8 +262,8 @@ async def test_billing_reads_crm_deal_won_on_its_own_login(
     consumer = EventRuntime.for_plugin_login(
         own, bus, kafka_brokers=sasl.bootstrap, kafka_login=access.login
     )
-    platform = EventRuntime(db, {}, kafka_brokers=sasl.bootstrap, kafka_login=sasl.admin_login)
-    async with consumer, platform:
+    relay = EventRuntime(db, {}, kafka_brokers=sasl.bootstrap, kafka_login=platform)
+    async with consumer, relay:
         await asyncio.wait_for(consumer.ready(), 60)
         async with db.session() as s:
             won = await service.publish(s, "crm.deal.won", {"deal_id": "d1"}, tenant_id=tenant)
@@ -263,23 +314,31 @@ async def test_plugin_credentials_prints_the_broker_login_and_grants_it(
     }  # fmt: skip
     async with db.session() as s:
         await plugins_service.register(s, doc, [])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")} | {
+    platform = {
         "PLEXICA_DATABASE_URL": database_url,
         "PLEXICA_KAFKA_BROKERS": sasl.bootstrap,
-        "PLEXICA_KAFKA_USERNAME": sasl.admin_login.username,
-        "PLEXICA_KAFKA_PASSWORD": sasl.admin_login.password,
+        "PLEXICA_KAFKA_USERNAME": sasl.platform_login.username,
+        "PLEXICA_KAFKA_PASSWORD": sasl.platform_login.password,
+    }
+    admin = platform | {
+        "PLEXICA_KAFKA_ADMIN_USERNAME": sasl.admin_login.username,
+        "PLEXICA_KAFKA_ADMIN_PASSWORD": sasl.admin_login.password,
     }
 
-    def credentials(*extra: str) -> dict[str, str]:
+    def credentials(*extra: str, env: dict[str, str] = admin) -> dict[str, str]:
         out = subprocess.run(
             [sys.executable, "-m", "plexica.cli", "plugin", "credentials", plugin_id, "--json",
              *extra],
-            env=env, capture_output=True, text=True, timeout=120, check=True,
+            env={k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")} | env,
+            capture_output=True, text=True, timeout=120, check=True,
         )  # fmt: skip
         return dict(json.loads(out.stdout))
 
+    # Where the core runs it (no administrator): the login is printed, the grants job makes it.
+    printed = credentials(env=platform)
+    assert printed["kafka_username"] == f"plexica-plugin-{plugin_id}"
     first = credentials()
-    assert first["kafka_username"] == f"plexica-plugin-{plugin_id}"
+    assert first["kafka_password"] == printed["kafka_password"]
     login = KafkaLogin(first["kafka_username"], first["kafka_password"])
     await until(lambda: produce(sasl, login, f"{plugin_id}.x"))
     rotated = credentials("--rotate")
@@ -295,3 +354,33 @@ async def test_plugin_credentials_prints_the_broker_login_and_grants_it(
     await eventually(old_refused, timeout=30)
     fresh = KafkaLogin(rotated["kafka_username"], rotated["kafka_password"])
     await until(lambda: produce(sasl, fresh, f"{plugin_id}.x"))
+
+
+async def test_the_grants_job_makes_the_platform_principal_and_beats(
+    sasl: Broker, database_url: str, tmp_path: Path
+) -> None:
+    """`plexica plugin broker-acls --watch` (Compose's broker-grants): the platform's principal
+    it is given is made and granted, and the heartbeat is touched after each good pass."""
+    login = KafkaLogin(f"plexica-platform-{uuid.uuid4().hex[:8]}", "its-password")
+    heartbeat = tmp_path / "ok"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLEXICA_")} | {
+        "PLEXICA_DATABASE_URL": database_url,
+        "PLEXICA_KAFKA_BROKERS": sasl.bootstrap,
+        "PLEXICA_KAFKA_USERNAME": login.username,
+        "PLEXICA_KAFKA_PASSWORD": login.password,
+        "PLEXICA_KAFKA_ADMIN_USERNAME": sasl.admin_login.username,
+        "PLEXICA_KAFKA_ADMIN_PASSWORD": sasl.admin_login.password,
+        "PLEXICA_BROKER_ACL_SECONDS": "0.5",
+    }
+    cmd = [sys.executable, "-m", "plexica.cli", "plugin", "broker-acls", "--watch"]
+    job = subprocess.Popen([*cmd, "--heartbeat", str(heartbeat)], env=env)
+    try:
+        await eventually(heartbeat.exists, timeout=120)
+        first = heartbeat.stat().st_mtime_ns
+        await eventually(lambda: heartbeat.stat().st_mtime_ns > first, timeout=60)
+        topic = f"{new_plugin_id()}.made"
+        await until(lambda: ensure_topics(sasl.bootstrap, {topic}, 1, login=login))
+        await until(lambda: produce(sasl, login, topic))
+    finally:
+        job.terminate()
+        job.wait(timeout=30)

@@ -3,8 +3,11 @@
 A plugin's principal may read the topics of the event families it consumes, with its own
 consumer group, and write the topics of the families it emits and the dead-letter topic (its
 consumer copies its dead letters there). Nothing else: no other plugin's topic, no other group,
-no topic creation (the platform makes the topics when it grants them). The platform's principal
-is the broker's super user: it relays every family and administers these grants.
+no topic creation (the platform makes the topics when it grants them).
+
+The platform's principal (core and worker) is an ordinary one (ADR 0253): it relays every family
+and consumes for the plugins the core hosts, and can change no credential and no ACL. Only the
+broker's administrator, held by the grants job alone, makes principals and ACLs.
 """
 
 from __future__ import annotations
@@ -60,21 +63,40 @@ def broker_password(database_password: str) -> str:
 class Resource(StrEnum):
     TOPIC = "topic"
     GROUP = "group"
+    CLUSTER = "cluster"
 
 
 class Operation(StrEnum):
     READ = "read"
     WRITE = "write"
+    CREATE = "create"
+    IDEMPOTENT_WRITE = "idempotent_write"
+
+
+class Pattern(StrEnum):
+    LITERAL = "literal"
+    PREFIXED = "prefixed"
 
 
 @dataclass(frozen=True, order=True)
 class Grant:
-    """ALLOW ``operation`` on the resource named exactly ``name`` (READ and WRITE imply
-    DESCRIBE at the broker)."""
+    """ALLOW ``operation`` on the resource named ``name`` (exactly, or every name it begins
+    when PREFIXED; READ and WRITE imply DESCRIBE at the broker)."""
 
     resource: Resource
     name: str
     operation: Operation
+    pattern: Pattern = Pattern.LITERAL
+
+    def __str__(self) -> str:
+        star = "*" if self.pattern is Pattern.PREFIXED else ""
+        return f"{self.operation}:{self.resource}:{self.name}{star}"
+
+
+PLATFORM_PRINCIPAL = "plexica-platform"
+# Kafka's names for every topic (a LITERAL "*") and for the cluster.
+ALL_TOPICS = "*"
+CLUSTER_NAME = "kafka-cluster"
 
 
 def plugin_grants(
@@ -87,6 +109,21 @@ def plugin_grants(
         grants.add(Grant(Resource.GROUP, consumer_group(plugin_id), Operation.READ))
         grants.add(Grant(Resource.TOPIC, DEAD_LETTER_TOPIC, Operation.WRITE))
     return frozenset(grants)
+
+
+def platform_grants() -> frozenset[Grant]:
+    """Core and worker: write and make every family's topic (the relay), read every topic with
+    the plugins' groups (the core consumes for the plugins it hosts in process), and produce
+    idempotently. No ALTER anywhere: no credential, no ACL, no cluster setting."""
+    topics = {Grant(Resource.TOPIC, ALL_TOPICS, op) for op in (
+        Operation.READ, Operation.WRITE, Operation.CREATE)}  # fmt: skip
+    return frozenset(
+        topics
+        | {
+            Grant(Resource.GROUP, consumer_group(""), Operation.READ, Pattern.PREFIXED),
+            Grant(Resource.CLUSTER, CLUSTER_NAME, Operation.IDEMPOTENT_WRITE),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -159,10 +196,10 @@ class BrokerAdmin:
         missing = sorted(desired - current)
         extra = sorted(current - desired)
         if missing:
-            bindings = [_binding(principal, g) for g in missing]
+            bindings = [acl_binding(principal, g) for g in missing]
             await self._all(self._client.create_acls(bindings).values())
         if extra:
-            await self._delete([_binding(principal, g) for g in extra])
+            await self._delete([acl_binding(principal, g) for g in extra])
         return len(missing), len(extra)
 
     async def _delete(self, bindings: list[Any]) -> None:
@@ -181,27 +218,45 @@ class BrokerAdmin:
         await self._all(self._client.delete_acls(filters).values())
 
 
-def _binding(principal: str, grant: Grant) -> Any:
-    restype = ResourceType.TOPIC if grant.resource is Resource.TOPIC else ResourceType.GROUP
-    operation = AclOperation.READ if grant.operation is Operation.READ else AclOperation.WRITE
+_RESOURCES = {
+    Resource.TOPIC: ResourceType.TOPIC,
+    Resource.GROUP: ResourceType.GROUP,
+    Resource.CLUSTER: ResourceType.BROKER,  # the library's name for the cluster resource
+}
+_OPERATIONS = {
+    Operation.READ: AclOperation.READ,
+    Operation.WRITE: AclOperation.WRITE,
+    Operation.CREATE: AclOperation.CREATE,
+    Operation.IDEMPOTENT_WRITE: AclOperation.IDEMPOTENT_WRITE,
+}
+_PATTERNS = {
+    Pattern.LITERAL: ResourcePatternType.LITERAL,
+    Pattern.PREFIXED: ResourcePatternType.PREFIXED,
+}
+
+
+def acl_binding(principal: str, grant: Grant) -> Any:
     return AclBinding(
-        restype, grant.name, ResourcePatternType.LITERAL, f"User:{principal}", "*", operation,
-        AclPermissionType.ALLOW,
+        _RESOURCES[grant.resource], grant.name, _PATTERNS[grant.pattern], f"User:{principal}",
+        "*", _OPERATIONS[grant.operation], AclPermissionType.ALLOW,
     )  # fmt: skip
 
 
+def _key(mapping: dict[Any, Any], value: Any) -> Any:
+    return next((k for k, v in mapping.items() if v == value), None)
+
+
 def _grant_of(binding: Any) -> Grant | None:
+    resource = _key(_RESOURCES, binding.restype)
+    operation = _key(_OPERATIONS, binding.operation)
+    pattern = _key(_PATTERNS, binding.resource_pattern_type)
     if (
         binding.permission_type != AclPermissionType.ALLOW
-        or binding.resource_pattern_type != ResourcePatternType.LITERAL
         or binding.host != "*"
-        or binding.restype not in (ResourceType.TOPIC, ResourceType.GROUP)
-        or binding.operation not in (AclOperation.READ, AclOperation.WRITE)
+        or None in (resource, operation, pattern)
     ):
         return None
-    resource = Resource.TOPIC if binding.restype == ResourceType.TOPIC else Resource.GROUP
-    operation = Operation.READ if binding.operation == AclOperation.READ else Operation.WRITE
-    return Grant(resource, binding.name, operation)
+    return Grant(resource, binding.name, operation, pattern)
 
 
 async def grant_plugin(
@@ -222,3 +277,12 @@ async def grant_plugin(
     if added or removed:
         log.info("plugin_broker_acls", plugin=plugin_id, added=added, removed=removed)
     return PluginAccess(login, grants, added, removed)
+
+
+async def grant_platform(admin: BrokerAdmin, login: KafkaLogin) -> tuple[int, int]:
+    """The platform's principal with its password and exactly ``platform_grants``."""
+    await admin.set_password(login.username, login.password)
+    added, removed = await admin.sync(login.username, platform_grants())
+    if added or removed:
+        log.info("platform_broker_acls", principal=login.username, added=added, removed=removed)
+    return added, removed

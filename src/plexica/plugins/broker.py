@@ -1,14 +1,17 @@
-"""A plugin's login and ACLs at the broker, derived from its catalog versions (ADR 0218)."""
+"""The broker's principals and ACLs: the platform's, and each plugin's derived from its catalog
+versions (ADR 0218, 0253)."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.events.acl import BrokerAdmin, PluginAccess, grant_plugin
+from plexica.events.acl import BrokerAdmin, PluginAccess, grant_platform, grant_plugin
 from plexica.kit.db import Database
+from plexica.kit.kafka import KafkaLogin
 from plexica.plugins import service
 from plexica.plugins.repository import logins as logins_repo
 from plexica.plugins.schemas import VersionStatus
@@ -41,17 +44,21 @@ async def sync_plugin(session: AsyncSession, admin: BrokerAdmin, plugin_id: str)
 
 
 def broker_admin(settings: Settings) -> BrokerAdmin | None:
-    """The platform's admin at the broker, when the broker authenticates (it has a login)."""
-    login = settings.kafka_login()
+    """The broker's administrator, when this process holds its login (the grants job only)."""
+    login = settings.kafka_admin_login()
     if not settings.kafka_brokers or login is None:
         return None
     return BrokerAdmin(settings.kafka_brokers, login)
 
 
-async def reconcile(db: Database, admin: BrokerAdmin) -> dict[str, PluginAccess]:
-    """Every catalogued plugin that has a database login gets its broker login and ACLs (one
-    without a login has no credentials to hand out yet: `plexica plugin credentials` makes
-    both)."""
+async def reconcile(
+    db: Database, admin: BrokerAdmin, platform: KafkaLogin | None = None
+) -> dict[str, PluginAccess]:
+    """The platform's principal (given its login) and every catalogued plugin that has a
+    database login get their broker login and ACLs (one without a login has no credentials to
+    hand out yet: `plexica plugin credentials` makes both)."""
+    if platform is not None:
+        await grant_platform(admin, platform)
     out: dict[str, PluginAccess] = {}
     async with db.session() as session:
         plugin_ids = sorted({v.plugin_id for v in await service.list_versions(session)})
@@ -65,15 +72,17 @@ async def reconcile(db: Database, admin: BrokerAdmin) -> dict[str, PluginAccess]
     return out
 
 
-async def acl_job(db: Database, settings: Settings) -> None:
-    """The worker keeps the broker's plugin ACLs equal to the catalog: a version registered,
-    published or deprecated through the API or the CLI takes effect within one period."""
-    admin = broker_admin(settings)
-    if admin is None:
-        return
+async def keep_reconciled(
+    db: Database, settings: Settings, admin: BrokerAdmin, heartbeat: Path | None = None
+) -> None:
+    """The grants job's watch: a version registered, published or deprecated through the API or
+    the CLI takes effect within one period. ``heartbeat`` is touched after each pass that
+    succeeded (a container's health check reads its age)."""
     while True:
         try:
-            await reconcile(db, admin)
+            await reconcile(db, admin, settings.kafka_login())
+            if heartbeat is not None:
+                await asyncio.to_thread(heartbeat.touch)
         except Exception as exc:  # noqa: BLE001 - the broker or database is back next period
             log.warning("broker_acl_reconcile_failed", error=repr(exc))
         await asyncio.sleep(settings.broker_acl_seconds)

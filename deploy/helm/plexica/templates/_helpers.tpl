@@ -111,7 +111,7 @@ login, never the owner's (ADR 0215); the object store's platform user, never its
   valueFrom:
     secretKeyRef:
       name: {{ include "plexica.secretName" .root }}
-      key: kafka-password
+      key: kafka-platform-password
       optional: true
 {{- end -}}
 
@@ -120,13 +120,23 @@ login, never the owner's (ADR 0215); the object store's platform user, never its
 {{- printf "%s://%s" (ternary "https" "http" .Values.ingress.tls.enabled) .Values.global.domain -}}
 {{- end -}}
 
-{{/* The platform's principal at the broker (ADR 0218): the in-chart Redpanda's bootstrap super
-user, or a managed broker's; empty for a broker without SASL. */}}
+{{/* The platform's principal at the broker (ADR 0218, 0253), core's and worker's: made by the
+grants job, no super user; empty for a broker without SASL. */}}
 {{- define "plexica.kafkaUsername" -}}
 {{- if .Values.redpanda.enabled -}}
-{{- ternary "plexica" "" .Values.redpanda.sasl.enabled -}}
+{{- ternary "plexica-platform" "" .Values.redpanda.sasl.enabled -}}
 {{- else -}}
 {{- .Values.external.kafkaUsername -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The broker's administrator (ADR 0253), held by the grants job only: the in-chart Redpanda's
+bootstrap super user, or a managed broker's. */}}
+{{- define "plexica.kafkaAdminUsername" -}}
+{{- if .Values.redpanda.enabled -}}
+plexica
+{{- else -}}
+{{- required "external.kafkaAdminUsername is required with external.kafkaUsername: the grants job makes the principals (ADR 0253)" .Values.external.kafkaAdminUsername -}}
 {{- end -}}
 {{- end -}}
 
@@ -350,4 +360,49 @@ spec:
   behavior:
     scaleDown:
       stabilizationWindowSeconds: 300
+{{- end -}}
+
+{{/* The grants job's pod (ADR 0253): `plexica plugin broker-acls` as the broker's administrator,
+reading the catalog with the runtime login. */}}
+{{- define "plexica.brokerGrantsPod" -}}
+{{- $secret := include "plexica.secretName" . -}}
+metadata:
+  labels:
+    {{- include "plexica.labels" (dict "root" . "component" "broker-grants") | nindent 4 }}
+spec:
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  {{- include "plexica.podSecurityContext" . | nindent 2 }}
+  {{- with .Values.image.pullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  containers:
+    - name: broker-grants
+      image: {{ include "plexica.image" (dict "root" . "image" .Values.core.image) }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      args: ["plugin", "broker-acls", "--json"]
+      env:
+        - {name: PLEXICA_LOG_FORMAT, value: json}
+        - {name: PLEXICA_DATA_DIR, value: /tmp/plexica}
+        - name: PLEXICA_DATABASE_URL
+          valueFrom: {secretKeyRef: {name: {{ $secret }}, key: runtime-database-url}}
+        - {name: PLEXICA_KAFKA_BROKERS, value: {{ include "plexica.kafkaBrokers" . | quote }}}
+        - {name: PLEXICA_KAFKA_USERNAME, value: {{ include "plexica.kafkaUsername" . | quote }}}
+        - name: PLEXICA_KAFKA_PASSWORD
+          valueFrom: {secretKeyRef: {name: {{ $secret }}, key: kafka-platform-password}}
+        - {name: PLEXICA_KAFKA_ADMIN_USERNAME, value: {{ include "plexica.kafkaAdminUsername" . | quote }}}
+        - name: PLEXICA_KAFKA_ADMIN_PASSWORD
+          valueFrom: {secretKeyRef: {name: {{ $secret }}, key: kafka-password}}
+      resources:
+        {{- include "plexica.resources" (dict "root" . "resources" (dict "requests" (dict "cpu" "50m" "memory" "128Mi") "limits" (dict "cpu" "250m" "memory" "256Mi"))) | nindent 8 }}
+      {{- include "plexica.containerSecurityContext" . | nindent 6 }}
+      volumeMounts:
+        - name: tmp
+          mountPath: /tmp
+  volumes:
+    - name: tmp
+      emptyDir:
+        sizeLimit: 16Mi
 {{- end -}}

@@ -3,6 +3,7 @@ authenticating broker, its broker login and ACLs."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -26,8 +27,10 @@ def credentials(
 ) -> None:
     """The plugin's own database login, created if missing: the URL to give its process as
     PLEXICA_PLUGIN_DATABASE_URL (it reaches only the plugin's tables where it is active).
-    With an authenticating broker (PLEXICA_KAFKA_USERNAME), also its broker login, for
-    PLEXICA_KAFKA_USERNAME/PASSWORD, and the ACLs of its manifests (ADR 0218)."""
+    With an authenticating broker, also its broker login, for PLEXICA_KAFKA_USERNAME/PASSWORD:
+    made at once with the ACLs of its manifests where the broker's administrator is given
+    (PLEXICA_KAFKA_ADMIN_*), else by the grants job within its period (ADR 0218, 0253)."""
+    from plexica.events.acl import broker_password, plugin_principal
     from plexica.plugins import broker, service
     from plexica.plugins.schemas import PluginNotFoundError
 
@@ -52,6 +55,11 @@ def credentials(
                 "kafka_username": access.login.username,
                 "kafka_password": access.login.password,
             }
+        elif settings.kafka_login() is not None:
+            out |= {
+                "kafka_username": plugin_principal(plugin_id),
+                "kafka_password": broker_password(login.password.get_secret_value()),
+            }
         return out
 
     show(run_job(job, data_dir, url), as_json)
@@ -59,24 +67,37 @@ def credentials(
 
 @plugin_app.command("broker-acls")
 def broker_acls(
-    *, as_json: JsonOpt = False, data_dir: DataDirOpt = None, url: UrlOpt = None
+    watch: Annotated[
+        bool, typer.Option(help="Go on every PLEXICA_BROKER_ACL_SECONDS until stopped.")
+    ] = False,
+    heartbeat: Annotated[
+        Path | None, typer.Option(help="With --watch: a file touched after each good pass.")
+    ] = None,
+    *,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
-    """Make the broker's plugin logins and ACLs equal to the catalog now (the worker does it
-    every PLEXICA_BROKER_ACL_SECONDS): one row per plugin with a login and what it may do."""
+    """The grants job (ADR 0253): as the broker's administrator (PLEXICA_KAFKA_ADMIN_*), make
+    the platform's principal (PLEXICA_KAFKA_USERNAME/PASSWORD) and every plugin's with a login,
+    and their ACLs, equal to the catalog; one row per plugin and what it may do."""
     from plexica.plugins import broker
 
     async def job(settings: Settings, db: Database) -> Any:
         admin = broker.broker_admin(settings)
         if admin is None:
-            raise fail("the broker takes no login: set PLEXICA_KAFKA_BROKERS, _USERNAME, _PASSWORD")
-        done = await broker.reconcile(db, admin)
+            raise fail(
+                "no broker administrator: set PLEXICA_KAFKA_BROKERS, "
+                "PLEXICA_KAFKA_ADMIN_USERNAME and PLEXICA_KAFKA_ADMIN_PASSWORD"
+            )
+        if watch:
+            await broker.keep_reconciled(db, settings, admin, heartbeat)
+        done = await broker.reconcile(db, admin, settings.kafka_login())
         return [
             {
                 "plugin_id": plugin_id,
                 "principal": access.login.username,
-                "grants": " ".join(
-                    f"{g.operation}:{g.resource}:{g.name}" for g in sorted(access.grants)
-                ),
+                "grants": " ".join(str(g) for g in sorted(access.grants)),
             }
             for plugin_id, access in done.items()
         ]
