@@ -83,6 +83,9 @@ def test_deploy_upgrades_the_chart_and_verifies_the_rollout(workflow: dict[str, 
     assert "values-self-hosted.yaml" in text
     assert "--set image.tag=${{ github.sha }}" in text
     assert '--set "image.digests.' in text  # every image pinned by the digest pushed
+    # ... and the third-party ones by the digest their tag names at deploy time (ADR 0254).
+    assert "python3 deploy/image_pins.py" in text
+    assert "-f third-party-digests.json" in text
     assert "kubectl -n plexica rollout status deployment/plexica-$d" in text
     assert (DEPLOY / "helm" / "plexica" / "values-self-hosted.yaml").is_file()
 
