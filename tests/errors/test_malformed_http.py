@@ -8,12 +8,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-import uvicorn
 
 from plexica.kit.http1 import JsonErrorsProtocol
-from plexica.kit.pgserver import free_port
 from tests.errors.conftest import Stack
 from tests.errors.wire import MALFORMED_HTTP, Answer, exchange
+from tests.harness.asgi import serving
 
 # What the edge application answers itself: the input guard's 400 and the decision's 404 (the
 # route is unknown). Every other case is refused by the protocol before a request exists.
@@ -23,25 +22,11 @@ TOO_LARGE = {"oversized header", "oversized target", "too many headers"}
 
 @pytest.fixture
 async def edge_port(stack: Stack) -> AsyncIterator[int]:
-    port = free_port()
-    config = uvicorn.Config(
-        stack.edge,
-        host="127.0.0.1",
-        port=port,
-        http=JsonErrorsProtocol,
-        lifespan="off",  # the stack already runs it
-        server_header=False,
-        log_config=None,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(60):
-        while not server.started:
-            assert not task.done(), "the edge did not start"
-            await asyncio.sleep(0.01)
-    yield port
-    server.should_exit = True
-    await task
+    # lifespan off: the stack already runs it.
+    async with serving(
+        stack.edge, http=JsonErrorsProtocol, lifespan="off", server_header=False
+    ) as port:
+        yield port
 
 
 def assert_shaped(name: str, answer: Answer) -> str:

@@ -170,13 +170,12 @@ def is_unreachable(exc: BaseException) -> bool:
     return False
 
 
-def unavailable_response() -> JSONResponse:
-    return error_response(
-        503,
-        "temporarily_unavailable",
-        "a server this service needs is unavailable; try again shortly",
-        headers={"Retry-After": "2"},
-    )
+def unavailable_response(
+    code: str = "temporarily_unavailable",
+    message: str = "a server this service needs is unavailable; try again shortly",
+    retry_after: int = 2,
+) -> JSONResponse:
+    return error_response(503, code, message, headers={"Retry-After": str(retry_after)})
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:

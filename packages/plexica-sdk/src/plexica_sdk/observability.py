@@ -69,6 +69,16 @@ HTTP_LATENCY = Histogram(
 HTTP_IN_FLIGHT = Gauge(
     "plexica_http_requests_in_flight", "HTTP requests being served.", ["service"]
 )
+HTTP_SHED = Counter(
+    "plexica_http_requests_shed_total",
+    "HTTP requests answered 503 at once because the process had MAX_IN_FLIGHT in flight.",
+    ["service"],
+)
+# Requests one process serves at once (ADR 0255); past it the next is answered 503 with
+# Retry-After at once, so that the accepted ones keep a bounded latency instead of every
+# request queueing behind an overloaded event loop. The probes are always admitted.
+MAX_IN_FLIGHT = 64
+_ALWAYS_ADMITTED = frozenset({"/health", "/ready", "/metrics"})
 
 
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -150,11 +160,16 @@ def rate_limit_echo(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
 class RequestContextMiddleware:
     """Binds request and trace ids to the log context, times the request and counts it."""
 
-    def __init__(self, app: ASGIApp, service: str) -> None:
+    def __init__(
+        self, app: ASGIApp, service: str, max_in_flight: int | None = MAX_IN_FLIGHT
+    ) -> None:
         self.app = app
         self.service = service
         self.log = structlog.get_logger("plexica.access")
         self.in_flight = HTTP_IN_FLIGHT.labels(service)
+        self.shed = HTTP_SHED.labels(service)
+        self.max_in_flight = max_in_flight
+        self.serving = 0
         self.tracer = tracing.tracer(service) if tracing.provider(service) is not None else None
         # Label lookups are a lock and a tuple hash each: the children are kept per
         # (method, route template, status, tenant label), a bounded set.
@@ -201,6 +216,19 @@ class RequestContextMiddleware:
                 message["headers"] = [*own, *extra, *echo]
             await send(message)
 
+        if (
+            self.max_in_flight is not None
+            and self.serving >= self.max_in_flight
+            and scope["path"] not in _ALWAYS_ADMITTED
+        ):
+            # Not logged one by one: under overload that would be most of the work.
+            self.shed.inc()
+            overloaded = unavailable_response(
+                "overloaded", "the service is at capacity; try again shortly", retry_after=1
+            )
+            await overloaded(scope, receive, send_wrapper)
+            return
+        self.serving += 1
         try:
             status, elapsed = await self._measure(
                 scope, receive, send_wrapper, parent=parent, trace_id=trace_id
@@ -224,6 +252,8 @@ class RequestContextMiddleware:
                     status_code=500,
                 )(scope, receive, send_wrapper)
             return
+        finally:
+            self.serving -= 1
         route = _route_template(scope)
         if route not in ("/health", "/metrics"):
             self.log.info(
