@@ -4,11 +4,14 @@ one fetch, and a failed or slow fetch never turns a valid kid into a spurious re
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
 import jwt
+import pytest
 
+from plexica.identity import jwks
 from plexica.identity.jwks import RealmIssuers
 from plexica.kit.db import Database
 from tests.identity.conftest import Live, login, provision, set_password
@@ -101,3 +104,30 @@ async def test_keys_come_from_the_internal_address_of_a_public_issuer(
         issuer = await resolver.issuer(url.replace(live.url, public))
         assert issuer is not None
         assert await resolver.key(issuer, kid) is not None
+
+
+async def test_concurrent_permission_misses_share_one_lookup(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20: when a tenant's cached permissions expire under load, the requests that miss
+    at once wait for one lookup instead of each running it; an invalidation is not joined."""
+    calls = 0
+    real = jwks.plugins_service.permissions_for
+
+    async def counted(*args: Any) -> frozenset[str]:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)  # a lookup long enough for the others to arrive meanwhile
+        return await real(*args)
+
+    monkeypatch.setattr(jwks.plugins_service, "permissions_for", counted)
+    permissions = jwks.CachedPermissions(db)
+    tenant, roles = uuid.uuid4(), frozenset({"tenant_admin"})
+    answers = await asyncio.gather(*(permissions(tenant, roles) for _ in range(20)))
+    assert calls == 1
+    assert len(set(answers)) == 1
+    await permissions(tenant, roles)
+    assert calls == 1  # cached
+    permissions.invalidate()
+    await permissions(tenant, roles)
+    assert calls == 2

@@ -26,6 +26,7 @@ from plexica.identity import repository, service
 from plexica.identity.jwt import Issuer, JwtVerifier
 from plexica.identity.keys import public_key_from_jwk
 from plexica.kit.db import Database
+from plexica.kit.singleflight import SingleFlight
 from plexica.plugins import service as plugins_service
 from plexica_sdk.auth import RevocationCheck
 
@@ -198,13 +199,21 @@ class CachedPermissions:
         self.db = db
         self.ttl = ttl
         self._cache: dict[tuple[UUID | None, frozenset[str]], tuple[float, frozenset[str]]] = {}
+        # Keyed by the generation too: a load begun before an invalidation is not joined after.
+        self._loads: SingleFlight[tuple[int, UUID | None, frozenset[str]], frozenset[str]] = (
+            SingleFlight()
+        )
+        self._generation = 0
 
     async def __call__(self, tenant_id: UUID | None, roles: frozenset[str]) -> frozenset[str]:
         key = (tenant_id, roles)
         hit = self._cache.get(key)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < self.ttl:
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
             return hit[1]
+        return await self._loads((self._generation, *key), lambda: self._load(tenant_id, roles))
+
+    async def _load(self, tenant_id: UUID | None, roles: frozenset[str]) -> frozenset[str]:
+        generation, loaded_at = self._generation, time.monotonic()
         async with self.db.session() as session:
             # Role grants of the tenant, plus what its active plugins give those roles.
             permissions = await service.resolve_permissions(
@@ -212,11 +221,13 @@ class CachedPermissions:
             ) | await plugins_service.permissions_for(session, tenant_id, roles)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key] = (now, permissions)
+        if generation == self._generation:
+            self._cache[(tenant_id, roles)] = (loaded_at, permissions)
         return permissions
 
     def invalidate(self) -> None:
         self._cache.clear()
+        self._generation += 1
 
 
 def build_verifier(

@@ -16,7 +16,7 @@ from plexica.plugins import service
 from plexica.plugins.repository import logins as logins_repo
 from plexica.plugins.schemas import VersionStatus
 from plexica.settings import Settings
-from plexica_sdk.manifest import Manifest
+from plexica_sdk.manifest import stored_manifest
 
 log = structlog.get_logger("plexica.plugins.broker")
 
@@ -29,7 +29,7 @@ async def event_types(session: AsyncSession, plugin_id: str) -> tuple[set[str], 
     for version in await service.list_versions(session, plugin_id):
         if version.status is VersionStatus.DEPRECATED:
             continue
-        manifest = Manifest.model_validate(version.manifest)
+        manifest = stored_manifest(version.manifest)
         consumes |= {e.type for e in manifest.events.consumes}
         emits |= {e.type for e in manifest.events.emits}
     return consumes, emits

@@ -24,7 +24,7 @@ from plexica.plugins.schemas import (
     VersionStatus,
 )
 from plexica_sdk.errors import ConflictError
-from plexica_sdk.manifest import Dependency, Manifest, parse_manifest
+from plexica_sdk.manifest import Dependency, Manifest, parse_manifest, stored_manifest
 from plexica_sdk.semver import Version, VersionRange
 
 log = structlog.get_logger("plexica.plugins")
@@ -97,7 +97,7 @@ async def catalog_manifests(session: AsyncSession) -> dict[str, list[Manifest]]:
     out: dict[str, list[Manifest]] = {}
     for row in _sorted(await versions_repo.list_versions(session)):
         if row["status"] != VersionStatus.DEPRECATED:
-            out.setdefault(row["plugin_id"], []).append(Manifest.model_validate(row["manifest"]))
+            out.setdefault(row["plugin_id"], []).append(stored_manifest(row["manifest"]))
     return out
 
 
@@ -209,7 +209,7 @@ async def pick_version(
             raise PluginNotFoundError(f"no published version {version} of plugin {plugin_id}")
         row = found
     return (
-        Manifest.model_validate(row["manifest"]),
+        stored_manifest(row["manifest"]),
         [MigrationFile.model_validate(m) for m in row["migrations"]],
     )
 

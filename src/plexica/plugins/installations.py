@@ -21,7 +21,7 @@ from plexica.plugins.schemas import (
     InvalidSettingsError,
 )
 from plexica_sdk.auth import PermissionResolver
-from plexica_sdk.manifest import Manifest
+from plexica_sdk.manifest import Manifest, stored_manifest
 
 _ABSENT = object()
 
@@ -111,7 +111,7 @@ async def permissions_for(
     for row in await installs_repo.list_installations(session, tenant_id, InstallStatus.ACTIVE):
         version = await versions_repo.get_version(session, row["plugin_id"], row["version"])
         if version is not None:
-            granted |= Manifest.model_validate(version["manifest"]).default_permissions(roles)
+            granted |= stored_manifest(version["manifest"]).default_permissions(roles)
     return frozenset(granted)
 
 
@@ -132,7 +132,7 @@ async def ui_contributions(session: AsyncSession, tenant_id: UUID) -> list[dict[
         version = await versions_repo.get_version(session, row["plugin_id"], row["version"])
         if version is None:
             continue
-        m = Manifest.model_validate(version["manifest"])
+        m = stored_manifest(version["manifest"])
         out.append(
             {
                 "plugin_id": m.id,
@@ -153,7 +153,7 @@ async def subscribers(session: AsyncSession, tenant_id: UUID, event_type: str) -
         version = await versions_repo.get_version(session, row["plugin_id"], row["version"])
         if version is None:
             continue
-        consumes = Manifest.model_validate(version["manifest"]).events.consumes
+        consumes = stored_manifest(version["manifest"]).events.consumes
         if any(e.type == event_type for e in consumes):
             out.append(row["plugin_id"])
     return out

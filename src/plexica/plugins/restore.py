@@ -22,7 +22,7 @@ from plexica.plugins.repository import versions as versions_repo
 from plexica.plugins.schemas import InstallStatus
 from plexica.plugins.service import Installer
 from plexica_sdk.db import plugin_role
-from plexica_sdk.manifest import Manifest
+from plexica_sdk.manifest import stored_manifest
 
 KEPT = (InstallStatus.ACTIVE, InstallStatus.DISABLED, InstallStatus.UNINSTALLED)
 
@@ -48,7 +48,7 @@ async def saved_installations(session: AsyncSession, tenant_id: Any) -> list[Sav
         version = await versions_repo.get_version(session, row["plugin_id"], row["version"])
         if version is None:
             continue
-        manifest = Manifest.model_validate(version["manifest"])
+        manifest = stored_manifest(version["manifest"])
         saved.append(
             SavedInstallation(
                 plugin_id=row["plugin_id"],

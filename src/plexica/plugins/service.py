@@ -57,7 +57,7 @@ from plexica.plugins.schemas import (
 from plexica.plugins.tenant_catalog import tenant_catalog
 from plexica_sdk.db import plugin_role
 from plexica_sdk.errors import PlexicaError
-from plexica_sdk.manifest import Manifest
+from plexica_sdk.manifest import stored_manifest
 from plexica_sdk.semver import Version
 
 __all__ = [
@@ -369,9 +369,7 @@ class Installer(VersionApplier):
             if row["status"] not in (InstallStatus.ACTIVE, InstallStatus.DISABLED):
                 raise InvalidStateError(f"plugin {plugin_id} is {row['status']} in this tenant")
             version = await versions_repo.get_version(s, plugin_id, row["version"])
-            days = (
-                Manifest.model_validate(version["manifest"]).data_retention_days if version else 30
-            )
+            days = stored_manifest(version["manifest"]).data_retention_days if version else 30
             await login_membership(s, plugin_id, row["db_role"], active=False)
             await installs_repo.update_installation(
                 s,
@@ -400,7 +398,7 @@ class Installer(VersionApplier):
                 )
             version = await versions_repo.get_version(s, plugin_id, row["version"])
             assert version is not None
-            manifest = Manifest.model_validate(version["manifest"])
+            manifest = stored_manifest(version["manifest"])
             validate_settings(manifest, settings)
             await installs_repo.update_installation(s, tenant.id, plugin_id, settings=settings)
             before, after = settings_change(manifest, row["settings"] or {}, settings)

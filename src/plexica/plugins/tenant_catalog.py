@@ -16,7 +16,7 @@ from plexica.plugins.catalog import unmet_dependencies
 from plexica.plugins.repository import installations as installs_repo
 from plexica.plugins.repository import versions as versions_repo
 from plexica.plugins.schemas import CatalogEntryOut, InstallStatus, VersionStatus
-from plexica_sdk.manifest import Manifest
+from plexica_sdk.manifest import Manifest, stored_manifest
 from plexica_sdk.semver import Version, VersionRange
 
 INSTALLED = (InstallStatus.ACTIVE, InstallStatus.DISABLED)
@@ -31,7 +31,7 @@ async def tenant_catalog(
         versions[row["plugin_id"], row["version"]] = row["manifest"]
         if row["status"] != VersionStatus.PUBLISHED:
             continue
-        manifest = Manifest.model_validate(row["manifest"])
+        manifest = stored_manifest(row["manifest"])
         known = latest.get(manifest.id)
         if known is None or manifest.semver > known.semver:
             latest[manifest.id] = manifest
@@ -46,7 +46,7 @@ async def tenant_catalog(
         if offered is not None:
             out.append(_entry(offered, current, active, core_version))
         elif current is not None:
-            had = Manifest.model_validate(versions[p, current["version"]])
+            had = stored_manifest(versions[p, current["version"]])
             out.append(_unpublished(had, current))
     return out
 

@@ -16,6 +16,7 @@ from uuid import UUID
 
 import structlog
 
+from plexica.kit.singleflight import SingleFlight
 from plexica.tenants.schemas import Tenant
 
 if TYPE_CHECKING:
@@ -41,12 +42,19 @@ class TenantCache:
         self._redis: Redis | None = None
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._loads: SingleFlight[tuple[UUID, int, int], Tenant | None] = SingleFlight()
 
     async def get(self, tenant_id: UUID) -> Tenant | None:
         hit = self._entries.get(tenant_id)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
         generation, epoch = self._generation.get(tenant_id, 0), self._epoch
+        # Concurrent misses share one load; one begun before an invalidation is not joined.
+        return await self._loads(
+            (tenant_id, generation, epoch), lambda: self._load(tenant_id, generation, epoch)
+        )
+
+    async def _load(self, tenant_id: UUID, generation: int, epoch: int) -> Tenant | None:
         tenant = await self.loader(tenant_id)
         # An invalidation that arrived while we were loading wins over what we loaded.
         if self._generation.get(tenant_id, 0) == generation and self._epoch == epoch:

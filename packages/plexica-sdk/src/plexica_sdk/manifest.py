@@ -6,7 +6,9 @@ The same model is the platform's catalog record and the JSON Schema published in
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -228,6 +230,27 @@ def parse_manifest(data: object) -> Manifest:
         raise ManifestError(
             f"invalid manifest: {first['path']}: {first['message']}", details=problems
         ) from None
+
+
+# Catalogued manifests parsed, by (id, version), with the content they were parsed from.
+_STORED: dict[tuple[object, object], tuple[dict[str, Any], Manifest]] = {}
+_STORED_MAX = 1024
+
+
+def stored_manifest(raw: Mapping[str, Any]) -> Manifest:
+    """A manifest as the catalog keeps it, parsed once per content: validating one takes tens of
+    milliseconds (each event's JSON Schema is checked), and the platform reads the same few on
+    every permission and navigation lookup. The content is compared on each hit, so a manifest
+    stored anew under the same id and version is parsed anew."""
+    key = (raw.get("id"), raw.get("version"))
+    hit = _STORED.get(key)
+    if hit is not None and hit[0] == raw:
+        return hit[1]
+    manifest = Manifest.model_validate(raw)
+    if len(_STORED) >= _STORED_MAX:
+        _STORED.clear()
+    _STORED[key] = (copy.deepcopy(dict(raw)), manifest)
+    return manifest
 
 
 def load_manifest(path: Path) -> Manifest:
