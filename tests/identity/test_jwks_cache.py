@@ -10,10 +10,12 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.identity import jwks
 from plexica.identity.jwks import RealmIssuers
 from plexica.kit.db import Database
+from plexica.plugins import service as plugins_service
 from tests.identity.conftest import Live, login, provision, set_password
 
 
@@ -112,15 +114,17 @@ async def test_concurrent_permission_misses_share_one_lookup(
     """Issue 20: when a tenant's cached permissions expire under load, the requests that miss
     at once wait for one lookup instead of each running it; an invalidation is not joined."""
     calls = 0
-    real = jwks.plugins_service.permissions_for
+    real = plugins_service.permissions_for
 
-    async def counted(*args: Any) -> frozenset[str]:
+    async def counted(
+        session: AsyncSession, tenant_id: uuid.UUID | None, roles: frozenset[str]
+    ) -> frozenset[str]:
         nonlocal calls
         calls += 1
         await asyncio.sleep(0.05)  # a lookup long enough for the others to arrive meanwhile
-        return await real(*args)
+        return await real(session, tenant_id, roles)
 
-    monkeypatch.setattr(jwks.plugins_service, "permissions_for", counted)
+    monkeypatch.setattr(plugins_service, "permissions_for", counted)
     permissions = jwks.CachedPermissions(db)
     tenant, roles = uuid.uuid4(), frozenset({"tenant_admin"})
     answers = await asyncio.gather(*(permissions(tenant, roles) for _ in range(20)))
