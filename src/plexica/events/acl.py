@@ -115,10 +115,9 @@ def platform_grants() -> frozenset[Grant]:
     """Core and worker: write and make every family's topic (the relay), read every topic with
     the plugins' groups (the core consumes for the plugins it hosts in process), and produce
     idempotently. No ALTER anywhere: no credential, no ACL, no cluster setting."""
-    topics = {Grant(Resource.TOPIC, ALL_TOPICS, op) for op in (
-        Operation.READ, Operation.WRITE, Operation.CREATE)}  # fmt: skip
+    topic_operations = (Operation.READ, Operation.WRITE, Operation.CREATE)
     return frozenset(
-        topics
+        {Grant(Resource.TOPIC, ALL_TOPICS, op) for op in topic_operations}
         | {
             Grant(Resource.GROUP, consumer_group(""), Operation.READ, Pattern.PREFIXED),
             Grant(Resource.CLUSTER, CLUSTER_NAME, Operation.IDEMPOTENT_WRITE),
