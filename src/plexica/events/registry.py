@@ -13,6 +13,7 @@ from uuid import UUID
 
 from plexica.events.repository import plugin_api, subscriptions
 from plexica.kit.db import Database
+from plexica.kit.singleflight import SingleFlight
 
 
 class SubscriptionRegistry(Protocol):
@@ -29,14 +30,19 @@ class DbSubscriptionRegistry:
         self.db = db
         self.ttl = ttl_seconds
         self._active: dict[tuple[str, UUID], tuple[float, bool]] = {}
+        # The events of a batch for one tenant miss together: one lookup answers them all.
+        self._lookups: SingleFlight[tuple[str, UUID], bool] = SingleFlight()
 
     async def is_active(self, plugin_id: str, tenant_id: UUID) -> bool:
         key = (plugin_id, tenant_id)
-        now = time.monotonic()
         cached = self._active.get(key)
-        if cached is not None and now - cached[0] < self.ttl:
+        if cached is not None and time.monotonic() - cached[0] < self.ttl:
             return cached[1]
-        active = await self._lookup(plugin_id, tenant_id)
+        return await self._lookups(key, lambda: self._remember(key))
+
+    async def _remember(self, key: tuple[str, UUID]) -> bool:
+        now = time.monotonic()
+        active = await self._lookup(*key)
         if len(self._active) > 100_000:
             self._active.clear()
         self._active[key] = (now, active)
