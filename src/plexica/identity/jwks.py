@@ -28,7 +28,7 @@ from plexica.identity.keys import public_key_from_jwk
 from plexica.kit.db import Database
 from plexica.kit.singleflight import SingleFlight
 from plexica.plugins import service as plugins_service
-from plexica_sdk.auth import RevocationCheck
+from plexica_sdk.auth import RevocationCheck, fetch_jwks
 
 log = structlog.get_logger("plexica.identity.jwks")
 TENANT_REALM_PREFIX = "plexica-"
@@ -164,12 +164,11 @@ class RealmIssuers:
     async def _fetch_once(self, url: str, entry: _Keys) -> None:
         try:
             realm = url.removeprefix(self.prefix)
-            response = await self.http.get(
+            body = await fetch_jwks(
+                self.http,
                 f"{self.keys_prefix}{realm}/protocol/openid-connect/certs",
-                timeout=self.fetch_timeout,
+                self.fetch_timeout,
             )
-            response.raise_for_status()
-            body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             # Keep the keys we have: a provider blip must not log every user out.
             entry.failed_at = time.monotonic()

@@ -331,12 +331,11 @@ class JwksIssuerResolver:
     async def _fetch_once(self, issuer_url: str, entry: _Keys) -> None:
         try:
             realm = issuer_url.removeprefix(self.base_url)
-            response = await self.client.get(
+            jwks = await fetch_jwks(
+                self.client,
                 f"{self.keys_url}{realm}/protocol/openid-connect/certs",
-                timeout=self.fetch_timeout,
+                self.fetch_timeout,
             )
-            response.raise_for_status()
-            jwks = response.json()
         except (httpx.HTTPError, ValueError):
             entry.failed_at = time.monotonic()
             return
@@ -349,3 +348,15 @@ class JwksIssuerResolver:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+async def fetch_jwks(client: httpx.AsyncClient, url: str, seconds: float) -> Any:
+    """A JWKS document (parsed JSON). Asked a second time when the first answer is a connection
+    the server had already closed (a pooled keep-alive connection it dropped as it was reused):
+    a GET is safe to repeat, and that race must not cost every user their sign-in."""
+    try:
+        response = await client.get(url, timeout=seconds)
+    except httpx.RemoteProtocolError:
+        response = await client.get(url, timeout=seconds)
+    response.raise_for_status()
+    return response.json()
