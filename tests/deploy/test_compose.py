@@ -475,6 +475,10 @@ def test_the_broker_takes_a_login_per_component(monkeypatch: pytest.MonkeyPatch)
         assert settings.kafka_login() == want, name
     grants = _settings_of(services["broker-grants"], "broker-grants", monkeypatch)
     assert grants.kafka_admin_login() == KafkaLogin("plexica", "admin-kafka-secret")
+    # The catalog and the broker only: nothing else of the platform's.
+    assert grants.redis_url is None
+    assert grants.storage_access_key is None
+    assert grants.keycloak_url is None
     grants_service = load_yaml(COMPOSE / "docker-compose.yml")["services"]["broker-grants"]
     assert grants_service["command"][:3] == ["plugin", "broker-acls", "--watch"]
     for slug in PLUGINS:
