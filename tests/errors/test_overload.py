@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
+from starlette.requests import Request
 
 from plexica_sdk.observability import HTTP_SHED
 from plexica_sdk.service import create_service_app
@@ -23,12 +24,18 @@ class Service:
     url: str = ""
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     arrived: int = 0
+    uploads: int = 0
 
 
 @pytest.fixture
 async def service() -> AsyncIterator[Service]:
     running = Service()
     app = create_service_app("overload-test", title="t", version="0", max_in_flight=LIMIT)
+
+    @app.post("/upload")
+    async def upload(request: Request) -> dict[str, int]:
+        running.uploads += 1
+        return {"bytes": len(await request.body())}
 
     @app.get("/slow")
     async def slow() -> dict[str, str]:
@@ -72,3 +79,30 @@ async def test_past_the_limit_requests_are_shed_at_once_and_admitted_again_after
         assert [(await t).status_code for t in held] == [200] * LIMIT
         assert (await client.get("/slow")).status_code == 200
     assert HTTP_SHED.labels("overload-test")._value.get() - shed_before >= 6
+
+
+async def test_requests_waiting_on_a_slow_client_body_do_not_fill_the_process(
+    service: Service,
+) -> None:
+    """An attacker's uploads that never finish their body are not work in flight: more of them
+    than the limit leave the service answering everyone else."""
+    host, port = service.url.removeprefix("http://").split(":")
+    stalled = []
+    for _ in range(LIMIT + 3):
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: 100\r\n\r\n{"
+        )
+        await writer.drain()
+        stalled.append(writer)
+    try:
+        async with asyncio.timeout(30):
+            while service.uploads < LIMIT + 3:
+                await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+            service.gate.set()
+            assert (await client.get("/slow")).status_code == 200
+    finally:
+        for writer in stalled:
+            writer.close()

@@ -231,7 +231,7 @@ class RequestContextMiddleware:
         self.serving += 1
         try:
             status, elapsed = await self._measure(
-                scope, receive, send_wrapper, parent=parent, trace_id=trace_id
+                scope, self._not_counted(receive), send_wrapper, parent=parent, trace_id=trace_id
             )
         except Exception as exc:
             # Logged here with the request's context; the client gets the error shape, never
@@ -264,6 +264,20 @@ class RequestContextMiddleware:
                 status=status,
                 duration_ms=round(elapsed * 1000, 2),
             )
+
+    def _not_counted(self, receive: Receive) -> Receive:
+        """``receive`` with the time spent waiting on the client (a body sent slowly) left out
+        of the requests in flight: such requests must not fill the process and get everyone
+        else shed."""
+
+        async def counted_receive() -> Message:
+            self.serving -= 1
+            try:
+                return await receive()
+            finally:
+                self.serving += 1
+
+        return counted_receive
 
     async def _measure(
         self,
