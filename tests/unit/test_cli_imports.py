@@ -54,14 +54,17 @@ def test_help_documents_the_ways_in_and_the_exit_codes() -> None:
 def test_up_imports_no_client_of_a_service_it_is_not_configured_for() -> None:
     """Redis (whose client pulls in the OpenTelemetry SDK), the tracing SDK, Kafka, S3 and PDF
     load when configured or used, not for a ``plexica up`` with none of them (issue 21)."""
-    probe = "import json, sys; import plexica.cli.up; print(json.dumps(sorted(sys.modules)))"
+    probe = (
+        "import json, sys; import plexica.cli.up, plexica_billing.app, plexica_crm.app; "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PLEXICA_", "OTEL_"))}
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True,
         env=env,
     )  # fmt: skip
     loaded = set(json.loads(out.stdout))
-    unused = {"redis", "aiokafka", "aiobotocore", "botocore", "reportlab", "playwright"}
+    unused = {"redis", "aiokafka", "aiobotocore", "botocore", "fpdf", "PIL", "playwright"}
     assert {m.split(".")[0] for m in loaded} & unused == set()
     assert sorted(m for m in loaded if m.startswith("opentelemetry.sdk")) == []
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from plexica_sdk.manifest import load_manifest, stored_manifest
+import pytest
+
+from plexica_sdk.manifest import ManifestError, load_manifest, parse_manifest, stored_manifest
 
 CRM = Path(__file__).resolve().parents[2] / "plugins" / "crm"
 
@@ -19,3 +21,16 @@ def test_the_same_content_is_parsed_once_and_new_content_again() -> None:
     assert stored_manifest(changed).name == "CRM renamed"
     raw["name"] = "mutated by its caller"  # the cache kept its own copy
     assert stored_manifest(changed).name == "CRM renamed"
+
+
+def test_a_manifest_file_read_twice_is_parsed_once() -> None:
+    """``plexica up`` reads each shipped manifest when it registers the plugin and again when
+    it mounts it (issue 21)."""
+    assert load_manifest(CRM) is load_manifest(CRM)
+
+
+def test_a_malformed_id_is_refused_as_a_manifest_error_not_a_crash() -> None:
+    raw = load_manifest(CRM).model_dump(mode="json", by_alias=True, exclude_none=True)
+    for bad in ([1, 2], {"a": 1}, None):
+        with pytest.raises(ManifestError, match=r"^invalid manifest: id: "):
+            parse_manifest(raw | {"id": bad})
