@@ -2,7 +2,7 @@
 
 from plexica.app import create_app
 from plexica.settings import Settings
-from plexica_sdk.observability import configure_logging
+from plexica_sdk.logs import configure_logging
 
 app = create_app(Settings(database_url="postgresql://bench:bench@127.0.0.1:1/bench"))
 

@@ -35,8 +35,8 @@ from plexica.tenants.schemas import State, TenantCreate
 from plexica.tenants.service import TenantService
 from plexica_crm.app import create_app, plugin_root
 from plexica_sdk.app import PluginConfig
+from plexica_sdk.logs import configure_logging
 from plexica_sdk.manifest import load_manifest, load_migrations
-from plexica_sdk.observability import configure_logging
 from tests.support.tokens import StaticIssuers
 
 

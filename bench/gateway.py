@@ -29,7 +29,7 @@ from bench.tenancy import fresh_database
 from plexica.app import create_app
 from plexica.kit.pgserver import EmbeddedPostgres, free_port
 from plexica.settings import Settings
-from plexica_sdk.observability import configure_logging
+from plexica_sdk.logs import configure_logging
 from tests.support.tokens import StaticIssuers
 
 # wrk's --latency table stops at 50/75/90/99: its Lua hook gives any percentile (microseconds).

@@ -30,8 +30,8 @@ from plexica.plugins.service import HttpReadinessProbe, Installer
 from plexica.settings import Settings
 from plexica_crm.app import create_app, plugin_root
 from plexica_sdk.app import PluginConfig
+from plexica_sdk.logs import configure_logging
 from plexica_sdk.manifest import load_manifest, load_migrations
-from plexica_sdk.observability import configure_logging
 from plexica_sdk.semver import Version
 from tests.support.tokens import StaticIssuers
 

@@ -54,7 +54,7 @@ from plexica.settings import Settings
 from plexica_crm.app import create_app as create_crm
 from plexica_sdk.app import PluginConfig
 from plexica_sdk.auth import JwtVerifier
-from plexica_sdk.observability import configure_logging
+from plexica_sdk.logs import configure_logging
 from plexica_sdk.testing import AUDIENCE, KitTenant, PluginTestKit
 from tests.support.tokens import StaticIssuers
 

@@ -36,7 +36,7 @@ from plexica.tenants.context import TenantDep, TenantSessionDep
 from plexica.tenants.fleet import migrate_fleet
 from plexica.tenants.schemas import TenantCreate
 from plexica.tenants.service import TenantService
-from plexica_sdk.observability import configure_logging
+from plexica_sdk.logs import configure_logging
 from tests.support.tokens import StaticIssuers
 
 TRIVIAL = '''"""Throwaway revision of the benchmark.

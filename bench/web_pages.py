@@ -36,7 +36,7 @@ from plexica.plugins.gate import InstallationGate
 from plexica.settings import Settings
 from plexica.web.app import create_web_app
 from plexica_sdk.events import EventBus
-from plexica_sdk.observability import configure_logging
+from plexica_sdk.logs import configure_logging
 from tests.plugins.conftest import CRM_DIR, register_dir
 from tests.web.conftest import csrf_of, sign_in, until_provisioned
 

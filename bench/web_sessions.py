@@ -24,7 +24,7 @@ from bench.tenancy import fresh_database, pct
 from plexica.kit.pgserver import EmbeddedPostgres
 from plexica.web.session import WebSession
 from plexica.web.store import SessionStore
-from plexica_sdk.observability import configure_logging
+from plexica_sdk.logs import configure_logging
 
 # A realistic token: the size of the built-in provider's access token.
 TOKEN = "h." + "x" * 900 + ".s"

@@ -13,8 +13,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from plexica_sdk.app import PluginConfig, create_plugin_app
+from plexica_sdk.logs import configure_logging
 from plexica_sdk.manifest import parse_manifest
-from plexica_sdk.observability import configure_logging
 
 
 def create() -> FastAPI:

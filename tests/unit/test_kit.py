@@ -8,7 +8,8 @@ from sqlalchemy import text
 
 from plexica.kit.db import Database, quote_ident
 from plexica.settings import Settings
-from plexica_sdk.observability import configure_logging, valid_id
+from plexica_sdk.logs import configure_logging
+from plexica_sdk.observability import valid_id
 
 
 @pytest.mark.parametrize("name", ["platform", "tenant_acme", "t1"])

@@ -11,7 +11,7 @@ import os
 from fastapi import FastAPI
 
 from plexica.settings import ENV_PREFIX, load_settings
-from plexica_sdk.observability import configure_logging
+from plexica_sdk.logs import configure_logging
 
 PLUGIN_PREFIX = "plugin-"
 

@@ -18,7 +18,7 @@ from plexica.kit.migrate import upgrade_platform
 from plexica.kit.runtime_role import RuntimeRoleError, ensure_runtime_url
 from plexica.tenants.fleet import FleetResult, Progress, migrate_fleet
 from plexica_sdk.errors import PlexicaError
-from plexica_sdk.observability import configure_logging
+from plexica_sdk.logs import configure_logging
 
 log = structlog.get_logger("plexica.migrate")
 

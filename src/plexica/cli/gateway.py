@@ -142,7 +142,7 @@ def _watch(render: Render, output: Path, interval: float, core_url: str) -> None
 
     from plexica.gateway.sync import ConfigSync, core_registry
     from plexica.plugins.wiring import plugin_urls
-    from plexica_sdk.observability import configure_logging
+    from plexica_sdk.logs import configure_logging
 
     settings = settings_or_exit("gateway-config")
     configure_logging("gateway-config", settings.log_level, settings.log_format)

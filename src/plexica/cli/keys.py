@@ -34,7 +34,7 @@ def _run(data_dir: Path | None, action: Callable[[Settings, Database], Awaitable
     from plexica.identity.custody import KeyCustodyError
     from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
-    from plexica_sdk.observability import configure_logging
+    from plexica_sdk.logs import configure_logging
 
     settings = database_settings("cli", data_dir)
     # Logs go to stderr: stdout carries the command's output.

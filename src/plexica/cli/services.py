@@ -9,10 +9,11 @@ import structlog
 from plexica.cli.common import fail, settings_or_exit
 from plexica.cli.factories import PLUGIN_PREFIX
 from plexica.cli.keys import check_key_custody
-from plexica.kit.server import PortInUseError, serve_workers
+from plexica.kit.ports import PortInUseError
+from plexica.kit.server import serve_workers
 from plexica.plugins.loader import PluginNotFoundError, find_plugin
 from plexica.settings import ENV_PREFIX
-from plexica_sdk.observability import configure_logging
+from plexica_sdk.logs import configure_logging
 
 
 def serve_service(kind: str, slug: str | None = None) -> None:

@@ -50,7 +50,7 @@ def run(
     from plexica.composition import build_services
     from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
-    from plexica_sdk.observability import configure_logging
+    from plexica_sdk.logs import configure_logging
 
     # Logs go to stderr and only when they matter: stdout is the command's answer.
     level = "WARNING" if settings.log_level == "INFO" else settings.log_level

@@ -7,38 +7,24 @@ import gc
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import structlog
 import typer
-from fastapi import FastAPI
 
 from plexica import __version__
-from plexica.app import create_app
 from plexica.cli import runtime
 from plexica.cli.common import fail, settings_or_exit
-from plexica.events.runtime import plugin_event_buses
-from plexica.gateway.embedded import create_edge_app
-from plexica.identity import custody, sealed
-from plexica.identity.bootstrap import OperatorCredentials, bootstrap
+from plexica.identity import custody
 from plexica.identity.custody import KeyCustodyError, with_persisted_key
-from plexica.identity.names import CREDENTIALS_FILE
-from plexica.identity.service import OPERATOR_REALM
+from plexica.identity.names import CREDENTIALS_FILE, OPERATOR_REALM
 from plexica.kit.datadir import DataDir, DataDirBusyError
-from plexica.kit.db import Database
-from plexica.kit.migrate import upgrade_platform
 from plexica.kit.pgserver import EmbeddedPostgres, EmbeddedPostgresError
-from plexica.kit.server import PortInUseError, ensure_port_free, serve
-from plexica.plugins import devroutes
-from plexica.plugins.embedded import mount_plugins
-from plexica.plugins.shipped import register_shipped_plugins
+from plexica.kit.ports import PortInUseError, ensure_port_free
 from plexica.settings import Settings
-from plexica.tenants.fleet import migrate_fleet
-from plexica.web.app import create_web_app
-from plexica.web.session import with_persisted_secret
-from plexica_sdk.events import EventBus
-from plexica_sdk.observability import configure_logging
+from plexica_sdk.logs import configure_logging
 
 log = structlog.get_logger("plexica.up")
 
@@ -85,28 +71,29 @@ def run_up(*, port: int, data_dir: Path | None, reset: bool, host: str, demo: bo
 
 def _run(settings: Settings, data_dir: Path, demo: bool = False) -> None:
     pg: EmbeddedPostgres | None = None
+    starting: Future[None] | None = None
     if settings.database_url is None:
         pg = EmbeddedPostgres(data_dir)
-        try:
-            with _phase("embedded_postgres"):
-                pg.start()
-            # The superuser only bootstraps the owner role; everything runs as the owner.
-            owner_url = pg.owner_url()
-        except EmbeddedPostgresError as exc:
-            raise fail(f"embedded PostgreSQL did not start: {exc}") from None
-        settings = settings.model_copy(update={"database_url": owner_url})
-    # The realms' private keys are sealed with it (ADR 0150): kept in the data dir when unset.
-    with _phase("key_loading"):
-        settings = with_persisted_key(settings, data_dir)
-        custody.install_from(settings)
+        # initdb and pg_ctl run in their own processes: the web stack imports meanwhile.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="embedded-postgres")
+        starting = pool.submit(pg.start)
+        pool.shutdown(wait=False)
     try:
+        with _phase("platform_imports"):
+            from plexica.cli import assembly
+        if pg is not None and starting is not None:
+            settings = _as_owner(settings, pg, starting)
+        # The realms' private keys are sealed with it (ADR 0150): kept in the data dir when unset.
+        with _phase("key_loading"):
+            settings = with_persisted_key(settings, data_dir)
+            custody.install_from(settings)
         try:
             with _phase("migrations_and_bootstrap"):
-                operator = asyncio.run(_migrate(settings, data_dir))
+                operator = asyncio.run(assembly.prepare_database(settings, data_dir, _phase))
         except KeyCustodyError as exc:
             raise fail(str(exc)) from None
         with _phase("apps_and_plugin_mounting"):
-            edge = _apps(settings, data_dir)
+            edge = assembly.build_edge(settings, data_dir)
         serving = time.perf_counter()
         url = f"http://{settings.host}:{settings.port}"
 
@@ -146,50 +133,27 @@ def _run(settings: Settings, data_dir: Path, demo: bool = False) -> None:
             data_dir, database_url=str(settings.database_url), url=settings.public_base_url
         )
         try:
-            serve(edge, settings.host, settings.port, settings.shutdown_grace_seconds, banner)
+            assembly.serve_edge(edge, settings, banner)
         finally:
             runtime.remove(data_dir)
     finally:
         if pg is not None:
+            if starting is not None:
+                starting.exception()  # a stop waits for a start still running
             pg.stop()
             log.info("embedded_postgres_stopped")
 
 
-def _apps(settings: Settings, data_dir: Path) -> FastAPI:
-    """The core, the mounted plugins and the web shell behind the embedded edge."""
-    # The core's event runtime reads the plugins' event buses when it starts serving.
-    event_buses: dict[str, EventBus] = {}
-    core = create_app(settings, event_buses=event_buses)
-    plugins = mount_plugins(core, settings)
-    event_buses.update(plugin_event_buses(plugins))
-    # The edge asks the core's gateway decision (plugin active included, from its cache).
-    web = create_web_app(with_persisted_secret(settings, data_dir))
-    return create_edge_app(
-        core, web, plugins=plugins, remote=lambda slug: devroutes.lookup(data_dir, slug)
-    )
-
-
-async def _migrate(settings: Settings, data_dir: Path) -> OperatorCredentials | None:
-    db = Database(settings.sqlalchemy_url, pool_size=2)
+def _as_owner(settings: Settings, pg: EmbeddedPostgres, starting: Future[None]) -> Settings:
+    """Once the embedded PostgreSQL is up: the settings with the owner's URL (the superuser
+    only bootstraps the owner role; everything runs as the owner)."""
     try:
-        with _phase("platform_migrations"):
-            await upgrade_platform(db)
-        if settings.keycloak_url is None:
-            with _phase("signing_keys"):
-                await sealed.prepare(db)  # a wrong key stops start-up here; plaintext sealed
-        with _phase("tenant_migrations"):
-            result = await migrate_fleet(db, concurrency=2)
-        if not result.ok:
-            log.error("tenant_migration_failed", **result.as_dict())
-        with _phase("shipped_plugins"):
-            await register_shipped_plugins(db)
-        if settings.keycloak_url is not None:
-            return None
-        operator = await bootstrap(db, settings.public_base_url, settings.operator_email, data_dir)
-        await sync_sign_in_urls(db, settings.public_base_url)
-        return operator
-    finally:
-        await db.dispose()
+        with _phase("embedded_postgres"):
+            starting.result()
+            owner_url = pg.owner_url()
+    except EmbeddedPostgresError as exc:
+        raise fail(f"embedded PostgreSQL did not start: {exc}") from None
+    return settings.model_copy(update={"database_url": owner_url})
 
 
 def collect_once_ready() -> None:
@@ -207,13 +171,3 @@ def start_demo(data_dir: Path, url: str) -> None:
     from plexica.cli.demo import run_demo
 
     threading.Thread(target=run_demo, args=(data_dir, url), name="demo", daemon=True).start()
-
-
-async def sync_sign_in_urls(db: Database, public_url: str) -> None:
-    """Every realm's web client accepts the callback at this start's public URL (ADR 0131)."""
-    from plexica.identity.service import sync_web_callbacks
-
-    async with db.session() as session:
-        updated = await sync_web_callbacks(session, public_url)
-    if updated:
-        log.info("sign_in_urls_synced", realms=updated, public_url=public_url)

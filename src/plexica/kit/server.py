@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 import tempfile
@@ -17,24 +16,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from plexica.kit.http1 import JsonErrorsProtocol
+from plexica.kit.ports import ensure_port_free
 from plexica_sdk.health import DRAIN_FLAG_ENV
 
 log = structlog.get_logger("plexica.server")
-
-
-class PortInUseError(RuntimeError):
-    pass
-
-
-def ensure_port_free(host: str, port: int) -> None:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise PortInUseError(f"port {port} on {host} is already in use") from None
-            raise
 
 
 class _DrainingServer(uvicorn.Server):

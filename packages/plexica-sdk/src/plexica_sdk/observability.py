@@ -6,12 +6,9 @@ Shared by the platform's services and by every plugin so that all of them log an
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
-import sys
 import time
 import uuid
-from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -43,18 +40,6 @@ _ID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 # decision's RateLimit-* to the service, never to the client, so the service answers them back.
 RATE_LIMIT_HEADERS = (b"ratelimit-limit", b"ratelimit-remaining", b"ratelimit-reset")
 _COUNT_RE = re.compile(rb"^[0-9]{1,12}$")
-_SECRET_KEYS = frozenset(
-    {
-        "password",
-        "token",
-        "access_token",
-        "refresh_token",
-        "authorization",
-        "secret",
-        "client_secret",
-    }
-)
-
 HTTP_REQUESTS = Counter(
     "plexica_http_requests_total",
     "HTTP requests by service, method, route template and status.",
@@ -79,64 +64,6 @@ HTTP_SHED = Counter(
 # request queueing behind an overloaded event loop. The probes are always admitted.
 MAX_IN_FLIGHT = 64
 _ALWAYS_ADMITTED = frozenset({"/health", "/ready", "/metrics"})
-
-
-def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    for key in list(event):
-        if key.lower() in _SECRET_KEYS:
-            event[key] = "[redacted]"
-    return event
-
-
-def _with_service(event: MutableMapping[str, Any], service: str) -> MutableMapping[str, Any]:
-    event.setdefault("service", service)
-    return event
-
-
-def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> None:
-    """Route structlog and stdlib logging to one stream: JSON lines, or console on a terminal."""
-    as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
-        lambda _l, _m, e: _with_service(e, service),
-        _redact,
-    ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if as_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-    )
-    # No renderer writes a record's thread, process or task: skip collecting them per record.
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "alembic"):
-        # A server may have set its own handlers and levels on these; ours decide.
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).setLevel(logging.NOTSET)
-        logging.getLogger(name).propagate = True
-    # Our middleware writes one access line per request with context; uvicorn's would be a second.
-    logging.getLogger("uvicorn.access").disabled = True
 
 
 def new_id() -> str:

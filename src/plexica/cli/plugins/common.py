@@ -73,7 +73,7 @@ def run_job(
     settings = platform_settings("cli", data_dir, url)
     from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
-    from plexica_sdk.observability import configure_logging
+    from plexica_sdk.logs import configure_logging
 
     # Logs go to stderr: stdout carries the command's JSON output.
     configure_logging("cli", "WARNING", "console")
