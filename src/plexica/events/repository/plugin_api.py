@@ -30,11 +30,16 @@ async def own_plugin_id(session: AsyncSession) -> str:
     return str((await session.execute(text("SELECT plugin_api.plugin_id()"))).scalar_one())
 
 
-async def own_is_active(session: AsyncSession, tenant_id: UUID) -> bool:
+async def own_active_among(session: AsyncSession, tenant_ids: Sequence[UUID]) -> set[UUID]:
+    """Those of ``tenant_ids`` the session's plugin is installed and active for."""
     result = await session.execute(
-        text("SELECT plugin_api.event_consumer_active(:t)"), {"t": tenant_id}
+        text(
+            "SELECT t FROM unnest(CAST(:t AS uuid[])) AS t"
+            " WHERE plugin_api.event_consumer_active(t)"
+        ),
+        {"t": list(tenant_ids)},
     )
-    return bool(result.scalar_one())
+    return set(result.scalars())
 
 
 async def own_claim_deliveries(

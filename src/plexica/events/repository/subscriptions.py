@@ -64,6 +64,20 @@ async def is_active(session: AsyncSession, plugin_id: str, tenant_id: UUID) -> b
     return bool(result.scalar_one_or_none())
 
 
+async def active_among(
+    session: AsyncSession, plugin_id: str, tenant_ids: Sequence[UUID]
+) -> set[UUID]:
+    """Those of ``tenant_ids`` the plugin is installed and active for."""
+    result = await session.execute(
+        text(
+            "SELECT tenant_id FROM platform.event_consumers"
+            " WHERE plugin_id = :p AND tenant_id = ANY(CAST(:t AS uuid[])) AND active"
+        ),
+        {"p": plugin_id, "t": list(tenant_ids)},
+    )
+    return set(result.scalars())
+
+
 async def subscribed_types(session: AsyncSession, plugin_id: str) -> list[str]:
     result = await session.execute(
         text("SELECT event_type FROM platform.event_subscriptions WHERE plugin_id = :p"),
