@@ -23,14 +23,18 @@ class Clock:
 
 
 class Counted(DbSubscriptionRegistry):
-    """The platform's registry, noting the tenants of each query it makes."""
+    """The platform's registry, noting the tenants of each query it makes; while ``down`` its
+    queries fail as with the database unreachable."""
 
     def __init__(self, db: Database, clock: Clock) -> None:
         super().__init__(db, ttl_seconds=1.0, clock=clock)
         self.queries: list[set[uuid.UUID]] = []
+        self.down = False
 
     async def _lookup(self, plugin_id: str, tenant_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         self.queries.append(set(tenant_ids))
+        if self.down:
+            raise ConnectionError("database unreachable")
         return await super()._lookup(plugin_id, tenant_ids)
 
 
@@ -76,6 +80,43 @@ async def test_an_expired_answer_is_never_served_and_its_neighbours_come_along(
     assert not await registry.is_active(pid, uuid.uuid4())  # never installed there
 
 
+async def test_only_answers_in_use_are_asked_again_and_idle_ones_are_dropped(
+    db: Database,
+) -> None:
+    pid, tenants, clock, registry = await _answered(db, 10)
+    clock.now += 0.6
+    await registry.is_active(pid, tenants[0])
+    await eventually(lambda: len(registry.queries) == 11)  # all ten were in use
+    clock.now += 0.6
+    await registry.is_active(pid, tenants[0])
+    await eventually(lambda: len(registry.queries) == 12)
+    assert registry.queries[-1] == {tenants[0]}  # the only one served since
+    clock.now += 1.0
+    await registry.is_active(pid, tenants[1])
+    assert registry.queries[-1] == {tenants[1]}
+    assert len(registry._answers[pid]) <= 2  # the idle ones expired unserved and went
+
+
+async def test_a_failed_refresh_ahead_of_time_keeps_the_answer_and_waits_before_retrying(
+    db: Database,
+) -> None:
+    pid, tenants, clock, registry = await _answered(db, 2)
+    registry.down = True
+    clock.now += 0.6
+    assert await registry.is_active(pid, tenants[0])  # still within its time: served
+    await eventually(lambda: len(registry.queries) == 3 and not registry._ahead)
+    assert await registry.is_active(pid, tenants[0])
+    assert len(registry.queries) == 3  # quiet for half the time to live
+    clock.now += 0.3
+    assert await registry.is_active(pid, tenants[0])
+    assert len(registry.queries) == 3
+    registry.down = False
+    clock.now += 0.3  # expired: asked in line
+    assert await registry.is_active(pid, tenants[0])
+    assert len(registry.queries) == 4
+    await registry.aclose()
+
+
 async def test_a_plugin_login_asks_for_its_own_tenants_only(
     db: Database, database_url: str
 ) -> None:
@@ -87,6 +128,8 @@ async def test_a_plugin_login_asks_for_its_own_tenants_only(
         registry = PluginLoginRegistry(login, me.bus.plugin_id)
         assert await registry.is_active(me.bus.plugin_id, mine)
         assert not await registry.is_active(me.bus.plugin_id, theirs)
+        # One query for both: only its own tenant comes back.
+        assert await registry._lookup(me.bus.plugin_id, [mine, theirs]) == {mine}
         assert not await registry.is_active(them.bus.plugin_id, theirs)
     finally:
         await login.dispose()

@@ -34,3 +34,22 @@ def test_a_malformed_id_is_refused_as_a_manifest_error_not_a_crash() -> None:
     for bad in ([1, 2], {"a": 1}, None):
         with pytest.raises(ManifestError, match=r"^invalid manifest: id: "):
             parse_manifest(raw | {"id": bad})
+
+
+def test_content_that_python_calls_equal_and_json_schema_does_not_is_parsed_anew() -> None:
+    raw = load_manifest(CRM).model_dump(mode="json", by_alias=True, exclude_none=True)
+    raw["settings_schema"] = {"type": "object", "minProperties": 1}
+    assert stored_manifest(raw).settings_schema == {"type": "object", "minProperties": 1}
+    with pytest.raises(ManifestError):  # a boolean is not a count: refused, not the cached one
+        parse_manifest(copy.deepcopy(raw) | {"settings_schema": {"minProperties": True}})
+
+
+def test_the_caller_changing_what_it_parsed_does_not_change_the_cached_manifest() -> None:
+    raw = load_manifest(CRM).model_dump(mode="json", by_alias=True, exclude_none=True)
+    schema = {"type": "object", "properties": {"a": {"const": "x"}}}
+    raw["settings_schema"] = copy.deepcopy(schema)
+    parse_manifest(raw)
+    raw["settings_schema"]["properties"]["a"]["const"] = "changed afterwards"
+    fresh = copy.deepcopy(raw)
+    fresh["settings_schema"]["properties"]["a"]["const"] = "x"
+    assert parse_manifest(fresh).settings_schema == schema

@@ -139,9 +139,20 @@ def _run(settings: Settings, data_dir: Path, demo: bool = False) -> None:
     finally:
         if pg is not None:
             if starting is not None:
-                starting.exception()  # a stop waits for a start still running
+                _wait_through_interrupts(starting)
             pg.stop()
             log.info("embedded_postgres_stopped")
+
+
+def _wait_through_interrupts(starting: Future[None]) -> None:
+    """A stop waits for a start still running, however often Ctrl-C is pressed meanwhile:
+    stopping first would leave the server it then starts running on its own."""
+    while True:
+        try:
+            starting.exception()
+        except KeyboardInterrupt:
+            continue
+        return
 
 
 def _as_owner(settings: Settings, pg: EmbeddedPostgres, starting: Future[None]) -> Settings:

@@ -8,8 +8,10 @@ uninstall, and delivery reads it through ``SubscriptionRegistry``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
 
@@ -27,6 +29,17 @@ class SubscriptionRegistry(Protocol):
         """True when the plugin is installed and active for the tenant."""
         ...
 
+    async def aclose(self) -> None:
+        """Stop what it does in the background."""
+        ...
+
+
+@dataclass(slots=True)
+class _Answer:
+    at: float
+    active: bool
+    served: bool  # since it was asked: only answers in use are asked for again
+
 
 class DbSubscriptionRegistry:
     """Reads the platform tables; answers are cached for ``ttl_seconds`` (1 s by default), so an
@@ -34,9 +47,10 @@ class DbSubscriptionRegistry:
 
     A consumer asks in line with its events, and the answers for a plugin's tenants, filled
     together, expire together: asked one by one, 50 tenants stalled a Kafka consumer for tens of
-    milliseconds each second. So the answers of a plugin are asked again together, in one
-    query (up to ``REFRESH_MAX`` tenants), once they are half their time old: in the background
-    while they may still be served, in line only when one has expired."""
+    milliseconds each second. So the answers of a plugin that were served are asked again
+    together, in one query (up to ``REFRESH_MAX`` tenants), once they are half their time old:
+    in the background while they may still be served, in line only when one has expired.
+    Answers that expire unserved are dropped, so what is kept follows the traffic."""
 
     REFRESH_MAX = 1000
 
@@ -46,45 +60,68 @@ class DbSubscriptionRegistry:
         self.db = db
         self.ttl = ttl_seconds
         self.clock = clock
-        self._active: dict[str, dict[UUID, tuple[float, bool]]] = {}
+        self._answers: dict[str, dict[UUID, _Answer]] = {}
         # The events of a batch for one tenant miss together: one lookup answers them all.
         self._lookups: SingleFlight[tuple[str, UUID], bool] = SingleFlight()
         self._ahead: dict[str, asyncio.Task[bool]] = {}
+        self._quiet_until: dict[str, float] = {}  # after a failed refresh ahead of time
 
     async def is_active(self, plugin_id: str, tenant_id: UUID) -> bool:
-        cached = self._active.get(plugin_id, {}).get(tenant_id)
-        if cached is not None:
-            age = self.clock() - cached[0]
+        answer = self._answers.get(plugin_id, {}).get(tenant_id)
+        if answer is not None:
+            now = self.clock()
+            age = now - answer.at
             if age < self.ttl:
-                if age >= self.ttl / 2 and plugin_id not in self._ahead:
-                    task = asyncio.create_task(self._refresh(plugin_id))
-                    self._ahead[plugin_id] = task
-                    task.add_done_callback(lambda _: self._ahead.pop(plugin_id, None))
-                return cached[1]
+                answer.served = True
+                if age >= self.ttl / 2:
+                    self._refresh_ahead(plugin_id, now)
+                return answer.active
         return await self._lookups(
             (plugin_id, tenant_id), lambda: self._refresh(plugin_id, tenant_id)
         )
 
+    def _refresh_ahead(self, plugin_id: str, now: float) -> None:
+        if plugin_id in self._ahead or now < self._quiet_until.get(plugin_id, 0.0):
+            return
+        task = asyncio.create_task(self._refresh(plugin_id))
+        self._ahead[plugin_id] = task
+        task.add_done_callback(lambda _: self._ahead.pop(plugin_id, None))
+
     async def _refresh(self, plugin_id: str, tenant_id: UUID | None = None) -> bool:
-        """Ask again for ``tenant_id`` and every tenant of the plugin whose answer is half its
+        """Ask again for ``tenant_id`` and every served answer of the plugin that is half its
         time old; True when ``tenant_id`` is active."""
         now = self.clock()
-        known = self._active.setdefault(plugin_id, {})
-        due = [t for t, (at, _) in known.items() if t != tenant_id and now - at >= self.ttl / 2]
-        asked = ([tenant_id] if tenant_id is not None else []) + due
+        known = self._answers.setdefault(plugin_id, {})
+        for tenant in [t for t, a in known.items() if not a.served and now - a.at >= self.ttl]:
+            del known[tenant]
+        due = (
+            t
+            for t, a in known.items()
+            if a.served and t != tenant_id and now - a.at >= self.ttl / 2
+        )
+        asked = ([tenant_id] if tenant_id is not None else []) + list(
+            itertools.islice(due, self.REFRESH_MAX - 1)
+        )
         try:
-            active = await self._lookup(plugin_id, asked[: self.REFRESH_MAX])
+            active = await self._lookup(plugin_id, asked)
         except Exception as exc:
             if tenant_id is not None:
                 raise
             # Ahead of time only: an answer that expires is asked for again in line.
+            self._quiet_until[plugin_id] = now + self.ttl / 2
             log.warning("subscriptions_refresh_failed", plugin=plugin_id, error=repr(exc))
             return False
-        if len(known) > 100_000:
-            known.clear()
-        for tenant in asked[: self.REFRESH_MAX]:
-            known[tenant] = (now, tenant in active)
+        for tenant in asked:
+            kept = known.get(tenant)
+            if kept is None or kept.at <= now:  # never over a newer answer
+                known[tenant] = _Answer(now, tenant in active, served=tenant == tenant_id)
         return tenant_id in active
+
+    async def aclose(self) -> None:
+        tasks = list(self._ahead.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _lookup(self, plugin_id: str, tenant_ids: list[UUID]) -> set[UUID]:
         async with self.db.session() as session:

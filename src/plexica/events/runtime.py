@@ -250,6 +250,7 @@ class EventRuntime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.dispatcher.registry.aclose()
         await self.wakeups.aclose()
         if self.sink is not None:
             await self.sink.close()

@@ -7,6 +7,7 @@ The same model is the platform's catalog record and the JSON Schema published in
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -232,25 +233,36 @@ def parse_manifest(data: object) -> Manifest:
         ) from None
 
 
-# Manifests parsed, by (id, version), with the content they were parsed from.
-_STORED: dict[tuple[str, str], tuple[dict[str, Any], Manifest]] = {}
+# Manifests parsed, by (id, version), with the content they were parsed from (canonical JSON:
+# `1`, `1.0` and `true` are equal in Python and different in a JSON Schema).
+_STORED: dict[tuple[str, str], tuple[str, Manifest]] = {}
 _STORED_MAX = 1024
+
+
+def _canonical(raw: Mapping[str, Any]) -> str | None:
+    try:
+        return json.dumps(raw, sort_keys=True, default=repr)
+    except (TypeError, ValueError):  # keys of mixed types: parsed without the cache
+        return None
 
 
 def stored_manifest(raw: Mapping[str, Any]) -> Manifest:
     """A manifest parsed once per content: validating one takes tens of milliseconds (each
     event's JSON Schema is checked), and the platform reads the same few at start-up and on
     every permission and navigation lookup. The content is compared on each hit, so a manifest
-    stored anew under the same id and version is parsed anew. Raises pydantic's
+    stored anew under the same id and version is parsed anew; the model is built from a copy,
+    so its caller changing ``raw`` afterwards changes nothing. Raises pydantic's
     ``ValidationError``; ``parse_manifest`` turns it into a ``ManifestError``."""
     key = (str(raw.get("id")), str(raw.get("version")))  # any value: the content decides
+    content = _canonical(raw)
     hit = _STORED.get(key)
-    if hit is not None and hit[0] == raw:
+    if content is not None and hit is not None and hit[0] == content:
         return hit[1]
-    manifest = Manifest.model_validate(raw)
-    if len(_STORED) >= _STORED_MAX:
-        _STORED.clear()
-    _STORED[key] = (copy.deepcopy(dict(raw)), manifest)
+    manifest = Manifest.model_validate(copy.deepcopy(dict(raw)))
+    if content is not None:
+        if len(_STORED) >= _STORED_MAX:
+            _STORED.clear()
+        _STORED[key] = (content, manifest)
     return manifest
 
 

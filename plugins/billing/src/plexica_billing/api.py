@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 from uuid import UUID
 
@@ -65,8 +66,10 @@ async def invoice_pdf_response(ctx: PluginContext, invoice_id: UUID) -> Response
     invoice = await invoice_service.get_invoice(ctx, invoice_id)
     customer = await service.get_customer(ctx, invoice.customer_id)
     name = invoice.number or f"draft-{invoice.id}"
+    # Rendering is CPU work (and loads fpdf2 the first time): off the event loop.
+    pdf = await asyncio.to_thread(render_invoice, invoice, customer)
     return Response(
-        render_invoice(invoice, customer),
+        pdf,
         media_type="application/pdf",
         headers={"Content-Disposition": f'inline; filename="{name}.pdf"'},
     )
