@@ -13,9 +13,10 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from plexica.identity.client import pkce_pair
+from plexica.identity.names import OPERATOR_REALM
 from plexica.web.session import LOGIN_MAX_AGE
 from plexica.web.shell import SIGNED_OUT, SUPPORT_ENDED, Shell, sign_out
-from plexica.web.upstream import OPERATOR_REALM, SessionExpiredError
+from plexica.web.upstream import SessionExpiredError
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 SIGNED_OUT_TEXT = "You are signed out."

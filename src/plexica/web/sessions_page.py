@@ -11,10 +11,10 @@ from uuid import UUID
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
+from plexica.identity.names import OPERATOR_REALM
 from plexica.web.session import WebSession
 from plexica.web.shell import Shell, console_nav, sign_out, tenant_nav
 from plexica.web.store import agent_summary
-from plexica.web.upstream import OPERATOR_REALM
 
 
 def _when(at: datetime) -> str:

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
+from plexica.identity.names import OPERATOR_REALM
 from plexica.kit.db import Database
 from plexica.settings import Settings
 from plexica.web.branding import Brand
@@ -32,7 +33,6 @@ from plexica.web.session import (
 )
 from plexica.web.store import MAX_LIFETIME, SessionStore
 from plexica.web.upstream import (
-    OPERATOR_REALM,
     REFRESH_MARGIN,
     SessionExpiredError,
     Upstream,

@@ -15,7 +15,6 @@ from plexica.identity.service import WEB_CLIENT
 from plexica.web.session import WebSession
 
 CORE = "/api/core"
-OPERATOR_REALM = "plexica-platform"
 REFRESH_MARGIN = 15.0
 
 
