@@ -111,6 +111,8 @@ class DbSubscriptionRegistry:
             self._quiet_until[plugin_id] = now + self.ttl / 2
             log.warning("subscriptions_refresh_failed", plugin=plugin_id, error=repr(exc))
             return False
+        if len(known) > 100_000:  # a flood of tenants within one time to live
+            known.clear()
         for tenant in asked:
             kept = known.get(tenant)
             if kept is None or kept.at <= now:  # never over a newer answer
