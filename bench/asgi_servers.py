@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 from bench._util import wait_http, wrk
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 
 
 def _uvicorn(port: int) -> list[str]:

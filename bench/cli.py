@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from bench._util import wait_http
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 
 PLEXICA = str(Path(sys.executable).with_name("plexica"))
 COMMANDS = [

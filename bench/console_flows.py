@@ -32,7 +32,8 @@ from plexica.gateway.embedded import create_edge_app
 from plexica.identity import service
 from plexica.identity.builtin import BuiltinIdentity
 from plexica.kit.db import Database
-from plexica.kit.pgserver import EmbeddedPostgres, free_port
+from plexica.kit.pgserver import EmbeddedPostgres
+from plexica.kit.ports import free_port
 from plexica.plugins.embedded import mount_plugins
 from plexica.plugins.gate import InstallationGate
 from plexica.settings import Settings

@@ -45,7 +45,7 @@ from bench._util import process_cpu, wait_http
 from bench.gateway_edge import LIMITS, access_token, bench_topology, tenant_login
 from bench.vegeta import binary
 from deploy.local.topology import _terminate
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 
 ROUTE = "/v1/contacts?limit=20"
 ROWS = 20

@@ -44,7 +44,7 @@ from plexica.events.relay import KafkaSink, Relay, ensure_topics
 from plexica.events.runtime import EventRuntime
 from plexica.kit.db import Database
 from plexica.kit.migrate import upgrade_platform
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.settings import Settings
 from plexica_sdk.events import Event, EventBus, to_kafka
 from tests.harness import servers

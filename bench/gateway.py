@@ -27,7 +27,8 @@ import uvicorn
 
 from bench.tenancy import fresh_database
 from plexica.app import create_app
-from plexica.kit.pgserver import EmbeddedPostgres, free_port
+from plexica.kit.pgserver import EmbeddedPostgres
+from plexica.kit.ports import free_port
 from plexica.settings import Settings
 from plexica_sdk.logs import configure_logging
 from tests.support.tokens import StaticIssuers

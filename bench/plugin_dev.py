@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench._servers import harness, migrated_database
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.plugins.scaffold import scaffold
 
 ROUTE = """

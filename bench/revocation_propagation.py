@@ -32,7 +32,7 @@ from bench._util import wait_http
 from plexica.identity import custody, revocation
 from plexica.identity.client import password_login
 from plexica.kit.db import Database
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,7 +27,7 @@ from pathlib import Path
 import psutil
 
 from bench._util import wait_http
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 
 
 def _rss(pid: int, data_dir: Path) -> dict[str, float]:

@@ -22,7 +22,7 @@ import uvicorn
 
 from bench._servers import harness, migrated_database
 from plexica.app import create_app
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.settings import Settings
 from plexica.storage.s3 import S3Store
 from tests.harness import servers

@@ -37,7 +37,8 @@ from sqlalchemy.engine import make_url
 
 from plexica.gateway.config import CHECKED, traefik_config
 from plexica.kit.kafka import KafkaLogin
-from plexica.kit.pgserver import EmbeddedPostgres, free_port
+from plexica.kit.pgserver import EmbeddedPostgres
+from plexica.kit.ports import free_port
 
 if TYPE_CHECKING:
     from plexica.events.acl import BrokerAdmin

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from deploy.gateway_configs import REGENERATE, TARGETS, generate, shipped_plugins
 from plexica.cli.main import app as cli
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from tests.deploy.conftest import DEPLOY, load_yaml
 
 TRAEFIK = Path(sys.executable).with_name("traefik")

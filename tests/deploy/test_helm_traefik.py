@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from deploy import k8s_render
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from tests.deploy.conftest import DEPLOY, load_yaml
 
 TRAEFIK = Path(sys.executable).with_name("traefik")

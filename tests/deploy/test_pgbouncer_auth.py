@@ -17,7 +17,8 @@ import asyncpg
 import pytest
 
 from deploy import k8s_render
-from plexica.kit.pgserver import _allow_traverse, _run_as, free_port
+from plexica.kit.pgserver import _allow_traverse, _run_as
+from plexica.kit.ports import free_port
 from plexica.kit.runtime_role import ensure_runtime
 from tests.harness import servers
 from tests.harness.servers import spawn, wait_for_port

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from plexica.gateway.embedded import create_edge_app
 from plexica.kit.db import Database
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.settings import Settings
 from plexica.web.app import create_web_app
 from plexica_sdk.app import PluginConfig, create_plugin_app

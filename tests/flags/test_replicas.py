@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from plexica.cli.main import app
 from plexica.flags import wiring
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.settings import Settings
 from tests.flags.conftest import CoreFactory, new_key, new_tenant
 from tests.harness import servers

@@ -23,7 +23,7 @@ import structlog
 import yaml
 
 from plexica.app import create_app
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.settings import Settings
 from tests.gateway.test_traefik import TRACE, TRAEFIK, Served
 from tests.harness.servers import spawn, wait_for_port

@@ -12,7 +12,7 @@ from plexica.gateway.ratelimit import (
     MemoryRateLimiter,
     RedisRateLimiter,
 )
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.kit.redisguard import Breaker
 
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from plexica.gateway.config import CHECKED, traefik_config
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from tests.gateway.test_traefik import TRAEFIK
 from tests.support.wait import until
 

@@ -22,7 +22,7 @@ from plexica.gateway.sync import (
     write_atomically,
 )
 from plexica.kit.db import Database
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from tests.gateway.conftest import Core
 
 

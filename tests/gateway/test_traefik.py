@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from plexica.app import create_app
 from plexica.cli.main import app as cli
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.settings import Settings
 from plexica_sdk.manifest import parse_manifest
 from tests.plugins.conftest import bare_app, plugin_doc

@@ -9,7 +9,7 @@ from typing import Any
 
 import uvicorn
 
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 
 
 @asynccontextmanager

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import yaml
 
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from tests.harness.servers import _stop, spawn
 
 

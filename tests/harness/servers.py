@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from plexica.kit.pgserver import EmbeddedPostgres, free_port
+from plexica.kit.pgserver import EmbeddedPostgres
+from plexica.kit.ports import free_port
 
 SESSION_ENV = "PLEXICA_TEST_SESSION_DIR"
 Starter = Callable[[Path], dict[str, Any]]

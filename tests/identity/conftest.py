@@ -25,7 +25,7 @@ from plexica.identity.bootstrap import OperatorCredentials, bootstrap
 from plexica.identity.builtin import BuiltinIdentity, RealmStep
 from plexica.identity.client import password_login
 from plexica.kit.db import Database
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.kit.provisioning import TenantRef
 from plexica.settings import Settings
 

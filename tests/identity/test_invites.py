@@ -25,7 +25,7 @@ from plexica.identity.names import OPERATOR_REALM
 from plexica.identity.throttle import MemoryThrottle
 from plexica.kit.db import Database
 from plexica.kit.mail import Mailer, SmtpMailer
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.kit.provisioning import TenantRef
 from plexica.settings import Settings
 from tests.identity.conftest import Live, bearer, login, new_tenant, provision, set_password

@@ -16,7 +16,7 @@ import uvicorn
 from plexica.app import create_app
 from plexica.identity.client import LoginError, password_login
 from plexica.kit.db import Database
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.settings import Settings
 from tests.harness.servers import RedisServer
 from tests.identity.conftest import Live, provision, set_password

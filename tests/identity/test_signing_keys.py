@@ -23,7 +23,7 @@ from plexica.identity.client import LoginError, password_login
 from plexica.identity.keys import generate
 from plexica.identity.service import CLI_CLIENT
 from plexica.kit.db import Database
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica_sdk.errors import ConflictError
 from tests.identity.conftest import Live, bearer, login, provision, set_password, wait_until
 from tests.integration.test_cli import clean_env

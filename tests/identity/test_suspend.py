@@ -15,7 +15,7 @@ from plexica.identity.keycloak import KeycloakAdapter
 from plexica.identity.keycloak_admin import IdentityUnavailableError
 from plexica.identity.service import OPERATOR_REALM
 from plexica.kit.db import Database
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.tenants.schemas import State
 from plexica.tenants.service import TenantService
 from tests.identity.conftest import (

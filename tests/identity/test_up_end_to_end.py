@@ -18,7 +18,7 @@ from plexica.identity.builtin import BuiltinIdentity, RealmStep
 from plexica.identity.client import password_login
 from plexica.identity.names import CREDENTIALS_FILE
 from plexica.kit.db import Database
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.kit.provisioning import TenantRef
 from plexica.settings import Settings
 from tests.identity.conftest import register_tenant

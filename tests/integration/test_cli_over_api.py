@@ -16,7 +16,7 @@ from sqlalchemy import text
 from plexica.identity import service
 from plexica.identity.names import OPERATOR_REALM
 from plexica.kit.db import Database
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica_sdk.context import SUPER_ADMIN
 from tests.harness import servers
 from tests.integration.test_cli import PLEXICA, clean_env, start, stop, wait_ready

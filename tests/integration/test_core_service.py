@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from plexica.app import create_app
 from plexica.kit.db import Database
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.settings import Settings
 from tests.conftest import error_of, running
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from tests.integration.test_cli import clean_env, start, wait_ready
 
 DEADLINE = 60.0

@@ -15,7 +15,8 @@ import pytest
 from plexica.cli import runtime
 from plexica.kit.db import Database
 from plexica.kit.migrate import upgrade_platform
-from plexica.kit.pgserver import EmbeddedPostgres, free_port
+from plexica.kit.pgserver import EmbeddedPostgres
+from plexica.kit.ports import free_port
 from plexica.plugins.embedded import login_resolver
 from plexica.settings import Settings
 from tests.harness import servers

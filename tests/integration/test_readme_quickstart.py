@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from tests.integration.test_cli import clean_env, data_dir, wait_ready
 
 __all__ = ["data_dir"]

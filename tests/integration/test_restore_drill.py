@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from tests.harness import servers
 from tests.integration.test_cli import PLEXICA, clean_env, data_dir, start, stop, wait_ready
 from tests.integration.test_first_hour import cli

@@ -17,7 +17,7 @@ from plexica.identity.keycloak_admin import (
     IdentityUnavailableError,
 )
 from plexica.identity.keycloak_realm import API_AUDIENCE, CLI_CLIENT, CLI_REDIRECT
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from tests.keycloak.conftest import (
     REDIRECT_URI,
     Tenant,

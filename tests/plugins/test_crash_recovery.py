@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from plexica.kit.db import Database
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.kit.provisioning import TenantRef
 from plexica.plugins.repository import installations as installs_repo
 from plexica.plugins.repository import versions as versions_repo

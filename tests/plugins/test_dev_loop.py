@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from tests.plugins.conftest import TenantFactory
 from tests.support.tokens import StaticIssuers
 

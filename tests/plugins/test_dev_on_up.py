@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from tests.integration.test_cli import PLEXICA, clean_env, data_dir, start, stop, wait_ready
 
 __all__ = ["data_dir"]

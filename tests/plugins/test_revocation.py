@@ -23,7 +23,7 @@ from plexica.gateway.embedded import create_edge_app
 from plexica.identity import repository as identity_repo
 from plexica.identity import revocation
 from plexica.kit.db import Database
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.plugins.embedded import CoreRevocations, CoreVerifier
 from plexica.plugins.gate import InstallationGate
 from plexica.settings import Settings

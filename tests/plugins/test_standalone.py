@@ -16,7 +16,7 @@ import pytest
 
 from plexica.app import create_app
 from plexica.kit.db import Database
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.settings import Settings
 from tests.conftest import running
 from tests.plugins.conftest import TenantFactory

@@ -22,7 +22,7 @@ from plexica.app import create_app
 from plexica.events import service as events_service
 from plexica.events.runtime import EventRuntime
 from plexica.kit.db import Database
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.settings import Settings
 from plexica_billing.app import plugin_root as billing_root
 from plexica_sdk.manifest import Manifest

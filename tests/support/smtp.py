@@ -13,7 +13,7 @@ from email.message import Message
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 
 REFUSED_DOMAIN = "refused.example"
 LINK_RE = re.compile(r"(https?://\S+/invite/([A-Za-z0-9_-]+))")

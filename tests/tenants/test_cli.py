@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from tests.integration.test_cli import PLEXICA, clean_env, start, stop, wait_ready
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from plexica.kit.db import Database
 from plexica.kit.migrate import upgrade_platform
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.settings import Settings
 from tests.conftest import create_database, worker_id
 from tests.integration.test_cli import clean_env, start, stop, wait_ready

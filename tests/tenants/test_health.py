@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from plexica.app import create_app
 from plexica.kit.db import Database
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.kit.provisioning import BUCKET_PREFIX
 from plexica.settings import Settings
 from plexica.storage import repository as storage_repository

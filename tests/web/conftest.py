@@ -28,7 +28,7 @@ from plexica.identity import service
 from plexica.identity.builtin import BuiltinIdentity
 from plexica.identity.client import _FormParser
 from plexica.kit.db import Database
-from plexica.kit.pgserver import free_port
+from plexica.kit.ports import free_port
 from plexica.plugins import service as plugin_service
 from plexica.plugins.embedded import CoreVerifier, mount_plugins
 from plexica.plugins.gate import InstallationGate

@@ -12,7 +12,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import time
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+
+from plexica.kit.ports import free_port
 
 with warnings.catch_warnings():
     # Its import probes XDG_RUNTIME_DIR, which servers and CI rarely set; we do not use it.
@@ -34,12 +35,6 @@ OWNER_ROLE = "plexica"
 
 class EmbeddedPostgresError(RuntimeError):
     pass
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

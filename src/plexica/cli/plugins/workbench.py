@@ -155,7 +155,7 @@ def dev(  # noqa: PLR0917 - typer maps parameters to options
 
     import os
 
-    from plexica.kit.pgserver import free_port
+    from plexica.kit.ports import free_port
     from plexica.plugins import service
 
     settings = platform_settings("cli", data_dir, url)
