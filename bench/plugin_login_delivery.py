@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from plexica.events import service
-from plexica.events.delivery import DeliveryStore, PlatformStore, PluginLoginStore
+from plexica.events.delivery import DeliveryStore, PlatformStore, PluginLoginStore, Setback
 from plexica.events.registry import DbSubscriptionRegistry, PluginLoginRegistry
 from plexica.events.runtime import EventRuntime
 from plexica.kit.db import Database
@@ -78,7 +78,7 @@ async def bench_operations(
             calls,
             lambda k: (
                 lambda: (platform, mine)[k].retry(
-                    plugin, _event(plugin, tenant), 1, 0.0, "boom", None
+                    Setback(plugin, _event(plugin, tenant), 1, "boom"), 0.0
                 )
             ),
         ),
@@ -86,7 +86,7 @@ async def bench_operations(
             calls // 4,
             lambda k: (
                 lambda: (platform, mine)[k].dead_letter(
-                    plugin, _event(plugin, tenant), "boom", 5, None
+                    Setback(plugin, _event(plugin, tenant), 5, "boom")
                 )
             ),
         ),
@@ -110,7 +110,7 @@ async def bench_operations(
                     rates[k].append(rate)
                     claims[k].extend(claim_ms)
                     for _ in range(calls // 2):
-                        await store.retry(plugin, _event(plugin, tenant), 1, 0.0, "b", None)
+                        await store.retry(Setback(plugin, _event(plugin, tenant), 1, "b"), 0.0)
             await _drain(platform, plugin)
             _row("claim (batch of 200)", *claims)
             print(

@@ -18,6 +18,7 @@ from plexica.events.runtime import relay_job
 from plexica.fleet_metrics import gauges_job
 from plexica.kit.db import Database
 from plexica.kit.probes import add_dependency_checks
+from plexica.kit.supervise import restart_on_failure
 from plexica.settings import Settings
 from plexica_sdk.service import create_service_app
 
@@ -31,17 +32,10 @@ JOBS: dict[str, Job] = {
 
 
 async def _supervise(name: str, job: Job, db: Database, settings: Settings) -> None:
-    backoff = 1.0
-    while True:
-        try:
-            await job(db, settings)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("job_failed", job=name, retry_in_s=backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 30.0)
+    await restart_on_failure(
+        lambda: job(db, settings),
+        failed=lambda wait: log.exception("job_failed", job=name, retry_in_s=wait),
+    )
 
 
 def create_worker_app(settings: Settings) -> FastAPI:

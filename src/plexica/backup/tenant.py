@@ -15,6 +15,7 @@ import asyncio
 import json
 import tarfile
 import uuid
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
@@ -178,7 +179,17 @@ async def _purge_plugins(installer: Installer, tenant: TenantRef) -> None:
     await installer.purge_tenant(tenant)
 
 
-class SchemaFromArchive:
+class _RestoreStep(ABC):
+    """Undoing a restore step, when a later one failed, purges what it loaded."""
+
+    @abstractmethod
+    async def purge(self, tenant: TenantRef) -> None: ...
+
+    async def undo(self, tenant: TenantRef) -> None:
+        await self.purge(tenant)
+
+
+class SchemaFromArchive(_RestoreStep):
     """The archive's schema under the new tenant's name, migrated to this version's head."""
 
     name = RESTORE_STEP
@@ -197,14 +208,11 @@ class SchemaFromArchive:
             await upgrade_schema(self.p.db, tenant.schema)
         await self.schema_step.apply(tenant)  # records the stamped revision on the tenant
 
-    async def undo(self, tenant: TenantRef) -> None:
-        await self.schema_step.undo(tenant)
-
     async def purge(self, tenant: TenantRef) -> None:
         await self.schema_step.undo(tenant)
 
 
-class FilesFromArchive:
+class FilesFromArchive(_RestoreStep):
     name = "restore_files"
 
     def __init__(self, p: Platform, archive: Path, progress: Progress | None) -> None:
@@ -225,14 +233,11 @@ class FilesFromArchive:
                 session, Scope.of_tenant(tenant.id, tenant.slug)
             )
 
-    async def undo(self, tenant: TenantRef) -> None:
-        await self.bucket.purge(tenant)
-
     async def purge(self, tenant: TenantRef) -> None:
         await self.bucket.purge(tenant)
 
 
-class PluginsFromArchive:
+class PluginsFromArchive(_RestoreStep):
     name = "restore_plugins"
 
     def __init__(self, installer: Installer, saved: list[saved_plugins.SavedInstallation]) -> None:
@@ -241,14 +246,11 @@ class PluginsFromArchive:
     async def apply(self, tenant: TenantRef) -> None:
         await saved_plugins.restore_installations(self.installer, tenant, self.saved)
 
-    async def undo(self, tenant: TenantRef) -> None:
-        await self.installer.purge_tenant(tenant)
-
     async def purge(self, tenant: TenantRef) -> None:
         await self.installer.purge_tenant(tenant)
 
 
-class FlagsFromArchive:
+class FlagsFromArchive(_RestoreStep):
     name = "restore_flags"
 
     def __init__(self, db: Database, saved: list[saved_flags.SavedFlag]) -> None:
@@ -258,12 +260,9 @@ class FlagsFromArchive:
         async with self.db.session() as session:
             await saved_flags.target(session, tenant.id, self.saved)
 
-    async def undo(self, tenant: TenantRef) -> None:
+    async def purge(self, tenant: TenantRef) -> None:
         async with self.db.session() as session:
             await saved_flags.untarget(session, tenant.id, [f.key for f in self.saved])
-
-    async def purge(self, tenant: TenantRef) -> None:
-        await self.undo(tenant)
 
 
 def summary_line(s: Summary) -> str:

@@ -18,7 +18,7 @@ from plexica.events.schemas import (
     ReplayRequest,
     ReplayResult,
 )
-from plexica.kit.db import Database
+from plexica.kit.db import request_db
 from plexica.kit.security import OperatorDep
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -26,11 +26,6 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 
 class SchemaResponse(JSONResponse):
     media_type = "application/schema+json"
-
-
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
 
 
 @router.get("/dead-letters", summary="Dead letters, newest first")
@@ -42,7 +37,7 @@ async def list_dead_letters(
     status: DeadLetterStatus | None = DeadLetterStatus.PENDING,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeadLetter]:
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         return await service.list_dead_letters(
             session, plugin_id=plugin_id, tenant_id=tenant_id, status=status, limit=limit
         )
@@ -50,19 +45,19 @@ async def list_dead_letters(
 
 @router.post("/dead-letters/{dead_letter_id}/retry", summary="Deliver a dead letter again")
 async def retry_dead_letter(request: Request, _: OperatorDep, dead_letter_id: UUID) -> DeadLetter:
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         return await service.retry_dead_letter(session, dead_letter_id)
 
 
 @router.post("/dead-letters/{dead_letter_id}/discard", summary="Give up on a dead letter")
 async def discard_dead_letter(request: Request, _: OperatorDep, dead_letter_id: UUID) -> DeadLetter:
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         return await service.discard_dead_letter(session, dead_letter_id)
 
 
 @router.post("/replays", status_code=202, summary="Replay a tenant's history to one plugin")
 async def replay(request: Request, _: OperatorDep, body: ReplayRequest) -> ReplayResult:
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         queued = await service.replay_for_plugin(
             session,
             body.plugin_id,
@@ -85,6 +80,6 @@ async def event_schema(
 ) -> SchemaResponse:
     """Public, like the documentation: the core's registry or the catalog's manifests."""
     uri = schema_base(request.app.state.settings) + schema_path(event_type, version)
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         schema = await service.event_schema(session, event_type, version, uri)
     return SchemaResponse(schema, headers={"Cache-Control": "public, max-age=300"})

@@ -135,6 +135,17 @@ class Queued:
     attempts: int
 
 
+@dataclass(frozen=True)
+class Setback:
+    """An event a plugin failed to handle, as a retry or a dead letter records it."""
+
+    plugin_id: str
+    event: dict[str, Any]
+    attempts: int
+    error: str
+    queued_seq: int | None = None  # its row in the queue; None when it came from Kafka
+
+
 class DeliveryStore(Protocol):
     """Where delivery keeps its state: the queue (retries, replays) and the dead letters."""
 
@@ -142,24 +153,9 @@ class DeliveryStore(Protocol):
 
     async def delivered(self, seqs: Sequence[int]) -> None: ...
 
-    async def retry(  # noqa: PLR0917
-        self,
-        plugin_id: str,
-        event: dict[str, Any],
-        attempts: int,
-        delay_seconds: float,
-        error: str,
-        queued_seq: int | None,
-    ) -> None: ...
+    async def retry(self, setback: Setback, delay_seconds: float) -> None: ...
 
-    async def dead_letter(
-        self,
-        plugin_id: str,
-        event: dict[str, Any],
-        error: str,
-        attempts: int,
-        queued_seq: int | None,
-    ) -> None: ...
+    async def dead_letter(self, setback: Setback) -> None: ...
 
 
 class PlatformStore:
@@ -177,40 +173,35 @@ class PlatformStore:
         async with self.db.session() as session:
             await deliveries.delete_deliveries(session, seqs)
 
-    async def retry(  # noqa: PLR0917
-        self,
-        plugin_id: str,
-        event: dict[str, Any],
-        attempts: int,
-        delay_seconds: float,
-        error: str,
-        queued_seq: int | None,
-    ) -> None:
+    async def retry(self, setback: Setback, delay_seconds: float) -> None:
         async with self.db.session() as session:
-            if queued_seq is None:
+            if setback.queued_seq is None:
                 await deliveries.enqueue_delivery(
-                    session, plugin_id, event, reason="retry", attempts=attempts,
-                    delay_seconds=delay_seconds, error=error,
-                )  # fmt: skip
+                    session,
+                    setback.plugin_id,
+                    setback.event,
+                    reason="retry",
+                    attempts=setback.attempts,
+                    delay_seconds=delay_seconds,
+                    error=setback.error,
+                )
             else:
                 await deliveries.reschedule_delivery(
-                    session, queued_seq, attempts, delay_seconds, error
+                    session, setback.queued_seq, setback.attempts, delay_seconds, setback.error
                 )
 
-    async def dead_letter(
-        self,
-        plugin_id: str,
-        event: dict[str, Any],
-        error: str,
-        attempts: int,
-        queued_seq: int | None,
-    ) -> None:
+    async def dead_letter(self, setback: Setback) -> None:
         async with self.db.session() as session:
             await dead_letters.insert_dead_letter(
-                session, uuid.uuid4(), plugin_id, event, error, attempts
+                session,
+                uuid.uuid4(),
+                setback.plugin_id,
+                setback.event,
+                setback.error,
+                setback.attempts,
             )
-            if queued_seq is not None:
-                await deliveries.delete_delivery(session, queued_seq)
+            if setback.queued_seq is not None:
+                await deliveries.delete_delivery(session, setback.queued_seq)
 
 
 class WrongPluginLoginError(RuntimeError):
@@ -249,30 +240,24 @@ class PluginLoginStore:
         async with self.db.session() as session:
             await plugin_api.own_delivered(session, seqs)
 
-    async def retry(  # noqa: PLR0917
-        self,
-        plugin_id: str,
-        event: dict[str, Any],
-        attempts: int,
-        delay_seconds: float,
-        error: str,
-        queued_seq: int | None,
-    ) -> None:
-        self._own(plugin_id)
+    async def retry(self, setback: Setback, delay_seconds: float) -> None:
+        self._own(setback.plugin_id)
         async with self.db.session() as session:
-            await plugin_api.own_retry(session, event, attempts, delay_seconds, error, queued_seq)
+            await plugin_api.own_retry(
+                session,
+                setback.event,
+                setback.attempts,
+                delay_seconds,
+                setback.error,
+                setback.queued_seq,
+            )
 
-    async def dead_letter(
-        self,
-        plugin_id: str,
-        event: dict[str, Any],
-        error: str,
-        attempts: int,
-        queued_seq: int | None,
-    ) -> None:
-        self._own(plugin_id)
+    async def dead_letter(self, setback: Setback) -> None:
+        self._own(setback.plugin_id)
         async with self.db.session() as session:
-            await plugin_api.own_dead_letter(session, event, error, attempts, queued_seq)
+            await plugin_api.own_dead_letter(
+                session, setback.event, setback.error, setback.attempts, setback.queued_seq
+            )
 
 
 class Failures:
@@ -295,17 +280,18 @@ class Failures:
         *,
         queued_seq: int | None = None,
     ) -> None:
+        setback = Setback(plugin_id, event, attempts, error, queued_seq)
         if attempts >= self.policy.max_attempts:
             if self.topic is not None:
                 with contextlib.suppress(InvalidEventError, ValueError):
                     await self.topic.send(plugin_id, Event.model_validate(event), error)
-            await self.store.dead_letter(plugin_id, event, error, attempts, queued_seq)
+            await self.store.dead_letter(setback)
             log.warning("event_dead_lettered", plugin=plugin_id, event_id=event.get("id"))
             DELIVERED.labels(plugin_id, "dead_letter").inc()
             return
         delay = self.policy.delay(attempts)
         self.next_retry_at = min(self.next_retry_at, time.monotonic() + delay)
-        await self.store.retry(plugin_id, event, attempts, delay, error, queued_seq)
+        await self.store.retry(setback, delay)
         DELIVERED.labels(plugin_id, "retry").inc()
 
 

@@ -34,6 +34,7 @@ from plexica.events.registry import (
 from plexica.events.relay import KafkaSink, LocalRelay, Relay
 from plexica.kit.db import Database
 from plexica.kit.kafka import KafkaLogin
+from plexica.kit.supervise import restart_on_failure
 from plexica.settings import Settings
 from plexica_sdk.db import asyncpg_url
 from plexica_sdk.events import Event, EventBus
@@ -119,17 +120,13 @@ async def _publish_plugin_event(session: Any, event: Event) -> None:
 
 
 async def _supervised(name: str, loop: Loop) -> None:
-    backoff = 0.5
-    while not loop.stopping.is_set():
-        try:
-            await loop.run()
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("events_task_failed", task=name, retry_in_s=backoff)
-            await loop.pause(backoff)
-            backoff = min(backoff * 2, 30.0)
+    await restart_on_failure(
+        loop.run,
+        failed=lambda wait: log.exception("events_task_failed", task=name, retry_in_s=wait),
+        wait=loop.pause,
+        stopping=loop.stopping,
+        first_wait=0.5,
+    )
 
 
 class EventRuntime:

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from plexica.flags.schemas import Evaluation, FlagChange, FlagIn, FlagPatch, ToggleIn
 from plexica.flags.service import FlagService
-from plexica.kit.db import Database
+from plexica.kit.db import DbDep
 from plexica.kit.security import OperatorDep, PrincipalDep
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import ForbiddenError, UnavailableError
@@ -25,13 +25,7 @@ def get_flags(request: Request) -> FlagService:
     return service
 
 
-def get_db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
 FlagsDep = Annotated[FlagService, Depends(get_flags)]
-DbDep = Annotated[Database, Depends(get_db)]
 
 
 @router.get("", summary="Every flag (operators)")

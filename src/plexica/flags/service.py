@@ -79,7 +79,7 @@ class FlagService:
         flag = _validated(fields, 1)
         if not await repository.insert(session, flag.key, _stored(flag)):
             raise FlagExistsError(f"flag {flag.key} already exists")
-        await self._record(session, flag.key, "create", actor=actor, before=None, after=flag)
+        await _record(session, flag.key, "create", actor=actor, before=None, after=flag)
         return flag
 
     async def update(
@@ -90,7 +90,7 @@ class FlagService:
         merged = {**_stored(before), **{k: _dump(v) for k, v in changes.items()}}
         after = _validated(merged, before.version + 1)
         await repository.update(session, key, _stored(after), after.version)
-        await self._record(session, key, "update", actor=actor, before=before, after=after)
+        await _record(session, key, "update", actor=actor, before=before, after=after)
         return after
 
     async def toggle(
@@ -101,7 +101,7 @@ class FlagService:
         after = before.model_copy(update={"enabled": state, "version": before.version + 1})
         await repository.update(session, key, _stored(after), after.version)
         action = "enable" if state else "disable"
-        await self._record(session, key, action, actor=actor, before=before, after=after)
+        await _record(session, key, action, actor=actor, before=before, after=after)
         return after
 
     async def changes(self, session: AsyncSession, key: str, limit: int = 100) -> list[FlagChange]:
@@ -110,18 +110,6 @@ class FlagService:
             FlagChange(id=i, action=a, actor=who, before=b, after=af, at=at)
             for i, a, who, b, af, at in rows
         ]
-
-    async def _record(
-        self,
-        session: AsyncSession,
-        key: str,
-        action: str,
-        *,
-        actor: str,
-        before: FlagDefinition | None,
-        after: FlagDefinition,
-    ) -> None:
-        await _record(session, key, action, actor=actor, before=before, after=after)
 
     async def announce(self, flag: FlagDefinition) -> None:
         """After the commit: apply here at once, then tell every replica."""

@@ -22,12 +22,7 @@ from plexica.gateway.schemas import LimitPolicy, Verdict
 from plexica.kit.security import MAX_TOKEN_BYTES, TokenVerifier
 from plexica.storage.signing import SIGNED_PATH
 from plexica.tenants.cache import TenantCache
-from plexica.tenants.context import (
-    TenantRequiredError,
-    TenantSuspendedError,
-    TenantUnavailableError,
-)
-from plexica.tenants.schemas import State
+from plexica.tenants.context import TenantRequiredError, admitted
 from plexica_sdk.auth import RevocationCheck
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import NotFoundError, PlexicaError, UnauthenticatedError
@@ -250,13 +245,7 @@ class Gateway:
         }
         slug: str | None = None
         if principal.tenant_id is not None:
-            tenant = await self.tenants.get(principal.tenant_id)
-            if tenant is None or tenant.slug != (principal.tenant_slug or tenant.slug):
-                raise TenantUnavailableError("this tenant is not available")
-            if tenant.state is State.SUSPENDED:
-                raise TenantSuspendedError("this tenant is suspended")
-            if tenant.state is not State.ACTIVE:
-                raise TenantUnavailableError("this tenant is not available")
+            tenant = admitted(await self.tenants.get(principal.tenant_id), principal)
             slug = tenant.slug
             headers["X-Tenant-ID"], headers["X-Tenant-Slug"] = str(tenant.id), tenant.slug
         if route.plugin is not None and principal.tenant_id is None:

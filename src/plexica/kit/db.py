@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Annotated
 
+from fastapi import Depends, Request
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import text
@@ -105,6 +107,14 @@ class Database:
         if self in _DB_POOLS:
             _DB_POOLS.remove(self)
 
+
+def request_db(request: Request) -> Database:
+    """The process's database, opened by the app's lifespan."""
+    db: Database = request.app.state.db
+    return db
+
+
+DbDep = Annotated[Database, Depends(request_db)]
 
 _DB_POOLS: list[Database] = []
 

@@ -195,6 +195,23 @@ class VersionApplier:
                     after={"reason": exc.message, "details": exc.details},
                 )
 
+    async def _install_failed(
+        self, tenant: TenantRef, plugin_id: str, exc: Exception, *, restoring: bool
+    ) -> None:
+        """Undo a failed install or restore and record it as failed."""
+        await self._undo(tenant, plugin_id, exc, keep_role=restoring)
+        await self._fail(tenant, plugin_id, exc, status=InstallStatus.FAILED)
+
+    async def _upgrade_failed(
+        self, tenant: TenantRef, plugin_id: str, exc: Exception, version: str
+    ) -> None:
+        """Undo a failed upgrade to ``version``: the plugin keeps its status and version, and
+        the reason is on record."""
+        await self._undo(tenant, plugin_id, exc, keep_role=True)
+        await self._fail(
+            tenant, plugin_id, exc, status=None, prefix=f"upgrade to {version} failed: "
+        )
+
     async def _ensure_login(self, plugin_id: str) -> None:
         # Committed before the install's transaction: the plugin's process connects with this
         # login, and must be able to before it can answer the readiness check.

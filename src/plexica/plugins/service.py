@@ -181,8 +181,7 @@ class Installer(VersionApplier):
                 tenant, manifest, migrations, settings, "install", restore=restoring, actor=actor
             )
         except Exception as exc:  # noqa: BLE001 - any failure is undone and recorded, then re-raised
-            await self._undo(tenant, plugin_id, exc, keep_role=restoring)
-            await self._fail(tenant, plugin_id, exc, status=InstallStatus.FAILED)
+            await self._install_failed(tenant, plugin_id, exc, restoring=restoring)
             raise as_plexica(exc) from None
         return await self._out(tenant.id, plugin_id)
 
@@ -222,14 +221,7 @@ class Installer(VersionApplier):
                 keep_status=InstallStatus(current["status"]), actor=actor,
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - any failure is undone and recorded, then re-raised
-            await self._undo(tenant, plugin_id, exc, keep_role=True)
-            await self._fail(
-                tenant,
-                plugin_id,
-                exc,
-                status=None,
-                prefix=f"upgrade to {manifest.version} failed: ",
-            )
+            await self._upgrade_failed(tenant, plugin_id, exc, manifest.version)
             raise as_plexica(exc) from None
         return await self._out(tenant.id, plugin_id)
 
@@ -275,18 +267,10 @@ class Installer(VersionApplier):
         interrupted = InterruptedError("interrupted; run the operation again")
         if row["status"] == InstallStatus.INSTALLING:
             restoring = row["retain_until"] is not None
-            await self._undo(tenant, plugin_id, interrupted, keep_role=restoring)
-            await self._fail(tenant, plugin_id, interrupted, status=InstallStatus.FAILED)
+            await self._install_failed(tenant, plugin_id, interrupted, restoring=restoring)
             return True
         if row["pending_version"] is not None:
-            await self._undo(tenant, plugin_id, interrupted, keep_role=True)
-            await self._fail(
-                tenant,
-                plugin_id,
-                interrupted,
-                status=None,
-                prefix=f"upgrade to {row['pending_version']} failed: ",
-            )
+            await self._upgrade_failed(tenant, plugin_id, interrupted, row["pending_version"])
             return True
         return False
 

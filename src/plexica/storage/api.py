@@ -13,7 +13,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 from starlette.convertors import PathConvertor, register_url_convertor
 
-from plexica.kit.db import Database
+from plexica.kit.db import Database, DbDep
 from plexica.kit.security import OperatorDep, PrincipalDep
 from plexica.settings import Settings
 from plexica.storage.errors import InvalidKeyError, StorageUnavailableError
@@ -61,13 +61,7 @@ def get_storage(request: Request) -> StorageService:
     return service
 
 
-def get_db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
 StorageDep = Annotated[StorageService, Depends(get_storage)]
-DbDep = Annotated[Database, Depends(get_db)]
 
 
 def scope_of(principal: PrincipalDep) -> Scope:

@@ -14,6 +14,7 @@ from plexica.kit.db import Database
 from plexica.kit.security import PrincipalDep
 from plexica.tenants.schemas import State, Tenant
 from plexica.tenants.service import TenantService
+from plexica_sdk.context import Principal
 from plexica_sdk.errors import ForbiddenError, UnavailableError
 
 current_tenant: ContextVar[Tenant | None] = ContextVar("current_tenant", default=None)
@@ -43,10 +44,8 @@ async def tenant_service(request: Request) -> TenantService:
 TenantServiceDep = Annotated[TenantService, Depends(tenant_service)]
 
 
-async def get_tenant(principal: PrincipalDep, service: TenantServiceDep) -> Tenant:
-    if principal.tenant_id is None:
-        raise TenantRequiredError("this route acts in a tenant: use a token of a tenant's realm")
-    tenant = await service.cache.get(principal.tenant_id)
+def admitted(tenant: Tenant | None, principal: Principal) -> Tenant:
+    """The principal's tenant (found by its id) when it is in service, else the refusal."""
     # The same answer for an unknown tenant as for one not in service.
     if tenant is None or tenant.slug != (principal.tenant_slug or tenant.slug):
         raise TenantUnavailableError("this tenant is not available")
@@ -54,6 +53,13 @@ async def get_tenant(principal: PrincipalDep, service: TenantServiceDep) -> Tena
         raise TenantSuspendedError("this tenant is suspended")
     if tenant.state is not State.ACTIVE:
         raise TenantUnavailableError("this tenant is not available")
+    return tenant
+
+
+async def get_tenant(principal: PrincipalDep, service: TenantServiceDep) -> Tenant:
+    if principal.tenant_id is None:
+        raise TenantRequiredError("this route acts in a tenant: use a token of a tenant's realm")
+    tenant = admitted(await service.cache.get(principal.tenant_id), principal)
     current_tenant.set(tenant)
     structlog.contextvars.bind_contextvars(tenant_id=str(tenant.id), tenant_slug=tenant.slug)
     return tenant

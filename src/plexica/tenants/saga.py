@@ -88,6 +88,21 @@ async def _mark(
         await repository.set_step(session, tenant_id, phase, name, status=status, error=error)
 
 
+async def _failed(
+    db: Database,
+    tenant: TenantRef,
+    phase: Phase,
+    step: ProvisioningStep,
+    exc: BaseException,
+    *,
+    event: str,
+    prefix: str = "",
+) -> None:
+    """Log a step's failure and keep it on the step's record."""
+    log.warning(event, tenant_id=str(tenant.id), step=step.name, exc=describe(exc))
+    await _mark(db, tenant.id, phase, step.name, StepStatus.FAILED, error=prefix + describe(exc))
+
+
 async def provision(db: Database, tenant: TenantRef, steps: Sequence[ProvisioningStep]) -> None:
     """Apply every step; on failure undo the applied ones in reverse and raise StepFailedError."""
     applied: list[ProvisioningStep] = []
@@ -98,12 +113,7 @@ async def provision(db: Database, tenant: TenantRef, steps: Sequence[Provisionin
         try:
             await step.apply(tenant)
         except Exception as exc:
-            log.warning(
-                "tenant_step_failed", tenant_id=str(tenant.id), step=step.name, exc=describe(exc)
-            )
-            await _mark(
-                db, tenant.id, Phase.PROVISION, step.name, StepStatus.FAILED, error=describe(exc)
-            )
+            await _failed(db, tenant, Phase.PROVISION, step, exc, event="tenant_step_failed")
             await _compensate(db, tenant, applied, describe(exc))
             raise StepFailedError(step.name, exc) from exc
         await _mark(db, tenant.id, Phase.PROVISION, step.name, StepStatus.DONE, error=None)
@@ -118,16 +128,8 @@ async def _compensate(
             await step.undo(tenant)
         except Exception as exc:  # noqa: BLE001 - any failure of a step is recorded, not raised
             # Keep undoing the rest; the step stays marked so that a retry or a delete cleans it.
-            log.warning(
-                "tenant_undo_failed", tenant_id=str(tenant.id), step=step.name, exc=describe(exc)
-            )
-            await _mark(
-                db,
-                tenant.id,
-                Phase.PROVISION,
-                step.name,
-                StepStatus.FAILED,
-                error=f"undo: {describe(exc)}",
+            await _failed(
+                db, tenant, Phase.PROVISION, step, exc, event="tenant_undo_failed", prefix="undo: "
             )
             continue
         # The failed step keeps its error on record after being undone.
@@ -148,11 +150,6 @@ async def delete(
         try:
             await step.purge(tenant)
         except Exception as exc:
-            log.warning(
-                "tenant_purge_failed", tenant_id=str(tenant.id), step=step.name, exc=describe(exc)
-            )
-            await _mark(
-                db, tenant.id, Phase.DELETE, step.name, StepStatus.FAILED, error=describe(exc)
-            )
+            await _failed(db, tenant, Phase.DELETE, step, exc, event="tenant_purge_failed")
             raise StepFailedError(step.name, exc) from exc
         await _mark(db, tenant.id, Phase.DELETE, step.name, StepStatus.DONE, error=None)

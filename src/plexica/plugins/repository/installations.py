@@ -179,51 +179,40 @@ async def expired_installations(session: AsyncSession, now: datetime) -> list[di
     return [dict(r) for r in rows.mappings()]
 
 
-async def tenant_slug(session: AsyncSession, tenant_id: UUID) -> str | None:
-    """The tenant's slug from the tenancy domain's table when it exists, else from a past
-    installation of any plugin in that tenant."""
+# A question about a tenant, asked of the tenancy domain's table, then of past installations.
+_SLUG_OF_ID = (
+    "SELECT slug FROM platform.tenants WHERE id = :key",
+    "SELECT tenant_slug FROM platform.plugin_installations WHERE tenant_id = :key LIMIT 1",
+)
+_ID_OF_SLUG = (
+    "SELECT id FROM platform.tenants WHERE slug = :key",
+    "SELECT tenant_id FROM platform.plugin_installations WHERE tenant_slug = :key LIMIT 1",
+)
+
+
+async def _tenants_then_installations(
+    session: AsyncSession, question: tuple[str, str], key: object
+) -> Any:
+    """The answer from the tenancy domain's table when it exists and has one, else from the
+    plugin installations of the past."""
+    of_tenants, of_installations = question
     has_tenants = (
         await session.execute(text("SELECT to_regclass('platform.tenants') IS NOT NULL"))
     ).scalar()
     if has_tenants:
-        slug = (
-            await session.execute(
-                text("SELECT slug FROM platform.tenants WHERE id = :t"), {"t": tenant_id}
-            )
-        ).scalar()
-        if slug is not None:
-            return str(slug)
-    slug = (
-        await session.execute(
-            text(
-                "SELECT tenant_slug FROM platform.plugin_installations WHERE tenant_id = :t LIMIT 1"
-            ),
-            {"t": tenant_id},
-        )
-    ).scalar()
+        found = (await session.execute(text(of_tenants), {"key": key})).scalar()
+        if found is not None:
+            return found
+    return (await session.execute(text(of_installations), {"key": key})).scalar()
+
+
+async def tenant_slug(session: AsyncSession, tenant_id: UUID) -> str | None:
+    slug = await _tenants_then_installations(session, _SLUG_OF_ID, tenant_id)
     return str(slug) if slug is not None else None
 
 
 async def tenant_id_by_slug(session: AsyncSession, slug: str) -> UUID | None:
-    has_tenants = (
-        await session.execute(text("SELECT to_regclass('platform.tenants') IS NOT NULL"))
-    ).scalar()
-    if has_tenants:
-        found = (
-            await session.execute(
-                text("SELECT id FROM platform.tenants WHERE slug = :s"), {"s": slug}
-            )
-        ).scalar()
-        if found is not None:
-            return UUID(str(found))
-    found = (
-        await session.execute(
-            text(
-                "SELECT tenant_id FROM platform.plugin_installations WHERE tenant_slug = :s LIMIT 1"
-            ),
-            {"s": slug},
-        )
-    ).scalar()
+    found = await _tenants_then_installations(session, _ID_OF_SLUG, slug)
     return UUID(str(found)) if found is not None else None
 
 
