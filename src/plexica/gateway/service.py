@@ -24,6 +24,7 @@ from plexica.storage.signing import SIGNED_PATH
 from plexica.tenants.cache import TenantCache
 from plexica.tenants.context import TenantRequiredError, admitted
 from plexica_sdk.auth import RevocationCheck
+from plexica_sdk.cache import TtlCache
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import NotFoundError, PlexicaError, UnauthenticatedError
 from plexica_sdk.observability import new_id, valid_id
@@ -115,25 +116,16 @@ class PluginActivity:
     def __init__(self, loader: ActiveLoader, ttl: float = 1.0, max_entries: int = 100_000):
         self.loader = loader
         self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: dict[tuple[UUID, str], tuple[float, bool]] = {}
+        self._kept: TtlCache[tuple[UUID, str], bool] = TtlCache(ttl, max_entries=max_entries)
 
     async def is_active(self, tenant_id: UUID, slug: str) -> bool:
-        now = time.monotonic()
-        hit = self._entries.get((tenant_id, slug))
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        active = await self.loader(tenant_id, slug)
-        # Only "active" is cached: an install is usable at once, and the rate limit (checked
+        # Only "active" is kept: an install is usable at once, and the rate limit (checked
         # first) bounds the lookups a caller can cause with plugins its tenant lacks.
-        if active:
-            if len(self._entries) >= self.max_entries:
-                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-            self._entries[(tenant_id, slug)] = (now + self.ttl, active)
-        return active
-
-    def evict(self, tenant_id: UUID, slug: str) -> None:
-        self._entries.pop((tenant_id, slug), None)
+        return await self._kept.get_or_load(
+            (tenant_id, slug),
+            lambda: self.loader(tenant_id, slug),
+            keep=lambda active: self.ttl if active else 0,
+        )
 
 
 def _claims(token: str) -> dict[str, Any]:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 import structlog
 
-from plexica.kit.singleflight import SingleFlight
 from plexica.tenants.schemas import Tenant
+from plexica_sdk.cache import TtlCache
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -36,38 +35,20 @@ class TenantCache:
         self.loader = loader
         self.redis_url = redis_url
         self.ttl = 30.0 if redis_url else 1.0
-        self._entries: dict[UUID, tuple[float, Tenant | None]] = {}
-        self._generation: dict[UUID, int] = {}
-        self._epoch = 0
+        # None is kept too: a tenant that does not exist is asked about no more than the rest.
+        self._kept: TtlCache[UUID, Tenant | None] = TtlCache(self.ttl)
         self._redis: Redis | None = None
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
-        self._loads: SingleFlight[tuple[UUID, int, int], Tenant | None] = SingleFlight()
 
     async def get(self, tenant_id: UUID) -> Tenant | None:
-        hit = self._entries.get(tenant_id)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-        generation, epoch = self._generation.get(tenant_id, 0), self._epoch
-        # Concurrent misses share one load; one begun before an invalidation is not joined.
-        return await self._loads(
-            (tenant_id, generation, epoch), lambda: self._load(tenant_id, generation, epoch)
-        )
-
-    async def _load(self, tenant_id: UUID, generation: int, epoch: int) -> Tenant | None:
-        tenant = await self.loader(tenant_id)
-        # An invalidation that arrived while we were loading wins over what we loaded.
-        if self._generation.get(tenant_id, 0) == generation and self._epoch == epoch:
-            self._entries[tenant_id] = (time.monotonic() + self.ttl, tenant)
-        return tenant
+        return await self._kept.get_or_load(tenant_id, lambda: self.loader(tenant_id))
 
     def evict(self, tenant_id: UUID | None) -> None:
         if tenant_id is None:
-            self._entries.clear()
-            self._epoch += 1
-            return
-        self._entries.pop(tenant_id, None)
-        self._generation[tenant_id] = self._generation.get(tenant_id, 0) + 1
+            self._kept.clear()
+        else:
+            self._kept.evict(tenant_id)
 
     async def invalidate(self, tenant_id: UUID) -> None:
         """Forget the tenant here and, through Redis, on every other replica."""
