@@ -9,7 +9,6 @@ otherwise. A periodic full reload repairs anything a dropped connection made a r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
@@ -18,6 +17,7 @@ import structlog
 from pydantic import ValidationError
 
 from plexica.flags import repository
+from plexica.kit.channel import ChannelListener
 from plexica.kit.db import Database
 from plexica.kit.redisguard import redis_failures
 from plexica_sdk.flags import FlagDefinition
@@ -118,40 +118,27 @@ class RedisBus:
         self._redis: Redis = Redis.from_url(url, socket_connect_timeout=2, health_check_interval=10)
         self._failures = redis_failures()
         self._channel = channel
-        self._task: asyncio.Task[None] | None = None
-        self.subscribed = asyncio.Event()
+        self._listener: ChannelListener | None = None
 
     async def start(self, on_change: OnChange) -> None:
-        self._task = asyncio.create_task(self._listen(on_change), name="flags-redis-listener")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.subscribed.wait(), timeout=5)
-
-    async def _listen(self, on_change: OnChange) -> None:
-        first = True
-        while True:
+        async def changed(key: str) -> None:
             try:
-                async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self._channel)
-                    self.subscribed.set()
-                    if not first:
-                        await on_change(ALL)  # messages may have been missed while away
-                    first = False
-                    async for message in pubsub.listen():
-                        if message.get("type") != "message":
-                            continue
-                        data = message["data"]
-                        key = data.decode() if isinstance(data, bytes) else str(data)
-                        try:
-                            await on_change(key)
-                        except Exception:  # noqa: BLE001 - one bad refresh must not stop the listener
-                            _log.exception("flag refresh failed", flag=key)
-            except asyncio.CancelledError:
-                raise
-            except self._failures as exc:
-                if self.subscribed.is_set():
-                    _log.warning("flag change channel lost; reconnecting", error=str(exc))
-                self.subscribed.clear()
-                await asyncio.sleep(0.5)
+                await on_change(key)
+            except Exception:  # noqa: BLE001 - one bad refresh must not stop the listener
+                _log.exception("flag refresh failed", flag=key)
+
+        async def subscribed(again: bool) -> None:
+            if again:  # messages may have been missed while away
+                await changed(ALL)
+
+        self._listener = ChannelListener(
+            self._redis,
+            self._channel,
+            on_message=changed,
+            on_subscribed=subscribed,
+            retry_after=0.5,
+        )
+        await self._listener.start()
 
     async def publish(self, key: str) -> None:
         try:
@@ -169,10 +156,8 @@ class RedisBus:
             )
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._listener is not None:
+            await self._listener.stop()
         await self._redis.aclose()
 
 

@@ -8,13 +8,13 @@ one second, so a change made elsewhere is seen within a second either way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 import structlog
 
+from plexica.kit.channel import ChannelListener
 from plexica.tenants.schemas import Tenant
 from plexica_sdk.cache import TtlCache
 
@@ -38,8 +38,7 @@ class TenantCache:
         # None is kept too: a tenant that does not exist is asked about no more than the rest.
         self._kept: TtlCache[UUID, Tenant | None] = TtlCache(self.ttl)
         self._redis: Redis | None = None
-        self._listener: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
+        self._listener: ChannelListener | None = None
 
     async def get(self, tenant_id: UUID) -> Tenant | None:
         return await self._kept.get_or_load(tenant_id, lambda: self.loader(tenant_id))
@@ -67,42 +66,28 @@ class TenantCache:
         from redis.asyncio import Redis
 
         self._redis = Redis.from_url(self.redis_url)
-        self._listener = asyncio.create_task(self._listen(), name="tenant-cache-invalidation")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), 5)
+        self._listener = ChannelListener(
+            self._redis,
+            CHANNEL,
+            on_message=self._on_message,
+            on_subscribed=self._on_subscribed,
+            retry_after=1.0,
+        )
+        await self._listener.start()
 
     async def stop(self) -> None:
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            await self._listener.stop()
             self._listener = None
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
 
-    async def _listen(self) -> None:
-        assert self._redis is not None
-        while True:
-            try:
-                async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
-                    # Messages may have been missed while we were not subscribed.
-                    self.evict(None)
-                    self._subscribed.set()
-                    async for message in pubsub.listen():
-                        if message.get("type") != "message":
-                            continue
-                        self._on_message(message.get("data"))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - reconnect; TTL bounds staleness meanwhile
-                log.warning("tenant_invalidation_listener_lost", error=str(exc))
-                self.evict(None)
-                await asyncio.sleep(1)
+    async def _on_subscribed(self, _again: bool) -> None:
+        # Messages may have been missed while we were not subscribed.
+        self.evict(None)
 
-    def _on_message(self, data: object) -> None:
-        raw = data.decode() if isinstance(data, bytes) else str(data)
+    async def _on_message(self, raw: str) -> None:
         if raw == ALL:
             self.evict(None)
             return
