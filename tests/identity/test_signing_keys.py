@@ -324,7 +324,7 @@ async def test_re_encrypt_moves_every_key_to_the_first_secret(live: Live, db: Da
             assert await signing.reseal(session, all_keys=False) == 0
             with pytest.raises(custody.KeyCustodyError):
                 await signing.verify_ring(session)  # the tests' key alone no longer opens them
-            totp = await mfa_repository.sealed_secrets(session)
+            totp = await mfa_repository.sealed_secrets.rows(session)
         assert {r["sealed_with"] for r in totp} == {new_id}
         with pytest.raises(custody.KeyCustodyError):
             await sealed.prepare(db)  # start-up stops

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -170,6 +171,15 @@ def key_values(pairs: list[tuple[str, object]]) -> None:
     width = max((len(k) for k, _ in pairs), default=0) + 1
     for key, value in pairs:
         typer.echo(f"{key + ':':<{width}}  {_cell(value)}")
+
+
+def echo_fields(value: dict[str, Any], as_json: bool, shown: Callable[[Any], object]) -> None:
+    """One JSON object with --json, else a ``key: value`` line per field, the value as ``shown``."""
+    if as_json:
+        typer.echo(json.dumps(value))
+        return
+    for key, item in value.items():
+        typer.echo(f"{key}: {shown(item)}")
 
 
 def to_jsonable(value: Any) -> Any:

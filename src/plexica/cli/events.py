@@ -13,9 +13,12 @@ import typer
 
 from plexica.cli.api import reach
 from plexica.cli.common import DataDirOpt, UrlOpt, fail, platform_settings, table, to_jsonable
+from plexica.cli.database import run_on_database
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
+
+    from plexica.kit.db import Database
 
 app = typer.Typer(no_args_is_help=True, help="Operate events: dead letters and replays.")
 dead_letters = typer.Typer(no_args_is_help=True, help="Events plugins failed to handle.")
@@ -30,21 +33,14 @@ def _run(
     url: str | None = None,
 ) -> T:
     settings = platform_settings("cli", data_dir, url)
-    from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
 
-    async def go() -> T:
-        db = Database(settings.sqlalchemy_url, pool_size=1)
-        try:
-            async with db.session() as session:
-                return await work(session)
-        finally:
-            await db.dispose()
+    async def in_session(db: Database) -> T:
+        async with db.session() as session:
+            return await work(session)
 
     try:
-        import asyncio
-
-        return asyncio.run(go())
+        return run_on_database(settings, in_session, pool_size=1)
     except PlexicaError as exc:
         raise fail(f"{exc.code}: {exc.message}") from None
 
@@ -100,29 +96,30 @@ def _present(params: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) for k, v in params.items() if v is not None}
 
 
+def _settle(dead_letter_id: UUID, how: str, data_dir: Path | None, url: str | None) -> None:
+    """``how`` (``retry`` or ``discard``) through the core's API, else the service's own on the
+    database."""
+    api = reach(data_dir, url)
+    if api is not None:
+        api.call("POST", f"/v1/events/dead-letters/{dead_letter_id}/{how}")
+        return
+    from plexica.events import service
+
+    settle = service.retry_dead_letter if how == "retry" else service.discard_dead_letter
+    _run(lambda s: settle(s, dead_letter_id), data_dir, url)
+
+
 @dead_letters.command("retry")
 def retry(dead_letter_id: UUID, data_dir: DataDirOpt = None, url: UrlOpt = None) -> None:
     """Deliver a dead letter to its plugin again."""
-    api = reach(data_dir, url)
-    if api is not None:
-        api.call("POST", f"/v1/events/dead-letters/{dead_letter_id}/retry")
-    else:
-        from plexica.events import service
-
-        _run(lambda s: service.retry_dead_letter(s, dead_letter_id), data_dir, url)
+    _settle(dead_letter_id, "retry", data_dir, url)
     typer.echo(f"queued {dead_letter_id} for delivery")
 
 
 @dead_letters.command("discard")
 def discard(dead_letter_id: UUID, data_dir: DataDirOpt = None, url: UrlOpt = None) -> None:
     """Give up on a dead letter."""
-    api = reach(data_dir, url)
-    if api is not None:
-        api.call("POST", f"/v1/events/dead-letters/{dead_letter_id}/discard")
-    else:
-        from plexica.events import service
-
-        _run(lambda s: service.discard_dead_letter(s, dead_letter_id), data_dir, url)
+    _settle(dead_letter_id, "discard", data_dir, url)
     typer.echo(f"discarded {dead_letter_id}")
 
 

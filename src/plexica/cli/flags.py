@@ -22,8 +22,11 @@ from plexica.cli.common import (
     table,
     to_jsonable,
 )
+from plexica.cli.database import run_on_database
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from plexica.flags.service import FlagService
     from plexica.kit.db import Database
     from plexica_sdk.flags import FlagDefinition, Value
@@ -45,24 +48,35 @@ def _run(
     # Imported here so that `plexica --help` and other commands stay fast.
     from plexica.flags.cache import FlagCache, LocalBus, RedisBus
     from plexica.flags.service import FlagService
-    from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
 
-    async def run() -> T:
-        db = Database(settings.sqlalchemy_url, pool_size=2)
+    async def with_service(db: Database) -> T:
         bus = RedisBus(str(settings.redis_url)) if settings.redis_url else LocalBus()
         try:
             return await action(FlagService(FlagCache(db), bus), db)
         finally:
             await bus.close()
-            await db.dispose()
 
     try:
-        import asyncio
-
-        return asyncio.run(run())
+        return run_on_database(settings, with_service, pool_size=2)
     except PlexicaError as exc:
         raise fail(f"{exc.code}: {exc.message}") from None
+
+
+def _change(
+    change: Callable[[FlagService, AsyncSession], Awaitable[FlagDefinition]],
+    data_dir: Path | None,
+    url: str | None,
+) -> FlagDefinition:
+    """``change`` committed, then announced on the bus: every process drops the flag's cache."""
+
+    async def action(service: FlagService, db: Database) -> FlagDefinition:
+        async with db.session() as session:
+            flag = await change(service, session)
+        await service.bus.publish(flag.key)
+        return flag
+
+    return _run(action, data_dir, url)
 
 
 def _value(text: str) -> Value:
@@ -157,14 +171,7 @@ def create(
     if api is not None:
         _show(api.call("POST", "/v1/flags", body.model_dump(mode="json")))
         return
-
-    async def action(service: FlagService, db: Database) -> FlagDefinition:
-        async with db.session() as session:
-            flag = await service.create(session, _actor(), body)
-        await service.bus.publish(flag.key)
-        return flag
-
-    _show(_run(action, data_dir, url))
+    _show(_change(lambda service, s: service.create(s, _actor(), body), data_dir, url))
 
 
 @flag_app.command("set")
@@ -207,14 +214,7 @@ def set_targeting(
         changed = patch.model_dump(mode="json", exclude_unset=True)
         _show(api.call("PATCH", f"/v1/flags/{key}", changed))
         return
-
-    async def action(service: FlagService, db: Database) -> FlagDefinition:
-        async with db.session() as session:
-            flag = await service.update(session, _actor(), key, patch)
-        await service.bus.publish(flag.key)
-        return flag
-
-    _show(_run(action, data_dir, url))
+    _show(_change(lambda service, s: service.update(s, _actor(), key, patch), data_dir, url))
 
 
 @flag_app.command("toggle")
@@ -231,12 +231,6 @@ def toggle(
     if api is not None:
         flag = api.call("POST", f"/v1/flags/{key}/toggle", None if on is None else {"enabled": on})
     else:
-
-        async def action(service: FlagService, db: Database) -> FlagDefinition:
-            async with db.session() as session:
-                flag = await service.toggle(session, _actor(), key, on)
-            await service.bus.publish(flag.key)
-            return flag
-
-        flag = to_jsonable(_run(action, data_dir, url))
+        toggled = _change(lambda service, s: service.toggle(s, _actor(), key, on), data_dir, url)
+        flag = to_jsonable(toggled)
     typer.echo(f"{flag['key']} is {'on' if flag['enabled'] else 'off'} (v{flag['version']})")

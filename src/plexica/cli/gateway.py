@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from plexica.cli.common import database_settings, fail, settings_or_exit
+from plexica.cli.database import run_on_database
 
 if TYPE_CHECKING:
     from plexica.gateway.sync import Render
@@ -95,17 +96,11 @@ def _routes() -> tuple[dict[str, str], dict[str, float]]:
 
     settings = database_settings("cli")
 
-    async def run() -> tuple[list[str], dict[str, float]]:
-        db = Database(settings.sqlalchemy_url, pool_size=1)
-        try:
-            async with db.session() as session:
-                return await service.routed_ids(session), await service.upstream_timeouts(session)
-        finally:
-            await db.dispose()
+    async def read(db: Database) -> tuple[list[str], dict[str, float]]:
+        async with db.session() as session:
+            return await service.routed_ids(session), await service.upstream_timeouts(session)
 
-    import asyncio
-
-    routed, timeouts = asyncio.run(run())
+    routed, timeouts = run_on_database(settings, read, pool_size=1)
     return deployed(routed, plugin_urls(settings)), timeouts
 
 

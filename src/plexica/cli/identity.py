@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from plexica.cli.common import EXIT_REFUSED, DataDirOpt, UrlOpt, fail, platform_settings
+
+if TYPE_CHECKING:
+    from plexica.kit.db import Database
 
 user_app = typer.Typer(no_args_is_help=True, help="Manage users (built-in provider or Keycloak).")
 
@@ -87,19 +90,16 @@ def _reset_on_database(
     email: str, tenant: str | None, data_dir: Path | None, url: str | None
 ) -> None:
     from plexica.audit import service as audit
-    from plexica.composition import identity_adapter
+    from plexica.cli.database import identity_provider, run_on_database
     from plexica.identity import service
-    from plexica.kit.db import Database
     from plexica_sdk.errors import NotFoundError, PlexicaError
 
     settings = platform_settings("cli", data_dir, url)
     realm = realm_of(tenant)
     password = service.generate_password()
 
-    async def run() -> None:
-        db = Database(settings.sqlalchemy_url, pool_size=1)
-        adapter = identity_adapter(settings, db)
-        try:
+    async def reset(db: Database) -> None:
+        async with identity_provider(settings, db) as adapter:
             async with db.session() as session:
                 found = await service.find_realm(session, realm)
                 if found is None:
@@ -111,16 +111,9 @@ def _reset_on_database(
                     f"user:{user.id}",
                 )  # fmt: skip
                 await service.purge_expired(session)
-        finally:
-            aclose = getattr(adapter, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            await db.dispose()
 
     try:
-        import asyncio
-
-        asyncio.run(run())
+        run_on_database(settings, reset, pool_size=1)
     except PlexicaError as exc:
         raise fail(exc.message, code=EXIT_REFUSED) from None
     typer.echo(password)

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from plexica.cli.common import database_settings, fail
+from plexica.cli.common import database_settings, echo_fields, fail
+from plexica.cli.database import identity_provider, run_on_database
 from plexica.cli.identity import TenantOption, realm_of
 
 if TYPE_CHECKING:
@@ -29,26 +30,15 @@ DataDirOpt = Annotated[
 
 
 def _run(data_dir: Path | None, action: Callable[[Settings, Database], Awaitable[T]]) -> T:
-    import asyncio
-
     from plexica.identity.custody import KeyCustodyError
-    from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
     from plexica_sdk.logs import configure_logging
 
     settings = database_settings("cli", data_dir)
     # Logs go to stderr: stdout carries the command's output.
     configure_logging("cli", "WARNING", "console")
-
-    async def main() -> T:
-        db = Database(settings.sqlalchemy_url, pool_size=1)
-        try:
-            return await action(settings, db)
-        finally:
-            await db.dispose()
-
     try:
-        return asyncio.run(main())
+        return run_on_database(settings, lambda db: action(settings, db), pool_size=1)
     except PlexicaError as exc:
         raise fail(f"{exc.message} ({exc.code})", code=1) from None
     except KeyCustodyError as exc:
@@ -110,7 +100,6 @@ def rotate(
     from datetime import timedelta
 
     from plexica.audit import service as audit
-    from plexica.composition import identity_adapter
     from plexica.identity import service, signing
 
     realm = realm_of(tenant)
@@ -119,13 +108,8 @@ def rotate(
         async with db.session() as session:
             found = await service.realm_or_404(session, realm)
         if settings.keycloak_url is not None:
-            adapter = identity_adapter(settings, db)
-            try:
+            async with identity_provider(settings, db) as adapter:
                 await adapter.rotate_keys(realm)  # Keycloak's own rotation: signs at once
-            finally:
-                aclose = getattr(adapter, "aclose", None)
-                if aclose is not None:
-                    await aclose()
             async with db.session() as session:
                 await audit.record(
                     session, "cli", "identity.keys.rotated", found["tenant_id"], f"realm:{realm}"
@@ -150,11 +134,7 @@ def rotate(
         }
 
     result = _run(data_dir, action)
-    if as_json:
-        typer.echo(json.dumps(result))
-        return
-    for key, value in result.items():
-        typer.echo(f"{key}: {value if value is not None else '-'}")
+    echo_fields(result, as_json, lambda v: v if v is not None else "-")
 
 
 @keys_app.command("retire")
@@ -218,7 +198,6 @@ def check_key_custody(settings: Settings) -> None:
 
     from plexica.identity import custody, sealed
     from plexica.identity.custody import KeyCustodyError
-    from plexica.kit.db import Database
 
     ring = custody.ring_from(settings)
     if ring is None:
@@ -229,15 +208,11 @@ def check_key_custody(settings: Settings) -> None:
         )
     custody.install(ring)
 
-    async def check() -> None:
-        db = Database(settings.sqlalchemy_url, pool_size=1)
-        try:
-            await asyncio.wait_for(sealed.prepare(db), CHECK_TIMEOUT)
-        finally:
-            await db.dispose()
+    async def check(db: Database) -> None:
+        await asyncio.wait_for(sealed.prepare(db), CHECK_TIMEOUT)
 
     try:
-        asyncio.run(check())
+        run_on_database(settings, check, pool_size=1)
     except KeyCustodyError as exc:
         raise fail(str(exc)) from None
     except (OSError, SQLAlchemyError, TimeoutError) as exc:

@@ -18,15 +18,18 @@ from plexica.cli.common import (
     DataDirOpt,
     JsonOpt,
     UrlOpt,
+    echo_fields,
     fail,
     platform_settings,
     table,
     to_jsonable,
 )
+from plexica.cli.database import identity_provider, run_on_database
 from plexica.cli.identity import TenantOption, realm_of
 
 if TYPE_CHECKING:
     from plexica.identity.service_clients import ServiceClients
+    from plexica.kit.db import Database
 
 service_client_app = typer.Typer(
     no_args_is_help=True, help="Service clients (service tokens for plugins and scripts)."
@@ -40,33 +43,21 @@ def _run(
     target: tuple[Path | None, str | None],
     action: Callable[[ServiceClients], Awaitable[T]],
 ) -> T:
-    from plexica.composition import identity_adapter
     from plexica.identity import service
     from plexica.identity.service_clients import ServiceClients
-    from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
 
     settings = platform_settings("cli", *target)
     realm = realm_of(tenant)
 
-    async def main() -> T:
-        db = Database(settings.sqlalchemy_url, pool_size=1)
-        adapter = identity_adapter(settings, db)
-        try:
-            async with db.session() as session:
-                found = await service.realm_or_404(session, realm)
-                clients = ServiceClients(session, adapter, None, realm, found["tenant_id"], "cli")
-                return await action(clients)
-        finally:
-            aclose = getattr(adapter, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            await db.dispose()
+    async def with_clients(db: Database) -> T:
+        async with identity_provider(settings, db) as adapter, db.session() as session:
+            found = await service.realm_or_404(session, realm)
+            clients = ServiceClients(session, adapter, None, realm, found["tenant_id"], "cli")
+            return await action(clients)
 
     try:
-        import asyncio
-
-        return asyncio.run(main())
+        return run_on_database(settings, with_clients, pool_size=1)
     except PlexicaError as exc:
         raise fail(f"{exc.message} ({exc.code})", code=EXIT_REFUSED) from None
 
@@ -93,11 +84,7 @@ def _do(
 
 
 def _emit(value: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(value))
-        return
-    for key, item in value.items():
-        typer.echo(f"{key}: {json.dumps(item) if isinstance(item, dict | list) else item}")
+    echo_fields(value, as_json, lambda v: json.dumps(v) if isinstance(v, dict | list) else v)
 
 
 @service_client_app.command("list")
@@ -145,49 +132,53 @@ def create(  # noqa: PLR0917 - one parameter per CLI option
     _emit(made, as_json)
 
 
-@service_client_app.command("disable")
-def disable(
-    client_id: ClientArg, tenant: TenantOption = None, *, as_json: JsonOpt = False,
-    data_dir: DataDirOpt = None, url: UrlOpt = None,
-) -> None:  # fmt: skip
-    """Disable: no new tokens, and the tokens it has are refused."""
-    call = ("POST", f"/{client_id}/disable", None)
-    _emit(
-        _do(tenant, (data_dir, url), as_json, call, lambda c: c.set_enabled(client_id, False)),
-        as_json,
-    )
+def _on_client(
+    name: str,
+    doc: str,
+    call: tuple[str, str],
+    action: Callable[[ServiceClients, str], Awaitable[Any]],
+) -> None:
+    """A command ``name`` on one client: ``call`` (method, path under the client's) over the API,
+    or ``action`` on the database; prints the client (and a new secret, if any)."""
+
+    def command(
+        client_id: ClientArg,
+        tenant: TenantOption = None,
+        *,
+        as_json: JsonOpt = False,
+        data_dir: DataDirOpt = None,
+        url: UrlOpt = None,
+    ) -> None:
+        method, path = call
+        api_call = (method, f"/{client_id}{path}", None)
+        target = (data_dir, url)
+        _emit(_do(tenant, target, as_json, api_call, lambda c: action(c, client_id)), as_json)
+
+    command.__doc__ = doc
+    service_client_app.command(name)(command)
 
 
-@service_client_app.command("enable")
-def enable(
-    client_id: ClientArg, tenant: TenantOption = None, *, as_json: JsonOpt = False,
-    data_dir: DataDirOpt = None, url: UrlOpt = None,
-) -> None:  # fmt: skip
-    """Enable again (tokens issued before it was disabled stay refused)."""
-    call = ("POST", f"/{client_id}/enable", None)
-    _emit(
-        _do(tenant, (data_dir, url), as_json, call, lambda c: c.set_enabled(client_id, True)),
-        as_json,
-    )
-
-
-@service_client_app.command("rotate-secret")
-def rotate_secret(
-    client_id: ClientArg, tenant: TenantOption = None, *, as_json: JsonOpt = False,
-    data_dir: DataDirOpt = None, url: UrlOpt = None,
-) -> None:  # fmt: skip
-    """Print a new secret; the old one and the tokens it got stop working."""
-    call = ("POST", f"/{client_id}/rotate-secret", None)
-    _emit(
-        _do(tenant, (data_dir, url), as_json, call, lambda c: c.rotate_secret(client_id)), as_json
-    )
-
-
-@service_client_app.command("revoke")
-def revoke(
-    client_id: ClientArg, tenant: TenantOption = None, *, as_json: JsonOpt = False,
-    data_dir: DataDirOpt = None, url: UrlOpt = None,
-) -> None:  # fmt: skip
-    """Delete the client from the provider and refuse its tokens."""
-    call = ("DELETE", f"/{client_id}", None)
-    _emit(_do(tenant, (data_dir, url), as_json, call, lambda c: c.revoke(client_id)), as_json)
+_on_client(
+    "disable",
+    "Disable: no new tokens, and the tokens it has are refused.",
+    ("POST", "/disable"),
+    lambda clients, client_id: clients.set_enabled(client_id, False),
+)
+_on_client(
+    "enable",
+    "Enable again (tokens issued before it was disabled stay refused).",
+    ("POST", "/enable"),
+    lambda clients, client_id: clients.set_enabled(client_id, True),
+)
+_on_client(
+    "rotate-secret",
+    "Print a new secret; the old one and the tokens it got stop working.",
+    ("POST", "/rotate-secret"),
+    lambda clients, client_id: clients.rotate_secret(client_id),
+)
+_on_client(
+    "revoke",
+    "Delete the client from the provider and refuse its tokens.",
+    ("DELETE", ""),
+    lambda clients, client_id: clients.revoke(client_id),
+)

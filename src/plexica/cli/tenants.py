@@ -22,12 +22,14 @@ from plexica.cli.common import (
     platform_settings,
     table,
 )
+from plexica.cli.database import run_on_database
 
 # Imported when a command runs, so that `plexica --help` and other commands stay quick.
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from plexica.composition import Services
+    from plexica.kit.db import Database
     from plexica.tenants.schemas import Tenant
 
 tenant_app = typer.Typer(no_args_is_help=True, help="Create and operate tenants.")
@@ -48,7 +50,6 @@ def run(
 ) -> T:
     settings = platform_settings("cli", data_dir, url)
     from plexica.composition import build_services
-    from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
     from plexica_sdk.logs import configure_logging
 
@@ -56,20 +57,16 @@ def run(
     level = "WARNING" if settings.log_level == "INFO" else settings.log_level
     configure_logging("cli", level, settings.log_format)
 
-    async def main() -> T:
-        db = Database(settings.sqlalchemy_url, pool_size=2)
+    async def with_services(db: Database) -> T:
         services = build_services(settings, db)
         await services.start()
         try:
             return await action(services)
         finally:
             await services.stop()
-            await db.dispose()
 
     try:
-        import asyncio
-
-        return asyncio.run(main())
+        return run_on_database(settings, with_services, pool_size=2)
     except PlexicaError as exc:
         if as_json:
             typer.echo(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated
 from uuid import UUID
 
@@ -79,33 +80,25 @@ async def change_password(
         )
     realm = _realm_of(principal)
     adapter = _adapter(request)
-    throttle: LoginThrottle = request.app.state.login_throttle
     # Counted per account only, under a realm name of its own: the core sees the shell's
     # address, which every user shares, and sign-in's counters are not this one's.
     account = (f"password:{realm}", principal.subject, f"password:{realm}:{principal.subject}")
-    await refuse_while_blocked(throttle, *account, "wrong passwords")
     actor, target = principal.actor, f"user:{principal.subject}"
-    if _builtin(request):
-        async with _db(request).session() as session:
-            weak = await policy.refused(
-                session, realm, body.new_password, email=principal.email or "",
-                field="new_password", actor=actor, tenant_id=principal.tenant_id, target=target,
-            )  # fmt: skip
-        if weak is not None:
-            raise weak
-    try:
+    wrong = Proof(WrongPasswordError, "wrong passwords", "identity.user.password_change_failed")
+    async with proving(request, principal, account, wrong):
+        if _builtin(request):
+            async with _db(request).session() as session:
+                weak = await policy.refused(
+                    session, realm, body.new_password, email=principal.email or "",
+                    field="new_password", actor=actor, tenant_id=principal.tenant_id,
+                    target=target,
+                )  # fmt: skip
+            if weak is not None:
+                raise weak
         ended = await adapter.change_password(
             realm, principal.subject, body.current_password, body.new_password,
             keep_session=principal.session_id,
         )  # fmt: skip
-    except WrongPasswordError:
-        await throttle.failed(*account)
-        async with _db(request).session() as session:
-            await audit.record(
-                session, actor, "identity.user.password_change_failed", principal.tenant_id, target
-            )
-        raise
-    await throttle.succeeded(*account[:2])
     async with _db(request).session() as session:
         await audit.record(
             session, actor, "identity.user.password_changed", principal.tenant_id, target,
@@ -113,6 +106,37 @@ async def change_password(
         )  # fmt: skip
     _noted(request, *ended)
     return PasswordChanged(sessions_ended=len(ended))
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What a wrong proof of the caller's own (a password, a code) raises, how the refusal
+    while blocked names it, and the audit action of one."""
+
+    wrong: type[Exception]
+    refused_as: str
+    failed_action: str
+
+
+@asynccontextmanager
+async def proving(
+    request: Request, principal: Principal, account: tuple[str, str, str], proof: Proof
+) -> AsyncIterator[None]:
+    """The caller proves something of their own, throttled per ``account``: refused while
+    blocked; a wrong proof is counted and audited; a right one clears the account's count."""
+    throttle: LoginThrottle = request.app.state.login_throttle
+    await refuse_while_blocked(throttle, *account, proof.refused_as)
+    try:
+        yield
+    except proof.wrong:
+        await throttle.failed(*account)
+        async with _db(request).session() as session:
+            target = f"user:{principal.subject}"
+            await audit.record(
+                session, principal.actor, proof.failed_action, principal.tenant_id, target
+            )
+        raise
+    await throttle.succeeded(*account[:2])
 
 
 def _realm_of(principal: Principal) -> str:
@@ -311,6 +335,37 @@ def _tenant_of(principal: Principal) -> UUID:
     return principal.tenant_id
 
 
+def _tenant_role(principal: Principal, role: str) -> UUID:
+    """The caller's tenant, once ``role`` is one of its realm's roles."""
+    tenant_id = _tenant_of(principal)
+    service.check_roles("plexica-" + (principal.tenant_slug or ""), [role])
+    return tenant_id
+
+
+async def _change_permissions(
+    request: Request, principal: Principal, role: str, permissions: list[str], *, grant: bool
+) -> RolePermissions:
+    """Grant (or take) the role's ``permissions`` in the caller's tenant; the verifiers' cached
+    permissions are dropped. A grant is audited even when it changed nothing, a revocation only
+    when it did."""
+    tenant_id = _tenant_role(principal, role)
+    async with _db(request).session() as session:
+        before = await service.role_permissions(session, tenant_id, role)
+        if grant:
+            await service.grant_permissions(session, tenant_id, role, permissions)
+        else:
+            await service.revoke_permissions(session, tenant_id, role, permissions)
+        after = await service.role_permissions(session, tenant_id, role)
+        if grant or before != after:
+            action = "permissions_granted" if grant else "permissions_revoked"
+            audited = f"identity.role.{action}"
+            await audit.record(
+                session, principal.actor, audited, tenant_id, f"role:{role}", before, after
+            )
+    _invalidate_permissions(request)
+    return RolePermissions(role=role, permissions=after)
+
+
 @roles_router.get("", summary="The roles a user of this tenant can be given, with permissions")
 async def list_roles(request: Request, principal: ReadUsers) -> list[RolePermissions]:
     tenant_id = _tenant_of(principal)
@@ -328,8 +383,7 @@ async def list_roles(request: Request, principal: ReadUsers) -> list[RolePermiss
 async def get_role_permissions(
     request: Request, principal: ReadUsers, role: str
 ) -> RolePermissions:
-    tenant_id = _tenant_of(principal)
-    service.check_roles("plexica-" + (principal.tenant_slug or ""), [role])
+    tenant_id = _tenant_role(principal, role)
     async with _db(request).session() as session:
         permissions = await service.role_permissions(session, tenant_id, role)
     return RolePermissions(role=role, permissions=permissions)
@@ -339,18 +393,7 @@ async def get_role_permissions(
 async def grant_role_permissions(
     request: Request, principal: WriteRoles, role: str, body: PermissionsGrant
 ) -> RolePermissions:
-    tenant_id = _tenant_of(principal)
-    service.check_roles("plexica-" + (principal.tenant_slug or ""), [role])
-    async with _db(request).session() as session:
-        before = await service.role_permissions(session, tenant_id, role)
-        await service.grant_permissions(session, tenant_id, role, body.permissions)
-        after = await service.role_permissions(session, tenant_id, role)
-        await audit.record(
-            session, principal.actor, "identity.role.permissions_granted", tenant_id,
-            f"role:{role}", before, after,
-        )  # fmt: skip
-    _invalidate_permissions(request)
-    return RolePermissions(role=role, permissions=after)
+    return await _change_permissions(request, principal, role, body.permissions, grant=True)
 
 
 @roles_router.delete(
@@ -359,19 +402,7 @@ async def grant_role_permissions(
 async def revoke_role_permission(
     request: Request, principal: WriteRoles, role: str, permission: str
 ) -> RolePermissions:
-    tenant_id = _tenant_of(principal)
-    service.check_roles("plexica-" + (principal.tenant_slug or ""), [role])
-    async with _db(request).session() as session:
-        before = await service.role_permissions(session, tenant_id, role)
-        await service.revoke_permissions(session, tenant_id, role, [permission])
-        after = await service.role_permissions(session, tenant_id, role)
-        if before != after:
-            await audit.record(
-                session, principal.actor, "identity.role.permissions_revoked",
-                tenant_id, f"role:{role}", before, after,
-            )  # fmt: skip
-    _invalidate_permissions(request)
-    return RolePermissions(role=role, permissions=after)
+    return await _change_permissions(request, principal, role, [permission], grant=False)
 
 
 def _invalidate_permissions(request: Request) -> None:

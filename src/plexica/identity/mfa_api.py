@@ -11,14 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
 from plexica.identity import mfa, service
-from plexica.identity.api import WriteUsers, _db, _realm_of
+from plexica.identity.api import Proof, WriteUsers, _db, _realm_of, proving
 from plexica.identity.schemas import (
     MfaCode,
     MfaStatus,
     RecoveryCodes,
     TotpEnrolment,
 )
-from plexica.identity.throttle import LoginThrottle, refuse_while_blocked
 from plexica.kit.security import PrincipalDep
 from plexica.settings import Settings
 from plexica_sdk.context import Principal
@@ -94,30 +93,20 @@ async def disable(request: Request, principal: PrincipalDep, body: MfaCode) -> M
 async def _with_code(
     request: Request, principal: Principal, body: MfaCode, *, on: bool
 ) -> list[str]:
-    throttle: LoginThrottle = request.app.state.login_throttle
-    account = _account(principal)
-    await refuse_while_blocked(throttle, *account, "wrong codes")
     target = f"user:{principal.subject}"
-    try:
-        async with _db(request).session() as session:
-            user_id = await _me(request, session, principal)
-            if on:
-                codes = await mfa.confirm(session, user_id, body.code, time.time())
-            else:
-                codes = []
-                used = await mfa.disable(session, user_id, body.code, time.time())
-            await audit.record(
-                session, principal.actor, "identity.mfa." + ("enabled" if on else "disabled"),
-                principal.tenant_id, target, after=None if on else {"proved_by": used},
-            )  # fmt: skip
-    except mfa.InvalidCodeError:
-        await throttle.failed(*account)
-        async with _db(request).session() as session:
-            await audit.record(
-                session, principal.actor, "identity.mfa.code_failed", principal.tenant_id, target
-            )
-        raise
-    await throttle.succeeded(*account[:2])
+    wrong = Proof(mfa.InvalidCodeError, "wrong codes", "identity.mfa.code_failed")
+    account = _account(principal)
+    async with proving(request, principal, account, wrong), _db(request).session() as session:
+        user_id = await _me(request, session, principal)
+        if on:
+            codes = await mfa.confirm(session, user_id, body.code, time.time())
+        else:
+            codes = []
+            used = await mfa.disable(session, user_id, body.code, time.time())
+        await audit.record(
+            session, principal.actor, "identity.mfa." + ("enabled" if on else "disabled"),
+            principal.tenant_id, target, after=None if on else {"proved_by": used},
+        )  # fmt: skip
     return codes
 
 

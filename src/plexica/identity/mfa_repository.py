@@ -10,24 +10,27 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from plexica.identity.rows import first_row, returned_row
+from plexica.identity.sealed_repository import SealedSecrets
+
 
 async def totp_of(session: AsyncSession, user_id: UUID) -> dict[str, Any] | None:
-    row = await session.execute(
+    return await first_row(
+        session,
         text(
             "SELECT sealed_secret, sealed_with, confirmed_at, last_step FROM platform.user_totp"
             " WHERE user_id = :u FOR UPDATE"
         ),
         {"u": user_id},
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
 
 
 async def put_pending_totp(
     session: AsyncSession, user_id: UUID, sealed: str, sealed_with: str
 ) -> bool:
     """A new unconfirmed secret, replacing an unconfirmed one; False when one is confirmed."""
-    row = await session.execute(
+    return await returned_row(
+        session,
         text(
             "INSERT INTO platform.user_totp (user_id, sealed_secret, sealed_with)"
             " VALUES (:u, :s, :w) ON CONFLICT (user_id) DO UPDATE"
@@ -36,12 +39,12 @@ async def put_pending_totp(
         ),
         {"u": user_id, "s": sealed, "w": sealed_with},
     )
-    return row.first() is not None
 
 
 async def use_step(session: AsyncSession, user_id: UUID, step: int, *, confirm: bool) -> bool:
     """Record ``step`` as used, once: False when it or a later one was used already."""
-    row = await session.execute(
+    return await returned_row(
+        session,
         text(
             "UPDATE platform.user_totp SET last_step = :step,"
             " confirmed_at = CASE WHEN :confirm THEN now() ELSE confirmed_at END"
@@ -50,7 +53,6 @@ async def use_step(session: AsyncSession, user_id: UUID, step: int, *, confirm: 
         ),
         {"u": user_id, "step": step, "confirm": confirm},
     )
-    return row.first() is not None
 
 
 async def delete_totp(session: AsyncSession, user_id: UUID) -> None:
@@ -71,14 +73,14 @@ async def replace_recovery_codes(session: AsyncSession, user_id: UUID, hashes: l
 
 
 async def use_recovery_code(session: AsyncSession, user_id: UUID, code_hash: str) -> bool:
-    row = await session.execute(
+    return await returned_row(
+        session,
         text(
             "UPDATE platform.user_recovery_codes SET used_at = now()"
             " WHERE user_id = :u AND code_hash = :h AND used_at IS NULL RETURNING 1"
         ),
         {"u": user_id, "h": code_hash},
     )
-    return row.first() is not None
 
 
 async def recovery_codes_left(session: AsyncSession, user_id: UUID) -> int:
@@ -116,15 +118,14 @@ async def open_challenge(
 
 async def challenge(session: AsyncSession, token_hash: str, realm: str) -> dict[str, Any] | None:
     """The live challenge of that token in that realm, locked."""
-    row = await session.execute(
+    return await first_row(
+        session,
         text(
             "SELECT user_id, kind, attempts, passed_at FROM platform.mfa_challenges"
             " WHERE token_hash = :t AND realm = :r AND expires_at > now() FOR UPDATE"
         ),
         {"t": token_hash, "r": realm},
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
 
 
 async def count_attempt(session: AsyncSession, token_hash: str) -> None:
@@ -158,17 +159,4 @@ async def mfa_required(session: AsyncSession, realm: str) -> bool:
     return bool(row.scalar())
 
 
-async def sealed_secrets(session: AsyncSession) -> list[dict[str, Any]]:
-    row = await session.execute(
-        text("SELECT user_id AS key, sealed_secret, sealed_with FROM platform.user_totp FOR UPDATE")
-    )
-    return [dict(r) for r in row.mappings()]
-
-
-async def store_sealed(session: AsyncSession, user_id: Any, token: str, key_id: str) -> None:
-    await session.execute(
-        text(
-            "UPDATE platform.user_totp SET sealed_secret = :t, sealed_with = :k WHERE user_id = :u"
-        ),
-        {"u": user_id, "t": token, "k": key_id},
-    )
+sealed_secrets = SealedSecrets("user_totp", key="user_id")

@@ -12,9 +12,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,15 +34,16 @@ from plexica.identity.oidc_pages import (
     recovery_page,
 )
 from plexica.identity.oidc_requests import (
+    RealmName,
     address_of,
     auth_params,
     base_url,
-    builtin_only,
     check_authorize,
     client_credentials,
     enabled_realm,
     issue_code,
     logout_client,
+    realms_router,
     with_query,
 )
 from plexica.identity.schemas import TokenResponse
@@ -51,11 +52,7 @@ from plexica.identity.throttle import LoginThrottle
 from plexica.kit.db import Database
 from plexica.settings import Settings
 
-router = APIRouter(
-    prefix="/realms", tags=["oidc"], include_in_schema=False, dependencies=[Depends(builtin_only)]
-)
-
-RealmName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+router = realms_router()
 _OIDC = "/protocol/openid-connect"
 _CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 # Only scopes whose claims are returned: `email` gives email and email_verified. Every token and
@@ -119,7 +116,7 @@ async def discovery(realm: RealmName, request: Request) -> JSONResponse:
 
 
 # Outside ``router``: with Keycloak the core passes its realms' keys on to plugins (ADR 0252).
-keys_router = APIRouter(prefix="/realms", tags=["oidc"], include_in_schema=False)
+keys_router = realms_router(only_builtin=False)
 
 
 @keys_router.get("/{realm}" + _OIDC + "/certs")

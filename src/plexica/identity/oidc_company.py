@@ -6,10 +6,10 @@ made and the sign-in goes on to the client that asked for it."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Any
 
 import httpx
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,19 +19,17 @@ from plexica.events.events import CoreEvent
 from plexica.identity import sso
 from plexica.identity.oidc_pages import error_page
 from plexica.identity.oidc_requests import (
+    RealmName,
     address_of,
     base_url,
-    builtin_only,
     enabled_realm,
     issue_code,
+    realms_router,
 )
 from plexica.kit.db import Database
 from plexica.settings import Settings
 
-router = APIRouter(
-    prefix="/realms", tags=["oidc"], include_in_schema=False, dependencies=[Depends(builtin_only)]
-)
-RealmName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+router = realms_router()
 
 
 async def sso_failed(

@@ -7,10 +7,10 @@ the code issued."""
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
-from fastapi import Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +33,18 @@ def builtin_only(request: Request) -> None:
     if settings.keycloak_url is not None:
         # Keycloak is the provider: the registry's realms are not served from here.
         raise NotFoundError("no such route")
+
+
+RealmName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+
+
+def realms_router(*, only_builtin: bool = True) -> APIRouter:
+    """A router of ``/realms/...`` endpoints, out of the API's schema; ``only_builtin``: served
+    by the built-in provider alone (with Keycloak, a 404)."""
+    dependencies = [Depends(builtin_only)] if only_builtin else []
+    return APIRouter(
+        prefix="/realms", tags=["oidc"], include_in_schema=False, dependencies=dependencies
+    )
 
 
 def base_url(request: Request) -> str:

@@ -8,16 +8,17 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from plexica.identity.rows import first_row
+
 _POLICY = "mfa_required, password_min_length, session_max_hours, session_idle_minutes"
 
 
 async def policy_of(session: AsyncSession, realm: str) -> dict[str, Any] | None:
-    row = await session.execute(
+    return await first_row(
+        session,
         text(f"SELECT {_POLICY} FROM platform.realms WHERE name = :r"),  # noqa: S608 - constant
         {"r": realm},
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
 
 
 async def set_policy(session: AsyncSession, realm: str, values: dict[str, Any]) -> dict[str, Any]:

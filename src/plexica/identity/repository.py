@@ -10,6 +10,8 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from plexica.identity.rows import all_rows, first_row, returned_row
+
 # --- realms ---------------------------------------------------------------------------------
 
 
@@ -24,17 +26,15 @@ async def upsert_realm(session: AsyncSession, name: str, tenant_id: UUID | None)
 
 
 async def get_realm(session: AsyncSession, name: str) -> dict[str, Any] | None:
-    row = await session.execute(
+    return await first_row(
+        session,
         text("SELECT name, tenant_id, enabled FROM platform.realms WHERE name = :name"),
         {"name": name},
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
 
 
 async def list_realms(session: AsyncSession) -> list[dict[str, Any]]:
-    rows = await session.execute(text("SELECT name, tenant_id, enabled FROM platform.realms"))
-    return [dict(r) for r in rows.mappings()]
+    return await all_rows(session, text("SELECT name, tenant_id, enabled FROM platform.realms"))
 
 
 async def delete_realm(session: AsyncSession, name: str) -> None:
@@ -70,7 +70,8 @@ async def insert_user(
     roles: Iterable[str],
     enabled: bool = True,
 ) -> bool:
-    result = await session.execute(
+    return await returned_row(
+        session,
         text(
             "INSERT INTO platform.users (id, realm, email, password_hash, roles, enabled)"
             " VALUES (:id, :realm, :email, :hash, :roles, :enabled)"
@@ -85,7 +86,6 @@ async def insert_user(
             "enabled": enabled,
         },
     )
-    return result.first() is not None
 
 
 async def delete_user(session: AsyncSession, realm: str, user_id: UUID) -> None:
@@ -95,39 +95,23 @@ async def delete_user(session: AsyncSession, realm: str, user_id: UUID) -> None:
     )
 
 
+_USERS_OF_REALM = f"SELECT {_USER_COLUMNS} FROM platform.users WHERE realm = :realm"  # noqa: S608 - constant
+
+
 async def user_by_email(session: AsyncSession, realm: str, email: str) -> dict[str, Any] | None:
-    row = await session.execute(
-        text(
-            f"SELECT {_USER_COLUMNS} FROM platform.users"  # noqa: S608 - constant column list
-            " WHERE realm = :realm AND email = :email"
-        ),
-        {"realm": realm, "email": email},
+    return await first_row(
+        session, text(_USERS_OF_REALM + " AND email = :email"), {"realm": realm, "email": email}
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
 
 
 async def user_by_id(session: AsyncSession, realm: str, user_id: UUID) -> dict[str, Any] | None:
-    row = await session.execute(
-        text(
-            f"SELECT {_USER_COLUMNS} FROM platform.users"  # noqa: S608 - constant column list
-            " WHERE realm = :realm AND id = :id"
-        ),
-        {"realm": realm, "id": user_id},
+    return await first_row(
+        session, text(_USERS_OF_REALM + " AND id = :id"), {"realm": realm, "id": user_id}
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
 
 
 async def list_users(session: AsyncSession, realm: str) -> list[dict[str, Any]]:
-    rows = await session.execute(
-        text(
-            f"SELECT {_USER_COLUMNS} FROM platform.users"  # noqa: S608 - constant column list
-            " WHERE realm = :realm ORDER BY email"
-        ),
-        {"realm": realm},
-    )
-    return [dict(r) for r in rows.mappings()]
+    return await all_rows(session, text(_USERS_OF_REALM + " ORDER BY email"), {"realm": realm})
 
 
 async def count_users(session: AsyncSession, realm: str) -> int:
@@ -180,15 +164,14 @@ async def upsert_client(
 
 
 async def get_client(session: AsyncSession, realm: str, client_id: str) -> dict[str, Any] | None:
-    row = await session.execute(
+    return await first_row(
+        session,
         text(
             "SELECT realm, client_id, public, secret_hash, redirect_uris, roles, enabled"
             " FROM platform.clients WHERE realm = :realm AND client_id = :client_id"
         ),
         {"realm": realm, "client_id": client_id},
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
 
 
 async def add_redirect_uri(session: AsyncSession, client_id: str, uri: str) -> int:
@@ -224,7 +207,8 @@ async def insert_code(session: AsyncSession, **values: Any) -> None:
 
 async def take_code(session: AsyncSession, realm: str, code_hash: str) -> dict[str, Any] | None:
     """Delete and return the code: a code is good for one exchange, even a failed one."""
-    row = await session.execute(
+    return await first_row(
+        session,
         text(
             "DELETE FROM platform.auth_codes WHERE code_hash = :code_hash AND realm = :realm"
             " RETURNING client_id, user_id, redirect_uri, code_challenge, scope, nonce, auth_time,"
@@ -232,8 +216,6 @@ async def take_code(session: AsyncSession, realm: str, code_hash: str) -> dict[s
         ),
         {"code_hash": code_hash, "realm": realm},
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
 
 
 async def insert_refresh(session: AsyncSession, **values: Any) -> None:
@@ -369,27 +351,27 @@ async def delete_tenant_permissions(session: AsyncSession, tenant_id: UUID) -> N
 
 
 async def set_client_enabled(session: AsyncSession, realm: str, client_id: str, on: bool) -> bool:
-    result = await session.execute(
+    return await returned_row(
+        session,
         text(
             "UPDATE platform.clients SET enabled = :on WHERE realm = :realm"
             " AND client_id = :client_id RETURNING client_id"
         ),
         {"realm": realm, "client_id": client_id, "on": on},
     )
-    return result.first() is not None
 
 
 async def set_client_secret(
     session: AsyncSession, realm: str, client_id: str, secret_hash: str
 ) -> bool:
-    result = await session.execute(
+    return await returned_row(
+        session,
         text(
             "UPDATE platform.clients SET secret_hash = :secret_hash WHERE realm = :realm"
             " AND client_id = :client_id AND NOT public RETURNING client_id"
         ),
         {"realm": realm, "client_id": client_id, "secret_hash": secret_hash},
     )
-    return result.first() is not None
 
 
 async def delete_client(session: AsyncSession, realm: str, client_id: str) -> None:
@@ -410,26 +392,25 @@ _SERVICE_COLUMNS = (
 async def service_client(
     session: AsyncSession, realm: str, client_id: str, *, lock: bool = False
 ) -> dict[str, Any] | None:
-    row = await session.execute(
+    return await first_row(
+        session,
         text(
             f"SELECT {_SERVICE_COLUMNS} FROM platform.service_clients"  # noqa: S608 - constants
             " WHERE realm = :realm AND client_id = :client_id" + (" FOR UPDATE" if lock else "")
         ),
         {"realm": realm, "client_id": client_id},
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
 
 
 async def list_service_clients(session: AsyncSession, realm: str) -> list[dict[str, Any]]:
-    rows = await session.execute(
+    return await all_rows(
+        session,
         text(
             f"SELECT {_SERVICE_COLUMNS} FROM platform.service_clients"  # noqa: S608 - constants
             " WHERE realm = :realm ORDER BY client_id"
         ),
         {"realm": realm},
     )
-    return [dict(r) for r in rows.mappings()]
 
 
 async def put_service_client(  # noqa: PLR0917 - one row's columns
@@ -442,7 +423,8 @@ async def put_service_client(  # noqa: PLR0917 - one row's columns
     created_by: str,
 ) -> dict[str, Any]:
     """Insert an active client, or make a revoked one active again (its cutoff stays)."""
-    row = await session.execute(
+    found = await first_row(
+        session,
         text(
             "INSERT INTO platform.service_clients (realm, client_id, tenant_id, description,"  # noqa: S608 - constants
             " roles, state, created_by) VALUES (:realm, :client_id, :tenant_id, :description,"
@@ -461,8 +443,7 @@ async def put_service_client(  # noqa: PLR0917 - one row's columns
             "created_by": created_by,
         },
     )
-    found = row.mappings().first()
-    return dict(found) if found else {}
+    return found or {}
 
 
 async def update_service_client(

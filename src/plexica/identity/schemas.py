@@ -20,11 +20,16 @@ from pydantic import (
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 
 
-def _email(value: str) -> str:
+def _lower_matching(value: str, pattern: re.Pattern[str], refusal: str) -> str:
+    """``value`` trimmed and lower-cased, refused unless it matches ``pattern``."""
     value = value.strip().lower()
-    if not _EMAIL.match(value):
-        raise ValueError("not an email address")
+    if not pattern.match(value):
+        raise ValueError(refusal)
     return value
+
+
+def _email(value: str) -> str:
+    return _lower_matching(value, _EMAIL, "not an email address")
 
 
 Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
@@ -246,10 +251,7 @@ _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z
 
 
 def _domain(value: str) -> str:
-    value = value.strip().lower()
-    if not _DOMAIN.match(value):
-        raise ValueError("not a domain name, e.g. example.com")
-    return value
+    return _lower_matching(value, _DOMAIN, "not a domain name, e.g. example.com")
 
 
 _PRINTABLE = r"^[^\x00-\x1f\x7f]+$"

@@ -5,32 +5,24 @@ sign-ins one by one later; ``plexica keys re-encrypt`` re-seals them all."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.identity import custody, signing
 from plexica.identity import mfa_repository as totp
 from plexica.identity import sso_repository as company
+from plexica.identity.sealed_repository import SealedSecrets
 from plexica.kit.db import Database
 
-Rows = Callable[[AsyncSession], Awaitable[list[dict[str, Any]]]]
-Store = Callable[[AsyncSession, Any, str, str], Awaitable[None]]
-# Each: the rows (``key``, ``sealed_secret``, ``sealed_with``) and how one is written back.
-_SECRETS: tuple[tuple[Rows, Store], ...] = (
-    (totp.sealed_secrets, totp.store_sealed),
-    (company.sealed_secrets, company.store_sealed),
-)
+_SECRETS: tuple[SealedSecrets, ...] = (totp.sealed_secrets, company.sealed_secrets)
 
 
 async def prepare(db: Database) -> int:
     """``signing.prepare`` (it seals plaintext keys: how many), then every secret checked."""
     sealed = await signing.prepare(db)
     async with db.session() as session:
-        for rows, _ in _SECRETS:
+        for secrets in _SECRETS:
             seen: set[str] = set()
-            for row in await rows(session):
+            for row in await secrets.rows(session):
                 if row["sealed_with"] not in seen:  # one secret per key id
                     custody.ring().open(row["sealed_secret"], row["sealed_with"])
                     seen.add(row["sealed_with"])
@@ -41,10 +33,10 @@ async def reseal(session: AsyncSession) -> int:
     """Keys and secrets sealed with another key of the ring sealed with its first: how many."""
     written = await signing.reseal(session, all_keys=True)
     ring = custody.ring()
-    for rows, store in _SECRETS:
-        for row in await rows(session):
+    for secrets in _SECRETS:
+        for row in await secrets.rows(session):
             if row["sealed_with"] != ring.primary:
                 again = ring.seal(ring.open(row["sealed_secret"], row["sealed_with"]))
-                await store(session, row["key"], again.token, again.key_id)
+                await secrets.store(session, row["key"], again.token, again.key_id)
                 written += 1
     return written

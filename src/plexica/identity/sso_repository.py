@@ -10,6 +10,9 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from plexica.identity.rows import first_row, returned_row
+from plexica.identity.sealed_repository import SealedSecrets
+
 _COLUMNS = (
     "display_name, issuer, client_id, sealed_secret, sealed_with, domains, default_role,"
     " required, updated_at"
@@ -17,12 +20,11 @@ _COLUMNS = (
 
 
 async def provider_of(session: AsyncSession, realm: str) -> dict[str, Any] | None:
-    row = await session.execute(
+    return await first_row(
+        session,
         text(f"SELECT {_COLUMNS} FROM platform.realm_sso WHERE realm = :r"),  # noqa: S608 - constant
         {"r": realm},
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
 
 
 async def put_provider(session: AsyncSession, realm: str, values: dict[str, Any]) -> None:
@@ -43,10 +45,9 @@ async def put_provider(session: AsyncSession, realm: str, values: dict[str, Any]
 
 
 async def delete_provider(session: AsyncSession, realm: str) -> bool:
-    row = await session.execute(
-        text("DELETE FROM platform.realm_sso WHERE realm = :r RETURNING 1"), {"r": realm}
+    return await returned_row(
+        session, text("DELETE FROM platform.realm_sso WHERE realm = :r RETURNING 1"), {"r": realm}
     )
-    return row.first() is not None
 
 
 async def open_login(
@@ -92,23 +93,22 @@ async def linked_user(
     session: AsyncSession, realm: str, issuer: str, subject: str
 ) -> dict[str, Any] | None:
     """The link of that company account in the realm."""
-    row = await session.execute(
+    return await first_row(
+        session,
         text(
             "SELECT user_id FROM platform.user_sso"
             " WHERE realm = :r AND issuer = :i AND subject = :s"
         ),
         {"r": realm, "i": issuer, "s": subject},
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
 
 
 async def link_of(session: AsyncSession, user_id: UUID) -> dict[str, Any] | None:
-    row = await session.execute(
-        text("SELECT issuer, subject FROM platform.user_sso WHERE user_id = :u"), {"u": user_id}
+    return await first_row(
+        session,
+        text("SELECT issuer, subject FROM platform.user_sso WHERE user_id = :u"),
+        {"u": user_id},
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
 
 
 async def link(session: AsyncSession, user_id: UUID, realm: str, issuer: str, subject: str) -> None:
@@ -123,15 +123,4 @@ async def link(session: AsyncSession, user_id: UUID, realm: str, issuer: str, su
     )
 
 
-async def sealed_secrets(session: AsyncSession) -> list[dict[str, Any]]:
-    row = await session.execute(
-        text("SELECT realm AS key, sealed_secret, sealed_with FROM platform.realm_sso FOR UPDATE")
-    )
-    return [dict(r) for r in row.mappings()]
-
-
-async def store_sealed(session: AsyncSession, realm: Any, token: str, key_id: str) -> None:
-    await session.execute(
-        text("UPDATE platform.realm_sso SET sealed_secret = :t, sealed_with = :k WHERE realm = :r"),
-        {"r": realm, "t": token, "k": key_id},
-    )
+sealed_secrets = SealedSecrets("realm_sso", key="realm")

@@ -22,6 +22,7 @@ from plexica.cli.common import (
     table,
     to_jsonable,
 )
+from plexica.cli.database import run_on_database
 
 if TYPE_CHECKING:
     from plexica.kit.db import Database
@@ -71,24 +72,13 @@ def run_job(
     url: str | None = None,
 ) -> T:
     settings = platform_settings("cli", data_dir, url)
-    from plexica.kit.db import Database
     from plexica_sdk.errors import PlexicaError
     from plexica_sdk.logs import configure_logging
 
     # Logs go to stderr: stdout carries the command's JSON output.
     configure_logging("cli", "WARNING", "console")
-
-    async def main() -> T:
-        db = Database(settings.sqlalchemy_url, pool_size=2)
-        try:
-            return await job(settings, db)
-        finally:
-            await db.dispose()
-
     try:
-        import asyncio
-
-        return asyncio.run(main())
+        return run_on_database(settings, lambda db: job(settings, db), pool_size=2)
     except PlexicaError as exc:
         details = f" {json.dumps(exc.details, default=str)}" if exc.details else ""
         raise fail(f"{exc.code}: {exc.message}{details}", code=EXIT_REFUSED) from None
