@@ -1,4 +1,4 @@
-"""kit.singleflight: identical concurrent lookups share one call (issue 20)."""
+"""plexica_sdk.cache.SingleFlight: identical concurrent lookups share one call (issue 20)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from plexica.kit.singleflight import SingleFlight
+from plexica_sdk.cache import SingleFlight
 
 
 async def test_concurrent_callers_share_one_load_and_the_next_miss_loads_again() -> None:

@@ -19,7 +19,7 @@ import structlog
 
 from plexica.events.repository import plugin_api, subscriptions
 from plexica.kit.db import Database
-from plexica.kit.singleflight import SingleFlight
+from plexica_sdk.cache import SingleFlight
 
 log = structlog.get_logger("plexica.events.registry")
 

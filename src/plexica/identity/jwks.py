@@ -26,9 +26,9 @@ from plexica.identity import repository, service
 from plexica.identity.jwt import Issuer, JwtVerifier
 from plexica.identity.keys import public_key_from_jwk
 from plexica.kit.db import Database
-from plexica.kit.singleflight import SingleFlight
 from plexica.plugins import service as plugins_service
 from plexica_sdk.auth import RevocationCheck, fetch_jwks
+from plexica_sdk.cache import TtlCache
 
 log = structlog.get_logger("plexica.identity.jwks")
 TENANT_REALM_PREFIX = "plexica-"
@@ -196,37 +196,22 @@ class CachedPermissions:
 
     def __init__(self, db: Database, ttl: float = 10.0) -> None:
         self.db = db
-        self.ttl = ttl
-        self._cache: dict[tuple[UUID | None, frozenset[str]], tuple[float, frozenset[str]]] = {}
-        # Keyed by the generation too: a load begun before an invalidation is not joined after.
-        self._loads: SingleFlight[tuple[int, UUID | None, frozenset[str]], frozenset[str]] = (
-            SingleFlight()
-        )
-        self._generation = 0
+        self._kept: TtlCache[tuple[UUID | None, frozenset[str]], frozenset[str]] = TtlCache(ttl)
 
     async def __call__(self, tenant_id: UUID | None, roles: frozenset[str]) -> frozenset[str]:
-        key = (tenant_id, roles)
-        hit = self._cache.get(key)
-        if hit is not None and time.monotonic() - hit[0] < self.ttl:
-            return hit[1]
-        return await self._loads((self._generation, *key), lambda: self._load(tenant_id, roles))
+        return await self._kept.get_or_load(
+            (tenant_id, roles), lambda: self._load(tenant_id, roles)
+        )
 
     async def _load(self, tenant_id: UUID | None, roles: frozenset[str]) -> frozenset[str]:
-        generation, loaded_at = self._generation, time.monotonic()
         async with self.db.session() as session:
             # Role grants of the tenant, plus what its active plugins give those roles.
-            permissions = await service.resolve_permissions(
+            return await service.resolve_permissions(
                 session, tenant_id, roles
             ) | await plugins_service.permissions_for(session, tenant_id, roles)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        if generation == self._generation:
-            self._cache[(tenant_id, roles)] = (loaded_at, permissions)
-        return permissions
 
     def invalidate(self) -> None:
-        self._cache.clear()
-        self._generation += 1
+        self._kept.clear()
 
 
 def build_verifier(
