@@ -9,7 +9,7 @@ from pydantic import AwareDatetime
 
 from plexica.audit import service
 from plexica.audit.schemas import AuditFilter, AuditPage, TextMatch
-from plexica.kit.db import Database
+from plexica.kit.db import request_db
 from plexica.kit.security import require_permission
 from plexica_sdk.context import Principal
 
@@ -41,6 +41,6 @@ async def list_audit(  # noqa: PLR0917 - one query parameter each
         actor=TextMatch.of(actor), action=TextMatch.of(action), target=TextMatch.of(target),
         since=since, until=until,
     )  # fmt: skip
-    db: Database = request.app.state.db
+    db = request_db(request)
     async with db.session() as session:
         return await service.query(session, principal, where=where, before=before, limit=limit)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 
 from plexica.gateway.service import Gateway
 from plexica.gateway.sync import Registry, database_registry
+from plexica.kit.db import request_db
 from plexica_sdk.errors import NotFoundError, UnavailableError, error_response
 
 router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
@@ -44,7 +45,7 @@ async def authorize(request: Request) -> Response:
 async def routes(request: Request) -> dict[str, object]:
     """What the routes watcher beside a data plane renders (ADR 0213): the plugins to route and
     their upstream timeouts. The watcher asks here, so the gateway holds no database login."""
-    registry: Registry = database_registry(request.app.state.db)
+    registry: Registry = database_registry(request_db(request))
     plugins, timeouts = await registry()
     return {"plugins": plugins, "timeouts": timeouts}
 

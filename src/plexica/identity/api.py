@@ -32,7 +32,7 @@ from plexica.identity.schemas import (
 )
 from plexica.identity.service_clients import ServiceClients
 from plexica.identity.throttle import LoginThrottle, refuse_while_blocked
-from plexica.kit.db import Database
+from plexica.kit.db import request_db
 from plexica.kit.security import PrincipalDep, require_permission
 from plexica_sdk.context import SUPER_ADMIN, TENANT_ADMIN, Principal
 from plexica_sdk.errors import ForbiddenError, NotFoundError, UnavailableError
@@ -87,7 +87,7 @@ async def change_password(
     wrong = Proof(WrongPasswordError, "wrong passwords", "identity.user.password_change_failed")
     async with proving(request, principal, account, wrong):
         if _builtin(request):
-            async with _db(request).session() as session:
+            async with request_db(request).session() as session:
                 weak = await policy.refused(
                     session, realm, body.new_password, email=principal.email or "",
                     field="new_password", actor=actor, tenant_id=principal.tenant_id,
@@ -99,7 +99,7 @@ async def change_password(
             realm, principal.subject, body.current_password, body.new_password,
             keep_session=principal.session_id,
         )  # fmt: skip
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         await audit.record(
             session, actor, "identity.user.password_changed", principal.tenant_id, target,
             after={"sessions_ended": len(ended)},
@@ -130,7 +130,7 @@ async def proving(
         yield
     except proof.wrong:
         await throttle.failed(*account)
-        async with _db(request).session() as session:
+        async with request_db(request).session() as session:
             target = f"user:{principal.subject}"
             await audit.record(
                 session, principal.actor, proof.failed_action, principal.tenant_id, target
@@ -158,11 +158,6 @@ def _adapter(request: Request) -> IdentityAdapter:
     if adapter is None:
         raise UnavailableError("no identity provider is configured on this service")
     return adapter
-
-
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
 
 
 def _revocations(request: Request) -> RevocationList | None:
@@ -199,7 +194,7 @@ async def create_user(request: Request, principal: WriteUsers, body: UserCreate)
     roles = service.check_roles(realm, body.roles)
     initial, weak = None, None
     if _builtin(request):
-        async with _db(request).session() as session:
+        async with request_db(request).session() as session:
             if body.password is None:
                 initial = await policy.generated_password(session, realm, body.email)
             else:
@@ -213,7 +208,7 @@ async def create_user(request: Request, principal: WriteUsers, body: UserCreate)
         initial = service.generate_password()
     made = await _adapter(request).create_user(realm, body.email, body.password or initial, roles)
     user = _user(made)
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         await audit.record(
             session, principal.actor, "identity.user.created", principal.tenant_id,
             f"user:{user.id}", after=user.model_dump(mode="json"),
@@ -234,7 +229,7 @@ async def _set_enabled(request: Request, principal: Principal, user_id: UUID, on
     await adapter.set_user_enabled(realm, str(user_id), on)
     after = before.model_copy(update={"enabled": on})
     cut = None
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         if not on:  # after the provider: no token got under the old state is newer
             cut = await revocation.cut_subject(session, realm, str(user_id))
         await audit.record(
@@ -269,7 +264,7 @@ async def set_roles(
     await adapter.set_user_roles(realm, str(user_id), roles)
     after = before.model_copy(update={"roles": sorted(roles)})
     cut = None
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         if set(before.roles) - roles:  # a role taken away: tokens that carry it are refused
             cut = await revocation.cut_subject(session, realm, str(user_id))
         await audit.record(
@@ -297,7 +292,7 @@ async def end_sessions(request: Request, principal: WriteUsers, user_id: UUID) -
     adapter = _adapter(request)
     user = await _find(adapter, realm, user_id)
     await adapter.end_sessions(realm, str(user_id))
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         cut = await revocation.cut_subject(session, realm, str(user_id))
         await audit.record(
             session, principal.actor, "identity.user.sessions_ended",
@@ -318,10 +313,10 @@ async def reset_password(request: Request, principal: WriteUsers, user_id: UUID)
     user = await _find(adapter, realm, user_id)
     password = service.generate_password()
     if _builtin(request):
-        async with _db(request).session() as session:
+        async with request_db(request).session() as session:
             password = await policy.generated_password(session, realm, user.email)
     await adapter.set_password(realm, user.email, password)
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         await audit.record(
             session, principal.actor, "identity.user.password_reset",
             principal.tenant_id, f"user:{user_id}",
@@ -349,7 +344,7 @@ async def _change_permissions(
     permissions are dropped. A grant is audited even when it changed nothing, a revocation only
     when it did."""
     tenant_id = _tenant_role(principal, role)
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         before = await service.role_permissions(session, tenant_id, role)
         if grant:
             await service.grant_permissions(session, tenant_id, role, permissions)
@@ -370,7 +365,7 @@ async def _change_permissions(
 async def list_roles(request: Request, principal: ReadUsers) -> list[RolePermissions]:
     tenant_id = _tenant_of(principal)
     realm = _realm_of(principal)
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         return [
             RolePermissions(
                 role=role, permissions=await service.role_permissions(session, tenant_id, role)
@@ -384,7 +379,7 @@ async def get_role_permissions(
     request: Request, principal: ReadUsers, role: str
 ) -> RolePermissions:
     tenant_id = _tenant_role(principal, role)
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         permissions = await service.role_permissions(session, tenant_id, role)
     return RolePermissions(role=role, permissions=permissions)
 
@@ -417,7 +412,7 @@ async def _clients(request: Request, principal: Principal) -> AsyncIterator[Serv
     """The caller's realm's service clients, in one transaction committed on success."""
     realm = _realm_of(principal)
     adapter = _adapter(request)
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         yield ServiceClients(
             session, adapter, _revocations(request), realm,
             principal.tenant_id, principal.actor,

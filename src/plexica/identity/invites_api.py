@@ -9,7 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
 
-from plexica.identity.api import ReadUsers, WriteUsers, _adapter, _db, _realm_of
+from plexica.identity.api import ReadUsers, WriteUsers, _adapter, _realm_of
 from plexica.identity.invites import Actor, InviteInvalidError, Invites
 from plexica.identity.schemas import (
     Invite,
@@ -21,6 +21,7 @@ from plexica.identity.schemas import (
 )
 from plexica.identity.service import now_utc
 from plexica.identity.throttle import LoginThrottle, refuse_while_blocked
+from plexica.kit.db import request_db
 from plexica.kit.mail import Mailer
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import UnavailableError
@@ -44,7 +45,9 @@ def invites_of(request: Request) -> Invites:
     if mailer is None:
         raise UnavailableError("no mailer is configured on this service")
     clock = getattr(request.app.state, "clock", None) or now_utc
-    return Invites(_db(request), _adapter(request), mailer, request.app.state.settings, clock=clock)
+    return Invites(
+        request_db(request), _adapter(request), mailer, request.app.state.settings, clock=clock
+    )
 
 
 InvitesDep = Annotated[Invites, Depends(invites_of)]

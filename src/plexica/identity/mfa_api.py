@@ -11,13 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
 from plexica.identity import mfa, service
-from plexica.identity.api import Proof, WriteUsers, _db, _realm_of, proving
+from plexica.identity.api import Proof, WriteUsers, _realm_of, proving
 from plexica.identity.schemas import (
     MfaCode,
     MfaStatus,
     RecoveryCodes,
     TotpEnrolment,
 )
+from plexica.kit.db import request_db
 from plexica.kit.security import PrincipalDep
 from plexica.settings import Settings
 from plexica_sdk.context import Principal
@@ -65,7 +66,7 @@ def _account(principal: Principal) -> tuple[str, str, str]:
 
 @router.get("", summary="Whether two-step sign-in is on, and the recovery codes left")
 async def mfa_status(request: Request, principal: PrincipalDep) -> MfaStatus:
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         found = await mfa.status(session, await _me(request, session, principal))
     return MfaStatus(enabled=found.enabled, recovery_codes_left=found.recovery_codes_left)
 
@@ -73,7 +74,7 @@ async def mfa_status(request: Request, principal: PrincipalDep) -> MfaStatus:
 @router.post("/totp", status_code=201, summary="Start enrolling an authenticator app")
 async def enrol(request: Request, principal: PrincipalDep) -> TotpEnrolment:
     issuer = mfa.issuer_label(_realm_of(principal))
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         user_id = await _me(request, session, principal)
         started = await mfa.begin(session, user_id, principal.email or principal.subject, issuer)
     return TotpEnrolment(secret=started.secret, otpauth_uri=started.uri)
@@ -96,7 +97,10 @@ async def _with_code(
     target = f"user:{principal.subject}"
     wrong = Proof(mfa.InvalidCodeError, "wrong codes", "identity.mfa.code_failed")
     account = _account(principal)
-    async with proving(request, principal, account, wrong), _db(request).session() as session:
+    async with (
+        proving(request, principal, account, wrong),
+        request_db(request).session() as session,
+    ):
         user_id = await _me(request, session, principal)
         if on:
             codes = await mfa.confirm(session, user_id, body.code, time.time())
@@ -116,7 +120,7 @@ async def _with_code(
 )
 async def reset(request: Request, user_id: UUID, admin: WriteUsers) -> MfaStatus:
     realm = _realm_of(admin)
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         await service.user_or_404(session, realm, user_id)
         await mfa.reset(session, user_id)
         await audit.record(

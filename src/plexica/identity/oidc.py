@@ -49,7 +49,7 @@ from plexica.identity.oidc_requests import (
 from plexica.identity.schemas import TokenResponse
 from plexica.identity.service import OAuthError
 from plexica.identity.throttle import LoginThrottle
-from plexica.kit.db import Database
+from plexica.kit.db import request_db
 from plexica.settings import Settings
 
 router = realms_router()
@@ -62,11 +62,6 @@ _CLAIMS = (
     "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "sid", "email",
     "email_verified", "preferred_username", "realm_access", "tenant_id",
 )  # fmt: skip
-
-
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
 
 
 def _oauth_error(exc: OAuthError, challenge: str | None = None) -> JSONResponse:
@@ -84,7 +79,7 @@ def _oauth_error(exc: OAuthError, challenge: str | None = None) -> JSONResponse:
 
 @router.get("/{realm}/.well-known/openid-configuration")
 async def discovery(realm: RealmName, request: Request) -> JSONResponse:
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         if await enabled_realm(session, realm) is None:
             return _oauth_error(OAuthError("not_found", "no such realm", status=404))
     iss = service.issuer_url(base_url(request), realm)
@@ -132,7 +127,7 @@ async def certs(realm: RealmName, request: Request) -> JSONResponse:
             unavailable = OAuthError("temporarily_unavailable", "keys not fetched yet", status=503)
             return _oauth_error(unavailable)
         return JSONResponse({"keys": published}, headers={"Cache-Control": "public, max-age=60"})
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         if await enabled_realm(session, realm) is None:
             return not_found
         body = await service.jwks(session, realm)
@@ -145,7 +140,7 @@ async def certs(realm: RealmName, request: Request) -> JSONResponse:
 @router.get("/{realm}" + _OIDC + "/auth")
 async def authorize(realm: RealmName, request: Request) -> Response:
     params = auth_params(request.query_params)
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         _, stop = await check_authorize(session, request, realm, params)
         company = await sso.display_name(session, realm) if stop is None else None
     if stop is not None:
@@ -166,7 +161,7 @@ async def login(realm: RealmName, request: Request) -> Response:
     csrf_cookie = request.cookies.get(CSRF_COOKIE, "")
     csrf_field = str(form.get("csrf", ""))
     challenge = str(form.get("challenge", ""))[:100]
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         found, stop = await check_authorize(session, request, realm, params)
         if stop is not None:
             return stop
@@ -328,7 +323,7 @@ async def token(realm: RealmName, request: Request) -> Response:
         return _oauth_error(exc, challenge)
     # A refused grant still commits: the code stays spent and a replayed refresh token's chain
     # stays revoked.
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         try:
             result = await _grant(
                 session, realm, grant_type, form, client_id=client_id, secret=secret, base=base,
@@ -381,7 +376,7 @@ async def _userinfo(realm: str, request: Request) -> Response:
     try:
         if scheme.lower() != "bearer" or not raw:
             raise OAuthError("invalid_token", "a bearer token is required", 401)  # noqa: TRY301
-        async with _db(request).session() as session:
+        async with request_db(request).session() as session:
             if await enabled_realm(session, realm) is None:
                 raise OAuthError("invalid_token", "the access token is invalid", 401)  # noqa: TRY301
             claims = await tokens.local_claims(session, realm, raw.strip(), base_url(request))
@@ -410,7 +405,7 @@ async def userinfo_post(realm: RealmName, request: Request) -> Response:
 async def _logout(realm: str, request: Request, source: Any) -> Response:
     refresh_token = source.get("refresh_token")
     redirect = source.get("post_logout_redirect_uri")
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         if await enabled_realm(session, realm) is None:
             return error_page("This page does not exist.", 404)
         client, hint, refused = await logout_client(session, realm, request, source)

@@ -26,7 +26,7 @@ from plexica.identity.oidc_requests import (
     issue_code,
     realms_router,
 )
-from plexica.kit.db import Database
+from plexica.kit.db import request_db
 from plexica.settings import Settings
 
 router = realms_router()
@@ -84,7 +84,7 @@ def _settings(request: Request) -> Settings:
 async def company_answer(
     realm: RealmName, request: Request, *, code: str = "", state: str = "", error: str = ""
 ) -> Response:
-    db: Database = request.app.state.db
+    db = request_db(request)
     async with db.session() as session, httpx.AsyncClient() as http:
         found_realm = await enabled_realm(session, realm)
         if found_realm is None:

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Request
 
 from plexica.audit import service as audit
 from plexica.identity import policy
-from plexica.identity.api import ReadUsers, WriteUsers, _db, _realm_of
+from plexica.identity.api import ReadUsers, WriteUsers, _realm_of
 from plexica.identity.keycloak import KeycloakAdapter
 from plexica.identity.schemas import PasswordPolicy, SecurityPolicy
+from plexica.kit.db import request_db
 from plexica.kit.security import PrincipalDep
 
 policy_router = APIRouter(prefix="/v1/security-policy", tags=["identity"])
@@ -19,7 +20,7 @@ me_router = APIRouter(prefix="/v1/me", tags=["identity"])
 
 @policy_router.get("", summary="The tenant's sign-in policy")
 async def get_policy(request: Request, admin: ReadUsers) -> SecurityPolicy:
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         return policy.as_schema(await policy.of(session, _realm_of(admin)))
 
 
@@ -31,7 +32,7 @@ async def get_policy(request: Request, admin: ReadUsers) -> SecurityPolicy:
 async def put_policy(request: Request, admin: WriteUsers, body: SecurityPolicy) -> SecurityPolicy:
     realm = _realm_of(admin)
     identity = request.app.state.identity
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         before = policy.as_schema(await policy.put(session, realm, body))
         if isinstance(identity, KeycloakAdapter):
             # Applied every time, changed or not: a PUT again finishes an interrupted one. A
@@ -49,6 +50,6 @@ async def put_policy(request: Request, admin: WriteUsers, body: SecurityPolicy) 
 
 @me_router.get("/password-policy", summary="What a password of yours must be")
 async def password_policy(request: Request, principal: PrincipalDep) -> PasswordPolicy:
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         found = await policy.of(session, _realm_of(principal))
     return PasswordPolicy(min_length=found.password_min_length, max_length=policy.MAX_PASSWORD)

@@ -15,11 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
 from plexica.identity import sso
-from plexica.identity.api import ReadUsers, WriteUsers, _db, _realm_of
+from plexica.identity.api import ReadUsers, WriteUsers, _realm_of
 from plexica.identity.keycloak import KeycloakAdapter
 from plexica.identity.keycloak_signin import COMPANY_IDP
 from plexica.identity.oidc_requests import base_url
 from plexica.identity.schemas import SsoProvider, SsoProviderIn
+from plexica.kit.db import request_db
 from plexica.settings import Settings
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import NotFoundError, PlexicaError
@@ -87,7 +88,7 @@ async def _described(request: Request, realm: str) -> SsoProvider | None:
     kc = _keycloak(request)
     if kc is not None:
         return await _brokered(request, kc, realm)
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         return await sso.describe(session, realm, base_url(request))
 
 
@@ -112,12 +113,12 @@ async def put_provider(request: Request, admin: WriteUsers, body: SsoProviderIn)
         before = await _brokered(request, kc, realm)
         await _broker(kc, realm, body, before=before, local=_local(request))
         after = await _brokered(request, kc, realm)
-        async with _db(request).session() as session:
+        async with request_db(request).session() as session:
             await _audit_put(session, admin, realm, body, before=before, after=after)
     elif body.protocol == "saml":
         raise ProviderRefusedError("protocol", "SAML needs Keycloak as the identity provider")
     else:
-        async with _db(request).session() as session, httpx.AsyncClient() as http:
+        async with request_db(request).session() as session, httpx.AsyncClient() as http:
             before = await sso.describe(session, realm, base_url(request))
             try:
                 await sso.configure(session, http, realm, body, local=_local(request))
@@ -185,7 +186,7 @@ async def _audit_put(
 async def delete_provider(request: Request, admin: WriteUsers) -> Response:
     realm = _tenant_realm(admin)
     kc = _keycloak(request)
-    async with _db(request).session() as session:
+    async with request_db(request).session() as session:
         if kc is not None:
             removed = await kc.remove_company_sign_in(realm)
         else:

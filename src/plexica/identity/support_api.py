@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from plexica.identity.api import _db, _noted, _tenant_of
+from plexica.identity.api import _noted, _tenant_of
 from plexica.identity.schemas import (
     SupportAccess,
     SupportGrant,
@@ -18,6 +18,7 @@ from plexica.identity.schemas import (
 )
 from plexica.identity.service import now_utc
 from plexica.identity.support import Support, SupportManagedByProviderError
+from plexica.kit.db import request_db
 from plexica.kit.security import OperatorDep, PrincipalDep
 from plexica.settings import Settings
 from plexica_sdk.context import TENANT_ADMIN, Principal
@@ -40,7 +41,7 @@ def support_of(request: Request) -> Support:
     if settings.keycloak_url is not None:
         raise SupportManagedByProviderError
     clock = getattr(request.app.state, "clock", None) or now_utc
-    return Support(_db(request), settings.public_base_url, clock)
+    return Support(request_db(request), settings.public_base_url, clock)
 
 
 SupportDep = Annotated[Support, Depends(support_of)]

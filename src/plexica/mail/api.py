@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from plexica.kit.db import Database
+from plexica.kit.db import request_db
 from plexica.kit.security import OperatorDep
 from plexica.mail import service
 
@@ -31,7 +31,7 @@ async def list_dev_mail(
     to: Annotated[str | None, Query(max_length=320)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[DevMail]:
-    db: Database = request.app.state.db
+    db = request_db(request)
     found = await service.latest(db, limit, to.strip().lower() if to else None)
     return [
         DevMail(id=m.id, to=m.recipient, subject=m.subject, body=m.body, created_at=m.created_at)

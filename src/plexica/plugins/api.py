@@ -11,7 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.kit.db import Database
+from plexica.kit.db import request_db
 from plexica.kit.provisioning import TenantRef
 from plexica.kit.security import OperatorDep, PrincipalDep
 from plexica.plugins import service
@@ -33,7 +33,7 @@ TenantLookup = Callable[[UUID], Awaitable[TenantRef | None]]
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    db: Database = request.app.state.db
+    db = request_db(request)
     async with db.session() as session:
         yield session
 
@@ -59,7 +59,7 @@ async def _tenant(request: Request, tenant_id: UUID, principal: PrincipalDep) ->
     if _own_plugin_service(request, principal) and principal.tenant_id in (None, tenant_id):
         slug = principal.tenant_slug
         if slug is None:
-            db0: Database = request.app.state.db
+            db0 = request_db(request)
             async with db0.session() as s:
                 slug = await installs_repo.tenant_slug(s, tenant_id)
         if slug is not None:
@@ -70,7 +70,7 @@ async def _tenant(request: Request, tenant_id: UUID, principal: PrincipalDep) ->
             found = await lookup(tenant_id)
             if found is not None:
                 return found
-        db: Database = request.app.state.db
+        db = request_db(request)
         async with db.session() as s:
             slug = await installs_repo.tenant_slug(s, tenant_id)
         if slug is not None:

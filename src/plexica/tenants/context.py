@@ -10,7 +10,7 @@ import structlog
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.kit.db import Database
+from plexica.kit.db import request_db
 from plexica.kit.security import PrincipalDep
 from plexica.tenants.schemas import State, Tenant
 from plexica.tenants.service import TenantService
@@ -71,7 +71,7 @@ TenantDep = Annotated[Tenant, Depends(get_tenant)]
 async def tenant_session(request: Request, tenant: TenantDep) -> AsyncIterator[AsyncSession]:
     """A transaction whose search path is the tenant's schema (SET LOCAL), committed on success
     before the response is sent."""
-    db: Database = request.app.state.db
+    db = request_db(request)
     async with db.session(tenant.schema_name) as session:
         yield session
 
