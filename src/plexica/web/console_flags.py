@@ -6,17 +6,21 @@ and removals go through a confirmation page; every form carries the session's CS
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from functools import partial
+from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from plexica.web.session import WebSession
-from plexica.web.shell import Shell, console_nav
-
-if TYPE_CHECKING:
-    from plexica.web.upstream import ApiResult
+from plexica.web.shell import (
+    Shell,
+    console_nav,
+    form_fields,
+    notice_redirect,
+    redirect_or_page,
+)
 
 FLAG_KEY_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,127}$")
 VARIANT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -49,18 +53,7 @@ def parse_variants(text: str) -> tuple[dict[str, str] | None, str | None]:
     return variants, None
 
 
-def _field_errors(result: ApiResult) -> dict[str, str]:
-    errors = result.field_errors()
-    code = result.body.get("error", {}).get("code") if isinstance(result.body, dict) else None
-    if code in FLAG_FIELD_CODES and not errors:
-        errors[FLAG_FIELD_CODES[str(code)]] = result.error_message()
-    return errors
-
-
 def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 - one route set
-    def notice_to(path: str, notice: str) -> RedirectResponse:
-        return RedirectResponse(f"{path}?{urlencode({'notice': notice})}", status_code=303)
-
     async def list_page(
         request: Request,
         session: WebSession,
@@ -111,9 +104,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
     @app.post("/console/flags", include_in_schema=False)
     async def create(request: Request) -> Response:
         async def made(request: Request, session: WebSession) -> Response:
-            raw = await request.form()
-            names = ("key", "description", "kind", "default", "variants")
-            form = {k: str(raw.get(k, "")).strip() for k in names}
+            form = await form_fields(request, ("key", "description", "kind", "default", "variants"))
             errors: dict[str, str] = {}
             if not FLAG_KEY_RE.match(form["key"]):
                 errors["key"] = (
@@ -136,12 +127,12 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
                 return await list_page(request, session, status=422, form=form, errors=errors)
             done = await shell.upstream.api(session, "POST", "/v1/flags", json=body)
             if not done.ok:
-                errors = _field_errors(done)
+                errors = done.form_errors(FLAG_FIELD_CODES)
                 return await list_page(
                     request, session, status=done.status, form=form, errors=errors,
                     error=None if errors else done.error_message(),
                 )  # fmt: skip
-            return notice_to(_page_of(form["key"]), f"Flag {form['key']} created.")
+            return notice_redirect(_page_of(form["key"]), f"Flag {form['key']} created.")
 
         return await shell.run(request, made, operator=True)
 
@@ -182,11 +173,11 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
             done = await shell.upstream.api(
                 session, "POST", f"{_path(key)}/toggle", json={"enabled": enabled}
             )
-            if not done.ok:
-                return await flag_page(
-                    request, session, key, status=done.status, error=done.error_message()
-                )
-            return notice_to(_page_of(key), f"Flag {key} is {'on' if enabled else 'off'}.")
+            notice = f"Flag {key} is {'on' if enabled else 'off'}."
+            page = partial(flag_page, key=key)
+            return await redirect_or_page(
+                request, session, done, page, to=_page_of(key), notice=notice
+            )
 
         return await shell.run(request, act, operator=True)
 
@@ -200,12 +191,8 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
         form: dict[str, str],
     ) -> Response:
         done = await shell.upstream.api(session, "PATCH", _path(key), json=change)
-        if not done.ok:
-            return await flag_page(
-                request, session, key, status=done.status, form=form,
-                error=done.error_message(),
-            )  # fmt: skip
-        return notice_to(_page_of(key), notice)
+        page = partial(flag_page, key=key, form=form)
+        return await redirect_or_page(request, session, done, page, to=_page_of(key), notice=notice)
 
     async def current(session: WebSession, key: str) -> dict[str, Any] | None:
         got = await shell.upstream.api(session, "GET", _path(key))
@@ -214,8 +201,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
     @app.post("/console/flags/{key}/tenants", include_in_schema=False)
     async def set_override(request: Request, key: str) -> Response:
         async def act(request: Request, session: WebSession) -> Response:
-            raw = await request.form()
-            form = {k: str(raw.get(k, "")).strip() for k in ("tenant", "variant")}
+            form = await form_fields(request, ("tenant", "variant"))
             flag = await current(session, key)
             if flag is None:
                 return await flag_page(request, session, key)
@@ -268,8 +254,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
     @app.post("/console/flags/{key}/rollout", include_in_schema=False)
     async def set_rollout(request: Request, key: str) -> Response:
         async def act(request: Request, session: WebSession) -> Response:
-            raw = await request.form()
-            form = {k: str(raw.get(k, "")).strip() for k in ("rollout_variant", "percentage")}
+            form = await form_fields(request, ("rollout_variant", "percentage"))
             flag = await current(session, key)
             if flag is None:
                 return await flag_page(request, session, key)

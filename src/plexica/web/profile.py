@@ -6,13 +6,12 @@ the user's other sign-in sessions; the shell ends their other web sessions too, 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from plexica.web.session import WebSession
-from plexica.web.shell import ROLE_LABELS, Shell, tenant_nav
+from plexica.web.shell import ROLE_LABELS, Shell, notice_redirect, tenant_nav
 
 FIELDS = ("current_password", "new_password", "confirm")
 CURRENT, NEW, CONFIRM = FIELDS
@@ -98,7 +97,7 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
             notice = "Your password was changed." + (
                 f" {ended} other session{'s' * (ended != 1)} signed out." if ended else ""
             )
-            return RedirectResponse(f"/t/profile?{urlencode({'notice': notice})}", 303)
+            return notice_redirect("/t/profile", notice)
 
         return await shell.run(request, change, operator=False)
 
@@ -149,8 +148,7 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
                     request, session, status=done.status,
                     mfa_error=WRONG_CODE if done.status == 422 else done.error_message(),
                 )  # fmt: skip
-            notice = "Two-step verification is off."
-            return RedirectResponse(f"/t/profile?{urlencode({'notice': notice})}", 303)
+            return notice_redirect("/t/profile", "Two-step verification is off.")
 
         return await shell.run(request, disable, operator=False)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -34,6 +34,7 @@ from plexica.web.session import (
 from plexica.web.store import MAX_LIFETIME, SessionStore
 from plexica.web.upstream import (
     REFRESH_MARGIN,
+    ApiResult,
     SessionExpiredError,
     Upstream,
 )
@@ -55,6 +56,8 @@ SUPPORT_OVER = "Your support session has ended: it expired, or the tenant withdr
 WEB_POOL_SIZE = 4
 
 Handler = Callable[[Request, WebSession], Awaitable[Response]]
+# A page drawn again after a form, with ``status``, ``error`` and what else it takes.
+PageFn = Callable[..., Awaitable[Response]]
 
 
 class Shell:
@@ -257,6 +260,26 @@ async def sign_out(shell: Shell, request: Request, session: WebSession) -> Respo
     )
     shell.forget(response)
     return response
+
+
+def notice_redirect(path: str, notice: str) -> RedirectResponse:
+    """Post/redirect/get: the page at ``path`` shows ``notice`` once."""
+    return RedirectResponse(f"{path}?{urlencode({'notice': notice})}", status_code=303)
+
+
+async def redirect_or_page(
+    request: Request, session: WebSession, done: ApiResult, page: PageFn, *, to: str, notice: str
+) -> Response:
+    """After a form's API call: to ``to`` with ``notice``, or ``page`` again with the refusal."""
+    if not done.ok:
+        return await page(request, session, status=done.status, error=done.error_message())
+    return notice_redirect(to, notice)
+
+
+async def form_fields(request: Request, names: Iterable[str]) -> dict[str, str]:
+    """The named fields of the posted form, trimmed; a missing one is empty."""
+    raw = await request.form()
+    return {k: str(raw.get(k, "")).strip() for k in names}
 
 
 def console_nav() -> list[dict[str, Any]]:

@@ -5,22 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 from uuid import UUID
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from plexica.tenants.schemas import LOGO_MAX_BYTES, LOGO_TYPES
 from plexica.web.branding import COLOUR_RE, ETAG_RE
 from plexica.web.session import WebSession
-from plexica.web.shell import ROLE_LABELS, Shell, tenant_nav
+from plexica.web.shell import ROLE_LABELS, PageFn, Shell, form_fields, notice_redirect, tenant_nav
 from plexica.web.upstream import CORE
 
 NO_INVITE = {"invite_email": "", "invite_role": "member"}
-PageFn = Callable[..., Awaitable[Response]]
 # Requests that never depend on the tenant of the host.
 HOSTLESS_PREFIXES = ("/static/", "/health", "/ready", "/metrics")
 
@@ -94,8 +93,8 @@ def _users(app: FastAPI, shell: Shell) -> None:
             notice=request.query_params.get("notice"),
         )  # fmt: skip
 
-    def back(notice: str) -> RedirectResponse:
-        return RedirectResponse(f"/t/admin/users?{urlencode({'notice': notice})}", 303)
+    def back(notice: str) -> Response:
+        return notice_redirect("/t/admin/users", notice)
 
     async def email_of(session: WebSession, user_id: str) -> str | None:
         listed = await shell.upstream.api(session, "GET", "/v1/users")
@@ -109,8 +108,7 @@ def _users(app: FastAPI, shell: Shell) -> None:
     @app.post("/t/admin/users", include_in_schema=False)
     async def admin_add_user(request: Request) -> Response:
         async def add(request: Request, session: WebSession) -> Response:
-            raw = await request.form()
-            form = {k: str(raw.get(k, "")).strip() for k in ("email", "role")}
+            form = await form_fields(request, ("email", "role"))
             made = await shell.upstream.api(
                 session, "POST", "/v1/users", json={"email": form["email"], "roles": [form["role"]]}
             )
@@ -280,7 +278,7 @@ def _security_admin(
                 "Two-step verification is required: users without it set it up at their next "
                 "sign-in." if required else "Two-step verification is optional."
             )  # fmt: skip
-            return RedirectResponse(f"/t/admin/security?{urlencode({'notice': notice})}", 303)
+            return notice_redirect("/t/admin/security", notice)
 
         return await shell.run(request, save, operator=False)
 
@@ -293,8 +291,7 @@ def _invite_admin(
     @app.post("/t/admin/invites", include_in_schema=False)
     async def admin_invite(request: Request) -> Response:
         async def send(request: Request, session: WebSession) -> Response:
-            raw = await request.form()
-            form = {k: str(raw.get(k, "")).strip() for k in ("invite_email", "invite_role")}
+            form = await form_fields(request, ("invite_email", "invite_role"))
             made = await shell.upstream.api(
                 session, "POST", "/v1/invites",
                 json={"email": form["invite_email"], "roles": [form["invite_role"]]},
@@ -355,8 +352,8 @@ def _branding(app: FastAPI, shell: Shell) -> None:
             logo=brand.logo if brand else None, notice=request.query_params.get("notice"),
         )  # fmt: skip
 
-    def back(notice: str) -> RedirectResponse:
-        return RedirectResponse(f"/t/admin/branding?{urlencode({'notice': notice})}", 303)
+    def back(notice: str) -> Response:
+        return notice_redirect("/t/admin/branding", notice)
 
     @app.get("/t/admin/branding", include_in_schema=False)
     async def admin_branding(request: Request) -> Response:

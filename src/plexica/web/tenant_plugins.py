@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from functools import partial
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from plexica.web.session import WebSession
-from plexica.web.shell import Shell, tenant_nav
+from plexica.web.shell import Shell, notice_redirect, redirect_or_page, tenant_nav
 
 SETTING_TYPES = {"string": "text", "integer": "number", "number": "number", "boolean": "checkbox"}
 
@@ -163,8 +163,7 @@ def _settings(app: FastAPI, shell: Shell) -> None:
                     session, "PUT", f"{path}/settings", json={"settings": values}
                 )
                 if done.ok:
-                    notice = urlencode({"notice": "Settings saved."})
-                    return RedirectResponse(f"{request.url.path}?{notice}", 303)
+                    return notice_redirect(request.url.path, "Settings saved.")
                 errors = done.field_errors()
                 if not errors:
                     return await plugin_settings_page(
@@ -198,12 +197,11 @@ def _plugins(app: FastAPI, shell: Shell) -> None:
                 session, "POST", f"/v1/tenants/{tenant_id}/plugins",
                 json={"plugin_id": plugin, "version": version},
             )  # fmt: skip
-            if not done.ok:
-                return await _plugins_admin(
-                    shell, request, session, status=done.status, error=done.error_message()
-                )
+            page = partial(_plugins_admin, shell)
             notice = f"Plugin {plugin} installed."
-            return RedirectResponse(f"/t/admin/plugins?{urlencode({'notice': notice})}", 303)
+            return await redirect_or_page(
+                request, session, done, page, to="/t/admin/plugins", notice=notice
+            )
 
         return await shell.run(request, install, operator=False)
 
@@ -246,6 +244,6 @@ def _plugins(app: FastAPI, shell: Shell) -> None:
             notice = f"Plugin {plugin_id}: {action} done."
             if action == "upgrade" and isinstance(done.body, dict):
                 notice = f"Plugin {plugin_id} upgraded to {done.body.get('version')}."
-            return RedirectResponse(f"/t/admin/plugins?{urlencode({'notice': notice})}", 303)
+            return notice_redirect("/t/admin/plugins", notice)
 
         return await shell.run(request, act, operator=False)

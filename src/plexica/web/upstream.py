@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -42,6 +43,15 @@ class ApiResult:
                 return str(err.get("message") or err.get("code") or "request failed")
             return str(self.body.get("detail") or self.body.get("message") or "request failed")
         return f"request failed (HTTP {self.status})"
+
+    def form_errors(self, field_of_code: Mapping[str, str]) -> dict[str, str]:
+        """``field_errors``, or else the message under the form field that the error's code
+        belongs to (``field_of_code``)."""
+        errors = self.field_errors()
+        field = field_of_code.get(self.error_code() or "")
+        if field is not None and not errors:
+            errors[field] = self.error_message()
+        return errors
 
     def field_errors(self) -> dict[str, str]:
         """The server's messages per form field (422 details name the field last)."""
