@@ -53,9 +53,7 @@ def company_signin_routes(app: FastAPI, shell: Shell) -> None:
             error=error or (None if found.ok or found.status == 404 else found.error_message()),
         )  # fmt: skip
 
-    @app.get("/t/admin/sso", include_in_schema=False)
-    async def admin_sso_page(request: Request) -> Response:
-        return await shell.run(request, sso_page, operator=False)
+    shell.page_route(app, "/t/admin/sso", sso_page, operator=False)
 
     @app.post("/t/admin/sso", include_in_schema=False)
     async def admin_sso(request: Request) -> Response:

@@ -83,9 +83,7 @@ def _tenants(app: FastAPI, shell: Shell) -> None:
             notice=notice or request.query_params.get("notice"),
         )  # fmt: skip
 
-    @app.get("/console/tenants", include_in_schema=False)
-    async def console_tenants(request: Request) -> Response:
-        return await shell.run(request, tenants_page, operator=True)
+    shell.page_route(app, "/console/tenants", tenants_page, operator=True)
 
     @app.post("/console/tenants", include_in_schema=False)
     async def console_create(request: Request) -> Response:
@@ -197,9 +195,7 @@ def _catalog(app: FastAPI, shell: Shell) -> None:
             error=error or (None if listed.ok else listed.error_message()),
         )  # fmt: skip
 
-    @app.get("/console/plugins", include_in_schema=False)
-    async def console_plugins(request: Request) -> Response:
-        return await shell.run(request, catalog_page, operator=True)
+    shell.page_route(app, "/console/plugins", catalog_page, operator=True)
 
     @app.post("/console/plugins/{plugin_id}/{version}/{action}", include_in_schema=False)
     async def console_plugin_action(

@@ -97,9 +97,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
             notice=request.query_params.get("notice"),
         )  # fmt: skip
 
-    @app.get("/console/flags", include_in_schema=False)
-    async def flags(request: Request) -> Response:
-        return await shell.run(request, list_page, operator=True)
+    shell.page_route(app, "/console/flags", list_page, operator=True)
 
     @app.post("/console/flags", include_in_schema=False)
     async def create(request: Request) -> Response:

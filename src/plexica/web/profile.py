@@ -61,9 +61,7 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
             min_length=int(min_length),
         )  # fmt: skip
 
-    @app.get("/t/profile", include_in_schema=False)
-    async def profile(request: Request) -> Response:
-        return await shell.run(request, profile_page, operator=False)
+    shell.page_route(app, "/t/profile", profile_page, operator=False)
 
     @app.post("/t/profile/password", include_in_schema=False)
     async def change_password(request: Request) -> Response:

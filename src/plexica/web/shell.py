@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 import httpx
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
@@ -237,6 +237,14 @@ class Shell:
             return self.to_login(request)
         return response
 
+    def page_route(self, app: FastAPI, path: str, page: Handler, *, operator: bool | None) -> None:
+        """A GET route that shows ``page`` with the live session (``run``)."""
+
+        async def show(request: Request) -> Response:
+            return await self.run(request, page, operator=operator)
+
+        app.add_api_route(path, show, methods=["GET"], include_in_schema=False)
+
     async def support_over(self, request: Request, session: WebSession) -> Response:
         """A support session that expired or was refused: gone, with a message at sign-in."""
         await self.end_sessions(session.realm, session.subject, session.id)
@@ -276,26 +284,53 @@ async def redirect_or_page(
     return notice_redirect(to, notice)
 
 
+async def save_or_page(
+    request: Request,
+    session: WebSession,
+    page: PageFn,
+    form: dict[str, str],
+    errors: dict[str, str],
+    *,
+    save: Callable[[], Awaitable[ApiResult]],
+    to: str,
+    notice: str,
+) -> Response:
+    """A form checked here (``errors``), then saved by the API when nothing was wrong: to ``to``
+    with ``notice``, or ``page`` again with the form and its field errors (422), or with the
+    API's refusal when it names no field."""
+    if not errors:
+        done = await save()
+        if done.ok:
+            return notice_redirect(to, notice)
+        errors = done.field_errors()
+        if not errors:
+            return await page(
+                request, session, status=done.status, form=form, error=done.error_message()
+            )
+    return await page(request, session, status=422, form=form, errors=errors)
+
+
 async def form_fields(request: Request, names: Iterable[str]) -> dict[str, str]:
     """The named fields of the posted form, trimmed; a missing one is empty."""
     raw = await request.form()
     return {k: str(raw.get(k, "")).strip() for k in names}
 
 
+def _nav_section(title: str, links: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """A titled group of the navigation, from its links' (title, href) pairs."""
+    return {"title": title, "links": [{"title": t, "href": href} for t, href in links]}
+
+
 def console_nav() -> list[dict[str, Any]]:
-    return [
-        {
-            "title": "Operator console",
-            "links": [
-                {"title": "Tenants", "href": "/console/tenants"},
-                {"title": "Plugin catalog", "href": "/console/plugins"},
-                {"title": "Feature flags", "href": "/console/flags"},
-                {"title": "Audit log", "href": "/console/audit"},
-                {"title": "Health", "href": "/console/health"},
-                {"title": "Tenant health", "href": "/console/tenant-health"},
-            ],
-        }
+    links = [
+        ("Tenants", "/console/tenants"),
+        ("Plugin catalog", "/console/plugins"),
+        ("Feature flags", "/console/flags"),
+        ("Audit log", "/console/audit"),
+        ("Health", "/console/health"),
+        ("Tenant health", "/console/tenant-health"),
     ]
+    return [_nav_section("Operator console", links)]
 
 
 async def tenant_nav(
@@ -303,26 +338,22 @@ async def tenant_nav(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     ui = await shell.upstream.api(session, "GET", "/v1/tenant/ui")
     contributions: list[dict[str, Any]] = ui.body if ui.ok and isinstance(ui.body, list) else []
-    nav: list[dict[str, Any]] = [{"title": "Workspace", "links": [{"title": "Home", "href": "/t"}]}]
+    nav = [_nav_section("Workspace", [("Home", "/t")])]
     for c in contributions:
-        links = [
-            {"title": p["title"], "href": f"/t/p/{c['plugin_id']}/{p['id']}"}
+        pages = [
+            (p["title"], f"/t/p/{c['plugin_id']}/{p['id']}")
             for p in c["pages"]
             if p.get("navigation", True)
         ]
-        if links:
-            nav.append({"title": c["name"], "links": links})
+        if pages:
+            nav.append(_nav_section(c["name"], pages))
     if "tenant_admin" in session.roles():
-        nav.append(
-            {
-                "title": "Administration",
-                "links": [
-                    {"title": "Plugins", "href": "/t/admin/plugins"},
-                    {"title": "Users", "href": "/t/admin/users"},
-                    {"title": "Branding", "href": "/t/admin/branding"},
-                    {"title": "Support access", "href": "/t/admin/support"},
-                    {"title": "Audit log", "href": "/t/admin/audit"},
-                ],
-            }
-        )
+        admin = [
+            ("Plugins", "/t/admin/plugins"),
+            ("Users", "/t/admin/users"),
+            ("Branding", "/t/admin/branding"),
+            ("Support access", "/t/admin/support"),
+            ("Audit log", "/t/admin/audit"),
+        ]
+        nav.append(_nav_section("Administration", admin))
     return nav, contributions

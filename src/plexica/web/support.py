@@ -51,9 +51,7 @@ def _tenant_side(app: FastAPI, shell: Shell) -> None:
             request, session, answer, support_page, to="/t/admin/support", notice=done
         )
 
-    @app.get("/t/admin/support", include_in_schema=False)
-    async def admin_support(request: Request) -> Response:
-        return await shell.run(request, support_page, operator=False)
+    shell.page_route(app, "/t/admin/support", support_page, operator=False)
 
     @app.post("/t/admin/support", include_in_schema=False)
     async def admin_allow_support(request: Request) -> Response:

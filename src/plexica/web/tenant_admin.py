@@ -4,6 +4,7 @@ chosen from the host name (ADR 0092, 0093); the audit log is ``audit_page``."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 from uuid import UUID
@@ -16,7 +17,15 @@ from starlette.datastructures import UploadFile
 from plexica.tenants.schemas import LOGO_MAX_BYTES, LOGO_TYPES
 from plexica.web.branding import COLOUR_RE, ETAG_RE
 from plexica.web.session import WebSession
-from plexica.web.shell import ROLE_LABELS, PageFn, Shell, form_fields, notice_redirect, tenant_nav
+from plexica.web.shell import (
+    ROLE_LABELS,
+    PageFn,
+    Shell,
+    form_fields,
+    notice_redirect,
+    save_or_page,
+    tenant_nav,
+)
 from plexica.web.upstream import CORE
 
 NO_INVITE = {"invite_email": "", "invite_role": "member"}
@@ -101,9 +110,7 @@ def _users(app: FastAPI, shell: Shell) -> None:
         found = [u for u in listed.body if u.get("id") == user_id] if listed.ok else []
         return str(found[0]["email"]) if found else None
 
-    @app.get("/t/admin/users", include_in_schema=False)
-    async def admin_users(request: Request) -> Response:
-        return await shell.run(request, users_page, operator=False)
+    shell.page_route(app, "/t/admin/users", users_page, operator=False)
 
     @app.post("/t/admin/users", include_in_schema=False)
     async def admin_add_user(request: Request) -> Response:
@@ -249,9 +256,7 @@ def _security_admin(
             notice=request.query_params.get("notice"),
         )  # fmt: skip
 
-    @app.get("/t/admin/security", include_in_schema=False)
-    async def admin_security_page(request: Request) -> Response:
-        return await shell.run(request, security_page, operator=False)
+    shell.page_route(app, "/t/admin/security", security_page, operator=False)
 
     @app.post("/t/admin/security", include_in_schema=False)
     async def admin_security(request: Request) -> Response:
@@ -355,9 +360,7 @@ def _branding(app: FastAPI, shell: Shell) -> None:
     def back(notice: str) -> Response:
         return notice_redirect("/t/admin/branding", notice)
 
-    @app.get("/t/admin/branding", include_in_schema=False)
-    async def admin_branding(request: Request) -> Response:
-        return await shell.run(request, branding_page, operator=False)
+    shell.page_route(app, "/t/admin/branding", branding_page, operator=False)
 
     @app.post("/t/admin/branding", include_in_schema=False)
     async def admin_branding_save(request: Request) -> Response:
@@ -371,19 +374,17 @@ def _branding(app: FastAPI, shell: Shell) -> None:
                 errors["name"] = "Enter the organisation's name."
             if not COLOUR_RE.match(form["primary_color"]):
                 errors["primary_color"] = "Enter a colour as #rrggbb, for example #1d4ed8."
-            if not errors:
-                done = await shell.upstream.api(
-                    session, "PATCH", "/v1/tenant/branding", json=change
-                )
-                if done.ok:
-                    return back("Branding saved.")
-                errors = done.field_errors()
-                if not errors:
-                    return await branding_page(
-                        request, session, status=done.status, form=form,
-                        error=done.error_message(),
-                    )  # fmt: skip
-            return await branding_page(request, session, status=422, form=form, errors=errors)
+            save = partial(shell.upstream.api, session, "PATCH", "/v1/tenant/branding", json=change)
+            return await save_or_page(
+                request,
+                session,
+                branding_page,
+                form,
+                errors,
+                save=save,
+                to="/t/admin/branding",
+                notice="Branding saved.",
+            )
 
         return await shell.run(request, save, operator=False)
 

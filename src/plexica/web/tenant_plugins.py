@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from plexica.web.session import WebSession
-from plexica.web.shell import Shell, notice_redirect, redirect_or_page, tenant_nav
+from plexica.web.shell import Shell, notice_redirect, redirect_or_page, save_or_page, tenant_nav
 
 SETTING_TYPES = {"string": "text", "integer": "number", "number": "number", "boolean": "checkbox"}
 
@@ -158,29 +158,26 @@ def _settings(app: FastAPI, shell: Shell) -> None:
                 return await plugin_settings_page(request, session, plugin_id)
             path, fields = found
             values, errors = _coerce_settings(fields, form)
-            if not errors:
-                done = await shell.upstream.api(
-                    session, "PUT", f"{path}/settings", json={"settings": values}
-                )
-                if done.ok:
-                    return notice_redirect(request.url.path, "Settings saved.")
-                errors = done.field_errors()
-                if not errors:
-                    return await plugin_settings_page(
-                        request, session, plugin_id, status=done.status, form=form,
-                        error=done.error_message(),
-                    )  # fmt: skip
-            return await plugin_settings_page(
-                request, session, plugin_id, status=422, form=form, errors=errors
+            page = partial(plugin_settings_page, plugin_id=plugin_id)
+            save = partial(
+                shell.upstream.api, session, "PUT", f"{path}/settings", json={"settings": values}
+            )
+            return await save_or_page(
+                request,
+                session,
+                page,
+                form,
+                errors,
+                save=save,
+                to=request.url.path,
+                notice="Settings saved.",
             )
 
         return await shell.run(request, save, operator=False)
 
 
 def _plugins(app: FastAPI, shell: Shell) -> None:
-    @app.get("/t/admin/plugins", include_in_schema=False)
-    async def admin_plugins(request: Request) -> Response:
-        return await shell.run(request, partial(_plugins_admin, shell), operator=False)
+    shell.page_route(app, "/t/admin/plugins", partial(_plugins_admin, shell), operator=False)
 
     @app.post("/t/admin/plugins", include_in_schema=False)
     async def admin_install(request: Request) -> Response:
