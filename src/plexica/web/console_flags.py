@@ -90,9 +90,11 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
                 title="Not found", nav=console_nav(), message=got.error_message(),
             )  # fmt: skip
         changes = await shell.upstream.api(session, "GET", f"{_path(key)}/changes?limit=20")
+        variants = got.body.get("variants") or {}
         return shell.page(
             request, session, "flag.html", status, title=f"Flag {key}", nav=console_nav(),
             flag=got.body, errors=errors or {}, form=form or {}, error=error,
+            variant_options=[(v, f"{v} ({value})") for v, value in variants.items()],
             changes=changes.body if changes.ok and isinstance(changes.body, list) else [],
             notice=request.query_params.get("notice"),
         )  # fmt: skip
