@@ -31,7 +31,7 @@ def company_signin_routes(app: FastAPI, shell: Shell) -> None:
     ) -> Response:
         nav, _ = await tenant_nav(shell, session)
         found = await shell.upstream.api(session, "GET", "/v1/sso")
-        current = found.body if found.ok and isinstance(found.body, dict) else None
+        current = found.dict_body()
         form = dict(EMPTY)
         if current is not None:
             form |= {k: current[k] or "" for k in (*FIELDS, "required")}

@@ -188,7 +188,7 @@ def _catalog(app: FastAPI, shell: Shell) -> None:
         request: Request, session: WebSession, *, status: int = 200, error: str | None = None
     ) -> Response:
         listed = await shell.upstream.api(session, "GET", "/v1/plugins")
-        versions = listed.body if listed.ok and isinstance(listed.body, list) else []
+        versions = listed.list_body()
         return shell.page(
             request, session, "catalog.html", status, title="Plugin catalog", nav=console_nav(),
             versions=versions, notice=request.query_params.get("notice"),
@@ -228,7 +228,7 @@ def _catalog(app: FastAPI, shell: Shell) -> None:
     async def console_tenant_health(request: Request) -> Response:
         async def show(request: Request, session: WebSession) -> Response:
             found = await shell.upstream.api(session, "GET", "/v1/tenant-health")
-            body = found.body if found.ok and isinstance(found.body, dict) else {}
+            body = found.dict_body() or {}
             return shell.page(
                 request, session, "tenant_health.html", title="Tenant health",
                 nav=console_nav(), rows=[health_row(t) for t in body.get("tenants", [])],

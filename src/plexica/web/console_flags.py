@@ -64,7 +64,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
         error: str | None = None,
     ) -> Response:
         listed = await shell.upstream.api(session, "GET", "/v1/flags")
-        flags = listed.body if listed.ok and isinstance(listed.body, list) else []
+        flags = listed.list_body()
         return shell.page(
             request, session, "flags.html", status, title="Feature flags", nav=console_nav(),
             flags=flags, errors=errors or {}, notice=request.query_params.get("notice"),
@@ -72,6 +72,10 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
                           "variants": ""},
             error=error or (None if listed.ok else listed.error_message()),
         )  # fmt: skip
+
+    async def current(session: WebSession, key: str) -> dict[str, Any] | None:
+        got = await shell.upstream.api(session, "GET", _path(key))
+        return got.dict_body()
 
     async def flag_page(
         request: Request,
@@ -95,7 +99,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
             request, session, "flag.html", status, title=f"Flag {key}", nav=console_nav(),
             flag=got.body, errors=errors or {}, form=form or {}, error=error,
             variant_options=[(v, f"{v} ({value})") for v, value in variants.items()],
-            changes=changes.body if changes.ok and isinstance(changes.body, list) else [],
+            changes=changes.list_body(),
             notice=request.query_params.get("notice"),
         )  # fmt: skip
 
@@ -146,11 +150,11 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
     @app.get("/console/flags/{key}/toggle", include_in_schema=False)
     async def confirm_toggle(request: Request, key: str) -> Response:
         async def confirm(request: Request, session: WebSession) -> Response:
-            got = await shell.upstream.api(session, "GET", _path(key))
-            if not got.ok or not isinstance(got.body, dict):
+            flag = await current(session, key)
+            if flag is None:
                 return await flag_page(request, session, key)
-            on = bool(got.body.get("enabled"))
-            off = got.body.get("off_variant")
+            on = bool(flag.get("enabled"))
+            off = flag.get("off_variant")
             warning = (
                 f"Every tenant is served the off variant ({off}) within a second, whatever its "
                 "targeting: this is the kill switch."
@@ -193,10 +197,6 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
         done = await shell.upstream.api(session, "PATCH", _path(key), json=change)
         page = partial(flag_page, key=key, form=form)
         return await redirect_or_page(request, session, done, page, to=_page_of(key), notice=notice)
-
-    async def current(session: WebSession, key: str) -> dict[str, Any] | None:
-        got = await shell.upstream.api(session, "GET", _path(key))
-        return got.body if got.ok and isinstance(got.body, dict) else None
 
     @app.post("/console/flags/{key}/tenants", include_in_schema=False)
     async def set_override(request: Request, key: str) -> Response:

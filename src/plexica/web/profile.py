@@ -46,7 +46,7 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
     ) -> Response:
         nav, _ = await tenant_nav(shell, session)
         me = await shell.upstream.api(session, "GET", "/v1/me")
-        body = me.body if me.ok and isinstance(me.body, dict) else {}
+        body = me.dict_body() or {}
         roles = [ROLE_LABELS.get(str(r), str(r)) for r in body.get("roles", [])]
         mfa = await shell.upstream.api(session, "GET", "/v1/me/mfa")
         rules = await shell.upstream.api(session, "GET", "/v1/me/password-policy")
@@ -56,7 +56,7 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
             email=body.get("email") or "", roles=roles, errors=errors or {},
             error=error or (None if me.ok else me.error_message()), account_url=account_url,
             notice=request.query_params.get("notice"),
-            mfa=mfa.body if mfa.ok and isinstance(mfa.body, dict) else None,
+            mfa=mfa.dict_body(),
             enrolment=enrolment, recovery_codes=recovery_codes, mfa_error=mfa_error,
             min_length=int(min_length),
         )  # fmt: skip

@@ -337,7 +337,7 @@ async def tenant_nav(
     shell: Shell, session: WebSession
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     ui = await shell.upstream.api(session, "GET", "/v1/tenant/ui")
-    contributions: list[dict[str, Any]] = ui.body if ui.ok and isinstance(ui.body, list) else []
+    contributions: list[dict[str, Any]] = ui.list_body()
     nav = [_nav_section("Workspace", [("Home", "/t")])]
     for c in contributions:
         pages = [

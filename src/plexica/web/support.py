@@ -35,7 +35,7 @@ def _tenant_side(app: FastAPI, shell: Shell) -> None:
     ) -> Response:
         nav, _ = await tenant_nav(shell, session)
         got = await shell.upstream.api(session, "GET", ACCESS)
-        body = got.body if got.ok and isinstance(got.body, dict) else {}
+        body = got.dict_body() or {}
         return shell.page(
             request, session, "support.html", status, title="Support access", nav=nav,
             grant=body.get("grant"), sessions=body.get("sessions", []), hours=HOURS,

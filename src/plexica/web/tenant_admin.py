@@ -92,11 +92,11 @@ def _users(app: FastAPI, shell: Shell) -> None:
         names = list(grants)
         return shell.page(
             request, session, "users.html", status, title="Users", nav=nav,
-            users=listed.body if listed.ok and isinstance(listed.body, list) else [],
+            users=listed.list_body(),
             roles=[(r, ROLE_LABELS.get(r, r)) for r in sorted(names, key=lambda r: r != "member")],
             form=form or {"email": "", "role": "member", **NO_INVITE},
             errors=errors or {}, created=created,
-            invites=invites.body if invites.ok and isinstance(invites.body, list) else [],
+            invites=invites.list_body(),
             chosen=chosen or {}, me=session.claims().get("sub"), grants=grants,
             error=error or (None if listed.ok else listed.error_message()),
             notice=request.query_params.get("notice"),
@@ -248,7 +248,7 @@ def _security_admin(
         """``sent``: the form as the admin filled it in, shown again with ``errors``."""
         nav, _ = await tenant_nav(shell, session)
         found = await shell.upstream.api(session, "GET", "/v1/security-policy")
-        policy = found.body if found.ok and isinstance(found.body, dict) else None
+        policy = found.dict_body()
         return shell.page(
             request, session, "security.html", status, title="Sign-in security", nav=nav,
             policy=policy and {**policy, **(sent or {})}, errors=errors or {},

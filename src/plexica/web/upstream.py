@@ -32,6 +32,14 @@ class ApiResult:
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
+    def list_body(self) -> list[Any]:
+        """The answer of a call that succeeded with a list, else an empty one."""
+        return self.body if self.ok and isinstance(self.body, list) else []
+
+    def dict_body(self) -> dict[str, Any] | None:
+        """The answer of a call that succeeded with an object, else None."""
+        return self.body if self.ok and isinstance(self.body, dict) else None
+
     def error_code(self) -> str | None:
         err = self.body.get("error") if isinstance(self.body, dict) else None
         return str(err["code"]) if isinstance(err, dict) and err.get("code") else None
