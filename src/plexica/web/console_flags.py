@@ -90,7 +90,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
         got = await shell.upstream.api(session, "GET", _path(key))
         if not got.ok or not isinstance(got.body, dict):
             return shell.page(
-                request, session, "error.html", got.status if got.status >= 400 else 502,
+                request, session, "error.html", got.failure_status,
                 title="Not found", nav=console_nav(), message=got.error_message(),
             )  # fmt: skip
         changes = await shell.upstream.api(session, "GET", f"{_path(key)}/changes?limit=20")

@@ -32,6 +32,12 @@ class ApiResult:
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
+    @property
+    def failure_status(self) -> int:
+        """The status that reports this call's failure: its own error status, or 502 (bad
+        gateway) when the API answered without one but not as expected."""
+        return self.status if self.status >= 400 else 502
+
     def list_body(self) -> list[Any]:
         """The answer of a call that succeeded with a list, else an empty one."""
         return self.body if self.ok and isinstance(self.body, list) else []
