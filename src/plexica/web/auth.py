@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from plexica.identity.client import pkce_pair
 from plexica.identity.names import OPERATOR_REALM
 from plexica.web.session import LOGIN_MAX_AGE
-from plexica.web.shell import SIGNED_OUT, SUPPORT_ENDED, Shell, sign_out
+from plexica.web.shell import SIGNED_OUT, SUPPORT_ENDED, Shell, notice_redirect, sign_out
 from plexica.web.upstream import SessionExpiredError
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
@@ -101,7 +101,7 @@ def auth_routes(app: FastAPI, shell: Shell) -> None:
     ) -> Response:
         if state == SIGNED_OUT and not code:
             # Back from the provider's end-session endpoint (its post-logout redirect).
-            return RedirectResponse(f"/login?{urlencode({'notice': SIGNED_OUT_TEXT})}", 303)
+            return notice_redirect("/login", SIGNED_OUT_TEXT)
         pending = shell.signer.loads(request.cookies.get(shell.login_cookie), LOGIN_MAX_AGE)
         if (
             error

@@ -4,13 +4,12 @@ company's OpenID Connect provider, or with Keycloak its SAML provider (ADR 0248;
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from plexica.web.session import WebSession
-from plexica.web.shell import Shell, tenant_nav
+from plexica.web.shell import Shell, notice_redirect, redirect_or_page, tenant_nav
 
 FIELDS = ("display_name", "protocol", "issuer", "client_id", "metadata_url", "domains",
           "default_role")  # fmt: skip
@@ -32,7 +31,7 @@ def company_signin_routes(app: FastAPI, shell: Shell) -> None:
     ) -> Response:
         nav, _ = await tenant_nav(shell, session)
         found = await shell.upstream.api(session, "GET", "/v1/sso")
-        current = found.body if found.ok and isinstance(found.body, dict) else None
+        current = found.dict_body()
         form = dict(EMPTY)
         if current is not None:
             form |= {k: current[k] or "" for k in (*FIELDS, "required")}
@@ -54,12 +53,7 @@ def company_signin_routes(app: FastAPI, shell: Shell) -> None:
             error=error or (None if found.ok or found.status == 404 else found.error_message()),
         )  # fmt: skip
 
-    def back(notice: str) -> Response:
-        return RedirectResponse(f"/t/admin/sso?{urlencode({'notice': notice})}", status_code=303)
-
-    @app.get("/t/admin/sso", include_in_schema=False)
-    async def admin_sso_page(request: Request) -> Response:
-        return await shell.run(request, sso_page, operator=False)
+    shell.page_route(app, "/t/admin/sso", sso_page, operator=False)
 
     @app.post("/t/admin/sso", include_in_schema=False)
     async def admin_sso(request: Request) -> Response:
@@ -79,7 +73,7 @@ def company_signin_routes(app: FastAPI, shell: Shell) -> None:
                 body["client_secret"] = secret
             done = await shell.upstream.api(session, "PUT", "/v1/sso", json=body)
             if done.ok:
-                return back("Company sign-in saved.")
+                return notice_redirect("/t/admin/sso", "Company sign-in saved.")
             errors = {k: v for k, v in done.field_errors().items() if k in body}
             return await sso_page(
                 request, session, status=done.status, sent=sent, errors=errors,
@@ -92,10 +86,9 @@ def company_signin_routes(app: FastAPI, shell: Shell) -> None:
     async def admin_sso_remove(request: Request) -> Response:
         async def remove(request: Request, session: WebSession) -> Response:
             done = await shell.upstream.api(session, "DELETE", "/v1/sso")
-            if not done.ok:
-                return await sso_page(
-                    request, session, status=done.status, error=done.error_message()
-                )
-            return back("Company sign-in disconnected: everyone signs in with a password.")
+            notice = "Company sign-in disconnected: everyone signs in with a password."
+            return await redirect_or_page(
+                request, session, done, sso_page, to="/t/admin/sso", notice=notice
+            )
 
         return await shell.run(request, remove, operator=False)

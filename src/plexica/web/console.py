@@ -12,7 +12,13 @@ from fastapi.responses import RedirectResponse, Response
 
 from plexica.web.health import health_row
 from plexica.web.session import WebSession
-from plexica.web.shell import Shell, console_nav
+from plexica.web.shell import (
+    Shell,
+    console_nav,
+    form_fields,
+    notice_redirect,
+    redirect_or_page,
+)
 
 TENANT_STATES = ("provisioning", "active", "suspended", "pending_deletion", "deleted", "failed")
 CONFIRM_TEXT = {
@@ -77,29 +83,20 @@ def _tenants(app: FastAPI, shell: Shell) -> None:
             notice=notice or request.query_params.get("notice"),
         )  # fmt: skip
 
-    @app.get("/console/tenants", include_in_schema=False)
-    async def console_tenants(request: Request) -> Response:
-        return await shell.run(request, tenants_page, operator=True)
+    shell.page_route(app, "/console/tenants", tenants_page, operator=True)
 
     @app.post("/console/tenants", include_in_schema=False)
     async def console_create(request: Request) -> Response:
         async def create(request: Request, session: WebSession) -> Response:
-            raw = await request.form()
-            form = {k: str(raw.get(k, "")).strip() for k in ("slug", "name", "admin_email")}
+            form = await form_fields(request, ("slug", "name", "admin_email"))
             made = await shell.upstream.api(
                 session, "POST", "/v1/tenants", json=form, headers={"Prefer": "respond-async"}
             )
             if made.status == 202:
                 return RedirectResponse(f"/console/provisioning/{quote(form['slug'])}", 303)
             if made.ok:
-                notice = f"Tenant {form['slug']} created."
-                return RedirectResponse(
-                    f"/console/tenants?{urlencode({'notice': notice})}", status_code=303
-                )
-            errors = made.field_errors()
-            code = made.body.get("error", {}).get("code") if isinstance(made.body, dict) else None
-            if code in TENANT_FIELD_CODES:
-                errors[TENANT_FIELD_CODES[str(code)]] = made.error_message()
+                return notice_redirect("/console/tenants", f"Tenant {form['slug']} created.")
+            errors = made.form_errors(TENANT_FIELD_CODES)
             return await tenants_page(
                 request, session, status=made.status if made.status < 500 else 502, form=form,
                 errors=errors, error=None if errors else made.error_message(),
@@ -135,7 +132,6 @@ def _tenants(app: FastAPI, shell: Shell) -> None:
     @app.post("/console/tenants/{slug}/admin-invite", include_in_schema=False)
     async def console_invite_admin(request: Request, slug: str) -> Response:
         async def send(request: Request, session: WebSession) -> Response:
-            page = f"/console/tenants/{quote(slug, safe='')}"
             sent = await shell.upstream.api(
                 session, "POST", f"/v1/tenants/{quote(slug, safe='')}/admin-invite"
             )
@@ -144,18 +140,21 @@ def _tenants(app: FastAPI, shell: Shell) -> None:
                 if sent.ok
                 else sent.error_message()
             )
-            return RedirectResponse(f"{page}?{urlencode({'notice': notice})}", status_code=303)
+            return notice_redirect(f"/console/tenants/{quote(slug, safe='')}", notice)
 
         return await shell.run(request, send, operator=True)
+
+    def no_such_action(request: Request, session: WebSession) -> Response:
+        return shell.page(
+            request, session, "error.html", 404, title="Not found",
+            message="No such action.", nav=console_nav(),
+        )  # fmt: skip
 
     @app.get("/console/tenants/{slug}/{action}", include_in_schema=False)
     async def console_confirm(request: Request, slug: str, action: str) -> Response:
         async def confirm(request: Request, session: WebSession) -> Response:
             if action not in CONFIRM_TEXT:
-                return shell.page(
-                    request, session, "error.html", 404, title="Not found",
-                    message="No such action.", nav=console_nav(),
-                )  # fmt: skip
+                return no_such_action(request, session)
             return shell.page(
                 request, session, "confirm.html", title=f"{action} {slug}", nav=console_nav(),
                 heading=f"{action.capitalize()} tenant {slug}?", warning=CONFIRM_TEXT[action],
@@ -170,22 +169,15 @@ def _tenants(app: FastAPI, shell: Shell) -> None:
     async def console_act(request: Request, slug: str, action: str) -> Response:
         async def act(request: Request, session: WebSession) -> Response:
             if action not in CONFIRM_TEXT:
-                return shell.page(
-                    request, session, "error.html", 404, title="Not found",
-                    message="No such action.", nav=console_nav(),
-                )  # fmt: skip
+                return no_such_action(request, session)
             path = f"/v1/tenants/{quote(slug, safe='')}"
             if action == "delete":
                 done = await shell.upstream.api(session, "DELETE", path)
             else:
                 done = await shell.upstream.api(session, "POST", f"{path}/{action}")
-            if not done.ok:
-                return await tenants_page(
-                    request, session, status=done.status, error=done.error_message()
-                )
             notice = f"Tenant {slug}: {action} done."
-            return RedirectResponse(
-                f"/console/tenants?{urlencode({'notice': notice})}", status_code=303
+            return await redirect_or_page(
+                request, session, done, tenants_page, to="/console/tenants", notice=notice
             )
 
         return await shell.run(request, act, operator=True)
@@ -196,16 +188,14 @@ def _catalog(app: FastAPI, shell: Shell) -> None:
         request: Request, session: WebSession, *, status: int = 200, error: str | None = None
     ) -> Response:
         listed = await shell.upstream.api(session, "GET", "/v1/plugins")
-        versions = listed.body if listed.ok and isinstance(listed.body, list) else []
+        versions = listed.list_body()
         return shell.page(
             request, session, "catalog.html", status, title="Plugin catalog", nav=console_nav(),
             versions=versions, notice=request.query_params.get("notice"),
             error=error or (None if listed.ok else listed.error_message()),
         )  # fmt: skip
 
-    @app.get("/console/plugins", include_in_schema=False)
-    async def console_plugins(request: Request) -> Response:
-        return await shell.run(request, catalog_page, operator=True)
+    shell.page_route(app, "/console/plugins", catalog_page, operator=True)
 
     @app.post("/console/plugins/{plugin_id}/{version}/{action}", include_in_schema=False)
     async def console_plugin_action(
@@ -216,12 +206,10 @@ def _catalog(app: FastAPI, shell: Shell) -> None:
                 return await catalog_page(request, session, status=404, error="No such action.")
             path = f"/v1/plugins/{quote(plugin_id, safe='')}/versions/{quote(version, safe='')}"
             done = await shell.upstream.api(session, "POST", f"{path}/{action}")
-            if not done.ok:
-                return await catalog_page(
-                    request, session, status=done.status, error=done.error_message()
-                )
             notice = f"{plugin_id} {version}: {action} done."
-            return RedirectResponse(f"/console/plugins?{urlencode({'notice': notice})}", 303)
+            return await redirect_or_page(
+                request, session, done, catalog_page, to="/console/plugins", notice=notice
+            )
 
         return await shell.run(request, act, operator=True)
 
@@ -240,7 +228,7 @@ def _catalog(app: FastAPI, shell: Shell) -> None:
     async def console_tenant_health(request: Request) -> Response:
         async def show(request: Request, session: WebSession) -> Response:
             found = await shell.upstream.api(session, "GET", "/v1/tenant-health")
-            body = found.body if found.ok and isinstance(found.body, dict) else {}
+            body = found.dict_body() or {}
             return shell.page(
                 request, session, "tenant_health.html", title="Tenant health",
                 nav=console_nav(), rows=[health_row(t) for t in body.get("tenants", [])],

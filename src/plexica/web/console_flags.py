@@ -6,17 +6,21 @@ and removals go through a confirmation page; every form carries the session's CS
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from functools import partial
+from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from plexica.web.session import WebSession
-from plexica.web.shell import Shell, console_nav
-
-if TYPE_CHECKING:
-    from plexica.web.upstream import ApiResult
+from plexica.web.shell import (
+    Shell,
+    console_nav,
+    form_fields,
+    notice_redirect,
+    redirect_or_page,
+)
 
 FLAG_KEY_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,127}$")
 VARIANT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -49,18 +53,7 @@ def parse_variants(text: str) -> tuple[dict[str, str] | None, str | None]:
     return variants, None
 
 
-def _field_errors(result: ApiResult) -> dict[str, str]:
-    errors = result.field_errors()
-    code = result.body.get("error", {}).get("code") if isinstance(result.body, dict) else None
-    if code in FLAG_FIELD_CODES and not errors:
-        errors[FLAG_FIELD_CODES[str(code)]] = result.error_message()
-    return errors
-
-
 def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 - one route set
-    def notice_to(path: str, notice: str) -> RedirectResponse:
-        return RedirectResponse(f"{path}?{urlencode({'notice': notice})}", status_code=303)
-
     async def list_page(
         request: Request,
         session: WebSession,
@@ -71,7 +64,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
         error: str | None = None,
     ) -> Response:
         listed = await shell.upstream.api(session, "GET", "/v1/flags")
-        flags = listed.body if listed.ok and isinstance(listed.body, list) else []
+        flags = listed.list_body()
         return shell.page(
             request, session, "flags.html", status, title="Feature flags", nav=console_nav(),
             flags=flags, errors=errors or {}, notice=request.query_params.get("notice"),
@@ -79,6 +72,10 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
                           "variants": ""},
             error=error or (None if listed.ok else listed.error_message()),
         )  # fmt: skip
+
+    async def current(session: WebSession, key: str) -> dict[str, Any] | None:
+        got = await shell.upstream.api(session, "GET", _path(key))
+        return got.dict_body()
 
     async def flag_page(
         request: Request,
@@ -93,27 +90,25 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
         got = await shell.upstream.api(session, "GET", _path(key))
         if not got.ok or not isinstance(got.body, dict):
             return shell.page(
-                request, session, "error.html", got.status if got.status >= 400 else 502,
+                request, session, "error.html", got.failure_status,
                 title="Not found", nav=console_nav(), message=got.error_message(),
             )  # fmt: skip
         changes = await shell.upstream.api(session, "GET", f"{_path(key)}/changes?limit=20")
+        variants = got.body.get("variants") or {}
         return shell.page(
             request, session, "flag.html", status, title=f"Flag {key}", nav=console_nav(),
             flag=got.body, errors=errors or {}, form=form or {}, error=error,
-            changes=changes.body if changes.ok and isinstance(changes.body, list) else [],
+            variant_options=[(v, f"{v} ({value})") for v, value in variants.items()],
+            changes=changes.list_body(),
             notice=request.query_params.get("notice"),
         )  # fmt: skip
 
-    @app.get("/console/flags", include_in_schema=False)
-    async def flags(request: Request) -> Response:
-        return await shell.run(request, list_page, operator=True)
+    shell.page_route(app, "/console/flags", list_page, operator=True)
 
     @app.post("/console/flags", include_in_schema=False)
     async def create(request: Request) -> Response:
         async def made(request: Request, session: WebSession) -> Response:
-            raw = await request.form()
-            names = ("key", "description", "kind", "default", "variants")
-            form = {k: str(raw.get(k, "")).strip() for k in names}
+            form = await form_fields(request, ("key", "description", "kind", "default", "variants"))
             errors: dict[str, str] = {}
             if not FLAG_KEY_RE.match(form["key"]):
                 errors["key"] = (
@@ -136,12 +131,12 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
                 return await list_page(request, session, status=422, form=form, errors=errors)
             done = await shell.upstream.api(session, "POST", "/v1/flags", json=body)
             if not done.ok:
-                errors = _field_errors(done)
+                errors = done.form_errors(FLAG_FIELD_CODES)
                 return await list_page(
                     request, session, status=done.status, form=form, errors=errors,
                     error=None if errors else done.error_message(),
                 )  # fmt: skip
-            return notice_to(_page_of(form["key"]), f"Flag {form['key']} created.")
+            return notice_redirect(_page_of(form["key"]), f"Flag {form['key']} created.")
 
         return await shell.run(request, made, operator=True)
 
@@ -155,11 +150,11 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
     @app.get("/console/flags/{key}/toggle", include_in_schema=False)
     async def confirm_toggle(request: Request, key: str) -> Response:
         async def confirm(request: Request, session: WebSession) -> Response:
-            got = await shell.upstream.api(session, "GET", _path(key))
-            if not got.ok or not isinstance(got.body, dict):
+            flag = await current(session, key)
+            if flag is None:
                 return await flag_page(request, session, key)
-            on = bool(got.body.get("enabled"))
-            off = got.body.get("off_variant")
+            on = bool(flag.get("enabled"))
+            off = flag.get("off_variant")
             warning = (
                 f"Every tenant is served the off variant ({off}) within a second, whatever its "
                 "targeting: this is the kill switch."
@@ -182,11 +177,11 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
             done = await shell.upstream.api(
                 session, "POST", f"{_path(key)}/toggle", json={"enabled": enabled}
             )
-            if not done.ok:
-                return await flag_page(
-                    request, session, key, status=done.status, error=done.error_message()
-                )
-            return notice_to(_page_of(key), f"Flag {key} is {'on' if enabled else 'off'}.")
+            notice = f"Flag {key} is {'on' if enabled else 'off'}."
+            page = partial(flag_page, key=key)
+            return await redirect_or_page(
+                request, session, done, page, to=_page_of(key), notice=notice
+            )
 
         return await shell.run(request, act, operator=True)
 
@@ -200,22 +195,13 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
         form: dict[str, str],
     ) -> Response:
         done = await shell.upstream.api(session, "PATCH", _path(key), json=change)
-        if not done.ok:
-            return await flag_page(
-                request, session, key, status=done.status, form=form,
-                error=done.error_message(),
-            )  # fmt: skip
-        return notice_to(_page_of(key), notice)
-
-    async def current(session: WebSession, key: str) -> dict[str, Any] | None:
-        got = await shell.upstream.api(session, "GET", _path(key))
-        return got.body if got.ok and isinstance(got.body, dict) else None
+        page = partial(flag_page, key=key, form=form)
+        return await redirect_or_page(request, session, done, page, to=_page_of(key), notice=notice)
 
     @app.post("/console/flags/{key}/tenants", include_in_schema=False)
     async def set_override(request: Request, key: str) -> Response:
         async def act(request: Request, session: WebSession) -> Response:
-            raw = await request.form()
-            form = {k: str(raw.get(k, "")).strip() for k in ("tenant", "variant")}
+            form = await form_fields(request, ("tenant", "variant"))
             flag = await current(session, key)
             if flag is None:
                 return await flag_page(request, session, key)
@@ -268,8 +254,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
     @app.post("/console/flags/{key}/rollout", include_in_schema=False)
     async def set_rollout(request: Request, key: str) -> Response:
         async def act(request: Request, session: WebSession) -> Response:
-            raw = await request.form()
-            form = {k: str(raw.get(k, "")).strip() for k in ("rollout_variant", "percentage")}
+            form = await form_fields(request, ("rollout_variant", "percentage"))
             flag = await current(session, key)
             if flag is None:
                 return await flag_page(request, session, key)

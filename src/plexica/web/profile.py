@@ -6,13 +6,12 @@ the user's other sign-in sessions; the shell ends their other web sessions too, 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from plexica.web.session import WebSession
-from plexica.web.shell import ROLE_LABELS, Shell, tenant_nav
+from plexica.web.shell import ROLE_LABELS, Shell, notice_redirect, tenant_nav
 
 FIELDS = ("current_password", "new_password", "confirm")
 CURRENT, NEW, CONFIRM = FIELDS
@@ -47,7 +46,7 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
     ) -> Response:
         nav, _ = await tenant_nav(shell, session)
         me = await shell.upstream.api(session, "GET", "/v1/me")
-        body = me.body if me.ok and isinstance(me.body, dict) else {}
+        body = me.dict_body() or {}
         roles = [ROLE_LABELS.get(str(r), str(r)) for r in body.get("roles", [])]
         mfa = await shell.upstream.api(session, "GET", "/v1/me/mfa")
         rules = await shell.upstream.api(session, "GET", "/v1/me/password-policy")
@@ -57,14 +56,12 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
             email=body.get("email") or "", roles=roles, errors=errors or {},
             error=error or (None if me.ok else me.error_message()), account_url=account_url,
             notice=request.query_params.get("notice"),
-            mfa=mfa.body if mfa.ok and isinstance(mfa.body, dict) else None,
+            mfa=mfa.dict_body(),
             enrolment=enrolment, recovery_codes=recovery_codes, mfa_error=mfa_error,
             min_length=int(min_length),
         )  # fmt: skip
 
-    @app.get("/t/profile", include_in_schema=False)
-    async def profile(request: Request) -> Response:
-        return await shell.run(request, profile_page, operator=False)
+    shell.page_route(app, "/t/profile", profile_page, operator=False)
 
     @app.post("/t/profile/password", include_in_schema=False)
     async def change_password(request: Request) -> Response:
@@ -98,7 +95,7 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
             notice = "Your password was changed." + (
                 f" {ended} other session{'s' * (ended != 1)} signed out." if ended else ""
             )
-            return RedirectResponse(f"/t/profile?{urlencode({'notice': notice})}", 303)
+            return notice_redirect("/t/profile", notice)
 
         return await shell.run(request, change, operator=False)
 
@@ -149,8 +146,7 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
                     request, session, status=done.status,
                     mfa_error=WRONG_CODE if done.status == 422 else done.error_message(),
                 )  # fmt: skip
-            notice = "Two-step verification is off."
-            return RedirectResponse(f"/t/profile?{urlencode({'notice': notice})}", 303)
+            return notice_redirect("/t/profile", "Two-step verification is off.")
 
         return await shell.run(request, disable, operator=False)
 

@@ -77,9 +77,9 @@ def provisioning_routes(app: FastAPI, shell: Shell) -> None:
             )
             if not got.ok or not isinstance(got.body, dict):
                 if live:
-                    return Response(status_code=got.status if got.status >= 400 else 502)
+                    return Response(status_code=got.failure_status)
                 return shell.page(
-                    request, session, "error.html", got.status if got.status >= 400 else 502,
+                    request, session, "error.html", got.failure_status,
                     title="Not found", nav=console_nav(), message=got.error_message(),
                 )  # fmt: skip
             status = progress_view(got.body)
@@ -106,7 +106,7 @@ def provisioning_routes(app: FastAPI, shell: Shell) -> None:
             )  # fmt: skip
             if not done.ok:
                 return shell.page(
-                    request, session, "error.html", done.status if done.status >= 400 else 502,
+                    request, session, "error.html", done.failure_status,
                     title="Retry refused", nav=console_nav(), message=done.error_message(),
                 )  # fmt: skip
             return RedirectResponse(page, status_code=303)

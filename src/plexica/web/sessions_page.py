@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
 from uuid import UUID
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from plexica.identity.names import OPERATOR_REALM
 from plexica.web.session import WebSession
-from plexica.web.shell import Shell, console_nav, sign_out, tenant_nav
+from plexica.web.shell import Shell, console_nav, notice_redirect, sign_out, tenant_nav
 from plexica.web.store import agent_summary
 
 
@@ -63,6 +62,6 @@ def sessions_routes(app: FastAPI, shell: Shell) -> None:
             if chosen is not None:
                 ended = await shell.end_sessions(session.realm, session.subject, chosen)
             notice = "The session was ended." if ended else "That session had already ended."
-            return RedirectResponse(f"/sessions?{urlencode({'notice': notice})}", 303)
+            return notice_redirect("/sessions", notice)
 
         return await shell.run(request, end, operator=None)

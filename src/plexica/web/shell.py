@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
 import httpx
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
@@ -34,6 +34,7 @@ from plexica.web.session import (
 from plexica.web.store import MAX_LIFETIME, SessionStore
 from plexica.web.upstream import (
     REFRESH_MARGIN,
+    ApiResult,
     SessionExpiredError,
     Upstream,
 )
@@ -55,6 +56,8 @@ SUPPORT_OVER = "Your support session has ended: it expired, or the tenant withdr
 WEB_POOL_SIZE = 4
 
 Handler = Callable[[Request, WebSession], Awaitable[Response]]
+# A page drawn again after a form, with ``status``, ``error`` and what else it takes.
+PageFn = Callable[..., Awaitable[Response]]
 
 
 class Shell:
@@ -234,6 +237,14 @@ class Shell:
             return self.to_login(request)
         return response
 
+    def page_route(self, app: FastAPI, path: str, page: Handler, *, operator: bool | None) -> None:
+        """A GET route that shows ``page`` with the live session (``run``)."""
+
+        async def show(request: Request) -> Response:
+            return await self.run(request, page, operator=operator)
+
+        app.add_api_route(path, show, methods=["GET"], include_in_schema=False)
+
     async def support_over(self, request: Request, session: WebSession) -> Response:
         """A support session that expired or was refused: gone, with a message at sign-in."""
         await self.end_sessions(session.realm, session.subject, session.id)
@@ -259,47 +270,90 @@ async def sign_out(shell: Shell, request: Request, session: WebSession) -> Respo
     return response
 
 
+def notice_redirect(path: str, notice: str) -> RedirectResponse:
+    """Post/redirect/get: the page at ``path`` shows ``notice`` once."""
+    return RedirectResponse(f"{path}?{urlencode({'notice': notice})}", status_code=303)
+
+
+async def redirect_or_page(
+    request: Request, session: WebSession, done: ApiResult, page: PageFn, *, to: str, notice: str
+) -> Response:
+    """After a form's API call: to ``to`` with ``notice``, or ``page`` again with the refusal."""
+    if not done.ok:
+        return await page(request, session, status=done.status, error=done.error_message())
+    return notice_redirect(to, notice)
+
+
+async def save_or_page(
+    request: Request,
+    session: WebSession,
+    page: PageFn,
+    form: dict[str, str],
+    errors: dict[str, str],
+    *,
+    save: Callable[[], Awaitable[ApiResult]],
+    to: str,
+    notice: str,
+) -> Response:
+    """A form checked here (``errors``), then saved by the API when nothing was wrong: to ``to``
+    with ``notice``, or ``page`` again with the form and its field errors (422), or with the
+    API's refusal when it names no field."""
+    if not errors:
+        done = await save()
+        if done.ok:
+            return notice_redirect(to, notice)
+        errors = done.field_errors()
+        if not errors:
+            return await page(
+                request, session, status=done.status, form=form, error=done.error_message()
+            )
+    return await page(request, session, status=422, form=form, errors=errors)
+
+
+async def form_fields(request: Request, names: Iterable[str]) -> dict[str, str]:
+    """The named fields of the posted form, trimmed; a missing one is empty."""
+    raw = await request.form()
+    return {k: str(raw.get(k, "")).strip() for k in names}
+
+
+def _nav_section(title: str, links: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """A titled group of the navigation, from its links' (title, href) pairs."""
+    return {"title": title, "links": [{"title": t, "href": href} for t, href in links]}
+
+
 def console_nav() -> list[dict[str, Any]]:
-    return [
-        {
-            "title": "Operator console",
-            "links": [
-                {"title": "Tenants", "href": "/console/tenants"},
-                {"title": "Plugin catalog", "href": "/console/plugins"},
-                {"title": "Feature flags", "href": "/console/flags"},
-                {"title": "Audit log", "href": "/console/audit"},
-                {"title": "Health", "href": "/console/health"},
-                {"title": "Tenant health", "href": "/console/tenant-health"},
-            ],
-        }
+    links = [
+        ("Tenants", "/console/tenants"),
+        ("Plugin catalog", "/console/plugins"),
+        ("Feature flags", "/console/flags"),
+        ("Audit log", "/console/audit"),
+        ("Health", "/console/health"),
+        ("Tenant health", "/console/tenant-health"),
     ]
+    return [_nav_section("Operator console", links)]
 
 
 async def tenant_nav(
     shell: Shell, session: WebSession
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     ui = await shell.upstream.api(session, "GET", "/v1/tenant/ui")
-    contributions: list[dict[str, Any]] = ui.body if ui.ok and isinstance(ui.body, list) else []
-    nav: list[dict[str, Any]] = [{"title": "Workspace", "links": [{"title": "Home", "href": "/t"}]}]
+    contributions: list[dict[str, Any]] = ui.list_body()
+    nav = [_nav_section("Workspace", [("Home", "/t")])]
     for c in contributions:
-        links = [
-            {"title": p["title"], "href": f"/t/p/{c['plugin_id']}/{p['id']}"}
+        pages = [
+            (p["title"], f"/t/p/{c['plugin_id']}/{p['id']}")
             for p in c["pages"]
             if p.get("navigation", True)
         ]
-        if links:
-            nav.append({"title": c["name"], "links": links})
+        if pages:
+            nav.append(_nav_section(c["name"], pages))
     if "tenant_admin" in session.roles():
-        nav.append(
-            {
-                "title": "Administration",
-                "links": [
-                    {"title": "Plugins", "href": "/t/admin/plugins"},
-                    {"title": "Users", "href": "/t/admin/users"},
-                    {"title": "Branding", "href": "/t/admin/branding"},
-                    {"title": "Support access", "href": "/t/admin/support"},
-                    {"title": "Audit log", "href": "/t/admin/audit"},
-                ],
-            }
-        )
+        admin = [
+            ("Plugins", "/t/admin/plugins"),
+            ("Users", "/t/admin/users"),
+            ("Branding", "/t/admin/branding"),
+            ("Support access", "/t/admin/support"),
+            ("Audit log", "/t/admin/audit"),
+        ]
+        nav.append(_nav_section("Administration", admin))
     return nav, contributions

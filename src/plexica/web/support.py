@@ -5,13 +5,20 @@ session shows (``Shell.page``)."""
 from __future__ import annotations
 
 import time
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
 from plexica.web.session import WebSession
-from plexica.web.shell import SUPPORT_ENDED, Shell, console_nav, tenant_nav
+from plexica.web.shell import (
+    SUPPORT_ENDED,
+    Shell,
+    console_nav,
+    notice_redirect,
+    redirect_or_page,
+    tenant_nav,
+)
 
 ACCESS = "/v1/support-access"
 HOURS = [(h, f"{h} hours" if h > 1 else "1 hour") for h in (1, 4, 8, 24, 72)]
@@ -28,7 +35,7 @@ def _tenant_side(app: FastAPI, shell: Shell) -> None:
     ) -> Response:
         nav, _ = await tenant_nav(shell, session)
         got = await shell.upstream.api(session, "GET", ACCESS)
-        body = got.body if got.ok and isinstance(got.body, dict) else {}
+        body = got.dict_body() or {}
         return shell.page(
             request, session, "support.html", status, title="Support access", nav=nav,
             grant=body.get("grant"), sessions=body.get("sessions", []), hours=HOURS,
@@ -40,15 +47,11 @@ def _tenant_side(app: FastAPI, shell: Shell) -> None:
         form = await request.form()
         payload = {"json": {"hours": str(form.get("hours", ""))}} if method == "PUT" else {}
         answer = await shell.upstream.api(session, method, ACCESS, **payload)
-        if not answer.ok:
-            return await support_page(
-                request, session, status=answer.status, error=answer.error_message()
-            )
-        return RedirectResponse(f"/t/admin/support?{urlencode({'notice': done})}", 303)
+        return await redirect_or_page(
+            request, session, answer, support_page, to="/t/admin/support", notice=done
+        )
 
-    @app.get("/t/admin/support", include_in_schema=False)
-    async def admin_support(request: Request) -> Response:
-        return await shell.run(request, support_page, operator=False)
+    shell.page_route(app, "/t/admin/support", support_page, operator=False)
 
     @app.post("/t/admin/support", include_in_schema=False)
     async def admin_allow_support(request: Request) -> Response:
@@ -99,7 +102,7 @@ def _operator_side(app: FastAPI, shell: Shell) -> None:
                 await shell.upstream.api(session, "POST", "/v1/support-sessions/current/end")
             assert session.id is not None
             await shell.end_sessions(session.realm, session.subject, session.id)
-            response = RedirectResponse(f"/login?{urlencode({'notice': SUPPORT_ENDED})}", 303)
+            response = notice_redirect("/login", SUPPORT_ENDED)
             shell.forget(response)
             return response
 

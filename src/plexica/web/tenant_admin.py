@@ -4,23 +4,31 @@ chosen from the host name (ADR 0092, 0093); the audit log is ``audit_page``."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 from uuid import UUID
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from plexica.tenants.schemas import LOGO_MAX_BYTES, LOGO_TYPES
 from plexica.web.branding import COLOUR_RE, ETAG_RE
 from plexica.web.session import WebSession
-from plexica.web.shell import ROLE_LABELS, Shell, tenant_nav
+from plexica.web.shell import (
+    ROLE_LABELS,
+    PageFn,
+    Shell,
+    form_fields,
+    notice_redirect,
+    save_or_page,
+    tenant_nav,
+)
 from plexica.web.upstream import CORE
 
 NO_INVITE = {"invite_email": "", "invite_role": "member"}
-PageFn = Callable[..., Awaitable[Response]]
 # Requests that never depend on the tenant of the host.
 HOSTLESS_PREFIXES = ("/static/", "/health", "/ready", "/metrics")
 
@@ -84,33 +92,30 @@ def _users(app: FastAPI, shell: Shell) -> None:
         names = list(grants)
         return shell.page(
             request, session, "users.html", status, title="Users", nav=nav,
-            users=listed.body if listed.ok and isinstance(listed.body, list) else [],
+            users=listed.list_body(),
             roles=[(r, ROLE_LABELS.get(r, r)) for r in sorted(names, key=lambda r: r != "member")],
             form=form or {"email": "", "role": "member", **NO_INVITE},
             errors=errors or {}, created=created,
-            invites=invites.body if invites.ok and isinstance(invites.body, list) else [],
+            invites=invites.list_body(),
             chosen=chosen or {}, me=session.claims().get("sub"), grants=grants,
             error=error or (None if listed.ok else listed.error_message()),
             notice=request.query_params.get("notice"),
         )  # fmt: skip
 
-    def back(notice: str) -> RedirectResponse:
-        return RedirectResponse(f"/t/admin/users?{urlencode({'notice': notice})}", 303)
+    def back(notice: str) -> Response:
+        return notice_redirect("/t/admin/users", notice)
 
     async def email_of(session: WebSession, user_id: str) -> str | None:
         listed = await shell.upstream.api(session, "GET", "/v1/users")
         found = [u for u in listed.body if u.get("id") == user_id] if listed.ok else []
         return str(found[0]["email"]) if found else None
 
-    @app.get("/t/admin/users", include_in_schema=False)
-    async def admin_users(request: Request) -> Response:
-        return await shell.run(request, users_page, operator=False)
+    shell.page_route(app, "/t/admin/users", users_page, operator=False)
 
     @app.post("/t/admin/users", include_in_schema=False)
     async def admin_add_user(request: Request) -> Response:
         async def add(request: Request, session: WebSession) -> Response:
-            raw = await request.form()
-            form = {k: str(raw.get(k, "")).strip() for k in ("email", "role")}
+            form = await form_fields(request, ("email", "role"))
             made = await shell.upstream.api(
                 session, "POST", "/v1/users", json={"email": form["email"], "roles": [form["role"]]}
             )
@@ -243,7 +248,7 @@ def _security_admin(
         """``sent``: the form as the admin filled it in, shown again with ``errors``."""
         nav, _ = await tenant_nav(shell, session)
         found = await shell.upstream.api(session, "GET", "/v1/security-policy")
-        policy = found.body if found.ok and isinstance(found.body, dict) else None
+        policy = found.dict_body()
         return shell.page(
             request, session, "security.html", status, title="Sign-in security", nav=nav,
             policy=policy and {**policy, **(sent or {})}, errors=errors or {},
@@ -251,9 +256,7 @@ def _security_admin(
             notice=request.query_params.get("notice"),
         )  # fmt: skip
 
-    @app.get("/t/admin/security", include_in_schema=False)
-    async def admin_security_page(request: Request) -> Response:
-        return await shell.run(request, security_page, operator=False)
+    shell.page_route(app, "/t/admin/security", security_page, operator=False)
 
     @app.post("/t/admin/security", include_in_schema=False)
     async def admin_security(request: Request) -> Response:
@@ -280,7 +283,7 @@ def _security_admin(
                 "Two-step verification is required: users without it set it up at their next "
                 "sign-in." if required else "Two-step verification is optional."
             )  # fmt: skip
-            return RedirectResponse(f"/t/admin/security?{urlencode({'notice': notice})}", 303)
+            return notice_redirect("/t/admin/security", notice)
 
         return await shell.run(request, save, operator=False)
 
@@ -293,8 +296,7 @@ def _invite_admin(
     @app.post("/t/admin/invites", include_in_schema=False)
     async def admin_invite(request: Request) -> Response:
         async def send(request: Request, session: WebSession) -> Response:
-            raw = await request.form()
-            form = {k: str(raw.get(k, "")).strip() for k in ("invite_email", "invite_role")}
+            form = await form_fields(request, ("invite_email", "invite_role"))
             made = await shell.upstream.api(
                 session, "POST", "/v1/invites",
                 json={"email": form["invite_email"], "roles": [form["invite_role"]]},
@@ -355,12 +357,10 @@ def _branding(app: FastAPI, shell: Shell) -> None:
             logo=brand.logo if brand else None, notice=request.query_params.get("notice"),
         )  # fmt: skip
 
-    def back(notice: str) -> RedirectResponse:
-        return RedirectResponse(f"/t/admin/branding?{urlencode({'notice': notice})}", 303)
+    def back(notice: str) -> Response:
+        return notice_redirect("/t/admin/branding", notice)
 
-    @app.get("/t/admin/branding", include_in_schema=False)
-    async def admin_branding(request: Request) -> Response:
-        return await shell.run(request, branding_page, operator=False)
+    shell.page_route(app, "/t/admin/branding", branding_page, operator=False)
 
     @app.post("/t/admin/branding", include_in_schema=False)
     async def admin_branding_save(request: Request) -> Response:
@@ -374,19 +374,17 @@ def _branding(app: FastAPI, shell: Shell) -> None:
                 errors["name"] = "Enter the organisation's name."
             if not COLOUR_RE.match(form["primary_color"]):
                 errors["primary_color"] = "Enter a colour as #rrggbb, for example #1d4ed8."
-            if not errors:
-                done = await shell.upstream.api(
-                    session, "PATCH", "/v1/tenant/branding", json=change
-                )
-                if done.ok:
-                    return back("Branding saved.")
-                errors = done.field_errors()
-                if not errors:
-                    return await branding_page(
-                        request, session, status=done.status, form=form,
-                        error=done.error_message(),
-                    )  # fmt: skip
-            return await branding_page(request, session, status=422, form=form, errors=errors)
+            save = partial(shell.upstream.api, session, "PATCH", "/v1/tenant/branding", json=change)
+            return await save_or_page(
+                request,
+                session,
+                branding_page,
+                form,
+                errors,
+                save=save,
+                to="/t/admin/branding",
+                notice="Branding saved.",
+            )
 
         return await shell.run(request, save, operator=False)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from functools import partial
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from plexica.web.session import WebSession
-from plexica.web.shell import Shell, tenant_nav
+from plexica.web.shell import Shell, notice_redirect, redirect_or_page, save_or_page, tenant_nav
 
 SETTING_TYPES = {"string": "text", "integer": "number", "number": "number", "boolean": "checkbox"}
 
@@ -158,30 +158,26 @@ def _settings(app: FastAPI, shell: Shell) -> None:
                 return await plugin_settings_page(request, session, plugin_id)
             path, fields = found
             values, errors = _coerce_settings(fields, form)
-            if not errors:
-                done = await shell.upstream.api(
-                    session, "PUT", f"{path}/settings", json={"settings": values}
-                )
-                if done.ok:
-                    notice = urlencode({"notice": "Settings saved."})
-                    return RedirectResponse(f"{request.url.path}?{notice}", 303)
-                errors = done.field_errors()
-                if not errors:
-                    return await plugin_settings_page(
-                        request, session, plugin_id, status=done.status, form=form,
-                        error=done.error_message(),
-                    )  # fmt: skip
-            return await plugin_settings_page(
-                request, session, plugin_id, status=422, form=form, errors=errors
+            page = partial(plugin_settings_page, plugin_id=plugin_id)
+            save = partial(
+                shell.upstream.api, session, "PUT", f"{path}/settings", json={"settings": values}
+            )
+            return await save_or_page(
+                request,
+                session,
+                page,
+                form,
+                errors,
+                save=save,
+                to=request.url.path,
+                notice="Settings saved.",
             )
 
         return await shell.run(request, save, operator=False)
 
 
 def _plugins(app: FastAPI, shell: Shell) -> None:
-    @app.get("/t/admin/plugins", include_in_schema=False)
-    async def admin_plugins(request: Request) -> Response:
-        return await shell.run(request, partial(_plugins_admin, shell), operator=False)
+    shell.page_route(app, "/t/admin/plugins", partial(_plugins_admin, shell), operator=False)
 
     @app.post("/t/admin/plugins", include_in_schema=False)
     async def admin_install(request: Request) -> Response:
@@ -198,12 +194,11 @@ def _plugins(app: FastAPI, shell: Shell) -> None:
                 session, "POST", f"/v1/tenants/{tenant_id}/plugins",
                 json={"plugin_id": plugin, "version": version},
             )  # fmt: skip
-            if not done.ok:
-                return await _plugins_admin(
-                    shell, request, session, status=done.status, error=done.error_message()
-                )
+            page = partial(_plugins_admin, shell)
             notice = f"Plugin {plugin} installed."
-            return RedirectResponse(f"/t/admin/plugins?{urlencode({'notice': notice})}", 303)
+            return await redirect_or_page(
+                request, session, done, page, to="/t/admin/plugins", notice=notice
+            )
 
         return await shell.run(request, install, operator=False)
 
@@ -246,6 +241,6 @@ def _plugins(app: FastAPI, shell: Shell) -> None:
             notice = f"Plugin {plugin_id}: {action} done."
             if action == "upgrade" and isinstance(done.body, dict):
                 notice = f"Plugin {plugin_id} upgraded to {done.body.get('version')}."
-            return RedirectResponse(f"/t/admin/plugins?{urlencode({'notice': notice})}", 303)
+            return notice_redirect("/t/admin/plugins", notice)
 
         return await shell.run(request, act, operator=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -31,6 +32,20 @@ class ApiResult:
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
+    @property
+    def failure_status(self) -> int:
+        """The status that reports this call's failure: its own error status, or 502 (bad
+        gateway) when the API answered without one but not as expected."""
+        return self.status if self.status >= 400 else 502
+
+    def list_body(self) -> list[Any]:
+        """The answer of a call that succeeded with a list, else an empty one."""
+        return self.body if self.ok and isinstance(self.body, list) else []
+
+    def dict_body(self) -> dict[str, Any] | None:
+        """The answer of a call that succeeded with an object, else None."""
+        return self.body if self.ok and isinstance(self.body, dict) else None
+
     def error_code(self) -> str | None:
         err = self.body.get("error") if isinstance(self.body, dict) else None
         return str(err["code"]) if isinstance(err, dict) and err.get("code") else None
@@ -42,6 +57,15 @@ class ApiResult:
                 return str(err.get("message") or err.get("code") or "request failed")
             return str(self.body.get("detail") or self.body.get("message") or "request failed")
         return f"request failed (HTTP {self.status})"
+
+    def form_errors(self, field_of_code: Mapping[str, str]) -> dict[str, str]:
+        """``field_errors``, or else the message under the form field that the error's code
+        belongs to (``field_of_code``)."""
+        errors = self.field_errors()
+        field = field_of_code.get(self.error_code() or "")
+        if field is not None and not errors:
+            errors[field] = self.error_message()
+        return errors
 
     def field_errors(self) -> dict[str, str]:
         """The server's messages per form field (422 details name the field last)."""
