@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import time
 
 import httpx
 from fastapi import Request
 
 from plexica.settings import Settings
 from plexica.tenants.schemas import RESERVED_SLUGS
+from plexica_sdk.cache import TtlCache
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 # The apex's usual alias; "www" is a reserved slug, so no tenant can own it.
@@ -24,7 +24,7 @@ class TenantHosts:
         self.base = settings.web_base_domain
         self._http = http
         self._prefix = realm_prefix
-        self._known: dict[str, tuple[bool, float]] = {}
+        self._known: TtlCache[str, bool] = TtlCache(FOUND_TTL)
 
     def label_of(self, request: Request) -> str | None:
         """The first label of a ``<label>.<base>`` host, or None on the apex or another host."""
@@ -42,19 +42,17 @@ class TenantHosts:
         # Reserved slugs name no tenant ("platform" would be the operators' realm).
         if not SLUG_RE.match(slug) or "--" in slug or slug in RESERVED_SLUGS:
             return False
-        now = time.monotonic()
-        known = self._known.get(slug)
-        if known is not None and known[1] > now:
-            return known[0]
         path = f"/realms/{self._prefix}{slug}/.well-known/openid-configuration"
+
+        async def ask() -> bool:
+            return (await self._http.get(path)).status_code == 200
+
         try:
-            found = (await self._http.get(path)).status_code == 200
+            return await self._known.get_or_load(
+                slug, ask, keep=lambda found: FOUND_TTL if found else MISSING_TTL
+            )
         except httpx.HTTPError:
             return False
-        if len(self._known) > 10_000:
-            self._known.clear()
-        self._known[slug] = (found, now + (FOUND_TTL if found else MISSING_TTL))
-        return found
 
     def callback(self, slug: str | None) -> str | None:
         """The OIDC redirect URI at the tenant's own host (None: the public URL's)."""
