@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from plexica_crm import csvfile, service, transfer, trash
@@ -22,7 +22,6 @@ from plexica_crm.schemas import (
     DealIn,
     DealPatch,
     ImportResult,
-    Page,
     Stage,
     StageChange,
     TrashedCompany,
@@ -32,12 +31,11 @@ from plexica_crm.schemas import (
 from plexica_sdk.app import PluginContext, require
 from plexica_sdk.errors import PlexicaError
 from plexica_sdk.guard import MiB, body_limit
-from plexica_sdk.pagination import PageOffset, PageSize
+from plexica_sdk.pagination import Page, PageOffset, PageSize, Search
 from plexica_sdk.preconditions import ETAG_HEADER, PRECONDITION_FAILED, IfMatch, etag
 
 Limit = PageSize
 Offset = PageOffset
-Search = Annotated[str | None, Query(max_length=100)]
 
 
 CompanyRead = Annotated[PluginContext, Depends(require("crm:company:read"))]

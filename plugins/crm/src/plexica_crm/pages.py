@@ -19,7 +19,6 @@ from plexica_crm.api import (
     DealRead,
     DealWrite,
     Offset,
-    Search,
 )
 from plexica_crm.records import Record, record_routes, transfer_routes
 from plexica_crm.schemas import (
@@ -36,6 +35,7 @@ from plexica_crm.schemas import (
 )
 from plexica_sdk.app import ContextDep, FragmentsDep, PluginContext
 from plexica_sdk.errors import ForbiddenError
+from plexica_sdk.pagination import Search
 from plexica_sdk.ui import Fragments, field_errors, form_fields
 
 CONTACT_FIELDS = ("first_name", "last_name", "email", "phone", "company_id")

@@ -20,12 +20,12 @@ from plexica_crm.schemas import (
     Deal,
     DealIn,
     DealPatch,
-    Page,
     Patch,
     Stage,
     UnknownReferenceError,
 )
 from plexica_sdk.app import PluginContext
+from plexica_sdk.pagination import Page, page_of
 from plexica_sdk.preconditions import check_if_match, etag
 
 # Data of each type: the JSON Schemas in plexica-plugin.yaml, checked as it is published.
@@ -118,9 +118,7 @@ async def list_companies(
     ctx: PluginContext, q: str | None, limit: int, offset: int
 ) -> Page[Company]:
     rows, total = await repo.list_companies(ctx.db, q, limit, offset)
-    return Page(
-        items=[Company.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
-    )
+    return page_of(Company, rows, total, limit, offset)
 
 
 async def create_company(ctx: PluginContext, body: CompanyIn) -> Company:
@@ -176,9 +174,7 @@ async def list_contacts(
     ctx: PluginContext, q: str | None, company_id: UUID | None, limit: int, offset: int
 ) -> Page[Contact]:
     rows, total = await repo.list_contacts(ctx.db, q, company_id, limit, offset)
-    return Page(
-        items=[Contact.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
-    )
+    return page_of(Contact, rows, total, limit, offset)
 
 
 async def create_contact(ctx: PluginContext, body: ContactIn) -> Contact:
@@ -235,9 +231,7 @@ async def list_deals(
     ctx: PluginContext, q: str | None, stage_id: str | None, limit: int, offset: int
 ) -> Page[Deal]:
     rows, total = await repo.list_deals(ctx.db, q, stage_id, limit, offset)
-    return Page(
-        items=[Deal.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
-    )
+    return page_of(Deal, rows, total, limit, offset)
 
 
 async def create_deal(ctx: PluginContext, body: DealIn) -> Deal:
@@ -336,18 +330,14 @@ async def list_activities(
     ctx: PluginContext, contact_id: UUID | None, deal_id: UUID | None, limit: int, offset: int
 ) -> Page[Activity]:
     rows, total = await repo.list_activities(ctx.db, contact_id, deal_id, limit, offset)
-    return Page(
-        items=[Activity.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
-    )
+    return page_of(Activity, rows, total, limit, offset)
 
 
 async def list_company_activities(
     ctx: PluginContext, company_id: UUID, limit: int, offset: int
 ) -> Page[Activity]:
     rows, total = await repo.list_company_activities(ctx.db, company_id, limit, offset)
-    return Page(
-        items=[Activity.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
-    )
+    return page_of(Activity, rows, total, limit, offset)
 
 
 async def create_activity(ctx: PluginContext, body: ActivityIn) -> Activity:

@@ -13,13 +13,13 @@ from plexica_crm.schemas import (
     Contact,
     CrmNotFoundError,
     Deal,
-    Page,
     TrashedCompany,
     TrashedContact,
     TrashedDeal,
 )
 from plexica_crm.service import TRASH_DAYS
 from plexica_sdk.app import PluginContext
+from plexica_sdk.pagination import Page, page_of
 
 M = TypeVar("M", Company, Contact, Deal)
 T = TypeVar("T", TrashedCompany, TrashedContact, TrashedDeal)
@@ -45,12 +45,7 @@ DEALS = Kind("crm_deals", "deal", "deals", Deal, TrashedDeal)
 
 async def list_trash(ctx: PluginContext, kind: Kind[M, T], limit: int, offset: int) -> Page[T]:
     rows, total = await repo.list_trash(ctx.db, kind.table, TRASH_DAYS, limit, offset)
-    return Page(
-        items=[kind.trashed.model_validate(r) for r in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
-    )
+    return page_of(kind.trashed, rows, total, limit, offset)
 
 
 async def restore(ctx: PluginContext, kind: Kind[M, T], id_: UUID) -> M:
