@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from plexica_crm import repository as repo
+from plexica_crm.kinds import COMPANIES, CONTACTS, DEALS, Kind, M
 from plexica_crm.schemas import (
     Activity,
     ActivityIn,
@@ -29,15 +30,10 @@ from plexica_sdk.pagination import Page, page_of
 from plexica_sdk.preconditions import check_if_match, etag
 
 # Data of each type: the JSON Schemas in plexica-plugin.yaml, checked as it is published.
+# A company's, contact's or deal's crm.<what>.updated and .deleted: ``_update``, ``_delete``.
 COMPANY_CREATED = "crm.company.created"
-COMPANY_UPDATED = "crm.company.updated"
-COMPANY_DELETED = "crm.company.deleted"
 CONTACT_CREATED = "crm.contact.created"
-CONTACT_UPDATED = "crm.contact.updated"
-CONTACT_DELETED = "crm.contact.deleted"
 DEAL_CREATED = "crm.deal.created"
-DEAL_UPDATED = "crm.deal.updated"
-DEAL_DELETED = "crm.deal.deleted"
 DEAL_STAGE_CHANGED = "crm.deal.stage_changed"
 DEAL_WON = "crm.deal.won"
 ACTIVITY_CREATED = "crm.activity.created"
@@ -72,17 +68,18 @@ def _json(value: Any) -> Any:
 
 async def _update(
     ctx: PluginContext,
-    table: str,
+    kind: Kind[M, Any],
     id_: UUID,
-    what: str,
     patch: Patch,
     *,
     references: dict[str, str] | None = None,
     if_match: str | None = None,
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """The row after ``patch`` and what really changed, ``{field: {"from", "to"}}``. The row is
-    read under its lock, so parallel changes apply in order and each one's "from" is true;
-    ``if_match`` is compared with the version read so (ADR 0226)."""
+) -> M:
+    """The record after ``patch``; crm.<what>.updated tells what really changed,
+    ``{field: {"from", "to"}}``. The row is read under its lock, so parallel changes apply in
+    order and each one's "from" is true; ``if_match`` is compared with the version read so
+    (ADR 0226)."""
+    table, what = kind.table, kind.what
     given = patch.given()
     refs = {f: t for f, t in (references or {}).items() if f in given}
     if refs:
@@ -95,23 +92,33 @@ async def _update(
     check_if_match(if_match, etag(before["version"]))
     changed = {name: value for name, value in given.items() if before[name] != value}
     if not changed:
-        return before, {}
+        return kind.model.model_validate(before)
     after = await repo.update(ctx.db, table, id_, changed)
     changes = {n: {"from": _json(before[n]), "to": _json(after[n])} for n in changed}
-    return after, changes
+    await ctx.publish(
+        kind.event("updated"),
+        {f"{what}_id": str(id_), "changes": changes, "updated_by": ctx.user_id},
+        subject=kind.subject(id_),
+    )
+    return kind.model.model_validate(after)
 
 
 async def _delete(
-    ctx: PluginContext, table: str, id_: UUID, what: str, if_match: str | None
+    ctx: PluginContext, kind: Kind[Any, Any], id_: UUID, if_match: str | None
 ) -> None:
     """Into the trash, the rows that point at it unchanged (ADR 0236); the tenant's records
     deleted 30 days ago or more go for good in the same transaction."""
     await repo.lock_deletes(ctx.db)
-    row = await _found(ctx, table, id_, what, lock=True)
+    row = await _found(ctx, kind.table, id_, kind.what, lock=True)
     check_if_match(if_match, etag(row["version"]))
     await repo.purge(ctx.db, TRASH_DAYS)
-    await repo.trash(ctx.db, table, id_, ctx.user_id)
-    await repo.touch_links(ctx.db, table, id_)
+    await repo.trash(ctx.db, kind.table, id_, ctx.user_id)
+    await repo.touch_links(ctx.db, kind.table, id_)
+    await ctx.publish(
+        kind.event("deleted"),
+        {f"{kind.what}_id": str(id_), "deleted_by": ctx.user_id},
+        subject=kind.subject(id_),
+    )
 
 
 async def list_companies(
@@ -149,25 +156,11 @@ async def get_company(ctx: PluginContext, company_id: UUID) -> Company:
 async def update_company(
     ctx: PluginContext, company_id: UUID, patch: CompanyPatch, if_match: str | None = None
 ) -> Company:
-    row, changes = await _update(
-        ctx, "crm_companies", company_id, "company", patch, if_match=if_match
-    )
-    if changes:
-        await ctx.publish(
-            COMPANY_UPDATED,
-            {"company_id": str(company_id), "changes": changes, "updated_by": ctx.user_id},
-            subject=f"companies/{company_id}",
-        )
-    return Company.model_validate(row)
+    return await _update(ctx, COMPANIES, company_id, patch, if_match=if_match)
 
 
 async def delete_company(ctx: PluginContext, company_id: UUID, if_match: str | None = None) -> None:
-    await _delete(ctx, "crm_companies", company_id, "company", if_match)
-    await ctx.publish(
-        COMPANY_DELETED,
-        {"company_id": str(company_id), "deleted_by": ctx.user_id},
-        subject=f"companies/{company_id}",
-    )
+    await _delete(ctx, COMPANIES, company_id, if_match)
 
 
 async def list_contacts(
@@ -202,25 +195,11 @@ async def update_contact(
     ctx: PluginContext, contact_id: UUID, patch: ContactPatch, if_match: str | None = None
 ) -> Contact:
     refs = {"company_id": "crm_companies"}
-    row, changes = await _update(
-        ctx, "crm_contacts", contact_id, "contact", patch, references=refs, if_match=if_match
-    )
-    if changes:
-        await ctx.publish(
-            CONTACT_UPDATED,
-            {"contact_id": str(contact_id), "changes": changes, "updated_by": ctx.user_id},
-            subject=f"contacts/{contact_id}",
-        )
-    return Contact.model_validate(row)
+    return await _update(ctx, CONTACTS, contact_id, patch, references=refs, if_match=if_match)
 
 
 async def delete_contact(ctx: PluginContext, contact_id: UUID, if_match: str | None = None) -> None:
-    await _delete(ctx, "crm_contacts", contact_id, "contact", if_match)
-    await ctx.publish(
-        CONTACT_DELETED,
-        {"contact_id": str(contact_id), "deleted_by": ctx.user_id},
-        subject=f"contacts/{contact_id}",
-    )
+    await _delete(ctx, CONTACTS, contact_id, if_match)
 
 
 async def list_stages(ctx: PluginContext) -> list[Stage]:
@@ -268,25 +247,11 @@ async def update_deal(
     ctx: PluginContext, deal_id: UUID, patch: DealPatch, if_match: str | None = None
 ) -> Deal:
     refs = {"company_id": "crm_companies", "contact_id": "crm_contacts"}
-    row, changes = await _update(
-        ctx, "crm_deals", deal_id, "deal", patch, references=refs, if_match=if_match
-    )
-    if changes:
-        await ctx.publish(
-            DEAL_UPDATED,
-            {"deal_id": str(deal_id), "changes": changes, "updated_by": ctx.user_id},
-            subject=f"deals/{deal_id}",
-        )
-    return Deal.model_validate(row)
+    return await _update(ctx, DEALS, deal_id, patch, references=refs, if_match=if_match)
 
 
 async def delete_deal(ctx: PluginContext, deal_id: UUID, if_match: str | None = None) -> None:
-    await _delete(ctx, "crm_deals", deal_id, "deal", if_match)
-    await ctx.publish(
-        DEAL_DELETED,
-        {"deal_id": str(deal_id), "deleted_by": ctx.user_id},
-        subject=f"deals/{deal_id}",
-    )
+    await _delete(ctx, DEALS, deal_id, if_match)
 
 
 async def move_deal(ctx: PluginContext, deal_id: UUID, stage_id: str) -> Deal:
