@@ -10,7 +10,7 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica_billing.repository import where
+from plexica_billing.repository import where_status_and_customer
 from plexica_sdk.db import fetch_all, fetch_first, fetch_one
 from plexica_sdk.db import page as _page
 
@@ -24,13 +24,9 @@ async def list_invoices(
     limit: int,
     offset: int,
 ) -> tuple[list[dict[str, Any]], int]:
-    clauses = []
-    if status:
-        clauses.append("status = :status")
-    if customer_id:
-        clauses.append("customer_id = :customer")
+    where = where_status_and_customer(status, customer_id)
     sql = (
-        f"SELECT * FROM billing_invoices {where(clauses)}"  # noqa: S608
+        f"SELECT * FROM billing_invoices {where}"  # noqa: S608
         " ORDER BY sequence DESC NULLS FIRST, created_at DESC, id"
     )
     return await _page(session, sql, {"status": status, "customer": customer_id}, limit, offset)

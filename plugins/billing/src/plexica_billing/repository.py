@@ -29,7 +29,13 @@ TABLES = (
 )
 
 
-def where(clauses: list[str]) -> str:
+def where_status_and_customer(status: str | None, customer_id: UUID | None) -> str:
+    """The WHERE clause of a list by ``:status`` and ``:customer``, each only when given."""
+    clauses = []
+    if status:
+        clauses.append("status = :status")
+    if customer_id:
+        clauses.append("customer_id = :customer")
     return ("WHERE " + " AND ".join(clauses)) if clauses else ""
 
 

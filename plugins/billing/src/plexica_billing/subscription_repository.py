@@ -10,7 +10,7 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica_billing.repository import where
+from plexica_billing.repository import where_status_and_customer
 from plexica_sdk.db import fetch_all, fetch_first, fetch_one
 from plexica_sdk.db import page as _page
 
@@ -20,12 +20,8 @@ from plexica_sdk.db import page as _page
 async def list_subscriptions(
     session: AsyncSession, status: str | None, customer_id: UUID | None, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
-    clauses = []
-    if status:
-        clauses.append("status = :status")
-    if customer_id:
-        clauses.append("customer_id = :customer")
-    sql = f"SELECT * FROM billing_subscriptions {where(clauses)} ORDER BY created_at DESC, id"  # noqa: S608
+    where = where_status_and_customer(status, customer_id)
+    sql = f"SELECT * FROM billing_subscriptions {where} ORDER BY created_at DESC, id"  # noqa: S608
     return await _page(session, sql, {"status": status, "customer": customer_id}, limit, offset)
 
 

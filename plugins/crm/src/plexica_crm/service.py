@@ -62,6 +62,10 @@ async def _found(
     return row
 
 
+async def _get(ctx: PluginContext, kind: Kind[M, Any], id_: UUID) -> M:
+    return kind.model.model_validate(await _found(ctx, kind.table, id_, kind.what))
+
+
 def _json(value: Any) -> Any:
     return str(value) if isinstance(value, UUID | Decimal) else value
 
@@ -150,7 +154,7 @@ async def announce_company(ctx: PluginContext, company: Company) -> None:
 
 
 async def get_company(ctx: PluginContext, company_id: UUID) -> Company:
-    return Company.model_validate(await _found(ctx, "crm_companies", company_id, "company"))
+    return await _get(ctx, COMPANIES, company_id)
 
 
 async def update_company(
@@ -188,7 +192,7 @@ async def announce_contact(ctx: PluginContext, contact: Contact) -> None:
 
 
 async def get_contact(ctx: PluginContext, contact_id: UUID) -> Contact:
-    return Contact.model_validate(await _found(ctx, "crm_contacts", contact_id, "contact"))
+    return await _get(ctx, CONTACTS, contact_id)
 
 
 async def update_contact(
@@ -240,7 +244,7 @@ async def create_deal(ctx: PluginContext, body: DealIn) -> Deal:
 
 
 async def get_deal(ctx: PluginContext, deal_id: UUID) -> Deal:
-    return Deal.model_validate(await _found(ctx, "crm_deals", deal_id, "deal"))
+    return await _get(ctx, DEALS, deal_id)
 
 
 async def update_deal(
