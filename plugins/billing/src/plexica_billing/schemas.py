@@ -290,10 +290,6 @@ class BillingNotFoundError(NotFoundError):
     pass
 
 
-class UnknownReferenceError(PlexicaError):
-    status, code = 422, "unknown_reference"
-
-
 class UnknownCurrencyError(PlexicaError):
     status, code = 422, "unknown_currency"
 

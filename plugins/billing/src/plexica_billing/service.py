@@ -24,9 +24,9 @@ from plexica_billing.schemas import (
     PlanInUseError,
     PlanPatch,
     UnknownCurrencyError,
-    UnknownReferenceError,
 )
 from plexica_sdk.app import PluginContext
+from plexica_sdk.errors import UnknownReferenceError
 from plexica_sdk.pagination import Page, page_of
 
 # Data of each type: the JSON Schemas in plexica-plugin.yaml, checked as it is published.

@@ -31,10 +31,9 @@ from plexica_crm.schemas import (
     Deal,
     DealIn,
     DealPatch,
-    UnknownReferenceError,
 )
 from plexica_sdk.app import ContextDep, FragmentsDep, PluginContext
-from plexica_sdk.errors import ForbiddenError
+from plexica_sdk.errors import ForbiddenError, UnknownReferenceError
 from plexica_sdk.pagination import Search
 from plexica_sdk.ui import Fragments, field_errors, form_fields
 

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from plexica_sdk.errors import NotFoundError, PlexicaError
+from plexica_sdk.errors import NotFoundError
 
 T = TypeVar("T")
 
@@ -191,10 +191,6 @@ class TrashedDeal(Deal, InTrash):
 
 class CrmNotFoundError(NotFoundError):
     pass
-
-
-class UnknownReferenceError(PlexicaError):
-    status, code = 422, "unknown_reference"
 
 
 class ImportResult(BaseModel):

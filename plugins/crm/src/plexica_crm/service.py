@@ -23,9 +23,9 @@ from plexica_crm.schemas import (
     DealPatch,
     Patch,
     Stage,
-    UnknownReferenceError,
 )
 from plexica_sdk.app import PluginContext
+from plexica_sdk.errors import UnknownReferenceError
 from plexica_sdk.pagination import Page, page_of
 from plexica_sdk.preconditions import check_if_match, etag
 
