@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from billing_kit_helpers import count, error_code, sequences
+from billing_kit_helpers import count, error_code, sequences, subscribe
 
 from plexica_billing.subscriptions import prorate
 from plexica_sdk.testing import KitTenant, PluginTestKit
@@ -27,13 +27,7 @@ def _plan(http: httpx.Client, code: str, price: str, **extra: Any) -> str:
 
 def _subscription(http: httpx.Client, plan: str, quantity: int = 1, name: str = "Hooli") -> str:
     customer = http.post("/v1/customers", json={"name": name, "currency": "EUR"}).json()
-    r = http.post(
-        "/v1/subscriptions",
-        json={"customer_id": customer["id"], "plan_id": plan, "quantity": quantity,
-              "start": "2026-01-31"},
-    )  # fmt: skip
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
+    return subscribe(http, customer["id"], plan, quantity)
 
 
 def _run(http: httpx.Client, as_of: str) -> dict[str, Any]:

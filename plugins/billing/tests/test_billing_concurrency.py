@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from billing_kit_helpers import count, events, sequences
+from billing_kit_helpers import count, deal_won, events, sequences
 
 from plexica_billing.events import handle_deal_won
 from plexica_sdk.db import PluginDatabase
@@ -104,23 +104,6 @@ def test_drafts_issued_at_once_get_gap_free_numbers(
         race(setup, call, check, parallel=PARALLEL, rounds=ROUNDS)
 
 
-def _won(tenant: KitTenant, deal: uuid.UUID, company: uuid.UUID | None) -> Event:
-    return Event(
-        source="/plugins/crm",
-        type="crm.deal.won",
-        tenant_id=tenant.id,
-        subject=f"deals/{deal}",
-        data={
-            "deal_id": str(deal),
-            "amount": "10.00",
-            "currency": "EUR",
-            "company_id": str(company) if company else None,
-            "company_name": "Initrode",
-            "title": "race",
-        },
-    )
-
-
 def test_one_deal_won_delivered_many_times_at_once_is_invoiced_once(
     kit: PluginTestKit, tenant: KitTenant
 ) -> None:
@@ -143,7 +126,9 @@ def test_one_deal_won_delivered_many_times_at_once_is_invoiced_once(
     def call(deal: uuid.UUID, i: int) -> bool:
         # Half the deals have no company: their customer is made by the handler, once.
         company = uuid.UUID(int=i % 2 + 1) if deal.int % 2 else None
-        return deliver(_won(tenant, deal, company))
+        return deliver(
+            deal_won(tenant, deal, company, "10.00", company_name="Initrode", title="race")
+        )
 
     def check(deal: uuid.UUID, answers: list[bool]) -> None:
         assert all(answers)

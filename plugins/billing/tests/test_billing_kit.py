@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from billing_kit_helpers import count, error_code, sequences
+from billing_kit_helpers import count, deal_won, error_code, sequences, subscribe
 
 from plexica_billing.events import handle_deal_won
 from plexica_sdk.db import PluginDatabase
@@ -154,23 +154,6 @@ def test_invoice_lifecycle_and_bad_input(kit: PluginTestKit, acme: KitTenant) ->
     ]
 
 
-def _deal_won(tenant: KitTenant, deal: uuid.UUID, company: uuid.UUID, amount: str) -> Event:
-    return Event(
-        source="/plugins/crm",
-        type="crm.deal.won",
-        tenant_id=tenant.id,
-        subject=f"deals/{deal}",
-        data={
-            "deal_id": str(deal),
-            "amount": amount,
-            "currency": "EUR",
-            "company_id": str(company),
-            "company_name": "Globex",
-            "title": "Globex rollout",
-        },
-    )
-
-
 async def _deliver(kit: PluginTestKit, *events: Event) -> list[Any]:
     assert kit.database_url is not None
     db = PluginDatabase(kit.database_url, "billing")
@@ -183,8 +166,8 @@ async def _deliver(kit: PluginTestKit, *events: Event) -> list[Any]:
 def test_deal_won_creates_customer_and_one_draft(kit: PluginTestKit) -> None:
     tenant = kit.tenant("dealco")
     deal, company = uuid.uuid4(), uuid.uuid4()
-    won = _deal_won(tenant, deal, company, "1500.5")
-    again = _deal_won(tenant, deal, company, "1500.5")  # same deal, a new event id
+    won = deal_won(tenant, deal, company, "1500.5")
+    again = deal_won(tenant, deal, company, "1500.5")  # same deal, a new event id
     results = asyncio.run(_deliver(kit, won, won, again))
     assert results[0] is not None
     assert results[1] is None  # redelivery: nothing done
@@ -201,7 +184,7 @@ def test_deal_won_creates_customer_and_one_draft(kit: PluginTestKit) -> None:
         issued = http.post(f"/v1/invoices/{inv['id']}/issue").json()
         paid = http.post(f"/v1/invoices/{inv['id']}/payments", json={"amount": issued["total"]})
         assert paid.status_code == 201, paid.text
-    bad = _deal_won(tenant, uuid.uuid4(), company, "-3")
+    bad = deal_won(tenant, uuid.uuid4(), company, "-3")
     with pytest.raises(InvalidEventError, match="greater than or equal to 0"):
         asyncio.run(_deliver(kit, bad))
     assert count(kit, tenant, "billing_invoices") == 1
@@ -210,16 +193,7 @@ def test_deal_won_creates_customer_and_one_draft(kit: PluginTestKit) -> None:
 
 def _subscribe(http: httpx.Client, plan: str, n: int, quantity: int = 1) -> list[str]:
     customer = http.post("/v1/customers", json={"name": "Hooli", "currency": "EUR"}).json()
-    ids = []
-    for _ in range(n):
-        r = http.post(
-            "/v1/subscriptions",
-            json={"customer_id": customer["id"], "plan_id": plan, "quantity": quantity,
-                  "start": "2026-01-31"},
-        )  # fmt: skip
-        assert r.status_code == 201, r.text
-        ids.append(r.json()["id"])
-    return ids
+    return [subscribe(http, customer["id"], plan, quantity) for _ in range(n)]
 
 
 def test_concurrent_invoice_runs_bill_once_with_gap_free_numbers(kit: PluginTestKit) -> None:

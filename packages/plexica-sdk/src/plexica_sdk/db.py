@@ -7,7 +7,7 @@ tenant, which the platform created at install and which owns only the plugin's o
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -198,6 +198,27 @@ async def publish(
         {"type": type, "subject": subject, "data": json.dumps(data, default=str)},
     )
     return UUID(str(result.scalar_one()))
+
+
+async def fetch_one(
+    session: AsyncSession, sql: str, params: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The one row ``sql`` answers (an INSERT … RETURNING, say); none or several is an error."""
+    return dict((await session.execute(text(sql), params)).mappings().one())
+
+
+async def fetch_first(
+    session: AsyncSession, sql: str, params: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The first row ``sql`` answers, or None."""
+    found = (await session.execute(text(sql), params)).mappings().first()
+    return dict(found) if found else None
+
+
+async def fetch_all(
+    session: AsyncSession, sql: str, params: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    return [dict(r) for r in (await session.execute(text(sql), params)).mappings()]
 
 
 async def page(

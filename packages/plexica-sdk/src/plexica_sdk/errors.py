@@ -65,6 +65,12 @@ class ConflictError(PlexicaError):
     status, code = 409, "conflict"
 
 
+class UnknownReferenceError(PlexicaError):
+    """A field names a record that does not exist; ``details.field`` says which."""
+
+    status, code = 422, "unknown_reference"
+
+
 class PreconditionFailedError(PlexicaError):
     """A conditional request (``If-Match``) whose condition the current state does not meet."""
 

@@ -167,6 +167,14 @@ T = TypeVar("T")
 FlagLookup = Callable[[str], FlagDefinition | None]
 
 
+def _defaulted(key: str, default: T, code: ErrorCode, message: str) -> FlagResolutionDetails[T]:
+    """The caller's default, counted and logged by ``code`` in lower case (``flag_not_found``)."""
+    count_default(key, code.value.lower())
+    return FlagResolutionDetails(
+        value=default, reason=Reason.ERROR, error_code=code, error_message=message
+    )
+
+
 class PlexicaFlagProvider(AbstractProvider):
     """OpenFeature provider over a lookup into an in-process snapshot of flag definitions."""
 
@@ -184,22 +192,12 @@ class PlexicaFlagProvider(AbstractProvider):
     ) -> FlagResolutionDetails[T]:
         flag = self._lookup(key)
         if flag is None:
-            count_default(key, "flag_not_found")
-            return FlagResolutionDetails(
-                value=default,
-                reason=Reason.ERROR,
-                error_code=ErrorCode.FLAG_NOT_FOUND,
-                error_message=f"unknown flag {key}",
-            )
+            return _defaulted(key, default, ErrorCode.FLAG_NOT_FOUND, f"unknown flag {key}")
         variant, reason = evaluate(flag, FlagContext.from_openfeature(context))
         value = flag.variants[variant]
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-            count_default(key, "type_mismatch")
-            return FlagResolutionDetails(
-                value=default,
-                reason=Reason.ERROR,
-                error_code=ErrorCode.TYPE_MISMATCH,
-                error_message=f"flag {key} is not of the requested type",
+            return _defaulted(
+                key, default, ErrorCode.TYPE_MISMATCH, f"flag {key} is not of the requested type"
             )
         return FlagResolutionDetails(
             value=value,  # type: ignore[arg-type]

@@ -270,6 +270,13 @@ def stored_manifest(raw: Mapping[str, Any]) -> Manifest:
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def find_plugin_root(package: Path) -> Path:
+    """Where a plugin's manifest and migrations are, given its package's folder: that folder
+    when installed from a wheel, the distribution's folder (above ``src/``) in a source
+    checkout."""
+    return package if (package / MANIFEST_FILE).exists() else package.parents[1]
+
+
 def load_manifest(path: Path) -> Manifest:
     """Read ``plexica-plugin.yaml`` (or the folder holding it)."""
     file = path / MANIFEST_FILE if path.is_dir() else path

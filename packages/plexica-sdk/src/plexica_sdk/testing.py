@@ -178,18 +178,16 @@ class PluginTestKit:
             shutil.rmtree(self._own_pg, ignore_errors=True)
 
     async def _create_database(self) -> None:
-        assert self._admin_url is not None
-        conn = await asyncpg.connect(self._admin_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{self._db_name}"')
-        finally:
-            await conn.close()
+        await self._as_admin(f'CREATE DATABASE "{self._db_name}"')
 
     async def _drop_database(self) -> None:
+        await self._as_admin(f'DROP DATABASE IF EXISTS "{self._db_name}" WITH (FORCE)')
+
+    async def _as_admin(self, statement: str) -> None:
         assert self._admin_url is not None
         conn = await asyncpg.connect(self._admin_url)
         try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{self._db_name}" WITH (FORCE)')
+            await conn.execute(statement)
         finally:
             await conn.close()
 

@@ -6,7 +6,7 @@ import asyncio
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from fastapi import Response as FastAPIResponse
 from fastapi.responses import Response
 
@@ -27,7 +27,6 @@ from plexica_billing.schemas import (
     InvoiceStatus,
     LineIn,
     Metrics,
-    Page,
     Payment,
     PaymentIn,
     PendingItem,
@@ -42,11 +41,10 @@ from plexica_billing.schemas import (
     UsageRecord,
 )
 from plexica_sdk.app import PluginContext, require
-from plexica_sdk.pagination import PageOffset, PageSize
+from plexica_sdk.pagination import Page, PageOffset, PageSize, Search
 
 Limit = PageSize
 Offset = PageOffset
-Search = Annotated[str | None, Query(max_length=100)]
 
 CustomerRead = Annotated[PluginContext, Depends(require("billing:customer:read"))]
 CustomerWrite = Annotated[PluginContext, Depends(require("billing:customer:write"))]

@@ -13,7 +13,7 @@ from plexica_billing.invoicing import scheduled_invoice_run
 from plexica_billing.pages import ui_router
 from plexica_sdk.app import PluginConfig, PluginRuntime, create_plugin_app
 from plexica_sdk.jobs import PeriodicJob
-from plexica_sdk.manifest import MANIFEST_FILE, Manifest, load_manifest
+from plexica_sdk.manifest import MANIFEST_FILE, Manifest, find_plugin_root, load_manifest
 
 HERE = Path(__file__).resolve().parent
 # Hourly: a period ends at midnight UTC, so its invoice is out within the hour.
@@ -21,9 +21,7 @@ JOBS = [PeriodicJob("invoice-run", scheduled_invoice_run, every=3600.0)]
 
 
 def plugin_root() -> Path:
-    """Where the manifest and migrations are: inside the package when installed from a wheel,
-    the distribution's folder in a source checkout."""
-    return HERE if (HERE / MANIFEST_FILE).exists() else HERE.parents[1]
+    return find_plugin_root(HERE)
 
 
 @cache

@@ -16,7 +16,6 @@ from plexica_billing.api import (
     Offset,
     PlanRead,
     PlanWrite,
-    Search,
     SubRead,
     SubWrite,
 )
@@ -30,6 +29,7 @@ from plexica_billing.schemas import (
     SubscriptionIn,
 )
 from plexica_sdk.app import FragmentsDep, PluginContext
+from plexica_sdk.pagination import Search
 from plexica_sdk.ui import form_fields
 
 

@@ -10,7 +10,8 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica_billing.repository import one_row, where
+from plexica_billing.repository import where_status_and_customer
+from plexica_sdk.db import fetch_all, fetch_first, fetch_one
 from plexica_sdk.db import page as _page
 
 # --- invoices --------------------------------------------------------------------------------
@@ -23,27 +24,21 @@ async def list_invoices(
     limit: int,
     offset: int,
 ) -> tuple[list[dict[str, Any]], int]:
-    clauses = []
-    if status:
-        clauses.append("status = :status")
-    if customer_id:
-        clauses.append("customer_id = :customer")
+    where = where_status_and_customer(status, customer_id)
     sql = (
-        f"SELECT * FROM billing_invoices {where(clauses)}"  # noqa: S608
+        f"SELECT * FROM billing_invoices {where}"  # noqa: S608
         " ORDER BY sequence DESC NULLS FIRST, created_at DESC, id"
     )
     return await _page(session, sql, {"status": status, "customer": customer_id}, limit, offset)
 
 
 async def insert_invoice(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
-    row = await session.execute(
-        text(
-            "INSERT INTO billing_invoices (customer_id, currency, status, crm_deal_id)"
-            " VALUES (:customer_id, :currency, 'draft', :crm_deal_id) RETURNING *"
-        ),
+    return await fetch_one(
+        session,
+        "INSERT INTO billing_invoices (customer_id, currency, status, crm_deal_id)"
+        " VALUES (:customer_id, :currency, 'draft', :crm_deal_id) RETURNING *",
         {"crm_deal_id": None, **values},
     )
-    return dict(row.mappings().one())
 
 
 async def invoice_by_deal(session: AsyncSession, deal_id: UUID) -> dict[str, Any] | None:
@@ -53,19 +48,17 @@ async def invoice_by_deal(session: AsyncSession, deal_id: UUID) -> dict[str, Any
         text("SELECT pg_advisory_xact_lock(hashtextextended('billing.deal:' || :d, 0))"),
         {"d": str(deal_id)},
     )
-    return one_row(
-        await session.execute(
-            text("SELECT * FROM billing_invoices WHERE crm_deal_id = :d FOR UPDATE"), {"d": deal_id}
-        )
+    return await fetch_first(
+        session, "SELECT * FROM billing_invoices WHERE crm_deal_id = :d FOR UPDATE", {"d": deal_id}
     )
 
 
 async def lines(session: AsyncSession, invoice_id: UUID) -> list[dict[str, Any]]:
-    rows = await session.execute(
-        text("SELECT * FROM billing_invoice_lines WHERE invoice_id = :id ORDER BY position"),
+    return await fetch_all(
+        session,
+        "SELECT * FROM billing_invoice_lines WHERE invoice_id = :id ORDER BY position",
         {"id": invoice_id},
     )
-    return [dict(r) for r in rows.mappings()]
 
 
 async def insert_lines(session: AsyncSession, values: list[dict[str, Any]]) -> None:
@@ -114,15 +107,13 @@ async def take_numbers(session: AsyncSession, count: int, series: str = "invoice
 async def mark_issued(
     session: AsyncSession, invoice_id: UUID, number: str, sequence: int, terms_days: int
 ) -> dict[str, Any]:
-    row = await session.execute(
-        text(
-            "UPDATE billing_invoices SET status = 'open', number = :number, sequence = :seq,"
-            " issued_at = now(), due_at = now() + make_interval(days => CAST(:days AS int)),"
-            " updated_at = now() WHERE id = :id RETURNING *"
-        ),
+    return await fetch_one(
+        session,
+        "UPDATE billing_invoices SET status = 'open', number = :number, sequence = :seq,"
+        " issued_at = now(), due_at = now() + make_interval(days => CAST(:days AS int)),"
+        " updated_at = now() WHERE id = :id RETURNING *",
         {"number": number, "seq": sequence, "days": terms_days, "id": invoice_id},
     )
-    return dict(row.mappings().one())
 
 
 async def insert_issued_invoices(session: AsyncSession, values: list[dict[str, Any]]) -> None:
@@ -140,51 +131,45 @@ async def insert_issued_invoices(session: AsyncSession, values: list[dict[str, A
 
 
 async def set_status(session: AsyncSession, invoice_id: UUID, status: str) -> dict[str, Any]:
-    row = await session.execute(
-        text(
-            "UPDATE billing_invoices SET status = :status, updated_at = now(),"
-            " paid_at = CASE WHEN :status = 'paid' THEN now() ELSE paid_at END,"
-            " voided_at = CASE WHEN :status = 'void' THEN now() ELSE voided_at END"
-            " WHERE id = :id RETURNING *"
-        ),
+    return await fetch_one(
+        session,
+        "UPDATE billing_invoices SET status = :status, updated_at = now(),"
+        " paid_at = CASE WHEN :status = 'paid' THEN now() ELSE paid_at END,"
+        " voided_at = CASE WHEN :status = 'void' THEN now() ELSE voided_at END"
+        " WHERE id = :id RETURNING *",
         {"status": status, "id": invoice_id},
     )
-    return dict(row.mappings().one())
 
 
 async def insert_payment(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
-    row = await session.execute(
-        text(
-            "INSERT INTO billing_payments (invoice_id, amount, currency, provider, reference,"
-            " created_by) VALUES (:invoice_id, :amount, :currency, :provider, :reference, :by)"
-            " RETURNING *"
-        ),
+    return await fetch_one(
+        session,
+        "INSERT INTO billing_payments (invoice_id, amount, currency, provider, reference,"
+        " created_by) VALUES (:invoice_id, :amount, :currency, :provider, :reference, :by)"
+        " RETURNING *",
         values,
     )
-    return dict(row.mappings().one())
 
 
 async def payments(session: AsyncSession, invoice_id: UUID) -> list[dict[str, Any]]:
-    rows = await session.execute(
-        text("SELECT * FROM billing_payments WHERE invoice_id = :id ORDER BY created_at"),
+    return await fetch_all(
+        session,
+        "SELECT * FROM billing_payments WHERE invoice_id = :id ORDER BY created_at",
         {"id": invoice_id},
     )
-    return [dict(r) for r in rows.mappings()]
 
 
 # --- credit notes ----------------------------------------------------------------------------
 
 
 async def insert_credit_note(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
-    row = await session.execute(
-        text(
-            "INSERT INTO billing_credit_notes (invoice_id, number, sequence, kind, amount, tax,"
-            " currency, reason, created_by) VALUES (:invoice_id, :number, :sequence, :kind,"
-            " :amount, :tax, :currency, :reason, :by) RETURNING *"
-        ),
+    return await fetch_one(
+        session,
+        "INSERT INTO billing_credit_notes (invoice_id, number, sequence, kind, amount, tax,"
+        " currency, reason, created_by) VALUES (:invoice_id, :number, :sequence, :kind,"
+        " :amount, :tax, :currency, :reason, :by) RETURNING *",
         values,
     )
-    return dict(row.mappings().one())
 
 
 async def add_credited(
@@ -201,11 +186,11 @@ async def add_credited(
 
 
 async def credit_notes(session: AsyncSession, invoice_id: UUID) -> list[dict[str, Any]]:
-    rows = await session.execute(
-        text("SELECT * FROM billing_credit_notes WHERE invoice_id = :id ORDER BY sequence"),
+    return await fetch_all(
+        session,
+        "SELECT * FROM billing_credit_notes WHERE invoice_id = :id ORDER BY sequence",
         {"id": invoice_id},
     )
-    return [dict(r) for r in rows.mappings()]
 
 
 async def list_credit_notes(

@@ -25,7 +25,6 @@ from plexica_billing.schemas import (
     Line,
     LineIn,
     OverCreditError,
-    Page,
     Payment,
     PaymentIn,
     UnknownProviderError,
@@ -45,6 +44,7 @@ from plexica_billing.service import (
     reference,
 )
 from plexica_sdk.app import PluginContext
+from plexica_sdk.pagination import Page, page_of
 
 # --- invoices --------------------------------------------------------------------------------
 
@@ -53,12 +53,8 @@ async def list_invoices(
     ctx: PluginContext, status: str | None, customer_id: UUID | None, limit: int, offset: int
 ) -> Page[Invoice]:
     rows, total = await repo.list_invoices(ctx.db, status, customer_id, limit, offset)
-    return Page(
-        items=[Invoice.model_validate({**r, "amount_due": _amount_due(r)}) for r in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
-    )
+    due = [{**r, "amount_due": _amount_due(r)} for r in rows]
+    return page_of(Invoice, due, total, limit, offset)
 
 
 async def load_invoice(ctx: PluginContext, invoice_id: UUID, *, lock: bool = False) -> Invoice:
@@ -276,9 +272,7 @@ async def credit_invoice(ctx: PluginContext, invoice_id: UUID, body: CreditNoteI
 
 async def list_credit_notes(ctx: PluginContext, limit: int, offset: int) -> Page[CreditNote]:
     rows, total = await repo.list_credit_notes(ctx.db, limit, offset)
-    return Page(
-        items=[CreditNote.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
-    )
+    return page_of(CreditNote, rows, total, limit, offset)
 
 
 async def list_payments(ctx: PluginContext, invoice_id: UUID) -> list[Payment]:

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from plexica_sdk.db import fetch_first, fetch_one
 from plexica_sdk.db import page as _page
 from plexica_sdk.events import Event
 from plexica_sdk.events import first_delivery as sdk_first_delivery
@@ -28,12 +29,13 @@ TABLES = (
 )
 
 
-def one_row(row: Any) -> dict[str, Any] | None:
-    found = row.mappings().first()
-    return dict(found) if found else None
-
-
-def where(clauses: list[str]) -> str:
+def where_status_and_customer(status: str | None, customer_id: UUID | None) -> str:
+    """The WHERE clause of a list by ``:status`` and ``:customer``, each only when given."""
+    clauses = []
+    if status:
+        clauses.append("status = :status")
+    if customer_id:
+        clauses.append("customer_id = :customer")
     return ("WHERE " + " AND ".join(clauses)) if clauses else ""
 
 
@@ -53,7 +55,7 @@ async def get(
     assert table in TABLES
     mode = LOCKS["update" if lock is True else lock] if lock else ""
     sql = f"SELECT * FROM {table} WHERE id = :id{mode}"  # noqa: S608
-    return one_row(await session.execute(text(sql), {"id": id_}))
+    return await fetch_first(session, sql, {"id": id_})
 
 
 def _unique_violation(exc: IntegrityError) -> bool:
@@ -78,8 +80,7 @@ async def update(
     sql = f"UPDATE {table} SET {sets}, updated_at = now() WHERE id = :id RETURNING *"  # noqa: S608
     try:
         async with session.begin_nested():
-            row = await session.execute(text(sql), {**values, "id": id_})
-            return dict(row.mappings().one())
+            return await fetch_one(session, sql, {**values, "id": id_})
     except IntegrityError as exc:
         if _unique_violation(exc):
             return None
@@ -117,14 +118,12 @@ async def list_customers(
 
 
 async def insert_customer(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
-    row = await session.execute(
-        text(
-            "INSERT INTO billing_customers (name, email, currency, crm_company_id)"
-            " VALUES (:name, :email, :currency, :crm_company_id) RETURNING *"
-        ),
+    return await fetch_one(
+        session,
+        "INSERT INTO billing_customers (name, email, currency, crm_company_id)"
+        " VALUES (:name, :email, :currency, :crm_company_id) RETURNING *",
         values,
     )
-    return dict(row.mappings().one())
 
 
 async def upsert_crm_customer(
@@ -132,15 +131,13 @@ async def upsert_crm_customer(
 ) -> dict[str, Any]:
     """The customer of a CRM company, created on first sight (races resolved by the unique
     company id)."""
-    row = await session.execute(
-        text(
-            "INSERT INTO billing_customers (name, currency, crm_company_id)"
-            " VALUES (:name, :currency, :company) ON CONFLICT (crm_company_id)"
-            " DO UPDATE SET name = EXCLUDED.name, updated_at = now() RETURNING *"
-        ),
+    return await fetch_one(
+        session,
+        "INSERT INTO billing_customers (name, currency, crm_company_id)"
+        " VALUES (:name, :currency, :company) ON CONFLICT (crm_company_id)"
+        " DO UPDATE SET name = EXCLUDED.name, updated_at = now() RETURNING *",
         {"name": name, "currency": currency, "company": company_id},
     )
-    return dict(row.mappings().one())
 
 
 async def customer_use(session: AsyncSession, customer_id: UUID) -> dict[str, int]:
@@ -179,15 +176,13 @@ async def list_plans(
 
 
 async def insert_plan(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any] | None:
-    row = await session.execute(
-        text(
-            "INSERT INTO billing_plans (code, name, pricing, billing_interval, price, currency,"
-            " tax_rate) VALUES (:code, :name, :pricing, :billing_interval, :price, :currency,"
-            " :tax_rate) ON CONFLICT (code) DO NOTHING RETURNING *"
-        ),
+    return await fetch_first(
+        session,
+        "INSERT INTO billing_plans (code, name, pricing, billing_interval, price, currency,"
+        " tax_rate) VALUES (:code, :name, :pricing, :billing_interval, :price, :currency,"
+        " :tax_rate) ON CONFLICT (code) DO NOTHING RETURNING *",
         values,
     )
-    return one_row(row)
 
 
 async def plan_subscriptions(session: AsyncSession, plan_id: UUID) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -18,13 +18,6 @@ Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2, allow_in
 Rate = Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2, allow_inf_nan=False)]
 SubscriptionStatus = Literal["trialing", "active", "past_due", "canceled"]
 InvoiceStatus = Literal["draft", "open", "paid", "void", "uncollectible"]
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    total: int
-    limit: int
-    offset: int
 
 
 class CustomerIn(BaseModel):
@@ -295,10 +288,6 @@ class Metrics(BaseModel):
 
 class BillingNotFoundError(NotFoundError):
     pass
-
-
-class UnknownReferenceError(PlexicaError):
-    status, code = 422, "unknown_reference"
 
 
 class UnknownCurrencyError(PlexicaError):

@@ -19,15 +19,15 @@ from plexica_billing.schemas import (
     CustomerPatch,
     DuplicateError,
     Metrics,
-    Page,
     Plan,
     PlanIn,
     PlanInUseError,
     PlanPatch,
     UnknownCurrencyError,
-    UnknownReferenceError,
 )
 from plexica_sdk.app import PluginContext
+from plexica_sdk.errors import UnknownReferenceError
+from plexica_sdk.pagination import Page, page_of
 
 # Data of each type: the JSON Schemas in plexica-plugin.yaml, checked as it is published.
 CUSTOMER_CREATED = "billing.customer.created"
@@ -94,9 +94,7 @@ async def list_customers(
     ctx: PluginContext, q: str | None, limit: int, offset: int
 ) -> Page[Customer]:
     rows, total = await repo.list_customers(ctx.db, q, limit, offset)
-    return Page(
-        items=[Customer.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
-    )
+    return page_of(Customer, rows, total, limit, offset)
 
 
 async def create_customer(ctx: PluginContext, body: CustomerIn) -> Customer:
@@ -214,9 +212,7 @@ async def _publish_changes(
 
 async def list_plans(ctx: PluginContext, limit: int, offset: int) -> Page[Plan]:
     rows, total = await repo.list_plans(ctx.db, limit, offset)
-    return Page(
-        items=[Plan.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
-    )
+    return page_of(Plan, rows, total, limit, offset)
 
 
 async def create_plan(ctx: PluginContext, body: PlanIn) -> Plan:

@@ -10,7 +10,8 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica_billing.repository import one_row, where
+from plexica_billing.repository import where_status_and_customer
+from plexica_sdk.db import fetch_all, fetch_first, fetch_one
 from plexica_sdk.db import page as _page
 
 # --- subscriptions ---------------------------------------------------------------------------
@@ -19,25 +20,19 @@ from plexica_sdk.db import page as _page
 async def list_subscriptions(
     session: AsyncSession, status: str | None, customer_id: UUID | None, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
-    clauses = []
-    if status:
-        clauses.append("status = :status")
-    if customer_id:
-        clauses.append("customer_id = :customer")
-    sql = f"SELECT * FROM billing_subscriptions {where(clauses)} ORDER BY created_at DESC, id"  # noqa: S608
+    where = where_status_and_customer(status, customer_id)
+    sql = f"SELECT * FROM billing_subscriptions {where} ORDER BY created_at DESC, id"  # noqa: S608
     return await _page(session, sql, {"status": status, "customer": customer_id}, limit, offset)
 
 
 async def insert_subscription(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
-    row = await session.execute(
-        text(
-            "INSERT INTO billing_subscriptions (customer_id, plan_id, status, quantity, anchor,"
-            " current_period_start, current_period_end) VALUES (:customer_id, :plan_id, :status,"
-            " :quantity, :start, :start, :end) RETURNING *"
-        ),
+    return await fetch_one(
+        session,
+        "INSERT INTO billing_subscriptions (customer_id, plan_id, status, quantity, anchor,"
+        " current_period_start, current_period_end) VALUES (:customer_id, :plan_id, :status,"
+        " :quantity, :start, :start, :end) RETURNING *",
         values,
     )
-    return dict(row.mappings().one())
 
 
 async def update_subscription(
@@ -53,19 +48,18 @@ async def update_subscription(
     """Set plan, seats, status and the cancellation at the period's end; with ``keep_period``
     the current period's base line keeps billing the plan and seats it started with (the change
     is prorated on top)."""
-    row = await session.execute(
-        text(
-            "UPDATE billing_subscriptions SET plan_id = :plan, quantity = :quantity,"
-            " status = :status, cancel_at_period_end = :ending, updated_at = now(),"
-            " period_plan_id = CASE WHEN :keep THEN coalesce(period_plan_id, plan_id)"
-            "  ELSE period_plan_id END,"
-            " period_quantity = CASE WHEN :keep THEN coalesce(period_quantity, quantity)"
-            "  ELSE period_quantity END,"
-            # The pinned price belongs to the period's plan: gone when that plan is left unkept.
-            " period_price = CASE WHEN :keep OR plan_id = :plan THEN period_price END,"
-            " canceled_at = CASE WHEN :status = 'canceled' THEN now() ELSE NULL END"
-            " WHERE id = :id RETURNING *"
-        ),
+    return await fetch_one(
+        session,
+        "UPDATE billing_subscriptions SET plan_id = :plan, quantity = :quantity,"
+        " status = :status, cancel_at_period_end = :ending, updated_at = now(),"
+        " period_plan_id = CASE WHEN :keep THEN coalesce(period_plan_id, plan_id)"
+        "  ELSE period_plan_id END,"
+        " period_quantity = CASE WHEN :keep THEN coalesce(period_quantity, quantity)"
+        "  ELSE period_quantity END,"
+        # The pinned price belongs to the period's plan: gone when that plan is left unkept.
+        " period_price = CASE WHEN :keep OR plan_id = :plan THEN period_price END,"
+        " canceled_at = CASE WHEN :status = 'canceled' THEN now() ELSE NULL END"
+        " WHERE id = :id RETURNING *",
         {
             "plan": plan_id,
             "quantity": quantity,
@@ -75,7 +69,6 @@ async def update_subscription(
             "keep": keep_period,
         },
     )
-    return dict(row.mappings().one())
 
 
 async def subscription_plan(
@@ -93,8 +86,7 @@ async def subscription_plan(
     )
     if lock:
         sql += " FOR UPDATE OF s"
-    row = await session.execute(text(sql), {"id": subscription_id})
-    return one_row(row)
+    return await fetch_first(session, sql, {"id": subscription_id})
 
 
 async def insert_items(session: AsyncSession, values: list[dict[str, Any]]) -> None:
@@ -109,14 +101,12 @@ async def insert_items(session: AsyncSession, values: list[dict[str, Any]]) -> N
 
 
 async def pending_items(session: AsyncSession, subscription_id: UUID) -> list[dict[str, Any]]:
-    rows = await session.execute(
-        text(
-            "SELECT * FROM billing_subscription_items WHERE subscription_id = :id"
-            " AND invoice_id IS NULL ORDER BY created_at, id"
-        ),
+    return await fetch_all(
+        session,
+        "SELECT * FROM billing_subscription_items WHERE subscription_id = :id"
+        " AND invoice_id IS NULL ORDER BY created_at, id",
         {"id": subscription_id},
     )
-    return [dict(r) for r in rows.mappings()]
 
 
 async def unbilled_for(
@@ -175,23 +165,19 @@ async def mark_billed(
 
 async def insert_usage(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any] | None:
     """The new record, or None when its idempotency key is already recorded."""
-    row = await session.execute(
-        text(
-            "INSERT INTO billing_usage_records (subscription_id, idempotency_key, quantity,"
-            " unit_price, tax_rate, occurred_at) VALUES (:subscription_id, :key, :quantity,"
-            " :unit_price, :tax_rate, :occurred_at) ON CONFLICT (idempotency_key) DO NOTHING"
-            " RETURNING *"
-        ),
+    return await fetch_first(
+        session,
+        "INSERT INTO billing_usage_records (subscription_id, idempotency_key, quantity,"
+        " unit_price, tax_rate, occurred_at) VALUES (:subscription_id, :key, :quantity,"
+        " :unit_price, :tax_rate, :occurred_at) ON CONFLICT (idempotency_key) DO NOTHING"
+        " RETURNING *",
         values,
     )
-    return one_row(row)
 
 
 async def usage_by_key(session: AsyncSession, key: str) -> dict[str, Any] | None:
-    return one_row(
-        await session.execute(
-            text("SELECT * FROM billing_usage_records WHERE idempotency_key = :k"), {"k": key}
-        )
+    return await fetch_first(
+        session, "SELECT * FROM billing_usage_records WHERE idempotency_key = :k", {"k": key}
     )
 
 
@@ -214,14 +200,12 @@ _CANCEL_AT_END = (
 
 async def cancel_ended_trials(session: AsyncSession, as_of: date) -> list[dict[str, Any]]:
     """Trials over by ``as_of`` and to be canceled at their end: canceled, never billed."""
-    rows = await session.execute(
-        text(
-            f"{_CANCEL_AT_END} WHERE status = 'trialing' AND cancel_at_period_end"
-            " AND current_period_end <= :as_of RETURNING *"
-        ),
+    return await fetch_all(
+        session,
+        f"{_CANCEL_AT_END} WHERE status = 'trialing' AND cancel_at_period_end"
+        " AND current_period_end <= :as_of RETURNING *",
         {"as_of": as_of},
     )
-    return [dict(r) for r in rows.mappings()]
 
 
 async def cancel_at_period_end(
@@ -230,29 +214,28 @@ async def cancel_at_period_end(
     """Subscriptions whose last period the caller has just billed: canceled, not renewed."""
     if not subscription_ids:
         return []
-    rows = await session.execute(
-        text(f"{_CANCEL_AT_END} WHERE id = ANY(:ids) RETURNING *"), {"ids": subscription_ids}
+    return await fetch_all(
+        session,
+        f"{_CANCEL_AT_END} WHERE id = ANY(:ids) RETURNING *",
+        {"ids": subscription_ids},
     )
-    return [dict(r) for r in rows.mappings()]
 
 
 async def end_trials(session: AsyncSession, as_of: date) -> list[dict[str, Any]]:
     """Trials over by ``as_of`` become active; the first paid period starts when the trial
     ends (and anchors later periods)."""
-    rows = await session.execute(
-        text(
-            "UPDATE billing_subscriptions s SET status = 'active', updated_at = now(),"
-            " period_plan_id = NULL, period_quantity = NULL, period_price = NULL,"
-            " anchor = s.current_period_end,"
-            " current_period_start = s.current_period_end,"
-            " current_period_end = (s.current_period_end + CASE p.billing_interval"
-            " WHEN 'year' THEN interval '1 year' ELSE interval '1 month' END)::date"
-            " FROM billing_plans p WHERE p.id = s.plan_id AND s.status = 'trialing'"
-            " AND NOT s.cancel_at_period_end AND s.current_period_end <= :as_of RETURNING s.*"
-        ),
+    return await fetch_all(
+        session,
+        "UPDATE billing_subscriptions s SET status = 'active', updated_at = now(),"
+        " period_plan_id = NULL, period_quantity = NULL, period_price = NULL,"
+        " anchor = s.current_period_end,"
+        " current_period_start = s.current_period_end,"
+        " current_period_end = (s.current_period_end + CASE p.billing_interval"
+        " WHEN 'year' THEN interval '1 year' ELSE interval '1 month' END)::date"
+        " FROM billing_plans p WHERE p.id = s.plan_id AND s.status = 'trialing'"
+        " AND NOT s.cancel_at_period_end AND s.current_period_end <= :as_of RETURNING s.*",
         {"as_of": as_of},
     )
-    return [dict(r) for r in rows.mappings()]
 
 
 async def lock_due_subscriptions(
@@ -260,21 +243,19 @@ async def lock_due_subscriptions(
 ) -> list[dict[str, Any]]:
     """Due subscriptions with their plan, locked; rows another run holds are skipped (it bills
     them), so concurrent runs split the work instead of waiting or billing twice."""
-    rows = await session.execute(
-        text(
-            "SELECT s.id, s.customer_id, s.quantity, s.anchor, s.current_period_start,"
-            " s.cancel_at_period_end,"
-            " s.current_period_end, p.name AS plan_name, p.pricing, p.billing_interval,"
-            " coalesce(s.period_price, p.price) AS price, p.currency, p.tax_rate,"
-            " coalesce(s.period_quantity, s.quantity) AS period_quantity"
-            " FROM billing_subscriptions s"
-            " JOIN billing_plans p ON p.id = coalesce(s.period_plan_id, s.plan_id)"
-            " WHERE s.status IN ('active', 'past_due') AND s.current_period_end <= :as_of"
-            " ORDER BY s.current_period_end, s.id LIMIT :limit FOR UPDATE OF s SKIP LOCKED"
-        ),
+    return await fetch_all(
+        session,
+        "SELECT s.id, s.customer_id, s.quantity, s.anchor, s.current_period_start,"
+        " s.cancel_at_period_end,"
+        " s.current_period_end, p.name AS plan_name, p.pricing, p.billing_interval,"
+        " coalesce(s.period_price, p.price) AS price, p.currency, p.tax_rate,"
+        " coalesce(s.period_quantity, s.quantity) AS period_quantity"
+        " FROM billing_subscriptions s"
+        " JOIN billing_plans p ON p.id = coalesce(s.period_plan_id, s.plan_id)"
+        " WHERE s.status IN ('active', 'past_due') AND s.current_period_end <= :as_of"
+        " ORDER BY s.current_period_end, s.id LIMIT :limit FOR UPDATE OF s SKIP LOCKED",
         {"as_of": as_of, "limit": limit},
     )
-    return [dict(r) for r in rows.mappings()]
 
 
 async def advance_periods(session: AsyncSession, periods: list[dict[str, Any]]) -> None:

@@ -19,7 +19,6 @@ from plexica_billing.schemas import (
     IntervalMismatchError,
     InvalidDateError,
     NotMeteredError,
-    Page,
     PendingItem,
     Subscription,
     SubscriptionChange,
@@ -30,6 +29,7 @@ from plexica_billing.schemas import (
 )
 from plexica_billing.service import SUBSCRIPTION_CHANGED, found, reference
 from plexica_sdk.app import PluginContext
+from plexica_sdk.pagination import Page, page_of
 
 # How far ahead of the server's clock a usage report may be dated (clients' clocks drift).
 USAGE_CLOCK_SKEW = timedelta(minutes=5)
@@ -61,12 +61,7 @@ async def list_subscriptions(
     ctx: PluginContext, status: str | None, customer_id: UUID | None, limit: int, offset: int
 ) -> Page[Subscription]:
     rows, total = await repo.list_subscriptions(ctx.db, status, customer_id, limit, offset)
-    return Page(
-        items=[Subscription.model_validate(r) for r in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
-    )
+    return page_of(Subscription, rows, total, limit, offset)
 
 
 async def subscription_changed(
@@ -299,6 +294,4 @@ async def list_usage(
 ) -> Page[UsageRecord]:
     await found(ctx, "billing_subscriptions", subscription_id, "subscription")
     rows, total = await repo.list_usage(ctx.db, subscription_id, limit, offset)
-    return Page(
-        items=[UsageRecord.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
-    )
+    return page_of(UsageRecord, rows, total, limit, offset)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from plexica_crm import csvfile, service, transfer, trash
+from plexica_crm import csvfile, kinds, service, transfer, trash
 from plexica_crm.schemas import (
     Activity,
     ActivityIn,
@@ -22,7 +22,6 @@ from plexica_crm.schemas import (
     DealIn,
     DealPatch,
     ImportResult,
-    Page,
     Stage,
     StageChange,
     TrashedCompany,
@@ -32,12 +31,11 @@ from plexica_crm.schemas import (
 from plexica_sdk.app import PluginContext, require
 from plexica_sdk.errors import PlexicaError
 from plexica_sdk.guard import MiB, body_limit
-from plexica_sdk.pagination import PageOffset, PageSize
+from plexica_sdk.pagination import Page, PageOffset, PageSize, Search
 from plexica_sdk.preconditions import ETAG_HEADER, PRECONDITION_FAILED, IfMatch, etag
 
 Limit = PageSize
 Offset = PageOffset
-Search = Annotated[str | None, Query(max_length=100)]
 
 
 CompanyRead = Annotated[PluginContext, Depends(require("crm:company:read"))]
@@ -141,13 +139,13 @@ def api_router() -> APIRouter:
     async def trashed_companies(
         ctx: CompanyWrite, limit: Limit = 25, offset: Offset = 0
     ) -> Page[TrashedCompany]:
-        return await trash.list_trash(ctx, trash.COMPANIES, limit, offset)
+        return await trash.list_trash(ctx, kinds.COMPANIES, limit, offset)
 
     @router.post(
         "/companies/{company_id}/restore", summary=RESTORE.format("company"), responses=RESTORED
     )
     async def restore_company(company_id: UUID, ctx: CompanyWrite, response: Response) -> Company:
-        return _tagged(response, await trash.restore(ctx, trash.COMPANIES, company_id))
+        return _tagged(response, await trash.restore(ctx, kinds.COMPANIES, company_id))
 
     @router.get("/companies/{company_id}", responses=TAGGED)
     async def company(company_id: UUID, ctx: CompanyRead, response: Response) -> Company:
@@ -217,13 +215,13 @@ def api_router() -> APIRouter:
     async def trashed_contacts(
         ctx: ContactWrite, limit: Limit = 25, offset: Offset = 0
     ) -> Page[TrashedContact]:
-        return await trash.list_trash(ctx, trash.CONTACTS, limit, offset)
+        return await trash.list_trash(ctx, kinds.CONTACTS, limit, offset)
 
     @router.post(
         "/contacts/{contact_id}/restore", summary=RESTORE.format("contact"), responses=RESTORED
     )
     async def restore_contact(contact_id: UUID, ctx: ContactWrite, response: Response) -> Contact:
-        return _tagged(response, await trash.restore(ctx, trash.CONTACTS, contact_id))
+        return _tagged(response, await trash.restore(ctx, kinds.CONTACTS, contact_id))
 
     @router.get("/contacts/{contact_id}", responses=TAGGED)
     async def contact(contact_id: UUID, ctx: ContactRead, response: Response) -> Contact:
@@ -273,11 +271,11 @@ def api_router() -> APIRouter:
     async def trashed_deals(
         ctx: DealWrite, limit: Limit = 25, offset: Offset = 0
     ) -> Page[TrashedDeal]:
-        return await trash.list_trash(ctx, trash.DEALS, limit, offset)
+        return await trash.list_trash(ctx, kinds.DEALS, limit, offset)
 
     @router.post("/deals/{deal_id}/restore", summary=RESTORE.format("deal"), responses=RESTORED)
     async def restore_deal(deal_id: UUID, ctx: DealWrite, response: Response) -> Deal:
-        return _tagged(response, await trash.restore(ctx, trash.DEALS, deal_id))
+        return _tagged(response, await trash.restore(ctx, kinds.DEALS, deal_id))
 
     @router.get("/deals/{deal_id}", responses=TAGGED)
     async def deal(deal_id: UUID, ctx: DealRead, response: Response) -> Deal:

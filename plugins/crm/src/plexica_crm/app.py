@@ -10,15 +10,13 @@ from fastapi import FastAPI
 from plexica_crm.api import api_router
 from plexica_crm.pages import ui_router
 from plexica_sdk.app import PluginConfig, create_plugin_app
-from plexica_sdk.manifest import MANIFEST_FILE, Manifest, load_manifest
+from plexica_sdk.manifest import MANIFEST_FILE, Manifest, find_plugin_root, load_manifest
 
 HERE = Path(__file__).resolve().parent
 
 
 def plugin_root() -> Path:
-    """Where the manifest and migrations are: inside the package when installed from a wheel,
-    the distribution's folder in a source checkout."""
-    return HERE if (HERE / MANIFEST_FILE).exists() else HERE.parents[1]
+    return find_plugin_root(HERE)
 
 
 @cache

@@ -18,10 +18,9 @@ from plexica_crm.schemas import (
     CrmNotFoundError,
     ImportResult,
     Patch,
-    UnknownReferenceError,
 )
 from plexica_sdk.app import PluginContext
-from plexica_sdk.errors import PlexicaError, PreconditionFailedError
+from plexica_sdk.errors import PlexicaError, PreconditionFailedError, UnknownReferenceError
 from plexica_sdk.preconditions import etag
 from plexica_sdk.ui import Fragments, UploadError, field_errors, uploaded
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
-from plexica_crm import forms, service, transfer, trash
+from plexica_crm import forms, kinds, service, transfer, trash
 from plexica_crm.api import (
     CompanyRead,
     CompanyWrite,
@@ -19,7 +19,6 @@ from plexica_crm.api import (
     DealRead,
     DealWrite,
     Offset,
-    Search,
 )
 from plexica_crm.records import Record, record_routes, transfer_routes
 from plexica_crm.schemas import (
@@ -32,10 +31,10 @@ from plexica_crm.schemas import (
     Deal,
     DealIn,
     DealPatch,
-    UnknownReferenceError,
 )
 from plexica_sdk.app import ContextDep, FragmentsDep, PluginContext
-from plexica_sdk.errors import ForbiddenError
+from plexica_sdk.errors import ForbiddenError, UnknownReferenceError
+from plexica_sdk.pagination import Search
 from plexica_sdk.ui import Fragments, field_errors, form_fields
 
 CONTACT_FIELDS = ("first_name", "last_name", "email", "phone", "company_id")
@@ -193,19 +192,19 @@ RECORDS = (
         "contact", "contacts", CONTACT_FIELDS, ContactPatch, service.get_contact,
         service.update_contact, service.delete_contact, contact_view, _person,
         lambda c: [("Email", c.email or ""), ("Phone", c.phone or "")], _contact_link,
-        "The activities linked to this contact alone go with it.", trash.CONTACTS,
+        "The activities linked to this contact alone go with it.", kinds.CONTACTS,
     ),
     Record(
         "company", "companies", COMPANY_FIELDS, CompanyPatch, service.get_company,
         service.update_company, service.delete_company, company_view, lambda c: c.name,
         lambda c: [("Domain", c.domain or "")], _own_contact,
-        "Its contacts and deals stay, without a company.", trash.COMPANIES,
+        "Its contacts and deals stay, without a company.", kinds.COMPANIES,
     ),
     Record(
         "deal", "deals", DEAL_EDIT, DealPatch, service.get_deal, service.update_deal,
         service.delete_deal, deal_view, lambda d: d.title,
         lambda d: [("Amount", f"{d.amount} {d.currency}"), ("Stage", d.stage_id)], _deal_link,
-        "The activities linked to this deal alone go with it.", trash.DEALS,
+        "The activities linked to this deal alone go with it.", kinds.DEALS,
     ),
 )  # fmt: skip
 

@@ -12,7 +12,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from plexica_crm import forms, trash
+from plexica_crm import forms, kinds, trash
 from plexica_crm.api import csv_download
 from plexica_crm.schemas import CrmNotFoundError, ImportResult, Patch
 from plexica_crm.service import TRASH_DAYS
@@ -58,7 +58,7 @@ class Record:
     facts: Callable[[Any], list[tuple[str, str]]]  # shown before a delete
     links: Links  # what an activity logged on its page is linked to
     consequence: str  # what a delete also does
-    kind: trash.Kind[Any, Any]  # its trash
+    kind: kinds.Kind[Any, Any]  # its trash
 
 
 NOTICES = {

@@ -9,6 +9,7 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from plexica_sdk.db import fetch_all, fetch_first, fetch_one
 from plexica_sdk.db import page as _page
 
 
@@ -100,15 +101,12 @@ async def list_trash(
 async def restore(session: AsyncSession, table: str, id_: UUID, days: int) -> dict[str, Any] | None:
     """The record out of the trash, if it was put there in the last ``days`` days."""
     assert table in TRASH
-    row = await session.execute(
-        text(
-            f"UPDATE {table} t SET deleted_at = NULL, deleted_by = NULL"  # noqa: S608
-            f" WHERE t.id = :id AND {_KEPT} RETURNING {COLUMNS[table]}"
-        ),
+    return await fetch_first(
+        session,
+        f"UPDATE {table} t SET deleted_at = NULL, deleted_by = NULL"  # noqa: S608
+        f" WHERE t.id = :id AND {_KEPT} RETURNING {COLUMNS[table]}",
         {"id": id_, "days": days},
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
 
 
 async def purge(session: AsyncSession, days: int) -> None:
@@ -137,14 +135,12 @@ async def list_companies(
 
 
 async def insert_company(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
-    row = await session.execute(
-        text(
-            "INSERT INTO crm_companies (name, domain, created_by) VALUES (:name, :domain, :by)"
-            " RETURNING *"
-        ),
+    return await fetch_one(
+        session,
+        "INSERT INTO crm_companies (name, domain, created_by) VALUES (:name, :domain, :by)"
+        " RETURNING *",
         values,
     )
-    return dict(row.mappings().one())
 
 
 TABLES = ("crm_companies", "crm_contacts", "crm_deals", "crm_activities")
@@ -165,9 +161,7 @@ async def get(
     assert table in TABLES
     suffix = " FOR UPDATE OF t" if lock else " FOR KEY SHARE OF t" if key_share else ""
     sql = _select(table, "t.id = :id") + suffix
-    row = await session.execute(text(sql), {"id": id_})
-    found = row.mappings().first()
-    return dict(found) if found else None
+    return await fetch_first(session, sql, {"id": id_})
 
 
 async def update(
@@ -179,8 +173,7 @@ async def update(
     if table == "crm_deals":
         sets += ", updated_at = now()"
     sql = f"UPDATE {table} t SET {sets} WHERE t.id = :_id RETURNING {COLUMNS[table]}"  # noqa: S608
-    row = await session.execute(text(sql), {**values, "_id": id_})
-    return dict(row.mappings().one())
+    return await fetch_one(session, sql, {**values, "_id": id_})
 
 
 async def lock_deletes(session: AsyncSession) -> None:
@@ -207,25 +200,20 @@ async def list_contacts(
 
 
 async def insert_contact(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
-    row = await session.execute(
-        text(
-            "INSERT INTO crm_contacts (first_name, last_name, email, phone, company_id, created_by)"
-            " VALUES (:first_name, :last_name, :email, :phone, :company_id, :by) RETURNING *"
-        ),
+    return await fetch_one(
+        session,
+        "INSERT INTO crm_contacts (first_name, last_name, email, phone, company_id, created_by)"
+        " VALUES (:first_name, :last_name, :email, :phone, :company_id, :by) RETURNING *",
         values,
     )
-    return dict(row.mappings().one())
 
 
 async def list_stages(session: AsyncSession) -> list[dict[str, Any]]:
-    rows = await session.execute(text("SELECT * FROM crm_stages ORDER BY position"))
-    return [dict(r) for r in rows.mappings()]
+    return await fetch_all(session, "SELECT * FROM crm_stages ORDER BY position")
 
 
 async def get_stage(session: AsyncSession, stage_id: str) -> dict[str, Any] | None:
-    row = await session.execute(text("SELECT * FROM crm_stages WHERE id = :id"), {"id": stage_id})
-    found = row.mappings().first()
-    return dict(found) if found else None
+    return await fetch_first(session, "SELECT * FROM crm_stages WHERE id = :id", {"id": stage_id})
 
 
 async def list_deals(
@@ -241,41 +229,35 @@ async def list_deals(
 
 
 async def insert_deal(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
-    row = await session.execute(
-        text(
-            "INSERT INTO crm_deals (title, amount, currency, stage_id, company_id, contact_id,"
-            " created_by) VALUES (:title, :amount, :currency, :stage_id, :company_id,"
-            " :contact_id, :by) RETURNING *"
-        ),
+    return await fetch_one(
+        session,
+        "INSERT INTO crm_deals (title, amount, currency, stage_id, company_id, contact_id,"
+        " created_by) VALUES (:title, :amount, :currency, :stage_id, :company_id,"
+        " :contact_id, :by) RETURNING *",
         values,
     )
-    return dict(row.mappings().one())
 
 
 async def move_deal(
     session: AsyncSession, deal_id: UUID, stage_id: str, closed: bool
 ) -> dict[str, Any]:
-    row = await session.execute(
-        text(
-            "UPDATE crm_deals t SET stage_id = :stage, updated_at = now(),"  # noqa: S608
-            " closed_at = CASE WHEN :closed THEN now() ELSE NULL END WHERE t.id = :id"
-            f" RETURNING {COLUMNS['crm_deals']}"
-        ),
+    return await fetch_one(
+        session,
+        "UPDATE crm_deals t SET stage_id = :stage, updated_at = now(),"  # noqa: S608
+        " closed_at = CASE WHEN :closed THEN now() ELSE NULL END WHERE t.id = :id"
+        f" RETURNING {COLUMNS['crm_deals']}",
         {"stage": stage_id, "closed": closed, "id": deal_id},
     )
-    return dict(row.mappings().one())
 
 
 async def pipeline(session: AsyncSession) -> list[dict[str, Any]]:
-    rows = await session.execute(
-        text(
-            "SELECT s.id, s.name, count(d.id) AS deals, coalesce(sum(d.amount), 0) AS amount"
-            " FROM crm_stages s LEFT JOIN crm_deals d"
-            " ON d.stage_id = s.id AND d.deleted_at IS NULL"
-            " GROUP BY s.id, s.name, s.position ORDER BY s.position"
-        )
+    return await fetch_all(
+        session,
+        "SELECT s.id, s.name, count(d.id) AS deals, coalesce(sum(d.amount), 0) AS amount"
+        " FROM crm_stages s LEFT JOIN crm_deals d"
+        " ON d.stage_id = s.id AND d.deleted_at IS NULL"
+        " GROUP BY s.id, s.name, s.position ORDER BY s.position",
     )
-    return [dict(r) for r in rows.mappings()]
 
 
 async def list_activities(
@@ -306,28 +288,23 @@ async def list_company_activities(
 
 
 async def insert_activity(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
-    row = await session.execute(
-        text(
-            "INSERT INTO crm_activities (kind, subject, body, due_at, contact_id, deal_id,"
-            " created_by) VALUES (:kind, :subject, :body, :due_at, :contact_id, :deal_id, :by)"
-            " RETURNING *"
-        ),
+    return await fetch_one(
+        session,
+        "INSERT INTO crm_activities (kind, subject, body, due_at, contact_id, deal_id,"
+        " created_by) VALUES (:kind, :subject, :body, :due_at, :contact_id, :deal_id, :by)"
+        " RETURNING *",
         values,
     )
-    return dict(row.mappings().one())
 
 
 async def complete_activity(session: AsyncSession, activity_id: UUID) -> dict[str, Any] | None:
-    row = await session.execute(
-        text(
-            "UPDATE crm_activities t SET done = true"  # noqa: S608
-            f" WHERE t.id = :id AND {VISIBLE['crm_activities']}"
-            f" RETURNING {COLUMNS['crm_activities']}"
-        ),
+    return await fetch_first(
+        session,
+        "UPDATE crm_activities t SET done = true"  # noqa: S608
+        f" WHERE t.id = :id AND {VISIBLE['crm_activities']}"
+        f" RETURNING {COLUMNS['crm_activities']}",
         {"id": activity_id},
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
 
 
 # --- CSV import and export (ADR 0226) ------------------------------------------------------------

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from plexica_sdk.errors import NotFoundError, PlexicaError
+from plexica_sdk.errors import NotFoundError
 
 T = TypeVar("T")
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    total: int
-    limit: int
-    offset: int
 
 
 class CompanyIn(BaseModel):
@@ -198,10 +191,6 @@ class TrashedDeal(Deal, InTrash):
 
 class CrmNotFoundError(NotFoundError):
     pass
-
-
-class UnknownReferenceError(PlexicaError):
-    status, code = 422, "unknown_reference"
 
 
 class ImportResult(BaseModel):

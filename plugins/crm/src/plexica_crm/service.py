@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from plexica_crm import repository as repo
+from plexica_crm.kinds import COMPANIES, CONTACTS, DEALS, Kind, M
 from plexica_crm.schemas import (
     Activity,
     ActivityIn,
@@ -20,24 +21,19 @@ from plexica_crm.schemas import (
     Deal,
     DealIn,
     DealPatch,
-    Page,
     Patch,
     Stage,
-    UnknownReferenceError,
 )
 from plexica_sdk.app import PluginContext
+from plexica_sdk.errors import UnknownReferenceError
+from plexica_sdk.pagination import Page, page_of
 from plexica_sdk.preconditions import check_if_match, etag
 
 # Data of each type: the JSON Schemas in plexica-plugin.yaml, checked as it is published.
+# A company's, contact's or deal's crm.<what>.updated and .deleted: ``_update``, ``_delete``.
 COMPANY_CREATED = "crm.company.created"
-COMPANY_UPDATED = "crm.company.updated"
-COMPANY_DELETED = "crm.company.deleted"
 CONTACT_CREATED = "crm.contact.created"
-CONTACT_UPDATED = "crm.contact.updated"
-CONTACT_DELETED = "crm.contact.deleted"
 DEAL_CREATED = "crm.deal.created"
-DEAL_UPDATED = "crm.deal.updated"
-DEAL_DELETED = "crm.deal.deleted"
 DEAL_STAGE_CHANGED = "crm.deal.stage_changed"
 DEAL_WON = "crm.deal.won"
 ACTIVITY_CREATED = "crm.activity.created"
@@ -66,23 +62,28 @@ async def _found(
     return row
 
 
+async def _get(ctx: PluginContext, kind: Kind[M, Any], id_: UUID) -> M:
+    return kind.model.model_validate(await _found(ctx, kind.table, id_, kind.what))
+
+
 def _json(value: Any) -> Any:
     return str(value) if isinstance(value, UUID | Decimal) else value
 
 
 async def _update(
     ctx: PluginContext,
-    table: str,
+    kind: Kind[M, Any],
     id_: UUID,
-    what: str,
     patch: Patch,
     *,
     references: dict[str, str] | None = None,
     if_match: str | None = None,
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """The row after ``patch`` and what really changed, ``{field: {"from", "to"}}``. The row is
-    read under its lock, so parallel changes apply in order and each one's "from" is true;
-    ``if_match`` is compared with the version read so (ADR 0226)."""
+) -> M:
+    """The record after ``patch``; crm.<what>.updated tells what really changed,
+    ``{field: {"from", "to"}}``. The row is read under its lock, so parallel changes apply in
+    order and each one's "from" is true; ``if_match`` is compared with the version read so
+    (ADR 0226)."""
+    table, what = kind.table, kind.what
     given = patch.given()
     refs = {f: t for f, t in (references or {}).items() if f in given}
     if refs:
@@ -95,32 +96,40 @@ async def _update(
     check_if_match(if_match, etag(before["version"]))
     changed = {name: value for name, value in given.items() if before[name] != value}
     if not changed:
-        return before, {}
+        return kind.model.model_validate(before)
     after = await repo.update(ctx.db, table, id_, changed)
     changes = {n: {"from": _json(before[n]), "to": _json(after[n])} for n in changed}
-    return after, changes
+    await ctx.publish(
+        kind.event("updated"),
+        {f"{what}_id": str(id_), "changes": changes, "updated_by": ctx.user_id},
+        subject=kind.subject(id_),
+    )
+    return kind.model.model_validate(after)
 
 
 async def _delete(
-    ctx: PluginContext, table: str, id_: UUID, what: str, if_match: str | None
+    ctx: PluginContext, kind: Kind[Any, Any], id_: UUID, if_match: str | None
 ) -> None:
     """Into the trash, the rows that point at it unchanged (ADR 0236); the tenant's records
     deleted 30 days ago or more go for good in the same transaction."""
     await repo.lock_deletes(ctx.db)
-    row = await _found(ctx, table, id_, what, lock=True)
+    row = await _found(ctx, kind.table, id_, kind.what, lock=True)
     check_if_match(if_match, etag(row["version"]))
     await repo.purge(ctx.db, TRASH_DAYS)
-    await repo.trash(ctx.db, table, id_, ctx.user_id)
-    await repo.touch_links(ctx.db, table, id_)
+    await repo.trash(ctx.db, kind.table, id_, ctx.user_id)
+    await repo.touch_links(ctx.db, kind.table, id_)
+    await ctx.publish(
+        kind.event("deleted"),
+        {f"{kind.what}_id": str(id_), "deleted_by": ctx.user_id},
+        subject=kind.subject(id_),
+    )
 
 
 async def list_companies(
     ctx: PluginContext, q: str | None, limit: int, offset: int
 ) -> Page[Company]:
     rows, total = await repo.list_companies(ctx.db, q, limit, offset)
-    return Page(
-        items=[Company.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
-    )
+    return page_of(Company, rows, total, limit, offset)
 
 
 async def create_company(ctx: PluginContext, body: CompanyIn) -> Company:
@@ -145,40 +154,24 @@ async def announce_company(ctx: PluginContext, company: Company) -> None:
 
 
 async def get_company(ctx: PluginContext, company_id: UUID) -> Company:
-    return Company.model_validate(await _found(ctx, "crm_companies", company_id, "company"))
+    return await _get(ctx, COMPANIES, company_id)
 
 
 async def update_company(
     ctx: PluginContext, company_id: UUID, patch: CompanyPatch, if_match: str | None = None
 ) -> Company:
-    row, changes = await _update(
-        ctx, "crm_companies", company_id, "company", patch, if_match=if_match
-    )
-    if changes:
-        await ctx.publish(
-            COMPANY_UPDATED,
-            {"company_id": str(company_id), "changes": changes, "updated_by": ctx.user_id},
-            subject=f"companies/{company_id}",
-        )
-    return Company.model_validate(row)
+    return await _update(ctx, COMPANIES, company_id, patch, if_match=if_match)
 
 
 async def delete_company(ctx: PluginContext, company_id: UUID, if_match: str | None = None) -> None:
-    await _delete(ctx, "crm_companies", company_id, "company", if_match)
-    await ctx.publish(
-        COMPANY_DELETED,
-        {"company_id": str(company_id), "deleted_by": ctx.user_id},
-        subject=f"companies/{company_id}",
-    )
+    await _delete(ctx, COMPANIES, company_id, if_match)
 
 
 async def list_contacts(
     ctx: PluginContext, q: str | None, company_id: UUID | None, limit: int, offset: int
 ) -> Page[Contact]:
     rows, total = await repo.list_contacts(ctx.db, q, company_id, limit, offset)
-    return Page(
-        items=[Contact.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
-    )
+    return page_of(Contact, rows, total, limit, offset)
 
 
 async def create_contact(ctx: PluginContext, body: ContactIn) -> Contact:
@@ -199,32 +192,18 @@ async def announce_contact(ctx: PluginContext, contact: Contact) -> None:
 
 
 async def get_contact(ctx: PluginContext, contact_id: UUID) -> Contact:
-    return Contact.model_validate(await _found(ctx, "crm_contacts", contact_id, "contact"))
+    return await _get(ctx, CONTACTS, contact_id)
 
 
 async def update_contact(
     ctx: PluginContext, contact_id: UUID, patch: ContactPatch, if_match: str | None = None
 ) -> Contact:
     refs = {"company_id": "crm_companies"}
-    row, changes = await _update(
-        ctx, "crm_contacts", contact_id, "contact", patch, references=refs, if_match=if_match
-    )
-    if changes:
-        await ctx.publish(
-            CONTACT_UPDATED,
-            {"contact_id": str(contact_id), "changes": changes, "updated_by": ctx.user_id},
-            subject=f"contacts/{contact_id}",
-        )
-    return Contact.model_validate(row)
+    return await _update(ctx, CONTACTS, contact_id, patch, references=refs, if_match=if_match)
 
 
 async def delete_contact(ctx: PluginContext, contact_id: UUID, if_match: str | None = None) -> None:
-    await _delete(ctx, "crm_contacts", contact_id, "contact", if_match)
-    await ctx.publish(
-        CONTACT_DELETED,
-        {"contact_id": str(contact_id), "deleted_by": ctx.user_id},
-        subject=f"contacts/{contact_id}",
-    )
+    await _delete(ctx, CONTACTS, contact_id, if_match)
 
 
 async def list_stages(ctx: PluginContext) -> list[Stage]:
@@ -235,9 +214,7 @@ async def list_deals(
     ctx: PluginContext, q: str | None, stage_id: str | None, limit: int, offset: int
 ) -> Page[Deal]:
     rows, total = await repo.list_deals(ctx.db, q, stage_id, limit, offset)
-    return Page(
-        items=[Deal.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
-    )
+    return page_of(Deal, rows, total, limit, offset)
 
 
 async def create_deal(ctx: PluginContext, body: DealIn) -> Deal:
@@ -267,32 +244,18 @@ async def create_deal(ctx: PluginContext, body: DealIn) -> Deal:
 
 
 async def get_deal(ctx: PluginContext, deal_id: UUID) -> Deal:
-    return Deal.model_validate(await _found(ctx, "crm_deals", deal_id, "deal"))
+    return await _get(ctx, DEALS, deal_id)
 
 
 async def update_deal(
     ctx: PluginContext, deal_id: UUID, patch: DealPatch, if_match: str | None = None
 ) -> Deal:
     refs = {"company_id": "crm_companies", "contact_id": "crm_contacts"}
-    row, changes = await _update(
-        ctx, "crm_deals", deal_id, "deal", patch, references=refs, if_match=if_match
-    )
-    if changes:
-        await ctx.publish(
-            DEAL_UPDATED,
-            {"deal_id": str(deal_id), "changes": changes, "updated_by": ctx.user_id},
-            subject=f"deals/{deal_id}",
-        )
-    return Deal.model_validate(row)
+    return await _update(ctx, DEALS, deal_id, patch, references=refs, if_match=if_match)
 
 
 async def delete_deal(ctx: PluginContext, deal_id: UUID, if_match: str | None = None) -> None:
-    await _delete(ctx, "crm_deals", deal_id, "deal", if_match)
-    await ctx.publish(
-        DEAL_DELETED,
-        {"deal_id": str(deal_id), "deleted_by": ctx.user_id},
-        subject=f"deals/{deal_id}",
-    )
+    await _delete(ctx, DEALS, deal_id, if_match)
 
 
 async def move_deal(ctx: PluginContext, deal_id: UUID, stage_id: str) -> Deal:
@@ -336,18 +299,14 @@ async def list_activities(
     ctx: PluginContext, contact_id: UUID | None, deal_id: UUID | None, limit: int, offset: int
 ) -> Page[Activity]:
     rows, total = await repo.list_activities(ctx.db, contact_id, deal_id, limit, offset)
-    return Page(
-        items=[Activity.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
-    )
+    return page_of(Activity, rows, total, limit, offset)
 
 
 async def list_company_activities(
     ctx: PluginContext, company_id: UUID, limit: int, offset: int
 ) -> Page[Activity]:
     rows, total = await repo.list_company_activities(ctx.db, company_id, limit, offset)
-    return Page(
-        items=[Activity.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
-    )
+    return page_of(Activity, rows, total, limit, offset)
 
 
 async def create_activity(ctx: PluginContext, body: ActivityIn) -> Activity:

@@ -7,6 +7,7 @@ statement, with one ``…created`` event per record, in the request's transactio
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -27,18 +28,19 @@ READ_ONLY = {"id", "created_at", "version"}
 
 
 async def export_companies(ctx: PluginContext) -> str:
-    out = io.StringIO()
-    csvfile.write(COMPANY_COLUMNS, [], out)
-    async for batch in repo.each_company(ctx.db):
-        csvfile.write(COMPANY_COLUMNS, ([r[c] for c in COMPANY_COLUMNS] for r in batch), out)
-    return out.getvalue()
+    return await _export(COMPANY_COLUMNS, repo.each_company(ctx.db))
 
 
 async def export_contacts(ctx: PluginContext) -> str:
+    return await _export(CONTACT_COLUMNS, repo.each_contact(ctx.db))
+
+
+async def _export(columns: Sequence[str], batches: AsyncIterator[list[dict[str, Any]]]) -> str:
+    """The header, even without a row, then ``columns`` of each row, a batch at a time."""
     out = io.StringIO()
-    csvfile.write(CONTACT_COLUMNS, [], out)
-    async for batch in repo.each_contact(ctx.db):
-        csvfile.write(CONTACT_COLUMNS, ([r[c] for c in CONTACT_COLUMNS] for r in batch), out)
+    csvfile.write(columns, [], out)
+    async for batch in batches:
+        csvfile.write(columns, ([r[c] for c in columns] for r in batch), out)
     return out.getvalue()
 
 

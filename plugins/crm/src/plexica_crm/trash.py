@@ -3,54 +3,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Generic, TypeVar
 from uuid import UUID
 
 from plexica_crm import repository as repo
-from plexica_crm.schemas import (
-    Company,
-    Contact,
-    CrmNotFoundError,
-    Deal,
-    Page,
-    TrashedCompany,
-    TrashedContact,
-    TrashedDeal,
-)
+from plexica_crm.kinds import Kind, M, T
+from plexica_crm.schemas import CrmNotFoundError
 from plexica_crm.service import TRASH_DAYS
 from plexica_sdk.app import PluginContext
-
-M = TypeVar("M", Company, Contact, Deal)
-T = TypeVar("T", TrashedCompany, TrashedContact, TrashedDeal)
-
-
-@dataclass(frozen=True)
-class Kind(Generic[M, T]):
-    table: str
-    what: str  # "company": its events are crm.<what>.*
-    path: str  # "companies": its events' subject is <path>/<id>
-    model: type[M]
-    trashed: type[T]
-
-    @property
-    def restored(self) -> str:
-        return f"crm.{self.what}.restored"
-
-
-COMPANIES = Kind("crm_companies", "company", "companies", Company, TrashedCompany)
-CONTACTS = Kind("crm_contacts", "contact", "contacts", Contact, TrashedContact)
-DEALS = Kind("crm_deals", "deal", "deals", Deal, TrashedDeal)
+from plexica_sdk.pagination import Page, page_of
 
 
 async def list_trash(ctx: PluginContext, kind: Kind[M, T], limit: int, offset: int) -> Page[T]:
     rows, total = await repo.list_trash(ctx.db, kind.table, TRASH_DAYS, limit, offset)
-    return Page(
-        items=[kind.trashed.model_validate(r) for r in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
-    )
+    return page_of(kind.trashed, rows, total, limit, offset)
 
 
 async def restore(ctx: PluginContext, kind: Kind[M, T], id_: UUID) -> M:
@@ -62,8 +27,8 @@ async def restore(ctx: PluginContext, kind: Kind[M, T], id_: UUID) -> M:
         raise CrmNotFoundError(f"no such {kind.what} in the trash")
     await repo.touch_links(ctx.db, kind.table, id_)
     await ctx.publish(
-        kind.restored,
+        kind.event("restored"),
         {f"{kind.what}_id": str(id_), "restored_by": ctx.user_id},
-        subject=f"{kind.path}/{id_}",
+        subject=kind.subject(id_),
     )
     return kind.model.model_validate(row)
