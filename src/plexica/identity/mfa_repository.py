@@ -10,12 +10,12 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.identity.rows import first_row, returned_row
 from plexica.identity.sealed_repository import SealedSecrets
+from plexica_sdk.db import fetch_first, returns_row
 
 
 async def totp_of(session: AsyncSession, user_id: UUID) -> dict[str, Any] | None:
-    return await first_row(
+    return await fetch_first(
         session,
         text(
             "SELECT sealed_secret, sealed_with, confirmed_at, last_step FROM platform.user_totp"
@@ -29,7 +29,7 @@ async def put_pending_totp(
     session: AsyncSession, user_id: UUID, sealed: str, sealed_with: str
 ) -> bool:
     """A new unconfirmed secret, replacing an unconfirmed one; False when one is confirmed."""
-    return await returned_row(
+    return await returns_row(
         session,
         text(
             "INSERT INTO platform.user_totp (user_id, sealed_secret, sealed_with)"
@@ -43,7 +43,7 @@ async def put_pending_totp(
 
 async def use_step(session: AsyncSession, user_id: UUID, step: int, *, confirm: bool) -> bool:
     """Record ``step`` as used, once: False when it or a later one was used already."""
-    return await returned_row(
+    return await returns_row(
         session,
         text(
             "UPDATE platform.user_totp SET last_step = :step,"
@@ -73,7 +73,7 @@ async def replace_recovery_codes(session: AsyncSession, user_id: UUID, hashes: l
 
 
 async def use_recovery_code(session: AsyncSession, user_id: UUID, code_hash: str) -> bool:
-    return await returned_row(
+    return await returns_row(
         session,
         text(
             "UPDATE platform.user_recovery_codes SET used_at = now()"
@@ -118,7 +118,7 @@ async def open_challenge(
 
 async def challenge(session: AsyncSession, token_hash: str, realm: str) -> dict[str, Any] | None:
     """The live challenge of that token in that realm, locked."""
-    return await first_row(
+    return await fetch_first(
         session,
         text(
             "SELECT user_id, kind, attempts, passed_at FROM platform.mfa_challenges"

@@ -8,13 +8,13 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.identity.rows import first_row
+from plexica_sdk.db import fetch_first
 
 _POLICY = "mfa_required, password_min_length, session_max_hours, session_idle_minutes"
 
 
 async def policy_of(session: AsyncSession, realm: str) -> dict[str, Any] | None:
-    return await first_row(
+    return await fetch_first(
         session,
         text(f"SELECT {_POLICY} FROM platform.realms WHERE name = :r"),  # noqa: S608 - constant
         {"r": realm},

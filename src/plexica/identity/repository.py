@@ -10,7 +10,7 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.identity.rows import all_rows, first_row, returned_row
+from plexica_sdk.db import fetch_all, fetch_first, returns_row
 
 # --- realms ---------------------------------------------------------------------------------
 
@@ -26,7 +26,7 @@ async def upsert_realm(session: AsyncSession, name: str, tenant_id: UUID | None)
 
 
 async def get_realm(session: AsyncSession, name: str) -> dict[str, Any] | None:
-    return await first_row(
+    return await fetch_first(
         session,
         text("SELECT name, tenant_id, enabled FROM platform.realms WHERE name = :name"),
         {"name": name},
@@ -34,7 +34,7 @@ async def get_realm(session: AsyncSession, name: str) -> dict[str, Any] | None:
 
 
 async def list_realms(session: AsyncSession) -> list[dict[str, Any]]:
-    return await all_rows(session, text("SELECT name, tenant_id, enabled FROM platform.realms"))
+    return await fetch_all(session, text("SELECT name, tenant_id, enabled FROM platform.realms"))
 
 
 async def delete_realm(session: AsyncSession, name: str) -> None:
@@ -70,7 +70,7 @@ async def insert_user(
     roles: Iterable[str],
     enabled: bool = True,
 ) -> bool:
-    return await returned_row(
+    return await returns_row(
         session,
         text(
             "INSERT INTO platform.users (id, realm, email, password_hash, roles, enabled)"
@@ -99,19 +99,19 @@ _USERS_OF_REALM = f"SELECT {_USER_COLUMNS} FROM platform.users WHERE realm = :re
 
 
 async def user_by_email(session: AsyncSession, realm: str, email: str) -> dict[str, Any] | None:
-    return await first_row(
+    return await fetch_first(
         session, text(_USERS_OF_REALM + " AND email = :email"), {"realm": realm, "email": email}
     )
 
 
 async def user_by_id(session: AsyncSession, realm: str, user_id: UUID) -> dict[str, Any] | None:
-    return await first_row(
+    return await fetch_first(
         session, text(_USERS_OF_REALM + " AND id = :id"), {"realm": realm, "id": user_id}
     )
 
 
 async def list_users(session: AsyncSession, realm: str) -> list[dict[str, Any]]:
-    return await all_rows(session, text(_USERS_OF_REALM + " ORDER BY email"), {"realm": realm})
+    return await fetch_all(session, text(_USERS_OF_REALM + " ORDER BY email"), {"realm": realm})
 
 
 async def count_users(session: AsyncSession, realm: str) -> int:
@@ -164,7 +164,7 @@ async def upsert_client(
 
 
 async def get_client(session: AsyncSession, realm: str, client_id: str) -> dict[str, Any] | None:
-    return await first_row(
+    return await fetch_first(
         session,
         text(
             "SELECT realm, client_id, public, secret_hash, redirect_uris, roles, enabled"
@@ -207,7 +207,7 @@ async def insert_code(session: AsyncSession, **values: Any) -> None:
 
 async def take_code(session: AsyncSession, realm: str, code_hash: str) -> dict[str, Any] | None:
     """Delete and return the code: a code is good for one exchange, even a failed one."""
-    return await first_row(
+    return await fetch_first(
         session,
         text(
             "DELETE FROM platform.auth_codes WHERE code_hash = :code_hash AND realm = :realm"
@@ -351,7 +351,7 @@ async def delete_tenant_permissions(session: AsyncSession, tenant_id: UUID) -> N
 
 
 async def set_client_enabled(session: AsyncSession, realm: str, client_id: str, on: bool) -> bool:
-    return await returned_row(
+    return await returns_row(
         session,
         text(
             "UPDATE platform.clients SET enabled = :on WHERE realm = :realm"
@@ -364,7 +364,7 @@ async def set_client_enabled(session: AsyncSession, realm: str, client_id: str, 
 async def set_client_secret(
     session: AsyncSession, realm: str, client_id: str, secret_hash: str
 ) -> bool:
-    return await returned_row(
+    return await returns_row(
         session,
         text(
             "UPDATE platform.clients SET secret_hash = :secret_hash WHERE realm = :realm"
@@ -392,7 +392,7 @@ _SERVICE_COLUMNS = (
 async def service_client(
     session: AsyncSession, realm: str, client_id: str, *, lock: bool = False
 ) -> dict[str, Any] | None:
-    return await first_row(
+    return await fetch_first(
         session,
         text(
             f"SELECT {_SERVICE_COLUMNS} FROM platform.service_clients"  # noqa: S608 - constants
@@ -403,7 +403,7 @@ async def service_client(
 
 
 async def list_service_clients(session: AsyncSession, realm: str) -> list[dict[str, Any]]:
-    return await all_rows(
+    return await fetch_all(
         session,
         text(
             f"SELECT {_SERVICE_COLUMNS} FROM platform.service_clients"  # noqa: S608 - constants
@@ -423,7 +423,7 @@ async def put_service_client(  # noqa: PLR0917 - one row's columns
     created_by: str,
 ) -> dict[str, Any]:
     """Insert an active client, or make a revoked one active again (its cutoff stays)."""
-    found = await first_row(
+    found = await fetch_first(
         session,
         text(
             "INSERT INTO platform.service_clients (realm, client_id, tenant_id, description,"  # noqa: S608 - constants

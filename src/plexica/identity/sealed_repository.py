@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.identity.rows import all_rows
+from plexica_sdk.db import fetch_all
 
 
 class SealedSecrets:
@@ -25,7 +25,7 @@ class SealedSecrets:
     async def rows(self, session: AsyncSession) -> list[dict[str, Any]]:
         """Every row (``key``, ``sealed_secret``, ``sealed_with``), locked."""
         t = self._table
-        return await all_rows(
+        return await fetch_all(
             session,
             sa.select(self._key.label("key"), t.c.sealed_secret, t.c.sealed_with).with_for_update(),
         )

@@ -10,8 +10,8 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plexica.identity.rows import first_row, returned_row
 from plexica.identity.sealed_repository import SealedSecrets
+from plexica_sdk.db import fetch_first, returns_row
 
 _COLUMNS = (
     "display_name, issuer, client_id, sealed_secret, sealed_with, domains, default_role,"
@@ -20,7 +20,7 @@ _COLUMNS = (
 
 
 async def provider_of(session: AsyncSession, realm: str) -> dict[str, Any] | None:
-    return await first_row(
+    return await fetch_first(
         session,
         text(f"SELECT {_COLUMNS} FROM platform.realm_sso WHERE realm = :r"),  # noqa: S608 - constant
         {"r": realm},
@@ -45,7 +45,7 @@ async def put_provider(session: AsyncSession, realm: str, values: dict[str, Any]
 
 
 async def delete_provider(session: AsyncSession, realm: str) -> bool:
-    return await returned_row(
+    return await returns_row(
         session, text("DELETE FROM platform.realm_sso WHERE realm = :r RETURNING 1"), {"r": realm}
     )
 
@@ -93,7 +93,7 @@ async def linked_user(
     session: AsyncSession, realm: str, issuer: str, subject: str
 ) -> dict[str, Any] | None:
     """The link of that company account in the realm."""
-    return await first_row(
+    return await fetch_first(
         session,
         text(
             "SELECT user_id FROM platform.user_sso"
@@ -104,7 +104,7 @@ async def linked_user(
 
 
 async def link_of(session: AsyncSession, user_id: UUID) -> dict[str, Any] | None:
-    return await first_row(
+    return await fetch_first(
         session,
         text("SELECT issuer, subject FROM platform.user_sso WHERE user_id = :u"),
         {"u": user_id},

@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.sql import Executable
 
 from plexica_sdk import tracing
 from plexica_sdk.errors import NotFoundError
@@ -200,25 +201,36 @@ async def publish(
     return UUID(str(result.scalar_one()))
 
 
+def _statement(sql: str | Executable) -> Executable:
+    return text(sql) if isinstance(sql, str) else sql
+
+
 async def fetch_one(
-    session: AsyncSession, sql: str, params: Mapping[str, Any] | None = None
+    session: AsyncSession, sql: str | Executable, params: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The one row ``sql`` answers (an INSERT … RETURNING, say); none or several is an error."""
-    return dict((await session.execute(text(sql), params)).mappings().one())
+    return dict((await session.execute(_statement(sql), params)).mappings().one())
 
 
 async def fetch_first(
-    session: AsyncSession, sql: str, params: Mapping[str, Any] | None = None
+    session: AsyncSession, sql: str | Executable, params: Mapping[str, Any] | None = None
 ) -> dict[str, Any] | None:
     """The first row ``sql`` answers, or None."""
-    found = (await session.execute(text(sql), params)).mappings().first()
+    found = (await session.execute(_statement(sql), params)).mappings().first()
     return dict(found) if found else None
 
 
 async def fetch_all(
-    session: AsyncSession, sql: str, params: Mapping[str, Any] | None = None
+    session: AsyncSession, sql: str | Executable, params: Mapping[str, Any] | None = None
 ) -> list[dict[str, Any]]:
-    return [dict(r) for r in (await session.execute(text(sql), params)).mappings()]
+    return [dict(r) for r in (await session.execute(_statement(sql), params)).mappings()]
+
+
+async def returns_row(
+    session: AsyncSession, sql: str | Executable, params: Mapping[str, Any] | None = None
+) -> bool:
+    """Whether ``sql`` (an ``UPDATE … RETURNING``, or a query) answered a row."""
+    return (await session.execute(_statement(sql), params)).first() is not None
 
 
 async def page(
