@@ -121,14 +121,52 @@ async def test_caching_verifier_keeps_acceptances_only() -> None:
     assert inner.calls == 3
 
 
-async def test_caching_verifier_never_outlives_the_token() -> None:
-    inner = _Counting()
-    cached = CachingVerifier(inner, ttl=60.0)
-    token = issuers.token(roles=["super_admin"], ttl=1)
-    await cached.verify(token)
-    await cached.verify(token)
-    assert inner.calls == 1
-    time.sleep(1.1)
-    # Past exp the inner verifier decides again (it has its own leeway), never the cache.
-    await cached.verify(token)
+class _Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Stub:
+    """An inner verifier that accepts every token as ``principal``, counting the calls."""
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+        self.calls = 0
+
+    async def verify(self, token: str) -> Principal:
+        self.calls += 1
+        return self.principal
+
+
+async def test_caching_verifier_never_outlives_the_token_or_its_ttl() -> None:
+    clock = _Clock()
+    inner = _Stub(Principal(subject="s", issuer="i"))
+    cached = CachingVerifier(inner, ttl=60.0, clock=clock)
+    brief = CachingVerifier(inner, ttl=0.5, clock=clock)
+    short, long = issuers.token(ttl=1), issuers.token(ttl=3600)
+    for _ in range(2):
+        await cached.verify(short)
+        await brief.verify(long)
+    assert inner.calls == 2
+    clock.now += 1.01  # past the short token's exp, though not the ttl; past the brief ttl
+    await cached.verify(short)
+    await brief.verify(long)
+    assert inner.calls == 4
+    expired = issuers.token(ttl=-5)  # never kept
+    await cached.verify(expired)
+    await cached.verify(expired)
+    assert inner.calls == 6
+
+
+async def test_the_edge_keeps_no_service_token() -> None:
+    """A revoked service client's tokens must be refused at once, not after the ttl (ADR 0016)."""
+    service = Principal(subject="s", issuer="i", client_id="reports", is_service=True)
+    inner = _Stub(service)
+    edge = CachingVerifier(inner, ttl=60.0, keep_services=False)
+    token = issuers.token(ttl=3600)
+    await edge.verify(token)
+    await edge.verify(token)
     assert inner.calls == 2

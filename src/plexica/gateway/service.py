@@ -8,13 +8,9 @@ enablement from a one-second cache, and the rate limit is one Redis round trip (
 
 from __future__ import annotations
 
-import base64
-import json
 import re
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 from plexica.gateway.ratelimit import REJECTIONS, RateLimiter
@@ -23,12 +19,10 @@ from plexica.kit.security import MAX_TOKEN_BYTES, TokenVerifier
 from plexica.storage.signing import SIGNED_PATH
 from plexica.tenants.cache import TenantCache
 from plexica.tenants.context import TenantRequiredError, admitted
-from plexica_sdk.auth import RevocationCheck
 from plexica_sdk.cache import TtlCache
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import NotFoundError, PlexicaError, UnauthenticatedError
 from plexica_sdk.observability import new_id, valid_id
-from plexica_sdk.revocation import Stamp
 from plexica_sdk.toptenants import known_label
 
 CORE = "/api/core"
@@ -128,69 +122,6 @@ class PluginActivity:
         )
 
 
-def _claims(token: str) -> dict[str, Any]:
-    """The payload of a token the verifier has accepted (so it is signed)."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, TypeError):
-        return {}
-    return claims if isinstance(claims, dict) else {}
-
-
-class VerifiedTokens:
-    """Principals of tokens the verifier accepted, kept ``ttl`` seconds and never past the
-    token's own expiry. The edge asks about every request and a client repeats its token, so
-    the signature check (most of a decision's CPU) runs once per token per ``ttl``. Only
-    acceptances are kept; the tenant's state and the plugin are still checked every time, and
-    every hit is checked against ``revocations`` (a miss: the verifier refuses it, ADR 0115).
-    Service tokens are never kept: revoking their client must refuse them at once (ADR 0016)."""
-
-    def __init__(
-        self,
-        ttl: float = 5.0,
-        max_entries: int = 10_000,
-        revocations: RevocationCheck | None = None,
-    ) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self.revocations = revocations
-        self._entries: dict[str, tuple[float, Principal, Stamp]] = {}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, token: str) -> Principal | None:
-        hit = self._entries.get(token)
-        if hit is None:
-            return None
-        if hit[0] <= time.time() or (
-            self.revocations is not None and self.revocations.check(hit[2]) is not None
-        ):
-            self._entries.pop(token, None)
-            return None
-        return hit[1]
-
-    def put(self, token: str, principal: Principal) -> None:
-        claims = _claims(token)
-        exp = claims.get("exp")
-        now = time.time()
-        if (
-            principal.is_service
-            or not isinstance(exp, int | float)
-            or isinstance(exp, bool)
-            or self.ttl <= 0
-            or exp <= now
-        ):
-            return
-        if len(self._entries) >= self.max_entries:
-            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()
-        stamp = Stamp.of(principal.issuer, claims)
-        self._entries[token] = (min(now + self.ttl, float(exp)), principal, stamp)
-
-
 class Gateway:
     def __init__(
         self,
@@ -199,15 +130,12 @@ class Gateway:
         plugins: PluginActivity,
         limiter: RateLimiter,
         limits: LimitPolicy,
-        *,
-        tokens: VerifiedTokens | None = None,
     ) -> None:
         self.verifier = verifier
         self.tenants = tenants
         self.plugins = plugins
         self.limiter = limiter
         self.limits = limits
-        self.tokens = tokens if tokens is not None else VerifiedTokens()
 
     async def authorize(
         self,
@@ -265,16 +193,10 @@ class Gateway:
             raise UnauthenticatedError("a bearer token is required", headers=_challenge())
         if len(token) > MAX_TOKEN_BYTES or self.verifier is None:
             raise UnauthenticatedError("invalid token", headers=_challenge())
-        token = token.strip()
-        known = self.tokens.get(token)
-        if known is not None:
-            return known
         try:
-            principal = await self.verifier.verify(token)
+            return await self.verifier.verify(token.strip())
         except UnauthenticatedError as exc:
             raise UnauthenticatedError(exc.message, headers=_challenge()) from exc
-        self.tokens.put(token, principal)
-        return principal
 
 
 class RateLimitedError(PlexicaError):

@@ -9,12 +9,13 @@ from fastapi import FastAPI
 
 from plexica.gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from plexica.gateway.schemas import LimitPolicy
-from plexica.gateway.service import Gateway, PluginActivity, VerifiedTokens
+from plexica.gateway.service import Gateway, PluginActivity
 from plexica.kit.db import Database
 from plexica.kit.redisguard import Breaker, redis_client
 from plexica.plugins import service as plugins
 from plexica.settings import Settings
 from plexica.tenants.cache import TenantCache
+from plexica_sdk.auth import CachingVerifier
 
 
 async def start_gateway(
@@ -36,14 +37,17 @@ async def start_gateway(
         )
     else:
         limiter = MemoryRateLimiter()
+    # A remembered token is checked against the revocations on every hit (ADR 0115).
+    revocations = getattr(app.state, "revocations", None)
+    verifier = app.state.verifier
+    if verifier is not None:
+        verifier = CachingVerifier(verifier, revocations=revocations, keep_services=False)
     gateway = Gateway(
-        app.state.verifier,
+        verifier,
         tenants,
         PluginActivity(active, ttl=settings.gateway_plugin_cache_seconds),
         limiter,
         LimitPolicy.parse(settings.gateway_rate_limit, settings.gateway_rate_limits),
-        # A remembered token is checked against the revocations on every hit (ADR 0115).
-        tokens=VerifiedTokens(revocations=getattr(app.state, "revocations", None)),
     )
     app.state.gateway = gateway
     return gateway

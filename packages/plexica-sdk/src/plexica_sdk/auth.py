@@ -23,6 +23,7 @@ import httpx
 import jwt
 from jwt.algorithms import RSAAlgorithm
 
+from plexica_sdk.cache import TtlCache
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import UnauthenticatedError, UnavailableError
 from plexica_sdk.revocation import Refusal, Stamp, TenantSuspendedError
@@ -185,7 +186,8 @@ class CachingVerifier:
     """Remembers the principal of a token ``inner`` accepted for ``ttl`` seconds, never past
     the token's ``exp`` (ADR 0087). A client repeats its token on every request, so the signature
     check runs once per token per ``ttl``; refusals are not kept (checked every time), and every
-    answer, remembered or not, is checked against ``revocations`` (ADR 0115)."""
+    answer, remembered or not, is checked against ``revocations`` (ADR 0115). The edge keeps no
+    service token (``keep_services=False``): revoking its client refuses it at once (ADR 0016)."""
 
     def __init__(
         self,
@@ -194,35 +196,36 @@ class CachingVerifier:
         ttl: float = 5.0,
         max_entries: int = 10_000,
         revocations: RevocationCheck | None = None,
+        keep_services: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.inner = inner
-        self.ttl = ttl
-        self.max_entries = max_entries
         self.revocations = revocations
-        self._entries: dict[str, tuple[float, Principal, Stamp]] = {}
+        self.keep_services = keep_services
+        self.clock = clock
+        # On the wall clock: a token's exp is a wall-clock time.
+        self._kept: TtlCache[str, tuple[Principal, Stamp]] = TtlCache(
+            ttl, max_entries=max_entries, clock=clock
+        )
 
     async def verify(self, token: str) -> Principal:
-        hit = self._entries.get(token)
-        now = time.time()
+        hit = self._kept.get(token)
         if hit is not None:
-            if hit[0] > now:
-                if self.revocations is not None:
-                    refuse(self.revocations.check(hit[2]))
-                return hit[1]
-            del self._entries[token]
+            if self.revocations is not None:
+                refuse(self.revocations.check(hit[1]))
+            return hit[0]
         principal = await self.inner.verify(token)
         claims = _unverified(token)[1]  # signed: inner has just accepted it
         stamp = Stamp.of(principal.issuer, claims)
         if self.revocations is not None:
             refuse(self.revocations.check(stamp))
         exp = claims.get("exp")
-        if isinstance(exp, int | float) and not isinstance(exp, bool) and self.ttl > 0:
-            if len(self._entries) >= self.max_entries:
-                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-                if len(self._entries) >= self.max_entries:
-                    self._entries.clear()
-            if exp > now:
-                self._entries[token] = (min(now + self.ttl, float(exp)), principal, stamp)
+        if (
+            isinstance(exp, int | float)
+            and not isinstance(exp, bool)
+            and (self.keep_services or not principal.is_service)
+        ):
+            self._kept.put(token, (principal, stamp), min(self._kept.ttl, exp - self.clock()))
         return principal
 
 
