@@ -17,8 +17,11 @@ from plexica.kit.redisguard import Breaker
 
 
 def pooled(url: str) -> Redis:
-    # A gateway replica waits for a pooled connection rather than failing open under a burst.
-    return Redis(connection_pool=BlockingConnectionPool.from_url(url, max_connections=20))
+    # A gateway replica waits for a pooled connection rather than failing open under a burst;
+    # on a saturated CI machine a burst's wait can pass the pool's default 20 s.
+    return Redis(
+        connection_pool=BlockingConnectionPool.from_url(url, max_connections=20, timeout=300)
+    )
 
 
 @pytest.fixture
@@ -58,8 +61,12 @@ async def test_refills_at_the_rate(redis: Redis, kind: str) -> None:
 async def test_redis_counters_are_shared_and_atomic(redis: Redis, redis_url: str) -> None:
     """Two replicas (two clients) hitting concurrently never let more than the limit through."""
     # A burst of 300 on 20 connections waits for the pool longer than the request-path budget.
-    other = RedisRateLimiter(pooled(redis_url), breaker=Breaker("test", timeout=30))
-    mine = RedisRateLimiter(redis, breaker=Breaker("test", timeout=30))
+    # Not failing open: a Redis that could not be reached fails the test as such, rather than
+    # as a count that each replica's local limiter made too high.
+    other = RedisRateLimiter(
+        pooled(redis_url), fail_open=False, breaker=Breaker("test", timeout=300)
+    )
+    mine = RedisRateLimiter(redis, fail_open=False, breaker=Breaker("test", timeout=300))
     # One slot refills every 36 s: a slow machine cannot make the burst outlast an interval.
     key, limit = uuid.uuid4().hex, Limit(100, 3600)
     results = await asyncio.gather(
