@@ -21,6 +21,7 @@ async def test_messages_arrive_a_lost_connection_comes_back_and_stop_is_bounded(
     redis, publisher = Redis.from_url(redis_url, client_name=name), Redis.from_url(redis_url)
     messages: asyncio.Queue[str] = asyncio.Queue()
     subscriptions: asyncio.Queue[bool] = asyncio.Queue()
+    lost: list[bool] = []
 
     async def on_message(text: str) -> None:
         await messages.put(text)
@@ -29,7 +30,12 @@ async def test_messages_arrive_a_lost_connection_comes_back_and_stop_is_bounded(
         await subscriptions.put(again)
 
     listener = ChannelListener(
-        redis, channel, on_message=on_message, on_subscribed=on_subscribed, retry_after=0.05
+        redis,
+        channel,
+        on_message=on_message,
+        on_subscribed=on_subscribed,
+        on_lost=lambda: lost.append(True),
+        retry_after=0.05,
     )
     try:
         await listener.start(wait=DEADLINE)
@@ -42,6 +48,7 @@ async def test_messages_arrive_a_lost_connection_comes_back_and_stop_is_bounded(
         assert len(ours) == 1
         assert await publisher.client_kill_filter(_id=ours[0]) == 1
         assert await asyncio.wait_for(subscriptions.get(), DEADLINE) is True  # may have missed some
+        assert lost == [True]
         await publisher.publish(channel, "second")
         assert await asyncio.wait_for(messages.get(), DEADLINE) == "second"
     finally:

@@ -93,6 +93,36 @@ async def test_an_eviction_during_a_load_wins_and_is_not_joined() -> None:
     assert await cache.get_or_load("k", load) == "after"
 
 
+async def test_an_eviction_spoils_only_its_own_keys_load_and_a_clear_spoils_all() -> None:
+    cache: TtlCache[str, int] = TtlCache(60.0, clock=Clock())
+    gate, calls = asyncio.Event(), []
+
+    async def load() -> int:
+        calls.append(1)
+        await gate.wait()
+        return len(calls)
+
+    a, b = (asyncio.create_task(cache.get_or_load(k, load)) for k in "ab")
+    await asyncio.sleep(0)
+    cache.evict("other")
+    joined = asyncio.create_task(cache.get_or_load("a", load))  # joins a's load in flight
+    await asyncio.sleep(0)
+    cache.clear()
+    gate.set()
+    assert await a == await joined
+    await b
+    assert len(calls) == 2
+    assert len(cache) == 0  # the clear came while both were loading
+    gate.clear()
+    c = asyncio.create_task(cache.get_or_load("c", load))
+    await asyncio.sleep(0)
+    cache.evict("other")  # another key's eviction: c's load is still kept
+    gate.set()
+    assert await c == 3
+    assert await cache.get_or_load("c", load) == 3
+    assert len(calls) == 3
+
+
 async def test_a_kept_none_is_an_answer_and_a_failed_load_is_not_kept() -> None:
     cache: TtlCache[str, int | None] = TtlCache(60.0, clock=Clock())
     calls: list[int] = []

@@ -19,8 +19,9 @@ STOP_TIMEOUT = 2.0
 
 class ChannelListener:
     """Subscribes to ``channel`` and hands every message's text to ``on_message``. After a lost
-    connection it subscribes again ``retry_after`` seconds later; ``on_subscribed(again)`` runs
-    on every subscription (``again``: messages may have been missed while away)."""
+    connection (``on_lost`` is told) it subscribes again ``retry_after`` seconds later;
+    ``on_subscribed(again)`` runs on every subscription (``again``: messages may have been
+    missed while away)."""
 
     def __init__(
         self,
@@ -29,15 +30,18 @@ class ChannelListener:
         *,
         on_message: Callable[[str], Awaitable[None]],
         on_subscribed: Callable[[bool], Awaitable[None]],
+        on_lost: Callable[[], None] = lambda: None,
         retry_after: float,
     ) -> None:
         self.redis = redis
         self.channel = channel
         self.on_message = on_message
         self.on_subscribed = on_subscribed
+        self.on_lost = on_lost
         self.retry_after = retry_after
         self.subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self, wait: float = 5.0) -> None:
         """Start listening; wait up to ``wait`` seconds for the first subscription (a Redis
@@ -55,26 +59,27 @@ class ChannelListener:
         task, self._task = self._task, None
         if task is None:
             return
+        self._stopping = True
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
         if not done:
-            # A client library caught in a reconnect can hold a cancellation back; the process
-            # is stopping, so it is left to the loop's end rather than waited for.
+            # A client library caught in a reconnect can hold a cancellation back: the task
+            # ends at its next turn (``_stopping``) and is not waited for.
             log.warning("channel_listener_did_not_stop", channel=self.channel)
-        elif not task.cancelled() and task.exception() is not None:
-            log.warning(
-                "channel_listener_failed", channel=self.channel, error=str(task.exception())
-            )
 
     async def _listen(self) -> None:
         again = False
-        while True:
+        while not self._stopping:
             try:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
+                    if self._stopping:
+                        return
                     self.subscribed.set()
                     await self.on_subscribed(again)
                     async for message in pubsub.listen():
+                        if self._stopping:
+                            return
                         if message.get("type") != "message":
                             continue
                         data = message.get("data")
@@ -87,5 +92,6 @@ class ChannelListener:
                 if self.subscribed.is_set():
                     log.warning("channel_lost", channel=self.channel, error=str(exc))
                 self.subscribed.clear()
+                self.on_lost()
             again = True
             await asyncio.sleep(self.retry_after)

@@ -36,7 +36,8 @@ class TenantCache:
         self.redis_url = redis_url
         self.ttl = 30.0 if redis_url else 1.0
         # None is kept too: a tenant that does not exist is asked about no more than the rest.
-        self._kept: TtlCache[UUID, Tenant | None] = TtlCache(self.ttl)
+        # Sized above any fleet: the edge asks for a tenant on every request.
+        self._kept: TtlCache[UUID, Tenant | None] = TtlCache(self.ttl, max_entries=1_000_000)
         self._redis: Redis | None = None
         self._listener: ChannelListener | None = None
 
@@ -71,6 +72,8 @@ class TenantCache:
             CHANNEL,
             on_message=self._on_message,
             on_subscribed=self._on_subscribed,
+            # What was kept may have missed its invalidation while the channel was away.
+            on_lost=lambda: self.evict(None),
             retry_after=1.0,
         )
         await self._listener.start()

@@ -55,9 +55,11 @@ class TtlCache(Generic[K, V]):
         self.max_entries = max_entries
         self.clock = clock
         self._entries: dict[K, tuple[float, V]] = {}
-        # Bumped by every eviction: a load begun before one neither is kept nor is joined.
-        self._version = 0
-        self._loads: SingleFlight[tuple[K, int], V] = SingleFlight()
+        # A key's version changes with its eviction, every key's with a clear: a load begun
+        # before either neither is kept nor is joined.
+        self._epoch = 0
+        self._evictions: dict[K, int] = {}
+        self._loads: SingleFlight[tuple[K, int, int], V] = SingleFlight()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -85,11 +87,17 @@ class TtlCache(Generic[K, V]):
 
     def evict(self, key: K) -> None:
         self._entries.pop(key, None)
-        self._version += 1
+        if len(self._evictions) >= self.max_entries:
+            self.clear()
+        self._evictions[key] = self._evictions.get(key, 0) + 1
 
     def clear(self) -> None:
         self._entries.clear()
-        self._version += 1
+        self._evictions.clear()
+        self._epoch += 1
+
+    def _version(self, key: K) -> tuple[int, int]:
+        return self._epoch, self._evictions.get(key, 0)
 
     async def get_or_load(
         self,
@@ -103,12 +111,12 @@ class TtlCache(Generic[K, V]):
         hit = self._entries.get(key)
         if hit is not None and hit[0] > self.clock():
             return hit[1]
-        version = self._version
+        version = self._version(key)
 
         async def load_and_keep() -> V:
             value = await load()
-            if self._version == version:
+            if self._version(key) == version:
                 self.put(key, value, None if keep is None else keep(value))
             return value
 
-        return await self._loads((key, version), load_and_keep)
+        return await self._loads((key, *version), load_and_keep)
