@@ -79,6 +79,10 @@ def test_sigterm_drains_serves_on_and_finishes_in_flight_requests(database_url: 
                 httpx.get(f"{base}/v1/info", timeout=5)
             except httpx.ConnectError:
                 return True
+            except httpx.RemoteProtocolError:
+                # Accepted by the kernel just as the listener closed, then dropped unanswered:
+                # closed too (seen on a busy machine). Go on asking until connecting fails.
+                return False
             return False
 
         until(refused, "the listener closes after the drain")
