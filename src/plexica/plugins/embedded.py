@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from plexica.kit.db import Database
+from plexica.kit.state import state_of
 from plexica.plugins import service
 from plexica.plugins.loader import load_plugin_apps
 from plexica.settings import Settings
@@ -25,7 +26,7 @@ class CoreVerifier:
         self.core = core
 
     async def verify(self, token: str) -> Principal:
-        verifier = getattr(self.core.state, "verifier", None)
+        verifier = state_of(self.core).verifier
         if verifier is None:
             raise UnavailableError("authentication is not configured")
         principal: Principal = await verifier.verify(token)
@@ -39,7 +40,7 @@ class CoreRevocations:
         self.core = core
 
     def check(self, stamp: Stamp) -> Refusal | None:
-        revocations: RevocationCheck | None = getattr(self.core.state, "revocations", None)
+        revocations: RevocationCheck | None = state_of(self.core).revocations
         return revocations.check(stamp) if revocations is not None else None
 
 
@@ -73,5 +74,5 @@ def mount_plugins(core: FastAPI, settings: Settings) -> dict[str, FastAPI]:
             pool_size=2,
         )
     )
-    core.state.plugin_endpoints = dict(apps)
+    state_of(core).plugin_endpoints = dict(apps)
     return apps
