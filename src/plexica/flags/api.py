@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1/flags", tags=["flags"])
 
 
 def get_flags(request: Request) -> FlagService:
-    service: FlagService | None = core_state(request).flags
+    service = core_state(request).flags
     if service is None:
         raise UnavailableError("feature flags are not configured on this service")
     return service

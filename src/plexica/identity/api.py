@@ -151,19 +151,18 @@ def _realm_of(principal: Principal) -> str:
 
 def _builtin(request: Request) -> bool:
     """The built-in provider keeps the realm's policy; Keycloak enforces its own."""
-    return getattr(core_state(request).settings, "keycloak_url", None) is None
+    return core_state(request).settings.keycloak_url is None
 
 
 def _adapter(request: Request) -> IdentityAdapter:
-    adapter: IdentityAdapter | None = core_state(request).identity
+    adapter = core_state(request).identity
     if adapter is None:
         raise UnavailableError("no identity provider is configured on this service")
     return adapter
 
 
 def _revocations(request: Request) -> RevocationList | None:
-    found = core_state(request).revocations
-    return found if isinstance(found, RevocationList) else None
+    return core_state(request).revocations
 
 
 def _noted(request: Request, *cuts: Revocation | None) -> None:

@@ -22,7 +22,6 @@ from plexica.identity.schemas import (
 from plexica.identity.service import now_utc
 from plexica.identity.throttle import LoginThrottle, refuse_while_blocked
 from plexica.kit.db import request_db
-from plexica.kit.mail import Mailer
 from plexica.kit.state import core_state, started
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import UnavailableError
@@ -42,7 +41,7 @@ def _answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def invites_of(request: Request) -> Invites:
-    mailer: Mailer | None = core_state(request).mailer
+    mailer = core_state(request).mailer
     if mailer is None:
         raise UnavailableError("no mailer is configured on this service")
     clock = core_state(request).clock or now_utc

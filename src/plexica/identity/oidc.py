@@ -51,7 +51,6 @@ from plexica.identity.service import OAuthError
 from plexica.identity.throttle import LoginThrottle
 from plexica.kit.db import request_db
 from plexica.kit.state import core_state, started
-from plexica.settings import Settings
 
 router = realms_router()
 _OIDC = "/protocol/openid-connect"
@@ -118,7 +117,7 @@ keys_router = realms_router(only_builtin=False)
 @keys_router.get("/{realm}" + _OIDC + "/certs")
 async def certs(realm: RealmName, request: Request) -> JSONResponse:
     not_found = _oauth_error(OAuthError("not_found", "no such realm", status=404))
-    settings: Settings = core_state(request).settings
+    settings = core_state(request).settings
     if settings.keycloak_url is not None:
         resolver = getattr(core_state(request).verifier, "resolver", None)
         published = await resolver.published(realm) if isinstance(resolver, RealmIssuers) else None

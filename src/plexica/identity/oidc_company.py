@@ -77,8 +77,7 @@ async def company_redirect(
 
 
 def _settings(request: Request) -> Settings:
-    settings: Settings = core_state(request).settings
-    return settings
+    return core_state(request).settings
 
 
 @router.get("/{realm}/broker/oidc/endpoint")

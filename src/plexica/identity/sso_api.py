@@ -22,7 +22,6 @@ from plexica.identity.oidc_requests import base_url
 from plexica.identity.schemas import SsoProvider, SsoProviderIn
 from plexica.kit.db import request_db
 from plexica.kit.state import core_state
-from plexica.settings import Settings
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import NotFoundError, PlexicaError
 
@@ -74,7 +73,7 @@ async def _brokered(request: Request, kc: KeycloakAdapter, realm: str) -> SsoPro
     found = await kc.company_sign_in(realm)
     if found is None:
         return None
-    settings: Settings = core_state(request).settings
+    settings = core_state(request).settings
     stamp = found.pop("updated_at")
     issuer = f"{settings.issuer_base_url}/realms/{realm}"
     return SsoProvider(

@@ -21,7 +21,6 @@ from plexica.identity.support import Support, SupportManagedByProviderError
 from plexica.kit.db import request_db
 from plexica.kit.security import OperatorDep, PrincipalDep
 from plexica.kit.state import core_state
-from plexica.settings import Settings
 from plexica_sdk.context import TENANT_ADMIN, Principal
 from plexica_sdk.errors import ForbiddenError
 
@@ -38,7 +37,7 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
 
 
 def support_of(request: Request) -> Support:
-    settings: Settings = core_state(request).settings
+    settings = core_state(request).settings
     if settings.keycloak_url is not None:
         raise SupportManagedByProviderError
     clock = core_state(request).clock or now_utc

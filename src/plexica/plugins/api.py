@@ -65,7 +65,7 @@ async def _tenant(request: Request, tenant_id: UUID, principal: PrincipalDep) ->
         if slug is not None:
             return TenantRef(tenant_id, slug, slug, "")
     if principal.is_operator:
-        lookup: TenantLookup | None = core_state(request).plugin_tenants
+        lookup = core_state(request).plugin_tenants
         if lookup is not None:
             found = await lookup(tenant_id)
             if found is not None:

@@ -13,7 +13,6 @@ from plexica.plugins import service
 from plexica.plugins.loader import load_plugin_apps
 from plexica.settings import Settings
 from plexica_sdk.app import PluginConfig
-from plexica_sdk.auth import RevocationCheck
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import UnavailableError
 from plexica_sdk.revocation import Refusal, Stamp
@@ -40,7 +39,7 @@ class CoreRevocations:
         self.core = core
 
     def check(self, stamp: Stamp) -> Refusal | None:
-        revocations: RevocationCheck | None = state_of(self.core).revocations
+        revocations = state_of(self.core).revocations
         return revocations.check(stamp) if revocations is not None else None
 
 

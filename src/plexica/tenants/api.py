@@ -285,7 +285,7 @@ async def delete_setting(
 
 
 def _storage(request: Request) -> StorageService:
-    storage: StorageService | None = core_state(request).storage
+    storage = core_state(request).storage
     if storage is None:
         raise UnavailableError("storage is not configured on this service")
     return storage
