@@ -25,6 +25,7 @@ from plexica.app import create_app
 from plexica.flags.cache import FlagCache, LocalBus
 from plexica.flags.service import FlagService
 from plexica.kit.db import Database
+from plexica.kit.state import started, state_of
 from plexica.settings import Settings
 from plexica_sdk.context import Principal
 from plexica_sdk.flags import (
@@ -100,8 +101,8 @@ async def propagation(toggles: int) -> None:
     one, two = (create_app(settings, db=db, verifier=issuers.verifier()) for _ in range(2))
     key = "bench.toggle"
     async with one.router.lifespan_context(one), two.router.lifespan_context(two):
-        flags_one: FlagService = one.state.flags
-        flags_two: FlagService = two.state.flags
+        flags_one = started(state_of(one).flags, "flags")
+        flags_two = started(state_of(two).flags, "flags")
         from plexica.flags.schemas import FlagIn
 
         async with db.session() as session:

@@ -31,6 +31,7 @@ from plexica.kit.migrate import MIGRATIONS, heads, upgrade_platform, upgrade_sch
 from plexica.kit.pgserver import EmbeddedPostgres
 from plexica.kit.provisioning import TenantRef
 from plexica.kit.security import PrincipalDep
+from plexica.kit.state import started, state_of
 from plexica.settings import Settings
 from plexica.tenants.context import TenantDep, TenantSessionDep
 from plexica.tenants.fleet import migrate_fleet
@@ -218,7 +219,9 @@ async def bench_context(server: str, requests: int) -> None:
     app.include_router(router)
     try:
         async with app.router.lifespan_context(app):
-            tenant = await app.state.services.tenants.create(body("bench-ctx"))
+            tenant = await started(state_of(app).services, "services").tenants.create(
+                body("bench-ctx")
+            )
             issuers.add_tenant(tenant.id, tenant.slug)
             headers = {"Authorization": f"Bearer {issuers.token('plexica-bench-ctx', ttl=3600)}"}
             transport = httpx.ASGITransport(app=app)

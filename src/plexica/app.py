@@ -27,6 +27,7 @@ from plexica.identity.wiring import identity_lifespan
 from plexica.kit.db import Database
 from plexica.kit.probes import add_dependency_checks
 from plexica.kit.security import TokenVerifier
+from plexica.kit.state import CoreState
 from plexica.mail.api import router as dev_mail_router
 from plexica.plugins import wiring as plugins_wiring
 from plexica.plugins.api import (
@@ -56,6 +57,7 @@ def create_app(
 
     ``event_buses`` (the embedded mode) makes this process run the outbox relay and deliver
     events to those plugins in-process."""
+    core = CoreState(settings=settings, verifier=verifier)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,31 +70,31 @@ def create_app(
         async with AsyncExitStack() as stack:
             if own:
                 stack.push_async_callback(database.dispose)
-            app.state.db = database
+            core.db = database
             add_dependency_checks(app.state.readiness, settings, database)
-            plugins_wiring.attach(app, settings, database)
-            await start_storage(app, settings, stack)
-            await start_flags(app, settings, database, stack)
-            await stack.enter_async_context(identity_lifespan(app, settings, database))
+            installer = plugins_wiring.attach(core, settings, database)
+            storage = await start_storage(app, core, settings, stack)
+            await start_flags(core, settings, database, stack)
+            await stack.enter_async_context(identity_lifespan(core, settings, database))
             services = build_services(
                 settings,
                 database,
-                installer=app.state.plugin_installer,
-                store=app.state.storage.store,
-                identity=app.state.identity,
-                mailer=app.state.mailer,
+                installer=installer,
+                store=storage.store,
+                identity=core.identity,
+                mailer=core.mailer,
             )
-            app.state.services = services
+            core.services = services
             await services.start()
             stack.push_async_callback(services.stop)
             if settings.reconcile_seconds > 0:
                 reconciler = Reconciler(
                     services.tenants,
-                    plugins=app.state.plugin_installer,
+                    plugins=installer,
                     interval=settings.reconcile_seconds,
                 )
                 await stack.enter_async_context(reconciler.running())
-            await start_gateway(app, settings, database, services.tenants.cache, stack)
+            await start_gateway(core, settings, database, services.tenants.cache, stack)
             if event_buses is not None:
                 runtime = EventRuntime(
                     database,
@@ -101,7 +103,7 @@ def create_app(
                     schema_base=schema_base(settings),
                     kafka_login=settings.kafka_login(),
                 )
-                app.state.events = await stack.enter_async_context(runtime)
+                core.events = await stack.enter_async_context(runtime)
             yield
 
     app = create_service_app(
@@ -113,8 +115,7 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
     )
-    app.state.settings = settings
-    app.state.verifier = verifier
+    app.state.core = core
     # Routers carry their full prefix (APIRouter(prefix=...)): include_router(prefix=...) would
     # leave the un-prefixed template in the scope, and metrics label routes by template.
     # Routes are matched in order: the edge's decision, asked about every request, comes first

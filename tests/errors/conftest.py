@@ -15,6 +15,7 @@ from plexica.app import create_app
 from plexica.gateway.embedded import create_edge_app
 from plexica.identity.service import DEFAULT_PERMISSIONS
 from plexica.kit.db import Database
+from plexica.kit.state import state_of
 from plexica.plugins.gate import InstallationGate
 from plexica.plugins.service import HttpReadinessProbe
 from plexica.settings import Settings
@@ -66,8 +67,8 @@ async def stack(
     plugins = {"crm": create_crm_app(config), "billing": create_billing_app(config)}
     verifier = JwtVerifier(issuers, AUDIENCE, permissions=_default_permissions)
     core = create_app(settings, db=db, verifier=verifier)
-    core.state.plugin_endpoints = dict(plugins)
-    core.state.plugin_probe = HttpReadinessProbe(dict(plugins), timeout=5.0)
+    state_of(core).plugin_endpoints = dict(plugins)
+    state_of(core).plugin_probe = HttpReadinessProbe(dict(plugins), timeout=5.0)
     edge = create_edge_app(core, create_web_app(settings), plugins, InstallationGate(core))
     tenant = await make_tenant()
     admin = tenant.headers("tenant_admin", sub="ada")

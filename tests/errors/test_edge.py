@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from plexica.gateway.embedded import create_edge_app
 from plexica.kit.db import Database
 from plexica.kit.ports import free_port
+from plexica.kit.state import state_of
 from plexica.settings import Settings
 from plexica.web.app import create_web_app
 from plexica_sdk.app import PluginConfig, create_plugin_app
@@ -50,7 +51,7 @@ async def test_a_plugin_slower_than_its_timeout_is_504_json(
     await register_doc(db, plugin_doc(pid, api={"upstream_timeout_seconds": 0.2}), [])
     plugin = slow_plugin(pid, 0.2)
     core = core_app(settings, db, issuers, [])
-    core.state.plugin_endpoints = {pid: plugin}
+    state_of(core).plugin_endpoints = {pid: plugin}
     edge = create_edge_app(core, create_web_app(settings), {pid: plugin})
     async for http in running(edge):
         api = Core(core, http, issuers, base="/api/core")
@@ -71,7 +72,7 @@ async def test_a_plugin_served_elsewhere_that_is_down_is_502_and_a_large_body_41
     pid = "down" + uuid.uuid4().hex[:8]
     await register_doc(db, plugin_doc(pid), [])
     core = core_app(settings, db, issuers, [])
-    core.state.plugin_endpoints = {pid: slow_plugin(pid, 30)}  # up while it is installed
+    state_of(core).plugin_endpoints = {pid: slow_plugin(pid, 30)}  # up while it is installed
     nobody = f"http://127.0.0.1:{free_port()}"  # then served by no one (the dev loop, stopped)
     edge = create_edge_app(core, create_web_app(settings), {}, remote=lambda _: nobody)
     async for http in running(edge):

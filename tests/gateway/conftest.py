@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from plexica.app import create_app
 from plexica.kit.db import Database
+from plexica.kit.state import state_of
 from plexica.settings import Settings
 from plexica_sdk.manifest import parse_manifest
 from tests.conftest import running
@@ -78,7 +79,7 @@ def core_app(
     settings: Settings, db: Database, issuers: StaticIssuers, plugin_ids: list[str]
 ) -> FastAPI:
     app = create_app(settings, db=db, verifier=issuers.verifier())
-    app.state.plugin_endpoints = {
+    state_of(app).plugin_endpoints = {
         pid: bare_app(parse_manifest(plugin_doc(pid))) for pid in plugin_ids
     }
     return app

@@ -10,6 +10,7 @@ from plexica.gateway.ratelimit import RedisRateLimiter
 from plexica.gateway.schemas import LimitPolicy
 from plexica.gateway.service import BadPathError, classify
 from plexica.kit.db import Database
+from plexica.kit.state import started, state_of
 from plexica.settings import Settings
 from plexica_sdk.errors import NotFoundError
 from tests.conftest import error_of, running
@@ -165,7 +166,7 @@ async def test_rate_limit_in_redis_shared_by_replicas(
         await core.install(t, plugin_id)
         headers = forward(f"/api/plugins/{plugin_id}/v1/x", core.token(t, "rl-user"))
         codes = [(await (a, b)[i % 2].get(AUTH, headers=headers)).status_code for i in range(4)]
-        assert isinstance(app_a.state.gateway.limiter, RedisRateLimiter)
+        assert isinstance(started(state_of(app_a).gateway, "gateway").limiter, RedisRateLimiter)
         assert codes == [200, 200, 200, 429]
         refused = await b.get(AUTH, headers=headers)
         assert refused.status_code == 429

@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 from plexica.app import create_app
 from plexica.gateway.embedded import create_edge_app
 from plexica.kit.db import Database
+from plexica.kit.state import state_of
 from plexica.settings import Settings
 from plexica.web.app import create_web_app
 from plexica_sdk import toptenants
@@ -26,7 +27,7 @@ async def test_embedded_edge_uses_the_decision(
     tuned = settings.model_copy(update={"gateway_rate_limits": f"plugin:{plugin_id}=3"})
     core = core_app(tuned, db, issuers, [])
     plugin = echo_plugin(plugin_id)
-    core.state.plugin_endpoints = {plugin_id: plugin}
+    state_of(core).plugin_endpoints = {plugin_id: plugin}
     edge = create_edge_app(core, create_web_app(tuned), {plugin_id: plugin})
     async for http in running(edge):
         api = Core(core, http, issuers, base="/api/core")
@@ -72,7 +73,7 @@ async def test_requests_are_counted_per_tenant_with_a_bounded_label(
     tuned = settings.model_copy(update={"gateway_rate_limits": f"plugin:{plugin_id}=4"})
     core = core_app(tuned, db, issuers, [])
     plugin = echo_plugin(plugin_id)
-    core.state.plugin_endpoints = {plugin_id: plugin}
+    state_of(core).plugin_endpoints = {plugin_id: plugin}
     edge = create_edge_app(core, create_web_app(tuned), {plugin_id: plugin})
     async for http in running(edge):
         api = Core(core, http, issuers, base="/api/core")

@@ -3,6 +3,8 @@ expiry; refusals are never remembered."""
 
 from __future__ import annotations
 
+from plexica.kit.state import started, state_of
+from plexica_sdk.auth import CachingVerifier
 from plexica_sdk.context import Principal
 from tests.gateway.conftest import Core, forward
 
@@ -22,7 +24,8 @@ class Counting:
 
 async def test_a_repeated_token_is_verified_once(core: Core) -> None:
     tenant = await core.tenant()
-    cache = core.app.state.gateway.verifier
+    cache = started(state_of(core.app).gateway, "gateway").verifier
+    assert isinstance(cache, CachingVerifier)
     counting = Counting(cache.inner)
     cache.inner = counting
     token, other = core.token(tenant, "u-1"), core.token(tenant, "u-2")

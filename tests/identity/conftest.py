@@ -27,6 +27,7 @@ from plexica.identity.client import password_login
 from plexica.kit.db import Database
 from plexica.kit.ports import free_port
 from plexica.kit.provisioning import TenantRef
+from plexica.kit.state import state_of
 from plexica.settings import Settings
 
 
@@ -40,7 +41,7 @@ def _cheap_argon2() -> None:
 class Live:
     url: str
     settings: Settings
-    app: FastAPI | None = None  # the core app: tests may set its ``state.clock``
+    app: FastAPI | None = None  # the core app: tests may set its core state's ``clock``
 
     def issuer(self, realm: str) -> str:
         return service.issuer_url(self.url, realm)
@@ -154,6 +155,6 @@ def clock(live: Live) -> Iterator[list[datetime]]:
     """The core's clock, set by the test (``[]``: the real one)."""
     assert live.app is not None
     shift: list[datetime] = []
-    live.app.state.clock = lambda: shift[0] if shift else service.now_utc()
+    state_of(live.app).clock = lambda: shift[0] if shift else service.now_utc()
     yield shift
-    live.app.state.clock = None
+    state_of(live.app).clock = None

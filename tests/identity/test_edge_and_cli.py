@@ -23,6 +23,7 @@ from plexica.identity.client import password_login
 from plexica.identity.names import CREDENTIALS_FILE
 from plexica.identity.service import OPERATOR_REALM
 from plexica.kit.db import Database
+from plexica.kit.state import state_of
 from plexica.settings import Settings
 from plexica.web.app import create_web_app
 from tests.conftest import running
@@ -38,7 +39,7 @@ async def edge(database_url: str, db: Database) -> AsyncIterator[httpx.AsyncClie
     core = create_app(settings, db=db)
     edge_app = create_edge_app(core, create_web_app(settings), plugins={})
     # JWKS over HTTP, through the edge itself, without a socket.
-    core.state.jwks_transport = httpx.ASGITransport(app=edge_app)
+    state_of(core).jwks_transport = httpx.ASGITransport(app=edge_app)
     async for client in running(edge_app):
         yield client
 

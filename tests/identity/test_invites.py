@@ -27,6 +27,7 @@ from plexica.kit.db import Database
 from plexica.kit.mail import Mailer, SmtpMailer
 from plexica.kit.ports import free_port
 from plexica.kit.provisioning import TenantRef
+from plexica.kit.state import started, state_of
 from plexica.settings import Settings
 from tests.identity.conftest import Live, bearer, login, new_tenant, provision, set_password
 from tests.support.smtp import REFUSED_DOMAIN, Inbox, smtp_server
@@ -54,8 +55,8 @@ class Platform:
         return self.live.url
 
     def use_mailer(self, mailer: Mailer) -> Mailer:
-        before: Mailer = self.app.state.mailer
-        self.app.state.mailer = mailer
+        before = started(state_of(self.app).mailer, "mailer")
+        state_of(self.app).mailer = mailer
         return before
 
 
@@ -70,7 +71,7 @@ def platform(database_url: str) -> Iterator[Platform]:
         )  # fmt: skip
         app = create_app(settings)
         clock = Clock()
-        app.state.clock = clock
+        state_of(app).clock = clock
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
         )
@@ -91,7 +92,7 @@ def platform(database_url: str) -> Iterator[Platform]:
 @pytest.fixture(autouse=True)
 def _own_throttle(platform: Platform) -> None:
     """Each test starts with no failed attempts counted against 127.0.0.1."""
-    platform.app.state.login_throttle = MemoryThrottle()
+    state_of(platform.app).login_throttle = MemoryThrottle()
 
 
 async def _admin(

@@ -16,11 +16,13 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from starlette.types import ASGIApp
 
 from plexica.app import create_app
 from plexica.kit.db import Database
 from plexica.kit.migrate import MIGRATIONS, heads
 from plexica.kit.runtime_role import ensure_runtime_url
+from plexica.kit.state import state_of
 from plexica.plugins import service
 from plexica.plugins.service import HttpReadinessProbe
 from plexica.settings import Settings
@@ -100,9 +102,9 @@ async def test_the_runtime_login_provisions_installs_and_serves(
     )
     core = create_app(settings, db=runtime_db, verifier=issuers.verifier())
     manifest = parse_manifest(plugin_doc("jots"))
-    endpoints = {"jots": bare_app(manifest)}
-    core.state.plugin_endpoints = endpoints
-    core.state.plugin_probe = HttpReadinessProbe(endpoints, timeout=30.0)
+    endpoints: dict[str, str | ASGIApp] = {"jots": bare_app(manifest)}
+    state_of(core).plugin_endpoints = endpoints
+    state_of(core).plugin_probe = HttpReadinessProbe(endpoints, timeout=30.0)
     await register_doc(
         runtime_db, plugin_doc("jots"), [("0001_init", "CREATE TABLE jots_items (body text)")]
     )

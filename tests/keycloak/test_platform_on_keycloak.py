@@ -25,6 +25,7 @@ from plexica.identity.keycloak import KeycloakAdapter
 from plexica.identity.keycloak_realm import API_AUDIENCE
 from plexica.identity.service import CLI_CLIENT, CLI_REDIRECT, OPERATOR_REALM
 from plexica.kit.db import Database
+from plexica.kit.state import state_of
 from plexica.settings import Settings
 from plexica_sdk.errors import UnauthenticatedError
 from tests.conftest import running
@@ -202,7 +203,9 @@ async def test_token_attacks_with_keycloak_tokens(platform: Platform, kc: Keyclo
     await kc._call("PUT", f"/admin/realms/{a['realm']}", json={"accessTokenLifespan": 1})
     short = await browser_login(kc.issuer_url(a["realm"]), a["email"], a["password"])
     assert short is not None
-    strict = JwtVerifier(platform.app.state.verifier.resolver, API_AUDIENCE, leeway_seconds=0)
+    verifier = state_of(platform.app).verifier
+    assert isinstance(verifier, JwtVerifier)
+    strict = JwtVerifier(verifier.resolver, API_AUDIENCE, leeway_seconds=0)
     assert (await strict.verify(good)).tenant_id == UUID(a["id"])
     # On a busy machine the short token may have expired before any check: wait for its expiry
     # rather than assume it is still valid a moment after it was minted.

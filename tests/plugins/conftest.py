@@ -23,10 +23,11 @@ from plexica.app import create_app
 from plexica.gateway.embedded import create_edge_app
 from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
+from plexica.kit.state import started, state_of
 from plexica.plugins import service
 from plexica.plugins.gate import InstallationGate
 from plexica.plugins.schemas import MigrationFile, VersionStatus
-from plexica.plugins.service import HttpReadinessProbe
+from plexica.plugins.service import HttpReadinessProbe, Installer
 from plexica.settings import Settings
 from plexica.tenants import repository as tenants_repo
 from plexica.tenants.schemas import State
@@ -177,6 +178,10 @@ class Platform:
     crm: FastAPI
     endpoints: dict[str, Any]
 
+    @property
+    def installer(self) -> Installer:
+        return started(state_of(self.core).plugin_installer, "plugin_installer")
+
 
 @pytest.fixture
 async def platform(
@@ -219,8 +224,8 @@ async def _mounted(
 ) -> AsyncIterator[Platform]:
     core = create_app(settings, db=db, verifier=issuers.verifier())
     endpoints: dict[str, Any] = dict(plugins)
-    core.state.plugin_endpoints = endpoints
-    core.state.plugin_probe = HttpReadinessProbe(endpoints, timeout=1.0)
+    state_of(core).plugin_endpoints = endpoints
+    state_of(core).plugin_probe = HttpReadinessProbe(endpoints, timeout=1.0)
     edge = create_edge_app(core, create_web_app(settings), plugins, InstallationGate(core))
     async for client in running(edge):
         yield Platform(client, core, plugins["crm"], endpoints)

@@ -12,6 +12,7 @@ from plexica.app import create_app
 from plexica.events.runtime import plugin_event_buses
 from plexica.gateway.embedded import create_edge_app
 from plexica.kit.db import Database
+from plexica.kit.state import state_of
 from plexica.plugins.gate import InstallationGate
 from plexica.plugins.service import HttpReadinessProbe
 from plexica.settings import Settings
@@ -44,8 +45,8 @@ async def test_won_deal_is_invoiced_paid_and_billing_outlives_crm(
     core = create_app(
         settings, db=db, verifier=issuers.verifier(), event_buses=plugin_event_buses(plugins)
     )
-    core.state.plugin_endpoints = dict(plugins)
-    core.state.plugin_probe = HttpReadinessProbe(dict(plugins), timeout=1.0)
+    state_of(core).plugin_endpoints = dict(plugins)
+    state_of(core).plugin_probe = HttpReadinessProbe(dict(plugins), timeout=1.0)
     edge = create_edge_app(core, create_web_app(settings), plugins, InstallationGate(core))
     tenant = await make_tenant()
     admin = tenant.headers("tenant_admin", sub="ada")

@@ -76,7 +76,7 @@ async def test_parallel_installs_and_fleet_upgrade_have_no_failures(
 
     second = doc(p, "1.1.0", ["crm.deal.won", "billing.invoice.paid"])
     await register_doc(db, second, [*v1, ("0002_x", f"ALTER TABLE {p}_items ADD COLUMN x int")])
-    installer = platform.core.state.plugin_installer
+    installer = platform.installer
     results = await installer.upgrade_fleet(p, concurrency=PARALLEL)
     assert results == {str(t.id): "upgraded" for t in tenants}
     assert await subscriptions(db, p) == ["billing.invoice.paid", "crm.deal.won"]
@@ -89,7 +89,7 @@ async def test_tenants_provisioned_at_once_with_a_default_plugin_all_become_acti
     first = doc(p, "1.0.0", ["crm.deal.won"])
     await register_doc(db, first, [("0001_init", f"CREATE TABLE {p}_items (id int)")])
     platform.endpoints[p] = bare_app(parse_manifest(first))
-    installer = platform.core.state.plugin_installer
+    installer = platform.installer
     service = TenantService(db, [DefaultPluginsStep(installer, [p])])
 
     # All at once, more than the pool has connections: a saga's lock must not hold one of them

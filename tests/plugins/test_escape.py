@@ -364,7 +364,7 @@ async def test_migration_that_outlives_its_time_is_ended(
     tenants: tuple[Tenant, Tenant],
     name: str,
 ) -> None:
-    installer = platform.core.state.plugin_installer
+    installer = platform.installer
     installer.migration_timeout = 2.0
     p = await _attempt(platform, db, database_url, tenants, SLOW[name])
     async with db.session() as s:
@@ -397,7 +397,7 @@ async def test_a_crash_between_the_steps_is_undone_by_recover(
     conn = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(False))
     try:
         await conn.execute(f"CREATE TABLE {p}_left (id int)")  # committed by the role
-        installer = platform.core.state.plugin_installer
+        installer = platform.installer
         assert await installer.recover(t.ref, p)
     finally:
         conn.terminate()
@@ -409,4 +409,4 @@ async def test_a_crash_between_the_steps_is_undone_by_recover(
         assert "interrupted" in (row["reason"] or "")
         left = await s.execute(text("SELECT to_regclass(:n)"), {"n": f'"{t.ref.schema}".{p}_left'})
         assert left.scalar() is None
-    assert not await platform.core.state.plugin_installer.recover(t.ref, p)
+    assert not await platform.installer.recover(t.ref, p)

@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 from plexica.kit.db import Database
-from plexica.plugins.service import DefaultPluginsStep, Installer, permissions_for
+from plexica.plugins.service import DefaultPluginsStep, permissions_for
 from plexica_sdk.db import plugin_role
 from plexica_sdk.manifest import parse_manifest
 from tests.plugins.conftest import Platform, TenantFactory, bare_app, plugin_doc, register_doc
@@ -74,7 +74,7 @@ async def test_permissions_and_default_plugins_step(
     platform: Platform, make_tenant: TenantFactory, db: Database
 ) -> None:
     t = await make_tenant()
-    installer: Installer = platform.core.state.plugin_installer
+    installer = platform.installer
     step = DefaultPluginsStep(installer, ["crm"])
     await step.apply(t.ref)
     await step.apply(t.ref)  # idempotent
@@ -98,7 +98,7 @@ async def test_retention_window_expiry_purges(
     from sqlalchemy import text
 
     t = await make_tenant()
-    installer: Installer = platform.core.state.plugin_installer
+    installer = platform.installer
     await installer.install(t.ref, "crm")
     await installer.uninstall(t.ref, "crm")
     assert await installer.purge_expired(datetime.now(UTC)) == 0
@@ -122,7 +122,7 @@ async def test_identity_and_shell_hooks_and_the_core_client(
 
     assert isinstance(issuers, StaticIssuers)
     t = await make_tenant()
-    installer: Installer = platform.core.state.plugin_installer
+    installer = platform.installer
     await installer.install(t.ref, "crm", settings={"currency": "GBP"})
     resolve = permission_resolver(db)
     assert "crm:contact:write" in await resolve(t.id, frozenset({"tenant_admin"}))

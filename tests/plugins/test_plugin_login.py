@@ -168,7 +168,7 @@ async def test_concurrent_first_installs_share_one_login(
     await register_doc(db, doc, [("0001_init", f"CREATE TABLE {plugin_id}_items (body text)")])
     platform.endpoints[plugin_id] = bare_app(parse_manifest(doc))
     tenants = [await make_tenant() for _ in range(3)]
-    installer: service.Installer = platform.core.state.plugin_installer
+    installer = platform.installer
     results = await asyncio.gather(*(installer.install(t.ref, plugin_id) for t in tenants))
     assert [r.status for r in results] == ["active"] * 3
     login = await _login(db, plugin_id)

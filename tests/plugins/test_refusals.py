@@ -374,7 +374,7 @@ async def test_upgrade_fleet_is_resumable(
         plugin_doc(p, version="1.1.0"),
         [*v1, ("0002_x", f"ALTER TABLE {p}_items ADD COLUMN x int")],
     )
-    installer = platform.core.state.plugin_installer
+    installer = platform.installer
     seen: list[tuple[int, int | None]] = []
     upgraded = await installer.upgrade_fleet(p, progress=lambda d, t: seen.append((d, t)))
     assert upgraded == {str(a.id): "upgraded", str(b.id): "upgraded"}

@@ -24,6 +24,7 @@ from plexica.identity import repository as identity_repo
 from plexica.identity import revocation
 from plexica.kit.db import Database
 from plexica.kit.ports import free_port
+from plexica.kit.state import state_of
 from plexica.plugins.embedded import CoreRevocations, CoreVerifier
 from plexica.plugins.gate import InstallationGate
 from plexica.settings import Settings
@@ -133,7 +134,7 @@ async def test_crm_process_refuses_revoked_tokens(
 ) -> None:
     crm_url, login_url = crm_login_process
     core = create_app(settings, db=db, verifier=issuers.verifier())
-    core.state.plugin_endpoints = {"crm": crm_url}
+    state_of(core).plugin_endpoints = {"crm": crm_url}
     a, b = await make_tenant(), await make_tenant()
     await _with_realm(db, a)
     await _with_realm(db, b)
@@ -205,7 +206,7 @@ async def test_crm_in_process_refuses_revoked_tokens(
             revocations=CoreRevocations(core),
         )
     )
-    core.state.plugin_endpoints = {"crm": crm}
+    state_of(core).plugin_endpoints = {"crm": crm}
     edge = create_edge_app(core, create_web_app(settings), {"crm": crm}, InstallationGate(core))
     tenant = await make_tenant()
     user = str(uuid.uuid4())

@@ -17,6 +17,7 @@ import pytest
 from plexica.app import create_app
 from plexica.kit.db import Database
 from plexica.kit.ports import free_port
+from plexica.kit.state import state_of
 from plexica.settings import Settings
 from tests.conftest import running
 from tests.plugins.conftest import TenantFactory
@@ -82,7 +83,7 @@ async def test_crm_as_a_separate_process(
     crm_manifest: object,
 ) -> None:
     core = create_app(settings, db=db, verifier=issuers.verifier())
-    core.state.plugin_endpoints = {"crm": crm_process}  # readiness over real HTTP
+    state_of(core).plugin_endpoints = {"crm": crm_process}  # readiness over real HTTP
     a, b = await make_tenant(), await make_tenant()
 
     def headers(tenant_realm: str, tenant_id: object, *roles: str) -> dict[str, str]:

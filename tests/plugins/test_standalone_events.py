@@ -23,6 +23,7 @@ from plexica.events import service as events_service
 from plexica.events.runtime import EventRuntime
 from plexica.kit.db import Database
 from plexica.kit.ports import free_port
+from plexica.kit.state import state_of
 from plexica.settings import Settings
 from plexica_billing.app import plugin_root as billing_root
 from plexica_sdk.manifest import Manifest
@@ -110,7 +111,7 @@ async def test_billing_process_with_only_its_login_invoices_a_won_deal_from_kafk
 ) -> None:
     url, log = billing_process
     core = create_app(settings, db=db, verifier=issuers.verifier())
-    core.state.plugin_endpoints = {"billing": url}  # readiness over real HTTP
+    state_of(core).plugin_endpoints = {"billing": url}  # readiness over real HTTP
     tenant = await make_tenant()
     async for http in running(core):
         r = await http.post(

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from plexica.app import create_app
 from plexica.kit.db import Database
+from plexica.kit.state import started, state_of
 from plexica.settings import Settings
 from tests.conftest import error_of, running
 from tests.support.tokens import StaticIssuers
@@ -171,7 +172,7 @@ async def test_suspension_reaches_every_replica_through_redis(
     gen_a, gen_b = running(a_app), running(b_app)
     a, b = await anext(gen_a), await anext(gen_b)
     try:
-        assert b_app.state.services.tenants.cache.ttl == 30.0
+        assert started(state_of(b_app).services, "services").tenants.cache.ttl == 30.0
         t = await create(a, issuers, new_slug())
         th = tenant_headers(issuers, t)
         assert (await b.get("/v1/tenant", headers=th)).status_code == 200  # now cached on b

@@ -13,6 +13,7 @@ from plexica.app import create_app
 from plexica.kit.db import Database
 from plexica.kit.ports import free_port
 from plexica.kit.provisioning import BUCKET_PREFIX
+from plexica.kit.state import state_of
 from plexica.settings import Settings
 from plexica.storage import repository as storage_repository
 from plexica.tenants.health import quantile, services, traffic_by_tenant
@@ -74,7 +75,7 @@ async def test_operators_see_every_tenant_and_which_plugin_did_not_answer(
 ) -> None:
     app = create_app(settings, db=db, verifier=issuers.verifier())
     # A plugin served elsewhere that is down: named, not waited for.
-    app.state.plugin_endpoints = {"ghost": f"http://127.0.0.1:{free_port()}"}
+    state_of(app).plugin_endpoints = {"ghost": f"http://127.0.0.1:{free_port()}"}
     async for api in running(app):
         tenant = await create(api, issuers, new_slug())
         bucket = BUCKET_PREFIX + tenant["slug"]

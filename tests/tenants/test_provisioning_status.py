@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from plexica.app import create_app
 from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
+from plexica.kit.state import started, state_of
 from plexica.settings import Settings
 from tests.conftest import error_of, running
 from tests.support.tokens import StaticIssuers
@@ -54,7 +55,7 @@ async def gated(
     gate = GateStep()
     async for client in running(app):
         gate.opened = asyncio.Event()
-        app.state.services.tenants.steps.append(gate)
+        started(state_of(app).services, "services").tenants.steps.append(gate)
         yield client, gate
         gate.opened.set()
 

@@ -29,6 +29,7 @@ from plexica.identity.builtin import BuiltinIdentity
 from plexica.identity.client import _FormParser
 from plexica.kit.db import Database
 from plexica.kit.ports import free_port
+from plexica.kit.state import state_of
 from plexica.plugins import service as plugin_service
 from plexica.plugins.embedded import CoreVerifier, mount_plugins
 from plexica.plugins.gate import InstallationGate
@@ -119,7 +120,7 @@ def serve_site(
     broken = create_plugin_app(
         parse_manifest(BROKEN_DOC), config=PluginConfig(verifier=CoreVerifier(core))
     )
-    plugins[BROKEN] = core.state.plugin_endpoints[BROKEN] = broken
+    plugins[BROKEN] = state_of(core).plugin_endpoints[BROKEN] = broken
     web = create_web_app(settings)
     edge = create_edge_app(core, web, plugins, InstallationGate(core))
     server = uvicorn.Server(

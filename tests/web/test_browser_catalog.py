@@ -8,6 +8,7 @@ import uuid
 from playwright.async_api import Browser, expect
 
 from plexica.kit.db import Database
+from plexica.kit.state import state_of
 from tests.plugins.conftest import bare_app, plugin_doc, register_doc
 from tests.web.conftest import Operator, Site, set_password
 from tests.web.test_browser import shot
@@ -25,7 +26,7 @@ async def test_a_tenant_admin_installs_and_upgrades_from_the_catalog(
     gadget = f"gd{uuid.uuid4().hex[:8]}"
     name = f"Gadget {gadget}"
     manifest = await register_doc(db, plugin_doc(gadget, name=name), [])
-    site.core.state.plugin_endpoints[gadget] = bare_app(manifest)
+    state_of(site.core).plugin_endpoints[gadget] = bare_app(manifest)
     slug = await ready_tenant(chromium, site, operator, "cat", "Catalog Co")
     password = await set_password(db, f"plexica-{slug}", f"admin@{slug}.example")
     context = await chromium.new_context()

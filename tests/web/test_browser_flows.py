@@ -17,6 +17,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from plexica.kit.db import Database
 from plexica.kit.provisioning import TenantRef
+from plexica.kit.state import started, state_of
 from tests.web.conftest import ARGS, CHROMIUM, Operator, Site, add_user, set_password
 from tests.web.test_browser import provider_login, shot
 
@@ -48,7 +49,7 @@ class GateStep:
 
 @pytest.fixture(scope="session")
 def gate(site: Site) -> GateStep:
-    steps = site.core.state.services.tenants.steps
+    steps = started(state_of(site.core).services, "services").tenants.steps
     found = next((s for s in steps if isinstance(s, GateStep)), None)
     if found is None:
         found = GateStep()

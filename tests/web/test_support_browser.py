@@ -17,6 +17,7 @@ from playwright.async_api import Browser, expect
 
 from plexica.identity.service import now_utc
 from plexica.kit.db import Database
+from plexica.kit.state import state_of
 from plexica.web.shell import SUPPORT_OVER
 from tests.web.conftest import Operator, Site, csrf_of, sign_in
 from tests.web.test_browser import provider_login
@@ -31,9 +32,9 @@ __all__ = ["chromium"]
 def clock(site: Site) -> Iterator[list[datetime]]:
     """The core's clock, set by the test (``[]``: the real one)."""
     shift: list[datetime] = []
-    site.core.state.clock = lambda: shift[0] if shift else now_utc()
+    state_of(site.core).clock = lambda: shift[0] if shift else now_utc()
     yield shift
-    site.core.state.clock = None
+    state_of(site.core).clock = None
 
 
 async def test_an_operator_supports_a_tenant_user_in_chromium(

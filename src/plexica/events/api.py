@@ -20,6 +20,7 @@ from plexica.events.schemas import (
 )
 from plexica.kit.db import request_db
 from plexica.kit.security import OperatorDep
+from plexica.kit.state import core_state
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -63,7 +64,7 @@ async def replay(request: Request, _: OperatorDep, body: ReplayRequest) -> Repla
             body.plugin_id,
             body.tenant_id,
             body.event_types,
-            schema_base=schema_base(request.app.state.settings),
+            schema_base=schema_base(core_state(request).settings),
         )
     return ReplayResult(plugin_id=body.plugin_id, tenant_id=body.tenant_id, queued=queued)
 
@@ -79,7 +80,7 @@ async def event_schema(
     version: Annotated[int, Path(ge=1, le=10_000)],
 ) -> SchemaResponse:
     """Public, like the documentation: the core's registry or the catalog's manifests."""
-    uri = schema_base(request.app.state.settings) + schema_path(event_type, version)
+    uri = schema_base(core_state(request).settings) + schema_path(event_type, version)
     async with request_db(request).session() as session:
         schema = await service.event_schema(session, event_type, version, uri)
     return SchemaResponse(schema, headers={"Cache-Control": "public, max-age=300"})

@@ -11,6 +11,7 @@ from plexica.flags.schemas import Evaluation, FlagChange, FlagIn, FlagPatch, Tog
 from plexica.flags.service import FlagService
 from plexica.kit.db import DbDep
 from plexica.kit.security import OperatorDep, PrincipalDep
+from plexica.kit.state import core_state
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import ForbiddenError, UnavailableError
 from plexica_sdk.flags import FlagContext, FlagDefinition
@@ -19,7 +20,7 @@ router = APIRouter(prefix="/v1/flags", tags=["flags"])
 
 
 def get_flags(request: Request) -> FlagService:
-    service: FlagService | None = getattr(request.app.state, "flags", None)
+    service = core_state(request).flags
     if service is None:
         raise UnavailableError("feature flags are not configured on this service")
     return service

@@ -7,12 +7,12 @@ import contextlib
 from contextlib import AsyncExitStack
 
 import structlog
-from fastapi import FastAPI
 from openfeature import api as openfeature_api
 
 from plexica.flags.cache import ChangeBus, FlagCache, LocalBus, RedisBus, resync_forever
 from plexica.flags.service import FlagService
 from plexica.kit.db import Database
+from plexica.kit.state import CoreState
 from plexica.settings import Settings
 from plexica_sdk.flags import PlexicaFlagProvider
 
@@ -21,7 +21,7 @@ _log = structlog.get_logger("plexica.flags")
 
 
 async def start_flags(
-    app: FastAPI, settings: Settings, db: Database, stack: AsyncExitStack
+    core: CoreState, settings: Settings, db: Database, stack: AsyncExitStack
 ) -> FlagService:
     cache = FlagCache(db)
     try:
@@ -40,7 +40,7 @@ async def start_flags(
 
     stack.push_async_callback(stop)
     service = FlagService(cache, bus)
-    app.state.flags = service
+    core.flags = service
     # Core code uses the standard OpenFeature API; it evaluates from this process's cache.
     openfeature_api.set_provider(PlexicaFlagProvider(cache.get))
     return service

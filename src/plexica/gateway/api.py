@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from plexica.gateway.service import Gateway
 from plexica.gateway.sync import Registry, database_registry
 from plexica.kit.db import request_db
+from plexica.kit.state import core_state
 from plexica_sdk.errors import NotFoundError, UnavailableError, error_response
 
 router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
     "carry the error body for the client.",
 )
 async def authorize(request: Request) -> Response:
-    gateway: Gateway | None = getattr(request.app.state, "gateway", None)
+    gateway = core_state(request).gateway
     if gateway is None:
         raise UnavailableError("the gateway decision is not running")
     h = request.headers

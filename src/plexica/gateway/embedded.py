@@ -14,8 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plexica import __version__
 from plexica.gateway.schemas import UPSTREAM_HEADERS
-from plexica.gateway.service import Gateway
 from plexica.kit.http1 import MAX_HEADER_BYTES
+from plexica.kit.state import state_of
 from plexica_sdk import tracing
 from plexica_sdk.errors import error_response
 from plexica_sdk.observability import TENANT_STATE_KEY
@@ -61,7 +61,7 @@ class _Guarded:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        gateway: Gateway | None = getattr(self.core.state, "gateway", None)
+        gateway = state_of(self.core).gateway
         if gateway is None:
             await error_response(503, "unavailable", "the gateway is starting")(
                 scope, receive, send

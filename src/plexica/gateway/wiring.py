@@ -5,13 +5,12 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from uuid import UUID
 
-from fastapi import FastAPI
-
 from plexica.gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from plexica.gateway.schemas import LimitPolicy
 from plexica.gateway.service import Gateway, PluginActivity
 from plexica.kit.db import Database
 from plexica.kit.redisguard import Breaker, redis_client
+from plexica.kit.state import CoreState
 from plexica.plugins import service as plugins
 from plexica.settings import Settings
 from plexica.tenants.cache import TenantCache
@@ -19,7 +18,7 @@ from plexica_sdk.auth import CachingVerifier
 
 
 async def start_gateway(
-    app: FastAPI, settings: Settings, db: Database, tenants: TenantCache, stack: AsyncExitStack
+    core: CoreState, settings: Settings, db: Database, tenants: TenantCache, stack: AsyncExitStack
 ) -> Gateway:
     async def active(tenant_id: UUID, slug: str) -> bool:
         async with db.session() as session:
@@ -38,10 +37,9 @@ async def start_gateway(
     else:
         limiter = MemoryRateLimiter()
     # A remembered token is checked against the revocations on every hit (ADR 0115).
-    revocations = getattr(app.state, "revocations", None)
-    verifier = app.state.verifier
+    verifier = core.verifier
     if verifier is not None:
-        verifier = CachingVerifier(verifier, revocations=revocations, keep_services=False)
+        verifier = CachingVerifier(verifier, revocations=core.revocations, keep_services=False)
     gateway = Gateway(
         verifier,
         tenants,
@@ -49,5 +47,5 @@ async def start_gateway(
         limiter,
         LimitPolicy.parse(settings.gateway_rate_limit, settings.gateway_rate_limits),
     )
-    app.state.gateway = gateway
+    core.gateway = gateway
     return gateway

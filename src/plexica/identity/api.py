@@ -31,9 +31,10 @@ from plexica.identity.schemas import (
     UserCreated,
 )
 from plexica.identity.service_clients import ServiceClients
-from plexica.identity.throttle import LoginThrottle, refuse_while_blocked
+from plexica.identity.throttle import refuse_while_blocked
 from plexica.kit.db import request_db
 from plexica.kit.security import PrincipalDep, require_permission
+from plexica.kit.state import core_state, started
 from plexica_sdk.context import SUPER_ADMIN, TENANT_ADMIN, Principal
 from plexica_sdk.errors import ForbiddenError, NotFoundError, UnavailableError
 from plexica_sdk.revocation import Revocation, RevocationList
@@ -124,7 +125,7 @@ async def proving(
 ) -> AsyncIterator[None]:
     """The caller proves something of their own, throttled per ``account``: refused while
     blocked; a wrong proof is counted and audited; a right one clears the account's count."""
-    throttle: LoginThrottle = request.app.state.login_throttle
+    throttle = started(core_state(request).login_throttle, "login_throttle")
     await refuse_while_blocked(throttle, *account, proof.refused_as)
     try:
         yield
@@ -150,19 +151,18 @@ def _realm_of(principal: Principal) -> str:
 
 def _builtin(request: Request) -> bool:
     """The built-in provider keeps the realm's policy; Keycloak enforces its own."""
-    return getattr(request.app.state.settings, "keycloak_url", None) is None
+    return core_state(request).settings.keycloak_url is None
 
 
 def _adapter(request: Request) -> IdentityAdapter:
-    adapter: IdentityAdapter | None = getattr(request.app.state, "identity", None)
+    adapter = core_state(request).identity
     if adapter is None:
         raise UnavailableError("no identity provider is configured on this service")
     return adapter
 
 
 def _revocations(request: Request) -> RevocationList | None:
-    found = getattr(request.app.state, "revocations", None)
-    return found if isinstance(found, RevocationList) else None
+    return core_state(request).revocations
 
 
 def _noted(request: Request, *cuts: Revocation | None) -> None:
@@ -401,7 +401,7 @@ async def revoke_role_permission(
 
 
 def _invalidate_permissions(request: Request) -> None:
-    verifier = request.app.state.verifier
+    verifier = core_state(request).verifier
     invalidate = getattr(getattr(verifier, "permissions", None), "invalidate", None)
     if callable(invalidate):
         invalidate()

@@ -22,7 +22,7 @@ from plexica.identity.schemas import (
 from plexica.identity.service import now_utc
 from plexica.identity.throttle import LoginThrottle, refuse_while_blocked
 from plexica.kit.db import request_db
-from plexica.kit.mail import Mailer
+from plexica.kit.state import core_state, started
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import UnavailableError
 
@@ -41,12 +41,12 @@ def _answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def invites_of(request: Request) -> Invites:
-    mailer: Mailer | None = getattr(request.app.state, "mailer", None)
+    mailer = core_state(request).mailer
     if mailer is None:
         raise UnavailableError("no mailer is configured on this service")
-    clock = getattr(request.app.state, "clock", None) or now_utc
+    clock = core_state(request).clock or now_utc
     return Invites(
-        request_db(request), _adapter(request), mailer, request.app.state.settings, clock=clock
+        request_db(request), _adapter(request), mailer, core_state(request).settings, clock=clock
     )
 
 
@@ -88,7 +88,7 @@ def _address(request: Request) -> str:
 
 
 async def _throttled(request: Request) -> LoginThrottle:
-    throttle: LoginThrottle = request.app.state.login_throttle
+    throttle = started(core_state(request).login_throttle, "login_throttle")
     address = _address(request)
     await refuse_while_blocked(
         throttle, THROTTLE_REALM, address, address, "invalid invitation links"

@@ -20,7 +20,7 @@ from plexica.identity.schemas import (
 )
 from plexica.kit.db import request_db
 from plexica.kit.security import PrincipalDep
-from plexica.settings import Settings
+from plexica.kit.state import core_state
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import ConflictError, ForbiddenError, NotFoundError
 
@@ -36,7 +36,7 @@ class MfaManagedByProviderError(ConflictError):
 
 
 def _builtin(request: Request) -> None:
-    settings: Settings = request.app.state.settings
+    settings = core_state(request).settings
     if settings.keycloak_url is not None:
         raise MfaManagedByProviderError
 

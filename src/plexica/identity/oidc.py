@@ -50,7 +50,7 @@ from plexica.identity.schemas import TokenResponse
 from plexica.identity.service import OAuthError
 from plexica.identity.throttle import LoginThrottle
 from plexica.kit.db import request_db
-from plexica.settings import Settings
+from plexica.kit.state import core_state, started
 
 router = realms_router()
 _OIDC = "/protocol/openid-connect"
@@ -117,9 +117,9 @@ keys_router = realms_router(only_builtin=False)
 @keys_router.get("/{realm}" + _OIDC + "/certs")
 async def certs(realm: RealmName, request: Request) -> JSONResponse:
     not_found = _oauth_error(OAuthError("not_found", "no such realm", status=404))
-    settings: Settings = request.app.state.settings
+    settings = core_state(request).settings
     if settings.keycloak_url is not None:
-        resolver = getattr(request.app.state.verifier, "resolver", None)
+        resolver = getattr(core_state(request).verifier, "resolver", None)
         published = await resolver.published(realm) if isinstance(resolver, RealmIssuers) else None
         if published is None:
             return not_found
@@ -206,8 +206,7 @@ class _SignIn:
 
     @property
     def throttle(self) -> LoginThrottle:
-        throttle: LoginThrottle = self.request.app.state.login_throttle
-        return throttle
+        return started(core_state(self.request).login_throttle, "login_throttle")
 
     async def _blocked(self, email: str, again: Again) -> Response | None:
         wait = await self.throttle.blocked(self.realm, email, address_of(self.request))
@@ -327,7 +326,7 @@ async def token(realm: RealmName, request: Request) -> Response:
         try:
             result = await _grant(
                 session, realm, grant_type, form, client_id=client_id, secret=secret, base=base,
-                now=(getattr(request.app.state, "clock", None) or service.now_utc)(),
+                now=(core_state(request).clock or service.now_utc)(),
             )  # fmt: skip
         except OAuthError as exc:
             return _oauth_error(exc, challenge)
@@ -413,7 +412,7 @@ async def _logout(realm: str, request: Request, source: Any) -> Response:
             return error_page(refused, title="Sign-out error")  # a refused request ends nothing
         sid = hint.get("sid") if hint else None
         ended = await sessions.logout(session, realm, _opt(refresh_token), _opt(sid))
-    revocations = getattr(request.app.state, "revocations", None)
+    revocations = core_state(request).revocations
     if ended and revocations is not None:
         revocations.note(*ended)  # committed: this process refuses at once, others on NOTIFY
     if redirect and client is not None:

@@ -27,6 +27,7 @@ from plexica.identity.oidc_requests import (
     realms_router,
 )
 from plexica.kit.db import request_db
+from plexica.kit.state import core_state
 from plexica.settings import Settings
 
 router = realms_router()
@@ -76,8 +77,7 @@ async def company_redirect(
 
 
 def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return core_state(request).settings
 
 
 @router.get("/{realm}/broker/oidc/endpoint")

@@ -18,7 +18,7 @@ from plexica.audit import service as audit
 from plexica.identity import id_token_hint, repository, service, tokens
 from plexica.identity.oidc_pages import CSRF_COOKIE, error_page
 from plexica.identity.service import OAuthError
-from plexica.settings import Settings
+from plexica.kit.state import core_state
 from plexica_sdk.errors import NotFoundError
 
 TENANT_REALM_PREFIX = "plexica-"
@@ -29,7 +29,7 @@ AUTH_PARAMS = (
 
 
 def builtin_only(request: Request) -> None:
-    settings: Settings = request.app.state.settings
+    settings = core_state(request).settings
     if settings.keycloak_url is not None:
         # Keycloak is the provider: the registry's realms are not served from here.
         raise NotFoundError("no such route")
@@ -48,7 +48,7 @@ def realms_router(*, only_builtin: bool = True) -> APIRouter:
 
 
 def base_url(request: Request) -> str:
-    settings: Settings = request.app.state.settings
+    settings = core_state(request).settings
     return settings.public_base_url
 
 
@@ -66,7 +66,7 @@ def with_query(uri: str, params: dict[str, str]) -> str:
 def tenant_callback(request: Request, realm: str) -> str | None:
     """The web shell's callback at the tenant's own host (``<slug>.<PLEXICA_WEB_BASE_DOMAIN>``,
     ADR 0092): allowed for every tenant realm without a registration per realm."""
-    settings: Settings = request.app.state.settings
+    settings = core_state(request).settings
     if realm == service.OPERATOR_REALM or not realm.startswith(TENANT_REALM_PREFIX):
         return None
     url = settings.tenant_web_url(realm.removeprefix(TENANT_REALM_PREFIX))

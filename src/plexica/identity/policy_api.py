@@ -13,6 +13,7 @@ from plexica.identity.keycloak import KeycloakAdapter
 from plexica.identity.schemas import PasswordPolicy, SecurityPolicy
 from plexica.kit.db import request_db
 from plexica.kit.security import PrincipalDep
+from plexica.kit.state import core_state
 
 policy_router = APIRouter(prefix="/v1/security-policy", tags=["identity"])
 me_router = APIRouter(prefix="/v1/me", tags=["identity"])
@@ -31,7 +32,7 @@ async def get_policy(request: Request, admin: ReadUsers) -> SecurityPolicy:
 )
 async def put_policy(request: Request, admin: WriteUsers, body: SecurityPolicy) -> SecurityPolicy:
     realm = _realm_of(admin)
-    identity = request.app.state.identity
+    identity = core_state(request).identity
     async with request_db(request).session() as session:
         before = policy.as_schema(await policy.put(session, realm, body))
         if isinstance(identity, KeycloakAdapter):

@@ -21,7 +21,7 @@ from plexica.identity.keycloak_signin import COMPANY_IDP
 from plexica.identity.oidc_requests import base_url
 from plexica.identity.schemas import SsoProvider, SsoProviderIn
 from plexica.kit.db import request_db
-from plexica.settings import Settings
+from plexica.kit.state import core_state
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import NotFoundError, PlexicaError
 
@@ -54,7 +54,7 @@ def _refused_on(field: str) -> Iterator[None]:
 
 
 def _local(request: Request) -> bool:
-    return sso.local_allowed(request.app.state.settings)
+    return sso.local_allowed(core_state(request).settings)
 
 
 def _tenant_realm(admin: Principal) -> str:
@@ -64,7 +64,7 @@ def _tenant_realm(admin: Principal) -> str:
 
 
 def _keycloak(request: Request) -> KeycloakAdapter | None:
-    identity = request.app.state.identity
+    identity = core_state(request).identity
     return identity if isinstance(identity, KeycloakAdapter) else None
 
 
@@ -73,7 +73,7 @@ async def _brokered(request: Request, kc: KeycloakAdapter, realm: str) -> SsoPro
     found = await kc.company_sign_in(realm)
     if found is None:
         return None
-    settings: Settings = request.app.state.settings
+    settings = core_state(request).settings
     stamp = found.pop("updated_at")
     issuer = f"{settings.issuer_base_url}/realms/{realm}"
     return SsoProvider(

@@ -20,7 +20,7 @@ from plexica.identity.service import now_utc
 from plexica.identity.support import Support, SupportManagedByProviderError
 from plexica.kit.db import request_db
 from plexica.kit.security import OperatorDep, PrincipalDep
-from plexica.settings import Settings
+from plexica.kit.state import core_state
 from plexica_sdk.context import TENANT_ADMIN, Principal
 from plexica_sdk.errors import ForbiddenError
 
@@ -37,10 +37,10 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
 
 
 def support_of(request: Request) -> Support:
-    settings: Settings = request.app.state.settings
+    settings = core_state(request).settings
     if settings.keycloak_url is not None:
         raise SupportManagedByProviderError
-    clock = getattr(request.app.state, "clock", None) or now_utc
+    clock = core_state(request).clock or now_utc
     return Support(request_db(request), settings.public_base_url, clock)
 
 

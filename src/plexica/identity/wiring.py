@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import httpx
 import structlog
-from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
 from plexica.identity import custody, repository, revocation, sealed, service, signing
@@ -23,6 +22,7 @@ from plexica.identity.keycloak import KeycloakAdapter
 from plexica.identity.throttle import GuardedThrottle, PostgresThrottle, RedisThrottle
 from plexica.kit.db import Database
 from plexica.kit.redisguard import Breaker, redis_client
+from plexica.kit.state import CoreState
 from plexica.mail.service import mailer_for
 from plexica.settings import Settings
 from plexica_sdk.errors import PlexicaError
@@ -84,39 +84,40 @@ async def _operator_realm_in_keycloak(db: Database, adapter: IdentityAdapter) ->
 
 
 @asynccontextmanager
-async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> AsyncIterator[None]:
-    """``app.state.jwks_transport`` (tests) lets the resolver reach JWKS without a socket."""
+async def identity_lifespan(
+    core: CoreState, settings: Settings, db: Database
+) -> AsyncIterator[None]:
+    """``core.jwks_transport`` (tests) lets the resolver reach JWKS without a socket."""
     redis: Redis | None = None
     if settings.redis_url is not None:
         budget = settings.redis_timeout_ms / 1000
         redis = redis_client(str(settings.redis_url), timeout=budget, max_connections=20)
-        app.state.login_throttle = GuardedThrottle(
+        core.login_throttle = GuardedThrottle(
             RedisThrottle(redis), PostgresThrottle(db),
             breaker=Breaker("login_throttle", timeout=budget),
         )  # fmt: skip
     else:
-        app.state.login_throttle = PostgresThrottle(db)
-    if getattr(app.state, "mailer", None) is None:
-        app.state.mailer = mailer_for(settings, db)
+        core.login_throttle = PostgresThrottle(db)
+    if core.mailer is None:
+        core.mailer = mailer_for(settings, db)
     ensure_realm: asyncio.Task[None] | None = None
     keycloak: KeycloakAdapter | None = None
     if settings.keycloak_url is None:
         custody.install_from(settings)
         ensure_realm = asyncio.create_task(_maintain(db, settings))
-        if getattr(app.state, "identity", None) is None:
-            app.state.identity = BuiltinIdentity(db, settings.public_base_url)
+        if core.identity is None:
+            core.identity = BuiltinIdentity(db, settings.public_base_url)
     else:
-        if getattr(app.state, "identity", None) is None:
-            app.state.identity = keycloak = KeycloakAdapter.from_settings(settings)
-        ensure_realm = asyncio.create_task(_operator_realm_in_keycloak(db, app.state.identity))
-    transport = getattr(app.state, "jwks_transport", None)
-    async with httpx.AsyncClient(transport=transport) as http:
-        own_verifier = app.state.verifier is None
+        if core.identity is None:
+            core.identity = keycloak = KeycloakAdapter.from_settings(settings)
+        ensure_realm = asyncio.create_task(_operator_realm_in_keycloak(db, core.identity))
+    async with httpx.AsyncClient(transport=core.jwks_transport) as http:
+        own_verifier = core.verifier is None
         revocations = revocation.core_revocations(db)
-        app.state.revocations = revocations
+        core.revocations = revocations
         await revocations.start()  # loads first: the first requests see every revocation
         if own_verifier:
-            app.state.verifier = build_verifier(
+            core.verifier = build_verifier(
                 db,
                 settings.issuer_base_url,
                 http,
@@ -128,7 +129,7 @@ async def identity_lifespan(app: FastAPI, settings: Settings, db: Database) -> A
         finally:
             await revocations.aclose()
             if own_verifier:
-                app.state.verifier = None
+                core.verifier = None
             if ensure_realm is not None:
                 ensure_realm.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+from plexica.kit.state import core_state, started
 from plexica_sdk import tracing
 from plexica_sdk.observability import register_collector
 
@@ -110,8 +111,7 @@ class Database:
 
 def request_db(request: Request) -> Database:
     """The process's database, opened by the app's lifespan."""
-    db: Database = request.app.state.db
-    return db
+    return started(core_state(request).db, "db")
 
 
 DbDep = Annotated[Database, Depends(request_db)]

@@ -1,6 +1,6 @@
 """Request authentication and authorization for the platform's routes.
 
-The verifier behind ``get_principal`` lives on ``app.state.verifier`` (set by the composition
+The verifier behind ``get_principal`` is the core state's ``verifier`` (set by the composition
 root): the identity domain provides the JWKS-backed implementation. Deny by default: a route is
 protected by depending on ``PrincipalDep`` or one of the ``require_*`` dependencies.
 """
@@ -13,6 +13,7 @@ from typing import Annotated, Protocol
 import structlog
 from fastapi import Depends, Request
 
+from plexica.kit.state import core_state
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import ForbiddenError, UnauthenticatedError, UnavailableError
 
@@ -44,7 +45,7 @@ async def get_principal(request: Request) -> Principal:
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
         return cached
-    verifier: TokenVerifier | None = request.app.state.verifier
+    verifier = core_state(request).verifier
     if verifier is None:
         raise UnavailableError("authentication is not configured on this service")
     principal = await verifier.verify(bearer_token(request))

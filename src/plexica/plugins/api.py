@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from plexica.kit.db import request_db
 from plexica.kit.provisioning import TenantRef
 from plexica.kit.security import OperatorDep, PrincipalDep
+from plexica.kit.state import core_state, started
 from plexica.plugins import service
 from plexica.plugins.repository import installations as installs_repo
 from plexica.plugins.schemas import (
@@ -42,8 +43,7 @@ SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
 def _installer(request: Request) -> service.Installer:
-    installer: service.Installer = request.app.state.plugin_installer
-    return installer
+    return started(core_state(request).plugin_installer, "plugin_installer")
 
 
 InstallerDep = Annotated[service.Installer, Depends(_installer)]
@@ -65,7 +65,7 @@ async def _tenant(request: Request, tenant_id: UUID, principal: PrincipalDep) ->
         if slug is not None:
             return TenantRef(tenant_id, slug, slug, "")
     if principal.is_operator:
-        lookup: TenantLookup | None = getattr(request.app.state, "plugin_tenants", None)
+        lookup = core_state(request).plugin_tenants
         if lookup is not None:
             found = await lookup(tenant_id)
             if found is not None:
@@ -150,7 +150,7 @@ async def _fresh_permissions(request: Request) -> AsyncIterator[None]:
     permissions is dropped so that the next request (the shell's navigation) sees it."""
     yield
     if request.method != "GET":
-        cache = getattr(getattr(request.app.state, "verifier", None), "permissions", None)
+        cache = getattr(core_state(request).verifier, "permissions", None)
         invalidate = getattr(cache, "invalidate", None)
         if callable(invalidate):
             invalidate()

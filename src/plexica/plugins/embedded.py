@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from plexica.kit.db import Database
+from plexica.kit.state import state_of
 from plexica.plugins import service
 from plexica.plugins.loader import load_plugin_apps
 from plexica.settings import Settings
 from plexica_sdk.app import PluginConfig
-from plexica_sdk.auth import RevocationCheck
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import UnavailableError
 from plexica_sdk.revocation import Refusal, Stamp
@@ -25,7 +25,7 @@ class CoreVerifier:
         self.core = core
 
     async def verify(self, token: str) -> Principal:
-        verifier = getattr(self.core.state, "verifier", None)
+        verifier = state_of(self.core).verifier
         if verifier is None:
             raise UnavailableError("authentication is not configured")
         principal: Principal = await verifier.verify(token)
@@ -39,7 +39,7 @@ class CoreRevocations:
         self.core = core
 
     def check(self, stamp: Stamp) -> Refusal | None:
-        revocations: RevocationCheck | None = getattr(self.core.state, "revocations", None)
+        revocations = state_of(self.core).revocations
         return revocations.check(stamp) if revocations is not None else None
 
 
@@ -73,5 +73,5 @@ def mount_plugins(core: FastAPI, settings: Settings) -> dict[str, FastAPI]:
             pool_size=2,
         )
     )
-    core.state.plugin_endpoints = dict(apps)
+    state_of(core).plugin_endpoints = dict(apps)
     return apps

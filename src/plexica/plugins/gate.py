@@ -6,12 +6,10 @@ the answer is read from the database each time, so disabling a plugin stops traf
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import FastAPI
 from starlette.types import Scope
 
-from plexica.kit.db import Database
+from plexica.kit.state import state_of
 from plexica.plugins import service
 from plexica_sdk.errors import PlexicaError
 
@@ -25,8 +23,8 @@ class InstallationGate:
     async def allows(self, slug: str, path: str, scope: Scope) -> bool:
         if path in OPEN_PATHS:
             return True
-        verifier: Any = getattr(self.core.state, "verifier", None)
-        db: Database | None = getattr(self.core.state, "db", None)
+        core = state_of(self.core)
+        verifier, db = core.verifier, core.db
         token = _bearer(scope)
         if verifier is None or db is None or token is None:
             return False

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from plexica.kit.db import Database
+from plexica.kit.state import CoreState
 from plexica.plugins.service import HttpReadinessProbe, Installer, ReadinessProbe
 from plexica.settings import Settings
 
@@ -20,15 +20,12 @@ def plugin_urls(settings: Settings) -> dict[str, str | ASGIApp]:
     return out
 
 
-def attach(app: FastAPI, settings: Settings, db: Database) -> None:
-    """Give the app its installer; ``app.state.plugin_endpoints`` may already hold in-process
-    plugin apps (embedded mode) and ``app.state.plugin_probe`` a probe of the caller's."""
-    endpoints = getattr(app.state, "plugin_endpoints", None)
-    if endpoints is None:
-        endpoints = app.state.plugin_endpoints = {}
+def attach(core: CoreState, settings: Settings, db: Database) -> Installer:
+    """Give the core its installer; ``core.plugin_endpoints`` may already hold in-process plugin
+    apps (embedded mode) and ``core.plugin_probe`` a probe of the caller's."""
+    endpoints = core.plugin_endpoints
     for slug, url in plugin_urls(settings).items():
         endpoints.setdefault(slug, url)
-    probe: ReadinessProbe = getattr(app.state, "plugin_probe", None) or HttpReadinessProbe(
-        endpoints
-    )
-    app.state.plugin_installer = Installer(db, probe)
+    probe: ReadinessProbe = core.plugin_probe or HttpReadinessProbe(endpoints)
+    core.plugin_installer = installer = Installer(db, probe)
+    return installer

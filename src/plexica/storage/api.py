@@ -15,7 +15,7 @@ from starlette.convertors import PathConvertor, register_url_convertor
 
 from plexica.kit.db import Database, DbDep
 from plexica.kit.security import OperatorDep, PrincipalDep
-from plexica.settings import Settings
+from plexica.kit.state import core_state
 from plexica.storage.errors import InvalidKeyError, StorageUnavailableError
 from plexica.storage.local import LocalStore
 from plexica.storage.schemas import (
@@ -55,7 +55,7 @@ router = APIRouter(prefix="/v1/files", tags=["files"])
 
 
 def get_storage(request: Request) -> StorageService:
-    service: StorageService | None = getattr(request.app.state, "storage", None)
+    service = core_state(request).storage
     if service is None:
         raise StorageUnavailableError("storage is not configured on this service")
     return service
@@ -212,7 +212,7 @@ async def presign(  # noqa: PLR0917 - FastAPI dependencies
     if url.startswith("/"):
         # Served by this core behind the edge: absolute under the public URL, where a browser
         # or another service uses it without a bearer (the signature is the capability).
-        settings: Settings = request.app.state.settings
+        settings = core_state(request).settings
         url = settings.public_base_url + EDGE_CORE_PREFIX + url
     return PresignOut(
         url=url, method=signed.method, headers=signed.headers, expires_at=signed.expires_at

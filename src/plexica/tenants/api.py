@@ -12,6 +12,7 @@ from plexica.audit import service as audit
 from plexica.identity.first_admin import FirstAdmin
 from plexica.identity.schemas import AdminInvite, Invite
 from plexica.kit.security import OperatorDep, PrincipalDep, require_permission
+from plexica.kit.state import core_state
 from plexica.storage.service import Scope, StorageService
 from plexica.tenants import first_admin
 from plexica.tenants.context import TenantDep, TenantServiceDep, TenantSessionDep
@@ -187,7 +188,7 @@ async def delete_tenant(key: TenantKey, operator: OperatorDep, service: TenantSe
 
 
 def _first_admin(request: Request) -> FirstAdmin:
-    services = getattr(request.app.state, "services", None)
+    services = core_state(request).services
     if services is None:
         raise UnavailableError("tenant services are not started on this process")
     admin: FirstAdmin = services.first_admin
@@ -284,7 +285,7 @@ async def delete_setting(
 
 
 def _storage(request: Request) -> StorageService:
-    storage: StorageService | None = getattr(request.app.state, "storage", None)
+    storage = core_state(request).storage
     if storage is None:
         raise UnavailableError("storage is not configured on this service")
     return storage
@@ -438,7 +439,7 @@ async def delete_logo(
 @health_router.get("", summary="Every tenant's requests, errors, P95, storage, events, sign-in",
                    responses=_ERRORS)  # fmt: skip
 async def tenant_health(request: Request, _: OperatorDep, service: TenantServiceDep) -> FleetHealth:
-    endpoints = getattr(request.app.state, "plugin_endpoints", {}) or {}
+    endpoints = core_state(request).plugin_endpoints
     remote = {slug: url for slug, url in endpoints.items() if isinstance(url, str)}
     async with service.db.session() as session:
         return await fleet_health(session, remote)
