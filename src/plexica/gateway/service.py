@@ -109,7 +109,6 @@ class PluginActivity:
 
     def __init__(self, loader: ActiveLoader, ttl: float = 1.0, max_entries: int = 100_000):
         self.loader = loader
-        self.ttl = ttl
         self._kept: TtlCache[tuple[UUID, str], bool] = TtlCache(ttl, max_entries=max_entries)
 
     async def is_active(self, tenant_id: UUID, slug: str) -> bool:
@@ -118,7 +117,7 @@ class PluginActivity:
         return await self._kept.get_or_load(
             (tenant_id, slug),
             lambda: self.loader(tenant_id, slug),
-            keep=lambda active: self.ttl if active else 0,
+            keep=lambda active: self._kept.ttl if active else 0,
         )
 
 
