@@ -9,7 +9,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from plexica.web.session import WebSession
-from plexica.web.shell import Shell, notice_redirect, redirect_or_page, tenant_nav
+from plexica.web.shell import (
+    FRESH,
+    PageState,
+    Shell,
+    notice_redirect,
+    redirect_or_page,
+    tenant_nav,
+)
 
 FIELDS = ("display_name", "protocol", "issuer", "client_id", "metadata_url", "domains",
           "default_role")  # fmt: skip
@@ -20,15 +27,7 @@ _OF = {"oidc": ("issuer", "client_id"), "saml": ("metadata_url",)}
 
 
 def company_signin_routes(app: FastAPI, shell: Shell) -> None:
-    async def sso_page(
-        request: Request,
-        session: WebSession,
-        *,
-        status: int = 200,
-        sent: dict[str, Any] | None = None,
-        errors: dict[str, str] | None = None,
-        error: str | None = None,
-    ) -> Response:
+    async def sso_page(request: Request, session: WebSession, state: PageState = FRESH) -> Response:
         nav, _ = await tenant_nav(shell, session)
         found = await shell.upstream.api(session, "GET", "/v1/sso")
         current = found.dict_body()
@@ -44,13 +43,13 @@ def company_signin_routes(app: FastAPI, shell: Shell) -> None:
         redirect_uri = (
             f"{shell.settings.issuer_base_url}/realms/{session.realm}/broker/{alias}/endpoint"
         )
-        return shell.page(
-            request, session, "sso.html", status, title="Company sign-in", nav=nav,
-            form=form | (sent or {}), errors=errors or {}, connected=current is not None,
+        # Not found: no provider is connected yet.
+        loaded = None if found.status == 404 else found
+        return shell.form_page(
+            request, session, "sso.html", state, loaded, title="Company sign-in", nav=nav,
+            form=form | (state.form or {}), connected=current is not None,
             redirect_uri=redirect_uri, saml=shell.settings.keycloak_url is not None,
             entity_id=f"{shell.settings.issuer_base_url}/realms/{session.realm}",
-            notice=request.query_params.get("notice"),
-            error=error or (None if found.ok or found.status == 404 else found.error_message()),
         )  # fmt: skip
 
     shell.page_route(app, "/t/admin/sso", sso_page, operator=False)
@@ -75,10 +74,7 @@ def company_signin_routes(app: FastAPI, shell: Shell) -> None:
             if done.ok:
                 return notice_redirect("/t/admin/sso", "Company sign-in saved.")
             errors = {k: v for k, v in done.field_errors().items() if k in body}
-            return await sso_page(
-                request, session, status=done.status, sent=sent, errors=errors,
-                error=None if errors else done.error_message(),
-            )  # fmt: skip
+            return await sso_page(request, session, PageState.refused(done, errors, sent))
 
         return await shell.run(request, save, operator=False)
 

@@ -4,6 +4,7 @@ log is ``audit_page``)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -13,6 +14,8 @@ from fastapi.responses import RedirectResponse, Response
 from plexica.web.health import health_row
 from plexica.web.session import WebSession
 from plexica.web.shell import (
+    FRESH,
+    PageState,
     Shell,
     console_nav,
     form_fields,
@@ -55,18 +58,11 @@ def _check_rows(body: Any) -> list[tuple[str, dict[str, str]]]:
 def _tenants(app: FastAPI, shell: Shell) -> None:
 
     async def tenants_page(
-        request: Request,
-        session: WebSession,
-        *,
-        status: int = 200,
-        form: dict[str, str] | None = None,
-        errors: dict[str, str] | None = None,
-        error: str | None = None,
-        notice: str | None = None,
+        request: Request, session: WebSession, state: PageState = FRESH
     ) -> Response:
-        state = request.query_params.get("state", "")
+        state_shown = request.query_params.get("state", "")
         after = request.query_params.get("after", "")[:63]
-        params = {"state": state} if state in TENANT_STATES else {}
+        params = {"state": state_shown} if state_shown in TENANT_STATES else {}
         if after:
             params["after"] = after
         listed = await shell.upstream.api(session, "GET", "/v1/tenants", params=params)
@@ -75,12 +71,10 @@ def _tenants(app: FastAPI, shell: Shell) -> None:
         next_url = None
         if following:
             next_url = "/console/tenants?" + urlencode({**params, "after": following})
-        return shell.page(
-            request, session, "tenants.html", status, title="Tenants", nav=console_nav(),
-            tenants=tenants, states=TENANT_STATES, state=state, after=after, next_url=next_url,
-            form=form or {"slug": "", "name": "", "admin_email": ""}, errors=errors or {},
-            error=error or (None if listed.ok else listed.error_message()),
-            notice=notice or request.query_params.get("notice"),
+        return shell.form_page(
+            request, session, "tenants.html", state, listed, title="Tenants", nav=console_nav(),
+            tenants=tenants, states=TENANT_STATES, state=state_shown, after=after,
+            next_url=next_url, form=state.form or {"slug": "", "name": "", "admin_email": ""},
         )  # fmt: skip
 
     shell.page_route(app, "/console/tenants", tenants_page, operator=True)
@@ -97,10 +91,10 @@ def _tenants(app: FastAPI, shell: Shell) -> None:
             if made.ok:
                 return notice_redirect("/console/tenants", f"Tenant {form['slug']} created.")
             errors = made.form_errors(TENANT_FIELD_CODES)
-            return await tenants_page(
-                request, session, status=made.status if made.status < 500 else 502, form=form,
-                errors=errors, error=None if errors else made.error_message(),
-            )  # fmt: skip
+            # The core's own failure is a bad gateway here.
+            status = made.status if made.status < 500 else 502
+            state = replace(PageState.refused(made, errors, form), status=status)
+            return await tenants_page(request, session, state)
 
         return await shell.run(request, create, operator=True)
 
@@ -185,14 +179,12 @@ def _tenants(app: FastAPI, shell: Shell) -> None:
 
 def _catalog(app: FastAPI, shell: Shell) -> None:
     async def catalog_page(
-        request: Request, session: WebSession, *, status: int = 200, error: str | None = None
+        request: Request, session: WebSession, state: PageState = FRESH
     ) -> Response:
         listed = await shell.upstream.api(session, "GET", "/v1/plugins")
-        versions = listed.list_body()
-        return shell.page(
-            request, session, "catalog.html", status, title="Plugin catalog", nav=console_nav(),
-            versions=versions, notice=request.query_params.get("notice"),
-            error=error or (None if listed.ok else listed.error_message()),
+        return shell.form_page(
+            request, session, "catalog.html", state, listed, title="Plugin catalog",
+            nav=console_nav(), versions=listed.list_body(),
         )  # fmt: skip
 
     shell.page_route(app, "/console/plugins", catalog_page, operator=True)
@@ -203,7 +195,7 @@ def _catalog(app: FastAPI, shell: Shell) -> None:
     ) -> Response:
         async def act(request: Request, session: WebSession) -> Response:
             if action not in ("publish", "deprecate"):
-                return await catalog_page(request, session, status=404, error="No such action.")
+                return await catalog_page(request, session, PageState(404, error="No such action."))
             path = f"/v1/plugins/{quote(plugin_id, safe='')}/versions/{quote(version, safe='')}"
             done = await shell.upstream.api(session, "POST", f"{path}/{action}")
             notice = f"{plugin_id} {version}: {action} done."

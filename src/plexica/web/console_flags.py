@@ -15,6 +15,8 @@ from fastapi.responses import Response
 
 from plexica.web.session import WebSession
 from plexica.web.shell import (
+    FRESH,
+    PageState,
     Shell,
     console_nav,
     form_fields,
@@ -55,22 +57,14 @@ def parse_variants(text: str) -> tuple[dict[str, str] | None, str | None]:
 
 def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 - one route set
     async def list_page(
-        request: Request,
-        session: WebSession,
-        *,
-        status: int = 200,
-        form: dict[str, str] | None = None,
-        errors: dict[str, str] | None = None,
-        error: str | None = None,
+        request: Request, session: WebSession, state: PageState = FRESH
     ) -> Response:
         listed = await shell.upstream.api(session, "GET", "/v1/flags")
-        flags = listed.list_body()
-        return shell.page(
-            request, session, "flags.html", status, title="Feature flags", nav=console_nav(),
-            flags=flags, errors=errors or {}, notice=request.query_params.get("notice"),
-            form=form or {"key": "", "description": "", "kind": "boolean", "default": "off",
-                          "variants": ""},
-            error=error or (None if listed.ok else listed.error_message()),
+        return shell.form_page(
+            request, session, "flags.html", state, listed, title="Feature flags",
+            nav=console_nav(), flags=listed.list_body(),
+            form=state.form or {"key": "", "description": "", "kind": "boolean",
+                                "default": "off", "variants": ""},
         )  # fmt: skip
 
     async def current(session: WebSession, key: str) -> dict[str, Any] | None:
@@ -78,14 +72,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
         return got.dict_body()
 
     async def flag_page(
-        request: Request,
-        session: WebSession,
-        key: str,
-        *,
-        status: int = 200,
-        errors: dict[str, str] | None = None,
-        form: dict[str, str] | None = None,
-        error: str | None = None,
+        request: Request, session: WebSession, state: PageState = FRESH, *, key: str
     ) -> Response:
         got = await shell.upstream.api(session, "GET", _path(key))
         if not got.ok or not isinstance(got.body, dict):
@@ -95,12 +82,11 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
             )  # fmt: skip
         changes = await shell.upstream.api(session, "GET", f"{_path(key)}/changes?limit=20")
         variants = got.body.get("variants") or {}
-        return shell.page(
-            request, session, "flag.html", status, title=f"Flag {key}", nav=console_nav(),
-            flag=got.body, errors=errors or {}, form=form or {}, error=error,
+        return shell.form_page(
+            request, session, "flag.html", state, title=f"Flag {key}", nav=console_nav(),
+            flag=got.body, form=state.form or {},
             variant_options=[(v, f"{v} ({value})") for v, value in variants.items()],
             changes=changes.list_body(),
-            notice=request.query_params.get("notice"),
         )  # fmt: skip
 
     shell.page_route(app, "/console/flags", list_page, operator=True)
@@ -128,14 +114,11 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
             else:
                 body["default_variant"] = "on" if form["default"] == "on" else "off"
             if errors:
-                return await list_page(request, session, status=422, form=form, errors=errors)
+                return await list_page(request, session, PageState(422, form, errors))
             done = await shell.upstream.api(session, "POST", "/v1/flags", json=body)
             if not done.ok:
                 errors = done.form_errors(FLAG_FIELD_CODES)
-                return await list_page(
-                    request, session, status=done.status, form=form, errors=errors,
-                    error=None if errors else done.error_message(),
-                )  # fmt: skip
+                return await list_page(request, session, PageState.refused(done, errors, form))
             return notice_redirect(_page_of(form["key"]), f"Flag {form['key']} created.")
 
         return await shell.run(request, made, operator=True)
@@ -143,7 +126,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
     @app.get("/console/flags/{key}", include_in_schema=False)
     async def flag(request: Request, key: str) -> Response:
         async def show(request: Request, session: WebSession) -> Response:
-            return await flag_page(request, session, key)
+            return await flag_page(request, session, key=key)
 
         return await shell.run(request, show, operator=True)
 
@@ -152,7 +135,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
         async def confirm(request: Request, session: WebSession) -> Response:
             flag = await current(session, key)
             if flag is None:
-                return await flag_page(request, session, key)
+                return await flag_page(request, session, key=key)
             on = bool(flag.get("enabled"))
             off = flag.get("off_variant")
             warning = (
@@ -195,8 +178,10 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
         form: dict[str, str],
     ) -> Response:
         done = await shell.upstream.api(session, "PATCH", _path(key), json=change)
-        page = partial(flag_page, key=key, form=form)
-        return await redirect_or_page(request, session, done, page, to=_page_of(key), notice=notice)
+        page = partial(flag_page, key=key)
+        return await redirect_or_page(
+            request, session, done, page, to=_page_of(key), notice=notice, form=form
+        )
 
     @app.post("/console/flags/{key}/tenants", include_in_schema=False)
     async def set_override(request: Request, key: str) -> Response:
@@ -204,7 +189,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
             form = await form_fields(request, ("tenant", "variant"))
             flag = await current(session, key)
             if flag is None:
-                return await flag_page(request, session, key)
+                return await flag_page(request, session, key=key)
             errors: dict[str, str] = {}
             tenant = await shell.upstream.api(
                 session, "GET", f"/v1/tenants/{quote(form['tenant'], safe='')}"
@@ -214,7 +199,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
             if form["variant"] not in flag.get("variants", {}):
                 errors["variant"] = "Choose one of the flag's variants."
             if errors:
-                return await flag_page(request, session, key, status=422, errors=errors, form=form)
+                return await flag_page(request, session, PageState(422, form, errors), key=key)
             slug = str(tenant.body["slug"])
             tenants = {**flag.get("tenants", {}), slug: form["variant"]}
             return await patch(
@@ -242,7 +227,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
         async def act(request: Request, session: WebSession) -> Response:
             flag = await current(session, key)
             if flag is None:
-                return await flag_page(request, session, key)
+                return await flag_page(request, session, key=key)
             tenants = {k: v for k, v in flag.get("tenants", {}).items() if k != tenant}
             return await patch(
                 request, session, key, {"tenants": tenants},
@@ -257,7 +242,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
             form = await form_fields(request, ("rollout_variant", "percentage"))
             flag = await current(session, key)
             if flag is None:
-                return await flag_page(request, session, key)
+                return await flag_page(request, session, key=key)
             errors: dict[str, str] = {}
             try:
                 percentage = float(form["percentage"])
@@ -268,7 +253,7 @@ def console_flags_routes(app: FastAPI, shell: Shell) -> None:  # noqa: PLR0915 -
             if form["rollout_variant"] not in flag.get("variants", {}):
                 errors["rollout_variant"] = "Choose one of the flag's variants."
             if errors:
-                return await flag_page(request, session, key, status=422, errors=errors, form=form)
+                return await flag_page(request, session, PageState(422, form, errors), key=key)
             variant = form["rollout_variant"]
             return await patch(
                 request, session, key, {"rollout": {"variant": variant, "percentage": percentage}},

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from plexica.web.session import WebSession
-from plexica.web.shell import ROLE_LABELS, Shell, notice_redirect, tenant_nav
+from plexica.web.shell import FRESH, ROLE_LABELS, PageState, Shell, notice_redirect, tenant_nav
 
 FIELDS = ("current_password", "new_password", "confirm")
 CURRENT, NEW, CONFIRM = FIELDS
@@ -35,10 +35,8 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
     async def profile_page(
         request: Request,
         session: WebSession,
+        state: PageState = FRESH,
         *,
-        status: int = 200,
-        errors: dict[str, str] | None = None,
-        error: str | None = None,
         account_url: str | None = None,
         enrolment: dict[str, str] | None = None,
         recovery_codes: list[str] | None = None,
@@ -51,11 +49,9 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
         mfa = await shell.upstream.api(session, "GET", "/v1/me/mfa")
         rules = await shell.upstream.api(session, "GET", "/v1/me/password-policy")
         min_length = rules.body.get("min_length", 12) if isinstance(rules.body, dict) else 12
-        return shell.page(
-            request, session, "profile.html", status, title="Profile", nav=nav,
-            email=body.get("email") or "", roles=roles, errors=errors or {},
-            error=error or (None if me.ok else me.error_message()), account_url=account_url,
-            notice=request.query_params.get("notice"),
+        return shell.form_page(
+            request, session, "profile.html", state, me, title="Profile", nav=nav,
+            email=body.get("email") or "", roles=roles, account_url=account_url,
             mfa=mfa.dict_body(),
             enrolment=enrolment, recovery_codes=recovery_codes, mfa_error=mfa_error,
             min_length=int(min_length),
@@ -70,7 +66,7 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
             form = {k: str(raw.get(k, "")) for k in FIELDS}
             errors = _check(form)
             if errors:
-                return await profile_page(request, session, status=422, errors=errors)
+                return await profile_page(request, session, PageState(422, errors=errors))
             done = await shell.upstream.api(
                 session, "POST", "/v1/me/password",
                 json={CURRENT: form[CURRENT], NEW: form[NEW]},
@@ -85,10 +81,8 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
                 if code == "password_managed_by_provider":
                     # Keycloak's account console, where the user changes it (ADR 0231).
                     account_url = f"{shell.settings.issuer_base_url}/realms/{session.realm}/account"
-                return await profile_page(
-                    request, session, status=done.status, errors=errors,
-                    error=None if errors else done.error_message(), account_url=account_url,
-                )  # fmt: skip
+                state = PageState.refused(done, errors)
+                return await profile_page(request, session, state, account_url=account_url)
             # The core has ended the other sign-in sessions; their web sessions go too.
             await shell.end_sessions(session.realm, session.subject, keep=session.id)
             ended = int(done.body.get("sessions_ended", 0)) if isinstance(done.body, dict) else 0
@@ -106,7 +100,7 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
             done = await shell.upstream.api(session, "POST", "/v1/me/mfa/totp")
             if not done.ok or not isinstance(done.body, dict):
                 return await profile_page(
-                    request, session, status=done.status, mfa_error=done.error_message()
+                    request, session, PageState(done.status), mfa_error=done.error_message()
                 )
             started = {"secret": str(done.body["secret"]), "uri": str(done.body["otpauth_uri"])}
             return await profile_page(request, session, enrolment=started)
@@ -125,7 +119,7 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
             )
             if not done.ok or not isinstance(done.body, dict):
                 return await profile_page(
-                    request, session, status=done.status, enrolment=enrolment,
+                    request, session, PageState(done.status), enrolment=enrolment,
                     mfa_error=WRONG_CODE if done.status == 422 else done.error_message(),
                 )  # fmt: skip
             return await profile_page(
@@ -143,7 +137,7 @@ def profile_routes(app: FastAPI, shell: Shell) -> None:
             )
             if not done.ok:
                 return await profile_page(
-                    request, session, status=done.status,
+                    request, session, PageState(done.status),
                     mfa_error=WRONG_CODE if done.status == 422 else done.error_message(),
                 )  # fmt: skip
             return notice_redirect("/t/profile", "Two-step verification is off.")

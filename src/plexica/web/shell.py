@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -56,8 +57,35 @@ SUPPORT_OVER = "Your support session has ended: it expired, or the tenant withdr
 WEB_POOL_SIZE = 4
 
 Handler = Callable[[Request, WebSession], Awaitable[Response]]
-# A page drawn again after a form, with ``status``, ``error`` and what else it takes.
-PageFn = Callable[..., Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class PageState:
+    """How a page is drawn again after a form: the answer's status, the form as it was sent,
+    its errors per field and a refusal that names no field."""
+
+    status: int = 200
+    form: dict[str, Any] | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    @classmethod
+    def refused(
+        cls, done: ApiResult, errors: dict[str, str], form: dict[str, Any] | None = None
+    ) -> PageState:
+        """The API's refusal of ``form``: its ``errors`` per field, else its message."""
+        return cls(done.status, form, errors, None if errors else done.error_message())
+
+    @classmethod
+    def on_field(cls, done: ApiResult, name: str) -> PageState:
+        """The API's refusal, shown at the field (or row) ``name``."""
+        return cls(done.status, errors={name: done.error_message()})
+
+
+# A page as first shown, not after a form.
+FRESH = PageState()
+# A page drawn again after a form, in its ``PageState``.
+PageFn = Callable[[Request, WebSession, PageState], Awaitable[Response]]
 
 
 class Shell:
@@ -197,6 +225,24 @@ class Shell:
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    def form_page(
+        self,
+        request: Request,
+        session: WebSession,
+        name: str,
+        state: PageState,
+        loaded: ApiResult | None = None,
+        /,
+        **ctx: Any,
+    ) -> HTMLResponse:
+        """``page`` in ``state``, with the notice of a redirect; without an error of its own,
+        the failure of the call that ``loaded`` the page's data."""
+        failed = None if loaded is None or loaded.ok else loaded.error_message()
+        return self.page(
+            request, session, name, state.status, errors=state.errors,
+            error=state.error or failed, notice=request.query_params.get("notice"), **ctx,
+        )  # fmt: skip
+
     async def run(self, request: Request, handler: Handler, *, operator: bool | None) -> Response:
         """Runs ``handler`` with a live session: refreshes the tokens when they are about to
         expire, checks the CSRF token of a POST and sends the user to sign in when the session
@@ -276,11 +322,21 @@ def notice_redirect(path: str, notice: str) -> RedirectResponse:
 
 
 async def redirect_or_page(
-    request: Request, session: WebSession, done: ApiResult, page: PageFn, *, to: str, notice: str
+    request: Request,
+    session: WebSession,
+    done: ApiResult,
+    page: PageFn,
+    *,
+    to: str,
+    notice: str,
+    form: dict[str, str] | None = None,
 ) -> Response:
-    """After a form's API call: to ``to`` with ``notice``, or ``page`` again with the refusal."""
+    """After a form's API call: to ``to`` with ``notice``, or ``page`` again with the refusal
+    (and the ``form`` as it was sent)."""
     if not done.ok:
-        return await page(request, session, status=done.status, error=done.error_message())
+        return await page(
+            request, session, PageState(done.status, form, error=done.error_message())
+        )
     return notice_redirect(to, notice)
 
 
@@ -304,10 +360,8 @@ async def save_or_page(
             return notice_redirect(to, notice)
         errors = done.field_errors()
         if not errors:
-            return await page(
-                request, session, status=done.status, form=form, error=done.error_message()
-            )
-    return await page(request, session, status=422, form=form, errors=errors)
+            return await page(request, session, PageState.refused(done, errors, form))
+    return await page(request, session, PageState(422, form, errors))
 
 
 async def form_fields(request: Request, names: Iterable[str]) -> dict[str, str]:

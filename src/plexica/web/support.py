@@ -12,7 +12,9 @@ from fastapi.responses import RedirectResponse, Response
 
 from plexica.web.session import WebSession
 from plexica.web.shell import (
+    FRESH,
     SUPPORT_ENDED,
+    PageState,
     Shell,
     console_nav,
     notice_redirect,
@@ -31,16 +33,14 @@ def support_routes(app: FastAPI, shell: Shell) -> None:
 
 def _tenant_side(app: FastAPI, shell: Shell) -> None:
     async def support_page(
-        request: Request, session: WebSession, *, status: int = 200, error: str | None = None
+        request: Request, session: WebSession, state: PageState = FRESH
     ) -> Response:
         nav, _ = await tenant_nav(shell, session)
         got = await shell.upstream.api(session, "GET", ACCESS)
         body = got.dict_body() or {}
-        return shell.page(
-            request, session, "support.html", status, title="Support access", nav=nav,
+        return shell.form_page(
+            request, session, "support.html", state, got, title="Support access", nav=nav,
             grant=body.get("grant"), sessions=body.get("sessions", []), hours=HOURS,
-            error=error or (None if got.ok else got.error_message()),
-            notice=request.query_params.get("notice"),
         )  # fmt: skip
 
     async def change(request: Request, session: WebSession, method: str, done: str) -> Response:

@@ -18,8 +18,10 @@ from plexica.tenants.schemas import LOGO_MAX_BYTES, LOGO_TYPES
 from plexica.web.branding import COLOUR_RE, ETAG_RE
 from plexica.web.session import WebSession
 from plexica.web.shell import (
+    FRESH,
     ROLE_LABELS,
     PageFn,
+    PageState,
     Shell,
     form_fields,
     notice_redirect,
@@ -72,11 +74,8 @@ def _users(app: FastAPI, shell: Shell) -> None:
     async def users_page(
         request: Request,
         session: WebSession,
+        state: PageState = FRESH,
         *,
-        status: int = 200,
-        form: dict[str, str] | None = None,
-        errors: dict[str, str] | None = None,
-        error: str | None = None,
         created: dict[str, str] | None = None,
         chosen: dict[str, list[str]] | None = None,
     ) -> Response:
@@ -90,16 +89,13 @@ def _users(app: FastAPI, shell: Shell) -> None:
             else {role: [] for role in ROLE_LABELS}
         )
         names = list(grants)
-        return shell.page(
-            request, session, "users.html", status, title="Users", nav=nav,
+        return shell.form_page(
+            request, session, "users.html", state, listed, title="Users", nav=nav,
             users=listed.list_body(),
             roles=[(r, ROLE_LABELS.get(r, r)) for r in sorted(names, key=lambda r: r != "member")],
-            form=form or {"email": "", "role": "member", **NO_INVITE},
-            errors=errors or {}, created=created,
+            form=state.form or {"email": "", "role": "member", **NO_INVITE}, created=created,
             invites=invites.list_body(),
             chosen=chosen or {}, me=session.claims().get("sub"), grants=grants,
-            error=error or (None if listed.ok else listed.error_message()),
-            notice=request.query_params.get("notice"),
         )  # fmt: skip
 
     def back(notice: str) -> Response:
@@ -120,15 +116,13 @@ def _users(app: FastAPI, shell: Shell) -> None:
                 session, "POST", "/v1/users", json={"email": form["email"], "roles": [form["role"]]}
             )
             if not made.ok:
-                errors = made.field_errors()
                 return await users_page(
-                    request, session, status=made.status, form=form, errors=errors,
-                    error=None if errors else made.error_message(),
-                )  # fmt: skip
+                    request, session, PageState.refused(made, made.field_errors(), form)
+                )
             body = made.body if isinstance(made.body, dict) else {}
             # Shown once on this answer (not a redirect): the password is never in a URL.
             created = {"email": form["email"], "password": str(body.get("initial_password", ""))}
-            return await users_page(request, session, status=201, created=created)
+            return await users_page(request, session, PageState(201), created=created)
 
         return await shell.run(request, add, operator=False)
 
@@ -138,21 +132,16 @@ def _users(app: FastAPI, shell: Shell) -> None:
             uid = _user_id(user_id)
             wanted = [str(r) for r in (await request.form()).getlist("roles")]
             if uid is None:
-                return await users_page(request, session, status=404, error="No such user.")
-            if not wanted:
-                return await users_page(
-                    request, session, status=422, chosen={uid: wanted},
-                    errors={uid: "Choose at least one role."},
-                )  # fmt: skip
-            done = await shell.upstream.api(
-                session, "PUT", f"/v1/users/{uid}/roles", json={"roles": wanted}
-            )
-            if not done.ok:
-                return await users_page(
-                    request, session, status=done.status, chosen={uid: wanted},
-                    errors={uid: done.error_message()},
-                )  # fmt: skip
-            return back(f"Roles of {done.body.get('email', 'the user')} saved.")
+                return await users_page(request, session, PageState(404, error="No such user."))
+            state = PageState(422, errors={uid: "Choose at least one role."})
+            if wanted:
+                done = await shell.upstream.api(
+                    session, "PUT", f"/v1/users/{uid}/roles", json={"roles": wanted}
+                )
+                if done.ok:
+                    return back(f"Roles of {done.body.get('email', 'the user')} saved.")
+                state = PageState.on_field(done, uid)
+            return await users_page(request, session, state, chosen={uid: wanted})
 
         return await shell.run(request, save, operator=False)
 
@@ -185,7 +174,7 @@ def _users(app: FastAPI, shell: Shell) -> None:
             # The core decides: only an admin lists the users, and only its own tenant's.
             email = await email_of(session, uid) if uid else None
             if uid is None or email is None:
-                return await users_page(request, session, status=404, error="No such user.")
+                return await users_page(request, session, PageState(404, error="No such user."))
             ended = await shell.end_sessions(session.realm, uid)
             return back(f"Signed {email} out of {ended} web session{'s' * (ended != 1)}.")
 
@@ -196,12 +185,10 @@ def _users(app: FastAPI, shell: Shell) -> None:
         async def act(request: Request, session: WebSession) -> Response:
             uid = _user_id(user_id)
             if uid is None or action not in ("enable", "disable"):
-                return await users_page(request, session, status=404, error="No such action.")
+                return await users_page(request, session, PageState(404, error="No such action."))
             done = await shell.upstream.api(session, "POST", f"/v1/users/{uid}/{action}")
             if not done.ok:
-                return await users_page(
-                    request, session, status=done.status, errors={uid: done.error_message()}
-                )
+                return await users_page(request, session, PageState.on_field(done, uid))
             if action == "disable":
                 await shell.end_sessions(session.realm, uid)
             return back(f"User {done.body.get('email', '')} {action}d.")
@@ -226,34 +213,23 @@ def _security_admin(
         async def reset(request: Request, session: WebSession) -> Response:
             uid = _user_id(user_id)
             if uid is None:
-                return await users_page(request, session, status=404, error="No such user.")
+                return await users_page(request, session, PageState(404, error="No such user."))
             done = await shell.upstream.api(session, "POST", f"/v1/users/{uid}/mfa/reset")
             if not done.ok:
-                return await users_page(
-                    request, session, status=done.status, errors={uid: done.error_message()}
-                )
+                return await users_page(request, session, PageState.on_field(done, uid))
             return back("Two-step verification turned off for that user.")
 
         return await shell.run(request, reset, operator=False)
 
     async def security_page(
-        request: Request,
-        session: WebSession,
-        *,
-        status: int = 200,
-        error: str | None = None,
-        sent: dict[str, Any] | None = None,
-        errors: dict[str, str] | None = None,
+        request: Request, session: WebSession, state: PageState = FRESH
     ) -> Response:
-        """``sent``: the form as the admin filled it in, shown again with ``errors``."""
         nav, _ = await tenant_nav(shell, session)
         found = await shell.upstream.api(session, "GET", "/v1/security-policy")
         policy = found.dict_body()
-        return shell.page(
-            request, session, "security.html", status, title="Sign-in security", nav=nav,
-            policy=policy and {**policy, **(sent or {})}, errors=errors or {},
-            error=error or (None if found.ok else found.error_message()),
-            notice=request.query_params.get("notice"),
+        return shell.form_page(
+            request, session, "security.html", state, found, title="Sign-in security", nav=nav,
+            policy=policy and {**policy, **(state.form or {})},
         )  # fmt: skip
 
     shell.page_route(app, "/t/admin/security", security_page, operator=False)
@@ -271,14 +247,11 @@ def _security_admin(
                 if not text.isdigit():
                     errors[name] = "Enter a whole number."
             if errors:
-                return await security_page(request, session, status=422, sent=sent, errors=errors)
+                return await security_page(request, session, PageState(422, sent, errors))
             done = await shell.upstream.api(session, "PUT", "/v1/security-policy", json=sent)
             if not done.ok:
                 errors = {k: v for k, v in done.field_errors().items() if k in sent}
-                return await security_page(
-                    request, session, status=done.status, sent=sent, errors=errors,
-                    error=None if errors else done.error_message(),
-                )  # fmt: skip
+                return await security_page(request, session, PageState.refused(done, errors, sent))
             notice = "Sign-in security saved. " + (
                 "Two-step verification is required: users without it set it up at their next "
                 "sign-in." if required else "Two-step verification is optional."
@@ -304,11 +277,8 @@ def _invite_admin(
             if not made.ok:
                 found = made.field_errors()
                 errors = {"invite_" + ("role" if k == "roles" else k): v for k, v in found.items()}
-                return await users_page(
-                    request, session, status=made.status, errors=errors,
-                    form={"email": "", "role": "member", **form},
-                    error=None if errors else made.error_message(),
-                )  # fmt: skip
+                sent = {"email": "", "role": "member", **form}
+                return await users_page(request, session, PageState.refused(made, errors, sent))
             return back(f"Invitation sent to {form['invite_email'].lower()}.")
 
         return await shell.run(request, send, operator=False)
@@ -318,7 +288,7 @@ def _invite_admin(
         async def act(request: Request, session: WebSession) -> Response:
             iid = _user_id(invite_id)
             if iid is None or action not in ("resend", "revoke"):
-                return await users_page(request, session, status=404, error="No such action.")
+                return await users_page(request, session, PageState(404, error="No such action."))
             method, path = (
                 ("POST", f"/v1/invites/{iid}/resend")
                 if action == "resend"
@@ -326,9 +296,8 @@ def _invite_admin(
             )
             done = await shell.upstream.api(session, method, path)
             if not done.ok:
-                return await users_page(
-                    request, session, status=done.status, error=done.error_message()
-                )
+                state = PageState(done.status, error=done.error_message())
+                return await users_page(request, session, state)
             verb = "sent again to" if action == "resend" else "withdrawn for"
             return back(f"Invitation {verb} {done.body.get('email', '')}.")
 
@@ -337,13 +306,7 @@ def _invite_admin(
 
 def _branding(app: FastAPI, shell: Shell) -> None:
     async def branding_page(
-        request: Request,
-        session: WebSession,
-        *,
-        status: int = 200,
-        form: dict[str, str] | None = None,
-        errors: dict[str, str] | None = None,
-        error: str | None = None,
+        request: Request, session: WebSession, state: PageState = FRESH
     ) -> Response:
         nav, _ = await tenant_nav(shell, session)
         brand = getattr(request.state, "brand", None)
@@ -351,10 +314,9 @@ def _branding(app: FastAPI, shell: Shell) -> None:
             "name": (brand.name if brand else None) or "",
             "primary_color": (brand.colour if brand else None) or "",
         }
-        return shell.page(
-            request, session, "branding.html", status, title="Branding", nav=nav,
-            form=form or current, errors=errors or {}, error=error,
-            logo=brand.logo if brand else None, notice=request.query_params.get("notice"),
+        return shell.form_page(
+            request, session, "branding.html", state, title="Branding", nav=nav,
+            form=state.form or current, logo=brand.logo if brand else None,
         )  # fmt: skip
 
     def back(notice: str) -> Response:
@@ -410,7 +372,7 @@ def _branding(app: FastAPI, shell: Shell) -> None:
                 if done.ok:
                     return back("Logo uploaded.")
                 problem = done.error_message()
-            return await branding_page(request, session, status=422, errors={"logo": problem})
+            return await branding_page(request, session, PageState(422, errors={"logo": problem}))
 
         return await shell.run(request, upload, operator=False)
 
@@ -419,9 +381,7 @@ def _branding(app: FastAPI, shell: Shell) -> None:
         async def remove(request: Request, session: WebSession) -> Response:
             done = await shell.upstream.api(session, "DELETE", "/v1/tenant/branding/logo")
             if not done.ok and done.status != 404:
-                return await branding_page(
-                    request, session, status=done.status, errors={"logo": done.error_message()}
-                )
+                return await branding_page(request, session, PageState.on_field(done, "logo"))
             return back("Logo removed.")
 
         return await shell.run(request, remove, operator=False)

@@ -3,6 +3,7 @@ disable, uninstall, and each one's settings form drawn from its manifest's setti
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -11,7 +12,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from plexica.web.session import WebSession
-from plexica.web.shell import Shell, notice_redirect, redirect_or_page, save_or_page, tenant_nav
+from plexica.web.shell import (
+    FRESH,
+    PageState,
+    Shell,
+    notice_redirect,
+    redirect_or_page,
+    save_or_page,
+    tenant_nav,
+)
 
 SETTING_TYPES = {"string": "text", "integer": "number", "number": "number", "boolean": "checkbox"}
 
@@ -89,14 +98,10 @@ async def _tenant_id_of(shell: Shell, session: WebSession) -> str | None:
 
 
 async def _plugins_admin(
-    shell: Shell,
-    request: Request,
-    session: WebSession,
-    *,
-    status: int = 200,
-    error: str | None = None,
+    shell: Shell, request: Request, session: WebSession, state: PageState = FRESH
 ) -> Response:
     nav, _ = await tenant_nav(shell, session)
+    error = state.error
     tenant_id = await _tenant_id_of(shell, session)
     catalog: list[dict[str, Any]] = []
     if tenant_id:
@@ -107,23 +112,15 @@ async def _plugins_admin(
         elif error is None:
             error = listed.error_message()
     installed = [e for e in catalog if e["install_status"]]
-    return shell.page(
-        request, session, "plugins.html", status, title="Plugins", nav=nav,
-        installed=installed, catalog=[e for e in catalog if e["latest_version"]], error=error,
-        notice=request.query_params.get("notice"),
+    return shell.form_page(
+        request, session, "plugins.html", replace(state, error=error), title="Plugins", nav=nav,
+        installed=installed, catalog=[e for e in catalog if e["latest_version"]],
     )  # fmt: skip
 
 
 def _settings(app: FastAPI, shell: Shell) -> None:
     async def plugin_settings_page(
-        request: Request,
-        session: WebSession,
-        plugin_id: str,
-        *,
-        status: int = 200,
-        form: dict[str, str] | None = None,
-        errors: dict[str, str] | None = None,
-        error: str | None = None,
+        request: Request, session: WebSession, state: PageState = FRESH, *, plugin_id: str
     ) -> Response:
         nav, _ = await tenant_nav(shell, session)
         found = await _installed_fields(shell, session, plugin_id)
@@ -133,13 +130,12 @@ def _settings(app: FastAPI, shell: Shell) -> None:
                 message="This plugin is not installed in your organisation.",
             )  # fmt: skip
         fields = found[1]
-        if form is not None:
+        if state.form is not None:
             for f in fields:
-                f["value"] = form.get(f["name"], "")
-        return shell.page(
-            request, session, "plugin_settings.html", status, title=f"{plugin_id} settings",
-            nav=nav, plugin=plugin_id, fields=fields, errors=errors or {}, error=error,
-            notice=request.query_params.get("notice"),
+                f["value"] = state.form.get(f["name"], "")
+        return shell.form_page(
+            request, session, "plugin_settings.html", state, title=f"{plugin_id} settings",
+            nav=nav, plugin=plugin_id, fields=fields,
         )  # fmt: skip
 
     @app.get("/t/admin/plugins/{plugin_id}/settings", include_in_schema=False)
@@ -155,7 +151,7 @@ def _settings(app: FastAPI, shell: Shell) -> None:
             form = {k: str(v) for k, v in raw.items() if k != "csrf"}
             found = await _installed_fields(shell, session, plugin_id)
             if found is None:
-                return await plugin_settings_page(request, session, plugin_id)
+                return await plugin_settings_page(request, session, plugin_id=plugin_id)
             path, fields = found
             values, errors = _coerce_settings(fields, form)
             page = partial(plugin_settings_page, plugin_id=plugin_id)
@@ -186,9 +182,8 @@ def _plugins(app: FastAPI, shell: Shell) -> None:
             plugin = str(raw.get("plugin_id", "")).strip()
             version = str(raw.get("version", "")).strip() or None
             if not plugin:
-                return await _plugins_admin(
-                    shell, request, session, status=422, error="Choose a plugin to install."
-                )
+                state = PageState(422, error="Choose a plugin to install.")
+                return await _plugins_admin(shell, request, session, state)
             tenant_id = await _tenant_id_of(shell, session)
             done = await shell.upstream.api(
                 session, "POST", f"/v1/tenants/{tenant_id}/plugins",
@@ -220,9 +215,8 @@ def _plugins(app: FastAPI, shell: Shell) -> None:
     async def admin_plugin_action(request: Request, plugin_id: str, action: str) -> Response:
         async def act(request: Request, session: WebSession) -> Response:
             if action not in ("enable", "disable", "uninstall", "upgrade"):
-                return await _plugins_admin(
-                    shell, request, session, status=404, error="No such action."
-                )
+                state = PageState(404, error="No such action.")
+                return await _plugins_admin(shell, request, session, state)
             tenant_id = await _tenant_id_of(shell, session)
             path = f"/v1/tenants/{tenant_id}/plugins/{quote(plugin_id, safe='')}"
             if action == "uninstall":
@@ -235,9 +229,8 @@ def _plugins(app: FastAPI, shell: Shell) -> None:
             else:
                 done = await shell.upstream.api(session, "POST", f"{path}/{action}")
             if not done.ok:
-                return await _plugins_admin(
-                    shell, request, session, status=done.status, error=done.error_message()
-                )
+                state = PageState(done.status, error=done.error_message())
+                return await _plugins_admin(shell, request, session, state)
             notice = f"Plugin {plugin_id}: {action} done."
             if action == "upgrade" and isinstance(done.body, dict):
                 notice = f"Plugin {plugin_id} upgraded to {done.body.get('version')}."
