@@ -40,7 +40,9 @@ _t = web_sessions.c
 
 
 @dataclass(frozen=True)
-class SessionRow:
+class _Session:
+    """The columns a session is written with and read back by."""
+
     id: UUID
     realm: str
     subject: str
@@ -49,22 +51,18 @@ class SessionRow:
     csrf: str
     user_agent: str
     ip: str
+
+
+@dataclass(frozen=True)
+class SessionRow(_Session):
     created_at: datetime
     last_seen_at: datetime
     expires_at: datetime
 
 
 @dataclass(frozen=True)
-class NewSession:
-    id: UUID
+class NewSession(_Session):
     token_hash: bytes
-    realm: str
-    subject: str
-    tokens: bytes
-    access_expires_at: datetime
-    csrf: str
-    user_agent: str
-    ip: str
     lifetime_seconds: int
 
 
