@@ -15,6 +15,7 @@ from plexica.web.health import health_row
 from plexica.web.session import WebSession
 from plexica.web.shell import (
     FRESH,
+    NO_SUCH_ACTION,
     PageState,
     Shell,
     console_nav,
@@ -195,7 +196,7 @@ def _catalog(app: FastAPI, shell: Shell) -> None:
     ) -> Response:
         async def act(request: Request, session: WebSession) -> Response:
             if action not in ("publish", "deprecate"):
-                return await catalog_page(request, session, PageState(404, error="No such action."))
+                return await catalog_page(request, session, NO_SUCH_ACTION)
             path = f"/v1/plugins/{quote(plugin_id, safe='')}/versions/{quote(version, safe='')}"
             done = await shell.upstream.api(session, "POST", f"{path}/{action}")
             notice = f"{plugin_id} {version}: {action} done."

@@ -84,6 +84,7 @@ class PageState:
 
 # A page as first shown, not after a form.
 FRESH = PageState()
+NO_SUCH_ACTION = PageState(404, error="No such action.")
 # A page drawn again after a form, in its ``PageState``.
 PageFn = Callable[[Request, WebSession, PageState], Awaitable[Response]]
 

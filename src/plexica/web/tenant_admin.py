@@ -19,6 +19,7 @@ from plexica.web.branding import COLOUR_RE, ETAG_RE
 from plexica.web.session import WebSession
 from plexica.web.shell import (
     FRESH,
+    NO_SUCH_ACTION,
     ROLE_LABELS,
     PageFn,
     PageState,
@@ -31,6 +32,7 @@ from plexica.web.shell import (
 from plexica.web.upstream import CORE
 
 NO_INVITE = {"invite_email": "", "invite_role": "member"}
+NO_SUCH_USER = PageState(404, error="No such user.")
 # Requests that never depend on the tenant of the host.
 HOSTLESS_PREFIXES = ("/static/", "/health", "/ready", "/metrics")
 
@@ -132,7 +134,7 @@ def _users(app: FastAPI, shell: Shell) -> None:
             uid = _user_id(user_id)
             wanted = [str(r) for r in (await request.form()).getlist("roles")]
             if uid is None:
-                return await users_page(request, session, PageState(404, error="No such user."))
+                return await users_page(request, session, NO_SUCH_USER)
             state = PageState(422, errors={uid: "Choose at least one role."})
             if wanted:
                 done = await shell.upstream.api(
@@ -174,7 +176,7 @@ def _users(app: FastAPI, shell: Shell) -> None:
             # The core decides: only an admin lists the users, and only its own tenant's.
             email = await email_of(session, uid) if uid else None
             if uid is None or email is None:
-                return await users_page(request, session, PageState(404, error="No such user."))
+                return await users_page(request, session, NO_SUCH_USER)
             ended = await shell.end_sessions(session.realm, uid)
             return back(f"Signed {email} out of {ended} web session{'s' * (ended != 1)}.")
 
@@ -185,7 +187,7 @@ def _users(app: FastAPI, shell: Shell) -> None:
         async def act(request: Request, session: WebSession) -> Response:
             uid = _user_id(user_id)
             if uid is None or action not in ("enable", "disable"):
-                return await users_page(request, session, PageState(404, error="No such action."))
+                return await users_page(request, session, NO_SUCH_ACTION)
             done = await shell.upstream.api(session, "POST", f"/v1/users/{uid}/{action}")
             if not done.ok:
                 return await users_page(request, session, PageState.on_field(done, uid))
@@ -213,7 +215,7 @@ def _security_admin(
         async def reset(request: Request, session: WebSession) -> Response:
             uid = _user_id(user_id)
             if uid is None:
-                return await users_page(request, session, PageState(404, error="No such user."))
+                return await users_page(request, session, NO_SUCH_USER)
             done = await shell.upstream.api(session, "POST", f"/v1/users/{uid}/mfa/reset")
             if not done.ok:
                 return await users_page(request, session, PageState.on_field(done, uid))
@@ -288,7 +290,7 @@ def _invite_admin(
         async def act(request: Request, session: WebSession) -> Response:
             iid = _user_id(invite_id)
             if iid is None or action not in ("resend", "revoke"):
-                return await users_page(request, session, PageState(404, error="No such action."))
+                return await users_page(request, session, NO_SUCH_ACTION)
             method, path = (
                 ("POST", f"/v1/invites/{iid}/resend")
                 if action == "resend"

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from plexica.web.session import WebSession
 from plexica.web.shell import (
     FRESH,
+    NO_SUCH_ACTION,
     PageState,
     Shell,
     notice_redirect,
@@ -215,8 +216,7 @@ def _plugins(app: FastAPI, shell: Shell) -> None:
     async def admin_plugin_action(request: Request, plugin_id: str, action: str) -> Response:
         async def act(request: Request, session: WebSession) -> Response:
             if action not in ("enable", "disable", "uninstall", "upgrade"):
-                state = PageState(404, error="No such action.")
-                return await _plugins_admin(shell, request, session, state)
+                return await _plugins_admin(shell, request, session, NO_SUCH_ACTION)
             tenant_id = await _tenant_id_of(shell, session)
             path = f"/v1/tenants/{tenant_id}/plugins/{quote(plugin_id, safe='')}"
             if action == "uninstall":
