@@ -33,6 +33,7 @@ from plexica.identity.schemas import (
 from plexica.identity.service_clients import ServiceClients
 from plexica.identity.throttle import refuse_while_blocked
 from plexica.kit.db import request_db
+from plexica.kit.provisioning import REALM_PREFIX
 from plexica.kit.security import PrincipalDep, require_permission
 from plexica.kit.state import core_state, started
 from plexica_sdk.context import SUPER_ADMIN, TENANT_ADMIN, Principal
@@ -145,7 +146,7 @@ def _realm_of(principal: Principal) -> str:
     if principal.is_service:
         raise ForbiddenError("service tokens cannot manage users")
     if principal.tenant_slug is not None:
-        return "plexica-" + principal.tenant_slug
+        return REALM_PREFIX + principal.tenant_slug
     return service.OPERATOR_REALM
 
 
@@ -333,7 +334,7 @@ def _tenant_of(principal: Principal) -> UUID:
 def _tenant_role(principal: Principal, role: str) -> UUID:
     """The caller's tenant, once ``role`` is one of its realm's roles."""
     tenant_id = _tenant_of(principal)
-    service.check_roles("plexica-" + (principal.tenant_slug or ""), [role])
+    service.check_roles(REALM_PREFIX + (principal.tenant_slug or ""), [role])
     return tenant_id
 
 

@@ -13,6 +13,7 @@ from plexica.audit import service as audit
 from plexica.identity import policy_repository as repo
 from plexica.identity.names import OPERATOR_REALM
 from plexica.identity.schemas import SecurityPolicy
+from plexica.kit.provisioning import REALM_PREFIX
 from plexica_sdk.errors import PlexicaError
 
 MAX_PASSWORD = 256
@@ -43,8 +44,9 @@ def as_schema(policy: Policy) -> SecurityPolicy:
 
 
 def _slug(realm: str) -> str | None:
-    prefix = "plexica-"
-    return realm[len(prefix) :] if realm.startswith(prefix) and realm != OPERATOR_REALM else None
+    if realm.startswith(REALM_PREFIX) and realm != OPERATOR_REALM:
+        return realm.removeprefix(REALM_PREFIX)
+    return None
 
 
 def password_problem(policy: Policy, password: str, *, email: str, realm: str) -> str | None:
