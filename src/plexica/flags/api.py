@@ -11,19 +11,16 @@ from plexica.flags.schemas import Evaluation, FlagChange, FlagIn, FlagPatch, Tog
 from plexica.flags.service import FlagService
 from plexica.kit.db import DbDep
 from plexica.kit.security import OperatorDep, PrincipalDep
-from plexica.kit.state import core_state
+from plexica.kit.state import configured, core_state
 from plexica_sdk.context import Principal
-from plexica_sdk.errors import ForbiddenError, UnavailableError
+from plexica_sdk.errors import ForbiddenError
 from plexica_sdk.flags import FlagContext, FlagDefinition
 
 router = APIRouter(prefix="/v1/flags", tags=["flags"])
 
 
 def get_flags(request: Request) -> FlagService:
-    service = core_state(request).flags
-    if service is None:
-        raise UnavailableError("feature flags are not configured on this service")
-    return service
+    return configured(core_state(request).flags, "feature flags are not configured on this service")
 
 
 FlagsDep = Annotated[FlagService, Depends(get_flags)]

@@ -35,9 +35,9 @@ from plexica.identity.throttle import refuse_while_blocked
 from plexica.kit.db import request_db
 from plexica.kit.provisioning import REALM_PREFIX
 from plexica.kit.security import PrincipalDep, require_permission
-from plexica.kit.state import core_state, started
+from plexica.kit.state import configured, core_state, started
 from plexica_sdk.context import SUPER_ADMIN, TENANT_ADMIN, Principal
-from plexica_sdk.errors import ForbiddenError, NotFoundError, UnavailableError
+from plexica_sdk.errors import ForbiddenError, NotFoundError
 from plexica_sdk.revocation import Revocation, RevocationList
 
 me_router = APIRouter(prefix="/v1/me", tags=["identity"])
@@ -156,10 +156,9 @@ def _builtin(request: Request) -> bool:
 
 
 def _adapter(request: Request) -> IdentityAdapter:
-    adapter = core_state(request).identity
-    if adapter is None:
-        raise UnavailableError("no identity provider is configured on this service")
-    return adapter
+    return configured(
+        core_state(request).identity, "no identity provider is configured on this service"
+    )
 
 
 def _revocations(request: Request) -> RevocationList | None:

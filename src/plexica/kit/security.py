@@ -13,9 +13,9 @@ from typing import Annotated, Protocol
 import structlog
 from fastapi import Depends, Request
 
-from plexica.kit.state import core_state
+from plexica.kit.state import configured, core_state
 from plexica_sdk.context import Principal
-from plexica_sdk.errors import ForbiddenError, UnauthenticatedError, UnavailableError
+from plexica_sdk.errors import ForbiddenError, UnauthenticatedError
 
 
 class TokenVerifier(Protocol):
@@ -45,9 +45,9 @@ async def get_principal(request: Request) -> Principal:
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
         return cached
-    verifier = core_state(request).verifier
-    if verifier is None:
-        raise UnavailableError("authentication is not configured on this service")
+    verifier = configured(
+        core_state(request).verifier, "authentication is not configured on this service"
+    )
     principal = await verifier.verify(bearer_token(request))
     request.state.principal = principal
     structlog.contextvars.bind_contextvars(
