@@ -17,7 +17,8 @@ from pathlib import Path
 import asyncpg
 
 from bench._servers import harness, migrated_database
-from plexica.backup.service import backup_tenant, restore_tenant, schema_of
+from plexica.backup.service import backup_tenant, restore_tenant
+from plexica.kit.provisioning import schema_of
 from plexica.storage.local import LocalStore
 from plexica.storage.s3 import S3Store
 from plexica.storage.store import ObjectStore

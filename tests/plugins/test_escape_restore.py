@@ -13,8 +13,9 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from plexica.backup.service import backup_tenant, restore_tenant, schema_of
+from plexica.backup.service import backup_tenant, restore_tenant
 from plexica.kit.db import Database
+from plexica.kit.provisioning import schema_of
 from plexica.plugins import service
 from plexica.storage.local import LocalStore
 from plexica_sdk.db import plugin_role

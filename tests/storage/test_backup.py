@@ -16,9 +16,10 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner
 
-from plexica.backup.service import backup_tenant, restore_tenant, schema_of
+from plexica.backup.service import backup_tenant, restore_tenant
 from plexica.cli.main import app
 from plexica.kit.db import Database
+from plexica.kit.provisioning import schema_of
 from plexica.settings import Settings
 from plexica.storage.local import LocalStore
 from plexica.storage.s3 import S3Store

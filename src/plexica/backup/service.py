@@ -35,7 +35,7 @@ from plexica.backup.archive import (
 )
 from plexica.backup.postgres import drop_schema, dump_schema, libpq, load_schema, schema_exists
 from plexica.kit.db import Database
-from plexica.kit.provisioning import BUCKET_PREFIX, SCHEMA_PREFIX
+from plexica.kit.provisioning import bucket_of, schema_of
 from plexica.storage.keys import validate_key
 from plexica.storage.service import Scope, StorageService
 from plexica.storage.store import ObjectStore
@@ -52,14 +52,6 @@ class Summary:
     objects: int
     bytes: int
     seconds: float
-
-
-def schema_of(slug: str) -> str:
-    return SCHEMA_PREFIX + slug.replace("-", "_")
-
-
-def bucket_of(slug: str) -> str:
-    return BUCKET_PREFIX + slug
 
 
 async def _all_objects(store: ObjectStore, bucket: str) -> AsyncIterator[str]:

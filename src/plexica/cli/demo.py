@@ -71,10 +71,13 @@ def _seed(url: str, password: str) -> None:
 
     from plexica.identity.client import password_login
     from plexica.identity.service import issuer_url
+    from plexica.kit.provisioning import REALM_PREFIX
 
     async def seed() -> None:
         async with httpx.AsyncClient(timeout=30.0) as http:
-            token = await password_login(http, issuer_url(url, f"plexica-{DEMO}"), ADMIN, password)
+            token = await password_login(
+                http, issuer_url(url, REALM_PREFIX + DEMO), ADMIN, password
+            )
             auth = {"Authorization": f"Bearer {token['access_token']}"}
 
             async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -21,9 +21,10 @@ TenantOption = Annotated[
 
 
 def realm_of(tenant: str | None) -> str:
-    from plexica.identity.service import OPERATOR_REALM
+    from plexica.identity.names import OPERATOR_REALM
+    from plexica.kit.provisioning import REALM_PREFIX
 
-    return OPERATOR_REALM if tenant is None else "plexica-" + tenant
+    return OPERATOR_REALM if tenant is None else REALM_PREFIX + tenant
 
 
 def token(

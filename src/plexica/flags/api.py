@@ -2,31 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.flags.schemas import Evaluation, FlagChange, FlagIn, FlagPatch, ToggleIn
 from plexica.flags.service import FlagService
-from plexica.kit.db import DbDep
+from plexica.kit.db import Database, DbDep
 from plexica.kit.security import OperatorDep, PrincipalDep
-from plexica.kit.state import core_state
+from plexica.kit.state import configured, core_state
 from plexica_sdk.context import Principal
-from plexica_sdk.errors import ForbiddenError, UnavailableError
+from plexica_sdk.errors import ForbiddenError
 from plexica_sdk.flags import FlagContext, FlagDefinition
 
 router = APIRouter(prefix="/v1/flags", tags=["flags"])
 
 
 def get_flags(request: Request) -> FlagService:
-    service = core_state(request).flags
-    if service is None:
-        raise UnavailableError("feature flags are not configured on this service")
-    return service
+    return configured(core_state(request).flags, "feature flags are not configured on this service")
 
 
 FlagsDep = Annotated[FlagService, Depends(get_flags)]
+
+
+async def _committed(
+    db: Database,
+    flags: FlagService,
+    change: Callable[[AsyncSession], Awaitable[FlagDefinition]],
+) -> FlagDefinition:
+    """``change`` in its own transaction, announced only once committed: no replica caches a
+    flag that was rolled back."""
+    async with db.session() as session:
+        flag = await change(session)
+    await flags.announce(flag)
+    return flag
 
 
 @router.get("", summary="Every flag (operators)")
@@ -39,10 +51,7 @@ async def list_flags(flags: FlagsDep, db: DbDep, _: OperatorDep) -> list[FlagDef
 async def create_flag(
     body: FlagIn, flags: FlagsDep, db: DbDep, operator: OperatorDep
 ) -> FlagDefinition:
-    async with db.session() as session:
-        flag = await flags.create(session, operator.actor, body)
-    await flags.announce(flag)
-    return flag
+    return await _committed(db, flags, lambda s: flags.create(s, operator.actor, body))
 
 
 @router.get("/evaluate", summary="Evaluate flags for the caller's tenant")
@@ -92,20 +101,15 @@ async def get_flag(key: str, flags: FlagsDep, db: DbDep, _: OperatorDep) -> Flag
 async def update_flag(
     key: str, body: FlagPatch, flags: FlagsDep, db: DbDep, operator: OperatorDep
 ) -> FlagDefinition:
-    async with db.session() as session:
-        flag = await flags.update(session, operator.actor, key, body)
-    await flags.announce(flag)
-    return flag
+    return await _committed(db, flags, lambda s: flags.update(s, operator.actor, key, body))
 
 
 @router.post("/{key}/toggle", summary="Switch a flag on or off (operators)")
 async def toggle_flag(
     key: str, flags: FlagsDep, db: DbDep, operator: OperatorDep, body: ToggleIn | None = None
 ) -> FlagDefinition:
-    async with db.session() as session:
-        flag = await flags.toggle(session, operator.actor, key, body.enabled if body else None)
-    await flags.announce(flag)
-    return flag
+    enabled = body.enabled if body else None
+    return await _committed(db, flags, lambda s: flags.toggle(s, operator.actor, key, enabled))
 
 
 @router.get("/{key}/changes", summary="A flag's change history (operators)")

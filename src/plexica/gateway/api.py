@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request, Response
 
 from plexica.gateway.sync import Registry, database_registry
 from plexica.kit.db import request_db
-from plexica.kit.state import core_state
-from plexica_sdk.errors import NotFoundError, UnavailableError, error_response
+from plexica.kit.state import configured, core_state
+from plexica_sdk.errors import NotFoundError, error_response
 
 router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
 
@@ -22,9 +22,7 @@ router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
     "carry the error body for the client.",
 )
 async def authorize(request: Request) -> Response:
-    gateway = core_state(request).gateway
-    if gateway is None:
-        raise UnavailableError("the gateway decision is not running")
+    gateway = configured(core_state(request).gateway, "the gateway decision is not running")
     h = request.headers
     verdict = await gateway.authorize(
         h.get("x-forwarded-method", "GET"),

@@ -15,10 +15,11 @@ from uuid import UUID
 
 from plexica.gateway.ratelimit import REJECTIONS, RateLimiter
 from plexica.gateway.schemas import LimitPolicy, Verdict
-from plexica.kit.security import MAX_TOKEN_BYTES, TokenVerifier
+from plexica.kit.security import TokenVerifier
 from plexica.storage.signing import SIGNED_PATH
 from plexica.tenants.cache import TenantCache
 from plexica.tenants.context import TenantRequiredError, admitted
+from plexica_sdk.auth import MAX_TOKEN_BYTES, bearer_challenge, bearer_of
 from plexica_sdk.cache import TtlCache
 from plexica_sdk.context import Principal
 from plexica_sdk.errors import NotFoundError, PlexicaError, UnauthenticatedError
@@ -56,10 +57,6 @@ class BadPathError(PlexicaError):
 
 def _not_found() -> NotFoundError:
     return NotFoundError("no such route")
-
-
-def _challenge() -> dict[str, str]:
-    return {"WWW-Authenticate": 'Bearer realm="plexica"'}
 
 
 @dataclass(frozen=True)
@@ -187,15 +184,15 @@ class Gateway:
         return Verdict(None, {**headers, **decision.headers()})
 
     async def _principal(self, authorization: str | None) -> Principal:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise UnauthenticatedError("a bearer token is required", headers=_challenge())
+        token = bearer_of(authorization)
+        if token is None or not token.strip():
+            raise UnauthenticatedError("a bearer token is required", headers=bearer_challenge())
         if len(token) > MAX_TOKEN_BYTES or self.verifier is None:
-            raise UnauthenticatedError("invalid token", headers=_challenge())
+            raise UnauthenticatedError("invalid token", headers=bearer_challenge())
         try:
             return await self.verifier.verify(token.strip())
         except UnauthenticatedError as exc:
-            raise UnauthenticatedError(exc.message, headers=_challenge()) from exc
+            raise UnauthenticatedError(exc.message, headers=bearer_challenge()) from exc
 
 
 class RateLimitedError(PlexicaError):

@@ -33,10 +33,11 @@ from plexica.identity.schemas import (
 from plexica.identity.service_clients import ServiceClients
 from plexica.identity.throttle import refuse_while_blocked
 from plexica.kit.db import request_db
+from plexica.kit.provisioning import REALM_PREFIX
 from plexica.kit.security import PrincipalDep, require_permission
-from plexica.kit.state import core_state, started
+from plexica.kit.state import configured, core_state, started
 from plexica_sdk.context import SUPER_ADMIN, TENANT_ADMIN, Principal
-from plexica_sdk.errors import ForbiddenError, NotFoundError, UnavailableError
+from plexica_sdk.errors import ForbiddenError, NotFoundError
 from plexica_sdk.revocation import Revocation, RevocationList
 
 me_router = APIRouter(prefix="/v1/me", tags=["identity"])
@@ -145,7 +146,7 @@ def _realm_of(principal: Principal) -> str:
     if principal.is_service:
         raise ForbiddenError("service tokens cannot manage users")
     if principal.tenant_slug is not None:
-        return "plexica-" + principal.tenant_slug
+        return REALM_PREFIX + principal.tenant_slug
     return service.OPERATOR_REALM
 
 
@@ -155,10 +156,9 @@ def _builtin(request: Request) -> bool:
 
 
 def _adapter(request: Request) -> IdentityAdapter:
-    adapter = core_state(request).identity
-    if adapter is None:
-        raise UnavailableError("no identity provider is configured on this service")
-    return adapter
+    return configured(
+        core_state(request).identity, "no identity provider is configured on this service"
+    )
 
 
 def _revocations(request: Request) -> RevocationList | None:
@@ -333,7 +333,7 @@ def _tenant_of(principal: Principal) -> UUID:
 def _tenant_role(principal: Principal, role: str) -> UUID:
     """The caller's tenant, once ``role`` is one of its realm's roles."""
     tenant_id = _tenant_of(principal)
-    service.check_roles("plexica-" + (principal.tenant_slug or ""), [role])
+    service.check_roles(REALM_PREFIX + (principal.tenant_slug or ""), [role])
     return tenant_id
 
 

@@ -34,12 +34,12 @@ from plexica.identity.schemas import Invite, InviteAccepted, InviteInfo
 from plexica.identity.service import check_roles, now_utc, sha256
 from plexica.kit.db import Database
 from plexica.kit.mail import Mail, Mailer
+from plexica.kit.provisioning import REALM_PREFIX
 from plexica.settings import Settings
 from plexica_sdk.errors import ConflictError, NotFoundError, PlexicaError
 
 log = structlog.get_logger("plexica.identity.invites")
 Clock = Callable[[], datetime]
-REALM_PREFIX = "plexica-"
 
 
 class InviteInvalidError(PlexicaError):

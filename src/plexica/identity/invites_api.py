@@ -22,9 +22,8 @@ from plexica.identity.schemas import (
 from plexica.identity.service import now_utc
 from plexica.identity.throttle import LoginThrottle, refuse_while_blocked
 from plexica.kit.db import request_db
-from plexica.kit.state import core_state, started
+from plexica.kit.state import configured, core_state, started
 from plexica_sdk.context import Principal
-from plexica_sdk.errors import UnavailableError
 
 router = APIRouter(prefix="/v1/invites", tags=["identity"])
 THROTTLE_REALM = "plexica-invites"
@@ -41,9 +40,7 @@ def _answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def invites_of(request: Request) -> Invites:
-    mailer = core_state(request).mailer
-    if mailer is None:
-        raise UnavailableError("no mailer is configured on this service")
+    mailer = configured(core_state(request).mailer, "no mailer is configured on this service")
     clock = core_state(request).clock or now_utc
     return Invites(
         request_db(request), _adapter(request), mailer, core_state(request).settings, clock=clock

@@ -26,12 +26,12 @@ from plexica.identity import repository, service
 from plexica.identity.jwt import Issuer, JwtVerifier
 from plexica.identity.keys import public_key_from_jwk
 from plexica.kit.db import Database
+from plexica.kit.provisioning import REALM_PREFIX
 from plexica.plugins import service as plugins_service
 from plexica_sdk.auth import RevocationCheck, fetch_jwks
 from plexica_sdk.cache import TtlCache
 
 log = structlog.get_logger("plexica.identity.jwks")
-TENANT_REALM_PREFIX = "plexica-"
 _REALM_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
 # A JWK's members that describe a public key (RFC 7517, 7518): nothing else is passed on.
 _PUBLIC_MEMBERS = frozenset(
@@ -187,7 +187,7 @@ class RealmIssuers:
 
 
 def _issuer(url: str, realm: str, tenant_id: UUID | None) -> Issuer:
-    slug = realm.removeprefix(TENANT_REALM_PREFIX) if tenant_id is not None else None
+    slug = realm.removeprefix(REALM_PREFIX) if tenant_id is not None else None
     return Issuer(url, tenant_id, slug)
 
 

@@ -31,6 +31,7 @@ from plexica.identity.keycloak_realm import (
     realm_representation,
 )
 from plexica.identity.keycloak_signin import KeycloakSignIn
+from plexica.kit.provisioning import REALM_PREFIX
 from plexica.settings import Settings
 from plexica_sdk.errors import ConflictError, PlexicaError
 from plexica_sdk.revocation import Revocation
@@ -326,7 +327,7 @@ class KeycloakAdapter(KeycloakSignIn):
 
     def _web_callbacks(self, realm: str, tenant: str | None) -> tuple[str, ...]:
         """The shell's callback at the public URL and, for a tenant, at its own host (ADR 0092)."""
-        url = self.tenant_web_url(realm.removeprefix("plexica-")) if self.tenant_web_url else None
+        url = self.tenant_web_url(realm.removeprefix(REALM_PREFIX)) if self.tenant_web_url else None
         if tenant is None or url is None:
             return self.web_redirect_uris
         return (*self.web_redirect_uris, f"{url}/auth/callback")

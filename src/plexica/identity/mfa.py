@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.identity import custody
 from plexica.identity import mfa_repository as repo
+from plexica.kit.provisioning import REALM_PREFIX
 from plexica_sdk.errors import ConflictError, PlexicaError
 
 STEP = 30
@@ -188,7 +189,7 @@ def _enrolment(secret: str, email: str, issuer: str) -> Enrolment:
 
 
 def issuer_label(realm: str) -> str:
-    return "Plexica " + realm.removeprefix("plexica-")
+    return "Plexica " + realm.removeprefix(REALM_PREFIX)
 
 
 async def open_challenge(session: AsyncSession, realm: str, user_id: UUID, kind: str) -> str:

@@ -51,6 +51,7 @@ from plexica.identity.service import OAuthError
 from plexica.identity.throttle import LoginThrottle
 from plexica.kit.db import request_db
 from plexica.kit.state import core_state, started
+from plexica_sdk.auth import bearer_of
 
 router = realms_router()
 _OIDC = "/protocol/openid-connect"
@@ -371,9 +372,9 @@ def _opt(value: Any) -> str | None:
 
 
 async def _userinfo(realm: str, request: Request) -> Response:
-    scheme, _, raw = request.headers.get("authorization", "").partition(" ")
+    raw = bearer_of(request.headers.get("authorization"))
     try:
-        if scheme.lower() != "bearer" or not raw:
+        if raw is None:
             raise OAuthError("invalid_token", "a bearer token is required", 401)  # noqa: TRY301
         async with request_db(request).session() as session:
             if await enabled_realm(session, realm) is None:

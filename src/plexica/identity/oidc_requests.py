@@ -16,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
 from plexica.identity import id_token_hint, repository, service, tokens
+from plexica.identity.names import realm_slug
 from plexica.identity.oidc_pages import CSRF_COOKIE, error_page
 from plexica.identity.service import OAuthError
 from plexica.kit.state import core_state
 from plexica_sdk.errors import NotFoundError
 
-TENANT_REALM_PREFIX = "plexica-"
 AUTH_PARAMS = (
     "response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
     "code_challenge", "code_challenge_method",
@@ -66,10 +66,10 @@ def with_query(uri: str, params: dict[str, str]) -> str:
 def tenant_callback(request: Request, realm: str) -> str | None:
     """The web shell's callback at the tenant's own host (``<slug>.<PLEXICA_WEB_BASE_DOMAIN>``,
     ADR 0092): allowed for every tenant realm without a registration per realm."""
-    settings = core_state(request).settings
-    if realm == service.OPERATOR_REALM or not realm.startswith(TENANT_REALM_PREFIX):
+    slug = realm_slug(realm)
+    if slug is None:
         return None
-    url = settings.tenant_web_url(realm.removeprefix(TENANT_REALM_PREFIX))
+    url = core_state(request).settings.tenant_web_url(slug)
     return f"{url}/auth/callback" if url else None
 
 

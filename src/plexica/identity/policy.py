@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.audit import service as audit
 from plexica.identity import policy_repository as repo
-from plexica.identity.names import OPERATOR_REALM
+from plexica.identity.names import realm_slug
 from plexica.identity.schemas import SecurityPolicy
 from plexica_sdk.errors import PlexicaError
 
@@ -42,11 +42,6 @@ def as_schema(policy: Policy) -> SecurityPolicy:
     return SecurityPolicy(**asdict(policy))
 
 
-def _slug(realm: str) -> str | None:
-    prefix = "plexica-"
-    return realm[len(prefix) :] if realm.startswith(prefix) and realm != OPERATOR_REALM else None
-
-
 def password_problem(policy: Policy, password: str, *, email: str, realm: str) -> str | None:
     """Why ``password`` is refused for that user of that realm, or None."""
     if not policy.password_min_length <= len(password) <= MAX_PASSWORD:
@@ -55,7 +50,7 @@ def password_problem(policy: Policy, password: str, *, email: str, realm: str) -
     local = email.partition("@")[0].lower()
     if len(local) >= _MIN_PART and local in lowered:
         return "Do not use your e-mail address in your password."
-    slug = _slug(realm)
+    slug = realm_slug(realm)
     if slug and slug in lowered:
         return "Do not use your organisation's name in your password."
     return None

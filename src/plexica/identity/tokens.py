@@ -12,6 +12,7 @@ import hmac
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -30,11 +31,13 @@ REFRESH_TTL = 8 * 3600
 CODE_TTL = 60
 
 
-async def _signer(session: AsyncSession, realm: str) -> tuple[str, Any]:
+async def _signer(session: AsyncSession, realm: str) -> Callable[[dict[str, Any]], str]:
+    """Signs claims with the realm's current key, named by its kid in the header."""
     try:
-        return await signing.signer(session, realm)
+        kid, key = await signing.signer(session, realm)
     except (signing.NoSigningKeyError, KeyCustodyError):
         raise OAuthError("server_error", "the realm cannot sign tokens", status=500) from None
+    return lambda claims: jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
 
 
 def _pkce_ok(verifier: str, challenge: str) -> bool:
@@ -175,7 +178,7 @@ async def _user_tokens(
     carries it (OIDC Core §12.2). None only for chains older than its column. The refresh
     token lasts the realm's idle time, and never past ``session_end`` (None: a chain older than
     session lifetimes, which keeps the refresh lifetime it had)."""
-    kid, pem = await _signer(session, realm["name"])
+    sign = await _signer(session, realm["name"])
     iss = issuer_url(base_url, realm["name"])
     at = now
     idle = timedelta(minutes=(await policy.of(session, realm["name"])).session_idle_minutes)
@@ -187,7 +190,7 @@ async def _user_tokens(
     exp = epoch + ACCESS_TTL
     claims = _access_claims(realm, client, user, iss=iss, now=epoch, exp=exp, sid=family)
     claims["scope"] = scope
-    access = jwt.encode(claims, pem, algorithm="RS256", headers={"kid": kid})
+    access = sign(claims)
     refresh_token = secrets.token_urlsafe(32)
     await repository.insert_refresh(
         session,
@@ -207,7 +210,7 @@ async def _user_tokens(
         id_claims["auth_time"] = signed_in
         if nonce:
             id_claims["nonce"] = nonce
-        id_token = jwt.encode(id_claims, pem, algorithm="RS256", headers={"kid": kid})
+        id_token = sign(id_claims)
     return TokenResponse(
         access_token=access,
         expires_in=ACCESS_TTL,
@@ -271,7 +274,7 @@ async def support_tokens(
     """An access token and an ID token of ``user`` for the operator ``act`` names (RFC 8693's
     actor claim), good until ``expires_at`` and never renewed: no refresh token (ADR 0240).
     Returns both tokens and their lifetime in seconds."""
-    kid, pem = await _signer(session, realm["name"])
+    sign = await _signer(session, realm["name"])
     iss = issuer_url(base_url, realm["name"])
     now = int(time.time())
     exp = max(now, int(expires_at.timestamp()))
@@ -281,10 +284,7 @@ async def support_tokens(
     id_claims = _id_claims(client, user, iss=iss, now=now, exp=exp, sid=sid)
     id_claims["auth_time"] = now
     id_claims["act"] = act
-    signed = [
-        jwt.encode(c, pem, algorithm="RS256", headers={"kid": kid}) for c in (claims, id_claims)
-    ]
-    return signed[0], signed[1], exp - now
+    return sign(claims), sign(id_claims), exp - now
 
 
 def service_subject(realm: str, client_id: str) -> str:
@@ -296,7 +296,7 @@ async def client_credentials(
 ) -> TokenResponse:
     if client["public"]:
         raise OAuthError("unauthorized_client", "a public client cannot use client_credentials")
-    kid, pem = await _signer(session, realm["name"])
+    sign = await _signer(session, realm["name"])
     now = int(time.time())
     claims: dict[str, Any] = {
         "iss": issuer_url(base_url, realm["name"]),
@@ -313,7 +313,7 @@ async def client_credentials(
     }
     if realm["tenant_id"] is not None:
         claims["tenant_id"] = str(realm["tenant_id"])
-    access = jwt.encode(claims, pem, algorithm="RS256", headers={"kid": kid})
+    access = sign(claims)
     return TokenResponse(access_token=access, expires_in=ACCESS_TTL, scope=scope)
 
 

@@ -24,6 +24,14 @@ SLUG_MIN = 3
 SLUG_MAX = min(limit - len(prefix) for prefix, limit in NAME_LIMITS.items())
 
 
+def schema_of(slug: str) -> str:
+    return SCHEMA_PREFIX + slug.replace("-", "_")
+
+
+def bucket_of(slug: str) -> str:
+    return BUCKET_PREFIX + slug
+
+
 @dataclass(frozen=True)
 class TenantRef:
     id: UUID
@@ -33,11 +41,11 @@ class TenantRef:
 
     @property
     def schema(self) -> str:
-        return SCHEMA_PREFIX + self.slug.replace("-", "_")
+        return schema_of(self.slug)
 
     @property
     def bucket(self) -> str:
-        return BUCKET_PREFIX + self.slug
+        return bucket_of(self.slug)
 
     @property
     def realm(self) -> str:

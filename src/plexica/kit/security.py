@@ -13,9 +13,10 @@ from typing import Annotated, Protocol
 import structlog
 from fastapi import Depends, Request
 
-from plexica.kit.state import core_state
+from plexica.kit.state import configured, core_state
+from plexica_sdk.auth import MAX_TOKEN_BYTES, bearer_challenge, bearer_of
 from plexica_sdk.context import Principal
-from plexica_sdk.errors import ForbiddenError, UnauthenticatedError, UnavailableError
+from plexica_sdk.errors import ForbiddenError, UnauthenticatedError
 
 
 class TokenVerifier(Protocol):
@@ -24,30 +25,22 @@ class TokenVerifier(Protocol):
         ...
 
 
-MAX_TOKEN_BYTES = 8192
-
-
 def bearer_token(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise UnauthenticatedError("a bearer token is required", headers=_challenge())
+    token = bearer_of(request.headers.get("authorization"))
+    if token is None:
+        raise UnauthenticatedError("a bearer token is required", headers=bearer_challenge())
     if len(token) > MAX_TOKEN_BYTES:
-        raise UnauthenticatedError("invalid token", headers=_challenge())
+        raise UnauthenticatedError("invalid token", headers=bearer_challenge())
     return token.strip()
-
-
-def _challenge() -> dict[str, str]:
-    return {"WWW-Authenticate": 'Bearer realm="plexica"'}
 
 
 async def get_principal(request: Request) -> Principal:
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
         return cached
-    verifier = core_state(request).verifier
-    if verifier is None:
-        raise UnavailableError("authentication is not configured on this service")
+    verifier = configured(
+        core_state(request).verifier, "authentication is not configured on this service"
+    )
     principal = await verifier.verify(bearer_token(request))
     request.state.principal = principal
     structlog.contextvars.bind_contextvars(

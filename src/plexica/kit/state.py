@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, TypeVar
 from fastapi import Request
 from starlette.applications import Starlette
 
+from plexica_sdk.errors import UnavailableError
+
 # Type-only: the domains read this state and it names their types, so these imports stay out
 # of the runtime (import-linter's `top-level-acyclic` ignores them, see pyproject.toml).
 if TYPE_CHECKING:
@@ -69,6 +71,13 @@ def started(value: T | None, name: str) -> T:
     if value is None:
         msg = f"the core's {name} is set by its lifespan, which has not run"
         raise RuntimeError(msg)
+    return value
+
+
+def configured(value: T | None, message: str) -> T:
+    """A field left empty in the modes that run without it: a route needing it answers 503."""
+    if value is None:
+        raise UnavailableError(message)
     return value
 
 

@@ -11,6 +11,7 @@ from starlette.types import Scope
 
 from plexica.kit.state import state_of
 from plexica.plugins import service
+from plexica_sdk.auth import bearer_of
 from plexica_sdk.errors import PlexicaError
 
 OPEN_PATHS = frozenset({"/health"})
@@ -41,6 +42,6 @@ class InstallationGate:
 def _bearer(scope: Scope) -> str | None:
     for key, value in scope.get("headers", []):
         if key == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" and token else None
+            token = bearer_of(value.decode("latin-1"))
+            return None if token is None else token.strip()
     return None

@@ -12,7 +12,7 @@ from plexica.audit import service as audit
 from plexica.identity.first_admin import FirstAdmin
 from plexica.identity.schemas import AdminInvite, Invite
 from plexica.kit.security import OperatorDep, PrincipalDep, require_permission
-from plexica.kit.state import core_state
+from plexica.kit.state import configured, core_state
 from plexica.storage.service import Scope, StorageService
 from plexica.tenants import first_admin
 from plexica.tenants.context import TenantDep, TenantServiceDep, TenantSessionDep
@@ -41,7 +41,7 @@ from plexica.tenants.settings import (
     check_logo,
 )
 from plexica_sdk.context import Principal
-from plexica_sdk.errors import ForbiddenError, NotFoundError, UnavailableError
+from plexica_sdk.errors import ForbiddenError, NotFoundError
 
 TenantKey = Annotated[str, Path(max_length=200, description="The tenant's id or slug.")]
 
@@ -188,9 +188,9 @@ async def delete_tenant(key: TenantKey, operator: OperatorDep, service: TenantSe
 
 
 def _first_admin(request: Request) -> FirstAdmin:
-    services = core_state(request).services
-    if services is None:
-        raise UnavailableError("tenant services are not started on this process")
+    services = configured(
+        core_state(request).services, "tenant services are not started on this process"
+    )
     admin: FirstAdmin = services.first_admin
     return admin
 
@@ -285,10 +285,7 @@ async def delete_setting(
 
 
 def _storage(request: Request) -> StorageService:
-    storage = core_state(request).storage
-    if storage is None:
-        raise UnavailableError("storage is not configured on this service")
-    return storage
+    return configured(core_state(request).storage, "storage is not configured on this service")
 
 
 @tenant_router.get("/branding", summary="Name, primary colour and logo of the caller's tenant")

@@ -12,11 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica.kit.db import request_db
 from plexica.kit.security import PrincipalDep
-from plexica.kit.state import core_state
+from plexica.kit.state import configured, core_state
 from plexica.tenants.schemas import State, Tenant
 from plexica.tenants.service import TenantService
 from plexica_sdk.context import Principal
-from plexica_sdk.errors import ForbiddenError, UnavailableError
+from plexica_sdk.errors import ForbiddenError
 
 current_tenant: ContextVar[Tenant | None] = ContextVar("current_tenant", default=None)
 
@@ -35,9 +35,7 @@ class TenantRequiredError(ForbiddenError):
 
 async def tenant_service(request: Request) -> TenantService:
     # async: a sync dependency would be run on a worker thread, a hop that costs milliseconds.
-    services = core_state(request).services
-    if services is None:
-        raise UnavailableError("the tenant service is not running")
+    services = configured(core_state(request).services, "the tenant service is not running")
     svc: TenantService = services.tenants
     return svc
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from plexica.kit.db import quote_ident
+from plexica.kit.provisioning import schema_of
 from plexica.tenants.model import TENANT_METADATA
 from plexica.tenants.schemas import Phase, Setting, State, Step, StepStatus, Tenant, Transition
 
@@ -24,10 +25,6 @@ _COLUMNS = (
 
 class SlugTakenError(Exception):
     pass
-
-
-def schema_of(slug: str) -> str:
-    return "tenant_" + slug.replace("-", "_")
 
 
 def _now() -> datetime:

@@ -27,6 +27,8 @@ from plexica_sdk.auth import (
     JwksIssuerResolver,
     JwtVerifier,
     RevocationCheck,
+    bearer_challenge,
+    bearer_of,
 )
 from plexica_sdk.client import ClientCredentials, CoreClient
 from plexica_sdk.context import Principal
@@ -201,11 +203,9 @@ RuntimeDep = Annotated[PluginRuntime, Depends(_runtime)]
 
 
 def _bearer(request: Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_BYTES:
-        raise UnauthenticatedError(
-            "a bearer token is required", headers={"WWW-Authenticate": 'Bearer realm="plexica"'}
-        )
+    token = bearer_of(request.headers.get("authorization"))
+    if token is None or len(token) > MAX_TOKEN_BYTES:
+        raise UnauthenticatedError("a bearer token is required", headers=bearer_challenge())
     return token.strip()
 
 

@@ -35,6 +35,17 @@ OPERATOR_REALM = "plexica-platform"
 TENANT_REALM_PREFIX = "plexica-"
 
 
+def bearer_of(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header as sent; None without one."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def bearer_challenge() -> dict[str, str]:
+    """The header a 401 for a missing or refused bearer token carries."""
+    return {"WWW-Authenticate": 'Bearer realm="plexica"'}
+
+
 @dataclass(frozen=True)
 class Issuer:
     """An accepted issuer: the operator realm (tenant None, slug None) or one tenant's realm.
