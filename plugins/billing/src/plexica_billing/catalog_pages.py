@@ -19,7 +19,7 @@ from plexica_billing.api import (
     SubRead,
     SubWrite,
 )
-from plexica_billing.forms import CHOICES, Done, RefusedError, apply, back, filled, parse
+from plexica_billing.forms import CHOICES, Done, RefusedError, apply, parse
 from plexica_billing.schemas import (
     CustomerIn,
     CustomerPatch,
@@ -30,7 +30,7 @@ from plexica_billing.schemas import (
 )
 from plexica_sdk.app import FragmentsDep, PluginContext
 from plexica_sdk.pagination import Search
-from plexica_sdk.ui import form_fields
+from plexica_sdk.ui import back, filled, form_fields, page_size
 
 
 def catalog_routes(router: APIRouter) -> None:
@@ -51,7 +51,7 @@ def customer_routes(router: APIRouter) -> None:
         form: dict[str, str] | None = None,
         refused: RefusedError | None = None,
     ) -> HTMLResponse:
-        limit = int(ctx.settings.get("page_size", 25))
+        limit = page_size(ctx.settings)
         found = await service.list_customers(ctx, q, limit, offset)
         return forms.page(
             ui, "customers.html", refused, "new-customer", form, page=found, q=q or "",
@@ -216,7 +216,7 @@ def subscription_routes(router: APIRouter) -> None:
         form: dict[str, str] | None = None,
         refused: RefusedError | None = None,
     ) -> HTMLResponse:
-        limit = int(ctx.settings.get("page_size", 25))
+        limit = page_size(ctx.settings)
         found = await subscription_service.list_subscriptions(ctx, None, None, limit, offset)
         readable = ctx.has("billing:customer:read") and ctx.has("billing:plan:read")
         customers = (await service.list_customers(ctx, None, CHOICES, 0)).items if readable else []

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ValidationError
 
 from plexica_sdk.app import PluginContext
@@ -83,10 +83,6 @@ def page(
     return ui.render(template, refused.status, **shown, **context)
 
 
-def filled(form: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
-    return {k: form[k] for k in names if form.get(k)}
-
-
 def parse(model: type[M], values: dict[str, Any]) -> M:
     try:
         return model.model_validate(values)
@@ -107,11 +103,6 @@ async def apply(ctx: PluginContext, action: Action) -> None:
         field = exc.details.get("field") if isinstance(exc.details, dict) else None
         errors = {str(field): exc.message} if field else {}
         raise RefusedError(exc.status, errors, exc.message) from exc
-
-
-def back(to: str) -> RedirectResponse:
-    # Relative to the plugin's UI root: the shell shows it as one of its pages.
-    return RedirectResponse(to, status_code=303)
 
 
 # The ``done`` query parameter of a page a form redirected to: which success to announce.
