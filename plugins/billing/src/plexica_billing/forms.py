@@ -7,12 +7,12 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from plexica_sdk.app import PluginContext
 from plexica_sdk.errors import PlexicaError
-from plexica_sdk.ui import Fragments, field_errors
+from plexica_sdk.ui import Fragments, back, field_errors
 
 # What a person reads next to a field the server refused (the JSON API keeps pydantic's text).
 FORM_MESSAGES = {
@@ -103,6 +103,21 @@ async def apply(ctx: PluginContext, action: Action) -> None:
         field = exc.details.get("field") if isinstance(exc.details, dict) else None
         errors = {str(field): exc.message} if field else {}
         raise RefusedError(exc.status, errors, exc.message) from exc
+
+
+async def submit(
+    ctx: PluginContext,
+    action: Action,
+    to: str,
+    refused: Callable[[RefusedError], Awaitable[Response]],
+) -> Response:
+    """A form's answer: ``action`` applied (see ``apply``), then a redirect ``to``; refused,
+    the page ``refused`` renders of it."""
+    try:
+        await apply(ctx, action)
+    except RefusedError as exc:
+        return await refused(exc)
+    return back(to)
 
 
 # The ``done`` query parameter of a page a form redirected to: which success to announce.

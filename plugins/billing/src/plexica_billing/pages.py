@@ -21,7 +21,7 @@ from plexica_billing.api import (
     invoice_pdf_response,
 )
 from plexica_billing.catalog_pages import catalog_routes
-from plexica_billing.forms import CHOICES, Action, Done, RefusedError, apply, parse
+from plexica_billing.forms import CHOICES, Action, Done, RefusedError, apply, parse, submit
 from plexica_billing.schemas import (
     CreditNoteIn,
     Invoice,
@@ -136,11 +136,14 @@ def invoice_routes(router: APIRouter) -> None:
         *,
         form: dict[str, str] | None = None,
     ) -> Response:
-        try:
-            await apply(ctx, action)
-        except RefusedError as refused:
-            return await invoice_view(ctx, ui, invoice_id, action=name, form=form, refused=refused)
-        return back(f"ui/invoices/{invoice_id}?done={name}")
+        return await submit(
+            ctx,
+            action,
+            f"ui/invoices/{invoice_id}?done={name}",
+            lambda refused: invoice_view(
+                ctx, ui, invoice_id, action=name, form=form, refused=refused
+            ),
+        )
 
     @router.post("/invoices/{invoice_id}/lines", response_class=HTMLResponse)
     async def add_line(
