@@ -7,7 +7,7 @@ tenant, which the platform created at install and which owns only the plugin's o
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -224,6 +224,14 @@ async def fetch_all(
     session: AsyncSession, sql: str | Executable, params: Mapping[str, Any] | None = None
 ) -> list[dict[str, Any]]:
     return [dict(r) for r in (await session.execute(_statement(sql), params)).mappings()]
+
+
+async def execute_many(
+    session: AsyncSession, sql: str | Executable, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """``sql`` once for each of ``rows`` (one executemany); no rows, nothing runs."""
+    if rows:
+        await session.execute(_statement(sql), rows)
 
 
 async def returns_row(

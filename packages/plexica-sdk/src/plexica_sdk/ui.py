@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from pydantic import ValidationError
 
@@ -25,6 +26,8 @@ DESIGN_TEMPLATES = Path(__file__).parent / "templates"
 MAX_UPLOAD_BYTES = 5 * MiB
 # What the form a plugin route receives may then weigh: the encoded file and the other fields.
 UPLOAD_FORM_BYTES = MAX_UPLOAD_BYTES * 4 // 3 + 64 * KiB
+# Items on one list page, unless the installation's ``page_size`` setting says otherwise.
+PAGE_SIZE = 25
 
 
 class UploadError(PlexicaError):
@@ -78,3 +81,19 @@ def field_errors(exc: ValidationError, messages: dict[str, str] | None = None) -
         name = str(error["loc"][-1]) if error["loc"] else "form"
         out.setdefault(name, (messages or {}).get(name, str(error["msg"])))
     return out
+
+
+def filled(form: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    """The fields ``names`` of a form that are not empty: a model's defaults stand for the rest."""
+    return {k: form[k] for k in names if form.get(k)}
+
+
+def back(to: str) -> RedirectResponse:
+    """The answer to a form applied: ``to`` (relative to the plugin's UI root, so the shell
+    shows it as one of its pages) after a 303."""
+    return RedirectResponse(to, status_code=303)
+
+
+def page_size(settings: Mapping[str, Any]) -> int:
+    """How many items a list page shows: the installation's ``page_size`` setting."""
+    return int(settings.get("page_size", PAGE_SIZE))

@@ -19,7 +19,7 @@ from plexica_billing.api import (
     SubRead,
     SubWrite,
 )
-from plexica_billing.forms import CHOICES, Done, RefusedError, apply, back, filled, parse
+from plexica_billing.forms import CHOICES, Done, RefusedError, parse, submit
 from plexica_billing.schemas import (
     CustomerIn,
     CustomerPatch,
@@ -30,7 +30,7 @@ from plexica_billing.schemas import (
 )
 from plexica_sdk.app import FragmentsDep, PluginContext
 from plexica_sdk.pagination import Search
-from plexica_sdk.ui import form_fields
+from plexica_sdk.ui import filled, form_fields, page_size
 
 
 def catalog_routes(router: APIRouter) -> None:
@@ -51,7 +51,7 @@ def customer_routes(router: APIRouter) -> None:
         form: dict[str, str] | None = None,
         refused: RefusedError | None = None,
     ) -> HTMLResponse:
-        limit = int(ctx.settings.get("page_size", 25))
+        limit = page_size(ctx.settings)
         found = await service.list_customers(ctx, q, limit, offset)
         return forms.page(
             ui, "customers.html", refused, "new-customer", form, page=found, q=q or "",
@@ -72,11 +72,12 @@ def customer_routes(router: APIRouter) -> None:
             body = parse(CustomerIn, filled(form, ("name", "email", "currency")))
             return await service.create_customer(ctx, body)
 
-        try:
-            await apply(ctx, create)
-        except RefusedError as refused:
-            return await customer_list(ctx, ui, None, 0, form=form, refused=refused)
-        return back("ui/customers?done=added")
+        return await submit(
+            ctx,
+            create,
+            "ui/customers?done=added",
+            lambda refused: customer_list(ctx, ui, None, 0, form=form, refused=refused),
+        )
 
     async def customer_view(
         ctx: PluginContext,
@@ -112,13 +113,14 @@ def customer_routes(router: APIRouter) -> None:
             body = parse(CustomerPatch, {**values, "email": form.get("email") or None})
             return await service.update_customer(ctx, customer_id, body)
 
-        try:
-            await apply(ctx, save)
-        except RefusedError as refused:
-            return await customer_view(
+        return await submit(
+            ctx,
+            save,
+            f"ui/customers/{customer_id}?done=saved",
+            lambda refused: customer_view(
                 ctx, ui, customer_id, action="customer", form=form, refused=refused
-            )
-        return back(f"ui/customers/{customer_id}?done=saved")
+            ),
+        )
 
     @router.get("/customers/{customer_id}/delete", response_class=HTMLResponse)
     async def confirm_delete_customer(
@@ -128,13 +130,14 @@ def customer_routes(router: APIRouter) -> None:
 
     @router.post("/customers/{customer_id}/delete", response_class=HTMLResponse)
     async def delete_customer(customer_id: UUID, ctx: CustomerWrite, ui: FragmentsDep) -> Response:
-        try:
-            await apply(ctx, lambda: service.delete_customer(ctx, customer_id))
-        except RefusedError as refused:
-            return await customer_view(
+        return await submit(
+            ctx,
+            lambda: service.delete_customer(ctx, customer_id),
+            "ui/customers?done=deleted",
+            lambda refused: customer_view(
                 ctx, ui, customer_id, action="delete-customer", refused=refused
-            )
-        return back("ui/customers?done=deleted")
+            ),
+        )
 
 
 def plan_routes(router: APIRouter) -> None:
@@ -166,11 +169,12 @@ def plan_routes(router: APIRouter) -> None:
         async def create() -> object:
             return await service.create_plan(ctx, parse(PlanIn, filled(form, names)))
 
-        try:
-            await apply(ctx, create)
-        except RefusedError as refused:
-            return await plan_list(ctx, ui, action="new-plan", form=form, refused=refused)
-        return back("ui/plans?done=added")
+        return await submit(
+            ctx,
+            create,
+            "ui/plans?done=added",
+            lambda refused: plan_list(ctx, ui, action="new-plan", form=form, refused=refused),
+        )
 
     @router.post("/plans/{plan_id}", response_class=HTMLResponse)
     async def edit_plan(
@@ -182,13 +186,14 @@ def plan_routes(router: APIRouter) -> None:
             body = parse(PlanPatch, {k: form.get(k, "") for k in ("name", "price")})
             return await service.update_plan(ctx, plan_id, body)
 
-        try:
-            await apply(ctx, save)
-        except RefusedError as refused:
-            return await plan_list(
+        return await submit(
+            ctx,
+            save,
+            "ui/plans?done=saved",
+            lambda refused: plan_list(
                 ctx, ui, action="plan", target=plan_id, form=form, refused=refused
-            )
-        return back("ui/plans?done=saved")
+            ),
+        )
 
     @router.get("/plans/{plan_id}/delete", response_class=HTMLResponse)
     async def confirm_delete_plan(plan_id: UUID, ctx: PlanWrite, ui: FragmentsDep) -> Response:
@@ -196,11 +201,14 @@ def plan_routes(router: APIRouter) -> None:
 
     @router.post("/plans/{plan_id}/delete", response_class=HTMLResponse)
     async def delete_plan(plan_id: UUID, ctx: PlanWrite, ui: FragmentsDep) -> Response:
-        try:
-            await apply(ctx, lambda: service.delete_plan(ctx, plan_id))
-        except RefusedError as refused:
-            return await plan_list(ctx, ui, action="delete-plan", target=plan_id, refused=refused)
-        return back("ui/plans?done=deleted")
+        return await submit(
+            ctx,
+            lambda: service.delete_plan(ctx, plan_id),
+            "ui/plans?done=deleted",
+            lambda refused: plan_list(
+                ctx, ui, action="delete-plan", target=plan_id, refused=refused
+            ),
+        )
 
 
 def subscription_routes(router: APIRouter) -> None:
@@ -216,7 +224,7 @@ def subscription_routes(router: APIRouter) -> None:
         form: dict[str, str] | None = None,
         refused: RefusedError | None = None,
     ) -> HTMLResponse:
-        limit = int(ctx.settings.get("page_size", 25))
+        limit = page_size(ctx.settings)
         found = await subscription_service.list_subscriptions(ctx, None, None, limit, offset)
         readable = ctx.has("billing:customer:read") and ctx.has("billing:plan:read")
         customers = (await service.list_customers(ctx, None, CHOICES, 0)).items if readable else []
@@ -243,13 +251,14 @@ def subscription_routes(router: APIRouter) -> None:
             body = parse(SubscriptionIn, filled(form, names))
             return await subscription_service.create_subscription(ctx, body)
 
-        try:
-            await apply(ctx, start)
-        except RefusedError as refused:
-            return await subscription_list(
+        return await submit(
+            ctx,
+            start,
+            "ui/subscriptions?done=started",
+            lambda refused: subscription_list(
                 ctx, ui, 0, action="new-subscription", form=form, refused=refused
-            )
-        return back("ui/subscriptions?done=started")
+            ),
+        )
 
     @router.post("/subscriptions/{subscription_id}", response_class=HTMLResponse)
     async def change_subscription(
@@ -261,36 +270,43 @@ def subscription_routes(router: APIRouter) -> None:
             body = parse(SubscriptionChange, filled(form, ("plan_id", "quantity", "effective")))
             return await subscription_service.change_subscription(ctx, subscription_id, body)
 
-        try:
-            await apply(ctx, change)
-        except RefusedError as refused:
-            return await subscription_list(
-                ctx, ui, 0, action="subscription", target=subscription_id, form=form,
+        return await submit(
+            ctx,
+            change,
+            "ui/subscriptions?done=changed",
+            lambda refused: subscription_list(
+                ctx,
+                ui,
+                0,
+                action="subscription",
+                target=subscription_id,
+                form=form,
                 refused=refused,
-            )  # fmt: skip
-        return back("ui/subscriptions?done=changed")
+            ),
+        )
 
     async def set_subscription(
-        ctx: PluginContext, ui: FragmentsDep, subscription_id: UUID, body: SubscriptionChange
-    ) -> Response | None:
-        """The change made (None), or the page showing why it was refused."""
-        try:
-            await apply(
-                ctx, lambda: subscription_service.change_subscription(ctx, subscription_id, body)
-            )
-        except RefusedError as refused:
-            return await subscription_list(
+        ctx: PluginContext,
+        ui: FragmentsDep,
+        subscription_id: UUID,
+        body: SubscriptionChange,
+        done: str,
+    ) -> Response:
+        return await submit(
+            ctx,
+            lambda: subscription_service.change_subscription(ctx, subscription_id, body),
+            f"ui/subscriptions?done={done}",
+            lambda refused: subscription_list(
                 ctx, ui, 0, action="subscription", target=subscription_id, refused=refused
-            )
-        return None
+            ),
+        )
 
     @router.post("/subscriptions/{subscription_id}/cancel", response_class=HTMLResponse)
     async def cancel_subscription(
         subscription_id: UUID, ctx: SubWrite, ui: FragmentsDep
     ) -> Response:
         body = SubscriptionChange(status="canceled")
-        refused = await set_subscription(ctx, ui, subscription_id, body)
-        return refused or back("ui/subscriptions?done=canceled")
+        return await set_subscription(ctx, ui, subscription_id, body, "canceled")
 
     @router.post(
         "/subscriptions/{subscription_id}/cancel-at-period-end", response_class=HTMLResponse
@@ -299,11 +315,9 @@ def subscription_routes(router: APIRouter) -> None:
         subscription_id: UUID, ctx: SubWrite, ui: FragmentsDep
     ) -> Response:
         body = SubscriptionChange(cancel_at_period_end=True)
-        refused = await set_subscription(ctx, ui, subscription_id, body)
-        return refused or back("ui/subscriptions?done=ending")
+        return await set_subscription(ctx, ui, subscription_id, body, "ending")
 
     @router.post("/subscriptions/{subscription_id}/keep", response_class=HTMLResponse)
     async def keep_subscription(subscription_id: UUID, ctx: SubWrite, ui: FragmentsDep) -> Response:
         body = SubscriptionChange(cancel_at_period_end=False)
-        refused = await set_subscription(ctx, ui, subscription_id, body)
-        return refused or back("ui/subscriptions?done=kept")
+        return await set_subscription(ctx, ui, subscription_id, body, "kept")

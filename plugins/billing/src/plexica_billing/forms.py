@@ -7,12 +7,12 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from plexica_sdk.app import PluginContext
 from plexica_sdk.errors import PlexicaError
-from plexica_sdk.ui import Fragments, field_errors
+from plexica_sdk.ui import Fragments, back, field_errors
 
 # What a person reads next to a field the server refused (the JSON API keeps pydantic's text).
 FORM_MESSAGES = {
@@ -83,10 +83,6 @@ def page(
     return ui.render(template, refused.status, **shown, **context)
 
 
-def filled(form: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
-    return {k: form[k] for k in names if form.get(k)}
-
-
 def parse(model: type[M], values: dict[str, Any]) -> M:
     try:
         return model.model_validate(values)
@@ -109,9 +105,19 @@ async def apply(ctx: PluginContext, action: Action) -> None:
         raise RefusedError(exc.status, errors, exc.message) from exc
 
 
-def back(to: str) -> RedirectResponse:
-    # Relative to the plugin's UI root: the shell shows it as one of its pages.
-    return RedirectResponse(to, status_code=303)
+async def submit(
+    ctx: PluginContext,
+    action: Action,
+    to: str,
+    refused: Callable[[RefusedError], Awaitable[Response]],
+) -> Response:
+    """A form's answer: ``action`` applied (see ``apply``), then a redirect ``to``; refused,
+    the page ``refused`` renders of it."""
+    try:
+        await apply(ctx, action)
+    except RefusedError as exc:
+        return await refused(exc)
+    return back(to)
 
 
 # The ``done`` query parameter of a page a form redirected to: which success to announce.

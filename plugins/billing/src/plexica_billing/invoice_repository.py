@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica_billing.repository import where_status_and_customer
-from plexica_sdk.db import fetch_all, fetch_first, fetch_one
+from plexica_sdk.db import execute_many, fetch_all, fetch_first, fetch_one
 from plexica_sdk.db import page as _page
 
 # --- invoices --------------------------------------------------------------------------------
@@ -62,15 +62,13 @@ async def lines(session: AsyncSession, invoice_id: UUID) -> list[dict[str, Any]]
 
 
 async def insert_lines(session: AsyncSession, values: list[dict[str, Any]]) -> None:
-    if values:
-        await session.execute(
-            text(
-                "INSERT INTO billing_invoice_lines (invoice_id, position, description, quantity,"
-                " unit_price, tax_rate, amount, tax, kind) VALUES (:invoice_id, :position,"
-                " :description, :quantity, :unit_price, :tax_rate, :amount, :tax, :kind)"
-            ),
-            [{"kind": "charge", **v} for v in values],
-        )
+    await execute_many(
+        session,
+        "INSERT INTO billing_invoice_lines (invoice_id, position, description, quantity,"
+        " unit_price, tax_rate, amount, tax, kind) VALUES (:invoice_id, :position,"
+        " :description, :quantity, :unit_price, :tax_rate, :amount, :tax, :kind)",
+        [{"kind": "charge", **v} for v in values],
+    )
 
 
 async def delete_lines(session: AsyncSession, invoice_id: UUID) -> None:

@@ -21,7 +21,7 @@ from plexica_billing.api import (
     invoice_pdf_response,
 )
 from plexica_billing.catalog_pages import catalog_routes
-from plexica_billing.forms import CHOICES, Action, Done, RefusedError, apply, back, filled, parse
+from plexica_billing.forms import CHOICES, Action, Done, RefusedError, apply, parse, submit
 from plexica_billing.schemas import (
     CreditNoteIn,
     Invoice,
@@ -31,7 +31,7 @@ from plexica_billing.schemas import (
     PaymentIn,
 )
 from plexica_sdk.app import FragmentsDep, PluginContext
-from plexica_sdk.ui import form_fields
+from plexica_sdk.ui import back, filled, form_fields, page_size
 
 
 def _overdue(invoice: Invoice, now: datetime) -> bool:
@@ -40,7 +40,6 @@ def _overdue(invoice: Invoice, now: datetime) -> bool:
 
 def ui_router() -> APIRouter:
     router = APIRouter(prefix="/ui", tags=["billing-ui"], include_in_schema=False)
-    invoice_routes(router)
     invoice_routes(router)
     catalog_routes(router)
 
@@ -62,7 +61,7 @@ def invoice_routes(router: APIRouter) -> None:
         form: dict[str, str] | None = None,
         refused: RefusedError | None = None,
     ) -> HTMLResponse:
-        limit = int(ctx.settings.get("page_size", 25))
+        limit = page_size(ctx.settings)
         found = await invoice_service.list_invoices(ctx, status, customer_id, limit, offset)
         can_write = ctx.has("billing:invoice:write") and ctx.has("billing:customer:read")
         customers = (await service.list_customers(ctx, None, CHOICES, 0)).items if can_write else []
@@ -137,11 +136,14 @@ def invoice_routes(router: APIRouter) -> None:
         *,
         form: dict[str, str] | None = None,
     ) -> Response:
-        try:
-            await apply(ctx, action)
-        except RefusedError as refused:
-            return await invoice_view(ctx, ui, invoice_id, action=name, form=form, refused=refused)
-        return back(f"ui/invoices/{invoice_id}?done={name}")
+        return await submit(
+            ctx,
+            action,
+            f"ui/invoices/{invoice_id}?done={name}",
+            lambda refused: invoice_view(
+                ctx, ui, invoice_id, action=name, form=form, refused=refused
+            ),
+        )
 
     @router.post("/invoices/{invoice_id}/lines", response_class=HTMLResponse)
     async def add_line(

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plexica_billing.repository import where_status_and_customer
-from plexica_sdk.db import fetch_all, fetch_first, fetch_one
+from plexica_sdk.db import execute_many, fetch_all, fetch_first, fetch_one
 from plexica_sdk.db import page as _page
 
 # --- subscriptions ---------------------------------------------------------------------------
@@ -90,14 +90,12 @@ async def subscription_plan(
 
 
 async def insert_items(session: AsyncSession, values: list[dict[str, Any]]) -> None:
-    if values:
-        await session.execute(
-            text(
-                "INSERT INTO billing_subscription_items (subscription_id, description, amount,"
-                " tax_rate) VALUES (:subscription_id, :description, :amount, :tax_rate)"
-            ),
-            values,
-        )
+    await execute_many(
+        session,
+        "INSERT INTO billing_subscription_items (subscription_id, description, amount,"
+        " tax_rate) VALUES (:subscription_id, :description, :amount, :tax_rate)",
+        values,
+    )
 
 
 async def pending_items(session: AsyncSession, subscription_id: UUID) -> list[dict[str, Any]]:
@@ -142,22 +140,18 @@ async def mark_billed(
 ) -> None:
     """Attach billed items (``{id, invoice_id}``) and usage (``{ids, invoice_id}``) to their
     invoices: billed once, never again."""
-    if items:
-        await session.execute(
-            text(
-                "UPDATE billing_subscription_items SET invoice_id = :invoice_id"
-                " WHERE id = :id AND invoice_id IS NULL"
-            ),
-            items,
-        )
-    if usage:
-        await session.execute(
-            text(
-                "UPDATE billing_usage_records SET invoice_id = :invoice_id"
-                " WHERE id = ANY(:ids) AND invoice_id IS NULL"
-            ),
-            usage,
-        )
+    await execute_many(
+        session,
+        "UPDATE billing_subscription_items SET invoice_id = :invoice_id"
+        " WHERE id = :id AND invoice_id IS NULL",
+        items,
+    )
+    await execute_many(
+        session,
+        "UPDATE billing_usage_records SET invoice_id = :invoice_id"
+        " WHERE id = ANY(:ids) AND invoice_id IS NULL",
+        usage,
+    )
 
 
 # --- usage -----------------------------------------------------------------------------------

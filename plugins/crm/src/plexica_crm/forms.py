@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Query
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from plexica_crm import csvfile, service
@@ -22,7 +22,7 @@ from plexica_crm.schemas import (
 from plexica_sdk.app import PluginContext
 from plexica_sdk.errors import PlexicaError, PreconditionFailedError, UnknownReferenceError
 from plexica_sdk.preconditions import etag
-from plexica_sdk.ui import Fragments, UploadError, field_errors, uploaded
+from plexica_sdk.ui import Fragments, UploadError, back, field_errors, filled, uploaded
 
 # What a person reads next to a field the server refused (the JSON API keeps pydantic's text).
 FORM_MESSAGES = {
@@ -58,15 +58,6 @@ CHOICES = 200
 Done = Annotated[str | None, Query(max_length=20)]
 
 Show = Callable[[int, dict[str, str] | None, dict[str, str], str | None], Awaitable[Response]]
-
-
-def back(to: str) -> RedirectResponse:
-    # Relative to the plugin's UI root: the shell shows it as one of its pages.
-    return RedirectResponse(to, status_code=303)
-
-
-def filled(form: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
-    return {k: form[k] for k in names if form.get(k)}
 
 
 def values(record: Any, names: tuple[str, ...]) -> dict[str, str]:

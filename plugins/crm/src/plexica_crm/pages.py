@@ -35,7 +35,7 @@ from plexica_crm.schemas import (
 from plexica_sdk.app import ContextDep, FragmentsDep, PluginContext
 from plexica_sdk.errors import ForbiddenError, UnknownReferenceError
 from plexica_sdk.pagination import Search
-from plexica_sdk.ui import Fragments, field_errors, form_fields
+from plexica_sdk.ui import Fragments, back, field_errors, filled, form_fields, page_size
 
 CONTACT_FIELDS = ("first_name", "last_name", "email", "phone", "company_id")
 COMPANY_FIELDS = ("name", "domain")
@@ -44,10 +44,6 @@ DEAL_EDIT = ("title", "amount", "currency", "company_id")
 Count = Annotated[int | None, Query(ge=0)]
 # After a delete, the record the list page's notice offers to restore.
 Undo = Annotated[UUID | None, Query()]
-
-
-def _page_size(ctx: PluginContext) -> int:
-    return int(ctx.settings.get("page_size", 25))
 
 
 def _notice(what: str, done: str | None, imported: int | None = None) -> str | None:
@@ -67,7 +63,7 @@ async def _contacts(
     added_id: str | None = None, notice: str | None = None,
     report: dict[str, Any] | None = None, undo: UUID | None = None,
 ) -> HTMLResponse:  # fmt: skip
-    page = await service.list_contacts(ctx, q or None, None, _page_size(ctx), offset)
+    page = await service.list_contacts(ctx, q or None, None, page_size(ctx.settings), offset)
     added = next((c for c in page.items if str(c.id) == added_id), None)
     return ui.render(
         "contacts.html", status, page=page, q=q, form=form or {}, errors=errors or {},
@@ -82,7 +78,7 @@ async def _companies(
     form: dict[str, str] | None = None, errors: dict[str, str] | None = None,
     notice: str | None = None, report: dict[str, Any] | None = None, undo: UUID | None = None,
 ) -> HTMLResponse:  # fmt: skip
-    page = await service.list_companies(ctx, q or None, _page_size(ctx), offset)
+    page = await service.list_companies(ctx, q or None, page_size(ctx.settings), offset)
     return ui.render(
         "companies.html", status, page=page, q=q, form=form or {}, errors=errors or {},
         notice=notice, undo=undo, report=report, can_write=ctx.has("crm:company:write"),
@@ -235,14 +231,14 @@ def ui_router() -> APIRouter:
         form = await form_fields(request)
         try:
             contact = await service.create_contact(
-                ctx, ContactIn.model_validate(forms.filled(form, CONTACT_FIELDS))
+                ctx, ContactIn.model_validate(filled(form, CONTACT_FIELDS))
             )
         except ValidationError as exc:
             errors = field_errors(exc, forms.FORM_MESSAGES)
         except UnknownReferenceError as exc:
             errors = forms.reference_error(exc)
         else:
-            return forms.back(f"ui/contacts?added={contact.id}")
+            return back(f"ui/contacts?added={contact.id}")
         return await _contacts(ctx, ui, status=422, form=form, errors=errors)
 
     transfer_routes(
@@ -271,12 +267,12 @@ def ui_router() -> APIRouter:
     async def add_company(request: Request, ctx: CompanyWrite, ui: FragmentsDep) -> Response:
         form = await form_fields(request)
         try:
-            body = CompanyIn.model_validate(forms.filled(form, COMPANY_FIELDS))
+            body = CompanyIn.model_validate(filled(form, COMPANY_FIELDS))
         except ValidationError as exc:
             errors = field_errors(exc, forms.FORM_MESSAGES)
             return await _companies(ctx, ui, status=422, form=form, errors=errors)
         company = await service.create_company(ctx, body)
-        return forms.back(f"ui/companies/{company.id}")
+        return back(f"ui/companies/{company.id}")
 
     transfer_routes(
         router, "company", "companies", export=transfer.export_companies,
@@ -294,7 +290,7 @@ def ui_router() -> APIRouter:
     async def add_deal(request: Request, ctx: DealWrite, ui: FragmentsDep) -> Response:
         form = await form_fields(request)
         try:
-            body = DealIn.model_validate(forms.filled(form, DEAL_FIELDS))
+            body = DealIn.model_validate(filled(form, DEAL_FIELDS))
             deal = await service.create_deal(ctx, body)
         except ValidationError as exc:
             errors = field_errors(exc, forms.FORM_MESSAGES)
@@ -302,7 +298,7 @@ def ui_router() -> APIRouter:
         except UnknownReferenceError:
             errors = {"stage_id": forms.FORM_MESSAGES["stage_id"]}
             return await _board(ctx, ui, status=422, form=form, errors=errors)
-        return forms.back(f"ui/deals#deal-{deal.id}")
+        return back(f"ui/deals#deal-{deal.id}")
 
     @router.post("/deals/{deal_id}/stage", response_class=HTMLResponse)
     async def move_deal_form(
@@ -313,7 +309,7 @@ def ui_router() -> APIRouter:
             await service.move_deal(ctx, deal_id, form.get("stage_id", ""))
         except UnknownReferenceError:
             return await _board(ctx, ui, status=422, error="Choose one of the stages.")
-        return forms.back(f"ui/deals#deal-{deal_id}")
+        return back(f"ui/deals#deal-{deal_id}")
 
     for record in RECORDS:
         record_routes(router, record)

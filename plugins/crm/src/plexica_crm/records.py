@@ -19,7 +19,7 @@ from plexica_crm.service import TRASH_DAYS
 from plexica_sdk.app import FragmentsDep, PluginContext, require
 from plexica_sdk.guard import body_limit
 from plexica_sdk.preconditions import etag
-from plexica_sdk.ui import UPLOAD_FORM_BYTES, Fragments, form_fields
+from plexica_sdk.ui import UPLOAD_FORM_BYTES, Fragments, back, form_fields
 
 
 class View(Protocol):
@@ -159,7 +159,7 @@ def record_routes(router: APIRouter, r: Record) -> None:
             await trash.restore(ctx, r.kind, record_id)
         except CrmNotFoundError:
             return forms.gone(ui, r.what, in_trash=True)
-        return forms.back(f"ui/{r.path}/{record_id}?done=restored")
+        return back(f"ui/{r.path}/{record_id}?done=restored")
 
     @router.post(f"/{r.path}/{{record_id}}/activities", response_class=HTMLResponse)
     async def add_activity(
@@ -174,7 +174,7 @@ def record_routes(router: APIRouter, r: Record) -> None:
         errors = await forms.log_activity(ctx, form, links)
         if errors:
             return await r.view(ctx, ui, record, status=422, activity=form, activity_errors=errors)
-        return forms.back(f"ui/{r.path}/{record_id}?done=logged#activities")
+        return back(f"ui/{r.path}/{record_id}?done=logged#activities")
 
 
 def transfer_routes(
@@ -205,4 +205,4 @@ def transfer_routes(
         result, report = await forms.run_import(form, lambda content: load(ctx, content))
         if result is None:
             return await refused(ctx, ui, report)
-        return forms.back(f"ui/{path}?imported={result.created}")
+        return back(f"ui/{path}?imported={result.created}")

@@ -210,6 +210,13 @@ async def list_stages(ctx: PluginContext) -> list[Stage]:
     return [Stage.model_validate(r) for r in await repo.list_stages(ctx.db)]
 
 
+async def _stage(ctx: PluginContext, stage_id: str) -> dict[str, Any]:
+    stage = await repo.get_stage(ctx.db, stage_id)
+    if stage is None:
+        raise UnknownReferenceError("stage_id: no such stage", details={"field": "stage_id"})
+    return stage
+
+
 async def list_deals(
     ctx: PluginContext, q: str | None, stage_id: str | None, limit: int, offset: int
 ) -> Page[Deal]:
@@ -218,9 +225,7 @@ async def list_deals(
 
 
 async def create_deal(ctx: PluginContext, body: DealIn) -> Deal:
-    stage = await repo.get_stage(ctx.db, body.stage_id)
-    if stage is None:
-        raise UnknownReferenceError("stage_id: no such stage", details={"field": "stage_id"})
+    await _stage(ctx, body.stage_id)
     await _exists(ctx, "crm_companies", body.company_id, "company_id")
     await _exists(ctx, "crm_contacts", body.contact_id, "contact_id")
     currency = body.currency or str(ctx.settings.get("currency", "EUR"))
@@ -259,9 +264,7 @@ async def delete_deal(ctx: PluginContext, deal_id: UUID, if_match: str | None = 
 
 
 async def move_deal(ctx: PluginContext, deal_id: UUID, stage_id: str) -> Deal:
-    stage = await repo.get_stage(ctx.db, stage_id)
-    if stage is None:
-        raise UnknownReferenceError("stage_id: no such stage", details={"field": "stage_id"})
+    stage = await _stage(ctx, stage_id)
     # Parallel moves of one deal queue on its row and apply in order: each event's "from" is the
     # stage its move really left, and only the move that enters "won" announces it.
     before = Deal.model_validate(await _found(ctx, "crm_deals", deal_id, "deal", lock=True))
