@@ -230,7 +230,7 @@ def test_chart_routes_sidecar_writes_the_installed_plugins_routes(
         [str(BIN / "plexica"), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while not output.exists():
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "the watcher wrote nothing"

@@ -66,7 +66,7 @@ async def make_plugin(
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 20.0
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 60.0
 ) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

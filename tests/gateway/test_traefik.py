@@ -262,16 +262,24 @@ def test_rate_limit_is_429_with_retry_after(edge: dict[str, Any]) -> None:
 
 def test_the_edge_answers_its_own_failures_in_the_error_shape(edge: dict[str, Any]) -> None:
     h = auth(edge["token"])
+    # The unreachable plugin's breaker (ADR 0176) may already be open from an earlier call on
+    # this module's edge (a slow machine keeps it open longer): then the edge answers for it.
+    unreachable = {502: "bad_gateway", 503: "unavailable"}
     cases = [
-        ("GET", f"/api/plugins/{edge['down']}/v1/echo", 502, "bad_gateway", b""),
-        ("POST", f"/api/plugins/{edge['plugin']}/v1/echo", 413, "payload_too_large", b"x" * 2**21),
-        ("GET", f"/api/plugins/{edge['plugin']}/v1/slow", 504, "upstream_timeout", b""),
+        ("GET", f"/api/plugins/{edge['down']}/v1/echo", unreachable, b""),
+        (
+            "POST",
+            f"/api/plugins/{edge['plugin']}/v1/echo",
+            {413: "payload_too_large"},
+            b"x" * 2**21,
+        ),
+        ("GET", f"/api/plugins/{edge['plugin']}/v1/slow", {504: "upstream_timeout"}, b""),
     ]
-    for method, path, status, code, body in cases:
+    for method, path, expected, body in cases:
         r = httpx.request(method, edge["web"] + path, headers=h, content=body, timeout=60)
-        assert r.status_code == status, (path, r.status_code, r.text)
+        assert r.status_code in expected, (path, r.status_code, r.text)
         assert r.headers["content-type"].startswith("application/json"), (path, r.headers)
-        assert r.json()["error"]["code"] == code, r.text
+        assert r.json()["error"]["code"] == expected[r.status_code], r.text
 
 
 def test_a_failing_plugin_trips_its_breaker_and_is_tried_again_once_back(
