@@ -70,7 +70,7 @@ def live(database_url: str) -> Iterator[Live]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10.0) as client:
+    async with httpx.AsyncClient(timeout=60.0) as client:
         yield client
 
 
