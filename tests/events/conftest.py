@@ -80,7 +80,7 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
-async def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 20.0) -> list[Any]:
+async def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 60.0) -> list[Any]:
     """Every record of ``topic`` from the beginning, with a plain consumer (no group)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()

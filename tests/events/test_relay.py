@@ -149,7 +149,7 @@ async def test_broker_killed_and_restarted_loses_nothing(db: Database, tmp_path:
         await asyncio.gather(task, return_exceptions=True)
         await sink.close()
     try:
-        records = await read_topic(broker.bootstrap, family, len(committed), timeout=30)
+        records = await read_topic(broker.bootstrap, family, len(committed), timeout=120)
     finally:
         broker.stop()
     seen = {dict(r.headers)["ce_id"].decode() for r in records}
