@@ -173,8 +173,9 @@ async def _catalog_directly(db: Database, plugin_id: str, sql: str) -> None:
 
 
 # Platform tables that servers of the session (the web tests' site runs the event runtime, the
-# identity tests' core sweeps expired grants) write in the background on this worker's database,
-# whatever this test does: the plugin's role holds no grant on any of them.
+# identity tests' core sweeps expired grants, MFA challenges and retired signing keys) write in
+# the background on this worker's database, whatever this test does: the plugin's role holds no
+# grant on any of them.
 BACKGROUND = (
     "outbox",
     "event_deliveries",
@@ -183,6 +184,8 @@ BACKGROUND = (
     "auth_codes",
     "refresh_tokens",
     "revocations",
+    "mfa_challenges",
+    "realm_keys",
 )
 
 
